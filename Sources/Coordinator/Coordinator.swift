@@ -1,0 +1,1 @@
+// The Coordinator library: filled by later work (see docs/architecture.md).

@@ -1,0 +1,1 @@
+// The Protocol library: filled by later work (see docs/architecture.md).

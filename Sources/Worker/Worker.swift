@@ -1,0 +1,1 @@
+// The Worker library: filled by later work (see docs/architecture.md).

@@ -1,0 +1,10 @@
+// The `factsweep` command: subcommands, each in its own file.
+import ArgumentParser
+
+@main
+struct FactSweep: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "factsweep",
+        abstract: "Fine-tuning studies at scale: train, evaluate and sweep Llama-architecture models on CPU.",
+        subcommands: [])
+}
