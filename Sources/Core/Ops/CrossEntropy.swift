@@ -1,0 +1,34 @@
+// Causal-LM cross-entropy over the rows that carry a label, and its gradient.
+import Foundation
+
+/// Softmax cross-entropy of `rows` logit rows against `targets`, averaged over rows.
+/// - logits: (M, V), overwritten in backward-ready form: on return each row holds
+///   (softmax − onehot(target)) · gradScale, i.e. ∂(gradScale·Σ loss)/∂logits.
+/// - losses: (M) per-row loss, returned for reporting.
+/// Returns the mean loss. Rows are independent, so they split across threads.
+public func crossEntropyForwardBackward(
+    logits: FloatPointer, losses: FloatPointer, targets: UnsafePointer<Int32>, rows: Int, vocab: Int,
+    gradScale: Float, context: ComputeContext
+) -> Float {
+    context.parallelFor(rows) { range in
+        for r in range {
+            let row = logits.base + r * vocab
+            var m = -Float.infinity
+            for j in 0..<vocab { m = max(m, row[j]) }
+            var sum: Float = 0
+            for j in 0..<vocab {
+                let e = expf(row[j] - m)
+                row[j] = e
+                sum += e
+            }
+            let t = Int(targets[r])
+            losses[r] = -(logf(row[t] / sum))
+            let inv = gradScale / sum
+            for j in 0..<vocab { row[j] *= inv }
+            row[t] -= gradScale
+        }
+    }
+    var total: Double = 0
+    for r in 0..<rows { total += Double(losses[r]) }
+    return rows > 0 ? Float(total / Double(rows)) : 0
+}

@@ -1,0 +1,47 @@
+// Linear: y = x·Wᵀ through cblas_sgemm, with W in PyTorch's [out, in] layout,
+// and its backward. Every matrix product of the core goes through here or
+// through `gemm` below.
+import CBLAS
+
+/// C[m,n] = alpha · op(A)·op(B) + beta · C, row-major, with explicit leading
+/// dimensions so that heads can be addressed inside wider rows.
+@inline(__always)
+public func gemm(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    cblas_sgemm(
+        CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+        Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// out = inp · weightᵀ, or out += … when `accumulate`.
+/// - inp: (N, inDim); weight: (outDim, inDim); out: (N, outDim).
+public func linearForward(
+    _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
+    n: Int, inDim: Int, outDim: Int, accumulate: Bool = false
+) {
+    gemm(transA: false, transB: true, m: n, n: outDim, k: inDim,
+         a: inp, lda: inDim, b: weight, ldb: inDim, beta: accumulate ? 1 : 0, c: out, ldc: outDim)
+}
+
+/// Backward of `linearForward`.
+/// - dinp: (N, inDim) += dout · weight, or = when `!accumulateInput` (skipped when nil:
+///   nothing upstream needs it);
+/// - dweight: (outDim, inDim) += doutᵀ · inp (skipped when nil: the weight is frozen);
+/// - dout: (N, outDim); inp: (N, inDim); weight: (outDim, inDim).
+public func linearBackward(
+    dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
+    dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    n: Int, inDim: Int, outDim: Int, accumulateInput: Bool = true
+) {
+    if let dinp {
+        gemm(transA: false, transB: false, m: n, n: inDim, k: outDim,
+             a: dout, lda: outDim, b: weight, ldb: inDim, beta: accumulateInput ? 1 : 0, c: dinp, ldc: inDim)
+    }
+    if let dweight {
+        gemm(transA: true, transB: false, m: outDim, n: inDim, k: n,
+             a: dout, lda: outDim, b: inp, ldb: inDim, beta: 1, c: dweight, ldc: inDim)
+    }
+}

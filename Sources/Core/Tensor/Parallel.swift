@@ -1,0 +1,69 @@
+// Parallel: splitting the non-BLAS ops across the configured number of threads.
+import Dispatch
+import CBLAS
+
+/// How many threads the core may use. Workers on one host split the cores, so
+/// this is a setting, never `ProcessInfo.activeProcessorCount`.
+public struct ComputeContext: Sendable {
+    public let threads: Int
+
+    /// Also tells OpenBLAS to use `threads` threads for every sgemm in this process.
+    public init(threads: Int) {
+        self.threads = max(1, threads)
+        openblas_set_num_threads(Int32(self.threads))
+    }
+
+    /// Runs `body(range)` over `0..<count` split into at most `threads` contiguous
+    /// chunks, in parallel. Work smaller than `minimumPerThread` runs inline.
+    @inline(__always)
+    public func parallelFor(_ count: Int, minimumPerThread: Int = 1, _ body: (Range<Int>) -> Void) {
+        let chunks = min(threads, max(1, count / max(1, minimumPerThread)))
+        if chunks <= 1 {
+            body(0..<count)
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            let box = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                let lo = count * c / chunks, hi = count * (c + 1) / chunks
+                if lo < hi { box.value(lo..<hi) }
+            }
+        }
+    }
+
+    /// Like `parallelFor` but tells the body which chunk it runs, so that it can
+    /// use per-thread scratch space; `chunk < threads`.
+    public func parallelChunks(_ count: Int, _ body: (_ chunk: Int, Range<Int>) -> Void) {
+        let chunks = min(threads, count)
+        if chunks <= 1 {
+            body(0, 0..<count)
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            let box = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                let lo = count * c / chunks, hi = count * (c + 1) / chunks
+                if lo < hi { box.value(c, lo..<hi) }
+            }
+        }
+    }
+}
+
+extension ComputeContext {
+    /// Runs `body` with OpenBLAS limited to one thread: inside loops that are
+    /// already split across threads, small per-head sgemm calls must not each
+    /// spawn their own.
+    public func withSingleThreadedBLAS(_ body: () -> Void) {
+        if threads == 1 { return body() }
+        openblas_set_num_threads(1)
+        body()
+        openblas_set_num_threads(Int32(threads))
+    }
+}
+
+/// Lets a closure over raw pointers cross into `concurrentPerform`; callers
+/// guarantee that chunks write disjoint memory.
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

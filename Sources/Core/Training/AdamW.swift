@@ -1,0 +1,93 @@
+// AdamW with bias correction and decoupled weight decay (torch.optim.AdamW),
+// gradient-norm clipping (torch.nn.utils.clip_grad_norm_), fused with zeroing
+// the gradients so that a step streams each array through memory once.
+import Foundation
+
+/// Hyperparameters of AdamW; defaults are PyTorch's except weight decay.
+public struct AdamWSettings: Sendable, Codable, Equatable {
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var eps: Float = 1e-8
+    public var weightDecay: Float = 0.0
+    /// Clip the global gradient norm to this value; nil disables clipping.
+    public var maxGradNorm: Float? = 1.0
+
+    public init(beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0, maxGradNorm: Float? = 1.0) {
+        self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay; self.maxGradNorm = maxGradNorm
+    }
+}
+
+/// The moments of AdamW over one flat parameter arena, in an arena of their own.
+public final class AdamW: @unchecked Sendable {
+    public let settings: AdamWSettings
+    public let count: Int
+    /// First and second moments, (count) each, one arena.
+    public let moments: FloatArena
+    public private(set) var step: Int = 0
+
+    public init(count: Int, settings: AdamWSettings) {
+        self.settings = settings
+        self.count = count
+        moments = FloatArena(capacity: 2 * count)
+    }
+
+    var m: FloatPointer { FloatPointer(moments.base) }
+    var v: FloatPointer { FloatPointer(moments.base + count) }
+
+    /// Restores the step counter (moments are restored through `moments`).
+    public func restore(step: Int) { self.step = step }
+
+    /// L2 norm of `grads` (count): Float sums over blocks of 4096, Double
+    /// across blocks, per thread chunk, added in chunk order for determinism.
+    public static func gradientNorm(_ grads: FloatPointer, count: Int, context: ComputeContext) -> Float {
+        let blocks = (count + 4095) / 4096
+        var total: Double = 0
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: context.threads) { partial in
+            partial.initialize(repeating: 0)
+            let out = UncheckedSendable(partial)
+            context.parallelChunks(blocks) { chunk, range in
+                var sum: Double = 0
+                for block in range {
+                    var s: Float = 0
+                    for i in (block * 4096)..<min(count, block * 4096 + 4096) { s += grads[i] * grads[i] }
+                    sum += Double(s)
+                }
+                out.value[chunk] = sum
+            }
+            total = partial.reduce(0, +)
+        }
+        return Float(total.squareRoot())
+    }
+
+    /// One update of `params` from `grads` at learning rate `lr`, then zeroes
+    /// `grads`. Clips by the global norm first when configured; returns the
+    /// norm before clipping.
+    @discardableResult
+    public func update(params: FloatPointer, grads: FloatPointer, lr: Float, context: ComputeContext) -> Float {
+        let norm = AdamW.gradientNorm(grads, count: count, context: context)
+        var clip: Float = 1
+        if let maxNorm = settings.maxGradNorm {
+            clip = min(1, maxNorm / (norm + 1e-6))
+        }
+        step += 1
+        let s = settings
+        let bias1 = 1 - pow(s.beta1, Float(step))
+        let bias2Sqrt = (1 - pow(s.beta2, Float(step))).squareRoot()
+        let stepSize = lr / bias1
+        let decay = 1 - lr * s.weightDecay
+        let m = self.m, v = self.v
+        context.parallelFor(count, minimumPerThread: 65536) { range in
+            for i in range {
+                let g = grads[i] * clip
+                let mi = s.beta1 * m[i] + (1 - s.beta1) * g
+                let vi = s.beta2 * v[i] + (1 - s.beta2) * g * g
+                m[i] = mi
+                v[i] = vi
+                params[i] = params[i] * decay - stepSize * mi / (vi.squareRoot() / bias2Sqrt + s.eps)
+                grads[i] = 0
+            }
+        }
+        return norm
+    }
+}
+
