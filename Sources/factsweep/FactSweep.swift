@@ -6,5 +6,5 @@ struct FactSweep: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "factsweep",
         abstract: "Fine-tuning studies at scale: train, evaluate and sweep Llama-architecture models on CPU.",
-        subcommands: [])
+        subcommands: [ScratchPerf.self])
 }

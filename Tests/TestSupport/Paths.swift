@@ -26,3 +26,10 @@ public struct MissingAsset: Error, CustomStringConvertible {
     public let path: String
     public var description: String { "missing test asset \(path): run scripts/setup.sh" }
 }
+
+extension TestPaths {
+    /// A golden directory committed under Tests/CoreTests/Golden.
+    public static func golden(_ name: String) -> URL {
+        repositoryRoot.appendingPathComponent("Tests/CoreTests/Golden").appendingPathComponent(name)
+    }
+}

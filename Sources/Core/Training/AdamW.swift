@@ -76,16 +76,29 @@ public final class AdamW: @unchecked Sendable {
         let stepSize = lr / bias1
         let decay = 1 - lr * s.weightDecay
         let m = self.m, v = self.v
-        context.parallelFor(count, minimumPerThread: 65536) { range in
-            for i in range {
-                let g = grads[i] * clip
-                let mi = s.beta1 * m[i] + (1 - s.beta1) * g
-                let vi = s.beta2 * v[i] + (1 - s.beta2) * g * g
-                m[i] = mi
-                v[i] = vi
-                params[i] = params[i] * decay - stepSize * mi / (vi.squareRoot() / bias2Sqrt + s.eps)
-                grads[i] = 0
+        context.parallelFor(count / 16, minimumPerThread: 4096) { range in
+            // 16 lanes at a time: the update is memory-bound, so it must stream.
+            let b1 = SIMD16<Float>(repeating: s.beta1), b2 = SIMD16<Float>(repeating: s.beta2)
+            let c1 = SIMD16<Float>(repeating: 1 - s.beta1), c2 = SIMD16<Float>(repeating: 1 - s.beta2)
+            let eps = SIMD16<Float>(repeating: s.eps)
+            for block in range {
+                let i = block * 16
+                let g = load16(grads.base + i) * clip
+                let mi = b1 * load16(m.base + i) + c1 * g
+                let vi = b2 * load16(v.base + i) + c2 * g * g
+                store16(mi, m.base + i)
+                store16(vi, v.base + i)
+                let p = load16(params.base + i) * decay - stepSize * mi / (vi.squareRoot() / bias2Sqrt + eps)
+                store16(p, params.base + i)
+                store16(.zero, grads.base + i)
             }
+        }
+        for i in (count / 16 * 16)..<count {
+            let g = grads[i] * clip
+            m[i] = s.beta1 * m[i] + (1 - s.beta1) * g
+            v[i] = s.beta2 * v[i] + (1 - s.beta2) * g * g
+            params[i] = params[i] * decay - stepSize * m[i] / (v[i].squareRoot() / bias2Sqrt + s.eps)
+            grads[i] = 0
         }
         return norm
     }
