@@ -149,14 +149,6 @@ public final class SafetensorsFile: TensorSource {
         }
     }
 
-    /// Reads any tensor converted to `[Float]`.
-    public func floats(_ name: String) throws -> [Float] {
-        let info = try require(name)
-        var out = [Float](repeating: 0, count: info.elementCount)
-        try out.withUnsafeMutableBufferPointer { try read(name, into: $0) }
-        return out
-    }
-
     private func require(_ name: String) throws -> SafetensorsTensorInfo {
         guard let info = tensor(name) else { throw LoadError.missingTensor(file: path, tensor: name) }
         return info
