@@ -86,6 +86,14 @@ import Testing
         bytes.replaceSubrange(8..<16, with: withUnsafeBytes(of: UInt64(1 << 40).littleEndian, Array.init))
         let url = try Self.write(bytes, "many-tensors.gguf", in: dir)
         expectLoadError(mentioning: "many-tensors.gguf", "tensors") { _ = try GGUFFile(url: url) }
+
+        // An array of strings claiming 2^40 elements: refused before allocating.
+        var array = try Self.goldenGGUF()
+        let key = Array("test.strings".utf8)
+        let keyEnd = try #require((0...(array.count - key.count)).first { Array(array[$0..<($0 + key.count)]) == key }) + key.count
+        array.replaceSubrange((keyEnd + 8)..<(keyEnd + 16), with: withUnsafeBytes(of: UInt64(1 << 40).littleEndian, Array.init))
+        let arrayURL = try Self.write(array, "long-array.gguf", in: dir)
+        expectLoadError(mentioning: "long-array.gguf", "test.strings") { _ = try GGUFFile(url: arrayURL) }
     }
 
     @Test func tensorDataBeyondTheEndIsRefused() throws {

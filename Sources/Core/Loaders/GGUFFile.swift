@@ -226,8 +226,9 @@ public final class GGUFFile: Sendable {
             }
             let elementType = try c.read(UInt32.self, "element type of metadata \(key)")
             let count = try c.readCount("length of metadata \(key)")
-            // Every element takes at least one byte; a larger count is a lie.
-            guard count <= c.remaining else {
+            // A count the remaining bytes cannot hold is a lie; refuse it before
+            // reserving memory for it.
+            guard count <= c.remaining / minimumBytes(ofValueType: elementType) else {
                 throw LoadError.truncated(
                     file: c.file, reason: "metadata \(key) claims \(count) elements with \(c.remaining) bytes left")
             }
@@ -242,6 +243,18 @@ public final class GGUFFile: Sendable {
         case 12: return .float64(Double(bitPattern: try c.read(UInt64.self, what)))
         default:
             throw LoadError.malformed(file: c.file, reason: "metadata \(key) has unknown value type \(type)")
+        }
+    }
+
+    /// The fewest bytes a value of a GGUF type id can occupy.
+    private static func minimumBytes(ofValueType type: UInt32) -> Int {
+        switch type {
+        case 0, 1, 7: 1
+        case 2, 3: 2
+        case 4, 5, 6: 4
+        case 8, 10, 11, 12: 8  // a string is at least its u64 length
+        case 9: 12  // element type u32 + count u64
+        default: 1  // unknown: readValue refuses it on the first element
         }
     }
 
