@@ -12,6 +12,7 @@ public enum LoadError: Error, CustomStringConvertible, Equatable {
     case missingTensor(file: String, tensor: String)
     case badConfiguration(file: String, reason: String)
     case malformed(file: String, reason: String)
+    case unwritable(file: String, reason: String)
 
     public var description: String {
         switch self {
@@ -24,6 +25,7 @@ public enum LoadError: Error, CustomStringConvertible, Equatable {
         case let .missingTensor(f, t): return "\(f): tensor \(t) is missing"
         case let .badConfiguration(f, r): return "\(f): \(r)"
         case let .malformed(f, r): return "\(f): \(r)"
+        case let .unwritable(f, r): return "\(f): cannot write: \(r)"
         }
     }
 }

@@ -15,3 +15,14 @@ public protocol TensorSource: Sendable {
     /// the product of the shape.
     func read(_ name: String, into destination: UnsafeMutableBufferPointer<Float>) throws
 }
+
+extension TensorSource {
+    /// Reads a whole tensor into a new array, for tests and small tensors;
+    /// the model reads straight into its arena instead.
+    public func floats(_ name: String) throws -> [Float] {
+        guard let shape = shape(of: name) else { throw LoadError.missingTensor(file: origin, tensor: name) }
+        var out = [Float](repeating: 0, count: shape.reduce(1, *))
+        try out.withUnsafeMutableBufferPointer { try read(name, into: $0) }
+        return out
+    }
+}

@@ -1,0 +1,97 @@
+// LlamaConfiguration+GGUF: the hyperparameters of a Llama model read from
+// GGUF metadata (`llama.*` keys, as llama.cpp's converter writes them).
+import Foundation
+
+extension LlamaConfiguration {
+    /// Builds and validates the configuration stored in `file`'s metadata.
+    /// Refuses any `general.architecture` other than `llama`.
+    public init(gguf file: GGUFFile) throws {
+        let m = file.metadata
+        let architecture = try m.required("general.architecture", m.string)
+        guard architecture == "llama" else {
+            throw LoadError.badConfiguration(
+                file: file.path,
+                reason: ModelConfigurationError.unsupported(
+                    field: "general.architecture", value: architecture, supported: "llama"
+                ).description)
+        }
+        func key(_ name: String) -> String { "llama." + name }
+        let heads = try m.required(key("attention.head_count"), m.int)
+        let hidden = try m.required(key("embedding_length"), m.int)
+        // Head width: key_length when present, else the RoPE dimension count,
+        // else hidden / heads as in Hugging Face.
+        let headDimension = m.int(key("attention.key_length")) ?? m.int(key("rope.dimension_count"))
+        guard let vocabulary = m.int(key("vocab_size")) ?? m.values["tokenizer.ggml.tokens"]?.arrayValue?.count else {
+            throw LoadError.badConfiguration(
+                file: file.path, reason: "GGUF metadata has neither llama.vocab_size nor tokenizer.ggml.tokens")
+        }
+        if let scaling = m.string(key("rope.scaling.type")), scaling != "none" {
+            throw LoadError.badConfiguration(
+                file: file.path,
+                reason: ModelConfigurationError.unsupported(
+                    field: "llama.rope.scaling.type", value: scaling, supported: "none").description)
+        }
+        self.init(
+            vocabularySize: vocabulary,
+            hiddenSize: hidden,
+            intermediateSize: try m.required(key("feed_forward_length"), m.int),
+            layerCount: try m.required(key("block_count"), m.int),
+            headCount: heads,
+            kvHeadCount: m.int(key("attention.head_count_kv")) ?? heads,
+            headDimension: headDimension,
+            rmsNormEps: m.float(key("attention.layer_norm_rms_epsilon")) ?? 1e-5,
+            ropeTheta: m.float(key("rope.freq_base")) ?? 10000,
+            ropeScaling: .none,
+            tieWordEmbeddings: file.tensor("output.weight") == nil,
+            maxPositions: m.int(key("context_length")) ?? 2048,
+            bosTokenId: m.int("tokenizer.ggml.bos_token_id"),
+            eosTokenIds: m.int("tokenizer.ggml.eos_token_id").map { [$0] } ?? [])
+        do {
+            try validate()
+        } catch let e as ModelConfigurationError {
+            throw LoadError.badConfiguration(file: file.path, reason: e.description)
+        }
+        if let factors = file.tensor("rope_freqs.weight") {
+            ropeScaling = try llama3Scaling(
+                file: file, factors: factors,
+                originalMaxPositions: m.int(key("rope.scaling.original_context_length")) ?? 8192)
+        }
+    }
+
+    /// llama.cpp stores Llama 3's RoPE scaling not as parameters but as a
+    /// `rope_freqs` tensor of per-frequency divisors. Its largest entry is the
+    /// `factor`; the other parameters are taken as Meta's published ones
+    /// (low 1, high 4) and accepted only if they reproduce every stored divisor.
+    func llama3Scaling(file: GGUFFile, factors info: GGUFTensorInfo, originalMaxPositions: Int) throws -> RopeScaling {
+        let (theta, dim) = (ropeTheta, headDimension)
+        var stored = [Float](repeating: 0, count: info.elementCount)
+        try stored.withUnsafeMutableBufferPointer { try file.read(info, into: $0) }
+        guard stored.count == dim / 2, let factor = stored.max() else {
+            throw LoadError.badConfiguration(
+                file: file.path, reason: "rope_freqs.weight has \(stored.count) values, expected \(dim / 2)")
+        }
+        let scaling = RopeScaling.llama3(
+            factor: factor, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: originalMaxPositions)
+        let (low, high, original) = (Double(1), Double(4), Double(originalMaxPositions))
+        for (i, value) in stored.enumerated() {
+            let frequency = 1 / pow(Double(theta), Double(2 * i) / Double(dim))
+            let wavelength = 2 * Double.pi / frequency
+            let expected: Double
+            if wavelength < original / high {
+                expected = 1
+            } else if wavelength > original / low {
+                expected = Double(factor)
+            } else {
+                let smooth = (original / wavelength - low) / (high - low)
+                expected = 1 / ((1 - smooth) / Double(factor) + smooth)
+            }
+            guard abs(Double(value) - expected) <= 1e-3 * expected else {
+                throw LoadError.badConfiguration(
+                    file: file.path,
+                    reason: "rope_freqs.weight does not match Llama 3 RoPE scaling (entry \(i) is \(value), expected \(expected)); "
+                        + "load the Hugging Face checkpoint instead")
+            }
+        }
+        return scaling
+    }
+}

@@ -1,0 +1,174 @@
+// LoaderErrorTests: damaged or wrong files are refused with a LoadError naming
+// the file, never a crash: truncation at every point of the header, wrong
+// magic, unknown and unsupported types, absurd counts, shape mismatches.
+import Foundation
+import Testing
+@testable import Core
+
+@Suite struct LoaderErrorTests {
+    /// The golden GGUF's bytes, to damage.
+    static func goldenGGUF() throws -> [UInt8] {
+        [UInt8](try Data(contentsOf: Golden.url("quant/quant.gguf")))
+    }
+
+    /// Offset of the u32 type id in the tensor info of `name`.
+    static func typeOffset(of name: String, rank: Int, in bytes: [UInt8]) throws -> Int {
+        let needle = withUnsafeBytes(of: UInt64(name.utf8.count).littleEndian, Array.init) + Array(name.utf8)
+        let start = try #require(
+            (0...(bytes.count - needle.count)).last { Array(bytes[$0..<($0 + needle.count)]) == needle })
+        return start + needle.count + 4 + 8 * rank
+    }
+
+    static func write(_ bytes: [UInt8], _ name: String, in dir: TemporaryDirectory) throws -> URL {
+        let url = dir.file(name)
+        try Data(bytes).write(to: url)
+        return url
+    }
+
+    @Test func truncatedGGUFAtEveryPointIsRefused() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let bytes = try Self.goldenGGUF()
+        let golden = try GGUFFile(url: Golden.url("quant/quant.gguf"))
+        // Every cut inside the header and tensor table, and a few in the data
+        // (the file's trailing padding may be cut harmlessly).
+        let dataEnd = golden.tensors.map { $0.offset + $0.byteCount }.max() ?? 0
+        let cuts = Array(0..<golden.dataOffset) + [golden.dataOffset + 1, dataEnd - 1300, dataEnd - 1]
+        for cut in cuts {
+            let url = try Self.write(Array(bytes[0..<cut]), "cut-\(cut).gguf", in: dir)
+            expectLoadError(mentioning: "cut-\(cut).gguf") { _ = try GGUFFile(url: url) }
+        }
+    }
+
+    @Test func wrongMagicIsRefused() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        var bytes = try Self.goldenGGUF()
+        bytes.replaceSubrange(0..<4, with: Array("GGML".utf8))
+        let url = try Self.write(bytes, "ggml-magic.gguf", in: dir)
+        let error = expectLoadError(mentioning: "ggml-magic.gguf", "GGML") { _ = try GGUFFile(url: url) }
+        #expect(error == .badMagic(file: url.path, found: "\"GGML\"", expected: "GGUF"))
+    }
+
+    @Test func unsupportedVersionIsRefused() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        var bytes = try Self.goldenGGUF()
+        bytes[4] = 1
+        let url = try Self.write(bytes, "v1.gguf", in: dir)
+        expectLoadError(mentioning: "v1.gguf", "version 1") { _ = try GGUFFile(url: url) }
+    }
+
+    @Test func unknownTypeIdIsRefusedWhileParsing() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        var bytes = try Self.goldenGGUF()
+        bytes[try Self.typeOffset(of: "q4_1", rank: 2, in: bytes)] = 99
+        let url = try Self.write(bytes, "unknown-type.gguf", in: dir)
+        expectLoadError(mentioning: "unknown-type.gguf", "q4_1", "99") { _ = try GGUFFile(url: url) }
+    }
+
+    @Test func knownButUnsupportedTypeIsRefusedOnRead() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        var bytes = try Self.goldenGGUF()
+        bytes[try Self.typeOffset(of: "q6_k", rank: 2, in: bytes)] = UInt8(GGMLType.q4_K.rawValue)
+        let url = try Self.write(bytes, "q4k.gguf", in: dir)
+        let gguf = try GGUFFile(url: url)
+        #expect(gguf.tensor("q6_k")?.type == .q4_K)
+        expectLoadError(mentioning: "q4k.gguf", "q6_k", "Q4_K") { _ = try gguf.floats(gguf: "q6_k") }
+    }
+
+    @Test func absurdCountsAreRefused() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        var bytes = try Self.goldenGGUF()
+        bytes.replaceSubrange(8..<16, with: withUnsafeBytes(of: UInt64(1 << 40).littleEndian, Array.init))
+        let url = try Self.write(bytes, "many-tensors.gguf", in: dir)
+        expectLoadError(mentioning: "many-tensors.gguf", "tensors") { _ = try GGUFFile(url: url) }
+
+        // An array of strings claiming 2^40 elements: refused before allocating.
+        var array = try Self.goldenGGUF()
+        let key = Array("test.strings".utf8)
+        let keyEnd = try #require((0...(array.count - key.count)).first { Array(array[$0..<($0 + key.count)]) == key }) + key.count
+        array.replaceSubrange((keyEnd + 8)..<(keyEnd + 16), with: withUnsafeBytes(of: UInt64(1 << 40).littleEndian, Array.init))
+        let arrayURL = try Self.write(array, "long-array.gguf", in: dir)
+        expectLoadError(mentioning: "long-array.gguf", "test.strings") { _ = try GGUFFile(url: arrayURL) }
+    }
+
+    @Test func tensorDataBeyondTheEndIsRefused() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        var bytes = try Self.goldenGGUF()
+        // The offset follows the type id; point the tensor far past the end.
+        let offset = try Self.typeOffset(of: "f32", rank: 2, in: bytes) + 4
+        bytes.replaceSubrange(offset..<(offset + 8), with: withUnsafeBytes(of: UInt64(1 << 20).littleEndian, Array.init))
+        let url = try Self.write(bytes, "far-offset.gguf", in: dir)
+        expectLoadError(mentioning: "far-offset.gguf", "f32") { _ = try GGUFFile(url: url) }
+    }
+
+    @Test func wrongDestinationSizeIsRefused() throws {
+        let gguf = try GGUFFile(url: Golden.url("quant/quant.gguf"))
+        let info = try #require(gguf.tensor("q8_0"))
+        var small = [Float](repeating: 0, count: info.elementCount - 1)
+        expectLoadError(mentioning: "quant.gguf", "q8_0") {
+            try small.withUnsafeMutableBufferPointer { try gguf.read(info, into: $0) }
+        }
+        let safetensors = try SafetensorsFile(url: Golden.url("quant/expected.safetensors"))
+        expectLoadError(mentioning: "expected.safetensors", "q8_0") {
+            try small.withUnsafeMutableBufferPointer { try safetensors.read("q8_0", into: $0) }
+        }
+        expectLoadError(mentioning: "expected.safetensors", "nope") { _ = try safetensors.floats("nope") }
+    }
+
+    @Test func missingFileAndDirectoriesAreRefused() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        expectLoadError(mentioning: "absent.gguf") { _ = try GGUFFile(url: dir.file("absent.gguf")) }
+        expectLoadError(mentioning: dir.url.lastPathComponent) { _ = try GGUFFile(url: dir.url) }
+        expectLoadError(mentioning: "empty.safetensors") {
+            try Data().write(to: dir.file("empty.safetensors"))
+            _ = try SafetensorsFile(url: dir.file("empty.safetensors"))
+        }
+    }
+
+    // MARK: Safetensors
+
+    /// A safetensors file from a header and raw data.
+    static func safetensors(header: String, data: [UInt8]) -> [UInt8] {
+        withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian, Array.init) + Array(header.utf8) + data
+    }
+
+    @Test func truncatedSafetensorsIsRefused() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        var writer = SafetensorsWriter()
+        try writer.add("w", shape: [3, 4], (0..<12).map(Float.init))
+        let whole = dir.file("whole.safetensors")
+        try writer.write(to: whole)
+        let bytes = [UInt8](try Data(contentsOf: whole))
+        for cut in [0, 4, 8, 20, bytes.count - 48, bytes.count - 1] {
+            let url = try Self.write(Array(bytes[0..<cut]), "cut-\(cut).safetensors", in: dir)
+            expectLoadError(mentioning: "cut-\(cut).safetensors") { _ = try SafetensorsFile(url: url) }
+        }
+    }
+
+    @Test func inconsistentSafetensorsHeadersAreRefused() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let cases: [(String, String, [UInt8])] = [
+            ("shape", #"{"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,16]}}"#, Array(repeating: 0, count: 16)),
+            ("dtype", #"{"w":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}}"#, [0, 0]),
+            ("offsets", #"{"w":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}}"#, Array(repeating: 0, count: 4)),
+            ("json", #"{"w":"#, []),
+            ("metadata", #"{"__metadata__":{"a":1}}"#, []),
+        ]
+        for (label, header, data) in cases {
+            let url = try Self.write(Self.safetensors(header: header, data: data), "bad-\(label).safetensors", in: dir)
+            expectLoadError(mentioning: "bad-\(label).safetensors") { _ = try SafetensorsFile(url: url) }
+        }
+        let huge = withUnsafeBytes(of: UInt64(1 << 50).littleEndian, Array.init) + [UInt8](repeating: 0, count: 8)
+        let url = try Self.write(huge, "huge-header.safetensors", in: dir)
+        expectLoadError(mentioning: "huge-header.safetensors") { _ = try SafetensorsFile(url: url) }
+    }
+}
