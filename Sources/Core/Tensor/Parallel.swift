@@ -61,9 +61,3 @@ extension ComputeContext {
     }
 }
 
-/// Lets a closure over raw pointers cross into `concurrentPerform`; callers
-/// guarantee that chunks write disjoint memory.
-struct UncheckedSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}
