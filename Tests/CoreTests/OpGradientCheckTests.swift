@@ -1,0 +1,181 @@
+// Per-op checks: every backward against central finite differences of its
+// forward (L = Σ out ⊙ r for a fixed random r), and the sgemm path against a
+// naive loop.
+import Testing
+@testable import Core
+import TestSupport
+
+/// Buffers for one op check, with deterministic contents.
+final class Buffers {
+    private var arenas: [FloatArena] = []
+    private var rng = SeededGenerator(seed: 11)
+
+    func random(_ count: Int, scale: Float = 1, offset: Float = 0) -> FloatPointer {
+        let a = FloatArena(capacity: count)
+        arenas.append(a)
+        for i in 0..<count { a.base[i] = offset + scale * rng.nextNormal() }
+        return FloatPointer(a.base)
+    }
+
+    func zeros(_ count: Int) -> FloatPointer { random(count, scale: 0) }
+}
+
+/// Σ out ⊙ r.
+func weightedSum(_ out: FloatPointer, _ r: FloatPointer, _ count: Int) -> Double {
+    var s: Double = 0
+    for i in 0..<count { s += Double(out[i]) * Double(r[i]) }
+    return s
+}
+
+/// Compares `analytic` (count) with finite differences of `loss` with respect
+/// to `input` at every index (or a sample of `samples` when given).
+func expectGradient(
+    _ label: String, input: FloatPointer, analytic: FloatPointer, count: Int, h: Float = 1e-2,
+    tolerance: Float = 1e-2, loss: () -> Double
+) {
+    var worst: Float = 0
+    for i in 0..<count {
+        let saved = input[i]
+        input[i] = saved + h
+        let up = loss()
+        input[i] = saved - h
+        let down = loss()
+        input[i] = saved
+        let numeric = Float((up - down) / Double(2 * h))
+        let error = abs(numeric - analytic[i]) / max(1e-2, abs(numeric) + abs(analytic[i]))
+        worst = max(worst, error)
+        if error >= tolerance {
+            Issue.record("\(label)[\(i)]: analytic \(analytic[i]) numeric \(numeric)")
+            return
+        }
+    }
+    print("gradcheck \(label): worst relative error \(worst)")
+}
+
+@Suite struct OpGradientCheckTests {
+    let ctx = ComputeContext(threads: 2)
+
+    @Test func linearMatchesNaiveLoopAndFiniteDifferences() {
+        let buf = Buffers()
+        let n = 5, inDim = 7, outDim = 6
+        let x = buf.random(n * inDim), w = buf.random(outDim * inDim), y = buf.zeros(n * outDim), r = buf.random(n * outDim)
+        linearForward(y.base, x.base, w.base, n: n, inDim: inDim, outDim: outDim)
+        for i in 0..<n {
+            for o in 0..<outDim {
+                var s: Float = 0
+                for k in 0..<inDim { s += x[i * inDim + k] * w[o * inDim + k] }
+                #expect(abs(s - y[i * outDim + o]) < 1e-5)
+            }
+        }
+        let dx = buf.zeros(n * inDim), dw = buf.zeros(outDim * inDim)
+        linearBackward(dinp: dx.base, dweight: dw.base, dout: r.base, inp: x.base, weight: w.base, n: n, inDim: inDim, outDim: outDim)
+        let loss = { () -> Double in
+            linearForward(y.base, x.base, w.base, n: n, inDim: inDim, outDim: outDim)
+            return weightedSum(y, r, n * outDim)
+        }
+        expectGradient("linear dx", input: x, analytic: dx, count: n * inDim, loss: loss)
+        expectGradient("linear dw", input: w, analytic: dw, count: outDim * inDim, loss: loss)
+    }
+
+    @Test func rmsNorm() {
+        let buf = Buffers()
+        let n = 4, c = 9
+        let x = buf.random(n * c), w = buf.random(c, scale: 0.2, offset: 1), y = buf.zeros(n * c), rstd = buf.zeros(n)
+        let r = buf.random(n * c), dx = buf.zeros(n * c), dw = buf.zeros(c), scratch = buf.zeros(ctx.threads * c)
+        rmsNormForward(y, rstd: rstd, x, weight: w, n: n, c: c, eps: 1e-5, context: ctx)
+        rmsNormBackward(dinp: dx, dweight: dw, dout: r, inp: x, weight: w, rstd: rstd, n: n, c: c, scratch: scratch, context: ctx)
+        let loss = { () -> Double in
+            rmsNormForward(y, rstd: rstd, x, weight: w, n: n, c: c, eps: 1e-5, context: ctx)
+            return weightedSum(y, r, n * c)
+        }
+        expectGradient("rmsnorm dx", input: x, analytic: dx, count: n * c, loss: loss)
+        expectGradient("rmsnorm dw", input: w, analytic: dw, count: c, loss: loss)
+    }
+
+    @Test func swiglu() {
+        let buf = Buffers()
+        let count = 40
+        let g = buf.random(count, scale: 2), u = buf.random(count), y = buf.zeros(count), r = buf.random(count)
+        let dg = buf.zeros(count), du = buf.zeros(count)
+        swigluBackward(dgate: dg, dup: du, dout: r, gate: g, up: u, count: count, context: ctx)
+        let loss = { () -> Double in
+            swigluForward(y, gate: g, up: u, count: count, context: ctx)
+            return weightedSum(y, r, count)
+        }
+        expectGradient("swiglu dgate", input: g, analytic: dg, count: count, loss: loss)
+        expectGradient("swiglu dup", input: u, analytic: du, count: count, loss: loss)
+    }
+
+    @Test(arguments: [false, true])
+    func rope(llama3: Bool) {
+        let buf = Buffers()
+        let seq = 5, rows = 2 * seq, heads = 3, hd = 8, stride = heads * hd + 4
+        let scaling: RopeScaling = llama3 ? .llama3(factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 4) : .none
+        let table = RopeTable(headDimension: hd, positions: seq, theta: 10000, scaling: scaling)
+        let x = buf.random(rows * stride), r = buf.random(rows * stride), y = buf.zeros(rows * stride)
+        let dx = buf.zeros(rows * stride)
+        dx.base.update(from: r.base, count: rows * stride)
+        ropeBackward(dx, table: table, rows: rows, seqLen: seq, heads: heads, rowStride: stride, context: ctx)
+        // Columns past heads·hd are not rotated: their gradient passes through.
+        let loss = { () -> Double in
+            y.base.update(from: x.base, count: rows * stride)
+            ropeForward(y, table: table, rows: rows, seqLen: seq, heads: heads, rowStride: stride, context: ctx)
+            return weightedSum(y, r, rows * stride)
+        }
+        expectGradient("rope(llama3: \(llama3))", input: x, analytic: dx, count: rows * stride, loss: loss)
+    }
+
+    @Test func groupedQueryAttention() {
+        let buf = Buffers()
+        let s = AttentionShape(batch: 2, seqLen: 5, heads: 4, kvHeads: 2, headDim: 3)
+        let n = s.batch * s.seqLen, qw = s.heads * s.headDim, kw = s.kvHeads * s.headDim
+        let q = buf.random(n * qw), k = buf.random(n * kw), v = buf.random(n * kw)
+        let out = buf.zeros(n * qw), probs = buf.zeros(s.batch * s.heads * s.seqLen * s.seqLen), r = buf.random(n * qw)
+        let dq = buf.zeros(n * qw), dk = buf.zeros(n * kw), dv = buf.zeros(n * kw)
+        let scratch = buf.zeros(ctx.threads * s.seqLen * s.seqLen)
+        attentionForward(out, probs: probs, q: q, k: k, v: v, shape: s, context: ctx)
+        attentionBackward(dq: dq, dk: dk, dv: dv, dout: r, probs: probs, q: q, k: k, v: v, shape: s, scratch: scratch, context: ctx)
+        let loss = { () -> Double in
+            attentionForward(out, probs: probs, q: q, k: k, v: v, shape: s, context: ctx)
+            return weightedSum(out, r, n * qw)
+        }
+        expectGradient("attention dq", input: q, analytic: dq, count: n * qw, loss: loss)
+        expectGradient("attention dk", input: k, analytic: dk, count: n * kw, loss: loss)
+        expectGradient("attention dv", input: v, analytic: dv, count: n * kw, loss: loss)
+        // Causality: the first position of each sequence attends only to itself.
+        for b in 0..<s.batch {
+            for h in 0..<s.heads {
+                let row = probs.base + ((b * s.heads + h) * s.seqLen) * s.seqLen
+                #expect(row[0] == 1 && (1..<s.seqLen).allSatisfy { row[$0] == 0 })
+            }
+        }
+    }
+
+    @Test func crossEntropy() {
+        let buf = Buffers()
+        let rows = 3, vocab = 11
+        let logits = buf.random(rows * vocab, scale: 2), work = buf.zeros(rows * vocab), losses = buf.zeros(rows)
+        let targets: [Int32] = [3, 0, 10]
+        let loss = { () -> Double in
+            work.base.update(from: logits.base, count: rows * vocab)
+            return Double(crossEntropyForwardBackward(logits: work, losses: losses, targets: targets, rows: rows, vocab: vocab, gradScale: 1.0 / 3, context: ctx))
+        }
+        _ = loss()
+        let analytic = buf.zeros(rows * vocab)
+        analytic.base.update(from: work.base, count: rows * vocab)
+        expectGradient("cross-entropy", input: logits, analytic: analytic, count: rows * vocab, loss: loss)
+    }
+
+    @Test func embedding() {
+        let buf = Buffers()
+        let vocab = 6, c = 4, tokens: [Int32] = [1, 4, 1, 0]
+        let table = buf.random(vocab * c), out = buf.zeros(tokens.count * c), r = buf.random(tokens.count * c)
+        let dtable = buf.zeros(vocab * c)
+        embeddingBackward(dtable: dtable, dout: r, tokens: tokens, n: tokens.count, c: c)
+        let loss = { () -> Double in
+            embeddingForward(out, tokens: tokens, table: table, n: tokens.count, c: c)
+            return weightedSum(out, r, tokens.count * c)
+        }
+        expectGradient("embedding", input: table, analytic: dtable, count: vocab * c, loss: loss)
+    }
+}
