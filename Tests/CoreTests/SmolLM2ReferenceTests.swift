@@ -1,0 +1,64 @@
+// The real SmolLM2-135M-Instruct (GGUF, Q4_1) against transformers loading the
+// same file (scripts/reference/make_smollm2_golden.py): last-position logits
+// and 16-token greedy continuations.
+import Foundation
+import Testing
+@testable import Core
+import TestSupport
+
+@Suite(.serialized) struct SmolLM2ReferenceTests {
+    struct Prompt: Decodable {
+        let kind: String
+        let inputIds: [Int32]
+        let top10Ids: [Int]
+        let greedyIds: [Int32]
+        let greedyTopMargin: [Float]
+        enum CodingKeys: String, CodingKey {
+            case kind, inputIds = "input_ids", top10Ids = "top10_ids", greedyIds = "greedy_ids"
+            case greedyTopMargin = "greedy_top1_top2_margin"
+        }
+    }
+    struct Reference: Decodable { let prompts: [Prompt] }
+
+    static let model: Result<LlamaModel, Error> = Result {
+        let loaded = try ModelLocation.open(try TestPaths.model("smollm2-135m-instruct"))
+        return try LlamaModel(config: loaded.configuration, source: loaded.tensors)
+    }
+
+    static func reference() throws -> Reference {
+        let data = try Data(contentsOf: TestPaths.golden("smollm2").appendingPathComponent("reference.json"))
+        return try JSONDecoder().decode(Reference.self, from: data)
+    }
+
+    @Test func lastPositionLogitsMatchTransformers() throws {
+        let model = try Self.model.get()
+        let reference = try Self.reference()
+        let file = try SafetensorsFile(url: TestPaths.golden("smollm2").appendingPathComponent("last_logits.safetensors"))
+        let name = try #require(file.tensorNames.first)
+        let expected = try file.floats(name)
+        let V = model.config.vocabularySize
+        let ctx = ComputeContext(threads: 2)
+        for (p, prompt) in reference.prompts.enumerated() {
+            let n = prompt.inputIds.count
+            let acts = LlamaActivations(config: model.config, maxBatch: 1, maxSeq: n, maxRows: 1, threads: ctx.threads)
+            let batch = TokenBatch(batchSize: 1, seqLen: n, tokens: prompt.inputIds, targets: Array(repeating: TokenBatch.ignore, count: n))
+            let logits = model.logits(batch, outputRows: [n - 1], acts, context: ctx)
+            let want = Array(expected[(p * V)..<((p + 1) * V)])
+            var maxDiff: Float = 0
+            for i in 0..<V { maxDiff = max(maxDiff, abs(logits[i] - want[i])) }
+            let top5 = logits.indices.sorted { logits[$0] > logits[$1] }.prefix(5)
+            #expect(Array(top5) == Array(prompt.top10Ids.prefix(5)), "prompt \(p) (\(prompt.kind)): top-5 \(Array(top5))")
+            #expect(maxDiff < 2e-3, "prompt \(p): max |Δlogit| \(maxDiff)")
+            print("SmolLM2 prompt \(p) (\(prompt.kind), \(n) tokens): top-5 equal, max |Δlogit| \(maxDiff)")
+        }
+    }
+
+    @Test func greedySixteenTokensMatchTransformers() throws {
+        let model = try Self.model.get()
+        let ctx = ComputeContext(threads: 2)
+        for (p, prompt) in try Self.reference().prompts.enumerated() {
+            let ours = model.generateGreedy(prompt: prompt.inputIds, maxTokens: prompt.greedyIds.count, context: ctx)
+            #expect(ours == prompt.greedyIds, "prompt \(p): \(ours) vs \(prompt.greedyIds)")
+        }
+    }
+}
