@@ -50,7 +50,7 @@ STRINGS = [
     "<|im_start|>user\nhi<|im_end|>\n", "text<|im_end|>more", " <|im_end|> ",
     "<|begin_of_text|>Hello<|eot_id|>", "<|start_header_id|>user<|end_header_id|>\n\n",
     "<|im_start|", "<<|eot_id|>>", "a\u00a0b non-breaking", "\u2003em space\u3000ideographic",
-    "zero\u200bwidth", "\x00\x01\x1f control", "\ufeffBOM", "😀" * 5, "a" * 40, " " * 17 + "x",
+    "zero\u200bwidth", "\x00\x01\x1f control", "a\x04b \x04\x06\x1d x", "\ufeffBOM", "😀" * 5, "a" * 40, " " * 17 + "x",
     PARAGRAPH,
 ]
 
