@@ -20,6 +20,7 @@ fallback, "26 Jul 2024", to make the goldens reproducible.
 """
 import json
 import pathlib
+import random
 
 from tokenizers import pre_tokenizers
 from transformers import AutoTokenizer
@@ -37,6 +38,17 @@ PARAGRAPH = (
     "Isn't that remarkable?   It's 2024-07-26T12:34:56Z, and the answer is 42!!! 🚀\n"
 )
 
+# Random mixtures of the pieces the scanners treat differently, fixed seed.
+PIECES = ["a", "Z", "é", "ſ", "日", "한", "ß", "1", "23", "٣", "½", " ", "  ", "\t", "\n", "\r\n", "\r",
+          "\u00a0", "\u3000", "'", "'s", "'LL", "'re", "!", "..", "-", "_", "😀", "👍🏽", "\u200d", "\u0301",
+          "<|im_end|>", "<|eot_id|>", "<", "|", "\x1d"]
+
+
+def fuzz_strings(count=160):
+    rng = random.Random(1234)
+    return ["".join(rng.choice(PIECES) for _ in range(rng.randint(1, 14))) for _ in range(count)]
+
+
 STRINGS = [
     "", " ", "  ", "   ", "Hello world", " Hello world", "   leading spaces",
     "trailing spaces   ", "Hello\tworld\t\ttabs", "\t\tindented", "line1\nline2\n\nline3\n",
@@ -52,7 +64,7 @@ STRINGS = [
     "<|im_start|", "<<|eot_id|>>", "a\u00a0b non-breaking", "\u2003em space\u3000ideographic",
     "zero\u200bwidth", "\x00\x01\x1f control", "a\x04b \x04\x06\x1d x", "\ufeffBOM", "😀" * 5, "a" * 40, " " * 17 + "x",
     PARAGRAPH,
-]
+] + fuzz_strings()
 
 CHATS = [
     ([("user", "Hello!")], True),
@@ -151,11 +163,25 @@ def llama3():
     }
 
 
+def compact_json(data):
+    """One line per case: small, and diffs show which case changed."""
+    def dump(value):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    lines = []
+    for key, value in data.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            body = ",\n  ".join(dump(item) for item in value)
+            lines.append(f"{dump(key)}:[\n  {body}\n ]")
+        else:
+            lines.append(f"{dump(key)}:{dump(value)}")
+    return "{\n " + ",\n ".join(lines) + "\n}\n"
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     for name, make in (("smollm2", smollm2), ("llama3", llama3)):
         data = make()
-        (OUT / f"{name}.json").write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+        (OUT / f"{name}.json").write_text(compact_json(data))
         differing = sum("ggufConversionIds" in c for c in data["encode"])
         print(f"{name}: {len(data['encode'])} strings, {len(data['chat'])} chats, "
               f"{len(data['decodePrefixes'])} broken-byte decodes, {differing} differ from GGUF conversion")
