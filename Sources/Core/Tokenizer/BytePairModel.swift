@@ -19,14 +19,16 @@ final class BytePairModel: @unchecked Sendable {
 
     /// Builds the model from `vocabulary` (spelling → id) and merges in rank
     /// order; `source` names the file or metadata for error messages.
-    init(vocabulary: [String: Int32], merges pairs: [(String, String)], source: String) throws {
+    init(vocabulary: [TokenSpelling: Int32], merges pairs: [(String, String)], source: String) throws {
         // A byte without a token (SmolLM2 has none for 21 bytes never seen in
         // training) is dropped from the text, as Hugging Face's BPE does when
         // there is no unknown token.
-        let byteTokens = (0..<256).map { vocabulary[String(ByteLevel.scalarForByte[$0])] ?? Self.missing }
+        let byteTokens = (0..<256).map { vocabulary[TokenSpelling(String(ByteLevel.scalarForByte[$0]))] ?? Self.missing }
         var merges = [UInt64: UInt64](minimumCapacity: pairs.count)
         for (rank, (left, right)) in pairs.enumerated() {
-            guard let l = vocabulary[left], let r = vocabulary[right], let merged = vocabulary[left + right] else {
+            guard let l = vocabulary[TokenSpelling(left)], let r = vocabulary[TokenSpelling(right)],
+                  let merged = vocabulary[TokenSpelling(left + right)]
+            else {
                 throw LoadError.malformed(
                     file: source, reason: "merge \(rank) \"\(left) \(right)\" uses a token missing from the vocabulary")
             }

@@ -15,7 +15,7 @@ public final class Tokenizer: Sendable {
     /// (Llama 3's post-processor; GGUF `tokenizer.ggml.add_bos_token`).
     public let addsBosToken: Bool
 
-    private let ids: [String: Int32]
+    private let ids: [TokenSpelling: Int32]
     private let model: BytePairModel
     private let matcher: AddedTokenMatcher
     /// The bytes each id decodes to.
@@ -73,8 +73,8 @@ public final class Tokenizer: Sendable {
         tokens: [String], merges: [(String, String)], added: [AddedToken], preTokenizer: PreTokenizer,
         bosTokenId: Int32?, eosTokenId: Int32?, addsBosToken: Bool, source: String
     ) throws {
-        var ids = [String: Int32](minimumCapacity: tokens.count)
-        for (id, token) in tokens.enumerated() where ids[token] == nil { ids[token] = Int32(id) }
+        var ids = [TokenSpelling: Int32](minimumCapacity: tokens.count)
+        for (id, token) in tokens.enumerated() where ids[TokenSpelling(token)] == nil { ids[TokenSpelling(token)] = Int32(id) }
         for (name, id) in [("bos", bosTokenId), ("eos", eosTokenId)] {
             if let id, !tokens.indices.contains(Int(id)) {
                 throw LoadError.malformed(file: source, reason: "\(name) token id \(id) is outside the vocabulary of \(tokens.count)")
@@ -93,7 +93,7 @@ public final class Tokenizer: Sendable {
     }
 
     /// The id of a vocabulary spelling or added token, e.g. "<|im_end|>".
-    public func id(of token: String) -> Int32? { ids[token] }
+    public func id(of token: String) -> Int32? { ids[TokenSpelling(token)] }
 
     /// Whether `id` is a special (control) added token.
     public func isSpecial(_ id: Int32) -> Bool { addedTokens[id]?.isSpecial ?? false }
