@@ -30,13 +30,6 @@ enum ByteLevel {
         return table
     }()
 
-    /// The vocabulary spelling of `bytes`.
-    static func encode<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> String {
-        var view = String.UnicodeScalarView()
-        for byte in bytes { view.append(scalarForByte[Int(byte)]) }
-        return String(view)
-    }
-
     /// The bytes a vocabulary string stands for, or nil when it contains a
     /// scalar outside the table (then Hugging Face's decoder uses the string's
     /// own UTF-8, as added tokens such as "<|im_start|>" never need).

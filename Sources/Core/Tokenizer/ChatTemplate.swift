@@ -62,6 +62,8 @@ public struct ChatTemplate: Sendable, Equatable {
 
     /// The prompt text for `messages`; with `addGenerationPrompt`, it ends
     /// with the header of an assistant turn for the model to complete.
+    /// Llama 3's tool calls and "tool"/"ipython" turns are not modelled: every
+    /// role is rendered as a plain header, like "user" and "assistant".
     /// Encode it with `parseSpecial: true` (and without adding a BOS: the
     /// Llama 3 text already starts with <|begin_of_text|>).
     public func render(messages: [ChatMessage], addGenerationPrompt: Bool) -> String {
