@@ -1,0 +1,169 @@
+// JSONScanner: a small pull parser over UTF-8 bytes. tokenizer.json files hold
+// a 100k-entry vocabulary and 280k merges; Foundation's decoders spend most of a
+// second building them, this reads them straight into arrays.
+
+/// Pulls JSON values, object keys and array elements from UTF-8 bytes in order.
+struct JSONScanner {
+    private let bytes: UnsafeBufferPointer<UInt8>
+    private var position = 0
+
+    /// Why the text is not JSON, with the byte offset.
+    struct SyntaxError: Error, CustomStringConvertible {
+        let offset: Int
+        let expected: String
+        var description: String { "invalid JSON at byte \(offset): expected \(expected)" }
+    }
+
+    init(_ bytes: UnsafeBufferPointer<UInt8>) {
+        self.bytes = bytes
+    }
+
+    /// Parses `data` with a scanner that lives only for `body`.
+    static func parse<T>(_ data: [UInt8], _ body: (inout JSONScanner) throws -> T) throws -> T {
+        try data.withUnsafeBufferPointer { buffer in
+            var scanner = JSONScanner(buffer)
+            return try body(&scanner)
+        }
+    }
+
+    private func fail(_ expected: String) -> SyntaxError { SyntaxError(offset: position, expected: expected) }
+
+    private mutating func peek() -> UInt8? {
+        while position < bytes.count, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[position]) { position += 1 }
+        return position < bytes.count ? bytes[position] : nil
+    }
+
+    private mutating func consume(_ byte: UInt8, _ expected: String) throws {
+        guard peek() == byte else { throw fail(expected) }
+        position += 1
+    }
+
+    /// Enters an object; then call `nextKey` until it returns nil.
+    mutating func beginObject() throws { try consume(UInt8(ascii: "{"), "{") }
+
+    /// The next key of the current object, positioned at its value, or nil after its `}`.
+    mutating func nextKey() throws -> String? {
+        switch peek() {
+        case UInt8(ascii: "}"): position += 1; return nil
+        case UInt8(ascii: ","): position += 1
+        default: break
+        }
+        let key = try string()
+        try consume(UInt8(ascii: ":"), ":")
+        return key
+    }
+
+    /// Enters an array; then call `nextElement` until it returns false.
+    mutating func beginArray() throws { try consume(UInt8(ascii: "["), "[") }
+
+    /// Whether another element follows (positioned at it), false after the `]`.
+    mutating func nextElement() throws -> Bool {
+        switch peek() {
+        case UInt8(ascii: "]"): position += 1; return false
+        case UInt8(ascii: ","): position += 1; return true
+        case .some: return true
+        case nil: throw fail("]")
+        }
+    }
+
+    /// Whether the next value is a string, without consuming it.
+    mutating func atString() -> Bool { peek() == UInt8(ascii: "\"") }
+
+    mutating func string() throws -> String {
+        try consume(UInt8(ascii: "\""), "a string")
+        let start = position
+        while position < bytes.count, bytes[position] != UInt8(ascii: "\""), bytes[position] != UInt8(ascii: "\\") {
+            position += 1
+        }
+        guard position < bytes.count else { throw fail("\"") }
+        if bytes[position] == UInt8(ascii: "\"") {  // no escapes: the common case
+            position += 1
+            return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<(position - 1)]), as: UTF8.self)
+        }
+        var utf8 = Array(bytes[start..<position])
+        while position < bytes.count {
+            let byte = bytes[position]
+            position += 1
+            if byte == UInt8(ascii: "\"") { return String(decoding: utf8, as: UTF8.self) }
+            guard byte == UInt8(ascii: "\\") else { utf8.append(byte); continue }
+            guard position < bytes.count else { break }
+            let escape = bytes[position]
+            position += 1
+            switch escape {
+            case UInt8(ascii: "n"): utf8.append(0x0A)
+            case UInt8(ascii: "t"): utf8.append(0x09)
+            case UInt8(ascii: "r"): utf8.append(0x0D)
+            case UInt8(ascii: "b"): utf8.append(0x08)
+            case UInt8(ascii: "f"): utf8.append(0x0C)
+            case UInt8(ascii: "u"):
+                var value = try hex4()
+                if (0xD800..<0xDC00).contains(value), position + 1 < bytes.count,
+                   bytes[position] == UInt8(ascii: "\\"), bytes[position + 1] == UInt8(ascii: "u") {
+                    position += 2
+                    let low = try hex4()
+                    value = (0xDC00..<0xE000).contains(low) ? 0x10000 + (value - 0xD800) << 10 + (low - 0xDC00) : 0xFFFD
+                }
+                utf8.append(contentsOf: String(Unicode.Scalar(value).map(Character.init) ?? "\u{FFFD}").utf8)
+            default: utf8.append(escape)  // \" \\ \/
+            }
+        }
+        throw fail("\"")
+    }
+
+    private mutating func hex4() throws -> UInt32 {
+        guard position + 4 <= bytes.count else { throw fail("four hex digits") }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            guard let digit = Character(Unicode.Scalar(bytes[position])).hexDigitValue else { throw fail("a hex digit") }
+            value = value << 4 | UInt32(digit)
+            position += 1
+        }
+        return value
+    }
+
+    mutating func number() throws -> Double {
+        _ = peek()
+        let start = position
+        while position < bytes.count, "+-0123456789.eE".utf8.contains(bytes[position]) { position += 1 }
+        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
+        guard let value = Double(text) else { throw fail("a number") }
+        return value
+    }
+
+    /// An integer that fits `Int32`, as token ids must.
+    mutating func int32() throws -> Int32 {
+        let value = try number()
+        guard let exact = Int32(exactly: value) else { throw fail("an integer id") }
+        return exact
+    }
+
+    private mutating func literal(_ word: String, _ value: JSONValue) throws -> JSONValue {
+        for byte in word.utf8 {
+            guard position < bytes.count, bytes[position] == byte else { throw fail(word) }
+            position += 1
+        }
+        return value
+    }
+
+    /// Any value, as a tree.
+    mutating func value() throws -> JSONValue {
+        switch peek() {
+        case UInt8(ascii: "{"):
+            try beginObject()
+            var fields: [String: JSONValue] = [:]
+            while let key = try nextKey() { fields[key] = try value() }
+            return .object(fields)
+        case UInt8(ascii: "["):
+            try beginArray()
+            var items: [JSONValue] = []
+            while try nextElement() { items.append(try value()) }
+            return .array(items)
+        case UInt8(ascii: "\""): return .string(try string())
+        case UInt8(ascii: "t"): return try literal("true", .bool(true))
+        case UInt8(ascii: "f"): return try literal("false", .bool(false))
+        case UInt8(ascii: "n"): return try literal("null", .null)
+        case .some: return .number(try number())
+        case nil: throw fail("a value")
+        }
+    }
+}
