@@ -2,9 +2,9 @@
 import ArgumentParser
 
 @main
-struct FactSweep: AsyncParsableCommand {
+struct FactSweep: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "factsweep",
         abstract: "Fine-tuning studies at scale: train, evaluate and sweep Llama-architecture models on CPU.",
-        subcommands: [ScratchPerf.self])
+        subcommands: [TrainCommand.self, GenerateCommand.self, TokenizeCommand.self, BenchCommand.self])
 }

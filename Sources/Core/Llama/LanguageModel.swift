@@ -1,0 +1,81 @@
+// LanguageModel: a Llama model with its tokenizer and chat template, loaded
+// from a GGUF file or a Hugging Face directory by the same path.
+import Foundation
+
+/// Where a model's tokenizer lives.
+public enum TokenizerLocation {
+    /// The tokenizer of the model at `url`: GGUF metadata for a GGUF file (or a
+    /// directory holding one), else `tokenizer.json` in a directory. Weights are
+    /// not needed, so a directory with just config.json + tokenizer.json works.
+    public static func load(_ url: URL) throws -> Tokenizer {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw LoadError.unreadable(file: url.path, reason: "no such file or directory")
+        }
+        if !isDirectory.boolValue {
+            if url.pathExtension == "gguf" { return try Tokenizer(gguf: GGUFFile(url: url)) }
+            if url.lastPathComponent == "tokenizer.json" { return try Tokenizer(tokenizerJSON: url) }
+            throw LoadError.malformed(file: url.path, reason: "expected a .gguf file, tokenizer.json or a model directory")
+        }
+        let json = url.appendingPathComponent("tokenizer.json")
+        if FileManager.default.fileExists(atPath: json.path) { return try Tokenizer(tokenizerJSON: json) }
+        let ggufs = (try? FileManager.default.contentsOfDirectory(atPath: url.path))?.filter { $0.hasSuffix(".gguf") } ?? []
+        if ggufs.count == 1 { return try Tokenizer(gguf: GGUFFile(url: url.appendingPathComponent(ggufs[0]))) }
+        throw LoadError.malformed(file: url.path, reason: "no tokenizer: expected tokenizer.json or exactly one .gguf file in the directory")
+    }
+}
+
+extension Tokenizer {
+    /// The tokenizer stored in a GGUF file's `tokenizer.ggml.*` metadata.
+    public convenience init(gguf file: GGUFFile) throws {
+        let m = file.metadata
+        let kind = try m.required("tokenizer.ggml.model", m.string)
+        guard kind == Tokenizer.ggufModel else {
+            throw LoadError.badConfiguration(file: file.path, reason: "tokenizer.ggml.model \"\(kind)\" is not supported (supported: \(Tokenizer.ggufModel))")
+        }
+        let tokens = try m.required("tokenizer.ggml.tokens", m.stringArray)
+        try self.init(
+            tokens: tokens,
+            merges: try m.required("tokenizer.ggml.merges", m.stringArray),
+            tokenTypes: (m.intArray("tokenizer.ggml.token_type") ?? Array(repeating: 1, count: tokens.count)).map { Int32($0) },
+            preTokenizer: m.string("tokenizer.ggml.pre") ?? "gpt2",
+            bosTokenId: m.int("tokenizer.ggml.bos_token_id").map { Int32($0) },
+            eosTokenId: m.int("tokenizer.ggml.eos_token_id").map { Int32($0) },
+            addBosToken: m.bool("tokenizer.ggml.add_bos_token") ?? false,
+            source: file.path)
+    }
+}
+
+/// A model ready to train and generate: weights, tokenizer, chat template.
+public final class LanguageModel: Sendable {
+    public let model: LlamaModel
+    public let tokenizer: Tokenizer
+    public let template: ChatTemplate
+    public let location: ModelLocation
+
+    public init(model: LlamaModel, tokenizer: Tokenizer, template: ChatTemplate, location: ModelLocation) {
+        self.model = model; self.tokenizer = tokenizer; self.template = template; self.location = location
+    }
+
+    /// Loads weights, tokenizer and template from a GGUF file or HF directory.
+    public static func load(_ url: URL) throws -> LanguageModel {
+        let loaded = try ModelLocation.open(url)
+        let tokenizer = try loaded.gguf.map { try Tokenizer(gguf: $0) } ?? TokenizerLocation.load(url)
+        guard tokenizer.vocabularySize <= loaded.configuration.vocabularySize else {
+            throw LoadError.badConfiguration(
+                file: url.path,
+                reason: "tokenizer has \(tokenizer.vocabularySize) tokens but the model's vocabulary is \(loaded.configuration.vocabularySize)")
+        }
+        let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors)
+        return LanguageModel(model: model, tokenizer: tokenizer, template: try ChatTemplate(for: tokenizer), location: loaded.location)
+    }
+
+    /// Ids that end generation: end of turn, and the model's EOS ids.
+    public var stopTokens: Set<Int32> {
+        var stops = Set(template.stopTokenIds)
+        stops.insert(template.endOfTurnTokenId)
+        if let eos = tokenizer.eosTokenId { stops.insert(eos) }
+        for id in model.config.eosTokenIds { stops.insert(Int32(id)) }
+        return stops
+    }
+}

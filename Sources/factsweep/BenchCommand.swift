@@ -1,0 +1,155 @@
+// `factsweep bench`: the study's workload (full fine-tuning on the 6 facts)
+// at several thread counts and batch sizes, side by side with PyTorch.
+//
+// Each configuration runs in a child process of its own so that peak RSS is
+// that configuration's, not the largest seen so far; the PyTorch reference
+// (scripts/bench-pytorch.py) runs the same way in the same run.
+import ArgumentParser
+import Core
+import Foundation
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Benchmark training speed against PyTorch on the same machine, threads and workload.")
+
+    @OptionGroup var options: ModelOptions
+
+    @Option(name: .long, help: "Facts as JSON Lines (default: data/biography.jsonl).")
+    var data: String?
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Thread counts to measure.")
+    var threadCounts: [Int] = [1, 2]
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Batch sizes to measure (0 = all facts).")
+    var batchSizes: [Int] = [1, 8]
+
+    @Option(name: .long, help: "Epochs per configuration; the first is a warm-up and not counted.")
+    var epochs = 3
+
+    @Option(name: .long, help: "Python with torch + transformers for the side-by-side reference (default: .venv/bin/python if present).")
+    var python: String?
+
+    @Flag(name: .long, help: "Skip the PyTorch reference.")
+    var noPytorch = false
+
+    @Flag(name: .long, help: "Print the results as JSON.")
+    var json = false
+
+    @Flag(name: .long, help: .hidden)
+    var single = false
+
+    func validate() throws {
+        guard epochs >= 2 else { throw ValidationError("--epochs must be at least 2 (the first is a warm-up)") }
+        guard threadCounts.allSatisfy({ $0 >= 1 }), batchSizes.allSatisfy({ $0 >= 0 }) else {
+            throw ValidationError("thread counts must be ≥ 1 and batch sizes ≥ 0")
+        }
+    }
+
+    func run() throws {
+        if single { return try runSingle() }
+        let pythonPath = noPytorch ? nil : (python ?? defaultPython())
+        var rows: [[String: Any]] = []
+        for threads in threadCounts {
+            for batch in batchSizes {
+                FileHandle.standardError.write(Data("[bench] FactSweep: threads \(threads), batch \(batch)\n".utf8))
+                var row = try childJSON(CommandLine.arguments[0], selfArguments(threads: threads, batch: batch))
+                if let pythonPath {
+                    FileHandle.standardError.write(Data("[bench] PyTorch: threads \(threads), batch \(batch)\n".utf8))
+                    let script = DefaultPaths.root.appendingPathComponent("scripts/bench-pytorch.py").path
+                    let torch = try childJSON(pythonPath, [script, "--threads", "\(threads)", "--batch-size", "\(batch == 0 ? 6 : batch)",
+                                                           "--epochs", "\(epochs)", "--json"])
+                    row["pytorch_seconds_per_epoch"] = torch["seconds_per_epoch"]
+                    row["pytorch_peak_rss_mib"] = torch["peak_rss_process_mib"]
+                    if let ours = row["seconds_per_epoch"] as? Double, let theirs = torch["seconds_per_epoch"] as? Double {
+                        row["speedup_vs_pytorch"] = theirs / ours
+                    }
+                }
+                rows.append(row)
+            }
+        }
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            printTable(rows)
+        }
+    }
+
+    private func selfArguments(threads: Int, batch: Int) -> [String] {
+        var args = ["bench", "--single", "--threads", "\(threads)", "--batch-sizes", "\(batch)", "--epochs", "\(epochs)"]
+        if let model = options.model { args += ["--model", model] }
+        if let data { args += ["--data", data] }
+        return args
+    }
+
+    private func defaultPython() -> String? {
+        let venv = DefaultPaths.root.appendingPathComponent(".venv/bin/python").path
+        return FileManager.default.isExecutableFile(atPath: venv) ? venv : nil
+    }
+
+    /// Runs a child and parses the last line of its standard output as JSON.
+    private func childJSON(_ executable: String, _ arguments: [String]) throws -> [String: Any] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw CLIError("\(executable) \(arguments.joined(separator: " ")) failed with status \(process.terminationStatus)")
+        }
+        let lastLine = String(decoding: output, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
+        guard let object = try? JSONSerialization.jsonObject(with: Data(lastLine.utf8)) as? [String: Any] else {
+            throw CLIError("\(executable) printed no JSON result")
+        }
+        return object
+    }
+
+    /// One configuration, measured in this process.
+    private func runSingle() throws {
+        let threads = options.threads, batch = batchSizes.first ?? 1
+        let context = ComputeContext(threads: threads)
+        let peak = SgemmPeak.measure(context: context)
+        let dataset = try FactDataset.load(try DefaultPaths.resolve(data, default: DefaultPaths.data, what: "dataset"))
+        let lm = try options.loadModel()
+        var settings = TrainingSettings()
+        settings.learningRate = 1e-5
+        settings.epochs = epochs
+        settings.batchSize = batch
+        let run = TrainingRun(model: lm, dataset: dataset, settings: settings, context: context)
+        var reports: [EpochReport] = []
+        run.run { reports.append($0); return .more }
+        let steady = reports.dropFirst()
+        let seconds = steady.map(\.epochSeconds).reduce(0, +) / Double(steady.count)
+        let flops = steady.map(\.flops).reduce(0, +) / Double(steady.count)
+        let result: [String: Any] = [
+            "threads": threads, "batch_size": batch, "epochs": epochs,
+            "trainable_parameters": run.trainer.trainableParameterCount,
+            "tokens_per_epoch": reports[0].tokens,
+            "warmup_epoch_seconds": reports[0].epochSeconds,
+            "seconds_per_epoch": seconds,
+            "tokens_per_second": Double(reports[0].tokens) / seconds,
+            "peak_rss_mib": Double(ResourceUsage.peakResidentBytes) / 1_048_576,
+            "sgemm_peak_gflops": peak,
+            "model_gflops_per_epoch": flops / 1e9,
+            "mfu": flops / seconds / (peak * 1e9),
+            "final_loss": Double(reports.last?.loss ?? .nan),
+        ]
+        let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    private func printTable(_ rows: [[String: Any]]) {
+        func f(_ v: Any?, _ format: String) -> String { (v as? Double).map { String(format: format, $0) } ?? "—" }
+        print("threads batch  s/epoch  tokens/s  peak RSS MiB  sgemm GFLOP/s   MFU   | PyTorch s/epoch  RSS MiB  speed-up")
+        for r in rows {
+            print(String(format: "%7d %5d", r["threads"] as? Int ?? 0, r["batch_size"] as? Int ?? 0),
+                  f(r["seconds_per_epoch"], "%8.3f"), f(r["tokens_per_second"], "%9.1f"), f(r["peak_rss_mib"], "%13.0f"),
+                  f(r["sgemm_peak_gflops"], "%14.1f"), f((r["mfu"] as? Double).map { $0 * 100 }, "%5.1f%%"), "|",
+                  f(r["pytorch_seconds_per_epoch"], "%15.3f"), f(r["pytorch_peak_rss_mib"], "%8.0f"), f(r["speedup_vs_pytorch"], "%8.2f×"))
+        }
+    }
+}

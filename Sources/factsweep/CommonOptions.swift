@@ -1,0 +1,22 @@
+// Options shared by the commands that load a model.
+import ArgumentParser
+import Core
+import Foundation
+
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "A GGUF file or a Hugging Face model directory (default: the embedded SmolLM2-135M-Instruct).")
+    var model: String?
+
+    @Option(name: .long, help: "Threads for BLAS and the other ops (workers on one host split the cores).")
+    var threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    }
+
+    var modelURL: URL {
+        get throws { try DefaultPaths.resolve(model, default: DefaultPaths.model, what: "model") }
+    }
+
+    func loadModel() throws -> LanguageModel { try LanguageModel.load(modelURL) }
+}

@@ -1,0 +1,47 @@
+// DefaultPaths: where the embedded default models and data are found when the
+// user names none — `models/` and `data/` of the checkout, found from the
+// working directory or from the executable's own location.
+import Foundation
+
+enum DefaultPaths {
+    static let modelName = "smollm2-135m-instruct"
+    static let embedderName = "all-minilm-l6-v2"
+
+    /// The checkout root: `$FACTSWEEP_HOME`, else the nearest ancestor of the
+    /// working directory or of the executable that holds `models/` or `Package.swift`.
+    static var root: URL {
+        if let home = ProcessInfo.processInfo.environment["FACTSWEEP_HOME"] { return URL(fileURLWithPath: home) }
+        let starts = [URL(fileURLWithPath: FileManager.default.currentDirectoryPath),
+                      URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()]
+        for start in starts {
+            var dir = start.standardizedFileURL
+            while dir.path != "/" {
+                if FileManager.default.fileExists(atPath: dir.appendingPathComponent("models").path)
+                    || FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) {
+                    return dir
+                }
+                dir.deleteLastPathComponent()
+            }
+        }
+        return URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+    }
+
+    static var model: URL { root.appendingPathComponent("models").appendingPathComponent(modelName) }
+    static var embedder: URL { root.appendingPathComponent("models").appendingPathComponent(embedderName) }
+    static var data: URL { root.appendingPathComponent("data/biography.jsonl") }
+
+    /// `path` if given, else the default; a missing default says how to get it.
+    static func resolve(_ path: String?, default url: URL, what: String) throws -> URL {
+        if let path { return URL(fileURLWithPath: path) }
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw CLIError("the default \(what) is not at \(url.path): run scripts/setup.sh, or name one with --model")
+        }
+        return url
+    }
+}
+
+/// A command-line error with a message for the user.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,57 @@
+// ProgressOutput: a one-line progress display on a terminal, JSON lines otherwise.
+import Core
+import Foundation
+
+final class ProgressOutput {
+    let json: Bool
+    let isTerminal: Bool
+
+    init(json: Bool) {
+        self.json = json || isatty(STDOUT_FILENO) == 0
+        isTerminal = isatty(STDERR_FILENO) != 0
+    }
+
+    func start(_ message: String) {
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+    }
+
+    func epoch(_ r: EpochReport, of total: Int) {
+        if json {
+            emit(["epoch": r.epoch, "loss": Double(r.loss), "epoch_seconds": r.epochSeconds, "train_seconds": r.trainSeconds])
+            return
+        }
+        let width = 24, filled = width * r.epoch / max(total, 1)
+        let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+        let eta = r.trainSeconds / Double(r.epoch) * Double(total - r.epoch)
+        let line = String(format: "epoch %d/%d %@ loss %.4f  %.2f s/epoch  ETA %.0f s", r.epoch, total, bar, r.loss, r.epochSeconds, eta)
+        write((isTerminal ? "\r" + line : line) + (isTerminal && r.epoch < total ? "" : "\n"))
+    }
+
+    func summary(_ fields: [String: Any]) {
+        if json {
+            emit(fields.merging(["summary": true]) { a, _ in a })
+        } else {
+            write(fields.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "\n") + "\n")
+        }
+    }
+
+    /// Unbuffered, so that a reader of a pipe sees each epoch as it ends.
+    private func write(_ text: String) { FileHandle.standardOutput.write(Data(text.utf8)) }
+
+    private func emit(_ object: [String: Any]) {
+        if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
+           let text = String(data: data, encoding: .utf8) {
+            write(text + "\n")
+        }
+    }
+}
+
+/// Process resource figures.
+enum ResourceUsage {
+    /// Peak resident set size of this process, in bytes.
+    static var peakResidentBytes: Int {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        return usage.ru_maxrss * 1024
+    }
+}

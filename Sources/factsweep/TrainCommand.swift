@@ -1,0 +1,95 @@
+// `factsweep train`: one fine-tuning trial on a fact dataset.
+import ArgumentParser
+import Core
+import Foundation
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Fine-tune a model on question/answer facts and report loss and time per epoch.")
+
+    @OptionGroup var options: ModelOptions
+
+    @Option(name: .long, help: "Facts as JSON Lines (default: data/biography.jsonl).")
+    var data: String?
+
+    @Option(name: .long, help: "Training method (full; the PEFT methods arrive with their issue).")
+    var method: String = "full"
+
+    @Option(name: .long, help: "Peak learning rate.")
+    var lr: Float = 5e-5
+
+    @Option(name: .long, help: "Epochs (passes over the facts).")
+    var epochs = 10
+
+    @Option(name: .long, help: "Examples per step; 0 = all facts in one batch.")
+    var batchSize = 1
+
+    @Option(name: .long, help: "Seed for example order.")
+    var seed: UInt64 = 0
+
+    @Option(name: .long, help: "Linear warm-up steps.")
+    var warmupSteps = 0
+
+    @Option(name: .long, help: "Learning-rate decay after warm-up: constant, linear or cosine.")
+    var schedule: LearningRateSchedule.Decay = .constant
+
+    @Option(name: .long, help: "Weight decay (decoupled, AdamW).")
+    var weightDecay: Float = 0
+
+    @Option(name: .long, help: "Clip the global gradient norm to this (0 disables).")
+    var clip: Float = 1
+
+    @Flag(name: .long, help: "Train on every token, not only the answers.")
+    var trainOnPrompt = false
+
+    @Flag(name: .long, help: "One JSON object per epoch and a summary, instead of text.")
+    var json = false
+
+    func validate() throws {
+        guard method == "full" else { throw ValidationError("--method \(method) is not available yet (supported: full)") }
+        guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") }
+        guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
+        guard batchSize >= 0 else { throw ValidationError("--batch-size must be 0 (all) or positive") }
+        guard warmupSteps >= 0 else { throw ValidationError("--warmup-steps must not be negative") }
+        guard clip >= 0 else { throw ValidationError("--clip must not be negative") }
+    }
+
+    func run() throws {
+        let context = ComputeContext(threads: options.threads)
+        let dataURL = try DefaultPaths.resolve(data, default: DefaultPaths.data, what: "dataset")
+        let dataset = try FactDataset.load(dataURL)
+        let lm = try options.loadModel()
+        var settings = TrainingSettings()
+        settings.learningRate = lr
+        settings.epochs = epochs
+        settings.batchSize = batchSize
+        settings.seed = seed
+        settings.warmupSteps = warmupSteps
+        settings.decay = schedule
+        settings.lossScope = trainOnPrompt ? .all : .answer
+        settings.optimizer.weightDecay = weightDecay
+        settings.optimizer.maxGradNorm = clip > 0 ? clip : nil
+        let run = TrainingRun(model: lm, dataset: dataset, settings: settings, context: context)
+        let output = ProgressOutput(json: json)
+        output.start("training \(lm.model.config.layerCount)-layer model, \(run.trainer.trainableParameterCount) trainable parameters, \(dataset.facts.count) facts, \(epochs) epochs")
+        var last: EpochReport?
+        var diverged = false
+        run.run { report in
+            last = report
+            output.epoch(report, of: epochs)
+            if !report.loss.isFinite { diverged = true; return .stop }
+            return .more
+        }
+        output.summary([
+            "method": method, "status": diverged ? "diverged" : "done",
+            "trainable_params": run.trainer.trainableParameterCount,
+            "peak_rss_bytes": ResourceUsage.peakResidentBytes,
+            "epochs": last?.epoch ?? 0, "final_loss": Double(last?.loss ?? .nan),
+            "seconds_per_epoch": (last?.trainSeconds ?? 0) / Double(max(1, last?.epoch ?? 1)),
+        ])
+        if diverged { throw ExitCode(3) }
+    }
+}
+
+extension LearningRateSchedule.Decay: ExpressibleByArgument {}
