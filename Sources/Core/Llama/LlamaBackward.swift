@@ -4,7 +4,10 @@
 extension LlamaModel {
     /// Backpropagates the loss of the last `forward(batch, acts)` into `grads`.
     /// Gradients accumulate (+=): the caller zeroes them once per step.
-    public func backward(_ batch: TokenBatch, _ acts: LlamaActivations, grads g: LlamaWeights, context ctx: ComputeContext) {
+    /// Returns Σ g² over all gradient tensors, summed layer by layer while each
+    /// layer's gradients are still in cache (for clipping without another pass).
+    @discardableResult
+    public func backward(_ batch: TokenBatch, _ acts: LlamaActivations, grads g: LlamaWeights, context ctx: ComputeContext) -> Double {
         let B = batch.batchSize, T = batch.seqLen, N = B * T
         let c = config, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth, F = c.intermediateSize
         let m = batch.labelledCount
@@ -22,6 +25,7 @@ extension LlamaModel {
             for i in 0..<C { dst[i] += src[i] }
         }
 
+        var squares: Double = 0
         for l in stride(from: c.layerCount - 1, through: 0, by: -1) {
             let a = acts.layers[l], w = weights.layers[l], gw = g.layers[l]
             // MLP block; dResid holds ∂L/∂out and becomes ∂L/∂residMid.
@@ -49,9 +53,15 @@ extension LlamaModel {
                            weight: w.v.base, n: N, inDim: C, outDim: K)
             rmsNormBackward(dinp: acts.dResid, dweight: gw.attnNorm, dout: acts.dNormOut, inp: a.residIn, weight: w.attnNorm,
                             rstd: a.attnRstd, n: N, c: C, scratch: acts.normScratch, context: ctx)
+            // A layer's tensors are contiguous in the layout, from attnNorm to the end of down.
+            squares += sumOfSquares(gw.attnNorm, count: gw.down.base + C * F - gw.attnNorm.base, context: ctx)
         }
         batch.tokens.withUnsafeBufferPointer { tokens in
             embeddingBackward(dtable: g.embed, dout: acts.dResid, tokens: tokens.baseAddress!, n: N, c: C)
         }
+        squares += sumOfSquares(g.embed, count: c.vocabularySize * C, context: ctx)
+        squares += sumOfSquares(g.finalNorm, count: C, context: ctx)
+        if !c.tieWordEmbeddings { squares += sumOfSquares(g.lmHead, count: c.vocabularySize * C, context: ctx) }
+        return squares
     }
 }

@@ -153,13 +153,6 @@ enum Dequantize {
 /// cheaper than a software conversion on CPUs without F16C.
 let halfTable: [Float] = (0...UInt16.max).map { Float(Float16(bitPattern: $0)) }
 
-/// A value handed to concurrent workers that the caller has made safe to
-/// share (disjoint writes, read-only memory).
-struct UncheckedSendable<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
-}
-
 /// Host facts the loaders size their parallelism by.
 enum System {
     static let activeProcessorCount = max(1, ProcessInfo.processInfo.activeProcessorCount)

@@ -61,3 +61,10 @@ extension ComputeContext {
     }
 }
 
+
+/// A value handed to concurrent workers that the caller has made safe to
+/// share (disjoint writes, read-only memory).
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

@@ -37,34 +37,14 @@ public final class AdamW: @unchecked Sendable {
     /// Restores the step counter (moments are restored through `moments`).
     public func restore(step: Int) { self.step = step }
 
-    /// L2 norm of `grads` (count): Float sums over blocks of 4096, Double
-    /// across blocks, per thread chunk, added in chunk order for determinism.
-    public static func gradientNorm(_ grads: FloatPointer, count: Int, context: ComputeContext) -> Float {
-        let blocks = (count + 4095) / 4096
-        var total: Double = 0
-        withUnsafeTemporaryAllocation(of: Double.self, capacity: context.threads) { partial in
-            partial.initialize(repeating: 0)
-            let out = UncheckedSendable(partial)
-            context.parallelChunks(blocks) { chunk, range in
-                var sum: Double = 0
-                for block in range {
-                    var s: Float = 0
-                    for i in (block * 4096)..<min(count, block * 4096 + 4096) { s += grads[i] * grads[i] }
-                    sum += Double(s)
-                }
-                out.value[chunk] = sum
-            }
-            total = partial.reduce(0, +)
-        }
-        return Float(total.squareRoot())
-    }
-
     /// One update of `params` from `grads` at learning rate `lr`, then zeroes
     /// `grads`. Clips by the global norm first when configured; returns the
-    /// norm before clipping.
+    /// norm before clipping. `squaredNorm`, when the caller already has it
+    /// (backward sums each layer's gradients while they are still in cache),
+    /// saves a pass over all gradients.
     @discardableResult
-    public func update(params: FloatPointer, grads: FloatPointer, lr: Float, context: ComputeContext) -> Float {
-        let norm = AdamW.gradientNorm(grads, count: count, context: context)
+    public func update(params: FloatPointer, grads: FloatPointer, lr: Float, squaredNorm: Double? = nil, context: ComputeContext) -> Float {
+        let norm = Float((squaredNorm ?? sumOfSquares(grads, count: count, context: context)).squareRoot())
         var clip: Float = 1
         if let maxNorm = settings.maxGradNorm {
             clip = min(1, maxNorm / (norm + 1e-6))

@@ -34,8 +34,9 @@ public final class FullFineTuning: @unchecked Sendable {
     /// on entry and on return (the update zeroes them as it streams past).
     public func step(_ batch: TokenBatch, lr: Float) -> StepResult {
         let loss = model.forward(batch, activations, context: context)
-        model.backward(batch, activations, grads: gradientWeights, context: context)
-        let norm = optimizer.update(params: FloatPointer(model.parameters.base), grads: FloatPointer(gradients.base), lr: lr, context: context)
+        let squaredNorm = model.backward(batch, activations, grads: gradientWeights, context: context)
+        let norm = optimizer.update(params: FloatPointer(model.parameters.base), grads: FloatPointer(gradients.base), lr: lr,
+                                    squaredNorm: squaredNorm, context: context)
         return StepResult(loss: loss, gradientNorm: norm, labelledTokens: batch.labelledCount)
     }
 }
