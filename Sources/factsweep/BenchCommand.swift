@@ -119,7 +119,7 @@ struct BenchCommand: ParsableCommand {
         settings.learningRate = 1e-5
         settings.epochs = epochs
         settings.batchSize = batch
-        let run = TrainingRun(model: lm, dataset: dataset, settings: settings, context: context)
+        let run = try TrainingRun(model: lm, dataset: dataset, settings: settings, context: context)
         var reports: [EpochReport] = []
         run.run { reports.append($0); return .more }
         let steady = reports.dropFirst()

@@ -29,9 +29,9 @@ struct GenerateCommand: ParsableCommand {
         let ids: [Int32]
         if chat {
             let text = lm.template.render(messages: [.user(prompt)], addGenerationPrompt: true)
-            ids = lm.tokenizer.encode(text, parseSpecial: true)
+            ids = try lm.encode(text, parseSpecial: true)
         } else {
-            ids = lm.tokenizer.encode(prompt, addSpecialTokens: true, parseSpecial: true)
+            ids = try lm.encode(prompt, addSpecialTokens: true, parseSpecial: true)
         }
         guard ids.count + maxTokens <= lm.model.config.maxPositions else {
             throw CLIError("prompt of \(ids.count) tokens plus \(maxTokens) new ones exceeds the model's \(lm.model.config.maxPositions) positions")

@@ -70,7 +70,7 @@ struct TrainCommand: ParsableCommand {
         settings.lossScope = trainOnPrompt ? .all : .answer
         settings.optimizer.weightDecay = weightDecay
         settings.optimizer.maxGradNorm = clip > 0 ? clip : nil
-        let run = TrainingRun(model: lm, dataset: dataset, settings: settings, context: context)
+        let run = try TrainingRun(model: lm, dataset: dataset, settings: settings, context: context)
         let output = ProgressOutput(json: json)
         output.start("training \(lm.model.config.layerCount)-layer model, \(run.trainer.trainableParameterCount) trainable parameters, \(dataset.facts.count) facts, \(epochs) epochs")
         var last: EpochReport?

@@ -4,6 +4,7 @@
 import Foundation
 import Testing
 @testable import Core
+import TestSupport
 
 @Suite struct LoaderErrorTests {
     /// The golden GGUF's bytes, to damage.

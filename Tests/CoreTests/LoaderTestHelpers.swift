@@ -20,17 +20,6 @@ enum Golden {
     }
 }
 
-/// A fresh directory under the system temporary directory, removed by `cleanUp`.
-struct TemporaryDirectory {
-    let url: URL
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("factsweep-loaders-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-    func file(_ name: String) -> URL { url.appendingPathComponent(name) }
-    func cleanUp() { try? FileManager.default.removeItem(at: url) }
-}
-
 /// Runs `body`, requiring a `LoadError` whose description contains `fileName`
 /// and each of `fragments`; returns the error for further checks.
 @discardableResult

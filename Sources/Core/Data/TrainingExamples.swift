@@ -19,11 +19,13 @@ public enum LossScope: String, Sendable, Codable, CaseIterable {
 }
 
 extension TrainingExample {
-    /// Builds the example of `fact` for `tokenizer` in `template`'s format.
-    public init(fact: Fact, tokenizer: Tokenizer, template: ChatTemplate) {
+    /// Builds the example of `fact` in `model`'s chat format. Special tokens
+    /// typed in the fact itself stay plain text.
+    public init(fact: Fact, model: LanguageModel) throws {
+        let template = model.template
         let prompt = template.render(messages: [.user(fact.question)], addGenerationPrompt: true)
-        let promptTokens = tokenizer.encode(prompt, parseSpecial: true)
-        let answerTokens = tokenizer.encode(fact.answer, parseSpecial: false) + [template.endOfTurnTokenId]
+        let promptTokens = try model.encode(prompt, parseSpecial: true)
+        let answerTokens = try model.encode(fact.answer, parseSpecial: false) + [template.endOfTurnTokenId]
         self.init(tokens: promptTokens + answerTokens, promptLength: promptTokens.count)
     }
 }

@@ -61,13 +61,28 @@ public final class LanguageModel: Sendable {
     public static func load(_ url: URL) throws -> LanguageModel {
         let loaded = try ModelLocation.open(url)
         let tokenizer = try loaded.gguf.map { try Tokenizer(gguf: $0) } ?? TokenizerLocation.load(url)
-        guard tokenizer.vocabularySize <= loaded.configuration.vocabularySize else {
+        // A tokenizer may carry added tokens past the embedding (Llama 3.2's
+        // shared tokenizer has <|image|> at 128256); ordinary tokens may not.
+        let vocabulary = loaded.configuration.vocabularySize
+        if let beyond = (vocabulary..<max(vocabulary, tokenizer.vocabularySize)).first(where: { tokenizer.addedTokens[Int32($0)] == nil }) {
             throw LoadError.badConfiguration(
                 file: url.path,
-                reason: "tokenizer has \(tokenizer.vocabularySize) tokens but the model's vocabulary is \(loaded.configuration.vocabularySize)")
+                reason: "tokenizer token \(beyond) lies outside the model's vocabulary of \(vocabulary)")
         }
         let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors)
         return LanguageModel(model: model, tokenizer: tokenizer, template: try ChatTemplate(for: tokenizer), location: loaded.location)
+    }
+
+    /// Token ids of `text` (see `Tokenizer.encode`), refusing any id the model
+    /// has no embedding for instead of reading past the table.
+    public func encode(_ text: String, addSpecialTokens: Bool = false, parseSpecial: Bool = true) throws -> [Int32] {
+        let ids = tokenizer.encode(text, addSpecialTokens: addSpecialTokens, parseSpecial: parseSpecial)
+        if let bad = ids.first(where: { Int($0) >= model.config.vocabularySize }) {
+            throw LoadError.badConfiguration(
+                file: location.path,
+                reason: "token \(tokenizer.tokens[Int(bad)]) (id \(bad)) has no embedding in this model's vocabulary of \(model.config.vocabularySize)")
+        }
+        return ids
     }
 
     /// Ids that end generation: end of turn, and the model's EOS ids.

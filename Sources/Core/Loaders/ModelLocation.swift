@@ -83,3 +83,13 @@ public struct LoadedModel: Sendable {
     /// The GGUF file, when the model is one, for its tokenizer metadata.
     public let gguf: GGUFFile?
 }
+
+extension ModelLocation {
+    /// The path the user gave, for messages.
+    public var path: String {
+        switch self {
+        case let .gguf(url): url.path
+        case let .huggingFace(directory): directory.path
+        }
+    }
+}

@@ -48,9 +48,9 @@ public final class TrainingRun: @unchecked Sendable {
     private var trainSeconds: Double = 0
     private var steps = 0
 
-    public init(model: LanguageModel, dataset: FactDataset, settings: TrainingSettings, context: ComputeContext) {
+    public init(model: LanguageModel, dataset: FactDataset, settings: TrainingSettings, context: ComputeContext) throws {
         self.settings = settings
-        examples = dataset.facts.map { TrainingExample(fact: $0, tokenizer: model.tokenizer, template: model.template) }
+        examples = try dataset.facts.map { try TrainingExample(fact: $0, model: model) }
         padToken = model.tokenizer.eosTokenId ?? 0
         rng = SeededGenerator(seed: settings.seed)
         let batch = settings.batchSize == 0 ? examples.count : min(settings.batchSize, examples.count)

@@ -1,0 +1,53 @@
+// End-to-end tests of the `factsweep` executable, run as a user runs it.
+import Foundation
+import Testing
+import TestSupport
+
+@Suite(.serialized) struct CommandLineTests {
+    func jsonLines(_ text: String) -> [[String: Any]] {
+        text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+
+    @Test func tokenizeWorksOnATokenizerOnlyDirectory() throws {
+        let dir = try TestPaths.model("llama-3.2-tokenizer")
+        let r = try FactSweepBinary.run(["tokenize", "--model", dir.path, "Hello world, it's 2024!"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[9906,1917,11,433,596,220,2366,19,0]")
+    }
+
+    @Test func defaultModelGeneratesTransformersGreedyText() throws {
+        let r = try FactSweepBinary.run(["generate", "--max-tokens", "16", "--threads", "2", "The capital of France is"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == " Paris.\n\nThe answer is: 2018-01\n")
+    }
+
+    @Test func llama3StyleHuggingFaceDirectoryTrainsAndGenerates() throws {
+        let tmp = try TemporaryDirectory()
+        try TinyCheckpoints.llama3(in: tmp.url)
+        let train = try FactSweepBinary.run(["train", "--model", tmp.url.path, "--epochs", "3", "--lr", "1e-3",
+                                             "--threads", "2", "--json"])
+        #expect(train.status == 0, "\(train.stderr)")
+        let lines = jsonLines(train.stdout)
+        let losses = lines.compactMap { $0["loss"] as? Double }
+        #expect(losses.count == 3, "\(train.stdout)")
+        #expect((losses.last ?? .nan) < (losses.first ?? .nan), "loss should fall: \(losses)")
+        #expect(lines.last?["status"] as? String == "done")
+        let gen = try FactSweepBinary.run(["generate", "--model", tmp.url.path, "--chat", "--max-tokens", "3", "Hi"])
+        #expect(gen.status == 0, "\(gen.stderr)")
+    }
+
+    @Test func badDatasetIsRefusedNamingTheLine() throws {
+        let tmp = try TemporaryDirectory()
+        let data = tmp.url.appendingPathComponent("facts.jsonl")
+        try "{\"question\": \"q\", \"answer\": \"a\"}\n{\"question\": \"q\"}\n".write(to: data, atomically: true, encoding: .utf8)
+        let r = try FactSweepBinary.run(["train", "--data", data.path, "--epochs", "1"])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("facts.jsonl:2: missing field \"answer\""), "\(r.stderr)")
+    }
+
+    @Test func missingModelIsAClearError() throws {
+        let r = try FactSweepBinary.run(["generate", "--model", "/nonexistent/model", "hi"])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("/nonexistent/model"), "\(r.stderr)")
+    }
+}
