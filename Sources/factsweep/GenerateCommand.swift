@@ -36,7 +36,7 @@ struct GenerateCommand: ParsableCommand {
         guard ids.count + maxTokens <= lm.model.config.maxPositions else {
             throw CLIError("prompt of \(ids.count) tokens plus \(maxTokens) new ones exceeds the model's \(lm.model.config.maxPositions) positions")
         }
-        let generated = lm.model.generateGreedy(prompt: ids, maxTokens: maxTokens, stopTokens: lm.stopTokens, context: context)
+        let generated = lm.model.frozenNetwork().generateGreedy(prompt: ids, maxTokens: maxTokens, stopTokens: lm.stopTokens, context: context)
         print(lm.tokenizer.decode(generated, skipSpecialTokens: chat))
     }
 }

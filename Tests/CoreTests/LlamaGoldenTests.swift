@@ -46,17 +46,19 @@ import TestSupport
         let g = try Golden(variant)
         let ctx = ComputeContext(threads: 2)
         let b = g.batch
-        let acts = LlamaActivations(config: g.model.config, maxBatch: b.batchSize, maxSeq: b.seqLen, threads: ctx.threads)
-        let logits = g.model.logits(b, outputRows: Array(0..<(b.batchSize * b.seqLen)), acts, context: ctx)
+        let frozen = g.model.frozenNetwork()
+        let frozenActs = LlamaActivations(network: frozen, maxBatch: b.batchSize, maxSeq: b.seqLen, threads: ctx.threads)
+        let logits = frozen.logits(b, outputRows: Array(0..<(b.batchSize * b.seqLen)), frozenActs, context: ctx)
         let logitError = Self.relativeError(logits, try g.floats("logits"))
         #expect(logitError < 2e-5, "\(variant): logits relative error \(logitError)")
 
-        let gradArena = FloatArena(capacity: g.model.layout.totalCount)
-        let grads = LlamaWeights(layout: g.model.layout, config: g.model.config, base: gradArena.base)
-        let loss = g.model.forward(b, acts, context: ctx)
+        let ft = try FineTuning(base: g.model, method: MethodSettings(kind: .full), optimizer: AdamWSettings(),
+                                maxBatch: b.batchSize, maxSeq: b.seqLen, seed: 1, context: ctx)
+        let gradArena = ft.gradients
+        let loss = ft.network.forward(b, ft.activations, context: ctx)
         let expectedLoss = try g.floats("loss")[0]
         #expect(abs(loss - expectedLoss) < 2e-5, "\(variant): loss \(loss) vs \(expectedLoss)")
-        g.model.backward(b, acts, grads: grads, context: ctx)
+        ft.network.backward(b, ft.activations, context: ctx)
         var worst: (Float, String) = (0, "")
         for e in g.model.layout.entries {
             let ours = Array(UnsafeBufferPointer(start: gradArena.base + e.offset, count: e.count))
@@ -75,7 +77,8 @@ import TestSupport
         func setting(_ key: String) throws -> Float { try #require(meta[key].flatMap { Float($0) }, "metadata \(key)") }
         let settings = AdamWSettings(beta1: try setting("beta1"), beta2: try setting("beta2"), eps: try setting("eps"),
                                      weightDecay: try setting("weight_decay"), maxGradNorm: try setting("clip"))
-        let trainer = FullFineTuning(model: g.model, optimizer: settings, maxBatch: g.batch.batchSize, maxSeq: g.batch.seqLen, context: ctx)
+        let trainer = try FineTuning(base: g.model, method: MethodSettings(kind: .full), optimizer: settings,
+                                     maxBatch: g.batch.batchSize, maxSeq: g.batch.seqLen, seed: 1, context: ctx)
         let expectedLosses = try g.floats("step_losses"), expectedNorms = try g.floats("grad_norm")
         let lr = try setting("lr")
         for step in 0..<expectedLosses.count {
@@ -85,7 +88,7 @@ import TestSupport
         }
         var worst: Float = 0
         for e in g.model.layout.entries {
-            let ours = Array(g.model.tensor(e.name))
+            let ours = Array(try #require(trainer.tensor(e.name)))
             let error = Self.relativeError(ours, try g.floats("final." + e.name))
             worst = max(worst, error)
             #expect(error < 1e-4, "\(variant): parameter \(e.name) after 10 steps, relative error \(error)")

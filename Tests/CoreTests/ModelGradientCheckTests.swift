@@ -17,23 +17,23 @@ import TestSupport
         let model = TinyModels.model(config)
         let batch = TinyModels.batch(vocab: config.vocabularySize)
         let ctx = ComputeContext(threads: 2)
-        let acts = LlamaActivations(config: config, maxBatch: 2, maxSeq: batch.seqLen, threads: 2)
-        let gradArena = FloatArena(capacity: model.layout.totalCount)
-        let grads = LlamaWeights(layout: model.layout, config: config, base: gradArena.base)
-        model.forward(batch, acts, context: ctx)
-        model.backward(batch, acts, grads: grads, context: ctx)
+        let ft = try FineTuning(base: model, method: MethodSettings(kind: .full), optimizer: AdamWSettings(),
+                                maxBatch: 2, maxSeq: batch.seqLen, seed: 1, context: ctx)
+        let net = ft.network, acts = ft.activations, gradArena = ft.gradients
+        net.forward(batch, acts, context: ctx)
+        net.backward(batch, acts, context: ctx)
 
         var rng = SeededGenerator(seed: 7)
         var worst: Float = 0
         for e in model.layout.entries {
-            let p = model.tensor(e.name)
+            let p = try #require(ft.tensor(e.name))
             for _ in 0..<6 {
                 let i = Int(rng.next() % UInt64(e.count))
                 let saved = p[i], h: Float = 1e-2
                 p[i] = saved + h
-                let up = model.forward(batch, acts, context: ctx)
+                let up = net.forward(batch, acts, context: ctx)
                 p[i] = saved - h
-                let down = model.forward(batch, acts, context: ctx)
+                let down = net.forward(batch, acts, context: ctx)
                 p[i] = saved
                 let numeric = (up - down) / (2 * h)
                 let analytic = gradArena.base[e.offset + i]

@@ -40,9 +40,10 @@ import TestSupport
         let ctx = ComputeContext(threads: 2)
         for (p, prompt) in reference.prompts.enumerated() {
             let n = prompt.inputIds.count
-            let acts = LlamaActivations(config: model.config, maxBatch: 1, maxSeq: n, maxRows: 1, threads: ctx.threads)
+            let net = model.frozenNetwork()
+            let acts = LlamaActivations(network: net, maxBatch: 1, maxSeq: n, maxRows: 1, threads: ctx.threads)
             let batch = TokenBatch(batchSize: 1, seqLen: n, tokens: prompt.inputIds, targets: Array(repeating: TokenBatch.ignore, count: n))
-            let logits = model.logits(batch, outputRows: [n - 1], acts, context: ctx)
+            let logits = net.logits(batch, outputRows: [n - 1], acts, context: ctx)
             let want = Array(expected[(p * V)..<((p + 1) * V)])
             var maxDiff: Float = 0
             for i in 0..<V { maxDiff = max(maxDiff, abs(logits[i] - want[i])) }
@@ -57,7 +58,7 @@ import TestSupport
         let model = try Self.model.get()
         let ctx = ComputeContext(threads: 2)
         for (p, prompt) in try Self.reference().prompts.enumerated() {
-            let ours = model.generateGreedy(prompt: prompt.inputIds, maxTokens: prompt.greedyIds.count, context: ctx)
+            let ours = model.frozenNetwork().generateGreedy(prompt: prompt.inputIds, maxTokens: prompt.greedyIds.count, context: ctx)
             #expect(ours == prompt.greedyIds, "prompt \(p): \(ours) vs \(prompt.greedyIds)")
         }
     }

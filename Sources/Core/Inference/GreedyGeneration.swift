@@ -4,7 +4,7 @@
 // simple and exactly the training forward (so it is covered by the golden
 // tests); the evaluation work adds a KV cache for speed.
 
-extension LlamaModel {
+extension LlamaNetwork {
     /// Greedy continuation of `prompt`: up to `maxTokens` new ids, stopping
     /// after any id in `stopTokens` (which is included in the result).
     public func generateGreedy(
@@ -12,7 +12,7 @@ extension LlamaModel {
     ) -> [Int32] {
         guard !prompt.isEmpty, maxTokens > 0 else { return [] }
         let capacity = prompt.count + maxTokens
-        let acts = LlamaActivations(config: config, maxBatch: 1, maxSeq: capacity, maxRows: 1, threads: context.threads)
+        let acts = LlamaActivations(network: self, maxBatch: 1, maxSeq: capacity, maxRows: 1, threads: context.threads)
         var sequence = prompt
         var generated: [Int32] = []
         while generated.count < maxTokens {

@@ -27,6 +27,8 @@ public final class LlamaActivations: @unchecked Sendable {
         let gate: FloatPointer  // (N, F)
         let up: FloatPointer  // (N, F)
         let act: FloatPointer  // (N, F)
+        /// What each projection's adapter saves, in `NetworkLayer.projections` order.
+        let adapters: [ProjectionActivations]
     }
     let layers: [Layer]
     let residOut: FloatPointer  // (N, C): the last layer's output
@@ -52,10 +54,12 @@ public final class LlamaActivations: @unchecked Sendable {
     let dFinalIn: FloatPointer  // (M, C)
     let attentionScratch: FloatPointer  // (threads, T, T)
     let normScratch: FloatPointer  // (threads, C)
+    let projectionScratch: ProjectionScratch
 
     public var byteCount: Int { arena.byteCount + gradArena.byteCount }
 
-    public init(config c: LlamaConfiguration, maxBatch: Int, maxSeq: Int, maxRows: Int? = nil, threads: Int) {
+    public init(network: LlamaNetwork, maxBatch: Int, maxSeq: Int, maxRows: Int? = nil, threads: Int) {
+        let c = network.config
         self.maxBatch = maxBatch
         self.maxSeq = maxSeq
         let n = maxBatch * maxSeq
@@ -64,16 +68,19 @@ public final class LlamaActivations: @unchecked Sendable {
         let C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth, F = c.intermediateSize
         let probs = maxBatch * c.headCount * maxSeq * maxSeq
         let perLayer = [n * C, n * C, n, n * Q, n * K, n * K, probs, n * Q, n * C, n * C, n, n * F, n * F, n * F]
-        let forwardSizes = Array(repeating: perLayer, count: c.layerCount).flatMap { $0 } + [n * C, m * C, m, m * C, m * c.vocabularySize, m]
+        let adapterSizes = network.layers.flatMap { $0.projections.flatMap { ProjectionActivations.sizes(for: $0, rows: n) } }
+        let forwardSizes = Array(repeating: perLayer, count: c.layerCount).flatMap { $0 } + adapterSizes
+            + [n * C, m * C, m, m * C, m * c.vocabularySize, m]
         arena = FloatArena(capacity: FloatArena.size(for: forwardSizes))
-        layers = (0..<c.layerCount).map { [arena] _ in
+        layers = network.layers.map { [arena] layer in
             Layer(residIn: FloatPointer(arena.take(n * C)), attnNormOut: FloatPointer(arena.take(n * C)),
                   attnRstd: FloatPointer(arena.take(n)), q: FloatPointer(arena.take(n * Q)),
                   k: FloatPointer(arena.take(n * K)), v: FloatPointer(arena.take(n * K)),
                   probs: FloatPointer(arena.take(probs)), attnOut: FloatPointer(arena.take(n * Q)),
                   residMid: FloatPointer(arena.take(n * C)), mlpNormOut: FloatPointer(arena.take(n * C)),
                   mlpRstd: FloatPointer(arena.take(n)), gate: FloatPointer(arena.take(n * F)),
-                  up: FloatPointer(arena.take(n * F)), act: FloatPointer(arena.take(n * F)))
+                  up: FloatPointer(arena.take(n * F)), act: FloatPointer(arena.take(n * F)),
+                  adapters: layer.projections.map { ProjectionActivations(for: $0, rows: n, arena: arena) })
         }
         residOut = FloatPointer(arena.take(n * C))
         finalIn = FloatPointer(arena.take(m * C))
@@ -83,7 +90,12 @@ public final class LlamaActivations: @unchecked Sendable {
         losses = FloatPointer(arena.take(m))
 
         let t = max(1, threads)
-        let gradSizes = [n * C, n * C, n * Q, n * K, n * K, n * Q, n * F, n * F, n * F, m * C, m * C, t * maxSeq * maxSeq, t * C]
+        let projections = network.layers.flatMap(\.projections)
+        let maxRank = projections.map { p -> Int in if case let .lora(l)? = p.adapter { return l.rank } else { return 0 } }.max() ?? 0
+        let wide = n * max(C, Q, F), narrow = n * maxRank
+        let tiles = projections.map { $0.weight.tileFloats(threads: t) }.max() ?? 0
+        let gradSizes = [n * C, n * C, n * Q, n * K, n * K, n * Q, n * F, n * F, n * F, m * C, m * C, t * maxSeq * maxSeq, t * C,
+                         wide, narrow, tiles]
         gradArena = FloatArena(capacity: FloatArena.size(for: gradSizes))
         dResid = FloatPointer(gradArena.take(n * C))
         dNormOut = FloatPointer(gradArena.take(n * C))
@@ -98,6 +110,8 @@ public final class LlamaActivations: @unchecked Sendable {
         dFinalIn = FloatPointer(gradArena.take(m * C))
         attentionScratch = FloatPointer(gradArena.take(t * maxSeq * maxSeq))
         normScratch = FloatPointer(gradArena.take(t * C))
+        projectionScratch = ProjectionScratch(wide: FloatPointer(gradArena.take(wide)), narrow: FloatPointer(gradArena.take(narrow)),
+                                              tiles: FloatPointer(gradArena.take(tiles)))
 
         indexStorage = .allocate(capacity: 2 * max(m, 1))
         indexStorage.initialize(repeating: 0, count: 2 * max(m, 1))

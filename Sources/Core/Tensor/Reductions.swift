@@ -29,3 +29,14 @@ public func sumOfSquares(_ x: FloatPointer, count: Int, context: ComputeContext)
     }
     return total
 }
+
+/// out += inp over `count` Floats (residual connections).
+public func add(_ out: FloatPointer, _ inp: FloatPointer, count: Int, context: ComputeContext) {
+    context.parallelFor(count / 16, minimumPerThread: 4096) { range in
+        for block in range {
+            let i = block * 16
+            store16(load16(out.base + i) + load16(inp.base + i), out.base + i)
+        }
+    }
+    for i in (count / 16 * 16)..<count { out[i] += inp[i] }
+}

@@ -5,6 +5,7 @@ import Foundation
 
 /// How a trial trains. Fields are documented defaults; a sweep overrides them.
 public struct TrainingSettings: Sendable, Codable, Equatable {
+    public var method = MethodSettings(kind: .full)
     /// Peak learning rate.
     public var learningRate: Float = 5e-5
     public var epochs: Int = 10
@@ -37,11 +38,11 @@ public struct EpochReport: Sendable, Codable, Equatable {
 /// What the callback tells the run after each epoch.
 public enum TrainingProgress: Sendable { case more, stop }
 
-/// A full fine-tuning trial over tokenised examples.
+/// A fine-tuning trial over tokenised examples.
 public final class TrainingRun: @unchecked Sendable {
     public let settings: TrainingSettings
     public let examples: [TrainingExample]
-    public let trainer: FullFineTuning
+    public let trainer: FineTuning
     private let padToken: Int32
     private var rng: SeededGenerator
     public private(set) var completedEpochs = 0
@@ -55,7 +56,8 @@ public final class TrainingRun: @unchecked Sendable {
         rng = SeededGenerator(seed: settings.seed)
         let batch = settings.batchSize == 0 ? examples.count : min(settings.batchSize, examples.count)
         let maxSeq = examples.map { $0.tokens.count - 1 }.max() ?? 1
-        trainer = FullFineTuning(model: model.model, optimizer: settings.optimizer, maxBatch: batch, maxSeq: maxSeq, context: context)
+        trainer = try FineTuning(base: model.model, method: settings.method, optimizer: settings.optimizer, maxBatch: batch, maxSeq: maxSeq,
+                                 seed: settings.seed, context: context)
     }
 
     var stepsPerEpoch: Int {
@@ -82,7 +84,7 @@ public final class TrainingRun: @unchecked Sendable {
             let result = trainer.step(batch, lr: schedule.rate(at: steps))
             steps += 1
             lossSum += result.loss
-            flops += trainer.model.trainingFlops(batch)
+            flops += trainer.base.trainingFlops(batch)
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         trainSeconds += seconds

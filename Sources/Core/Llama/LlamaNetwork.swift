@@ -1,0 +1,103 @@
+// LlamaNetwork: a model as one trial runs it — pointers to the base tensors it
+// reads, the projections with whatever adapters its method adds, and pointers
+// to the gradients of whatever it trains. Forward and backward run on this.
+
+/// A contiguous run of gradient Floats, summed for clipping.
+public struct GradientRange: Sendable {
+    public let start: FloatPointer
+    public let count: Int
+    public init(_ start: FloatPointer, count: Int) { self.start = start; self.count = count }
+}
+
+/// One layer: its two norms and seven projections.
+public struct NetworkLayer: Sendable {
+    public let attnNorm: FloatPointer  // (C)
+    public let mlpNorm: FloatPointer  // (C)
+    public let attnNormGrad: FloatPointer?
+    public let mlpNormGrad: FloatPointer?
+    public let q, k, v, o, gate, up, down: Projection
+
+    public init(attnNorm: FloatPointer, mlpNorm: FloatPointer, attnNormGrad: FloatPointer?, mlpNormGrad: FloatPointer?,
+                projections: [ProjectionKind: Projection]) {
+        self.attnNorm = attnNorm; self.mlpNorm = mlpNorm
+        self.attnNormGrad = attnNormGrad; self.mlpNormGrad = mlpNormGrad
+        func p(_ k: ProjectionKind) -> Projection {
+            guard let value = projections[k] else { preconditionFailure("layer lacks \(k.rawValue)") }
+            return value
+        }
+        q = p(.q); k = p(.k); v = p(.v); o = p(.o); gate = p(.gate); up = p(.up); down = p(.down)
+    }
+
+    public var projections: [Projection] { [q, k, v, o, gate, up, down] }
+}
+
+/// Everything forward and backward read and write for one trial.
+public struct LlamaNetwork: Sendable {
+    public let config: LlamaConfiguration
+    public let embed: FloatPointer  // (V, C)
+    public let finalNorm: FloatPointer  // (C)
+    public let lmHead: FloatPointer  // (V, C); the embedding when tied
+    public let layers: [NetworkLayer]
+    public let embedGrad: FloatPointer?
+    public let finalNormGrad: FloatPointer?
+    /// Set for an untied trained head; a tied head's gradient is `embedGrad`.
+    public let lmHeadGrad: FloatPointer?
+    /// Per layer, the gradients it produces (contiguous), summed right after
+    /// that layer's backward while they are still in cache.
+    public let layerGradients: [GradientRange]
+    /// Gradients complete only at the end of backward (embedding, final norm, head).
+    public let finalGradients: [GradientRange]
+
+    public init(config: LlamaConfiguration, embed: FloatPointer, finalNorm: FloatPointer, lmHead: FloatPointer, layers: [NetworkLayer],
+                embedGrad: FloatPointer? = nil, finalNormGrad: FloatPointer? = nil, lmHeadGrad: FloatPointer? = nil,
+                layerGradients: [GradientRange] = [], finalGradients: [GradientRange] = []) {
+        self.config = config; self.embed = embed; self.finalNorm = finalNorm; self.lmHead = lmHead; self.layers = layers
+        self.embedGrad = embedGrad; self.finalNormGrad = finalNormGrad; self.lmHeadGrad = lmHeadGrad
+        self.layerGradients = layerGradients; self.finalGradients = finalGradients
+    }
+
+    /// Whether the head's weight is trained (its gradient GEMM is needed).
+    var headGrad: FloatPointer? { config.tieWordEmbeddings ? embedGrad : lmHeadGrad }
+}
+
+extension LlamaModel {
+    /// The model with nothing trained: for inference, and the base of adapter methods.
+    public func frozenNetwork(adapters: (Int, ProjectionKind) -> Adapter? = { _, _ in nil }) -> LlamaNetwork {
+        network(weights: weights, grads: nil, adapters: adapters)
+    }
+
+    /// A network over `weights` (this model's arena or a trained copy with the same
+    /// layout) whose base tensors train when `grads` is given.
+    func network(weights w: LlamaWeights, grads g: LlamaWeights?, adapters: (Int, ProjectionKind) -> Adapter?) -> LlamaNetwork {
+        let c = config
+        let layers = w.layers.enumerated().map { l, lw in
+            let lg = g?.layers[l]
+            func projection(_ kind: ProjectionKind, _ weight: FloatPointer, _ grad: FloatPointer?, inDim: Int, outDim: Int) -> Projection {
+                Projection(kind: kind, inDim: inDim, outDim: outDim, weight: .dense(weight, outDim: outDim, inDim: inDim),
+                           weightGrad: grad, adapter: adapters(l, kind))
+            }
+            let C = c.hiddenSize, F = c.intermediateSize
+            return NetworkLayer(
+                attnNorm: lw.attnNorm, mlpNorm: lw.mlpNorm, attnNormGrad: lg?.attnNorm, mlpNormGrad: lg?.mlpNorm,
+                projections: [
+                    .q: projection(.q, lw.q, lg?.q, inDim: C, outDim: c.queryWidth),
+                    .k: projection(.k, lw.k, lg?.k, inDim: C, outDim: c.kvWidth),
+                    .v: projection(.v, lw.v, lg?.v, inDim: C, outDim: c.kvWidth),
+                    .o: projection(.o, lw.o, lg?.o, inDim: c.queryWidth, outDim: C),
+                    .gate: projection(.gate, lw.gate, lg?.gate, inDim: C, outDim: F),
+                    .up: projection(.up, lw.up, lg?.up, inDim: C, outDim: F),
+                    .down: projection(.down, lw.down, lg?.down, inDim: F, outDim: C),
+                ])
+        }
+        var layerGradients: [GradientRange] = [], finalGradients: [GradientRange] = []
+        if let g {
+            // A layer's tensors are contiguous in the layout, attnNorm first, down last.
+            layerGradients = g.layers.map { GradientRange($0.attnNorm, count: $0.down.base + c.hiddenSize * c.intermediateSize - $0.attnNorm.base) }
+            finalGradients = [GradientRange(g.embed, count: c.vocabularySize * c.hiddenSize), GradientRange(g.finalNorm, count: c.hiddenSize)]
+            if !c.tieWordEmbeddings { finalGradients.append(GradientRange(g.lmHead, count: c.vocabularySize * c.hiddenSize)) }
+        }
+        return LlamaNetwork(config: c, embed: w.embed, finalNorm: w.finalNorm, lmHead: w.lmHead, layers: layers,
+                            embedGrad: g?.embed, finalNormGrad: g?.finalNorm, lmHeadGrad: c.tieWordEmbeddings ? nil : g?.lmHead,
+                            layerGradients: layerGradients, finalGradients: finalGradients)
+    }
+}

@@ -1,0 +1,195 @@
+// Projection: one linear map of a transformer layer (q, k, v, o, gate, up,
+// down) as a method sees it — a frozen or trained base matrix, optionally a
+// LoRA adapter beside it and an IA³ scale on its input or output — with the
+// forward/backward pair that every method shares.
+
+/// The seven linear maps of a Llama layer, named as in Hugging Face modules.
+public enum ProjectionKind: String, Sendable, CaseIterable, Codable {
+    case q = "q_proj", k = "k_proj", v = "v_proj", o = "o_proj"
+    case gate = "gate_proj", up = "up_proj", down = "down_proj"
+
+    /// The module path inside a layer, e.g. `self_attn.q_proj`.
+    public var modulePath: String {
+        switch self {
+        case .q, .k, .v, .o: "self_attn." + rawValue
+        case .gate, .up, .down: "mlp." + rawValue
+        }
+    }
+}
+
+/// A LoRA adapter: y += scale · dropout(x)·Aᵀ·Bᵀ, A (r, in), B (out, r).
+/// Pointers index the method's adapter arenas (parameters and gradients).
+public struct LoRAAdapter: Sendable {
+    public let rank: Int
+    public let scale: Float
+    public let dropout: Float
+    public let a: FloatPointer, b: FloatPointer
+    public let gradA: FloatPointer, gradB: FloatPointer
+}
+
+/// An IA³ vector l: scales the projection's output (k, v) or input (down).
+public struct IA3Scale: Sendable {
+    public enum Position: Sendable { case input, output }
+    public let position: Position
+    public let vector: FloatPointer
+    public let grad: FloatPointer
+}
+
+/// What a method adds to a projection: at most one adapter.
+public enum Adapter: Sendable {
+    case lora(LoRAAdapter)
+    case ia3(IA3Scale)
+}
+
+/// One linear map (out = in · Wᵀ, W (out, in)) with what the method adds to it.
+public struct Projection: Sendable {
+    public let kind: ProjectionKind
+    public let inDim: Int, outDim: Int
+    public let weight: FrozenMatrix
+    /// Set only when the base matrix itself is trained (full fine-tuning).
+    public let weightGrad: FloatPointer?
+    public let adapter: Adapter?
+
+    public init(kind: ProjectionKind, inDim: Int, outDim: Int, weight: FrozenMatrix, weightGrad: FloatPointer?, adapter: Adapter?) {
+        self.kind = kind; self.inDim = inDim; self.outDim = outDim
+        self.weight = weight; self.weightGrad = weightGrad; self.adapter = adapter
+    }
+}
+
+/// Per-projection activations that adapters save for backward (N = B·T rows).
+struct ProjectionActivations {
+    /// LoRA: dropout(x)·Aᵀ, (N, r).
+    var loraHidden: FloatPointer?
+    /// LoRA with dropout: the keep mask scaled by 1/(1−p), (N, in).
+    var dropoutMask: FloatPointer?
+    /// IA³ on the output: the unscaled output, (N, out).
+    var unscaled: FloatPointer?
+
+    init() {}
+
+    /// Floats of arena space `p` needs for `n` rows.
+    static func sizes(for p: Projection, rows n: Int) -> [Int] {
+        switch p.adapter {
+        case let .lora(lora)?: lora.dropout > 0 ? [n * lora.rank, n * p.inDim] : [n * lora.rank]
+        case let .ia3(scale)? where scale.position == .output: [n * p.outDim]
+        default: []
+        }
+    }
+
+    init(for p: Projection, rows n: Int, arena: FloatArena) {
+        switch p.adapter {
+        case let .lora(lora)?:
+            loraHidden = FloatPointer(arena.take(n * lora.rank))
+            if lora.dropout > 0 { dropoutMask = FloatPointer(arena.take(n * p.inDim)) }
+        case let .ia3(scale)? where scale.position == .output:
+            unscaled = FloatPointer(arena.take(n * p.outDim))
+        default:
+            break
+        }
+    }
+}
+
+/// Scratch shared by all projections of a network (one call at a time):
+/// `wide` (N, max in/out dim), `narrow` (N, max rank), `tiles` for frozen matrices.
+struct ProjectionScratch {
+    let wide: FloatPointer
+    let narrow: FloatPointer
+    let tiles: FloatPointer
+}
+
+/// out (N, outDim) = projection(inp (N, inDim)). `rng` draws the LoRA dropout
+/// mask (untouched when dropout is 0).
+func projectionForward(
+    _ p: Projection, out: FloatPointer, inp: FloatPointer, n: Int, saved: ProjectionActivations,
+    scratch: ProjectionScratch, rng: inout SeededGenerator, context ctx: ComputeContext
+) {
+    switch p.adapter {
+    case nil:
+        p.weight.multiply(out: out, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
+    case let .lora(lora):
+        p.weight.multiply(out: out, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
+        guard let hidden = saved.loraHidden else { preconditionFailure("LoRA activations missing") }
+        var dropped = inp
+        if let mask = saved.dropoutMask {
+            let keep = 1 / (1 - lora.dropout)
+            for i in 0..<(n * p.inDim) { mask[i] = rng.nextUniform() < lora.dropout ? 0 : keep }
+            multiplyElementwise(scratch.wide, inp, mask, count: n * p.inDim)
+            dropped = scratch.wide
+        }
+        linearForward(hidden.base, dropped.base, lora.a.base, n: n, inDim: p.inDim, outDim: lora.rank)
+        gemm(transA: false, transB: true, m: n, n: p.outDim, k: lora.rank, alpha: lora.scale,
+             a: hidden.base, lda: lora.rank, b: lora.b.base, ldb: lora.rank, beta: 1, c: out.base, ldc: p.outDim)
+    case let .ia3(scale):
+        switch scale.position {
+        case .input:
+            // (x ⊙ l)·Wᵀ: the scaled input lives in scratch for the product only.
+            scaleColumnsForward(scratch.wide, inp, scale.vector, rows: n, cols: p.inDim, context: ctx)
+            p.weight.multiply(out: out, inp: scratch.wide, n: n, tiles: scratch.tiles, context: ctx)
+        case .output:
+            guard let unscaled = saved.unscaled else { preconditionFailure("IA³ activations missing") }
+            p.weight.multiply(out: unscaled, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
+            scaleColumnsForward(out, unscaled, scale.vector, rows: n, cols: p.outDim, context: ctx)
+        }
+    }
+}
+
+/// Backward of `projectionForward`. dinp (N, inDim) += ∂L/∂inp, or = when
+/// `!accumulateInput`; skipped when nil. `dout` (N, outDim) belongs to the
+/// caller's scratch and may be overwritten (IA³ on the output scales it).
+func projectionBackward(
+    _ p: Projection, dinp: FloatPointer?, accumulateInput: Bool, dout: FloatPointer, inp: FloatPointer, n: Int,
+    saved: ProjectionActivations, scratch: ProjectionScratch, context ctx: ComputeContext
+) {
+    switch p.adapter {
+    case nil:
+        if let dinp { p.weight.multiplyTransposed(dinp: dinp, dout: dout, n: n, accumulate: accumulateInput, tiles: scratch.tiles, context: ctx) }
+    case let .lora(lora):
+        guard let hidden = saved.loraHidden else { preconditionFailure("LoRA activations missing") }
+        // dB += s·doutᵀ·h;  dh = s·dout·B;  dA += dhᵀ·dropout(x);  dx += (dh·A) ⊙ mask
+        gemm(transA: true, transB: false, m: p.outDim, n: lora.rank, k: n, alpha: lora.scale,
+             a: dout.base, lda: p.outDim, b: hidden.base, ldb: lora.rank, beta: 1, c: lora.gradB.base, ldc: lora.rank)
+        let dh = scratch.narrow
+        gemm(transA: false, transB: false, m: n, n: lora.rank, k: p.outDim, alpha: lora.scale,
+             a: dout.base, lda: p.outDim, b: lora.b.base, ldb: lora.rank, beta: 0, c: dh.base, ldc: lora.rank)
+        var dropped = inp
+        if let mask = saved.dropoutMask {
+            multiplyElementwise(scratch.wide, inp, mask, count: n * p.inDim)
+            dropped = scratch.wide
+        }
+        gemm(transA: true, transB: false, m: lora.rank, n: p.inDim, k: n,
+             a: dh.base, lda: lora.rank, b: dropped.base, ldb: p.inDim, beta: 1, c: lora.gradA.base, ldc: p.inDim)
+        if let dinp {
+            p.weight.multiplyTransposed(dinp: dinp, dout: dout, n: n, accumulate: accumulateInput, tiles: scratch.tiles, context: ctx)
+            if let mask = saved.dropoutMask {
+                gemm(transA: false, transB: false, m: n, n: p.inDim, k: lora.rank,
+                     a: dh.base, lda: lora.rank, b: lora.a.base, ldb: p.inDim, beta: 0, c: scratch.wide.base, ldc: p.inDim)
+                multiplyElementwiseAccumulate(dinp, scratch.wide, mask, count: n * p.inDim)
+            } else {
+                gemm(transA: false, transB: false, m: n, n: p.inDim, k: lora.rank,
+                     a: dh.base, lda: lora.rank, b: lora.a.base, ldb: p.inDim, beta: 1, c: dinp.base, ldc: p.inDim)
+            }
+        }
+    case let .ia3(scale):
+        switch scale.position {
+        case .output:
+            guard let unscaled = saved.unscaled else { preconditionFailure("IA³ activations missing") }
+            // dl += Σ_rows dout ⊙ unscaled;  dout ← dout ⊙ l
+            scaleColumnsBackward(dvector: scale.grad, dout: dout, inp: unscaled, rows: n, cols: p.outDim)
+            scaleColumnsForward(dout, dout, scale.vector, rows: n, cols: p.outDim, context: ctx)
+            if let dinp { p.weight.multiplyTransposed(dinp: dinp, dout: dout, n: n, accumulate: accumulateInput, tiles: scratch.tiles, context: ctx) }
+        case .input:
+            // d(x⊙l) = dout·W;  dl += Σ_rows d(x⊙l) ⊙ x;  dx (+)= d(x⊙l) ⊙ l
+            p.weight.multiplyTransposed(dinp: scratch.wide, dout: dout, n: n, accumulate: false, tiles: scratch.tiles, context: ctx)
+            scaleColumnsBackward(dvector: scale.grad, dout: scratch.wide, inp: inp, rows: n, cols: p.inDim)
+            if let dinp {
+                if !accumulateInput { dinp.base.update(repeating: 0, count: n * p.inDim) }
+                scaleColumnsAccumulate(dinp, scratch.wide, scale.vector, rows: n, cols: p.inDim, context: ctx)
+            }
+        }
+    }
+    if let grad = p.weightGrad {
+        // Only full fine-tuning trains the base matrix: dW += doutᵀ·inp.
+        gemm(transA: true, transB: false, m: p.outDim, n: p.inDim, k: n,
+             a: dout.base, lda: p.outDim, b: inp.base, ldb: p.inDim, beta: 1, c: grad.base, ldc: p.inDim)
+    }
+}

@@ -1,0 +1,87 @@
+// FineTuning: one trial's trainable state for any method — the trained tensors
+// in one arena (a copy of the model for full fine-tuning; adapters otherwise),
+// their gradients, AdamW moments and activations — and the training step.
+
+/// The outcome of one optimizer step.
+public struct StepResult: Sendable, Equatable {
+    public var loss: Float
+    public var gradientNorm: Float
+    public var labelledTokens: Int
+}
+
+/// A trial's trainable state over a shared, read-only base model.
+public final class FineTuning: @unchecked Sendable {
+    public let method: MethodSettings
+    public let base: LlamaModel
+    /// Names (PEFT keys for adapters, HF names for full) and places of the trained tensors.
+    public let trainable: [ParameterEntry]
+    public let parameters: FloatArena
+    public let gradients: FloatArena
+    public let optimizer: AdamW
+    public let network: LlamaNetwork
+    public let activations: LlamaActivations
+    public let context: ComputeContext
+    /// Draws LoRA dropout masks; saved with checkpoints.
+    public var dropoutRNG: SeededGenerator
+
+    /// Sets up `method` on `base` for batches of up to `maxBatch × maxSeq` tokens.
+    /// `seed` initialises LoRA's A matrices (as PEFT's Kaiming-uniform) and dropout.
+    public init(base: LlamaModel, method: MethodSettings, optimizer settings: AdamWSettings, maxBatch: Int, maxSeq: Int,
+                seed: UInt64, context: ComputeContext) throws {
+        try method.validate()
+        self.method = method
+        self.base = base
+        self.context = context
+        let c = base.config
+        var rng = SeededGenerator(seed: seed)
+        switch method.kind {
+        case .full:
+            trainable = base.layout.entries
+            parameters = FloatArena(capacity: base.layout.totalCount)
+            parameters.base.update(from: base.parameters.base, count: base.layout.totalCount)
+            gradients = FloatArena(capacity: base.layout.totalCount)
+            let weights = LlamaWeights(layout: base.layout, config: c, base: parameters.base)
+            let grads = LlamaWeights(layout: base.layout, config: c, base: gradients.base)
+            network = base.network(weights: weights, grads: grads, adapters: { _, _ in nil })
+        case .lora, .qlora, .ia3:
+            let layout = AdapterLayout(config: c, method: method)
+            trainable = layout.entries
+            parameters = FloatArena(capacity: layout.totalCount)
+            gradients = FloatArena(capacity: layout.totalCount)
+            layout.initialise(parameters.base, method: method, rng: &rng)
+            network = base.frozenNetwork(adapters: layout.adapters(method: method, parameters: parameters.base, gradients: gradients.base))
+                .withGradientRanges(layout.layerRanges(gradients: gradients.base))
+        }
+        dropoutRNG = rng
+        optimizer = AdamW(count: parameters.capacity, settings: settings)
+        activations = LlamaActivations(network: network, maxBatch: maxBatch, maxSeq: maxSeq, threads: context.threads)
+    }
+
+    /// Parameters trained, counted as PyTorch counts them.
+    public var trainableParameterCount: Int { trainable.reduce(0) { $0 + $1.count } }
+
+    /// A trained tensor by name.
+    public func tensor(_ name: String) -> UnsafeMutableBufferPointer<Float>? {
+        guard let e = trainable.first(where: { $0.name == name }) else { return nil }
+        return UnsafeMutableBufferPointer(start: parameters.base + e.offset, count: e.count)
+    }
+
+    /// One training step on `batch` at learning rate `lr`: forward, backward,
+    /// clip and update. Gradients are zero on entry and on return.
+    public func step(_ batch: TokenBatch, lr: Float) -> StepResult {
+        let loss = network.forward(batch, activations, rng: &dropoutRNG, context: context)
+        let squaredNorm = network.backward(batch, activations, context: context)
+        let norm = optimizer.update(params: FloatPointer(parameters.base), grads: FloatPointer(gradients.base), lr: lr,
+                                    squaredNorm: squaredNorm, context: context)
+        return StepResult(loss: loss, gradientNorm: norm, labelledTokens: batch.labelledCount)
+    }
+}
+
+extension LlamaNetwork {
+    /// The same network with its per-layer gradient ranges replaced.
+    func withGradientRanges(_ ranges: [GradientRange]) -> LlamaNetwork {
+        LlamaNetwork(config: config, embed: embed, finalNorm: finalNorm, lmHead: lmHead, layers: layers,
+                     embedGrad: embedGrad, finalNormGrad: finalNormGrad, lmHeadGrad: lmHeadGrad,
+                     layerGradients: ranges, finalGradients: finalGradients)
+    }
+}
