@@ -39,8 +39,7 @@ extension LlamaNetwork {
                                saved: saved[5], scratch: scratch, context: ctx)
             rmsNormBackward(dinp: acts.dResid, dweight: w.mlpNormGrad, dout: acts.dNormOut, inp: a.residMid, weight: w.mlpNorm,
                             rstd: a.mlpRstd, n: N, c: C, scratch: acts.normScratch, context: ctx)
-            // Attention block; dResid becomes ∂L/∂residIn. o_proj's dout is the
-            // residual gradient itself, which o's adapters never modify (none scales o's output).
+            // Attention block; dResid becomes ∂L/∂residIn.
             projectionBackward(w.o, dinp: acts.dAttnOut, accumulateInput: false, dout: acts.dResid, inp: a.attnOut, n: N,
                                saved: saved[3], scratch: scratch, context: ctx)
             attentionBackward(dq: acts.dq, dk: acts.dk, dv: acts.dv, dout: acts.dAttnOut, probs: a.probs, q: a.q, k: a.k, v: a.v,

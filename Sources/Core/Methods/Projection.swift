@@ -134,8 +134,8 @@ func projectionForward(
 }
 
 /// Backward of `projectionForward`. dinp (N, inDim) += ∂L/∂inp, or = when
-/// `!accumulateInput`; skipped when nil. `dout` (N, outDim) belongs to the
-/// caller's scratch and may be overwritten (IA³ on the output scales it).
+/// `!accumulateInput`; skipped when nil. `dout` (N, outDim) is only read: for
+/// o_proj and down_proj it is the residual stream's gradient.
 func projectionBackward(
     _ p: Projection, dinp: FloatPointer?, accumulateInput: Bool, dout: FloatPointer, inp: FloatPointer, n: Int,
     saved: ProjectionActivations, scratch: ProjectionScratch, context ctx: ComputeContext
@@ -173,10 +173,10 @@ func projectionBackward(
         switch scale.position {
         case .output:
             guard let unscaled = saved.unscaled else { preconditionFailure("IA³ activations missing") }
-            // dl += Σ_rows dout ⊙ unscaled;  dout ← dout ⊙ l
+            // dl += Σ_rows dout ⊙ unscaled;  d(unscaled) = dout ⊙ l (in scratch: dout may be the residual gradient)
             scaleColumnsBackward(dvector: scale.grad, dout: dout, inp: unscaled, rows: n, cols: p.outDim)
-            scaleColumnsForward(dout, dout, scale.vector, rows: n, cols: p.outDim, context: ctx)
-            if let dinp { p.weight.multiplyTransposed(dinp: dinp, dout: dout, n: n, accumulate: accumulateInput, tiles: scratch.tiles, context: ctx) }
+            scaleColumnsForward(scratch.wide, dout, scale.vector, rows: n, cols: p.outDim, context: ctx)
+            if let dinp { p.weight.multiplyTransposed(dinp: dinp, dout: scratch.wide, n: n, accumulate: accumulateInput, tiles: scratch.tiles, context: ctx) }
         case .input:
             // d(x⊙l) = dout·W;  dl += Σ_rows d(x⊙l) ⊙ x;  dx (+)= d(x⊙l) ⊙ l
             p.weight.multiplyTransposed(dinp: scratch.wide, dout: dout, n: n, accumulate: false, tiles: scratch.tiles, context: ctx)
