@@ -13,11 +13,26 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .long, help: "Facts as JSON Lines (default: data/biography.jsonl).")
     var data: String?
 
-    @Option(name: .long, help: "Training method (full; the PEFT methods arrive with their issue).")
-    var method: String = "full"
+    @Option(name: .long, help: "Training method: full, lora, qlora or ia3.")
+    var method: MethodKind = .full
 
-    @Option(name: .long, help: "Peak learning rate.")
-    var lr: Float = 5e-5
+    @Option(name: .long, help: "LoRA/QLoRA rank.")
+    var rank = 8
+
+    @Option(name: .long, help: "LoRA/QLoRA alpha (adapter scale alpha/rank).")
+    var alpha: Float = 16
+
+    @Option(name: .long, help: "LoRA/QLoRA dropout on the adapter input.")
+    var dropout: Float = 0
+
+    @Flag(name: .long, help: "rsLoRA scaling alpha/√rank.")
+    var rslora = false
+
+    @Option(name: .long, help: "Adapted modules, comma-separated (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or all-linear; default PEFT's for the method.")
+    var targets: String?
+
+    @Option(name: .long, help: "Peak learning rate (default per method: full 5e-5, lora/qlora 2e-4, ia3 3e-3).")
+    var lr: Float?
 
     @Option(name: .long, help: "Epochs (passes over the facts).")
     var epochs = 10
@@ -47,8 +62,8 @@ struct TrainCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard method == "full" else { throw ValidationError("--method \(method) is not available yet (supported: full)") }
-        guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") }
+        if let lr { guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") } }
+        do { try methodSettings().validate() } catch { throw ValidationError("\(error)") }
         guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
         guard batchSize >= 0 else { throw ValidationError("--batch-size must be 0 (all) or positive") }
         guard warmupSteps >= 0 else { throw ValidationError("--warmup-steps must not be negative") }
@@ -61,7 +76,8 @@ struct TrainCommand: ParsableCommand {
         let dataset = try FactDataset.load(dataURL)
         let lm = try options.loadModel()
         var settings = TrainingSettings()
-        settings.learningRate = lr
+        settings.method = try methodSettings()
+        settings.learningRate = lr ?? TrainingSettings.defaultLearningRate(for: method)
         settings.epochs = epochs
         settings.batchSize = batchSize
         settings.seed = seed
@@ -72,7 +88,7 @@ struct TrainCommand: ParsableCommand {
         settings.optimizer.maxGradNorm = clip > 0 ? clip : nil
         let run = try TrainingRun(model: lm, dataset: dataset, settings: settings, context: context)
         let output = ProgressOutput(json: json)
-        output.start("training \(lm.model.config.layerCount)-layer model, \(run.trainer.trainableParameterCount) trainable parameters, \(dataset.facts.count) facts, \(epochs) epochs")
+        output.start("\(method.rawValue): \(run.trainer.trainableParameterCount) trainable parameters, \(dataset.facts.count) facts, \(epochs) epochs, lr \(settings.learningRate)")
         var last: EpochReport?
         var diverged = false
         run.run { report in
@@ -82,7 +98,7 @@ struct TrainCommand: ParsableCommand {
             return .more
         }
         output.summary([
-            "method": method, "status": diverged ? "diverged" : "done",
+            "method": method.rawValue, "status": diverged ? "diverged" : "done",
             "trainable_params": run.trainer.trainableParameterCount,
             "peak_rss_bytes": ResourceUsage.peakResidentBytes,
             "epochs": last?.epoch ?? 0, "final_loss": Double(last?.loss ?? .nan),
@@ -90,6 +106,13 @@ struct TrainCommand: ParsableCommand {
         ])
         if diverged { throw ExitCode(3) }
     }
+
+
+    func methodSettings() throws -> MethodSettings {
+        MethodSettings(kind: method, rank: rank, alpha: alpha, dropout: dropout, rsLoRA: rslora,
+                       targets: try targets.map(MethodSettings.parseTargets))
+    }
 }
 
 extension LearningRateSchedule.Decay: ExpressibleByArgument {}
+extension MethodKind: ExpressibleByArgument {}

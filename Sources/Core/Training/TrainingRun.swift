@@ -19,6 +19,17 @@ public struct TrainingSettings: Sendable, Codable, Equatable {
     public var optimizer = AdamWSettings()
 
     public init() {}
+
+    /// Per-method defaults: PEFT methods train few parameters from a neutral
+    /// start (B = 0, l = 1) and need larger steps than full fine-tuning, whose
+    /// every weight moves; IA³'s scaling vectors need the largest.
+    public static func defaultLearningRate(for method: MethodKind) -> Float {
+        switch method {
+        case .full: 5e-5
+        case .lora, .qlora: 2e-4
+        case .ia3: 3e-3
+        }
+    }
 }
 
 /// Measurements of one epoch.
@@ -48,12 +59,14 @@ public final class TrainingRun: @unchecked Sendable {
     public private(set) var completedEpochs = 0
     private var trainSeconds: Double = 0
     private var steps = 0
+    /// Every epoch's report so far, resumed runs included.
+    public private(set) var reports: [EpochReport] = []
 
     public init(model: LanguageModel, dataset: FactDataset, settings: TrainingSettings, context: ComputeContext) throws {
         self.settings = settings
         examples = try dataset.facts.map { try TrainingExample(fact: $0, model: model) }
         padToken = model.tokenizer.eosTokenId ?? 0
-        rng = SeededGenerator(seed: settings.seed)
+        rng = SeededGenerator(seed: settings.seed ^ 0x0dde_4ba7)  // example order; FineTuning draws its own stream
         let batch = settings.batchSize == 0 ? examples.count : min(settings.batchSize, examples.count)
         let maxSeq = examples.map { $0.tokens.count - 1 }.max() ?? 1
         trainer = try FineTuning(base: model.model, method: settings.method, optimizer: settings.optimizer, maxBatch: batch, maxSeq: maxSeq,
@@ -89,8 +102,52 @@ public final class TrainingRun: @unchecked Sendable {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         trainSeconds += seconds
         completedEpochs += 1
-        return EpochReport(epoch: completedEpochs, loss: lossSum / Float(batches.count), epochSeconds: seconds,
-                           trainSeconds: trainSeconds, tokens: tokens, flops: flops)
+        let report = EpochReport(epoch: completedEpochs, loss: lossSum / Float(batches.count), epochSeconds: seconds,
+                                 trainSeconds: trainSeconds, tokens: tokens, flops: flops)
+        reports.append(report)
+        return report
+    }
+
+    /// Whether every epoch of the settings has run.
+    public var isFinished: Bool { completedEpochs >= settings.epochs }
+
+    /// Saves the run's state to `directory` (atomically replacing an older checkpoint).
+    public func saveCheckpoint(to directory: URL) throws {
+        let state = TrainingCheckpoint.State(
+            magic: TrainingCheckpoint.magic, version: TrainingCheckpoint.version, settings: settings,
+            modelFingerprint: trainer.base.fingerprint, completedEpochs: completedEpochs, steps: steps,
+            optimizerStep: trainer.optimizer.step, orderRNG: rng, dropoutRNG: trainer.dropoutRNG,
+            trainSeconds: trainSeconds, reports: reports,
+            tensors: trainer.trainable.map { .init(name: $0.name, shape: $0.shape) })
+        try TrainingCheckpoint.write(state, parameters: trainer.parameters, moments: trainer.optimizer.moments, to: directory)
+    }
+
+    /// Continues the run saved in `directory`: same settings, model and data,
+    /// bit-identical state. A checkpoint of another model or method is refused.
+    public convenience init(resuming directory: URL, model: LanguageModel, dataset: FactDataset, context: ComputeContext) throws {
+        let (state, file) = try TrainingCheckpoint.read(directory)
+        try self.init(model: model, dataset: dataset, settings: state.settings, context: context)
+        let origin = file.origin
+        guard state.modelFingerprint == trainer.base.fingerprint else {
+            throw CheckpointError(file: origin, reason: "made with another base model (\(state.modelFingerprint)); this one is \(trainer.base.fingerprint)")
+        }
+        let expected = trainer.trainable.map { TrainingCheckpoint.TensorName(name: $0.name, shape: $0.shape) }
+        guard state.tensors == expected else {
+            throw CheckpointError(file: origin, reason: "its trained tensors do not match the \(state.settings.method.kind.rawValue) method on this model")
+        }
+        for (name, arena) in [("parameters", trainer.parameters), ("adam_moments", trainer.optimizer.moments)] {
+            guard file.shape(of: name) == [arena.capacity] else {
+                throw CheckpointError(file: origin, reason: "tensor \(name) has shape \(file.shape(of: name) ?? []), expected [\(arena.capacity)]")
+            }
+            try file.read(name, into: arena.buffer)
+        }
+        trainer.optimizer.restore(step: state.optimizerStep)
+        trainer.dropoutRNG = state.dropoutRNG
+        rng = state.orderRNG
+        completedEpochs = state.completedEpochs
+        steps = state.steps
+        trainSeconds = state.trainSeconds
+        reports = state.reports
     }
 
     /// Runs the remaining epochs, reporting each; stops early when asked.

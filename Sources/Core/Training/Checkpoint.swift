@@ -1,0 +1,89 @@
+// Checkpoint: everything needed to continue a trial exactly where it stopped —
+// trained tensors, AdamW moments and step, both random generators, epoch and
+// step counters, the per-epoch history and the run's settings — in one
+// safetensors file whose metadata carries a magic string and a format version.
+import Foundation
+
+/// A trial's resumable state.
+public struct TrainingCheckpoint: Sendable {
+    public static let magic = "factsweep-checkpoint"
+    public static let version = 1
+    public static let fileName = "checkpoint.safetensors"
+
+    /// The JSON stored under the `factsweep` metadata key.
+    public struct State: Codable, Sendable, Equatable {
+        public var magic: String
+        public var version: Int
+        public var settings: TrainingSettings
+        /// Identifies the base model: configuration and a sample of its weights.
+        public var modelFingerprint: String
+        public var completedEpochs: Int
+        public var steps: Int
+        public var optimizerStep: Int
+        public var orderRNG: SeededGenerator
+        public var dropoutRNG: SeededGenerator
+        public var trainSeconds: Double
+        public var reports: [EpochReport]
+        /// Names and shapes of the trained tensors, in arena order.
+        public var tensors: [TensorName]
+    }
+
+    public struct TensorName: Codable, Sendable, Equatable {
+        public var name: String
+        public var shape: [Int]
+    }
+
+    /// Writes `state` and the arenas atomically to `directory/checkpoint.safetensors`.
+    public static func write(_ state: State, parameters: FloatArena, moments: FloatArena, to directory: URL) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let json = try JSONEncoder().encode(state)
+        var writer = SafetensorsWriter(metadata: ["factsweep": String(decoding: json, as: UTF8.self)])
+        try writer.add("parameters", shape: [parameters.capacity], UnsafeBufferPointer(parameters.buffer))
+        try writer.add("adam_moments", shape: [moments.capacity], UnsafeBufferPointer(moments.buffer))
+        try writer.write(to: directory.appendingPathComponent(fileName))
+    }
+
+    /// Reads a checkpoint, refusing anything that is not one or whose version is unknown.
+    public static func read(_ directory: URL) throws -> (State, SafetensorsFile) {
+        let url = directory.appendingPathComponent(fileName)
+        let file = try SafetensorsFile(url: url)
+        guard let text = file.metadata["factsweep"] else {
+            throw CheckpointError(file: url.path, reason: "not a FactSweep checkpoint (no factsweep metadata)")
+        }
+        let state: State
+        do { state = try JSONDecoder().decode(State.self, from: Data(text.utf8)) } catch {
+            throw CheckpointError(file: url.path, reason: "unreadable checkpoint metadata: \((error as? DecodingError)?.shortDescription ?? "\(error)")")
+        }
+        guard state.magic == magic else { throw CheckpointError(file: url.path, reason: "wrong magic \"\(state.magic)\"") }
+        guard state.version == version else {
+            throw CheckpointError(file: url.path, reason: "checkpoint format version \(state.version) is not supported (this build reads \(version))")
+        }
+        return (state, file)
+    }
+}
+
+/// A checkpoint that cannot be used, naming the file.
+public struct CheckpointError: Error, CustomStringConvertible, Equatable {
+    public let file: String
+    public let reason: String
+    public var description: String { "\(file): \(reason)" }
+}
+
+extension LlamaModel {
+    /// The configuration and a sample of every tensor (every 4099th Float, a
+    /// prime stride), hashed: enough to tell one base model from another.
+    public var fingerprint: String {
+        let c = config
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for e in layout.entries {
+            let t = parameters.base + e.offset
+            var i = 0
+            while i < e.count {
+                hash = (hash ^ UInt64(t[i].bitPattern)) &* 0x100_0000_01b3
+                i += 4099
+            }
+        }
+        return "llama V\(c.vocabularySize) C\(c.hiddenSize) F\(c.intermediateSize) L\(c.layerCount) H\(c.headCount)/\(c.kvHeadCount) "
+            + "hd\(c.headDimension) tied \(c.tieWordEmbeddings) weights \(String(hash, radix: 16))"
+    }
+}

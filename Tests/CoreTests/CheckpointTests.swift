@@ -1,0 +1,104 @@
+// Checkpoints: a run interrupted and resumed reproduces the uninterrupted run
+// exactly (same per-epoch losses and final tensors at the same thread count),
+// for every method; bad or mismatched checkpoints are refused clearly.
+import Foundation
+import Testing
+@testable import Core
+import TestSupport
+
+@Suite(.serialized) struct CheckpointTests {
+    static let shared: Result<(TemporaryDirectory, LanguageModel, FactDataset), Error> = Result {
+        let dir = try TemporaryDirectory()
+        try TinyCheckpoints.llama3(in: dir.url)
+        let model = try LanguageModel.load(dir.url)
+        let dataset = try FactDataset.load(TestPaths.repositoryRoot.appendingPathComponent("data/biography.jsonl"))
+        return (dir, model, dataset)
+    }
+
+    static func settings(_ method: MethodSettings) -> TrainingSettings {
+        var s = TrainingSettings()
+        s.method = method
+        s.learningRate = 1e-3
+        s.epochs = 6
+        s.batchSize = 2
+        s.seed = 5
+        s.warmupSteps = 3
+        s.decay = .cosine
+        return s
+    }
+
+    static let methods = [
+        MethodSettings(kind: .full),
+        MethodSettings(kind: .lora, rank: 4, alpha: 8, dropout: 0.1),
+        MethodSettings(kind: .ia3),
+    ]
+
+    @Test(arguments: 0..<3)
+    func resumedRunEqualsUninterruptedRun(index: Int) throws {
+        let (_, model, dataset) = try Self.shared.get()
+        let ctx = ComputeContext(threads: 2)
+        let settings = Self.settings(Self.methods[index])
+        let straight = try TrainingRun(model: model, dataset: dataset, settings: settings, context: ctx)
+        straight.run { _ in .more }
+
+        let tmp = try TemporaryDirectory()
+        let first = try TrainingRun(model: model, dataset: dataset, settings: settings, context: ctx)
+        first.run { $0.epoch == 3 ? .stop : .more }
+        try first.saveCheckpoint(to: tmp.url)
+        let resumed = try TrainingRun(resuming: tmp.url, model: model, dataset: dataset, context: ctx)
+        #expect(resumed.completedEpochs == 3)
+        resumed.run { _ in .more }
+
+        #expect(resumed.reports.map(\.loss) == straight.reports.map(\.loss), "\(settings.method.kind)")
+        #expect(Array(resumed.trainer.parameters.buffer) == Array(straight.trainer.parameters.buffer))
+        #expect(Array(resumed.trainer.optimizer.moments.buffer) == Array(straight.trainer.optimizer.moments.buffer))
+        print("resume \(settings.method.kind): losses \(straight.reports.map(\.loss))")
+    }
+
+    @Test func mismatchedOrCorruptCheckpointsAreRefused() throws {
+        let (_, model, dataset) = try Self.shared.get()
+        let ctx = ComputeContext(threads: 1)
+        let tmp = try TemporaryDirectory()
+        var settings = Self.settings(MethodSettings(kind: .ia3))
+        settings.epochs = 1
+        let run = try TrainingRun(model: model, dataset: dataset, settings: settings, context: ctx)
+        run.run { _ in .more }
+        try run.saveCheckpoint(to: tmp.url)
+        let file = tmp.url.appendingPathComponent(TrainingCheckpoint.fileName)
+
+        // Another base model (different weights, same shape).
+        let otherDir = try TemporaryDirectory()
+        try TinyCheckpoints.llama3(in: otherDir.url, seed: 2)
+        let other = try LanguageModel.load(otherDir.url)
+        #expect { try TrainingRun(resuming: tmp.url, model: other, dataset: dataset, context: ctx) } throws: { error in
+            "\(error)".contains("another base model") && "\(error)".contains(file.path)
+        }
+        // Truncated file.
+        let bytes = try Data(contentsOf: file)
+        try bytes.prefix(bytes.count / 2).write(to: file)
+        #expect { try TrainingRun(resuming: tmp.url, model: model, dataset: dataset, context: ctx) } throws: { error in
+            "\(error)".contains(file.path)
+        }
+        // A safetensors file that is not a checkpoint.
+        var writer = SafetensorsWriter()
+        try writer.add("x", shape: [1], [Float(1)])
+        try writer.write(to: file)
+        #expect { try TrainingRun(resuming: tmp.url, model: model, dataset: dataset, context: ctx) } throws: { error in
+            "\(error)".contains("not a FactSweep checkpoint")
+        }
+        // A future format version.
+        var state = TrainingCheckpoint.State(
+            magic: TrainingCheckpoint.magic, version: 99, settings: settings, modelFingerprint: "", completedEpochs: 0, steps: 0,
+            optimizerStep: 0, orderRNG: SeededGenerator(seed: 1), dropoutRNG: SeededGenerator(seed: 1), trainSeconds: 0, reports: [], tensors: [])
+        try TrainingCheckpoint.write(state, parameters: FloatArena(capacity: 1), moments: FloatArena(capacity: 2), to: tmp.url)
+        #expect { try TrainingRun(resuming: tmp.url, model: model, dataset: dataset, context: ctx) } throws: { error in
+            "\(error)".contains("version 99")
+        }
+        state.version = TrainingCheckpoint.version
+        state.magic = "something-else"
+        try TrainingCheckpoint.write(state, parameters: FloatArena(capacity: 1), moments: FloatArena(capacity: 2), to: tmp.url)
+        #expect { try TrainingRun(resuming: tmp.url, model: model, dataset: dataset, context: ctx) } throws: { error in
+            "\(error)".contains("wrong magic")
+        }
+    }
+}
