@@ -55,6 +55,18 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .long, help: "Clip the global gradient norm to this (0 disables).")
     var clip: Float = 1
 
+    @Option(name: .long, help: "Start LoRA/QLoRA/IA³ from this PEFT adapter directory (its adapter_config.json sets rank, alpha and targets).")
+    var initAdapter: String?
+
+    @Option(name: .long, help: "Write a checkpoint every C epochs (and at the end) to --out.")
+    var checkpointEvery: Int?
+
+    @Option(name: .long, help: "Directory for checkpoints and the final adapter/metrics (created if needed).")
+    var out: String?
+
+    @Option(name: .long, help: "Continue the run checkpointed in this directory (its settings apply; --threads may differ).")
+    var resume: String?
+
     @Flag(name: .long, help: "Train on every token, not only the answers.")
     var trainOnPrompt = false
 
@@ -63,6 +75,11 @@ struct TrainCommand: ParsableCommand {
 
     func validate() throws {
         if let lr { guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") } }
+        if let checkpointEvery {
+            guard checkpointEvery >= 1 else { throw ValidationError("--checkpoint-every must be at least 1") }
+            guard out != nil || resume != nil else { throw ValidationError("--checkpoint-every needs --out DIR") }
+        }
+        if initAdapter != nil, method == .full { throw ValidationError("--init-adapter needs --method lora, qlora or ia3") }
         do { try methodSettings().validate() } catch { throw ValidationError("\(error)") }
         guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
         guard batchSize >= 0 else { throw ValidationError("--batch-size must be 0 (all) or positive") }
@@ -77,6 +94,14 @@ struct TrainCommand: ParsableCommand {
         let lm = try options.loadModel()
         var settings = TrainingSettings()
         settings.method = try methodSettings()
+        if let initAdapter {
+            let adapter = try FineTuning.adapterSettings(URL(fileURLWithPath: initAdapter), quantizedBase: method == .qlora)
+            guard (adapter.kind == .ia3) == (method == .ia3) else {
+                throw CLIError("\(initAdapter) holds a \(adapter.kind == .ia3 ? "IA3" : "LoRA") adapter, not one for --method \(method.rawValue)")
+            }
+            settings.method = adapter
+            settings.initAdapter = initAdapter
+        }
         settings.learningRate = lr ?? TrainingSettings.defaultLearningRate(for: method)
         settings.epochs = epochs
         settings.batchSize = batchSize
@@ -86,19 +111,36 @@ struct TrainCommand: ParsableCommand {
         settings.lossScope = trainOnPrompt ? .all : .answer
         settings.optimizer.weightDecay = weightDecay
         settings.optimizer.maxGradNorm = clip > 0 ? clip : nil
-        let run = try TrainingRun(model: lm, dataset: dataset, settings: settings, context: context)
+        let run: TrainingRun
+        if let resume {
+            run = try TrainingRun(resuming: URL(fileURLWithPath: resume), model: lm, dataset: dataset, context: context)
+            settings = run.settings
+        } else {
+            run = try TrainingRun(model: lm, dataset: dataset, settings: settings, context: context)
+        }
+        let outDir = (out ?? resume).map { URL(fileURLWithPath: $0) }
         let output = ProgressOutput(json: json)
-        output.start("\(method.rawValue): \(run.trainer.trainableParameterCount) trainable parameters, \(dataset.facts.count) facts, \(epochs) epochs, lr \(settings.learningRate)")
-        var last: EpochReport?
+        let epochs = settings.epochs
+        output.start("\(settings.method.kind.rawValue): \(run.trainer.trainableParameterCount) trainable parameters, \(dataset.facts.count) facts, "
+                     + "\(epochs) epochs, lr \(settings.learningRate)" + (resume != nil ? ", resumed after epoch \(run.completedEpochs)" : ""))
+        var last: EpochReport? = run.reports.last
         var diverged = false
+        var failure: Error?
         run.run { report in
             last = report
             output.epoch(report, of: epochs)
             if !report.loss.isFinite { diverged = true; return .stop }
+            if let outDir, let every = checkpointEvery, report.epoch % every == 0 || report.epoch == epochs {
+                do { try run.saveCheckpoint(to: outDir) } catch { failure = error; return .stop }
+            }
             return .more
         }
+        if let failure { throw failure }
+        if let outDir, !diverged, settings.method.kind != .full {
+            try run.trainer.exportAdapter(to: outDir.appendingPathComponent("adapter"), baseModel: try options.modelURL.path)
+        }
         output.summary([
-            "method": method.rawValue, "status": diverged ? "diverged" : "done",
+            "method": settings.method.kind.rawValue, "status": diverged ? "diverged" : "done",
             "trainable_params": run.trainer.trainableParameterCount,
             "peak_rss_bytes": ResourceUsage.peakResidentBytes,
             "epochs": last?.epoch ?? 0, "final_loss": Double(last?.loss ?? .nan),

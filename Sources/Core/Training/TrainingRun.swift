@@ -17,6 +17,8 @@ public struct TrainingSettings: Sendable, Codable, Equatable {
     public var decay: LearningRateSchedule.Decay = .constant
     public var lossScope: LossScope = .answer
     public var optimizer = AdamWSettings()
+    /// A PEFT adapter directory to start from instead of PEFT's initialisation.
+    public var initAdapter: String?
 
     public init() {}
 
@@ -71,6 +73,9 @@ public final class TrainingRun: @unchecked Sendable {
         let maxSeq = examples.map { $0.tokens.count - 1 }.max() ?? 1
         trainer = try FineTuning(base: model.model, method: settings.method, optimizer: settings.optimizer, maxBatch: batch, maxSeq: maxSeq,
                                  seed: settings.seed, context: context)
+        if let initAdapter = settings.initAdapter {
+            try trainer.loadAdapter(from: URL(fileURLWithPath: initAdapter))
+        }
     }
 
     var stepsPerEpoch: Int {
