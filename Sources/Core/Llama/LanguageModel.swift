@@ -94,3 +94,21 @@ public final class LanguageModel: Sendable {
         return stops
     }
 }
+
+extension LanguageModel {
+    /// Copies the tokenizer files of a Hugging Face base next to an exported
+    /// model. (A GGUF base's tokenizer is written out by the tokenizer writer.)
+    public func writeTokenizerFiles(to directory: URL) throws {
+        switch location {
+        case let .huggingFace(source):
+            for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"] {
+                let from = source.appendingPathComponent(name), to = directory.appendingPathComponent(name)
+                guard FileManager.default.fileExists(atPath: from.path) else { continue }
+                try? FileManager.default.removeItem(at: to)
+                try FileManager.default.copyItem(at: from, to: to)
+            }
+        case let .gguf(url):
+            throw LoadError.malformed(file: url.path, reason: "writing a tokenizer.json for a GGUF base is not available yet")
+        }
+    }
+}

@@ -11,6 +11,15 @@ public enum FrozenMatrix: Sendable {
     public var outDim: Int { switch self { case let .dense(_, o, _): o } }
     public var inDim: Int { switch self { case let .dense(_, _, i): i } }
 
+    /// Writes W as Float32 (out, in) into `destination` (a no-op copy when the
+    /// destination already holds the same dense weights).
+    func materialize(into destination: FloatPointer) {
+        switch self {
+        case let .dense(w, o, i):
+            if w.base != destination.base { destination.base.update(from: w.base, count: o * i) }
+        }
+    }
+
     /// Floats of tile scratch the products need (dequantised rows in flight).
     func tileFloats(threads: Int) -> Int {
         switch self { case .dense: 0 }

@@ -6,17 +6,17 @@ import Foundation
 /// The fields of PEFT's `adapter_config.json` that FactSweep writes and reads.
 public struct PEFTAdapterConfig: Codable, Sendable, Equatable {
     public var peftType: String
-    public var taskType: String = "CAUSAL_LM"
+    public var taskType: String? = "CAUSAL_LM"
     public var targetModules: [String]
     public var r: Int?
     public var loraAlpha: Float?
     public var loraDropout: Float?
     public var useRslora: Bool?
     public var bias: String?
-    public var fanInFanOut: Bool = false
+    public var fanInFanOut: Bool? = false
     public var feedforwardModules: [String]?
     public var baseModelNameOrPath: String?
-    public var inferenceMode: Bool = true
+    public var inferenceMode: Bool? = true
 
     enum CodingKeys: String, CodingKey {
         case peftType = "peft_type", taskType = "task_type", targetModules = "target_modules", r
@@ -51,8 +51,8 @@ public struct PEFTAdapterConfig: Codable, Sendable, Equatable {
             guard let kind = ProjectionKind(rawValue: last) else { throw fail("target module \(name) is not a Llama projection") }
             return kind
         }
-        guard taskType == "CAUSAL_LM" else { throw fail("task_type \(taskType) is not CAUSAL_LM") }
-        guard !fanInFanOut else { throw fail("fan_in_fan_out adapters are not supported") }
+        guard taskType ?? "CAUSAL_LM" == "CAUSAL_LM" else { throw fail("task_type \(taskType ?? "") is not CAUSAL_LM") }
+        guard fanInFanOut != true else { throw fail("fan_in_fan_out adapters are not supported") }
         switch peftType {
         case "LORA":
             guard let r, let loraAlpha else { throw fail("a LoRA config needs r and lora_alpha") }

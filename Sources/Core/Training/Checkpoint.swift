@@ -87,3 +87,20 @@ extension LlamaModel {
             + "hd\(c.headDimension) tied \(c.tieWordEmbeddings) weights \(String(hash, radix: 16))"
     }
 }
+
+extension FineTuning {
+    /// The trained state of the checkpoint in `directory` over `base`, for
+    /// export and inference (activations sized for `maxSeq` tokens, batch 1).
+    public convenience init(checkpoint directory: URL, base: LlamaModel, maxSeq: Int, context: ComputeContext) throws {
+        let (state, file) = try TrainingCheckpoint.read(directory)
+        guard state.modelFingerprint == base.fingerprint else {
+            throw CheckpointError(file: file.origin, reason: "made with another base model (\(state.modelFingerprint)); this one is \(base.fingerprint)")
+        }
+        try self.init(base: base, method: state.settings.method, optimizer: state.settings.optimizer, maxBatch: 1, maxSeq: maxSeq,
+                      seed: state.settings.seed, context: context)
+        guard file.shape(of: "parameters") == [parameters.capacity] else {
+            throw CheckpointError(file: file.origin, reason: "its parameters do not match the \(method.kind.rawValue) method on this model")
+        }
+        try file.read("parameters", into: parameters.buffer)
+    }
+}

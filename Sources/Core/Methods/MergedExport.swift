@@ -1,0 +1,52 @@
+// MergedExport: a trained model as one plain Hugging Face checkpoint — the base
+// weights with the adapter folded in (W + s·B·A for LoRA, W scaled by l for IA³)
+// or the fully fine-tuned weights — that transformers loads without PEFT.
+import Foundation
+
+extension FineTuning {
+    /// The model's tensors with this trial's training applied, in the base layout.
+    public func mergedParameters() -> FloatArena {
+        let layout = base.layout
+        let merged = FloatArena(capacity: layout.totalCount)
+        if method.kind == .full {
+            merged.base.update(from: parameters.base, count: layout.totalCount)
+            return merged
+        }
+        merged.base.update(from: base.parameters.base, count: layout.totalCount)
+        let weights = LlamaWeights(layout: layout, config: base.config, base: merged.base)
+        for (l, layer) in network.layers.enumerated() {
+            let w = weights.layers[l]
+            let targets: [ProjectionKind: FloatPointer] = [.q: w.q, .k: w.k, .v: w.v, .o: w.o, .gate: w.gate, .up: w.up, .down: w.down]
+            for p in layer.projections {
+                guard let dst = targets[p.kind] else { continue }
+                p.weight.materialize(into: dst)
+                switch p.adapter {
+                case nil:
+                    break
+                case let .lora(lora):
+                    // W (out, in) += s · B (out, r) · A (r, in)
+                    gemm(transA: false, transB: false, m: p.outDim, n: p.inDim, k: lora.rank, alpha: lora.scale,
+                         a: lora.b.base, lda: lora.rank, b: lora.a.base, ldb: p.inDim, beta: 1, c: dst.base, ldc: p.inDim)
+                case let .ia3(scale):
+                    for o in 0..<p.outDim {
+                        let row = dst.base + o * p.inDim
+                        for i in 0..<p.inDim { row[i] *= scale.position == .output ? scale.vector[o] : scale.vector[i] }
+                    }
+                }
+            }
+        }
+        return merged
+    }
+
+    /// Writes config.json and model.safetensors of the merged model to `directory`.
+    public func exportMerged(to directory: URL) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let merged = mergedParameters()
+        var writer = SafetensorsWriter(metadata: ["format": "pt"])
+        for e in base.layout.entries {
+            try writer.add(e.name, shape: e.shape, UnsafeBufferPointer(start: merged.base + e.offset, count: e.count))
+        }
+        try writer.write(to: directory.appendingPathComponent("model.safetensors"))
+        try base.config.huggingFaceConfigJSON().write(to: directory.appendingPathComponent("config.json"), options: .atomic)
+    }
+}

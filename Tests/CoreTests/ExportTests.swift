@@ -1,0 +1,64 @@
+// Export and import: PEFT adapter directories round-trip, and a merged model
+// loaded as a plain Hugging Face checkpoint computes the same logits as the
+// base plus adapter.
+import Foundation
+import Testing
+@testable import Core
+import TestSupport
+
+@Suite(.serialized) struct ExportTests {
+    static let methods = [
+        MethodSettings(kind: .lora, rank: 4, alpha: 8, targets: [.q, .v, .down]),
+        MethodSettings(kind: .lora, rank: 2, alpha: 4, rsLoRA: true, targets: ProjectionKind.allCases),
+        MethodSettings(kind: .ia3),
+    ]
+
+    @Test(arguments: 0..<3)
+    func adapterRoundTripsAndMergedModelMatches(index: Int) throws {
+        let method = Self.methods[index]
+        let dir = try TemporaryDirectory()
+        try TinyCheckpoints.llama3(in: dir.url)
+        let lm = try LanguageModel.load(dir.url)
+        let ctx = ComputeContext(threads: 2)
+        let ids = try lm.encode("Where did Talvi Orsenko study?", addSpecialTokens: true)
+        let batch = TokenBatch(batchSize: 1, seqLen: ids.count, tokens: ids, targets: Array(repeating: TokenBatch.ignore, count: ids.count))
+        let ft = try FineTuning(base: lm.model, method: method, optimizer: AdamWSettings(), maxBatch: 1, maxSeq: ids.count, seed: 4, context: ctx)
+        var rng = SeededGenerator(seed: 8)
+        for i in 0..<ft.parameters.capacity { ft.parameters.base[i] += 0.2 * rng.nextNormal() }
+        let rows = Array(0..<ids.count)
+        let expected = ft.network.logits(batch, outputRows: rows, ft.activations, context: ctx)
+
+        // Adapter directory → a fresh trial with --init-adapter semantics.
+        let adapterDir = dir.url.appendingPathComponent("adapter")
+        try ft.exportAdapter(to: adapterDir, baseModel: "tiny")
+        let settings = try FineTuning.adapterSettings(adapterDir, quantizedBase: false)
+        #expect(settings.kind == method.kind && settings.resolvedTargets == method.resolvedTargets)
+        #expect(method.kind == .ia3 || (settings.rank == method.rank && settings.alpha == method.alpha && settings.rsLoRA == method.rsLoRA))
+        let again = try FineTuning(base: lm.model, method: settings, optimizer: AdamWSettings(), maxBatch: 1, maxSeq: ids.count, seed: 99, context: ctx)
+        try again.loadAdapter(from: adapterDir)
+        #expect(again.network.logits(batch, outputRows: rows, again.activations, context: ctx) == expected)
+
+        // Merged directory → a plain model with no adapter.
+        let mergedDir = dir.url.appendingPathComponent("merged")
+        try ft.exportMerged(to: mergedDir)
+        try lm.writeTokenizerFiles(to: mergedDir)
+        let merged = try LanguageModel.load(mergedDir)
+        let net = merged.model.frozenNetwork()
+        let acts = LlamaActivations(network: net, maxBatch: 1, maxSeq: ids.count, threads: ctx.threads)
+        let logits = net.logits(batch, outputRows: rows, acts, context: ctx)
+        var worst: Float = 0, scale: Float = 0
+        for i in logits.indices { worst = max(worst, abs(logits[i] - expected[i])); scale = max(scale, abs(expected[i])) }
+        #expect(worst <= 1e-5 * max(1, scale), "\(method.kind) merged logits differ by \(worst)")
+        print("export \(method.kind): merged vs adapter max |Δlogit| \(worst) (scale \(scale))")
+    }
+
+    @Test func foreignAdaptersAreRefused() throws {
+        let dir = try TemporaryDirectory()
+        let config = #"{"peft_type": "PREFIX_TUNING", "task_type": "CAUSAL_LM", "target_modules": ["q_proj"]}"#
+        try config.write(to: dir.file("adapter_config.json"), atomically: true, encoding: .utf8)
+        #expect { try FineTuning.adapterSettings(dir.url, quantizedBase: false) } throws: { "\($0)".contains("PREFIX_TUNING") }
+        let bias = #"{"peft_type": "LORA", "task_type": "CAUSAL_LM", "target_modules": ["q_proj"], "r": 4, "lora_alpha": 8, "bias": "all"}"#
+        try bias.write(to: dir.file("adapter_config.json"), atomically: true, encoding: .utf8)
+        #expect { try FineTuning.adapterSettings(dir.url, quantizedBase: false) } throws: { "\($0)".contains("bias") }
+    }
+}
