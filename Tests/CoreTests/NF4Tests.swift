@@ -48,6 +48,21 @@ import TestSupport
         #expect(absmax.map(\.bitPattern) == (try file.floats("blockwise.absmax")).map(\.bitPattern))
     }
 
+    /// torch's Float32 sum and mean, bit for bit, across the counts where its
+    /// vector, round-robin, cascade-level and tail paths change.
+    @Test func sumsInTorchsOrder() throws {
+        let file = try Self.golden()
+        let counts = try file.ints("sums.count")
+        let probe = (0..<(counts.max() ?? 0)).map { Float($0 &* 2_654_435_761 % (1 << 32) % 100_003) / 977 }
+        let sums = try file.floats("sums.value"), means = try file.floats("sums.mean")
+        for (n, (sum, mean)) in zip(counts, zip(sums, means)) {
+            probe[..<n].withUnsafeBufferPointer { values in
+                #expect(TorchFloatSum.sum(values).bitPattern == sum.bitPattern, "sum of \(n)")
+                #expect(TorchFloatSum.mean(values).bitPattern == mean.bitPattern, "mean of \(n)")
+            }
+        }
+    }
+
     /// Both stages, given torch's absmax mean: every byte and Float bit-exact.
     @Test(arguments: cases)
     func quantisesLikeBitsandbytes(name: String) throws {
@@ -68,8 +83,7 @@ import TestSupport
         #expect(tensor.absmaxScales.map(\.bitPattern) == (try file.floats("\(name).nested_absmax")).map(\.bitPattern))
     }
 
-    /// With our own mean (summed in Double): in general within an ulp of torch's
-    /// Float cascade sum; for these small cases equal, so every byte matches.
+    /// With our own absmax mean (torch's order of additions): every byte matches.
     @Test(arguments: cases)
     func ownMeanMatchesTorch(name: String) throws {
         let file = try Self.golden()
@@ -177,6 +191,52 @@ import TestSupport
         }
     }
 
+    /// A real matrix (SmolLM2's layer-0 down_proj) against bitsandbytes, by the
+    /// hashes in Golden/nf4/smollm2_down_proj.json: every stage bit-exact.
+    @Test func smolLM2MatrixMatchesBitsandbytes() throws {
+        struct Record: Decodable {
+            let tensor: String
+            let shape: [Int]
+            let input_fnv1a64, weight_fnv1a64, absmax_fnv1a64, nested_absmax_fnv1a64, dequantized_fnv1a64: String
+            let nested_offset_bits: UInt32
+            let relative_rms_error: Double
+        }
+        let record = try JSONDecoder().decode(Record.self, from: Data(contentsOf: Golden.url("nf4/smollm2_down_proj.json")))
+        let gguf = try GGUFFile(url: TestPaths.model("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"))
+        let source = GGUFTensorSource(file: gguf, configuration: try LlamaConfiguration(gguf: gguf))
+        #expect(source.shape(of: record.tensor) == record.shape)
+        let weights = try source.floats(record.tensor)
+        #expect(Self.fnv1a64(weights) == record.input_fnv1a64, "the GGUF reader's input differs from gguf-py's")
+
+        let context = ComputeContext(threads: 2)
+        let torchMean = Float(bitPattern: record.nested_offset_bits)
+        let tensor = try weights.withUnsafeBufferPointer {
+            try NF4Tensor(quantizing: $0, rows: record.shape[0], columns: record.shape[1], absmaxOffset: torchMean, context: context)
+        }
+        #expect(Self.fnv1a64(tensor.packed) == record.weight_fnv1a64)
+        #expect(Self.fnv1a64(tensor.quantizedAbsmax) == record.absmax_fnv1a64)
+        #expect(Self.fnv1a64(tensor.absmaxScales) == record.nested_absmax_fnv1a64)
+        var restored = [Float](repeating: .nan, count: tensor.count)
+        restored.withUnsafeMutableBufferPointer { tensor.dequantizeRows(0..<tensor.rows, into: $0.baseAddress!, context: context) }
+        #expect(Self.fnv1a64(restored) == record.dequantized_fnv1a64)
+
+        let own = try weights.withUnsafeBufferPointer {
+            try NF4Tensor(quantizing: $0, rows: record.shape[0], columns: record.shape[1], context: context)
+        }
+        #expect(own.absmaxOffset.bitPattern == record.nested_offset_bits, "mean \(own.absmaxOffset) vs torch \(torchMean)")
+        #expect(Self.fnv1a64(own.quantizedAbsmax) == record.absmax_fnv1a64)
+        #expect(Double(own.byteCount) / Double(own.count) < 0.53)
+    }
+
+    /// FNV-1a 64 of the values' little-endian bytes, as the reference script hashes them.
+    static func fnv1a64<T>(_ values: [T]) -> String {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        values.withUnsafeBytes { bytes in
+            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        }
+        return String(hash, radix: 16).leftPadding(to: 16)
+    }
+
     /// Single-thread speed of the tile kernel on a SmolLM2-sized MLP matrix,
     /// printed for the record (no threshold: machines differ).
     @Test func dequantisationSpeed() throws {
@@ -208,5 +268,11 @@ import TestSupport
         print("NF4 dequantisation, one thread, 64-row tiles of [\(rows), \(columns)]: \(String(format: "%.0f", rate / 1e6)) M values/s")
         let finite = scratch.allSatisfy { $0.isFinite }
         #expect(finite)
+    }
+}
+
+extension String {
+    fileprivate func leftPadding(to length: Int) -> String {
+        String(repeating: "0", count: max(0, length - count)) + self
     }
 }

@@ -18,7 +18,9 @@ tensor W, named as bitsandbytes serialises a QuantState:
 plus `quant_map` (F32 [16], the NF4 code book) and `nested_quant_map` (F32 [256],
 create_dynamic_map(signed=True)), which every case shares, and `blockwise.input`,
 `.codes` (U8) and `.absmax`: `quantize_blockwise(input, blocksize=256)`, the nested
-quantiser on its own, probed where its lookup table departs from the nearest code.
+quantiser on its own, probed where its lookup table departs from the nearest code;
+and `sums.count` (I32), `sums.value`, `sums.mean`: torch's Float32 sum and mean of the
+first `count` values of `sum_probe` (the absmax mean's order of additions).
 
 Cases: `main` [130, 128] has 260 blocks, so the nested absmax has one full 256-block
 and a partial one; it has a block of zeros (absmax 0), scattered exact zeros, two
@@ -36,8 +38,15 @@ is wrong when cols is even but not a multiple of 64, while its quantiser and its
 portable and CUDA dequantisers use flattened blocks. This script checks `dequantized`
 against a flattened-order recomputation and refuses to write on a mismatch.
 
-Run with the venv described in README.md (torch, bitsandbytes with its CPU library):
-    python scripts/reference/make_nf4_golden.py
+With --smollm2 it also writes smollm2_down_proj.json: FNV-1a 64 hashes of what
+bitsandbytes makes of layer 0's mlp.down_proj of models/smollm2-135m-instruct
+(dequantised from the GGUF by gguf-py, as FactSweep's reader does bit for bit): the
+packed codes, the absmax codes, the nested absmax, the dequantised matrix, and the
+offset's bits. Hashes keep a real 576 x 1536 matrix's check to a few hundred bytes.
+
+Run with the venv described in README.md (torch, bitsandbytes with its CPU library;
+gguf for --smollm2):
+    python scripts/reference/make_nf4_golden.py [--smollm2]
 """
 from __future__ import annotations
 
@@ -130,6 +139,15 @@ def sample_blockwise(gen: torch.Generator) -> torch.Tensor:
     return torch.cat([blocks, torch.randn(512, generator=gen) * 0.3, torch.zeros(100)])
 
 
+SUM_COUNTS = [1, 3, 4, 7, 8, 9, 31, 32, 33, 64, 255, 260, 1000, 4099, 13824, 20000, 32767]
+
+
+def sum_probe(count: int) -> torch.Tensor:
+    """Values both sides can make without a file: (i * 2654435761 mod 2^32 mod 100003) / 977."""
+    i = torch.arange(count, dtype=torch.int64)
+    return ((i * 2654435761) % (1 << 32) % 100003).float() / 977.0
+
+
 def flattened_dequantize(packed: torch.Tensor, absmax: torch.Tensor, n: int) -> torch.Tensor:
     """The NF4 dequantisation in flattened block order, from first principles."""
     code = F.get_4bit_type("nf4", device="cpu")
@@ -164,9 +182,47 @@ def quantize_case(name: str, w: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
+def fnv1a64(data: bytes) -> str:
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def smollm2_down_proj(out: Path) -> None:
+    import json
+
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    gguf_path = REPO / "models" / "smollm2-135m-instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    info = next(t for t in GGUFReader(gguf_path).tensors if t.name == "blk.0.ffn_down.weight")
+    rows, cols = int(info.shape[1]), int(info.shape[0])  # GGUF lists dimensions innermost first
+    w = torch.from_numpy(dequantize(info.data, info.tensor_type).reshape(rows, cols).astype("float32"))
+    packed, state = F.quantize_4bit(w, blocksize=BLOCK, quant_type="nf4", compress_statistics=True)
+    dequantized = F.dequantize_4bit(packed, state)
+    assert torch.equal(dequantized, flattened_dequantize(
+        packed, F.dequantize_blockwise(state.absmax, state.state2) + state.offset, w.numel()).view_as(w))
+    record = {
+        "tensor": "model.layers.0.mlp.down_proj.weight",
+        "shape": [rows, cols],
+        "input_fnv1a64": fnv1a64(w.numpy().tobytes()),
+        "weight_fnv1a64": fnv1a64(packed.numpy().tobytes()),
+        "absmax_fnv1a64": fnv1a64(state.absmax.numpy().tobytes()),
+        "nested_absmax_fnv1a64": fnv1a64(state.state2.absmax.numpy().tobytes()),
+        "nested_offset_bits": int(state.offset.float().view(torch.int32).item()) & 0xFFFFFFFF,
+        "dequantized_fnv1a64": fnv1a64(dequantized.numpy().tobytes()),
+        "relative_rms_error": float((dequantized - w).pow(2).mean().sqrt() / w.pow(2).mean().sqrt()),
+    }
+    path = out / "smollm2_down_proj.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--smollm2", action="store_true", help="also hash bnb's NF4 of a real SmolLM2 matrix")
     args = parser.parse_args()
 
     gen = torch.Generator().manual_seed(20260914)
@@ -180,6 +236,10 @@ def main() -> None:
     blockwise = sample_blockwise(gen)
     codes, nested = F.quantize_blockwise(blockwise, blocksize=256)
     tensors.update({"blockwise.input": blockwise, "blockwise.codes": codes, "blockwise.absmax": nested.absmax})
+    probe = sum_probe(max(SUM_COUNTS))
+    tensors["sums.count"] = torch.tensor(SUM_COUNTS, dtype=torch.int32)
+    tensors["sums.value"] = torch.stack([probe[:n].sum() for n in SUM_COUNTS])
+    tensors["sums.mean"] = torch.stack([probe[:n].mean() for n in SUM_COUNTS])
     tensors["quant_map"] = state.code
     tensors["nested_quant_map"] = state.state2.code
 
@@ -192,6 +252,8 @@ def main() -> None:
         "quantize": "quantize_4bit(W fp32 CPU, blocksize=64, quant_type=nf4, compress_statistics=True)",
     })
     print(f"wrote {path} ({path.stat().st_size} bytes)")
+    if args.smollm2:
+        smollm2_down_proj(args.out)
 
 
 if __name__ == "__main__":

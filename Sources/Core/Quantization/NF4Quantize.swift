@@ -12,7 +12,8 @@ extension NF4Tensor {
     }
 
     /// As above; a given `absmaxOffset` replaces the computed absmax mean, so
-    /// that tests can reproduce bitsandbytes' bytes with torch's own mean.
+    /// that tests can reproduce bitsandbytes' bytes where torch's mean is not
+    /// reproduced (more than 32768 blocks, summed by several threads).
     init(
         quantizing weights: UnsafeBufferPointer<Float>, rows: Int, columns: Int, absmaxOffset: Float?,
         context: ComputeContext
@@ -23,7 +24,7 @@ extension NF4Tensor {
             throw QuantizationError.shapeMismatch(what: "weights of [\(rows), \(columns)]", expected: count, found: weights.count)
         }
         let (packed, absmax) = try Self.quantizeCodes(weights, context: context)
-        let offset = absmaxOffset ?? Self.mean(absmax)
+        let offset = absmaxOffset ?? absmax.withUnsafeBufferPointer(TorchFloatSum.mean)
         let nested = DynamicMap.quantizeBlockwise(absmax.map { $0 - offset })
         try self.init(
             rows: rows, columns: columns, packed: packed, quantizedAbsmax: nested.codes, absmaxScales: nested.absmax,
@@ -91,12 +92,5 @@ extension NF4Tensor {
             packed[i / 2] = code(i) << 4 | code(i + 1)
         }
         return isFull ? largest : divisor
-    }
-
-    /// The mean of the absmax values, summed in Double and rounded once. torch
-    /// sums Float32 in a cascade whose order depends on the CPU's vector width
-    /// and thread count, so its last bit cannot be matched everywhere.
-    static func mean(_ values: [Float]) -> Float {
-        Float(values.reduce(0.0) { $0 + Double($1) } / Double(values.count))
     }
 }
