@@ -33,8 +33,8 @@ block, which bitsandbytes scales by division (again with values that tell).
 to 1e-38.
 
 Every column count here is odd or a multiple of 64: bitsandbytes 0.50.2's AVX-512
-CPU dequantize_4bit indexes absmax per row (row * (cols // 64) + col // 64), which
-is wrong when cols is even but not a multiple of 64, while its quantiser and its
+CPU dequantize_4bit indexes absmax per row (row * (cols // 64) + col // 64) when
+cols is a multiple of 16, which is wrong when cols is not also a multiple of 64, while its quantiser and its
 portable and CUDA dequantisers use flattened blocks. This script checks `dequantized`
 against a flattened-order recomputation and refuses to write on a mismatch.
 
