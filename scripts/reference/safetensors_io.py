@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 _DTYPES = {torch.float32: "F32", torch.int32: "I32", torch.int64: "I64", torch.float16: "F16",
-           torch.bfloat16: "BF16"}
+           torch.bfloat16: "BF16", torch.uint8: "U8"}
 
 
 def save_sorted(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
