@@ -46,7 +46,15 @@ quantiser bit for bit), for every quantised module <m> (e.g. model.layers.0.mlp.
   nf4.nested_quant_map             F32 [256]       bitsandbytes' signed dynamic 8-bit map
 
   dequantised w[j] = quant_map[code(j)] · (nested_quant_map[absmax[j/64]] · nested_absmax[j/16384]
-                     + nested_offset)   (every product and sum rounded to float32)
+                     + nested_offset)   (j the flat index; every product and sum rounded to float32)
+
+The QLoRA base is made by transformers' BitsAndBytesConfig(load_in_4bit=True, nf4, double quant,
+float32 compute) on the CPU, quantising every Linear but lm_head from the float32 file values (the
+script checks the codes against bitsandbytes.functional.quantize_4bit of those values, bit for
+bit). bitsandbytes 0.50.2's CPU dequantisation kernel gets down_proj (in_features 96, not a
+multiple of 64) wrong; the script replaces it by bitsandbytes' own PyTorch reference (see
+bnb_reference.py) and checks the result against an fp32 LoRA model whose weights are the formula
+above applied to the stored nf4.* tensors.
 
 Each step: zero_grad, forward, loss, backward, clip_grad_norm_(adapter, 1.0), AdamW.step, with
 torch.optim.AdamW(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0) over the adapter
@@ -75,6 +83,7 @@ from transformers import AutoModelForCausalLM
 import peft
 from peft import IA3Config, LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
+from bnb_reference import cpu_kernel_differs, use_reference_dequantize
 from make_llama_golden import make_batch
 from safetensors_io import save_sorted
 
@@ -198,7 +207,7 @@ def nf4_state(base_model, base: str) -> tuple[dict[str, torch.Tensor], dict]:
 
     fp32 = load_file(GOLDEN / base / "model.safetensors")
     tensors: dict[str, torch.Tensor] = {}
-    quantised, other_sources_differ = [], []
+    quantised, other_sources_differ, cpu_kernel_wrong = [], [], []
     for name, m in base_model.named_modules():
         if not isinstance(m, bnb.nn.Linear4bit):
             continue
@@ -213,6 +222,8 @@ def nf4_state(base_model, base: str) -> tuple[dict[str, torch.Tensor], dict]:
             return (torch.equal(packed.flatten(), w.data.flatten()) and torch.equal(st.absmax, qs.absmax)
                     and torch.equal(st.state2.absmax, qs.state2.absmax) and torch.equal(st.offset, qs.offset))
 
+        if cpu_kernel_differs(w.data, qs) != 0.0:
+            cpu_kernel_wrong.append(name)
         source = fp32[name + ".weight"]
         assert same(source), f"{name}: bitsandbytes did not quantise the float32 file values"
         if not (same(source.to(torch.bfloat16)) and same(source.to(torch.float16))):
@@ -228,22 +239,28 @@ def nf4_state(base_model, base: str) -> tuple[dict[str, torch.Tensor], dict]:
     unquantised = [n for n in linear_names(base_model) if n not in quantised]
     assert unquantised == ["lm_head"], unquantised
     info = {"quantised": quantised, "quantised_from": "float32 (bit-identical to quantize_4bit of the file values)",
-            "bf16_or_fp16_source_would_differ_in": other_sources_differ}
+            "bf16_or_fp16_source_would_differ_in": other_sources_differ,
+            "bnb_cpu_dequantize_kernel_wrong_for": cpu_kernel_wrong}
     return tensors, info
 
 
-def dequantised_reference(cfg: dict, init, ids, targets, golden: dict[str, torch.Tensor]) -> dict:
-    """QLoRA == LoRA on an fp32 model whose Linear weights are bnb's dequantised NF4 weights."""
-    import bitsandbytes.functional as BF
+def dequantise_golden(g: dict[str, torch.Tensor], name: str, shape) -> torch.Tensor:
+    """The weight described by the nf4.<name>.* tensors, in plain PyTorch (flat blocks)."""
+    key = f"nf4.{name}.weight"
+    packed = g[key].long()
+    codes = torch.stack([packed >> 4, packed & 15], dim=1).reshape(-1)
+    absmax = g["nf4.nested_quant_map"][g[key + ".absmax"].long()]
+    absmax = absmax * g[key + ".nested_absmax"].repeat_interleave(256)[: absmax.numel()] + g[key + ".nested_offset"]
+    return (g["nf4.quant_map"][codes] * absmax.repeat_interleave(NF4_BLOCKSIZE)).reshape(shape)
 
+
+def dequantised_reference(cfg: dict, init, ids, targets, golden: dict[str, torch.Tensor]) -> dict:
+    """QLoRA == LoRA on an fp32 model whose Linear weights are the golden's NF4 weights dequantised."""
     model = load_base(cfg["base"], nf4=False)
-    qmodel = load_base(cfg["base"], nf4=True)
-    qmods = dict(qmodel.named_modules())
     with torch.no_grad():
         for name, m in model.named_modules():
             if isinstance(m, torch.nn.Linear) and name != "lm_head":
-                qw = qmods[name].weight
-                m.weight.copy_(BF.dequantize_4bit(qw.data, qw.quant_state))
+                m.weight.copy_(dequantise_golden(golden, name, m.weight.shape))
     model = get_peft_model(model, peft_config(cfg))
     model.train()
     keys = adapter_keys(model)
@@ -276,6 +293,8 @@ def write_config(name: str, out_root: Path) -> dict:
 
     base_model = load_base(cfg["base"], cfg["nf4"])
     nf4_tensors, nf4_info = nf4_state(base_model, cfg["base"]) if cfg["nf4"] else ({}, {})
+    if cfg["nf4"]:
+        use_reference_dequantize()  # see bnb_reference.py
     model = get_peft_model(base_model, peft_config(cfg))
     model.train()  # dropouts are 0; keeps bnb off its bf16 inference kernel
     pc = model.peft_config["default"]
@@ -345,6 +364,9 @@ def write_config(name: str, out_root: Path) -> dict:
             "nf4_blocksize": str(NF4_BLOCKSIZE), "nested_blocksize": "256",
             "nf4_blocks": "over the row-major flattened weight (blocks may span rows)",
             "qlora_forward": "x @ dequantised(W).T in float32, then + LoRA (no bf16 kernel: training mode)",
+            "dequantization": "flat 64-value blocks (bitsandbytes' PyTorch reference); bitsandbytes' CPU C kernel, "
+                              "which takes floor(in/64) blocks per row, was replaced because it is wrong for "
+                              "down_proj (in_features 96): " + ",".join(nf4_info["bnb_cpu_dequantize_kernel_wrong_for"]),
         })
     tensors = {k: v.contiguous() for k, v in tensors.items()}
     save_sorted(tensors, out / "golden.safetensors", metadata)
@@ -371,6 +393,7 @@ def main() -> None:
     torch.set_default_dtype(torch.float32)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
 
     for name in args.config or list(CONFIGS):
         print(json.dumps(write_config(name, args.out), indent=1))
