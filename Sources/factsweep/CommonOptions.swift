@@ -18,5 +18,7 @@ struct ModelOptions: ParsableArguments {
         get throws { try DefaultPaths.resolve(model, default: DefaultPaths.model, what: "model") }
     }
 
-    func loadModel() throws -> LanguageModel { try LanguageModel.load(modelURL) }
+    func loadModel(storage: LinearStorage = .float32) throws -> LanguageModel {
+        try LanguageModel.load(modelURL, storage: storage, context: ComputeContext(threads: threads))
+    }
 }

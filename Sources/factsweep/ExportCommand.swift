@@ -25,7 +25,8 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         let context = ComputeContext(threads: options.threads)
-        let lm = try options.loadModel()
+        let kind = try TrainingCheckpoint.read(URL(fileURLWithPath: checkpoint)).0.settings.method.kind
+        let lm = try options.loadModel(storage: kind == .qlora ? .nf4 : .float32)
         let probeIds = try probe.map { try lm.encode($0, addSpecialTokens: true) }
         let ft = try FineTuning(checkpoint: URL(fileURLWithPath: checkpoint), base: lm.model, maxSeq: max(8, probeIds?.count ?? 0), context: context)
         let outURL = URL(fileURLWithPath: out)

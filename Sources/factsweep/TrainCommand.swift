@@ -91,7 +91,8 @@ struct TrainCommand: ParsableCommand {
         let context = ComputeContext(threads: options.threads)
         let dataURL = try DefaultPaths.resolve(data, default: DefaultPaths.data, what: "dataset")
         let dataset = try FactDataset.load(dataURL)
-        let lm = try options.loadModel()
+        let kind = try resume.map { try TrainingCheckpoint.read(URL(fileURLWithPath: $0)).0.settings.method.kind } ?? method
+        let lm = try options.loadModel(storage: kind == .qlora ? .nf4 : .float32)
         var settings = TrainingSettings()
         settings.method = try methodSettings()
         if let initAdapter {
@@ -142,6 +143,7 @@ struct TrainCommand: ParsableCommand {
         output.summary([
             "method": settings.method.kind.rawValue, "status": diverged ? "diverged" : "done",
             "trainable_params": run.trainer.trainableParameterCount,
+            "base_weight_bytes": lm.model.baseWeightBytes,
             "peak_rss_bytes": ResourceUsage.peakResidentBytes,
             "epochs": last?.epoch ?? 0, "final_loss": Double(last?.loss ?? .nan),
             "seconds_per_epoch": (last?.trainSeconds ?? 0) / Double(max(1, last?.epoch ?? 1)),

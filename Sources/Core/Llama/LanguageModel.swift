@@ -57,8 +57,9 @@ public final class LanguageModel: Sendable {
         self.model = model; self.tokenizer = tokenizer; self.template = template; self.location = location
     }
 
-    /// Loads weights, tokenizer and template from a GGUF file or HF directory.
-    public static func load(_ url: URL) throws -> LanguageModel {
+    /// Loads weights, tokenizer and template from a GGUF file or HF directory;
+    /// `.nf4` keeps the projections quantised for QLoRA.
+    public static func load(_ url: URL, storage: LinearStorage = .float32, context: ComputeContext = ComputeContext(threads: 1)) throws -> LanguageModel {
         let loaded = try ModelLocation.open(url)
         let tokenizer = try loaded.gguf.map { try Tokenizer(gguf: $0) } ?? TokenizerLocation.load(url)
         // A tokenizer may carry added tokens past the embedding (Llama 3.2's
@@ -69,7 +70,7 @@ public final class LanguageModel: Sendable {
                 file: url.path,
                 reason: "tokenizer token \(beyond) lies outside the model's vocabulary of \(vocabulary)")
         }
-        let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors)
+        let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors, storage: storage, context: context)
         return LanguageModel(model: model, tokenizer: tokenizer, template: try ChatTemplate(for: tokenizer), location: loaded.location)
     }
 

@@ -67,32 +67,36 @@ extension LlamaModel {
     }
 
     /// A network over `weights` (this model's arena or a trained copy with the same
-    /// layout) whose base tensors train when `grads` is given.
+    /// layout) whose base tensors train when `grads` is given. Projections the
+    /// layout lacks come from the model's quantised store.
     func network(weights w: LlamaWeights, grads g: LlamaWeights?, adapters: (Int, ProjectionKind) -> Adapter?) -> LlamaNetwork {
         let c = config
         let layers = w.layers.enumerated().map { l, lw in
             let lg = g?.layers[l]
-            func projection(_ kind: ProjectionKind, _ weight: FloatPointer, _ grad: FloatPointer?, inDim: Int, outDim: Int) -> Projection {
-                Projection(kind: kind, inDim: inDim, outDim: outDim, weight: .dense(weight, outDim: outDim, inDim: inDim),
-                           weightGrad: grad, adapter: adapters(l, kind))
+            var projections: [ProjectionKind: Projection] = [:]
+            for kind in ProjectionKind.allCases {
+                let (inDim, outDim) = AdapterLayout.dimensions(c, kind)
+                let weight: FrozenMatrix
+                if let dense = lw.projections[kind] {
+                    weight = .dense(dense, outDim: outDim, inDim: inDim)
+                } else if let quantized = quantized?[l][kind] {
+                    weight = .nf4(quantized)
+                } else {
+                    preconditionFailure("layer \(l) has no \(kind.rawValue) weight")
+                }
+                projections[kind] = Projection(kind: kind, inDim: inDim, outDim: outDim, weight: weight,
+                                               weightGrad: lg?.projections[kind], adapter: adapters(l, kind))
             }
-            let C = c.hiddenSize, F = c.intermediateSize
-            return NetworkLayer(
-                attnNorm: lw.attnNorm, mlpNorm: lw.mlpNorm, attnNormGrad: lg?.attnNorm, mlpNormGrad: lg?.mlpNorm,
-                projections: [
-                    .q: projection(.q, lw.q, lg?.q, inDim: C, outDim: c.queryWidth),
-                    .k: projection(.k, lw.k, lg?.k, inDim: C, outDim: c.kvWidth),
-                    .v: projection(.v, lw.v, lg?.v, inDim: C, outDim: c.kvWidth),
-                    .o: projection(.o, lw.o, lg?.o, inDim: c.queryWidth, outDim: C),
-                    .gate: projection(.gate, lw.gate, lg?.gate, inDim: C, outDim: F),
-                    .up: projection(.up, lw.up, lg?.up, inDim: C, outDim: F),
-                    .down: projection(.down, lw.down, lg?.down, inDim: F, outDim: C),
-                ])
+            return NetworkLayer(attnNorm: lw.attnNorm, mlpNorm: lw.mlpNorm, attnNormGrad: lg?.attnNorm, mlpNormGrad: lg?.mlpNorm,
+                                projections: projections)
         }
         var layerGradients: [GradientRange] = [], finalGradients: [GradientRange] = []
         if let g {
             // A layer's tensors are contiguous in the layout, attnNorm first, down last.
-            layerGradients = g.layers.map { GradientRange($0.attnNorm, count: $0.down.base + c.hiddenSize * c.intermediateSize - $0.attnNorm.base) }
+            layerGradients = g.layers.map { layer in
+                let end = (layer.projections[.down]?.base ?? layer.mlpNorm.base) + (layer.projections[.down] == nil ? c.hiddenSize : c.hiddenSize * c.intermediateSize)
+                return GradientRange(layer.attnNorm, count: end - layer.attnNorm.base)
+            }
             finalGradients = [GradientRange(g.embed, count: c.vocabularySize * c.hiddenSize), GradientRange(g.finalNorm, count: c.hiddenSize)]
             if !c.tieWordEmbeddings { finalGradients.append(GradientRange(g.lmHead, count: c.vocabularySize * c.hiddenSize)) }
         }

@@ -16,21 +16,20 @@ public struct ParameterLayout: Sendable {
     public let totalCount: Int
     private let index: [String: Int]
 
-    public init(config c: LlamaConfiguration) {
+    /// The layout of every tensor, or with `linears: false` of all but the
+    /// seven projections per layer (a model that keeps those quantised).
+    public init(config c: LlamaConfiguration, linears: Bool = true) {
         var shapes: [(String, [Int])] = [("model.embed_tokens.weight", [c.vocabularySize, c.hiddenSize])]
         for l in 0..<c.layerCount {
             let p = "model.layers.\(l)."
-            shapes += [
-                (p + "input_layernorm.weight", [c.hiddenSize]),
-                (p + "self_attn.q_proj.weight", [c.queryWidth, c.hiddenSize]),
-                (p + "self_attn.k_proj.weight", [c.kvWidth, c.hiddenSize]),
-                (p + "self_attn.v_proj.weight", [c.kvWidth, c.hiddenSize]),
-                (p + "self_attn.o_proj.weight", [c.hiddenSize, c.queryWidth]),
-                (p + "post_attention_layernorm.weight", [c.hiddenSize]),
-                (p + "mlp.gate_proj.weight", [c.intermediateSize, c.hiddenSize]),
-                (p + "mlp.up_proj.weight", [c.intermediateSize, c.hiddenSize]),
-                (p + "mlp.down_proj.weight", [c.hiddenSize, c.intermediateSize]),
-            ]
+            shapes.append((p + "input_layernorm.weight", [c.hiddenSize]))
+            if linears {
+                for kind in [ProjectionKind.q, .k, .v, .o] { shapes.append((ParameterLayout.name(layer: l, kind), ParameterLayout.shape(c, kind))) }
+            }
+            shapes.append((p + "post_attention_layernorm.weight", [c.hiddenSize]))
+            if linears {
+                for kind in [ProjectionKind.gate, .up, .down] { shapes.append((ParameterLayout.name(layer: l, kind), ParameterLayout.shape(c, kind))) }
+            }
         }
         shapes.append(("model.norm.weight", [c.hiddenSize]))
         if !c.tieWordEmbeddings { shapes.append(("lm_head.weight", [c.vocabularySize, c.hiddenSize])) }
@@ -48,14 +47,25 @@ public struct ParameterLayout: Sendable {
 
     public subscript(name: String) -> ParameterEntry? { index[name].map { entries[$0] } }
 
+    /// The Hugging Face name of a projection's weight.
+    public static func name(layer: Int, _ kind: ProjectionKind) -> String { "model.layers.\(layer).\(kind.modulePath).weight" }
+
+    /// A projection's (out, in) shape.
+    public static func shape(_ c: LlamaConfiguration, _ kind: ProjectionKind) -> [Int] {
+        let (inDim, outDim) = AdapterLayout.dimensions(c, kind)
+        return [outDim, inDim]
+    }
+
     /// Parameters counted as PyTorch counts them (no alignment padding).
     public var parameterCount: Int { entries.reduce(0) { $0 + $1.count } }
 }
 
 /// Pointers to one layer's tensors. Shapes: norms (C); q (H·hd, C); k, v (KV·hd, C);
-/// o (C, H·hd); gate, up (F, C); down (C, F).
+/// o (C, H·hd); gate, up (F, C); down (C, F). Projections are absent from a
+/// layout without linears.
 public struct LlamaLayerWeights: Sendable {
-    public let attnNorm, q, k, v, o, mlpNorm, gate, up, down: FloatPointer
+    public let attnNorm, mlpNorm: FloatPointer
+    public let projections: [ProjectionKind: FloatPointer]
 }
 
 /// Pointers to every tensor of a model inside one arena.
@@ -73,12 +83,12 @@ public struct LlamaWeights: Sendable {
         embed = at("model.embed_tokens.weight")
         layers = (0..<config.layerCount).map { l in
             let p = "model.layers.\(l)."
-            return LlamaLayerWeights(
-                attnNorm: at(p + "input_layernorm.weight"), q: at(p + "self_attn.q_proj.weight"),
-                k: at(p + "self_attn.k_proj.weight"), v: at(p + "self_attn.v_proj.weight"),
-                o: at(p + "self_attn.o_proj.weight"), mlpNorm: at(p + "post_attention_layernorm.weight"),
-                gate: at(p + "mlp.gate_proj.weight"), up: at(p + "mlp.up_proj.weight"),
-                down: at(p + "mlp.down_proj.weight"))
+            var projections: [ProjectionKind: FloatPointer] = [:]
+            for kind in ProjectionKind.allCases {
+                if let e = layout[ParameterLayout.name(layer: l, kind)] { projections[kind] = FloatPointer(base + e.offset) }
+            }
+            return LlamaLayerWeights(attnNorm: at(p + "input_layernorm.weight"), mlpNorm: at(p + "post_attention_layernorm.weight"),
+                                     projections: projections)
         }
         finalNorm = at("model.norm.weight")
         lmHead = config.tieWordEmbeddings ? embed : at("lm_head.weight")

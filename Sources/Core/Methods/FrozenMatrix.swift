@@ -7,9 +7,23 @@
 public enum FrozenMatrix: Sendable {
     /// Row-major Float32 (out, in).
     case dense(FloatPointer, outDim: Int, inDim: Int)
+    /// NF4 (QLoRA), dequantised `tileRows` rows at a time into scratch.
+    case nf4(NF4Tensor)
 
-    public var outDim: Int { switch self { case let .dense(_, o, _): o } }
-    public var inDim: Int { switch self { case let .dense(_, _, i): i } }
+    public var outDim: Int { switch self { case let .dense(_, o, _): o; case let .nf4(t): t.rows } }
+    public var inDim: Int { switch self { case let .dense(_, _, i): i; case let .nf4(t): t.columns } }
+
+    /// Rows per dequantised tile: about 256 KB of Floats, so a tile stays in L2
+    /// between its dequantisation and its product.
+    static func tileRows(columns: Int) -> Int { max(16, (1 << 16) / columns) }
+
+    /// Bytes the base matrix occupies.
+    public var byteCount: Int {
+        switch self {
+        case let .dense(_, o, i): 4 * o * i
+        case let .nf4(t): t.byteCount
+        }
+    }
 
     /// Writes W as Float32 (out, in) into `destination` (a no-op copy when the
     /// destination already holds the same dense weights).
@@ -17,12 +31,17 @@ public enum FrozenMatrix: Sendable {
         switch self {
         case let .dense(w, o, i):
             if w.base != destination.base { destination.base.update(from: w.base, count: o * i) }
+        case let .nf4(t):
+            t.dequantizeRows(0..<t.rows, into: destination.base)
         }
     }
 
     /// Floats of tile scratch the products need (dequantised rows in flight).
     func tileFloats(threads: Int) -> Int {
-        switch self { case .dense: 0 }
+        switch self {
+        case .dense: 0
+        case let .nf4(t): FrozenMatrix.tileRows(columns: t.columns) * t.columns
+        }
     }
 
     /// out (N, outDim) = inp (N, inDim) · Wᵀ.
@@ -30,6 +49,15 @@ public enum FrozenMatrix: Sendable {
         switch self {
         case let .dense(w, o, i):
             linearForward(out.base, inp.base, w.base, n: n, inDim: i, outDim: o)
+        case let .nf4(t):
+            // out[:, r0..<r1] = inp · tileᵀ, tile by tile of output rows.
+            let rows = FrozenMatrix.tileRows(columns: t.columns)
+            for r0 in stride(from: 0, to: t.rows, by: rows) {
+                let r1 = min(t.rows, r0 + rows)
+                t.dequantizeRows(r0..<r1, into: tiles.base, context: context)
+                gemm(transA: false, transB: true, m: n, n: r1 - r0, k: t.columns, a: inp.base, lda: t.columns,
+                     b: tiles.base, ldb: t.columns, beta: 0, c: out.base + r0, ldc: t.rows)
+            }
         }
     }
 
@@ -39,6 +67,15 @@ public enum FrozenMatrix: Sendable {
         case let .dense(w, o, i):
             linearBackward(dinp: dinp.base, dweight: nil, dout: dout.base, inp: dout.base, weight: w.base,
                            n: n, inDim: i, outDim: o, accumulateInput: accumulate)
+        case let .nf4(t):
+            // dinp += dout[:, r0..<r1] · tile, over tiles of W's rows.
+            let rows = FrozenMatrix.tileRows(columns: t.columns)
+            for r0 in stride(from: 0, to: t.rows, by: rows) {
+                let r1 = min(t.rows, r0 + rows)
+                t.dequantizeRows(r0..<r1, into: tiles.base, context: context)
+                gemm(transA: false, transB: false, m: n, n: t.columns, k: r1 - r0, a: dout.base + r0, lda: t.rows,
+                     b: tiles.base, ldb: t.columns, beta: r0 == 0 && !accumulate ? 0 : 1, c: dinp.base, ldc: t.columns)
+            }
         }
     }
 }

@@ -6,19 +6,19 @@ import Foundation
 extension FineTuning {
     /// The model's tensors with this trial's training applied, in the base layout.
     public func mergedParameters() -> FloatArena {
-        let layout = base.layout
+        let layout = ParameterLayout(config: base.config)
         let merged = FloatArena(capacity: layout.totalCount)
         if method.kind == .full {
             merged.base.update(from: parameters.base, count: layout.totalCount)
             return merged
         }
-        merged.base.update(from: base.parameters.base, count: layout.totalCount)
+        for e in layout.entries {
+            if let source = base.layout[e.name] { (merged.base + e.offset).update(from: base.parameters.base + source.offset, count: e.count) }
+        }
         let weights = LlamaWeights(layout: layout, config: base.config, base: merged.base)
         for (l, layer) in network.layers.enumerated() {
-            let w = weights.layers[l]
-            let targets: [ProjectionKind: FloatPointer] = [.q: w.q, .k: w.k, .v: w.v, .o: w.o, .gate: w.gate, .up: w.up, .down: w.down]
             for p in layer.projections {
-                guard let dst = targets[p.kind] else { continue }
+                guard let dst = weights.layers[l].projections[p.kind] else { continue }
                 p.weight.materialize(into: dst)
                 switch p.adapter {
                 case nil:
@@ -43,7 +43,7 @@ extension FineTuning {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let merged = mergedParameters()
         var writer = SafetensorsWriter(metadata: ["format": "pt"])
-        for e in base.layout.entries {
+        for e in ParameterLayout(config: base.config).entries {
             try writer.add(e.name, shape: e.shape, UnsafeBufferPointer(start: merged.base + e.offset, count: e.count))
         }
         try writer.write(to: directory.appendingPathComponent("model.safetensors"))

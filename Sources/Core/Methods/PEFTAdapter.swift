@@ -17,12 +17,16 @@ public struct PEFTAdapterConfig: Codable, Sendable, Equatable {
     public var feedforwardModules: [String]?
     public var baseModelNameOrPath: String?
     public var inferenceMode: Bool? = true
+    public var rankPattern: [String: Double]?
+    public var alphaPattern: [String: Double]?
+    public var useDora: Bool?
 
     enum CodingKeys: String, CodingKey {
         case peftType = "peft_type", taskType = "task_type", targetModules = "target_modules", r
         case loraAlpha = "lora_alpha", loraDropout = "lora_dropout", useRslora = "use_rslora", bias
         case fanInFanOut = "fan_in_fan_out", feedforwardModules = "feedforward_modules"
         case baseModelNameOrPath = "base_model_name_or_path", inferenceMode = "inference_mode"
+        case rankPattern = "rank_pattern", alphaPattern = "alpha_pattern", useDora = "use_dora"
     }
 
     /// The config of `method` (LoRA, QLoRA or IA³).
@@ -53,6 +57,8 @@ public struct PEFTAdapterConfig: Codable, Sendable, Equatable {
         }
         guard taskType ?? "CAUSAL_LM" == "CAUSAL_LM" else { throw fail("task_type \(taskType ?? "") is not CAUSAL_LM") }
         guard fanInFanOut != true else { throw fail("fan_in_fan_out adapters are not supported") }
+        guard rankPattern?.isEmpty ?? true, alphaPattern?.isEmpty ?? true else { throw fail("per-module rank_pattern/alpha_pattern is not supported") }
+        guard useDora != true else { throw fail("DoRA adapters are not supported") }
         switch peftType {
         case "LORA":
             guard let r, let loraAlpha else { throw fail("a LoRA config needs r and lora_alpha") }
@@ -89,7 +95,11 @@ extension FineTuning {
     /// Replaces the adapter's initial values with a PEFT directory's tensors.
     /// Every tensor of this method must be there with its shape; extra ones are refused.
     public func loadAdapter(from directory: URL) throws {
-        let url = directory.appendingPathComponent("adapter_model.safetensors")
+        try loadAdapter(file: directory.appendingPathComponent("adapter_model.safetensors"))
+    }
+
+    /// `loadAdapter(from:)` for one safetensors file of PEFT-named tensors.
+    public func loadAdapter(file url: URL) throws {
         let file = try SafetensorsFile(url: url)
         let expected = Set(trainable.map(\.name))
         if let extra = file.tensorNames.first(where: { !expected.contains($0) }) {

@@ -29,6 +29,10 @@ public final class FineTuning: @unchecked Sendable {
     public init(base: LlamaModel, method: MethodSettings, optimizer settings: AdamWSettings, maxBatch: Int, maxSeq: Int,
                 seed: UInt64, context: ComputeContext) throws {
         try method.validate()
+        let needed: LinearStorage = method.kind == .qlora ? .nf4 : .float32
+        guard base.storage == needed else {
+            throw MethodError("\(method.kind.rawValue) needs a base model loaded with \(needed.rawValue) projections, not \(base.storage.rawValue)")
+        }
         self.method = method
         self.base = base
         self.context = context
