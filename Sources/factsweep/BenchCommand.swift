@@ -24,6 +24,9 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, parsing: .upToNextOption, help: "Batch sizes to measure (0 = all facts).")
     var batchSizes: [Int] = [1, 8]
 
+    @Option(name: .long, parsing: .upToNextOption, help: "Methods to measure: full, lora-r4 (α16), lora-r8 (α32), qlora-r8 (α32), ia3.")
+    var methods: [String] = ["full"]
+
     @Option(name: .long, help: "Epochs per configuration; the first is a warm-up and not counted.")
     var epochs = 3
 
@@ -44,21 +47,29 @@ struct BenchCommand: ParsableCommand {
         guard threadCounts.allSatisfy({ $0 >= 1 }), batchSizes.allSatisfy({ $0 >= 0 }) else {
             throw ValidationError("thread counts must be ≥ 1 and batch sizes ≥ 0")
         }
+        for name in methods where BenchCommand.method(named: name) == nil {
+            throw ValidationError("unknown method \(name) (full, lora-r4, lora-r8, qlora-r8, ia3)")
+        }
     }
 
     func run() throws {
         if single { return try runSingle() }
         let pythonPath = noPytorch ? nil : (python ?? defaultPython())
         var rows: [[String: Any]] = []
-        for threads in threadCounts {
+        for name in methods {
+          guard let method = BenchCommand.method(named: name) else { continue }
+          for threads in threadCounts {
             for batch in batchSizes {
-                FileHandle.standardError.write(Data("[bench] FactSweep: threads \(threads), batch \(batch)\n".utf8))
-                var row = try childJSON(CommandLine.arguments[0], selfArguments(threads: threads, batch: batch))
+                FileHandle.standardError.write(Data("[bench] FactSweep: \(name), threads \(threads), batch \(batch)\n".utf8))
+                var row = try childJSON(CommandLine.arguments[0], selfArguments(method: name, threads: threads, batch: batch))
+                row["method"] = name
                 if let pythonPath {
-                    FileHandle.standardError.write(Data("[bench] PyTorch: threads \(threads), batch \(batch)\n".utf8))
+                    FileHandle.standardError.write(Data("[bench] PyTorch: \(name), threads \(threads), batch \(batch)\n".utf8))
                     let script = DefaultPaths.root.appendingPathComponent("scripts/bench-pytorch.py").path
-                    let torch = try childJSON(pythonPath, [script, "--threads", "\(threads)", "--batch-size", "\(batch == 0 ? 6 : batch)",
-                                                           "--epochs", "\(epochs)", "--json"])
+                    var torchArguments = [script, "--method", method.kind.rawValue, "--threads", "\(threads)",
+                                          "--batch-size", "\(batch == 0 ? 6 : batch)", "--epochs", "\(epochs)", "--json"]
+                    if method.kind == .lora || method.kind == .qlora { torchArguments += ["--rank", "\(method.rank)", "--alpha", "\(Int(method.alpha))"] }
+                    let torch = try childJSON(pythonPath, torchArguments)
                     row["pytorch_seconds_per_epoch"] = torch["seconds_per_epoch"]
                     row["pytorch_peak_rss_mib"] = torch["peak_rss_process_mib"]
                     if let ours = row["seconds_per_epoch"] as? Double, let theirs = torch["seconds_per_epoch"] as? Double {
@@ -67,6 +78,7 @@ struct BenchCommand: ParsableCommand {
                 }
                 rows.append(row)
             }
+          }
         }
         if json {
             let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
@@ -76,8 +88,20 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
-    private func selfArguments(threads: Int, batch: Int) -> [String] {
-        var args = ["bench", "--single", "--threads", "\(threads)", "--batch-sizes", "\(batch)", "--epochs", "\(epochs)"]
+    /// The benchmark's method configurations (those of the study).
+    static func method(named name: String) -> MethodSettings? {
+        switch name {
+        case "full": MethodSettings(kind: .full)
+        case "lora-r4": MethodSettings(kind: .lora, rank: 4, alpha: 16)
+        case "lora-r8": MethodSettings(kind: .lora, rank: 8, alpha: 32)
+        case "qlora-r8": MethodSettings(kind: .qlora, rank: 8, alpha: 32)
+        case "ia3": MethodSettings(kind: .ia3)
+        default: nil
+        }
+    }
+
+    private func selfArguments(method: String, threads: Int, batch: Int) -> [String] {
+        var args = ["bench", "--single", "--methods", method, "--threads", "\(threads)", "--batch-sizes", "\(batch)", "--epochs", "\(epochs)"]
         if let model = options.model { args += ["--model", model] }
         if let data { args += ["--data", data] }
         return args
@@ -114,9 +138,13 @@ struct BenchCommand: ParsableCommand {
         let context = ComputeContext(threads: threads)
         let peak = SgemmPeak.measure(context: context)
         let dataset = try FactDataset.load(try DefaultPaths.resolve(data, default: DefaultPaths.data, what: "dataset"))
-        let lm = try options.loadModel()
+        guard let method = methods.first.flatMap(BenchCommand.method(named:)) else { throw CLIError("no method") }
+        let lm = try options.loadModel(storage: method.kind == .qlora ? .nf4 : .float32)
         var settings = TrainingSettings()
-        settings.learningRate = 1e-5
+        // The reference script's workload: its learning rates, no clipping.
+        settings.method = method
+        settings.learningRate = method.kind == .full ? 1e-5 : 1e-4
+        settings.optimizer.maxGradNorm = nil
         settings.epochs = epochs
         settings.batchSize = batch
         let run = try TrainingRun(model: lm, dataset: dataset, settings: settings, context: context)
@@ -124,9 +152,9 @@ struct BenchCommand: ParsableCommand {
         run.run { reports.append($0); return .more }
         let steady = reports.dropFirst()
         let seconds = steady.map(\.epochSeconds).reduce(0, +) / Double(steady.count)
-        let flops = steady.map(\.flops).reduce(0, +) / Double(steady.count)
+        let flops = steady.map(\.flops).reduce(0, +) / Double(steady.count) * (method.kind == .full ? 1 : 2.0 / 3.0)
         let result: [String: Any] = [
-            "threads": threads, "batch_size": batch, "epochs": epochs,
+            "threads": threads, "batch_size": batch, "epochs": epochs, "base_weight_bytes": lm.model.baseWeightBytes,
             "trainable_parameters": run.trainer.trainableParameterCount,
             "tokens_per_epoch": reports[0].tokens,
             "warmup_epoch_seconds": reports[0].epochSeconds,
@@ -144,9 +172,10 @@ struct BenchCommand: ParsableCommand {
 
     private func printTable(_ rows: [[String: Any]]) {
         func f(_ v: Any?, _ format: String) -> String { (v as? Double).map { String(format: format, $0) } ?? "—" }
-        print("threads batch  s/epoch  tokens/s  peak RSS MiB  sgemm GFLOP/s   MFU   | PyTorch s/epoch  RSS MiB  speed-up")
+        print("method    threads batch  s/epoch  tokens/s  peak RSS MiB  sgemm GFLOP/s   MFU   | PyTorch s/epoch  RSS MiB  speed-up")
         for r in rows {
-            print(String(format: "%7d %5d", r["threads"] as? Int ?? 0, r["batch_size"] as? Int ?? 0),
+            print(((r["method"] as? String) ?? "").padding(toLength: 9, withPad: " ", startingAt: 0),
+                  String(format: "%7d %5d", r["threads"] as? Int ?? 0, r["batch_size"] as? Int ?? 0),
                   f(r["seconds_per_epoch"], "%8.3f"), f(r["tokens_per_second"], "%9.1f"), f(r["peak_rss_mib"], "%13.0f"),
                   f(r["sgemm_peak_gflops"], "%14.1f"), f((r["mfu"] as? Double).map { $0 * 100 }, "%5.1f%%"), "|",
                   f(r["pytorch_seconds_per_epoch"], "%15.3f"), f(r["pytorch_peak_rss_mib"], "%8.0f"), f(r["speedup_vs_pytorch"], "%8.2f×"))
