@@ -41,6 +41,7 @@ extension Tokenizer {
             preTokenizer: m.string("tokenizer.ggml.pre") ?? "gpt2",
             bosTokenId: m.int("tokenizer.ggml.bos_token_id").map { Int32($0) },
             eosTokenId: m.int("tokenizer.ggml.eos_token_id").map { Int32($0) },
+            padTokenId: m.int("tokenizer.ggml.padding_token_id").map { Int32($0) },
             addBosToken: m.bool("tokenizer.ggml.add_bos_token") ?? false,
             source: file.path)
     }

@@ -40,6 +40,15 @@ final class BytePairModel: @unchecked Sendable {
         self.merges = merges
     }
 
+    /// The merges as `(left id, right id)`, lowest rank first: what a
+    /// tokenizer.json lists. A merge repeated in the source appears once, at
+    /// its first rank, which encodes the same since later copies never apply.
+    var rankedMerges: [(left: Int32, right: Int32)] {
+        merges.sorted { $0.value < $1.value }.map { key, _ in
+            (Int32(bitPattern: UInt32(truncatingIfNeeded: key >> 32)), Int32(bitPattern: UInt32(truncatingIfNeeded: key)))
+        }
+    }
+
     private static func pairKey(_ left: Int32, _ right: Int32) -> UInt64 {
         UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
     }

@@ -13,6 +13,11 @@ public enum PreTokenizer: String, Sendable, CaseIterable {
     /// then GPT-2's split of what lies between.
     case smollm
 
+    /// Llama 3's split regex exactly as its tokenizer.json spells it: read
+    /// back it must match character for character.
+    static let llama3Pattern =
+        #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+
     /// Appends to `chunks` the ranges of `text.scalars[range]` that BPE encodes separately.
     func split(_ text: ClassifiedText, _ range: Range<Int>, into chunks: inout [Range<Int>]) {
         switch self {

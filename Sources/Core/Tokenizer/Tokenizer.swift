@@ -11,6 +11,10 @@ public final class Tokenizer: Sendable {
     public let preTokenizer: PreTokenizer
     public let bosTokenId: Int32?
     public let eosTokenId: Int32?
+    /// The id batches are padded with, when the source names one (GGUF
+    /// `tokenizer.ggml.padding_token_id`, tokenizer_config.json `pad_token`);
+    /// kept so that an exported tokenizer_config.json can name it again.
+    public let padTokenId: Int32?
     /// Whether `encode(_:addSpecialTokens: true)` starts with `bosTokenId`
     /// (Llama 3's post-processor; GGUF `tokenizer.ggml.add_bos_token`).
     public let addsBosToken: Bool
@@ -37,7 +41,7 @@ public final class Tokenizer: Sendable {
     ///   - source: the file the metadata came from, named in errors.
     public convenience init(
         tokens: [String], merges: [String], tokenTypes: [Int32], preTokenizer: String,
-        bosTokenId: Int32?, eosTokenId: Int32?, addBosToken: Bool = false,
+        bosTokenId: Int32?, eosTokenId: Int32?, padTokenId: Int32? = nil, addBosToken: Bool = false,
         source: String = "GGUF metadata"
     ) throws {
         guard let pre = PreTokenizer(rawValue: preTokenizer) else {
@@ -65,17 +69,18 @@ public final class Tokenizer: Sendable {
         }
         try self.init(
             tokens: tokens, merges: pairs, added: added, preTokenizer: pre,
-            bosTokenId: bosTokenId, eosTokenId: eosTokenId, addsBosToken: addBosToken, source: source)
+            bosTokenId: bosTokenId, eosTokenId: eosTokenId, padTokenId: padTokenId, addsBosToken: addBosToken,
+            source: source)
     }
 
     /// The common initialiser: `tokens` indexed by id, merges in rank order.
     init(
         tokens: [String], merges: [(String, String)], added: [AddedToken], preTokenizer: PreTokenizer,
-        bosTokenId: Int32?, eosTokenId: Int32?, addsBosToken: Bool, source: String
+        bosTokenId: Int32?, eosTokenId: Int32?, padTokenId: Int32?, addsBosToken: Bool, source: String
     ) throws {
         var ids = [TokenSpelling: Int32](minimumCapacity: tokens.count)
         for (id, token) in tokens.enumerated() where ids[TokenSpelling(token)] == nil { ids[TokenSpelling(token)] = Int32(id) }
-        for (name, id) in [("bos", bosTokenId), ("eos", eosTokenId)] {
+        for (name, id) in [("bos", bosTokenId), ("eos", eosTokenId), ("pad", padTokenId)] {
             if let id, !tokens.indices.contains(Int(id)) {
                 throw LoadError.malformed(file: source, reason: "\(name) token id \(id) is outside the vocabulary of \(tokens.count)")
             }
@@ -86,10 +91,16 @@ public final class Tokenizer: Sendable {
         self.preTokenizer = preTokenizer
         self.bosTokenId = bosTokenId
         self.eosTokenId = eosTokenId
+        self.padTokenId = padTokenId
         self.addsBosToken = addsBosToken && bosTokenId != nil
         self.model = try BytePairModel(vocabulary: ids, merges: merges, source: source)
         self.matcher = AddedTokenMatcher(added)
         self.tokenBytes = tokens.map { ByteLevel.decode($0) ?? Array($0.utf8) }
+    }
+
+    /// The merges in rank order as vocabulary spellings, for writing tokenizer.json.
+    var rankedMerges: [(left: String, right: String)] {
+        model.rankedMerges.map { (tokens[Int($0.left)], tokens[Int($0.right)]) }
     }
 
     /// The id of a vocabulary spelling or added token, e.g. "<|im_end|>".

@@ -4,7 +4,7 @@
 import Foundation
 
 extension Tokenizer {
-    /// Loads a byte-level BPE `tokenizer.json`; bos/eos names come from a
+    /// Loads a byte-level BPE `tokenizer.json`; bos/eos/pad names come from a
     /// `tokenizer_config.json` beside it when there is one.
     ///
     /// Accepted: model BPE (no dropout, unknown token, prefixes, byte
@@ -59,6 +59,7 @@ extension Tokenizer {
             tokens: tokens.map { $0 ?? "" }, merges: document.merges, added: added, preTokenizer: preTokenizer,
             bosTokenId: addedId([config.bos, prepended, "<|begin_of_text|>"]),
             eosTokenId: addedId([config.eos, "<|end_of_text|>", "<|im_end|>", "<|endoftext|>"]),
+            padTokenId: addedId([config.pad]),
             addsBosToken: addedId([prepended]) != nil, source: file)
     }
 }
@@ -164,7 +165,7 @@ private struct TokenizerJSONReader {
             return .smollm
         case "Split":
             let pattern = first["pattern"]?["Regex"]?.string
-            try require(pattern == Self.llama3Pattern, "pre_tokenizer.pretokenizers[0].pattern", first["pattern"])
+            try require(pattern == PreTokenizer.llama3Pattern, "pre_tokenizer.pretokenizers[0].pattern", first["pattern"])
             try require(first["behavior"]?.string == "Isolated", "pre_tokenizer.pretokenizers[0].behavior", first["behavior"])
             try require(first["invert"]?.bool != true, "pre_tokenizer.pretokenizers[0].invert", first["invert"])
             try require(isByteLevel(steps[1], regex: false), "pre_tokenizer.pretokenizers[1]", steps[1])
@@ -173,9 +174,6 @@ private struct TokenizerJSONReader {
             throw unsupported("pre_tokenizer.pretokenizers[0]", first)
         }
     }
-
-    static let llama3Pattern =
-        #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
 
     func addedTokens(_ value: JSONValue?) throws -> [AddedToken] {
         guard let value, !value.isNull else { return [] }
@@ -213,14 +211,14 @@ private struct TokenizerJSONReader {
         }
     }
 
-    /// `bos_token` and `eos_token` of a tokenizer_config.json next to `url`, if any.
-    func specialTokenNames(besides url: URL) -> (bos: String?, eos: String?) {
+    /// `bos_token`, `eos_token` and `pad_token` of a tokenizer_config.json next to `url`, if any.
+    func specialTokenNames(besides url: URL) -> (bos: String?, eos: String?, pad: String?) {
         let configURL = url.deletingLastPathComponent().appendingPathComponent("tokenizer_config.json")
         guard let data = try? Data(contentsOf: configURL),
               let config = try? JSONScanner.parse([UInt8](data), { try $0.value() })
-        else { return (nil, nil) }
+        else { return (nil, nil, nil) }
         // Either a plain string or an AddedToken object with "content".
         func name(_ key: String) -> String? { config[key]?.string ?? config[key]?["content"]?.string }
-        return (name("bos_token"), name("eos_token"))
+        return (name("bos_token"), name("eos_token"), name("pad_token"))
     }
 }
