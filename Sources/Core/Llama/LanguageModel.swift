@@ -98,8 +98,8 @@ public final class LanguageModel: Sendable {
 }
 
 extension LanguageModel {
-    /// Copies the tokenizer files of a Hugging Face base next to an exported
-    /// model. (A GGUF base's tokenizer is written out by the tokenizer writer.)
+    /// Writes the tokenizer files next to an exported model: copied from a
+    /// Hugging Face base, written out from a GGUF base's metadata (with its chat template).
     public func writeTokenizerFiles(to directory: URL) throws {
         switch location {
         case let .huggingFace(source):
@@ -110,7 +110,8 @@ extension LanguageModel {
                 try FileManager.default.copyItem(at: from, to: to)
             }
         case let .gguf(url):
-            throw LoadError.malformed(file: url.path, reason: "writing a tokenizer.json for a GGUF base is not available yet")
+            let template = try GGUFFile(url: url).metadata.string("tokenizer.chat_template")
+            try tokenizer.writeHuggingFaceFiles(to: directory, chatTemplate: template, modelMaxLength: model.config.maxPositions)
         }
     }
 }
