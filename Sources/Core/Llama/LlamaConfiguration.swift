@@ -214,17 +214,7 @@ extension LlamaConfiguration: Decodable {
 
     /// Reads and validates a Hugging Face `config.json`.
     public static func load(configJSON url: URL) throws -> LlamaConfiguration {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw LoadError.unreadable(file: url.path, reason: error.localizedDescription)
-        }
-        do {
-            return try JSONDecoder().decode(LlamaConfiguration.self, from: data)
-        } catch let e as ModelConfigurationError {
-            throw LoadError.badConfiguration(file: url.path, reason: e.description)
-        } catch let e as DecodingError {
-            throw LoadError.badConfiguration(file: url.path, reason: e.shortDescription)
-        }
+        try ConfigurationJSON.decode(LlamaConfiguration.self, from: url)
     }
 }
 
