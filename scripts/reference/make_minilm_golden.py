@@ -64,6 +64,23 @@ SENTENCES = [
     LONG,
 ]
 
+# Tokenization only: where `tokenizers`' Unicode 8.0 category tables, its CJK
+# ranges, lowercasing after accent stripping, cleaning and added tokens show.
+TOKEN_CASES = [
+    "a\u2e44b a\u2e42b a\ua8fc b a\U0001145bb",  # Po: 9.0 not split; 7.0/8.0 split
+    "a\u1df6b a\u1df5b a\u08e3b a\u1abeb",  # Mn: 10.0 kept, 7.0/8.0 stripped; Me kept
+    "a\u0890b a\u08e2b a\u061cb a\u2066b a\u180eb",  # Cf: 14.0/9.0 kept, older removed
+    "\u0378z a\ue000b \U000e0001t a\x7fb a\x00b a\ufffdb",  # unassigned, private use, tag, controls
+    "\u2028q a\u00a0\u0085b x\u3000y \u1680z",
+    "İstanbul ǅ ﬁne Ⅻ ΣΑΣ ς Straße",
+    "a$b+c<d=e>f^g`h|i~j¿k‐l«m»n§o¶p·q",
+    "\U0002b820 \U0002b920 \u4e00\u9fff \u3400 \uf900 \U0002f800",
+    "[UNK] [PAD] [MASK] [sep] [CLS][SEP]",
+    "a" * 100,
+    "a" * 101,
+    "한국어 か が ガ パ",
+]
+
 PAIRS = [
     (0, 1),  # same fact, different words
     (0, 2),  # different people
@@ -92,6 +109,8 @@ def main():
         cases.append({"text": text, "ids": ids})
     assert max(len(c["ids"]) for c in cases) == MAX_SEQ_LENGTH, "the long sentence must be truncated"
 
+    token_cases = [{"text": text, "ids": model.preprocess([text])["input_ids"][0].tolist()} for text in TOKEN_CASES]
+
     with torch.no_grad():
         embeddings = model.encode(SENTENCES, batch_size=8, convert_to_tensor=True)
     for case, embedding in zip(cases, embeddings):
@@ -112,12 +131,13 @@ def main():
             "torch": torch.__version__,
         },
         "sentences": cases,
+        "token_cases": token_cases,
         "pairs": pairs,
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     # One line per sentence and pair: small, and diffs stay readable.
-    lines = [json.dumps({k: v for k, v in document.items() if k not in ("sentences", "pairs")}, ensure_ascii=False)[:-1]]
-    for key in ("sentences", "pairs"):
+    lines = [json.dumps({k: v for k, v in document.items() if k not in ("sentences", "token_cases", "pairs")}, ensure_ascii=False)[:-1]]
+    for key in ("sentences", "token_cases", "pairs"):
         items = [json.dumps(item, ensure_ascii=False, separators=(",", ":")) for item in document[key]]
         lines.append(f', "{key}": [\n' + ",\n".join(items) + "\n]")
     with open(OUT, "w", encoding="utf-8") as f:
