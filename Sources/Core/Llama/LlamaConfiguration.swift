@@ -147,32 +147,14 @@ extension LlamaConfiguration: Decodable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        if let type = try c.decodeIfPresent(String.self, forKey: .modelType), type != "llama" {
-            throw ModelConfigurationError.unsupported(field: "model_type", value: type, supported: "llama")
-        }
-        if let archs = try c.decodeIfPresent([String].self, forKey: .architectures),
-           let bad = archs.first(where: { $0 != "LlamaForCausalLM" }) {
-            throw ModelConfigurationError.unsupported(field: "architectures", value: bad, supported: "LlamaForCausalLM")
-        }
-        if let act = try c.decodeIfPresent(String.self, forKey: .hiddenAct), act != "silu" {
-            throw ModelConfigurationError.unsupported(field: "hidden_act", value: act, supported: "silu")
-        }
-        for key in [CodingKeys.attentionBias, .mlpBias] {
-            if try c.decodeIfPresent(Bool.self, forKey: key) == true {
-                throw ModelConfigurationError.unsupported(field: key.rawValue, value: "true", supported: "false")
-            }
-        }
-        if let tp = try c.decodeIfPresent(Int.self, forKey: .pretrainingTp), tp != 1 {
-            throw ModelConfigurationError.unsupported(field: "pretraining_tp", value: "\(tp)", supported: "1")
-        }
-        func required<T: Decodable>(_ key: CodingKeys) throws -> T {
-            guard let v = try c.decodeIfPresent(T.self, forKey: key) else {
-                throw ModelConfigurationError.missing(field: key.rawValue)
-            }
-            return v
-        }
-        let heads: Int = try required(.headCount)
-        let hidden: Int = try required(.hiddenSize)
+        try c.refuseUnless(.modelType, is: "llama")
+        try c.refuseArchitectures(.architectures, except: "LlamaForCausalLM")
+        try c.refuseUnless(.hiddenAct, is: "silu")
+        try c.refuseUnless(.attentionBias, is: false)
+        try c.refuseUnless(.mlpBias, is: false)
+        try c.refuseUnless(.pretrainingTp, is: 1)
+        let heads: Int = try c.required(.headCount)
+        let hidden: Int = try c.required(.hiddenSize)
         // transformers 5 moved rope settings into `rope_parameters`; accept both.
         let scalingJSON = try c.decodeIfPresent(RopeScalingJSON.self, forKey: .ropeScaling)
             ?? c.decodeIfPresent(RopeScalingJSON.self, forKey: .ropeParameters)
@@ -195,10 +177,10 @@ extension LlamaConfiguration: Decodable {
             }
         }
         self.init(
-            vocabularySize: try required(.vocabularySize),
+            vocabularySize: try c.required(.vocabularySize),
             hiddenSize: hidden,
-            intermediateSize: try required(.intermediateSize),
-            layerCount: try required(.layerCount),
+            intermediateSize: try c.required(.intermediateSize),
+            layerCount: try c.required(.layerCount),
             headCount: heads,
             kvHeadCount: try c.decodeIfPresent(Int.self, forKey: .kvHeadCount) ?? heads,
             headDimension: try c.decodeIfPresent(Int.self, forKey: .headDimension),
@@ -214,17 +196,7 @@ extension LlamaConfiguration: Decodable {
 
     /// Reads and validates a Hugging Face `config.json`.
     public static func load(configJSON url: URL) throws -> LlamaConfiguration {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw LoadError.unreadable(file: url.path, reason: error.localizedDescription)
-        }
-        do {
-            return try JSONDecoder().decode(LlamaConfiguration.self, from: data)
-        } catch let e as ModelConfigurationError {
-            throw LoadError.badConfiguration(file: url.path, reason: e.description)
-        } catch let e as DecodingError {
-            throw LoadError.badConfiguration(file: url.path, reason: e.shortDescription)
-        }
+        try ConfigurationJSON.decode(LlamaConfiguration.self, from: url)
     }
 }
 

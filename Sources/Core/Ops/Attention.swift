@@ -48,18 +48,24 @@ public func attentionForward(
 func causalSoftmaxRows(_ p: UnsafeMutablePointer<Float>, _ T: Int) {
     for i in 0..<T {
         let row = p + i * T
-        var m = -Float.infinity
-        for j in 0...i { m = max(m, row[j]) }
-        var sum: Float = 0
-        for j in 0...i {
-            let e = expf(row[j] - m)
-            row[j] = e
-            sum += e
-        }
-        let inv = 1 / sum
-        for j in 0...i { row[j] *= inv }
+        softmaxInPlace(row, count: i + 1)
         for j in (i + 1)..<T { row[j] = 0 }
     }
+}
+
+/// row[0..<count] replaced by its softmax (max subtracted first).
+@inline(__always)
+func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, count: Int) {
+    var m = -Float.infinity
+    for j in 0..<count { m = max(m, row[j]) }
+    var sum: Float = 0
+    for j in 0..<count {
+        let e = expf(row[j] - m)
+        row[j] = e
+        sum += e
+    }
+    let inv = 1 / sum
+    for j in 0..<count { row[j] *= inv }
 }
 
 /// Backward of `attentionForward`.

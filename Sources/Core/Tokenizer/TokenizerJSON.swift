@@ -15,20 +15,7 @@ extension Tokenizer {
     /// that at most puts one special token before the text.
     public convenience init(tokenizerJSON url: URL) throws {
         let file = url.lastPathComponent
-        let bytes: [UInt8]
-        do {
-            bytes = [UInt8](try Data(contentsOf: url))
-        } catch {
-            throw LoadError.unreadable(file: file, reason: error.localizedDescription)
-        }
-        let document: TokenizerDocument
-        do {
-            document = try JSONScanner.parse(bytes) { try TokenizerDocument(&$0) }
-        } catch let error as JSONScanner.SyntaxError {
-            throw LoadError.malformed(file: file, reason: error.description)
-        } catch let error as MalformedMerge {
-            throw LoadError.malformed(file: file, reason: "model.merges[\(error.rank)] \(error.text.debugDescription) is not \"left right\"")
-        }
+        let document = try TokenizerDocument.read(url)
         guard !document.vocabulary.isEmpty else { throw LoadError.malformed(file: file, reason: "model.vocab is missing or empty") }
         let reader = TokenizerJSONReader(file: file)
         try reader.checkModel(document.modelSettings)
@@ -66,7 +53,7 @@ extension Tokenizer {
 
 /// The parts of tokenizer.json that are read: the large vocabulary and merges
 /// typed, everything else as `JSONValue` to be checked by `TokenizerJSONReader`.
-private struct TokenizerDocument {
+struct TokenizerDocument {
     var vocabulary: [(String, Int32)] = []
     /// Merges in rank order, from "left right" strings or `[left, right]` pairs.
     var merges: [(String, String)] = []
@@ -79,6 +66,24 @@ private struct TokenizerDocument {
     var postProcessor: JSONValue? { sections["post_processor"] }
     var decoder: JSONValue? { sections["decoder"] }
     var addedTokens: JSONValue? { sections["added_tokens"] }
+
+    /// Reads and parses `url`; errors name the file.
+    static func read(_ url: URL) throws -> TokenizerDocument {
+        let file = url.lastPathComponent
+        let bytes: [UInt8]
+        do {
+            bytes = [UInt8](try Data(contentsOf: url))
+        } catch {
+            throw LoadError.unreadable(file: file, reason: error.localizedDescription)
+        }
+        do {
+            return try JSONScanner.parse(bytes) { try TokenizerDocument(&$0) }
+        } catch let error as JSONScanner.SyntaxError {
+            throw LoadError.malformed(file: file, reason: error.description)
+        } catch let error as MalformedMerge {
+            throw LoadError.malformed(file: file, reason: "model.merges[\(error.rank)] \(error.text.debugDescription) is not \"left right\"")
+        }
+    }
 
     init(_ scanner: inout JSONScanner) throws {
         try scanner.beginObject()
@@ -124,12 +129,14 @@ private struct MalformedMerge: Error {
 }
 
 /// Field-by-field checks of a tokenizer.json, each error naming the file and field.
-private struct TokenizerJSONReader {
+struct TokenizerJSONReader {
     let file: String
+    /// Which of FactSweep's tokenizers refuses a field, for the message.
+    var kind = "byte-level BPE tokenizer"
 
     func unsupported(_ field: String, _ value: CustomStringConvertible?) -> LoadError {
         let shown = value.map { String($0.description.prefix(200)) } ?? "(absent)"
-        return .badConfiguration(file: file, reason: "\(field) \(shown) is not supported by FactSweep's byte-level BPE tokenizer")
+        return .badConfiguration(file: file, reason: "\(field) \(shown) is not supported by FactSweep's \(kind)")
     }
 
     func require(_ condition: Bool, _ field: String, _ value: CustomStringConvertible?) throws {
