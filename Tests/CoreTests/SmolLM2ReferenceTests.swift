@@ -62,4 +62,33 @@ import TestSupport
             #expect(ours == prompt.greedyIds, "prompt \(p): \(ours) vs \(prompt.greedyIds)")
         }
     }
+
+    @Test func batchedCachedGenerationMatchesTransformers() throws {
+        let model = try Self.model.get()
+        let prompts = try Self.reference().prompts
+        let ctx = ComputeContext(threads: 2)
+        let generator = CachedGenerator(network: model.frozenNetwork(), maxBatch: prompts.count,
+                                        maxLength: (prompts.map(\.inputIds.count).max() ?? 0) + 16, context: ctx)
+        let outputs = generator.generate(prompts: prompts.map(\.inputIds), maxNewTokens: 16, stopTokens: [])
+        for (p, prompt) in prompts.enumerated() {
+            #expect(outputs[p] == prompt.greedyIds, "prompt \(p): \(outputs[p]) vs \(prompt.greedyIds)")
+        }
+    }
+
+    @Test func cachedGenerationWithAdaptersEqualsRecomputation() throws {
+        let model = try Self.model.get()
+        let prompts = try Self.reference().prompts.map(\.inputIds)
+        let ctx = ComputeContext(threads: 2)
+        for method in [MethodSettings(kind: .lora, rank: 4, alpha: 16, targets: ProjectionKind.allCases), MethodSettings(kind: .ia3)] {
+            let ft = try FineTuning(base: model, method: method, optimizer: AdamWSettings(), maxBatch: 1, maxSeq: 8, seed: 1, context: ctx)
+            var rng = SeededGenerator(seed: 2)
+            for i in 0..<ft.parameters.capacity { ft.parameters.base[i] += 0.02 * rng.nextNormal() }
+            let generator = CachedGenerator(network: ft.network, maxBatch: prompts.count, maxLength: 64, context: ctx)
+            let cached = generator.generate(prompts: prompts, maxNewTokens: 8, stopTokens: [2])
+            for (p, prompt) in prompts.enumerated() {
+                let recomputed = ft.network.generateGreedy(prompt: prompt, maxTokens: 8, stopTokens: [2], context: ctx)
+                #expect(cached[p] == recomputed, "\(method.kind) prompt \(p)")
+            }
+        }
+    }
 }

@@ -66,15 +66,24 @@ public func ropeBackward(_ dx: FloatPointer, table: RopeTable, rows: Int, seqLen
     ropeApply(dx, table: table, rows: rows, seqLen: seqLen, heads: heads, rowStride: rowStride, direction: -1, context: context)
 }
 
+/// Rotates row r of x in place at position `positions[r]` (decoding, where
+/// each sequence of a batch is at its own position).
+public func ropeForward(_ x: FloatPointer, table: RopeTable, positions: UnsafePointer<Int32>, rows: Int, heads: Int, rowStride: Int, context: ComputeContext) {
+    ropeApply(x, table: table, rows: rows, seqLen: table.positions, heads: heads, rowStride: rowStride, direction: 1,
+              positions: positions, context: context)
+}
+
 private func ropeApply(
     _ x: FloatPointer, table: RopeTable, rows: Int, seqLen: Int, heads: Int, rowStride: Int,
-    direction: Float, context: ComputeContext
+    direction: Float, positions: UnsafePointer<Int32>? = nil, context: ComputeContext
 ) {
     let d = table.headDimension, half = d / 2
     precondition(seqLen <= table.positions, "sequence of \(seqLen) exceeds the rope table's \(table.positions) positions")
+    let explicit = positions.map { UncheckedSendable($0) }
     context.parallelFor(rows, minimumPerThread: 16) { range in
         for r in range {
-            let pos = r % seqLen
+            let pos = explicit.map { Int($0.value[r]) } ?? r % seqLen
+            precondition(pos < table.positions, "position \(pos) exceeds the rope table's \(table.positions) positions")
             let c = table.cos.base + pos * half, s = table.sin.base + pos * half
             for h in 0..<heads {
                 let v = x.base + r * rowStride + h * d
