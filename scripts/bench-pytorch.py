@@ -149,10 +149,12 @@ def prepare(model, args):
         extra = {}
         if args.method == "qlora":
             extra["nf4_layers"] = to_nf4(model)
+        # PEFT's own default for Llama (q_proj, v_proj), as FactSweep's.
+        targets = targets or ["q_proj", "v_proj"]
         cfg = peft.LoraConfig(r=args.rank, lora_alpha=args.alpha, lora_dropout=0.0, bias="none",
-                              target_modules=targets or PROJECTIONS, task_type="CAUSAL_LM")
+                              target_modules=targets, task_type="CAUSAL_LM")
         return peft.get_peft_model(model, cfg), {"rank": args.rank, "alpha": args.alpha,
-                                                 "targets": targets or PROJECTIONS, **extra}
+                                                 "targets": targets, **extra}
     if args.method == "ia3":
         targets = targets or ["k_proj", "v_proj", "down_proj"]
         cfg = peft.IA3Config(target_modules=targets,

@@ -69,9 +69,11 @@ struct BenchCommand: ParsableCommand {
                     var torchArguments = [script, "--method", method.kind.rawValue, "--threads", "\(threads)",
                                           "--batch-size", "\(batch == 0 ? 6 : batch)", "--epochs", "\(epochs)", "--json"]
                     if method.kind == .lora || method.kind == .qlora { torchArguments += ["--rank", "\(method.rank)", "--alpha", "\(Int(method.alpha))"] }
+                    if method.kind != .full { torchArguments += ["--targets", method.resolvedTargets.map(\.rawValue).joined(separator: ",")] }
                     let torch = try childJSON(pythonPath, torchArguments)
                     row["pytorch_seconds_per_epoch"] = torch["seconds_per_epoch"]
                     row["pytorch_peak_rss_mib"] = torch["peak_rss_process_mib"]
+                    row["pytorch_trainable_parameters"] = torch["trainable_parameters"]
                     if let ours = row["seconds_per_epoch"] as? Double, let theirs = torch["seconds_per_epoch"] as? Double {
                         row["speedup_vs_pytorch"] = theirs / ours
                     }
@@ -149,7 +151,7 @@ struct BenchCommand: ParsableCommand {
         settings.batchSize = batch
         let run = try TrainingRun(model: lm, dataset: dataset, settings: settings, context: context)
         var reports: [EpochReport] = []
-        run.run { reports.append($0); return .more }
+        try run.run { reports.append($0); return .more }
         let steady = reports.dropFirst()
         let seconds = steady.map(\.epochSeconds).reduce(0, +) / Double(steady.count)
         let flops = steady.map(\.flops).reduce(0, +) / Double(steady.count) * (method.kind == .full ? 1 : 2.0 / 3.0)

@@ -29,6 +29,7 @@ enum DefaultPaths {
     static var model: URL { root.appendingPathComponent("models").appendingPathComponent(modelName) }
     static var embedder: URL { root.appendingPathComponent("models").appendingPathComponent(embedderName) }
     static var data: URL { root.appendingPathComponent("data/biography.jsonl") }
+    static var heldOut: URL { root.appendingPathComponent("data/heldout.txt") }
 
     /// `path` if given, else the default; a missing default says how to get it.
     static func resolve(_ path: String?, default url: URL, what: String) throws -> URL {

@@ -5,6 +5,7 @@ import Foundation
 final class ProgressOutput {
     let json: Bool
     let isTerminal: Bool
+    private var lastAccuracy: Float?
 
     init(json: Bool) {
         self.json = json || isatty(STDOUT_FILENO) == 0
@@ -15,15 +16,29 @@ final class ProgressOutput {
         FileHandle.standardError.write(Data((message + "\n").utf8))
     }
 
+    func baseline(perplexity: Float) {
+        if json { emit(["epoch": 0, "perplexity": Double(perplexity)]) } else { write(String(format: "before training: perplexity %.2f\n", perplexity)) }
+    }
+
     func epoch(_ r: EpochReport, of total: Int) {
         if json {
-            emit(["epoch": r.epoch, "loss": Double(r.loss), "epoch_seconds": r.epochSeconds, "train_seconds": r.trainSeconds])
+            var object: [String: Any] = ["epoch": r.epoch, "loss": Double(r.loss), "epoch_seconds": r.epochSeconds, "train_seconds": r.trainSeconds]
+            if let e = r.evaluation {
+                object["accuracy"] = Double(e.accuracy)
+                object["accuracy_at_threshold"] = Double(e.accuracyAtThreshold)
+                object["key_match"] = e.keyMatch.map { Double($0) } ?? NSNull()
+                object["perplexity"] = e.perplexity.map { Double($0) } ?? NSNull()
+                object["evaluation_seconds"] = e.seconds
+            }
+            emit(object)
             return
         }
+        if let e = r.evaluation { lastAccuracy = e.accuracy }
         let width = 24, filled = width * r.epoch / max(total, 1)
         let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
         let eta = r.trainSeconds / Double(r.epoch) * Double(total - r.epoch)
-        let line = String(format: "epoch %d/%d %@ loss %.4f  %.2f s/epoch  ETA %.0f s", r.epoch, total, bar, r.loss, r.epochSeconds, eta)
+        let accuracy = lastAccuracy.map { String(format: "  accuracy %.3f", $0) } ?? ""
+        let line = String(format: "epoch %d/%d %@ loss %.4f%@  %.2f s/epoch  ETA %.0f s", r.epoch, total, bar, r.loss, accuracy, r.epochSeconds, eta)
         write((isTerminal ? "\r" + line : line) + (isTerminal && r.epoch < total ? "" : "\n"))
     }
 
@@ -53,5 +68,32 @@ enum ResourceUsage {
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
         return usage.ru_maxrss * 1024
+    }
+}
+
+/// Set by SIGINT (Ctrl-C): the run finishes its epoch, checkpoints and exits.
+final class InterruptFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var set = false
+    private let source: DispatchSourceSignal
+
+    init() {
+        signal(SIGINT, SIG_IGN)
+        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        source.setEventHandler { [unowned self] in
+            self.lock.lock()
+            let second = self.set
+            self.set = true
+            self.lock.unlock()
+            if second { exit(130) }
+            FileHandle.standardError.write(Data("\ninterrupt: finishing this epoch, then checkpointing (Ctrl-C again to quit at once)\n".utf8))
+        }
+        source.resume()
+    }
+
+    var isSet: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return set
     }
 }

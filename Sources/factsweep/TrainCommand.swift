@@ -67,6 +67,21 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .long, help: "Continue the run checkpointed in this directory (its settings apply; --threads may differ).")
     var resume: String?
 
+    @Option(name: .long, help: "Evaluate every K epochs (and after the last); 0 disables evaluation.")
+    var evalEvery = 1
+
+    @Option(name: .long, help: "Sentence embedder for evaluation (default: the embedded all-MiniLM-L6-v2).")
+    var embedder: String?
+
+    @Option(name: .long, help: "Similarity at or above which an answer counts as correct.")
+    var threshold: Float = 0.9
+
+    @Option(name: .long, help: "Most tokens generated per evaluation answer.")
+    var maxNewTokens = 64
+
+    @Option(name: .long, help: "General text for the forgetting measure (perplexity); default data/heldout.txt, \"none\" to skip.")
+    var heldOut: String?
+
     @Flag(name: .long, help: "Train on every token, not only the answers.")
     var trainOnPrompt = false
 
@@ -80,6 +95,9 @@ struct TrainCommand: ParsableCommand {
             guard out != nil || resume != nil else { throw ValidationError("--checkpoint-every needs --out DIR") }
         }
         if initAdapter != nil, method == .full { throw ValidationError("--init-adapter needs --method lora, qlora or ia3") }
+        guard evalEvery >= 0 else { throw ValidationError("--eval-every must be 0 (off) or positive") }
+        guard (0...1).contains(threshold) else { throw ValidationError("--threshold must be between 0 and 1") }
+        guard maxNewTokens >= 1 else { throw ValidationError("--max-new-tokens must be at least 1") }
         do { try methodSettings().validate() } catch { throw ValidationError("\(error)") }
         guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
         guard batchSize >= 0 else { throw ValidationError("--batch-size must be 0 (all) or positive") }
@@ -120,37 +138,81 @@ struct TrainCommand: ParsableCommand {
             run = try TrainingRun(model: lm, dataset: dataset, settings: settings, context: context)
         }
         let outDir = (out ?? resume).map { URL(fileURLWithPath: $0) }
+        let evaluator = try makeEvaluator(lm, dataset: dataset)
         let output = ProgressOutput(json: json)
         let epochs = settings.epochs
         output.start("\(settings.method.kind.rawValue): \(run.trainer.trainableParameterCount) trainable parameters, \(dataset.facts.count) facts, "
                      + "\(epochs) epochs, lr \(settings.learningRate)" + (resume != nil ? ", resumed after epoch \(run.completedEpochs)" : ""))
+        var perplexityBefore: Float?
+        if let evaluator, let heldOut = evaluator.heldOut, run.completedEpochs == 0 {
+            perplexityBefore = Perplexity.measure(run.trainer.network, tokens: heldOut, context: context)
+            output.baseline(perplexity: perplexityBefore ?? .nan)
+        }
+        let interrupt = InterruptFlag()
         var last: EpochReport? = run.reports.last
-        var diverged = false
-        var failure: Error?
-        run.run { report in
+        var status = "done"
+        var evaluationSeconds: Double = 0
+        try run.run(evaluator: evaluator, evalEvery: evalEvery) { report in
             last = report
+            evaluationSeconds += report.evaluation?.seconds ?? 0
             output.epoch(report, of: epochs)
-            if !report.loss.isFinite { diverged = true; return .stop }
-            if let outDir, let every = checkpointEvery, report.epoch % every == 0 || report.epoch == epochs {
-                do { try run.saveCheckpoint(to: outDir) } catch { failure = error; return .stop }
-            }
+            if !report.loss.isFinite { status = "diverged"; return .stop }
+            let checkpointDue = checkpointEvery.map { report.epoch % $0 == 0 || report.epoch == epochs } ?? false
+            if let outDir, checkpointDue || interrupt.isSet { try run.saveCheckpoint(to: outDir) }
+            if interrupt.isSet { status = "interrupted"; return .stop }
             return .more
         }
-        if let failure { throw failure }
-        if let outDir, !diverged, settings.method.kind != .full {
+        if let outDir, status == "done", settings.method.kind != .full {
             try run.trainer.exportAdapter(to: outDir.appendingPathComponent("adapter"), baseModel: try options.modelURL.path)
         }
-        output.summary([
-            "method": settings.method.kind.rawValue, "status": diverged ? "diverged" : "done",
+        let lastEvaluation = run.reports.last { $0.evaluation != nil }?.evaluation
+        var summary: [String: Any] = [
+            "method": settings.method.kind.rawValue, "status": status,
             "trainable_params": run.trainer.trainableParameterCount,
             "base_weight_bytes": lm.model.baseWeightBytes,
             "peak_rss_bytes": ResourceUsage.peakResidentBytes,
             "epochs": last?.epoch ?? 0, "final_loss": Double(last?.loss ?? .nan),
             "seconds_per_epoch": (last?.trainSeconds ?? 0) / Double(max(1, last?.epoch ?? 1)),
-        ])
-        if diverged { throw ExitCode(3) }
+            "evaluation_seconds": evaluationSeconds,
+        ]
+        if let e = lastEvaluation {
+            summary["final_accuracy"] = Double(e.accuracy)
+            summary["final_accuracy_at_threshold"] = Double(e.accuracyAtThreshold)
+            summary["epochs_to_threshold"] = run.epochsToThreshold(threshold) ?? NSNull()
+            if let p = e.perplexity { summary["final_perplexity"] = Double(p) }
+        }
+        if let p = perplexityBefore { summary["perplexity_before"] = Double(p) }
+        output.summary(summary)
+        if let outDir, let e = lastEvaluation {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
+            try encoder.encode(e).write(to: outDir.appendingPathComponent("evaluation.json"), options: .atomic)
+        }
+        switch status {
+        case "diverged": throw ExitCode(3)
+        case "interrupted":
+            FileHandle.standardError.write(Data("interrupted after epoch \(last?.epoch ?? 0)\(outDir.map { "; checkpoint in \($0.path), continue with --resume \($0.path)" } ?? "")\n".utf8))
+            throw ExitCode(130)
+        default: break
+        }
     }
 
+    /// The evaluator of the run, or nil with --eval-every 0.
+    func makeEvaluator(_ lm: LanguageModel, dataset: FactDataset) throws -> FactEvaluator? {
+        guard evalEvery > 0 else { return nil }
+        let embedderURL = try DefaultPaths.resolve(embedder, default: DefaultPaths.embedder, what: "sentence embedder")
+        var evaluator = FactEvaluator(model: lm, embedder: try SentenceEmbedder.load(embedderURL), dataset: dataset)
+        evaluator.threshold = threshold
+        evaluator.maxNewTokens = maxNewTokens
+        if heldOut != "none" {
+            let url = try DefaultPaths.resolve(heldOut, default: DefaultPaths.heldOut, what: "held-out text")
+            let text: String
+            do { text = try String(contentsOf: url, encoding: .utf8) } catch { throw CLIError("\(url.path): cannot read: \(error.localizedDescription)") }
+            evaluator.heldOut = try lm.encode(text)
+        }
+        return evaluator
+    }
 
     func methodSettings() throws -> MethodSettings {
         MethodSettings(kind: method, rank: rank, alpha: alpha, dropout: dropout, rsLoRA: rslora,

@@ -39,15 +39,15 @@ import TestSupport
         let ctx = ComputeContext(threads: 2)
         let settings = Self.settings(Self.methods[index])
         let straight = try TrainingRun(model: model, dataset: dataset, settings: settings, context: ctx)
-        straight.run { _ in .more }
+        try straight.run { _ in .more }
 
         let tmp = try TemporaryDirectory()
         let first = try TrainingRun(model: model, dataset: dataset, settings: settings, context: ctx)
-        first.run { $0.epoch == 3 ? .stop : .more }
+        try first.run { $0.epoch == 3 ? .stop : .more }
         try first.saveCheckpoint(to: tmp.url)
         let resumed = try TrainingRun(resuming: tmp.url, model: model, dataset: dataset, context: ctx)
         #expect(resumed.completedEpochs == 3)
-        resumed.run { _ in .more }
+        try resumed.run { _ in .more }
 
         #expect(resumed.reports.map(\.loss) == straight.reports.map(\.loss), "\(settings.method.kind)")
         #expect(Array(resumed.trainer.parameters.buffer) == Array(straight.trainer.parameters.buffer))
@@ -62,7 +62,7 @@ import TestSupport
         var settings = Self.settings(MethodSettings(kind: .ia3))
         settings.epochs = 1
         let run = try TrainingRun(model: model, dataset: dataset, settings: settings, context: ctx)
-        run.run { _ in .more }
+        try run.run { _ in .more }
         try run.saveCheckpoint(to: tmp.url)
         let file = tmp.url.appendingPathComponent(TrainingCheckpoint.fileName)
 

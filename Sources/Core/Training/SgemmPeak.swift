@@ -5,7 +5,7 @@ import Foundation
 /// Measures sgemm throughput on square matrices of size `n`.
 public enum SgemmPeak {
     /// Best GFLOP/s over `repeats` products of n×n by n×n at the context's threads.
-    public static func measure(n: Int = 1024, repeats: Int = 8, context: ComputeContext) -> Double {
+    public static func measure(n: Int = 1024, repeats: Int = 16, context: ComputeContext) -> Double {
         let arena = FloatArena(capacity: 3 * n * n)
         var rng = SeededGenerator(seed: 3)
         for i in 0..<(2 * n * n) { arena.base[i] = rng.nextUniform() - 0.5 }

@@ -46,6 +46,8 @@ public struct EpochReport: Sendable, Codable, Equatable {
     public var tokens: Int
     /// Matrix-product FLOPs executed this epoch (forward and backward).
     public var flops: Double
+    /// Set at evaluation epochs.
+    public var evaluation: EvaluationReport?
 }
 
 /// What the callback tells the run after each epoch.
@@ -156,10 +158,23 @@ public final class TrainingRun: @unchecked Sendable {
     }
 
     /// Runs the remaining epochs, reporting each; stops early when asked.
-    public func run(_ progress: (EpochReport) -> TrainingProgress) {
+    /// With an evaluator, epochs that are multiples of `evalEvery` (and the
+    /// last) are evaluated after training them; evaluation time is not
+    /// training time.
+    public func run(evaluator: FactEvaluator? = nil, evalEvery: Int = 1, _ progress: (EpochReport) throws -> TrainingProgress) throws {
         while completedEpochs < settings.epochs {
-            if progress(runEpoch()) == .stop { return }
+            var report = runEpoch()
+            if let evaluator, report.loss.isFinite, evalEvery > 0, report.epoch % evalEvery == 0 || report.epoch == settings.epochs {
+                report.evaluation = try evaluator.evaluate(trainer.network, context: trainer.context)
+                reports[reports.count - 1] = report
+            }
+            if try progress(report) == .stop { return }
         }
+    }
+
+    /// The first epoch whose evaluation reached `threshold` accuracy.
+    public func epochsToThreshold(_ threshold: Float) -> Int? {
+        reports.first { ($0.evaluation?.accuracy ?? 0) >= threshold }?.epoch
     }
 }
 

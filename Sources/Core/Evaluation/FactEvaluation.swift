@@ -1,0 +1,111 @@
+// FactEvaluation: the study's accuracy — ask every question (and its
+// paraphrases), generate the answer greedily, and score it by the cosine
+// similarity of its all-MiniLM-L6-v2 embedding to the reference answer's.
+import Foundation
+
+/// One question asked at an evaluation, with the answer and its score.
+public struct QuestionResult: Sendable, Codable, Equatable {
+    public var question: String
+    /// Whether this is a paraphrase (`eval_questions`) rather than the trained question.
+    public var paraphrase: Bool
+    public var reference: String
+    public var answer: String
+    public var similarity: Float
+    /// Whether the fact's `key` occurs in the answer (case-insensitive); nil without a key.
+    public var keyMatch: Bool?
+}
+
+/// The metrics of one evaluation.
+public struct EvaluationReport: Sendable, Codable, Equatable {
+    /// Mean cosine similarity over all questions: the study's "accuracy".
+    public var accuracy: Float
+    /// Fraction of answers with similarity ≥ `threshold`.
+    public var accuracyAtThreshold: Float
+    public var threshold: Float
+    /// Fraction of answers containing their key, over questions whose fact has one.
+    public var keyMatch: Float?
+    /// Perplexity of the held-out general text (forgetting), when measured.
+    public var perplexity: Float?
+    public var seconds: Double
+    public var questions: [QuestionResult]
+}
+
+/// Evaluates a trained network on a fact dataset.
+public struct FactEvaluator: Sendable {
+    public let model: LanguageModel
+    public let embedder: SentenceEmbedder
+    public let dataset: FactDataset
+    public var threshold: Float = 0.9
+    public var maxNewTokens = 64
+    /// Also ask each fact's `eval_questions`.
+    public var paraphrases = true
+    /// Token ids of the held-out text for perplexity (nil: not measured).
+    public var heldOut: [Int32]?
+
+    public init(model: LanguageModel, embedder: SentenceEmbedder, dataset: FactDataset) {
+        self.model = model; self.embedder = embedder; self.dataset = dataset
+    }
+
+    /// The questions asked, in order, with their facts.
+    var questions: [(question: String, paraphrase: Bool, fact: Fact)] {
+        dataset.facts.flatMap { fact in
+            [(fact.question, false, fact)] + (paraphrases ? (fact.evalQuestions ?? []).map { ($0, true, fact) } : [])
+        }
+    }
+
+    /// Generates every answer in one batch (KV cache) and scores it.
+    public func evaluate(_ network: LlamaNetwork, context: ComputeContext) throws -> EvaluationReport {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let asked = questions
+        let prompts = try asked.map { q in
+            try model.encode(model.template.render(messages: [.user(q.question)], addGenerationPrompt: true), parseSpecial: true)
+        }
+        let longest = prompts.map(\.count).max() ?? 0
+        let generator = CachedGenerator(network: network, maxBatch: prompts.count, maxLength: longest + maxNewTokens, context: context)
+        let stops = model.stopTokens
+        let outputs = generator.generate(prompts: prompts, maxNewTokens: maxNewTokens, stopTokens: stops)
+        let answers = outputs.map { ids in
+            model.tokenizer.decode(ids.filter { !stops.contains($0) }, skipSpecialTokens: true).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let embeddings = embedder.embed(answers + asked.map(\.fact.answer), context: context)
+        var results: [QuestionResult] = []
+        for (i, q) in asked.enumerated() {
+            let similarity = SentenceEmbedder.cosine(embeddings[i], embeddings[asked.count + i])
+            let key = q.fact.key.map { answers[i].lowercased().contains($0.lowercased()) }
+            results.append(QuestionResult(question: q.question, paraphrase: q.paraphrase, reference: q.fact.answer,
+                                          answer: answers[i], similarity: similarity, keyMatch: key))
+        }
+        let n = Float(max(1, results.count))
+        let keyed = results.compactMap(\.keyMatch)
+        var report = EvaluationReport(
+            accuracy: results.map(\.similarity).reduce(0, +) / n,
+            accuracyAtThreshold: Float(results.filter { $0.similarity >= threshold }.count) / n,
+            threshold: threshold,
+            keyMatch: keyed.isEmpty ? nil : Float(keyed.filter { $0 }.count) / Float(keyed.count),
+            perplexity: nil, seconds: 0, questions: results)
+        if let heldOut { report.perplexity = Perplexity.measure(network, tokens: heldOut, context: context) }
+        report.seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+        return report
+    }
+}
+
+/// Perplexity of a network on a token sequence: exp of the mean next-token
+/// cross-entropy, over windows of at most `window` tokens.
+public enum Perplexity {
+    public static func measure(_ network: LlamaNetwork, tokens: [Int32], window: Int = 256, context: ComputeContext) -> Float {
+        guard tokens.count >= 2 else { return .nan }
+        let acts = LlamaActivations(network: network, maxBatch: 1, maxSeq: window, threads: context.threads)
+        var totalLoss: Double = 0, counted = 0
+        var start = 0
+        while start < tokens.count - 1 {
+            let end = min(tokens.count, start + window + 1)
+            let input = Array(tokens[start..<(end - 1)]), targets = Array(tokens[(start + 1)..<end])
+            let batch = TokenBatch(batchSize: 1, seqLen: input.count, tokens: input, targets: targets)
+            let loss = network.forward(batch, acts, context: context)
+            totalLoss += Double(loss) * Double(targets.count)
+            counted += targets.count
+            start = end - 1
+        }
+        return Float(exp(totalLoss / Double(counted)))
+    }
+}
