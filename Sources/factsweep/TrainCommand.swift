@@ -76,8 +76,8 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .long, help: "Similarity at or above which an answer counts as correct.")
     var threshold: Float = 0.9
 
-    @Option(name: .long, help: "Most tokens generated per evaluation answer.")
-    var maxNewTokens = 64
+    @Option(name: .long, help: "Most tokens generated per evaluation answer (default: twice the longest reference answer plus 8).")
+    var maxNewTokens: Int?
 
     @Option(name: .long, help: "General text for the forgetting measure (perplexity); default data/heldout.txt, \"none\" to skip.")
     var heldOut: String?
@@ -97,7 +97,7 @@ struct TrainCommand: ParsableCommand {
         if initAdapter != nil, method == .full { throw ValidationError("--init-adapter needs --method lora, qlora or ia3") }
         guard evalEvery >= 0 else { throw ValidationError("--eval-every must be 0 (off) or positive") }
         guard (0...1).contains(threshold) else { throw ValidationError("--threshold must be between 0 and 1") }
-        guard maxNewTokens >= 1 else { throw ValidationError("--max-new-tokens must be at least 1") }
+        if let maxNewTokens { guard maxNewTokens >= 1 else { throw ValidationError("--max-new-tokens must be at least 1") } }
         do { try methodSettings().validate() } catch { throw ValidationError("\(error)") }
         guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
         guard batchSize >= 0 else { throw ValidationError("--batch-size must be 0 (all) or positive") }

@@ -30,13 +30,17 @@ public struct EvaluationReport: Sendable, Codable, Equatable {
     public var questions: [QuestionResult]
 }
 
-/// Evaluates a trained network on a fact dataset.
+/// Evaluates a trained network on a fact dataset. Buffers (KV cache,
+/// activations) are made at the first evaluation of a network and reused.
 public struct FactEvaluator: Sendable {
     public let model: LanguageModel
     public let embedder: SentenceEmbedder
     public let dataset: FactDataset
     public var threshold: Float = 0.9
-    public var maxNewTokens = 64
+    /// Most tokens generated per answer; nil: twice the longest reference
+    /// answer plus 8 (an answer far longer than the reference scores poorly anyway).
+    public var maxNewTokens: Int?
+    private let buffers = EvaluationBuffers()
     /// Also ask each fact's `eval_questions`.
     public var paraphrases = true
     /// Token ids of the held-out text for perplexity (nil: not measured).
@@ -61,9 +65,11 @@ public struct FactEvaluator: Sendable {
             try model.encode(model.template.render(messages: [.user(q.question)], addGenerationPrompt: true), parseSpecial: true)
         }
         let longest = prompts.map(\.count).max() ?? 0
-        let generator = CachedGenerator(network: network, maxBatch: prompts.count, maxLength: longest + maxNewTokens, context: context)
+        let longestAnswer = try dataset.facts.map { try model.encode($0.answer).count + 1 }.max() ?? 0
+        let limit = maxNewTokens ?? (2 * longestAnswer + 8)
+        let generator = buffers.generator(network, batch: prompts.count, length: longest + limit, context: context)
         let stops = model.stopTokens
-        let outputs = generator.generate(prompts: prompts, maxNewTokens: maxNewTokens, stopTokens: stops)
+        let outputs = generator.generate(prompts: prompts, maxNewTokens: limit, stopTokens: stops)
         let answers = outputs.map { ids in
             model.tokenizer.decode(ids.filter { !stops.contains($0) }, skipSpecialTokens: true).trimmingCharacters(in: .whitespacesAndNewlines)
         }
@@ -83,18 +89,52 @@ public struct FactEvaluator: Sendable {
             threshold: threshold,
             keyMatch: keyed.isEmpty ? nil : Float(keyed.filter { $0 }.count) / Float(keyed.count),
             perplexity: nil, seconds: 0, questions: results)
-        if let heldOut { report.perplexity = Perplexity.measure(network, tokens: heldOut, context: context) }
+        if let heldOut { report.perplexity = Perplexity.measure(network, tokens: heldOut, activations: buffers.perplexity(network, tokens: heldOut.count, context: context), context: context) }
         report.seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         return report
+    }
+}
+
+/// Reused generator and activations of one evaluator (made for the first
+/// network evaluated; a different network gets new ones).
+final class EvaluationBuffers: @unchecked Sendable {
+    private let lock = NSLock()
+    private var cached: (network: UnsafeMutablePointer<Float>, generator: CachedGenerator)?
+    private var perplexityActs: (network: UnsafeMutablePointer<Float>, acts: LlamaActivations)?
+
+    func generator(_ network: LlamaNetwork, batch: Int, length: Int, context: ComputeContext) -> CachedGenerator {
+        lock.lock()
+        defer { lock.unlock() }
+        if let c = cached, c.network == network.embed.base, c.generator.maxBatch >= batch, c.generator.maxLength >= length { return c.generator }
+        let g = CachedGenerator(network: network, maxBatch: batch, maxLength: length, context: context)
+        cached = (network.embed.base, g)
+        return g
+    }
+
+    func perplexity(_ network: LlamaNetwork, tokens: Int, context: ComputeContext) -> LlamaActivations {
+        lock.lock()
+        defer { lock.unlock() }
+        let window = min(Perplexity.window, max(1, tokens - 1))
+        if let p = perplexityActs, p.network == network.embed.base, p.acts.maxSeq >= window { return p.acts }
+        let acts = LlamaActivations(network: network, maxBatch: 1, maxSeq: window, threads: context.threads)
+        perplexityActs = (network.embed.base, acts)
+        return acts
     }
 }
 
 /// Perplexity of a network on a token sequence: exp of the mean next-token
 /// cross-entropy, over windows of at most `window` tokens.
 public enum Perplexity {
-    public static func measure(_ network: LlamaNetwork, tokens: [Int32], window: Int = 256, context: ComputeContext) -> Float {
+    public static let window = 256
+
+    public static func measure(_ network: LlamaNetwork, tokens: [Int32], context: ComputeContext) -> Float {
+        let acts = LlamaActivations(network: network, maxBatch: 1, maxSeq: min(window, max(1, tokens.count - 1)), threads: context.threads)
+        return measure(network, tokens: tokens, activations: acts, context: context)
+    }
+
+    public static func measure(_ network: LlamaNetwork, tokens: [Int32], activations acts: LlamaActivations, context: ComputeContext) -> Float {
         guard tokens.count >= 2 else { return .nan }
-        let acts = LlamaActivations(network: network, maxBatch: 1, maxSeq: window, threads: context.threads)
+        let window = acts.maxSeq
         var totalLoss: Double = 0, counted = 0
         var start = 0
         while start < tokens.count - 1 {

@@ -52,15 +52,17 @@ public final class CachedGenerator: @unchecked Sendable {
         guard B > 0, maxNewTokens > 0 else { return Array(repeating: [], count: B) }
         var next = prefill(prompts)
         var outputs = next.map { [$0] }
-        var done = next.map { stopTokens.contains($0) }
+        // A sequence is done at a stop token or at maxNewTokens; finished ones
+        // still ride along in the batch (their outputs no longer change).
+        var done = next.map { stopTokens.contains($0) || maxNewTokens == 1 }
         var positions = prompts.map { Int32($0.count) }
-        while outputs.contains(where: { $0.count < maxNewTokens }) && done.contains(false) {
+        while done.contains(false) {
             next = step(tokens: next, positions: positions)
-            for b in 0..<B where !done[b] && outputs[b].count < maxNewTokens {
+            for b in 0..<B where !done[b] {
                 outputs[b].append(next[b])
-                if stopTokens.contains(next[b]) { done[b] = true }
+                done[b] = stopTokens.contains(next[b]) || outputs[b].count == maxNewTokens
             }
-            for b in 0..<B { positions[b] += 1 }
+            for b in 0..<B where !done[b] { positions[b] += 1 }
         }
         return outputs
     }
