@@ -50,3 +50,35 @@ import TestSupport
         #expect(abs(q.similarity - embedder.cosineSimilarity(q.answer, q.reference, context: ctx)) < 1e-5)
     }
 }
+
+@Suite struct DatasetTests {
+    @Test func synthesizedBiographiesAreSeededValidAndDistinct() throws {
+        let a = BiographySynthesizer(seed: 3).facts(people: 20)
+        #expect(a == BiographySynthesizer(seed: 3).facts(people: 20))
+        #expect(a != BiographySynthesizer(seed: 4).facts(people: 20))
+        #expect(a.count == 120)
+        #expect(Set(a.map(\.question)).count == 120)
+        for fact in a { #expect(fact.answer.contains(try #require(fact.key))) }
+        // Round trip through the JSON Lines reader.
+        let text = try FactDataset(facts: a).jsonLines()
+        #expect(try FactDataset.parse(Data(text.utf8), origin: "synth").facts == a)
+    }
+
+    @Test func badLinesAreNamed() {
+        let cases: [(String, String)] = [
+            ("{\"question\": \"q\", \"answer\": \"a\"}\n{\"question\": \"q\"}", "x.jsonl:2: missing field \"answer\""),
+            ("{\"question\": \"q\", \"answer\": \"a\", \"extra\": 1}", "x.jsonl:1: unknown field \"extra\""),
+            ("not json", "x.jsonl:1: invalid JSON"),
+            ("{\"question\": \"\", \"answer\": \"a\"}", "x.jsonl:1: field \"question\" is empty"),
+            ("{\"question\": \"q\", \"answer\": \"a\", \"eval_questions\": \"p\"}", "x.jsonl:1: field \"eval_questions\""),
+            ("\n\n", "x.jsonl: no facts"),
+        ]
+        for (text, message) in cases {
+            #expect { try FactDataset.parse(Data(text.utf8), origin: "x.jsonl") } throws: { "\($0)".hasPrefix(message) }
+        }
+        var invalid = Data("{\"question\": \"q\", \"answer\": \"".utf8)
+        invalid.append(0xFF)
+        invalid.append(contentsOf: Array("\"}".utf8))
+        #expect { try FactDataset.parse(invalid, origin: "x.jsonl") } throws: { "\($0)" == "x.jsonl:1: invalid UTF-8" }
+    }
+}
