@@ -13,18 +13,10 @@ public func crossEntropyForwardBackward(
     context.parallelFor(rows) { range in
         for r in range {
             let row = logits.base + r * vocab
-            var m = -Float.infinity
-            for j in 0..<vocab { m = max(m, row[j]) }
-            var sum: Float = 0
-            for j in 0..<vocab {
-                let e = expf(row[j] - m)
-                row[j] = e
-                sum += e
-            }
+            softmaxInPlace(row, count: vocab)
             let t = Int(targets[r])
-            losses[r] = -(logf(row[t] / sum))
-            let inv = gradScale / sum
-            for j in 0..<vocab { row[j] *= inv }
+            losses[r] = -logf(row[t])
+            for j in 0..<vocab { row[j] *= gradScale }
             row[t] -= gradScale
         }
     }
