@@ -17,6 +17,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
@@ -31,7 +32,8 @@ let package = Package(
             dependencies: ["CZMQ", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "Coordinator",
-            dependencies: ["Protocol", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["Core", "Protocol", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "GRDB", package: "GRDB.swift")]),
         .target(
             name: "Worker",
             dependencies: ["Core", "Protocol", .product(name: "Logging", package: "swift-log")]),
@@ -45,5 +47,6 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Core"], path: "Tests/TestSupport"),
         .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"],
                     resources: [.copy("Golden")]),
+        .testTarget(name: "SweepTests", dependencies: ["Core", "Protocol", "Coordinator", "Worker", "TestSupport", .product(name: "GRDB", package: "GRDB.swift"), "CZMQ"]),
     ]
 )
