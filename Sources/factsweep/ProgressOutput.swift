@@ -2,7 +2,8 @@
 import Core
 import Foundation
 
-final class ProgressOutput {
+/// Used from the training thread only.
+final class ProgressOutput: @unchecked Sendable {
     let json: Bool
     let isTerminal: Bool
     private var lastAccuracy: Float?
@@ -58,16 +59,6 @@ final class ProgressOutput {
            let text = String(data: data, encoding: .utf8) {
             write(text + "\n")
         }
-    }
-}
-
-/// Process resource figures.
-enum ResourceUsage {
-    /// Peak resident set size of this process, in bytes.
-    static var peakResidentBytes: Int {
-        var usage = rusage()
-        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-        return usage.ru_maxrss * 1024
     }
 }
 

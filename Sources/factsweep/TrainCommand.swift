@@ -2,6 +2,8 @@
 import ArgumentParser
 import Core
 import Foundation
+import Logging
+import Worker
 
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -108,110 +110,70 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         let context = ComputeContext(threads: options.threads)
         let dataURL = try DefaultPaths.resolve(data, default: DefaultPaths.data, what: "dataset")
-        let dataset = try FactDataset.load(dataURL)
-        let kind = try resume.map { try TrainingCheckpoint.read(URL(fileURLWithPath: $0)).0.settings.method.kind } ?? method
-        let lm = try options.loadModel(storage: kind == .qlora ? .nf4 : .float32)
+        let modelURL = try options.modelURL
         var settings = TrainingSettings()
         settings.method = try methodSettings()
-        if let initAdapter {
-            let adapter = try FineTuning.adapterSettings(URL(fileURLWithPath: initAdapter), quantizedBase: method == .qlora)
-            guard (adapter.kind == .ia3) == (method == .ia3) else {
-                throw CLIError("\(initAdapter) holds a \(adapter.kind == .ia3 ? "IA3" : "LoRA") adapter, not one for --method \(method.rawValue)")
-            }
-            settings.method = adapter
-            settings.initAdapter = initAdapter
-        }
-        settings.learningRate = lr ?? TrainingSettings.defaultLearningRate(for: method)
-        settings.epochs = epochs
-        settings.batchSize = batchSize
-        settings.seed = seed
-        settings.warmupSteps = warmupSteps
-        settings.decay = schedule
-        settings.lossScope = trainOnPrompt ? .all : .answer
-        settings.optimizer.weightDecay = weightDecay
-        settings.optimizer.maxGradNorm = clip > 0 ? clip : nil
-        let run: TrainingRun
         if let resume {
-            run = try TrainingRun(resuming: URL(fileURLWithPath: resume), model: lm, dataset: dataset, context: context)
-            settings = run.settings
+            settings = try TrainingCheckpoint.read(URL(fileURLWithPath: resume)).0.settings
         } else {
-            run = try TrainingRun(model: lm, dataset: dataset, settings: settings, context: context)
+            if let initAdapter {
+                let adapter = try FineTuning.adapterSettings(URL(fileURLWithPath: initAdapter), quantizedBase: method == .qlora)
+                guard (adapter.kind == .ia3) == (method == .ia3) else {
+                    throw CLIError("\(initAdapter) holds a \(adapter.kind == .ia3 ? "IA3" : "LoRA") adapter, not one for --method \(method.rawValue)")
+                }
+                settings.method = adapter
+                settings.initAdapter = initAdapter
+            }
+            settings.learningRate = lr ?? TrainingSettings.defaultLearningRate(for: method)
+            settings.epochs = epochs
+            settings.batchSize = batchSize
+            settings.seed = seed
+            settings.warmupSteps = warmupSteps
+            settings.decay = schedule
+            settings.lossScope = trainOnPrompt ? .all : .answer
+            settings.optimizer.weightDecay = weightDecay
+            settings.optimizer.maxGradNorm = clip > 0 ? clip : nil
         }
-        let outDir = (out ?? resume).map { URL(fileURLWithPath: $0) }
-        let evaluator = try makeEvaluator(lm, dataset: dataset)
+        let config = TrialConfig(
+            model: modelURL.path, data: dataURL.path, training: settings, evalEvery: evalEvery, threshold: threshold,
+            maxNewTokens: maxNewTokens, embedder: embedder, heldOut: heldOut, checkpointEvery: checkpointEvery ?? 0)
+        let directory = (out ?? resume).map { URL(fileURLWithPath: $0) }
         let output = ProgressOutput(json: json)
-        let epochs = settings.epochs
-        output.start("\(settings.method.kind.rawValue): \(run.trainer.trainableParameterCount) trainable parameters, \(dataset.facts.count) facts, "
-                     + "\(epochs) epochs, lr \(settings.learningRate)" + (resume != nil ? ", resumed after epoch \(run.completedEpochs)" : ""))
-        var perplexityBefore: Float?
-        if let evaluator, let heldOut = evaluator.heldOut, run.completedEpochs == 0 {
-            perplexityBefore = Perplexity.measure(run.trainer.network, tokens: heldOut, context: context)
-            output.baseline(perplexity: perplexityBefore ?? .nan)
-        }
         let interrupt = InterruptFlag()
-        var last: EpochReport? = run.reports.last
-        var status = "done"
-        var evaluationSeconds: Double = 0
-        try run.run(evaluator: evaluator, evalEvery: evalEvery) { report in
-            last = report
-            evaluationSeconds += report.evaluation?.seconds ?? 0
-            output.epoch(report, of: epochs)
-            if !report.loss.isFinite { status = "diverged"; return .stop }
-            let checkpointDue = checkpointEvery.map { report.epoch % $0 == 0 || report.epoch == epochs } ?? false
-            if let outDir, checkpointDue || interrupt.isSet { try run.saveCheckpoint(to: outDir) }
-            if interrupt.isSet { status = "interrupted"; return .stop }
-            return .more
+        let epochs = settings.epochs, kind = settings.method.kind, lr = settings.learningRate, facts = try FactDataset.load(dataURL).facts.count
+        var events = TrialEvents()
+        events.started = { trainable, done in
+            output.start("\(kind.rawValue): \(trainable) trainable parameters, \(facts) facts, \(epochs) epochs, lr \(lr)"
+                         + (done > 0 ? ", resumed after epoch \(done)" : ""))
         }
-        if let outDir, status == "done", settings.method.kind != .full {
-            try run.trainer.exportAdapter(to: outDir.appendingPathComponent("adapter"), baseModel: try options.modelURL.path)
-        }
-        let lastEvaluation = run.reports.last { $0.evaluation != nil }?.evaluation
-        var summary: [String: Any] = [
-            "method": settings.method.kind.rawValue, "status": status,
-            "trainable_params": run.trainer.trainableParameterCount,
-            "base_weight_bytes": lm.model.baseWeightBytes,
-            "peak_rss_bytes": ResourceUsage.peakResidentBytes,
-            "epochs": last?.epoch ?? 0, "final_loss": Double(last?.loss ?? .nan),
-            "seconds_per_epoch": (last?.trainSeconds ?? 0) / Double(max(1, last?.epoch ?? 1)),
-            "evaluation_seconds": evaluationSeconds,
+        events.baseline = { output.baseline(perplexity: $0) }
+        events.epoch = { output.epoch($0, of: epochs) }
+        events.shouldStop = { interrupt.isSet }
+        let runner = TrialRunner(cache: ModelCache(logger: Logger(label: "factsweep.train")), context: context,
+                                 logger: Logger(label: "factsweep.train"))
+        let summary = try runner.run(config, directory: directory, resume: resume != nil, events: events)
+        var fields: [String: Any] = [
+            "method": summary.method.rawValue, "status": summary.status == .stopped ? "interrupted" : summary.status.rawValue,
+            "trainable_params": summary.trainableParameters, "base_weight_bytes": summary.baseWeightBytes,
+            "peak_rss_bytes": summary.peakResidentBytes, "epochs": summary.epochs,
+            "final_loss": summary.finalLoss.map { Double($0) } ?? NSNull(),
+            "seconds_per_epoch": summary.secondsPerEpoch, "evaluation_seconds": summary.evaluationSeconds,
         ]
-        if let e = lastEvaluation {
-            summary["final_accuracy"] = Double(e.accuracy)
-            summary["final_accuracy_at_threshold"] = Double(e.accuracyAtThreshold)
-            summary["epochs_to_threshold"] = run.epochsToThreshold(threshold) ?? NSNull()
-            if let p = e.perplexity { summary["final_perplexity"] = Double(p) }
+        if let a = summary.finalAccuracy {
+            fields["final_accuracy"] = Double(a)
+            fields["final_accuracy_at_threshold"] = summary.finalAccuracyAtThreshold.map { Double($0) } ?? NSNull()
+            fields["epochs_to_threshold"] = summary.epochsToThreshold ?? NSNull()
         }
-        if let p = perplexityBefore { summary["perplexity_before"] = Double(p) }
-        output.summary(summary)
-        if let outDir, let e = lastEvaluation {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
-            try encoder.encode(e).write(to: outDir.appendingPathComponent("evaluation.json"), options: .atomic)
-        }
-        switch status {
-        case "diverged": throw ExitCode(3)
-        case "interrupted":
-            FileHandle.standardError.write(Data("interrupted after epoch \(last?.epoch ?? 0)\(outDir.map { "; checkpoint in \($0.path), continue with --resume \($0.path)" } ?? "")\n".utf8))
+        if let p = summary.finalPerplexity { fields["final_perplexity"] = Double(p) }
+        if let p = summary.perplexityBefore { fields["perplexity_before"] = Double(p) }
+        output.summary(fields)
+        switch summary.status {
+        case .diverged: throw ExitCode(3)
+        case .stopped:
+            FileHandle.standardError.write(Data("interrupted after epoch \(summary.epochs)\(directory.map { "; checkpoint in \($0.path), continue with --resume \($0.path)" } ?? "")\n".utf8))
             throw ExitCode(130)
-        default: break
+        case .done: break
         }
-    }
-
-    /// The evaluator of the run, or nil with --eval-every 0.
-    func makeEvaluator(_ lm: LanguageModel, dataset: FactDataset) throws -> FactEvaluator? {
-        guard evalEvery > 0 else { return nil }
-        let embedderURL = try DefaultPaths.resolve(embedder, default: DefaultPaths.embedder, what: "sentence embedder")
-        var evaluator = FactEvaluator(model: lm, embedder: try SentenceEmbedder.load(embedderURL), dataset: dataset)
-        evaluator.threshold = threshold
-        evaluator.maxNewTokens = maxNewTokens
-        if heldOut != "none" {
-            let url = try DefaultPaths.resolve(heldOut, default: DefaultPaths.heldOut, what: "held-out text")
-            let text: String
-            do { text = try String(contentsOf: url, encoding: .utf8) } catch { throw CLIError("\(url.path): cannot read: \(error.localizedDescription)") }
-            evaluator.heldOut = try lm.encode(text)
-        }
-        return evaluator
     }
 
     func methodSettings() throws -> MethodSettings {

@@ -66,6 +66,7 @@ public struct TrainingCheckpoint: Sendable {
 public struct CheckpointError: Error, CustomStringConvertible, Equatable {
     public let file: String
     public let reason: String
+    public init(file: String, reason: String) { self.file = file; self.reason = reason }
     public var description: String { "\(file): \(reason)" }
 }
 

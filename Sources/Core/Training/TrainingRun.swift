@@ -65,6 +65,10 @@ public final class TrainingRun: @unchecked Sendable {
     private var steps = 0
     /// Every epoch's report so far, resumed runs included.
     public private(set) var reports: [EpochReport] = []
+    /// Called after every optimizer step with (epoch being trained, step in
+    /// the epoch): the worker's heartbeat comes from here, so a hung trainer
+    /// stops heartbeating.
+    public var afterStep: ((Int, Int) -> Void)?
 
     public init(model: LanguageModel, dataset: FactDataset, settings: TrainingSettings, context: ComputeContext) throws {
         self.settings = settings
@@ -100,9 +104,10 @@ public final class TrainingRun: @unchecked Sendable {
         let tokens = examples.reduce(0) { $0 + $1.tokens.count - 1 }
         var lossSum: Float = 0, flops: Double = 0
         let start = DispatchTime.now().uptimeNanoseconds
-        for batch in batches {
+        for (index, batch) in batches.enumerated() {
             let result = trainer.step(batch, lr: schedule.rate(at: steps))
             steps += 1
+            afterStep?(completedEpochs + 1, index + 1)
             lossSum += result.loss
             flops += trainer.base.trainingFlops(batch)
         }

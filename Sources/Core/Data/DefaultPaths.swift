@@ -3,13 +3,14 @@
 // working directory or from the executable's own location.
 import Foundation
 
-enum DefaultPaths {
-    static let modelName = "smollm2-135m-instruct"
-    static let embedderName = "all-minilm-l6-v2"
+/// The checkout's default models and data, for the CLI and the worker.
+public enum DefaultPaths {
+    public static let modelName = "smollm2-135m-instruct"
+    public static let embedderName = "all-minilm-l6-v2"
 
     /// The checkout root: `$FACTSWEEP_HOME`, else the nearest ancestor of the
     /// working directory or of the executable that holds `models/` or `Package.swift`.
-    static var root: URL {
+    public static var root: URL {
         if let home = ProcessInfo.processInfo.environment["FACTSWEEP_HOME"] { return URL(fileURLWithPath: home) }
         let starts = [URL(fileURLWithPath: FileManager.default.currentDirectoryPath),
                       URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()]
@@ -26,13 +27,13 @@ enum DefaultPaths {
         return URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
     }
 
-    static var model: URL { root.appendingPathComponent("models").appendingPathComponent(modelName) }
-    static var embedder: URL { root.appendingPathComponent("models").appendingPathComponent(embedderName) }
-    static var data: URL { root.appendingPathComponent("data/biography.jsonl") }
-    static var heldOut: URL { root.appendingPathComponent("data/heldout.txt") }
+    public static var model: URL { root.appendingPathComponent("models").appendingPathComponent(modelName) }
+    public static var embedder: URL { root.appendingPathComponent("models").appendingPathComponent(embedderName) }
+    public static var data: URL { root.appendingPathComponent("data/biography.jsonl") }
+    public static var heldOut: URL { root.appendingPathComponent("data/heldout.txt") }
 
     /// `path` if given, else the default; a missing default says how to get it.
-    static func resolve(_ path: String?, default url: URL, what: String) throws -> URL {
+    public static func resolve(_ path: String?, default url: URL, what: String) throws -> URL {
         if let path { return URL(fileURLWithPath: path) }
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw CLIError("the default \(what) is not at \(url.path): run scripts/setup.sh, or name one with --model")
@@ -41,8 +42,8 @@ enum DefaultPaths {
     }
 }
 
-/// A command-line error with a message for the user.
-struct CLIError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+/// An error with a message for the user (a missing default, a bad argument).
+public struct CLIError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

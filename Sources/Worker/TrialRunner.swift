@@ -1,0 +1,139 @@
+// TrialRunner: one trial from its TrialConfig to its summary — the code path
+// of both `factsweep train` and the sweep worker, so single runs and sweeps
+// never disagree.
+import Core
+import Foundation
+import Logging
+
+/// How a trial ended.
+public enum TrialStatus: String, Sendable, Codable {
+    case done, diverged
+    /// Stopped on request (Ctrl-C, SIGTERM, cancel) after checkpointing.
+    case stopped
+}
+
+/// The final figures of a trial.
+public struct TrialSummary: Sendable, Codable, Equatable {
+    public var status: TrialStatus
+    public var method: MethodKind
+    public var trainableParameters: Int
+    public var baseWeightBytes: Int
+    public var peakResidentBytes: Int
+    public var epochs: Int
+    public var finalLoss: Float?
+    public var finalAccuracy: Float?
+    public var finalAccuracyAtThreshold: Float?
+    public var epochsToThreshold: Int?
+    public var perplexityBefore: Float?
+    public var finalPerplexity: Float?
+    public var secondsPerEpoch: Double
+    public var evaluationSeconds: Double
+}
+
+/// What a trial tells its caller as it goes. Every field has a no-op default.
+public struct TrialEvents: Sendable {
+    /// Once the run is set up: trainable parameters, epochs already done (resume).
+    public var started: @Sendable (_ trainable: Int, _ completedEpochs: Int) -> Void = { _, _ in }
+    public var baseline: @Sendable (_ perplexity: Float) -> Void = { _ in }
+    public var epoch: @Sendable (EpochReport) -> Void = { _ in }
+    public var checkpoint: @Sendable (_ epoch: Int, _ directory: URL) -> Void = { _, _ in }
+    /// After every optimizer step (epoch, step): heartbeats.
+    public var step: @Sendable (Int, Int) -> Void = { _, _ in }
+    /// Asked after every epoch; true checkpoints and stops the trial.
+    public var shouldStop: @Sendable () -> Bool = { false }
+
+    public init() {}
+}
+
+/// Runs trials over a shared model cache.
+public final class TrialRunner: @unchecked Sendable {
+    public let cache: ModelCache
+    public let context: ComputeContext
+    private let logger: Logger
+
+    public init(cache: ModelCache, context: ComputeContext, logger: Logger) {
+        self.cache = cache; self.context = context; self.logger = logger
+    }
+
+    /// Runs `config`, continuing from `directory`'s checkpoint when `resume`
+    /// and one is there. Checkpoints (every `checkpointEvery` epochs, at the
+    /// end and when stopped), the final adapter and `evaluation.json` go to
+    /// `directory` when given.
+    public func run(_ config: TrialConfig, directory: URL?, resume: Bool, events: TrialEvents) throws -> TrialSummary {
+        let storage: LinearStorage = config.training.method.kind == .qlora ? .nf4 : .float32
+        let modelURL = URL(fileURLWithPath: config.model)
+        let lm = try cache.languageModel(modelURL, storage: storage, context: context)
+        let dataset = try FactDataset.load(URL(fileURLWithPath: config.data))
+        let checkpointFile = directory?.appendingPathComponent(TrainingCheckpoint.fileName)
+        let run: TrainingRun
+        if resume, let directory, let checkpointFile, FileManager.default.fileExists(atPath: checkpointFile.path) {
+            run = try TrainingRun(resuming: directory, model: lm, dataset: dataset, context: context)
+            guard run.settings == config.training else {
+                throw CheckpointError(file: checkpointFile.path, reason: "was made with other training settings than this trial's")
+            }
+        } else {
+            run = try TrainingRun(model: lm, dataset: dataset, settings: config.training, context: context)
+        }
+        run.afterStep = events.step
+        let evaluator = try makeEvaluator(config, model: lm, dataset: dataset)
+        events.started(run.trainer.trainableParameterCount, run.completedEpochs)
+
+        var perplexityBefore: Float?
+        if let evaluator, let heldOut = evaluator.heldOut, run.completedEpochs == 0 {
+            let p = Perplexity.measure(run.trainer.network, tokens: heldOut, context: context)
+            perplexityBefore = p
+            events.baseline(p)
+        }
+        var status = TrialStatus.done
+        let epochs = config.training.epochs
+        try run.run(evaluator: evaluator, evalEvery: config.evalEvery) { report in
+            events.epoch(report)
+            if !report.loss.isFinite { status = .diverged; return .stop }
+            let stop = events.shouldStop()
+            let due = config.checkpointEvery > 0 && (report.epoch % config.checkpointEvery == 0 || report.epoch == epochs)
+            if let directory, due || stop {
+                try run.saveCheckpoint(to: directory)
+                events.checkpoint(report.epoch, directory)
+            }
+            if stop { status = .stopped; return .stop }
+            return .more
+        }
+        if let directory, status == .done, config.training.method.kind != .full {
+            try run.trainer.exportAdapter(to: directory.appendingPathComponent("adapter"), baseModel: config.model)
+        }
+        let lastEvaluation = run.reports.last { $0.evaluation != nil }?.evaluation
+        if let directory, let lastEvaluation {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try encoder.encode(lastEvaluation).write(to: directory.appendingPathComponent("evaluation.json"), options: .atomic)
+        }
+        let last = run.reports.last
+        return TrialSummary(
+            status: status, method: config.training.method.kind, trainableParameters: run.trainer.trainableParameterCount,
+            baseWeightBytes: lm.model.baseWeightBytes, peakResidentBytes: ResourceUsage.peakResidentBytes,
+            epochs: last?.epoch ?? 0, finalLoss: last?.loss, finalAccuracy: lastEvaluation?.accuracy,
+            finalAccuracyAtThreshold: lastEvaluation?.accuracyAtThreshold, epochsToThreshold: run.epochsToThreshold(config.threshold),
+            perplexityBefore: perplexityBefore, finalPerplexity: lastEvaluation?.perplexity,
+            secondsPerEpoch: (last?.trainSeconds ?? 0) / Double(max(1, last?.epoch ?? 1)),
+            evaluationSeconds: run.reports.reduce(0) { $0 + ($1.evaluation?.seconds ?? 0) })
+    }
+
+    /// The trial's evaluator, or nil when it evaluates never.
+    func makeEvaluator(_ config: TrialConfig, model: LanguageModel, dataset: FactDataset) throws -> FactEvaluator? {
+        guard config.evalEvery > 0 else { return nil }
+        let embedderURL = try DefaultPaths.resolve(config.embedder, default: DefaultPaths.embedder, what: "sentence embedder")
+        var evaluator = FactEvaluator(model: model, embedder: try cache.embedder(embedderURL), dataset: dataset)
+        evaluator.threshold = config.threshold
+        evaluator.maxNewTokens = config.maxNewTokens
+        if config.heldOut != "none" {
+            let url = try DefaultPaths.resolve(config.heldOut, default: DefaultPaths.heldOut, what: "held-out text")
+            let text: String
+            do { text = try String(contentsOf: url, encoding: .utf8) } catch {
+                throw CLIError("\(url.path): cannot read: \(error.localizedDescription)")
+            }
+            evaluator.heldOut = try model.encode(text)
+        }
+        return evaluator
+    }
+}

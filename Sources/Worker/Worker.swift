@@ -1,1 +1,0 @@
-// The Worker library: filled by later work (see docs/architecture.md).
