@@ -39,6 +39,7 @@ import TestSupport
         Case(conditions: #"[{"name": "c", "method": "full", "targets": "q_proj"}]"#, path: "conditions[0].targets", field: "targets", message: "does not apply to method full"),
         Case(conditions: #"[{"name": "c", "method": "lora", "alpha": "16"}]"#, path: "conditions[0].alpha", field: "alpha", message: "got a string"),
         Case(conditions: #"[{"name": "c", "method": "lora", "epochs": 2.5}]"#, path: "conditions[0].epochs", field: "epochs", message: "expected an integer"),
+        Case(conditions: #"[{"name": "c", "method": "lora", "rank": null}]"#, path: "conditions[0].rank", field: "rank", message: "expected an integer, got null"),
         Case(conditions: #"[{"name": "c", "method": "lora", "rslora": 1}]"#, path: "conditions[0].rslora", field: "rslora", message: "expected true or false"),
         Case(conditions: #"[{"name": "c", "method": "lora", "dropout": 1}]"#, path: "conditions[0].dropout", field: "dropout", message: "[0, 1)"),
         Case(conditions: #"[{"name": "c", "method": "lora", "targets": "q_proj,qq_proj"}]"#, path: "conditions[0].targets", field: "targets", message: "qq_proj"),

@@ -27,6 +27,9 @@ enum JSONValue: Sendable, Equatable {
         }
     }
 
+    /// "a number 3", "a string \"x\"", "null": what the user wrote, for "got …".
+    var described: String { self == .null ? "null" : "\(kindName) \(shortText)" }
+
     /// The value as a spec reader shows it back to the user.
     var shortText: String {
         switch self {

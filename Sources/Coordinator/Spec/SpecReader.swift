@@ -190,11 +190,10 @@ struct SpecReader {
             report(path, field, condition, "missing: \(what)")
             return nil
         }
-        guard case .string(let s) = value else {
-            report(path, field, condition, "expected a string (\(what)), got \(value.kindName) \(value.shortText)")
+        do throws(SettingRefusal) { return try value.text(what) } catch {
+            report(path, field, condition, error.message)
             return nil
         }
-        return s
     }
 
     /// A required path member, resolved; `check` returns what is wrong with the file, if anything.

@@ -105,7 +105,7 @@ struct SettingRefusal: Error {
 
 extension JSONValue {
     func integer(atLeast minimum: Int, note: String = "") throws(SettingRefusal) -> Int {
-        guard case .integer(let v) = self else { throw SettingRefusal("expected an integer, got \(kindName) \(shortText)") }
+        guard case .integer(let v) = self else { throw SettingRefusal("expected an integer, got \(described)") }
         guard v >= minimum else { throw SettingRefusal("must be at least \(minimum)\(note) (got \(v))") }
         return v
     }
@@ -115,19 +115,19 @@ extension JSONValue {
         switch self {
         case .integer(let i): v = Float(i)
         case .number(let d): v = Float(d)
-        default: throw SettingRefusal("expected \(expected), got \(kindName) \(shortText)")
+        default: throw SettingRefusal("expected \(expected), got \(described)")
         }
         guard v.isFinite, isValid(v) else { throw SettingRefusal("must be \(expected) (got \(shortText))") }
         return v
     }
 
     func boolean() throws(SettingRefusal) -> Bool {
-        guard case .bool(let b) = self else { throw SettingRefusal("expected true or false, got \(kindName) \(shortText)") }
+        guard case .bool(let b) = self else { throw SettingRefusal("expected true or false, got \(described)") }
         return b
     }
 
     func text(_ expected: String) throws(SettingRefusal) -> String {
-        guard case .string(let s) = self else { throw SettingRefusal("expected a string (\(expected)), got \(kindName) \(shortText)") }
+        guard case .string(let s) = self else { throw SettingRefusal("expected a string (\(expected)), got \(described)") }
         return s
     }
 
