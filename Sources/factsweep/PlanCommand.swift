@@ -20,6 +20,8 @@ struct PlanCommand: ParsableCommand {
     func run() throws {
         let plan: SweepPlan
         do throws(SpecError) { plan = try SweepPlan.load(URL(fileURLWithPath: spec)) } catch {
+            var error = error
+            error.file = spec  // as the user typed it
             FileHandle.standardError.write(Data((error.description + "\n\(error.problems.count) problem\(error.problems.count == 1 ? "" : "s")\n").utf8))
             throw ExitCode(2)
         }

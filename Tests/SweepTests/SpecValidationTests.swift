@@ -93,11 +93,11 @@ import TestSupport
     }
 
     @Test func topLevelMembers() {
-        let problems = fixture.problems(#"{"nmae": "t", "modle": "model", "data": 3, "conditions": {}, "extra": 1}"#)
-        #expect(problems.map(\.path) == ["extra", "modle", "nmae", "name", "model", "data", "conditions"])
+        let problems = fixture.problems(#"{"nmae": "t", "modle": "model", "data": 3, "conditions": {}, "extra": 1, "description": 2}"#)
+        #expect(problems.map(\.path) == ["extra", "modle", "nmae", "name", "description", "model", "data", "conditions"])
         #expect(problems[1].message == #"unknown member "modle" (did you mean "model"?)"#)
         #expect(problems[2].message.hasSuffix(#"(did you mean "name"?)"#))
-        #expect(problems[5].message.contains("got a number 3"))
+        #expect(problems[6].message.contains("got a number 3"))
         #expect(fixture.problems("[1]").map(\.message) == ["expected a JSON object with name, model, data and conditions, got a list"])
         #expect(fixture.problems(#"{"name": "#).first?.message.hasPrefix("not valid JSON") == true)
     }

@@ -52,6 +52,7 @@ struct SpecReader {
         }
         let name = text(members["name"], path: "name", condition: nil, what: "the sweep's name")
         if let name, name.trimmingCharacters(in: .whitespaces).isEmpty { report("name", "name", nil, "must not be empty") }
+        if let description = members["description"] { _ = text(description, path: "description", condition: nil, what: "free text") }
         let model = path(members["model"], field: "model", what: "a GGUF file or Hugging Face model directory") { path in
             do { _ = try ModelLocation.resolve(URL(fileURLWithPath: path)) } catch { return "\(error)" }
             return nil
