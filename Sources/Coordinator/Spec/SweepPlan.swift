@@ -1,0 +1,125 @@
+// SweepPlan: a sweep spec expanded into its trials, each with the key that
+// identifies it in the store — conditions in file order, and within each the
+// settings given as lists crossed in `SpecSetting` order.
+import Core
+import Foundation
+
+/// One trial of a sweep, before it runs.
+public struct PlannedTrial: Sendable, Equatable, Codable {
+    /// The name of the condition it belongs to.
+    public var condition: String
+    public var config: TrialConfig
+    /// SHA-256 of `config.canonicalJSON()` in lowercase hex: equal
+    /// configurations, however their spec was written, get equal keys, and a
+    /// trial keeps its key when others are added to the spec.
+    public var key: String
+
+    public init(condition: String, config: TrialConfig) throws {
+        self.condition = condition
+        self.config = config
+        key = SHA256.hex(try config.canonicalJSON())
+    }
+}
+
+/// A checked sweep spec and its trials in run order.
+public struct SweepPlan: Sendable {
+    public var name: String
+    public var trials: [PlannedTrial]
+
+    /// More trials than this is taken for a mistake in the grid.
+    public static let maximumTrials = 100_000
+
+    /// Reads, checks and expands the spec at `url`; relative paths in it are
+    /// relative to its directory. Every problem found is in the `SpecError`.
+    public static func load(_ url: URL) throws(SpecError) -> SweepPlan {
+        let json: Data
+        do { json = try Data(contentsOf: url) } catch {
+            let reason = FileManager.default.fileExists(atPath: url.path) ? error.localizedDescription : "no such file"
+            throw SpecError(file: url.path, problems: [SpecProblem(path: "", field: nil, condition: nil, message: "cannot read: \(reason)")])
+        }
+        return try SweepPlan(json: json, file: url.path, baseDirectory: url.deletingLastPathComponent())
+    }
+
+    /// Checks and expands a spec document; `file` names it in errors.
+    public init(json: Data, file: String, baseDirectory: URL) throws(SpecError) {
+        let root: JSONValue
+        do { root = try JSONDecoder().decode(JSONValue.self, from: json) } catch {
+            throw SpecError(file: file, problems: [SpecProblem(path: "", field: nil, condition: nil, message: "not valid JSON: \(Self.reason(json))")])
+        }
+        var reader = SpecReader(base: baseDirectory.standardizedFileURL)
+        guard let spec = reader.read(root) else { throw SpecError(file: file, problems: reader.problems) }
+        trials = spec.expand(reporting: &reader)
+        guard reader.problems.isEmpty else { throw SpecError(file: file, problems: reader.problems) }
+        name = spec.name
+    }
+
+    /// JSONDecoder on Linux says only "not valid JSON"; JSONSerialization says where.
+    private static func reason(_ json: Data) -> String {
+        do { _ = try JSONSerialization.jsonObject(with: json, options: [.fragmentsAllowed]) } catch {
+            return (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? "\(error)"
+        }
+        return "it does not parse"
+    }
+}
+
+extension SweepSpec {
+    /// The settings a condition varies over, outermost first, with their values.
+    func axes(of condition: SpecCondition) -> [(setting: SpecSetting, values: [SettingValue])] {
+        SpecSetting.allCases.compactMap { setting in
+            guard setting.methods.contains(condition.method),
+                  let values = condition.settings.values[setting] ?? grid.values[setting] ?? defaults.values[setting]
+            else { return nil }
+            return (setting, values)
+        }
+    }
+
+    /// Every trial, conditions in file order, the last axis varying fastest.
+    /// A trial equal to an earlier one, or past `SweepPlan.maximumTrials`, is a problem.
+    func expand(reporting reader: inout SpecReader) -> [PlannedTrial] {
+        var trials: [PlannedTrial] = []
+        var indexByKey: [String: Int] = [:]
+        for condition in conditions {
+            let axes = axes(of: condition)
+            let count = axes.reduce(1.0) { $0 * Double($1.values.count) }
+            guard Double(trials.count) + count <= Double(SweepPlan.maximumTrials) else {
+                reader.report(condition.settings.path, nil, condition.name,
+                              "the sweep would have more than \(SweepPlan.maximumTrials) trials; shorten the lists")
+                return trials
+            }
+            var combinations: [[(setting: SpecSetting, value: SettingValue)]] = [[]]
+            for axis in axes {
+                combinations = combinations.flatMap { chosen in axis.values.map { chosen + [(axis.setting, $0)] } }
+            }
+            for (number, chosen) in combinations.enumerated() {
+                var config = TrialConfig(model: model, data: data, training: TrainingSettings(method: condition.method))
+                for (setting, value) in chosen { setting.apply(value, to: &config) }
+                let trial: PlannedTrial
+                do {
+                    try config.training.method.validate()
+                    trial = try PlannedTrial(condition: condition.name, config: config)
+                } catch {
+                    reader.report(condition.settings.path, nil, condition.name, "\(error)")
+                    continue
+                }
+                if let earlier = indexByKey[trial.key] {
+                    reader.report(condition.settings.path, nil, condition.name,
+                                  "its trial \(number + 1) is the same trial as number \(earlier + 1) of the plan (condition \"\(trials[earlier].condition)\", "
+                                  + "key \(trial.key.prefix(12))): the settings that differ do not change the trial")
+                    continue
+                }
+                indexByKey[trial.key] = trials.count
+                trials.append(trial)
+            }
+        }
+        return trials
+    }
+}
+
+extension TrainingSettings {
+    /// The settings a condition starts from: `TrainingSettings`' defaults with the method's learning rate.
+    init(method kind: MethodKind) {
+        self.init()
+        method = MethodSettings(kind: kind)
+        learningRate = Self.defaultLearningRate(for: kind)
+    }
+}

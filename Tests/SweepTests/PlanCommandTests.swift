@@ -1,0 +1,64 @@
+// The shipped example spec plans cleanly, and `factsweep plan` prints it, or
+// every problem with exit status 2, as a user would see it.
+@testable import Coordinator
+import Core
+import Foundation
+import Testing
+import TestSupport
+
+@Suite struct PlanCommandTests {
+    static let example = TestPaths.repositoryRoot.appendingPathComponent("examples/small.json")
+
+    @Test func smallExamplePlansTheFiveStudyConditions() throws {
+        _ = try TestPaths.model("smollm2-135m-instruct")  // fetched by scripts/setup.sh
+        let plan = try SweepPlan.load(Self.example)
+        #expect(plan.name == "small")
+        #expect(plan.trials.count == 10)
+        let conditions = plan.trials.map(\.condition)
+        #expect(conditions == ["full", "full", "lora-r4", "lora-r4", "lora-r8", "lora-r8", "qlora-r8", "qlora-r8", "ia3", "ia3"])
+        let methods = plan.trials.map { trial -> String in
+            let m = trial.config.training.method
+            return m.kind == .lora || m.kind == .qlora ? "\(m.kind.rawValue) \(m.rank) \(Int(m.alpha))" : m.kind.rawValue
+        }
+        #expect(methods == ["full", "full", "lora 4 16", "lora 4 16", "lora 8 32", "lora 8 32", "qlora 8 32", "qlora 8 32", "ia3", "ia3"])
+        #expect(plan.trials.map(\.config.training.seed) == [0, 1, 0, 1, 0, 1, 0, 1, 0, 1])
+        #expect(plan.trials.allSatisfy { $0.config.model == TestPaths.repositoryRoot.appendingPathComponent("models/smollm2-135m-instruct").standardizedFileURL.path })
+        #expect(Set(plan.trials.map(\.key)).count == 10)
+    }
+
+    @Test func planPrintsATableAndTheCount() throws {
+        _ = try TestPaths.model("smollm2-135m-instruct")
+        let result = try FactSweepBinary.run(["plan", "examples/small.json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n")
+        #expect(lines.first?.split(separator: " ", omittingEmptySubsequences: true) == ["condition", "method", "rank", "alpha", "lr", "epochs", "seed", "batch", "key"])
+        #expect(lines.count == 12)
+        #expect(lines.last == #"10 trials in 5 conditions of sweep "small""#)
+        let keys = try SweepPlan.load(Self.example).trials.map { String($0.key.prefix(12)) }
+        #expect(lines.dropFirst().dropLast().map { String($0.split(separator: " ").last ?? "") } == keys)
+    }
+
+    @Test func planJSONHasEveryTrialsConfiguration() throws {
+        _ = try TestPaths.model("smollm2-135m-instruct")
+        let result = try FactSweepBinary.run(["plan", "examples/small.json", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        struct Document: Decodable { let name: String; let count: Int; let trials: [PlannedTrial] }
+        let document = try JSONDecoder().decode(Document.self, from: Data(result.stdout.utf8))
+        #expect(document.count == 10)
+        #expect(document.trials == (try SweepPlan.load(Self.example)).trials)
+    }
+
+    @Test func invalidSpecPrintsEveryProblemAndExitsWithStatusTwo() throws {
+        let directory = try TemporaryDirectory()
+        let spec = directory.file("bad.json")
+        try Data(#"{"name": "b", "model": "no-model", "data": "no.jsonl", "conditions": [{"name": "x", "method": "ia3", "rank": 4}]}"#.utf8).write(to: spec)
+        let result = try FactSweepBinary.run(["plan", spec.path])
+        #expect(result.status == 2)
+        #expect(result.stdout.isEmpty)
+        let lines = result.stderr.split(separator: "\n").map(String.init)
+        #expect(lines.count == 4, "\(result.stderr)")
+        #expect(lines.prefix(3).allSatisfy { $0.hasPrefix(spec.path + ": ") })
+        #expect(lines[2].contains(#"conditions[0].rank: rank does not apply to method ia3"#))
+        #expect(lines.last == "3 problems")
+    }
+}
