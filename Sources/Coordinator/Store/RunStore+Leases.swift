@@ -29,7 +29,7 @@ extension RunStore {
                 } else {
                     try trial.requeue(in: db, at: now)
                     try Self.logEvent(db, at: now, kind: "trial-requeued", trialKey: key,
-                                      detail: "attempt \(attemptID) lost (lease expired); \(lost) of \(trial.retryLimit + 1) lost")
+                                      detail: "attempt \(attemptID) lost (lease expired); \(lost) lost so far, retry limit \(trial.retryLimit)")
                 }
                 return RequeuedTrial(key: key, lostAttemptID: attemptID, status: trial.status)
             }

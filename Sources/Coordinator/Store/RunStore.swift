@@ -33,7 +33,10 @@ public final class RunStore: Sendable {
         do {
             pool = try DatabasePool(path: path, configuration: Self.configuration)
         } catch let error as DatabaseError {
-            throw RunStoreError.notARunDatabase(path: path, reason: error.message ?? "\(error.resultCode)")
+            let reason = error.message ?? "\(error.resultCode)"
+            throw error.resultCode == .SQLITE_NOTADB
+                ? RunStoreError.notARunDatabase(path: path, reason: reason)
+                : RunStoreError.cannotOpen(path: path, reason: reason)
         }
         let migrator = RunSchema.migrator
         try pool.read { db in
@@ -69,10 +72,9 @@ public final class RunStore: Sendable {
     private static func checkIdentity(path: String, mustExist: Bool) throws {
         let files = FileManager.default
         guard files.fileExists(atPath: path) else {
+            if mustExist { throw RunStoreError.missingDatabase(path: path) }
             let folder = (path as NSString).deletingLastPathComponent
-            if mustExist || !files.fileExists(atPath: folder.isEmpty ? "." : folder) {
-                throw RunStoreError.missingDatabase(path: path)
-            }
+            if !files.fileExists(atPath: folder.isEmpty ? "." : folder) { throw RunStoreError.missingFolder(path: path) }
             return
         }
         guard let handle = FileHandle(forReadingAtPath: path) else {

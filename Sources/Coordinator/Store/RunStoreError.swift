@@ -13,6 +13,10 @@ public enum RunStoreError: Error, Equatable, CustomStringConvertible {
     case newerSchema(path: String, unknownMigrations: [String])
     /// The database file (or its folder) is missing.
     case missingDatabase(path: String)
+    /// The folder that should hold a new database is missing.
+    case missingFolder(path: String)
+    /// SQLite could not open the file (permissions, a full disk, a lock held elsewhere).
+    case cannotOpen(path: String, reason: String)
     /// A trial key the database does not hold.
     case unknownTrial(key: String)
     /// A worker that never announced itself.
@@ -34,6 +38,10 @@ public enum RunStoreError: Error, Equatable, CustomStringConvertible {
             "\(path) was written by a newer FactSweep (unknown migrations: \(unknown.joined(separator: ", "))); open it with that version"
         case let .missingDatabase(path):
             "no run database at \(path); check the path, or create it by starting a sweep"
+        case let .missingFolder(path):
+            "cannot create the run database \(path): its folder does not exist; create the folder or choose another path"
+        case let .cannotOpen(path, reason):
+            "cannot open the run database \(path) (\(reason)); check its permissions and free disk space"
         case let .unknownTrial(key):
             "no trial with key \(key) in the run database"
         case let .unknownWorker(id):

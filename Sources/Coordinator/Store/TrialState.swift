@@ -60,7 +60,7 @@ struct TrialState: Sendable {
         try db.execute(sql: "DELETE FROM epoch_metrics WHERE trial_key = ? AND epoch > ?", arguments: [key, resume])
         try db.execute(sql: "UPDATE trials SET last_epoch = ? WHERE key = ?", arguments: [resume, key])
         try RunStore.logEvent(db, at: now, kind: "rewound", trialKey: key,
-                              detail: "epochs \(resume + 1)...\(lastEpoch) dropped; resuming from epoch \(resume)")
+                              detail: "dropped epochs \(resume + 1) to \(lastEpoch); resuming from epoch \(resume)")
         lastEpoch = resume
     }
 }

@@ -30,13 +30,17 @@ import TestSupport
         #expect(applied == RunSchema.migrator.migrations)
     }
 
-    @Test func mustExistRefusesAMissingFile() throws {
+    @Test func aMissingFileOrFolderIsRefused() throws {
         let folder = try TemporaryDirectory()
         let path = folder.file("absent.db").path
         #expect(throws: RunStoreError.missingDatabase(path: path)) {
             try RunStore(path: path, mustExist: true, logger: CapturedLogs().logger)
         }
         #expect(!FileManager.default.fileExists(atPath: path))
+        let inMissingFolder = folder.file("no-such-folder/run.db").path
+        #expect(throws: RunStoreError.missingFolder(path: inMissingFolder)) {
+            try RunStore(path: inMissingFolder, logger: CapturedLogs().logger)
+        }
     }
 
     @Test func aTextFileIsRefusedByNameAndLeftUnchanged() throws {
