@@ -1,0 +1,131 @@
+// RunSchema: the run database's tables as versioned GRDB migrations. The
+// layout is documented column by column in docs/schema.md; change both together.
+import GRDB
+
+/// The run database's schema. Migrations are append-only: a released
+/// migration is never edited, a change is a new migration.
+enum RunSchema {
+    /// `PRAGMA application_id` of a run database ("FSWP"), so that FactSweep
+    /// (and `file(1)`) can tell its databases from any other SQLite file.
+    static let applicationID: Int32 = 0x4653_5750
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-run-database") { db in
+            try db.execute(sql: "PRAGMA application_id = \(applicationID)")
+            try db.execute(sql: version1)
+        }
+        return migrator
+    }
+
+    /// The first schema. Times are UTC text `YYYY-MM-DD HH:MM:SS.SSS` (GRDB's
+    /// date format), which sorts and works with SQLite's date functions.
+    private static let version1 = """
+        CREATE TABLE sweeps (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            spec TEXT NOT NULL CHECK (json_valid(spec)),
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE workers (
+            id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            threads INTEGER NOT NULL,
+            protocol_version TEXT NOT NULL,
+            connected_at TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            models TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(models)),
+            status TEXT NOT NULL CHECK (status IN ('connected', 'lost', 'departed'))
+        );
+
+        CREATE TABLE trials (
+            key TEXT PRIMARY KEY,
+            sweep_id INTEGER NOT NULL REFERENCES sweeps(id),
+            condition TEXT NOT NULL,
+            config TEXT NOT NULL CHECK (json_valid(config)),
+            model TEXT NOT NULL,
+            method TEXT NOT NULL,
+            rank INTEGER,
+            alpha REAL,
+            lr REAL NOT NULL,
+            epochs INTEGER NOT NULL,
+            seed INTEGER NOT NULL,
+            batch_size INTEGER NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN
+                ('pending', 'running', 'done', 'failed', 'diverged', 'cancelled', 'stale')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            retry_limit INTEGER NOT NULL CHECK (retry_limit >= 0),
+            current_attempt_id TEXT REFERENCES attempts(attempt_id),
+            checkpoint_epoch INTEGER,
+            checkpoint_path TEXT,
+            checkpoint_blob BLOB,
+            last_epoch INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            CHECK (checkpoint_path IS NULL OR checkpoint_blob IS NULL)
+        );
+        CREATE INDEX trials_by_status ON trials(status);
+        CREATE INDEX trials_by_condition ON trials(sweep_id, condition);
+        CREATE INDEX trials_by_settings ON trials(method, rank, alpha, lr, epochs, batch_size, seed);
+
+        CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY,
+            trial_key TEXT NOT NULL REFERENCES trials(key),
+            attempt_id TEXT NOT NULL UNIQUE,
+            worker_id TEXT NOT NULL REFERENCES workers(id),
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            lease_expires_at TEXT NOT NULL,
+            resumed_from_epoch INTEGER NOT NULL DEFAULT 0,
+            outcome TEXT NOT NULL DEFAULT 'running' CHECK (outcome IN
+                ('running', 'done', 'failed', 'diverged', 'cancelled', 'lost', 'superseded')),
+            reason TEXT
+        );
+        CREATE INDEX attempts_by_trial ON attempts(trial_key);
+        CREATE INDEX attempts_by_worker ON attempts(worker_id, outcome);
+
+        CREATE TABLE epoch_metrics (
+            id INTEGER PRIMARY KEY,
+            trial_key TEXT NOT NULL REFERENCES trials(key),
+            epoch INTEGER NOT NULL CHECK (epoch >= 1),
+            loss REAL,
+            tokens INTEGER,
+            train_seconds REAL NOT NULL,
+            epoch_seconds REAL NOT NULL,
+            accuracy REAL,
+            accuracy_at_threshold REAL,
+            key_match REAL,
+            perplexity REAL,
+            recorded_at TEXT NOT NULL,
+            attempt_id TEXT NOT NULL REFERENCES attempts(attempt_id),
+            UNIQUE (trial_key, epoch)
+        );
+        CREATE INDEX epoch_metrics_by_time ON epoch_metrics(recorded_at);
+
+        CREATE TABLE question_outputs (
+            id INTEGER PRIMARY KEY,
+            trial_key TEXT NOT NULL,
+            epoch INTEGER NOT NULL,
+            question TEXT NOT NULL,
+            paraphrase INTEGER NOT NULL CHECK (paraphrase IN (0, 1)),
+            reference TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            similarity REAL NOT NULL,
+            key_match INTEGER CHECK (key_match IN (0, 1)),
+            UNIQUE (trial_key, epoch, question),
+            FOREIGN KEY (trial_key, epoch) REFERENCES epoch_metrics(trial_key, epoch) ON DELETE CASCADE
+        );
+
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            trial_key TEXT,
+            worker_id TEXT,
+            detail TEXT
+        );
+        CREATE INDEX events_by_trial ON events(trial_key);
+        """
+}

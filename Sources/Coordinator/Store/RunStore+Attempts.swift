@@ -1,0 +1,140 @@
+// RunStore attempts: handing trials to workers and taking them back — claim,
+// start, finish, release, cancel.
+import Core
+import Foundation
+import GRDB
+
+extension RunStore {
+    /// Gives `workerID` the next pending trial and starts an attempt on it,
+    /// or returns nil when none is pending.
+    ///
+    /// Order: trials on one of `preferredModels` first (the worker has them
+    /// loaded or cached), then the least advanced (requeued trials resume
+    /// after new ones have caught up), then the condition with the fewest
+    /// trials started so far — so that conditions progress together and a
+    /// partial sweep already compares every arm — then insertion order.
+    public func claimNextTrial(for workerID: String, preferring preferredModels: [String] = []) throws -> ClaimedTrial? {
+        let now = now
+        return try write { db in
+            try Self.requireWorker(db, workerID)
+            let request: SQLRequest<String> = """
+                WITH started AS (
+                    SELECT sweep_id, condition, SUM(status <> 'pending' OR attempts > 0) AS count
+                    FROM trials GROUP BY sweep_id, condition)
+                SELECT t.key FROM trials t JOIN started s USING (sweep_id, condition)
+                WHERE t.status = 'pending'
+                ORDER BY t.model IN \(preferredModels) DESC, t.last_epoch, s.count, t.rowid
+                LIMIT 1
+                """
+            guard let key = try request.fetchOne(db) else { return nil }
+            return try self.startAttempt(db, trialKey: key, workerID: workerID, at: now)
+        }
+    }
+
+    /// Starts an attempt of `workerID` on the pending trial `trialKey` (the
+    /// coordinator's own choice, bypassing the claim order).
+    public func startAttempt(trialKey: String, workerID: String) throws -> ClaimedTrial {
+        let now = now
+        return try write { db in
+            try Self.requireWorker(db, workerID)
+            return try self.startAttempt(db, trialKey: trialKey, workerID: workerID, at: now)
+        }
+    }
+
+    private func startAttempt(_ db: Database, trialKey: String, workerID: String, at now: Date) throws -> ClaimedTrial {
+        var trial = try TrialState.fetch(db, key: trialKey)
+        try trial.move(to: .running, in: db, at: now)
+        let attemptID = UUID().uuidString.lowercased()
+        let resumeEpoch = trial.checkpointEpoch ?? 0
+        try db.execute(sql: """
+            INSERT INTO attempts (trial_key, attempt_id, worker_id, started_at, lease_expires_at, resumed_from_epoch)
+            VALUES (?, ?, ?, ?, ?, ?)
+            """, arguments: [trialKey, attemptID, workerID, now, leaseEnd(from: now), resumeEpoch])
+        try db.execute(sql: "UPDATE trials SET attempts = attempts + 1, current_attempt_id = ? WHERE key = ?",
+                       arguments: [attemptID, trialKey])
+        try Self.logEvent(db, at: now, kind: "attempt-started", trialKey: trialKey, workerID: workerID,
+                          detail: "attempt \(attemptID) from epoch \(resumeEpoch)")
+        let row = try Row.fetchOne(db, sql: """
+            SELECT condition, config, checkpoint_epoch, checkpoint_path, checkpoint_blob FROM trials WHERE key = ?
+            """, arguments: [trialKey])
+        guard let row else { throw RunStoreError.unknownTrial(key: trialKey) }
+        let config: TrialConfig
+        do {
+            config = try JSONDecoder().decode(TrialConfig.self, from: Data((row["config"] as String).utf8))
+        } catch {
+            throw RunStoreError.corruptRow(table: "trials", key: trialKey, reason: "config: \(error)")
+        }
+        logger.info("attempt started", metadata: ["trial": "\(trialKey)", "attempt": "\(attemptID)", "worker": "\(workerID)"])
+        return ClaimedTrial(key: trialKey, condition: row["condition"], config: config, attemptID: attemptID,
+                            checkpoint: Self.checkpoint(in: row), nextEpoch: trial.lastEpoch + 1)
+    }
+
+    /// The checkpoint columns of a trial row, if any.
+    static func checkpoint(in row: Row) -> Checkpoint? {
+        guard let epoch: Int = row["checkpoint_epoch"] else { return nil }
+        if let path: String = row["checkpoint_path"] { return Checkpoint(epoch: epoch, location: .path(path)) }
+        if let blob: Data = row["checkpoint_blob"] { return Checkpoint(epoch: epoch, location: .inline(blob)) }
+        return nil
+    }
+
+    /// Ends the attempt with the worker's verdict. Only the attempt that
+    /// holds the trial may finish it; a resent verdict is a duplicate.
+    public func finishTrial(_ trialKey: String, attemptID: String, result: TrialResult, reason: String? = nil) throws -> AttemptWrite {
+        let now = now
+        let outcome = try write { db -> AttemptWrite in
+            var trial = try TrialState.fetch(db, key: trialKey)
+            guard trial.isHeld(by: attemptID) else {
+                let resent = trial.currentAttemptID == attemptID && trial.status == result.status
+                return resent ? .duplicate : .staleAttempt(current: trial.currentAttemptID)
+            }
+            try trial.move(to: result.status, in: db, at: now)
+            try trial.endCurrentAttempt(result.outcome, reason: reason, in: db, at: now)
+            try Self.logEvent(db, at: now, kind: "trial-\(result.rawValue)", trialKey: trialKey, detail: reason)
+            return .accepted
+        }
+        logger.info("trial finished", metadata: ["trial": "\(trialKey)", "result": "\(result.rawValue)", "write": "\(outcome)"])
+        return outcome
+    }
+
+    /// The worker hands the trial back (shutting down, for example): it goes
+    /// back to pending, resuming from its checkpoint, without using up a retry.
+    public func releaseTrial(_ trialKey: String, attemptID: String, reason: String? = nil) throws -> AttemptWrite {
+        let now = now
+        return try write { db in
+            var trial = try TrialState.fetch(db, key: trialKey)
+            guard trial.isHeld(by: attemptID) else {
+                let resent = try Self.attemptOutcome(db, attemptID) == .superseded
+                return resent ? .duplicate : .staleAttempt(current: trial.currentAttemptID)
+            }
+            try trial.endCurrentAttempt(.superseded, reason: reason ?? "released by its worker", in: db, at: now)
+            try trial.requeue(in: db, at: now)
+            try Self.logEvent(db, at: now, kind: "trial-released", trialKey: trialKey, detail: reason)
+            return .accepted
+        }
+    }
+
+    /// Cancels a trial that has not ended (its attempt, if any, is cancelled
+    /// too; its worker learns it from its next write). Cancelling a
+    /// cancelled trial does nothing; an ended one is an invalid transition.
+    public func cancelTrial(_ trialKey: String, reason: String? = nil) throws {
+        let now = now
+        try write { db in
+            var trial = try TrialState.fetch(db, key: trialKey)
+            if trial.status == .cancelled { return }
+            let hadAttempt = trial.status != .pending
+            try trial.move(to: .cancelled, in: db, at: now)
+            if hadAttempt { try trial.endCurrentAttempt(.cancelled, reason: reason, in: db, at: now) }
+            try Self.logEvent(db, at: now, kind: "trial-cancelled", trialKey: trialKey, detail: reason)
+        }
+    }
+
+    static func attemptOutcome(_ db: Database, _ attemptID: String) throws -> AttemptOutcome? {
+        try String.fetchOne(db, sql: "SELECT outcome FROM attempts WHERE attempt_id = ?", arguments: [attemptID])
+            .flatMap(AttemptOutcome.init(rawValue:))
+    }
+
+    static func requireWorker(_ db: Database, _ workerID: String) throws {
+        guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM workers WHERE id = ?)", arguments: [workerID]) == true
+        else { throw RunStoreError.unknownWorker(id: workerID) }
+    }
+}

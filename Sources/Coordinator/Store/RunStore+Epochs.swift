@@ -1,0 +1,94 @@
+// RunStore epochs: what an attempt reports while it trains — epoch metrics,
+// per-question answers and checkpoints — under the rule that only the
+// attempt holding the trial writes, one epoch after another.
+import Core
+import Foundation
+import GRDB
+
+extension RunStore {
+    /// Records epoch `report.epoch` of the trial (and its evaluation's
+    /// answers, if any) and renews the attempt's lease.
+    ///
+    /// - Returns: `.accepted`; `.duplicate` for an epoch already recorded
+    ///   (a resend; the first numbers stay); `.staleAttempt` when `attemptID`
+    ///   does not hold the trial; `.gap` when an epoch in between is missing.
+    public func recordEpoch(_ trialKey: String, attemptID: String, report: EpochReport) throws -> AttemptWrite {
+        let now = now
+        return try write { db in
+            let trial = try TrialState.fetch(db, key: trialKey)
+            guard trial.isHeld(by: attemptID) else { return .staleAttempt(current: trial.currentAttemptID) }
+            if report.epoch <= trial.lastEpoch { return .duplicate }
+            guard report.epoch == trial.lastEpoch + 1 else { return .gap(expected: trial.lastEpoch + 1) }
+            let evaluation = report.evaluation
+            try db.execute(sql: """
+                INSERT INTO epoch_metrics (trial_key, epoch, loss, tokens, train_seconds, epoch_seconds, accuracy,
+                    accuracy_at_threshold, key_match, perplexity, recorded_at, attempt_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [
+                    trialKey, report.epoch, report.loss.isNaN ? nil : Double(report.loss), report.tokens,
+                    report.trainSeconds, report.epochSeconds, evaluation.map { Double($0.accuracy) },
+                    evaluation.map { Double($0.accuracyAtThreshold) }, evaluation?.keyMatch.map { Double($0) },
+                    evaluation?.perplexity.map { Double($0) }, now, attemptID,
+                ])
+            try db.execute(sql: "UPDATE trials SET last_epoch = ?, updated_at = ? WHERE key = ?",
+                           arguments: [report.epoch, now, trialKey])
+            try self.renewLease(db, attemptID: attemptID, at: now)
+            if let evaluation {
+                try Self.insertQuestions(db, trialKey: trialKey, epoch: report.epoch, evaluation.questions)
+            }
+            return .accepted
+        }
+    }
+
+    /// Records the answers of an evaluation at `epoch`, already recorded by
+    /// `recordEpoch` (for workers that send answers apart from the metrics).
+    public func recordQuestionOutputs(_ trialKey: String, attemptID: String, epoch: Int,
+                                      questions: [QuestionResult]) throws -> AttemptWrite {
+        try write { db in
+            let trial = try TrialState.fetch(db, key: trialKey)
+            guard trial.isHeld(by: attemptID) else { return .staleAttempt(current: trial.currentAttemptID) }
+            guard epoch <= trial.lastEpoch else { return .gap(expected: trial.lastEpoch + 1) }
+            let inserted = try Self.insertQuestions(db, trialKey: trialKey, epoch: epoch, questions)
+            return inserted == 0 && !questions.isEmpty ? .duplicate : .accepted
+        }
+    }
+
+    /// Inserts answers, ignoring questions already recorded for the epoch.
+    @discardableResult
+    private static func insertQuestions(_ db: Database, trialKey: String, epoch: Int, _ questions: [QuestionResult]) throws -> Int {
+        var inserted = 0
+        for question in questions {
+            try db.execute(sql: """
+                INSERT OR IGNORE INTO question_outputs
+                    (trial_key, epoch, question, paraphrase, reference, answer, similarity, key_match)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [trialKey, epoch, question.question, question.paraphrase, question.reference,
+                                 question.answer, Double(question.similarity), question.keyMatch])
+            inserted += db.changesCount
+        }
+        return inserted
+    }
+
+    /// Records the trial's newest checkpoint, which a later attempt resumes
+    /// from. Its epoch must already be recorded; an older or equal checkpoint
+    /// than the stored one is a duplicate.
+    public func recordCheckpoint(_ trialKey: String, attemptID: String, checkpoint: Checkpoint) throws -> AttemptWrite {
+        let now = now
+        return try write { db in
+            let trial = try TrialState.fetch(db, key: trialKey)
+            guard trial.isHeld(by: attemptID) else { return .staleAttempt(current: trial.currentAttemptID) }
+            if let stored = trial.checkpointEpoch, checkpoint.epoch <= stored { return .duplicate }
+            guard checkpoint.epoch <= trial.lastEpoch else { return .gap(expected: trial.lastEpoch + 1) }
+            let (path, blob): (String?, Data?) = switch checkpoint.location {
+            case let .path(path): (path, nil)
+            case let .inline(blob): (nil, blob)
+            }
+            try db.execute(sql: """
+                UPDATE trials SET checkpoint_epoch = ?, checkpoint_path = ?, checkpoint_blob = ?, updated_at = ?
+                WHERE key = ?
+                """, arguments: [checkpoint.epoch, path, blob, now, trialKey])
+            try self.renewLease(db, attemptID: attemptID, at: now)
+            return .accepted
+        }
+    }
+}

@@ -1,0 +1,91 @@
+// RunStore leases: an attempt holds its trial only while its worker keeps
+// reporting; expired leases requeue the trial, and after a coordinator
+// restart a worker can re-adopt the attempt it is still running.
+import Foundation
+import GRDB
+
+extension RunStore {
+    /// Requeues every running or stale trial whose attempt's lease has run
+    /// out: the attempt is `lost`; the trial goes back to pending (resuming
+    /// from its checkpoint), or to failed once more attempts were lost than
+    /// its retry limit allows. Call it periodically.
+    public func requeueExpiredLeases() throws -> [RequeuedTrial] {
+        let now = now
+        let requeued = try write { db in
+            let expired = try Row.fetchAll(db, sql: """
+                SELECT t.key, a.attempt_id FROM trials t JOIN attempts a ON a.attempt_id = t.current_attempt_id
+                WHERE t.status IN ('running', 'stale') AND a.lease_expires_at < ?
+                """, arguments: [now])
+            return try expired.map { row in
+                let key: String = row["key"], attemptID: String = row["attempt_id"]
+                var trial = try TrialState.fetch(db, key: key)
+                try trial.endCurrentAttempt(.lost, reason: "lease expired", in: db, at: now)
+                let lost = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM attempts WHERE trial_key = ? AND outcome = 'lost'",
+                                            arguments: [key]) ?? 0
+                if lost > trial.retryLimit {
+                    try trial.move(to: .failed, in: db, at: now)
+                    try Self.logEvent(db, at: now, kind: "trial-failed", trialKey: key,
+                                      detail: "\(lost) attempts lost; retry limit \(trial.retryLimit)")
+                } else {
+                    try trial.requeue(in: db, at: now)
+                    try Self.logEvent(db, at: now, kind: "trial-requeued", trialKey: key,
+                                      detail: "attempt \(attemptID) lost (lease expired); \(lost) lost so far, retry limit \(trial.retryLimit)")
+                }
+                return RequeuedTrial(key: key, lostAttemptID: attemptID, status: trial.status)
+            }
+        }
+        for trial in requeued {
+            logger.warning("lease expired", metadata: ["trial": "\(trial.key)", "attempt": "\(trial.lostAttemptID)",
+                                                       "now": "\(trial.status.rawValue)"])
+        }
+        return requeued
+    }
+
+    /// Call once when the coordinator starts on an existing database: trials
+    /// that were running become stale, and their attempts get a fresh lease
+    /// for their workers to re-announce them (`readoptAttempt`); those not
+    /// re-announced in time are requeued by `requeueExpiredLeases`.
+    /// Returns how many trials became stale.
+    public func markRunningTrialsStale() throws -> Int {
+        let now = now
+        return try write { db in
+            try db.execute(sql: """
+                UPDATE attempts SET lease_expires_at = ?
+                WHERE attempt_id IN (SELECT current_attempt_id FROM trials WHERE status = 'running')
+                """, arguments: [leaseEnd(from: now)])
+            try db.execute(sql: "UPDATE trials SET status = 'stale', updated_at = ? WHERE status = 'running'", arguments: [now])
+            let count = db.changesCount
+            if count > 0 {
+                try Self.logEvent(db, at: now, kind: "coordinator-restarted", detail: "\(count) running trials marked stale")
+            }
+            return count
+        }
+    }
+
+    /// A worker re-announces `attemptID` after a coordinator restart (or a
+    /// reconnect). The attempt keeps the trial if it still holds it and
+    /// belongs to that worker; otherwise the worker must drop it.
+    public func readoptAttempt(_ attemptID: String, trialKey: String, workerID: String) throws -> Readoption {
+        let now = now
+        return try write { db in
+            var trial = try TrialState.fetch(db, key: trialKey)
+            let owner = try String.fetchOne(db, sql: "SELECT worker_id FROM attempts WHERE attempt_id = ?", arguments: [attemptID])
+            guard trial.currentAttemptID == attemptID, owner == workerID,
+                  trial.status == .stale || trial.status == .running
+            else { return .refused(status: trial.status) }
+            if trial.status == .stale {
+                try trial.move(to: .running, in: db, at: now)
+                try Self.logEvent(db, at: now, kind: "attempt-readopted", trialKey: trialKey, workerID: workerID,
+                                  detail: "attempt \(attemptID)")
+            }
+            try self.renewLease(db, attemptID: attemptID, at: now)
+            return .adopted(nextEpoch: trial.lastEpoch + 1)
+        }
+    }
+
+    /// Extends an attempt's lease from now.
+    func renewLease(_ db: Database, attemptID: String, at now: Date) throws {
+        try db.execute(sql: "UPDATE attempts SET lease_expires_at = ? WHERE attempt_id = ?",
+                       arguments: [leaseEnd(from: now), attemptID])
+    }
+}

@@ -1,0 +1,72 @@
+// RunStore status: reading progress back — the summary, one trial, its attempts.
+import Foundation
+import GRDB
+
+extension RunStore {
+    /// Counts per status and per condition, and throughput over the last
+    /// `window` seconds: the inputs of `factsweep status` and its ETA.
+    public func status(window: TimeInterval = 600) throws -> RunStatus {
+        let now = now
+        return try read { db in
+            var byStatus: [TrialStatus: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM trials GROUP BY status") {
+                if let status = TrialStatus(rawValue: row["status"]) { byStatus[status] = row["n"] }
+            }
+            let conditions = try Row.fetchAll(db, sql: """
+                SELECT s.name, t.condition, COUNT(*) AS trials,
+                    SUM(t.status = 'done') AS done, SUM(t.status IN ('running', 'stale')) AS running,
+                    SUM(t.status = 'pending') AS pending, SUM(t.status IN ('failed', 'diverged', 'cancelled')) AS ended,
+                    SUM(t.last_epoch) AS recorded, SUM(t.epochs) AS planned
+                FROM trials t JOIN sweeps s ON s.id = t.sweep_id
+                GROUP BY t.sweep_id, t.condition ORDER BY s.id, MIN(t.rowid)
+                """).map {
+                ConditionProgress(sweep: $0["name"], condition: $0["condition"], trials: $0["trials"], done: $0["done"],
+                                  running: $0["running"], pending: $0["pending"], ended: $0["ended"],
+                                  epochsRecorded: $0["recorded"], epochsPlanned: $0["planned"])
+            }
+            let window = max(window, 0)
+            let recent = try Row.fetchOne(db, sql: """
+                SELECT COUNT(*) AS n, AVG(epoch_seconds) AS mean FROM epoch_metrics WHERE recorded_at >= ?
+                """, arguments: [now.addingTimeInterval(-window)])
+            let remaining = try Int.fetchOne(db, sql: """
+                SELECT COALESCE(SUM(epochs - last_epoch), 0) FROM trials WHERE status IN ('pending', 'running', 'stale')
+                """) ?? 0
+            let workers = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM workers WHERE status = 'connected'") ?? 0
+            return RunStatus(trialsByStatus: byStatus, conditions: conditions, window: window,
+                             recentEpochs: recent?["n"] ?? 0, meanRecentEpochSeconds: recent?["mean"],
+                             remainingEpochs: remaining, connectedWorkers: workers)
+        }
+    }
+
+    /// The trial `key`, or nil.
+    public func trial(_ key: String) throws -> StoredTrial? {
+        try read { db in
+            guard let row = try Row.fetchOne(db, sql: """
+                SELECT t.*, s.name AS sweep FROM trials t JOIN sweeps s ON s.id = t.sweep_id WHERE t.key = ?
+                """, arguments: [key]) else { return nil }
+            let statusText: String = row["status"]
+            guard let status = TrialStatus(rawValue: statusText) else {
+                throw RunStoreError.corruptRow(table: "trials", key: key, reason: "unknown status \(statusText)")
+            }
+            return StoredTrial(key: key, sweep: row["sweep"], condition: row["condition"], status: status,
+                               attempts: row["attempts"], retryLimit: row["retry_limit"],
+                               currentAttemptID: row["current_attempt_id"], lastEpoch: row["last_epoch"],
+                               epochs: row["epochs"], checkpoint: Self.checkpoint(in: row))
+        }
+    }
+
+    /// The attempts at trial `key`, oldest first.
+    public func attempts(of key: String) throws -> [StoredAttempt] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM attempts WHERE trial_key = ? ORDER BY id", arguments: [key]).map { row in
+                let outcomeText: String = row["outcome"]
+                guard let outcome = AttemptOutcome(rawValue: outcomeText) else {
+                    throw RunStoreError.corruptRow(table: "attempts", key: row["attempt_id"], reason: "unknown outcome \(outcomeText)")
+                }
+                return StoredAttempt(attemptID: row["attempt_id"], workerID: row["worker_id"], startedAt: row["started_at"],
+                                     endedAt: row["ended_at"], leaseExpiresAt: row["lease_expires_at"],
+                                     resumedFromEpoch: row["resumed_from_epoch"], outcome: outcome, reason: row["reason"])
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+// RunStore sweeps: adding a sweep and its trials, idempotently.
+import Core
+import Foundation
+import GRDB
+
+extension RunStore {
+    /// Adds the sweep `name` with `trials`. Idempotent: keys already in the
+    /// database are left as they are, so re-running `factsweep sweep` on the
+    /// same (or an extended) spec adds only the new trials. A changed spec
+    /// replaces the stored one (an event records it).
+    ///
+    /// - Parameter retryLimit: how many lost attempts a new trial survives
+    ///   before it fails.
+    public func addSweep(name: String, spec: Data, trials: [SweepTrial], retryLimit: Int = 2) throws -> AddedSweep {
+        let specText = try Self.validJSONText(spec, sweep: name)
+        let rows = try trials.map { try TrialRow($0) }
+        try Self.refuseConflicts(rows)
+        let now = now
+        let added = try write { db in
+            let sweepID = try Self.upsertSweep(db, name: name, spec: specText, at: now)
+            var added = AddedSweep(sweepID: sweepID, newTrials: 0, existingTrials: 0)
+            for row in rows {
+                if let existing = try Row.fetchOne(db, sql: "SELECT condition, config FROM trials WHERE key = ?",
+                                                   arguments: [row.key]) {
+                    try row.refuseDifferences(condition: existing["condition"], config: existing["config"])
+                    added.existingTrials += 1
+                    continue
+                }
+                try row.insert(db, sweepID: sweepID, retryLimit: retryLimit, at: now)
+                added.newTrials += 1
+            }
+            if added.newTrials > 0 {
+                try Self.logEvent(db, at: now, kind: "sweep-added", detail: "\(name): \(added.newTrials) new trials")
+            }
+            return added
+        }
+        logger.info("sweep added", metadata: ["sweep": "\(name)", "new": "\(added.newTrials)",
+                                              "existing": "\(added.existingTrials)"])
+        return added
+    }
+
+    private static func validJSONText(_ spec: Data, sweep: String) throws -> String {
+        do {
+            _ = try JSONSerialization.jsonObject(with: spec, options: [.fragmentsAllowed])
+        } catch {
+            throw RunStoreError.invalidSpec(sweep: sweep, reason: error.localizedDescription)
+        }
+        return String(decoding: spec, as: UTF8.self)
+    }
+
+    /// The sweep's id, inserting it or replacing a changed spec.
+    private static func upsertSweep(_ db: Database, name: String, spec: String, at now: Date) throws -> Int64 {
+        guard let row = try Row.fetchOne(db, sql: "SELECT id, spec FROM sweeps WHERE name = ?", arguments: [name]) else {
+            try db.execute(sql: "INSERT INTO sweeps (name, spec, created_at) VALUES (?, ?, ?)", arguments: [name, spec, now])
+            return db.lastInsertedRowID
+        }
+        let id: Int64 = row["id"]
+        if row["spec"] as String != spec {
+            try db.execute(sql: "UPDATE sweeps SET spec = ? WHERE id = ?", arguments: [spec, id])
+            try logEvent(db, at: now, kind: "sweep-spec-replaced", detail: name)
+        }
+        return id
+    }
+
+    /// One key listed twice must mean one trial.
+    private static func refuseConflicts(_ rows: [TrialRow]) throws {
+        var seen: [String: TrialRow] = [:]
+        for row in rows {
+            if let earlier = seen[row.key] {
+                try row.refuseDifferences(condition: earlier.condition, config: earlier.config)
+            }
+            seen[row.key] = row
+        }
+    }
+}
+
+/// A trial as inserted: its config as canonical JSON plus the settings that
+/// users filter on, copied into their own indexed columns.
+private struct TrialRow {
+    var key: String
+    var condition: String
+    var config: String
+    var settings: TrialConfig
+
+    init(_ trial: SweepTrial) throws {
+        key = trial.key
+        condition = trial.condition
+        config = String(decoding: try trial.config.canonicalJSON(), as: UTF8.self)
+        settings = trial.config
+    }
+
+    func refuseDifferences(condition otherCondition: String, config otherConfig: String) throws {
+        if otherCondition != condition {
+            throw RunStoreError.conflictingTrial(key: key, reason: "conditions \(otherCondition) and \(condition)")
+        }
+        if otherConfig != config {
+            throw RunStoreError.conflictingTrial(key: key, reason: "two different configurations")
+        }
+    }
+
+    func insert(_ db: Database, sweepID: Int64, retryLimit: Int, at now: Date) throws {
+        let training = settings.training
+        let adapterRank = [.lora, .qlora].contains(training.method.kind)
+        try db.execute(sql: """
+            INSERT INTO trials (key, sweep_id, condition, config, model, method, rank, alpha, lr, epochs, seed,
+                                batch_size, retry_limit, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [
+                key, sweepID, condition, config, settings.model, training.method.kind.rawValue,
+                adapterRank ? training.method.rank : nil,
+                adapterRank ? decimal(training.method.alpha) : nil,
+                decimal(training.learningRate), training.epochs, Int64(bitPattern: training.seed),
+                training.batchSize, retryLimit, now, now,
+            ])
+    }
+}
+
+/// A Float as the decimal the user wrote (2e-4 stays 0.0002, not
+/// 0.000199999995), so that `WHERE lr = 2e-4` finds it.
+func decimal(_ value: Float) -> Double {
+    Double("\(value)") ?? Double(value)
+}

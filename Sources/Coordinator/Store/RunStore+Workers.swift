@@ -1,0 +1,48 @@
+// RunStore workers: who is connected, when each was last heard from.
+import Foundation
+import GRDB
+
+extension RunStore {
+    /// Records a worker's (re)connection: inserts or refreshes its row.
+    public func announceWorker(_ worker: WorkerAnnouncement) throws {
+        let now = now
+        let models = String(decoding: try JSONEncoder().encode(worker.models), as: UTF8.self)
+        try write { db in
+            try db.execute(sql: """
+                INSERT INTO workers (id, host, pid, threads, protocol_version, connected_at, last_seen, models, status)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'connected')
+                ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, threads = excluded.threads,
+                    protocol_version = excluded.protocol_version, connected_at = excluded.connected_at,
+                    last_seen = excluded.last_seen, models = excluded.models, status = 'connected'
+                """, arguments: [worker.id, worker.host, worker.pid, worker.threads, worker.protocolVersion, now, now, models])
+            try Self.logEvent(db, at: now, kind: "worker-announced", workerID: worker.id,
+                              detail: "\(worker.host) pid \(worker.pid), \(worker.threads) threads, protocol \(worker.protocolVersion)")
+        }
+    }
+
+    /// A worker is alive: refreshes `last_seen` and renews the leases of the
+    /// attempts it holds. Throws `unknownWorker` for a worker that never announced.
+    public func heartbeat(workerID: String) throws {
+        let now = now
+        try write { db in
+            try db.execute(sql: "UPDATE workers SET last_seen = ?, status = 'connected' WHERE id = ?", arguments: [now, workerID])
+            guard db.changesCount == 1 else { throw RunStoreError.unknownWorker(id: workerID) }
+            try db.execute(sql: """
+                UPDATE attempts SET lease_expires_at = ?
+                WHERE worker_id = ? AND outcome = 'running'
+                  AND attempt_id IN (SELECT current_attempt_id FROM trials WHERE status = 'running')
+                """, arguments: [leaseEnd(from: now), workerID])
+        }
+    }
+
+    /// Marks a worker lost (heartbeats stopped) or departed (said goodbye).
+    /// Its attempts keep their leases until they expire.
+    public func setWorkerStatus(_ workerID: String, _ status: WorkerStatus) throws {
+        let now = now
+        try write { db in
+            try db.execute(sql: "UPDATE workers SET status = ? WHERE id = ?", arguments: [status.rawValue, workerID])
+            guard db.changesCount == 1 else { throw RunStoreError.unknownWorker(id: workerID) }
+            try Self.logEvent(db, at: now, kind: "worker-\(status.rawValue)", workerID: workerID)
+        }
+    }
+}

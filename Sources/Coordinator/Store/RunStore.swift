@@ -1,0 +1,121 @@
+// RunStore: the coordinator's run database — opening (and refusing files that
+// are not run databases), and the plumbing the operations in RunStore+*.swift share.
+import Foundation
+import GRDB
+import Logging
+
+/// The run database of a sweep. The coordinator is its only writer; users
+/// read it with `sqlite3` while the sweep runs (WAL mode lets them).
+///
+/// Every public operation is one transaction, so a crash leaves either all of
+/// it or none. The class is thread-safe: writes are serialised by GRDB's
+/// `DatabasePool`, reads run concurrently on snapshots.
+public final class RunStore: Sendable {
+    /// The database file.
+    public let path: String
+    /// How long an attempt holds its trial without news from its worker.
+    public let leaseDuration: TimeInterval
+    let pool: DatabasePool
+    let logger: Logger
+    /// The store's notion of now, injectable so that tests can expire leases.
+    let clock: @Sendable () -> Date
+
+    /// Opens the run database at `path`, creating it (and applying
+    /// migrations) unless `mustExist`. Refuses, without changing it, a file
+    /// that is not a FactSweep run database or was written by a newer FactSweep.
+    public init(path: String, mustExist: Bool = false, leaseDuration: TimeInterval = 120, logger: Logger,
+                clock: @escaping @Sendable () -> Date = { Date() }) throws {
+        self.path = path
+        self.leaseDuration = leaseDuration
+        self.logger = logger
+        self.clock = clock
+        try Self.checkIdentity(path: path, mustExist: mustExist)
+        do {
+            pool = try DatabasePool(path: path, configuration: Self.configuration)
+        } catch let error as DatabaseError {
+            let reason = error.message ?? "\(error.resultCode)"
+            throw error.resultCode == .SQLITE_NOTADB
+                ? RunStoreError.notARunDatabase(path: path, reason: reason)
+                : RunStoreError.cannotOpen(path: path, reason: reason)
+        }
+        let migrator = RunSchema.migrator
+        try pool.read { db in
+            guard try migrator.hasBeenSuperseded(db) else { return }
+            let known = Set(migrator.migrations)
+            let unknown = try migrator.appliedIdentifiers(db).subtracting(known).sorted()
+            throw RunStoreError.newerSchema(path: path, unknownMigrations: unknown)
+        }
+        try migrator.migrate(pool)
+        logger.debug("opened run database", metadata: ["path": "\(path)"])
+    }
+
+    private static var configuration: Configuration {
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = true
+        // A user's sqlite3 session may briefly hold a lock (checkpoints);
+        // wait for it rather than fail a write.
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            // Trials are worth hours: every commit reaches the disk, not only
+            // the ones before a checkpoint (commits are rare, the cost is small).
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        return configuration
+    }
+
+    /// The SQLite header every database file starts with.
+    private static let sqliteHeader = Data("SQLite format 3\u{0}".utf8)
+
+    /// Refuses a missing file when it must exist, a non-SQLite file, and an
+    /// SQLite file of another application — before anything (WAL mode, a
+    /// migration) could write to it.
+    private static func checkIdentity(path: String, mustExist: Bool) throws {
+        let files = FileManager.default
+        guard files.fileExists(atPath: path) else {
+            if mustExist { throw RunStoreError.missingDatabase(path: path) }
+            let folder = (path as NSString).deletingLastPathComponent
+            if !files.fileExists(atPath: folder.isEmpty ? "." : folder) { throw RunStoreError.missingFolder(path: path) }
+            return
+        }
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw RunStoreError.notARunDatabase(path: path, reason: "it cannot be read")
+        }
+        let header = (try? handle.read(upToCount: sqliteHeader.count)) ?? nil
+        try? handle.close()
+        guard let header, !header.isEmpty else { return }  // an empty file: a new database
+        guard header == sqliteHeader else {
+            throw RunStoreError.notARunDatabase(path: path, reason: "not an SQLite file")
+        }
+        var readOnly = Configuration()
+        readOnly.readonly = true
+        let (applicationID, hasTables): (Int32, Bool)
+        do {
+            (applicationID, hasTables) = try DatabaseQueue(path: path, configuration: readOnly).read { db in
+                (try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0,
+                 try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM sqlite_master)") ?? false)
+            }
+        } catch let error as DatabaseError {
+            throw RunStoreError.notARunDatabase(path: path, reason: error.message ?? "\(error.resultCode)")
+        }
+        if applicationID != RunSchema.applicationID && (applicationID != 0 || hasTables) {
+            let reason = applicationID != 0
+                ? "an SQLite database of another application (application_id \(applicationID))"
+                : "an SQLite database with other tables"
+            throw RunStoreError.notARunDatabase(path: path, reason: reason)
+        }
+    }
+
+    /// Runs `body` as one write transaction.
+    func write<T>(_ body: (Database) throws -> T) throws -> T {
+        try pool.write(body)
+    }
+
+    /// Runs `body` on a consistent snapshot, concurrently with writes.
+    func read<T>(_ body: (Database) throws -> T) throws -> T {
+        try pool.read(body)
+    }
+
+    /// Now, and the lease end of an attempt heard from now.
+    var now: Date { clock() }
+    func leaseEnd(from now: Date) -> Date { now.addingTimeInterval(leaseDuration) }
+}

@@ -1,0 +1,26 @@
+// SweepTrial and AddedSweep: what a sweep hands the store, and what adding it changed.
+import Core
+import Foundation
+
+/// One trial of a sweep, as the sweep's expansion produced it.
+public struct SweepTrial: Sendable, Equatable {
+    /// The deterministic key of `config`, computed by the sweep; opaque here.
+    public var key: String
+    /// The condition (arm of the study) this trial belongs to; trials of one
+    /// condition differ only in seed or other replicates.
+    public var condition: String
+    public var config: TrialConfig
+
+    public init(key: String, condition: String, config: TrialConfig) {
+        self.key = key; self.condition = condition; self.config = config
+    }
+}
+
+/// What `RunStore.addSweep` did.
+public struct AddedSweep: Sendable, Equatable {
+    public var sweepID: Int64
+    /// Trials inserted by this call.
+    public var newTrials: Int
+    /// Trials whose key was already in the database (left as they were).
+    public var existingTrials: Int
+}

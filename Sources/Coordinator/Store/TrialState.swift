@@ -1,0 +1,66 @@
+// TrialState: the columns of a trial that the store's rules look at, and the
+// one place where a trial's status changes (so every change is checked).
+import Foundation
+import GRDB
+
+/// A trial's row as the state machine sees it.
+struct TrialState: Sendable {
+    var key: String
+    var status: TrialStatus
+    var currentAttemptID: String?
+    var lastEpoch: Int
+    var checkpointEpoch: Int?
+    var retryLimit: Int
+
+    /// The trial `key`, or `RunStoreError.unknownTrial`.
+    static func fetch(_ db: Database, key: String) throws -> TrialState {
+        let sql = "SELECT status, current_attempt_id, last_epoch, checkpoint_epoch, retry_limit FROM trials WHERE key = ?"
+        guard let row = try Row.fetchOne(db, sql: sql, arguments: [key]) else {
+            throw RunStoreError.unknownTrial(key: key)
+        }
+        let statusText: String = row["status"]
+        guard let status = TrialStatus(rawValue: statusText) else {
+            throw RunStoreError.corruptRow(table: "trials", key: key, reason: "unknown status \(statusText)")
+        }
+        return TrialState(key: key, status: status, currentAttemptID: row["current_attempt_id"],
+                          lastEpoch: row["last_epoch"], checkpointEpoch: row["checkpoint_epoch"],
+                          retryLimit: row["retry_limit"])
+    }
+
+    /// Whether `attemptID` may write: it is the current attempt of a running trial.
+    func isHeld(by attemptID: String) -> Bool {
+        status == .running && currentAttemptID == attemptID
+    }
+
+    /// Moves the trial to `next`, or throws `invalidTransition`.
+    mutating func move(to next: TrialStatus, in db: Database, at now: Date) throws {
+        guard status.canMove(to: next) else {
+            throw RunStoreError.invalidTransition(trial: key, from: status, to: next)
+        }
+        try db.execute(sql: "UPDATE trials SET status = ?, updated_at = ? WHERE key = ?",
+                       arguments: [next.rawValue, now, key])
+        status = next
+    }
+
+    /// Ends the current attempt with `outcome`.
+    func endCurrentAttempt(_ outcome: AttemptOutcome, reason: String?, in db: Database, at now: Date) throws {
+        guard let currentAttemptID else { return }
+        try db.execute(sql: """
+            UPDATE attempts SET outcome = ?, ended_at = ?, reason = ? WHERE attempt_id = ? AND outcome = 'running'
+            """, arguments: [outcome.rawValue, now, reason, currentAttemptID])
+    }
+
+    /// Back to pending: epochs after the checkpoint are dropped, because the
+    /// next attempt resumes from the checkpoint and records them again; the
+    /// curve then comes from one line of training state.
+    mutating func requeue(in db: Database, at now: Date) throws {
+        try move(to: .pending, in: db, at: now)
+        let resume = checkpointEpoch ?? 0
+        guard lastEpoch > resume else { return }
+        try db.execute(sql: "DELETE FROM epoch_metrics WHERE trial_key = ? AND epoch > ?", arguments: [key, resume])
+        try db.execute(sql: "UPDATE trials SET last_epoch = ? WHERE key = ?", arguments: [resume, key])
+        try RunStore.logEvent(db, at: now, kind: "rewound", trialKey: key,
+                              detail: "dropped epochs \(resume + 1) to \(lastEpoch); resuming from epoch \(resume)")
+        lastEpoch = resume
+    }
+}

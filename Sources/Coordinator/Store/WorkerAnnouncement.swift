@@ -1,0 +1,19 @@
+// WorkerAnnouncement: what a worker says about itself when it connects.
+import Foundation
+
+/// A worker's self-description, stored in `workers`.
+public struct WorkerAnnouncement: Sendable, Equatable {
+    public var id: String
+    public var host: String
+    public var pid: Int
+    public var threads: Int
+    public var protocolVersion: String
+    /// Models the worker has at hand (paths as the sweep spec writes them);
+    /// claims prefer trials on these.
+    public var models: [String]
+
+    public init(id: String, host: String, pid: Int, threads: Int, protocolVersion: String, models: [String] = []) {
+        self.id = id; self.host = host; self.pid = pid; self.threads = threads
+        self.protocolVersion = protocolVersion; self.models = models
+    }
+}

@@ -1,0 +1,85 @@
+// Recording epochs: only the current attempt writes, one epoch after another;
+// resends are harmless.
+import Foundation
+import GRDB
+import Testing
+@testable import Coordinator
+
+@Suite struct EpochRecordingTests {
+    /// A store with one trial claimed by worker w1.
+    private func claimedTrial() throws -> (StoreFixture, ClaimedTrial) {
+        let fixture = try StoreFixture()
+        try fixture.announce("w1")
+        try fixture.addSweep([StoreSamples.trial("lora-r8", seed: 1)])
+        return (fixture, try #require(try fixture.store.claimNextTrial(for: "w1")))
+    }
+
+    @Test func epochsAreAcceptedInOrderAndResendsAreDuplicates() throws {
+        let (fixture, claimed) = try claimedTrial()
+        let store = fixture.store
+        #expect(try store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: StoreSamples.epoch(1, loss: 2)) == .accepted)
+        #expect(try store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: StoreSamples.epoch(2, loss: 1)) == .accepted)
+        #expect(try store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: StoreSamples.epoch(1, loss: 9)) == .duplicate)
+        let losses = try store.read { db in try Double.fetchAll(db, sql: "SELECT loss FROM epoch_metrics ORDER BY epoch") }
+        #expect(losses == [2, 1])
+        #expect(try store.trial(claimed.key)?.lastEpoch == 2)
+    }
+
+    @Test func aGapIsRefusedWithTheExpectedEpoch() throws {
+        let (fixture, claimed) = try claimedTrial()
+        #expect(try fixture.store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: StoreSamples.epoch(2)) == .gap(expected: 1))
+        #expect(try fixture.store.trial(claimed.key)?.lastEpoch == 0)
+    }
+
+    @Test func onlyTheCurrentAttemptMayWrite() throws {
+        let (fixture, claimed) = try claimedTrial()
+        let store = fixture.store
+        #expect(try store.recordEpoch(claimed.key, attemptID: "someone-else", report: StoreSamples.epoch(1))
+            == .staleAttempt(current: claimed.attemptID))
+        #expect(try store.recordCheckpoint(claimed.key, attemptID: "someone-else", checkpoint: Checkpoint(epoch: 1, location: .path("x")))
+            == .staleAttempt(current: claimed.attemptID))
+        #expect(try store.finishTrial(claimed.key, attemptID: "someone-else", result: .done) == .staleAttempt(current: claimed.attemptID))
+        #expect(try store.trial(claimed.key)?.status == .running)
+    }
+
+    @Test func evaluationAnswersAreStoredOncePerQuestion() throws {
+        let (fixture, claimed) = try claimedTrial()
+        let store = fixture.store
+        let report = StoreSamples.epoch(1, questions: ["Where was Ada born?", "What is Ada's birthplace?"])
+        #expect(try store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: report) == .accepted)
+        let questions = try #require(report.evaluation?.questions)
+        #expect(try store.recordQuestionOutputs(claimed.key, attemptID: claimed.attemptID, epoch: 1, questions: questions) == .duplicate)
+        #expect(try store.recordQuestionOutputs(claimed.key, attemptID: claimed.attemptID, epoch: 2, questions: questions) == .gap(expected: 2))
+        let rows = try store.read { db in
+            try Row.fetchAll(db, sql: "SELECT e.accuracy, e.perplexity, q.key_match FROM question_outputs q JOIN epoch_metrics e USING (trial_key, epoch)")
+        }
+        #expect(rows.count == 2)
+        #expect(rows.allSatisfy { $0["accuracy"] as Double == 0.8999999761581421 && $0["key_match"] as Bool == true })
+    }
+
+    @Test func aDivergedEpochStoresNullLossAndTheTrialEndsDiverged() throws {
+        let (fixture, claimed) = try claimedTrial()
+        let store = fixture.store
+        #expect(try store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: StoreSamples.epoch(1, loss: .nan)) == .accepted)
+        #expect(try store.read { db in try Double?.fetchOne(db, sql: "SELECT loss FROM epoch_metrics") } == .some(nil))
+        #expect(try store.finishTrial(claimed.key, attemptID: claimed.attemptID, result: .diverged, reason: "loss is NaN") == .accepted)
+        #expect(try store.finishTrial(claimed.key, attemptID: claimed.attemptID, result: .diverged) == .duplicate)
+        #expect(try store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: StoreSamples.epoch(2))
+            == .staleAttempt(current: claimed.attemptID))
+        #expect(try store.attempts(of: claimed.key).map(\.outcome) == [.diverged])
+    }
+
+    @Test func checkpointsMoveForwardOnlyAndNotPastTheRecordedEpochs() throws {
+        let (fixture, claimed) = try claimedTrial()
+        let store = fixture.store
+        let atTwo = Checkpoint(epoch: 2, location: .path("runs/ckpt-2"))
+        #expect(try store.recordCheckpoint(claimed.key, attemptID: claimed.attemptID, checkpoint: atTwo) == .gap(expected: 1))
+        for epoch in 1...2 {
+            _ = try store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: StoreSamples.epoch(epoch))
+        }
+        #expect(try store.recordCheckpoint(claimed.key, attemptID: claimed.attemptID, checkpoint: atTwo) == .accepted)
+        let older = Checkpoint(epoch: 1, location: .path("runs/ckpt-1"))
+        #expect(try store.recordCheckpoint(claimed.key, attemptID: claimed.attemptID, checkpoint: older) == .duplicate)
+        #expect(try store.trial(claimed.key)?.checkpoint == atTwo)
+    }
+}

@@ -1,0 +1,33 @@
+// The status summary: counts, per-condition progress, throughput and ETA inputs.
+import Foundation
+import Testing
+@testable import Coordinator
+
+@Suite struct RunStatusTests {
+    @Test func statusCountsProgressAndRecentThroughput() throws {
+        let fixture = try StoreFixture()
+        let store = fixture.store
+        try fixture.announce("w1")
+        try fixture.addSweep([StoreSamples.trial("lora-r8", seed: 1), StoreSamples.trial("lora-r8", seed: 2),
+                              StoreSamples.trial("full", seed: 1)])
+        let claimed = try #require(try store.claimNextTrial(for: "w1"))
+        for epoch in 1...3 {
+            fixture.clock.advance(by: 100)
+            _ = try store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: StoreSamples.epoch(epoch))
+        }
+        _ = try store.finishTrial(claimed.key, attemptID: claimed.attemptID, result: .done)
+
+        let status = try store.status(window: 250)
+        #expect(status.trialsByStatus == [.done: 1, .pending: 2])
+        #expect(status.conditions.map(\.condition) == ["lora-r8", "full"])
+        #expect(status.conditions[0] == ConditionProgress(sweep: "study", condition: "lora-r8", trials: 2, done: 1, running: 0,
+                                                          pending: 1, ended: 0, epochsRecorded: 3, epochsPlanned: 6))
+        #expect(status.recentEpochs == 3 && status.meanRecentEpochSeconds == 2)
+        #expect(status.remainingEpochs == 6 && status.connectedWorkers == 1)
+        #expect(status.epochsPerHour == 3.0 / 250 * 3600)
+        #expect(status.estimatedSecondsRemaining == 500)
+
+        fixture.clock.advance(by: 1000)
+        #expect(try store.status(window: 250).estimatedSecondsRemaining == nil)
+    }
+}

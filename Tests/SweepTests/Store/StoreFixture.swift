@@ -1,0 +1,103 @@
+// StoreFixture: a run database in a temporary folder with a clock the test
+// moves, plus small builders for trials and epoch reports.
+import Foundation
+import Logging
+import TestSupport
+@testable import Coordinator
+@testable import Core
+
+/// A clock that stands still until the test advances it.
+final class ManualClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var current = Date(timeIntervalSince1970: 1_800_000_000)
+
+    var now: Date { lock.withLock { current } }
+    func advance(by seconds: TimeInterval) { lock.withLock { current += seconds } }
+}
+
+/// Log records kept in memory, so that tests can read what the store said.
+final class CapturedLogs: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: [(level: Logger.Level, message: String)] = []
+
+    var records: [(level: Logger.Level, message: String)] { lock.withLock { stored } }
+    func append(_ level: Logger.Level, _ message: String) { lock.withLock { stored.append((level, message)) } }
+
+    var logger: Logger { Logger(label: "factsweep.store.test") { _ in Handler(logs: self) } }
+
+    private struct Handler: LogHandler {
+        let logs: CapturedLogs
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) { logs.append(event.level, "\(event.message)") }
+    }
+}
+
+/// A run database file in its own temporary folder, removed with the fixture.
+final class StoreFixture: @unchecked Sendable {
+    let folder: TemporaryDirectory
+    let clock = ManualClock()
+    let logs = CapturedLogs()
+    let leaseDuration: TimeInterval
+    private(set) var store: RunStore
+
+    var path: String { folder.file("run.db").path }
+
+    init(leaseDuration: TimeInterval = 60) throws {
+        folder = try TemporaryDirectory()
+        self.leaseDuration = leaseDuration
+        store = try Self.open(folder.file("run.db").path, leaseDuration: leaseDuration, clock: clock, logs: logs)
+    }
+
+    /// Opens the file again, as a restarted coordinator would (the old store is dropped first).
+    func reopen() throws {
+        store = try Self.open(path, leaseDuration: leaseDuration, clock: clock, logs: logs)
+    }
+
+    static func open(_ path: String, leaseDuration: TimeInterval, clock: ManualClock, logs: CapturedLogs) throws -> RunStore {
+        try RunStore(path: path, leaseDuration: leaseDuration, logger: logs.logger, clock: { clock.now })
+    }
+
+    /// Announces a worker with default details.
+    func announce(_ id: String, models: [String] = []) throws {
+        try store.announceWorker(WorkerAnnouncement(id: id, host: "host-\(id)", pid: 100, threads: 2,
+                                                    protocolVersion: "FSW1", models: models))
+    }
+
+    /// Adds `trials` as the sweep "study".
+    @discardableResult
+    func addSweep(_ trials: [SweepTrial], retryLimit: Int = 2) throws -> AddedSweep {
+        try store.addSweep(name: "study", spec: Data(#"{"name":"study"}"#.utf8), trials: trials, retryLimit: retryLimit)
+    }
+}
+
+enum StoreSamples {
+    /// A trial of `condition` (a method name) with `seed`; its key names both.
+    static func trial(_ condition: String, seed: UInt64, epochs: Int = 3, model: String = "models/smollm2") -> SweepTrial {
+        var training = TrainingSettings()
+        let kind = MethodKind(rawValue: condition.split(separator: "-").first.map(String.init) ?? "") ?? .lora
+        training.method = MethodSettings(kind: kind, rank: 8, alpha: 16)
+        training.learningRate = TrainingSettings.defaultLearningRate(for: kind)
+        training.epochs = epochs
+        training.seed = seed
+        let config = TrialConfig(model: model, data: "data/facts.jsonl", training: training)
+        return SweepTrial(key: "\(condition)-\(model.split(separator: "/").last ?? "")-s\(seed)", condition: condition,
+                          config: config)
+    }
+
+    /// An epoch's report, evaluated when `questions` is not empty.
+    static func epoch(_ epoch: Int, loss: Float = 1, questions: [String] = []) -> EpochReport {
+        let results = questions.map {
+            QuestionResult(question: $0, paraphrase: false, reference: "Paris", answer: "Paris.", similarity: 0.95, keyMatch: true)
+        }
+        let evaluation = questions.isEmpty ? nil : EvaluationReport(
+            accuracy: 0.9, accuracyAtThreshold: 0.75, threshold: 0.9, keyMatch: 1, perplexity: 12.5, seconds: 0.5,
+            questions: results)
+        return EpochReport(epoch: epoch, loss: loss, epochSeconds: 2, trainSeconds: 2 * Double(epoch), tokens: 640,
+                           flops: 1e9, evaluation: evaluation)
+    }
+}

@@ -1,0 +1,57 @@
+// Adding sweeps: idempotent by trial key, settings copied into their columns.
+import Foundation
+import GRDB
+import Testing
+@testable import Coordinator
+
+@Suite struct SweepInsertionTests {
+    @Test func reAddingTheSameTrialsAddsNoneAndExtendingAddsOnlyTheNew() throws {
+        let fixture = try StoreFixture()
+        let first = [StoreSamples.trial("lora-r8", seed: 1), StoreSamples.trial("full", seed: 1)]
+        let added = try fixture.addSweep(first)
+        #expect(added.newTrials == 2 && added.existingTrials == 0)
+        let again = try fixture.addSweep(first)
+        #expect(again == AddedSweep(sweepID: added.sweepID, newTrials: 0, existingTrials: 2))
+        let extended = try fixture.addSweep(first + [StoreSamples.trial("lora-r8", seed: 2)])
+        #expect(extended.newTrials == 1 && extended.existingTrials == 2)
+        #expect(try fixture.store.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM trials") } == 3)
+    }
+
+    @Test func settingsAreCopiedIntoQueryableColumns() throws {
+        let fixture = try StoreFixture()
+        try fixture.addSweep([StoreSamples.trial("lora-r8", seed: 7), StoreSamples.trial("full", seed: 7)])
+        let rows = try fixture.store.read { db in
+            try Row.fetchAll(db, sql: "SELECT method, rank, alpha, lr, epochs, seed, batch_size, status FROM trials ORDER BY method")
+        }
+        #expect(rows.map { $0["method"] as String } == ["full", "lora"])
+        #expect(rows[0]["rank"] as Int? == nil)
+        #expect(rows[1]["rank"] as Int? == 8 && rows[1]["alpha"] as Double? == 16)
+        #expect(rows[1]["lr"] as Double == 0.0002)
+        #expect(rows.allSatisfy { $0["seed"] as Int == 7 && $0["epochs"] as Int == 3 && $0["status"] as String == "pending" })
+        let viaJSON = try fixture.store.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM trials WHERE json_extract(config, '$.training.method.kind') = 'lora' AND lr = 2e-4")
+        }
+        #expect(viaJSON == 1)
+    }
+
+    @Test func oneKeyWithTwoConfigurationsIsRefused() throws {
+        let fixture = try StoreFixture()
+        let trial = StoreSamples.trial("lora-r8", seed: 1)
+        var changed = trial
+        changed.config.training.epochs = 99
+        #expect(throws: RunStoreError.conflictingTrial(key: trial.key, reason: "two different configurations")) {
+            try fixture.addSweep([trial, changed])
+        }
+        try fixture.addSweep([trial])
+        #expect(throws: RunStoreError.conflictingTrial(key: trial.key, reason: "two different configurations")) {
+            try fixture.addSweep([changed])
+        }
+    }
+
+    @Test func aSpecThatIsNotJSONIsRefused() throws {
+        let fixture = try StoreFixture()
+        #expect(throws: RunStoreError.self) {
+            try fixture.store.addSweep(name: "broken", spec: Data("{name:".utf8), trials: [])
+        }
+    }
+}
