@@ -171,7 +171,13 @@ extension Message {
             throw .oversized(bytes: big.count, limit: maxFrameBytes)
         }
         let version = try headerVersion(frames[0])
-        guard version == ProtocolVersion.current else { throw .wrongVersion(found: version) }
+        guard version == ProtocolVersion.current else {
+            // An error's three frames are the same in every version, so a peer can read why it was turned away.
+            if frames[1] == Data([MessageType.error.rawValue]), let reply = try? wireDecoder().decode(ErrorReply.self, from: frames[2]) {
+                return .error(reply)
+            }
+            throw .wrongVersion(found: version)
+        }
         guard frames[1].count == 1, let type = MessageType(rawValue: frames[1][frames[1].startIndex]) else {
             throw .unknownType(frames[1])
         }

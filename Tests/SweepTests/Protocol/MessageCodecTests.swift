@@ -89,6 +89,12 @@ import Testing
         #expect(reason(.hello, mismatched) == "protocol_version 2 differs from the header's 1")
     }
 
+    @Test func anErrorIsReadWhateverItsVersion() throws {
+        let frames = [Data("factsweep/7".utf8), Data([0x7F]), Data(#"{"reason":"speaks factsweep/1; this peer speaks factsweep/7"}"#.utf8)]
+        #expect(try Message.decode(frames) == .error(.init(reason: "speaks factsweep/1; this peer speaks factsweep/7")))
+        #expect(throws: ProtocolError.wrongVersion(found: 7)) { try Message.decode([frames[0], frames[1], Data("{}".utf8)]) }
+    }
+
     @Test func unknownKeysAreIgnored() throws {
         let good = try Message.encode(sample(.ready))
         let frames = [good[0], good[1], Data(#"{"free_slots":3,"gpu":"none"}"#.utf8)]
