@@ -47,6 +47,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Core"], path: "Tests/TestSupport"),
         .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"],
                     resources: [.copy("Golden")]),
-        .testTarget(name: "SweepTests", dependencies: ["Core", "Protocol", "Coordinator", "Worker", "TestSupport", .product(name: "GRDB", package: "GRDB.swift"), "CZMQ"]),
+        .testTarget(name: "SweepTests", dependencies: ["Core", "Protocol", "Coordinator", "Worker", "TestSupport", .product(name: "GRDB", package: "GRDB.swift"), "CZMQ",
+                                                          .product(name: "Logging", package: "swift-log")]),
     ]
 )

@@ -1,0 +1,56 @@
+// Delivery: the two halves of at-least-once delivery (docs/protocol.md,
+// "Delivery") — the worker's outbox of unacknowledged results and the
+// coordinator's ledger that applies each result once.
+import Foundation
+
+/// A worker's result messages, numbered within its session and kept until acknowledged.
+public struct Outbox: Sendable {
+    /// Sent in `hello`; a new process is a new session, whose ids start again at 1.
+    public let session: String
+    private var nextID: MessageID = 1
+    /// In id order: what to resend after each `hello` on a new connection.
+    public private(set) var unacknowledged: [Message] = []
+
+    public init(session: String = UUID().uuidString) { self.session = session }
+
+    /// Numbers a result message (`make` is given the id to put in it), keeps it, and returns it for sending.
+    public mutating func add(_ make: (MessageID) -> Message) -> Message {
+        let message = make(nextID)
+        assert(message.messageID == nextID, "a result message must carry the id it was given")
+        nextID += 1
+        unacknowledged.append(message)
+        return message
+    }
+
+    /// Forgets the acknowledged messages.
+    public mutating func acknowledge(_ ids: [MessageID]) {
+        let acknowledged = Set(ids)
+        unacknowledged.removeAll { $0.messageID.map(acknowledged.contains) ?? true }
+    }
+}
+
+/// Which result messages the coordinator has applied, per worker session: ids may arrive twice and,
+/// after a reconnect, out of order.
+public struct DeliveryLedger: Sendable {
+    private struct Seen: Sendable {
+        var session: String
+        /// Every id below this has been seen.
+        var contiguous: MessageID = 1
+        /// Ids seen above `contiguous`, waiting for the gap to close.
+        var beyond: Set<MessageID> = []
+    }
+
+    private var workers: [String: Seen] = [:]
+
+    public init() {}
+
+    /// Whether this is the first arrival of `id` from `workerID`'s `session`, recording it. A new session
+    /// of a worker (a restarted process) forgets the old one's ids.
+    public mutating func firstDelivery(of id: MessageID, from workerID: String, session: String) -> Bool {
+        var seen = workers[workerID].flatMap { $0.session == session ? $0 : nil } ?? Seen(session: session)
+        defer { workers[workerID] = seen }
+        guard id >= seen.contiguous, seen.beyond.insert(id).inserted else { return false }
+        while seen.beyond.remove(seen.contiguous) != nil { seen.contiguous += 1 }
+        return true
+    }
+}

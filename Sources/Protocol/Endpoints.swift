@@ -1,0 +1,133 @@
+// Endpoints: each side's socket speaking `Message`s — the coordinator's bound
+// ROUTER and a worker's connected DEALER. Bad input is counted, logged and (by
+// the coordinator) answered here; what to do with good messages is the
+// caller's switch. Same threading rule as ZMQSocket: one owner.
+import Foundation
+import Logging
+
+/// A peer's ROUTER identity; a worker's is its worker id.
+public struct PeerID: Hashable, Sendable, CustomStringConvertible {
+    public var bytes: Data
+
+    public init(_ bytes: Data) { self.bytes = bytes }
+    public init(workerID: String) { bytes = Data(workerID.utf8) }
+
+    /// The worker id, or the bytes in hex for a peer that set none (libzmq then makes one up).
+    public var description: String {
+        if let text = String(data: bytes, encoding: .utf8), !text.isEmpty, text.unicodeScalars.allSatisfy({ $0.value >= 0x20 }) {
+            return text
+        }
+        return "0x" + bytes.map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// Rejected input, counted by `ProtocolError.label`.
+public struct Rejections: Sendable, Equatable {
+    public private(set) var counts: [String: Int] = [:]
+    public var total: Int { counts.values.reduce(0, +) }
+
+    public subscript(label: String) -> Int { counts[label, default: 0] }
+
+    /// Decodes `frames`; a rejection is counted and logged before it is returned.
+    mutating func decode(_ frames: [Data], from peer: String, limit: Int, logger: Logger) -> Result<Message, ProtocolError> {
+        do throws(ProtocolError) {
+            let message = try Message.decode(frames, maxFrameBytes: limit)
+            logger.trace("received", metadata: ["peer": "\(peer)", "type": "\(message.type)"])
+            return .success(message)
+        } catch {
+            counts[error.label, default: 0] += 1
+            logger.warning("rejected a message", metadata: ["peer": "\(peer)", "kind": "\(error.label)", "reason": "\(error)"])
+            return .failure(error)
+        }
+    }
+}
+
+/// The coordinator's end: a ROUTER bound to `endpoint`, addressing workers by id.
+public final class CoordinatorEndpoint {
+    public let socket: ZMQSocket
+    /// The endpoint actually bound (a port of 0 or `*` resolved).
+    public let endpoint: String
+    public let timing: ProtocolTiming
+    public private(set) var rejections = Rejections()
+    /// Peers answered about a wrong version; their further wrong-version messages are ignored silently.
+    private var turnedAway: Set<PeerID> = []
+    private let logger: Logger
+
+    public init(_ context: ZMQContext, bind endpoint: String, timing: ProtocolTiming = ProtocolTiming(),
+                logger: Logger) throws(ZMQError) {
+        socket = try ZMQSocket(context, .router, options: .init(timing: timing))
+        self.endpoint = try socket.bind(endpoint)
+        self.timing = timing
+        self.logger = logger
+    }
+
+    /// Sends `message` to `peer`; dropped by libzmq if that peer is not connected (ROUTER_MANDATORY off).
+    /// Throws `ProtocolError.oversized` or a `ZMQError`.
+    public func send(_ message: Message, to peer: PeerID) throws {
+        try socket.send([peer.bytes] + Message.encode(message, maxFrameBytes: timing.maxMessageBytes))
+        logger.trace("sent", metadata: ["peer": "\(peer)", "type": "\(message.type)"])
+    }
+
+    /// The next message within `timeout`, or a rejected one (already counted, logged and answered); nil on timeout.
+    public func receive(timeout: Duration) throws(ZMQError) -> (peer: PeerID, message: Result<Message, ProtocolError>)? {
+        guard var frames = try socket.receive(timeout: timeout), !frames.isEmpty else { return nil }
+        let peer = PeerID(frames.removeFirst())
+        let result = rejections.decode(frames, from: peer.description, limit: timing.maxMessageBytes, logger: logger)
+        switch result {
+        case .success: turnedAway.remove(peer)
+        case .failure(let error): answer(error, frames, to: peer)
+        }
+        return (peer, result)
+    }
+
+    /// Closes the socket now: unsent messages are discarded, and workers start reconnecting.
+    public func close() { socket.close() }
+
+    /// Tells `peer` why its message was refused — except an `error` (no answer to an answer) and
+    /// repeated wrong versions (the peer is ignored after one answer).
+    private func answer(_ error: ProtocolError, _ frames: [Data], to peer: PeerID) {
+        if frames.count > 1, frames[1] == Data([MessageType.error.rawValue]) { return }
+        if case .wrongVersion = error, !turnedAway.insert(peer).inserted { return }
+        do {
+            try send(.error(.init(reason: error.description)), to: peer)
+        } catch {
+            logger.warning("could not answer a rejected message", metadata: ["peer": "\(peer)", "error": "\(error)"])
+        }
+    }
+}
+
+/// A worker's end: a DEALER whose identity is the worker id, connected to the coordinator.
+/// To reconnect after `ProtocolTiming.peerDeadAfter` of silence, close it and make a new one.
+public final class WorkerEndpoint {
+    public let socket: ZMQSocket
+    public let workerID: String
+    public let timing: ProtocolTiming
+    public private(set) var rejections = Rejections()
+    private let logger: Logger
+
+    public init(_ context: ZMQContext, connect endpoint: String, workerID: String,
+                timing: ProtocolTiming = ProtocolTiming(), logger: Logger) throws(ZMQError) {
+        socket = try ZMQSocket(context, .dealer, options: .init(timing: timing, identity: workerID))
+        try socket.connect(endpoint)
+        self.workerID = workerID
+        self.timing = timing
+        self.logger = logger
+    }
+
+    /// Sends `message`, queued until connected. Throws `ProtocolError.oversized` or a `ZMQError`
+    /// (EAGAIN when the queue stays full for the send timeout).
+    public func send(_ message: Message) throws {
+        try socket.send(Message.encode(message, maxFrameBytes: timing.maxMessageBytes))
+        logger.trace("sent", metadata: ["type": "\(message.type)"])
+    }
+
+    /// The next message from the coordinator within `timeout`, or a rejected one (counted and logged,
+    /// never answered); nil on timeout.
+    public func receive(timeout: Duration) throws(ZMQError) -> Result<Message, ProtocolError>? {
+        guard let frames = try socket.receive(timeout: timeout) else { return nil }
+        return rejections.decode(frames, from: "coordinator", limit: timing.maxMessageBytes, logger: logger)
+    }
+
+    /// Closes the socket now; unsent messages are discarded (they are resent after reconnecting).
+    public func close() { socket.close() }
+}

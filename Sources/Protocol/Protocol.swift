@@ -1,1 +1,0 @@
-// The Protocol library: filled by later work (see docs/architecture.md).

@@ -1,0 +1,141 @@
+// The three-frame encoding: every message round-trips, and every kind of bad
+// input is refused with its own ProtocolError.
+import Foundation
+import Testing
+@testable import Protocol
+
+@Suite struct MessageCodecTests {
+    @Test(arguments: MessageType.allCases)
+    func everyMessageRoundTrips(_ type: MessageType) throws {
+        let message = sample(type)
+        #expect(message.type == type)
+        let frames = try Message.encode(message)
+        #expect(frames.count == 3)
+        #expect(frames[0] == Data("factsweep/1".utf8))
+        #expect(frames[1] == Data([type.rawValue]))
+        #expect(try Message.decode(frames) == message)
+    }
+
+    @Test func codesAndNamesAreDistinct() {
+        #expect(Set(MessageType.allCases.map(\.rawValue)).count == MessageType.allCases.count)
+        #expect(Set(MessageType.allCases.map(\.description)).count == MessageType.allCases.count)
+        #expect(MessageType.error.rawValue == 0x7F, "the error code is the same in every version")
+    }
+
+    @Test func wireNamesAreSnakeCase() throws {
+        let body = try Message.encode(sample(.progress))[2]
+        let object = try #require(try JSONSerialization.jsonObject(with: body) as? [String: Any])
+        #expect(Set(object.keys) == ["message_id", "trial", "attempt", "epoch", "loss", "train_seconds",
+                                     "epoch_seconds", "evaluation"])
+        let evaluation = try #require(object["evaluation"] as? [String: Any])
+        #expect(evaluation["accuracy_at_threshold"] != nil && evaluation["key_match"] != nil)
+        let inline = try Message.encode(sample(.checkpoint))[2]
+        #expect(String(decoding: inline, as: UTF8.self).contains(#""inline":"AAEC/v8=""#))
+    }
+
+    @Test func onlyResultsCarryMessageIDs() {
+        let results: Set<MessageType> = [.progress, .checkpoint, .done, .failed]
+        for type in MessageType.allCases {
+            #expect((sample(type).messageID != nil) == results.contains(type), "\(type)")
+        }
+    }
+
+    @Test func aDivergedLossTravelsAsNaN() throws {
+        let progress = Message.progress(.init(messageID: 1, trial: "t", attempt: 1, epoch: 3, loss: .nan,
+                                              trainSeconds: 1, epochSeconds: 1))
+        let frames = try Message.encode(progress)
+        #expect(String(decoding: frames[2], as: UTF8.self).contains(#""loss":"nan""#))
+        guard case .progress(let decoded) = try Message.decode(frames) else { Issue.record("not progress"); return }
+        #expect(decoded.loss.isNaN)
+    }
+
+    @Test func garbageIsRefusedByKind() throws {
+        let good = try Message.encode(sample(.hello))
+        func refusal(_ frames: [Data]) -> ProtocolError? {
+            do { _ = try Message.decode(frames); return nil } catch { return error }
+        }
+        #expect(refusal([]) == .badFrameCount(0))
+        #expect(refusal([Data("GET / HTTP/1.1\r\n".utf8)]) == .badFrameCount(1))
+        #expect(refusal(good + [Data()]) == .badFrameCount(4))
+        #expect(refusal([Data("MDPW01".utf8), good[1], good[2]]) == .badHeader(Data("MDPW01".utf8)))
+        #expect(refusal([Data("factsweep/x".utf8), good[1], good[2]]) == .badHeader(Data("factsweep/x".utf8)))
+        #expect(refusal([Data("factsweep/2".utf8), good[1], good[2]]) == .wrongVersion(found: 2))
+        #expect(refusal([good[0], Data([0x42]), good[2]]) == .unknownType(Data([0x42])))
+        #expect(refusal([good[0], Data([0x01, 0x02]), good[2]]) == .unknownType(Data([0x01, 0x02])))
+        #expect(refusal([good[0], good[1], Data(repeating: 0, count: 200)])?.label == "malformed_body")
+    }
+
+    @Test func malformedBodiesNameTheTypeAndTheProblem() throws {
+        let good = try Message.encode(sample(.hello))
+        func reason(_ type: MessageType, _ body: String) -> String? {
+            do {
+                _ = try Message.decode([good[0], Data([type.rawValue]), Data(body.utf8)])
+                return nil
+            } catch {
+                guard case .malformedBody(let found, let reason) = error, found == type else { return "wrong error \(error)" }
+                return reason
+            }
+        }
+        let truncated = String(decoding: good[2].prefix(good[2].count / 2), as: UTF8.self)
+        #expect(reason(.hello, truncated)?.contains("not valid JSON") == true)
+        #expect(reason(.ready, "{}") == "missing key free_slots")
+        #expect(reason(.ready, #"{"free_slots":"two"}"#) == "expected Int at free_slots")
+        #expect(reason(.ack, #"{"message_ids":[1,null]}"#)?.contains("message_ids.[1]") == true)
+        #expect(reason(.checkpoint, #"{"message_id":1,"trial":"t","attempt":1,"checkpoint":{"epoch":1}}"#)?
+            .contains("exactly one of path and inline") == true)
+        var hello = try #require(try JSONSerialization.jsonObject(with: good[2]) as? [String: Any])
+        hello["protocol_version"] = 2
+        let mismatched = String(decoding: try JSONSerialization.data(withJSONObject: hello), as: UTF8.self)
+        #expect(reason(.hello, mismatched) == "protocol_version 2 differs from the header's 1")
+    }
+
+    @Test func anErrorIsReadWhateverItsVersion() throws {
+        let frames = [Data("factsweep/7".utf8), Data([0x7F]), Data(#"{"reason":"speaks factsweep/1; this peer speaks factsweep/7"}"#.utf8)]
+        #expect(try Message.decode(frames) == .error(.init(reason: "speaks factsweep/1; this peer speaks factsweep/7")))
+        #expect(throws: ProtocolError.wrongVersion(found: 7)) { try Message.decode([frames[0], frames[1], Data("{}".utf8)]) }
+    }
+
+    @Test func unknownKeysAreIgnored() throws {
+        let good = try Message.encode(sample(.ready))
+        let frames = [good[0], good[1], Data(#"{"free_slots":3,"gpu":"none"}"#.utf8)]
+        #expect(try Message.decode(frames) == .ready(.init(freeSlots: 3)))
+    }
+
+    @Test func oversizedFramesAreNeitherBuiltNorRead() throws {
+        let big = Message.checkpoint(.init(messageID: 1, trial: "t", attempt: 1,
+                                           checkpoint: .init(epoch: 1, location: .inline(Data(count: 3000)))))
+        let frames = try Message.encode(big)
+        let refusal = ProtocolError.oversized(bytes: frames[2].count, limit: 4000)
+        #expect(frames[2].count > 4000)
+        #expect(throws: refusal) { try Message.encode(big, maxFrameBytes: 4000) }
+        #expect(throws: refusal) { try Message.decode(frames, maxFrameBytes: 4000) }
+    }
+}
+
+@Suite struct ProtocolTimingTests {
+    @Test func defaults() {
+        let timing = ProtocolTiming()
+        #expect(timing.heartbeatInterval == .seconds(1) && timing.heartbeatLiveness == 5)
+        #expect(timing.peerDeadAfter == .seconds(5))
+        #expect(timing.maxMessageBytes == 64 << 20)
+        #expect(timing.inlineCheckpointLimit * 4 / 3 < timing.maxMessageBytes, "an inline checkpoint in base64 fits")
+    }
+
+    @Test func reconnectBackOffDoublesUpToTheMaximum() {
+        let timing = ProtocolTiming()
+        let delays = (0..<8).map { timing.reconnectDelay(afterFailures: $0) }
+        #expect(delays == [1, 2, 4, 8, 16, 32, 32, 32].map { Duration.seconds($0) })
+    }
+
+    @Test func clusterJSONOverridesSomeKeysAndRefusesNonsense() throws {
+        let timing = try JSONDecoder().decode(
+            ProtocolTiming.self, from: Data(#"{"heartbeat_interval_seconds":0.25,"lease_expiry_seconds":600}"#.utf8))
+        #expect(timing.heartbeatInterval == .milliseconds(250) && timing.leaseExpiry == .seconds(600))
+        #expect(timing.heartbeatLiveness == 5)
+        let again = try JSONDecoder().decode(ProtocolTiming.self, from: JSONEncoder().encode(timing))
+        #expect(again == timing)
+        #expect(throws: DecodingError.self) {
+            try JSONDecoder().decode(ProtocolTiming.self, from: Data(#"{"heartbeat_liveness":0}"#.utf8))
+        }
+    }
+}
