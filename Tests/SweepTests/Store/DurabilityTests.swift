@@ -26,7 +26,7 @@ import TestSupport
         for suffix in ["", "-wal"] {
             try files.copyItem(atPath: fixture.path + suffix, toPath: crashed.file("run.db").path + suffix)
         }
-        let restarted = try RunStore(path: crashed.file("run.db").path, mustExist: true, logger: fixture.logs.logger)
+        let restarted = try RunStore(path: crashed.file("run.db").path, mustExist: true, logger: fixture.logs.logger())
         let trial = try #require(try restarted.trial(claimed.key))
         #expect(trial.status == .running && trial.lastEpoch == 3 && trial.currentAttemptID == claimed.attemptID)
         #expect(try restarted.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM epoch_metrics") } == 3)

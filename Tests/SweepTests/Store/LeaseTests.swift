@@ -22,7 +22,7 @@ import Testing
         #expect(try store.requeueExpiredLeases().isEmpty, "the heartbeat renewed the lease")
         fixture.clock.advance(by: 20)
         #expect(try store.requeueExpiredLeases() == [RequeuedTrial(key: first.key, lostAttemptID: first.attemptID, status: .pending)])
-        #expect(fixture.logs.records.contains { $0.level == .warning && $0.message == "lease expired" })
+        #expect(fixture.logs.all.contains { $0.level == .warning && $0.message == "lease expired" })
 
         // Epoch 2 came after the checkpoint: the next attempt trains it again.
         let trial = try #require(try store.trial(first.key))

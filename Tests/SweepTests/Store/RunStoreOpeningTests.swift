@@ -34,12 +34,12 @@ import TestSupport
         let folder = try TemporaryDirectory()
         let path = folder.file("absent.db").path
         #expect(throws: RunStoreError.missingDatabase(path: path)) {
-            try RunStore(path: path, mustExist: true, logger: CapturedLogs().logger)
+            try RunStore(path: path, mustExist: true, logger: CapturedLogs().logger())
         }
         #expect(!FileManager.default.fileExists(atPath: path))
         let inMissingFolder = folder.file("no-such-folder/run.db").path
         #expect(throws: RunStoreError.missingFolder(path: inMissingFolder)) {
-            try RunStore(path: inMissingFolder, logger: CapturedLogs().logger)
+            try RunStore(path: inMissingFolder, logger: CapturedLogs().logger())
         }
     }
 
@@ -48,7 +48,7 @@ import TestSupport
         let path = folder.file("notes.txt").path
         let contents = Data("not a database, just notes\n".utf8)
         try contents.write(to: URL(fileURLWithPath: path))
-        let error = #expect(throws: RunStoreError.self) { try RunStore(path: path, logger: CapturedLogs().logger) }
+        let error = #expect(throws: RunStoreError.self) { try RunStore(path: path, logger: CapturedLogs().logger()) }
         #expect(error == .notARunDatabase(path: path, reason: "not an SQLite file"))
         #expect(error?.description.contains(path) == true)
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == contents)
@@ -58,7 +58,7 @@ import TestSupport
         let folder = try TemporaryDirectory()
         let path = folder.file("other.sqlite").path
         try DatabaseQueue(path: path).write { db in try db.execute(sql: "CREATE TABLE notes (text TEXT)") }
-        let error = #expect(throws: RunStoreError.self) { try RunStore(path: path, logger: CapturedLogs().logger) }
+        let error = #expect(throws: RunStoreError.self) { try RunStore(path: path, logger: CapturedLogs().logger()) }
         #expect(error == .notARunDatabase(path: path, reason: "an SQLite database with other tables"))
         let journal = try DatabaseQueue(path: path).read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
         #expect(journal == "delete")

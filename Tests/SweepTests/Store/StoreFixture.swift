@@ -15,28 +15,6 @@ final class ManualClock: @unchecked Sendable {
     func advance(by seconds: TimeInterval) { lock.withLock { current += seconds } }
 }
 
-/// Log records kept in memory, so that tests can read what the store said.
-final class CapturedLogs: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: [(level: Logger.Level, message: String)] = []
-
-    var records: [(level: Logger.Level, message: String)] { lock.withLock { stored } }
-    func append(_ level: Logger.Level, _ message: String) { lock.withLock { stored.append((level, message)) } }
-
-    var logger: Logger { Logger(label: "factsweep.store.test") { _ in Handler(logs: self) } }
-
-    private struct Handler: LogHandler {
-        let logs: CapturedLogs
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(event: LogEvent) { logs.append(event.level, "\(event.message)") }
-    }
-}
-
 /// A run database file in its own temporary folder, removed with the fixture.
 final class StoreFixture: @unchecked Sendable {
     let folder: TemporaryDirectory
@@ -59,7 +37,7 @@ final class StoreFixture: @unchecked Sendable {
     }
 
     static func open(_ path: String, leaseDuration: TimeInterval, clock: ManualClock, logs: CapturedLogs) throws -> RunStore {
-        try RunStore(path: path, leaseDuration: leaseDuration, logger: logs.logger, clock: { clock.now })
+        try RunStore(path: path, leaseDuration: leaseDuration, logger: logs.logger(), clock: { clock.now })
     }
 
     /// Announces a worker with default details.
