@@ -44,12 +44,16 @@ extension RunStore {
     private func startAttempt(_ db: Database, trialKey: String, workerID: String, at now: Date) throws -> ClaimedTrial {
         var trial = try TrialState.fetch(db, key: trialKey)
         try trial.move(to: .running, in: db, at: now)
-        let attemptID = UUID().uuidString.lowercased()
+        // Attempt ids are the row's decimal id: unique, increasing, and the
+        // protocol's Int64 `attempt` (docs/protocol.md).
+        let provisional = "new-" + UUID().uuidString.lowercased()
         let resumeEpoch = trial.checkpointEpoch ?? 0
         try db.execute(sql: """
             INSERT INTO attempts (trial_key, attempt_id, worker_id, started_at, lease_expires_at, resumed_from_epoch)
             VALUES (?, ?, ?, ?, ?, ?)
-            """, arguments: [trialKey, attemptID, workerID, now, leaseEnd(from: now), resumeEpoch])
+            """, arguments: [trialKey, provisional, workerID, now, leaseEnd(from: now), resumeEpoch])
+        let attemptID = String(db.lastInsertedRowID)
+        try db.execute(sql: "UPDATE attempts SET attempt_id = ? WHERE attempt_id = ?", arguments: [attemptID, provisional])
         try db.execute(sql: "UPDATE trials SET attempts = attempts + 1, current_attempt_id = ? WHERE key = ?",
                        arguments: [attemptID, trialKey])
         try Self.logEvent(db, at: now, kind: "attempt-started", trialKey: trialKey, workerID: workerID,
