@@ -13,6 +13,11 @@ public struct QuestionResult: Sendable, Codable, Equatable {
     public var similarity: Float
     /// Whether the fact's `key` occurs in the answer (case-insensitive); nil without a key.
     public var keyMatch: Bool?
+
+    public init(question: String, paraphrase: Bool, reference: String, answer: String, similarity: Float, keyMatch: Bool?) {
+        self.question = question; self.paraphrase = paraphrase; self.reference = reference
+        self.answer = answer; self.similarity = similarity; self.keyMatch = keyMatch
+    }
 }
 
 /// The metrics of one evaluation.
@@ -28,6 +33,12 @@ public struct EvaluationReport: Sendable, Codable, Equatable {
     public var perplexity: Float?
     public var seconds: Double
     public var questions: [QuestionResult]
+
+    public init(accuracy: Float, accuracyAtThreshold: Float, threshold: Float, keyMatch: Float?, perplexity: Float?,
+                seconds: Double, questions: [QuestionResult]) {
+        self.accuracy = accuracy; self.accuracyAtThreshold = accuracyAtThreshold; self.threshold = threshold
+        self.keyMatch = keyMatch; self.perplexity = perplexity; self.seconds = seconds; self.questions = questions
+    }
 }
 
 /// Evaluates a trained network on a fact dataset. Buffers (KV cache,

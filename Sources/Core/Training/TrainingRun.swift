@@ -48,6 +48,12 @@ public struct EpochReport: Sendable, Codable, Equatable {
     public var flops: Double
     /// Set at evaluation epochs.
     public var evaluation: EvaluationReport?
+
+    public init(epoch: Int, loss: Float, epochSeconds: Double, trainSeconds: Double, tokens: Int = 0, flops: Double = 0,
+                evaluation: EvaluationReport? = nil) {
+        self.epoch = epoch; self.loss = loss; self.epochSeconds = epochSeconds; self.trainSeconds = trainSeconds
+        self.tokens = tokens; self.flops = flops; self.evaluation = evaluation
+    }
 }
 
 /// What the callback tells the run after each epoch.

@@ -1,1 +1,0 @@
-// The Coordinator library: filled by later work (see docs/architecture.md).

@@ -1,0 +1,256 @@
+// CoordinatorServer: the ROUTER side of the sweep protocol (docs/protocol.md).
+// One thread owns the socket and the store; every message a worker can send is
+// handled in one exhaustive switch, and anything unexpected is answered, logged
+// and counted — never a crash.
+import Core
+import Foundation
+import Logging
+import Protocol
+
+/// Serves a run database's trials to workers until the sweep ends or `stop()`.
+public final class CoordinatorServer {
+    public let store: RunStore
+    public let endpoint: CoordinatorEndpoint
+    public let timing: ProtocolTiming
+    private let logger: Logger
+    private var ledger = DeliveryLedger()
+    private var workers: [String: WorkerState] = [:]
+    /// Messages from workers refused as protocol violations, by type.
+    public private(set) var violations: [String: Int] = [:]
+
+    struct WorkerState {
+        var peer: PeerID
+        var session: String
+        var models: [String]
+        var lastHeard: Date
+        var idleSlots = 0
+        /// (trial, attempt) → last reported (epoch, step), to renew leases only on progress.
+        var positions: [String: (Int, Int)] = [:]
+    }
+
+    public init(store: RunStore, context: ZMQContext, bind: String, timing: ProtocolTiming, logger: Logger) throws {
+        self.store = store
+        self.timing = timing
+        self.logger = logger
+        endpoint = try CoordinatorEndpoint(context, bind: bind, timing: timing, logger: logger)
+        // Trials that were running when a previous coordinator stopped wait for
+        // their workers to re-announce them, or for their lease to expire.
+        let stale = try store.markRunningTrialsStale()
+        if stale > 0 { logger.info("trials awaiting re-adoption after a restart", metadata: ["count": "\(stale)"]) }
+    }
+
+    /// The bound endpoint (with the real port when bound to port 0 / `*`).
+    public var boundEndpoint: String { endpoint.endpoint }
+
+    /// Runs until every trial has ended (when `untilComplete`) or `stop()` says so.
+    /// `tick` is called after each housekeeping round (about once per heartbeat interval).
+    public func serve(untilComplete: Bool, stop: () -> Bool = { false }, tick onTick: (RunStatus) -> Void = { _ in }) throws {
+        var lastHousekeeping = Date.distantPast
+        let tick = timing.heartbeatInterval
+        while !stop() {
+            if let (peer, result) = try endpoint.receive(timeout: tick / 4) {
+                switch result {
+                case let .success(message): try handle(message, from: peer)
+                case .failure: break  // counted, logged and answered by the endpoint
+                }
+            }
+            if Date().timeIntervalSince(lastHousekeeping) >= Self.seconds(tick) {
+                lastHousekeeping = Date()
+                try housekeeping()
+                onTick(try store.status())
+                if untilComplete, try sweepComplete() {
+                    for (_, w) in workers { try? endpoint.send(.shutdown(.init(reason: "sweep complete")), to: w.peer) }
+                    logger.info("sweep complete")
+                    return
+                }
+            }
+        }
+    }
+
+    /// Stops every connected worker (they checkpoint and release their trials).
+    public func shutdownWorkers(reason: String) {
+        for (_, w) in workers { try? endpoint.send(.shutdown(.init(reason: reason)), to: w.peer) }
+    }
+
+    public func close() { endpoint.close() }
+
+    // MARK: Messages
+
+    private func handle(_ message: Message, from peer: PeerID) throws {
+        let workerID = peer.description
+        workers[workerID]?.lastHeard = Date()
+        switch message {
+        case let .hello(hello):
+            try welcome(hello, peer: peer)
+        case let .ready(ready):
+            guard workers[workerID] != nil else { return refuse(peer, "ready before hello") }
+            workers[workerID]?.idleSlots = ready.freeSlots
+            try dispatch()
+        case let .progress(p):
+            guard let session = session(of: workerID, peer) else { return }
+            if ledger.firstDelivery(of: p.messageID, from: workerID, session: session) {
+                let report = EpochReport(
+                    epoch: p.epoch, loss: p.loss, epochSeconds: p.epochSeconds, trainSeconds: p.trainSeconds,
+                    evaluation: p.evaluation.map { e in
+                        EvaluationReport(
+                            accuracy: e.accuracy, accuracyAtThreshold: e.accuracyAtThreshold, threshold: e.threshold, keyMatch: e.keyMatch,
+                            perplexity: e.perplexity, seconds: e.seconds,
+                            questions: e.answers.map {
+                                QuestionResult(question: $0.question, paraphrase: $0.paraphrase, reference: $0.reference,
+                                               answer: $0.answer, similarity: $0.similarity, keyMatch: $0.keyMatch)
+                            })
+                    })
+                let write = try store.recordEpoch(p.trial, attemptID: String(p.attempt), report: report)
+                if write == .accepted, let questions = report.evaluation?.questions {
+                    _ = try store.recordQuestionOutputs(p.trial, attemptID: String(p.attempt), epoch: p.epoch, questions: questions)
+                }
+                try settle(write, trial: p.trial, attempt: p.attempt, peer: peer)
+            }
+            try endpoint.send(.ack(.init(messageIDs: [p.messageID])), to: peer)
+        case let .checkpoint(c):
+            guard let session = session(of: workerID, peer) else { return }
+            if ledger.firstDelivery(of: c.messageID, from: workerID, session: session) {
+                let location: Checkpoint.Location
+                switch c.checkpoint.location {
+                case let .path(path): location = .path(path)
+                case let .inline(bytes): location = .inline(bytes)
+                }
+                let write = try store.recordCheckpoint(c.trial, attemptID: String(c.attempt), checkpoint: Checkpoint(epoch: c.checkpoint.epoch, location: location))
+                try settle(write, trial: c.trial, attempt: c.attempt, peer: peer)
+            }
+            try endpoint.send(.ack(.init(messageIDs: [c.messageID])), to: peer)
+        case let .done(d):
+            guard let session = session(of: workerID, peer) else { return }
+            if ledger.firstDelivery(of: d.messageID, from: workerID, session: session) {
+                let write = try store.finishTrial(d.trial, attemptID: String(d.attempt), result: d.summary.diverged ? .diverged : .done)
+                try settle(write, trial: d.trial, attempt: d.attempt, peer: peer)
+                workers[workerID]?.positions["\(d.trial)/\(d.attempt)"] = nil
+            }
+            try endpoint.send(.ack(.init(messageIDs: [d.messageID])), to: peer)
+        case let .failed(f):
+            guard let session = session(of: workerID, peer) else { return }
+            if ledger.firstDelivery(of: f.messageID, from: workerID, session: session) {
+                let write = f.retryable
+                    ? try store.releaseTrial(f.trial, attemptID: String(f.attempt), reason: f.reason)
+                    : try store.finishTrial(f.trial, attemptID: String(f.attempt), result: .failed, reason: f.reason)
+                try settle(write, trial: f.trial, attempt: f.attempt, peer: peer)
+                workers[workerID]?.positions["\(f.trial)/\(f.attempt)"] = nil
+            }
+            try endpoint.send(.ack(.init(messageIDs: [f.messageID])), to: peer)
+        case let .heartbeat(beat):
+            guard workers[workerID] != nil else { return refuse(peer, "heartbeat before hello") }
+            var advanced = beat.running.isEmpty
+            for activity in beat.running {
+                let key = "\(activity.trial)/\(activity.attempt)"
+                let position = (activity.epoch, activity.step)
+                if workers[workerID]?.positions[key].map({ $0 != position }) ?? true { advanced = true }
+                workers[workerID]?.positions[key] = position
+            }
+            // A trainer whose position stops advancing does not renew its lease.
+            if advanced { try store.heartbeat(workerID: workerID) }
+            try endpoint.send(.heartbeat(.init()), to: peer)
+        case .assign, .ack, .cancel, .drop, .shutdown:
+            refuse(peer, "\(message.type) is sent by the coordinator, not by workers")
+        case let .error(reply):
+            logger.warning("worker reported an error", metadata: ["worker": "\(workerID)", "reason": "\(reply.reason)"])
+        }
+    }
+
+    private func welcome(_ hello: Message.Hello, peer: PeerID) throws {
+        guard hello.workerID == peer.description else {
+            return refuse(peer, "hello names worker \(hello.workerID) but the connection's id is \(peer.description)")
+        }
+        try store.announceWorker(WorkerAnnouncement(id: hello.workerID, host: hello.host, pid: Int(hello.pid), threads: hello.threads,
+                                                    protocolVersion: String(hello.protocolVersion), models: hello.models))
+        workers[hello.workerID] = WorkerState(peer: peer, session: hello.session, models: hello.models, lastHeard: Date())
+        logger.info("worker connected", metadata: ["worker": "\(hello.workerID)", "host": "\(hello.host)", "held": "\(hello.held.count)"])
+        for held in hello.held {
+            switch try store.readoptAttempt(String(held.attempt), trialKey: held.trial, workerID: hello.workerID) {
+            case .adopted:
+                workers[hello.workerID]?.positions["\(held.trial)/\(held.attempt)"] = (held.lastEpoch, 0)
+            case let .refused(status):
+                try endpoint.send(.drop(.init(trial: held.trial, attempt: held.attempt, reason: "the trial is \(status.rawValue) now")), to: peer)
+            }
+        }
+    }
+
+    /// Answers a write the store refused as stale: the attempt was fenced.
+    private func settle(_ write: AttemptWrite, trial: String, attempt: AttemptID, peer: PeerID) throws {
+        switch write {
+        case .accepted, .duplicate:
+            break
+        case let .staleAttempt(current):
+            try endpoint.send(.drop(.init(trial: trial, attempt: attempt, reason: "attempt \(current ?? "none") holds the trial")), to: peer)
+        case let .gap(expected):
+            logger.warning("epoch out of order refused", metadata: ["trial": "\(trial)", "attempt": "\(attempt)", "expected": "\(expected)"])
+        }
+    }
+
+    private func session(of workerID: String, _ peer: PeerID) -> String? {
+        guard let session = workers[workerID]?.session else {
+            refuse(peer, "result before hello")
+            return nil
+        }
+        return session
+    }
+
+    private func refuse(_ peer: PeerID, _ reason: String) {
+        violations[reason, default: 0] += 1
+        logger.warning("protocol violation", metadata: ["worker": "\(peer)", "reason": "\(reason)"])
+        try? endpoint.send(.error(.init(reason: reason)), to: peer)
+    }
+
+    // MARK: Scheduling
+
+    /// Hands pending trials to workers with free slots (pull-based).
+    private func dispatch() throws {
+        for (id, w) in workers.sorted(by: { $0.key < $1.key }) where w.idleSlots > 0 {
+            var slots = w.idleSlots
+            while slots > 0, let claim = try store.claimNextTrial(for: id, preferring: w.models) {
+                let resume = claim.checkpoint.map { c -> Message.CheckpointRef in
+                    switch c.location {
+                    case let .path(path): Message.CheckpointRef(epoch: c.epoch, location: .path(path))
+                    case let .inline(bytes): Message.CheckpointRef(epoch: c.epoch, location: .inline(bytes))
+                    }
+                }
+                let configJSON = String(decoding: try claim.config.canonicalJSON(), as: UTF8.self)
+                guard let attempt = AttemptID(claim.attemptID) else { throw CoordinatorError("store attempt id \(claim.attemptID) is not numeric") }
+                try endpoint.send(.assign(.init(trial: claim.key, attempt: attempt, configJSON: configJSON, resume: resume,
+                                                epochsRecorded: claim.nextEpoch - 1)), to: w.peer)
+                logger.info("assigned", metadata: ["trial": "\(claim.key.prefix(12))", "attempt": "\(attempt)", "worker": "\(id)"])
+                slots -= 1
+            }
+            workers[id]?.idleSlots = slots
+        }
+    }
+
+    private func housekeeping() throws {
+        for requeued in try store.requeueExpiredLeases() {
+            logger.warning("lease expired; trial requeued", metadata: ["trial": "\(requeued)"])
+        }
+        let deadline = Date().addingTimeInterval(-Self.seconds(timing.peerDeadAfter))
+        for (id, w) in workers where w.lastHeard < deadline {
+            logger.warning("worker silent; its trials wait for their leases", metadata: ["worker": "\(id)"])
+            try store.setWorkerStatus(id, .lost)
+            workers[id] = nil
+        }
+        try dispatch()
+    }
+
+    private func sweepComplete() throws -> Bool {
+        let status = try store.status()
+        let open = status.trialsByStatus.filter { !$0.key.isTerminal }.values.reduce(0, +)
+        return open == 0 && status.trialsByStatus.values.reduce(0, +) > 0
+    }
+
+    public static func seconds(_ d: Duration) -> TimeInterval {
+        let (s, attos) = d.components
+        return TimeInterval(s) + TimeInterval(attos) * 1e-18
+    }
+}
+
+/// A coordinator failure with a message for the operator.
+public struct CoordinatorError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,81 @@
+// `factsweep coordinator`: serve a sweep to workers that connect over ZeroMQ.
+import ArgumentParser
+import Coordinator
+import Core
+import Foundation
+import Logging
+import Protocol
+
+struct CoordinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Serve SPEC's trials to workers (factsweep worker --connect …) until every trial has ended.")
+
+    @Argument(help: "The sweep specification (JSON; see docs/sweep-spec.md).")
+    var spec: String
+
+    @Option(name: .long, help: "cluster.json with the bind address, run directory and timing.")
+    var cluster: String?
+
+    @Option(name: .long, help: "Bind address (overrides cluster.json; default tcp://0.0.0.0:5555).")
+    var bind: String?
+
+    @Option(name: .long, help: "Run directory (overrides cluster.json; default runs/<sweep name>).")
+    var runDir: String?
+
+    func run() throws {
+        let cluster = try self.cluster.map { try ClusterConfig.load(URL(fileURLWithPath: $0)) }
+        let plan = try loadPlan(spec)
+        let runDirectory = RunDirectory(URL(fileURLWithPath: runDir ?? cluster?.runDirectory ?? "runs/\(plan.name)"))
+        let timing = cluster?.timing ?? ProtocolTiming()
+        let logger = Logger(label: "factsweep.coordinator")
+        let store = try runDirectory.open(leaseDuration: CoordinatorServer.seconds(timing.leaseExpiry), logger: logger)
+        let added = try runDirectory.submit(plan, spec: try Data(contentsOf: URL(fileURLWithPath: spec)), to: store)
+        FileHandle.standardError.write(Data("sweep \(plan.name): \(plan.trials.count) trials (\(added.newTrials) new), database \(runDirectory.database.path)\n".utf8))
+        let server = try CoordinatorServer(store: store, context: try ZMQContext(), bind: bind ?? cluster?.coordinator.bind ?? "tcp://0.0.0.0:5555",
+                                           timing: timing, logger: logger)
+        FileHandle.standardError.write(Data("listening on \(server.boundEndpoint)\n".utf8))
+        let stop = StopFlag()
+        try server.serve(untilComplete: true, stop: { stop.isSet })
+        if stop.isSet { server.shutdownWorkers(reason: "coordinator stopped") }
+        server.close()
+    }
+}
+
+/// Loads a sweep plan, printing every problem and exiting with status 2 when invalid.
+func loadPlan(_ path: String) throws -> SweepPlan {
+    do {
+        return try SweepPlan.load(URL(fileURLWithPath: path))
+    } catch {
+        FileHandle.standardError.write(Data("\(error)\n".utf8))
+        throw ExitCode(2)
+    }
+}
+
+/// Set by SIGINT or SIGTERM.
+final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var set = false
+    private var sources: [DispatchSourceSignal] = []
+
+    init(signals: [Int32] = [SIGINT, SIGTERM]) {
+        for number in signals {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [weak self] in
+                guard let self else { return }
+                self.lock.lock()
+                self.set = true
+                self.lock.unlock()
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    var isSet: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return set
+    }
+}

@@ -1,0 +1,87 @@
+// `factsweep run`: a sweep on this machine — the coordinator plus N local
+// worker processes — resuming when the run directory already holds it.
+import ArgumentParser
+import Coordinator
+import Core
+import Foundation
+import Logging
+import Protocol
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run SPEC with a coordinator and N local worker processes; resumes if --run-dir already holds it.")
+
+    @Argument(help: "The sweep specification (JSON; see docs/sweep-spec.md).")
+    var spec: String
+
+    @Option(name: .long, help: "Local worker processes.")
+    var workers = 2
+
+    @Option(name: .long, help: "Threads per worker (the default splits this machine's cores).")
+    var threadsPerWorker: Int?
+
+    @Option(name: .long, help: "Run directory (default runs/<sweep name>).")
+    var runDir: String?
+
+    @Option(name: .long, help: "Heartbeat interval in seconds.")
+    var heartbeat: Double = 1
+
+    @Option(name: .long, help: "Seconds a running trial may go without progress before it is requeued.")
+    var lease: Double = 120
+
+    func validate() throws {
+        guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
+        if let t = threadsPerWorker { guard t >= 1 else { throw ValidationError("--threads-per-worker must be at least 1") } }
+        guard heartbeat > 0, lease > heartbeat else { throw ValidationError("--lease must exceed --heartbeat, both positive") }
+    }
+
+    func run() throws {
+        let plan = try loadPlan(spec)
+        let runDirectory = RunDirectory(URL(fileURLWithPath: runDir ?? "runs/\(plan.name)"))
+        var timing = ProtocolTiming()
+        timing.heartbeatInterval = .milliseconds(Int64(heartbeat * 1000))
+        timing.leaseExpiry = .milliseconds(Int64(lease * 1000))
+        let logger = Logger(label: "factsweep.run")
+        let store = try runDirectory.open(leaseDuration: lease, logger: logger)
+        let added = try runDirectory.submit(plan, spec: try Data(contentsOf: URL(fileURLWithPath: spec)), to: store)
+        let server = try CoordinatorServer(store: store, context: try ZMQContext(), bind: "tcp://127.0.0.1:*", timing: timing, logger: logger)
+        let threads = threadsPerWorker ?? max(1, ProcessInfo.processInfo.activeProcessorCount / workers)
+        FileHandle.standardError.write(Data("""
+            sweep \(plan.name): \(plan.trials.count) trials (\(added.newTrials) new) in \(runDirectory.url.path)
+            coordinator on \(server.boundEndpoint); starting \(workers) workers × \(threads) threads (logs in \(runDirectory.logs.path))\n
+            """.utf8))
+        var children: [Process] = []
+        for i in 0..<workers {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+            process.arguments = ["worker", "--connect", server.boundEndpoint, "--threads", "\(threads)", "--id", "\(plan.name)-\(i)",
+                                 "--checkpoint-dir", runDirectory.checkpoints.path,
+                                 "--heartbeat", "\(heartbeat)"]
+            let log = runDirectory.logs.appendingPathComponent("worker-\(i).log")
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+            let handle = try FileHandle(forWritingTo: log)
+            handle.seekToEndOfFile()
+            process.standardOutput = handle
+            process.standardError = handle
+            try process.run()
+            children.append(process)
+        }
+        let stop = StopFlag()
+        let display = StatusDisplay(stream: .standardError)
+        try server.serve(untilComplete: true, stop: { stop.isSet || children.allSatisfy { !$0.isRunning } }, tick: { display.show($0) })
+        if stop.isSet { server.shutdownWorkers(reason: "run interrupted") }
+        let deadline = Date().addingTimeInterval(30)
+        while children.contains(where: \.isRunning) && Date() < deadline { usleep(100_000) }
+        for child in children where child.isRunning { child.terminate() }
+        server.close()
+        let status = try store.status()
+        display.show(status, final: true)
+        FileHandle.standardError.write(Data("results: \(runDirectory.database.path) (sqlite3; see docs/schema.md)\n".utf8))
+        if stop.isSet { throw ExitCode(130) }
+        if children.allSatisfy({ !$0.isRunning }) && status.trialsByStatus.filter({ !$0.key.isTerminal }).values.reduce(0, +) > 0 {
+            FileHandle.standardError.write(Data("every worker exited before the sweep finished: see \(runDirectory.logs.path)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}

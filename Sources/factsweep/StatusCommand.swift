@@ -1,0 +1,74 @@
+// `factsweep status`: a run's trials by state, per-condition progress, workers,
+// throughput and ETA — from its database, while it runs or after.
+import ArgumentParser
+import Coordinator
+import Core
+import Foundation
+import Logging
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show a run's progress (reads RUN/run.db; safe while the sweep runs).")
+
+    @Argument(help: "The run directory.")
+    var runDirectory: String
+
+    @Flag(name: .long, help: "Machine-readable JSON.")
+    var json = false
+
+    func run() throws {
+        let directory = RunDirectory(URL(fileURLWithPath: runDirectory))
+        let store = try directory.open(leaseDuration: 120, logger: Logger(label: "factsweep.status"), mustExist: true)
+        let status = try store.status()
+        if json {
+            var conditions: [[String: Any]] = []
+            for c in status.conditions {
+                conditions.append(["sweep": c.sweep, "condition": c.condition, "trials": c.trials, "done": c.done, "running": c.running,
+                                   "pending": c.pending, "ended": c.ended, "epochs_recorded": c.epochsRecorded, "epochs_planned": c.epochsPlanned])
+            }
+            let object: [String: Any] = [
+                "trials": Dictionary(uniqueKeysWithValues: status.trialsByStatus.map { ($0.key.rawValue, $0.value) }),
+                "conditions": conditions, "connected_workers": status.connectedWorkers,
+                "epochs_per_hour": status.epochsPerHour, "remaining_epochs": status.remainingEpochs,
+                "eta_seconds": status.estimatedSecondsRemaining ?? NSNull(),
+            ]
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            StatusDisplay(stream: .standardOutput).show(status, final: true)
+        }
+    }
+}
+
+/// Renders a RunStatus: a one-line summary while running, a table at the end.
+final class StatusDisplay: @unchecked Sendable {
+    enum Stream { case standardOutput, standardError }
+    let stream: Stream
+    private var last = Date.distantPast
+
+    init(stream: Stream) { self.stream = stream }
+
+    func show(_ s: RunStatus, final: Bool = false) {
+        if !final {
+            guard Date().timeIntervalSince(last) >= 5 else { return }
+            last = Date()
+        }
+        let counts = TrialStatus.allCases.compactMap { st in s.trialsByStatus[st].map { "\(st.rawValue) \($0)" } }.joined(separator: ", ")
+        let eta = s.estimatedSecondsRemaining.map { String(format: "ETA %.0f s", $0) } ?? "ETA —"
+        var text = "trials: \(counts) · workers \(s.connectedWorkers) · \(String(format: "%.0f", s.epochsPerHour)) epochs/h · \(eta)\n"
+        if final {
+            for c in s.conditions {
+                let fraction = c.epochsPlanned > 0 ? Double(c.epochsRecorded) / Double(c.epochsPlanned) : 0
+                let filled = Int((fraction * 20).rounded())
+                text += String(format: "  %-24@ %@ %3.0f%%  done %d/%d, running %d, pending %d\n", c.condition as NSString,
+                               String(repeating: "█", count: filled) + String(repeating: "·", count: 20 - filled), fraction * 100,
+                               c.done, c.trials, c.running, c.pending)
+            }
+        }
+        let data = Data(text.utf8)
+        switch stream {
+        case .standardOutput: FileHandle.standardOutput.write(data)
+        case .standardError: FileHandle.standardError.write(data)
+        }
+    }
+}
