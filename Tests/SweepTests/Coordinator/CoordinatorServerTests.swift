@@ -1,0 +1,157 @@
+// The coordinator against scripted workers over real sockets (inproc): the
+// whole life of a trial, acknowledgement of every result, duplicates applied
+// once, stale attempts fenced after a lease expires, misbehaving peers
+// answered while real workers are served.
+import Foundation
+import Logging
+import Testing
+@testable import Coordinator
+@testable import Core
+@testable import Protocol
+import TestSupport
+
+@Suite(.serialized) struct CoordinatorServerTests {
+    /// A coordinator serving on its own thread until `stop` is set.
+    final class Running: @unchecked Sendable {
+        let endpoint: String
+        private let lock = NSLock()
+        private var stopped = false
+        private var finished = false
+        var violations: [String: Int] = [:]
+
+        init(store: RunStore, context: ZMQContext, timing: ProtocolTiming, logs: CapturedLogs) throws {
+            let name = inprocEndpoint("coordinator")
+            endpoint = name
+            let ready = DispatchSemaphore(value: 0)
+            let failure = UncheckedBox()
+            Thread {
+                do {
+                    let server = try CoordinatorServer(store: store, context: context, bind: name, timing: timing, logger: logs.logger("coordinator"))
+                    ready.signal()
+                    try server.serve(untilComplete: false, stop: { self.isStopped })
+                    self.violations = server.violations
+                    server.close()
+                } catch {
+                    failure.value = "\(error)"
+                    ready.signal()
+                }
+                self.lock.withLock { self.finished = true }
+            }.start()
+            ready.wait()
+            if let error = failure.value { throw CoordinatorError(error) }
+        }
+
+        var isStopped: Bool { lock.withLock { stopped } }
+        func stop() {
+            lock.withLock { stopped = true }
+            let deadline = Date().addingTimeInterval(5)
+            while !lock.withLock({ finished }) && Date() < deadline { usleep(10_000) }
+        }
+    }
+
+    final class UncheckedBox: @unchecked Sendable { var value: String? }
+
+    static func timing(lease: Duration = .seconds(30)) -> ProtocolTiming {
+        var t = testTiming()
+        t.heartbeatInterval = .milliseconds(100)
+        t.leaseExpiry = lease
+        return t
+    }
+
+    /// Receives until `match` accepts a message (other messages are skipped), or fails after `patience`.
+    static func expect(_ worker: WorkerEndpoint, _ what: String, _ match: (Message) -> Bool) throws -> Message {
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline {
+            if case let .success(message)? = try worker.receive(timeout: .milliseconds(100)), match(message) { return message }
+        }
+        throw CoordinatorError("no \(what) within 5 s")
+    }
+
+    static func hello(_ id: String, session: String = "s1", held: [Message.HeldAttempt] = []) -> Message {
+        .hello(.init(workerID: id, session: session, host: "test", pid: 1, threads: 1, protocolVersion: ProtocolVersion.current,
+                     models: [], held: held))
+    }
+
+    static func progress(_ id: MessageID, _ trial: String, _ attempt: AttemptID, epoch: Int) -> Message {
+        .progress(.init(messageID: id, trial: trial, attempt: attempt, epoch: epoch, loss: 1 / Float(epoch), trainSeconds: Double(epoch),
+                        epochSeconds: 1))
+    }
+
+    @Test func trialRunsToDoneWithEveryResultAcknowledgedOnce() throws {
+        let fixture = try StoreFixture()
+        try fixture.addSweep([StoreSamples.trial("lora", seed: 1, epochs: 2)])
+        let context = try ZMQContext()
+        let coordinator = try Running(store: fixture.store, context: context, timing: Self.timing(), logs: fixture.logs)
+        defer { coordinator.stop() }
+        let worker = try WorkerEndpoint(context, connect: coordinator.endpoint, workerID: "w1", timing: Self.timing(), logger: fixture.logs.logger())
+        try worker.send(Self.hello("w1"))
+        try worker.send(.ready(.init(freeSlots: 1)))
+        guard case let .assign(assign) = try Self.expect(worker, "assign", { if case .assign = $0 { true } else { false } }) else { return }
+        #expect(assign.resume == nil && assign.epochsRecorded == 0)
+        let config = try JSONDecoder().decode(TrialConfig.self, from: Data(assign.configJSON.utf8))
+        #expect(config.training.epochs == 2)
+        for (id, epoch) in [(1, 1), (2, 2)] {
+            try worker.send(Self.progress(MessageID(id), assign.trial, assign.attempt, epoch: epoch))
+        }
+        // A resend of message 2 (as after a lost ack) is acknowledged but applied once.
+        try worker.send(Self.progress(2, assign.trial, assign.attempt, epoch: 2))
+        try worker.send(.done(.init(messageID: 3, trial: assign.trial, attempt: assign.attempt,
+                                    summary: .init(epochs: 2, finalLoss: 0.5, secondsPerEpoch: 1, evaluationSeconds: 0, trainableParams: 10, peakRSSBytes: 1))))
+        var acked = Set<MessageID>()
+        let deadline = Date().addingTimeInterval(5)
+        while acked.count < 3 && Date() < deadline {
+            if case let .success(.ack(ack))? = try worker.receive(timeout: .milliseconds(100)) { acked.formUnion(ack.messageIDs) }
+        }
+        #expect(acked == [1, 2, 3])
+        let trial = try #require(try fixture.store.trial(assign.trial))
+        #expect(trial.status == .done && trial.lastEpoch == 2)
+    }
+
+    @Test func staleAttemptIsFencedAfterItsLeaseExpires() throws {
+        let fixture = try StoreFixture(leaseDuration: 0.3)
+        try fixture.addSweep([StoreSamples.trial("ia3", seed: 1, epochs: 3)])
+        let context = try ZMQContext()
+        let coordinator = try Running(store: fixture.store, context: context, timing: Self.timing(lease: .milliseconds(300)), logs: fixture.logs)
+        defer { coordinator.stop() }
+        let first = try WorkerEndpoint(context, connect: coordinator.endpoint, workerID: "slow", timing: Self.timing(), logger: fixture.logs.logger())
+        try first.send(Self.hello("slow"))
+        try first.send(.ready(.init(freeSlots: 1)))
+        guard case let .assign(old) = try Self.expect(first, "assign", { if case .assign = $0 { true } else { false } }) else { return }
+        // The first worker goes quiet; after the lease the trial goes to another worker.
+        fixture.clock.advance(by: 1)
+        let second = try WorkerEndpoint(context, connect: coordinator.endpoint, workerID: "fast", timing: Self.timing(), logger: fixture.logs.logger())
+        try second.send(Self.hello("fast"))
+        try second.send(.ready(.init(freeSlots: 1)))
+        guard case let .assign(new) = try Self.expect(second, "re-assign", { if case .assign = $0 { true } else { false } }) else { return }
+        #expect(new.trial == old.trial && new.attempt != old.attempt)
+        // The old attempt's late result is acknowledged and refused: it is told to drop the trial.
+        try first.send(Self.progress(1, old.trial, old.attempt, epoch: 1))
+        let drop = try Self.expect(first, "drop", { if case .drop = $0 { true } else { false } })
+        #expect(drop == .drop(.init(trial: old.trial, attempt: old.attempt, reason: "attempt \(new.attempt) holds the trial")))
+        try second.send(Self.progress(1, new.trial, new.attempt, epoch: 1))
+        _ = try Self.expect(second, "ack", { if case .ack = $0 { true } else { false } })
+        #expect(try fixture.store.trial(new.trial)?.lastEpoch == 1)
+    }
+
+    @Test func garbageAndViolationsAreAnsweredWhileRealWorkersAreServed() throws {
+        let fixture = try StoreFixture()
+        try fixture.addSweep([StoreSamples.trial("full", seed: 1, epochs: 1)])
+        let context = try ZMQContext()
+        let coordinator = try Running(store: fixture.store, context: context, timing: Self.timing(), logs: fixture.logs)
+        defer { coordinator.stop() }
+        let raw = try ZMQSocket(context, .dealer, options: .init(timing: Self.timing(), identity: "raw"))
+        try raw.connect(coordinator.endpoint)
+        try raw.send([Data("garbage".utf8)])
+        try raw.send([Data("factsweep/1".utf8), Data([0x03]), Data("{\"message_id\": ".utf8)])
+        try raw.send([Data("factsweep/9".utf8), Data([0x01]), Data("{}".utf8)])
+        let rogue = try WorkerEndpoint(context, connect: coordinator.endpoint, workerID: "rogue", timing: Self.timing(), logger: fixture.logs.logger())
+        try rogue.send(.ready(.init(freeSlots: 1)))  // before hello
+        try rogue.send(Self.hello("rogue"))
+        try rogue.send(.assign(.init(trial: "x", attempt: 1, configJSON: "{}")))  // a coordinator's message
+        _ = try Self.expect(rogue, "error", { if case .error = $0 { true } else { false } })
+        let worker = try WorkerEndpoint(context, connect: coordinator.endpoint, workerID: "good", timing: Self.timing(), logger: fixture.logs.logger())
+        try worker.send(Self.hello("good"))
+        try worker.send(.ready(.init(freeSlots: 1)))
+        _ = try Self.expect(worker, "assign", { if case .assign = $0 { true } else { false } })
+    }
+}
