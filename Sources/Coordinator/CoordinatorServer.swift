@@ -122,7 +122,9 @@ public final class CoordinatorServer {
         case let .done(d):
             guard let session = session(of: workerID, peer) else { return }
             if ledger.firstDelivery(of: d.messageID, from: workerID, session: session) {
-                let write = try store.finishTrial(d.trial, attemptID: String(d.attempt), result: d.summary.diverged ? .diverged : .done)
+                let summary = try JSONEncoder().encode(d.summary)
+                let write = try store.finishTrial(d.trial, attemptID: String(d.attempt), result: d.summary.diverged ? .diverged : .done,
+                                                  summary: summary)
                 try settle(write, trial: d.trial, attempt: d.attempt, peer: peer)
                 workers[workerID]?.positions["\(d.trial)/\(d.attempt)"] = nil
             }

@@ -198,11 +198,14 @@ extension Message {
         public var epochsToThreshold: Int?
         public var finalPerplexity: Float?
         public var perplexityBefore: Float?
+        /// Bytes of the frozen base weights (NF4 for QLoRA): optional, added in version 1.
+        public var baseWeightBytes: Int?
 
         public init(epochs: Int, finalLoss: Float, diverged: Bool = false, secondsPerEpoch: Double,
                     evaluationSeconds: Double, trainableParams: Int, peakRSSBytes: Int, finalAccuracy: Float? = nil,
                     finalAccuracyAtThreshold: Float? = nil, epochsToThreshold: Int? = nil,
-                    finalPerplexity: Float? = nil, perplexityBefore: Float? = nil) {
+                    finalPerplexity: Float? = nil, perplexityBefore: Float? = nil, baseWeightBytes: Int? = nil) {
+            self.baseWeightBytes = baseWeightBytes
             self.epochs = epochs; self.finalLoss = finalLoss; self.diverged = diverged
             self.secondsPerEpoch = secondsPerEpoch; self.evaluationSeconds = evaluationSeconds
             self.trainableParams = trainableParams; self.peakRSSBytes = peakRSSBytes; self.finalAccuracy = finalAccuracy
@@ -216,6 +219,7 @@ extension Message {
             case peakRSSBytes = "peak_rss_bytes", finalAccuracy = "final_accuracy"
             case finalAccuracyAtThreshold = "final_accuracy_at_threshold", epochsToThreshold = "epochs_to_threshold"
             case finalPerplexity = "final_perplexity", perplexityBefore = "perplexity_before"
+            case baseWeightBytes = "base_weight_bytes"
         }
     }
 

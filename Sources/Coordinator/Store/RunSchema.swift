@@ -15,6 +15,11 @@ enum RunSchema {
             try db.execute(sql: "PRAGMA application_id = \(applicationID)")
             try db.execute(sql: version1)
         }
+        migrator.registerMigration("v2-trial-summary") { db in
+            // The worker's final summary of a finished trial (JSON: trainable
+            // parameters, base weight bytes, peak RSS, perplexity before/after …).
+            try db.execute(sql: "ALTER TABLE trials ADD COLUMN summary TEXT CHECK (summary IS NULL OR json_valid(summary))")
+        }
         return migrator
     }
 

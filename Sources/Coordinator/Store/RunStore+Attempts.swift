@@ -83,7 +83,8 @@ extension RunStore {
 
     /// Ends the attempt with the worker's verdict. Only the attempt that
     /// holds the trial may finish it; a resent verdict is a duplicate.
-    public func finishTrial(_ trialKey: String, attemptID: String, result: TrialResult, reason: String? = nil) throws -> AttemptWrite {
+    /// `summary` (JSON) is stored with the trial for reports.
+    public func finishTrial(_ trialKey: String, attemptID: String, result: TrialResult, reason: String? = nil, summary: Data? = nil) throws -> AttemptWrite {
         let now = now
         let outcome = try write { db -> AttemptWrite in
             var trial = try TrialState.fetch(db, key: trialKey)
@@ -93,6 +94,9 @@ extension RunStore {
             }
             try trial.move(to: result.status, in: db, at: now)
             try trial.endCurrentAttempt(result.outcome, reason: reason, in: db, at: now)
+            if let summary {
+                try db.execute(sql: "UPDATE trials SET summary = ? WHERE key = ?", arguments: [String(decoding: summary, as: UTF8.self), trialKey])
+            }
             try Self.logEvent(db, at: now, kind: "trial-\(result.rawValue)", trialKey: trialKey, detail: reason)
             return .accepted
         }
