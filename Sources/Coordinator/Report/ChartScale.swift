@@ -22,7 +22,12 @@ struct ChartScale: Sendable, Equatable {
         if integers { step = max(1, step.rounded()) }
         let first = (low / step).rounded(.down) * step
         let last = (high / step).rounded(.up) * step
-        let ticks = stride(from: first, through: last + step / 2, by: step).map { ($0 / step).rounded() * step }
+        // Ticks as whole multiples of the step, divided rather than multiplied
+        // when the step is below 1, so that 3 × 0.2 reads 0.6, not 0.6000000000000001.
+        let inverse = step < 1 ? (1 / step).rounded() : 1
+        let ticks = stride(from: first, through: last + step / 2, by: step).map {
+            step < 1 ? ($0 * inverse).rounded() / inverse : ($0 / step).rounded() * step
+        }
         let decimals = step >= 1 ? 0 : Int((-Foundation.log10(step)).rounded(.up))
         return ChartScale(kind: .linear, lower: first, upper: last, ticks: ticks, decimals: decimals)
     }

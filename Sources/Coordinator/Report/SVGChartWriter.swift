@@ -150,7 +150,8 @@ public enum SVGChartWriter {
 
     /// Long legend text ends in "…" so that it stays inside the picture.
     static func shorten(_ text: String) -> String {
-        text.count <= legendCharacters ? text : String(text.prefix(legendCharacters - 1)) + "…"
+        guard text.count > legendCharacters else { return text }
+        return String(text.prefix(legendCharacters - 1)).trimmingCharacters(in: .whitespaces) + "…"
     }
 
     /// Words in lines of at most `characters`.
