@@ -16,19 +16,24 @@ import TestSupport
         let files: ReportFiles
     }
 
-    /// The synthetic run's report, written into its temporary folder (or into
-    /// $FACTSWEEP_REPORT_KEEP, to look at it with scripts/check-report.sh).
-    func syntheticReport() throws -> WrittenReport {
+    /// The synthetic run and its report in a temporary folder — or, when
+    /// `keep` and $FACTSWEEP_REPORT_KEEP names a folder, in that run directory,
+    /// to look at it (scripts/check-report.sh; docs/report.md).
+    func syntheticReport(keep: Bool = false) throws -> WrittenReport {
         let folder = try TemporaryDirectory()
-        try SyntheticStudy.write(in: folder)
-        let report = try RunReport.read(folder.url.path, logger: logger)
-        let keep = ProcessInfo.processInfo.environment["FACTSWEEP_REPORT_KEEP"]
-        let files = try report.write(to: keep.map { URL(fileURLWithPath: $0) } ?? folder.file("report"), logger: logger)
+        var run = folder.url
+        if keep, let kept = ProcessInfo.processInfo.environment["FACTSWEEP_REPORT_KEEP"] {
+            run = URL(fileURLWithPath: kept)
+            try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+        }
+        try SyntheticStudy.write(into: run)
+        let report = try RunReport.read(run.path, logger: logger)
+        let files = try report.write(to: run.appendingPathComponent("report"), logger: logger)
         return WrittenReport(folder: folder, report: report, files: files)
     }
 
     @Test func writesEveryFileOfTheReport() throws {
-        let written = try syntheticReport()
+        let written = try syntheticReport(keep: true)
         let files = written.files
         for url in [files.html, files.markdown, files.csv] + files.figures {
             #expect(FileManager.default.fileExists(atPath: url.path), "missing \(url.lastPathComponent)")

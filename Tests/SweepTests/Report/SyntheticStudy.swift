@@ -93,7 +93,14 @@ enum SyntheticStudy {
     /// Writes the run into `folder/run.db` and returns its path.
     @discardableResult
     static func write(in folder: TemporaryDirectory, conditions: [SyntheticCondition] = conditions) throws -> String {
-        let path = folder.file("run.db").path
+        try write(into: folder.url, conditions: conditions)
+    }
+
+    /// Writes the run into `folder/run.db` (replacing one left there) and returns its path.
+    @discardableResult
+    static func write(into folder: URL, conditions: [SyntheticCondition] = conditions) throws -> String {
+        let path = folder.appendingPathComponent("run.db").path
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
         let store = try RunStore(path: path, logger: Logger(label: "test.synthetic") { _ in SwiftLogNoOpLogHandler() })
         try store.announceWorker(WorkerAnnouncement(id: "w1", host: "test", pid: 1, threads: 2, protocolVersion: "FSW1"))
         let trials = conditions.flatMap { condition in seeds.map { trial(condition, seed: $0) } }
