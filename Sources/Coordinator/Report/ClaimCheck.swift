@@ -1,0 +1,20 @@
+// ClaimCheck: one of the study's claims set against this run's numbers.
+import Foundation
+
+/// Whether a run bears out a claim.
+public enum ClaimVerdict: String, Sendable, Equatable {
+    case holds
+    case differs
+    /// The run cannot tell: a condition is absent or has too few epochs.
+    case notMeasured = "not measured"
+}
+
+/// A claim of the study, the verdict and the numbers behind it.
+public struct ClaimCheck: Sendable, Equatable {
+    /// The claim's number in the study's list (1–7).
+    public var number: Int
+    public var claim: String
+    public var verdict: ClaimVerdict
+    /// This run's measurements, in words and numbers.
+    public var measured: String
+}

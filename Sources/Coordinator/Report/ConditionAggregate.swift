@@ -1,0 +1,107 @@
+// ConditionAggregate: one condition of a run, its trials (seeds) combined —
+// per-epoch curves and the final numbers the tables and claims use.
+import Foundation
+
+/// A condition with its trials' metrics combined across seeds. Built from a
+/// snapshot, so a running condition's curves simply end at its latest epoch;
+/// at epochs only some seeds have reached, statistics are over those seeds.
+public struct ConditionAggregate: Sendable, Equatable {
+    public var condition: String
+    /// Its trials in insertion order.
+    public var trials: [ReportTrial]
+    /// The study arm its method/rank/alpha identify, if any.
+    public var arm: StudyArm?
+    public var accuracy: [CurvePoint]
+    public var loss: [CurvePoint]
+    public var trainSeconds: [CurvePoint]
+    /// Each trial's accuracy at its last evaluated epoch.
+    public var finalAccuracy: SeedSpread?
+    /// Each trial's loss at its last epoch.
+    public var finalLoss: SeedSpread?
+    /// Each trial's cumulative training seconds over its epochs.
+    public var trainSecondsPerEpoch: SeedSpread?
+    /// Perplexity at each trial's first and last evaluated epochs.
+    public var firstPerplexity: SeedSpread?
+    public var lastPerplexity: SeedSpread?
+
+    public func curve(_ metric: ReportMetric) -> [CurvePoint] {
+        switch metric {
+        case .accuracy: accuracy
+        case .loss: loss
+        case .trainSeconds: trainSeconds
+        }
+    }
+
+    public var doneTrials: Int { trials.filter { $0.status == "done" }.count }
+    /// Whether any trial may still add epochs.
+    public var isPartial: Bool { trials.contains(where: \.isOpen) }
+    /// The latest epoch any trial has recorded.
+    public var lastEpoch: Int { trials.map(\.lastEpoch).max() ?? 0 }
+    public var plannedEpochs: Int { trials.map(\.plannedEpochs).max() ?? 0 }
+
+    /// Method and settings, e.g. "lora r=8 α=32, lr 0.0002".
+    public var settings: String {
+        guard let trial = trials.first else { return "" }
+        var text = trial.method
+        if let rank = trial.rank { text += " r=\(rank)" }
+        if let alpha = trial.alpha { text += " α=\(ReportNumber.compact(alpha))" }
+        return text + ", lr \(ReportNumber.compact(trial.learningRate))"
+    }
+
+    /// The first epoch whose mean satisfies `test`, or nil.
+    public func firstEpoch(_ metric: ReportMetric, where test: (Double) -> Bool) -> Int? {
+        curve(metric).first { test($0.spread.mean) }?.epoch
+    }
+
+    /// The last point of a curve: how far it goes.
+    public func last(_ metric: ReportMetric) -> CurvePoint? { curve(metric).last }
+
+    /// The mean of the last `points` points of the mean curve: where the
+    /// curve has settled, less noisy than its very last point.
+    public func plateau(_ metric: ReportMetric, points: Int = 5) -> Double? {
+        let tail = curve(metric).suffix(points)
+        return tail.isEmpty ? nil : tail.reduce(0) { $0 + $1.spread.mean } / Double(tail.count)
+    }
+
+    /// The conditions of `snapshot`, in the order their first trial was added.
+    public static func all(in snapshot: RunSnapshot) -> [ConditionAggregate] {
+        var rowsByTrial: [String: [ReportEpoch]] = [:]
+        for row in snapshot.epochs { rowsByTrial[row.trialKey, default: []].append(row) }
+        var order: [String] = []
+        var trialsByCondition: [String: [ReportTrial]] = [:]
+        for trial in snapshot.trials {
+            if trialsByCondition[trial.condition] == nil { order.append(trial.condition) }
+            trialsByCondition[trial.condition, default: []].append(trial)
+        }
+        return order.map { condition in
+            let trials = trialsByCondition[condition] ?? []
+            return ConditionAggregate(condition: condition, trials: trials,
+                                      rows: trials.map { rowsByTrial[$0.key] ?? [] })
+        }
+    }
+
+    /// `rows[i]` are the epoch rows of `trials[i]`, in epoch order.
+    init(condition: String, trials: [ReportTrial], rows: [[ReportEpoch]]) {
+        self.condition = condition
+        self.trials = trials
+        arm = trials.first.flatMap { StudyArm(method: $0.method, rank: $0.rank, alpha: $0.alpha) }
+        accuracy = Self.curve(.accuracy, rows)
+        loss = Self.curve(.loss, rows)
+        trainSeconds = Self.curve(.trainSeconds, rows)
+        finalAccuracy = SeedSpread(rows.compactMap { $0.last(where: { $0.accuracy != nil })?.accuracy })
+        finalLoss = SeedSpread(rows.compactMap { $0.last?.loss })
+        trainSecondsPerEpoch = SeedSpread(rows.compactMap { trial in trial.last.map { $0.trainSeconds / Double($0.epoch) } })
+        firstPerplexity = SeedSpread(rows.compactMap { $0.first(where: { $0.perplexity != nil })?.perplexity })
+        lastPerplexity = SeedSpread(rows.compactMap { $0.last(where: { $0.perplexity != nil })?.perplexity })
+    }
+
+    private static func curve(_ metric: ReportMetric, _ rows: [[ReportEpoch]]) -> [CurvePoint] {
+        var valuesByEpoch: [Int: [Double]] = [:]
+        for row in rows.joined() {
+            if let value = metric.value(of: row), value.isFinite { valuesByEpoch[row.epoch, default: []].append(value) }
+        }
+        return valuesByEpoch.keys.sorted().compactMap { epoch in
+            SeedSpread(valuesByEpoch[epoch] ?? []).map { CurvePoint(epoch: epoch, spread: $0) }
+        }
+    }
+}

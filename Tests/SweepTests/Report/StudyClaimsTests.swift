@@ -1,0 +1,50 @@
+// The claims table: each claim holds, differs or is not measured according
+// to the run's numbers, with arms found by method/rank/alpha.
+import Foundation
+import Testing
+@testable import Coordinator
+@testable import Core
+
+@Suite struct StudyClaimsTests {
+    func claims(_ conditions: [SyntheticCondition], plannedEpochs: Int) -> [ClaimCheck] {
+        StudyClaims.check(ConditionAggregate.all(in: SyntheticStudy.snapshot(conditions, plannedEpochs: plannedEpochs)))
+    }
+
+    @Test func aShortRunMeasuresOnlyWhatItCan() {
+        // Eight epochs: full fine-tuning is already above 0.9, but its loss is
+        // not yet below 0.05 and no curve has settled.
+        let checks = claims(SyntheticStudy.conditions(recording: 8), plannedEpochs: 100)
+        #expect(checks.map(\.verdict) == [.holds, .notMeasured, .notMeasured, .notMeasured, .notMeasured, .notMeasured, .holds])
+        #expect(checks[1].measured.contains("has not reached epoch 100"))
+        #expect(checks[2].measured.contains("too few epochs (needs 10)"))
+    }
+
+    @Test func absentArmsAreNotMeasured() {
+        let onlyAdapters = SyntheticStudy.conditions.filter { $0.method.kind == .lora }
+        let checks = claims(onlyAdapters, plannedEpochs: 30)
+        #expect(checks.map(\.verdict) == [.notMeasured, .notMeasured, .notMeasured, .differs, .notMeasured, .notMeasured, .notMeasured])
+        #expect(checks[0].measured == "no condition for full fine-tuning")
+        #expect(checks[6].measured.contains("no condition for full fine-tuning, QLoRA r=8 α=32, IA³"))
+    }
+
+    @Test func armsAreFoundBySettingsNotNames() {
+        var renamed = SyntheticStudy.conditions
+        for index in renamed.indices { renamed[index].name = "arm \(renamed.count - index)" }
+        #expect(claims(renamed, plannedEpochs: 30).map(\.verdict) == [.holds, .holds, .holds, .differs, .holds, .differs, .holds])
+        // A LoRA with other settings is no arm of the study.
+        #expect(StudyArm(method: "lora", rank: 16, alpha: 32) == nil)
+        #expect(StudyArm(method: "qlora", rank: 8, alpha: 32) == .qloraRank8)
+    }
+
+    @Test func slowFullFineTuningAndRuntimeOrderDiffer() {
+        var conditions = SyntheticStudy.conditions(recording: 100)
+        conditions[0].accuracyTau = 2.5  // full: above 0.9 only at epoch 6
+        conditions[0].loss = { 0.06 + 2.4 * exp(-Double($0) / 10) }  // never below 0.05
+        conditions[1].secondsPerEpoch = 1.2  // LoRA r=4 no longer the cheapest
+        let checks = claims(conditions, plannedEpochs: 100)
+        #expect(checks[0].verdict == .differs && checks[0].measured.contains("at epoch 6"))
+        #expect(checks[1].verdict == .differs && checks[1].measured.contains("never below 0.05"))
+        #expect(checks[6].verdict == .differs)
+        #expect(checks[6].measured.hasSuffix("not so: LoRA r=4 cheapest, r=8 slightly above r=4"))
+    }
+}
