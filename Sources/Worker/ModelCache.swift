@@ -7,7 +7,9 @@ import Logging
 /// Loaded models by path and storage; thread-safe.
 public final class ModelCache: @unchecked Sendable {
     private let lock = NSLock()
+    /// Keyed by storage and path: one file may be held as float32 and as NF4.
     private var models: [String: LanguageModel] = [:]
+    private var modelPaths: Set<String> = []
     private var embedders: [String: SentenceEmbedder] = [:]
     private let logger: Logger
 
@@ -22,6 +24,7 @@ public final class ModelCache: @unchecked Sendable {
         logger.info("loading model", metadata: ["path": "\(path.path)", "storage": "\(storage.rawValue)"])
         let model = try LanguageModel.load(path, storage: storage, context: context)
         models[key] = model
+        modelPaths.insert(path.standardizedFileURL.path)
         return model
     }
 
@@ -39,6 +42,6 @@ public final class ModelCache: @unchecked Sendable {
     public var loadedModels: [String] {
         lock.lock()
         defer { lock.unlock() }
-        return models.keys.sorted()
+        return modelPaths.sorted()
     }
 }
