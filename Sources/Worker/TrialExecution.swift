@@ -115,10 +115,8 @@ enum ResumeCheckpoint {
             let partial = directory.appendingPathComponent(TrainingCheckpoint.fileName + ".partial")
             try? FileManager.default.removeItem(at: partial)
             try FileManager.default.copyItem(at: source, to: partial)
-            if FileManager.default.fileExists(atPath: target.path) {
-                _ = try FileManager.default.replaceItemAt(target, withItemAt: partial)
-            } else {
-                try FileManager.default.moveItem(at: partial, to: target)
+            guard rename(partial.path, target.path) == 0 else {
+                throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
             }
         }
     }
