@@ -29,7 +29,7 @@ public struct WorkerSettings: Sendable {
                 host: String = ProcessInfo.processInfo.hostName) {
         self.endpoint = endpoint; self.workerID = workerID; self.host = host; self.threads = threads
         self.checkpointDirectory = checkpointDirectory.standardizedFileURL
-        self.sharedCheckpoints = sharedCheckpoints || Self.isLocal(endpoint)
+        self.sharedCheckpoints = sharedCheckpoints
         self.timing = timing
         // A trial stopped for longer than its lease has been re-queued anyway.
         stopGrace = timing.leaseExpiry
@@ -39,8 +39,8 @@ public struct WorkerSettings: Sendable {
     /// `<hostname>-<pid>`: unique on a host, and distinct across hosts.
     public static func defaultWorkerID() -> String { "\(ProcessInfo.processInfo.hostName)-\(getpid())" }
 
-    /// Whether the coordinator is on this host, so that it sees this host's files.
-    static func isLocal(_ endpoint: String) -> Bool {
+    /// Whether the coordinator at `endpoint` is on this host, so that it sees this host's files.
+    public static func coordinatorIsLocal(_ endpoint: String) -> Bool {
         if endpoint.hasPrefix("inproc://") || endpoint.hasPrefix("ipc://") { return true }
         guard endpoint.hasPrefix("tcp://") else { return false }
         let address = endpoint.dropFirst("tcp://".count)

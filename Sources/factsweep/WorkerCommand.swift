@@ -47,7 +47,7 @@ struct WorkerCommand: ParsableCommand {
         let directory = checkpointDir ?? cluster?.checkpointDirectory ?? "checkpoints"
         let settings = WorkerSettings(
             endpoint: connect, workerID: id ?? WorkerSettings.defaultWorkerID(), threads: threads,
-            checkpointDirectory: URL(fileURLWithPath: directory), sharedCheckpoints: sharedCheckpoints,
+            checkpointDirectory: URL(fileURLWithPath: directory), sharedCheckpoints: sharedCheckpoints || WorkerSettings.coordinatorIsLocal(connect),
             timing: cluster?.timing ?? ProtocolTiming())
         var logger = Logger(label: "factsweep.worker")
         logger.logLevel = .info
