@@ -18,6 +18,8 @@ final class ScriptedCoordinator {
     /// Every message received, in order.
     private(set) var received: [Message] = []
     var silent = false
+    /// What to add to a failed expectation, e.g. the worker's warnings.
+    var diagnostics: () -> String = { "" }
 
     init(_ context: ZMQContext, bind: String, workerID: String, timing: ProtocolTiming) throws {
         self.context = context
@@ -36,7 +38,7 @@ final class ScriptedCoordinator {
             guard let message = try next(timeout: .milliseconds(50)) else { continue }
             if let value = match(message) { return value }
         }
-        throw FixtureError("no \(what) within \(within)")
+        throw FixtureError("no \(what) within \(within)\(diagnostics())")
     }
 
     /// Result messages, each id once (a reconnect may resend), until one `last` accepts; each is acked
@@ -137,27 +139,39 @@ enum TinyTrial {
     static let runner = TrialRunner(cache: ModelCache(logger: CapturedLogs().logger("cache")), context: ComputeContext(threads: 1),
                                     logger: CapturedLogs().logger("runner"))
 
-    /// The canonical JSON of a LoRA trial on the biography facts: one step per fact, no evaluation.
+    /// The canonical JSON of `config(epochs:checkpointEvery:)`.
     static func configJSON(epochs: Int, checkpointEvery: Int = 1) throws -> String {
+        String(decoding: try config(epochs: epochs, checkpointEvery: checkpointEvery).canonicalJSON(), as: UTF8.self)
+    }
+
+    /// A LoRA trial on the biography facts: one step per fact, no evaluation.
+    static func config(epochs: Int, checkpointEvery: Int = 1) throws -> TrialConfig {
         var training = TrainingSettings()
         training.method = MethodSettings(kind: .lora, rank: 2, alpha: 4)
         training.learningRate = 1e-3
         training.epochs = epochs
         training.batchSize = 1
-        let config = TrialConfig(
+        return TrialConfig(
             model: try model.get().url.path, data: TestPaths.repositoryRoot.appendingPathComponent("data/biography.jsonl").path,
             training: training, evalEvery: 0, heldOut: "none", checkpointEvery: checkpointEvery)
-        return String(decoding: try config.canonicalJSON(), as: UTF8.self)
     }
 
     /// A worker for `coordinator`, checkpointing under `directory`.
     static func worker(_ coordinator: ScriptedCoordinator, id: String, checkpoints directory: URL, shared: Bool = true,
                        logs: CapturedLogs = CapturedLogs()) -> WorkerThread {
-        var settings = WorkerSettings(endpoint: coordinator.address, workerID: id, threads: 1, checkpointDirectory: directory,
+        coordinator.diagnostics = {
+            logs.all.filter { $0.level >= .info }.map { "\n  worker \($0.level): \($0.message) \($0.metadata)" }.joined()
+        }
+        return worker(connect: coordinator.address, context: coordinator.context, id: id, checkpoints: directory, shared: shared, logs: logs)
+    }
+
+    static func worker(connect endpoint: String, context: ZMQContext, id: String, checkpoints directory: URL, shared: Bool = true,
+                       logs: CapturedLogs = CapturedLogs()) -> WorkerThread {
+        var settings = WorkerSettings(endpoint: endpoint, workerID: id, threads: 1, checkpointDirectory: directory,
                                       sharedCheckpoints: shared, timing: workerTiming(), host: "test-host")
         settings.stopGrace = .seconds(20)
         settings.ackGrace = .seconds(2)
-        return WorkerThread(WorkerClient(settings, context: coordinator.context, runner: runner, logger: logs.logger("worker")))
+        return WorkerThread(WorkerClient(settings, context: context, runner: runner, logger: logs.logger("worker")))
     }
 }
 
