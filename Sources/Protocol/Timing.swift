@@ -89,7 +89,7 @@ extension ProtocolTiming: Codable {
 
 extension Duration {
     /// Whole and fractional seconds.
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    package var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 
     /// Milliseconds for libzmq's options and zmq_poll: rounded up so that a short wait is not zero, and
     /// never negative (-1 means "forever" to libzmq).

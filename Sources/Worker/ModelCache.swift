@@ -7,7 +7,12 @@ import Logging
 /// Loaded models by path and storage; thread-safe.
 public final class ModelCache: @unchecked Sendable {
     private let lock = NSLock()
+    /// Keyed by storage and path: one file may be held as float32 and as NF4.
     private var models: [String: LanguageModel] = [:]
+    /// Its own lock: `lock` is held while a model loads (seconds), and a worker's socket thread must not wait
+    /// that long to say hello.
+    private let pathsLock = NSLock()
+    private var modelPaths: Set<String> = []
     private var embedders: [String: SentenceEmbedder] = [:]
     private let logger: Logger
 
@@ -22,6 +27,7 @@ public final class ModelCache: @unchecked Sendable {
         logger.info("loading model", metadata: ["path": "\(path.path)", "storage": "\(storage.rawValue)"])
         let model = try LanguageModel.load(path, storage: storage, context: context)
         models[key] = model
+        pathsLock.withLock { _ = modelPaths.insert(path.standardizedFileURL.path) }
         return model
     }
 
@@ -37,8 +43,6 @@ public final class ModelCache: @unchecked Sendable {
 
     /// Paths of the models held, for the worker's hello.
     public var loadedModels: [String] {
-        lock.lock()
-        defer { lock.unlock() }
-        return models.keys.sorted()
+        pathsLock.withLock { modelPaths.sorted() }
     }
 }

@@ -1,0 +1,118 @@
+// RunningTrial: what the training thread and the socket thread share about
+// the one attempt a worker runs — its position for heartbeats, the stop
+// request, and the queue of results the socket thread turns into messages.
+// The socket never leaves its thread; only this object crosses.
+import Foundation
+import Protocol
+
+/// A result of the training thread, numbered and sent by the socket thread.
+enum TrialOutput: Sendable, Equatable {
+    case progress(epoch: Int, loss: Float, trainSeconds: Double, epochSeconds: Double, evaluation: Message.Evaluation?)
+    case checkpoint(Message.CheckpointRef)
+    /// The run returned (done, diverged or stopped on request).
+    case finished(Message.Summary, stopped: Bool)
+    case failed(reason: String, retryable: Bool)
+}
+
+/// Why the socket thread asked the trial to stop.
+enum StopRequest: Sendable, Equatable {
+    /// SIGTERM/SIGINT: checkpoint, report the checkpoint, then `failed(retryable: true, reason)`.
+    case released(reason: String)
+    /// `cancel`, `drop` or `shutdown`: stop and report nothing more.
+    case silenced(reason: String)
+}
+
+/// One attempt, shared by its training thread and the socket thread; thread-safe.
+final class RunningTrial: @unchecked Sendable {
+    let trial: TrialKey
+    let attempt: AttemptID
+
+    private let condition = NSCondition()
+    private var epoch = 0, step = 0
+    private var lastEpoch = 0
+    private var stop: StopRequest?
+    private var outputs: [TrialOutput] = []
+    private var finished = false
+
+    init(trial: TrialKey, attempt: AttemptID, lastEpoch: Int = 0) {
+        self.trial = trial; self.attempt = attempt; self.lastEpoch = lastEpoch
+        epoch = lastEpoch + 1
+    }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        return body()
+    }
+
+    // MARK: Training thread
+
+    /// Where training is: after every optimizer step.
+    func publish(epoch: Int, step: Int) { locked { self.epoch = epoch; self.step = step } }
+
+    /// An epoch is finished (or, at a resume, was finished before).
+    func completed(epoch: Int) {
+        locked {
+            lastEpoch = max(lastEpoch, epoch)
+            if self.epoch <= epoch { self.epoch = epoch + 1; step = 0 }
+        }
+    }
+
+    var stopRequested: Bool { locked { stop != nil } }
+
+    func post(_ output: TrialOutput) { locked { outputs.append(output) } }
+
+    /// The training thread's last word: its final output, after which it touches nothing.
+    func finish(_ output: TrialOutput) {
+        locked {
+            outputs.append(output)
+            finished = true
+            condition.broadcast()
+        }
+    }
+
+    // MARK: Socket thread
+
+    /// Outputs posted since the last call, and whether the training thread has ended (atomically, so
+    /// that an ended trial's outputs are all in hand).
+    func take() -> (outputs: [TrialOutput], finished: Bool) {
+        locked {
+            defer { outputs.removeAll() }
+            return (outputs, finished)
+        }
+    }
+
+    /// Asks the trial to stop after its epoch; a later request does not replace the first, except that
+    /// silencing wins over a release (a dropped attempt reports nothing, released or not).
+    func requestStop(_ request: StopRequest) {
+        locked {
+            switch (stop, request) {
+            case (nil, _), (.released, .silenced): stop = request
+            case (.released, .released), (.silenced, _): break
+            }
+        }
+    }
+
+    var stopRequest: StopRequest? { locked { stop } }
+
+    /// Whether results of this attempt are still wanted.
+    var isSilenced: Bool {
+        if case .silenced = stopRequest { return true }
+        return false
+    }
+
+    var activity: Message.Activity { locked { .init(trial: trial, attempt: attempt, epoch: epoch, step: step) } }
+
+    var held: Message.HeldAttempt { locked { .init(trial: trial, attempt: attempt, lastEpoch: lastEpoch) } }
+
+    /// Waits up to `timeout` for the training thread to end; whether it did.
+    func waitUntilFinished(timeout: Duration) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: timeout.seconds)
+        condition.lock()
+        defer { condition.unlock() }
+        while !finished {
+            if !condition.wait(until: deadline) { return finished }
+        }
+        return true
+    }
+}

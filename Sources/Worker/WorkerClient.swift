@@ -1,0 +1,418 @@
+// WorkerClient: a sweep worker's socket loop (the ZeroMQ guide's Paranoid
+// Pirate worker). One thread owns the DEALER: it says hello, asks for work,
+// handles every coordinator message in one switch, sends heartbeats with the
+// training loop's position, numbers and resends results until acknowledged,
+// and reconnects when the coordinator falls silent. Trials train on a thread
+// of their own (TrialExecution) and hand results over through RunningTrial.
+import Foundation
+import Logging
+import Protocol
+
+/// A worker process's connection to the coordinator, running one trial at a time.
+public final class WorkerClient: @unchecked Sendable {
+    /// Why `run` returned.
+    public enum Exit: Sendable, Equatable {
+        /// The coordinator sent `shutdown`.
+        case shutdown(reason: String)
+        /// `release` was called (SIGTERM, SIGINT): the trial was stopped and handed back.
+        case released(reason: String)
+    }
+
+    /// Counters for logs and tests.
+    public struct Statistics: Sendable, Equatable {
+        /// Times the DEALER was closed and made anew after the coordinator fell silent.
+        public var reconnects = 0
+        /// Well-formed messages a coordinator must not send (hello, ready, results), by type name.
+        public var unexpected: [String: Int] = [:]
+        /// Unreadable messages, by `ProtocolError.label`.
+        public var rejected: [String: Int] = [:]
+        /// Attempts started on this worker.
+        public var attemptsStarted = 0
+    }
+
+    public let settings: WorkerSettings
+    let context: ZMQContext
+    let runner: TrialRunner
+    let logger: Logger
+
+    private let lock = NSLock()
+    private var releaseReason: String?
+    private var running = false
+    private var counters = Statistics()
+
+    /// Slots a worker offers: one trial at a time, so that it has all its threads.
+    static let slots = 1
+    /// The longest the socket thread waits before looking at the trial's results again.
+    static let pollSlice = Duration.milliseconds(20)
+
+    public init(_ settings: WorkerSettings, context: ZMQContext, runner: TrialRunner, logger: Logger) {
+        self.settings = settings; self.context = context; self.runner = runner
+        var logger = logger
+        logger[metadataKey: "worker"] = "\(settings.workerID)"
+        self.logger = logger
+    }
+
+    /// Connects and serves until the coordinator says `shutdown` or `release` is called. The calling thread
+    /// owns the socket for the whole call. Throws only when the first connection cannot be made (a bad endpoint).
+    public func run() throws(ZMQError) -> Exit {
+        let alreadyRunning = withLock {
+            defer { running = true }
+            return running
+        }
+        precondition(!alreadyRunning, "WorkerClient.run is called once")
+        let loop = try SocketLoop(client: self)
+        return loop.run()
+    }
+
+    /// Stops the running trial after its epoch (it checkpoints), reports the checkpoint and
+    /// `failed(retryable: true, reason)`, waits (bounded) for the acknowledgements and makes `run` return.
+    /// Safe from any thread.
+    public func release(reason: String) {
+        withLock { if releaseReason == nil { releaseReason = reason } }
+    }
+
+    public var statistics: Statistics { withLock { counters } }
+
+    var requestedRelease: String? { withLock { releaseReason } }
+
+    func count(_ update: (inout Statistics) -> Void) { withLock { update(&counters) } }
+
+    private func withLock<T>(_ body: () -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body()
+    }
+}
+
+/// The socket thread's state; made and used by `run` only, so the DEALER never leaves that thread.
+private final class SocketLoop {
+    private let client: WorkerClient
+    private var settings: WorkerSettings { client.settings }
+    private var timing: ProtocolTiming { client.settings.timing }
+    private var logger: Logger { client.logger }
+
+    /// nil while waiting to reconnect.
+    private var endpoint: WorkerEndpoint?
+    private var reconnectAt = ContinuousClock.now
+    /// Reconnects since the coordinator was last heard; sets the back-off.
+    private var failures = 0
+    private var lastHeard = ContinuousClock.now
+    private var nextHeartbeat = ContinuousClock.now
+    private var outbox = Outbox()
+    private var trial: RunningTrial?
+    /// Whether `ready` was sent for the current idle spell on this connection.
+    private var readySent = false
+    private var shutdownReason: String?
+    /// Set once a release begins; then the deadline for the trial's checkpoint, then for the acks.
+    private var release: (reason: String, deadline: ContinuousClock.Instant)?
+
+    init(client: WorkerClient) throws(ZMQError) {
+        self.client = client
+        try connect()
+    }
+
+    func run() -> WorkerClient.Exit {
+        logger.info("worker started", metadata: ["endpoint": "\(settings.endpoint)", "session": "\(outbox.session)"])
+        while true {
+            if release == nil, let reason = client.requestedRelease { beginRelease(reason) }
+            pumpTrial()
+            if let release, trial == nil, outbox.unacknowledged.isEmpty || ContinuousClock.now >= release.deadline {
+                return finishRelease(release.reason)
+            }
+            if let release, let trial, ContinuousClock.now >= release.deadline {
+                logger.error("the trial did not stop in time; exiting without its results",
+                             metadata: ["trial": "\(trial.trial)", "attempt": "\(trial.attempt)"])
+                return finishRelease(release.reason)
+            }
+            guard let endpoint else {
+                if ContinuousClock.now >= reconnectAt { reconnect() } else { sleep(Swift.min(WorkerClient.pollSlice, reconnectAt - .now)) }
+                continue
+            }
+            receive(from: endpoint)
+            if let shutdownReason { return finishShutdown(shutdownReason) }
+            if ContinuousClock.now >= nextHeartbeat { sendHeartbeat() }
+            if ContinuousClock.now - lastHeard > timing.peerDeadAfter { disconnect() }
+        }
+    }
+
+    // MARK: Connection
+
+    /// A fresh DEALER: hello (announcing the attempt still held), every unacknowledged result, and ready when idle.
+    private func connect() throws(ZMQError) {
+        let endpoint = try WorkerEndpoint(client.context, connect: settings.endpoint, workerID: settings.workerID,
+                                          timing: timing, logger: logger)
+        self.endpoint = endpoint
+        let now = ContinuousClock.now
+        lastHeard = now
+        nextHeartbeat = now + timing.heartbeatInterval
+        readySent = false
+        send(.hello(hello()))
+        for message in outbox.unacknowledged { send(message) }
+        if !outbox.unacknowledged.isEmpty {
+            logger.info("resent unacknowledged results", metadata: ["count": "\(outbox.unacknowledged.count)"])
+        }
+        sendReadyIfIdle()
+    }
+
+    private func reconnect() {
+        do { try connect() } catch {
+            logger.warning("cannot reconnect", metadata: ["error": "\(error)"])
+            scheduleReconnect()
+        }
+    }
+
+    /// The coordinator is silent: drop this DEALER (Paranoid Pirate) and make another after the back-off.
+    private func disconnect() {
+        logger.warning("coordinator silent; reconnecting",
+                       metadata: ["silent_for": "\(ContinuousClock.now - lastHeard)", "failures": "\(failures)"])
+        closeEndpoint()
+        scheduleReconnect()
+        client.count { $0.reconnects += 1 }
+    }
+
+    private func scheduleReconnect() {
+        reconnectAt = .now + timing.reconnectDelay(afterFailures: failures)
+        failures += 1
+    }
+
+    private func closeEndpoint() {
+        guard let endpoint else { return }
+        let rejected = endpoint.rejections.counts
+        client.count { $0.rejected.merge(rejected, uniquingKeysWith: +) }
+        endpoint.close()
+        self.endpoint = nil
+    }
+
+    private func hello() -> Message.Hello {
+        let held = trial.flatMap { $0.isSilenced ? nil : [$0.held] } ?? []
+        return .init(workerID: settings.workerID, session: outbox.session, host: settings.host, pid: getpid(),
+                     threads: settings.threads, models: client.runner.cache.loadedModels, held: held)
+    }
+
+    // MARK: Sending
+
+    /// Sends on the current connection; a result that cannot be sent stays in the outbox for the next one.
+    private func send(_ message: Message) {
+        guard let endpoint else { return }
+        do {
+            try endpoint.send(message)
+        } catch let error as ProtocolError {
+            // Too large or unencodable: every resend would fail the same way.
+            logger.error("cannot encode a message; dropping it", metadata: ["type": "\(message.type)", "error": "\(error)"])
+            if let id = message.messageID { outbox.acknowledge([id]) }
+        } catch {
+            logger.warning("send failed", metadata: ["type": "\(message.type)", "error": "\(error)"])
+        }
+    }
+
+    /// Numbers a result, keeps it until acknowledged, and sends it if connected.
+    private func sendResult(_ make: (MessageID) -> Message) {
+        send(outbox.add(make))
+    }
+
+    private func sendHeartbeat() {
+        let running = trial.flatMap { $0.isSilenced ? nil : [$0.activity] } ?? []
+        send(.heartbeat(.init(running: running)))
+        nextHeartbeat = .now + timing.heartbeatInterval
+    }
+
+    private func sendReadyIfIdle() {
+        guard trial == nil, release == nil, shutdownReason == nil, endpoint != nil, !readySent else { return }
+        send(.ready(.init(freeSlots: WorkerClient.slots)))
+        readySent = true
+    }
+
+    // MARK: Receiving
+
+    /// Waits up to the next heartbeat (at most a poll slice) for one message from the coordinator and handles it.
+    private func receive(from endpoint: WorkerEndpoint) {
+        let wait = Swift.max(.zero, Swift.min(WorkerClient.pollSlice, nextHeartbeat - .now))
+        let received: Result<Message, ProtocolError>?
+        do { received = try endpoint.receive(timeout: wait) } catch {
+            logger.warning("receive failed; reconnecting", metadata: ["error": "\(error)"])
+            disconnect()
+            return
+        }
+        guard let received else { return }
+        // Anything at all, even unreadable, shows the coordinator is alive.
+        lastHeard = .now
+        failures = 0
+        guard case .success(let message) = received else { return }
+        handle(message)
+    }
+
+    /// Every coordinator message, in one place.
+    private func handle(_ message: Message) {
+        switch message {
+        case .assign(let assign):
+            start(assign)
+        case .ack(let ack):
+            outbox.acknowledge(ack.messageIDs)
+        case .cancel(let cancel):
+            guard let trial, trial.trial == cancel.trial else {
+                logger.info("cancel for a trial not running here", metadata: ["trial": "\(cancel.trial)"])
+                return
+            }
+            logger.info("trial cancelled", metadata: ["trial": "\(trial.trial)", "attempt": "\(trial.attempt)"])
+            trial.requestStop(.silenced(reason: "cancelled"))
+        case .drop(let drop):
+            forget(drop)
+        case .shutdown(let shutdown):
+            shutdownReason = shutdown.reason
+        case .heartbeat:
+            break
+        case .error(let error):
+            logger.warning("the coordinator reports an error", metadata: ["reason": "\(error.reason)"])
+        case .hello, .ready, .progress, .checkpoint, .done, .failed:
+            logger.warning("a coordinator sent a worker's message; ignored", metadata: ["type": "\(message.type)"])
+            client.count { $0.unexpected[message.type.description, default: 0] += 1 }
+        }
+    }
+
+    /// A stale attempt: stop it if it runs, and stop resending its results.
+    private func forget(_ drop: Message.Drop) {
+        logger.info("attempt dropped", metadata: ["trial": "\(drop.trial)", "attempt": "\(drop.attempt)", "reason": "\(drop.reason)"])
+        if let trial, trial.trial == drop.trial, trial.attempt == drop.attempt {
+            trial.requestStop(.silenced(reason: "dropped: \(drop.reason)"))
+        }
+        let stale = outbox.unacknowledged.filter { $0.attempt == drop.attempt && $0.trial == drop.trial }
+        outbox.acknowledge(stale.compactMap(\.messageID))
+    }
+
+    private func start(_ assign: Message.Assign) {
+        if let trial, trial.trial == assign.trial, trial.attempt == assign.attempt {
+            logger.info("duplicate assign ignored", metadata: ["trial": "\(assign.trial)", "attempt": "\(assign.attempt)"])
+            return
+        }
+        if let refusal = refusal(of: assign) {
+            logger.warning("assignment refused", metadata: ["trial": "\(assign.trial)", "attempt": "\(assign.attempt)", "reason": "\(refusal.reason)"])
+            sendResult { .failed(.init(messageID: $0, trial: assign.trial, attempt: assign.attempt, reason: refusal.reason, retryable: refusal.retryable)) }
+            return
+        }
+        logger.info("starting trial", metadata: ["trial": "\(assign.trial)", "attempt": "\(assign.attempt)",
+                                                  "resume_epoch": "\(assign.resume.map { "\($0.epoch)" } ?? "none")"])
+        let running = RunningTrial(trial: assign.trial, attempt: assign.attempt, lastEpoch: assign.resume?.epoch ?? 0)
+        trial = running
+        readySent = false
+        client.count { $0.attemptsStarted += 1 }
+        TrialExecution(assign: assign, runner: client.runner,
+                       directory: settings.checkpointDirectory.appendingPathComponent(assign.trial, isDirectory: true),
+                       sharedCheckpoints: settings.sharedCheckpoints, inlineLimit: timing.inlineCheckpointLimit,
+                       logger: logger).start(reporting: running)
+    }
+
+    /// Why this worker cannot take `assign` now, if it cannot.
+    private func refusal(of assign: Message.Assign) -> (reason: String, retryable: Bool)? {
+        if release != nil || shutdownReason != nil { return ("worker \(settings.workerID) is shutting down", true) }
+        if let trial { return ("worker \(settings.workerID) is busy with trial \(trial.trial) attempt \(trial.attempt)", true) }
+        let key = assign.trial
+        if key.isEmpty || key == "." || key == ".." || key.contains("/") || key.contains("\0") {
+            return ("trial key \(key.debugDescription) cannot name a checkpoint directory", false)
+        }
+        return nil
+    }
+
+    // MARK: The trial's results
+
+    /// Sends what the training thread produced; frees the slot when it has ended.
+    private func pumpTrial() {
+        guard let running = trial else { return }
+        let (outputs, finished) = running.take()
+        let stop = running.stopRequest
+        for output in outputs {
+            if case .silenced = stop { continue }
+            if let message = message(for: output, stop: stop) { sendResult { message($0) } }
+        }
+        guard finished else { return }
+        logger.info("trial ended", metadata: ["trial": "\(running.trial)", "attempt": "\(running.attempt)"])
+        trial = nil
+        if let release { self.release = (release.reason, .now + settings.ackGrace) }
+        sendReadyIfIdle()
+    }
+
+    /// The result message for `output`, given its id; nil when there is nothing to report.
+    private func message(for output: TrialOutput, stop: StopRequest?) -> ((MessageID) -> Message)? {
+        guard let running = trial else { return nil }
+        let trial = running.trial, attempt = running.attempt
+        switch output {
+        case let .progress(epoch, loss, trainSeconds, epochSeconds, evaluation):
+            return { .progress(.init(messageID: $0, trial: trial, attempt: attempt, epoch: epoch, loss: loss,
+                                     trainSeconds: trainSeconds, epochSeconds: epochSeconds, evaluation: evaluation)) }
+        case .checkpoint(let reference):
+            return { .checkpoint(.init(messageID: $0, trial: trial, attempt: attempt, checkpoint: reference)) }
+        case .finished(let summary, stopped: false):
+            return { .done(.init(messageID: $0, trial: trial, attempt: attempt, summary: summary)) }
+        case .finished(_, stopped: true):
+            let reason: String
+            switch stop {
+            case .released(let why): reason = why
+            case .silenced, nil: reason = "stopped"
+            }
+            return { .failed(.init(messageID: $0, trial: trial, attempt: attempt, reason: reason, retryable: true)) }
+        case let .failed(reason, retryable):
+            return { .failed(.init(messageID: $0, trial: trial, attempt: attempt, reason: reason, retryable: retryable)) }
+        }
+    }
+
+    // MARK: Ending
+
+    private func beginRelease(_ reason: String) {
+        logger.info("releasing", metadata: ["reason": "\(reason)", "trial": "\(trial.map(\.trial) ?? "none")"])
+        if let trial {
+            trial.requestStop(.released(reason: reason))
+            release = (reason, .now + settings.stopGrace)
+        } else {
+            release = (reason, .now + settings.ackGrace)
+        }
+    }
+
+    private func finishRelease(_ reason: String) -> WorkerClient.Exit {
+        if !outbox.unacknowledged.isEmpty {
+            logger.warning("exiting with unacknowledged results", metadata: ["count": "\(outbox.unacknowledged.count)"])
+        }
+        closeEndpoint()
+        logger.info("worker released", metadata: ["reason": "\(reason)"])
+        return .released(reason: reason)
+    }
+
+    /// `shutdown`: send nothing more; let the trial checkpoint (bounded) and exit.
+    private func finishShutdown(_ reason: String) -> WorkerClient.Exit {
+        logger.info("shutdown", metadata: ["reason": "\(reason)"])
+        closeEndpoint()
+        if let trial {
+            trial.requestStop(.silenced(reason: "shutdown"))
+            if !trial.waitUntilFinished(timeout: settings.stopGrace) {
+                logger.error("the trial did not stop in time", metadata: ["trial": "\(trial.trial)", "attempt": "\(trial.attempt)"])
+            }
+        }
+        return .shutdown(reason: reason)
+    }
+
+    private func sleep(_ duration: Duration) {
+        Thread.sleep(forTimeInterval: Swift.max(0, duration.seconds))
+    }
+}
+
+extension Message {
+    /// The trial a result message is about.
+    fileprivate var trial: TrialKey? {
+        switch self {
+        case .progress(let m): m.trial
+        case .checkpoint(let m): m.trial
+        case .done(let m): m.trial
+        case .failed(let m): m.trial
+        case .hello, .ready, .heartbeat, .assign, .ack, .cancel, .drop, .shutdown, .error: nil
+        }
+    }
+
+    /// The attempt a result message is about.
+    fileprivate var attempt: AttemptID? {
+        switch self {
+        case .progress(let m): m.attempt
+        case .checkpoint(let m): m.attempt
+        case .done(let m): m.attempt
+        case .failed(let m): m.attempt
+        case .hello, .ready, .heartbeat, .assign, .ack, .cancel, .drop, .shutdown, .error: nil
+        }
+    }
+}

@@ -1,0 +1,50 @@
+// WorkerSettings: who a worker is, where it connects, where its checkpoints
+// go and its timing. Not here: the socket loop (WorkerClient), reading
+// cluster.json (the command, with the coordinator's ClusterConfig).
+import Foundation
+import Protocol
+
+/// Everything a `WorkerClient` needs to know besides its sockets and its trial runner.
+public struct WorkerSettings: Sendable {
+    /// The coordinator's ROUTER, e.g. `tcp://head:5555`.
+    public var endpoint: String
+    /// Unique in the sweep and stable across reconnects of one process; the DEALER's routing identity.
+    public var workerID: String
+    public var host: String
+    /// Compute threads of this worker, announced in `hello`.
+    public var threads: Int
+    /// Trials checkpoint into `<checkpointDirectory>/<trial>/`; an absolute path.
+    public var checkpointDirectory: URL
+    /// Whether the coordinator (and other workers) can read `checkpointDirectory`: checkpoints are then
+    /// announced by path, otherwise sent inline (up to `timing.inlineCheckpointLimit`).
+    public var sharedCheckpoints: Bool
+    public var timing: ProtocolTiming
+    /// How long a stop (SIGTERM, `shutdown`) waits for the trial to finish its epoch and checkpoint.
+    public var stopGrace: Duration
+    /// How long a released worker waits for the acknowledgement of its last results before it exits.
+    public var ackGrace: Duration
+
+    public init(endpoint: String, workerID: String = WorkerSettings.defaultWorkerID(), threads: Int,
+                checkpointDirectory: URL, sharedCheckpoints: Bool = true, timing: ProtocolTiming = ProtocolTiming(),
+                host: String = ProcessInfo.processInfo.hostName) {
+        self.endpoint = endpoint; self.workerID = workerID; self.host = host; self.threads = threads
+        self.checkpointDirectory = checkpointDirectory.standardizedFileURL
+        self.sharedCheckpoints = sharedCheckpoints
+        self.timing = timing
+        // A trial stopped for longer than its lease has been re-queued anyway.
+        stopGrace = timing.leaseExpiry
+        ackGrace = timing.peerDeadAfter
+    }
+
+    /// `<hostname>-<pid>`: unique on a host, and distinct across hosts.
+    public static func defaultWorkerID() -> String { "\(ProcessInfo.processInfo.hostName)-\(getpid())" }
+
+    /// Whether the coordinator at `endpoint` is on this host, so that it sees this host's files.
+    public static func coordinatorIsLocal(_ endpoint: String) -> Bool {
+        if endpoint.hasPrefix("inproc://") || endpoint.hasPrefix("ipc://") { return true }
+        guard endpoint.hasPrefix("tcp://") else { return false }
+        let address = endpoint.dropFirst("tcp://".count)
+        let host = address.hasPrefix("[") ? String(address.dropFirst().prefix { $0 != "]" }) : String(address.prefix { $0 != ":" })
+        return host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+}

@@ -1,0 +1,94 @@
+// `factsweep worker`: a sweep worker process — connects to a coordinator and
+// runs the trials it is given, one at a time, until shut down or signalled.
+import ArgumentParser
+import Coordinator
+import Core
+import Foundation
+import Logging
+import Protocol
+import Worker
+
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Run sweep trials for a coordinator, one at a time.",
+        discussion: """
+            SIGTERM or SIGINT stops the running trial after its epoch, hands its checkpoint back to the coordinator \
+            and exits with status 0 once that is acknowledged (or after a short wait). A second SIGINT exits at once.
+            """)
+
+    @Option(name: .long, help: "The coordinator's endpoint, e.g. tcp://head:5555.")
+    var connect: String
+
+    @Option(name: .long, help: "Threads for BLAS and the other ops (workers on one host split the cores).")
+    var threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+    @Option(name: .long, help: "Worker id, unique in the sweep (default: <hostname>-<pid>).")
+    var id: String?
+
+    @Option(name: .long, help: "Trials checkpoint into DIR/<trial>/ (default: cluster.json's checkpoint_directory, else ./checkpoints).")
+    var checkpointDir: String?
+
+    @Option(name: .long, help: "cluster.json (docs/cluster.md): its timing and checkpoint_directory apply.")
+    var cluster: String?
+
+    @Flag(name: .long, inversion: .prefixedNo,
+          help: "Whether the coordinator's host sees the checkpoint directory: checkpoints go by path, else inline (adapters only). Always on for a coordinator on this host.")
+    var sharedCheckpoints = true
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        if let id { guard !id.isEmpty else { throw ValidationError("--id must not be empty") } }
+        guard connect.contains("://") else { throw ValidationError("--connect needs an endpoint such as tcp://HOST:PORT") }
+    }
+
+    func run() throws {
+        let cluster = try self.cluster.map { try ClusterConfig.load(URL(fileURLWithPath: $0)) }
+        let directory = checkpointDir ?? cluster?.checkpointDirectory ?? "checkpoints"
+        let settings = WorkerSettings(
+            endpoint: connect, workerID: id ?? WorkerSettings.defaultWorkerID(), threads: threads,
+            checkpointDirectory: URL(fileURLWithPath: directory), sharedCheckpoints: sharedCheckpoints || WorkerSettings.coordinatorIsLocal(connect),
+            timing: cluster?.timing ?? ProtocolTiming())
+        var logger = Logger(label: "factsweep.worker")
+        logger.logLevel = .info
+        let runner = TrialRunner(cache: ModelCache(logger: logger), context: ComputeContext(threads: threads), logger: logger)
+        let client = WorkerClient(settings, context: try ZMQContext(), runner: runner, logger: logger)
+        let signals = [SIGTERM, SIGINT].map { number in ReleaseSignal(number, client: client) }
+        let exit = try client.run()
+        withExtendedLifetime(signals) {}
+        switch exit {
+        case .shutdown(let reason): logger.info("coordinator shut this worker down", metadata: ["reason": "\(reason)"])
+        case .released(let reason): logger.info("released", metadata: ["reason": "\(reason)"])
+        }
+    }
+}
+
+/// SIGTERM/SIGINT release the worker; a second SIGINT exits at once.
+private final class ReleaseSignal {
+    private let source: any DispatchSourceSignal
+
+    init(_ number: Int32, client: WorkerClient) {
+        signal(number, SIG_IGN)
+        let name = number == SIGTERM ? "SIGTERM" : "SIGINT"
+        source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+        let seen = Counter()
+        source.setEventHandler {
+            if seen.increment() > 1, number == SIGINT { exit(130) }
+            client.release(reason: "released by \(name)")
+        }
+        source.resume()
+    }
+}
+
+/// Signals seen so far.
+private final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+
+    func increment() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        value += 1
+        return value
+    }
+}

@@ -1,0 +1,225 @@
+// A WorkerClient against a scripted coordinator over real sockets: the
+// handshake, a tiny trial reported epoch by epoch and resent until
+// acknowledged, a resumed attempt, a dropped attempt, a coordinator that
+// disappears and comes back, and a release (SIGTERM's path). Every wait is
+// bounded; the trials train a two-layer model on six facts.
+import Core
+import Foundation
+import Testing
+@testable import Protocol
+import TestSupport
+@testable import Worker
+
+@Suite(.serialized) struct WorkerClientTests {
+    @Test func saysHelloAsksForWorkCountsViolationsAndShutsDown() throws {
+        let context = try ZMQContext()
+        let coordinator = try ScriptedCoordinator(context, bind: inprocEndpoint("hello"), workerID: "w-hello", timing: workerTiming())
+        let checkpoints = try TemporaryDirectory()
+        let worker = TinyTrial.worker(coordinator, id: "w-hello", checkpoints: checkpoints.url)
+        defer { worker.stop() }
+
+        let hello = try coordinator.expect("hello") { if case .hello(let h) = $0 { h } else { nil } }
+        #expect(hello.workerID == "w-hello" && hello.host == "test-host" && hello.pid == getpid() && hello.threads == 1)
+        #expect(hello.held.isEmpty && !hello.session.isEmpty && hello.protocolVersion == ProtocolVersion.current)
+        let ready = try coordinator.expect("ready") { if case .ready(let r) = $0 { r } else { nil } }
+        #expect(ready.freeSlots == 1)
+        let beat = try coordinator.expect("heartbeat") { if case .heartbeat(let b) = $0 { b } else { nil } }
+        #expect(beat.running.isEmpty)
+
+        // Worker messages from a coordinator are violations: logged and counted, never answered.
+        try coordinator.send(.ready(.init(freeSlots: 3)))
+        try coordinator.send(.done(.init(messageID: 1, trial: "t", attempt: 1, summary: .init(
+            epochs: 1, finalLoss: 1, secondsPerEpoch: 1, evaluationSeconds: 0, trainableParams: 1, peakRSSBytes: 1))))
+        try coordinator.send(.error(.init(reason: "just so")))
+        let after = try coordinator.collect(for: .milliseconds(300))
+        #expect(after.allSatisfy { if case .heartbeat = $0 { true } else { false } }, "only heartbeats: \(after.map(\.type))")
+        #expect(worker.client.statistics.unexpected == ["ready": 1, "done": 1])
+
+        try coordinator.send(.shutdown(.init(reason: "sweep complete")))
+        #expect(worker.exit() == .shutdown(reason: "sweep complete"))
+    }
+
+    /// Two epochs: progress and an inline checkpoint per epoch, then done; the unacknowledged checkpoint of
+    /// epoch 1 is resent, with its id, on the connection the worker makes when the coordinator falls silent.
+    /// A second attempt resumes from that checkpoint and reports only the epoch the store lacks.
+    @Test func tinyTrialIsReportedAndResentUntilAcknowledged() throws {
+        let context = try ZMQContext()
+        let coordinator = try ScriptedCoordinator(context, bind: inprocEndpoint("trial"), workerID: "w-trial", timing: workerTiming())
+        let checkpoints = try TemporaryDirectory()
+        let config = try TinyTrial.configJSON(epochs: 2)
+        let worker = TinyTrial.worker(coordinator, id: "w-trial", checkpoints: checkpoints.url, shared: false)
+        defer { worker.stop() }
+        _ = try coordinator.expect("ready") { if case .ready = $0 { true } else { nil } }
+
+        try coordinator.send(.assign(.init(trial: "t-tiny", attempt: 7, configJSON: config)))
+        // The ack of epoch 1's checkpoint is withheld.
+        let results = try coordinator.results(until: \.isDone, withhold: { $0 == 2 })
+        #expect(results.compactMap(\.resultKind) == ["progress 1", "checkpoint 1", "progress 2", "checkpoint 2", "done 2"])
+        #expect(results.compactMap(\.messageID) == [1, 2, 3, 4, 5])
+        guard case .checkpoint(let first) = results[1], case .inline(let epochOne) = first.checkpoint.location,
+              case .done(let done) = results[4] else {
+            Issue.record("expected an inline checkpoint and done: \(results)"); return
+        }
+        #expect(first.trial == "t-tiny" && first.attempt == 7 && !epochOne.isEmpty)
+        #expect(done.summary.epochs == 2 && done.summary.finalLoss.isFinite && !done.summary.diverged && done.summary.trainableParams > 0)
+        let file = checkpoints.url.appendingPathComponent("t-tiny/checkpoint.safetensors")
+        #expect(FileManager.default.fileExists(atPath: file.path))
+        _ = try coordinator.expect("ready after done") { if case .ready = $0 { true } else { nil } }
+
+        // Silence: the worker gives up on this connection, says hello on a new one and resends message 2.
+        coordinator.silent = true
+        let hello = try coordinator.expect("hello on a new connection") { if case .hello(let h) = $0 { h } else { nil } }
+        coordinator.silent = false
+        #expect(hello.held.isEmpty)
+        let resent = try coordinator.expect("the resend") { $0.messageID != nil ? $0 : nil }
+        #expect(resent == results[1])
+        try coordinator.send(.ack(.init(messageIDs: [2])))
+        #expect(worker.client.statistics.reconnects >= 1)
+
+        // Attempt 8 resumes from epoch 1's bytes; the store already has epoch 1.
+        try coordinator.send(.assign(.init(trial: "t-tiny", attempt: 8, configJSON: config,
+                                           resume: .init(epoch: 1, location: .inline(epochOne)), epochsRecorded: 1)))
+        let resumed = try coordinator.results(until: \.isDone)
+        #expect(resumed.compactMap(\.resultKind) == ["progress 2", "checkpoint 2", "done 2"])
+        #expect(resumed.compactMap(\.messageID) == [6, 7, 8])
+
+        try coordinator.send(.shutdown(.init(reason: "done")))
+        #expect(worker.exit() == .shutdown(reason: "done"))
+    }
+
+    /// A dropped attempt stops after its epoch and reports nothing more; the worker asks for work again.
+    @Test func droppedAttemptStopsWithoutReporting() throws {
+        let context = try ZMQContext()
+        let coordinator = try ScriptedCoordinator(context, bind: inprocEndpoint("drop"), workerID: "w-drop", timing: workerTiming())
+        let checkpoints = try TemporaryDirectory()
+        let config = try TinyTrial.configJSON(epochs: 500, checkpointEvery: 0)
+        let worker = TinyTrial.worker(coordinator, id: "w-drop", checkpoints: checkpoints.url)
+        defer { worker.stop() }
+        _ = try coordinator.expect("ready") { if case .ready = $0 { true } else { nil } }
+
+        try coordinator.send(.assign(.init(trial: "t-long", attempt: 3, configJSON: config)))
+        // Heartbeats carry the trainer's position, and it advances.
+        let first = try coordinator.expect("a position", within: .seconds(60)) {
+            if case .heartbeat(let b) = $0, let a = b.running.first, a.step > 0 { a } else { nil }
+        }
+        #expect(first.trial == "t-long" && first.attempt == 3)
+        let later = try coordinator.expect("an advanced position", within: .seconds(60)) {
+            if case .heartbeat(let b) = $0, let a = b.running.first, (a.epoch, a.step) != (first.epoch, first.step) { a } else { nil }
+        }
+        #expect((later.epoch, later.step) > (first.epoch, first.step))
+
+        try coordinator.send(.drop(.init(trial: "t-long", attempt: 3, reason: "attempt 4 holds the trial")))
+        var afterDrop: [Message] = []
+        _ = try coordinator.expect("ready after the drop", within: .seconds(60)) { message in
+            afterDrop.append(message)
+            if case .ready = message { return true } else { return nil }
+        }
+        #expect(!afterDrop.contains { $0.isDone || $0.isFailed })
+        let beat = try coordinator.expect("an idle heartbeat") { if case .heartbeat(let b) = $0 { b } else { nil } }
+        #expect(beat.running.isEmpty)
+        try coordinator.send(.shutdown(.init(reason: "done")))
+        #expect(worker.exit() == .shutdown(reason: "done"))
+    }
+
+    /// The coordinator's socket goes away mid-trial and comes back at the same TCP address: the worker says hello
+    /// with the attempt it holds and resends what was not acknowledged; training never stopped. Then a release
+    /// (SIGTERM's path) stops the trial, sends its checkpoint and a retryable failure, and ends `run`.
+    @Test func reconnectsToARestartedCoordinatorThenReleasesItsTrial() throws {
+        let context = try ZMQContext()
+        let timing = workerTiming()
+        let coordinator = try ScriptedCoordinator(context, bind: "tcp://127.0.0.1:*", workerID: "w-pirate", timing: timing)
+        let checkpoints = try TemporaryDirectory()
+        let config = try TinyTrial.configJSON(epochs: 500)
+        let worker = TinyTrial.worker(coordinator, id: "w-pirate", checkpoints: checkpoints.url)
+        defer { worker.stop() }
+        _ = try coordinator.expect("ready") { if case .ready = $0 { true } else { nil } }
+
+        try coordinator.send(.assign(.init(trial: "t-pirate", attempt: 11, configJSON: config)))
+        let unacknowledged: [Message] = [
+            try coordinator.expect("progress 1", within: .seconds(60)) { message -> Message? in
+                if case .progress = message { message } else { nil }
+            },
+            try coordinator.expect("checkpoint 1", within: .seconds(60)) { message -> Message? in
+                if case .checkpoint = message { message } else { nil }
+            },
+        ]
+        #expect(unacknowledged.compactMap(\.resultKind) == ["progress 1", "checkpoint 1"])
+        guard case .checkpoint(let checkpoint) = unacknowledged[1], case .path(let path) = checkpoint.checkpoint.location else {
+            Issue.record("a shared checkpoint goes by path"); return
+        }
+        #expect(path == checkpoints.url.appendingPathComponent("t-pirate/checkpoint.safetensors").standardizedFileURL.path)
+
+        try coordinator.restart(after: .milliseconds(600), timing: timing)
+        let hello = try coordinator.expect("hello after the restart", within: .seconds(10)) { if case .hello(let h) = $0 { h } else { nil } }
+        #expect(hello.held.count == 1)
+        #expect(hello.held.first.map { $0.trial == "t-pirate" && $0.attempt == 11 && $0.lastEpoch >= 1 } == true)
+        var resent: [Message] = []
+        while resent.count < 2 {
+            resent.append(try coordinator.expect("a resend") { $0.messageID != nil ? $0 : nil })
+        }
+        #expect(resent == unacknowledged)
+        try coordinator.send(.ack(.init(messageIDs: [1, 2])))
+        #expect(worker.client.statistics.reconnects >= 1)
+
+        worker.client.release(reason: "released by SIGTERM")
+        let tail = try coordinator.results(until: \.isFailed)
+        guard case .failed(let failed) = tail.last, case .checkpoint(let last) = tail.dropLast().last else {
+            Issue.record("expected a checkpoint then failed: \(tail.compactMap(\.resultKind))"); return
+        }
+        #expect(failed.reason == "released by SIGTERM" && failed.retryable && failed.attempt == 11)
+        #expect(tail.compactMap { if case .progress(let p) = $0 { p.epoch } else { nil } }.last == last.checkpoint.epoch)
+        #expect(worker.exit() == .released(reason: "released by SIGTERM"))
+    }
+}
+
+/// The pieces that need no sockets: resume checkpoints, failure kinds, local endpoints.
+@Suite struct WorkerPartsTests {
+    @Test func resumeCheckpointsAreMaterialisedInTheTrialDirectory() throws {
+        let root = try TemporaryDirectory()
+        let trial = root.url.appendingPathComponent("t-1")
+        try FileManager.default.createDirectory(at: trial, withIntermediateDirectories: true)
+        let target = trial.appendingPathComponent("checkpoint.safetensors")
+
+        try ResumeCheckpoint.materialise(.init(epoch: 1, location: .inline(Data([1, 2, 3]))), in: trial)
+        #expect(try Data(contentsOf: target) == Data([1, 2, 3]))
+
+        let elsewhere = root.url.appendingPathComponent("shared/t-1")
+        try FileManager.default.createDirectory(at: elsewhere, withIntermediateDirectories: true)
+        try Data([4, 5]).write(to: elsewhere.appendingPathComponent("checkpoint.safetensors"))
+        try ResumeCheckpoint.materialise(.init(epoch: 2, location: .path(elsewhere.appendingPathComponent("checkpoint.safetensors").path)), in: trial)
+        #expect(try Data(contentsOf: target) == Data([4, 5]))
+        try Data([6]).write(to: elsewhere.appendingPathComponent("checkpoint.safetensors"))
+        try ResumeCheckpoint.materialise(.init(epoch: 3, location: .path(elsewhere.path)), in: trial)
+        #expect(try Data(contentsOf: target) == Data([6]), "a directory path names its checkpoint")
+
+        try ResumeCheckpoint.materialise(.init(epoch: 3, location: .path(target.path)), in: trial)
+        #expect(try Data(contentsOf: target) == Data([6]), "already in place")
+        #expect(!FileManager.default.fileExists(atPath: target.path + ".partial"))
+
+        #expect(throws: ResumeCheckpointMissing.self) {
+            try ResumeCheckpoint.materialise(.init(epoch: 1, location: .path(root.url.appendingPathComponent("gone").path)), in: trial)
+        }
+    }
+
+    @Test func configurationErrorsAreNotRetryableAndIOErrorsAre() {
+        #expect(!FailureKind.isRetryable(ConfigurationRejected("config_json is not a trial configuration")))
+        #expect(!FailureKind.isRetryable(LoadErrorSample.configuration))
+        #expect(FailureKind.isRetryable(LoadErrorSample.unreadable))
+        #expect(FailureKind.isRetryable(ResumeCheckpointMissing(path: "/x")))
+        #expect(FailureKind.isRetryable(CocoaError(.fileReadNoSuchFile)))
+    }
+
+    @Test func aCoordinatorOnThisHostSeesItsFiles() {
+        for endpoint in ["tcp://127.0.0.1:5555", "tcp://localhost:5555", "tcp://[::1]:5555", "inproc://x", "ipc:///tmp/s"] {
+            #expect(WorkerSettings.coordinatorIsLocal(endpoint), "\(endpoint)")
+        }
+        for endpoint in ["tcp://head:5555", "tcp://10.0.0.2:5555", "tcp://[fe80::1]:5555"] {
+            #expect(!WorkerSettings.coordinatorIsLocal(endpoint), "\(endpoint)")
+        }
+    }
+}
+
+private enum LoadErrorSample {
+    static let configuration = LoadError.badConfiguration(file: "config.json", reason: "hidden_size is missing")
+    static let unreadable = LoadError.unreadable(file: "model.safetensors", reason: "No such file")
+}
