@@ -9,12 +9,19 @@ public struct ClusterConfig: Codable, Sendable {
     public struct Endpoints: Codable, Sendable {
         public var bind: String
         public var connect: String
+        public init(bind: String, connect: String) { self.bind = bind; self.connect = connect }
     }
     public struct Host: Codable, Sendable {
         public var host: String
         public var workers: Int
         public var threadsPerWorker: Int?
         enum CodingKeys: String, CodingKey { case host, workers, threadsPerWorker = "threads_per_worker" }
+        public init(host: String, workers: Int, threadsPerWorker: Int?) { self.host = host; self.workers = workers; self.threadsPerWorker = threadsPerWorker }
+    }
+
+    public init(coordinator: Endpoints, runDirectory: String, checkpointDirectory: String?, hosts: [Host], timing: ProtocolTiming?) {
+        self.coordinator = coordinator; self.runDirectory = runDirectory; self.checkpointDirectory = checkpointDirectory
+        self.hosts = hosts; self.timing = timing
     }
 
     public var coordinator: Endpoints

@@ -51,13 +51,20 @@ struct RunCommand: ParsableCommand {
             sweep \(plan.name): \(plan.trials.count) trials (\(added.newTrials) new) in \(runDirectory.url.path)
             coordinator on \(server.boundEndpoint); starting \(workers) workers × \(threads) threads (logs in \(runDirectory.logs.path))\n
             """.utf8))
+        // The workers read the run's timing from a cluster.json in the run directory.
+        let clusterFile = runDirectory.url.appendingPathComponent("cluster.json")
+        let cluster = ClusterConfig(coordinator: .init(bind: server.boundEndpoint, connect: server.boundEndpoint),
+                                    runDirectory: runDirectory.url.path, checkpointDirectory: runDirectory.checkpoints.path,
+                                    hosts: [.init(host: "localhost", workers: workers, threadsPerWorker: threads)], timing: timing)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(cluster).write(to: clusterFile, options: .atomic)
         var children: [Process] = []
         for i in 0..<workers {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
             process.arguments = ["worker", "--connect", server.boundEndpoint, "--threads", "\(threads)", "--id", "\(plan.name)-\(i)",
-                                 "--checkpoint-dir", runDirectory.checkpoints.path,
-                                 "--heartbeat", "\(heartbeat)"]
+                                 "--checkpoint-dir", runDirectory.checkpoints.path, "--cluster", clusterFile.path]
             let log = runDirectory.logs.appendingPathComponent("worker-\(i).log")
             FileManager.default.createFile(atPath: log.path, contents: nil)
             let handle = try FileHandle(forWritingTo: log)

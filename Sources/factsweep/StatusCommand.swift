@@ -60,9 +60,9 @@ final class StatusDisplay: @unchecked Sendable {
             for c in s.conditions {
                 let fraction = c.epochsPlanned > 0 ? Double(c.epochsRecorded) / Double(c.epochsPlanned) : 0
                 let filled = Int((fraction * 20).rounded())
-                text += String(format: "  %-24@ %@ %3.0f%%  done %d/%d, running %d, pending %d\n", c.condition as NSString,
-                               String(repeating: "█", count: filled) + String(repeating: "·", count: 20 - filled), fraction * 100,
-                               c.done, c.trials, c.running, c.pending)
+                let name = c.condition.count > 24 ? String(c.condition.prefix(23)) + "…" : c.condition.padding(toLength: 24, withPad: " ", startingAt: 0)
+                let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: 20 - filled)
+                text += "  \(name) \(bar) " + String(format: "%3.0f%%  done %d/%d, running %d, pending %d\n", fraction * 100, c.done, c.trials, c.running, c.pending)
             }
         }
         let data = Data(text.utf8)
