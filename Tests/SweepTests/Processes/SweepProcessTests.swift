@@ -1,0 +1,101 @@
+// Real processes: `factsweep run` with worker processes on a tiny model —
+// every trial done with exactly one metrics row per trial and epoch — and a
+// worker killed with SIGKILL mid-trial, whose trial finishes on another worker
+// from its checkpoint with no epoch lost or duplicated.
+import Foundation
+import GRDB
+import Testing
+@testable import Coordinator
+import TestSupport
+
+@Suite(.serialized) struct SweepProcessTests {
+    /// A sweep spec over a tiny Llama-3-style model written into `dir`.
+    static func spec(in dir: URL, epochs: Int, conditions: String) throws -> URL {
+        let model = dir.appendingPathComponent("model")
+        try FileManager.default.createDirectory(at: model, withIntermediateDirectories: true)
+        try TinyCheckpoints.llama3(in: model)
+        let data = TestPaths.repositoryRoot.appendingPathComponent("data/biography.jsonl").path
+        let text = """
+            {"name": "proc", "model": "\(model.path)", "data": "\(data)",
+             "defaults": {"epochs": \(epochs), "eval_every": 0, "checkpoint_every": 1, "lr": 0.001},
+             "conditions": [\(conditions)]}
+            """
+        let url = dir.appendingPathComponent("spec.json")
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return url
+    }
+
+    static func rows(_ db: URL, _ sql: String) throws -> [Row] {
+        let queue = try DatabaseQueue(path: db.path, configuration: { var c = Configuration(); c.readonly = true; return c }())
+        return try queue.read { try Row.fetchAll($0, sql: sql) }
+    }
+
+    /// Every trial is done and has exactly `epochs` metric rows, epochs 1…epochs.
+    static func expectComplete(_ db: URL, trials: Int, epochs: Int) throws {
+        let statuses = try rows(db, "SELECT status, COUNT(*) AS n FROM trials GROUP BY status")
+        #expect(statuses.count == 1 && statuses.first?["status"] == "done" && statuses.first?["n"] == trials, "\(statuses)")
+        let perTrial = try rows(db, "SELECT trial_key, COUNT(*) AS n, MIN(epoch) AS lo, MAX(epoch) AS hi FROM epoch_metrics GROUP BY trial_key")
+        #expect(perTrial.count == trials)
+        for row in perTrial {
+            #expect(row["n"] == epochs && row["lo"] == 1 && row["hi"] == epochs, "\(row)")
+        }
+    }
+
+    @Test func smallSweepOnThreeWorkerProcesses() throws {
+        let dir = try TemporaryDirectory()
+        let spec = try Self.spec(in: dir.url, epochs: 3, conditions: """
+            {"name": "full", "method": "full"}, {"name": "lora", "method": "lora", "rank": 2, "alpha": 4},
+            {"name": "ia3", "method": "ia3"}, {"name": "qlora", "method": "qlora", "rank": 2, "alpha": 4}
+            """)
+        let run = dir.url.appendingPathComponent("run")
+        let result = try FactSweepBinary.run(["run", spec.path, "--workers", "3", "--threads-per-worker", "1", "--run-dir", run.path,
+                                             "--heartbeat", "0.2", "--lease", "20"])
+        #expect(result.status == 0, "\(result.stderr)")
+        try Self.expectComplete(run.appendingPathComponent("run.db"), trials: 4, epochs: 3)
+        let workers = try Self.rows(run.appendingPathComponent("run.db"), "SELECT COUNT(DISTINCT worker_id) AS n FROM attempts")
+        #expect((workers.first?["n"] as Int?) ?? 0 >= 2, "trials should spread over the workers")
+        // Resubmitting the same spec adds no trial and finishes at once.
+        let again = try FactSweepBinary.run(["run", spec.path, "--workers", "1", "--run-dir", run.path, "--heartbeat", "0.2"])
+        #expect(again.status == 0 && again.stderr.contains("(0 new)"), "\(again.stderr)")
+    }
+
+    @Test func killedWorkersTrialFinishesElsewhereFromItsCheckpoint() throws {
+        let dir = try TemporaryDirectory()
+        let epochs = 12
+        let spec = try Self.spec(in: dir.url, epochs: epochs, conditions: #"{"name": "lora", "method": "lora", "rank": 2, "alpha": 4}"#)
+        let run = dir.url.appendingPathComponent("run")
+        let process = Process()
+        process.executableURL = try FactSweepBinary.url()
+        process.arguments = ["run", spec.path, "--workers", "2", "--threads-per-worker", "1", "--run-dir", run.path,
+                             "--heartbeat", "0.2", "--lease", "3"]
+        process.currentDirectoryURL = TestPaths.repositoryRoot
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        // Wait for a few epochs, then SIGKILL the worker holding the trial.
+        let db = run.appendingPathComponent("run.db")
+        var victim: Int32?
+        let deadline = Date().addingTimeInterval(60)
+        while victim == nil && Date() < deadline {
+            usleep(200_000)
+            guard FileManager.default.fileExists(atPath: db.path),
+                  let row = try? Self.rows(db, """
+                    SELECT w.pid AS pid, t.last_epoch AS e FROM trials t JOIN attempts a ON a.attempt_id = t.current_attempt_id
+                    JOIN workers w ON w.id = a.worker_id WHERE t.status = 'running'
+                    """).first, let epoch: Int = row["e"], epoch >= 2, epoch < epochs - 3 else { continue }
+            victim = row["pid"]
+        }
+        let pid = try #require(victim, "no running trial seen")
+        kill(pid, SIGKILL)
+        process.waitUntilExit()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 0, "\(stderr)")
+        try Self.expectComplete(db, trials: 1, epochs: epochs)
+        let attempts = try Self.rows(db, "SELECT outcome, worker_id FROM attempts ORDER BY id")
+        #expect(attempts.count >= 2, "\(attempts)")
+        #expect(attempts.first?["outcome"] == "lost")
+        #expect(attempts.last?["outcome"] == "done")
+    }
+}
