@@ -83,7 +83,7 @@ public final class CoordinatorServer {
         case let .hello(hello):
             try welcome(hello, peer: peer)
         case let .ready(ready):
-            guard workers[workerID] != nil else { return refuse(peer, "ready before hello") }
+            guard workers[workerID] != nil else { return askForHello(peer, "ready") }
             workers[workerID]?.idleSlots = ready.freeSlots
             try dispatch()
         case let .progress(p):
@@ -140,7 +140,7 @@ public final class CoordinatorServer {
             }
             try endpoint.send(.ack(.init(messageIDs: [f.messageID])), to: peer)
         case let .heartbeat(beat):
-            guard workers[workerID] != nil else { return refuse(peer, "heartbeat before hello") }
+            guard workers[workerID] != nil else { return askForHello(peer, "heartbeat") }
             var advanced = beat.running.isEmpty
             for activity in beat.running {
                 let key = "\(activity.trial)/\(activity.attempt)"
@@ -190,10 +190,17 @@ public final class CoordinatorServer {
 
     private func session(of workerID: String, _ peer: PeerID) -> String? {
         guard let session = workers[workerID]?.session else {
-            refuse(peer, "result before hello")
+            askForHello(peer, "result")
             return nil
         }
         return session
+    }
+
+    /// A worker this coordinator has not met (it restarted, and the worker's
+    /// DEALER reconnected on its own): ask it to introduce itself again.
+    private func askForHello(_ peer: PeerID, _ what: String) {
+        logger.info("unknown worker asked to say hello", metadata: ["worker": "\(peer)", "sent": "\(what)"])
+        try? endpoint.send(.error(.init(reason: "\(Message.ErrorReply.helloRequired): \(what) from an unknown worker")), to: peer)
     }
 
     private func refuse(_ peer: PeerID, _ reason: String) {

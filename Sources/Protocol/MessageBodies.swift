@@ -321,5 +321,13 @@ extension Message {
         public var reason: String
 
         public init(reason: String) { self.reason = reason }
+
+        /// The reason prefix of the coordinator's answer to anything but hello
+        /// from a worker it does not know (a restarted coordinator reached by
+        /// the DEALER's automatic reconnect): the worker says hello again,
+        /// announcing what it holds, and resends its unacknowledged results.
+        public static let helloRequired = "hello required"
+
+        public var asksForHello: Bool { reason.hasPrefix(Self.helloRequired) }
     }
 }

@@ -138,6 +138,9 @@ private final class SocketLoop {
     // MARK: Connection
 
     /// A fresh DEALER: hello (announcing the attempt still held), every unacknowledged result, and ready when idle.
+    /// When an "hello required" error was last answered (answers are rate-limited).
+    private var lastHelloAnswered = ContinuousClock.now - .seconds(3600)
+
     private func connect() throws(ZMQError) {
         let endpoint = try WorkerEndpoint(client.context, connect: settings.endpoint, workerID: settings.workerID,
                                           timing: timing, logger: logger)
@@ -184,7 +187,26 @@ private final class SocketLoop {
     }
 
     private func hello() -> Message.Hello {
-        let held = trial.flatMap { $0.isSilenced ? nil : [$0.held] } ?? []
+        var held = trial.flatMap { $0.isSilenced ? nil : [$0.held] } ?? []
+        // An attempt that finished while the coordinator was away still holds
+        // its trial until its unacknowledged results are applied: announce it
+        // too, or a restarted coordinator would refuse them.
+        for message in outbox.unacknowledged {
+            let attempt: (TrialKey, AttemptID, Int)?
+            switch message {
+            case let .progress(p): attempt = (p.trial, p.attempt, p.epoch)
+            case let .checkpoint(c): attempt = (c.trial, c.attempt, 0)
+            case let .done(d): attempt = (d.trial, d.attempt, 0)
+            case let .failed(f): attempt = (f.trial, f.attempt, 0)
+            case .hello, .ready, .heartbeat, .assign, .ack, .cancel, .drop, .shutdown, .error: attempt = nil
+            }
+            guard let (trialKey, attemptID, epoch) = attempt else { continue }
+            if let i = held.firstIndex(where: { $0.trial == trialKey && $0.attempt == attemptID }) {
+                held[i].lastEpoch = max(held[i].lastEpoch, epoch)
+            } else {
+                held.append(.init(trial: trialKey, attempt: attemptID, lastEpoch: epoch))
+            }
+        }
         return .init(workerID: settings.workerID, session: outbox.session, host: settings.host, pid: getpid(),
                      threads: settings.threads, models: client.runner.cache.loadedModels, held: held)
     }
@@ -261,6 +283,17 @@ private final class SocketLoop {
             shutdownReason = shutdown.reason
         case .heartbeat:
             break
+        case .error(let error) where error.asksForHello:
+            // A restarted coordinator reached through the automatic reconnect:
+            // introduce ourselves again, once per request burst.
+            if ContinuousClock.now - lastHelloAnswered > timing.heartbeatInterval {
+                lastHelloAnswered = .now
+                logger.info("the coordinator does not know us; saying hello again")
+                send(.hello(hello()))
+                for message in outbox.unacknowledged { send(message) }
+                readySent = false
+                sendReadyIfIdle()
+            }
         case .error(let error):
             logger.warning("the coordinator reports an error", metadata: ["reason": "\(error.reason)"])
         case .hello, .ready, .progress, .checkpoint, .done, .failed:

@@ -98,4 +98,72 @@ import TestSupport
         #expect(attempts.first?["outcome"] == "lost")
         #expect(attempts.last?["outcome"] == "done")
     }
+
+    @Test func coordinatorKilledAndRestartedLosesNothing() throws {
+        let dir = try TemporaryDirectory()
+        let epochs = 10
+        let spec = try Self.spec(in: dir.url, epochs: epochs, conditions: """
+            {"name": "lora", "method": "lora", "rank": 2, "alpha": 4}, {"name": "ia3", "method": "ia3"}
+            """)
+        let run = dir.url.appendingPathComponent("run")
+        let port = Int.random(in: 20_000..<40_000)
+        let cluster = dir.url.appendingPathComponent("cluster.json")
+        try """
+            {"coordinator": {"bind": "tcp://127.0.0.1:\(port)", "connect": "tcp://127.0.0.1:\(port)"},
+             "run_directory": "\(run.path)", "checkpoint_directory": "\(run.path)/checkpoints", "hosts": [],
+             "timing": {"heartbeat_interval_seconds": 0.2, "heartbeat_liveness": 5, "lease_expiry_seconds": 5,
+                        "reconnect_initial_seconds": 0.1, "reconnect_max_seconds": 0.5}}
+            """.write(to: cluster, atomically: true, encoding: .utf8)
+        var logCount = 0
+        func start(_ arguments: [String]) throws -> Process {
+            let p = Process()
+            p.executableURL = try FactSweepBinary.url()
+            p.arguments = arguments
+            p.currentDirectoryURL = TestPaths.repositoryRoot
+            logCount += 1
+            let log = dir.url.appendingPathComponent("log-\(logCount)-\(arguments[0]).txt")
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+            let handle = try FileHandle(forWritingTo: log)
+            p.standardOutput = handle
+            p.standardError = handle
+            try p.run()
+            return p
+        }
+        defer {
+            if let names = try? FileManager.default.contentsOfDirectory(atPath: dir.url.path) {
+                for name in names.sorted() where name.hasPrefix("log-") && ProcessInfo.processInfo.environment["FACTSWEEP_TEST_LOGS"] != nil {
+                    print("== \(name)\n" + ((try? String(contentsOf: dir.url.appendingPathComponent(name), encoding: .utf8)) ?? ""))
+                }
+            }
+        }
+        var coordinator = try start(["coordinator", spec.path, "--cluster", cluster.path])
+        let workers = try (0..<2).map { i in
+            try start(["worker", "--connect", "tcp://127.0.0.1:\(port)", "--threads", "1", "--id", "w\(i)", "--cluster", cluster.path])
+        }
+        defer {
+            for p in workers + [coordinator] where p.isRunning { p.terminate() }
+        }
+        let db = run.appendingPathComponent("run.db")
+        let deadline = Date().addingTimeInterval(60)
+        var progressed = false
+        while !progressed && Date() < deadline {
+            usleep(200_000)
+            let recorded: Int? = (try? Self.rows(db, "SELECT COUNT(*) AS n FROM epoch_metrics"))?.first?["n"]
+            progressed = (recorded ?? 0) >= 3
+        }
+        #expect(progressed, "no progress before the kill")
+        kill(coordinator.processIdentifier, SIGKILL)
+        coordinator.waitUntilExit()
+        let acknowledged: Int = (try Self.rows(db, "SELECT COUNT(*) AS n FROM epoch_metrics")).first?["n"] ?? 0
+        usleep(500_000)
+        coordinator = try start(["coordinator", spec.path, "--cluster", cluster.path])
+        let end = Date().addingTimeInterval(90)
+        while coordinator.isRunning && Date() < end { usleep(200_000) }
+        #expect(!coordinator.isRunning && coordinator.terminationStatus == 0, "the restarted coordinator should finish the sweep")
+        try Self.expectComplete(db, trials: 2, epochs: epochs)
+        let rowsAfter: Int = (try Self.rows(db, "SELECT COUNT(*) AS n FROM epoch_metrics")).first?["n"] ?? 0
+        #expect(rowsAfter >= acknowledged)
+        let completions = try Self.rows(db, "SELECT trial_key, COUNT(*) AS n FROM attempts WHERE outcome = 'done' GROUP BY trial_key")
+        #expect(completions.count == 2 && completions.allSatisfy { ($0["n"] as Int?) == 1 }, "no trial may run to completion twice: \(completions)")
+    }
 }
