@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# The main job: set-up, release build, then a short full fine-tuning run of the
-# embedded default model (SmolLM2-135M-Instruct) on data/biography.jsonl.
-# Extra arguments go to `factsweep train` (e.g. --epochs 10 --threads 2).
+# The main job: reproduce the study "Simple Fact Learning by SLMs" on the
+# embedded default model — set-up, release build, the sweep
+# examples/paper-quick.json (all five conditions) with 2 local workers, then
+# the report. Arguments: an optional spec (default examples/paper-quick.json);
+# FACTSWEEP_WORKERS overrides the number of workers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+spec="${1:-examples/paper-quick.json}"
 scripts/setup.sh
 swift build -c release
-exec .build/release/factsweep train --method full --epochs 5 "$@"
+name="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["name"])' "$spec")"
+run_dir="runs/$name"
+.build/release/factsweep run "$spec" --workers "${FACTSWEEP_WORKERS:-2}" --run-dir "$run_dir"
+.build/release/factsweep report "$run_dir" --out "$run_dir/report"
+echo
+echo "report: $run_dir/report/report.html (and report.md, metrics.csv); results database: $run_dir/run.db"
