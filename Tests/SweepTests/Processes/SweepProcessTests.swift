@@ -122,7 +122,7 @@ import TestSupport
             p.currentDirectoryURL = TestPaths.repositoryRoot
             logCount += 1
             let log = dir.url.appendingPathComponent("log-\(logCount)-\(arguments[0]).txt")
-            FileManager.default.createFile(atPath: log.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             let handle = try FileHandle(forWritingTo: log)
             p.standardOutput = handle
             p.standardError = handle
