@@ -10,7 +10,7 @@ import Testing
 
     @Test(arguments: tensorNames)
     func dequantisesLikeGGUFPy(name: String) throws {
-        let gguf = try GGUFFile(url: Golden.url("quant/quant.gguf"))
+        let gguf = try GGUFFile(url: Golden.url("quant/quant-types.ggufdata"))
         let expected = try SafetensorsFile(url: Golden.url("quant/expected.safetensors"))
         let info = try #require(gguf.tensor(name))
         #expect(info.shape == expected.tensor(name)?.shape)
@@ -21,7 +21,7 @@ import Testing
     }
 
     @Test func typesAreTheOnesTheScriptWrote() throws {
-        let gguf = try GGUFFile(url: Golden.url("quant/quant.gguf"))
+        let gguf = try GGUFFile(url: Golden.url("quant/quant-types.ggufdata"))
         let types = Self.tensorNames.map { gguf.tensor($0)?.type }
         #expect(types == [.f32, .f16, .bf16, .q4_0, .q4_1, .q8_0, .q6_K])
     }
@@ -30,7 +30,7 @@ import Testing
     /// same values as the serial one: the golden rows tiled 400 times.
     @Test(arguments: tensorNames)
     func parallelConversionMatchesSerial(name: String) throws {
-        let gguf = try GGUFFile(url: Golden.url("quant/quant.gguf"))
+        let gguf = try GGUFFile(url: Golden.url("quant/quant-types.ggufdata"))
         let info = try #require(gguf.tensor(name))
         let copies = 400
         let rowLength = info.dimensions[0], rows = info.elementCount / rowLength
@@ -52,7 +52,7 @@ import Testing
     }
 
     @Test func metadataOfEveryValueType() throws {
-        let gguf = try GGUFFile(url: Golden.url("quant/quant.gguf"))
+        let gguf = try GGUFFile(url: Golden.url("quant/quant-types.ggufdata"))
         let m = gguf.metadata
         #expect(gguf.version == 3)
         #expect(gguf.alignment == 32 && gguf.dataOffset % 32 == 0)
@@ -76,14 +76,14 @@ import Testing
         #expect(m.int("test.uint32") == 4_000_000_000 && m.int("test.int8") == -100)
         #expect(m.float("test.float64") == -2.5)
         #expect(m.int("test.string") == nil && m.stringArray("test.ints") == nil)
-        expectLoadError(mentioning: "quant.gguf", "test.string", "string") {
+        expectLoadError(mentioning: "quant-types.ggufdata", "test.string", "string") {
             _ = try m.required("test.string", m.int)
         }
     }
 
     @Test func unsupportedArchitectureIsRefused() throws {
-        let gguf = try GGUFFile(url: Golden.url("quant/quant.gguf"))
-        expectLoadError(mentioning: "quant.gguf", "general.architecture", "factsweep-test") {
+        let gguf = try GGUFFile(url: Golden.url("quant/quant-types.ggufdata"))
+        expectLoadError(mentioning: "quant-types.ggufdata", "general.architecture", "factsweep-test") {
             _ = try LlamaConfiguration(gguf: gguf)
         }
     }

@@ -9,7 +9,7 @@ import TestSupport
 @Suite struct LoaderErrorTests {
     /// The golden GGUF's bytes, to damage.
     static func goldenGGUF() throws -> [UInt8] {
-        [UInt8](try Data(contentsOf: Golden.url("quant/quant.gguf")))
+        [UInt8](try Data(contentsOf: Golden.url("quant/quant-types.ggufdata")))
     }
 
     /// Offset of the u32 type id in the tensor info of `name`.
@@ -30,7 +30,7 @@ import TestSupport
         let dir = try TemporaryDirectory()
         defer { dir.cleanUp() }
         let bytes = try Self.goldenGGUF()
-        let golden = try GGUFFile(url: Golden.url("quant/quant.gguf"))
+        let golden = try GGUFFile(url: Golden.url("quant/quant-types.ggufdata"))
         // Every cut inside the header and tensor table, and a few in the data
         // (the file's trailing padding may be cut harmlessly).
         let dataEnd = golden.tensors.map { $0.offset + $0.byteCount }.max() ?? 0
@@ -109,10 +109,10 @@ import TestSupport
     }
 
     @Test func wrongDestinationSizeIsRefused() throws {
-        let gguf = try GGUFFile(url: Golden.url("quant/quant.gguf"))
+        let gguf = try GGUFFile(url: Golden.url("quant/quant-types.ggufdata"))
         let info = try #require(gguf.tensor("q8_0"))
         var small = [Float](repeating: 0, count: info.elementCount - 1)
-        expectLoadError(mentioning: "quant.gguf", "q8_0") {
+        expectLoadError(mentioning: "quant-types.ggufdata", "q8_0") {
             try small.withUnsafeMutableBufferPointer { try gguf.read(info, into: $0) }
         }
         let safetensors = try SafetensorsFile(url: Golden.url("quant/expected.safetensors"))

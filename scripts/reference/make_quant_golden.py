@@ -3,7 +3,7 @@
 
 Writes two small files into OUT_DIR (default Tests/CoreTests/Golden/quant):
 
-  quant.gguf          one fixed-seed tensor per supported type (F32, F16, BF16,
+  quant-types.ggufdata  (a GGUF file, named so that it is not taken for model weights) one fixed-seed tensor per supported type (F32, F16, BF16,
                       Q4_0, Q4_1, Q8_0, Q6_K) plus metadata of every GGUF value
                       type, written by gguf-py's GGUFWriter;
   expected.safetensors  the same tensors as float32, dequantised by gguf-py
@@ -88,7 +88,7 @@ def write_safetensors(path: str, tensors: dict[str, np.ndarray], metadata: dict[
 def main(out_dir: str) -> None:
     rng = np.random.default_rng(20240611)
     os.makedirs(out_dir, exist_ok=True)
-    writer = GGUFWriter(os.path.join(out_dir, "quant.gguf"), "factsweep-test")
+    writer = GGUFWriter(os.path.join(out_dir, "quant-types.ggufdata"), "factsweep-test")
     writer.add_uint8("test.uint8", 200)
     writer.add_int8("test.int8", -100)
     writer.add_uint16("test.uint16", 60000)
@@ -129,7 +129,7 @@ def main(out_dir: str) -> None:
     writer.close()
     write_safetensors(os.path.join(out_dir, "expected.safetensors"), expected,
                       {"source": "gguf-py dequantize of quant.gguf", "script": "scripts/reference/make_quant_golden.py"})
-    print(f"wrote {out_dir}/quant.gguf and expected.safetensors")
+    print(f"wrote {out_dir}/quant-types.ggufdata and expected.safetensors")
 
 
 if __name__ == "__main__":
