@@ -113,7 +113,7 @@ import TestSupport
         #expect(try model.tensors.floats("model.norm.weight") == [1, 2, 3, 4])
 
         // A GGUF beside a full checkpoint is ambiguous.
-        try FileManager.default.copyItem(at: try Golden.url("quant/quant.gguf"), to: dir.file("extra.gguf"))
+        try FileManager.default.copyItem(at: try Golden.url("quant/quant-types.ggufdata"), to: dir.file("extra.gguf"))
         expectLoadError(mentioning: dir.url.lastPathComponent, "ambiguous", "extra.gguf") {
             _ = try ModelLocation.resolve(dir.url)
         }
