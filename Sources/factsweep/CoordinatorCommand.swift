@@ -35,7 +35,7 @@ struct CoordinatorCommand: ParsableCommand {
         let server = try CoordinatorServer(store: store, context: try ZMQContext(), bind: bind ?? cluster?.coordinator.bind ?? "tcp://0.0.0.0:5555",
                                            timing: timing, logger: logger)
         FileHandle.standardError.write(Data("listening on \(server.boundEndpoint)\n".utf8))
-        let stop = StopFlag()
+        let stop = SignalWatch()
         try server.serve(untilComplete: true, stop: { stop.isSet })
         if stop.isSet { server.shutdownWorkers(reason: "coordinator stopped") }
         server.close()
@@ -49,33 +49,5 @@ func loadPlan(_ path: String) throws -> SweepPlan {
     } catch {
         FileHandle.standardError.write(Data("\(error)\n".utf8))
         throw ExitCode(2)
-    }
-}
-
-/// Set by SIGINT or SIGTERM.
-final class StopFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var set = false
-    private var sources: [DispatchSourceSignal] = []
-
-    init(signals: [Int32] = [SIGINT, SIGTERM]) {
-        for number in signals {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { [weak self] in
-                guard let self else { return }
-                self.lock.lock()
-                self.set = true
-                self.lock.unlock()
-            }
-            source.resume()
-            sources.append(source)
-        }
-    }
-
-    var isSet: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return set
     }
 }

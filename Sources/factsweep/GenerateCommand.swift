@@ -36,7 +36,8 @@ struct GenerateCommand: ParsableCommand {
         guard ids.count + maxTokens <= lm.model.config.maxPositions else {
             throw CLIError("prompt of \(ids.count) tokens plus \(maxTokens) new ones exceeds the model's \(lm.model.config.maxPositions) positions")
         }
-        let generated = lm.model.frozenNetwork().generateGreedy(prompt: ids, maxTokens: maxTokens, stopTokens: lm.stopTokens, context: context)
+        let generator = CachedGenerator(network: lm.model.frozenNetwork(), maxBatch: 1, maxLength: ids.count + maxTokens, context: context)
+        let generated = generator.generate(prompts: [ids], maxNewTokens: maxTokens, stopTokens: lm.stopTokens)[0]
         print(lm.tokenizer.decode(generated, skipSpecialTokens: chat))
     }
 }

@@ -61,30 +61,3 @@ final class ProgressOutput: @unchecked Sendable {
         }
     }
 }
-
-/// Set by SIGINT (Ctrl-C): the run finishes its epoch, checkpoints and exits.
-final class InterruptFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var set = false
-    private let source: DispatchSourceSignal
-
-    init() {
-        signal(SIGINT, SIG_IGN)
-        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        source.setEventHandler { [unowned self] in
-            self.lock.lock()
-            let second = self.set
-            self.set = true
-            self.lock.unlock()
-            if second { exit(130) }
-            FileHandle.standardError.write(Data("\ninterrupt: finishing this epoch, then checkpointing (Ctrl-C again to quit at once)\n".utf8))
-        }
-        source.resume()
-    }
-
-    var isSet: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return set
-    }
-}

@@ -74,7 +74,7 @@ struct RunCommand: ParsableCommand {
             try process.run()
             children.append(process)
         }
-        let stop = StopFlag()
+        let stop = SignalWatch()
         let display = StatusDisplay(stream: .standardError)
         try server.serve(untilComplete: true, stop: { stop.isSet || children.allSatisfy { !$0.isRunning } }, tick: { display.show($0) })
         if stop.isSet { server.shutdownWorkers(reason: "run interrupted") }

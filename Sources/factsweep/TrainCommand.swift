@@ -139,7 +139,7 @@ struct TrainCommand: ParsableCommand {
             maxNewTokens: maxNewTokens, embedder: embedder, heldOut: heldOut, checkpointEvery: checkpointEvery ?? 0)
         let directory = (out ?? resume).map { URL(fileURLWithPath: $0) }
         let output = ProgressOutput(json: json)
-        let interrupt = InterruptFlag()
+        let interrupt = SignalWatch(message: "interrupt: finishing this epoch, then checkpointing (Ctrl-C again to quit at once)")
         let epochs = settings.epochs, kind = settings.method.kind, lr = settings.learningRate, facts = try FactDataset.load(dataURL).facts.count
         var events = TrialEvents()
         events.started = { trainable, done in

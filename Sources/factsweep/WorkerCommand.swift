@@ -53,42 +53,13 @@ struct WorkerCommand: ParsableCommand {
         logger.logLevel = .info
         let runner = TrialRunner(cache: ModelCache(logger: logger), context: ComputeContext(threads: threads), logger: logger)
         let client = WorkerClient(settings, context: try ZMQContext(), runner: runner, logger: logger)
-        let signals = [SIGTERM, SIGINT].map { number in ReleaseSignal(number, client: client) }
+        // SIGTERM/SIGINT release the trial (checkpoint, then a retryable failure); a second SIGINT exits at once.
+        let signals = SignalWatch { number in client.release(reason: "released by \(number == SIGTERM ? "SIGTERM" : "SIGINT")") }
         let exit = try client.run()
         withExtendedLifetime(signals) {}
         switch exit {
         case .shutdown(let reason): logger.info("coordinator shut this worker down", metadata: ["reason": "\(reason)"])
         case .released(let reason): logger.info("released", metadata: ["reason": "\(reason)"])
         }
-    }
-}
-
-/// SIGTERM/SIGINT release the worker; a second SIGINT exits at once.
-private final class ReleaseSignal {
-    private let source: any DispatchSourceSignal
-
-    init(_ number: Int32, client: WorkerClient) {
-        signal(number, SIG_IGN)
-        let name = number == SIGTERM ? "SIGTERM" : "SIGINT"
-        source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-        let seen = Counter()
-        source.setEventHandler {
-            if seen.increment() > 1, number == SIGINT { exit(130) }
-            client.release(reason: "released by \(name)")
-        }
-        source.resume()
-    }
-}
-
-/// Signals seen so far.
-private final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-
-    func increment() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        value += 1
-        return value
     }
 }

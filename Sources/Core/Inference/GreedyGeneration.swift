@@ -1,8 +1,8 @@
 // GreedyGeneration: the argmax continuation of a prompt.
 //
-// Each new token reruns the forward pass over the whole sequence. That is
-// simple and exactly the training forward (so it is covered by the golden
-// tests); the evaluation work adds a KV cache for speed.
+// Each new token reruns the forward pass over the whole sequence: simple and
+// exactly the training forward, so it is the reference `CachedGenerator` (the
+// one the commands use) is tested against.
 
 extension LlamaNetwork {
     /// Greedy continuation of `prompt`: up to `maxTokens` new ids, stopping
