@@ -28,6 +28,27 @@ import TestSupport
         }
     }
 
+    /// Prompts that share a long prefix (run once and copied) and prompts
+    /// longer than one piece of `extend` generate what recomputation does.
+    @Test func sharedPrefixAndLongPromptsEqualRecomputation() throws {
+        let dir = try TemporaryDirectory()
+        try TinyCheckpoints.llama3(in: dir.url)
+        let lm = try LanguageModel.load(dir.url)
+        let ctx = ComputeContext(threads: 2)
+        let network = lm.model.frozenNetwork()
+        let common = (0..<45).map { Int32(100 + 37 * $0 % 900) }
+        let sharing: [[Int32]] = [common + [7], common + [8, 9, 10], common + [11] + common, Array(common.prefix(20)) + [12, 13]]
+        let unrelated: [[Int32]] = [[5] + common + common, [6, 7]]
+        for prompts in [sharing, sharing + unrelated, [common + common]] {
+            let longest = prompts.map(\.count).max() ?? 0
+            let generator = CachedGenerator(network: network, maxBatch: prompts.count, maxLength: longest + 5, context: ctx)
+            let outputs = generator.generate(prompts: prompts, maxNewTokens: 5, stopTokens: [])
+            for (b, prompt) in prompts.enumerated() {
+                #expect(outputs[b] == network.generateGreedy(prompt: prompt, maxTokens: 5, context: ctx), "prompt \(b) of \(prompts.count)")
+            }
+        }
+    }
+
     @Test func factEvaluationReportsEveryQuestion() throws {
         let lm = try LanguageModel.load(try TestPaths.model("smollm2-135m-instruct"))
         let embedder = try SentenceEmbedder.load(try TestPaths.model("all-minilm-l6-v2"))
