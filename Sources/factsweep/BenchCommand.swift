@@ -39,6 +39,9 @@ struct BenchCommand: ParsableCommand {
     @Flag(name: .long, help: "Print the results as JSON.")
     var json = false
 
+    @Flag(name: .long, help: "Measure an evaluation (6 questions; with paraphrases; perplexity) against a LoRA r=8 α=32 epoch instead.")
+    var evaluation = false
+
     @Flag(name: .long, help: .hidden)
     var single = false
 
@@ -53,6 +56,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
+        if evaluation { return try runEvaluationBench() }
         if single { return try runSingle() }
         let pythonPath = noPytorch ? nil : (python ?? defaultPython())
         var rows: [[String: Any]] = []
