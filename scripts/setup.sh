@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-need_pkgs=(libopenblas-dev libzmq3-dev libsqlite3-dev pkg-config unzip)
+# iproute2: `ip netns` for the two-host process test (TwoHostNamespaceTests).
+need_pkgs=(libopenblas-dev libzmq3-dev libsqlite3-dev pkg-config unzip iproute2)
 missing=()
 for p in "${need_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
