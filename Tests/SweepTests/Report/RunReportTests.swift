@@ -43,6 +43,27 @@ import TestSupport
         for figure in files.figures { #expect(markdown.contains("](\(figure.lastPathComponent))")) }
     }
 
+    /// The page in a real headless browser (Debian's chromium, installed by
+    /// scripts/setup.sh for the tests): scripts/check-report.sh takes a
+    /// screenshot and checks it is the full page with the charts' colours drawn.
+    /// A missing browser fails the test.
+    @Test func htmlRendersInAHeadlessBrowser() throws {
+        let written = try syntheticReport()
+        let script = TestPaths.repositoryRoot.appendingPathComponent("scripts/check-report.sh")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [script.path, written.files.html.deletingLastPathComponent().path,
+                             written.folder.file("screenshot.png").path]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text)")
+        #expect(text.contains("screenshot check passed"), "\(text)")
+    }
+
     @Test func htmlIsSelfContained() throws {
         let written = try syntheticReport()
         let files = written.files
