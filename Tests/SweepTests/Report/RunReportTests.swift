@@ -120,7 +120,7 @@ import TestSupport
         #expect(lines.first == Substring(MetricsCSV.columns.joined(separator: ",")))
         #expect(lines.count - 1 == SyntheticStudy.epochRows())
         #expect(report.snapshot.epochs.count == SyntheticStudy.epochRows())
-        let row = try #require(lines.first { $0.hasPrefix("lora-r4-s1,lora-r4,lora,4,16.0,0.0002,1,3,") })
+        let row = try #require(lines.first { $0.hasPrefix("lora-r4-s1,lora-r4,lora,4,16.0,0.001,1,3,") })
         #expect(row.split(separator: ",", omittingEmptySubsequences: false).count == MetricsCSV.columns.count)
         // The long condition name has a comma and is quoted.
         #expect(lines.contains { $0.contains("\"IA³ scaling vectors on k, v and down projections\"") })
@@ -147,7 +147,7 @@ import TestSupport
         #expect(abs((full.trainSecondsPerEpoch?.mean ?? 0) - 3.0) < 1e-9)
         let markdown = try String(contentsOf: files.markdown, encoding: .utf8)
         #expect(markdown.contains("| full | full, lr 0.00005 | 2/2 | 30/30 |"))
-        #expect(markdown.contains("| qlora-r8 | qlora r=8 α=32, lr 0.0002 | 0/2 | 20/30 |"))
+        #expect(markdown.contains("| qlora-r8 | qlora r=8 α=32, lr 0.001 | 0/2 | 20/30 |"))
         #expect(markdown.contains("17.90"))  // perplexity before, from the stored summaries
         #expect(markdown.contains("134,515,008") && markdown.contains("1.3 GiB"))
         #expect(markdown.contains("### full: seed 1, epoch 30 of 30"))
