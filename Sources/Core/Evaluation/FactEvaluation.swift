@@ -83,7 +83,10 @@ public struct FactEvaluator: Sendable {
         let limit = maxNewTokens ?? (2 * longestAnswer + 8)
         let generator = buffers.generator(network, batch: prompts.count, length: longest + limit, context: context)
         let stops = model.stopTokens
-        let outputs = generator.generate(prompts: prompts, maxNewTokens: limit, stopTokens: stops)
+        // The reference answers, as trained, are the drafts of speculative
+        // decoding: exact greedy output, one pass per answer once it is learned.
+        let drafts = try asked.map { try model.encode($0.fact.answer, parseSpecial: false) + [model.template.endOfTurnTokenId] }
+        let outputs = generator.generate(prompts: prompts, maxNewTokens: limit, stopTokens: stops, drafts: drafts)
         let answers = outputs.map { ids in
             model.tokenizer.decode(ids.filter { !stops.contains($0) }, skipSpecialTokens: true).trimmingCharacters(in: .whitespacesAndNewlines)
         }

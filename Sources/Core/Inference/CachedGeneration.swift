@@ -3,6 +3,13 @@
 // per sequence to the cache: prefill is a chunk per prompt, each decoding step
 // a chunk of one. Prompts that open alike (a chat template's system turn) run
 // their common prefix once, for one sequence, and share its cache rows.
+//
+// With drafts (the reference answers, at evaluation) decoding is speculative:
+// a sequence feeds its last token plus the draft's proposed continuation in
+// one chunk, keeps the proposed tokens as far as they equal the greedy choice
+// at each position, and adds the greedy token after them. The output is
+// exactly greedy decoding's; a model that has learned its answers needs one
+// pass for a whole answer instead of one per token.
 
 /// Greedy decoding of several prompts at once over one network.
 public final class CachedGenerator: @unchecked Sendable {
@@ -19,8 +26,11 @@ public final class CachedGenerator: @unchecked Sendable {
     private let values: [FloatPointer]  // per layer (B, maxLength, K)
     /// Row buffers for up to `rowCapacity` = B · pieceLength rows.
     private let x, normOut, rstd, q, k, v, attnOut, tmp, gate, up, act: FloatPointer
-    /// (B, C): each sequence's hidden state at its last token; (B, V) logits.
+    /// (B, C): each sequence's hidden state at its last token; (logitRows, V) logits.
     private let last, lastNorm, lastRstd, logits: FloatPointer
+    /// Rows of logits computed at once: the last tokens of B sequences, or a
+    /// block of a verified chunk's positions.
+    private let logitRows: Int
     private let scores: FloatPointer  // per thread (pieceLength, maxLength)
     private let rowCapacity: Int
     private let adapters: [[ProjectionActivations]]
@@ -35,13 +45,14 @@ public final class CachedGenerator: @unchecked Sendable {
         let c = network.config, B = maxBatch, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth, F = c.intermediateSize
         let R = B * Self.pieceLength, P = Self.pieceLength
         rowCapacity = R
+        logitRows = max(B, 64)
         let projections = network.layers.flatMap(\.projections)
         let maxRank = projections.map { p -> Int in if case let .lora(l)? = p.adapter { return l.rank } else { return 0 } }.max() ?? 0
         let tiles = projections.map { $0.weight.tileFloats(threads: context.threads) }.max() ?? 0
         let adapterSizes = projections.flatMap { ProjectionActivations.sizes(for: $0, rows: R) }
         let sizes = Array(repeating: B * maxLength * K, count: 2 * c.layerCount)
             + [R * C, R * C, R, R * Q, R * K, R * K, R * Q, R * C, R * F, R * F, R * F]
-            + [B * C, B * C, B, B * c.vocabularySize, context.threads * P * maxLength]
+            + [B * C, B * C, B, max(B, 64) * c.vocabularySize, context.threads * P * maxLength]
             + adapterSizes + [R * max(C, Q, F), R * maxRank, tiles]
         arena = FloatArena(capacity: FloatArena.size(for: sizes))
         keys = (0..<c.layerCount).map { [arena] _ in FloatPointer(arena.take(B * maxLength * K)) }
@@ -50,7 +61,7 @@ public final class CachedGenerator: @unchecked Sendable {
         func take(_ n: Int) -> FloatPointer { FloatPointer(arena.take(n)) }
         x = take(R * C); normOut = take(R * C); rstd = take(R); q = take(R * Q); k = take(R * K); v = take(R * K)
         attnOut = take(R * Q); tmp = take(R * C); gate = take(R * F); up = take(R * F); act = take(R * F)
-        last = take(B * C); lastNorm = take(B * C); lastRstd = take(B); logits = take(B * c.vocabularySize)
+        last = take(B * C); lastNorm = take(B * C); lastRstd = take(B); logits = take(logitRows * c.vocabularySize)
         scores = take(context.threads * P * maxLength)
         adapters = network.layers.map { [arena] layer in layer.projections.map { ProjectionActivations(for: $0, rows: R, arena: arena) } }
         scratch = ProjectionScratch(wide: take(R * max(C, Q, F)), narrow: take(R * maxRank), tiles: take(tiles))
@@ -59,7 +70,9 @@ public final class CachedGenerator: @unchecked Sendable {
 
     /// The greedy continuation of each prompt: up to `maxNewTokens` ids each,
     /// ending after the first id in `stopTokens` (which is included).
-    public func generate(prompts: [[Int32]], maxNewTokens: Int, stopTokens: Set<Int32>) -> [[Int32]] {
+    /// `drafts[b]`, when given, is what sequence b is expected to say (its
+    /// reference answer): it only makes decoding faster when right.
+    public func generate(prompts: [[Int32]], maxNewTokens: Int, stopTokens: Set<Int32>, drafts: [[Int32]] = []) -> [[Int32]] {
         let B = prompts.count
         precondition(B <= maxBatch && prompts.allSatisfy { !$0.isEmpty && $0.count + maxNewTokens <= maxLength },
                      "prompts exceed the generator's capacity")
@@ -69,16 +82,50 @@ public final class CachedGenerator: @unchecked Sendable {
         // A sequence is done at a stop token or at maxNewTokens; finished ones
         // still ride along in the batch (their outputs no longer change).
         var done = next.map { stopTokens.contains($0) || maxNewTokens == 1 }
+        // Where each sequence's last token (`next`) goes into the cache.
         var positions = prompts.map(\.count)
+        // Tokens a sequence may propose next: doubled while its proposals are
+        // taken whole, zero for good once one is refused outright — a wrong
+        // draft costs a verification pass, several plain steps' worth.
+        var budget = [Int](repeating: 4, count: B)
         while done.contains(false) {
-            next = extend(next.map { [$0] }, at: positions)
-            for b in 0..<B where !done[b] {
-                outputs[b].append(next[b])
-                done[b] = stopTokens.contains(next[b]) || outputs[b].count == maxNewTokens
+            let proposals = (0..<B).map { b -> [Int32] in
+                guard !done[b], b < drafts.count else { return [] }
+                return Self.proposal(drafts[b], after: outputs[b], limit: min(budget[b], maxNewTokens - outputs[b].count))
             }
-            for b in 0..<B where !done[b] { positions[b] += 1 }
+            let predicted: [[Int32]] = proposals.allSatisfy(\.isEmpty)
+                ? extend(next.map { [$0] }, at: positions).map { [$0] }
+                : extendVerifying((0..<B).map { [next[$0]] + proposals[$0] }, at: positions)
+            for b in 0..<B where !done[b] {
+                // Proposed tokens stand while each is the greedy choice after the one before.
+                var accepted = 0
+                while accepted < proposals[b].count, predicted[b][accepted] == proposals[b][accepted] { accepted += 1 }
+                for token in proposals[b].prefix(accepted) + [predicted[b][accepted]] where !done[b] {
+                    outputs[b].append(token)
+                    done[b] = stopTokens.contains(token) || outputs[b].count == maxNewTokens
+                }
+                positions[b] += 1 + accepted
+                next[b] = outputs[b].last ?? next[b]
+                if !proposals[b].isEmpty {
+                    budget[b] = accepted == proposals[b].count ? min(2 * budget[b], Self.pieceLength - 1) : accepted == 0 ? 0 : budget[b]
+                }
+            }
         }
         return outputs
+    }
+
+    /// What a draft proposes after `output`: its continuation while `output`
+    /// is its beginning, else the continuation after the last place where
+    /// `output`'s last two tokens occur in it (at most 8 tokens), else nothing.
+    static func proposal(_ draft: [Int32], after output: [Int32], limit: Int) -> [Int32] {
+        guard limit > 0 else { return [] }
+        if output.count < draft.count, draft.starts(with: output) { return Array(draft[output.count...].prefix(limit)) }
+        guard output.count >= 2, draft.count >= 3 else { return [] }
+        let a = output[output.count - 2], b = output[output.count - 1]
+        for i in stride(from: draft.count - 3, through: 0, by: -1) where draft[i] == a && draft[i + 1] == b {
+            return Array(draft[(i + 2)...].prefix(min(limit, 8)))
+        }
+        return []
     }
 
     /// Runs the prompts into the cache and returns each one's first greedy
@@ -122,6 +169,31 @@ public final class CachedGenerator: @unchecked Sendable {
         linearForwardFewRows(logits.base, lastNorm.base, network.lmHead.base, n: B, inDim: C, outDim: c.vocabularySize, context: context)
         let all = UnsafeBufferPointer(start: logits.base, count: B * c.vocabularySize)
         return (0..<B).map { argmax(all, row: $0, width: c.vocabularySize) }
+    }
+
+    /// Appends `chunks[b]` (at most `pieceLength` tokens each) like `extend`
+    /// and returns the greedy next token after every token of every chunk.
+    private func extendVerifying(_ chunks: [[Int32]], at start: [Int]) -> [[Int32]] {
+        let c = network.config, B = chunks.count, C = c.hiddenSize, V = c.vocabularySize
+        let T = chunks.map(\.count).max() ?? 1
+        precondition(T <= Self.pieceLength)
+        extendPiece(chunks, at: start, rows: T)
+        let rows = chunks.enumerated().flatMap { b, chunk in (0..<chunk.count).map { b * T + $0 } }
+        var predicted = chunks.map { [Int32](repeating: 0, count: $0.count) }
+        // Final norm and output head over the real rows, a block of rows at a time.
+        for blockStart in stride(from: 0, to: rows.count, by: logitRows) {
+            let block = rows[blockStart..<min(rows.count, blockStart + logitRows)]
+            for (i, row) in block.enumerated() { (tmp.base + i * C).update(from: x.base + row * C, count: C) }
+            rmsNormForward(normOut, rstd: rstd, tmp, weight: network.finalNorm, n: block.count, c: C, eps: c.rmsNormEps, context: context)
+            if block.count <= fewRowsLimit {
+                linearForwardFewRows(logits.base, normOut.base, network.lmHead.base, n: block.count, inDim: C, outDim: V, context: context)
+            } else {
+                linearForward(logits.base, normOut.base, network.lmHead.base, n: block.count, inDim: C, outDim: V)
+            }
+            let all = UnsafeBufferPointer(start: logits.base, count: block.count * V)
+            for (i, row) in block.enumerated() { predicted[row / T][row % T] = argmax(all, row: i, width: V) }
+        }
+        return predicted
     }
 
     /// One pass of the layers over `pieces[b]` (at most `rows` tokens each,
