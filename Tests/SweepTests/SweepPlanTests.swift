@@ -169,7 +169,7 @@ import TestSupport
             """#))
         #expect(Set(plan.trials.map(\.key)).count == 2)
         // PEFT's default targets and the method's default lr written out are the same trial.
-        let written = try fixture.plan(fixture.spec(conditions: #"[{"name": "x", "method": "lora", "targets": "v_proj,q_proj", "lr": 0.0002}]"#))
+        let written = try fixture.plan(fixture.spec(conditions: #"[{"name": "x", "method": "lora", "targets": "v_proj,q_proj", "lr": 0.001}]"#))
         #expect(written.trials.map(\.key) == [plan.trials[0].key])
     }
 }

@@ -26,10 +26,10 @@ import Testing
         #expect(rows.map { $0["method"] as String } == ["full", "lora"])
         #expect(rows[0]["rank"] as Int? == nil)
         #expect(rows[1]["rank"] as Int? == 8 && rows[1]["alpha"] as Double? == 16)
-        #expect(rows[1]["lr"] as Double == 0.0002)
+        #expect(rows[1]["lr"] as Double == 0.001)
         #expect(rows.allSatisfy { $0["seed"] as Int == 7 && $0["epochs"] as Int == 3 && $0["status"] as String == "pending" })
         let viaJSON = try fixture.store.read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM trials WHERE json_extract(config, '$.training.method.kind') = 'lora' AND lr = 2e-4")
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM trials WHERE json_extract(config, '$.training.method.kind') = 'lora' AND lr = 1e-3")
         }
         #expect(viaJSON == 1)
     }
