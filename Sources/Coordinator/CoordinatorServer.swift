@@ -17,6 +17,7 @@ public final class CoordinatorServer {
     private var workers: [String: WorkerState] = [:]
     /// Messages from workers refused as protocol violations, by type.
     public private(set) var violations: [String: Int] = [:]
+    private var meter = CoordinatorMeter()
 
     struct WorkerState {
         var peer: PeerID
@@ -42,16 +43,24 @@ public final class CoordinatorServer {
     /// The bound endpoint (with the real port when bound to port 0 / `*`).
     public var boundEndpoint: String { endpoint.endpoint }
 
+    /// Messages, dispatch latency and SQLite write times of the last (or current) `serve`.
+    public var statistics: CoordinatorStatistics { meter.snapshot(writes: store.writeTimes.summary) }
+
     /// Runs until every trial has ended (when `untilComplete`) or `stop()` says so.
     /// `tick` is called after each housekeeping round (about once per heartbeat interval).
     public func serve(untilComplete: Bool, stop: () -> Bool = { false }, tick onTick: (RunStatus) -> Void = { _ in }) throws {
         var lastHousekeeping = Date.distantPast
         let tick = timing.heartbeatInterval
+        meter = CoordinatorMeter()
         while !stop() {
             if let (peer, result) = try endpoint.receive(timeout: tick / 4) {
+                let receivedAt = ContinuousClock.now
                 switch result {
-                case let .success(message): try handle(message, from: peer)
-                case .failure: break  // counted, logged and answered by the endpoint
+                case let .success(message):
+                    meter.received(message.type.description)
+                    try handle(message, from: peer, receivedAt: receivedAt)
+                case .failure:
+                    meter.received("rejected")  // counted, logged and answered by the endpoint
                 }
             }
             if Date().timeIntervalSince(lastHousekeeping) >= Self.seconds(tick) {
@@ -59,7 +68,8 @@ public final class CoordinatorServer {
                 try housekeeping()
                 onTick(try store.status())
                 if untilComplete, try sweepComplete() {
-                    for (_, w) in workers { try? endpoint.send(.shutdown(.init(reason: "sweep complete")), to: w.peer) }
+                    meter.sweepComplete()
+                    for (_, w) in workers { try? send(.shutdown(.init(reason: "sweep complete")), to: w.peer) }
                     logger.info("sweep complete")
                     return
                 }
@@ -69,14 +79,20 @@ public final class CoordinatorServer {
 
     /// Stops every connected worker (they checkpoint and release their trials).
     public func shutdownWorkers(reason: String) {
-        for (_, w) in workers { try? endpoint.send(.shutdown(.init(reason: reason)), to: w.peer) }
+        for (_, w) in workers { try? send(.shutdown(.init(reason: reason)), to: w.peer) }
     }
 
     public func close() { endpoint.close() }
 
     // MARK: Messages
 
-    private func handle(_ message: Message, from peer: PeerID) throws {
+    /// Sends to a worker, counting the message.
+    private func send(_ message: Message, to peer: PeerID) throws {
+        try endpoint.send(message, to: peer)
+        meter.sent(message.type.description)
+    }
+
+    private func handle(_ message: Message, from peer: PeerID, receivedAt: ContinuousClock.Instant) throws {
         let workerID = peer.description
         workers[workerID]?.lastHeard = Date()
         switch message {
@@ -85,7 +101,7 @@ public final class CoordinatorServer {
         case let .ready(ready):
             guard workers[workerID] != nil else { return askForHello(peer, "ready") }
             workers[workerID]?.idleSlots = ready.freeSlots
-            try dispatch()
+            try dispatch(answering: workerID, readyAt: receivedAt)
         case let .progress(p):
             guard let session = session(of: workerID, peer) else { return }
             if ledger.firstDelivery(of: p.messageID, from: workerID, session: session) {
@@ -106,7 +122,7 @@ public final class CoordinatorServer {
                 }
                 try settle(write, trial: p.trial, attempt: p.attempt, peer: peer)
             }
-            try endpoint.send(.ack(.init(messageIDs: [p.messageID])), to: peer)
+            try send(.ack(.init(messageIDs: [p.messageID])), to: peer)
         case let .checkpoint(c):
             guard let session = session(of: workerID, peer) else { return }
             if ledger.firstDelivery(of: c.messageID, from: workerID, session: session) {
@@ -118,7 +134,7 @@ public final class CoordinatorServer {
                 let write = try store.recordCheckpoint(c.trial, attemptID: String(c.attempt), checkpoint: Checkpoint(epoch: c.checkpoint.epoch, location: location))
                 try settle(write, trial: c.trial, attempt: c.attempt, peer: peer)
             }
-            try endpoint.send(.ack(.init(messageIDs: [c.messageID])), to: peer)
+            try send(.ack(.init(messageIDs: [c.messageID])), to: peer)
         case let .done(d):
             guard let session = session(of: workerID, peer) else { return }
             if ledger.firstDelivery(of: d.messageID, from: workerID, session: session) {
@@ -126,9 +142,10 @@ public final class CoordinatorServer {
                 let write = try store.finishTrial(d.trial, attemptID: String(d.attempt), result: d.summary.diverged ? .diverged : .done,
                                                   summary: summary)
                 try settle(write, trial: d.trial, attempt: d.attempt, peer: peer)
+                if write == .accepted { meter.trialEnded() }
                 workers[workerID]?.positions["\(d.trial)/\(d.attempt)"] = nil
             }
-            try endpoint.send(.ack(.init(messageIDs: [d.messageID])), to: peer)
+            try send(.ack(.init(messageIDs: [d.messageID])), to: peer)
         case let .failed(f):
             guard let session = session(of: workerID, peer) else { return }
             if ledger.firstDelivery(of: f.messageID, from: workerID, session: session) {
@@ -136,9 +153,10 @@ public final class CoordinatorServer {
                     ? try store.releaseTrial(f.trial, attemptID: String(f.attempt), reason: f.reason)
                     : try store.finishTrial(f.trial, attemptID: String(f.attempt), result: .failed, reason: f.reason)
                 try settle(write, trial: f.trial, attempt: f.attempt, peer: peer)
+                if write == .accepted, !f.retryable { meter.trialEnded() }
                 workers[workerID]?.positions["\(f.trial)/\(f.attempt)"] = nil
             }
-            try endpoint.send(.ack(.init(messageIDs: [f.messageID])), to: peer)
+            try send(.ack(.init(messageIDs: [f.messageID])), to: peer)
         case let .heartbeat(beat):
             guard workers[workerID] != nil else { return askForHello(peer, "heartbeat") }
             var advanced = beat.running.isEmpty
@@ -150,7 +168,7 @@ public final class CoordinatorServer {
             }
             // A trainer whose position stops advancing does not renew its lease.
             if advanced { try store.heartbeat(workerID: workerID) }
-            try endpoint.send(.heartbeat(.init()), to: peer)
+            try send(.heartbeat(.init()), to: peer)
         case .assign, .ack, .cancel, .drop, .shutdown:
             refuse(peer, "\(message.type) is sent by the coordinator, not by workers")
         case let .error(reply):
@@ -165,13 +183,14 @@ public final class CoordinatorServer {
         try store.announceWorker(WorkerAnnouncement(id: hello.workerID, host: hello.host, pid: Int(hello.pid), threads: hello.threads,
                                                     protocolVersion: String(hello.protocolVersion), models: hello.models))
         workers[hello.workerID] = WorkerState(peer: peer, session: hello.session, models: hello.models, lastHeard: Date())
+        meter.hello(from: hello.workerID)
         logger.info("worker connected", metadata: ["worker": "\(hello.workerID)", "host": "\(hello.host)", "held": "\(hello.held.count)"])
         for held in hello.held {
             switch try store.readoptAttempt(String(held.attempt), trialKey: held.trial, workerID: hello.workerID) {
             case .adopted:
                 workers[hello.workerID]?.positions["\(held.trial)/\(held.attempt)"] = (held.lastEpoch, 0)
             case let .refused(status):
-                try endpoint.send(.drop(.init(trial: held.trial, attempt: held.attempt, reason: "the trial is \(status.rawValue) now")), to: peer)
+                try send(.drop(.init(trial: held.trial, attempt: held.attempt, reason: "the trial is \(status.rawValue) now")), to: peer)
             }
         }
     }
@@ -182,7 +201,7 @@ public final class CoordinatorServer {
         case .accepted, .duplicate:
             break
         case let .staleAttempt(current):
-            try endpoint.send(.drop(.init(trial: trial, attempt: attempt, reason: "attempt \(current ?? "none") holds the trial")), to: peer)
+            try send(.drop(.init(trial: trial, attempt: attempt, reason: "attempt \(current ?? "none") holds the trial")), to: peer)
         case let .gap(expected):
             logger.warning("epoch out of order refused", metadata: ["trial": "\(trial)", "attempt": "\(attempt)", "expected": "\(expected)"])
         }
@@ -200,19 +219,20 @@ public final class CoordinatorServer {
     /// DEALER reconnected on its own): ask it to introduce itself again.
     private func askForHello(_ peer: PeerID, _ what: String) {
         logger.info("unknown worker asked to say hello", metadata: ["worker": "\(peer)", "sent": "\(what)"])
-        try? endpoint.send(.error(.init(reason: "\(Message.ErrorReply.helloRequired): \(what) from an unknown worker")), to: peer)
+        try? send(.error(.init(reason: "\(Message.ErrorReply.helloRequired): \(what) from an unknown worker")), to: peer)
     }
 
     private func refuse(_ peer: PeerID, _ reason: String) {
         violations[reason, default: 0] += 1
         logger.warning("protocol violation", metadata: ["worker": "\(peer)", "reason": "\(reason)"])
-        try? endpoint.send(.error(.init(reason: reason)), to: peer)
+        try? send(.error(.init(reason: reason)), to: peer)
     }
 
     // MARK: Scheduling
 
-    /// Hands pending trials to workers with free slots (pull-based).
-    private func dispatch() throws {
+    /// Hands pending trials to workers with free slots (pull-based). `readyAt`: when the `ready` of worker
+    /// `answering` was received, for the dispatch latency of the assigns that answer it.
+    private func dispatch(answering: String? = nil, readyAt: ContinuousClock.Instant? = nil) throws {
         for (id, w) in workers.sorted(by: { $0.key < $1.key }) where w.idleSlots > 0 {
             var slots = w.idleSlots
             while slots > 0, let claim = try store.claimNextTrial(for: id, preferring: w.models) {
@@ -224,8 +244,9 @@ public final class CoordinatorServer {
                 }
                 let configJSON = String(decoding: try claim.config.canonicalJSON(), as: UTF8.self)
                 guard let attempt = AttemptID(claim.attemptID) else { throw CoordinatorError("store attempt id \(claim.attemptID) is not numeric") }
-                try endpoint.send(.assign(.init(trial: claim.key, attempt: attempt, configJSON: configJSON, resume: resume,
+                try send(.assign(.init(trial: claim.key, attempt: attempt, configJSON: configJSON, resume: resume,
                                                 epochsRecorded: claim.nextEpoch - 1)), to: w.peer)
+                meter.assigned(readyAt: id == answering ? readyAt : nil)
                 logger.info("assigned", metadata: ["trial": "\(claim.key.prefix(12))", "attempt": "\(attempt)", "worker": "\(id)"])
                 slots -= 1
             }
@@ -236,6 +257,7 @@ public final class CoordinatorServer {
     private func housekeeping() throws {
         for requeued in try store.requeueExpiredLeases() {
             logger.warning("lease expired; trial requeued", metadata: ["trial": "\(requeued)"])
+            if requeued.status.isTerminal { meter.trialEnded() }
         }
         let deadline = Date().addingTimeInterval(-Self.seconds(timing.peerDeadAfter))
         for (id, w) in workers where w.lastHeard < deadline {

@@ -28,11 +28,14 @@ public final class WorkerClient: @unchecked Sendable {
         public var rejected: [String: Int] = [:]
         /// Attempts started on this worker.
         public var attemptsStarted = 0
+        /// Seconds from each `ready` sent to the `assign` that answered it: the dispatch latency as a
+        /// worker sees it, queueing on both sides included.
+        public var readyToAssignSeconds: [Double] = []
     }
 
     public let settings: WorkerSettings
     let context: ZMQContext
-    let runner: TrialRunner
+    let runner: any TrialRunning
     let logger: Logger
 
     private let lock = NSLock()
@@ -45,7 +48,7 @@ public final class WorkerClient: @unchecked Sendable {
     /// The longest the socket thread waits before looking at the trial's results again.
     static let pollSlice = Duration.milliseconds(20)
 
-    public init(_ settings: WorkerSettings, context: ZMQContext, runner: TrialRunner, logger: Logger) {
+    public init(_ settings: WorkerSettings, context: ZMQContext, runner: any TrialRunning, logger: Logger) {
         self.settings = settings; self.context = context; self.runner = runner
         var logger = logger
         logger[metadataKey: "worker"] = "\(settings.workerID)"
@@ -102,6 +105,8 @@ private final class SocketLoop {
     private var trial: RunningTrial?
     /// Whether `ready` was sent for the current idle spell on this connection.
     private var readySent = false
+    /// When the last `ready` went out, until an `assign` answers it.
+    private var readySentAt: ContinuousClock.Instant?
     private var shutdownReason: String?
     /// Set once a release begins; then the deadline for the trial's checkpoint, then for the acks.
     private var release: (reason: String, deadline: ContinuousClock.Instant)?
@@ -208,7 +213,7 @@ private final class SocketLoop {
             }
         }
         return .init(workerID: settings.workerID, session: outbox.session, host: settings.host, pid: getpid(),
-                     threads: settings.threads, models: client.runner.cache.loadedModels, held: held)
+                     threads: settings.threads, models: client.runner.loadedModels, held: held)
     }
 
     // MARK: Sending
@@ -242,6 +247,7 @@ private final class SocketLoop {
         guard trial == nil, release == nil, shutdownReason == nil, endpoint != nil, !readySent else { return }
         send(.ready(.init(freeSlots: WorkerClient.slots)))
         readySent = true
+        readySentAt = .now
     }
 
     // MARK: Receiving
@@ -313,6 +319,11 @@ private final class SocketLoop {
     }
 
     private func start(_ assign: Message.Assign) {
+        if let sent = readySentAt {
+            let waited = (ContinuousClock.now - sent).seconds
+            client.count { $0.readyToAssignSeconds.append(waited) }
+            readySentAt = nil
+        }
         if let trial, trial.trial == assign.trial, trial.attempt == assign.attempt {
             logger.info("duplicate assign ignored", metadata: ["trial": "\(assign.trial)", "attempt": "\(assign.attempt)"])
             return

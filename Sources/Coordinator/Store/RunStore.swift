@@ -19,6 +19,8 @@ public final class RunStore: Sendable {
     let logger: Logger
     /// The store's notion of now, injectable so that tests can expire leases.
     let clock: @Sendable () -> Date
+    /// How long each write transaction took, commit included (coordinator-stats.json).
+    public let writeTimes = DurationSamples()
 
     /// Opens the run database at `path`, creating it (and applying
     /// migrations) unless `mustExist`. Refuses, without changing it, a file
@@ -107,7 +109,7 @@ public final class RunStore: Sendable {
 
     /// Runs `body` as one write transaction.
     func write<T>(_ body: (Database) throws -> T) throws -> T {
-        try pool.write(body)
+        try writeTimes.time { try pool.write(body) }
     }
 
     /// Runs `body` on a consistent snapshot, concurrently with writes.
