@@ -1,7 +1,9 @@
 // CoordinatorServer: the ROUTER side of the sweep protocol (docs/protocol.md).
 // One thread owns the socket and the store; every message a worker can send is
 // handled in one exhaustive switch, and anything unexpected is answered, logged
-// and counted — never a crash.
+// and counted — never a crash. Messages are taken in batches: whatever has
+// arrived is handled in one store transaction, and the answers (acks, assigns)
+// go out once it has committed.
 import Core
 import Foundation
 import Logging
@@ -18,6 +20,21 @@ public final class CoordinatorServer {
     /// Messages from workers refused as protocol violations, by type.
     public private(set) var violations: [String: Int] = [:]
     private var meter = CoordinatorMeter()
+    /// While a batch's transaction is open, what it sends waits here for the commit.
+    private var holding = false
+    private var outgoing: [Outgoing] = []
+
+    /// A message waiting for its batch to commit; `readyAt`, for an assign, is when the ready it answers came.
+    struct Outgoing {
+        var message: Message
+        var peer: PeerID
+        var readyAt: ContinuousClock.Instant?
+    }
+
+    /// A batch ends after this many messages, or once it has taken this long to handle, even if more are
+    /// waiting: the first message of a batch waits for the last one's handling and for the commit.
+    static let batchLimit = 256
+    static let batchTime = Duration.milliseconds(5)
 
     struct WorkerState {
         var peer: PeerID
@@ -47,34 +64,75 @@ public final class CoordinatorServer {
     public var statistics: CoordinatorStatistics { meter.snapshot(writes: store.writeTimes.summary) }
 
     /// Runs until every trial has ended (when `untilComplete`) or `stop()` says so.
-    /// `tick` is called after each housekeeping round (about once per heartbeat interval).
-    public func serve(untilComplete: Bool, stop: () -> Bool = { false }, tick onTick: (RunStatus) -> Void = { _ in }) throws {
-        var lastHousekeeping = Date.distantPast
+    /// `tick` gets the run's status after a housekeeping round (about once per heartbeat interval), at most
+    /// every `statusEvery` seconds (reading it costs the serving thread milliseconds on a large run).
+    public func serve(untilComplete: Bool, stop: () -> Bool = { false }, statusEvery: TimeInterval = 5,
+                      tick onTick: (RunStatus) -> Void = { _ in }) throws {
+        var lastHousekeeping = Date.distantPast, lastStatus = Date.distantPast
         let tick = timing.heartbeatInterval
         meter = CoordinatorMeter()
         while !stop() {
-            if let (peer, result) = try endpoint.receive(timeout: tick / 4) {
+            let trialEnded = try serveBatch(waitingUpTo: tick / 4)
+            let housekeepingDue = Date().timeIntervalSince(lastHousekeeping) >= Self.seconds(tick)
+            if housekeepingDue {
+                lastHousekeeping = Date()
+                try committing { try housekeeping() }
+                if Date().timeIntervalSince(lastStatus) >= statusEvery {
+                    lastStatus = Date()
+                    onTick(try store.status())
+                }
+            }
+            if untilComplete, trialEnded || housekeepingDue, try sweepComplete() {
+                meter.sweepComplete()
+                for (_, w) in workers { try? send(.shutdown(.init(reason: "sweep complete")), to: w.peer) }
+                logger.info("sweep complete")
+                return
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for a message, then handles it and whatever else has already arrived (up to
+    /// `batchLimit` messages or `batchTime`, and no further than a `ready`, whose worker is waiting) in one
+    /// store transaction, and sends the answers after the commit — so nothing is acknowledged or assigned
+    /// before it is on disk, and a burst of messages costs one commit. Returns whether a trial reached its
+    /// final state.
+    private func serveBatch(waitingUpTo timeout: Duration) throws -> Bool {
+        guard var next = try endpoint.receive(timeout: timeout) else { return false }
+        let endedBefore = meter.trialsEnded
+        try committing {
+            let deadline = ContinuousClock.now + Self.batchTime
+            var count = 0
+            while true {
                 let receivedAt = ContinuousClock.now
-                switch result {
+                switch next.message {
                 case let .success(message):
                     meter.received(message.type.description)
-                    try handle(message, from: peer, receivedAt: receivedAt)
+                    try handle(message, from: next.peer, receivedAt: receivedAt)
                 case .failure:
                     meter.received("rejected")  // counted, logged and answered by the endpoint
                 }
+                count += 1
+                if case .success(.ready) = next.message { break }
+                guard count < Self.batchLimit, ContinuousClock.now < deadline,
+                      let more = try endpoint.receive(timeout: .zero) else { break }
+                next = more
             }
-            if Date().timeIntervalSince(lastHousekeeping) >= Self.seconds(tick) {
-                lastHousekeeping = Date()
-                try housekeeping()
-                onTick(try store.status())
-                if untilComplete, try sweepComplete() {
-                    meter.sweepComplete()
-                    for (_, w) in workers { try? send(.shutdown(.init(reason: "sweep complete")), to: w.peer) }
-                    logger.info("sweep complete")
-                    return
-                }
-            }
+            meter.batch(count)
         }
+        return meter.trialsEnded != endedBefore
+    }
+
+    /// Runs `body` in one store transaction and sends what it sent only once that has committed; if it
+    /// throws, nothing is sent.
+    private func committing(_ body: () throws -> Void) throws {
+        holding = true
+        defer {
+            holding = false
+            outgoing.removeAll()
+        }
+        try store.batch(body)
+        holding = false
+        for answer in outgoing { transmit(answer) }
     }
 
     /// Stops every connected worker (they checkpoint and release their trials).
@@ -86,10 +144,23 @@ public final class CoordinatorServer {
 
     // MARK: Messages
 
-    /// Sends to a worker, counting the message.
-    private func send(_ message: Message, to peer: PeerID) throws {
-        try endpoint.send(message, to: peer)
-        meter.sent(message.type.description)
+    /// Sends to a worker, or holds the message until the open batch commits.
+    private func send(_ message: Message, to peer: PeerID, readyAt: ContinuousClock.Instant? = nil) throws {
+        let answer = Outgoing(message: message, peer: peer, readyAt: readyAt)
+        if holding { outgoing.append(answer) } else { transmit(answer) }
+    }
+
+    /// Sends and counts a message. A send that fails is logged: what the coordinator sends is recovered
+    /// without it (results are resent until acknowledged, an attempt never heard of loses its lease).
+    private func transmit(_ answer: Outgoing) {
+        do {
+            try endpoint.send(answer.message, to: answer.peer)
+        } catch {
+            logger.warning("send failed", metadata: ["worker": "\(answer.peer)", "type": "\(answer.message.type)", "error": "\(error)"])
+            return
+        }
+        meter.sent(answer.message.type.description)
+        if case .assign = answer.message { meter.assigned(readyAt: answer.readyAt) }
     }
 
     private func handle(_ message: Message, from peer: PeerID, receivedAt: ContinuousClock.Instant) throws {
@@ -116,10 +187,8 @@ public final class CoordinatorServer {
                                                answer: $0.answer, similarity: $0.similarity, keyMatch: $0.keyMatch)
                             })
                     })
+                // The evaluation's answers are recorded with the epoch.
                 let write = try store.recordEpoch(p.trial, attemptID: String(p.attempt), report: report)
-                if write == .accepted, let questions = report.evaluation?.questions {
-                    _ = try store.recordQuestionOutputs(p.trial, attemptID: String(p.attempt), epoch: p.epoch, questions: questions)
-                }
                 try settle(write, trial: p.trial, attempt: p.attempt, peer: peer)
             }
             try send(.ack(.init(messageIDs: [p.messageID])), to: peer)
@@ -245,8 +314,7 @@ public final class CoordinatorServer {
                 let configJSON = String(decoding: try claim.config.canonicalJSON(), as: UTF8.self)
                 guard let attempt = AttemptID(claim.attemptID) else { throw CoordinatorError("store attempt id \(claim.attemptID) is not numeric") }
                 try send(.assign(.init(trial: claim.key, attempt: attempt, configJSON: configJSON, resume: resume,
-                                                epochsRecorded: claim.nextEpoch - 1)), to: w.peer)
-                meter.assigned(readyAt: id == answering ? readyAt : nil)
+                                       epochsRecorded: claim.nextEpoch - 1)), to: w.peer, readyAt: id == answering ? readyAt : nil)
                 logger.info("assigned", metadata: ["trial": "\(claim.key.prefix(12))", "attempt": "\(attempt)", "worker": "\(id)"])
                 slots -= 1
             }
@@ -269,9 +337,8 @@ public final class CoordinatorServer {
     }
 
     private func sweepComplete() throws -> Bool {
-        let status = try store.status()
-        let open = status.trialsByStatus.filter { !$0.key.isTerminal }.values.reduce(0, +)
-        return open == 0 && status.trialsByStatus.values.reduce(0, +) > 0
+        let trials = try store.unfinishedTrials()
+        return trials.unfinished == 0 && trials.total > 0
     }
 
     public static func seconds(_ d: Duration) -> TimeInterval {

@@ -67,8 +67,11 @@ public struct CoordinatorStatistics: Sendable, Equatable, Codable {
     /// Assigns to a slot that had waited for work (no trial pending when its `ready` came), made later by
     /// housekeeping or another worker's message; not in `dispatch`.
     public var deferredAssigns = 0
-    /// Every SQLite write transaction of the store, commit included.
+    /// Every SQLite write transaction of the store, commit included (a batch of messages is one).
     public var sqliteWrites = DurationSummary([])
+    /// Batches of messages handled in one transaction each, and the most messages in one.
+    public var batches = 0
+    public var largestBatch = 0
     /// Wall time of `serve`.
     public var serveSeconds = 0.0
     /// When the last trial reached its final state (nil while some trial has not).
@@ -102,7 +105,8 @@ public struct CoordinatorStatistics: Sendable, Equatable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case received, sent, dispatch, deferredAssigns = "deferred_assigns", sqliteWrites = "sqlite_writes",
+        case received, sent, dispatch, deferredAssigns = "deferred_assigns", sqliteWrites = "sqlite_writes", batches,
+             largestBatch = "largest_batch",
              serveSeconds = "serve_seconds", sweepSeconds = "sweep_seconds", firstAssignSeconds = "first_assign_seconds",
              workersSeen = "workers_seen", lastWorkerJoinedSeconds = "last_worker_joined_seconds", cpuSeconds = "cpu_seconds"
     }
@@ -115,8 +119,9 @@ struct CoordinatorMeter {
     var figures = CoordinatorStatistics()
     var dispatch: [Double] = []
     var workers: Set<String> = []
-    /// When a trial last reached a final state.
+    /// When a trial last reached a final state, and how many have.
     var lastTrialEnded: Double?
+    var trialsEnded = 0
 
     func elapsed(at instant: ContinuousClock.Instant = .now) -> Double { DurationSamples.seconds(instant - start) }
 
@@ -137,7 +142,15 @@ struct CoordinatorMeter {
         if let readyAt { dispatch.append(DurationSamples.seconds(now - readyAt)) } else { figures.deferredAssigns += 1 }
     }
 
-    mutating func trialEnded() { lastTrialEnded = elapsed() }
+    mutating func trialEnded() {
+        lastTrialEnded = elapsed()
+        trialsEnded += 1
+    }
+
+    mutating func batch(_ messages: Int) {
+        figures.batches += 1
+        figures.largestBatch = max(figures.largestBatch, messages)
+    }
 
     /// The sweep has no trial left to run: it took until the last one ended.
     mutating func sweepComplete() {

@@ -62,17 +62,25 @@ struct SweepBenchCommand: ParsableCommand {
             [bench] \(trials) simulated trials × \(epochs) epochs × \(epochSeconds) s on \(workers) workers; \
             ideal \(String(format: "%.1f", idealSeconds)) s. Output in \(log.path)\n
             """.utf8))
+        let load = (before: Self.loadAverage(), after: 0.0)
         let started = ContinuousClock.now
         let status = try runSweep(spec: spec, directory: directory, log: log)
         let wall = (ContinuousClock.now - started).seconds
         guard status == 0 else { throw CLIError("factsweep run exited with status \(status): see \(log.path)") }
-        let result = try BenchSweepResult(self, directory: RunDirectory(directory), commandSeconds: wall)
+        let result = try BenchSweepResult(self, directory: RunDirectory(directory), commandSeconds: wall,
+                                          load: (load.before, Self.loadAverage()))
         if json {
             let data = try JSONSerialization.data(withJSONObject: result.object, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
             print(result.table)
         }
+    }
+
+    /// The one-minute load average (other work on the machine shows in the figures), or NaN.
+    static func loadAverage() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return .nan }
+        return text.split(separator: " ").first.flatMap { Double($0) } ?? .nan
     }
 
     /// Every trial's epochs spread perfectly over the workers.
@@ -120,29 +128,40 @@ struct SweepBenchCommand: ParsableCommand {
 struct BenchSweepResult {
     let bench: SweepBenchCommand
     let coordinator: CoordinatorStatistics
-    /// Every worker's ready-to-assign waits, pooled.
+    /// Every worker's ready-to-assign waits after its first trial, pooled; the first waits include the
+    /// start of the coordinator and of the other workers (spawned one after another).
     let workerWaits: DurationSummary
+    let firstWaits: DurationSummary
     let workerPeakRSS: [Int]
+    let workerCPUSeconds: Double
+    /// The machine's one-minute load average before and after the run.
+    let load: (before: Double, after: Double)
     let trialsDone: Int
     let epochsRecorded: Int
     let commandSeconds: Double
 
-    init(_ bench: SweepBenchCommand, directory: RunDirectory, commandSeconds: Double) throws {
+    init(_ bench: SweepBenchCommand, directory: RunDirectory, commandSeconds: Double, load: (Double, Double)) throws {
         self.bench = bench
         self.commandSeconds = commandSeconds
+        self.load = load
         coordinator = try CoordinatorStatistics.read(from: directory.statistics)
-        var waits: [Double] = [], rss: [Int] = []
+        var waits: [Double] = [], firsts: [Double] = [], rss: [Int] = [], cpu = 0.0
         for i in 0..<bench.workers {
             let file = directory.logs.appendingPathComponent("worker-\(i).stats.json")
             guard let data = try? Data(contentsOf: file),
                   let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
                 throw CLIError("worker \(i) left no statistics in \(file.path)")
             }
-            waits += object["ready_to_assign_seconds"] as? [Double] ?? []
+            let workerWaits = object["ready_to_assign_seconds"] as? [Double] ?? []
+            firsts += workerWaits.prefix(1)
+            waits += workerWaits.dropFirst()
             rss.append(object["peak_rss_bytes"] as? Int ?? 0)
+            cpu += object["cpu_seconds"] as? Double ?? 0
         }
         workerWaits = DurationSummary(waits)
+        firstWaits = DurationSummary(firsts)
         workerPeakRSS = rss
+        workerCPUSeconds = cpu
         let store = try directory.open(leaseDuration: 120, logger: Logger(label: "factsweep.bench"), mustExist: true)
         let status = try store.status()
         trialsDone = status.trialsByStatus[.done] ?? 0
@@ -168,12 +187,15 @@ struct BenchSweepResult {
             "dispatch_p99_ms": (coordinator.dispatch.p99Seconds ?? .nan) * 1000,
             "worker_wait_p50_ms": (workerWaits.p50Seconds ?? .nan) * 1000,
             "worker_wait_p99_ms": (workerWaits.p99Seconds ?? .nan) * 1000,
+            "worker_first_wait_max_ms": (firstWaits.maxSeconds ?? .nan) * 1000,
             "sqlite_writes": coordinator.sqliteWrites.count, "sqlite_write_seconds": coordinator.sqliteWrites.totalSeconds,
             "sqlite_write_p50_ms": (coordinator.sqliteWrites.p50Seconds ?? .nan) * 1000,
             "sqlite_write_p99_ms": (coordinator.sqliteWrites.p99Seconds ?? .nan) * 1000,
             "coordinator_cpu_seconds": coordinator.cpuSeconds,
             "worker_peak_rss_mib_max": Double(workerPeakRSS.max() ?? 0) / 1_048_576,
             "worker_peak_rss_mib_sum": Double(workerPeakRSS.reduce(0, +)) / 1_048_576,
+            "worker_cpu_seconds": workerCPUSeconds, "load_average_before": load.before, "load_average_after": load.after,
+            "batches": coordinator.batches, "largest_batch": coordinator.largestBatch,
         ]
     }
 
@@ -194,11 +216,16 @@ struct BenchSweepResult {
             ("messages/s (in + out, over serve)", String(format: "%.0f", c.messagesPerSecond), ""),
             ("dispatch p50 / p99 (ready in → assign out)", "\(ms(c.dispatch.p50Seconds)) / \(ms(c.dispatch.p99Seconds))", "p99 < 10 ms"),
             ("worker wait p50 / p99 (ready sent → assign in)", "\(ms(workerWaits.p50Seconds)) / \(ms(workerWaits.p99Seconds))", "p99 < 10 ms"),
+            ("  (each worker's first wait, at start-up: max)", ms(firstWaits.maxSeconds), ""),
             ("SQLite writes: count, total", String(format: "%d, %.2f s", c.sqliteWrites.count, c.sqliteWrites.totalSeconds), ""),
             ("SQLite write p50 / p99 / max", "\(ms(c.sqliteWrites.p50Seconds)) / \(ms(c.sqliteWrites.p99Seconds)) / \(ms(c.sqliteWrites.maxSeconds))", ""),
+            ("batches (one transaction each), largest", "\(c.batches), \(c.largestBatch) messages", ""),
             ("coordinator CPU (of serve wall)", String(format: "%.1f s (%.1f%%)", c.cpuSeconds, 100 * c.cpuSeconds / max(c.serveSeconds, 1e-9)), ""),
+            ("workers' CPU, all together", String(format: "%.1f s", workerCPUSeconds), ""),
             ("worker peak RSS, max / sum", String(format: "%.0f MiB / %.0f MiB", Double(workerPeakRSS.max() ?? 0) / 1_048_576,
                                                    Double(workerPeakRSS.reduce(0, +)) / 1_048_576), ""),
+            ("load average (1 min) before / after", String(format: "%.2f / %.2f on %d cores", load.before, load.after,
+                                                         ProcessInfo.processInfo.activeProcessorCount), ""),
         ]
         let width = rows.map(\.0.count).max() ?? 0, valueWidth = rows.map(\.1.count).max() ?? 0
         let head = "\(bench.trials) trials × \(bench.epochs) epochs × \(bench.epochSeconds) s, \(bench.workers) workers"

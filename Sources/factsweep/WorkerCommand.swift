@@ -38,7 +38,7 @@ struct WorkerCommand: ParsableCommand {
 
     @OptionGroup var simulation: SimulationOptions
 
-    @Option(name: .long, help: "Write this worker's counters (attempts, reconnects, ready-to-assign waits, peak RSS) as JSON to FILE at exit.")
+    @Option(name: .long, help: "Write this worker's counters (attempts, reconnects, ready-to-assign waits, peak RSS, CPU time) as JSON to FILE at exit.")
     var statsFile: String?
 
     func validate() throws {
@@ -75,7 +75,7 @@ struct WorkerCommand: ParsableCommand {
         let object: [String: Any] = [
             "worker_id": client.settings.workerID, "attempts_started": statistics.attemptsStarted,
             "reconnects": statistics.reconnects, "ready_to_assign_seconds": statistics.readyToAssignSeconds,
-            "peak_rss_bytes": ResourceUsage.peakResidentBytes,
+            "peak_rss_bytes": ResourceUsage.peakResidentBytes, "cpu_seconds": ResourceUsage.cpuSeconds,
         ]
         try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]).write(to: file, options: .atomic)
     }

@@ -64,7 +64,9 @@ import TestSupport
         #expect(stats.sent["assign"] == 20 && stats.sent["ack", default: 0] >= 120, "\(stats.sent)")
         #expect(stats.dispatch.count + stats.deferredAssigns == 20 && stats.dispatch.count >= 16, "\(stats)")
         #expect((stats.dispatch.p99Seconds ?? .infinity) < 1)
-        #expect(stats.sqliteWrites.count >= 20 + 60 + 40 + 20 && stats.sqliteWrites.totalSeconds > 0)
+        // Each batch of messages is one transaction (housekeeping rounds add theirs).
+        #expect(stats.batches > 0 && stats.largestBatch >= 1 && stats.sqliteWrites.count >= stats.batches, "\(stats)")
+        #expect(stats.sqliteWrites.totalSeconds > 0)
         #expect(stats.workersSeen == 4)
         // 20 trials of 3 × 0.05 s on 4 workers take at least 0.75 s.
         let sweep = try #require(stats.sweepSeconds)
