@@ -5,6 +5,7 @@
 // described in docs/benchmarks.md ("Sweep coordinator at scale").
 import Core
 import Foundation
+import Protocol
 
 /// Durations in seconds, every one kept (for exact percentiles); thread-safe.
 public final class DurationSamples: @unchecked Sendable {
@@ -61,9 +62,13 @@ public struct CoordinatorStatistics: Sendable, Equatable, Codable {
     public var received: [String: Int] = [:]
     /// Messages sent to workers, by type name (answers to unreadable messages not included).
     public var sent: [String: Int] = [:]
-    /// From receiving a worker's `ready` to having sent the `assign` that answers it, for every assign made
-    /// while that `ready` was handled.
+    /// From taking a worker's `ready` off the socket to having sent the `assign` that answers it (after the
+    /// commit of the claim), for every assign made while that `ready` was handled — but each worker's
+    /// first, which are in `firstDispatch`: they come while the workers start, all at once.
     public var dispatch = DurationSummary([])
+    /// The part of `dispatch` after the assign was made: the rest of its batch, the commit, the send.
+    public var dispatchAfterClaim = DurationSummary([])
+    public var firstDispatch = DurationSummary([])
     /// Assigns to a slot that had waited for work (no trial pending when its `ready` came), made later by
     /// housekeeping or another worker's message; not in `dispatch`.
     public var deferredAssigns = 0
@@ -105,7 +110,8 @@ public struct CoordinatorStatistics: Sendable, Equatable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case received, sent, dispatch, deferredAssigns = "deferred_assigns", sqliteWrites = "sqlite_writes", batches,
+        case received, sent, dispatch, dispatchAfterClaim = "dispatch_after_claim", firstDispatch = "first_dispatch",
+             deferredAssigns = "deferred_assigns", sqliteWrites = "sqlite_writes", batches,
              largestBatch = "largest_batch",
              serveSeconds = "serve_seconds", sweepSeconds = "sweep_seconds", firstAssignSeconds = "first_assign_seconds",
              workersSeen = "workers_seen", lastWorkerJoinedSeconds = "last_worker_joined_seconds", cpuSeconds = "cpu_seconds"
@@ -118,6 +124,9 @@ struct CoordinatorMeter {
     let startCPU = ResourceUsage.cpuSeconds
     var figures = CoordinatorStatistics()
     var dispatch: [Double] = []
+    var afterClaim: [Double] = []
+    var firstDispatch: [Double] = []
+    var assignedWorkers: Set<PeerID> = []
     var workers: Set<String> = []
     /// When a trial last reached a final state, and how many have.
     var lastTrialEnded: Double?
@@ -135,11 +144,22 @@ struct CoordinatorMeter {
         }
     }
 
-    /// An assign went out; `readyAt` is when the ready it answers was received, nil for a deferred one.
-    mutating func assigned(readyAt: ContinuousClock.Instant?) {
+    /// An assign made at `madeAt` went out to `worker`; `readyAt` is when the ready it answers was received,
+    /// nil for a deferred one.
+    mutating func assigned(to worker: PeerID, readyAt: ContinuousClock.Instant?, madeAt: ContinuousClock.Instant) {
         let now = ContinuousClock.now
         if figures.firstAssignSeconds == nil { figures.firstAssignSeconds = elapsed(at: now) }
-        if let readyAt { dispatch.append(DurationSamples.seconds(now - readyAt)) } else { figures.deferredAssigns += 1 }
+        let first = assignedWorkers.insert(worker).inserted
+        guard let readyAt else {
+            figures.deferredAssigns += 1
+            return
+        }
+        if first {
+            firstDispatch.append(DurationSamples.seconds(now - readyAt))
+        } else {
+            dispatch.append(DurationSamples.seconds(now - readyAt))
+            afterClaim.append(DurationSamples.seconds(now - madeAt))
+        }
     }
 
     mutating func trialEnded() {
@@ -161,6 +181,8 @@ struct CoordinatorMeter {
     func snapshot(writes: DurationSummary) -> CoordinatorStatistics {
         var figures = figures
         figures.dispatch = DurationSummary(dispatch)
+        figures.dispatchAfterClaim = DurationSummary(afterClaim)
+        figures.firstDispatch = DurationSummary(firstDispatch)
         figures.sqliteWrites = writes
         figures.serveSeconds = elapsed()
         figures.cpuSeconds = ResourceUsage.cpuSeconds - startCPU

@@ -70,14 +70,26 @@ public final class CoordinatorEndpoint {
 
     /// The next message within `timeout`, or a rejected one (already counted, logged and answered); nil on timeout.
     public func receive(timeout: Duration) throws(ZMQError) -> (peer: PeerID, message: Result<Message, ProtocolError>)? {
+        guard let raw = try receiveUndecoded(timeout: timeout) else { return nil }
+        return (raw.peer, decode(raw))
+    }
+
+    /// The next message within `timeout` as it came (for a receiver that orders messages before decoding
+    /// them); nil on timeout.
+    public func receiveUndecoded(timeout: Duration) throws(ZMQError) -> UndecodedMessage? {
         guard var frames = try socket.receive(timeout: timeout), !frames.isEmpty else { return nil }
         let peer = PeerID(frames.removeFirst())
-        let result = rejections.decode(frames, from: peer.description, limit: timing.maxMessageBytes, logger: logger)
+        return UndecodedMessage(peer: peer, frames: frames)
+    }
+
+    /// The message in `raw`, or why it is rejected (counted, logged and answered).
+    public func decode(_ raw: UndecodedMessage) -> Result<Message, ProtocolError> {
+        let result = rejections.decode(raw.frames, from: raw.peer.description, limit: timing.maxMessageBytes, logger: logger)
         switch result {
-        case .success: turnedAway.remove(peer)
-        case .failure(let error): answer(error, frames, to: peer)
+        case .success: turnedAway.remove(raw.peer)
+        case .failure(let error): answer(error, raw.frames, to: raw.peer)
         }
-        return (peer, result)
+        return result
     }
 
     /// Closes the socket now: unsent messages are discarded, and workers start reconnecting.
@@ -93,6 +105,17 @@ public final class CoordinatorEndpoint {
         } catch {
             logger.warning("could not answer a rejected message", metadata: ["peer": "\(peer)", "error": "\(error)"])
         }
+    }
+}
+
+/// A message from a peer, its frames not yet decoded.
+public struct UndecodedMessage: Sendable {
+    public var peer: PeerID
+    public var frames: [Data]
+
+    /// The type its frames claim (frame 1), before anything is checked.
+    public var claimedType: MessageType? {
+        frames.count == 3 && frames[1].count == 1 ? frames[1].first.flatMap(MessageType.init(rawValue:)) : nil
     }
 }
 
@@ -122,9 +145,9 @@ public final class WorkerEndpoint {
     }
 
     /// The next message from the coordinator within `timeout`, or a rejected one (counted and logged,
-    /// never answered); nil on timeout.
-    public func receive(timeout: Duration) throws(ZMQError) -> Result<Message, ProtocolError>? {
-        guard let frames = try socket.receive(timeout: timeout) else { return nil }
+    /// never answered); nil on timeout, or once `descriptor` (a wake-up pipe) is readable.
+    public func receive(timeout: Duration, wakingFor descriptor: Int32? = nil) throws(ZMQError) -> Result<Message, ProtocolError>? {
+        guard let frames = try socket.receive(timeout: timeout, wakingFor: descriptor) else { return nil }
         return rejections.decode(frames, from: "coordinator", limit: timing.maxMessageBytes, logger: logger)
     }
 

@@ -39,14 +39,18 @@ public final class WorkerClient: @unchecked Sendable {
     let logger: Logger
 
     private let lock = NSLock()
+    /// Wakes the socket thread for a trial's results and for `release`.
+    let wakeup = Wakeup()
     private var releaseReason: String?
     private var running = false
     private var counters = Statistics()
 
     /// Slots a worker offers: one trial at a time, so that it has all its threads.
     static let slots = 1
-    /// The longest the socket thread waits before looking at the trial's results again.
+    /// The longest the socket thread waits before looking at the trial's results again when nothing can
+    /// wake it (no wake-up pipe), and when something can.
     static let pollSlice = Duration.milliseconds(20)
+    static let wakeableSlice = Duration.milliseconds(500)
 
     public init(_ settings: WorkerSettings, context: ZMQContext, runner: any TrialRunning, logger: Logger) {
         self.settings = settings; self.context = context; self.runner = runner
@@ -72,6 +76,7 @@ public final class WorkerClient: @unchecked Sendable {
     /// Safe from any thread.
     public func release(reason: String) {
         withLock { if releaseReason == nil { releaseReason = reason } }
+        wakeup?.ring()
     }
 
     public var statistics: Statistics { withLock { counters } }
@@ -254,9 +259,10 @@ private final class SocketLoop {
 
     /// Waits up to the next heartbeat (at most a poll slice) for one message from the coordinator and handles it.
     private func receive(from endpoint: WorkerEndpoint) {
-        let wait = Swift.max(.zero, Swift.min(WorkerClient.pollSlice, nextHeartbeat - .now))
+        let slice = client.wakeup == nil ? WorkerClient.pollSlice : WorkerClient.wakeableSlice
+        let wait = Swift.max(.zero, Swift.min(slice, nextHeartbeat - .now))
         let received: Result<Message, ProtocolError>?
-        do { received = try endpoint.receive(timeout: wait) } catch {
+        do { received = try endpoint.receive(timeout: wait, wakingFor: client.wakeup?.descriptor) } catch {
             logger.warning("receive failed; reconnecting", metadata: ["error": "\(error)"])
             disconnect()
             return
@@ -335,7 +341,8 @@ private final class SocketLoop {
         }
         logger.info("starting trial", metadata: ["trial": "\(assign.trial)", "attempt": "\(assign.attempt)",
                                                   "resume_epoch": "\(assign.resume.map { "\($0.epoch)" } ?? "none")"])
-        let running = RunningTrial(trial: assign.trial, attempt: assign.attempt, lastEpoch: assign.resume?.epoch ?? 0)
+        let running = RunningTrial(trial: assign.trial, attempt: assign.attempt, lastEpoch: assign.resume?.epoch ?? 0,
+                                   wakeup: client.wakeup)
         trial = running
         readySent = false
         client.count { $0.attemptsStarted += 1 }
@@ -360,6 +367,7 @@ private final class SocketLoop {
 
     /// Sends what the training thread produced; frees the slot when it has ended.
     private func pumpTrial() {
+        client.wakeup?.reset()
         guard let running = trial else { return }
         let (outputs, finished) = running.take()
         let stop = running.stopRequest

@@ -32,6 +32,9 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var simulation: SimulationOptions
 
+    /// The niceness of local workers (the coordinator keeps its own, normally 0).
+    static let workerNiceness: Int32 = 5
+
     func validate() throws {
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
         if let t = threadsPerWorker { guard t >= 1 else { throw ValidationError("--threads-per-worker must be at least 1") } }
@@ -76,6 +79,9 @@ struct RunCommand: ParsableCommand {
             process.standardOutput = handle
             process.standardError = handle
             try process.run()
+            // Below the coordinator's priority: every worker waits on the coordinator, which needs little CPU
+            // but needs it at once; local workers that train on every core must not keep it waiting.
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(process.processIdentifier), Self.workerNiceness)
             children.append(process)
         }
         let stop = SignalWatch()

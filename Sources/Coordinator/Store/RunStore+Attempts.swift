@@ -21,7 +21,7 @@ extension RunStore {
                 WITH started AS (
                     SELECT sweep_id, condition, SUM(status <> 'pending' OR attempts > 0) AS count
                     FROM trials GROUP BY sweep_id, condition)
-                SELECT t.key FROM trials t JOIN started s USING (sweep_id, condition)
+                SELECT t.key FROM trials t INDEXED BY trials_claim_order JOIN started s USING (sweep_id, condition)
                 WHERE t.status = 'pending'
                 ORDER BY t.model IN \(preferredModels) DESC, t.last_epoch, s.count, t.rowid
                 LIMIT 1
