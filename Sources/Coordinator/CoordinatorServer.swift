@@ -36,10 +36,6 @@ public final class CoordinatorServer {
     /// waiting: the first message of a batch waits for the last one's handling and for the commit.
     static let batchLimit = 256
     static let batchTime = Duration.milliseconds(5)
-    /// Messages taken off the socket and not handled yet, oldest first, with when each was taken.
-    private var inbox: [(message: UndecodedMessage, takenAt: ContinuousClock.Instant)] = []
-    /// The most messages held in `inbox`; more wait in the socket (under libzmq's limits).
-    static let inboxLimit = 1024
 
     struct WorkerState {
         var peer: PeerID
@@ -96,73 +92,35 @@ public final class CoordinatorServer {
         }
     }
 
-    /// Takes what has arrived (waiting up to `timeout` when nothing has) and handles one batch of it in one
-    /// store transaction, sending the answers after the commit — so nothing is acknowledged or assigned
-    /// before it is on disk, and a burst of messages costs one commit. The batch is every waiting `ready`
-    /// (an idle worker waits for its answer; results only for their acks) — except one behind its own
-    /// worker's `hello`, which must come first — or else the oldest messages, up to `batchLimit` of them
-    /// or `batchTime` of handling. Returns whether a trial reached its final state.
+    /// Waits up to `timeout` for a message, then handles it and whatever else has already arrived (up to
+    /// `batchLimit` messages or `batchTime`, and no further than a `ready`, whose worker is waiting) in one
+    /// store transaction, and sends the answers after the commit — so nothing is acknowledged or assigned
+    /// before it is on disk, and a burst of messages costs one commit. Returns whether a trial reached its
+    /// final state.
     private func serveBatch(waitingUpTo timeout: Duration) throws -> Bool {
-        try collect(waitingUpTo: timeout)
-        guard !inbox.isEmpty else { return false }
+        guard var next = try endpoint.receive(timeout: timeout) else { return false }
         let endedBefore = meter.trialsEnded
-        let urgent = Self.readies(in: inbox.map(\.message))
         try committing {
-            if !urgent.isEmpty {
-                for index in urgent { try take(inbox[index]) }
-                let taken = Set(urgent)
-                inbox = inbox.enumerated().filter { !taken.contains($0.offset) }.map(\.element)
-                meter.batch(urgent.count)
-            } else {
-                let deadline = ContinuousClock.now + Self.batchTime
-                var count = 0
-                while count < inbox.count, count < Self.batchLimit, count == 0 || ContinuousClock.now < deadline {
-                    try take(inbox[count])
-                    count += 1
+            let deadline = ContinuousClock.now + Self.batchTime
+            var count = 0
+            while true {
+                let receivedAt = ContinuousClock.now
+                switch next.message {
+                case let .success(message):
+                    meter.received(message.type.description)
+                    try handle(message, from: next.peer, receivedAt: receivedAt)
+                case .failure:
+                    meter.received("rejected")  // counted, logged and answered by the endpoint
                 }
-                inbox.removeFirst(count)
-                meter.batch(count)
+                count += 1
+                if case .success(.ready) = next.message { break }
+                guard count < Self.batchLimit, ContinuousClock.now < deadline,
+                      let more = try endpoint.receive(timeout: .zero) else { break }
+                next = more
             }
+            meter.batch(count)
         }
         return meter.trialsEnded != endedBefore
-    }
-
-    /// The positions of the `ready`s among `waiting` that may be handled before the messages ahead of them:
-    /// all but those behind a `hello` of their own worker.
-    static func readies(in waiting: [UndecodedMessage]) -> [Int] {
-        var greeting: Set<PeerID> = []
-        var urgent: [Int] = []
-        for (index, message) in waiting.enumerated() {
-            switch message.claimedType {
-            case .hello?: greeting.insert(message.peer)
-            case .ready? where !greeting.contains(message.peer): urgent.append(index)
-            default: break
-            }
-        }
-        return urgent
-    }
-
-    /// Moves what the socket holds into `inbox` (up to `inboxLimit`), first waiting up to `timeout` for a
-    /// message when the inbox is empty. Decoding waits until a message is handled.
-    private func collect(waitingUpTo timeout: Duration) throws {
-        if inbox.isEmpty {
-            guard let first = try endpoint.receiveUndecoded(timeout: timeout) else { return }
-            inbox.append((first, .now))
-        }
-        while inbox.count < Self.inboxLimit, let more = try endpoint.receiveUndecoded(timeout: .zero) {
-            inbox.append((more, .now))
-        }
-    }
-
-    /// Decodes and handles one message (an unreadable one is counted, logged and answered by the endpoint).
-    private func take(_ entry: (message: UndecodedMessage, takenAt: ContinuousClock.Instant)) throws {
-        switch endpoint.decode(entry.message) {
-        case let .success(message):
-            meter.received(message.type.description)
-            try handle(message, from: entry.message.peer, receivedAt: entry.takenAt)
-        case .failure:
-            meter.received("rejected")
-        }
     }
 
     /// Runs `body` in one store transaction and sends what it sent only once that has committed; if it

@@ -62,8 +62,8 @@ public struct CoordinatorStatistics: Sendable, Equatable, Codable {
     public var received: [String: Int] = [:]
     /// Messages sent to workers, by type name (answers to unreadable messages not included).
     public var sent: [String: Int] = [:]
-    /// From taking a worker's `ready` off the socket to having sent the `assign` that answers it (after the
-    /// commit of the claim), for every assign made while that `ready` was handled — but each worker's
+    /// From receiving a worker's `ready` to having sent the `assign` that answers it (after the commit of
+    /// the claim), for every assign made while that `ready` was handled — but each worker's
     /// first, which are in `firstDispatch`: they come while the workers start, all at once.
     public var dispatch = DurationSummary([])
     /// The part of `dispatch` after the assign was made: the rest of its batch, the commit, the send.

@@ -70,26 +70,14 @@ public final class CoordinatorEndpoint {
 
     /// The next message within `timeout`, or a rejected one (already counted, logged and answered); nil on timeout.
     public func receive(timeout: Duration) throws(ZMQError) -> (peer: PeerID, message: Result<Message, ProtocolError>)? {
-        guard let raw = try receiveUndecoded(timeout: timeout) else { return nil }
-        return (raw.peer, decode(raw))
-    }
-
-    /// The next message within `timeout` as it came (for a receiver that orders messages before decoding
-    /// them); nil on timeout.
-    public func receiveUndecoded(timeout: Duration) throws(ZMQError) -> UndecodedMessage? {
         guard var frames = try socket.receive(timeout: timeout), !frames.isEmpty else { return nil }
         let peer = PeerID(frames.removeFirst())
-        return UndecodedMessage(peer: peer, frames: frames)
-    }
-
-    /// The message in `raw`, or why it is rejected (counted, logged and answered).
-    public func decode(_ raw: UndecodedMessage) -> Result<Message, ProtocolError> {
-        let result = rejections.decode(raw.frames, from: raw.peer.description, limit: timing.maxMessageBytes, logger: logger)
+        let result = rejections.decode(frames, from: peer.description, limit: timing.maxMessageBytes, logger: logger)
         switch result {
-        case .success: turnedAway.remove(raw.peer)
-        case .failure(let error): answer(error, raw.frames, to: raw.peer)
+        case .success: turnedAway.remove(peer)
+        case .failure(let error): answer(error, frames, to: peer)
         }
-        return result
+        return (peer, result)
     }
 
     /// Closes the socket now: unsent messages are discarded, and workers start reconnecting.
@@ -105,17 +93,6 @@ public final class CoordinatorEndpoint {
         } catch {
             logger.warning("could not answer a rejected message", metadata: ["peer": "\(peer)", "error": "\(error)"])
         }
-    }
-}
-
-/// A message from a peer, its frames not yet decoded.
-public struct UndecodedMessage: Sendable {
-    public var peer: PeerID
-    public var frames: [Data]
-
-    /// The type its frames claim (frame 1), before anything is checked.
-    public var claimedType: MessageType? {
-        frames.count == 3 && frames[1].count == 1 ? frames[1].first.flatMap(MessageType.init(rawValue:)) : nil
     }
 }
 
