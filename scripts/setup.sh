@@ -8,6 +8,12 @@ cd "$(dirname "$0")/.."
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 need_pkgs=(libopenblas-dev libzmq3-dev libsqlite3-dev pkg-config unzip)
+# `scripts/setup.sh --tests` (the test command) also installs what only tests
+# use: iproute2 (`ip netns`, TwoHostNamespaceTests) and chromium (the report's
+# headless screenshot check, RunReportTests).
+if [[ ${1:-} == --tests ]]; then
+    need_pkgs+=(iproute2 chromium)
+fi
 missing=()
 for p in "${need_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

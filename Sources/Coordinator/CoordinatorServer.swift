@@ -229,15 +229,16 @@ public final class CoordinatorServer {
             try send(.ack(.init(messageIDs: [f.messageID])), to: peer)
         case let .heartbeat(beat):
             guard workers[workerID] != nil else { return askForHello(peer, "heartbeat") }
-            var advanced = beat.running.isEmpty
+            // Only attempts whose trainer moved on since the last beat renew
+            // their leases: a hung trainer, or an attempt the worker never got, expires.
+            var advancing: [String] = []
             for activity in beat.running {
                 let key = "\(activity.trial)/\(activity.attempt)"
                 let position = (activity.epoch, activity.step)
-                if workers[workerID]?.positions[key].map({ $0 != position }) ?? true { advanced = true }
+                if workers[workerID]?.positions[key].map({ $0 != position }) ?? true { advancing.append(String(activity.attempt)) }
                 workers[workerID]?.positions[key] = position
             }
-            // A trainer whose position stops advancing does not renew its lease.
-            if advanced { try store.heartbeat(workerID: workerID) }
+            try store.heartbeat(workerID: workerID, renewing: advancing)
             try send(.heartbeat(.init()), to: peer)
         case .assign, .ack, .cancel, .drop, .shutdown:
             refuse(peer, "\(message.type) is sent by the coordinator, not by workers")
@@ -255,6 +256,11 @@ public final class CoordinatorServer {
         workers[hello.workerID] = WorkerState(peer: peer, session: hello.session, models: hello.models, lastHeard: Date())
         meter.hello(from: hello.workerID)
         logger.info("worker connected", metadata: ["worker": "\(hello.workerID)", "host": "\(hello.host)", "held": "\(hello.held.count)"])
+        // What the worker does not hold is not running anywhere: requeue it now.
+        for requeued in try store.requeueAttemptsNotHeld(by: hello.workerID, held: Set(hello.held.map { String($0.attempt) }))
+        where requeued.status.isTerminal {
+            meter.trialEnded()
+        }
         for held in hello.held {
             switch try store.readoptAttempt(String(held.attempt), trialKey: held.trial, workerID: hello.workerID) {
             case .adopted:

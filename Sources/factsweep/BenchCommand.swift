@@ -47,6 +47,9 @@ struct TrainingBenchCommand: ParsableCommand {
     @Flag(name: .long, help: "Print the results as JSON.")
     var json = false
 
+    @Flag(name: .long, help: "Measure an evaluation (6 questions; with paraphrases; perplexity) against a LoRA r=8 α=32 epoch instead.")
+    var evaluation = false
+
     @Flag(name: .long, help: .hidden)
     var single = false
 
@@ -61,6 +64,7 @@ struct TrainingBenchCommand: ParsableCommand {
     }
 
     func run() throws {
+        if evaluation { return try runEvaluationBench() }
         if single { return try runSingle() }
         let pythonPath = noPytorch ? nil : (python ?? defaultPython())
         var rows: [[String: Any]] = []

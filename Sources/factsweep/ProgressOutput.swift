@@ -30,6 +30,7 @@ final class ProgressOutput: @unchecked Sendable {
                 object["key_match"] = e.keyMatch.map { Double($0) } ?? NSNull()
                 object["perplexity"] = e.perplexity.map { Double($0) } ?? NSNull()
                 object["evaluation_seconds"] = e.seconds
+                object["question_seconds"] = e.questionSeconds ?? NSNull()
             }
             emit(object)
             return

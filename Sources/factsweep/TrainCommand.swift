@@ -33,7 +33,7 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .long, help: "Adapted modules, comma-separated (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or all-linear; default PEFT's for the method.")
     var targets: String?
 
-    @Option(name: .long, help: "Peak learning rate (default per method: full 5e-5, lora/qlora 2e-4, ia3 3e-3).")
+    @Option(name: .long, help: "Peak learning rate (default per method: full 5e-5, lora/qlora 1e-3, ia3 1e-2).")
     var lr: Float?
 
     @Option(name: .long, help: "Epochs (passes over the facts).")

@@ -28,6 +28,58 @@ import TestSupport
         }
     }
 
+    /// Prompts that share a long prefix (run once and copied) and prompts
+    /// longer than one piece of `extend` generate what recomputation does.
+    @Test func sharedPrefixAndLongPromptsEqualRecomputation() throws {
+        let dir = try TemporaryDirectory()
+        try TinyCheckpoints.llama3(in: dir.url)
+        let lm = try LanguageModel.load(dir.url)
+        let ctx = ComputeContext(threads: 2)
+        let network = lm.model.frozenNetwork()
+        let common = (0..<45).map { Int32(100 + 37 * $0 % 900) }
+        let sharing: [[Int32]] = [common + [7], common + [8, 9, 10], common + [11] + common, Array(common.prefix(20)) + [12, 13]]
+        let unrelated: [[Int32]] = [[5] + common + common, [6, 7]]
+        for prompts in [sharing, sharing + unrelated, [common + common]] {
+            let longest = prompts.map(\.count).max() ?? 0
+            let generator = CachedGenerator(network: network, maxBatch: prompts.count, maxLength: longest + 5, context: ctx)
+            let outputs = generator.generate(prompts: prompts, maxNewTokens: 5, stopTokens: [])
+            for (b, prompt) in prompts.enumerated() {
+                #expect(outputs[b] == network.generateGreedy(prompt: prompt, maxTokens: 5, context: ctx), "prompt \(b) of \(prompts.count)")
+            }
+        }
+    }
+
+    /// Speculative decoding from drafts is exact: right, wrong, partly right
+    /// and repeating drafts, with and without stop tokens, give greedy output.
+    @Test func draftsNeverChangeTheOutput() throws {
+        let dir = try TemporaryDirectory()
+        try TinyCheckpoints.llama3(in: dir.url)
+        let lm = try LanguageModel.load(dir.url)
+        let ctx = ComputeContext(threads: 2)
+        let network = lm.model.frozenNetwork()
+        let prompts: [[Int32]] = [[1, 2, 3, 4], [1, 2, 3, 9, 10], [1, 2, 3, 5], [7]]
+        let maxTokens = 40
+        let greedy = prompts.map { network.generateGreedy(prompt: $0, maxTokens: maxTokens, context: ctx) }
+        let generator = CachedGenerator(network: network, maxBatch: prompts.count, maxLength: 8 + maxTokens, context: ctx)
+        let right = greedy
+        let wrong = greedy.map { $0.map { ($0 + 1) % 1000 } }
+        let partly = greedy.map { Array($0.prefix(5)) + [999] + Array($0.dropFirst(6)) }
+        let repeating = greedy.map { Array($0.prefix(3)) + Array($0.prefix(3)) + Array($0.prefix(3)) }
+        for (name, drafts) in [("right", right), ("wrong", wrong), ("partly", partly), ("repeating", repeating), ("some", [right[0]])] {
+            #expect(generator.generate(prompts: prompts, maxNewTokens: maxTokens, stopTokens: [], drafts: drafts) == greedy, "\(name)")
+            let stop = greedy[1][7]
+            let stopped = generator.generate(prompts: prompts, maxNewTokens: maxTokens, stopTokens: [stop], drafts: drafts)
+            for (b, output) in stopped.enumerated() {
+                let cut = greedy[b].firstIndex(of: stop).map { $0 + 1 } ?? greedy[b].count
+                #expect(output == Array(greedy[b].prefix(cut)), "\(name), stop, sequence \(b)")
+            }
+        }
+        #expect(CachedGenerator.proposal([5, 6, 7, 8], after: [5, 6], limit: 10) == [7, 8])
+        #expect(CachedGenerator.proposal([5, 6, 7, 8, 9], after: [1, 6, 7], limit: 10) == [8, 9])
+        #expect(CachedGenerator.proposal([5, 6, 7, 8], after: [1, 2], limit: 10) == [])
+        #expect(CachedGenerator.proposal([5, 6, 7, 8], after: [5], limit: 2) == [6, 7])
+    }
+
     @Test func factEvaluationReportsEveryQuestion() throws {
         let lm = try LanguageModel.load(try TestPaths.model("smollm2-135m-instruct"))
         let embedder = try SentenceEmbedder.load(try TestPaths.model("all-minilm-l6-v2"))

@@ -64,19 +64,49 @@ public struct ConditionAggregate: Sendable, Equatable {
     }
 
     /// The conditions of `snapshot`, in the order their first trial was added.
+    /// Seeds of a condition are combined; trials of a condition that differ in
+    /// learning rate, rank, alpha or epochs (grid axes) are separate lines,
+    /// named after what differs ("ia3, lr 0.01").
     public static func all(in snapshot: RunSnapshot) -> [ConditionAggregate] {
         var rowsByTrial: [String: [ReportEpoch]] = [:]
         for row in snapshot.epochs { rowsByTrial[row.trialKey, default: []].append(row) }
-        var order: [String] = []
-        var trialsByCondition: [String: [ReportTrial]] = [:]
+        var order: [Variant] = []
+        var trialsByVariant: [Variant: [ReportTrial]] = [:]
         for trial in snapshot.trials {
-            if trialsByCondition[trial.condition] == nil { order.append(trial.condition) }
-            trialsByCondition[trial.condition, default: []].append(trial)
+            let variant = Variant(trial)
+            if trialsByVariant[variant] == nil { order.append(variant) }
+            trialsByVariant[variant, default: []].append(trial)
         }
-        return order.map { condition in
-            let trials = trialsByCondition[condition] ?? []
-            return ConditionAggregate(condition: condition, trials: trials,
+        return order.map { variant in
+            let trials = trialsByVariant[variant] ?? []
+            let siblings = order.filter { $0.condition == variant.condition }
+            return ConditionAggregate(condition: variant.name(among: siblings), trials: trials,
                                       rows: trials.map { rowsByTrial[$0.key] ?? [] })
+        }
+    }
+
+    /// What tells apart the lines of one condition: its settings but the seed.
+    struct Variant: Hashable {
+        var condition: String
+        var rank: Int?
+        var alpha: Double?
+        var learningRate: Double
+        var epochs: Int
+
+        init(_ trial: ReportTrial) {
+            condition = trial.condition; rank = trial.rank; alpha = trial.alpha
+            learningRate = trial.learningRate; epochs = trial.plannedEpochs
+        }
+
+        /// The condition's name, plus the settings in which `siblings` differ.
+        func name(among siblings: [Variant]) -> String {
+            guard siblings.count > 1 else { return condition }
+            var parts: [String] = []
+            if Set(siblings.map(\.rank)).count > 1, let rank { parts.append("r=\(rank)") }
+            if Set(siblings.map(\.alpha)).count > 1, let alpha { parts.append("α=\(ReportNumber.compact(alpha))") }
+            if Set(siblings.map(\.learningRate)).count > 1 { parts.append("lr \(ReportNumber.compact(learningRate))") }
+            if Set(siblings.map(\.epochs)).count > 1 { parts.append("\(epochs) epochs") }
+            return parts.isEmpty ? condition : "\(condition), \(parts.joined(separator: ", "))"
         }
     }
 

@@ -17,21 +17,7 @@ extension RunStore {
                 WHERE t.status IN ('running', 'stale') AND a.lease_expires_at < ?
                 """, arguments: [now])
             return try expired.map { row in
-                let key: String = row["key"], attemptID: String = row["attempt_id"]
-                var trial = try TrialState.fetch(db, key: key)
-                try trial.endCurrentAttempt(.lost, reason: "lease expired", in: db, at: now)
-                let lost = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM attempts WHERE trial_key = ? AND outcome = 'lost'",
-                                            arguments: [key]) ?? 0
-                if lost > trial.retryLimit {
-                    try trial.move(to: .failed, in: db, at: now)
-                    try Self.logEvent(db, at: now, kind: "trial-failed", trialKey: key,
-                                      detail: "\(lost) attempts lost; retry limit \(trial.retryLimit)")
-                } else {
-                    try trial.requeue(in: db, at: now)
-                    try Self.logEvent(db, at: now, kind: "trial-requeued", trialKey: key,
-                                      detail: "attempt \(attemptID) lost (lease expired); \(lost) lost so far, retry limit \(trial.retryLimit)")
-                }
-                return RequeuedTrial(key: key, lostAttemptID: attemptID, status: trial.status)
+                try Self.loseAttempt(db, trialKey: row["key"], attemptID: row["attempt_id"], reason: "lease expired", at: now)
             }
         }
         for trial in requeued {
@@ -39,6 +25,48 @@ extension RunStore {
                                                        "now": "\(trial.status.rawValue)"])
         }
         return requeued
+    }
+
+    /// A worker introduced itself holding only `held`: every other attempt
+    /// the store has it running (an `assign` lost on the way, a trial it
+    /// dropped while disconnected) is lost now, without waiting for its lease.
+    public func requeueAttemptsNotHeld(by workerID: String, held: Set<String>) throws -> [RequeuedTrial] {
+        let now = now
+        let requeued = try write { db in
+            let running = try Row.fetchAll(db, sql: """
+                SELECT t.key, a.attempt_id FROM trials t JOIN attempts a ON a.attempt_id = t.current_attempt_id
+                WHERE t.status IN ('running', 'stale') AND a.worker_id = ?
+                """, arguments: [workerID])
+            return try running.filter { !held.contains($0["attempt_id"]) }.map { row in
+                try Self.loseAttempt(db, trialKey: row["key"], attemptID: row["attempt_id"],
+                                     reason: "worker \(workerID) does not hold it", at: now)
+            }
+        }
+        for trial in requeued {
+            logger.warning("attempt not held by its worker", metadata: ["trial": "\(trial.key)", "attempt": "\(trial.lostAttemptID)",
+                                                                       "worker": "\(workerID)", "now": "\(trial.status.rawValue)"])
+        }
+        return requeued
+    }
+
+    /// Ends a trial's current attempt as `lost`; the trial goes back to
+    /// pending, or to failed once more attempts were lost than its retry limit allows.
+    private static func loseAttempt(_ db: Database, trialKey key: String, attemptID: String, reason: String,
+                                    at now: Date) throws -> RequeuedTrial {
+        var trial = try TrialState.fetch(db, key: key)
+        try trial.endCurrentAttempt(.lost, reason: reason, in: db, at: now)
+        let lost = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM attempts WHERE trial_key = ? AND outcome = 'lost'",
+                                    arguments: [key]) ?? 0
+        if lost > trial.retryLimit {
+            try trial.move(to: .failed, in: db, at: now)
+            try logEvent(db, at: now, kind: "trial-failed", trialKey: key,
+                         detail: "\(lost) attempts lost; retry limit \(trial.retryLimit)")
+        } else {
+            try trial.requeue(in: db, at: now)
+            try logEvent(db, at: now, kind: "trial-requeued", trialKey: key,
+                         detail: "attempt \(attemptID) lost (\(reason)); \(lost) lost so far, retry limit \(trial.retryLimit)")
+        }
+        return RequeuedTrial(key: key, lostAttemptID: attemptID, status: trial.status)
     }
 
     /// Call once when the coordinator starts on an existing database: trials

@@ -4,7 +4,8 @@ import GRDB
 
 extension RunStore {
     /// Counts per status and per condition, and throughput over the last
-    /// `window` seconds: the inputs of `factsweep status` and its ETA.
+    /// `window` seconds (or since the earliest attempt active in them, when
+    /// the sweep started later): the inputs of `factsweep status` and its ETA.
     public func status(window: TimeInterval = 600) throws -> RunStatus {
         let now = now
         return try read { db in
@@ -24,7 +25,13 @@ extension RunStore {
                                   running: $0["running"], pending: $0["pending"], ended: $0["ended"],
                                   epochsRecorded: $0["recorded"], epochsPlanned: $0["planned"])
             }
-            let window = max(window, 0)
+            // A sweep that started (or restarted) within the window has
+            // worked only since then: measure the rate over that span.
+            let windowStart = now.addingTimeInterval(-max(window, 0))
+            let activeSince = try Date.fetchOne(db, sql: """
+                SELECT MIN(started_at) FROM attempts WHERE ended_at IS NULL OR ended_at >= ?
+                """, arguments: [windowStart])
+            let window = now.timeIntervalSince(max(windowStart, activeSince ?? windowStart))
             let recent = try Row.fetchOne(db, sql: """
                 SELECT COUNT(*) AS n, AVG(epoch_seconds) AS mean FROM epoch_metrics WHERE recorded_at >= ?
                 """, arguments: [now.addingTimeInterval(-window)])

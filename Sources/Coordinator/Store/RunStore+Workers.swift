@@ -20,18 +20,23 @@ extension RunStore {
         }
     }
 
-    /// A worker is alive: refreshes `last_seen` and renews the leases of the
-    /// attempts it holds. Throws `unknownWorker` for a worker that never announced.
-    public func heartbeat(workerID: String) throws {
+    /// A worker is alive: refreshes `last_seen` and renews the leases of
+    /// `attemptIDs` — the attempts it reported as advancing — if it still
+    /// holds them. An attempt the worker does not report (an `assign` lost on
+    /// the way, a trainer that hangs) is not renewed and expires.
+    /// Throws `unknownWorker` for a worker that never announced.
+    public func heartbeat(workerID: String, renewing attemptIDs: [String] = []) throws {
         let now = now
         try write { db in
             try db.executeCached(sql: "UPDATE workers SET last_seen = ?, status = 'connected' WHERE id = ?", arguments: [now, workerID])
             guard db.changesCount == 1 else { throw RunStoreError.unknownWorker(id: workerID) }
-            try db.executeCached(sql: """
-                UPDATE attempts SET lease_expires_at = ?
-                WHERE worker_id = ? AND outcome = 'running'
-                  AND attempt_id IN (SELECT current_attempt_id FROM trials WHERE status = 'running')
-                """, arguments: [leaseEnd(from: now), workerID])
+            for attemptID in attemptIDs {
+                try db.executeCached(sql: """
+                    UPDATE attempts SET lease_expires_at = ?
+                    WHERE attempt_id = ? AND worker_id = ? AND outcome = 'running'
+                      AND attempt_id IN (SELECT current_attempt_id FROM trials WHERE status = 'running')
+                    """, arguments: [leaseEnd(from: now), attemptID, workerID])
+            }
         }
     }
 

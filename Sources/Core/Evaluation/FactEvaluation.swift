@@ -31,7 +31,10 @@ public struct EvaluationReport: Sendable, Codable, Equatable {
     public var keyMatch: Float?
     /// Perplexity of the held-out general text (forgetting), when measured.
     public var perplexity: Float?
+    /// Wall time of the whole evaluation, perplexity included.
     public var seconds: Double
+    /// Wall time of generating and scoring the answers (perplexity excluded).
+    public var questionSeconds: Double?
     public var questions: [QuestionResult]
 
     public init(accuracy: Float, accuracyAtThreshold: Float, threshold: Float, keyMatch: Float?, perplexity: Float?,
@@ -80,14 +83,18 @@ public struct FactEvaluator: Sendable {
         let limit = maxNewTokens ?? (2 * longestAnswer + 8)
         let generator = buffers.generator(network, batch: prompts.count, length: longest + limit, context: context)
         let stops = model.stopTokens
-        let outputs = generator.generate(prompts: prompts, maxNewTokens: limit, stopTokens: stops)
+        // The reference answers, as trained, are the drafts of speculative
+        // decoding: exact greedy output, one pass per answer once it is learned.
+        let drafts = try asked.map { try model.encode($0.fact.answer, parseSpecial: false) + [model.template.endOfTurnTokenId] }
+        let outputs = generator.generate(prompts: prompts, maxNewTokens: limit, stopTokens: stops, drafts: drafts)
         let answers = outputs.map { ids in
             model.tokenizer.decode(ids.filter { !stops.contains($0) }, skipSpecialTokens: true).trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        let embeddings = embedder.embed(answers + asked.map(\.fact.answer), context: context)
+        let embeddings = embedder.embed(answers, context: context)
+        let references = buffers.references(asked.map(\.fact.answer)) { embedder.embed($0, context: context) }
         var results: [QuestionResult] = []
         for (i, q) in asked.enumerated() {
-            let similarity = SentenceEmbedder.cosine(embeddings[i], embeddings[asked.count + i])
+            let similarity = SentenceEmbedder.cosine(embeddings[i], references[i])
             let key = q.fact.key.map { answers[i].lowercased().contains($0.lowercased()) }
             results.append(QuestionResult(question: q.question, paraphrase: q.paraphrase, reference: q.fact.answer,
                                           answer: answers[i], similarity: similarity, keyMatch: key))
@@ -100,6 +107,8 @@ public struct FactEvaluator: Sendable {
             threshold: threshold,
             keyMatch: keyed.isEmpty ? nil : Float(keyed.filter { $0 }.count) / Float(keyed.count),
             perplexity: nil, seconds: 0, questions: results)
+        let answered = DispatchTime.now().uptimeNanoseconds
+        report.questionSeconds = Double(answered - start) * 1e-9
         if let heldOut { report.perplexity = Perplexity.measure(network, tokens: heldOut, activations: buffers.perplexity(network, tokens: heldOut.count, context: context), context: context) }
         report.seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         return report
@@ -112,6 +121,17 @@ final class EvaluationBuffers: @unchecked Sendable {
     private let lock = NSLock()
     private var cached: (network: UnsafeMutablePointer<Float>, generator: CachedGenerator)?
     private var perplexityActs: (network: UnsafeMutablePointer<Float>, acts: LlamaActivations)?
+    private var referenceEmbeddings: (texts: [String], embeddings: [[Float]])?
+
+    /// The reference answers' embeddings: the same at every evaluation, so made once.
+    func references(_ texts: [String], embed: ([String]) -> [[Float]]) -> [[Float]] {
+        lock.lock()
+        defer { lock.unlock() }
+        if let r = referenceEmbeddings, r.texts == texts { return r.embeddings }
+        let embeddings = embed(texts)
+        referenceEmbeddings = (texts, embeddings)
+        return embeddings
+    }
 
     func generator(_ network: LlamaNetwork, batch: Int, length: Int, context: ComputeContext) -> CachedGenerator {
         lock.lock()

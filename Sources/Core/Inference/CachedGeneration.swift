@@ -1,6 +1,15 @@
-// CachedGeneration: batched greedy generation with a key/value cache. The
-// prompts go through the ordinary forward pass once (prefill), their keys and
-// values are kept, and each further step runs one token per sequence.
+// CachedGeneration: batched greedy generation with a key/value cache. Every
+// token goes through one routine, `extend`, which appends a chunk of tokens
+// per sequence to the cache: prefill is a chunk per prompt, each decoding step
+// a chunk of one. Prompts that open alike (a chat template's system turn) run
+// their common prefix once, for one sequence, and share its cache rows.
+//
+// With drafts (the reference answers, at evaluation) decoding is speculative:
+// a sequence feeds its last token plus the draft's proposed continuation in
+// one chunk, keeps the proposed tokens as far as they equal the greedy choice
+// at each position, and adds the greedy token after them. The output is
+// exactly greedy decoding's; a model that has learned its answers needs one
+// pass for a whole answer instead of one per token.
 
 /// Greedy decoding of several prompts at once over one network.
 public final class CachedGenerator: @unchecked Sendable {
@@ -8,11 +17,22 @@ public final class CachedGenerator: @unchecked Sendable {
     public let maxBatch: Int
     /// Longest prompt plus new tokens the cache holds.
     public let maxLength: Int
+    /// Tokens per sequence that one pass of `extend` takes; longer chunks run
+    /// in pieces (the cache makes pieces equivalent to one pass).
+    static let pieceLength = 32
     private let context: ComputeContext
     private let arena: FloatArena
     private let keys: [FloatPointer]  // per layer (B, maxLength, K)
     private let values: [FloatPointer]  // per layer (B, maxLength, K)
-    private let x, normOut, rstd, q, k, v, attnOut, tmp, gate, up, act, logits, scores: FloatPointer
+    /// Row buffers for up to `rowCapacity` = B · pieceLength rows.
+    private let x, normOut, rstd, q, k, v, attnOut, tmp, gate, up, act: FloatPointer
+    /// (B, C): each sequence's hidden state at its last token; (logitRows, V) logits.
+    private let last, lastNorm, lastRstd, logits: FloatPointer
+    /// Rows of logits computed at once: the last tokens of B sequences, or a
+    /// block of a verified chunk's positions.
+    private let logitRows: Int
+    private let scores: FloatPointer  // per thread (pieceLength, maxLength)
+    private let rowCapacity: Int
     private let adapters: [[ProjectionActivations]]
     private let scratch: ProjectionScratch
     private let rope: RopeTable
@@ -23,29 +43,36 @@ public final class CachedGenerator: @unchecked Sendable {
         self.maxLength = maxLength
         self.context = context
         let c = network.config, B = maxBatch, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth, F = c.intermediateSize
+        let R = B * Self.pieceLength, P = Self.pieceLength
+        rowCapacity = R
+        logitRows = max(B, 64)
         let projections = network.layers.flatMap(\.projections)
         let maxRank = projections.map { p -> Int in if case let .lora(l)? = p.adapter { return l.rank } else { return 0 } }.max() ?? 0
         let tiles = projections.map { $0.weight.tileFloats(threads: context.threads) }.max() ?? 0
-        let adapterSizes = projections.flatMap { ProjectionActivations.sizes(for: $0, rows: B) }
+        let adapterSizes = projections.flatMap { ProjectionActivations.sizes(for: $0, rows: R) }
         let sizes = Array(repeating: B * maxLength * K, count: 2 * c.layerCount)
-            + [B * C, B * C, B, B * Q, B * K, B * K, B * Q, B * C, B * F, B * F, B * F, B * c.vocabularySize, context.threads * maxLength]
-            + adapterSizes + [B * max(C, Q, F), B * maxRank, tiles]
+            + [R * C, R * C, R, R * Q, R * K, R * K, R * Q, R * C, R * F, R * F, R * F]
+            + [B * C, B * C, B, max(B, 64) * c.vocabularySize, context.threads * P * maxLength]
+            + adapterSizes + [R * max(C, Q, F), R * maxRank, tiles]
         arena = FloatArena(capacity: FloatArena.size(for: sizes))
         keys = (0..<c.layerCount).map { [arena] _ in FloatPointer(arena.take(B * maxLength * K)) }
         values = (0..<c.layerCount).map { [arena] _ in FloatPointer(arena.take(B * maxLength * K)) }
         let arena = self.arena
         func take(_ n: Int) -> FloatPointer { FloatPointer(arena.take(n)) }
-        x = take(B * C); normOut = take(B * C); rstd = take(B); q = take(B * Q); k = take(B * K); v = take(B * K)
-        attnOut = take(B * Q); tmp = take(B * C); gate = take(B * F); up = take(B * F); act = take(B * F)
-        logits = take(B * c.vocabularySize); scores = take(context.threads * maxLength)
-        adapters = network.layers.map { [arena] layer in layer.projections.map { ProjectionActivations(for: $0, rows: B, arena: arena) } }
-        scratch = ProjectionScratch(wide: take(B * max(C, Q, F)), narrow: take(B * maxRank), tiles: take(tiles))
+        x = take(R * C); normOut = take(R * C); rstd = take(R); q = take(R * Q); k = take(R * K); v = take(R * K)
+        attnOut = take(R * Q); tmp = take(R * C); gate = take(R * F); up = take(R * F); act = take(R * F)
+        last = take(B * C); lastNorm = take(B * C); lastRstd = take(B); logits = take(logitRows * c.vocabularySize)
+        scores = take(context.threads * P * maxLength)
+        adapters = network.layers.map { [arena] layer in layer.projections.map { ProjectionActivations(for: $0, rows: R, arena: arena) } }
+        scratch = ProjectionScratch(wide: take(R * max(C, Q, F)), narrow: take(R * maxRank), tiles: take(tiles))
         rope = RopeTable(headDimension: c.headDimension, positions: maxLength, theta: c.ropeTheta, scaling: c.ropeScaling)
     }
 
     /// The greedy continuation of each prompt: up to `maxNewTokens` ids each,
     /// ending after the first id in `stopTokens` (which is included).
-    public func generate(prompts: [[Int32]], maxNewTokens: Int, stopTokens: Set<Int32>) -> [[Int32]] {
+    /// `drafts[b]`, when given, is what sequence b is expected to say (its
+    /// reference answer): it only makes decoding faster when right.
+    public func generate(prompts: [[Int32]], maxNewTokens: Int, stopTokens: Set<Int32>, drafts: [[Int32]] = []) -> [[Int32]] {
         let B = prompts.count
         precondition(B <= maxBatch && prompts.allSatisfy { !$0.isEmpty && $0.count + maxNewTokens <= maxLength },
                      "prompts exceed the generator's capacity")
@@ -55,91 +82,192 @@ public final class CachedGenerator: @unchecked Sendable {
         // A sequence is done at a stop token or at maxNewTokens; finished ones
         // still ride along in the batch (their outputs no longer change).
         var done = next.map { stopTokens.contains($0) || maxNewTokens == 1 }
-        var positions = prompts.map { Int32($0.count) }
+        // Where each sequence's last token (`next`) goes into the cache.
+        var positions = prompts.map(\.count)
+        // Tokens a sequence may propose next: doubled while its proposals are
+        // taken whole, zero for good once one is refused outright — a wrong
+        // draft costs a verification pass, several plain steps' worth.
+        var budget = [Int](repeating: 4, count: B)
         while done.contains(false) {
-            next = step(tokens: next, positions: positions)
-            for b in 0..<B where !done[b] {
-                outputs[b].append(next[b])
-                done[b] = stopTokens.contains(next[b]) || outputs[b].count == maxNewTokens
+            let proposals = (0..<B).map { b -> [Int32] in
+                guard !done[b], b < drafts.count else { return [] }
+                return Self.proposal(drafts[b], after: outputs[b], limit: min(budget[b], maxNewTokens - outputs[b].count))
             }
-            for b in 0..<B where !done[b] { positions[b] += 1 }
+            let predicted: [[Int32]] = proposals.allSatisfy(\.isEmpty)
+                ? extend(next.map { [$0] }, at: positions).map { [$0] }
+                : extendVerifying((0..<B).map { [next[$0]] + proposals[$0] }, at: positions)
+            for b in 0..<B where !done[b] {
+                // Proposed tokens stand while each is the greedy choice after the one before.
+                var accepted = 0
+                while accepted < proposals[b].count, predicted[b][accepted] == proposals[b][accepted] { accepted += 1 }
+                for token in proposals[b].prefix(accepted) + [predicted[b][accepted]] where !done[b] {
+                    outputs[b].append(token)
+                    done[b] = stopTokens.contains(token) || outputs[b].count == maxNewTokens
+                }
+                positions[b] += 1 + accepted
+                next[b] = outputs[b].last ?? next[b]
+                if !proposals[b].isEmpty {
+                    budget[b] = accepted == proposals[b].count ? min(2 * budget[b], Self.pieceLength - 1) : accepted == 0 ? 0 : budget[b]
+                }
+            }
         }
         return outputs
     }
 
-    /// Runs the prompts through the training forward pass, keeps their keys
-    /// and values, and returns each prompt's first greedy token.
-    private func prefill(_ prompts: [[Int32]]) -> [Int32] {
-        let c = network.config, B = prompts.count, T = prompts.map(\.count).max() ?? 1, K = c.kvWidth
-        var tokens = [Int32](repeating: 0, count: B * T)
-        for (b, p) in prompts.enumerated() { for (t, id) in p.enumerated() { tokens[b * T + t] = id } }
-        let batch = TokenBatch(batchSize: B, seqLen: T, tokens: tokens, targets: Array(repeating: TokenBatch.ignore, count: B * T))
-        let acts = LlamaActivations(network: network, maxBatch: B, maxSeq: T, maxRows: B, threads: context.threads)
-        let rows = prompts.enumerated().map { b, p in b * T + p.count - 1 }
-        let result = network.logits(batch, outputRows: rows, acts, context: context)
-        for l in 0..<c.layerCount {
-            for (b, p) in prompts.enumerated() {
-                (keys[l].base + b * maxLength * K).update(from: acts.layers[l].k.base + b * T * K, count: p.count * K)
-                (values[l].base + b * maxLength * K).update(from: acts.layers[l].v.base + b * T * K, count: p.count * K)
-            }
+    /// What a draft proposes after `output`: its continuation while `output`
+    /// is its beginning, else the continuation after the last place where
+    /// `output`'s last two tokens occur in it (at most 8 tokens), else nothing.
+    static func proposal(_ draft: [Int32], after output: [Int32], limit: Int) -> [Int32] {
+        guard limit > 0 else { return [] }
+        if output.count < draft.count, draft.starts(with: output) { return Array(draft[output.count...].prefix(limit)) }
+        guard output.count >= 2, draft.count >= 3 else { return [] }
+        let a = output[output.count - 2], b = output[output.count - 1]
+        for i in stride(from: draft.count - 3, through: 0, by: -1) where draft[i] == a && draft[i + 1] == b {
+            return Array(draft[(i + 2)...].prefix(min(limit, 8)))
         }
-        return (0..<B).map { argmax(result, row: $0, width: c.vocabularySize) }
+        return []
     }
 
-    /// One token per sequence at its own position; returns the next tokens.
-    private func step(tokens: [Int32], positions: [Int32]) -> [Int32] {
-        let c = network.config, B = tokens.count, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth, F = c.intermediateSize
-        let hd = c.headDimension, group = c.headCount / c.kvHeadCount, scale = 1 / Float(hd).squareRoot()
+    /// Runs the prompts into the cache and returns each one's first greedy
+    /// token. Their common prefix (all but each prompt's last token at most)
+    /// runs once, in sequence 0's cache rows, which the others then copy.
+    private func prefill(_ prompts: [[Int32]]) -> [Int32] {
+        var shared = (prompts.map(\.count).min() ?? 1) - 1
+        for p in prompts.dropFirst() {
+            shared = zip(p.prefix(shared), prompts[0].prefix(shared)).prefix { $0 == $1 }.count
+        }
+        guard prompts.count > 1, shared > 1 else { return extend(prompts, at: Array(repeating: 0, count: prompts.count)) }
+        _ = extend([Array(prompts[0].prefix(shared))], at: [0])
+        let K = network.config.kvWidth
+        for l in 0..<network.config.layerCount {
+            for b in 1..<prompts.count {
+                (keys[l].base + b * maxLength * K).update(from: keys[l].base, count: shared * K)
+                (values[l].base + b * maxLength * K).update(from: values[l].base, count: shared * K)
+            }
+        }
+        return extend(prompts.map { Array($0.dropFirst(shared)) }, at: Array(repeating: shared, count: prompts.count))
+    }
+
+    /// Appends `chunks[b]` to sequence b's cache at positions `start[b]…` and
+    /// returns the greedy next token after each chunk's last token. Sequences
+    /// 0..<chunks.count take part; chunks may differ in length.
+    private func extend(_ chunks: [[Int32]], at start: [Int]) -> [Int32] {
+        let c = network.config, B = chunks.count, C = c.hiddenSize
+        var offset = 0
+        let longest = chunks.map(\.count).max() ?? 0
+        while offset < longest {
+            let T = min(Self.pieceLength, longest - offset)
+            let pieces = chunks.map { Array($0.dropFirst(offset).prefix(T)) }
+            extendPiece(pieces, at: start.map { $0 + offset }, rows: T)
+            // Keep the hidden state of each chunk's last token, in whichever piece it falls.
+            for (b, chunk) in chunks.enumerated() where chunk.count > offset && chunk.count <= offset + T {
+                (last.base + b * C).update(from: x.base + (b * T + chunk.count - offset - 1) * C, count: C)
+            }
+            offset += T
+        }
+        rmsNormForward(lastNorm, rstd: lastRstd, last, weight: network.finalNorm, n: B, c: C, eps: c.rmsNormEps, context: context)
+        linearForwardFewRows(logits.base, lastNorm.base, network.lmHead.base, n: B, inDim: C, outDim: c.vocabularySize, context: context)
+        let all = UnsafeBufferPointer(start: logits.base, count: B * c.vocabularySize)
+        return (0..<B).map { argmax(all, row: $0, width: c.vocabularySize) }
+    }
+
+    /// Appends `chunks[b]` (at most `pieceLength` tokens each) like `extend`
+    /// and returns the greedy next token after every token of every chunk.
+    private func extendVerifying(_ chunks: [[Int32]], at start: [Int]) -> [[Int32]] {
+        let c = network.config, B = chunks.count, C = c.hiddenSize, V = c.vocabularySize
+        let T = chunks.map(\.count).max() ?? 1
+        precondition(T <= Self.pieceLength)
+        extendPiece(chunks, at: start, rows: T)
+        let rows = chunks.enumerated().flatMap { b, chunk in (0..<chunk.count).map { b * T + $0 } }
+        var predicted = chunks.map { [Int32](repeating: 0, count: $0.count) }
+        // Final norm and output head over the real rows, a block of rows at a time.
+        for blockStart in stride(from: 0, to: rows.count, by: logitRows) {
+            let block = rows[blockStart..<min(rows.count, blockStart + logitRows)]
+            for (i, row) in block.enumerated() { (tmp.base + i * C).update(from: x.base + row * C, count: C) }
+            rmsNormForward(normOut, rstd: rstd, tmp, weight: network.finalNorm, n: block.count, c: C, eps: c.rmsNormEps, context: context)
+            if block.count <= fewRowsLimit {
+                linearForwardFewRows(logits.base, normOut.base, network.lmHead.base, n: block.count, inDim: C, outDim: V, context: context)
+            } else {
+                linearForward(logits.base, normOut.base, network.lmHead.base, n: block.count, inDim: C, outDim: V)
+            }
+            let all = UnsafeBufferPointer(start: logits.base, count: block.count * V)
+            for (i, row) in block.enumerated() { predicted[row / T][row % T] = argmax(all, row: i, width: V) }
+        }
+        return predicted
+    }
+
+    /// One pass of the layers over `pieces[b]` (at most `rows` tokens each,
+    /// laid out as B·rows rows, short pieces padded) at positions `start[b]…`;
+    /// leaves the final residual stream in `x`. Padding rows are computed but
+    /// never written to the cache or read by a real row.
+    private func extendPiece(_ pieces: [[Int32]], at start: [Int], rows T: Int) {
+        let c = network.config, B = pieces.count, N = B * T, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth
+        let F = c.intermediateSize, hd = c.headDimension, group = c.headCount / c.kvHeadCount, scale = 1 / Float(hd).squareRoot()
+        precondition(N <= rowCapacity)
+        var tokens = [Int32](repeating: 0, count: N), positions = [Int32](repeating: 0, count: N)
+        for (b, piece) in pieces.enumerated() {
+            for t in 0..<T {
+                tokens[b * T + t] = t < piece.count ? piece[t] : 0
+                positions[b * T + t] = Int32(min(start[b] + t, maxLength - 1))
+            }
+        }
+        let lengths = pieces.map(\.count)
         var rng = SeededGenerator(seed: 0)
         tokens.withUnsafeBufferPointer { ids in
             guard let base = ids.baseAddress else { return }
-            embeddingForward(x, tokens: base, table: network.embed, n: B, c: C)
+            embeddingForward(x, tokens: base, table: network.embed, n: N, c: C)
         }
         positions.withUnsafeBufferPointer { positionBuffer in
             guard let pos = positionBuffer.baseAddress else { return }
             for (l, w) in network.layers.enumerated() {
                 let saved = adapters[l]
-                rmsNormForward(normOut, rstd: rstd, x, weight: w.attnNorm, n: B, c: C, eps: c.rmsNormEps, context: context)
-                projectionForward(w.q, out: q, inp: normOut, n: B, saved: saved[0], scratch: scratch, rng: &rng, context: context)
-                projectionForward(w.k, out: k, inp: normOut, n: B, saved: saved[1], scratch: scratch, rng: &rng, context: context)
-                projectionForward(w.v, out: v, inp: normOut, n: B, saved: saved[2], scratch: scratch, rng: &rng, context: context)
-                ropeForward(q, table: rope, positions: pos, rows: B, heads: c.headCount, rowStride: Q, context: context)
-                ropeForward(k, table: rope, positions: pos, rows: B, heads: c.kvHeadCount, rowStride: K, context: context)
+                rmsNormForward(normOut, rstd: rstd, x, weight: w.attnNorm, n: N, c: C, eps: c.rmsNormEps, context: context)
+                projectionForward(w.q, out: q, inp: normOut, n: N, saved: saved[0], scratch: scratch, rng: &rng, context: context)
+                projectionForward(w.k, out: k, inp: normOut, n: N, saved: saved[1], scratch: scratch, rng: &rng, context: context)
+                projectionForward(w.v, out: v, inp: normOut, n: N, saved: saved[2], scratch: scratch, rng: &rng, context: context)
+                ropeForward(q, table: rope, positions: pos, rows: N, heads: c.headCount, rowStride: Q, context: context)
+                ropeForward(k, table: rope, positions: pos, rows: N, heads: c.kvHeadCount, rowStride: K, context: context)
                 let cacheK = keys[l], cacheV = values[l]
                 for b in 0..<B {
-                    (cacheK.base + (b * maxLength + Int(pos[b])) * K).update(from: k.base + b * K, count: K)
-                    (cacheV.base + (b * maxLength + Int(pos[b])) * K).update(from: v.base + b * K, count: K)
+                    (cacheK.base + (b * maxLength + start[b]) * K).update(from: k.base + b * T * K, count: lengths[b] * K)
+                    (cacheV.base + (b * maxLength + start[b]) * K).update(from: v.base + b * T * K, count: lengths[b] * K)
                 }
                 let maxLength = self.maxLength, q = self.q, attnOut = self.attnOut, scores = self.scores
                 context.withSingleThreadedBLAS {
                     context.parallelChunks(B * c.headCount) { chunk, units in
-                        let s = scores.base + chunk * maxLength
+                        let s = scores.base + chunk * Self.pieceLength * maxLength
                         for unit in units {
-                            let b = unit / c.headCount, h = unit % c.headCount, kvh = h / group, length = Int(pos[b]) + 1
+                            let b = unit / c.headCount, h = unit % c.headCount, kvh = h / group
+                            let rowsHere = lengths[b], keysHere = start[b] + rowsHere
+                            let out = attnOut.base + b * T * Q + h * hd
+                            guard rowsHere > 0 else { continue }
                             let kh = cacheK.base + b * maxLength * K + kvh * hd, vh = cacheV.base + b * maxLength * K + kvh * hd
-                            // scores (1, length) = q_h · Kᵀ · scale; softmax; out = scores · V
-                            gemm(transA: false, transB: true, m: 1, n: length, k: hd, alpha: scale,
-                                 a: q.base + b * Q + h * hd, lda: hd, b: kh, ldb: K, beta: 0, c: s, ldc: length)
-                            softmaxInPlace(s, count: length)
-                            gemm(transA: false, transB: false, m: 1, n: hd, k: length,
-                                 a: s, lda: length, b: vh, ldb: K, beta: 0, c: attnOut.base + b * Q + h * hd, ldc: hd)
+                            // scores (rows, keys) = q_h · Kᵀ · scale; row t sees keys ≤ start + t; out = scores · V
+                            gemm(transA: false, transB: true, m: rowsHere, n: keysHere, k: hd, alpha: scale,
+                                 a: q.base + b * T * Q + h * hd, lda: Q, b: kh, ldb: K, beta: 0, c: s, ldc: keysHere)
+                            for t in 0..<rowsHere {
+                                let row = s + t * keysHere, visible = start[b] + t + 1
+                                softmaxInPlace(row, count: visible)
+                                (row + visible).update(repeating: 0, count: keysHere - visible)
+                            }
+                            gemm(transA: false, transB: false, m: rowsHere, n: hd, k: keysHere,
+                                 a: s, lda: keysHere, b: vh, ldb: K, beta: 0, c: out, ldc: Q)
                         }
                     }
                 }
-                projectionForward(w.o, out: tmp, inp: attnOut, n: B, saved: saved[3], scratch: scratch, rng: &rng, context: context)
-                add(x, tmp, count: B * C, context: context)
-                rmsNormForward(normOut, rstd: rstd, x, weight: w.mlpNorm, n: B, c: C, eps: c.rmsNormEps, context: context)
-                projectionForward(w.gate, out: gate, inp: normOut, n: B, saved: saved[4], scratch: scratch, rng: &rng, context: context)
-                projectionForward(w.up, out: up, inp: normOut, n: B, saved: saved[5], scratch: scratch, rng: &rng, context: context)
-                swigluForward(act, gate: gate, up: up, count: B * F, context: context)
-                projectionForward(w.down, out: tmp, inp: act, n: B, saved: saved[6], scratch: scratch, rng: &rng, context: context)
-                add(x, tmp, count: B * C, context: context)
+                for (b, length) in lengths.enumerated() where length < T {
+                    (attnOut.base + (b * T + length) * Q).update(repeating: 0, count: (T - length) * Q)
+                }
+                projectionForward(w.o, out: tmp, inp: attnOut, n: N, saved: saved[3], scratch: scratch, rng: &rng, context: context)
+                add(x, tmp, count: N * C, context: context)
+                rmsNormForward(normOut, rstd: rstd, x, weight: w.mlpNorm, n: N, c: C, eps: c.rmsNormEps, context: context)
+                projectionForward(w.gate, out: gate, inp: normOut, n: N, saved: saved[4], scratch: scratch, rng: &rng, context: context)
+                projectionForward(w.up, out: up, inp: normOut, n: N, saved: saved[5], scratch: scratch, rng: &rng, context: context)
+                swigluForward(act, gate: gate, up: up, count: N * F, context: context)
+                projectionForward(w.down, out: tmp, inp: act, n: N, saved: saved[6], scratch: scratch, rng: &rng, context: context)
+                add(x, tmp, count: N * C, context: context)
             }
         }
-        rmsNormForward(normOut, rstd: rstd, x, weight: network.finalNorm, n: B, c: C, eps: c.rmsNormEps, context: context)
-        linearForward(logits.base, normOut.base, network.lmHead.base, n: B, inDim: C, outDim: c.vocabularySize)
-        let all = UnsafeBufferPointer(start: logits.base, count: B * c.vocabularySize)
-        return (0..<B).map { argmax(all, row: $0, width: c.vocabularySize) }
     }
 
     private func argmax<C: Collection>(_ values: C, row: Int, width: Int) -> Int32 where C.Element == Float, C.Index == Int {

@@ -36,19 +36,36 @@ public enum FrozenMatrix: Sendable {
         }
     }
 
-    /// Floats of tile scratch the products need (dequantised rows in flight).
+    /// Floats of tile scratch the products need (dequantised rows in flight):
+    /// one tile per thread, since products with few rows give each thread its own.
     func tileFloats(threads: Int) -> Int {
         switch self {
         case .dense: 0
-        case let .nf4(t): FrozenMatrix.tileRows(columns: t.columns) * t.columns
+        case let .nf4(t): FrozenMatrix.tileRows(columns: t.columns) * t.columns * max(1, threads)
         }
     }
 
     /// out (N, outDim) = inp (N, inDim) · Wᵀ.
     func multiply(out: FloatPointer, inp: FloatPointer, n: Int, tiles: FloatPointer, context: ComputeContext) {
         switch self {
+        case let .dense(w, o, i) where n <= fewRowsLimit:
+            linearForwardFewRows(out.base, inp.base, w.base, n: n, inDim: i, outDim: o, context: context)
         case let .dense(w, o, i):
             linearForward(out.base, inp.base, w.base, n: n, inDim: i, outDim: o)
+        case let .nf4(t) where n <= fewRowsLimit:
+            // Each thread dequantises and multiplies its own tiles (decoding).
+            let rows = FrozenMatrix.tileRows(columns: t.columns), tileCount = (t.rows + rows - 1) / rows
+            context.withSingleThreadedBLAS {
+                context.parallelChunks(tileCount) { chunk, range in
+                    let tile = tiles.base + chunk * rows * t.columns
+                    for index in range {
+                        let r0 = index * rows, r1 = min(t.rows, r0 + rows)
+                        t.dequantizeRows(r0..<r1, into: tile)
+                        gemm(transA: false, transB: true, m: n, n: r1 - r0, k: t.columns, a: inp.base, lda: t.columns,
+                             b: tile, ldb: t.columns, beta: 0, c: out.base + r0, ldc: t.rows)
+                    }
+                }
+            }
         case let .nf4(t):
             // out[:, r0..<r1] = inp · tileᵀ, tile by tile of output rows.
             let rows = FrozenMatrix.tileRows(columns: t.columns)

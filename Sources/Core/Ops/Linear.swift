@@ -26,6 +26,32 @@ public func linearForward(
          a: inp, lda: inDim, b: weight, ldb: inDim, beta: accumulate ? 1 : 0, c: out, ldc: outDim)
 }
 
+/// Products with at most this many rows (decoding steps) take
+/// `linearForwardFewRows`.
+public let fewRowsLimit = 16
+
+/// out = inp · weightᵀ for a few rows, as `linearForward`.
+/// - inp: (N, inDim); weight: (outDim, inDim); out: (N, outDim).
+///
+/// With N ≤ 16 the product is bound by reading the weight once, and OpenBLAS
+/// reads it faster when each thread multiplies its own block of the weight's
+/// rows with a single-threaded sgemm than when one call splits the work
+/// itself (measured: `factsweep bench --evaluation`, docs/benchmarks.md).
+public func linearForwardFewRows(
+    _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
+    n: Int, inDim: Int, outDim: Int, context: ComputeContext
+) {
+    context.withSingleThreadedBLAS {
+        // Blocks of 16 output rows keep each thread's columns of `out` aligned.
+        let blocks = (outDim + 15) / 16
+        context.parallelFor(blocks) { range in
+            let lo = range.lowerBound * 16, hi = min(outDim, range.upperBound * 16)
+            gemm(transA: false, transB: true, m: n, n: hi - lo, k: inDim, a: inp, lda: inDim, b: weight + lo * inDim, ldb: inDim,
+                 beta: 0, c: out + lo, ldc: outDim)
+        }
+    }
+}
+
 /// Backward of `linearForward`.
 /// - dinp: (N, inDim) += dout · weight, or = when `!accumulateInput` (skipped when nil:
 ///   nothing upstream needs it);

@@ -72,6 +72,14 @@ import TestSupport
                      models: [], held: held))
     }
 
+    /// A scripted worker that has said hello and ready for one trial.
+    static func readyWorker(_ id: String, _ coordinator: Running, _ context: ZMQContext, _ fixture: StoreFixture) throws -> WorkerEndpoint {
+        let worker = try WorkerEndpoint(context, connect: coordinator.endpoint, workerID: id, timing: timing(), logger: fixture.logs.logger())
+        try worker.send(hello(id))
+        try worker.send(.ready(.init(freeSlots: 1)))
+        return worker
+    }
+
     static func progress(_ id: MessageID, _ trial: String, _ attempt: AttemptID, epoch: Int) -> Message {
         .progress(.init(messageID: id, trial: trial, attempt: attempt, epoch: epoch, loss: 1 / Float(epoch), trainSeconds: Double(epoch),
                         epochSeconds: 1))
@@ -83,9 +91,7 @@ import TestSupport
         let context = try ZMQContext()
         let coordinator = try Running(store: fixture.store, context: context, timing: Self.timing(), logs: fixture.logs)
         defer { coordinator.stop() }
-        let worker = try WorkerEndpoint(context, connect: coordinator.endpoint, workerID: "w1", timing: Self.timing(), logger: fixture.logs.logger())
-        try worker.send(Self.hello("w1"))
-        try worker.send(.ready(.init(freeSlots: 1)))
+        let worker = try Self.readyWorker("w1", coordinator, context, fixture)
         guard case let .assign(assign) = try Self.expect(worker, "assign", { if case .assign = $0 { true } else { false } }) else { return }
         #expect(assign.resume == nil && assign.epochsRecorded == 0)
         let config = try JSONDecoder().decode(TrialConfig.self, from: Data(assign.configJSON.utf8))
@@ -131,6 +137,34 @@ import TestSupport
         try second.send(Self.progress(1, new.trial, new.attempt, epoch: 1))
         _ = try Self.expect(second, "ack", { if case .ack = $0 { true } else { false } })
         #expect(try fixture.store.trial(new.trial)?.lastEpoch == 1)
+    }
+
+    /// An `assign` the worker never got (the link cut as it was sent): the
+    /// worker's heartbeats, which do not name the attempt, do not keep it
+    /// alive, and the worker's next hello, which does not hold it, requeues it at once.
+    @Test func anAssignTheWorkerNeverGotIsRequeued() throws {
+        let fixture = try StoreFixture(leaseDuration: 30)
+        try fixture.addSweep([StoreSamples.trial("lora", seed: 1, epochs: 2)])
+        let context = try ZMQContext()
+        let coordinator = try Running(store: fixture.store, context: context, timing: Self.timing(), logs: fixture.logs)
+        defer { coordinator.stop() }
+        let worker = try Self.readyWorker("w1", coordinator, context, fixture)
+        guard case let .assign(lost) = try Self.expect(worker, "assign", { if case .assign = $0 { true } else { false } }) else { return }
+        // The worker behaves as if the assign never arrived: idle heartbeats.
+        fixture.clock.advance(by: 20)
+        try worker.send(.heartbeat(.init(running: [])))
+        _ = try Self.expect(worker, "heartbeat", { if case .heartbeat = $0 { true } else { false } })
+        fixture.clock.advance(by: 20)
+        #expect(try fixture.store.requeueExpiredLeases().map(\.key) == [lost.trial], "an idle heartbeat renewed the lease")
+        // Again with a new attempt, now ended by the worker's hello without it.
+        try worker.send(.ready(.init(freeSlots: 1)))
+        guard case let .assign(second) = try Self.expect(worker, "assign", { if case .assign = $0 { true } else { false } }) else { return }
+        #expect(second.trial == lost.trial && second.attempt != lost.attempt)
+        try worker.send(Self.hello("w1", session: "s2"))
+        try worker.send(.ready(.init(freeSlots: 1)))
+        guard case let .assign(third) = try Self.expect(worker, "assign", { if case .assign = $0 { true } else { false } }) else { return }
+        #expect(third.trial == lost.trial && third.attempt != second.attempt)
+        #expect(try fixture.store.attempts(of: lost.trial).map(\.outcome) == [.lost, .lost, .running])
     }
 
     @Test func garbageAndViolationsAreAnsweredWhileRealWorkersAreServed() throws {

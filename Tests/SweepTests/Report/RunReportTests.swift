@@ -43,6 +43,27 @@ import TestSupport
         for figure in files.figures { #expect(markdown.contains("](\(figure.lastPathComponent))")) }
     }
 
+    /// The page in a real headless browser (Debian's chromium, installed by
+    /// scripts/setup.sh for the tests): scripts/check-report.sh takes a
+    /// screenshot and checks it is the full page with the charts' colours drawn.
+    /// A missing browser fails the test.
+    @Test func htmlRendersInAHeadlessBrowser() throws {
+        let written = try syntheticReport()
+        let script = TestPaths.repositoryRoot.appendingPathComponent("scripts/check-report.sh")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [script.path, written.files.html.deletingLastPathComponent().path,
+                             written.folder.file("screenshot.png").path]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text)")
+        #expect(text.contains("screenshot check passed"), "\(text)")
+    }
+
     @Test func htmlIsSelfContained() throws {
         let written = try syntheticReport()
         let files = written.files
@@ -99,7 +120,7 @@ import TestSupport
         #expect(lines.first == Substring(MetricsCSV.columns.joined(separator: ",")))
         #expect(lines.count - 1 == SyntheticStudy.epochRows())
         #expect(report.snapshot.epochs.count == SyntheticStudy.epochRows())
-        let row = try #require(lines.first { $0.hasPrefix("lora-r4-s1,lora-r4,lora,4,16.0,0.0002,1,3,") })
+        let row = try #require(lines.first { $0.hasPrefix("lora-r4-s1,lora-r4,lora,4,16.0,0.001,1,3,") })
         #expect(row.split(separator: ",", omittingEmptySubsequences: false).count == MetricsCSV.columns.count)
         // The long condition name has a comma and is quoted.
         #expect(lines.contains { $0.contains("\"IA³ scaling vectors on k, v and down projections\"") })
@@ -126,7 +147,7 @@ import TestSupport
         #expect(abs((full.trainSecondsPerEpoch?.mean ?? 0) - 3.0) < 1e-9)
         let markdown = try String(contentsOf: files.markdown, encoding: .utf8)
         #expect(markdown.contains("| full | full, lr 0.00005 | 2/2 | 30/30 |"))
-        #expect(markdown.contains("| qlora-r8 | qlora r=8 α=32, lr 0.0002 | 0/2 | 20/30 |"))
+        #expect(markdown.contains("| qlora-r8 | qlora r=8 α=32, lr 0.001 | 0/2 | 20/30 |"))
         #expect(markdown.contains("17.90"))  // perplexity before, from the stored summaries
         #expect(markdown.contains("134,515,008") && markdown.contains("1.3 GiB"))
         #expect(markdown.contains("### full: seed 1, epoch 30 of 30"))

@@ -17,7 +17,7 @@ import Testing
         _ = try store.recordEpoch(first.key, attemptID: first.attemptID, report: StoreSamples.epoch(2))
 
         fixture.clock.advance(by: 30)
-        try store.heartbeat(workerID: "w1")
+        try store.heartbeat(workerID: "w1", renewing: [first.attemptID])
         fixture.clock.advance(by: 45)
         #expect(try store.requeueExpiredLeases().isEmpty, "the heartbeat renewed the lease")
         fixture.clock.advance(by: 20)
@@ -73,6 +73,33 @@ import Testing
         fixture.clock.advance(by: 61)
         #expect(try fixture.store.requeueExpiredLeases().map(\.status) == [.pending])
         #expect(try fixture.store.readoptAttempt(claimed.attemptID, trialKey: claimed.key, workerID: "w1") == .refused(status: .pending))
+    }
+
+    @Test func aHeartbeatRenewsOnlyTheAttemptsItNames() throws {
+        let fixture = try StoreFixture(leaseDuration: 60)
+        try fixture.announce("w1")
+        try fixture.addSweep([StoreSamples.trial("full", seed: 1), StoreSamples.trial("ia3", seed: 1)])
+        let named = try #require(try fixture.store.claimNextTrial(for: "w1"))
+        let silent = try #require(try fixture.store.claimNextTrial(for: "w1"))
+        fixture.clock.advance(by: 40)
+        try fixture.store.heartbeat(workerID: "w1", renewing: [named.attemptID])
+        fixture.clock.advance(by: 30)
+        #expect(try fixture.store.requeueExpiredLeases() == [RequeuedTrial(key: silent.key, lostAttemptID: silent.attemptID, status: .pending)])
+        #expect(try fixture.store.trial(named.key)?.status == .running)
+    }
+
+    @Test func attemptsAWorkerDoesNotHoldAreRequeuedAtItsHello() throws {
+        let fixture = try StoreFixture(leaseDuration: 60)
+        try fixture.announce("w1")
+        try fixture.announce("w2")
+        try fixture.addSweep([StoreSamples.trial("full", seed: 1), StoreSamples.trial("ia3", seed: 1), StoreSamples.trial("lora", seed: 1)])
+        let held = try #require(try fixture.store.claimNextTrial(for: "w1"))
+        let dropped = try #require(try fixture.store.claimNextTrial(for: "w1"))
+        let other = try #require(try fixture.store.claimNextTrial(for: "w2"))
+        let requeued = try fixture.store.requeueAttemptsNotHeld(by: "w1", held: [held.attemptID])
+        #expect(requeued == [RequeuedTrial(key: dropped.key, lostAttemptID: dropped.attemptID, status: .pending)])
+        #expect(try fixture.store.trial(held.key)?.status == .running && fixture.store.trial(other.key)?.status == .running)
+        #expect(try fixture.store.attempts(of: dropped.key).first?.reason == "worker w1 does not hold it")
     }
 
     @Test func aHeartbeatFromAnUnknownWorkerIsAnError() throws {

@@ -30,4 +30,20 @@ import Testing
         fixture.clock.advance(by: 1000)
         #expect(try store.status(window: 250).estimatedSecondsRemaining == nil)
     }
+
+    /// Early in a sweep the rate is over the time it has run, not the whole window.
+    @Test func aYoungSweepsRateIsOverTheTimeItRan() throws {
+        let fixture = try StoreFixture()
+        try fixture.announce("w1")
+        try fixture.addSweep([StoreSamples.trial("full", seed: 1, epochs: 10)])
+        fixture.clock.advance(by: 5000)
+        let claimed = try #require(try fixture.store.claimNextTrial(for: "w1"))
+        for epoch in 1...2 {
+            fixture.clock.advance(by: 50)
+            _ = try fixture.store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: StoreSamples.epoch(epoch))
+        }
+        let status = try fixture.store.status(window: 600)
+        #expect(status.window == 100 && status.recentEpochs == 2)
+        #expect(status.estimatedSecondsRemaining == 400)
+    }
 }

@@ -1,0 +1,62 @@
+// `factsweep bench --evaluation`: what one evaluation costs next to one
+// training epoch of LoRA r=8 α=32, measured in the same process and in turns
+// (epoch, evaluations, epoch, …) so that a busy machine slows both alike.
+import Core
+import Foundation
+
+extension TrainingBenchCommand {
+    func runEvaluationBench() throws {
+        let context = ComputeContext(threads: options.threads)
+        let dataset = try FactDataset.load(try DefaultPaths.resolve(data, default: DefaultPaths.data, what: "dataset"))
+        let lm = try options.loadModel(storage: .float32)
+        let embedder = try SentenceEmbedder.load(DefaultPaths.embedder)
+        let heldOut = try lm.encode(String(contentsOf: DefaultPaths.heldOut, encoding: .utf8))
+        var settings = TrainingSettings()
+        settings.method = MethodSettings(kind: .lora, rank: 8, alpha: 32)
+        settings.learningRate = TrainingSettings.defaultLearningRate(for: .lora)
+        settings.epochs = epochs
+        let run = try TrainingRun(model: lm, dataset: dataset, settings: settings, context: context)
+        var trained = FactEvaluator(model: lm, embedder: embedder, dataset: dataset)
+        trained.paraphrases = false
+        let withParaphrases = FactEvaluator(model: lm, embedder: embedder, dataset: dataset)
+        var rows: [[String: Any]] = []
+        while !run.isFinished {
+            let epoch = run.runEpoch()
+            let six = try trained.evaluate(run.trainer.network, context: context)
+            let all = try withParaphrases.evaluate(run.trainer.network, context: context)
+            let start = DispatchTime.now().uptimeNanoseconds
+            _ = Perplexity.measure(run.trainer.network, tokens: heldOut, context: context)
+            let perplexitySeconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            FileHandle.standardError.write(Data("[bench] epoch \(epoch.epoch): \(String(format: "%.2f", epoch.epochSeconds)) s\n".utf8))
+            rows.append([
+                "epoch": epoch.epoch, "lora_epoch_seconds": epoch.epochSeconds,
+                "questions": six.questions.count, "evaluation_seconds": six.seconds,
+                "questions_with_paraphrases": all.questions.count, "evaluation_with_paraphrases_seconds": all.seconds,
+                "perplexity_seconds": perplexitySeconds, "accuracy": Double(six.accuracy),
+                "longest_answer_tokens": try six.questions.map { try lm.encode($0.answer).count }.max() ?? 0,
+            ])
+        }
+        // The first epoch and its evaluations warm caches and allocate buffers.
+        let steady = rows.dropFirst()
+        func mean(_ key: String) -> Double { steady.compactMap { $0[key] as? Double }.reduce(0, +) / Double(max(1, steady.count)) }
+        let summary: [String: Any] = [
+            "threads": options.threads, "epochs_measured": steady.count, "lora_epoch_seconds": mean("lora_epoch_seconds"),
+            "evaluation_seconds": mean("evaluation_seconds"),
+            "evaluation_with_paraphrases_seconds": mean("evaluation_with_paraphrases_seconds"),
+            "perplexity_seconds": mean("perplexity_seconds"), "per_epoch": Array(steady),
+        ]
+        if json {
+            print(String(decoding: try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+            return
+        }
+        print("epoch  LoRA r8 epoch s | evaluation s: \(rows.first?["questions"] ?? 0) questions  with paraphrases  perplexity | longest answer (tokens)")
+        for r in steady {
+            print(String(format: "%5d %16.3f | %25.3f %17.3f %11.3f | %d", r["epoch"] as? Int ?? 0, r["lora_epoch_seconds"] as? Double ?? .nan,
+                         r["evaluation_seconds"] as? Double ?? .nan, r["evaluation_with_paraphrases_seconds"] as? Double ?? .nan,
+                         r["perplexity_seconds"] as? Double ?? .nan, r["longest_answer_tokens"] as? Int ?? 0))
+        }
+        print(String(format: "mean  %16.3f | %25.3f %17.3f %11.3f   (evaluation / epoch: %.2f)", mean("lora_epoch_seconds"),
+                     mean("evaluation_seconds"), mean("evaluation_with_paraphrases_seconds"), mean("perplexity_seconds"),
+                     mean("evaluation_seconds") / mean("lora_epoch_seconds")))
+    }
+}

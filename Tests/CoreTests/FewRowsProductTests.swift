@@ -1,0 +1,51 @@
+// FewRowsProductTests: the decoding products (at most `fewRowsLimit` rows,
+// each thread multiplying its own block of the weight's rows) equal the
+// batched products they replace, for dense and NF4 weights.
+import Testing
+@testable import Core
+
+@Suite struct FewRowsProductTests {
+    static func random(_ count: Int, seed: UInt64) -> [Float] {
+        var rng = SeededGenerator(seed: seed)
+        return (0..<count).map { _ in rng.nextNormal() }
+    }
+
+    /// Largest |a − b| relative to the largest |b|.
+    static func relativeError(_ a: [Float], _ b: [Float]) -> Float {
+        let scale = b.map(abs).max() ?? 1
+        return zip(a, b).map { abs($0 - $1) }.max().map { $0 / max(scale, 1e-30) } ?? 0
+    }
+
+    @Test(arguments: [1, 2], [1, 5, 16])
+    func denseEqualsBatchedProduct(threads: Int, rows: Int) {
+        let context = ComputeContext(threads: threads)
+        for (inDim, outDim) in [(64, 200), (96, 17), (48, 1)] {
+            let x = Self.random(rows * inDim, seed: 1), w = Self.random(outDim * inDim, seed: 2)
+            var reference = [Float](repeating: 0, count: rows * outDim), few = [Float](repeating: .nan, count: rows * outDim)
+            linearForward(&reference, x, w, n: rows, inDim: inDim, outDim: outDim)
+            linearForwardFewRows(&few, x, w, n: rows, inDim: inDim, outDim: outDim, context: context)
+            #expect(Self.relativeError(few, reference) < 1e-6, "\(rows)×\(inDim) · (\(outDim)×\(inDim))ᵀ")
+        }
+    }
+
+    @Test(arguments: [1, 2])
+    func nf4EqualsDequantisedProduct(threads: Int) throws {
+        let context = ComputeContext(threads: threads)
+        // Enough rows for several dequantisation tiles, with a short last one.
+        let outDim = FrozenMatrix.tileRows(columns: 128) * 3 + 40, inDim = 128, rows = 3
+        let weights = Self.random(outDim * inDim, seed: 3)
+        let tensor = try weights.withUnsafeBufferPointer { try NF4Tensor(quantizing: $0, rows: outDim, columns: inDim, context: context) }
+        let matrix = FrozenMatrix.nf4(tensor)
+        let dequantised = FloatArena(capacity: outDim * inDim), tiles = FloatArena(capacity: matrix.tileFloats(threads: threads))
+        let input = FloatArena(capacity: rows * inDim), output = FloatArena(capacity: rows * outDim)
+        let dense = FloatPointer(dequantised.take(outDim * inDim))
+        matrix.materialize(into: dense)
+        let x = Self.random(rows * inDim, seed: 4)
+        let inp = FloatPointer(input.take(rows * inDim)), out = FloatPointer(output.take(rows * outDim))
+        inp.base.update(from: x, count: x.count)
+        matrix.multiply(out: out, inp: inp, n: rows, tiles: FloatPointer(tiles.take(matrix.tileFloats(threads: threads))), context: context)
+        var reference = [Float](repeating: 0, count: rows * outDim)
+        linearForward(&reference, x, dense.base, n: rows, inDim: inDim, outDim: outDim)
+        #expect(Self.relativeError(Array(UnsafeBufferPointer(start: out.base, count: rows * outDim)), reference) < 1e-6)
+    }
+}
