@@ -1,7 +1,9 @@
 // CoordinatorServer: the ROUTER side of the sweep protocol (docs/protocol.md).
 // One thread owns the socket and the store; every message a worker can send is
 // handled in one exhaustive switch, and anything unexpected is answered, logged
-// and counted — never a crash.
+// and counted — never a crash. Messages are taken in batches: whatever has
+// arrived is handled in one store transaction, and the answers (acks, assigns)
+// go out once it has committed.
 import Core
 import Foundation
 import Logging
@@ -17,6 +19,23 @@ public final class CoordinatorServer {
     private var workers: [String: WorkerState] = [:]
     /// Messages from workers refused as protocol violations, by type.
     public private(set) var violations: [String: Int] = [:]
+    private var meter = CoordinatorMeter()
+    /// While a batch's transaction is open, what it sends waits here for the commit.
+    private var holding = false
+    private var outgoing: [Outgoing] = []
+
+    /// A message waiting for its batch to commit; `readyAt`, for an assign, is when the ready it answers came.
+    struct Outgoing {
+        var message: Message
+        var peer: PeerID
+        var readyAt: ContinuousClock.Instant?
+        var madeAt = ContinuousClock.now
+    }
+
+    /// A batch ends after this many messages, or once it has taken this long to handle, even if more are
+    /// waiting: the first message of a batch waits for the last one's handling and for the commit.
+    static let batchLimit = 256
+    static let batchTime = Duration.milliseconds(5)
 
     struct WorkerState {
         var peer: PeerID
@@ -42,41 +61,110 @@ public final class CoordinatorServer {
     /// The bound endpoint (with the real port when bound to port 0 / `*`).
     public var boundEndpoint: String { endpoint.endpoint }
 
+    /// Messages, dispatch latency and SQLite write times of the last (or current) `serve`.
+    public var statistics: CoordinatorStatistics { meter.snapshot(writes: store.writeTimes.summary) }
+
     /// Runs until every trial has ended (when `untilComplete`) or `stop()` says so.
-    /// `tick` is called after each housekeeping round (about once per heartbeat interval).
-    public func serve(untilComplete: Bool, stop: () -> Bool = { false }, tick onTick: (RunStatus) -> Void = { _ in }) throws {
-        var lastHousekeeping = Date.distantPast
+    /// `tick` gets the run's status after a housekeeping round (about once per heartbeat interval), at most
+    /// every `statusEvery` seconds (reading it costs the serving thread milliseconds on a large run).
+    public func serve(untilComplete: Bool, stop: () -> Bool = { false }, statusEvery: TimeInterval = 5,
+                      tick onTick: (RunStatus) -> Void = { _ in }) throws {
+        var lastHousekeeping = Date.distantPast, lastStatus = Date.distantPast
         let tick = timing.heartbeatInterval
+        meter = CoordinatorMeter()
         while !stop() {
-            if let (peer, result) = try endpoint.receive(timeout: tick / 4) {
-                switch result {
-                case let .success(message): try handle(message, from: peer)
-                case .failure: break  // counted, logged and answered by the endpoint
+            let trialEnded = try serveBatch(waitingUpTo: tick / 4)
+            let housekeepingDue = Date().timeIntervalSince(lastHousekeeping) >= Self.seconds(tick)
+            if housekeepingDue {
+                lastHousekeeping = Date()
+                try committing { try housekeeping() }
+                if Date().timeIntervalSince(lastStatus) >= statusEvery {
+                    lastStatus = Date()
+                    onTick(try store.status())
                 }
             }
-            if Date().timeIntervalSince(lastHousekeeping) >= Self.seconds(tick) {
-                lastHousekeeping = Date()
-                try housekeeping()
-                onTick(try store.status())
-                if untilComplete, try sweepComplete() {
-                    for (_, w) in workers { try? endpoint.send(.shutdown(.init(reason: "sweep complete")), to: w.peer) }
-                    logger.info("sweep complete")
-                    return
-                }
+            if untilComplete, trialEnded || housekeepingDue, try sweepComplete() {
+                meter.sweepComplete()
+                for (_, w) in workers { try? send(.shutdown(.init(reason: "sweep complete")), to: w.peer) }
+                logger.info("sweep complete")
+                return
             }
         }
     }
 
+    /// Waits up to `timeout` for a message, then handles it and whatever else has already arrived (up to
+    /// `batchLimit` messages or `batchTime`, and no further than a `ready`, whose worker is waiting) in one
+    /// store transaction, and sends the answers after the commit — so nothing is acknowledged or assigned
+    /// before it is on disk, and a burst of messages costs one commit. Returns whether a trial reached its
+    /// final state.
+    private func serveBatch(waitingUpTo timeout: Duration) throws -> Bool {
+        guard var next = try endpoint.receive(timeout: timeout) else { return false }
+        let endedBefore = meter.trialsEnded
+        try committing {
+            let deadline = ContinuousClock.now + Self.batchTime
+            var count = 0
+            while true {
+                let receivedAt = ContinuousClock.now
+                switch next.message {
+                case let .success(message):
+                    meter.received(message.type.description)
+                    try handle(message, from: next.peer, receivedAt: receivedAt)
+                case .failure:
+                    meter.received("rejected")  // counted, logged and answered by the endpoint
+                }
+                count += 1
+                if case .success(.ready) = next.message { break }
+                guard count < Self.batchLimit, ContinuousClock.now < deadline,
+                      let more = try endpoint.receive(timeout: .zero) else { break }
+                next = more
+            }
+            meter.batch(count)
+        }
+        return meter.trialsEnded != endedBefore
+    }
+
+    /// Runs `body` in one store transaction and sends what it sent only once that has committed; if it
+    /// throws, nothing is sent.
+    private func committing(_ body: () throws -> Void) throws {
+        holding = true
+        defer {
+            holding = false
+            outgoing.removeAll()
+        }
+        try store.batch(body)
+        holding = false
+        for answer in outgoing { transmit(answer) }
+    }
+
     /// Stops every connected worker (they checkpoint and release their trials).
     public func shutdownWorkers(reason: String) {
-        for (_, w) in workers { try? endpoint.send(.shutdown(.init(reason: reason)), to: w.peer) }
+        for (_, w) in workers { try? send(.shutdown(.init(reason: reason)), to: w.peer) }
     }
 
     public func close() { endpoint.close() }
 
     // MARK: Messages
 
-    private func handle(_ message: Message, from peer: PeerID) throws {
+    /// Sends to a worker, or holds the message until the open batch commits.
+    private func send(_ message: Message, to peer: PeerID, readyAt: ContinuousClock.Instant? = nil) throws {
+        let answer = Outgoing(message: message, peer: peer, readyAt: readyAt)
+        if holding { outgoing.append(answer) } else { transmit(answer) }
+    }
+
+    /// Sends and counts a message. A send that fails is logged: what the coordinator sends is recovered
+    /// without it (results are resent until acknowledged, an attempt never heard of loses its lease).
+    private func transmit(_ answer: Outgoing) {
+        do {
+            try endpoint.send(answer.message, to: answer.peer)
+        } catch {
+            logger.warning("send failed", metadata: ["worker": "\(answer.peer)", "type": "\(answer.message.type)", "error": "\(error)"])
+            return
+        }
+        meter.sent(answer.message.type.description)
+        if case .assign = answer.message { meter.assigned(to: answer.peer, readyAt: answer.readyAt, madeAt: answer.madeAt) }
+    }
+
+    private func handle(_ message: Message, from peer: PeerID, receivedAt: ContinuousClock.Instant) throws {
         let workerID = peer.description
         workers[workerID]?.lastHeard = Date()
         switch message {
@@ -85,7 +173,7 @@ public final class CoordinatorServer {
         case let .ready(ready):
             guard workers[workerID] != nil else { return askForHello(peer, "ready") }
             workers[workerID]?.idleSlots = ready.freeSlots
-            try dispatch()
+            try dispatch(answering: workerID, readyAt: receivedAt)
         case let .progress(p):
             guard let session = session(of: workerID, peer) else { return }
             if ledger.firstDelivery(of: p.messageID, from: workerID, session: session) {
@@ -100,13 +188,11 @@ public final class CoordinatorServer {
                                                answer: $0.answer, similarity: $0.similarity, keyMatch: $0.keyMatch)
                             })
                     })
+                // The evaluation's answers are recorded with the epoch.
                 let write = try store.recordEpoch(p.trial, attemptID: String(p.attempt), report: report)
-                if write == .accepted, let questions = report.evaluation?.questions {
-                    _ = try store.recordQuestionOutputs(p.trial, attemptID: String(p.attempt), epoch: p.epoch, questions: questions)
-                }
                 try settle(write, trial: p.trial, attempt: p.attempt, peer: peer)
             }
-            try endpoint.send(.ack(.init(messageIDs: [p.messageID])), to: peer)
+            try send(.ack(.init(messageIDs: [p.messageID])), to: peer)
         case let .checkpoint(c):
             guard let session = session(of: workerID, peer) else { return }
             if ledger.firstDelivery(of: c.messageID, from: workerID, session: session) {
@@ -118,7 +204,7 @@ public final class CoordinatorServer {
                 let write = try store.recordCheckpoint(c.trial, attemptID: String(c.attempt), checkpoint: Checkpoint(epoch: c.checkpoint.epoch, location: location))
                 try settle(write, trial: c.trial, attempt: c.attempt, peer: peer)
             }
-            try endpoint.send(.ack(.init(messageIDs: [c.messageID])), to: peer)
+            try send(.ack(.init(messageIDs: [c.messageID])), to: peer)
         case let .done(d):
             guard let session = session(of: workerID, peer) else { return }
             if ledger.firstDelivery(of: d.messageID, from: workerID, session: session) {
@@ -126,9 +212,10 @@ public final class CoordinatorServer {
                 let write = try store.finishTrial(d.trial, attemptID: String(d.attempt), result: d.summary.diverged ? .diverged : .done,
                                                   summary: summary)
                 try settle(write, trial: d.trial, attempt: d.attempt, peer: peer)
+                if write == .accepted { meter.trialEnded() }
                 workers[workerID]?.positions["\(d.trial)/\(d.attempt)"] = nil
             }
-            try endpoint.send(.ack(.init(messageIDs: [d.messageID])), to: peer)
+            try send(.ack(.init(messageIDs: [d.messageID])), to: peer)
         case let .failed(f):
             guard let session = session(of: workerID, peer) else { return }
             if ledger.firstDelivery(of: f.messageID, from: workerID, session: session) {
@@ -136,9 +223,10 @@ public final class CoordinatorServer {
                     ? try store.releaseTrial(f.trial, attemptID: String(f.attempt), reason: f.reason)
                     : try store.finishTrial(f.trial, attemptID: String(f.attempt), result: .failed, reason: f.reason)
                 try settle(write, trial: f.trial, attempt: f.attempt, peer: peer)
+                if write == .accepted, !f.retryable { meter.trialEnded() }
                 workers[workerID]?.positions["\(f.trial)/\(f.attempt)"] = nil
             }
-            try endpoint.send(.ack(.init(messageIDs: [f.messageID])), to: peer)
+            try send(.ack(.init(messageIDs: [f.messageID])), to: peer)
         case let .heartbeat(beat):
             guard workers[workerID] != nil else { return askForHello(peer, "heartbeat") }
             // Only attempts whose trainer moved on since the last beat renew
@@ -151,7 +239,7 @@ public final class CoordinatorServer {
                 workers[workerID]?.positions[key] = position
             }
             try store.heartbeat(workerID: workerID, renewing: advancing)
-            try endpoint.send(.heartbeat(.init()), to: peer)
+            try send(.heartbeat(.init()), to: peer)
         case .assign, .ack, .cancel, .drop, .shutdown:
             refuse(peer, "\(message.type) is sent by the coordinator, not by workers")
         case let .error(reply):
@@ -166,15 +254,19 @@ public final class CoordinatorServer {
         try store.announceWorker(WorkerAnnouncement(id: hello.workerID, host: hello.host, pid: Int(hello.pid), threads: hello.threads,
                                                     protocolVersion: String(hello.protocolVersion), models: hello.models))
         workers[hello.workerID] = WorkerState(peer: peer, session: hello.session, models: hello.models, lastHeard: Date())
+        meter.hello(from: hello.workerID)
         logger.info("worker connected", metadata: ["worker": "\(hello.workerID)", "host": "\(hello.host)", "held": "\(hello.held.count)"])
         // What the worker does not hold is not running anywhere: requeue it now.
-        _ = try store.requeueAttemptsNotHeld(by: hello.workerID, held: Set(hello.held.map { String($0.attempt) }))
+        for requeued in try store.requeueAttemptsNotHeld(by: hello.workerID, held: Set(hello.held.map { String($0.attempt) }))
+        where requeued.status.isTerminal {
+            meter.trialEnded()
+        }
         for held in hello.held {
             switch try store.readoptAttempt(String(held.attempt), trialKey: held.trial, workerID: hello.workerID) {
             case .adopted:
                 workers[hello.workerID]?.positions["\(held.trial)/\(held.attempt)"] = (held.lastEpoch, 0)
             case let .refused(status):
-                try endpoint.send(.drop(.init(trial: held.trial, attempt: held.attempt, reason: "the trial is \(status.rawValue) now")), to: peer)
+                try send(.drop(.init(trial: held.trial, attempt: held.attempt, reason: "the trial is \(status.rawValue) now")), to: peer)
             }
         }
     }
@@ -185,7 +277,7 @@ public final class CoordinatorServer {
         case .accepted, .duplicate:
             break
         case let .staleAttempt(current):
-            try endpoint.send(.drop(.init(trial: trial, attempt: attempt, reason: "attempt \(current ?? "none") holds the trial")), to: peer)
+            try send(.drop(.init(trial: trial, attempt: attempt, reason: "attempt \(current ?? "none") holds the trial")), to: peer)
         case let .gap(expected):
             logger.warning("epoch out of order refused", metadata: ["trial": "\(trial)", "attempt": "\(attempt)", "expected": "\(expected)"])
         }
@@ -203,19 +295,20 @@ public final class CoordinatorServer {
     /// DEALER reconnected on its own): ask it to introduce itself again.
     private func askForHello(_ peer: PeerID, _ what: String) {
         logger.info("unknown worker asked to say hello", metadata: ["worker": "\(peer)", "sent": "\(what)"])
-        try? endpoint.send(.error(.init(reason: "\(Message.ErrorReply.helloRequired): \(what) from an unknown worker")), to: peer)
+        try? send(.error(.init(reason: "\(Message.ErrorReply.helloRequired): \(what) from an unknown worker")), to: peer)
     }
 
     private func refuse(_ peer: PeerID, _ reason: String) {
         violations[reason, default: 0] += 1
         logger.warning("protocol violation", metadata: ["worker": "\(peer)", "reason": "\(reason)"])
-        try? endpoint.send(.error(.init(reason: reason)), to: peer)
+        try? send(.error(.init(reason: reason)), to: peer)
     }
 
     // MARK: Scheduling
 
-    /// Hands pending trials to workers with free slots (pull-based).
-    private func dispatch() throws {
+    /// Hands pending trials to workers with free slots (pull-based). `readyAt`: when the `ready` of worker
+    /// `answering` was received, for the dispatch latency of the assigns that answer it.
+    private func dispatch(answering: String? = nil, readyAt: ContinuousClock.Instant? = nil) throws {
         for (id, w) in workers.sorted(by: { $0.key < $1.key }) where w.idleSlots > 0 {
             var slots = w.idleSlots
             while slots > 0, let claim = try store.claimNextTrial(for: id, preferring: w.models) {
@@ -227,8 +320,8 @@ public final class CoordinatorServer {
                 }
                 let configJSON = String(decoding: try claim.config.canonicalJSON(), as: UTF8.self)
                 guard let attempt = AttemptID(claim.attemptID) else { throw CoordinatorError("store attempt id \(claim.attemptID) is not numeric") }
-                try endpoint.send(.assign(.init(trial: claim.key, attempt: attempt, configJSON: configJSON, resume: resume,
-                                                epochsRecorded: claim.nextEpoch - 1)), to: w.peer)
+                try send(.assign(.init(trial: claim.key, attempt: attempt, configJSON: configJSON, resume: resume,
+                                       epochsRecorded: claim.nextEpoch - 1)), to: w.peer, readyAt: id == answering ? readyAt : nil)
                 logger.info("assigned", metadata: ["trial": "\(claim.key.prefix(12))", "attempt": "\(attempt)", "worker": "\(id)"])
                 slots -= 1
             }
@@ -239,6 +332,7 @@ public final class CoordinatorServer {
     private func housekeeping() throws {
         for requeued in try store.requeueExpiredLeases() {
             logger.warning("lease expired; trial requeued", metadata: ["trial": "\(requeued)"])
+            if requeued.status.isTerminal { meter.trialEnded() }
         }
         let deadline = Date().addingTimeInterval(-Self.seconds(timing.peerDeadAfter))
         for (id, w) in workers where w.lastHeard < deadline {
@@ -250,9 +344,8 @@ public final class CoordinatorServer {
     }
 
     private func sweepComplete() throws -> Bool {
-        let status = try store.status()
-        let open = status.trialsByStatus.filter { !$0.key.isTerminal }.values.reduce(0, +)
-        return open == 0 && status.trialsByStatus.values.reduce(0, +) > 0
+        let trials = try store.unfinishedTrials()
+        return trials.unfinished == 0 && trials.total > 0
     }
 
     public static func seconds(_ d: Duration) -> TimeInterval {

@@ -4,7 +4,7 @@ import Core
 import Foundation
 import Logging
 
-/// A run directory: `run.db`, `checkpoints/`, `logs/`.
+/// A run directory: `run.db`, `checkpoints/`, `logs/`, `coordinator-stats.json`.
 public struct RunDirectory: Sendable {
     public let url: URL
     public init(_ url: URL) { self.url = url }
@@ -12,6 +12,8 @@ public struct RunDirectory: Sendable {
     public var database: URL { url.appendingPathComponent("run.db") }
     public var checkpoints: URL { url.appendingPathComponent("checkpoints") }
     public var logs: URL { url.appendingPathComponent("logs") }
+    /// The coordinator's figures of its last serve (CoordinatorStatistics), written when it ends.
+    public var statistics: URL { url.appendingPathComponent("coordinator-stats.json") }
 
     /// Creates the folders and opens (or creates) the database.
     public func open(leaseDuration: TimeInterval, logger: Logger, mustExist: Bool = false) throws -> RunStore {

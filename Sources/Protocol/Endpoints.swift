@@ -122,9 +122,9 @@ public final class WorkerEndpoint {
     }
 
     /// The next message from the coordinator within `timeout`, or a rejected one (counted and logged,
-    /// never answered); nil on timeout.
-    public func receive(timeout: Duration) throws(ZMQError) -> Result<Message, ProtocolError>? {
-        guard let frames = try socket.receive(timeout: timeout) else { return nil }
+    /// never answered); nil on timeout, or once `descriptor` (a wake-up pipe) is readable.
+    public func receive(timeout: Duration, wakingFor descriptor: Int32? = nil) throws(ZMQError) -> Result<Message, ProtocolError>? {
+        guard let frames = try socket.receive(timeout: timeout, wakingFor: descriptor) else { return nil }
         return rejections.decode(frames, from: "coordinator", limit: timing.maxMessageBytes, logger: logger)
     }
 

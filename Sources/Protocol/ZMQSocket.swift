@@ -141,9 +141,10 @@ public final class ZMQSocket {
         }
     }
 
-    /// The next multipart message, or nil if none arrives within `timeout`.
-    public func receive(timeout: Duration) throws(ZMQError) -> [Data]? {
-        guard try Self.poll([self], timeout: timeout).contains(0) else { return nil }
+    /// The next multipart message, or nil if none arrives within `timeout` — or, when `descriptor` is
+    /// given, nil as soon as that file descriptor has something to read (another thread's wake-up call).
+    public func receive(timeout: Duration, wakingFor descriptor: Int32? = nil) throws(ZMQError) -> [Data]? {
+        guard try Self.poll([self], descriptors: descriptor.map { [$0] } ?? [], timeout: timeout).contains(0) else { return nil }
         let socket = try open()
         var frames: [Data] = []
         var more = true
@@ -164,11 +165,15 @@ public final class ZMQSocket {
         return frames
     }
 
-    /// Waits up to `timeout` for any of `sockets` to have a message; returns the indices of those that do.
-    public static func poll(_ sockets: [ZMQSocket], timeout: Duration) throws(ZMQError) -> [Int] {
+    /// Waits up to `timeout` for any of `sockets` to have a message, or any of `descriptors` to be readable;
+    /// returns the indices of those that are (descriptors counted after the sockets).
+    public static func poll(_ sockets: [ZMQSocket], descriptors: [Int32] = [], timeout: Duration) throws(ZMQError) -> [Int] {
         var items: [zmq_pollitem_t] = []
         for socket in sockets {
             items.append(zmq_pollitem_t(socket: try socket.open(), fd: 0, events: Int16(ZMQ_POLLIN), revents: 0))
+        }
+        for descriptor in descriptors {
+            items.append(zmq_pollitem_t(socket: nil, fd: descriptor, events: Int16(ZMQ_POLLIN), revents: 0))
         }
         let deadline = ContinuousClock.now + timeout
         while true {

@@ -34,8 +34,11 @@ final class RunningTrial: @unchecked Sendable {
     private var outputs: [TrialOutput] = []
     private var finished = false
 
-    init(trial: TrialKey, attempt: AttemptID, lastEpoch: Int = 0) {
-        self.trial = trial; self.attempt = attempt; self.lastEpoch = lastEpoch
+    /// Rung when an output is posted, so that the socket thread sends it at once.
+    private let wakeup: Wakeup?
+
+    init(trial: TrialKey, attempt: AttemptID, lastEpoch: Int = 0, wakeup: Wakeup? = nil) {
+        self.trial = trial; self.attempt = attempt; self.lastEpoch = lastEpoch; self.wakeup = wakeup
         epoch = lastEpoch + 1
     }
 
@@ -60,7 +63,10 @@ final class RunningTrial: @unchecked Sendable {
 
     var stopRequested: Bool { locked { stop != nil } }
 
-    func post(_ output: TrialOutput) { locked { outputs.append(output) } }
+    func post(_ output: TrialOutput) {
+        locked { outputs.append(output) }
+        wakeup?.ring()
+    }
 
     /// The training thread's last word: its final output, after which it touches nothing.
     func finish(_ output: TrialOutput) {
@@ -69,6 +75,7 @@ final class RunningTrial: @unchecked Sendable {
             finished = true
             condition.broadcast()
         }
+        wakeup?.ring()
     }
 
     // MARK: Socket thread
@@ -114,5 +121,39 @@ final class RunningTrial: @unchecked Sendable {
             if !condition.wait(until: deadline) { return finished }
         }
         return true
+    }
+}
+
+/// A pipe that other threads write a byte to so that the socket thread, waiting in `zmq_poll` on the
+/// DEALER and on this pipe, wakes at once — instead of waking every few milliseconds to look.
+final class Wakeup: @unchecked Sendable {
+    /// What the socket thread polls.
+    let descriptor: Int32
+    private let writeEnd: Int32
+
+    /// Nil when the process cannot have another pipe; the socket thread then polls.
+    init?() {
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { return nil }
+        for end in ends { _ = fcntl(end, F_SETFL, fcntl(end, F_GETFL) | O_NONBLOCK) }
+        descriptor = ends[0]
+        writeEnd = ends[1]
+    }
+
+    /// Wakes the socket thread (a full pipe means it is woken already).
+    func ring() {
+        var byte: UInt8 = 1
+        _ = write(writeEnd, &byte, 1)
+    }
+
+    /// Empties the pipe: call before looking at what the ringing was about, so no ring is lost.
+    func reset() {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while read(descriptor, &buffer, buffer.count) > 0 {}
+    }
+
+    deinit {
+        close(descriptor)
+        close(writeEnd)
     }
 }

@@ -10,7 +10,7 @@ import Protocol
 /// Runs one assigned attempt on a thread of its own.
 struct TrialExecution: Sendable {
     let assign: Message.Assign
-    let runner: TrialRunner
+    let runner: any TrialRunning
     /// The trial's local directory, `<checkpoint directory>/<trial>`.
     let directory: URL
     let sharedCheckpoints: Bool

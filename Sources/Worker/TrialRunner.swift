@@ -45,8 +45,17 @@ public struct TrialEvents: Sendable {
     public init() {}
 }
 
+/// What a worker runs its trials with: the real `TrialRunner`, or the
+/// `SimulatedTrainer` of the scale benchmark. Both see a trial the same way.
+public protocol TrialRunning: Sendable {
+    /// Runs `config` (see `TrialRunner.run`), reporting through `events`.
+    func run(_ config: TrialConfig, directory: URL?, resume: Bool, events: TrialEvents) throws -> TrialSummary
+    /// Paths of the models on hand, for the worker's hello.
+    var loadedModels: [String] { get }
+}
+
 /// Runs trials over a shared model cache.
-public final class TrialRunner: @unchecked Sendable {
+public final class TrialRunner: TrialRunning, @unchecked Sendable {
     public let cache: ModelCache
     public let context: ComputeContext
     private let logger: Logger
@@ -54,6 +63,8 @@ public final class TrialRunner: @unchecked Sendable {
     public init(cache: ModelCache, context: ComputeContext, logger: Logger) {
         self.cache = cache; self.context = context; self.logger = logger
     }
+
+    public var loadedModels: [String] { cache.loadedModels }
 
     /// Runs `config`, continuing from `directory`'s checkpoint when `resume`
     /// and one is there. Checkpoints (every `checkpointEvery` epochs, at the

@@ -28,24 +28,31 @@ public final class WorkerClient: @unchecked Sendable {
         public var rejected: [String: Int] = [:]
         /// Attempts started on this worker.
         public var attemptsStarted = 0
+        /// Seconds from each `ready` sent to the `assign` that answered it: the dispatch latency as a
+        /// worker sees it, queueing on both sides included.
+        public var readyToAssignSeconds: [Double] = []
     }
 
     public let settings: WorkerSettings
     let context: ZMQContext
-    let runner: TrialRunner
+    let runner: any TrialRunning
     let logger: Logger
 
     private let lock = NSLock()
+    /// Wakes the socket thread for a trial's results and for `release`.
+    let wakeup = Wakeup()
     private var releaseReason: String?
     private var running = false
     private var counters = Statistics()
 
     /// Slots a worker offers: one trial at a time, so that it has all its threads.
     static let slots = 1
-    /// The longest the socket thread waits before looking at the trial's results again.
+    /// The longest the socket thread waits before looking at the trial's results again when nothing can
+    /// wake it (no wake-up pipe), and when something can.
     static let pollSlice = Duration.milliseconds(20)
+    static let wakeableSlice = Duration.milliseconds(500)
 
-    public init(_ settings: WorkerSettings, context: ZMQContext, runner: TrialRunner, logger: Logger) {
+    public init(_ settings: WorkerSettings, context: ZMQContext, runner: any TrialRunning, logger: Logger) {
         self.settings = settings; self.context = context; self.runner = runner
         var logger = logger
         logger[metadataKey: "worker"] = "\(settings.workerID)"
@@ -69,6 +76,7 @@ public final class WorkerClient: @unchecked Sendable {
     /// Safe from any thread.
     public func release(reason: String) {
         withLock { if releaseReason == nil { releaseReason = reason } }
+        wakeup?.ring()
     }
 
     public var statistics: Statistics { withLock { counters } }
@@ -102,6 +110,8 @@ private final class SocketLoop {
     private var trial: RunningTrial?
     /// Whether `ready` was sent for the current idle spell on this connection.
     private var readySent = false
+    /// When the last `ready` went out, until an `assign` answers it.
+    private var readySentAt: ContinuousClock.Instant?
     private var shutdownReason: String?
     /// Set once a release begins; then the deadline for the trial's checkpoint, then for the acks.
     private var release: (reason: String, deadline: ContinuousClock.Instant)?
@@ -208,7 +218,7 @@ private final class SocketLoop {
             }
         }
         return .init(workerID: settings.workerID, session: outbox.session, host: settings.host, pid: getpid(),
-                     threads: settings.threads, models: client.runner.cache.loadedModels, held: held)
+                     threads: settings.threads, models: client.runner.loadedModels, held: held)
     }
 
     // MARK: Sending
@@ -242,15 +252,17 @@ private final class SocketLoop {
         guard trial == nil, release == nil, shutdownReason == nil, endpoint != nil, !readySent else { return }
         send(.ready(.init(freeSlots: WorkerClient.slots)))
         readySent = true
+        readySentAt = .now
     }
 
     // MARK: Receiving
 
     /// Waits up to the next heartbeat (at most a poll slice) for one message from the coordinator and handles it.
     private func receive(from endpoint: WorkerEndpoint) {
-        let wait = Swift.max(.zero, Swift.min(WorkerClient.pollSlice, nextHeartbeat - .now))
+        let slice = client.wakeup == nil ? WorkerClient.pollSlice : WorkerClient.wakeableSlice
+        let wait = Swift.max(.zero, Swift.min(slice, nextHeartbeat - .now))
         let received: Result<Message, ProtocolError>?
-        do { received = try endpoint.receive(timeout: wait) } catch {
+        do { received = try endpoint.receive(timeout: wait, wakingFor: client.wakeup?.descriptor) } catch {
             logger.warning("receive failed; reconnecting", metadata: ["error": "\(error)"])
             disconnect()
             return
@@ -313,6 +325,11 @@ private final class SocketLoop {
     }
 
     private func start(_ assign: Message.Assign) {
+        if let sent = readySentAt {
+            let waited = (ContinuousClock.now - sent).seconds
+            client.count { $0.readyToAssignSeconds.append(waited) }
+            readySentAt = nil
+        }
         if let trial, trial.trial == assign.trial, trial.attempt == assign.attempt {
             logger.info("duplicate assign ignored", metadata: ["trial": "\(assign.trial)", "attempt": "\(assign.attempt)"])
             return
@@ -324,7 +341,8 @@ private final class SocketLoop {
         }
         logger.info("starting trial", metadata: ["trial": "\(assign.trial)", "attempt": "\(assign.attempt)",
                                                   "resume_epoch": "\(assign.resume.map { "\($0.epoch)" } ?? "none")"])
-        let running = RunningTrial(trial: assign.trial, attempt: assign.attempt, lastEpoch: assign.resume?.epoch ?? 0)
+        let running = RunningTrial(trial: assign.trial, attempt: assign.attempt, lastEpoch: assign.resume?.epoch ?? 0,
+                                   wakeup: client.wakeup)
         trial = running
         readySent = false
         client.count { $0.attemptsStarted += 1 }
@@ -349,6 +367,7 @@ private final class SocketLoop {
 
     /// Sends what the training thread produced; frees the slot when it has ended.
     private func pumpTrial() {
+        client.wakeup?.reset()
         guard let running = trial else { return }
         let (outputs, finished) = running.take()
         let stop = running.stopRequest

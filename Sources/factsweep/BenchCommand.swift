@@ -1,4 +1,4 @@
-// `factsweep bench`: the study's workload (full fine-tuning on the 6 facts)
+// `factsweep bench` (`bench training`): the study's workload (full fine-tuning on the 6 facts)
 // at several thread counts and batch sizes, side by side with PyTorch.
 //
 // Each configuration runs in a child process of its own so that peak RSS is
@@ -8,9 +8,17 @@ import ArgumentParser
 import Core
 import Foundation
 
+/// `factsweep bench`: training speed (`bench training`, the default) or the sweep coordinator (`bench sweep`).
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
+        abstract: "Benchmark training speed against PyTorch (the default), or the sweep coordinator at scale (bench sweep).",
+        subcommands: [TrainingBenchCommand.self, SweepBenchCommand.self], defaultSubcommand: TrainingBenchCommand.self)
+}
+
+struct TrainingBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "training",
         abstract: "Benchmark training speed against PyTorch on the same machine, threads and workload.")
 
     @OptionGroup var options: ModelOptions
@@ -50,7 +58,7 @@ struct BenchCommand: ParsableCommand {
         guard threadCounts.allSatisfy({ $0 >= 1 }), batchSizes.allSatisfy({ $0 >= 0 }) else {
             throw ValidationError("thread counts must be ≥ 1 and batch sizes ≥ 0")
         }
-        for name in methods where BenchCommand.method(named: name) == nil {
+        for name in methods where TrainingBenchCommand.method(named: name) == nil {
             throw ValidationError("unknown method \(name) (full, lora-r4, lora-r8, qlora-r8, ia3)")
         }
     }
@@ -61,7 +69,7 @@ struct BenchCommand: ParsableCommand {
         let pythonPath = noPytorch ? nil : (python ?? defaultPython())
         var rows: [[String: Any]] = []
         for name in methods {
-          guard let method = BenchCommand.method(named: name) else { continue }
+          guard let method = TrainingBenchCommand.method(named: name) else { continue }
           for threads in threadCounts {
             for batch in batchSizes {
                 FileHandle.standardError.write(Data("[bench] FactSweep: \(name), threads \(threads), batch \(batch)\n".utf8))
@@ -144,7 +152,7 @@ struct BenchCommand: ParsableCommand {
         let context = ComputeContext(threads: threads)
         let peak = SgemmPeak.measure(context: context)
         let dataset = try FactDataset.load(try DefaultPaths.resolve(data, default: DefaultPaths.data, what: "dataset"))
-        guard let method = methods.first.flatMap(BenchCommand.method(named:)) else { throw CLIError("no method") }
+        guard let method = methods.first.flatMap(TrainingBenchCommand.method(named:)) else { throw CLIError("no method") }
         let lm = try options.loadModel(storage: method.kind == .qlora ? .nf4 : .float32)
         var settings = TrainingSettings()
         // The reference script's workload: its learning rates, no clipping.

@@ -1,4 +1,4 @@
-// Options shared by the commands that load a model.
+// Options shared by several commands: the model to load; simulated trials.
 import ArgumentParser
 import Core
 import Foundation
@@ -20,5 +20,17 @@ struct ModelOptions: ParsableArguments {
 
     func loadModel(storage: LinearStorage = .float32) throws -> LanguageModel {
         try LanguageModel.load(modelURL, storage: storage, context: ComputeContext(threads: threads))
+    }
+}
+
+/// `--simulate SECONDS`: workers run simulated trials (SimulatedTrainer) instead of training, for benchmarks.
+struct SimulationOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp(
+        "Simulate trials: each epoch sleeps SECONDS and reports synthetic metrics; no model is loaded (benchmarks).",
+        valueName: "seconds"))
+    var simulate: Double?
+
+    func validate() throws {
+        if let simulate { guard simulate >= 0, simulate.isFinite else { throw ValidationError("--simulate takes seconds ≥ 0") } }
     }
 }

@@ -39,6 +39,7 @@ struct CoordinatorCommand: ParsableCommand {
         try server.serve(untilComplete: true, stop: { stop.isSet })
         if stop.isSet { server.shutdownWorkers(reason: "coordinator stopped") }
         server.close()
+        try server.statistics.write(to: runDirectory.statistics)
     }
 }
 

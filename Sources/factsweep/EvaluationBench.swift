@@ -4,7 +4,7 @@
 import Core
 import Foundation
 
-extension BenchCommand {
+extension TrainingBenchCommand {
     func runEvaluationBench() throws {
         let context = ComputeContext(threads: options.threads)
         let dataset = try FactDataset.load(try DefaultPaths.resolve(data, default: DefaultPaths.data, what: "dataset"))

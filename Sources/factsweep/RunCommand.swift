@@ -30,6 +30,11 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: "Seconds a running trial may go without progress before it is requeued.")
     var lease: Double = 120
 
+    @OptionGroup var simulation: SimulationOptions
+
+    /// The niceness of local workers (the coordinator keeps its own, normally 0).
+    static let workerNiceness: Int32 = 5
+
     func validate() throws {
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
         if let t = threadsPerWorker { guard t >= 1 else { throw ValidationError("--threads-per-worker must be at least 1") } }
@@ -64,7 +69,9 @@ struct RunCommand: ParsableCommand {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
             process.arguments = ["worker", "--connect", server.boundEndpoint, "--threads", "\(threads)", "--id", "\(plan.name)-\(i)",
-                                 "--checkpoint-dir", runDirectory.checkpoints.path, "--cluster", clusterFile.path]
+                                 "--checkpoint-dir", runDirectory.checkpoints.path, "--cluster", clusterFile.path,
+                                 "--stats-file", runDirectory.logs.appendingPathComponent("worker-\(i).stats.json").path]
+            if let simulate = simulation.simulate { process.arguments? += ["--simulate", "\(simulate)"] }
             let log = runDirectory.logs.appendingPathComponent("worker-\(i).log")
             FileManager.default.createFile(atPath: log.path, contents: nil)
             let handle = try FileHandle(forWritingTo: log)
@@ -72,6 +79,9 @@ struct RunCommand: ParsableCommand {
             process.standardOutput = handle
             process.standardError = handle
             try process.run()
+            // Below the coordinator's priority: every worker waits on the coordinator, which needs little CPU
+            // but needs it at once; local workers that train on every core must not keep it waiting.
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(process.processIdentifier), Self.workerNiceness)
             children.append(process)
         }
         let stop = SignalWatch()
@@ -82,6 +92,7 @@ struct RunCommand: ParsableCommand {
         while children.contains(where: \.isRunning) && Date() < deadline { usleep(100_000) }
         for child in children where child.isRunning { child.terminate() }
         server.close()
+        try server.statistics.write(to: runDirectory.statistics)
         let status = try store.status()
         display.show(status, final: true)
         FileHandle.standardError.write(Data("results: \(runDirectory.database.path) (sqlite3; see docs/schema.md)\n".utf8))

@@ -36,6 +36,11 @@ struct WorkerCommand: ParsableCommand {
           help: "Whether the coordinator's host sees the checkpoint directory: checkpoints go by path, else inline (adapters only). Always on for a coordinator on this host.")
     var sharedCheckpoints = true
 
+    @OptionGroup var simulation: SimulationOptions
+
+    @Option(name: .long, help: "Write this worker's counters (attempts, reconnects, ready-to-assign waits, peak RSS, CPU time) as JSON to FILE at exit.")
+    var statsFile: String?
+
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         if let id { guard !id.isEmpty else { throw ValidationError("--id must not be empty") } }
@@ -51,15 +56,27 @@ struct WorkerCommand: ParsableCommand {
             timing: cluster?.timing ?? ProtocolTiming())
         var logger = Logger(label: "factsweep.worker")
         logger.logLevel = .info
-        let runner = TrialRunner(cache: ModelCache(logger: logger), context: ComputeContext(threads: threads), logger: logger)
+        let runner: any TrialRunning = simulation.simulate.map { SimulatedTrainer(epochSeconds: $0) }
+            ?? TrialRunner(cache: ModelCache(logger: logger), context: ComputeContext(threads: threads), logger: logger)
         let client = WorkerClient(settings, context: try ZMQContext(), runner: runner, logger: logger)
         // SIGTERM/SIGINT release the trial (checkpoint, then a retryable failure); a second SIGINT exits at once.
         let signals = SignalWatch { number in client.release(reason: "released by \(number == SIGTERM ? "SIGTERM" : "SIGINT")") }
         let exit = try client.run()
         withExtendedLifetime(signals) {}
+        if let statsFile { try writeStatistics(client, to: URL(fileURLWithPath: statsFile)) }
         switch exit {
         case .shutdown(let reason): logger.info("coordinator shut this worker down", metadata: ["reason": "\(reason)"])
         case .released(let reason): logger.info("released", metadata: ["reason": "\(reason)"])
         }
+    }
+
+    private func writeStatistics(_ client: WorkerClient, to file: URL) throws {
+        let statistics = client.statistics
+        let object: [String: Any] = [
+            "worker_id": client.settings.workerID, "attempts_started": statistics.attemptsStarted,
+            "reconnects": statistics.reconnects, "ready_to_assign_seconds": statistics.readyToAssignSeconds,
+            "peak_rss_bytes": ResourceUsage.peakResidentBytes, "cpu_seconds": ResourceUsage.cpuSeconds,
+        ]
+        try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]).write(to: file, options: .atomic)
     }
 }

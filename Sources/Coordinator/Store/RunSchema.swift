@@ -20,6 +20,15 @@ enum RunSchema {
             // parameters, base weight bytes, peak RSS, perplexity before/after …).
             try db.execute(sql: "ALTER TABLE trials ADD COLUMN summary TEXT CHECK (summary IS NULL OR json_valid(summary))")
         }
+        migrator.registerMigration("v3-claim-indexes") { db in
+            // claimNextTrial runs for every assignment: it counts the trials started per condition and
+            // orders the pending ones, each from an index alone rather than from the trial rows with their
+            // configurations (about 5 ms a claim at 2,000 trials without them, 1 ms with).
+            try db.execute(sql: """
+                CREATE INDEX trials_started_by_condition ON trials(sweep_id, condition, status, attempts);
+                CREATE INDEX trials_claim_order ON trials(status, model, last_epoch, sweep_id, condition);
+                """)
+        }
         return migrator
     }
 

@@ -17,15 +17,15 @@ extension RunStore {
         let now = now
         return try write { db in
             try Self.requireWorker(db, workerID)
-            let request: SQLRequest<String> = """
+            let request = SQLRequest<String>(literal: """
                 WITH started AS (
                     SELECT sweep_id, condition, SUM(status <> 'pending' OR attempts > 0) AS count
                     FROM trials GROUP BY sweep_id, condition)
-                SELECT t.key FROM trials t JOIN started s USING (sweep_id, condition)
+                SELECT t.key FROM trials t INDEXED BY trials_claim_order JOIN started s USING (sweep_id, condition)
                 WHERE t.status = 'pending'
                 ORDER BY t.model IN \(preferredModels) DESC, t.last_epoch, s.count, t.rowid
                 LIMIT 1
-                """
+                """, cached: true)
             guard let key = try request.fetchOne(db) else { return nil }
             return try self.startAttempt(db, trialKey: key, workerID: workerID, at: now)
         }
@@ -48,19 +48,19 @@ extension RunStore {
         // protocol's Int64 `attempt` (docs/protocol.md).
         let provisional = "new-" + UUID().uuidString.lowercased()
         let resumeEpoch = trial.checkpointEpoch ?? 0
-        try db.execute(sql: """
+        try db.executeCached(sql: """
             INSERT INTO attempts (trial_key, attempt_id, worker_id, started_at, lease_expires_at, resumed_from_epoch)
             VALUES (?, ?, ?, ?, ?, ?)
             """, arguments: [trialKey, provisional, workerID, now, leaseEnd(from: now), resumeEpoch])
         let attemptID = String(db.lastInsertedRowID)
-        try db.execute(sql: "UPDATE attempts SET attempt_id = ? WHERE attempt_id = ?", arguments: [attemptID, provisional])
-        try db.execute(sql: "UPDATE trials SET attempts = attempts + 1, current_attempt_id = ? WHERE key = ?",
+        try db.executeCached(sql: "UPDATE attempts SET attempt_id = ? WHERE attempt_id = ?", arguments: [attemptID, provisional])
+        try db.executeCached(sql: "UPDATE trials SET attempts = attempts + 1, current_attempt_id = ? WHERE key = ?",
                        arguments: [attemptID, trialKey])
         try Self.logEvent(db, at: now, kind: "attempt-started", trialKey: trialKey, workerID: workerID,
                           detail: "attempt \(attemptID) from epoch \(resumeEpoch)")
-        let row = try Row.fetchOne(db, sql: """
+        let row = try Row.fetchOne(db.cachedStatement(sql: """
             SELECT condition, config, checkpoint_epoch, checkpoint_path, checkpoint_blob FROM trials WHERE key = ?
-            """, arguments: [trialKey])
+            """), arguments: [trialKey])
         guard let row else { throw RunStoreError.unknownTrial(key: trialKey) }
         let config: TrialConfig
         do {
@@ -95,7 +95,7 @@ extension RunStore {
             try trial.move(to: result.status, in: db, at: now)
             try trial.endCurrentAttempt(result.outcome, reason: reason, in: db, at: now)
             if let summary {
-                try db.execute(sql: "UPDATE trials SET summary = ? WHERE key = ?", arguments: [String(decoding: summary, as: UTF8.self), trialKey])
+                try db.executeCached(sql: "UPDATE trials SET summary = ? WHERE key = ?", arguments: [String(decoding: summary, as: UTF8.self), trialKey])
             }
             try Self.logEvent(db, at: now, kind: "trial-\(result.rawValue)", trialKey: trialKey, detail: reason)
             return .accepted
@@ -142,7 +142,7 @@ extension RunStore {
     }
 
     static func requireWorker(_ db: Database, _ workerID: String) throws {
-        guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM workers WHERE id = ?)", arguments: [workerID]) == true
+        guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM workers WHERE id = ?)"), arguments: [workerID]) == true
         else { throw RunStoreError.unknownWorker(id: workerID) }
     }
 }

@@ -20,7 +20,7 @@ extension RunStore {
             if report.epoch <= trial.lastEpoch { return .duplicate }
             guard report.epoch == trial.lastEpoch + 1 else { return .gap(expected: trial.lastEpoch + 1) }
             let evaluation = report.evaluation
-            try db.execute(sql: """
+            try db.executeCached(sql: """
                 INSERT INTO epoch_metrics (trial_key, epoch, loss, tokens, train_seconds, epoch_seconds, accuracy,
                     accuracy_at_threshold, key_match, perplexity, recorded_at, attempt_id)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -30,7 +30,7 @@ extension RunStore {
                     evaluation.map { Double($0.accuracyAtThreshold) }, evaluation?.keyMatch.map { Double($0) },
                     evaluation?.perplexity.map { Double($0) }, now, attemptID,
                 ])
-            try db.execute(sql: "UPDATE trials SET last_epoch = ?, updated_at = ? WHERE key = ?",
+            try db.executeCached(sql: "UPDATE trials SET last_epoch = ?, updated_at = ? WHERE key = ?",
                            arguments: [report.epoch, now, trialKey])
             try self.renewLease(db, attemptID: attemptID, at: now)
             if let evaluation {
@@ -58,7 +58,7 @@ extension RunStore {
     private static func insertQuestions(_ db: Database, trialKey: String, epoch: Int, _ questions: [QuestionResult]) throws -> Int {
         var inserted = 0
         for question in questions {
-            try db.execute(sql: """
+            try db.executeCached(sql: """
                 INSERT OR IGNORE INTO question_outputs
                     (trial_key, epoch, question, paraphrase, reference, answer, similarity, key_match)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -83,7 +83,7 @@ extension RunStore {
             case let .path(path): (path, nil)
             case let .inline(blob): (nil, blob)
             }
-            try db.execute(sql: """
+            try db.executeCached(sql: """
                 UPDATE trials SET checkpoint_epoch = ?, checkpoint_path = ?, checkpoint_blob = ?, updated_at = ?
                 WHERE key = ?
                 """, arguments: [checkpoint.epoch, path, blob, now, trialKey])

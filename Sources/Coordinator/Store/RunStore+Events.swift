@@ -36,7 +36,7 @@ extension RunStore {
     /// Appends an event inside the caller's transaction.
     static func logEvent(_ db: Database, at now: Date, kind: String, trialKey: String? = nil, workerID: String? = nil,
                          detail: String? = nil) throws {
-        try db.execute(sql: "INSERT INTO events (at, kind, trial_key, worker_id, detail) VALUES (?, ?, ?, ?, ?)",
+        try db.executeCached(sql: "INSERT INTO events (at, kind, trial_key, worker_id, detail) VALUES (?, ?, ?, ?, ?)",
                        arguments: [now, kind, trialKey, workerID, detail])
     }
 }

@@ -77,11 +77,11 @@ extension RunStore {
     public func markRunningTrialsStale() throws -> Int {
         let now = now
         return try write { db in
-            try db.execute(sql: """
+            try db.executeCached(sql: """
                 UPDATE attempts SET lease_expires_at = ?
                 WHERE attempt_id IN (SELECT current_attempt_id FROM trials WHERE status = 'running')
                 """, arguments: [leaseEnd(from: now)])
-            try db.execute(sql: "UPDATE trials SET status = 'stale', updated_at = ? WHERE status = 'running'", arguments: [now])
+            try db.executeCached(sql: "UPDATE trials SET status = 'stale', updated_at = ? WHERE status = 'running'", arguments: [now])
             let count = db.changesCount
             if count > 0 {
                 try Self.logEvent(db, at: now, kind: "coordinator-restarted", detail: "\(count) running trials marked stale")
@@ -113,7 +113,7 @@ extension RunStore {
 
     /// Extends an attempt's lease from now.
     func renewLease(_ db: Database, attemptID: String, at now: Date) throws {
-        try db.execute(sql: "UPDATE attempts SET lease_expires_at = ? WHERE attempt_id = ?",
+        try db.executeCached(sql: "UPDATE attempts SET lease_expires_at = ? WHERE attempt_id = ?",
                        arguments: [leaseEnd(from: now), attemptID])
     }
 }

@@ -45,6 +45,15 @@ extension RunStore {
         }
     }
 
+    /// How many trials have not reached a final state (pending, running or stale), of how many: cheap
+    /// enough to ask after every finished trial.
+    public func unfinishedTrials() throws -> (unfinished: Int, total: Int) {
+        try read { db in
+            let unfinished = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM trials WHERE status IN ('pending', 'running', 'stale')") ?? 0
+            return (unfinished, try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM trials") ?? 0)
+        }
+    }
+
     /// The trial `key`, or nil.
     public func trial(_ key: String) throws -> StoredTrial? {
         try read { db in

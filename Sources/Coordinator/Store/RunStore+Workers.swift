@@ -8,7 +8,7 @@ extension RunStore {
         let now = now
         let models = String(decoding: try JSONEncoder().encode(worker.models), as: UTF8.self)
         try write { db in
-            try db.execute(sql: """
+            try db.executeCached(sql: """
                 INSERT INTO workers (id, host, pid, threads, protocol_version, connected_at, last_seen, models, status)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'connected')
                 ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, threads = excluded.threads,
@@ -28,10 +28,10 @@ extension RunStore {
     public func heartbeat(workerID: String, renewing attemptIDs: [String] = []) throws {
         let now = now
         try write { db in
-            try db.execute(sql: "UPDATE workers SET last_seen = ?, status = 'connected' WHERE id = ?", arguments: [now, workerID])
+            try db.executeCached(sql: "UPDATE workers SET last_seen = ?, status = 'connected' WHERE id = ?", arguments: [now, workerID])
             guard db.changesCount == 1 else { throw RunStoreError.unknownWorker(id: workerID) }
             for attemptID in attemptIDs {
-                try db.execute(sql: """
+                try db.executeCached(sql: """
                     UPDATE attempts SET lease_expires_at = ?
                     WHERE attempt_id = ? AND worker_id = ? AND outcome = 'running'
                       AND attempt_id IN (SELECT current_attempt_id FROM trials WHERE status = 'running')
@@ -45,7 +45,7 @@ extension RunStore {
     public func setWorkerStatus(_ workerID: String, _ status: WorkerStatus) throws {
         let now = now
         try write { db in
-            try db.execute(sql: "UPDATE workers SET status = ? WHERE id = ?", arguments: [status.rawValue, workerID])
+            try db.executeCached(sql: "UPDATE workers SET status = ? WHERE id = ?", arguments: [status.rawValue, workerID])
             guard db.changesCount == 1 else { throw RunStoreError.unknownWorker(id: workerID) }
             try Self.logEvent(db, at: now, kind: "worker-\(status.rawValue)", workerID: workerID)
         }

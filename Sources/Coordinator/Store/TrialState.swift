@@ -15,7 +15,7 @@ struct TrialState: Sendable {
     /// The trial `key`, or `RunStoreError.unknownTrial`.
     static func fetch(_ db: Database, key: String) throws -> TrialState {
         let sql = "SELECT status, current_attempt_id, last_epoch, checkpoint_epoch, retry_limit FROM trials WHERE key = ?"
-        guard let row = try Row.fetchOne(db, sql: sql, arguments: [key]) else {
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: sql), arguments: [key]) else {
             throw RunStoreError.unknownTrial(key: key)
         }
         let statusText: String = row["status"]
@@ -37,7 +37,7 @@ struct TrialState: Sendable {
         guard status.canMove(to: next) else {
             throw RunStoreError.invalidTransition(trial: key, from: status, to: next)
         }
-        try db.execute(sql: "UPDATE trials SET status = ?, updated_at = ? WHERE key = ?",
+        try db.executeCached(sql: "UPDATE trials SET status = ?, updated_at = ? WHERE key = ?",
                        arguments: [next.rawValue, now, key])
         status = next
     }
@@ -45,7 +45,7 @@ struct TrialState: Sendable {
     /// Ends the current attempt with `outcome`.
     func endCurrentAttempt(_ outcome: AttemptOutcome, reason: String?, in db: Database, at now: Date) throws {
         guard let currentAttemptID else { return }
-        try db.execute(sql: """
+        try db.executeCached(sql: """
             UPDATE attempts SET outcome = ?, ended_at = ?, reason = ? WHERE attempt_id = ? AND outcome = 'running'
             """, arguments: [outcome.rawValue, now, reason, currentAttemptID])
     }
@@ -57,8 +57,8 @@ struct TrialState: Sendable {
         try move(to: .pending, in: db, at: now)
         let resume = checkpointEpoch ?? 0
         guard lastEpoch > resume else { return }
-        try db.execute(sql: "DELETE FROM epoch_metrics WHERE trial_key = ? AND epoch > ?", arguments: [key, resume])
-        try db.execute(sql: "UPDATE trials SET last_epoch = ? WHERE key = ?", arguments: [resume, key])
+        try db.executeCached(sql: "DELETE FROM epoch_metrics WHERE trial_key = ? AND epoch > ?", arguments: [key, resume])
+        try db.executeCached(sql: "UPDATE trials SET last_epoch = ? WHERE key = ?", arguments: [resume, key])
         try RunStore.logEvent(db, at: now, kind: "rewound", trialKey: key,
                               detail: "dropped epochs \(resume + 1) to \(lastEpoch); resuming from epoch \(resume)")
         lastEpoch = resume

@@ -1,0 +1,141 @@
+// SimulatedTrainer: a trial that trains nothing. Each epoch sleeps a fixed
+// time and reports synthetic, deterministic metrics (a loss per epoch, an
+// evaluation with an answer per question at the trial's evaluation epochs,
+// checkpoints when due), so that the coordinator and the protocol can be
+// measured at scale with real worker processes and no model
+// (`factsweep worker --simulate`, `factsweep bench sweep`). It stands where
+// TrialRunner stands: WorkerClient, TrialExecution and every message are the
+// real ones. Not here: anything a real trial computes.
+import Core
+import Foundation
+
+/// Runs trials as timed sleeps with synthetic metrics.
+public struct SimulatedTrainer: TrialRunning {
+    /// Wall time of one simulated epoch.
+    public let epochSeconds: Double
+
+    public init(epochSeconds: Double) { self.epochSeconds = epochSeconds }
+
+    /// A simulated worker loads no model.
+    public var loadedModels: [String] { [] }
+
+    /// Sleeps `epochs × epochSeconds` on a fixed schedule from the start of the attempt (oversleeping one
+    /// epoch does not delay the next), reporting each epoch, evaluating at `evalEvery` and after the last,
+    /// and checkpointing at `checkpointEvery`, at the end and when asked to stop — as `TrialRunner.run` does.
+    /// Reads the trial's facts file for the questions it answers; never opens the model.
+    public func run(_ config: TrialConfig, directory: URL?, resume: Bool, events: TrialEvents) throws -> TrialSummary {
+        let epochs = config.training.epochs
+        let facts = try FactDataset.load(URL(fileURLWithPath: config.data)).facts
+        let completed = resume ? try directory.flatMap(SimulatedCheckpoint.read) ?? 0 : 0
+        events.started(0, completed)
+        let start = ContinuousClock.now
+        var status = TrialStatus.done
+        var last: EpochReport?
+        var lastEvaluation: EvaluationReport?
+        var evaluationSeconds = 0.0
+        for epoch in (completed + 1)..<(max(completed, epochs) + 1) {
+            events.step(epoch, 0)
+            let epochStart = ContinuousClock.now
+            let due = start + .seconds(epochSeconds * Double(epoch - completed))
+            if due > epochStart { Thread.sleep(forTimeInterval: (due - epochStart).seconds) }
+            events.step(epoch, 1)
+            let evaluates = config.evalEvery > 0 && (epoch % config.evalEvery == 0 || epoch == epochs)
+            let evaluation = evaluates ? Self.evaluation(config, facts: facts, epoch: epoch) : nil
+            let report = EpochReport(epoch: epoch, loss: Self.loss(config, epoch: epoch),
+                                     epochSeconds: (ContinuousClock.now - epochStart).seconds,
+                                     trainSeconds: (ContinuousClock.now - start).seconds, evaluation: evaluation)
+            last = report
+            if let evaluation {
+                lastEvaluation = evaluation
+                evaluationSeconds += evaluation.seconds
+            }
+            events.epoch(report)
+            let stop = events.shouldStop()
+            let checkpointDue = config.checkpointEvery > 0 && (epoch % config.checkpointEvery == 0 || epoch == epochs)
+            if let directory, checkpointDue || stop {
+                try SimulatedCheckpoint.write(epoch: epoch, to: directory)
+                events.checkpoint(epoch, directory)
+            }
+            if stop {
+                status = .stopped
+                break
+            }
+        }
+        return TrialSummary(
+            status: status, method: config.training.method.kind, trainableParameters: 0, baseWeightBytes: 0,
+            peakResidentBytes: ResourceUsage.peakResidentBytes, epochs: last?.epoch ?? completed, finalLoss: last?.loss,
+            finalAccuracy: lastEvaluation?.accuracy, finalAccuracyAtThreshold: lastEvaluation?.accuracyAtThreshold,
+            epochsToThreshold: nil, perplexityBefore: nil, finalPerplexity: lastEvaluation?.perplexity,
+            secondsPerEpoch: epochSeconds, evaluationSeconds: evaluationSeconds)
+    }
+
+    // MARK: Synthetic metrics
+
+    /// The loss of `epoch`: decays from about 3 towards 0.05, faster for larger learning rates, with a
+    /// small seed-dependent ripple. A function of the configuration and the epoch only.
+    public static func loss(_ config: TrialConfig, epoch: Int) -> Float {
+        let rate = 0.05 + min(0.5, Double(config.training.learningRate) * 500)
+        let ripple = 0.02 * (unitNoise(config.training.seed, UInt64(epoch)) - 0.5)
+        return Float(0.05 + 2.95 * exp(-rate * Double(epoch)) + ripple)
+    }
+
+    /// Every question and paraphrase of `facts` answered: similarity grows with the epoch; an answer at or
+    /// above the threshold is the reference itself, below it a placeholder.
+    static func evaluation(_ config: TrialConfig, facts: [Fact], epoch: Int) -> EvaluationReport {
+        let progress = 1 - exp(-Double(epoch) / 5)
+        var questions: [QuestionResult] = []
+        for (index, fact) in facts.enumerated() {
+            let asked = [(fact.question, false)] + (fact.evalQuestions ?? []).map { ($0, true) }
+            for (number, (question, paraphrase)) in asked.enumerated() {
+                let noise = unitNoise(config.training.seed &+ UInt64(index), UInt64(epoch * 64 + number))
+                let similarity = Float(min(1, 0.2 + 0.75 * progress + 0.1 * (noise - 0.5) - (paraphrase ? 0.05 : 0)))
+                let answer = similarity >= config.threshold ? fact.answer : "(simulated answer)"
+                questions.append(QuestionResult(question: question, paraphrase: paraphrase, reference: fact.answer, answer: answer,
+                                                similarity: similarity,
+                                                keyMatch: fact.key.map { answer.lowercased().contains($0.lowercased()) }))
+            }
+        }
+        let count = Float(max(1, questions.count))
+        let keyed = questions.compactMap(\.keyMatch)
+        return EvaluationReport(
+            accuracy: questions.map(\.similarity).reduce(0, +) / count,
+            accuracyAtThreshold: Float(questions.filter { $0.similarity >= config.threshold }.count) / count,
+            threshold: config.threshold,
+            keyMatch: keyed.isEmpty ? nil : Float(keyed.filter { $0 }.count) / Float(keyed.count),
+            perplexity: config.heldOut == "none" ? nil : Float(12 + 3 * progress),
+            seconds: 0, questions: questions)
+    }
+
+    /// A deterministic number in [0, 1) from two integers (SplitMix64's finaliser).
+    static func unitNoise(_ a: UInt64, _ b: UInt64) -> Double {
+        var z = a &* 0x9E37_79B9_7F4A_7C15 &+ b &+ 0x632B_E59B_D9B4_E019
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return Double(z >> 11) / Double(1 << 53)
+    }
+}
+
+/// The checkpoint of a simulated trial: its epoch, as JSON, where a real trial keeps its checkpoint
+/// (so that the worker announces and resumes it through the same code).
+enum SimulatedCheckpoint {
+    struct Contents: Codable { var simulatedEpoch: Int }
+
+    static func write(epoch: Int, to directory: URL) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let data = try JSONEncoder().encode(Contents(simulatedEpoch: epoch))
+        try data.write(to: directory.appendingPathComponent(TrainingCheckpoint.fileName), options: .atomic)
+    }
+
+    /// The epoch saved in `directory`, or nil when there is no checkpoint; throws for a checkpoint that a
+    /// simulated trial did not write.
+    static func read(_ directory: URL) throws -> Int? {
+        let file = directory.appendingPathComponent(TrainingCheckpoint.fileName)
+        guard FileManager.default.fileExists(atPath: file.path) else { return nil }
+        do {
+            return try JSONDecoder().decode(Contents.self, from: Data(contentsOf: file)).simulatedEpoch
+        } catch {
+            throw CheckpointError(file: file.path, reason: "is not a simulated trial's checkpoint (\(error))")
+        }
+    }
+}

@@ -1,0 +1,105 @@
+// Real processes, simulated trials: `factsweep run --simulate` on four worker
+// processes (the scale benchmark's path at a tiny scale) — every trial done
+// with exactly one metrics row per epoch, the synthetic metrics and answers
+// recorded as a real trial's would be, and the coordinator's and workers'
+// statistics written; and `factsweep bench sweep` end to end.
+import Foundation
+import GRDB
+import Testing
+@testable import Coordinator
+@testable import Core
+@testable import Worker
+import TestSupport
+
+@Suite(.serialized) struct SimulatedSweepTests {
+    /// 20 trials (4 learning rates × 5 seeds) of 3 epochs, evaluated at epochs 2 and 3, checkpointed at 2 and 3.
+    static func spec(in dir: URL) throws -> URL {
+        let model = dir.appendingPathComponent("placeholder.gguf")
+        try Data("never opened\n".utf8).write(to: model)
+        let data = TestPaths.repositoryRoot.appendingPathComponent("data/biography.jsonl").path
+        let text = """
+            {"name": "simulated", "model": "\(model.path)", "data": "\(data)",
+             "defaults": {"epochs": 3, "eval_every": 2, "checkpoint_every": 2},
+             "conditions": [{"name": "lora", "method": "lora"}],
+             "grid": {"lr": [1e-4, 2e-4, 3e-4, 4e-4], "seed": [0, 1, 2, 3, 4]}}
+            """
+        let url = dir.appendingPathComponent("spec.json")
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return url
+    }
+
+    @Test func simulatedSweepOnFourWorkerProcesses() throws {
+        let dir = try TemporaryDirectory()
+        let run = dir.url.appendingPathComponent("run")
+        let result = try FactSweepBinary.run(["run", try Self.spec(in: dir.url).path, "--workers", "4", "--threads-per-worker", "1",
+                                             "--simulate", "0.05", "--run-dir", run.path, "--heartbeat", "0.2", "--lease", "20"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let db = run.appendingPathComponent("run.db")
+        try SweepProcessTests.expectComplete(db, trials: 20, epochs: 3)
+
+        // The synthetic metrics are the trainer's, for each trial's own configuration.
+        let rows = try SweepProcessTests.rows(db, """
+            SELECT t.config, e.epoch, e.loss, e.accuracy, t.checkpoint_epoch,
+                   (SELECT COUNT(*) FROM question_outputs q WHERE q.trial_key = e.trial_key AND q.epoch = e.epoch) AS answers
+            FROM epoch_metrics e JOIN trials t ON t.key = e.trial_key
+            """)
+        #expect(rows.count == 60)
+        let questions = try FactDataset.load(TestPaths.repositoryRoot.appendingPathComponent("data/biography.jsonl")).facts
+            .map { 1 + ($0.evalQuestions?.count ?? 0) }.reduce(0, +)
+        for row in rows {
+            let config = try JSONDecoder().decode(TrialConfig.self, from: Data((row["config"] as String).utf8))
+            let epoch: Int = row["epoch"]
+            #expect(abs((row["loss"] as Double) - Double(SimulatedTrainer.loss(config, epoch: epoch))) < 1e-6)
+            let evaluated = epoch >= 2
+            #expect(((row["accuracy"] as Double?) != nil) == evaluated, "epoch \(epoch)")
+            #expect(row["answers"] == (evaluated ? questions : 0), "epoch \(epoch)")
+            #expect(row["checkpoint_epoch"] == 3)
+        }
+
+        // The coordinator's statistics: every message counted, every assign timed or deferred.
+        let stats = try CoordinatorStatistics.read(from: run.appendingPathComponent("coordinator-stats.json"))
+        // (At least: a worker that reconnects resends what was not acknowledged.)
+        #expect(stats.received["progress", default: 0] >= 60 && stats.received["done", default: 0] >= 20, "\(stats.received)")
+        #expect(stats.received["checkpoint", default: 0] >= 40 && stats.received["hello", default: 0] >= 4, "\(stats.received)")
+        #expect(stats.sent["assign"] == 20 && stats.sent["ack", default: 0] >= 120, "\(stats.sent)")
+        // Each worker's first assign (at start-up) is counted apart.
+        #expect(stats.dispatch.count + stats.firstDispatch.count + stats.deferredAssigns == 20, "\(stats)")
+        #expect(stats.firstDispatch.count <= 4 && stats.dispatch.count >= 12, "\(stats)")
+        #expect((stats.dispatch.p99Seconds ?? .infinity) < 1 && stats.dispatchAfterClaim.count == stats.dispatch.count)
+        // Each batch of messages is one transaction (housekeeping rounds add theirs).
+        #expect(stats.batches > 0 && stats.largestBatch >= 1 && stats.sqliteWrites.count >= stats.batches, "\(stats)")
+        #expect(stats.sqliteWrites.totalSeconds > 0)
+        #expect(stats.workersSeen == 4)
+        // 20 trials of 3 × 0.05 s on 4 workers take at least 0.75 s.
+        let sweep = try #require(stats.sweepSeconds)
+        #expect(sweep >= 0.75 && sweep <= stats.serveSeconds, "\(stats)")
+
+        // Each worker's statistics, and together they started every trial once.
+        var started = 0
+        for i in 0..<4 {
+            let file = run.appendingPathComponent("logs/worker-\(i).stats.json")
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any])
+            started += object["attempts_started"] as? Int ?? 0
+            #expect((object["ready_to_assign_seconds"] as? [Double])?.count == object["attempts_started"] as? Int)
+        }
+        #expect(started == 20)
+    }
+
+    @Test func benchSweepReportsAgainstTheIdeal() throws {
+        let dir = try TemporaryDirectory()
+        let run = dir.url.appendingPathComponent("bench")
+        let result = try FactSweepBinary.run(["bench", "sweep", "--trials", "6", "--epochs", "2", "--workers", "2",
+                                             "--epoch-seconds", "0.05", "--run-dir", run.path, "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stdout)")
+        #expect(object["trials_done"] as? Int == 6 && object["epochs_recorded"] as? Int == 12)
+        #expect(abs((object["ideal_seconds"] as? Double ?? 0) - 0.3) < 1e-9)
+        let sweep = try #require(object["sweep_seconds"] as? Double)
+        #expect(sweep >= 0.3 && sweep < 30)
+        #expect((object["messages_received"] as? Int ?? 0) >= 12 + 6 + 6)
+        #expect(object["dispatch_p99_ms"] is Double && object["sqlite_write_p99_ms"] is Double)
+        // The grid: 2 learning rates × 3 seeds.
+        let plan = try SweepPlan.load(run.appendingPathComponent("spec.json"))
+        #expect(Set(plan.trials.map(\.config.training.learningRate)).count == 2)
+    }
+}
