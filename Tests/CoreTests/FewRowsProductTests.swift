@@ -23,7 +23,7 @@ import Testing
             let x = Self.random(rows * inDim, seed: 1), w = Self.random(outDim * inDim, seed: 2)
             var reference = [Float](repeating: 0, count: rows * outDim), few = [Float](repeating: .nan, count: rows * outDim)
             linearForward(&reference, x, w, n: rows, inDim: inDim, outDim: outDim)
-            linearForwardFewRows(&few, x, w, n: rows, inDim: inDim, outDim: outDim, context: context)
+            linearForward(&few, x, w, n: rows, inDim: inDim, outDim: outDim, context: context)
             #expect(Self.relativeError(few, reference) < 1e-6, "\(rows)×\(inDim) · (\(outDim)×\(inDim))ᵀ")
         }
     }

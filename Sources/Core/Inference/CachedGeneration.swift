@@ -166,7 +166,7 @@ public final class CachedGenerator: @unchecked Sendable {
             offset += T
         }
         rmsNormForward(lastNorm, rstd: lastRstd, last, weight: network.finalNorm, n: B, c: C, eps: c.rmsNormEps, context: context)
-        linearForwardFewRows(logits.base, lastNorm.base, network.lmHead.base, n: B, inDim: C, outDim: c.vocabularySize, context: context)
+        linearForward(logits.base, lastNorm.base, network.lmHead.base, n: B, inDim: C, outDim: c.vocabularySize, context: context)
         let all = UnsafeBufferPointer(start: logits.base, count: B * c.vocabularySize)
         return (0..<B).map { argmax(all, row: $0, width: c.vocabularySize) }
     }
@@ -185,11 +185,7 @@ public final class CachedGenerator: @unchecked Sendable {
             let block = rows[blockStart..<min(rows.count, blockStart + logitRows)]
             for (i, row) in block.enumerated() { (tmp.base + i * C).update(from: x.base + row * C, count: C) }
             rmsNormForward(normOut, rstd: rstd, tmp, weight: network.finalNorm, n: block.count, c: C, eps: c.rmsNormEps, context: context)
-            if block.count <= fewRowsLimit {
-                linearForwardFewRows(logits.base, normOut.base, network.lmHead.base, n: block.count, inDim: C, outDim: V, context: context)
-            } else {
-                linearForward(logits.base, normOut.base, network.lmHead.base, n: block.count, inDim: C, outDim: V)
-            }
+            linearForward(logits.base, normOut.base, network.lmHead.base, n: block.count, inDim: C, outDim: V, context: context)
             let all = UnsafeBufferPointer(start: logits.base, count: block.count * V)
             for (i, row) in block.enumerated() { predicted[row / T][row % T] = argmax(all, row: i, width: V) }
         }

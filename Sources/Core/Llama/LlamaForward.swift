@@ -75,10 +75,6 @@ extension LlamaNetwork {
             (acts.finalIn.base + r * C).update(from: acts.residOut.base + Int(acts.rowIndex[r]) * C, count: C)
         }
         rmsNormForward(acts.finalOut, rstd: acts.finalRstd, acts.finalIn, weight: finalNorm, n: m, c: C, eps: c.rmsNormEps, context: ctx)
-        if m <= fewRowsLimit {
-            linearForwardFewRows(acts.logits.base, acts.finalOut.base, lmHead.base, n: m, inDim: C, outDim: c.vocabularySize, context: ctx)
-        } else {
-            linearForward(acts.logits.base, acts.finalOut.base, lmHead.base, n: m, inDim: C, outDim: c.vocabularySize)
-        }
+        linearForward(acts.logits.base, acts.finalOut.base, lmHead.base, n: m, inDim: C, outDim: c.vocabularySize, context: ctx)
     }
 }

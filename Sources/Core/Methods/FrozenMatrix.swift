@@ -48,10 +48,8 @@ public enum FrozenMatrix: Sendable {
     /// out (N, outDim) = inp (N, inDim) · Wᵀ.
     func multiply(out: FloatPointer, inp: FloatPointer, n: Int, tiles: FloatPointer, context: ComputeContext) {
         switch self {
-        case let .dense(w, o, i) where n <= fewRowsLimit:
-            linearForwardFewRows(out.base, inp.base, w.base, n: n, inDim: i, outDim: o, context: context)
         case let .dense(w, o, i):
-            linearForward(out.base, inp.base, w.base, n: n, inDim: i, outDim: o)
+            linearForward(out.base, inp.base, w.base, n: n, inDim: i, outDim: o, context: context)
         case let .nf4(t) where n <= fewRowsLimit:
             // Each thread dequantises and multiplies its own tiles (decoding).
             let rows = FrozenMatrix.tileRows(columns: t.columns), tileCount = (t.rows + rows - 1) / rows

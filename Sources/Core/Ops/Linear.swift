@@ -26,21 +26,23 @@ public func linearForward(
          a: inp, lda: inDim, b: weight, ldb: inDim, beta: accumulate ? 1 : 0, c: out, ldc: outDim)
 }
 
-/// Products with at most this many rows (decoding steps) take
-/// `linearForwardFewRows`.
+/// Products with at most this many rows (decoding steps) are split by the
+/// weight's rows (see the `context:` overload of `linearForward`).
 public let fewRowsLimit = 16
 
-/// out = inp · weightᵀ for a few rows, as `linearForward`.
+/// out = inp · weightᵀ, as `linearForward`, using `context`'s threads.
 /// - inp: (N, inDim); weight: (outDim, inDim); out: (N, outDim).
 ///
-/// With N ≤ 16 the product is bound by reading the weight once, and OpenBLAS
-/// reads it faster when each thread multiplies its own block of the weight's
-/// rows with a single-threaded sgemm than when one call splits the work
-/// itself (measured: `factsweep bench --evaluation`, docs/benchmarks.md).
-public func linearForwardFewRows(
+/// With N ≤ `fewRowsLimit` the product is bound by reading the weight once,
+/// and OpenBLAS reads it faster when each thread multiplies its own block of
+/// the weight's rows with a single-threaded sgemm than when one call splits
+/// the work itself (measured: `factsweep bench --evaluation`); larger N goes
+/// to one sgemm call.
+public func linearForward(
     _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
     n: Int, inDim: Int, outDim: Int, context: ComputeContext
 ) {
+    guard n <= fewRowsLimit else { return linearForward(out, inp, weight, n: n, inDim: inDim, outDim: outDim) }
     context.withSingleThreadedBLAS {
         // Blocks of 16 output rows keep each thread's columns of `out` aligned.
         let blocks = (outDim + 15) / 16
