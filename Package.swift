@@ -23,31 +23,42 @@ let package = Package(
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZMQ", path: "Sources/CZMQ", providers: [.apt(["libzmq3-dev"])]),
-        .target(
-            name: "Core",
-            dependencies: ["CBLAS", .product(name: "Logging", package: "swift-log")],
-            swiftSettings: optimised),
+        // The leaf: a trial's configuration and records as plain values, used by every module above.
+        .target(name: "Trial"),
+        .target(name: "Core", dependencies: ["Trial", "CBLAS"], swiftSettings: optimised),
         .target(
             name: "Protocol",
-            dependencies: ["CZMQ", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["Trial", "CZMQ", .product(name: "Logging", package: "swift-log")]),
+        // The run database: the coordinator is its only writer, the report a reader.
+        .target(
+            name: "Store",
+            dependencies: ["Trial", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "GRDB", package: "GRDB.swift")]),
+        // Plans and schedules; trains nothing, so it does not link Core (or OpenBLAS).
         .target(
             name: "Coordinator",
-            dependencies: ["Core", "Protocol", .product(name: "Logging", package: "swift-log"),
+            dependencies: ["Trial", "Store", "Protocol", .product(name: "Logging", package: "swift-log")]),
+        // A read-only view of a run database: `factsweep report` (and the live dashboard's charts).
+        .target(
+            name: "Report",
+            dependencies: ["Trial", "Store", .product(name: "Logging", package: "swift-log"),
                            .product(name: "GRDB", package: "GRDB.swift")]),
         .target(
             name: "Worker",
-            dependencies: ["Core", "Protocol", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["Trial", "Core", "Protocol", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "factsweep",
             dependencies: [
-                "Core", "Coordinator", "Worker",
+                "Trial", "Core", "Store", "Coordinator", "Report", "Worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .target(name: "TestSupport", dependencies: ["Core"], path: "Tests/TestSupport"),
-        .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"],
+        .target(name: "TestSupport", dependencies: ["Trial", "Core"], path: "Tests/TestSupport"),
+        .testTarget(name: "CoreTests", dependencies: ["Trial", "Core", "TestSupport"],
                     resources: [.copy("Golden")]),
-        .testTarget(name: "SweepTests", dependencies: ["Core", "Protocol", "Coordinator", "Worker", "TestSupport", .product(name: "GRDB", package: "GRDB.swift"), "CZMQ",
-                                                          .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "SweepTests", dependencies: [
+            "Trial", "Core", "Protocol", "Store", "Coordinator", "Report", "Worker", "TestSupport", "CZMQ",
+            .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
+        ]),
     ]
 )

@@ -2,6 +2,7 @@
 // connect, the run and checkpoint directories, the hosts and their workers,
 // and the protocol's timing.
 import Foundation
+import Trial
 import Protocol
 
 /// The parsed cluster.json (documented in docs/cluster.md).

@@ -4,10 +4,11 @@
 // and counted — never a crash. Messages are taken in batches: whatever has
 // arrived is handled in one store transaction, and the answers (acks, assigns)
 // go out once it has committed.
-import Core
 import Foundation
 import Logging
 import Protocol
+import Store
+import Trial
 
 /// Serves a run database's trials to workers until the sweep ends or `stop()`.
 public final class CoordinatorServer {
@@ -177,40 +178,24 @@ public final class CoordinatorServer {
         case let .progress(p):
             guard let session = session(of: workerID, peer) else { return }
             if ledger.firstDelivery(of: p.messageID, from: workerID, session: session) {
-                let report = EpochReport(
-                    epoch: p.epoch, loss: p.loss, epochSeconds: p.epochSeconds, trainSeconds: p.trainSeconds,
-                    evaluation: p.evaluation.map { e in
-                        EvaluationReport(
-                            accuracy: e.accuracy, accuracyAtThreshold: e.accuracyAtThreshold, threshold: e.threshold, keyMatch: e.keyMatch,
-                            perplexity: e.perplexity, seconds: e.seconds,
-                            questions: e.answers.map {
-                                QuestionResult(question: $0.question, paraphrase: $0.paraphrase, reference: $0.reference,
-                                               answer: $0.answer, similarity: $0.similarity, keyMatch: $0.keyMatch)
-                            })
-                    })
                 // The evaluation's answers are recorded with the epoch.
-                let write = try store.recordEpoch(p.trial, attemptID: String(p.attempt), report: report)
+                let write = try store.recordEpoch(p.trial, attemptID: String(p.attempt), report: p.report)
                 try settle(write, trial: p.trial, attempt: p.attempt, peer: peer)
             }
             try send(.ack(.init(messageIDs: [p.messageID])), to: peer)
         case let .checkpoint(c):
             guard let session = session(of: workerID, peer) else { return }
             if ledger.firstDelivery(of: c.messageID, from: workerID, session: session) {
-                let location: Checkpoint.Location
-                switch c.checkpoint.location {
-                case let .path(path): location = .path(path)
-                case let .inline(bytes): location = .inline(bytes)
-                }
-                let write = try store.recordCheckpoint(c.trial, attemptID: String(c.attempt), checkpoint: Checkpoint(epoch: c.checkpoint.epoch, location: location))
+                let write = try store.recordCheckpoint(c.trial, attemptID: String(c.attempt), checkpoint: c.checkpoint)
                 try settle(write, trial: c.trial, attempt: c.attempt, peer: peer)
             }
             try send(.ack(.init(messageIDs: [c.messageID])), to: peer)
         case let .done(d):
             guard let session = session(of: workerID, peer) else { return }
             if ledger.firstDelivery(of: d.messageID, from: workerID, session: session) {
-                let summary = try JSONEncoder().encode(d.summary)
-                let write = try store.finishTrial(d.trial, attemptID: String(d.attempt), result: d.summary.diverged ? .diverged : .done,
-                                                  summary: summary)
+                let summary = try TrialJSON.encoder().encode(d.summary)
+                let write = try store.finishTrial(d.trial, attemptID: String(d.attempt),
+                                                  result: d.summary.outcome == .diverged ? .diverged : .done, summary: summary)
                 try settle(write, trial: d.trial, attempt: d.attempt, peer: peer)
                 if write == .accepted { meter.trialEnded() }
                 workers[workerID]?.positions["\(d.trial)/\(d.attempt)"] = nil
@@ -312,15 +297,8 @@ public final class CoordinatorServer {
         for (id, w) in workers.sorted(by: { $0.key < $1.key }) where w.idleSlots > 0 {
             var slots = w.idleSlots
             while slots > 0, let claim = try store.claimNextTrial(for: id, preferring: w.models) {
-                let resume = claim.checkpoint.map { c -> Message.CheckpointRef in
-                    switch c.location {
-                    case let .path(path): Message.CheckpointRef(epoch: c.epoch, location: .path(path))
-                    case let .inline(bytes): Message.CheckpointRef(epoch: c.epoch, location: .inline(bytes))
-                    }
-                }
-                let configJSON = String(decoding: try claim.config.canonicalJSON(), as: UTF8.self)
                 guard let attempt = AttemptID(claim.attemptID) else { throw CoordinatorError("store attempt id \(claim.attemptID) is not numeric") }
-                try send(.assign(.init(trial: claim.key, attempt: attempt, configJSON: configJSON, resume: resume,
+                try send(.assign(.init(trial: claim.key, attempt: attempt, config: claim.config, resume: claim.checkpoint,
                                        epochsRecorded: claim.nextEpoch - 1)), to: w.peer, readyAt: id == answering ? readyAt : nil)
                 logger.info("assigned", metadata: ["trial": "\(claim.key.prefix(12))", "attempt": "\(attempt)", "worker": "\(id)"])
                 slots -= 1

@@ -1,8 +1,9 @@
 // RunDirectory: the files of one run — the database, checkpoints, logs — and
 // adding a sweep plan to it (idempotently: resubmitting adds only new trials).
-import Core
 import Foundation
 import Logging
+import Store
+import Trial
 
 /// A run directory: `run.db`, `checkpoints/`, `logs/`, `coordinator-stats.json`.
 public struct RunDirectory: Sendable {

@@ -3,20 +3,19 @@
 // Not here: sockets (ZMQSocket) and what a peer does with a message
 // (Coordinator, Worker).
 import Foundation
+import Trial
 
 /// The protocol version every message carries in its header frame.
 public enum ProtocolVersion {
-    public static let current = 1
+    /// 2: `progress`, `done` and `assign` carry the Trial module's records
+    /// (`EpochReport`, `TrialSummary`, `TrialConfig`) instead of copies of them.
+    public static let current = 2
     /// Frame 0 of every message: `factsweep/<version>`.
     static let headerPrefix = "factsweep/"
 
     static func header(_ version: Int) -> Data { Data((headerPrefix + String(version)).utf8) }
 }
 
-/// A trial's id as the sweep keys it.
-public typealias TrialKey = String
-/// One assignment of a trial to a worker; a newer attempt fences older ones.
-public typealias AttemptID = Int64
 /// A worker's result message, numbered within its session for acknowledgement.
 public typealias MessageID = Int64
 
@@ -186,7 +185,7 @@ extension Message {
         } catch let error as ProtocolError {
             throw error
         } catch {
-            throw .malformedBody(type: type, reason: describe(error))
+            throw .malformedBody(type: type, reason: (error as? DecodingError)?.shortDescription ?? "\(error)")
         }
     }
 
@@ -242,37 +241,7 @@ extension Message {
     }
 }
 
-/// Non-finite floats (a diverged loss) travel as strings; JSON has no NaN.
-private let nonFinite = (positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+/// The trial records' own coding: non-finite floats (a diverged loss) travel as strings.
+private func wireEncoder() -> JSONEncoder { TrialJSON.encoder() }
 
-/// A new coder per message: cheap, and neither JSONEncoder nor JSONDecoder is documented as thread-safe.
-private func wireEncoder() -> JSONEncoder {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    encoder.nonConformingFloatEncodingStrategy = .convertToString(
-        positiveInfinity: nonFinite.positiveInfinity, negativeInfinity: nonFinite.negativeInfinity, nan: nonFinite.nan)
-    return encoder
-}
-
-private func wireDecoder() -> JSONDecoder {
-    let decoder = JSONDecoder()
-    decoder.nonConformingFloatDecodingStrategy = .convertFromString(
-        positiveInfinity: nonFinite.positiveInfinity, negativeInfinity: nonFinite.negativeInfinity, nan: nonFinite.nan)
-    return decoder
-}
-
-/// A decoding error as one line: what was wrong, and where.
-private func describe(_ error: any Error) -> String {
-    guard let error = error as? DecodingError else { return "\(error)" }
-    func path(_ context: DecodingError.Context) -> String {
-        let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
-        return keys.isEmpty ? "" : " at \(keys.joined(separator: "."))"
-    }
-    switch error {
-    case .dataCorrupted(let context): return context.debugDescription + path(context)
-    case .keyNotFound(let key, let context): return "missing key \(key.stringValue)" + path(context)
-    case .typeMismatch(let type, let context): return "expected \(type)" + path(context)
-    case .valueNotFound(let type, let context): return "null where \(type) is required" + path(context)
-    @unknown default: return "\(error)"
-    }
-}
+private func wireDecoder() -> JSONDecoder { TrialJSON.decoder() }

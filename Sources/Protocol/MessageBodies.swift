@@ -1,6 +1,8 @@
 // MessageBodies: the fields of each message (frame 2), with their wire names
 // beside the Swift ones. docs/protocol.md lists who sends what.
 import Foundation
+import Trial
+import Trial
 
 extension Message {
     /// Worker → coordinator, first on every connection: who it is and what it still runs.
@@ -50,72 +52,22 @@ extension Message {
         enum CodingKeys: String, CodingKey { case freeSlots = "free_slots" }
     }
 
-    /// Worker → coordinator, once per finished epoch.
+    /// Worker → coordinator, once per finished epoch: its measurements (and
+    /// at evaluation epochs every answer), as the trainer reported them.
     public struct Progress: Codable, Sendable, Equatable {
         public var messageID: MessageID
         public var trial: TrialKey
         public var attempt: AttemptID
-        public var epoch: Int
-        public var loss: Float
-        /// Training time so far, excluding evaluation.
-        public var trainSeconds: Double
-        public var epochSeconds: Double
-        /// Present at evaluation epochs.
-        public var evaluation: Evaluation?
+        public var report: EpochReport
 
-        public init(messageID: MessageID, trial: TrialKey, attempt: AttemptID, epoch: Int, loss: Float,
-                    trainSeconds: Double, epochSeconds: Double, evaluation: Evaluation? = nil) {
-            self.messageID = messageID; self.trial = trial; self.attempt = attempt; self.epoch = epoch; self.loss = loss
-            self.trainSeconds = trainSeconds; self.epochSeconds = epochSeconds; self.evaluation = evaluation
+        public init(messageID: MessageID, trial: TrialKey, attempt: AttemptID, report: EpochReport) {
+            self.messageID = messageID; self.trial = trial; self.attempt = attempt; self.report = report
         }
 
-        enum CodingKeys: String, CodingKey {
-            case messageID = "message_id", trial, attempt, epoch, loss
-            case trainSeconds = "train_seconds", epochSeconds = "epoch_seconds", evaluation
-        }
-    }
+        /// The epoch reported.
+        public var epoch: Int { report.epoch }
 
-    /// An evaluation's metrics (Core's `EvaluationReport`, without depending on Core).
-    public struct Evaluation: Codable, Sendable, Equatable {
-        /// Mean cosine similarity of answers to references.
-        public var accuracy: Float
-        public var accuracyAtThreshold: Float
-        public var threshold: Float
-        public var keyMatch: Float?
-        public var perplexity: Float?
-        public var seconds: Double
-        public var answers: [Answer]
-
-        public init(accuracy: Float, accuracyAtThreshold: Float, threshold: Float, keyMatch: Float? = nil,
-                    perplexity: Float? = nil, seconds: Double, answers: [Answer] = []) {
-            self.accuracy = accuracy; self.accuracyAtThreshold = accuracyAtThreshold; self.threshold = threshold
-            self.keyMatch = keyMatch; self.perplexity = perplexity; self.seconds = seconds; self.answers = answers
-        }
-
-        enum CodingKeys: String, CodingKey {
-            case accuracy, accuracyAtThreshold = "accuracy_at_threshold", threshold, keyMatch = "key_match"
-            case perplexity, seconds, answers
-        }
-    }
-
-    /// One question asked at an evaluation (Core's `QuestionResult`).
-    public struct Answer: Codable, Sendable, Equatable {
-        public var question: String
-        public var paraphrase: Bool
-        public var reference: String
-        public var answer: String
-        public var similarity: Float
-        public var keyMatch: Bool?
-
-        public init(question: String, paraphrase: Bool, reference: String, answer: String, similarity: Float,
-                    keyMatch: Bool? = nil) {
-            self.question = question; self.paraphrase = paraphrase; self.reference = reference; self.answer = answer
-            self.similarity = similarity; self.keyMatch = keyMatch
-        }
-
-        enum CodingKeys: String, CodingKey {
-            case question, paraphrase, reference, answer, similarity, keyMatch = "key_match"
-        }
+        enum CodingKeys: String, CodingKey { case messageID = "message_id", trial, attempt, report }
     }
 
     /// Worker → coordinator: a checkpoint was written.
@@ -132,95 +84,18 @@ extension Message {
         enum CodingKeys: String, CodingKey { case messageID = "message_id", trial, attempt, checkpoint }
     }
 
-    /// A checkpoint after `epoch`: a path both hosts can read, or the state itself for small adapters.
-    public struct CheckpointRef: Codable, Sendable, Equatable {
-        public enum Location: Sendable, Equatable {
-            case path(String)
-            /// At most `ProtocolTiming.inlineCheckpointLimit` bytes; base64 on the wire.
-            case inline(Data)
-        }
-
-        public var epoch: Int
-        public var location: Location
-
-        public init(epoch: Int, location: Location) { self.epoch = epoch; self.location = location }
-
-        enum CodingKeys: String, CodingKey { case epoch, path, inline }
-
-        public init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
-            epoch = try container.decode(Int.self, forKey: .epoch)
-            switch (try container.decodeIfPresent(String.self, forKey: .path),
-                    try container.decodeIfPresent(Data.self, forKey: .inline)) {
-            case (let path?, nil): location = .path(path)
-            case (nil, let bytes?): location = .inline(bytes)
-            default:
-                throw DecodingError.dataCorrupted(.init(
-                    codingPath: decoder.codingPath, debugDescription: "a checkpoint needs exactly one of path and inline"))
-            }
-        }
-
-        public func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(epoch, forKey: .epoch)
-            switch location {
-            case .path(let path): try container.encode(path, forKey: .path)
-            case .inline(let bytes): try container.encode(bytes, forKey: .inline)
-            }
-        }
-    }
-
     /// Worker → coordinator: the trial finished (a diverged run is a result too).
     public struct Done: Codable, Sendable, Equatable {
         public var messageID: MessageID
         public var trial: TrialKey
         public var attempt: AttemptID
-        public var summary: Summary
+        public var summary: TrialSummary
 
-        public init(messageID: MessageID, trial: TrialKey, attempt: AttemptID, summary: Summary) {
+        public init(messageID: MessageID, trial: TrialKey, attempt: AttemptID, summary: TrialSummary) {
             self.messageID = messageID; self.trial = trial; self.attempt = attempt; self.summary = summary
         }
 
         enum CodingKeys: String, CodingKey { case messageID = "message_id", trial, attempt, summary }
-    }
-
-    /// A finished trial's summary (the fields of `factsweep train`'s summary).
-    public struct Summary: Codable, Sendable, Equatable {
-        public var epochs: Int
-        public var finalLoss: Float
-        public var diverged: Bool
-        public var secondsPerEpoch: Double
-        public var evaluationSeconds: Double
-        public var trainableParams: Int
-        public var peakRSSBytes: Int
-        public var finalAccuracy: Float?
-        public var finalAccuracyAtThreshold: Float?
-        public var epochsToThreshold: Int?
-        public var finalPerplexity: Float?
-        public var perplexityBefore: Float?
-        /// Bytes of the frozen base weights (NF4 for QLoRA): optional, added in version 1.
-        public var baseWeightBytes: Int?
-
-        public init(epochs: Int, finalLoss: Float, diverged: Bool = false, secondsPerEpoch: Double,
-                    evaluationSeconds: Double, trainableParams: Int, peakRSSBytes: Int, finalAccuracy: Float? = nil,
-                    finalAccuracyAtThreshold: Float? = nil, epochsToThreshold: Int? = nil,
-                    finalPerplexity: Float? = nil, perplexityBefore: Float? = nil, baseWeightBytes: Int? = nil) {
-            self.baseWeightBytes = baseWeightBytes
-            self.epochs = epochs; self.finalLoss = finalLoss; self.diverged = diverged
-            self.secondsPerEpoch = secondsPerEpoch; self.evaluationSeconds = evaluationSeconds
-            self.trainableParams = trainableParams; self.peakRSSBytes = peakRSSBytes; self.finalAccuracy = finalAccuracy
-            self.finalAccuracyAtThreshold = finalAccuracyAtThreshold; self.epochsToThreshold = epochsToThreshold
-            self.finalPerplexity = finalPerplexity; self.perplexityBefore = perplexityBefore
-        }
-
-        enum CodingKeys: String, CodingKey {
-            case epochs, finalLoss = "final_loss", diverged, secondsPerEpoch = "seconds_per_epoch"
-            case evaluationSeconds = "evaluation_seconds", trainableParams = "trainable_params"
-            case peakRSSBytes = "peak_rss_bytes", finalAccuracy = "final_accuracy"
-            case finalAccuracyAtThreshold = "final_accuracy_at_threshold", epochsToThreshold = "epochs_to_threshold"
-            case finalPerplexity = "final_perplexity", perplexityBefore = "perplexity_before"
-            case baseWeightBytes = "base_weight_bytes"
-        }
     }
 
     /// Worker → coordinator: the attempt stopped with an error.
@@ -264,21 +139,21 @@ extension Message {
     public struct Assign: Codable, Sendable, Equatable {
         public var trial: TrialKey
         public var attempt: AttemptID
-        /// The trial's configuration as canonical JSON text (Core's `TrialConfig.canonicalJSON`).
-        public var configJSON: String
+        /// Everything that decides the trial's result.
+        public var config: TrialConfig
         /// nil: start from scratch.
         public var resume: CheckpointRef?
         /// Epochs the store already has; the worker does not send them again.
         public var epochsRecorded: Int
 
-        public init(trial: TrialKey, attempt: AttemptID, configJSON: String, resume: CheckpointRef? = nil,
+        public init(trial: TrialKey, attempt: AttemptID, config: TrialConfig, resume: CheckpointRef? = nil,
                     epochsRecorded: Int = 0) {
-            self.trial = trial; self.attempt = attempt; self.configJSON = configJSON; self.resume = resume
+            self.trial = trial; self.attempt = attempt; self.config = config; self.resume = resume
             self.epochsRecorded = epochsRecorded
         }
 
         enum CodingKeys: String, CodingKey {
-            case trial, attempt, configJSON = "config_json", resume, epochsRecorded = "epochs_recorded"
+            case trial, attempt, config, resume, epochsRecorded = "epochs_recorded"
         }
     }
 

@@ -4,13 +4,14 @@
 // The socket never leaves its thread; only this object crosses.
 import Foundation
 import Protocol
+import Trial
 
 /// A result of the training thread, numbered and sent by the socket thread.
 enum TrialOutput: Sendable, Equatable {
-    case progress(epoch: Int, loss: Float, trainSeconds: Double, epochSeconds: Double, evaluation: Message.Evaluation?)
-    case checkpoint(Message.CheckpointRef)
-    /// The run returned (done, diverged or stopped on request).
-    case finished(Message.Summary, stopped: Bool)
+    case progress(EpochReport)
+    case checkpoint(CheckpointRef)
+    /// The run returned (done, diverged or stopped on request: see the summary's outcome).
+    case finished(TrialSummary)
     case failed(reason: String, retryable: Bool)
 }
 

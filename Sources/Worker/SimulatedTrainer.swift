@@ -8,6 +8,7 @@
 // real ones. Not here: anything a real trial computes.
 import Core
 import Foundation
+import Trial
 
 /// Runs trials as timed sleeps with synthetic metrics.
 public struct SimulatedTrainer: TrialRunning {
@@ -29,7 +30,7 @@ public struct SimulatedTrainer: TrialRunning {
         let completed = resume ? try directory.flatMap(SimulatedCheckpoint.read) ?? 0 : 0
         events.started(0, completed)
         let start = ContinuousClock.now
-        var status = TrialStatus.done
+        var outcome = TrialOutcome.done
         var last: EpochReport?
         var lastEvaluation: EvaluationReport?
         var evaluationSeconds = 0.0
@@ -57,16 +58,15 @@ public struct SimulatedTrainer: TrialRunning {
                 events.checkpoint(epoch, directory)
             }
             if stop {
-                status = .stopped
+                outcome = .stopped
                 break
             }
         }
         return TrialSummary(
-            status: status, method: config.training.method.kind, trainableParameters: 0, baseWeightBytes: 0,
-            peakResidentBytes: ResourceUsage.peakResidentBytes, epochs: last?.epoch ?? completed, finalLoss: last?.loss,
+            outcome: outcome, epochs: last?.epoch ?? completed, finalLoss: last?.loss, trainableParameters: 0,
+            baseWeightBytes: 0, peakResidentBytes: ResourceUsage.peakResidentBytes,
             finalAccuracy: lastEvaluation?.accuracy, finalAccuracyAtThreshold: lastEvaluation?.accuracyAtThreshold,
-            epochsToThreshold: nil, perplexityBefore: nil, finalPerplexity: lastEvaluation?.perplexity,
-            secondsPerEpoch: epochSeconds, evaluationSeconds: evaluationSeconds)
+            finalPerplexity: lastEvaluation?.perplexity, secondsPerEpoch: epochSeconds, evaluationSeconds: evaluationSeconds)
     }
 
     // MARK: Synthetic metrics

@@ -1,11 +1,12 @@
-// TrialExecution: the training thread's side of one assignment — decode the
-// configuration, put the resume checkpoint in the trial's directory, run the
-// TrialRunner (the `factsweep train` code path) and turn its events into
-// TrialOutputs for the socket thread. Nothing here touches a socket.
+// TrialExecution: the training thread's side of one assignment — put the
+// resume checkpoint in the trial's directory, run the TrialRunner (the
+// `factsweep train` code path) and turn its events into TrialOutputs for the
+// socket thread. Nothing here touches a socket.
 import Core
 import Foundation
 import Logging
 import Protocol
+import Trial
 
 /// Runs one assigned attempt on a thread of its own.
 struct TrialExecution: Sendable {
@@ -26,24 +27,16 @@ struct TrialExecution: Sendable {
 
     func run(reporting trial: RunningTrial) {
         do {
-            let config = try decodeConfig()
+            let config = assign.config
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let resume = try assign.resume.map { try ResumeCheckpoint.materialise($0, in: directory) } != nil
             let summary = try runner.run(config, directory: directory, resume: resume, events: events(trial))
-            trial.finish(.finished(Message.Summary(summary), stopped: summary.status == .stopped))
+            trial.finish(.finished(summary))
         } catch {
             let retryable = FailureKind.isRetryable(error)
             logger.error("trial failed", metadata: ["trial": "\(assign.trial)", "attempt": "\(assign.attempt)",
                                                    "retryable": "\(retryable)", "error": "\(error)"])
             trial.finish(.failed(reason: "\(error)", retryable: retryable))
-        }
-    }
-
-    private func decodeConfig() throws -> TrialConfig {
-        do {
-            return try JSONDecoder().decode(TrialConfig.self, from: Data(assign.configJSON.utf8))
-        } catch let error as DecodingError {
-            throw ConfigurationRejected("config_json is not a trial configuration: \(error.shortDescription)")
         }
     }
 
@@ -57,8 +50,7 @@ struct TrialExecution: Sendable {
             trial.completed(epoch: report.epoch)
             // The store has these epochs from an earlier attempt already.
             guard report.epoch > recorded else { return }
-            trial.post(.progress(epoch: report.epoch, loss: report.loss, trainSeconds: report.trainSeconds,
-                                 epochSeconds: report.epochSeconds, evaluation: report.evaluation.map(Message.Evaluation.init)))
+            trial.post(.progress(report))
         }
         events.checkpoint = { epoch, directory in
             if let reference = location.reference(epoch: epoch, directory: directory) { trial.post(.checkpoint(reference)) }
@@ -76,7 +68,7 @@ struct CheckpointLocation: Sendable {
 
     /// A path when the directory is shared, else the bytes when small enough; nil (logged) when neither.
     /// Read here, on the training thread, so that the bytes are this epoch's, not a later checkpoint's.
-    func reference(epoch: Int, directory: URL) -> Message.CheckpointRef? {
+    func reference(epoch: Int, directory: URL) -> CheckpointRef? {
         let file = directory.appendingPathComponent(TrainingCheckpoint.fileName)
         if shared { return .init(epoch: epoch, location: .path(file.path)) }
         do {
@@ -98,7 +90,7 @@ struct CheckpointLocation: Sendable {
 enum ResumeCheckpoint {
     /// Writes an inline checkpoint, or copies a path's, to `directory/checkpoint.safetensors` unless it is
     /// that file already. A path may name the file or the directory holding it.
-    static func materialise(_ reference: Message.CheckpointRef, in directory: URL) throws {
+    static func materialise(_ reference: CheckpointRef, in directory: URL) throws {
         let target = directory.appendingPathComponent(TrainingCheckpoint.fileName).standardizedFileURL
         switch reference.location {
         case .inline(let bytes):
@@ -128,18 +120,12 @@ struct ResumeCheckpointMissing: Error, CustomStringConvertible {
     var description: String { "resume checkpoint \(path) does not exist on this host" }
 }
 
-/// The assignment cannot run anywhere as given.
-struct ConfigurationRejected: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
 /// Whether another attempt, perhaps on another host, may succeed where this one failed.
 enum FailureKind {
     /// I/O (a missing or unreadable file, a full disk) is retryable; a configuration that cannot run is not.
     static func isRetryable(_ error: any Error) -> Bool {
         switch error {
-        case is ConfigurationRejected, is MethodError, is ModelConfigurationError, is DatasetError, is DecodingError:
+        case is MethodError, is ModelConfigurationError, is DatasetError, is DecodingError:
             return false
         case let error as LoadError:
             switch error {
@@ -148,32 +134,8 @@ enum FailureKind {
                 return false
             }
         default:
-            // Files (CocoaError, POSIXError, CLIError's "cannot read"), checkpoints, and anything unforeseen.
+            // Files (CocoaError, POSIXError), checkpoints, and anything unforeseen.
             return true
         }
-    }
-}
-
-extension Message.Evaluation {
-    /// Core's evaluation report as the protocol carries it.
-    init(_ report: EvaluationReport) {
-        self.init(accuracy: report.accuracy, accuracyAtThreshold: report.accuracyAtThreshold, threshold: report.threshold,
-                  keyMatch: report.keyMatch, perplexity: report.perplexity, seconds: report.seconds,
-                  answers: report.questions.map {
-                      .init(question: $0.question, paraphrase: $0.paraphrase, reference: $0.reference, answer: $0.answer,
-                            similarity: $0.similarity, keyMatch: $0.keyMatch)
-                  })
-    }
-}
-
-extension Message.Summary {
-    /// A TrialRunner summary as the protocol carries it; a run without epochs has a NaN loss.
-    init(_ summary: TrialSummary) {
-        self.init(epochs: summary.epochs, finalLoss: summary.finalLoss ?? .nan, diverged: summary.status == .diverged,
-                  secondsPerEpoch: summary.secondsPerEpoch, evaluationSeconds: summary.evaluationSeconds,
-                  trainableParams: summary.trainableParameters, peakRSSBytes: summary.peakResidentBytes,
-                  finalAccuracy: summary.finalAccuracy, finalAccuracyAtThreshold: summary.finalAccuracyAtThreshold,
-                  epochsToThreshold: summary.epochsToThreshold, finalPerplexity: summary.finalPerplexity,
-                  perplexityBefore: summary.perplexityBefore, baseWeightBytes: summary.baseWeightBytes)
     }
 }

@@ -4,31 +4,7 @@
 import Core
 import Foundation
 import Logging
-
-/// How a trial ended.
-public enum TrialStatus: String, Sendable, Codable {
-    case done, diverged
-    /// Stopped on request (Ctrl-C, SIGTERM, cancel) after checkpointing.
-    case stopped
-}
-
-/// The final figures of a trial.
-public struct TrialSummary: Sendable, Codable, Equatable {
-    public var status: TrialStatus
-    public var method: MethodKind
-    public var trainableParameters: Int
-    public var baseWeightBytes: Int
-    public var peakResidentBytes: Int
-    public var epochs: Int
-    public var finalLoss: Float?
-    public var finalAccuracy: Float?
-    public var finalAccuracyAtThreshold: Float?
-    public var epochsToThreshold: Int?
-    public var perplexityBefore: Float?
-    public var finalPerplexity: Float?
-    public var secondsPerEpoch: Double
-    public var evaluationSeconds: Double
-}
+import Trial
 
 /// What a trial tells its caller as it goes. Every field has a no-op default.
 public struct TrialEvents: Sendable {
@@ -95,21 +71,21 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
             perplexityBefore = p
             events.baseline(p)
         }
-        var status = TrialStatus.done
+        var outcome = TrialOutcome.done
         let epochs = config.training.epochs
         try run.run(evaluator: evaluator, evalEvery: config.evalEvery) { report in
             events.epoch(report)
-            if !report.loss.isFinite { status = .diverged; return .stop }
+            if !report.loss.isFinite { outcome = .diverged; return .stop }
             let stop = events.shouldStop()
             let due = config.checkpointEvery > 0 && (report.epoch % config.checkpointEvery == 0 || report.epoch == epochs)
             if let directory, due || stop {
                 try run.saveCheckpoint(to: directory)
                 events.checkpoint(report.epoch, directory)
             }
-            if stop { status = .stopped; return .stop }
+            if stop { outcome = .stopped; return .stop }
             return .more
         }
-        if let directory, status == .done, config.training.method.kind != .full {
+        if let directory, outcome == .done, config.training.method.kind != .full {
             try run.trainer.exportAdapter(to: directory.appendingPathComponent("adapter"), baseModel: config.model)
         }
         let lastEvaluation = run.reports.last { $0.evaluation != nil }?.evaluation
@@ -120,14 +96,16 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
             try encoder.encode(lastEvaluation).write(to: directory.appendingPathComponent("evaluation.json"), options: .atomic)
         }
         let last = run.reports.last
+        let epochsRun = last?.epoch ?? 0
+        let evaluationSeconds: Double = run.reports.reduce(0) { $0 + ($1.evaluation?.seconds ?? 0) }
         return TrialSummary(
-            status: status, method: config.training.method.kind, trainableParameters: run.trainer.trainableParameterCount,
-            baseWeightBytes: lm.model.baseWeightBytes, peakResidentBytes: ResourceUsage.peakResidentBytes,
-            epochs: last?.epoch ?? 0, finalLoss: last?.loss, finalAccuracy: lastEvaluation?.accuracy,
-            finalAccuracyAtThreshold: lastEvaluation?.accuracyAtThreshold, epochsToThreshold: run.epochsToThreshold(config.threshold),
-            perplexityBefore: perplexityBefore, finalPerplexity: lastEvaluation?.perplexity,
-            secondsPerEpoch: (last?.trainSeconds ?? 0) / Double(max(1, last?.epoch ?? 1)),
-            evaluationSeconds: run.reports.reduce(0) { $0 + ($1.evaluation?.seconds ?? 0) })
+            outcome: outcome, epochs: epochsRun, finalLoss: last?.loss,
+            trainableParameters: run.trainer.trainableParameterCount, baseWeightBytes: lm.model.baseWeightBytes,
+            peakResidentBytes: ResourceUsage.peakResidentBytes, finalAccuracy: lastEvaluation?.accuracy,
+            finalAccuracyAtThreshold: lastEvaluation?.accuracyAtThreshold,
+            epochsToThreshold: run.epochsToThreshold(config.threshold), perplexityBefore: perplexityBefore,
+            finalPerplexity: lastEvaluation?.perplexity,
+            secondsPerEpoch: (last?.trainSeconds ?? 0) / Double(max(1, epochsRun)), evaluationSeconds: evaluationSeconds)
     }
 
     /// The trial's evaluator, or nil when it evaluates never.
@@ -141,7 +119,7 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
             let url = try DefaultPaths.resolve(config.heldOut, default: DefaultPaths.heldOut, what: "held-out text")
             let text: String
             do { text = try String(contentsOf: url, encoding: .utf8) } catch {
-                throw CLIError("\(url.path): cannot read: \(error.localizedDescription)")
+                throw LoadError.unreadable(file: url.path, reason: error.localizedDescription)
             }
             evaluator.heldOut = try model.encode(text)
         }

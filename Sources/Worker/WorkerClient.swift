@@ -7,6 +7,7 @@
 import Foundation
 import Logging
 import Protocol
+import Trial
 
 /// A worker process's connection to the coordinator, running one trial at a time.
 public final class WorkerClient: @unchecked Sendable {
@@ -387,14 +388,13 @@ private final class SocketLoop {
         guard let running = trial else { return nil }
         let trial = running.trial, attempt = running.attempt
         switch output {
-        case let .progress(epoch, loss, trainSeconds, epochSeconds, evaluation):
-            return { .progress(.init(messageID: $0, trial: trial, attempt: attempt, epoch: epoch, loss: loss,
-                                     trainSeconds: trainSeconds, epochSeconds: epochSeconds, evaluation: evaluation)) }
+        case let .progress(report):
+            return { .progress(.init(messageID: $0, trial: trial, attempt: attempt, report: report)) }
         case .checkpoint(let reference):
             return { .checkpoint(.init(messageID: $0, trial: trial, attempt: attempt, checkpoint: reference)) }
-        case .finished(let summary, stopped: false):
+        case .finished(let summary) where summary.outcome != .stopped:
             return { .done(.init(messageID: $0, trial: trial, attempt: attempt, summary: summary)) }
-        case .finished(_, stopped: true):
+        case .finished:
             let reason: String
             switch stop {
             case .released(let why): reason = why

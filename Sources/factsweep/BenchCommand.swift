@@ -7,6 +7,8 @@
 import ArgumentParser
 import Core
 import Foundation
+import Trial
+import Worker
 
 /// `factsweep bench`: training speed (`bench training`, the default) or the sweep coordinator (`bench sweep`).
 struct BenchCommand: ParsableCommand {

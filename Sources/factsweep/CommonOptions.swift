@@ -2,6 +2,7 @@
 import ArgumentParser
 import Core
 import Foundation
+import Worker
 
 struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "A GGUF file or a Hugging Face model directory (default: the embedded SmolLM2-135M-Instruct).")

@@ -3,6 +3,8 @@
 // (epoch, evaluations, epoch, …) so that a busy machine slows both alike.
 import Core
 import Foundation
+import Trial
+import Worker
 
 extension TrainingBenchCommand {
     func runEvaluationBench() throws {

@@ -1,6 +1,7 @@
 // ProgressOutput: a one-line progress display on a terminal, JSON lines otherwise.
 import Core
 import Foundation
+import Trial
 
 /// Used from the training thread only.
 final class ProgressOutput: @unchecked Sendable {

@@ -2,6 +2,8 @@
 // report.html, report.md and metrics.csv — from its database, while it runs or after.
 import ArgumentParser
 import Coordinator
+import Report
+import Store
 import Foundation
 import Logging
 

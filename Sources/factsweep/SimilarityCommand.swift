@@ -2,6 +2,7 @@
 import ArgumentParser
 import Core
 import Foundation
+import Worker
 
 struct SimilarityCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

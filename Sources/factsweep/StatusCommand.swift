@@ -2,6 +2,7 @@
 // throughput and ETA — from its database, while it runs or after.
 import ArgumentParser
 import Coordinator
+import Store
 import Core
 import Foundation
 import Logging

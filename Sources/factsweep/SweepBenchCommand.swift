@@ -10,6 +10,8 @@ import Core
 import Foundation
 import Logging
 import Protocol
+import Store
+import Worker
 
 struct SweepBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,7 @@
 // `factsweep tokenize`: token ids of a text as a JSON array.
 import ArgumentParser
 import Core
+import Worker
 
 struct TokenizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

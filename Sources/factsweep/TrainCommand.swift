@@ -3,6 +3,7 @@ import ArgumentParser
 import Core
 import Foundation
 import Logging
+import Trial
 import Worker
 
 struct TrainCommand: ParsableCommand {
@@ -43,7 +44,7 @@ struct TrainCommand: ParsableCommand {
     var batchSize = 1
 
     @Option(name: .long, help: "Seed for example order.")
-    var seed: UInt64 = 0
+    var seed = 0
 
     @Option(name: .long, help: "Linear warm-up steps.")
     var warmupSteps = 0
@@ -90,53 +91,63 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .long, help: "One JSON object per epoch and a summary, instead of text.")
     var json = false
 
-    func validate() throws {
-        if let lr { guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") } }
-        if let checkpointEvery {
-            guard checkpointEvery >= 1 else { throw ValidationError("--checkpoint-every must be at least 1") }
-            guard out != nil || resume != nil else { throw ValidationError("--checkpoint-every needs --out DIR") }
+    /// The flags that are sweep settings, as the spec would give them: checked
+    /// and applied by the same table (`TrialSetting`), so `train` and a sweep
+    /// accept exactly the same values.
+    func settingValues() throws -> [(TrialSetting, SettingValue)] {
+        var values: [(TrialSetting, SettingValue)] = [
+            (.rank, .int(rank)), (.alpha, .float(alpha)), (.dropout, .float(dropout)), (.rslora, .bool(rslora)),
+            (.epochs, .int(epochs)), (.batchSize, .int(batchSize)), (.warmupSteps, .int(warmupSteps)),
+            (.schedule, .schedule(schedule)), (.weightDecay, .float(weightDecay)), (.clip, .float(clip)),
+            (.trainOnPrompt, .bool(trainOnPrompt)), (.evalEvery, .int(evalEvery)), (.threshold, .float(threshold)),
+            (.seed, .int(seed)),
+        ]
+        if let targets {
+            do { values.append((.targets, .targets(try MethodSettings.parseTargets(targets)))) } catch {
+                throw ValidationError("--targets: \(error)")
+            }
         }
+        if let lr { values.append((.lr, .float(lr))) }
+        if let maxNewTokens { values.append((.maxNewTokens, .int(maxNewTokens))) }
+        if let checkpointEvery { values.append((.checkpointEvery, .int(checkpointEvery))) }
+        if let embedder { values.append((.embedder, .text(embedder))) }
+        if let heldOut { values.append((.heldOut, .text(heldOut))) }
+        return values.filter { $0.0.methods.contains(method) }
+    }
+
+    func validate() throws {
+        for (setting, value) in try settingValues() {
+            do throws(SettingRefusal) { try setting.check(value) } catch {
+                throw ValidationError("\(setting.flag) \(error.message)")
+            }
+        }
+        if checkpointEvery != nil, out == nil, resume == nil { throw ValidationError("--checkpoint-every needs --out DIR") }
         if initAdapter != nil, method == .full { throw ValidationError("--init-adapter needs --method lora, qlora or ia3") }
-        guard evalEvery >= 0 else { throw ValidationError("--eval-every must be 0 (off) or positive") }
-        guard (0...1).contains(threshold) else { throw ValidationError("--threshold must be between 0 and 1") }
-        if let maxNewTokens { guard maxNewTokens >= 1 else { throw ValidationError("--max-new-tokens must be at least 1") } }
-        do { try methodSettings().validate() } catch { throw ValidationError("\(error)") }
-        guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
-        guard batchSize >= 0 else { throw ValidationError("--batch-size must be 0 (all) or positive") }
-        guard warmupSteps >= 0 else { throw ValidationError("--warmup-steps must not be negative") }
-        guard clip >= 0 else { throw ValidationError("--clip must not be negative") }
     }
 
     func run() throws {
         let context = ComputeContext(threads: options.threads)
         let dataURL = try DefaultPaths.resolve(data, default: DefaultPaths.data, what: "dataset")
         let modelURL = try options.modelURL
-        var settings = TrainingSettings()
-        settings.method = try methodSettings()
-        if let resume {
-            settings = try TrainingCheckpoint.read(URL(fileURLWithPath: resume)).0.settings
-        } else {
-            if let initAdapter {
-                let adapter = try FineTuning.adapterSettings(URL(fileURLWithPath: initAdapter), quantizedBase: method == .qlora)
-                guard (adapter.kind == .ia3) == (method == .ia3) else {
-                    throw CLIError("\(initAdapter) holds a \(adapter.kind == .ia3 ? "IA3" : "LoRA") adapter, not one for --method \(method.rawValue)")
-                }
-                settings.method = adapter
-                settings.initAdapter = initAdapter
+        var config = TrialConfig(model: modelURL.path, data: dataURL.path, training: TrainingSettings(method: method),
+                                 checkpointEvery: 0)
+        for (setting, value) in try settingValues() {
+            do throws(SettingRefusal) { try setting.apply(value, to: &config) } catch {
+                throw CLIError("\(setting.flag) \(error.message)")
             }
-            settings.learningRate = lr ?? TrainingSettings.defaultLearningRate(for: method)
-            settings.epochs = epochs
-            settings.batchSize = batchSize
-            settings.seed = seed
-            settings.warmupSteps = warmupSteps
-            settings.decay = schedule
-            settings.lossScope = trainOnPrompt ? .all : .answer
-            settings.optimizer.weightDecay = weightDecay
-            settings.optimizer.maxGradNorm = clip > 0 ? clip : nil
         }
-        let config = TrialConfig(
-            model: modelURL.path, data: dataURL.path, training: settings, evalEvery: evalEvery, threshold: threshold,
-            maxNewTokens: maxNewTokens, embedder: embedder, heldOut: heldOut, checkpointEvery: checkpointEvery ?? 0)
+        try config.training.method.validate()
+        if let resume {
+            config.training = try TrainingCheckpoint.read(URL(fileURLWithPath: resume)).0.settings
+        } else if let initAdapter {
+            let adapter = try FineTuning.adapterSettings(URL(fileURLWithPath: initAdapter), quantizedBase: method == .qlora)
+            guard (adapter.kind == .ia3) == (method == .ia3) else {
+                throw CLIError("\(initAdapter) holds a \(adapter.kind == .ia3 ? "IA3" : "LoRA") adapter, not one for --method \(method.rawValue)")
+            }
+            config.training.method = adapter
+            config.training.initAdapter = initAdapter
+        }
+        let settings = config.training
         let directory = (out ?? resume).map { URL(fileURLWithPath: $0) }
         let output = ProgressOutput(json: json)
         let interrupt = SignalWatch(message: "interrupt: finishing this epoch, then checkpointing (Ctrl-C again to quit at once)")
@@ -153,8 +164,8 @@ struct TrainCommand: ParsableCommand {
                                  logger: Logger(label: "factsweep.train"))
         let summary = try runner.run(config, directory: directory, resume: resume != nil, events: events)
         var fields: [String: Any] = [
-            "method": summary.method.rawValue, "status": summary.status == .stopped ? "interrupted" : summary.status.rawValue,
-            "trainable_params": summary.trainableParameters, "base_weight_bytes": summary.baseWeightBytes,
+            "method": kind.rawValue, "status": summary.outcome == .stopped ? "interrupted" : summary.outcome.rawValue,
+            "trainable_params": summary.trainableParameters, "base_weight_bytes": summary.baseWeightBytes ?? NSNull(),
             "peak_rss_bytes": summary.peakResidentBytes, "epochs": summary.epochs,
             "final_loss": summary.finalLoss.map { Double($0) } ?? NSNull(),
             "seconds_per_epoch": summary.secondsPerEpoch, "evaluation_seconds": summary.evaluationSeconds,
@@ -167,18 +178,13 @@ struct TrainCommand: ParsableCommand {
         if let p = summary.finalPerplexity { fields["final_perplexity"] = Double(p) }
         if let p = summary.perplexityBefore { fields["perplexity_before"] = Double(p) }
         output.summary(fields)
-        switch summary.status {
+        switch summary.outcome {
         case .diverged: throw ExitCode(3)
         case .stopped:
             FileHandle.standardError.write(Data("interrupted after epoch \(summary.epochs)\(directory.map { "; checkpoint in \($0.path), continue with --resume \($0.path)" } ?? "")\n".utf8))
             throw ExitCode(130)
         case .done: break
         }
-    }
-
-    func methodSettings() throws -> MethodSettings {
-        MethodSettings(kind: method, rank: rank, alpha: alpha, dropout: dropout, rsLoRA: rslora,
-                       targets: try targets.map(MethodSettings.parseTargets))
     }
 }
 

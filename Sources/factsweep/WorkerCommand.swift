@@ -4,6 +4,7 @@ import ArgumentParser
 import Coordinator
 import Core
 import Foundation
+import Trial
 import Logging
 import Protocol
 import Worker

@@ -4,6 +4,7 @@
 import Testing
 @testable import Core
 import TestSupport
+import Trial
 
 @Suite struct AdapterTests {
     static let smolLM2 = LlamaConfiguration(

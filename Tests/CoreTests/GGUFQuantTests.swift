@@ -4,6 +4,7 @@
 import Foundation
 import Testing
 @testable import Core
+import Trial
 
 @Suite struct GGUFQuantTests {
     static let tensorNames = ["f32", "f16", "bf16", "q4_0", "q4_1", "q8_0", "q6_k"]

@@ -5,6 +5,7 @@ import Foundation
 import Testing
 @testable import Core
 import TestSupport
+import Trial
 
 @Suite struct LoaderErrorTests {
     /// The golden GGUF's bytes, to damage.

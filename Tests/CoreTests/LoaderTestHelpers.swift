@@ -4,6 +4,7 @@ import Foundation
 import Testing
 import TestSupport
 @testable import Core
+import Trial
 
 /// Golden files committed under Tests/CoreTests/Golden.
 enum Golden {

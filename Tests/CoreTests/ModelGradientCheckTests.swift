@@ -3,6 +3,7 @@
 import Testing
 @testable import Core
 import TestSupport
+import Trial
 
 @Suite struct ModelGradientCheckTests {
     static let variants: [(String, LlamaConfiguration)] = [

@@ -6,6 +6,7 @@ import Foundation
 import Testing
 @testable import Core
 import TestSupport
+import Trial
 
 @Suite struct PEFTGoldenTests {
     static let variants = ["peft-lora", "peft-lora-all", "peft-ia3", "peft-qlora"]

@@ -5,6 +5,7 @@ import Foundation
 import Testing
 import TestSupport
 @testable import Core
+import Trial
 
 @Suite struct SafetensorsTests {
     @Test func writerRoundTripsFloatsIntsAndMetadata() throws {

@@ -6,6 +6,7 @@ import Foundation
 import Testing
 import TestSupport
 @testable import Core
+import Trial
 
 @Suite struct SmolLM2GGUFTests {
     static func file() throws -> GGUFFile {

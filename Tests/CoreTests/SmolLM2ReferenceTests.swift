@@ -5,6 +5,7 @@ import Foundation
 import Testing
 @testable import Core
 import TestSupport
+import Trial
 
 @Suite(.serialized) struct SmolLM2ReferenceTests {
     struct Prompt: Decodable {

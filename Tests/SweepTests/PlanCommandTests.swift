@@ -3,8 +3,9 @@
 @testable import Coordinator
 import Core
 import Foundation
-import Testing
 import TestSupport
+import Testing
+import Trial
 
 @Suite struct PlanCommandTests {
     static let example = TestPaths.repositoryRoot.appendingPathComponent("examples/small.json")

@@ -3,6 +3,7 @@
 @testable import Coordinator
 import Foundation
 import Testing
+import Trial
 import TestSupport
 
 @Suite struct SpecValidationTests {
@@ -128,7 +129,7 @@ import TestSupport
     }
 
     @Test func nameSuggestions() {
-        let known = SpecSetting.allCases.map(\.rawValue)
+        let known = TrialSetting.allCases.map(\.rawValue)
         #expect(NameSuggestion.closest(to: "maxNewTokens", in: known) == "max_new_tokens")
         #expect(NameSuggestion.closest(to: "heldout", in: known) == "held_out")
         #expect(NameSuggestion.closest(to: "sead", in: known) == "seed")

@@ -3,8 +3,9 @@
 @testable import Coordinator
 import Core
 import Foundation
-import Testing
 import TestSupport
+import Testing
+import Trial
 
 @Suite struct SweepPlanTests {
     let fixture: SpecFixture
@@ -142,8 +143,8 @@ import TestSupport
             "train_on_prompt": "true", "eval_every": "3", "threshold": "0.75", "max_new_tokens": "20", "embedder": #""embedder""#,
             "held_out": #""none""#, "checkpoint_every": "2", "seed": "9",
         ]
-        #expect(Set(base.keys) == Set(SpecSetting.allCases.map(\.rawValue)))
-        #expect(Set(Self.changes.map(\.0)) == Set(SpecSetting.allCases.map(\.rawValue)))
+        #expect(Set(base.keys) == Set(TrialSetting.allCases.map(\.rawValue)))
+        #expect(Set(Self.changes.map(\.0)) == Set(TrialSetting.allCases.map(\.rawValue)))
         func key(_ settings: [String: String], model: String = "model", data: String = "facts.jsonl") throws -> String {
             let members = settings.map { #""\#($0.key)": \#($0.value)"# }.joined(separator: ", ")
             let json = fixture.spec(conditions: #"[{"name": "a", "method": "lora", \#(members)}]"#, model: model, data: data)

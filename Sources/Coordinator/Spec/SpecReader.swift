@@ -1,8 +1,8 @@
 // SpecReader: walks a sweep spec's JSON tree into a `SweepSpec`, checking
 // every member and value and collecting every problem rather than stopping at
 // the first, so that one `factsweep plan` shows all there is to fix.
-import Core
 import Foundation
+import Trial
 
 /// A sweep specification whose every value has been checked, before expansion.
 struct SweepSpec: Sendable {
@@ -19,7 +19,7 @@ struct SweepSpec: Sendable {
 struct SettingsLayer: Sendable {
     /// Where in the document: `defaults`, `grid`, `conditions[2]`.
     var path: String
-    var values: [SpecSetting: [SettingValue]] = [:]
+    var values: [TrialSetting: [SettingValue]] = [:]
 }
 
 /// One condition of the study: a named method with its own settings.
@@ -65,7 +65,7 @@ struct SpecReader {
         let defaults = layer(members["defaults"], path: "defaults", condition: nil)
         let conditions = readConditions(members["conditions"])
         let grid = layer(members["grid"], path: "grid", condition: nil, listsOnly: true)
-        for setting in SpecSetting.allCases where defaults.values[setting] != nil && grid.values[setting] != nil {
+        for setting in TrialSetting.allCases where defaults.values[setting] != nil && grid.values[setting] != nil {
             report("grid.\(setting.rawValue)", setting.rawValue, nil, "also set in defaults: give it in one place")
         }
         guard problems.isEmpty, let name, let model, let data else { return nil }
@@ -103,7 +103,7 @@ struct SpecReader {
         let method = readMethod(members.removeValue(forKey: "method"), at: at, condition: name)
         let settings = layer(.object(members), path: at, condition: name, alsoKnown: ["name", "method"])
         if let method {
-            for setting in SpecSetting.allCases where settings.values[setting] != nil && !setting.methods.contains(method) {
+            for setting in TrialSetting.allCases where settings.values[setting] != nil && !setting.methods.contains(method) {
                 let users = MethodKind.allCases.filter(setting.methods.contains).map(\.rawValue).joined(separator: ", ")
                 report("\(at).\(setting.rawValue)", setting.rawValue, name,
                        "\(setting.rawValue) does not apply to method \(method.rawValue) (only to \(users)); remove it")
@@ -139,14 +139,14 @@ struct SpecReader {
             report(path, path, condition, "expected an object of settings, got \(value.kindName)")
             return layer
         }
-        let order = { (key: String) in SpecSetting(rawValue: key).flatMap(SpecSetting.allCases.firstIndex) ?? Int.max }
+        let order = { (key: String) in TrialSetting(rawValue: key).flatMap(TrialSetting.allCases.firstIndex) ?? Int.max }
         for (key, raw) in members.sorted(by: { (order($0.key), $0.key) < (order($1.key), $1.key) }) {
             let at = "\(path).\(key)"
-            guard let setting = SpecSetting(rawValue: key) else {
+            guard let setting = TrialSetting(rawValue: key) else {
                 if key == "name" || key == "method" {
                     report(at, key, condition, "\(key) belongs in each condition, not in \(path)")
                 } else {
-                    let known = alsoKnown + SpecSetting.allCases.map(\.rawValue)
+                    let known = alsoKnown + TrialSetting.allCases.map(\.rawValue)
                     report(at, key, condition, "unknown setting \"\(key)\"" + NameSuggestion.hint(for: key, in: known))
                 }
                 continue
@@ -175,7 +175,7 @@ struct SpecReader {
         return layer
     }
 
-    private mutating func parse(_ setting: SpecSetting, _ value: JSONValue, path: String, condition: String?) -> SettingValue? {
+    private mutating func parse(_ setting: TrialSetting, _ value: JSONValue, path: String, condition: String?) -> SettingValue? {
         do throws(SettingRefusal) { return try setting.parse(value, base: base) } catch {
             report(path, setting.rawValue, condition, error.message)
             return nil

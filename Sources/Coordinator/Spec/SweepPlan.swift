@@ -1,8 +1,8 @@
 // SweepPlan: a sweep spec expanded into its trials, each with the key that
 // identifies it in the store — conditions in file order, and within each the
-// settings given as lists crossed in `SpecSetting` order.
-import Core
+// settings given as lists crossed in `TrialSetting` order.
 import Foundation
+import Trial
 
 /// One trial of a sweep, before it runs.
 public struct PlannedTrial: Sendable, Equatable, Codable {
@@ -64,8 +64,8 @@ public struct SweepPlan: Sendable {
 
 extension SweepSpec {
     /// The settings a condition varies over, outermost first, with their values.
-    func axes(of condition: SpecCondition) -> [(setting: SpecSetting, values: [SettingValue])] {
-        SpecSetting.allCases.compactMap { setting in
+    func axes(of condition: SpecCondition) -> [(setting: TrialSetting, values: [SettingValue])] {
+        TrialSetting.allCases.compactMap { setting in
             guard setting.methods.contains(condition.method),
                   let values = condition.settings.values[setting] ?? grid.values[setting] ?? defaults.values[setting]
             else { return nil }
@@ -86,15 +86,16 @@ extension SweepSpec {
                               "the sweep would have more than \(SweepPlan.maximumTrials) trials; shorten the lists")
                 return trials
             }
-            var combinations: [[(setting: SpecSetting, value: SettingValue)]] = [[]]
+            var combinations: [[(setting: TrialSetting, value: SettingValue)]] = [[]]
             for axis in axes {
                 combinations = combinations.flatMap { chosen in axis.values.map { chosen + [(axis.setting, $0)] } }
             }
             for (number, chosen) in combinations.enumerated() {
                 var config = TrialConfig(model: model, data: data, training: TrainingSettings(method: condition.method))
-                for (setting, value) in chosen { setting.apply(value, to: &config) }
                 let trial: PlannedTrial
                 do {
+                    // Values were checked when read; applying checks them again, harmlessly.
+                    for (setting, value) in chosen { try setting.apply(value, to: &config) }
                     try config.training.method.validate()
                     trial = try PlannedTrial(condition: condition.name, config: config)
                 } catch {
@@ -112,14 +113,5 @@ extension SweepSpec {
             }
         }
         return trials
-    }
-}
-
-extension TrainingSettings {
-    /// The settings a condition starts from: `TrainingSettings`' defaults with the method's learning rate.
-    init(method kind: MethodKind) {
-        self.init()
-        method = MethodSettings(kind: kind)
-        learningRate = Self.defaultLearningRate(for: kind)
     }
 }

@@ -1,5 +1,6 @@
 // TrainingExamples: facts turned into token sequences in the model's chat
 // format, and sequences packed into right-padded batches.
+import Trial
 
 /// One tokenised fact: the question as the user turn of the chat template, the
 /// answer plus end-of-turn token as the assistant's reply.
@@ -8,14 +9,6 @@ public struct TrainingExample: Sendable, Equatable {
     public let tokens: [Int32]
     /// How many leading tokens are prompt (not trained on unless requested).
     public let promptLength: Int
-}
-
-/// What the loss is taken over.
-public enum LossScope: String, Sendable, Codable, CaseIterable {
-    /// The answer and its end-of-turn token only (the study's setting).
-    case answer
-    /// Every position, the chat template's tokens included.
-    case all
 }
 
 extension TrainingExample {

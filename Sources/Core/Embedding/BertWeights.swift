@@ -2,6 +2,7 @@
 // a Hugging Face `model.safetensors` (`embeddings.*`, `encoder.layer.N.*`, with
 // or without a `bert.` prefix). The pooler is not read: sentence-transformers
 // pools the token states itself.
+import Trial
 
 /// One encoder layer's parameters; matrices are PyTorch's [out, in].
 public struct BertLayerWeights: Sendable {

@@ -3,6 +3,7 @@
 // normalisation), for scoring a generated answer against the reference answer
 // by cosine similarity.
 import Foundation
+import Trial
 
 /// all-MiniLM-L6-v2 (or another BERT sentence-transformers model with mean
 /// pooling and normalisation) on the CPU core.

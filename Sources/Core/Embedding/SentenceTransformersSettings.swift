@@ -3,6 +3,7 @@
 // 1_Pooling/config.json), checked against the one pipeline SentenceEmbedder
 // implements: Transformer → Pooling(mean) → Normalize.
 import Foundation
+import Trial
 
 struct SentenceTransformersSettings: Sendable, Equatable {
     /// sentence-transformers' `max_seq_length`: ids per sentence, [CLS] and [SEP] included.

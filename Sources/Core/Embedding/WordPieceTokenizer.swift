@@ -3,6 +3,7 @@
 // WordPiece with a continuation prefix, and `[CLS] … [SEP]` around the result.
 // Components it does not implement are refused by field, naming the file.
 import Foundation
+import Trial
 
 /// Text → BERT token ids, equal to Hugging Face `tokenizers` for all-MiniLM-L6-v2.
 public final class WordPieceTokenizer: Sendable {

@@ -1,6 +1,7 @@
 // LanguageModel: a Llama model with its tokenizer and chat template, loaded
 // from a GGUF file or a Hugging Face directory by the same path.
 import Foundation
+import Trial
 
 /// Where a model's tokenizer lives.
 public enum TokenizerLocation {

@@ -1,5 +1,6 @@
 // LlamaModel: a Llama model's configuration and its parameters in one arena,
 // filled from any TensorSource (GGUF or Hugging Face safetensors) or at random.
+import Trial
 
 /// How a model keeps its seven projections per layer.
 public enum LinearStorage: String, Sendable, Codable {

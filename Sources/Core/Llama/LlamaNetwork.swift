@@ -1,6 +1,7 @@
 // LlamaNetwork: a model as one trial runs it — pointers to the base tensors it
 // reads, the projections with whatever adapters its method adds, and pointers
 // to the gradients of whatever it trains. Forward and backward run on this.
+import Trial
 
 /// A contiguous run of gradient Floats, summed for clipping.
 public struct GradientRange: Sendable {

@@ -1,5 +1,6 @@
 // LlamaWeights: the named tensors of a Llama model laid out in one arena, and
 // typed pointers into it. The same layout serves parameters and gradients.
+import Trial
 
 /// One tensor of the layout: its Hugging Face name, PyTorch shape and offset.
 public struct ParameterEntry: Sendable, Equatable {

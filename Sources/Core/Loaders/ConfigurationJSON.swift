@@ -2,6 +2,7 @@
 // configuration struct, with every failure naming the file, and the checks
 // such structs share (required fields, refused values).
 import Foundation
+import Trial
 
 enum ConfigurationJSON {
     /// Decodes `url` as `T`; decoding and validation errors become `LoadError`s naming the file.

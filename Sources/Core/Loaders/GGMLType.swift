@@ -5,6 +5,7 @@
 // convert still parses and has its tensor bounds checked; reading such a tensor
 // is then refused by name (`LoadError.unsupportedType`). Sizes are ggml's
 // `GGML_QUANT_SIZES` (values per block, bytes per block).
+import Trial
 
 /// A ggml tensor type, as stored in a GGUF tensor info.
 public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {

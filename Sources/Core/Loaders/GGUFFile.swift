@@ -7,6 +7,7 @@
 // size while parsing, so a damaged file is refused with a `LoadError` that names
 // it. Hugging Face naming and the q/k unpermute live in `GGUFTensorSource`.
 import Foundation
+import Trial
 
 /// One tensor's entry in a GGUF tensor table.
 public struct GGUFTensorInfo: Sendable, Equatable {

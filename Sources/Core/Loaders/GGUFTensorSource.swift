@@ -7,6 +7,7 @@
 // Hugging Face's rotate_half RoPE, so reading undoes the permutation: q with
 // `head_count` heads, k with `head_count_kv`.
 import Foundation
+import Trial
 
 /// GGUF ↔ Hugging Face tensor names for the Llama architecture.
 public enum GGUFTensorNames {

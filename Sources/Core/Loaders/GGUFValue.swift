@@ -3,6 +3,7 @@
 // GGUF writers are not consistent about integer widths (a token id may be
 // stored as UInt32 in one file and Int32 in another), so the accessors convert
 // between numeric types where no value is lost, and return nil otherwise.
+import Trial
 
 /// A metadata value exactly as stored in a GGUF file.
 public enum GGUFValue: Sendable, Equatable {

@@ -2,11 +2,12 @@
 // either one `model.safetensors` or shards listed by
 // `model.safetensors.index.json`'s `weight_map`.
 import Foundation
+import Trial
 
 /// Tensors of a Hugging Face directory, read from whichever shard holds each.
 public struct HFDirectoryTensorSource: TensorSource {
-    public static let singleFileName = "model.safetensors"
-    public static let indexFileName = "model.safetensors.index.json"
+    public static let singleFileName = ModelLocation.safetensorsFileName
+    public static let indexFileName = ModelLocation.safetensorsIndexFileName
 
     public let directory: URL
     /// The shard holding each tensor.

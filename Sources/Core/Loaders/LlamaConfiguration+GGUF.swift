@@ -1,6 +1,7 @@
 // LlamaConfiguration+GGUF: the hyperparameters of a Llama model read from
 // GGUF metadata (`llama.*` keys, as llama.cpp's converter writes them).
 import Foundation
+import Trial
 
 extension LlamaConfiguration {
     /// Builds and validates the configuration stored in `file`'s metadata.

@@ -6,6 +6,7 @@
 // readers share one file. Every read through `ByteCursor` is checked against the
 // file size, so a truncated or lying header becomes a `LoadError`, not a crash.
 import Foundation
+import Trial
 
 #if canImport(Glibc)
 import Glibc

@@ -6,6 +6,7 @@
 // of the header, then the data. Offsets are checked against the file size and
 // byte counts against shapes before any read. Hosts are assumed little-endian.
 import Foundation
+import Trial
 
 /// A safetensors element type.
 public enum SafetensorsDType: String, Sendable, CaseIterable {

@@ -5,6 +5,7 @@
 // into place, so a reader never sees a half-written checkpoint and a crash
 // leaves the previous one intact.
 import Foundation
+import Trial
 
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 // TensorSource: what the model needs from a weight file, whatever its format.
+import Trial
 
 /// A read-only set of named tensors, named as in Hugging Face's Llama
 /// (`model.layers.0.self_attn.q_proj.weight`, `[out, in]` row-major) and

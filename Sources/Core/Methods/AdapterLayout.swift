@@ -1,5 +1,6 @@
 // AdapterLayout: where a PEFT method's trainable tensors live in one arena,
 // under the key names PEFT saves them with, layer by layer.
+import Trial
 
 /// The LoRA or IA³ tensors of a model, in PEFT's names and shapes:
 /// `base_model.model.model.layers.L.self_attn.q_proj.lora_A.weight` (r, in),

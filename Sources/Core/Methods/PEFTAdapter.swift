@@ -2,6 +2,7 @@
 // (adapter_config.json + adapter_model.safetensors), written from a trial and
 // read back to start one, so that adapters move between FactSweep and PEFT.
 import Foundation
+import Trial
 
 /// The fields of PEFT's `adapter_config.json` that FactSweep writes and reads.
 public struct PEFTAdapterConfig: Codable, Sendable, Equatable {

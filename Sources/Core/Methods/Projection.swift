@@ -2,20 +2,7 @@
 // down) as a method sees it — a frozen or trained base matrix, optionally a
 // LoRA adapter beside it and an IA³ scale on its input or output — with the
 // forward/backward pair that every method shares.
-
-/// The seven linear maps of a Llama layer, named as in Hugging Face modules.
-public enum ProjectionKind: String, Sendable, CaseIterable, Codable {
-    case q = "q_proj", k = "k_proj", v = "v_proj", o = "o_proj"
-    case gate = "gate_proj", up = "up_proj", down = "down_proj"
-
-    /// The module path inside a layer, e.g. `self_attn.q_proj`.
-    public var modulePath: String {
-        switch self {
-        case .q, .k, .v, .o: "self_attn." + rawValue
-        case .gate, .up, .down: "mlp." + rawValue
-        }
-    }
-}
+import Trial
 
 /// A LoRA adapter: y += scale · dropout(x)·Aᵀ·Bᵀ, A (r, in), B (out, r).
 /// Pointers index the method's adapter arenas (parameters and gradients).

@@ -2,6 +2,7 @@
 // loop that turns one pre-tokenized chunk into token ids (with a cache, since
 // common words recur constantly).
 import Foundation
+import Trial
 
 /// A byte-level BPE vocabulary with ranked merges, working on token ids.
 final class BytePairModel: @unchecked Sendable {

@@ -1,6 +1,7 @@
 // JSONScanner: a small pull parser over UTF-8 bytes. tokenizer.json files hold
 // a 100k-entry vocabulary and 280k merges; Foundation's decoders spend most of a
 // second building them, this reads them straight into arrays.
+import Trial
 
 /// Pulls JSON values, object keys and array elements from UTF-8 bytes in order.
 struct JSONScanner {
@@ -162,7 +163,15 @@ struct JSONScanner {
         case UInt8(ascii: "t"): return try literal("true", .bool(true))
         case UInt8(ascii: "f"): return try literal("false", .bool(false))
         case UInt8(ascii: "n"): return try literal("null", .null)
-        case .some: return .number(try number())
+        case .some:
+            let start = position
+            let value = try number()
+            // As in a sweep spec: an integer is written without fraction or exponent.
+            let written = UnsafeBufferPointer(rebasing: bytes[start..<position])
+            guard !written.contains(where: { "+.eE".utf8.contains($0) }), let integer = Int(exactly: value) else {
+                return .number(value)
+            }
+            return .integer(integer)
         case nil: throw fail("a value")
         }
     }

@@ -1,6 +1,7 @@
 // Tokenizer: byte-level BPE text ⇄ token ids, equal to Hugging Face `tokenizers`
 // for the SmolLM2 and Llama 3 vocabularies. Built from tokenizer.json
 // (TokenizerJSON.swift) or from GGUF metadata arrays (here).
+import Trial
 
 /// A byte-level BPE tokenizer: added tokens, a pre-tokenizer, ranked merges.
 public final class Tokenizer: Sendable {

@@ -2,6 +2,7 @@
 // the SmolLM2 and Llama 3 tokenizers use are accepted; anything else is refused
 // by name, since a silently different tokenizer would corrupt training data.
 import Foundation
+import Trial
 
 extension Tokenizer {
     /// Loads a byte-level BPE `tokenizer.json`; bos/eos/pad names come from a

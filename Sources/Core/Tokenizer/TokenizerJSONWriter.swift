@@ -4,6 +4,7 @@
 // tokenizer.json. Every component written is one TokenizerJSON.swift accepts,
 // chosen so that Hugging Face encodes exactly as FactSweep does.
 import Foundation
+import Trial
 
 extension Tokenizer {
     /// Writes `tokenizer.json` and `tokenizer_config.json` into `directory`

@@ -2,20 +2,7 @@
 // gradient-norm clipping (torch.nn.utils.clip_grad_norm_), fused with zeroing
 // the gradients so that a step streams each array through memory once.
 import Foundation
-
-/// Hyperparameters of AdamW; defaults are PyTorch's except weight decay.
-public struct AdamWSettings: Sendable, Codable, Equatable {
-    public var beta1: Float = 0.9
-    public var beta2: Float = 0.999
-    public var eps: Float = 1e-8
-    public var weightDecay: Float = 0.0
-    /// Clip the global gradient norm to this value; nil disables clipping.
-    public var maxGradNorm: Float? = 1.0
-
-    public init(beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0, maxGradNorm: Float? = 1.0) {
-        self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay; self.maxGradNorm = maxGradNorm
-    }
-}
+import Trial
 
 /// The moments of AdamW over one flat parameter arena, in an arena of their own.
 public final class AdamW: @unchecked Sendable {

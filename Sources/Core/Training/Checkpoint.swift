@@ -3,6 +3,7 @@
 // step counters, the per-epoch history and the run's settings — in one
 // safetensors file whose metadata carries a magic string and a format version.
 import Foundation
+import Trial
 
 /// A trial's resumable state.
 public struct TrainingCheckpoint: Sendable {

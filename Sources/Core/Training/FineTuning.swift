@@ -1,6 +1,7 @@
 // FineTuning: one trial's trainable state for any method — the trained tensors
 // in one arena (a copy of the model for full fine-tuning; adapters otherwise),
 // their gradients, AdamW moments and activations — and the training step.
+import Trial
 
 /// The outcome of one optimizer step.
 public struct StepResult: Sendable, Equatable {

@@ -2,62 +2,7 @@
 // reporting through a callback (which the CLI prints and the sweep worker
 // turns into protocol messages).
 import Foundation
-
-/// How a trial trains. Fields are documented defaults; a sweep overrides them.
-public struct TrainingSettings: Sendable, Codable, Equatable {
-    public var method = MethodSettings(kind: .full)
-    /// Peak learning rate.
-    public var learningRate: Float = 5e-5
-    public var epochs: Int = 10
-    /// Examples per optimizer step; 0 means all examples in one batch.
-    public var batchSize: Int = 1
-    /// Seeds example order (shuffled every epoch) and any random initialisation.
-    public var seed: UInt64 = 0
-    public var warmupSteps: Int = 0
-    public var decay: LearningRateSchedule.Decay = .constant
-    public var lossScope: LossScope = .answer
-    public var optimizer = AdamWSettings()
-    /// A PEFT adapter directory to start from instead of PEFT's initialisation.
-    public var initAdapter: String?
-
-    public init() {}
-
-    /// Per-method defaults: PEFT methods train few parameters from a neutral
-    /// start (B = 0, l = 1) and need larger steps than full fine-tuning, whose
-    /// every weight moves; IA³'s scaling vectors need the largest. Measured on
-    /// the shipped facts (examples/learning-rates.json, docs/learning-rates.md):
-    /// LoRA r=8 α=32 levels off at 0.84–0.88 accuracy with 2e-4 and reaches
-    /// 0.93–0.96 with 1e-3; IA³ levels off at 0.87 with 3e-3 and reaches 0.91–0.93 with 1e-2.
-    public static func defaultLearningRate(for method: MethodKind) -> Float {
-        switch method {
-        case .full: 5e-5
-        case .lora, .qlora: 1e-3
-        case .ia3: 1e-2
-        }
-    }
-}
-
-/// Measurements of one epoch.
-public struct EpochReport: Sendable, Codable, Equatable {
-    public var epoch: Int
-    /// Mean of the epoch's step losses.
-    public var loss: Float
-    public var epochSeconds: Double
-    /// Training time so far, evaluation excluded.
-    public var trainSeconds: Double
-    /// Tokens fed through the model this epoch (padding excluded).
-    public var tokens: Int
-    /// Matrix-product FLOPs executed this epoch (forward and backward).
-    public var flops: Double
-    /// Set at evaluation epochs.
-    public var evaluation: EvaluationReport?
-
-    public init(epoch: Int, loss: Float, epochSeconds: Double, trainSeconds: Double, tokens: Int = 0, flops: Double = 0,
-                evaluation: EvaluationReport? = nil) {
-        self.epoch = epoch; self.loss = loss; self.epochSeconds = epochSeconds; self.trainSeconds = trainSeconds
-        self.tokens = tokens; self.flops = flops; self.evaluation = evaluation
-    }
-}
+import Trial
 
 /// What the callback tells the run after each epoch.
 public enum TrainingProgress: Sendable { case more, stop }

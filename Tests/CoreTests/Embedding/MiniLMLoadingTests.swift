@@ -4,6 +4,7 @@ import Foundation
 import Testing
 @testable import Core
 import TestSupport
+import Trial
 
 @Suite struct MiniLMLoadingTests {
     /// A copy of all-MiniLM-L6-v2's directory (the weights linked, not copied)

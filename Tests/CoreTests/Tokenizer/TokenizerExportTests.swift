@@ -9,6 +9,7 @@ import Foundation
 import Testing
 import TestSupport
 @testable import Core
+import Trial
 
 @Suite struct TokenizerExportTests {
     static let models = ["smollm2", "llama3"]

@@ -9,6 +9,8 @@ import Testing
 @testable import Core
 @testable import Protocol
 import TestSupport
+import Store
+import Trial
 
 @Suite(.serialized) struct CoordinatorServerTests {
     /// A coordinator serving on its own thread until `stop` is set.
@@ -81,8 +83,8 @@ import TestSupport
     }
 
     static func progress(_ id: MessageID, _ trial: String, _ attempt: AttemptID, epoch: Int) -> Message {
-        .progress(.init(messageID: id, trial: trial, attempt: attempt, epoch: epoch, loss: 1 / Float(epoch), trainSeconds: Double(epoch),
-                        epochSeconds: 1))
+        .progress(.init(messageID: id, trial: trial, attempt: attempt,
+                        report: EpochReport(epoch: epoch, loss: 1 / Float(epoch), epochSeconds: 1, trainSeconds: Double(epoch))))
     }
 
     @Test func trialRunsToDoneWithEveryResultAcknowledgedOnce() throws {
@@ -94,15 +96,15 @@ import TestSupport
         let worker = try Self.readyWorker("w1", coordinator, context, fixture)
         guard case let .assign(assign) = try Self.expect(worker, "assign", { if case .assign = $0 { true } else { false } }) else { return }
         #expect(assign.resume == nil && assign.epochsRecorded == 0)
-        let config = try JSONDecoder().decode(TrialConfig.self, from: Data(assign.configJSON.utf8))
-        #expect(config.training.epochs == 2)
+        #expect(assign.config.training.epochs == 2)
         for (id, epoch) in [(1, 1), (2, 2)] {
             try worker.send(Self.progress(MessageID(id), assign.trial, assign.attempt, epoch: epoch))
         }
         // A resend of message 2 (as after a lost ack) is acknowledged but applied once.
         try worker.send(Self.progress(2, assign.trial, assign.attempt, epoch: 2))
         try worker.send(.done(.init(messageID: 3, trial: assign.trial, attempt: assign.attempt,
-                                    summary: .init(epochs: 2, finalLoss: 0.5, secondsPerEpoch: 1, evaluationSeconds: 0, trainableParams: 10, peakRSSBytes: 1))))
+                                    summary: .init(outcome: .done, epochs: 2, finalLoss: 0.5, trainableParameters: 10, baseWeightBytes: nil,
+                                                  peakResidentBytes: 1, secondsPerEpoch: 1, evaluationSeconds: 0))))
         var acked = Set<MessageID>()
         let deadline = Date().addingTimeInterval(5)
         while acked.count < 3 && Date() < deadline {
@@ -181,7 +183,7 @@ import TestSupport
         let rogue = try WorkerEndpoint(context, connect: coordinator.endpoint, workerID: "rogue", timing: Self.timing(), logger: fixture.logs.logger())
         try rogue.send(.ready(.init(freeSlots: 1)))  // before hello
         try rogue.send(Self.hello("rogue"))
-        try rogue.send(.assign(.init(trial: "x", attempt: 1, configJSON: "{}")))  // a coordinator's message
+        try rogue.send(.assign(.init(trial: "x", attempt: 1, config: sampleConfig())))  // a coordinator's message
         _ = try Self.expect(rogue, "error", { if case .error = $0 { true } else { false } })
         let worker = try WorkerEndpoint(context, connect: coordinator.endpoint, workerID: "good", timing: Self.timing(), logger: fixture.logs.logger())
         try worker.send(Self.hello("good"))

@@ -10,6 +10,7 @@ import Testing
 @testable import Core
 @testable import Worker
 import TestSupport
+import Trial
 
 @Suite(.serialized) struct SimulatedSweepTests {
     /// 20 trials (4 learning rates × 5 seeds) of 3 epochs, evaluated at epochs 2 and 3, checkpointed at 2 and 3.

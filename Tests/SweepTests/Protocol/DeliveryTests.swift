@@ -5,10 +5,12 @@ import Core
 import Foundation
 import Testing
 @testable import Protocol
+import Trial
 
 @Suite struct DeliveryTests {
     private func progress(_ id: MessageID, epoch: Int) -> Message {
-        .progress(.init(messageID: id, trial: "t-0001", attempt: 3, epoch: epoch, loss: 1, trainSeconds: 1, epochSeconds: 1))
+        .progress(.init(messageID: id, trial: "t-0001", attempt: 3,
+                        report: EpochReport(epoch: epoch, loss: 1, epochSeconds: 1, trainSeconds: 1)))
     }
 
     @Test func theOutboxNumbersAndKeepsUntilAcknowledged() {
@@ -83,6 +85,8 @@ import Testing
         #expect(applied == [1, 2, 3])
     }
 
+    /// The assign carries the config itself, and its JSON inside the body is
+    /// the canonical JSON the trial's key is hashed from (the same keys and values).
     @Test func aTrialConfigTravelsAsItsCanonicalJSON() throws {
         var training = TrainingSettings()
         training.method = MethodSettings(kind: .lora, rank: 4)
@@ -90,9 +94,9 @@ import Testing
         let config = TrialConfig(model: "models/smollm2-135m.gguf", data: "data/facts.jsonl", training: training,
                                  heldOut: "none")
         let text = String(decoding: try config.canonicalJSON(), as: UTF8.self)
-        let frames = try Message.encode(.assign(.init(trial: "t-0001", attempt: 1, configJSON: text)))
+        let frames = try Message.encode(.assign(.init(trial: "t-0001", attempt: 1, config: config)))
+        #expect(String(decoding: frames[2], as: UTF8.self).contains(#""config":"# + text))
         guard case .assign(let assign) = try Message.decode(frames) else { Issue.record("not an assign"); return }
-        #expect(assign.configJSON == text)
-        #expect(try JSONDecoder().decode(TrialConfig.self, from: Data(assign.configJSON.utf8)) == config)
+        #expect(assign.config == config)
     }
 }

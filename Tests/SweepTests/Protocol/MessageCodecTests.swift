@@ -3,6 +3,7 @@
 import Foundation
 import Testing
 @testable import Protocol
+import Trial
 
 @Suite struct MessageCodecTests {
     @Test(arguments: MessageType.allCases)
@@ -11,7 +12,7 @@ import Testing
         #expect(message.type == type)
         let frames = try Message.encode(message)
         #expect(frames.count == 3)
-        #expect(frames[0] == Data("factsweep/1".utf8))
+        #expect(frames[0] == Data("factsweep/2".utf8))
         #expect(frames[1] == Data([type.rawValue]))
         #expect(try Message.decode(frames) == message)
     }
@@ -25,10 +26,15 @@ import Testing
     @Test func wireNamesAreSnakeCase() throws {
         let body = try Message.encode(sample(.progress))[2]
         let object = try #require(try JSONSerialization.jsonObject(with: body) as? [String: Any])
-        #expect(Set(object.keys) == ["message_id", "trial", "attempt", "epoch", "loss", "train_seconds",
-                                     "epoch_seconds", "evaluation"])
-        let evaluation = try #require(object["evaluation"] as? [String: Any])
-        #expect(evaluation["accuracy_at_threshold"] != nil && evaluation["key_match"] != nil)
+        #expect(Set(object.keys) == ["message_id", "trial", "attempt", "report"])
+        // The report is the Trial module's EpochReport as checkpoints keep it (docs/protocol.md).
+        let report = try #require(object["report"] as? [String: Any])
+        #expect(Set(report.keys) == ["epoch", "loss", "trainSeconds", "epochSeconds", "tokens", "flops", "evaluation"])
+        let evaluation = try #require(report["evaluation"] as? [String: Any])
+        #expect(evaluation["accuracyAtThreshold"] != nil && evaluation["keyMatch"] != nil && evaluation["questions"] != nil)
+        let done = try #require(try JSONSerialization.jsonObject(with: try Message.encode(sample(.done))[2]) as? [String: Any])
+        let summary = try #require(done["summary"] as? [String: Any])
+        #expect(summary["outcome"] as? String == "done" && summary["trainable_params"] != nil && summary["peak_rss_bytes"] != nil)
         let inline = try Message.encode(sample(.checkpoint))[2]
         #expect(String(decoding: inline, as: UTF8.self).contains(#""inline":"AAEC/v8=""#))
     }
@@ -41,12 +47,27 @@ import Testing
     }
 
     @Test func aDivergedLossTravelsAsNaN() throws {
-        let progress = Message.progress(.init(messageID: 1, trial: "t", attempt: 1, epoch: 3, loss: .nan,
-                                              trainSeconds: 1, epochSeconds: 1))
+        let progress = Message.progress(.init(messageID: 1, trial: "t", attempt: 1,
+                                              report: EpochReport(epoch: 3, loss: .nan, epochSeconds: 1, trainSeconds: 1)))
         let frames = try Message.encode(progress)
         #expect(String(decoding: frames[2], as: UTF8.self).contains(#""loss":"nan""#))
         guard case .progress(let decoded) = try Message.decode(frames) else { Issue.record("not progress"); return }
-        #expect(decoded.loss.isNaN)
+        #expect(decoded.report.loss.isNaN)
+    }
+
+    /// Run databases written by protocol version 1 store summaries with `diverged` and no outcome:
+    /// status and report still read them.
+    @Test func aVersionOneSummaryStillReads() throws {
+        let stored = #"{"diverged":true,"epochs":3,"evaluation_seconds":0,"final_loss":"nan","peak_rss_bytes":1,"#
+            + #""seconds_per_epoch":2,"trainable_params":8}"#
+        let summary = try TrialJSON.decoder().decode(TrialSummary.self, from: Data(stored.utf8))
+        #expect(summary.outcome == .diverged && summary.epochs == 3 && summary.finalLoss?.isNaN == true)
+        #expect(summary.baseWeightBytes == nil && summary.finalAccuracy == nil)
+        let done = stored.replacingOccurrences(of: #""diverged":true"#, with: #""diverged":false"#)
+        #expect(try TrialJSON.decoder().decode(TrialSummary.self, from: Data(done.utf8)).outcome == .done)
+        // And a NaN loss written today reads back as NaN, not as an error.
+        let again = try TrialJSON.decoder().decode(TrialSummary.self, from: try TrialJSON.encoder().encode(summary))
+        #expect(again.outcome == .diverged && again.finalLoss?.isNaN == true)
     }
 
     @Test func garbageIsRefusedByKind() throws {
@@ -59,7 +80,7 @@ import Testing
         #expect(refusal(good + [Data()]) == .badFrameCount(4))
         #expect(refusal([Data("MDPW01".utf8), good[1], good[2]]) == .badHeader(Data("MDPW01".utf8)))
         #expect(refusal([Data("factsweep/x".utf8), good[1], good[2]]) == .badHeader(Data("factsweep/x".utf8)))
-        #expect(refusal([Data("factsweep/2".utf8), good[1], good[2]]) == .wrongVersion(found: 2))
+        #expect(refusal([Data("factsweep/1".utf8), good[1], good[2]]) == .wrongVersion(found: 1))
         #expect(refusal([good[0], Data([0x42]), good[2]]) == .unknownType(Data([0x42])))
         #expect(refusal([good[0], Data([0x01, 0x02]), good[2]]) == .unknownType(Data([0x01, 0x02])))
         #expect(refusal([good[0], good[1], Data(repeating: 0, count: 200)])?.label == "malformed_body")
@@ -78,15 +99,15 @@ import Testing
         }
         let truncated = String(decoding: good[2].prefix(good[2].count / 2), as: UTF8.self)
         #expect(reason(.hello, truncated)?.contains("not valid JSON") == true)
-        #expect(reason(.ready, "{}") == "missing key free_slots")
-        #expect(reason(.ready, #"{"free_slots":"two"}"#) == "expected Int at free_slots")
+        #expect(reason(.ready, "{}") == "missing field free_slots")
+        #expect(reason(.ready, #"{"free_slots":"two"}"#) == "field free_slots: expected Int")
         #expect(reason(.ack, #"{"message_ids":[1,null]}"#)?.contains("message_ids.[1]") == true)
         #expect(reason(.checkpoint, #"{"message_id":1,"trial":"t","attempt":1,"checkpoint":{"epoch":1}}"#)?
             .contains("exactly one of path and inline") == true)
         var hello = try #require(try JSONSerialization.jsonObject(with: good[2]) as? [String: Any])
-        hello["protocol_version"] = 2
+        hello["protocol_version"] = 1
         let mismatched = String(decoding: try JSONSerialization.data(withJSONObject: hello), as: UTF8.self)
-        #expect(reason(.hello, mismatched) == "protocol_version 2 differs from the header's 1")
+        #expect(reason(.hello, mismatched) == "protocol_version 1 differs from the header's 2")
     }
 
     @Test func anErrorIsReadWhateverItsVersion() throws {

@@ -4,38 +4,41 @@ import Foundation
 import Logging
 import Synchronization
 @testable import Protocol
+import Trial
 
 /// A sample of `type` with every field set, including optional ones. The switch is exhaustive,
 /// so a new message cannot be added without a sample.
 func sample(_ type: MessageType) -> Message {
-    let evaluation = Message.Evaluation(
+    var evaluation = EvaluationReport(
         accuracy: 0.71, accuracyAtThreshold: 0.5, threshold: 0.9, keyMatch: 0.25, perplexity: 12.5, seconds: 3.25,
-        answers: [
+        questions: [
             .init(question: "Where was Ada born?", paraphrase: false, reference: "In Lyon.", answer: "In Lyon.",
                   similarity: 1, keyMatch: true),
             .init(question: "Ada's birthplace?", paraphrase: true, reference: "In Lyon.", answer: "Paris — «ça va»",
-                  similarity: 0.42),
+                  similarity: 0.42, keyMatch: nil),
         ])
+    evaluation.questionSeconds = 2.75
     return switch type {
     case .hello:
         .hello(.init(workerID: "worker-a", session: "5F0C", host: "node1", pid: 4242, threads: 2,
                      models: ["models/smollm2-135m.gguf"], held: [.init(trial: "t-0007", attempt: 12, lastEpoch: 4)]))
     case .ready: .ready(.init(freeSlots: 2))
     case .progress:
-        .progress(.init(messageID: 17, trial: "t-0007", attempt: 12, epoch: 5, loss: 1.375, trainSeconds: 10.5,
-                        epochSeconds: 2.125, evaluation: evaluation))
+        .progress(.init(messageID: 17, trial: "t-0007", attempt: 12, report: EpochReport(
+            epoch: 5, loss: 1.375, epochSeconds: 2.125, trainSeconds: 10.5, tokens: 640, flops: 1.5e12,
+            evaluation: evaluation)))
     case .checkpoint:
         .checkpoint(.init(messageID: 18, trial: "t-0007", attempt: 12,
                           checkpoint: .init(epoch: 5, location: .inline(Data([0, 1, 2, 254, 255])))))
     case .done:
         .done(.init(messageID: 19, trial: "t-0007", attempt: 12, summary: .init(
-            epochs: 20, finalLoss: 0.0625, secondsPerEpoch: 2.0, evaluationSeconds: 30, trainableParams: 921_600,
-            peakRSSBytes: 1 << 30, finalAccuracy: 0.93, finalAccuracyAtThreshold: 0.8, epochsToThreshold: 14,
-            finalPerplexity: 13.0, perplexityBefore: 11.5)))
+            outcome: .done, epochs: 20, finalLoss: 0.0625, trainableParameters: 921_600, baseWeightBytes: 1 << 28,
+            peakResidentBytes: 1 << 30, finalAccuracy: 0.93, finalAccuracyAtThreshold: 0.8, epochsToThreshold: 14,
+            perplexityBefore: 11.5, finalPerplexity: 13.0, secondsPerEpoch: 2.0, evaluationSeconds: 30)))
     case .failed: .failed(.init(messageID: 20, trial: "t-0008", attempt: 13, reason: "model file missing", retryable: true))
     case .heartbeat: .heartbeat(.init(running: [.init(trial: "t-0007", attempt: 12, epoch: 6, step: 31)]))
     case .assign:
-        .assign(.init(trial: "t-0007", attempt: 12, configJSON: #"{"data":"data/facts.jsonl","model":"m.gguf"}"#,
+        .assign(.init(trial: "t-0007", attempt: 12, config: sampleConfig(),
                       resume: .init(epoch: 4, location: .path("runs/t-0007/epoch-4")), epochsRecorded: 4))
     case .ack: .ack(.init(messageIDs: [17, 18, 19]))
     case .cancel: .cancel(.init(trial: "t-0009"))
@@ -43,6 +46,16 @@ func sample(_ type: MessageType) -> Message {
     case .shutdown: .shutdown(.init(reason: "sweep finished"))
     case .error: .error(.init(reason: "expected 3 frames (header, type, body), got 1"))
     }
+}
+
+/// A trial configuration with optional fields set, for messages that carry one.
+func sampleConfig(epochs: Int = 3) -> TrialConfig {
+    var training = TrainingSettings()
+    training.method = MethodSettings(kind: .lora, rank: 4, alpha: 16, targets: [.q, .v])
+    training.learningRate = 1e-3
+    training.epochs = epochs
+    return TrialConfig(model: "models/m.gguf", data: "data/facts.jsonl", training: training, maxNewTokens: 24,
+                       heldOut: "none")
 }
 
 /// Keeps log records in memory, for tests that check what was logged.

@@ -47,8 +47,8 @@ import Testing
             ([Data("\u{0}\u{ff}junk".utf8), good[1], good[2]], .badHeader(Data("\u{0}\u{ff}junk".utf8)), true),
             ([good[0], good[1], truncated], nil, true),
             ([good[0], Data([0x42]), Data("{}".utf8)], .unknownType(Data([0x42])), true),
-            ([Data("factsweep/2".utf8), good[1], good[2]], .wrongVersion(found: 2), true),
-            ([Data("factsweep/2".utf8), good[1], good[2]], .wrongVersion(found: 2), false),
+            ([Data("factsweep/1".utf8), good[1], good[2]], .wrongVersion(found: 1), true),
+            ([Data("factsweep/1".utf8), good[1], good[2]], .wrongVersion(found: 1), false),
             ([good[0], Data([MessageType.error.rawValue]), Data("not json".utf8)], nil, false),
         ]
         for (index, item) in cases.enumerated() {

@@ -2,7 +2,8 @@
 // axis, and text that stays inside the picture.
 import Foundation
 import Testing
-@testable import Coordinator
+@testable import Report
+@testable import Store
 
 @Suite struct ChartTests {
     @Test func linearAxesUseRoundTicks() {

@@ -5,7 +5,8 @@ import GRDB
 import Logging
 import Testing
 import TestSupport
-@testable import Coordinator
+@testable import Report
+@testable import Store
 
 @Suite struct ReportEdgeCaseTests {
     let logger = Logger(label: "test.report") { _ in SwiftLogNoOpLogHandler() }

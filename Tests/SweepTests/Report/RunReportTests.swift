@@ -4,7 +4,8 @@ import Foundation
 import Logging
 import Testing
 import TestSupport
-@testable import Coordinator
+@testable import Report
+@testable import Store
 
 @Suite struct RunReportTests {
     let logger = Logger(label: "test.report") { _ in SwiftLogNoOpLogHandler() }

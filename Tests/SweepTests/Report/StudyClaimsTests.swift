@@ -2,7 +2,8 @@
 // to the run's numbers, with arms found by method/rank/alpha.
 import Foundation
 import Testing
-@testable import Coordinator
+@testable import Report
+@testable import Store
 @testable import Core
 
 @Suite struct StudyClaimsTests {

@@ -5,8 +5,11 @@ import Foundation
 import Logging
 import Protocol
 import TestSupport
-@testable import Coordinator
+@testable import Report
+@testable import Store
 @testable import Core
+import Store
+import Trial
 
 /// One condition's shape: method settings, the curves it follows and its cost.
 struct SyntheticCondition {
@@ -113,13 +116,15 @@ enum SyntheticStudy {
                                               report: report(condition, seed: seed, epoch: epoch))
                 }
                 guard recorded == epochs else { continue }
-                let summary = Message.Summary(
-                    epochs: epochs, finalLoss: Float(condition.loss(epochs)), secondsPerEpoch: condition.secondsPerEpoch,
-                    evaluationSeconds: 0.5, trainableParams: condition.method.kind == .full ? 134_515_008 : 460_800,
-                    peakRSSBytes: 1_400_000_000, finalAccuracy: Float(condition.accuracy(epochs)),
-                    finalPerplexity: 21, perplexityBefore: 17.9, baseWeightBytes: condition.method.kind == .qlora ? 80_000_000 : 538_000_000)
+                let summary = TrialSummary(
+                    outcome: .done, epochs: epochs, finalLoss: Float(condition.loss(epochs)),
+                    trainableParameters: condition.method.kind == .full ? 134_515_008 : 460_800,
+                    baseWeightBytes: condition.method.kind == .qlora ? 80_000_000 : 538_000_000,
+                    peakResidentBytes: 1_400_000_000, finalAccuracy: Float(condition.accuracy(epochs)),
+                    perplexityBefore: 17.9, finalPerplexity: 21, secondsPerEpoch: condition.secondsPerEpoch,
+                    evaluationSeconds: 0.5)
                 _ = try store.finishTrial(claimed.key, attemptID: claimed.attemptID, result: .done,
-                                          summary: try JSONEncoder().encode(summary))
+                                          summary: try TrialJSON.encoder().encode(summary))
             }
         }
         return path

@@ -4,7 +4,7 @@
 import Foundation
 import GRDB
 import Testing
-@testable import Coordinator
+@testable import Store
 
 @Suite struct BatchTests {
     /// A store with two trials claimed by worker w1.

@@ -2,7 +2,8 @@
 // nothing twice.
 import Foundation
 import Testing
-@testable import Coordinator
+import Trial
+@testable import Store
 
 @Suite struct ClaimOrderTests {
     @Test func conditionsAreInterleavedRoundRobin() throws {
@@ -38,7 +39,7 @@ import Testing
         try fixture.addSweep([StoreSamples.trial("lora-r8", seed: 1), StoreSamples.trial("lora-r8", seed: 2)])
         let first = try #require(try fixture.store.claimNextTrial(for: "w1"))
         #expect(try fixture.store.recordEpoch(first.key, attemptID: first.attemptID, report: StoreSamples.epoch(1)) == .accepted)
-        let checkpoint = Checkpoint(epoch: 1, location: .inline(Data([1, 2, 3])))
+        let checkpoint = CheckpointRef(epoch: 1, location: .inline(Data([1, 2, 3])))
         #expect(try fixture.store.recordCheckpoint(first.key, attemptID: first.attemptID, checkpoint: checkpoint) == .accepted)
         #expect(try fixture.store.releaseTrial(first.key, attemptID: first.attemptID) == .accepted)
 

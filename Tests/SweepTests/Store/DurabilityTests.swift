@@ -4,7 +4,9 @@ import Foundation
 import GRDB
 import Testing
 import TestSupport
-@testable import Coordinator
+@testable import Store
+import Store
+import Trial
 
 @Suite struct DurabilityTests {
     /// The files a `kill -9` leaves are the database and its write-ahead log

@@ -3,7 +3,8 @@
 import Foundation
 import GRDB
 import Testing
-@testable import Coordinator
+import Trial
+@testable import Store
 
 @Suite struct EpochRecordingTests {
     /// A store with one trial claimed by worker w1.
@@ -36,7 +37,7 @@ import Testing
         let store = fixture.store
         #expect(try store.recordEpoch(claimed.key, attemptID: "someone-else", report: StoreSamples.epoch(1))
             == .staleAttempt(current: claimed.attemptID))
-        #expect(try store.recordCheckpoint(claimed.key, attemptID: "someone-else", checkpoint: Checkpoint(epoch: 1, location: .path("x")))
+        #expect(try store.recordCheckpoint(claimed.key, attemptID: "someone-else", checkpoint: CheckpointRef(epoch: 1, location: .path("x")))
             == .staleAttempt(current: claimed.attemptID))
         #expect(try store.finishTrial(claimed.key, attemptID: "someone-else", result: .done) == .staleAttempt(current: claimed.attemptID))
         #expect(try store.trial(claimed.key)?.status == .running)
@@ -72,13 +73,13 @@ import Testing
     @Test func checkpointsMoveForwardOnlyAndNotPastTheRecordedEpochs() throws {
         let (fixture, claimed) = try claimedTrial()
         let store = fixture.store
-        let atTwo = Checkpoint(epoch: 2, location: .path("runs/ckpt-2"))
+        let atTwo = CheckpointRef(epoch: 2, location: .path("runs/ckpt-2"))
         #expect(try store.recordCheckpoint(claimed.key, attemptID: claimed.attemptID, checkpoint: atTwo) == .gap(expected: 1))
         for epoch in 1...2 {
             _ = try store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: StoreSamples.epoch(epoch))
         }
         #expect(try store.recordCheckpoint(claimed.key, attemptID: claimed.attemptID, checkpoint: atTwo) == .accepted)
-        let older = Checkpoint(epoch: 1, location: .path("runs/ckpt-1"))
+        let older = CheckpointRef(epoch: 1, location: .path("runs/ckpt-1"))
         #expect(try store.recordCheckpoint(claimed.key, attemptID: claimed.attemptID, checkpoint: older) == .duplicate)
         #expect(try store.trial(claimed.key)?.checkpoint == atTwo)
     }

@@ -3,7 +3,9 @@
 import Foundation
 import GRDB
 import Testing
-@testable import Coordinator
+@testable import Store
+import Store
+import Trial
 
 @Suite struct LeaseTests {
     @Test func anExpiredLeaseRequeuesFromTheCheckpointUntilTheRetryLimit() throws {
@@ -13,7 +15,7 @@ import Testing
         try fixture.addSweep([StoreSamples.trial("lora-r8", seed: 1)], retryLimit: 1)
         let first = try #require(try store.claimNextTrial(for: "w1"))
         _ = try store.recordEpoch(first.key, attemptID: first.attemptID, report: StoreSamples.epoch(1))
-        _ = try store.recordCheckpoint(first.key, attemptID: first.attemptID, checkpoint: Checkpoint(epoch: 1, location: .path("c1")))
+        _ = try store.recordCheckpoint(first.key, attemptID: first.attemptID, checkpoint: CheckpointRef(epoch: 1, location: .path("c1")))
         _ = try store.recordEpoch(first.key, attemptID: first.attemptID, report: StoreSamples.epoch(2))
 
         fixture.clock.advance(by: 30)

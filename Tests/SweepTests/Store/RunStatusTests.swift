@@ -1,7 +1,7 @@
 // The status summary: counts, per-condition progress, throughput and ETA inputs.
 import Foundation
 import Testing
-@testable import Coordinator
+@testable import Store
 
 @Suite struct RunStatusTests {
     @Test func statusCountsProgressAndRecentThroughput() throws {

@@ -4,7 +4,7 @@ import Foundation
 import GRDB
 import Testing
 import TestSupport
-@testable import Coordinator
+@testable import Store
 
 @Suite struct SchemaDocumentationTests {
     private static func document() throws -> String {

@@ -3,8 +3,10 @@
 import Foundation
 import Logging
 import TestSupport
-@testable import Coordinator
+@testable import Store
 @testable import Core
+import Store
+import Trial
 
 /// A clock that stands still until the test advances it.
 final class ManualClock: @unchecked Sendable {

@@ -2,7 +2,7 @@
 import Foundation
 import GRDB
 import Testing
-@testable import Coordinator
+@testable import Store
 
 @Suite struct SweepInsertionTests {
     @Test func reAddingTheSameTrialsAddsNoneAndExtendingAddsOnlyTheNew() throws {

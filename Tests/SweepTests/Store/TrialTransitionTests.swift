@@ -1,7 +1,7 @@
 // The trial state machine: allowed moves succeed, the rest are error values.
 import Foundation
 import Testing
-@testable import Coordinator
+@testable import Store
 
 @Suite struct TrialTransitionTests {
     @Test func theStateMachineAllowsExactlyTheDocumentedMoves() {

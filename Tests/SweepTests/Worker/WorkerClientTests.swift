@@ -9,6 +9,7 @@ import Testing
 @testable import Protocol
 import TestSupport
 @testable import Worker
+import Trial
 
 @Suite(.serialized) struct WorkerClientTests {
     @Test func saysHelloAsksForWorkCountsViolationsAndShutsDown() throws {
@@ -29,7 +30,8 @@ import TestSupport
         // Worker messages from a coordinator are violations: logged and counted, never answered.
         try coordinator.send(.ready(.init(freeSlots: 3)))
         try coordinator.send(.done(.init(messageID: 1, trial: "t", attempt: 1, summary: .init(
-            epochs: 1, finalLoss: 1, secondsPerEpoch: 1, evaluationSeconds: 0, trainableParams: 1, peakRSSBytes: 1))))
+            outcome: .done, epochs: 1, finalLoss: 1, trainableParameters: 1, baseWeightBytes: nil, peakResidentBytes: 1,
+            secondsPerEpoch: 1, evaluationSeconds: 0))))
         try coordinator.send(.error(.init(reason: "just so")))
         let after = try coordinator.collect(for: .milliseconds(300))
         #expect(after.allSatisfy { if case .heartbeat = $0 { true } else { false } }, "only heartbeats: \(after.map(\.type))")
@@ -46,12 +48,12 @@ import TestSupport
         let context = try ZMQContext()
         let coordinator = try ScriptedCoordinator(context, bind: inprocEndpoint("trial"), workerID: "w-trial", timing: workerTiming())
         let checkpoints = try TemporaryDirectory()
-        let config = try TinyTrial.configJSON(epochs: 2)
+        let config = try TinyTrial.config(epochs: 2)
         let worker = TinyTrial.worker(coordinator, id: "w-trial", checkpoints: checkpoints.url, shared: false)
         defer { worker.stop() }
         _ = try coordinator.expect("ready") { if case .ready = $0 { true } else { nil } }
 
-        try coordinator.send(.assign(.init(trial: "t-tiny", attempt: 7, configJSON: config)))
+        try coordinator.send(.assign(.init(trial: "t-tiny", attempt: 7, config: config)))
         // The ack of epoch 1's checkpoint is withheld.
         let results = try coordinator.results(until: \.isDone, withhold: { $0 == 2 })
         #expect(results.compactMap(\.resultKind) == ["progress 1", "checkpoint 1", "progress 2", "checkpoint 2", "done 2"])
@@ -61,7 +63,8 @@ import TestSupport
             Issue.record("expected an inline checkpoint and done: \(results)"); return
         }
         #expect(first.trial == "t-tiny" && first.attempt == 7 && !epochOne.isEmpty)
-        #expect(done.summary.epochs == 2 && done.summary.finalLoss.isFinite && !done.summary.diverged && done.summary.trainableParams > 0)
+        #expect(done.summary.epochs == 2 && done.summary.finalLoss?.isFinite == true && done.summary.outcome == .done
+                && done.summary.trainableParameters > 0)
         let file = checkpoints.url.appendingPathComponent("t-tiny/checkpoint.safetensors")
         #expect(FileManager.default.fileExists(atPath: file.path))
         _ = try coordinator.expect("ready after done") { if case .ready = $0 { true } else { nil } }
@@ -78,7 +81,7 @@ import TestSupport
         #expect(worker.client.statistics.reconnects >= 1)
 
         // Attempt 8 resumes from epoch 1's bytes; the store already has epoch 1.
-        try coordinator.send(.assign(.init(trial: "t-tiny", attempt: 8, configJSON: config,
+        try coordinator.send(.assign(.init(trial: "t-tiny", attempt: 8, config: config,
                                            resume: .init(epoch: 1, location: .inline(epochOne)), epochsRecorded: 1)))
         let resumed = try coordinator.results(until: \.isDone)
         #expect(resumed.compactMap(\.resultKind) == ["progress 2", "checkpoint 2", "done 2"])
@@ -93,12 +96,12 @@ import TestSupport
         let context = try ZMQContext()
         let coordinator = try ScriptedCoordinator(context, bind: inprocEndpoint("drop"), workerID: "w-drop", timing: workerTiming())
         let checkpoints = try TemporaryDirectory()
-        let config = try TinyTrial.configJSON(epochs: 500, checkpointEvery: 0)
+        let config = try TinyTrial.config(epochs: 500, checkpointEvery: 0)
         let worker = TinyTrial.worker(coordinator, id: "w-drop", checkpoints: checkpoints.url)
         defer { worker.stop() }
         _ = try coordinator.expect("ready") { if case .ready = $0 { true } else { nil } }
 
-        try coordinator.send(.assign(.init(trial: "t-long", attempt: 3, configJSON: config)))
+        try coordinator.send(.assign(.init(trial: "t-long", attempt: 3, config: config)))
         // Heartbeats carry the trainer's position, and it advances.
         let first = try coordinator.expect("a position", within: .seconds(60)) {
             if case .heartbeat(let b) = $0, let a = b.running.first, a.step > 0 { a } else { nil }
@@ -130,12 +133,12 @@ import TestSupport
         let timing = workerTiming()
         let coordinator = try ScriptedCoordinator(context, bind: "tcp://127.0.0.1:*", workerID: "w-pirate", timing: timing)
         let checkpoints = try TemporaryDirectory()
-        let config = try TinyTrial.configJSON(epochs: 500)
+        let config = try TinyTrial.config(epochs: 500)
         let worker = TinyTrial.worker(coordinator, id: "w-pirate", checkpoints: checkpoints.url)
         defer { worker.stop() }
         _ = try coordinator.expect("ready") { if case .ready = $0 { true } else { nil } }
 
-        try coordinator.send(.assign(.init(trial: "t-pirate", attempt: 11, configJSON: config)))
+        try coordinator.send(.assign(.init(trial: "t-pirate", attempt: 11, config: config)))
         let unacknowledged: [Message] = [
             try coordinator.expect("progress 1", within: .seconds(60)) { message -> Message? in
                 if case .progress = message { message } else { nil }
@@ -203,7 +206,7 @@ import TestSupport
     }
 
     @Test func configurationErrorsAreNotRetryableAndIOErrorsAre() {
-        #expect(!FailureKind.isRetryable(ConfigurationRejected("config_json is not a trial configuration")))
+        #expect(!FailureKind.isRetryable(MethodError("rank must be at least 1 (got 0)")))
         #expect(!FailureKind.isRetryable(LoadErrorSample.configuration))
         #expect(FailureKind.isRetryable(LoadErrorSample.unreadable))
         #expect(FailureKind.isRetryable(ResumeCheckpointMissing(path: "/x")))

@@ -4,6 +4,7 @@ import Foundation
 import Testing
 @testable import Coordinator
 @testable import Protocol
+import Store
 import TestSupport
 @testable import Worker
 

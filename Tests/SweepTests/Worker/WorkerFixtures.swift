@@ -8,6 +8,7 @@ import Testing
 @testable import Protocol
 import TestSupport
 @testable import Worker
+import Trial
 
 /// A bound ROUTER speaking for the coordinator, one worker at a time. It answers the worker's heartbeats while
 /// the test waits for something (unless `silent`), so the worker keeps it alive only while the test wants.
@@ -140,10 +141,6 @@ enum TinyTrial {
                                     logger: CapturedLogs().logger("runner"))
 
     /// The canonical JSON of `config(epochs:checkpointEvery:)`.
-    static func configJSON(epochs: Int, checkpointEvery: Int = 1) throws -> String {
-        String(decoding: try config(epochs: epochs, checkpointEvery: checkpointEvery).canonicalJSON(), as: UTF8.self)
-    }
-
     /// A LoRA trial on the biography facts: one step per fact, no evaluation.
     static func config(epochs: Int, checkpointEvery: Int = 1) throws -> TrialConfig {
         var training = TrainingSettings()

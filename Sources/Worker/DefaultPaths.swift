@@ -36,14 +36,15 @@ public enum DefaultPaths {
     public static func resolve(_ path: String?, default url: URL, what: String) throws -> URL {
         if let path { return URL(fileURLWithPath: path) }
         guard FileManager.default.fileExists(atPath: url.path) else {
-            throw CLIError("the default \(what) is not at \(url.path): run scripts/setup.sh, or name one with --model")
+            throw MissingDefault(what: what, path: url.path)
         }
         return url
     }
 }
 
-/// An error with a message for the user (a missing default, a bad argument).
-public struct CLIError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+/// A default model or data file that is not where the checkout keeps it.
+public struct MissingDefault: Error, CustomStringConvertible {
+    public let what: String
+    public let path: String
+    public var description: String { "the default \(what) is not at \(path): run scripts/setup.sh, or name one explicitly" }
 }

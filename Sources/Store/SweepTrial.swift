@@ -1,6 +1,6 @@
 // SweepTrial and AddedSweep: what a sweep hands the store, and what adding it changed.
-import Core
 import Foundation
+import Trial
 
 /// One trial of a sweep, as the sweep's expansion produced it.
 public struct SweepTrial: Sendable, Equatable {

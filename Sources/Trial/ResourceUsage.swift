@@ -1,4 +1,5 @@
-// ResourceUsage: what the process has used, for reports.
+// ResourceUsage: what the process has used — the peak resident set a trial
+// summary reports, the CPU time the coordinator's statistics report.
 import Foundation
 
 /// Process resource figures.

@@ -2,6 +2,7 @@
 // row and the answers of each trial's last evaluation — taken in one read so
 // that a running sweep gives a consistent picture.
 import Foundation
+import Trial
 
 /// A trial as the report sees it: its settings, progress and (once
 /// finished) the worker's summary.
@@ -22,35 +23,10 @@ public struct ReportTrial: Sendable, Equatable {
     public var lastEpoch: Int
     /// The worker's final summary; nil until the trial is done (or in
     /// databases written before the summary was stored).
-    public var summary: TrialSummaryFacts?
+    public var summary: TrialSummary?
 
     /// Whether more epochs may still arrive (the curve is partial).
     public var isOpen: Bool { ["pending", "running", "stale"].contains(status) }
-}
-
-/// The parts of the worker's final summary a report shows; every field is
-/// optional so that older or partial summaries still read.
-public struct TrialSummaryFacts: Sendable, Equatable, Decodable {
-    public var trainableParameters: Int?
-    public var baseWeightBytes: Int?
-    public var peakResidentBytes: Int?
-    public var perplexityBefore: Double?
-    public var finalPerplexity: Double?
-    public var secondsPerEpoch: Double?
-
-    public init(trainableParameters: Int? = nil, baseWeightBytes: Int? = nil, peakResidentBytes: Int? = nil,
-                perplexityBefore: Double? = nil, finalPerplexity: Double? = nil, secondsPerEpoch: Double? = nil) {
-        self.trainableParameters = trainableParameters; self.baseWeightBytes = baseWeightBytes
-        self.peakResidentBytes = peakResidentBytes; self.perplexityBefore = perplexityBefore
-        self.finalPerplexity = finalPerplexity; self.secondsPerEpoch = secondsPerEpoch
-    }
-
-    /// The protocol's `done` summary keys (docs/protocol.md).
-    enum CodingKeys: String, CodingKey {
-        case trainableParameters = "trainable_params", baseWeightBytes = "base_weight_bytes"
-        case peakResidentBytes = "peak_rss_bytes", perplexityBefore = "perplexity_before"
-        case finalPerplexity = "final_perplexity", secondsPerEpoch = "seconds_per_epoch"
-    }
 }
 
 /// One `epoch_metrics` row. Evaluation columns are nil at epochs without an evaluation.

@@ -1,8 +1,8 @@
 // RunStore attempts: handing trials to workers and taking them back — claim,
 // start, finish, release, cancel.
-import Core
 import Foundation
 import GRDB
+import Trial
 
 extension RunStore {
     /// Gives `workerID` the next pending trial and starts an attempt on it,
@@ -74,10 +74,10 @@ extension RunStore {
     }
 
     /// The checkpoint columns of a trial row, if any.
-    static func checkpoint(in row: Row) -> Checkpoint? {
+    static func checkpoint(in row: Row) -> CheckpointRef? {
         guard let epoch: Int = row["checkpoint_epoch"] else { return nil }
-        if let path: String = row["checkpoint_path"] { return Checkpoint(epoch: epoch, location: .path(path)) }
-        if let blob: Data = row["checkpoint_blob"] { return Checkpoint(epoch: epoch, location: .inline(blob)) }
+        if let path: String = row["checkpoint_path"] { return CheckpointRef(epoch: epoch, location: .path(path)) }
+        if let blob: Data = row["checkpoint_blob"] { return CheckpointRef(epoch: epoch, location: .inline(blob)) }
         return nil
     }
 

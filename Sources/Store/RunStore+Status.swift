@@ -1,6 +1,7 @@
 // RunStore status: reading progress back — the summary, one trial, its attempts.
 import Foundation
 import GRDB
+import Trial
 
 extension RunStore {
     /// Counts per status and per condition, and throughput over the last

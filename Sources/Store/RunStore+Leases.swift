@@ -3,6 +3,7 @@
 // restart a worker can re-adopt the attempt it is still running.
 import Foundation
 import GRDB
+import Trial
 
 extension RunStore {
     /// Requeues every running or stale trial whose attempt's lease has run

@@ -31,7 +31,7 @@ enum ReportTables {
             return [.paragraph("No perplexity recorded: the trials measure no held-out text (held_out \"none\").")]
         }
         let rows = conditions.map { condition -> [String] in
-            let before = SeedSpread(condition.trials.compactMap { $0.summary?.perplexityBefore })
+            let before = SeedSpread(condition.trials.compactMap { $0.summary?.perplexityBefore.map(Double.init) })
             var change = "—"
             if let first = condition.firstPerplexity?.mean, let last = condition.lastPerplexity?.mean {
                 change = (last >= first ? "+" : "") + ReportNumber.fixed(100 * (last - first) / first, 1) + "%"
@@ -61,9 +61,9 @@ enum ReportTables {
                 values.compactMap { $0 }.max().map { format(Double($0)) } ?? "—"
             }
             return [condition.condition, condition.settings, "\(summaries.count)",
-                    largest(summaries.map(\.trainableParameters), ReportNumber.count),
+                    largest(summaries.map { $0.trainableParameters }, ReportNumber.count),
                     largest(summaries.map(\.baseWeightBytes), ReportNumber.bytes),
-                    largest(summaries.map(\.peakResidentBytes), ReportNumber.bytes)]
+                    largest(summaries.map { $0.peakResidentBytes }, ReportNumber.bytes)]
         }
         guard !rows.isEmpty else {
             return [.paragraph("No trial has finished yet: trainable parameters, base weight bytes and peak RSS arrive "

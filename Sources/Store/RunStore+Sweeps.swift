@@ -1,7 +1,7 @@
 // RunStore sweeps: adding a sweep and its trials, idempotently.
-import Core
 import Foundation
 import GRDB
+import Trial
 
 extension RunStore {
     /// Adds the sweep `name` with `trials`. Idempotent: keys already in the

@@ -1,25 +1,7 @@
-// ClaimedTrial and Checkpoint: what a worker receives when it gets a trial,
+// ClaimedTrial: what a worker receives when it gets a trial,
 // including where to resume from.
-import Core
 import Foundation
-
-/// The newest checkpoint of a trial: the state after `epoch` epochs.
-public struct Checkpoint: Sendable, Equatable {
-    public enum Location: Sendable, Equatable {
-        /// A checkpoint directory or file reachable by the workers (shared storage).
-        case path(String)
-        /// Small checkpoints (adapters) carried in the database itself, for
-        /// workers without shared storage.
-        case inline(Data)
-    }
-
-    public var epoch: Int
-    public var location: Location
-
-    public init(epoch: Int, location: Location) {
-        self.epoch = epoch; self.location = location
-    }
-}
+import Trial
 
 /// A trial handed to a worker: everything it needs to start or resume.
 public struct ClaimedTrial: Sendable, Equatable {
@@ -29,7 +11,7 @@ public struct ClaimedTrial: Sendable, Equatable {
     /// Identifies this attempt in every later message; only it may write.
     public var attemptID: String
     /// Resume from here; nil: start from the base model.
-    public var checkpoint: Checkpoint?
+    public var checkpoint: CheckpointRef?
     /// The first epoch the store will accept from this attempt.
     public var nextEpoch: Int
 }

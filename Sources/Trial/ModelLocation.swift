@@ -1,4 +1,5 @@
-// ModelLocation: decides what a user-given model path holds and opens it.
+// ModelLocation: decides what a user-given model path holds (Core opens it),
+// so that a sweep spec is checked before any worker loads the model.
 //
 // Accepted: a `.gguf` file; a directory holding exactly one `.gguf` file; a
 // Hugging Face directory with `config.json` and safetensors weights. Anything
@@ -12,6 +13,10 @@ public enum ModelLocation: Sendable, Equatable {
     case gguf(URL)
     /// A Hugging Face checkpoint directory.
     case huggingFace(directory: URL)
+
+    /// A Hugging Face checkpoint's weights in one file, or sharded with an index.
+    public static let safetensorsFileName = "model.safetensors"
+    public static let safetensorsIndexFileName = "model.safetensors.index.json"
 
     /// Classifies `url` (a file or a directory).
     public static func resolve(_ url: URL) throws -> ModelLocation {
@@ -32,7 +37,7 @@ public enum ModelLocation: Sendable, Equatable {
         }
         let ggufs = names.filter { $0.lowercased().hasSuffix(".gguf") }.sorted()
         let isHuggingFace = names.contains("config.json")
-            && (names.contains(HFDirectoryTensorSource.singleFileName) || names.contains(HFDirectoryTensorSource.indexFileName))
+            && (names.contains(ModelLocation.safetensorsFileName) || names.contains(ModelLocation.safetensorsIndexFileName))
         switch (ggufs.count, isHuggingFace) {
         case (0, true):
             return .huggingFace(directory: url)
@@ -41,47 +46,14 @@ public enum ModelLocation: Sendable, Equatable {
         case (0, false):
             throw LoadError.unreadable(
                 file: url.path,
-                reason: "no model here: expected one .gguf file, or config.json with \(HFDirectoryTensorSource.singleFileName) "
-                    + "or \(HFDirectoryTensorSource.indexFileName)")
+                reason: "no model here: expected one .gguf file, or config.json with \(ModelLocation.safetensorsFileName) "
+                    + "or \(ModelLocation.safetensorsIndexFileName)")
         default:
             let found = ggufs + (isHuggingFace ? ["a Hugging Face checkpoint"] : [])
             throw LoadError.unreadable(
                 file: url.path, reason: "ambiguous: holds \(found.joined(separator: ", ")); pass the file to use")
         }
     }
-
-    /// Opens the model: configuration and weights, and the GGUF file when the
-    /// model is one (it also holds the tokenizer).
-    public func open() throws -> LoadedModel {
-        switch self {
-        case let .gguf(url):
-            let file = try GGUFFile(url: url)
-            let configuration = try LlamaConfiguration(gguf: file)
-            return LoadedModel(
-                location: self, configuration: configuration,
-                tensors: GGUFTensorSource(file: file, configuration: configuration), gguf: file)
-        case let .huggingFace(directory):
-            let configuration = try LlamaConfiguration.load(configJSON: directory.appendingPathComponent("config.json"))
-            return LoadedModel(
-                location: self, configuration: configuration,
-                tensors: try HFDirectoryTensorSource(directory: directory), gguf: nil)
-        }
-    }
-
-    /// Resolves and opens `url` in one step.
-    public static func open(_ url: URL) throws -> LoadedModel {
-        try resolve(url).open()
-    }
-}
-
-/// An opened model: what the trainer needs to build and fill a Llama.
-public struct LoadedModel: Sendable {
-    public let location: ModelLocation
-    public let configuration: LlamaConfiguration
-    /// Weights in Hugging Face names and layout.
-    public let tensors: any TensorSource
-    /// The GGUF file, when the model is one, for its tokenizer metadata.
-    public let gguf: GGUFFile?
 }
 
 extension ModelLocation {

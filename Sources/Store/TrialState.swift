@@ -2,6 +2,7 @@
 // one place where a trial's status changes (so every change is checked).
 import Foundation
 import GRDB
+import Trial
 
 /// A trial's row as the state machine sees it.
 struct TrialState: Sendable {

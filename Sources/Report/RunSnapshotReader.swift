@@ -3,6 +3,8 @@
 import Foundation
 import GRDB
 import Logging
+import Store
+import Trial
 
 /// Reads run databases for reports. Never writes: the connection is
 /// read-only, so a report cannot disturb a running sweep.
@@ -109,8 +111,8 @@ public enum RunSnapshotReader {
 
     /// A summary that does not decode is shown as absent rather than failing
     /// the whole report: it is informational.
-    private static func decodeSummary(_ text: String?) -> TrialSummaryFacts? {
+    private static func decodeSummary(_ text: String?) -> TrialSummary? {
         guard let text else { return nil }
-        return try? JSONDecoder().decode(TrialSummaryFacts.self, from: Data(text.utf8))
+        return try? TrialJSON.decoder().decode(TrialSummary.self, from: Data(text.utf8))
     }
 }

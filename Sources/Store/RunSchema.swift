@@ -4,10 +4,10 @@ import GRDB
 
 /// The run database's schema. Migrations are append-only: a released
 /// migration is never edited, a change is a new migration.
-enum RunSchema {
+public enum RunSchema {
     /// `PRAGMA application_id` of a run database ("FSWP"), so that FactSweep
     /// (and `file(1)`) can tell its databases from any other SQLite file.
-    static let applicationID: Int32 = 0x4653_5750
+    public static let applicationID: Int32 = 0x4653_5750
 
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()

@@ -1,9 +1,9 @@
 // RunStore epochs: what an attempt reports while it trains — epoch metrics,
 // per-question answers and checkpoints — under the rule that only the
 // attempt holding the trial writes, one epoch after another.
-import Core
 import Foundation
 import GRDB
+import Trial
 
 extension RunStore {
     /// Records epoch `report.epoch` of the trial (and its evaluation's
@@ -72,7 +72,7 @@ extension RunStore {
     /// Records the trial's newest checkpoint, which a later attempt resumes
     /// from. Its epoch must already be recorded; an older or equal checkpoint
     /// than the stored one is a duplicate.
-    public func recordCheckpoint(_ trialKey: String, attemptID: String, checkpoint: Checkpoint) throws -> AttemptWrite {
+    public func recordCheckpoint(_ trialKey: String, attemptID: String, checkpoint: CheckpointRef) throws -> AttemptWrite {
         let now = now
         return try write { db in
             let trial = try TrialState.fetch(db, key: trialKey)

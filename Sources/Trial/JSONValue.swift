@@ -1,10 +1,11 @@
 // JSONValue: a JSON document as a tree that keeps integers, numbers, booleans
-// and strings apart, so that the spec validator can report every wrong type at
-// once instead of stopping at the first, as a Decodable struct would.
+// and strings apart — for the sweep spec's validator, which reports every wrong
+// type at once instead of stopping at the first as a Decodable struct would,
+// and for the small sections of tokenizer.json that are checked field by field.
 import Foundation
 
 /// A parsed JSON value.
-enum JSONValue: Sendable, Equatable {
+public enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     /// A number written without fraction or exponent that fits `Int`.
@@ -15,8 +16,27 @@ enum JSONValue: Sendable, Equatable {
     /// Members in no particular order (JSONDecoder does not keep it); readers sort names.
     case object([String: JSONValue])
 
+    /// The member `key` of an object; nil for anything else.
+    public subscript(key: String) -> JSONValue? {
+        if case let .object(fields) = self { return fields[key] }
+        return nil
+    }
+
+    public var string: String? { if case let .string(value) = self { value } else { nil } }
+    public var bool: Bool? { if case let .bool(value) = self { value } else { nil } }
+    public var array: [JSONValue]? { if case let .array(value) = self { value } else { nil } }
+    /// An integer, also when written as a number with an integral value (`2.0`).
+    public var int: Int? {
+        switch self {
+        case let .integer(value): value
+        case let .number(value): Int(exactly: value)
+        default: nil
+        }
+    }
+    public var isNull: Bool { self == .null }
+
     /// What the value is, for "expected X, got Y" messages.
-    var kindName: String {
+    public var kindName: String {
         switch self {
         case .null: "null"
         case .bool: "a boolean"
@@ -28,24 +48,36 @@ enum JSONValue: Sendable, Equatable {
     }
 
     /// "a number 3", "a string \"x\"", "null": what the user wrote, for "got …".
-    var described: String { self == .null ? "null" : "\(kindName) \(shortText)" }
+    public var described: String { self == .null ? "null" : "\(kindName) \(shortText)" }
 
-    /// The value as a spec reader shows it back to the user.
-    var shortText: String {
+    /// The value as a reader shows it back to the user; objects abbreviated.
+    public var shortText: String {
+        switch self {
+        case .object: "{…}"
+        default: description
+        }
+    }
+}
+
+extension JSONValue: CustomStringConvertible {
+    /// The value as JSON-like text, object members sorted by name.
+    public var description: String {
         switch self {
         case .null: "null"
-        case .bool(let b): "\(b)"
-        case .integer(let i): "\(i)"
-        case .number(let d): "\(d)"
-        case .string(let s): "\"\(s)\""
-        case .array(let items): "[\(items.map(\.shortText).joined(separator: ", "))]"
-        case .object: "{…}"
+        case let .bool(value): "\(value)"
+        case let .integer(value): "\(value)"
+        case let .number(value): "\(value)"
+        case let .string(value): value.debugDescription
+        case let .array(values): "[" + values.map(\.description).joined(separator: ", ") + "]"
+        case let .object(fields):
+            "{" + fields.sorted { $0.key < $1.key }.map { "\($0.key.debugDescription): \($0.value)" }
+                .joined(separator: ", ") + "}"
         }
     }
 }
 
 extension JSONValue: Decodable {
-    init(from decoder: Decoder) throws {
+    public init(from decoder: Decoder) throws {
         if var list = try? decoder.unkeyedContainer() {
             var items: [JSONValue] = []
             while !list.isAtEnd { items.append(try list.decode(JSONValue.self)) }

@@ -1,6 +1,7 @@
 // RunStatus and friends: the read-side views of the run database that the
 // coordinator shows (`factsweep status`) and estimates from.
 import Foundation
+import Trial
 
 /// A sweep's progress at one moment, read from one snapshot.
 public struct RunStatus: Sendable, Equatable {
@@ -52,7 +53,7 @@ public struct StoredTrial: Sendable, Equatable {
     public var currentAttemptID: String?
     public var lastEpoch: Int
     public var epochs: Int
-    public var checkpoint: Checkpoint?
+    public var checkpoint: CheckpointRef?
 }
 
 /// An attempt's row.

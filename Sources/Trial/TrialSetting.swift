@@ -1,0 +1,134 @@
+// TrialSetting: the per-trial settings by name — their names (the sweep
+// spec's JSON names, `factsweep train`'s flags in snake_case), the values
+// they accept, the methods they apply to, and how they set a `TrialConfig`.
+// Both the spec reader and the train command build configurations through
+// this one table, so a value one accepts the other cannot refuse.
+import Foundation
+
+/// A per-trial setting. Declaration order is a sweep grid's expansion order:
+/// the first is the outermost (slowest-varying) axis, `seed` the innermost,
+/// so that the replicates of one configuration stand together.
+public enum TrialSetting: String, CaseIterable, Sendable {
+    case rank, alpha, dropout, rslora, targets
+    case lr, epochs, batchSize = "batch_size", warmupSteps = "warmup_steps", schedule
+    case weightDecay = "weight_decay", clip, trainOnPrompt = "train_on_prompt"
+    case evalEvery = "eval_every", threshold, maxNewTokens = "max_new_tokens", embedder, heldOut = "held_out"
+    case checkpointEvery = "checkpoint_every"
+    case seed
+
+    /// The kinds of value settings take.
+    public enum Kind: Sendable {
+        case integer, number, boolean, targets, schedule
+        /// A file or directory; "none" too where `allowsNone`.
+        case path(allowsNone: Bool)
+    }
+
+    public var kind: Kind {
+        switch self {
+        case .rank, .epochs, .batchSize, .warmupSteps, .evalEvery, .maxNewTokens, .checkpointEvery, .seed: .integer
+        case .alpha, .dropout, .lr, .weightDecay, .clip, .threshold: .number
+        case .rslora, .trainOnPrompt: .boolean
+        case .targets: .targets
+        case .schedule: .schedule
+        case .embedder: .path(allowsNone: false)
+        case .heldOut: .path(allowsNone: true)
+        }
+    }
+
+    /// The command-line flag of the setting (`--batch-size`).
+    public var flag: String { "--" + rawValue.replacingOccurrences(of: "_", with: "-") }
+
+    /// The methods that read the setting; elsewhere it is an error in a
+    /// condition and skipped when it comes from a sweep's `defaults` or `grid`.
+    public var methods: Set<MethodKind> {
+        switch self {
+        case .rank, .alpha, .dropout, .rslora: [.lora, .qlora]
+        case .targets: [.lora, .qlora, .ia3]
+        default: Set(MethodKind.allCases)
+        }
+    }
+
+    /// The values a number setting accepts, as the user is told; nil for other kinds.
+    public var expectation: String? {
+        switch self {
+        case .alpha, .lr: "a positive number"
+        case .dropout: "a number in [0, 1)"
+        case .weightDecay, .clip: "a number ≥ 0"
+        case .threshold: "a number in [0, 1]"
+        default: nil
+        }
+    }
+
+    /// Refuses a value of the right kind that the setting cannot take.
+    public func check(_ value: SettingValue) throws(SettingRefusal) {
+        switch (self, value) {
+        case (.rank, .int(let v)), (.epochs, .int(let v)), (.maxNewTokens, .int(let v)), (.checkpointEvery, .int(let v)):
+            try Self.atLeast(1, v)
+        case (.batchSize, .int(let v)): try Self.atLeast(0, v, note: " (0: all examples in one batch)")
+        case (.evalEvery, .int(let v)): try Self.atLeast(0, v, note: " (0: never)")
+        case (.warmupSteps, .int(let v)), (.seed, .int(let v)): try Self.atLeast(0, v)
+        case (.alpha, .float(let v)), (.lr, .float(let v)): try check(v) { $0 > 0 }
+        case (.dropout, .float(let v)): try check(v) { (0..<1).contains($0) }
+        case (.weightDecay, .float(let v)), (.clip, .float(let v)): try check(v) { $0 >= 0 }
+        case (.threshold, .float(let v)): try check(v) { (0...1).contains($0) }
+        case (.targets, .targets(let v)): if v.isEmpty { throw SettingRefusal("no target modules") }
+        case (.rslora, .bool), (.trainOnPrompt, .bool), (.schedule, .schedule), (.embedder, .text), (.heldOut, .text):
+            break
+        default: throw SettingRefusal("\(rawValue) cannot take \(value)")
+        }
+    }
+
+    private static func atLeast(_ minimum: Int, _ v: Int, note: String = "") throws(SettingRefusal) {
+        guard v >= minimum else { throw SettingRefusal("must be at least \(minimum)\(note) (got \(v))") }
+    }
+
+    private func check(_ v: Float, _ isValid: (Float) -> Bool) throws(SettingRefusal) {
+        guard v.isFinite, isValid(v) else { throw SettingRefusal("must be \(expectation ?? "valid") (got \(v))") }
+    }
+
+    /// Sets the setting in `config`, whose method is already chosen; the value is checked first.
+    public func apply(_ value: SettingValue, to config: inout TrialConfig) throws(SettingRefusal) {
+        try check(value)
+        switch (self, value) {
+        case (.rank, .int(let v)): config.training.method.rank = v
+        case (.alpha, .float(let v)): config.training.method.alpha = v
+        case (.dropout, .float(let v)): config.training.method.dropout = v
+        case (.rslora, .bool(let v)): config.training.method.rsLoRA = v
+        case (.targets, .targets(let v)):
+            // PEFT's default written out is the default: one trial, one key.
+            let ordered = ProjectionKind.allCases.filter(v.contains)
+            config.training.method.targets = ordered == MethodSettings(kind: config.training.method.kind).resolvedTargets ? nil : ordered
+        case (.lr, .float(let v)): config.training.learningRate = v
+        case (.epochs, .int(let v)): config.training.epochs = v
+        case (.batchSize, .int(let v)): config.training.batchSize = v
+        case (.warmupSteps, .int(let v)): config.training.warmupSteps = v
+        case (.schedule, .schedule(let v)): config.training.decay = v
+        case (.weightDecay, .float(let v)): config.training.optimizer.weightDecay = v
+        case (.clip, .float(let v)): config.training.optimizer.maxGradNorm = v > 0 ? v : nil
+        case (.trainOnPrompt, .bool(let v)): config.training.lossScope = v ? .all : .answer
+        case (.evalEvery, .int(let v)): config.evalEvery = v
+        case (.threshold, .float(let v)): config.threshold = v
+        case (.maxNewTokens, .int(let v)): config.maxNewTokens = v
+        case (.embedder, .text(let v)): config.embedder = v
+        case (.heldOut, .text(let v)): config.heldOut = v
+        case (.checkpointEvery, .int(let v)): config.checkpointEvery = v
+        case (.seed, .int(let v)): config.training.seed = UInt64(v)
+        default: throw SettingRefusal("\(rawValue) cannot take \(value)")  // `check` refused it already
+        }
+    }
+}
+
+/// A setting's value, of the setting's kind.
+public enum SettingValue: Sendable, Equatable {
+    case int(Int), float(Float), bool(Bool), text(String)
+    /// Target modules in `ProjectionKind` order, without repeats.
+    case targets([ProjectionKind])
+    case schedule(LearningRateSchedule.Decay)
+}
+
+/// Why a value was refused, for the user; the caller names the setting.
+public struct SettingRefusal: Error, CustomStringConvertible, Equatable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
