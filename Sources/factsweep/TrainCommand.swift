@@ -108,7 +108,7 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
-        let context = ComputeContext(threads: options.threads)
+        let context = ComputeContext.forProcess(threads: options.threads)
         let dataURL = try DefaultPaths.resolve(data, default: DefaultPaths.data, what: "dataset")
         let modelURL = try options.modelURL
         var settings = TrainingSettings()
