@@ -151,7 +151,7 @@ struct TrainingBenchCommand: ParsableCommand {
     /// One configuration, measured in this process.
     private func runSingle() throws {
         let threads = options.threads, batch = batchSizes.first ?? 1
-        let context = ComputeContext(threads: threads)
+        let context = ComputeContext.forProcess(threads: threads)
         let peak = SgemmPeak.measure(context: context)
         let dataset = try FactDataset.load(try DefaultPaths.resolve(data, default: DefaultPaths.data, what: "dataset"))
         guard let method = methods.first.flatMap(TrainingBenchCommand.method(named:)) else { throw CLIError("no method") }

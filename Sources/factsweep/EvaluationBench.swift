@@ -8,7 +8,7 @@ import Worker
 
 extension TrainingBenchCommand {
     func runEvaluationBench() throws {
-        let context = ComputeContext(threads: options.threads)
+        let context = ComputeContext.forProcess(threads: options.threads)
         let dataset = try FactDataset.load(try DefaultPaths.resolve(data, default: DefaultPaths.data, what: "dataset"))
         let lm = try options.loadModel(storage: .float32)
         let embedder = try SentenceEmbedder.load(DefaultPaths.embedder)

@@ -24,7 +24,7 @@ struct ExportCommand: ParsableCommand {
     var probe: String?
 
     func run() throws {
-        let context = ComputeContext(threads: options.threads)
+        let context = ComputeContext.forProcess(threads: options.threads)
         let kind = try TrainingCheckpoint.read(URL(fileURLWithPath: checkpoint)).0.settings.method.kind
         let lm = try options.loadModel(storage: kind == .qlora ? .nf4 : .float32)
         let probeIds = try probe.map { try lm.encode($0, addSpecialTokens: true) }

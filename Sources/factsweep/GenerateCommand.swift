@@ -24,8 +24,8 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
+        let context = ComputeContext.forProcess(threads: options.threads)
         let lm = try options.loadModel()
-        let context = ComputeContext(threads: options.threads)
         let ids: [Int32]
         if chat {
             let text = lm.template.render(messages: [.user(prompt)], addGenerationPrompt: true)

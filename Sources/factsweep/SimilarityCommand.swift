@@ -24,6 +24,6 @@ struct SimilarityCommand: ParsableCommand {
     func run() throws {
         let url = try DefaultPaths.resolve(embedder, default: DefaultPaths.embedder, what: "sentence embedder")
         let model = try SentenceEmbedder.load(url)
-        print(String(format: "%.6f", model.cosineSimilarity(a, b, context: ComputeContext(threads: max(1, threads)))))
+        print(String(format: "%.6f", model.cosineSimilarity(a, b, context: ComputeContext.forProcess(threads: threads))))
     }
 }

@@ -126,7 +126,7 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
-        let context = ComputeContext(threads: options.threads)
+        let context = ComputeContext.forProcess(threads: options.threads)
         let dataURL = try DefaultPaths.resolve(data, default: DefaultPaths.data, what: "dataset")
         let modelURL = try options.modelURL
         var config = TrialConfig(model: modelURL.path, data: dataURL.path, training: TrainingSettings(method: method),

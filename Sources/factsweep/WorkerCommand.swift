@@ -58,7 +58,7 @@ struct WorkerCommand: ParsableCommand {
         var logger = Logger(label: "factsweep.worker")
         logger.logLevel = .info
         let runner: any TrialRunning = simulation.simulate.map { SimulatedTrainer(epochSeconds: $0) }
-            ?? TrialRunner(cache: ModelCache(logger: logger), context: ComputeContext(threads: threads), logger: logger)
+            ?? TrialRunner(cache: ModelCache(logger: logger), context: ComputeContext.forProcess(threads: threads), logger: logger)
         let client = WorkerClient(settings, context: try ZMQContext(), runner: runner, logger: logger)
         // SIGTERM/SIGINT release the trial (checkpoint, then a retryable failure); a second SIGINT exits at once.
         let signals = SignalWatch { number in client.release(reason: "released by \(number == SIGTERM ? "SIGTERM" : "SIGINT")") }

@@ -1,6 +1,6 @@
 // NF4Tests: QLoRA's NF4 base-weight storage against bitsandbytes, from
 // Golden/nf4/nf4.safetensors (scripts/reference/make_nf4_golden.py), plus the
-// error bound, the tile kernel's ranges and threads, and its speed.
+// error bound, and the tile kernel's ranges and threads.
 import Foundation
 import Testing
 import TestSupport
@@ -235,45 +235,6 @@ import TestSupport
             for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
         }
         return String(hash, radix: 16).leftPadding(to: 16)
-    }
-
-    /// Single-thread speed of the tile kernel (and of quantising) on a
-    /// SmolLM2-sized MLP matrix, printed for the record (no threshold:
-    /// machines differ). Each figure is the best of five runs, since the
-    /// machine's other work only ever slows a run down.
-    @Test func speedOnOneThread() throws {
-        let rows = 1536, columns = 576
-        var generator = SeededGenerator(seed: 7)
-        let weights = (0..<(rows * columns)).map { _ in generator.nextNormal() * 0.02 }
-        let one = ComputeContext(threads: 1)
-        var tensor = try weights.withUnsafeBufferPointer { try NF4Tensor(quantizing: $0, rows: rows, columns: columns, context: one) }
-        let tileRows = 64
-        var scratch = [Float](repeating: 0, count: tileRows * columns)
-        func dequantise(passes: Int) {
-            scratch.withUnsafeMutableBufferPointer { tile in
-                for _ in 0..<passes {
-                    for start in stride(from: 0, to: rows, by: tileRows) {
-                        tensor.dequantizeRows(start..<min(start + tileRows, rows), into: tile.baseAddress!)
-                    }
-                }
-            }
-        }
-        func valuesPerSecond(_ values: Int, _ body: () throws -> Void) rethrows -> Double {
-            try body()  // warm caches and one-time initialisation
-            var best = Duration.seconds(1_000)
-            for _ in 0..<5 { best = min(best, try ContinuousClock().measure(body)) }
-            let seconds = Double(best.components.seconds) + Double(best.components.attoseconds) * 1e-18
-            return Double(values) / seconds
-        }
-        let passes = 40
-        let dequantised = valuesPerSecond(passes * rows * columns) { dequantise(passes: passes) }
-        let quantised = try valuesPerSecond(rows * columns) {
-            tensor = try weights.withUnsafeBufferPointer { try NF4Tensor(quantizing: $0, rows: rows, columns: columns, context: one) }
-        }
-        print("NF4, one thread, [\(rows), \(columns)]: dequantise (64-row tiles) \(Int(dequantised / 1e6)) M values/s, "
-            + "quantise \(Int(quantised / 1e6)) M values/s")
-        let finite = scratch.allSatisfy { $0.isFinite }
-        #expect(finite)
     }
 }
 

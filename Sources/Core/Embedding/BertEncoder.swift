@@ -21,14 +21,19 @@ final class BertActivations {
     let scores: FloatPointer
     private let arena: FloatArena
 
+    /// The tensors as `carved` takes them, by name.
+    private struct Tensors { let hidden, qkv, attention, projected, intermediate, scores: FloatPointer }
+
     init(config: BertConfiguration, rows: Int, maxSeqLen: Int, threads: Int) {
         let C = config.hiddenSize
-        let sizes = [rows * C, rows * 3 * C, rows * C, rows * C, rows * config.intermediateSize,
-                     threads * maxSeqLen * maxSeqLen]
-        let arena = FloatArena(capacity: FloatArena.size(for: sizes))
-        let p = sizes.map { FloatPointer(arena.take($0)) }
-        (hidden, qkv, attention, projected, intermediate, scores) = (p[0], p[1], p[2], p[3], p[4], p[5])
-        self.arena = arena
+        let carved = FloatArena.carved { arena in
+            let take = { (count: Int) in FloatPointer(arena.take(count)) }
+            return Tensors(hidden: take(rows * C), qkv: take(rows * 3 * C), attention: take(rows * C), projected: take(rows * C),
+                           intermediate: take(rows * config.intermediateSize), scores: take(threads * maxSeqLen * maxSeqLen))
+        }
+        arena = carved.arena
+        let t = carved.tensors
+        (hidden, qkv, attention, projected, intermediate, scores) = (t.hidden, t.qkv, t.attention, t.projected, t.intermediate, t.scores)
         self.rows = rows
         self.maxSeqLen = maxSeqLen
     }

@@ -132,7 +132,7 @@ public enum Perplexity {
             let end = min(tokens.count, start + window + 1)
             let input = Array(tokens[start..<(end - 1)]), targets = Array(tokens[(start + 1)..<end])
             let batch = TokenBatch(batchSize: 1, seqLen: input.count, tokens: input, targets: targets)
-            let loss = network.forward(batch, acts, context: context)
+            let loss = network.inferenceLoss(batch, acts, context: context)
             totalLoss += Double(loss) * Double(targets.count)
             counted += targets.count
             start = end - 1

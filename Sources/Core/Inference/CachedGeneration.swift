@@ -10,6 +10,9 @@
 // at each position, and adds the greedy token after them. The output is
 // exactly greedy decoding's; a model that has learned its answers needs one
 // pass for a whole answer instead of one per token.
+//
+// The projections run in inference mode (no LoRA dropout, nothing saved for
+// backward); attention over the cache is `cachedAttentionForward` in Ops/.
 
 /// Greedy decoding of several prompts at once over one network.
 public final class CachedGenerator: @unchecked Sendable {
@@ -22,20 +25,31 @@ public final class CachedGenerator: @unchecked Sendable {
     static let pieceLength = 32
     private let context: ComputeContext
     private let arena: FloatArena
-    private let keys: [FloatPointer]  // per layer (B, maxLength, K)
-    private let values: [FloatPointer]  // per layer (B, maxLength, K)
-    /// Row buffers for up to `rowCapacity` = B · pieceLength rows.
-    private let x, normOut, rstd, q, k, v, attnOut, tmp, gate, up, act: FloatPointer
-    /// (B, C): each sequence's hidden state at its last token; (logitRows, V) logits.
-    private let last, lastNorm, lastRstd, logits: FloatPointer
+    private let tensors: Tensors
     /// Rows of logits computed at once: the last tokens of B sequences, or a
     /// block of a verified chunk's positions.
     private let logitRows: Int
-    private let scores: FloatPointer  // per thread (pieceLength, maxLength)
     private let rowCapacity: Int
-    private let adapters: [[ProjectionActivations]]
-    private let scratch: ProjectionScratch
     private let rope: RopeTable
+
+    /// The generator's tensors, all in `arena`. R = B · pieceLength rows.
+    private struct Tensors {
+        let keys: [FloatPointer]  // per layer (B, maxLength, K)
+        let values: [FloatPointer]  // per layer (B, maxLength, K)
+        let x, normOut: FloatPointer  // (R, C)
+        let rstd: FloatPointer  // (R)
+        let q: FloatPointer  // (R, Q)
+        let k, v: FloatPointer  // (R, K)
+        let attnOut: FloatPointer  // (R, Q)
+        let tmp: FloatPointer  // (R, C)
+        let gate, up, act: FloatPointer  // (R, F)
+        /// (B, C), (B, C), (B): each sequence's hidden state at its last token, normed.
+        let last, lastNorm, lastRstd: FloatPointer
+        let logits: FloatPointer  // (logitRows, V)
+        let scores: FloatPointer  // (threads, pieceLength, maxLength)
+        /// Inference keeps no adapter activations: its intermediates live here.
+        let scratch: ProjectionScratch
+    }
 
     public init(network: LlamaNetwork, maxBatch: Int, maxLength: Int, context: ComputeContext) {
         self.network = network
@@ -45,26 +59,24 @@ public final class CachedGenerator: @unchecked Sendable {
         let c = network.config, B = maxBatch, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth, F = c.intermediateSize
         let R = B * Self.pieceLength, P = Self.pieceLength
         rowCapacity = R
-        logitRows = max(B, 64)
+        let logitRows = max(B, 64)
+        self.logitRows = logitRows
         let projections = network.layers.flatMap(\.projections)
         let maxRank = projections.map { p -> Int in if case let .lora(l)? = p.adapter { return l.rank } else { return 0 } }.max() ?? 0
         let tiles = projections.map { $0.weight.tileFloats(threads: context.threads) }.max() ?? 0
-        let adapterSizes = projections.flatMap { ProjectionActivations.sizes(for: $0, rows: R) }
-        let sizes = Array(repeating: B * maxLength * K, count: 2 * c.layerCount)
-            + [R * C, R * C, R, R * Q, R * K, R * K, R * Q, R * C, R * F, R * F, R * F]
-            + [B * C, B * C, B, max(B, 64) * c.vocabularySize, context.threads * P * maxLength]
-            + adapterSizes + [R * max(C, Q, F), R * maxRank, tiles]
-        arena = FloatArena(capacity: FloatArena.size(for: sizes))
-        keys = (0..<c.layerCount).map { [arena] _ in FloatPointer(arena.take(B * maxLength * K)) }
-        values = (0..<c.layerCount).map { [arena] _ in FloatPointer(arena.take(B * maxLength * K)) }
-        let arena = self.arena
-        func take(_ n: Int) -> FloatPointer { FloatPointer(arena.take(n)) }
-        x = take(R * C); normOut = take(R * C); rstd = take(R); q = take(R * Q); k = take(R * K); v = take(R * K)
-        attnOut = take(R * Q); tmp = take(R * C); gate = take(R * F); up = take(R * F); act = take(R * F)
-        last = take(B * C); lastNorm = take(B * C); lastRstd = take(B); logits = take(logitRows * c.vocabularySize)
-        scores = take(context.threads * P * maxLength)
-        adapters = network.layers.map { [arena] layer in layer.projections.map { ProjectionActivations(for: $0, rows: R, arena: arena) } }
-        scratch = ProjectionScratch(wide: take(R * max(C, Q, F)), narrow: take(R * maxRank), tiles: take(tiles))
+        let carved = FloatArena.carved { arena in
+            let take = { (count: Int) in FloatPointer(arena.take(count)) }
+            let keys = (0..<c.layerCount).map { _ in take(B * maxLength * K) }
+            let values = (0..<c.layerCount).map { _ in take(B * maxLength * K) }
+            return Tensors(
+                keys: keys, values: values, x: take(R * C), normOut: take(R * C), rstd: take(R), q: take(R * Q), k: take(R * K),
+                v: take(R * K), attnOut: take(R * Q), tmp: take(R * C), gate: take(R * F), up: take(R * F), act: take(R * F),
+                last: take(B * C), lastNorm: take(B * C), lastRstd: take(B), logits: take(logitRows * c.vocabularySize),
+                scores: take(context.threads * P * maxLength),
+                scratch: ProjectionScratch(wide: take(R * max(C, Q, F)), narrow: take(R * maxRank), tiles: take(tiles)))
+        }
+        arena = carved.arena
+        tensors = carved.tensors
         rope = RopeTable(headDimension: c.headDimension, positions: maxLength, theta: c.ropeTheta, scaling: c.ropeScaling)
     }
 
@@ -138,7 +150,7 @@ public final class CachedGenerator: @unchecked Sendable {
         }
         guard prompts.count > 1, shared > 1 else { return extend(prompts, at: Array(repeating: 0, count: prompts.count)) }
         _ = extend([Array(prompts[0].prefix(shared))], at: [0])
-        let K = network.config.kvWidth
+        let K = network.config.kvWidth, keys = tensors.keys, values = tensors.values
         for l in 0..<network.config.layerCount {
             for b in 1..<prompts.count {
                 (keys[l].base + b * maxLength * K).update(from: keys[l].base, count: shared * K)
@@ -152,7 +164,7 @@ public final class CachedGenerator: @unchecked Sendable {
     /// returns the greedy next token after each chunk's last token. Sequences
     /// 0..<chunks.count take part; chunks may differ in length.
     private func extend(_ chunks: [[Int32]], at start: [Int]) -> [Int32] {
-        let c = network.config, B = chunks.count, C = c.hiddenSize
+        let c = network.config, B = chunks.count, C = c.hiddenSize, t = tensors
         var offset = 0
         let longest = chunks.map(\.count).max() ?? 0
         while offset < longest {
@@ -161,20 +173,20 @@ public final class CachedGenerator: @unchecked Sendable {
             extendPiece(pieces, at: start.map { $0 + offset }, rows: T)
             // Keep the hidden state of each chunk's last token, in whichever piece it falls.
             for (b, chunk) in chunks.enumerated() where chunk.count > offset && chunk.count <= offset + T {
-                (last.base + b * C).update(from: x.base + (b * T + chunk.count - offset - 1) * C, count: C)
+                (t.last.base + b * C).update(from: t.x.base + (b * T + chunk.count - offset - 1) * C, count: C)
             }
             offset += T
         }
-        rmsNormForward(lastNorm, rstd: lastRstd, last, weight: network.finalNorm, n: B, c: C, eps: c.rmsNormEps, context: context)
-        linearForward(logits.base, lastNorm.base, network.lmHead.base, n: B, inDim: C, outDim: c.vocabularySize, context: context)
-        let all = UnsafeBufferPointer(start: logits.base, count: B * c.vocabularySize)
+        rmsNormForward(t.lastNorm, rstd: t.lastRstd, t.last, weight: network.finalNorm, n: B, c: C, eps: c.rmsNormEps, context: context)
+        linearForward(t.logits.base, t.lastNorm.base, network.lmHead.base, n: B, inDim: C, outDim: c.vocabularySize, context: context)
+        let all = UnsafeBufferPointer(start: t.logits.base, count: B * c.vocabularySize)
         return (0..<B).map { argmax(all, row: $0, width: c.vocabularySize) }
     }
 
     /// Appends `chunks[b]` (at most `pieceLength` tokens each) like `extend`
     /// and returns the greedy next token after every token of every chunk.
     private func extendVerifying(_ chunks: [[Int32]], at start: [Int]) -> [[Int32]] {
-        let c = network.config, B = chunks.count, C = c.hiddenSize, V = c.vocabularySize
+        let c = network.config, C = c.hiddenSize, V = c.vocabularySize, t = tensors
         let T = chunks.map(\.count).max() ?? 1
         precondition(T <= Self.pieceLength)
         extendPiece(chunks, at: start, rows: T)
@@ -183,10 +195,10 @@ public final class CachedGenerator: @unchecked Sendable {
         // Final norm and output head over the real rows, a block of rows at a time.
         for blockStart in stride(from: 0, to: rows.count, by: logitRows) {
             let block = rows[blockStart..<min(rows.count, blockStart + logitRows)]
-            for (i, row) in block.enumerated() { (tmp.base + i * C).update(from: x.base + row * C, count: C) }
-            rmsNormForward(normOut, rstd: rstd, tmp, weight: network.finalNorm, n: block.count, c: C, eps: c.rmsNormEps, context: context)
-            linearForward(logits.base, normOut.base, network.lmHead.base, n: block.count, inDim: C, outDim: V, context: context)
-            let all = UnsafeBufferPointer(start: logits.base, count: block.count * V)
+            for (i, row) in block.enumerated() { (t.tmp.base + i * C).update(from: t.x.base + row * C, count: C) }
+            rmsNormForward(t.normOut, rstd: t.rstd, t.tmp, weight: network.finalNorm, n: block.count, c: C, eps: c.rmsNormEps, context: context)
+            linearForward(t.logits.base, t.normOut.base, network.lmHead.base, n: block.count, inDim: C, outDim: V, context: context)
+            let all = UnsafeBufferPointer(start: t.logits.base, count: block.count * V)
             for (i, row) in block.enumerated() { predicted[row / T][row % T] = argmax(all, row: i, width: V) }
         }
         return predicted
@@ -198,70 +210,49 @@ public final class CachedGenerator: @unchecked Sendable {
     /// never written to the cache or read by a real row.
     private func extendPiece(_ pieces: [[Int32]], at start: [Int], rows T: Int) {
         let c = network.config, B = pieces.count, N = B * T, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth
-        let F = c.intermediateSize, hd = c.headDimension, group = c.headCount / c.kvHeadCount, scale = 1 / Float(hd).squareRoot()
+        let F = c.intermediateSize, t = tensors
         precondition(N <= rowCapacity)
         var tokens = [Int32](repeating: 0, count: N), positions = [Int32](repeating: 0, count: N)
         for (b, piece) in pieces.enumerated() {
-            for t in 0..<T {
-                tokens[b * T + t] = t < piece.count ? piece[t] : 0
-                positions[b * T + t] = Int32(min(start[b] + t, maxLength - 1))
+            for i in 0..<T {
+                tokens[b * T + i] = i < piece.count ? piece[i] : 0
+                positions[b * T + i] = Int32(min(start[b] + i, maxLength - 1))
             }
         }
         let lengths = pieces.map(\.count)
-        var rng = SeededGenerator(seed: 0)
+        let shape = CachedAttentionShape(batch: B, rows: T, cacheLength: maxLength, heads: c.headCount, kvHeads: c.kvHeadCount,
+                                         headDim: c.headDimension)
+        func project(_ p: Projection, out: FloatPointer, inp: FloatPointer) {
+            projectionInference(p, out: out, inp: inp, n: N, scratch: t.scratch, context: context)
+        }
         tokens.withUnsafeBufferPointer { ids in
             guard let base = ids.baseAddress else { return }
-            embeddingForward(x, tokens: base, table: network.embed, n: N, c: C)
+            embeddingForward(t.x, tokens: base, table: network.embed, n: N, c: C)
         }
         positions.withUnsafeBufferPointer { positionBuffer in
             guard let pos = positionBuffer.baseAddress else { return }
             for (l, w) in network.layers.enumerated() {
-                let saved = adapters[l]
-                rmsNormForward(normOut, rstd: rstd, x, weight: w.attnNorm, n: N, c: C, eps: c.rmsNormEps, context: context)
-                projectionForward(w.q, out: q, inp: normOut, n: N, saved: saved[0], scratch: scratch, rng: &rng, context: context)
-                projectionForward(w.k, out: k, inp: normOut, n: N, saved: saved[1], scratch: scratch, rng: &rng, context: context)
-                projectionForward(w.v, out: v, inp: normOut, n: N, saved: saved[2], scratch: scratch, rng: &rng, context: context)
-                ropeForward(q, table: rope, positions: pos, rows: N, heads: c.headCount, rowStride: Q, context: context)
-                ropeForward(k, table: rope, positions: pos, rows: N, heads: c.kvHeadCount, rowStride: K, context: context)
-                let cacheK = keys[l], cacheV = values[l]
+                rmsNormForward(t.normOut, rstd: t.rstd, t.x, weight: w.attnNorm, n: N, c: C, eps: c.rmsNormEps, context: context)
+                project(w.q, out: t.q, inp: t.normOut)
+                project(w.k, out: t.k, inp: t.normOut)
+                project(w.v, out: t.v, inp: t.normOut)
+                ropeForward(t.q, table: rope, positions: pos, rows: N, heads: c.headCount, rowStride: Q, context: context)
+                ropeForward(t.k, table: rope, positions: pos, rows: N, heads: c.kvHeadCount, rowStride: K, context: context)
+                let cacheK = t.keys[l], cacheV = t.values[l]
                 for b in 0..<B {
-                    (cacheK.base + (b * maxLength + start[b]) * K).update(from: k.base + b * T * K, count: lengths[b] * K)
-                    (cacheV.base + (b * maxLength + start[b]) * K).update(from: v.base + b * T * K, count: lengths[b] * K)
+                    (cacheK.base + (b * maxLength + start[b]) * K).update(from: t.k.base + b * T * K, count: lengths[b] * K)
+                    (cacheV.base + (b * maxLength + start[b]) * K).update(from: t.v.base + b * T * K, count: lengths[b] * K)
                 }
-                let maxLength = self.maxLength, q = self.q, attnOut = self.attnOut, scores = self.scores
-                context.withSingleThreadedBLAS {
-                    context.parallelChunks(B * c.headCount) { chunk, units in
-                        let s = scores.base + chunk * Self.pieceLength * maxLength
-                        for unit in units {
-                            let b = unit / c.headCount, h = unit % c.headCount, kvh = h / group
-                            let rowsHere = lengths[b], keysHere = start[b] + rowsHere
-                            let out = attnOut.base + b * T * Q + h * hd
-                            guard rowsHere > 0 else { continue }
-                            let kh = cacheK.base + b * maxLength * K + kvh * hd, vh = cacheV.base + b * maxLength * K + kvh * hd
-                            // scores (rows, keys) = q_h · Kᵀ · scale; row t sees keys ≤ start + t; out = scores · V
-                            gemm(transA: false, transB: true, m: rowsHere, n: keysHere, k: hd, alpha: scale,
-                                 a: q.base + b * T * Q + h * hd, lda: Q, b: kh, ldb: K, beta: 0, c: s, ldc: keysHere)
-                            for t in 0..<rowsHere {
-                                let row = s + t * keysHere, visible = start[b] + t + 1
-                                softmaxInPlace(row, count: visible)
-                                (row + visible).update(repeating: 0, count: keysHere - visible)
-                            }
-                            gemm(transA: false, transB: false, m: rowsHere, n: hd, k: keysHere,
-                                 a: s, lda: keysHere, b: vh, ldb: K, beta: 0, c: out, ldc: Q)
-                        }
-                    }
-                }
-                for (b, length) in lengths.enumerated() where length < T {
-                    (attnOut.base + (b * T + length) * Q).update(repeating: 0, count: (T - length) * Q)
-                }
-                projectionForward(w.o, out: tmp, inp: attnOut, n: N, saved: saved[3], scratch: scratch, rng: &rng, context: context)
-                add(x, tmp, count: N * C, context: context)
-                rmsNormForward(normOut, rstd: rstd, x, weight: w.mlpNorm, n: N, c: C, eps: c.rmsNormEps, context: context)
-                projectionForward(w.gate, out: gate, inp: normOut, n: N, saved: saved[4], scratch: scratch, rng: &rng, context: context)
-                projectionForward(w.up, out: up, inp: normOut, n: N, saved: saved[5], scratch: scratch, rng: &rng, context: context)
-                swigluForward(act, gate: gate, up: up, count: N * F, context: context)
-                projectionForward(w.down, out: tmp, inp: act, n: N, saved: saved[6], scratch: scratch, rng: &rng, context: context)
-                add(x, tmp, count: N * C, context: context)
+                cachedAttentionForward(t.attnOut, q: t.q, keys: cacheK, values: cacheV, start: start, lengths: lengths, shape: shape,
+                                       scores: t.scores, context: context)
+                project(w.o, out: t.tmp, inp: t.attnOut)
+                add(t.x, t.tmp, count: N * C, context: context)
+                rmsNormForward(t.normOut, rstd: t.rstd, t.x, weight: w.mlpNorm, n: N, c: C, eps: c.rmsNormEps, context: context)
+                project(w.gate, out: t.gate, inp: t.normOut)
+                project(w.up, out: t.up, inp: t.normOut)
+                swigluForward(t.act, gate: t.gate, up: t.up, count: N * F, context: context)
+                project(w.down, out: t.tmp, inp: t.act)
+                add(t.x, t.tmp, count: N * C, context: context)
             }
         }
     }

@@ -27,34 +27,44 @@ public final class LlamaActivations: @unchecked Sendable {
         let gate: FloatPointer  // (N, F)
         let up: FloatPointer  // (N, F)
         let act: FloatPointer  // (N, F)
-        /// What each projection's adapter saves, in `NetworkLayer.projections` order.
-        let adapters: [ProjectionActivations]
+        /// What each projection's adapter saves, by projection kind.
+        let adapters: AdapterActivations
     }
     let layers: [Layer]
-    let residOut: FloatPointer  // (N, C): the last layer's output
-    let finalIn: FloatPointer  // (M, C): residOut at labelled rows
-    let finalRstd: FloatPointer  // (M)
-    let finalOut: FloatPointer  // (M, C)
-    let logits: FloatPointer  // (M, V); after the loss, ∂loss/∂logits
-    let losses: FloatPointer  // (M)
+
+    /// After the last layer: the final norm and output head at labelled rows.
+    struct Head {
+        let residOut: FloatPointer  // (N, C): the last layer's output
+        let finalIn: FloatPointer  // (M, C): residOut at labelled rows
+        let finalRstd: FloatPointer  // (M)
+        let finalOut: FloatPointer  // (M, C)
+        let logits: FloatPointer  // (M, V); after the loss, ∂loss/∂logits
+        let losses: FloatPointer  // (M)
+    }
+    let head: Head
     let rowIndex: UnsafeMutablePointer<Int32>  // (M) token row of each labelled row
     let rowTarget: UnsafeMutablePointer<Int32>  // (M) its target
 
-    // Activation gradients: one layer's worth, reused from the last layer down.
-    let dResid: FloatPointer  // (N, C)
-    let dNormOut: FloatPointer  // (N, C)
-    let dq: FloatPointer  // (N, Q)
-    let dk: FloatPointer  // (N, K)
-    let dv: FloatPointer  // (N, K)
-    let dAttnOut: FloatPointer  // (N, Q)
-    let dGate: FloatPointer  // (N, F)
-    let dUp: FloatPointer  // (N, F)
-    let dAct: FloatPointer  // (N, F)
-    let dFinalOut: FloatPointer  // (M, C)
-    let dFinalIn: FloatPointer  // (M, C)
-    let attentionScratch: FloatPointer  // (threads, T, T)
-    let normScratch: FloatPointer  // (threads, C)
-    let projectionScratch: ProjectionScratch
+    /// Activation gradients: one layer's worth, reused from the last layer
+    /// down, and the scratch of backward's ops.
+    struct Gradients {
+        let dResid: FloatPointer  // (N, C)
+        let dNormOut: FloatPointer  // (N, C)
+        let dq: FloatPointer  // (N, Q)
+        let dk: FloatPointer  // (N, K)
+        let dv: FloatPointer  // (N, K)
+        let dAttnOut: FloatPointer  // (N, Q)
+        let dGate: FloatPointer  // (N, F)
+        let dUp: FloatPointer  // (N, F)
+        let dAct: FloatPointer  // (N, F)
+        let dFinalOut: FloatPointer  // (M, C)
+        let dFinalIn: FloatPointer  // (M, C)
+        let attentionScratch: FloatPointer  // (threads, T, T)
+        let normScratch: FloatPointer  // (threads, C)
+        /// (N, max(C, Q, F)), (N, max LoRA rank), the widest frozen matrix's tiles; forward uses it too.
+        let projectionScratch: ProjectionScratch
+    }
+    let grads: Gradients
 
     public var byteCount: Int { arena.byteCount + gradArena.byteCount }
 
@@ -65,53 +75,37 @@ public final class LlamaActivations: @unchecked Sendable {
         let n = maxBatch * maxSeq
         let m = min(maxRows ?? n, n)
         self.maxRows = m
-        let C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth, F = c.intermediateSize
+        let C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth, F = c.intermediateSize, V = c.vocabularySize
         let probs = maxBatch * c.headCount * maxSeq * maxSeq
-        let perLayer = [n * C, n * C, n, n * Q, n * K, n * K, probs, n * Q, n * C, n * C, n, n * F, n * F, n * F]
-        let adapterSizes = network.layers.flatMap { $0.projections.flatMap { ProjectionActivations.sizes(for: $0, rows: n) } }
-        let forwardSizes = Array(repeating: perLayer, count: c.layerCount).flatMap { $0 } + adapterSizes
-            + [n * C, m * C, m, m * C, m * c.vocabularySize, m]
-        arena = FloatArena(capacity: FloatArena.size(for: forwardSizes))
-        layers = network.layers.map { [arena] layer in
-            Layer(residIn: FloatPointer(arena.take(n * C)), attnNormOut: FloatPointer(arena.take(n * C)),
-                  attnRstd: FloatPointer(arena.take(n)), q: FloatPointer(arena.take(n * Q)),
-                  k: FloatPointer(arena.take(n * K)), v: FloatPointer(arena.take(n * K)),
-                  probs: FloatPointer(arena.take(probs)), attnOut: FloatPointer(arena.take(n * Q)),
-                  residMid: FloatPointer(arena.take(n * C)), mlpNormOut: FloatPointer(arena.take(n * C)),
-                  mlpRstd: FloatPointer(arena.take(n)), gate: FloatPointer(arena.take(n * F)),
-                  up: FloatPointer(arena.take(n * F)), act: FloatPointer(arena.take(n * F)),
-                  adapters: layer.projections.map { ProjectionActivations(for: $0, rows: n, arena: arena) })
+        let forward = FloatArena.carved { arena in
+            let take = { (count: Int) in FloatPointer(arena.take(count)) }
+            let layers = network.layers.map { layer in
+                Layer(residIn: take(n * C), attnNormOut: take(n * C), attnRstd: take(n), q: take(n * Q), k: take(n * K), v: take(n * K),
+                      probs: take(probs), attnOut: take(n * Q), residMid: take(n * C), mlpNormOut: take(n * C), mlpRstd: take(n),
+                      gate: take(n * F), up: take(n * F), act: take(n * F),
+                      adapters: AdapterActivations(for: layer, rows: n, arena: arena))
+            }
+            let head = Head(residOut: take(n * C), finalIn: take(m * C), finalRstd: take(m), finalOut: take(m * C),
+                            logits: take(m * V), losses: take(m))
+            return (layers, head)
         }
-        residOut = FloatPointer(arena.take(n * C))
-        finalIn = FloatPointer(arena.take(m * C))
-        finalRstd = FloatPointer(arena.take(m))
-        finalOut = FloatPointer(arena.take(m * C))
-        logits = FloatPointer(arena.take(m * c.vocabularySize))
-        losses = FloatPointer(arena.take(m))
+        arena = forward.arena
+        (layers, head) = forward.tensors
 
         let t = max(1, threads)
         let projections = network.layers.flatMap(\.projections)
         let maxRank = projections.map { p -> Int in if case let .lora(l)? = p.adapter { return l.rank } else { return 0 } }.max() ?? 0
-        let wide = n * max(C, Q, F), narrow = n * maxRank
         let tiles = projections.map { $0.weight.tileFloats(threads: t) }.max() ?? 0
-        let gradSizes = [n * C, n * C, n * Q, n * K, n * K, n * Q, n * F, n * F, n * F, m * C, m * C, t * maxSeq * maxSeq, t * C,
-                         wide, narrow, tiles]
-        gradArena = FloatArena(capacity: FloatArena.size(for: gradSizes))
-        dResid = FloatPointer(gradArena.take(n * C))
-        dNormOut = FloatPointer(gradArena.take(n * C))
-        dq = FloatPointer(gradArena.take(n * Q))
-        dk = FloatPointer(gradArena.take(n * K))
-        dv = FloatPointer(gradArena.take(n * K))
-        dAttnOut = FloatPointer(gradArena.take(n * Q))
-        dGate = FloatPointer(gradArena.take(n * F))
-        dUp = FloatPointer(gradArena.take(n * F))
-        dAct = FloatPointer(gradArena.take(n * F))
-        dFinalOut = FloatPointer(gradArena.take(m * C))
-        dFinalIn = FloatPointer(gradArena.take(m * C))
-        attentionScratch = FloatPointer(gradArena.take(t * maxSeq * maxSeq))
-        normScratch = FloatPointer(gradArena.take(t * C))
-        projectionScratch = ProjectionScratch(wide: FloatPointer(gradArena.take(wide)), narrow: FloatPointer(gradArena.take(narrow)),
-                                              tiles: FloatPointer(gradArena.take(tiles)))
+        let backward = FloatArena.carved { arena in
+            let take = { (count: Int) in FloatPointer(arena.take(count)) }
+            return Gradients(
+                dResid: take(n * C), dNormOut: take(n * C), dq: take(n * Q), dk: take(n * K), dv: take(n * K), dAttnOut: take(n * Q),
+                dGate: take(n * F), dUp: take(n * F), dAct: take(n * F), dFinalOut: take(m * C), dFinalIn: take(m * C),
+                attentionScratch: take(t * maxSeq * maxSeq), normScratch: take(t * C),
+                projectionScratch: ProjectionScratch(wide: take(n * max(C, Q, F)), narrow: take(n * maxRank), tiles: take(tiles)))
+        }
+        gradArena = backward.arena
+        grads = backward.tensors
 
         indexStorage = .allocate(capacity: 2 * max(m, 1))
         indexStorage.initialize(repeating: 0, count: 2 * max(m, 1))

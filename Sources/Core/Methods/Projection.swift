@@ -43,7 +43,7 @@ public struct Projection: Sendable {
     }
 }
 
-/// Per-projection activations that adapters save for backward (N = B·T rows).
+/// What one projection's adapter saves for backward (N = B·T rows).
 struct ProjectionActivations {
     /// LoRA: dropout(x)·Aᵀ, (N, r).
     var loraHidden: FloatPointer?
@@ -51,17 +51,6 @@ struct ProjectionActivations {
     var dropoutMask: FloatPointer?
     /// IA³ on the output: the unscaled output, (N, out).
     var unscaled: FloatPointer?
-
-    init() {}
-
-    /// Floats of arena space `p` needs for `n` rows.
-    static func sizes(for p: Projection, rows n: Int) -> [Int] {
-        switch p.adapter {
-        case let .lora(lora)?: lora.dropout > 0 ? [n * lora.rank, n * p.inDim] : [n * lora.rank]
-        case let .ia3(scale)? where scale.position == .output: [n * p.outDim]
-        default: []
-        }
-    }
 
     init(for p: Projection, rows n: Int, arena: FloatArena) {
         switch p.adapter {
@@ -76,6 +65,35 @@ struct ProjectionActivations {
     }
 }
 
+/// What the adapters of one layer save for backward, reached by projection
+/// kind: `projectionForward`/`Backward` pick their projection's own.
+struct AdapterActivations {
+    private let q, k, v, o, gate, up, down: ProjectionActivations
+
+    /// Takes each projection's slices from `arena`, in `NetworkLayer.projections` order.
+    init(for layer: NetworkLayer, rows n: Int, arena: FloatArena) {
+        q = ProjectionActivations(for: layer.q, rows: n, arena: arena)
+        k = ProjectionActivations(for: layer.k, rows: n, arena: arena)
+        v = ProjectionActivations(for: layer.v, rows: n, arena: arena)
+        o = ProjectionActivations(for: layer.o, rows: n, arena: arena)
+        gate = ProjectionActivations(for: layer.gate, rows: n, arena: arena)
+        up = ProjectionActivations(for: layer.up, rows: n, arena: arena)
+        down = ProjectionActivations(for: layer.down, rows: n, arena: arena)
+    }
+
+    subscript(kind: ProjectionKind) -> ProjectionActivations {
+        switch kind {
+        case .q: q
+        case .k: k
+        case .v: v
+        case .o: o
+        case .gate: gate
+        case .up: up
+        case .down: down
+        }
+    }
+}
+
 /// Scratch shared by all projections of a network (one call at a time):
 /// `wide` (N, max in/out dim), `narrow` (N, max rank), `tiles` for frozen matrices.
 struct ProjectionScratch {
@@ -84,17 +102,18 @@ struct ProjectionScratch {
     let tiles: FloatPointer
 }
 
-/// out (N, outDim) = projection(inp (N, inDim)). `rng` draws the LoRA dropout
+/// out (N, outDim) = projection(inp (N, inDim)) for training: saves what
+/// `projectionBackward` needs in `saved[p.kind]`; `rng` draws the LoRA dropout
 /// mask (untouched when dropout is 0).
 func projectionForward(
-    _ p: Projection, out: FloatPointer, inp: FloatPointer, n: Int, saved: ProjectionActivations,
+    _ p: Projection, out: FloatPointer, inp: FloatPointer, n: Int, saved layerSaved: AdapterActivations,
     scratch: ProjectionScratch, rng: inout SeededGenerator, context ctx: ComputeContext
 ) {
+    let saved = layerSaved[p.kind]
     switch p.adapter {
     case nil:
         p.weight.multiply(out: out, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
     case let .lora(lora):
-        p.weight.multiply(out: out, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
         guard let hidden = saved.loraHidden else { preconditionFailure("LoRA activations missing") }
         var dropped = inp
         if let mask = saved.dropoutMask {
@@ -103,15 +122,11 @@ func projectionForward(
             multiplyElementwise(scratch.wide, inp, mask, count: n * p.inDim)
             dropped = scratch.wide
         }
-        linearForward(hidden.base, dropped.base, lora.a.base, n: n, inDim: p.inDim, outDim: lora.rank)
-        gemm(transA: false, transB: true, m: n, n: p.outDim, k: lora.rank, alpha: lora.scale,
-             a: hidden.base, lda: lora.rank, b: lora.b.base, ldb: lora.rank, beta: 1, c: out.base, ldc: p.outDim)
+        loraForward(p, lora, out: out, inp: inp, dropped: dropped, hidden: hidden, n: n, scratch: scratch, context: ctx)
     case let .ia3(scale):
         switch scale.position {
         case .input:
-            // (x ⊙ l)·Wᵀ: the scaled input lives in scratch for the product only.
-            scaleColumnsForward(scratch.wide, inp, scale.vector, rows: n, cols: p.inDim, context: ctx)
-            p.weight.multiply(out: out, inp: scratch.wide, n: n, tiles: scratch.tiles, context: ctx)
+            ia3InputForward(p, scale, out: out, inp: inp, n: n, scratch: scratch, context: ctx)
         case .output:
             guard let unscaled = saved.unscaled else { preconditionFailure("IA³ activations missing") }
             p.weight.multiply(out: unscaled, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
@@ -120,13 +135,56 @@ func projectionForward(
     }
 }
 
+/// out (N, outDim) = projection(inp (N, inDim)) for inference (evaluation,
+/// generation, perplexity): no LoRA dropout and nothing saved, intermediate
+/// results in `scratch`. The same products as `projectionForward` with
+/// dropout 0, so the same Floats.
+func projectionInference(
+    _ p: Projection, out: FloatPointer, inp: FloatPointer, n: Int, scratch: ProjectionScratch, context ctx: ComputeContext
+) {
+    switch p.adapter {
+    case nil:
+        p.weight.multiply(out: out, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
+    case let .lora(lora):
+        loraForward(p, lora, out: out, inp: inp, dropped: inp, hidden: scratch.narrow, n: n, scratch: scratch, context: ctx)
+    case let .ia3(scale):
+        switch scale.position {
+        case .input:
+            ia3InputForward(p, scale, out: out, inp: inp, n: n, scratch: scratch, context: ctx)
+        case .output:
+            p.weight.multiply(out: scratch.wide, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
+            scaleColumnsForward(out, scratch.wide, scale.vector, rows: n, cols: p.outDim, context: ctx)
+        }
+    }
+}
+
+/// out = inp·Wᵀ + s·dropped·Aᵀ·Bᵀ, with hidden (N, r) = dropped·Aᵀ.
+private func loraForward(
+    _ p: Projection, _ lora: LoRAAdapter, out: FloatPointer, inp: FloatPointer, dropped: FloatPointer, hidden: FloatPointer,
+    n: Int, scratch: ProjectionScratch, context ctx: ComputeContext
+) {
+    p.weight.multiply(out: out, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
+    linearForward(hidden.base, dropped.base, lora.a.base, n: n, inDim: p.inDim, outDim: lora.rank)
+    gemm(transA: false, transB: true, m: n, n: p.outDim, k: lora.rank, alpha: lora.scale,
+         a: hidden.base, lda: lora.rank, b: lora.b.base, ldb: lora.rank, beta: 1, c: out.base, ldc: p.outDim)
+}
+
+/// out = (x ⊙ l)·Wᵀ: the scaled input lives in scratch for the product only.
+private func ia3InputForward(
+    _ p: Projection, _ scale: IA3Scale, out: FloatPointer, inp: FloatPointer, n: Int, scratch: ProjectionScratch, context ctx: ComputeContext
+) {
+    scaleColumnsForward(scratch.wide, inp, scale.vector, rows: n, cols: p.inDim, context: ctx)
+    p.weight.multiply(out: out, inp: scratch.wide, n: n, tiles: scratch.tiles, context: ctx)
+}
+
 /// Backward of `projectionForward`. dinp (N, inDim) += ∂L/∂inp, or = when
 /// `!accumulateInput`; skipped when nil. `dout` (N, outDim) is only read: for
 /// o_proj and down_proj it is the residual stream's gradient.
 func projectionBackward(
     _ p: Projection, dinp: FloatPointer?, accumulateInput: Bool, dout: FloatPointer, inp: FloatPointer, n: Int,
-    saved: ProjectionActivations, scratch: ProjectionScratch, context ctx: ComputeContext
+    saved layerSaved: AdapterActivations, scratch: ProjectionScratch, context ctx: ComputeContext
 ) {
+    let saved = layerSaved[p.kind]
     switch p.adapter {
     case nil:
         if let dinp { p.weight.multiplyTransposed(dinp: dinp, dout: dout, n: n, accumulate: accumulateInput, tiles: scratch.tiles, context: ctx) }

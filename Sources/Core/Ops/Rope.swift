@@ -18,9 +18,10 @@ public final class RopeTable: Sendable {
         self.positions = positions
         let half = headDimension / 2
         let frequencies = RopeTable.inverseFrequencies(headDimension: headDimension, theta: theta, scaling: scaling)
-        storage = FloatArena(capacity: FloatArena.size(for: [positions * half, positions * half]))
-        let cos = FloatPointer(storage.take(positions * half))
-        let sin = FloatPointer(storage.take(positions * half))
+        let (storage, (cos, sin)) = FloatArena.carved { arena in
+            (FloatPointer(arena.take(positions * half)), FloatPointer(arena.take(positions * half)))
+        }
+        self.storage = storage
         for p in 0..<positions {
             for i in 0..<half {
                 // Float product first, as transformers computes it in float32.

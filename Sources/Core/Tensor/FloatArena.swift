@@ -21,13 +21,25 @@ public final class FloatArena: @unchecked Sendable {
     public let capacity: Int
     public let base: UnsafeMutablePointer<Float>
     private var used = 0
+    /// Set for the arena `carved` first runs its takes on: it only counts.
+    private let measuring: Bool
 
     /// Allocates `capacity` Floats. Memory is zeroed so that gradients start at 0.
     public init(capacity: Int) {
         self.capacity = capacity
+        measuring = false
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 16) * 4, alignment: 64)
         base = raw.bindMemory(to: Float.self, capacity: max(capacity, 16))
         base.initialize(repeating: 0, count: max(capacity, 16))
+    }
+
+    /// An arena of no capacity whose takes only add up their sizes.
+    private init(measuring: Void) {
+        capacity = 0
+        self.measuring = true
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: 16 * 4, alignment: 64)
+        base = raw.bindMemory(to: Float.self, capacity: 16)
+        base.initialize(repeating: 0, count: 16)
     }
 
     deinit { base.deallocate() }
@@ -35,15 +47,23 @@ public final class FloatArena: @unchecked Sendable {
     /// The next `count` Floats, rounded up to a 16-Float boundary so that every
     /// tensor starts on a cache line.
     public func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+        defer { used += (count + 15) & ~15 }
+        if measuring { return base }
         precondition(used + count <= capacity, "arena overflow: \(used) + \(count) > \(capacity)")
-        let p = base + used
-        used += (count + 15) & ~15
-        return p
+        return base + used
     }
 
-    /// Floats needed to `take` tensors of these sizes, alignment included.
-    public static func size(for counts: [Int]) -> Int {
-        counts.reduce(0) { $0 + (($1 + 15) & ~15) }
+    /// An arena exactly as large as the slices `carve` takes from it, and what
+    /// `carve` built from them: one list of takes gives both the size and the
+    /// tensors, so the two cannot drift apart. `carve` runs twice, first on an
+    /// arena that only adds up the sizes (every slice it hands out is the same
+    /// placeholder), so it must only take slices and keep them, taking the
+    /// same sizes on both runs.
+    public static func carved<Tensors>(_ carve: (FloatArena) -> Tensors) -> (arena: FloatArena, tensors: Tensors) {
+        let measure = FloatArena(measuring: ())
+        _ = carve(measure)
+        let arena = FloatArena(capacity: measure.used)
+        return (arena, carve(arena))
     }
 
     /// Sets every Float to zero.

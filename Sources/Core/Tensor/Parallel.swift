@@ -1,16 +1,25 @@
 // Parallel: splitting the non-BLAS ops across the configured number of threads.
 import Dispatch
-import CBLAS
 
 /// How many threads the core may use. Workers on one host split the cores, so
 /// this is a setting, never `ProcessInfo.activeProcessorCount`.
+///
+/// Making a context touches nothing else: OpenBLAS's thread count belongs to
+/// the process and is set by `forProcess(threads:)` alone.
 public struct ComputeContext: Sendable {
     public let threads: Int
 
-    /// Also tells OpenBLAS to use `threads` threads for every sgemm in this process.
     public init(threads: Int) {
         self.threads = max(1, threads)
-        openblas_set_num_threads(Int32(self.threads))
+    }
+
+    /// The context a process runs with, and OpenBLAS set to the same number
+    /// of threads for its large products. Called once, where a process decides
+    /// its threads (a command, a worker); helpers make plain contexts.
+    public static func forProcess(threads: Int) -> ComputeContext {
+        let context = ComputeContext(threads: threads)
+        BLASThreads.set(context.threads)
+        return context
     }
 
     /// Runs `body(range)` over `0..<count` split into at most `threads` contiguous
@@ -55,9 +64,7 @@ extension ComputeContext {
     /// spawn their own.
     public func withSingleThreadedBLAS(_ body: () -> Void) {
         if threads == 1 { return body() }
-        openblas_set_num_threads(1)
-        body()
-        openblas_set_num_threads(Int32(threads))
+        BLASThreads.singleThreaded(body)
     }
 }
 

@@ -1,0 +1,60 @@
+// BLASThreads: OpenBLAS's thread count, one setting for the whole process —
+// set where the process decides its threads, and lowered to one inside loops
+// that are already split across threads.
+import CBLAS
+import Foundation
+
+/// OpenBLAS's process-wide thread count. Single-threaded sections (the
+/// per-head products inside `parallelFor`) may run at once on several threads
+/// or nest; the count drops to one when the first opens and comes back when
+/// the last closes, so one section never restores it under another.
+public enum BLASThreads {
+    private final class State: @unchecked Sendable {
+        let condition = NSCondition()
+        /// Sections open now.
+        var open = 0
+        /// The count to restore when the last section closes.
+        var outside = 1
+    }
+
+    private static let state = State()
+
+    /// OpenBLAS's count outside single-threaded sections (waiting for open
+    /// ones to close, so never call it inside one).
+    public static var current: Int {
+        state.condition.lock()
+        defer { state.condition.unlock() }
+        while state.open > 0 { state.condition.wait() }
+        return Int(openblas_get_num_threads())
+    }
+
+    /// Sets OpenBLAS's count for the process once any open sections close
+    /// (never call it inside one).
+    public static func set(_ threads: Int) {
+        state.condition.lock()
+        defer { state.condition.unlock() }
+        while state.open > 0 { state.condition.wait() }
+        openblas_set_num_threads(Int32(max(1, threads)))
+    }
+
+    /// Runs `body` with OpenBLAS on one thread.
+    static func singleThreaded(_ body: () -> Void) {
+        state.condition.lock()
+        if state.open == 0 {
+            state.outside = Int(openblas_get_num_threads())
+            openblas_set_num_threads(1)
+        }
+        state.open += 1
+        state.condition.unlock()
+        defer {
+            state.condition.lock()
+            state.open -= 1
+            if state.open == 0 {
+                openblas_set_num_threads(Int32(state.outside))
+                state.condition.broadcast()
+            }
+            state.condition.unlock()
+        }
+        body()
+    }
+}
