@@ -5,6 +5,7 @@ import Foundation
 import Testing
 @testable import Core
 import TestSupport
+import Trial
 
 @Suite(.serialized) struct InferenceModeTests {
     /// Two trials of one LoRA adapter, with dropout `p` and 0, holding the
