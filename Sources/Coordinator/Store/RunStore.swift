@@ -67,45 +67,23 @@ public final class RunStore: Sendable {
         return configuration
     }
 
-    /// The SQLite header every database file starts with.
-    private static let sqliteHeader = Data("SQLite format 3\u{0}".utf8)
-
     /// Refuses a missing file when it must exist, a non-SQLite file, and an
     /// SQLite file of another application — before anything (WAL mode, a
     /// migration) could write to it.
     private static func checkIdentity(path: String, mustExist: Bool) throws {
-        let files = FileManager.default
-        guard files.fileExists(atPath: path) else {
+        guard FileManager.default.fileExists(atPath: path) else {
             if mustExist { throw RunStoreError.missingDatabase(path: path) }
             let folder = (path as NSString).deletingLastPathComponent
-            if !files.fileExists(atPath: folder.isEmpty ? "." : folder) { throw RunStoreError.missingFolder(path: path) }
+            if !FileManager.default.fileExists(atPath: folder.isEmpty ? "." : folder) { throw RunStoreError.missingFolder(path: path) }
             return
         }
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw RunStoreError.notARunDatabase(path: path, reason: "it cannot be read")
-        }
-        let header = (try? handle.read(upToCount: sqliteHeader.count)) ?? nil
-        try? handle.close()
-        guard let header, !header.isEmpty else { return }  // an empty file: a new database
-        guard header == sqliteHeader else {
-            throw RunStoreError.notARunDatabase(path: path, reason: "not an SQLite file")
-        }
-        var readOnly = Configuration()
-        readOnly.readonly = true
-        let (applicationID, hasTables): (Int32, Bool)
-        do {
-            (applicationID, hasTables) = try DatabaseQueue(path: path, configuration: readOnly).read { db in
-                (try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0,
-                 try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM sqlite_master)") ?? false)
-            }
-        } catch let error as DatabaseError {
-            throw RunStoreError.notARunDatabase(path: path, reason: error.message ?? "\(error.resultCode)")
-        }
-        if applicationID != RunSchema.applicationID && (applicationID != 0 || hasTables) {
-            let reason = applicationID != 0
-                ? "an SQLite database of another application (application_id \(applicationID))"
-                : "an SQLite database with other tables"
+        switch RunDatabaseIdentity.check(path: path) {
+        case .runDatabase, .blank:
+            return
+        case let .other(reason):
             throw RunStoreError.notARunDatabase(path: path, reason: reason)
+        case let .unreadable(reason):
+            throw RunStoreError.cannotOpen(path: path, reason: reason)
         }
     }
 
