@@ -1,6 +1,7 @@
 // RunStatus and friends: the read-side views of the run database that the
 // coordinator shows (`factsweep status`) and estimates from.
 import Foundation
+import Protocol
 
 /// A sweep's progress at one moment, read from one snapshot.
 public struct RunStatus: Sendable, Equatable {
@@ -49,7 +50,7 @@ public struct StoredTrial: Sendable, Equatable {
     public var status: TrialStatus
     public var attempts: Int
     public var retryLimit: Int
-    public var currentAttemptID: String?
+    public var currentAttemptID: AttemptID?
     public var lastEpoch: Int
     public var epochs: Int
     public var checkpoint: Checkpoint?
@@ -57,7 +58,7 @@ public struct StoredTrial: Sendable, Equatable {
 
 /// An attempt's row.
 public struct StoredAttempt: Sendable, Equatable {
-    public var attemptID: String
+    public var attemptID: AttemptID
     public var workerID: String
     public var startedAt: Date
     public var endedAt: Date?

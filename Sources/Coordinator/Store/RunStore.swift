@@ -22,7 +22,6 @@ public final class RunStore: Sendable {
     let clock: @Sendable () -> Date
     /// How long each write transaction took, commit included (coordinator-stats.json); a batch is one.
     public let writeTimes = DurationSamples()
-    private let openBatch = OpenBatch()
 
     /// Opens the run database at `path`, creating it (and applying
     /// migrations) unless `mustExist`. Refuses, without changing it, a file
@@ -87,35 +86,20 @@ public final class RunStore: Sendable {
         }
     }
 
-    /// Runs `body` as one write transaction, or as a savepoint of the batch this thread has open.
-    func write<T>(_ body: (Database) throws -> T) throws -> T {
-        guard let db = openBatch.database else { return try writeTimes.time { try pool.write(body) } }
-        try db.execute(sql: "SAVEPOINT operation")
-        do {
-            let result = try body(db)
-            try db.execute(sql: "RELEASE SAVEPOINT operation")
-            return result
-        } catch {
-            // Undo this operation only; the batch decides about the rest.
-            try? db.execute(sql: "ROLLBACK TO SAVEPOINT operation")
-            try? db.execute(sql: "RELEASE SAVEPOINT operation")
-            throw error
-        }
+    /// Runs `body` as one write transaction: each operation of `RunTransaction` opens it (GRDB's
+    /// `inSavepoint` outside a transaction is one) and commits it when it returns.
+    func write<T>(_ body: (RunTransaction) throws -> T) throws -> T {
+        try writeTimes.time { try pool.writeWithoutTransaction { db in try body(RunTransaction(db, store: self)) } }
     }
 
-    /// Runs `body` with every store write it makes on this thread joined into one transaction: each
-    /// operation stays all-or-nothing (a savepoint of its own), and all of them commit together — one
-    /// commit, and one sync to disk, for many operations. None of them is durable before `batch` returns,
-    /// so answer for them (acknowledge, assign) only afterwards. A nested `batch` joins the open one.
-    public func batch<T>(_ body: () throws -> T) throws -> T {
-        if openBatch.database != nil { return try body() }
-        return try writeTimes.time {
-            try pool.write { db in
-                openBatch.open(db)
-                defer { openBatch.close() }
-                return try body()
-            }
-        }
+    /// Runs `body` in one transaction, handing it the operations to run in it: each operation stays
+    /// all-or-nothing (a savepoint of its own, undone alone if it throws), and all of them commit together
+    /// — one commit, and one sync to disk, for many operations. None of them is durable before `batch`
+    /// returns, so answer for them (acknowledge, assign) only afterwards; if `body` throws, none is kept.
+    /// Inside `body`, write through `transaction` only: GRDB's writes are not reentrant, and a write of
+    /// the store itself there stops the process.
+    public func batch<T>(_ body: (_ transaction: RunTransaction) throws -> T) throws -> T {
+        try writeTimes.time { try pool.write { db in try body(RunTransaction(db, store: self)) } }
     }
 
     /// Runs `body` on a consistent snapshot, concurrently with writes.
@@ -126,24 +110,6 @@ public final class RunStore: Sendable {
     /// Now, and the lease end of an attempt heard from now.
     var now: Date { clock() }
     func leaseEnd(from now: Date) -> Date { now.addingTimeInterval(leaseDuration) }
-}
-
-/// The transaction a `batch` holds open, visible to the thread that opened it only.
-private final class OpenBatch: @unchecked Sendable {
-    private let lock = NSLock()
-    private var owner: pthread_t?
-    private var db: Database?
-
-    /// The open batch's database if this thread opened it.
-    var database: Database? {
-        lock.withLock {
-            guard let owner, pthread_equal(owner, pthread_self()) != 0 else { return nil }
-            return db
-        }
-    }
-
-    func open(_ db: Database) { lock.withLock { owner = pthread_self(); self.db = db } }
-    func close() { lock.withLock { owner = nil; db = nil } }
 }
 
 extension Database {

@@ -66,8 +66,8 @@ import TestSupport
 
     @Test func aDatabaseFromANewerFactSweepIsRefused() throws {
         let fixture = try StoreFixture()
-        try fixture.store.write { db in
-            try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v9-from-the-future')")
+        try fixture.store.write { transaction in
+            try transaction.db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v9-from-the-future')")
         }
         let error = #expect(throws: RunStoreError.self) { try fixture.reopen() }
         #expect(error == .newerSchema(path: fixture.path, unknownMigrations: ["v9-from-the-future"]))
