@@ -48,6 +48,7 @@ let package = Package(
         .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"],
                     resources: [.copy("Golden")]),
         .testTarget(name: "SweepTests", dependencies: ["Core", "Protocol", "Coordinator", "Worker", "TestSupport", .product(name: "GRDB", package: "GRDB.swift"), "CZMQ",
-                                                          .product(name: "Logging", package: "swift-log")]),
+                                                          .product(name: "Logging", package: "swift-log")],
+                    exclude: ["Fixtures"]),
     ]
 )
