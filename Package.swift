@@ -59,6 +59,6 @@ let package = Package(
         .testTarget(name: "SweepTests", dependencies: [
             "Trial", "Core", "Protocol", "Store", "Coordinator", "Report", "Worker", "TestSupport", "CZMQ",
             .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
-        ]),
+        ], exclude: ["Fixtures"]),
     ]
 )

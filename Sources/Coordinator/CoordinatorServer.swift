@@ -78,7 +78,7 @@ public final class CoordinatorServer {
             let housekeepingDue = Date().timeIntervalSince(lastHousekeeping) >= Self.seconds(tick)
             if housekeepingDue {
                 lastHousekeeping = Date()
-                try committing { try housekeeping() }
+                try committing { try housekeeping($0) }
                 if Date().timeIntervalSince(lastStatus) >= statusEvery {
                     lastStatus = Date()
                     onTick(try store.status())
@@ -101,7 +101,7 @@ public final class CoordinatorServer {
     private func serveBatch(waitingUpTo timeout: Duration) throws -> Bool {
         guard var next = try endpoint.receive(timeout: timeout) else { return false }
         let endedBefore = meter.trialsEnded
-        try committing {
+        try committing { transaction in
             let deadline = ContinuousClock.now + Self.batchTime
             var count = 0
             while true {
@@ -109,7 +109,7 @@ public final class CoordinatorServer {
                 switch next.message {
                 case let .success(message):
                     meter.received(message.type.description)
-                    try handle(message, from: next.peer, receivedAt: receivedAt)
+                    try handle(message, from: next.peer, receivedAt: receivedAt, in: transaction)
                 case .failure:
                     meter.received("rejected")  // counted, logged and answered by the endpoint
                 }
@@ -124,9 +124,9 @@ public final class CoordinatorServer {
         return meter.trialsEnded != endedBefore
     }
 
-    /// Runs `body` in one store transaction and sends what it sent only once that has committed; if it
-    /// throws, nothing is sent.
-    private func committing(_ body: () throws -> Void) throws {
+    /// Runs `body` in one store transaction (`RunStore.batch`) and sends what it sent only once that has
+    /// committed; if it throws, nothing is sent.
+    private func committing(_ body: (RunTransaction) throws -> Void) throws {
         holding = true
         defer {
             holding = false
@@ -165,28 +165,29 @@ public final class CoordinatorServer {
         if case .assign = answer.message { meter.assigned(to: answer.peer, readyAt: answer.readyAt, madeAt: answer.madeAt) }
     }
 
-    private func handle(_ message: Message, from peer: PeerID, receivedAt: ContinuousClock.Instant) throws {
+    private func handle(_ message: Message, from peer: PeerID, receivedAt: ContinuousClock.Instant,
+                        in transaction: RunTransaction) throws {
         let workerID = peer.description
         workers[workerID]?.lastHeard = Date()
         switch message {
         case let .hello(hello):
-            try welcome(hello, peer: peer)
+            try welcome(hello, peer: peer, in: transaction)
         case let .ready(ready):
             guard workers[workerID] != nil else { return askForHello(peer, "ready") }
             workers[workerID]?.idleSlots = ready.freeSlots
-            try dispatch(answering: workerID, readyAt: receivedAt)
+            try dispatch(answering: workerID, readyAt: receivedAt, in: transaction)
         case let .progress(p):
             guard let session = session(of: workerID, peer) else { return }
             if ledger.firstDelivery(of: p.messageID, from: workerID, session: session) {
                 // The evaluation's answers are recorded with the epoch.
-                let write = try store.recordEpoch(p.trial, attemptID: String(p.attempt), report: p.report)
+                let write = try transaction.recordEpoch(p.trial, attemptID: p.attempt, report: p.report)
                 try settle(write, trial: p.trial, attempt: p.attempt, peer: peer)
             }
             try send(.ack(.init(messageIDs: [p.messageID])), to: peer)
         case let .checkpoint(c):
             guard let session = session(of: workerID, peer) else { return }
             if ledger.firstDelivery(of: c.messageID, from: workerID, session: session) {
-                let write = try store.recordCheckpoint(c.trial, attemptID: String(c.attempt), checkpoint: c.checkpoint)
+                let write = try transaction.recordCheckpoint(c.trial, attemptID: c.attempt, checkpoint: c.checkpoint)
                 try settle(write, trial: c.trial, attempt: c.attempt, peer: peer)
             }
             try send(.ack(.init(messageIDs: [c.messageID])), to: peer)
@@ -194,8 +195,9 @@ public final class CoordinatorServer {
             guard let session = session(of: workerID, peer) else { return }
             if ledger.firstDelivery(of: d.messageID, from: workerID, session: session) {
                 let summary = try TrialJSON.encoder().encode(d.summary)
-                let write = try store.finishTrial(d.trial, attemptID: String(d.attempt),
-                                                  result: d.summary.outcome == .diverged ? .diverged : .done, summary: summary)
+                let write = try transaction.finishTrial(d.trial, attemptID: d.attempt,
+                                                        result: d.summary.outcome == .diverged ? .diverged : .done,
+                                                        summary: summary)
                 try settle(write, trial: d.trial, attempt: d.attempt, peer: peer)
                 if write == .accepted { meter.trialEnded() }
                 workers[workerID]?.positions["\(d.trial)/\(d.attempt)"] = nil
@@ -205,8 +207,8 @@ public final class CoordinatorServer {
             guard let session = session(of: workerID, peer) else { return }
             if ledger.firstDelivery(of: f.messageID, from: workerID, session: session) {
                 let write = f.retryable
-                    ? try store.releaseTrial(f.trial, attemptID: String(f.attempt), reason: f.reason)
-                    : try store.finishTrial(f.trial, attemptID: String(f.attempt), result: .failed, reason: f.reason)
+                    ? try transaction.releaseTrial(f.trial, attemptID: f.attempt, reason: f.reason)
+                    : try transaction.finishTrial(f.trial, attemptID: f.attempt, result: .failed, reason: f.reason)
                 try settle(write, trial: f.trial, attempt: f.attempt, peer: peer)
                 if write == .accepted, !f.retryable { meter.trialEnded() }
                 workers[workerID]?.positions["\(f.trial)/\(f.attempt)"] = nil
@@ -216,14 +218,14 @@ public final class CoordinatorServer {
             guard workers[workerID] != nil else { return askForHello(peer, "heartbeat") }
             // Only attempts whose trainer moved on since the last beat renew
             // their leases: a hung trainer, or an attempt the worker never got, expires.
-            var advancing: [String] = []
+            var advancing: [AttemptID] = []
             for activity in beat.running {
                 let key = "\(activity.trial)/\(activity.attempt)"
                 let position = (activity.epoch, activity.step)
-                if workers[workerID]?.positions[key].map({ $0 != position }) ?? true { advancing.append(String(activity.attempt)) }
+                if workers[workerID]?.positions[key].map({ $0 != position }) ?? true { advancing.append(activity.attempt) }
                 workers[workerID]?.positions[key] = position
             }
-            try store.heartbeat(workerID: workerID, renewing: advancing)
+            try transaction.heartbeat(workerID: workerID, renewing: advancing)
             try send(.heartbeat(.init()), to: peer)
         case .assign, .ack, .cancel, .drop, .shutdown:
             refuse(peer, "\(message.type) is sent by the coordinator, not by workers")
@@ -232,22 +234,22 @@ public final class CoordinatorServer {
         }
     }
 
-    private func welcome(_ hello: Message.Hello, peer: PeerID) throws {
+    private func welcome(_ hello: Message.Hello, peer: PeerID, in transaction: RunTransaction) throws {
         guard hello.workerID == peer.description else {
             return refuse(peer, "hello names worker \(hello.workerID) but the connection's id is \(peer.description)")
         }
-        try store.announceWorker(WorkerAnnouncement(id: hello.workerID, host: hello.host, pid: Int(hello.pid), threads: hello.threads,
+        try transaction.announceWorker(WorkerAnnouncement(id: hello.workerID, host: hello.host, pid: Int(hello.pid), threads: hello.threads,
                                                     protocolVersion: String(hello.protocolVersion), models: hello.models))
         workers[hello.workerID] = WorkerState(peer: peer, session: hello.session, models: hello.models, lastHeard: Date())
         meter.hello(from: hello.workerID)
         logger.info("worker connected", metadata: ["worker": "\(hello.workerID)", "host": "\(hello.host)", "held": "\(hello.held.count)"])
         // What the worker does not hold is not running anywhere: requeue it now.
-        for requeued in try store.requeueAttemptsNotHeld(by: hello.workerID, held: Set(hello.held.map { String($0.attempt) }))
+        for requeued in try transaction.requeueAttemptsNotHeld(by: hello.workerID, held: Set(hello.held.map(\.attempt)))
         where requeued.status.isTerminal {
             meter.trialEnded()
         }
         for held in hello.held {
-            switch try store.readoptAttempt(String(held.attempt), trialKey: held.trial, workerID: hello.workerID) {
+            switch try transaction.readoptAttempt(held.attempt, trialKey: held.trial, workerID: hello.workerID) {
             case .adopted:
                 workers[hello.workerID]?.positions["\(held.trial)/\(held.attempt)"] = (held.lastEpoch, 0)
             case let .refused(status):
@@ -262,7 +264,7 @@ public final class CoordinatorServer {
         case .accepted, .duplicate:
             break
         case let .staleAttempt(current):
-            try send(.drop(.init(trial: trial, attempt: attempt, reason: "attempt \(current ?? "none") holds the trial")), to: peer)
+            try send(.drop(.init(trial: trial, attempt: attempt, reason: "attempt \(current.map { String($0) } ?? "none") holds the trial")), to: peer)
         case let .gap(expected):
             logger.warning("epoch out of order refused", metadata: ["trial": "\(trial)", "attempt": "\(attempt)", "expected": "\(expected)"])
         }
@@ -293,32 +295,31 @@ public final class CoordinatorServer {
 
     /// Hands pending trials to workers with free slots (pull-based). `readyAt`: when the `ready` of worker
     /// `answering` was received, for the dispatch latency of the assigns that answer it.
-    private func dispatch(answering: String? = nil, readyAt: ContinuousClock.Instant? = nil) throws {
+    private func dispatch(answering: String? = nil, readyAt: ContinuousClock.Instant? = nil, in transaction: RunTransaction) throws {
         for (id, w) in workers.sorted(by: { $0.key < $1.key }) where w.idleSlots > 0 {
             var slots = w.idleSlots
-            while slots > 0, let claim = try store.claimNextTrial(for: id, preferring: w.models) {
-                guard let attempt = AttemptID(claim.attemptID) else { throw CoordinatorError("store attempt id \(claim.attemptID) is not numeric") }
-                try send(.assign(.init(trial: claim.key, attempt: attempt, config: claim.config, resume: claim.checkpoint,
+            while slots > 0, let claim = try transaction.claimNextTrial(for: id, preferring: w.models) {
+                try send(.assign(.init(trial: claim.key, attempt: claim.attemptID, config: claim.config, resume: claim.checkpoint,
                                        epochsRecorded: claim.nextEpoch - 1)), to: w.peer, readyAt: id == answering ? readyAt : nil)
-                logger.info("assigned", metadata: ["trial": "\(claim.key.prefix(12))", "attempt": "\(attempt)", "worker": "\(id)"])
+                logger.info("assigned", metadata: ["trial": "\(claim.key.prefix(12))", "attempt": "\(claim.attemptID)", "worker": "\(id)"])
                 slots -= 1
             }
             workers[id]?.idleSlots = slots
         }
     }
 
-    private func housekeeping() throws {
-        for requeued in try store.requeueExpiredLeases() {
+    private func housekeeping(_ transaction: RunTransaction) throws {
+        for requeued in try transaction.requeueExpiredLeases() {
             logger.warning("lease expired; trial requeued", metadata: ["trial": "\(requeued)"])
             if requeued.status.isTerminal { meter.trialEnded() }
         }
         let deadline = Date().addingTimeInterval(-Self.seconds(timing.peerDeadAfter))
         for (id, w) in workers where w.lastHeard < deadline {
             logger.warning("worker silent; its trials wait for their leases", metadata: ["worker": "\(id)"])
-            try store.setWorkerStatus(id, .lost)
+            try transaction.setWorkerStatus(id, .lost)
             workers[id] = nil
         }
-        try dispatch()
+        try dispatch(in: transaction)
     }
 
     private func sweepComplete() throws -> Bool {

@@ -39,36 +39,20 @@ public enum RunSnapshotReader {
         }
     }
 
-    private static let sqliteHeader = Data("SQLite format 3\u{0}".utf8)
-
-    /// Checks the file's header and application id before anything else reads it.
+    /// Refuses, naming the path, a file that is not a run database with tables to read (the store's
+    /// identity check, worded for a report).
     private static func checkIsRunDatabase(_ path: String) throws {
         guard FileManager.default.fileExists(atPath: path) else { throw ReportError.missingDatabase(path: path) }
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw ReportError.cannotRead(path: path, reason: "it cannot be opened for reading")
+        switch RunDatabaseIdentity.check(path: path) {
+        case .runDatabase(tablesCreated: true):
+            return
+        case .runDatabase(tablesCreated: false):
+            throw ReportError.notARunDatabase(path: path, reason: "its tables were never created")
+        case let .blank(reason), let .other(reason):
+            throw ReportError.notARunDatabase(path: path, reason: reason)
+        case let .unreadable(reason):
+            throw ReportError.cannotRead(path: path, reason: reason)
         }
-        let header = (try? handle.read(upToCount: sqliteHeader.count)) ?? nil
-        try? handle.close()
-        guard let header, header == sqliteHeader else {
-            throw ReportError.notARunDatabase(path: path, reason: header?.isEmpty ?? true ? "an empty file" : "not an SQLite file")
-        }
-        var configuration = Configuration()
-        configuration.readonly = true
-        let (applicationID, migrated): (Int32, Bool)
-        do {
-            (applicationID, migrated) = try DatabaseQueue(path: path, configuration: configuration).read { db in
-                let id = try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0
-                let migrated = try db.tableExists("grdb_migrations")
-                    && (try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM grdb_migrations WHERE identifier = 'v1-run-database')") ?? false)
-                return (id, migrated)
-            }
-        } catch let error as DatabaseError {
-            throw ReportError.notARunDatabase(path: path, reason: error.message ?? "\(error.resultCode)")
-        }
-        guard applicationID == RunSchema.applicationID else {
-            throw ReportError.notARunDatabase(path: path, reason: "SQLite application_id \(applicationID), not FactSweep's")
-        }
-        guard migrated else { throw ReportError.notARunDatabase(path: path, reason: "its tables were never created") }
     }
 
     private static func readSnapshot(_ db: Database, path: String) throws -> RunSnapshot {

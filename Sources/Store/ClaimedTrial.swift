@@ -9,7 +9,7 @@ public struct ClaimedTrial: Sendable, Equatable {
     public var condition: String
     public var config: TrialConfig
     /// Identifies this attempt in every later message; only it may write.
-    public var attemptID: String
+    public var attemptID: AttemptID
     /// Resume from here; nil: start from the base model.
     public var checkpoint: CheckpointRef?
     /// The first epoch the store will accept from this attempt.
@@ -34,7 +34,7 @@ public enum AttemptWrite: Sendable, Equatable {
     case duplicate
     /// This attempt does not hold the trial (another attempt does, or the
     /// trial is no longer running): the worker should stop working on it.
-    case staleAttempt(current: String?)
+    case staleAttempt(current: AttemptID?)
     /// The write skips ahead: the store expects `expected` first.
     case gap(expected: Int)
 }
@@ -42,7 +42,7 @@ public enum AttemptWrite: Sendable, Equatable {
 /// A trial whose lease ran out, and where it went.
 public struct RequeuedTrial: Sendable, Equatable {
     public var key: String
-    public var lostAttemptID: String
+    public var lostAttemptID: AttemptID
     /// `pending` (retries left) or `failed` (over the retry limit).
     public var status: TrialStatus
 }

@@ -29,6 +29,7 @@ public enum RunSchema {
                 CREATE INDEX trials_claim_order ON trials(status, model, last_epoch, sweep_id, condition);
                 """)
         }
+        migrator.registerMigration("v4-integer-attempt-ids", migrate: IntegerAttemptIDs.migrate)
         return migrator
     }
 

@@ -50,7 +50,7 @@ public struct StoredTrial: Sendable, Equatable {
     public var status: TrialStatus
     public var attempts: Int
     public var retryLimit: Int
-    public var currentAttemptID: String?
+    public var currentAttemptID: AttemptID?
     public var lastEpoch: Int
     public var epochs: Int
     public var checkpoint: CheckpointRef?
@@ -58,7 +58,7 @@ public struct StoredTrial: Sendable, Equatable {
 
 /// An attempt's row.
 public struct StoredAttempt: Sendable, Equatable {
-    public var attemptID: String
+    public var attemptID: AttemptID
     public var workerID: String
     public var startedAt: Date
     public var endedAt: Date?

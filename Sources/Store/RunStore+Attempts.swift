@@ -4,7 +4,7 @@ import Foundation
 import GRDB
 import Trial
 
-extension RunStore {
+extension RunTransaction {
     /// Gives `workerID` the next pending trial and starts an attempt on it,
     /// or returns nil when none is pending.
     ///
@@ -14,9 +14,8 @@ extension RunStore {
     /// trials started so far — so that conditions progress together and a
     /// partial sweep already compares every arm — then insertion order.
     public func claimNextTrial(for workerID: String, preferring preferredModels: [String] = []) throws -> ClaimedTrial? {
-        let now = now
-        return try write { db in
-            try Self.requireWorker(db, workerID)
+        try operation { db, now in
+            try RunStore.requireWorker(db, workerID)
             let request = SQLRequest<String>(literal: """
                 WITH started AS (
                     SELECT sweep_id, condition, SUM(status <> 'pending' OR attempts > 0) AS count
@@ -27,37 +26,34 @@ extension RunStore {
                 LIMIT 1
                 """, cached: true)
             guard let key = try request.fetchOne(db) else { return nil }
-            return try self.startAttempt(db, trialKey: key, workerID: workerID, at: now)
+            return try startAttempt(db, trialKey: key, workerID: workerID, at: now)
         }
     }
 
     /// Starts an attempt of `workerID` on the pending trial `trialKey` (the
     /// coordinator's own choice, bypassing the claim order).
     public func startAttempt(trialKey: String, workerID: String) throws -> ClaimedTrial {
-        let now = now
-        return try write { db in
-            try Self.requireWorker(db, workerID)
-            return try self.startAttempt(db, trialKey: trialKey, workerID: workerID, at: now)
+        try operation { db, now in
+            try RunStore.requireWorker(db, workerID)
+            return try startAttempt(db, trialKey: trialKey, workerID: workerID, at: now)
         }
     }
 
     private func startAttempt(_ db: Database, trialKey: String, workerID: String, at now: Date) throws -> ClaimedTrial {
         var trial = try TrialState.fetch(db, key: trialKey)
         try trial.move(to: .running, in: db, at: now)
-        // Attempt ids are the row's decimal id: unique, increasing, and the
-        // protocol's Int64 `attempt` (docs/protocol.md).
-        let provisional = "new-" + UUID().uuidString.lowercased()
+        // The attempt id is the row's INTEGER key: unique, increasing, and the
+        // protocol's `attempt` (docs/protocol.md).
         let resumeEpoch = trial.checkpointEpoch ?? 0
         try db.executeCached(sql: """
-            INSERT INTO attempts (trial_key, attempt_id, worker_id, started_at, lease_expires_at, resumed_from_epoch)
-            VALUES (?, ?, ?, ?, ?, ?)
-            """, arguments: [trialKey, provisional, workerID, now, leaseEnd(from: now), resumeEpoch])
-        let attemptID = String(db.lastInsertedRowID)
-        try db.executeCached(sql: "UPDATE attempts SET attempt_id = ? WHERE attempt_id = ?", arguments: [attemptID, provisional])
+            INSERT INTO attempts (trial_key, worker_id, started_at, lease_expires_at, resumed_from_epoch)
+            VALUES (?, ?, ?, ?, ?)
+            """, arguments: [trialKey, workerID, now, leaseEnd(from: now), resumeEpoch])
+        let attemptID: AttemptID = db.lastInsertedRowID
         try db.executeCached(sql: "UPDATE trials SET attempts = attempts + 1, current_attempt_id = ? WHERE key = ?",
-                       arguments: [attemptID, trialKey])
-        try Self.logEvent(db, at: now, kind: "attempt-started", trialKey: trialKey, workerID: workerID,
-                          detail: "attempt \(attemptID) from epoch \(resumeEpoch)")
+                             arguments: [attemptID, trialKey])
+        try RunStore.logEvent(db, at: now, kind: "attempt-started", trialKey: trialKey, workerID: workerID,
+                              detail: "attempt \(attemptID) from epoch \(resumeEpoch)")
         let row = try Row.fetchOne(db.cachedStatement(sql: """
             SELECT condition, config, checkpoint_epoch, checkpoint_path, checkpoint_blob FROM trials WHERE key = ?
             """), arguments: [trialKey])
@@ -70,7 +66,89 @@ extension RunStore {
         }
         logger.info("attempt started", metadata: ["trial": "\(trialKey)", "attempt": "\(attemptID)", "worker": "\(workerID)"])
         return ClaimedTrial(key: trialKey, condition: row["condition"], config: config, attemptID: attemptID,
-                            checkpoint: Self.checkpoint(in: row), nextEpoch: trial.lastEpoch + 1)
+                            checkpoint: RunStore.checkpoint(in: row), nextEpoch: trial.lastEpoch + 1)
+    }
+
+    /// Ends the attempt with the worker's verdict. Only the attempt that
+    /// holds the trial may finish it; a resent verdict is a duplicate.
+    /// `summary` (JSON) is stored with the trial for reports.
+    public func finishTrial(_ trialKey: String, attemptID: AttemptID, result: TrialResult, reason: String? = nil,
+                            summary: Data? = nil) throws -> AttemptWrite {
+        let outcome = try operation { db, now -> AttemptWrite in
+            var trial = try TrialState.fetch(db, key: trialKey)
+            guard trial.isHeld(by: attemptID) else {
+                let resent = trial.currentAttemptID == attemptID && trial.status == result.status
+                return resent ? .duplicate : .staleAttempt(current: trial.currentAttemptID)
+            }
+            try trial.move(to: result.status, in: db, at: now)
+            try trial.endCurrentAttempt(result.outcome, reason: reason, in: db, at: now)
+            if let summary {
+                try db.executeCached(sql: "UPDATE trials SET summary = ? WHERE key = ?",
+                                     arguments: [String(decoding: summary, as: UTF8.self), trialKey])
+            }
+            try RunStore.logEvent(db, at: now, kind: "trial-\(result.rawValue)", trialKey: trialKey, detail: reason)
+            return .accepted
+        }
+        logger.info("trial finished", metadata: ["trial": "\(trialKey)", "result": "\(result.rawValue)", "write": "\(outcome)"])
+        return outcome
+    }
+
+    /// The worker hands the trial back (shutting down, for example): it goes
+    /// back to pending, resuming from its checkpoint, without using up a retry.
+    public func releaseTrial(_ trialKey: String, attemptID: AttemptID, reason: String? = nil) throws -> AttemptWrite {
+        try operation { db, now in
+            var trial = try TrialState.fetch(db, key: trialKey)
+            guard trial.isHeld(by: attemptID) else {
+                let resent = try RunStore.attemptOutcome(db, attemptID) == .superseded
+                return resent ? .duplicate : .staleAttempt(current: trial.currentAttemptID)
+            }
+            try trial.endCurrentAttempt(.superseded, reason: reason ?? "released by its worker", in: db, at: now)
+            try trial.requeue(in: db, at: now)
+            try RunStore.logEvent(db, at: now, kind: "trial-released", trialKey: trialKey, detail: reason)
+            return .accepted
+        }
+    }
+
+    /// Cancels a trial that has not ended (its attempt, if any, is cancelled
+    /// too; its worker learns it from its next write). Cancelling a
+    /// cancelled trial does nothing; an ended one is an invalid transition.
+    public func cancelTrial(_ trialKey: String, reason: String? = nil) throws {
+        try operation { db, now in
+            var trial = try TrialState.fetch(db, key: trialKey)
+            if trial.status == .cancelled { return }
+            let hadAttempt = trial.status != .pending
+            try trial.move(to: .cancelled, in: db, at: now)
+            if hadAttempt { try trial.endCurrentAttempt(.cancelled, reason: reason, in: db, at: now) }
+            try RunStore.logEvent(db, at: now, kind: "trial-cancelled", trialKey: trialKey, detail: reason)
+        }
+    }
+}
+
+extension RunStore {
+    /// `RunTransaction.claimNextTrial` as one transaction.
+    public func claimNextTrial(for workerID: String, preferring preferredModels: [String] = []) throws -> ClaimedTrial? {
+        try write { try $0.claimNextTrial(for: workerID, preferring: preferredModels) }
+    }
+
+    /// `RunTransaction.startAttempt` as one transaction.
+    public func startAttempt(trialKey: String, workerID: String) throws -> ClaimedTrial {
+        try write { try $0.startAttempt(trialKey: trialKey, workerID: workerID) }
+    }
+
+    /// `RunTransaction.finishTrial` as one transaction.
+    public func finishTrial(_ trialKey: String, attemptID: AttemptID, result: TrialResult, reason: String? = nil,
+                            summary: Data? = nil) throws -> AttemptWrite {
+        try write { try $0.finishTrial(trialKey, attemptID: attemptID, result: result, reason: reason, summary: summary) }
+    }
+
+    /// `RunTransaction.releaseTrial` as one transaction.
+    public func releaseTrial(_ trialKey: String, attemptID: AttemptID, reason: String? = nil) throws -> AttemptWrite {
+        try write { try $0.releaseTrial(trialKey, attemptID: attemptID, reason: reason) }
+    }
+
+    /// `RunTransaction.cancelTrial` as one transaction.
+    public func cancelTrial(_ trialKey: String, reason: String? = nil) throws {
+        try write { try $0.cancelTrial(trialKey, reason: reason) }
     }
 
     /// The checkpoint columns of a trial row, if any.
@@ -81,62 +159,7 @@ extension RunStore {
         return nil
     }
 
-    /// Ends the attempt with the worker's verdict. Only the attempt that
-    /// holds the trial may finish it; a resent verdict is a duplicate.
-    /// `summary` (JSON) is stored with the trial for reports.
-    public func finishTrial(_ trialKey: String, attemptID: String, result: TrialResult, reason: String? = nil, summary: Data? = nil) throws -> AttemptWrite {
-        let now = now
-        let outcome = try write { db -> AttemptWrite in
-            var trial = try TrialState.fetch(db, key: trialKey)
-            guard trial.isHeld(by: attemptID) else {
-                let resent = trial.currentAttemptID == attemptID && trial.status == result.status
-                return resent ? .duplicate : .staleAttempt(current: trial.currentAttemptID)
-            }
-            try trial.move(to: result.status, in: db, at: now)
-            try trial.endCurrentAttempt(result.outcome, reason: reason, in: db, at: now)
-            if let summary {
-                try db.executeCached(sql: "UPDATE trials SET summary = ? WHERE key = ?", arguments: [String(decoding: summary, as: UTF8.self), trialKey])
-            }
-            try Self.logEvent(db, at: now, kind: "trial-\(result.rawValue)", trialKey: trialKey, detail: reason)
-            return .accepted
-        }
-        logger.info("trial finished", metadata: ["trial": "\(trialKey)", "result": "\(result.rawValue)", "write": "\(outcome)"])
-        return outcome
-    }
-
-    /// The worker hands the trial back (shutting down, for example): it goes
-    /// back to pending, resuming from its checkpoint, without using up a retry.
-    public func releaseTrial(_ trialKey: String, attemptID: String, reason: String? = nil) throws -> AttemptWrite {
-        let now = now
-        return try write { db in
-            var trial = try TrialState.fetch(db, key: trialKey)
-            guard trial.isHeld(by: attemptID) else {
-                let resent = try Self.attemptOutcome(db, attemptID) == .superseded
-                return resent ? .duplicate : .staleAttempt(current: trial.currentAttemptID)
-            }
-            try trial.endCurrentAttempt(.superseded, reason: reason ?? "released by its worker", in: db, at: now)
-            try trial.requeue(in: db, at: now)
-            try Self.logEvent(db, at: now, kind: "trial-released", trialKey: trialKey, detail: reason)
-            return .accepted
-        }
-    }
-
-    /// Cancels a trial that has not ended (its attempt, if any, is cancelled
-    /// too; its worker learns it from its next write). Cancelling a
-    /// cancelled trial does nothing; an ended one is an invalid transition.
-    public func cancelTrial(_ trialKey: String, reason: String? = nil) throws {
-        let now = now
-        try write { db in
-            var trial = try TrialState.fetch(db, key: trialKey)
-            if trial.status == .cancelled { return }
-            let hadAttempt = trial.status != .pending
-            try trial.move(to: .cancelled, in: db, at: now)
-            if hadAttempt { try trial.endCurrentAttempt(.cancelled, reason: reason, in: db, at: now) }
-            try Self.logEvent(db, at: now, kind: "trial-cancelled", trialKey: trialKey, detail: reason)
-        }
-    }
-
-    static func attemptOutcome(_ db: Database, _ attemptID: String) throws -> AttemptOutcome? {
+    static func attemptOutcome(_ db: Database, _ attemptID: AttemptID) throws -> AttemptOutcome? {
         try String.fetchOne(db, sql: "SELECT outcome FROM attempts WHERE attempt_id = ?", arguments: [attemptID])
             .flatMap(AttemptOutcome.init(rawValue:))
     }

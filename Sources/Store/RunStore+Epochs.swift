@@ -1,20 +1,19 @@
-// RunStore epochs: what an attempt reports while it trains — epoch metrics,
-// per-question answers and checkpoints — under the rule that only the
-// attempt holding the trial writes, one epoch after another.
+// RunStore epochs: what an attempt reports while it trains — epoch metrics
+// with their evaluation's answers, and checkpoints — under the rule that only
+// the attempt holding the trial writes, one epoch after another.
 import Foundation
 import GRDB
 import Trial
 
-extension RunStore {
+extension RunTransaction {
     /// Records epoch `report.epoch` of the trial (and its evaluation's
     /// answers, if any) and renews the attempt's lease.
     ///
     /// - Returns: `.accepted`; `.duplicate` for an epoch already recorded
     ///   (a resend; the first numbers stay); `.staleAttempt` when `attemptID`
     ///   does not hold the trial; `.gap` when an epoch in between is missing.
-    public func recordEpoch(_ trialKey: String, attemptID: String, report: EpochReport) throws -> AttemptWrite {
-        let now = now
-        return try write { db in
+    public func recordEpoch(_ trialKey: String, attemptID: AttemptID, report: EpochReport) throws -> AttemptWrite {
+        try operation { db, now in
             let trial = try TrialState.fetch(db, key: trialKey)
             guard trial.isHeld(by: attemptID) else { return .staleAttempt(current: trial.currentAttemptID) }
             if report.epoch <= trial.lastEpoch { return .duplicate }
@@ -31,8 +30,8 @@ extension RunStore {
                     evaluation?.perplexity.map { Double($0) }, now, attemptID,
                 ])
             try db.executeCached(sql: "UPDATE trials SET last_epoch = ?, updated_at = ? WHERE key = ?",
-                           arguments: [report.epoch, now, trialKey])
-            try self.renewLease(db, attemptID: attemptID, at: now)
+                                 arguments: [report.epoch, now, trialKey])
+            try renewLease(db, attemptID: attemptID, at: now)
             if let evaluation {
                 try Self.insertQuestions(db, trialKey: trialKey, epoch: report.epoch, evaluation.questions)
             }
@@ -40,23 +39,8 @@ extension RunStore {
         }
     }
 
-    /// Records the answers of an evaluation at `epoch`, already recorded by
-    /// `recordEpoch` (for workers that send answers apart from the metrics).
-    public func recordQuestionOutputs(_ trialKey: String, attemptID: String, epoch: Int,
-                                      questions: [QuestionResult]) throws -> AttemptWrite {
-        try write { db in
-            let trial = try TrialState.fetch(db, key: trialKey)
-            guard trial.isHeld(by: attemptID) else { return .staleAttempt(current: trial.currentAttemptID) }
-            guard epoch <= trial.lastEpoch else { return .gap(expected: trial.lastEpoch + 1) }
-            let inserted = try Self.insertQuestions(db, trialKey: trialKey, epoch: epoch, questions)
-            return inserted == 0 && !questions.isEmpty ? .duplicate : .accepted
-        }
-    }
-
-    /// Inserts answers, ignoring questions already recorded for the epoch.
-    @discardableResult
-    private static func insertQuestions(_ db: Database, trialKey: String, epoch: Int, _ questions: [QuestionResult]) throws -> Int {
-        var inserted = 0
+    /// Inserts an evaluation's answers, ignoring questions already recorded for the epoch.
+    private static func insertQuestions(_ db: Database, trialKey: String, epoch: Int, _ questions: [QuestionResult]) throws {
         for question in questions {
             try db.executeCached(sql: """
                 INSERT OR IGNORE INTO question_outputs
@@ -64,17 +48,14 @@ extension RunStore {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [trialKey, epoch, question.question, question.paraphrase, question.reference,
                                  question.answer, Double(question.similarity), question.keyMatch])
-            inserted += db.changesCount
         }
-        return inserted
     }
 
     /// Records the trial's newest checkpoint, which a later attempt resumes
     /// from. Its epoch must already be recorded; an older or equal checkpoint
     /// than the stored one is a duplicate.
-    public func recordCheckpoint(_ trialKey: String, attemptID: String, checkpoint: CheckpointRef) throws -> AttemptWrite {
-        let now = now
-        return try write { db in
+    public func recordCheckpoint(_ trialKey: String, attemptID: AttemptID, checkpoint: CheckpointRef) throws -> AttemptWrite {
+        try operation { db, now in
             let trial = try TrialState.fetch(db, key: trialKey)
             guard trial.isHeld(by: attemptID) else { return .staleAttempt(current: trial.currentAttemptID) }
             if let stored = trial.checkpointEpoch, checkpoint.epoch <= stored { return .duplicate }
@@ -87,8 +68,20 @@ extension RunStore {
                 UPDATE trials SET checkpoint_epoch = ?, checkpoint_path = ?, checkpoint_blob = ?, updated_at = ?
                 WHERE key = ?
                 """, arguments: [checkpoint.epoch, path, blob, now, trialKey])
-            try self.renewLease(db, attemptID: attemptID, at: now)
+            try renewLease(db, attemptID: attemptID, at: now)
             return .accepted
         }
+    }
+}
+
+extension RunStore {
+    /// `RunTransaction.recordEpoch` as one transaction.
+    public func recordEpoch(_ trialKey: String, attemptID: AttemptID, report: EpochReport) throws -> AttemptWrite {
+        try write { try $0.recordEpoch(trialKey, attemptID: attemptID, report: report) }
+    }
+
+    /// `RunTransaction.recordCheckpoint` as one transaction.
+    public func recordCheckpoint(_ trialKey: String, attemptID: AttemptID, checkpoint: CheckpointRef) throws -> AttemptWrite {
+        try write { try $0.recordCheckpoint(trialKey, attemptID: attemptID, checkpoint: checkpoint) }
     }
 }

@@ -12,11 +12,19 @@ public struct StoredEvent: Sendable, Equatable {
     public var detail: String?
 }
 
-extension RunStore {
+extension RunTransaction {
     /// Appends an event of the coordinator's own (the store logs its state changes itself).
     public func appendEvent(kind: String, trialKey: String? = nil, workerID: String? = nil, detail: String? = nil) throws {
-        let now = now
-        try write { db in try Self.logEvent(db, at: now, kind: kind, trialKey: trialKey, workerID: workerID, detail: detail) }
+        try operation { db, now in
+            try RunStore.logEvent(db, at: now, kind: kind, trialKey: trialKey, workerID: workerID, detail: detail)
+        }
+    }
+}
+
+extension RunStore {
+    /// `RunTransaction.appendEvent` as one transaction.
+    public func appendEvent(kind: String, trialKey: String? = nil, workerID: String? = nil, detail: String? = nil) throws {
+        try write { try $0.appendEvent(kind: kind, trialKey: trialKey, workerID: workerID, detail: detail) }
     }
 
     /// The newest events first, of one trial or of all.
@@ -37,6 +45,6 @@ extension RunStore {
     static func logEvent(_ db: Database, at now: Date, kind: String, trialKey: String? = nil, workerID: String? = nil,
                          detail: String? = nil) throws {
         try db.executeCached(sql: "INSERT INTO events (at, kind, trial_key, worker_id, detail) VALUES (?, ?, ?, ?, ?)",
-                       arguments: [now, kind, trialKey, workerID, detail])
+                             arguments: [now, kind, trialKey, workerID, detail])
     }
 }

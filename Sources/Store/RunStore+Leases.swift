@@ -5,14 +5,13 @@ import Foundation
 import GRDB
 import Trial
 
-extension RunStore {
+extension RunTransaction {
     /// Requeues every running or stale trial whose attempt's lease has run
     /// out: the attempt is `lost`; the trial goes back to pending (resuming
     /// from its checkpoint), or to failed once more attempts were lost than
     /// its retry limit allows. Call it periodically.
     public func requeueExpiredLeases() throws -> [RequeuedTrial] {
-        let now = now
-        let requeued = try write { db in
+        let requeued = try operation { db, now in
             let expired = try Row.fetchAll(db, sql: """
                 SELECT t.key, a.attempt_id FROM trials t JOIN attempts a ON a.attempt_id = t.current_attempt_id
                 WHERE t.status IN ('running', 'stale') AND a.lease_expires_at < ?
@@ -31,9 +30,8 @@ extension RunStore {
     /// A worker introduced itself holding only `held`: every other attempt
     /// the store has it running (an `assign` lost on the way, a trial it
     /// dropped while disconnected) is lost now, without waiting for its lease.
-    public func requeueAttemptsNotHeld(by workerID: String, held: Set<String>) throws -> [RequeuedTrial] {
-        let now = now
-        let requeued = try write { db in
+    public func requeueAttemptsNotHeld(by workerID: String, held: Set<AttemptID>) throws -> [RequeuedTrial] {
+        let requeued = try operation { db, now in
             let running = try Row.fetchAll(db, sql: """
                 SELECT t.key, a.attempt_id FROM trials t JOIN attempts a ON a.attempt_id = t.current_attempt_id
                 WHERE t.status IN ('running', 'stale') AND a.worker_id = ?
@@ -52,7 +50,7 @@ extension RunStore {
 
     /// Ends a trial's current attempt as `lost`; the trial goes back to
     /// pending, or to failed once more attempts were lost than its retry limit allows.
-    private static func loseAttempt(_ db: Database, trialKey key: String, attemptID: String, reason: String,
+    private static func loseAttempt(_ db: Database, trialKey key: String, attemptID: AttemptID, reason: String,
                                     at now: Date) throws -> RequeuedTrial {
         var trial = try TrialState.fetch(db, key: key)
         try trial.endCurrentAttempt(.lost, reason: reason, in: db, at: now)
@@ -60,12 +58,12 @@ extension RunStore {
                                     arguments: [key]) ?? 0
         if lost > trial.retryLimit {
             try trial.move(to: .failed, in: db, at: now)
-            try logEvent(db, at: now, kind: "trial-failed", trialKey: key,
-                         detail: "\(lost) attempts lost; retry limit \(trial.retryLimit)")
+            try RunStore.logEvent(db, at: now, kind: "trial-failed", trialKey: key,
+                                  detail: "\(lost) attempts lost; retry limit \(trial.retryLimit)")
         } else {
             try trial.requeue(in: db, at: now)
-            try logEvent(db, at: now, kind: "trial-requeued", trialKey: key,
-                         detail: "attempt \(attemptID) lost (\(reason)); \(lost) lost so far, retry limit \(trial.retryLimit)")
+            try RunStore.logEvent(db, at: now, kind: "trial-requeued", trialKey: key,
+                                  detail: "attempt \(attemptID) lost (\(reason)); \(lost) lost so far, retry limit \(trial.retryLimit)")
         }
         return RequeuedTrial(key: key, lostAttemptID: attemptID, status: trial.status)
     }
@@ -76,27 +74,25 @@ extension RunStore {
     /// re-announced in time are requeued by `requeueExpiredLeases`.
     /// Returns how many trials became stale.
     public func markRunningTrialsStale() throws -> Int {
-        let now = now
-        return try write { db in
-            try db.executeCached(sql: """
-                UPDATE attempts SET lease_expires_at = ?
-                WHERE attempt_id IN (SELECT current_attempt_id FROM trials WHERE status = 'running')
-                """, arguments: [leaseEnd(from: now)])
-            try db.executeCached(sql: "UPDATE trials SET status = 'stale', updated_at = ? WHERE status = 'running'", arguments: [now])
-            let count = db.changesCount
-            if count > 0 {
-                try Self.logEvent(db, at: now, kind: "coordinator-restarted", detail: "\(count) running trials marked stale")
+        try operation { db, now in
+            let running = try String.fetchAll(db, sql: "SELECT key FROM trials WHERE status = 'running'")
+            for key in running {
+                var trial = try TrialState.fetch(db, key: key)
+                try trial.move(to: .stale, in: db, at: now)
+                if let attemptID = trial.currentAttemptID { try renewLease(db, attemptID: attemptID, at: now) }
             }
-            return count
+            if !running.isEmpty {
+                try RunStore.logEvent(db, at: now, kind: "coordinator-restarted", detail: "\(running.count) running trials marked stale")
+            }
+            return running.count
         }
     }
 
     /// A worker re-announces `attemptID` after a coordinator restart (or a
     /// reconnect). The attempt keeps the trial if it still holds it and
     /// belongs to that worker; otherwise the worker must drop it.
-    public func readoptAttempt(_ attemptID: String, trialKey: String, workerID: String) throws -> Readoption {
-        let now = now
-        return try write { db in
+    public func readoptAttempt(_ attemptID: AttemptID, trialKey: String, workerID: String) throws -> Readoption {
+        try operation { db, now in
             var trial = try TrialState.fetch(db, key: trialKey)
             let owner = try String.fetchOne(db, sql: "SELECT worker_id FROM attempts WHERE attempt_id = ?", arguments: [attemptID])
             guard trial.currentAttemptID == attemptID, owner == workerID,
@@ -104,17 +100,39 @@ extension RunStore {
             else { return .refused(status: trial.status) }
             if trial.status == .stale {
                 try trial.move(to: .running, in: db, at: now)
-                try Self.logEvent(db, at: now, kind: "attempt-readopted", trialKey: trialKey, workerID: workerID,
-                                  detail: "attempt \(attemptID)")
+                try RunStore.logEvent(db, at: now, kind: "attempt-readopted", trialKey: trialKey, workerID: workerID,
+                                      detail: "attempt \(attemptID)")
             }
-            try self.renewLease(db, attemptID: attemptID, at: now)
+            try renewLease(db, attemptID: attemptID, at: now)
             return .adopted(nextEpoch: trial.lastEpoch + 1)
         }
     }
 
     /// Extends an attempt's lease from now.
-    func renewLease(_ db: Database, attemptID: String, at now: Date) throws {
+    func renewLease(_ db: Database, attemptID: AttemptID, at now: Date) throws {
         try db.executeCached(sql: "UPDATE attempts SET lease_expires_at = ? WHERE attempt_id = ?",
-                       arguments: [leaseEnd(from: now), attemptID])
+                             arguments: [leaseEnd(from: now), attemptID])
+    }
+}
+
+extension RunStore {
+    /// `RunTransaction.requeueExpiredLeases` as one transaction.
+    public func requeueExpiredLeases() throws -> [RequeuedTrial] {
+        try write { try $0.requeueExpiredLeases() }
+    }
+
+    /// `RunTransaction.requeueAttemptsNotHeld` as one transaction.
+    public func requeueAttemptsNotHeld(by workerID: String, held: Set<AttemptID>) throws -> [RequeuedTrial] {
+        try write { try $0.requeueAttemptsNotHeld(by: workerID, held: held) }
+    }
+
+    /// `RunTransaction.markRunningTrialsStale` as one transaction.
+    public func markRunningTrialsStale() throws -> Int {
+        try write { try $0.markRunningTrialsStale() }
+    }
+
+    /// `RunTransaction.readoptAttempt` as one transaction.
+    public func readoptAttempt(_ attemptID: AttemptID, trialKey: String, workerID: String) throws -> Readoption {
+        try write { try $0.readoptAttempt(attemptID, trialKey: trialKey, workerID: workerID) }
     }
 }

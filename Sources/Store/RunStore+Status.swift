@@ -75,10 +75,10 @@ extension RunStore {
     /// The attempts at trial `key`, oldest first.
     public func attempts(of key: String) throws -> [StoredAttempt] {
         try read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM attempts WHERE trial_key = ? ORDER BY id", arguments: [key]).map { row in
+            try Row.fetchAll(db, sql: "SELECT * FROM attempts WHERE trial_key = ? ORDER BY attempt_id", arguments: [key]).map { row in
                 let outcomeText: String = row["outcome"]
                 guard let outcome = AttemptOutcome(rawValue: outcomeText) else {
-                    throw RunStoreError.corruptRow(table: "attempts", key: row["attempt_id"], reason: "unknown outcome \(outcomeText)")
+                    throw RunStoreError.corruptRow(table: "attempts", key: "\(row["attempt_id"] as AttemptID)", reason: "unknown outcome \(outcomeText)")
                 }
                 return StoredAttempt(attemptID: row["attempt_id"], workerID: row["worker_id"], startedAt: row["started_at"],
                                      endedAt: row["ended_at"], leaseExpiresAt: row["lease_expires_at"],

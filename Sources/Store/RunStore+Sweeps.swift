@@ -15,8 +15,7 @@ extension RunStore {
         let specText = try Self.validJSONText(spec, sweep: name)
         let rows = try trials.map { try TrialRow($0) }
         try Self.refuseConflicts(rows)
-        let now = now
-        let added = try write { db in
+        let added = try write { transaction in try transaction.operation { db, now in
             let sweepID = try Self.upsertSweep(db, name: name, spec: specText, at: now)
             var added = AddedSweep(sweepID: sweepID, newTrials: 0, existingTrials: 0)
             for row in rows {
@@ -33,7 +32,7 @@ extension RunStore {
                 try Self.logEvent(db, at: now, kind: "sweep-added", detail: "\(name): \(added.newTrials) new trials")
             }
             return added
-        }
+        } }
         logger.info("sweep added", metadata: ["sweep": "\(name)", "new": "\(added.newTrials)",
                                               "existing": "\(added.existingTrials)"])
         return added

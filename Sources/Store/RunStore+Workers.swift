@@ -1,13 +1,13 @@
 // RunStore workers: who is connected, when each was last heard from.
 import Foundation
 import GRDB
+import Trial
 
-extension RunStore {
+extension RunTransaction {
     /// Records a worker's (re)connection: inserts or refreshes its row.
     public func announceWorker(_ worker: WorkerAnnouncement) throws {
-        let now = now
         let models = String(decoding: try JSONEncoder().encode(worker.models), as: UTF8.self)
-        try write { db in
+        try operation { db, now in
             try db.executeCached(sql: """
                 INSERT INTO workers (id, host, pid, threads, protocol_version, connected_at, last_seen, models, status)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'connected')
@@ -15,8 +15,8 @@ extension RunStore {
                     protocol_version = excluded.protocol_version, connected_at = excluded.connected_at,
                     last_seen = excluded.last_seen, models = excluded.models, status = 'connected'
                 """, arguments: [worker.id, worker.host, worker.pid, worker.threads, worker.protocolVersion, now, now, models])
-            try Self.logEvent(db, at: now, kind: "worker-announced", workerID: worker.id,
-                              detail: "\(worker.host) pid \(worker.pid), \(worker.threads) threads, protocol \(worker.protocolVersion)")
+            try RunStore.logEvent(db, at: now, kind: "worker-announced", workerID: worker.id,
+                                  detail: "\(worker.host) pid \(worker.pid), \(worker.threads) threads, protocol \(worker.protocolVersion)")
         }
     }
 
@@ -25,9 +25,8 @@ extension RunStore {
     /// holds them. An attempt the worker does not report (an `assign` lost on
     /// the way, a trainer that hangs) is not renewed and expires.
     /// Throws `unknownWorker` for a worker that never announced.
-    public func heartbeat(workerID: String, renewing attemptIDs: [String] = []) throws {
-        let now = now
-        try write { db in
+    public func heartbeat(workerID: String, renewing attemptIDs: [AttemptID] = []) throws {
+        try operation { db, now in
             try db.executeCached(sql: "UPDATE workers SET last_seen = ?, status = 'connected' WHERE id = ?", arguments: [now, workerID])
             guard db.changesCount == 1 else { throw RunStoreError.unknownWorker(id: workerID) }
             for attemptID in attemptIDs {
@@ -40,14 +39,30 @@ extension RunStore {
         }
     }
 
-    /// Marks a worker lost (heartbeats stopped) or departed (said goodbye).
+    /// Marks a worker lost (heartbeats stopped; its next message reconnects it).
     /// Its attempts keep their leases until they expire.
     public func setWorkerStatus(_ workerID: String, _ status: WorkerStatus) throws {
-        let now = now
-        try write { db in
+        try operation { db, now in
             try db.executeCached(sql: "UPDATE workers SET status = ? WHERE id = ?", arguments: [status.rawValue, workerID])
             guard db.changesCount == 1 else { throw RunStoreError.unknownWorker(id: workerID) }
-            try Self.logEvent(db, at: now, kind: "worker-\(status.rawValue)", workerID: workerID)
+            try RunStore.logEvent(db, at: now, kind: "worker-\(status.rawValue)", workerID: workerID)
         }
+    }
+}
+
+extension RunStore {
+    /// `RunTransaction.announceWorker` as one transaction.
+    public func announceWorker(_ worker: WorkerAnnouncement) throws {
+        try write { try $0.announceWorker(worker) }
+    }
+
+    /// `RunTransaction.heartbeat` as one transaction.
+    public func heartbeat(workerID: String, renewing attemptIDs: [AttemptID] = []) throws {
+        try write { try $0.heartbeat(workerID: workerID, renewing: attemptIDs) }
+    }
+
+    /// `RunTransaction.setWorkerStatus` as one transaction.
+    public func setWorkerStatus(_ workerID: String, _ status: WorkerStatus) throws {
+        try write { try $0.setWorkerStatus(workerID, status) }
     }
 }

@@ -22,7 +22,6 @@ public final class RunStore: Sendable {
     let clock: @Sendable () -> Date
     /// How long each write transaction took, commit included (coordinator-stats.json); a batch is one.
     public let writeTimes = DurationSamples()
-    private let openBatch = OpenBatch()
 
     /// Opens the run database at `path`, creating it (and applying
     /// migrations) unless `mustExist`. Refuses, without changing it, a file
@@ -67,77 +66,40 @@ public final class RunStore: Sendable {
         return configuration
     }
 
-    /// The SQLite header every database file starts with.
-    private static let sqliteHeader = Data("SQLite format 3\u{0}".utf8)
-
     /// Refuses a missing file when it must exist, a non-SQLite file, and an
     /// SQLite file of another application — before anything (WAL mode, a
     /// migration) could write to it.
     private static func checkIdentity(path: String, mustExist: Bool) throws {
-        let files = FileManager.default
-        guard files.fileExists(atPath: path) else {
+        guard FileManager.default.fileExists(atPath: path) else {
             if mustExist { throw RunStoreError.missingDatabase(path: path) }
             let folder = (path as NSString).deletingLastPathComponent
-            if !files.fileExists(atPath: folder.isEmpty ? "." : folder) { throw RunStoreError.missingFolder(path: path) }
+            if !FileManager.default.fileExists(atPath: folder.isEmpty ? "." : folder) { throw RunStoreError.missingFolder(path: path) }
             return
         }
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw RunStoreError.notARunDatabase(path: path, reason: "it cannot be read")
-        }
-        let header = (try? handle.read(upToCount: sqliteHeader.count)) ?? nil
-        try? handle.close()
-        guard let header, !header.isEmpty else { return }  // an empty file: a new database
-        guard header == sqliteHeader else {
-            throw RunStoreError.notARunDatabase(path: path, reason: "not an SQLite file")
-        }
-        var readOnly = Configuration()
-        readOnly.readonly = true
-        let (applicationID, hasTables): (Int32, Bool)
-        do {
-            (applicationID, hasTables) = try DatabaseQueue(path: path, configuration: readOnly).read { db in
-                (try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0,
-                 try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM sqlite_master)") ?? false)
-            }
-        } catch let error as DatabaseError {
-            throw RunStoreError.notARunDatabase(path: path, reason: error.message ?? "\(error.resultCode)")
-        }
-        if applicationID != RunSchema.applicationID && (applicationID != 0 || hasTables) {
-            let reason = applicationID != 0
-                ? "an SQLite database of another application (application_id \(applicationID))"
-                : "an SQLite database with other tables"
+        switch RunDatabaseIdentity.check(path: path) {
+        case .runDatabase, .blank:
+            return
+        case let .other(reason):
             throw RunStoreError.notARunDatabase(path: path, reason: reason)
+        case let .unreadable(reason):
+            throw RunStoreError.cannotOpen(path: path, reason: reason)
         }
     }
 
-    /// Runs `body` as one write transaction, or as a savepoint of the batch this thread has open.
-    func write<T>(_ body: (Database) throws -> T) throws -> T {
-        guard let db = openBatch.database else { return try writeTimes.time { try pool.write(body) } }
-        try db.execute(sql: "SAVEPOINT operation")
-        do {
-            let result = try body(db)
-            try db.execute(sql: "RELEASE SAVEPOINT operation")
-            return result
-        } catch {
-            // Undo this operation only; the batch decides about the rest.
-            try? db.execute(sql: "ROLLBACK TO SAVEPOINT operation")
-            try? db.execute(sql: "RELEASE SAVEPOINT operation")
-            throw error
-        }
+    /// Runs `body` as one write transaction: each operation of `RunTransaction` opens it (GRDB's
+    /// `inSavepoint` outside a transaction is one) and commits it when it returns.
+    func write<T>(_ body: (RunTransaction) throws -> T) throws -> T {
+        try writeTimes.time { try pool.writeWithoutTransaction { db in try body(RunTransaction(db, store: self)) } }
     }
 
-    /// Runs `body` with every store write it makes on this thread joined into one transaction: each
-    /// operation stays all-or-nothing (a savepoint of its own), and all of them commit together — one
-    /// commit, and one sync to disk, for many operations. None of them is durable before `batch` returns,
-    /// so answer for them (acknowledge, assign) only afterwards. A nested `batch` joins the open one.
-    public func batch<T>(_ body: () throws -> T) throws -> T {
-        if openBatch.database != nil { return try body() }
-        return try writeTimes.time {
-            try pool.write { db in
-                openBatch.open(db)
-                defer { openBatch.close() }
-                return try body()
-            }
-        }
+    /// Runs `body` in one transaction, handing it the operations to run in it: each operation stays
+    /// all-or-nothing (a savepoint of its own, undone alone if it throws), and all of them commit together
+    /// — one commit, and one sync to disk, for many operations. None of them is durable before `batch`
+    /// returns, so answer for them (acknowledge, assign) only afterwards; if `body` throws, none is kept.
+    /// Inside `body`, write through `transaction` only: GRDB's writes are not reentrant, and a write of
+    /// the store itself there stops the process.
+    public func batch<T>(_ body: (_ transaction: RunTransaction) throws -> T) throws -> T {
+        try writeTimes.time { try pool.write { db in try body(RunTransaction(db, store: self)) } }
     }
 
     /// Runs `body` on a consistent snapshot, concurrently with writes.
@@ -148,24 +110,6 @@ public final class RunStore: Sendable {
     /// Now, and the lease end of an attempt heard from now.
     var now: Date { clock() }
     func leaseEnd(from now: Date) -> Date { now.addingTimeInterval(leaseDuration) }
-}
-
-/// The transaction a `batch` holds open, visible to the thread that opened it only.
-private final class OpenBatch: @unchecked Sendable {
-    private let lock = NSLock()
-    private var owner: pthread_t?
-    private var db: Database?
-
-    /// The open batch's database if this thread opened it.
-    var database: Database? {
-        lock.withLock {
-            guard let owner, pthread_equal(owner, pthread_self()) != 0 else { return nil }
-            return db
-        }
-    }
-
-    func open(_ db: Database) { lock.withLock { owner = pthread_self(); self.db = db } }
-    func close() { lock.withLock { owner = nil; db = nil } }
 }
 
 extension Database {

@@ -8,7 +8,7 @@ import Trial
 struct TrialState: Sendable {
     var key: String
     var status: TrialStatus
-    var currentAttemptID: String?
+    var currentAttemptID: AttemptID?
     var lastEpoch: Int
     var checkpointEpoch: Int?
     var retryLimit: Int
@@ -29,11 +29,12 @@ struct TrialState: Sendable {
     }
 
     /// Whether `attemptID` may write: it is the current attempt of a running trial.
-    func isHeld(by attemptID: String) -> Bool {
+    func isHeld(by attemptID: AttemptID) -> Bool {
         status == .running && currentAttemptID == attemptID
     }
 
-    /// Moves the trial to `next`, or throws `invalidTransition`.
+    /// Moves the trial to `next`, or throws `invalidTransition`. The store changes `trials.status` here
+    /// and nowhere else (a new trial starts as `pending`, the column's default).
     mutating func move(to next: TrialStatus, in db: Database, at now: Date) throws {
         guard status.canMove(to: next) else {
             throw RunStoreError.invalidTransition(trial: key, from: status, to: next)

@@ -77,11 +77,10 @@ public enum TrialResult: String, Sendable, Codable, CaseIterable {
     }
 }
 
-/// Whether a worker is reachable, as the coordinator last knew.
+/// Whether a worker is reachable, as the coordinator last knew. (No message of the protocol says
+/// goodbye: a worker that leaves is lost once its heartbeats stop.)
 public enum WorkerStatus: String, Sendable, Codable, CaseIterable {
     case connected
     /// Heartbeats stopped.
     case lost
-    /// Said goodbye.
-    case departed
 }

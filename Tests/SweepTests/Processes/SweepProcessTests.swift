@@ -93,7 +93,7 @@ import TestSupport
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(process.terminationStatus == 0, "\(stderr)")
         try Self.expectComplete(db, trials: 1, epochs: epochs)
-        let attempts = try Self.rows(db, "SELECT outcome, worker_id FROM attempts ORDER BY id")
+        let attempts = try Self.rows(db, "SELECT outcome, worker_id FROM attempts ORDER BY attempt_id")
         #expect(attempts.count >= 2, "\(attempts)")
         #expect(attempts.first?["outcome"] == "lost")
         #expect(attempts.last?["outcome"] == "done")

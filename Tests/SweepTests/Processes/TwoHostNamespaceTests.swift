@@ -38,7 +38,7 @@ struct TwoHostNamespaceTests {
     struct Finished {
         let db: URL
         /// Each trial's attempt that was running when the link was cut: its id and its worker.
-        let cutAttempts: [String: (id: String, worker: String)]
+        let cutAttempts: [String: (id: Int64, worker: String)]
         let workerLogs: [String: String]
     }
 
@@ -84,7 +84,7 @@ struct TwoHostNamespaceTests {
 
         // Both trials running, each with an inline checkpoint recorded and epochs left to train.
         let db = run.appendingPathComponent("run.db")
-        var cutAttempts: [String: (id: String, worker: String)] = [:]
+        var cutAttempts: [String: (id: Int64, worker: String)] = [:]
         let deadline = Date().addingTimeInterval(120)
         while cutAttempts.count < 2 && Date() < deadline && coordinator.isRunning {
             usleep(100_000)
@@ -140,7 +140,7 @@ struct TwoHostNamespaceTests {
 
     @Test(.timeLimit(.minutes(5))) func cutLongerThanTheLeaseRequeuesAndFencesTheStaleAttempt() throws {
         try Self.sweep(tag: "l", cutFor: Self.lease + 5) { finished in
-            let allAttempts = try SweepProcessTests.rows(finished.db, "SELECT trial_key, attempt_id, outcome, reason, resumed_from_epoch FROM attempts ORDER BY id")
+            let allAttempts = try SweepProcessTests.rows(finished.db, "SELECT trial_key, attempt_id, outcome, reason, resumed_from_epoch FROM attempts ORDER BY attempt_id")
             let allEpochs = try SweepProcessTests.rows(finished.db, "SELECT trial_key, epoch, attempt_id FROM epoch_metrics")
             for (trial, original) in finished.cutAttempts {
                 let attempts = allAttempts.filter { $0["trial_key"] == trial }
@@ -159,8 +159,8 @@ struct TwoHostNamespaceTests {
                     let outcome: String = refused["outcome"] ?? ""
                     #expect((outcome == "superseded" && reason.contains("is busy with trial"))
                             || (outcome == "lost" && reason.contains("does not hold it")), "\(trial): \(attempts)")
-                    let refusedID: String = refused["attempt_id"]
-                    #expect(!allEpochs.contains { ($0["attempt_id"] as String?) == refusedID }, "an attempt that never ran recorded epochs")
+                    let refusedID: Int64 = refused["attempt_id"]
+                    #expect(!allEpochs.contains { ($0["attempt_id"] as Int64?) == refusedID }, "an attempt that never ran recorded epochs")
                 }
                 // The new attempt resumed from the inline checkpoint that the lost one had sent before the cut.
                 let resumed: Int = done["resumed_from_epoch"]
@@ -168,7 +168,7 @@ struct TwoHostNamespaceTests {
                 // Fenced: the lost attempt kept training through the cut, yet nothing after its checkpoint was kept.
                 for row in allEpochs where row["trial_key"] == trial {
                     let epoch: Int = row["epoch"]
-                    let expected: String = epoch <= resumed ? original.id : done["attempt_id"]
+                    let expected: Int64 = epoch <= resumed ? original.id : done["attempt_id"]
                     #expect(row["attempt_id"] == expected, "\(trial) epoch \(epoch): \(row)")
                 }
                 // The original worker came back holding the attempt and was told to drop it.

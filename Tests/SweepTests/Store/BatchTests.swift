@@ -27,10 +27,10 @@ import Testing
         let (fixture, a, b) = try claimedTrials()
         let store = fixture.store
         let writesBefore = store.writeTimes.summary.count
-        let seenInside = try store.batch {
-            #expect(try store.recordEpoch(a.key, attemptID: a.attemptID, report: StoreSamples.epoch(1, questions: ["Q1", "Q2"])) == .accepted)
-            #expect(try store.recordEpoch(b.key, attemptID: b.attemptID, report: StoreSamples.epoch(1)) == .accepted)
-            try store.heartbeat(workerID: "w1")
+        let seenInside = try store.batch { transaction throws in
+            #expect(try transaction.recordEpoch(a.key, attemptID: a.attemptID, report: StoreSamples.epoch(1, questions: ["Q1", "Q2"])) == .accepted)
+            #expect(try transaction.recordEpoch(b.key, attemptID: b.attemptID, report: StoreSamples.epoch(1)) == .accepted)
+            try transaction.heartbeat(workerID: "w1")
             return try committedEpochs(fixture)
         }
         #expect(seenInside == 0, "nothing is visible before the batch commits")
@@ -43,11 +43,11 @@ import Testing
     @Test func aFailedOperationIsUndoneAloneAndTheRestCommits() throws {
         let (fixture, a, _) = try claimedTrials()
         let store = fixture.store
-        try store.batch { () throws in
-            #expect(try store.recordEpoch(a.key, attemptID: a.attemptID, report: StoreSamples.epoch(1)) == .accepted)
+        try store.batch { transaction throws in
+            #expect(try transaction.recordEpoch(a.key, attemptID: a.attemptID, report: StoreSamples.epoch(1)) == .accepted)
             // Operations that throw are undone alone (their savepoints); the batch goes on.
-            #expect(throws: RunStoreError.self) { try store.heartbeat(workerID: "nobody") }
-            #expect(throws: RunStoreError.self) { try store.recordEpoch("no-such-trial", attemptID: "1", report: StoreSamples.epoch(1)) }
+            #expect(throws: RunStoreError.self) { try transaction.heartbeat(workerID: "nobody") }
+            #expect(throws: RunStoreError.self) { try transaction.recordEpoch("no-such-trial", attemptID: 1, report: StoreSamples.epoch(1)) }
         }
         #expect(try committedEpochs(fixture) == 1)
         #expect(try store.trial(a.key)?.lastEpoch == 1)
@@ -58,8 +58,8 @@ import Testing
         let store = fixture.store
         struct Abandoned: Error {}
         #expect(throws: Abandoned.self) {
-            try store.batch {
-                _ = try store.recordEpoch(a.key, attemptID: a.attemptID, report: StoreSamples.epoch(1))
+            try store.batch { transaction throws in
+                _ = try transaction.recordEpoch(a.key, attemptID: a.attemptID, report: StoreSamples.epoch(1))
                 throw Abandoned()
             }
         }
@@ -67,7 +67,7 @@ import Testing
         #expect(try store.trial(a.key)?.lastEpoch == 0)
         // The store is usable afterwards, outside and inside a batch.
         #expect(try store.recordEpoch(a.key, attemptID: a.attemptID, report: StoreSamples.epoch(1)) == .accepted)
-        #expect(try store.batch { try store.recordEpoch(a.key, attemptID: a.attemptID, report: StoreSamples.epoch(2)) } == .accepted)
+        #expect(try store.batch { try $0.recordEpoch(a.key, attemptID: a.attemptID, report: StoreSamples.epoch(2)) } == .accepted)
         #expect(try committedEpochs(fixture) == 2)
     }
 }

@@ -40,8 +40,8 @@ import Trial
         try fixture.addSweep([StoreSamples.trial("full", seed: 1)])
         let inside = DispatchSemaphore(value: 0), proceed = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
         DispatchQueue.global().async {
-            _ = try? store.write { db in
-                try db.execute(sql: "UPDATE trials SET status = 'cancelled'")
+            _ = try? store.batch { transaction in
+                try transaction.db.execute(sql: "UPDATE trials SET status = 'cancelled'")
                 inside.signal()
                 proceed.wait()
             }

@@ -35,11 +35,11 @@ import Trial
     @Test func onlyTheCurrentAttemptMayWrite() throws {
         let (fixture, claimed) = try claimedTrial()
         let store = fixture.store
-        #expect(try store.recordEpoch(claimed.key, attemptID: "someone-else", report: StoreSamples.epoch(1))
+        #expect(try store.recordEpoch(claimed.key, attemptID: claimed.attemptID + 1000, report: StoreSamples.epoch(1))
             == .staleAttempt(current: claimed.attemptID))
-        #expect(try store.recordCheckpoint(claimed.key, attemptID: "someone-else", checkpoint: CheckpointRef(epoch: 1, location: .path("x")))
+        #expect(try store.recordCheckpoint(claimed.key, attemptID: claimed.attemptID + 1000, checkpoint: CheckpointRef(epoch: 1, location: .path("x")))
             == .staleAttempt(current: claimed.attemptID))
-        #expect(try store.finishTrial(claimed.key, attemptID: "someone-else", result: .done) == .staleAttempt(current: claimed.attemptID))
+        #expect(try store.finishTrial(claimed.key, attemptID: claimed.attemptID + 1000, result: .done) == .staleAttempt(current: claimed.attemptID))
         #expect(try store.trial(claimed.key)?.status == .running)
     }
 
@@ -48,9 +48,7 @@ import Trial
         let store = fixture.store
         let report = StoreSamples.epoch(1, questions: ["Where was Ada born?", "What is Ada's birthplace?"])
         #expect(try store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: report) == .accepted)
-        let questions = try #require(report.evaluation?.questions)
-        #expect(try store.recordQuestionOutputs(claimed.key, attemptID: claimed.attemptID, epoch: 1, questions: questions) == .duplicate)
-        #expect(try store.recordQuestionOutputs(claimed.key, attemptID: claimed.attemptID, epoch: 2, questions: questions) == .gap(expected: 2))
+        #expect(try store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: report) == .duplicate)
         let rows = try store.read { db in
             try Row.fetchAll(db, sql: "SELECT e.accuracy, e.perplexity, q.key_match FROM question_outputs q JOIN epoch_metrics e USING (trial_key, epoch)")
         }

@@ -59,15 +59,15 @@ import TestSupport
         let path = folder.file("other.sqlite").path
         try DatabaseQueue(path: path).write { db in try db.execute(sql: "CREATE TABLE notes (text TEXT)") }
         let error = #expect(throws: RunStoreError.self) { try RunStore(path: path, logger: CapturedLogs().logger()) }
-        #expect(error == .notARunDatabase(path: path, reason: "an SQLite database with other tables"))
+        #expect(error == .notARunDatabase(path: path, reason: "an SQLite database with other tables (application_id 0)"))
         let journal = try DatabaseQueue(path: path).read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
         #expect(journal == "delete")
     }
 
     @Test func aDatabaseFromANewerFactSweepIsRefused() throws {
         let fixture = try StoreFixture()
-        try fixture.store.write { db in
-            try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v9-from-the-future')")
+        try fixture.store.write { transaction in
+            try transaction.db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v9-from-the-future')")
         }
         let error = #expect(throws: RunStoreError.self) { try fixture.reopen() }
         #expect(error == .newerSchema(path: fixture.path, unknownMigrations: ["v9-from-the-future"]))

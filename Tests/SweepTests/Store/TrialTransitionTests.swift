@@ -51,4 +51,71 @@ import Testing
         let kinds = try fixture.store.recentEvents(trialKey: claimed.key).map(\.kind)
         #expect(kinds == ["trial-cancelled", "attempt-started"])
     }
+
+    /// Every public operation that changes a trial's status goes through `TrialState.move`: from each final
+    /// state, each of them refuses (an error for the coordinator's own moves, a value for a worker's) and
+    /// changes nothing — alone and inside a batch.
+    @Test(arguments: [TrialStatus.done, .failed, .diverged, .cancelled])
+    func everyPathRefusesToMoveAFinalTrial(_ final: TrialStatus) throws {
+        let fixture = try StoreFixture(leaseDuration: 60)
+        let store = fixture.store
+        try fixture.announce("w1")
+        try fixture.addSweep([StoreSamples.trial("full", seed: 1)])
+        let claimed = try #require(try store.claimNextTrial(for: "w1"))
+        let key = claimed.key, attempt = claimed.attemptID
+        switch final {
+        case .done: _ = try store.finishTrial(key, attemptID: attempt, result: .done)
+        case .failed: _ = try store.finishTrial(key, attemptID: attempt, result: .failed)
+        case .diverged: _ = try store.finishTrial(key, attemptID: attempt, result: .diverged)
+        default: try store.cancelTrial(key)
+        }
+        let eventsBefore = try store.recentEvents(trialKey: key)
+
+        #expect(throws: RunStoreError.invalidTransition(trial: key, from: final, to: .running)) {
+            try store.startAttempt(trialKey: key, workerID: "w1")
+        }
+        if final != .cancelled {
+            #expect(throws: RunStoreError.invalidTransition(trial: key, from: final, to: .cancelled)) { try store.cancelTrial(key) }
+        }
+        #expect(try store.claimNextTrial(for: "w1") == nil)
+        for result in TrialResult.allCases {
+            let expected: AttemptWrite = result.status == final ? .duplicate : .staleAttempt(current: attempt)
+            #expect(try store.finishTrial(key, attemptID: attempt, result: result) == expected)
+        }
+        #expect(try store.releaseTrial(key, attemptID: attempt) == .staleAttempt(current: attempt))
+        #expect(try store.readoptAttempt(attempt, trialKey: key, workerID: "w1") == .refused(status: final))
+        #expect(try store.markRunningTrialsStale() == 0)
+        fixture.clock.advance(by: 3600)
+        #expect(try store.requeueExpiredLeases().isEmpty)
+        #expect(try store.requeueAttemptsNotHeld(by: "w1", held: []).isEmpty)
+        try store.batch { transaction throws in
+            #expect(throws: RunStoreError.invalidTransition(trial: key, from: final, to: .running)) {
+                try transaction.startAttempt(trialKey: key, workerID: "w1")
+            }
+            #expect(try transaction.releaseTrial(key, attemptID: attempt) == .staleAttempt(current: attempt))
+            #expect(try transaction.markRunningTrialsStale() == 0)
+        }
+
+        #expect(try store.trial(key)?.status == final)
+        #expect(try store.attempts(of: key).count == 1)
+        #expect(try store.recentEvents(trialKey: key) == eventsBefore)
+    }
+
+    /// A coordinator restart moves running trials to stale through the same check, and only those.
+    @Test func aRestartMarksOnlyRunningTrialsStale() throws {
+        let fixture = try StoreFixture(leaseDuration: 60)
+        let store = fixture.store
+        try fixture.announce("w1")
+        try fixture.addSweep([StoreSamples.trial("full", seed: 1), StoreSamples.trial("full", seed: 2),
+                              StoreSamples.trial("full", seed: 3)])
+        let running = try #require(try store.claimNextTrial(for: "w1"))
+        let finished = try #require(try store.claimNextTrial(for: "w1"))
+        _ = try store.finishTrial(finished.key, attemptID: finished.attemptID, result: .done)
+        fixture.clock.advance(by: 50)
+        #expect(try store.markRunningTrialsStale() == 1)
+        #expect(try store.status().trialsByStatus == [.stale: 1, .done: 1, .pending: 1])
+        #expect(try store.attempts(of: running.key).first?.leaseExpiresAt == fixture.clock.now.addingTimeInterval(60))
+        #expect(try store.markRunningTrialsStale() == 0)
+        #expect(try store.readoptAttempt(running.attemptID, trialKey: running.key, workerID: "w1") == .adopted(nextEpoch: 1))
+    }
 }
