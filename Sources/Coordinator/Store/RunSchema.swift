@@ -29,6 +29,14 @@ enum RunSchema {
                 CREATE INDEX trials_claim_order ON trials(status, model, last_epoch, sweep_id, condition);
                 """)
         }
+        migrator.registerMigration("v4-worker-slurm-task") { db in
+            // The Slurm job and array task a worker runs in (from its hello), so that
+            // `factsweep status` can match workers to `squeue`; NULL outside Slurm.
+            try db.execute(sql: """
+                ALTER TABLE workers ADD COLUMN slurm_job_id TEXT;
+                ALTER TABLE workers ADD COLUMN slurm_array_task_id INTEGER;
+                """)
+        }
         return migrator
     }
 
