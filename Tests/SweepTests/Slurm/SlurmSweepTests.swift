@@ -1,13 +1,13 @@
 // Sweeps under real Slurm (scripts/slurm-local.sh: one node, this machine),
 // with simulated trials: `factsweep slurm` completes a sweep with the trials
-// and metrics of a local run; an array task cancelled mid-trial hands its
-// trial back and another worker resumes it from the checkpoint; a requeued
-// task rejoins as a new worker; a cancelled coordinator job, resubmitted with
-// the same command, resumes and re-adopts the running workers; --cancel
-// stops the sweep's jobs; and a short real run (SmolLM2, LoRA) whose worker,
-// cancelled mid-epoch, checkpoints within Slurm's grace and whose trial a
-// resubmitted array finishes. Each test starts Slurm and stops it after; a
-// Slurm that cannot start fails the test.
+// and metrics of a local run; --coordinator-here submits only the array; an
+// array task cancelled mid-trial hands its trial back and another worker
+// resumes it from the checkpoint; a requeued task rejoins as a new worker; a
+// cancelled coordinator job, resubmitted with the same command, resumes and
+// re-adopts the running workers; --cancel stops the sweep's jobs; and a short
+// real run (SmolLM2, LoRA) whose worker, cancelled mid-epoch, checkpoints
+// within Slurm's grace and whose trial a resubmitted array finishes. Each test
+// starts Slurm and stops it after; a Slurm that cannot start fails the test.
 import Foundation
 import GRDB
 import Testing
@@ -105,6 +105,25 @@ import TestSupport
         }
         let table = try FactSweepBinary.run(["status", run.path])
         #expect(table.stdout.contains("slurm job") && table.stdout.contains(" \(array)_"), "\(table.stdout)")
+    }
+
+    @Test func withTheCoordinatorHereOnlyTheArrayIsSubmitted() throws {
+        let slurm = try LocalSlurm.start()
+        defer { slurm.stop() }
+        let dir = try TemporaryDirectory()
+        let spec = try Self.spec(in: dir.url, name: "slurm-here", seeds: 4, epochs: 3)
+        let run = dir.url.appendingPathComponent("run")
+        // This process becomes the coordinator and returns when the sweep is done.
+        let result = try slurm.factsweep(["slurm", spec.path, "--workers", "2", "--run-dir", run.path, "--simulate", "0.3",
+                                          "--heartbeat", "0.25", "--lease", "20", "--coordinator-here"])
+        defer { _ = try? slurm.factsweep(["slurm", "--cancel", run.path]) }
+        #expect(result.status == 0, "\(result.stderr)")
+        let jobs = try Self.jobs(run)
+        #expect(jobs.coordinators.isEmpty && jobs.workers.count == 1, "\(jobs)")
+        try SweepProcessTests.expectComplete(run.appendingPathComponent("run.db"), trials: 4, epochs: 3)
+        let address = try #require(try CoordinatorAddressFile.read(RunDirectory(run).coordinatorAddress))
+        #expect(address.host == ProcessInfo.processInfo.hostName && address.state == .finished)
+        #expect(try Self.waitForTheJobsToEnd(slurm, run, seconds: 60), "\(Self.logs(run))")
     }
 
     @Test func anArrayTaskCancelledMidTrialHandsItBackToAnotherWorker() throws {
