@@ -239,7 +239,8 @@ public final class CoordinatorServer {
             return refuse(peer, "hello names worker \(hello.workerID) but the connection's id is \(peer.description)")
         }
         try transaction.announceWorker(WorkerAnnouncement(id: hello.workerID, host: hello.host, pid: Int(hello.pid), threads: hello.threads,
-                                                    protocolVersion: String(hello.protocolVersion), models: hello.models))
+                                                          protocolVersion: String(hello.protocolVersion), models: hello.models,
+                                                          slurmJobID: hello.slurm?.jobID, slurmArrayTaskID: hello.slurm?.arrayTaskID))
         workers[hello.workerID] = WorkerState(peer: peer, session: hello.session, models: hello.models, lastHeard: Date())
         meter.hello(from: hello.workerID)
         logger.info("worker connected", metadata: ["worker": "\(hello.workerID)", "host": "\(hello.host)", "held": "\(hello.held.count)"])

@@ -18,16 +18,33 @@ extension Message {
         public var models: [String]
         /// Attempts this worker is still running, re-announced after a reconnect.
         public var held: [HeldAttempt]
+        /// The Slurm job this worker runs in, when it does; absent otherwise (and from older workers).
+        public var slurm: SlurmTask?
 
         public init(workerID: String, session: String, host: String, pid: Int32, threads: Int,
-                    protocolVersion: Int = ProtocolVersion.current, models: [String] = [], held: [HeldAttempt] = []) {
+                    protocolVersion: Int = ProtocolVersion.current, models: [String] = [], held: [HeldAttempt] = [],
+                    slurm: SlurmTask? = nil) {
             self.workerID = workerID; self.session = session; self.host = host; self.pid = pid; self.threads = threads
-            self.protocolVersion = protocolVersion; self.models = models; self.held = held
+            self.protocolVersion = protocolVersion; self.models = models; self.held = held; self.slurm = slurm
         }
 
         enum CodingKeys: String, CodingKey {
-            case workerID = "worker_id", session, host, pid, threads, protocolVersion = "protocol_version", models, held
+            case workerID = "worker_id", session, host, pid, threads, protocolVersion = "protocol_version", models, held, slurm
         }
+    }
+
+    /// A Slurm job (array task) as `squeue` names it: `jobID` is the array's job id for an array task
+    /// (`SLURM_ARRAY_JOB_ID`), so that `<jobID>_<arrayTaskID>` is the JOBID column.
+    public struct SlurmTask: Codable, Sendable, Equatable {
+        public var jobID: String
+        public var arrayTaskID: Int?
+
+        public init(jobID: String, arrayTaskID: Int? = nil) { self.jobID = jobID; self.arrayTaskID = arrayTaskID }
+
+        enum CodingKeys: String, CodingKey { case jobID = "job_id", arrayTaskID = "array_task_id" }
+
+        /// `123_4` for an array task, `123` for a plain job.
+        public var squeueID: String { arrayTaskID.map { "\(jobID)_\($0)" } ?? jobID }
     }
 
     /// An attempt a worker holds, and the last epoch it finished.

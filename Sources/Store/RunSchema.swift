@@ -30,6 +30,14 @@ public enum RunSchema {
                 """)
         }
         migrator.registerMigration("v4-integer-attempt-ids", migrate: IntegerAttemptIDs.migrate)
+        migrator.registerMigration("v5-worker-slurm-task") { db in
+            // The Slurm job and array task a worker runs in (from its hello), so that
+            // `factsweep status` can match workers to `squeue`; NULL outside Slurm.
+            try db.execute(sql: """
+                ALTER TABLE workers ADD COLUMN slurm_job_id TEXT;
+                ALTER TABLE workers ADD COLUMN slurm_array_task_id INTEGER;
+                """)
+        }
         return migrator
     }
 

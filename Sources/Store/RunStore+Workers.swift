@@ -9,12 +9,15 @@ extension RunTransaction {
         let models = String(decoding: try JSONEncoder().encode(worker.models), as: UTF8.self)
         try operation { db, now in
             try db.executeCached(sql: """
-                INSERT INTO workers (id, host, pid, threads, protocol_version, connected_at, last_seen, models, status)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'connected')
+                INSERT INTO workers (id, host, pid, threads, protocol_version, connected_at, last_seen, models, status,
+                                     slurm_job_id, slurm_array_task_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'connected', ?, ?)
                 ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, threads = excluded.threads,
                     protocol_version = excluded.protocol_version, connected_at = excluded.connected_at,
-                    last_seen = excluded.last_seen, models = excluded.models, status = 'connected'
-                """, arguments: [worker.id, worker.host, worker.pid, worker.threads, worker.protocolVersion, now, now, models])
+                    last_seen = excluded.last_seen, models = excluded.models, status = 'connected',
+                    slurm_job_id = excluded.slurm_job_id, slurm_array_task_id = excluded.slurm_array_task_id
+                """, arguments: [worker.id, worker.host, worker.pid, worker.threads, worker.protocolVersion, now, now, models,
+                                 worker.slurmJobID, worker.slurmArrayTaskID])
             try RunStore.logEvent(db, at: now, kind: "worker-announced", workerID: worker.id,
                                   detail: "\(worker.host) pid \(worker.pid), \(worker.threads) threads, protocol \(worker.protocolVersion)")
         }

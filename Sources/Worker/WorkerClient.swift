@@ -153,7 +153,9 @@ private final class SocketLoop {
     private var lastHelloAnswered = ContinuousClock.now - .seconds(3600)
 
     private func connect() throws(ZMQError) {
-        let endpoint = try WorkerEndpoint(client.context, connect: settings.endpoint, workerID: settings.workerID,
+        let address = settings.locateCoordinator?() ?? settings.endpoint
+        if address != settings.endpoint { logger.info("connecting to the coordinator's new address", metadata: ["endpoint": "\(address)"]) }
+        let endpoint = try WorkerEndpoint(client.context, connect: address, workerID: settings.workerID,
                                           timing: timing, logger: logger)
         self.endpoint = endpoint
         let now = ContinuousClock.now
@@ -219,7 +221,7 @@ private final class SocketLoop {
             }
         }
         return .init(workerID: settings.workerID, session: outbox.session, host: settings.host, pid: getpid(),
-                     threads: settings.threads, models: client.runner.loadedModels, held: held)
+                     threads: settings.threads, models: client.runner.loadedModels, held: held, slurm: settings.slurm)
     }
 
     // MARK: Sending

@@ -23,6 +23,11 @@ public struct WorkerSettings: Sendable {
     public var stopGrace: Duration
     /// How long a released worker waits for the acknowledgement of its last results before it exits.
     public var ackGrace: Duration
+    /// The Slurm job this worker runs in, announced in `hello`.
+    public var slurm: Message.SlurmTask?
+    /// Asked before each (re)connection for the coordinator's current endpoint (nil: keep `endpoint`), so
+    /// that a worker follows a coordinator restarted elsewhere (`RUN/coordinator.json`).
+    public var locateCoordinator: (@Sendable () -> String?)?
 
     public init(endpoint: String, workerID: String = WorkerSettings.defaultWorkerID(), threads: Int,
                 checkpointDirectory: URL, sharedCheckpoints: Bool = true, timing: ProtocolTiming = ProtocolTiming(),

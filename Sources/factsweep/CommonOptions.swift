@@ -1,7 +1,9 @@
-// Options shared by several commands: the model to load; simulated trials.
+// Options shared by several commands: the model to load; simulated trials;
+// the protocol's heartbeat and lease.
 import ArgumentParser
 import Core
 import Foundation
+import Protocol
 import Worker
 
 struct ModelOptions: ParsableArguments {
@@ -33,5 +35,26 @@ struct SimulationOptions: ParsableArguments {
 
     func validate() throws {
         if let simulate { guard simulate >= 0, simulate.isFinite else { throw ValidationError("--simulate takes seconds ≥ 0") } }
+    }
+}
+
+/// `--heartbeat` and `--lease`: the timing of a sweep started by `run` or `slurm`.
+struct TimingOptions: ParsableArguments {
+    @Option(name: .long, help: "Heartbeat interval in seconds.")
+    var heartbeat: Double = 1
+
+    @Option(name: .long, help: "Seconds a running trial may go without progress before it is requeued.")
+    var lease: Double = 120
+
+    func validate() throws {
+        guard heartbeat > 0, lease > heartbeat else { throw ValidationError("--lease must exceed --heartbeat, both positive") }
+    }
+
+    /// The default timing with this heartbeat interval and lease.
+    var timing: ProtocolTiming {
+        var timing = ProtocolTiming()
+        timing.heartbeatInterval = .milliseconds(Int64(heartbeat * 1000))
+        timing.leaseExpiry = .milliseconds(Int64(lease * 1000))
+        return timing
     }
 }

@@ -23,6 +23,12 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(name: .long, help: "Run directory (overrides cluster.json; default runs/<sweep name>).")
     var runDir: String?
 
+    @Option(name: .long, help: "The host name workers reach this coordinator by, published in RUN/coordinator.json for a wildcard bind address (default: this host's name).")
+    var advertise: String?
+
+    @Flag(name: .long, help: "On SIGTERM/SIGINT leave the workers running, to reconnect to the next coordinator of this run (a resubmitted Slurm job) instead of shutting them down.")
+    var leaveWorkers = false
+
     func run() throws {
         let cluster = try self.cluster.map { try ClusterConfig.load(URL(fileURLWithPath: $0)) }
         let plan = try loadPlan(spec)
@@ -34,11 +40,19 @@ struct CoordinatorCommand: ParsableCommand {
         FileHandle.standardError.write(Data("sweep \(plan.name): \(plan.trials.count) trials (\(added.newTrials) new), database \(runDirectory.database.path)\n".utf8))
         let server = try CoordinatorServer(store: store, context: try ZMQContext(), bind: bind ?? cluster?.coordinator.bind ?? "tcp://0.0.0.0:5555",
                                            timing: timing, logger: logger)
-        FileHandle.standardError.write(Data("listening on \(server.boundEndpoint)\n".utf8))
+        // Workers started with --run-dir find this coordinator (and follow it after a restart) by this file.
+        var address = CoordinatorAddress(endpoint: CoordinatorAddress.reachable(server.boundEndpoint, host: advertise ?? ProcessInfo.processInfo.hostName),
+                                         host: ProcessInfo.processInfo.hostName, pid: getpid(), state: .serving, timing: timing)
+        try CoordinatorAddressFile.write(address, to: runDirectory.coordinatorAddress)
+        FileHandle.standardError.write(Data("listening on \(server.boundEndpoint); workers connect to \(address.endpoint) (\(runDirectory.coordinatorAddress.path))\n".utf8))
         let stop = SignalWatch()
         try server.serve(untilComplete: true, stop: { stop.isSet })
-        if stop.isSet { server.shutdownWorkers(reason: "coordinator stopped") }
+        if stop.isSet && !leaveWorkers { server.shutdownWorkers(reason: "coordinator stopped") }
         server.close()
+        if !stop.isSet {
+            address.state = .finished
+            try CoordinatorAddressFile.write(address, to: runDirectory.coordinatorAddress)
+        }
         try server.statistics.write(to: runDirectory.statistics)
     }
 }

@@ -24,11 +24,7 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: "Run directory (default runs/<sweep name>).")
     var runDir: String?
 
-    @Option(name: .long, help: "Heartbeat interval in seconds.")
-    var heartbeat: Double = 1
-
-    @Option(name: .long, help: "Seconds a running trial may go without progress before it is requeued.")
-    var lease: Double = 120
+    @OptionGroup var timingOptions: TimingOptions
 
     @OptionGroup var simulation: SimulationOptions
 
@@ -38,17 +34,14 @@ struct RunCommand: ParsableCommand {
     func validate() throws {
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
         if let t = threadsPerWorker { guard t >= 1 else { throw ValidationError("--threads-per-worker must be at least 1") } }
-        guard heartbeat > 0, lease > heartbeat else { throw ValidationError("--lease must exceed --heartbeat, both positive") }
     }
 
     func run() throws {
         let plan = try loadPlan(spec)
         let runDirectory = RunDirectory(URL(fileURLWithPath: runDir ?? "runs/\(plan.name)"))
-        var timing = ProtocolTiming()
-        timing.heartbeatInterval = .milliseconds(Int64(heartbeat * 1000))
-        timing.leaseExpiry = .milliseconds(Int64(lease * 1000))
+        let timing = timingOptions.timing
         let logger = Logger(label: "factsweep.run")
-        let store = try runDirectory.open(leaseDuration: lease, logger: logger)
+        let store = try runDirectory.open(leaseDuration: timingOptions.lease, logger: logger)
         let added = try runDirectory.submit(plan, spec: try Data(contentsOf: URL(fileURLWithPath: spec)), to: store)
         let server = try CoordinatorServer(store: store, context: try ZMQContext(), bind: "tcp://127.0.0.1:*", timing: timing, logger: logger)
         let threads = threadsPerWorker ?? max(1, ProcessInfo.processInfo.activeProcessorCount / workers)

@@ -21,6 +21,7 @@ struct StatusCommand: ParsableCommand {
         let directory = RunDirectory(URL(fileURLWithPath: runDirectory))
         let store = try directory.open(leaseDuration: 120, logger: Logger(label: "factsweep.status"), mustExist: true)
         let status = try store.status()
+        let workers = try store.workerListing()
         if json {
             var conditions: [[String: Any]] = []
             for c in status.conditions {
@@ -32,11 +33,16 @@ struct StatusCommand: ParsableCommand {
                 "conditions": conditions, "connected_workers": status.connectedWorkers,
                 "epochs_per_hour": status.epochsPerHour, "remaining_epochs": status.remainingEpochs,
                 "eta_seconds": status.estimatedSecondsRemaining ?? NSNull(),
+                "workers": workers.map { w -> [String: Any] in
+                    ["id": w.id, "host": w.host, "status": w.status.rawValue, "last_seen": w.lastSeen, "trial": w.runningTrial ?? NSNull(),
+                     "slurm_job_id": w.slurmJobID ?? NSNull(), "slurm_array_task_id": w.slurmArrayTaskID ?? NSNull()]
+                },
             ]
             let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
             StatusDisplay(stream: .standardOutput).show(status, final: true)
+            if !workers.isEmpty { print(WorkerTable(workers).text, terminator: "") }
         }
     }
 }

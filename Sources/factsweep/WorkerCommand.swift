@@ -19,15 +19,21 @@ struct WorkerCommand: ParsableCommand {
             """)
 
     @Option(name: .long, help: "The coordinator's endpoint, e.g. tcp://head:5555.")
-    var connect: String
+    var connect: String?
 
-    @Option(name: .long, help: "Threads for BLAS and the other ops (workers on one host split the cores).")
-    var threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    @Option(name: .long, help: "The run directory on a shared filesystem: wait for the coordinator's address in DIR/coordinator.json and follow it when the coordinator restarts; checkpoints go to DIR/checkpoints.")
+    var runDir: String?
 
-    @Option(name: .long, help: "Worker id, unique in the sweep (default: <hostname>-<pid>).")
+    @Option(name: .long, help: "A coordinator address file (coordinator.json) to wait for and follow, as --run-dir does.")
+    var connectFile: String?
+
+    @Option(name: .long, help: "Threads for BLAS and the other ops (default: SLURM_CPUS_PER_TASK in a Slurm job, else every core).")
+    var threads: Int?
+
+    @Option(name: .long, help: "Worker id, unique in the sweep (default: slurm-<job>_<task> in a Slurm job, else <hostname>-<pid>).")
     var id: String?
 
-    @Option(name: .long, help: "Trials checkpoint into DIR/<trial>/ (default: cluster.json's checkpoint_directory, else ./checkpoints).")
+    @Option(name: .long, help: "Trials checkpoint into DIR/<trial>/ (default: cluster.json's checkpoint_directory, else --run-dir's checkpoints, else ./checkpoints).")
     var checkpointDir: String?
 
     @Option(name: .long, help: "cluster.json (docs/cluster.md): its timing and checkpoint_directory apply.")
@@ -43,20 +49,37 @@ struct WorkerCommand: ParsableCommand {
     var statsFile: String?
 
     func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        if let threads { guard threads >= 1 else { throw ValidationError("--threads must be at least 1") } }
         if let id { guard !id.isEmpty else { throw ValidationError("--id must not be empty") } }
-        guard connect.contains("://") else { throw ValidationError("--connect needs an endpoint such as tcp://HOST:PORT") }
+        guard [connect, runDir, connectFile].compactMap({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --connect, --run-dir and --connect-file")
+        }
+        if let connect { guard connect.contains("://") else { throw ValidationError("--connect needs an endpoint such as tcp://HOST:PORT") } }
     }
 
     func run() throws {
         let cluster = try self.cluster.map { try ClusterConfig.load(URL(fileURLWithPath: $0)) }
-        let directory = checkpointDir ?? cluster?.checkpointDirectory ?? "checkpoints"
-        let settings = WorkerSettings(
-            endpoint: connect, workerID: id ?? WorkerSettings.defaultWorkerID(), threads: threads,
-            checkpointDirectory: URL(fileURLWithPath: directory), sharedCheckpoints: sharedCheckpoints || WorkerSettings.coordinatorIsLocal(connect),
-            timing: cluster?.timing ?? ProtocolTiming())
+        let run = runDir.map { RunDirectory(URL(fileURLWithPath: $0)) }
         var logger = Logger(label: "factsweep.worker")
         logger.logLevel = .info
+        let slurm = SlurmEnvironment()
+        let addressFile = connectFile.map { URL(fileURLWithPath: $0) } ?? run?.coordinatorAddress
+        let location: CoordinatorLocation
+        if let addressFile {
+            guard let found = try CoordinatorLocation.waiting(for: addressFile, log: { logger.info("\($0)") }) else { return }
+            location = found
+        } else {
+            location = CoordinatorLocation(endpoint: connect ?? "")
+        }
+        let threads = self.threads ?? slurm?.cpusPerTask ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let directory = checkpointDir ?? cluster?.checkpointDirectory ?? run?.checkpoints.path ?? "checkpoints"
+        var settings = WorkerSettings(
+            endpoint: location.endpoint, workerID: id ?? slurm?.workerID ?? WorkerSettings.defaultWorkerID(), threads: threads,
+            checkpointDirectory: URL(fileURLWithPath: directory),
+            sharedCheckpoints: sharedCheckpoints || WorkerSettings.coordinatorIsLocal(location.endpoint),
+            timing: cluster?.timing ?? location.timing ?? ProtocolTiming())
+        settings.slurm = slurm?.task
+        settings.locateCoordinator = location.locate
         let runner: any TrialRunning = simulation.simulate.map { SimulatedTrainer(epochSeconds: $0) }
             ?? TrialRunner(cache: ModelCache(logger: logger), context: ComputeContext.forProcess(threads: threads), logger: logger)
         let client = WorkerClient(settings, context: try ZMQContext(), runner: runner, logger: logger)

@@ -1,0 +1,41 @@
+// RunStore worker list: each worker that announced itself, with its Slurm job
+// and the trial it runs — what `factsweep status` shows per worker.
+import Foundation
+import GRDB
+
+/// One worker as `factsweep status` lists it.
+public struct WorkerListing: Sendable, Equatable {
+    public var id: String
+    public var host: String
+    public var status: WorkerStatus
+    public var lastSeen: String
+    /// The Slurm job (an array task's array job id) and array task; nil outside Slurm.
+    public var slurmJobID: String?
+    public var slurmArrayTaskID: Int?
+    /// The trial this worker's running attempt belongs to, if any.
+    public var runningTrial: String?
+
+    /// The id `squeue` shows for the worker's job: `123_4` for an array task.
+    public var squeueID: String? {
+        guard let slurmJobID else { return nil }
+        return slurmArrayTaskID.map { "\(slurmJobID)_\($0)" } ?? slurmJobID
+    }
+}
+
+extension RunStore {
+    /// Every worker that ever announced itself, connected ones first, then by id.
+    public func workerListing() throws -> [WorkerListing] {
+        try read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT w.id, w.host, w.status, w.last_seen, w.slurm_job_id, w.slurm_array_task_id,
+                       (SELECT a.trial_key FROM attempts a JOIN trials t ON t.current_attempt_id = a.attempt_id
+                        WHERE a.worker_id = w.id AND a.outcome = 'running' AND t.status = 'running' LIMIT 1) AS trial
+                FROM workers w ORDER BY w.status != 'connected', w.id
+                """).map { row in
+                WorkerListing(id: row["id"], host: row["host"], status: WorkerStatus(rawValue: row["status"]) ?? .lost,
+                              lastSeen: row["last_seen"], slurmJobID: row["slurm_job_id"],
+                              slurmArrayTaskID: row["slurm_array_task_id"], runningTrial: row["trial"])
+            }
+        }
+    }
+}
