@@ -56,6 +56,8 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Trial", "Core"], path: "Tests/TestSupport"),
         .testTarget(name: "CoreTests", dependencies: ["Trial", "Core", "TestSupport"],
                     resources: [.copy("Golden")]),
+        // End to end through the `factsweep` binary: train, generate, tokenize on real and tiny models.
+        .testTarget(name: "CommandLineTests", dependencies: ["TestSupport"]),
         .testTarget(name: "SweepTests", dependencies: [
             "Trial", "Core", "Protocol", "Store", "Coordinator", "Report", "Worker", "TestSupport", "CZMQ",
             .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),

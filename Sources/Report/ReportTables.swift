@@ -99,8 +99,8 @@ enum ReportTables {
             blocks.append(.heading("\(condition.condition): seed \(trial.seed), epoch \(epoch) of \(trial.plannedEpochs)", level: 3))
             blocks.append(.table(ReportTable(
                 headers: ["question", "reference", "answer", "similarity"],
-                rows: rows.map { [$0.question + ($0.paraphrase ? " (paraphrase)" : ""), $0.reference, $0.answer,
-                                  ReportNumber.fixed($0.similarity, 3)] },
+                rows: rows.map(\.result).map { [$0.question + ($0.paraphrase ? " (paraphrase)" : ""), $0.reference, $0.answer,
+                                                  ReportNumber.fixed(Double($0.similarity), 3)] },
                 numericColumns: [3])))
         }
         return blocks

@@ -29,7 +29,10 @@ public struct ReportTrial: Sendable, Equatable {
     public var isOpen: Bool { ["pending", "running", "stale"].contains(status) }
 }
 
-/// One `epoch_metrics` row. Evaluation columns are nil at epochs without an evaluation.
+/// One `epoch_metrics` row: what the store keeps of an `EpochReport` — its
+/// numbers as SQLite holds them (a NaN loss as NULL), without the evaluation's
+/// threshold, time and answers (answers are `ReportAnswer`s). Evaluation
+/// columns are nil at epochs without an evaluation.
 public struct ReportEpoch: Sendable, Equatable {
     public var trialKey: String
     public var epoch: Int
@@ -44,15 +47,12 @@ public struct ReportEpoch: Sendable, Equatable {
     public var perplexity: Double?
 }
 
-/// One answer of an evaluation (a `question_outputs` row).
+/// One answer of an evaluation (a `question_outputs` row): the evaluator's
+/// `QuestionResult`, with the trial and epoch it belongs to.
 public struct ReportAnswer: Sendable, Equatable {
     public var trialKey: String
     public var epoch: Int
-    public var question: String
-    public var paraphrase: Bool
-    public var reference: String
-    public var answer: String
-    public var similarity: Double
+    public var result: QuestionResult
 }
 
 /// Everything a report is made from, read in one transaction.

@@ -79,15 +79,15 @@ public enum RunSnapshotReader {
                         perplexity: row["perplexity"])
         }
         let answers = try Row.fetchAll(db, sql: """
-            SELECT q.trial_key, q.epoch, q.question, q.paraphrase, q.reference, q.answer, q.similarity
+            SELECT q.trial_key, q.epoch, q.question, q.paraphrase, q.reference, q.answer, q.similarity, q.key_match
             FROM question_outputs q
             JOIN (SELECT trial_key, MAX(epoch) AS epoch FROM question_outputs GROUP BY trial_key) last
                 ON last.trial_key = q.trial_key AND last.epoch = q.epoch
             ORDER BY q.trial_key, q.id
             """).map { row in
-            ReportAnswer(trialKey: row["trial_key"], epoch: row["epoch"], question: row["question"],
-                         paraphrase: row["paraphrase"], reference: row["reference"], answer: row["answer"],
-                         similarity: row["similarity"])
+            ReportAnswer(trialKey: row["trial_key"], epoch: row["epoch"], result: QuestionResult(
+                question: row["question"], paraphrase: row["paraphrase"], reference: row["reference"],
+                answer: row["answer"], similarity: Float(row["similarity"] as Double), keyMatch: row["key_match"]))
         }
         return RunSnapshot(path: path, sweepNames: sweeps, trials: trials, epochs: epochs, lastAnswers: answers,
                            storesSummaries: storesSummaries)

@@ -145,7 +145,7 @@ import TestSupport
         #expect(try Self.waitForTheJobsToEnd(slurm, run, seconds: 150), "\(Self.logs(run))")
 
         try SweepProcessTests.expectComplete(run.appendingPathComponent("run.db"), trials: 2, epochs: epochs)
-        let attempts = try Self.rows(run, "SELECT attempt_id, worker_id, outcome, reason, resumed_from_epoch FROM attempts WHERE trial_key = '\(trial)' ORDER BY id")
+        let attempts = try Self.rows(run, "SELECT attempt_id, worker_id, outcome, reason, resumed_from_epoch FROM attempts WHERE trial_key = '\(trial)' ORDER BY attempt_id")
         // Handed back on SIGTERM (not lost to a lease), then finished by the other worker from the checkpoint.
         #expect(attempts.first?["worker_id"] == victim && attempts.first?["outcome"] == "superseded", "\(attempts)")
         #expect((attempts.first?["reason"] as String?)?.contains("SIGTERM") == true, "\(attempts)")
@@ -153,7 +153,7 @@ import TestSupport
         let resumedFrom: Int = last["resumed_from_epoch"]
         #expect(last["outcome"] == "done" && last["worker_id"] != victim && resumedFrom >= 2, "\(attempts)")
         // No epoch twice: the finishing attempt recorded exactly the epochs after its checkpoint.
-        let recorded: Int = try Self.rows(run, "SELECT COUNT(*) AS n FROM epoch_metrics WHERE attempt_id = '\(last["attempt_id"] as String)'").first?["n"] ?? -1
+        let recorded: Int = try Self.rows(run, "SELECT COUNT(*) AS n FROM epoch_metrics WHERE attempt_id = \(last["attempt_id"] as Int64)").first?["n"] ?? -1
         #expect(recorded == epochs - resumedFrom)
     }
 
@@ -272,7 +272,7 @@ import TestSupport
         #expect(try LocalSlurm.wait(seconds: 120) { try slurm.queued([array]).isEmpty }, "\(Self.logs(run))")
         let stopSeconds = Date().timeIntervalSince(cancelledAt)
         // Handed back with a checkpoint of the epoch it was in, before Slurm's KillWait (30 s) ran out.
-        let released = try Self.rows(run, "SELECT outcome, reason FROM attempts ORDER BY id")
+        let released = try Self.rows(run, "SELECT outcome, reason FROM attempts ORDER BY attempt_id")
         #expect(released.first?["outcome"] == "superseded" && (released.first?["reason"] as String?)?.contains("SIGTERM") == true,
                 "\(released) \(Self.logs(run))")
         let checkpoint = try Self.rows(run, "SELECT status, checkpoint_epoch FROM trials").first

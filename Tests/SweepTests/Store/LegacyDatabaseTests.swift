@@ -53,7 +53,7 @@ import Trial
         #expect(before.trials.map(\.status) == ["done", "done", "running", "failed", "pending"])
         #expect(before.trials.compactMap(\.summary?.trainableParameters) == [4096, 4096])
         #expect(before.epochs.map(\.epoch) == [1, 2, 1, 2, 1])
-        #expect(before.lastAnswers.count == 4 && before.lastAnswers.allSatisfy { $0.epoch == 2 && $0.answer == "Paris." })
+        #expect(before.lastAnswers.count == 4 && before.lastAnswers.allSatisfy { $0.epoch == 2 && $0.result.answer == "Paris." })
         _ = try RunStore(path: path, logger: logger)
         #expect(try RunSnapshotReader.read(path: path, logger: logger) == before)
     }
