@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# CI, after the test command: the README's two commands do not rebuild each
+# other. Builds what scripts/study.sh builds, then runs the test command's
+# build and the study's build once more each: neither may compile or link
+# anything, since no source changed in between. Otherwise exits 1, naming the
+# build and what it compiled.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log=$(mktemp); trap 'rm -f "$log"' EXIT
+# Runs a build step; sets $compiled to the compile and link steps it printed.
+run_build() {
+    if ! "$@" >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "check-rebuilds: '$*' failed" >&2
+        exit 1
+    fi
+    compiled=$(grep -E '^\[[0-9]+/[0-9]+\] (Compiling|Linking)' "$log" || true)
+}
+
+echo "check-rebuilds: the study's build after the test command's (it may compile here)"
+run_build scripts/study.sh --build-only
+failed=0
+for build in "scripts/test.sh --build-only" "scripts/study.sh --build-only"; do
+    run_build $build
+    if [ -n "$compiled" ]; then
+        echo "check-rebuilds: '$build' run again compiled or linked $(wc -l <<<"$compiled") times; no source changed, so it should be none:" >&2
+        head -20 <<<"$compiled" >&2
+        failed=1
+    else
+        echo "check-rebuilds: '$build' run again compiled nothing"
+    fi
+done
+exit "$failed"
