@@ -110,7 +110,7 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
             return .more
         }
         if let directory, status == .done, config.training.method.kind != .full {
-            try run.trainer.exportAdapter(to: directory.appendingPathComponent("adapter"), baseModel: config.model)
+            try run.trainer.exportAdapter(to: directory.appendingPathComponent("adapter"), baseModel: lm.adapterBaseModel)
         }
         let lastEvaluation = run.reports.last { $0.evaluation != nil }?.evaluation
         if let directory, let lastEvaluation {

@@ -1,0 +1,72 @@
+// ModelDescription: what a model is, for the people reading results — its own
+// name, its file, how that file stores the weights and what FactSweep made of
+// them, and its size. The default model is a 4-bit GGUF dequantised to
+// Float32, so "full fine-tuning" starts from 4-bit-rounded weights and QLoRA
+// quantises them a second time; results cannot be read without knowing that.
+import Foundation
+
+/// A model as loaded for training, described in words and numbers.
+public struct ModelDescription: Codable, Sendable, Equatable {
+    /// The model's own name: GGUF `general.name`, or `_name_or_path` in a
+    /// Hugging Face config.json; nil when the files hold none.
+    public var name: String?
+    /// The GGUF file's or the Hugging Face directory's last path component.
+    public var file: String
+    /// How the file stores the weights and what training uses, e.g.
+    /// "GGUF Q4_1 (also Q8_0 21%, F32 <1%), dequantised to Float32".
+    public var weights: String
+    /// Parameters as PyTorch counts them.
+    public var parameters: Int
+
+    public init(name: String?, file: String, weights: String, parameters: Int) {
+        self.name = name; self.file = file; self.weights = weights; self.parameters = parameters
+    }
+
+    /// The description of `loaded` when its projections are held as `storage`.
+    public init(_ loaded: LoadedModel, storage: LinearStorage) {
+        let parameters = ParameterLayout(config: loaded.configuration).parameterCount
+        var valuesByType: [String: Int] = [:]
+        let container: String
+        if let gguf = loaded.gguf {
+            container = "GGUF"
+            for tensor in gguf.tensors { valuesByType[tensor.type.description, default: 0] += tensor.elementCount }
+            name = gguf.metadata.string("general.name")
+        } else {
+            container = "safetensors"
+            if let source = loaded.tensors as? HFDirectoryTensorSource {
+                for tensorName in source.tensorNames {
+                    guard let dtype = source.dtype(of: tensorName), let shape = source.shape(of: tensorName) else { continue }
+                    valuesByType[dtype.rawValue, default: 0] += shape.reduce(1, *)
+                }
+            }
+            name = Self.configName(loaded.location)
+        }
+        let total = max(1, valuesByType.values.reduce(0, +))
+        let types = valuesByType.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+        var weights = ([container] + types.prefix(1).map(\.key)).joined(separator: " ")
+        let others = types.dropFirst().map { type, count in
+            let percent = 100 * Double(count) / Double(total)
+            return "\(type) " + (percent < 1 ? "<1%" : "\(Int(percent.rounded()))%")
+        }
+        if !others.isEmpty { weights += " (also \(others.joined(separator: ", ")))" }
+        switch types.first?.key {
+        case nil, "F32": break
+        case "F16", "BF16", "F64": weights += ", converted to Float32"
+        default: weights += ", dequantised to Float32"
+        }
+        if storage == .nf4 { weights += ", projections quantised again to NF4 (QLoRA)" }
+        self.file = loaded.location.path.split(separator: "/").last.map(String.init) ?? loaded.location.path
+        self.weights = weights
+        self.parameters = parameters
+    }
+
+    /// `_name_or_path` of a Hugging Face directory's config.json, when set.
+    private static func configName(_ location: ModelLocation) -> String? {
+        guard case let .huggingFace(directory) = location,
+              let data = try? Data(contentsOf: directory.appendingPathComponent("config.json")),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let name = object["_name_or_path"] as? String, !name.isEmpty
+        else { return nil }
+        return name
+    }
+}
