@@ -200,12 +200,23 @@ extension Message {
         public var perplexityBefore: Float?
         /// Bytes of the frozen base weights (NF4 for QLoRA): optional, added in version 1.
         public var baseWeightBytes: Int?
+        /// The model trained, as the worker loaded it (optional, added in version 1; absent
+        /// from older workers and simulated trials): its own name when its files hold one,
+        /// its file, how the file stores the weights and what training used
+        /// ("GGUF Q4_1 …, dequantised to Float32"), and its parameter count.
+        public var modelName: String?
+        public var modelFile: String?
+        public var modelWeights: String?
+        public var modelParameters: Int?
 
         public init(epochs: Int, finalLoss: Float, diverged: Bool = false, secondsPerEpoch: Double,
                     evaluationSeconds: Double, trainableParams: Int, peakRSSBytes: Int, finalAccuracy: Float? = nil,
                     finalAccuracyAtThreshold: Float? = nil, epochsToThreshold: Int? = nil,
-                    finalPerplexity: Float? = nil, perplexityBefore: Float? = nil, baseWeightBytes: Int? = nil) {
+                    finalPerplexity: Float? = nil, perplexityBefore: Float? = nil, baseWeightBytes: Int? = nil,
+                    modelName: String? = nil, modelFile: String? = nil, modelWeights: String? = nil, modelParameters: Int? = nil) {
             self.baseWeightBytes = baseWeightBytes
+            self.modelName = modelName; self.modelFile = modelFile; self.modelWeights = modelWeights
+            self.modelParameters = modelParameters
             self.epochs = epochs; self.finalLoss = finalLoss; self.diverged = diverged
             self.secondsPerEpoch = secondsPerEpoch; self.evaluationSeconds = evaluationSeconds
             self.trainableParams = trainableParams; self.peakRSSBytes = peakRSSBytes; self.finalAccuracy = finalAccuracy
@@ -220,6 +231,8 @@ extension Message {
             case finalAccuracyAtThreshold = "final_accuracy_at_threshold", epochsToThreshold = "epochs_to_threshold"
             case finalPerplexity = "final_perplexity", perplexityBefore = "perplexity_before"
             case baseWeightBytes = "base_weight_bytes"
+            case modelName = "model_name", modelFile = "model_file", modelWeights = "model_weights"
+            case modelParameters = "model_parameters"
         }
     }
 

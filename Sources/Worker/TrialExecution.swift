@@ -174,6 +174,8 @@ extension Message.Summary {
                   trainableParams: summary.trainableParameters, peakRSSBytes: summary.peakResidentBytes,
                   finalAccuracy: summary.finalAccuracy, finalAccuracyAtThreshold: summary.finalAccuracyAtThreshold,
                   epochsToThreshold: summary.epochsToThreshold, finalPerplexity: summary.finalPerplexity,
-                  perplexityBefore: summary.perplexityBefore, baseWeightBytes: summary.baseWeightBytes)
+                  perplexityBefore: summary.perplexityBefore, baseWeightBytes: summary.baseWeightBytes,
+                  modelName: summary.model?.name, modelFile: summary.model?.file, modelWeights: summary.model?.weights,
+                  modelParameters: summary.model?.parameters)
     }
 }

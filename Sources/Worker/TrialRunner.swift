@@ -28,6 +28,8 @@ public struct TrialSummary: Sendable, Codable, Equatable {
     public var finalPerplexity: Float?
     public var secondsPerEpoch: Double
     public var evaluationSeconds: Double
+    /// The model trained: name, file, stored weights, size (nil for simulated trials).
+    public var model: ModelDescription? = nil
 }
 
 /// What a trial tells its caller as it goes. Every field has a no-op default.
@@ -127,7 +129,7 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
             finalAccuracyAtThreshold: lastEvaluation?.accuracyAtThreshold, epochsToThreshold: run.epochsToThreshold(config.threshold),
             perplexityBefore: perplexityBefore, finalPerplexity: lastEvaluation?.perplexity,
             secondsPerEpoch: (last?.trainSeconds ?? 0) / Double(max(1, last?.epoch ?? 1)),
-            evaluationSeconds: run.reports.reduce(0) { $0 + ($1.evaluation?.seconds ?? 0) })
+            evaluationSeconds: run.reports.reduce(0) { $0 + ($1.evaluation?.seconds ?? 0) }, model: lm.modelDescription)
     }
 
     /// The trial's evaluator, or nil when it evaluates never.

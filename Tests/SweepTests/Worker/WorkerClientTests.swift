@@ -62,6 +62,9 @@ import TestSupport
         }
         #expect(first.trial == "t-tiny" && first.attempt == 7 && !epochOne.isEmpty)
         #expect(done.summary.epochs == 2 && done.summary.finalLoss.isFinite && !done.summary.diverged && done.summary.trainableParams > 0)
+        let model = URL(fileURLWithPath: try TinyTrial.config(epochs: 2).model)
+        #expect(done.summary.modelFile == model.lastPathComponent && done.summary.modelName == nil, "\(done.summary)")
+        #expect(done.summary.modelWeights == "safetensors F32" && (done.summary.modelParameters ?? 0) > 0, "\(done.summary)")
         let file = checkpoints.url.appendingPathComponent("t-tiny/checkpoint.safetensors")
         #expect(FileManager.default.fileExists(atPath: file.path))
         _ = try coordinator.expect("ready after done") { if case .ready = $0 { true } else { nil } }
