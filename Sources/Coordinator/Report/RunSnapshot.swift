@@ -23,6 +23,8 @@ public struct ReportTrial: Sendable, Equatable {
     /// The worker's final summary; nil until the trial is done (or in
     /// databases written before the summary was stored).
     public var summary: TrialSummaryFacts?
+    /// The model path of the trial's configuration.
+    public var model: String = ""
 
     /// Whether more epochs may still arrive (the curve is partial).
     public var isOpen: Bool { ["pending", "running", "stale"].contains(status) }
@@ -37,12 +39,21 @@ public struct TrialSummaryFacts: Sendable, Equatable, Decodable {
     public var perplexityBefore: Double?
     public var finalPerplexity: Double?
     public var secondsPerEpoch: Double?
+    /// The model as the worker loaded it (absent from older summaries): its own
+    /// name, its file, how the file stores the weights and what training used, its size.
+    public var modelName: String?
+    public var modelFile: String?
+    public var modelWeights: String?
+    public var modelParameters: Int?
 
     public init(trainableParameters: Int? = nil, baseWeightBytes: Int? = nil, peakResidentBytes: Int? = nil,
-                perplexityBefore: Double? = nil, finalPerplexity: Double? = nil, secondsPerEpoch: Double? = nil) {
+                perplexityBefore: Double? = nil, finalPerplexity: Double? = nil, secondsPerEpoch: Double? = nil,
+                modelName: String? = nil, modelFile: String? = nil, modelWeights: String? = nil, modelParameters: Int? = nil) {
         self.trainableParameters = trainableParameters; self.baseWeightBytes = baseWeightBytes
         self.peakResidentBytes = peakResidentBytes; self.perplexityBefore = perplexityBefore
         self.finalPerplexity = finalPerplexity; self.secondsPerEpoch = secondsPerEpoch
+        self.modelName = modelName; self.modelFile = modelFile; self.modelWeights = modelWeights
+        self.modelParameters = modelParameters
     }
 
     /// The protocol's `done` summary keys (docs/protocol.md).
@@ -50,6 +61,8 @@ public struct TrialSummaryFacts: Sendable, Equatable, Decodable {
         case trainableParameters = "trainable_params", baseWeightBytes = "base_weight_bytes"
         case peakResidentBytes = "peak_rss_bytes", perplexityBefore = "perplexity_before"
         case finalPerplexity = "final_perplexity", secondsPerEpoch = "seconds_per_epoch"
+        case modelName = "model_name", modelFile = "model_file", modelWeights = "model_weights"
+        case modelParameters = "model_parameters"
     }
 }
 

@@ -39,6 +39,11 @@ enum SyntheticStudy {
     /// The study's five arms. Built so that claims 1, 2, 3, 5 and 7 hold and
     /// 4 (r=8 ends below r=4) and 6 (IA³'s loss stays above 2.0) differ.
     /// Condition names are free text: arms are found by method/rank/alpha.
+    /// The model description the workers of the synthetic study send: the default model's.
+    static let modelName = "Smollm2 135M 8k Lc100K Mix1 Ep2"
+    static let modelFile = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    static let modelWeights = "GGUF Q4_1 (also Q8_0 21%, F32 <1%), dequantised to Float32"
+
     static var conditions: [SyntheticCondition] {
         [
             SyntheticCondition(name: "full", method: MethodSettings(kind: .full), accuracyPlateau: 0.97, accuracyTau: 0.8,
@@ -117,7 +122,8 @@ enum SyntheticStudy {
                     epochs: epochs, finalLoss: Float(condition.loss(epochs)), secondsPerEpoch: condition.secondsPerEpoch,
                     evaluationSeconds: 0.5, trainableParams: condition.method.kind == .full ? 134_515_008 : 460_800,
                     peakRSSBytes: 1_400_000_000, finalAccuracy: Float(condition.accuracy(epochs)),
-                    finalPerplexity: 21, perplexityBefore: 17.9, baseWeightBytes: condition.method.kind == .qlora ? 80_000_000 : 538_000_000)
+                    finalPerplexity: 21, perplexityBefore: 17.9, baseWeightBytes: condition.method.kind == .qlora ? 80_000_000 : 538_000_000,
+                    modelName: modelName, modelFile: modelFile, modelWeights: modelWeights, modelParameters: 134_515_008)
                 _ = try store.finishTrial(claimed.key, attemptID: claimed.attemptID, result: .done,
                                           summary: try JSONEncoder().encode(summary))
             }
