@@ -10,7 +10,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cluster="${1:-$root/cluster.json}"
 ssh="${FACTSWEEP_SSH:-ssh}"
-run_dir="$(python3 "$root/scripts/cluster-settings.py" "$cluster" | head -n 1)"
+settings="$(python3 "$root/scripts/cluster-settings.py" "$cluster")"
+run_dir="${settings%%$'\n'*}"
 pids="$run_dir/cluster.pids"
 [ -f "$pids" ] || { echo "no $pids: nothing started from here" >&2; exit 0; }
 
