@@ -7,39 +7,49 @@
 #
 #   scripts/cluster-up.sh SPEC [CLUSTER_JSON]      (default CLUSTER_JSON: cluster.json)
 #   scripts/cluster-down.sh [CLUSTER_JSON]
+#
+# Every process it starts is recorded in RUN_DIRECTORY/cluster.pids as
+# "ROLE HOST PID START" (HOST: localhost for this host; START: the process's
+# start time as `ps -o lstart=` prints it), so that cluster-down.sh stops
+# exactly these processes and no other sweep's. $FACTSWEEP names the factsweep
+# binary (default .build/release/factsweep), $FACTSWEEP_SSH the ssh command
+# (default ssh).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 spec="${1:?usage: scripts/cluster-up.sh SPEC [cluster.json]}"
 cluster="${2:-$root/cluster.json}"
-bin="$root/.build/release/factsweep"
+cluster="$(cd "$(dirname "$cluster")" && pwd)/$(basename "$cluster")"
+bin="${FACTSWEEP:-$root/.build/release/factsweep}"
+ssh="${FACTSWEEP_SSH:-ssh}"
 [ -x "$bin" ] || { echo "build first: swift build -c release" >&2; exit 1; }
 
-field() { python3 -c "import json,sys; c=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {'c': c}))" "$cluster" "$1"; }
-run_dir="$(field 'c["run_directory"]')"
-case "$run_dir" in /*) ;; *) run_dir="$root/$run_dir" ;; esac
+settings="$(python3 "$root/scripts/cluster-settings.py" "$cluster")"
+{ read -r run_dir; read -r connect; } <<<"$settings"
+pids="$run_dir/cluster.pids"
+[ -f "$pids" ] && { echo "$pids exists: stop the running cluster first (scripts/cluster-down.sh $cluster)" >&2; exit 1; }
 mkdir -p "$run_dir/logs"
-connect="$(field 'c["coordinator"]["connect"]')"
+
+is_local() { [ "$1" = localhost ] || [ "$1" = 127.0.0.1 ] || [ "$1" = "$(hostname)" ]; }
 
 "$bin" coordinator "$spec" --cluster "$cluster" >"$run_dir/logs/coordinator.log" 2>&1 &
-echo "coordinator $!" >"$run_dir/cluster.pids"
+echo "coordinator localhost $! $(ps -o lstart= -p $!)" >"$pids"
 echo "coordinator started (log: $run_dir/logs/coordinator.log)"
 
-count="$(field 'len(c["hosts"])')"
-for ((i = 0; i < count; i++)); do
-    host="$(field "c['hosts'][$i]['host']")"
-    workers="$(field "c['hosts'][$i]['workers']")"
-    threads="$(field "c['hosts'][$i].get('threads_per_worker', 1)")"
+while read -r host workers threads; do
     for ((w = 0; w < workers; w++)); do
         name="$host-$w"
-        cmd="'$bin' worker --connect '$connect' --threads $threads --id '$name' --cluster '$cluster'"
-        if [ "$host" = localhost ] || [ "$host" = 127.0.0.1 ] || [ "$host" = "$(hostname)" ]; then
-            bash -c "$cmd" >"$run_dir/logs/worker-$name.log" 2>&1 &
-            echo "worker $!" >>"$run_dir/cluster.pids"
+        cmd="$(printf '%q ' "$bin" worker --connect "$connect" --threads "$threads" --id "$name" --cluster "$cluster")"
+        # Prints "PID START" of the worker, which nohup execs into.
+        start="cd $(printf %q "$root") && { nohup $cmd >$(printf %q "$run_dir/logs/worker-$name.log") 2>&1 </dev/null & "
+        start+='pid=$!; echo "$pid $(ps -o lstart= -p $pid)"; }'
+        if is_local "$host"; then
+            started="$(bash -c "$start" </dev/null)"
+            echo "worker localhost $started" >>"$pids"
         else
-            ssh -o BatchMode=yes "$host" "cd '$root' && nohup $cmd >'$run_dir/logs/worker-$name.log' 2>&1 </dev/null &"
-            echo "remote $host" >>"$run_dir/cluster.pids"
+            started="$("$ssh" -o BatchMode=yes "$host" "$start" </dev/null)"
+            echo "worker $host $started" >>"$pids"
         fi
-        echo "worker $name started on $host"
+        echo "worker $name started on $host (pid ${started%% *})"
     done
-done
+done < <(tail -n +3 <<<"$settings")
 echo "watch it with: $bin status $run_dir"

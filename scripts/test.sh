@@ -3,8 +3,26 @@
 # release build. Numeric tests are unusably slow unoptimised (a SmolLM2 forward
 # pass takes seconds in debug), so tests build with -c release and
 # -enable-testing so that @testable imports still work.
+#
+# That build differs from scripts/study.sh's (no -enable-testing), so it has
+# its own scratch path, .build-tests: sharing .build, each command would
+# recompile everything the other had just built.
+#
+#   scripts/test.sh [swift test arguments, e.g. --filter SUITE]
+#   scripts/test.sh --build-only      the build step alone (no set-up, no tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scratch=.build-tests
+# The import check makes Package.swift the module graph: a target that imports
+# a module it does not declare (the coordinator importing Core) fails to build.
+build() {
+    swift build -c release --build-tests -Xswiftc -enable-testing --scratch-path "$scratch" \
+        --explicit-target-dependency-import-check error
+}
+if [[ ${1:-} == --build-only ]]; then
+    build
+    exit
+fi
 scripts/setup.sh --tests
-swift build -c release --build-tests -Xswiftc -enable-testing
-swift test -c release -Xswiftc -enable-testing --skip-build "$@"
+build
+swift test -c release -Xswiftc -enable-testing --scratch-path "$scratch" --skip-build "$@"

@@ -30,6 +30,7 @@ public struct ReportDocument: Sendable, Equatable {
         let sweeps = report.snapshot.sweepNames.joined(separator: ", ")
         title = "FactSweep report" + (sweeps.isEmpty ? "" : ": \(sweeps)")
         var blocks: [ReportBlock] = [.paragraph(Self.overview(report, generated: generated))]
+        blocks += ReportModels.blocks(report.snapshot.trials)
         guard !report.snapshot.epochs.isEmpty else {
             blocks.append(.paragraph(report.snapshot.trials.isEmpty
                 ? "This run has no trials yet: add a sweep (factsweep run) and make the report again."

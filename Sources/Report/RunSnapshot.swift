@@ -24,6 +24,8 @@ public struct ReportTrial: Sendable, Equatable {
     /// The worker's final summary; nil until the trial is done (or in
     /// databases written before the summary was stored).
     public var summary: TrialSummary?
+    /// The model path of the trial's configuration.
+    public var model: String = ""
 
     /// Whether more epochs may still arrive (the curve is partial).
     public var isOpen: Bool { ["pending", "running", "stale"].contains(status) }

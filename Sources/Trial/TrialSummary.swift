@@ -35,17 +35,20 @@ public struct TrialSummary: Sendable, Codable, Equatable {
     /// Training time per epoch, evaluation excluded.
     public var secondsPerEpoch: Double
     public var evaluationSeconds: Double
+    /// The model trained, as the worker loaded it; nil for simulated trials
+    /// and in summaries written before it was sent.
+    public var model: ModelDescription?
 
     public init(outcome: TrialOutcome, epochs: Int, finalLoss: Float?, trainableParameters: Int, baseWeightBytes: Int?,
                 peakResidentBytes: Int, finalAccuracy: Float? = nil, finalAccuracyAtThreshold: Float? = nil,
                 epochsToThreshold: Int? = nil, perplexityBefore: Float? = nil, finalPerplexity: Float? = nil,
-                secondsPerEpoch: Double, evaluationSeconds: Double) {
+                secondsPerEpoch: Double, evaluationSeconds: Double, model: ModelDescription? = nil) {
         self.outcome = outcome; self.epochs = epochs; self.finalLoss = finalLoss
         self.trainableParameters = trainableParameters; self.baseWeightBytes = baseWeightBytes
         self.peakResidentBytes = peakResidentBytes; self.finalAccuracy = finalAccuracy
         self.finalAccuracyAtThreshold = finalAccuracyAtThreshold; self.epochsToThreshold = epochsToThreshold
         self.perplexityBefore = perplexityBefore; self.finalPerplexity = finalPerplexity
-        self.secondsPerEpoch = secondsPerEpoch; self.evaluationSeconds = evaluationSeconds
+        self.secondsPerEpoch = secondsPerEpoch; self.evaluationSeconds = evaluationSeconds; self.model = model
     }
 
     enum CodingKeys: String, CodingKey {
@@ -54,7 +57,7 @@ public struct TrialSummary: Sendable, Codable, Equatable {
         case finalAccuracy = "final_accuracy", finalAccuracyAtThreshold = "final_accuracy_at_threshold"
         case epochsToThreshold = "epochs_to_threshold", perplexityBefore = "perplexity_before"
         case finalPerplexity = "final_perplexity", secondsPerEpoch = "seconds_per_epoch"
-        case evaluationSeconds = "evaluation_seconds"
+        case evaluationSeconds = "evaluation_seconds", model
     }
 
     /// Protocol version 1 (and run databases it wrote) said `"diverged": true|false` instead of an outcome.
@@ -80,5 +83,6 @@ public struct TrialSummary: Sendable, Codable, Equatable {
         finalPerplexity = try c.decodeIfPresent(Float.self, forKey: .finalPerplexity)
         secondsPerEpoch = try c.decode(Double.self, forKey: .secondsPerEpoch)
         evaluationSeconds = try c.decode(Double.self, forKey: .evaluationSeconds)
+        model = try c.decodeIfPresent(ModelDescription.self, forKey: .model)
     }
 }

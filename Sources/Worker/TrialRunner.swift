@@ -86,7 +86,7 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
             return .more
         }
         if let directory, outcome == .done, config.training.method.kind != .full {
-            try run.trainer.exportAdapter(to: directory.appendingPathComponent("adapter"), baseModel: config.model)
+            try run.trainer.exportAdapter(to: directory.appendingPathComponent("adapter"), baseModel: lm.adapterBaseModel)
         }
         let lastEvaluation = run.reports.last { $0.evaluation != nil }?.evaluation
         if let directory, let lastEvaluation {
@@ -105,7 +105,8 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
             finalAccuracyAtThreshold: lastEvaluation?.accuracyAtThreshold,
             epochsToThreshold: run.epochsToThreshold(config.threshold), perplexityBefore: perplexityBefore,
             finalPerplexity: lastEvaluation?.perplexity,
-            secondsPerEpoch: (last?.trainSeconds ?? 0) / Double(max(1, epochsRun)), evaluationSeconds: evaluationSeconds)
+            secondsPerEpoch: (last?.trainSeconds ?? 0) / Double(max(1, epochsRun)), evaluationSeconds: evaluationSeconds,
+            model: lm.modelDescription)
     }
 
     /// The trial's evaluator, or nil when it evaluates never.

@@ -34,7 +34,7 @@ struct ExportCommand: ParsableCommand {
             try ft.exportMerged(to: outURL)
             try lm.writeTokenizerFiles(to: outURL)
         } else {
-            try ft.exportAdapter(to: outURL, baseModel: try options.modelURL.path)
+            try ft.exportAdapter(to: outURL, baseModel: lm.adapterBaseModel)
         }
         if let ids = probeIds {
             let batch = TokenBatch(batchSize: 1, seqLen: ids.count, tokens: ids, targets: Array(repeating: TokenBatch.ignore, count: ids.count))

@@ -53,6 +53,31 @@ import Trial
         print("export \(method.kind): merged vs adapter max |Δlogit| \(worst) (scale \(scale))")
     }
 
+    /// `base_model_name_or_path` names the model rather than this machine's path: the default GGUF's
+    /// `general.name`, a Hugging Face directory's `_name_or_path`, and the path only when the files hold no name.
+    @Test func adapterNamesItsBaseModelByNameAndByPathOnlyWithoutOne() throws {
+        let dir = try TemporaryDirectory()
+        func exportedBase(_ lm: LanguageModel) throws -> String? {
+            let ft = try FineTuning(base: lm.model, method: MethodSettings(kind: .ia3), optimizer: AdamWSettings(), maxBatch: 1,
+                                    maxSeq: 4, seed: 1, context: ComputeContext(threads: 1))
+            let out = dir.url.appendingPathComponent(UUID().uuidString)
+            try ft.exportAdapter(to: out, baseModel: lm.adapterBaseModel)
+            let data = try Data(contentsOf: out.appendingPathComponent("adapter_config.json"))
+            return try JSONDecoder().decode(PEFTAdapterConfig.self, from: data).baseModelNameOrPath
+        }
+        #expect(try exportedBase(LanguageModel.load(TestPaths.model("smollm2-135m-instruct"))) == "Smollm2 135M 8k Lc100K Mix1 Ep2")
+
+        let tiny = dir.url.appendingPathComponent("tiny")
+        try FileManager.default.createDirectory(at: tiny, withIntermediateDirectories: true)
+        try TinyCheckpoints.llama3(in: tiny)
+        #expect(try exportedBase(LanguageModel.load(tiny)) == tiny.path)
+        let configURL = tiny.appendingPathComponent("config.json")
+        var config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as? [String: Any])
+        config["_name_or_path"] = "example/tiny-llama"
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        #expect(try exportedBase(LanguageModel.load(tiny)) == "example/tiny-llama")
+    }
+
     @Test func foreignAdaptersAreRefused() throws {
         let dir = try TemporaryDirectory()
         let config = #"{"peft_type": "PREFIX_TUNING", "task_type": "CAUSAL_LM", "target_modules": ["q_proj"]}"#

@@ -72,4 +72,29 @@ import Trial
         #expect(plan.trials.count == trials)
         #expect(Set(plan.trials.map(\.config.training.method.kind)) == Set(MethodKind.allCases))
     }
+
+    /// examples/README.md lists every example with the trials it plans, and the default learning rates.
+    @Test func readmeListsEveryExampleWithItsTrialCount() throws {
+        let examples = TestPaths.repositoryRoot.appendingPathComponent("examples")
+        let readme = try String(contentsOf: examples.appendingPathComponent("README.md"), encoding: .utf8)
+        // Table rows: | `FILE` | what it runs | TRIALS | …
+        var listed: [String: Int] = [:]
+        for line in readme.split(separator: "\n") where line.hasPrefix("| `") {
+            let cells = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard cells.count >= 3 else { continue }
+            listed[cells[0].trimmingCharacters(in: CharacterSet(charactersIn: "`"))] = Int(cells[2])
+        }
+        let files = try FileManager.default.contentsOfDirectory(atPath: examples.path).filter { $0.hasSuffix(".json") }.sorted()
+        #expect(listed.keys.sorted() == files)
+        for file in files {
+            let plan = try SweepPlan.load(examples.appendingPathComponent(file))
+            #expect(listed[file] == plan.trials.count, "\(file) plans \(plan.trials.count) trials")
+        }
+        func written(_ method: MethodKind) -> String {
+            // 5e-05 → 5e-5, as the README writes rates.
+            String(format: "%.0e", Double(TrainingSettings.defaultLearningRate(for: method))).replacingOccurrences(of: "e-0", with: "e-")
+        }
+        let prose = readme.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(prose.contains("(full \(written(.full)), LoRA/QLoRA \(written(.lora)), IA³ \(written(.ia3));"), "default learning rates")
+    }
 }

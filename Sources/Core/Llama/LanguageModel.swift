@@ -54,9 +54,14 @@ public final class LanguageModel: Sendable {
     public let tokenizer: Tokenizer
     public let template: ChatTemplate
     public let location: ModelLocation
+    /// Name, file, stored weight types and size, for summaries, reports and
+    /// exported adapters; nil for a model not loaded from files.
+    public let modelDescription: ModelDescription?
 
-    public init(model: LlamaModel, tokenizer: Tokenizer, template: ChatTemplate, location: ModelLocation) {
+    public init(model: LlamaModel, tokenizer: Tokenizer, template: ChatTemplate, location: ModelLocation,
+                modelDescription: ModelDescription? = nil) {
         self.model = model; self.tokenizer = tokenizer; self.template = template; self.location = location
+        self.modelDescription = modelDescription
     }
 
     /// Loads weights, tokenizer and template from a GGUF file or HF directory;
@@ -73,7 +78,8 @@ public final class LanguageModel: Sendable {
                 reason: "tokenizer token \(beyond) lies outside the model's vocabulary of \(vocabulary)")
         }
         let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors, storage: storage, context: context)
-        return LanguageModel(model: model, tokenizer: tokenizer, template: try ChatTemplate(for: tokenizer), location: loaded.location)
+        return LanguageModel(model: model, tokenizer: tokenizer, template: try ChatTemplate(for: tokenizer), location: loaded.location,
+                             modelDescription: ModelDescription(loaded, storage: storage))
     }
 
     /// Token ids of `text` (see `Tokenizer.encode`), refusing any id the model

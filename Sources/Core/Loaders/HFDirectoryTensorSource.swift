@@ -64,6 +64,9 @@ public struct HFDirectoryTensorSource: TensorSource {
 
     public func shape(of name: String) -> [Int]? { shardByName[name]?.shape(of: name) }
 
+    /// How the checkpoint stores a tensor (F32, F16, BF16), or nil if absent.
+    public func dtype(of name: String) -> SafetensorsDType? { shardByName[name]?.tensor(name)?.dtype }
+
     public func read(_ name: String, into destination: UnsafeMutableBufferPointer<Float>) throws {
         guard let shard = shardByName[name] else { throw LoadError.missingTensor(file: directory.path, tensor: name) }
         try shard.read(name, into: destination)

@@ -78,6 +78,15 @@ public struct PEFTAdapterConfig: Codable, Sendable, Equatable {
     }
 }
 
+extension LanguageModel {
+    /// What an adapter trained on this model names as `base_model_name_or_path`:
+    /// the model's own name when its files hold one (GGUF `general.name`,
+    /// config.json `_name_or_path`), else the path it was loaded from. PEFT
+    /// reads the field as a hub id or a path on the machine that loads the
+    /// adapter, where this machine's path means nothing.
+    public var adapterBaseModel: String { modelDescription?.name ?? location.path }
+}
+
 extension FineTuning {
     /// Writes the trained adapter as a PEFT directory.
     public func exportAdapter(to directory: URL, baseModel: String?) throws {

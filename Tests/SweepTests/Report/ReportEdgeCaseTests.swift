@@ -61,6 +61,7 @@ import TestSupport
         let markdown = try String(contentsOf: try report.write(to: folder.file("out"), logger: logger).markdown, encoding: .utf8)
         #expect(markdown.contains("| full | not stored | 18.30 |"))
         #expect(markdown.contains("Not stored: this run database predates trial summaries"))
+        #expect(markdown.contains("| full, lora-r4 | smollm2 | — | — | — |"), "the model path from the configuration only")
     }
 
     @Test func refusesWhatIsNotARunDatabaseNamingThePath() throws {

@@ -140,6 +140,21 @@ import TestSupport
         #expect(html.components(separatedBy: "<td class=\"holds\">holds</td>").count - 1 == 5)
     }
 
+    /// The header names the model each condition trained, from the workers' summaries; QLoRA's
+    /// NF4 base is a row of its own, "—" while none of its trials has finished.
+    @Test func headerNamesTheModelOfEachCondition() throws {
+        let written = try syntheticReport()
+        let markdown = try String(contentsOf: written.files.markdown, encoding: .utf8)
+        let model = try #require(markdown.range(of: "## Model"))
+        let figures = try #require(markdown.range(of: "## Figures"))
+        #expect(model.upperBound < figures.lowerBound, "the model table comes before the figures")
+        #expect(markdown.contains("| conditions | model file | name | weights: stored, as trained | parameters |"))
+        #expect(markdown.contains("| full, lora-r4, lora-r8, IA³ scaling vectors on k, v and down projections | "
+            + "\(SyntheticStudy.modelFile) | \(SyntheticStudy.modelName) | \(SyntheticStudy.modelWeights) | 134,515,008 |"), "\(markdown)")
+        #expect(markdown.contains("| qlora-r8 | smollm2 | — | — | — |"))
+        #expect(markdown.contains("Quantised weights are dequantised to Float32 before training"))
+    }
+
     @Test func tablesShowSummaryForgettingMemoryAndAnswers() throws {
         let written = try syntheticReport()
         let (report, files) = (written.report, written.files)

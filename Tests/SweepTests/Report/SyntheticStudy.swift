@@ -42,6 +42,11 @@ enum SyntheticStudy {
     /// The study's five arms. Built so that claims 1, 2, 3, 5 and 7 hold and
     /// 4 (r=8 ends below r=4) and 6 (IA³'s loss stays above 2.0) differ.
     /// Condition names are free text: arms are found by method/rank/alpha.
+    /// The model description the workers of the synthetic study send: the default model's.
+    static let modelName = "Smollm2 135M 8k Lc100K Mix1 Ep2"
+    static let modelFile = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    static let modelWeights = "GGUF Q4_1 (also Q8_0 21%, F32 <1%), dequantised to Float32"
+
     static var conditions: [SyntheticCondition] {
         [
             SyntheticCondition(name: "full", method: MethodSettings(kind: .full), accuracyPlateau: 0.97, accuracyTau: 0.8,
@@ -122,7 +127,8 @@ enum SyntheticStudy {
                     baseWeightBytes: condition.method.kind == .qlora ? 80_000_000 : 538_000_000,
                     peakResidentBytes: 1_400_000_000, finalAccuracy: Float(condition.accuracy(epochs)),
                     perplexityBefore: 17.9, finalPerplexity: 21, secondsPerEpoch: condition.secondsPerEpoch,
-                    evaluationSeconds: 0.5)
+                    evaluationSeconds: 0.5,
+                    model: ModelDescription(name: modelName, file: modelFile, weights: modelWeights, parameters: 134_515_008))
                 _ = try store.finishTrial(claimed.key, attemptID: claimed.attemptID, result: .done,
                                           summary: try TrialJSON.encoder().encode(summary))
             }

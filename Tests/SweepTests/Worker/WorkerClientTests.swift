@@ -65,6 +65,10 @@ import Trial
         #expect(first.trial == "t-tiny" && first.attempt == 7 && !epochOne.isEmpty)
         #expect(done.summary.epochs == 2 && done.summary.finalLoss?.isFinite == true && done.summary.outcome == .done
                 && done.summary.trainableParameters > 0)
+        let model = URL(fileURLWithPath: try TinyTrial.config(epochs: 2).model)
+        let described = try #require(done.summary.model, "\(done.summary)")
+        #expect(described.file == model.lastPathComponent && described.name == nil, "\(done.summary)")
+        #expect(described.weights == "safetensors F32" && described.parameters > 0, "\(done.summary)")
         let file = checkpoints.url.appendingPathComponent("t-tiny/checkpoint.safetensors")
         #expect(FileManager.default.fileExists(atPath: file.path))
         _ = try coordinator.expect("ready after done") { if case .ready = $0 { true } else { nil } }

@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""Prints what scripts/cluster-up.sh and cluster-down.sh need from a
+cluster.json (docs/cluster.md), one value per line, by plain key access:
+
+    run directory (absolute; a relative one resolves against cluster.json's
+                   folder, as the coordinator resolves it)
+    coordinator.connect
+    HOST WORKERS THREADS_PER_WORKER     one line per entry of "hosts"
+
+Exits 1 with the file and the problem when a key is missing or mistyped.
+"""
+import json
+import os
+import sys
+
+
+def main(path):
+    try:
+        with open(path) as f:
+            cluster = json.load(f)
+        run_directory = cluster["run_directory"]
+        lines = [os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), run_directory)),
+                 cluster["coordinator"]["connect"]]
+        for host in cluster["hosts"]:
+            name, workers, threads = host["host"], host["workers"], host.get("threads_per_worker", 1)
+            if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+                raise ValueError(f"host {name!r} is not a host name")
+            if not isinstance(workers, int) or workers < 0 or not isinstance(threads, int) or threads < 1:
+                raise ValueError(f"host {name}: workers must be an integer ≥ 0 and threads_per_worker ≥ 1")
+            lines.append(f"{name} {workers} {threads}")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        problem = f"missing key {error}" if isinstance(error, KeyError) else str(error)
+        sys.exit(f"{path}: {problem} (see docs/cluster.md)")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
