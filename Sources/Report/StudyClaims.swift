@@ -26,8 +26,17 @@ public enum StudyClaims {
         }
         if let epoch = full.firstEpoch(.accuracy, where: { $0 > 0.9 }) {
             let value = full.accuracy.first { $0.epoch == epoch }?.spread.mean ?? 0
-            return ClaimCheck(number: 1, claim: claim, verdict: epoch <= 3 ? .holds : .differs,
-                              measured: "mean accuracy first above 0.9 at epoch \(epoch) (\(accuracy(value)))")
+            let measured = "mean accuracy first above 0.9 at epoch \(epoch) (\(accuracy(value)))"
+            if epoch <= 3 { return ClaimCheck(number: 1, claim: claim, verdict: .holds, measured: measured) }
+            // Below 0.9 at epoch 3 itself decides it; evaluations only before or after epoch 3 do not.
+            if full.accuracy.contains(where: { $0.epoch == 3 }) {
+                return ClaimCheck(number: 1, claim: claim, verdict: .differs, measured: measured)
+            }
+            let evaluated = full.accuracy.filter { $0.epoch >= 1 && $0.epoch <= 3 }.map { "\($0.epoch)" }
+            return ClaimCheck(number: 1, claim: claim, verdict: .notMeasured,
+                              measured: measured + "; epoch 3 was not evaluated ("
+                                  + (evaluated.isEmpty ? "no evaluation before epoch \(epoch)"
+                                                       : "evaluated at epochs \(evaluated.joined(separator: ", ")) only") + ")")
         }
         let best = full.accuracy.map(\.spread.mean).max() ?? last.spread.mean
         let text = "never above 0.9 by epoch \(last.epoch) (best mean \(accuracy(best)))"

@@ -48,4 +48,18 @@ import Testing
         #expect(checks[6].verdict == .differs)
         #expect(checks[6].measured.hasSuffix("not so: LoRA r=4 cheapest, r=8 slightly above r=4"))
     }
+
+    /// Issue 15: a sweep evaluating every 5 epochs never measured epoch 3, so claim 1 ("within 3
+    /// epochs") is not measured, not "differs"; evaluated at epoch 3 and below 0.9 there, it differs.
+    @Test func claimOneIsDecidedOnlyWhereEpochThreeWasEvaluated() {
+        var conditions = SyntheticStudy.conditions(recording: 30)
+        conditions[0].accuracyTau = 2.5  // full: above 0.9 only at epoch 6
+        var aggregates = ConditionAggregate.all(in: SyntheticStudy.snapshot(conditions, plannedEpochs: 30))
+        let everyEpoch = StudyClaims.check(aggregates)[0]
+        #expect(everyEpoch.verdict == .differs && everyEpoch.measured.contains("at epoch 6"))
+        for index in aggregates.indices { aggregates[index].accuracy.removeAll { $0.epoch % 5 != 0 } }
+        let everyFifth = StudyClaims.check(aggregates)[0]
+        #expect(everyFifth.verdict == .notMeasured, "\(everyFifth)")
+        #expect(everyFifth.measured.contains("first above 0.9 at epoch 10") && everyFifth.measured.contains("epoch 3 was not evaluated"))
+    }
 }
