@@ -48,11 +48,13 @@ public final class CoordinatorServer {
         var positions: [String: (Int, Int)] = [:]
     }
 
-    public init(store: RunStore, context: ZMQContext, bind: String, timing: ProtocolTiming, logger: Logger) throws {
+    /// With `security`, only workers whose keys are on its allow-list get through (CURVE + ZAP).
+    public init(store: RunStore, context: ZMQContext, bind: String, timing: ProtocolTiming,
+                security: CoordinatorSecurity? = nil, logger: Logger) throws {
         self.store = store
         self.timing = timing
         self.logger = logger
-        endpoint = try CoordinatorEndpoint(context, bind: bind, timing: timing, logger: logger)
+        endpoint = try CoordinatorEndpoint(context, bind: bind, timing: timing, security: security, logger: logger)
         // Trials that were running when a previous coordinator stopped wait for
         // their workers to re-announce them, or for their lease to expire.
         let stale = try store.markRunningTrialsStale()

@@ -154,7 +154,7 @@ private final class SocketLoop {
 
     private func connect() throws(ZMQError) {
         let endpoint = try WorkerEndpoint(client.context, connect: settings.endpoint, workerID: settings.workerID,
-                                          timing: timing, logger: logger)
+                                          timing: timing, security: settings.security, logger: logger)
         self.endpoint = endpoint
         let now = ContinuousClock.now
         lastHeard = now
