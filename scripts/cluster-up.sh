@@ -4,6 +4,8 @@
 # Assumes the same checkout, at the same path, built with `swift build -c
 # release`, on every host, and a checkpoint directory that every host can
 # reach (a shared filesystem) when full fine-tuning trials move between hosts.
+# With cluster.json's "security" keys (docs/security.md): keys/coordinator.key
+# and the allow-list here, each worker host's own key and coordinator.pub there.
 #
 #   scripts/cluster-up.sh SPEC [CLUSTER_JSON]      (default CLUSTER_JSON: cluster.json)
 #   scripts/cluster-down.sh [CLUSTER_JSON]
@@ -19,6 +21,13 @@ run_dir="$(field 'c["run_directory"]')"
 case "$run_dir" in /*) ;; *) run_dir="$root/$run_dir" ;; esac
 mkdir -p "$run_dir/logs"
 connect="$(field 'c["coordinator"]["connect"]')"
+# CURVE keys (docs/security.md): the coordinator refuses a non-loopback bind without them; make them first.
+for k in coordinator_key allow_list; do
+    file="$(field "c.get('security', {}).get('$k', '')")"
+    [ -n "$file" ] || continue
+    case "$file" in /*) ;; *) file="$(cd "$(dirname "$cluster")" && pwd)/$file" ;; esac
+    [ -f "$file" ] || { echo "missing $file (security.$k): see 'factsweep keys --help' and docs/security.md" >&2; exit 1; }
+done
 
 "$bin" coordinator "$spec" --cluster "$cluster" >"$run_dir/logs/coordinator.log" 2>&1 &
 echo "coordinator $!" >"$run_dir/cluster.pids"

@@ -9,10 +9,11 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 need_pkgs=(libopenblas-dev libzmq3-dev libsqlite3-dev pkg-config unzip)
 # `scripts/setup.sh --tests` (the test command) also installs what only tests
-# use: iproute2 (`ip netns`, TwoHostNamespaceTests) and chromium (the report's
-# headless screenshot check, RunReportTests).
+# use: iproute2 (`ip netns`, TwoHostNamespaceTests), chromium (the report's
+# headless screenshot check, RunReportTests) and tshark (the capture of the
+# coordinator's port in KeyedSweepTests, which fails without it).
 if [[ ${1:-} == --tests ]]; then
-    need_pkgs+=(iproute2 chromium)
+    need_pkgs+=(iproute2 chromium tshark)
 fi
 missing=()
 for p in "${need_pkgs[@]}"; do

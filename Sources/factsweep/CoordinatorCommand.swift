@@ -23,17 +23,22 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(name: .long, help: "Run directory (overrides cluster.json; default runs/<sweep name>).")
     var runDir: String?
 
+    @OptionGroup var keys: CoordinatorKeyOptions
+
     func run() throws {
         let cluster = try self.cluster.map { try ClusterConfig.load(URL(fileURLWithPath: $0)) }
         let plan = try loadPlan(spec)
         let runDirectory = RunDirectory(URL(fileURLWithPath: runDir ?? cluster?.runDirectory ?? "runs/\(plan.name)"))
         let timing = cluster?.timing ?? ProtocolTiming()
         let logger = Logger(label: "factsweep.coordinator")
+        let bind = self.bind ?? cluster?.coordinator.bind ?? "tcp://0.0.0.0:5555"
+        // Checked before the run directory is touched: a refused start leaves nothing behind.
+        let security = try keys.security(bind: bind, cluster: cluster, logger: logger)
         let store = try runDirectory.open(leaseDuration: CoordinatorServer.seconds(timing.leaseExpiry), logger: logger)
         let added = try runDirectory.submit(plan, spec: try Data(contentsOf: URL(fileURLWithPath: spec)), to: store)
         FileHandle.standardError.write(Data("sweep \(plan.name): \(plan.trials.count) trials (\(added.newTrials) new), database \(runDirectory.database.path)\n".utf8))
-        let server = try CoordinatorServer(store: store, context: try ZMQContext(), bind: bind ?? cluster?.coordinator.bind ?? "tcp://0.0.0.0:5555",
-                                           timing: timing, logger: logger)
+        let server = try CoordinatorServer(store: store, context: try ZMQContext(), bind: bind,
+                                           timing: timing, security: security, logger: logger)
         FileHandle.standardError.write(Data("listening on \(server.boundEndpoint)\n".utf8))
         let stop = SignalWatch()
         try server.serve(untilComplete: true, stop: { stop.isSet })

@@ -37,6 +37,8 @@ struct WorkerCommand: ParsableCommand {
           help: "Whether the coordinator's host sees the checkpoint directory: checkpoints go by path, else inline (adapters only). Always on for a coordinator on this host.")
     var sharedCheckpoints = true
 
+    @OptionGroup var keys: WorkerKeyOptions
+
     @OptionGroup var simulation: SimulationOptions
 
     @Option(name: .long, help: "Write this worker's counters (attempts, reconnects, ready-to-assign waits, peak RSS, CPU time) as JSON to FILE at exit.")
@@ -54,7 +56,7 @@ struct WorkerCommand: ParsableCommand {
         let settings = WorkerSettings(
             endpoint: connect, workerID: id ?? WorkerSettings.defaultWorkerID(), threads: threads,
             checkpointDirectory: URL(fileURLWithPath: directory), sharedCheckpoints: sharedCheckpoints || WorkerSettings.coordinatorIsLocal(connect),
-            timing: cluster?.timing ?? ProtocolTiming())
+            timing: cluster?.timing ?? ProtocolTiming(), security: try keys.security(cluster: cluster))
         var logger = Logger(label: "factsweep.worker")
         logger.logLevel = .info
         let runner: any TrialRunning = simulation.simulate.map { SimulatedTrainer(epochSeconds: $0) }
