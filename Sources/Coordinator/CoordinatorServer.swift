@@ -43,6 +43,8 @@ public final class CoordinatorServer {
         var session: String
         var models: [String]
         var lastHeard: Date
+        /// The compute threads its hello declared: `ready` never claims more slots than this.
+        var threads: Int
         var idleSlots = 0
         /// (trial, attempt) → last reported (epoch, step), to renew leases only on progress.
         var positions: [String: (Int, Int)] = [:]
@@ -175,7 +177,12 @@ public final class CoordinatorServer {
             try welcome(hello, peer: peer)
         case let .ready(ready):
             guard workers[workerID] != nil else { return askForHello(peer, "ready") }
-            workers[workerID]?.idleSlots = ready.freeSlots
+            // An admitted worker still cannot claim the whole queue: no more slots than its hello's threads.
+            let cap = workers[workerID]?.threads ?? 0
+            if ready.freeSlots > cap {
+                refuse(peer, "ready claims \(ready.freeSlots) free slots; this worker's hello declared \(cap) threads")
+            }
+            workers[workerID]?.idleSlots = max(0, min(ready.freeSlots, cap))
             try dispatch(answering: workerID, readyAt: receivedAt)
         case let .progress(p):
             guard let session = session(of: workerID, peer) else { return }
@@ -235,12 +242,15 @@ public final class CoordinatorServer {
     }
 
     private func welcome(_ hello: Message.Hello, peer: PeerID) throws {
+        if let problem = WorkerIdentity.problem(peer.description) { return refuse(peer, problem) }
         guard hello.workerID == peer.description else {
             return refuse(peer, "hello names worker \(hello.workerID) but the connection's id is \(peer.description)")
         }
+        guard hello.threads >= 1 else { return refuse(peer, "hello declares \(hello.threads) threads") }
         try store.announceWorker(WorkerAnnouncement(id: hello.workerID, host: hello.host, pid: Int(hello.pid), threads: hello.threads,
                                                     protocolVersion: String(hello.protocolVersion), models: hello.models))
-        workers[hello.workerID] = WorkerState(peer: peer, session: hello.session, models: hello.models, lastHeard: Date())
+        workers[hello.workerID] = WorkerState(peer: peer, session: hello.session, models: hello.models, lastHeard: Date(),
+                                              threads: hello.threads)
         meter.hello(from: hello.workerID)
         logger.info("worker connected", metadata: ["worker": "\(hello.workerID)", "host": "\(hello.host)", "held": "\(hello.held.count)"])
         // What the worker does not hold is not running anywhere: requeue it now.
@@ -263,8 +273,9 @@ public final class CoordinatorServer {
         switch write {
         case .accepted, .duplicate:
             break
-        case let .staleAttempt(current):
-            try send(.drop(.init(trial: trial, attempt: attempt, reason: "attempt \(current ?? "none") holds the trial")), to: peer)
+        case .staleAttempt:
+            // Not which attempt does: the current attempt's id is no business of another worker's.
+            try send(.drop(.init(trial: trial, attempt: attempt, reason: "another attempt holds the trial")), to: peer)
         case let .gap(expected):
             logger.warning("epoch out of order refused", metadata: ["trial": "\(trial)", "attempt": "\(attempt)", "expected": "\(expected)"])
         }

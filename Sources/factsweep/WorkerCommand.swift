@@ -46,7 +46,7 @@ struct WorkerCommand: ParsableCommand {
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-        if let id { guard !id.isEmpty else { throw ValidationError("--id must not be empty") } }
+        if let id, let problem = WorkerIdentity.problem(id) { throw ValidationError("--id: \(problem)") }
         guard connect.contains("://") else { throw ValidationError("--connect needs an endpoint such as tcp://HOST:PORT") }
     }
 
