@@ -7,11 +7,26 @@ cluster.json (docs/cluster.md), one value per line, by plain key access:
     coordinator.connect
     HOST WORKERS THREADS_PER_WORKER     one line per entry of "hosts"
 
+With --security-files: instead, the absolute paths of the coordinator's key
+and allow-list named in "security" (docs/security.md), one per line.
+
 Exits 1 with the file and the problem when a key is missing or mistyped.
 """
 import json
 import os
 import sys
+
+
+def security_files(path):
+    try:
+        with open(path) as f:
+            security = json.load(f).get("security", {})
+        folder = os.path.dirname(os.path.abspath(path))
+        for key in ("coordinator_key", "allow_list"):
+            if security.get(key):
+                print(os.path.normpath(os.path.join(folder, security[key])))
+    except (OSError, ValueError, AttributeError, TypeError) as error:
+        sys.exit(f"{path}: security: {error} (see docs/security.md)")
 
 
 def main(path):
@@ -35,4 +50,7 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[2:] == ["--security-files"]:
+        security_files(sys.argv[1])
+    else:
+        main(sys.argv[1])

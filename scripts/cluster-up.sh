@@ -4,6 +4,8 @@
 # Assumes the same checkout, at the same path, built with `swift build -c
 # release`, on every host, and a checkpoint directory that every host can
 # reach (a shared filesystem) when full fine-tuning trials move between hosts.
+# With cluster.json's "security" keys (docs/security.md): keys/coordinator.key
+# and the allow-list here, each worker host's own key and coordinator.pub there.
 #
 #   scripts/cluster-up.sh SPEC [CLUSTER_JSON]      (default CLUSTER_JSON: cluster.json)
 #   scripts/cluster-down.sh [CLUSTER_JSON]
@@ -30,6 +32,10 @@ pids="$run_dir/cluster.pids"
 mkdir -p "$run_dir/logs"
 
 is_local() { [ "$1" = localhost ] || [ "$1" = 127.0.0.1 ] || [ "$1" = "$(hostname)" ]; }
+# CURVE keys (docs/security.md): the coordinator refuses a non-loopback bind without them; make them first.
+while read -r file; do
+    [ -z "$file" ] || [ -f "$file" ] || { echo "missing $file (cluster.json security): see 'factsweep keys --help' and docs/security.md" >&2; exit 1; }
+done < <(python3 "$root/scripts/cluster-settings.py" "$cluster" --security-files)
 
 "$bin" coordinator "$spec" --cluster "$cluster" >"$run_dir/logs/coordinator.log" 2>&1 &
 echo "coordinator localhost $! $(ps -o lstart= -p $!)" >"$pids"

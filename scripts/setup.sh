@@ -10,10 +10,12 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 need_pkgs=(libopenblas-dev libzmq3-dev libsqlite3-dev pkg-config unzip)
 # `scripts/setup.sh --tests` (the test command) also installs what only tests
 # use: iproute2 (`ip netns`, TwoHostNamespaceTests), chromium (the report's
-# headless screenshot check, RunReportTests), and slurm-wlm and munge (the
-# single-node Slurm of scripts/slurm-local.sh, which SlurmSweepTests start).
+# headless screenshot check, RunReportTests), tshark (the capture of the
+# coordinator's port in KeyedSweepTests, which fails without it), and
+# slurm-wlm and munge (the single-node Slurm of scripts/slurm-local.sh, which
+# SlurmSweepTests start).
 if [[ ${1:-} == --tests ]]; then
-    need_pkgs+=(iproute2 chromium slurm-wlm munge)
+    need_pkgs+=(iproute2 chromium tshark slurm-wlm munge)
 fi
 missing=()
 for p in "${need_pkgs[@]}"; do

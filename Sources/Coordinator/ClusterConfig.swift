@@ -1,6 +1,6 @@
 // ClusterConfig: cluster.json — where the coordinator binds, where workers
 // connect, the run and checkpoint directories, the hosts and their workers,
-// and the protocol's timing.
+// the protocol's timing and the CURVE key files.
 import Foundation
 import Trial
 import Protocol
@@ -20,9 +20,30 @@ public struct ClusterConfig: Codable, Sendable {
         public init(host: String, workers: Int, threadsPerWorker: Int?) { self.host = host; self.workers = workers; self.threadsPerWorker = threadsPerWorker }
     }
 
-    public init(coordinator: Endpoints, runDirectory: String, checkpointDirectory: String?, hosts: [Host], timing: ProtocolTiming?) {
+    /// Key files (docs/security.md); paths relative to cluster.json's folder. Each host reads only its own part.
+    public struct Security: Codable, Sendable {
+        /// The coordinator's host: its key pair (`factsweep keys create coordinator`).
+        public var coordinatorKey: String?
+        /// The coordinator's host: the worker public keys it admits (`factsweep keys allow`).
+        public var allowList: String?
+        /// Every worker host: the coordinator's public key, a `.pub` file or the Z85 key itself.
+        public var coordinatorPublicKey: String?
+        /// Every worker host: that host's own key pair, at the same path on each host.
+        public var workerKey: String?
+        enum CodingKeys: String, CodingKey {
+            case coordinatorKey = "coordinator_key", allowList = "allow_list"
+            case coordinatorPublicKey = "coordinator_public_key", workerKey = "worker_key"
+        }
+        public init(coordinatorKey: String? = nil, allowList: String? = nil, coordinatorPublicKey: String? = nil, workerKey: String? = nil) {
+            self.coordinatorKey = coordinatorKey; self.allowList = allowList
+            self.coordinatorPublicKey = coordinatorPublicKey; self.workerKey = workerKey
+        }
+    }
+
+    public init(coordinator: Endpoints, runDirectory: String, checkpointDirectory: String?, hosts: [Host], timing: ProtocolTiming?,
+                security: Security? = nil) {
         self.coordinator = coordinator; self.runDirectory = runDirectory; self.checkpointDirectory = checkpointDirectory
-        self.hosts = hosts; self.timing = timing
+        self.hosts = hosts; self.timing = timing; self.security = security
     }
 
     public var coordinator: Endpoints
@@ -30,9 +51,10 @@ public struct ClusterConfig: Codable, Sendable {
     public var checkpointDirectory: String?
     public var hosts: [Host]
     public var timing: ProtocolTiming?
+    public var security: Security?
 
     enum CodingKeys: String, CodingKey {
-        case coordinator, runDirectory = "run_directory", checkpointDirectory = "checkpoint_directory", hosts, timing
+        case coordinator, runDirectory = "run_directory", checkpointDirectory = "checkpoint_directory", hosts, timing, security
     }
 
     /// Reads and checks cluster.json; relative directories resolve against its folder.
@@ -52,6 +74,14 @@ public struct ClusterConfig: Codable, Sendable {
         func absolute(_ path: String) -> String { path.hasPrefix("/") ? path : base.appendingPathComponent(path).standardizedFileURL.path }
         config.runDirectory = absolute(config.runDirectory)
         config.checkpointDirectory = config.checkpointDirectory.map(absolute)
+        if var security = config.security {
+            security.coordinatorKey = security.coordinatorKey.map(absolute)
+            security.allowList = security.allowList.map(absolute)
+            security.workerKey = security.workerKey.map(absolute)
+            // The coordinator's public key may be given inline (Z85) instead of as a file.
+            security.coordinatorPublicKey = security.coordinatorPublicKey.map { (try? Curve.checkedKey($0, what: "key")) ?? absolute($0) }
+            config.security = security
+        }
         return config
     }
 }

@@ -43,16 +43,20 @@ public final class CoordinatorServer {
         var session: String
         var models: [String]
         var lastHeard: Date
+        /// The compute threads its hello declared: `ready` never claims more slots than this.
+        var threads: Int
         var idleSlots = 0
         /// (trial, attempt) → last reported (epoch, step), to renew leases only on progress.
         var positions: [String: (Int, Int)] = [:]
     }
 
-    public init(store: RunStore, context: ZMQContext, bind: String, timing: ProtocolTiming, logger: Logger) throws {
+    /// With `security`, only workers whose keys are on its allow-list get through (CURVE + ZAP).
+    public init(store: RunStore, context: ZMQContext, bind: String, timing: ProtocolTiming,
+                security: CoordinatorSecurity? = nil, logger: Logger) throws {
         self.store = store
         self.timing = timing
         self.logger = logger
-        endpoint = try CoordinatorEndpoint(context, bind: bind, timing: timing, logger: logger)
+        endpoint = try CoordinatorEndpoint(context, bind: bind, timing: timing, security: security, logger: logger)
         // Trials that were running when a previous coordinator stopped wait for
         // their workers to re-announce them, or for their lease to expire.
         let stale = try store.markRunningTrialsStale()
@@ -174,7 +178,12 @@ public final class CoordinatorServer {
             try welcome(hello, peer: peer, in: transaction)
         case let .ready(ready):
             guard workers[workerID] != nil else { return askForHello(peer, "ready") }
-            workers[workerID]?.idleSlots = ready.freeSlots
+            // An admitted worker still cannot claim the whole queue: no more slots than its hello's threads.
+            let cap = workers[workerID]?.threads ?? 0
+            if ready.freeSlots > cap {
+                refuse(peer, "ready claims \(ready.freeSlots) free slots; this worker's hello declared \(cap) threads")
+            }
+            workers[workerID]?.idleSlots = max(0, min(ready.freeSlots, cap))
             try dispatch(answering: workerID, readyAt: receivedAt, in: transaction)
         case let .progress(p):
             guard let session = session(of: workerID, peer) else { return }
@@ -235,13 +244,16 @@ public final class CoordinatorServer {
     }
 
     private func welcome(_ hello: Message.Hello, peer: PeerID, in transaction: RunTransaction) throws {
+        if let problem = WorkerIdentity.problem(peer.description) { return refuse(peer, problem) }
         guard hello.workerID == peer.description else {
             return refuse(peer, "hello names worker \(hello.workerID) but the connection's id is \(peer.description)")
         }
+        guard hello.threads >= 1 else { return refuse(peer, "hello declares \(hello.threads) threads") }
         try transaction.announceWorker(WorkerAnnouncement(id: hello.workerID, host: hello.host, pid: Int(hello.pid), threads: hello.threads,
                                                           protocolVersion: String(hello.protocolVersion), models: hello.models,
                                                           slurmJobID: hello.slurm?.jobID, slurmArrayTaskID: hello.slurm?.arrayTaskID))
-        workers[hello.workerID] = WorkerState(peer: peer, session: hello.session, models: hello.models, lastHeard: Date())
+        workers[hello.workerID] = WorkerState(peer: peer, session: hello.session, models: hello.models, lastHeard: Date(),
+                                              threads: hello.threads)
         meter.hello(from: hello.workerID)
         logger.info("worker connected", metadata: ["worker": "\(hello.workerID)", "host": "\(hello.host)", "held": "\(hello.held.count)"])
         // What the worker does not hold is not running anywhere: requeue it now.
@@ -264,8 +276,9 @@ public final class CoordinatorServer {
         switch write {
         case .accepted, .duplicate:
             break
-        case let .staleAttempt(current):
-            try send(.drop(.init(trial: trial, attempt: attempt, reason: "attempt \(current.map { String($0) } ?? "none") holds the trial")), to: peer)
+        case .staleAttempt:
+            // Not which attempt does: the current attempt's id is no business of another worker's.
+            try send(.drop(.init(trial: trial, attempt: attempt, reason: "another attempt holds the trial")), to: peer)
         case let .gap(expected):
             logger.warning("epoch out of order refused", metadata: ["trial": "\(trial)", "attempt": "\(attempt)", "expected": "\(expected)"])
         }

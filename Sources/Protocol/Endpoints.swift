@@ -52,10 +52,18 @@ public final class CoordinatorEndpoint {
     /// Peers answered about a wrong version; their further wrong-version messages are ignored silently.
     private var turnedAway: Set<PeerID> = []
     private let logger: Logger
+    /// With `security`: the handler that admits only allow-listed worker keys.
+    public let authenticator: ZAPHandler?
 
+    /// Binds a ROUTER; with `security`, a CURVE server whose peers pass the ZAP handler started first.
     public init(_ context: ZMQContext, bind endpoint: String, timing: ProtocolTiming = ProtocolTiming(),
-                logger: Logger) throws(ZMQError) {
-        socket = try ZMQSocket(context, .router, options: .init(timing: timing))
+                security: CoordinatorSecurity? = nil, logger: Logger) throws(ZMQError) {
+        let handshakeEvents = "inproc://factsweep.handshake-failures.\(UUID().uuidString)"
+        authenticator = try security.map { security throws(ZMQError) in
+            try ZAPHandler(context, allowList: security.allowList, handshakeEvents: handshakeEvents, logger: logger)
+        }
+        socket = try ZMQSocket(context, .router, options: .init(timing: timing, curve: security.map { .server($0.keyPair) }))
+        if authenticator != nil { try socket.monitor(handshakeEvents, events: ZAPHandler.handshakeFailures) }
         self.endpoint = try socket.bind(endpoint)
         self.timing = timing
         self.logger = logger
@@ -81,7 +89,10 @@ public final class CoordinatorEndpoint {
     }
 
     /// Closes the socket now: unsent messages are discarded, and workers start reconnecting.
-    public func close() { socket.close() }
+    public func close() {
+        socket.close()
+        authenticator?.stop()
+    }
 
     /// Tells `peer` why its message was refused — except an `error` (no answer to an answer) and
     /// repeated wrong versions (the peer is ignored after one answer).
@@ -105,9 +116,11 @@ public final class WorkerEndpoint {
     public private(set) var rejections = Rejections()
     private let logger: Logger
 
+    /// Connects a DEALER; with `security`, a CURVE client that talks only to the coordinator holding that key.
     public init(_ context: ZMQContext, connect endpoint: String, workerID: String,
-                timing: ProtocolTiming = ProtocolTiming(), logger: Logger) throws(ZMQError) {
-        socket = try ZMQSocket(context, .dealer, options: .init(timing: timing, identity: workerID))
+                timing: ProtocolTiming = ProtocolTiming(), security: WorkerSecurity? = nil, logger: Logger) throws(ZMQError) {
+        socket = try ZMQSocket(context, .dealer, options: .init(
+            timing: timing, identity: workerID, curve: security.map { .client($0.keyPair, serverKey: $0.coordinatorKey) }))
         try socket.connect(endpoint)
         self.workerID = workerID
         self.timing = timing

@@ -13,12 +13,15 @@ public final class ZMQSocket {
         case router, dealer
         /// For reading a socket monitor's events.
         case pair
+        /// For answering libzmq's ZAP requests (ZAPHandler).
+        case rep
 
         var code: Int32 {
             switch self {
             case .router: ZMQ_ROUTER
             case .dealer: ZMQ_DEALER
             case .pair: ZMQ_PAIR
+            case .rep: ZMQ_REP
             }
         }
     }
@@ -42,12 +45,15 @@ public final class ZMQSocket {
         public var routerMandatory = false
         /// ROUTER: a reconnecting peer takes over its identity from a stale connection (`ZMQ_ROUTER_HANDOVER`).
         public var routerHandover = false
+        /// CURVE encryption and authentication; nil: none (the NULL mechanism, plaintext).
+        public var curve: CurveRole?
 
         public init() {}
 
         /// The protocol's options on either side: linger 0, the frame size limit, send timeout and back-off.
-        public init(timing: ProtocolTiming, identity: String? = nil) {
+        public init(timing: ProtocolTiming, identity: String? = nil, curve: CurveRole? = nil) {
             self.identity = identity
+            self.curve = curve
             maxMessageBytes = timing.maxMessageBytes
             sendTimeout = timing.sendTimeout
             reconnectInterval = timing.reconnectInitial
@@ -88,6 +94,18 @@ public final class ZMQSocket {
         if let maximum = options.reconnectIntervalMax {
             try setOption(ZMQ_RECONNECT_IVL_MAX, maximum.zmqMilliseconds, "ZMQ_RECONNECT_IVL_MAX")
         }
+        switch options.curve {
+        case .server(let pair)?:
+            try setOption(ZMQ_CURVE_SERVER, Int32(1), "ZMQ_CURVE_SERVER")
+            try setOption(ZMQ_CURVE_SECRETKEY, Data(pair.secretKey.utf8), "ZMQ_CURVE_SECRETKEY")
+            // With a domain set, libzmq puts every connection to the ZAP handler.
+            try setOption(ZMQ_ZAP_DOMAIN, Data(CurveRole.zapDomain.utf8), "ZMQ_ZAP_DOMAIN")
+        case .client(let pair, let serverKey)?:
+            try setOption(ZMQ_CURVE_SERVERKEY, Data(serverKey.utf8), "ZMQ_CURVE_SERVERKEY")
+            try setOption(ZMQ_CURVE_PUBLICKEY, Data(pair.publicKey.utf8), "ZMQ_CURVE_PUBLICKEY")
+            try setOption(ZMQ_CURVE_SECRETKEY, Data(pair.secretKey.utf8), "ZMQ_CURVE_SECRETKEY")
+        case nil: break
+        }
         if kind == .router {
             try setOption(ZMQ_ROUTER_MANDATORY, Int32(options.routerMandatory ? 1 : 0), "ZMQ_ROUTER_MANDATORY")
             try setOption(ZMQ_ROUTER_HANDOVER, Int32(options.routerHandover ? 1 : 0), "ZMQ_ROUTER_HANDOVER")
@@ -123,7 +141,7 @@ public final class ZMQSocket {
         guard zmq_getsockopt(try open(), ZMQ_LAST_ENDPOINT, &buffer, &size) == 0 else {
             throw .last("zmq_getsockopt(ZMQ_LAST_ENDPOINT)")
         }
-        return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return String(nulTerminated: buffer)
     }
 
     /// Sends `frames` as one multipart message; a ROUTER's first frame is the peer's identity.

@@ -156,7 +156,7 @@ private final class SocketLoop {
         let address = settings.locateCoordinator?() ?? settings.endpoint
         if address != settings.endpoint { logger.info("connecting to the coordinator's new address", metadata: ["endpoint": "\(address)"]) }
         let endpoint = try WorkerEndpoint(client.context, connect: address, workerID: settings.workerID,
-                                          timing: timing, logger: logger)
+                                          timing: timing, security: settings.security, logger: logger)
         self.endpoint = endpoint
         let now = ContinuousClock.now
         lastHeard = now

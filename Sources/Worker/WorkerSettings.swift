@@ -19,6 +19,8 @@ public struct WorkerSettings: Sendable {
     /// announced by path, otherwise sent inline (up to `timing.inlineCheckpointLimit`).
     public var sharedCheckpoints: Bool
     public var timing: ProtocolTiming
+    /// CURVE keys (this worker's pair and the coordinator's public key); nil: plaintext, unauthenticated.
+    public var security: WorkerSecurity?
     /// How long a stop (SIGTERM, `shutdown`) waits for the trial to finish its epoch and checkpoint.
     public var stopGrace: Duration
     /// How long a released worker waits for the acknowledgement of its last results before it exits.
@@ -31,7 +33,8 @@ public struct WorkerSettings: Sendable {
 
     public init(endpoint: String, workerID: String = WorkerSettings.defaultWorkerID(), threads: Int,
                 checkpointDirectory: URL, sharedCheckpoints: Bool = true, timing: ProtocolTiming = ProtocolTiming(),
-                host: String = ProcessInfo.processInfo.hostName) {
+                security: WorkerSecurity? = nil, host: String = ProcessInfo.processInfo.hostName) {
+        self.security = security
         self.endpoint = endpoint; self.workerID = workerID; self.host = host; self.threads = threads
         self.checkpointDirectory = checkpointDirectory.standardizedFileURL
         self.sharedCheckpoints = sharedCheckpoints
@@ -45,11 +48,5 @@ public struct WorkerSettings: Sendable {
     public static func defaultWorkerID() -> String { "\(ProcessInfo.processInfo.hostName)-\(getpid())" }
 
     /// Whether the coordinator at `endpoint` is on this host, so that it sees this host's files.
-    public static func coordinatorIsLocal(_ endpoint: String) -> Bool {
-        if endpoint.hasPrefix("inproc://") || endpoint.hasPrefix("ipc://") { return true }
-        guard endpoint.hasPrefix("tcp://") else { return false }
-        let address = endpoint.dropFirst("tcp://".count)
-        let host = address.hasPrefix("[") ? String(address.dropFirst().prefix { $0 != "]" }) : String(address.prefix { $0 != ":" })
-        return host == "localhost" || host == "::1" || host.hasPrefix("127.")
-    }
+    public static func coordinatorIsLocal(_ endpoint: String) -> Bool { EndpointScope.isLocal(endpoint) }
 }

@@ -29,20 +29,26 @@ struct CoordinatorCommand: ParsableCommand {
     @Flag(name: .long, help: "On SIGTERM/SIGINT leave the workers running, to reconnect to the next coordinator of this run (a resubmitted Slurm job) instead of shutting them down.")
     var leaveWorkers = false
 
+    @OptionGroup var keys: CoordinatorKeyOptions
+
     func run() throws {
         let cluster = try self.cluster.map { try ClusterConfig.load(URL(fileURLWithPath: $0)) }
         let plan = try loadPlan(spec)
         let runDirectory = RunDirectory(URL(fileURLWithPath: runDir ?? cluster?.runDirectory ?? "runs/\(plan.name)"))
         let timing = cluster?.timing ?? ProtocolTiming()
         let logger = Logger(label: "factsweep.coordinator")
+        let bind = self.bind ?? cluster?.coordinator.bind ?? "tcp://0.0.0.0:5555"
+        // Checked before the run directory is touched: a refused start leaves nothing behind.
+        let security = try keys.security(bind: bind, cluster: cluster, logger: logger)
         let store = try runDirectory.open(leaseDuration: CoordinatorServer.seconds(timing.leaseExpiry), logger: logger)
         let added = try runDirectory.submit(plan, spec: try Data(contentsOf: URL(fileURLWithPath: spec)), to: store)
         FileHandle.standardError.write(Data("sweep \(plan.name): \(plan.trials.count) trials (\(added.newTrials) new), database \(runDirectory.database.path)\n".utf8))
-        let server = try CoordinatorServer(store: store, context: try ZMQContext(), bind: bind ?? cluster?.coordinator.bind ?? "tcp://0.0.0.0:5555",
-                                           timing: timing, logger: logger)
+        let server = try CoordinatorServer(store: store, context: try ZMQContext(), bind: bind,
+                                           timing: timing, security: security, logger: logger)
         // Workers started with --run-dir find this coordinator (and follow it after a restart) by this file.
+        // With keys, the public key travels in the same file (0600), so Slurm workers need only their own key.
         var address = CoordinatorAddress(endpoint: CoordinatorAddress.reachable(server.boundEndpoint, host: advertise ?? ProcessInfo.processInfo.hostName),
-                                         host: ProcessInfo.processInfo.hostName, pid: getpid(), state: .serving, timing: timing)
+                                         publicKey: security?.keyPair.publicKey, host: ProcessInfo.processInfo.hostName, pid: getpid(), state: .serving, timing: timing)
         try CoordinatorAddressFile.write(address, to: runDirectory.coordinatorAddress)
         FileHandle.standardError.write(Data("listening on \(server.boundEndpoint); workers connect to \(address.endpoint) (\(runDirectory.coordinatorAddress.path))\n".utf8))
         let stop = SignalWatch()

@@ -10,6 +10,8 @@ struct CoordinatorLocation {
     var endpoint: String
     /// The coordinator's timing, when its address file gave it.
     var timing: ProtocolTiming?
+    /// The coordinator's CURVE public key, when its address file gave it.
+    var publicKey: String?
     /// Re-reads the address file before each reconnection; nil for a fixed endpoint.
     var locate: (@Sendable () -> String?)?
 
@@ -27,6 +29,7 @@ struct CoordinatorLocation {
         }
         var location = CoordinatorLocation(endpoint: address.endpoint)
         location.timing = address.timing
+        location.publicKey = address.publicKey
         // An unreadable or half-written file keeps the endpoint in use; a finished one too (the coordinator
         // that finished has sent `shutdown` to every worker it knew).
         location.locate = { (try? CoordinatorAddressFile.read(file)).flatMap { $0 }.map(\.endpoint) }

@@ -43,6 +43,8 @@ struct WorkerCommand: ParsableCommand {
           help: "Whether the coordinator's host sees the checkpoint directory: checkpoints go by path, else inline (adapters only). Always on for a coordinator on this host.")
     var sharedCheckpoints = true
 
+    @OptionGroup var keys: WorkerKeyOptions
+
     @OptionGroup var simulation: SimulationOptions
 
     @Option(name: .long, help: "Write this worker's counters (attempts, reconnects, ready-to-assign waits, peak RSS, CPU time) as JSON to FILE at exit.")
@@ -50,7 +52,7 @@ struct WorkerCommand: ParsableCommand {
 
     func validate() throws {
         if let threads { guard threads >= 1 else { throw ValidationError("--threads must be at least 1") } }
-        if let id { guard !id.isEmpty else { throw ValidationError("--id must not be empty") } }
+        if let id, let problem = WorkerIdentity.problem(id) { throw ValidationError("--id: \(problem)") }
         guard [connect, runDir, connectFile].compactMap({ $0 }).count == 1 else {
             throw ValidationError("give exactly one of --connect, --run-dir and --connect-file")
         }
@@ -77,7 +79,7 @@ struct WorkerCommand: ParsableCommand {
             endpoint: location.endpoint, workerID: id ?? slurm?.workerID ?? WorkerSettings.defaultWorkerID(), threads: threads,
             checkpointDirectory: URL(fileURLWithPath: directory),
             sharedCheckpoints: sharedCheckpoints || WorkerSettings.coordinatorIsLocal(location.endpoint),
-            timing: cluster?.timing ?? location.timing ?? ProtocolTiming())
+            timing: cluster?.timing ?? location.timing ?? ProtocolTiming(), security: try keys.security(cluster: cluster, published: location.publicKey))
         settings.slurm = slurm?.task
         settings.locateCoordinator = location.locate
         let runner: any TrialRunning = simulation.simulate.map { SimulatedTrainer(epochSeconds: $0) }

@@ -5,7 +5,7 @@
 // finished by its original attempt. A cut longer than the lease: each trial
 // is requeued, resumes from its inline checkpoint, and the stale attempt's
 // later results are fenced. Either way every epoch is recorded once and no
-// trial is done twice. Needs root and iproute2's `ip`: without them the suite
+// trial is done twice. The coordinator and workers use CURVE keys, as across real hosts. Needs root and iproute2's `ip`: without them the suite
 // is disabled, except in CI (CI set), where it fails.
 import Foundation
 import GRDB
@@ -58,8 +58,11 @@ struct TwoHostNamespaceTests {
         let run = dir.file("run")
         let cluster = dir.file("cluster.json")
         let endpoint = "tcp://\(TwoHosts.coordinatorAddress):\(port)"
+        // Across hosts, keys (secure by default): workers on the allow-list, traffic encrypted.
+        let keys = try TestKeys(in: dir.url)
         try """
             {"coordinator": {"bind": "\(endpoint)", "connect": "\(endpoint)"}, "run_directory": "\(run.path)", "hosts": [],
+             \(keys.clusterJSON),
              "timing": {"heartbeat_interval_seconds": 0.2, "heartbeat_liveness": 5, "lease_expiry_seconds": \(lease),
                         "reconnect_initial_seconds": 0.1, "reconnect_max_seconds": 0.5}}
             """.write(to: cluster, atomically: true, encoding: .utf8)
@@ -247,16 +250,21 @@ final class TwoHosts {
     }
 }
 
-/// A process run through `ip` with its output in a log file; `stop` ends it (SIGTERM, then SIGKILL).
+/// A child process (often run through `ip netns exec`) with its output in a log file; `stop` ends it (SIGTERM, then SIGKILL).
 final class Child {
     let process = Process()
     let log: URL
 
-    init(_ ipArguments: [String], log: URL) throws {
+    convenience init(_ ipArguments: [String], log: URL) throws {
         guard let ip = NamespaceSupport.ip else { throw TwoHosts.CommandFailed(description: "ip is not installed") }
+        try self.init(executable: URL(fileURLWithPath: ip), ipArguments, log: log)
+    }
+
+    /// Runs `executable ARGUMENTS` from the repository root, its output going to `log`.
+    init(executable: URL, _ arguments: [String], log: URL) throws {
         self.log = log
-        process.executableURL = URL(fileURLWithPath: ip)
-        process.arguments = ipArguments
+        process.executableURL = executable
+        process.arguments = arguments
         process.currentDirectoryURL = TestPaths.repositoryRoot
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
