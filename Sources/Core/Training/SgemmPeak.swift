@@ -1,5 +1,6 @@
-// SgemmPeak: the FLOP rate cblas_sgemm reaches on this machine, measured in the
-// same run as a benchmark so that model FLOP utilisation compares like with like.
+// SgemmPeak: the FLOP rate `gemm` reaches on this machine with the process's
+// matmul engine, measured in the same run as a benchmark so that model FLOP
+// utilisation compares like with like.
 import Foundation
 
 /// Measures sgemm throughput on square matrices of size `n`.
