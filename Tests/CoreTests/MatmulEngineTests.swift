@@ -3,7 +3,7 @@
 // matrix, alpha ≠ 1 and beta ∈ {0, 1}. The goldens run on whichever engine the
 // process picked; `FACTSWEEP_MATMUL=openblas|onednn swift test …` runs them on
 // the other.
-import CBLAS
+import Foundation
 import Testing
 @testable import Core
 
@@ -77,5 +77,12 @@ import Testing
         #expect(MatmulEngine(name: "OpenBLAS") == .openBLAS)
         #expect(MatmulEngine(name: "onednn") == .oneDNN)
         #expect(MatmulEngine(name: "mkl") == nil)
+    }
+
+    /// The process default is OpenBLAS (see `MatmulEngine.current`) unless
+    /// the environment forces one.
+    @Test func defaultFollowsTheEnvironment() {
+        let forced = ProcessInfo.processInfo.environment[MatmulEngine.environmentKey].flatMap(MatmulEngine.init(name:))
+        #expect(MatmulEngine.current == (forced ?? .openBLAS))
     }
 }

@@ -21,10 +21,13 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
         }
     }
 
-    /// The engine products run on. The default is oneDNN when it initialises:
-    /// on this project's machines (AVX-512) it measured 1.0–1.5× OpenBLAS in
-    /// f32 at the study's shapes and is the only one with bf16 kernels
-    /// (docs/benchmarks.md); `FACTSWEEP_MATMUL` forces either.
+    /// The engine products run on: OpenBLAS unless `FACTSWEEP_MATMUL` says
+    /// otherwise. oneDNN is faster per product at the study's shapes, but in
+    /// training its OpenMP threads spin between products while OpenBLAS's
+    /// run the attention products (and the other way round), and on two
+    /// cores that made epochs slower, not faster (docs/benchmarks.md,
+    /// "Matmul engines"); with `OMP_WAIT_POLICY=passive` in the environment
+    /// the two stop competing.
     public static var current: MatmulEngine {
         get { selection.withLock { $0 } }
         set { selection.withLock { $0 = newValue } }
@@ -45,7 +48,7 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
         if let forced = ProcessInfo.processInfo.environment[environmentKey], let engine = MatmulEngine(name: forced) {
             return engine
         }
-        return OneDNNMatmul.isAvailable ? .oneDNN : .openBLAS
+        return .openBLAS
     }
 }
 
