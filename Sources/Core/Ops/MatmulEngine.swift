@@ -27,7 +27,11 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
     /// run the attention products (and the other way round), and on two
     /// cores that made epochs slower, not faster (docs/benchmarks.md,
     /// "Matmul engines"); with `OMP_WAIT_POLICY=passive` in the environment
-    /// the two stop competing.
+    /// the two stop competing. On oneDNN a product's engine also depends on
+    /// whether any thread of the process has a single-threaded section open
+    /// (then it runs on OpenBLAS), so trials run side by side in one process
+    /// are no longer bit-identical to the same trials run alone (they agree
+    /// to ~1e-6).
     public static var current: MatmulEngine {
         get { selection.withLock { $0 } }
         set { selection.withLock { $0 = newValue } }
