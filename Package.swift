@@ -22,10 +22,12 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
+        // oneDNN's matmul primitive (Debian ships no pkg-config file for it).
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
         .systemLibrary(name: "CZMQ", path: "Sources/CZMQ", providers: [.apt(["libzmq3-dev"])]),
         // The leaf: a trial's configuration and records as plain values, used by every module above.
         .target(name: "Trial"),
-        .target(name: "Core", dependencies: ["Trial", "CBLAS"], swiftSettings: optimised),
+        .target(name: "Core", dependencies: ["Trial", "CBLAS", "CDNNL"], swiftSettings: optimised),
         .target(
             name: "Protocol",
             dependencies: ["Trial", "CZMQ", .product(name: "Logging", package: "swift-log")]),

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-need_pkgs=(libopenblas-dev libzmq3-dev libsqlite3-dev pkg-config unzip)
+need_pkgs=(libopenblas-dev libdnnl-dev libzmq3-dev libsqlite3-dev pkg-config unzip)
 # `scripts/setup.sh --tests` (the test command) also installs what only tests
 # use: iproute2 (`ip netns`, TwoHostNamespaceTests), chromium (the report's
 # headless screenshot check, RunReportTests), tshark (the capture of the

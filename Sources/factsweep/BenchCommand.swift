@@ -37,6 +37,9 @@ struct TrainingBenchCommand: ParsableCommand {
     @Option(name: .long, parsing: .upToNextOption, help: "Methods to measure: full, lora-r4 (α16), lora-r8 (α32), qlora-r8 (α32), ia3.")
     var methods: [String] = ["full"]
 
+    @Option(name: .long, parsing: .upToNextOption, help: "Matmul engines to measure, each in its own child: onednn, openblas.")
+    var engines: [String] = ["onednn", "openblas"]
+
     @Option(name: .long, help: "Epochs per configuration; the first is a warm-up and not counted.")
     var epochs = 3
 
@@ -52,6 +55,9 @@ struct TrainingBenchCommand: ParsableCommand {
     @Flag(name: .long, help: "Measure an evaluation (6 questions; with paraphrases; perplexity) against a LoRA r=8 α=32 epoch instead.")
     var evaluation = false
 
+    @Flag(name: .long, help: "Measure each engine's GFLOP/s at the study's product shapes instead.")
+    var products = false
+
     @Flag(name: .long, help: .hidden)
     var single = false
 
@@ -60,6 +66,9 @@ struct TrainingBenchCommand: ParsableCommand {
         guard threadCounts.allSatisfy({ $0 >= 1 }), batchSizes.allSatisfy({ $0 >= 0 }) else {
             throw ValidationError("thread counts must be ≥ 1 and batch sizes ≥ 0")
         }
+        for name in engines where MatmulEngine(name: name) == nil {
+            throw ValidationError("unknown matmul engine \(name) (onednn, openblas)")
+        }
         for name in methods where TrainingBenchCommand.method(named: name) == nil {
             throw ValidationError("unknown method \(name) (full, lora-r4, lora-r8, qlora-r8, ia3)")
         }
@@ -67,6 +76,7 @@ struct TrainingBenchCommand: ParsableCommand {
 
     func run() throws {
         if evaluation { return try runEvaluationBench() }
+        if products { return try runProductBench() }
         if single { return try runSingle() }
         let pythonPath = noPytorch ? nil : (python ?? defaultPython())
         var rows: [[String: Any]] = []
@@ -74,9 +84,14 @@ struct TrainingBenchCommand: ParsableCommand {
           guard let method = TrainingBenchCommand.method(named: name) else { continue }
           for threads in threadCounts {
             for batch in batchSizes {
-                FileHandle.standardError.write(Data("[bench] FactSweep: \(name), threads \(threads), batch \(batch)\n".utf8))
-                var row = try childJSON(CommandLine.arguments[0], selfArguments(method: name, threads: threads, batch: batch))
-                row["method"] = name
+                var engineRows: [[String: Any]] = []
+                for engine in engines.compactMap(MatmulEngine.init(name:)) {
+                    FileHandle.standardError.write(Data("[bench] FactSweep (\(engine)): \(name), threads \(threads), batch \(batch)\n".utf8))
+                    var row = try childJSON(CommandLine.arguments[0], selfArguments(method: name, threads: threads, batch: batch),
+                                            environment: [MatmulEngine.environmentKey: engine.rawValue, "OMP_WAIT_POLICY": "passive"])
+                    row["method"] = name
+                    engineRows.append(row)
+                }
                 if let pythonPath {
                     FileHandle.standardError.write(Data("[bench] PyTorch: \(name), threads \(threads), batch \(batch)\n".utf8))
                     let script = DefaultPaths.root.appendingPathComponent("scripts/bench-pytorch.py").path
@@ -85,14 +100,16 @@ struct TrainingBenchCommand: ParsableCommand {
                     if method.kind == .lora || method.kind == .qlora { torchArguments += ["--rank", "\(method.rank)", "--alpha", "\(Int(method.alpha))"] }
                     if method.kind != .full { torchArguments += ["--targets", method.resolvedTargets.map(\.rawValue).joined(separator: ",")] }
                     let torch = try childJSON(pythonPath, torchArguments)
-                    row["pytorch_seconds_per_epoch"] = torch["seconds_per_epoch"]
-                    row["pytorch_peak_rss_mib"] = torch["peak_rss_process_mib"]
-                    row["pytorch_trainable_parameters"] = torch["trainable_parameters"]
-                    if let ours = row["seconds_per_epoch"] as? Double, let theirs = torch["seconds_per_epoch"] as? Double {
-                        row["speedup_vs_pytorch"] = theirs / ours
+                    for index in engineRows.indices {
+                        engineRows[index]["pytorch_seconds_per_epoch"] = torch["seconds_per_epoch"]
+                        engineRows[index]["pytorch_peak_rss_mib"] = torch["peak_rss_process_mib"]
+                        engineRows[index]["pytorch_trainable_parameters"] = torch["trainable_parameters"]
+                        if let ours = engineRows[index]["seconds_per_epoch"] as? Double, let theirs = torch["seconds_per_epoch"] as? Double {
+                            engineRows[index]["speedup_vs_pytorch"] = theirs / ours
+                        }
                     }
                 }
-                rows.append(row)
+                rows += engineRows
             }
           }
         }
@@ -129,10 +146,11 @@ struct TrainingBenchCommand: ParsableCommand {
     }
 
     /// Runs a child and parses the last line of its standard output as JSON.
-    private func childJSON(_ executable: String, _ arguments: [String]) throws -> [String: Any] {
+    private func childJSON(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> [String: Any] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let pipe = Pipe()
         process.standardOutput = pipe
         try process.run()
@@ -152,6 +170,7 @@ struct TrainingBenchCommand: ParsableCommand {
     private func runSingle() throws {
         let threads = options.threads, batch = batchSizes.first ?? 1
         let context = ComputeContext.forProcess(threads: threads)
+        // The peak of the engine the products run on (`gemm` is the one seam).
         let peak = SgemmPeak.measure(context: context)
         let dataset = try FactDataset.load(try DefaultPaths.resolve(data, default: DefaultPaths.data, what: "dataset"))
         guard let method = methods.first.flatMap(TrainingBenchCommand.method(named:)) else { throw CLIError("no method") }
@@ -170,7 +189,7 @@ struct TrainingBenchCommand: ParsableCommand {
         let seconds = steady.map(\.epochSeconds).reduce(0, +) / Double(steady.count)
         let flops = steady.map(\.flops).reduce(0, +) / Double(steady.count) * (method.kind == .full ? 1 : 2.0 / 3.0)
         let result: [String: Any] = [
-            "threads": threads, "batch_size": batch, "epochs": epochs, "base_weight_bytes": lm.model.baseWeightBytes,
+            "engine": MatmulEngine.current.rawValue, "threads": threads, "batch_size": batch, "epochs": epochs, "base_weight_bytes": lm.model.baseWeightBytes,
             "trainable_parameters": run.trainer.trainableParameterCount,
             "tokens_per_epoch": reports[0].tokens,
             "warmup_epoch_seconds": reports[0].epochSeconds,
@@ -188,9 +207,10 @@ struct TrainingBenchCommand: ParsableCommand {
 
     private func printTable(_ rows: [[String: Any]]) {
         func f(_ v: Any?, _ format: String) -> String { (v as? Double).map { String(format: format, $0) } ?? "—" }
-        print("method    threads batch  s/epoch  tokens/s  peak RSS MiB  sgemm GFLOP/s   MFU   | PyTorch s/epoch  RSS MiB  speed-up")
+        print("method    engine    threads batch  s/epoch  tokens/s  peak RSS MiB  sgemm GFLOP/s   MFU   | PyTorch s/epoch  RSS MiB  speed-up")
         for r in rows {
             print(((r["method"] as? String) ?? "").padding(toLength: 9, withPad: " ", startingAt: 0),
+                  ((r["engine"] as? String) ?? "").padding(toLength: 8, withPad: " ", startingAt: 0),
                   String(format: "%7d %5d", r["threads"] as? Int ?? 0, r["batch_size"] as? Int ?? 0),
                   f(r["seconds_per_epoch"], "%8.3f"), f(r["tokens_per_second"], "%9.1f"), f(r["peak_rss_mib"], "%13.0f"),
                   f(r["sgemm_peak_gflops"], "%14.1f"), f((r["mfu"] as? Double).map { $0 * 100 }, "%5.1f%%"), "|",

@@ -1,16 +1,29 @@
-// Linear: y = x·Wᵀ through cblas_sgemm, with W in PyTorch's [out, in] layout,
-// and its backward. Every matrix product of the core goes through here or
-// through `gemm` below.
+// Linear: y = x·Wᵀ, with W in PyTorch's [out, in] layout, and its backward.
+// Every matrix product of the core goes through `gemm` below, which runs it
+// on the process's `MatmulEngine`.
 import CBLAS
 
 /// C[m,n] = alpha · op(A)·op(B) + beta · C, row-major, with explicit leading
 /// dimensions so that heads can be addressed inside wider rows.
+///
+/// On `MatmulEngine.oneDNN` the product runs through a oneDNN primitive made
+/// once for its shape; inside single-threaded sections (per-head and
+/// per-block products already split across threads) and for shapes oneDNN
+/// refuses, it runs on OpenBLAS.
 @inline(__always)
 public func gemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
+    if MatmulEngine.current == .oneDNN, m > 0, n > 0, k > 0, let threads = BLASThreads.threadsOutsideSections {
+        let key = OneDNNMatmul.Key(
+            transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
+            alpha: alpha, beta: beta, bf16: false, threads: threads)
+        if OneDNNMatmul.run(key, a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: c) {
+            return
+        }
+    }
     cblas_sgemm(
         CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
         Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))

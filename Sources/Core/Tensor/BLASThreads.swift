@@ -37,6 +37,16 @@ public enum BLASThreads {
         openblas_set_num_threads(Int32(max(1, threads)))
     }
 
+    /// The threads a product outside any single-threaded section may use
+    /// (oneDNN's OpenMP count follows OpenBLAS's), or nil inside one: there
+    /// the products stay on single-threaded OpenBLAS, since an OpenMP team per
+    /// calling thread would oversubscribe the cores.
+    static var threadsOutsideSections: Int? {
+        state.condition.lock()
+        defer { state.condition.unlock() }
+        return state.open > 0 ? nil : Int(openblas_get_num_threads())
+    }
+
     /// Runs `body` with OpenBLAS on one thread.
     static func singleThreaded(_ body: () -> Void) {
         state.condition.lock()

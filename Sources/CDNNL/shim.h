@@ -1,0 +1,88 @@
+// oneDNN's C API (Debian: libdnnl-dev, OpenMP runtime) and two helpers that
+// create and run one row-major matmul primitive, so that Swift never spells
+// oneDNN's fixed-size dims arrays. No pkg-config file ships with Debian's
+// package, hence the plain `link` in the module map.
+#include <oneapi/dnnl/dnnl.h>
+#include <stdlib.h>
+
+/// OpenMP's thread count for the calling thread (oneDNN's parallel regions
+/// take theirs from it); declared here rather than including gcc's omp.h.
+void omp_set_num_threads(int);
+
+/// Creates the primitive for C[m,n] = alpha·op(A)·op(B) + beta·C with explicit
+/// leading dimensions; `bf16` makes A and B bf16 (C and accumulation stay f32).
+static inline dnnl_status_t factsweep_matmul_create(
+    dnnl_primitive_t *primitive, dnnl_engine_t engine, int transA, int transB,
+    dnnl_dim_t m, dnnl_dim_t n, dnnl_dim_t k, dnnl_dim_t lda, dnnl_dim_t ldb, dnnl_dim_t ldc,
+    float alpha, float beta, int bf16)
+{
+    dnnl_data_type_t inputs = bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_dims_t aDims = {m, k}, bDims = {k, n}, cDims = {m, n};
+    dnnl_dims_t aStrides = {transA ? 1 : lda, transA ? lda : 1};
+    dnnl_dims_t bStrides = {transB ? 1 : ldb, transB ? ldb : 1};
+    dnnl_dims_t cStrides = {ldc, 1};
+    dnnl_memory_desc_t aDesc, bDesc, cDesc;
+    dnnl_status_t status;
+    if ((status = dnnl_memory_desc_init_by_strides(&aDesc, 2, aDims, inputs, aStrides)) != dnnl_success) return status;
+    if ((status = dnnl_memory_desc_init_by_strides(&bDesc, 2, bDims, inputs, bStrides)) != dnnl_success) return status;
+    if ((status = dnnl_memory_desc_init_by_strides(&cDesc, 2, cDims, dnnl_f32, cStrides)) != dnnl_success) return status;
+    dnnl_matmul_desc_t desc;
+    if ((status = dnnl_matmul_desc_init(&desc, &aDesc, &bDesc, NULL, &cDesc)) != dnnl_success) return status;
+    dnnl_primitive_attr_t attr;
+    if ((status = dnnl_primitive_attr_create(&attr)) != dnnl_success) return status;
+    dnnl_post_ops_t postOps = NULL;
+    // Debian's build shares one library scratchpad between primitives, so two
+    // threads running products at once overwrite each other's: each call
+    // brings its own (see factsweep_matmul_execute).
+    status = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (status == dnnl_success && alpha != 1.0f) status = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha);
+    if (status == dnnl_success && beta != 0.0f) {
+        status = dnnl_post_ops_create(&postOps);
+        if (status == dnnl_success) status = dnnl_post_ops_append_sum(postOps, beta);
+        if (status == dnnl_success) status = dnnl_primitive_attr_set_post_ops(attr, postOps);
+    }
+    dnnl_primitive_desc_t primitiveDesc = NULL;
+    if (status == dnnl_success) status = dnnl_primitive_desc_create(&primitiveDesc, &desc, attr, engine, NULL);
+    if (status == dnnl_success) status = dnnl_primitive_create(primitive, primitiveDesc);
+    if (primitiveDesc) dnnl_primitive_desc_destroy(primitiveDesc);
+    if (postOps) dnnl_post_ops_destroy(postOps);
+    dnnl_primitive_attr_destroy(attr);
+    return status;
+}
+
+/// Runs a primitive made by `factsweep_matmul_create` on the given buffers
+/// (element types as it was created with), waiting for it to finish. A stream
+/// of its own per call: primitives may run on several threads at once, streams
+/// not, and a CPU stream costs microseconds against a product's milliseconds.
+static inline dnnl_status_t factsweep_matmul_execute(
+    const_dnnl_primitive_t primitive, dnnl_engine_t engine, void *a, void *b, float *c)
+{
+    const_dnnl_primitive_desc_t primitiveDesc;
+    dnnl_status_t status = dnnl_primitive_get_primitive_desc(primitive, &primitiveDesc);
+    if (status != dnnl_success) return status;
+    const dnnl_memory_desc_t *scratchpadDesc = dnnl_primitive_desc_query_md(primitiveDesc, dnnl_query_scratchpad_md, 0);
+    size_t scratchpadBytes = scratchpadDesc ? dnnl_memory_desc_get_size(scratchpadDesc) : 0;
+    void *scratchpad = scratchpadBytes ? aligned_alloc(64, (scratchpadBytes + 63) / 64 * 64) : NULL;
+    if (scratchpadBytes && !scratchpad) return dnnl_out_of_memory;
+    dnnl_memory_t memories[4] = {NULL, NULL, NULL, NULL};
+    const dnnl_query_t queries[4] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md, dnnl_query_scratchpad_md};
+    void *handles[4] = {a, b, c, scratchpad};
+    int count = scratchpad ? 4 : 3;
+    for (int i = 0; i < count && status == dnnl_success; i++) {
+        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(primitiveDesc, queries[i], 0);
+        status = dnnl_memory_create(&memories[i], md, engine, handles[i]);
+    }
+    dnnl_stream_t stream = NULL;
+    if (status == dnnl_success) status = dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
+    if (status == dnnl_success) {
+        dnnl_exec_arg_t args[4] = {
+            {DNNL_ARG_SRC, memories[0]}, {DNNL_ARG_WEIGHTS, memories[1]}, {DNNL_ARG_DST, memories[2]},
+            {DNNL_ARG_SCRATCHPAD, memories[3]}};
+        status = dnnl_primitive_execute(primitive, stream, count, args);
+        if (status == dnnl_success) status = dnnl_stream_wait(stream);
+    }
+    if (stream) dnnl_stream_destroy(stream);
+    for (int i = 0; i < 4; i++) if (memories[i]) dnnl_memory_destroy(memories[i]);
+    free(scratchpad);
+    return status;
+}

@@ -1,0 +1,71 @@
+// MatmulEngine: which library runs the core's matrix products — OpenBLAS's
+// cblas_sgemm (the portable fallback) or oneDNN's matmul primitive — decided
+// once per process. `gemm` in Linear.swift is the one seam every product
+// goes through.
+import Foundation
+
+/// The library behind `gemm`.
+public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// OpenBLAS's `cblas_sgemm`.
+    case openBLAS = "openblas"
+    /// oneDNN's matmul primitive (brgemm kernels on AVX-512), one primitive per shape.
+    case oneDNN = "onednn"
+
+    /// The environment variable that forces an engine: `openblas` or `onednn`.
+    public static let environmentKey = "FACTSWEEP_MATMUL"
+
+    public var description: String {
+        switch self {
+        case .openBLAS: "OpenBLAS sgemm"
+        case .oneDNN: "oneDNN matmul"
+        }
+    }
+
+    /// The engine products run on: OpenBLAS unless `FACTSWEEP_MATMUL` says
+    /// otherwise. oneDNN is faster per product at the study's shapes, but in
+    /// training its OpenMP threads spin between products while OpenBLAS's
+    /// run the attention products (and the other way round), and on two
+    /// cores that made epochs slower, not faster (docs/benchmarks.md,
+    /// "Matmul engines"); with `OMP_WAIT_POLICY=passive` in the environment
+    /// the two stop competing. On oneDNN a product's engine also depends on
+    /// whether any thread of the process has a single-threaded section open
+    /// (then it runs on OpenBLAS), so trials run side by side in one process
+    /// are no longer bit-identical to the same trials run alone (they agree
+    /// to ~1e-6).
+    public static var current: MatmulEngine {
+        get { selection.withLock { $0 } }
+        set { selection.withLock { $0 = newValue } }
+    }
+
+    /// Parses `FACTSWEEP_MATMUL`'s value; nil names no engine.
+    public init?(name: String) {
+        switch name.lowercased() {
+        case "openblas", "blas": self = .openBLAS
+        case "onednn", "dnnl": self = .oneDNN
+        default: return nil
+        }
+    }
+
+    private static let selection = LockedValue<MatmulEngine>(initialEngine())
+
+    private static func initialEngine() -> MatmulEngine {
+        if let forced = ProcessInfo.processInfo.environment[environmentKey], let engine = MatmulEngine(name: forced) {
+            return engine
+        }
+        return .openBLAS
+    }
+}
+
+/// A value behind a lock, for the few process-wide settings of the core.
+final class LockedValue<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+
+    init(_ value: Value) { self.value = value }
+
+    func withLock<Result>(_ body: (inout Value) -> Result) -> Result {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&value)
+    }
+}

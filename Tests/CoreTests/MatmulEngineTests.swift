@@ -1,0 +1,88 @@
+// MatmulEngineTests: both engines behind `gemm` compute the same product as a
+// plain triple loop, for every transpose, leading dimensions wider than the
+// matrix, alpha ≠ 1 and beta ∈ {0, 1}. The goldens run on whichever engine the
+// process picked; `FACTSWEEP_MATMUL=openblas|onednn swift test …` runs them on
+// the other.
+import Foundation
+import Testing
+@testable import Core
+
+@Suite struct MatmulEngineTests {
+    struct Case: Sendable, CustomStringConvertible {
+        var transA: Bool, transB: Bool, m: Int, n: Int, k: Int, pad: Int, alpha: Float, beta: Float
+        var description: String { "\(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k) pad \(pad) α \(alpha) β \(beta)" }
+    }
+
+    static let cases: [Case] = [
+        Case(transA: false, transB: true, m: 70, n: 96, k: 64, pad: 0, alpha: 1, beta: 0),
+        Case(transA: false, transB: false, m: 7, n: 33, k: 50, pad: 3, alpha: 1, beta: 1),
+        Case(transA: true, transB: false, m: 40, n: 24, k: 9, pad: 5, alpha: 0.5, beta: 1),
+        Case(transA: true, transB: true, m: 1, n: 65, k: 17, pad: 1, alpha: 2, beta: 0),
+    ]
+
+    /// C = alpha·op(A)·op(B) + beta·C by the definition, in Double.
+    static func reference(_ t: Case, a: [Float], lda: Int, b: [Float], ldb: Int, c: [Float], ldc: Int) -> [Float] {
+        var out = c
+        for i in 0..<t.m {
+            for j in 0..<t.n {
+                var sum = 0.0
+                for p in 0..<t.k {
+                    let x = t.transA ? a[p * lda + i] : a[i * lda + p]
+                    let y = t.transB ? b[j * ldb + p] : b[p * ldb + j]
+                    sum += Double(x) * Double(y)
+                }
+                out[i * ldc + j] = Float(Double(t.alpha) * sum + Double(t.beta) * Double(c[i * ldc + j]))
+            }
+        }
+        return out
+    }
+
+    /// Runs `product` on random operands laid out for `t` and returns its C and the reference.
+    static func compare(_ t: Case, _ product: (UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>, Int) -> Void)
+        -> (got: [Float], expected: [Float])
+    {
+        let lda = (t.transA ? t.m : t.k) + t.pad, ldb = (t.transB ? t.k : t.n) + t.pad, ldc = t.n + t.pad
+        var rng = SeededGenerator(seed: 11)
+        let a = (0..<((t.transA ? t.k : t.m) * lda)).map { _ in rng.nextNormal() }
+        let b = (0..<((t.transB ? t.n : t.k) * ldb)).map { _ in rng.nextNormal() }
+        var c = (0..<(t.m * ldc)).map { _ in rng.nextNormal() }
+        let expected = reference(t, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc)
+        product(a, lda, b, ldb, &c, ldc)
+        return (c, expected)
+    }
+
+    @Test(arguments: cases)
+    func oneDNNEqualsDefinition(_ t: Case) throws {
+        try #require(OneDNNMatmul.isAvailable, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
+        let (got, expected) = Self.compare(t) { a, lda, b, ldb, c, ldc in
+            let key = OneDNNMatmul.Key(
+                transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, lda: lda, ldb: ldb, ldc: ldc,
+                alpha: t.alpha, beta: t.beta, bf16: false, threads: 2)
+            let ran = OneDNNMatmul.run(key, a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: c)
+            #expect(ran, "oneDNN refused \(t)")
+        }
+        #expect(FewRowsProductTests.relativeError(got, expected) < 1e-5, "\(t)")
+    }
+
+    @Test(arguments: cases)
+    func seamEqualsDefinition(_ t: Case) {
+        let (got, expected) = Self.compare(t) { a, lda, b, ldb, c, ldc in
+            gemm(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
+                 a: a, lda: lda, b: b, ldb: ldb, beta: t.beta, c: c, ldc: ldc)
+        }
+        #expect(FewRowsProductTests.relativeError(got, expected) < 1e-5, "\(MatmulEngine.current): \(t)")
+    }
+
+    @Test func engineNamesParse() {
+        #expect(MatmulEngine(name: "OpenBLAS") == .openBLAS)
+        #expect(MatmulEngine(name: "onednn") == .oneDNN)
+        #expect(MatmulEngine(name: "mkl") == nil)
+    }
+
+    /// The process default is OpenBLAS (see `MatmulEngine.current`) unless
+    /// the environment forces one.
+    @Test func defaultFollowsTheEnvironment() {
+        let forced = ProcessInfo.processInfo.environment[MatmulEngine.environmentKey].flatMap(MatmulEngine.init(name:))
+        #expect(MatmulEngine.current == (forced ?? .openBLAS))
+    }
+}
