@@ -113,7 +113,12 @@ public final class CoordinatorServer {
                 switch next.message {
                 case let .success(message):
                     meter.received(message.type.description)
-                    try handle(message, from: next.peer, receivedAt: receivedAt, in: transaction)
+                    do {
+                        try handle(message, from: next.peer, receivedAt: receivedAt, in: transaction)
+                    } catch let error as RunStoreError where error.isCausedByPeer {
+                        // The store undid the operation alone (a savepoint); the batch goes on.
+                        refuse(next.peer, "\(message.type) refused: \(error)")
+                    }
                 case .failure:
                     meter.received("rejected")  // counted, logged and answered by the endpoint
                 }
@@ -190,14 +195,14 @@ public final class CoordinatorServer {
             if ledger.firstDelivery(of: p.messageID, from: workerID, session: session) {
                 // The evaluation's answers are recorded with the epoch.
                 let write = try transaction.recordEpoch(p.trial, attemptID: p.attempt, report: p.report)
-                try settle(write, trial: p.trial, attempt: p.attempt, peer: peer)
+                guard try settle(write, p.messageID, trial: p.trial, attempt: p.attempt, peer: peer, session: session) else { return }
             }
             try send(.ack(.init(messageIDs: [p.messageID])), to: peer)
         case let .checkpoint(c):
             guard let session = session(of: workerID, peer) else { return }
             if ledger.firstDelivery(of: c.messageID, from: workerID, session: session) {
                 let write = try transaction.recordCheckpoint(c.trial, attemptID: c.attempt, checkpoint: c.checkpoint)
-                try settle(write, trial: c.trial, attempt: c.attempt, peer: peer)
+                guard try settle(write, c.messageID, trial: c.trial, attempt: c.attempt, peer: peer, session: session) else { return }
             }
             try send(.ack(.init(messageIDs: [c.messageID])), to: peer)
         case let .done(d):
@@ -207,7 +212,7 @@ public final class CoordinatorServer {
                 let write = try transaction.finishTrial(d.trial, attemptID: d.attempt,
                                                         result: d.summary.outcome == .diverged ? .diverged : .done,
                                                         summary: summary)
-                try settle(write, trial: d.trial, attempt: d.attempt, peer: peer)
+                guard try settle(write, d.messageID, trial: d.trial, attempt: d.attempt, peer: peer, session: session) else { return }
                 if write == .accepted { meter.trialEnded() }
                 workers[workerID]?.positions["\(d.trial)/\(d.attempt)"] = nil
             }
@@ -218,7 +223,7 @@ public final class CoordinatorServer {
                 let write = f.retryable
                     ? try transaction.releaseTrial(f.trial, attemptID: f.attempt, reason: f.reason)
                     : try transaction.finishTrial(f.trial, attemptID: f.attempt, result: .failed, reason: f.reason)
-                try settle(write, trial: f.trial, attempt: f.attempt, peer: peer)
+                guard try settle(write, f.messageID, trial: f.trial, attempt: f.attempt, peer: peer, session: session) else { return }
                 if write == .accepted, !f.retryable { meter.trialEnded() }
                 workers[workerID]?.positions["\(f.trial)/\(f.attempt)"] = nil
             }
@@ -262,7 +267,14 @@ public final class CoordinatorServer {
             meter.trialEnded()
         }
         for held in hello.held {
-            switch try transaction.readoptAttempt(held.attempt, trialKey: held.trial, workerID: hello.workerID) {
+            let readoption: Readoption
+            do {
+                readoption = try transaction.readoptAttempt(held.attempt, trialKey: held.trial, workerID: hello.workerID)
+            } catch let error as RunStoreError where error.isCausedByPeer {
+                refuse(peer, "held attempt \(held.attempt) refused: \(error)")
+                continue
+            }
+            switch readoption {
             case .adopted:
                 workers[hello.workerID]?.positions["\(held.trial)/\(held.attempt)"] = (held.lastEpoch, 0)
             case let .refused(status):
@@ -271,16 +283,25 @@ public final class CoordinatorServer {
         }
     }
 
-    /// Answers a write the store refused as stale: the attempt was fenced.
-    private func settle(_ write: AttemptWrite, trial: String, attempt: AttemptID, peer: PeerID) throws {
+    /// Answers a write the store refused, and returns whether the result is to be acknowledged. A stale
+    /// attempt was fenced: `drop` (acknowledged, there is nothing to resend). A result after a gap (an
+    /// epoch before it missing, or `done` before every planned epoch) is not applied and not acknowledged:
+    /// the worker is told the epoch expected, and the ledger forgets the message so its resend is applied.
+    private func settle(_ write: AttemptWrite, _ messageID: MessageID, trial: String, attempt: AttemptID, peer: PeerID,
+                        session: String) throws -> Bool {
         switch write {
         case .accepted, .duplicate:
-            break
+            return true
         case .staleAttempt:
             // Not which attempt does: the current attempt's id is no business of another worker's.
             try send(.drop(.init(trial: trial, attempt: attempt, reason: "another attempt holds the trial")), to: peer)
+            return true
         case let .gap(expected):
-            logger.warning("epoch out of order refused", metadata: ["trial": "\(trial)", "attempt": "\(attempt)", "expected": "\(expected)"])
+            logger.warning("result after a gap refused", metadata: ["trial": "\(trial)", "attempt": "\(attempt)", "expected": "\(expected)"])
+            ledger.forget(messageID, from: peer.description, session: session)
+            try send(.error(.init(reason: "\(Message.ErrorReply.epochExpected) \(expected) of trial \(trial) first",
+                                  trial: trial, attempt: attempt, expectedEpoch: expected)), to: peer)
+            return false
         }
     }
 
@@ -351,4 +372,17 @@ public final class CoordinatorServer {
 public struct CoordinatorError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+extension RunStoreError {
+    /// Whether a worker's message caused the refusal (it names a trial the run does not hold, or asks for
+    /// a change the trial's state forbids): the coordinator answers it with `error` and goes on serving.
+    /// The other errors are the run database's own, for the operator.
+    var isCausedByPeer: Bool {
+        switch self {
+        case .unknownTrial, .invalidTransition: true
+        case .notARunDatabase, .newerSchema, .missingDatabase, .missingFolder, .cannotOpen, .unknownWorker, .conflictingTrial,
+             .invalidSpec, .corruptRow: false
+        }
+    }
 }

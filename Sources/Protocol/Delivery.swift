@@ -53,4 +53,18 @@ public struct DeliveryLedger: Sendable {
         while seen.beyond.remove(seen.contiguous) != nil { seen.contiguous += 1 }
         return true
     }
+
+    /// Forgets that `id` arrived, so that its resend is applied: for a result the coordinator refused
+    /// without applying it (an epoch before it is missing) and did not acknowledge.
+    public mutating func forget(_ id: MessageID, from workerID: String, session: String) {
+        guard var seen = workers[workerID], seen.session == session else { return }
+        defer { workers[workerID] = seen }
+        if id >= seen.contiguous {
+            seen.beyond.remove(id)
+            return
+        }
+        // `id` is below the contiguous mark: the ids between it and the mark stay seen.
+        if id + 1 < seen.contiguous { seen.beyond.formUnion((id + 1)..<seen.contiguous) }
+        seen.contiguous = id
+    }
 }

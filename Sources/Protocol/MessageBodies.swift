@@ -211,8 +211,18 @@ extension Message {
     /// Either way: the last message could not be used, and why. Never answered.
     public struct ErrorReply: Codable, Sendable, Equatable {
         public var reason: String
+        /// For a result refused because an epoch before it is missing (`progress` after a gap, `done` before
+        /// every planned epoch): the trial and attempt it was for and the epoch the coordinator needs next.
+        /// The worker resends that epoch from its outbox, or restarts the trial from its checkpoint.
+        public var trial: TrialKey?
+        public var attempt: AttemptID?
+        public var expectedEpoch: Int?
 
-        public init(reason: String) { self.reason = reason }
+        public init(reason: String, trial: TrialKey? = nil, attempt: AttemptID? = nil, expectedEpoch: Int? = nil) {
+            self.reason = reason; self.trial = trial; self.attempt = attempt; self.expectedEpoch = expectedEpoch
+        }
+
+        enum CodingKeys: String, CodingKey { case reason, trial, attempt, expectedEpoch = "expected_epoch" }
 
         /// The reason prefix of the coordinator's answer to anything but hello
         /// from a worker it does not know (a restarted coordinator reached by
@@ -221,5 +231,8 @@ extension Message {
         public static let helloRequired = "hello required"
 
         public var asksForHello: Bool { reason.hasPrefix(Self.helloRequired) }
+
+        /// The reason prefix of a result refused because an epoch before it is missing; `expectedEpoch` says which.
+        public static let epochExpected = "epoch expected:"
     }
 }

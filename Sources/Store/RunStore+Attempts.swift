@@ -72,6 +72,11 @@ extension RunTransaction {
     /// Ends the attempt with the worker's verdict. Only the attempt that
     /// holds the trial may finish it; a resent verdict is a duplicate.
     /// `summary` (JSON) is stored with the trial for reports.
+    ///
+    /// A trial is `done` only with every planned epoch recorded: a `done`
+    /// verdict before that is refused as `.gap` with the epoch the store
+    /// expects next, and nothing changes (a diverged or failed trial ends
+    /// where it stopped).
     public func finishTrial(_ trialKey: String, attemptID: AttemptID, result: TrialResult, reason: String? = nil,
                             summary: Data? = nil) throws -> AttemptWrite {
         let outcome = try operation { db, now -> AttemptWrite in
@@ -80,6 +85,7 @@ extension RunTransaction {
                 let resent = trial.currentAttemptID == attemptID && trial.status == result.status
                 return resent ? .duplicate : .staleAttempt(current: trial.currentAttemptID)
             }
+            if result == .done, trial.lastEpoch < trial.plannedEpochs { return .gap(expected: trial.lastEpoch + 1) }
             try trial.move(to: result.status, in: db, at: now)
             try trial.endCurrentAttempt(result.outcome, reason: reason, in: db, at: now)
             if let summary {

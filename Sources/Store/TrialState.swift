@@ -12,10 +12,12 @@ struct TrialState: Sendable {
     var lastEpoch: Int
     var checkpointEpoch: Int?
     var retryLimit: Int
+    /// The epochs the trial's configuration plans (`trials.epochs`): a trial is done only with all of them recorded.
+    var plannedEpochs: Int
 
     /// The trial `key`, or `RunStoreError.unknownTrial`.
     static func fetch(_ db: Database, key: String) throws -> TrialState {
-        let sql = "SELECT status, current_attempt_id, last_epoch, checkpoint_epoch, retry_limit FROM trials WHERE key = ?"
+        let sql = "SELECT status, current_attempt_id, last_epoch, checkpoint_epoch, retry_limit, epochs FROM trials WHERE key = ?"
         guard let row = try Row.fetchOne(db.cachedStatement(sql: sql), arguments: [key]) else {
             throw RunStoreError.unknownTrial(key: key)
         }
@@ -25,7 +27,7 @@ struct TrialState: Sendable {
         }
         return TrialState(key: key, status: status, currentAttemptID: row["current_attempt_id"],
                           lastEpoch: row["last_epoch"], checkpointEpoch: row["checkpoint_epoch"],
-                          retryLimit: row["retry_limit"])
+                          retryLimit: row["retry_limit"], plannedEpochs: row["epochs"])
     }
 
     /// Whether `attemptID` may write: it is the current attempt of a running trial.

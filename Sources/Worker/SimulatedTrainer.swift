@@ -51,6 +51,11 @@ public struct SimulatedTrainer: TrialRunning {
                 evaluationSeconds += evaluation.seconds
             }
             events.epoch(report)
+            // As TrialRunner: a non-finite loss ends the trial as diverged, without a checkpoint.
+            if !report.loss.isFinite {
+                outcome = .diverged
+                break
+            }
             let stop = events.shouldStop()
             let checkpointDue = config.checkpointEvery > 0 && (epoch % config.checkpointEvery == 0 || epoch == epochs)
             if let directory, checkpointDue || stop {
@@ -71,9 +76,15 @@ public struct SimulatedTrainer: TrialRunning {
 
     // MARK: Synthetic metrics
 
+    /// A learning rate at or above this diverges: its loss is NaN from epoch 2 on (to exercise diverged
+    /// trials in simulated sweeps).
+    public static let divergingLearningRate: Float = 1
+
     /// The loss of `epoch`: decays from about 3 towards 0.05, faster for larger learning rates, with a
-    /// small seed-dependent ripple. A function of the configuration and the epoch only.
+    /// small seed-dependent ripple. A function of the configuration and the epoch only. NaN from epoch 2
+    /// on when the learning rate is at least `divergingLearningRate`.
     public static func loss(_ config: TrialConfig, epoch: Int) -> Float {
+        if config.training.learningRate >= divergingLearningRate, epoch >= 2 { return .nan }
         let rate = 0.05 + min(0.5, Double(config.training.learningRate) * 500)
         let ripple = 0.02 * (unitNoise(config.training.seed, UInt64(epoch)) - 0.5)
         return Float(0.05 + 2.95 * exp(-rate * Double(epoch)) + ripple)

@@ -309,12 +309,37 @@ private final class SocketLoop {
                 readySent = false
                 sendReadyIfIdle()
             }
+        case .error(let error) where error.expectedEpoch != nil:
+            fillGap(error)
         case .error(let error):
             logger.warning("the coordinator reports an error", metadata: ["reason": "\(error.reason)"])
         case .hello, .ready, .progress, .checkpoint, .done, .failed:
             logger.warning("a coordinator sent a worker's message; ignored", metadata: ["type": "\(message.type)"])
             client.count { $0.unexpected[message.type.description, default: 0] += 1 }
         }
+    }
+
+    /// The coordinator refused a result of an attempt because an epoch before it is missing. When the
+    /// outbox still has that epoch, the attempt's unacknowledged results are resent in order. Otherwise
+    /// it is lost here too: the attempt is released, and the trial restarts from its last checkpoint.
+    private func fillGap(_ error: Message.ErrorReply) {
+        guard let expected = error.expectedEpoch, let trialKey = error.trial, let attempt = error.attempt else { return }
+        let pending = outbox.unacknowledged.filter { $0.trial == trialKey && $0.attempt == attempt }
+        let metadata: Logger.Metadata = ["trial": "\(trialKey)", "attempt": "\(attempt)", "expected": "\(expected)"]
+        if pending.contains(where: { if case let .progress(p) = $0 { p.epoch == expected } else { false } }) {
+            logger.warning("the coordinator misses an epoch; resending the attempt's results", metadata: metadata)
+            for message in pending { send(message) }
+            return
+        }
+        logger.warning("the coordinator misses an epoch this worker no longer has; releasing the attempt", metadata: metadata)
+        if let trial, trial.trial == trialKey, trial.attempt == attempt {
+            trial.requestStop(.released(reason: "the coordinator misses epoch \(expected)"))
+            return
+        }
+        // Finished here already: withdraw its verdict and hand the trial back instead.
+        outbox.acknowledge(pending.filter { if case .done = $0 { true } else { false } }.compactMap(\.messageID))
+        send(outbox.add { .failed(.init(messageID: $0, trial: trialKey, attempt: attempt,
+                                        reason: "the coordinator misses epoch \(expected)", retryable: true)) })
     }
 
     /// A stale attempt: stop it if it runs, and stop resending its results.

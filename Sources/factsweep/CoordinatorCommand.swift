@@ -35,6 +35,9 @@ struct CoordinatorCommand: ParsableCommand {
         let cluster = try self.cluster.map { try ClusterConfig.load(URL(fileURLWithPath: $0)) }
         let plan = try loadPlan(spec)
         let runDirectory = RunDirectory(URL(fileURLWithPath: runDir ?? cluster?.runDirectory ?? "runs/\(plan.name)"))
+        // Before anything is written: a second coordinator on this run refuses here.
+        let lock = try RunDirectoryLock(runDirectory.url)
+        defer { withExtendedLifetime(lock) {} }
         let timing = cluster?.timing ?? ProtocolTiming()
         let logger = Logger(label: "factsweep.coordinator")
         let bind = self.bind ?? cluster?.coordinator.bind ?? "tcp://0.0.0.0:5555"

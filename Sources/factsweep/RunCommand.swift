@@ -39,6 +39,9 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         let plan = try loadPlan(spec)
         let runDirectory = RunDirectory(URL(fileURLWithPath: runDir ?? "runs/\(plan.name)"))
+        // Before anything is written: a coordinator already serving this run makes this one refuse.
+        let lock = try RunDirectoryLock(runDirectory.url)
+        defer { withExtendedLifetime(lock) {} }
         let timing = timingOptions.timing
         let logger = Logger(label: "factsweep.run")
         let store = try runDirectory.open(leaseDuration: timingOptions.lease, logger: logger)

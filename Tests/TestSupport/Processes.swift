@@ -64,3 +64,54 @@ public final class TemporaryDirectory: @unchecked Sendable {
     public func cleanUp() { try? FileManager.default.removeItem(at: url) }
     deinit { cleanUp() }
 }
+
+/// A `factsweep` process left running, its output in a log file: for tests that talk to it, kill it or
+/// start a second one beside it.
+public final class FactSweepChild: @unchecked Sendable {
+    public let process = Process()
+    public let log: URL
+
+    public init(_ arguments: [String], log: URL) throws {
+        self.log = log
+        process.executableURL = try FactSweepBinary.url()
+        process.arguments = arguments
+        process.currentDirectoryURL = TestPaths.repositoryRoot
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+    }
+
+    public var isRunning: Bool { process.isRunning }
+    public var status: Int32? { process.isRunning ? nil : process.terminationStatus }
+    public var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+
+    /// Whether the process exited within `seconds`.
+    public func wait(seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(50_000) }
+        return !process.isRunning
+    }
+
+    /// Whether `text` appeared in the output within `seconds`.
+    public func waitForOutput(_ text: String, seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !output.contains(text) && process.isRunning && Date() < deadline { usleep(50_000) }
+        return output.contains(text)
+    }
+
+    /// Ends the process with SIGKILL (as a crash would) and waits for it.
+    public func kill9() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// Ends the process: SIGTERM, then SIGKILL after five seconds.
+    public func stop() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGTERM)
+        if !wait(seconds: 5) { kill9() }
+    }
+}

@@ -34,6 +34,17 @@ import Trial
 
     /// The coordinator applies results 1–3 but its ack of 3 is lost; the worker reconnects, says hello and
     /// resends 3, which is acknowledged again and not applied twice.
+    /// A refused result is forgotten, so its resend is applied; the ids around it stay seen.
+    @Test func aForgottenIDIsAppliedAgainAndOnlyIt() {
+        var ledger = DeliveryLedger()
+        for id: MessageID in [1, 2, 3, 5] { _ = ledger.firstDelivery(of: id, from: "w", session: "s1") }
+        ledger.forget(2, from: "w", session: "s1")
+        ledger.forget(5, from: "w", session: "s1")
+        ledger.forget(1, from: "w", session: "s2")  // another session: nothing to forget
+        let again = ([1, 2, 3, 4, 5, 2, 5] as [MessageID]).map { ledger.firstDelivery(of: $0, from: "w", session: "s1") }
+        #expect(again == [false, true, false, true, true, false, false])
+    }
+
     @Test func aResendAfterReconnectingIsAppliedOnce() throws {
         let context = try ZMQContext()
         let coordinator = try CoordinatorEndpoint(context, bind: "tcp://127.0.0.1:*", timing: testTiming(), logger: CapturedLogs().logger())

@@ -32,6 +32,20 @@ import Trial
         #expect(try fixture.store.trial(claimed.key)?.lastEpoch == 0)
     }
 
+    /// A trial is done only with every planned epoch recorded; a diverged one ends where it stopped.
+    @Test func doneBeforeEveryPlannedEpochIsAGapAndChangesNothing() throws {
+        let (fixture, claimed) = try claimedTrial()
+        let store = fixture.store
+        #expect(try store.finishTrial(claimed.key, attemptID: claimed.attemptID, result: .done) == .gap(expected: 1))
+        try fixture.recordEpochs(of: claimed, through: 2)
+        #expect(try store.finishTrial(claimed.key, attemptID: claimed.attemptID, result: .done) == .gap(expected: 3))
+        #expect(try store.trial(claimed.key)?.status == .running)
+        #expect(try store.attempts(of: claimed.key).map(\.outcome) == [.running])
+        #expect(try store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: StoreSamples.epoch(3)) == .accepted)
+        #expect(try store.finishTrial(claimed.key, attemptID: claimed.attemptID, result: .done) == .accepted)
+        #expect(try store.trial(claimed.key)?.status == .done)
+    }
+
     @Test func onlyTheCurrentAttemptMayWrite() throws {
         let (fixture, claimed) = try claimedTrial()
         let store = fixture.store

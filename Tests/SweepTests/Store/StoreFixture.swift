@@ -48,6 +48,13 @@ final class StoreFixture: @unchecked Sendable {
                                                     protocolVersion: "FSW1", models: models))
     }
 
+    /// Records every epoch of `claimed` from its next one to `epochs` (a trial is done only with all recorded).
+    func recordEpochs(of claimed: ClaimedTrial, through epochs: Int = 3) throws {
+        for epoch in claimed.nextEpoch...max(claimed.nextEpoch, epochs) where epoch <= epochs {
+            _ = try store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: StoreSamples.epoch(epoch))
+        }
+    }
+
     /// Adds `trials` as the sweep "study".
     @discardableResult
     func addSweep(_ trials: [SweepTrial], retryLimit: Int = 2) throws -> AddedSweep {

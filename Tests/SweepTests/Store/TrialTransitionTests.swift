@@ -26,6 +26,7 @@ import Testing
         #expect(throws: RunStoreError.invalidTransition(trial: claimed.key, from: .running, to: .running)) {
             try fixture.store.startAttempt(trialKey: claimed.key, workerID: "w1")
         }
+        try fixture.recordEpochs(of: claimed)
         #expect(try fixture.store.finishTrial(claimed.key, attemptID: claimed.attemptID, result: .done) == .accepted)
         #expect(throws: RunStoreError.invalidTransition(trial: claimed.key, from: .done, to: .cancelled)) {
             try fixture.store.cancelTrial(claimed.key)
@@ -64,7 +65,9 @@ import Testing
         let claimed = try #require(try store.claimNextTrial(for: "w1"))
         let key = claimed.key, attempt = claimed.attemptID
         switch final {
-        case .done: _ = try store.finishTrial(key, attemptID: attempt, result: .done)
+        case .done:
+            try fixture.recordEpochs(of: claimed)
+            _ = try store.finishTrial(key, attemptID: attempt, result: .done)
         case .failed: _ = try store.finishTrial(key, attemptID: attempt, result: .failed)
         case .diverged: _ = try store.finishTrial(key, attemptID: attempt, result: .diverged)
         default: try store.cancelTrial(key)
@@ -110,6 +113,7 @@ import Testing
                               StoreSamples.trial("full", seed: 3)])
         let running = try #require(try store.claimNextTrial(for: "w1"))
         let finished = try #require(try store.claimNextTrial(for: "w1"))
+        try fixture.recordEpochs(of: finished)
         _ = try store.finishTrial(finished.key, attemptID: finished.attemptID, result: .done)
         fixture.clock.advance(by: 50)
         #expect(try store.markRunningTrialsStale() == 1)
