@@ -35,14 +35,14 @@ struct CoordinatorCommand: ParsableCommand {
         let cluster = try self.cluster.map { try ClusterConfig.load(URL(fileURLWithPath: $0)) }
         let plan = try loadPlan(spec)
         let runDirectory = RunDirectory(URL(fileURLWithPath: runDir ?? cluster?.runDirectory ?? "runs/\(plan.name)"))
-        // Before anything is written: a second coordinator on this run refuses here.
-        let lock = try RunDirectoryLock(runDirectory.url)
-        defer { withExtendedLifetime(lock) {} }
         let timing = cluster?.timing ?? ProtocolTiming()
         let logger = Logger(label: "factsweep.coordinator")
         let bind = self.bind ?? cluster?.coordinator.bind ?? "tcp://0.0.0.0:5555"
         // Checked before the run directory is touched: a refused start leaves nothing behind.
         let security = try keys.security(bind: bind, cluster: cluster, logger: logger)
+        // Before anything is written: a second coordinator on this run refuses here.
+        let lock = try RunDirectoryLock(runDirectory.url)
+        defer { withExtendedLifetime(lock) {} }
         let store = try runDirectory.open(leaseDuration: CoordinatorServer.seconds(timing.leaseExpiry), logger: logger)
         let added = try runDirectory.submit(plan, spec: try Data(contentsOf: URL(fileURLWithPath: spec)), to: store)
         FileHandle.standardError.write(Data("sweep \(plan.name): \(plan.trials.count) trials (\(added.newTrials) new), database \(runDirectory.database.path)\n".utf8))

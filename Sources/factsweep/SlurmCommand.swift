@@ -73,8 +73,11 @@ struct SlurmCommand: ParsableCommand {
         let timing = timingOptions.timing
         // The coordinator binds every interface on a free port and publishes a reachable address in
         // RUN/coordinator.json; the port changes when it is resubmitted and the workers follow.
+        // Off loopback, so CURVE (docs/security.md): the sweep's own keys, 0600 in RUN/keys on the shared filesystem.
+        let keys = try SweepKeys.ensure(runDirectory)
         let cluster = ClusterConfig(coordinator: .init(bind: "tcp://0.0.0.0:*", connect: ""), runDirectory: runDirectory.url.path,
-                                    checkpointDirectory: runDirectory.checkpoints.path, hosts: [], timing: timing)
+                                    checkpointDirectory: runDirectory.checkpoints.path, hosts: [], timing: timing,
+                                    security: .init(coordinatorKey: keys.coordinatorKey.path, allowList: keys.allowList.path))
         let clusterFile = folder.appendingPathComponent("cluster.json")
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -23,8 +23,10 @@ struct SlurmScripts {
     /// left running when it is stopped, so that a resubmitted coordinator finds them.
     var coordinatorArguments: [String] { ["coordinator", spec, "--cluster", cluster, "--leave-workers"] }
 
+    /// The workers' key pair (RUN/keys/workers.key); the coordinator's public key comes with its address.
     var workerArguments: [String] {
-        ["worker", "--run-dir", runDirectory.url.path] + (simulate.map { ["--simulate", "\($0)"] } ?? [])
+        ["worker", "--run-dir", runDirectory.url.path, "--key", SweepKeys.workerKey(runDirectory).path]
+            + (simulate.map { ["--simulate", "\($0)"] } ?? [])
     }
 
     var coordinatorScript: String {

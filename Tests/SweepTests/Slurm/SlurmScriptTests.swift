@@ -22,7 +22,11 @@ struct SlurmScriptTests {
                           "--account=lab", "--job-name=factsweep-dry-workers"] {
             #expect(workers.contains("#SBATCH \(directive)\n"), "\(directive)")
         }
-        #expect(workers.contains("exec \"$FACTSWEEP\" worker --run-dir '\(run.path)'\n"), "\(workers)")
+        // Off loopback, so the sweep's own CURVE keys: the workers' key pair in RUN/keys, 0600.
+        #expect(workers.contains("exec \"$FACTSWEEP\" worker --run-dir '\(run.path)' --key '\(run.path)/keys/workers.key'\n"), "\(workers)")
+        let keyMode = try FileManager.default.attributesOfItem(atPath: run.appendingPathComponent("keys/workers.key").path)[.posixPermissions] as? Int
+        #expect(keyMode == 0o600)
+        #expect(try String(contentsOf: run.appendingPathComponent("slurm/cluster.json"), encoding: .utf8).contains("allowed-workers"))
         #expect(coordinator.contains("#SBATCH --job-name=factsweep-dry-coordinator\n") && coordinator.contains("#SBATCH --partition=cpu\n"))
         #expect(coordinator.contains("coordinator \(spec.path) --cluster '\(run.path)/slurm/cluster.json' --leave-workers\n"), "\(coordinator)")
         // The coordinator binds a free port on every interface and publishes where it is.
