@@ -220,11 +220,16 @@ public final class CoordinatorServer {
         case let .failed(f):
             guard let session = session(of: workerID, peer) else { return }
             if ledger.firstDelivery(of: f.messageID, from: workerID, session: session) {
-                let write = f.retryable
-                    ? try transaction.releaseTrial(f.trial, attemptID: f.attempt, reason: f.reason)
-                    : try transaction.finishTrial(f.trial, attemptID: f.attempt, result: .failed, reason: f.reason)
+                // Only the narrowing is trusted: `permanent` fails the trial now, and an attempt that says it
+                // was interrupted still counts against the retry limit unless it made progress.
+                let kind = f.effectiveKind
+                let write = switch kind {
+                case .permanent: try transaction.finishTrial(f.trial, attemptID: f.attempt, result: .failed, reason: f.reason)
+                case .interrupted: try transaction.releaseTrial(f.trial, attemptID: f.attempt, reason: f.reason, setback: .interrupted)
+                case .error: try transaction.releaseTrial(f.trial, attemptID: f.attempt, reason: f.reason, setback: .trialError)
+                }
                 guard try settle(write, f.messageID, trial: f.trial, attempt: f.attempt, peer: peer, session: session) else { return }
-                if write == .accepted, !f.retryable { meter.trialEnded() }
+                if write == .accepted, try transaction.status(ofTrial: f.trial).isTerminal { meter.trialEnded() }
                 workers[workerID]?.positions["\(f.trial)/\(f.attempt)"] = nil
             }
             try send(.ack(.init(messageIDs: [f.messageID])), to: peer)
@@ -365,6 +370,13 @@ public final class CoordinatorServer {
     public static func seconds(_ d: Duration) -> TimeInterval {
         let (s, attos) = d.components
         return TimeInterval(s) + TimeInterval(attos) * 1e-18
+    }
+}
+
+extension ProtocolTiming {
+    /// The run database's back-off between attempts, from `retryBackoffInitial` and `retryBackoffMax`.
+    public var retryBackoff: RetryBackoff {
+        RetryBackoff(initial: CoordinatorServer.seconds(retryBackoffInitial), maximum: CoordinatorServer.seconds(retryBackoffMax))
     }
 }
 

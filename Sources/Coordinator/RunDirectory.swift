@@ -17,11 +17,13 @@ public struct RunDirectory: Sendable {
     public var statistics: URL { url.appendingPathComponent("coordinator-stats.json") }
 
     /// Creates the folders and opens (or creates) the database.
-    public func open(leaseDuration: TimeInterval, logger: Logger, mustExist: Bool = false) throws -> RunStore {
+    public func open(leaseDuration: TimeInterval, retryBackoff: RetryBackoff = RetryBackoff(), logger: Logger,
+                     mustExist: Bool = false) throws -> RunStore {
         if !mustExist {
             for dir in [url, checkpoints, logs] { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
         }
-        return try RunStore(path: database.path, mustExist: mustExist, leaseDuration: leaseDuration, logger: logger)
+        return try RunStore(path: database.path, mustExist: mustExist, leaseDuration: leaseDuration,
+                            retryBackoff: retryBackoff, logger: logger)
     }
 
     /// Adds the plan's trials; returns how many were new.

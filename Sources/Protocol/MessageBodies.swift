@@ -115,21 +115,50 @@ extension Message {
         enum CodingKeys: String, CodingKey { case messageID = "message_id", trial, attempt, summary }
     }
 
-    /// Worker → coordinator: the attempt stopped with an error.
+    /// Worker → coordinator: the attempt stopped without a result.
     public struct Failed: Codable, Sendable, Equatable {
         public var messageID: MessageID
         public var trial: TrialKey
         public var attempt: AttemptID
         public var reason: String
-        /// Whether another attempt (elsewhere) may succeed: a lost file is, a bad configuration is not.
+        /// Whether another attempt (elsewhere) may succeed; false for `kind` `permanent`.
         public var retryable: Bool
+        /// The worker's classification; absent from older workers (then `retryable` decides, and a
+        /// retryable failure is an `error`). The coordinator trusts it only to narrow: `permanent` (or
+        /// `retryable: false`) fails the trial at once, but `interrupted` never spares an attempt that made
+        /// no progress from counting against the retry limit.
+        public var kind: Kind?
 
-        public init(messageID: MessageID, trial: TrialKey, attempt: AttemptID, reason: String, retryable: Bool) {
-            self.messageID = messageID; self.trial = trial; self.attempt = attempt; self.reason = reason
-            self.retryable = retryable
+        /// Why an attempt stopped without a result.
+        public enum Kind: String, Codable, Sendable, CaseIterable {
+            /// Stopped from outside (SIGTERM, preemption, a release, an assignment refused while busy):
+            /// counted against the retry limit only if it made no progress.
+            case interrupted
+            /// The trial raised an error another attempt may not repeat: counted, retried after a back-off.
+            case error
+            /// Cannot succeed on retry (a missing or unreadable model or data file, a bad configuration, a
+            /// full disk): the trial fails at once.
+            case permanent
         }
 
-        enum CodingKeys: String, CodingKey { case messageID = "message_id", trial, attempt, reason, retryable }
+        public init(messageID: MessageID, trial: TrialKey, attempt: AttemptID, reason: String, kind: Kind) {
+            self.messageID = messageID; self.trial = trial; self.attempt = attempt; self.reason = reason
+            self.retryable = kind != .permanent; self.kind = kind
+        }
+
+        /// An older worker's message, without `kind`.
+        public init(messageID: MessageID, trial: TrialKey, attempt: AttemptID, reason: String, retryable: Bool) {
+            self.messageID = messageID; self.trial = trial; self.attempt = attempt; self.reason = reason
+            self.retryable = retryable; kind = nil
+        }
+
+        /// The kind the coordinator acts on: the narrower of `retryable` and `kind`.
+        public var effectiveKind: Kind {
+            if !retryable || kind == .permanent { return .permanent }
+            return kind ?? .error
+        }
+
+        enum CodingKeys: String, CodingKey { case messageID = "message_id", trial, attempt, reason, retryable, kind }
     }
 
     /// Either way, every `ProtocolTiming.heartbeatInterval`: alive, and where each training loop is.

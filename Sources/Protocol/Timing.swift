@@ -21,6 +21,11 @@ public struct ProtocolTiming: Sendable, Equatable {
     public var maxMessageBytes: Int = 64 << 20
     /// The largest checkpoint sent inline rather than by path; base64 grows it by a third. `inline_checkpoint_limit`
     public var inlineCheckpointLimit: Int = 16 << 20
+    /// The coordinator's wait before a trial's next attempt after one that counted against its retry limit;
+    /// doubles per counted attempt up to `retryBackoffMax`. `retry_backoff_initial_seconds`
+    public var retryBackoffInitial: Duration = .seconds(5)
+    /// `retry_backoff_max_seconds`
+    public var retryBackoffMax: Duration = .seconds(300)
 
     public init() {}
 
@@ -41,6 +46,7 @@ extension ProtocolTiming: Codable {
         case leaseExpiry = "lease_expiry_seconds", reconnectInitial = "reconnect_initial_seconds"
         case reconnectMax = "reconnect_max_seconds", sendTimeout = "send_timeout_seconds"
         case maxMessageBytes = "max_message_bytes", inlineCheckpointLimit = "inline_checkpoint_limit"
+        case retryBackoffInitial = "retry_backoff_initial_seconds", retryBackoffMax = "retry_backoff_max_seconds"
     }
 
     /// Missing keys keep their defaults; zero or negative values are refused by name.
@@ -65,6 +71,8 @@ extension ProtocolTiming: Codable {
         try seconds(.sendTimeout, &sendTimeout)
         try count(.maxMessageBytes, &maxMessageBytes)
         try count(.inlineCheckpointLimit, &inlineCheckpointLimit)
+        try seconds(.retryBackoffInitial, &retryBackoffInitial)
+        try seconds(.retryBackoffMax, &retryBackoffMax)
     }
 
     private static func refuseUnlessPositive(_ value: Double, _ key: CodingKeys,
@@ -84,6 +92,8 @@ extension ProtocolTiming: Codable {
         try container.encode(sendTimeout.seconds, forKey: .sendTimeout)
         try container.encode(maxMessageBytes, forKey: .maxMessageBytes)
         try container.encode(inlineCheckpointLimit, forKey: .inlineCheckpointLimit)
+        try container.encode(retryBackoffInitial.seconds, forKey: .retryBackoffInitial)
+        try container.encode(retryBackoffMax.seconds, forKey: .retryBackoffMax)
     }
 }
 

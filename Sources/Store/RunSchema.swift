@@ -38,6 +38,22 @@ public enum RunSchema {
                 ALTER TABLE workers ADD COLUMN slurm_array_task_id INTEGER;
                 """)
         }
+        migrator.registerMigration("v6-retry-accounting") { db in
+            // Which attempts count against a trial's retry limit (those that ended without moving the trial
+            // on, or with an error of the trial's own), the back-off before its next attempt, and the highest
+            // epoch it ever recorded (epochs after a checkpoint are rewound on a requeue, so `last_epoch`
+            // alone cannot tell a progressing attempt from one that redid lost work).
+            try db.execute(sql: """
+                ALTER TABLE trials ADD COLUMN retries_used INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE trials ADD COLUMN not_before TEXT;
+                ALTER TABLE trials ADD COLUMN epoch_high_water INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE attempts ADD COLUMN high_water_at_start INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE attempts ADD COLUMN charged INTEGER NOT NULL DEFAULT 0 CHECK (charged IN (0, 1));
+                UPDATE attempts SET charged = (outcome = 'lost'), high_water_at_start = resumed_from_epoch;
+                UPDATE trials SET epoch_high_water = last_epoch,
+                    retries_used = (SELECT COUNT(*) FROM attempts a WHERE a.trial_key = trials.key AND a.outcome = 'lost');
+                """)
+        }
         return migrator
     }
 

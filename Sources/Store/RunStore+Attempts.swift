@@ -21,7 +21,7 @@ extension RunTransaction {
                     SELECT sweep_id, condition, SUM(status <> 'pending' OR attempts > 0) AS count
                     FROM trials GROUP BY sweep_id, condition)
                 SELECT t.key FROM trials t INDEXED BY trials_claim_order JOIN started s USING (sweep_id, condition)
-                WHERE t.status = 'pending'
+                WHERE t.status = 'pending' AND (t.not_before IS NULL OR t.not_before <= \(now))
                 ORDER BY t.model IN \(preferredModels) DESC, t.last_epoch, s.count, t.rowid
                 LIMIT 1
                 """, cached: true)
@@ -46,9 +46,9 @@ extension RunTransaction {
         // protocol's `attempt` (docs/protocol.md).
         let resumeEpoch = trial.checkpointEpoch ?? 0
         try db.executeCached(sql: """
-            INSERT INTO attempts (trial_key, worker_id, started_at, lease_expires_at, resumed_from_epoch)
-            VALUES (?, ?, ?, ?, ?)
-            """, arguments: [trialKey, workerID, now, leaseEnd(from: now), resumeEpoch])
+            INSERT INTO attempts (trial_key, worker_id, started_at, lease_expires_at, resumed_from_epoch, high_water_at_start)
+            VALUES (?, ?, ?, ?, ?, ?)
+            """, arguments: [trialKey, workerID, now, leaseEnd(from: now), resumeEpoch, trial.epochHighWater])
         let attemptID: AttemptID = db.lastInsertedRowID
         try db.executeCached(sql: "UPDATE trials SET attempts = attempts + 1, current_attempt_id = ? WHERE key = ?",
                              arguments: [attemptID, trialKey])
@@ -99,17 +99,21 @@ extension RunTransaction {
         return outcome
     }
 
-    /// The worker hands the trial back (shutting down, for example): it goes
-    /// back to pending, resuming from its checkpoint, without using up a retry.
-    public func releaseTrial(_ trialKey: String, attemptID: AttemptID, reason: String? = nil) throws -> AttemptWrite {
+    /// The worker hands the trial back without finishing it: stopped from outside (`.interrupted`: shutting
+    /// down, preempted; the attempt is `superseded`), or after an error another attempt may not repeat
+    /// (`.trialError`; the attempt is `failed`). The trial goes back to pending, resuming from its
+    /// checkpoint, or fails once more attempts counted than its retry limit allows (`setBack`).
+    public func releaseTrial(_ trialKey: String, attemptID: AttemptID, reason: String? = nil,
+                             setback: AttemptSetback = .interrupted) throws -> AttemptWrite {
         try operation { db, now in
             var trial = try TrialState.fetch(db, key: trialKey)
+            let outcome: AttemptOutcome = setback == .interrupted ? .superseded : .failed
             guard trial.isHeld(by: attemptID) else {
-                let resent = try RunStore.attemptOutcome(db, attemptID) == .superseded
+                let resent = try RunStore.attemptOutcome(db, attemptID) == outcome
                 return resent ? .duplicate : .staleAttempt(current: trial.currentAttemptID)
             }
-            try trial.endCurrentAttempt(.superseded, reason: reason ?? "released by its worker", in: db, at: now)
-            try trial.requeue(in: db, at: now)
+            _ = try setBack(db, &trial, attemptID: attemptID, outcome: outcome, setback,
+                            reason: reason ?? "released by its worker", at: now)
             try RunStore.logEvent(db, at: now, kind: "trial-released", trialKey: trialKey, detail: reason)
             return .accepted
         }
@@ -148,8 +152,9 @@ extension RunStore {
     }
 
     /// `RunTransaction.releaseTrial` as one transaction.
-    public func releaseTrial(_ trialKey: String, attemptID: AttemptID, reason: String? = nil) throws -> AttemptWrite {
-        try write { try $0.releaseTrial(trialKey, attemptID: attemptID, reason: reason) }
+    public func releaseTrial(_ trialKey: String, attemptID: AttemptID, reason: String? = nil,
+                             setback: AttemptSetback = .interrupted) throws -> AttemptWrite {
+        try write { try $0.releaseTrial(trialKey, attemptID: attemptID, reason: reason, setback: setback) }
     }
 
     /// `RunTransaction.cancelTrial` as one transaction.

@@ -29,8 +29,9 @@ extension RunTransaction {
                     evaluation.map { Double($0.accuracyAtThreshold) }, evaluation?.keyMatch.map { Double($0) },
                     evaluation?.perplexity.map { Double($0) }, now, attemptID,
                 ])
-            try db.executeCached(sql: "UPDATE trials SET last_epoch = ?, updated_at = ? WHERE key = ?",
-                                 arguments: [report.epoch, now, trialKey])
+            try db.executeCached(sql: """
+                UPDATE trials SET last_epoch = ?, epoch_high_water = MAX(epoch_high_water, ?), updated_at = ? WHERE key = ?
+                """, arguments: [report.epoch, report.epoch, now, trialKey])
             try renewLease(db, attemptID: attemptID, at: now)
             if let evaluation {
                 try Self.insertQuestions(db, trialKey: trialKey, epoch: report.epoch, evaluation.questions)

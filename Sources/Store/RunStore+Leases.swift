@@ -8,8 +8,8 @@ import Trial
 extension RunTransaction {
     /// Requeues every running or stale trial whose attempt's lease has run
     /// out: the attempt is `lost`; the trial goes back to pending (resuming
-    /// from its checkpoint), or to failed once more attempts were lost than
-    /// its retry limit allows. Call it periodically.
+    /// from its checkpoint), or to failed once more attempts counted than its
+    /// retry limit allows (`setBack`). Call it periodically.
     public func requeueExpiredLeases() throws -> [RequeuedTrial] {
         let requeued = try operation { db, now in
             let expired = try Row.fetchAll(db, sql: """
@@ -17,7 +17,7 @@ extension RunTransaction {
                 WHERE t.status IN ('running', 'stale') AND a.lease_expires_at < ?
                 """, arguments: [now])
             return try expired.map { row in
-                try Self.loseAttempt(db, trialKey: row["key"], attemptID: row["attempt_id"], reason: "lease expired", at: now)
+                try loseAttempt(db, trialKey: row["key"], attemptID: row["attempt_id"], reason: "lease expired", at: now)
             }
         }
         for trial in requeued {
@@ -37,7 +37,7 @@ extension RunTransaction {
                 WHERE t.status IN ('running', 'stale') AND a.worker_id = ?
                 """, arguments: [workerID])
             return try running.filter { !held.contains($0["attempt_id"]) }.map { row in
-                try Self.loseAttempt(db, trialKey: row["key"], attemptID: row["attempt_id"],
+                try loseAttempt(db, trialKey: row["key"], attemptID: row["attempt_id"],
                                      reason: "worker \(workerID) does not hold it", at: now)
             }
         }
@@ -48,24 +48,12 @@ extension RunTransaction {
         return requeued
     }
 
-    /// Ends a trial's current attempt as `lost`; the trial goes back to
-    /// pending, or to failed once more attempts were lost than its retry limit allows.
-    private static func loseAttempt(_ db: Database, trialKey key: String, attemptID: AttemptID, reason: String,
-                                    at now: Date) throws -> RequeuedTrial {
+    /// Ends a trial's current attempt as `lost`; the trial goes back to pending, or to failed once more
+    /// attempts counted than its retry limit allows — a lost attempt counts only if it made no progress.
+    private func loseAttempt(_ db: Database, trialKey key: String, attemptID: AttemptID, reason: String,
+                             at now: Date) throws -> RequeuedTrial {
         var trial = try TrialState.fetch(db, key: key)
-        try trial.endCurrentAttempt(.lost, reason: reason, in: db, at: now)
-        let lost = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM attempts WHERE trial_key = ? AND outcome = 'lost'",
-                                    arguments: [key]) ?? 0
-        if lost > trial.retryLimit {
-            try trial.move(to: .failed, in: db, at: now)
-            try RunStore.logEvent(db, at: now, kind: "trial-failed", trialKey: key,
-                                  detail: "\(lost) attempts lost; retry limit \(trial.retryLimit)")
-        } else {
-            try trial.requeue(in: db, at: now)
-            try RunStore.logEvent(db, at: now, kind: "trial-requeued", trialKey: key,
-                                  detail: "attempt \(attemptID) lost (\(reason)); \(lost) lost so far, retry limit \(trial.retryLimit)")
-        }
-        return RequeuedTrial(key: key, lostAttemptID: attemptID, status: trial.status)
+        return try setBack(db, &trial, attemptID: attemptID, outcome: .lost, .interrupted, reason: reason, at: now)
     }
 
     /// Call once when the coordinator starts on an existing database: trials

@@ -16,6 +16,8 @@ public final class RunStore: Sendable {
     public let path: String
     /// How long an attempt holds its trial without news from its worker.
     public let leaseDuration: TimeInterval
+    /// The wait before a trial's next attempt after one that counted against its retry limit.
+    public let retryBackoff: RetryBackoff
     let pool: DatabasePool
     let logger: Logger
     /// The store's notion of now, injectable so that tests can expire leases.
@@ -26,10 +28,12 @@ public final class RunStore: Sendable {
     /// Opens the run database at `path`, creating it (and applying
     /// migrations) unless `mustExist`. Refuses, without changing it, a file
     /// that is not a FactSweep run database or was written by a newer FactSweep.
-    public init(path: String, mustExist: Bool = false, leaseDuration: TimeInterval = 120, logger: Logger,
+    public init(path: String, mustExist: Bool = false, leaseDuration: TimeInterval = 120,
+                retryBackoff: RetryBackoff = RetryBackoff(), logger: Logger,
                 clock: @escaping @Sendable () -> Date = { Date() }) throws {
         self.path = path
         self.leaseDuration = leaseDuration
+        self.retryBackoff = retryBackoff
         self.logger = logger
         self.clock = clock
         try Self.checkIdentity(path: path, mustExist: mustExist)

@@ -14,10 +14,17 @@ struct TrialState: Sendable {
     var retryLimit: Int
     /// The epochs the trial's configuration plans (`trials.epochs`): a trial is done only with all of them recorded.
     var plannedEpochs: Int
+    /// Attempts counted against `retryLimit` since the trial's budget was last fresh (`trials.retries_used`).
+    var retriesUsed: Int
+    /// The highest epoch ever recorded, rewound epochs included (`trials.epoch_high_water`).
+    var epochHighWater: Int
 
     /// The trial `key`, or `RunStoreError.unknownTrial`.
     static func fetch(_ db: Database, key: String) throws -> TrialState {
-        let sql = "SELECT status, current_attempt_id, last_epoch, checkpoint_epoch, retry_limit, epochs FROM trials WHERE key = ?"
+        let sql = """
+            SELECT status, current_attempt_id, last_epoch, checkpoint_epoch, retry_limit, epochs, retries_used, epoch_high_water
+            FROM trials WHERE key = ?
+            """
         guard let row = try Row.fetchOne(db.cachedStatement(sql: sql), arguments: [key]) else {
             throw RunStoreError.unknownTrial(key: key)
         }
@@ -27,7 +34,8 @@ struct TrialState: Sendable {
         }
         return TrialState(key: key, status: status, currentAttemptID: row["current_attempt_id"],
                           lastEpoch: row["last_epoch"], checkpointEpoch: row["checkpoint_epoch"],
-                          retryLimit: row["retry_limit"], plannedEpochs: row["epochs"])
+                          retryLimit: row["retry_limit"], plannedEpochs: row["epochs"],
+                          retriesUsed: row["retries_used"], epochHighWater: row["epoch_high_water"])
     }
 
     /// Whether `attemptID` may write: it is the current attempt of a running trial.
@@ -46,6 +54,17 @@ struct TrialState: Sendable {
         status = next
     }
 
+    /// The user's `factsweep retry`: a failed or cancelled trial — final for workers and the coordinator —
+    /// goes back to pending, resuming from its checkpoint. The one move out of a final state.
+    mutating func reopen(in db: Database, at now: Date) throws {
+        guard status == .failed || status == .cancelled else {
+            throw RunStoreError.invalidTransition(trial: key, from: status, to: .pending)
+        }
+        try db.executeCached(sql: "UPDATE trials SET status = 'pending', updated_at = ? WHERE key = ?", arguments: [now, key])
+        status = .pending
+        try rewindToCheckpoint(in: db, at: now)
+    }
+
     /// Ends the current attempt with `outcome`.
     func endCurrentAttempt(_ outcome: AttemptOutcome, reason: String?, in db: Database, at now: Date) throws {
         guard let currentAttemptID else { return }
@@ -59,6 +78,10 @@ struct TrialState: Sendable {
     /// curve then comes from one line of training state.
     mutating func requeue(in db: Database, at now: Date) throws {
         try move(to: .pending, in: db, at: now)
+        try rewindToCheckpoint(in: db, at: now)
+    }
+
+    private mutating func rewindToCheckpoint(in db: Database, at now: Date) throws {
         let resume = checkpointEpoch ?? 0
         guard lastEpoch > resume else { return }
         try db.executeCached(sql: "DELETE FROM epoch_metrics WHERE trial_key = ? AND epoch > ?", arguments: [key, resume])

@@ -33,6 +33,7 @@ public enum TrialStatus: String, Sendable, Codable, CaseIterable {
     /// cancelled; running → stale on a coordinator restart; running or stale
     /// → pending (lease expired or released, retries left) or failed (none
     /// left); stale → running when the worker re-announces its attempt.
+    /// (Only the user reopens a final trial: `TrialState.reopen`, for `factsweep retry`.)
     public func canMove(to next: TrialStatus) -> Bool {
         switch (self, next) {
         case (.pending, .running), (.pending, .cancelled): true
@@ -47,10 +48,11 @@ public enum TrialStatus: String, Sendable, Codable, CaseIterable {
 /// How one attempt at a trial ended (`running` while it has not).
 public enum AttemptOutcome: String, Sendable, Codable, CaseIterable {
     case running, done, failed, diverged, cancelled
-    /// The lease expired: the worker vanished or stopped reporting.
+    /// The lease expired, or the worker reconnected without it: the worker vanished or stopped reporting.
+    /// Counted against the retry limit only if it made no progress.
     case lost
     /// The worker handed the trial back (for example on shutdown); the next
-    /// attempt resumes from its checkpoint. Not counted against the retry limit.
+    /// attempt resumes from its checkpoint. Counted against the retry limit only if it made no progress.
     case superseded
 }
 

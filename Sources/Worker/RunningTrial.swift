@@ -12,12 +12,12 @@ enum TrialOutput: Sendable, Equatable {
     case checkpoint(CheckpointRef)
     /// The run returned (done, diverged or stopped on request: see the summary's outcome).
     case finished(TrialSummary)
-    case failed(reason: String, retryable: Bool)
+    case failed(reason: String, kind: Message.Failed.Kind)
 }
 
 /// Why the socket thread asked the trial to stop.
 enum StopRequest: Sendable, Equatable {
-    /// SIGTERM/SIGINT: checkpoint, report the checkpoint, then `failed(retryable: true, reason)`.
+    /// SIGTERM/SIGINT: checkpoint, report the checkpoint, then `failed(kind: interrupted, reason)`.
     case released(reason: String)
     /// `cancel`, `drop` or `shutdown`: stop and report nothing more.
     case silenced(reason: String)

@@ -33,10 +33,10 @@ struct TrialExecution: Sendable {
             let summary = try runner.run(config, directory: directory, resume: resume, events: events(trial))
             trial.finish(.finished(summary))
         } catch {
-            let retryable = FailureKind.isRetryable(error)
+            let kind = Message.Failed.Kind.classifying(error)
             logger.error("trial failed", metadata: ["trial": "\(assign.trial)", "attempt": "\(assign.attempt)",
-                                                   "retryable": "\(retryable)", "error": "\(error)"])
-            trial.finish(.failed(reason: "\(error)", retryable: retryable))
+                                                   "kind": "\(kind.rawValue)", "error": "\(error)"])
+            trial.finish(.failed(reason: "\(error)", kind: kind))
         }
     }
 
@@ -120,22 +120,30 @@ struct ResumeCheckpointMissing: Error, CustomStringConvertible {
     var description: String { "resume checkpoint \(path) does not exist on this host" }
 }
 
-/// Whether another attempt, perhaps on another host, may succeed where this one failed.
-enum FailureKind {
-    /// I/O (a missing or unreadable file, a full disk) is retryable; a configuration that cannot run is not.
-    static func isRetryable(_ error: any Error) -> Bool {
+extension Message.Failed.Kind {
+    /// Whether another attempt, perhaps on another host, may succeed where this one failed. A file that is
+    /// missing, unreadable or malformed (model, tokenizer, data), a configuration that cannot run, and a
+    /// full or read-only disk here are `permanent`: the trial fails at once with the reason. Anything
+    /// else — a resume checkpoint missing on this host, an error nobody foresaw — is an `error` of the
+    /// trial, retried (after a back-off) until the retry limit.
+    static func classifying(_ error: any Error) -> Self {
         switch error {
-        case is MethodError, is ModelConfigurationError, is DatasetError, is DecodingError:
-            return false
-        case let error as LoadError:
-            switch error {
-            case .unreadable, .truncated, .unwritable: return true
-            case .badMagic, .unsupportedVersion, .unsupportedType, .shapeMismatch, .missingTensor, .badConfiguration, .malformed:
-                return false
-            }
+        case is MethodError, is ModelConfigurationError, is DatasetError, is DecodingError, is LoadError:
+            return .permanent
+        case is ResumeCheckpointMissing:
+            return .error
+        case let error as CocoaError where Self.permanentFileErrors.contains(error.code):
+            return .permanent
+        case let error as POSIXError where Self.permanentErrnos.contains(error.code):
+            return .permanent
         default:
-            // Files (CocoaError, POSIXError), checkpoints, and anything unforeseen.
-            return true
+            return .error
         }
     }
+
+    private static let permanentFileErrors: Set<CocoaError.Code> = [
+        .fileNoSuchFile, .fileReadNoSuchFile, .fileReadNoPermission, .fileReadCorruptFile, .fileWriteOutOfSpace,
+        .fileWriteNoPermission, .fileWriteVolumeReadOnly,
+    ]
+    private static let permanentErrnos: Set<POSIXErrorCode> = [.ENOENT, .EACCES, .ENOSPC, .EDQUOT, .EROFS]
 }

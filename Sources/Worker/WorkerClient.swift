@@ -73,7 +73,7 @@ public final class WorkerClient: @unchecked Sendable {
     }
 
     /// Stops the running trial after its epoch (it checkpoints), reports the checkpoint and
-    /// `failed(retryable: true, reason)`, waits (bounded) for the acknowledgements and makes `run` return.
+    /// `failed(kind: interrupted, reason)`, waits (bounded) for the acknowledgements and makes `run` return.
     /// Safe from any thread.
     public func release(reason: String) {
         withLock { if releaseReason == nil { releaseReason = reason } }
@@ -339,7 +339,7 @@ private final class SocketLoop {
         // Finished here already: withdraw its verdict and hand the trial back instead.
         outbox.acknowledge(pending.filter { if case .done = $0 { true } else { false } }.compactMap(\.messageID))
         send(outbox.add { .failed(.init(messageID: $0, trial: trialKey, attempt: attempt,
-                                        reason: "the coordinator misses epoch \(expected)", retryable: true)) })
+                                        reason: "the coordinator misses epoch \(expected)", kind: .interrupted)) })
     }
 
     /// A stale attempt: stop it if it runs, and stop resending its results.
@@ -364,7 +364,7 @@ private final class SocketLoop {
         }
         if let refusal = refusal(of: assign) {
             logger.warning("assignment refused", metadata: ["trial": "\(assign.trial)", "attempt": "\(assign.attempt)", "reason": "\(refusal.reason)"])
-            sendResult { .failed(.init(messageID: $0, trial: assign.trial, attempt: assign.attempt, reason: refusal.reason, retryable: refusal.retryable)) }
+            sendResult { .failed(.init(messageID: $0, trial: assign.trial, attempt: assign.attempt, reason: refusal.reason, kind: refusal.kind)) }
             return
         }
         logger.info("starting trial", metadata: ["trial": "\(assign.trial)", "attempt": "\(assign.attempt)",
@@ -381,12 +381,12 @@ private final class SocketLoop {
     }
 
     /// Why this worker cannot take `assign` now, if it cannot.
-    private func refusal(of assign: Message.Assign) -> (reason: String, retryable: Bool)? {
-        if release != nil || shutdownReason != nil { return ("worker \(settings.workerID) is shutting down", true) }
-        if let trial { return ("worker \(settings.workerID) is busy with trial \(trial.trial) attempt \(trial.attempt)", true) }
+    private func refusal(of assign: Message.Assign) -> (reason: String, kind: Message.Failed.Kind)? {
+        if release != nil || shutdownReason != nil { return ("worker \(settings.workerID) is shutting down", .interrupted) }
+        if let trial { return ("worker \(settings.workerID) is busy with trial \(trial.trial) attempt \(trial.attempt)", .interrupted) }
         let key = assign.trial
         if key.isEmpty || key == "." || key == ".." || key.contains("/") || key.contains("\0") {
-            return ("trial key \(key.debugDescription) cannot name a checkpoint directory", false)
+            return ("trial key \(key.debugDescription) cannot name a checkpoint directory", .permanent)
         }
         return nil
     }
@@ -427,9 +427,9 @@ private final class SocketLoop {
             case .released(let why): reason = why
             case .silenced, nil: reason = "stopped"
             }
-            return { .failed(.init(messageID: $0, trial: trial, attempt: attempt, reason: reason, retryable: true)) }
-        case let .failed(reason, retryable):
-            return { .failed(.init(messageID: $0, trial: trial, attempt: attempt, reason: reason, retryable: retryable)) }
+            return { .failed(.init(messageID: $0, trial: trial, attempt: attempt, reason: reason, kind: .interrupted)) }
+        case let .failed(reason, kind):
+            return { .failed(.init(messageID: $0, trial: trial, attempt: attempt, reason: reason, kind: kind)) }
         }
     }
 

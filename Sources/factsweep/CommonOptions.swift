@@ -46,8 +46,12 @@ struct TimingOptions: ParsableArguments {
     @Option(name: .long, help: "Seconds a running trial may go without progress before it is requeued.")
     var lease: Double = 120
 
+    @Option(name: .long, help: "Seconds before a trial's next attempt after one that counted against its retry limit (doubling per counted attempt).")
+    var retryBackoff: Double = 5
+
     func validate() throws {
         guard heartbeat > 0, lease > heartbeat else { throw ValidationError("--lease must exceed --heartbeat, both positive") }
+        guard retryBackoff > 0 else { throw ValidationError("--retry-backoff must be positive") }
     }
 
     /// The default timing with this heartbeat interval and lease.
@@ -55,6 +59,7 @@ struct TimingOptions: ParsableArguments {
         var timing = ProtocolTiming()
         timing.heartbeatInterval = .milliseconds(Int64(heartbeat * 1000))
         timing.leaseExpiry = .milliseconds(Int64(lease * 1000))
+        timing.retryBackoffInitial = .milliseconds(Int64(retryBackoff * 1000))
         return timing
     }
 }

@@ -29,13 +29,21 @@ struct CoordinatorCommand: ParsableCommand {
     @Flag(name: .long, help: "On SIGTERM/SIGINT leave the workers running, to reconnect to the next coordinator of this run (a resubmitted Slurm job) instead of shutting them down.")
     var leaveWorkers = false
 
+    @Option(name: .long, help: "Seconds before a trial's next attempt after one that counted against its retry limit (doubling per counted attempt; overrides cluster.json's retry_backoff_initial_seconds).")
+    var retryBackoff: Double?
+
     @OptionGroup var keys: CoordinatorKeyOptions
+
+    func validate() throws {
+        if let retryBackoff { guard retryBackoff > 0 else { throw ValidationError("--retry-backoff must be positive") } }
+    }
 
     func run() throws {
         let cluster = try self.cluster.map { try ClusterConfig.load(URL(fileURLWithPath: $0)) }
         let plan = try loadPlan(spec)
         let runDirectory = RunDirectory(URL(fileURLWithPath: runDir ?? cluster?.runDirectory ?? "runs/\(plan.name)"))
-        let timing = cluster?.timing ?? ProtocolTiming()
+        var timing = cluster?.timing ?? ProtocolTiming()
+        if let retryBackoff { timing.retryBackoffInitial = .milliseconds(Int64(retryBackoff * 1000)) }
         let logger = Logger(label: "factsweep.coordinator")
         let bind = self.bind ?? cluster?.coordinator.bind ?? "tcp://0.0.0.0:5555"
         // Checked before the run directory is touched: a refused start leaves nothing behind.
@@ -43,7 +51,8 @@ struct CoordinatorCommand: ParsableCommand {
         // Before anything is written: a second coordinator on this run refuses here.
         let lock = try RunDirectoryLock(runDirectory.url)
         defer { withExtendedLifetime(lock) {} }
-        let store = try runDirectory.open(leaseDuration: CoordinatorServer.seconds(timing.leaseExpiry), logger: logger)
+        let store = try runDirectory.open(leaseDuration: CoordinatorServer.seconds(timing.leaseExpiry),
+                                           retryBackoff: timing.retryBackoff, logger: logger)
         let added = try runDirectory.submit(plan, spec: try Data(contentsOf: URL(fileURLWithPath: spec)), to: store)
         FileHandle.standardError.write(Data("sweep \(plan.name): \(plan.trials.count) trials (\(added.newTrials) new), database \(runDirectory.database.path)\n".utf8))
         let server = try CoordinatorServer(store: store, context: try ZMQContext(), bind: bind,

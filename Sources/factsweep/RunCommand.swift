@@ -44,7 +44,7 @@ struct RunCommand: ParsableCommand {
         defer { withExtendedLifetime(lock) {} }
         let timing = timingOptions.timing
         let logger = Logger(label: "factsweep.run")
-        let store = try runDirectory.open(leaseDuration: timingOptions.lease, logger: logger)
+        let store = try runDirectory.open(leaseDuration: timingOptions.lease, retryBackoff: timing.retryBackoff, logger: logger)
         let added = try runDirectory.submit(plan, spec: try Data(contentsOf: URL(fileURLWithPath: spec)), to: store)
         let server = try CoordinatorServer(store: store, context: try ZMQContext(), bind: "tcp://127.0.0.1:*", timing: timing, logger: logger)
         let threads = threadsPerWorker ?? max(1, ProcessInfo.processInfo.activeProcessorCount / workers)

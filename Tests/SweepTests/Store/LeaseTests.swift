@@ -36,10 +36,15 @@ import Trial
         #expect(try store.recordEpoch(first.key, attemptID: first.attemptID, report: StoreSamples.epoch(2))
             == .staleAttempt(current: second.attemptID))
 
+        // The first attempt moved the trial on and did not count; attempts without progress do, up to the limit.
+        fixture.clock.advance(by: 61)
+        #expect(try store.requeueExpiredLeases().map(\.status) == [.pending])
+        fixture.clock.advance(by: fixture.retryBackoff.initial)
+        _ = try #require(try store.claimNextTrial(for: "w1"))
         fixture.clock.advance(by: 61)
         #expect(try store.requeueExpiredLeases().map(\.status) == [.failed])
-        #expect(try store.attempts(of: first.key).map(\.outcome) == [.lost, .lost])
-        #expect(try store.trial(first.key)?.attempts == 2)
+        #expect(try store.attempts(of: first.key).map(\.outcome) == [.lost, .lost, .lost])
+        #expect(try store.trial(first.key)?.attempts == 3)
         #expect(try store.claimNextTrial(for: "w1") == nil)
     }
 

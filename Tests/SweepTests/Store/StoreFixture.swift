@@ -23,23 +23,26 @@ final class StoreFixture: @unchecked Sendable {
     let clock = ManualClock()
     let logs = CapturedLogs()
     let leaseDuration: TimeInterval
+    let retryBackoff: RetryBackoff
     private(set) var store: RunStore
 
     var path: String { folder.file("run.db").path }
 
-    init(leaseDuration: TimeInterval = 60) throws {
+    init(leaseDuration: TimeInterval = 60, retryBackoff: RetryBackoff = RetryBackoff()) throws {
         folder = try TemporaryDirectory()
         self.leaseDuration = leaseDuration
-        store = try Self.open(folder.file("run.db").path, leaseDuration: leaseDuration, clock: clock, logs: logs)
+        self.retryBackoff = retryBackoff
+        store = try Self.open(folder.file("run.db").path, leaseDuration: leaseDuration, retryBackoff: retryBackoff, clock: clock, logs: logs)
     }
 
     /// Opens the file again, as a restarted coordinator would (the old store is dropped first).
     func reopen() throws {
-        store = try Self.open(path, leaseDuration: leaseDuration, clock: clock, logs: logs)
+        store = try Self.open(path, leaseDuration: leaseDuration, retryBackoff: retryBackoff, clock: clock, logs: logs)
     }
 
-    static func open(_ path: String, leaseDuration: TimeInterval, clock: ManualClock, logs: CapturedLogs) throws -> RunStore {
-        try RunStore(path: path, leaseDuration: leaseDuration, logger: logs.logger(), clock: { clock.now })
+    static func open(_ path: String, leaseDuration: TimeInterval, retryBackoff: RetryBackoff = RetryBackoff(), clock: ManualClock,
+                     logs: CapturedLogs) throws -> RunStore {
+        try RunStore(path: path, leaseDuration: leaseDuration, retryBackoff: retryBackoff, logger: logs.logger(), clock: { clock.now })
     }
 
     /// Announces a worker with default details.

@@ -209,12 +209,18 @@ import Trial
         }
     }
 
-    @Test func configurationErrorsAreNotRetryableAndIOErrorsAre() {
-        #expect(!FailureKind.isRetryable(MethodError("rank must be at least 1 (got 0)")))
-        #expect(!FailureKind.isRetryable(LoadErrorSample.configuration))
-        #expect(FailureKind.isRetryable(LoadErrorSample.unreadable))
-        #expect(FailureKind.isRetryable(ResumeCheckpointMissing(path: "/x")))
-        #expect(FailureKind.isRetryable(CocoaError(.fileReadNoSuchFile)))
+    /// What cannot succeed on retry (a bad configuration, a missing or unreadable model or data file, a full
+    /// disk) is `permanent`; a resume checkpoint missing on this host, and anything unforeseen, an `error`.
+    @Test func errorsThatCannotSucceedOnRetryArePermanent() {
+        typealias Kind = Message.Failed.Kind
+        #expect(Kind.classifying(MethodError("rank must be at least 1 (got 0)")) == .permanent)
+        #expect(Kind.classifying(LoadErrorSample.configuration) == .permanent)
+        #expect(Kind.classifying(LoadErrorSample.unreadable) == .permanent)
+        #expect(Kind.classifying(CocoaError(.fileReadNoSuchFile)) == .permanent)
+        #expect(Kind.classifying(POSIXError(.ENOSPC)) == .permanent)
+        #expect(Kind.classifying(CocoaError(.fileWriteOutOfSpace)) == .permanent)
+        #expect(Kind.classifying(ResumeCheckpointMissing(path: "/x")) == .error)
+        #expect(Kind.classifying(POSIXError(.ECONNRESET)) == .error)
     }
 
     @Test func aCoordinatorOnThisHostSeesItsFiles() {

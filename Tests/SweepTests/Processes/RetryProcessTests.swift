@@ -1,0 +1,148 @@
+// Retry accounting with real processes: a `factsweep coordinator` whose
+// scripted worker loses every attempt (it says hello again without it, as a
+// worker killed and restarted would) — a trial that moves on with each attempt
+// is never failed, one that does not is failed after its retry limit with a
+// back-off between attempts; and a real `factsweep worker` whose model file is
+// gone fails its trial at once with the reason instead of retrying for ever.
+import Foundation
+import GRDB
+import Testing
+@testable import Coordinator
+@testable import Protocol
+import TestSupport
+import Trial
+
+@Suite(.serialized) struct RetryProcessTests {
+    /// One trial of `epochs` epochs on a placeholder model, checkpointed every epoch.
+    static func spec(in dir: URL, epochs: Int) throws -> (spec: URL, model: URL) {
+        let model = dir.appendingPathComponent("placeholder.gguf")
+        try Data("never opened\n".utf8).write(to: model)
+        let data = TestPaths.repositoryRoot.appendingPathComponent("data/biography.jsonl").path
+        let text = """
+            {"name": "retries", "model": "\(model.path)", "data": "\(data)",
+             "defaults": {"epochs": \(epochs), "eval_every": 0, "checkpoint_every": 1},
+             "conditions": [{"name": "lora", "method": "lora"}], "grid": {"seed": [0]}}
+            """
+        let url = dir.appendingPathComponent("spec.json")
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return (url, model)
+    }
+
+    static func coordinator(_ dir: URL, spec: URL, endpoint: String, _ extra: [String] = []) throws -> FactSweepChild {
+        let child = try FactSweepChild(["coordinator", spec.path, "--bind", endpoint, "--run-dir", dir.appendingPathComponent("run").path] + extra,
+                                       log: dir.appendingPathComponent("coordinator.log"))
+        guard child.waitForOutput("listening on", seconds: 20) else {
+            child.stop()
+            throw CoordinatorError("the coordinator did not start: \(child.output)")
+        }
+        return child
+    }
+
+    static func endpoint() -> String { "tcp://127.0.0.1:\(Int.random(in: 20_000..<40_000))" }
+
+    /// A scripted worker: one DEALER, one session, message ids counting up.
+    final class ScriptedWorker {
+        let dealer: WorkerEndpoint
+        var nextID: MessageID = 1
+
+        init(_ endpoint: String) throws {
+            dealer = try WorkerEndpoint(try ZMQContext(), connect: endpoint, workerID: "w1", timing: testTiming(),
+                                        logger: HostilePeerTests.logs.logger())
+        }
+
+        /// Hello holding nothing: every attempt the coordinator has this worker running is lost now.
+        func helloHoldingNothing() throws {
+            try dealer.send(.hello(.init(workerID: "w1", session: "s1", host: "test", pid: 1, threads: 1)))
+        }
+
+        /// Sends `message(id)` and waits for its ack.
+        func result(_ message: (MessageID) -> Message) throws {
+            let id = nextID
+            nextID += 1
+            try dealer.send(message(id))
+            _ = try HostilePeerTests.expect(dealer, "ack of \(id)") { if case let .ack(a) = $0, a.messageIDs.contains(id) { true } else { nil } }
+        }
+    }
+
+    static func rows(_ dir: URL, _ sql: String) throws -> [Row] {
+        try SweepProcessTests.rows(dir.appendingPathComponent("run/run.db"), sql)
+    }
+
+    /// Failed before the fix: the third lost attempt (over retry limit 2) failed the trial although each one
+    /// had recorded a new epoch and checkpoint, and no fourth assignment came.
+    @Test func aTrialThatMovesOnWithEveryAttemptIsNeverFailedByItsWorkersDying() throws {
+        let dir = try TemporaryDirectory()
+        let epochs = 5
+        let (spec, _) = try Self.spec(in: dir.url, epochs: epochs)
+        let endpoint = Self.endpoint()
+        let coordinator = try Self.coordinator(dir.url, spec: spec, endpoint: endpoint)
+        defer { coordinator.stop() }
+        let worker = try ScriptedWorker(endpoint)
+        for epoch in 1...epochs {
+            try worker.helloHoldingNothing()
+            let assign = try HostilePeerTests.assignment(worker.dealer)
+            #expect(assign.epochsRecorded == epoch - 1 && assign.resume?.epoch == (epoch == 1 ? nil : epoch - 1), "\(assign)")
+            try worker.result { HostilePeerTests.progress($0, assign, epoch: epoch, loss: 1 / Float(epoch)) }
+            try worker.result { .checkpoint(.init(messageID: $0, trial: assign.trial, attempt: assign.attempt,
+                                                  checkpoint: .init(epoch: epoch, location: .inline(Data([UInt8(epoch)]))))) }
+            if epoch == epochs {
+                try worker.result { HostilePeerTests.done($0, assign, outcome: .done, epochs: epochs, loss: 0.2) }
+            }
+        }
+        #expect(coordinator.wait(seconds: 20), "the sweep ends once its one trial is done")
+        let trial = try Self.rows(dir.url, "SELECT status, retries_used FROM trials")
+        #expect(trial.first?["status"] == "done" && trial.first?["retries_used"] == 0, "\(trial)")
+        let outcomes = try Self.rows(dir.url, "SELECT outcome, charged FROM attempts ORDER BY attempt_id")
+        #expect(outcomes.map { $0["outcome"] as String } == ["lost", "lost", "lost", "lost", "done"])
+        #expect(outcomes.allSatisfy { $0["charged"] == 0 })
+        #expect(try Self.rows(dir.url, "SELECT epoch FROM epoch_metrics ORDER BY epoch").map { $0["epoch"] as Int } == Array(1...epochs))
+    }
+
+    /// Failed before the fix: the next attempt was assigned at once, with no back-off.
+    @Test func attemptsWithoutProgressBackOffAndFailTheTrialAtTheRetryLimit() throws {
+        let dir = try TemporaryDirectory()
+        let (spec, _) = try Self.spec(in: dir.url, epochs: 2)
+        let endpoint = Self.endpoint()
+        let coordinator = try Self.coordinator(dir.url, spec: spec, endpoint: endpoint, ["--retry-backoff", "1"])
+        defer { coordinator.stop() }
+        let worker = try ScriptedWorker(endpoint)
+        var waits: [Double] = []
+        // Retry limit 2: three attempts lost without progress fail the trial.
+        for attempt in 1...3 {
+            try worker.helloHoldingNothing()
+            let asked = Date()
+            let assign = try HostilePeerTests.assignment(worker.dealer)
+            if attempt > 1 { waits.append(Date().timeIntervalSince(asked)) }
+            #expect(assign.epochsRecorded == 0)
+        }
+        try worker.helloHoldingNothing()
+        #expect(coordinator.wait(seconds: 20), "the sweep ends once its one trial has failed")
+        // 1 s after the first counted attempt, 2 s after the second (lower bounds only).
+        #expect(waits.count == 2 && waits[0] >= 0.9 && waits[1] >= 1.9, "\(waits)")
+        let trial = try Self.rows(dir.url, "SELECT status, retries_used FROM trials")
+        #expect(trial.first?["status"] == "failed" && trial.first?["retries_used"] == 3, "\(trial)")
+        #expect(try Self.rows(dir.url, "SELECT charged FROM attempts").allSatisfy { $0["charged"] == 1 })
+    }
+
+    /// Failed before the fix: the missing model was a retryable failure, the trial was handed back without
+    /// counting, and the worker was assigned it again for ever.
+    @Test func aMissingModelFileFailsTheTrialAtOnceWithTheReason() throws {
+        let dir = try TemporaryDirectory()
+        let (spec, model) = try Self.spec(in: dir.url, epochs: 2)
+        let endpoint = Self.endpoint()
+        let coordinator = try Self.coordinator(dir.url, spec: spec, endpoint: endpoint)
+        defer { coordinator.stop() }
+        try FileManager.default.removeItem(at: model)
+        let worker = try FactSweepChild(["worker", "--connect", endpoint, "--id", "real-1", "--threads", "1",
+                                         "--checkpoint-dir", dir.file("checkpoints").path],
+                                        log: dir.file("worker.log"))
+        defer { worker.stop() }
+        #expect(coordinator.wait(seconds: 60), "the sweep ends: \(worker.output)")
+        let trial = try Self.rows(dir.url, "SELECT status FROM trials")
+        #expect(trial.first?["status"] == "failed", "\(trial)")
+        let attempts = try Self.rows(dir.url, "SELECT outcome, reason FROM attempts")
+        #expect(attempts.count == 1, "\(attempts)")
+        #expect(attempts.first?["outcome"] == "failed")
+        #expect((attempts.first?["reason"] as String?)?.contains(model.lastPathComponent) == true, "\(attempts)")
+    }
+}
