@@ -24,6 +24,8 @@ public final class CoordinatorServer {
     /// While a batch's transaction is open, what it sends waits here for the commit.
     private var holding = false
     private var outgoing: [Outgoing] = []
+    /// `factsweep retry` / `cancel` reach the running coordinator here; nil without a run directory.
+    private var control: ControlChannel?
 
     /// A message waiting for its batch to commit; `readyAt`, for an assign, is when the ready it answers came.
     struct Outgoing {
@@ -51,12 +53,22 @@ public final class CoordinatorServer {
     }
 
     /// With `security`, only workers whose keys are on its allow-list get through (CURVE + ZAP).
+    /// With `runDirectory`, the user's `factsweep retry` and `cancel` reach it there (ControlChannel).
     public init(store: RunStore, context: ZMQContext, bind: String, timing: ProtocolTiming,
-                security: CoordinatorSecurity? = nil, logger: Logger) throws {
+                security: CoordinatorSecurity? = nil, runDirectory: URL? = nil, logger: Logger) throws {
         self.store = store
         self.timing = timing
         self.logger = logger
         endpoint = try CoordinatorEndpoint(context, bind: bind, timing: timing, security: security, logger: logger)
+        if let runDirectory {
+            do {
+                control = try ControlChannel(context, runDirectory: runDirectory)
+            } catch {
+                // The sweep runs without it; the commands say so.
+                logger.warning("no control socket: factsweep retry and cancel cannot reach this coordinator",
+                               metadata: ["run": "\(runDirectory.path)", "error": "\(error)"])
+            }
+        }
         // Trials that were running when a previous coordinator stopped wait for
         // their workers to re-announce them, or for their lease to expire.
         let stale = try store.markRunningTrialsStale()
@@ -78,7 +90,8 @@ public final class CoordinatorServer {
         let tick = timing.heartbeatInterval
         meter = CoordinatorMeter()
         while !stop() {
-            let trialEnded = try serveBatch(waitingUpTo: tick / 4)
+            var trialEnded = try serveBatch(waitingUpTo: tick / 4)
+            if try serveControl() { trialEnded = true }
             let housekeepingDue = Date().timeIntervalSince(lastHousekeeping) >= Self.seconds(tick)
             if housekeepingDue {
                 lastHousekeeping = Date()
@@ -151,7 +164,38 @@ public final class CoordinatorServer {
         for (_, w) in workers { try? send(.shutdown(.init(reason: reason)), to: w.peer) }
     }
 
-    public func close() { endpoint.close() }
+    public func close() {
+        endpoint.close()
+        control?.close()
+    }
+
+    /// Answers a waiting `factsweep retry` or `cancel`: applied in one transaction, the workers of cancelled
+    /// attempts told `cancel`, and the reply sent after the commit. Returns whether a trial ended.
+    private func serveControl() throws -> Bool {
+        guard let control, let request = try control.nextRequest() else { return false }
+        var reply = ControlReply()
+        do {
+            try committing { transaction in
+                let applied = try RunControl.apply(request, in: transaction)
+                reply = applied.reply
+                for (trial, workerID) in applied.stopped {
+                    guard let worker = workers[workerID] else { continue }
+                    try send(.cancel(.init(trial: trial)), to: worker.peer)
+                    workers[workerID]?.positions = worker.positions.filter { !$0.key.hasPrefix("\(trial)/") }
+                }
+                if request.action == .retry { try dispatch(in: transaction) }
+            }
+        } catch {
+            try control.answer(ControlReply(errors: ["the coordinator could not apply it: \(error)"]))
+            throw error
+        }
+        try control.answer(reply)
+        logger.info("user request", metadata: ["action": "\(request.action.rawValue)", "changed": "\(reply.changed.count)",
+                                               "errors": "\(reply.errors)"])
+        let ended = request.action == .cancel && !reply.changed.isEmpty
+        if ended { meter.trialEnded() }
+        return ended
+    }
 
     // MARK: Messages
 

@@ -11,7 +11,23 @@ public final class RunDirectoryLock {
 
     /// Takes the lock of the run directory `directory` (creating the directory), or throws a
     /// `CoordinatorError` naming the process that holds it.
-    public init(_ directory: URL) throws {
+    public convenience init(_ directory: URL) throws {
+        try self.init(directory, refusingIfHeld: true)
+    }
+
+    /// The lock of `directory`, or nil when a coordinator holds it (for `factsweep retry` / `cancel`, which
+    /// then ask that coordinator).
+    public static func take(_ directory: URL) throws -> RunDirectoryLock? {
+        do {
+            return try RunDirectoryLock(directory, refusingIfHeld: false)
+        } catch is Held {
+            return nil
+        }
+    }
+
+    private struct Held: Error {}
+
+    private init(_ directory: URL, refusingIfHeld: Bool) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let file = directory.appendingPathComponent(Self.fileName)
         // Close-on-exec: worker processes started by `factsweep run` must not inherit (and keep) the lock.
@@ -25,6 +41,7 @@ public final class RunDirectoryLock {
             guard failure == EWOULDBLOCK else {
                 throw CoordinatorError("cannot lock \(file.path) (\(String(cString: strerror(failure))))")
             }
+            if !refusingIfHeld { throw Held() }
             let holder = ((try? String(contentsOf: file, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
             throw CoordinatorError("""
                 another coordinator serves the run directory \(directory.path) (\(holder.isEmpty ? "holder unknown" : holder)); \

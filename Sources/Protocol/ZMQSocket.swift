@@ -13,8 +13,10 @@ public final class ZMQSocket {
         case router, dealer
         /// For reading a socket monitor's events.
         case pair
-        /// For answering libzmq's ZAP requests (ZAPHandler).
+        /// For answering libzmq's ZAP requests (ZAPHandler) and the coordinator's control requests.
         case rep
+        /// For `factsweep retry` / `cancel` asking a running coordinator (ControlChannel).
+        case req
 
         var code: Int32 {
             switch self {
@@ -22,6 +24,7 @@ public final class ZMQSocket {
             case .dealer: ZMQ_DEALER
             case .pair: ZMQ_PAIR
             case .rep: ZMQ_REP
+            case .req: ZMQ_REQ
             }
         }
     }
