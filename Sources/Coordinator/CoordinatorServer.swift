@@ -44,7 +44,8 @@ public final class CoordinatorServer {
         var peer: PeerID
         var session: String
         var models: [String]
-        var lastHeard: Date
+        /// On the monotonic clock: a wall-clock jump must not declare every worker dead (or none).
+        var lastHeard: SuspendingClock.Instant
         /// The compute threads its hello declared: `ready` never claims more slots than this.
         var threads: Int
         var idleSlots = 0
@@ -86,18 +87,20 @@ public final class CoordinatorServer {
     /// every `statusEvery` seconds (reading it costs the serving thread milliseconds on a large run).
     public func serve(untilComplete: Bool, stop: () -> Bool = { false }, statusEvery: TimeInterval = 5,
                       tick onTick: (RunStatus) -> Void = { _ in }) throws {
-        var lastHousekeeping = Date.distantPast, lastStatus = Date.distantPast
+        // Monotonic: a wall clock set back an hour must not stop housekeeping (leases, back-offs) for an hour.
+        let clock = SuspendingClock()
+        var lastHousekeeping: SuspendingClock.Instant?, lastStatus: SuspendingClock.Instant?
         let tick = timing.heartbeatInterval
         meter = CoordinatorMeter()
         while !stop() {
             var trialEnded = try serveBatch(waitingUpTo: tick / 4)
             if try serveControl() { trialEnded = true }
-            let housekeepingDue = Date().timeIntervalSince(lastHousekeeping) >= Self.seconds(tick)
+            let housekeepingDue = lastHousekeeping.map { clock.now - $0 >= tick } ?? true
             if housekeepingDue {
-                lastHousekeeping = Date()
+                lastHousekeeping = clock.now
                 try committing { try housekeeping($0) }
-                if Date().timeIntervalSince(lastStatus) >= statusEvery {
-                    lastStatus = Date()
+                if lastStatus.map({ clock.now - $0 >= .milliseconds(Int64(statusEvery * 1000)) }) ?? true {
+                    lastStatus = clock.now
                     onTick(try store.status())
                 }
             }
@@ -221,7 +224,7 @@ public final class CoordinatorServer {
     private func handle(_ message: Message, from peer: PeerID, receivedAt: ContinuousClock.Instant,
                         in transaction: RunTransaction) throws {
         let workerID = peer.description
-        workers[workerID]?.lastHeard = Date()
+        workers[workerID]?.lastHeard = .now
         switch message {
         case let .hello(hello):
             try welcome(hello, peer: peer, in: transaction)
@@ -306,7 +309,7 @@ public final class CoordinatorServer {
         try transaction.announceWorker(WorkerAnnouncement(id: hello.workerID, host: hello.host, pid: Int(hello.pid), threads: hello.threads,
                                                           protocolVersion: String(hello.protocolVersion), models: hello.models,
                                                           slurmJobID: hello.slurm?.jobID, slurmArrayTaskID: hello.slurm?.arrayTaskID))
-        workers[hello.workerID] = WorkerState(peer: peer, session: hello.session, models: hello.models, lastHeard: Date(),
+        workers[hello.workerID] = WorkerState(peer: peer, session: hello.session, models: hello.models, lastHeard: .now,
                                               threads: hello.threads)
         meter.hello(from: hello.workerID)
         logger.info("worker connected", metadata: ["worker": "\(hello.workerID)", "host": "\(hello.host)", "held": "\(hello.held.count)"])
@@ -397,8 +400,8 @@ public final class CoordinatorServer {
             logger.warning("lease expired; trial requeued", metadata: ["trial": "\(requeued)"])
             if requeued.status.isTerminal { meter.trialEnded() }
         }
-        let deadline = Date().addingTimeInterval(-Self.seconds(timing.peerDeadAfter))
-        for (id, w) in workers where w.lastHeard < deadline {
+        let now = SuspendingClock.now
+        for (id, w) in workers where now - w.lastHeard > timing.peerDeadAfter {
             logger.warning("worker silent; its trials wait for their leases", metadata: ["worker": "\(id)"])
             try transaction.setWorkerStatus(id, .lost)
             workers[id] = nil

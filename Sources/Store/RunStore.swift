@@ -20,7 +20,7 @@ public final class RunStore: Sendable {
     public let retryBackoff: RetryBackoff
     let pool: DatabasePool
     let logger: Logger
-    /// The store's notion of now, injectable so that tests can expire leases.
+    /// The store's notion of now (`steadyClock` unless injected, as tests do to expire leases).
     let clock: @Sendable () -> Date
     /// How long each write transaction took, commit included (coordinator-stats.json); a batch is one.
     public let writeTimes = DurationSamples()
@@ -30,7 +30,7 @@ public final class RunStore: Sendable {
     /// that is not a FactSweep run database or was written by a newer FactSweep.
     public init(path: String, mustExist: Bool = false, leaseDuration: TimeInterval = 120,
                 retryBackoff: RetryBackoff = RetryBackoff(), logger: Logger,
-                clock: @escaping @Sendable () -> Date = { Date() }) throws {
+                clock: @escaping @Sendable () -> Date = RunStore.steadyClock()) throws {
         self.path = path
         self.leaseDuration = leaseDuration
         self.retryBackoff = retryBackoff
@@ -109,6 +109,20 @@ public final class RunStore: Sendable {
     /// Runs `body` on a consistent snapshot, concurrently with writes.
     func read<T>(_ body: (Database) throws -> T) throws -> T {
         try pool.read(body)
+    }
+
+    /// The wall time when it is made, advanced from then on by the monotonic clock (`SuspendingClock`,
+    /// which neither jumps with the wall clock nor counts a suspended machine's sleep): the store's default
+    /// clock. Leases, back-offs and every other deadline the store computes then never jump — an NTP step
+    /// or a resumed laptop does not expire every lease at once — while the times written stay readable
+    /// wall times (off by the size of any jump until the coordinator restarts; a restart re-anchors them
+    /// and grants the running attempts fresh leases).
+    public static func steadyClock() -> @Sendable () -> Date {
+        let wall = Date(), start = SuspendingClock.now
+        return {
+            let (seconds, attoseconds) = (SuspendingClock.now - start).components
+            return wall.addingTimeInterval(TimeInterval(seconds) + TimeInterval(attoseconds) * 1e-18)
+        }
     }
 
     /// Now, and the lease end of an attempt heard from now.
