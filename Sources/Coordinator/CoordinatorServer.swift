@@ -106,8 +106,8 @@ public final class CoordinatorServer {
             }
             if untilComplete, trialEnded || housekeepingDue, try sweepComplete() {
                 meter.sweepComplete()
-                for (_, w) in workers { try? send(.shutdown(.init(reason: "sweep complete")), to: w.peer) }
                 logger.info("sweep complete")
+                shutdownWorkers(reason: "sweep complete")
                 return
             }
         }
@@ -162,13 +162,33 @@ public final class CoordinatorServer {
         for answer in outgoing { transmit(answer) }
     }
 
-    /// Stops every connected worker (they checkpoint and release their trials).
+    /// How long the coordinator goes on answering with `shutdown` after telling its workers to stop, and
+    /// then keeps unsent messages when it closes its socket: a worker must hear `shutdown` (it would
+    /// otherwise reconnect for ever), and one whose heartbeat or result crossed the first `shutdown` is
+    /// told again.
+    public static let shutdownLinger = Duration.seconds(1)
+
+    /// Stops every connected worker (they checkpoint and release their trials): `shutdown` to each, then,
+    /// for `shutdownLinger`, `shutdown` again to any worker that still sends something (results are not
+    /// applied any more; the next coordinator of the run takes their resends).
     public func shutdownWorkers(reason: String) {
-        for (_, w) in workers { try? send(.shutdown(.init(reason: reason)), to: w.peer) }
+        let shutdown = Message.shutdown(.init(reason: reason))
+        for (_, w) in workers { try? send(shutdown, to: w.peer) }
+        let deadline = ContinuousClock.now + Self.shutdownLinger
+        var told = Set(workers.values.map(\.peer.description))
+        var late = 0
+        while ContinuousClock.now < deadline {
+            guard let next = try? endpoint.receive(timeout: deadline - .now) else { continue }
+            // Once more to anyone who speaks, however often it speaks (a heartbeat every interval).
+            if told.insert(next.peer.description).inserted { late += 1 }
+            try? send(shutdown, to: next.peer)
+        }
+        logger.info("workers told to shut down", metadata: ["reason": "\(reason)", "workers": "\(told.count)", "late": "\(late)"])
     }
 
+    /// Closes the socket, keeping unsent messages (the last `shutdown`s) for `shutdownLinger`.
     public func close() {
-        endpoint.close()
+        endpoint.close(linger: Self.shutdownLinger)
         control?.close()
     }
 

@@ -88,9 +88,10 @@ public final class CoordinatorEndpoint {
         return (peer, result)
     }
 
-    /// Closes the socket now: unsent messages are discarded, and workers start reconnecting.
-    public func close() {
-        socket.close()
+    /// Closes the socket: messages not yet sent are kept for up to `linger` (the last `shutdown`s), then
+    /// discarded; workers that heard nothing start reconnecting.
+    public func close(linger: Duration = .zero) {
+        socket.close(linger: linger)
         authenticator?.stop()
     }
 

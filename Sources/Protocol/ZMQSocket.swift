@@ -79,6 +79,16 @@ public final class ZMQSocket {
 
     deinit { close() }
 
+    /// Closes the socket, keeping unsent messages for up to `linger` (libzmq sends them in the background
+    /// until then, and the context's termination waits for them). Idempotent.
+    public func close(linger: Duration) {
+        if let handle {
+            var milliseconds = linger.zmqMilliseconds
+            zmq_setsockopt(handle, ZMQ_LINGER, &milliseconds, MemoryLayout<Int32>.size)
+        }
+        close()
+    }
+
     /// Closes the socket at once (linger 0 by default: unsent messages are discarded). Idempotent.
     public func close() {
         if let handle { zmq_close(handle) }
