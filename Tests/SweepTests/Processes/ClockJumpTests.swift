@@ -23,15 +23,7 @@ import TestSupport
     @Test func aWallClockJumpOfAnHourLosesNoAttempt() throws {
         let faketime = try #require(Self.faketime(), "faketime is not installed (apt-get install faketime)")
         let dir = try TemporaryDirectory()
-        let model = dir.file("placeholder.gguf")
-        try Data("never opened\n".utf8).write(to: model)
-        let data = TestPaths.repositoryRoot.appendingPathComponent("data/biography.jsonl").path
-        let spec = dir.file("spec.json")
-        try """
-            {"name": "clock", "model": "\(model.path)", "data": "\(data)",
-             "defaults": {"epochs": 8, "eval_every": 0, "checkpoint_every": 1},
-             "conditions": [{"name": "lora", "method": "lora"}], "grid": {"seed": [0, 1, 2, 3]}}
-            """.write(to: spec, atomically: true, encoding: .utf8)
+        let spec = try SimulatedSpec.write(in: dir.url, name: "clock", epochs: 8, seeds: 4)
         let offset = dir.file("faketime.txt")
         try "+0\n".write(to: offset, atomically: true, encoding: .utf8)
         let run = dir.file("run")

@@ -13,21 +13,6 @@ import TestSupport
 import Trial
 
 @Suite(.serialized) struct RetryProcessTests {
-    /// One trial of `epochs` epochs on a placeholder model, checkpointed every epoch.
-    static func spec(in dir: URL, epochs: Int) throws -> (spec: URL, model: URL) {
-        let model = dir.appendingPathComponent("placeholder.gguf")
-        try Data("never opened\n".utf8).write(to: model)
-        let data = TestPaths.repositoryRoot.appendingPathComponent("data/biography.jsonl").path
-        let text = """
-            {"name": "retries", "model": "\(model.path)", "data": "\(data)",
-             "defaults": {"epochs": \(epochs), "eval_every": 0, "checkpoint_every": 1},
-             "conditions": [{"name": "lora", "method": "lora"}], "grid": {"seed": [0]}}
-            """
-        let url = dir.appendingPathComponent("spec.json")
-        try text.write(to: url, atomically: true, encoding: .utf8)
-        return (url, model)
-    }
-
     static func coordinator(_ dir: URL, spec: URL, endpoint: String, _ extra: [String] = []) throws -> FactSweepChild {
         let child = try FactSweepChild(["coordinator", spec.path, "--bind", endpoint, "--run-dir", dir.appendingPathComponent("run").path] + extra,
                                        log: dir.appendingPathComponent("coordinator.log"))
@@ -73,7 +58,7 @@ import Trial
     @Test func aTrialThatMovesOnWithEveryAttemptIsNeverFailedByItsWorkersDying() throws {
         let dir = try TemporaryDirectory()
         let epochs = 5
-        let (spec, _) = try Self.spec(in: dir.url, epochs: epochs)
+        let spec = try SimulatedSpec.write(in: dir.url, name: "retries", epochs: epochs, seeds: 1)
         let endpoint = Self.endpoint()
         let coordinator = try Self.coordinator(dir.url, spec: spec, endpoint: endpoint)
         defer { coordinator.stop() }
@@ -101,7 +86,7 @@ import Trial
     /// Failed before the fix: the next attempt was assigned at once, with no back-off.
     @Test func attemptsWithoutProgressBackOffAndFailTheTrialAtTheRetryLimit() throws {
         let dir = try TemporaryDirectory()
-        let (spec, _) = try Self.spec(in: dir.url, epochs: 2)
+        let spec = try SimulatedSpec.write(in: dir.url, name: "retries", epochs: 2, seeds: 1)
         let endpoint = Self.endpoint()
         let coordinator = try Self.coordinator(dir.url, spec: spec, endpoint: endpoint, ["--retry-backoff", "1"])
         defer { coordinator.stop() }
@@ -128,7 +113,8 @@ import Trial
     /// counting, and the worker was assigned it again for ever.
     @Test func aMissingModelFileFailsTheTrialAtOnceWithTheReason() throws {
         let dir = try TemporaryDirectory()
-        let (spec, model) = try Self.spec(in: dir.url, epochs: 2)
+        let spec = try SimulatedSpec.write(in: dir.url, name: "retries", epochs: 2, seeds: 1)
+        let model = dir.file("placeholder.gguf")
         let endpoint = Self.endpoint()
         let coordinator = try Self.coordinator(dir.url, spec: spec, endpoint: endpoint)
         defer { coordinator.stop() }

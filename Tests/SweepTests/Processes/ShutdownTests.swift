@@ -13,15 +13,7 @@ import TestSupport
     /// with linger 0 straight after, which discards what libzmq has not written yet.
     @Test func workersOfAFinishedSweepExitPromptlyBecauseTheyHeardShutdown() throws {
         let dir = try TemporaryDirectory()
-        let model = dir.file("placeholder.gguf")
-        try Data("never opened\n".utf8).write(to: model)
-        let data = TestPaths.repositoryRoot.appendingPathComponent("data/biography.jsonl").path
-        let spec = dir.file("spec.json")
-        try """
-            {"name": "ending", "model": "\(model.path)", "data": "\(data)",
-             "defaults": {"epochs": 2, "eval_every": 0, "checkpoint_every": 1},
-             "conditions": [{"name": "lora", "method": "lora"}], "grid": {"seed": [0, 1, 2, 3, 4, 5]}}
-            """.write(to: spec, atomically: true, encoding: .utf8)
+        let spec = try SimulatedSpec.write(in: dir.url, name: "ending", epochs: 2, seeds: 6)
         let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20_000..<40_000))"
         let coordinator = try RetryProcessTests.coordinator(dir.url, spec: spec, endpoint: endpoint)
         defer { coordinator.stop() }

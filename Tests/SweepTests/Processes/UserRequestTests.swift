@@ -10,25 +10,11 @@ import Testing
 import TestSupport
 
 @Suite(.serialized) struct UserRequestTests {
-    /// `trials` seeds of one condition, `epochs` epochs each, over `data`.
-    static func spec(in dir: URL, data: URL, trials: Int, epochs: Int) throws -> URL {
-        let model = dir.appendingPathComponent("placeholder.gguf")
-        try Data("never opened\n".utf8).write(to: model)
-        let text = """
-            {"name": "requests", "model": "\(model.path)", "data": "\(data.path)",
-             "defaults": {"epochs": \(epochs), "eval_every": 0, "checkpoint_every": 1},
-             "conditions": [{"name": "lora", "method": "lora"}], "grid": {"seed": \(Array(0..<trials))}}
-            """
-        let url = dir.appendingPathComponent("spec.json")
-        try text.write(to: url, atomically: true, encoding: .utf8)
-        return url
-    }
-
     static var facts: URL { TestPaths.repositoryRoot.appendingPathComponent("data/biography.jsonl") }
 
     @Test func aTrialCancelledInALiveSweepIsStoppedByItsWorkerAndTheRestComplete() throws {
         let dir = try TemporaryDirectory()
-        let spec = try Self.spec(in: dir.url, data: Self.facts, trials: 4, epochs: 8)
+        let spec = try SimulatedSpec.write(in: dir.url, name: "requests", epochs: 8, seeds: 4)
         let run = dir.file("run")
         let db = run.appendingPathComponent("run.db")
         let sweep = try FactSweepChild(["run", spec.path, "--workers", "2", "--threads-per-worker", "1", "--simulate", "0.25",
@@ -70,7 +56,7 @@ import TestSupport
         let dir = try TemporaryDirectory()
         let data = dir.file("facts.jsonl")
         try Data("not a fact\n".utf8).write(to: data)
-        let spec = try Self.spec(in: dir.url, data: data, trials: 2, epochs: 2)
+        let spec = try SimulatedSpec.write(in: dir.url, name: "requests", epochs: 2, seeds: 2, data: data)
         let run = dir.file("run")
         let db = run.appendingPathComponent("run.db")
         let first = try FactSweepBinary.run(["run", spec.path, "--workers", "1", "--simulate", "0.01", "--run-dir", run.path,
