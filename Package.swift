@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
@@ -45,13 +46,19 @@ let package = Package(
             name: "Report",
             dependencies: ["Trial", "Store", .product(name: "Logging", package: "swift-log"),
                            .product(name: "GRDB", package: "GRDB.swift")]),
+        // `factsweep serve`: the live dashboard, a read-only web view of a run database.
+        .target(
+            name: "Dashboard",
+            dependencies: ["Trial", "Store", "Report", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "GRDB", package: "GRDB.swift"),
+                           .product(name: "Hummingbird", package: "hummingbird")]),
         .target(
             name: "Worker",
             dependencies: ["Trial", "Core", "Protocol", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "factsweep",
             dependencies: [
-                "Trial", "Core", "Store", "Coordinator", "Report", "Worker",
+                "Trial", "Core", "Store", "Coordinator", "Report", "Dashboard", "Worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -61,7 +68,7 @@ let package = Package(
         // End to end through the `factsweep` binary: train, generate, tokenize on real and tiny models.
         .testTarget(name: "CommandLineTests", dependencies: ["TestSupport"]),
         .testTarget(name: "SweepTests", dependencies: [
-            "Trial", "Core", "Protocol", "Store", "Coordinator", "Report", "Worker", "TestSupport", "CZMQ",
+            "Trial", "Core", "Protocol", "Store", "Coordinator", "Report", "Dashboard", "Worker", "TestSupport", "CZMQ",
             .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
         ], exclude: ["Fixtures"]),
     ]

@@ -120,7 +120,10 @@ public struct ConditionAggregate: Sendable, Equatable {
         trainSeconds = Self.curve(.trainSeconds, rows)
         finalAccuracy = SeedSpread(rows.compactMap { $0.last(where: { $0.accuracy != nil })?.accuracy })
         finalLoss = SeedSpread(rows.compactMap { $0.last?.loss })
-        trainSecondsPerEpoch = SeedSpread(rows.compactMap { trial in trial.last.map { $0.trainSeconds / Double($0.epoch) } })
+        // A trial with only its epoch-0 evaluation (the base model) has trained nothing yet.
+        trainSecondsPerEpoch = SeedSpread(rows.compactMap { trial in
+            trial.last.flatMap { $0.epoch > 0 ? $0.trainSeconds / Double($0.epoch) : nil }
+        })
         firstPerplexity = SeedSpread(rows.compactMap { $0.first(where: { $0.perplexity != nil })?.perplexity })
         lastPerplexity = SeedSpread(rows.compactMap { $0.last(where: { $0.perplexity != nil })?.perplexity })
     }

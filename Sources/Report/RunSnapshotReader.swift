@@ -22,18 +22,29 @@ public enum RunSnapshotReader {
     /// Reads the snapshot of the run database at `path`, refusing (with the
     /// path in the message) a missing file or one that is not a run database.
     public static func read(path: String, logger: Logger) throws -> RunSnapshot {
+        let queue = try openReadOnly(path: path)
+        do {
+            let snapshot = try queue.read { db in try readSnapshot(db, path: path) }
+            logger.debug("read run database", metadata: [
+                "path": "\(path)", "trials": "\(snapshot.trials.count)", "epochs": "\(snapshot.epochs.count)",
+            ])
+            return snapshot
+        } catch let error as DatabaseError {
+            throw ReportError.cannotRead(path: path, reason: error.message ?? "\(error.resultCode)")
+        }
+    }
+
+    /// A read-only connection to the run database at `path` (refused, naming
+    /// the path, when missing or not a run database): whoever holds it can
+    /// never write, so it cannot disturb the coordinator.
+    public static func openReadOnly(path: String) throws -> DatabaseQueue {
         try checkIsRunDatabase(path)
         var configuration = Configuration()
         configuration.readonly = true
         // The coordinator holds the write lock only briefly (checkpoints).
         configuration.busyMode = .timeout(10)
         do {
-            let queue = try DatabaseQueue(path: path, configuration: configuration)
-            let snapshot = try queue.read { db in try readSnapshot(db, path: path) }
-            logger.debug("read run database", metadata: [
-                "path": "\(path)", "trials": "\(snapshot.trials.count)", "epochs": "\(snapshot.epochs.count)",
-            ])
-            return snapshot
+            return try DatabaseQueue(path: path, configuration: configuration)
         } catch let error as DatabaseError {
             throw ReportError.cannotRead(path: path, reason: error.message ?? "\(error.resultCode)")
         }
@@ -53,6 +64,12 @@ public enum RunSnapshotReader {
         case let .unreadable(reason):
             throw ReportError.cannotRead(path: path, reason: reason)
         }
+    }
+
+    /// The snapshot through a connection the caller opened read-only (the live
+    /// dashboard keeps one open); `path` only names the run in the snapshot.
+    public static func read(_ db: Database, path: String) throws -> RunSnapshot {
+        try readSnapshot(db, path: path)
     }
 
     private static func readSnapshot(_ db: Database, path: String) throws -> RunSnapshot {

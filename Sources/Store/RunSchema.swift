@@ -54,7 +54,37 @@ public enum RunSchema {
                     retries_used = (SELECT COUNT(*) FROM attempts a WHERE a.trial_key = trials.key AND a.outcome = 'lost');
                 """)
         }
+        migrator.registerMigration("v7-epoch-zero-base-model", migrate: Self.allowEpochZero)
         return migrator
+    }
+
+    /// Epoch 0 is the base model evaluated before training (`eval_epochs` with 0).
+    /// SQLite cannot change a CHECK in place: the table is rebuilt, rows and ids
+    /// kept; question_outputs' foreign key names the table and so still holds.
+    private static func allowEpochZero(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE new_epoch_metrics (
+                id INTEGER PRIMARY KEY,
+                trial_key TEXT NOT NULL REFERENCES trials(key),
+                epoch INTEGER NOT NULL CHECK (epoch >= 0),
+                loss REAL,
+                tokens INTEGER,
+                train_seconds REAL NOT NULL,
+                epoch_seconds REAL NOT NULL,
+                accuracy REAL,
+                accuracy_at_threshold REAL,
+                key_match REAL,
+                perplexity REAL,
+                recorded_at TEXT NOT NULL,
+                attempt_id INTEGER NOT NULL REFERENCES attempts(attempt_id),
+                UNIQUE (trial_key, epoch)
+            );
+            INSERT INTO new_epoch_metrics SELECT id, trial_key, epoch, loss, tokens, train_seconds, epoch_seconds, accuracy,
+                accuracy_at_threshold, key_match, perplexity, recorded_at, attempt_id FROM epoch_metrics;
+            DROP TABLE epoch_metrics;
+            ALTER TABLE new_epoch_metrics RENAME TO epoch_metrics;
+            CREATE INDEX epoch_metrics_by_time ON epoch_metrics(recorded_at);
+            """)
     }
 
     /// The first schema. Times are UTC text `YYYY-MM-DD HH:MM:SS.SSS` (GRDB's

@@ -9,6 +9,9 @@ extension RunTransaction {
     /// Records epoch `report.epoch` of the trial (and its evaluation's
     /// answers, if any) and renews the attempt's lease.
     ///
+    /// Epoch 0, the base model's evaluation before training, is recorded
+    /// once, before epoch 1, and leaves `last_epoch` (epochs trained) alone.
+    ///
     /// - Returns: `.accepted`; `.duplicate` for an epoch already recorded
     ///   (a resend; the first numbers stay); `.staleAttempt` when `attemptID`
     ///   does not hold the trial; `.gap` when an epoch in between is missing.
@@ -16,8 +19,14 @@ extension RunTransaction {
         try operation { db, now in
             let trial = try TrialState.fetch(db, key: trialKey)
             guard trial.isHeld(by: attemptID) else { return .staleAttempt(current: trial.currentAttemptID) }
-            if report.epoch <= trial.lastEpoch { return .duplicate }
-            guard report.epoch == trial.lastEpoch + 1 else { return .gap(expected: trial.lastEpoch + 1) }
+            if report.epoch == 0 {
+                let recorded = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM epoch_metrics WHERE trial_key = ? AND epoch = 0)",
+                                                 arguments: [trialKey]) ?? false
+                if recorded || trial.lastEpoch > 0 { return .duplicate }
+            } else {
+                if report.epoch <= trial.lastEpoch { return .duplicate }
+                guard report.epoch == trial.lastEpoch + 1 else { return .gap(expected: trial.lastEpoch + 1) }
+            }
             let evaluation = report.evaluation
             try db.executeCached(sql: """
                 INSERT INTO epoch_metrics (trial_key, epoch, loss, tokens, train_seconds, epoch_seconds, accuracy,
@@ -30,7 +39,7 @@ extension RunTransaction {
                     evaluation?.perplexity.map { Double($0) }, now, attemptID,
                 ])
             try db.executeCached(sql: """
-                UPDATE trials SET last_epoch = ?, epoch_high_water = MAX(epoch_high_water, ?), updated_at = ? WHERE key = ?
+                UPDATE trials SET last_epoch = MAX(last_epoch, ?), epoch_high_water = MAX(epoch_high_water, ?), updated_at = ? WHERE key = ?
                 """, arguments: [report.epoch, report.epoch, now, trialKey])
             try renewLease(db, attemptID: attemptID, at: now)
             if let evaluation {

@@ -9,41 +9,7 @@ extension RunStore {
     /// the sweep started later): the inputs of `factsweep status` and its ETA.
     public func status(window: TimeInterval = 600) throws -> RunStatus {
         let now = now
-        return try read { db in
-            var byStatus: [TrialStatus: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM trials GROUP BY status") {
-                if let status = TrialStatus(rawValue: row["status"]) { byStatus[status] = row["n"] }
-            }
-            let conditions = try Row.fetchAll(db, sql: """
-                SELECT s.name, t.condition, COUNT(*) AS trials,
-                    SUM(t.status = 'done') AS done, SUM(t.status IN ('running', 'stale')) AS running,
-                    SUM(t.status = 'pending') AS pending, SUM(t.status IN ('failed', 'diverged', 'cancelled')) AS ended,
-                    SUM(t.last_epoch) AS recorded, SUM(t.epochs) AS planned
-                FROM trials t JOIN sweeps s ON s.id = t.sweep_id
-                GROUP BY t.sweep_id, t.condition ORDER BY s.id, MIN(t.rowid)
-                """).map {
-                ConditionProgress(sweep: $0["name"], condition: $0["condition"], trials: $0["trials"], done: $0["done"],
-                                  running: $0["running"], pending: $0["pending"], ended: $0["ended"],
-                                  epochsRecorded: $0["recorded"], epochsPlanned: $0["planned"])
-            }
-            // A sweep that started (or restarted) within the window has
-            // worked only since then: measure the rate over that span.
-            let windowStart = now.addingTimeInterval(-max(window, 0))
-            let activeSince = try Date.fetchOne(db, sql: """
-                SELECT MIN(started_at) FROM attempts WHERE ended_at IS NULL OR ended_at >= ?
-                """, arguments: [windowStart])
-            let window = now.timeIntervalSince(max(windowStart, activeSince ?? windowStart))
-            let recent = try Row.fetchOne(db, sql: """
-                SELECT COUNT(*) AS n, AVG(epoch_seconds) AS mean FROM epoch_metrics WHERE recorded_at >= ?
-                """, arguments: [now.addingTimeInterval(-window)])
-            let remaining = try Int.fetchOne(db, sql: """
-                SELECT COALESCE(SUM(epochs - last_epoch), 0) FROM trials WHERE status IN ('pending', 'running', 'stale')
-                """) ?? 0
-            let workers = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM workers WHERE status = 'connected'") ?? 0
-            return RunStatus(trialsByStatus: byStatus, conditions: conditions, window: window,
-                             recentEpochs: recent?["n"] ?? 0, meanRecentEpochSeconds: recent?["mean"],
-                             remainingEpochs: remaining, connectedWorkers: workers)
-        }
+        return try read { db in try RunStatus.read(db, now: now, window: window) }
     }
 
     /// How many trials have not reached a final state (pending, running or stale), of how many: cheap
@@ -85,5 +51,46 @@ extension RunStore {
                                      resumedFromEpoch: row["resumed_from_epoch"], outcome: outcome, reason: row["reason"])
             }
         }
+    }
+}
+
+extension RunStatus {
+    /// `RunStore.status` on any connection to a run database — the store's, or
+    /// a read-only one such as the live dashboard's, which must never write.
+    public static func read(_ db: Database, now: Date, window: TimeInterval = 600) throws -> RunStatus {
+        var byStatus: [TrialStatus: Int] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM trials GROUP BY status") {
+            if let status = TrialStatus(rawValue: row["status"]) { byStatus[status] = row["n"] }
+        }
+        let conditions = try Row.fetchAll(db, sql: """
+            SELECT s.name, t.condition, COUNT(*) AS trials,
+                SUM(t.status = 'done') AS done, SUM(t.status IN ('running', 'stale')) AS running,
+                SUM(t.status = 'pending') AS pending, SUM(t.status IN ('failed', 'diverged', 'cancelled')) AS ended,
+                SUM(t.last_epoch) AS recorded, SUM(t.epochs) AS planned
+            FROM trials t JOIN sweeps s ON s.id = t.sweep_id
+            GROUP BY t.sweep_id, t.condition ORDER BY s.id, MIN(t.rowid)
+            """).map {
+            ConditionProgress(sweep: $0["name"], condition: $0["condition"], trials: $0["trials"], done: $0["done"],
+                              running: $0["running"], pending: $0["pending"], ended: $0["ended"],
+                              epochsRecorded: $0["recorded"], epochsPlanned: $0["planned"])
+        }
+        // A sweep that started (or restarted) within the window has
+        // worked only since then: measure the rate over that span. Epoch 0
+        // (the base model's evaluation) trains nothing: not counted.
+        let windowStart = now.addingTimeInterval(-max(window, 0))
+        let activeSince = try Date.fetchOne(db, sql: """
+            SELECT MIN(started_at) FROM attempts WHERE ended_at IS NULL OR ended_at >= ?
+            """, arguments: [windowStart])
+        let window = now.timeIntervalSince(max(windowStart, activeSince ?? windowStart))
+        let recent = try Row.fetchOne(db, sql: """
+            SELECT COUNT(*) AS n, AVG(epoch_seconds) AS mean FROM epoch_metrics WHERE recorded_at >= ? AND epoch > 0
+            """, arguments: [now.addingTimeInterval(-window)])
+        let remaining = try Int.fetchOne(db, sql: """
+            SELECT COALESCE(SUM(epochs - last_epoch), 0) FROM trials WHERE status IN ('pending', 'running', 'stale')
+            """) ?? 0
+        let workers = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM workers WHERE status = 'connected'") ?? 0
+        return RunStatus(trialsByStatus: byStatus, conditions: conditions, window: window,
+                         recentEpochs: recent?["n"] ?? 0, meanRecentEpochSeconds: recent?["mean"],
+                         remainingEpochs: remaining, connectedWorkers: workers)
     }
 }

@@ -25,17 +25,22 @@ public struct WorkerListing: Sendable, Equatable {
 extension RunStore {
     /// Every worker that ever announced itself, connected ones first, then by id.
     public func workerListing() throws -> [WorkerListing] {
-        try read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT w.id, w.host, w.status, w.last_seen, w.slurm_job_id, w.slurm_array_task_id,
-                       (SELECT a.trial_key FROM attempts a JOIN trials t ON t.current_attempt_id = a.attempt_id
-                        WHERE a.worker_id = w.id AND a.outcome = 'running' AND t.status = 'running' LIMIT 1) AS trial
-                FROM workers w ORDER BY w.status != 'connected', w.id
-                """).map { row in
-                WorkerListing(id: row["id"], host: row["host"], status: WorkerStatus(rawValue: row["status"]) ?? .lost,
-                              lastSeen: row["last_seen"], slurmJobID: row["slurm_job_id"],
-                              slurmArrayTaskID: row["slurm_array_task_id"], runningTrial: row["trial"])
-            }
+        try read { db in try WorkerListing.fetchAll(db) }
+    }
+}
+
+extension WorkerListing {
+    /// `RunStore.workerListing` on any connection, the dashboard's read-only one too.
+    public static func fetchAll(_ db: Database) throws -> [WorkerListing] {
+        try Row.fetchAll(db, sql: """
+            SELECT w.id, w.host, w.status, w.last_seen, w.slurm_job_id, w.slurm_array_task_id,
+                   (SELECT a.trial_key FROM attempts a JOIN trials t ON t.current_attempt_id = a.attempt_id
+                    WHERE a.worker_id = w.id AND a.outcome = 'running' AND t.status = 'running' LIMIT 1) AS trial
+            FROM workers w ORDER BY w.status != 'connected', w.id
+            """).map { row in
+            WorkerListing(id: row["id"], host: row["host"], status: WorkerStatus(rawValue: row["status"]) ?? .lost,
+                          lastSeen: row["last_seen"], slurmJobID: row["slurm_job_id"],
+                          slurmArrayTaskID: row["slurm_array_task_id"], runningTrial: row["trial"])
         }
     }
 }

@@ -20,13 +20,28 @@ public struct TrialConfig: Codable, Sendable, Equatable {
     public var heldOut: String?
     /// Checkpoint every C epochs (and at the end).
     public var checkpointEvery: Int
+    /// Epochs evaluated besides `evalEvery`'s, ascending, without repeats; 0 is
+    /// the base model, before training. nil (and so absent from the canonical
+    /// JSON, keeping the keys of trials planned before it existed): none.
+    public var evalEpochs: [Int]?
 
     public init(model: String, data: String, training: TrainingSettings, evalEvery: Int = 1, threshold: Float = 0.9,
-                maxNewTokens: Int? = nil, embedder: String? = nil, heldOut: String? = nil, checkpointEvery: Int = 10) {
+                maxNewTokens: Int? = nil, embedder: String? = nil, heldOut: String? = nil, checkpointEvery: Int = 10,
+                evalEpochs: [Int]? = nil) {
         self.model = model; self.data = data; self.training = training; self.evalEvery = evalEvery
         self.threshold = threshold; self.maxNewTokens = maxNewTokens; self.embedder = embedder
-        self.heldOut = heldOut; self.checkpointEvery = checkpointEvery
+        self.heldOut = heldOut; self.checkpointEvery = checkpointEvery; self.evalEpochs = evalEpochs
     }
+
+    /// Whether epoch `epoch` (0: the base model) is evaluated: `evalEpochs`
+    /// lists it, or `evalEvery` divides it, or it is the last and `evalEvery` is on.
+    public func evaluates(epoch: Int) -> Bool {
+        if evalEpochs?.contains(epoch) == true { return true }
+        return epoch > 0 && evalEvery > 0 && (epoch % evalEvery == 0 || epoch == training.epochs)
+    }
+
+    /// Whether any epoch is evaluated, and so an evaluator is needed.
+    public var evaluatesAny: Bool { evalEvery > 0 || !(evalEpochs ?? []).isEmpty }
 
     /// JSON with sorted keys: equal configurations give equal bytes.
     public func canonicalJSON() throws -> Data {

@@ -12,13 +12,15 @@ public enum TrialSetting: String, CaseIterable, Sendable {
     case rank, alpha, dropout, rslora, targets
     case lr, epochs, batchSize = "batch_size", warmupSteps = "warmup_steps", schedule
     case weightDecay = "weight_decay", clip, trainOnPrompt = "train_on_prompt"
-    case evalEvery = "eval_every", threshold, maxNewTokens = "max_new_tokens", embedder, heldOut = "held_out"
+    case evalEvery = "eval_every", evalEpochs = "eval_epochs", threshold, maxNewTokens = "max_new_tokens", embedder, heldOut = "held_out"
     case checkpointEvery = "checkpoint_every"
     case seed
 
     /// The kinds of value settings take.
     public enum Kind: Sendable {
         case integer, number, boolean, targets, schedule
+        /// A list of epoch numbers (0 and up): one value, though written as a JSON list.
+        case epochs
         /// A file or directory; "none" too where `allowsNone`.
         case path(allowsNone: Bool)
     }
@@ -30,6 +32,7 @@ public enum TrialSetting: String, CaseIterable, Sendable {
         case .rslora, .trainOnPrompt: .boolean
         case .targets: .targets
         case .schedule: .schedule
+        case .evalEpochs: .epochs
         case .embedder: .path(allowsNone: false)
         case .heldOut: .path(allowsNone: true)
         }
@@ -72,6 +75,9 @@ public enum TrialSetting: String, CaseIterable, Sendable {
         case (.weightDecay, .float(let v)), (.clip, .float(let v)): try check(v) { $0 >= 0 }
         case (.threshold, .float(let v)): try check(v) { (0...1).contains($0) }
         case (.targets, .targets(let v)): if v.isEmpty { throw SettingRefusal("no target modules") }
+        case (.evalEpochs, .epochs(let v)):
+            if let negative = v.first(where: { $0 < 0 }) { throw SettingRefusal("epochs are 0 (the base model) and up (got \(negative))") }
+            if Set(v).count != v.count { throw SettingRefusal("an epoch is listed twice") }
         case (.rslora, .bool), (.trainOnPrompt, .bool), (.schedule, .schedule), (.embedder, .text), (.heldOut, .text):
             break
         default: throw SettingRefusal("\(rawValue) cannot take \(value)")
@@ -107,6 +113,8 @@ public enum TrialSetting: String, CaseIterable, Sendable {
         case (.clip, .float(let v)): config.training.optimizer.maxGradNorm = v > 0 ? v : nil
         case (.trainOnPrompt, .bool(let v)): config.training.lossScope = v ? .all : .answer
         case (.evalEvery, .int(let v)): config.evalEvery = v
+        // Any order is one schedule, one key; an empty list is no extra epoch, the default.
+        case (.evalEpochs, .epochs(let v)): config.evalEpochs = v.isEmpty ? nil : v.sorted()
         case (.threshold, .float(let v)): config.threshold = v
         case (.maxNewTokens, .int(let v)): config.maxNewTokens = v
         case (.embedder, .text(let v)): config.embedder = v
@@ -124,6 +132,8 @@ public enum SettingValue: Sendable, Equatable {
     /// Target modules in `ProjectionKind` order, without repeats.
     case targets([ProjectionKind])
     case schedule(LearningRateSchedule.Decay)
+    /// Epoch numbers, as written.
+    case epochs([Int])
 }
 
 /// Why a value was refused, for the user; the caller names the setting.

@@ -21,7 +21,7 @@ public struct SimulatedTrainer: TrialRunning {
     public var loadedModels: [String] { [] }
 
     /// Sleeps `epochs × epochSeconds` on a fixed schedule from the start of the attempt (oversleeping one
-    /// epoch does not delay the next), reporting each epoch, evaluating at `evalEvery` and after the last,
+    /// epoch does not delay the next), reporting each epoch, evaluating on the trial's schedule (epoch 0 first),
     /// and checkpointing at `checkpointEvery`, at the end and when asked to stop — as `TrialRunner.run` does.
     /// Reads the trial's facts file for the questions it answers; never opens the model.
     public func run(_ config: TrialConfig, directory: URL?, resume: Bool, events: TrialEvents) throws -> TrialSummary {
@@ -34,14 +34,19 @@ public struct SimulatedTrainer: TrialRunning {
         var last: EpochReport?
         var lastEvaluation: EvaluationReport?
         var evaluationSeconds = 0.0
+        if completed == 0, config.evaluates(epoch: 0) {
+            // The base model, before training: as TrialRunner, no loss and no sleep.
+            let evaluation = Self.evaluation(config, facts: facts, epoch: 0)
+            lastEvaluation = evaluation
+            events.epoch(EpochReport(epoch: 0, loss: .nan, epochSeconds: 0, trainSeconds: 0, evaluation: evaluation))
+        }
         for epoch in (completed + 1)..<(max(completed, epochs) + 1) {
             events.step(epoch, 0)
             let epochStart = ContinuousClock.now
             let due = start + .seconds(epochSeconds * Double(epoch - completed))
             if due > epochStart { Thread.sleep(forTimeInterval: (due - epochStart).seconds) }
             events.step(epoch, 1)
-            let evaluates = config.evalEvery > 0 && (epoch % config.evalEvery == 0 || epoch == epochs)
-            let evaluation = evaluates ? Self.evaluation(config, facts: facts, epoch: epoch) : nil
+            let evaluation = config.evaluates(epoch: epoch) ? Self.evaluation(config, facts: facts, epoch: epoch) : nil
             let report = EpochReport(epoch: epoch, loss: Self.loss(config, epoch: epoch),
                                      epochSeconds: (ContinuousClock.now - epochStart).seconds,
                                      trainSeconds: (ContinuousClock.now - start).seconds, evaluation: evaluation)

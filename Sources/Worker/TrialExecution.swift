@@ -48,8 +48,9 @@ struct TrialExecution: Sendable {
         events.step = { epoch, step in trial.publish(epoch: epoch, step: step) }
         events.epoch = { report in
             trial.completed(epoch: report.epoch)
-            // The store has these epochs from an earlier attempt already.
-            guard report.epoch > recorded else { return }
+            // The store has these epochs from an earlier attempt already. Epoch 0 (the base model) is
+            // evaluated only by an attempt starting from scratch, and the store keeps the first one sent.
+            guard report.epoch > recorded || report.epoch == 0 else { return }
             trial.post(.progress(report))
         }
         events.checkpoint = { epoch, directory in

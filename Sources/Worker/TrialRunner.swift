@@ -71,9 +71,12 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
             perplexityBefore = p
             events.baseline(p)
         }
+        if let evaluator, run.completedEpochs == 0, config.evaluates(epoch: 0) {
+            events.epoch(try Self.baseEvaluation(evaluator, run: run))
+        }
         var outcome = TrialOutcome.done
         let epochs = config.training.epochs
-        try run.run(evaluator: evaluator, evalEvery: config.evalEvery) { report in
+        try run.run(evaluator: evaluator, evaluates: config.evaluates(epoch:)) { report in
             events.epoch(report)
             if !report.loss.isFinite { outcome = .diverged; return .stop }
             let stop = events.shouldStop()
@@ -109,9 +112,16 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
             model: lm.modelDescription)
     }
 
+    /// Epoch 0: the base model (with its adapter's initial state) evaluated before any training. It has no
+    /// training loss (NaN, stored as NULL); its time is the evaluation's.
+    static func baseEvaluation(_ evaluator: FactEvaluator, run: TrainingRun) throws -> EpochReport {
+        let evaluation = try evaluator.evaluate(run.trainer.network, context: run.trainer.context)
+        return EpochReport(epoch: 0, loss: .nan, epochSeconds: evaluation.seconds, trainSeconds: 0, evaluation: evaluation)
+    }
+
     /// The trial's evaluator, or nil when it evaluates never.
     func makeEvaluator(_ config: TrialConfig, model: LanguageModel, dataset: FactDataset) throws -> FactEvaluator? {
-        guard config.evalEvery > 0 else { return nil }
+        guard config.evaluatesAny else { return nil }
         let embedderURL = try DefaultPaths.resolve(config.embedder, default: DefaultPaths.embedder, what: "sentence embedder")
         var evaluator = FactEvaluator(model: model, embedder: try cache.embedder(embedderURL), dataset: dataset)
         evaluator.threshold = config.threshold

@@ -6,5 +6,5 @@ struct FactSweep: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "factsweep",
         abstract: "Fine-tuning studies at scale: train, evaluate and sweep Llama-architecture models on CPU.",
-        subcommands: [TrainCommand.self, PlanCommand.self, RunCommand.self, CoordinatorCommand.self, StatusCommand.self, ReportCommand.self, WorkerCommand.self, GenerateCommand.self, TokenizeCommand.self, SimilarityCommand.self, DataCommand.self, ExportCommand.self, BenchCommand.self, SlurmCommand.self, KeysCommand.self, RetryCommand.self, CancelCommand.self])
+        subcommands: [TrainCommand.self, PlanCommand.self, RunCommand.self, CoordinatorCommand.self, StatusCommand.self, ServeCommand.self, ReportCommand.self, WorkerCommand.self, GenerateCommand.self, TokenizeCommand.self, SimilarityCommand.self, DataCommand.self, ExportCommand.self, BenchCommand.self, SlurmCommand.self, KeysCommand.self, RetryCommand.self, CancelCommand.self])
 }

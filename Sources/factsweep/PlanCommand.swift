@@ -4,6 +4,7 @@ import ArgumentParser
 import Coordinator
 import Core
 import Foundation
+import Trial
 
 struct PlanCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -37,15 +38,27 @@ struct PlanCommand: ParsableCommand {
         }
     }
 
+    /// Settings shown only when they differ between trials (a grid or sampled axis over them).
+    static let varyingColumns: [(name: String, value: @Sendable (TrialConfig) -> String)] = [
+        ("dropout", { "\($0.training.method.dropout)" }), ("warmup", { "\($0.training.warmupSteps)" }),
+        ("schedule", { $0.training.decay.rawValue }), ("weight_decay", { "\($0.training.optimizer.weightDecay)" }),
+        ("clip", { $0.training.optimizer.maxGradNorm.map { "\($0)" } ?? "0" }), ("threshold", { "\($0.threshold)" }),
+        ("eval", { config in
+            let every = config.evalEvery > 0 ? "every \(config.evalEvery)" : "never"
+            return (config.evalEpochs.map { $0.map(String.init).joined(separator: ",") + "+" } ?? "") + every
+        }),
+    ]
+
     /// One row a trial, columns padded to their widest cell.
     static func table(_ trials: [PlannedTrial]) -> String {
-        let header = ["condition", "method", "rank", "alpha", "lr", "epochs", "seed", "batch", "key"]
+        let extra = varyingColumns.filter { column in Set(trials.map { column.value($0.config) }).count > 1 }
+        let header = ["condition", "method", "rank", "alpha", "lr", "epochs", "seed", "batch"] + extra.map(\.name) + ["key"]
         let rows = trials.map { trial -> [String] in
             let t = trial.config.training, m = t.method
             let adapterShape = m.kind == .lora || m.kind == .qlora
             return [trial.condition, m.kind.rawValue, adapterShape ? "\(m.rank)" : "-", adapterShape ? "\(m.alpha)" : "-",
-                    "\(t.learningRate)", "\(t.epochs)", "\(t.seed)", t.batchSize == 0 ? "all" : "\(t.batchSize)",
-                    String(trial.key.prefix(12))]
+                    "\(t.learningRate)", "\(t.epochs)", "\(t.seed)", t.batchSize == 0 ? "all" : "\(t.batchSize)"]
+                + extra.map { $0.value(trial.config) } + [String(trial.key.prefix(12))]
         }
         let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
         return ([header] + rows).map { cells in

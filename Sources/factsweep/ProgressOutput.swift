@@ -24,7 +24,9 @@ final class ProgressOutput: @unchecked Sendable {
 
     func epoch(_ r: EpochReport, of total: Int) {
         if json {
-            var object: [String: Any] = ["epoch": r.epoch, "loss": Double(r.loss), "epoch_seconds": r.epochSeconds, "train_seconds": r.trainSeconds]
+            // Epoch 0 (the base model, evaluated before training) has no loss.
+            var object: [String: Any] = ["epoch": r.epoch, "loss": r.loss.isNaN ? NSNull() : Double(r.loss) as Any,
+                                         "epoch_seconds": r.epochSeconds, "train_seconds": r.trainSeconds]
             if let e = r.evaluation {
                 object["accuracy"] = Double(e.accuracy)
                 object["accuracy_at_threshold"] = Double(e.accuracyAtThreshold)
@@ -37,6 +39,11 @@ final class ProgressOutput: @unchecked Sendable {
             return
         }
         if let e = r.evaluation { lastAccuracy = e.accuracy }
+        if r.epoch == 0 {
+            let accuracy = r.evaluation.map { String(format: "accuracy %.3f", $0.accuracy) } ?? "not evaluated"
+            write(String(format: "epoch 0/%d base model, before training: %@  (%.2f s)\n", total, accuracy, r.epochSeconds))
+            return
+        }
         let width = 24, filled = width * r.epoch / max(total, 1)
         let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
         let eta = r.trainSeconds / Double(r.epoch) * Double(total - r.epoch)

@@ -28,6 +28,11 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var simulation: SimulationOptions
 
+    @Flag(name: .long, help: "Also serve the live dashboard (see factsweep serve) and print its URL.")
+    var serve = false
+
+    @OptionGroup var dashboard: DashboardOptions
+
     /// The niceness of local workers (the coordinator keeps its own, normally 0).
     static let workerNiceness: Int32 = 5
 
@@ -48,6 +53,7 @@ struct RunCommand: ParsableCommand {
         let added = try runDirectory.submit(plan, spec: try Data(contentsOf: URL(fileURLWithPath: spec)), to: store)
         let server = try CoordinatorServer(store: store, context: try ZMQContext(), bind: "tcp://127.0.0.1:*", timing: timing,
                                            runDirectory: runDirectory.url, logger: logger)
+        if serve { _ = try dashboard.start(runDirectory.database.path, logger: logger) }
         let threads = threadsPerWorker ?? max(1, ProcessInfo.processInfo.activeProcessorCount / workers)
         FileHandle.standardError.write(Data("""
             sweep \(plan.name): \(plan.trials.count) trials (\(added.newTrials) new) in \(runDirectory.url.path)

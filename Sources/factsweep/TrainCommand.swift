@@ -73,6 +73,9 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .long, help: "Evaluate every K epochs (and after the last); 0 disables evaluation.")
     var evalEvery = 1
 
+    @Option(name: .long, help: "Also evaluate at these epochs, comma-separated (0: the base model, before training).")
+    var evalEpochs: String?
+
     @Option(name: .long, help: "Sentence embedder for evaluation (default: the embedded all-MiniLM-L6-v2).")
     var embedder: String?
 
@@ -106,6 +109,14 @@ struct TrainCommand: ParsableCommand {
             do { values.append((.targets, .targets(try MethodSettings.parseTargets(targets)))) } catch {
                 throw ValidationError("--targets: \(error)")
             }
+        }
+        if let evalEpochs {
+            let items = evalEpochs.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            let epochs = items.compactMap { Int($0) }
+            guard epochs.count == items.count else {
+                throw ValidationError("--eval-epochs: expected epochs separated by commas, such as 0,1,2 (got \(evalEpochs))")
+            }
+            values.append((.evalEpochs, .epochs(epochs)))
         }
         if let lr { values.append((.lr, .float(lr))) }
         if let maxNewTokens { values.append((.maxNewTokens, .int(maxNewTokens))) }

@@ -20,8 +20,11 @@ struct SpecFixture {
     }
 
     /// A spec document around `conditions`, `defaults` and `grid` (JSON text).
-    func spec(conditions: String, defaults: String = "{}", grid: String = "{}", model: String = "model", data: String = "facts.jsonl") -> String {
-        #"{"name": "t", "model": "\#(model)", "data": "\#(data)", "defaults": \#(defaults), "conditions": \#(conditions), "grid": \#(grid)}"#
+    /// `sampling`, when given, is the `sampling` member's JSON.
+    func spec(conditions: String, defaults: String = "{}", grid: String = "{}", model: String = "model", data: String = "facts.jsonl",
+              sampling: String? = nil) -> String {
+        #"{"name": "t", "model": "\#(model)", "data": "\#(data)", "defaults": \#(defaults), "conditions": \#(conditions), "grid": \#(grid)"#
+            + (sampling.map { #", "sampling": \#($0)}"# } ?? "}")
     }
 
     func plan(_ json: String) throws(SpecError) -> SweepPlan {

@@ -68,7 +68,7 @@ import Trial
             [{"name": "x", "method": "lora", "rank": 2, "alpha": 3, "dropout": 0.25, "rslora": true, "targets": "v_proj, q_proj,o_proj",
               "lr": 0.5, "epochs": 6, "batch_size": 0, "warmup_steps": 2, "schedule": "cosine", "weight_decay": 0.01, "clip": 0,
               "train_on_prompt": true, "eval_every": 3, "threshold": 0.75, "max_new_tokens": 20, "embedder": "embedder",
-              "held_out": "none", "checkpoint_every": 2, "seed": 9}]
+              "held_out": "none", "checkpoint_every": 2, "seed": 9, "eval_epochs": [2, 0]}]
             """#))
         let c = try #require(plan.trials.first).config
         var training = TrainingSettings()
@@ -79,7 +79,8 @@ import Trial
         let root = fixture.directory.url.standardizedFileURL
         #expect(c == TrialConfig(model: root.appendingPathComponent("model").path, data: root.appendingPathComponent("facts.jsonl").path,
                                  training: training, evalEvery: 3, threshold: 0.75, maxNewTokens: 20,
-                                 embedder: root.appendingPathComponent("embedder").path, heldOut: "none", checkpointEvery: 2))
+                                 embedder: root.appendingPathComponent("embedder").path, heldOut: "none", checkpointEvery: 2,
+                                 evalEpochs: [0, 2]))
     }
 
     @Test func relativePathsResolveAgainstTheSpecFileNotTheWorkingDirectory() throws {
@@ -134,6 +135,7 @@ import Trial
         ("epochs", "7"), ("batch_size", "2"), ("warmup_steps", "1"), ("schedule", #""linear""#), ("weight_decay", "0.02"),
         ("clip", "0.5"), ("train_on_prompt", "false"), ("eval_every", "4"), ("threshold", "0.8"), ("max_new_tokens", "21"),
         ("embedder", #""model""#), ("held_out", #""heldout.txt""#), ("checkpoint_every", "3"), ("seed", "10"),
+        ("eval_epochs", "[0, 2]"),
     ]
 
     @Test func changingAnySettingChangesTheKey() throws {
@@ -141,7 +143,7 @@ import Trial
             "rank": "2", "alpha": "3", "dropout": "0.25", "rslora": "true", "targets": #""o_proj""#, "lr": "0.5", "epochs": "6",
             "batch_size": "0", "warmup_steps": "2", "schedule": #""cosine""#, "weight_decay": "0.01", "clip": "0",
             "train_on_prompt": "true", "eval_every": "3", "threshold": "0.75", "max_new_tokens": "20", "embedder": #""embedder""#,
-            "held_out": #""none""#, "checkpoint_every": "2", "seed": "9",
+            "held_out": #""none""#, "checkpoint_every": "2", "seed": "9", "eval_epochs": "[0]",
         ]
         #expect(Set(base.keys) == Set(TrialSetting.allCases.map(\.rawValue)))
         #expect(Set(Self.changes.map(\.0)) == Set(TrialSetting.allCases.map(\.rawValue)))
@@ -162,6 +164,58 @@ import Trial
         keys.insert(try key(base, model: "model2"))
         keys.insert(try key(base, data: "facts2.jsonl"))
         #expect(keys.count == Self.changes.count + 3)
+    }
+
+    // MARK: Evaluation schedule
+
+    @Test func evalEpochsIsOneListValueAndAListOfListsIsAnAxis() throws {
+        let plan = try fixture.plan(fixture.spec(
+            conditions: #"[{"name": "a", "method": "full", "eval_epochs": [3, 0, 1]}, {"name": "b", "method": "ia3"}]"#,
+            grid: #"{"eval_epochs": [[0], [0, 5]]}"#))
+        #expect(plan.trials.map(\.config.evalEpochs) == [[0, 1, 3], [0], [0, 5]])
+        // Any order, one key.
+        let reordered = try fixture.plan(fixture.spec(conditions: #"[{"name": "a", "method": "full", "eval_epochs": [0, 1, 3]}]"#))
+        #expect(reordered.trials.map(\.key) == [plan.trials[0].key])
+    }
+
+    /// A spec without eval_epochs plans the keys it planned before the setting existed: the canonical
+    /// JSON has no evalEpochs member, and an empty list is the same trial.
+    @Test func absentEvalEpochsKeepTheKeys() throws {
+        let plan = try fixture.plan(fixture.spec(conditions: #"[{"name": "a", "method": "full"}]"#))
+        let json = String(decoding: try plan.trials[0].config.canonicalJSON(), as: UTF8.self)
+        #expect(!json.contains("evalEpochs"))
+        let empty = try fixture.plan(fixture.spec(conditions: #"[{"name": "a", "method": "full", "eval_epochs": []}]"#))
+        #expect(empty.trials.map(\.key) == plan.trials.map(\.key))
+        // The key of a trial written down before the schedule existed (this fixture's paths aside).
+        var config = plan.trials[0].config
+        config.model = "/m"; config.data = "/d"
+        #expect(String(decoding: try config.canonicalJSON(), as: UTF8.self).hasPrefix(#"{"checkpointEvery":10,"data":"/d","evalEvery":1,"model":"/m","threshold":0.9,"#))
+    }
+
+    @Test func evaluationScheduleIsTheUnionOfEveryAndTheList() {
+        var config = TrialConfig(model: "m", data: "d", training: TrainingSettings(method: .full), evalEvery: 5)
+        config.training.epochs = 12
+        #expect((0...12).filter(config.evaluates(epoch:)) == [5, 10, 12])
+        config.evalEpochs = [0, 1, 2, 3]
+        #expect((0...12).filter(config.evaluates(epoch:)) == [0, 1, 2, 3, 5, 10, 12])
+        config.evalEvery = 0
+        #expect((0...12).filter(config.evaluates(epoch:)) == [0, 1, 2, 3])
+        #expect(config.evaluatesAny)
+        config.evalEpochs = nil
+        #expect(!config.evaluatesAny && (0...12).filter(config.evaluates(epoch:)).isEmpty)
+    }
+
+    @Test func evalEpochsRefusals() {
+        func problem(_ conditions: String, grid: String = "{}") -> SpecProblem? { fixture.problems(fixture.spec(conditions: conditions, grid: grid)).first }
+        let late = problem(#"[{"name": "a", "method": "full", "epochs": 4, "eval_epochs": [0, 5]}]"#)
+        #expect(late?.field == "eval_epochs" && late?.condition == "a" && late?.message.contains("epoch 5, past the trial's 4 epochs") == true)
+        let negative = problem(#"[{"name": "a", "method": "full", "eval_epochs": [-1]}]"#)
+        #expect(negative?.path == "conditions[0].eval_epochs" && negative?.message.contains("0 (the base model) and up") == true)
+        #expect(problem(#"[{"name": "a", "method": "full", "eval_epochs": [1, 1]}]"#)?.message.contains("listed twice") == true)
+        #expect(problem(#"[{"name": "a", "method": "full", "eval_epochs": [1, "2"]}]"#)?.message.contains("expected an integer") == true)
+        #expect(problem(#"[{"name": "a", "method": "full", "eval_epochs": 3}]"#)?.message.contains("expected a list of epochs") == true)
+        let flatGrid = problem(#"[{"name": "a", "method": "full"}]"#, grid: #"{"eval_epochs": [0, 1]}"#)
+        #expect(flatGrid?.path == "grid.eval_epochs" && flatGrid?.message.contains("list of lists") == true)
     }
 
     @Test func methodChangesTheKeyAndExplicitDefaultsDoNot() throws {

@@ -13,6 +13,8 @@ struct SweepSpec: Sendable {
     var defaults: SettingsLayer
     var grid: SettingsLayer
     var conditions: [SpecCondition]
+    /// How sampled axes are drawn; nil when no setting is sampled.
+    var sampling: SamplingSettings?
 }
 
 /// The settings given at one place of the spec; each holds one value, or several to expand.
@@ -20,6 +22,11 @@ struct SettingsLayer: Sendable {
     /// Where in the document: `defaults`, `grid`, `conditions[2]`.
     var path: String
     var values: [TrialSetting: [SettingValue]] = [:]
+    /// Settings whose values are drawn (`{"log_uniform": [1e-5, 1e-3]}`), not listed.
+    var sampled: [TrialSetting: SampledAxis] = [:]
+
+    /// Whether the layer gives `setting` at all, listed or sampled.
+    func sets(_ setting: TrialSetting) -> Bool { values[setting] != nil || sampled[setting] != nil }
 }
 
 /// One condition of the study: a named method with its own settings.
@@ -35,7 +42,7 @@ struct SpecReader {
     let base: URL
     private(set) var problems: [SpecProblem] = []
 
-    static let topLevel = ["name", "description", "model", "data", "defaults", "conditions", "grid"]
+    static let topLevel = ["name", "description", "model", "data", "defaults", "conditions", "grid", "sampling"]
     /// Condition names go into tables and file names.
     static let nameCharacters = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "._+-"))
 
@@ -65,11 +72,19 @@ struct SpecReader {
         let defaults = layer(members["defaults"], path: "defaults", condition: nil)
         let conditions = readConditions(members["conditions"])
         let grid = layer(members["grid"], path: "grid", condition: nil, listsOnly: true)
-        for setting in TrialSetting.allCases where defaults.values[setting] != nil && grid.values[setting] != nil {
+        for setting in TrialSetting.allCases where defaults.sets(setting) && grid.sets(setting) {
             report("grid.\(setting.rawValue)", setting.rawValue, nil, "also set in defaults: give it in one place")
         }
+        let sampling = readSampling(members["sampling"])
+        let samples = ([defaults, grid] + conditions.map(\.settings)).contains { !$0.sampled.isEmpty }
+        if samples, sampling == nil, members["sampling"] == nil {
+            report("sampling", "sampling", nil, "a sampled setting needs \"sampling\": {\"samples\": N, \"seed\": S} (how many points to draw, from which seed)")
+        } else if !samples, sampling != nil {
+            report("sampling", "sampling", nil, "no setting is sampled: give one as {\"uniform\" | \"log_uniform\" | \"int\": [low, high]} or {\"choice\": [...]}, or remove sampling")
+        }
         guard problems.isEmpty, let name, let model, let data else { return nil }
-        return SweepSpec(name: name, model: model, data: data, defaults: defaults, grid: grid, conditions: conditions)
+        return SweepSpec(name: name, model: model, data: data, defaults: defaults, grid: grid, conditions: conditions,
+                         sampling: sampling)
     }
 
     // MARK: Conditions
@@ -103,7 +118,7 @@ struct SpecReader {
         let method = readMethod(members.removeValue(forKey: "method"), at: at, condition: name)
         let settings = layer(.object(members), path: at, condition: name, alsoKnown: ["name", "method"])
         if let method {
-            for setting in TrialSetting.allCases where settings.values[setting] != nil && !setting.methods.contains(method) {
+            for setting in TrialSetting.allCases where settings.sets(setting) && !setting.methods.contains(method) {
                 let users = MethodKind.allCases.filter(setting.methods.contains).map(\.rawValue).joined(separator: ", ")
                 report("\(at).\(setting.rawValue)", setting.rawValue, name,
                        "\(setting.rawValue) does not apply to method \(method.rawValue) (only to \(users)); remove it")
@@ -152,18 +167,17 @@ struct SpecReader {
                 continue
             }
             switch raw {
-            case .array(let items):
-                if items.isEmpty { report(at, key, condition, "empty list: give at least one value") }
-                var values: [SettingValue] = []
-                for (index, item) in items.enumerated() {
-                    guard let value = parse(setting, item, path: "\(at)[\(index)]", condition: condition) else { continue }
-                    if values.contains(value) {
-                        report("\(at)[\(index)]", key, condition, "\(item.shortText) is already in the list")
-                    } else {
-                        values.append(value)
-                    }
+            case .array(let items) where setting.kind.isEpochList && !items.contains(where: \.isArray):
+                // A list of epochs is one value; a list of such lists is an axis.
+                if listsOnly {
+                    report(at, key, condition, "a grid axis of \(key) is a list of lists of epochs: write [\(raw.shortText)] for one")
+                } else if let value = parse(setting, raw, path: at, condition: condition) {
+                    layer.values[setting] = [value]
                 }
-                if values.count == items.count, !values.isEmpty { layer.values[setting] = values }
+            case .array(let items):
+                if let values = distinctValues(setting, items, path: at, condition: condition, in: "list") { layer.values[setting] = values }
+            case .object(let distribution):
+                if let axis = sampledAxis(setting, distribution, path: at, condition: condition) { layer.sampled[setting] = axis }
             default:
                 if listsOnly {
                     report(at, key, condition, "a grid axis is a list of values: write [\(raw.shortText)] for one")
@@ -173,6 +187,121 @@ struct SpecReader {
             }
         }
         return layer
+    }
+
+    /// A list's values (`in`: "list" or "choice", for messages), each checked, none repeated, at least one; nil
+    /// when any is refused.
+    private mutating func distinctValues(_ setting: TrialSetting, _ items: [JSONValue], path: String, condition: String?,
+                                         in container: String) -> [SettingValue]? {
+        if items.isEmpty { report(path, setting.rawValue, condition, "empty \(container): give at least one value") }
+        var values: [SettingValue] = []
+        for (index, item) in items.enumerated() {
+            guard let value = parse(setting, item, path: "\(path)[\(index)]", condition: condition) else { continue }
+            if values.contains(value) {
+                report("\(path)[\(index)]", setting.rawValue, condition, "\(item.shortText) is already in the \(container)")
+            } else {
+                values.append(value)
+            }
+        }
+        return values.count == items.count && !values.isEmpty ? values : nil
+    }
+
+    // MARK: Sampling
+
+    /// Reads `{"uniform": [low, high]}` and its kin for `setting`.
+    private mutating func sampledAxis(_ setting: TrialSetting, _ members: [String: JSONValue], path: String,
+                                      condition: String?) -> SampledAxis? {
+        let field = setting.rawValue
+        let expected = "one of {\"uniform\": [low, high]}, {\"log_uniform\": [low, high]}, {\"int\": [low, high]}, {\"choice\": [values]}"
+        guard members.count == 1, let (kind, raw) = members.first else {
+            report(path, field, condition, "a sampled setting is \(expected) (got \(members.count) members)")
+            return nil
+        }
+        let at = "\(path).\(kind)"
+        guard SampledAxis.names.contains(kind) else {
+            report(at, field, condition, "unknown distribution \"\(kind)\" (expected \(SampledAxis.names.joined(separator: ", ")))"
+                   + NameSuggestion.hint(for: kind, in: SampledAxis.names))
+            return nil
+        }
+        guard case .array(let items) = raw else {
+            report(at, field, condition, "expected a list, got \(raw.kindName)")
+            return nil
+        }
+        if kind == "choice" { return distinctValues(setting, items, path: at, condition: condition, in: "choice").map { .choice($0) } }
+        guard items.count == 2 else {
+            report(at, field, condition, "expected [low, high], got a list of \(items.count)")
+            return nil
+        }
+        switch (kind, setting.kind) {
+        case ("int", .integer):
+            guard let low = parse(setting, items[0], path: "\(at)[0]", condition: condition),
+                  let high = parse(setting, items[1], path: "\(at)[1]", condition: condition),
+                  case .int(let l) = low, case .int(let h) = high else { return nil }
+            guard l <= h else {
+                report(at, field, condition, "low must not exceed high (got [\(l), \(h)])")
+                return nil
+            }
+            guard h - l < Int.max else {
+                report(at, field, condition, "the range [\(l), \(h)] is too wide")
+                return nil
+            }
+            return .int(low: l, high: h)
+        case ("int", _):
+            report(at, field, condition, "int draws integers; \(field) is \(setting.kindDescription): use uniform, log_uniform or choice")
+            return nil
+        case (_, .number):
+            guard let low = parse(setting, items[0], path: "\(at)[0]", condition: condition),
+                  let high = parse(setting, items[1], path: "\(at)[1]", condition: condition),
+                  case .float(let l) = low, case .float(let h) = high else { return nil }
+            if kind == "log_uniform", l <= 0 {
+                report("\(at)[0]", field, condition, "log_uniform needs bounds above 0 (got \(l))")
+                return nil
+            }
+            guard l < h else {
+                report(at, field, condition, "low must be below high (got [\(l), \(h)])")
+                return nil
+            }
+            return kind == "uniform" ? .uniform(low: l, high: h) : .logUniform(low: l, high: h)
+        default:
+            report(at, field, condition, "\(kind) draws numbers; \(field) is \(setting.kindDescription): use "
+                   + (setting.kind.isInteger ? "int or choice" : "choice"))
+            return nil
+        }
+    }
+
+    /// The top-level `sampling` member: `{"samples": N, "seed": S}`.
+    private mutating func readSampling(_ value: JSONValue?) -> SamplingSettings? {
+        guard let value else { return nil }
+        guard case .object(let members) = value else {
+            report("sampling", "sampling", nil, "expected {\"samples\": N, \"seed\": S}, got \(value.kindName)")
+            return nil
+        }
+        for key in members.keys.sorted() where !["samples", "seed"].contains(key) {
+            report("sampling.\(key)", key, nil, "unknown member \"\(key)\" (expected samples and seed)")
+        }
+        var samples: Int?, seed: Int?
+        for (field, minimum) in [("samples", 1), ("seed", 0)] {
+            guard let raw = members[field] else {
+                report("sampling.\(field)", field, nil, "missing: " + (field == "samples" ? "how many points to draw" : "the seed to draw them from"))
+                continue
+            }
+            do throws(SettingRefusal) {
+                let v = try raw.integer()
+                guard v >= minimum else {
+                    report("sampling.\(field)", field, nil, "must be at least \(minimum) (got \(v))")
+                    continue
+                }
+                if field == "samples" { samples = v } else { seed = v }
+            } catch {
+                report("sampling.\(field)", field, nil, error.message)
+            }
+        }
+        if let s = samples, s > SweepPlan.maximumTrials {
+            report("sampling.samples", "samples", nil, "more than \(SweepPlan.maximumTrials) samples is taken for a mistake (got \(s))")
+            return nil
+        }
+        guard let samples, let seed else { return nil }
+        return SamplingSettings(samples: samples, seed: UInt64(seed))
     }
 
     private mutating func parse(_ setting: TrialSetting, _ value: JSONValue, path: String, condition: String?) -> SettingValue? {

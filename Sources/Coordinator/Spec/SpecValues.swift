@@ -23,6 +23,15 @@ extension TrialSetting {
                     + NameSuggestion.hint(for: text, in: names))
             }
             parsed = .schedule(decay)
+        case .epochs:
+            guard case .array(let items) = value else { throw SettingRefusal("expected a list of epochs such as [0, 1, 2], got \(value.described)") }
+            var epochs: [Int] = []
+            for item in items {
+                do throws(SettingRefusal) { epochs.append(try item.integer()) } catch {
+                    throw SettingRefusal("\(error.message) in the list of epochs")
+                }
+            }
+            parsed = .epochs(epochs)
         case .path(let allowsNone): parsed = .text(try value.existingPath(base: base, allowingNone: allowsNone))
         }
         try check(parsed)

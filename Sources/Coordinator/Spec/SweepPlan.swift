@@ -63,31 +63,49 @@ public struct SweepPlan: Sendable {
 }
 
 extension SweepSpec {
-    /// The settings a condition varies over, outermost first, with their values.
-    func axes(of condition: SpecCondition) -> [(setting: TrialSetting, values: [SettingValue])] {
-        TrialSetting.allCases.compactMap { setting in
-            guard setting.methods.contains(condition.method),
-                  let values = condition.settings.values[setting] ?? grid.values[setting] ?? defaults.values[setting]
-            else { return nil }
-            return (setting, values)
+    /// The settings a condition varies over, outermost first, with their values;
+    /// and those it samples, in `TrialSetting` order. For each setting the
+    /// condition's own value wins, then the grid's, then the defaults'.
+    func axes(of condition: SpecCondition)
+        -> (listed: [(setting: TrialSetting, values: [SettingValue])], sampled: [(setting: TrialSetting, axis: SampledAxis)]) {
+        var listed: [(setting: TrialSetting, values: [SettingValue])] = []
+        var sampled: [(setting: TrialSetting, axis: SampledAxis)] = []
+        for setting in TrialSetting.allCases where setting.methods.contains(condition.method) {
+            guard let layer = [condition.settings, grid, defaults].first(where: { $0.sets(setting) }) else { continue }
+            if let axis = layer.sampled[setting] {
+                sampled.append((setting, axis))
+            } else if let values = layer.values[setting] {
+                listed.append((setting, values))
+            }
         }
+        return (listed, sampled)
     }
 
-    /// Every trial, conditions in file order, the last axis varying fastest.
+    /// Every trial, conditions in file order; within one, the sampled points
+    /// outermost, then the listed axes, the last varying fastest.
     /// A trial equal to an earlier one, or past `SweepPlan.maximumTrials`, is a problem.
     func expand(reporting reader: inout SpecReader) -> [PlannedTrial] {
         var trials: [PlannedTrial] = []
         var indexByKey: [String: Int] = [:]
         for condition in conditions {
             let axes = axes(of: condition)
-            let count = axes.reduce(1.0) { $0 * Double($1.values.count) }
+            var combinations: [[(setting: TrialSetting, value: SettingValue)]] = [[]]
+            if !axes.sampled.isEmpty, let sampling {
+                guard let points = SampledAxis.points(axes.sampled, sampling: sampling) else {
+                    let names = axes.sampled.map(\.setting.rawValue).joined(separator: ", ")
+                    reader.report("sampling.samples", "samples", condition.name,
+                                  "\(sampling.samples) distinct points cannot be drawn from the sampled \(names): lower samples or widen the ranges")
+                    continue
+                }
+                combinations = points
+            }
+            let count = axes.listed.reduce(Double(combinations.count)) { $0 * Double($1.values.count) }
             guard Double(trials.count) + count <= Double(SweepPlan.maximumTrials) else {
                 reader.report(condition.settings.path, nil, condition.name,
                               "the sweep would have more than \(SweepPlan.maximumTrials) trials; shorten the lists")
                 return trials
             }
-            var combinations: [[(setting: TrialSetting, value: SettingValue)]] = [[]]
-            for axis in axes {
+            for axis in axes.listed {
                 combinations = combinations.flatMap { chosen in axis.values.map { chosen + [(axis.setting, $0)] } }
             }
             for (number, chosen) in combinations.enumerated() {
@@ -97,6 +115,11 @@ extension SweepSpec {
                     // Values were checked when read; applying checks them again, harmlessly.
                     for (setting, value) in chosen { try setting.apply(value, to: &config) }
                     try config.training.method.validate()
+                    if let late = config.evalEpochs?.first(where: { $0 > config.training.epochs }) {
+                        reader.report(condition.settings.path, TrialSetting.evalEpochs.rawValue, condition.name,
+                                      "eval_epochs lists epoch \(late), past the trial's \(config.training.epochs) epochs")
+                        continue
+                    }
                     trial = try PlannedTrial(condition: condition.name, config: config)
                 } catch {
                     reader.report(condition.settings.path, nil, condition.name, "\(error)")

@@ -117,13 +117,14 @@ public final class TrainingRun: @unchecked Sendable {
     }
 
     /// Runs the remaining epochs, reporting each; stops early when asked.
-    /// With an evaluator, epochs that are multiples of `evalEvery` (and the
-    /// last) are evaluated after training them; evaluation time is not
-    /// training time.
-    public func run(evaluator: FactEvaluator? = nil, evalEvery: Int = 1, _ progress: (EpochReport) throws -> TrainingProgress) throws {
+    /// With an evaluator, the epochs `evaluates` accepts (the trial's schedule,
+    /// `TrialConfig.evaluates(epoch:)`) are evaluated after training them;
+    /// evaluation time is not training time.
+    public func run(evaluator: FactEvaluator? = nil, evaluates: (Int) -> Bool = { _ in true },
+                    _ progress: (EpochReport) throws -> TrainingProgress) throws {
         while completedEpochs < settings.epochs {
             var report = runEpoch()
-            if let evaluator, report.loss.isFinite, evalEvery > 0, report.epoch % evalEvery == 0 || report.epoch == settings.epochs {
+            if let evaluator, report.loss.isFinite, evaluates(report.epoch) {
                 report.evaluation = try evaluator.evaluate(trainer.network, context: trainer.context)
                 reports[reports.count - 1] = report
             }

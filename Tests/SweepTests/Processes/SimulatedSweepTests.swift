@@ -13,20 +13,24 @@ import TestSupport
 import Trial
 
 @Suite(.serialized) struct SimulatedSweepTests {
-    /// 20 trials (4 learning rates × 5 seeds) of 3 epochs, evaluated at epochs 2 and 3, checkpointed at 2 and 3.
-    static func spec(in dir: URL) throws -> URL {
+    /// `dir/spec.json`: a spec named `name` with `members` (JSON object members), over a placeholder model that a
+    /// simulated worker never opens and the shipped facts.
+    static func simulatedSpec(in dir: URL, name: String, _ members: String) throws -> URL {
         let model = dir.appendingPathComponent("placeholder.gguf")
         try Data("never opened\n".utf8).write(to: model)
         let data = TestPaths.repositoryRoot.appendingPathComponent("data/biography.jsonl").path
-        let text = """
-            {"name": "simulated", "model": "\(model.path)", "data": "\(data)",
-             "defaults": {"epochs": 3, "eval_every": 2, "checkpoint_every": 2},
-             "conditions": [{"name": "lora", "method": "lora"}],
-             "grid": {"lr": [1e-4, 2e-4, 3e-4, 4e-4], "seed": [0, 1, 2, 3, 4]}}
-            """
         let url = dir.appendingPathComponent("spec.json")
-        try text.write(to: url, atomically: true, encoding: .utf8)
+        try #"{"name": "\#(name)", "model": "\#(model.path)", "data": "\#(data)", \#(members)}"#.write(to: url, atomically: true, encoding: .utf8)
         return url
+    }
+
+    /// 20 trials (4 learning rates × 5 seeds) of 3 epochs, evaluated at epochs 2 and 3, checkpointed at 2 and 3.
+    static func spec(in dir: URL) throws -> URL {
+        try simulatedSpec(in: dir, name: "simulated", """
+            "defaults": {"epochs": 3, "eval_every": 2, "checkpoint_every": 2},
+            "conditions": [{"name": "lora", "method": "lora"}],
+            "grid": {"lr": [1e-4, 2e-4, 3e-4, 4e-4], "seed": [0, 1, 2, 3, 4]}
+            """)
     }
 
     @Test func simulatedSweepOnFourWorkerProcesses() throws {
@@ -84,6 +88,44 @@ import Trial
             #expect((object["ready_to_assign_seconds"] as? [Double])?.count == object["attempts_started"] as? Int)
         }
         #expect(started == 20)
+    }
+
+    /// A sampled axis and an evaluation schedule from epoch 0, through real processes: `plan` shows the drawn
+    /// learning rates, the sweep runs exactly the planned trials, and each stores its base-model evaluation
+    /// as epoch 0 (answers, no loss) before epochs 1 and 2.
+    @Test func sampledLearningRatesAndAnEpochZeroEvaluation() throws {
+        let dir = try TemporaryDirectory()
+        let spec = try Self.simulatedSpec(in: dir.url, name: "sampled", """
+            "defaults": {"epochs": 2, "eval_every": 2, "eval_epochs": [0], "checkpoint_every": 2},
+            "conditions": [{"name": "lora", "method": "lora", "lr": {"log_uniform": [1e-5, 1e-2]}}],
+            "sampling": {"samples": 3, "seed": 11}
+            """)
+        let data = TestPaths.repositoryRoot.appendingPathComponent("data/biography.jsonl").path
+        let plan = try SweepPlan.load(spec)
+        let planned = try FactSweepBinary.run(["plan", spec.path])
+        #expect(planned.status == 0, "\(planned.stderr)")
+        for trial in plan.trials { #expect(planned.stdout.contains("\(trial.config.training.learningRate)"), "\(planned.stdout)") }
+
+        let run = dir.url.appendingPathComponent("run")
+        let result = try FactSweepBinary.run(["run", spec.path, "--workers", "2", "--threads-per-worker", "1",
+                                             "--simulate", "0.05", "--run-dir", run.path, "--heartbeat", "0.2", "--lease", "20"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let db = run.appendingPathComponent("run.db")
+        let trials = try SweepProcessTests.rows(db, "SELECT key, lr, status, last_epoch FROM trials ORDER BY rowid")
+        #expect(trials.map { $0["key"] as String } == plan.trials.map(\.key))
+        #expect(trials.map { Float($0["lr"] as Double) } == plan.trials.map(\.config.training.learningRate))
+        #expect(trials.allSatisfy { $0["status"] == "done" && $0["last_epoch"] == 2 })
+        let questions = try FactDataset.load(URL(fileURLWithPath: data)).facts.map { 1 + ($0.evalQuestions?.count ?? 0) }.reduce(0, +)
+        let epochs = try SweepProcessTests.rows(db, """
+            SELECT e.epoch, e.loss, e.accuracy,
+                   (SELECT COUNT(*) FROM question_outputs q WHERE q.trial_key = e.trial_key AND q.epoch = e.epoch) AS answers
+            FROM epoch_metrics e JOIN trials t ON t.key = e.trial_key ORDER BY t.rowid, e.epoch
+            """)
+        #expect(epochs.map { $0["epoch"] as Int } == [0, 1, 2, 0, 1, 2, 0, 1, 2])
+        for row in epochs where row["epoch"] == 0 {
+            #expect((row["loss"] as Double?) == nil && (row["accuracy"] as Double?) != nil && row["answers"] == questions, "\(row)")
+        }
+        #expect(epochs.filter { $0["epoch"] == 1 }.allSatisfy { ($0["accuracy"] as Double?) == nil && $0["answers"] == 0 })
     }
 
     @Test func benchSweepReportsAgainstTheIdeal() throws {

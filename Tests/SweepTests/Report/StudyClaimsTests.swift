@@ -5,6 +5,8 @@ import Testing
 @testable import Report
 @testable import Store
 @testable import Core
+import TestSupport
+import Trial
 
 @Suite struct StudyClaimsTests {
     func claims(_ conditions: [SyntheticCondition], plannedEpochs: Int) -> [ClaimCheck] {
@@ -61,5 +63,26 @@ import Testing
         let everyFifth = StudyClaims.check(aggregates)[0]
         #expect(everyFifth.verdict == .notMeasured, "\(everyFifth)")
         #expect(everyFifth.measured.contains("first above 0.9 at epoch 10") && everyFifth.measured.contains("epoch 3 was not evaluated"))
+    }
+
+    /// examples/paper-quick.json's schedule (epoch 0, every epoch to 10, then every 5) evaluates epoch 3, so
+    /// claim 1 is decided there; its old schedule (every 5) left it not measured.
+    @Test func paperQuickScheduleMeasuresClaimOne() throws {
+        let file = TestPaths.repositoryRoot.appendingPathComponent("examples/paper-quick.json")
+        let spec = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any])
+        let defaults = try #require(spec["defaults"] as? [String: Any])
+        var config = TrialConfig(model: "m", data: "d", training: TrainingSettings(method: .full),
+                                 evalEvery: try #require(defaults["eval_every"] as? Int))
+        config.evalEpochs = defaults["eval_epochs"] as? [Int]
+        config.training.epochs = try #require(defaults["epochs"] as? Int)
+        #expect(config.evaluates(epoch: 0) && config.evaluates(epoch: 3))
+        var conditions = SyntheticStudy.conditions(recording: 30)
+        conditions[0].accuracyTau = 2.5  // full: above 0.9 only at epoch 6
+        for (schedule, verdict) in [(config, ClaimVerdict.differs),
+                                    (TrialConfig(model: "m", data: "d", training: config.training, evalEvery: 5), .notMeasured)] {
+            var aggregates = ConditionAggregate.all(in: SyntheticStudy.snapshot(conditions, plannedEpochs: 30))
+            for index in aggregates.indices { aggregates[index].accuracy.removeAll { !schedule.evaluates(epoch: $0.epoch) } }
+            #expect(StudyClaims.check(aggregates)[0].verdict == verdict, "\(StudyClaims.check(aggregates)[0])")
+        }
     }
 }

@@ -26,6 +26,28 @@ import Trial
         #expect(try store.trial(claimed.key)?.lastEpoch == 2)
     }
 
+    /// Epoch 0 (the base model's evaluation) is stored once, before epoch 1, with its answers, and is not an epoch trained.
+    @Test func epochZeroIsTheBaseModelRecordedOnceBeforeTraining() throws {
+        let (fixture, claimed) = try claimedTrial()
+        let store = fixture.store
+        let base = StoreSamples.epoch(0, loss: .nan, questions: ["Capital of France?"])
+        #expect(try store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: base) == .accepted)
+        #expect(try store.trial(claimed.key)?.lastEpoch == 0)
+        #expect(try store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: base) == .duplicate)
+        #expect(try store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: StoreSamples.epoch(1)) == .accepted)
+        // Late, after training began: a resend from an earlier attempt's outbox, not a new row.
+        #expect(try store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: base) == .duplicate)
+        let rows = try store.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT e.epoch, e.loss, e.accuracy, (SELECT COUNT(*) FROM question_outputs q WHERE q.trial_key = e.trial_key AND q.epoch = e.epoch) AS answers
+                FROM epoch_metrics e ORDER BY epoch
+                """)
+        }
+        #expect(rows.map { $0["epoch"] as Int } == [0, 1])
+        #expect((rows[0]["loss"] as Double?) == nil && (rows[0]["accuracy"] as Double?) == Double(Float(0.9)) && rows[0]["answers"] == 1)
+        #expect(try store.trial(claimed.key)?.lastEpoch == 1)
+    }
+
     @Test func aGapIsRefusedWithTheExpectedEpoch() throws {
         let (fixture, claimed) = try claimedTrial()
         #expect(try fixture.store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: StoreSamples.epoch(2)) == .gap(expected: 1))

@@ -1,0 +1,146 @@
+// The live dashboard in a real headless browser (Debian's chromium) against a
+// running simulated sweep started by `factsweep run --simulate --serve`: the
+// page loads with no console output at all (errors, CSP refusals, failed
+// loads), and the epochs counter it shows grows while epochs land — at a
+// phone width and at a desktop width. Fails, never skips, without chromium.
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+import TestSupport
+
+@Suite(.serialized) struct DashboardBrowserTests {
+    /// 8 trials × 60 epochs of 0.3 s on 2 workers: about 72 s of sweep, longer than the browser checks.
+    static func spec(in dir: URL) throws -> URL {
+        try SimulatedSweepTests.simulatedSpec(in: dir, name: "live", """
+            "defaults": {"epochs": 60, "eval_every": 5, "eval_epochs": [0, 1, 2], "checkpoint_every": 10},
+            "conditions": [{"name": "lora", "method": "lora"}, {"name": "ia3", "method": "ia3"}],
+            "grid": {"seed": [0, 1, 2, 3]}
+            """)
+    }
+
+    static func chromium() throws -> String {
+        for candidate in ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+        where FileManager.default.isExecutableFile(atPath: candidate) {
+            return candidate
+        }
+        throw DashboardTestFailure("no chromium: scripts/setup.sh --tests installs Debian's (apt-get install chromium)")
+    }
+
+    /// What headless chromium made of `url` at `width`: the DOM after load, and every console line it logged.
+    static func load(_ url: URL, width: Int, height: Int = 900, screenshot: URL? = nil) throws -> (dom: String, console: [String]) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try chromium())
+        let profile = FileManager.default.temporaryDirectory.appendingPathComponent("factsweep-chromium-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: profile) }
+        // --no-sandbox: tests run as root, where chromium's sandbox refuses to start.
+        process.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0",
+                             "--user-data-dir=\(profile.path)", "--window-size=\(width),\(height)",
+                             screenshot.map { "--screenshot=\($0.path)" } ?? "--dump-dom", url.absoluteString]
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let errors = Thread.detachedRead(err)
+        let dom = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let log = errors.wait()
+        return (dom, log.split(separator: "\n").filter { $0.contains(":CONSOLE") }.map(String.init))
+    }
+
+    /// The text of the element with `id` in a dumped DOM.
+    static func text(of id: String, in dom: String) -> String? {
+        guard let start = dom.range(of: "id=\"\(id)\"") else { return nil }
+        guard let open = dom[start.upperBound...].firstIndex(of: ">") else { return nil }
+        let rest = dom[dom.index(after: open)...]
+        return rest.firstIndex(of: "<").map { String(rest[..<$0]) }
+    }
+
+    static func get(_ url: URL) throws -> (status: Int, body: Data) {
+        let box = ResponseBox()
+        URLSession.shared.dataTask(with: url) { data, response, _ in
+            box.set((response as? HTTPURLResponse)?.statusCode ?? 0, data ?? Data())
+        }.resume()
+        return try box.wait()
+    }
+
+    @Test func pageLoadsCleanAndFollowsTheSweepOnPhoneAndDesktop() throws {
+        _ = try Self.chromium()
+        let dir = try TemporaryDirectory()
+        let run = dir.url.appendingPathComponent("run")
+        let sweep = try FactSweepChild(["run", try Self.spec(in: dir.url).path, "--workers", "2", "--threads-per-worker", "1",
+                                        "--simulate", "0.3", "--run-dir", run.path, "--heartbeat", "0.2", "--lease", "20",
+                                        "--serve", "--port", "0"], log: dir.file("run.log"))
+        defer { sweep.stop() }
+        #expect(sweep.waitForOutput("dashboard: http://127.0.0.1:", seconds: 60), "\(sweep.output)")
+        let line = try #require(sweep.output.split(separator: "\n").first { $0.hasPrefix("dashboard: ") })
+        let url = try #require(URL(string: String(line.dropFirst("dashboard: ".count))))
+
+        // The JSON endpoints, as the page uses them.
+        let state = try Self.get(url.appendingPathComponent("api/state"))
+        #expect(state.status == 200)
+        let object = try #require(try JSONSerialization.jsonObject(with: state.body) as? [String: Any])
+        #expect((object["charts"] as? [Any])?.count == 3 && (object["trials"] as? [Any])?.count == 8)
+        #expect(try Self.get(url.appendingPathComponent("api/trials/no-such-trial")).status == 404)
+
+        for (width, name) in [(390, "phone"), (1280, "desktop")] {
+            let first = try Self.load(url, width: width)
+            #expect(first.console.isEmpty, "\(name): \(first.console)")
+            let before = try #require(Self.text(of: "epochs-recorded", in: first.dom).flatMap { Int($0) }, "\(name): \(first.dom.prefix(2000))")
+            #expect(first.dom.contains("<svg") && first.dom.contains("class=\"trial"), "\(name): charts and trials rendered")
+            Thread.sleep(forTimeInterval: 2)
+            let second = try Self.load(url, width: width)
+            #expect(second.console.isEmpty, "\(name): \(second.console)")
+            let after = try #require(Self.text(of: "epochs-recorded", in: second.dom).flatMap { Int($0) })
+            #expect(after > before, "\(name): epochs trained stayed at \(before)")
+            // A screenshot at the width: the page drew something there.
+            let picture = dir.file("\(name).png")
+            _ = try Self.load(url, width: width, screenshot: picture)
+            let size = (try? FileManager.default.attributesOfItem(atPath: picture.path)[.size] as? Int) ?? 0
+            #expect(size > 10_000, "\(name) screenshot is \(size) bytes")
+        }
+        #expect(sweep.isRunning, "the sweep ended before the checks: make it longer\n\(sweep.output)")
+    }
+}
+
+/// An HTTP reply handed from URLSession's queue to the test.
+private final class ResponseBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private let done = DispatchSemaphore(value: 0)
+    private var reply: (Int, Data)?
+
+    func set(_ status: Int, _ body: Data) {
+        lock.withLock { reply = (status, body) }
+        done.signal()
+    }
+
+    func wait() throws -> (status: Int, body: Data) {
+        guard done.wait(timeout: .now() + 30) == .success, let reply = lock.withLock({ reply }) else {
+            throw DashboardTestFailure("no HTTP reply within 30 s")
+        }
+        return reply
+    }
+}
+
+private final class PipeText: @unchecked Sendable {
+    private let lock = NSLock()
+    private let done = DispatchSemaphore(value: 0)
+    private var text = ""
+    func finish(_ value: String) { lock.withLock { text = value }; done.signal() }
+    func wait() -> String { done.wait(); return lock.withLock { text } }
+}
+
+extension Thread {
+    /// Reads all of `pipe` on a thread of its own (so that it never fills and blocks the writer).
+    fileprivate static func detachedRead(_ pipe: Pipe) -> PipeText {
+        let box = PipeText()
+        Thread.detachNewThread { box.finish(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)) }
+        return box
+    }
+}
+
+struct DashboardTestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,95 @@
+// The dashboard's reads, on the synthetic study's run database: progress,
+// the report's charts, trials, workers with heartbeat ages, and a trial's
+// answers per evaluation; a file that is not a run database is refused and
+// nothing is created; non-loopback addresses need saying so.
+import Foundation
+import Logging
+import Testing
+import TestSupport
+@testable import Dashboard
+@testable import Report
+@testable import Store
+import Trial
+
+@Suite struct DashboardReaderTests {
+    let logger = Logger(label: "test.dashboard") { _ in SwiftLogNoOpLogHandler() }
+
+    @Test func stateHoldsProgressChartsTrialsAndWorkers() throws {
+        let folder = try TemporaryDirectory()
+        try SyntheticStudy.write(in: folder)
+        let reader = try DashboardReader(location: folder.url.path, logger: logger)
+        let state = try reader.state()
+        #expect(state.run.totalTrials == 10 && state.trials.count == 10)
+        #expect(state.run.epochsRecorded == SyntheticStudy.epochRows())
+        #expect(state.run.epochsPlanned == 10 * SyntheticStudy.epochs)
+        #expect(state.run.trials["done"] == 8 && state.run.trials["running"] == 2)
+        #expect(state.charts.map(\.name) == ["accuracy.svg", "loss.svg", "runtime.svg"])
+        #expect(state.charts.allSatisfy { $0.svg.hasPrefix("<svg") && $0.svg.contains("class=\"series\"") })
+        let running = state.trials.filter { $0.status == "running" }
+        #expect(running.count == 2 && running.allSatisfy { $0.condition == "qlora-r8" && $0.accuracy != nil })
+        #expect(running.map(\.lastEpoch).sorted() == [14, 20])
+        let worker = try #require(state.workers.first)
+        #expect(worker.id == "w1" && worker.status == "connected" && (worker.heartbeatAgeSeconds ?? -1) >= 0)
+        // It runs one of the two unfinished trials, at the epoch after its last recorded one.
+        let trial = try #require(running.first { $0.key == worker.trial })
+        #expect(worker.epoch == trial.lastEpoch + 1 && worker.condition == "qlora-r8")
+        #expect(state.trials.allSatisfy { $0.decision == nil })
+    }
+
+    @Test func answersPerEvaluationAndUnknownTrials() throws {
+        let folder = try TemporaryDirectory()
+        try SyntheticStudy.write(in: folder)
+        let reader = try DashboardReader(location: folder.file("run.db").path, logger: logger)
+        let key = SyntheticStudy.trial(SyntheticStudy.conditions[0], seed: 1).key
+        let answers = try #require(try reader.answers(of: key))
+        #expect(answers.condition == "full")
+        #expect(answers.evaluations.map(\.epoch) == Array(1...SyntheticStudy.epochs))
+        #expect(answers.evaluations.allSatisfy { $0.answers.count == 2 * SyntheticStudy.facts.count && $0.accuracy != nil })
+        #expect(answers.evaluations[0].answers.filter(\.paraphrase).count == SyntheticStudy.facts.count)
+        #expect(try reader.answers(of: "no-such-trial") == nil)
+    }
+
+    @Test func refusesWhatIsNotARunDatabaseAndCreatesNothing() throws {
+        let folder = try TemporaryDirectory()
+        #expect(throws: ReportError.self) { try DashboardReader(location: folder.file("absent.db").path, logger: logger) }
+        #expect(!FileManager.default.fileExists(atPath: folder.file("absent.db").path))
+        try Data("not sqlite".utf8).write(to: folder.file("text.db"))
+        #expect(throws: ReportError.self) { try DashboardReader(location: folder.file("text.db").path, logger: logger) }
+    }
+
+    /// Epoch 0, the base model, is where the accuracy curve and its chart start.
+    @Test func accuracyStartsAtTheBaseModel() throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.file("run.db").path
+        let store = try RunStore(path: path, logger: logger)
+        try store.announceWorker(WorkerAnnouncement(id: "w1", host: "test", pid: 1, threads: 1, protocolVersion: "FSW1"))
+        let trial = SyntheticStudy.trial(SyntheticStudy.conditions[0], seed: 1)
+        _ = try store.addSweep(name: "base", spec: Data(#"{"name":"base"}"#.utf8), trials: [trial])
+        let claimed = try store.startAttempt(trialKey: trial.key, workerID: "w1")
+        var base = SyntheticStudy.report(SyntheticStudy.conditions[0], seed: 1, epoch: 0)
+        base.loss = .nan
+        base.trainSeconds = 0
+        #expect(try store.recordEpoch(claimed.key, attemptID: claimed.attemptID, report: base) == .accepted)
+        for epoch in 1...2 {
+            _ = try store.recordEpoch(claimed.key, attemptID: claimed.attemptID,
+                                      report: SyntheticStudy.report(SyntheticStudy.conditions[0], seed: 1, epoch: epoch))
+        }
+        let state = try DashboardReader(location: path, logger: logger).state()
+        #expect(state.run.epochsRecorded == 2)
+        let condition = try #require(ConditionAggregate.all(in: try RunSnapshotReader.read(path: path, logger: logger)).first)
+        #expect(condition.accuracy.map(\.epoch) == [0, 1, 2])
+        #expect(condition.loss.map(\.epoch) == [1, 2])
+        let accuracy = try #require(ReportFigures.figures([condition]).first)
+        #expect(accuracy.chart.series.first?.points.first?.x == 0)
+        #expect(try DashboardReader(location: path, logger: logger).answers(of: trial.key)?.evaluations.map(\.epoch) == [0, 1, 2])
+    }
+
+    @Test func nonLoopbackNeedsSayingSo() throws {
+        #expect(["127.0.0.1", "127.0.0.2", "localhost", "::1"].allSatisfy(DashboardServer.isLoopback))
+        #expect(!["0.0.0.0", "192.168.1.5", "::", "example.org"].contains(where: DashboardServer.isLoopback))
+        let folder = try TemporaryDirectory()
+        try SyntheticStudy.write(in: folder)
+        let reader = try DashboardReader(location: folder.url.path, logger: logger)
+        #expect(throws: DashboardServer.StartError.self) { try DashboardServer.start(reader, host: "0.0.0.0", port: 0, logger: logger) }
+    }
+}
