@@ -46,7 +46,8 @@ struct RunCommand: ParsableCommand {
         let logger = Logger(label: "factsweep.run")
         let store = try runDirectory.open(leaseDuration: timingOptions.lease, logger: logger)
         let added = try runDirectory.submit(plan, spec: try Data(contentsOf: URL(fileURLWithPath: spec)), to: store)
-        let server = try CoordinatorServer(store: store, context: try ZMQContext(), bind: "tcp://127.0.0.1:*", timing: timing, logger: logger)
+        let server = try CoordinatorServer(store: store, context: try ZMQContext(), bind: "tcp://127.0.0.1:*", timing: timing,
+                                           checkpointDirectory: runDirectory.checkpoints, logger: logger)
         let threads = threadsPerWorker ?? max(1, ProcessInfo.processInfo.activeProcessorCount / workers)
         FileHandle.standardError.write(Data("""
             sweep \(plan.name): \(plan.trials.count) trials (\(added.newTrials) new) in \(runDirectory.url.path)
