@@ -283,20 +283,7 @@ public final class CoordinatorServer {
         if let problem = WorkerIdentity.sessionProblem(hello.session) { return refuse(peer, .invalidHello, problem) }
         guard hello.threads >= 1 else { return refuse(peer, .invalidHello, "hello declares \(hello.threads) threads") }
         let id = hello.workerID
-        // With keys, a worker id belongs to the key it first said hello with (docs/security.md, "Worker ids").
-        if let user {
-            if let bound = workerKeys[id], bound != user {
-                return refuse(peer, .foreignKey, "\(Message.ErrorReply.workerRefused) worker id \(id) belongs to another key; "
-                              + "give this host its own worker id")
-            }
-            if workerKeys[id] == nil, workerKeys.count >= Self.maxWorkers {
-                // Forget the bindings of workers not connected now before refusing anyone.
-                workerKeys = workerKeys.filter { workers[$0.key] != nil }
-            }
-        }
-        if workers[id] == nil, workers.count >= Self.maxWorkers || (user != nil && workerKeys[id] == nil && workerKeys.count >= Self.maxWorkers) {
-            return refuse(peer, .tooManyWorkers, "\(Message.ErrorReply.workerRefused) the coordinator serves at most \(Self.maxWorkers) workers")
-        }
+        if let (kind, reason) = admissionRefusal(id, key: user) { return refuse(peer, kind, reason) }
         if let existing = workers[id], existing.peer != peer {
             // Another connection holds the id. The same session is the same process on a new connection
             // (libzmq reconnected): it moves. Another session while that connection is open is a second
@@ -306,7 +293,7 @@ public final class CoordinatorServer {
                 logger.warning("second process under a worker id refused", metadata: [
                     "worker": "\(id)", "host": "\(hello.host)", "pid": "\(hello.pid)"])
                 return refuse(peer, .duplicateWorker, "\(Message.ErrorReply.workerRefused) worker id \(id) is in use by another "
-                              + "live process (session started before this one); give each worker its own id")
+                              + "live process; give each worker its own id")
             }
             peerWorkers[existing.peer] = nil
         }
@@ -339,6 +326,21 @@ public final class CoordinatorServer {
                 try send(.drop(.init(trial: held.trial, attempt: held.attempt, reason: "the trial is \(status.rawValue) now")), to: peer)
             }
         }
+    }
+
+    /// Why a hello under `id` from `key` (with keys) is refused whatever its session: the id is bound to
+    /// another key (docs/security.md, "Worker ids"), or the coordinator holds state for as many workers as
+    /// it will (key bindings of workers not connected now are dropped first).
+    private func admissionRefusal(_ id: String, key: String?) -> (Violation, String)? {
+        if let key, let bound = workerKeys[id], bound != key {
+            return (.foreignKey, "\(Message.ErrorReply.workerRefused) worker id \(id) belongs to another key; give this host its own worker id")
+        }
+        if key != nil, workerKeys[id] == nil, workerKeys.count >= Self.maxWorkers {
+            workerKeys = workerKeys.filter { workers[$0.key] != nil }
+        }
+        let full = workers.count >= Self.maxWorkers || (key != nil && workerKeys[id] == nil && workerKeys.count >= Self.maxWorkers)
+        guard workers[id] == nil, full else { return nil }
+        return (.tooManyWorkers, "\(Message.ErrorReply.workerRefused) the coordinator serves at most \(Self.maxWorkers) workers")
     }
 
     /// Whether a result about `attempt` of `trial` may be applied: the store gave that attempt of that trial
