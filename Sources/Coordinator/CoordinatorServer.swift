@@ -18,8 +18,15 @@ public final class CoordinatorServer {
     private let logger: Logger
     private var ledger = DeliveryLedger()
     private var workers: [String: WorkerState] = [:]
-    /// Messages from workers refused as protocol violations, by type.
-    public private(set) var violations: [String: Int] = [:]
+    /// Which worker each connection said it is. A connection is a peer of its own (workers present no
+    /// routing id), and only the one in its worker's state is kept: bounded by the workers.
+    private var peerWorkers: [PeerID: String] = [:]
+    /// With keys: the public key each worker id said hello with first; its other connections must use it too.
+    private var workerKeys: [String: String] = [:]
+    /// Messages from workers refused as protocol violations, by kind.
+    public private(set) var violations: [Violation: Int] = [:]
+    /// Checkpoint paths a worker reports must lie in this directory (symlinks resolved); nil: not checked.
+    public let checkpointDirectory: URL?
     private var meter = CoordinatorMeter()
     /// While a batch's transaction is open, what it sends waits here for the commit.
     private var holding = false
@@ -39,10 +46,14 @@ public final class CoordinatorServer {
     /// waiting: the first message of a batch waits for the last one's handling and for the commit.
     static let batchLimit = 256
     static let batchTime = Duration.milliseconds(5)
+    /// The most worker ids the coordinator keeps state (and key bindings) for at once.
+    static let maxWorkers = 4096
 
     struct WorkerState {
         var peer: PeerID
         var session: String
+        /// With keys, the public key its connection authenticated with.
+        var key: String?
         var models: [String]
         /// On the monotonic clock: a wall-clock jump must not declare every worker dead (or none).
         var lastHeard: SuspendingClock.Instant
@@ -53,13 +64,16 @@ public final class CoordinatorServer {
         var positions: [String: (Int, Int)] = [:]
     }
 
-    /// With `security`, only workers whose keys are on its allow-list get through (CURVE + ZAP).
-    /// With `runDirectory`, the user's `factsweep retry` and `cancel` reach it there (ControlChannel).
+    /// With `security`, only workers whose keys are on its allow-list get through (CURVE + ZAP). With
+    /// `checkpointDirectory`, a checkpoint path outside it is refused. With `runDirectory`, the user's
+    /// `factsweep retry` and `cancel` reach it there (ControlChannel).
     public init(store: RunStore, context: ZMQContext, bind: String, timing: ProtocolTiming,
-                security: CoordinatorSecurity? = nil, runDirectory: URL? = nil, logger: Logger) throws {
+                security: CoordinatorSecurity? = nil, checkpointDirectory: URL? = nil, runDirectory: URL? = nil,
+                logger: Logger) throws {
         self.store = store
         self.timing = timing
         self.logger = logger
+        self.checkpointDirectory = checkpointDirectory.map(CheckpointConfinement.resolved)
         endpoint = try CoordinatorEndpoint(context, bind: bind, timing: timing, security: security, logger: logger)
         if let runDirectory {
             do {
@@ -130,10 +144,10 @@ public final class CoordinatorServer {
                 case let .success(message):
                     meter.received(message.type.description)
                     do {
-                        try handle(message, from: next.peer, receivedAt: receivedAt, in: transaction)
+                        try handle(message, from: next.peer, user: next.user, receivedAt: receivedAt, in: transaction)
                     } catch let error as RunStoreError where error.isCausedByPeer {
                         // The store undid the operation alone (a savepoint); the batch goes on.
-                        refuse(next.peer, "\(message.type) refused: \(error)")
+                        refuse(next.peer, .refusedWrite, "\(message.type) refused: \(error)")
                     }
                 case .failure:
                     meter.received("rejected")  // counted, logged and answered by the endpoint
@@ -241,51 +255,64 @@ public final class CoordinatorServer {
         if case .assign = answer.message { meter.assigned(to: answer.peer, readyAt: answer.readyAt, madeAt: answer.madeAt) }
     }
 
-    private func handle(_ message: Message, from peer: PeerID, receivedAt: ContinuousClock.Instant,
+    private func handle(_ message: Message, from peer: PeerID, user: String?, receivedAt: ContinuousClock.Instant,
                         in transaction: RunTransaction) throws {
-        let workerID = peer.description
-        workers[workerID]?.lastHeard = .now
         switch message {
         case let .hello(hello):
-            try welcome(hello, peer: peer, in: transaction)
+            try welcome(hello, peer: peer, user: user, in: transaction)
         case let .ready(ready):
-            guard workers[workerID] != nil else { return askForHello(peer, "ready") }
+            guard let workerID = known(peer, user, "ready") else { return }
             // An admitted worker still cannot claim the whole queue: no more slots than its hello's threads.
             let cap = workers[workerID]?.threads ?? 0
             if ready.freeSlots > cap {
-                refuse(peer, "ready claims \(ready.freeSlots) free slots; this worker's hello declared \(cap) threads")
+                refuse(peer, .overclaimedSlots, "ready claims \(ready.freeSlots) free slots; this worker's hello declared \(cap) threads")
             }
             workers[workerID]?.idleSlots = max(0, min(ready.freeSlots, cap))
             try dispatch(answering: workerID, readyAt: receivedAt, in: transaction)
         case let .progress(p):
-            guard let session = session(of: workerID, peer) else { return }
+            guard let (workerID, session) = sender(peer, user),
+                  try mayReport(p.trial, p.attempt, epoch: p.report.epoch, workerID, peer, p.messageID, in: transaction) else { return }
             if ledger.firstDelivery(of: p.messageID, from: workerID, session: session) {
                 // The evaluation's answers are recorded with the epoch.
                 let write = try transaction.recordEpoch(p.trial, attemptID: p.attempt, report: p.report)
-                guard try settle(write, p.messageID, trial: p.trial, attempt: p.attempt, peer: peer, session: session) else { return }
+                guard try settle(write, p.messageID, trial: p.trial, attempt: p.attempt, peer: peer, workerID: workerID,
+                                 session: session) else { return }
             }
             try send(.ack(.init(messageIDs: [p.messageID])), to: peer)
         case let .checkpoint(c):
-            guard let session = session(of: workerID, peer) else { return }
+            guard let (workerID, session) = sender(peer, user),
+                  try mayReport(c.trial, c.attempt, epoch: c.checkpoint.epoch, workerID, peer, c.messageID, in: transaction)
+            else { return }
+            if case let .path(path) = c.checkpoint.location, let directory = checkpointDirectory,
+               let problem = CheckpointConfinement.problem(path, in: directory) {
+                // Acknowledged: no resend can change the answer, and a worker checkpointing elsewhere would keep them all.
+                refuse(peer, .checkpointOutsideRun, "checkpoint of trial \(c.trial) refused: \(problem)")
+                return try send(.ack(.init(messageIDs: [c.messageID])), to: peer)
+            }
             if ledger.firstDelivery(of: c.messageID, from: workerID, session: session) {
                 let write = try transaction.recordCheckpoint(c.trial, attemptID: c.attempt, checkpoint: c.checkpoint)
-                guard try settle(write, c.messageID, trial: c.trial, attempt: c.attempt, peer: peer, session: session) else { return }
+                guard try settle(write, c.messageID, trial: c.trial, attempt: c.attempt, peer: peer, workerID: workerID,
+                                 session: session) else { return }
             }
             try send(.ack(.init(messageIDs: [c.messageID])), to: peer)
         case let .done(d):
-            guard let session = session(of: workerID, peer) else { return }
+            guard let (workerID, session) = sender(peer, user),
+                  try mayReport(d.trial, d.attempt, epoch: d.summary.epochs, workerID, peer, d.messageID, in: transaction)
+            else { return }
             if ledger.firstDelivery(of: d.messageID, from: workerID, session: session) {
                 let summary = try TrialJSON.encoder().encode(d.summary)
                 let write = try transaction.finishTrial(d.trial, attemptID: d.attempt,
                                                         result: d.summary.outcome == .diverged ? .diverged : .done,
                                                         summary: summary)
-                guard try settle(write, d.messageID, trial: d.trial, attempt: d.attempt, peer: peer, session: session) else { return }
+                guard try settle(write, d.messageID, trial: d.trial, attempt: d.attempt, peer: peer, workerID: workerID,
+                                 session: session) else { return }
                 if write == .accepted { meter.trialEnded() }
                 workers[workerID]?.positions["\(d.trial)/\(d.attempt)"] = nil
             }
             try send(.ack(.init(messageIDs: [d.messageID])), to: peer)
         case let .failed(f):
-            guard let session = session(of: workerID, peer) else { return }
+            guard let (workerID, session) = sender(peer, user),
+                  try mayReport(f.trial, f.attempt, epoch: nil, workerID, peer, f.messageID, in: transaction) else { return }
             if ledger.firstDelivery(of: f.messageID, from: workerID, session: session) {
                 // Only the narrowing is trusted: `permanent` fails the trial now, and an attempt that says it
                 // was interrupted still counts against the retry limit unless it made progress.
@@ -295,18 +322,22 @@ public final class CoordinatorServer {
                 case .interrupted: try transaction.releaseTrial(f.trial, attemptID: f.attempt, reason: f.reason, setback: .interrupted)
                 case .error: try transaction.releaseTrial(f.trial, attemptID: f.attempt, reason: f.reason, setback: .trialError)
                 }
-                guard try settle(write, f.messageID, trial: f.trial, attempt: f.attempt, peer: peer, session: session) else { return }
+                guard try settle(write, f.messageID, trial: f.trial, attempt: f.attempt, peer: peer, workerID: workerID,
+                                 session: session) else { return }
                 if write == .accepted, try transaction.status(ofTrial: f.trial).isTerminal { meter.trialEnded() }
                 workers[workerID]?.positions["\(f.trial)/\(f.attempt)"] = nil
             }
             try send(.ack(.init(messageIDs: [f.messageID])), to: peer)
         case let .heartbeat(beat):
-            guard workers[workerID] != nil else { return askForHello(peer, "heartbeat") }
+            guard let workerID = known(peer, user, "heartbeat") else { return }
             // Only attempts whose trainer moved on since the last beat renew
             // their leases: a hung trainer, or an attempt the worker never got, expires.
             var advancing: [AttemptID] = []
             for activity in beat.running {
                 let key = "\(activity.trial)/\(activity.attempt)"
+                // Only attempts this worker was given have a position (from the assign or the readoption):
+                // one it made up renews nothing and cannot grow the map.
+                guard workers[workerID]?.positions[key] != nil else { continue }
                 let position = (activity.epoch, activity.step)
                 if workers[workerID]?.positions[key].map({ $0 != position }) ?? true { advancing.append(activity.attempt) }
                 workers[workerID]?.positions[key] = position
@@ -314,53 +345,100 @@ public final class CoordinatorServer {
             try transaction.heartbeat(workerID: workerID, renewing: advancing)
             try send(.heartbeat(.init()), to: peer)
         case .assign, .ack, .cancel, .drop, .shutdown:
-            refuse(peer, "\(message.type) is sent by the coordinator, not by workers")
+            refuse(peer, .coordinatorMessage, "\(message.type) is sent by the coordinator, not by workers")
         case let .error(reply):
-            logger.warning("worker reported an error", metadata: ["worker": "\(workerID)", "reason": "\(reply.reason)"])
+            logger.warning("worker reported an error", metadata: ["worker": "\(peerWorkers[peer] ?? peer.description)", "reason": "\(reply.reason)"])
         }
     }
 
-    private func welcome(_ hello: Message.Hello, peer: PeerID, in transaction: RunTransaction) throws {
-        if let problem = WorkerIdentity.problem(peer.description) { return refuse(peer, problem) }
-        guard hello.workerID == peer.description else {
-            return refuse(peer, "hello names worker \(hello.workerID) but the connection's id is \(peer.description)")
+    private func welcome(_ hello: Message.Hello, peer: PeerID, user: String?, in transaction: RunTransaction) throws {
+        if let problem = WorkerIdentity.problem(hello.workerID) { return refuse(peer, .invalidHello, problem) }
+        if let problem = WorkerIdentity.sessionProblem(hello.session) { return refuse(peer, .invalidHello, problem) }
+        guard hello.threads >= 1 else { return refuse(peer, .invalidHello, "hello declares \(hello.threads) threads") }
+        let id = hello.workerID
+        if let (kind, reason) = admissionRefusal(id, key: user) { return refuse(peer, kind, reason) }
+        if let existing = workers[id], existing.peer != peer {
+            // Another connection holds the id. The same session is the same process on a new connection
+            // (libzmq reconnected): it moves. Another session while that connection is open is a second
+            // process under the same id — a duplicate in cluster.json, `hostname-pid` in containers, or a
+            // thief: refused, and the first keeps its attempts. A closed one was a process that ended.
+            if existing.session != hello.session, endpoint.isConnected(existing.peer) {
+                logger.warning("second process under a worker id refused", metadata: [
+                    "worker": "\(id)", "host": "\(hello.host)", "pid": "\(hello.pid)"])
+                return refuse(peer, .duplicateWorker, "\(Message.ErrorReply.workerRefused) worker id \(id) is in use by another "
+                              + "live process; give each worker its own id")
+            }
+            peerWorkers[existing.peer] = nil
         }
-        guard hello.threads >= 1 else { return refuse(peer, "hello declares \(hello.threads) threads") }
-        try transaction.announceWorker(WorkerAnnouncement(id: hello.workerID, host: hello.host, pid: Int(hello.pid), threads: hello.threads,
+        if let user { workerKeys[id] = user }
+        try transaction.announceWorker(WorkerAnnouncement(id: id, host: hello.host, pid: Int(hello.pid), threads: hello.threads,
                                                           protocolVersion: String(hello.protocolVersion), models: hello.models,
                                                           slurmJobID: hello.slurm?.jobID, slurmArrayTaskID: hello.slurm?.arrayTaskID))
-        workers[hello.workerID] = WorkerState(peer: peer, session: hello.session, models: hello.models, lastHeard: .now,
-                                              threads: hello.threads)
-        meter.hello(from: hello.workerID)
-        logger.info("worker connected", metadata: ["worker": "\(hello.workerID)", "host": "\(hello.host)", "held": "\(hello.held.count)"])
+        workers[id] = WorkerState(peer: peer, session: hello.session, key: user, models: hello.models, lastHeard: .now,
+                                  threads: hello.threads)
+        peerWorkers[peer] = id
+        meter.hello(from: id)
+        logger.info("worker connected", metadata: ["worker": "\(id)", "host": "\(hello.host)", "held": "\(hello.held.count)"])
         // What the worker does not hold is not running anywhere: requeue it now.
-        for requeued in try transaction.requeueAttemptsNotHeld(by: hello.workerID, held: Set(hello.held.map(\.attempt)))
+        for requeued in try transaction.requeueAttemptsNotHeld(by: id, held: Set(hello.held.map(\.attempt)))
         where requeued.status.isTerminal {
             meter.trialEnded()
         }
         for held in hello.held {
             let readoption: Readoption
             do {
-                readoption = try transaction.readoptAttempt(held.attempt, trialKey: held.trial, workerID: hello.workerID)
+                readoption = try transaction.readoptAttempt(held.attempt, trialKey: held.trial, workerID: id)
             } catch let error as RunStoreError where error.isCausedByPeer {
-                refuse(peer, "held attempt \(held.attempt) refused: \(error)")
+                refuse(peer, .refusedWrite, "held attempt \(held.attempt) refused: \(error)")
                 continue
             }
             switch readoption {
             case .adopted:
-                workers[hello.workerID]?.positions["\(held.trial)/\(held.attempt)"] = (held.lastEpoch, 0)
+                workers[id]?.positions["\(held.trial)/\(held.attempt)"] = (held.lastEpoch, 0)
             case let .refused(status):
                 try send(.drop(.init(trial: held.trial, attempt: held.attempt, reason: "the trial is \(status.rawValue) now")), to: peer)
             }
         }
     }
 
+    /// Why a hello under `id` from `key` (with keys) is refused whatever its session: the id is bound to
+    /// another key (docs/security.md, "Worker ids"), or the coordinator holds state for as many workers as
+    /// it will (key bindings of workers not connected now are dropped first).
+    private func admissionRefusal(_ id: String, key: String?) -> (Violation, String)? {
+        if let key, let bound = workerKeys[id], bound != key {
+            return (.foreignKey, "\(Message.ErrorReply.workerRefused) worker id \(id) belongs to another key; give this host its own worker id")
+        }
+        if key != nil, workerKeys[id] == nil, workerKeys.count >= Self.maxWorkers {
+            workerKeys = workerKeys.filter { workers[$0.key] != nil }
+        }
+        let full = workers.count >= Self.maxWorkers || (key != nil && workerKeys[id] == nil && workerKeys.count >= Self.maxWorkers)
+        guard workers[id] == nil, full else { return nil }
+        return (.tooManyWorkers, "\(Message.ErrorReply.workerRefused) the coordinator serves at most \(Self.maxWorkers) workers")
+    }
+
+    /// Whether a result about `attempt` of `trial` may be applied: the store gave that attempt of that trial
+    /// to this worker (not only some attempt id), and `epoch` is within the trial's plan. Refusals are
+    /// answered, counted and never acknowledged. An attempt the store never made is left to the store
+    /// (an unknown trial, or a stale attempt that gets `drop`).
+    private func mayReport(_ trial: TrialKey, _ attempt: AttemptID, epoch: Int?, _ workerID: String, _ peer: PeerID,
+                           _ messageID: MessageID, in transaction: RunTransaction) throws -> Bool {
+        guard let assignment = try transaction.assignment(of: attempt) else { return true }
+        guard assignment.workerID == workerID, assignment.trialKey == trial else {
+            refuse(peer, .foreignAttempt, "result \(messageID) refused: attempt \(attempt) of trial \(trial) is not this worker's")
+            return false
+        }
+        if let epoch, epoch > assignment.plannedEpochs {
+            refuse(peer, .beyondPlan, "result \(messageID) refused: epoch \(epoch) of trial \(trial), which plans \(assignment.plannedEpochs)")
+            return false
+        }
+        return true
+    }
     /// Answers a write the store refused, and returns whether the result is to be acknowledged. A stale
     /// attempt was fenced: `drop` (acknowledged, there is nothing to resend). A result after a gap (an
     /// epoch before it missing, or `done` before every planned epoch) is not applied and not acknowledged:
     /// the worker is told the epoch expected, and the ledger forgets the message so its resend is applied.
     private func settle(_ write: AttemptWrite, _ messageID: MessageID, trial: String, attempt: AttemptID, peer: PeerID,
-                        session: String) throws -> Bool {
+                        workerID: String, session: String) throws -> Bool {
         switch write {
         case .accepted, .duplicate:
             return true
@@ -370,19 +448,32 @@ public final class CoordinatorServer {
             return true
         case let .gap(expected):
             logger.warning("result after a gap refused", metadata: ["trial": "\(trial)", "attempt": "\(attempt)", "expected": "\(expected)"])
-            ledger.forget(messageID, from: peer.description, session: session)
+            ledger.forget(messageID, from: workerID, session: session)
             try send(.error(.init(reason: "\(Message.ErrorReply.epochExpected) \(expected) of trial \(trial) first",
                                   trial: trial, attempt: attempt, expectedEpoch: expected)), to: peer)
             return false
         }
     }
 
-    private func session(of workerID: String, _ peer: PeerID) -> String? {
-        guard let session = workers[workerID]?.session else {
-            askForHello(peer, "result")
+    /// The worker id a message's connection said hello as, once it is checked to come from that worker's
+    /// key; else the peer is asked for hello (or refused) and nil is returned. Counts the worker as heard.
+    private func known(_ peer: PeerID, _ user: String?, _ what: String) -> String? {
+        guard let workerID = peerWorkers[peer], workers[workerID]?.peer == peer else {
+            askForHello(peer, what)
             return nil
         }
-        return session
+        guard workers[workerID]?.key == user else {
+            refuse(peer, .foreignKey, "\(what) refused: not from the key worker \(workerID) said hello with")
+            return nil
+        }
+        workers[workerID]?.lastHeard = .now
+        return workerID
+    }
+
+    /// The worker and session a result comes from (`known`).
+    private func sender(_ peer: PeerID, _ user: String?) -> (String, String)? {
+        guard let workerID = known(peer, user, "result"), let session = workers[workerID]?.session else { return nil }
+        return (workerID, session)
     }
 
     /// A worker this coordinator has not met (it restarted, and the worker's
@@ -392,9 +483,11 @@ public final class CoordinatorServer {
         try? send(.error(.init(reason: "\(Message.ErrorReply.helloRequired): \(what) from an unknown worker")), to: peer)
     }
 
-    private func refuse(_ peer: PeerID, _ reason: String) {
-        violations[reason, default: 0] += 1
-        logger.warning("protocol violation", metadata: ["worker": "\(peer)", "reason": "\(reason)"])
+    /// Answers a violation with its reason and counts it by kind (the reason's text is never a key).
+    private func refuse(_ peer: PeerID, _ kind: Violation, _ reason: String) {
+        violations[kind, default: 0] += 1
+        logger.warning("protocol violation", metadata: ["worker": "\(peerWorkers[peer] ?? peer.description)", "kind": "\(kind.rawValue)",
+                                                        "reason": "\(reason)"])
         try? send(.error(.init(reason: reason)), to: peer)
     }
 
@@ -408,6 +501,8 @@ public final class CoordinatorServer {
             while slots > 0, let claim = try transaction.claimNextTrial(for: id, preferring: w.models) {
                 try send(.assign(.init(trial: claim.key, attempt: claim.attemptID, config: claim.config, resume: claim.checkpoint,
                                        epochsRecorded: claim.nextEpoch - 1)), to: w.peer, readyAt: id == answering ? readyAt : nil)
+                // Step -1: the first heartbeat's position differs, and renews the lease.
+                workers[id]?.positions["\(claim.key)/\(claim.attemptID)"] = (claim.nextEpoch - 1, -1)
                 logger.info("assigned", metadata: ["trial": "\(claim.key.prefix(12))", "attempt": "\(claim.attemptID)", "worker": "\(id)"])
                 slots -= 1
             }
@@ -425,6 +520,7 @@ public final class CoordinatorServer {
             logger.warning("worker silent; its trials wait for their leases", metadata: ["worker": "\(id)"])
             try transaction.setWorkerStatus(id, .lost)
             workers[id] = nil
+            peerWorkers[w.peer] = nil
         }
         try dispatch(in: transaction)
     }

@@ -42,6 +42,12 @@ public struct DeliveryLedger: Sendable {
 
     private var workers: [String: Seen] = [:]
 
+    /// The most ids kept above a gap per worker. A gap that never closes (ids a restarted coordinator never
+    /// saw, or a peer numbering sparsely on purpose) would otherwise grow the set with every message; past
+    /// the bound the lowest kept id becomes the contiguous mark. The store's own rules (an epoch once, one
+    /// verdict per attempt) still apply what such an id carries once.
+    public static let maxBeyond = 1024
+
     public init() {}
 
     /// Whether this is the first arrival of `id` from `workerID`'s `session`, recording it. A new session
@@ -50,9 +56,13 @@ public struct DeliveryLedger: Sendable {
         var seen = workers[workerID].flatMap { $0.session == session ? $0 : nil } ?? Seen(session: session)
         defer { workers[workerID] = seen }
         guard id >= seen.contiguous, seen.beyond.insert(id).inserted else { return false }
+        if seen.beyond.count > Self.maxBeyond, let lowest = seen.beyond.min() { seen.contiguous = lowest }
         while seen.beyond.remove(seen.contiguous) != nil { seen.contiguous += 1 }
         return true
     }
+
+    /// Ids kept above `workerID`'s gap (at most `maxBeyond`).
+    func idsBeyondGap(of workerID: String) -> Int { workers[workerID]?.beyond.count ?? 0 }
 
     /// Forgets that `id` arrived, so that its resend is applied: for a result the coordinator refused
     /// without applying it (an epoch before it is missing) and did not acknowledge.

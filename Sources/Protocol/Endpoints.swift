@@ -5,14 +5,15 @@
 import Foundation
 import Logging
 
-/// A peer's ROUTER identity; a worker's is its worker id.
+/// A connection's ROUTER routing id. Workers present none, so libzmq gives each connection its own: a
+/// peer is one connection, and its worker id is what its `hello` said (docs/protocol.md, "Peers").
 public struct PeerID: Hashable, Sendable, CustomStringConvertible {
     public var bytes: Data
 
     public init(_ bytes: Data) { self.bytes = bytes }
     public init(workerID: String) { bytes = Data(workerID.utf8) }
 
-    /// The worker id, or the bytes in hex for a peer that set none (libzmq then makes one up).
+    /// The routing id as text when it is printable, else its bytes in hex (libzmq's own ids).
     public var description: String {
         if let text = String(data: bytes, encoding: .utf8), !text.isEmpty, text.unicodeScalars.allSatisfy({ $0.value >= 0x20 }) {
             return text
@@ -28,9 +29,11 @@ public struct Rejections: Sendable, Equatable {
 
     public subscript(label: String) -> Int { counts[label, default: 0] }
 
-    /// Decodes `frames`; a rejection is counted and logged before it is returned.
-    mutating func decode(_ frames: [Data], from peer: String, limit: Int, logger: Logger) -> Result<Message, ProtocolError> {
+    /// Decodes `frames` (of `frameCount` received); a rejection is counted and logged before it is returned.
+    mutating func decode(_ frames: [Data], frameCount: Int, from peer: String, limit: Int, logger: Logger) -> Result<Message, ProtocolError> {
         do throws(ProtocolError) {
+            // Only the first frames were kept (ZMQSocket.receiveMessage): the count says how many came.
+            guard frameCount == frames.count else { throw .badFrameCount(frameCount) }
             let message = try Message.decode(frames, maxFrameBytes: limit)
             logger.trace("received", metadata: ["peer": "\(peer)", "type": "\(message.type)"])
             return .success(message)
@@ -77,15 +80,38 @@ public final class CoordinatorEndpoint {
     }
 
     /// The next message within `timeout`, or a rejected one (already counted, logged and answered); nil on timeout.
-    public func receive(timeout: Duration) throws(ZMQError) -> (peer: PeerID, message: Result<Message, ProtocolError>)? {
-        guard var frames = try socket.receive(timeout: timeout), !frames.isEmpty else { return nil }
+    /// `user`: with CURVE, the public key the sender's connection authenticated with (the ZAP user id).
+    public func receive(timeout: Duration) throws(ZMQError)
+        -> (peer: PeerID, user: String?, message: Result<Message, ProtocolError>)? {
+        // The routing id and a message's three frames; more is refused unread.
+        guard let received = try socket.receiveMessage(timeout: timeout, keepingAtMost: 1 + Message.frameCount),
+              !received.frames.isEmpty else { return nil }
+        var frames = received.frames
         let peer = PeerID(frames.removeFirst())
-        let result = rejections.decode(frames, from: peer.description, limit: timing.maxMessageBytes, logger: logger)
+        let result = rejections.decode(frames, frameCount: received.frameCount - 1, from: peer.description,
+                                       limit: timing.maxMessageBytes, logger: logger)
         switch result {
         case .success: turnedAway.remove(peer)
         case .failure(let error): answer(error, frames, to: peer)
         }
-        return (peer, result)
+        return (peer, received.userID, result)
+    }
+
+    /// Whether `peer`'s connection is still open. libzmq tells only through a send: with ROUTER_MANDATORY
+    /// on, one to a closed connection fails with EHOSTUNREACH. The probe is a heartbeat, harmless to a worker.
+    public func isConnected(_ peer: PeerID) -> Bool {
+        do {
+            let probe = try Message.encode(.heartbeat(.init()), maxFrameBytes: timing.maxMessageBytes)
+            try socket.setRouterMandatory(true)
+            defer { try? socket.setRouterMandatory(false) }
+            try socket.send([peer.bytes] + probe, waiting: false)
+            return true
+        } catch let error as ZMQError where error.code == EHOSTUNREACH {
+            return false
+        } catch {
+            // A full queue (EAGAIN) is a connection that is there.
+            return true
+        }
     }
 
     /// Closes the socket: messages not yet sent are kept for up to `linger` (the last `shutdown`s), then
@@ -108,7 +134,8 @@ public final class CoordinatorEndpoint {
     }
 }
 
-/// A worker's end: a DEALER whose identity is the worker id, connected to the coordinator.
+/// A worker's end: a DEALER connected to the coordinator. It presents no routing id: the coordinator knows
+/// it by its `hello`, and a second process under the same worker id cannot take its connection over.
 /// To reconnect after `ProtocolTiming.peerDeadAfter` of silence, close it and make a new one.
 public final class WorkerEndpoint {
     public let socket: ZMQSocket
@@ -121,7 +148,7 @@ public final class WorkerEndpoint {
     public init(_ context: ZMQContext, connect endpoint: String, workerID: String,
                 timing: ProtocolTiming = ProtocolTiming(), security: WorkerSecurity? = nil, logger: Logger) throws(ZMQError) {
         socket = try ZMQSocket(context, .dealer, options: .init(
-            timing: timing, identity: workerID, curve: security.map { .client($0.keyPair, serverKey: $0.coordinatorKey) }))
+            timing: timing, curve: security.map { .client($0.keyPair, serverKey: $0.coordinatorKey) }))
         try socket.connect(endpoint)
         self.workerID = workerID
         self.timing = timing
@@ -138,8 +165,10 @@ public final class WorkerEndpoint {
     /// The next message from the coordinator within `timeout`, or a rejected one (counted and logged,
     /// never answered); nil on timeout, or once `descriptor` (a wake-up pipe) is readable.
     public func receive(timeout: Duration, wakingFor descriptor: Int32? = nil) throws(ZMQError) -> Result<Message, ProtocolError>? {
-        guard let frames = try socket.receive(timeout: timeout, wakingFor: descriptor) else { return nil }
-        return rejections.decode(frames, from: "coordinator", limit: timing.maxMessageBytes, logger: logger)
+        guard let received = try socket.receiveMessage(timeout: timeout, wakingFor: descriptor, keepingAtMost: Message.frameCount)
+        else { return nil }
+        return rejections.decode(received.frames, frameCount: received.frameCount, from: "coordinator",
+                                 limit: timing.maxMessageBytes, logger: logger)
     }
 
     /// Closes the socket now; unsent messages are discarded (they are resent after reconnecting).

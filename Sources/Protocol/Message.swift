@@ -151,6 +151,9 @@ private func preview(_ frame: Data) -> String {
 }
 
 extension Message {
+    /// Frames per message: header, type, body.
+    public static let frameCount = 3
+
     /// The three frames of `message`; refuses a frame over `maxFrameBytes`, which libzmq would drop on every resend.
     public static func encode(_ message: Message, maxFrameBytes: Int = ProtocolTiming().maxMessageBytes) throws(ProtocolError) -> [Data] {
         let body: Data
@@ -165,7 +168,7 @@ extension Message {
 
     /// The message in `frames` (without a ROUTER's identity frame), or exactly why it is not one.
     public static func decode(_ frames: [Data], maxFrameBytes: Int = ProtocolTiming().maxMessageBytes) throws(ProtocolError) -> Message {
-        guard frames.count == 3 else { throw .badFrameCount(frames.count) }
+        guard frames.count == frameCount else { throw .badFrameCount(frames.count) }
         if let big = frames.first(where: { $0.count > maxFrameBytes }) {
             throw .oversized(bytes: big.count, limit: maxFrameBytes)
         }

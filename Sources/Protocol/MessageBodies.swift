@@ -263,5 +263,12 @@ extension Message {
 
         /// The reason prefix of a result refused because an epoch before it is missing; `expectedEpoch` says which.
         public static let epochExpected = "epoch expected:"
+
+        /// The reason prefix of the coordinator's refusal of a worker as a whole — its worker id is held by
+        /// another live process, or bound to another key. Saying hello again cannot help: the worker prints
+        /// the reason and exits.
+        public static let workerRefused = "worker refused:"
+
+        public var refusesWorker: Bool { reason.hasPrefix(Self.workerRefused) }
     }
 }

@@ -16,4 +16,16 @@ public enum WorkerIdentity {
         }
         return nil
     }
+
+    /// Longer than a UUID, the session a worker makes.
+    public static let maxSessionLength = 64
+
+    /// nil if `session` (hello's) is usable, else why not: it keys the delivery ledger, so it is bounded too.
+    public static func sessionProblem(_ session: String) -> String? {
+        if session.isEmpty || session.utf8.count > maxSessionLength { return "session must be 1 to \(maxSessionLength) bytes" }
+        guard session.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 && $0.value < 0x7F }) else {
+            return "session may hold only printable ASCII"
+        }
+        return nil
+    }
 }

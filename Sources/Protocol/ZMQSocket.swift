@@ -46,7 +46,9 @@ public final class ZMQSocket {
         public var reconnectIntervalMax: Duration?
         /// ROUTER: fail sends to unknown identities (`ZMQ_ROUTER_MANDATORY`); off drops them silently.
         public var routerMandatory = false
-        /// ROUTER: a reconnecting peer takes over its identity from a stale connection (`ZMQ_ROUTER_HANDOVER`).
+        /// ROUTER: a new connection presenting a routing id already in use takes it over (`ZMQ_ROUTER_HANDOVER`).
+        /// The protocol leaves it off: workers present no routing id, so libzmq gives each connection its own
+        /// and no connection can take over another's (docs/security.md, "Worker ids").
         public var routerHandover = false
         /// CURVE encryption and authentication; nil: none (the NULL mechanism, plaintext).
         public var curve: CurveRole?
@@ -61,7 +63,6 @@ public final class ZMQSocket {
             sendTimeout = timing.sendTimeout
             reconnectInterval = timing.reconnectInitial
             reconnectIntervalMax = timing.reconnectMax
-            routerHandover = true
         }
     }
 
@@ -135,6 +136,13 @@ public final class ZMQSocket {
         if rc != 0 { throw .last("zmq_setsockopt(\(name))") }
     }
 
+    /// ROUTER: whether a send to a routing id without a connection fails (EHOSTUNREACH) rather than
+    /// vanishing (`ZMQ_ROUTER_MANDATORY`); libzmq reads it at each send, so it may change at any time.
+    public func setRouterMandatory(_ mandatory: Bool) throws(ZMQError) {
+        _ = try open()
+        try setOption(ZMQ_ROUTER_MANDATORY, Int32(mandatory ? 1 : 0), "ZMQ_ROUTER_MANDATORY")
+    }
+
     /// Binds and returns the endpoint actually bound (`tcp://127.0.0.1:*` becomes its port).
     @discardableResult
     public func bind(_ endpoint: String) throws(ZMQError) -> String {
@@ -158,11 +166,11 @@ public final class ZMQSocket {
     }
 
     /// Sends `frames` as one multipart message; a ROUTER's first frame is the peer's identity.
-    /// Fails with EAGAIN when it cannot be queued within the send timeout.
-    public func send(_ frames: [Data]) throws(ZMQError) {
+    /// Fails with EAGAIN when it cannot be queued within the send timeout (at once when not `waiting`).
+    public func send(_ frames: [Data], waiting: Bool = true) throws(ZMQError) {
         let socket = try open()
         for (index, frame) in frames.enumerated() {
-            let flags = index < frames.count - 1 ? ZMQ_SNDMORE : 0
+            let flags = (index < frames.count - 1 ? ZMQ_SNDMORE : 0) | (waiting ? 0 : ZMQ_DONTWAIT)
             while true {
                 let rc = frame.withUnsafeBytes { zmq_send(socket, $0.baseAddress, $0.count, flags) }
                 if rc >= 0 { break }
@@ -175,25 +183,48 @@ public final class ZMQSocket {
     /// The next multipart message, or nil if none arrives within `timeout` — or, when `descriptor` is
     /// given, nil as soon as that file descriptor has something to read (another thread's wake-up call).
     public func receive(timeout: Duration, wakingFor descriptor: Int32? = nil) throws(ZMQError) -> [Data]? {
+        try receiveMessage(timeout: timeout, wakingFor: descriptor)?.frames
+    }
+
+    /// A multipart message as it arrived: at most the frames asked for, how many there were, and who sent it.
+    public struct Received: Sendable, Equatable {
+        /// The first frames, up to `keepingAtMost`; the rest were read and discarded.
+        public var frames: [Data]
+        /// How many frames the message had.
+        public var frameCount: Int
+        /// On a CURVE socket, the user id the ZAP handler gave the sender's connection (its public key);
+        /// nil without one (the NULL mechanism).
+        public var userID: String?
+    }
+
+    /// Like `receive`, but keeps only the first `keepingAtMost` frames — a peer sending thousands of frames
+    /// costs their reading, never their memory — and reports the sender's ZAP user id (`User-Id`).
+    public func receiveMessage(timeout: Duration, wakingFor descriptor: Int32? = nil,
+                               keepingAtMost limit: Int = .max) throws(ZMQError) -> Received? {
         guard try Self.poll([self], descriptors: descriptor.map { [$0] } ?? [], timeout: timeout).contains(0) else { return nil }
         let socket = try open()
-        var frames: [Data] = []
+        var received = Received(frames: [], frameCount: 0, userID: nil)
         var more = true
         while more {
             var message = zmq_msg_t()
             zmq_msg_init(&message)
             defer { zmq_msg_close(&message) }
             // The first frame is there (poll said so); the rest of a multipart message arrives with it.
-            if zmq_msg_recv(&message, socket, frames.isEmpty ? ZMQ_DONTWAIT : 0) < 0 {
+            if zmq_msg_recv(&message, socket, received.frameCount == 0 ? ZMQ_DONTWAIT : 0) < 0 {
                 let error = ZMQError.last("zmq_msg_recv")
                 if error.code == EINTR { continue }
-                if error.code == EAGAIN && frames.isEmpty { return nil }
+                if error.code == EAGAIN && received.frameCount == 0 { return nil }
                 throw error
             }
-            frames.append(Data(bytes: zmq_msg_data(&message), count: zmq_msg_size(&message)))
+            received.frameCount += 1
+            if received.frames.count < limit {
+                received.frames.append(Data(bytes: zmq_msg_data(&message), count: zmq_msg_size(&message)))
+            }
+            // A ROUTER makes the routing-id frame itself, without the connection's properties: read the next.
+            if received.userID == nil, let user = zmq_msg_gets(&message, "User-Id") { received.userID = String(cString: user) }
             more = zmq_msg_more(&message) != 0
         }
-        return frames
+        return received
     }
 
     /// Waits up to `timeout` for any of `sockets` to have a message, or any of `descriptors` to be readable;

@@ -29,7 +29,10 @@ struct TrialExecution: Sendable {
         do {
             let config = assign.config
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            let resume = try assign.resume.map { try ResumeCheckpoint.materialise($0, in: directory) } != nil
+            // The trial's directory is `<checkpoint directory>/<trial>`: resume paths must lie in the former.
+            let resume = try assign.resume.map {
+                try ResumeCheckpoint.materialise($0, in: directory, confinedTo: directory.deletingLastPathComponent())
+            } != nil
             let summary = try runner.run(config, directory: directory, resume: resume, events: events(trial))
             trial.finish(.finished(summary))
         } catch {
@@ -90,14 +93,18 @@ struct CheckpointLocation: Sendable {
 /// Puts an assignment's resume checkpoint where the TrialRunner looks for it.
 enum ResumeCheckpoint {
     /// Writes an inline checkpoint, or copies a path's, to `directory/checkpoint.safetensors` unless it is
-    /// that file already. A path may name the file or the directory holding it.
-    static func materialise(_ reference: CheckpointRef, in directory: URL) throws {
+    /// that file already. A path may name the file or the directory holding it, inside `root` (symlinks
+    /// resolved): another is refused unread (`CheckpointConfinement`).
+    static func materialise(_ reference: CheckpointRef, in directory: URL, confinedTo root: URL) throws {
         let target = directory.appendingPathComponent(TrainingCheckpoint.fileName).standardizedFileURL
         switch reference.location {
         case .inline(let bytes):
             try bytes.write(to: target, options: .atomic)
         case .path(let path):
-            var source = URL(fileURLWithPath: path).standardizedFileURL
+            if let problem = CheckpointConfinement.problem(path, in: CheckpointConfinement.resolved(root)) {
+                throw ResumeCheckpointOutside(reason: problem)
+            }
+            var source = CheckpointConfinement.resolvedFile(path)
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: source.path, isDirectory: &isDirectory) else {
                 throw ResumeCheckpointMissing(path: path)
@@ -119,6 +126,12 @@ enum ResumeCheckpoint {
 struct ResumeCheckpointMissing: Error, CustomStringConvertible {
     let path: String
     var description: String { "resume checkpoint \(path) does not exist on this host" }
+}
+
+/// The assignment's resume path lies outside this worker's checkpoint directory: it is not read.
+struct ResumeCheckpointOutside: Error, CustomStringConvertible {
+    let reason: String
+    var description: String { "resume refused: \(reason)" }
 }
 
 extension Message.Failed.Kind {

@@ -17,6 +17,9 @@ public final class WorkerClient: @unchecked Sendable {
         case shutdown(reason: String)
         /// `release` was called (SIGTERM, SIGINT): the trial was stopped and handed back.
         case released(reason: String)
+        /// The coordinator refused this worker as a whole (its id is another live process's, or bound to
+        /// another key): reconnecting cannot help, so the worker stops.
+        case refused(reason: String)
     }
 
     /// Counters for logs and tests.
@@ -114,6 +117,8 @@ private final class SocketLoop {
     /// When the last `ready` went out, until an `assign` answers it.
     private var readySentAt: ContinuousClock.Instant?
     private var shutdownReason: String?
+    /// The coordinator's refusal of this worker (`ErrorReply.workerRefused`).
+    private var refusal: String?
     /// Set once a release begins; then the deadline for the trial's checkpoint, then for the acks.
     private var release: (reason: String, deadline: ContinuousClock.Instant)?
 
@@ -141,6 +146,11 @@ private final class SocketLoop {
             }
             receive(from: endpoint)
             if let shutdownReason { return finishShutdown(shutdownReason) }
+            if let refusal {
+                logger.error("the coordinator refused this worker", metadata: ["reason": "\(refusal)"])
+                _ = finishShutdown(refusal)
+                return .refused(reason: refusal)
+            }
             if ContinuousClock.now >= nextHeartbeat { sendHeartbeat() }
             if ContinuousClock.now - lastHeard > timing.peerDeadAfter { disconnect() }
         }
@@ -309,6 +319,8 @@ private final class SocketLoop {
                 readySent = false
                 sendReadyIfIdle()
             }
+        case .error(let error) where error.refusesWorker:
+            refusal = error.reason
         case .error(let error) where error.expectedEpoch != nil:
             fillGap(error)
         case .error(let error):

@@ -55,8 +55,11 @@ struct CoordinatorCommand: ParsableCommand {
                                            retryBackoff: timing.retryBackoff, logger: logger)
         let added = try runDirectory.submit(plan, spec: try Data(contentsOf: URL(fileURLWithPath: spec)), to: store)
         FileHandle.standardError.write(Data("sweep \(plan.name): \(plan.trials.count) trials (\(added.newTrials) new), database \(runDirectory.database.path)\n".utf8))
-        let server = try CoordinatorServer(store: store, context: try ZMQContext(), bind: bind,
-                                           timing: timing, security: security, runDirectory: runDirectory.url, logger: logger)
+        // Checkpoints travel by path only inside the run's checkpoint directory (docs/security.md).
+        let checkpoints = cluster?.checkpointDirectory.map { URL(fileURLWithPath: $0) } ?? runDirectory.checkpoints
+        let server = try CoordinatorServer(store: store, context: try ZMQContext(), bind: bind, timing: timing,
+                                           security: security, checkpointDirectory: checkpoints, runDirectory: runDirectory.url,
+                                           logger: logger)
         // Workers started with --run-dir find this coordinator (and follow it after a restart) by this file.
         // With keys, the public key travels in the same file (0600), so Slurm workers need only their own key.
         var address = CoordinatorAddress(endpoint: CoordinatorAddress.reachable(server.boundEndpoint, host: advertise ?? ProcessInfo.processInfo.hostName),

@@ -52,7 +52,7 @@ struct RunCommand: ParsableCommand {
         let store = try runDirectory.open(leaseDuration: timingOptions.lease, retryBackoff: timing.retryBackoff, logger: logger)
         let added = try runDirectory.submit(plan, spec: try Data(contentsOf: URL(fileURLWithPath: spec)), to: store)
         let server = try CoordinatorServer(store: store, context: try ZMQContext(), bind: "tcp://127.0.0.1:*", timing: timing,
-                                           runDirectory: runDirectory.url, logger: logger)
+                                           checkpointDirectory: runDirectory.checkpoints, runDirectory: runDirectory.url, logger: logger)
         if serve { _ = try dashboard.start(runDirectory.database.path, logger: logger) }
         let threads = threadsPerWorker ?? max(1, ProcessInfo.processInfo.activeProcessorCount / workers)
         FileHandle.standardError.write(Data("""

@@ -93,6 +93,9 @@ struct WorkerCommand: ParsableCommand {
         switch exit {
         case .shutdown(let reason): logger.info("coordinator shut this worker down", metadata: ["reason": "\(reason)"])
         case .released(let reason): logger.info("released", metadata: ["reason": "\(reason)"])
+        case .refused(let reason):
+            FileHandle.standardError.write(Data("factsweep worker: \(reason)\n".utf8))
+            throw ExitCode(1)
         }
     }
 

@@ -80,7 +80,7 @@ public final class ZAPHandler: Sendable {
         }
     }
 
-    /// The reply to one request: `1.0`, request id, status code and text, user id (the key's name), metadata.
+    /// The reply to one request: `1.0`, request id, status code and text, user id (the public key), metadata.
     static func answer(_ request: [Data], allowList: URL, state: ZAPState, logger: Logger) -> [Data] {
         func reply(_ code: String, _ text: String, user: String = "") -> [Data] {
             [Data("1.0".utf8), request.count > 1 ? request[1] : Data(), Data(code.utf8), Data(text.utf8), Data(user.utf8), Data()]
@@ -111,7 +111,9 @@ public final class ZAPHandler: Sendable {
         guard let entry = list.entries.first(where: { $0.key == key }) else { return deny("public key not on the allow-list", key: key) }
         state.count(admitted: true)
         logger.info("admitted a connection", metadata: ["address": "\(address)", "key": "\(entry.name.isEmpty ? key : entry.name)"])
-        return reply("200", "OK", user: entry.name)
+        // The user id travels with every message of the connection (`User-Id`): the coordinator binds a
+        // worker id to it at hello and checks it on each message. The key, not its name: names may repeat.
+        return reply("200", "OK", user: key)
     }
 }
 

@@ -19,7 +19,7 @@ import Trial
         private let lock = NSLock()
         private var stopped = false
         private var finished = false
-        var violations: [String: Int] = [:]
+        var violations: [Violation: Int] = [:]
 
         init(store: RunStore, context: ZMQContext, timing: ProtocolTiming, logs: CapturedLogs) throws {
             let name = inprocEndpoint("coordinator")

@@ -37,18 +37,23 @@ import Trial
         let run: URL
         let endpoint: String
         var coordinator: FactSweepChild
+        /// More arguments for the coordinator (`--cluster FILE`).
+        let extra: [String]
         private var starts = 0
 
-        init(_ dir: URL) throws {
+        /// Serves `spec` (default: two trials of two epochs) on loopback `port` (default: a random one).
+        init(_ dir: URL, spec: URL? = nil, port: Int? = nil, extra: [String] = []) throws {
             self.dir = dir
-            spec = try HostilePeerTests.spec(in: dir)
+            self.spec = try spec ?? HostilePeerTests.spec(in: dir)
+            self.extra = extra
             run = dir.appendingPathComponent("run")
-            endpoint = "tcp://127.0.0.1:\(Int.random(in: 20_000..<40_000))"
-            coordinator = try Self.start(spec: spec, run: run, endpoint: endpoint, log: dir.appendingPathComponent("coordinator-0.log"))
+            endpoint = "tcp://127.0.0.1:\(port ?? Int.random(in: 20_000..<40_000))"
+            coordinator = try Self.start(spec: self.spec, run: run, endpoint: endpoint, extra: extra,
+                                         log: dir.appendingPathComponent("coordinator-0.log"))
         }
 
-        static func start(spec: URL, run: URL, endpoint: String, log: URL) throws -> FactSweepChild {
-            let child = try FactSweepChild(["coordinator", spec.path, "--bind", endpoint, "--run-dir", run.path], log: log)
+        static func start(spec: URL, run: URL, endpoint: String, extra: [String] = [], log: URL) throws -> FactSweepChild {
+            let child = try FactSweepChild(["coordinator", spec.path, "--bind", endpoint, "--run-dir", run.path] + extra, log: log)
             guard child.waitForOutput("listening on", seconds: 20) else {
                 child.stop()
                 throw CoordinatorError("the coordinator did not start: \(child.output)")
@@ -60,7 +65,7 @@ import Trial
         func restart() throws {
             coordinator.kill9()
             starts += 1
-            coordinator = try Self.start(spec: spec, run: run, endpoint: endpoint,
+            coordinator = try Self.start(spec: spec, run: run, endpoint: endpoint, extra: extra,
                                          log: dir.appendingPathComponent("coordinator-\(starts).log"))
         }
 

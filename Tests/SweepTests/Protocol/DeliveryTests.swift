@@ -35,6 +35,23 @@ import Trial
     /// The coordinator applies results 1–3 but its ack of 3 is lost; the worker reconnects, says hello and
     /// resends 3, which is acknowledged again and not applied twice.
     /// A refused result is forgotten, so its resend is applied; the ids around it stay seen.
+    /// A gap that never closes (ids a restarted coordinator never saw, or a peer numbering sparsely) keeps
+    /// at most `maxBeyond` ids; each id is still first delivered once. Before the bound, every id was kept.
+    @Test func idsAboveANeverClosingGapAreBounded() {
+        var ledger = DeliveryLedger()
+        let last = MessageID(DeliveryLedger.maxBeyond * 3)
+        var firsts = 0
+        for id in stride(from: MessageID(2), through: last, by: 2) where ledger.firstDelivery(of: id, from: "w", session: "s") {
+            firsts += 1
+        }
+        #expect(firsts == DeliveryLedger.maxBeyond * 3 / 2)
+        #expect(ledger.idsBeyondGap(of: "w") <= DeliveryLedger.maxBeyond)
+        let resent = ledger.firstDelivery(of: last, from: "w", session: "s")
+        let older = ledger.firstDelivery(of: last - 2, from: "w", session: "s")
+        let next = ledger.firstDelivery(of: last + 1, from: "w", session: "s")
+        #expect(!resent && !older && next)
+    }
+
     @Test func aForgottenIDIsAppliedAgainAndOnlyIt() {
         var ledger = DeliveryLedger()
         for id: MessageID in [1, 2, 3, 5] { _ = ledger.firstDelivery(of: id, from: "w", session: "s1") }

@@ -188,24 +188,24 @@ import Trial
         try FileManager.default.createDirectory(at: trial, withIntermediateDirectories: true)
         let target = trial.appendingPathComponent("checkpoint.safetensors")
 
-        try ResumeCheckpoint.materialise(.init(epoch: 1, location: .inline(Data([1, 2, 3]))), in: trial)
+        try ResumeCheckpoint.materialise(.init(epoch: 1, location: .inline(Data([1, 2, 3]))), in: trial, confinedTo: root.url)
         #expect(try Data(contentsOf: target) == Data([1, 2, 3]))
 
         let elsewhere = root.url.appendingPathComponent("shared/t-1")
         try FileManager.default.createDirectory(at: elsewhere, withIntermediateDirectories: true)
         try Data([4, 5]).write(to: elsewhere.appendingPathComponent("checkpoint.safetensors"))
-        try ResumeCheckpoint.materialise(.init(epoch: 2, location: .path(elsewhere.appendingPathComponent("checkpoint.safetensors").path)), in: trial)
+        try ResumeCheckpoint.materialise(.init(epoch: 2, location: .path(elsewhere.appendingPathComponent("checkpoint.safetensors").path)), in: trial, confinedTo: root.url)
         #expect(try Data(contentsOf: target) == Data([4, 5]))
         try Data([6]).write(to: elsewhere.appendingPathComponent("checkpoint.safetensors"))
-        try ResumeCheckpoint.materialise(.init(epoch: 3, location: .path(elsewhere.path)), in: trial)
+        try ResumeCheckpoint.materialise(.init(epoch: 3, location: .path(elsewhere.path)), in: trial, confinedTo: root.url)
         #expect(try Data(contentsOf: target) == Data([6]), "a directory path names its checkpoint")
 
-        try ResumeCheckpoint.materialise(.init(epoch: 3, location: .path(target.path)), in: trial)
+        try ResumeCheckpoint.materialise(.init(epoch: 3, location: .path(target.path)), in: trial, confinedTo: root.url)
         #expect(try Data(contentsOf: target) == Data([6]), "already in place")
         #expect(!FileManager.default.fileExists(atPath: target.path + ".partial"))
 
         #expect(throws: ResumeCheckpointMissing.self) {
-            try ResumeCheckpoint.materialise(.init(epoch: 1, location: .path(root.url.appendingPathComponent("gone").path)), in: trial)
+            try ResumeCheckpoint.materialise(.init(epoch: 1, location: .path(root.url.appendingPathComponent("gone").path)), in: trial, confinedTo: root.url)
         }
     }
 
@@ -221,6 +221,27 @@ import Trial
         #expect(Kind.classifying(CocoaError(.fileWriteOutOfSpace)) == .permanent)
         #expect(Kind.classifying(ResumeCheckpointMissing(path: "/x")) == .error)
         #expect(Kind.classifying(POSIXError(.ECONNRESET)) == .error)
+    }
+
+    /// A resume path outside the checkpoint directory is refused unread: `..`, another absolute path, a symlink
+    /// inside pointing out. Failed before the fix (each was copied into the trial's directory).
+    @Test func resumePathsOutsideTheCheckpointDirectoryAreRefused() throws {
+        let base = try TemporaryDirectory()
+        let root = base.url.appendingPathComponent("checkpoints")
+        let trial = root.appendingPathComponent("t-1")
+        try FileManager.default.createDirectory(at: trial, withIntermediateDirectories: true)
+        let secret = base.url.appendingPathComponent("secret")
+        try Data("not a checkpoint".utf8).write(to: secret)
+        let link = root.appendingPathComponent("t-2")
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: base.url)
+        for path in [root.path + "/../secret", secret.path, link.appendingPathComponent("secret").path] {
+            #expect(throws: ResumeCheckpointOutside.self, "\(path)") {
+                try ResumeCheckpoint.materialise(.init(epoch: 1, location: .path(path)), in: trial, confinedTo: root)
+            }
+        }
+        #expect(!FileManager.default.fileExists(atPath: trial.appendingPathComponent("checkpoint.safetensors").path))
+        #expect(CheckpointConfinement.problem(root.path + "/t-1/checkpoint.safetensors", in: CheckpointConfinement.resolved(root)) == nil)
+        #expect(CheckpointConfinement.problem("relative/checkpoint.safetensors", in: CheckpointConfinement.resolved(root)) != nil)
     }
 
     @Test func aCoordinatorOnThisHostSeesItsFiles() {

@@ -15,7 +15,8 @@ import Trial
 final class ScriptedCoordinator {
     private(set) var endpoint: CoordinatorEndpoint
     let context: ZMQContext
-    let worker: PeerID
+    /// The connection the worker last said hello on (workers present no routing id: each connection is a peer).
+    private(set) var worker: PeerID?
     /// Every message received, in order.
     private(set) var received: [Message] = []
     var silent = false
@@ -25,12 +26,14 @@ final class ScriptedCoordinator {
     init(_ context: ZMQContext, bind: String, workerID: String, timing: ProtocolTiming) throws {
         self.context = context
         endpoint = try CoordinatorEndpoint(context, bind: bind, timing: timing, logger: CapturedLogs().logger("coordinator"))
-        worker = PeerID(workerID: workerID)
     }
 
     var address: String { endpoint.endpoint }
 
-    func send(_ message: Message) throws { try endpoint.send(message, to: worker) }
+    func send(_ message: Message) throws {
+        guard let worker else { throw FixtureError("no hello yet: nowhere to send \(message.type)") }
+        try endpoint.send(message, to: worker)
+    }
 
     /// The first message (from now) that `match` maps to a value, or a failed expectation after `within`.
     func expect<T>(_ what: String, within: Duration = patience, _ match: (Message) -> T?) throws -> T {
@@ -76,9 +79,10 @@ final class ScriptedCoordinator {
     }
 
     private func next(timeout: Duration) throws -> Message? {
-        guard let (peer, result) = try endpoint.receive(timeout: timeout) else { return nil }
+        guard let (peer, _, result) = try endpoint.receive(timeout: timeout) else { return nil }
         let message = try result.get()
-        // A closed connection's last messages arrive under a made-up id once its successor takes the worker's over.
+        if case .hello = message { worker = peer }
+        // Another connection's messages (a closed one's last, or one libzmq reconnected before its hello) are not heard.
         guard peer == worker else { return nil }
         received.append(message)
         if case .heartbeat = message, !silent { try send(.heartbeat(.init())) }
