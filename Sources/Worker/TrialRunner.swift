@@ -71,8 +71,11 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
             perplexityBefore = p
             events.baseline(p)
         }
+        var base: EpochReport?
         if let evaluator, run.completedEpochs == 0, config.evaluates(epoch: 0) {
-            events.epoch(try Self.baseEvaluation(evaluator, run: run))
+            let report = try Self.baseEvaluation(evaluator, run: run)
+            events.epoch(report)
+            base = report
         }
         var outcome = TrialOutcome.done
         let epochs = config.training.epochs
@@ -91,7 +94,7 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
         if let directory, outcome == .done, config.training.method.kind != .full {
             try run.trainer.exportAdapter(to: directory.appendingPathComponent("adapter"), baseModel: lm.adapterBaseModel)
         }
-        let lastEvaluation = run.reports.last { $0.evaluation != nil }?.evaluation
+        let lastEvaluation = run.reports.last { $0.evaluation != nil }?.evaluation ?? base?.evaluation
         if let directory, let lastEvaluation {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -100,7 +103,7 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
         }
         let last = run.reports.last
         let epochsRun = last?.epoch ?? 0
-        let evaluationSeconds: Double = run.reports.reduce(0) { $0 + ($1.evaluation?.seconds ?? 0) }
+        let evaluationSeconds: Double = run.reports.reduce(base?.evaluation?.seconds ?? 0) { $0 + ($1.evaluation?.seconds ?? 0) }
         return TrialSummary(
             outcome: outcome, epochs: epochsRun, finalLoss: last?.loss,
             trainableParameters: run.trainer.trainableParameterCount, baseWeightBytes: lm.model.baseWeightBytes,

@@ -11,7 +11,8 @@ import Testing
 import TestSupport
 
 @Suite(.serialized) struct DashboardBrowserTests {
-    /// 8 trials × 60 epochs of 0.3 s on 2 workers: about 72 s of sweep, longer than the browser checks.
+    /// 8 trials × 60 epochs of 0.5 s on 2 workers: about 2 minutes of sweep, longer than the browser checks
+    /// on a loaded machine; the test interrupts it when done.
     static func spec(in dir: URL) throws -> URL {
         try SimulatedSweepTests.simulatedSpec(in: dir, name: "live", """
             "defaults": {"epochs": 60, "eval_every": 5, "eval_epochs": [0, 1, 2], "checkpoint_every": 10},
@@ -70,9 +71,13 @@ import TestSupport
         let dir = try TemporaryDirectory()
         let run = dir.url.appendingPathComponent("run")
         let sweep = try FactSweepChild(["run", try Self.spec(in: dir.url).path, "--workers", "2", "--threads-per-worker", "1",
-                                        "--simulate", "0.3", "--run-dir", run.path, "--heartbeat", "0.2", "--lease", "20",
+                                        "--simulate", "0.5", "--run-dir", run.path, "--heartbeat", "0.2", "--lease", "20",
                                         "--serve", "--port", "0"], log: dir.file("run.log"))
-        defer { sweep.stop() }
+        defer {
+            // As Ctrl-C would: the run shuts its workers down before it exits, so none is left behind.
+            kill(sweep.process.processIdentifier, SIGINT)
+            if !sweep.wait(seconds: 60) { sweep.stop() }
+        }
         #expect(sweep.waitForOutput("dashboard: http://127.0.0.1:", seconds: 60), "\(sweep.output)")
         let line = try #require(sweep.output.split(separator: "\n").first { $0.hasPrefix("dashboard: ") })
         let url = try #require(URL(string: String(line.dropFirst("dashboard: ".count))))
