@@ -38,6 +38,15 @@ public enum RunSchema {
                 ALTER TABLE workers ADD COLUMN slurm_array_task_id INTEGER;
                 """)
         }
+        migrator.registerMigration("v6-attempt-phase") { db in
+            // What a running attempt is doing (from its worker's heartbeats) and since when, for
+            // `factsweep status`; NULL until the first heartbeat names it, and for older attempts.
+            try db.execute(sql: """
+                ALTER TABLE attempts ADD COLUMN phase TEXT CHECK (phase IS NULL OR phase IN
+                    ('loading', 'baseline', 'training', 'evaluating', 'checkpointing', 'exporting'));
+                ALTER TABLE attempts ADD COLUMN phase_since TEXT;
+                """)
+        }
         return migrator
     }
 

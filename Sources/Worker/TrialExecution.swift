@@ -12,7 +12,9 @@ import Trial
 struct TrialExecution: Sendable {
     let assign: Message.Assign
     let runner: any TrialRunning
-    /// The trial's local directory, `<checkpoint directory>/<trial>`.
+    /// The attempt's local directory, `<checkpoint directory>/<trial>/attempt-<id>`: each attempt writes its
+    /// own checkpoint files, so that one attempt's checkpoint never overwrites the file another attempt's
+    /// (or the store's) epoch refers to.
     let directory: URL
     let sharedCheckpoints: Bool
     let inlineLimit: Int
@@ -29,14 +31,20 @@ struct TrialExecution: Sendable {
         do {
             let config = assign.config
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            let resume = try assign.resume.map { try ResumeCheckpoint.materialise($0, in: directory) } != nil
+            let resume = try assign.resume.map { try ResumeCheckpoint.materialise($0, in: directory, runner: runner) } != nil
             let summary = try runner.run(config, directory: directory, resume: resume, events: events(trial))
             trial.finish(.finished(summary))
+        } catch let error as ResumeEpochMismatch {
+            // Never train on from another state than the store's: hand the trial back and let the
+            // coordinator forget this checkpoint (the next attempt starts from scratch).
+            logger.error("resume checkpoint refused", metadata: ["trial": "\(assign.trial)", "attempt": "\(assign.attempt)",
+                                                                "error": "\(error)"])
+            trial.finish(.failed(reason: "\(error)", retryable: true, refusedCheckpoint: error.assigned))
         } catch {
             let retryable = FailureKind.isRetryable(error)
             logger.error("trial failed", metadata: ["trial": "\(assign.trial)", "attempt": "\(assign.attempt)",
                                                    "retryable": "\(retryable)", "error": "\(error)"])
-            trial.finish(.failed(reason: "\(error)", retryable: retryable))
+            trial.finish(.failed(reason: "\(error)", retryable: retryable, refusedCheckpoint: nil))
         }
     }
 
@@ -46,6 +54,7 @@ struct TrialExecution: Sendable {
         let location = CheckpointLocation(shared: sharedCheckpoints, inlineLimit: inlineLimit, logger: logger)
         events.started = { _, completed in trial.completed(epoch: completed) }
         events.step = { epoch, step in trial.publish(epoch: epoch, step: step) }
+        events.phase = { trial.publish(phase: $0) }
         events.epoch = { report in
             trial.completed(epoch: report.epoch)
             // The store has these epochs from an earlier attempt already.
@@ -88,6 +97,21 @@ struct CheckpointLocation: Sendable {
 
 /// Puts an assignment's resume checkpoint where the TrialRunner looks for it.
 enum ResumeCheckpoint {
+    /// `materialise`, then checks that the file holds the epoch the assignment names: a checkpoint out of
+    /// step with the store (overwritten by a later attempt, or an older one left in place) is refused.
+    static func materialise(_ reference: CheckpointRef, in directory: URL, runner: any TrialRunning) throws {
+        try materialise(reference, in: directory)
+        let file = directory.appendingPathComponent(TrainingCheckpoint.fileName).path
+        let found = try runner.checkpointEpoch(in: directory)
+        guard found == reference.epoch else {
+            let source = switch reference.location {
+            case .path(let path): path
+            case .inline(let bytes): "\(bytes.count) bytes sent inline"
+            }
+            throw ResumeEpochMismatch(file: file, source: source, found: found, assigned: reference.epoch)
+        }
+    }
+
     /// Writes an inline checkpoint, or copies a path's, to `directory/checkpoint.safetensors` unless it is
     /// that file already. A path may name the file or the directory holding it.
     static func materialise(_ reference: CheckpointRef, in directory: URL) throws {
@@ -111,6 +135,20 @@ enum ResumeCheckpoint {
                 throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
             }
         }
+    }
+}
+
+/// The resume checkpoint does not hold the epoch the assignment names.
+struct ResumeEpochMismatch: Error, CustomStringConvertible {
+    let file: String
+    /// Where it came from: the assignment's path, or inline bytes.
+    let source: String
+    let found: Int?
+    let assigned: Int
+
+    var description: String {
+        "resume checkpoint \(file) (from \(source)) holds \(found.map { "epoch \($0)" } ?? "no checkpoint"), "
+            + "but the assignment resumes from epoch \(assigned)"
     }
 }
 

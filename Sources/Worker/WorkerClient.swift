@@ -247,13 +247,19 @@ private final class SocketLoop {
 
     private func sendHeartbeat() {
         let running = trial.flatMap { $0.isSilenced ? nil : [$0.activity] } ?? []
-        send(.heartbeat(.init(running: running)))
+        send(.heartbeat(.init(running: running, freeSlots: freeSlots)))
         nextHeartbeat = .now + timing.heartbeatInterval
     }
 
+    /// Slots this worker could start a trial in now: what `ready` offers, and every heartbeat repeats (so
+    /// that a lost `ready` or `assign` is noticed by the coordinator).
+    private var freeSlots: Int {
+        trial == nil && release == nil && shutdownReason == nil ? WorkerClient.slots : 0
+    }
+
     private func sendReadyIfIdle() {
-        guard trial == nil, release == nil, shutdownReason == nil, endpoint != nil, !readySent else { return }
-        send(.ready(.init(freeSlots: WorkerClient.slots)))
+        guard freeSlots > 0, endpoint != nil, !readySent else { return }
+        send(.ready(.init(freeSlots: freeSlots)))
         readySent = true
         readySentAt = .now
     }
@@ -324,7 +330,7 @@ private final class SocketLoop {
     /// it is lost here too: the attempt is released, and the trial restarts from its last checkpoint.
     private func fillGap(_ error: Message.ErrorReply) {
         guard let expected = error.expectedEpoch, let trialKey = error.trial, let attempt = error.attempt else { return }
-        let pending = outbox.unacknowledged.filter { $0.trial == trialKey && $0.attempt == attempt }
+        let pending = outbox.unacknowledged.filter { $0.resultTrial == trialKey && $0.resultAttempt == attempt }
         let metadata: Logger.Metadata = ["trial": "\(trialKey)", "attempt": "\(attempt)", "expected": "\(expected)"]
         if pending.contains(where: { if case let .progress(p) = $0 { p.epoch == expected } else { false } }) {
             logger.warning("the coordinator misses an epoch; resending the attempt's results", metadata: metadata)
@@ -348,7 +354,7 @@ private final class SocketLoop {
         if let trial, trial.trial == drop.trial, trial.attempt == drop.attempt {
             trial.requestStop(.silenced(reason: "dropped: \(drop.reason)"))
         }
-        let stale = outbox.unacknowledged.filter { $0.attempt == drop.attempt && $0.trial == drop.trial }
+        let stale = outbox.unacknowledged.filter { $0.resultAttempt == drop.attempt && $0.resultTrial == drop.trial }
         outbox.acknowledge(stale.compactMap(\.messageID))
     }
 
@@ -375,7 +381,8 @@ private final class SocketLoop {
         readySent = false
         client.count { $0.attemptsStarted += 1 }
         TrialExecution(assign: assign, runner: client.runner,
-                       directory: settings.checkpointDirectory.appendingPathComponent(assign.trial, isDirectory: true),
+                       directory: settings.checkpointDirectory.appendingPathComponent(assign.trial, isDirectory: true)
+                           .appendingPathComponent("attempt-\(assign.attempt)", isDirectory: true),
                        sharedCheckpoints: settings.sharedCheckpoints, inlineLimit: timing.inlineCheckpointLimit,
                        logger: logger).start(reporting: running)
     }
@@ -428,8 +435,9 @@ private final class SocketLoop {
             case .silenced, nil: reason = "stopped"
             }
             return { .failed(.init(messageID: $0, trial: trial, attempt: attempt, reason: reason, retryable: true)) }
-        case let .failed(reason, retryable):
-            return { .failed(.init(messageID: $0, trial: trial, attempt: attempt, reason: reason, retryable: retryable)) }
+        case let .failed(reason, retryable, refusedCheckpoint):
+            return { .failed(.init(messageID: $0, trial: trial, attempt: attempt, reason: reason, retryable: retryable,
+                                   refusedCheckpoint: refusedCheckpoint)) }
         }
     }
 
@@ -469,29 +477,5 @@ private final class SocketLoop {
 
     private func sleep(_ duration: Duration) {
         Thread.sleep(forTimeInterval: Swift.max(0, duration.seconds))
-    }
-}
-
-extension Message {
-    /// The trial a result message is about.
-    fileprivate var trial: TrialKey? {
-        switch self {
-        case .progress(let m): m.trial
-        case .checkpoint(let m): m.trial
-        case .done(let m): m.trial
-        case .failed(let m): m.trial
-        case .hello, .ready, .heartbeat, .assign, .ack, .cancel, .drop, .shutdown, .error: nil
-        }
-    }
-
-    /// The attempt a result message is about.
-    fileprivate var attempt: AttemptID? {
-        switch self {
-        case .progress(let m): m.attempt
-        case .checkpoint(let m): m.attempt
-        case .done(let m): m.attempt
-        case .failed(let m): m.attempt
-        case .hello, .ready, .heartbeat, .assign, .ack, .cancel, .drop, .shutdown, .error: nil
-        }
     }
 }

@@ -82,7 +82,7 @@ struct WorkerCommand: ParsableCommand {
             timing: cluster?.timing ?? location.timing ?? ProtocolTiming(), security: try keys.security(cluster: cluster, published: location.publicKey))
         settings.slurm = slurm?.task
         settings.locateCoordinator = location.locate
-        let runner: any TrialRunning = simulation.simulate.map { SimulatedTrainer(epochSeconds: $0) }
+        let runner: any TrialRunning = simulation.trainer
             ?? TrialRunner(cache: ModelCache(logger: logger), context: ComputeContext.forProcess(threads: threads), logger: logger)
         let client = WorkerClient(settings, context: try ZMQContext(), runner: runner, logger: logger)
         // SIGTERM/SIGINT release the trial (checkpoint, then a retryable failure); a second SIGINT exits at once.

@@ -69,7 +69,7 @@ import Trial
         let described = try #require(done.summary.model, "\(done.summary)")
         #expect(described.file == model.lastPathComponent && described.name == nil, "\(done.summary)")
         #expect(described.weights == "safetensors F32" && described.parameters > 0, "\(done.summary)")
-        let file = checkpoints.url.appendingPathComponent("t-tiny/checkpoint.safetensors")
+        let file = checkpoints.url.appendingPathComponent("t-tiny/attempt-7/checkpoint.safetensors")
         #expect(FileManager.default.fileExists(atPath: file.path))
         _ = try coordinator.expect("ready after done") { if case .ready = $0 { true } else { nil } }
 
@@ -155,7 +155,7 @@ import Trial
         guard case .checkpoint(let checkpoint) = unacknowledged[1], case .path(let path) = checkpoint.checkpoint.location else {
             Issue.record("a shared checkpoint goes by path"); return
         }
-        #expect(path == checkpoints.url.appendingPathComponent("t-pirate/checkpoint.safetensors").standardizedFileURL.path)
+        #expect(path == checkpoints.url.appendingPathComponent("t-pirate/attempt-11/checkpoint.safetensors").standardizedFileURL.path)
 
         try coordinator.restart(after: .milliseconds(600), timing: timing)
         let hello = try coordinator.expect("hello after the restart", within: .seconds(10)) { if case .hello(let h) = $0 { h } else { nil } }
@@ -207,6 +207,22 @@ import Trial
         #expect(throws: ResumeCheckpointMissing.self) {
             try ResumeCheckpoint.materialise(.init(epoch: 1, location: .path(root.url.appendingPathComponent("gone").path)), in: trial)
         }
+    }
+
+    /// A resume checkpoint is used only if it holds the epoch the assignment names, inline or by path.
+    @Test func aResumeCheckpointMustHoldTheAssignedEpoch() throws {
+        let root = try TemporaryDirectory()
+        let attempt = root.url.appendingPathComponent("t-1/attempt-5")
+        try FileManager.default.createDirectory(at: attempt, withIntermediateDirectories: true)
+        let runner = SimulatedTrainer(epochSeconds: 0)
+        let epochThree = try JSONEncoder().encode(SimulatedCheckpoint.Contents(simulatedEpoch: 3))
+        try ResumeCheckpoint.materialise(.init(epoch: 3, location: .inline(epochThree)), in: attempt, runner: runner)
+        #expect(try runner.checkpointEpoch(in: attempt) == 3)
+        let error = try #require(throws: ResumeEpochMismatch.self) {
+            try ResumeCheckpoint.materialise(.init(epoch: 2, location: .inline(epochThree)), in: attempt, runner: runner)
+        }
+        #expect(error.found == 3 && error.assigned == 2)
+        #expect("\(error)".contains("holds epoch 3") && "\(error)".contains("resumes from epoch 2") && "\(error)".contains("inline"), "\(error)")
     }
 
     @Test func configurationErrorsAreNotRetryableAndIOErrorsAre() {
