@@ -213,6 +213,8 @@ public final class CoordinatorServer {
                 // The evaluation's answers are recorded with the epoch.
                 let write = try transaction.recordEpoch(p.trial, attemptID: p.attempt, report: p.report)
                 guard try settle(write, p.messageID, trial: p.trial, attempt: p.attempt, peer: peer, session: session) else { return }
+            } else {
+                meter.duplicateResult()
             }
             try send(.ack(.init(messageIDs: [p.messageID])), to: peer)
         case let .checkpoint(c):
@@ -220,6 +222,8 @@ public final class CoordinatorServer {
             if ledger.firstDelivery(of: c.messageID, from: workerID, session: session) {
                 let write = try transaction.recordCheckpoint(c.trial, attemptID: c.attempt, checkpoint: c.checkpoint)
                 guard try settle(write, c.messageID, trial: c.trial, attempt: c.attempt, peer: peer, session: session) else { return }
+            } else {
+                meter.duplicateResult()
             }
             try send(.ack(.init(messageIDs: [c.messageID])), to: peer)
         case let .done(d):
@@ -232,6 +236,8 @@ public final class CoordinatorServer {
                 guard try settle(write, d.messageID, trial: d.trial, attempt: d.attempt, peer: peer, session: session) else { return }
                 if write == .accepted { meter.trialEnded() }
                 workers[workerID]?.positions["\(d.trial)/\(d.attempt)"] = nil
+            } else {
+                meter.duplicateResult()
             }
             try send(.ack(.init(messageIDs: [d.messageID])), to: peer)
         case let .failed(f):
@@ -245,6 +251,8 @@ public final class CoordinatorServer {
                 guard try settle(write, f.messageID, trial: f.trial, attempt: f.attempt, peer: peer, session: session) else { return }
                 if write == .accepted, !f.retryable { meter.trialEnded() }
                 workers[workerID]?.positions["\(f.trial)/\(f.attempt)"] = nil
+            } else {
+                meter.duplicateResult()
             }
             try send(.ack(.init(messageIDs: [f.messageID])), to: peer)
         case let .heartbeat(beat):
@@ -356,6 +364,7 @@ public final class CoordinatorServer {
             try send(.drop(.init(trial: trial, attempt: attempt, reason: "another attempt holds the trial")), to: peer)
             return true
         case let .gap(expected):
+            meter.gapRefused()
             logger.warning("result after a gap refused", metadata: ["trial": "\(trial)", "attempt": "\(attempt)", "expected": "\(expected)"])
             ledger.forget(messageID, from: peer.description, session: session)
             try send(.error(.init(reason: "\(Message.ErrorReply.epochExpected) \(expected) of trial \(trial) first",

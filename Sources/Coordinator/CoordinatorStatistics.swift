@@ -43,6 +43,10 @@ public struct CoordinatorStatistics: Sendable, Equatable, Codable {
     public var lostAssigns = 0
     /// Heartbeats that showed a worker had free slots the coordinator did not know of (a lost `ready`).
     public var reconciledSlots = 0
+    /// Result messages that arrived again (resends, duplicates): acknowledged, not applied.
+    public var duplicateResults = 0
+    /// Results refused because an epoch before them was missing (`error` with `expected_epoch`).
+    public var gapsRefused = 0
 
     public init() {}
 
@@ -71,7 +75,8 @@ public struct CoordinatorStatistics: Sendable, Equatable, Codable {
              largestBatch = "largest_batch",
              serveSeconds = "serve_seconds", sweepSeconds = "sweep_seconds", firstAssignSeconds = "first_assign_seconds",
              workersSeen = "workers_seen", lastWorkerJoinedSeconds = "last_worker_joined_seconds", cpuSeconds = "cpu_seconds",
-             lostAssigns = "lost_assigns", reconciledSlots = "reconciled_slots"
+             lostAssigns = "lost_assigns", reconciledSlots = "reconciled_slots", duplicateResults = "duplicate_results",
+             gapsRefused = "gaps_refused"
     }
 }
 
@@ -121,6 +126,8 @@ struct CoordinatorMeter {
 
     mutating func lostAssign() { figures.lostAssigns += 1 }
     mutating func reconciledSlots() { figures.reconciledSlots += 1 }
+    mutating func duplicateResult() { figures.duplicateResults += 1 }
+    mutating func gapRefused() { figures.gapsRefused += 1 }
 
     mutating func trialEnded() {
         lastTrialEnded = elapsed()

@@ -116,6 +116,8 @@ private final class SocketLoop {
     private var shutdownReason: String?
     /// Set once a release begins; then the deadline for the trial's checkpoint, then for the acks.
     private var release: (reason: String, deadline: ContinuousClock.Instant)?
+    /// A result held back by `DeliveryFaults.reorder`, sent after the next one.
+    private var heldBack: Message?
 
     init(client: WorkerClient) throws(ZMQError) {
         self.client = client
@@ -162,10 +164,12 @@ private final class SocketLoop {
         lastHeard = now
         nextHeartbeat = now + timing.heartbeatInterval
         readySent = false
+        heldBack = nil
         send(.hello(hello()))
         for message in outbox.unacknowledged { send(message) }
         if !outbox.unacknowledged.isEmpty {
             logger.info("resent unacknowledged results", metadata: ["count": "\(outbox.unacknowledged.count)"])
+            settings.deliveryLog?.record(["resent", "\(outbox.unacknowledged.count)"])
         }
         sendReadyIfIdle()
     }
@@ -240,12 +244,33 @@ private final class SocketLoop {
         }
     }
 
-    /// Numbers a result, keeps it until acknowledged, and sends it if connected.
+    /// Numbers a result, keeps it until acknowledged, and sends it if connected. With `DeliveryFaults`,
+    /// some results go out twice, or after the next one.
     private func sendResult(_ make: (MessageID) -> Message) {
-        send(outbox.add(make))
+        let message = outbox.add(make)
+        let faults = settings.faults
+        guard !faults.isEmpty, let id = message.messageID else { return send(message) }
+        if heldBack == nil, Double.random(in: 0..<1) < faults.reorder {
+            heldBack = message
+            settings.deliveryLog?.record(["reordered", "\(id)"])
+            return
+        }
+        send(message)
+        if Double.random(in: 0..<1) < faults.duplicate {
+            send(message)
+            settings.deliveryLog?.record(["duplicated", "\(id)"])
+        }
+        sendHeldBack()
+    }
+
+    private func sendHeldBack() {
+        guard let held = heldBack else { return }
+        heldBack = nil
+        send(held)
     }
 
     private func sendHeartbeat() {
+        sendHeldBack()
         let running = trial.flatMap { $0.isSilenced ? nil : [$0.activity] } ?? []
         send(.heartbeat(.init(running: running, freeSlots: freeSlots)))
         nextHeartbeat = .now + timing.heartbeatInterval
@@ -290,6 +315,12 @@ private final class SocketLoop {
         case .assign(let assign):
             start(assign)
         case .ack(let ack):
+            if let log = settings.deliveryLog {
+                let acknowledged = Set(ack.messageIDs)
+                for case let .progress(p) in outbox.unacknowledged where acknowledged.contains(p.messageID) {
+                    log.record(["acked", p.trial, "\(p.attempt)", "\(p.epoch)"])
+                }
+            }
             outbox.acknowledge(ack.messageIDs)
         case .cancel(let cancel):
             guard let trial, trial.trial == cancel.trial else {
@@ -310,8 +341,10 @@ private final class SocketLoop {
             if ContinuousClock.now - lastHelloAnswered > timing.heartbeatInterval {
                 lastHelloAnswered = .now
                 logger.info("the coordinator does not know us; saying hello again")
+                heldBack = nil
                 send(.hello(hello()))
                 for message in outbox.unacknowledged { send(message) }
+                if !outbox.unacknowledged.isEmpty { settings.deliveryLog?.record(["resent", "\(outbox.unacknowledged.count)"]) }
                 readySent = false
                 sendReadyIfIdle()
             }
@@ -335,6 +368,7 @@ private final class SocketLoop {
         if pending.contains(where: { if case let .progress(p) = $0 { p.epoch == expected } else { false } }) {
             logger.warning("the coordinator misses an epoch; resending the attempt's results", metadata: metadata)
             for message in pending { send(message) }
+            settings.deliveryLog?.record(["resent", "\(pending.count)"])
             return
         }
         logger.warning("the coordinator misses an epoch this worker no longer has; releasing the attempt", metadata: metadata)

@@ -30,6 +30,10 @@ public struct WorkerSettings: Sendable {
     /// Asked before each (re)connection for the coordinator's current endpoint (nil: keep `endpoint`), so
     /// that a worker follows a coordinator restarted elsewhere (`RUN/coordinator.json`).
     public var locateCoordinator: (@Sendable () -> String?)?
+    /// Faults injected into this worker's result messages (the chaos benchmark; none by default).
+    public var faults = DeliveryFaults()
+    /// Where acknowledged progress and delivery faults are written down (the chaos benchmark); nil: nowhere.
+    public var deliveryLog: DeliveryLog?
 
     public init(endpoint: String, workerID: String = WorkerSettings.defaultWorkerID(), threads: Int,
                 checkpointDirectory: URL, sharedCheckpoints: Bool = true, timing: ProtocolTiming = ProtocolTiming(),

@@ -47,6 +47,11 @@ struct WorkerCommand: ParsableCommand {
 
     @OptionGroup var simulation: SimulationOptions
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Append a line per acknowledged progress (and per injected delivery fault) to FILE (the chaos benchmark).",
+        visibility: .hidden))
+    var deliveryLog: String?
+
     @Option(name: .long, help: "Write this worker's counters (attempts, reconnects, ready-to-assign waits, peak RSS, CPU time) as JSON to FILE at exit.")
     var statsFile: String?
 
@@ -82,6 +87,11 @@ struct WorkerCommand: ParsableCommand {
             timing: cluster?.timing ?? location.timing ?? ProtocolTiming(), security: try keys.security(cluster: cluster, published: location.publicKey))
         settings.slurm = slurm?.task
         settings.locateCoordinator = location.locate
+        // Test and benchmark use only (docs/benchmarks.md, "Chaos"): duplicated and reordered results.
+        if let faults = ProcessInfo.processInfo.environment[DeliveryFaults.environmentVariable] {
+            settings.faults = try DeliveryFaults.parse(faults)
+        }
+        settings.deliveryLog = try deliveryLog.map { try DeliveryLog(URL(fileURLWithPath: $0)) }
         let runner: any TrialRunning = simulation.trainer
             ?? TrialRunner(cache: ModelCache(logger: logger), context: ComputeContext.forProcess(threads: threads), logger: logger)
         let client = WorkerClient(settings, context: try ZMQContext(), runner: runner, logger: logger)
