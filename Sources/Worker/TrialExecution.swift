@@ -76,10 +76,19 @@ struct CheckpointLocation: Sendable {
     let logger: Logger
 
     /// A path when the directory is shared, else the bytes when small enough; nil (logged) when neither.
-    /// Read here, on the training thread, so that the bytes are this epoch's, not a later checkpoint's.
+    /// Read here, on the training thread, so that the bytes are this epoch's, not a later checkpoint's; and
+    /// a path names a file of this epoch's own (a hard link), which the next checkpoint does not replace.
     func reference(epoch: Int, directory: URL) -> CheckpointRef? {
         let file = directory.appendingPathComponent(TrainingCheckpoint.fileName)
-        if shared { return .init(epoch: epoch, location: .path(file.path)) }
+        if shared {
+            do {
+                return .init(epoch: epoch, location: .path(try CheckpointFiles.keep(file, epoch: epoch).path))
+            } catch {
+                logger.warning("cannot keep a file for this checkpoint's epoch; announcing the attempt's file",
+                               metadata: ["file": "\(file.path)", "error": "\(error)"])
+                return .init(epoch: epoch, location: .path(file.path))
+            }
+        }
         do {
             let size = try FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int ?? Int.max
             guard size <= inlineLimit else {
@@ -91,6 +100,32 @@ struct CheckpointLocation: Sendable {
         } catch {
             logger.warning("cannot read the checkpoint to send it inline", metadata: ["file": "\(file.path)", "error": "\(error)"])
             return nil
+        }
+    }
+}
+
+/// An attempt's checkpoint of each epoch, kept as `epoch-<N>.safetensors` beside the `checkpoint.safetensors`
+/// the trainer rewrites at every checkpoint: the path the store records must hold that epoch's state until
+/// a later checkpoint is recorded, or a trial requeued to it finds a later epoch there (and restarts from
+/// scratch). Hard links: no copy, and the trainer's atomic rewrite gives the next checkpoint a new file.
+enum CheckpointFiles {
+    static let prefix = "epoch-", suffix = ".safetensors"
+
+    /// Links `file` as this epoch's file in its directory; its path.
+    static func keep(_ file: URL, epoch: Int) throws -> URL {
+        let kept = file.deletingLastPathComponent().appendingPathComponent("\(prefix)\(epoch)\(suffix)")
+        unlink(kept.path)
+        guard link(file.path, kept.path) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        return kept
+    }
+
+    /// Removes the epoch files before `epoch` in `directory`: the store has recorded the checkpoint of
+    /// `epoch`, and a requeue never goes back beyond the newest recorded checkpoint.
+    static func prune(before epoch: Int, in directory: URL) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else { return }
+        for name in names where name.hasPrefix(prefix) && name.hasSuffix(suffix) {
+            guard let kept = Int(name.dropFirst(prefix.count).dropLast(suffix.count)), kept < epoch else { continue }
+            unlink(directory.appendingPathComponent(name).path)
         }
     }
 }

@@ -315,6 +315,7 @@ private final class SocketLoop {
         case .assign(let assign):
             start(assign)
         case .ack(let ack):
+            pruneCheckpoints(acknowledged: ack.messageIDs)
             if let log = settings.deliveryLog {
                 let acknowledged = Set(ack.messageIDs)
                 for case let .progress(p) in outbox.unacknowledged where acknowledged.contains(p.messageID) {
@@ -380,6 +381,16 @@ private final class SocketLoop {
         outbox.acknowledge(pending.filter { if case .done = $0 { true } else { false } }.compactMap(\.messageID))
         send(outbox.add { .failed(.init(messageID: $0, trial: trialKey, attempt: attempt,
                                         reason: "the coordinator misses epoch \(expected)", retryable: true)) })
+    }
+
+    /// The store has recorded these checkpoints: this worker's files of earlier epochs of the same attempts
+    /// are no longer any trial's resume point.
+    private func pruneCheckpoints(acknowledged ids: [MessageID]) {
+        let acknowledged = Set(ids), root = settings.checkpointDirectory.path + "/"
+        for case let .checkpoint(c) in outbox.unacknowledged where acknowledged.contains(c.messageID) {
+            guard case .path(let path) = c.checkpoint.location, path.hasPrefix(root) else { continue }
+            CheckpointFiles.prune(before: c.checkpoint.epoch, in: URL(fileURLWithPath: path).deletingLastPathComponent())
+        }
     }
 
     /// A stale attempt: stop it if it runs, and stop resending its results.

@@ -155,7 +155,7 @@ import Trial
         guard case .checkpoint(let checkpoint) = unacknowledged[1], case .path(let path) = checkpoint.checkpoint.location else {
             Issue.record("a shared checkpoint goes by path"); return
         }
-        #expect(path == checkpoints.url.appendingPathComponent("t-pirate/attempt-11/checkpoint.safetensors").standardizedFileURL.path)
+        #expect(path == checkpoints.url.appendingPathComponent("t-pirate/attempt-11/epoch-\(checkpoint.checkpoint.epoch).safetensors").standardizedFileURL.path)
 
         try coordinator.restart(after: .milliseconds(600), timing: timing)
         let hello = try coordinator.expect("hello after the restart", within: .seconds(10)) { if case .hello(let h) = $0 { h } else { nil } }
@@ -223,6 +223,30 @@ import Trial
         }
         #expect(error.found == 3 && error.assigned == 2)
         #expect("\(error)".contains("holds epoch 3") && "\(error)".contains("resumes from epoch 2") && "\(error)".contains("inline"), "\(error)")
+    }
+
+    /// Found by the chaos benchmark: a trial requeued to its newest recorded checkpoint (epoch 2) found the
+    /// attempt's file rewritten by a later checkpoint (epoch 4) whose message was never recorded.
+    @Test func aRecordedCheckpointPathKeepsItsEpoch() throws {
+        let root = try TemporaryDirectory()
+        let attempt = root.url.appendingPathComponent("t-1/attempt-5")
+        let location = CheckpointLocation(shared: true, inlineLimit: 0, logger: CapturedLogs().logger())
+        let runner = SimulatedTrainer(epochSeconds: 0)
+        try SimulatedCheckpoint.write(epoch: 2, to: attempt)
+        let second = try #require(location.reference(epoch: 2, directory: attempt))
+        try SimulatedCheckpoint.write(epoch: 4, to: attempt)
+        let fourth = try #require(location.reference(epoch: 4, directory: attempt))
+        guard case .path(let path) = second.location, case .path(let later) = fourth.location else {
+            Issue.record("shared checkpoints go by path"); return
+        }
+        #expect(path != later && path.hasSuffix("attempt-5/epoch-2.safetensors"), "\(path)")
+        let resumed = root.url.appendingPathComponent("t-1/attempt-6")
+        try FileManager.default.createDirectory(at: resumed, withIntermediateDirectories: true)
+        try ResumeCheckpoint.materialise(second, in: resumed, runner: runner)
+        #expect(try runner.checkpointEpoch(in: resumed) == 2)
+        // Once epoch 4 is recorded, epoch 2's file goes; epoch 4's stays.
+        CheckpointFiles.prune(before: 4, in: attempt)
+        #expect(!FileManager.default.fileExists(atPath: path) && FileManager.default.fileExists(atPath: later))
     }
 
     @Test func configurationErrorsAreNotRetryableAndIOErrorsAre() {
