@@ -13,7 +13,7 @@ public struct WorkerSettings: Sendable {
     public var host: String
     /// Compute threads of this worker, announced in `hello`.
     public var threads: Int
-    /// Trials checkpoint into `<checkpointDirectory>/<trial>/`; an absolute path.
+    /// Each attempt checkpoints into `<checkpointDirectory>/<trial>/attempt-<id>/`; an absolute path.
     public var checkpointDirectory: URL
     /// Whether the coordinator (and other workers) can read `checkpointDirectory`: checkpoints are then
     /// announced by path, otherwise sent inline (up to `timing.inlineCheckpointLimit`).

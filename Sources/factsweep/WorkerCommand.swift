@@ -33,7 +33,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(name: .long, help: "Worker id, unique in the sweep (default: slurm-<job>_<task> in a Slurm job, else <hostname>-<pid>).")
     var id: String?
 
-    @Option(name: .long, help: "Trials checkpoint into DIR/<trial>/ (default: cluster.json's checkpoint_directory, else --run-dir's checkpoints, else ./checkpoints).")
+    @Option(name: .long, help: "Trials checkpoint into DIR/<trial>/attempt-<id>/ (default: cluster.json's checkpoint_directory, else --run-dir's checkpoints, else ./checkpoints).")
     var checkpointDir: String?
 
     @Option(name: .long, help: "cluster.json (docs/cluster.md): its timing and checkpoint_directory apply.")
