@@ -60,9 +60,25 @@ public final class CoordinatorServer {
         /// The compute threads its hello declared: `ready` never claims more slots than this.
         var threads: Int
         var idleSlots = 0
-        /// (trial, attempt) → last reported (epoch, step), to renew leases only on progress.
-        var positions: [String: (Int, Int)] = [:]
+        /// (trial, attempt) → last reported position and phase, to renew training leases only on progress
+        /// and to write a phase only when it changes.
+        var positions: [String: Position] = [:]
+        /// Attempts assigned to this worker that no heartbeat or result has named yet, and when each
+        /// `assign` went out: one still unnamed a grace after that was lost on the way.
+        var unconfirmed: [AttemptID: ContinuousClock.Instant] = [:]
     }
+
+    /// Where an attempt was at its worker's last heartbeat.
+    struct Position: Equatable {
+        var epoch: Int
+        var step: Int
+        /// nil until a heartbeat names the phase (an attempt re-adopted from a hello).
+        var phase: TrialPhase?
+    }
+
+    /// How long an `assign` may go unconfirmed by the worker's heartbeats before a heartbeat reporting a free
+    /// slot shows it lost: two heartbeat intervals, far more than a message takes on a working link.
+    var assignGrace: Duration { timing.heartbeatInterval * 2 }
 
     /// With `security`, only workers whose keys are on its allow-list get through (CURVE + ZAP). With
     /// `checkpointDirectory`, a checkpoint path outside it is refused. With `runDirectory`, the user's
@@ -257,6 +273,8 @@ public final class CoordinatorServer {
 
     private func handle(_ message: Message, from peer: PeerID, user: String?, receivedAt: ContinuousClock.Instant,
                         in transaction: RunTransaction) throws {
+        // A result or heartbeat naming an attempt confirms that its `assign` arrived.
+        if let attempt = message.resultAttempt, let id = peerWorkers[peer] { workers[id]?.unconfirmed[attempt] = nil }
         switch message {
         case let .hello(hello):
             try welcome(hello, peer: peer, user: user, in: transaction)
@@ -277,6 +295,8 @@ public final class CoordinatorServer {
                 let write = try transaction.recordEpoch(p.trial, attemptID: p.attempt, report: p.report)
                 guard try settle(write, p.messageID, trial: p.trial, attempt: p.attempt, peer: peer, workerID: workerID,
                                  session: session) else { return }
+            } else {
+                meter.duplicateResult()
             }
             try send(.ack(.init(messageIDs: [p.messageID])), to: peer)
         case let .checkpoint(c):
@@ -293,6 +313,8 @@ public final class CoordinatorServer {
                 let write = try transaction.recordCheckpoint(c.trial, attemptID: c.attempt, checkpoint: c.checkpoint)
                 guard try settle(write, c.messageID, trial: c.trial, attempt: c.attempt, peer: peer, workerID: workerID,
                                  session: session) else { return }
+            } else {
+                meter.duplicateResult()
             }
             try send(.ack(.init(messageIDs: [c.messageID])), to: peer)
         case let .done(d):
@@ -308,12 +330,16 @@ public final class CoordinatorServer {
                                  session: session) else { return }
                 if write == .accepted { meter.trialEnded() }
                 workers[workerID]?.positions["\(d.trial)/\(d.attempt)"] = nil
+            } else {
+                meter.duplicateResult()
             }
             try send(.ack(.init(messageIDs: [d.messageID])), to: peer)
         case let .failed(f):
             guard let (workerID, session) = sender(peer, user),
                   try mayReport(f.trial, f.attempt, epoch: nil, workerID, peer, f.messageID, in: transaction) else { return }
             if ledger.firstDelivery(of: f.messageID, from: workerID, session: session) {
+                // A resume checkpoint whose file holds another epoch: forget it, so the next attempt starts afresh.
+                if let epoch = f.refusedCheckpoint { try transaction.discardCheckpoint(f.trial, attemptID: f.attempt, epoch: epoch) }
                 // Only the narrowing is trusted: `permanent` fails the trial now, and an attempt that says it
                 // was interrupted still counts against the retry limit unless it made progress.
                 let kind = f.effectiveKind
@@ -326,28 +352,69 @@ public final class CoordinatorServer {
                                  session: session) else { return }
                 if write == .accepted, try transaction.status(ofTrial: f.trial).isTerminal { meter.trialEnded() }
                 workers[workerID]?.positions["\(f.trial)/\(f.attempt)"] = nil
+            } else {
+                meter.duplicateResult()
             }
             try send(.ack(.init(messageIDs: [f.messageID])), to: peer)
         case let .heartbeat(beat):
             guard let workerID = known(peer, user, "heartbeat") else { return }
-            // Only attempts whose trainer moved on since the last beat renew
-            // their leases: a hung trainer, or an attempt the worker never got, expires.
-            var advancing: [AttemptID] = []
-            for activity in beat.running {
-                let key = "\(activity.trial)/\(activity.attempt)"
-                // Only attempts this worker was given have a position (from the assign or the readoption):
-                // one it made up renews nothing and cannot grow the map.
-                guard workers[workerID]?.positions[key] != nil else { continue }
-                let position = (activity.epoch, activity.step)
-                if workers[workerID]?.positions[key].map({ $0 != position }) ?? true { advancing.append(activity.attempt) }
-                workers[workerID]?.positions[key] = position
-            }
-            try transaction.heartbeat(workerID: workerID, renewing: advancing)
+            try renewLeases(of: workerID, beat.running, in: transaction)
+            if let free = beat.freeSlots { try reconcile(workerID, freeSlots: free, running: beat.running, in: transaction) }
             try send(.heartbeat(.init()), to: peer)
         case .assign, .ack, .cancel, .drop, .shutdown:
             refuse(peer, .coordinatorMessage, "\(message.type) is sent by the coordinator, not by workers")
         case let .error(reply):
             logger.warning("worker reported an error", metadata: ["worker": "\(peerWorkers[peer] ?? peer.description)", "reason": "\(reply.reason)"])
+        }
+    }
+
+    /// A heartbeat's attempts renew their leases when their training loop moved on since the last beat, or
+    /// when they are in a phase without steps (evaluation, checkpoint, export …), which the worker's timer
+    /// reports for as long as it lasts. A training loop stuck in a step, or an attempt the worker never
+    /// got, is not renewed and expires. Phases that changed are written for `factsweep status`.
+    private func renewLeases(of workerID: String, _ running: [Message.Activity], in transaction: RunTransaction) throws {
+        var renewing: [AttemptID] = [], phases: [(AttemptID, TrialPhase)] = []
+        for activity in running {
+            let key = "\(activity.trial)/\(activity.attempt)"
+            let phase = activity.phase ?? .training
+            // Only attempts this worker was given have a position (from the assign or the readoption):
+            // one it made up renews nothing and cannot grow the map.
+            guard let previous = workers[workerID]?.positions[key] else { continue }
+            let moved = previous.epoch != activity.epoch || previous.step != activity.step
+            if moved || !phase.renewsOnlyOnProgress { renewing.append(activity.attempt) }
+            if previous.phase != phase { phases.append((activity.attempt, phase)) }
+            workers[workerID]?.positions[key] = Position(epoch: activity.epoch, step: activity.step, phase: phase)
+            workers[workerID]?.unconfirmed[activity.attempt] = nil
+        }
+        try transaction.heartbeat(workerID: workerID, renewing: renewing, phases: phases)
+    }
+
+    /// A worker's heartbeat says how many slots it has free; the coordinator's belief is set to match, so
+    /// that a lost `ready` or `assign` does not leave the worker idle for ever. Assigns that the beat does
+    /// not name and that went out more than `assignGrace` ago never reached the worker: their attempts are
+    /// requeued now. Younger ones may still be on the way and keep their slots.
+    private func reconcile(_ workerID: String, freeSlots: Int, running: [Message.Activity], in transaction: RunTransaction) throws {
+        guard let state = workers[workerID] else { return }
+        let named = Set(running.map(\.attempt)), now = ContinuousClock.now
+        var lost: [AttemptID] = [], inFlight = 0
+        for (attempt, sentAt) in state.unconfirmed where !named.contains(attempt) {
+            if now - sentAt < assignGrace { inFlight += 1 } else { lost.append(attempt) }
+        }
+        if !lost.isEmpty {
+            for attempt in lost { workers[workerID]?.unconfirmed[attempt] = nil }
+            for requeued in try transaction.requeueUnstartedAttempts(Set(lost), of: workerID) {
+                logger.warning("assign lost on the way; trial requeued", metadata: ["trial": "\(requeued.key)", "worker": "\(workerID)"])
+                meter.lostAssign()
+                if requeued.status.isTerminal { meter.trialEnded() }
+            }
+        }
+        let idle = max(0, min(freeSlots, state.threads) - inFlight)
+        let believed = state.idleSlots
+        workers[workerID]?.idleSlots = idle
+        if idle > believed {
+            logger.info("heartbeat shows free slots the coordinator did not know of", metadata: ["worker": "\(workerID)", "free": "\(idle)"])
+            meter.reconciledSlots()
+            try dispatch(in: transaction)
         }
     }
 
@@ -394,7 +461,7 @@ public final class CoordinatorServer {
             }
             switch readoption {
             case .adopted:
-                workers[id]?.positions["\(held.trial)/\(held.attempt)"] = (held.lastEpoch, 0)
+                workers[id]?.positions["\(held.trial)/\(held.attempt)"] = Position(epoch: held.lastEpoch, step: 0)
             case let .refused(status):
                 try send(.drop(.init(trial: held.trial, attempt: held.attempt, reason: "the trial is \(status.rawValue) now")), to: peer)
             }
@@ -447,6 +514,7 @@ public final class CoordinatorServer {
             try send(.drop(.init(trial: trial, attempt: attempt, reason: "another attempt holds the trial")), to: peer)
             return true
         case let .gap(expected):
+            meter.gapRefused()
             logger.warning("result after a gap refused", metadata: ["trial": "\(trial)", "attempt": "\(attempt)", "expected": "\(expected)"])
             ledger.forget(messageID, from: workerID, session: session)
             try send(.error(.init(reason: "\(Message.ErrorReply.epochExpected) \(expected) of trial \(trial) first",
@@ -502,7 +570,8 @@ public final class CoordinatorServer {
                 try send(.assign(.init(trial: claim.key, attempt: claim.attemptID, config: claim.config, resume: claim.checkpoint,
                                        epochsRecorded: claim.nextEpoch - 1)), to: w.peer, readyAt: id == answering ? readyAt : nil)
                 // Step -1: the first heartbeat's position differs, and renews the lease.
-                workers[id]?.positions["\(claim.key)/\(claim.attemptID)"] = (claim.nextEpoch - 1, -1)
+                workers[id]?.positions["\(claim.key)/\(claim.attemptID)"] = Position(epoch: claim.nextEpoch - 1, step: -1)
+                workers[id]?.unconfirmed[claim.attemptID] = .now
                 logger.info("assigned", metadata: ["trial": "\(claim.key.prefix(12))", "attempt": "\(claim.attemptID)", "worker": "\(id)"])
                 slots -= 1
             }

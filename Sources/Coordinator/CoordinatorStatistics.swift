@@ -39,6 +39,14 @@ public struct CoordinatorStatistics: Sendable, Equatable, Codable {
     public var lastWorkerJoinedSeconds: Double?
     /// CPU time (user + system) of the coordinator's process during `serve`.
     public var cpuSeconds = 0.0
+    /// Assigns found lost on the way (a heartbeat reported a free slot and did not name them): requeued.
+    public var lostAssigns = 0
+    /// Heartbeats that showed a worker had free slots the coordinator did not know of (a lost `ready`).
+    public var reconciledSlots = 0
+    /// Result messages that arrived again (resends, duplicates): acknowledged, not applied.
+    public var duplicateResults = 0
+    /// Results refused because an epoch before them was missing (`error` with `expected_epoch`).
+    public var gapsRefused = 0
 
     public init() {}
 
@@ -66,7 +74,9 @@ public struct CoordinatorStatistics: Sendable, Equatable, Codable {
              deferredAssigns = "deferred_assigns", sqliteWrites = "sqlite_writes", batches,
              largestBatch = "largest_batch",
              serveSeconds = "serve_seconds", sweepSeconds = "sweep_seconds", firstAssignSeconds = "first_assign_seconds",
-             workersSeen = "workers_seen", lastWorkerJoinedSeconds = "last_worker_joined_seconds", cpuSeconds = "cpu_seconds"
+             workersSeen = "workers_seen", lastWorkerJoinedSeconds = "last_worker_joined_seconds", cpuSeconds = "cpu_seconds",
+             lostAssigns = "lost_assigns", reconciledSlots = "reconciled_slots", duplicateResults = "duplicate_results",
+             gapsRefused = "gaps_refused"
     }
 }
 
@@ -113,6 +123,11 @@ struct CoordinatorMeter {
             afterClaim.append(DurationSamples.seconds(now - madeAt))
         }
     }
+
+    mutating func lostAssign() { figures.lostAssigns += 1 }
+    mutating func reconciledSlots() { figures.reconciledSlots += 1 }
+    mutating func duplicateResult() { figures.duplicateResults += 1 }
+    mutating func gapRefused() { figures.gapsRefused += 1 }
 
     mutating func trialEnded() {
         lastTrialEnded = elapsed()

@@ -100,6 +100,28 @@ public enum Message: Sendable, Equatable {
         case .hello, .ready, .heartbeat, .assign, .ack, .cancel, .drop, .shutdown, .error: nil
         }
     }
+
+    /// The trial a result message is about.
+    public var resultTrial: TrialKey? {
+        switch self {
+        case .progress(let m): m.trial
+        case .checkpoint(let m): m.trial
+        case .done(let m): m.trial
+        case .failed(let m): m.trial
+        case .hello, .ready, .heartbeat, .assign, .ack, .cancel, .drop, .shutdown, .error: nil
+        }
+    }
+
+    /// The attempt a result message is about: its arrival shows that the worker has the attempt.
+    public var resultAttempt: AttemptID? {
+        switch self {
+        case .progress(let m): m.attempt
+        case .checkpoint(let m): m.attempt
+        case .done(let m): m.attempt
+        case .failed(let m): m.attempt
+        case .hello, .ready, .heartbeat, .assign, .ack, .cancel, .drop, .shutdown, .error: nil
+        }
+    }
 }
 
 // MARK: - Encoding

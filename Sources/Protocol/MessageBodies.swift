@@ -2,7 +2,6 @@
 // beside the Swift ones. docs/protocol.md lists who sends what.
 import Foundation
 import Trial
-import Trial
 
 extension Message {
     /// Worker → coordinator, first on every connection: who it is and what it still runs.
@@ -128,6 +127,10 @@ extension Message {
         /// `retryable: false`) fails the trial at once, but `interrupted` never spares an attempt that made
         /// no progress from counting against the retry limit.
         public var kind: Kind?
+        /// The epoch of the assignment's resume checkpoint when the file did not hold that epoch: the
+        /// coordinator forgets that checkpoint, and the next attempt starts from scratch (sending only the
+        /// epochs the store lacks). Absent otherwise.
+        public var refusedCheckpoint: Int?
 
         /// Why an attempt stopped without a result.
         public enum Kind: String, Codable, Sendable, CaseIterable {
@@ -141,9 +144,10 @@ extension Message {
             case permanent
         }
 
-        public init(messageID: MessageID, trial: TrialKey, attempt: AttemptID, reason: String, kind: Kind) {
+        public init(messageID: MessageID, trial: TrialKey, attempt: AttemptID, reason: String, kind: Kind,
+                    refusedCheckpoint: Int? = nil) {
             self.messageID = messageID; self.trial = trial; self.attempt = attempt; self.reason = reason
-            self.retryable = kind != .permanent; self.kind = kind
+            self.retryable = kind != .permanent; self.kind = kind; self.refusedCheckpoint = refusedCheckpoint
         }
 
         /// An older worker's message, without `kind`.
@@ -158,26 +162,38 @@ extension Message {
             return kind ?? .error
         }
 
-        enum CodingKeys: String, CodingKey { case messageID = "message_id", trial, attempt, reason, retryable, kind }
+        enum CodingKeys: String, CodingKey { case messageID = "message_id", trial, attempt, reason, retryable, kind
+            case refusedCheckpoint = "refused_checkpoint"
+        }
     }
 
-    /// Either way, every `ProtocolTiming.heartbeatInterval`: alive, and where each training loop is.
+    /// Either way, every `ProtocolTiming.heartbeatInterval`: alive, where each attempt is, and (from a
+    /// worker) how many more trials it could start now.
     public struct Heartbeat: Codable, Sendable, Equatable {
         /// Empty from the coordinator and from an idle worker.
         public var running: [Activity]
+        /// A worker's free slots, as its `ready` would say: the coordinator reconciles them with what it
+        /// believes (a lost `ready` or `assign` would otherwise leave the worker idle for ever). Absent from
+        /// the coordinator and from older workers.
+        public var freeSlots: Int?
 
-        public init(running: [Activity] = []) { self.running = running }
+        public init(running: [Activity] = [], freeSlots: Int? = nil) { self.running = running; self.freeSlots = freeSlots }
+
+        enum CodingKeys: String, CodingKey { case running, freeSlots = "free_slots" }
     }
 
-    /// Where one training loop is: renews the attempt's lease while `(epoch, step)` advances.
+    /// Where one attempt is. In the `training` phase its lease is renewed while `(epoch, step)` advances;
+    /// in any other phase (evaluation, checkpoint copy, export …) by the heartbeat itself.
     public struct Activity: Codable, Sendable, Equatable {
         public var trial: TrialKey
         public var attempt: AttemptID
         public var epoch: Int
         public var step: Int
+        /// nil from older workers: treated as `training`.
+        public var phase: TrialPhase?
 
-        public init(trial: TrialKey, attempt: AttemptID, epoch: Int, step: Int) {
-            self.trial = trial; self.attempt = attempt; self.epoch = epoch; self.step = step
+        public init(trial: TrialKey, attempt: AttemptID, epoch: Int, step: Int, phase: TrialPhase? = nil) {
+            self.trial = trial; self.attempt = attempt; self.epoch = epoch; self.step = step; self.phase = phase
         }
     }
 

@@ -55,6 +55,15 @@ public enum RunSchema {
                 """)
         }
         migrator.registerMigration("v7-epoch-zero-base-model", migrate: Self.allowEpochZero)
+        migrator.registerMigration("v8-attempt-phase") { db in
+            // What a running attempt is doing (from its worker's heartbeats) and since when, for
+            // `factsweep status`; NULL until the first heartbeat names it, and for older attempts.
+            try db.execute(sql: """
+                ALTER TABLE attempts ADD COLUMN phase TEXT CHECK (phase IS NULL OR phase IN
+                    ('loading', 'baseline', 'training', 'evaluating', 'checkpointing', 'exporting'));
+                ALTER TABLE attempts ADD COLUMN phase_since TEXT;
+                """)
+        }
         return migrator
     }
 

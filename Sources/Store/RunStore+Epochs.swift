@@ -84,6 +84,27 @@ extension RunTransaction {
     }
 }
 
+extension RunTransaction {
+    /// The worker of `attemptID` found that the trial's checkpoint file does not hold `epoch`, the epoch
+    /// stored for it: the trial forgets that checkpoint (if it is still the stored one and the attempt still
+    /// holds the trial), so that its next attempt starts from scratch rather than from a state out of step
+    /// with its recorded epochs. Whether it was forgotten.
+    @discardableResult
+    public func discardCheckpoint(_ trialKey: String, attemptID: AttemptID, epoch: Int) throws -> Bool {
+        try operation { db, now in
+            let trial = try TrialState.fetch(db, key: trialKey)
+            guard trial.isHeld(by: attemptID), trial.checkpointEpoch == epoch else { return false }
+            try db.executeCached(sql: """
+                UPDATE trials SET checkpoint_epoch = NULL, checkpoint_path = NULL, checkpoint_blob = NULL, updated_at = ?
+                WHERE key = ?
+                """, arguments: [now, trialKey])
+            try RunStore.logEvent(db, at: now, kind: "checkpoint-discarded", trialKey: trialKey,
+                                  detail: "attempt \(attemptID): the file does not hold epoch \(epoch); the next attempt starts from scratch")
+            return true
+        }
+    }
+}
+
 extension RunStore {
     /// `RunTransaction.recordEpoch` as one transaction.
     public func recordEpoch(_ trialKey: String, attemptID: AttemptID, report: EpochReport) throws -> AttemptWrite {

@@ -3,6 +3,7 @@
 // restart a worker can re-adopt the attempt it is still running.
 import Foundation
 import GRDB
+import Logging
 import Trial
 
 extension RunTransaction {
@@ -31,19 +32,34 @@ extension RunTransaction {
     /// the store has it running (an `assign` lost on the way, a trial it
     /// dropped while disconnected) is lost now, without waiting for its lease.
     public func requeueAttemptsNotHeld(by workerID: String, held: Set<AttemptID>) throws -> [RequeuedTrial] {
+        try loseAttempts(of: workerID, where: { !held.contains($0) }, reason: "worker \(workerID) does not hold it",
+                         log: "attempt not held by its worker")
+    }
+
+    /// `attemptIDs` were assigned to `workerID`, which reports free slots and does not name them: their
+    /// `assign` was lost on the way. Each that is still its trial's current, running attempt on that
+    /// worker is lost now (as at a hello without them), without waiting for its lease.
+    public func requeueUnstartedAttempts(_ attemptIDs: Set<AttemptID>, of workerID: String) throws -> [RequeuedTrial] {
+        guard !attemptIDs.isEmpty else { return [] }
+        return try loseAttempts(of: workerID, where: { attemptIDs.contains($0) },
+                                reason: "worker \(workerID) never started it (assign lost)", log: "assign lost")
+    }
+
+    /// Loses the current attempts of running or stale trials that `workerID` holds and `selected` picks.
+    private func loseAttempts(of workerID: String, where selected: (AttemptID) -> Bool, reason: String,
+                              log message: Logger.Message) throws -> [RequeuedTrial] {
         let requeued = try operation { db, now in
             let running = try Row.fetchAll(db, sql: """
                 SELECT t.key, a.attempt_id FROM trials t JOIN attempts a ON a.attempt_id = t.current_attempt_id
                 WHERE t.status IN ('running', 'stale') AND a.worker_id = ?
                 """, arguments: [workerID])
-            return try running.filter { !held.contains($0["attempt_id"]) }.map { row in
-                try loseAttempt(db, trialKey: row["key"], attemptID: row["attempt_id"],
-                                     reason: "worker \(workerID) does not hold it", at: now)
+            return try running.filter { selected($0["attempt_id"]) }.map { row in
+                try loseAttempt(db, trialKey: row["key"], attemptID: row["attempt_id"], reason: reason, at: now)
             }
         }
         for trial in requeued {
-            logger.warning("attempt not held by its worker", metadata: ["trial": "\(trial.key)", "attempt": "\(trial.lostAttemptID)",
-                                                                       "worker": "\(workerID)", "now": "\(trial.status.rawValue)"])
+            logger.warning(message, metadata: ["trial": "\(trial.key)", "attempt": "\(trial.lostAttemptID)",
+                                               "worker": "\(workerID)", "now": "\(trial.status.rawValue)"])
         }
         return requeued
     }

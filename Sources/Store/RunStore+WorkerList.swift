@@ -2,6 +2,7 @@
 // and the trial it runs — what `factsweep status` shows per worker.
 import Foundation
 import GRDB
+import Trial
 
 /// One worker as `factsweep status` lists it.
 public struct WorkerListing: Sendable, Equatable {
@@ -14,6 +15,8 @@ public struct WorkerListing: Sendable, Equatable {
     public var slurmArrayTaskID: Int?
     /// The trial this worker's running attempt belongs to, if any.
     public var runningTrial: String?
+    /// What that attempt is doing, as the worker's last heartbeat said (`attempts.phase`).
+    public var phase: TrialPhase?
 
     /// The id `squeue` shows for the worker's job: `123_4` for an array task.
     public var squeueID: String? {
@@ -34,13 +37,17 @@ extension WorkerListing {
     public static func fetchAll(_ db: Database) throws -> [WorkerListing] {
         try Row.fetchAll(db, sql: """
             SELECT w.id, w.host, w.status, w.last_seen, w.slurm_job_id, w.slurm_array_task_id,
-                   (SELECT a.trial_key FROM attempts a JOIN trials t ON t.current_attempt_id = a.attempt_id
-                    WHERE a.worker_id = w.id AND a.outcome = 'running' AND t.status = 'running' LIMIT 1) AS trial
-            FROM workers w ORDER BY w.status != 'connected', w.id
+                   a.trial_key, a.phase
+            FROM workers w
+            LEFT JOIN attempts a ON a.attempt_id = (
+                SELECT a.attempt_id FROM attempts a JOIN trials t ON t.current_attempt_id = a.attempt_id
+                WHERE a.worker_id = w.id AND a.outcome = 'running' AND t.status = 'running' LIMIT 1)
+            ORDER BY w.status != 'connected', w.id
             """).map { row in
             WorkerListing(id: row["id"], host: row["host"], status: WorkerStatus(rawValue: row["status"]) ?? .lost,
                           lastSeen: row["last_seen"], slurmJobID: row["slurm_job_id"],
-                          slurmArrayTaskID: row["slurm_array_task_id"], runningTrial: row["trial"])
+                          slurmArrayTaskID: row["slurm_array_task_id"], runningTrial: row["trial_key"],
+                          phase: (row["phase"] as String?).flatMap(TrialPhase.init(rawValue:)))
         }
     }
 }

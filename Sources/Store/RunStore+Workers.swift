@@ -24,11 +24,14 @@ extension RunTransaction {
     }
 
     /// A worker is alive: refreshes `last_seen` and renews the leases of
-    /// `attemptIDs` — the attempts it reported as advancing — if it still
-    /// holds them. An attempt the worker does not report (an `assign` lost on
-    /// the way, a trainer that hangs) is not renewed and expires.
+    /// `attemptIDs` — the attempts it reported as advancing, or busy in a
+    /// phase without steps — if it still holds them. An attempt the worker
+    /// does not report (an `assign` lost on the way, a trainer that hangs)
+    /// is not renewed and expires. `phases` are the attempts whose phase
+    /// changed: `attempts.phase` and `phase_since` are written for those only.
     /// Throws `unknownWorker` for a worker that never announced.
-    public func heartbeat(workerID: String, renewing attemptIDs: [AttemptID] = []) throws {
+    public func heartbeat(workerID: String, renewing attemptIDs: [AttemptID] = [],
+                          phases: [(AttemptID, TrialPhase)] = []) throws {
         try operation { db, now in
             try db.executeCached(sql: "UPDATE workers SET last_seen = ?, status = 'connected' WHERE id = ?", arguments: [now, workerID])
             guard db.changesCount == 1 else { throw RunStoreError.unknownWorker(id: workerID) }
@@ -38,6 +41,11 @@ extension RunTransaction {
                     WHERE attempt_id = ? AND worker_id = ? AND outcome = 'running'
                       AND attempt_id IN (SELECT current_attempt_id FROM trials WHERE status = 'running')
                     """, arguments: [leaseEnd(from: now), attemptID, workerID])
+            }
+            for (attemptID, phase) in phases {
+                try db.executeCached(sql: """
+                    UPDATE attempts SET phase = ?, phase_since = ? WHERE attempt_id = ? AND worker_id = ? AND outcome = 'running'
+                    """, arguments: [phase.rawValue, now, attemptID, workerID])
             }
         }
     }
@@ -60,8 +68,8 @@ extension RunStore {
     }
 
     /// `RunTransaction.heartbeat` as one transaction.
-    public func heartbeat(workerID: String, renewing attemptIDs: [AttemptID] = []) throws {
-        try write { try $0.heartbeat(workerID: workerID, renewing: attemptIDs) }
+    public func heartbeat(workerID: String, renewing attemptIDs: [AttemptID] = [], phases: [(AttemptID, TrialPhase)] = []) throws {
+        try write { try $0.heartbeat(workerID: workerID, renewing: attemptIDs, phases: phases) }
     }
 
     /// `RunTransaction.setWorkerStatus` as one transaction.

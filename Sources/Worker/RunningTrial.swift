@@ -12,7 +12,8 @@ enum TrialOutput: Sendable, Equatable {
     case checkpoint(CheckpointRef)
     /// The run returned (done, diverged or stopped on request: see the summary's outcome).
     case finished(TrialSummary)
-    case failed(reason: String, kind: Message.Failed.Kind)
+    /// `refusedCheckpoint`: the epoch of a resume checkpoint that did not hold it (the coordinator forgets it).
+    case failed(reason: String, kind: Message.Failed.Kind, refusedCheckpoint: Int?)
 }
 
 /// Why the socket thread asked the trial to stop.
@@ -30,6 +31,7 @@ final class RunningTrial: @unchecked Sendable {
 
     private let condition = NSCondition()
     private var epoch = 0, step = 0
+    private var phase = TrialPhase.loading
     private var lastEpoch = 0
     private var stop: StopRequest?
     private var outputs: [TrialOutput] = []
@@ -53,6 +55,9 @@ final class RunningTrial: @unchecked Sendable {
 
     /// Where training is: after every optimizer step.
     func publish(epoch: Int, step: Int) { locked { self.epoch = epoch; self.step = step } }
+
+    /// What the attempt is doing: heartbeats carry it, so a slow evaluation keeps its lease.
+    func publish(phase: TrialPhase) { locked { self.phase = phase } }
 
     /// An epoch is finished (or, at a resume, was finished before).
     func completed(epoch: Int) {
@@ -109,7 +114,7 @@ final class RunningTrial: @unchecked Sendable {
         return false
     }
 
-    var activity: Message.Activity { locked { .init(trial: trial, attempt: attempt, epoch: epoch, step: step) } }
+    var activity: Message.Activity { locked { .init(trial: trial, attempt: attempt, epoch: epoch, step: step, phase: phase) } }
 
     var held: Message.HeldAttempt { locked { .init(trial: trial, attempt: attempt, lastEpoch: lastEpoch) } }
 

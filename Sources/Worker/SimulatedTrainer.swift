@@ -14,11 +14,21 @@ import Trial
 public struct SimulatedTrainer: TrialRunning {
     /// Wall time of one simulated epoch.
     public let epochSeconds: Double
+    /// Wall time of each evaluation (the `evaluating` phase, no steps): longer than the lease, it shows
+    /// that phases other than training keep their lease.
+    public var evaluationSeconds: Double = 0
+    /// At this epoch the training loop hangs for good inside a step (never returns, never stops): a stuck
+    /// trainer whose attempt must lose its lease while the worker stays alive.
+    public var stallEpoch: Int?
 
-    public init(epochSeconds: Double) { self.epochSeconds = epochSeconds }
+    public init(epochSeconds: Double, evaluationSeconds: Double = 0, stallEpoch: Int? = nil) {
+        self.epochSeconds = epochSeconds; self.evaluationSeconds = evaluationSeconds; self.stallEpoch = stallEpoch
+    }
 
     /// A simulated worker loads no model.
     public var loadedModels: [String] { [] }
+
+    public func checkpointEpoch(in directory: URL) throws -> Int? { try SimulatedCheckpoint.read(directory) }
 
     /// Sleeps `epochs × epochSeconds` on a fixed schedule from the start of the attempt (oversleeping one
     /// epoch does not delay the next), reporting each epoch, evaluating on the trial's schedule (epoch 0 first),
@@ -33,27 +43,37 @@ public struct SimulatedTrainer: TrialRunning {
         var outcome = TrialOutcome.done
         var last: EpochReport?
         var lastEvaluation: EvaluationReport?
-        var evaluationSeconds = 0.0
+        var evaluationTotal = 0.0
+        var evaluationDelay = 0.0
         if completed == 0, config.evaluates(epoch: 0) {
             // The base model, before training: as TrialRunner, no loss and no sleep.
             let evaluation = Self.evaluation(config, facts: facts, epoch: 0)
             lastEvaluation = evaluation
+            evaluationTotal += evaluation.seconds
             events.epoch(EpochReport(epoch: 0, loss: .nan, epochSeconds: 0, trainSeconds: 0, evaluation: evaluation))
         }
         for epoch in (completed + 1)..<(max(completed, epochs) + 1) {
+            events.phase(.training)
             events.step(epoch, 0)
             let epochStart = ContinuousClock.now
-            let due = start + .seconds(epochSeconds * Double(epoch - completed))
+            let due = start + .seconds(epochSeconds * Double(epoch - completed) + evaluationDelay)
             if due > epochStart { Thread.sleep(forTimeInterval: (due - epochStart).seconds) }
+            if epoch == stallEpoch { Self.hang() }
             events.step(epoch, 1)
-            let evaluation = config.evaluates(epoch: epoch) ? Self.evaluation(config, facts: facts, epoch: epoch) : nil
+            let evaluates = config.evaluates(epoch: epoch)
+            if evaluates, evaluationSeconds > 0 {
+                events.phase(.evaluating)
+                Thread.sleep(forTimeInterval: evaluationSeconds)
+                evaluationDelay += evaluationSeconds
+            }
+            let evaluation = evaluates ? Self.evaluation(config, facts: facts, epoch: epoch) : nil
             let report = EpochReport(epoch: epoch, loss: Self.loss(config, epoch: epoch),
                                      epochSeconds: (ContinuousClock.now - epochStart).seconds,
                                      trainSeconds: (ContinuousClock.now - start).seconds, evaluation: evaluation)
             last = report
             if let evaluation {
                 lastEvaluation = evaluation
-                evaluationSeconds += evaluation.seconds
+                evaluationTotal += evaluation.seconds
             }
             events.epoch(report)
             // As TrialRunner: a non-finite loss ends the trial as diverged, without a checkpoint.
@@ -64,6 +84,7 @@ public struct SimulatedTrainer: TrialRunning {
             let stop = events.shouldStop()
             let checkpointDue = config.checkpointEvery > 0 && (epoch % config.checkpointEvery == 0 || epoch == epochs)
             if let directory, checkpointDue || stop {
+                events.phase(.checkpointing)
                 try SimulatedCheckpoint.write(epoch: epoch, to: directory)
                 events.checkpoint(epoch, directory)
             }
@@ -72,11 +93,17 @@ public struct SimulatedTrainer: TrialRunning {
                 break
             }
         }
+        events.phase(.exporting)
         return TrialSummary(
             outcome: outcome, epochs: last?.epoch ?? completed, finalLoss: last?.loss, trainableParameters: 0,
             baseWeightBytes: 0, peakResidentBytes: ResourceUsage.peakResidentBytes,
             finalAccuracy: lastEvaluation?.accuracy, finalAccuracyAtThreshold: lastEvaluation?.accuracyAtThreshold,
-            finalPerplexity: lastEvaluation?.perplexity, secondsPerEpoch: epochSeconds, evaluationSeconds: evaluationSeconds)
+            finalPerplexity: lastEvaluation?.perplexity, secondsPerEpoch: epochSeconds, evaluationSeconds: evaluationTotal)
+    }
+
+    /// A training step that never returns (`stallEpoch`).
+    private static func hang() -> Never {
+        while true { Thread.sleep(forTimeInterval: 3600) }
     }
 
     // MARK: Synthetic metrics

@@ -12,7 +12,9 @@ import Trial
 struct TrialExecution: Sendable {
     let assign: Message.Assign
     let runner: any TrialRunning
-    /// The trial's local directory, `<checkpoint directory>/<trial>`.
+    /// The attempt's local directory, `<checkpoint directory>/<trial>/attempt-<id>`: each attempt writes its
+    /// own checkpoint files, so that one attempt's checkpoint never overwrites the file another attempt's
+    /// (or the store's) epoch refers to.
     let directory: URL
     let sharedCheckpoints: Bool
     let inlineLimit: Int
@@ -29,17 +31,25 @@ struct TrialExecution: Sendable {
         do {
             let config = assign.config
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            // The trial's directory is `<checkpoint directory>/<trial>`: resume paths must lie in the former.
+            // The attempt's directory is `<checkpoint directory>/<trial>/attempt-<id>`: resume paths must lie in
+            // the checkpoint directory.
+            let root = directory.deletingLastPathComponent().deletingLastPathComponent()
             let resume = try assign.resume.map {
-                try ResumeCheckpoint.materialise($0, in: directory, confinedTo: directory.deletingLastPathComponent())
+                try ResumeCheckpoint.materialise($0, in: directory, confinedTo: root, runner: runner)
             } != nil
             let summary = try runner.run(config, directory: directory, resume: resume, events: events(trial))
             trial.finish(.finished(summary))
+        } catch let error as ResumeEpochMismatch {
+            // Never train on from another state than the store's: hand the trial back and let the
+            // coordinator forget this checkpoint (the next attempt starts from scratch).
+            logger.error("resume checkpoint refused", metadata: ["trial": "\(assign.trial)", "attempt": "\(assign.attempt)",
+                                                                "error": "\(error)"])
+            trial.finish(.failed(reason: "\(error)", kind: .interrupted, refusedCheckpoint: error.assigned))
         } catch {
             let kind = Message.Failed.Kind.classifying(error)
             logger.error("trial failed", metadata: ["trial": "\(assign.trial)", "attempt": "\(assign.attempt)",
                                                    "kind": "\(kind.rawValue)", "error": "\(error)"])
-            trial.finish(.failed(reason: "\(error)", kind: kind))
+            trial.finish(.failed(reason: "\(error)", kind: kind, refusedCheckpoint: nil))
         }
     }
 
@@ -49,6 +59,7 @@ struct TrialExecution: Sendable {
         let location = CheckpointLocation(shared: sharedCheckpoints, inlineLimit: inlineLimit, logger: logger)
         events.started = { _, completed in trial.completed(epoch: completed) }
         events.step = { epoch, step in trial.publish(epoch: epoch, step: step) }
+        events.phase = { trial.publish(phase: $0) }
         events.epoch = { report in
             trial.completed(epoch: report.epoch)
             // The store has these epochs from an earlier attempt already. Epoch 0 (the base model) is
@@ -71,10 +82,19 @@ struct CheckpointLocation: Sendable {
     let logger: Logger
 
     /// A path when the directory is shared, else the bytes when small enough; nil (logged) when neither.
-    /// Read here, on the training thread, so that the bytes are this epoch's, not a later checkpoint's.
+    /// Read here, on the training thread, so that the bytes are this epoch's, not a later checkpoint's; and
+    /// a path names a file of this epoch's own (a hard link), which the next checkpoint does not replace.
     func reference(epoch: Int, directory: URL) -> CheckpointRef? {
         let file = directory.appendingPathComponent(TrainingCheckpoint.fileName)
-        if shared { return .init(epoch: epoch, location: .path(file.path)) }
+        if shared {
+            do {
+                return .init(epoch: epoch, location: .path(try CheckpointFiles.keep(file, epoch: epoch).path))
+            } catch {
+                logger.warning("cannot keep a file for this checkpoint's epoch; announcing the attempt's file",
+                               metadata: ["file": "\(file.path)", "error": "\(error)"])
+                return .init(epoch: epoch, location: .path(file.path))
+            }
+        }
         do {
             let size = try FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int ?? Int.max
             guard size <= inlineLimit else {
@@ -90,8 +110,50 @@ struct CheckpointLocation: Sendable {
     }
 }
 
+/// An attempt's checkpoint of each epoch, kept as `epoch-<N>.safetensors` beside the `checkpoint.safetensors`
+/// the trainer rewrites at every checkpoint: the path the store records must hold that epoch's state until
+/// a later checkpoint is recorded, or a trial requeued to it finds a later epoch there (and restarts from
+/// scratch). Hard links: no copy, and the trainer's atomic rewrite gives the next checkpoint a new file.
+enum CheckpointFiles {
+    static let prefix = "epoch-", suffix = ".safetensors"
+
+    /// Links `file` as this epoch's file in its directory; its path.
+    static func keep(_ file: URL, epoch: Int) throws -> URL {
+        let kept = file.deletingLastPathComponent().appendingPathComponent("\(prefix)\(epoch)\(suffix)")
+        unlink(kept.path)
+        guard link(file.path, kept.path) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        return kept
+    }
+
+    /// Removes the epoch files before `epoch` in `directory`: the store has recorded the checkpoint of
+    /// `epoch`, and a requeue never goes back beyond the newest recorded checkpoint.
+    static func prune(before epoch: Int, in directory: URL) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else { return }
+        for name in names where name.hasPrefix(prefix) && name.hasSuffix(suffix) {
+            guard let kept = Int(name.dropFirst(prefix.count).dropLast(suffix.count)), kept < epoch else { continue }
+            unlink(directory.appendingPathComponent(name).path)
+        }
+    }
+}
+
 /// Puts an assignment's resume checkpoint where the TrialRunner looks for it.
 enum ResumeCheckpoint {
+    /// `materialise`, then checks that the file holds the epoch the assignment names: a checkpoint out of
+    /// step with the store (overwritten by a later attempt, or an older one left in place) is refused.
+    static func materialise(_ reference: CheckpointRef, in directory: URL, confinedTo root: URL,
+                            runner: any TrialRunning) throws {
+        try materialise(reference, in: directory, confinedTo: root)
+        let file = directory.appendingPathComponent(TrainingCheckpoint.fileName).path
+        let found = try runner.checkpointEpoch(in: directory)
+        guard found == reference.epoch else {
+            let source = switch reference.location {
+            case .path(let path): path
+            case .inline(let bytes): "\(bytes.count) bytes sent inline"
+            }
+            throw ResumeEpochMismatch(file: file, source: source, found: found, assigned: reference.epoch)
+        }
+    }
+
     /// Writes an inline checkpoint, or copies a path's, to `directory/checkpoint.safetensors` unless it is
     /// that file already. A path may name the file or the directory holding it, inside `root` (symlinks
     /// resolved): another is refused unread (`CheckpointConfinement`).
@@ -119,6 +181,20 @@ enum ResumeCheckpoint {
                 throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
             }
         }
+    }
+}
+
+/// The resume checkpoint does not hold the epoch the assignment names.
+struct ResumeEpochMismatch: Error, CustomStringConvertible {
+    let file: String
+    /// Where it came from: the assignment's path, or inline bytes.
+    let source: String
+    let found: Int?
+    let assigned: Int
+
+    var description: String {
+        "resume checkpoint \(file) (from \(source)) holds \(found.map { "epoch \($0)" } ?? "no checkpoint"), "
+            + "but the assignment resumes from epoch \(assigned)"
     }
 }
 

@@ -15,6 +15,9 @@ public struct TrialEvents: Sendable {
     public var checkpoint: @Sendable (_ epoch: Int, _ directory: URL) -> Void = { _, _ in }
     /// After every optimizer step (epoch, step): heartbeats.
     public var step: @Sendable (Int, Int) -> Void = { _, _ in }
+    /// When the trial enters a phase (loading, baseline, training, evaluating …): heartbeats carry it, and
+    /// only the training phase needs steps to keep its lease.
+    public var phase: @Sendable (TrialPhase) -> Void = { _ in }
     /// Asked after every epoch; true checkpoints and stops the trial.
     public var shouldStop: @Sendable () -> Bool = { false }
 
@@ -28,6 +31,9 @@ public protocol TrialRunning: Sendable {
     func run(_ config: TrialConfig, directory: URL?, resume: Bool, events: TrialEvents) throws -> TrialSummary
     /// Paths of the models on hand, for the worker's hello.
     var loadedModels: [String] { get }
+    /// The epoch the checkpoint in `directory` was saved after, nil when there is none; throws for a file
+    /// that is not this runner's checkpoint. A resume checks it against the epoch its assignment names.
+    func checkpointEpoch(in directory: URL) throws -> Int?
 }
 
 /// Runs trials over a shared model cache.
@@ -42,11 +48,17 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
 
     public var loadedModels: [String] { cache.loadedModels }
 
+    public func checkpointEpoch(in directory: URL) throws -> Int? {
+        guard FileManager.default.fileExists(atPath: directory.appendingPathComponent(TrainingCheckpoint.fileName).path) else { return nil }
+        return try TrainingCheckpoint.read(directory).0.completedEpochs
+    }
+
     /// Runs `config`, continuing from `directory`'s checkpoint when `resume`
     /// and one is there. Checkpoints (every `checkpointEvery` epochs, at the
     /// end and when stopped), the final adapter and `evaluation.json` go to
     /// `directory` when given.
     public func run(_ config: TrialConfig, directory: URL?, resume: Bool, events: TrialEvents) throws -> TrialSummary {
+        events.phase(.loading)
         let storage: LinearStorage = config.training.method.kind == .qlora ? .nf4 : .float32
         let modelURL = URL(fileURLWithPath: config.model)
         let lm = try cache.languageModel(modelURL, storage: storage, context: context)
@@ -62,11 +74,13 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
             run = try TrainingRun(model: lm, dataset: dataset, settings: config.training, context: context)
         }
         run.afterStep = events.step
+        run.phaseChanged = events.phase
         let evaluator = try makeEvaluator(config, model: lm, dataset: dataset)
         events.started(run.trainer.trainableParameterCount, run.completedEpochs)
 
         var perplexityBefore: Float?
         if let evaluator, let heldOut = evaluator.heldOut, run.completedEpochs == 0 {
+            events.phase(.baseline)
             let p = Perplexity.measure(run.trainer.network, tokens: heldOut, context: context)
             perplexityBefore = p
             events.baseline(p)
@@ -85,12 +99,14 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
             let stop = events.shouldStop()
             let due = config.checkpointEvery > 0 && (report.epoch % config.checkpointEvery == 0 || report.epoch == epochs)
             if let directory, due || stop {
+                events.phase(.checkpointing)
                 try run.saveCheckpoint(to: directory)
                 events.checkpoint(report.epoch, directory)
             }
             if stop { outcome = .stopped; return .stop }
             return .more
         }
+        events.phase(.exporting)
         if let directory, outcome == .done, config.training.method.kind != .full {
             try run.trainer.exportAdapter(to: directory.appendingPathComponent("adapter"), baseModel: lm.adapterBaseModel)
         }

@@ -121,6 +121,8 @@ private final class SocketLoop {
     private var refusal: String?
     /// Set once a release begins; then the deadline for the trial's checkpoint, then for the acks.
     private var release: (reason: String, deadline: ContinuousClock.Instant)?
+    /// A result held back by `DeliveryFaults.reorder`, sent after the next one.
+    private var heldBack: Message?
 
     init(client: WorkerClient) throws(ZMQError) {
         self.client = client
@@ -172,10 +174,12 @@ private final class SocketLoop {
         lastHeard = now
         nextHeartbeat = now + timing.heartbeatInterval
         readySent = false
+        heldBack = nil
         send(.hello(hello()))
         for message in outbox.unacknowledged { send(message) }
         if !outbox.unacknowledged.isEmpty {
             logger.info("resent unacknowledged results", metadata: ["count": "\(outbox.unacknowledged.count)"])
+            settings.deliveryLog?.record(["resent", "\(outbox.unacknowledged.count)"])
         }
         sendReadyIfIdle()
     }
@@ -250,20 +254,47 @@ private final class SocketLoop {
         }
     }
 
-    /// Numbers a result, keeps it until acknowledged, and sends it if connected.
+    /// Numbers a result, keeps it until acknowledged, and sends it if connected. With `DeliveryFaults`,
+    /// some results go out twice, or after the next one.
     private func sendResult(_ make: (MessageID) -> Message) {
-        send(outbox.add(make))
+        let message = outbox.add(make)
+        let faults = settings.faults
+        guard !faults.isEmpty, let id = message.messageID else { return send(message) }
+        if heldBack == nil, Double.random(in: 0..<1) < faults.reorder {
+            heldBack = message
+            settings.deliveryLog?.record(["reordered", "\(id)"])
+            return
+        }
+        send(message)
+        if Double.random(in: 0..<1) < faults.duplicate {
+            send(message)
+            settings.deliveryLog?.record(["duplicated", "\(id)"])
+        }
+        sendHeldBack()
+    }
+
+    private func sendHeldBack() {
+        guard let held = heldBack else { return }
+        heldBack = nil
+        send(held)
     }
 
     private func sendHeartbeat() {
+        sendHeldBack()
         let running = trial.flatMap { $0.isSilenced ? nil : [$0.activity] } ?? []
-        send(.heartbeat(.init(running: running)))
+        send(.heartbeat(.init(running: running, freeSlots: freeSlots)))
         nextHeartbeat = .now + timing.heartbeatInterval
     }
 
+    /// Slots this worker could start a trial in now: what `ready` offers, and every heartbeat repeats (so
+    /// that a lost `ready` or `assign` is noticed by the coordinator).
+    private var freeSlots: Int {
+        trial == nil && release == nil && shutdownReason == nil ? WorkerClient.slots : 0
+    }
+
     private func sendReadyIfIdle() {
-        guard trial == nil, release == nil, shutdownReason == nil, endpoint != nil, !readySent else { return }
-        send(.ready(.init(freeSlots: WorkerClient.slots)))
+        guard freeSlots > 0, endpoint != nil, !readySent else { return }
+        send(.ready(.init(freeSlots: freeSlots)))
         readySent = true
         readySentAt = .now
     }
@@ -294,6 +325,13 @@ private final class SocketLoop {
         case .assign(let assign):
             start(assign)
         case .ack(let ack):
+            pruneCheckpoints(acknowledged: ack.messageIDs)
+            if let log = settings.deliveryLog {
+                let acknowledged = Set(ack.messageIDs)
+                for case let .progress(p) in outbox.unacknowledged where acknowledged.contains(p.messageID) {
+                    log.record(["acked", p.trial, "\(p.attempt)", "\(p.epoch)"])
+                }
+            }
             outbox.acknowledge(ack.messageIDs)
         case .cancel(let cancel):
             guard let trial, trial.trial == cancel.trial else {
@@ -314,8 +352,10 @@ private final class SocketLoop {
             if ContinuousClock.now - lastHelloAnswered > timing.heartbeatInterval {
                 lastHelloAnswered = .now
                 logger.info("the coordinator does not know us; saying hello again")
+                heldBack = nil
                 send(.hello(hello()))
                 for message in outbox.unacknowledged { send(message) }
+                if !outbox.unacknowledged.isEmpty { settings.deliveryLog?.record(["resent", "\(outbox.unacknowledged.count)"]) }
                 readySent = false
                 sendReadyIfIdle()
             }
@@ -336,11 +376,12 @@ private final class SocketLoop {
     /// it is lost here too: the attempt is released, and the trial restarts from its last checkpoint.
     private func fillGap(_ error: Message.ErrorReply) {
         guard let expected = error.expectedEpoch, let trialKey = error.trial, let attempt = error.attempt else { return }
-        let pending = outbox.unacknowledged.filter { $0.trial == trialKey && $0.attempt == attempt }
+        let pending = outbox.unacknowledged.filter { $0.resultTrial == trialKey && $0.resultAttempt == attempt }
         let metadata: Logger.Metadata = ["trial": "\(trialKey)", "attempt": "\(attempt)", "expected": "\(expected)"]
         if pending.contains(where: { if case let .progress(p) = $0 { p.epoch == expected } else { false } }) {
             logger.warning("the coordinator misses an epoch; resending the attempt's results", metadata: metadata)
             for message in pending { send(message) }
+            settings.deliveryLog?.record(["resent", "\(pending.count)"])
             return
         }
         logger.warning("the coordinator misses an epoch this worker no longer has; releasing the attempt", metadata: metadata)
@@ -354,13 +395,23 @@ private final class SocketLoop {
                                         reason: "the coordinator misses epoch \(expected)", kind: .interrupted)) })
     }
 
+    /// The store has recorded these checkpoints: this worker's files of earlier epochs of the same attempts
+    /// are no longer any trial's resume point.
+    private func pruneCheckpoints(acknowledged ids: [MessageID]) {
+        let acknowledged = Set(ids), root = settings.checkpointDirectory.path + "/"
+        for case let .checkpoint(c) in outbox.unacknowledged where acknowledged.contains(c.messageID) {
+            guard case .path(let path) = c.checkpoint.location, path.hasPrefix(root) else { continue }
+            CheckpointFiles.prune(before: c.checkpoint.epoch, in: URL(fileURLWithPath: path).deletingLastPathComponent())
+        }
+    }
+
     /// A stale attempt: stop it if it runs, and stop resending its results.
     private func forget(_ drop: Message.Drop) {
         logger.info("attempt dropped", metadata: ["trial": "\(drop.trial)", "attempt": "\(drop.attempt)", "reason": "\(drop.reason)"])
         if let trial, trial.trial == drop.trial, trial.attempt == drop.attempt {
             trial.requestStop(.silenced(reason: "dropped: \(drop.reason)"))
         }
-        let stale = outbox.unacknowledged.filter { $0.attempt == drop.attempt && $0.trial == drop.trial }
+        let stale = outbox.unacknowledged.filter { $0.resultAttempt == drop.attempt && $0.resultTrial == drop.trial }
         outbox.acknowledge(stale.compactMap(\.messageID))
     }
 
@@ -387,7 +438,8 @@ private final class SocketLoop {
         readySent = false
         client.count { $0.attemptsStarted += 1 }
         TrialExecution(assign: assign, runner: client.runner,
-                       directory: settings.checkpointDirectory.appendingPathComponent(assign.trial, isDirectory: true),
+                       directory: settings.checkpointDirectory.appendingPathComponent(assign.trial, isDirectory: true)
+                           .appendingPathComponent("attempt-\(assign.attempt)", isDirectory: true),
                        sharedCheckpoints: settings.sharedCheckpoints, inlineLimit: timing.inlineCheckpointLimit,
                        logger: logger).start(reporting: running)
     }
@@ -440,8 +492,9 @@ private final class SocketLoop {
             case .silenced, nil: reason = "stopped"
             }
             return { .failed(.init(messageID: $0, trial: trial, attempt: attempt, reason: reason, kind: .interrupted)) }
-        case let .failed(reason, kind):
-            return { .failed(.init(messageID: $0, trial: trial, attempt: attempt, reason: reason, kind: kind)) }
+        case let .failed(reason, kind, refusedCheckpoint):
+            return { .failed(.init(messageID: $0, trial: trial, attempt: attempt, reason: reason, kind: kind,
+                                   refusedCheckpoint: refusedCheckpoint)) }
         }
     }
 
@@ -481,29 +534,5 @@ private final class SocketLoop {
 
     private func sleep(_ duration: Duration) {
         Thread.sleep(forTimeInterval: Swift.max(0, duration.seconds))
-    }
-}
-
-extension Message {
-    /// The trial a result message is about.
-    fileprivate var trial: TrialKey? {
-        switch self {
-        case .progress(let m): m.trial
-        case .checkpoint(let m): m.trial
-        case .done(let m): m.trial
-        case .failed(let m): m.trial
-        case .hello, .ready, .heartbeat, .assign, .ack, .cancel, .drop, .shutdown, .error: nil
-        }
-    }
-
-    /// The attempt a result message is about.
-    fileprivate var attempt: AttemptID? {
-        switch self {
-        case .progress(let m): m.attempt
-        case .checkpoint(let m): m.attempt
-        case .done(let m): m.attempt
-        case .failed(let m): m.attempt
-        case .hello, .ready, .heartbeat, .assign, .ack, .cancel, .drop, .shutdown, .error: nil
-        }
     }
 }

@@ -13,7 +13,7 @@ public struct WorkerSettings: Sendable {
     public var host: String
     /// Compute threads of this worker, announced in `hello`.
     public var threads: Int
-    /// Trials checkpoint into `<checkpointDirectory>/<trial>/`; an absolute path.
+    /// Each attempt checkpoints into `<checkpointDirectory>/<trial>/attempt-<id>/`; an absolute path.
     public var checkpointDirectory: URL
     /// Whether the coordinator (and other workers) can read `checkpointDirectory`: checkpoints are then
     /// announced by path, otherwise sent inline (up to `timing.inlineCheckpointLimit`).
@@ -30,6 +30,10 @@ public struct WorkerSettings: Sendable {
     /// Asked before each (re)connection for the coordinator's current endpoint (nil: keep `endpoint`), so
     /// that a worker follows a coordinator restarted elsewhere (`RUN/coordinator.json`).
     public var locateCoordinator: (@Sendable () -> String?)?
+    /// Faults injected into this worker's result messages (the chaos benchmark; none by default).
+    public var faults = DeliveryFaults()
+    /// Where acknowledged progress and delivery faults are written down (the chaos benchmark); nil: nowhere.
+    public var deliveryLog: DeliveryLog?
 
     public init(endpoint: String, workerID: String = WorkerSettings.defaultWorkerID(), threads: Int,
                 checkpointDirectory: URL, sharedCheckpoints: Bool = true, timing: ProtocolTiming = ProtocolTiming(),

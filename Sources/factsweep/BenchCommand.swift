@@ -15,7 +15,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmark training speed against PyTorch (the default), or the sweep coordinator at scale (bench sweep).",
-        subcommands: [TrainingBenchCommand.self, SweepBenchCommand.self], defaultSubcommand: TrainingBenchCommand.self)
+        subcommands: [TrainingBenchCommand.self, SweepBenchCommand.self, ChaosBenchCommand.self, ProxyCommand.self], defaultSubcommand: TrainingBenchCommand.self)
 }
 
 struct TrainingBenchCommand: ParsableCommand {

@@ -33,8 +33,33 @@ struct SimulationOptions: ParsableArguments {
         valueName: "seconds"))
     var simulate: Double?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "With --simulate: each evaluation sleeps SECONDS more (a slow evaluation; tests and benchmarks).", valueName: "seconds"))
+    var simulateEvaluation: Double = 0
+
+    @Option(name: .long, help: ArgumentHelp(
+        "With --simulate: the training loop hangs for good at epoch N (a stuck trainer; tests and benchmarks).", valueName: "epoch"))
+    var simulateStallEpoch: Int?
+
     func validate() throws {
         if let simulate { guard simulate >= 0, simulate.isFinite else { throw ValidationError("--simulate takes seconds ≥ 0") } }
+        guard simulateEvaluation >= 0, simulateEvaluation.isFinite else { throw ValidationError("--simulate-evaluation takes seconds ≥ 0") }
+        if let simulateStallEpoch { guard simulateStallEpoch >= 1 else { throw ValidationError("--simulate-stall-epoch must be at least 1") } }
+        if simulate == nil, simulateEvaluation > 0 || simulateStallEpoch != nil {
+            throw ValidationError("--simulate-evaluation and --simulate-stall-epoch need --simulate")
+        }
+    }
+
+    /// The simulated trainer these options ask for; nil without `--simulate`.
+    var trainer: SimulatedTrainer? {
+        simulate.map { SimulatedTrainer(epochSeconds: $0, evaluationSeconds: simulateEvaluation, stallEpoch: simulateStallEpoch) }
+    }
+
+    /// The same options for a worker process started by this one.
+    var workerArguments: [String] {
+        guard let simulate else { return [] }
+        return ["--simulate", "\(simulate)", "--simulate-evaluation", "\(simulateEvaluation)"]
+            + (simulateStallEpoch.map { ["--simulate-stall-epoch", "\($0)"] } ?? [])
     }
 }
 

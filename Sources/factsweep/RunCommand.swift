@@ -74,7 +74,7 @@ struct RunCommand: ParsableCommand {
             process.arguments = ["worker", "--connect", server.boundEndpoint, "--threads", "\(threads)", "--id", "\(plan.name)-\(i)",
                                  "--checkpoint-dir", runDirectory.checkpoints.path, "--cluster", clusterFile.path,
                                  "--stats-file", runDirectory.logs.appendingPathComponent("worker-\(i).stats.json").path]
-            if let simulate = simulation.simulate { process.arguments? += ["--simulate", "\(simulate)"] }
+            process.arguments? += simulation.workerArguments
             let log = runDirectory.logs.appendingPathComponent("worker-\(i).log")
             FileManager.default.createFile(atPath: log.path, contents: nil)
             let handle = try FileHandle(forWritingTo: log)

@@ -52,11 +52,7 @@ struct SweepBenchCommand: ParsableCommand {
     }
 
     func run() throws {
-        let stamp = ISO8601DateFormatter.string(from: Date(), timeZone: .current, formatOptions: [.withYear, .withMonth, .withDay, .withTime])
-        let directory = URL(fileURLWithPath: runDir ?? "runs/bench-sweep-\(stamp)").standardizedFileURL
-        if let existing = try? FileManager.default.contentsOfDirectory(atPath: directory.path), !existing.isEmpty {
-            throw CLIError("\(directory.path) is not empty: name a new --run-dir")
-        }
+        let directory = try Self.newRunDirectory(runDir, name: "bench-sweep")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let spec = try writeSpec(in: directory)
         let log = directory.appendingPathComponent("run.log")
@@ -77,6 +73,16 @@ struct SweepBenchCommand: ParsableCommand {
         } else {
             print(result.table)
         }
+    }
+
+    /// `runDir`, or `runs/<name>-<time>`; refused when it exists and is not empty (a benchmark keeps its run).
+    static func newRunDirectory(_ runDir: String?, name: String) throws -> URL {
+        let stamp = ISO8601DateFormatter.string(from: Date(), timeZone: .current, formatOptions: [.withYear, .withMonth, .withDay, .withTime])
+        let directory = URL(fileURLWithPath: runDir ?? "runs/\(name)-\(stamp)").standardizedFileURL
+        if let existing = try? FileManager.default.contentsOfDirectory(atPath: directory.path), !existing.isEmpty {
+            throw CLIError("\(directory.path) is not empty: name a new --run-dir")
+        }
+        return directory
     }
 
     /// The one-minute load average (other work on the machine shows in the figures), or NaN.

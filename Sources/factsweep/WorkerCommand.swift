@@ -33,7 +33,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(name: .long, help: "Worker id, unique in the sweep (default: slurm-<job>_<task> in a Slurm job, else <hostname>-<pid>).")
     var id: String?
 
-    @Option(name: .long, help: "Trials checkpoint into DIR/<trial>/ (default: cluster.json's checkpoint_directory, else --run-dir's checkpoints, else ./checkpoints).")
+    @Option(name: .long, help: "Trials checkpoint into DIR/<trial>/attempt-<id>/ (default: cluster.json's checkpoint_directory, else --run-dir's checkpoints, else ./checkpoints).")
     var checkpointDir: String?
 
     @Option(name: .long, help: "cluster.json (docs/cluster.md): its timing and checkpoint_directory apply.")
@@ -46,6 +46,11 @@ struct WorkerCommand: ParsableCommand {
     @OptionGroup var keys: WorkerKeyOptions
 
     @OptionGroup var simulation: SimulationOptions
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Append a line per acknowledged progress (and per injected delivery fault) to FILE (the chaos benchmark).",
+        visibility: .hidden))
+    var deliveryLog: String?
 
     @Option(name: .long, help: "Write this worker's counters (attempts, reconnects, ready-to-assign waits, peak RSS, CPU time) as JSON to FILE at exit.")
     var statsFile: String?
@@ -82,7 +87,12 @@ struct WorkerCommand: ParsableCommand {
             timing: cluster?.timing ?? location.timing ?? ProtocolTiming(), security: try keys.security(cluster: cluster, published: location.publicKey))
         settings.slurm = slurm?.task
         settings.locateCoordinator = location.locate
-        let runner: any TrialRunning = simulation.simulate.map { SimulatedTrainer(epochSeconds: $0) }
+        // Test and benchmark use only (docs/benchmarks.md, "Chaos"): duplicated and reordered results.
+        if let faults = ProcessInfo.processInfo.environment[DeliveryFaults.environmentVariable] {
+            settings.faults = try DeliveryFaults.parse(faults)
+        }
+        settings.deliveryLog = try deliveryLog.map { try DeliveryLog(URL(fileURLWithPath: $0)) }
+        let runner: any TrialRunning = simulation.trainer
             ?? TrialRunner(cache: ModelCache(logger: logger), context: ComputeContext.forProcess(threads: threads), logger: logger)
         let client = WorkerClient(settings, context: try ZMQContext(), runner: runner, logger: logger)
         // SIGTERM/SIGINT release the trial (checkpoint, then a retryable failure); a second SIGINT exits at once.

@@ -9,8 +9,9 @@ struct WorkerTable {
     init(_ workers: [WorkerListing]) { self.workers = workers }
 
     var text: String {
-        let rows = [["worker", "status", "slurm job", "host", "trial", "last seen"]] + workers.map {
-            [$0.id, $0.status.rawValue, $0.squeueID ?? "—", $0.host, $0.runningTrial ?? "—", $0.lastSeen]
+        let rows = [["worker", "status", "slurm job", "host", "trial", "phase", "last seen"]] + workers.map {
+            [$0.id, $0.status.rawValue, $0.squeueID ?? "—", $0.host, $0.runningTrial ?? "—",
+             $0.runningTrial == nil ? "—" : $0.phase?.rawValue ?? "—", $0.lastSeen]
         }
         let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
         return rows.map { row in

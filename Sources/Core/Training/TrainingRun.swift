@@ -23,6 +23,9 @@ public final class TrainingRun: @unchecked Sendable {
     /// the epoch): the worker's heartbeat comes from here, so a hung trainer
     /// stops heartbeating.
     public var afterStep: ((Int, Int) -> Void)?
+    /// Called as each epoch's training and each evaluation begins: an evaluation has no steps, so the
+    /// worker's heartbeats say the phase instead (and keep the attempt's lease while it lasts).
+    public var phaseChanged: ((TrialPhase) -> Void)?
 
     public init(model: LanguageModel, dataset: FactDataset, settings: TrainingSettings, context: ComputeContext) throws {
         self.settings = settings
@@ -123,8 +126,10 @@ public final class TrainingRun: @unchecked Sendable {
     public func run(evaluator: FactEvaluator? = nil, evaluates: (Int) -> Bool = { _ in true },
                     _ progress: (EpochReport) throws -> TrainingProgress) throws {
         while completedEpochs < settings.epochs {
+            phaseChanged?(.training)
             var report = runEpoch()
             if let evaluator, report.loss.isFinite, evaluates(report.epoch) {
+                phaseChanged?(.evaluating)
                 report.evaluation = try evaluator.evaluate(trainer.network, context: trainer.context)
                 reports[reports.count - 1] = report
             }

@@ -4,6 +4,7 @@ import Foundation
 import GRDB
 import Testing
 import TestSupport
+import Trial
 @testable import Store
 
 @Suite struct SchemaDocumentationTests {
@@ -78,6 +79,7 @@ import TestSupport
             }
             #expect(try store.finishTrial(claimed.key, attemptID: claimed.attemptID, result: .done) == .accepted)
         }
-        _ = try store.claimNextTrial(for: "w1")
+        let running = try #require(try store.claimNextTrial(for: "w1"))
+        try store.heartbeat(workerID: "w1", renewing: [running.attemptID], phases: [(running.attemptID, .evaluating)])
     }
 }

@@ -69,7 +69,7 @@ import Trial
         let described = try #require(done.summary.model, "\(done.summary)")
         #expect(described.file == model.lastPathComponent && described.name == nil, "\(done.summary)")
         #expect(described.weights == "safetensors F32" && described.parameters > 0, "\(done.summary)")
-        let file = checkpoints.url.appendingPathComponent("t-tiny/checkpoint.safetensors")
+        let file = checkpoints.url.appendingPathComponent("t-tiny/attempt-7/checkpoint.safetensors")
         #expect(FileManager.default.fileExists(atPath: file.path))
         _ = try coordinator.expect("ready after done") { if case .ready = $0 { true } else { nil } }
 
@@ -155,7 +155,7 @@ import Trial
         guard case .checkpoint(let checkpoint) = unacknowledged[1], case .path(let path) = checkpoint.checkpoint.location else {
             Issue.record("a shared checkpoint goes by path"); return
         }
-        #expect(path == checkpoints.url.appendingPathComponent("t-pirate/checkpoint.safetensors").standardizedFileURL.path)
+        #expect(path == checkpoints.url.appendingPathComponent("t-pirate/attempt-11/epoch-\(checkpoint.checkpoint.epoch).safetensors").standardizedFileURL.path)
 
         try coordinator.restart(after: .milliseconds(600), timing: timing)
         let hello = try coordinator.expect("hello after the restart", within: .seconds(10)) { if case .hello(let h) = $0 { h } else { nil } }
@@ -242,6 +242,46 @@ import Trial
         #expect(!FileManager.default.fileExists(atPath: trial.appendingPathComponent("checkpoint.safetensors").path))
         #expect(CheckpointConfinement.problem(root.path + "/t-1/checkpoint.safetensors", in: CheckpointConfinement.resolved(root)) == nil)
         #expect(CheckpointConfinement.problem("relative/checkpoint.safetensors", in: CheckpointConfinement.resolved(root)) != nil)
+    }
+
+    /// A resume checkpoint is used only if it holds the epoch the assignment names, inline or by path.
+    @Test func aResumeCheckpointMustHoldTheAssignedEpoch() throws {
+        let root = try TemporaryDirectory()
+        let attempt = root.url.appendingPathComponent("t-1/attempt-5")
+        try FileManager.default.createDirectory(at: attempt, withIntermediateDirectories: true)
+        let runner = SimulatedTrainer(epochSeconds: 0)
+        let epochThree = try JSONEncoder().encode(SimulatedCheckpoint.Contents(simulatedEpoch: 3))
+        try ResumeCheckpoint.materialise(.init(epoch: 3, location: .inline(epochThree)), in: attempt, confinedTo: root.url, runner: runner)
+        #expect(try runner.checkpointEpoch(in: attempt) == 3)
+        let error = try #require(throws: ResumeEpochMismatch.self) {
+            try ResumeCheckpoint.materialise(.init(epoch: 2, location: .inline(epochThree)), in: attempt, confinedTo: root.url, runner: runner)
+        }
+        #expect(error.found == 3 && error.assigned == 2)
+        #expect("\(error)".contains("holds epoch 3") && "\(error)".contains("resumes from epoch 2") && "\(error)".contains("inline"), "\(error)")
+    }
+
+    /// Found by the chaos benchmark: a trial requeued to its newest recorded checkpoint (epoch 2) found the
+    /// attempt's file rewritten by a later checkpoint (epoch 4) whose message was never recorded.
+    @Test func aRecordedCheckpointPathKeepsItsEpoch() throws {
+        let root = try TemporaryDirectory()
+        let attempt = root.url.appendingPathComponent("t-1/attempt-5")
+        let location = CheckpointLocation(shared: true, inlineLimit: 0, logger: CapturedLogs().logger())
+        let runner = SimulatedTrainer(epochSeconds: 0)
+        try SimulatedCheckpoint.write(epoch: 2, to: attempt)
+        let second = try #require(location.reference(epoch: 2, directory: attempt))
+        try SimulatedCheckpoint.write(epoch: 4, to: attempt)
+        let fourth = try #require(location.reference(epoch: 4, directory: attempt))
+        guard case .path(let path) = second.location, case .path(let later) = fourth.location else {
+            Issue.record("shared checkpoints go by path"); return
+        }
+        #expect(path != later && path.hasSuffix("attempt-5/epoch-2.safetensors"), "\(path)")
+        let resumed = root.url.appendingPathComponent("t-1/attempt-6")
+        try FileManager.default.createDirectory(at: resumed, withIntermediateDirectories: true)
+        try ResumeCheckpoint.materialise(second, in: resumed, confinedTo: root.url, runner: runner)
+        #expect(try runner.checkpointEpoch(in: resumed) == 2)
+        // Once epoch 4 is recorded, epoch 2's file goes; epoch 4's stays.
+        CheckpointFiles.prune(before: 4, in: attempt)
+        #expect(!FileManager.default.fileExists(atPath: path) && FileManager.default.fileExists(atPath: later))
     }
 
     @Test func aCoordinatorOnThisHostSeesItsFiles() {

@@ -28,7 +28,7 @@ import TestSupport
         let stored = try #require(try fixture.store.trial(trial.key))
         #expect(stored.status == .done && stored.lastEpoch == 2)
         #expect(stored.checkpoint?.epoch == 2)
-        #expect(stored.checkpoint.map { "\($0.location)" }?.contains("tiny-s0/checkpoint.safetensors") == true)
+        #expect(stored.checkpoint.map { "\($0.location)" }?.contains("tiny-s0/attempt-") == true)
         #expect(worker.client.statistics.unexpected.isEmpty && worker.client.statistics.rejected.isEmpty)
         worker.stop()
         coordinator.stop()
