@@ -17,10 +17,7 @@ import TestSupport
         let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20_000..<40_000))"
         let coordinator = try RetryProcessTests.coordinator(dir.url, spec: spec, endpoint: endpoint)
         defer { coordinator.stop() }
-        let workers = try (0..<3).map { i in
-            try FactSweepChild(["worker", "--connect", endpoint, "--id", "w\(i)", "--threads", "1", "--simulate", "0.05",
-                                "--checkpoint-dir", dir.file("checkpoints").path], log: dir.file("worker-\(i).log"))
-        }
+        let workers = try SimulatedWorkers.start(3, endpoint: endpoint, in: dir.url, epochSeconds: 0.05)
         defer { for worker in workers { worker.stop() } }
         #expect(coordinator.wait(seconds: 60), "the sweep completes: \(coordinator.output)")
         #expect(coordinator.status == 0, "\(coordinator.output)")
