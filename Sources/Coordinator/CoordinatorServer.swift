@@ -33,6 +33,12 @@ public final class CoordinatorServer {
     private var outgoing: [Outgoing] = []
     /// `factsweep retry` / `cancel` reach the running coordinator here; nil without a run directory.
     private var control: ControlChannel?
+    /// Results first delivered in the open batch: forgotten again if the batch cannot commit, so that their
+    /// resends are applied rather than taken for duplicates.
+    private var deliveredInBatch: [(id: MessageID, workerID: String, session: String)] = []
+    /// Set while the run database cannot be written (a full disk, an I/O error): nothing is applied,
+    /// acknowledged or assigned, and a write is tried again at `nextProbe`.
+    private var paused: (since: SuspendingClock.Instant, nextProbe: SuspendingClock.Instant, error: String)?
 
     /// A message waiting for its batch to commit; `readyAt`, for an assign, is when the ready it answers came.
     struct Outgoing {
@@ -123,23 +129,70 @@ public final class CoordinatorServer {
         let tick = timing.heartbeatInterval
         meter = CoordinatorMeter()
         while !stop() {
-            var trialEnded = try serveBatch(waitingUpTo: tick / 4)
-            if try serveControl() { trialEnded = true }
-            let housekeepingDue = lastHousekeeping.map { clock.now - $0 >= tick } ?? true
-            if housekeepingDue {
-                lastHousekeeping = clock.now
-                try committing { try housekeeping($0) }
-                if lastStatus.map({ clock.now - $0 >= .milliseconds(Int64(statusEvery * 1000)) }) ?? true {
-                    lastStatus = clock.now
-                    onTick(try store.status())
+            if paused != nil {
+                try serveWhilePaused()
+                continue
+            }
+            do {
+                var trialEnded = try serveBatch(waitingUpTo: tick / 4)
+                if try serveControl() { trialEnded = true }
+                let housekeepingDue = lastHousekeeping.map { clock.now - $0 >= tick } ?? true
+                if housekeepingDue {
+                    lastHousekeeping = clock.now
+                    try committing { try housekeeping($0) }
+                    if lastStatus.map({ clock.now - $0 >= .milliseconds(Int64(statusEvery * 1000)) }) ?? true {
+                        lastStatus = clock.now
+                        onTick(try store.status())
+                    }
                 }
+                if untilComplete, trialEnded || housekeepingDue, try sweepComplete() {
+                    meter.sweepComplete()
+                    logger.info("sweep complete")
+                    shutdownWorkers(reason: "sweep complete")
+                    return
+                }
+            } catch where RunStore.isStorageFailure(error) {
+                pause(error)
             }
-            if untilComplete, trialEnded || housekeepingDue, try sweepComplete() {
-                meter.sweepComplete()
-                logger.info("sweep complete")
-                shutdownWorkers(reason: "sweep complete")
-                return
+        }
+    }
+
+    // MARK: A run database that cannot be written
+
+    /// The run database refused a write (its transaction rolled back whole): pause dispatch. Results of the
+    /// failed batch were neither applied nor acknowledged, so their workers still hold them.
+    private func pause(_ error: any Error) {
+        for delivered in deliveredInBatch { ledger.forget(delivered.id, from: delivered.workerID, session: delivered.session) }
+        deliveredInBatch.removeAll()
+        let now = SuspendingClock.now
+        paused = (now, now + timing.heartbeatInterval, "\(error)")
+        logger.error("the run database cannot be written (disk full?); dispatch paused until it can, nothing acknowledged is lost",
+                     metadata: ["database": "\(store.path)", "error": "\(error)"])
+    }
+
+    /// While paused: heartbeats are answered (workers stay connected and keep their results), everything
+    /// else waits unanswered; every heartbeat interval a write is tried. When one succeeds, the running
+    /// attempts get fresh leases (none is lost for the pause), and every worker is asked to say hello
+    /// again, which resends its unacknowledged results.
+    private func serveWhilePaused() throws {
+        guard let state = paused else { return }
+        if let next = try endpoint.receive(timeout: timing.heartbeatInterval / 4), case .success(.heartbeat) = next.message {
+            workers[next.peer.description]?.lastHeard = .now
+            try send(.heartbeat(.init()), to: next.peer)
+        }
+        guard SuspendingClock.now >= state.nextProbe else { return }
+        do {
+            let renewed = try store.batch { try $0.renewRunningLeases() }
+            paused = nil
+            logger.notice("the run database can be written again; dispatch resumed",
+                          metadata: ["paused_for": "\(SuspendingClock.now - state.since)", "leases_renewed": "\(renewed)"])
+            for (id, worker) in workers {
+                workers[id]?.lastHeard = .now
+                try send(.error(.init(reason: "\(Message.ErrorReply.helloRequired): the coordinator's database was unavailable")), to: worker.peer)
             }
+        } catch where RunStore.isStorageFailure(error) {
+            paused?.nextProbe = SuspendingClock.now + timing.heartbeatInterval
+            logger.debug("the run database still cannot be written", metadata: ["error": "\(error)"])
         }
     }
 
@@ -151,6 +204,7 @@ public final class CoordinatorServer {
     private func serveBatch(waitingUpTo timeout: Duration) throws -> Bool {
         guard var next = try endpoint.receive(timeout: timeout) else { return false }
         let endedBefore = meter.trialsEnded
+        deliveredInBatch.removeAll()
         try committing { transaction in
             let deadline = ContinuousClock.now + Self.batchTime
             var count = 0
@@ -290,7 +344,7 @@ public final class CoordinatorServer {
         case let .progress(p):
             guard let (workerID, session) = sender(peer, user),
                   try mayReport(p.trial, p.attempt, epoch: p.report.epoch, workerID, peer, p.messageID, in: transaction) else { return }
-            if ledger.firstDelivery(of: p.messageID, from: workerID, session: session) {
+            if firstDelivery(p.messageID, from: workerID, session: session) {
                 // The evaluation's answers are recorded with the epoch.
                 let write = try transaction.recordEpoch(p.trial, attemptID: p.attempt, report: p.report)
                 guard try settle(write, p.messageID, trial: p.trial, attempt: p.attempt, peer: peer, workerID: workerID,
@@ -309,7 +363,7 @@ public final class CoordinatorServer {
                 refuse(peer, .checkpointOutsideRun, "checkpoint of trial \(c.trial) refused: \(problem)")
                 return try send(.ack(.init(messageIDs: [c.messageID])), to: peer)
             }
-            if ledger.firstDelivery(of: c.messageID, from: workerID, session: session) {
+            if firstDelivery(c.messageID, from: workerID, session: session) {
                 let write = try transaction.recordCheckpoint(c.trial, attemptID: c.attempt, checkpoint: c.checkpoint)
                 guard try settle(write, c.messageID, trial: c.trial, attempt: c.attempt, peer: peer, workerID: workerID,
                                  session: session) else { return }
@@ -321,7 +375,7 @@ public final class CoordinatorServer {
             guard let (workerID, session) = sender(peer, user),
                   try mayReport(d.trial, d.attempt, epoch: d.summary.epochs, workerID, peer, d.messageID, in: transaction)
             else { return }
-            if ledger.firstDelivery(of: d.messageID, from: workerID, session: session) {
+            if firstDelivery(d.messageID, from: workerID, session: session) {
                 let summary = try TrialJSON.encoder().encode(d.summary)
                 let write = try transaction.finishTrial(d.trial, attemptID: d.attempt,
                                                         result: d.summary.outcome == .diverged ? .diverged : .done,
@@ -337,7 +391,7 @@ public final class CoordinatorServer {
         case let .failed(f):
             guard let (workerID, session) = sender(peer, user),
                   try mayReport(f.trial, f.attempt, epoch: nil, workerID, peer, f.messageID, in: transaction) else { return }
-            if ledger.firstDelivery(of: f.messageID, from: workerID, session: session) {
+            if firstDelivery(f.messageID, from: workerID, session: session) {
                 // A resume checkpoint whose file holds another epoch: forget it, so the next attempt starts afresh.
                 if let epoch = f.refusedCheckpoint { try transaction.discardCheckpoint(f.trial, attemptID: f.attempt, epoch: epoch) }
                 // Only the narrowing is trusted: `permanent` fails the trial now, and an attempt that says it
@@ -521,6 +575,13 @@ public final class CoordinatorServer {
                                   trial: trial, attempt: attempt, expectedEpoch: expected)), to: peer)
             return false
         }
+    }
+
+    /// The ledger's first-delivery check, remembered for the open batch (see `pause`).
+    private func firstDelivery(_ id: MessageID, from workerID: String, session: String) -> Bool {
+        guard ledger.firstDelivery(of: id, from: workerID, session: session) else { return false }
+        deliveredInBatch.append((id, workerID, session))
+        return true
     }
 
     /// The worker id a message's connection said hello as, once it is checked to come from that worker's

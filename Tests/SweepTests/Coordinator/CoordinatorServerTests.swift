@@ -115,8 +115,12 @@ import Trial
         #expect(trial.status == .done && trial.lastEpoch == 2)
     }
 
+    /// These attempts are lost without progress, so they count and would back off; the store's clock here
+    /// stands still, so no wait would ever end.
+    static let noBackoff = RetryBackoff(initial: 0, maximum: 0)
+
     @Test func staleAttemptIsFencedAfterItsLeaseExpires() throws {
-        let fixture = try StoreFixture(leaseDuration: 0.3)
+        let fixture = try StoreFixture(leaseDuration: 0.3, retryBackoff: Self.noBackoff)
         try fixture.addSweep([StoreSamples.trial("ia3", seed: 1, epochs: 3)])
         let context = try ZMQContext()
         let coordinator = try Running(store: fixture.store, context: context, timing: Self.timing(lease: .milliseconds(300)), logs: fixture.logs)
@@ -145,7 +149,7 @@ import Trial
     /// worker's heartbeats, which do not name the attempt, do not keep it
     /// alive, and the worker's next hello, which does not hold it, requeues it at once.
     @Test func anAssignTheWorkerNeverGotIsRequeued() throws {
-        let fixture = try StoreFixture(leaseDuration: 30)
+        let fixture = try StoreFixture(leaseDuration: 30, retryBackoff: Self.noBackoff)
         try fixture.addSweep([StoreSamples.trial("lora", seed: 1, epochs: 2)])
         let context = try ZMQContext()
         let coordinator = try Running(store: fixture.store, context: context, timing: Self.timing(), logs: fixture.logs)

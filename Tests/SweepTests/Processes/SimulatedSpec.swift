@@ -18,3 +18,15 @@ enum SimulatedSpec {
         return spec
     }
 }
+
+enum SimulatedWorkers {
+    /// `count` simulated `factsweep worker` processes (ids w0, w1, …) connected to `endpoint`, checkpointing
+    /// into `dir/checkpoints`, logging to `dir/worker-N.log`.
+    static func start(_ count: Int, endpoint: String, in dir: URL, epochSeconds: Double) throws -> [FactSweepChild] {
+        try (0..<count).map { i in
+            try FactSweepChild(["worker", "--connect", endpoint, "--id", "w\(i)", "--threads", "1", "--simulate", "\(epochSeconds)",
+                                "--checkpoint-dir", dir.appendingPathComponent("checkpoints").path],
+                               log: dir.appendingPathComponent("worker-\(i).log"))
+        }
+    }
+}
