@@ -14,11 +14,12 @@ public enum TrialSetting: String, CaseIterable, Sendable {
     case weightDecay = "weight_decay", clip, trainOnPrompt = "train_on_prompt"
     case evalEvery = "eval_every", threshold, maxNewTokens = "max_new_tokens", embedder, heldOut = "held_out"
     case checkpointEvery = "checkpoint_every"
+    case precision
     case seed
 
     /// The kinds of value settings take.
     public enum Kind: Sendable {
-        case integer, number, boolean, targets, schedule
+        case integer, number, boolean, targets, schedule, precision
         /// A file or directory; "none" too where `allowsNone`.
         case path(allowsNone: Bool)
     }
@@ -30,6 +31,7 @@ public enum TrialSetting: String, CaseIterable, Sendable {
         case .rslora, .trainOnPrompt: .boolean
         case .targets: .targets
         case .schedule: .schedule
+        case .precision: .precision
         case .embedder: .path(allowsNone: false)
         case .heldOut: .path(allowsNone: true)
         }
@@ -72,7 +74,8 @@ public enum TrialSetting: String, CaseIterable, Sendable {
         case (.weightDecay, .float(let v)), (.clip, .float(let v)): try check(v) { $0 >= 0 }
         case (.threshold, .float(let v)): try check(v) { (0...1).contains($0) }
         case (.targets, .targets(let v)): if v.isEmpty { throw SettingRefusal("no target modules") }
-        case (.rslora, .bool), (.trainOnPrompt, .bool), (.schedule, .schedule), (.embedder, .text), (.heldOut, .text):
+        case (.rslora, .bool), (.trainOnPrompt, .bool), (.schedule, .schedule), (.precision, .precision),
+             (.embedder, .text), (.heldOut, .text):
             break
         default: throw SettingRefusal("\(rawValue) cannot take \(value)")
         }
@@ -112,6 +115,7 @@ public enum TrialSetting: String, CaseIterable, Sendable {
         case (.embedder, .text(let v)): config.embedder = v
         case (.heldOut, .text(let v)): config.heldOut = v
         case (.checkpointEvery, .int(let v)): config.checkpointEvery = v
+        case (.precision, .precision(let v)): config.training.precision = v == .f32 ? nil : v
         case (.seed, .int(let v)): config.training.seed = UInt64(v)
         default: throw SettingRefusal("\(rawValue) cannot take \(value)")  // `check` refused it already
         }
@@ -124,6 +128,7 @@ public enum SettingValue: Sendable, Equatable {
     /// Target modules in `ProjectionKind` order, without repeats.
     case targets([ProjectionKind])
     case schedule(LearningRateSchedule.Decay)
+    case precision(Precision)
 }
 
 /// Why a value was refused, for the user; the caller names the setting.

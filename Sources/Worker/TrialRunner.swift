@@ -47,7 +47,7 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
     /// end and when stopped), the final adapter and `evaluation.json` go to
     /// `directory` when given.
     public func run(_ config: TrialConfig, directory: URL?, resume: Bool, events: TrialEvents) throws -> TrialSummary {
-        let storage: LinearStorage = config.training.method.kind == .qlora ? .nf4 : .float32
+        let storage = LinearStorage.training(config.training.method.kind, precision: config.training.productPrecision)
         let modelURL = URL(fileURLWithPath: config.model)
         let lm = try cache.languageModel(modelURL, storage: storage, context: context)
         let dataset = try FactDataset.load(URL(fileURLWithPath: config.data))
@@ -67,7 +67,7 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
 
         var perplexityBefore: Float?
         if let evaluator, let heldOut = evaluator.heldOut, run.completedEpochs == 0 {
-            let p = Perplexity.measure(run.trainer.network, tokens: heldOut, context: context)
+            let p = ProductPrecision.run(run.trainer.precision) { Perplexity.measure(run.trainer.network, tokens: heldOut, context: context) }
             perplexityBefore = p
             events.baseline(p)
         }

@@ -32,7 +32,7 @@ public final class TrainingRun: @unchecked Sendable {
         let batch = settings.batchSize == 0 ? examples.count : min(settings.batchSize, examples.count)
         let maxSeq = examples.map { $0.tokens.count - 1 }.max() ?? 1
         trainer = try FineTuning(base: model.model, method: settings.method, optimizer: settings.optimizer, maxBatch: batch, maxSeq: maxSeq,
-                                 seed: settings.seed, context: context)
+                                 seed: settings.seed, precision: settings.productPrecision, context: context)
         if let initAdapter = settings.initAdapter {
             try trainer.loadAdapter(from: URL(fileURLWithPath: initAdapter))
         }
@@ -124,7 +124,9 @@ public final class TrainingRun: @unchecked Sendable {
         while completedEpochs < settings.epochs {
             var report = runEpoch()
             if let evaluator, report.loss.isFinite, evalEvery > 0, report.epoch % evalEvery == 0 || report.epoch == settings.epochs {
-                report.evaluation = try evaluator.evaluate(trainer.network, context: trainer.context)
+                report.evaluation = try ProductPrecision.run(trainer.precision) {
+                    try evaluator.evaluate(trainer.network, context: trainer.context)
+                }
                 reports[reports.count - 1] = report
             }
             if try progress(report) == .stop { return }
