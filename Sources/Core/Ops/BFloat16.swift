@@ -26,8 +26,7 @@ public func roundedToBFloat16(_ x: Float) -> Float {
 /// dst[i] = bf16(src[i]) over a rows × columns block with leading dimension
 /// `ld`, packed densely (leading dimension `columns`). Sixteen lanes at a time
 /// with the rounding written branch-free, so that it vectorises: products
-/// convert their operands on every call, and a scalar loop cost more than
-/// the bf16 product saved.
+/// convert their Float32 operands on every call.
 func convertToBFloat16(
     _ dst: UnsafeMutablePointer<UInt16>, _ src: UnsafePointer<Float>, rows: Int, columns: Int, ld: Int
 ) {
