@@ -15,6 +15,10 @@ Methods:
   qlora   the projections replaced by bitsandbytes NF4 Linear4bit (float32 compute),
           then peft LoRA on them; needs bitsandbytes with CPU support
 
+--autocast bf16 runs forward and loss under torch.autocast("cpu", dtype=torch.bfloat16), as
+the PyTorch recipes do for bf16 mixed precision on CPU: products in bf16, weights, gradients
+and AdamW states in float32.
+
 Batch size 1 takes the facts one by one; a larger batch size groups them, padded on the
 right (all six in one batch for --batch-size 8). The first epoch is a warm-up and is
 reported separately; the steady figures (mean, median, min seconds per epoch; tokens/s
@@ -193,6 +197,8 @@ def main() -> None:
     ap.add_argument("--model-dir", type=Path, default=MODEL_DIR)
     ap.add_argument("--gguf", default=GGUF)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--autocast", choices=["none", "bf16"], default="none",
+                    help="bf16: forward and loss under torch.autocast('cpu', dtype=torch.bfloat16)")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     args = ap.parse_args()
     if args.epochs < 1:
@@ -231,11 +237,12 @@ def main() -> None:
         total, count = 0.0, 0
         for ids, labels, mask in batches(examples, args.batch_size, pad_id):
             opt.zero_grad(set_to_none=True)
-            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-            V = logits.shape[-1]
-            # logits[t] predicts token t+1
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V), labels[:, 1:].reshape(-1),
-                                                     ignore_index=-100)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast == "bf16"):
+                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+                V = logits.shape[-1]
+                # logits[t] predicts token t+1
+                loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V), labels[:, 1:].reshape(-1),
+                                                         ignore_index=-100)
             loss.backward()
             opt.step()
             n = int((labels[:, 1:] != -100).sum())
@@ -275,7 +282,7 @@ def main() -> None:
         "peak_rss_training_mib": round(peak_train, 1),
         "peak_rss_process_mib": round(peak_process, 1),
         "torch": torch.__version__, "transformers": transformers.__version__,
-        "attn_implementation": args.attn,
+        "attn_implementation": args.attn, "autocast": args.autocast,
     }
     if args.json:
         print(json.dumps(result))

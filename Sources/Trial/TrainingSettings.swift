@@ -20,6 +20,12 @@ public struct TrainingSettings: Sendable, Codable, Equatable {
     public var optimizer = AdamWSettings()
     /// A PEFT adapter directory to start from instead of PEFT's initialisation.
     public var initAdapter: String?
+    /// The products' input format; nil is Float32, and is left out of the
+    /// JSON so that the keys of trials from before the setting stay the same.
+    public var precision: Precision?
+
+    /// The precision products run in.
+    public var productPrecision: Precision { precision ?? .f32 }
 
     public init() {}
 

@@ -14,11 +14,12 @@ public enum TrialSetting: String, CaseIterable, Sendable {
     case weightDecay = "weight_decay", clip, trainOnPrompt = "train_on_prompt"
     case evalEvery = "eval_every", evalEpochs = "eval_epochs", threshold, maxNewTokens = "max_new_tokens", embedder, heldOut = "held_out"
     case checkpointEvery = "checkpoint_every"
+    case precision
     case seed
 
     /// The kinds of value settings take.
     public enum Kind: Sendable {
-        case integer, number, boolean, targets, schedule
+        case integer, number, boolean, targets, schedule, precision
         /// A list of epoch numbers (0 and up): one value, though written as a JSON list.
         case epochs
         /// A file or directory; "none" too where `allowsNone`.
@@ -33,6 +34,7 @@ public enum TrialSetting: String, CaseIterable, Sendable {
         case .targets: .targets
         case .schedule: .schedule
         case .evalEpochs: .epochs
+        case .precision: .precision
         case .embedder: .path(allowsNone: false)
         case .heldOut: .path(allowsNone: true)
         }
@@ -78,7 +80,8 @@ public enum TrialSetting: String, CaseIterable, Sendable {
         case (.evalEpochs, .epochs(let v)):
             if let negative = v.first(where: { $0 < 0 }) { throw SettingRefusal("epochs are 0 (the base model) and up (got \(negative))") }
             if Set(v).count != v.count { throw SettingRefusal("an epoch is listed twice") }
-        case (.rslora, .bool), (.trainOnPrompt, .bool), (.schedule, .schedule), (.embedder, .text), (.heldOut, .text):
+        case (.rslora, .bool), (.trainOnPrompt, .bool), (.schedule, .schedule), (.precision, .precision),
+             (.embedder, .text), (.heldOut, .text):
             break
         default: throw SettingRefusal("\(rawValue) cannot take \(value)")
         }
@@ -120,6 +123,7 @@ public enum TrialSetting: String, CaseIterable, Sendable {
         case (.embedder, .text(let v)): config.embedder = v
         case (.heldOut, .text(let v)): config.heldOut = v
         case (.checkpointEvery, .int(let v)): config.checkpointEvery = v
+        case (.precision, .precision(let v)): config.training.precision = v == .f32 ? nil : v
         case (.seed, .int(let v)): config.training.seed = UInt64(v)
         default: throw SettingRefusal("\(rawValue) cannot take \(value)")  // `check` refused it already
         }
@@ -134,6 +138,7 @@ public enum SettingValue: Sendable, Equatable {
     case schedule(LearningRateSchedule.Decay)
     /// Epoch numbers, as written.
     case epochs([Int])
+    case precision(Precision)
 }
 
 /// Why a value was refused, for the user; the caller names the setting.

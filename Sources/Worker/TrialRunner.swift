@@ -59,7 +59,7 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
     /// `directory` when given.
     public func run(_ config: TrialConfig, directory: URL?, resume: Bool, events: TrialEvents) throws -> TrialSummary {
         events.phase(.loading)
-        let storage: LinearStorage = config.training.method.kind == .qlora ? .nf4 : .float32
+        let storage = LinearStorage.training(config.training.method.kind, precision: config.training.productPrecision)
         let modelURL = URL(fileURLWithPath: config.model)
         let lm = try cache.languageModel(modelURL, storage: storage, context: context)
         let dataset = try FactDataset.load(URL(fileURLWithPath: config.data))
@@ -81,12 +81,13 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
         var perplexityBefore: Float?
         if let evaluator, let heldOut = evaluator.heldOut, run.completedEpochs == 0 {
             events.phase(.baseline)
-            let p = Perplexity.measure(run.trainer.network, tokens: heldOut, context: context)
+            let p = ProductPrecision.run(run.trainer.precision) { Perplexity.measure(run.trainer.network, tokens: heldOut, context: context) }
             perplexityBefore = p
             events.baseline(p)
         }
         var base: EpochReport?
         if let evaluator, run.completedEpochs == 0, config.evaluates(epoch: 0) {
+            events.phase(.evaluating)
             let report = try Self.baseEvaluation(evaluator, run: run)
             events.epoch(report)
             base = report
@@ -134,7 +135,9 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
     /// Epoch 0: the base model (with its adapter's initial state) evaluated before any training. It has no
     /// training loss (NaN, stored as NULL); its time is the evaluation's.
     static func baseEvaluation(_ evaluator: FactEvaluator, run: TrainingRun) throws -> EpochReport {
-        let evaluation = try evaluator.evaluate(run.trainer.network, context: run.trainer.context)
+        let evaluation = try ProductPrecision.run(run.trainer.precision) {
+            try evaluator.evaluate(run.trainer.network, context: run.trainer.context)
+        }
         return EpochReport(epoch: 0, loss: .nan, epochSeconds: evaluation.seconds, trainSeconds: 0, evaluation: evaluation)
     }
 

@@ -40,6 +40,9 @@ struct TrainingBenchCommand: ParsableCommand {
     @Option(name: .long, parsing: .upToNextOption, help: "Matmul engines to measure, each in its own child: onednn, openblas.")
     var engines: [String] = ["onednn", "openblas"]
 
+    @Option(name: .long, parsing: .upToNextOption, help: "Product precisions to measure: f32, bf16 (PyTorch with bf16 autocast beside bf16).")
+    var precision: [Precision] = [.f32]
+
     @Option(name: .long, help: "Epochs per configuration; the first is a warm-up and not counted.")
     var epochs = 3
 
@@ -84,19 +87,21 @@ struct TrainingBenchCommand: ParsableCommand {
           guard let method = TrainingBenchCommand.method(named: name) else { continue }
           for threads in threadCounts {
             for batch in batchSizes {
+              for precision in precision {
                 var engineRows: [[String: Any]] = []
                 for engine in engines.compactMap(MatmulEngine.init(name:)) {
-                    FileHandle.standardError.write(Data("[bench] FactSweep (\(engine)): \(name), threads \(threads), batch \(batch)\n".utf8))
-                    var row = try childJSON(CommandLine.arguments[0], selfArguments(method: name, threads: threads, batch: batch),
+                    FileHandle.standardError.write(Data("[bench] FactSweep (\(engine), \(precision)): \(name), threads \(threads), batch \(batch)\n".utf8))
+                    var row = try childJSON(CommandLine.arguments[0], selfArguments(method: name, threads: threads, batch: batch, precision: precision),
                                             environment: [MatmulEngine.environmentKey: engine.rawValue, "OMP_WAIT_POLICY": "passive"])
                     row["method"] = name
                     engineRows.append(row)
                 }
                 if let pythonPath {
-                    FileHandle.standardError.write(Data("[bench] PyTorch: \(name), threads \(threads), batch \(batch)\n".utf8))
+                    FileHandle.standardError.write(Data("[bench] PyTorch (\(precision == .bf16 ? "bf16 autocast" : "f32")): \(name), threads \(threads), batch \(batch)\n".utf8))
                     let script = DefaultPaths.root.appendingPathComponent("scripts/bench-pytorch.py").path
                     var torchArguments = [script, "--method", method.kind.rawValue, "--threads", "\(threads)",
-                                          "--batch-size", "\(batch == 0 ? 6 : batch)", "--epochs", "\(epochs)", "--json"]
+                                          "--batch-size", "\(batch == 0 ? 6 : batch)", "--epochs", "\(epochs)", "--json",
+                                          "--autocast", precision == .bf16 ? "bf16" : "none"]
                     if method.kind == .lora || method.kind == .qlora { torchArguments += ["--rank", "\(method.rank)", "--alpha", "\(Int(method.alpha))"] }
                     if method.kind != .full { torchArguments += ["--targets", method.resolvedTargets.map(\.rawValue).joined(separator: ",")] }
                     let torch = try childJSON(pythonPath, torchArguments)
@@ -110,6 +115,7 @@ struct TrainingBenchCommand: ParsableCommand {
                     }
                 }
                 rows += engineRows
+              }
             }
           }
         }
@@ -133,8 +139,9 @@ struct TrainingBenchCommand: ParsableCommand {
         }
     }
 
-    private func selfArguments(method: String, threads: Int, batch: Int) -> [String] {
-        var args = ["bench", "--single", "--methods", method, "--threads", "\(threads)", "--batch-sizes", "\(batch)", "--epochs", "\(epochs)"]
+    private func selfArguments(method: String, threads: Int, batch: Int, precision: Precision) -> [String] {
+        var args = ["bench", "--single", "--methods", method, "--threads", "\(threads)", "--batch-sizes", "\(batch)", "--epochs", "\(epochs)",
+                    "--precision", precision.rawValue]
         if let model = options.model { args += ["--model", model] }
         if let data { args += ["--data", data] }
         return args
@@ -170,11 +177,12 @@ struct TrainingBenchCommand: ParsableCommand {
     private func runSingle() throws {
         let threads = options.threads, batch = batchSizes.first ?? 1
         let context = ComputeContext.forProcess(threads: threads)
-        // The peak of the engine the products run on (`gemm` is the one seam).
-        let peak = SgemmPeak.measure(context: context)
+        // The peak of the engine the products run on (`gemm` is the one seam),
+        // in the run's precision (bf16: operands' conversion included).
+        let peak = ProductPrecision.run(precision.first ?? .f32) { SgemmPeak.measure(context: context) }
         let dataset = try FactDataset.load(try DefaultPaths.resolve(data, default: DefaultPaths.data, what: "dataset"))
         guard let method = methods.first.flatMap(TrainingBenchCommand.method(named:)) else { throw CLIError("no method") }
-        let lm = try options.loadModel(storage: method.kind == .qlora ? .nf4 : .float32)
+        let lm = try options.loadModel(storage: LinearStorage.training(method.kind, precision: precision.first ?? .f32))
         var settings = TrainingSettings()
         // The reference script's workload: its learning rates, no clipping.
         settings.method = method
@@ -182,6 +190,7 @@ struct TrainingBenchCommand: ParsableCommand {
         settings.optimizer.maxGradNorm = nil
         settings.epochs = epochs
         settings.batchSize = batch
+        settings.precision = precision.first ?? .f32
         let run = try TrainingRun(model: lm, dataset: dataset, settings: settings, context: context)
         var reports: [EpochReport] = []
         try run.run { reports.append($0); return .more }
@@ -189,7 +198,8 @@ struct TrainingBenchCommand: ParsableCommand {
         let seconds = steady.map(\.epochSeconds).reduce(0, +) / Double(steady.count)
         let flops = steady.map(\.flops).reduce(0, +) / Double(steady.count) * (method.kind == .full ? 1 : 2.0 / 3.0)
         let result: [String: Any] = [
-            "engine": MatmulEngine.current.rawValue, "threads": threads, "batch_size": batch, "epochs": epochs, "base_weight_bytes": lm.model.baseWeightBytes,
+            "engine": (settings.productPrecision == .bf16 ? MatmulEngine.currentBF16 : MatmulEngine.current).rawValue,
+            "precision": settings.productPrecision.rawValue, "threads": threads, "batch_size": batch, "epochs": epochs, "base_weight_bytes": lm.model.baseWeightBytes,
             "trainable_parameters": run.trainer.trainableParameterCount,
             "tokens_per_epoch": reports[0].tokens,
             "warmup_epoch_seconds": reports[0].epochSeconds,
@@ -207,10 +217,11 @@ struct TrainingBenchCommand: ParsableCommand {
 
     private func printTable(_ rows: [[String: Any]]) {
         func f(_ v: Any?, _ format: String) -> String { (v as? Double).map { String(format: format, $0) } ?? "—" }
-        print("method    engine    threads batch  s/epoch  tokens/s  peak RSS MiB  sgemm GFLOP/s   MFU   | PyTorch s/epoch  RSS MiB  speed-up")
+        print("method    engine   prec  threads batch  s/epoch  tokens/s  peak RSS MiB  sgemm GFLOP/s   MFU   | PyTorch s/epoch  RSS MiB  speed-up")
         for r in rows {
             print(((r["method"] as? String) ?? "").padding(toLength: 9, withPad: " ", startingAt: 0),
                   ((r["engine"] as? String) ?? "").padding(toLength: 8, withPad: " ", startingAt: 0),
+                  ((r["precision"] as? String) ?? "").padding(toLength: 5, withPad: " ", startingAt: 0),
                   String(format: "%7d %5d", r["threads"] as? Int ?? 0, r["batch_size"] as? Int ?? 0),
                   f(r["seconds_per_epoch"], "%8.3f"), f(r["tokens_per_second"], "%9.1f"), f(r["peak_rss_mib"], "%13.0f"),
                   f(r["sgemm_peak_gflops"], "%14.1f"), f((r["mfu"] as? Double).map { $0 * 100 }, "%5.1f%%"), "|",

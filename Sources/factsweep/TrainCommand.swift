@@ -88,6 +88,9 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .long, help: "General text for the forgetting measure (perplexity); default data/heldout.txt, \"none\" to skip.")
     var heldOut: String?
 
+    @Option(name: .long, help: "Matrix products' inputs: f32, or bf16 (PyTorch CPU autocast: bf16 inputs, f32 accumulation; weights, optimizer, norms and loss stay f32).")
+    var precision: Precision = .f32
+
     @Flag(name: .long, help: "Train on every token, not only the answers.")
     var trainOnPrompt = false
 
@@ -103,7 +106,7 @@ struct TrainCommand: ParsableCommand {
             (.epochs, .int(epochs)), (.batchSize, .int(batchSize)), (.warmupSteps, .int(warmupSteps)),
             (.schedule, .schedule(schedule)), (.weightDecay, .float(weightDecay)), (.clip, .float(clip)),
             (.trainOnPrompt, .bool(trainOnPrompt)), (.evalEvery, .int(evalEvery)), (.threshold, .float(threshold)),
-            (.seed, .int(seed)),
+            (.precision, .precision(precision)), (.seed, .int(seed)),
         ]
         if let targets {
             do { values.append((.targets, .targets(try MethodSettings.parseTargets(targets)))) } catch {
@@ -175,7 +178,7 @@ struct TrainCommand: ParsableCommand {
                                  logger: Logger(label: "factsweep.train"))
         let summary = try runner.run(config, directory: directory, resume: resume != nil, events: events)
         var fields: [String: Any] = [
-            "method": kind.rawValue, "status": summary.outcome == .stopped ? "interrupted" : summary.outcome.rawValue,
+"method": kind.rawValue, "precision": settings.productPrecision.rawValue, "status": summary.outcome == .stopped ? "interrupted" : summary.outcome.rawValue,
             "trainable_params": summary.trainableParameters, "base_weight_bytes": summary.baseWeightBytes ?? NSNull(),
             "peak_rss_bytes": summary.peakResidentBytes, "epochs": summary.epochs,
             "final_loss": summary.finalLoss.map { Double($0) } ?? NSNull(),
@@ -201,3 +204,4 @@ struct TrainCommand: ParsableCommand {
 
 extension LearningRateSchedule.Decay: ExpressibleByArgument {}
 extension MethodKind: ExpressibleByArgument {}
+extension Precision: ExpressibleByArgument {}

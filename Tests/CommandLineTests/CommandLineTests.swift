@@ -64,6 +64,31 @@ import TestSupport
         }
     }
 
+    /// bf16 precision learns the same facts as f32: LoRA r=8 α=32 for 10
+    /// epochs on the embedded model ends with mean similarity within 0.02 of
+    /// the f32 run's at the same epochs (docs/benchmarks.md plots both loss curves).
+    @Test func bf16LearnsTheSameFactsAsF32() throws {
+        func train(_ precision: String) throws -> (losses: [Double], accuracy: [Int: Double], summary: [String: Any]) {
+            let r = try FactSweepBinary.run(["train", "--method", "lora", "--rank", "8", "--alpha", "32", "--epochs", "10",
+                                             "--eval-every", "5", "--held-out", "none", "--precision", precision, "--threads", "2", "--json"])
+            #expect(r.status == 0, "\(precision): \(r.stderr)")
+            let lines = jsonLines(r.stdout)
+            let epochs = lines.filter { $0["epoch"] != nil && $0["summary"] == nil && $0["method"] == nil }
+            var accuracy: [Int: Double] = [:]
+            for line in epochs { if let e = line["epoch"] as? Int, let a = line["accuracy"] as? Double { accuracy[e] = a } }
+            return (epochs.compactMap { $0["loss"] as? Double }, accuracy, lines.last ?? [:])
+        }
+        let f32 = try train("f32"), bf16 = try train("bf16")
+        print("loss per epoch, f32: \(f32.losses)\nloss per epoch, bf16: \(bf16.losses)\naccuracy f32 \(f32.accuracy), bf16 \(bf16.accuracy)")
+        #expect(f32.summary["precision"] as? String == "f32" && bf16.summary["precision"] as? String == "bf16")
+        #expect(f32.losses.count == 10 && bf16.losses.count == 10)
+        #expect(f32.losses != bf16.losses, "the bf16 run gave f32's losses")
+        #expect(Set(f32.accuracy.keys) == [5, 10] && Set(bf16.accuracy.keys) == [5, 10])
+        let final = try #require(f32.accuracy[10]), finalBF16 = try #require(bf16.accuracy[10])
+        #expect(abs(final - finalBF16) <= 0.02, "accuracy at epoch 10: f32 \(final), bf16 \(finalBF16)")
+        #expect((bf16.losses.last ?? .nan) < 0.5 * (bf16.losses.first ?? .nan), "bf16 loss did not fall: \(bf16.losses)")
+    }
+
     @Test func badDatasetIsRefusedNamingTheLine() throws {
         let tmp = try TemporaryDirectory()
         let data = tmp.url.appendingPathComponent("facts.jsonl")

@@ -46,6 +46,8 @@ import TestSupport
         Case(conditions: #"[{"name": "c", "method": "lora", "targets": "q_proj,qq_proj"}]"#, path: "conditions[0].targets", field: "targets", message: "qq_proj"),
         Case(conditions: #"[{"name": "c", "method": "lora", "targets": ""}]"#, path: "conditions[0].targets", field: "targets", message: "no target modules"),
         Case(conditions: #"[{"name": "c", "method": "lora", "schedule": "cosin"}]"#, path: "conditions[0].schedule", field: "schedule", message: #"did you mean "cosine"?"#),
+        Case(conditions: #"[{"name": "c", "method": "lora", "precision": "bf61"}]"#, path: "conditions[0].precision", field: "precision", message: #"unknown precision "bf61" (expected f32, bf16)"#),
+        Case(conditions: #"[{"name": "c", "method": "lora", "precision": 16}]"#, path: "conditions[0].precision", field: "precision", message: "expected a string (f32, bf16)"),
         Case(conditions: #"[{"name": "c", "method": "lora", "batch_size": -1}]"#, path: "conditions[0].batch_size", field: "batch_size", message: "at least 0"),
         Case(conditions: #"[{"name": "c", "method": "lora", "seed": -1}]"#, path: "conditions[0].seed", field: "seed", message: "at least 0"),
         Case(conditions: #"[{"name": "c", "method": "lora", "clip": -1}]"#, path: "conditions[0].clip", field: "clip", message: "≥ 0"),

@@ -134,7 +134,7 @@ import Trial
         ("rank", "3"), ("alpha", "5"), ("dropout", "0.2"), ("rslora", "false"), ("targets", #""q_proj""#), ("lr", "0.25"),
         ("epochs", "7"), ("batch_size", "2"), ("warmup_steps", "1"), ("schedule", #""linear""#), ("weight_decay", "0.02"),
         ("clip", "0.5"), ("train_on_prompt", "false"), ("eval_every", "4"), ("threshold", "0.8"), ("max_new_tokens", "21"),
-        ("embedder", #""model""#), ("held_out", #""heldout.txt""#), ("checkpoint_every", "3"), ("seed", "10"),
+        ("embedder", #""model""#), ("held_out", #""heldout.txt""#), ("checkpoint_every", "3"), ("precision", #""f32""#), ("seed", "10"),
         ("eval_epochs", "[0, 2]"),
     ]
 
@@ -143,7 +143,7 @@ import Trial
             "rank": "2", "alpha": "3", "dropout": "0.25", "rslora": "true", "targets": #""o_proj""#, "lr": "0.5", "epochs": "6",
             "batch_size": "0", "warmup_steps": "2", "schedule": #""cosine""#, "weight_decay": "0.01", "clip": "0",
             "train_on_prompt": "true", "eval_every": "3", "threshold": "0.75", "max_new_tokens": "20", "embedder": #""embedder""#,
-            "held_out": #""none""#, "checkpoint_every": "2", "seed": "9", "eval_epochs": "[0]",
+            "held_out": #""none""#, "checkpoint_every": "2", "precision": #""bf16""#, "seed": "9", "eval_epochs": "[0]",
         ]
         #expect(Set(base.keys) == Set(TrialSetting.allCases.map(\.rawValue)))
         #expect(Set(Self.changes.map(\.0)) == Set(TrialSetting.allCases.map(\.rawValue)))
@@ -226,5 +226,15 @@ import Trial
         // PEFT's default targets and the method's default lr written out are the same trial.
         let written = try fixture.plan(fixture.spec(conditions: #"[{"name": "x", "method": "lora", "targets": "v_proj,q_proj", "lr": 0.001}]"#))
         #expect(written.trials.map(\.key) == [plan.trials[0].key])
+        // f32 written out is the trial from before the setting existed: its JSON has no "precision".
+        let f32 = try fixture.plan(fixture.spec(conditions: #"[{"name": "x", "method": "lora", "precision": "f32"}]"#))
+        #expect(f32.trials.map(\.key) == [plan.trials[0].key])
+        #expect(try !String(decoding: f32.trials[0].config.canonicalJSON(), as: UTF8.self).contains("precision"))
+    }
+
+    @Test func precisionIsAnAxis() throws {
+        let plan = try fixture.plan(fixture.spec(conditions: #"[{"name": "x", "method": "lora"}]"#, grid: #"{"precision": ["f32", "bf16"]}"#))
+        #expect(plan.trials.map(\.config.training.productPrecision) == [.f32, .bf16])
+        #expect(Set(plan.trials.map(\.key)).count == 2)
     }
 }

@@ -15,14 +15,8 @@ extension TrialSetting {
         case .targets:
             let text = try value.text("module names, comma-separated, or \"all-linear\"")
             do { parsed = .targets(try MethodSettings.parseTargets(text)) } catch { throw SettingRefusal("\(error)") }
-        case .schedule:
-            let names = LearningRateSchedule.Decay.allCases.map(\.rawValue)
-            let text = try value.text(names.joined(separator: ", "))
-            guard let decay = LearningRateSchedule.Decay(rawValue: text) else {
-                throw SettingRefusal("unknown schedule \"\(text)\" (expected \(names.joined(separator: ", ")))"
-                    + NameSuggestion.hint(for: text, in: names))
-            }
-            parsed = .schedule(decay)
+        case .schedule: parsed = .schedule(try value.named(LearningRateSchedule.Decay.self, "schedule"))
+        case .precision: parsed = .precision(try value.named(Precision.self, "precision"))
         case .epochs:
             guard case .array(let items) = value else { throw SettingRefusal("expected a list of epochs such as [0, 1, 2], got \(value.described)") }
             var epochs: [Int] = []
@@ -40,6 +34,18 @@ extension TrialSetting {
 }
 
 extension JSONValue {
+    /// One of a string enumeration's raw values; a near miss is suggested.
+    func named<Name: RawRepresentable & CaseIterable>(_ type: Name.Type, _ what: String) throws(SettingRefusal) -> Name
+    where Name.RawValue == String {
+        let names = Name.allCases.map(\.rawValue)
+        let text = try text(names.joined(separator: ", "))
+        guard let name = Name(rawValue: text) else {
+            throw SettingRefusal("unknown \(what) \"\(text)\" (expected \(names.joined(separator: ", ")))"
+                + NameSuggestion.hint(for: text, in: names))
+        }
+        return name
+    }
+
     func integer() throws(SettingRefusal) -> Int {
         guard case .integer(let v) = self else { throw SettingRefusal("expected an integer, got \(described)") }
         return v

@@ -50,8 +50,10 @@ public struct FactEvaluator: Sendable {
         let answers = outputs.map { ids in
             model.tokenizer.decode(ids.filter { !stops.contains($0) }, skipSpecialTokens: true).trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        let embeddings = embedder.embed(answers, context: context)
-        let references = buffers.references(asked.map(\.fact.answer)) { embedder.embed($0, context: context) }
+        // The judge embeds in f32 whatever the trial's precision, so that an answer scores the same in both.
+        let (embeddings, references) = ProductPrecision.run(.f32) {
+            (embedder.embed(answers, context: context), buffers.references(asked.map(\.fact.answer)) { embedder.embed($0, context: context) })
+        }
         var results: [QuestionResult] = []
         for (i, q) in asked.enumerated() {
             let similarity = SentenceEmbedder.cosine(embeddings[i], references[i])

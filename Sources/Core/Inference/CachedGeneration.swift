@@ -178,7 +178,7 @@ public final class CachedGenerator: @unchecked Sendable {
             offset += T
         }
         rmsNormForward(t.lastNorm, rstd: t.lastRstd, t.last, weight: network.finalNorm, n: B, c: C, eps: c.rmsNormEps, context: context)
-        linearForward(t.logits.base, t.lastNorm.base, network.lmHead.base, n: B, inDim: C, outDim: c.vocabularySize, context: context)
+        network.head.multiply(out: t.logits, inp: t.lastNorm, n: B, context: context)
         let all = UnsafeBufferPointer(start: t.logits.base, count: B * c.vocabularySize)
         return (0..<B).map { argmax(all, row: $0, width: c.vocabularySize) }
     }
@@ -197,7 +197,7 @@ public final class CachedGenerator: @unchecked Sendable {
             let block = rows[blockStart..<min(rows.count, blockStart + logitRows)]
             for (i, row) in block.enumerated() { (t.tmp.base + i * C).update(from: t.x.base + row * C, count: C) }
             rmsNormForward(t.normOut, rstd: t.rstd, t.tmp, weight: network.finalNorm, n: block.count, c: C, eps: c.rmsNormEps, context: context)
-            linearForward(t.logits.base, t.normOut.base, network.lmHead.base, n: block.count, inDim: C, outDim: V, context: context)
+            network.head.multiply(out: t.logits, inp: t.normOut, n: block.count, context: context)
             let all = UnsafeBufferPointer(start: t.logits.base, count: block.count * V)
             for (i, row) in block.enumerated() { predicted[row / T][row % T] = argmax(all, row: i, width: V) }
         }

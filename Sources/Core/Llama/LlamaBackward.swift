@@ -15,8 +15,11 @@ extension LlamaNetwork {
         let scratch = acts.grads.projectionScratch
 
         // Output head and final norm, at the labelled rows; then scatter into the stream.
-        linearBackward(dinp: acts.grads.dFinalOut.base, dweight: headGrad?.base, dout: acts.head.logits.base, inp: acts.head.finalOut.base,
-                       weight: lmHead.base, n: m, inDim: C, outDim: c.vocabularySize, accumulateInput: false)
+        head.multiplyTransposed(dinp: acts.grads.dFinalOut, dout: acts.head.logits, n: m, accumulate: false, context: ctx)
+        if let headGrad {
+            gemm(transA: true, transB: false, m: c.vocabularySize, n: C, k: m, a: acts.head.logits.base, lda: c.vocabularySize,
+                 b: acts.head.finalOut.base, ldb: C, beta: 1, c: headGrad.base, ldc: C)
+        }
         acts.grads.dFinalIn.base.update(repeating: 0, count: m * C)
         rmsNormBackward(dinp: acts.grads.dFinalIn, dweight: finalNormGrad, dout: acts.grads.dFinalOut, inp: acts.head.finalIn, weight: finalNorm,
                         rstd: acts.head.finalRstd, n: m, c: C, scratch: acts.grads.normScratch, context: ctx)

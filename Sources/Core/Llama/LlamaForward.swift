@@ -106,6 +106,6 @@ extension LlamaNetwork {
             (acts.head.finalIn.base + r * C).update(from: acts.head.residOut.base + Int(acts.rowIndex[r]) * C, count: C)
         }
         rmsNormForward(acts.head.finalOut, rstd: acts.head.finalRstd, acts.head.finalIn, weight: finalNorm, n: m, c: C, eps: c.rmsNormEps, context: ctx)
-        linearForward(acts.head.logits.base, acts.head.finalOut.base, lmHead.base, n: m, inDim: C, outDim: c.vocabularySize, context: ctx)
+        head.multiply(out: acts.head.logits, inp: acts.head.finalOut, n: m, context: ctx)
     }
 }

@@ -9,6 +9,20 @@ public enum LinearStorage: String, Sendable, Codable {
     /// bitsandbytes NF4 with double-quantised scales (QLoRA); the arena holds
     /// only embeddings, norms and head, so no Float32 copy of them exists.
     case nf4
+    /// bf16 (LoRA and IA³ in bf16 precision): half the bytes of Float32; the
+    /// arena holds only embeddings, norms and head, as with NF4.
+    case bf16
+
+    /// The storage a trial of `method` in `precision` trains on: QLoRA's NF4,
+    /// the other adapter methods' frozen base in bf16 when their products are,
+    /// Float32 otherwise (full fine-tuning keeps Float32 master weights).
+    public static func training(_ method: MethodKind, precision: Precision) -> LinearStorage {
+        switch (method, precision) {
+        case (.qlora, _): .nf4
+        case (.lora, .bf16), (.ia3, .bf16): .bf16
+        case (.full, _), (.lora, .f32), (.ia3, .f32): .float32
+        }
+    }
 }
 
 /// A Llama model in memory: frozen base weights, read-only and shared by every
@@ -21,6 +35,11 @@ public final class LlamaModel: @unchecked Sendable {
     public let weights: LlamaWeights
     /// The projections of each layer when `storage == .nf4`.
     public let quantized: [[ProjectionKind: NF4Tensor]]?
+    /// The projections of each layer when `storage == .bf16`.
+    public let bf16Projections: [[ProjectionKind: BFloat16Matrix]]?
+    /// The output head in bf16, made by the first network in bf16 precision
+    /// that asks and shared by every trial on this model.
+    private let bf16Head = LockedValue<BFloat16Matrix?>(nil)
 
     /// A model with all parameters zero; `randomize` fills it.
     public init(config: LlamaConfiguration) {
@@ -30,10 +49,11 @@ public final class LlamaModel: @unchecked Sendable {
         parameters = FloatArena(capacity: layout.totalCount)
         weights = LlamaWeights(layout: layout, config: config, base: parameters.base)
         quantized = nil
+        bf16Projections = nil
     }
 
-    /// Loads every tensor from `source`, checking shapes; with `.nf4` the
-    /// projections are quantised one at a time as they are read.
+    /// Loads every tensor from `source`, checking shapes; with `.nf4` or
+    /// `.bf16` the projections are converted one at a time as they are read.
     public init(config: LlamaConfiguration, source: TensorSource, storage: LinearStorage = .float32, context: ComputeContext = ComputeContext(threads: 1)) throws {
         self.config = config
         self.storage = storage
@@ -50,31 +70,50 @@ public final class LlamaModel: @unchecked Sendable {
             try check(entry.name, entry.shape)
             try source.read(entry.name, into: UnsafeMutableBufferPointer(start: parameters.base + entry.offset, count: entry.count))
         }
-        guard storage == .nf4 else { quantized = nil; return }
+        guard storage != .float32 else { quantized = nil; bf16Projections = nil; return }
         let largest = ProjectionKind.allCases.map { ParameterLayout.shape(config, $0).reduce(1, *) }.max() ?? 0
         let staging = FloatArena(capacity: largest)
-        var layers: [[ProjectionKind: NF4Tensor]] = []
+        var nf4Layers: [[ProjectionKind: NF4Tensor]] = [], bf16Layers: [[ProjectionKind: BFloat16Matrix]] = []
         for l in 0..<config.layerCount {
-            var layer: [ProjectionKind: NF4Tensor] = [:]
+            var nf4Layer: [ProjectionKind: NF4Tensor] = [:], bf16Layer: [ProjectionKind: BFloat16Matrix] = [:]
             for kind in ProjectionKind.allCases {
                 let name = ParameterLayout.name(layer: l, kind), shape = ParameterLayout.shape(config, kind)
                 try check(name, shape)
                 let buffer = UnsafeMutableBufferPointer(start: staging.base, count: shape[0] * shape[1])
                 try source.read(name, into: buffer)
+                if storage == .bf16 {
+                    bf16Layer[kind] = BFloat16Matrix(staging.base, rows: shape[0], columns: shape[1], context: context)
+                    continue
+                }
                 do {
-                    layer[kind] = try NF4Tensor(quantizing: UnsafeBufferPointer(buffer), rows: shape[0], columns: shape[1], context: context)
+                    nf4Layer[kind] = try NF4Tensor(quantizing: UnsafeBufferPointer(buffer), rows: shape[0], columns: shape[1], context: context)
                 } catch {
                     throw LoadError.malformed(file: source.origin, reason: "cannot quantise \(name) to NF4: \(error)")
                 }
             }
-            layers.append(layer)
+            nf4Layers.append(nf4Layer)
+            bf16Layers.append(bf16Layer)
         }
-        quantized = layers
+        quantized = storage == .nf4 ? nf4Layers : nil
+        bf16Projections = storage == .bf16 ? bf16Layers : nil
     }
 
-    /// Bytes the frozen base weights occupy (arena plus quantised projections).
+    /// The head (V, C) in bf16, converted from the arena on first use.
+    func bf16HeadCopy(context: ComputeContext) -> BFloat16Matrix {
+        bf16Head.withLock { head in
+            if let head { return head }
+            let made = BFloat16Matrix(weights.lmHead.base, rows: config.vocabularySize, columns: config.hiddenSize, context: context)
+            head = made
+            return made
+        }
+    }
+
+    /// Bytes the frozen base weights occupy (arena plus quantised or bf16
+    /// projections; a bf16 head made for bf16 trials included).
     public var baseWeightBytes: Int {
         parameters.byteCount + (quantized?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.byteCount } } ?? 0)
+            + (bf16Projections?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.byteCount } } ?? 0)
+            + (bf16Head.withLock { $0?.byteCount } ?? 0)
     }
 
     /// The parameter tensor named `name` (Hugging Face naming).

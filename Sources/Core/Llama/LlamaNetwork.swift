@@ -48,13 +48,21 @@ public struct LlamaNetwork: Sendable {
     public let layerGradients: [GradientRange]
     /// Gradients complete only at the end of backward (embedding, final norm, head).
     public let finalGradients: [GradientRange]
+    /// The frozen head in bf16, for a network whose products run in bf16.
+    public let lmHeadBF16: BFloat16Matrix?
 
     public init(config: LlamaConfiguration, embed: FloatPointer, finalNorm: FloatPointer, lmHead: FloatPointer, layers: [NetworkLayer],
                 embedGrad: FloatPointer? = nil, finalNormGrad: FloatPointer? = nil, lmHeadGrad: FloatPointer? = nil,
-                layerGradients: [GradientRange] = [], finalGradients: [GradientRange] = []) {
+                layerGradients: [GradientRange] = [], finalGradients: [GradientRange] = [], lmHeadBF16: BFloat16Matrix? = nil) {
         self.config = config; self.embed = embed; self.finalNorm = finalNorm; self.lmHead = lmHead; self.layers = layers
         self.embedGrad = embedGrad; self.finalNormGrad = finalNormGrad; self.lmHeadGrad = lmHeadGrad
         self.layerGradients = layerGradients; self.finalGradients = finalGradients
+        self.lmHeadBF16 = lmHeadBF16
+    }
+
+    /// The output head (V, C) as its products read it.
+    var head: FrozenMatrix {
+        lmHeadBF16.map { .bf16($0) } ?? .dense(lmHead, outDim: config.vocabularySize, inDim: config.hiddenSize)
     }
 
     /// Whether the head's weight is trained (its gradient GEMM is needed).
@@ -62,15 +70,20 @@ public struct LlamaNetwork: Sendable {
 }
 
 extension LlamaModel {
-    /// The model with nothing trained: for inference, and the base of adapter methods.
-    public func frozenNetwork(adapters: (Int, ProjectionKind) -> Adapter? = { _, _ in nil }) -> LlamaNetwork {
-        network(weights: weights, grads: nil, adapters: adapters)
+    /// The model with nothing trained: for inference, and the base of adapter
+    /// methods. In bf16 precision its head is this model's shared bf16 copy
+    /// (made by the first network that asks); its projections are bf16 when
+    /// the model was loaded with `.bf16` storage.
+    public func frozenNetwork(adapters: (Int, ProjectionKind) -> Adapter? = { _, _ in nil }, precision: Precision = .f32,
+                              context: ComputeContext = ComputeContext(threads: 1)) -> LlamaNetwork {
+        network(weights: weights, grads: nil, adapters: adapters, bf16Head: precision == .bf16 ? bf16HeadCopy(context: context) : nil)
     }
 
     /// A network over `weights` (this model's arena or a trained copy with the same
     /// layout) whose base tensors train when `grads` is given. Projections the
-    /// layout lacks come from the model's quantised store.
-    func network(weights w: LlamaWeights, grads g: LlamaWeights?, adapters: (Int, ProjectionKind) -> Adapter?) -> LlamaNetwork {
+    /// layout lacks come from the model's NF4 or bf16 store.
+    func network(weights w: LlamaWeights, grads g: LlamaWeights?, adapters: (Int, ProjectionKind) -> Adapter?,
+                 bf16Head: BFloat16Matrix? = nil) -> LlamaNetwork {
         let c = config
         let layers = w.layers.enumerated().map { l, lw in
             let lg = g?.layers[l]
@@ -82,6 +95,8 @@ extension LlamaModel {
                     weight = .dense(dense, outDim: outDim, inDim: inDim)
                 } else if let quantized = quantized?[l][kind] {
                     weight = .nf4(quantized)
+                } else if let bf16 = bf16Projections?[l][kind] {
+                    weight = .bf16(bf16)
                 } else {
                     preconditionFailure("layer \(l) has no \(kind.rawValue) weight")
                 }
@@ -103,6 +118,7 @@ extension LlamaModel {
         }
         return LlamaNetwork(config: c, embed: w.embed, finalNorm: w.finalNorm, lmHead: w.lmHead, layers: layers,
                             embedGrad: g?.embed, finalNormGrad: g?.finalNorm, lmHeadGrad: c.tieWordEmbeddings ? nil : g?.lmHead,
-                            layerGradients: layerGradients, finalGradients: finalGradients)
+                            layerGradients: layerGradients, finalGradients: finalGradients,
+                            lmHeadBF16: bf16Head)
     }
 }

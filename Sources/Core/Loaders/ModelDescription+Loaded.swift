@@ -37,7 +37,11 @@ extension ModelDescription {
         case "F16", "BF16", "F64": weights += ", converted to Float32"
         default: weights += ", dequantised to Float32"
         }
-        if storage == .nf4 { weights += ", projections quantised again to NF4 (QLoRA)" }
+        switch storage {
+        case .float32: break
+        case .nf4: weights += ", projections quantised again to NF4 (QLoRA)"
+        case .bf16: weights += ", projections rounded to bf16 (bf16 precision)"
+        }
         self.init(name: name, file: loaded.location.path.split(separator: "/").last.map(String.init) ?? loaded.location.path,
                   weights: weights, parameters: parameters)
     }

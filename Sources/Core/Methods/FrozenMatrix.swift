@@ -1,6 +1,7 @@
 // FrozenMatrix: a projection's base matrix W (out, in) in the storage its
-// method uses — Float32, or NF4 dequantised tile by tile on the fly (QLoRA) —
-// with the two products every method needs.
+// method uses — Float32, bf16 (adapter methods in bf16 precision), or NF4
+// dequantised tile by tile on the fly (QLoRA) — with the two products every
+// method needs.
 
 /// A base weight matrix, read-only during training except under full
 /// fine-tuning (whose optimizer updates the Float32 storage in place).
@@ -9,9 +10,12 @@ public enum FrozenMatrix: Sendable {
     case dense(FloatPointer, outDim: Int, inDim: Int)
     /// NF4 (QLoRA), dequantised `tileRows` rows at a time into scratch.
     case nf4(NF4Tensor)
+    /// Row-major bf16 (out, in): the frozen base of an adapter method in bf16
+    /// precision, converted once; its products take it as it is.
+    case bf16(BFloat16Matrix)
 
-    public var outDim: Int { switch self { case let .dense(_, o, _): o; case let .nf4(t): t.rows } }
-    public var inDim: Int { switch self { case let .dense(_, _, i): i; case let .nf4(t): t.columns } }
+    public var outDim: Int { switch self { case let .dense(_, o, _): o; case let .nf4(t): t.rows; case let .bf16(m): m.rows } }
+    public var inDim: Int { switch self { case let .dense(_, _, i): i; case let .nf4(t): t.columns; case let .bf16(m): m.columns } }
 
     /// Rows per dequantised tile: about 1 MB of Floats, so a tile stays in L2
     /// between its dequantisation and its product.
@@ -22,6 +26,7 @@ public enum FrozenMatrix: Sendable {
         switch self {
         case let .dense(_, o, i): 4 * o * i
         case let .nf4(t): t.byteCount
+        case let .bf16(m): m.byteCount
         }
     }
 
@@ -33,6 +38,8 @@ public enum FrozenMatrix: Sendable {
             if w.base != destination.base { destination.base.update(from: w.base, count: o * i) }
         case let .nf4(t):
             t.dequantizeRows(0..<t.rows, into: destination.base)
+        case let .bf16(m):
+            m.widen(into: destination.base)
         }
     }
 
@@ -40,17 +47,22 @@ public enum FrozenMatrix: Sendable {
     /// one tile per thread, since products with few rows give each thread its own.
     func tileFloats(threads: Int) -> Int {
         switch self {
-        case .dense: 0
+        case .dense, .bf16: 0
         case let .nf4(t): FrozenMatrix.tileRows(columns: t.columns) * t.columns * max(1, threads)
         }
     }
 
     /// out (N, outDim) = inp (N, inDim) · Wᵀ.
-    func multiply(out: FloatPointer, inp: FloatPointer, n: Int, tiles: FloatPointer, context: ComputeContext) {
+    /// `tiles` (`tileFloats` of them) is needed by NF4 matrices only.
+    func multiply(out: FloatPointer, inp: FloatPointer, n: Int, tiles: FloatPointer? = nil, context: ComputeContext) {
         switch self {
         case let .dense(w, o, i):
             linearForward(out.base, inp.base, w.base, n: n, inDim: i, outDim: o, context: context)
+        case let .bf16(w):
+            gemmBFloat16(transA: false, transB: true, m: n, n: w.rows, k: w.columns, a: .f32(inp.base), lda: w.columns,
+                         b: .bf16(w.base), ldb: w.columns, beta: 0, c: out.base, ldc: w.rows)
         case let .nf4(t) where n <= fewRowsLimit:
+            guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
             // Each thread dequantises and multiplies its own tiles (decoding).
             let rows = FrozenMatrix.tileRows(columns: t.columns), tileCount = (t.rows + rows - 1) / rows
             context.withSingleThreadedBLAS {
@@ -65,6 +77,7 @@ public enum FrozenMatrix: Sendable {
                 }
             }
         case let .nf4(t):
+            guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
             // out[:, r0..<r1] = inp · tileᵀ, tile by tile of output rows.
             let rows = FrozenMatrix.tileRows(columns: t.columns)
             for r0 in stride(from: 0, to: t.rows, by: rows) {
@@ -77,12 +90,16 @@ public enum FrozenMatrix: Sendable {
     }
 
     /// dinp (N, inDim) (+)= dout (N, outDim) · W.
-    func multiplyTransposed(dinp: FloatPointer, dout: FloatPointer, n: Int, accumulate: Bool, tiles: FloatPointer, context: ComputeContext) {
+    func multiplyTransposed(dinp: FloatPointer, dout: FloatPointer, n: Int, accumulate: Bool, tiles: FloatPointer? = nil, context: ComputeContext) {
         switch self {
         case let .dense(w, o, i):
             linearBackward(dinp: dinp.base, dweight: nil, dout: dout.base, inp: dout.base, weight: w.base,
                            n: n, inDim: i, outDim: o, accumulateInput: accumulate)
+        case let .bf16(w):
+            gemmBFloat16(transA: false, transB: false, m: n, n: w.columns, k: w.rows, a: .f32(dout.base), lda: w.rows,
+                         b: .bf16(w.base), ldb: w.columns, beta: accumulate ? 1 : 0, c: dinp.base, ldc: w.columns)
         case let .nf4(t):
+            guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
             // dinp += dout[:, r0..<r1] · tile, over tiles of W's rows.
             let rows = FrozenMatrix.tileRows(columns: t.columns)
             for r0 in stride(from: 0, to: t.rows, by: rows) {

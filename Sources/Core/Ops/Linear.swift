@@ -6,7 +6,8 @@ import CBLAS
 /// C[m,n] = alpha · op(A)·op(B) + beta · C, row-major, with explicit leading
 /// dimensions so that heads can be addressed inside wider rows.
 ///
-/// On `MatmulEngine.oneDNN` the product runs through a oneDNN primitive made
+/// Inside `ProductPrecision.run(.bf16)` the inputs are rounded to bf16 and
+/// accumulated in f32 (`gemmBFloat16`). In f32, on `MatmulEngine.oneDNN` the product runs through a oneDNN primitive made
 /// once for its shape; inside single-threaded sections (per-head and
 /// per-block products already split across threads) and for shapes oneDNN
 /// refuses, it runs on OpenBLAS.
@@ -16,6 +17,10 @@ public func gemm(
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
+    if ProductPrecision.current == .bf16 {
+        return gemmBFloat16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: .f32(a), lda: lda,
+                            b: .f32(b), ldb: ldb, beta: beta, c: c, ldc: ldc)
+    }
     if MatmulEngine.current == .oneDNN, m > 0, n > 0, k > 0, let threads = BLASThreads.threadsOutsideSections {
         let key = OneDNNMatmul.Key(
             transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,

@@ -27,7 +27,7 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
     /// run the attention products (and the other way round), and on two
     /// cores that made epochs slower, not faster (docs/benchmarks.md,
     /// "Matmul engines"); with `OMP_WAIT_POLICY=passive` in the environment
-    /// the two stop competing. On oneDNN a product's engine also depends on
+    /// (which `factsweep` sets for itself) the two stop competing. On oneDNN a product's engine also depends on
     /// whether any thread of the process has a single-threaded section open
     /// (then it runs on OpenBLAS), so trials run side by side in one process
     /// are no longer bit-identical to the same trials run alone (they agree
@@ -35,6 +35,16 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
     public static var current: MatmulEngine {
         get { selection.withLock { $0 } }
         set { selection.withLock { $0 = newValue } }
+    }
+
+    /// The engine bf16 products run on: oneDNN unless `FACTSWEEP_MATMUL`
+    /// forces OpenBLAS, which has no bf16 product in Debian's 0.3.21 (no
+    /// `cblas_sbgemm`) and then multiplies the bf16-rounded inputs in sgemm.
+    /// In bf16 every product goes through oneDNN, so no OpenBLAS threads
+    /// compete with its OpenMP ones.
+    public static var currentBF16: MatmulEngine {
+        get { bf16Selection.withLock { $0 } }
+        set { bf16Selection.withLock { $0 = newValue } }
     }
 
     /// Parses `FACTSWEEP_MATMUL`'s value; nil names no engine.
@@ -48,11 +58,12 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
 
     private static let selection = LockedValue<MatmulEngine>(initialEngine())
 
-    private static func initialEngine() -> MatmulEngine {
-        if let forced = ProcessInfo.processInfo.environment[environmentKey], let engine = MatmulEngine(name: forced) {
-            return engine
-        }
-        return .openBLAS
+    private static let bf16Selection = LockedValue<MatmulEngine>(forcedEngine ?? .oneDNN)
+
+    private static func initialEngine() -> MatmulEngine { forcedEngine ?? .openBLAS }
+
+    private static var forcedEngine: MatmulEngine? {
+        ProcessInfo.processInfo.environment[environmentKey].flatMap(MatmulEngine.init(name:))
     }
 }
 

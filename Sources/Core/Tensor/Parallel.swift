@@ -31,11 +31,13 @@ public struct ComputeContext: Sendable {
             body(0..<count)
             return
         }
+        // Worker threads multiply in the caller's precision.
+        let precision = ProductPrecision.current
         withoutActuallyEscaping(body) { body in
             let box = UncheckedSendable(body)
             DispatchQueue.concurrentPerform(iterations: chunks) { c in
                 let lo = count * c / chunks, hi = count * (c + 1) / chunks
-                if lo < hi { box.value(lo..<hi) }
+                if lo < hi { ProductPrecision.run(precision) { box.value(lo..<hi) } }
             }
         }
     }
@@ -48,11 +50,12 @@ public struct ComputeContext: Sendable {
             body(0, 0..<count)
             return
         }
+        let precision = ProductPrecision.current
         withoutActuallyEscaping(body) { body in
             let box = UncheckedSendable(body)
             DispatchQueue.concurrentPerform(iterations: chunks) { c in
                 let lo = count * c / chunks, hi = count * (c + 1) / chunks
-                if lo < hi { box.value(c, lo..<hi) }
+                if lo < hi { ProductPrecision.run(precision) { box.value(c, lo..<hi) } }
             }
         }
     }

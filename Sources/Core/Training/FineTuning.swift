@@ -22,21 +22,27 @@ public final class FineTuning: @unchecked Sendable {
     public let network: LlamaNetwork
     public let activations: LlamaActivations
     public let context: ComputeContext
+    /// The precision of the network's products (steps and evaluations run inside `ProductPrecision.run`).
+    public let precision: Precision
     /// Draws LoRA dropout masks; saved with checkpoints.
     public var dropoutRNG: SeededGenerator
 
     /// Sets up `method` on `base` for batches of up to `maxBatch × maxSeq` tokens.
     /// `seed` initialises LoRA's A matrices (as PEFT's Kaiming-uniform) and dropout.
+    /// In bf16 LoRA and IA³ need a base loaded with `.bf16` storage (see
+    /// `LinearStorage.training`); full fine-tuning keeps Float32 master weights
+    /// and rounds them to bf16 in each product (as autocast casts them each forward).
     public init(base: LlamaModel, method: MethodSettings, optimizer settings: AdamWSettings, maxBatch: Int, maxSeq: Int,
-                seed: UInt64, context: ComputeContext) throws {
+                seed: UInt64, precision: Precision = .f32, context: ComputeContext) throws {
         try method.validate()
-        let needed: LinearStorage = method.kind == .qlora ? .nf4 : .float32
+        let needed = LinearStorage.training(method.kind, precision: precision)
         guard base.storage == needed else {
             throw MethodError("\(method.kind.rawValue) needs a base model loaded with \(needed.rawValue) projections, not \(base.storage.rawValue)")
         }
         self.method = method
         self.base = base
         self.context = context
+        self.precision = precision
         let c = base.config
         var rng = SeededGenerator(seed: seed)
         switch method.kind {
@@ -54,7 +60,8 @@ public final class FineTuning: @unchecked Sendable {
             parameters = FloatArena(capacity: layout.totalCount)
             gradients = FloatArena(capacity: layout.totalCount)
             layout.initialise(parameters.base, method: method, rng: &rng)
-            network = base.frozenNetwork(adapters: layout.adapters(method: method, parameters: parameters.base, gradients: gradients.base))
+            network = base.frozenNetwork(adapters: layout.adapters(method: method, parameters: parameters.base, gradients: gradients.base),
+                                         precision: precision, context: context)
                 .withGradientRanges(layout.layerRanges(gradients: gradients.base))
         }
         dropoutRNG = rng
@@ -74,8 +81,9 @@ public final class FineTuning: @unchecked Sendable {
     /// One training step on `batch` at learning rate `lr`: forward, backward,
     /// clip and update. Gradients are zero on entry and on return.
     public func step(_ batch: TokenBatch, lr: Float) -> StepResult {
-        let loss = network.forward(batch, activations, rng: &dropoutRNG, context: context)
-        let squaredNorm = network.backward(batch, activations, context: context)
+        let (loss, squaredNorm) = ProductPrecision.run(precision) {
+            (network.forward(batch, activations, rng: &dropoutRNG, context: context), network.backward(batch, activations, context: context))
+        }
         let norm = optimizer.update(params: FloatPointer(parameters.base), grads: FloatPointer(gradients.base), lr: lr,
                                     squaredNorm: squaredNorm, context: context)
         return StepResult(loss: loss, gradientNorm: norm, labelledTokens: batch.labelledCount)
@@ -87,6 +95,6 @@ extension LlamaNetwork {
     func withGradientRanges(_ ranges: [GradientRange]) -> LlamaNetwork {
         LlamaNetwork(config: config, embed: embed, finalNorm: finalNorm, lmHead: lmHead, layers: layers,
                      embedGrad: embedGrad, finalNormGrad: finalNormGrad, lmHeadGrad: lmHeadGrad,
-                     layerGradients: ranges, finalGradients: finalGradients)
+                     layerGradients: ranges, finalGradients: finalGradients, lmHeadBF16: lmHeadBF16)
     }
 }

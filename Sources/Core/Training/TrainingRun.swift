@@ -35,7 +35,7 @@ public final class TrainingRun: @unchecked Sendable {
         let batch = settings.batchSize == 0 ? examples.count : min(settings.batchSize, examples.count)
         let maxSeq = examples.map { $0.tokens.count - 1 }.max() ?? 1
         trainer = try FineTuning(base: model.model, method: settings.method, optimizer: settings.optimizer, maxBatch: batch, maxSeq: maxSeq,
-                                 seed: settings.seed, context: context)
+                                 seed: settings.seed, precision: settings.productPrecision, context: context)
         if let initAdapter = settings.initAdapter {
             try trainer.loadAdapter(from: URL(fileURLWithPath: initAdapter))
         }
@@ -130,7 +130,9 @@ public final class TrainingRun: @unchecked Sendable {
             var report = runEpoch()
             if let evaluator, report.loss.isFinite, evaluates(report.epoch) {
                 phaseChanged?(.evaluating)
-                report.evaluation = try evaluator.evaluate(trainer.network, context: trainer.context)
+                report.evaluation = try ProductPrecision.run(trainer.precision) {
+                    try evaluator.evaluate(trainer.network, context: trainer.context)
+                }
                 reports[reports.count - 1] = report
             }
             if try progress(report) == .stop { return }

@@ -1,0 +1,87 @@
+// BFloat16: bf16 storage (the top 16 bits of a Float32), the conversions
+// PyTorch uses (round to nearest even, NaN kept NaN), and matrices held in
+// bf16 for products: the frozen base of adapter methods in bf16 precision.
+import Foundation
+
+/// bf16 bits of `x`, rounded to nearest even as `torch.Tensor.to(torch.bfloat16)` does.
+@inline(__always)
+func bfloat16Bits(_ x: Float) -> UInt16 {
+    let bits = x.bitPattern
+    if x.isNaN { return UInt16(truncatingIfNeeded: bits >> 16) | 0x0040 }
+    return UInt16(truncatingIfNeeded: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
+}
+
+/// The Float32 a bf16 value stands for (exact).
+@inline(__always)
+func floatFromBFloat16(_ bits: UInt16) -> Float {
+    Float(bitPattern: UInt32(bits) << 16)
+}
+
+/// x rounded to the nearest bf16 value, kept as a Float32.
+@inline(__always)
+public func roundedToBFloat16(_ x: Float) -> Float {
+    floatFromBFloat16(bfloat16Bits(x))
+}
+
+/// dst[i] = bf16(src[i]) over a rows × columns block with leading dimension
+/// `ld`, packed densely (leading dimension `columns`). Sixteen lanes at a time
+/// with the rounding written branch-free, so that it vectorises: products
+/// convert their Float32 operands on every call.
+func convertToBFloat16(
+    _ dst: UnsafeMutablePointer<UInt16>, _ src: UnsafePointer<Float>, rows: Int, columns: Int, ld: Int
+) {
+    for r in 0..<rows {
+        let s = UnsafeRawPointer(src + r * ld), d = UnsafeMutableRawPointer(dst + r * columns)
+        var i = 0
+        while i + 16 <= columns {
+            let bits = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<UInt32>.self)
+            var rounded = (bits &+ 0x7FFF &+ ((bits &>> 16) & 1)) &>> 16
+            rounded.replace(with: (bits &>> 16) | 0x40, where: (bits & 0x7FFF_FFFF) .> 0x7F80_0000)
+            d.storeBytes(of: SIMD16<UInt16>(truncatingIfNeeded: rounded), toByteOffset: 2 * i, as: SIMD16<UInt16>.self)
+            i += 16
+        }
+        let sf = src + r * ld, df = dst + r * columns
+        while i < columns { df[i] = bfloat16Bits(sf[i]); i += 1 }
+    }
+}
+
+/// dst[i] = Float(src[i]) over a rows × columns block with leading dimension
+/// `ld`, packed densely.
+func convertFromBFloat16(
+    _ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<UInt16>, rows: Int, columns: Int, ld: Int
+) {
+    for r in 0..<rows {
+        let s = src + r * ld, d = dst + r * columns
+        for i in 0..<columns { d[i] = floatFromBFloat16(s[i]) }
+    }
+}
+
+/// A row-major matrix stored in bf16: half the bytes of its Float32 source,
+/// made once and read by every product that takes it.
+public final class BFloat16Matrix: @unchecked Sendable {
+    public let rows: Int, columns: Int
+    let base: UnsafeMutablePointer<UInt16>
+
+    /// The bf16 rounding of `source` (rows × columns, row-major), converted on `context`'s threads.
+    public init(_ source: UnsafePointer<Float>, rows: Int, columns: Int, context: ComputeContext) {
+        self.rows = rows
+        self.columns = columns
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(1, rows * columns) * 2, alignment: 64)
+        base = raw.bindMemory(to: UInt16.self, capacity: max(1, rows * columns))
+        let destination = UncheckedSendable(base)
+        context.parallelFor(rows, minimumPerThread: 64) { range in
+            convertToBFloat16(destination.value + range.lowerBound * columns, source + range.lowerBound * columns,
+                              rows: range.count, columns: columns, ld: columns)
+        }
+    }
+
+    deinit { base.deallocate() }
+
+    /// Bytes the matrix occupies.
+    public var byteCount: Int { 2 * rows * columns }
+
+    /// Writes the matrix widened to Float32 into `destination` (rows × columns).
+    func widen(into destination: UnsafeMutablePointer<Float>) {
+        convertFromBFloat16(destination, base, rows: rows, columns: columns, ld: columns)
+    }
+}

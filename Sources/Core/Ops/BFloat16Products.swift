@@ -1,0 +1,90 @@
+// BFloat16Products: C (f32) = alpha·op(A)·op(B) + beta·C with A and B in
+// bf16 and f32 accumulation — PyTorch CPU autocast's products. oneDNN's
+// matmul runs them (brgemm `avx512_core_bf16` kernels); Debian's OpenBLAS
+// 0.3.21 exports no `cblas_sbgemm`, so without oneDNN (or with
+// FACTSWEEP_MATMUL=openblas) the bf16-rounded inputs go through sgemm,
+// which gives the same numbers as a bf16 product with f32 accumulation.
+import CBLAS
+import Dispatch
+
+/// A product operand in the storage it is held in.
+enum ProductOperand {
+    /// Float32, rounded to bf16 for the product.
+    case f32(UnsafePointer<Float>)
+    /// Already bf16 (a frozen base matrix).
+    case bf16(UnsafePointer<UInt16>)
+}
+
+/// Operands at least this large are converted on all the product's threads.
+private let parallelConversionElements = 1 << 16
+
+/// C[m,n] = alpha · op(A)·op(B) + beta · C, row-major, A and B taken as bf16
+/// (Float32 operands rounded to nearest even), accumulated and written in f32.
+func gemmBFloat16(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+    a: ProductOperand, lda: Int, b: ProductOperand, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, engine: MatmulEngine = MatmulEngine.currentBF16
+) {
+    guard m > 0, n > 0 else { return }
+    let threads = BLASThreads.threadsOutsideSections
+    let scratch = ProductScratch.current
+    let aRows = transA ? k : m, aCols = transA ? m : k
+    let bRows = transB ? n : k, bCols = transB ? k : n
+    if k > 0, engine == .oneDNN, OneDNNMatmul.isAvailable {
+        let (aBits, aLD) = bf16(a, rows: aRows, columns: aCols, ld: lda, slot: 0, scratch, threads: threads ?? 1)
+        let (bBits, bLD) = bf16(b, rows: bRows, columns: bCols, ld: ldb, slot: 1, scratch, threads: threads ?? 1)
+        // Inside single-threaded sections a one-thread primitive: the calling threads are the parallelism.
+        let key = OneDNNMatmul.Key(
+            transA: transA, transB: transB, m: m, n: n, k: k, lda: aLD, ldb: bLD, ldc: ldc,
+            alpha: alpha, beta: beta, bf16: true, threads: threads ?? 1)
+        if OneDNNMatmul.run(key, a: UnsafeMutableRawPointer(mutating: aBits), b: UnsafeMutableRawPointer(mutating: bBits), c: c) {
+            return
+        }
+    }
+    let (aFloats, aLD) = rounded(a, rows: aRows, columns: aCols, ld: lda, slot: 2, scratch)
+    let (bFloats, bLD) = rounded(b, rows: bRows, columns: bCols, ld: ldb, slot: 3, scratch)
+    cblas_sgemm(
+        CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+        Int32(m), Int32(n), Int32(k), alpha, aFloats, Int32(aLD), bFloats, Int32(bLD), beta, c, Int32(ldc))
+}
+
+/// The operand as bf16 and its leading dimension: a bf16 operand as it is,
+/// a Float32 one converted into scratch `slot` (packed).
+private func bf16(
+    _ operand: ProductOperand, rows: Int, columns: Int, ld: Int, slot: Int, _ scratch: ProductScratch, threads: Int
+) -> (UnsafePointer<UInt16>, Int) {
+    switch operand {
+    case let .bf16(bits):
+        return (bits, ld)
+    case let .f32(floats):
+        let packed = scratch.buffer(slot, bytes: 2 * rows * columns).bindMemory(to: UInt16.self, capacity: rows * columns)
+        let chunks = rows * columns >= parallelConversionElements ? min(threads, rows) : 1
+        if chunks <= 1 {
+            convertToBFloat16(packed, floats, rows: rows, columns: columns, ld: ld)
+        } else {
+            let destination = UncheckedSendable(packed), source = UncheckedSendable(floats)
+            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                let lo = rows * chunk / chunks, hi = rows * (chunk + 1) / chunks
+                convertToBFloat16(destination.value + lo * columns, source.value + lo * ld, rows: hi - lo, columns: columns, ld: ld)
+            }
+        }
+        return (UnsafePointer(packed), columns)
+    }
+}
+
+/// The operand's bf16 values as Float32 (exact) and their leading dimension, in scratch `slot`.
+private func rounded(
+    _ operand: ProductOperand, rows: Int, columns: Int, ld: Int, slot: Int, _ scratch: ProductScratch
+) -> (UnsafePointer<Float>, Int) {
+    let packed = scratch.buffer(slot, bytes: 4 * max(1, rows * columns)).bindMemory(to: Float.self, capacity: max(1, rows * columns))
+    switch operand {
+    case let .bf16(bits):
+        convertFromBFloat16(packed, bits, rows: rows, columns: columns, ld: ld)
+    case let .f32(floats):
+        for r in 0..<rows {
+            let s = floats + r * ld, d = packed + r * columns
+            for i in 0..<columns { d[i] = roundedToBFloat16(s[i]) }
+        }
+    }
+    return (UnsafePointer(packed), columns)
+}

@@ -1,0 +1,65 @@
+// ProductPrecision: the precision `gemm` runs in on the calling thread. A
+// trial sets it around its steps and evaluations (as PyTorch's autocast is a
+// region, not a property of tensors); `ComputeContext`'s parallel loops carry
+// it to their worker threads. Trials side by side in one process each have
+// their own threads, so each keeps its own precision.
+import Foundation
+import Trial
+
+/// The calling thread's product precision: f32 unless inside `run`.
+public enum ProductPrecision {
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// The precision of products on this thread.
+    public static var current: Precision {
+        pthread_getspecific(key) == nil ? .f32 : .bf16
+    }
+
+    /// Runs `body` with this thread's products in `precision`, restoring the previous one after.
+    public static func run<Result>(_ precision: Precision, _ body: () throws -> Result) rethrows -> Result {
+        let previous = pthread_getspecific(key)
+        pthread_setspecific(key, precision == .bf16 ? UnsafeRawPointer(bitPattern: 1) : nil)
+        defer { pthread_setspecific(key, previous) }
+        return try body()
+    }
+}
+
+/// Per-thread buffers for the bf16 copies of a product's operands, grown as
+/// needed and kept for the thread's life, so that no product allocates.
+final class ProductScratch {
+    private var buffers: [UnsafeMutableRawPointer?] = [nil, nil, nil, nil]
+    private var sizes = [0, 0, 0, 0]
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { pointer in
+            if let pointer { Unmanaged<ProductScratch>.fromOpaque(pointer).release() }
+        }
+        return key
+    }()
+
+    /// The calling thread's scratch.
+    static var current: ProductScratch {
+        if let pointer = pthread_getspecific(key) { return Unmanaged<ProductScratch>.fromOpaque(pointer).takeUnretainedValue() }
+        let scratch = ProductScratch()
+        pthread_setspecific(key, Unmanaged.passRetained(scratch).toOpaque())
+        return scratch
+    }
+
+    /// Buffer `slot` (0..<4) of at least `bytes` bytes, 64-byte aligned.
+    func buffer(_ slot: Int, bytes: Int) -> UnsafeMutableRawPointer {
+        if let buffer = buffers[slot], sizes[slot] >= bytes { return buffer }
+        buffers[slot]?.deallocate()
+        let size = max(bytes, 4096)
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
+        buffers[slot] = buffer
+        sizes[slot] = size
+        return buffer
+    }
+
+    deinit { for buffer in buffers { buffer?.deallocate() } }
+}

@@ -1,0 +1,117 @@
+// BFloat16ProductTests: bf16 rounding as PyTorch rounds, and bf16 products
+// (bf16 inputs, f32 accumulation) on both engines equal the definition taken
+// over the rounded inputs — and not the f32 product, so a product that
+// skipped the rounding fails.
+import Foundation
+import Testing
+import Trial
+@testable import Core
+
+@Suite struct BFloat16ProductTests {
+    /// Values whose bf16 rounding is known: ties go to even, NaN stays NaN.
+    @Test func roundsToNearestEven() {
+        #expect(bfloat16Bits(1) == 0x3F80)
+        #expect(bfloat16Bits(-2) == 0xC000)
+        #expect(bfloat16Bits(1 + 0x1p-8) == 0x3F80)  // halfway, 0x3F80 is even
+        #expect(bfloat16Bits(1 + 3 * 0x1p-8) == 0x3F82)  // halfway, 0x3F81 is odd
+        #expect(bfloat16Bits(1 + 0x1p-8 + 0x1p-20) == 0x3F81)  // above halfway
+        #expect(bfloat16Bits(.infinity) == 0x7F80)
+        #expect(bfloat16Bits(.greatestFiniteMagnitude) == 0x7F80)  // rounds up to infinity, as torch does
+        #expect(floatFromBFloat16(bfloat16Bits(.nan)).isNaN)
+        #expect(roundedToBFloat16(3.14159265) == 3.140625)
+    }
+
+    /// The sixteen-lane conversion rounds as the scalar one does, specials and ties included, with a tail.
+    @Test func vectorConversionEqualsScalar() {
+        var rng = SeededGenerator(seed: 5)
+        var values: [Float] = [1 + 0x1p-8, 1 + 3 * 0x1p-8, .nan, -.nan, .infinity, -.infinity, .greatestFiniteMagnitude,
+                               .leastNonzeroMagnitude, -0.0, 0, Float(bitPattern: 0x7F80_0001), Float(bitPattern: 0x3F80_8000)]
+        values += (0..<47).map { _ in rng.nextNormal() * 1e3 }
+        var converted = [UInt16](repeating: 0, count: values.count)
+        convertToBFloat16(&converted, values, rows: 1, columns: values.count, ld: values.count)
+        #expect(converted == values.map(bfloat16Bits))
+    }
+
+    /// The definition over bf16-rounded operands (what a bf16 product with f32 accumulation computes).
+    static func roundedReference(_ t: MatmulEngineTests.Case) -> (a: [Float], b: [Float], c: [Float], lda: Int, ldb: Int, ldc: Int, expected: [Float], f32: [Float]) {
+        let lda = (t.transA ? t.m : t.k) + t.pad, ldb = (t.transB ? t.k : t.n) + t.pad, ldc = t.n + t.pad
+        var rng = SeededGenerator(seed: 12)
+        let a = (0..<((t.transA ? t.k : t.m) * lda)).map { _ in rng.nextNormal() }
+        let b = (0..<((t.transB ? t.n : t.k) * ldb)).map { _ in rng.nextNormal() }
+        let c = (0..<(t.m * ldc)).map { _ in rng.nextNormal() }
+        let expected = MatmulEngineTests.reference(t, a: a.map(roundedToBFloat16), lda: lda, b: b.map(roundedToBFloat16), ldb: ldb, c: c, ldc: ldc)
+        let f32 = MatmulEngineTests.reference(t, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc)
+        return (a, b, c, lda, ldb, ldc, expected, f32)
+    }
+
+    static let arguments: [(MatmulEngineTests.Case, MatmulEngine)] = MatmulEngineTests.cases.flatMap { t in
+        MatmulEngine.allCases.map { (t, $0) }
+    }
+
+    @Test(arguments: arguments)
+    func bf16ProductEqualsRoundedDefinition(_ t: MatmulEngineTests.Case, engine: MatmulEngine) throws {
+        if engine == .oneDNN { try #require(OneDNNMatmul.isAvailable, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)") }
+        let r = Self.roundedReference(t)
+        var c = r.c
+        r.a.withUnsafeBufferPointer { a in
+            r.b.withUnsafeBufferPointer { b in
+                gemmBFloat16(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha, a: .f32(a.baseAddress!), lda: r.lda,
+                             b: .f32(b.baseAddress!), ldb: r.ldb, beta: t.beta, c: &c, ldc: r.ldc, engine: engine)
+            }
+        }
+        #expect(FewRowsProductTests.relativeError(c, r.expected) < 1e-5, "\(engine): \(t)")
+        // The rounding is visible: bf16 keeps 8 significant bits, so the f32 product differs by ~1e-3.
+        #expect(FewRowsProductTests.relativeError(c, r.f32) > 1e-4, "\(engine): \(t) looks like an f32 product")
+    }
+
+    /// A matrix stored in bf16 gives the same product as its Float32 source rounded on the fly.
+    @Test(arguments: MatmulEngine.allCases)
+    func storedBF16OperandEqualsRoundedFloat(_ engine: MatmulEngine) throws {
+        if engine == .oneDNN { try #require(OneDNNMatmul.isAvailable) }
+        let m = 5, n = 48, k = 40
+        var rng = SeededGenerator(seed: 3)
+        let x = (0..<(m * k)).map { _ in rng.nextNormal() }, w = (0..<(n * k)).map { _ in rng.nextNormal() }
+        let stored = w.withUnsafeBufferPointer { BFloat16Matrix($0.baseAddress!, rows: n, columns: k, context: ComputeContext(threads: 2)) }
+        var fromFloat = [Float](repeating: 0, count: m * n), fromStored = fromFloat
+        x.withUnsafeBufferPointer { x in
+            w.withUnsafeBufferPointer { w in
+                gemmBFloat16(transA: false, transB: true, m: m, n: n, k: k, a: .f32(x.baseAddress!), lda: k, b: .f32(w.baseAddress!), ldb: k,
+                             beta: 0, c: &fromFloat, ldc: n, engine: engine)
+                gemmBFloat16(transA: false, transB: true, m: m, n: n, k: k, a: .f32(x.baseAddress!), lda: k, b: .bf16(stored.base), ldb: k,
+                             beta: 0, c: &fromStored, ldc: n, engine: engine)
+            }
+        }
+        #expect(fromFloat == fromStored)
+        var widened = [Float](repeating: 0, count: n * k)
+        stored.widen(into: &widened)
+        #expect(widened == w.map(roundedToBFloat16))
+    }
+
+    /// `gemm` multiplies in bf16 inside `ProductPrecision.run(.bf16)`, on the
+    /// calling thread and on `parallelFor`'s workers, and in f32 outside.
+    @Test func precisionReachesGemmOnEveryThread() {
+        let t = MatmulEngineTests.cases[0]
+        let r = Self.roundedReference(t)
+        let context = ComputeContext(threads: 2)
+        func run() -> [[Float]] {
+            var outputs = [[Float]](repeating: r.c, count: 2)
+            let box = UncheckedSendable(outputs.withUnsafeMutableBufferPointer { $0.baseAddress! })
+            context.parallelFor(2) { range in
+                for i in range {
+                    box.value[i].withUnsafeMutableBufferPointer { c in
+                        gemm(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha, a: r.a, lda: r.lda,
+                             b: r.b, ldb: r.ldb, beta: t.beta, c: c.baseAddress!, ldc: r.ldc)
+                    }
+                }
+            }
+            return outputs
+        }
+        #expect(ProductPrecision.current == .f32)
+        for output in ProductPrecision.run(.bf16, run) {
+            #expect(FewRowsProductTests.relativeError(output, r.expected) < 1e-5)
+            #expect(FewRowsProductTests.relativeError(output, r.f32) > 1e-4)
+        }
+        #expect(ProductPrecision.current == .f32)
+        for output in run() { #expect(FewRowsProductTests.relativeError(output, r.f32) < 1e-5) }
+    }
+}
