@@ -140,6 +140,7 @@ extension SettingValue {
         case .text(let v): v.debugDescription
         case .targets(let v): v.map(\.rawValue).joined(separator: "+")
         case .schedule(let v): v.rawValue
+        case .precision(let v): v.rawValue
         case .epochs(let v): "[" + v.map(String.init).joined(separator: ",") + "]"
         }
     }
@@ -154,6 +155,7 @@ extension TrialSetting {
         case .boolean: "true or false"
         case .targets: "a list of modules"
         case .schedule: "a schedule name"
+        case .precision: "a precision name"
         case .epochs: "a list of epochs"
         case .path: "a path"
         }
