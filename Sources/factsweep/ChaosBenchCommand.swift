@@ -16,6 +16,7 @@ import Foundation
 import Logging
 import Protocol
 import Store
+import Trial
 import Worker
 
 struct ChaosBenchCommand: ParsableCommand {
@@ -136,7 +137,7 @@ struct ChaosStorm {
     let ports: (coordinator: Int, proxy: Int)
     /// Faults injected, by kind.
     var faults: [String: Int] = [:]
-    private var rng: SplitMix
+    private var rng: SplitMix64
     private var coordinator: Process?
     private var proxy: Process?
     private var workers: [Process?] = []
@@ -144,7 +145,7 @@ struct ChaosStorm {
 
     init(command: ChaosBenchCommand, directory: RunDirectory, spec: URL, cluster: URL, ports: (coordinator: Int, proxy: Int)) {
         self.command = command; self.directory = directory; self.spec = spec; self.cluster = cluster; self.ports = ports
-        rng = SplitMix(seed: command.seed)
+        rng = SplitMix64(seed: command.seed)
     }
 
     /// Starts everything, injects faults until every trial has ended (or the timeout), lets the coordinator
@@ -255,21 +256,10 @@ struct ChaosStorm {
     var processStarts: [String: Int] { starts }
 }
 
-/// A small seeded generator for the fault schedule (SplitMix64).
-struct SplitMix {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(1, n))) }
+extension SplitMix64 {
+    /// An integer in [0, n) for the fault schedule (n < 1 counts as 1).
+    mutating func below(_ n: Int) -> Int { Int(below(UInt64(max(1, n)))) }
+    /// A wait with this mean, exponentially distributed.
     mutating func exponential(mean: Double) -> Double { -mean * log(max(1e-12, 1 - unit())) }
 }
 

@@ -19,8 +19,10 @@ import Trial
         let served = try HostilePeerTests.Served(dir.url)
         defer { served.coordinator.stop() }
 
-        // Epoch 1 and its checkpoint, whose file holds epoch 2; then the attempt is released.
-        let file = dir.url.appendingPathComponent("elsewhere")
+        // Epoch 1 and its checkpoint, whose file holds epoch 2; then the attempt is released. The file lies
+        // in the run's checkpoint directory, the only place the coordinator takes checkpoint paths from.
+        let checkpoints = served.run.appendingPathComponent("checkpoints")
+        let file = checkpoints.appendingPathComponent("overwritten")
         try SimulatedCheckpoint.write(epoch: 2, to: file)
         let scripted = try HostilePeerTests.dealer(served, id: "scripted")
         try scripted.send(HostilePeerTests.hello("scripted"))
@@ -35,7 +37,6 @@ import Trial
                                                              "SELECT status, checkpoint_epoch FROM trials WHERE key = '\(assign.trial)'").first)
         #expect(stored["status"] == "pending" && stored["checkpoint_epoch"] == 1, "\(stored)")
 
-        let checkpoints = dir.url.appendingPathComponent("checkpoints")
         let worker = try FactSweepChild(["worker", "--connect", served.endpoint, "--id", "real", "--threads", "1",
                                          "--simulate", "0.05", "--checkpoint-dir", checkpoints.path],
                                         log: dir.url.appendingPathComponent("worker.log"))
