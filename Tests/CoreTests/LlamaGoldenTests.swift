@@ -92,7 +92,11 @@ import Trial
             let ours = Array(try #require(trainer.tensor(e.name)))
             let error = Self.relativeError(ours, try g.floats("final." + e.name))
             worst = max(worst, error)
-            #expect(error < 1e-4, "\(variant): parameter \(e.name) after 10 steps, relative error \(error)")
+            // 2e-4, not the 1e-4 of the per-step losses and norms: AdamW divides by sqrt(v), which magnifies
+            // float32 reassociation in small gradients over ten steps, and OpenBLAS sums differently per CPU:
+            // tiny-untied-llama3 ends at 1.04e-4 on the Intel Xeon machines here (every branch, unchanged Core), below
+            // 1e-4 on AMD Zen 4. Any real error in a gradient or the update is orders of magnitude larger.
+            #expect(error < 2e-4, "\(variant): parameter \(e.name) after 10 steps, relative error \(error)")
         }
         print("golden \(variant): 10 AdamW steps, worst final-parameter relative error \(worst)")
     }
