@@ -379,7 +379,7 @@ public final class CoordinatorServer {
                 let summary = try TrialJSON.encoder().encode(d.summary)
                 let write = try transaction.finishTrial(d.trial, attemptID: d.attempt,
                                                         result: d.summary.outcome == .diverged ? .diverged : .done,
-                                                        summary: summary)
+                                                        summary: summary, throughEpoch: d.summary.epochs)
                 guard try settle(write, d.messageID, trial: d.trial, attempt: d.attempt, peer: peer, workerID: workerID,
                                  session: session) else { return }
                 if write == .accepted { meter.trialEnded() }

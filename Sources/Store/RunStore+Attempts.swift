@@ -73,19 +73,26 @@ extension RunTransaction {
     /// holds the trial may finish it; a resent verdict is a duplicate.
     /// `summary` (JSON) is stored with the trial for reports.
     ///
-    /// A trial is `done` only with every planned epoch recorded: a `done`
-    /// verdict before that is refused as `.gap` with the epoch the store
-    /// expects next, and nothing changes (a diverged or failed trial ends
-    /// where it stopped).
+    /// A trial is `done` only with every planned epoch recorded, and
+    /// `diverged` only with every epoch up to `throughEpoch` (the summary's
+    /// last, whose loss was not finite): a verdict before that is refused as
+    /// `.gap` with the epoch the store expects next, and nothing changes (a
+    /// reordered link can deliver the verdict before its last epoch). A
+    /// failed trial ends where it stopped.
     public func finishTrial(_ trialKey: String, attemptID: AttemptID, result: TrialResult, reason: String? = nil,
-                            summary: Data? = nil) throws -> AttemptWrite {
+                            summary: Data? = nil, throughEpoch: Int? = nil) throws -> AttemptWrite {
         let outcome = try operation { db, now -> AttemptWrite in
             var trial = try TrialState.fetch(db, key: trialKey)
             guard trial.isHeld(by: attemptID) else {
                 let resent = trial.currentAttemptID == attemptID && trial.status == result.status
                 return resent ? .duplicate : .staleAttempt(current: trial.currentAttemptID)
             }
-            if result == .done, trial.lastEpoch < trial.plannedEpochs { return .gap(expected: trial.lastEpoch + 1) }
+            let needed = switch result {
+            case .done: trial.plannedEpochs
+            case .diverged: min(throughEpoch ?? 0, trial.plannedEpochs)
+            case .failed, .cancelled: 0
+            }
+            if trial.lastEpoch < needed { return .gap(expected: trial.lastEpoch + 1) }
             try trial.move(to: result.status, in: db, at: now)
             try trial.endCurrentAttempt(result.outcome, reason: reason, in: db, at: now)
             if let summary {
