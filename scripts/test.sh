@@ -23,6 +23,15 @@ if [[ ${1:-} == --build-only ]]; then
     build
     exit
 fi
+# Each phase's end is stamped, and the test output is line-buffered (stdbuf,
+# inherited by the test process): a log cut short — a CI timeout — then shows
+# which phase took the time and which test was running, not a stale buffer.
+stamp() { echo "test.sh: $1 at $(date -u +%H:%M:%S) UTC, ${SECONDS} s since the start"; }
 scripts/setup.sh --tests
+stamp "set-up done"
 build
-swift test -c release -Xswiftc -enable-testing --scratch-path "$scratch" --skip-build "$@"
+stamp "build done"
+status=0
+stdbuf -oL -eL swift test -c release -Xswiftc -enable-testing --scratch-path "$scratch" --skip-build "$@" || status=$?
+stamp "tests done (exit $status)"
+exit "$status"

@@ -36,57 +36,65 @@ import TestSupport
         #expect(gen.status == 0, "\(gen.stderr)")
     }
 
-    /// The issue's bar on the embedded default (SmolLM2-135M-Instruct +
-    /// all-MiniLM-L6-v2, data/biography.jsonl, default learning rates): full
-    /// fine-tuning reaches mean cosine ≥ 0.9 within 10 epochs and LoRA r=8 α=32
-    /// within 300 (here within 20), with the per-epoch JSON fields documented.
-    @Test(arguments: [("full", 10, 2), ("lora", 20, 5)])
-    func defaultModelLearnsTheBiography(method: String, epochs: Int, evalEvery: Int) throws {
-        var arguments = ["train", "--method", method, "--epochs", "\(epochs)", "--eval-every", "\(evalEvery)", "--threads", "2", "--json"]
-        if method == "lora" { arguments += ["--rank", "8", "--alpha", "32"] }
-        let r = try FactSweepBinary.run(arguments)
-        #expect(r.status == 0, "\(r.stderr)")
+    /// Runs `factsweep train ARGUMENTS --threads 2 --json`; its JSON lines (the epochs, then the summary).
+    func train(_ arguments: [String]) throws -> (epochs: [[String: Any]], summary: [String: Any]) {
+        let r = try FactSweepBinary.run(["train"] + arguments + ["--threads", "2", "--json"])
+        #expect(r.status == 0, "\(arguments): \(r.stderr)")
         let lines = jsonLines(r.stdout)
-        let evaluations = lines.filter { $0["accuracy"] != nil && $0["summary"] == nil }
-        #expect(evaluations.count == epochs / evalEvery, "\(r.stdout)")
-        for line in evaluations {
+        return (lines.filter { $0["epoch"] != nil && $0["summary"] == nil && $0["method"] == nil }, lines.last ?? [:])
+    }
+
+    /// The per-epoch and summary JSON fields are documented and present; the run reached mean cosine 0.9
+    /// at an evaluation, and the summary's `epochs_to_threshold` names it.
+    func expectLearned(_ run: (epochs: [[String: Any]], summary: [String: Any]), method: String, evaluations: Int) {
+        let evaluated = run.epochs.filter { $0["accuracy"] != nil }
+        #expect(evaluated.count == evaluations, "\(run.epochs)")
+        for line in evaluated {
             for field in ["epoch", "loss", "train_seconds", "epoch_seconds", "accuracy_at_threshold", "key_match", "perplexity",
                           "evaluation_seconds", "question_seconds"] {
                 #expect(line[field] != nil, "missing \(field) in \(line)")
             }
         }
-        let reached = evaluations.first { ($0["accuracy"] as? Double ?? 0) >= 0.9 }
-        #expect(reached != nil, "\(method) never reached 0.9: \(evaluations.map { $0["accuracy"] ?? "?" })")
-        let summary = try #require(lines.last)
-        #expect(summary["method"] as? String == method && summary["epochs_to_threshold"] as? Int == reached?["epoch"] as? Int)
+        let reached = evaluated.first { ($0["accuracy"] as? Double ?? 0) >= 0.9 }
+        #expect(reached != nil, "\(method) never reached 0.9: \(evaluated.map { $0["accuracy"] ?? "?" })")
+        #expect(run.summary["method"] as? String == method && run.summary["epochs_to_threshold"] as? Int == reached?["epoch"] as? Int)
         for field in ["trainable_params", "base_weight_bytes", "peak_rss_bytes", "final_loss", "final_accuracy", "seconds_per_epoch"] {
-            #expect(summary[field] != nil, "missing \(field) in the summary")
+            #expect(run.summary[field] != nil, "missing \(field) in the summary")
         }
     }
 
-    /// bf16 precision learns the same facts as f32: LoRA r=8 α=32 for 10
-    /// epochs on the embedded model ends with mean similarity within 0.02 of
-    /// the f32 run's at the same epochs (docs/benchmarks.md plots both loss curves).
-    @Test func bf16LearnsTheSameFactsAsF32() throws {
-        func train(_ precision: String) throws -> (losses: [Double], accuracy: [Int: Double], summary: [String: Any]) {
-            let r = try FactSweepBinary.run(["train", "--method", "lora", "--rank", "8", "--alpha", "32", "--epochs", "10",
-                                             "--eval-every", "5", "--held-out", "none", "--precision", precision, "--threads", "2", "--json"])
-            #expect(r.status == 0, "\(precision): \(r.stderr)")
-            let lines = jsonLines(r.stdout)
-            let epochs = lines.filter { $0["epoch"] != nil && $0["summary"] == nil && $0["method"] == nil }
-            var accuracy: [Int: Double] = [:]
-            for line in epochs { if let e = line["epoch"] as? Int, let a = line["accuracy"] as? Double { accuracy[e] = a } }
-            return (epochs.compactMap { $0["loss"] as? Double }, accuracy, lines.last ?? [:])
+    /// The issue's bar on the embedded default (SmolLM2-135M-Instruct +
+    /// all-MiniLM-L6-v2, data/biography.jsonl, default learning rates): full
+    /// fine-tuning reaches mean cosine ≥ 0.9 within 10 epochs (it does at 5),
+    /// with the per-epoch JSON fields documented.
+    @Test func fullFineTuningLearnsTheBiography() throws {
+        expectLearned(try train(["--method", "full", "--epochs", "10", "--eval-every", "5"]), method: "full", evaluations: 2)
+    }
+
+    /// LoRA r=8 α=32 reaches mean cosine ≥ 0.9 within 10 epochs in f32 (the
+    /// study's bar is 300), and bf16 precision learns the same facts: the
+    /// same run in bf16 ends with mean similarity within 0.02 of f32's at
+    /// epoch 10 (docs/benchmarks.md plots both loss curves). One test, so
+    /// that the suite trains LoRA on the embedded model twice, not three times.
+    @Test func loraLearnsTheBiographyAndBF16LearnsTheSameFacts() throws {
+        let common = ["--method", "lora", "--rank", "8", "--alpha", "32", "--epochs", "10", "--eval-every", "5"]
+        let f32 = try train(common + ["--precision", "f32"])
+        expectLearned(f32, method: "lora", evaluations: 2)
+        let bf16 = try train(common + ["--held-out", "none", "--precision", "bf16"])
+        func losses(_ run: (epochs: [[String: Any]], summary: [String: Any])) -> [Double] { run.epochs.compactMap { $0["loss"] as? Double } }
+        func accuracy(_ run: (epochs: [[String: Any]], summary: [String: Any])) -> [Int: Double] {
+            var byEpoch: [Int: Double] = [:]
+            for line in run.epochs { if let e = line["epoch"] as? Int, let a = line["accuracy"] as? Double { byEpoch[e] = a } }
+            return byEpoch
         }
-        let f32 = try train("f32"), bf16 = try train("bf16")
-        print("loss per epoch, f32: \(f32.losses)\nloss per epoch, bf16: \(bf16.losses)\naccuracy f32 \(f32.accuracy), bf16 \(bf16.accuracy)")
+        print("loss per epoch, f32: \(losses(f32))\nloss per epoch, bf16: \(losses(bf16))\naccuracy f32 \(accuracy(f32)), bf16 \(accuracy(bf16))")
         #expect(f32.summary["precision"] as? String == "f32" && bf16.summary["precision"] as? String == "bf16")
-        #expect(f32.losses.count == 10 && bf16.losses.count == 10)
-        #expect(f32.losses != bf16.losses, "the bf16 run gave f32's losses")
-        #expect(Set(f32.accuracy.keys) == [5, 10] && Set(bf16.accuracy.keys) == [5, 10])
-        let final = try #require(f32.accuracy[10]), finalBF16 = try #require(bf16.accuracy[10])
+        #expect(losses(f32).count == 10 && losses(bf16).count == 10)
+        #expect(losses(f32) != losses(bf16), "the bf16 run gave f32's losses")
+        #expect(Set(accuracy(f32).keys) == [5, 10] && Set(accuracy(bf16).keys) == [5, 10])
+        let final = try #require(accuracy(f32)[10]), finalBF16 = try #require(accuracy(bf16)[10])
         #expect(abs(final - finalBF16) <= 0.02, "accuracy at epoch 10: f32 \(final), bf16 \(finalBF16)")
-        #expect((bf16.losses.last ?? .nan) < 0.5 * (bf16.losses.first ?? .nan), "bf16 loss did not fall: \(bf16.losses)")
+        #expect((losses(bf16).last ?? .nan) < 0.5 * (losses(bf16).first ?? .nan), "bf16 loss did not fall: \(losses(bf16))")
     }
 
     @Test func badDatasetIsRefusedNamingTheLine() throws {

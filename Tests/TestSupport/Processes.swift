@@ -20,35 +20,12 @@ public enum FactSweepBinary {
         throw MissingAsset(path: "factsweep executable next to \(CommandLine.arguments[0]) (build with --build-tests)")
     }
 
-    /// Runs `factsweep ARGS` from the repository root and waits for it.
-    public static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> ProcessResult {
-        let process = Process()
-        process.executableURL = try url()
-        process.arguments = arguments
-        process.currentDirectoryURL = TestPaths.repositoryRoot
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        // Read both pipes concurrently so that neither fills and blocks the child.
-        let errData = UncheckedBox<Data>()
-        let reader = Thread { errData.value = err.fileHandleForReading.readDataToEndOfFile() }
-        reader.start()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        while errData.value == nil { usleep(1000) }
-        return ProcessResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                             stderr: String(decoding: errData.value ?? Data(), as: UTF8.self))
-    }
-}
-
-final class UncheckedBox<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: T?
-    var value: T? {
-        get { lock.lock(); defer { lock.unlock() }; return stored }
-        set { lock.lock(); stored = newValue; lock.unlock() }
+    /// Runs `factsweep ARGS` from the repository root and waits for it, at most `timeout` seconds
+    /// (then it and its workers are killed and `CommandTimedOut` is thrown).
+    public static func run(_ arguments: [String], environment: [String: String] = [:],
+                           timeout: Double = Command.defaultTimeout) throws -> ProcessResult {
+        try Command.run(try url(), arguments, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
+                        directory: TestPaths.repositoryRoot, timeout: timeout)
     }
 }
 
@@ -66,52 +43,53 @@ public final class TemporaryDirectory: @unchecked Sendable {
 }
 
 /// A `factsweep` process left running, its output in a log file: for tests that talk to it, kill it or
-/// start a second one beside it.
+/// start a second one beside it. Started and reaped by `Spawned`, not Foundation's Process.
 public final class FactSweepChild: @unchecked Sendable {
-    public let process = Process()
+    public let child: Spawned
     public let log: URL
 
-    public init(_ arguments: [String], log: URL) throws {
+    public init(_ arguments: [String], log: URL, environment: [String: String] = [:]) throws {
         self.log = log
-        process.executableURL = try FactSweepBinary.url()
-        process.arguments = arguments
-        process.currentDirectoryURL = TestPaths.repositoryRoot
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: log)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
+        child = try Spawned(try FactSweepBinary.url().path, arguments,
+                            environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
+                            directory: TestPaths.repositoryRoot, stdout: log, stderr: log)
     }
 
-    public var isRunning: Bool { process.isRunning }
-    public var status: Int32? { process.isRunning ? nil : process.terminationStatus }
+    public var pid: Int32 { child.pid }
+    public var arguments: [String] { child.arguments }
+    public var isRunning: Bool { child.isRunning }
+    public var status: Int32? { child.status }
     public var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
     /// Whether the process exited within `seconds`.
-    public func wait(seconds: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning && Date() < deadline { usleep(50_000) }
-        return !process.isRunning
-    }
+    public func wait(seconds: Double) -> Bool { child.wait(seconds: seconds) }
 
     /// Whether `text` appeared in the output within `seconds`.
     public func waitForOutput(_ text: String, seconds: Double) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
-        while !output.contains(text) && process.isRunning && Date() < deadline { usleep(50_000) }
+        while !output.contains(text) && isRunning && Date() < deadline { usleep(50_000) }
         return output.contains(text)
     }
 
-    /// Ends the process with SIGKILL (as a crash would) and waits for it.
+    /// Ends the process with SIGKILL (as a crash would) and waits for it. Its children live on, as they
+    /// would after a crash (workers reconnect to the next coordinator); `stop()` ends them later.
     public func kill9() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        guard isRunning else { return }
+        orphans += ProcessTree.descendants(of: pid)
+        kill(pid, SIGKILL)
+        child.wait(seconds: 30)
     }
 
-    /// Ends the process: SIGTERM, then SIGKILL after five seconds.
+    /// Ends the process: SIGTERM, then SIGKILL after five seconds; then every child it left (also those
+    /// of an earlier `kill9()`) that is still a `factsweep`.
     public func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
-        if !wait(seconds: 5) { kill9() }
+        child.stop()
+        for pid in orphans where (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe"))?.hasSuffix("factsweep") == true {
+            kill(pid, SIGKILL)
+        }
+        orphans = []
     }
+
+    private var orphans: [Int32] = []
 }

@@ -31,23 +31,14 @@ import TestSupport
 
     /// What headless chromium made of `url` at `width`: the DOM after load, and every console line it logged.
     static func load(_ url: URL, width: Int, height: Int = 900, screenshot: URL? = nil) throws -> (dom: String, console: [String]) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try chromium())
         let profile = FileManager.default.temporaryDirectory.appendingPathComponent("factsweep-chromium-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: profile) }
         // --no-sandbox: tests run as root, where chromium's sandbox refuses to start.
-        process.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0",
-                             "--user-data-dir=\(profile.path)", "--window-size=\(width),\(height)",
-                             screenshot.map { "--screenshot=\($0.path)" } ?? "--dump-dom", url.absoluteString]
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let errors = Thread.detachedRead(err)
-        let dom = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        let log = errors.wait()
-        return (dom, log.split(separator: "\n").filter { $0.contains(":CONSOLE") }.map(String.init))
+        let arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0",
+                         "--user-data-dir=\(profile.path)", "--window-size=\(width),\(height)",
+                         screenshot.map { "--screenshot=\($0.path)" } ?? "--dump-dom", url.absoluteString]
+        let result = try Command.run(URL(fileURLWithPath: try chromium()), arguments, timeout: 180)
+        return (result.stdout, result.stderr.split(separator: "\n").filter { $0.contains(":CONSOLE") }.map(String.init))
     }
 
     /// The text of the element with `id` in a dumped DOM.
@@ -75,7 +66,7 @@ import TestSupport
                                         "--serve", "--port", "0"], log: dir.file("run.log"))
         defer {
             // As Ctrl-C would: the run shuts its workers down before it exits, so none is left behind.
-            kill(sweep.process.processIdentifier, SIGINT)
+            kill(sweep.pid, SIGINT)
             if !sweep.wait(seconds: 60) { sweep.stop() }
         }
         #expect(sweep.waitForOutput("dashboard: http://127.0.0.1:", seconds: 60), "\(sweep.output)")
@@ -125,23 +116,6 @@ private final class ResponseBox: @unchecked Sendable {
             throw DashboardTestFailure("no HTTP reply within 30 s")
         }
         return reply
-    }
-}
-
-private final class PipeText: @unchecked Sendable {
-    private let lock = NSLock()
-    private let done = DispatchSemaphore(value: 0)
-    private var text = ""
-    func finish(_ value: String) { lock.withLock { text = value }; done.signal() }
-    func wait() -> String { done.wait(); return lock.withLock { text } }
-}
-
-extension Thread {
-    /// Reads all of `pipe` on a thread of its own (so that it never fills and blocks the writer).
-    fileprivate static func detachedRead(_ pipe: Pipe) -> PipeText {
-        let box = PipeText()
-        Thread.detachNewThread { box.finish(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)) }
-        return box
     }
 }
 

@@ -58,7 +58,9 @@ import TestSupport
         defer { try? handle.close() }
         let process = try start(TestPaths.repositoryRoot.appendingPathComponent("scripts").appendingPathComponent(script),
                                 arguments, in: directory.url, environment: environment, closeDescriptors: true, output: handle)
-        process.waitUntilExit()
+        guard process.waitOrKill(seconds: 900) else {
+            return (-1, "\(script) timed out after 900 s\n" + ((try? String(contentsOf: output, encoding: .utf8)) ?? ""))
+        }
         return (process.terminationStatus, try String(contentsOf: output, encoding: .utf8))
     }
 
@@ -89,7 +91,7 @@ import TestSupport
         // Another sweep's worker, with the very command line cluster-up gives its first remote worker.
         let other = try Self.start(fake, ["worker", "--connect", connect, "--threads", "1", "--id", "far-away-0"],
                                    in: directory.url, environment: environment)
-        defer { if other.isRunning { other.terminate(); other.waitUntilExit() } }
+        defer { if other.isRunning { other.terminate(); _ = other.waitOrKill(seconds: 10) } }
 
         let up = try Self.runScript("cluster-up.sh", ["spec.json", "cluster.json"], in: directory, environment: environment)
         #expect(up.status == 0, "\(up.output)")

@@ -14,7 +14,7 @@ import TestSupport
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
         try process.run()
-        process.waitUntilExit()
+        guard process.waitOrKill(seconds: 120) else { return -1 }
         return process.terminationStatus
     }
 

@@ -20,7 +20,7 @@ import TestSupport
         defer { second.stop() }
         #expect(second.wait(seconds: 20), "the second coordinator should refuse to start: \(second.output)")
         #expect(second.status != 0)
-        let pid = served.coordinator.process.processIdentifier
+        let pid = served.coordinator.pid
         #expect(second.output.contains("pid \(pid) on host \(ProcessInfo.processInfo.hostName)"), "\(second.output)")
         #expect(!second.output.contains("listening on"), "\(second.output)")
         #expect(served.coordinator.isRunning)

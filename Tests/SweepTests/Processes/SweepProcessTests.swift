@@ -89,7 +89,7 @@ import TestSupport
         }
         let pid = try #require(victim, "no running trial seen")
         kill(pid, SIGKILL)
-        process.waitUntilExit()
+        #expect(process.waitOrKill(seconds: 600), "the sweep did not finish within 600 s of the kill")
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(process.terminationStatus == 0, "\(stderr)")
         try Self.expectComplete(db, trials: 1, epochs: epochs)
@@ -153,7 +153,7 @@ import TestSupport
         }
         #expect(progressed, "no progress before the kill")
         kill(coordinator.processIdentifier, SIGKILL)
-        coordinator.waitUntilExit()
+        _ = coordinator.waitOrKill(seconds: 30)
         let acknowledged: Int = (try Self.rows(db, "SELECT COUNT(*) AS n FROM epoch_metrics")).first?["n"] ?? 0
         usleep(500_000)
         coordinator = try start(["coordinator", spec.path, "--cluster", cluster.path])

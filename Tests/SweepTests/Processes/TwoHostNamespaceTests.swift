@@ -242,7 +242,9 @@ final class TwoHosts {
         process.standardError = err
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        process.waitUntilExit()
+        guard process.waitOrKill(seconds: 60) else {
+            throw CommandFailed(description: "ip \(arguments.joined(separator: " ")) did not finish within 60 s")
+        }
         let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         guard process.terminationStatus == 0 else {
             throw CommandFailed(description: "ip \(arguments.joined(separator: " ")) exited with \(process.terminationStatus): \(message)")
@@ -252,7 +254,7 @@ final class TwoHosts {
 
 /// A child process (often run through `ip netns exec`) with its output in a log file; `stop` ends it (SIGTERM, then SIGKILL).
 final class Child {
-    let process = Process()
+    let child: Spawned
     let log: URL
 
     convenience init(_ ipArguments: [String], log: URL) throws {
@@ -263,33 +265,20 @@ final class Child {
     /// Runs `executable ARGUMENTS` from the repository root, its output going to `log`.
     init(executable: URL, _ arguments: [String], log: URL) throws {
         self.log = log
-        process.executableURL = executable
-        process.arguments = arguments
-        process.currentDirectoryURL = TestPaths.repositoryRoot
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: log)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
+        child = try Spawned(executable.path, arguments, environment: ProcessInfo.processInfo.environment,
+                            directory: TestPaths.repositoryRoot, stdout: log, stderr: log)
     }
 
-    var isRunning: Bool { process.isRunning }
-    var status: Int32? { process.isRunning ? nil : process.terminationStatus }
+    var pid: Int32 { child.pid }
+    var arguments: [String] { child.arguments }
+    var isRunning: Bool { child.isRunning }
+    var status: Int32? { child.status }
     var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
     /// Whether the process exited within `seconds`.
-    func wait(seconds: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning && Date() < deadline { usleep(50_000) }
-        return !process.isRunning
-    }
+    func wait(seconds: Double) -> Bool { child.wait(seconds: seconds) }
 
-    func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
-        if !wait(seconds: 5) {
-            kill(process.processIdentifier, SIGKILL)
-            _ = wait(seconds: 5)
-        }
-    }
+    /// SIGTERM, SIGKILL after 5 s, then whatever it started and left (tshark's dumpcap).
+    func stop() { child.stop() }
 }

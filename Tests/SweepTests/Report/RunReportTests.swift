@@ -51,17 +51,11 @@ import TestSupport
     @Test func htmlRendersInAHeadlessBrowser() throws {
         let written = try syntheticReport()
         let script = TestPaths.repositoryRoot.appendingPathComponent("scripts/check-report.sh")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [script.path, written.files.html.deletingLastPathComponent().path,
-                             written.folder.file("screenshot.png").path]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(text)")
+        let result = try Command.run(URL(fileURLWithPath: "/bin/bash"),
+                                     [script.path, written.files.html.deletingLastPathComponent().path,
+                                      written.folder.file("screenshot.png").path], timeout: 300)
+        let text = result.stdout + result.stderr
+        #expect(result.status == 0, "\(text)")
         #expect(text.contains("screenshot check passed"), "\(text)")
     }
 

@@ -24,7 +24,10 @@ import TestSupport
         process.standardOutput = handle
         process.standardError = handle
         try process.run()
-        process.waitUntilExit()
+        // The fuzz build and run take a few minutes on a loaded machine; a hang fails the test instead.
+        guard process.waitOrKill(seconds: 1200) else {
+            return (-1, "timed out after 1200 s\n" + ((try? String(contentsOf: log, encoding: .utf8)) ?? ""))
+        }
         return (process.terminationStatus, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
     }
 

@@ -73,7 +73,7 @@ import TestSupport
         }
         let deadline = Date().addingTimeInterval(90)
         while coordinator.isRunning && Date() < deadline { probe(for: 0.5) }
-        let logs = children.map { "== \($0.process.arguments?.prefix(1).joined() ?? "")\n\($0.output.suffix(3000))" }.joined(separator: "\n")
+        let logs = children.map { "== \($0.arguments.prefix(1).joined())\n\($0.output.suffix(3000))" }.joined(separator: "\n")
         #expect(coordinator.status == 0, "the coordinator should finish the sweep\n\(logs)")
         for probe in probes { probe.close() }
         return Observed(capture: try capture.finish(), coordinatorLog: coordinator.output, outsidersReceived: received,

@@ -27,8 +27,11 @@ final class PacketCapture {
 
     /// Stops the capture (SIGINT lets tshark flush) and returns the captured bytes.
     func finish() throws -> Data {
-        if child.isRunning { kill(child.process.processIdentifier, SIGINT) }
+        let dumpcap = ProcessTree.descendants(of: child.pid)
+        if child.isRunning { kill(child.pid, SIGINT) }
         if !child.wait(seconds: 10) { child.stop() }
+        // tshark stops its dumpcap on SIGINT, but not if it was killed: never leave one capturing.
+        for pid in dumpcap { kill(pid, SIGKILL) }
         return try Data(contentsOf: file)
     }
 

@@ -60,30 +60,20 @@ struct LocalSlurm {
         return try condition()
     }
 
-    /// Runs a command to its end with posix_spawn and a blocking waitpid, its output going to files.
-    /// Not Foundation's Process: its wait missed the exit of slurm-local.sh (whose daemons outlive it) and
-    /// hung with the script a zombie.
-    private static func shell(_ arguments: [String], environment: [String: String] = [:]) throws -> ShellResult {
+    /// Runs a command to its end (`Spawned`: posix_spawn and our own waitpid), its output going to files, at
+    /// most `timeout` seconds (then it and its descendants are killed). Not Foundation's Process: its wait
+    /// missed the exit of slurm-local.sh (whose daemons outlive it) and hung with the script a zombie.
+    private static func shell(_ arguments: [String], environment: [String: String] = [:], timeout: Double = 600) throws -> ShellResult {
         let folder = try TemporaryDirectory()
         let out = folder.file("stdout"), err = folder.file("stderr")
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, out.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, err.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         let executable = arguments[0].hasPrefix("/") ? arguments[0] : TestPaths.repositoryRoot.appendingPathComponent(arguments[0]).path
-        let argv = ([executable] + arguments.dropFirst()).map { strdup($0) } + [nil]
-        let merged = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let envp = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { (argv + envp).forEach { free($0) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
-        guard spawned == 0 else { throw CannotStart(description: "cannot run \(executable): \(String(cString: strerror(spawned)))") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-        let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return ShellResult(status: exit, stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+        let child = try Spawned(executable, Array(arguments.dropFirst()),
+                                environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }, stdout: out, stderr: err)
+        guard child.wait(seconds: timeout) else {
+            child.killTree()
+            throw CannotStart(description: "\(arguments.joined(separator: " ")) did not finish within \(Int(timeout)) s")
+        }
+        return ShellResult(status: child.status ?? -1, stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
                            stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
     }
 }
