@@ -1,6 +1,6 @@
-// oneDNN's C API (Debian: libdnnl-dev, OpenMP runtime) and two helpers that
-// create and run one row-major matmul primitive, so that Swift never spells
-// oneDNN's fixed-size dims arrays. No pkg-config file ships with Debian's
+// oneDNN's C API (Debian: libdnnl-dev, OpenMP runtime) and helpers that
+// create and run one row-major matmul primitive and pack its weights, so that
+// Swift never spells oneDNN's fixed-size dims arrays. No pkg-config file ships with Debian's
 // package, hence the plain `link` in the module map.
 #include <oneapi/dnnl/dnnl.h>
 #include <stdlib.h>
@@ -11,10 +11,13 @@ void omp_set_num_threads(int);
 
 /// Creates the primitive for C[m,n] = alpha·op(A)·op(B) + beta·C with explicit
 /// leading dimensions; `bf16` makes A and B bf16 (C and accumulation stay f32).
+/// With `packB` B's layout is left to oneDNN (`dnnl_format_tag_any`): the
+/// caller reorders B into the primitive's `weights_md` once
+/// (`factsweep_reorder_weights`) and passes that copy.
 static inline dnnl_status_t factsweep_matmul_create(
     dnnl_primitive_t *primitive, dnnl_engine_t engine, int transA, int transB,
     dnnl_dim_t m, dnnl_dim_t n, dnnl_dim_t k, dnnl_dim_t lda, dnnl_dim_t ldb, dnnl_dim_t ldc,
-    float alpha, float beta, int bf16)
+    float alpha, float beta, int bf16, int packB)
 {
     dnnl_data_type_t inputs = bf16 ? dnnl_bf16 : dnnl_f32;
     dnnl_dims_t aDims = {m, k}, bDims = {k, n}, cDims = {m, n};
@@ -24,7 +27,9 @@ static inline dnnl_status_t factsweep_matmul_create(
     dnnl_memory_desc_t aDesc, bDesc, cDesc;
     dnnl_status_t status;
     if ((status = dnnl_memory_desc_init_by_strides(&aDesc, 2, aDims, inputs, aStrides)) != dnnl_success) return status;
-    if ((status = dnnl_memory_desc_init_by_strides(&bDesc, 2, bDims, inputs, bStrides)) != dnnl_success) return status;
+    status = packB ? dnnl_memory_desc_init_by_tag(&bDesc, 2, bDims, inputs, dnnl_format_tag_any)
+                   : dnnl_memory_desc_init_by_strides(&bDesc, 2, bDims, inputs, bStrides);
+    if (status != dnnl_success) return status;
     if ((status = dnnl_memory_desc_init_by_strides(&cDesc, 2, cDims, dnnl_f32, cStrides)) != dnnl_success) return status;
     dnnl_matmul_desc_t desc;
     if ((status = dnnl_matmul_desc_init(&desc, &aDesc, &bDesc, NULL, &cDesc)) != dnnl_success) return status;
@@ -50,20 +55,71 @@ static inline dnnl_status_t factsweep_matmul_create(
     return status;
 }
 
-/// Runs a primitive made by `factsweep_matmul_create` on the given buffers
-/// (element types as it was created with), waiting for it to finish. A stream
-/// of its own per call: primitives may run on several threads at once, streams
-/// not, and a CPU stream costs microseconds against a product's milliseconds.
-static inline dnnl_status_t factsweep_matmul_execute(
-    const_dnnl_primitive_t primitive, dnnl_engine_t engine, void *a, void *b, float *c)
+/// Bytes of the scratchpad a primitive made by `factsweep_matmul_create` needs.
+static inline size_t factsweep_scratchpad_bytes(const_dnnl_primitive_t primitive)
+{
+    const_dnnl_primitive_desc_t primitiveDesc;
+    if (dnnl_primitive_get_primitive_desc(primitive, &primitiveDesc) != dnnl_success) return 0;
+    const dnnl_memory_desc_t *scratchpadDesc = dnnl_primitive_desc_query_md(primitiveDesc, dnnl_query_scratchpad_md, 0);
+    return scratchpadDesc ? dnnl_memory_desc_get_size(scratchpadDesc) : 0;
+}
+
+/// The layout a primitive made with `packB` wants B in (copied into `desc`).
+static inline dnnl_status_t factsweep_weights_desc(const_dnnl_primitive_t primitive, dnnl_memory_desc_t *desc)
 {
     const_dnnl_primitive_desc_t primitiveDesc;
     dnnl_status_t status = dnnl_primitive_get_primitive_desc(primitive, &primitiveDesc);
     if (status != dnnl_success) return status;
-    const dnnl_memory_desc_t *scratchpadDesc = dnnl_primitive_desc_query_md(primitiveDesc, dnnl_query_scratchpad_md, 0);
-    size_t scratchpadBytes = scratchpadDesc ? dnnl_memory_desc_get_size(scratchpadDesc) : 0;
-    void *scratchpad = scratchpadBytes ? aligned_alloc(64, (scratchpadBytes + 63) / 64 * 64) : NULL;
-    if (scratchpadBytes && !scratchpad) return dnnl_out_of_memory;
+    const dnnl_memory_desc_t *weights = dnnl_primitive_desc_query_md(primitiveDesc, dnnl_query_weights_md, 0);
+    if (!weights) return dnnl_invalid_arguments;
+    *desc = *weights;
+    return dnnl_success;
+}
+
+/// Reorders B (k×n as the product reads it: row-major with leading dimension
+/// `ldb`, transposed when `transB`; bf16 when `sourceBF16`, else f32) into
+/// `packed`, laid out and typed as `packedDesc` (f32 → bf16 converts).
+static inline dnnl_status_t factsweep_reorder_weights(
+    dnnl_engine_t engine, dnnl_stream_t stream, int transB, dnnl_dim_t k, dnnl_dim_t n, dnnl_dim_t ldb, int sourceBF16,
+    const void *b, const dnnl_memory_desc_t *packedDesc, void *packed)
+{
+    dnnl_dims_t bDims = {k, n};
+    dnnl_dims_t bStrides = {transB ? 1 : ldb, transB ? ldb : 1};
+    dnnl_memory_desc_t plainDesc;
+    dnnl_status_t status = dnnl_memory_desc_init_by_strides(&plainDesc, 2, bDims, sourceBF16 ? dnnl_bf16 : dnnl_f32, bStrides);
+    if (status != dnnl_success) return status;
+    dnnl_primitive_desc_t reorderDesc = NULL;
+    dnnl_primitive_t reorder = NULL;
+    dnnl_memory_t source = NULL, destination = NULL;
+    status = dnnl_reorder_primitive_desc_create(&reorderDesc, &plainDesc, engine, packedDesc, engine, NULL);
+    if (status == dnnl_success) status = dnnl_primitive_create(&reorder, reorderDesc);
+    if (status == dnnl_success) status = dnnl_memory_create(&source, &plainDesc, engine, (void *)b);
+    if (status == dnnl_success) status = dnnl_memory_create(&destination, packedDesc, engine, packed);
+    if (status == dnnl_success) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, destination}};
+        status = dnnl_primitive_execute(reorder, stream, 2, args);
+        if (status == dnnl_success) status = dnnl_stream_wait(stream);
+    }
+    if (destination) dnnl_memory_destroy(destination);
+    if (source) dnnl_memory_destroy(source);
+    if (reorder) dnnl_primitive_destroy(reorder);
+    if (reorderDesc) dnnl_primitive_desc_destroy(reorderDesc);
+    return status;
+}
+
+/// Runs a primitive made by `factsweep_matmul_create` on the given buffers
+/// (element types as it was created with; B packed when it was made with
+/// `packB`) on `stream`, waiting for it to finish. `scratchpad` holds at least
+/// `factsweep_scratchpad_bytes` (NULL when that is 0): Debian's build shares
+/// one library scratchpad between primitives, so each calling thread brings
+/// its own, as it brings its own stream (streams are not thread-safe).
+static inline dnnl_status_t factsweep_matmul_execute(
+    const_dnnl_primitive_t primitive, dnnl_engine_t engine, dnnl_stream_t stream, void *a, void *b, float *c,
+    void *scratchpad)
+{
+    const_dnnl_primitive_desc_t primitiveDesc;
+    dnnl_status_t status = dnnl_primitive_get_primitive_desc(primitive, &primitiveDesc);
+    if (status != dnnl_success) return status;
     dnnl_memory_t memories[4] = {NULL, NULL, NULL, NULL};
     const dnnl_query_t queries[4] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md, dnnl_query_scratchpad_md};
     void *handles[4] = {a, b, c, scratchpad};
@@ -72,8 +128,6 @@ static inline dnnl_status_t factsweep_matmul_execute(
         const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(primitiveDesc, queries[i], 0);
         status = dnnl_memory_create(&memories[i], md, engine, handles[i]);
     }
-    dnnl_stream_t stream = NULL;
-    if (status == dnnl_success) status = dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
     if (status == dnnl_success) {
         dnnl_exec_arg_t args[4] = {
             {DNNL_ARG_SRC, memories[0]}, {DNNL_ARG_WEIGHTS, memories[1]}, {DNNL_ARG_DST, memories[2]},
@@ -81,8 +135,6 @@ static inline dnnl_status_t factsweep_matmul_execute(
         status = dnnl_primitive_execute(primitive, stream, count, args);
         if (status == dnnl_success) status = dnnl_stream_wait(stream);
     }
-    if (stream) dnnl_stream_destroy(stream);
     for (int i = 0; i < 4; i++) if (memories[i]) dnnl_memory_destroy(memories[i]);
-    free(scratchpad);
     return status;
 }

@@ -193,7 +193,13 @@ struct TrainingBenchCommand: ParsableCommand {
         settings.precision = precision.first ?? .f32
         let run = try TrainingRun(model: lm, dataset: dataset, settings: settings, context: context)
         var reports: [EpochReport] = []
-        try run.run { reports.append($0); return .more }
+        // Products are timed over the steady epochs only (the warm-up makes the primitives and packed weights).
+        try run.run { report in
+            reports.append(report)
+            if reports.count == 1 { ProductProfile.start() }
+            return .more
+        }
+        let products = Self.productRates(ProductProfile.stop(), context: context)
         let steady = reports.dropFirst()
         let seconds = steady.map(\.epochSeconds).reduce(0, +) / Double(steady.count)
         let flops = steady.map(\.flops).reduce(0, +) / Double(steady.count) * (method.kind == .full ? 1 : 2.0 / 3.0)
@@ -210,9 +216,28 @@ struct TrainingBenchCommand: ParsableCommand {
             "model_gflops_per_epoch": flops / 1e9,
             "mfu": flops / seconds / (peak * 1e9),
             "final_loss": Double(reports.last?.loss ?? .nan),
+            "products": products.rows, "products_vs_alone": products.ratio,
         ]
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
+    }
+
+    /// The shapes that took 95% of the profiled product time (at most 12), each
+    /// with its GFLOP/s in training beside the same product's alone, and the
+    /// ratio of the time all profiled products would take alone to the time
+    /// they took in training.
+    static func productRates(_ entries: [ProductProfile.Entry], context: ComputeContext) -> (rows: [[String: Any]], ratio: Double) {
+        let total = entries.reduce(0) { $0 + $1.seconds }
+        var rows: [[String: Any]] = [], covered = 0.0, aloneSeconds = 0.0, measuredSeconds = 0.0
+        for entry in entries where covered < 0.95 * total && rows.count < 12 {
+            covered += entry.seconds
+            let alone = ProductProfile.isolatedRate(entry.shape)
+            aloneSeconds += entry.shape.flops * Double(entry.calls) / (alone * 1e9)
+            measuredSeconds += entry.seconds
+            rows.append(["shape": entry.shape.description, "calls": entry.calls, "seconds": entry.seconds,
+                         "gflops": entry.gflops, "alone_gflops": alone, "share": entry.seconds / total])
+        }
+        return (rows, measuredSeconds > 0 ? aloneSeconds / measuredSeconds : .nan)
     }
 
     private func printTable(_ rows: [[String: Any]]) {
@@ -226,6 +251,19 @@ struct TrainingBenchCommand: ParsableCommand {
                   f(r["seconds_per_epoch"], "%8.3f"), f(r["tokens_per_second"], "%9.1f"), f(r["peak_rss_mib"], "%13.0f"),
                   f(r["sgemm_peak_gflops"], "%14.1f"), f((r["mfu"] as? Double).map { $0 * 100 }, "%5.1f%%"), "|",
                   f(r["pytorch_seconds_per_epoch"], "%15.3f"), f(r["pytorch_peak_rss_mib"], "%8.0f"), f(r["speedup_vs_pytorch"], "%8.2f×"))
+        }
+        // Each configuration's products: GFLOP/s in training against the same product alone, in the same child.
+        for r in rows {
+            guard let products = r["products"] as? [[String: Any]], !products.isEmpty else { continue }
+            print("\nproducts of \(r["method"] as? String ?? "") \(r["engine"] as? String ?? "") \(r["precision"] as? String ?? "") threads \(r["threads"] as? Int ?? 0) batch \(r["batch_size"] as? Int ?? 0):"
+                  + " training at \(f((r["products_vs_alone"] as? Double).map { $0 * 100 }, "%.0f"))% of their rate alone (time-weighted)")
+            print("  M×K×N layout precision".padding(toLength: 46, withPad: " ", startingAt: 0) + "calls  time share  GFLOP/s training  alone   ratio")
+            for p in products {
+                let training = p["gflops"] as? Double ?? .nan, alone = p["alone_gflops"] as? Double ?? .nan
+                print("  " + (p["shape"] as? String ?? "").padding(toLength: 44, withPad: " ", startingAt: 0),
+                      String(format: "%5d %10.1f%% %17.1f %6.1f %6.0f%%", p["calls"] as? Int ?? 0, (p["share"] as? Double ?? 0) * 100,
+                             training, alone, training / alone * 100))
+            }
         }
     }
 }

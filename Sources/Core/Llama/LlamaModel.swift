@@ -109,11 +109,12 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
     /// Bytes the frozen base weights occupy (arena plus quantised or bf16
-    /// projections; a bf16 head made for bf16 trials included).
+    /// projections; a bf16 head made for bf16 trials and the packed copies
+    /// oneDNN's products made of bf16 matrices included).
     public var baseWeightBytes: Int {
         parameters.byteCount + (quantized?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.byteCount } } ?? 0)
-            + (bf16Projections?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.byteCount } } ?? 0)
-            + (bf16Head.withLock { $0?.byteCount } ?? 0)
+            + (bf16Projections?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.byteCount + $1.packed.byteCount } } ?? 0)
+            + (bf16Head.withLock { $0.map { $0.byteCount + $0.packed.byteCount } } ?? 0)
     }
 
     /// The parameter tensor named `name` (Hugging Face naming).

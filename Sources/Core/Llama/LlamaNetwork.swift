@@ -50,19 +50,31 @@ public struct LlamaNetwork: Sendable {
     public let finalGradients: [GradientRange]
     /// The frozen head in bf16, for a network whose products run in bf16.
     public let lmHeadBF16: BFloat16Matrix?
+    /// The packed copies of a trained Float32 head (full fine-tuning in bf16).
+    public let lmHeadPacked: PackedWeight?
+    /// Every packed copy of a weight this network trains: stale after each
+    /// optimizer step (`invalidatePackedWeights`).
+    public let trainedPackedWeights: [PackedWeight]
 
     public init(config: LlamaConfiguration, embed: FloatPointer, finalNorm: FloatPointer, lmHead: FloatPointer, layers: [NetworkLayer],
                 embedGrad: FloatPointer? = nil, finalNormGrad: FloatPointer? = nil, lmHeadGrad: FloatPointer? = nil,
-                layerGradients: [GradientRange] = [], finalGradients: [GradientRange] = [], lmHeadBF16: BFloat16Matrix? = nil) {
+                layerGradients: [GradientRange] = [], finalGradients: [GradientRange] = [], lmHeadBF16: BFloat16Matrix? = nil,
+                lmHeadPacked: PackedWeight? = nil, trainedPackedWeights: [PackedWeight] = []) {
         self.config = config; self.embed = embed; self.finalNorm = finalNorm; self.lmHead = lmHead; self.layers = layers
         self.embedGrad = embedGrad; self.finalNormGrad = finalNormGrad; self.lmHeadGrad = lmHeadGrad
         self.layerGradients = layerGradients; self.finalGradients = finalGradients
-        self.lmHeadBF16 = lmHeadBF16
+        self.lmHeadBF16 = lmHeadBF16; self.lmHeadPacked = lmHeadPacked; self.trainedPackedWeights = trainedPackedWeights
     }
 
     /// The output head (V, C) as its products read it.
     var head: FrozenMatrix {
-        lmHeadBF16.map { .bf16($0) } ?? .dense(lmHead, outDim: config.vocabularySize, inDim: config.hiddenSize)
+        lmHeadBF16.map { .bf16($0) } ?? .dense(lmHead, outDim: config.vocabularySize, inDim: config.hiddenSize, packed: lmHeadPacked)
+    }
+
+    /// Marks the packed copies of the trained weights stale: call after
+    /// anything writes the trained parameters (`FineTuning.step` does).
+    public func invalidatePackedWeights() {
+        for packed in trainedPackedWeights { packed.invalidate() }
     }
 
     /// Whether the head's weight is trained (its gradient GEMM is needed).
@@ -81,10 +93,19 @@ extension LlamaModel {
 
     /// A network over `weights` (this model's arena or a trained copy with the same
     /// layout) whose base tensors train when `grads` is given. Projections the
-    /// layout lacks come from the model's NF4 or bf16 store.
+    /// layout lacks come from the model's NF4 or bf16 store. With
+    /// `packTrained` (full fine-tuning in bf16) each trained projection and
+    /// the head get packed copies, refreshed once per step.
     func network(weights w: LlamaWeights, grads g: LlamaWeights?, adapters: (Int, ProjectionKind) -> Adapter?,
-                 bf16Head: BFloat16Matrix? = nil) -> LlamaNetwork {
+                 bf16Head: BFloat16Matrix? = nil, packTrained: Bool = false) -> LlamaNetwork {
         let c = config
+        var trainedPacked: [PackedWeight] = []
+        func packedIfTrained() -> PackedWeight? {
+            guard packTrained, g != nil else { return nil }
+            let packed = PackedWeight()
+            trainedPacked.append(packed)
+            return packed
+        }
         let layers = w.layers.enumerated().map { l, lw in
             let lg = g?.layers[l]
             var projections: [ProjectionKind: Projection] = [:]
@@ -92,7 +113,7 @@ extension LlamaModel {
                 let (inDim, outDim) = AdapterLayout.dimensions(c, kind)
                 let weight: FrozenMatrix
                 if let dense = lw.projections[kind] {
-                    weight = .dense(dense, outDim: outDim, inDim: inDim)
+                    weight = .dense(dense, outDim: outDim, inDim: inDim, packed: packedIfTrained())
                 } else if let quantized = quantized?[l][kind] {
                     weight = .nf4(quantized)
                 } else if let bf16 = bf16Projections?[l][kind] {
@@ -119,6 +140,6 @@ extension LlamaModel {
         return LlamaNetwork(config: c, embed: w.embed, finalNorm: w.finalNorm, lmHead: w.lmHead, layers: layers,
                             embedGrad: g?.embed, finalNormGrad: g?.finalNorm, lmHeadGrad: c.tieWordEmbeddings ? nil : g?.lmHead,
                             layerGradients: layerGradients, finalGradients: finalGradients,
-                            lmHeadBF16: bf16Head)
+                            lmHeadBF16: bf16Head, lmHeadPacked: bf16Head == nil ? packedIfTrained() : nil, trainedPackedWeights: trainedPacked)
     }
 }

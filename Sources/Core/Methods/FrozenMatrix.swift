@@ -6,16 +6,17 @@
 /// A base weight matrix, read-only during training except under full
 /// fine-tuning (whose optimizer updates the Float32 storage in place).
 public enum FrozenMatrix: Sendable {
-    /// Row-major Float32 (out, in).
-    case dense(FloatPointer, outDim: Int, inDim: Int)
+    /// Row-major Float32 (out, in); `packed` holds its oneDNN-packed copies
+    /// when it has any (a trained weight in bf16 precision, see `PackedWeight`).
+    case dense(FloatPointer, outDim: Int, inDim: Int, packed: PackedWeight? = nil)
     /// NF4 (QLoRA), dequantised `tileRows` rows at a time into scratch.
     case nf4(NF4Tensor)
     /// Row-major bf16 (out, in): the frozen base of an adapter method in bf16
     /// precision, converted once; its products take it as it is.
     case bf16(BFloat16Matrix)
 
-    public var outDim: Int { switch self { case let .dense(_, o, _): o; case let .nf4(t): t.rows; case let .bf16(m): m.rows } }
-    public var inDim: Int { switch self { case let .dense(_, _, i): i; case let .nf4(t): t.columns; case let .bf16(m): m.columns } }
+    public var outDim: Int { switch self { case let .dense(_, o, _, _): o; case let .nf4(t): t.rows; case let .bf16(m): m.rows } }
+    public var inDim: Int { switch self { case let .dense(_, _, i, _): i; case let .nf4(t): t.columns; case let .bf16(m): m.columns } }
 
     /// Rows per dequantised tile: about 1 MB of Floats, so a tile stays in L2
     /// between its dequantisation and its product.
@@ -24,7 +25,7 @@ public enum FrozenMatrix: Sendable {
     /// Bytes the base matrix occupies.
     public var byteCount: Int {
         switch self {
-        case let .dense(_, o, i): 4 * o * i
+        case let .dense(_, o, i, _): 4 * o * i
         case let .nf4(t): t.byteCount
         case let .bf16(m): m.byteCount
         }
@@ -34,7 +35,7 @@ public enum FrozenMatrix: Sendable {
     /// destination already holds the same dense weights).
     func materialize(into destination: FloatPointer) {
         switch self {
-        case let .dense(w, o, i):
+        case let .dense(w, o, i, _):
             if w.base != destination.base { destination.base.update(from: w.base, count: o * i) }
         case let .nf4(t):
             t.dequantizeRows(0..<t.rows, into: destination.base)
@@ -56,11 +57,11 @@ public enum FrozenMatrix: Sendable {
     /// `tiles` (`tileFloats` of them) is needed by NF4 matrices only.
     func multiply(out: FloatPointer, inp: FloatPointer, n: Int, tiles: FloatPointer? = nil, context: ComputeContext) {
         switch self {
-        case let .dense(w, o, i):
-            linearForward(out.base, inp.base, w.base, n: n, inDim: i, outDim: o, context: context)
+        case let .dense(w, o, i, packed):
+            linearForward(out.base, inp.base, w.base, n: n, inDim: i, outDim: o, context: context, packed: packed)
         case let .bf16(w):
             gemmBFloat16(transA: false, transB: true, m: n, n: w.rows, k: w.columns, a: .f32(inp.base), lda: w.columns,
-                         b: .bf16(w.base), ldb: w.columns, beta: 0, c: out.base, ldc: w.rows)
+                         b: .bf16(w.base), ldb: w.columns, beta: 0, c: out.base, ldc: w.rows, packed: w.packed)
         case let .nf4(t) where n <= fewRowsLimit:
             guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
             // Each thread dequantises and multiplies its own tiles (decoding).
@@ -92,12 +93,13 @@ public enum FrozenMatrix: Sendable {
     /// dinp (N, inDim) (+)= dout (N, outDim) · W.
     func multiplyTransposed(dinp: FloatPointer, dout: FloatPointer, n: Int, accumulate: Bool, tiles: FloatPointer? = nil, context: ComputeContext) {
         switch self {
-        case let .dense(w, o, i):
+        case let .dense(w, o, i, packed):
             linearBackward(dinp: dinp.base, dweight: nil, dout: dout.base, inp: dout.base, weight: w.base,
-                           n: n, inDim: i, outDim: o, accumulateInput: accumulate)
+                           n: n, inDim: i, outDim: o, accumulateInput: accumulate, packed: packed)
         case let .bf16(w):
             gemmBFloat16(transA: false, transB: false, m: n, n: w.columns, k: w.rows, a: .f32(dout.base), lda: w.rows,
-                         b: .bf16(w.base), ldb: w.columns, beta: accumulate ? 1 : 0, c: dinp.base, ldc: w.columns)
+                         b: .bf16(w.base), ldb: w.columns, beta: accumulate ? 1 : 0, c: dinp.base, ldc: w.columns,
+                         packed: w.packed)
         case let .nf4(t):
             guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
             // dinp += dout[:, r0..<r1] · tile, over tiles of W's rows.

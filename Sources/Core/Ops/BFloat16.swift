@@ -77,7 +77,11 @@ public final class BFloat16Matrix: @unchecked Sendable {
 
     deinit { base.deallocate() }
 
-    /// Bytes the matrix occupies.
+    /// Its copies in the layouts oneDNN's primitives prefer, made by the first
+    /// product of each direction (the matrix never changes, so never invalidated).
+    public let packed = PackedWeight()
+
+    /// Bytes the matrix occupies (without its packed copies).
     public var byteCount: Int { 2 * rows * columns }
 
     /// Writes the matrix widened to Float32 into `destination` (rows × columns).

@@ -20,23 +20,61 @@ private let parallelConversionElements = 1 << 16
 
 /// C[m,n] = alpha · op(A)·op(B) + beta · C, row-major, A and B taken as bf16
 /// (Float32 operands rounded to nearest even), accumulated and written in f32.
+/// `packed` (B is a frozen weight) lets oneDNN read B from a copy in its
+/// preferred layout made once, so neither the rounding of a Float32 B nor
+/// oneDNN's re-blocking of it happens per call.
 func gemmBFloat16(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
     a: ProductOperand, lda: Int, b: ProductOperand, ldb: Int,
-    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, engine: MatmulEngine = MatmulEngine.currentBF16
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, engine: MatmulEngine = MatmulEngine.currentBF16,
+    packed: PackedWeight? = nil
 ) {
     guard m > 0, n > 0 else { return }
     let threads = BLASThreads.threadsOutsideSections
+    guard threads != nil else {
+        return gemmBFloat16Untimed(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                                   beta: beta, c: c, ldc: ldc, engine: engine, packed: packed, threads: nil)
+    }
+    let bStoredBF16: Bool
+    switch b {
+    case .bf16: bStoredBF16 = true
+    case .f32: bStoredBF16 = false
+    }
+    let shape = ProductProfile.Shape(transA: transA, transB: transB, m: m, n: n, k: k, bf16: true, bStoredBF16: bStoredBF16,
+                                     bPacked: packed != nil && OneDNNMatmul.reuse)
+    ProductProfile.timed(shape) {
+        gemmBFloat16Untimed(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                            beta: beta, c: c, ldc: ldc, engine: engine, packed: packed, threads: threads)
+    }
+}
+
+private func gemmBFloat16Untimed(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+    a: ProductOperand, lda: Int, b: ProductOperand, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, engine: MatmulEngine, packed: PackedWeight?, threads: Int?
+) {
     let scratch = ProductScratch.current
     let aRows = transA ? k : m, aCols = transA ? m : k
     let bRows = transB ? n : k, bCols = transB ? k : n
     if k > 0, engine == .oneDNN, OneDNNMatmul.isAvailable {
         let (aBits, aLD) = bf16(a, rows: aRows, columns: aCols, ld: lda, slot: 0, scratch, threads: threads ?? 1)
-        let (bBits, bLD) = bf16(b, rows: bRows, columns: bCols, ld: ldb, slot: 1, scratch, threads: threads ?? 1)
         // Inside single-threaded sections a one-thread primitive: the calling threads are the parallelism.
-        let key = OneDNNMatmul.Key(
-            transA: transA, transB: transB, m: m, n: n, k: k, lda: aLD, ldb: bLD, ldc: ldc,
+        var key = OneDNNMatmul.Key(
+            transA: transA, transB: transB, m: m, n: n, k: k, lda: aLD, ldb: ldb, ldc: ldc,
             alpha: alpha, beta: beta, bf16: true, threads: threads ?? 1)
+        if let packed, OneDNNMatmul.reuse {
+            // The packed copy is bf16 either way: a Float32 B is rounded by the reorder that packs it.
+            let (bRaw, bIsFloat): (UnsafeRawPointer, Bool) = switch b {
+            case let .bf16(bits): (UnsafeRawPointer(bits), false)
+            case let .f32(floats): (UnsafeRawPointer(floats), true)
+            }
+            if OneDNNMatmul.run(key, a: UnsafeMutableRawPointer(mutating: aBits), b: UnsafeMutableRawPointer(mutating: bRaw), c: c,
+                                packed: packed, bIsFloat: bIsFloat) {
+                return
+            }
+        }
+        let (bBits, bLD) = bf16(b, rows: bRows, columns: bCols, ld: ldb, slot: 1, scratch, threads: threads ?? 1)
+        key.ldb = bLD
         if OneDNNMatmul.run(key, a: UnsafeMutableRawPointer(mutating: aBits), b: UnsafeMutableRawPointer(mutating: bBits), c: c) {
             return
         }

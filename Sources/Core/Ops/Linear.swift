@@ -10,38 +10,57 @@ import CBLAS
 /// accumulated in f32 (`gemmBFloat16`). In f32, on `MatmulEngine.oneDNN` the product runs through a oneDNN primitive made
 /// once for its shape; inside single-threaded sections (per-head and
 /// per-block products already split across threads) and for shapes oneDNN
-/// refuses, it runs on OpenBLAS.
+/// refuses, it runs on OpenBLAS. `packed` (B is a frozen weight) lets oneDNN
+/// read B from a copy in its preferred layout made once (`PackedWeight`).
 @inline(__always)
 public func gemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, packed: PackedWeight? = nil
 ) {
     if ProductPrecision.current == .bf16 {
         return gemmBFloat16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: .f32(a), lda: lda,
-                            b: .f32(b), ldb: ldb, beta: beta, c: c, ldc: ldc)
+                            b: .f32(b), ldb: ldb, beta: beta, c: c, ldc: ldc, packed: packed)
     }
-    if MatmulEngine.current == .oneDNN, m > 0, n > 0, k > 0, let threads = BLASThreads.threadsOutsideSections {
-        let key = OneDNNMatmul.Key(
-            transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
-            alpha: alpha, beta: beta, bf16: false, threads: threads)
-        if OneDNNMatmul.run(key, a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: c) {
-            return
+    guard let threads = BLASThreads.threadsOutsideSections else {
+        return sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    }
+    let shape = ProductProfile.Shape(transA: transA, transB: transB, m: m, n: n, k: k, bf16: false, bStoredBF16: false,
+                                     bPacked: packed != nil && OneDNNMatmul.reuse)
+    ProductProfile.timed(shape) {
+        if MatmulEngine.current == .oneDNN, m > 0, n > 0, k > 0 {
+            let key = OneDNNMatmul.Key(
+                transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
+                alpha: alpha, beta: beta, bf16: false, threads: threads)
+            if OneDNNMatmul.run(key, a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: c,
+                                packed: packed) {
+                return
+            }
         }
+        sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
     }
+}
+
+/// OpenBLAS's `cblas_sgemm` with `gemm`'s arguments.
+@inline(__always)
+func sgemm(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
     cblas_sgemm(
         CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
         Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
-/// out = inp · weightᵀ, or out += … when `accumulate`.
+/// out = inp · weightᵀ, or out += … when `accumulate`; `packed` as in `gemm`.
 /// - inp: (N, inDim); weight: (outDim, inDim); out: (N, outDim).
 public func linearForward(
     _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
-    n: Int, inDim: Int, outDim: Int, accumulate: Bool = false
+    n: Int, inDim: Int, outDim: Int, accumulate: Bool = false, packed: PackedWeight? = nil
 ) {
     gemm(transA: false, transB: true, m: n, n: outDim, k: inDim,
-         a: inp, lda: inDim, b: weight, ldb: inDim, beta: accumulate ? 1 : 0, c: out, ldc: outDim)
+         a: inp, lda: inDim, b: weight, ldb: inDim, beta: accumulate ? 1 : 0, c: out, ldc: outDim, packed: packed)
 }
 
 /// Products with at most this many rows (decoding steps) are split by the
@@ -58,9 +77,9 @@ public let fewRowsLimit = 16
 /// to one sgemm call.
 public func linearForward(
     _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
-    n: Int, inDim: Int, outDim: Int, context: ComputeContext
+    n: Int, inDim: Int, outDim: Int, context: ComputeContext, packed: PackedWeight? = nil
 ) {
-    guard n <= fewRowsLimit else { return linearForward(out, inp, weight, n: n, inDim: inDim, outDim: outDim) }
+    guard n <= fewRowsLimit else { return linearForward(out, inp, weight, n: n, inDim: inDim, outDim: outDim, packed: packed) }
     context.withSingleThreadedBLAS {
         // Blocks of 16 output rows keep each thread's columns of `out` aligned.
         let blocks = (outDim + 15) / 16
@@ -76,15 +95,15 @@ public func linearForward(
 /// - dinp: (N, inDim) += dout · weight, or = when `!accumulateInput` (skipped when nil:
 ///   nothing upstream needs it);
 /// - dweight: (outDim, inDim) += doutᵀ · inp (skipped when nil: the weight is frozen);
-/// - dout: (N, outDim); inp: (N, inDim); weight: (outDim, inDim).
+/// - dout: (N, outDim); inp: (N, inDim); weight: (outDim, inDim); `packed` as in `gemm` (the weight's).
 public func linearBackward(
     dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
     dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-    n: Int, inDim: Int, outDim: Int, accumulateInput: Bool = true
+    n: Int, inDim: Int, outDim: Int, accumulateInput: Bool = true, packed: PackedWeight? = nil
 ) {
     if let dinp {
         gemm(transA: false, transB: false, m: n, n: inDim, k: outDim,
-             a: dout, lda: outDim, b: weight, ldb: inDim, beta: accumulateInput ? 1 : 0, c: dinp, ldc: inDim)
+             a: dout, lda: outDim, b: weight, ldb: inDim, beta: accumulateInput ? 1 : 0, c: dinp, ldc: inDim, packed: packed)
     }
     if let dweight {
         gemm(transA: true, transB: false, m: outDim, n: inDim, k: n,

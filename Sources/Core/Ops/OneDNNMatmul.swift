@@ -1,26 +1,48 @@
 // OneDNNMatmul: row-major products through oneDNN's matmul primitive, one
-// primitive per shape created on first use and kept for the process.
+// primitive per shape created on first use and kept for the process; each
+// calling thread runs them on its own stream and scratchpad, made once; frozen
+// weights are reordered once into the layout the primitive prefers
+// (`PackedWeight`).
 import CDNNL
 import Foundation
 
 /// oneDNN's CPU engine and the primitives made on it.
 enum OneDNNMatmul {
     /// What makes one primitive: the product's shape and layout, its alpha
-    /// and beta (baked in as output scale and sum post-op), the input type and
-    /// the thread count (oneDNN picks its blocking for the threads it has).
+    /// and beta (baked in as output scale and sum post-op), the input type,
+    /// whether B comes packed (`PackedWeight`) and the thread count (oneDNN
+    /// picks its blocking for the threads it has).
     struct Key: Hashable {
         var transA: Bool, transB: Bool
         var m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int
         var alpha: Float, beta: Float
         var bf16: Bool
+        var packedB = false
         var threads: Int
+    }
+
+    /// A primitive and what running it needs, read once when it is made.
+    final class Primitive: @unchecked Sendable {
+        let handle: dnnl_primitive_t
+        let scratchpadBytes: Int
+        /// B's layout when the primitive was made for a packed B.
+        let weightsDesc: dnnl_memory_desc_t?
+
+        init(_ handle: dnnl_primitive_t, packedB: Bool) {
+            self.handle = handle
+            scratchpadBytes = factsweep_scratchpad_bytes(handle)
+            var desc = dnnl_memory_desc_t()
+            weightsDesc = packedB && factsweep_weights_desc(handle, &desc) == dnnl_success ? desc : nil
+        }
+
+        deinit { dnnl_primitive_destroy(handle) }
     }
 
     private final class State: @unchecked Sendable {
         let engine: dnnl_engine_t?
         let lock = NSLock()
         /// nil for a shape oneDNN refused (it then runs on OpenBLAS).
-        var primitives: [Key: dnnl_primitive_t?] = [:]
+        var primitives: [Key: Primitive?] = [:]
 
         init() {
             var engine: dnnl_engine_t?
@@ -40,18 +62,65 @@ enum OneDNNMatmul {
         return state.primitives.values.filter { $0 != nil }.count
     }
 
+    /// The environment variable that turns reuse off (`off`): a stream and a
+    /// scratchpad made per call and no packed weights, as before reuse — for
+    /// the benchmark's before/after and the tests' uncached reference.
+    static let reuseEnvironmentKey = "FACTSWEEP_ONEDNN_REUSE"
+
+    private static let reuseSetting = LockedValue<Bool>(
+        ProcessInfo.processInfo.environment[reuseEnvironmentKey]?.lowercased() != "off")
+
+    /// Whether calls reuse their thread's stream and scratchpad and packed frozen weights.
+    static var reuse: Bool {
+        get { reuseSetting.withLock { $0 } }
+        set { reuseSetting.withLock { $0 = newValue } }
+    }
+
     /// Runs C = alpha·op(A)·op(B) + beta·C on `threads` OpenMP threads; false
     /// when oneDNN has no primitive for it (the caller then uses OpenBLAS).
+    /// With `packed` (B is a frozen weight) B is read from its packed copy for
+    /// this primitive's layout, made on first use (from a Float32 `b` when
+    /// `bIsFloat`, converted to bf16 on the way for a bf16 product). `reuse`
+    /// false takes the path before reuse (see `reuse`; B is then read as it is).
     static func run(
-        _ key: Key, a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>
+        _ key: Key, a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>,
+        packed: PackedWeight? = nil, bIsFloat: Bool = false, reuse: Bool = OneDNNMatmul.reuse
     ) -> Bool {
         guard let engine = state.engine else { return false }
         omp_set_num_threads(Int32(key.threads))
+        guard reuse else { return runUnshared(key, engine: engine, a: a, b: b, c: c) }
+        let context = ThreadContext.current(engine: engine)
+        guard let stream = context.stream else { return false }
+        if let packed {
+            var packedKey = key
+            packedKey.packedB = true
+            if let primitive = primitive(for: packedKey, engine: engine), let desc = primitive.weightsDesc,
+               let bPacked = packed.copy(for: desc, key: key, b: UnsafeRawPointer(b), sourceBF16: key.bf16 && !bIsFloat,
+                                          engine: engine, stream: stream) {
+                let scratchpad = context.scratchpad(bytes: primitive.scratchpadBytes)
+                return factsweep_matmul_execute(primitive.handle, engine, stream, a, bPacked, c, scratchpad) == dnnl_success
+            }
+        }
         guard let primitive = primitive(for: key, engine: engine) else { return false }
-        return factsweep_matmul_execute(primitive, engine, a, b, c) == dnnl_success
+        let scratchpad = context.scratchpad(bytes: primitive.scratchpadBytes)
+        return factsweep_matmul_execute(primitive.handle, engine, stream, a, b, c, scratchpad) == dnnl_success
     }
 
-    private static func primitive(for key: Key, engine: dnnl_engine_t) -> dnnl_primitive_t? {
+    /// The path before reuse: a stream and a scratchpad of its own per call.
+    private static func runUnshared(
+        _ key: Key, engine: dnnl_engine_t, a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>
+    ) -> Bool {
+        guard let primitive = primitive(for: key, engine: engine) else { return false }
+        var stream: dnnl_stream_t?
+        guard dnnl_stream_create(&stream, engine, dnnl_stream_default_flags.rawValue) == dnnl_success, let stream else { return false }
+        defer { dnnl_stream_destroy(stream) }
+        let bytes = primitive.scratchpadBytes
+        let scratchpad = bytes > 0 ? UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64) : nil
+        defer { scratchpad?.deallocate() }
+        return factsweep_matmul_execute(primitive.handle, engine, stream, a, b, c, scratchpad) == dnnl_success
+    }
+
+    private static func primitive(for key: Key, engine: dnnl_engine_t) -> Primitive? {
         state.lock.lock()
         if let known = state.primitives[key] {
             state.lock.unlock()
@@ -61,16 +130,142 @@ enum OneDNNMatmul {
         var made: dnnl_primitive_t?
         let status = factsweep_matmul_create(
             &made, engine, key.transA ? 1 : 0, key.transB ? 1 : 0, Int64(key.m), Int64(key.n), Int64(key.k),
-            Int64(key.lda), Int64(key.ldb), Int64(key.ldc), key.alpha, key.beta, key.bf16 ? 1 : 0)
-        let primitive = status == dnnl_success ? made : nil
+            Int64(key.lda), Int64(key.ldb), Int64(key.ldc), key.alpha, key.beta, key.bf16 ? 1 : 0, key.packedB ? 1 : 0)
+        let primitive = status == dnnl_success ? made.map { Primitive($0, packedB: key.packedB) } : nil
         state.lock.lock()
         defer { state.lock.unlock() }
         if let raced = state.primitives[key] {
             // Another thread made the same shape meanwhile: keep one.
-            if let primitive { dnnl_primitive_destroy(primitive) }
             return raced
         }
         state.primitives[key] = primitive
         return primitive
+    }
+
+    /// One calling thread's stream and scratchpad, made on its first product
+    /// and kept for its life: a thread runs one product at a time, so neither
+    /// is shared, and no product allocates.
+    private final class ThreadContext {
+        let stream: dnnl_stream_t?
+        private var buffer: UnsafeMutableRawPointer?
+        private var bufferBytes = 0
+
+        private init(engine: dnnl_engine_t) {
+            var stream: dnnl_stream_t?
+            self.stream = dnnl_stream_create(&stream, engine, dnnl_stream_default_flags.rawValue) == dnnl_success ? stream : nil
+        }
+
+        deinit {
+            if let stream { dnnl_stream_destroy(stream) }
+            buffer?.deallocate()
+        }
+
+        private static let key: pthread_key_t = {
+            var key = pthread_key_t()
+            pthread_key_create(&key) { pointer in
+                if let pointer { Unmanaged<ThreadContext>.fromOpaque(pointer).release() }
+            }
+            return key
+        }()
+
+        static func current(engine: dnnl_engine_t) -> ThreadContext {
+            if let pointer = pthread_getspecific(key) { return Unmanaged<ThreadContext>.fromOpaque(pointer).takeUnretainedValue() }
+            let context = ThreadContext(engine: engine)
+            pthread_setspecific(key, Unmanaged.passRetained(context).toOpaque())
+            return context
+        }
+
+        /// At least `bytes` of 64-byte aligned scratch (nil for none), grown as needed.
+        func scratchpad(bytes: Int) -> UnsafeMutableRawPointer? {
+            guard bytes > 0 else { return nil }
+            if let buffer, bufferBytes >= bytes { return buffer }
+            buffer?.deallocate()
+            let size = (bytes + 4095) / 4096 * 4096
+            buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
+            bufferBytes = size
+            return buffer
+        }
+    }
+}
+
+/// The packed copies of one frozen weight matrix: B reordered into the
+/// blocked layout a oneDNN matmul primitive prefers (`dnnl_format_tag_any`),
+/// made on the first product that reads it and reused by every later one,
+/// instead of oneDNN re-blocking the plain matrix inside every call. Kept
+/// beside the weight it copies (`BFloat16Matrix.packed`, the frozen dense
+/// bases of adapter methods); one copy per layout asked for (the forward
+/// reads W transposed, the backward plain: two layouts).
+///
+/// Whoever writes the weight must call `invalidate()` before the next
+/// product, and never while products read it. Weights trained in place get
+/// one in bf16 precision only (full fine-tuning: `FineTuning.step`
+/// invalidates them around each step), where the reorder also does the
+/// f32 → bf16 rounding once per step and direction instead of once per call;
+/// in f32 each feeds one product per direction per step, so packing it per
+/// step would be the same copy oneDNN makes inside that call.
+public final class PackedWeight: @unchecked Sendable {
+    private struct Copy {
+        var desc: dnnl_memory_desc_t
+        var transB: Bool
+        var buffer: UnsafeMutableRawPointer
+        var bytes: Int
+        /// False once the weight has changed: the buffer is kept and refilled by the next product.
+        var current: Bool
+    }
+
+    /// Layouts kept at most; a product asking for another runs unpacked.
+    static let maximumCopies = 2
+
+    private let lock = NSLock()
+    private var copies: [Copy] = []
+
+    public init() {}
+
+    deinit { for copy in copies { copy.buffer.deallocate() } }
+
+    /// Marks every packed copy stale (the weight has changed): the next
+    /// product of each layout packs it again, into the same buffer.
+    public func invalidate() {
+        lock.lock()
+        defer { lock.unlock() }
+        for index in copies.indices { copies[index].current = false }
+    }
+
+    /// Bytes the packed copies occupy.
+    public var byteCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return copies.reduce(0) { $0 + $1.bytes }
+    }
+
+    /// The copy of `b` (as `key` reads it) in layout `desc`, made now if none
+    /// exists; nil when `maximumCopies` other layouts exist or the reorder fails.
+    fileprivate func copy(
+        for desc: dnnl_memory_desc_t, key: OneDNNMatmul.Key, b: UnsafeRawPointer, sourceBF16: Bool,
+        engine: dnnl_engine_t, stream: dnnl_stream_t
+    ) -> UnsafeMutableRawPointer? {
+        lock.lock()
+        defer { lock.unlock() }
+        var wanted = desc
+        func pack(into buffer: UnsafeMutableRawPointer) -> Bool {
+            factsweep_reorder_weights(engine, stream, key.transB ? 1 : 0, Int64(key.k), Int64(key.n), Int64(key.ldb),
+                                      sourceBF16 ? 1 : 0, b, &wanted, buffer) == dnnl_success
+        }
+        for index in copies.indices where copies[index].transB == key.transB && dnnl_memory_desc_equal(&copies[index].desc, &wanted) != 0 {
+            if !copies[index].current {
+                guard pack(into: copies[index].buffer) else { return nil }
+                copies[index].current = true
+            }
+            return copies[index].buffer
+        }
+        guard copies.count < Self.maximumCopies else { return nil }
+        let bytes = dnnl_memory_desc_get_size(&wanted)
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
+        guard pack(into: buffer) else {
+            buffer.deallocate()
+            return nil
+        }
+        copies.append(Copy(desc: wanted, transB: key.transB, buffer: buffer, bytes: bytes, current: true))
+        return buffer
     }
 }

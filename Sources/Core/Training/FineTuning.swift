@@ -53,7 +53,7 @@ public final class FineTuning: @unchecked Sendable {
             gradients = FloatArena(capacity: base.layout.totalCount)
             let weights = LlamaWeights(layout: base.layout, config: c, base: parameters.base)
             let grads = LlamaWeights(layout: base.layout, config: c, base: gradients.base)
-            network = base.network(weights: weights, grads: grads, adapters: { _, _ in nil })
+            network = base.network(weights: weights, grads: grads, adapters: { _, _ in nil }, packTrained: precision == .bf16)
         case .lora, .qlora, .ia3:
             let layout = AdapterLayout(config: c, method: method)
             trainable = layout.entries
@@ -81,6 +81,10 @@ public final class FineTuning: @unchecked Sendable {
     /// One training step on `batch` at learning rate `lr`: forward, backward,
     /// clip and update. Gradients are zero on entry and on return.
     public func step(_ batch: TokenBatch, lr: Float) -> StepResult {
+        // Packed copies of trained weights last one step: stale before it (the
+        // parameters may have been restored since) and after its update.
+        network.invalidatePackedWeights()
+        defer { network.invalidatePackedWeights() }
         let (loss, squaredNorm) = ProductPrecision.run(precision) {
             (network.forward(batch, activations, rng: &dropoutRNG, context: context), network.backward(batch, activations, context: context))
         }
@@ -95,6 +99,7 @@ extension LlamaNetwork {
     func withGradientRanges(_ ranges: [GradientRange]) -> LlamaNetwork {
         LlamaNetwork(config: config, embed: embed, finalNorm: finalNorm, lmHead: lmHead, layers: layers,
                      embedGrad: embedGrad, finalNormGrad: finalNormGrad, lmHeadGrad: lmHeadGrad,
-                     layerGradients: ranges, finalGradients: finalGradients, lmHeadBF16: lmHeadBF16)
+                     layerGradients: ranges, finalGradients: finalGradients, lmHeadBF16: lmHeadBF16,
+                     lmHeadPacked: lmHeadPacked, trainedPackedWeights: trainedPackedWeights)
     }
 }

@@ -1,0 +1,106 @@
+// ProductProfile: the wall time of every product `gemm` runs outside
+// single-threaded sections, per shape, collected only while a benchmark asks,
+// and the rate the same product reaches alone — so that a training run can
+// print each product's GFLOP/s against its engine's own peak for that shape.
+import Dispatch
+import Foundation
+
+/// Per-shape product timings of the training loop, against each shape's rate alone.
+public enum ProductProfile {
+    /// What a product's rate depends on: its shape and layout, and its operands' types.
+    public struct Shape: Hashable, Sendable, CustomStringConvertible {
+        public var transA: Bool, transB: Bool
+        public var m: Int, n: Int, k: Int
+        /// Products in bf16 (operands rounded to bf16, f32 accumulation).
+        public var bf16: Bool
+        /// B already held in bf16 (a frozen base in bf16 storage).
+        public var bStoredBF16: Bool
+        /// B is a matrix whose packed copy the engine keeps (see `PackedWeight`).
+        public var bPacked: Bool
+
+        public var description: String {
+            "\(m)×\(k)×\(n) \(transA ? "T" : "N")\(transB ? "T" : "N")\(bf16 ? (bStoredBF16 ? " bf16(B bf16)" : " bf16") : " f32")\(bPacked ? " packed" : "")"
+        }
+
+        /// 2·m·n·k.
+        public var flops: Double { 2 * Double(m) * Double(n) * Double(k) }
+    }
+
+    /// One shape's products during the profiled span.
+    public struct Entry: Sendable {
+        public var shape: Shape
+        public var calls: Int
+        public var seconds: Double
+        /// GFLOP/s over the span's calls.
+        public var gflops: Double { shape.flops * Double(calls) / seconds / 1e9 }
+    }
+
+    private struct Totals { var calls = 0, nanoseconds: UInt64 = 0 }
+
+    private static let totals = LockedValue<[Shape: Totals]?>(nil)
+
+    /// Whether products are being timed (checked on every product; a plain
+    /// load is enough: it changes only between a benchmark's epochs).
+    nonisolated(unsafe) private static var enabled = false
+
+    /// Starts timing products (dropping any earlier timings).
+    public static func start() {
+        totals.withLock { $0 = [:] }
+        enabled = true
+    }
+
+    /// Stops timing and returns each shape's timings, the most time first.
+    public static func stop() -> [Entry] {
+        enabled = false
+        let collected = totals.withLock { value -> [Shape: Totals] in
+            defer { value = nil }
+            return value ?? [:]
+        }
+        return collected.map { Entry(shape: $0.key, calls: $0.value.calls, seconds: Double($0.value.nanoseconds) * 1e-9) }
+            .sorted { $0.seconds > $1.seconds }
+    }
+
+    /// Runs `body` (one product of `shape`), timing it while profiling.
+    @inline(__always)
+    static func timed(_ shape: @autoclosure () -> Shape, _ body: () -> Void) {
+        guard enabled else { return body() }
+        let start = DispatchTime.now().uptimeNanoseconds
+        body()
+        let elapsed = DispatchTime.now().uptimeNanoseconds - start
+        let key = shape()
+        totals.withLock { value in
+            guard value != nil else { return }
+            value?[key, default: Totals()].calls += 1
+            value?[key, default: Totals()].nanoseconds += elapsed
+        }
+    }
+
+    /// Best GFLOP/s of `shape`'s product alone on fresh operands, through the
+    /// same path training takes (bf16 conversion of Float32 operands
+    /// included), on the threads the process's products use now.
+    public static func isolatedRate(_ shape: Shape, repeats: Int = 12) -> Double {
+        let aCount = shape.m * shape.k, bCount = shape.k * shape.n
+        let arena = FloatArena(capacity: aCount + bCount + shape.m * shape.n)
+        var rng = SeededGenerator(seed: 5)
+        for i in 0..<(aCount + bCount) { arena.base[i] = rng.nextUniform() - 0.5 }
+        let a = arena.base, b = arena.base + aCount, c = arena.base + aCount + bCount
+        let lda = shape.transA ? shape.m : shape.k, ldb = shape.transB ? shape.k : shape.n
+        let bRows = shape.transB ? shape.n : shape.k, bColumns = shape.transB ? shape.k : shape.n
+        let bBits = shape.bStoredBF16 ? BFloat16Matrix(b, rows: bRows, columns: bColumns, context: ComputeContext(threads: 1)) : nil
+        let packed = shape.bPacked ? PackedWeight() : nil
+        var best = Double.infinity
+        for _ in 0..<repeats {
+            let start = DispatchTime.now().uptimeNanoseconds
+            if shape.bf16 {
+                gemmBFloat16(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
+                             a: .f32(a), lda: lda, b: bBits.map { .bf16($0.base) } ?? .f32(b), ldb: ldb, beta: 0, c: c, ldc: shape.n,
+                             packed: packed)
+            } else {
+                gemm(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
+                     a: a, lda: lda, b: b, ldb: ldb, beta: 0, c: c, ldc: shape.n, packed: packed)
+            }
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+        }
+        return shape.flops / best / 1e9
+    }
+}

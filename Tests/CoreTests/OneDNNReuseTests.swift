@@ -1,0 +1,139 @@
+// OneDNNReuseTests: oneDNN products reusing their thread's stream and
+// scratchpad and reading frozen weights from packed copies give the products
+// of the path without reuse, and a weight that changes is packed again once
+// invalidated, never served from its stale copy.
+import Foundation
+import Testing
+@testable import Core
+import TestSupport
+import Trial
+
+@Suite struct OneDNNReuseTests {
+    static let arguments: [(MatmulEngineTests.Case, Bool)] = MatmulEngineTests.cases.flatMap { t in [(t, false), (t, true)] }
+
+    /// Runs the product of `t` through oneDNN on `a`, `b` (Float32, or bf16 when `bf16`) into a copy of `c`.
+    static func product(
+        _ t: MatmulEngineTests.Case, bf16: Bool, a: [Float], lda: Int, b: [Float], ldb: Int, c: [Float], ldc: Int,
+        packed: PackedWeight?, reuse: Bool
+    ) -> [Float] {
+        var out = c
+        let key = OneDNNMatmul.Key(
+            transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, lda: lda, ldb: ldb, ldc: ldc,
+            alpha: t.alpha, beta: t.beta, bf16: bf16, threads: 2)
+        var ran = false
+        if bf16 {
+            var aBits = a.map(bfloat16Bits), bBits = b.map(bfloat16Bits)
+            ran = OneDNNMatmul.run(key, a: &aBits, b: &bBits, c: &out, packed: packed, reuse: reuse)
+        } else {
+            var a = a, b = b
+            ran = OneDNNMatmul.run(key, a: &a, b: &b, c: &out, packed: packed, reuse: reuse)
+        }
+        #expect(ran, "oneDNN refused \(t)")
+        return out
+    }
+
+    @Test(arguments: arguments)
+    func reusedAndPackedEqualUnshared(_ t: MatmulEngineTests.Case, bf16: Bool) throws {
+        try #require(OneDNNMatmul.isAvailable, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
+        let r = BFloat16ProductTests.roundedReference(t)
+        let unshared = Self.product(t, bf16: bf16, a: r.a, lda: r.lda, b: r.b, ldb: r.ldb, c: r.c, ldc: r.ldc, packed: nil, reuse: false)
+        let reused = Self.product(t, bf16: bf16, a: r.a, lda: r.lda, b: r.b, ldb: r.ldb, c: r.c, ldc: r.ldc, packed: nil, reuse: true)
+        let weight = PackedWeight()
+        let packedFirst = Self.product(t, bf16: bf16, a: r.a, lda: r.lda, b: r.b, ldb: r.ldb, c: r.c, ldc: r.ldc, packed: weight, reuse: true)
+        #expect(weight.byteCount > 0, "no packed copy was made: the packed path did not run")
+        let packedAgain = Self.product(t, bf16: bf16, a: r.a, lda: r.lda, b: r.b, ldb: r.ldb, c: r.c, ldc: r.ldc, packed: weight, reuse: true)
+        let expected = bf16 ? r.expected : r.f32
+        #expect(FewRowsProductTests.relativeError(unshared, expected) < 1e-5, "\(t)")
+        #expect(reused == unshared, "\(t)")
+        #expect(FewRowsProductTests.relativeError(packedFirst, unshared) < 1e-6, "\(t)")
+        #expect(packedAgain == packedFirst, "\(t)")
+    }
+
+    /// A changed weight, once invalidated, is packed again: the product
+    /// follows the new values (without `invalidate` it would read the old copy).
+    @Test(arguments: [false, true])
+    func changedWeightIsNotServedStale(bf16: Bool) throws {
+        try #require(OneDNNMatmul.isAvailable, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
+        let t = MatmulEngineTests.Case(transA: false, transB: true, m: 24, n: 96, k: 64, pad: 0, alpha: 1, beta: 0)
+        var r = BFloat16ProductTests.roundedReference(t)
+        let weight = PackedWeight()
+        let before = Self.product(t, bf16: bf16, a: r.a, lda: r.lda, b: r.b, ldb: r.ldb, c: r.c, ldc: r.ldc, packed: weight, reuse: true)
+        #expect(weight.byteCount > 0, "no packed copy was made: the packed path did not run")
+        // The optimizer's kind of change: every element moves.
+        r.b = r.b.map { -2 * $0 + 0.25 }
+        weight.invalidate()
+        let after = Self.product(t, bf16: bf16, a: r.a, lda: r.lda, b: r.b, ldb: r.ldb, c: r.c, ldc: r.ldc, packed: weight, reuse: true)
+        let unshared = Self.product(t, bf16: bf16, a: r.a, lda: r.lda, b: r.b, ldb: r.ldb, c: r.c, ldc: r.ldc, packed: nil, reuse: false)
+        #expect(FewRowsProductTests.relativeError(after, unshared) < 1e-6)
+        #expect(FewRowsProductTests.relativeError(before, unshared) > 0.1, "the change did not change the product")
+    }
+
+    /// A square weight read transposed (forward) and plain (backward) gets a
+    /// packed copy per direction: the two layouts describe the same dims.
+    @Test func squareWeightPacksEachDirection() throws {
+        try #require(OneDNNMatmul.isAvailable, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
+        let weight = PackedWeight()
+        for transB in [true, false] {
+            let t = MatmulEngineTests.Case(transA: false, transB: transB, m: 16, n: 64, k: 64, pad: 0, alpha: 1, beta: 0)
+            let r = BFloat16ProductTests.roundedReference(t)
+            let packed = Self.product(t, bf16: true, a: r.a, lda: r.lda, b: r.b, ldb: r.ldb, c: r.c, ldc: r.ldc, packed: weight, reuse: true)
+            #expect(FewRowsProductTests.relativeError(packed, r.expected) < 1e-5, "transB \(transB)")
+        }
+    }
+
+    /// The frozen bf16 base's products through `FrozenMatrix` pack it once and
+    /// give what the unpacked product gives.
+    @Test func frozenBF16MatrixPacksOnce() throws {
+        try #require(OneDNNMatmul.isAvailable, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
+        let n = 12, inDim = 64, outDim = 80
+        var rng = SeededGenerator(seed: 9)
+        let x = (0..<(n * inDim)).map { _ in rng.nextNormal() }, w = (0..<(outDim * inDim)).map { _ in rng.nextNormal() }
+        let context = ComputeContext(threads: 2)
+        let stored = w.withUnsafeBufferPointer { BFloat16Matrix($0.baseAddress!, rows: outDim, columns: inDim, context: context) }
+        var packed = [Float](repeating: 0, count: n * outDim), plain = packed
+        x.withUnsafeBufferPointer { x in
+            let input = FloatPointer(UnsafeMutablePointer(mutating: x.baseAddress!))
+            packed.withUnsafeMutableBufferPointer { out in
+                FrozenMatrix.bf16(stored).multiply(out: FloatPointer(out.baseAddress!), inp: input, n: n, context: context)
+            }
+            gemmBFloat16(transA: false, transB: true, m: n, n: outDim, k: inDim, a: .f32(x.baseAddress!), lda: inDim,
+                         b: .bf16(stored.base), ldb: inDim, beta: 0, c: &plain, ldc: outDim)
+        }
+        if MatmulEngine.currentBF16 == .oneDNN { #expect(stored.packed.byteCount > 0) }
+        #expect(FewRowsProductTests.relativeError(packed, plain) < 1e-6)
+    }
+
+    /// A network that trains its weights in bf16 (full fine-tuning) packs
+    /// them, and once told they changed (`invalidatePackedWeights`, as
+    /// `FineTuning.step` does around each step) computes with the new values,
+    /// as the same network without packed copies does.
+    @Test func trainedWeightsRepackAfterTheyChange() throws {
+        let loaded = try ModelLocation.open(TestPaths.golden("tiny-tied"))
+        let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors)
+        let b = try BFloat16GoldenTests.batch(try BFloat16GoldenTests.golden("tiny-tied"))
+        let ctx = ComputeContext(threads: 2)
+        let count = model.layout.totalCount
+        let parameters = FloatArena(capacity: count), gradients = FloatArena(capacity: count)
+        parameters.base.update(from: model.parameters.base, count: count)
+        let weights = LlamaWeights(layout: model.layout, config: model.config, base: parameters.base)
+        let grads = LlamaWeights(layout: model.layout, config: model.config, base: gradients.base)
+        let packed = model.network(weights: weights, grads: grads, adapters: { _, _ in nil }, packTrained: true)
+        let plain = model.network(weights: weights, grads: grads, adapters: { _, _ in nil })
+        #expect(packed.trainedPackedWeights.count == 7 * model.config.layerCount + 1)
+        let acts = LlamaActivations(network: packed, maxBatch: b.batchSize, maxSeq: b.seqLen, threads: ctx.threads)
+        func logits(_ network: LlamaNetwork) -> [Float] {
+            ProductPrecision.run(.bf16) { network.logits(b, outputRows: Array(0..<(b.batchSize * b.seqLen)), acts, context: ctx) }
+        }
+        let before = logits(packed)
+        if MatmulEngine.currentBF16 == .oneDNN {
+            #expect(packed.trainedPackedWeights.allSatisfy { $0.byteCount > 0 }, "a trained weight was not packed")
+        }
+        #expect(FewRowsProductTests.relativeError(before, logits(plain)) < 1e-5)
+        // An optimizer step's kind of change to every weight.
+        for i in 0..<count { parameters.base[i] = parameters.base[i] * 1.5 - 0.01 }
+        packed.invalidatePackedWeights()
+        let after = logits(packed), expected = logits(plain)
+        #expect(FewRowsProductTests.relativeError(after, expected) < 1e-5)
+        #expect(FewRowsProductTests.relativeError(before, expected) > 1e-2, "the change did not change the logits")
+    }
+}
