@@ -1,0 +1,74 @@
+// The `stopping` member of a sweep spec: at the top level for every condition
+// or in a condition for that one, refused with the field named, and no part
+// of any trial's key.
+import Foundation
+import Testing
+@testable import Coordinator
+import Trial
+
+@Suite struct StoppingSpecTests {
+    let fixture: SpecFixture
+    init() throws { fixture = try SpecFixture() }
+
+    func spec(_ stopping: String?, conditions: String = #"[{"name": "a", "method": "lora"}, {"name": "b", "method": "ia3"}]"#) -> String {
+        let base = fixture.spec(conditions: conditions, grid: #"{"seed": [0, 1]}"#)
+        guard let stopping else { return base }
+        return String(base.dropLast()) + #", "stopping": \#(stopping)}"#
+    }
+
+    @Test func aTopLevelRuleAppliesToEveryConditionWithoutItsOwn() throws {
+        let plan = try fixture.plan(spec(#"{"rule": "target", "accuracy": 0.9, "evaluations": 2}"#, conditions: """
+            [{"name": "a", "method": "lora"},
+             {"name": "b", "method": "ia3", "stopping": {"rule": "target", "accuracy": 0.5, "evaluations": 1}}]
+            """))
+        #expect(plan.stopping == ["a": .target(accuracy: 0.9, evaluations: 2), "b": .target(accuracy: 0.5, evaluations: 1)])
+        let conditionOnly = try fixture.plan(spec(nil, conditions: """
+            [{"name": "a", "method": "lora"}, {"name": "b", "method": "ia3", "stopping": {"rule": "target", "accuracy": 0.5, "evaluations": 1}}]
+            """))
+        #expect(conditionOnly.stopping == ["b": .target(accuracy: 0.5, evaluations: 1)])
+        #expect(try fixture.plan(spec(nil)).stopping.isEmpty, "absent: no rule")
+    }
+
+    @Test func stoppingRulesDoNotChangeTrialKeys() throws {
+        let without = try fixture.plan(spec(nil))
+        let with = try fixture.plan(spec(#"{"rule": "target", "accuracy": 0.9, "evaluations": 2}"#))
+        #expect(without.trials.map(\.key) == with.trials.map(\.key) && with.trials.count == 4)
+    }
+
+    @Test func theStoredRuleReadsLikeTheSpec() throws {
+        let rule = StoppingRule.target(accuracy: 0.9, evaluations: 2)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        #expect(String(decoding: try encoder.encode(rule), as: UTF8.self) == #"{"accuracy":0.9,"evaluations":2,"rule":"target"}"#)
+        #expect(try JSONDecoder().decode(StoppingRule.self, from: try encoder.encode(rule)) == rule)
+    }
+
+    @Test(arguments: [
+        (#""target""#, "stopping", "expected a stopping rule {\"rule\": \"target\", …}, got a string"),
+        (#"{"accuracy": 0.9, "evaluations": 2}"#, "stopping.rule", "missing: which rule (target)"),
+        (#"{"rule": "targt", "accuracy": 0.9, "evaluations": 2}"#, "stopping.rule", "unknown stopping rule \"targt\" (expected target) (did you mean \"target\"?)"),
+        (#"{"rule": "target", "accuracy": 1.5, "evaluations": 2}"#, "stopping.accuracy", "must be a number in [0, 1] (got 1.5)"),
+        (#"{"rule": "target", "accuracy": 0.9, "evaluations": 0}"#, "stopping.evaluations", "must be an integer ≥ 1 (got 0)"),
+        (#"{"rule": "target", "accuracy": 0.9, "evaluations": 2.5}"#, "stopping.evaluations", "must be an integer ≥ 1 (got 2.5)"),
+        (#"{"rule": "target", "accuracy": 0.9}"#, "stopping.evaluations", "missing: an integer ≥ 1"),
+        (#"{"rule": "target", "accuracy": 0.9, "evaluations": 2, "patience": 3}"#, "stopping.patience",
+         "unknown member \"patience\" of a target rule (expected accuracy, evaluations)"),
+    ])
+    func refusedRulesNameTheirField(stopping: String, path: String, message: String) {
+        let problems = fixture.problems(spec(stopping))
+        #expect(problems.map(\.path) == [path] && problems.first?.message == message, "\(problems)")
+    }
+
+    @Test func aConditionsRuleIsRefusedWithTheConditionNamed() {
+        let problems = fixture.problems(spec(nil, conditions: """
+            [{"name": "a", "method": "lora", "stopping": {"rule": "target", "accuracy": -1, "evaluations": 2}}]
+            """))
+        #expect(problems.map(\.description) == ["conditions[0].stopping.accuracy: must be a number in [0, 1] (got -1) (condition \"a\")"])
+    }
+
+    @Test func stoppingIsNotASetting() {
+        let json = fixture.spec(conditions: #"[{"name": "a", "method": "lora"}]"#,
+                                defaults: #"{"stopping": {"rule": "target", "accuracy": 0.9, "evaluations": 2}}"#)
+        #expect(fixture.problems(json).map(\.path) == ["defaults.stopping"])
+    }
+}
