@@ -20,15 +20,19 @@ public enum StoppingMetric: String, Codable, Sendable, CaseIterable {
 public enum StoppingRule: Sendable, Equatable {
     /// Stop once accuracy has been at least `accuracy` at `evaluations` consecutive evaluations.
     case target(accuracy: Double, evaluations: Int)
+    /// Stop once `evaluations` recorded values of `metric` in a row have not improved on the best before them by
+    /// more than `minDelta` (Keras' EarlyStopping with `min_delta` and `patience`).
+    case plateau(metric: StoppingMetric, minDelta: Double, evaluations: Int)
 
     /// The rule's name, as written in a spec and stored with a decision.
     public var name: String {
         switch self {
         case .target: "target"
+        case .plateau: "plateau"
         }
     }
 
-    public static let names = ["target"]
+    public static let names = ["target", "plateau"]
 }
 
 extension StoppingRule: Codable {
@@ -46,6 +50,9 @@ extension StoppingRule: Codable {
         switch try c.decode(String.self, forKey: .rule) {
         case "target":
             self = .target(accuracy: try c.decode(Double.self, forKey: .accuracy), evaluations: try c.decode(Int.self, forKey: .evaluations))
+        case "plateau":
+            self = .plateau(metric: try c.decode(StoppingMetric.self, forKey: .metric), minDelta: try c.decode(Double.self, forKey: .minDelta),
+                            evaluations: try c.decode(Int.self, forKey: .evaluations))
         case let other:
             throw DecodingError.dataCorruptedError(forKey: .rule, in: c, debugDescription: "unknown stopping rule \"\(other)\"")
         }
@@ -57,6 +64,10 @@ extension StoppingRule: Codable {
         switch self {
         case let .target(accuracy, evaluations):
             try c.encode(accuracy, forKey: .accuracy)
+            try c.encode(evaluations, forKey: .evaluations)
+        case let .plateau(metric, minDelta, evaluations):
+            try c.encode(metric, forKey: .metric)
+            try c.encode(minDelta, forKey: .minDelta)
             try c.encode(evaluations, forKey: .evaluations)
         }
     }

@@ -29,6 +29,13 @@ import Trial
         #expect(try fixture.plan(spec(nil)).stopping.isEmpty, "absent: no rule")
     }
 
+    @Test func aPlateauRuleNamesItsMetric() throws {
+        let plan = try fixture.plan(spec(#"{"rule": "plateau", "metric": "loss", "min_delta": 0.01, "evaluations": 3}"#))
+        #expect(plan.stopping["a"] == .plateau(metric: .loss, minDelta: 0.01, evaluations: 3))
+        let rule = StoppingRule.plateau(metric: .accuracy, minDelta: 0, evaluations: 2)
+        #expect(try JSONDecoder().decode(StoppingRule.self, from: try JSONEncoder().encode(rule)) == rule)
+    }
+
     @Test func stoppingRulesDoNotChangeTrialKeys() throws {
         let without = try fixture.plan(spec(nil))
         let with = try fixture.plan(spec(#"{"rule": "target", "accuracy": 0.9, "evaluations": 2}"#))
@@ -44,15 +51,19 @@ import Trial
     }
 
     @Test(arguments: [
-        (#""target""#, "stopping", "expected a stopping rule {\"rule\": \"target\", …}, got a string"),
-        (#"{"accuracy": 0.9, "evaluations": 2}"#, "stopping.rule", "missing: which rule (target)"),
-        (#"{"rule": "targt", "accuracy": 0.9, "evaluations": 2}"#, "stopping.rule", "unknown stopping rule \"targt\" (expected target) (did you mean \"target\"?)"),
+        (#""target""#, "stopping", "expected a stopping rule {\"rule\": \"target\" | \"plateau\", …}, got a string"),
+        (#"{"accuracy": 0.9, "evaluations": 2}"#, "stopping.rule", "missing: which rule (target or plateau)"),
+        (#"{"rule": "targt", "accuracy": 0.9, "evaluations": 2}"#, "stopping.rule", "unknown stopping rule \"targt\" (expected target or plateau) (did you mean \"target\"?)"),
         (#"{"rule": "target", "accuracy": 1.5, "evaluations": 2}"#, "stopping.accuracy", "must be a number in [0, 1] (got 1.5)"),
         (#"{"rule": "target", "accuracy": 0.9, "evaluations": 0}"#, "stopping.evaluations", "must be an integer ≥ 1 (got 0)"),
         (#"{"rule": "target", "accuracy": 0.9, "evaluations": 2.5}"#, "stopping.evaluations", "must be an integer ≥ 1 (got 2.5)"),
         (#"{"rule": "target", "accuracy": 0.9}"#, "stopping.evaluations", "missing: an integer ≥ 1"),
         (#"{"rule": "target", "accuracy": 0.9, "evaluations": 2, "patience": 3}"#, "stopping.patience",
          "unknown member \"patience\" of a target rule (expected accuracy, evaluations)"),
+        (#"{"rule": "plateau", "metric": "perplexity", "min_delta": 0.01, "evaluations": 3}"#, "stopping.metric",
+         "must be \"loss\" or \"accuracy\" (got \"perplexity\")"),
+        (#"{"rule": "plateau", "metric": "loss", "min_delta": -0.1, "evaluations": 3}"#, "stopping.min_delta", "must be a number ≥ 0 (got -0.1)"),
+        (#"{"rule": "plateau", "metric": "loss", "min_delta": 0.1}"#, "stopping.evaluations", "missing: an integer ≥ 1"),
     ])
     func refusedRulesNameTheirField(stopping: String, path: String, message: String) {
         let problems = fixture.problems(spec(stopping))

@@ -8,22 +8,23 @@ extension SpecReader {
     /// The members each rule takes besides `rule`.
     static let stoppingMembers: [String: [String]] = [
         "target": ["accuracy", "evaluations"],
+        "plateau": ["metric", "min_delta", "evaluations"],
     ]
 
     /// Reads `{"rule": …, …}` at `path`; nil when absent or refused (the problems are reported).
     mutating func readStopping(_ value: JSONValue?, path: String, condition: String?) -> StoppingRule? {
         guard let value else { return nil }
-        let expected = "{\"rule\": \"target\", …}"
+        let expected = "{\"rule\": \"target\" | \"plateau\", …}"
         guard case .object(let members) = value else {
             report(path, "stopping", condition, "expected a stopping rule \(expected), got \(value.kindName)")
             return nil
         }
         guard let written = members["rule"] else {
-            report("\(path).rule", "rule", condition, "missing: which rule (target)")
+            report("\(path).rule", "rule", condition, "missing: which rule (target or plateau)")
             return nil
         }
         guard case .string(let rule) = written, let fields = Self.stoppingMembers[rule] else {
-            report("\(path).rule", "rule", condition, "unknown stopping rule \(written.shortText) (expected target)"
+            report("\(path).rule", "rule", condition, "unknown stopping rule \(written.shortText) (expected target or plateau)"
                    + NameSuggestion.hint(for: written.string ?? "", in: StoppingRule.names))
             return nil
         }
@@ -34,6 +35,15 @@ extension SpecReader {
         var reader = StoppingFields(members: members, path: path, condition: condition)
         let parsed: StoppingRule?
         switch rule {
+        case "plateau":
+            let metric = reader.metric()
+            let delta = reader.number("min_delta", "a number ≥ 0") { $0 >= 0 }
+            let evaluations = reader.count("evaluations", minimum: 1)
+            if let metric, let delta, let evaluations {
+                parsed = .plateau(metric: metric, minDelta: delta, evaluations: evaluations)
+            } else {
+                parsed = nil
+            }
         default:
             let accuracy = reader.number("accuracy", "a number in [0, 1]") { (0...1).contains($0) }
             let evaluations = reader.count("evaluations", minimum: 1)
@@ -76,6 +86,15 @@ private struct StoppingFields {
             return nil
         }
         return n
+    }
+
+    mutating func metric() -> StoppingMetric? {
+        guard let value = required("metric", "loss or accuracy") else { return nil }
+        guard case .string(let name) = value, let metric = StoppingMetric(rawValue: name) else {
+            fail("metric", "must be \"loss\" or \"accuracy\" (got \(value.shortText))")
+            return nil
+        }
+        return metric
     }
 
     private mutating func required(_ field: String, _ expected: String) -> JSONValue? {

@@ -14,6 +14,9 @@ enum StoppingJudge {
         case let .target(accuracy, evaluations):
             return TargetRule.decide(try transaction.recordedMetrics(of: subject.trialKey), accuracy: accuracy,
                                      evaluations: evaluations, epoch: epoch)
+        case let .plateau(metric, minDelta, evaluations):
+            return PlateauRule.decide(try transaction.recordedMetrics(of: subject.trialKey), metric: metric, minDelta: minDelta,
+                                      evaluations: evaluations, epoch: epoch)
         }
     }
 }
