@@ -23,16 +23,20 @@ public enum StoppingRule: Sendable, Equatable {
     /// Stop once `evaluations` recorded values of `metric` in a row have not improved on the best before them by
     /// more than `minDelta` (Keras' EarlyStopping with `min_delta` and `patience`).
     case plateau(metric: StoppingMetric, minDelta: Double, evaluations: Int)
+    /// Stop a trial whose `metric` at an evaluated epoch is worse than the median of its condition's other trials
+    /// at that epoch, once past `graceEpochs` and with at least `minTrials` other trials reporting that epoch.
+    case median(metric: StoppingMetric, graceEpochs: Int, minTrials: Int)
 
     /// The rule's name, as written in a spec and stored with a decision.
     public var name: String {
         switch self {
         case .target: "target"
         case .plateau: "plateau"
+        case .median: "median"
         }
     }
 
-    public static let names = ["target", "plateau"]
+    public static let names = ["target", "plateau", "median"]
 }
 
 extension StoppingRule: Codable {
@@ -53,6 +57,9 @@ extension StoppingRule: Codable {
         case "plateau":
             self = .plateau(metric: try c.decode(StoppingMetric.self, forKey: .metric), minDelta: try c.decode(Double.self, forKey: .minDelta),
                             evaluations: try c.decode(Int.self, forKey: .evaluations))
+        case "median":
+            self = .median(metric: try c.decode(StoppingMetric.self, forKey: .metric), graceEpochs: try c.decode(Int.self, forKey: .graceEpochs),
+                           minTrials: try c.decode(Int.self, forKey: .minTrials))
         case let other:
             throw DecodingError.dataCorruptedError(forKey: .rule, in: c, debugDescription: "unknown stopping rule \"\(other)\"")
         }
@@ -69,6 +76,10 @@ extension StoppingRule: Codable {
             try c.encode(metric, forKey: .metric)
             try c.encode(minDelta, forKey: .minDelta)
             try c.encode(evaluations, forKey: .evaluations)
+        case let .median(metric, graceEpochs, minTrials):
+            try c.encode(metric, forKey: .metric)
+            try c.encode(graceEpochs, forKey: .graceEpochs)
+            try c.encode(minTrials, forKey: .minTrials)
         }
     }
 }

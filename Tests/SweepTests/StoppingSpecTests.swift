@@ -32,8 +32,11 @@ import Trial
     @Test func aPlateauRuleNamesItsMetric() throws {
         let plan = try fixture.plan(spec(#"{"rule": "plateau", "metric": "loss", "min_delta": 0.01, "evaluations": 3}"#))
         #expect(plan.stopping["a"] == .plateau(metric: .loss, minDelta: 0.01, evaluations: 3))
-        let rule = StoppingRule.plateau(metric: .accuracy, minDelta: 0, evaluations: 2)
-        #expect(try JSONDecoder().decode(StoppingRule.self, from: try JSONEncoder().encode(rule)) == rule)
+        for rule in [StoppingRule.plateau(metric: .accuracy, minDelta: 0, evaluations: 2), .median(metric: .loss, graceEpochs: 3, minTrials: 2)] {
+            #expect(try JSONDecoder().decode(StoppingRule.self, from: try JSONEncoder().encode(rule)) == rule)
+        }
+        let median = try fixture.plan(spec(#"{"rule": "median", "metric": "accuracy", "grace_epochs": 2, "min_trials": 3}"#))
+        #expect(median.stopping["b"] == .median(metric: .accuracy, graceEpochs: 2, minTrials: 3))
     }
 
     @Test func stoppingRulesDoNotChangeTrialKeys() throws {
@@ -51,9 +54,9 @@ import Trial
     }
 
     @Test(arguments: [
-        (#""target""#, "stopping", "expected a stopping rule {\"rule\": \"target\" | \"plateau\", …}, got a string"),
-        (#"{"accuracy": 0.9, "evaluations": 2}"#, "stopping.rule", "missing: which rule (target or plateau)"),
-        (#"{"rule": "targt", "accuracy": 0.9, "evaluations": 2}"#, "stopping.rule", "unknown stopping rule \"targt\" (expected target or plateau) (did you mean \"target\"?)"),
+        (#""target""#, "stopping", "expected a stopping rule {\"rule\": \"target\" | \"plateau\" | \"median\", …}, got a string"),
+        (#"{"accuracy": 0.9, "evaluations": 2}"#, "stopping.rule", "missing: which rule (target, plateau or median)"),
+        (#"{"rule": "targt", "accuracy": 0.9, "evaluations": 2}"#, "stopping.rule", "unknown stopping rule \"targt\" (expected target, plateau or median) (did you mean \"target\"?)"),
         (#"{"rule": "target", "accuracy": 1.5, "evaluations": 2}"#, "stopping.accuracy", "must be a number in [0, 1] (got 1.5)"),
         (#"{"rule": "target", "accuracy": 0.9, "evaluations": 0}"#, "stopping.evaluations", "must be an integer ≥ 1 (got 0)"),
         (#"{"rule": "target", "accuracy": 0.9, "evaluations": 2.5}"#, "stopping.evaluations", "must be an integer ≥ 1 (got 2.5)"),
@@ -64,6 +67,9 @@ import Trial
          "must be \"loss\" or \"accuracy\" (got \"perplexity\")"),
         (#"{"rule": "plateau", "metric": "loss", "min_delta": -0.1, "evaluations": 3}"#, "stopping.min_delta", "must be a number ≥ 0 (got -0.1)"),
         (#"{"rule": "plateau", "metric": "loss", "min_delta": 0.1}"#, "stopping.evaluations", "missing: an integer ≥ 1"),
+        (#"{"rule": "median", "metric": "accuracy", "grace_epochs": -1, "min_trials": 3}"#, "stopping.grace_epochs", "must be an integer ≥ 0 (got -1)"),
+        (#"{"rule": "median", "metric": "accuracy", "grace_epochs": 2, "min_trials": 0}"#, "stopping.min_trials", "must be an integer ≥ 1 (got 0)"),
+        (#"{"rule": "median", "grace_epochs": 2, "min_trials": 3}"#, "stopping.metric", "missing: loss or accuracy"),
     ])
     func refusedRulesNameTheirField(stopping: String, path: String, message: String) {
         let problems = fixture.problems(spec(stopping))

@@ -9,22 +9,23 @@ extension SpecReader {
     static let stoppingMembers: [String: [String]] = [
         "target": ["accuracy", "evaluations"],
         "plateau": ["metric", "min_delta", "evaluations"],
+        "median": ["metric", "grace_epochs", "min_trials"],
     ]
 
     /// Reads `{"rule": …, …}` at `path`; nil when absent or refused (the problems are reported).
     mutating func readStopping(_ value: JSONValue?, path: String, condition: String?) -> StoppingRule? {
         guard let value else { return nil }
-        let expected = "{\"rule\": \"target\" | \"plateau\", …}"
+        let expected = "{\"rule\": \"target\" | \"plateau\" | \"median\", …}"
         guard case .object(let members) = value else {
             report(path, "stopping", condition, "expected a stopping rule \(expected), got \(value.kindName)")
             return nil
         }
         guard let written = members["rule"] else {
-            report("\(path).rule", "rule", condition, "missing: which rule (target or plateau)")
+            report("\(path).rule", "rule", condition, "missing: which rule (target, plateau or median)")
             return nil
         }
         guard case .string(let rule) = written, let fields = Self.stoppingMembers[rule] else {
-            report("\(path).rule", "rule", condition, "unknown stopping rule \(written.shortText) (expected target or plateau)"
+            report("\(path).rule", "rule", condition, "unknown stopping rule \(written.shortText) (expected target, plateau or median)"
                    + NameSuggestion.hint(for: written.string ?? "", in: StoppingRule.names))
             return nil
         }
@@ -41,6 +42,15 @@ extension SpecReader {
             let evaluations = reader.count("evaluations", minimum: 1)
             if let metric, let delta, let evaluations {
                 parsed = .plateau(metric: metric, minDelta: delta, evaluations: evaluations)
+            } else {
+                parsed = nil
+            }
+        case "median":
+            let metric = reader.metric()
+            let grace = reader.count("grace_epochs", minimum: 0)
+            let minTrials = reader.count("min_trials", minimum: 1)
+            if let metric, let grace, let minTrials {
+                parsed = .median(metric: metric, graceEpochs: grace, minTrials: minTrials)
             } else {
                 parsed = nil
             }

@@ -17,6 +17,12 @@ enum StoppingJudge {
         case let .plateau(metric, minDelta, evaluations):
             return PlateauRule.decide(try transaction.recordedMetrics(of: subject.trialKey), metric: metric, minDelta: minDelta,
                                       evaluations: evaluations, epoch: epoch)
+        case let .median(metric, graceEpochs, minTrials):
+            guard epoch > graceEpochs,
+                  let own = try transaction.recordedMetrics(of: subject.trialKey).first(where: { $0.epoch == epoch }) else { return nil }
+            let others = try transaction.conditionMetrics(sweepID: subject.sweepID, condition: subject.condition, epoch: epoch,
+                                                          excluding: subject.trialKey)
+            return MedianRule.decide(own, others: others, metric: metric, graceEpochs: graceEpochs, minTrials: minTrials)
         }
     }
 }
