@@ -4,6 +4,7 @@
 import Foundation
 import Testing
 @testable import Coordinator
+import TestSupport
 import Trial
 
 @Suite struct StoppingSpecTests {
@@ -81,6 +82,17 @@ import Trial
             [{"name": "a", "method": "lora", "stopping": {"rule": "target", "accuracy": -1, "evaluations": 2}}]
             """))
         #expect(problems.map(\.description) == ["conditions[0].stopping.accuracy: must be a number in [0, 1] (got -1) (condition \"a\")"])
+    }
+
+    @Test func planShowsEachConditionsRule() throws {
+        let file = fixture.directory.file("spec.json")
+        try spec(#"{"rule": "median", "metric": "accuracy", "grace_epochs": 2, "min_trials": 3}"#).write(to: file, atomically: true, encoding: .utf8)
+        let result = try FactSweepBinary.run(["plan", file.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains(#"stopping rule of a: {"grace_epochs":2,"metric":"accuracy","min_trials":3,"rule":"median"}"#), "\(result.stdout)")
+        let json = try FactSweepBinary.run(["plan", file.path, "--json"])
+        let document = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        #expect((document?["stopping"] as? [String: Any])?.keys.sorted() == ["a", "b"])
     }
 
     @Test func stoppingIsNotASetting() {
