@@ -285,11 +285,7 @@ public final class CoordinatorServer {
             try committing { transaction in
                 let applied = try RunControl.apply(request, in: transaction)
                 reply = applied.reply
-                for (trial, workerID) in applied.stopped {
-                    guard let worker = workers[workerID] else { continue }
-                    try send(.cancel(.init(trial: trial)), to: worker.peer)
-                    workers[workerID]?.positions = worker.positions.filter { !$0.key.hasPrefix("\(trial)/") }
-                }
+                for (trial, workerID) in applied.stopped { try tellToCancel(trial, workerID: workerID) }
                 if request.action == .retry { try dispatch(in: transaction) }
             }
         } catch {
@@ -302,6 +298,28 @@ public final class CoordinatorServer {
         let ended = request.action == .cancel && !reply.changed.isEmpty
         if ended { meter.trialEnded() }
         return ended
+    }
+
+    /// Tells the worker running an attempt of `trial` that the trial has ended (`cancel`): it stops the
+    /// attempt and reports nothing more for it. The coordinator stops expecting its heartbeats' positions.
+    private func tellToCancel(_ trial: String, workerID: String) throws {
+        guard let worker = workers[workerID] else { return }
+        try send(.cancel(.init(trial: trial)), to: worker.peer)
+        workers[workerID]?.positions = worker.positions.filter { !$0.key.hasPrefix("\(trial)/") }
+    }
+
+    /// Applies the trial's stopping rule (if its condition has one) to `epoch`, just recorded by `attempt`:
+    /// a trial the rule stops ends `stopped` in this transaction, with its decision, and its worker is told
+    /// `cancel` once the transaction has committed. Later results of the attempt are stale (`drop`).
+    private func applyStoppingRule(_ trial: String, _ attempt: AttemptID, epoch: Int, workerID: String,
+                                   in transaction: RunTransaction) throws {
+        guard let subject = try transaction.stoppingSubject(trial, attemptID: attempt),
+              let decision = try StoppingJudge.decide(subject, epoch: epoch, in: transaction),
+              try transaction.stopTrial(trial, attemptID: attempt, decision: decision) == .accepted else { return }
+        logger.info("trial stopped by its stopping rule", metadata: ["trial": "\(trial.prefix(12))", "rule": "\(decision.rule)",
+                                                                    "epoch": "\(epoch)", "reason": "\(decision.reason)"])
+        meter.trialEnded()
+        try tellToCancel(trial, workerID: workerID)
     }
 
     // MARK: Messages
@@ -349,6 +367,9 @@ public final class CoordinatorServer {
                 let write = try transaction.recordEpoch(p.trial, attemptID: p.attempt, report: p.report)
                 guard try settle(write, p.messageID, trial: p.trial, attempt: p.attempt, peer: peer, workerID: workerID,
                                  session: session) else { return }
+                if write == .accepted {
+                    try applyStoppingRule(p.trial, p.attempt, epoch: p.report.epoch, workerID: workerID, in: transaction)
+                }
             } else {
                 meter.duplicateResult()
             }

@@ -30,6 +30,7 @@ public struct RunDirectory: Sendable {
     @discardableResult
     public func submit(_ plan: SweepPlan, spec: Data, to store: RunStore) throws -> AddedSweep {
         try store.addSweep(name: plan.name, spec: spec,
-                           trials: plan.trials.map { SweepTrial(key: $0.key, condition: $0.condition, config: $0.config) })
+                           trials: plan.trials.map { SweepTrial(key: $0.key, condition: $0.condition, config: $0.config) },
+                           stopping: plan.stopping)
     }
 }

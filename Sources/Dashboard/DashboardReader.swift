@@ -40,7 +40,8 @@ public final class DashboardReader: Sendable {
                 key: trial.key, condition: trial.condition, method: trial.method, rank: trial.rank,
                 learningRate: trial.learningRate, seed: trial.seed, status: trial.status, lastEpoch: trial.lastEpoch,
                 epochs: trial.plannedEpochs, accuracy: evaluated?.accuracy, lastEvaluatedEpoch: evaluated?.epoch,
-                loss: rows.last { $0.loss != nil }?.loss, decision: nil)
+                loss: rows.last { $0.loss != nil }?.loss,
+                decision: trial.stopping.map { "\($0.rule) rule at epoch \($0.epoch): \($0.reason)" })
         }
         let trialsByKey = Dictionary(snapshot.trials.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
         let workerRows = workers.map { worker in

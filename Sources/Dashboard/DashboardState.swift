@@ -44,7 +44,7 @@ public struct DashboardState: Codable, Sendable, Equatable {
         public var rank: Int?
         public var learningRate: Double
         public var seed: Int64
-        /// As stored: `pending`, `running`, `done`, `failed`, `diverged`, `cancelled`, `stale`.
+        /// As stored: `pending`, `running`, `done`, `failed`, `diverged`, `cancelled`, `stale`, `stopped`.
         public var status: String
         public var lastEpoch: Int
         public var epochs: Int
@@ -52,8 +52,8 @@ public struct DashboardState: Codable, Sendable, Equatable {
         public var accuracy: Double?
         public var lastEvaluatedEpoch: Int?
         public var loss: Double?
-        /// Why the trial was stopped early (a stopping rule and its epoch); nil: not stopped. No rule
-        /// stops trials yet: the column appears on the page only when some trial has a decision.
+        /// Why the trial was stopped early (its stopping rule, epoch and values); nil: not stopped. The
+        /// column appears on the page only when some trial has a decision.
         public var decision: String?
     }
 

@@ -46,6 +46,12 @@ public struct ReportDocument: Sendable, Equatable {
         blocks += report.figures.map { .figure($0) }
         blocks.append(.heading("Summary per condition", level: 2))
         blocks.append(.table(ReportTables.summary(report.conditions)))
+        if let stopped = ReportTables.stopped(report.snapshot.trials) {
+            blocks.append(.heading("Trials stopped by a stopping rule", level: 3))
+            blocks.append(.table(stopped))
+            blocks.append(.paragraph("A stopped trial keeps the epochs it recorded: its curve ends at the epoch the rule "
+                + "stopped it, and the means at later epochs are over the trials that went on."))
+        }
         blocks.append(.paragraph("Final values are each trial's last recorded (or last evaluated) epoch, "
             + "mean (min–max) over its trials; epochs to 0.9 accuracy read the mean curve; "
             + "seconds per epoch are cumulative training seconds over epochs, evaluation excluded."))
@@ -67,7 +73,7 @@ public struct ReportDocument: Sendable, Equatable {
         let trials = report.snapshot.trials
         var counts: [String: Int] = [:]
         for trial in trials { counts[trial.status, default: 0] += 1 }
-        let order = ["done", "running", "stale", "pending", "failed", "diverged", "cancelled"]
+        let order = ["done", "running", "stale", "pending", "failed", "diverged", "cancelled", "stopped"]
         let statuses = order.compactMap { status in counts[status].map { "\($0) \(status)" } }.joined(separator: ", ")
         let stamp = ISO8601DateFormatter().string(from: generated)
         return "Run database \(report.snapshot.path), read \(stamp): \(report.conditions.count) conditions, "

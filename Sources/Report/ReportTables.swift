@@ -11,13 +11,27 @@ enum ReportTables {
             let reached = condition.firstEpoch(.accuracy, where: { $0 >= accuracyTarget })
             let lastEvaluated = condition.last(.accuracy)?.epoch
             let toTarget = reached.map(String.init) ?? lastEvaluated.map { "not by \($0)" } ?? "—"
-            return [condition.condition, condition.settings, "\(condition.doneTrials)/\(condition.trials.count)",
+            let stopped = condition.trials.filter { $0.status == "stopped" }.count
+            return [condition.condition, condition.settings,
+                    "\(condition.doneTrials)/\(condition.trials.count)" + (stopped > 0 ? " (\(stopped) stopped)" : ""),
                     "\(condition.lastEpoch)/\(condition.plannedEpochs)", ReportNumber.spread(condition.finalAccuracy, 3),
                     toTarget, ReportNumber.spread(condition.trainSecondsPerEpoch, 2), ReportNumber.spread(condition.finalLoss) { ReportNumber.significant($0) }]
         }
         return ReportTable(headers: ["condition", "settings", "trials done/total", "epochs recorded/planned",
                                      "final accuracy", "epochs to 0.9 accuracy", "training s/epoch", "final loss"],
                            rows: rows, numericColumns: [2, 3, 4, 5, 6, 7])
+    }
+
+    /// The trials a stopping rule ended, with the rule, epoch and values that decided it; nil when none was.
+    static func stopped(_ trials: [ReportTrial]) -> ReportTable? {
+        let rows = trials.compactMap { trial -> [String]? in
+            guard trial.status == "stopped", let decision = trial.stopping else { return nil }
+            return [String(trial.key.prefix(12)), trial.condition, ReportNumber.compact(trial.learningRate), "\(trial.seed)",
+                    decision.rule, "\(decision.epoch)", "\(trial.lastEpoch)/\(trial.plannedEpochs)", decision.reason]
+        }
+        guard !rows.isEmpty else { return nil }
+        return ReportTable(headers: ["trial", "condition", "lr", "seed", "rule", "stopped at epoch", "epochs recorded/planned", "why"],
+                           rows: rows, numericColumns: [2, 3, 5, 6])
     }
 
     static func claims(_ checks: [ClaimCheck]) -> ReportTable {

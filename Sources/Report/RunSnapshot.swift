@@ -26,6 +26,8 @@ public struct ReportTrial: Sendable, Equatable {
     public var summary: TrialSummary?
     /// The model path of the trial's configuration.
     public var model: String = ""
+    /// Why the coordinator stopped it early (status `stopped`): the rule, epoch and values; nil otherwise.
+    public var stopping: StoppingDecision?
 
     /// Whether more epochs may still arrive (the curve is partial).
     public var isOpen: Bool { ["pending", "running", "stale"].contains(status) }

@@ -75,6 +75,7 @@ public enum RunSnapshotReader {
     private static func readSnapshot(_ db: Database, path: String) throws -> RunSnapshot {
         let storesSummaries = try db.columns(in: "trials").contains { $0.name == "summary" }
         let sweeps = try String.fetchAll(db, sql: "SELECT name FROM sweeps ORDER BY id")
+        let decisions = try RunStore.stoppingDecisions(db)
         let trials = try Row.fetchAll(db, sql: """
             SELECT key, condition, method, rank, alpha, lr, seed, epochs, status, last_epoch, model\(storesSummaries ? ", summary" : "")
             FROM trials ORDER BY rowid
@@ -82,7 +83,8 @@ public enum RunSnapshotReader {
             ReportTrial(key: row["key"], condition: row["condition"], method: row["method"], rank: row["rank"],
                         alpha: row["alpha"], learningRate: row["lr"], seed: row["seed"], plannedEpochs: row["epochs"],
                         status: row["status"], lastEpoch: row["last_epoch"],
-                        summary: storesSummaries ? decodeSummary(row["summary"]) : nil, model: row["model"])
+                        summary: storesSummaries ? decodeSummary(row["summary"]) : nil, model: row["model"],
+                        stopping: decisions[row["key"]])
         }
         let epochs = try Row.fetchAll(db, sql: """
             SELECT e.trial_key, e.epoch, e.loss, e.train_seconds, e.epoch_seconds, e.accuracy, e.accuracy_at_threshold,

@@ -64,6 +64,7 @@ public enum RunSchema {
                 ALTER TABLE attempts ADD COLUMN phase_since TEXT;
                 """)
         }
+        migrator.registerMigration("v9-stopping-decisions", migrate: StoppingDecisions.migrate)
         return migrator
     }
 

@@ -38,6 +38,8 @@ public struct ConditionProgress: Sendable, Equatable {
     public var pending: Int
     /// Failed, diverged or cancelled.
     public var ended: Int
+    /// Ended early by the sweep's stopping rule.
+    public var stopped: Int = 0
     public var epochsRecorded: Int
     public var epochsPlanned: Int
 }

@@ -42,7 +42,7 @@ extension RunStore {
                 audit.attemptsByOutcome[row["outcome"]] = row["n"]
             }
             audit.unfinished = try Int.fetchOne(db, sql: """
-                SELECT COUNT(*) FROM trials WHERE status NOT IN ('done', 'failed', 'diverged', 'cancelled')
+                SELECT COUNT(*) FROM trials WHERE status NOT IN ('done', 'failed', 'diverged', 'cancelled', 'stopped')
                 """) ?? 0
             audit.brokenEpochs = try Row.fetchAll(db, sql: """
                 SELECT t.key, t.status, t.epochs, t.last_epoch, COUNT(e.epoch) AS rows, COUNT(DISTINCT e.epoch) AS distinct_epochs,

@@ -66,12 +66,13 @@ extension RunStatus {
             SELECT s.name, t.condition, COUNT(*) AS trials,
                 SUM(t.status = 'done') AS done, SUM(t.status IN ('running', 'stale')) AS running,
                 SUM(t.status = 'pending') AS pending, SUM(t.status IN ('failed', 'diverged', 'cancelled')) AS ended,
+                SUM(t.status = 'stopped') AS stopped,
                 SUM(t.last_epoch) AS recorded, SUM(t.epochs) AS planned
             FROM trials t JOIN sweeps s ON s.id = t.sweep_id
             GROUP BY t.sweep_id, t.condition ORDER BY s.id, MIN(t.rowid)
             """).map {
             ConditionProgress(sweep: $0["name"], condition: $0["condition"], trials: $0["trials"], done: $0["done"],
-                              running: $0["running"], pending: $0["pending"], ended: $0["ended"],
+                              running: $0["running"], pending: $0["pending"], ended: $0["ended"], stopped: $0["stopped"],
                               epochsRecorded: $0["recorded"], epochsPlanned: $0["planned"])
         }
         // A sweep that started (or restarted) within the window has

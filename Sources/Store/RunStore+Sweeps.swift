@@ -11,12 +11,16 @@ extension RunStore {
     ///
     /// - Parameter retryLimit: how many lost attempts a new trial survives
     ///   before it fails.
-    public func addSweep(name: String, spec: Data, trials: [SweepTrial], retryLimit: Int = 2) throws -> AddedSweep {
+    /// - Parameter stopping: the stopping rule of each condition that has one, kept with the sweep (and
+    ///   replaced with its spec) so that a restarted coordinator applies the same rules.
+    public func addSweep(name: String, spec: Data, trials: [SweepTrial], retryLimit: Int = 2,
+                         stopping: [String: StoppingRule] = [:]) throws -> AddedSweep {
         let specText = try Self.validJSONText(spec, sweep: name)
+        let stoppingText = try Self.encodeStopping(stopping)
         let rows = try trials.map { try TrialRow($0) }
         try Self.refuseConflicts(rows)
         let added = try write { transaction in try transaction.operation { db, now in
-            let sweepID = try Self.upsertSweep(db, name: name, spec: specText, at: now)
+            let sweepID = try Self.upsertSweep(db, name: name, spec: specText, stopping: stoppingText, at: now)
             var added = AddedSweep(sweepID: sweepID, newTrials: 0, existingTrials: 0)
             for row in rows {
                 if let existing = try Row.fetchOne(db, sql: "SELECT condition, config FROM trials WHERE key = ?",
@@ -48,14 +52,15 @@ extension RunStore {
     }
 
     /// The sweep's id, inserting it or replacing a changed spec.
-    private static func upsertSweep(_ db: Database, name: String, spec: String, at now: Date) throws -> Int64 {
-        guard let row = try Row.fetchOne(db, sql: "SELECT id, spec FROM sweeps WHERE name = ?", arguments: [name]) else {
-            try db.execute(sql: "INSERT INTO sweeps (name, spec, created_at) VALUES (?, ?, ?)", arguments: [name, spec, now])
+    private static func upsertSweep(_ db: Database, name: String, spec: String, stopping: String?, at now: Date) throws -> Int64 {
+        guard let row = try Row.fetchOne(db, sql: "SELECT id, spec, stopping FROM sweeps WHERE name = ?", arguments: [name]) else {
+            try db.execute(sql: "INSERT INTO sweeps (name, spec, stopping, created_at) VALUES (?, ?, ?, ?)",
+                           arguments: [name, spec, stopping, now])
             return db.lastInsertedRowID
         }
         let id: Int64 = row["id"]
-        if row["spec"] as String != spec {
-            try db.execute(sql: "UPDATE sweeps SET spec = ? WHERE id = ?", arguments: [spec, id])
+        if row["spec"] as String != spec || row["stopping"] as String? != stopping {
+            try db.execute(sql: "UPDATE sweeps SET spec = ?, stopping = ? WHERE id = ?", arguments: [spec, stopping, id])
             try logEvent(db, at: now, kind: "sweep-spec-replaced", detail: name)
         }
         return id

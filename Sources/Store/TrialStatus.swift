@@ -17,6 +17,9 @@ public enum TrialStatus: String, Sendable, Codable, CaseIterable {
     case diverged
     /// Stopped on request.
     case cancelled
+    /// Ended early by the sweep's stopping rule (decided by the coordinator; the decision is in
+    /// `stopping_decisions`). Its recorded epochs stay.
+    case stopped
     /// Was running when the coordinator stopped: kept for its worker to
     /// re-announce the attempt until the lease runs out.
     case stale
@@ -24,20 +27,20 @@ public enum TrialStatus: String, Sendable, Codable, CaseIterable {
     /// No attempt will run again.
     public var isTerminal: Bool {
         switch self {
-        case .done, .failed, .diverged, .cancelled: true
+        case .done, .failed, .diverged, .cancelled, .stopped: true
         case .pending, .running, .stale: false
         }
     }
 
     /// The state machine: pending → running → done | failed | diverged |
-    /// cancelled; running → stale on a coordinator restart; running or stale
+    /// cancelled | stopped; running → stale on a coordinator restart; running or stale
     /// → pending (lease expired or released, retries left) or failed (none
     /// left); stale → running when the worker re-announces its attempt.
     /// (Only the user reopens a final trial: `TrialState.reopen`, for `factsweep retry`.)
     public func canMove(to next: TrialStatus) -> Bool {
         switch (self, next) {
         case (.pending, .running), (.pending, .cancelled): true
-        case (.running, .done), (.running, .failed), (.running, .diverged), (.running, .cancelled),
+        case (.running, .done), (.running, .failed), (.running, .diverged), (.running, .cancelled), (.running, .stopped),
              (.running, .stale), (.running, .pending): true
         case (.stale, .running), (.stale, .pending), (.stale, .failed), (.stale, .cancelled): true
         default: false

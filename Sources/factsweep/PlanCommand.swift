@@ -29,12 +29,18 @@ struct PlanCommand: ParsableCommand {
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            let document = PlanDocument(name: plan.name, count: plan.trials.count, trials: plan.trials)
+            let document = PlanDocument(name: plan.name, count: plan.trials.count, trials: plan.trials,
+                                        stopping: plan.stopping.isEmpty ? nil : plan.stopping)
             print(String(decoding: try encoder.encode(document), as: UTF8.self))
         } else {
             print(Self.table(plan.trials))
             let conditions = Set(plan.trials.map(\.condition)).count
             print("\(plan.trials.count) trial\(plan.trials.count == 1 ? "" : "s") in \(conditions) condition\(conditions == 1 ? "" : "s") of sweep \"\(plan.name)\"")
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            for (condition, rule) in plan.stopping.sorted(by: { $0.key < $1.key }) {
+                print("stopping rule of \(condition): \(String(decoding: try encoder.encode(rule), as: UTF8.self))")
+            }
         }
     }
 
@@ -73,4 +79,6 @@ private struct PlanDocument: Encodable {
     let name: String
     let count: Int
     let trials: [PlannedTrial]
+    /// The stopping rule of each condition that has one; absent when none has.
+    let stopping: [String: StoppingRule]?
 }

@@ -22,17 +22,19 @@ struct StatusCommand: ParsableCommand {
         let store = try directory.open(leaseDuration: 120, logger: Logger(label: "factsweep.status"), mustExist: true)
         let status = try store.status()
         let workers = try store.workerListing()
+        let decisions = try store.stoppingDecisions()
         if json {
             var conditions: [[String: Any]] = []
             for c in status.conditions {
                 conditions.append(["sweep": c.sweep, "condition": c.condition, "trials": c.trials, "done": c.done, "running": c.running,
-                                   "pending": c.pending, "ended": c.ended, "epochs_recorded": c.epochsRecorded, "epochs_planned": c.epochsPlanned])
+                                   "pending": c.pending, "ended": c.ended, "stopped": c.stopped, "epochs_recorded": c.epochsRecorded, "epochs_planned": c.epochsPlanned])
             }
             let object: [String: Any] = [
                 "trials": Dictionary(uniqueKeysWithValues: status.trialsByStatus.map { ($0.key.rawValue, $0.value) }),
                 "conditions": conditions, "connected_workers": status.connectedWorkers,
                 "epochs_per_hour": status.epochsPerHour, "remaining_epochs": status.remainingEpochs,
                 "eta_seconds": status.estimatedSecondsRemaining ?? NSNull(),
+                "stopping_decisions": decisions.mapValues { ["rule": $0.rule, "epoch": $0.epoch, "reason": $0.reason] as [String: Any] },
                 "workers": workers.map { w -> [String: Any] in
                     ["id": w.id, "host": w.host, "status": w.status.rawValue, "last_seen": w.lastSeen, "trial": w.runningTrial ?? NSNull(),
                      "slurm_job_id": w.slurmJobID ?? NSNull(), "slurm_array_task_id": w.slurmArrayTaskID ?? NSNull()]
@@ -42,6 +44,12 @@ struct StatusCommand: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
         } else {
             StatusDisplay(stream: .standardOutput).show(status, final: true)
+            if !decisions.isEmpty {
+                print("stopped by a stopping rule:")
+                for (key, decision) in decisions.sorted(by: { $0.key < $1.key }) {
+                    print("  \(key.prefix(12))  \(decision.rule) rule at epoch \(decision.epoch): \(decision.reason)")
+                }
+            }
             if !workers.isEmpty { print(WorkerTable(workers).text, terminator: "") }
         }
     }
@@ -69,7 +77,8 @@ final class StatusDisplay: @unchecked Sendable {
                 let filled = Int((fraction * 20).rounded())
                 let name = c.condition.count > 24 ? String(c.condition.prefix(23)) + "…" : c.condition.padding(toLength: 24, withPad: " ", startingAt: 0)
                 let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: 20 - filled)
-                text += "  \(name) \(bar) " + String(format: "%3.0f%%  done %d/%d, running %d, pending %d\n", fraction * 100, c.done, c.trials, c.running, c.pending)
+                text += "  \(name) \(bar) " + String(format: "%3.0f%%  done %d/%d, running %d, pending %d", fraction * 100, c.done, c.trials, c.running, c.pending)
+                    + (c.stopped > 0 ? ", stopped \(c.stopped)\n" : "\n")
             }
         }
         let data = Data(text.utf8)

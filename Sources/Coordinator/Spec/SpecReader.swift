@@ -15,6 +15,8 @@ struct SweepSpec: Sendable {
     var conditions: [SpecCondition]
     /// How sampled axes are drawn; nil when no setting is sampled.
     var sampling: SamplingSettings?
+    /// The top-level `stopping` rule, for conditions without their own.
+    var stopping: StoppingRule?
 }
 
 /// The settings given at one place of the spec; each holds one value, or several to expand.
@@ -34,6 +36,8 @@ struct SpecCondition: Sendable {
     var name: String
     var method: MethodKind
     var settings: SettingsLayer
+    /// The condition's own `stopping` rule (it replaces the top-level one).
+    var stopping: StoppingRule?
 }
 
 /// Reads a spec document; problems accumulate in `problems`.
@@ -42,7 +46,7 @@ struct SpecReader {
     let base: URL
     private(set) var problems: [SpecProblem] = []
 
-    static let topLevel = ["name", "description", "model", "data", "defaults", "conditions", "grid", "sampling"]
+    static let topLevel = ["name", "description", "model", "data", "defaults", "conditions", "grid", "sampling", "stopping"]
     /// Condition names go into tables and file names.
     static let nameCharacters = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "._+-"))
 
@@ -76,6 +80,7 @@ struct SpecReader {
             report("grid.\(setting.rawValue)", setting.rawValue, nil, "also set in defaults: give it in one place")
         }
         let sampling = readSampling(members["sampling"])
+        let stopping = readStopping(members["stopping"], path: "stopping", condition: nil)
         let samples = ([defaults, grid] + conditions.map(\.settings)).contains { !$0.sampled.isEmpty }
         if samples, sampling == nil, members["sampling"] == nil {
             report("sampling", "sampling", nil, "a sampled setting needs \"sampling\": {\"samples\": N, \"seed\": S} (how many points to draw, from which seed)")
@@ -84,7 +89,7 @@ struct SpecReader {
         }
         guard problems.isEmpty, let name, let model, let data else { return nil }
         return SweepSpec(name: name, model: model, data: data, defaults: defaults, grid: grid, conditions: conditions,
-                         sampling: sampling)
+                         sampling: sampling, stopping: stopping)
     }
 
     // MARK: Conditions
@@ -116,7 +121,8 @@ struct SpecReader {
             }
         }
         let method = readMethod(members.removeValue(forKey: "method"), at: at, condition: name)
-        let settings = layer(.object(members), path: at, condition: name, alsoKnown: ["name", "method"])
+        let stopping = readStopping(members.removeValue(forKey: "stopping"), path: "\(at).stopping", condition: name)
+        let settings = layer(.object(members), path: at, condition: name, alsoKnown: ["name", "method", "stopping"])
         if let method {
             for setting in TrialSetting.allCases where settings.sets(setting) && !setting.methods.contains(method) {
                 let users = MethodKind.allCases.filter(setting.methods.contains).map(\.rawValue).joined(separator: ", ")
@@ -125,7 +131,7 @@ struct SpecReader {
             }
         }
         guard let name, let method else { return nil }
-        return SpecCondition(name: name, method: method, settings: settings)
+        return SpecCondition(name: name, method: method, settings: settings, stopping: stopping)
     }
 
     private mutating func readMethod(_ value: JSONValue?, at: String, condition: String?) -> MethodKind? {
@@ -160,6 +166,8 @@ struct SpecReader {
             guard let setting = TrialSetting(rawValue: key) else {
                 if key == "name" || key == "method" {
                     report(at, key, condition, "\(key) belongs in each condition, not in \(path)")
+                } else if key == "stopping" {
+                    report(at, key, condition, "stopping is a policy, not a setting: give it at the top level or in a condition, not in \(path)")
                 } else {
                     let known = alsoKnown + TrialSetting.allCases.map(\.rawValue)
                     report(at, key, condition, "unknown setting \"\(key)\"" + NameSuggestion.hint(for: key, in: known))

@@ -25,6 +25,9 @@ public struct PlannedTrial: Sendable, Equatable, Codable {
 public struct SweepPlan: Sendable {
     public var name: String
     public var trials: [PlannedTrial]
+    /// The stopping rule of each condition that has one (its own, else the spec's top-level one); a policy
+    /// of the sweep, kept out of the trials' configurations and keys.
+    public var stopping: [String: StoppingRule]
 
     /// More trials than this is taken for a mistake in the grid.
     public static let maximumTrials = 100_000
@@ -51,6 +54,10 @@ public struct SweepPlan: Sendable {
         trials = spec.expand(reporting: &reader)
         guard reader.problems.isEmpty else { throw SpecError(file: file, problems: reader.problems) }
         name = spec.name
+        stopping = [:]
+        for condition in spec.conditions {
+            if let rule = condition.stopping ?? spec.stopping { stopping[condition.name] = rule }
+        }
     }
 
     /// JSONDecoder on Linux says only "not valid JSON"; JSONSerialization says where.

@@ -25,6 +25,19 @@ import TestSupport
         return url
     }
 
+    /// `dir/cluster.json` for a coordinator on 127.0.0.1:`port` serving `run`, with short timings (a
+    /// restarted coordinator is found again within a second).
+    static func cluster(in dir: URL, run: URL, port: Int) throws -> URL {
+        let cluster = dir.appendingPathComponent("cluster.json")
+        try """
+            {"coordinator": {"bind": "tcp://127.0.0.1:\(port)", "connect": "tcp://127.0.0.1:\(port)"},
+             "run_directory": "\(run.path)", "checkpoint_directory": "\(run.path)/checkpoints", "hosts": [],
+             "timing": {"heartbeat_interval_seconds": 0.2, "heartbeat_liveness": 5, "lease_expiry_seconds": 5,
+                        "reconnect_initial_seconds": 0.1, "reconnect_max_seconds": 0.5}}
+            """.write(to: cluster, atomically: true, encoding: .utf8)
+        return cluster
+    }
+
     static func rows(_ db: URL, _ sql: String) throws -> [Row] {
         let queue = try DatabaseQueue(path: db.path, configuration: { var c = Configuration(); c.readonly = true; return c }())
         return try queue.read { try Row.fetchAll($0, sql: sql) }
@@ -107,13 +120,7 @@ import TestSupport
             """)
         let run = dir.url.appendingPathComponent("run")
         let port = Int.random(in: 20_000..<40_000)
-        let cluster = dir.url.appendingPathComponent("cluster.json")
-        try """
-            {"coordinator": {"bind": "tcp://127.0.0.1:\(port)", "connect": "tcp://127.0.0.1:\(port)"},
-             "run_directory": "\(run.path)", "checkpoint_directory": "\(run.path)/checkpoints", "hosts": [],
-             "timing": {"heartbeat_interval_seconds": 0.2, "heartbeat_liveness": 5, "lease_expiry_seconds": 5,
-                        "reconnect_initial_seconds": 0.1, "reconnect_max_seconds": 0.5}}
-            """.write(to: cluster, atomically: true, encoding: .utf8)
+        let cluster = try Self.cluster(in: dir.url, run: run, port: port)
         var logCount = 0
         func start(_ arguments: [String]) throws -> Process {
             let p = Process()

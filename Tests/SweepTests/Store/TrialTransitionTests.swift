@@ -7,7 +7,7 @@ import Testing
     @Test func theStateMachineAllowsExactlyTheDocumentedMoves() {
         let allowed: Set<String> = [
             "pending>running", "pending>cancelled",
-            "running>done", "running>failed", "running>diverged", "running>cancelled", "running>stale", "running>pending",
+            "running>done", "running>failed", "running>diverged", "running>cancelled", "running>stopped", "running>stale", "running>pending",
             "stale>running", "stale>pending", "stale>failed", "stale>cancelled",
         ]
         for from in TrialStatus.allCases {

@@ -1,0 +1,103 @@
+// The `stopping` member of a sweep spec: at the top level for every condition
+// or in a condition for that one, refused with the field named, and no part
+// of any trial's key.
+import Foundation
+import Testing
+@testable import Coordinator
+import TestSupport
+import Trial
+
+@Suite struct StoppingSpecTests {
+    let fixture: SpecFixture
+    init() throws { fixture = try SpecFixture() }
+
+    func spec(_ stopping: String?, conditions: String = #"[{"name": "a", "method": "lora"}, {"name": "b", "method": "ia3"}]"#) -> String {
+        let base = fixture.spec(conditions: conditions, grid: #"{"seed": [0, 1]}"#)
+        guard let stopping else { return base }
+        return String(base.dropLast()) + #", "stopping": \#(stopping)}"#
+    }
+
+    @Test func aTopLevelRuleAppliesToEveryConditionWithoutItsOwn() throws {
+        let plan = try fixture.plan(spec(#"{"rule": "target", "accuracy": 0.9, "evaluations": 2}"#, conditions: """
+            [{"name": "a", "method": "lora"},
+             {"name": "b", "method": "ia3", "stopping": {"rule": "target", "accuracy": 0.5, "evaluations": 1}}]
+            """))
+        #expect(plan.stopping == ["a": .target(accuracy: 0.9, evaluations: 2), "b": .target(accuracy: 0.5, evaluations: 1)])
+        let conditionOnly = try fixture.plan(spec(nil, conditions: """
+            [{"name": "a", "method": "lora"}, {"name": "b", "method": "ia3", "stopping": {"rule": "target", "accuracy": 0.5, "evaluations": 1}}]
+            """))
+        #expect(conditionOnly.stopping == ["b": .target(accuracy: 0.5, evaluations: 1)])
+        #expect(try fixture.plan(spec(nil)).stopping.isEmpty, "absent: no rule")
+    }
+
+    @Test func aPlateauRuleNamesItsMetric() throws {
+        let plan = try fixture.plan(spec(#"{"rule": "plateau", "metric": "loss", "min_delta": 0.01, "evaluations": 3}"#))
+        #expect(plan.stopping["a"] == .plateau(metric: .loss, minDelta: 0.01, evaluations: 3))
+        for rule in [StoppingRule.plateau(metric: .accuracy, minDelta: 0, evaluations: 2), .median(metric: .loss, graceEpochs: 3, minTrials: 2)] {
+            #expect(try JSONDecoder().decode(StoppingRule.self, from: try JSONEncoder().encode(rule)) == rule)
+        }
+        let median = try fixture.plan(spec(#"{"rule": "median", "metric": "accuracy", "grace_epochs": 2, "min_trials": 3}"#))
+        #expect(median.stopping["b"] == .median(metric: .accuracy, graceEpochs: 2, minTrials: 3))
+    }
+
+    @Test func stoppingRulesDoNotChangeTrialKeys() throws {
+        let without = try fixture.plan(spec(nil))
+        let with = try fixture.plan(spec(#"{"rule": "target", "accuracy": 0.9, "evaluations": 2}"#))
+        #expect(without.trials.map(\.key) == with.trials.map(\.key) && with.trials.count == 4)
+    }
+
+    @Test func theStoredRuleReadsLikeTheSpec() throws {
+        let rule = StoppingRule.target(accuracy: 0.9, evaluations: 2)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        #expect(String(decoding: try encoder.encode(rule), as: UTF8.self) == #"{"accuracy":0.9,"evaluations":2,"rule":"target"}"#)
+        #expect(try JSONDecoder().decode(StoppingRule.self, from: try encoder.encode(rule)) == rule)
+    }
+
+    @Test(arguments: [
+        (#""target""#, "stopping", "expected a stopping rule {\"rule\": \"target\" | \"plateau\" | \"median\", …}, got a string"),
+        (#"{"accuracy": 0.9, "evaluations": 2}"#, "stopping.rule", "missing: which rule (target, plateau or median)"),
+        (#"{"rule": "targt", "accuracy": 0.9, "evaluations": 2}"#, "stopping.rule", "unknown stopping rule \"targt\" (expected target, plateau or median) (did you mean \"target\"?)"),
+        (#"{"rule": "target", "accuracy": 1.5, "evaluations": 2}"#, "stopping.accuracy", "must be a number in [0, 1] (got 1.5)"),
+        (#"{"rule": "target", "accuracy": 0.9, "evaluations": 0}"#, "stopping.evaluations", "must be an integer ≥ 1 (got 0)"),
+        (#"{"rule": "target", "accuracy": 0.9, "evaluations": 2.5}"#, "stopping.evaluations", "must be an integer ≥ 1 (got 2.5)"),
+        (#"{"rule": "target", "accuracy": 0.9}"#, "stopping.evaluations", "missing: an integer ≥ 1"),
+        (#"{"rule": "target", "accuracy": 0.9, "evaluations": 2, "patience": 3}"#, "stopping.patience",
+         "unknown member \"patience\" of a target rule (expected accuracy, evaluations)"),
+        (#"{"rule": "plateau", "metric": "perplexity", "min_delta": 0.01, "evaluations": 3}"#, "stopping.metric",
+         "must be \"loss\" or \"accuracy\" (got \"perplexity\")"),
+        (#"{"rule": "plateau", "metric": "loss", "min_delta": -0.1, "evaluations": 3}"#, "stopping.min_delta", "must be a number ≥ 0 (got -0.1)"),
+        (#"{"rule": "plateau", "metric": "loss", "min_delta": 0.1}"#, "stopping.evaluations", "missing: an integer ≥ 1"),
+        (#"{"rule": "median", "metric": "accuracy", "grace_epochs": -1, "min_trials": 3}"#, "stopping.grace_epochs", "must be an integer ≥ 0 (got -1)"),
+        (#"{"rule": "median", "metric": "accuracy", "grace_epochs": 2, "min_trials": 0}"#, "stopping.min_trials", "must be an integer ≥ 1 (got 0)"),
+        (#"{"rule": "median", "grace_epochs": 2, "min_trials": 3}"#, "stopping.metric", "missing: loss or accuracy"),
+    ])
+    func refusedRulesNameTheirField(stopping: String, path: String, message: String) {
+        let problems = fixture.problems(spec(stopping))
+        #expect(problems.map(\.path) == [path] && problems.first?.message == message, "\(problems)")
+    }
+
+    @Test func aConditionsRuleIsRefusedWithTheConditionNamed() {
+        let problems = fixture.problems(spec(nil, conditions: """
+            [{"name": "a", "method": "lora", "stopping": {"rule": "target", "accuracy": -1, "evaluations": 2}}]
+            """))
+        #expect(problems.map(\.description) == ["conditions[0].stopping.accuracy: must be a number in [0, 1] (got -1) (condition \"a\")"])
+    }
+
+    @Test func planShowsEachConditionsRule() throws {
+        let file = fixture.directory.file("spec.json")
+        try spec(#"{"rule": "median", "metric": "accuracy", "grace_epochs": 2, "min_trials": 3}"#).write(to: file, atomically: true, encoding: .utf8)
+        let result = try FactSweepBinary.run(["plan", file.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains(#"stopping rule of a: {"grace_epochs":2,"metric":"accuracy","min_trials":3,"rule":"median"}"#), "\(result.stdout)")
+        let json = try FactSweepBinary.run(["plan", file.path, "--json"])
+        let document = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        #expect((document?["stopping"] as? [String: Any])?.keys.sorted() == ["a", "b"])
+    }
+
+    @Test func stoppingIsNotASetting() {
+        let json = fixture.spec(conditions: #"[{"name": "a", "method": "lora"}]"#,
+                                defaults: #"{"stopping": {"rule": "target", "accuracy": 0.9, "evaluations": 2}}"#)
+        #expect(fixture.problems(json).map(\.path) == ["defaults.stopping"])
+    }
+}
