@@ -322,6 +322,24 @@ public final class CoordinatorServer {
         try tellToCancel(trial, workerID: workerID)
     }
 
+    /// Applies the asha rule (if the trial's condition has it) to the checkpoint at `checkpoint` just recorded by
+    /// `attempt`: at a rung, the trial is paused (its worker told `cancel`; later results of the attempt are stale)
+    /// or goes on, and paused trials of the rung now in its top 1/η go back to pending — all in this transaction.
+    private func applyRungRule(_ trial: String, _ attempt: AttemptID, previous: Int?, checkpoint: Int, workerID: String,
+                               in transaction: RunTransaction) throws {
+        guard let subject = try transaction.stoppingSubject(trial, attemptID: attempt),
+              let judgement = try StoppingJudge.judgeRung(subject, previous: previous, checkpoint: checkpoint, in: transaction)
+        else { return }
+        for promotion in judgement.promote where try transaction.promoteTrial(promotion.key, decision: promotion.decision) {
+            logger.info("trial promoted by the asha rule", metadata: ["trial": "\(promotion.key.prefix(12))",
+                                                                     "rung": "\(promotion.decision.epoch)"])
+        }
+        guard let pause = judgement.pause, try transaction.pauseTrial(trial, attemptID: attempt, decision: pause) == .accepted else { return }
+        logger.info("trial paused by the asha rule", metadata: ["trial": "\(trial.prefix(12))", "rung": "\(pause.epoch)",
+                                                               "reason": "\(pause.reason)"])
+        try tellToCancel(trial, workerID: workerID)
+    }
+
     // MARK: Messages
 
     /// Sends to a worker, or holds the message until the open batch commits.
@@ -385,9 +403,14 @@ public final class CoordinatorServer {
                 return try send(.ack(.init(messageIDs: [c.messageID])), to: peer)
             }
             if firstDelivery(c.messageID, from: workerID, session: session) {
+                let previous = try transaction.checkpointEpoch(of: c.trial)
                 let write = try transaction.recordCheckpoint(c.trial, attemptID: c.attempt, checkpoint: c.checkpoint)
                 guard try settle(write, c.messageID, trial: c.trial, attempt: c.attempt, peer: peer, workerID: workerID,
                                  session: session) else { return }
+                if write == .accepted {
+                    try applyRungRule(c.trial, c.attempt, previous: previous, checkpoint: c.checkpoint.epoch, workerID: workerID,
+                                      in: transaction)
+                }
             } else {
                 meter.duplicateResult()
             }
@@ -665,6 +688,10 @@ public final class CoordinatorServer {
         for requeued in try transaction.requeueExpiredLeases() {
             logger.warning("lease expired; trial requeued", metadata: ["trial": "\(requeued)"])
             if requeued.status.isTerminal { meter.trialEnded() }
+        }
+        for stopped in try transaction.stopUnpromotablePausedTrials() {
+            logger.info("paused trial stopped: nothing of its condition left to promote it", metadata: ["trial": "\(stopped.prefix(12))"])
+            meter.trialEnded()
         }
         let now = SuspendingClock.now
         for (id, w) in workers where now - w.lastHeard > timing.peerDeadAfter {

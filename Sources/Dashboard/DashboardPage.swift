@@ -54,7 +54,7 @@ enum DashboardPage {
         tbody tr.trial:hover, tbody tr.selected { background: #eef5fb; }
         .state { display: inline-block; padding: 0 6px; border-radius: 4px; font-size: 12px; }
         .state.done { background: #d9f2e6; } .state.running { background: #dcebf7; } .state.pending { background: #eee; }
-        .state.failed, .state.diverged { background: #fbe1d6; } .state.stale, .state.cancelled, .state.stopped { background: #f6ecd2; }
+        .state.failed, .state.diverged { background: #fbe1d6; } .state.stale, .state.cancelled, .state.stopped, .state.paused { background: #f6ecd2; }
         td.text { white-space: normal; min-width: 12em; }
         select { font: inherit; padding: 2px 4px; }
         #connection.lost { color: #b34700; font-weight: 600; }

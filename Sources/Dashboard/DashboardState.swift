@@ -44,7 +44,7 @@ public struct DashboardState: Codable, Sendable, Equatable {
         public var rank: Int?
         public var learningRate: Double
         public var seed: Int64
-        /// As stored: `pending`, `running`, `done`, `failed`, `diverged`, `cancelled`, `stale`, `stopped`.
+        /// As stored: `pending`, `running`, `done`, `failed`, `diverged`, `cancelled`, `stale`, `stopped`, `paused`.
         public var status: String
         public var lastEpoch: Int
         public var epochs: Int

@@ -73,7 +73,7 @@ public struct ReportDocument: Sendable, Equatable {
         let trials = report.snapshot.trials
         var counts: [String: Int] = [:]
         for trial in trials { counts[trial.status, default: 0] += 1 }
-        let order = ["done", "running", "stale", "pending", "failed", "diverged", "cancelled", "stopped"]
+        let order = ["done", "running", "stale", "pending", "paused", "failed", "diverged", "cancelled", "stopped"]
         let statuses = order.compactMap { status in counts[status].map { "\($0) \(status)" } }.joined(separator: ", ")
         let stamp = ISO8601DateFormatter().string(from: generated)
         return "Run database \(report.snapshot.path), read \(stamp): \(report.conditions.count) conditions, "

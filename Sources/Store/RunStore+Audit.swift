@@ -16,7 +16,7 @@ public struct RunAudit: Sendable, Equatable {
 
     public var trialsByStatus: [String: Int] = [:]
     public var attemptsByOutcome: [String: Int] = [:]
-    /// Trials not in a final state (pending, running, stale).
+    /// Trials not in a final state (pending, running, stale, paused).
     public var unfinished = 0
     /// Trials whose recorded epochs are not exactly 1…last_epoch, each once, or `done` ones whose last
     /// epoch is not their planned last: each with what was found.

@@ -16,7 +16,8 @@ extension RunStore {
     /// enough to ask after every finished trial.
     public func unfinishedTrials() throws -> (unfinished: Int, total: Int) {
         try read { db in
-            let unfinished = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM trials WHERE status IN ('pending', 'running', 'stale')") ?? 0
+            // A paused trial is unfinished: it may be promoted, or ends stopped (`stopUnpromotablePausedTrials`).
+            let unfinished = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM trials WHERE status IN ('pending', 'running', 'stale', 'paused')") ?? 0
             return (unfinished, try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM trials") ?? 0)
         }
     }

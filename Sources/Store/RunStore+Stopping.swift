@@ -74,23 +74,30 @@ extension RunTransaction {
     /// worker is told `cancel`), its recorded epochs stay, and the decision is stored. A later result of
     /// the attempt is stale (`drop`). Returns `.staleAttempt` when the attempt no longer holds the trial.
     public func stopTrial(_ trialKey: String, attemptID: AttemptID, decision: StoppingDecision) throws -> AttemptWrite {
+        try setAside(trialKey, attemptID: attemptID, decision: decision, as: .stopped)
+    }
+
+    /// Moves the trial held by `attemptID` to `status` (`stopped`, or `paused` by the asha rule) under
+    /// `decision`, ending its attempt `cancelled` and storing the decision, in one transaction.
+    func setAside(_ trialKey: String, attemptID: AttemptID, decision: StoppingDecision, as status: TrialStatus) throws -> AttemptWrite {
         try operation { db, now in
             var trial = try TrialState.fetch(db, key: trialKey)
             guard trial.isHeld(by: attemptID) else { return .staleAttempt(current: trial.currentAttemptID) }
-            let reason = "stopped by the \(decision.rule) rule at epoch \(decision.epoch): \(decision.reason)"
-            try trial.move(to: .stopped, in: db, at: now)
+            let paused = status == .paused
+            let reason = paused ? "paused by the \(decision.rule) rule at rung \(decision.epoch): \(decision.reason)"
+                : "stopped by the \(decision.rule) rule at epoch \(decision.epoch): \(decision.reason)"
+            try trial.move(to: status, in: db, at: now)
             try trial.endCurrentAttempt(.cancelled, reason: reason, in: db, at: now)
-            try db.executeCached(sql: """
-                INSERT INTO stopping_decisions (trial_key, rule, epoch, reason, attempt_id, decided_at) VALUES (?, ?, ?, ?, ?, ?)
-                """, arguments: [trialKey, decision.rule, decision.epoch, decision.reason, attemptID, now])
-            try RunStore.logEvent(db, at: now, kind: "trial-stopped", trialKey: trialKey, detail: reason)
+            try RunStore.insertDecision(db, trialKey, decision, action: paused ? "pause" : "stop", attemptID: attemptID, at: now)
+            try RunStore.logEvent(db, at: now, kind: paused ? "trial-paused" : "trial-stopped", trialKey: trialKey, detail: reason)
             return .accepted
         }
     }
 }
 
 extension RunStore {
-    /// Every stored stopping decision, by trial key.
+    /// Each trial's newest stored stopping decision (a stop or a pause; a trial whose newest is a promotion
+    /// runs on and has none), by trial key.
     public func stoppingDecisions() throws -> [String: StoppingDecision] {
         try read { try Self.stoppingDecisions($0) }
     }
@@ -100,8 +107,9 @@ extension RunStore {
     public static func stoppingDecisions(_ db: Database) throws -> [String: StoppingDecision] {
         guard try db.tableExists("stopping_decisions") else { return [:] }
         var decisions: [String: StoppingDecision] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT trial_key, rule, epoch, reason FROM stopping_decisions") {
-            decisions[row["trial_key"]] = StoppingDecision(rule: row["rule"], epoch: row["epoch"], reason: row["reason"])
+        for row in try Row.fetchAll(db, sql: "SELECT trial_key, rule, action, epoch, reason FROM stopping_decisions ORDER BY id") {
+            decisions[row["trial_key"]] = row["action"] == "promote"
+                ? nil : StoppingDecision(rule: row["rule"], epoch: row["epoch"], reason: row["reason"])
         }
         return decisions
     }
@@ -128,6 +136,14 @@ extension RunStore {
         } catch {
             throw RunStoreError.corruptRow(table: "sweeps", key: sweep, reason: "stopping: \(error)")
         }
+    }
+
+    /// One row of `stopping_decisions`; `attemptID` nil for a promotion and for a paused trial's stop.
+    static func insertDecision(_ db: Database, _ trialKey: String, _ decision: StoppingDecision, action: String,
+                               attemptID: AttemptID?, at now: Date) throws {
+        try db.executeCached(sql: """
+            INSERT INTO stopping_decisions (trial_key, rule, action, epoch, reason, attempt_id, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [trialKey, decision.rule, action, decision.epoch, decision.reason, attemptID, now])
     }
 
     static func metrics(_ row: Row) -> RecordedMetrics {

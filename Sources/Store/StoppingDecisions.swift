@@ -6,7 +6,8 @@
 import GRDB
 
 enum StoppingDecisions {
-    /// `trials.status` gains `stopped`: SQLite cannot change a CHECK in place, so `trials` is rebuilt
+    /// `trials.status` gains `stopped` (and `paused`, for the asha rule; `stopping_decisions` holds each
+    /// trial's decisions in order — pause, promote, stop): SQLite cannot change a CHECK in place, so `trials` is rebuilt
     /// (rows, row ids and every column kept; GRDB runs migrations with foreign keys off and checks them at the
     /// end, and the tables referring to `trials(key)` name it, so they still hold after the rename).
     static func migrate(_ db: Database) throws {
@@ -27,7 +28,7 @@ enum StoppingDecisions {
                 seed INTEGER NOT NULL,
                 batch_size INTEGER NOT NULL,
                 status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN
-                    ('pending', 'running', 'done', 'failed', 'diverged', 'cancelled', 'stale', 'stopped')),
+                    ('pending', 'running', 'done', 'failed', 'diverged', 'cancelled', 'stale', 'stopped', 'paused')),
                 attempts INTEGER NOT NULL DEFAULT 0,
                 retry_limit INTEGER NOT NULL CHECK (retry_limit >= 0),
                 current_attempt_id INTEGER REFERENCES attempts(attempt_id),
@@ -61,13 +62,16 @@ enum StoppingDecisions {
             CREATE INDEX trials_claim_order ON trials(status, model, last_epoch, sweep_id, condition);
 
             CREATE TABLE stopping_decisions (
-                trial_key TEXT PRIMARY KEY REFERENCES trials(key),
+                id INTEGER PRIMARY KEY,
+                trial_key TEXT NOT NULL REFERENCES trials(key),
                 rule TEXT NOT NULL,
+                action TEXT NOT NULL DEFAULT 'stop' CHECK (action IN ('stop', 'pause', 'promote')),
                 epoch INTEGER NOT NULL CHECK (epoch >= 0),
                 reason TEXT NOT NULL,
-                attempt_id INTEGER NOT NULL REFERENCES attempts(attempt_id),
+                attempt_id INTEGER REFERENCES attempts(attempt_id),
                 decided_at TEXT NOT NULL
             );
+            CREATE INDEX stopping_decisions_by_trial ON stopping_decisions(trial_key, id);
             """)
     }
 }

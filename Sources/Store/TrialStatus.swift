@@ -20,6 +20,10 @@ public enum TrialStatus: String, Sendable, Codable, CaseIterable {
     /// Ended early by the sweep's stopping rule (decided by the coordinator; the decision is in
     /// `stopping_decisions`). Its recorded epochs stay.
     case stopped
+    /// Set aside by the asha rule at a rung, its checkpoint kept: promoted back to `pending` (and resumed from
+    /// the checkpoint) if later reports at the rung rank it in the top 1/η, `stopped` once nothing of its
+    /// condition is left to run.
+    case paused
     /// Was running when the coordinator stopped: kept for its worker to
     /// re-announce the attempt until the lease runs out.
     case stale
@@ -28,7 +32,7 @@ public enum TrialStatus: String, Sendable, Codable, CaseIterable {
     public var isTerminal: Bool {
         switch self {
         case .done, .failed, .diverged, .cancelled, .stopped: true
-        case .pending, .running, .stale: false
+        case .pending, .running, .paused, .stale: false
         }
     }
 
@@ -41,7 +45,8 @@ public enum TrialStatus: String, Sendable, Codable, CaseIterable {
         switch (self, next) {
         case (.pending, .running), (.pending, .cancelled): true
         case (.running, .done), (.running, .failed), (.running, .diverged), (.running, .cancelled), (.running, .stopped),
-             (.running, .stale), (.running, .pending): true
+             (.running, .stale), (.running, .pending), (.running, .paused): true
+        case (.paused, .pending), (.paused, .stopped), (.paused, .cancelled): true
         case (.stale, .running), (.stale, .pending), (.stale, .failed), (.stale, .cancelled): true
         default: false
         }

@@ -26,6 +26,11 @@ public enum StoppingRule: Sendable, Equatable {
     /// Stop a trial whose `metric` at an evaluated epoch is worse than the median of its condition's other trials
     /// at that epoch, once past `graceEpochs` and with at least `minTrials` other trials reporting that epoch.
     case median(metric: StoppingMetric, graceEpochs: Int, minTrials: Int)
+    /// Asynchronous successive halving (Li et al., ASHA): at each rung epoch a trial goes on only while it is in
+    /// the top 1/`reductionFactor` of its condition's trials that have reported the rung; otherwise it is paused
+    /// with its checkpoint, and promoted (resumed) if later reports at the rung rank it there. `rungs` nil:
+    /// `graceEpochs`·η^k below the trial's epochs.
+    case asha(metric: StoppingMetric, reductionFactor: Int, graceEpochs: Int, rungs: [Int]?)
 
     /// The rule's name, as written in a spec and stored with a decision.
     public var name: String {
@@ -33,10 +38,27 @@ public enum StoppingRule: Sendable, Equatable {
         case .target: "target"
         case .plateau: "plateau"
         case .median: "median"
+        case .asha: "asha"
         }
     }
 
-    public static let names = ["target", "plateau", "median"]
+    public static let names = ["target", "plateau", "median", "asha"]
+
+    /// The rung epochs of an `asha` rule for a trial of `plannedEpochs` epochs: the written ones, or
+    /// `graceEpochs`·η^k; only those before the last epoch (which ends the trial anyway). Empty for other rules.
+    public func rungs(plannedEpochs: Int) -> [Int] {
+        guard case let .asha(_, eta, grace, written) = self else { return [] }
+        if let written { return written.filter { $0 < plannedEpochs } }
+        var rungs: [Int] = []
+        var rung = grace
+        while rung < plannedEpochs, rung > 0 {
+            rungs.append(rung)
+            let (next, overflow) = rung.multipliedReportingOverflow(by: eta)
+            if overflow { break }
+            rung = next
+        }
+        return rungs
+    }
 }
 
 extension StoppingRule: Codable {
@@ -47,6 +69,8 @@ extension StoppingRule: Codable {
         case minDelta = "min_delta"
         case graceEpochs = "grace_epochs"
         case minTrials = "min_trials"
+        case reductionFactor = "reduction_factor"
+        case rungs
     }
 
     public init(from decoder: any Decoder) throws {
@@ -60,6 +84,10 @@ extension StoppingRule: Codable {
         case "median":
             self = .median(metric: try c.decode(StoppingMetric.self, forKey: .metric), graceEpochs: try c.decode(Int.self, forKey: .graceEpochs),
                            minTrials: try c.decode(Int.self, forKey: .minTrials))
+        case "asha":
+            self = .asha(metric: try c.decode(StoppingMetric.self, forKey: .metric),
+                         reductionFactor: try c.decode(Int.self, forKey: .reductionFactor),
+                         graceEpochs: try c.decode(Int.self, forKey: .graceEpochs), rungs: try c.decodeIfPresent([Int].self, forKey: .rungs))
         case let other:
             throw DecodingError.dataCorruptedError(forKey: .rule, in: c, debugDescription: "unknown stopping rule \"\(other)\"")
         }
@@ -80,6 +108,11 @@ extension StoppingRule: Codable {
             try c.encode(metric, forKey: .metric)
             try c.encode(graceEpochs, forKey: .graceEpochs)
             try c.encode(minTrials, forKey: .minTrials)
+        case let .asha(metric, reductionFactor, graceEpochs, rungs):
+            try c.encode(metric, forKey: .metric)
+            try c.encode(reductionFactor, forKey: .reductionFactor)
+            try c.encode(graceEpochs, forKey: .graceEpochs)
+            try c.encodeIfPresent(rungs, forKey: .rungs)
         }
     }
 }

@@ -45,7 +45,7 @@ struct StatusCommand: ParsableCommand {
         } else {
             StatusDisplay(stream: .standardOutput).show(status, final: true)
             if !decisions.isEmpty {
-                print("stopped by a stopping rule:")
+                print("stopped (or paused) by a stopping rule:")
                 for (key, decision) in decisions.sorted(by: { $0.key < $1.key }) {
                     print("  \(key.prefix(12))  \(decision.rule) rule at epoch \(decision.epoch): \(decision.reason)")
                 }

@@ -38,6 +38,14 @@ import Trial
         }
         let median = try fixture.plan(spec(#"{"rule": "median", "metric": "accuracy", "grace_epochs": 2, "min_trials": 3}"#))
         #expect(median.stopping["b"] == .median(metric: .accuracy, graceEpochs: 2, minTrials: 3))
+        let asha = try fixture.plan(spec(#"{"rule": "asha", "metric": "loss", "reduction_factor": 3, "grace_epochs": 1}"#))
+        #expect(asha.stopping["a"] == .asha(metric: .loss, reductionFactor: 3, graceEpochs: 1, rungs: nil))
+        let written = try fixture.plan(spec(#"{"rule": "asha", "metric": "accuracy", "reduction_factor": 2, "grace_epochs": 1, "rungs": [2, 4]}"#))
+        #expect(written.stopping["b"] == .asha(metric: .accuracy, reductionFactor: 2, graceEpochs: 1, rungs: [2, 4]))
+        for rule in [StoppingRule.asha(metric: .loss, reductionFactor: 3, graceEpochs: 1, rungs: nil),
+                     .asha(metric: .accuracy, reductionFactor: 2, graceEpochs: 1, rungs: [2, 4])] {
+            #expect(try JSONDecoder().decode(StoppingRule.self, from: try JSONEncoder().encode(rule)) == rule)
+        }
     }
 
     @Test func stoppingRulesDoNotChangeTrialKeys() throws {
@@ -55,9 +63,9 @@ import Trial
     }
 
     @Test(arguments: [
-        (#""target""#, "stopping", "expected a stopping rule {\"rule\": \"target\" | \"plateau\" | \"median\", …}, got a string"),
-        (#"{"accuracy": 0.9, "evaluations": 2}"#, "stopping.rule", "missing: which rule (target, plateau or median)"),
-        (#"{"rule": "targt", "accuracy": 0.9, "evaluations": 2}"#, "stopping.rule", "unknown stopping rule \"targt\" (expected target, plateau or median) (did you mean \"target\"?)"),
+        (#""target""#, "stopping", "expected a stopping rule {\"rule\": \"target\" | \"plateau\" | \"median\" | \"asha\", …}, got a string"),
+        (#"{"accuracy": 0.9, "evaluations": 2}"#, "stopping.rule", "missing: which rule (target, plateau, median or asha)"),
+        (#"{"rule": "targt", "accuracy": 0.9, "evaluations": 2}"#, "stopping.rule", "unknown stopping rule \"targt\" (expected target, plateau, median or asha) (did you mean \"target\"?)"),
         (#"{"rule": "target", "accuracy": 1.5, "evaluations": 2}"#, "stopping.accuracy", "must be a number in [0, 1] (got 1.5)"),
         (#"{"rule": "target", "accuracy": 0.9, "evaluations": 0}"#, "stopping.evaluations", "must be an integer ≥ 1 (got 0)"),
         (#"{"rule": "target", "accuracy": 0.9, "evaluations": 2.5}"#, "stopping.evaluations", "must be an integer ≥ 1 (got 2.5)"),
@@ -71,6 +79,14 @@ import Trial
         (#"{"rule": "median", "metric": "accuracy", "grace_epochs": -1, "min_trials": 3}"#, "stopping.grace_epochs", "must be an integer ≥ 0 (got -1)"),
         (#"{"rule": "median", "metric": "accuracy", "grace_epochs": 2, "min_trials": 0}"#, "stopping.min_trials", "must be an integer ≥ 1 (got 0)"),
         (#"{"rule": "median", "grace_epochs": 2, "min_trials": 3}"#, "stopping.metric", "missing: loss or accuracy"),
+        (#"{"rule": "asha", "metric": "loss", "reduction_factor": 1, "grace_epochs": 2}"#, "stopping.reduction_factor",
+         "must be an integer ≥ 2 (got 1)"),
+        (#"{"rule": "asha", "metric": "loss", "reduction_factor": 3, "grace_epochs": 0}"#, "stopping.grace_epochs", "must be an integer ≥ 1 (got 0)"),
+        (#"{"rule": "asha", "metric": "loss", "reduction_factor": 3, "grace_epochs": 1, "rungs": [3, 2]}"#, "stopping.rungs",
+         "must be increasing epochs ≥ 1 (got 2 in [3, 2])"),
+        (#"{"rule": "asha", "metric": "loss", "reduction_factor": 3, "grace_epochs": 1, "rungs": []}"#, "stopping.rungs",
+         "must be a non-empty array of increasing epochs ≥ 1 (got [])"),
+        (#"{"rule": "asha", "metric": "loss", "reduction_factor": 3}"#, "stopping.grace_epochs", "missing: an integer ≥ 1"),
     ])
     func refusedRulesNameTheirField(stopping: String, path: String, message: String) {
         let problems = fixture.problems(spec(stopping))

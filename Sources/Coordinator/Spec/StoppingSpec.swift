@@ -10,22 +10,23 @@ extension SpecReader {
         "target": ["accuracy", "evaluations"],
         "plateau": ["metric", "min_delta", "evaluations"],
         "median": ["metric", "grace_epochs", "min_trials"],
+        "asha": ["metric", "reduction_factor", "grace_epochs", "rungs"],
     ]
 
     /// Reads `{"rule": …, …}` at `path`; nil when absent or refused (the problems are reported).
     mutating func readStopping(_ value: JSONValue?, path: String, condition: String?) -> StoppingRule? {
         guard let value else { return nil }
-        let expected = "{\"rule\": \"target\" | \"plateau\" | \"median\", …}"
+        let expected = "{\"rule\": \"target\" | \"plateau\" | \"median\" | \"asha\", …}"
         guard case .object(let members) = value else {
             report(path, "stopping", condition, "expected a stopping rule \(expected), got \(value.kindName)")
             return nil
         }
         guard let written = members["rule"] else {
-            report("\(path).rule", "rule", condition, "missing: which rule (target, plateau or median)")
+            report("\(path).rule", "rule", condition, "missing: which rule (target, plateau, median or asha)")
             return nil
         }
         guard case .string(let rule) = written, let fields = Self.stoppingMembers[rule] else {
-            report("\(path).rule", "rule", condition, "unknown stopping rule \(written.shortText) (expected target, plateau or median)"
+            report("\(path).rule", "rule", condition, "unknown stopping rule \(written.shortText) (expected target, plateau, median or asha)"
                    + NameSuggestion.hint(for: written.string ?? "", in: StoppingRule.names))
             return nil
         }
@@ -51,6 +52,16 @@ extension SpecReader {
             let minTrials = reader.count("min_trials", minimum: 1)
             if let metric, let grace, let minTrials {
                 parsed = .median(metric: metric, graceEpochs: grace, minTrials: minTrials)
+            } else {
+                parsed = nil
+            }
+        case "asha":
+            let metric = reader.metric()
+            let eta = reader.count("reduction_factor", minimum: 2)
+            let grace = reader.count("grace_epochs", minimum: 1)
+            let rungs = reader.rungs()
+            if let metric, let eta, let grace, let rungs {
+                parsed = .asha(metric: metric, reductionFactor: eta, graceEpochs: grace, rungs: rungs.epochs)
             } else {
                 parsed = nil
             }
@@ -98,6 +109,24 @@ private struct StoppingFields {
         return n
     }
 
+    /// `rungs`: absent (derived from grace_epochs and reduction_factor), or increasing epochs ≥ 1.
+    mutating func rungs() -> WrittenRungs? {
+        guard let value = members["rungs"] else { return WrittenRungs(epochs: nil) }
+        guard case .array(let items) = value, !items.isEmpty else {
+            fail("rungs", "must be a non-empty array of increasing epochs ≥ 1 (got \(value.shortText))")
+            return nil
+        }
+        var epochs: [Int] = []
+        for item in items {
+            guard case .integer(let epoch) = item, epoch >= 1, epoch > (epochs.last ?? 0) else {
+                fail("rungs", "must be increasing epochs ≥ 1 (got \(item.shortText) in \(value.shortText))")
+                return nil
+            }
+            epochs.append(epoch)
+        }
+        return WrittenRungs(epochs: epochs)
+    }
+
     mutating func metric() -> StoppingMetric? {
         guard let value = required("metric", "loss or accuracy") else { return nil }
         guard case .string(let name) = value, let metric = StoppingMetric(rawValue: name) else {
@@ -118,4 +147,9 @@ private struct StoppingFields {
     private mutating func fail(_ field: String, _ message: String) {
         problems.append(SpecProblem(path: "\(path).\(field)", field: field, condition: condition, message: message))
     }
+}
+
+/// An asha rule's `rungs` as read: nil epochs when absent (derived from grace_epochs and reduction_factor).
+private struct WrittenRungs {
+    var epochs: [Int]?
 }

@@ -23,6 +23,22 @@ enum StoppingJudge {
             let others = try transaction.conditionMetrics(sweepID: subject.sweepID, condition: subject.condition, epoch: epoch,
                                                           excluding: subject.trialKey)
             return MedianRule.decide(own, others: others, metric: metric, graceEpochs: graceEpochs, minTrials: minTrials)
+        case .asha:
+            // Judged when a checkpoint passes a rung (`judgeRung`): a paused trial needs one to resume from.
+            return nil
         }
+    }
+}
+
+extension StoppingJudge {
+    /// The asha rule's judgement of `subject`, whose checkpoint at `checkpoint` was just recorded (`previous`:
+    /// the checkpoint stored before it), or nil when the trial has no asha rule or the checkpoint passes no rung.
+    static func judgeRung(_ subject: StoppingSubject, previous: Int?, checkpoint: Int,
+                          in transaction: RunTransaction) throws -> AshaRule.Judgement? {
+        guard case let .asha(metric, reductionFactor, _, _) = subject.rule,
+              let rung = AshaRule.rung(subject.rule.rungs(plannedEpochs: subject.plannedEpochs), previous: previous, checkpoint: checkpoint)
+        else { return nil }
+        let entries = try transaction.rungEntries(sweepID: subject.sweepID, condition: subject.condition, epoch: rung)
+        return AshaRule.judge(subject.trialKey, rung: rung, entries: entries, metric: metric, reductionFactor: reductionFactor)
     }
 }

@@ -109,4 +109,62 @@ import Trial
                                    stopping: ["lora": .target(accuracy: 0.5, evaluations: 1)])
         #expect(try fixture.store.stoppingRules(ofSweep: "study") == ["lora": .target(accuracy: 0.5, evaluations: 1)])
     }
+
+    @Test func ashaPausesWithTheCheckpointPromotesToItAndStopsWhatNothingCanPromote() throws {
+        let fixture = try StoreFixture()
+        try fixture.announce("w1")
+        let rule = StoppingRule.asha(metric: .loss, reductionFactor: 2, graceEpochs: 2, rungs: nil)
+        let added = try fixture.store.addSweep(name: "study", spec: Data(#"{"name":"study"}"#.utf8),
+                                   trials: [StoreSamples.trial("lora", seed: 0, epochs: 5), StoreSamples.trial("lora", seed: 1, epochs: 5)],
+                                   stopping: ["lora": rule])
+        let first = try #require(try fixture.store.claimNextTrial(for: "w1"))
+        let second = try #require(try fixture.store.claimNextTrial(for: "w1"))
+        try fixture.recordEpochs(of: first, through: 3)
+        #expect(try fixture.store.recordCheckpoint(first.key, attemptID: first.attemptID,
+                                                   checkpoint: CheckpointRef(epoch: 2, location: .path("c2"))) == .accepted)
+        let pause = StoppingDecision(rule: "asha", epoch: 2, reason: "loss 1 at epoch 2: not in the top 0 (1/2) of 1 trials")
+        #expect(try fixture.store.write { try $0.pauseTrial(first.key, attemptID: first.attemptID, decision: pause) } == .accepted)
+        #expect(try fixture.store.trial(first.key)?.status == .paused)
+        #expect(try fixture.store.stoppingDecisions() == [first.key: pause])
+        #expect(try fixture.store.recordEpoch(first.key, attemptID: first.attemptID, report: StoreSamples.epoch(4))
+                == .staleAttempt(current: first.attemptID), "the paused attempt is fenced")
+        #expect(try fixture.store.unfinishedTrials().unfinished == 2, "paused is not final")
+        // The second trial still runs: nothing stops the paused one yet.
+        #expect(try fixture.store.write { try $0.stopUnpromotablePausedTrials() }.isEmpty)
+        try fixture.recordEpochs(of: second, through: 2)
+        let entries = try fixture.store.write { try $0.rungEntries(sweepID: added.sweepID, condition: "lora", epoch: 2) }
+        #expect(entries.map(\.trialKey).sorted() == [first.key, second.key].sorted())
+        #expect(entries.first { $0.trialKey == first.key }?.pausedAt == 2 && entries.first { $0.trialKey == second.key }?.pausedAt == nil)
+
+        // Promoted: pending again, epoch 3 (after the checkpoint) dropped, and the next claim resumes from epoch 2.
+        let promote = StoppingDecision(rule: "asha", epoch: 2, reason: "in the top 1")
+        #expect(try fixture.store.write { try $0.promoteTrial(first.key, decision: promote) })
+        #expect(try fixture.store.write { try $0.promoteTrial(first.key, decision: promote) } == false, "only a paused trial")
+        #expect(try fixture.store.trial(first.key)?.status == .pending)
+        #expect(try fixture.store.stoppingDecisions()[first.key] == nil, "a promoted trial runs on")
+        let resumed = try #require(try fixture.store.claimNextTrial(for: "w1"))
+        #expect(resumed.key == first.key && resumed.checkpoint?.epoch == 2 && resumed.nextEpoch == 3)
+        #expect(try fixture.store.read { try Int.fetchOne($0, sql: "SELECT resumed_from_epoch FROM attempts WHERE attempt_id = ?",
+                                                           arguments: [resumed.attemptID]) } == 2)
+
+        // Now the second pauses; once the first is done, nothing of the condition runs and it ends stopped.
+        #expect(try fixture.store.recordCheckpoint(second.key, attemptID: second.attemptID,
+                                                   checkpoint: CheckpointRef(epoch: 2, location: .path("d2"))) == .accepted)
+        #expect(try fixture.store.write { try $0.pauseTrial(second.key, attemptID: second.attemptID, decision: pause) } == .accepted)
+        #expect(try fixture.store.write { try $0.stopUnpromotablePausedTrials() }.isEmpty, "the first still runs")
+        try fixture.recordEpochs(of: resumed, through: 5)
+        #expect(try fixture.store.finishTrial(first.key, attemptID: resumed.attemptID, result: .done) == .accepted)
+        #expect(try fixture.store.write { try $0.stopUnpromotablePausedTrials() } == [second.key])
+        #expect(try fixture.store.trial(second.key)?.status == .stopped)
+        #expect(try fixture.store.stoppingDecisions()[second.key]?.epoch == 2)
+        let actions = try fixture.store.read {
+            try String.fetchAll($0, sql: "SELECT action FROM stopping_decisions ORDER BY id")
+        }
+        #expect(actions == ["pause", "promote", "pause", "stop"])
+        #expect(try fixture.store.unfinishedTrials().unfinished == 0)
+        let epochs = try fixture.store.read {
+            try Int.fetchAll($0, sql: "SELECT epoch FROM epoch_metrics WHERE trial_key = ? ORDER BY epoch", arguments: [first.key])
+        }
+        #expect(epochs == [1, 2, 3, 4, 5], "every epoch once")
+    }
 }

@@ -9,6 +9,7 @@ import Testing
             "pending>running", "pending>cancelled",
             "running>done", "running>failed", "running>diverged", "running>cancelled", "running>stopped", "running>stale", "running>pending",
             "stale>running", "stale>pending", "stale>failed", "stale>cancelled",
+            "running>paused", "paused>pending", "paused>stopped", "paused>cancelled",
         ]
         for from in TrialStatus.allCases {
             for to in TrialStatus.allCases {
