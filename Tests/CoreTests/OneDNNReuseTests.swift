@@ -93,9 +93,11 @@ import Trial
         var packed = [Float](repeating: 0, count: n * outDim), plain = packed
         x.withUnsafeBufferPointer { x in
             let input = FloatPointer(UnsafeMutablePointer(mutating: x.baseAddress!))
-            packed.withUnsafeMutableBufferPointer { out in
-                FrozenMatrix.bf16(stored).multiply(out: FloatPointer(out.baseAddress!), inp: input, n: n, context: context)
-            }
+            _ = input
+            // Packing frozen bf16 matrices is off by default (BFloat16Matrix.packedIfEnabled): the packed path is
+            // asked for directly here.
+            gemmBFloat16(transA: false, transB: true, m: n, n: outDim, k: inDim, a: .f32(x.baseAddress!), lda: inDim,
+                         b: .bf16(stored.base), ldb: inDim, beta: 0, c: &packed, ldc: outDim, packed: stored.packed)
             gemmBFloat16(transA: false, transB: true, m: n, n: outDim, k: inDim, a: .f32(x.baseAddress!), lda: inDim,
                          b: .bf16(stored.base), ldb: inDim, beta: 0, c: &plain, ldc: outDim)
         }

@@ -61,7 +61,7 @@ public enum FrozenMatrix: Sendable {
             linearForward(out.base, inp.base, w.base, n: n, inDim: i, outDim: o, context: context, packed: packed)
         case let .bf16(w):
             gemmBFloat16(transA: false, transB: true, m: n, n: w.rows, k: w.columns, a: .f32(inp.base), lda: w.columns,
-                         b: .bf16(w.base), ldb: w.columns, beta: 0, c: out.base, ldc: w.rows, packed: w.packed)
+                         b: .bf16(w.base), ldb: w.columns, beta: 0, c: out.base, ldc: w.rows, packed: w.packedIfEnabled)
         case let .nf4(t) where n <= fewRowsLimit:
             guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
             // Each thread dequantises and multiplies its own tiles (decoding).
@@ -99,7 +99,7 @@ public enum FrozenMatrix: Sendable {
         case let .bf16(w):
             gemmBFloat16(transA: false, transB: false, m: n, n: w.columns, k: w.rows, a: .f32(dout.base), lda: w.rows,
                          b: .bf16(w.base), ldb: w.columns, beta: accumulate ? 1 : 0, c: dinp.base, ldc: w.columns,
-                         packed: w.packed)
+                         packed: w.packedIfEnabled)
         case let .nf4(t):
             guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
             // dinp += dout[:, r0..<r1] · tile, over tiles of W's rows.

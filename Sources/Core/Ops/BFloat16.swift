@@ -81,6 +81,14 @@ public final class BFloat16Matrix: @unchecked Sendable {
     /// product of each direction (the matrix never changes, so never invalidated).
     public let packed = PackedWeight()
 
+    /// `packed` when frozen bf16 matrices are packed (FACTSWEEP_ONEDNN_PACK_FROZEN=on), else nil. Off by
+    /// default: measured on this project's Intel machines, packing a frozen bf16 base gave LoRA r=8 no
+    /// speed (8.09 → 8.46 s/epoch) and doubled its peak RSS (529 → 1051 MiB: one packed copy per direction
+    /// beside the matrix), against the memory the bf16 base exists to save (docs/benchmarks.md).
+    var packedIfEnabled: PackedWeight? { Self.packFrozen ? packed : nil }
+
+    static let packFrozen = ProcessInfo.processInfo.environment["FACTSWEEP_ONEDNN_PACK_FROZEN"]?.lowercased() == "on"
+
     /// Bytes the matrix occupies (without its packed copies).
     public var byteCount: Int { 2 * rows * columns }
 

@@ -72,7 +72,7 @@ import Trial
         #expect(migrated.0 == ("INTEGER", ["integer"]) && migrated.1 == ("INTEGER", ["integer"]) && migrated.2 == ("INTEGER", ["integer"]))
         #expect(migrated.3 == RunSchema.migrator.migrations)
         #expect(migrated.4.isEmpty, "foreign keys hold")
-        #expect(migrated.5 == ["attempts_by_trial", "attempts_by_worker", "epoch_metrics_by_time", "events_by_trial", "trials_by_condition",
+        #expect(migrated.5 == ["attempts_by_trial", "attempts_by_worker", "epoch_metrics_by_time", "events_by_trial", "stopping_decisions_by_trial", "trials_by_condition",
                                "trials_by_settings", "trials_by_status", "trials_claim_order", "trials_started_by_condition"])
 
         let status = try store.status()
