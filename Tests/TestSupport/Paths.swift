@@ -33,3 +33,20 @@ extension TestPaths {
         repositoryRoot.appendingPathComponent("Tests/CoreTests/Golden").appendingPathComponent(name)
     }
 }
+
+/// nil when the arrays are equal; otherwise where they first differ and how many elements differ.
+/// For large arrays (a model's parameters): `#expect(a == b)` on them makes Swift Testing compute an edit
+/// script between the two on failure, which on millions of elements runs for hours instead of failing.
+public func firstDifference<T: Equatable>(_ a: [T], _ b: [T]) -> String? {
+    guard a != b else { return nil }
+    guard a.count == b.count else { return "\(a.count) elements against \(b.count)" }
+    let differing = zip(a, b).filter { $0 != $1 }.count
+    let first = a.indices.first { a[$0] != b[$0] } ?? 0
+    return "\(differing) of \(a.count) elements differ, the first at \(first): \(a[first]) against \(b[first])"
+}
+
+/// The largest |a[i] - b[i]| / max(|b[i]|, 1e-3) over two arrays of the same length.
+public func maxRelativeDifference(_ a: [Float], _ b: [Float]) -> Float {
+    precondition(a.count == b.count, "\(a.count) elements against \(b.count)")
+    return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1) / max(abs($1.1), 1e-3)) }
+}

@@ -15,7 +15,7 @@ import TestSupport
              try Bool.fetchOne(db, sql: "PRAGMA foreign_keys"),
              try Int32.fetchOne(db, sql: "PRAGMA application_id"))
         }
-        #expect(tables == ["attempts", "epoch_metrics", "events", "question_outputs", "sweeps", "trials", "workers"])
+        #expect(tables == ["attempts", "epoch_metrics", "events", "question_outputs", "stopping_decisions", "sweeps", "trials", "workers"])
         #expect(journal == "wal")
         #expect(foreignKeys == true)
         #expect(applicationID == RunSchema.applicationID)
