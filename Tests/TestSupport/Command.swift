@@ -65,22 +65,6 @@ public enum ProcessTree {
         Foundation.kill(pid, SIGKILL)
         for child in all { Foundation.kill(child, SIGKILL) }
     }
-
-    /// Ends a child the way a test's clean-up should: SIGTERM, SIGKILL after `grace` seconds, then SIGKILL
-    /// to every descendant still alive (listed before the first signal). A child killed before its own
-    /// children (tshark before its dumpcap) otherwise leaves them running past the test, and past the suite.
-    public static func stop(_ process: Process, grace: Double = 5) {
-        guard process.isRunning else { return }
-        let pid = process.processIdentifier
-        let all = descendants(of: pid)
-        Foundation.kill(pid, SIGTERM)
-        let deadline = Date().addingTimeInterval(grace)
-        while process.isRunning && Date() < deadline { usleep(50_000) }
-        if process.isRunning { Foundation.kill(pid, SIGKILL) }
-        let reaped = Date().addingTimeInterval(10)
-        while process.isRunning && Date() < reaped { usleep(20_000) }
-        for child in all { Foundation.kill(child, SIGKILL) }
-    }
 }
 
 extension Process {
