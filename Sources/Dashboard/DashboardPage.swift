@@ -237,7 +237,9 @@ enum DashboardPage {
           setText("trials-pending", String(count("pending")));
           setText("trials-ended", String(count("failed") + count("diverged") + count("cancelled") + count("stopped")));
           setText("throughput", run.epochsPerHour > 0 ? compact(run.epochsPerHour) : "–");
-          setText("eta", count("pending") + count("running") + count("stale") === 0 ? "finished" : duration(run.etaSeconds));
+          const eta = duration(run.etaSeconds);
+          setText("eta", count("pending") + count("running") + count("stale") === 0 ? "finished"
+                         : (run.etaIsUpperBound && run.etaSeconds != null ? "≤ " + eta : eta));
           setText("workers-connected", String(run.connectedWorkers));
           renderCharts(state.charts);
           renderTrials(state.trials);

@@ -57,7 +57,7 @@ public final class DashboardReader: Sendable {
             database: path, sweeps: snapshot.sweepNames, trials: byStatus, totalTrials: snapshot.trials.count,
             epochsRecorded: recorded, epochsPlanned: snapshot.trials.map(\.plannedEpochs).reduce(0, +),
             epochsPerHour: status.epochsPerHour, etaSeconds: status.estimatedSecondsRemaining,
-            connectedWorkers: status.connectedWorkers)
+            etaIsUpperBound: status.estimateIsUpperBound, connectedWorkers: status.connectedWorkers)
         return DashboardState(readAt: ISO8601DateFormatter().string(from: now), run: progress, charts: charts,
                               trials: trials, workers: workerRows)
     }

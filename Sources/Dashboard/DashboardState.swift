@@ -26,6 +26,8 @@ public struct DashboardState: Codable, Sendable, Equatable {
         public var epochsPerHour: Double
         /// nil while nothing was recorded recently (no rate to go by).
         public var etaSeconds: Double?
+        /// Stopping rules may end remaining trials early: the ETA is at most the time left.
+        public var etaIsUpperBound: Bool = false
         public var connectedWorkers: Int
     }
 

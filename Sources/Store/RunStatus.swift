@@ -17,6 +17,11 @@ public struct RunStatus: Sendable, Equatable {
     /// Epochs still to train over trials that have not ended.
     public var remainingEpochs: Int
     public var connectedWorkers: Int
+    /// Of `remainingEpochs`, those of trials whose condition has a stopping
+    /// rule: the rule may end them sooner, so the ETA is then an upper bound.
+    /// A rule's stop cannot be foreseen from the data (a target or plateau
+    /// depends on values not yet trained), so the estimate does not guess.
+    public var remainingEpochsUnderStoppingRules: Int = 0
 
     /// Epochs recorded per hour over the window, all workers together.
     public var epochsPerHour: Double { window > 0 ? Double(recentEpochs) / window * 3600 : 0 }
@@ -26,6 +31,10 @@ public struct RunStatus: Sendable, Equatable {
     public var estimatedSecondsRemaining: Double? {
         recentEpochs > 0 ? Double(remainingEpochs) / Double(recentEpochs) * window : nil
     }
+
+    /// True when stopping rules may end some of the remaining epochs early,
+    /// so `estimatedSecondsRemaining` is at most the time left, not a forecast.
+    public var estimateIsUpperBound: Bool { remainingEpochsUnderStoppingRules > 0 }
 }
 
 /// Progress of one condition of a sweep.

@@ -91,8 +91,30 @@ extension RunStatus {
             SELECT COALESCE(SUM(epochs - last_epoch), 0) FROM trials WHERE status IN ('pending', 'running', 'stale')
             """) ?? 0
         let workers = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM workers WHERE status = 'connected'") ?? 0
-        return RunStatus(trialsByStatus: byStatus, conditions: conditions, window: window,
-                         recentEpochs: recent?["n"] ?? 0, meanRecentEpochSeconds: recent?["mean"],
-                         remainingEpochs: remaining, connectedWorkers: workers)
+        var status = RunStatus(trialsByStatus: byStatus, conditions: conditions, window: window,
+                               recentEpochs: recent?["n"] ?? 0, meanRecentEpochSeconds: recent?["mean"],
+                               remainingEpochs: remaining, connectedWorkers: workers)
+        status.remainingEpochsUnderStoppingRules = try remainingEpochsUnderStoppingRules(db)
+        return status
+    }
+
+    /// Epochs left to unfinished trials whose condition has a stopping rule
+    /// (`sweeps.stopping`, a JSON object keyed by condition). A database from
+    /// before v9 has no rules; the dashboard reads such files without migrating.
+    private static func remainingEpochsUnderStoppingRules(_ db: Database) throws -> Int {
+        guard try db.columns(in: "sweeps").contains(where: { $0.name == "stopping" }) else { return 0 }
+        var total = 0
+        for row in try Row.fetchAll(db, sql: """
+            SELECT s.stopping, t.condition, SUM(t.epochs - t.last_epoch) AS remaining
+            FROM trials t JOIN sweeps s ON s.id = t.sweep_id
+            WHERE t.status IN ('pending', 'running', 'stale') AND s.stopping IS NOT NULL
+            GROUP BY t.sweep_id, t.condition
+            """) {
+            let text: String = row["stopping"]
+            let condition: String = row["condition"]
+            let rules = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+            if rules?[condition] != nil { total += row["remaining"] as Int? ?? 0 }
+        }
+        return total
     }
 }

@@ -34,6 +34,7 @@ struct StatusCommand: ParsableCommand {
                 "conditions": conditions, "connected_workers": status.connectedWorkers,
                 "epochs_per_hour": status.epochsPerHour, "remaining_epochs": status.remainingEpochs,
                 "eta_seconds": status.estimatedSecondsRemaining ?? NSNull(),
+                "eta_is_upper_bound": status.estimateIsUpperBound,
                 "stopping_decisions": decisions.mapValues { ["rule": $0.rule, "epoch": $0.epoch, "reason": $0.reason] as [String: Any] },
                 "workers": workers.map { w -> [String: Any] in
                     ["id": w.id, "host": w.host, "status": w.status.rawValue, "last_seen": w.lastSeen, "trial": w.runningTrial ?? NSNull(),
@@ -69,7 +70,8 @@ final class StatusDisplay: @unchecked Sendable {
             last = Date()
         }
         let counts = TrialStatus.allCases.compactMap { st in s.trialsByStatus[st].map { "\(st.rawValue) \($0)" } }.joined(separator: ", ")
-        let eta = s.estimatedSecondsRemaining.map { String(format: "ETA %.0f s", $0) } ?? "ETA —"
+        // Under stopping rules the planned epochs are a ceiling, not a forecast.
+        let eta = s.estimatedSecondsRemaining.map { String(format: s.estimateIsUpperBound ? "ETA ≤ %.0f s" : "ETA %.0f s", $0) } ?? "ETA —"
         var text = "trials: \(counts) · workers \(s.connectedWorkers) · \(String(format: "%.0f", s.epochsPerHour)) epochs/h · \(eta)\n"
         if final {
             for c in s.conditions {

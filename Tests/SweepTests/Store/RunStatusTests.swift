@@ -46,4 +46,22 @@ import Testing
         #expect(status.window == 100 && status.recentEpochs == 2)
         #expect(status.estimatedSecondsRemaining == 400)
     }
+
+    /// Trials a stopping rule may end early make the ETA a ceiling: only the
+    /// remaining epochs of conditions with a rule count, and ended trials none.
+    @Test func stoppingRulesMakeTheEstimateAnUpperBound() throws {
+        let fixture = try StoreFixture()
+        let trials = [StoreSamples.trial("lora", seed: 1, epochs: 10), StoreSamples.trial("full", seed: 1, epochs: 4)]
+        _ = try fixture.store.addSweep(name: "study", spec: Data(#"{"name":"study"}"#.utf8), trials: trials, retryLimit: 2,
+                                       stopping: ["lora": .target(accuracy: 0.9, evaluations: 2)])
+        let status = try fixture.store.status()
+        #expect(status.remainingEpochs == 14)
+        #expect(status.remainingEpochsUnderStoppingRules == 10)
+        #expect(status.estimateIsUpperBound)
+
+        let plain = try StoreFixture()
+        try plain.addSweep(trials)
+        #expect(try plain.store.status().remainingEpochsUnderStoppingRules == 0)
+        #expect(try !plain.store.status().estimateIsUpperBound)
+    }
 }
