@@ -20,8 +20,8 @@ public enum StoppingMetric: String, Codable, Sendable, CaseIterable {
 public enum StoppingRule: Sendable, Equatable {
     /// Stop once accuracy has been at least `accuracy` at `evaluations` consecutive evaluations.
     case target(accuracy: Double, evaluations: Int)
-    /// Stop once `evaluations` recorded values of `metric` in a row have not improved on the best before them by
-    /// more than `minDelta` (Keras' EarlyStopping with `min_delta` and `patience`).
+    /// Stop once `metric` has not improved on its best before them by more than `minDelta` at `evaluations`
+    /// evaluations in a row (Keras' EarlyStopping with `min_delta` and `patience`); judged at evaluated epochs only.
     case plateau(metric: StoppingMetric, minDelta: Double, evaluations: Int)
     /// Stop a trial whose `metric` at an evaluated epoch is worse than the median of its condition's other trials
     /// at that epoch, once past `graceEpochs` and with at least `minTrials` other trials reporting that epoch.
