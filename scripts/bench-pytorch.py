@@ -80,14 +80,32 @@ def read_facts() -> tuple[list[dict], str]:
     return FACTS, "built-in"
 
 
+LLAMA3_DATE = "26 Jul 2024"  # FactSweep's ChatTemplate.llama3DefaultDate: prompts must not depend on the day
+
+
+def chat_prompt(tok, question: str) -> tuple[str, str]:
+    """The prompt text and the end-of-turn token, as FactSweep's ChatTemplate renders them: ChatML with
+    SmolLM2's default system prompt (the GGUF's own template), or Llama 3's header format (a checkpoint
+    that ships only tokenizer.json has no template for transformers to apply)."""
+    vocab = tok.get_vocab()
+    if "<|im_start|>" in vocab:
+        return tok.apply_chat_template([{"role": "user", "content": question}],
+                                       add_generation_prompt=True, tokenize=False), "<|im_end|>"
+    if "<|start_header_id|>" in vocab:
+        return ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+                f"Cutting Knowledge Date: December 2023\nToday Date: {LLAMA3_DATE}\n\n<|eot_id|>"
+                f"<|start_header_id|>user<|end_header_id|>\n\n{question.strip()}<|eot_id|>"
+                "<|start_header_id|>assistant<|end_header_id|>\n\n"), "<|eot_id|>"
+    raise SystemExit("no chat format: the tokenizer has neither <|im_start|> nor <|start_header_id|>")
+
+
 def encode(tok, facts: list[dict]) -> list[tuple[list[int], list[int]]]:
-    """(input ids, labels) per fact; labels are -100 except on the answer and <|im_end|>."""
+    """(input ids, labels) per fact; labels are -100 except on the answer and the end-of-turn token."""
     out = []
     for f in facts:
-        prompt = tok.apply_chat_template([{"role": "user", "content": f["question"]}],
-                                         add_generation_prompt=True, tokenize=False)
+        prompt, end = chat_prompt(tok, f["question"])
         p = tok(prompt, add_special_tokens=False)["input_ids"]
-        a = tok(f["answer"] + "<|im_end|>", add_special_tokens=False)["input_ids"]
+        a = tok(f["answer"] + end, add_special_tokens=False)["input_ids"]
         out.append((p + a, [-100] * len(p) + a))
     return out
 
@@ -109,9 +127,10 @@ def batches(examples, batch_size: int, pad_id: int):
 def load_model(args):
     major = int(transformers.__version__.split(".")[0])
     dtype_kw = {"dtype": torch.float32} if major >= 5 else {"torch_dtype": torch.float32}
-    tok = AutoTokenizer.from_pretrained(args.model_dir, gguf_file=args.gguf)
-    model = AutoModelForCausalLM.from_pretrained(args.model_dir, gguf_file=args.gguf,
-                                                 attn_implementation=args.attn, **dtype_kw)
+    # --gguf "": a Hugging Face directory (config.json, safetensors, tokenizer.json), weights cast to f32.
+    gguf = {"gguf_file": args.gguf} if args.gguf else {}
+    tok = AutoTokenizer.from_pretrained(args.model_dir, **gguf)
+    model = AutoModelForCausalLM.from_pretrained(args.model_dir, attn_implementation=args.attn, **gguf, **dtype_kw)
     assert all(p.dtype == torch.float32 for p in model.parameters()), "expected float32 weights"
     return tok, model
 
@@ -195,7 +214,7 @@ def main() -> None:
     ap.add_argument("--targets", default=None, help="comma-separated module names for lora/ia3")
     ap.add_argument("--attn", default="eager", help="transformers attention implementation (eager, sdpa)")
     ap.add_argument("--model-dir", type=Path, default=MODEL_DIR)
-    ap.add_argument("--gguf", default=GGUF)
+    ap.add_argument("--gguf", default=GGUF, help='GGUF file in --model-dir; "" for a safetensors checkpoint')
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--autocast", choices=["none", "bf16"], default="none",
                     help="bf16: forward and loss under torch.autocast('cpu', dtype=torch.bfloat16)")
@@ -223,7 +242,8 @@ def main() -> None:
     peak_load = rss_mib("VmHWM")
     peak_was_reset = reset_peak_rss()
 
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    # A checkpoint with only tokenizer.json names no pad or eos token: pad with id 0 (masked, unlabelled).
+    pad_id = next((i for i in (tok.pad_token_id, tok.eos_token_id) if i is not None), 0)
     real_tokens = sum(len(x) for x, _ in examples)
     answer_tokens = sum(sum(1 for v in y if v != -100) for _, y in examples)
     padded_tokens = sum(ids.numel() for ids, _, _ in batches(examples, args.batch_size, pad_id))

@@ -104,6 +104,7 @@ struct TrainingBenchCommand: ParsableCommand {
                                           "--autocast", precision == .bf16 ? "bf16" : "none"]
                     if method.kind == .lora || method.kind == .qlora { torchArguments += ["--rank", "\(method.rank)", "--alpha", "\(Int(method.alpha))"] }
                     if method.kind != .full { torchArguments += ["--targets", method.resolvedTargets.map(\.rawValue).joined(separator: ",")] }
+                    torchArguments += pytorchModelArguments()
                     let torch = try childJSON(pythonPath, torchArguments)
                     for index in engineRows.indices {
                         engineRows[index]["pytorch_seconds_per_epoch"] = torch["seconds_per_epoch"]
@@ -145,6 +146,18 @@ struct TrainingBenchCommand: ParsableCommand {
         if let model = options.model { args += ["--model", model] }
         if let data { args += ["--data", data] }
         return args
+    }
+
+    /// The model for the PyTorch side: the same `--model` (a GGUF file, or a Hugging Face directory whose
+    /// safetensors it loads in f32), or none for its default, the embedded GGUF.
+    private func pytorchModelArguments() -> [String] {
+        guard let model = options.model else { return [] }
+        let url = URL(fileURLWithPath: model)
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory), isDirectory.boolValue {
+            return ["--model-dir", url.path, "--gguf", ""]
+        }
+        return ["--model-dir", url.deletingLastPathComponent().path, "--gguf", url.lastPathComponent]
     }
 
     private func defaultPython() -> String? {
