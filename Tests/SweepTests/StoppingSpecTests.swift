@@ -11,8 +11,10 @@ import Trial
     let fixture: SpecFixture
     init() throws { fixture = try SpecFixture() }
 
-    func spec(_ stopping: String?, conditions: String = #"[{"name": "a", "method": "lora"}, {"name": "b", "method": "ia3"}]"#) -> String {
-        let base = fixture.spec(conditions: conditions, grid: #"{"seed": [0, 1]}"#)
+    /// Trials of 10 epochs (the default), evaluated every epoch; checkpointed every 10 unless `defaults` says otherwise.
+    func spec(_ stopping: String?, conditions: String = #"[{"name": "a", "method": "lora"}, {"name": "b", "method": "ia3"}]"#,
+              defaults: String = "{}") -> String {
+        let base = fixture.spec(conditions: conditions, defaults: defaults, grid: #"{"seed": [0, 1]}"#)
         guard let stopping else { return base }
         return String(base.dropLast()) + #", "stopping": \#(stopping)}"#
     }
@@ -38,9 +40,11 @@ import Trial
         }
         let median = try fixture.plan(spec(#"{"rule": "median", "metric": "accuracy", "grace_epochs": 2, "min_trials": 3}"#))
         #expect(median.stopping["b"] == .median(metric: .accuracy, graceEpochs: 2, minTrials: 3))
-        let asha = try fixture.plan(spec(#"{"rule": "asha", "metric": "loss", "reduction_factor": 3, "grace_epochs": 1}"#))
+        let asha = try fixture.plan(spec(#"{"rule": "asha", "metric": "loss", "reduction_factor": 3, "grace_epochs": 1}"#,
+                                         defaults: #"{"checkpoint_every": 1}"#))
         #expect(asha.stopping["a"] == .asha(metric: .loss, reductionFactor: 3, graceEpochs: 1, rungs: nil))
-        let written = try fixture.plan(spec(#"{"rule": "asha", "metric": "accuracy", "reduction_factor": 2, "grace_epochs": 1, "rungs": [2, 4]}"#))
+        let written = try fixture.plan(spec(#"{"rule": "asha", "metric": "accuracy", "reduction_factor": 2, "grace_epochs": 1, "rungs": [2, 4]}"#,
+                                            defaults: #"{"checkpoint_every": 2}"#))
         #expect(written.stopping["b"] == .asha(metric: .accuracy, reductionFactor: 2, graceEpochs: 1, rungs: [2, 4]))
         for rule in [StoppingRule.asha(metric: .loss, reductionFactor: 3, graceEpochs: 1, rungs: nil),
                      .asha(metric: .accuracy, reductionFactor: 2, graceEpochs: 1, rungs: [2, 4])] {
@@ -115,5 +119,32 @@ import Trial
         let json = fixture.spec(conditions: #"[{"name": "a", "method": "lora"}]"#,
                                 defaults: #"{"stopping": {"rule": "target", "accuracy": 0.9, "evaluations": 2}}"#)
         #expect(fixture.problems(json).map(\.path) == ["defaults.stopping"])
+    }
+
+    /// A rule that could never act on the condition's trials is refused, not left silently inert: the rules decide
+    /// at evaluated epochs before the last (asha at a checkpoint at or after a rung).
+    @Test func aRuleThatCouldNeverActIsRefused() throws {
+        let plateau = #"{"rule": "plateau", "metric": "loss", "min_delta": 0.01, "evaluations": 2}"#
+        #expect(fixture.problems(spec(plateau, defaults: #"{"eval_every": 0}"#)).map(\.description) == [
+            "stopping: the plateau rule decides at evaluated epochs, and these trials (10 epochs, eval_every 0) evaluate at none "
+                + "before their last: set eval_every or eval_epochs (condition \"a\")",
+            "stopping: the plateau rule decides at evaluated epochs, and these trials (10 epochs, eval_every 0) evaluate at none "
+                + "before their last: set eval_every or eval_epochs (condition \"b\")",
+        ])
+        // Evaluated at the last epoch only (eval_every 10): nothing to decide before it.
+        #expect(fixture.problems(spec(nil, conditions: #"[{"name": "a", "method": "lora", "stopping": \#(plateau)}]"#,
+                                      defaults: #"{"eval_every": 10}"#)).map(\.path) == ["conditions[0].stopping"])
+        #expect(fixture.problems(spec(plateau, defaults: #"{"eval_every": 0, "eval_epochs": [5]}"#)).isEmpty, "epoch 5 is evaluated")
+        let target = #"{"rule": "target", "accuracy": 0.9, "evaluations": 1}"#
+        #expect(fixture.problems(spec(target, defaults: #"{"eval_every": 0, "eval_epochs": [0]}"#)).isEmpty, "the base model is evaluated")
+
+        // asha: rungs 1, 3 and 9 of 10 epochs, checkpointed every 10 (the default): no rung is ever judged.
+        let asha = #"{"rule": "asha", "metric": "loss", "reduction_factor": 3, "grace_epochs": 1}"#
+        let problems = fixture.problems(spec(asha))
+        #expect(problems.count == 2 && problems.allSatisfy { $0.path == "stopping" }, "\(problems)")
+        #expect(problems.first?.message == "the asha rule judges a rung at the first checkpoint at or after it, and these trials "
+                + "(10 epochs, checkpoint_every 10) have no rung with a checkpoint before their last epoch: lower grace_epochs or list rungs, "
+                + "and set checkpoint_every")
+        #expect(fixture.problems(spec(asha, defaults: #"{"checkpoint_every": 3}"#)).isEmpty, "rung 3 is judged at epoch 3")
     }
 }

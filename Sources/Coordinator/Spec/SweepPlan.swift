@@ -138,10 +138,34 @@ extension SweepSpec {
                                   + "key \(trial.key.prefix(12))): the settings that differ do not change the trial")
                     continue
                 }
+                if let rule = condition.stopping ?? stopping, let problem = Self.inertRule(rule, config: config) {
+                    reader.report(condition.stopping != nil ? "\(condition.settings.path).stopping" : "stopping", nil, condition.name, problem)
+                }
                 indexByKey[trial.key] = trials.count
                 trials.append(trial)
             }
         }
         return trials
+    }
+
+    /// Why `rule` could never end a trial of `config` early, or nil. The rules decide at evaluated epochs
+    /// (asha at the first checkpoint at or after a rung), and the last epoch decides nothing: a rule
+    /// without such an epoch before the last would be silently inert.
+    static func inertRule(_ rule: StoppingRule, config: TrialConfig) -> String? {
+        let epochs = config.training.epochs
+        if case .asha = rule {
+            let every = config.checkpointEvery
+            let judged = rule.rungs(plannedEpochs: epochs).contains { rung in
+                every > 0 && (rung + every - 1) / every * every < epochs
+            }
+            return judged ? nil : "the asha rule judges a rung at the first checkpoint at or after it, and these trials "
+                + "(\(epochs) epochs, checkpoint_every \(every)) have no rung with a checkpoint before their last epoch: "
+                + "lower grace_epochs or list rungs, and set checkpoint_every"
+        }
+        // Epoch 0 (the base model) has an accuracy but no loss, and nothing before it to plateau from or compare.
+        let first = if case .target = rule { 0 } else { 1 }
+        guard !(first..<max(first, epochs)).contains(where: config.evaluates(epoch:)) else { return nil }
+        return "the \(rule.name) rule decides at evaluated epochs, and these trials (\(epochs) epochs, eval_every \(config.evalEvery)) "
+            + "evaluate at none before their last: set eval_every or eval_epochs"
     }
 }
