@@ -90,14 +90,15 @@ import Trial
         #expect(started == 20)
     }
 
-    /// A sampled axis and an evaluation schedule from epoch 0, through real processes: `plan` shows the drawn
-    /// learning rates, the sweep runs exactly the planned trials, and each stores its base-model evaluation
-    /// as epoch 0 (answers, no loss) before epochs 1 and 2.
+    /// Every sampler (log_uniform, uniform, int, choice) and an evaluation schedule from epoch 0, through real
+    /// processes: `plan` shows the drawn learning rates, the sweep runs exactly the planned trials with the drawn
+    /// settings, and each stores its base-model evaluation as epoch 0 (answers, no loss) before epochs 1 and 2.
     @Test func sampledLearningRatesAndAnEpochZeroEvaluation() throws {
         let dir = try TemporaryDirectory()
         let spec = try Self.simulatedSpec(in: dir.url, name: "sampled", """
             "defaults": {"epochs": 2, "eval_every": 2, "eval_epochs": [0], "checkpoint_every": 2},
-            "conditions": [{"name": "lora", "method": "lora", "lr": {"log_uniform": [1e-5, 1e-2]}}],
+            "conditions": [{"name": "lora", "method": "lora", "lr": {"log_uniform": [1e-5, 1e-2]},
+                            "alpha": {"uniform": [8, 32]}, "rank": {"int": [2, 16]}, "dropout": {"choice": [0, 0.05, 0.1]}}],
             "sampling": {"samples": 3, "seed": 11}
             """)
         let data = TestPaths.repositoryRoot.appendingPathComponent("data/biography.jsonl").path
@@ -114,6 +115,13 @@ import Trial
         let trials = try SweepProcessTests.rows(db, "SELECT key, lr, status, last_epoch FROM trials ORDER BY rowid")
         #expect(trials.map { $0["key"] as String } == plan.trials.map(\.key))
         #expect(trials.map { Float($0["lr"] as Double) } == plan.trials.map(\.config.training.learningRate))
+        // The drawn settings reached the run database (and so the workers) as planned, and they vary.
+        let stored = try SweepProcessTests.rows(db, "SELECT config FROM trials ORDER BY rowid")
+            .map { try JSONDecoder().decode(TrialConfig.self, from: Data(($0["config"] as String).utf8)) }
+        #expect(stored == plan.trials.map(\.config))
+        let methods = plan.trials.map(\.config.training.method)
+        #expect(Set(methods.map(\.rank)).count > 1 && Set(methods.map(\.alpha)).count > 1, "\(methods)")
+        #expect(methods.allSatisfy { (2...16).contains($0.rank) && (8..<32).contains($0.alpha) && [0, 0.05, 0.1].contains($0.dropout) })
         #expect(trials.allSatisfy { $0["status"] == "done" && $0["last_epoch"] == 2 })
         let questions = try FactDataset.load(URL(fileURLWithPath: data)).facts.map { 1 + ($0.evalQuestions?.count ?? 0) }.reduce(0, +)
         let epochs = try SweepProcessTests.rows(db, """
