@@ -105,15 +105,13 @@ extension RunStatus {
         guard try db.columns(in: "sweeps").contains(where: { $0.name == "stopping" }) else { return 0 }
         var total = 0
         for row in try Row.fetchAll(db, sql: """
-            SELECT s.stopping, t.condition, SUM(t.epochs - t.last_epoch) AS remaining
+            SELECT s.name, s.stopping, t.condition, SUM(t.epochs - t.last_epoch) AS remaining
             FROM trials t JOIN sweeps s ON s.id = t.sweep_id
             WHERE t.status IN ('pending', 'running', 'stale') AND s.stopping IS NOT NULL
             GROUP BY t.sweep_id, t.condition
             """) {
-            let text: String = row["stopping"]
-            let condition: String = row["condition"]
-            let rules = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
-            if rules?[condition] != nil { total += row["remaining"] as Int? ?? 0 }
+            let rules = try RunStore.decodeStopping(row["stopping"], sweep: row["name"])
+            if rules[row["condition"] as String] != nil { total += row["remaining"] as Int? ?? 0 }
         }
         return total
     }
