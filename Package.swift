@@ -28,7 +28,9 @@ let package = Package(
         .systemLibrary(name: "CZMQ", path: "Sources/CZMQ", providers: [.apt(["libzmq3-dev"])]),
         // The leaf: a trial's configuration and records as plain values, used by every module above.
         .target(name: "Trial"),
-        .target(name: "Core", dependencies: ["Trial", "CBLAS", "CDNNL"], swiftSettings: optimised),
+        // Element-wise kernels in C where Swift cannot vectorise them (AdamW's square root).
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
+        .target(name: "Core", dependencies: ["Trial", "CBLAS", "CDNNL", "CKernels"], swiftSettings: optimised),
         .target(
             name: "Protocol",
             dependencies: ["Trial", "CZMQ", .product(name: "Logging", package: "swift-log")]),

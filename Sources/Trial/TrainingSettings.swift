@@ -67,8 +67,17 @@ public struct AdamWSettings: Sendable, Codable, Equatable {
     public var weightDecay: Float = 0.0
     /// Clip the global gradient norm to this value; nil disables clipping.
     public var maxGradNorm: Float? = 1.0
+    /// How the two moments are stored: nil is Float32; bf16 halves their
+    /// memory (full fine-tuning at 1B scale needs it to fit in 24 GiB). Left
+    /// out of the JSON when nil, so the keys of trials from before it stay.
+    public var moments: Precision?
 
-    public init(beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0, maxGradNorm: Float? = 1.0) {
+    /// The moments' storage.
+    public var momentPrecision: Precision { moments ?? .f32 }
+
+    public init(beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0, maxGradNorm: Float? = 1.0,
+                moments: Precision? = nil) {
         self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay; self.maxGradNorm = maxGradNorm
+        self.moments = moments
     }
 }

@@ -14,7 +14,7 @@ public enum TrialSetting: String, CaseIterable, Sendable {
     case weightDecay = "weight_decay", clip, trainOnPrompt = "train_on_prompt"
     case evalEvery = "eval_every", evalEpochs = "eval_epochs", threshold, maxNewTokens = "max_new_tokens", embedder, heldOut = "held_out"
     case checkpointEvery = "checkpoint_every"
-    case precision
+    case precision, adamMoments = "adam_moments"
     case seed
 
     /// The kinds of value settings take.
@@ -34,7 +34,7 @@ public enum TrialSetting: String, CaseIterable, Sendable {
         case .targets: .targets
         case .schedule: .schedule
         case .evalEpochs: .epochs
-        case .precision: .precision
+        case .precision, .adamMoments: .precision
         case .embedder: .path(allowsNone: false)
         case .heldOut: .path(allowsNone: true)
         }
@@ -80,7 +80,7 @@ public enum TrialSetting: String, CaseIterable, Sendable {
         case (.evalEpochs, .epochs(let v)):
             if let negative = v.first(where: { $0 < 0 }) { throw SettingRefusal("epochs are 0 (the base model) and up (got \(negative))") }
             if Set(v).count != v.count { throw SettingRefusal("an epoch is listed twice") }
-        case (.rslora, .bool), (.trainOnPrompt, .bool), (.schedule, .schedule), (.precision, .precision),
+        case (.rslora, .bool), (.trainOnPrompt, .bool), (.schedule, .schedule), (.precision, .precision), (.adamMoments, .precision),
              (.embedder, .text), (.heldOut, .text):
             break
         default: throw SettingRefusal("\(rawValue) cannot take \(value)")
@@ -124,6 +124,7 @@ public enum TrialSetting: String, CaseIterable, Sendable {
         case (.heldOut, .text(let v)): config.heldOut = v
         case (.checkpointEvery, .int(let v)): config.checkpointEvery = v
         case (.precision, .precision(let v)): config.training.precision = v == .f32 ? nil : v
+        case (.adamMoments, .precision(let v)): config.training.optimizer.moments = v == .f32 ? nil : v
         case (.seed, .int(let v)): config.training.seed = UInt64(v)
         default: throw SettingRefusal("\(rawValue) cannot take \(value)")  // `check` refused it already
         }

@@ -43,6 +43,9 @@ struct TrainingBenchCommand: ParsableCommand {
     @Option(name: .long, parsing: .upToNextOption, help: "Product precisions to measure: f32, bf16 (PyTorch with bf16 autocast beside bf16).")
     var precision: [Precision] = [.f32]
 
+    @Option(name: .long, help: "AdamW's moments on FactSweep's side: f32, or bf16 (half their memory; PyTorch keeps f32).")
+    var adamMoments: Precision = .f32
+
     @Option(name: .long, help: "Epochs per configuration; the first is a warm-up and not counted.")
     var epochs = 3
 
@@ -124,6 +127,7 @@ struct TrainingBenchCommand: ParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
+            if adamMoments != .f32 { print("AdamW moments: \(adamMoments.rawValue) on FactSweep's side, f32 on PyTorch's") }
             printTable(rows)
         }
     }
@@ -142,7 +146,7 @@ struct TrainingBenchCommand: ParsableCommand {
 
     private func selfArguments(method: String, threads: Int, batch: Int, precision: Precision) -> [String] {
         var args = ["bench", "--single", "--methods", method, "--threads", "\(threads)", "--batch-sizes", "\(batch)", "--epochs", "\(epochs)",
-                    "--precision", precision.rawValue]
+                    "--precision", precision.rawValue, "--adam-moments", adamMoments.rawValue]
         if let model = options.model { args += ["--model", model] }
         if let data { args += ["--data", data] }
         return args
@@ -204,6 +208,7 @@ struct TrainingBenchCommand: ParsableCommand {
         settings.epochs = epochs
         settings.batchSize = batch
         settings.precision = precision.first ?? .f32
+        settings.optimizer.moments = adamMoments == .f32 ? nil : adamMoments
         let run = try TrainingRun(model: lm, dataset: dataset, settings: settings, context: context)
         var reports: [EpochReport] = []
         // Products are timed over the steady epochs only (the warm-up makes the primitives and packed weights).
@@ -218,7 +223,7 @@ struct TrainingBenchCommand: ParsableCommand {
         let flops = steady.map(\.flops).reduce(0, +) / Double(steady.count) * (method.kind == .full ? 1 : 2.0 / 3.0)
         let result: [String: Any] = [
             "engine": (settings.productPrecision == .bf16 ? MatmulEngine.currentBF16 : MatmulEngine.current).rawValue,
-            "precision": settings.productPrecision.rawValue, "threads": threads, "batch_size": batch, "epochs": epochs, "base_weight_bytes": lm.model.baseWeightBytes,
+            "precision": settings.productPrecision.rawValue, "adam_moments": adamMoments.rawValue, "threads": threads, "batch_size": batch, "epochs": epochs, "base_weight_bytes": lm.model.baseWeightBytes,
             "trainable_parameters": run.trainer.trainableParameterCount,
             "tokens_per_epoch": reports[0].tokens,
             "warmup_epoch_seconds": reports[0].epochSeconds,

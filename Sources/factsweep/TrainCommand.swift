@@ -91,6 +91,9 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .long, help: "Matrix products' inputs: f32, or bf16 (PyTorch CPU autocast: bf16 inputs, f32 accumulation; weights, optimizer, norms and loss stay f32).")
     var precision: Precision = .f32
 
+    @Option(name: .long, help: "AdamW's two moments stored in f32, or bf16 (half their memory; the update still computes in f32).")
+    var adamMoments: Precision = .f32
+
     @Flag(name: .long, help: "Train on every token, not only the answers.")
     var trainOnPrompt = false
 
@@ -106,7 +109,7 @@ struct TrainCommand: ParsableCommand {
             (.epochs, .int(epochs)), (.batchSize, .int(batchSize)), (.warmupSteps, .int(warmupSteps)),
             (.schedule, .schedule(schedule)), (.weightDecay, .float(weightDecay)), (.clip, .float(clip)),
             (.trainOnPrompt, .bool(trainOnPrompt)), (.evalEvery, .int(evalEvery)), (.threshold, .float(threshold)),
-            (.precision, .precision(precision)), (.seed, .int(seed)),
+            (.precision, .precision(precision)), (.adamMoments, .precision(adamMoments)), (.seed, .int(seed)),
         ]
         if let targets {
             do { values.append((.targets, .targets(try MethodSettings.parseTargets(targets)))) } catch {

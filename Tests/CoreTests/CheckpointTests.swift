@@ -28,17 +28,25 @@ import Trial
         return s
     }
 
-    static let methods = [
-        MethodSettings(kind: .full),
-        MethodSettings(kind: .lora, rank: 4, alpha: 8, dropout: 0.1),
-        MethodSettings(kind: .ia3),
+    /// Each method, and full fine-tuning again with bf16 AdamW moments (stored as BF16 bits).
+    static let methods: [(MethodSettings, moments: Precision?)] = [
+        (MethodSettings(kind: .full), nil),
+        (MethodSettings(kind: .lora, rank: 4, alpha: 8, dropout: 0.1), nil),
+        (MethodSettings(kind: .ia3), nil),
+        (MethodSettings(kind: .full), .bf16),
     ]
 
-    @Test(arguments: 0..<3)
+    /// The moments' values as Floats, whichever their storage.
+    static func momentValues(_ optimizer: AdamW) -> [Float] {
+        optimizer.settings.momentPrecision == .bf16 ? optimizer.momentBits.map(floatFromBFloat16) : Array(optimizer.moments.buffer)
+    }
+
+    @Test(arguments: 0..<4)
     func resumedRunEqualsUninterruptedRun(index: Int) throws {
         let (_, model, dataset) = try Self.shared.get()
         let ctx = ComputeContext(threads: 2)
-        let settings = Self.settings(Self.methods[index])
+        var settings = Self.settings(Self.methods[index].0)
+        settings.optimizer.moments = Self.methods[index].moments
         let straight = try TrainingRun(model: model, dataset: dataset, settings: settings, context: ctx)
         try straight.run { _ in .more }
 
@@ -59,18 +67,18 @@ import Trial
         // dropout stream or optimizer state differs by far more.
         let losses = (resumed.reports.map { Float($0.loss) }, straight.reports.map { Float($0.loss) })
         let parameters = (Array(resumed.trainer.parameters.buffer), Array(straight.trainer.parameters.buffer))
-        let moments = (Array(resumed.trainer.optimizer.moments.buffer), Array(straight.trainer.optimizer.moments.buffer))
+        let moments = (Self.momentValues(resumed.trainer.optimizer), Self.momentValues(straight.trainer.optimizer))
         #expect(losses.0.count == losses.1.count && parameters.0.count == parameters.1.count && moments.0.count == moments.1.count)
         guard losses.0.count == losses.1.count, parameters.0.count == parameters.1.count, moments.0.count == moments.1.count else { return }
         let exact = [firstDifference(losses.0, losses.1), firstDifference(parameters.0, parameters.1), firstDifference(moments.0, moments.1)]
         if exact.contains(where: { $0 != nil }) {
-            print("resume \(settings.method.kind): not bit-identical (losses, parameters, moments): \(exact.map { $0 ?? "equal" })")
+            print("resume \(settings.method.kind) (\(settings.optimizer.momentPrecision) moments): not bit-identical (losses, parameters, moments): \(exact.map { $0 ?? "equal" })")
         }
         let lossDifference = maxRelativeDifference(losses.0, losses.1)
         let stateDifference = max(zip(parameters.0, parameters.1).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) },
                                   zip(moments.0, moments.1).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) })
         #expect(lossDifference <= 1e-5 && stateDifference <= 2e-4,
-                "\(settings.method.kind): losses differ by \(lossDifference) relative, parameters or moments by \(stateDifference)")
+                "\(settings.method.kind) (\(settings.optimizer.momentPrecision) moments): losses differ by \(lossDifference) relative, parameters or moments by \(stateDifference)")
         print("resume \(settings.method.kind): losses \(straight.reports.map(\.loss))")
     }
 

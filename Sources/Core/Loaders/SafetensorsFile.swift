@@ -150,6 +150,22 @@ public final class SafetensorsFile: TensorSource {
         }
     }
 
+    /// Reads a bf16 tensor's bits as they are stored (AdamW's bf16 moments);
+    /// any other dtype is refused.
+    public func readBFloat16Bits(_ name: String, into destination: UnsafeMutableBufferPointer<UInt16>) throws {
+        let info = try require(name)
+        guard info.dtype == .bf16 else {
+            throw LoadError.unsupportedType(file: path, tensor: name, type: "\(info.dtype.rawValue) (a BF16 tensor was expected)")
+        }
+        guard destination.count == info.elementCount else {
+            throw LoadError.shapeMismatch(file: path, tensor: name, expected: info.shape, found: [destination.count])
+        }
+        let raw = data(of: info)
+        for i in 0..<destination.count {
+            destination[i] = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+        }
+    }
+
     private func require(_ name: String) throws -> SafetensorsTensorInfo {
         guard let info = tensor(name) else { throw LoadError.missingTensor(file: path, tensor: name) }
         return info

@@ -1,4 +1,4 @@
-// SafetensorsWriter: writes named Float32 / Int32 tensors and string metadata
+// SafetensorsWriter: writes named Float32 / bf16 / Int32 tensors and string metadata
 // as a `.safetensors` file, for checkpoints and golden files.
 //
 // The file is written to a temporary name beside the destination and renamed
@@ -19,17 +19,20 @@ private let posixWrite = Darwin.write
 public struct SafetensorsWriter: Sendable {
     private enum Values: Sendable {
         case float32([Float])
+        case bfloat16([UInt16])
         case int32([Int32])
 
         var dtype: SafetensorsDType {
             switch self {
             case .float32: .f32
+            case .bfloat16: .bf16
             case .int32: .i32
             }
         }
         var count: Int {
             switch self {
             case let .float32(v): v.count
+            case let .bfloat16(v): v.count
             case let .int32(v): v.count
             }
         }
@@ -51,6 +54,11 @@ public struct SafetensorsWriter: Sendable {
     /// Adds a Float32 tensor copied from a buffer (a slice of a parameter arena).
     public mutating func add(_ name: String, shape: [Int], _ values: UnsafeBufferPointer<Float>) throws {
         try add(name, shape: shape, .float32(Array(values)))
+    }
+
+    /// Adds a bf16 tensor given as its bits (AdamW's bf16 moments).
+    public mutating func add(_ name: String, shape: [Int], bfloat16Bits values: UnsafeBufferPointer<UInt16>) throws {
+        try add(name, shape: shape, .bfloat16(Array(values)))
     }
 
     /// Adds an Int32 tensor (token ids, step counters).
@@ -89,6 +97,7 @@ public struct SafetensorsWriter: Sendable {
             for entry in entries {
                 switch entry.values {
                 case let .float32(v): try v.withUnsafeBytes { try Self.writeAll(fd, $0, url) }
+                case let .bfloat16(v): try v.withUnsafeBytes { try Self.writeAll(fd, $0, url) }
                 case let .int32(v): try v.withUnsafeBytes { try Self.writeAll(fd, $0, url) }
                 }
             }

@@ -1,7 +1,6 @@
 // FrozenMatrix: a projection's base matrix W (out, in) in the storage its
 // method uses — Float32, bf16 (adapter methods in bf16 precision), or NF4
-// dequantised tile by tile on the fly (QLoRA) — with the two products every
-// method needs.
+// dequantised on the fly (QLoRA) — with the two products every method needs.
 
 /// A base weight matrix, read-only during training except under full
 /// fine-tuning (whose optimizer updates the Float32 storage in place).
@@ -9,7 +8,9 @@ public enum FrozenMatrix: Sendable {
     /// Row-major Float32 (out, in); `packed` holds its oneDNN-packed copies
     /// when it has any (a trained weight in bf16 precision, see `PackedWeight`).
     case dense(FloatPointer, outDim: Int, inDim: Int, packed: PackedWeight? = nil)
-    /// NF4 (QLoRA), dequantised `tileRows` rows at a time into scratch.
+    /// NF4 (QLoRA), dequantised into scratch for each product: whole, in the
+    /// product's precision, for training's many rows; `tileRows` rows per
+    /// thread for decoding's few.
     case nf4(NF4Tensor)
     /// Row-major bf16 (out, in): the frozen base of an adapter method in bf16
     /// precision, converted once; its products take it as it is.
@@ -18,8 +19,8 @@ public enum FrozenMatrix: Sendable {
     public var outDim: Int { switch self { case let .dense(_, o, _, _): o; case let .nf4(t): t.rows; case let .bf16(m): m.rows } }
     public var inDim: Int { switch self { case let .dense(_, _, i, _): i; case let .nf4(t): t.columns; case let .bf16(m): m.columns } }
 
-    /// Rows per dequantised tile: about 1 MB of Floats, so a tile stays in L2
-    /// between its dequantisation and its product.
+    /// Rows per dequantised tile when decoding: about 1 MB of Floats, so a
+    /// tile stays in L2 between its dequantisation and its product.
     static func tileRows(columns: Int) -> Int { max(16, (1 << 18) / columns) }
 
     /// Bytes the base matrix occupies.
@@ -44,12 +45,37 @@ public enum FrozenMatrix: Sendable {
         }
     }
 
-    /// Floats of tile scratch the products need (dequantised rows in flight):
-    /// one tile per thread, since products with few rows give each thread its own.
+    /// Floats of scratch the products need for dequantised weights: the whole
+    /// matrix (training's products), or one tile per thread (decoding's,
+    /// which give each thread its own rows), whichever is larger.
     func tileFloats(threads: Int) -> Int {
         switch self {
         case .dense, .bf16: 0
-        case let .nf4(t): FrozenMatrix.tileRows(columns: t.columns) * t.columns * max(1, threads)
+        case let .nf4(t): max(t.count, FrozenMatrix.tileRows(columns: t.columns) * t.columns * max(1, threads))
+        }
+    }
+
+    /// Dequantises all of `t` into `scratch` in this thread's product
+    /// precision and runs `product` with it as B: bf16 bits (half the bytes
+    /// written and read) or Float32.
+    ///
+    /// Why whole: with many rows the products are compute-bound, and one
+    /// product over the whole matrix runs at the dense rate, where products
+    /// over 128-row tiles ran at 45% of it in f32 and at 14 GFLOP/s in bf16
+    /// (Llama-3.2-1B's shapes, docs/benchmarks.md). The cost is one matrix of
+    /// scratch, shared by all projections (67 MB at 1B's MLP).
+    private static func withDequantized(
+        _ t: NF4Tensor, scratch: FloatPointer, context: ComputeContext, _ product: (ProductOperand) -> Void
+    ) {
+        if ProductPrecision.current == .bf16 {
+            // An even count of UInt16 fills whole Floats, as rebinding asks.
+            scratch.base.withMemoryRebound(to: UInt16.self, capacity: 2 * ((t.count + 1) / 2)) { bits in
+                t.dequantizeRowsBFloat16(0..<t.rows, into: bits, context: context)
+                product(.bf16(UnsafePointer(bits)))
+            }
+        } else {
+            t.dequantizeRows(0..<t.rows, into: scratch.base, context: context)
+            product(.f32(UnsafePointer(scratch.base)))
         }
     }
 
@@ -79,13 +105,9 @@ public enum FrozenMatrix: Sendable {
             }
         case let .nf4(t):
             guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
-            // out[:, r0..<r1] = inp · tileᵀ, tile by tile of output rows.
-            let rows = FrozenMatrix.tileRows(columns: t.columns)
-            for r0 in stride(from: 0, to: t.rows, by: rows) {
-                let r1 = min(t.rows, r0 + rows)
-                t.dequantizeRows(r0..<r1, into: tiles.base, context: context)
-                gemm(transA: false, transB: true, m: n, n: r1 - r0, k: t.columns, a: inp.base, lda: t.columns,
-                     b: tiles.base, ldb: t.columns, beta: 0, c: out.base + r0, ldc: t.rows)
+            FrozenMatrix.withDequantized(t, scratch: tiles, context: context) { w in
+                product(transA: false, transB: true, m: n, n: t.rows, k: t.columns, a: inp.base, lda: t.columns,
+                        b: w, ldb: t.columns, beta: 0, c: out.base, ldc: t.rows)
             }
         }
     }
@@ -102,14 +124,24 @@ public enum FrozenMatrix: Sendable {
                          packed: w.packedIfEnabled)
         case let .nf4(t):
             guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
-            // dinp += dout[:, r0..<r1] · tile, over tiles of W's rows.
-            let rows = FrozenMatrix.tileRows(columns: t.columns)
-            for r0 in stride(from: 0, to: t.rows, by: rows) {
-                let r1 = min(t.rows, r0 + rows)
-                t.dequantizeRows(r0..<r1, into: tiles.base, context: context)
-                gemm(transA: false, transB: false, m: n, n: t.columns, k: r1 - r0, a: dout.base + r0, lda: t.rows,
-                     b: tiles.base, ldb: t.columns, beta: r0 == 0 && !accumulate ? 0 : 1, c: dinp.base, ldc: t.columns)
+            FrozenMatrix.withDequantized(t, scratch: tiles, context: context) { w in
+                product(transA: false, transB: false, m: n, n: t.columns, k: t.rows, a: dout.base, lda: t.rows,
+                        b: w, ldb: t.columns, beta: accumulate ? 1 : 0, c: dinp.base, ldc: t.columns)
             }
         }
+    }
+}
+
+/// `gemm` with B in the storage `withDequantized` produced it in.
+private func product(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+    b: ProductOperand, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    switch b {
+    case let .f32(floats):
+        gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: floats, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    case .bf16:
+        gemmBFloat16(transA: transA, transB: transB, m: m, n: n, k: k, a: .f32(a), lda: lda, b: b, ldb: ldb,
+                     beta: beta, c: c, ldc: ldc)
     }
 }

@@ -27,6 +27,30 @@ extension NF4Tensor {
         }
     }
 
+    /// Writes rows `rows` as bf16 bits (rounded to nearest even, as
+    /// bitsandbytes' bf16 dequantisation rounds its Float product) into
+    /// `destination`, split across `context`'s threads: QLoRA's base in bf16
+    /// precision, half the bytes of the Float32 rows.
+    public func dequantizeRowsBFloat16(_ rows: Range<Int>, into destination: UnsafeMutablePointer<UInt16>, context: ComputeContext) {
+        precondition(rows.lowerBound >= 0 && rows.upperBound <= self.rows, "rows \(rows) outside 0..<\(self.rows)")
+        let elements = rows.lowerBound * columns..<rows.upperBound * columns
+        // Chunks of 64 blocks: dequantised into a small Float buffer that stays
+        // in L1, then rounded into place.
+        let chunk = 64 * Self.blockSize
+        let chunks = (elements.count + chunk - 1) / chunk
+        let out = UncheckedSendable(destination)
+        context.parallelFor(chunks, minimumPerThread: 4) { part in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: chunk) { buffer in
+                guard let floats = buffer.baseAddress else { return }
+                for index in part {
+                    let lo = elements.lowerBound + index * chunk, hi = min(elements.upperBound, lo + chunk)
+                    dequantize(lo..<hi, into: floats)
+                    convertToBFloat16(out.value + (lo - elements.lowerBound), floats, rows: 1, columns: hi - lo, ld: hi - lo)
+                }
+            }
+        }
+    }
+
     /// Writes the weights with flattened indices `elements` into `destination`.
     /// Any range works; whole aligned blocks take the fast path.
     public func dequantize(_ elements: Range<Int>, into destination: UnsafeMutablePointer<Float>) {

@@ -1,6 +1,10 @@
 // AdamW with bias correction and decoupled weight decay (torch.optim.AdamW),
 // gradient-norm clipping (torch.nn.utils.clip_grad_norm_), fused with zeroing
-// the gradients so that a step streams each array through memory once.
+// the gradients so that a step streams each array through memory once. The
+// moments are stored in f32 or, on request, in bf16 (half their memory). The
+// element-wise update is C (Sources/CKernels/adamw.c), where the compiler
+// vectorises the square root.
+import CKernels
 import Foundation
 import Trial
 
@@ -8,18 +12,26 @@ import Trial
 public final class AdamW: @unchecked Sendable {
     public let settings: AdamWSettings
     public let count: Int
-    /// First and second moments, (count) each, one arena.
+    /// First and second moments, (count) each, one arena: Floats in f32;
+    /// in bf16 their bits, two to a Float's room (`momentBits`).
     public let moments: FloatArena
     public private(set) var step: Int = 0
 
     public init(count: Int, settings: AdamWSettings) {
         self.settings = settings
         self.count = count
-        moments = FloatArena(capacity: 2 * count)
+        moments = FloatArena(capacity: settings.momentPrecision == .bf16 ? count : 2 * count)
     }
 
     var m: FloatPointer { FloatPointer(moments.base) }
     var v: FloatPointer { FloatPointer(moments.base + count) }
+
+    /// The bf16 moments' bits, first moments then second (2 × count); bf16 moments only.
+    public var momentBits: UnsafeMutableBufferPointer<UInt16> {
+        precondition(settings.momentPrecision == .bf16, "f32 moments have no bf16 bits")
+        return UnsafeMutableBufferPointer(
+            start: UnsafeMutableRawPointer(moments.base).assumingMemoryBound(to: UInt16.self), count: 2 * count)
+    }
 
     /// Restores the step counter (moments are restored through `moments`).
     public func restore(step: Int) { self.step = step }
@@ -42,32 +54,22 @@ public final class AdamW: @unchecked Sendable {
         let bias2Sqrt = (1 - pow(s.beta2, Float(step))).squareRoot()
         let stepSize = lr / bias1
         let decay = 1 - lr * s.weightDecay
+        let kernel = factsweep_adamw_step(clip: clip, beta1: s.beta1, beta2: s.beta2, eps: s.eps, step_size: stepSize,
+                                          decay: decay, bias2_sqrt: bias2Sqrt)
+        // Each thread streams its own range (whole blocks of 16 but the last): the update is memory-bound.
+        let n = count
+        let bits = s.momentPrecision == .bf16 ? momentBits.baseAddress : nil
         let m = self.m, v = self.v
-        context.parallelFor(count / 16, minimumPerThread: 4096) { range in
-            // 16 lanes at a time: the update is memory-bound, so it must stream.
-            let b1 = SIMD16<Float>(repeating: s.beta1), b2 = SIMD16<Float>(repeating: s.beta2)
-            let c1 = SIMD16<Float>(repeating: 1 - s.beta1), c2 = SIMD16<Float>(repeating: 1 - s.beta2)
-            let eps = SIMD16<Float>(repeating: s.eps)
-            for block in range {
-                let i = block * 16
-                let g = load16(grads.base + i) * clip
-                let mi = b1 * load16(m.base + i) + c1 * g
-                let vi = b2 * load16(v.base + i) + c2 * g * g
-                store16(mi, m.base + i)
-                store16(vi, v.base + i)
-                let p = load16(params.base + i) * decay - stepSize * mi / (vi.squareRoot() / bias2Sqrt + eps)
-                store16(p, params.base + i)
-                store16(.zero, grads.base + i)
+        withUnsafePointer(to: kernel) { step in
+            context.parallelFor((n + 15) / 16, minimumPerThread: 4096) { range in
+                let lo = range.lowerBound * 16, hi = min(n, range.upperBound * 16)
+                if let bits {
+                    factsweep_adamw_bf16(step, params.base + lo, grads.base + lo, bits + lo, bits + n + lo, hi - lo)
+                } else {
+                    factsweep_adamw_f32(step, params.base + lo, grads.base + lo, m.base + lo, v.base + lo, hi - lo)
+                }
             }
-        }
-        for i in (count / 16 * 16)..<count {
-            let g = grads[i] * clip
-            m[i] = s.beta1 * m[i] + (1 - s.beta1) * g
-            v[i] = s.beta2 * v[i] + (1 - s.beta2) * g * g
-            params[i] = params[i] * decay - stepSize * m[i] / (v[i].squareRoot() / bias2Sqrt + s.eps)
-            grads[i] = 0
         }
         return norm
     }
 }
-

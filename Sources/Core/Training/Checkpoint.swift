@@ -35,12 +35,20 @@ public struct TrainingCheckpoint: Sendable {
     }
 
     /// Writes `state` and the arenas atomically to `directory/checkpoint.safetensors`.
+    /// `moments` holds Floats, or bf16 bits two to a Float when
+    /// `state.settings.optimizer` says so; they are stored as F32 or BF16.
     public static func write(_ state: State, parameters: FloatArena, moments: FloatArena, to directory: URL) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let json = try JSONEncoder().encode(state)
         var writer = SafetensorsWriter(metadata: ["factsweep": String(decoding: json, as: UTF8.self)])
         try writer.add("parameters", shape: [parameters.capacity], UnsafeBufferPointer(parameters.buffer))
-        try writer.add("adam_moments", shape: [moments.capacity], UnsafeBufferPointer(moments.buffer))
+        if state.settings.optimizer.momentPrecision == .bf16 {
+            let bits = UnsafeBufferPointer(
+                start: UnsafeRawPointer(moments.base).assumingMemoryBound(to: UInt16.self), count: 2 * moments.capacity)
+            try writer.add("adam_moments", shape: [bits.count], bfloat16Bits: bits)
+        } else {
+            try writer.add("adam_moments", shape: [moments.capacity], UnsafeBufferPointer(moments.buffer))
+        }
         try writer.write(to: directory.appendingPathComponent(fileName))
     }
 

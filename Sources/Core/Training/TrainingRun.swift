@@ -104,11 +104,19 @@ public final class TrainingRun: @unchecked Sendable {
         guard state.tensors == expected else {
             throw CheckpointError(file: origin, reason: "its trained tensors do not match the \(state.settings.method.kind.rawValue) method on this model")
         }
-        for (name, arena) in [("parameters", trainer.parameters), ("adam_moments", trainer.optimizer.moments)] {
-            guard file.shape(of: name) == [arena.capacity] else {
-                throw CheckpointError(file: origin, reason: "tensor \(name) has shape \(file.shape(of: name) ?? []), expected [\(arena.capacity)]")
+        let optimizer = trainer.optimizer
+        // Both moments, count each, whichever their storage (F32, or BF16 bits).
+        let bf16Moments = optimizer.settings.momentPrecision == .bf16
+        for (name, count) in [("parameters", trainer.parameters.capacity), ("adam_moments", 2 * optimizer.count)] {
+            guard file.shape(of: name) == [count] else {
+                throw CheckpointError(file: origin, reason: "tensor \(name) has shape \(file.shape(of: name) ?? []), expected [\(count)]")
             }
-            try file.read(name, into: arena.buffer)
+        }
+        try file.read("parameters", into: trainer.parameters.buffer)
+        if bf16Moments {
+            try file.readBFloat16Bits("adam_moments", into: optimizer.momentBits)
+        } else {
+            try file.read("adam_moments", into: optimizer.moments.buffer)
         }
         trainer.optimizer.restore(step: state.optimizerStep)
         trainer.dropoutRNG = state.dropoutRNG

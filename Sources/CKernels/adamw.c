@@ -1,0 +1,60 @@
+// adamw.c: see include/adamw.h. Compiled with -fno-math-errno (sqrtf is the
+// IEEE square root, vectorisable) and -ffp-contract=off (no fused
+// multiply-adds: the same roundings as PyTorch's CPU AdamW and the golden
+// tests). Each kernel is built for AVX-512, AVX2 and the x86-64 baseline, and
+// the loader picks the widest the CPU has (`target_clones`): every machine of
+// this project has AVX-512, and the baseline keeps the build portable.
+#include "adamw.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__clang__)
+#define WIDEST __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define WIDEST
+#endif
+
+static inline uint16_t bf16_bits(float x) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    // NaN stays a (quiet) NaN; anything else rounds to nearest even.
+    uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+    return (uint16_t)((bits & 0x7FFFFFFFu) > 0x7F800000u ? (bits >> 16) | 0x40u : rounded);
+}
+
+static inline float bf16_value(uint16_t bits) {
+    uint32_t wide = (uint32_t)bits << 16;
+    float x;
+    memcpy(&x, &wide, sizeof x);
+    return x;
+}
+
+WIDEST void factsweep_adamw_f32(const factsweep_adamw_step *s, float *restrict params, float *restrict grads,
+                         float *restrict m, float *restrict v, size_t count) {
+    const float c1 = 1.0f - s->beta1, c2 = 1.0f - s->beta2;
+    for (size_t i = 0; i < count; i++) {
+        float g = grads[i] * s->clip;
+        float mi = s->beta1 * m[i] + c1 * g;
+        float vi = s->beta2 * v[i] + c2 * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        params[i] = params[i] * s->decay - s->step_size * mi / (sqrtf(vi) / s->bias2_sqrt + s->eps);
+        grads[i] = 0.0f;
+    }
+}
+
+WIDEST void factsweep_adamw_bf16(const factsweep_adamw_step *s, float *restrict params, float *restrict grads,
+                          uint16_t *restrict m, uint16_t *restrict v, size_t count) {
+    const float c1 = 1.0f - s->beta1, c2 = 1.0f - s->beta2;
+    for (size_t i = 0; i < count; i++) {
+        float g = grads[i] * s->clip;
+        uint16_t mb = bf16_bits(s->beta1 * bf16_value(m[i]) + c1 * g);
+        uint16_t vb = bf16_bits(s->beta2 * bf16_value(v[i]) + c2 * g * g);
+        m[i] = mb;
+        v[i] = vb;
+        float mi = bf16_value(mb), vi = bf16_value(vb);
+        params[i] = params[i] * s->decay - s->step_size * mi / (sqrtf(vi) / s->bias2_sqrt + s->eps);
+        grads[i] = 0.0f;
+    }
+}
