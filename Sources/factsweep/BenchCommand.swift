@@ -94,8 +94,16 @@ struct TrainingBenchCommand: ParsableCommand {
                 var engineRows: [[String: Any]] = []
                 for engine in engines.compactMap(MatmulEngine.init(name:)) {
                     FileHandle.standardError.write(Data("[bench] FactSweep (\(engine), \(precision)): \(name), threads \(threads), batch \(batch)\n".utf8))
-                    var row = try childJSON(CommandLine.arguments[0], selfArguments(method: name, threads: threads, batch: batch, precision: precision),
+                    // A configuration that fails (out of memory, say) is reported in its row; the others still run.
+                    var row: [String: Any]
+                    do {
+                        row = try childJSON(CommandLine.arguments[0], selfArguments(method: name, threads: threads, batch: batch, precision: precision),
                                             environment: [MatmulEngine.environmentKey: engine.rawValue, "OMP_WAIT_POLICY": "passive"])
+                    } catch {
+                        FileHandle.standardError.write(Data("[bench] failed: \(error)\n".utf8))
+                        row = ["engine": engine.rawValue, "precision": precision.rawValue, "threads": threads, "batch_size": batch,
+                               "error": "\(error)"]
+                    }
                     row["method"] = name
                     engineRows.append(row)
                 }
@@ -108,8 +116,13 @@ struct TrainingBenchCommand: ParsableCommand {
                     if method.kind == .lora || method.kind == .qlora { torchArguments += ["--rank", "\(method.rank)", "--alpha", "\(Int(method.alpha))"] }
                     if method.kind != .full { torchArguments += ["--targets", method.resolvedTargets.map(\.rawValue).joined(separator: ",")] }
                     torchArguments += pytorchModelArguments()
-                    let torch = try childJSON(pythonPath, torchArguments)
+                    let torch: [String: Any]
+                    do { torch = try childJSON(pythonPath, torchArguments) } catch {
+                        FileHandle.standardError.write(Data("[bench] failed: \(error)\n".utf8))
+                        torch = ["error": "\(error)"]
+                    }
                     for index in engineRows.indices {
+                        engineRows[index]["pytorch_error"] = torch["error"]
                         engineRows[index]["pytorch_seconds_per_epoch"] = torch["seconds_per_epoch"]
                         engineRows[index]["pytorch_peak_rss_mib"] = torch["peak_rss_process_mib"]
                         engineRows[index]["pytorch_trainable_parameters"] = torch["trainable_parameters"]
@@ -127,9 +140,11 @@ struct TrainingBenchCommand: ParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
+            print("OpenBLAS kernels: \(rows.first?["openblas_core"] as? String ?? OpenBLASCore.name)")
             if adamMoments != .f32 { print("AdamW moments: \(adamMoments.rawValue) on FactSweep's side, f32 on PyTorch's") }
             printTable(rows)
         }
+        if rows.contains(where: { $0["error"] != nil || $0["pytorch_error"] != nil }) { throw ExitCode(1) }
     }
 
     /// The benchmark's method configurations (those of the study).
@@ -181,7 +196,11 @@ struct TrainingBenchCommand: ParsableCommand {
         let output = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw CLIError("\(executable) \(arguments.joined(separator: " ")) failed with status \(process.terminationStatus)")
+            let status = process.terminationStatus
+            let how = process.terminationReason == .uncaughtSignal
+                ? "was killed by signal \(status)\(status == SIGKILL ? " (the kernel's out-of-memory killer sends it)" : "")"
+                : "failed with status \(status)"
+            throw CLIError("\(executable) \(arguments.joined(separator: " ")) \(how)")
         }
         let lastLine = String(decoding: output, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
         guard let object = try? JSONSerialization.jsonObject(with: Data(lastLine.utf8)) as? [String: Any] else {
@@ -223,7 +242,7 @@ struct TrainingBenchCommand: ParsableCommand {
         let flops = steady.map(\.flops).reduce(0, +) / Double(steady.count) * (method.kind == .full ? 1 : 2.0 / 3.0)
         let result: [String: Any] = [
             "engine": (settings.productPrecision == .bf16 ? MatmulEngine.currentBF16 : MatmulEngine.current).rawValue,
-            "precision": settings.productPrecision.rawValue, "adam_moments": adamMoments.rawValue, "threads": threads, "batch_size": batch, "epochs": epochs, "base_weight_bytes": lm.model.baseWeightBytes,
+            "precision": settings.productPrecision.rawValue, "adam_moments": adamMoments.rawValue, "openblas_core": OpenBLASCore.name, "threads": threads, "batch_size": batch, "epochs": epochs, "base_weight_bytes": lm.model.baseWeightBytes,
             "trainable_parameters": run.trainer.trainableParameterCount,
             "tokens_per_epoch": reports[0].tokens,
             "warmup_epoch_seconds": reports[0].epochSeconds,
@@ -269,6 +288,10 @@ struct TrainingBenchCommand: ParsableCommand {
                   f(r["seconds_per_epoch"], "%8.3f"), f(r["tokens_per_second"], "%9.1f"), f(r["peak_rss_mib"], "%13.0f"),
                   f(r["sgemm_peak_gflops"], "%14.1f"), f((r["mfu"] as? Double).map { $0 * 100 }, "%5.1f%%"), "|",
                   f(r["pytorch_seconds_per_epoch"], "%15.3f"), f(r["pytorch_peak_rss_mib"], "%8.0f"), f(r["speedup_vs_pytorch"], "%8.2f×"))
+        }
+        for r in rows {
+            if let error = r["error"] as? String { print("failed: \(r["method"] as? String ?? "") \(r["precision"] as? String ?? ""): \(error)") }
+            if let error = r["pytorch_error"] as? String { print("PyTorch failed beside \(r["method"] as? String ?? "") \(r["precision"] as? String ?? ""): \(error)") }
         }
         // Each configuration's products: GFLOP/s in training against the same product alone, in the same child.
         for r in rows {

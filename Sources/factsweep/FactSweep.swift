@@ -10,7 +10,7 @@ struct FactSweep: ParsableCommand {
         subcommands: [TrainCommand.self, PlanCommand.self, RunCommand.self, CoordinatorCommand.self, StatusCommand.self, ServeCommand.self, ReportCommand.self, WorkerCommand.self, GenerateCommand.self, TokenizeCommand.self, SimilarityCommand.self, DataCommand.self, ExportCommand.self, BenchCommand.self, SlurmCommand.self, KeysCommand.self, RetryCommand.self, CancelCommand.self])
 
     static func main() {
-        OpenMPWaitPolicy.ensurePassive()
+        LibraryEnvironment.ensure()
         main(nil)
     }
 }

@@ -36,6 +36,32 @@ import TestSupport
         #expect(gen.status == 0, "\(gen.stderr)")
     }
 
+    /// OpenBLAS 0.3.21 falls back to Prescott's SSE3 kernels on CPUs it does not know (this project's
+    /// Intel Xeons); `factsweep` asks for the kernels the CPU runs, and an OPENBLAS_CORETYPE the user set stands.
+    @Test func openBLASRunsTheKernelsTheCPUHas() throws {
+        let tmp = try TemporaryDirectory()
+        try TinyCheckpoints.llama3(in: tmp.url)
+        let flags = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8).split(separator: "\n")
+            .first { $0.hasPrefix("flags") }.map { Set($0.split(separator: " ").map(String.init)) } ?? []
+        let arguments = ["train", "--model", tmp.url.path, "--epochs", "1", "--eval-every", "0", "--held-out", "none",
+                         "--threads", "1", "--json"]
+        func core(_ coreType: String?) throws -> String? {
+            var environment = ProcessInfo.processInfo.environment
+            environment["OPENBLAS_CORETYPE"] = coreType
+            let r = try Command.run(try FactSweepBinary.url(), arguments, environment: environment, directory: TestPaths.repositoryRoot)
+            #expect(r.status == 0, "\(r.stderr)")
+            return jsonLines(r.stdout).last?["openblas_core"] as? String
+        }
+        let chosen = try #require(try core(nil))
+        if ["avx512f", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(flags.contains) {
+            #expect(!["Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Sandybridge"].contains(chosen),
+                    "OpenBLAS runs \(chosen) kernels on an AVX-512 CPU")
+        } else {
+            Issue.record("this test expects an AVX-512 CPU, as every machine of this project has (flags: \(flags.sorted()))")
+        }
+        #expect(try core("Haswell") == "Haswell")
+    }
+
     /// Runs `factsweep train ARGUMENTS --threads 2 --json`; its JSON lines (the epochs, then the summary).
     func train(_ arguments: [String]) throws -> (epochs: [[String: Any]], summary: [String: Any]) {
         let r = try FactSweepBinary.run(["train"] + arguments + ["--threads", "2", "--json"])
