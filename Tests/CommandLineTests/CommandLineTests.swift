@@ -62,6 +62,26 @@ import TestSupport
         #expect(try core("Haswell") == "Haswell")
     }
 
+    /// A configuration whose child fails is reported in its row, the next one still runs, and the bench
+    /// exits 1. (At 1B an out-of-memory kill of one child used to end the bench and lose every row.)
+    @Test func benchReportsAFailedConfigurationAndGoesOn() throws {
+        let tmp = try TemporaryDirectory()
+        try TinyCheckpoints.llama3(in: tmp.url)
+        // The children load the dataset; the parent does not, so each configuration fails on its own.
+        let data = tmp.file("facts.jsonl")
+        try "{\"question\": \"q\"}\n".write(to: data, atomically: true, encoding: .utf8)
+        let r = try FactSweepBinary.run(["bench", "training", "--model", tmp.url.path, "--data", data.path, "--methods", "lora-r8", "ia3",
+                                         "--thread-counts", "1", "--batch-sizes", "1", "--engines", "onednn", "--epochs", "2",
+                                         "--no-pytorch", "--json"])
+        #expect(r.status == 1, "\(r.stderr)")
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]], "\(r.stdout)")
+        #expect(rows.map { $0["method"] as? String } == ["lora-r8", "ia3"])
+        for row in rows {
+            #expect((row["error"] as? String)?.contains("failed with status") == true && row["seconds_per_epoch"] == nil, "\(row)")
+        }
+        #expect(r.stderr.contains("facts.jsonl:1: missing field \"answer\""), "the child's message reaches the user: \(r.stderr)")
+    }
+
     /// Runs `factsweep train ARGUMENTS --threads 2 --json`; its JSON lines (the epochs, then the summary).
     func train(_ arguments: [String]) throws -> (epochs: [[String: Any]], summary: [String: Any]) {
         let r = try FactSweepBinary.run(["train"] + arguments + ["--threads", "2", "--json"])

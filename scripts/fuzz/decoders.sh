@@ -21,7 +21,7 @@ work="${FUZZ_DIR:-$root/.build-fuzz}/decoders"
 mkdir -p "$work"
 command -v swiftc >/dev/null || { echo "swiftc is not installed: the fuzz targets cannot be built" >&2; exit 1; }
 flags=(-O -parse-as-library -package-name factsweep-fuzz -sanitize=fuzzer,address -I "$work"
-       -I "$root/Sources/CBLAS" -I "$root/Sources/CDNNL")
+       -I "$root/Sources/CBLAS" -I "$root/Sources/CDNNL" -I "$root/Sources/CKernels/include")
 module() {  # NAME SOURCES…
     local name="$1"; shift
     swiftc "${flags[@]}" -module-name "$name" -emit-module -emit-module-path "$work/$name.swiftmodule" \
@@ -29,12 +29,20 @@ module() {  # NAME SOURCES…
 }
 # Rebuilt only when a source is newer than the binary.
 binary="$work/decoders"
-if [ ! -x "$binary" ] || [ -n "$(find "$root/Sources/Trial" "$root/Sources/Core" "$root/Sources/Coordinator/Spec" \
-        "$root/scripts/fuzz/DecodersTarget.swift" -newer "$binary" -name '*.swift' | head -1)" ]; then
+if [ ! -x "$binary" ] || [ -n "$(find "$root/Sources/Trial" "$root/Sources/Core" "$root/Sources/CKernels" "$root/Sources/Coordinator/Spec" \
+        "$root/scripts/fuzz/DecodersTarget.swift" -newer "$binary" \( -name '*.swift' -o -name '*.c' -o -name '*.h' \) | head -1)" ]; then
+    # Core's C kernels, with Package.swift's flags.
+    objects=()
+    for file in "$root"/Sources/CKernels/*.c; do
+        objects+=("$work/CKernels-$(basename "$file" .c).o")
+        clang -O3 -fno-math-errno -ffp-contract=off -I "$root/Sources/CKernels/include" -c "$file" -o "${objects[-1]}"
+    done
+    rm -f "$work/libCKernels.a"
+    ar rcs "$work/libCKernels.a" "${objects[@]}"
     module Trial $(find "$root/Sources/Trial" -name '*.swift')
     module Core $(find "$root/Sources/Core" -name '*.swift')
     module Spec $(find "$root/Sources/Coordinator/Spec" -name '*.swift')
-    swiftc "${flags[@]}" "$root/scripts/fuzz/DecodersTarget.swift" -L "$work" -lSpec -lCore -lTrial -lopenblas -ldnnl -lgomp \
+    swiftc "${flags[@]}" "$root/scripts/fuzz/DecodersTarget.swift" -L "$work" -lSpec -lCore -lTrial -lCKernels -lopenblas -ldnnl -lgomp \
         -o "$binary" 2> >(grep -v "Cannot export local symbol" >&2)
 fi
 seed() {  # TARGET FILES…  (each cut to 64 kB, the longest input)
