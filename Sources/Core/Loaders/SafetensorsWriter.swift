@@ -17,23 +17,26 @@ private let posixWrite = Darwin.write
 
 /// Collects tensors, then writes them as one safetensors file.
 public struct SafetensorsWriter: Sendable {
-    private enum Values: Sendable {
+    // @unchecked: a borrowed buffer is the caller's, valid until `write` (see the `borrowing` adds).
+    private enum Values: @unchecked Sendable {
         case float32([Float])
-        case bfloat16([UInt16])
         case int32([Int32])
+        /// Bytes the caller keeps valid until `write` (a checkpoint's arenas,
+        /// which are too large to copy: 10 GB at 1B scale).
+        case borrowed(UnsafeRawBufferPointer, SafetensorsDType)
 
         var dtype: SafetensorsDType {
             switch self {
             case .float32: .f32
-            case .bfloat16: .bf16
             case .int32: .i32
+            case let .borrowed(_, dtype): dtype
             }
         }
         var count: Int {
             switch self {
             case let .float32(v): v.count
-            case let .bfloat16(v): v.count
             case let .int32(v): v.count
+            case let .borrowed(bytes, dtype): bytes.count / dtype.byteCount
             }
         }
     }
@@ -56,9 +59,16 @@ public struct SafetensorsWriter: Sendable {
         try add(name, shape: shape, .float32(Array(values)))
     }
 
-    /// Adds a bf16 tensor given as its bits (AdamW's bf16 moments).
-    public mutating func add(_ name: String, shape: [Int], bfloat16Bits values: UnsafeBufferPointer<UInt16>) throws {
-        try add(name, shape: shape, .bfloat16(Array(values)))
+    /// Adds a Float32 tensor without copying it: `values` must stay valid
+    /// and unchanged until `write` returns.
+    public mutating func add(_ name: String, shape: [Int], borrowing values: UnsafeBufferPointer<Float>) throws {
+        try add(name, shape: shape, .borrowed(UnsafeRawBufferPointer(values), .f32))
+    }
+
+    /// Adds a bf16 tensor given as its bits (AdamW's bf16 moments) without
+    /// copying it: `values` must stay valid and unchanged until `write` returns.
+    public mutating func add(_ name: String, shape: [Int], borrowingBFloat16Bits values: UnsafeBufferPointer<UInt16>) throws {
+        try add(name, shape: shape, .borrowed(UnsafeRawBufferPointer(values), .bf16))
     }
 
     /// Adds an Int32 tensor (token ids, step counters).
@@ -97,7 +107,7 @@ public struct SafetensorsWriter: Sendable {
             for entry in entries {
                 switch entry.values {
                 case let .float32(v): try v.withUnsafeBytes { try Self.writeAll(fd, $0, url) }
-                case let .bfloat16(v): try v.withUnsafeBytes { try Self.writeAll(fd, $0, url) }
+                case let .borrowed(bytes, _): try Self.writeAll(fd, bytes, url)
                 case let .int32(v): try v.withUnsafeBytes { try Self.writeAll(fd, $0, url) }
                 }
             }

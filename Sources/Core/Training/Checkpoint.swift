@@ -41,13 +41,14 @@ public struct TrainingCheckpoint: Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let json = try JSONEncoder().encode(state)
         var writer = SafetensorsWriter(metadata: ["factsweep": String(decoding: json, as: UTF8.self)])
-        try writer.add("parameters", shape: [parameters.capacity], UnsafeBufferPointer(parameters.buffer))
+        // Borrowed, not copied: at 1B scale the arenas are 10 GB, and a copy would not fit beside them.
+        try writer.add("parameters", shape: [parameters.capacity], borrowing: UnsafeBufferPointer(parameters.buffer))
         if state.settings.optimizer.momentPrecision == .bf16 {
             let bits = UnsafeBufferPointer(
                 start: UnsafeRawPointer(moments.base).assumingMemoryBound(to: UInt16.self), count: 2 * moments.capacity)
-            try writer.add("adam_moments", shape: [bits.count], bfloat16Bits: bits)
+            try writer.add("adam_moments", shape: [bits.count], borrowingBFloat16Bits: bits)
         } else {
-            try writer.add("adam_moments", shape: [moments.capacity], UnsafeBufferPointer(moments.buffer))
+            try writer.add("adam_moments", shape: [moments.capacity], borrowing: UnsafeBufferPointer(moments.buffer))
         }
         try writer.write(to: directory.appendingPathComponent(fileName))
     }
