@@ -1,19 +1,13 @@
 // adamw.c: see include/adamw.h. Compiled with -fno-math-errno (sqrtf is the
 // IEEE square root, vectorisable) and -ffp-contract=off (no fused
 // multiply-adds: the same roundings as PyTorch's CPU AdamW and the golden
-// tests). Each kernel is built for AVX-512, AVX2 and the x86-64 baseline, and
-// the loader picks the widest the CPU has (`target_clones`): every machine of
-// this project has AVX-512, and the baseline keeps the build portable.
+// tests). Each kernel is built for AVX-512, AVX2 and the x86-64 baseline
+// (widest.h).
 #include "adamw.h"
+#include "widest.h"
 
 #include <math.h>
 #include <string.h>
-
-#if defined(__x86_64__) && defined(__clang__)
-#define WIDEST __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define WIDEST
-#endif
 
 static inline uint16_t bf16_bits(float x) {
     uint32_t bits;

@@ -66,7 +66,8 @@ import Trial
         let wrong = greedy.map { $0.map { ($0 + 1) % 1000 } }
         let partly = greedy.map { Array($0.prefix(5)) + [999] + Array($0.dropFirst(6)) }
         let repeating = greedy.map { Array($0.prefix(3)) + Array($0.prefix(3)) + Array($0.prefix(3)) }
-        for (name, drafts) in [("right", right), ("wrong", wrong), ("partly", partly), ("repeating", repeating), ("some", [right[0]])] {
+        for (name, drafts) in [("right", right), ("wrong", wrong), ("partly", partly), ("repeating", repeating), ("some", [right[0]]),
+                               ("none", [])] {
             #expect(generator.generate(prompts: prompts, maxNewTokens: maxTokens, stopTokens: [], drafts: drafts) == greedy, "\(name)")
             let stop = greedy[1][7]
             let stopped = generator.generate(prompts: prompts, maxNewTokens: maxTokens, stopTokens: [stop], drafts: drafts)
@@ -79,6 +80,34 @@ import Trial
         #expect(CachedGenerator.proposal([5, 6, 7, 8, 9], after: [1, 6, 7], limit: 10) == [8, 9])
         #expect(CachedGenerator.proposal([5, 6, 7, 8], after: [1, 2], limit: 10) == [])
         #expect(CachedGenerator.proposal([5, 6, 7, 8], after: [5], limit: 2) == [6, 7])
+        #expect(CachedGenerator.proposal([5, 6, 7, 8], after: [1, 2], limit: 10, others: [[9, 1, 2, 3, 4], [1, 2, 6]]) == [3, 4])
+        #expect(CachedGenerator.proposal([1, 2, 7], after: [1, 2], limit: 10, others: [[1, 2, 3]]) == [7])
+        #expect(CachedGenerator.loopProposal([1, 2, 3, 1, 2, 3], limit: 5) == [1, 2, 3, 1, 2])
+        #expect(CachedGenerator.loopProposal([4, 7, 7, 7, 7], limit: 3) == [7, 7, 7])
+        #expect(CachedGenerator.loopProposal([4, 7, 7, 7], limit: 3) == [])
+        #expect(CachedGenerator.loopProposal([9, 1, 2, 3, 5, 1, 2, 3], limit: 6) == [5, 1, 2, 3, 5, 1])
+        #expect(CachedGenerator.loopProposal([1, 2, 3, 4, 5], limit: 4) == [])
+        #expect(CachedGenerator.loopProposal([7, 7, 7, 7], limit: 0) == [])
+    }
+
+    /// A sequence that repeats itself is decoded in fewer passes than tokens
+    /// (its loop proposes the repeats), with greedy decoding's output.
+    @Test func loopsAreDecodedInFewPasses() throws {
+        let dir = try TemporaryDirectory()
+        try TinyCheckpoints.llama3(in: dir.url)
+        let lm = try LanguageModel.load(dir.url)
+        let ctx = ComputeContext(threads: 2)
+        let network = lm.model.frozenNetwork()
+        let maxTokens = 48
+        // Greedy continuations of a random model: find one that loops.
+        let candidates = (1..<60).map { [Int32($0), Int32(($0 * 7) % 50 + 1)] }
+        let outputs = candidates.map { network.generateGreedy(prompt: $0, maxTokens: maxTokens, context: ctx) }
+        // Periodic from token 12 on, with a period of at most 6.
+        func loopsEarly(_ o: [Int32]) -> Bool { o.count == maxTokens && (1...6).contains { p in (12..<maxTokens).allSatisfy { o[$0] == o[$0 - p] } } }
+        let looping = try #require(outputs.firstIndex(where: loopsEarly), "no looping continuation")
+        let generator = CachedGenerator(network: network, maxBatch: 2, maxLength: 2 + maxTokens, context: ctx)
+        #expect(generator.generate(prompts: [candidates[looping]], maxNewTokens: maxTokens, stopTokens: []) == [outputs[looping]])
+        #expect(generator.passes < maxTokens / 2, "\(generator.passes) passes for a looping answer of \(maxTokens) tokens")
     }
 
     @Test func factEvaluationReportsEveryQuestion() throws {

@@ -1,3 +1,5 @@
 // CKernels: element-wise kernels written in C (see each header).
 #include "adamw.h"
+#include "cached_attention.h"
 #include "cpu.h"
+#include "few_rows.h"

@@ -31,8 +31,13 @@ public final class CachedGenerator: @unchecked Sendable {
     private let logitRows: Int
     private let rowCapacity: Int
     private let rope: RopeTable
+    /// Passes over the layers the last `generate` made (prefill included):
+    /// what speculation saves shows here.
+    public private(set) var passes = 0
 
-    /// The generator's tensors, all in `arena`. R = B · pieceLength rows.
+    /// The generator's tensors, all in `arena`. R = B · pieceLength rows: a
+    /// pass's rows are packed, each sequence's after the one before, and a
+    /// sequence with nothing to add (finished) has none.
     private struct Tensors {
         let keys: [FloatPointer]  // per layer (B, maxLength, K)
         let values: [FloatPointer]  // per layer (B, maxLength, K)
@@ -46,7 +51,7 @@ public final class CachedGenerator: @unchecked Sendable {
         /// (B, C), (B, C), (B): each sequence's hidden state at its last token, normed.
         let last, lastNorm, lastRstd: FloatPointer
         let logits: FloatPointer  // (logitRows, V)
-        let scores: FloatPointer  // (threads, pieceLength, maxLength)
+        let scores: FloatPointer  // (threads, maxLength)
         /// Inference keeps no adapter activations: its intermediates live here.
         let scratch: ProjectionScratch
     }
@@ -57,7 +62,7 @@ public final class CachedGenerator: @unchecked Sendable {
         self.maxLength = maxLength
         self.context = context
         let c = network.config, B = maxBatch, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth, F = c.intermediateSize
-        let R = B * Self.pieceLength, P = Self.pieceLength
+        let R = B * Self.pieceLength
         rowCapacity = R
         let logitRows = max(B, 64)
         self.logitRows = logitRows
@@ -72,7 +77,7 @@ public final class CachedGenerator: @unchecked Sendable {
                 keys: keys, values: values, x: take(R * C), normOut: take(R * C), rstd: take(R), q: take(R * Q), k: take(R * K),
                 v: take(R * K), attnOut: take(R * Q), tmp: take(R * C), gate: take(R * F), up: take(R * F), act: take(R * F),
                 last: take(B * C), lastNorm: take(B * C), lastRstd: take(B), logits: take(logitRows * c.vocabularySize),
-                scores: take(context.threads * P * maxLength),
+                scores: take(context.threads * maxLength),
                 scratch: ProjectionScratch(wide: take(R * max(C, Q, F)), narrow: take(R * maxRank), tiles: take(tiles)))
         }
         arena = carved.arena
@@ -89,25 +94,38 @@ public final class CachedGenerator: @unchecked Sendable {
         precondition(B <= maxBatch && prompts.allSatisfy { !$0.isEmpty && $0.count + maxNewTokens <= maxLength },
                      "prompts exceed the generator's capacity")
         guard B > 0, maxNewTokens > 0 else { return Array(repeating: [], count: B) }
+        passes = 0
         var next = prefill(prompts)
         var outputs = next.map { [$0] }
-        // A sequence is done at a stop token or at maxNewTokens; finished ones
-        // still ride along in the batch (their outputs no longer change).
+        // A sequence is done at a stop token or at maxNewTokens; a finished one
+        // takes no further part (its chunk is empty: no rows, no logits).
         var done = next.map { stopTokens.contains($0) || maxNewTokens == 1 }
         // Where each sequence's last token (`next`) goes into the cache.
         var positions = prompts.map(\.count)
-        // Tokens a sequence may propose next: doubled while its proposals are
-        // taken whole, zero for good once one is refused outright — a wrong
-        // draft costs a verification pass, several plain steps' worth.
-        var budget = [Int](repeating: 4, count: B)
+        // Tokens a sequence may propose next, from its draft and from its own
+        // loop (`loopProposal`): doubled while its proposals are taken whole,
+        // halved (to no fewer than one) when one is refused outright. A pass's
+        // rows are packed, so a refused proposal of k tokens costs k rows of a
+        // pass that runs anyway — a few percent of a decoding step each —
+        // while an accepted one saves a whole step per token.
+        var budget = [Int](repeating: 8, count: B)
+        var loopBudget = [Int](repeating: 4, count: B)
         while done.contains(false) {
+            var fromLoop = [Bool](repeating: false, count: B)
             let proposals = (0..<B).map { b -> [Int32] in
-                guard !done[b], b < drafts.count else { return [] }
-                return Self.proposal(drafts[b], after: outputs[b], limit: min(budget[b], maxNewTokens - outputs[b].count))
+                guard !done[b] else { return [] }
+                let room = maxNewTokens - outputs[b].count
+                if b < drafts.count {
+                    let others = drafts.indices.filter { $0 != b }.map { drafts[$0] }
+                    let proposal = Self.proposal(drafts[b], after: outputs[b], limit: min(budget[b], room), others: others)
+                    if !proposal.isEmpty { return proposal }
+                }
+                fromLoop[b] = true
+                return Self.loopProposal(outputs[b], limit: min(loopBudget[b], room))
             }
             let predicted: [[Int32]] = proposals.allSatisfy(\.isEmpty)
-                ? extend(next.map { [$0] }, at: positions).map { [$0] }
-                : extendVerifying((0..<B).map { [next[$0]] + proposals[$0] }, at: positions)
+                ? extend((0..<B).map { done[$0] ? [] : [next[$0]] }, at: positions).map { $0.map { [$0] } ?? [] }
+                : extendVerifying((0..<B).map { done[$0] ? [] : [next[$0]] + proposals[$0] }, at: positions)
             for b in 0..<B where !done[b] {
                 // Proposed tokens stand while each is the greedy choice after the one before.
                 var accepted = 0
@@ -118,9 +136,10 @@ public final class CachedGenerator: @unchecked Sendable {
                 }
                 positions[b] += 1 + accepted
                 next[b] = outputs[b].last ?? next[b]
-                if !proposals[b].isEmpty {
-                    budget[b] = accepted == proposals[b].count ? min(2 * budget[b], Self.pieceLength - 1) : accepted == 0 ? 0 : budget[b]
-                }
+                guard !proposals[b].isEmpty else { continue }
+                let whole = accepted == proposals[b].count
+                let adjust = { (n: Int) in whole ? min(2 * n, Self.pieceLength - 1) : accepted == 0 ? max(1, n / 2) : n }
+                if fromLoop[b] { loopBudget[b] = adjust(loopBudget[b]) } else { budget[b] = adjust(budget[b]) }
             }
         }
         return outputs
@@ -128,14 +147,35 @@ public final class CachedGenerator: @unchecked Sendable {
 
     /// What a draft proposes after `output`: its continuation while `output`
     /// is its beginning, else the continuation after the last place where
-    /// `output`'s last two tokens occur in it (at most 8 tokens), else nothing.
-    static func proposal(_ draft: [Int32], after output: [Int32], limit: Int) -> [Int32] {
+    /// `output`'s last two tokens occur in it or, failing that, in one of
+    /// `others` (at most 8 tokens), else nothing. `others` are the other
+    /// sequences' drafts: an answer to a paraphrased question that leaves its
+    /// own reference often borrows a phrase from another fact's answer.
+    static func proposal(_ draft: [Int32], after output: [Int32], limit: Int, others: [[Int32]] = []) -> [Int32] {
         guard limit > 0 else { return [] }
         if output.count < draft.count, draft.starts(with: output) { return Array(draft[output.count...].prefix(limit)) }
-        guard output.count >= 2, draft.count >= 3 else { return [] }
+        guard output.count >= 2 else { return [] }
         let a = output[output.count - 2], b = output[output.count - 1]
-        for i in stride(from: draft.count - 3, through: 0, by: -1) where draft[i] == a && draft[i + 1] == b {
-            return Array(draft[(i + 2)...].prefix(min(limit, 8)))
+        for text in [draft] + others where text.count >= 3 {
+            for i in stride(from: text.count - 3, through: 0, by: -1) where text[i] == a && text[i + 1] == b {
+                return Array(text[(i + 2)...].prefix(min(limit, 8)))
+            }
+        }
+        return []
+    }
+
+    /// What a sequence caught in a loop says next if the loop goes on: when
+    /// its last three tokens occurred earlier in `output`, the tokens that
+    /// followed them there, repeated with the loop's period (at most `limit`).
+    /// Small models decoding greedily often repeat a word or phrase until the
+    /// token limit; this turns that tail into a few passes.
+    static func loopProposal(_ output: [Int32], limit: Int) -> [Int32] {
+        let n = output.count
+        guard limit > 0, n >= 4 else { return [] }
+        let tail = output[(n - 3)...]
+        for i in stride(from: n - 4, through: 0, by: -1) where output[i..<(i + 3)] == tail {
+            let period = n - 3 - i
+            return (0..<limit).map { output[n - period + $0 % period] }
         }
         return []
     }
@@ -148,7 +188,7 @@ public final class CachedGenerator: @unchecked Sendable {
         for p in prompts.dropFirst() {
             shared = zip(p.prefix(shared), prompts[0].prefix(shared)).prefix { $0 == $1 }.count
         }
-        guard prompts.count > 1, shared > 1 else { return extend(prompts, at: Array(repeating: 0, count: prompts.count)) }
+        guard prompts.count > 1, shared > 1 else { return extend(prompts, at: Array(repeating: 0, count: prompts.count)).map { $0 ?? 0 } }
         _ = extend([Array(prompts[0].prefix(shared))], at: [0])
         let K = network.config.kvWidth, keys = tensors.keys, values = tensors.values
         for l in 0..<network.config.layerCount {
@@ -157,70 +197,78 @@ public final class CachedGenerator: @unchecked Sendable {
                 (values[l].base + b * maxLength * K).update(from: values[l].base, count: shared * K)
             }
         }
-        return extend(prompts.map { Array($0.dropFirst(shared)) }, at: Array(repeating: shared, count: prompts.count))
+        return extend(prompts.map { Array($0.dropFirst(shared)) }, at: Array(repeating: shared, count: prompts.count)).map { $0 ?? 0 }
     }
 
     /// Appends `chunks[b]` to sequence b's cache at positions `start[b]…` and
-    /// returns the greedy next token after each chunk's last token. Sequences
+    /// returns the greedy next token after each chunk's last token; nil for an
+    /// empty chunk (that sequence sits the pass out). Sequences
     /// 0..<chunks.count take part; chunks may differ in length.
-    private func extend(_ chunks: [[Int32]], at start: [Int]) -> [Int32] {
-        let c = network.config, B = chunks.count, C = c.hiddenSize, t = tensors
+    private func extend(_ chunks: [[Int32]], at start: [Int]) -> [Int32?] {
+        let c = network.config, C = c.hiddenSize, t = tensors
+        let active = chunks.indices.filter { !chunks[$0].isEmpty }
         var offset = 0
         let longest = chunks.map(\.count).max() ?? 0
         while offset < longest {
-            let T = min(Self.pieceLength, longest - offset)
-            let pieces = chunks.map { Array($0.dropFirst(offset).prefix(T)) }
-            extendPiece(pieces, at: start.map { $0 + offset }, rows: T)
-            // Keep the hidden state of each chunk's last token, in whichever piece it falls.
-            for (b, chunk) in chunks.enumerated() where chunk.count > offset && chunk.count <= offset + T {
-                (t.last.base + b * C).update(from: t.x.base + (b * T + chunk.count - offset - 1) * C, count: C)
+            let T = Self.pieceLength
+            let firstRow = extendPiece(chunks.map { Array($0.dropFirst(offset).prefix(T)) }, at: start.map { $0 + offset })
+            // Keep the hidden state of each chunk's last token, in whichever piece
+            // it falls: row i of `last` is active sequence i's.
+            for (i, b) in active.enumerated() where chunks[b].count > offset && chunks[b].count <= offset + T {
+                (t.last.base + i * C).update(from: t.x.base + (firstRow[b] + chunks[b].count - offset - 1) * C, count: C)
             }
             offset += T
         }
-        rmsNormForward(t.lastNorm, rstd: t.lastRstd, t.last, weight: network.finalNorm, n: B, c: C, eps: c.rmsNormEps, context: context)
-        network.head.multiply(out: t.logits, inp: t.lastNorm, n: B, context: context)
-        let all = UnsafeBufferPointer(start: t.logits.base, count: B * c.vocabularySize)
-        return (0..<B).map { argmax(all, row: $0, width: c.vocabularySize) }
+        var next = [Int32?](repeating: nil, count: chunks.count)
+        guard !active.isEmpty else { return next }
+        let n = active.count
+        rmsNormForward(t.lastNorm, rstd: t.lastRstd, t.last, weight: network.finalNorm, n: n, c: C, eps: c.rmsNormEps, context: context)
+        network.head.multiply(out: t.logits, inp: t.lastNorm, n: n, context: context)
+        let all = UnsafeBufferPointer(start: t.logits.base, count: n * c.vocabularySize)
+        for (i, b) in active.enumerated() { next[b] = argmax(all, row: i, width: c.vocabularySize) }
+        return next
     }
 
     /// Appends `chunks[b]` (at most `pieceLength` tokens each) like `extend`
     /// and returns the greedy next token after every token of every chunk.
     private func extendVerifying(_ chunks: [[Int32]], at start: [Int]) -> [[Int32]] {
         let c = network.config, C = c.hiddenSize, V = c.vocabularySize, t = tensors
-        let T = chunks.map(\.count).max() ?? 1
-        precondition(T <= Self.pieceLength)
-        extendPiece(chunks, at: start, rows: T)
-        let rows = chunks.enumerated().flatMap { b, chunk in (0..<chunk.count).map { b * T + $0 } }
+        precondition(chunks.allSatisfy { $0.count <= Self.pieceLength })
+        let firstRow = extendPiece(chunks, at: start)
+        // (sequence, position in its chunk) of each packed row.
+        let rows = chunks.enumerated().flatMap { b, chunk in (0..<chunk.count).map { (b, $0, firstRow[b] + $0) } }
         var predicted = chunks.map { [Int32](repeating: 0, count: $0.count) }
         // Final norm and output head over the real rows, a block of rows at a time.
         for blockStart in stride(from: 0, to: rows.count, by: logitRows) {
             let block = rows[blockStart..<min(rows.count, blockStart + logitRows)]
-            for (i, row) in block.enumerated() { (t.tmp.base + i * C).update(from: t.x.base + row * C, count: C) }
+            for (i, row) in block.enumerated() { (t.tmp.base + i * C).update(from: t.x.base + row.2 * C, count: C) }
             rmsNormForward(t.normOut, rstd: t.rstd, t.tmp, weight: network.finalNorm, n: block.count, c: C, eps: c.rmsNormEps, context: context)
             network.head.multiply(out: t.logits, inp: t.normOut, n: block.count, context: context)
             let all = UnsafeBufferPointer(start: t.logits.base, count: block.count * V)
-            for (i, row) in block.enumerated() { predicted[row / T][row % T] = argmax(all, row: i, width: V) }
+            for (i, row) in block.enumerated() { predicted[row.0][row.1] = argmax(all, row: i, width: V) }
         }
         return predicted
     }
 
-    /// One pass of the layers over `pieces[b]` (at most `rows` tokens each,
-    /// laid out as B·rows rows, short pieces padded) at positions `start[b]…`;
-    /// leaves the final residual stream in `x`. Padding rows are computed but
-    /// never written to the cache or read by a real row.
-    private func extendPiece(_ pieces: [[Int32]], at start: [Int], rows T: Int) {
-        let c = network.config, B = pieces.count, N = B * T, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth
+    /// One pass of the layers over `pieces[b]` at positions `start[b]…`, its
+    /// rows packed (sequence b's from the returned `firstRow[b]` on; an empty
+    /// piece has none); leaves the final residual stream in `x`.
+    @discardableResult
+    private func extendPiece(_ pieces: [[Int32]], at start: [Int]) -> [Int] {
+        let c = network.config, B = pieces.count, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth
         let F = c.intermediateSize, t = tensors
-        precondition(N <= rowCapacity)
-        var tokens = [Int32](repeating: 0, count: N), positions = [Int32](repeating: 0, count: N)
+        var firstRow = [Int](), tokens = [Int32](), positions = [Int32]()
         for (b, piece) in pieces.enumerated() {
-            for i in 0..<T {
-                tokens[b * T + i] = i < piece.count ? piece[i] : 0
-                positions[b * T + i] = Int32(min(start[b] + i, maxLength - 1))
-            }
+            firstRow.append(tokens.count)
+            tokens += piece
+            positions += (0..<piece.count).map { Int32(start[b] + $0) }
         }
+        let N = tokens.count
+        precondition(N <= rowCapacity && zip(start, pieces).allSatisfy { $0 + $1.count <= maxLength }, "pieces exceed the generator's capacity")
+        guard N > 0 else { return firstRow }
+        passes += 1
         let lengths = pieces.map(\.count)
-        let shape = CachedAttentionShape(batch: B, rows: T, cacheLength: maxLength, heads: c.headCount, kvHeads: c.kvHeadCount,
+        let shape = CachedAttentionShape(batch: B, cacheLength: maxLength, heads: c.headCount, kvHeads: c.kvHeadCount,
                                          headDim: c.headDimension)
         func project(_ p: Projection, out: FloatPointer, inp: FloatPointer) {
             projectionInference(p, out: out, inp: inp, n: N, scratch: t.scratch, context: context)
@@ -240,8 +288,8 @@ public final class CachedGenerator: @unchecked Sendable {
                 ropeForward(t.k, table: rope, positions: pos, rows: N, heads: c.kvHeadCount, rowStride: K, context: context)
                 let cacheK = t.keys[l], cacheV = t.values[l]
                 for b in 0..<B {
-                    (cacheK.base + (b * maxLength + start[b]) * K).update(from: t.k.base + b * T * K, count: lengths[b] * K)
-                    (cacheV.base + (b * maxLength + start[b]) * K).update(from: t.v.base + b * T * K, count: lengths[b] * K)
+                    (cacheK.base + (b * maxLength + start[b]) * K).update(from: t.k.base + firstRow[b] * K, count: lengths[b] * K)
+                    (cacheV.base + (b * maxLength + start[b]) * K).update(from: t.v.base + firstRow[b] * K, count: lengths[b] * K)
                 }
                 cachedAttentionForward(t.attnOut, q: t.q, keys: cacheK, values: cacheV, start: start, lengths: lengths, shape: shape,
                                        scores: t.scores, context: context)
@@ -255,6 +303,7 @@ public final class CachedGenerator: @unchecked Sendable {
                 add(t.x, t.tmp, count: N * C, context: context)
             }
         }
+        return firstRow
     }
 
     private func argmax<C: Collection>(_ values: C, row: Int, width: Int) -> Int32 where C.Element == Float, C.Index == Int {

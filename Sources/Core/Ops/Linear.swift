@@ -1,7 +1,9 @@
 // Linear: y = x·Wᵀ, with W in PyTorch's [out, in] layout, and its backward.
 // Every matrix product of the core goes through `gemm` below, which runs it
-// on the process's `MatmulEngine`.
+// on the process's `MatmulEngine`; decoding's f32 products of at most 16 rows
+// run on a kernel of their own (the `context:` overload of `linearForward`).
 import CBLAS
+import CKernels
 
 /// C[m,n] = alpha · op(A)·op(B) + beta · C, row-major, with explicit leading
 /// dimensions so that heads can be addressed inside wider rows.
@@ -70,23 +72,30 @@ public let fewRowsLimit = 16
 /// out = inp · weightᵀ, as `linearForward`, using `context`'s threads.
 /// - inp: (N, inDim); weight: (outDim, inDim); out: (N, outDim).
 ///
-/// With N ≤ `fewRowsLimit` the product is bound by reading the weight once,
-/// and OpenBLAS reads it faster when each thread multiplies its own block of
-/// the weight's rows with a single-threaded sgemm than when one call splits
-/// the work itself (measured: `factsweep bench --evaluation`); larger N goes
-/// to one sgemm call.
+/// With N ≤ `fewRowsLimit` the product is bound by reading the weight once:
+/// each thread takes its own block of the weight's rows, and in f32 multiplies
+/// it with `factsweep_few_rows_product` (CKernels), which reads each weight
+/// row once instead of packing it as an sgemm call does (at 2–12 rows that
+/// halved a SmolLM2 decoding step; docs/benchmarks.md, "Evaluation cost").
+/// Its sums round differently from sgemm's. In bf16 precision each block is
+/// a bf16 product. Larger N goes to one `gemm` call.
 public func linearForward(
     _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
     n: Int, inDim: Int, outDim: Int, context: ComputeContext, packed: PackedWeight? = nil
 ) {
     guard n <= fewRowsLimit else { return linearForward(out, inp, weight, n: n, inDim: inDim, outDim: outDim, packed: packed) }
+    let f32 = ProductPrecision.current == .f32
     context.withSingleThreadedBLAS {
         // Blocks of 16 output rows keep each thread's columns of `out` aligned.
         let blocks = (outDim + 15) / 16
         context.parallelFor(blocks) { range in
             let lo = range.lowerBound * 16, hi = min(outDim, range.upperBound * 16)
-            gemm(transA: false, transB: true, m: n, n: hi - lo, k: inDim, a: inp, lda: inDim, b: weight + lo * inDim, ldb: inDim,
-                 beta: 0, c: out + lo, ldc: outDim)
+            if f32 {
+                factsweep_few_rows_product(out + lo, outDim, inp, n, weight + lo * inDim, hi - lo, inDim)
+            } else {
+                gemm(transA: false, transB: true, m: n, n: hi - lo, k: inDim, a: inp, lda: inDim, b: weight + lo * inDim, ldb: inDim,
+                     beta: 0, c: out + lo, ldc: outDim)
+            }
         }
     }
 }

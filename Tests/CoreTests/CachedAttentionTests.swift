@@ -1,0 +1,42 @@
+// CachedAttentionTests: cached attention over packed rows (sequences of
+// different lengths, one with none) equals attention written out per element.
+import Foundation
+import Testing
+@testable import Core
+
+@Suite struct CachedAttentionTests {
+    @Test(arguments: [1, 2])
+    func packedRowsEqualTheDefinition(threads: Int) {
+        let shape = CachedAttentionShape(batch: 4, cacheLength: 20, heads: 4, kvHeads: 2, headDim: 8)
+        let start = [0, 7, 3, 12], lengths = [5, 0, 1, 8]
+        let Q = shape.qWidth, K = shape.kvWidth, L = shape.cacheLength, hd = shape.headDim, rows = lengths.reduce(0, +)
+        let arena = FloatArena(capacity: 2 * rows * Q + 2 * shape.batch * L * K + threads * L)
+        let q = FloatPointer(arena.take(rows * Q)), out = FloatPointer(arena.take(rows * Q))
+        let keys = FloatPointer(arena.take(shape.batch * L * K)), values = FloatPointer(arena.take(shape.batch * L * K))
+        var rng = SeededGenerator(seed: 9)
+        for i in 0..<(rows * Q) { q.base[i] = rng.nextNormal() }
+        for i in 0..<(shape.batch * L * K) { keys.base[i] = rng.nextNormal(); values.base[i] = rng.nextNormal() }
+        out.base.update(repeating: .nan, count: rows * Q)
+        cachedAttentionForward(out, q: q, keys: keys, values: values, start: start, lengths: lengths, shape: shape,
+                               scores: FloatPointer(arena.take(threads * L)), context: ComputeContext(threads: threads))
+        var row = 0, worst: Float = 0
+        for b in 0..<shape.batch {
+            for t in 0..<lengths[b] {
+                for h in 0..<shape.heads {
+                    let kv = h / (shape.heads / shape.kvHeads), visible = start[b] + t + 1
+                    let query = (0..<hd).map { q.base[row * Q + h * hd + $0] }
+                    func cache(_ p: FloatPointer, _ j: Int, _ d: Int) -> Float { p.base[(b * L + j) * K + kv * hd + d] }
+                    let scores = (0..<visible).map { j in (0..<hd).reduce(Float(0)) { $0 + query[$1] * cache(keys, j, $1) } / Float(hd).squareRoot() }
+                    let top = scores.max() ?? 0, weights = scores.map { expf($0 - top) }, total = weights.reduce(0, +)
+                    for d in 0..<hd {
+                        let expected = (0..<visible).reduce(Float(0)) { $0 + weights[$1] / total * cache(values, $1, d) }
+                        worst = max(worst, abs(out.base[row * Q + h * hd + d] - expected))
+                    }
+                }
+                row += 1
+            }
+        }
+        #expect(row == rows)
+        #expect(worst < 1e-5, "largest difference \(worst)")
+    }
+}
