@@ -138,4 +138,45 @@ import Trial
         #expect(FewRowsProductTests.relativeError(after, expected) < 1e-5)
         #expect(FewRowsProductTests.relativeError(before, expected) > 1e-2, "the change did not change the logits")
     }
+
+    /// A trained weight keeps one packed layout, the forward's: the backward
+    /// adds none (at Llama-3.2-1B a second layout is 2.47 GB) and its
+    /// gradients equal those of the network without packed copies.
+    @Test func trainedWeightsKeepOneLayout() throws {
+        try #require(OneDNNMatmul.isAvailable, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
+        let loaded = try ModelLocation.open(TestPaths.golden("tiny-tied"))
+        let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors)
+        let b = try BFloat16GoldenTests.batch(try BFloat16GoldenTests.golden("tiny-tied"))
+        let ctx = ComputeContext(threads: 2)
+        let count = model.layout.totalCount
+        let parameters = FloatArena(capacity: count), gradients = FloatArena(capacity: count)
+        parameters.base.update(from: model.parameters.base, count: count)
+        let weights = LlamaWeights(layout: model.layout, config: model.config, base: parameters.base)
+        let grads = LlamaWeights(layout: model.layout, config: model.config, base: gradients.base)
+        func gradient(_ network: LlamaNetwork) -> [Float] {
+            let acts = LlamaActivations(network: network, maxBatch: b.batchSize, maxSeq: b.seqLen, threads: ctx.threads)
+            gradients.base.update(repeating: 0, count: count)
+            ProductPrecision.run(.bf16) {
+                _ = network.forward(b, acts, context: ctx)
+                _ = network.backward(b, acts, context: ctx)
+            }
+            return Array(UnsafeBufferPointer(start: gradients.base, count: count))
+        }
+        let packed = model.network(weights: weights, grads: grads, adapters: { _, _ in nil }, packTrained: true)
+        let plain = model.network(weights: weights, grads: grads, adapters: { _, _ in nil })
+        let viaPacked = gradient(packed)
+        if MatmulEngine.currentBF16 == .oneDNN {
+            #expect(packed.trainedPackedWeights.allSatisfy { $0.byteCount > 0 }, "a trained weight was not packed")
+        }
+        // One bf16 layout of every trained matrix, not two.
+        let c = model.config, C = c.hiddenSize
+        let perLayer = 2 * c.queryWidth * C + 2 * c.kvWidth * C + 3 * c.intermediateSize * C
+        let oneLayout = 2 * (c.layerCount * perLayer + c.vocabularySize * C)
+        let packedBytes = packed.trainedPackedWeights.map(\.byteCount).reduce(0, +)
+        if MatmulEngine.currentBF16 == .oneDNN {
+            #expect(packedBytes >= oneLayout && packedBytes < oneLayout * 5 / 4, "\(packedBytes) bytes packed; one layout is \(oneLayout)")
+        }
+        #expect(viaPacked.allSatisfy { $0.isFinite }, "a gradient is not finite")
+        #expect(FewRowsProductTests.relativeError(viaPacked, gradient(plain)) < 1e-5)
+    }
 }

@@ -4,12 +4,14 @@
 // a chunk of one. Prompts that open alike (a chat template's system turn) run
 // their common prefix once, for one sequence, and share its cache rows.
 //
-// With drafts (the reference answers, at evaluation) decoding is speculative:
-// a sequence feeds its last token plus the draft's proposed continuation in
-// one chunk, keeps the proposed tokens as far as they equal the greedy choice
-// at each position, and adds the greedy token after them. The output is
-// exactly greedy decoding's; a model that has learned its answers needs one
-// pass for a whole answer instead of one per token.
+// Decoding is speculative: a sequence feeds its last token plus a proposed
+// continuation in one chunk — from its draft (the reference answer, at
+// evaluation), another sequence's draft, or its own loop — keeps the proposed
+// tokens as far as they equal the greedy choice at each position, and adds the
+// greedy token after them. The output is exactly greedy decoding's; a model
+// that has learned its answers needs one pass for a whole answer instead of
+// one per token. A pass's rows are packed: a sequence adds only its own
+// tokens, and a finished one none.
 //
 // The projections run in inference mode (no LoRA dropout, nothing saved for
 // backward); attention over the cache is `cachedAttentionForward` in Ops/.

@@ -95,14 +95,15 @@ extension LlamaModel {
     /// layout) whose base tensors train when `grads` is given. Projections the
     /// layout lacks come from the model's NF4 or bf16 store. With
     /// `packTrained` (full fine-tuning in bf16) each trained projection and
-    /// the head get packed copies, refreshed once per step.
+    /// the head get a packed copy of the forward's layout, refreshed once per
+    /// step (`PackedWeight` says why one).
     func network(weights w: LlamaWeights, grads g: LlamaWeights?, adapters: (Int, ProjectionKind) -> Adapter?,
                  bf16Head: BFloat16Matrix? = nil, packTrained: Bool = false) -> LlamaNetwork {
         let c = config
         var trainedPacked: [PackedWeight] = []
         func packedIfTrained() -> PackedWeight? {
             guard packTrained, g != nil else { return nil }
-            let packed = PackedWeight()
+            let packed = PackedWeight(layouts: 1)
             trainedPacked.append(packed)
             return packed
         }

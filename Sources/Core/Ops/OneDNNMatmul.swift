@@ -100,6 +100,9 @@ enum OneDNNMatmul {
                 let scratchpad = context.scratchpad(bytes: primitive.scratchpadBytes)
                 return factsweep_matmul_execute(primitive.handle, engine, stream, a, bPacked, c, scratchpad) == dnnl_success
             }
+            // No packed copy (its layouts are taken): a Float32 B for a bf16
+            // product must be rounded by the caller first.
+            if key.bf16 && bIsFloat { return false }
         }
         guard let primitive = primitive(for: key, engine: engine) else { return false }
         let scratchpad = context.scratchpad(bytes: primitive.scratchpadBytes)
@@ -200,9 +203,13 @@ enum OneDNNMatmul {
 /// product, and never while products read it. Weights trained in place get
 /// one in bf16 precision only (full fine-tuning: `FineTuning.step`
 /// invalidates them around each step), where the reorder also does the
-/// f32 → bf16 rounding once per step and direction instead of once per call;
-/// in f32 each feeds one product per direction per step, so packing it per
-/// step would be the same copy oneDNN makes inside that call.
+/// f32 → bf16 rounding once per step instead of once per call; in f32 each
+/// feeds one product per direction per step, so packing it per step would be
+/// the same copy oneDNN makes inside that call. They keep one layout (the
+/// forward's, the first asked for in a step): the backward's product rounds
+/// its plain copy per call, the same work once per step, and the second
+/// packed copy of every trained matrix (2.47 GB at Llama-3.2-1B) is the
+/// memory full fine-tuning in bf16 needs to fit there.
 public final class PackedWeight: @unchecked Sendable {
     private struct Copy {
         var desc: dnnl_memory_desc_t
@@ -214,12 +221,13 @@ public final class PackedWeight: @unchecked Sendable {
     }
 
     /// Layouts kept at most; a product asking for another runs unpacked.
-    static let maximumCopies = 2
+    public let maximumCopies: Int
 
     private let lock = NSLock()
     private var copies: [Copy] = []
 
-    public init() {}
+    /// `layouts`: how many layouts to keep (a frozen weight: both directions'; a trained one: one).
+    public init(layouts: Int = 2) { maximumCopies = max(1, layouts) }
 
     deinit { for copy in copies { copy.buffer.deallocate() } }
 
@@ -258,7 +266,7 @@ public final class PackedWeight: @unchecked Sendable {
             }
             return copies[index].buffer
         }
-        guard copies.count < Self.maximumCopies else { return nil }
+        guard copies.count < maximumCopies else { return nil }
         let bytes = dnnl_memory_desc_get_size(&wanted)
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
         guard pack(into: buffer) else {
