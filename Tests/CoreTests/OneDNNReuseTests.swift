@@ -105,22 +105,32 @@ import Trial
         #expect(FewRowsProductTests.relativeError(packed, plain) < 1e-6)
     }
 
-    /// A network that trains its weights in bf16 (full fine-tuning) packs
-    /// them, and once told they changed (`invalidatePackedWeights`, as
-    /// `FineTuning.step` does around each step) computes with the new values,
-    /// as the same network without packed copies does.
-    @Test func trainedWeightsRepackAfterTheyChange() throws {
+    /// The tiny tied model with a trained copy of its weights and gradients,
+    /// as a network that packs its trained weights and one that does not.
+    /// The networks point into the two arenas: the caller keeps them alive.
+    static func trainedTinyModel() throws -> (LlamaModel, TokenBatch, FloatArena, FloatArena, LlamaNetwork, LlamaNetwork) {
         let loaded = try ModelLocation.open(TestPaths.golden("tiny-tied"))
         let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors)
         let b = try BFloat16GoldenTests.batch(try BFloat16GoldenTests.golden("tiny-tied"))
-        let ctx = ComputeContext(threads: 2)
         let count = model.layout.totalCount
         let parameters = FloatArena(capacity: count), gradients = FloatArena(capacity: count)
         parameters.base.update(from: model.parameters.base, count: count)
         let weights = LlamaWeights(layout: model.layout, config: model.config, base: parameters.base)
         let grads = LlamaWeights(layout: model.layout, config: model.config, base: gradients.base)
-        let packed = model.network(weights: weights, grads: grads, adapters: { _, _ in nil }, packTrained: true)
-        let plain = model.network(weights: weights, grads: grads, adapters: { _, _ in nil })
+        return (model, b, parameters, gradients,
+                model.network(weights: weights, grads: grads, adapters: { _, _ in nil }, packTrained: true),
+                model.network(weights: weights, grads: grads, adapters: { _, _ in nil }))
+    }
+
+    /// A network that trains its weights in bf16 (full fine-tuning) packs
+    /// them, and once told they changed (`invalidatePackedWeights`, as
+    /// `FineTuning.step` does around each step) computes with the new values,
+    /// as the same network without packed copies does.
+    @Test func trainedWeightsRepackAfterTheyChange() throws {
+        let (model, b, parameters, gradients, packed, plain) = try Self.trainedTinyModel()
+        defer { withExtendedLifetime((parameters, gradients)) {} }
+        let ctx = ComputeContext(threads: 2)
+        let count = model.layout.totalCount
         #expect(packed.trainedPackedWeights.count == 7 * model.config.layerCount + 1)
         let acts = LlamaActivations(network: packed, maxBatch: b.batchSize, maxSeq: b.seqLen, threads: ctx.threads)
         func logits(_ network: LlamaNetwork) -> [Float] {
@@ -144,15 +154,10 @@ import Trial
     /// gradients equal those of the network without packed copies.
     @Test func trainedWeightsKeepOneLayout() throws {
         try #require(OneDNNMatmul.isAvailable, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
-        let loaded = try ModelLocation.open(TestPaths.golden("tiny-tied"))
-        let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors)
-        let b = try BFloat16GoldenTests.batch(try BFloat16GoldenTests.golden("tiny-tied"))
+        let (model, b, parameters, gradients, packed, plain) = try Self.trainedTinyModel()
+        defer { withExtendedLifetime((parameters, gradients)) {} }
         let ctx = ComputeContext(threads: 2)
         let count = model.layout.totalCount
-        let parameters = FloatArena(capacity: count), gradients = FloatArena(capacity: count)
-        parameters.base.update(from: model.parameters.base, count: count)
-        let weights = LlamaWeights(layout: model.layout, config: model.config, base: parameters.base)
-        let grads = LlamaWeights(layout: model.layout, config: model.config, base: gradients.base)
         func gradient(_ network: LlamaNetwork) -> [Float] {
             let acts = LlamaActivations(network: network, maxBatch: b.batchSize, maxSeq: b.seqLen, threads: ctx.threads)
             gradients.base.update(repeating: 0, count: count)
@@ -162,8 +167,6 @@ import Trial
             }
             return Array(UnsafeBufferPointer(start: gradients.base, count: count))
         }
-        let packed = model.network(weights: weights, grads: grads, adapters: { _, _ in nil }, packTrained: true)
-        let plain = model.network(weights: weights, grads: grads, adapters: { _, _ in nil })
         let viaPacked = gradient(packed)
         if MatmulEngine.currentBF16 == .oneDNN {
             #expect(packed.trainedPackedWeights.allSatisfy { $0.byteCount > 0 }, "a trained weight was not packed")
