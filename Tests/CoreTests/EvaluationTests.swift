@@ -8,6 +8,16 @@ import TestSupport
 import Trial
 
 @Suite(.serialized) struct EvaluationTests {
+    /// The tiny Llama 3 checkpoint's frozen network, with the directory that
+    /// holds its files and the model whose arena it reads (the caller keeps
+    /// both alive until done).
+    static func tinyNetwork() throws -> (TemporaryDirectory, LanguageModel, LlamaNetwork) {
+        let dir = try TemporaryDirectory()
+        try TinyCheckpoints.llama3(in: dir.url)
+        let lm = try LanguageModel.load(dir.url)
+        return (dir, lm, lm.model.frozenNetwork())
+    }
+
     @Test func cachedGenerationStopsEachSequenceOnItsOwn() throws {
         let dir = try TemporaryDirectory()
         try TinyCheckpoints.llama3(in: dir.url)
@@ -32,11 +42,9 @@ import Trial
     /// Prompts that share a long prefix (run once and copied) and prompts
     /// longer than one piece of `extend` generate what recomputation does.
     @Test func sharedPrefixAndLongPromptsEqualRecomputation() throws {
-        let dir = try TemporaryDirectory()
-        try TinyCheckpoints.llama3(in: dir.url)
-        let lm = try LanguageModel.load(dir.url)
+        let (dir, lm, network) = try Self.tinyNetwork()
+        defer { withExtendedLifetime((dir, lm)) {} }
         let ctx = ComputeContext(threads: 2)
-        let network = lm.model.frozenNetwork()
         let common = (0..<45).map { Int32(100 + 37 * $0 % 900) }
         let sharing: [[Int32]] = [common + [7], common + [8, 9, 10], common + [11] + common, Array(common.prefix(20)) + [12, 13]]
         let unrelated: [[Int32]] = [[5] + common + common, [6, 7]]
@@ -53,11 +61,9 @@ import Trial
     /// Speculative decoding from drafts is exact: right, wrong, partly right
     /// and repeating drafts, with and without stop tokens, give greedy output.
     @Test func draftsNeverChangeTheOutput() throws {
-        let dir = try TemporaryDirectory()
-        try TinyCheckpoints.llama3(in: dir.url)
-        let lm = try LanguageModel.load(dir.url)
+        let (dir, lm, network) = try Self.tinyNetwork()
+        defer { withExtendedLifetime((dir, lm)) {} }
         let ctx = ComputeContext(threads: 2)
-        let network = lm.model.frozenNetwork()
         let prompts: [[Int32]] = [[1, 2, 3, 4], [1, 2, 3, 9, 10], [1, 2, 3, 5], [7]]
         let maxTokens = 40
         let greedy = prompts.map { network.generateGreedy(prompt: $0, maxTokens: maxTokens, context: ctx) }
@@ -93,11 +99,9 @@ import Trial
     /// A sequence that repeats itself is decoded in fewer passes than tokens
     /// (its loop proposes the repeats), with greedy decoding's output.
     @Test func loopsAreDecodedInFewPasses() throws {
-        let dir = try TemporaryDirectory()
-        try TinyCheckpoints.llama3(in: dir.url)
-        let lm = try LanguageModel.load(dir.url)
+        let (dir, lm, network) = try Self.tinyNetwork()
+        defer { withExtendedLifetime((dir, lm)) {} }
         let ctx = ComputeContext(threads: 2)
-        let network = lm.model.frozenNetwork()
         let maxTokens = 48
         // Greedy continuations of a random model: find one that loops.
         let candidates = (1..<60).map { [Int32($0), Int32(($0 * 7) % 50 + 1)] }

@@ -1,7 +1,6 @@
 // FrozenMatrix: a projection's base matrix W (out, in) in the storage its
 // method uses — Float32, bf16 (adapter methods in bf16 precision), or NF4
 // dequantised on the fly (QLoRA) — with the two products every method needs.
-import CKernels
 
 /// A base weight matrix, read-only during training except under full
 /// fine-tuning (whose optimizer updates the Float32 storage in place).
@@ -91,22 +90,15 @@ public enum FrozenMatrix: Sendable {
                          b: .bf16(w.base), ldb: w.columns, beta: 0, c: out.base, ldc: w.rows, packed: w.packedIfEnabled)
         case let .nf4(t) where n <= fewRowsLimit:
             guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
-            // Each thread dequantises and multiplies its own tiles (decoding),
-            // in f32 with the few-rows kernel (see `linearForward`).
+            // Each thread dequantises and multiplies its own tiles (decoding).
             let rows = FrozenMatrix.tileRows(columns: t.columns), tileCount = (t.rows + rows - 1) / rows
-            let f32 = ProductPrecision.current == .f32
             context.withSingleThreadedBLAS {
                 context.parallelChunks(tileCount) { chunk, range in
                     let tile = tiles.base + chunk * rows * t.columns
                     for index in range {
                         let r0 = index * rows, r1 = min(t.rows, r0 + rows)
                         t.dequantizeRows(r0..<r1, into: tile)
-                        if f32 {
-                            factsweep_few_rows_product(out.base + r0, t.rows, inp.base, n, tile, r1 - r0, t.columns)
-                        } else {
-                            gemm(transA: false, transB: true, m: n, n: r1 - r0, k: t.columns, a: inp.base, lda: t.columns,
-                                 b: tile, ldb: t.columns, beta: 0, c: out.base + r0, ldc: t.rows)
-                        }
+                        fewRowsProduct(out.base + r0, ldc: t.rows, inp.base, n: n, tile, rows: r1 - r0, depth: t.columns)
                     }
                 }
             }

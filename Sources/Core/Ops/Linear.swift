@@ -84,19 +84,28 @@ public func linearForward(
     n: Int, inDim: Int, outDim: Int, context: ComputeContext, packed: PackedWeight? = nil
 ) {
     guard n <= fewRowsLimit else { return linearForward(out, inp, weight, n: n, inDim: inDim, outDim: outDim, packed: packed) }
-    let f32 = ProductPrecision.current == .f32
     context.withSingleThreadedBLAS {
         // Blocks of 16 output rows keep each thread's columns of `out` aligned.
         let blocks = (outDim + 15) / 16
         context.parallelFor(blocks) { range in
             let lo = range.lowerBound * 16, hi = min(outDim, range.upperBound * 16)
-            if f32 {
-                factsweep_few_rows_product(out + lo, outDim, inp, n, weight + lo * inDim, hi - lo, inDim)
-            } else {
-                gemm(transA: false, transB: true, m: n, n: hi - lo, k: inDim, a: inp, lda: inDim, b: weight + lo * inDim, ldb: inDim,
-                     beta: 0, c: out + lo, ldc: outDim)
-            }
+            fewRowsProduct(out + lo, ldc: outDim, inp, n: n, weight + lo * inDim, rows: hi - lo, depth: inDim)
         }
+    }
+}
+
+/// out (n, `rows` columns, `ldc` apart) = inp (n, depth) · weightᵀ for one
+/// block of a weight's rows (rows, depth), on the calling thread: the
+/// few-rows kernel in f32, a `gemm` in bf16. Callers split a weight across
+/// threads inside `withSingleThreadedBLAS`.
+func fewRowsProduct(
+    _ out: UnsafeMutablePointer<Float>, ldc: Int, _ inp: UnsafePointer<Float>, n: Int,
+    _ weight: UnsafePointer<Float>, rows: Int, depth: Int
+) {
+    if ProductPrecision.current == .f32 {
+        factsweep_few_rows_product(out, ldc, inp, n, weight, rows, depth)
+    } else {
+        gemm(transA: false, transB: true, m: n, n: rows, k: depth, a: inp, lda: depth, b: weight, ldb: depth, beta: 0, c: out, ldc: ldc)
     }
 }
 
