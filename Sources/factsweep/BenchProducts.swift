@@ -28,5 +28,51 @@ extension TrainingBenchCommand {
             }
             print(line)
         }
+        runDecodingProductBench(context: context)
+    }
+}
+
+extension TrainingBenchCommand {
+    /// Decoding's products: M rows through each of a pool of weights larger
+    /// than the last-level cache, so that every product reads its weight from
+    /// memory as a decoding pass does; the few-rows kernel against `gemm` on
+    /// each engine, to show where one stops paying (`fewRowsLimit`).
+    func runDecodingProductBench(context: ComputeContext) {
+        let chosen = MatmulEngine.current
+        defer { MatmulEngine.current = chosen }
+        let measured = engines.compactMap(MatmulEngine.init(name:))
+        print("\ndecoding products, weights streamed from memory (a 512 MiB pool), GFLOP/s (best of 4 sweeps)")
+        print("M×K×N".padding(toLength: 18, withPad: " ", startingAt: 0) + "few-rows  "
+              + measured.map { $0.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0) }.joined())
+        for (k, n) in [(576, 1536), (1536, 576)] {
+            let copies = max(2, (512 << 20) / (4 * n * k))
+            let weights = FloatArena(capacity: copies * n * k)
+            var rng = SeededGenerator(seed: 5)
+            for i in 0..<(copies * n * k) { weights.base[i] = rng.nextUniform() - 0.5 }
+            for m in [1, 4, 8, 16, 24, 32, 48, 64, 96] {
+                let io = FloatArena(capacity: m * k + m * n)
+                for i in 0..<(m * k) { io.base[i] = rng.nextUniform() - 0.5 }
+                func rate(_ product: (UnsafePointer<Float>) -> Void) -> Double {
+                    var best = Double.infinity
+                    for _ in 0..<4 {
+                        let start = DispatchTime.now().uptimeNanoseconds
+                        for c in 0..<copies { product(weights.base + c * n * k) }
+                        best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+                    }
+                    return 2 * Double(m * n * k * copies) / best / 1e9
+                }
+                var line = "\(m)×\(k)×\(n)".padding(toLength: 18, withPad: " ", startingAt: 0)
+                line += String(format: "%-10.1f", rate { w in
+                    linearForward(io.base + m * k, io.base, w, n: m, inDim: k, outDim: n, context: context, fewRows: .max)
+                })
+                for engine in measured {
+                    MatmulEngine.current = engine
+                    line += String(format: "%-10.1f", rate { w in
+                        linearForward(io.base + m * k, io.base, w, n: m, inDim: k, outDim: n, context: context, fewRows: 0)
+                    })
+                }
+                print(line)
+            }
+        }
     }
 }

@@ -82,9 +82,27 @@ import Trial
                 #expect(output == Array(greedy[b].prefix(cut)), "\(name), stop, sequence \(b)")
             }
         }
+        // What a sequence said last time, right or not, never changes the output either.
+        for (name, recent) in [("right", right), ("wrong", wrong), ("partly", partly), ("short", greedy.map { Array($0.prefix(3)) })] {
+            for (draftName, drafts) in [("no drafts", [[Int32]]()), ("wrong drafts", wrong)] {
+                let outputs = generator.generate(prompts: prompts, maxNewTokens: maxTokens, stopTokens: [], drafts: drafts, recent: recent)
+                #expect(outputs == greedy, "recent \(name), \(draftName)")
+            }
+        }
+        // Right, it turns the 40 tokens of each answer into a pass of up to a
+        // whole piece and one more: three passes with prefill. The loops of
+        // this random model alone take more.
+        _ = generator.generate(prompts: prompts, maxNewTokens: maxTokens, stopTokens: [], recent: right)
+        #expect(generator.passes == 3, "\(generator.passes) passes with the right recent answers")
+        _ = generator.generate(prompts: prompts, maxNewTokens: maxTokens, stopTokens: [])
+        #expect(generator.passes > 3, "\(generator.passes) passes from loops alone")
         #expect(CachedGenerator.proposal([5, 6, 7, 8], after: [5, 6], limit: 10) == [7, 8])
         #expect(CachedGenerator.proposal([5, 6, 7, 8, 9], after: [1, 6, 7], limit: 10) == [8, 9])
         #expect(CachedGenerator.proposal([5, 6, 7, 8], after: [1, 2], limit: 10) == [])
+        // The last token alone, when no pair matches: at most 4 tokens.
+        #expect(CachedGenerator.proposal([5, 6, 7, 8, 9, 10, 11], after: [1, 6], limit: 10) == [7, 8, 9, 10])
+        #expect(CachedGenerator.proposal([5, 6, 7, 8], after: [1, 2], limit: 10, others: [[9, 2, 3]]) == [3])
+        #expect(CachedGenerator.proposal([5, 6, 7, 8], after: [8], limit: 10) == [])
         #expect(CachedGenerator.proposal([5, 6, 7, 8], after: [5], limit: 2) == [6, 7])
         #expect(CachedGenerator.proposal([5, 6, 7, 8], after: [1, 2], limit: 10, others: [[9, 1, 2, 3, 4], [1, 2, 6]]) == [3, 4])
         #expect(CachedGenerator.proposal([1, 2, 7], after: [1, 2], limit: 10, others: [[1, 2, 3]]) == [7])
@@ -122,7 +140,11 @@ import Trial
         evaluator.maxNewTokens = 12
         evaluator.heldOut = try lm.encode(String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/heldout.txt"), encoding: .utf8))
         let ctx = ComputeContext(threads: 2)
-        let report = try evaluator.evaluate(lm.model.frozenNetwork(), context: ctx)
+        let network = lm.model.frozenNetwork()
+        let report = try evaluator.evaluate(network, context: ctx)
+        // The second evaluation decodes from the first's answers: the same answers.
+        let again = try evaluator.evaluate(network, context: ctx)
+        #expect(again.questions.map(\.answer) == report.questions.map(\.answer))
         #expect(report.questions.count == 12)
         #expect(report.questions.filter(\.paraphrase).count == 6)
         let mean = report.questions.map(\.similarity).reduce(0, +) / 12

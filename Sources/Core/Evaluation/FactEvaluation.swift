@@ -46,7 +46,11 @@ public struct FactEvaluator: Sendable {
         // The reference answers, as trained, are the drafts of speculative
         // decoding: exact greedy output, one pass per answer once it is learned.
         let drafts = try asked.map { try model.encode($0.fact.answer, parseSpecial: false) + [model.template.endOfTurnTokenId] }
-        let outputs = generator.generate(prompts: prompts, maxNewTokens: limit, stopTokens: stops, drafts: drafts)
+        // What the network answered at the previous evaluation is the first
+        // source of proposals: between epochs most answers do not change.
+        let recent = buffers.recentOutputs(prompts: prompts, limit: limit)
+        let outputs = generator.generate(prompts: prompts, maxNewTokens: limit, stopTokens: stops, drafts: drafts, recent: recent)
+        buffers.remember(prompts: prompts, limit: limit, outputs: outputs)
         let answers = outputs.map { ids in
             model.tokenizer.decode(ids.filter { !stops.contains($0) }, skipSpecialTokens: true).trimmingCharacters(in: .whitespacesAndNewlines)
         }
@@ -84,6 +88,22 @@ final class EvaluationBuffers: @unchecked Sendable {
     private var cached: (network: UnsafeMutablePointer<Float>, generator: CachedGenerator)?
     private var perplexityActs: (network: UnsafeMutablePointer<Float>, acts: LlamaActivations)?
     private var referenceEmbeddings: (texts: [String], embeddings: [[Float]])?
+    private var recent: (prompts: [[Int32]], limit: Int, outputs: [[Int32]])?
+
+    /// The answers of the previous evaluation of the same prompts with the
+    /// same token limit (none at the first): drafts for this one.
+    func recentOutputs(prompts: [[Int32]], limit: Int) -> [[Int32]] {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let r = recent, r.prompts == prompts, r.limit == limit else { return [] }
+        return r.outputs
+    }
+
+    func remember(prompts: [[Int32]], limit: Int, outputs: [[Int32]]) {
+        lock.lock()
+        defer { lock.unlock() }
+        recent = (prompts, limit, outputs)
+    }
 
     /// The reference answers' embeddings: the same at every evaluation, so made once.
     func references(_ texts: [String], embed: ([String]) -> [[Float]]) -> [[Float]] {

@@ -5,7 +5,8 @@
 // their common prefix once, for one sequence, and share its cache rows.
 //
 // Decoding is speculative: a sequence feeds its last token plus a proposed
-// continuation in one chunk — from its draft (the reference answer, at
+// continuation in one chunk — from what it said the last time it was asked
+// (the previous evaluation's answer), its draft (the reference answer, at
 // evaluation), another sequence's draft, or its own loop — keeps the proposed
 // tokens as far as they equal the greedy choice at each position, and adds the
 // greedy token after them. The output is exactly greedy decoding's; a model
@@ -90,8 +91,11 @@ public final class CachedGenerator: @unchecked Sendable {
     /// The greedy continuation of each prompt: up to `maxNewTokens` ids each,
     /// ending after the first id in `stopTokens` (which is included).
     /// `drafts[b]`, when given, is what sequence b is expected to say (its
-    /// reference answer): it only makes decoding faster when right.
-    public func generate(prompts: [[Int32]], maxNewTokens: Int, stopTokens: Set<Int32>, drafts: [[Int32]] = []) -> [[Int32]] {
+    /// reference answer), and `recent[b]` what it said the last time it was
+    /// generated (the previous evaluation's answer, with its stop token): both
+    /// only make decoding faster when right.
+    public func generate(prompts: [[Int32]], maxNewTokens: Int, stopTokens: Set<Int32>, drafts: [[Int32]] = [],
+                         recent: [[Int32]] = []) -> [[Int32]] {
         let B = prompts.count
         precondition(B <= maxBatch && prompts.allSatisfy { !$0.isEmpty && $0.count + maxNewTokens <= maxLength },
                      "prompts exceed the generator's capacity")
@@ -104,26 +108,30 @@ public final class CachedGenerator: @unchecked Sendable {
         var done = next.map { stopTokens.contains($0) || maxNewTokens == 1 }
         // Where each sequence's last token (`next`) goes into the cache.
         var positions = prompts.map(\.count)
-        // Tokens a sequence may propose next, from its draft and from its own
-        // loop (`loopProposal`): doubled while its proposals are taken whole,
-        // halved (to no fewer than one) when one is refused outright. A pass's
-        // rows are packed, so a refused proposal of k tokens costs k rows of a
-        // pass that runs anyway — a few percent of a decoding step each —
-        // while an accepted one saves a whole step per token.
-        var budget = [Int](repeating: 8, count: B)
-        var loopBudget = [Int](repeating: 4, count: B)
+        // Tokens a sequence may propose next, per source (`ProposalSource`):
+        // doubled while its proposals are taken whole, halved (to no fewer
+        // than one) when one is refused outright. A pass's rows are packed, so
+        // a refused proposal of k tokens costs k rows of a pass that runs
+        // anyway — a few percent of a decoding step each — while an accepted
+        // one saves a whole step per token. What a sequence said last time
+        // starts at a whole piece: once the facts are learned it is the answer.
+        var budgets = [[ProposalSource: Int]](repeating: [.recent: Self.pieceLength - 1, .draft: 8, .loop: 4], count: B)
         while done.contains(false) {
-            var fromLoop = [Bool](repeating: false, count: B)
+            var sources = [ProposalSource](repeating: .loop, count: B)
             let proposals = (0..<B).map { b -> [Int32] in
                 guard !done[b] else { return [] }
                 let room = maxNewTokens - outputs[b].count
-                if b < drafts.count {
-                    let others = drafts.indices.filter { $0 != b }.map { drafts[$0] }
-                    let proposal = Self.proposal(drafts[b], after: outputs[b], limit: min(budget[b], room), others: others)
-                    if !proposal.isEmpty { return proposal }
+                if b < recent.count, outputs[b].count < recent[b].count, recent[b].starts(with: outputs[b]) {
+                    sources[b] = .recent
+                    return Array(recent[b][outputs[b].count...].prefix(min(budgets[b][.recent, default: 1], room)))
                 }
-                fromLoop[b] = true
-                return Self.loopProposal(outputs[b], limit: min(loopBudget[b], room))
+                if b < drafts.count {
+                    let others = (b < recent.count ? [recent[b]] : []) + drafts.indices.filter { $0 != b }.map { drafts[$0] }
+                    let proposal = Self.proposal(drafts[b], after: outputs[b], limit: min(budgets[b][.draft, default: 1], room),
+                                                 others: others)
+                    if !proposal.isEmpty { sources[b] = .draft; return proposal }
+                }
+                return Self.loopProposal(outputs[b], limit: min(budgets[b][.loop, default: 1], room))
             }
             let predicted: [[Int32]] = proposals.allSatisfy(\.isEmpty)
                 ? extend((0..<B).map { done[$0] ? [] : [next[$0]] }, at: positions).map { $0.map { [$0] } ?? [] }
@@ -140,28 +148,42 @@ public final class CachedGenerator: @unchecked Sendable {
                 next[b] = outputs[b].last ?? next[b]
                 guard !proposals[b].isEmpty else { continue }
                 let whole = accepted == proposals[b].count
-                let adjust = { (n: Int) in whole ? min(2 * n, Self.pieceLength - 1) : accepted == 0 ? max(1, n / 2) : n }
-                if fromLoop[b] { loopBudget[b] = adjust(loopBudget[b]) } else { budget[b] = adjust(budget[b]) }
+                let n = budgets[b][sources[b], default: 1]
+                budgets[b][sources[b]] = whole ? min(2 * n, Self.pieceLength - 1) : accepted == 0 ? max(1, n / 2) : n
             }
         }
         return outputs
     }
 
+    /// Where a sequence's proposal came from, each with its own budget.
+    enum ProposalSource: Hashable { case recent, draft, loop }
+
     /// What a draft proposes after `output`: its continuation while `output`
     /// is its beginning, else the continuation after the last place where
     /// `output`'s last two tokens occur in it or, failing that, in one of
-    /// `others` (at most 8 tokens), else nothing. `others` are the other
-    /// sequences' drafts: an answer to a paraphrased question that leaves its
-    /// own reference often borrows a phrase from another fact's answer.
+    /// `others` (at most 8 tokens), else the continuation after the last
+    /// place where its last token occurs in one of them (at most 4), else
+    /// nothing. `others` are what the sequence said last time and the other
+    /// sequences' drafts: an answer to a paraphrased question that leaves
+    /// its own reference often borrows a phrase from another fact's answer,
+    /// and one that changed a word since last time goes on as it did then.
+    /// The one-token match is a guess, but a refused guess costs a few rows
+    /// of a pass that runs anyway.
     static func proposal(_ draft: [Int32], after output: [Int32], limit: Int, others: [[Int32]] = []) -> [Int32] {
         guard limit > 0 else { return [] }
         if output.count < draft.count, draft.starts(with: output) { return Array(draft[output.count...].prefix(limit)) }
-        guard output.count >= 2 else { return [] }
-        let a = output[output.count - 2], b = output[output.count - 1]
-        for text in [draft] + others where text.count >= 3 {
-            for i in stride(from: text.count - 3, through: 0, by: -1) where text[i] == a && text[i + 1] == b {
-                return Array(text[(i + 2)...].prefix(min(limit, 8)))
+        guard let b = output.last else { return [] }
+        let texts = [draft] + others
+        if output.count >= 2 {
+            let a = output[output.count - 2]
+            for text in texts where text.count >= 3 {
+                for i in stride(from: text.count - 3, through: 0, by: -1) where text[i] == a && text[i + 1] == b {
+                    return Array(text[(i + 2)...].prefix(min(limit, 8)))
+                }
             }
+        }
+        for text in texts where text.count >= 2 {
+            if let i = text.dropLast().lastIndex(of: b) { return Array(text[(i + 1)...].prefix(min(limit, 4))) }
         }
         return []
     }

@@ -81,9 +81,9 @@ public let fewRowsLimit = 16
 /// a bf16 product. Larger N goes to one `gemm` call.
 public func linearForward(
     _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
-    n: Int, inDim: Int, outDim: Int, context: ComputeContext, packed: PackedWeight? = nil
+    n: Int, inDim: Int, outDim: Int, context: ComputeContext, packed: PackedWeight? = nil, fewRows limit: Int = fewRowsLimit
 ) {
-    guard n <= fewRowsLimit else { return linearForward(out, inp, weight, n: n, inDim: inDim, outDim: outDim, packed: packed) }
+    guard n <= limit else { return linearForward(out, inp, weight, n: n, inDim: inDim, outDim: outDim, packed: packed) }
     context.withSingleThreadedBLAS {
         // Blocks of 16 output rows keep each thread's columns of `out` aligned.
         let blocks = (outDim + 15) / 16
