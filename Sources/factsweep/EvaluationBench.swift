@@ -21,11 +21,15 @@ extension TrainingBenchCommand {
         var trained = FactEvaluator(model: lm, embedder: embedder, dataset: dataset)
         trained.paraphrases = false
         let withParaphrases = FactEvaluator(model: lm, embedder: embedder, dataset: dataset)
+        // The same evaluation without proposals from the previous evaluation's answers: what they save, in the same run.
+        var withoutPrevious = FactEvaluator(model: lm, embedder: embedder, dataset: dataset)
+        withoutPrevious.proposesPreviousAnswers = false
         var rows: [[String: Any]] = []
         while !run.isFinished {
             let epoch = run.runEpoch()
             let six = try trained.evaluate(run.trainer.network, context: context)
             let all = try withParaphrases.evaluate(run.trainer.network, context: context)
+            let cold = try withoutPrevious.evaluate(run.trainer.network, context: context)
             let start = DispatchTime.now().uptimeNanoseconds
             _ = Perplexity.measure(run.trainer.network, tokens: heldOut, context: context)
             let perplexitySeconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
@@ -34,6 +38,7 @@ extension TrainingBenchCommand {
                 "epoch": epoch.epoch, "lora_epoch_seconds": epoch.epochSeconds,
                 "questions": six.questions.count, "evaluation_seconds": six.seconds,
                 "questions_with_paraphrases": all.questions.count, "evaluation_with_paraphrases_seconds": all.seconds,
+                "evaluation_without_previous_answers_seconds": cold.seconds,
                 "perplexity_seconds": perplexitySeconds, "accuracy": Double(six.accuracy),
                 "longest_answer_tokens": try six.questions.map { try lm.encode($0.answer).count }.max() ?? 0,
             ])
@@ -45,20 +50,26 @@ extension TrainingBenchCommand {
             "threads": options.threads, "epochs_measured": steady.count, "lora_epoch_seconds": mean("lora_epoch_seconds"),
             "evaluation_seconds": mean("evaluation_seconds"),
             "evaluation_with_paraphrases_seconds": mean("evaluation_with_paraphrases_seconds"),
+            "evaluation_without_previous_answers_seconds": mean("evaluation_without_previous_answers_seconds"),
             "perplexity_seconds": mean("perplexity_seconds"), "per_epoch": Array(steady),
         ]
         if json {
             print(String(decoding: try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
             return
         }
-        print("epoch  LoRA r8 epoch s | evaluation s: \(rows.first?["questions"] ?? 0) questions  with paraphrases  perplexity | longest answer (tokens)")
+        let q = rows.first?["questions"] ?? 0, all = rows.first?["questions_with_paraphrases"] ?? 0
+        print("epoch  LoRA r8 epoch s | evaluation s: \(q) questions  \(all) questions  \(all) without previous answers  perplexity"
+              + " | longest answer (tokens)")
+        let keys = ["evaluation_seconds", "evaluation_with_paraphrases_seconds", "evaluation_without_previous_answers_seconds", "perplexity_seconds"]
         for r in steady {
-            print(String(format: "%5d %16.3f | %25.3f %17.3f %11.3f | %d", r["epoch"] as? Int ?? 0, r["lora_epoch_seconds"] as? Double ?? .nan,
-                         r["evaluation_seconds"] as? Double ?? .nan, r["evaluation_with_paraphrases_seconds"] as? Double ?? .nan,
-                         r["perplexity_seconds"] as? Double ?? .nan, r["longest_answer_tokens"] as? Int ?? 0))
+            let values = keys.map { r[$0] as? Double ?? .nan }
+            print(String(format: "%5d %16.3f | %26.3f %13.3f %31.3f %11.3f | %d", r["epoch"] as? Int ?? 0,
+                         r["lora_epoch_seconds"] as? Double ?? .nan, values[0], values[1], values[2], values[3],
+                         r["longest_answer_tokens"] as? Int ?? 0))
         }
-        print(String(format: "mean  %16.3f | %25.3f %17.3f %11.3f   (evaluation / epoch: %.2f)", mean("lora_epoch_seconds"),
-                     mean("evaluation_seconds"), mean("evaluation_with_paraphrases_seconds"), mean("perplexity_seconds"),
-                     mean("evaluation_seconds") / mean("lora_epoch_seconds")))
+        let means = keys.map(mean), epoch = mean("lora_epoch_seconds")
+        print(String(format: "mean  %16.3f | %26.3f %13.3f %31.3f %11.3f", epoch, means[0], means[1], means[2], means[3]))
+        print(String(format: "in LoRA epochs          | %26.2f %13.2f %31.2f %11.2f", means[0] / epoch, means[1] / epoch, means[2] / epoch,
+                     means[3] / epoch))
     }
 }

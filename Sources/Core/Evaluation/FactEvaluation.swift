@@ -19,6 +19,9 @@ public struct FactEvaluator: Sendable {
     public var paraphrases = true
     /// Token ids of the held-out text for perplexity (nil: not measured).
     public var heldOut: [Int32]?
+    /// Decode from the previous evaluation's answers (the output is the same
+    /// either way; off only to measure what it saves).
+    public var proposesPreviousAnswers = true
 
     public init(model: LanguageModel, embedder: SentenceEmbedder, dataset: FactDataset) {
         self.model = model; self.embedder = embedder; self.dataset = dataset
@@ -48,7 +51,7 @@ public struct FactEvaluator: Sendable {
         let drafts = try asked.map { try model.encode($0.fact.answer, parseSpecial: false) + [model.template.endOfTurnTokenId] }
         // What the network answered at the previous evaluation is the first
         // source of proposals: between epochs most answers do not change.
-        let recent = buffers.recentOutputs(prompts: prompts, limit: limit)
+        let recent = proposesPreviousAnswers ? buffers.recentOutputs(prompts: prompts, limit: limit) : []
         let outputs = generator.generate(prompts: prompts, maxNewTokens: limit, stopTokens: stops, drafts: drafts, recent: recent)
         buffers.remember(prompts: prompts, limit: limit, outputs: outputs)
         let answers = outputs.map { ids in

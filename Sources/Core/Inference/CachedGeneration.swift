@@ -1,7 +1,9 @@
 // CachedGeneration: batched greedy generation with a key/value cache. Every
-// token goes through one routine, `extend`, which appends a chunk of tokens
-// per sequence to the cache: prefill is a chunk per prompt, each decoding step
-// a chunk of one. Prompts that open alike (a chat template's system turn) run
+// token goes through one routine, `extendVerifying`, which appends a chunk of
+// tokens per sequence to the cache and returns the greedy token after each
+// position that needs one: the first pass's chunk is the rest of a prompt,
+// each later one the last token generated, each followed by a proposed
+// continuation. Prompts that open alike (a chat template's system turn) run
 // their common prefix once, for one sequence, and share its cache rows.
 //
 // Decoding is speculative: a sequence feeds its last token plus a proposed
@@ -23,9 +25,10 @@ public final class CachedGenerator: @unchecked Sendable {
     public let maxBatch: Int
     /// Longest prompt plus new tokens the cache holds.
     public let maxLength: Int
-    /// Tokens per sequence that one pass of `extend` takes; longer chunks run
-    /// in pieces (the cache makes pieces equivalent to one pass).
-    static let pieceLength = 32
+    /// Tokens per sequence that one pass takes; longer chunks run in pieces
+    /// (the cache makes pieces equivalent to one pass). A prompt's rest (~17
+    /// tokens at evaluation) and a whole proposed answer fit in one.
+    static let pieceLength = 64
     private let context: ComputeContext
     private let arena: FloatArena
     private let tensors: Tensors
@@ -51,8 +54,6 @@ public final class CachedGenerator: @unchecked Sendable {
         let attnOut: FloatPointer  // (R, Q)
         let tmp: FloatPointer  // (R, C)
         let gate, up, act: FloatPointer  // (R, F)
-        /// (B, C), (B, C), (B): each sequence's hidden state at its last token, normed.
-        let last, lastNorm, lastRstd: FloatPointer
         let logits: FloatPointer  // (logitRows, V)
         let scores: FloatPointer  // (threads, maxLength)
         /// Inference keeps no adapter activations: its intermediates live here.
@@ -79,7 +80,7 @@ public final class CachedGenerator: @unchecked Sendable {
             return Tensors(
                 keys: keys, values: values, x: take(R * C), normOut: take(R * C), rstd: take(R), q: take(R * Q), k: take(R * K),
                 v: take(R * K), attnOut: take(R * Q), tmp: take(R * C), gate: take(R * F), up: take(R * F), act: take(R * F),
-                last: take(B * C), lastNorm: take(B * C), lastRstd: take(B), logits: take(logitRows * c.vocabularySize),
+                logits: take(logitRows * c.vocabularySize),
                 scores: take(context.threads * maxLength),
                 scratch: ProjectionScratch(wide: take(R * max(C, Q, F)), narrow: take(R * maxRank), tiles: take(tiles)))
         }
@@ -101,41 +102,49 @@ public final class CachedGenerator: @unchecked Sendable {
                      "prompts exceed the generator's capacity")
         guard B > 0, maxNewTokens > 0 else { return Array(repeating: [], count: B) }
         passes = 0
-        var next = prefill(prompts)
-        var outputs = next.map { [$0] }
+        let shared = runSharedPrefix(prompts)
+        // Each sequence's tokens not yet in the cache: the rest of its prompt,
+        // then the last token it generated; and where they go in the cache.
+        var pending = prompts.map { Array($0.dropFirst(shared)) }
+        var positions = [Int](repeating: shared, count: B)
+        var outputs = [[Int32]](repeating: [], count: B)
         // A sequence is done at a stop token or at maxNewTokens; a finished one
         // takes no further part (its chunk is empty: no rows, no logits).
-        var done = next.map { stopTokens.contains($0) || maxNewTokens == 1 }
-        // Where each sequence's last token (`next`) goes into the cache.
-        var positions = prompts.map(\.count)
+        var done = [Bool](repeating: false, count: B)
         // Tokens a sequence may propose next, per source (`ProposalSource`):
         // doubled while its proposals are taken whole, halved (to no fewer
         // than one) when one is refused outright. A pass's rows are packed, so
         // a refused proposal of k tokens costs k rows of a pass that runs
         // anyway — a few percent of a decoding step each — while an accepted
         // one saves a whole step per token. What a sequence said last time
-        // starts at a whole piece: once the facts are learned it is the answer.
-        var budgets = [[ProposalSource: Int]](repeating: [.recent: Self.pieceLength - 1, .draft: 8, .loop: 4], count: B)
+        // starts at a whole piece: once the facts are learned it is the
+        // answer, verified in the pass that runs the prompt.
+        var budgets = [[ProposalSource: Int]](repeating: [.recent: Self.pieceLength, .draft: 8, .loop: 4, .guess: 4], count: B)
         while done.contains(false) {
             var sources = [ProposalSource](repeating: .loop, count: B)
             let proposals = (0..<B).map { b -> [Int32] in
                 guard !done[b] else { return [] }
-                let room = maxNewTokens - outputs[b].count
+                // A proposal keeps the chunk within one piece, and leaves room for the greedy token after it.
+                let room = min(maxNewTokens - outputs[b].count - 1, Self.pieceLength - pending[b].count)
+                guard room > 0 else { return [] }
                 if b < recent.count, outputs[b].count < recent[b].count, recent[b].starts(with: outputs[b]) {
                     sources[b] = .recent
                     return Array(recent[b][outputs[b].count...].prefix(min(budgets[b][.recent, default: 1], room)))
                 }
+                let others = (b < recent.count ? [recent[b]] : []) + drafts.indices.filter { $0 != b }.map { drafts[$0] }
                 if b < drafts.count {
-                    let others = (b < recent.count ? [recent[b]] : []) + drafts.indices.filter { $0 != b }.map { drafts[$0] }
                     let proposal = Self.proposal(drafts[b], after: outputs[b], limit: min(budgets[b][.draft, default: 1], room),
                                                  others: others)
                     if !proposal.isEmpty { sources[b] = .draft; return proposal }
                 }
-                return Self.loopProposal(outputs[b], limit: min(budgets[b][.loop, default: 1], room))
+                let loop = Self.loopProposal(outputs[b], limit: min(budgets[b][.loop, default: 1], room))
+                if !loop.isEmpty { return loop }
+                sources[b] = .guess
+                return Self.guess(after: outputs[b], in: (b < drafts.count ? [drafts[b]] : []) + others,
+                                  limit: min(budgets[b][.guess, default: 1], room))
             }
-            let predicted: [[Int32]] = proposals.allSatisfy(\.isEmpty)
-                ? extend((0..<B).map { done[$0] ? [] : [next[$0]] }, at: positions).map { $0.map { [$0] } ?? [] }
-                : extendVerifying((0..<B).map { done[$0] ? [] : [next[$0]] + proposals[$0] }, at: positions)
+            let predicted = extendVerifying((0..<B).map { done[$0] ? [] : pending[$0] + proposals[$0] }, at: positions,
+                                            predictFrom: pending.map { $0.count - 1 })
             for b in 0..<B where !done[b] {
                 // Proposed tokens stand while each is the greedy choice after the one before.
                 var accepted = 0
@@ -144,46 +153,48 @@ public final class CachedGenerator: @unchecked Sendable {
                     outputs[b].append(token)
                     done[b] = stopTokens.contains(token) || outputs[b].count == maxNewTokens
                 }
-                positions[b] += 1 + accepted
-                next[b] = outputs[b].last ?? next[b]
+                positions[b] += pending[b].count + accepted
+                pending[b] = Array(outputs[b].suffix(1))
                 guard !proposals[b].isEmpty else { continue }
                 let whole = accepted == proposals[b].count
                 let n = budgets[b][sources[b], default: 1]
-                budgets[b][sources[b]] = whole ? min(2 * n, Self.pieceLength - 1) : accepted == 0 ? max(1, n / 2) : n
+                budgets[b][sources[b]] = whole ? min(2 * n, Self.pieceLength) : accepted == 0 ? max(1, n / 2) : n
             }
         }
         return outputs
     }
 
     /// Where a sequence's proposal came from, each with its own budget.
-    enum ProposalSource: Hashable { case recent, draft, loop }
+    enum ProposalSource: Hashable { case recent, draft, loop, guess }
 
     /// What a draft proposes after `output`: its continuation while `output`
     /// is its beginning, else the continuation after the last place where
     /// `output`'s last two tokens occur in it or, failing that, in one of
-    /// `others` (at most 8 tokens), else the continuation after the last
-    /// place where its last token occurs in one of them (at most 4), else
-    /// nothing. `others` are what the sequence said last time and the other
-    /// sequences' drafts: an answer to a paraphrased question that leaves
-    /// its own reference often borrows a phrase from another fact's answer,
-    /// and one that changed a word since last time goes on as it did then.
-    /// The one-token match is a guess, but a refused guess costs a few rows
-    /// of a pass that runs anyway.
+    /// `others` (at most 8 tokens), else nothing. `others` are what the
+    /// sequence said last time and the other sequences' drafts: an answer to
+    /// a paraphrased question that leaves its own reference often borrows a
+    /// phrase from another fact's answer, and one that changed a word since
+    /// last time goes on as it did then.
     static func proposal(_ draft: [Int32], after output: [Int32], limit: Int, others: [[Int32]] = []) -> [Int32] {
         guard limit > 0 else { return [] }
         if output.count < draft.count, draft.starts(with: output) { return Array(draft[output.count...].prefix(limit)) }
-        guard let b = output.last else { return [] }
-        let texts = [draft] + others
-        if output.count >= 2 {
-            let a = output[output.count - 2]
-            for text in texts where text.count >= 3 {
-                for i in stride(from: text.count - 3, through: 0, by: -1) where text[i] == a && text[i + 1] == b {
-                    return Array(text[(i + 2)...].prefix(min(limit, 8)))
-                }
+        guard output.count >= 2 else { return [] }
+        let a = output[output.count - 2], b = output[output.count - 1]
+        for text in [draft] + others where text.count >= 3 {
+            for i in stride(from: text.count - 3, through: 0, by: -1) where text[i] == a && text[i + 1] == b {
+                return Array(text[(i + 2)...].prefix(min(limit, 8)))
             }
         }
+        return []
+    }
+
+    /// The last resort: the continuation after the last place where
+    /// `output`'s last token occurs in one of `texts` (at most `limit`). A
+    /// refused guess costs a few rows of a pass that runs anyway.
+    static func guess(after output: [Int32], in texts: [[Int32]], limit: Int) -> [Int32] {
+        guard limit > 0, let last = output.last else { return [] }
         for text in texts where text.count >= 2 {
-            if let i = text.dropLast().lastIndex(of: b) { return Array(text[(i + 1)...].prefix(min(limit, 4))) }
+            if let i = text.dropLast().lastIndex(of: last) { return Array(text[(i + 1)...].prefix(limit)) }
         }
         return []
     }
@@ -204,16 +215,16 @@ public final class CachedGenerator: @unchecked Sendable {
         return []
     }
 
-    /// Runs the prompts into the cache and returns each one's first greedy
-    /// token. Their common prefix (all but each prompt's last token at most)
-    /// runs once, in sequence 0's cache rows, which the others then copy.
-    private func prefill(_ prompts: [[Int32]]) -> [Int32] {
+    /// Runs the prompts' common prefix (all but each prompt's last token at
+    /// most) once, in sequence 0's cache rows, copies it to the others' and
+    /// returns its length: 0 when there is none worth sharing.
+    private func runSharedPrefix(_ prompts: [[Int32]]) -> Int {
         var shared = (prompts.map(\.count).min() ?? 1) - 1
         for p in prompts.dropFirst() {
             shared = zip(p.prefix(shared), prompts[0].prefix(shared)).prefix { $0 == $1 }.count
         }
-        guard prompts.count > 1, shared > 1 else { return extend(prompts, at: Array(repeating: 0, count: prompts.count)).map { $0 ?? 0 } }
-        _ = extend([Array(prompts[0].prefix(shared))], at: [0])
+        guard prompts.count > 1, shared > 1 else { return 0 }
+        _ = extendVerifying([Array(prompts[0].prefix(shared))], at: [0], predictFrom: [shared])
         let K = network.config.kvWidth, keys = tensors.keys, values = tensors.values
         for l in 0..<network.config.layerCount {
             for b in 1..<prompts.count {
@@ -221,55 +232,34 @@ public final class CachedGenerator: @unchecked Sendable {
                 (values[l].base + b * maxLength * K).update(from: values[l].base, count: shared * K)
             }
         }
-        return extend(prompts.map { Array($0.dropFirst(shared)) }, at: Array(repeating: shared, count: prompts.count)).map { $0 ?? 0 }
+        return shared
     }
 
-    /// Appends `chunks[b]` to sequence b's cache at positions `start[b]…` and
-    /// returns the greedy next token after each chunk's last token; nil for an
-    /// empty chunk (that sequence sits the pass out). Sequences
-    /// 0..<chunks.count take part; chunks may differ in length.
-    private func extend(_ chunks: [[Int32]], at start: [Int]) -> [Int32?] {
-        let c = network.config, C = c.hiddenSize, t = tensors
-        let active = chunks.indices.filter { !chunks[$0].isEmpty }
-        var offset = 0
-        let longest = chunks.map(\.count).max() ?? 0
-        while offset < longest {
-            let T = Self.pieceLength
+    /// Appends `chunks[b]` to sequence b's cache at positions `start[b]…`, a
+    /// piece of at most `pieceLength` tokens per sequence per pass, and
+    /// returns the greedy next token after each of chunk b's tokens from
+    /// index `predictFrom[b]` on (none for an empty chunk: that sequence sits
+    /// the pass out). Sequences 0..<chunks.count take part; chunks may differ
+    /// in length.
+    private func extendVerifying(_ chunks: [[Int32]], at start: [Int], predictFrom: [Int]) -> [[Int32]] {
+        let c = network.config, C = c.hiddenSize, V = c.vocabularySize, t = tensors, T = Self.pieceLength
+        var predicted = chunks.indices.map { [Int32](repeating: 0, count: max(0, chunks[$0].count - predictFrom[$0])) }
+        for offset in stride(from: 0, to: chunks.map(\.count).max() ?? 0, by: T) {
             let firstRow = extendPiece(chunks.map { Array($0.dropFirst(offset).prefix(T)) }, at: start.map { $0 + offset })
-            // Keep the hidden state of each chunk's last token, in whichever piece
-            // it falls: row i of `last` is active sequence i's.
-            for (i, b) in active.enumerated() where chunks[b].count > offset && chunks[b].count <= offset + T {
-                (t.last.base + i * C).update(from: t.x.base + (firstRow[b] + chunks[b].count - offset - 1) * C, count: C)
+            // (sequence, index in its chunk, packed row) of this piece's rows whose next token is wanted.
+            let rows = chunks.indices.flatMap { b -> [(Int, Int, Int)] in
+                let lo = max(offset, predictFrom[b]), hi = min(chunks[b].count, offset + T)
+                return lo < hi ? (lo..<hi).map { (b, $0, firstRow[b] + $0 - offset) } : []
             }
-            offset += T
-        }
-        var next = [Int32?](repeating: nil, count: chunks.count)
-        guard !active.isEmpty else { return next }
-        let n = active.count
-        rmsNormForward(t.lastNorm, rstd: t.lastRstd, t.last, weight: network.finalNorm, n: n, c: C, eps: c.rmsNormEps, context: context)
-        network.head.multiply(out: t.logits, inp: t.lastNorm, n: n, context: context)
-        let all = UnsafeBufferPointer(start: t.logits.base, count: n * c.vocabularySize)
-        for (i, b) in active.enumerated() { next[b] = argmax(all, row: i, width: c.vocabularySize) }
-        return next
-    }
-
-    /// Appends `chunks[b]` (at most `pieceLength` tokens each) like `extend`
-    /// and returns the greedy next token after every token of every chunk.
-    private func extendVerifying(_ chunks: [[Int32]], at start: [Int]) -> [[Int32]] {
-        let c = network.config, C = c.hiddenSize, V = c.vocabularySize, t = tensors
-        precondition(chunks.allSatisfy { $0.count <= Self.pieceLength })
-        let firstRow = extendPiece(chunks, at: start)
-        // (sequence, position in its chunk) of each packed row.
-        let rows = chunks.enumerated().flatMap { b, chunk in (0..<chunk.count).map { (b, $0, firstRow[b] + $0) } }
-        var predicted = chunks.map { [Int32](repeating: 0, count: $0.count) }
-        // Final norm and output head over the real rows, a block of rows at a time.
-        for blockStart in stride(from: 0, to: rows.count, by: logitRows) {
-            let block = rows[blockStart..<min(rows.count, blockStart + logitRows)]
-            for (i, row) in block.enumerated() { (t.tmp.base + i * C).update(from: t.x.base + row.2 * C, count: C) }
-            rmsNormForward(t.normOut, rstd: t.rstd, t.tmp, weight: network.finalNorm, n: block.count, c: C, eps: c.rmsNormEps, context: context)
-            network.head.multiply(out: t.logits, inp: t.normOut, n: block.count, context: context)
-            let all = UnsafeBufferPointer(start: t.logits.base, count: block.count * V)
-            for (i, row) in block.enumerated() { predicted[row.0][row.1] = argmax(all, row: i, width: V) }
+            // Final norm and output head over those rows, a block of rows at a time.
+            for blockStart in stride(from: 0, to: rows.count, by: logitRows) {
+                let block = rows[blockStart..<min(rows.count, blockStart + logitRows)]
+                for (i, row) in block.enumerated() { (t.tmp.base + i * C).update(from: t.x.base + row.2 * C, count: C) }
+                rmsNormForward(t.normOut, rstd: t.rstd, t.tmp, weight: network.finalNorm, n: block.count, c: C, eps: c.rmsNormEps, context: context)
+                network.head.multiply(out: t.logits, inp: t.normOut, n: block.count, context: context)
+                let all = UnsafeBufferPointer(start: t.logits.base, count: block.count * V)
+                for (i, row) in block.enumerated() { predicted[row.0][row.1 - predictFrom[row.0]] = argmax(all, row: i, width: V) }
+            }
         }
         return predicted
     }
