@@ -19,12 +19,11 @@ import Trial
     }
 
     @Test func cachedGenerationStopsEachSequenceOnItsOwn() throws {
-        let dir = try TemporaryDirectory()
-        try TinyCheckpoints.llama3(in: dir.url)
-        let lm = try LanguageModel.load(dir.url)
+        let (dir, lm, network) = try Self.tinyNetwork()
+        defer { withExtendedLifetime((dir, lm)) {} }
         let ctx = ComputeContext(threads: 2)
         let prompts: [[Int32]] = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10, 11], [12]]
-        let generator = CachedGenerator(network: lm.model.frozenNetwork(), maxBatch: 3, maxLength: 8 + 6, context: ctx)
+        let generator = CachedGenerator(network: network, maxBatch: 3, maxLength: 8 + 6, context: ctx)
         let free = generator.generate(prompts: prompts, maxNewTokens: 6, stopTokens: [])
         #expect(free.map(\.count) == [6, 6, 6])
         // Stop sequence 0 at its second token: the others run on to the limit unchanged.
@@ -35,12 +34,13 @@ import Trial
             #expect(output == Array(free[b].prefix(cut)), "sequence \(b)")
         }
         for (b, prompt) in prompts.enumerated() {
-            #expect(free[b] == lm.model.frozenNetwork().generateGreedy(prompt: prompt, maxTokens: 6, context: ctx), "sequence \(b)")
+            #expect(free[b] == network.generateGreedy(prompt: prompt, maxTokens: 6, context: ctx), "sequence \(b)")
         }
     }
 
     /// Prompts that share a long prefix (run once and copied) and prompts
-    /// longer than one piece of `extend` generate what recomputation does.
+    /// longer than one pass's piece (91 tokens against
+    /// `CachedGenerator.pieceLength`) generate what recomputation does.
     @Test func sharedPrefixAndLongPromptsEqualRecomputation() throws {
         let (dir, lm, network) = try Self.tinyNetwork()
         defer { withExtendedLifetime((dir, lm)) {} }
@@ -48,6 +48,7 @@ import Trial
         let common = (0..<45).map { Int32(100 + 37 * $0 % 900) }
         let sharing: [[Int32]] = [common + [7], common + [8, 9, 10], common + [11] + common, Array(common.prefix(20)) + [12, 13]]
         let unrelated: [[Int32]] = [[5] + common + common, [6, 7]]
+        #expect(([5] + common + common).count > CachedGenerator.pieceLength)
         for prompts in [sharing, sharing + unrelated, [common + common]] {
             let longest = prompts.map(\.count).max() ?? 0
             let generator = CachedGenerator(network: network, maxBatch: prompts.count, maxLength: longest + 5, context: ctx)

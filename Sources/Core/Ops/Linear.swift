@@ -78,7 +78,8 @@ public let fewRowsLimit = 16
 /// row once instead of packing it as an sgemm call does (at 2–12 rows that
 /// halved a SmolLM2 decoding step; docs/benchmarks.md, "Evaluation cost").
 /// Its sums round differently from sgemm's. In bf16 precision each block is
-/// a bf16 product. Larger N goes to one `gemm` call.
+/// a bf16 product. Larger N goes to one `gemm` call. `fewRows` moves that
+/// limit (`bench --products` times both paths at every N with it).
 public func linearForward(
     _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
     n: Int, inDim: Int, outDim: Int, context: ComputeContext, packed: PackedWeight? = nil, fewRows limit: Int = fewRowsLimit
