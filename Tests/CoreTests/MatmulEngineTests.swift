@@ -79,10 +79,70 @@ import Testing
         #expect(MatmulEngine(name: "mkl") == nil)
     }
 
-    /// The process default is OpenBLAS (see `MatmulEngine.current`) unless
-    /// the environment forces one.
+    /// The process default is oneDNN when its engine can be created (see
+    /// `MatmulEngine.current`) unless the environment forces one.
     @Test func defaultFollowsTheEnvironment() {
         let forced = ProcessInfo.processInfo.environment[MatmulEngine.environmentKey].flatMap(MatmulEngine.init(name:))
-        #expect(MatmulEngine.current == (forced ?? .openBLAS))
+        #expect(MatmulEngine.current == (forced ?? (OneDNNMatmul.isAvailable ? .oneDNN : .openBLAS)))
+    }
+
+    /// A training-sized product (one example's rows × SmolLM2's MLP) on random operands.
+    static func trainingProduct(seed: UInt64) -> (a: [Float], b: [Float], m: Int, n: Int, k: Int) {
+        let m = 70, n = 1536, k = 576
+        var rng = SeededGenerator(seed: seed)
+        return ((0..<(m * k)).map { _ in rng.nextNormal() }, (0..<(n * k)).map { _ in rng.nextNormal() }, m, n, k)
+    }
+
+    /// Products on oneDNN outside a section, on OpenBLAS inside one, and the
+    /// section is the calling thread's: another thread's open section does
+    /// not move this thread's products to OpenBLAS (it did when the state
+    /// was the process's, and trials side by side then computed other bits
+    /// than alone), and a parallel loop's workers inherit their caller's.
+    @Test func aSectionIsItsThreadsOwn() throws {
+        try #require(OneDNNMatmul.isAvailable, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
+        let (a, b, m, n, k) = Self.trainingProduct(seed: 5)
+        func product(_ engine: MatmulEngine) -> [Float] {
+            var c = [Float](repeating: 0, count: m * n)
+            gemm(transA: false, transB: true, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, beta: 0, c: &c, ldc: n, engine: engine)
+            return c
+        }
+        let alone = product(.oneDNN)
+        // Single-threaded OpenBLAS: its sums, like oneDNN's, depend on the threads that run them.
+        var openBLAS = [Float](repeating: 0, count: m * n)
+        BLASThreads.singleThreaded {
+            sgemm(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: k, beta: 0, c: &openBLAS, ldc: n)
+        }
+        try #require(alone != openBLAS, "the two engines' sums must differ somewhere for this test to tell them apart")
+
+        // Another thread holds a section open while this one multiplies.
+        let opened = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0), closed = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            BLASThreads.singleThreaded {
+                opened.signal()
+                release.wait()
+            }
+            closed.signal()
+        }
+        opened.wait()
+        let besideASection = product(.oneDNN)
+        var inOwnSection: [Float] = []
+        BLASThreads.singleThreaded { inOwnSection = product(.oneDNN) }
+        release.signal()
+        closed.wait()
+        #expect(besideASection == alone, "another thread's section changed this thread's product")
+        #expect(inOwnSection == openBLAS, "inside a section the product runs on single-threaded OpenBLAS")
+
+        // A parallel loop's workers multiply as their caller does.
+        let results = LockedValue<[Int: [Float]]>([:])
+        ComputeContext(threads: 2).withSingleThreadedBLAS {
+            ComputeContext(threads: 2).parallelChunks(2) { chunk, _ in
+                let c = product(.oneDNN)
+                results.withLock { $0[chunk] = c }
+            }
+        }
+        #expect(results.withLock { $0.count } == 2)
+        for (chunk, c) in results.withLock({ $0 }) {
+            #expect(c == openBLAS, "worker \(chunk) of a loop inside a section ran on oneDNN")
+        }
     }
 }

@@ -14,11 +14,13 @@ import CKernels
 /// per-block products already split across threads) and for shapes oneDNN
 /// refuses, it runs on OpenBLAS. `packed` (B is a frozen weight) lets oneDNN
 /// read B from a copy in its preferred layout made once (`PackedWeight`).
+/// `engine` is the process's unless a test names one.
 @inline(__always)
 public func gemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, packed: PackedWeight? = nil
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, packed: PackedWeight? = nil,
+    engine: MatmulEngine = MatmulEngine.current
 ) {
     if ProductPrecision.current == .bf16 {
         return gemmBFloat16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: .f32(a), lda: lda,
@@ -30,7 +32,7 @@ public func gemm(
     let shape = ProductProfile.Shape(transA: transA, transB: transB, m: m, n: n, k: k, bf16: false, bStoredBF16: false,
                                      bPacked: packed != nil && OneDNNMatmul.reuse)
     ProductProfile.timed(shape) {
-        if MatmulEngine.current == .oneDNN, m > 0, n > 0, k > 0 {
+        if engine == .oneDNN, m > 0, n > 0, k > 0 {
             let key = OneDNNMatmul.Key(
                 transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
                 alpha: alpha, beta: beta, bf16: false, threads: threads)

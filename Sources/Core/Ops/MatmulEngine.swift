@@ -21,17 +21,18 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
         }
     }
 
-    /// The engine products run on: OpenBLAS unless `FACTSWEEP_MATMUL` says
-    /// otherwise. oneDNN is faster per product at the study's shapes, but in
-    /// training its OpenMP threads spin between products while OpenBLAS's
-    /// run the attention products (and the other way round), and on two
-    /// cores that made epochs slower, not faster (docs/benchmarks.md,
-    /// "Matmul engines"); with `OMP_WAIT_POLICY=passive` in the environment
-    /// (which `factsweep` sets for itself) the two stop competing. On oneDNN a product's engine also depends on
-    /// whether any thread of the process has a single-threaded section open
-    /// (then it runs on OpenBLAS), so trials run side by side in one process
-    /// are no longer bit-identical to the same trials run alone (they agree
-    /// to ~1e-6).
+    /// The engine f32 products run on: oneDNN when its CPU engine can be
+    /// created, else OpenBLAS, unless `FACTSWEEP_MATMUL` says otherwise.
+    /// oneDNN is the faster of the two at the study's shapes (13–34% in five
+    /// of six training rows, docs/benchmarks.md, "Issue 13, sixth stop"); the
+    /// choice is fixed, not timed at start-up, so that a run's numbers never
+    /// depend on a start-up measurement. Its OpenMP threads must not spin
+    /// while OpenBLAS's run the per-head products: `factsweep` sets
+    /// `OMP_WAIT_POLICY=passive` for itself. Inside single-threaded sections
+    /// (per-head and per-block products already split across threads) the
+    /// products run on single-threaded OpenBLAS on either engine; whether a
+    /// product is inside one is its calling thread's state, so trials side by
+    /// side in one process compute exactly what each computes alone.
     public static var current: MatmulEngine {
         get { selection.withLock { $0 } }
         set { selection.withLock { $0 = newValue } }
@@ -60,7 +61,7 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
 
     private static let bf16Selection = LockedValue<MatmulEngine>(forcedEngine ?? .oneDNN)
 
-    private static func initialEngine() -> MatmulEngine { forcedEngine ?? .openBLAS }
+    private static func initialEngine() -> MatmulEngine { forcedEngine ?? (OneDNNMatmul.isAvailable ? .oneDNN : .openBLAS) }
 
     private static var forcedEngine: MatmulEngine? {
         ProcessInfo.processInfo.environment[environmentKey].flatMap(MatmulEngine.init(name:))

@@ -7,7 +7,9 @@ import Foundation
 /// OpenBLAS's process-wide thread count. Single-threaded sections (the
 /// per-head products inside `parallelFor`) may run at once on several threads
 /// or nest; the count drops to one when the first opens and comes back when
-/// the last closes, so one section never restores it under another.
+/// the last closes, so one section never restores it under another. Whether
+/// a thread is inside a section is its own state, not the process's (see
+/// `threadsOutsideSections`).
 public enum BLASThreads {
     private final class State: @unchecked Sendable {
         let condition = NSCondition()
@@ -37,14 +39,20 @@ public enum BLASThreads {
         openblas_set_num_threads(Int32(max(1, threads)))
     }
 
-    /// The threads a product outside any single-threaded section may use
-    /// (oneDNN's OpenMP count follows OpenBLAS's), or nil inside one: there
-    /// the products stay on single-threaded OpenBLAS, since an OpenMP team per
-    /// calling thread would oversubscribe the cores.
+    /// The threads a product on the calling thread may use, or nil when the
+    /// calling thread is inside a single-threaded section (its own, or the
+    /// one the parallel loop it runs in was started from): there the products
+    /// stay on single-threaded OpenBLAS, since an OpenMP team per calling
+    /// thread would oversubscribe the cores. Outside one it is the process's
+    /// count, the one `set` gave, even while another thread's section has
+    /// lowered OpenBLAS's: a product's engine and team then depend only on
+    /// the code that calls it, so trials side by side in one process compute
+    /// what each computes alone.
     static var threadsOutsideSections: Int? {
+        if isInSection { return nil }
         state.condition.lock()
         defer { state.condition.unlock() }
-        return state.open > 0 ? nil : Int(openblas_get_num_threads())
+        return state.open > 0 ? state.outside : Int(openblas_get_num_threads())
     }
 
     /// Runs `body` with OpenBLAS on one thread.
@@ -65,6 +73,25 @@ public enum BLASThreads {
             }
             state.condition.unlock()
         }
-        body()
+        markingSection(true, body)
+    }
+
+    private static let sectionKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// Whether the calling thread is inside a single-threaded section.
+    static var isInSection: Bool { pthread_getspecific(sectionKey) != nil }
+
+    /// Runs `body` with the calling thread inside a section or not, restoring
+    /// the previous state after; parallel loops carry their caller's state to
+    /// their worker threads with it, as they carry its product precision.
+    static func markingSection<Result>(_ inSection: Bool, _ body: () throws -> Result) rethrows -> Result {
+        let previous = pthread_getspecific(sectionKey)
+        pthread_setspecific(sectionKey, inSection ? UnsafeRawPointer(bitPattern: 1) : nil)
+        defer { pthread_setspecific(sectionKey, previous) }
+        return try body()
     }
 }

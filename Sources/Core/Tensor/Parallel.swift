@@ -31,13 +31,14 @@ public struct ComputeContext: Sendable {
             body(0..<count)
             return
         }
-        // Worker threads multiply in the caller's precision.
-        let precision = ProductPrecision.current
+        // Worker threads multiply in the caller's precision and, inside its
+        // single-threaded section, on single-threaded OpenBLAS as it does.
+        let precision = ProductPrecision.current, inSection = BLASThreads.isInSection
         withoutActuallyEscaping(body) { body in
             let box = UncheckedSendable(body)
             DispatchQueue.concurrentPerform(iterations: chunks) { c in
                 let lo = count * c / chunks, hi = count * (c + 1) / chunks
-                if lo < hi { ProductPrecision.run(precision) { box.value(lo..<hi) } }
+                if lo < hi { BLASThreads.markingSection(inSection) { ProductPrecision.run(precision) { box.value(lo..<hi) } } }
             }
         }
     }
@@ -50,12 +51,12 @@ public struct ComputeContext: Sendable {
             body(0, 0..<count)
             return
         }
-        let precision = ProductPrecision.current
+        let precision = ProductPrecision.current, inSection = BLASThreads.isInSection
         withoutActuallyEscaping(body) { body in
             let box = UncheckedSendable(body)
             DispatchQueue.concurrentPerform(iterations: chunks) { c in
                 let lo = count * c / chunks, hi = count * (c + 1) / chunks
-                if lo < hi { ProductPrecision.run(precision) { box.value(c, lo..<hi) } }
+                if lo < hi { BLASThreads.markingSection(inSection) { ProductPrecision.run(precision) { box.value(c, lo..<hi) } } }
             }
         }
     }
