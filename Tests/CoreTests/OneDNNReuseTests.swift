@@ -182,4 +182,66 @@ import Trial
         #expect(viaPacked.allSatisfy { $0.isFinite }, "a gradient is not finite")
         #expect(FewRowsProductTests.relativeError(viaPacked, gradient(plain)) < 1e-5)
     }
+
+    /// Which models pack their f32 base by default: the copies of
+    /// SmolLM2-135M's projections (0.85 GB) fit the limit, Llama-3.2-1B's
+    /// (7.8 GB) do not.
+    @Test func packingFollowsTheModelsSize() throws {
+        try #require(ProcessInfo.processInfo.environment["FACTSWEEP_PACK_F32_BASES"] == nil,
+                     "FACTSWEEP_PACK_F32_BASES is set: the default rule cannot be checked")
+        let smolLM2 = LlamaConfiguration(
+            vocabularySize: 49152, hiddenSize: 576, intermediateSize: 1536, layerCount: 30, headCount: 9, kvHeadCount: 3,
+            headDimension: nil, rmsNormEps: 1e-5, ropeTheta: 100000, ropeScaling: .none, tieWordEmbeddings: true, maxPositions: 8192)
+        let llama1B = LlamaConfiguration(
+            vocabularySize: 128256, hiddenSize: 2048, intermediateSize: 8192, layerCount: 16, headCount: 32, kvHeadCount: 8,
+            headDimension: 64, rmsNormEps: 1e-5, ropeTheta: 500000, ropeScaling: .none, tieWordEmbeddings: true, maxPositions: 131072)
+        #expect(2 * LlamaModel.projectionBytes(smolLM2) == 849_346_560)
+        #expect(2 * LlamaModel.projectionBytes(llama1B) == 7_784_628_224)
+        #expect(LlamaModel.packsFrozenBases(smolLM2))
+        #expect(!LlamaModel.packsFrozenBases(llama1B))
+    }
+
+    /// An adapter method in f32 multiplies by packed copies of the model's
+    /// Float32 base: the forward's layout on its first product, the
+    /// backward's on the first step, made once and shared by every trial on
+    /// the model; its logits agree with the plain base's.
+    @Test func frozenF32BasesArePackedOncePerDirection() throws {
+        try #require(MatmulEngine.current == .oneDNN, "f32 products are not on oneDNN (FACTSWEEP_MATMUL, libdnnl-dev)")
+        let config = TinyModels.config()
+        try #require(LlamaModel.packsFrozenBases(config), "FACTSWEEP_PACK_F32_BASES=off is set")
+        let model = TinyModels.model(config)
+        let ctx = ComputeContext(threads: 2)
+        // 24 rows: more than decoding's few-rows kernel takes, so the products are `gemm`s.
+        let b = TinyModels.batch(vocab: config.vocabularySize, seqLen: 12)
+        let rows = Array(0..<(b.batchSize * b.seqLen))
+        func packedBytes() -> Int { model.packedCopyBytes }
+        #expect(packedBytes() == 0)
+        let stored = model.baseWeightBytes
+
+        let frozen = model.frozenNetwork(context: ctx)
+        let plain = model.network(weights: model.weights, grads: nil, adapters: { _, _ in nil })
+        let acts = LlamaActivations(network: frozen, maxBatch: b.batchSize, maxSeq: b.seqLen, threads: ctx.threads)
+        let viaPacked = frozen.logits(b, outputRows: rows, acts, context: ctx)
+        let forwardBytes = packedBytes()
+        #expect(forwardBytes >= LlamaModel.projectionBytes(config), "the forward's products made no packed copies")
+        let viaPlain = plain.logits(b, outputRows: rows, acts, context: ctx)
+        #expect(packedBytes() == forwardBytes, "the plain network packed")
+        #expect(FewRowsProductTests.relativeError(viaPacked, viaPlain) < 1e-5)
+
+        // A LoRA step runs the backward's input-gradient products too.
+        let method = MethodSettings(kind: .lora, rank: 4, alpha: 8, dropout: 0, targets: ProjectionKind.allCases)
+        func step() throws -> Float {
+            let trial = try FineTuning(base: model, method: method, optimizer: AdamWSettings(), maxBatch: b.batchSize, maxSeq: b.seqLen,
+                                       seed: 3, context: ctx)
+            return trial.step(b, lr: 1e-3).loss
+        }
+        let first = try step()
+        let bothBytes = packedBytes()
+        #expect(bothBytes > forwardBytes, "the backward's products made no packed copies")
+        // A second trial on the same model reuses them, and computes the same.
+        #expect(try step() == first)
+        #expect(packedBytes() == bothBytes)
+        #expect(model.baseWeightBytes == stored, "the packed copies are counted as stored base weights")
+    }
 }
+

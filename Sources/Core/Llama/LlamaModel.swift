@@ -1,5 +1,6 @@
 // LlamaModel: a Llama model's configuration and its parameters in one arena,
 // filled from any TensorSource (GGUF or Hugging Face safetensors) or at random.
+import Foundation
 import Trial
 
 /// How a model keeps its seven projections per layer.
@@ -40,6 +41,11 @@ public final class LlamaModel: @unchecked Sendable {
     /// The output head in bf16, made by the first network in bf16 precision
     /// that asks and shared by every trial on this model.
     private let bf16Head = LockedValue<BFloat16Matrix?>(nil)
+    /// oneDNN-packed copies of each layer's Float32 projections, filled by
+    /// the first product of each direction with more rows than decoding's
+    /// and shared by every adapter trial on this model; nil when the model
+    /// does not pack (see `packsFrozenBases`).
+    private let frozenPacks: [[ProjectionKind: PackedWeight]]?
 
     /// A model with all parameters zero; `randomize` fills it.
     public init(config: LlamaConfiguration) {
@@ -50,6 +56,7 @@ public final class LlamaModel: @unchecked Sendable {
         weights = LlamaWeights(layout: layout, config: config, base: parameters.base)
         quantized = nil
         bf16Projections = nil
+        frozenPacks = Self.makeFrozenPacks(config, storage: storage)
     }
 
     /// Loads every tensor from `source`, checking shapes; with `.nf4` or
@@ -60,6 +67,7 @@ public final class LlamaModel: @unchecked Sendable {
         layout = ParameterLayout(config: config, linears: storage == .float32)
         parameters = FloatArena(capacity: layout.totalCount)
         weights = LlamaWeights(layout: layout, config: config, base: parameters.base)
+        frozenPacks = Self.makeFrozenPacks(config, storage: storage)
         func check(_ name: String, _ expected: [Int]) throws {
             guard let shape = source.shape(of: name) else { throw LoadError.missingTensor(file: source.origin, tensor: name) }
             guard shape == expected else {
@@ -98,6 +106,43 @@ public final class LlamaModel: @unchecked Sendable {
         bf16Projections = storage == .bf16 ? bf16Layers : nil
     }
 
+    /// Whether adapter networks in f32 on oneDNN multiply by packed copies of
+    /// this model's Float32 projections, one per direction: twice the
+    /// projections' memory, for products that no longer re-block the weight
+    /// in every call (LoRA r=8 and IA³ at batch 1 and 8: 9–12% faster an epoch at
+    /// SmolLM2, +0.8 GB; 19% at Llama-3.2-1B, +5.4 GB; docs/benchmarks.md,
+    /// "Issue 13, sixth stop"). By default a model packs when the copies take
+    /// at most `packedBasesLimit`: SmolLM2-class models do, 1B-class ones do
+    /// not, so that two f32 adapter workers still share a 24 GiB host. The
+    /// rule depends on the model alone, never on the host: packed and plain
+    /// products round differently (to ~1e-7). `FACTSWEEP_PACK_F32_BASES=on`
+    /// or `off` decides it for every model.
+    public static func packsFrozenBases(_ config: LlamaConfiguration) -> Bool {
+        switch ProcessInfo.processInfo.environment["FACTSWEEP_PACK_F32_BASES"]?.lowercased() {
+        case "on": true
+        case "off": false
+        default: 2 * projectionBytes(config) <= packedBasesLimit
+        }
+    }
+
+    /// The most memory packed f32 base copies take by default: 2 GiB.
+    public static let packedBasesLimit = 2 << 30
+
+    /// Bytes of a model's projections in Float32.
+    static func projectionBytes(_ config: LlamaConfiguration) -> Int {
+        4 * config.layerCount * ProjectionKind.allCases.reduce(0) { $0 + ParameterLayout.shape(config, $1).reduce(1, *) }
+    }
+
+    private static func makeFrozenPacks(_ config: LlamaConfiguration, storage: LinearStorage) -> [[ProjectionKind: PackedWeight]]? {
+        guard storage == .float32, packsFrozenBases(config) else { return nil }
+        return (0..<config.layerCount).map { _ in
+            Dictionary(uniqueKeysWithValues: ProjectionKind.allCases.map { ($0, PackedWeight()) })
+        }
+    }
+
+    /// The packed copies of layer `layer`'s `kind` projection, if the model keeps them.
+    func frozenPack(layer: Int, _ kind: ProjectionKind) -> PackedWeight? { frozenPacks?[layer][kind] }
+
     /// The head (V, C) in bf16, converted from the arena on first use.
     func bf16HeadCopy(context: ComputeContext) -> BFloat16Matrix {
         bf16Head.withLock { head in
@@ -108,18 +153,31 @@ public final class LlamaModel: @unchecked Sendable {
         }
     }
 
-    /// Bytes the frozen base weights occupy (arena plus quantised or bf16
-    /// projections; a bf16 head made for bf16 trials and the packed copies
-    /// oneDNN's products made of bf16 matrices included).
+    /// Bytes the frozen base weights occupy in their method's storage: the
+    /// arena plus quantised or bf16 projections, and a bf16 head made for
+    /// bf16 trials. The copies oneDNN's products keep for speed are not
+    /// counted (they are in `packedCopyBytes`, and in the peak RSS), so that
+    /// the study compares what each method stores.
     public var baseWeightBytes: Int {
         parameters.byteCount + (quantized?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.byteCount } } ?? 0)
-            + (bf16Projections?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.byteCount + $1.packed.byteCount } } ?? 0)
-            + (bf16Head.withLock { $0.map { $0.byteCount + $0.packed.byteCount } } ?? 0)
+            + (bf16Projections?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.byteCount } } ?? 0)
+            + (bf16Head.withLock { $0.map(\.byteCount) } ?? 0)
     }
 
-    /// The parameter tensor named `name` (Hugging Face naming).
+    /// Bytes of the packed copies oneDNN's products have made of this model's
+    /// frozen matrices (f32 projections, bf16 projections, the bf16 head).
+    public var packedCopyBytes: Int {
+        (bf16Projections?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.packed.byteCount } } ?? 0)
+            + (bf16Head.withLock { $0.map(\.packed.byteCount) } ?? 0)
+            + (frozenPacks?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.byteCount } } ?? 0)
+    }
+
+    /// The parameter tensor named `name` (Hugging Face naming). The buffer is
+    /// writable, so the packed copies of the base are marked stale: the next
+    /// product of each packs the (possibly changed) weights again.
     public func tensor(_ name: String) -> UnsafeMutableBufferPointer<Float> {
         guard let e = layout[name] else { preconditionFailure("no tensor \(name)") }
+        frozenPacks?.forEach { $0.values.forEach { $0.invalidate() } }
         return UnsafeMutableBufferPointer(start: parameters.base + e.offset, count: e.count)
     }
 

@@ -88,7 +88,8 @@ extension LlamaModel {
     /// the model was loaded with `.bf16` storage.
     public func frozenNetwork(adapters: (Int, ProjectionKind) -> Adapter? = { _, _ in nil }, precision: Precision = .f32,
                               context: ComputeContext = ComputeContext(threads: 1)) -> LlamaNetwork {
-        network(weights: weights, grads: nil, adapters: adapters, bf16Head: precision == .bf16 ? bf16HeadCopy(context: context) : nil)
+        network(weights: weights, grads: nil, adapters: adapters, bf16Head: precision == .bf16 ? bf16HeadCopy(context: context) : nil,
+                packFrozen: true)
     }
 
     /// A network over `weights` (this model's arena or a trained copy with the same
@@ -96,9 +97,11 @@ extension LlamaModel {
     /// layout lacks come from the model's NF4 or bf16 store. With
     /// `packTrained` (full fine-tuning in bf16) each trained projection and
     /// the head get a packed copy of the forward's layout, refreshed once per
-    /// step (`PackedWeight` says why one).
+    /// step (`PackedWeight` says why one). With `packFrozen` (`weights` is
+    /// this model's own, frozen) each Float32 projection reads the model's
+    /// packed copies.
     func network(weights w: LlamaWeights, grads g: LlamaWeights?, adapters: (Int, ProjectionKind) -> Adapter?,
-                 bf16Head: BFloat16Matrix? = nil, packTrained: Bool = false) -> LlamaNetwork {
+                 bf16Head: BFloat16Matrix? = nil, packTrained: Bool = false, packFrozen: Bool = false) -> LlamaNetwork {
         let c = config
         var trainedPacked: [PackedWeight] = []
         func packedIfTrained() -> PackedWeight? {
@@ -114,7 +117,8 @@ extension LlamaModel {
                 let (inDim, outDim) = AdapterLayout.dimensions(c, kind)
                 let weight: FrozenMatrix
                 if let dense = lw.projections[kind] {
-                    weight = .dense(dense, outDim: outDim, inDim: inDim, packed: packedIfTrained())
+                    let frozen = packFrozen && g == nil ? frozenPack(layer: l, kind) : nil
+                    weight = .dense(dense, outDim: outDim, inDim: inDim, packed: packedIfTrained() ?? frozen)
                 } else if let quantized = quantized?[l][kind] {
                     weight = .nf4(quantized)
                 } else if let bf16 = bf16Projections?[l][kind] {

@@ -6,7 +6,9 @@
 /// fine-tuning (whose optimizer updates the Float32 storage in place).
 public enum FrozenMatrix: Sendable {
     /// Row-major Float32 (out, in); `packed` holds its oneDNN-packed copies
-    /// when it has any (a trained weight in bf16 precision, see `PackedWeight`).
+    /// when it has any: a trained weight in bf16 precision (see
+    /// `PackedWeight`), or the frozen base of an adapter method in f32 (see
+    /// `LlamaModel.packsFrozenBases`).
     case dense(FloatPointer, outDim: Int, inDim: Int, packed: PackedWeight? = nil)
     /// NF4 (QLoRA), dequantised into scratch for each product: whole, in the
     /// product's precision, for training's many rows; `tileRows` rows per
