@@ -46,6 +46,9 @@ struct TrainingBenchCommand: ParsableCommand {
     @Option(name: .long, help: "AdamW's moments on FactSweep's side: f32, or bf16 (half their memory; PyTorch keeps f32).")
     var adamMoments: Precision = .f32
 
+    @Option(name: .long, help: "Rounds per configuration: each runs FactSweep's children then PyTorch's; times are the medians and the speed-up the median of the rounds' paired ratios.")
+    var rounds = 1
+
     @Option(name: .long, help: "Epochs per configuration; the first is a warm-up and not counted.")
     var epochs = 3
 
@@ -69,6 +72,7 @@ struct TrainingBenchCommand: ParsableCommand {
 
     func validate() throws {
         guard epochs >= 2 else { throw ValidationError("--epochs must be at least 2 (the first is a warm-up)") }
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
         guard threadCounts.allSatisfy({ $0 >= 1 }), batchSizes.allSatisfy({ $0 >= 0 }) else {
             throw ValidationError("thread counts must be ≥ 1 and batch sizes ≥ 0")
         }
@@ -91,46 +95,15 @@ struct TrainingBenchCommand: ParsableCommand {
           for threads in threadCounts {
             for batch in batchSizes {
               for precision in precision {
-                var engineRows: [[String: Any]] = []
-                for engine in engines.compactMap(MatmulEngine.init(name:)) {
-                    FileHandle.standardError.write(Data("[bench] FactSweep (\(engine), \(precision)): \(name), threads \(threads), batch \(batch)\n".utf8))
-                    // A configuration that fails (out of memory, say) is reported in its row; the others still run.
-                    var row: [String: Any]
-                    do {
-                        row = try childJSON(CommandLine.arguments[0], selfArguments(method: name, threads: threads, batch: batch, precision: precision),
-                                            environment: [MatmulEngine.environmentKey: engine.rawValue, "OMP_WAIT_POLICY": "passive"])
-                    } catch {
-                        FileHandle.standardError.write(Data("[bench] failed: \(error)\n".utf8))
-                        row = ["engine": engine.rawValue, "precision": precision.rawValue, "threads": threads, "batch_size": batch,
-                               "error": "\(error)"]
-                    }
-                    row["method"] = name
-                    engineRows.append(row)
+                // Each round runs every engine's child, then PyTorch's: pairing the ratios
+                // round by round keeps them meaningful while the machine's speed drifts.
+                var roundsMeasured: [[[String: Any]]] = []
+                for round in 0..<rounds {
+                    if rounds > 1 { FileHandle.standardError.write(Data("[bench] round \(round + 1) of \(rounds)\n".utf8)) }
+                    roundsMeasured.append(measureRound(name: name, method: method, threads: threads, batch: batch, precision: precision,
+                                                       pythonPath: pythonPath))
                 }
-                if let pythonPath {
-                    FileHandle.standardError.write(Data("[bench] PyTorch (\(precision == .bf16 ? "bf16 autocast" : "f32")): \(name), threads \(threads), batch \(batch)\n".utf8))
-                    let script = DefaultPaths.root.appendingPathComponent("scripts/bench-pytorch.py").path
-                    var torchArguments = [script, "--method", method.kind.rawValue, "--threads", "\(threads)",
-                                          "--batch-size", "\(batch == 0 ? 6 : batch)", "--epochs", "\(epochs)", "--json",
-                                          "--autocast", precision == .bf16 ? "bf16" : "none"]
-                    if method.kind == .lora || method.kind == .qlora { torchArguments += ["--rank", "\(method.rank)", "--alpha", "\(Int(method.alpha))"] }
-                    if method.kind != .full { torchArguments += ["--targets", method.resolvedTargets.map(\.rawValue).joined(separator: ",")] }
-                    torchArguments += pytorchModelArguments()
-                    let torch: [String: Any]
-                    do { torch = try childJSON(pythonPath, torchArguments) } catch {
-                        FileHandle.standardError.write(Data("[bench] failed: \(error)\n".utf8))
-                        torch = ["error": "\(error)"]
-                    }
-                    for index in engineRows.indices {
-                        engineRows[index]["pytorch_error"] = torch["error"]
-                        engineRows[index]["pytorch_seconds_per_epoch"] = torch["seconds_per_epoch"]
-                        engineRows[index]["pytorch_peak_rss_mib"] = torch["peak_rss_process_mib"]
-                        engineRows[index]["pytorch_trainable_parameters"] = torch["trainable_parameters"]
-                        if let ours = engineRows[index]["seconds_per_epoch"] as? Double, let theirs = torch["seconds_per_epoch"] as? Double {
-                            engineRows[index]["speedup_vs_pytorch"] = theirs / ours
-                        }
-                    }
-                }
+                let engineRows = TrainingBenchCommand.combine(roundsMeasured)
                 rows += engineRows
               }
             }
@@ -145,6 +118,79 @@ struct TrainingBenchCommand: ParsableCommand {
             printTable(rows)
         }
         if rows.contains(where: { $0["error"] != nil || $0["pytorch_error"] != nil }) { throw ExitCode(1) }
+    }
+
+    /// One round of a configuration: each engine's child, then PyTorch's
+    /// beside them; one row per engine.
+    private func measureRound(name: String, method: MethodSettings, threads: Int, batch: Int, precision: Precision,
+                              pythonPath: String?) -> [[String: Any]] {
+        var engineRows: [[String: Any]] = []
+        for engine in engines.compactMap(MatmulEngine.init(name:)) {
+            FileHandle.standardError.write(Data("[bench] FactSweep (\(engine), \(precision)): \(name), threads \(threads), batch \(batch)\n".utf8))
+            // A configuration that fails (out of memory, say) is reported in its row; the others still run.
+            var row: [String: Any]
+            do {
+                row = try childJSON(CommandLine.arguments[0], selfArguments(method: name, threads: threads, batch: batch, precision: precision),
+                                    environment: [MatmulEngine.environmentKey: engine.rawValue, "OMP_WAIT_POLICY": "passive"])
+            } catch {
+                FileHandle.standardError.write(Data("[bench] failed: \(error)\n".utf8))
+                row = ["engine": engine.rawValue, "precision": precision.rawValue, "threads": threads, "batch_size": batch,
+                       "error": "\(error)"]
+            }
+            row["method"] = name
+            engineRows.append(row)
+        }
+        if let pythonPath {
+            FileHandle.standardError.write(Data("[bench] PyTorch (\(precision == .bf16 ? "bf16 autocast" : "f32")): \(name), threads \(threads), batch \(batch)\n".utf8))
+            let script = DefaultPaths.root.appendingPathComponent("scripts/bench-pytorch.py").path
+            var torchArguments = [script, "--method", method.kind.rawValue, "--threads", "\(threads)",
+                                  "--batch-size", "\(batch == 0 ? 6 : batch)", "--epochs", "\(epochs)", "--json",
+                                  "--autocast", precision == .bf16 ? "bf16" : "none"]
+            if method.kind == .lora || method.kind == .qlora { torchArguments += ["--rank", "\(method.rank)", "--alpha", "\(Int(method.alpha))"] }
+            if method.kind != .full { torchArguments += ["--targets", method.resolvedTargets.map(\.rawValue).joined(separator: ",")] }
+            torchArguments += pytorchModelArguments()
+            let torch: [String: Any]
+            do { torch = try childJSON(pythonPath, torchArguments) } catch {
+                FileHandle.standardError.write(Data("[bench] failed: \(error)\n".utf8))
+                torch = ["error": "\(error)"]
+            }
+            for index in engineRows.indices {
+                engineRows[index]["pytorch_error"] = torch["error"]
+                engineRows[index]["pytorch_seconds_per_epoch"] = torch["seconds_per_epoch"]
+                engineRows[index]["pytorch_peak_rss_mib"] = torch["peak_rss_process_mib"]
+                engineRows[index]["pytorch_trainable_parameters"] = torch["trainable_parameters"]
+                if let ours = engineRows[index]["seconds_per_epoch"] as? Double, let theirs = torch["seconds_per_epoch"] as? Double {
+                    engineRows[index]["speedup_vs_pytorch"] = theirs / ours
+                }
+            }
+        }
+        return engineRows
+    }
+
+    /// The rows of several rounds as one row per engine: the first round's
+    /// row (its products, memory, peak), with each time the median over the
+    /// rounds and the speed-up the median of the rounds' paired ratios; the
+    /// rounds' own figures are kept beside them.
+    static func combine(_ rounds: [[[String: Any]]]) -> [[String: Any]] {
+        guard var combined = rounds.first, rounds.count > 1 else { return rounds.first ?? [] }
+        func median(_ values: [Double]) -> Double? {
+            guard !values.isEmpty else { return nil }
+            let sorted = values.sorted(), middle = sorted.count / 2
+            return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+        }
+        for index in combined.indices {
+            let rows = rounds.compactMap { $0.indices.contains(index) ? $0[index] : nil }
+            combined[index]["rounds"] = rows.count
+            for (key, listKey) in [("seconds_per_epoch", "seconds_per_epoch_rounds"), ("pytorch_seconds_per_epoch", "pytorch_seconds_per_epoch_rounds"),
+                                   ("speedup_vs_pytorch", "speedup_vs_pytorch_rounds")] {
+                let values = rows.compactMap { $0[key] as? Double }
+                combined[index][listKey] = values
+                combined[index][key] = median(values)
+            }
+            if let error = rows.lazy.compactMap({ $0["error"] }).first { combined[index]["error"] = error }
+            if let error = rows.lazy.compactMap({ $0["pytorch_error"] }).first { combined[index]["pytorch_error"] = error }
+        }
+        return combined
     }
 
     /// The benchmark's method configurations (those of the study).
@@ -288,6 +334,15 @@ struct TrainingBenchCommand: ParsableCommand {
                   f(r["seconds_per_epoch"], "%8.3f"), f(r["tokens_per_second"], "%9.1f"), f(r["peak_rss_mib"], "%13.0f"),
                   f(r["sgemm_peak_gflops"], "%14.1f"), f((r["mfu"] as? Double).map { $0 * 100 }, "%5.1f%%"), "|",
                   f(r["pytorch_seconds_per_epoch"], "%15.3f"), f(r["pytorch_peak_rss_mib"], "%8.0f"), f(r["speedup_vs_pytorch"], "%8.2f×"))
+        }
+        // With several rounds, each row's figures round by round (the table shows their medians).
+        for r in rows where (r["rounds"] as? Int ?? 1) > 1 {
+            func list(_ key: String, _ format: String) -> String {
+                ((r[key] as? [Double]) ?? []).map { String(format: format, $0) }.joined(separator: ", ")
+            }
+            print("rounds of \(r["method"] as? String ?? "") \(r["engine"] as? String ?? "") \(r["precision"] as? String ?? "") batch \(r["batch_size"] as? Int ?? 0):"
+                  + " s/epoch \(list("seconds_per_epoch_rounds", "%.3f")); PyTorch \(list("pytorch_seconds_per_epoch_rounds", "%.3f"));"
+                  + " speed-ups \(list("speedup_vs_pytorch_rounds", "%.2f×"))")
         }
         for r in rows {
             if let error = r["error"] as? String { print("failed: \(r["method"] as? String ?? "") \(r["precision"] as? String ?? ""): \(error)") }

@@ -82,6 +82,47 @@ import TestSupport
         #expect(r.stderr.contains("facts.jsonl:1: missing field \"answer\""), "the child's message reaches the user: \(r.stderr)")
     }
 
+    /// `--rounds` alternates FactSweep's child and the reference's: the row's
+    /// times are the rounds' medians and its speed-up the median of the
+    /// rounds' paired ratios (not the ratio of the medians). The reference
+    /// here is a script that answers 1, 100, then 10 s an epoch.
+    @Test func benchRoundsPairTheirRatios() throws {
+        let tmp = try TemporaryDirectory()
+        try TinyCheckpoints.llama3(in: tmp.url)
+        let data = tmp.file("facts.jsonl")
+        try "{\"question\": \"Where was Ada born?\", \"answer\": \"Ada was born in Kestrel Bay.\"}\n"
+            .write(to: data, atomically: true, encoding: .utf8)
+        let counter = tmp.file("calls"), reference = tmp.file("reference.sh")
+        try """
+            #!/bin/sh
+            n=$(cat '\(counter.path)' 2>/dev/null || echo 0); n=$((n + 1)); echo $n > '\(counter.path)'
+            case $n in 1) t=1;; 2) t=100;; *) t=10;; esac
+            echo "{\\"seconds_per_epoch\\": $t.0, \\"peak_rss_process_mib\\": 1, \\"trainable_parameters\\": 1}"
+            """.write(to: reference, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: reference.path)
+        let r = try FactSweepBinary.run(["bench", "training", "--model", tmp.url.path, "--data", data.path, "--methods", "lora-r8",
+                                         "--thread-counts", "1", "--batch-sizes", "1", "--engines", "onednn", "--epochs", "2",
+                                         "--rounds", "3", "--python", reference.path, "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]], "\(r.stdout)")
+        let row = try #require(rows.first)
+        #expect(rows.count == 1 && row["rounds"] as? Int == 3, "\(rows)")
+        let ours = try #require(row["seconds_per_epoch_rounds"] as? [Double]), theirs = try #require(row["pytorch_seconds_per_epoch_rounds"] as? [Double])
+        let ratios = try #require(row["speedup_vs_pytorch_rounds"] as? [Double])
+        #expect(ours.count == 3 && theirs == [1, 100, 10], "\(row)")
+        // JSON carries a Double to its last digit or one ulp off.
+        #expect(zip(ratios, zip(theirs, ours).map { $0 / $1 }).allSatisfy { abs($0 - $1) <= 1e-12 * $1 }, "\(ratios)")
+        #expect(row["seconds_per_epoch"] as? Double == ours.sorted()[1])
+        #expect(row["pytorch_seconds_per_epoch"] as? Double == 10)
+        #expect(row["speedup_vs_pytorch"] as? Double == ratios.sorted()[1])
+        if ours[2] != ours.sorted()[1] {
+            #expect(row["speedup_vs_pytorch"] as? Double != 10 / ours.sorted()[1], "the ratio of the medians, not the median ratio")
+        }
+        // One bad value is refused before any child runs.
+        let refused = try FactSweepBinary.run(["bench", "training", "--rounds", "0"])
+        #expect(refused.status != 0 && refused.stderr.contains("--rounds must be at least 1"), "\(refused.stderr)")
+    }
+
     /// Runs `factsweep train ARGUMENTS --threads 2 --json`; its JSON lines (the epochs, then the summary).
     func train(_ arguments: [String]) throws -> (epochs: [[String: Any]], summary: [String: Any]) {
         let r = try FactSweepBinary.run(["train"] + arguments + ["--threads", "2", "--json"])
