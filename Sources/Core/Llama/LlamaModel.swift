@@ -115,7 +115,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// at most `packedBasesLimit`: SmolLM2-class models do, 1B-class ones do
     /// not, so that two f32 adapter workers still share a 24 GiB host. The
     /// rule depends on the model alone, never on the host: packed and plain
-    /// products round differently (to ~1e-7). `FACTSWEEP_PACK_F32_BASES=on`
+    /// products round differently (within 1e-6). `FACTSWEEP_PACK_F32_BASES=on`
     /// or `off` decides it for every model.
     public static func packsFrozenBases(_ config: LlamaConfiguration) -> Bool {
         switch ProcessInfo.processInfo.environment["FACTSWEEP_PACK_F32_BASES"]?.lowercased() {
