@@ -110,7 +110,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// this model's Float32 projections, one per direction: twice the
     /// projections' memory, for products that no longer re-block the weight
     /// in every call (LoRA r=8 and IA³ at batch 1 and 8: 9–12% faster an epoch at
-    /// SmolLM2, +0.8 GB; 19% at Llama-3.2-1B, +5.4 GB; docs/benchmarks.md,
+    /// SmolLM2, +0.8 GB; 19% at Llama-3.2-1B, +5.3 GiB; docs/benchmarks.md,
     /// "Issue 13, sixth stop"). By default a model packs when the copies take
     /// at most `packedBasesLimit`: SmolLM2-class models do, 1B-class ones do
     /// not, so that two f32 adapter workers still share a 24 GiB host. The

@@ -8,23 +8,14 @@ import Trial
 
 /// The calling thread's product precision: f32 unless inside `run`.
 public enum ProductPrecision {
-    private static let key: pthread_key_t = {
-        var key = pthread_key_t()
-        pthread_key_create(&key, nil)
-        return key
-    }()
+    private static let bf16 = ThreadFlag()
 
     /// The precision of products on this thread.
-    public static var current: Precision {
-        pthread_getspecific(key) == nil ? .f32 : .bf16
-    }
+    public static var current: Precision { bf16.isSet ? .bf16 : .f32 }
 
     /// Runs `body` with this thread's products in `precision`, restoring the previous one after.
     public static func run<Result>(_ precision: Precision, _ body: () throws -> Result) rethrows -> Result {
-        let previous = pthread_getspecific(key)
-        pthread_setspecific(key, precision == .bf16 ? UnsafeRawPointer(bitPattern: 1) : nil)
-        defer { pthread_setspecific(key, previous) }
-        return try body()
+        try bf16.run(precision == .bf16, body)
     }
 }
 

@@ -76,22 +76,15 @@ public enum BLASThreads {
         markingSection(true, body)
     }
 
-    private static let sectionKey: pthread_key_t = {
-        var key = pthread_key_t()
-        pthread_key_create(&key, nil)
-        return key
-    }()
+    private static let section = ThreadFlag()
 
     /// Whether the calling thread is inside a single-threaded section.
-    static var isInSection: Bool { pthread_getspecific(sectionKey) != nil }
+    static var isInSection: Bool { section.isSet }
 
     /// Runs `body` with the calling thread inside a section or not, restoring
     /// the previous state after; parallel loops carry their caller's state to
     /// their worker threads with it, as they carry its product precision.
     static func markingSection<Result>(_ inSection: Bool, _ body: () throws -> Result) rethrows -> Result {
-        let previous = pthread_getspecific(sectionKey)
-        pthread_setspecific(sectionKey, inSection ? UnsafeRawPointer(bitPattern: 1) : nil)
-        defer { pthread_setspecific(sectionKey, previous) }
-        return try body()
+        try section.run(inSection, body)
     }
 }
