@@ -10,13 +10,17 @@ extension TrainingBenchCommand {
     func runEvaluationBench() throws {
         let context = ComputeContext.forProcess(threads: options.threads)
         let dataset = try FactDataset.load(try DefaultPaths.resolve(data, default: DefaultPaths.data, what: "dataset"))
-        let lm = try options.loadModel(storage: .float32)
+        // The first --precision: in bf16 the frozen base is stored in bf16 and
+        // both the epoch and the evaluations' decoding multiply in bf16.
+        let productPrecision = precision.first ?? .f32
+        let lm = try options.loadModel(storage: LinearStorage.training(.lora, precision: productPrecision))
         let embedder = try SentenceEmbedder.load(DefaultPaths.embedder)
         let heldOut = try lm.encode(String(contentsOf: DefaultPaths.heldOut, encoding: .utf8))
         var settings = TrainingSettings()
         settings.method = MethodSettings(kind: .lora, rank: 8, alpha: 32)
         settings.learningRate = TrainingSettings.defaultLearningRate(for: .lora)
         settings.epochs = epochs
+        settings.precision = productPrecision
         let run = try TrainingRun(model: lm, dataset: dataset, settings: settings, context: context)
         var trained = FactEvaluator(model: lm, embedder: embedder, dataset: dataset)
         trained.paraphrases = false
@@ -27,12 +31,15 @@ extension TrainingBenchCommand {
         var rows: [[String: Any]] = []
         while !run.isFinished {
             let epoch = run.runEpoch()
-            let six = try trained.evaluate(run.trainer.network, context: context)
-            let all = try withParaphrases.evaluate(run.trainer.network, context: context)
-            let cold = try withoutPrevious.evaluate(run.trainer.network, context: context)
-            let start = DispatchTime.now().uptimeNanoseconds
-            _ = Perplexity.measure(run.trainer.network, tokens: heldOut, context: context)
-            let perplexitySeconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            // As a trial evaluates: in the run's product precision.
+            let (six, all, cold, perplexitySeconds) = try ProductPrecision.run(run.trainer.precision) {
+                let six = try trained.evaluate(run.trainer.network, context: context)
+                let all = try withParaphrases.evaluate(run.trainer.network, context: context)
+                let cold = try withoutPrevious.evaluate(run.trainer.network, context: context)
+                let start = DispatchTime.now().uptimeNanoseconds
+                _ = Perplexity.measure(run.trainer.network, tokens: heldOut, context: context)
+                return (six, all, cold, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+            }
             FileHandle.standardError.write(Data("[bench] epoch \(epoch.epoch): \(String(format: "%.2f", epoch.epochSeconds)) s\n".utf8))
             rows.append([
                 "epoch": epoch.epoch, "lora_epoch_seconds": epoch.epochSeconds,
@@ -47,7 +54,7 @@ extension TrainingBenchCommand {
         let steady = rows.dropFirst()
         func mean(_ key: String) -> Double { steady.compactMap { $0[key] as? Double }.reduce(0, +) / Double(max(1, steady.count)) }
         let summary: [String: Any] = [
-            "threads": options.threads, "epochs_measured": steady.count, "lora_epoch_seconds": mean("lora_epoch_seconds"),
+            "threads": options.threads, "precision": run.trainer.precision.rawValue, "epochs_measured": steady.count, "lora_epoch_seconds": mean("lora_epoch_seconds"),
             "evaluation_seconds": mean("evaluation_seconds"),
             "evaluation_with_paraphrases_seconds": mean("evaluation_with_paraphrases_seconds"),
             "evaluation_without_previous_answers_seconds": mean("evaluation_without_previous_answers_seconds"),
@@ -58,6 +65,7 @@ extension TrainingBenchCommand {
             return
         }
         let q = rows.first?["questions"] ?? 0, all = rows.first?["questions_with_paraphrases"] ?? 0
+        print("precision: \(run.trainer.precision.rawValue) (the epoch's products and the evaluations' decoding)")
         print("epoch  LoRA r8 epoch s | evaluation s: \(q) questions  \(all) questions  \(all) without previous answers  perplexity"
               + " | longest answer (tokens)")
         let keys = ["evaluation_seconds", "evaluation_with_paraphrases_seconds", "evaluation_without_previous_answers_seconds", "perplexity_seconds"]

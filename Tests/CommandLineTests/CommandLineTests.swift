@@ -123,6 +123,22 @@ import TestSupport
         #expect(refused.status != 0 && refused.stderr.contains("--rounds must be at least 1"), "\(refused.stderr)")
     }
 
+    /// `bench --evaluation` runs its epochs and evaluations in the first
+    /// `--precision` (it used to measure f32 whatever was asked) and says so.
+    @Test func evaluationBenchRunsInTheAskedPrecision() throws {
+        let tmp = try TemporaryDirectory()
+        try TinyCheckpoints.llama3(in: tmp.url)
+        for precision in ["bf16", "f32"] {
+            let r = try FactSweepBinary.run(["bench", "--evaluation", "--model", tmp.url.path, "--epochs", "2", "--threads", "2",
+                                             "--precision", precision, "--json"])
+            #expect(r.status == 0, "\(r.stderr)")
+            let summary = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stdout)")
+            #expect(summary["precision"] as? String == precision, "\(summary)")
+            let epochs = try #require(summary["per_epoch"] as? [[String: Any]])
+            #expect(epochs.count == 1 && (epochs[0]["evaluation_with_paraphrases_seconds"] as? Double ?? 0) > 0, "\(epochs)")
+        }
+    }
+
     /// Runs `factsweep train ARGUMENTS --threads 2 --json`; its JSON lines (the epochs, then the summary).
     func train(_ arguments: [String]) throws -> (epochs: [[String: Any]], summary: [String: Any]) {
         let r = try FactSweepBinary.run(["train"] + arguments + ["--threads", "2", "--json"])
