@@ -13,9 +13,10 @@ need_pkgs=(libopenblas-dev libdnnl-dev libzmq3-dev libsqlite3-dev pkg-config unz
 # headless screenshot check, RunReportTests), tshark (the capture of the
 # coordinator's port in KeyedSweepTests, which fails without it), and
 # slurm-wlm and munge (the single-node Slurm of scripts/slurm-local.sh, which
-# SlurmSweepTests start).
+# SlurmSweepTests start), and faketime (the wrapper ClockJumpTests run a
+# coordinator under, an hour ahead; the test fails without it).
 if [[ ${1:-} == --tests ]]; then
-    need_pkgs+=(iproute2 chromium tshark slurm-wlm munge)
+    need_pkgs+=(iproute2 chromium tshark slurm-wlm munge faketime)
 fi
 missing=()
 for p in "${need_pkgs[@]}"; do
