@@ -160,7 +160,13 @@ struct TrainingBenchCommand: ParsableCommand {
                 engineRows[index]["pytorch_peak_rss_mib"] = torch["peak_rss_process_mib"]
                 engineRows[index]["pytorch_trainable_parameters"] = torch["trainable_parameters"]
                 if let ours = engineRows[index]["seconds_per_epoch"] as? Double, let theirs = torch["seconds_per_epoch"] as? Double {
-                    engineRows[index]["speedup_vs_pytorch"] = theirs / ours
+                    let speedup = theirs / ours, target = Self.speedupTarget(precision)
+                    engineRows[index]["speedup_vs_pytorch"] = speedup
+                    engineRows[index]["speedup_target"] = target
+                    // The share of the engine's peak at which this epoch's FLOPs would
+                    // take PyTorch's time / target: above 1, no schedule of the same
+                    // products on this engine reaches the target.
+                    if let mfu = engineRows[index]["mfu"] as? Double { engineRows[index]["mfu_for_target"] = mfu * target / speedup }
                 }
             }
         }
@@ -182,7 +188,7 @@ struct TrainingBenchCommand: ParsableCommand {
             let rows = rounds.compactMap { $0.indices.contains(index) ? $0[index] : nil }
             combined[index]["rounds"] = rows.count
             for (key, listKey) in [("seconds_per_epoch", "seconds_per_epoch_rounds"), ("pytorch_seconds_per_epoch", "pytorch_seconds_per_epoch_rounds"),
-                                   ("speedup_vs_pytorch", "speedup_vs_pytorch_rounds")] {
+                                   ("speedup_vs_pytorch", "speedup_vs_pytorch_rounds"), ("mfu_for_target", "mfu_for_target_rounds")] {
                 let values = rows.compactMap { $0[key] as? Double }
                 combined[index][listKey] = values
                 combined[index][key] = median(values)
@@ -192,6 +198,9 @@ struct TrainingBenchCommand: ParsableCommand {
         }
         return combined
     }
+
+    /// Issue 13's speed-up targets over PyTorch: 2.5× in f32, 3× in bf16 (against its bf16 autocast).
+    static func speedupTarget(_ precision: Precision) -> Double { precision == .bf16 ? 3 : 2.5 }
 
     /// The benchmark's method configurations (those of the study).
     static func method(named name: String) -> MethodSettings? {
@@ -325,7 +334,12 @@ struct TrainingBenchCommand: ParsableCommand {
 
     private func printTable(_ rows: [[String: Any]]) {
         func f(_ v: Any?, _ format: String) -> String { (v as? Double).map { String(format: format, $0) } ?? "—" }
-        print("method    engine   prec  threads batch  s/epoch  tokens/s  peak RSS MiB  sgemm GFLOP/s   MFU   | PyTorch s/epoch  RSS MiB  speed-up")
+        func verdict(_ r: [String: Any]) -> String {
+            guard let speedup = r["speedup_vs_pytorch"] as? Double, let target = r["speedup_target"] as? Double else { return "       " }
+            return speedup >= target ? "met    " : "not met"
+        }
+        print("method    engine   prec  threads batch  s/epoch  tokens/s  peak RSS MiB  sgemm GFLOP/s   MFU   | PyTorch s/epoch  RSS MiB  speed-up"
+              + "  target  MFU the target needs")
         for r in rows {
             print(((r["method"] as? String) ?? "").padding(toLength: 9, withPad: " ", startingAt: 0),
                   ((r["engine"] as? String) ?? "").padding(toLength: 8, withPad: " ", startingAt: 0),
@@ -333,7 +347,11 @@ struct TrainingBenchCommand: ParsableCommand {
                   String(format: "%7d %5d", r["threads"] as? Int ?? 0, r["batch_size"] as? Int ?? 0),
                   f(r["seconds_per_epoch"], "%8.3f"), f(r["tokens_per_second"], "%9.1f"), f(r["peak_rss_mib"], "%13.0f"),
                   f(r["sgemm_peak_gflops"], "%14.1f"), f((r["mfu"] as? Double).map { $0 * 100 }, "%5.1f%%"), "|",
-                  f(r["pytorch_seconds_per_epoch"], "%15.3f"), f(r["pytorch_peak_rss_mib"], "%8.0f"), f(r["speedup_vs_pytorch"], "%8.2f×"))
+                  f(r["pytorch_seconds_per_epoch"], "%15.3f"), f(r["pytorch_peak_rss_mib"], "%8.0f"), f(r["speedup_vs_pytorch"], "%8.2f×"),
+                  f(r["speedup_target"], "%5.1f×"), verdict(r), f((r["mfu_for_target"] as? Double).map { $0 * 100 }, "%6.0f%%"))
+        }
+        if rows.contains(where: { ($0["mfu_for_target"] as? Double ?? 0) > 1 }) {
+            print("(a target that needs more than 100% of the engine's peak is out of reach of any schedule of these products)")
         }
         // With several rounds, each row's figures round by round (the table shows their medians).
         for r in rows where (r["rounds"] as? Int ?? 1) > 1 {

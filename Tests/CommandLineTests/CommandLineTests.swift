@@ -118,6 +118,12 @@ import TestSupport
         if ours[2] != ours.sorted()[1] {
             #expect(row["speedup_vs_pytorch"] as? Double != 10 / ours.sorted()[1], "the ratio of the medians, not the median ratio")
         }
+        // The share of the peak the f32 target (2.5×) would need, round by round: the row's MFU
+        // (the first round's) × 2.5 / that round's speed-up; the row shows their median.
+        let needed = try #require(row["mfu_for_target_rounds"] as? [Double]), mfu = try #require(row["mfu"] as? Double)
+        #expect(row["speedup_target"] as? Double == 2.5 && needed.count == 3, "\(row)")
+        #expect(abs(needed[0] - mfu * 2.5 / ratios[0]) <= 1e-9 * needed[0], "\(needed) \(mfu)")
+        #expect(row["mfu_for_target"] as? Double == needed.sorted()[1])
         // One bad value is refused before any child runs.
         let refused = try FactSweepBinary.run(["bench", "training", "--rounds", "0"])
         #expect(refused.status != 0 && refused.stderr.contains("--rounds must be at least 1"), "\(refused.stderr)")
