@@ -118,42 +118,42 @@ import Trial
         let weights = LlamaWeights(layout: model.layout, config: model.config, base: parameters.base)
         let grads = LlamaWeights(layout: model.layout, config: model.config, base: gradients.base)
         return (model, b, parameters, gradients,
-                model.network(weights: weights, grads: grads, adapters: { _, _ in nil }, packTrained: true),
+                model.network(weights: weights, grads: grads, adapters: { _, _ in nil }, roundTrained: true),
                 model.network(weights: weights, grads: grads, adapters: { _, _ in nil }))
     }
 
-    /// A network that trains its weights in bf16 (full fine-tuning) packs
-    /// them, and once told they changed (`invalidatePackedWeights`, as
-    /// `FineTuning.step` does around each step) computes with the new values,
-    /// as the same network without packed copies does.
-    @Test func trainedWeightsRepackAfterTheyChange() throws {
+    /// A network that trains its weights in bf16 (full fine-tuning) rounds
+    /// them to bf16 once, and once told they changed (`invalidateTrainedRoundings`,
+    /// as `FineTuning.step` does around each step) rounds them again and
+    /// computes with the new values, as the same network without the
+    /// roundings does (there oneDNN rounds the f32 weight in every product).
+    @Test func trainedWeightsAreRoundedAgainAfterTheyChange() throws {
         let (model, b, parameters, gradients, packed, plain) = try Self.trainedTinyModel()
         defer { withExtendedLifetime((parameters, gradients)) {} }
         let ctx = ComputeContext(threads: 2)
         let count = model.layout.totalCount
-        #expect(packed.trainedPackedWeights.count == 7 * model.config.layerCount + 1)
+        #expect(packed.trainedRoundings.count == 7 * model.config.layerCount + 1)
+        #expect(!packed.trainedRoundings.contains { $0.isCurrent }, "rounded before any product asked")
         let acts = LlamaActivations(network: packed, maxBatch: b.batchSize, maxSeq: b.seqLen, threads: ctx.threads)
         func logits(_ network: LlamaNetwork) -> [Float] {
             ProductPrecision.run(.bf16) { network.logits(b, outputRows: Array(0..<(b.batchSize * b.seqLen)), acts, context: ctx) }
         }
         let before = logits(packed)
-        if MatmulEngine.currentBF16 == .oneDNN {
-            #expect(packed.trainedPackedWeights.allSatisfy { $0.byteCount > 0 }, "a trained weight was not packed")
-        }
+        #expect(packed.trainedRoundings.allSatisfy { $0.isCurrent }, "a trained weight was not rounded")
         #expect(FewRowsProductTests.relativeError(before, logits(plain)) < 1e-5)
         // An optimizer step's kind of change to every weight.
         for i in 0..<count { parameters.base[i] = parameters.base[i] * 1.5 - 0.01 }
-        packed.invalidatePackedWeights()
+        packed.invalidateTrainedRoundings()
+        #expect(!packed.trainedRoundings.contains { $0.isCurrent }, "a rounding stayed current after its weight changed")
         let after = logits(packed), expected = logits(plain)
         #expect(FewRowsProductTests.relativeError(after, expected) < 1e-5)
         #expect(FewRowsProductTests.relativeError(before, expected) > 1e-2, "the change did not change the logits")
     }
 
-    /// A trained weight keeps one packed layout, the forward's: the backward
-    /// adds none (at Llama-3.2-1B a second layout is 2.47 GB) and its
-    /// gradients equal those of the network without packed copies.
-    @Test func trainedWeightsKeepOneLayout() throws {
-        try #require(OneDNNMatmul.isAvailable, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
+    /// A trained weight keeps one bf16 copy, read by both directions (at
+    /// Llama-3.2-1B a second is 2.47 GB), and its gradients equal those of
+    /// the network without it.
+    @Test func trainedWeightsKeepOneCopy() throws {
         let (model, b, parameters, gradients, packed, plain) = try Self.trainedTinyModel()
         defer { withExtendedLifetime((parameters, gradients)) {} }
         let ctx = ComputeContext(threads: 2)
@@ -168,17 +168,13 @@ import Trial
             return Array(UnsafeBufferPointer(start: gradients.base, count: count))
         }
         let viaPacked = gradient(packed)
-        if MatmulEngine.currentBF16 == .oneDNN {
-            #expect(packed.trainedPackedWeights.allSatisfy { $0.byteCount > 0 }, "a trained weight was not packed")
-        }
-        // One bf16 layout of every trained matrix, not two.
+        #expect(packed.trainedRoundings.allSatisfy { $0.isCurrent }, "a trained weight was not rounded")
+        // One bf16 copy of every trained matrix, not two.
         let c = model.config, C = c.hiddenSize
         let perLayer = 2 * c.queryWidth * C + 2 * c.kvWidth * C + 3 * c.intermediateSize * C
         let oneLayout = 2 * (c.layerCount * perLayer + c.vocabularySize * C)
-        let packedBytes = packed.trainedPackedWeights.map(\.byteCount).reduce(0, +)
-        if MatmulEngine.currentBF16 == .oneDNN {
-            #expect(packedBytes >= oneLayout && packedBytes < oneLayout * 5 / 4, "\(packedBytes) bytes packed; one layout is \(oneLayout)")
-        }
+        let roundedBytes = packed.trainedRoundings.map(\.byteCount).reduce(0, +)
+        #expect(roundedBytes == oneLayout, "\(roundedBytes) bytes of bf16 copies; one of each matrix is \(oneLayout)")
         #expect(viaPacked.allSatisfy { $0.isFinite }, "a gradient is not finite")
         #expect(FewRowsProductTests.relativeError(viaPacked, gradient(plain)) < 1e-5)
     }

@@ -50,31 +50,32 @@ public struct LlamaNetwork: Sendable {
     public let finalGradients: [GradientRange]
     /// The frozen head in bf16, for a network whose products run in bf16.
     public let lmHeadBF16: BFloat16Matrix?
-    /// The packed copies of a trained Float32 head (full fine-tuning in bf16).
-    public let lmHeadPacked: PackedWeight?
-    /// Every packed copy of a weight this network trains: stale after each
-    /// optimizer step (`invalidatePackedWeights`).
-    public let trainedPackedWeights: [PackedWeight]
+    /// The bf16 roundings of the weights this network trains (full
+    /// fine-tuning in bf16; the head's is `lmHeadBF16`): stale after each
+    /// optimizer step (`invalidateTrainedRoundings`).
+    public let trainedRoundings: [BFloat16Matrix]
 
     public init(config: LlamaConfiguration, embed: FloatPointer, finalNorm: FloatPointer, lmHead: FloatPointer, layers: [NetworkLayer],
                 embedGrad: FloatPointer? = nil, finalNormGrad: FloatPointer? = nil, lmHeadGrad: FloatPointer? = nil,
                 layerGradients: [GradientRange] = [], finalGradients: [GradientRange] = [], lmHeadBF16: BFloat16Matrix? = nil,
-                lmHeadPacked: PackedWeight? = nil, trainedPackedWeights: [PackedWeight] = []) {
+                trainedRoundings: [BFloat16Matrix] = []) {
         self.config = config; self.embed = embed; self.finalNorm = finalNorm; self.lmHead = lmHead; self.layers = layers
         self.embedGrad = embedGrad; self.finalNormGrad = finalNormGrad; self.lmHeadGrad = lmHeadGrad
         self.layerGradients = layerGradients; self.finalGradients = finalGradients
-        self.lmHeadBF16 = lmHeadBF16; self.lmHeadPacked = lmHeadPacked; self.trainedPackedWeights = trainedPackedWeights
+        self.lmHeadBF16 = lmHeadBF16; self.trainedRoundings = trainedRoundings
     }
 
     /// The output head (V, C) as its products read it.
     var head: FrozenMatrix {
-        lmHeadBF16.map { .bf16($0) } ?? .dense(lmHead, outDim: config.vocabularySize, inDim: config.hiddenSize, packed: lmHeadPacked)
+        lmHeadBF16.map { .bf16($0) } ?? .dense(lmHead, outDim: config.vocabularySize, inDim: config.hiddenSize, packed: nil)
     }
 
-    /// Marks the packed copies of the trained weights stale: call after
-    /// anything writes the trained parameters (`FineTuning.step` does).
-    public func invalidatePackedWeights() {
-        for packed in trainedPackedWeights { packed.invalidate() }
+    /// Marks the bf16 roundings of the trained weights stale: call after
+    /// anything writes the trained parameters (`FineTuning.step` does). Each
+    /// is made again by the next product that reads it, in a step or in an
+    /// evaluation.
+    public func invalidateTrainedRoundings() {
+        for rounded in trainedRoundings { rounded.invalidate() }
     }
 
     /// Whether the head's weight is trained (its gradient GEMM is needed).
@@ -95,20 +96,21 @@ extension LlamaModel {
     /// A network over `weights` (this model's arena or a trained copy with the same
     /// layout) whose base tensors train when `grads` is given. Projections the
     /// layout lacks come from the model's NF4 or bf16 store. With
-    /// `packTrained` (full fine-tuning in bf16) each trained projection and
-    /// the head get a packed copy of the forward's layout, refreshed once per
-    /// step (`PackedWeight` says why one). With `packFrozen` (`weights` is
+    /// `roundTrained` (full fine-tuning in bf16) each trained projection and
+    /// the head read a bf16 rounding of their Float32 weight, made once per
+    /// step and read by the products of both directions (`BFloat16Matrix`'s
+    /// `init(rounding:)` says why not oneDNN's packed copies). With `packFrozen` (`weights` is
     /// this model's own, frozen) each Float32 projection reads the model's
     /// packed copies.
     func network(weights w: LlamaWeights, grads g: LlamaWeights?, adapters: (Int, ProjectionKind) -> Adapter?,
-                 bf16Head: BFloat16Matrix? = nil, packTrained: Bool = false, packFrozen: Bool = false) -> LlamaNetwork {
+                 bf16Head: BFloat16Matrix? = nil, roundTrained: Bool = false, packFrozen: Bool = false) -> LlamaNetwork {
         let c = config
-        var trainedPacked: [PackedWeight] = []
-        func packedIfTrained() -> PackedWeight? {
-            guard packTrained, g != nil else { return nil }
-            let packed = PackedWeight(layouts: 1)
-            trainedPacked.append(packed)
-            return packed
+        let rounds = roundTrained && g != nil
+        var trainedRounded: [BFloat16Matrix] = []
+        func rounding(_ w: FloatPointer, rows: Int, columns: Int) -> BFloat16Matrix {
+            let m = BFloat16Matrix(rounding: w.base, rows: rows, columns: columns)
+            trainedRounded.append(m)
+            return m
         }
         let layers = w.layers.enumerated().map { l, lw in
             let lg = g?.layers[l]
@@ -116,9 +118,11 @@ extension LlamaModel {
             for kind in ProjectionKind.allCases {
                 let (inDim, outDim) = AdapterLayout.dimensions(c, kind)
                 let weight: FrozenMatrix
-                if let dense = lw.projections[kind] {
+                if let dense = lw.projections[kind], rounds {
+                    weight = .bf16(rounding(dense, rows: outDim, columns: inDim))
+                } else if let dense = lw.projections[kind] {
                     let frozen = packFrozen && g == nil ? frozenPack(layer: l, kind) : nil
-                    weight = .dense(dense, outDim: outDim, inDim: inDim, packed: packedIfTrained() ?? frozen)
+                    weight = .dense(dense, outDim: outDim, inDim: inDim, packed: frozen)
                 } else if let quantized = quantized?[l][kind] {
                     weight = .nf4(quantized)
                 } else if let bf16 = bf16Projections?[l][kind] {
@@ -145,6 +149,7 @@ extension LlamaModel {
         return LlamaNetwork(config: c, embed: w.embed, finalNorm: w.finalNorm, lmHead: w.lmHead, layers: layers,
                             embedGrad: g?.embed, finalNormGrad: g?.finalNorm, lmHeadGrad: c.tieWordEmbeddings ? nil : g?.lmHead,
                             layerGradients: layerGradients, finalGradients: finalGradients,
-                            lmHeadBF16: bf16Head, lmHeadPacked: bf16Head == nil ? packedIfTrained() : nil, trainedPackedWeights: trainedPacked)
+                            lmHeadBF16: rounds ? rounding(w.lmHead, rows: c.vocabularySize, columns: c.hiddenSize) : bf16Head,
+                            trainedRoundings: trainedRounded)
     }
 }

@@ -6,8 +6,7 @@
 /// fine-tuning (whose optimizer updates the Float32 storage in place).
 public enum FrozenMatrix: Sendable {
     /// Row-major Float32 (out, in); `packed` holds its oneDNN-packed copies
-    /// when it has any: a trained weight in bf16 precision (see
-    /// `PackedWeight`), or the frozen base of an adapter method in f32 (see
+    /// when it has any: the frozen base of an adapter method in f32 (see
     /// `LlamaModel.packsFrozenBases`).
     case dense(FloatPointer, outDim: Int, inDim: Int, packed: PackedWeight? = nil)
     /// NF4 (QLoRA), dequantised into scratch for each product: whole, in the
@@ -15,7 +14,8 @@ public enum FrozenMatrix: Sendable {
     /// thread for decoding's few.
     case nf4(NF4Tensor)
     /// Row-major bf16 (out, in): the frozen base of an adapter method in bf16
-    /// precision, converted once; its products take it as it is.
+    /// precision, converted once, or the rounding of a weight full fine-tuning
+    /// trains in bf16, made again after each step; its products take it as it is.
     case bf16(BFloat16Matrix)
 
     public var outDim: Int { switch self { case let .dense(_, o, _, _): o; case let .nf4(t): t.rows; case let .bf16(m): m.rows } }
@@ -89,7 +89,7 @@ public enum FrozenMatrix: Sendable {
             linearForward(out.base, inp.base, w.base, n: n, inDim: i, outDim: o, context: context, packed: packed)
         case let .bf16(w):
             gemmBFloat16(transA: false, transB: true, m: n, n: w.rows, k: w.columns, a: .f32(inp.base), lda: w.columns,
-                         b: .bf16(w.base), ldb: w.columns, beta: 0, c: out.base, ldc: w.rows, packed: w.packedIfEnabled)
+                         b: .bf16(w.bits(context: context)), ldb: w.columns, beta: 0, c: out.base, ldc: w.rows, packed: w.packedIfEnabled)
         case let .nf4(t) where n <= fewRowsLimit:
             guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
             // Each thread dequantises and multiplies its own tiles (decoding).
@@ -121,7 +121,7 @@ public enum FrozenMatrix: Sendable {
                            n: n, inDim: i, outDim: o, accumulateInput: accumulate, packed: packed)
         case let .bf16(w):
             gemmBFloat16(transA: false, transB: false, m: n, n: w.columns, k: w.rows, a: .f32(dout.base), lda: w.rows,
-                         b: .bf16(w.base), ldb: w.columns, beta: accumulate ? 1 : 0, c: dinp.base, ldc: w.columns,
+                         b: .bf16(w.bits(context: context)), ldb: w.columns, beta: accumulate ? 1 : 0, c: dinp.base, ldc: w.columns,
                          packed: w.packedIfEnabled)
         case let .nf4(t):
             guard let tiles else { preconditionFailure("NF4 products need tile scratch") }

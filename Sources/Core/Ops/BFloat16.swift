@@ -71,22 +71,77 @@ func convertFromBFloat16(
 }
 
 /// A row-major matrix stored in bf16: half the bytes of its Float32 source,
-/// made once and read by every product that takes it.
+/// made once and read by every product that takes it — or, for a weight that
+/// trains (full fine-tuning in bf16), made again by the first product after
+/// each change (`init(rounding:)`, `invalidate`).
 public final class BFloat16Matrix: @unchecked Sendable {
     public let rows: Int, columns: Int
     let base: UnsafeMutablePointer<UInt16>
+    /// The trained Float32 weight this matrix rounds, or nil when it never changes.
+    private let source: UnsafePointer<Float>?
+    private let lock = NSLock()
+    private var stale = false
 
     /// The bf16 rounding of `source` (rows × columns, row-major), converted on `context`'s threads.
     public init(_ source: UnsafePointer<Float>, rows: Int, columns: Int, context: ComputeContext) {
         self.rows = rows
         self.columns = columns
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(1, rows * columns) * 2, alignment: 64)
-        base = raw.bindMemory(to: UInt16.self, capacity: max(1, rows * columns))
+        self.source = nil
+        base = Self.allocate(rows * columns)
+        Self.round(source, into: base, rows: rows, columns: columns, context: context)
+    }
+
+    /// The bf16 rounding of a weight that trains, made by the first `bits`
+    /// after creation and after each `invalidate`. Products of both
+    /// directions read the same plain copy: with oneDNN's packed layout the
+    /// backward's products converted the f32 weight again in every call, and
+    /// packing each step ran inside the step's first product.
+    public init(rounding source: UnsafePointer<Float>, rows: Int, columns: Int) {
+        self.rows = rows
+        self.columns = columns
+        self.source = source
+        base = Self.allocate(rows * columns)
+        stale = true
+    }
+
+    private static func allocate(_ count: Int) -> UnsafeMutablePointer<UInt16> {
+        UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * 2, alignment: 64).bindMemory(to: UInt16.self, capacity: max(1, count))
+    }
+
+    private static func round(_ source: UnsafePointer<Float>, into base: UnsafeMutablePointer<UInt16>, rows: Int, columns: Int,
+                              context: ComputeContext) {
         let destination = UncheckedSendable(base)
         context.parallelFor(rows, minimumPerThread: 64) { range in
             convertToBFloat16(destination.value + range.lowerBound * columns, source + range.lowerBound * columns,
                               rows: range.count, columns: columns, ld: columns)
         }
+    }
+
+    /// Marks a trained matrix's rounding stale (its source changed); a no-op for a fixed one.
+    public func invalidate() {
+        guard source != nil else { return }
+        lock.lock()
+        stale = true
+        lock.unlock()
+    }
+
+    /// Whether a trained matrix's rounding is current (tests).
+    var isCurrent: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return !stale
+    }
+
+    /// The matrix's bits; a trained matrix's are rounded again from its source first when stale.
+    func bits(context: ComputeContext) -> UnsafePointer<UInt16> {
+        guard let source else { return UnsafePointer(base) }
+        lock.lock()
+        defer { lock.unlock() }
+        if stale {
+            Self.round(source, into: base, rows: rows, columns: columns, context: context)
+            stale = false
+        }
+        return UnsafePointer(base)
     }
 
     deinit { base.deallocate() }
@@ -99,7 +154,7 @@ public final class BFloat16Matrix: @unchecked Sendable {
     /// default: measured on this project's Intel machines, packing a frozen bf16 base gave LoRA r=8 no
     /// speed (8.09 → 8.46 s/epoch) and doubled its peak RSS (529 → 1051 MiB: one packed copy per direction
     /// beside the matrix), against the memory the bf16 base exists to save (docs/benchmarks.md).
-    var packedIfEnabled: PackedWeight? { Self.packFrozen ? packed : nil }
+    var packedIfEnabled: PackedWeight? { Self.packFrozen && source == nil ? packed : nil }
 
     static let packFrozen = ProcessInfo.processInfo.environment["FACTSWEEP_ONEDNN_PACK_FROZEN"]?.lowercased() == "on"
 
@@ -108,6 +163,6 @@ public final class BFloat16Matrix: @unchecked Sendable {
 
     /// Writes the matrix widened to Float32 into `destination` (rows × columns).
     func widen(into destination: UnsafeMutablePointer<Float>) {
-        convertFromBFloat16(destination, base, rows: rows, columns: columns, ld: columns)
+        convertFromBFloat16(destination, bits(context: ComputeContext(threads: 1)), rows: rows, columns: columns, ld: columns)
     }
 }

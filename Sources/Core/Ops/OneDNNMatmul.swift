@@ -201,15 +201,11 @@ enum OneDNNMatmul {
 ///
 /// Whoever writes the weight must call `invalidate()` before the next
 /// product, and never while products read it. Weights trained in place get
-/// one in bf16 precision only (full fine-tuning: `FineTuning.step`
-/// invalidates them around each step), where the reorder also does the
-/// f32 → bf16 rounding once per step instead of once per call; in f32 each
-/// feeds one product per direction per step, so packing it per step would be
-/// the same copy oneDNN makes inside that call. They keep one layout (the
-/// forward's, the first asked for in a step): the backward's product rounds
-/// its plain copy per call, the same work once per step, and the second
-/// packed copy of every trained matrix (2.47 GB at Llama-3.2-1B) is the
-/// memory full fine-tuning in bf16 needs to fit there.
+/// none: in f32 each feeds one product per direction per step, so packing it
+/// per step would be the same copy oneDNN makes inside that call; in bf16
+/// full fine-tuning reads a plain bf16 rounding made once per step
+/// (`BFloat16Matrix.init(rounding:)`), which measured 14% faster per epoch at
+/// batch 1 than packing the forward's layout each step (docs/benchmarks.md).
 public final class PackedWeight: @unchecked Sendable {
     private struct Copy {
         var desc: dnnl_memory_desc_t
@@ -226,7 +222,7 @@ public final class PackedWeight: @unchecked Sendable {
     private let lock = NSLock()
     private var copies: [Copy] = []
 
-    /// `layouts`: how many layouts to keep (a frozen weight: both directions'; a trained one: one).
+    /// `layouts`: how many layouts to keep (both directions' by default).
     public init(layouts: Int = 2) { maximumCopies = max(1, layouts) }
 
     deinit { for copy in copies { copy.buffer.deallocate() } }

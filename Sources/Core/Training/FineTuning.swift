@@ -31,7 +31,9 @@ public final class FineTuning: @unchecked Sendable {
     /// `seed` initialises LoRA's A matrices (as PEFT's Kaiming-uniform) and dropout.
     /// In bf16 LoRA and IA³ need a base loaded with `.bf16` storage (see
     /// `LinearStorage.training`); full fine-tuning keeps Float32 master weights
-    /// and rounds them to bf16 in each product (as autocast casts them each forward).
+    /// and rounds them to bf16 once per step, for the products of both
+    /// directions (as autocast casts them once per forward and keeps the casts
+    /// for the backward).
     public init(base: LlamaModel, method: MethodSettings, optimizer settings: AdamWSettings, maxBatch: Int, maxSeq: Int,
                 seed: UInt64, precision: Precision = .f32, context: ComputeContext) throws {
         try method.validate()
@@ -53,7 +55,7 @@ public final class FineTuning: @unchecked Sendable {
             gradients = FloatArena(capacity: base.layout.totalCount)
             let weights = LlamaWeights(layout: base.layout, config: c, base: parameters.base)
             let grads = LlamaWeights(layout: base.layout, config: c, base: gradients.base)
-            network = base.network(weights: weights, grads: grads, adapters: { _, _ in nil }, packTrained: precision == .bf16)
+            network = base.network(weights: weights, grads: grads, adapters: { _, _ in nil }, roundTrained: precision == .bf16)
         case .lora, .qlora, .ia3:
             let layout = AdapterLayout(config: c, method: method)
             trainable = layout.entries
@@ -81,10 +83,10 @@ public final class FineTuning: @unchecked Sendable {
     /// One training step on `batch` at learning rate `lr`: forward, backward,
     /// clip and update. Gradients are zero on entry and on return.
     public func step(_ batch: TokenBatch, lr: Float) -> StepResult {
-        // Packed copies of trained weights last one step: stale before it (the
+        // bf16 roundings of trained weights last one step: stale before it (the
         // parameters may have been restored since) and after its update.
-        network.invalidatePackedWeights()
-        defer { network.invalidatePackedWeights() }
+        network.invalidateTrainedRoundings()
+        defer { network.invalidateTrainedRoundings() }
         let (loss, squaredNorm) = ProductPrecision.run(precision) {
             (network.forward(batch, activations, rng: &dropoutRNG, context: context), network.backward(batch, activations, context: context))
         }
@@ -100,6 +102,6 @@ extension LlamaNetwork {
         LlamaNetwork(config: config, embed: embed, finalNorm: finalNorm, lmHead: lmHead, layers: layers,
                      embedGrad: embedGrad, finalNormGrad: finalNormGrad, lmHeadGrad: lmHeadGrad,
                      layerGradients: ranges, finalGradients: finalGradients, lmHeadBF16: lmHeadBF16,
-                     lmHeadPacked: lmHeadPacked, trainedPackedWeights: trainedPackedWeights)
+                     trainedRoundings: trainedRoundings)
     }
 }
