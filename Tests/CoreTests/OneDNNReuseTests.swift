@@ -128,24 +128,24 @@ import Trial
     /// computes with the new values, as the same network without the
     /// roundings does (there oneDNN rounds the f32 weight in every product).
     @Test func trainedWeightsAreRoundedAgainAfterTheyChange() throws {
-        let (model, b, parameters, gradients, packed, plain) = try Self.trainedTinyModel()
+        let (model, b, parameters, gradients, rounded, plain) = try Self.trainedTinyModel()
         defer { withExtendedLifetime((parameters, gradients)) {} }
         let ctx = ComputeContext(threads: 2)
         let count = model.layout.totalCount
-        #expect(packed.trainedRoundings.count == 7 * model.config.layerCount + 1)
-        #expect(!packed.trainedRoundings.contains { $0.isCurrent }, "rounded before any product asked")
-        let acts = LlamaActivations(network: packed, maxBatch: b.batchSize, maxSeq: b.seqLen, threads: ctx.threads)
+        #expect(rounded.trainedRoundings.count == 7 * model.config.layerCount + 1)
+        #expect(!rounded.trainedRoundings.contains { $0.isCurrent }, "rounded before any product asked")
+        let acts = LlamaActivations(network: rounded, maxBatch: b.batchSize, maxSeq: b.seqLen, threads: ctx.threads)
         func logits(_ network: LlamaNetwork) -> [Float] {
             ProductPrecision.run(.bf16) { network.logits(b, outputRows: Array(0..<(b.batchSize * b.seqLen)), acts, context: ctx) }
         }
-        let before = logits(packed)
-        #expect(packed.trainedRoundings.allSatisfy { $0.isCurrent }, "a trained weight was not rounded")
+        let before = logits(rounded)
+        #expect(rounded.trainedRoundings.allSatisfy { $0.isCurrent }, "a trained weight was not rounded")
         #expect(FewRowsProductTests.relativeError(before, logits(plain)) < 1e-5)
         // An optimizer step's kind of change to every weight.
         for i in 0..<count { parameters.base[i] = parameters.base[i] * 1.5 - 0.01 }
-        packed.invalidateTrainedRoundings()
-        #expect(!packed.trainedRoundings.contains { $0.isCurrent }, "a rounding stayed current after its weight changed")
-        let after = logits(packed), expected = logits(plain)
+        rounded.invalidateTrainedRoundings()
+        #expect(!rounded.trainedRoundings.contains { $0.isCurrent }, "a rounding stayed current after its weight changed")
+        let after = logits(rounded), expected = logits(plain)
         #expect(FewRowsProductTests.relativeError(after, expected) < 1e-5)
         #expect(FewRowsProductTests.relativeError(before, expected) > 1e-2, "the change did not change the logits")
     }
@@ -154,7 +154,7 @@ import Trial
     /// Llama-3.2-1B a second is 2.47 GB), and its gradients equal those of
     /// the network without it.
     @Test func trainedWeightsKeepOneCopy() throws {
-        let (model, b, parameters, gradients, packed, plain) = try Self.trainedTinyModel()
+        let (model, b, parameters, gradients, rounded, plain) = try Self.trainedTinyModel()
         defer { withExtendedLifetime((parameters, gradients)) {} }
         let ctx = ComputeContext(threads: 2)
         let count = model.layout.totalCount
@@ -167,16 +167,16 @@ import Trial
             }
             return Array(UnsafeBufferPointer(start: gradients.base, count: count))
         }
-        let viaPacked = gradient(packed)
-        #expect(packed.trainedRoundings.allSatisfy { $0.isCurrent }, "a trained weight was not rounded")
+        let viaRounded = gradient(rounded)
+        #expect(rounded.trainedRoundings.allSatisfy { $0.isCurrent }, "a trained weight was not rounded")
         // One bf16 copy of every trained matrix, not two.
         let c = model.config, C = c.hiddenSize
         let perLayer = 2 * c.queryWidth * C + 2 * c.kvWidth * C + 3 * c.intermediateSize * C
         let oneLayout = 2 * (c.layerCount * perLayer + c.vocabularySize * C)
-        let roundedBytes = packed.trainedRoundings.map(\.byteCount).reduce(0, +)
+        let roundedBytes = rounded.trainedRoundings.map(\.byteCount).reduce(0, +)
         #expect(roundedBytes == oneLayout, "\(roundedBytes) bytes of bf16 copies; one of each matrix is \(oneLayout)")
-        #expect(viaPacked.allSatisfy { $0.isFinite }, "a gradient is not finite")
-        #expect(FewRowsProductTests.relativeError(viaPacked, gradient(plain)) < 1e-5)
+        #expect(viaRounded.allSatisfy { $0.isFinite }, "a gradient is not finite")
+        #expect(FewRowsProductTests.relativeError(viaRounded, gradient(plain)) < 1e-5)
     }
 
     /// Which models pack their f32 base by default: the copies of

@@ -67,7 +67,7 @@ public struct LlamaNetwork: Sendable {
 
     /// The output head (V, C) as its products read it.
     var head: FrozenMatrix {
-        lmHeadBF16.map { .bf16($0) } ?? .dense(lmHead, outDim: config.vocabularySize, inDim: config.hiddenSize, packed: nil)
+        lmHeadBF16.map { .bf16($0) } ?? .dense(lmHead, outDim: config.vocabularySize, inDim: config.hiddenSize)
     }
 
     /// Marks the bf16 roundings of the trained weights stale: call after

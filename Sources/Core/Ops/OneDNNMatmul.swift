@@ -216,14 +216,13 @@ public final class PackedWeight: @unchecked Sendable {
         var current: Bool
     }
 
-    /// Layouts kept at most; a product asking for another runs unpacked.
-    public let maximumCopies: Int
+    /// Layouts kept at most, one per direction; a product asking for another runs unpacked.
+    public let maximumCopies = 2
 
     private let lock = NSLock()
     private var copies: [Copy] = []
 
-    /// `layouts`: how many layouts to keep (both directions' by default).
-    public init(layouts: Int = 2) { maximumCopies = max(1, layouts) }
+    public init() {}
 
     deinit { for copy in copies { copy.buffer.deallocate() } }
 
