@@ -137,6 +137,31 @@ import TestSupport
         }
     }
 
+    /// The C kernel's AVX-512 path (what every machine of this project runs)
+    /// and its plain C loop write the same bits, in Float and in bf16, also
+    /// where a damaged file's NaN offset makes every scale NaN.
+    @Test(arguments: cases)
+    func kernelPathsAgree(name: String) throws {
+        let tensor = try Self.stored(try Self.golden(), name)
+        let damaged = try NF4Tensor(
+            rows: tensor.rows, columns: tensor.columns, packed: tensor.packed, quantizedAbsmax: tensor.quantizedAbsmax,
+            absmaxScales: tensor.absmaxScales, absmaxOffset: .nan)
+        for t in [tensor, damaged] {
+            let blocks = 0..<(t.count / NF4Tensor.blockSize)
+            try #require(!blocks.isEmpty)
+            var fast = [Float](repeating: 1, count: blocks.count * NF4Tensor.blockSize), plain = fast
+            t.dequantizeBlocks(blocks, into: &fast)
+            t.dequantizeBlocks(blocks, into: &plain, portable: true)
+            #expect(fast.map(\.bitPattern) == plain.map(\.bitPattern), "offset \(t.absmaxOffset)")
+            #expect(Array(Self.dequantizeAll(t)[..<fast.count]).map(\.bitPattern) == fast.map(\.bitPattern))
+            var fastBits = [UInt16](repeating: 1, count: fast.count), plainBits = fastBits
+            t.dequantizeBlocks(blocks, intoBFloat16: &fastBits)
+            t.dequantizeBlocks(blocks, intoBFloat16: &plainBits, portable: true)
+            #expect(fastBits == plainBits, "offset \(t.absmaxOffset)")
+            #expect(fastBits == plain.map(bfloat16Bits), "offset \(t.absmaxOffset)")
+        }
+    }
+
     /// Each weight is within half the widest NF4 gap of its block's absmax, plus
     /// the double quantisation's error in that absmax; zeros stay zero.
     @Test(arguments: [(64, 64, 1), (300, 96, 2), (17, 33, 3), (1, 5, 4)])

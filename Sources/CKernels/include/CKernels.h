@@ -3,3 +3,4 @@
 #include "cached_attention.h"
 #include "cpu.h"
 #include "few_rows.h"
+#include "nf4.h"

@@ -15,10 +15,6 @@ enum NF4Code {
     /// `values` as one vector, for scaling the whole code book by a block's absmax.
     static let vector = SIMD16<Float>(values)
 
-    /// For each byte, the values of its high and low nibble in output order:
-    /// 8 lookups fill 16 lanes, which one vector product then scales.
-    static let pairs: [SIMD2<Float>] = (0..<256).map { SIMD2(values[$0 >> 4], values[$0 & 0x0F]) }
-
     /// The 15 bucket bounds, `(values[i] + values[i + 1]) / 2` in Float, as
     /// bitsandbytes' quantiser computes them; padded with +infinity to 16 lanes
     /// so that `code(of:)` can compare against all of them at once.

@@ -4,8 +4,10 @@
 //
 // Each value is `NF4Code.values[code] * blockScale`, one Float product, as in
 // bitsandbytes' `dequantize_4bit`, so the results are bit-exact whatever the
-// path: whole blocks look up code-book pairs per byte and scale 16 lanes at a
-// time; partial blocks scale the 16-entry code book once and look values up.
+// path: runs of whole blocks go to the C kernel (`factsweep_nf4_dequantize_blocks`,
+// one table permute per 16 values on AVX-512); partial blocks scale the
+// 16-entry code book once and look values up.
+import CKernels
 
 extension NF4Tensor {
     /// Writes rows `rows` ([rows.count, columns], row-major) into `destination`
@@ -34,74 +36,105 @@ extension NF4Tensor {
     public func dequantizeRowsBFloat16(_ rows: Range<Int>, into destination: UnsafeMutablePointer<UInt16>, context: ComputeContext) {
         precondition(rows.lowerBound >= 0 && rows.upperBound <= self.rows, "rows \(rows) outside 0..<\(self.rows)")
         let elements = rows.lowerBound * columns..<rows.upperBound * columns
-        // Chunks of 64 blocks: dequantised into a small Float buffer that stays
-        // in L1, then rounded into place.
+        // Chunks of 64 blocks, so that both threads get work at every shape.
         let chunk = 64 * Self.blockSize
         let chunks = (elements.count + chunk - 1) / chunk
         let out = UncheckedSendable(destination)
         context.parallelFor(chunks, minimumPerThread: 4) { part in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: chunk) { buffer in
-                guard let floats = buffer.baseAddress else { return }
-                for index in part {
-                    let lo = elements.lowerBound + index * chunk, hi = min(elements.upperBound, lo + chunk)
-                    dequantize(lo..<hi, into: floats)
-                    convertToBFloat16(out.value + (lo - elements.lowerBound), floats, rows: 1, columns: hi - lo, ld: hi - lo)
+            for index in part {
+                let lo = elements.lowerBound + index * chunk, hi = min(elements.upperBound, lo + chunk)
+                dequantizeBFloat16(lo..<hi, into: out.value + (lo - elements.lowerBound))
+            }
+        }
+    }
+
+    /// Writes the weights with flattened indices `elements` into `destination`
+    /// as bf16 bits: whole blocks straight from the kernel, partial ones
+    /// through a Float block that is then rounded.
+    func dequantizeBFloat16(_ elements: Range<Int>, into destination: UnsafeMutablePointer<UInt16>) {
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: Self.blockSize) { buffer in
+            guard let floats = buffer.baseAddress else { return }
+            forEachRun(in: elements) { run, wholeBlocks in
+                let out = destination + (run.lowerBound - elements.lowerBound)
+                if let blocks = wholeBlocks {
+                    dequantizeBlocks(blocks, intoBFloat16: out)
+                } else {
+                    dequantize(run, into: floats)
+                    convertToBFloat16(out, floats, rows: 1, columns: run.count, ld: run.count)
                 }
             }
         }
     }
 
     /// Writes the weights with flattened indices `elements` into `destination`.
-    /// Any range works; whole aligned blocks take the fast path.
+    /// Any range works; runs of whole aligned blocks take the kernel.
     public func dequantize(_ elements: Range<Int>, into destination: UnsafeMutablePointer<Float>) {
-        precondition(elements.lowerBound >= 0 && elements.upperBound <= count, "elements \(elements) outside 0..<\(count)")
-        let codeBook = NF4Code.vector
-        NF4Code.pairs.withUnsafeBufferPointer { pairs in
-            packed.withUnsafeBufferPointer { packed in
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { table in
-                    guard let pairs = pairs.baseAddress, let bytes = packed.baseAddress, let table = table.baseAddress
-                    else { return }
-                    var i = elements.lowerBound
-                    var out = destination
-                    while i < elements.upperBound {
-                        let block = i / Self.blockSize
-                        let blockStart = block * Self.blockSize
-                        let stop = min(blockStart + Self.blockSize, elements.upperBound)
-                        let scale = blockScale(block)
-                        if i == blockStart && stop - i == Self.blockSize {
-                            Self.dequantizeBlock(bytes + blockStart / 2, scale: scale, pairs: pairs, into: out)
-                        } else {
-                            UnsafeMutableRawPointer(table).storeBytes(
-                                of: codeBook * SIMD16(repeating: scale), as: SIMD16<Float>.self)
-                            for k in i..<stop {
-                                let byte = bytes[k / 2]
-                                out[k - i] = table[Int(k & 1 == 0 ? byte >> 4 : byte & 0x0F)]
-                            }
-                        }
-                        out += stop - i
-                        i = stop
-                    }
+        forEachRun(in: elements) { run, wholeBlocks in
+            let out = destination + (run.lowerBound - elements.lowerBound)
+            if let blocks = wholeBlocks { return dequantizeBlocks(blocks, into: out) }
+            // Part of one block: its code book scaled once, then looked up.
+            let block = run.lowerBound / Self.blockSize
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { table in
+                guard let table = table.baseAddress else { return }
+                UnsafeMutableRawPointer(table).storeBytes(
+                    of: NF4Code.vector * SIMD16(repeating: blockScale(block)), as: SIMD16<Float>.self)
+                for k in run {
+                    let byte = packed[k / 2]
+                    out[k - run.lowerBound] = table[Int(k & 1 == 0 ? byte >> 4 : byte & 0x0F)]
                 }
             }
         }
     }
 
-    /// One whole block: 32 bytes to 64 Floats, 16 at a time.
-    @inline(__always)
-    private static func dequantizeBlock(
-        _ bytes: UnsafePointer<UInt8>, scale: Float, pairs: UnsafePointer<SIMD2<Float>>,
-        into out: UnsafeMutablePointer<Float>
-    ) {
-        let scales = SIMD16<Float>(repeating: scale)
-        for j in stride(from: 0, to: blockSize / 2, by: 8) {
-            let b = bytes + j
-            let low = SIMD8(
-                lowHalf: SIMD4(lowHalf: pairs[Int(b[0])], highHalf: pairs[Int(b[1])]),
-                highHalf: SIMD4(lowHalf: pairs[Int(b[2])], highHalf: pairs[Int(b[3])]))
-            let high = SIMD8(
-                lowHalf: SIMD4(lowHalf: pairs[Int(b[4])], highHalf: pairs[Int(b[5])]),
-                highHalf: SIMD4(lowHalf: pairs[Int(b[6])], highHalf: pairs[Int(b[7])]))
-            store16(SIMD16(lowHalf: low, highHalf: high) * scales, out + 2 * j)
+    /// Splits `elements` into runs, in order: each either a run of whole
+    /// blocks (`wholeBlocks` their indices) or part of one block (nil).
+    private func forEachRun(in elements: Range<Int>, _ body: (Range<Int>, Range<Int>?) -> Void) {
+        precondition(elements.lowerBound >= 0 && elements.upperBound <= count, "elements \(elements) outside 0..<\(count)")
+        var i = elements.lowerBound
+        while i < elements.upperBound {
+            let block = i / Self.blockSize, blockStart = block * Self.blockSize
+            let whole = i == blockStart ? (elements.upperBound - i) / Self.blockSize : 0
+            if whole > 0 {
+                body(i..<(i + whole * Self.blockSize), block..<(block + whole))
+                i += whole * Self.blockSize
+            } else {
+                let stop = min(blockStart + Self.blockSize, elements.upperBound)
+                body(i..<stop, nil)
+                i = stop
+            }
+        }
+    }
+
+    /// Writes whole blocks `blocks` (64 Floats each) with the C kernel;
+    /// `portable` takes its plain C loop even where AVX-512 is present (tests).
+    func dequantizeBlocks(_ blocks: Range<Int>, into destination: UnsafeMutablePointer<Float>, portable: Bool = false) {
+        precondition(blocks.lowerBound >= 0 && blocks.upperBound * Self.blockSize <= count, "blocks \(blocks) not whole")
+        withKernelView { factsweep_nf4_dequantize_blocks($0, blocks.lowerBound, blocks.count, destination, portable ? 1 : 0) }
+    }
+
+    /// `dequantizeBlocks` rounded to bf16 bits.
+    func dequantizeBlocks(_ blocks: Range<Int>, intoBFloat16 destination: UnsafeMutablePointer<UInt16>, portable: Bool = false) {
+        precondition(blocks.lowerBound >= 0 && blocks.upperBound * Self.blockSize <= count, "blocks \(blocks) not whole")
+        withKernelView {
+            factsweep_nf4_dequantize_blocks_bf16($0, blocks.lowerBound, blocks.count, destination, portable ? 1 : 0)
+        }
+    }
+
+    /// The kernel's view of this tensor, valid inside `body`.
+    private func withKernelView<R>(_ body: (UnsafePointer<factsweep_nf4>) -> R) -> R {
+        packed.withUnsafeBufferPointer { codes in
+            quantizedAbsmax.withUnsafeBufferPointer { absmax in
+                absmaxScales.withUnsafeBufferPointer { groups in
+                    DynamicMap.values.withUnsafeBufferPointer { map in
+                        NF4Code.values.withUnsafeBufferPointer { book in
+                            var view = factsweep_nf4(
+                                codes: codes.baseAddress, absmax_codes: absmax.baseAddress, group_scales: groups.baseAddress,
+                                dynamic_map: map.baseAddress, code_book: book.baseAddress, absmax_offset: absmaxOffset)
+                            return withUnsafePointer(to: &view) { body($0) }
+                        }
+                    }
+                }
+            }
         }
     }
 }

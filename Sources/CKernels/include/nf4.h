@@ -1,0 +1,34 @@
+// nf4.h: QLoRA's NF4 dequantisation of whole 64-value blocks, the part of
+// every QLoRA product that is not the product: training dequantises each
+// frozen projection twice a step (forward and backward). In C so that each
+// 16-value group is one table permute on AVX-512 (the code book fits one
+// register) instead of eight scalar lookups.
+#ifndef FACTSWEEP_NF4_H
+#define FACTSWEEP_NF4_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// One NF4 matrix as `NF4Tensor` stores it (docs/formats/nf4.md).
+typedef struct {
+    const uint8_t *codes;        ///< 4-bit codes, 32 bytes per block, first value in the high nibble
+    const uint8_t *absmax_codes; ///< per block, its absmax's 8-bit dynamic-map code
+    const float *group_scales;   ///< per group of 256 blocks
+    const float *dynamic_map;    ///< the 256 dynamic-map values
+    const float *code_book;      ///< the 16 NF4 values
+    float absmax_offset;
+} factsweep_nf4;
+
+/// Writes blocks first … first + count − 1 (64 Floats each) to `out`:
+/// out[i] = code_book[code i] · scale, one Float product per value, the
+/// scale computed as bitsandbytes computes it, so every path (and Swift's
+/// `NF4Tensor.blockScale`) gives the same bits. `portable` nonzero takes the plain C loop even
+/// where AVX-512 is present (for the tests that compare the two).
+void factsweep_nf4_dequantize_blocks(const factsweep_nf4 *t, size_t first, size_t count, float *out, int portable);
+
+/// The same rounded to bf16 (nearest even, NaN kept a quiet NaN: the rounding
+/// of `bfloat16Bits` in Swift), written as bits: half the bytes.
+void factsweep_nf4_dequantize_blocks_bf16(const factsweep_nf4 *t, size_t first, size_t count, uint16_t *out,
+                                          int portable);
+
+#endif
