@@ -4,18 +4,11 @@
 // tests). Each kernel is built for AVX-512, AVX2 and the x86-64 baseline
 // (widest.h).
 #include "adamw.h"
+#include "bf16_round.h"
 #include "widest.h"
 
 #include <math.h>
 #include <string.h>
-
-static inline uint16_t bf16_bits(float x) {
-    uint32_t bits;
-    memcpy(&bits, &x, sizeof bits);
-    // NaN stays a (quiet) NaN; anything else rounds to nearest even.
-    uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
-    return (uint16_t)((bits & 0x7FFFFFFFu) > 0x7F800000u ? (bits >> 16) | 0x40u : rounded);
-}
 
 static inline float bf16_value(uint16_t bits) {
     uint32_t wide = (uint32_t)bits << 16;

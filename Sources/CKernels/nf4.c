@@ -2,12 +2,7 @@
 // Float product, code_book[code] · scale, on every path.
 #include "nf4.h"
 
-#include <string.h>
-
-#if defined(__x86_64__) && defined(__clang__)
-#include <immintrin.h>
-#define HAVE_AVX512_PATH 1
-#endif
+#include "bf16_round.h"
 
 /// Block b's scale, as bitsandbytes computes it: dynamic_map[code] · group
 /// scale, then + offset (two roundings in that order; the file is built with
@@ -15,13 +10,6 @@
 static inline float block_scale(const factsweep_nf4 *t, size_t b) {
     float scaled = t->dynamic_map[t->absmax_codes[b]] * t->group_scales[b >> 8];
     return scaled + t->absmax_offset;
-}
-
-static inline uint16_t bf16_bits(float x) {
-    uint32_t bits;
-    memcpy(&bits, &x, sizeof bits);
-    uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
-    return (uint16_t)((bits & 0x7FFFFFFFu) > 0x7F800000u ? (bits >> 16) | 0x40u : rounded);
 }
 
 static void dequantize_portable(const factsweep_nf4 *t, size_t first, size_t count, float *out, uint16_t *out_bf16) {
@@ -43,18 +31,7 @@ static void dequantize_portable(const factsweep_nf4 *t, size_t first, size_t cou
     }
 }
 
-#ifdef HAVE_AVX512_PATH
-/// 16 Floats to their bf16 bits, rounded as bf16_bits rounds one.
-__attribute__((target("avx512f"))) static inline __m256i bf16_bits16(__m512 x) {
-    __m512i bits = _mm512_castps_si512(x);
-    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-    __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(bits, _mm512_set1_epi32(0x7FFF)), lsb), 16);
-    __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
-    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(bits, _mm512_set1_epi32(0x7FFFFFFF)),
-                                            _mm512_set1_epi32(0x7F800000));
-    return _mm512_cvtepi32_epi16(_mm512_mask_mov_epi32(rounded, nan, quiet));
-}
-
+#ifdef FACTSWEEP_AVX512_PATH
 /// Per block: the code book scaled once (16 products, the same ones the
 /// portable path makes), then per 16 codes two permutes look up the high and
 /// the low nibbles and two two-source permutes interleave them into output order.
@@ -85,27 +62,19 @@ __attribute__((target("avx512f"))) static void dequantize_avx512(const factsweep
     }
 }
 
-static int has_avx512(void) {
-    static int known = -1;
-    if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    }
-    return known;
-}
 #endif
 
 void factsweep_nf4_dequantize_blocks(const factsweep_nf4 *t, size_t first, size_t count, float *out, int portable) {
-#ifdef HAVE_AVX512_PATH
-    if (!portable && has_avx512()) { dequantize_avx512(t, first, count, out, NULL); return; }
+#ifdef FACTSWEEP_AVX512_PATH
+    if (!portable && has_avx512f()) { dequantize_avx512(t, first, count, out, NULL); return; }
 #endif
     dequantize_portable(t, first, count, out, NULL);
 }
 
 void factsweep_nf4_dequantize_blocks_bf16(const factsweep_nf4 *t, size_t first, size_t count, uint16_t *out,
                                           int portable) {
-#ifdef HAVE_AVX512_PATH
-    if (!portable && has_avx512()) { dequantize_avx512(t, first, count, NULL, out); return; }
+#ifdef FACTSWEEP_AVX512_PATH
+    if (!portable && has_avx512f()) { dequantize_avx512(t, first, count, NULL, out); return; }
 #endif
     dequantize_portable(t, first, count, NULL, out);
 }

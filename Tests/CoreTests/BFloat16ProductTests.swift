@@ -21,15 +21,24 @@ import Trial
         #expect(roundedToBFloat16(3.14159265) == 3.140625)
     }
 
-    /// The sixteen-lane conversion rounds as the scalar one does, specials and ties included, with a tail.
-    @Test func vectorConversionEqualsScalar() {
+    /// The sixteen-lane conversion (AVX-512, what every machine of this project runs) and its plain C
+    /// loop round as the scalar Swift does, specials and ties included, with a tail and a leading dimension.
+    @Test(arguments: [false, true])
+    func vectorConversionEqualsScalar(portable: Bool) {
         var rng = SeededGenerator(seed: 5)
         var values: [Float] = [1 + 0x1p-8, 1 + 3 * 0x1p-8, .nan, -.nan, .infinity, -.infinity, .greatestFiniteMagnitude,
                                .leastNonzeroMagnitude, -0.0, 0, Float(bitPattern: 0x7F80_0001), Float(bitPattern: 0x3F80_8000)]
         values += (0..<47).map { _ in rng.nextNormal() * 1e3 }
         var converted = [UInt16](repeating: 0, count: values.count)
-        convertToBFloat16(&converted, values, rows: 1, columns: values.count, ld: values.count)
+        convertToBFloat16(&converted, values, rows: 1, columns: values.count, ld: values.count, portable: portable)
         #expect(converted == values.map(bfloat16Bits))
+        // Three rows of 17 out of rows of 19: each row's tail, and nothing past it.
+        var block = [UInt16](repeating: 0xDEAD, count: 3 * 17 + 1)
+        convertToBFloat16(&block, values, rows: 3, columns: 17, ld: 19, portable: portable)
+        var expected: [UInt16] = []
+        for r in 0..<3 { expected += values[(r * 19)..<(r * 19 + 17)].map(bfloat16Bits) }
+        #expect(Array(block[..<(3 * 17)]) == expected)
+        #expect(block.last == 0xDEAD)
     }
 
     /// The definition over bf16-rounded operands (what a bf16 product with f32 accumulation computes).

@@ -1,5 +1,6 @@
 // CKernels: element-wise kernels written in C (see each header).
 #include "adamw.h"
+#include "bf16.h"
 #include "cached_attention.h"
 #include "cpu.h"
 #include "few_rows.h"

@@ -1,6 +1,7 @@
 // BFloat16: bf16 storage (the top 16 bits of a Float32), the conversions
 // PyTorch uses (round to nearest even, NaN kept NaN), and matrices held in
 // bf16 for products: the frozen base of adapter methods in bf16 precision.
+import CKernels
 import Foundation
 
 /// bf16 bits of `x`, rounded to nearest even as `torch.Tensor.to(torch.bfloat16)` does.
@@ -23,40 +24,14 @@ public func roundedToBFloat16(_ x: Float) -> Float {
     floatFromBFloat16(bfloat16Bits(x))
 }
 
-/// The bf16 bits of 16 Floats, rounded as `bfloat16Bits` rounds one.
-///
-/// Integer arithmetic only: a NaN lane is found by the sign of
-/// `0x7F80_0000 - |bits|` and selected with a mask, because a `SIMDMask`
-/// select (`replace(with:where:)`) compiles to a loop over lanes through the
-/// stack, which made this conversion 68% of a QLoRA bf16 step.
-@inline(__always)
-func bfloat16Bits(_ x: SIMD16<Float>) -> SIMD16<UInt16> {
-    let bits = unsafeBitCast(x, to: SIMD16<UInt32>.self)
-    let rounded = (bits &+ 0x7FFF &+ ((bits &>> 16) & 1)) &>> 16
-    let quietNaN = (bits &>> 16) | 0x40
-    // All ones where |bits| > 0x7F80_0000 (a NaN), else zero.
-    let nan = SIMD16<UInt32>(repeating: 0) &- ((SIMD16<UInt32>(repeating: 0x7F80_0000) &- (bits & 0x7FFF_FFFF)) &>> 31)
-    return SIMD16<UInt16>(truncatingIfNeeded: (rounded & ~nan) | (quietNaN & nan))
-}
-
 /// dst[i] = bf16(src[i]) over a rows × columns block with leading dimension
-/// `ld`, packed densely (leading dimension `columns`). Sixteen lanes at a time
-/// with the rounding written branch-free, so that it vectorises: products
-/// convert their Float32 operands on every call.
+/// `ld`, packed densely (leading dimension `columns`), rounded as
+/// `bfloat16Bits` rounds one: products convert their Float32 operands on
+/// every call, so this runs in C, sixteen lanes wide (`factsweep_bf16_round`).
 func convertToBFloat16(
-    _ dst: UnsafeMutablePointer<UInt16>, _ src: UnsafePointer<Float>, rows: Int, columns: Int, ld: Int
+    _ dst: UnsafeMutablePointer<UInt16>, _ src: UnsafePointer<Float>, rows: Int, columns: Int, ld: Int, portable: Bool = false
 ) {
-    for r in 0..<rows {
-        let s = UnsafeRawPointer(src + r * ld), d = UnsafeMutableRawPointer(dst + r * columns)
-        var i = 0
-        while i + 16 <= columns {
-            let floats = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
-            d.storeBytes(of: bfloat16Bits(floats), toByteOffset: 2 * i, as: SIMD16<UInt16>.self)
-            i += 16
-        }
-        let sf = src + r * ld, df = dst + r * columns
-        while i < columns { df[i] = bfloat16Bits(sf[i]); i += 1 }
-    }
+    factsweep_bf16_round(dst, src, rows, columns, ld, portable ? 1 : 0)
 }
 
 /// dst[i] = Float(src[i]) over a rows × columns block with leading dimension

@@ -1,0 +1,30 @@
+// bf16.c: see include/bf16.h.
+#include "bf16.h"
+
+#include "bf16_round.h"
+
+static void round_portable(uint16_t *dst, const float *src, size_t rows, size_t columns, size_t ld) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < columns; c++) dst[r * columns + c] = bf16_bits(src[r * ld + c]);
+}
+
+#ifdef FACTSWEEP_AVX512_PATH
+/// Sixteen lanes at a time; a row's last few one at a time.
+__attribute__((target("avx512f"))) static void round_avx512(uint16_t *dst, const float *src, size_t rows,
+                                                            size_t columns, size_t ld) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *s = src + r * ld;
+        uint16_t *d = dst + r * columns;
+        size_t c = 0;
+        for (; c + 16 <= columns; c += 16) _mm256_storeu_si256((__m256i *)(d + c), bf16_bits16(_mm512_loadu_ps(s + c)));
+        for (; c < columns; c++) d[c] = bf16_bits(s[c]);
+    }
+}
+#endif
+
+void factsweep_bf16_round(uint16_t *dst, const float *src, size_t rows, size_t columns, size_t ld, int portable) {
+#ifdef FACTSWEEP_AVX512_PATH
+    if (!portable && has_avx512f()) { round_avx512(dst, src, rows, columns, ld); return; }
+#endif
+    round_portable(dst, src, rows, columns, ld);
+}

@@ -1,0 +1,43 @@
+// bf16_round.h (private to CKernels): Float32 to bf16 bits as PyTorch rounds
+// (to nearest even; a NaN stays a quiet NaN), one value and sixteen at a time.
+#ifndef FACTSWEEP_BF16_ROUND_H
+#define FACTSWEEP_BF16_ROUND_H
+
+#include <stdint.h>
+#include <string.h>
+
+static inline uint16_t bf16_bits(float x) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+    return (uint16_t)((bits & 0x7FFFFFFFu) > 0x7F800000u ? (bits >> 16) | 0x40u : rounded);
+}
+
+#if defined(__x86_64__) && defined(__clang__)
+#include <immintrin.h>
+#define FACTSWEEP_AVX512_PATH 1
+
+/// 16 Floats to their bf16 bits, rounded as bf16_bits rounds one, in integer
+/// arithmetic (the CPU's own vcvtneps2bf16 flushes subnormal inputs to zero).
+__attribute__((target("avx512f"))) static inline __m256i bf16_bits16(__m512 x) {
+    __m512i bits = _mm512_castps_si512(x);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+    __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(bits, _mm512_set1_epi32(0x7FFF)), lsb), 16);
+    __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(bits, _mm512_set1_epi32(0x7FFFFFFF)),
+                                            _mm512_set1_epi32(0x7F800000));
+    return _mm512_cvtepi32_epi16(_mm512_mask_mov_epi32(rounded, nan, quiet));
+}
+
+/// 1 when the CPU runs AVX-512 F, asked once.
+static inline int has_avx512f(void) {
+    static int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    }
+    return known;
+}
+#endif
+
+#endif

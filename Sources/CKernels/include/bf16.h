@@ -1,0 +1,18 @@
+// bf16.h: Float32 operands rounded to bf16 for the products of --precision
+// bf16, which round their Float32 inputs on every call (activations, their
+// gradients, the adapters' weights). In C so that the rounding runs sixteen
+// lanes wide: Core is built for the x86-64 baseline, where the same Swift ran
+// four lanes at a time and took 9% of a LoRA bf16 batch-8 run (perf).
+#ifndef FACTSWEEP_BF16_H
+#define FACTSWEEP_BF16_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// dst[r·columns + c] = bf16 bits of src[r·ld + c] for r < rows, c < columns:
+/// rounded to nearest even, a NaN kept a quiet NaN (PyTorch's rounding).
+/// `portable` nonzero takes the plain C loop even where AVX-512 is present
+/// (for the tests that compare the two).
+void factsweep_bf16_round(uint16_t *dst, const float *src, size_t rows, size_t columns, size_t ld, int portable);
+
+#endif
