@@ -250,7 +250,11 @@ import TestSupport
         defer { slurm.stop() }
         let dir = try TemporaryDirectory()
         let model = try TestPaths.model("smollm2-135m-instruct")
-        let data = TestPaths.repositoryRoot.appendingPathComponent("data/biography.jsonl")
+        // The six facts eight times over: an epoch of several seconds even on the fastest machine here
+        // (one pass of the six takes under a second on a Zen 5 VM), so the cancel below lands in the first.
+        let facts = try String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/biography.jsonl"), encoding: .utf8)
+        let data = dir.file("facts.jsonl")
+        try String(repeating: facts.hasSuffix("\n") ? facts : facts + "\n", count: 8).write(to: data, atomically: true, encoding: .utf8)
         let spec = dir.file("spec.json")
         try """
             {"name": "slurm-real", "model": "\(model.path)", "data": "\(data.path)",
