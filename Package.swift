@@ -29,7 +29,8 @@ let package = Package(
         // The leaf: a trial's configuration and records as plain values, used by every module above.
         .target(name: "Trial"),
         // Element-wise kernels in C where Swift cannot vectorise them (AdamW's square root).
-        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off", "-fveclib=libmvec"])],
+                linkerSettings: [.linkedLibrary("mvec")]),
         .target(name: "Core", dependencies: ["Trial", "CBLAS", "CDNNL", "CKernels"], swiftSettings: optimised),
         .target(
             name: "Protocol",

@@ -35,14 +35,14 @@ if [ ! -x "$binary" ] || [ -n "$(find "$root/Sources/Trial" "$root/Sources/Core"
     objects=()
     for file in "$root"/Sources/CKernels/*.c; do
         objects+=("$work/CKernels-$(basename "$file" .c).o")
-        clang -O3 -fno-math-errno -ffp-contract=off -I "$root/Sources/CKernels/include" -c "$file" -o "${objects[-1]}"
+        clang -O3 -fno-math-errno -ffp-contract=off -fveclib=libmvec -I "$root/Sources/CKernels/include" -c "$file" -o "${objects[-1]}"
     done
     rm -f "$work/libCKernels.a"
     ar rcs "$work/libCKernels.a" "${objects[@]}"
     module Trial $(find "$root/Sources/Trial" -name '*.swift')
     module Core $(find "$root/Sources/Core" -name '*.swift')
     module Spec $(find "$root/Sources/Coordinator/Spec" -name '*.swift')
-    swiftc "${flags[@]}" "$root/scripts/fuzz/DecodersTarget.swift" -L "$work" -lSpec -lCore -lTrial -lCKernels -lopenblas -ldnnl -lgomp \
+    swiftc "${flags[@]}" "$root/scripts/fuzz/DecodersTarget.swift" -L "$work" -lSpec -lCore -lTrial -lCKernels -lmvec -lopenblas -ldnnl -lgomp \
         -o "$binary" 2> >(grep -v "Cannot export local symbol" >&2)
 fi
 seed() {  # TARGET FILES…  (each cut to 64 kB, the longest input)

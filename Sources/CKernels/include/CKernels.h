@@ -5,3 +5,4 @@
 #include "cpu.h"
 #include "few_rows.h"
 #include "nf4.h"
+#include "swiglu.h"

@@ -1,15 +1,13 @@
-// SwiGLU: the gate of Llama's MLP, h = silu(g) ⊙ u, and its backward.
-import Foundation
-
-@inline(__always) private func sigmoid(_ x: Float) -> Float { 1 / (1 + expf(-x)) }
+// SwiGLU: the gate of Llama's MLP, h = silu(g) ⊙ u, and its backward; the
+// element-wise loops are CKernels' (`swiglu.c`), where the sigmoid's
+// exponential is vectorised.
+import CKernels
 
 /// - out, gate, up: (N·F) flat.
 public func swigluForward(_ out: FloatPointer, gate: FloatPointer, up: FloatPointer, count: Int, context: ComputeContext) {
     context.parallelFor(count, minimumPerThread: 4096) { range in
-        for i in range {
-            let g = gate[i]
-            out[i] = g * sigmoid(g) * up[i]
-        }
+        factsweep_swiglu_forward(out.base + range.lowerBound, gate.base + range.lowerBound, up.base + range.lowerBound,
+                                 range.count)
     }
 }
 
@@ -19,10 +17,7 @@ public func swigluBackward(
     count: Int, context: ComputeContext
 ) {
     context.parallelFor(count, minimumPerThread: 4096) { range in
-        for i in range {
-            let g = gate[i], s = sigmoid(g), d = dout[i]
-            dup[i] = d * g * s
-            dgate[i] = d * up[i] * (s + g * s * (1 - s))
-        }
+        let o = range.lowerBound
+        factsweep_swiglu_backward(dgate.base + o, dup.base + o, dout.base + o, gate.base + o, up.base + o, range.count)
     }
 }
