@@ -24,7 +24,7 @@ __attribute__((target("avx512f"))) static void round_avx512(uint16_t *dst, const
 
 void factsweep_bf16_round(uint16_t *dst, const float *src, size_t rows, size_t columns, size_t ld, int portable) {
 #ifdef FACTSWEEP_AVX512_PATH
-    if (!portable && has_avx512f()) { round_avx512(dst, src, rows, columns, ld); return; }
+    if (!portable && factsweep_cpu_has_avx512()) { round_avx512(dst, src, rows, columns, ld); return; }
 #endif
     round_portable(dst, src, rows, columns, ld);
 }

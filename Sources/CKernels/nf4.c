@@ -12,31 +12,12 @@ static inline float block_scale(const factsweep_nf4 *t, size_t b) {
     return scaled + t->absmax_offset;
 }
 
-static void dequantize_portable(const factsweep_nf4 *t, size_t first, size_t count, float *out, uint16_t *out_bf16) {
-    for (size_t b = first; b < first + count; b++) {
-        float scale = block_scale(t, b), table[16];
-        for (int i = 0; i < 16; i++) table[i] = t->code_book[i] * scale;
-        const uint8_t *bytes = t->codes + 32 * b;
-        size_t base = 64 * (b - first);
-        for (int j = 0; j < 32; j++) {
-            float high = table[bytes[j] >> 4], low = table[bytes[j] & 0x0F];
-            if (out_bf16) {
-                out_bf16[base + 2 * j] = bf16_bits(high);
-                out_bf16[base + 2 * j + 1] = bf16_bits(low);
-            } else {
-                out[base + 2 * j] = high;
-                out[base + 2 * j + 1] = low;
-            }
-        }
-    }
-}
-
 #ifdef FACTSWEEP_AVX512_PATH
-/// Per block: the code book scaled once (16 products, the same ones the
-/// portable path makes), then per 16 codes two permutes look up the high and
+/// Whole blocks: per block the code book scaled once (the same 16 products
+/// as part_of_block's), then per 16 codes two permutes look up the high and
 /// the low nibbles and two two-source permutes interleave them into output order.
-__attribute__((target("avx512f"))) static void dequantize_avx512(const factsweep_nf4 *t, size_t first, size_t count,
-                                                                 float *out, uint16_t *out_bf16) {
+__attribute__((target("avx512f"))) static void blocks_avx512(const factsweep_nf4 *t, size_t first, size_t count,
+                                                             float *out, uint16_t *out_bf16) {
     const __m512 book = _mm512_loadu_ps(t->code_book);
     const __m512i first_half = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i second_half = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
@@ -64,17 +45,47 @@ __attribute__((target("avx512f"))) static void dequantize_avx512(const factsweep
 
 #endif
 
-void factsweep_nf4_dequantize_blocks(const factsweep_nf4 *t, size_t first, size_t count, float *out, int portable) {
-#ifdef FACTSWEEP_AVX512_PATH
-    if (!portable && has_avx512f()) { dequantize_avx512(t, first, count, out, NULL); return; }
-#endif
-    dequantize_portable(t, first, count, out, NULL);
+/// Block b's elements lo … hi − 1 (a whole block or part of one): the code
+/// book scaled once, then looked up value by value. The portable path.
+static void part_of_block(const factsweep_nf4 *t, size_t b, size_t lo, size_t hi, float *out, uint16_t *out_bf16) {
+    float scale = block_scale(t, b), table[16];
+    for (int i = 0; i < 16; i++) table[i] = t->code_book[i] * scale;
+    for (size_t k = lo; k < hi; k++) {
+        uint8_t byte = t->codes[k / 2];
+        float value = table[(k & 1) ? (byte & 0x0F) : (byte >> 4)];
+        if (out_bf16) out_bf16[k - lo] = bf16_bits(value); else out[k - lo] = value;
+    }
 }
 
-void factsweep_nf4_dequantize_blocks_bf16(const factsweep_nf4 *t, size_t first, size_t count, uint16_t *out,
-                                          int portable) {
+/// Elements lo … hi − 1: on AVX-512, runs of whole blocks to blocks_avx512;
+/// otherwise (and for the parts of blocks at either end, or a short last
+/// block) one block at a time value by value.
+static void dequantize(const factsweep_nf4 *t, size_t lo, size_t hi, float *out, uint16_t *out_bf16, int portable) {
 #ifdef FACTSWEEP_AVX512_PATH
-    if (!portable && has_avx512f()) { dequantize_avx512(t, first, count, NULL, out); return; }
+    const int wide = !portable && factsweep_cpu_has_avx512();
 #endif
-    dequantize_portable(t, first, count, NULL, out);
+    for (size_t i = lo; i < hi;) {
+        size_t b = i / 64, start = 64 * b;
+        float *f = out ? out + (i - lo) : NULL;
+        uint16_t *h = out_bf16 ? out_bf16 + (i - lo) : NULL;
+#ifdef FACTSWEEP_AVX512_PATH
+        size_t whole = i == start ? (hi - i) / 64 : 0;
+        if (wide && whole > 0) {
+            blocks_avx512(t, b, whole, f, h);
+            i += 64 * whole;
+            continue;
+        }
+#endif
+        size_t stop = start + 64 < hi ? start + 64 : hi;
+        part_of_block(t, b, i, stop, f, h);
+        i = stop;
+    }
+}
+
+void factsweep_nf4_dequantize(const factsweep_nf4 *t, size_t lo, size_t hi, float *out, int portable) {
+    dequantize(t, lo, hi, out, NULL, portable);
+}
+
+void factsweep_nf4_dequantize_bf16(const factsweep_nf4 *t, size_t lo, size_t hi, uint16_t *out, int portable) {
+    dequantize(t, lo, hi, NULL, out, portable);
 }

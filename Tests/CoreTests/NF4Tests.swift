@@ -138,7 +138,8 @@ import TestSupport
     }
 
     /// The C kernel's AVX-512 path (what every machine of this project runs)
-    /// and its plain C loop write the same bits, in Float and in bf16, also
+    /// and its plain C loop write the same bits, in Float and in bf16, over
+    /// whole blocks and over ranges that start and end inside blocks, also
     /// where a damaged file's NaN offset makes every scale NaN.
     @Test(arguments: cases)
     func kernelPathsAgree(name: String) throws {
@@ -146,19 +147,20 @@ import TestSupport
         let damaged = try NF4Tensor(
             rows: tensor.rows, columns: tensor.columns, packed: tensor.packed, quantizedAbsmax: tensor.quantizedAbsmax,
             absmaxScales: tensor.absmaxScales, absmaxOffset: .nan)
+        let n = tensor.count
+        try #require(n > NF4Tensor.blockSize)  // "zerotail": 70 values, one whole block and part of one
         for t in [tensor, damaged] {
-            let blocks = 0..<(t.count / NF4Tensor.blockSize)
-            try #require(!blocks.isEmpty)
-            var fast = [Float](repeating: 1, count: blocks.count * NF4Tensor.blockSize), plain = fast
-            t.dequantizeBlocks(blocks, into: &fast)
-            t.dequantizeBlocks(blocks, into: &plain, portable: true)
-            #expect(fast.map(\.bitPattern) == plain.map(\.bitPattern), "offset \(t.absmaxOffset)")
-            #expect(Array(Self.dequantizeAll(t)[..<fast.count]).map(\.bitPattern) == fast.map(\.bitPattern))
-            var fastBits = [UInt16](repeating: 1, count: fast.count), plainBits = fastBits
-            t.dequantizeBlocks(blocks, intoBFloat16: &fastBits)
-            t.dequantizeBlocks(blocks, intoBFloat16: &plainBits, portable: true)
-            #expect(fastBits == plainBits, "offset \(t.absmaxOffset)")
-            #expect(fastBits == plain.map(bfloat16Bits), "offset \(t.absmaxOffset)")
+            for range in [0..<n, 0..<(n / 64 * 64), 3..<(n - 5), min(n - 1, 70)..<min(n, 129)] {
+                var fast = [Float](repeating: 1, count: range.count), plain = fast
+                t.dequantize(range, into: &fast)
+                t.dequantize(range, into: &plain, portable: true)
+                #expect(fast.map(\.bitPattern) == plain.map(\.bitPattern), "\(range), offset \(t.absmaxOffset)")
+                var fastBits = [UInt16](repeating: 1, count: range.count), plainBits = fastBits
+                t.dequantizeBFloat16(range, into: &fastBits)
+                t.dequantizeBFloat16(range, into: &plainBits, portable: true)
+                #expect(fastBits == plainBits, "\(range), offset \(t.absmaxOffset)")
+                #expect(fastBits == plain.map(bfloat16Bits), "\(range), offset \(t.absmaxOffset)")
+            }
         }
     }
 

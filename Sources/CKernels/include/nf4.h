@@ -1,4 +1,4 @@
-// nf4.h: QLoRA's NF4 dequantisation of whole 64-value blocks, the part of
+// nf4.h: QLoRA's NF4 dequantisation, the part of
 // every QLoRA product that is not the product: training dequantises each
 // frozen projection twice a step (forward and backward). In C so that each
 // 16-value group is one table permute on AVX-512 (the code book fits one
@@ -19,16 +19,17 @@ typedef struct {
     float absmax_offset;
 } factsweep_nf4;
 
-/// Writes blocks first … first + count − 1 (64 Floats each) to `out`:
+/// Writes the weights with flattened indices lo … hi − 1 to `out`:
 /// out[i] = code_book[code i] · scale, one Float product per value, the
 /// scale computed as bitsandbytes computes it, so every path (and Swift's
-/// `NF4Tensor.blockScale`) gives the same bits. `portable` nonzero takes the plain C loop even
-/// where AVX-512 is present (for the tests that compare the two).
-void factsweep_nf4_dequantize_blocks(const factsweep_nf4 *t, size_t first, size_t count, float *out, int portable);
+/// `NF4Tensor.blockScale`) gives the same bits. Runs of whole blocks take the
+/// AVX-512 path where the CPU has it; parts of blocks go value by value.
+/// `portable` nonzero takes the plain C loop even where AVX-512 is present
+/// (for the tests that compare the two).
+void factsweep_nf4_dequantize(const factsweep_nf4 *t, size_t lo, size_t hi, float *out, int portable);
 
 /// The same rounded to bf16 (nearest even, NaN kept a quiet NaN: the rounding
 /// of `bfloat16Bits` in Swift), written as bits: half the bytes.
-void factsweep_nf4_dequantize_blocks_bf16(const factsweep_nf4 *t, size_t first, size_t count, uint16_t *out,
-                                          int portable);
+void factsweep_nf4_dequantize_bf16(const factsweep_nf4 *t, size_t lo, size_t hi, uint16_t *out, int portable);
 
 #endif

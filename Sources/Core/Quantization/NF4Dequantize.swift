@@ -4,9 +4,8 @@
 //
 // Each value is `NF4Code.values[code] * blockScale`, one Float product, as in
 // bitsandbytes' `dequantize_4bit`, so the results are bit-exact whatever the
-// path: runs of whole blocks go to the C kernel (`factsweep_nf4_dequantize_blocks`,
-// one table permute per 16 values on AVX-512); partial blocks scale the
-// 16-entry code book once and look values up.
+// path: the C kernel (`factsweep_nf4_dequantize`) takes runs of whole blocks at
+// one table permute per 16 values on AVX-512, and parts of blocks value by value.
 import CKernels
 
 extension NF4Tensor {
@@ -41,83 +40,26 @@ extension NF4Tensor {
         let chunks = (elements.count + chunk - 1) / chunk
         let out = UncheckedSendable(destination)
         context.parallelFor(chunks, minimumPerThread: 4) { part in
-            for index in part {
-                let lo = elements.lowerBound + index * chunk, hi = min(elements.upperBound, lo + chunk)
-                dequantizeBFloat16(lo..<hi, into: out.value + (lo - elements.lowerBound))
-            }
+            let lo = elements.lowerBound + part.lowerBound * chunk, hi = min(elements.upperBound, elements.lowerBound + part.upperBound * chunk)
+            dequantizeBFloat16(lo..<hi, into: out.value + (lo - elements.lowerBound))
         }
     }
 
     /// Writes the weights with flattened indices `elements` into `destination`
-    /// as bf16 bits: whole blocks straight from the kernel, partial ones
-    /// through a Float block that is then rounded.
-    func dequantizeBFloat16(_ elements: Range<Int>, into destination: UnsafeMutablePointer<UInt16>) {
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: Self.blockSize) { buffer in
-            guard let floats = buffer.baseAddress else { return }
-            forEachRun(in: elements) { run, wholeBlocks in
-                let out = destination + (run.lowerBound - elements.lowerBound)
-                if let blocks = wholeBlocks {
-                    dequantizeBlocks(blocks, intoBFloat16: out)
-                } else {
-                    dequantize(run, into: floats)
-                    convertToBFloat16(out, floats, rows: 1, columns: run.count, ld: run.count)
-                }
-            }
+    /// as bf16 bits. Any range works.
+    func dequantizeBFloat16(_ elements: Range<Int>, into destination: UnsafeMutablePointer<UInt16>, portable: Bool = false) {
+        precondition(elements.lowerBound >= 0 && elements.upperBound <= count, "elements \(elements) outside 0..<\(count)")
+        withKernelView {
+            factsweep_nf4_dequantize_bf16($0, elements.lowerBound, elements.upperBound, destination, portable ? 1 : 0)
         }
     }
 
     /// Writes the weights with flattened indices `elements` into `destination`.
-    /// Any range works; runs of whole aligned blocks take the kernel.
-    public func dequantize(_ elements: Range<Int>, into destination: UnsafeMutablePointer<Float>) {
-        forEachRun(in: elements) { run, wholeBlocks in
-            let out = destination + (run.lowerBound - elements.lowerBound)
-            if let blocks = wholeBlocks { return dequantizeBlocks(blocks, into: out) }
-            // Part of one block: its code book scaled once, then looked up.
-            let block = run.lowerBound / Self.blockSize
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { table in
-                guard let table = table.baseAddress else { return }
-                UnsafeMutableRawPointer(table).storeBytes(
-                    of: NF4Code.vector * SIMD16(repeating: blockScale(block)), as: SIMD16<Float>.self)
-                for k in run {
-                    let byte = packed[k / 2]
-                    out[k - run.lowerBound] = table[Int(k & 1 == 0 ? byte >> 4 : byte & 0x0F)]
-                }
-            }
-        }
-    }
-
-    /// Splits `elements` into runs, in order: each either a run of whole
-    /// blocks (`wholeBlocks` their indices) or part of one block (nil).
-    private func forEachRun(in elements: Range<Int>, _ body: (Range<Int>, Range<Int>?) -> Void) {
+    /// Any range works; `portable` takes the kernel's plain C loop even where
+    /// AVX-512 is present (tests).
+    public func dequantize(_ elements: Range<Int>, into destination: UnsafeMutablePointer<Float>, portable: Bool = false) {
         precondition(elements.lowerBound >= 0 && elements.upperBound <= count, "elements \(elements) outside 0..<\(count)")
-        var i = elements.lowerBound
-        while i < elements.upperBound {
-            let block = i / Self.blockSize, blockStart = block * Self.blockSize
-            let whole = i == blockStart ? (elements.upperBound - i) / Self.blockSize : 0
-            if whole > 0 {
-                body(i..<(i + whole * Self.blockSize), block..<(block + whole))
-                i += whole * Self.blockSize
-            } else {
-                let stop = min(blockStart + Self.blockSize, elements.upperBound)
-                body(i..<stop, nil)
-                i = stop
-            }
-        }
-    }
-
-    /// Writes whole blocks `blocks` (64 Floats each) with the C kernel;
-    /// `portable` takes its plain C loop even where AVX-512 is present (tests).
-    func dequantizeBlocks(_ blocks: Range<Int>, into destination: UnsafeMutablePointer<Float>, portable: Bool = false) {
-        precondition(blocks.lowerBound >= 0 && blocks.upperBound * Self.blockSize <= count, "blocks \(blocks) not whole")
-        withKernelView { factsweep_nf4_dequantize_blocks($0, blocks.lowerBound, blocks.count, destination, portable ? 1 : 0) }
-    }
-
-    /// `dequantizeBlocks` rounded to bf16 bits.
-    func dequantizeBlocks(_ blocks: Range<Int>, intoBFloat16 destination: UnsafeMutablePointer<UInt16>, portable: Bool = false) {
-        precondition(blocks.lowerBound >= 0 && blocks.upperBound * Self.blockSize <= count, "blocks \(blocks) not whole")
-        withKernelView {
-            factsweep_nf4_dequantize_blocks_bf16($0, blocks.lowerBound, blocks.count, destination, portable ? 1 : 0)
-        }
+        withKernelView { factsweep_nf4_dequantize($0, elements.lowerBound, elements.upperBound, destination, portable ? 1 : 0) }
     }
 
     /// The kernel's view of this tensor, valid inside `body`.
