@@ -17,7 +17,7 @@ import Testing
         return zip(a, b).map { abs($0 - $1) }.max().map { $0 / max(scale, 1e-30) } ?? 0
     }
 
-    @Test(arguments: [1, 2], [1, 5, 12, 16])
+    @Test(arguments: [1, 2], [1, 2, 3, 4, 5, 12, 16, 17, 24, 32])
     func denseEqualsBatchedProduct(threads: Int, rows: Int) {
         let context = ComputeContext(threads: threads)
         for (inDim, outDim) in [(64, 200), (96, 17), (48, 1), (1536, 35), (13, 6)] {

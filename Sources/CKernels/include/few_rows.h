@@ -1,5 +1,5 @@
 // few_rows.h: the product of a few activation rows with a weight's transpose,
-// for decoding (one to 16 rows per step). Such a product is bound by reading
+// for decoding (one to 32 rows per step). Such a product is bound by reading
 // the weight once; an sgemm call packs the weight's panels before multiplying,
 // which at these row counts costs more than the arithmetic. This kernel reads
 // each weight row once, from memory, and multiplies it with every activation

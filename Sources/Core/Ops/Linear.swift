@@ -68,8 +68,10 @@ public func linearForward(
 }
 
 /// Products with at most this many rows (decoding steps) are split by the
-/// weight's rows (see the `context:` overload of `linearForward`).
-public let fewRowsLimit = 16
+/// weight's rows (see the `context:` overload of `linearForward`). With the
+/// weight streamed from memory the few-rows kernel leads oneDNN up to 24–32
+/// rows and trails it from 48 (`bench --products`, docs/benchmarks.md).
+public let fewRowsLimit = 32
 
 /// out = inp · weightᵀ, as `linearForward`, using `context`'s threads.
 /// - inp: (N, inDim); weight: (outDim, inDim); out: (N, outDim).
