@@ -38,7 +38,7 @@ import Trial
         }
     }
 
-    /// Prompts that share a long prefix (run once and copied) and prompts
+    /// Prompts that share a long prefix (run once, in the first pass) and prompts
     /// longer than one pass's piece (91 tokens against
     /// `CachedGenerator.pieceLength`) generate what recomputation does.
     @Test func sharedPrefixAndLongPromptsEqualRecomputation() throws {
@@ -57,6 +57,14 @@ import Trial
                 #expect(outputs[b] == network.generateGreedy(prompt: prompt, maxTokens: 5, context: ctx), "prompt \(b) of \(prompts.count)")
             }
         }
+        // The shared prefix rides in the first pass: with the right answers
+        // proposed, prompts whose rests fit one piece take a single pass.
+        let short = [sharing[0], sharing[1], sharing[3]]
+        #expect(CachedGenerator.sharedPrefixLength(short) == 20)
+        let generator = CachedGenerator(network: network, maxBatch: short.count, maxLength: 60, context: ctx)
+        let answers = generator.generate(prompts: short, maxNewTokens: 5, stopTokens: [])
+        #expect(generator.generate(prompts: short, maxNewTokens: 5, stopTokens: [], recent: answers) == answers)
+        #expect(generator.passes == 1, "\(generator.passes) passes")
     }
 
     /// Speculative decoding from drafts is exact: right, wrong, partly right
