@@ -146,7 +146,8 @@ func projectionInference(
     case nil:
         p.weight.multiply(out: out, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
     case let .lora(lora):
-        loraForward(p, lora, out: out, inp: inp, dropped: inp, hidden: scratch.narrow, n: n, scratch: scratch, context: ctx)
+        loraForward(p, lora, out: out, inp: inp, dropped: inp, hidden: scratch.narrow, n: n, scratch: scratch, context: ctx,
+                    adapterOnCallingThread: n <= fewRowsLimit)
     case let .ia3(scale):
         switch scale.position {
         case .input:
@@ -159,14 +160,23 @@ func projectionInference(
 }
 
 /// out = inp·Wᵀ + s·dropped·Aᵀ·Bᵀ, with hidden (N, r) = dropped·Aᵀ.
+///
+/// `adapterOnCallingThread`: the two rank-r products run on the calling
+/// thread (single-threaded BLAS). Decoding asks for it at few rows, where
+/// each is a few microseconds of arithmetic and waking the engine's second
+/// thread for it cost more: a decoding pass makes two per projection, 420
+/// at SmolLM2.
 private func loraForward(
     _ p: Projection, _ lora: LoRAAdapter, out: FloatPointer, inp: FloatPointer, dropped: FloatPointer, hidden: FloatPointer,
-    n: Int, scratch: ProjectionScratch, context ctx: ComputeContext
+    n: Int, scratch: ProjectionScratch, context ctx: ComputeContext, adapterOnCallingThread: Bool = false
 ) {
     p.weight.multiply(out: out, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
-    linearForward(hidden.base, dropped.base, lora.a.base, n: n, inDim: p.inDim, outDim: lora.rank)
-    gemm(transA: false, transB: true, m: n, n: p.outDim, k: lora.rank, alpha: lora.scale,
-         a: hidden.base, lda: lora.rank, b: lora.b.base, ldb: lora.rank, beta: 1, c: out.base, ldc: p.outDim)
+    let adapter = {
+        linearForward(hidden.base, dropped.base, lora.a.base, n: n, inDim: p.inDim, outDim: lora.rank)
+        gemm(transA: false, transB: true, m: n, n: p.outDim, k: lora.rank, alpha: lora.scale,
+             a: hidden.base, lda: lora.rank, b: lora.b.base, ldb: lora.rank, beta: 1, c: out.base, ldc: p.outDim)
+    }
+    if adapterOnCallingThread { ctx.withSingleThreadedBLAS(adapter) } else { adapter() }
 }
 
 /// out = (x ⊙ l)·Wᵀ: the scaled input lives in scratch for the product only.
