@@ -7,6 +7,10 @@
 // rows are prefetched: the weight comes from memory once, and without the
 // prefetch its loads stalled the tile (docs/benchmarks.md, "Evaluation cost").
 //
+// The tile's 16 sums fill half of AVX-512's 32 registers; the AVX2 and
+// baseline clones (16 registers) spill them, which only machines without
+// AVX-512 would pay (this project's all have it).
+//
 // The sums over `depth` are kept in vector lanes (reassociated) and use fused
 // multiply-adds, so they round differently from an sgemm's: decoding only,
 // where the generation tests compare greedy tokens and logits with

@@ -36,7 +36,7 @@ extension TrainingBenchCommand {
     /// Decoding's products: M rows through each of a pool of weights larger
     /// than the last-level cache, so that every product reads its weight from
     /// memory as a decoding pass does; the few-rows kernel against `gemm` on
-    /// each engine, to show where one stops paying (`fewRowsLimit`).
+    /// each engine, to show where one stops paying (`decodingFewRowsLimit`).
     func runDecodingProductBench(context: ComputeContext) {
         let chosen = MatmulEngine.current
         defer { MatmulEngine.current = chosen }

@@ -1,4 +1,4 @@
-// FewRowsProductTests: the decoding products (at most `fewRowsLimit` rows,
+// FewRowsProductTests: the decoding products (at most `decodingFewRowsLimit` rows,
 // each thread multiplying its own block of the weight's rows with the C
 // few-rows kernel) equal the batched products they replace, for dense and NF4
 // weights, within f32 rounding (the kernel sums in a different order).
@@ -20,20 +20,21 @@ import Testing
     @Test(arguments: [1, 2], [1, 2, 3, 4, 5, 12, 16, 17, 24, 32])
     func denseEqualsBatchedProduct(threads: Int, rows: Int) {
         let context = ComputeContext(threads: threads)
-        for (inDim, outDim) in [(64, 200), (96, 17), (48, 1), (1536, 35), (13, 6)] {
+        // Depths with and without a 16-wide vector part and a scalar tail; widths with 1–3 columns past a block of 4.
+        for (inDim, outDim) in [(64, 200), (96, 17), (48, 1), (1536, 35), (13, 6), (100, 23)] {
             let x = Self.random(rows * inDim, seed: 1), w = Self.random(outDim * inDim, seed: 2)
             var reference = [Float](repeating: 0, count: rows * outDim), few = [Float](repeating: .nan, count: rows * outDim)
             linearForward(&reference, x, w, n: rows, inDim: inDim, outDim: outDim)
-            linearForward(&few, x, w, n: rows, inDim: inDim, outDim: outDim, context: context)
+            linearForward(&few, x, w, n: rows, inDim: inDim, outDim: outDim, context: context, fewRows: decodingFewRowsLimit)
             #expect(Self.relativeError(few, reference) < 1e-6, "\(rows)×\(inDim) · (\(outDim)×\(inDim))ᵀ")
         }
     }
 
-    @Test(arguments: [1, 2])
-    func nf4EqualsDequantisedProduct(threads: Int) throws {
+    @Test(arguments: [1, 2], [3, 17, decodingFewRowsLimit])
+    func nf4EqualsDequantisedProduct(threads: Int, rows: Int) throws {
         let context = ComputeContext(threads: threads)
         // Enough rows for several dequantisation tiles, with a short last one.
-        let outDim = FrozenMatrix.tileRows(columns: 128) * 3 + 40, inDim = 128, rows = 3
+        let outDim = FrozenMatrix.tileRows(columns: 128) * 3 + 40, inDim = 128
         let weights = Self.random(outDim * inDim, seed: 3)
         let tensor = try weights.withUnsafeBufferPointer { try NF4Tensor(quantizing: $0, rows: outDim, columns: inDim, context: context) }
         let matrix = FrozenMatrix.nf4(tensor)
@@ -44,7 +45,8 @@ import Testing
         let x = Self.random(rows * inDim, seed: 4)
         let inp = FloatPointer(input.take(rows * inDim)), out = FloatPointer(output.take(rows * outDim))
         inp.base.update(from: x, count: x.count)
-        matrix.multiply(out: out, inp: inp, n: rows, tiles: FloatPointer(tiles.take(matrix.tileFloats(threads: threads))), context: context)
+        matrix.multiply(out: out, inp: inp, n: rows, tiles: FloatPointer(tiles.take(matrix.tileFloats(threads: threads))), context: context,
+                        fewRows: decodingFewRowsLimit)
         var reference = [Float](repeating: 0, count: rows * outDim)
         linearForward(&reference, x, dense.base, n: rows, inDim: inDim, outDim: outDim)
         #expect(Self.relativeError(Array(UnsafeBufferPointer(start: out.base, count: rows * outDim)), reference) < 1e-6)

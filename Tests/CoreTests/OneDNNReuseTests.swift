@@ -207,9 +207,9 @@ import Trial
         try #require(LlamaModel.packsFrozenBases(config), "FACTSWEEP_PACK_F32_BASES=off is set")
         let model = TinyModels.model(config)
         let ctx = ComputeContext(threads: 2)
-        // Two sequences of fewRowsLimit / 2 + 6: more rows than decoding's few-rows kernel takes, so the products are `gemm`s.
-        let b = TinyModels.batch(vocab: config.vocabularySize, seqLen: fewRowsLimit / 2 + 6)
-        #expect(b.batchSize * b.seqLen > fewRowsLimit)
+        // Two sequences of decodingFewRowsLimit / 2 + 6: more rows than inference's few-rows kernel takes, so the products are `gemm`s.
+        let b = TinyModels.batch(vocab: config.vocabularySize, seqLen: decodingFewRowsLimit / 2 + 6)
+        #expect(b.batchSize * b.seqLen > decodingFewRowsLimit)
         let rows = Array(0..<(b.batchSize * b.seqLen))
         func packedBytes() -> Int { model.packedCopyBytes }
         #expect(packedBytes() == 0)

@@ -6,7 +6,7 @@
 // continuation. Prompts that open alike (a chat template's system turn) run
 // their common prefix once, in the first pass's first rows, and share its
 // cache rows (a pass of its own would read every weight once more for ~24
-// rows: 50 ms of a 0.7 s evaluation).
+// rows: 50–100 ms of a 0.7–1 s evaluation).
 //
 // Decoding is speculative: a sequence feeds its last token plus a proposed
 // continuation in one chunk — from what it said the last time it was asked
@@ -256,7 +256,7 @@ public final class CachedGenerator: @unchecked Sendable {
                 let block = rows[blockStart..<min(rows.count, blockStart + logitRows)]
                 for (i, row) in block.enumerated() { (t.tmp.base + i * C).update(from: t.x.base + row.2 * C, count: C) }
                 rmsNormForward(t.normOut, rstd: t.rstd, t.tmp, weight: network.finalNorm, n: block.count, c: C, eps: c.rmsNormEps, context: context)
-                network.head.multiply(out: t.logits, inp: t.normOut, n: block.count, context: context)
+                network.head.multiply(out: t.logits, inp: t.normOut, n: block.count, context: context, fewRows: decodingFewRowsLimit)
                 let all = UnsafeBufferPointer(start: t.logits.base, count: block.count * V)
                 for (i, row) in block.enumerated() { predicted[row.0][row.1 - predictFrom[row.0]] = argmax(all, row: i, width: V) }
             }

@@ -82,15 +82,17 @@ public enum FrozenMatrix: Sendable {
     }
 
     /// out (N, outDim) = inp (N, inDim) · Wᵀ.
-    /// `tiles` (`tileFloats` of them) is needed by NF4 matrices only.
-    func multiply(out: FloatPointer, inp: FloatPointer, n: Int, tiles: FloatPointer? = nil, context: ComputeContext) {
+    /// `tiles` (`tileFloats` of them) is needed by NF4 matrices only; up to
+    /// `fewRows` rows each thread multiplies its own block of W's rows.
+    func multiply(out: FloatPointer, inp: FloatPointer, n: Int, tiles: FloatPointer? = nil, context: ComputeContext,
+                  fewRows: Int = fewRowsLimit) {
         switch self {
         case let .dense(w, o, i, packed):
-            linearForward(out.base, inp.base, w.base, n: n, inDim: i, outDim: o, context: context, packed: packed)
+            linearForward(out.base, inp.base, w.base, n: n, inDim: i, outDim: o, context: context, packed: packed, fewRows: fewRows)
         case let .bf16(w):
             gemmBFloat16(transA: false, transB: true, m: n, n: w.rows, k: w.columns, a: .f32(inp.base), lda: w.columns,
                          b: .bf16(w.bits(context: context)), ldb: w.columns, beta: 0, c: out.base, ldc: w.rows, packed: w.packedIfEnabled)
-        case let .nf4(t) where n <= fewRowsLimit:
+        case let .nf4(t) where n <= fewRows:
             guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
             // Each thread dequantises and multiplies its own tiles (decoding).
             let rows = FrozenMatrix.tileRows(columns: t.columns), tileCount = (t.rows + rows - 1) / rows

@@ -138,22 +138,24 @@ func projectionForward(
 /// out (N, outDim) = projection(inp (N, inDim)) for inference (evaluation,
 /// generation, perplexity): no LoRA dropout and nothing saved, intermediate
 /// results in `scratch`. The same products as `projectionForward` with
-/// dropout 0, so the same Floats.
+/// dropout 0, so the same Floats, from `decodingFewRowsLimit` + 1 rows on;
+/// at fewer rows (decoding) the base takes the few-rows kernel up to that
+/// limit and LoRA's adapter runs on the calling thread, rounding differently.
 func projectionInference(
     _ p: Projection, out: FloatPointer, inp: FloatPointer, n: Int, scratch: ProjectionScratch, context ctx: ComputeContext
 ) {
     switch p.adapter {
     case nil:
-        p.weight.multiply(out: out, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
+        p.weight.multiply(out: out, inp: inp, n: n, tiles: scratch.tiles, context: ctx, fewRows: decodingFewRowsLimit)
     case let .lora(lora):
         loraForward(p, lora, out: out, inp: inp, dropped: inp, hidden: scratch.narrow, n: n, scratch: scratch, context: ctx,
-                    adapterOnCallingThread: n <= fewRowsLimit)
+                    decoding: true)
     case let .ia3(scale):
         switch scale.position {
         case .input:
-            ia3InputForward(p, scale, out: out, inp: inp, n: n, scratch: scratch, context: ctx)
+            ia3InputForward(p, scale, out: out, inp: inp, n: n, scratch: scratch, context: ctx, decoding: true)
         case .output:
-            p.weight.multiply(out: scratch.wide, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
+            p.weight.multiply(out: scratch.wide, inp: inp, n: n, tiles: scratch.tiles, context: ctx, fewRows: decodingFewRowsLimit)
             scaleColumnsForward(out, scratch.wide, scale.vector, rows: n, cols: p.outDim, context: ctx)
         }
     }
@@ -161,30 +163,34 @@ func projectionInference(
 
 /// out = inp·Wᵀ + s·dropped·Aᵀ·Bᵀ, with hidden (N, r) = dropped·Aᵀ.
 ///
-/// `adapterOnCallingThread`: the two rank-r products run on the calling
-/// thread (single-threaded BLAS). Decoding asks for it at few rows, where
-/// each is a few microseconds of arithmetic and waking the engine's second
-/// thread for it cost more: a decoding pass makes two per projection, 420
-/// at SmolLM2.
+/// `decoding` (inference): the base takes the few-rows kernel up to
+/// `decodingFewRowsLimit` rows, and at those rows the two rank-r products
+/// run on the calling thread (single-threaded BLAS): each is a few
+/// microseconds of arithmetic, and waking the engine's second thread for it
+/// cost more (a decoding pass makes two per projection, 420 at SmolLM2).
 private func loraForward(
     _ p: Projection, _ lora: LoRAAdapter, out: FloatPointer, inp: FloatPointer, dropped: FloatPointer, hidden: FloatPointer,
-    n: Int, scratch: ProjectionScratch, context ctx: ComputeContext, adapterOnCallingThread: Bool = false
+    n: Int, scratch: ProjectionScratch, context ctx: ComputeContext, decoding: Bool = false
 ) {
-    p.weight.multiply(out: out, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
+    let fewRows = decoding ? decodingFewRowsLimit : fewRowsLimit
+    p.weight.multiply(out: out, inp: inp, n: n, tiles: scratch.tiles, context: ctx, fewRows: fewRows)
     let adapter = {
         linearForward(hidden.base, dropped.base, lora.a.base, n: n, inDim: p.inDim, outDim: lora.rank)
         gemm(transA: false, transB: true, m: n, n: p.outDim, k: lora.rank, alpha: lora.scale,
              a: hidden.base, lda: lora.rank, b: lora.b.base, ldb: lora.rank, beta: 1, c: out.base, ldc: p.outDim)
     }
-    if adapterOnCallingThread { ctx.withSingleThreadedBLAS(adapter) } else { adapter() }
+    if decoding && n <= fewRows { ctx.withSingleThreadedBLAS(adapter) } else { adapter() }
 }
 
 /// out = (x ⊙ l)·Wᵀ: the scaled input lives in scratch for the product only.
+/// `decoding` as in `loraForward`.
 private func ia3InputForward(
-    _ p: Projection, _ scale: IA3Scale, out: FloatPointer, inp: FloatPointer, n: Int, scratch: ProjectionScratch, context ctx: ComputeContext
+    _ p: Projection, _ scale: IA3Scale, out: FloatPointer, inp: FloatPointer, n: Int, scratch: ProjectionScratch, context ctx: ComputeContext,
+    decoding: Bool = false
 ) {
     scaleColumnsForward(scratch.wide, inp, scale.vector, rows: n, cols: p.inDim, context: ctx)
-    p.weight.multiply(out: out, inp: scratch.wide, n: n, tiles: scratch.tiles, context: ctx)
+    p.weight.multiply(out: out, inp: scratch.wide, n: n, tiles: scratch.tiles, context: ctx,
+                      fewRows: decoding ? decodingFewRowsLimit : fewRowsLimit)
 }
 
 /// Backward of `projectionForward`. dinp (N, inDim) += ∂L/∂inp, or = when

@@ -67,11 +67,17 @@ public func linearForward(
          a: inp, lda: inDim, b: weight, ldb: inDim, beta: accumulate ? 1 : 0, c: out, ldc: outDim, packed: packed)
 }
 
-/// Products with at most this many rows (decoding steps) are split by the
-/// weight's rows (see the `context:` overload of `linearForward`). With the
-/// weight streamed from memory the few-rows kernel leads oneDNN up to 24–32
-/// rows and trails it from 48 (`bench --products`, docs/benchmarks.md).
-public let fewRowsLimit = 32
+/// Products with at most this many rows are split by the weight's rows (see
+/// the `context:` overload of `linearForward`): the default, which training's
+/// forward keeps (its products from 17 rows on, such as the head over a
+/// step's answer rows, stay on the engine, where `ProductProfile` times them).
+public let fewRowsLimit = 16
+
+/// The same limit for decoding's passes (`projectionInference`, the cached
+/// generator's head), whose weights stream from memory: there the few-rows
+/// kernel leads oneDNN up to 16 rows, is level with it at 24–32 and trails
+/// it from 48 (`bench --products`, docs/benchmarks.md).
+public let decodingFewRowsLimit = 32
 
 /// out = inp · weightᵀ, as `linearForward`, using `context`'s threads.
 /// - inp: (N, inDim); weight: (outDim, inDim); out: (N, outDim).
