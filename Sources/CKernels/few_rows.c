@@ -5,7 +5,8 @@
 // time, fed each activation load to 4 and ran out of load slots from 8 rows
 // on). While the first tile of a block of weight rows runs, the next block's
 // rows are prefetched: the weight comes from memory once, and without the
-// prefetch its loads stalled the tile (docs/benchmarks.md, "Evaluation cost").
+// prefetch its loads stalled the tile (docs/benchmarks.md, issue 13's ninth
+// stop).
 //
 // The tile's 16 sums fill half of AVX-512's 32 registers; the AVX2 and
 // baseline clones (16 registers) spill them, which only machines without
