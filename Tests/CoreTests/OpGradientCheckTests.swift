@@ -125,10 +125,39 @@ func expectGradient(
         expectGradient("rope(llama3: \(llama3))", input: x, analytic: dx, count: rows * stride, loss: loss)
     }
 
-    @Test func groupedQueryAttention() {
+    /// The rotation at explicit positions (sequences laid end to end): each
+    /// row turns by its own position, and the backward turns it back.
+    @Test func ropeAtPositions() {
         let buf = Buffers()
-        let s = AttentionShape(batch: 2, seqLen: 5, heads: 4, kvHeads: 2, headDim: 3)
-        let n = s.batch * s.seqLen, qw = s.heads * s.headDim, kw = s.kvHeads * s.headDim
+        let positions: [Int32] = [0, 1, 2, 3, 0, 1, 0, 1, 2, 3, 4]
+        let rows = positions.count, heads = 2, hd = 8, stride = heads * hd
+        let table = RopeTable(headDimension: hd, positions: 5, theta: 10000, scaling: .none)
+        let x = buf.random(rows * stride), r = buf.random(rows * stride), y = buf.zeros(rows * stride)
+        let dx = buf.zeros(rows * stride)
+        dx.base.update(from: r.base, count: rows * stride)
+        positions.withUnsafeBufferPointer { pos in
+            ropeBackward(dx, table: table, positions: pos.baseAddress!, rows: rows, heads: heads, rowStride: stride, context: ctx)
+        }
+        let loss = { () -> Double in
+            y.base.update(from: x.base, count: rows * stride)
+            positions.withUnsafeBufferPointer { pos in
+                ropeForward(y, table: table, positions: pos.baseAddress!, rows: rows, heads: heads, rowStride: stride, context: ctx)
+            }
+            return weightedSum(y, r, rows * stride)
+        }
+        expectGradient("rope at positions", input: x, analytic: dx, count: rows * stride, loss: loss)
+        // Row 4 sits at position 0: not rotated at all.
+        _ = loss()
+        #expect((0..<stride).allSatisfy { y.base[4 * stride + $0] == x.base[4 * stride + $0] })
+    }
+
+    /// Two sequences of 5 rows (a padded batch), and three of 4, 6 and 1 rows
+    /// laid end to end: each sequence attends only within itself.
+    @Test(arguments: [[5, 5], [4, 6, 1]])
+    func groupedQueryAttention(lengths: [Int]) {
+        let buf = Buffers()
+        let s = AttentionShape(lengths: lengths, heads: 4, kvHeads: 2, headDim: 3)
+        let n = lengths.reduce(0, +), qw = s.heads * s.headDim, kw = s.kvHeads * s.headDim
         let q = buf.random(n * qw), k = buf.random(n * kw), v = buf.random(n * kw)
         let out = buf.zeros(n * qw), probs = buf.zeros(s.batch * s.heads * s.seqLen * s.seqLen), r = buf.random(n * qw)
         let dq = buf.zeros(n * qw), dk = buf.zeros(n * kw), dv = buf.zeros(n * kw)
@@ -139,15 +168,29 @@ func expectGradient(
             attentionForward(out, probs: probs, q: q, k: k, v: v, shape: s, context: ctx)
             return weightedSum(out, r, n * qw)
         }
-        expectGradient("attention dq", input: q, analytic: dq, count: n * qw, loss: loss)
-        expectGradient("attention dk", input: k, analytic: dk, count: n * kw, loss: loss)
-        expectGradient("attention dv", input: v, analytic: dv, count: n * kw, loss: loss)
+        expectGradient("attention dq \(lengths)", input: q, analytic: dq, count: n * qw, loss: loss)
+        expectGradient("attention dk \(lengths)", input: k, analytic: dk, count: n * kw, loss: loss)
+        expectGradient("attention dv \(lengths)", input: v, analytic: dv, count: n * kw, loss: loss)
         // Causality: the first position of each sequence attends only to itself.
         for b in 0..<s.batch {
             for h in 0..<s.heads {
-                let row = probs.base + ((b * s.heads + h) * s.seqLen) * s.seqLen
-                #expect(row[0] == 1 && (1..<s.seqLen).allSatisfy { row[$0] == 0 })
+                let row = probs.base + (b * s.heads + h) * s.seqLen * s.seqLen, L = lengths[b]
+                #expect(row[0] == 1 && (1..<L).allSatisfy { row[$0] == 0 })
             }
+        }
+        // Each sequence's output is the one it has alone: nothing leaks across.
+        attentionForward(out, probs: probs, q: q, k: k, v: v, shape: s, context: ctx)  // the checks above left a perturbed output
+        for b in 0..<s.batch {
+            let L = lengths[b], first = s.starts[b]
+            let alone = AttentionShape(lengths: [L], heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim)
+            let outAlone = buf.zeros(L * qw), probsAlone = buf.zeros(s.heads * L * L)
+            let qAlone = buf.zeros(L * qw), kAlone = buf.zeros(L * kw), vAlone = buf.zeros(L * kw)
+            qAlone.base.update(from: q.base + first * qw, count: L * qw)
+            kAlone.base.update(from: k.base + first * kw, count: L * kw)
+            vAlone.base.update(from: v.base + first * kw, count: L * kw)
+            attentionForward(outAlone, probs: probsAlone, q: qAlone, k: kAlone, v: vAlone, shape: alone, context: ctx)
+            let worst = (0..<(L * qw)).map { abs(outAlone.base[$0] - out.base[first * qw + $0]) }.max() ?? 0
+            #expect(worst < 1e-6, "sequence \(b) of \(lengths): \(worst) from its output alone")
         }
     }
 

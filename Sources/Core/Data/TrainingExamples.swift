@@ -1,5 +1,5 @@
 // TrainingExamples: facts turned into token sequences in the model's chat
-// format, and sequences packed into right-padded batches.
+// format, and sequences laid end to end in batches.
 import Trial
 
 /// One tokenised fact: the question as the user turn of the chat template, the
@@ -24,20 +24,18 @@ extension TrainingExample {
 }
 
 extension TokenBatch {
-    /// Packs examples into one right-padded batch. Position t is trained to
+    /// Lays examples end to end, without padding. Position t is trained to
     /// predict token t+1; the last token of each example is only a target, so
-    /// each row holds `tokens.count − 1` inputs.
-    public init(examples: [TrainingExample], padToken: Int32, scope: LossScope = .answer) {
-        let seqLen = examples.map { $0.tokens.count - 1 }.max() ?? 0
-        var tokens = [Int32](repeating: padToken, count: examples.count * seqLen)
-        var targets = [Int32](repeating: TokenBatch.ignore, count: examples.count * seqLen)
-        for (b, example) in examples.enumerated() {
+    /// an example of n tokens takes n − 1 rows.
+    public init(examples: [TrainingExample], scope: LossScope = .answer) {
+        var tokens: [Int32] = [], targets: [Int32] = []
+        for example in examples {
             let first = scope == .answer ? max(0, example.promptLength - 1) : 0
             for t in 0..<(example.tokens.count - 1) {
-                tokens[b * seqLen + t] = example.tokens[t]
-                if t >= first { targets[b * seqLen + t] = example.tokens[t + 1] }
+                tokens.append(example.tokens[t])
+                targets.append(t >= first ? example.tokens[t + 1] : TokenBatch.ignore)
             }
         }
-        self.init(batchSize: examples.count, seqLen: seqLen, tokens: tokens, targets: targets)
+        self.init(lengths: examples.map { $0.tokens.count - 1 }, tokens: tokens, targets: targets)
     }
 }

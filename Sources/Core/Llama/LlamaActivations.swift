@@ -2,7 +2,7 @@
 // activation gradients, each in its own arena sized once for the largest batch.
 
 /// Saved activations for one forward pass of up to `maxBatch × maxSeq` tokens,
-/// with logits for up to `maxRows` positions. Shapes below use N = B·T tokens,
+/// with logits for up to `maxRows` positions. Shapes below use N ≤ B·T token rows,
 /// C hidden, Q = H·hd, K = KV·hd, F intermediate, M labelled rows, V vocabulary.
 public final class LlamaActivations: @unchecked Sendable {
     public let maxBatch: Int, maxSeq: Int, maxRows: Int

@@ -8,10 +8,10 @@ extension LlamaNetwork {
     /// are still in cache (for clipping without another pass).
     @discardableResult
     public func backward(_ batch: TokenBatch, _ acts: LlamaActivations, context ctx: ComputeContext) -> Double {
-        let B = batch.batchSize, T = batch.seqLen, N = B * T
+        let N = batch.rowCount
         let c = config, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth, F = c.intermediateSize
         let m = batch.labelledCount
-        let shape = AttentionShape(batch: B, seqLen: T, heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDimension)
+        let shape = AttentionShape(lengths: batch.lengths, heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDimension)
         let scratch = acts.grads.projectionScratch
 
         // Output head and final norm, at the labelled rows; then scatter into the stream.
@@ -47,8 +47,11 @@ extension LlamaNetwork {
                                saved: a.adapters, scratch: scratch, context: ctx)
             attentionBackward(dq: acts.grads.dq, dk: acts.grads.dk, dv: acts.grads.dv, dout: acts.grads.dAttnOut, probs: a.probs, q: a.q, k: a.k, v: a.v,
                               shape: shape, scratch: acts.grads.attentionScratch, context: ctx)
-            ropeBackward(acts.grads.dq, table: acts.rope, rows: N, seqLen: T, heads: c.headCount, rowStride: Q, context: ctx)
-            ropeBackward(acts.grads.dk, table: acts.rope, rows: N, seqLen: T, heads: c.kvHeadCount, rowStride: K, context: ctx)
+            batch.positions.withUnsafeBufferPointer { positions in
+                guard let pos = positions.baseAddress else { return }
+                ropeBackward(acts.grads.dq, table: acts.rope, positions: pos, rows: N, heads: c.headCount, rowStride: Q, context: ctx)
+                ropeBackward(acts.grads.dk, table: acts.rope, positions: pos, rows: N, heads: c.kvHeadCount, rowStride: K, context: ctx)
+            }
             projectionBackward(w.q, dinp: acts.grads.dNormOut, accumulateInput: false, dout: acts.grads.dq, inp: a.attnNormOut, n: N,
                                saved: a.adapters, scratch: scratch, context: ctx)
             projectionBackward(w.k, dinp: acts.grads.dNormOut, accumulateInput: true, dout: acts.grads.dk, inp: a.attnNormOut, n: N,

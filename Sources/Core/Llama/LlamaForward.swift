@@ -36,8 +36,8 @@ extension LlamaNetwork {
     }
 
     /// Runs the transformer over `batch` in inference mode and returns the
-    /// logits (rows, V) at the given token rows (indices into the flattened
-    /// B·T positions).
+    /// logits (rows, V) at the given token rows (indices into the batch's
+    /// rows).
     public func logits(_ batch: TokenBatch, outputRows: [Int], _ acts: LlamaActivations, context: ComputeContext) -> [Float] {
         for (i, r) in outputRows.enumerated() { acts.rowIndex[i] = Int32(r) }
         var rng = SeededGenerator(seed: 0)
@@ -64,10 +64,10 @@ extension LlamaNetwork {
     /// Everything up to the logits at `acts.rowIndex[0..<rows]`.
     func forwardHidden(_ batch: TokenBatch, _ acts: LlamaActivations, rows m: Int, mode: ForwardMode, rng: inout SeededGenerator,
                        context ctx: ComputeContext) {
-        let B = batch.batchSize, T = batch.seqLen, N = B * T
+        let B = batch.batchSize, T = batch.seqLen, N = batch.rowCount
         precondition(B <= acts.maxBatch && T <= acts.maxSeq && m <= acts.maxRows, "batch exceeds activation capacity")
         let c = config, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth, F = c.intermediateSize
-        let shape = AttentionShape(batch: B, seqLen: T, heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDimension)
+        let shape = AttentionShape(lengths: batch.lengths, heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDimension)
         let scratch = acts.grads.projectionScratch
 
         batch.tokens.withUnsafeBufferPointer { tokens in
@@ -88,8 +88,11 @@ extension LlamaNetwork {
             project(w.q, out: a.q, inp: a.attnNormOut)
             project(w.k, out: a.k, inp: a.attnNormOut)
             project(w.v, out: a.v, inp: a.attnNormOut)
-            ropeForward(a.q, table: acts.rope, rows: N, seqLen: T, heads: c.headCount, rowStride: Q, context: ctx)
-            ropeForward(a.k, table: acts.rope, rows: N, seqLen: T, heads: c.kvHeadCount, rowStride: K, context: ctx)
+            batch.positions.withUnsafeBufferPointer { positions in
+                guard let pos = positions.baseAddress else { return }
+                ropeForward(a.q, table: acts.rope, positions: pos, rows: N, heads: c.headCount, rowStride: Q, context: ctx)
+                ropeForward(a.k, table: acts.rope, positions: pos, rows: N, heads: c.kvHeadCount, rowStride: K, context: ctx)
+            }
             attentionForward(a.attnOut, probs: a.probs, q: a.q, k: a.k, v: a.v, shape: shape, context: ctx)
             project(w.o, out: a.residMid, inp: a.attnOut)
             add(a.residMid, a.residIn, count: N * C, context: ctx)

@@ -67,10 +67,18 @@ public func ropeBackward(_ dx: FloatPointer, table: RopeTable, rows: Int, seqLen
     ropeApply(dx, table: table, rows: rows, seqLen: seqLen, heads: heads, rowStride: rowStride, direction: -1, context: context)
 }
 
-/// Rotates row r of x in place at position `positions[r]` (decoding, where
-/// each sequence of a batch is at its own position).
+/// Rotates row r of x in place at position `positions[r]`: sequences laid end
+/// to end (training without padding), or decoding, where each sequence of a
+/// batch is at its own position.
 public func ropeForward(_ x: FloatPointer, table: RopeTable, positions: UnsafePointer<Int32>, rows: Int, heads: Int, rowStride: Int, context: ComputeContext) {
     ropeApply(x, table: table, rows: rows, seqLen: table.positions, heads: heads, rowStride: rowStride, direction: 1,
+              positions: positions, context: context)
+}
+
+/// Backward of the `positions` form of `ropeForward`.
+public func ropeBackward(_ dx: FloatPointer, table: RopeTable, positions: UnsafePointer<Int32>, rows: Int, heads: Int, rowStride: Int,
+                         context: ComputeContext) {
+    ropeApply(dx, table: table, rows: rows, seqLen: table.positions, heads: heads, rowStride: rowStride, direction: -1,
               positions: positions, context: context)
 }
 

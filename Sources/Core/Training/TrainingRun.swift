@@ -12,7 +12,6 @@ public final class TrainingRun: @unchecked Sendable {
     public let settings: TrainingSettings
     public let examples: [TrainingExample]
     public let trainer: FineTuning
-    private let padToken: Int32
     private var rng: SeededGenerator
     public private(set) var completedEpochs = 0
     private var trainSeconds: Double = 0
@@ -30,7 +29,6 @@ public final class TrainingRun: @unchecked Sendable {
     public init(model: LanguageModel, dataset: FactDataset, settings: TrainingSettings, context: ComputeContext) throws {
         self.settings = settings
         examples = try dataset.facts.map { try TrainingExample(fact: $0, model: model) }
-        padToken = model.tokenizer.eosTokenId ?? 0
         rng = SeededGenerator(seed: settings.seed ^ 0x0dde_4ba7)  // example order; FineTuning draws its own stream
         let batch = settings.batchSize == 0 ? examples.count : min(settings.batchSize, examples.count)
         let maxSeq = examples.map { $0.tokens.count - 1 }.max() ?? 1
@@ -56,7 +54,7 @@ public final class TrainingRun: @unchecked Sendable {
         let order = Array(examples.indices).shuffled(using: &rng)
         let b = settings.batchSize == 0 ? examples.count : settings.batchSize
         let batches = stride(from: 0, to: order.count, by: b).map { start in
-            TokenBatch(examples: order[start..<min(order.count, start + b)].map { examples[$0] }, padToken: padToken, scope: settings.lossScope)
+            TokenBatch(examples: order[start..<min(order.count, start + b)].map { examples[$0] }, scope: settings.lossScope)
         }
         let tokens = examples.reduce(0) { $0 + $1.tokens.count - 1 }
         var lossSum: Float = 0, flops: Double = 0
@@ -157,11 +155,11 @@ extension LlamaModel {
     /// FLOPs of the matrix products of one full fine-tuning step on `batch`:
     /// forward, plus backward's input and weight gradients (twice forward).
     public func trainingFlops(_ batch: TokenBatch) -> Double {
-        let c = config, n = Double(batch.batchSize * batch.seqLen), m = Double(batch.labelledCount)
+        let c = config, n = Double(batch.rowCount), m = Double(batch.labelledCount)
         let C = Double(c.hiddenSize), F = Double(c.intermediateSize)
         let linear = C * Double(c.queryWidth) * 2 + C * Double(c.kvWidth) * 2 + 3 * C * F
-        let T = Double(batch.seqLen)
-        let attention = 4 * Double(batch.batchSize * c.headCount) * T * T * Double(c.headDimension)
+        let squares = Double(batch.lengths.reduce(0) { $0 + $1 * $1 })
+        let attention = 4 * Double(c.headCount) * squares * Double(c.headDimension)
         let forward = Double(c.layerCount) * (2 * n * linear + attention) + 2 * m * Double(c.vocabularySize) * C
         return 3 * forward
     }
