@@ -1,6 +1,7 @@
 // Per-op checks: every backward against central finite differences of its
 // forward (L = Σ out ⊙ r for a fixed random r), and the sgemm path against a
 // naive loop.
+import Foundation
 import Testing
 @testable import Core
 import TestSupport
@@ -194,19 +195,30 @@ func expectGradient(
         }
     }
 
-    @Test func crossEntropy() {
+    /// Vocabularies shorter than the kernel's 16 lanes, a multiple of them,
+    /// and lanes plus a tail.
+    @Test(arguments: [11, 48, 75])
+    func crossEntropy(vocab: Int) {
         let buf = Buffers()
-        let rows = 3, vocab = 11
+        let rows = 3
         let logits = buf.random(rows * vocab, scale: 2), work = buf.zeros(rows * vocab), losses = buf.zeros(rows)
-        let targets: [Int32] = [3, 0, 10]
+        let targets: [Int32] = [3, 0, Int32(vocab - 1)]
+        logits.base[vocab + vocab / 2] = 9  // a maximum far from the target, mid-row
         let loss = { () -> Double in
             work.base.update(from: logits.base, count: rows * vocab)
             return Double(crossEntropyForwardBackward(logits: work, losses: losses, targets: targets, rows: rows, vocab: vocab, gradScale: 1.0 / 3, context: ctx))
         }
-        _ = loss()
+        let mean = loss()
         let analytic = buf.zeros(rows * vocab)
         analytic.base.update(from: work.base, count: rows * vocab)
-        expectGradient("cross-entropy", input: logits, analytic: analytic, count: rows * vocab, loss: loss)
+        // Each row's loss against a Double log-sum-exp.
+        for r in 0..<rows {
+            let row = (0..<vocab).map { Double(logits.base[r * vocab + $0]) }, top = row.max()!
+            let expected = top + log(row.reduce(0) { $0 + exp($1 - top) }) - row[Int(targets[r])]
+            #expect(abs(Double(losses[r]) - expected) <= 1e-5 * max(1, expected), "row \(r): \(losses[r]), expected \(expected)")
+        }
+        #expect(abs(Double(mean) - (0..<rows).reduce(0) { $0 + Double(losses[$1]) } / Double(rows)) < 1e-6)
+        expectGradient("cross-entropy \(vocab)", input: logits, analytic: analytic, count: rows * vocab, loss: loss)
     }
 
     @Test func embedding() {

@@ -3,6 +3,7 @@
 #include "bf16.h"
 #include "cached_attention.h"
 #include "cpu.h"
+#include "cross_entropy.h"
 #include "few_rows.h"
 #include "nf4.h"
 #include "swiglu.h"

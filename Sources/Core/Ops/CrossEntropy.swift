@@ -1,4 +1,5 @@
 // Causal-LM cross-entropy over the rows that carry a label, and its gradient.
+import CKernels
 import Foundation
 
 /// Softmax cross-entropy of `rows` logit rows against `targets`, averaged over rows.
@@ -12,12 +13,9 @@ public func crossEntropyForwardBackward(
 ) -> Float {
     context.parallelFor(rows) { range in
         for r in range {
-            let row = logits.base + r * vocab
-            softmaxInPlace(row, count: vocab)
             let t = Int(targets[r])
-            losses[r] = -logf(row[t])
-            for j in 0..<vocab { row[j] *= gradScale }
-            row[t] -= gradScale
+            precondition(t >= 0 && t < vocab, "target \(t) outside the vocabulary of \(vocab)")
+            losses[r] = factsweep_cross_entropy_row(logits.base + r * vocab, vocab, t, gradScale)
         }
     }
     var total: Double = 0
