@@ -78,9 +78,11 @@ func expectGradient(
         expectGradient("linear dw", input: w, analytic: dw, count: outDim * inDim, loss: loss)
     }
 
-    @Test func rmsNorm() {
+    /// Widths below the row kernel's 16 lanes, a multiple of them, and lanes plus a tail.
+    @Test(arguments: [9, 32, 41])
+    func rmsNorm(c: Int) {
         let buf = Buffers()
-        let n = 4, c = 9
+        let n = 4
         let x = buf.random(n * c), w = buf.random(c, scale: 0.2, offset: 1), y = buf.zeros(n * c), rstd = buf.zeros(n)
         let r = buf.random(n * c), dx = buf.zeros(n * c), dw = buf.zeros(c), scratch = buf.zeros(ctx.threads * c)
         rmsNormForward(y, rstd: rstd, x, weight: w, n: n, c: c, eps: 1e-5, context: ctx)
@@ -89,8 +91,17 @@ func expectGradient(
             rmsNormForward(y, rstd: rstd, x, weight: w, n: n, c: c, eps: 1e-5, context: ctx)
             return weightedSum(y, r, n * c)
         }
-        expectGradient("rmsnorm dx", input: x, analytic: dx, count: n * c, loss: loss)
-        expectGradient("rmsnorm dw", input: w, analytic: dw, count: c, loss: loss)
+        expectGradient("rmsnorm dx \(c)", input: x, analytic: dx, count: n * c, loss: loss)
+        expectGradient("rmsnorm dw \(c)", input: w, analytic: dw, count: c, loss: loss)
+        // Each row against the formula in Double.
+        _ = loss()
+        for row in 0..<n {
+            let xs = (0..<c).map { Double(x.base[row * c + $0]) }
+            let rd = 1 / (xs.reduce(0) { $0 + $1 * $1 } / Double(c) + 1e-5).squareRoot()
+            #expect(abs(Double(rstd[row]) - rd) <= 1e-5 * rd)
+            let worst = (0..<c).map { abs(Double(y.base[row * c + $0]) - Double(w.base[$0]) * xs[$0] * rd) }.max() ?? 0
+            #expect(worst < 1e-5, "row \(row) of width \(c): \(worst) from the formula")
+        }
     }
 
     @Test func swiglu() {
@@ -152,9 +163,9 @@ func expectGradient(
         #expect((0..<stride).allSatisfy { y.base[4 * stride + $0] == x.base[4 * stride + $0] })
     }
 
-    /// Two sequences of 5 rows (a padded batch), and three of 4, 6 and 1 rows
+    /// Two sequences of 5 rows (a padded batch), and three of 4, 19 and 1 rows
     /// laid end to end: each sequence attends only within itself.
-    @Test(arguments: [[5, 5], [4, 6, 1]])
+    @Test(arguments: [[5, 5], [4, 19, 1]])
     func groupedQueryAttention(lengths: [Int]) {
         let buf = Buffers()
         let s = AttentionShape(lengths: lengths, heads: 4, kvHeads: 2, headDim: 3)

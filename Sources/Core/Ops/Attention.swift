@@ -2,6 +2,7 @@
 // backward. The matrix products are per (batch, head) sgemm calls addressing
 // heads inside the wider q/k/v rows through leading dimensions.
 import CBLAS
+import CKernels
 import Foundation
 
 /// Shapes of one attention call: B sequences laid end to end, sequence b
@@ -76,19 +77,11 @@ func causalSoftmaxRows(_ p: UnsafeMutablePointer<Float>, _ T: Int) {
     }
 }
 
-/// row[0..<count] replaced by its softmax (max subtracted first).
+/// row[0..<count] replaced by its softmax (max subtracted first; CKernels'
+/// softmax.c, its exponentials vectorised).
 @inline(__always)
 func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, count: Int) {
-    var m = -Float.infinity
-    for j in 0..<count { m = max(m, row[j]) }
-    var sum: Float = 0
-    for j in 0..<count {
-        let e = expf(row[j] - m)
-        row[j] = e
-        sum += e
-    }
-    let inv = 1 / sum
-    for j in 0..<count { row[j] *= inv }
+    factsweep_softmax_row(row, count)
 }
 
 /// Backward of `attentionForward`.

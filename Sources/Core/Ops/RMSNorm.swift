@@ -1,4 +1,6 @@
-// RMSNorm (Llama): y = w ⊙ x / sqrt(mean(x²) + eps), per row, and its backward.
+// RMSNorm (Llama): y = w ⊙ x / sqrt(mean(x²) + eps), per row, and its backward;
+// each row in CKernels (rms_norm.c), the rows split across threads here.
+import CKernels
 
 /// - out: (N, C); rstd: (N) saved for backward; inp: (N, C); weight: (C).
 public func rmsNormForward(
@@ -7,12 +9,7 @@ public func rmsNormForward(
 ) {
     context.parallelFor(n, minimumPerThread: 8) { rows in
         for row in rows {
-            let x = inp.base + row * c, y = out.base + row * c
-            var sum: Float = 0
-            for i in 0..<c { sum += x[i] * x[i] }
-            let r = 1 / (sum / Float(c) + eps).squareRoot()
-            rstd[row] = r
-            for i in 0..<c { y[i] = weight[i] * (x[i] * r) }
+            rstd[row] = factsweep_rms_norm_row(out.base + row * c, inp.base + row * c, weight.base, c, eps)
         }
     }
 }
@@ -31,15 +28,8 @@ public func rmsNormBackward(
         let dw = scratch.base + chunk * c
         if dweight != nil { dw.update(repeating: 0, count: c) }
         for row in rows {
-            let x = inp.base + row * c, dy = dout.base + row * c, dx = dinp.base + row * c
-            let r = rstd[row]
-            var dot: Float = 0
-            for i in 0..<c { dot += weight[i] * dy[i] * x[i] }
-            let k = dot * r * r * r / Float(c)
-            for i in 0..<c { dx[i] += r * weight[i] * dy[i] - k * x[i] }
-            if dweight != nil {
-                for i in 0..<c { dw[i] += dy[i] * x[i] * r }
-            }
+            factsweep_rms_norm_backward_row(dinp.base + row * c, dweight != nil ? dw : nil, dout.base + row * c, inp.base + row * c,
+                                            weight.base, rstd[row], c)
         }
     }
     if let dweight {
