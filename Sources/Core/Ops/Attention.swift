@@ -1,5 +1,5 @@
 // Grouped-query causal self-attention over already-projected q, k, v, and its
-// backward. The matrix products are per (batch, head) sgemm calls addressing
+// backward. The matrix products are per (sequence, head) `gemm` calls addressing
 // heads inside the wider q/k/v rows through leading dimensions.
 import CBLAS
 import CKernels
