@@ -30,7 +30,7 @@ import Trial
     @Test func examplesAreLaidEndToEnd() {
         let examples = Self.examples(vocab: 37)
         let batch = TokenBatch(examples: examples)
-        #expect(batch.lengths == [5, 8, 2] && batch.starts == [0, 5, 13] && batch.rowCount == 15 && batch.seqLen == 8)
+        #expect(batch.lengths == [5, 8, 2] && batch.rowCount == 15 && batch.seqLen == 8)
         #expect(batch.positions == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1])
         #expect(batch.tokens == examples.flatMap { $0.tokens.dropLast() })
         // Answer scope: a row is labelled from the last prompt token on, with the next token.
@@ -39,7 +39,7 @@ import Trial
                                   i, i, i] + examples[1].tokens[4...] + examples[2].tokens[1...])
         #expect(TokenBatch(examples: examples, scope: .all).targets == examples.flatMap { $0.tokens.dropFirst() })
         let padded = TokenBatch(batchSize: 2, seqLen: 4, tokens: Array(repeating: 1, count: 8), targets: Array(repeating: 2, count: 8))
-        #expect(padded.lengths == [4, 4] && padded.starts == [0, 4] && padded.positions == [0, 1, 2, 3, 0, 1, 2, 3])
+        #expect(padded.lengths == [4, 4] && padded.positions == [0, 1, 2, 3, 0, 1, 2, 3])
     }
 
     /// Full fine-tuning and LoRA on the packed batch: the loss and every

@@ -1,22 +1,17 @@
 // TokenBatch: token sequences laid end to end, with per-position targets.
 
 /// B sequences, their rows laid end to end: sequence b holds `lengths[b]`
-/// rows starting at `starts[b]`. Training packs its examples this way, with no
-/// padding, so that no product spends time on rows that carry nothing
-/// (HF's "padding-free" batches); a right-padded batch is the case where every
-/// length equals `seqLen`. Each row has the target of its output (already
-/// shifted: the token that should follow that position) or
+/// rows, after those of the sequences before it. Training packs its examples
+/// this way, with no padding, so that no product spends time on rows that
+/// carry nothing (HF's "padding-free" batches); a right-padded batch is the
+/// case where every length equals `seqLen`. Each row has the target of its
+/// output (already shifted: the token that should follow that position) or
 /// `TokenBatch.ignore` where no loss is taken (prompt, padding).
 public struct TokenBatch: Sendable, Equatable {
     public static let ignore: Int32 = -100
 
-    public let batchSize: Int
-    /// The longest sequence: attention's per-sequence scratch is sized by it.
-    public let seqLen: Int
-    /// Rows of each sequence, in order; each in 0...seqLen.
+    /// Rows of each sequence, in order.
     public let lengths: [Int]
-    /// The first row of each sequence.
-    public let starts: [Int]
     public let tokens: [Int32]
     public let targets: [Int32]
     /// Each row's position within its sequence (for the rotary embedding).
@@ -31,21 +26,16 @@ public struct TokenBatch: Sendable, Equatable {
     public init(lengths: [Int], tokens: [Int32], targets: [Int32]) {
         precondition(lengths.allSatisfy { $0 >= 0 }, "negative sequence length")
         precondition(tokens.count == lengths.reduce(0, +) && targets.count == tokens.count, "batch shape mismatch")
-        self.batchSize = lengths.count
-        self.seqLen = lengths.max() ?? 0
         self.lengths = lengths
-        var starts: [Int] = [], positions: [Int32] = []
-        starts.reserveCapacity(lengths.count)
-        positions.reserveCapacity(tokens.count)
-        for length in lengths {
-            starts.append(positions.count)
-            positions.append(contentsOf: (0..<length).map { Int32($0) })
-        }
-        self.starts = starts
-        self.positions = positions
+        self.positions = lengths.flatMap { (0..<$0).map { Int32($0) } }
         self.tokens = tokens
         self.targets = targets
     }
+
+    public var batchSize: Int { lengths.count }
+
+    /// The longest sequence: attention's per-sequence scratch is sized by it.
+    public var seqLen: Int { lengths.max() ?? 0 }
 
     /// Rows in the batch: Σ lengths (B·T when padded).
     public var rowCount: Int { tokens.count }
