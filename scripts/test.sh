@@ -31,10 +31,11 @@ scripts/setup.sh --tests
 stamp "set-up done"
 build
 stamp "build done"
-# The test process multiplies on oneDNN, whose OpenMP threads would spin
-# between products while OpenBLAS's run the per-head ones; `factsweep` sets
-# the policy for itself by re-executing, which a test process cannot do (the
-# variable is read when libgomp loads).
+# The test process runs many tests at once, each calling thread with a
+# libgomp team of its own: their threads sleep after each region rather than
+# spin against each other (libgomp reads this when it loads, so it is set
+# here; the `factsweep` processes the tests start inherit it). Speed is the
+# benchmarks' business, with `factsweep`'s own setting (LibraryEnvironment).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 status=0
 stdbuf -oL -eL swift test -c release -Xswiftc -enable-testing --scratch-path "$scratch" --skip-build "$@" || status=$?

@@ -9,6 +9,38 @@
 /// take theirs from it); declared here rather than including gcc's omp.h.
 void omp_set_num_threads(int);
 
+/// libgomp's entry to a parallel region (what gcc emits for `#pragma omp
+/// parallel`), so that the core's own loops run on the team oneDNN's
+/// products use rather than on a second pool of threads.
+void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags);
+int omp_get_thread_num(void);
+int omp_get_num_threads(void);
+
+/// One chunk of a loop split by `factsweep_team_run`.
+typedef void (*factsweep_chunk_body)(void *context, long chunk);
+
+typedef struct {
+    factsweep_chunk_body body;
+    void *context;
+    long chunks;
+} factsweep_team_job;
+
+static void factsweep_team_member(void *data)
+{
+    const factsweep_team_job *job = (const factsweep_team_job *)data;
+    long members = omp_get_num_threads();
+    for (long chunk = omp_get_thread_num(); chunk < job->chunks; chunk += members) job->body(job->context, chunk);
+}
+
+/// Runs `body(context, chunk)` for chunk in 0..<chunks on an OpenMP team of
+/// up to `chunks` threads (the calling thread is one of them); a team given
+/// fewer threads (a nested region) runs the rest in turn.
+static inline void factsweep_team_run(long chunks, factsweep_chunk_body body, void *context)
+{
+    factsweep_team_job job = {body, context, chunks};
+    GOMP_parallel(factsweep_team_member, &job, (unsigned)chunks, 0);
+}
+
 /// Creates the primitive for C[m,n] = alpha·op(A)·op(B) + beta·C with explicit
 /// leading dimensions; `bf16` makes A and B bf16 (C and accumulation stay f32).
 /// With `packB` B's layout is left to oneDNN (`dnnl_format_tag_any`): the

@@ -131,7 +131,8 @@ struct TrainingBenchCommand: ParsableCommand {
             var row: [String: Any]
             do {
                 row = try childJSON(CommandLine.arguments[0], selfArguments(method: name, threads: threads, batch: batch, precision: precision),
-                                    environment: [MatmulEngine.environmentKey: engine.rawValue, "OMP_WAIT_POLICY": "passive"])
+                                    environment: [MatmulEngine.environmentKey: engine.rawValue,
+                                                  "GOMP_SPINCOUNT": LibraryEnvironment.spinCount(engine: engine)])
             } catch {
                 FileHandle.standardError.write(Data("[bench] failed: \(error)\n".utf8))
                 row = ["engine": engine.rawValue, "precision": precision.rawValue, "threads": threads, "batch_size": batch,

@@ -1,13 +1,17 @@
 // LibraryEnvironment: settings two libraries read once, when they are loaded —
 // before `main` — so `factsweep` sets them and re-executes itself.
-// - OMP_WAIT_POLICY=passive: oneDNN (Debian's build, on libgomp) runs the
-//   products of --precision bf16 and FACTSWEEP_MATMUL=onednn; libgomp's
-//   threads spin after each product by default, and on few cores they take
-//   the time our own threads need for the work between products (a bf16 LoRA
-//   epoch took 30 s instead of 5 s).
+// - GOMP_SPINCOUNT: how long libgomp's threads spin after a parallel region
+//   before they sleep. The core's loops and oneDNN's products run on one
+//   libgomp team (`ComputeContext.parallelFor`), so a thread spinning between
+//   them takes no core another thread needs, and skipping the wake-up made
+//   training 7–26% faster (docs/benchmarks.md, "Issue 13, eleventh stop").
+//   With OpenBLAS products (`FACTSWEEP_MATMUL=openblas`) OpenBLAS's own
+//   threads need that core: there the count is 0, libgomp's threads sleep at
+//   once (a spinning team made an OpenBLAS epoch twice as slow).
 // - OPENBLAS_CORETYPE, when OpenBLAS fell back to kernels older than the CPU
 //   runs (`OpenBLASCore`).
-// A value already in the environment stands: the user's choice.
+// A value already in the environment stands (OMP_WAIT_POLICY too: the user's
+// choice of how libgomp waits).
 import Core
 import Foundation
 
@@ -16,8 +20,9 @@ enum LibraryEnvironment {
     /// re-execution fails the process goes on with the libraries' defaults.
     static func ensure() {
         var changed = false
-        if getenv("OMP_WAIT_POLICY") == nil {
-            setenv("OMP_WAIT_POLICY", "passive", 1)
+        if getenv("GOMP_SPINCOUNT") == nil && getenv("OMP_WAIT_POLICY") == nil {
+            let forced = getenv(MatmulEngine.environmentKey).flatMap { MatmulEngine(name: String(cString: $0)) }
+            setenv("GOMP_SPINCOUNT", spinCount(engine: forced ?? .oneDNN), 1)
             changed = true
         }
         if getenv("OPENBLAS_CORETYPE") == nil, let core = OpenBLASCore.recommended {
@@ -25,5 +30,14 @@ enum LibraryEnvironment {
             changed = true
         }
         if changed { execv("/proc/self/exe", CommandLine.unsafeArgv) }
+    }
+
+    /// libgomp's spin count for a process whose f32 products run on `engine`:
+    /// about 0.3 ms of spinning on oneDNN, none beside OpenBLAS's threads.
+    static func spinCount(engine: MatmulEngine) -> String {
+        switch engine {
+        case .oneDNN: "30000"
+        case .openBLAS: "0"
+        }
     }
 }

@@ -5,7 +5,6 @@
 // FACTSWEEP_MATMUL=openblas) the bf16-rounded inputs go through sgemm,
 // which gives the same numbers as a bf16 product with f32 accumulation.
 import CBLAS
-import Dispatch
 
 /// A product operand in the storage it is held in.
 enum ProductOperand {
@@ -100,10 +99,9 @@ private func bf16(
         if chunks <= 1 {
             convertToBFloat16(packed, floats, rows: rows, columns: columns, ld: ld)
         } else {
-            let destination = UncheckedSendable(packed), source = UncheckedSendable(floats)
-            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                let lo = rows * chunk / chunks, hi = rows * (chunk + 1) / chunks
-                convertToBFloat16(destination.value + lo * columns, source.value + lo * ld, rows: hi - lo, columns: columns, ld: ld)
+            ComputeContext(threads: chunks).parallelFor(rows) { part in
+                convertToBFloat16(packed + part.lowerBound * columns, floats + part.lowerBound * ld,
+                                  rows: part.count, columns: columns, ld: ld)
             }
         }
         return (UnsafePointer(packed), columns)

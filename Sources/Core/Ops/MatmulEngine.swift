@@ -26,9 +26,11 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
     /// oneDNN is the faster of the two at the study's shapes (13–34% in five
     /// of six training rows, docs/benchmarks.md, "Issue 13, sixth stop"); the
     /// choice is fixed, not timed at start-up, so that a run's numbers never
-    /// depend on a start-up measurement. Its OpenMP threads must not spin
-    /// while OpenBLAS's run the per-head products: `factsweep` sets
-    /// `OMP_WAIT_POLICY=passive` for itself. Inside single-threaded sections
+    /// depend on a start-up measurement. The core's own loops run on the
+    /// same OpenMP team as its products (`ComputeContext.parallelFor`), and
+    /// `factsweep` lets that team spin briefly between regions, except on
+    /// OpenBLAS, whose threads need the cores (`LibraryEnvironment` in the
+    /// executable). Inside single-threaded sections
     /// (per-head and per-block products already split across threads) the
     /// products run on single-threaded OpenBLAS on either engine; whether a
     /// product is inside one is its calling thread's state, so on oneDNN

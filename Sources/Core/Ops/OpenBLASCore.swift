@@ -5,7 +5,7 @@
 // made f32 full fine-tuning of SmolLM2 1.85× slower (6.56 against 3.55
 // s/epoch, docs/benchmarks.md). OpenBLAS reads OPENBLAS_CORETYPE once, when it
 // is loaded, so `factsweep` sets it and re-executes itself (as for
-// OMP_WAIT_POLICY); a value the user set stands.
+// libgomp's GOMP_SPINCOUNT); a value the user set stands.
 import CBLAS
 import CKernels
 

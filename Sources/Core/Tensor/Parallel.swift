@@ -1,5 +1,6 @@
-// Parallel: splitting the non-BLAS ops across the configured number of threads.
-import Dispatch
+// Parallel: splitting the non-BLAS ops across the configured number of threads,
+// on the OpenMP team that runs oneDNN's products.
+import CDNNL
 
 /// How many threads the core may use. Workers on one host split the cores, so
 /// this is a setting, never `ProcessInfo.activeProcessorCount`.
@@ -35,10 +36,9 @@ public struct ComputeContext: Sendable {
         // single-threaded section, on single-threaded OpenBLAS as it does.
         let precision = ProductPrecision.current, inSection = BLASThreads.isInSection
         withoutActuallyEscaping(body) { body in
-            let box = UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            runChunks(chunks) { c in
                 let lo = count * c / chunks, hi = count * (c + 1) / chunks
-                if lo < hi { BLASThreads.markingSection(inSection) { ProductPrecision.run(precision) { box.value(lo..<hi) } } }
+                if lo < hi { BLASThreads.markingSection(inSection) { ProductPrecision.run(precision) { body(lo..<hi) } } }
             }
         }
     }
@@ -53,10 +53,9 @@ public struct ComputeContext: Sendable {
         }
         let precision = ProductPrecision.current, inSection = BLASThreads.isInSection
         withoutActuallyEscaping(body) { body in
-            let box = UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            runChunks(chunks) { c in
                 let lo = count * c / chunks, hi = count * (c + 1) / chunks
-                if lo < hi { BLASThreads.markingSection(inSection) { ProductPrecision.run(precision) { box.value(c, lo..<hi) } } }
+                if lo < hi { BLASThreads.markingSection(inSection) { ProductPrecision.run(precision) { body(c, lo..<hi) } } }
             }
         }
     }
@@ -72,6 +71,26 @@ extension ComputeContext {
     }
 }
 
+/// Runs `chunk(c)` for c in 0..<chunks on libgomp's team, the threads that
+/// run oneDNN's products. One pool for both: with a second one (the loops
+/// on GCD) every switch between a product and a loop woke the other pool's
+/// thread — thousands of wake-ups a step — and a thread of one pool left
+/// spinning took the core the other needed (docs/benchmarks.md, "Issue 13,
+/// eleventh stop").
+private func runChunks(_ chunks: Int, _ chunk: @escaping (Int) -> Void) {
+    let job = ChunkJob(chunk)
+    withExtendedLifetime(job) {
+        factsweep_team_run(chunks, { context, c in
+            Unmanaged<ChunkJob>.fromOpaque(context!).takeUnretainedValue().chunk(Int(c))
+        }, Unmanaged.passUnretained(job).toOpaque())
+    }
+}
+
+/// The loop body, behind the one pointer libgomp hands each member.
+private final class ChunkJob {
+    let chunk: (Int) -> Void
+    init(_ chunk: @escaping (Int) -> Void) { self.chunk = chunk }
+}
 
 /// A value handed to concurrent workers that the caller has made safe to
 /// share (disjoint writes, read-only memory).
