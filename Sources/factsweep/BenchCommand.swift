@@ -151,7 +151,7 @@ struct TrainingBenchCommand: ParsableCommand {
             if method.kind != .full { torchArguments += ["--targets", method.resolvedTargets.map(\.rawValue).joined(separator: ",")] }
             torchArguments += pytorchModelArguments()
             let torch: [String: Any]
-            do { torch = try childJSON(pythonPath, torchArguments) } catch {
+            do { torch = try childJSON(pythonPath, torchArguments, base: LibraryEnvironment.environmentForOtherPrograms) } catch {
                 FileHandle.standardError.write(Data("[bench] failed: \(error)\n".utf8))
                 torch = ["error": "\(error)"]
             }
@@ -240,12 +240,14 @@ struct TrainingBenchCommand: ParsableCommand {
         return FileManager.default.isExecutableFile(atPath: venv) ? venv : nil
     }
 
-    /// Runs a child and parses the last line of its standard output as JSON.
-    private func childJSON(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> [String: Any] {
+    /// Runs a child with `base` (this process's environment by default) and
+    /// `environment` over it, and parses the last line of its standard output as JSON.
+    private func childJSON(_ executable: String, _ arguments: [String], base: [String: String] = ProcessInfo.processInfo.environment,
+                           environment: [String: String] = [:]) throws -> [String: Any] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.environment = base.merging(environment) { $1 }
         let pipe = Pipe()
         process.standardOutput = pipe
         try process.run()

@@ -19,17 +19,33 @@ enum LibraryEnvironment {
     /// Sets what is missing and re-executes the process once; if the
     /// re-execution fails the process goes on with the libraries' defaults.
     static func ensure() {
-        var changed = false
+        var added: [String] = []
         if getenv("GOMP_SPINCOUNT") == nil && getenv("OMP_WAIT_POLICY") == nil {
             let forced = getenv(MatmulEngine.environmentKey).flatMap { MatmulEngine(name: String(cString: $0)) }
             setenv("GOMP_SPINCOUNT", spinCount(engine: forced ?? .oneDNN), 1)
-            changed = true
+            added.append("GOMP_SPINCOUNT")
         }
         if getenv("OPENBLAS_CORETYPE") == nil, let core = OpenBLASCore.recommended {
             setenv("OPENBLAS_CORETYPE", core, 1)
-            changed = true
+            added.append("OPENBLAS_CORETYPE")
         }
-        if changed { execv("/proc/self/exe", CommandLine.unsafeArgv) }
+        if !added.isEmpty {
+            setenv(settingsKey, added.joined(separator: ","), 1)
+            execv("/proc/self/exe", CommandLine.unsafeArgv)
+        }
+    }
+
+    /// Names the variables `ensure` added, so that other programs `factsweep`
+    /// starts (the PyTorch reference of `bench`, on its own libgomp) run with
+    /// their libraries' defaults, not with settings chosen for FactSweep.
+    static let settingsKey = "FACTSWEEP_LIBRARY_SETTINGS"
+
+    /// This process's environment without what `ensure` added.
+    static var environmentForOtherPrograms: [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        let added = environment.removeValue(forKey: settingsKey)?.split(separator: ",") ?? []
+        for name in added { environment.removeValue(forKey: String(name)) }
+        return environment
     }
 
     /// libgomp's spin count for a process whose f32 products run on `engine`:
