@@ -114,6 +114,10 @@ struct TrainingBenchCommand: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
         } else {
             print("OpenBLAS kernels: \(rows.first?["openblas_core"] as? String ?? OpenBLASCore.name)")
+            let waits = Set(rows.compactMap { $0["openmp_wait"] as? String }).sorted()
+            if !waits.isEmpty {
+                print("libgomp's threads wait by: \(waits.joined(separator: "; ")) (FactSweep); PyTorch's defaults (PyTorch)")
+            }
             if adamMoments != .f32 { print("AdamW moments: \(adamMoments.rawValue) on FactSweep's side, f32 on PyTorch's") }
             printTable(rows)
         }
@@ -131,8 +135,8 @@ struct TrainingBenchCommand: ParsableCommand {
             var row: [String: Any]
             do {
                 row = try childJSON(CommandLine.arguments[0], selfArguments(method: name, threads: threads, batch: batch, precision: precision),
-                                    environment: [MatmulEngine.environmentKey: engine.rawValue,
-                                                  "GOMP_SPINCOUNT": LibraryEnvironment.spinCount(engine: engine)])
+                                    environment: LibraryEnvironment.childSettings(engine: engine)
+                                        .merging([MatmulEngine.environmentKey: engine.rawValue]) { $1 })
             } catch {
                 FileHandle.standardError.write(Data("[bench] failed: \(error)\n".utf8))
                 row = ["engine": engine.rawValue, "precision": precision.rawValue, "threads": threads, "batch_size": batch,
@@ -304,7 +308,8 @@ struct TrainingBenchCommand: ParsableCommand {
         let flops = steady.map(\.flops).reduce(0, +) / Double(steady.count) * (method.kind == .full ? 1 : 2.0 / 3.0)
         let result: [String: Any] = [
             "engine": (settings.productPrecision == .bf16 ? MatmulEngine.currentBF16 : MatmulEngine.current).rawValue,
-            "precision": settings.productPrecision.rawValue, "adam_moments": adamMoments.rawValue, "openblas_core": OpenBLASCore.name, "threads": threads, "batch_size": batch, "epochs": epochs, "base_weight_bytes": lm.model.baseWeightBytes,
+            "precision": settings.productPrecision.rawValue, "adam_moments": adamMoments.rawValue, "openblas_core": OpenBLASCore.name,
+            "openmp_wait": LibraryEnvironment.openMPWait, "threads": threads, "batch_size": batch, "epochs": epochs, "base_weight_bytes": lm.model.baseWeightBytes,
             "trainable_parameters": run.trainer.trainableParameterCount,
             "tokens_per_epoch": reports[0].tokens,
             "warmup_epoch_seconds": reports[0].epochSeconds,

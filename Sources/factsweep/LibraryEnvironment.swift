@@ -48,6 +48,23 @@ enum LibraryEnvironment {
         return environment
     }
 
+    /// How this process's libgomp threads wait, as its environment says (for
+    /// the bench's rows: the setting is part of what a figure was taken with).
+    static var openMPWait: String {
+        let environment = ProcessInfo.processInfo.environment
+        let settings: [String] = ["OMP_WAIT_POLICY", "GOMP_SPINCOUNT"].compactMap { name in environment[name].map { "\(name)=\($0)" } }
+        return settings.isEmpty ? "libgomp's default" : settings.joined(separator: " ")
+    }
+
+    /// What a `factsweep` child whose f32 products run on `engine` needs set
+    /// over this process's environment: its spin count, unless the user chose
+    /// how libgomp waits (then their choice stands for every child).
+    static func childSettings(engine: MatmulEngine) -> [String: String] {
+        let added = Set((getenv(settingsKey).map { String(cString: $0) } ?? "").split(separator: ",").map(String.init))
+        let userChose = ["OMP_WAIT_POLICY", "GOMP_SPINCOUNT"].contains { getenv($0) != nil && !added.contains($0) }
+        return userChose ? [:] : ["GOMP_SPINCOUNT": spinCount(engine: engine)]
+    }
+
     /// libgomp's spin count for a process whose f32 products run on `engine`:
     /// about 0.3 ms of spinning on oneDNN, none beside OpenBLAS's threads.
     static func spinCount(engine: MatmulEngine) -> String {

@@ -129,6 +129,48 @@ import TestSupport
         #expect(refused.status != 0 && refused.stderr.contains("--rounds must be at least 1"), "\(refused.stderr)")
     }
 
+    /// `factsweep` lets libgomp's threads spin briefly (one team for its loops
+    /// and oneDNN's products) but the PyTorch reference, on a libgomp of its
+    /// own, runs with its libraries' defaults: a setting inherited from
+    /// `factsweep` once slowed PyTorch's batch-1 epochs 1.7×. On OpenBLAS
+    /// FactSweep's own team does not spin.
+    @Test func benchRunsTheReferenceWithoutFactSweepsLibrarySettings() throws {
+        let tmp = try TemporaryDirectory()
+        try TinyCheckpoints.llama3(in: tmp.url)
+        let data = tmp.file("facts.jsonl")
+        try "{\"question\": \"Where was Ada born?\", \"answer\": \"Ada was born in Kestrel Bay.\"}\n"
+            .write(to: data, atomically: true, encoding: .utf8)
+        let seen = tmp.file("environment"), reference = tmp.file("reference.sh")
+        try """
+            #!/bin/sh
+            env | grep -E '^(OMP_WAIT_POLICY|GOMP_SPINCOUNT|FACTSWEEP_LIBRARY_SETTINGS)=' >> '\(seen.path)'
+            echo "{\\"seconds_per_epoch\\": 1.0, \\"peak_rss_process_mib\\": 1, \\"trainable_parameters\\": 1}"
+            """.write(to: reference, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: reference.path)
+        var environment = ProcessInfo.processInfo.environment
+        for name in ["OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "FACTSWEEP_LIBRARY_SETTINGS"] { environment[name] = nil }
+        let r = try Command.run(try FactSweepBinary.url(), [
+            "bench", "training", "--model", tmp.url.path, "--data", data.path, "--methods", "lora-r8",
+            "--thread-counts", "2", "--batch-sizes", "1", "--engines", "onednn", "openblas", "--epochs", "2",
+            "--python", reference.path, "--json"], environment: environment, directory: TestPaths.repositoryRoot)
+        #expect(r.status == 0, "\(r.stderr)")
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]], "\(r.stdout)")
+        #expect(rows.map { $0["openmp_wait"] as? String } == ["GOMP_SPINCOUNT=30000", "GOMP_SPINCOUNT=0"], "\(rows)")
+        let inherited = try String(contentsOf: seen, encoding: .utf8)
+        #expect(inherited.isEmpty, "the reference saw \(inherited)")
+        // A wait the user chose stands, for FactSweep and the reference alike.
+        environment["OMP_WAIT_POLICY"] = "passive"
+        try FileManager.default.removeItem(at: seen)
+        let chosen = try Command.run(try FactSweepBinary.url(), [
+            "bench", "training", "--model", tmp.url.path, "--data", data.path, "--methods", "lora-r8",
+            "--thread-counts", "1", "--batch-sizes", "1", "--engines", "onednn", "--epochs", "2",
+            "--python", reference.path, "--json"], environment: environment, directory: TestPaths.repositoryRoot)
+        #expect(chosen.status == 0, "\(chosen.stderr)")
+        let chosenRows = try #require(try JSONSerialization.jsonObject(with: Data(chosen.stdout.utf8)) as? [[String: Any]])
+        #expect(chosenRows.first?["openmp_wait"] as? String == "OMP_WAIT_POLICY=passive", "\(chosenRows)")
+        #expect(try String(contentsOf: seen, encoding: .utf8) == "OMP_WAIT_POLICY=passive\n")
+    }
+
     /// `bench --evaluation` runs its epochs and evaluations in the first
     /// `--precision` (it used to measure f32 whatever was asked) and says so.
     @Test func evaluationBenchRunsInTheAskedPrecision() throws {
