@@ -8,6 +8,16 @@ import TestSupport
         text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
     }
 
+    /// A directory with a tiny Llama 3 checkpoint and a one-fact dataset in it.
+    func tinyModelAndOneFact() throws -> (TemporaryDirectory, URL) {
+        let tmp = try TemporaryDirectory()
+        try TinyCheckpoints.llama3(in: tmp.url)
+        let data = tmp.file("facts.jsonl")
+        try "{\"question\": \"Where was Ada born?\", \"answer\": \"Ada was born in Kestrel Bay.\"}\n"
+            .write(to: data, atomically: true, encoding: .utf8)
+        return (tmp, data)
+    }
+
     @Test func tokenizeWorksOnATokenizerOnlyDirectory() throws {
         let dir = try TestPaths.model("llama-3.2-tokenizer")
         let r = try FactSweepBinary.run(["tokenize", "--model", dir.path, "Hello world, it's 2024!"])
@@ -87,11 +97,7 @@ import TestSupport
     /// rounds' paired ratios (not the ratio of the medians). The reference
     /// here is a script that answers 1, 100, then 10 s an epoch.
     @Test func benchRoundsPairTheirRatios() throws {
-        let tmp = try TemporaryDirectory()
-        try TinyCheckpoints.llama3(in: tmp.url)
-        let data = tmp.file("facts.jsonl")
-        try "{\"question\": \"Where was Ada born?\", \"answer\": \"Ada was born in Kestrel Bay.\"}\n"
-            .write(to: data, atomically: true, encoding: .utf8)
+        let (tmp, data) = try tinyModelAndOneFact()
         let counter = tmp.file("calls"), reference = tmp.file("reference.sh")
         try """
             #!/bin/sh
@@ -135,11 +141,7 @@ import TestSupport
     /// `factsweep` once slowed PyTorch's batch-1 epochs 1.7×. On OpenBLAS
     /// FactSweep's own team does not spin.
     @Test func benchRunsTheReferenceWithoutFactSweepsLibrarySettings() throws {
-        let tmp = try TemporaryDirectory()
-        try TinyCheckpoints.llama3(in: tmp.url)
-        let data = tmp.file("facts.jsonl")
-        try "{\"question\": \"Where was Ada born?\", \"answer\": \"Ada was born in Kestrel Bay.\"}\n"
-            .write(to: data, atomically: true, encoding: .utf8)
+        let (tmp, data) = try tinyModelAndOneFact()
         let seen = tmp.file("environment"), reference = tmp.file("reference.sh")
         try """
             #!/bin/sh
