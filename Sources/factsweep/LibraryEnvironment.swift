@@ -4,7 +4,7 @@
 //   before they sleep. The core's loops and oneDNN's products run on one
 //   libgomp team (`ComputeContext.parallelFor`), so a thread spinning between
 //   them takes no core another thread needs, and skipping the wake-up made
-//   training 7–26% faster (docs/benchmarks.md, "Issue 13, eleventh stop").
+//   training up to 26% faster (docs/benchmarks.md, "Issue 13, eleventh stop").
 //   With OpenBLAS products (`FACTSWEEP_MATMUL=openblas`) OpenBLAS's own
 //   threads need that core: there the count is 0, libgomp's threads sleep at
 //   once (a spinning team made an OpenBLAS epoch twice as slow).
@@ -40,12 +40,15 @@ enum LibraryEnvironment {
     /// their libraries' defaults, not with settings chosen for FactSweep.
     static let settingsKey = "FACTSWEEP_LIBRARY_SETTINGS"
 
+    /// The variables `ensure` added, in this process or the `factsweep` that started it.
+    private static var added: Set<String> {
+        Set(ProcessInfo.processInfo.environment[settingsKey]?.split(separator: ",").map(String.init) ?? [])
+    }
+
     /// This process's environment without what `ensure` added.
     static var environmentForOtherPrograms: [String: String] {
-        var environment = ProcessInfo.processInfo.environment
-        let added = environment.removeValue(forKey: settingsKey)?.split(separator: ",") ?? []
-        for name in added { environment.removeValue(forKey: String(name)) }
-        return environment
+        let added = added
+        return ProcessInfo.processInfo.environment.filter { name, _ in name != settingsKey && !added.contains(name) }
     }
 
     /// How this process's libgomp threads wait, as its environment says (for
@@ -60,8 +63,8 @@ enum LibraryEnvironment {
     /// over this process's environment: its spin count, unless the user chose
     /// how libgomp waits (then their choice stands for every child).
     static func childSettings(engine: MatmulEngine) -> [String: String] {
-        let added = Set((getenv(settingsKey).map { String(cString: $0) } ?? "").split(separator: ",").map(String.init))
-        let userChose = ["OMP_WAIT_POLICY", "GOMP_SPINCOUNT"].contains { getenv($0) != nil && !added.contains($0) }
+        let environment = ProcessInfo.processInfo.environment, added = added
+        let userChose = ["OMP_WAIT_POLICY", "GOMP_SPINCOUNT"].contains { environment[$0] != nil && !added.contains($0) }
         return userChose ? [:] : ["GOMP_SPINCOUNT": spinCount(engine: engine)]
     }
 

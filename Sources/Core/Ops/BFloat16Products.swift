@@ -95,14 +95,9 @@ private func bf16(
         return (bits, ld)
     case let .f32(floats):
         let packed = scratch.buffer(slot, bytes: 2 * rows * columns).bindMemory(to: UInt16.self, capacity: rows * columns)
-        let chunks = rows * columns >= parallelConversionElements ? min(threads, rows) : 1
-        if chunks <= 1 {
-            convertToBFloat16(packed, floats, rows: rows, columns: columns, ld: ld)
-        } else {
-            ComputeContext(threads: chunks).parallelFor(rows) { part in
-                convertToBFloat16(packed + part.lowerBound * columns, floats + part.lowerBound * ld,
-                                  rows: part.count, columns: columns, ld: ld)
-            }
+        ComputeContext(threads: rows * columns >= parallelConversionElements ? threads : 1).parallelFor(rows) { part in
+            convertToBFloat16(packed + part.lowerBound * columns, floats + part.lowerBound * ld,
+                              rows: part.count, columns: columns, ld: ld)
         }
         return (UnsafePointer(packed), columns)
     }

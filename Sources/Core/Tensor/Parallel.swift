@@ -35,11 +35,9 @@ public struct ComputeContext: Sendable {
         // Worker threads multiply in the caller's precision and, inside its
         // single-threaded section, on single-threaded OpenBLAS as it does.
         let precision = ProductPrecision.current, inSection = BLASThreads.isInSection
-        withoutActuallyEscaping(body) { body in
-            runChunks(chunks) { c in
-                let lo = count * c / chunks, hi = count * (c + 1) / chunks
-                if lo < hi { BLASThreads.markingSection(inSection) { ProductPrecision.run(precision) { body(lo..<hi) } } }
-            }
+        runChunks(chunks) { c in
+            let lo = count * c / chunks, hi = count * (c + 1) / chunks
+            if lo < hi { BLASThreads.markingSection(inSection) { ProductPrecision.run(precision) { body(lo..<hi) } } }
         }
     }
 
@@ -52,11 +50,9 @@ public struct ComputeContext: Sendable {
             return
         }
         let precision = ProductPrecision.current, inSection = BLASThreads.isInSection
-        withoutActuallyEscaping(body) { body in
-            runChunks(chunks) { c in
-                let lo = count * c / chunks, hi = count * (c + 1) / chunks
-                if lo < hi { BLASThreads.markingSection(inSection) { ProductPrecision.run(precision) { body(c, lo..<hi) } } }
-            }
+        runChunks(chunks) { c in
+            let lo = count * c / chunks, hi = count * (c + 1) / chunks
+            if lo < hi { BLASThreads.markingSection(inSection) { ProductPrecision.run(precision) { body(c, lo..<hi) } } }
         }
     }
 }
@@ -77,19 +73,16 @@ extension ComputeContext {
 /// thread — thousands of wake-ups a step — and a thread of one pool left
 /// spinning took the core the other needed (docs/benchmarks.md, "Issue 13,
 /// eleventh stop").
-private func runChunks(_ chunks: Int, _ chunk: @escaping (Int) -> Void) {
-    let job = ChunkJob(chunk)
-    withExtendedLifetime(job) {
-        factsweep_team_run(chunks, { context, c in
-            Unmanaged<ChunkJob>.fromOpaque(context!).takeUnretainedValue().chunk(Int(c))
-        }, Unmanaged.passUnretained(job).toOpaque())
+private func runChunks(_ chunks: Int, _ chunk: (Int) -> Void) {
+    // libgomp hands each member one pointer: the address of the closure,
+    // valid for the call, so a loop allocates nothing.
+    withoutActuallyEscaping(chunk) { chunk in
+        withUnsafePointer(to: chunk) { pointer in
+            factsweep_team_run(chunks, { context, c in
+                context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(c))
+            }, UnsafeMutableRawPointer(mutating: pointer))
+        }
     }
-}
-
-/// The loop body, behind the one pointer libgomp hands each member.
-private final class ChunkJob {
-    let chunk: (Int) -> Void
-    init(_ chunk: @escaping (Int) -> Void) { self.chunk = chunk }
 }
 
 /// A value handed to concurrent workers that the caller has made safe to
