@@ -15,10 +15,12 @@ extension LlamaNetwork {
         let scratch = acts.grads.projectionScratch
 
         // Output head and final norm, at the labelled rows; then scatter into the stream.
-        head.multiplyTransposed(dinp: acts.grads.dFinalOut, dout: acts.head.logits, n: m, accumulate: false, context: ctx)
-        if let headGrad {
-            gemm(transA: true, transB: false, m: c.vocabularySize, n: C, k: m, a: acts.head.logits.base, lda: c.vocabularySize,
-                 b: acts.head.finalOut.base, ldb: C, beta: 1, c: headGrad.base, ldc: C)
+        sharingBFloat16Copy(of: acts.head.logits, rows: m, columns: c.vocabularySize) {
+            head.multiplyTransposed(dinp: acts.grads.dFinalOut, dout: acts.head.logits, n: m, accumulate: false, context: ctx)
+            if let headGrad {
+                gemm(transA: true, transB: false, m: c.vocabularySize, n: C, k: m, a: acts.head.logits.base, lda: c.vocabularySize,
+                     b: acts.head.finalOut.base, ldb: C, beta: 1, c: headGrad.base, ldc: C)
+            }
         }
         acts.grads.dFinalIn.base.update(repeating: 0, count: m * C)
         rmsNormBackward(dinp: acts.grads.dFinalIn, dweight: finalNormGrad, dout: acts.grads.dFinalOut, inp: acts.head.finalIn, weight: finalNorm,
@@ -36,10 +38,12 @@ extension LlamaNetwork {
             projectionBackward(w.down, dinp: acts.grads.dAct, accumulateInput: false, dout: acts.grads.dResid, inp: a.act, n: N,
                                saved: a.adapters, scratch: scratch, context: ctx)
             swigluBackward(dgate: acts.grads.dGate, dup: acts.grads.dUp, dout: acts.grads.dAct, gate: a.gate, up: a.up, count: N * F, context: ctx)
-            projectionBackward(w.gate, dinp: acts.grads.dNormOut, accumulateInput: false, dout: acts.grads.dGate, inp: a.mlpNormOut, n: N,
-                               saved: a.adapters, scratch: scratch, context: ctx)
-            projectionBackward(w.up, dinp: acts.grads.dNormOut, accumulateInput: true, dout: acts.grads.dUp, inp: a.mlpNormOut, n: N,
-                               saved: a.adapters, scratch: scratch, context: ctx)
+            sharingBFloat16Copy(of: a.mlpNormOut, rows: N, columns: C) {
+                projectionBackward(w.gate, dinp: acts.grads.dNormOut, accumulateInput: false, dout: acts.grads.dGate, inp: a.mlpNormOut, n: N,
+                                   saved: a.adapters, scratch: scratch, context: ctx)
+                projectionBackward(w.up, dinp: acts.grads.dNormOut, accumulateInput: true, dout: acts.grads.dUp, inp: a.mlpNormOut, n: N,
+                                   saved: a.adapters, scratch: scratch, context: ctx)
+            }
             rmsNormBackward(dinp: acts.grads.dResid, dweight: w.mlpNormGrad, dout: acts.grads.dNormOut, inp: a.residMid, weight: w.mlpNorm,
                             rstd: a.mlpRstd, n: N, c: C, scratch: acts.grads.normScratch, context: ctx)
             // Attention block; dResid becomes ∂L/∂residIn.
@@ -52,12 +56,14 @@ extension LlamaNetwork {
                 ropeBackward(acts.grads.dq, table: acts.rope, positions: pos, rows: N, heads: c.headCount, rowStride: Q, context: ctx)
                 ropeBackward(acts.grads.dk, table: acts.rope, positions: pos, rows: N, heads: c.kvHeadCount, rowStride: K, context: ctx)
             }
-            projectionBackward(w.q, dinp: acts.grads.dNormOut, accumulateInput: false, dout: acts.grads.dq, inp: a.attnNormOut, n: N,
-                               saved: a.adapters, scratch: scratch, context: ctx)
-            projectionBackward(w.k, dinp: acts.grads.dNormOut, accumulateInput: true, dout: acts.grads.dk, inp: a.attnNormOut, n: N,
-                               saved: a.adapters, scratch: scratch, context: ctx)
-            projectionBackward(w.v, dinp: acts.grads.dNormOut, accumulateInput: true, dout: acts.grads.dv, inp: a.attnNormOut, n: N,
-                               saved: a.adapters, scratch: scratch, context: ctx)
+            sharingBFloat16Copy(of: a.attnNormOut, rows: N, columns: C) {
+                projectionBackward(w.q, dinp: acts.grads.dNormOut, accumulateInput: false, dout: acts.grads.dq, inp: a.attnNormOut, n: N,
+                                   saved: a.adapters, scratch: scratch, context: ctx)
+                projectionBackward(w.k, dinp: acts.grads.dNormOut, accumulateInput: true, dout: acts.grads.dk, inp: a.attnNormOut, n: N,
+                                   saved: a.adapters, scratch: scratch, context: ctx)
+                projectionBackward(w.v, dinp: acts.grads.dNormOut, accumulateInput: true, dout: acts.grads.dv, inp: a.attnNormOut, n: N,
+                                   saved: a.adapters, scratch: scratch, context: ctx)
+            }
             rmsNormBackward(dinp: acts.grads.dResid, dweight: w.attnNormGrad, dout: acts.grads.dNormOut, inp: a.residIn, weight: w.attnNorm,
                             rstd: a.attnRstd, n: N, c: C, scratch: acts.grads.normScratch, context: ctx)
             if l < layerGradients.count {

@@ -85,9 +85,11 @@ extension LlamaNetwork {
             let out = l + 1 < c.layerCount ? acts.layers[l + 1].residIn : acts.head.residOut
             // Attention block: residMid = residIn + o(attention(rope(q), rope(k), v))
             rmsNormForward(a.attnNormOut, rstd: a.attnRstd, a.residIn, weight: w.attnNorm, n: N, c: C, eps: c.rmsNormEps, context: ctx)
-            project(w.q, out: a.q, inp: a.attnNormOut)
-            project(w.k, out: a.k, inp: a.attnNormOut)
-            project(w.v, out: a.v, inp: a.attnNormOut)
+            sharingBFloat16Copy(of: a.attnNormOut, rows: N, columns: C) {
+                project(w.q, out: a.q, inp: a.attnNormOut)
+                project(w.k, out: a.k, inp: a.attnNormOut)
+                project(w.v, out: a.v, inp: a.attnNormOut)
+            }
             batch.positions.withUnsafeBufferPointer { positions in
                 guard let pos = positions.baseAddress else { return }
                 ropeForward(a.q, table: acts.rope, positions: pos, rows: N, heads: c.headCount, rowStride: Q, context: ctx)
@@ -98,8 +100,10 @@ extension LlamaNetwork {
             add(a.residMid, a.residIn, count: N * C, context: ctx)
             // MLP block: out = residMid + down(silu(gate(x)) ⊙ up(x)), x = norm(residMid)
             rmsNormForward(a.mlpNormOut, rstd: a.mlpRstd, a.residMid, weight: w.mlpNorm, n: N, c: C, eps: c.rmsNormEps, context: ctx)
-            project(w.gate, out: a.gate, inp: a.mlpNormOut)
-            project(w.up, out: a.up, inp: a.mlpNormOut)
+            sharingBFloat16Copy(of: a.mlpNormOut, rows: N, columns: C) {
+                project(w.gate, out: a.gate, inp: a.mlpNormOut)
+                project(w.up, out: a.up, inp: a.mlpNormOut)
+            }
             swigluForward(a.act, gate: a.gate, up: a.up, count: N * F, context: ctx)
             project(w.down, out: out, inp: a.act)
             add(out, a.residMid, count: N * C, context: ctx)

@@ -110,27 +110,30 @@ func projectionForward(
     scratch: ProjectionScratch, rng: inout SeededGenerator, context ctx: ComputeContext
 ) {
     let saved = layerSaved[p.kind]
-    switch p.adapter {
-    case nil:
-        p.weight.multiply(out: out, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
-    case let .lora(lora):
-        guard let hidden = saved.loraHidden else { preconditionFailure("LoRA activations missing") }
-        var dropped = inp
-        if let mask = saved.dropoutMask {
-            let keep = 1 / (1 - lora.dropout)
-            for i in 0..<(n * p.inDim) { mask[i] = rng.nextUniform() < lora.dropout ? 0 : keep }
-            multiplyElementwise(scratch.wide, inp, mask, count: n * p.inDim)
-            dropped = scratch.wide
-        }
-        loraForward(p, lora, out: out, inp: inp, dropped: dropped, hidden: hidden, n: n, scratch: scratch, context: ctx)
-    case let .ia3(scale):
-        switch scale.position {
-        case .input:
-            ia3InputForward(p, scale, out: out, inp: inp, n: n, scratch: scratch, context: ctx)
-        case .output:
-            guard let unscaled = saved.unscaled else { preconditionFailure("IA³ activations missing") }
-            p.weight.multiply(out: unscaled, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
-            scaleColumnsForward(out, unscaled, scale.vector, rows: n, cols: p.outDim, context: ctx)
+    // A LoRA projection's base and adapter read the same input: one bf16 copy.
+    sharingBFloat16Copy(of: inp, rows: n, columns: p.inDim) {
+        switch p.adapter {
+        case nil:
+            p.weight.multiply(out: out, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
+        case let .lora(lora):
+            guard let hidden = saved.loraHidden else { preconditionFailure("LoRA activations missing") }
+            var dropped = inp
+            if let mask = saved.dropoutMask {
+                let keep = 1 / (1 - lora.dropout)
+                for i in 0..<(n * p.inDim) { mask[i] = rng.nextUniform() < lora.dropout ? 0 : keep }
+                multiplyElementwise(scratch.wide, inp, mask, count: n * p.inDim)
+                dropped = scratch.wide
+            }
+            loraForward(p, lora, out: out, inp: inp, dropped: dropped, hidden: hidden, n: n, scratch: scratch, context: ctx)
+        case let .ia3(scale):
+            switch scale.position {
+            case .input:
+                ia3InputForward(p, scale, out: out, inp: inp, n: n, scratch: scratch, context: ctx)
+            case .output:
+                guard let unscaled = saved.unscaled else { preconditionFailure("IA³ activations missing") }
+                p.weight.multiply(out: unscaled, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
+                scaleColumnsForward(out, unscaled, scale.vector, rows: n, cols: p.outDim, context: ctx)
+            }
         }
     }
 }
@@ -197,6 +200,20 @@ private func ia3InputForward(
 /// `!accumulateInput`; skipped when nil. `dout` (N, outDim) is only read: for
 /// o_proj and down_proj it is the residual stream's gradient.
 func projectionBackward(
+    _ p: Projection, dinp: FloatPointer?, accumulateInput: Bool, dout: FloatPointer, inp: FloatPointer, n: Int,
+    saved: AdapterActivations, scratch: ProjectionScratch, context ctx: ComputeContext
+) {
+    // dout feeds up to three products (LoRA: dB, dh and the base's dx; full:
+    // dx and dW) and inp up to two: one bf16 copy of each.
+    sharingBFloat16Copy(of: dout, rows: n, columns: p.outDim) {
+        sharingBFloat16Copy(of: inp, rows: n, columns: p.inDim) {
+            projectionBackwardProducts(p, dinp: dinp, accumulateInput: accumulateInput, dout: dout, inp: inp, n: n,
+                                       saved: saved, scratch: scratch, context: ctx)
+        }
+    }
+}
+
+private func projectionBackwardProducts(
     _ p: Projection, dinp: FloatPointer?, accumulateInput: Bool, dout: FloatPointer, inp: FloatPointer, n: Int,
     saved layerSaved: AdapterActivations, scratch: ProjectionScratch, context ctx: ComputeContext
 ) {

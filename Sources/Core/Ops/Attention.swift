@@ -104,31 +104,40 @@ public func attentionBackward(
                 guard L > 0 else { continue }
                 let kh = k.base + row * s.kvWidth + kvh * hd, vh = v.base + row * s.kvWidth + kvh * hd
                 let dkh = dk.base + row * s.kvWidth + kvh * hd, dvh = dv.base + row * s.kvWidth + kvh * hd
-                for g in 0..<s.group {
-                    let h = kvh * s.group + g
-                    let first: Float = g == 0 ? 0 : 1
-                    let qh = q.base + row * s.qWidth + h * hd
-                    let doh = dout.base + row * s.qWidth + h * hd
-                    let dqh = dq.base + row * s.qWidth + h * hd
-                    let p = probs.base + (b * s.heads + h) * T * T
-                    // dP = dO·Vᵀ; dV += Pᵀ·dO
-                    gemm(transA: false, transB: true, m: L, n: L, k: hd,
-                         a: doh, lda: s.qWidth, b: vh, ldb: s.kvWidth, beta: 0, c: dp, ldc: L)
-                    gemm(transA: true, transB: false, m: L, n: hd, k: L,
-                         a: p, lda: L, b: doh, ldb: s.qWidth, beta: first, c: dvh, ldc: s.kvWidth)
-                    // dS = P ⊙ (dP − rowsum(P ⊙ dP)), zero above the diagonal.
-                    for i in 0..<L {
-                        let pr = p + i * L, dr = dp + i * L
-                        var dot: Float = 0
-                        for j in 0...i { dot += pr[j] * dr[j] }
-                        for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) }
-                        for j in (i + 1)..<L { dr[j] = 0 }
+                // In bf16 each operand read twice (K and V by every query head of the group, dO and dS by two products each) is rounded once.
+                sharingBFloat16Copy(of: FloatPointer(kh), rows: L, columns: hd, ld: s.kvWidth) {
+                    sharingBFloat16Copy(of: FloatPointer(vh), rows: L, columns: hd, ld: s.kvWidth) {
+                        for g in 0..<s.group {
+                            let h = kvh * s.group + g
+                            let first: Float = g == 0 ? 0 : 1
+                            let qh = q.base + row * s.qWidth + h * hd
+                            let doh = dout.base + row * s.qWidth + h * hd
+                            let dqh = dq.base + row * s.qWidth + h * hd
+                            let p = probs.base + (b * s.heads + h) * T * T
+                            // dP = dO·Vᵀ; dV += Pᵀ·dO
+                            sharingBFloat16Copy(of: FloatPointer(doh), rows: L, columns: hd, ld: s.qWidth) {
+                                gemm(transA: false, transB: true, m: L, n: L, k: hd,
+                                     a: doh, lda: s.qWidth, b: vh, ldb: s.kvWidth, beta: 0, c: dp, ldc: L)
+                                gemm(transA: true, transB: false, m: L, n: hd, k: L,
+                                     a: p, lda: L, b: doh, ldb: s.qWidth, beta: first, c: dvh, ldc: s.kvWidth)
+                            }
+                            // dS = P ⊙ (dP − rowsum(P ⊙ dP)), zero above the diagonal.
+                            for i in 0..<L {
+                                let pr = p + i * L, dr = dp + i * L
+                                var dot: Float = 0
+                                for j in 0...i { dot += pr[j] * dr[j] }
+                                for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) }
+                                for j in (i + 1)..<L { dr[j] = 0 }
+                            }
+                            // dQ = scale·dS·K; dK += scale·dSᵀ·Q
+                            sharingBFloat16Copy(of: FloatPointer(dp), rows: L, columns: L) {
+                                gemm(transA: false, transB: false, m: L, n: hd, k: L, alpha: s.scale,
+                                     a: dp, lda: L, b: kh, ldb: s.kvWidth, beta: 0, c: dqh, ldc: s.qWidth)
+                                gemm(transA: true, transB: false, m: L, n: hd, k: L, alpha: s.scale,
+                                     a: dp, lda: L, b: qh, ldb: s.qWidth, beta: first, c: dkh, ldc: s.kvWidth)
+                            }
+                        }
                     }
-                    // dQ = scale·dS·K; dK += scale·dSᵀ·Q
-                    gemm(transA: false, transB: false, m: L, n: hd, k: L, alpha: s.scale,
-                         a: dp, lda: L, b: kh, ldb: s.kvWidth, beta: 0, c: dqh, ldc: s.qWidth)
-                    gemm(transA: true, transB: false, m: L, n: hd, k: L, alpha: s.scale,
-                         a: dp, lda: L, b: qh, ldb: s.qWidth, beta: first, c: dkh, ldc: s.kvWidth)
                 }
             }
         }

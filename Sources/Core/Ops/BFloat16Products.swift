@@ -94,13 +94,48 @@ private func bf16(
     case let .bf16(bits):
         return (bits, ld)
     case let .f32(floats):
-        let packed = scratch.buffer(slot, bytes: 2 * rows * columns).bindMemory(to: UInt16.self, capacity: rows * columns)
-        ComputeContext(threads: rows * columns >= parallelConversionElements ? threads : 1).parallelFor(rows) { part in
-            convertToBFloat16(packed + part.lowerBound * columns, floats + part.lowerBound * ld,
-                              rows: part.count, columns: columns, ld: ld)
+        if let index = scratch.sharedCopyIndex(floats, rows: rows, columns: columns, ld: ld) {
+            let copy = scratch.sharedCopies[index]
+            if !copy.filled {
+                convert(floats, into: copy.bits, rows: rows, columns: columns, ld: ld, scratch, threads: threads)
+                scratch.markFilled(index)
+            }
+            return (UnsafePointer(copy.bits), columns)
         }
+        let packed = scratch.buffer(slot, bytes: 2 * rows * columns).bindMemory(to: UInt16.self, capacity: rows * columns)
+        convert(floats, into: packed, rows: rows, columns: columns, ld: ld, scratch, threads: threads)
         return (UnsafePointer(packed), columns)
     }
+}
+
+private func convert(
+    _ floats: UnsafePointer<Float>, into packed: UnsafeMutablePointer<UInt16>, rows: Int, columns: Int, ld: Int,
+    _ scratch: ProductScratch, threads: Int
+) {
+    scratch.conversions += 1
+    ComputeContext(threads: rows * columns >= parallelConversionElements ? threads : 1).parallelFor(rows) { part in
+        convertToBFloat16(packed + part.lowerBound * columns, floats + part.lowerBound * ld,
+                          rows: part.count, columns: columns, ld: ld)
+    }
+}
+
+/// Runs `body`, inside which the bf16 products on this thread that read
+/// `matrix` (rows × columns, leading dimension `ld`, default `columns`) as an
+/// operand, either side, transposed or not, share one bf16 copy of it, made
+/// by the first. The q, k and v projections read the same normed input, a
+/// LoRA projection reads its input in its base and its adapter product, and
+/// its output gradient in three: rounding each once instead of per product
+/// gives the same bits. The caller must not write `matrix` inside `body`.
+/// Products that run on other threads (single-threaded sections) round
+/// their own copies. In f32 it just runs `body`.
+func sharingBFloat16Copy<Result>(
+    of matrix: FloatPointer, rows: Int, columns: Int, ld: Int? = nil, _ body: () throws -> Result
+) rethrows -> Result {
+    guard ProductPrecision.current == .bf16, rows > 0, columns > 0 else { return try body() }
+    let scratch = ProductScratch.current
+    let opened = scratch.openSharedCopy(UnsafePointer(matrix.base), rows: rows, columns: columns, ld: ld ?? columns)
+    defer { if opened { scratch.closeSharedCopy() } }
+    return try body()
 }
 
 /// The operand's bf16 values as Float32 (exact) and their leading dimension, in scratch `slot`.
@@ -118,4 +153,15 @@ private func rounded(
         }
     }
     return (UnsafePointer(packed), columns)
+}
+
+/// Runs `body` with the calling thread's `sharingBFloat16Copy` scopes
+/// sharing nothing (every product rounds its own operands), so that tests can
+/// show that sharing changes no bit.
+func withoutSharedBFloat16Copies<Result>(_ body: () throws -> Result) rethrows -> Result {
+    let scratch = ProductScratch.current
+    let previous = scratch.sharingDisabled
+    scratch.sharingDisabled = true
+    defer { scratch.sharingDisabled = previous }
+    return try body()
 }

@@ -52,5 +52,49 @@ final class ProductScratch {
         return buffer
     }
 
-    deinit { for buffer in buffers { buffer?.deallocate() } }
+    /// A bf16 copy of a Float32 matrix that the products inside a
+    /// `sharingBFloat16Copy` scope read, made by the first of them.
+    struct SharedCopy {
+        let source: UnsafePointer<Float>
+        let rows: Int, columns: Int, ld: Int
+        let bits: UnsafeMutablePointer<UInt16>
+        var filled = false
+    }
+
+    /// The open scopes' copies, innermost last.
+    private(set) var sharedCopies: [SharedCopy] = []
+    /// One buffer per nesting depth, grown as needed and kept like `buffers`.
+    private var sharedBuffers: [(UnsafeMutableRawPointer, bytes: Int)] = []
+    /// bf16 conversions of Float32 operands made on this thread (tests count them).
+    var conversions = 0
+    /// Set by `withoutSharedCopies`: scopes opened on this thread share nothing.
+    var sharingDisabled = false
+
+    /// Opens a scope for `source`; false when an open scope already holds it.
+    func openSharedCopy(_ source: UnsafePointer<Float>, rows: Int, columns: Int, ld: Int) -> Bool {
+        if sharingDisabled || sharedCopyIndex(source, rows: rows, columns: columns, ld: ld) != nil { return false }
+        let depth = sharedCopies.count, bytes = max(2 * rows * columns, 4096)
+        if depth == sharedBuffers.count {
+            sharedBuffers.append((UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), bytes))
+        } else if sharedBuffers[depth].bytes < bytes {
+            sharedBuffers[depth].0.deallocate()
+            sharedBuffers[depth] = (UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), bytes)
+        }
+        let bits = sharedBuffers[depth].0.bindMemory(to: UInt16.self, capacity: rows * columns)
+        sharedCopies.append(SharedCopy(source: source, rows: rows, columns: columns, ld: ld, bits: bits))
+        return true
+    }
+
+    func closeSharedCopy() { sharedCopies.removeLast() }
+
+    func sharedCopyIndex(_ source: UnsafePointer<Float>, rows: Int, columns: Int, ld: Int) -> Int? {
+        sharedCopies.lastIndex { $0.source == source && $0.rows == rows && $0.columns == columns && $0.ld == ld }
+    }
+
+    func markFilled(_ index: Int) { sharedCopies[index].filled = true }
+
+    deinit {
+        for buffer in buffers { buffer?.deallocate() }
+        for buffer in sharedBuffers { buffer.0.deallocate() }
+    }
 }

@@ -1,0 +1,108 @@
+// BFloat16SharedCopyTests: an operand that several bf16 products read inside
+// a `sharingBFloat16Copy` scope is rounded once, and the products' results do
+// not change by a bit — for single products and for whole training steps of
+// every method.
+import Foundation
+import Testing
+import TestSupport
+import Trial
+@testable import Core
+
+@Suite struct BFloat16SharedCopyTests {
+    static func normals(_ count: Int, seed: UInt64) -> [Float] {
+        var rng = SeededGenerator(seed: seed)
+        return (0..<count).map { _ in rng.nextNormal() }
+    }
+
+    /// The products a projection makes of its input x (m, k): x·W₁ᵀ, x·W₂ᵀ,
+    /// xᵀ·G (transposed), and one over x's first m−1 rows (another operand
+    /// that starts at the same address).
+    static func products(x: [Float], w1: [Float], w2: [Float], g: [Float], m: Int, k: Int, n: Int) -> [[Float]] {
+        var outputs = [[Float]](repeating: [Float](repeating: 0, count: m * n), count: 2)
+        outputs.append([Float](repeating: 0, count: k * n))
+        outputs.append([Float](repeating: 0, count: (m - 1) * n))
+        gemm(transA: false, transB: true, m: m, n: n, k: k, a: x, lda: k, b: w1, ldb: k, beta: 0, c: &outputs[0], ldc: n)
+        gemm(transA: false, transB: true, m: m, n: n, k: k, a: x, lda: k, b: w2, ldb: k, beta: 0, c: &outputs[1], ldc: n)
+        gemm(transA: true, transB: false, m: k, n: n, k: m, a: x, lda: k, b: g, ldb: n, beta: 0, c: &outputs[2], ldc: n)
+        gemm(transA: false, transB: true, m: m - 1, n: n, k: k, a: x, lda: k, b: w1, ldb: k, beta: 0, c: &outputs[3], ldc: n)
+        return outputs
+    }
+
+    /// On the process's bf16 engine (OpenBLAS rounds into Float32 copies and shares nothing: same results, no count).
+    @Test func sharedOperandIsRoundedOnceWithTheSameResults() throws {
+        let m = 37, k = 64, n = 48
+        let x = Self.normals(m * k, seed: 1), w1 = Self.normals(n * k, seed: 2), w2 = Self.normals(n * k, seed: 3)
+        let g = Self.normals(m * n, seed: 4)
+        let scratch = ProductScratch.current
+        try ProductPrecision.run(.bf16) {
+            let before = scratch.conversions
+            let alone = Self.products(x: x, w1: w1, w2: w2, g: g, m: m, k: k, n: n)
+            let aloneConversions = scratch.conversions - before
+            var shared: [[Float]] = []
+            let middle = scratch.conversions
+            try x.withUnsafeBufferPointer { buffer in
+                let pointer = FloatPointer(UnsafeMutablePointer(mutating: try #require(buffer.baseAddress)))
+                sharingBFloat16Copy(of: pointer, rows: m, columns: k) {
+                    // A nested scope over the same matrix adds no second copy.
+                    sharingBFloat16Copy(of: pointer, rows: m, columns: k) {
+                        #expect(scratch.sharedCopies.count == 1)
+                        shared = Self.products(x: x, w1: w1, w2: w2, g: g, m: m, k: k, n: n)
+                    }
+                }
+            }
+            #expect(scratch.sharedCopies.isEmpty)
+            let sharedConversions = scratch.conversions - middle
+            #expect(shared == alone)
+            if MatmulEngine.currentBF16 == .oneDNN {
+                // Alone: x four times and each B once (4 + 4); shared: x once for the three full reads, once for the sub-block.
+                #expect(aloneConversions == 8, "\(aloneConversions)")
+                #expect(sharedConversions == 6, "\(sharedConversions)")
+            }
+        }
+        // In f32 a scope holds nothing.
+        x.withUnsafeBufferPointer { buffer in
+            sharingBFloat16Copy(of: FloatPointer(UnsafeMutablePointer(mutating: buffer.baseAddress!)), rows: m, columns: k) {
+                #expect(scratch.sharedCopies.isEmpty)
+            }
+        }
+    }
+
+    /// One bf16 forward and backward of the tiny golden model: loss and every
+    /// gradient bit for bit the same with the copies shared and without, and
+    /// fewer conversions on the calling thread with them.
+    @Test(arguments: [MethodKind.full, .lora, .qlora, .ia3])
+    func trainingStepIsBitIdentical(_ kind: MethodKind) throws {
+        try #require(MatmulEngine.currentBF16 == .oneDNN, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
+        let golden = try BFloat16GoldenTests.golden("tiny-tied")
+        let loaded = try ModelLocation.open(TestPaths.golden("tiny-tied"))
+        let ctx = ComputeContext(threads: 2)
+        let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors, storage: .training(kind, precision: .bf16), context: ctx)
+        let b = try BFloat16GoldenTests.batch(golden)
+        let ft = try FineTuning(base: model, method: MethodSettings(kind: kind, rank: 4, alpha: 8),
+                                optimizer: AdamWSettings(weightDecay: 0, maxGradNorm: 1), maxBatch: b.batchSize, maxSeq: b.seqLen,
+                                seed: 3, precision: .bf16, context: ctx)
+        // LoRA's B starts at zero: made non-zero, so that every adapter product carries information.
+        for e in ft.trainable where kind == .lora || kind == .qlora {
+            let values = Self.normals(e.count, seed: UInt64(e.offset + 7))
+            for i in 0..<e.count { ft.parameters.base[e.offset + i] += 0.05 * values[i] }
+        }
+        func step() -> (loss: Float, gradients: [Float], conversions: Int) {
+            let scratch = ProductScratch.current
+            let before = scratch.conversions
+            let loss = ProductPrecision.run(.bf16) { () -> Float in
+                let loss = ft.network.forward(b, ft.activations, context: ft.context)
+                ft.network.backward(b, ft.activations, context: ft.context)
+                return loss
+            }
+            let gradients = [Float](UnsafeBufferPointer(start: ft.gradients.base, count: ft.gradients.capacity))
+            ft.gradients.zero()
+            return (loss, gradients, scratch.conversions - before)
+        }
+        let shared = step()
+        let alone = withoutSharedBFloat16Copies(step)
+        #expect(shared.loss == alone.loss)
+        #expect(shared.gradients == alone.gradients)
+        #expect(shared.gradients.contains { $0 != 0 })
+        #expect(shared.conversions < alone.conversions, "\(kind): \(shared.conversions) conversions shared, \(alone.conversions) alone")
+    }
+}
