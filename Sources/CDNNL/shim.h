@@ -170,3 +170,54 @@ static inline dnnl_status_t factsweep_matmul_execute(
     for (int i = 0; i < 4; i++) if (memories[i]) dnnl_memory_destroy(memories[i]);
     return status;
 }
+
+/// The memory objects (source, weights, destination, scratchpad) one thread
+/// runs one primitive with: made by its first call, pointed at each later
+/// call's buffers, destroyed by `factsweep_matmul_memories_destroy`.
+typedef struct {
+    dnnl_memory_t memories[4];
+    void *handles[4];
+} factsweep_matmul_memories;
+
+/// `factsweep_matmul_execute` with the calling thread's memory objects for
+/// `primitive` kept in `kept` (zeroed before its first use) instead of made
+/// and destroyed per call: a training step makes over a thousand products,
+/// and creating their memory objects was oneDNN's largest cost outside its
+/// kernels. A buffer is set only when it changed.
+static inline dnnl_status_t factsweep_matmul_execute_kept(
+    const_dnnl_primitive_t primitive, dnnl_engine_t engine, dnnl_stream_t stream, factsweep_matmul_memories *kept,
+    void *a, void *b, float *c, void *scratchpad)
+{
+    void *handles[4] = {a, b, c, scratchpad};
+    int count = scratchpad ? 4 : 3;
+    dnnl_status_t status = dnnl_success;
+    if (!kept->memories[0]) {
+        const_dnnl_primitive_desc_t primitiveDesc;
+        status = dnnl_primitive_get_primitive_desc(primitive, &primitiveDesc);
+        const dnnl_query_t queries[4] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md, dnnl_query_scratchpad_md};
+        for (int i = 0; i < count && status == dnnl_success; i++) {
+            const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(primitiveDesc, queries[i], 0);
+            status = dnnl_memory_create(&kept->memories[i], md, engine, handles[i]);
+            if (status == dnnl_success) kept->handles[i] = handles[i];
+        }
+    } else {
+        for (int i = 0; i < count && status == dnnl_success; i++) {
+            if (!kept->memories[i]) return dnnl_invalid_arguments;  // a scratchpad the first call did not have
+            if (kept->handles[i] != handles[i]) {
+                status = dnnl_memory_set_data_handle_v2(kept->memories[i], handles[i], stream);
+                if (status == dnnl_success) kept->handles[i] = handles[i];
+            }
+        }
+    }
+    if (status != dnnl_success) return status;
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_SRC, kept->memories[0]}, {DNNL_ARG_WEIGHTS, kept->memories[1]}, {DNNL_ARG_DST, kept->memories[2]},
+        {DNNL_ARG_SCRATCHPAD, kept->memories[3]}};
+    status = dnnl_primitive_execute(primitive, stream, count, args);
+    if (status == dnnl_success) status = dnnl_stream_wait(stream);
+    return status;
+}
+
+static inline void factsweep_matmul_memories_destroy(factsweep_matmul_memories *kept) {
+    for (int i = 0; i < 4; i++) if (kept->memories[i]) dnnl_memory_destroy(kept->memories[i]);
+}

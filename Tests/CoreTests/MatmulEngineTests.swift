@@ -64,6 +64,31 @@ import Testing
         #expect(FewRowsProductTests.relativeError(got, expected) < 1e-5, "\(t)")
     }
 
+    /// A thread keeps one set of memory objects per primitive and points it at
+    /// each call's buffers: one shape over three sets of operands, in turn and
+    /// again, gives each set its own product (a buffer left from the call
+    /// before would give the other set's).
+    @Test func onePrimitiveFollowsEachCallsBuffers() throws {
+        try #require(OneDNNMatmul.isAvailable, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
+        let t = Case(transA: false, transB: true, m: 19, n: 23, k: 29, pad: 2, alpha: 1, beta: 1)
+        let lda = t.k + t.pad, ldb = t.k + t.pad, ldc = t.n + t.pad
+        let key = OneDNNMatmul.Key(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, lda: lda, ldb: ldb, ldc: ldc,
+                                   alpha: t.alpha, beta: t.beta, bf16: false, threads: 2)
+        var rng = SeededGenerator(seed: 21)
+        let sets = (0..<3).map { _ in
+            ((0..<(t.m * lda)).map { _ in rng.nextNormal() }, (0..<(t.n * ldb)).map { _ in rng.nextNormal() },
+             (0..<(t.m * ldc)).map { _ in rng.nextNormal() })
+        }
+        for index in [0, 1, 2, 1, 0, 2] {
+            let (a, b, c0) = sets[index]
+            var c = c0
+            let ran = OneDNNMatmul.run(key, a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: &c)
+            #expect(ran)
+            let expected = Self.reference(t, a: a, lda: lda, b: b, ldb: ldb, c: c0, ldc: ldc)
+            #expect(FewRowsProductTests.relativeError(c, expected) < 1e-5, "set \(index)")
+        }
+    }
+
     @Test(arguments: cases)
     func seamEqualsDefinition(_ t: Case) {
         let (got, expected) = Self.compare(t) { a, lda, b, ldb, c, ldc in

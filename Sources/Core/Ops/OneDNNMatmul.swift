@@ -97,16 +97,14 @@ enum OneDNNMatmul {
             if let primitive = primitive(for: packedKey, engine: engine), let desc = primitive.weightsDesc,
                let bPacked = packed.copy(for: desc, key: key, b: UnsafeRawPointer(b), sourceBF16: key.bf16 && !bIsFloat,
                                           engine: engine, stream: stream) {
-                let scratchpad = context.scratchpad(bytes: primitive.scratchpadBytes)
-                return factsweep_matmul_execute(primitive.handle, engine, stream, a, bPacked, c, scratchpad) == dnnl_success
+                return context.execute(primitive, engine: engine, a: a, b: bPacked, c: c)
             }
             // No packed copy (its layouts are taken): a Float32 B for a bf16
             // product must be rounded by the caller first.
             if key.bf16 && bIsFloat { return false }
         }
         guard let primitive = primitive(for: key, engine: engine) else { return false }
-        let scratchpad = context.scratchpad(bytes: primitive.scratchpadBytes)
-        return factsweep_matmul_execute(primitive.handle, engine, stream, a, b, c, scratchpad) == dnnl_success
+        return context.execute(primitive, engine: engine, a: a, b: b, c: c)
     }
 
     /// The path before reuse: a stream and a scratchpad of its own per call.
@@ -145,13 +143,16 @@ enum OneDNNMatmul {
         return primitive
     }
 
-    /// One calling thread's stream and scratchpad, made on its first product
-    /// and kept for its life: a thread runs one product at a time, so neither
-    /// is shared, and no product allocates.
+    /// One calling thread's stream, scratchpad and memory objects per
+    /// primitive, made on its first product and kept for its life: a thread
+    /// runs one product at a time, so none is shared, and no product
+    /// allocates. (Primitives live as long as the process, so a primitive's
+    /// identity never names another.)
     private final class ThreadContext {
         let stream: dnnl_stream_t?
         private var buffer: UnsafeMutableRawPointer?
         private var bufferBytes = 0
+        private var memories: [ObjectIdentifier: UnsafeMutablePointer<factsweep_matmul_memories>] = [:]
 
         private init(engine: dnnl_engine_t) {
             var stream: dnnl_stream_t?
@@ -159,8 +160,28 @@ enum OneDNNMatmul {
         }
 
         deinit {
+            for kept in memories.values {
+                factsweep_matmul_memories_destroy(kept)
+                kept.deallocate()
+            }
             if let stream { dnnl_stream_destroy(stream) }
             buffer?.deallocate()
+        }
+
+        /// Runs `primitive` on this thread's stream with its kept memory objects.
+        func execute(_ primitive: Primitive, engine: dnnl_engine_t, a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer,
+                     c: UnsafeMutablePointer<Float>) -> Bool {
+            guard let stream else { return false }
+            let kept: UnsafeMutablePointer<factsweep_matmul_memories>
+            if let known = memories[ObjectIdentifier(primitive)] {
+                kept = known
+            } else {
+                kept = .allocate(capacity: 1)
+                kept.initialize(to: factsweep_matmul_memories())
+                memories[ObjectIdentifier(primitive)] = kept
+            }
+            let scratchpad = scratchpad(bytes: primitive.scratchpadBytes)
+            return factsweep_matmul_execute_kept(primitive.handle, engine, stream, kept, a, b, c, scratchpad) == dnnl_success
         }
 
         private static let key: pthread_key_t = {
