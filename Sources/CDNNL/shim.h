@@ -179,6 +179,10 @@ typedef struct {
     void *handles[4];
 } factsweep_matmul_memories;
 
+static inline void factsweep_matmul_memories_destroy(factsweep_matmul_memories *kept) {
+    for (int i = 0; i < 4; i++) if (kept->memories[i]) dnnl_memory_destroy(kept->memories[i]);
+}
+
 /// `factsweep_matmul_execute` with the calling thread's memory objects for
 /// `primitive` kept in `kept` (zeroed before its first use) instead of made
 /// and destroyed per call: a training step makes over a thousand products,
@@ -200,9 +204,16 @@ static inline dnnl_status_t factsweep_matmul_execute_kept(
             status = dnnl_memory_create(&kept->memories[i], md, engine, handles[i]);
             if (status == dnnl_success) kept->handles[i] = handles[i];
         }
+        if (status != dnnl_success) {
+            // Leave nothing half made: the next call tries again from scratch.
+            factsweep_matmul_memories_destroy(kept);
+            *kept = (factsweep_matmul_memories){0};
+            return status;
+        }
     } else {
         for (int i = 0; i < count && status == dnnl_success; i++) {
-            if (!kept->memories[i]) return dnnl_invalid_arguments;  // a scratchpad the first call did not have
+            // A primitive's scratchpad size is fixed, so the first call made every object a later one needs.
+            if (!kept->memories[i]) return dnnl_invalid_arguments;
             if (kept->handles[i] != handles[i]) {
                 status = dnnl_memory_set_data_handle_v2(kept->memories[i], handles[i], stream);
                 if (status == dnnl_success) kept->handles[i] = handles[i];
@@ -216,8 +227,4 @@ static inline dnnl_status_t factsweep_matmul_execute_kept(
     status = dnnl_primitive_execute(primitive, stream, count, args);
     if (status == dnnl_success) status = dnnl_stream_wait(stream);
     return status;
-}
-
-static inline void factsweep_matmul_memories_destroy(factsweep_matmul_memories *kept) {
-    for (int i = 0; i < 4; i++) if (kept->memories[i]) dnnl_memory_destroy(kept->memories[i]);
 }

@@ -67,41 +67,49 @@ import Trial
         }
     }
 
-    /// One bf16 forward and backward of the tiny golden model: loss and every
-    /// gradient bit for bit the same with the copies shared and without, and
-    /// fewer conversions on the calling thread with them.
-    @Test(arguments: [MethodKind.full, .lora, .qlora, .ia3])
-    func trainingStepIsBitIdentical(_ kind: MethodKind) throws {
+    /// One bf16 forward and backward of the tiny golden model (LoRA and QLoRA
+    /// with dropout, whose masked input takes the scratch path), and the same
+    /// model's inference logits: loss, every gradient and the logits bit for
+    /// bit the same with the copies shared and without, with fewer
+    /// conversions on the calling thread. On one thread the unshared run
+    /// shares nothing anywhere; on two, attention's scopes on the worker
+    /// thread share in both runs.
+    @Test(arguments: [MethodKind.full, .lora, .qlora, .ia3], [1, 2])
+    func trainingStepIsBitIdentical(_ kind: MethodKind, threads: Int) throws {
         try #require(MatmulEngine.currentBF16 == .oneDNN, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
         let golden = try BFloat16GoldenTests.golden("tiny-tied")
         let loaded = try ModelLocation.open(TestPaths.golden("tiny-tied"))
-        let ctx = ComputeContext(threads: 2)
+        let ctx = ComputeContext(threads: threads)
         let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors, storage: .training(kind, precision: .bf16), context: ctx)
         let b = try BFloat16GoldenTests.batch(golden)
-        let ft = try FineTuning(base: model, method: MethodSettings(kind: kind, rank: 4, alpha: 8),
+        let lora = kind == .lora || kind == .qlora
+        let ft = try FineTuning(base: model, method: MethodSettings(kind: kind, rank: 4, alpha: 8, dropout: lora ? 0.1 : 0),
                                 optimizer: AdamWSettings(weightDecay: 0, maxGradNorm: 1), maxBatch: b.batchSize, maxSeq: b.seqLen,
                                 seed: 3, precision: .bf16, context: ctx)
         // LoRA's B starts at zero: made non-zero, so that every adapter product carries information.
-        for e in ft.trainable where kind == .lora || kind == .qlora {
+        for e in ft.trainable where lora {
             let values = Self.normals(e.count, seed: UInt64(e.offset + 7))
             for i in 0..<e.count { ft.parameters.base[e.offset + i] += 0.05 * values[i] }
         }
-        func step() -> (loss: Float, gradients: [Float], conversions: Int) {
+        let rows = Array(0..<(b.batchSize * b.seqLen))
+        func step() -> (loss: Float, gradients: [Float], logits: [Float], conversions: Int) {
             let scratch = ProductScratch.current
             let before = scratch.conversions
-            let loss = ProductPrecision.run(.bf16) { () -> Float in
+            let (loss, logits) = ProductPrecision.run(.bf16) { () -> (Float, [Float]) in
+                // `forward` without an rng draws the same dropout masks on every call.
                 let loss = ft.network.forward(b, ft.activations, context: ft.context)
                 ft.network.backward(b, ft.activations, context: ft.context)
-                return loss
+                return (loss, ft.network.logits(b, outputRows: rows, ft.activations, context: ft.context))
             }
             let gradients = [Float](UnsafeBufferPointer(start: ft.gradients.base, count: ft.gradients.capacity))
             ft.gradients.zero()
-            return (loss, gradients, scratch.conversions - before)
+            return (loss, gradients, logits, scratch.conversions - before)
         }
         let shared = step()
         let alone = withoutSharedBFloat16Copies(step)
         #expect(shared.loss == alone.loss)
         #expect(shared.gradients == alone.gradients)
+        #expect(shared.logits == alone.logits)
         #expect(shared.gradients.contains { $0 != 0 })
         #expect(shared.conversions < alone.conversions, "\(kind): \(shared.conversions) conversions shared, \(alone.conversions) alone")
     }

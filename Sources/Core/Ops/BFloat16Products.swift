@@ -86,7 +86,8 @@ private func gemmBFloat16Untimed(
 }
 
 /// The operand as bf16 and its leading dimension: a bf16 operand as it is,
-/// a Float32 one converted into scratch `slot` (packed).
+/// a Float32 one converted (packed) into the open `sharingBFloat16Copy`
+/// scope's copy when one holds it, else into scratch `slot`.
 private func bf16(
     _ operand: ProductOperand, rows: Int, columns: Int, ld: Int, slot: Int, _ scratch: ProductScratch, threads: Int
 ) -> (UnsafePointer<UInt16>, Int) {
@@ -155,9 +156,10 @@ private func rounded(
     return (UnsafePointer(packed), columns)
 }
 
-/// Runs `body` with the calling thread's `sharingBFloat16Copy` scopes
-/// sharing nothing (every product rounds its own operands), so that tests can
-/// show that sharing changes no bit.
+/// Runs `body` with the scopes it opens on the calling thread sharing
+/// nothing (products on that thread round their own operands), so that tests
+/// can show that sharing changes no bit. Scopes opened on other threads
+/// (attention's, on a parallel loop's workers) still share.
 func withoutSharedBFloat16Copies<Result>(_ body: () throws -> Result) rethrows -> Result {
     let scratch = ProductScratch.current
     let previous = scratch.sharingDisabled

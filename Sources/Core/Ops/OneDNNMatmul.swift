@@ -1,6 +1,7 @@
 // OneDNNMatmul: row-major products through oneDNN's matmul primitive, one
 // primitive per shape created on first use and kept for the process; each
-// calling thread runs them on its own stream and scratchpad, made once; frozen
+// calling thread runs them on its own stream and scratchpad, made once, and
+// its own memory objects per primitive, pointed at each call's buffers; frozen
 // weights are reordered once into the layout the primitive prefers
 // (`PackedWeight`).
 import CDNNL

@@ -67,7 +67,7 @@ final class ProductScratch {
     private var sharedBuffers: [(UnsafeMutableRawPointer, bytes: Int)] = []
     /// bf16 conversions of Float32 operands made on this thread (tests count them).
     var conversions = 0
-    /// Set by `withoutSharedCopies`: scopes opened on this thread share nothing.
+    /// Set by `withoutSharedBFloat16Copies`: scopes opened on this thread share nothing.
     var sharingDisabled = false
 
     /// Opens a scope for `source`; false when an open scope already holds it.
