@@ -139,38 +139,6 @@ static inline dnnl_status_t factsweep_reorder_weights(
     return status;
 }
 
-/// Runs a primitive made by `factsweep_matmul_create` on the given buffers
-/// (element types as it was created with; B packed when it was made with
-/// `packB`) on `stream`, waiting for it to finish. `scratchpad` holds at least
-/// `factsweep_scratchpad_bytes` (NULL when that is 0): Debian's build shares
-/// one library scratchpad between primitives, so each calling thread brings
-/// its own, as it brings its own stream (streams are not thread-safe).
-static inline dnnl_status_t factsweep_matmul_execute(
-    const_dnnl_primitive_t primitive, dnnl_engine_t engine, dnnl_stream_t stream, void *a, void *b, float *c,
-    void *scratchpad)
-{
-    const_dnnl_primitive_desc_t primitiveDesc;
-    dnnl_status_t status = dnnl_primitive_get_primitive_desc(primitive, &primitiveDesc);
-    if (status != dnnl_success) return status;
-    dnnl_memory_t memories[4] = {NULL, NULL, NULL, NULL};
-    const dnnl_query_t queries[4] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md, dnnl_query_scratchpad_md};
-    void *handles[4] = {a, b, c, scratchpad};
-    int count = scratchpad ? 4 : 3;
-    for (int i = 0; i < count && status == dnnl_success; i++) {
-        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(primitiveDesc, queries[i], 0);
-        status = dnnl_memory_create(&memories[i], md, engine, handles[i]);
-    }
-    if (status == dnnl_success) {
-        dnnl_exec_arg_t args[4] = {
-            {DNNL_ARG_SRC, memories[0]}, {DNNL_ARG_WEIGHTS, memories[1]}, {DNNL_ARG_DST, memories[2]},
-            {DNNL_ARG_SCRATCHPAD, memories[3]}};
-        status = dnnl_primitive_execute(primitive, stream, count, args);
-        if (status == dnnl_success) status = dnnl_stream_wait(stream);
-    }
-    for (int i = 0; i < 4; i++) if (memories[i]) dnnl_memory_destroy(memories[i]);
-    return status;
-}
-
 /// The memory objects (source, weights, destination, scratchpad) one thread
 /// runs one primitive with: made by its first call, pointed at each later
 /// call's buffers, destroyed by `factsweep_matmul_memories_destroy`.
@@ -183,11 +151,17 @@ static inline void factsweep_matmul_memories_destroy(factsweep_matmul_memories *
     for (int i = 0; i < 4; i++) if (kept->memories[i]) dnnl_memory_destroy(kept->memories[i]);
 }
 
-/// `factsweep_matmul_execute` with the calling thread's memory objects for
-/// `primitive` kept in `kept` (zeroed before its first use) instead of made
-/// and destroyed per call: a training step makes over a thousand products,
-/// and creating their memory objects was oneDNN's largest cost outside its
-/// kernels. A buffer is set only when it changed.
+/// Runs a primitive made by `factsweep_matmul_create` on the given buffers
+/// (element types as it was created with; B packed when it was made with
+/// `packB`) on `stream`, waiting for it to finish. `scratchpad` holds at least
+/// `factsweep_scratchpad_bytes` (NULL when that is 0): Debian's build shares
+/// one library scratchpad between primitives, so each calling thread brings
+/// its own, as it brings its own stream (streams are not thread-safe).
+/// The memory objects are the calling thread's for `primitive`, kept in
+/// `kept` (zeroed before its first use) instead of made and destroyed per
+/// call: a training step makes over a thousand products, and creating their
+/// memory objects was oneDNN's largest cost outside its kernels. A buffer is
+/// set only when it changed.
 static inline dnnl_status_t factsweep_matmul_execute_kept(
     const_dnnl_primitive_t primitive, dnnl_engine_t engine, dnnl_stream_t stream, factsweep_matmul_memories *kept,
     void *a, void *b, float *c, void *scratchpad)
@@ -226,5 +200,17 @@ static inline dnnl_status_t factsweep_matmul_execute_kept(
         {DNNL_ARG_SCRATCHPAD, kept->memories[3]}};
     status = dnnl_primitive_execute(primitive, stream, count, args);
     if (status == dnnl_success) status = dnnl_stream_wait(stream);
+    return status;
+}
+
+/// `factsweep_matmul_execute_kept` with memory objects made for this call only
+/// (the path without reuse, `FACTSWEEP_ONEDNN_REUSE=off`).
+static inline dnnl_status_t factsweep_matmul_execute(
+    const_dnnl_primitive_t primitive, dnnl_engine_t engine, dnnl_stream_t stream, void *a, void *b, float *c,
+    void *scratchpad)
+{
+    factsweep_matmul_memories once = {0};
+    dnnl_status_t status = factsweep_matmul_execute_kept(primitive, engine, stream, &once, a, b, c, scratchpad);
+    factsweep_matmul_memories_destroy(&once);
     return status;
 }

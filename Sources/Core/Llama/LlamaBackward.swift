@@ -15,12 +15,15 @@ extension LlamaNetwork {
         let scratch = acts.grads.projectionScratch
 
         // Output head and final norm, at the labelled rows; then scatter into the stream.
-        sharingBFloat16Copy(of: acts.head.logits, rows: m, columns: c.vocabularySize) {
-            head.multiplyTransposed(dinp: acts.grads.dFinalOut, dout: acts.head.logits, n: m, accumulate: false, context: ctx)
-            if let headGrad {
+        if let headGrad {
+            // Both products read the logits' gradient: one bf16 copy. (Without a trained head one product reads it.)
+            sharingBFloat16Copy(of: acts.head.logits, rows: m, columns: c.vocabularySize) {
+                head.multiplyTransposed(dinp: acts.grads.dFinalOut, dout: acts.head.logits, n: m, accumulate: false, context: ctx)
                 gemm(transA: true, transB: false, m: c.vocabularySize, n: C, k: m, a: acts.head.logits.base, lda: c.vocabularySize,
                      b: acts.head.finalOut.base, ldb: C, beta: 1, c: headGrad.base, ldc: C)
             }
+        } else {
+            head.multiplyTransposed(dinp: acts.grads.dFinalOut, dout: acts.head.logits, n: m, accumulate: false, context: ctx)
         }
         acts.grads.dFinalIn.base.update(repeating: 0, count: m * C)
         rmsNormBackward(dinp: acts.grads.dFinalIn, dweight: finalNormGrad, dout: acts.grads.dFinalOut, inp: acts.head.finalIn, weight: finalNorm,

@@ -106,34 +106,41 @@ struct ProjectionScratch {
 /// `projectionBackward` needs in `saved[p.kind]`; `rng` draws the LoRA dropout
 /// mask (untouched when dropout is 0).
 func projectionForward(
+    _ p: Projection, out: FloatPointer, inp: FloatPointer, n: Int, saved: AdapterActivations,
+    scratch: ProjectionScratch, rng: inout SeededGenerator, context ctx: ComputeContext
+) {
+    // A LoRA projection's base and adapter read the same input: one bf16 copy.
+    sharingBFloat16Copy(of: inp, rows: n, columns: p.inDim) {
+        projectionForwardProducts(p, out: out, inp: inp, n: n, saved: saved, scratch: scratch, rng: &rng, context: ctx)
+    }
+}
+
+private func projectionForwardProducts(
     _ p: Projection, out: FloatPointer, inp: FloatPointer, n: Int, saved layerSaved: AdapterActivations,
     scratch: ProjectionScratch, rng: inout SeededGenerator, context ctx: ComputeContext
 ) {
     let saved = layerSaved[p.kind]
-    // A LoRA projection's base and adapter read the same input: one bf16 copy.
-    sharingBFloat16Copy(of: inp, rows: n, columns: p.inDim) {
-        switch p.adapter {
-        case nil:
-            p.weight.multiply(out: out, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
-        case let .lora(lora):
-            guard let hidden = saved.loraHidden else { preconditionFailure("LoRA activations missing") }
-            var dropped = inp
-            if let mask = saved.dropoutMask {
-                let keep = 1 / (1 - lora.dropout)
-                for i in 0..<(n * p.inDim) { mask[i] = rng.nextUniform() < lora.dropout ? 0 : keep }
-                multiplyElementwise(scratch.wide, inp, mask, count: n * p.inDim)
-                dropped = scratch.wide
-            }
-            loraForward(p, lora, out: out, inp: inp, dropped: dropped, hidden: hidden, n: n, scratch: scratch, context: ctx)
-        case let .ia3(scale):
-            switch scale.position {
-            case .input:
-                ia3InputForward(p, scale, out: out, inp: inp, n: n, scratch: scratch, context: ctx)
-            case .output:
-                guard let unscaled = saved.unscaled else { preconditionFailure("IA³ activations missing") }
-                p.weight.multiply(out: unscaled, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
-                scaleColumnsForward(out, unscaled, scale.vector, rows: n, cols: p.outDim, context: ctx)
-            }
+    switch p.adapter {
+    case nil:
+        p.weight.multiply(out: out, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
+    case let .lora(lora):
+        guard let hidden = saved.loraHidden else { preconditionFailure("LoRA activations missing") }
+        var dropped = inp
+        if let mask = saved.dropoutMask {
+            let keep = 1 / (1 - lora.dropout)
+            for i in 0..<(n * p.inDim) { mask[i] = rng.nextUniform() < lora.dropout ? 0 : keep }
+            multiplyElementwise(scratch.wide, inp, mask, count: n * p.inDim)
+            dropped = scratch.wide
+        }
+        loraForward(p, lora, out: out, inp: inp, dropped: dropped, hidden: hidden, n: n, scratch: scratch, context: ctx)
+    case let .ia3(scale):
+        switch scale.position {
+        case .input:
+            ia3InputForward(p, scale, out: out, inp: inp, n: n, scratch: scratch, context: ctx)
+        case .output:
+            guard let unscaled = saved.unscaled else { preconditionFailure("IA³ activations missing") }
+            p.weight.multiply(out: unscaled, inp: inp, n: n, tiles: scratch.tiles, context: ctx)
+            scaleColumnsForward(out, unscaled, scale.vector, rows: n, cols: p.outDim, context: ctx)
         }
     }
 }
