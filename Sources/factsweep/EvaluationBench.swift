@@ -31,10 +31,12 @@ extension TrainingBenchCommand {
         var rows: [[String: Any]] = []
         while !run.isFinished {
             let epoch = run.runEpoch()
+            var decoding = (passes: 0, layerRows: 0)
             // As a trial evaluates: in the run's product precision.
             let (six, all, cold, perplexitySeconds) = try ProductPrecision.run(run.trainer.precision) {
                 let six = try trained.evaluate(run.trainer.network, context: context)
                 let all = try withParaphrases.evaluate(run.trainer.network, context: context)
+                decoding = withParaphrases.lastDecoding
                 let cold = try withoutPrevious.evaluate(run.trainer.network, context: context)
                 let start = DispatchTime.now().uptimeNanoseconds
                 _ = Perplexity.measure(run.trainer.network, tokens: heldOut, context: context)
@@ -47,6 +49,7 @@ extension TrainingBenchCommand {
                 "questions_with_paraphrases": all.questions.count, "evaluation_with_paraphrases_seconds": all.seconds,
                 "evaluation_without_previous_answers_seconds": cold.seconds,
                 "perplexity_seconds": perplexitySeconds, "accuracy": Double(six.accuracy),
+                "passes_with_paraphrases": decoding.passes, "layer_rows_with_paraphrases": decoding.layerRows,
                 "longest_answer_tokens": try six.questions.map { try lm.encode($0.answer).count }.max() ?? 0,
             ])
         }
@@ -67,13 +70,14 @@ extension TrainingBenchCommand {
         let q = rows.first?["questions"] ?? 0, all = rows.first?["questions_with_paraphrases"] ?? 0
         print("precision: \(run.trainer.precision.rawValue) (the epoch's products and the evaluations' decoding)")
         print("epoch  LoRA r8 epoch s | evaluation s: \(q) questions  \(all) questions  \(all) without previous answers  perplexity"
-              + " | longest answer (tokens)")
+              + " | longest answer (tokens) | \(all) questions: passes, rows")
         let keys = ["evaluation_seconds", "evaluation_with_paraphrases_seconds", "evaluation_without_previous_answers_seconds", "perplexity_seconds"]
         for r in steady {
             let values = keys.map { r[$0] as? Double ?? .nan }
-            print(String(format: "%5d %16.3f | %26.3f %13.3f %31.3f %11.3f | %d", r["epoch"] as? Int ?? 0,
+            print(String(format: "%5d %16.3f | %26.3f %13.3f %31.3f %11.3f | %24d | %d, %d", r["epoch"] as? Int ?? 0,
                          r["lora_epoch_seconds"] as? Double ?? .nan, values[0], values[1], values[2], values[3],
-                         r["longest_answer_tokens"] as? Int ?? 0))
+                         r["longest_answer_tokens"] as? Int ?? 0, r["passes_with_paraphrases"] as? Int ?? 0,
+                         r["layer_rows_with_paraphrases"] as? Int ?? 0))
         }
         let means = keys.map(mean), epoch = mean("lora_epoch_seconds")
         print(String(format: "mean  %16.3f | %26.3f %13.3f %31.3f %11.3f", epoch, means[0], means[1], means[2], means[3]))

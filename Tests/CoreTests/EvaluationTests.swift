@@ -67,6 +67,34 @@ import Trial
         #expect(generator.passes == 1, "\(generator.passes) passes")
     }
 
+    /// A proposed stop token is checked by the row before it and takes no row
+    /// of its own: with the right answers proposed, the one pass runs the
+    /// prompts and each answer but its stop token, and the output is still
+    /// greedy decoding's.
+    @Test func aProposedStopTokenTakesNoRow() throws {
+        let (dir, lm, network) = try Self.tinyNetwork()
+        defer { withExtendedLifetime((dir, lm)) {} }
+        let ctx = ComputeContext(threads: 2)
+        let prompts: [[Int32]] = [[1, 2, 3, 4], [1, 2, 3, 9, 10], [1, 2, 3, 5], [7]]
+        let maxTokens = 12
+        let greedy = prompts.map { network.generateGreedy(prompt: $0, maxTokens: maxTokens, context: ctx) }
+        let stop = greedy[0][5]
+        let answers = greedy.map { g in Array(g.prefix(g.firstIndex(of: stop).map { $0 + 1 } ?? g.count)) }
+        #expect(answers[0].last == stop && answers[0].count <= 6)
+        let generator = CachedGenerator(network: network, maxBatch: prompts.count, maxLength: 8 + maxTokens, context: ctx)
+        #expect(generator.generate(prompts: prompts, maxNewTokens: maxTokens, stopTokens: [stop], recent: answers) == answers)
+        #expect(generator.passes == 1, "\(generator.passes) passes")
+        // An answer cut by the token limit gets its last token from the row
+        // before it too (the proposal leaves room for it), so every answer
+        // costs its length less one.
+        let shared = CachedGenerator.sharedPrefixLength(prompts)
+        let expected = shared + prompts.map { $0.count - shared }.reduce(0, +) + answers.map { $0.count - 1 }.reduce(0, +)
+        #expect(generator.layerRows == expected, "\(generator.layerRows) rows, \(expected) expected")
+        // A wrong proposal with a stop token in it still gives greedy output.
+        let wrong = answers.map { [stop] + $0 }
+        #expect(generator.generate(prompts: prompts, maxNewTokens: maxTokens, stopTokens: [stop], drafts: wrong, recent: wrong) == answers)
+    }
+
     /// Speculative decoding from drafts is exact: right, wrong, partly right
     /// and repeating drafts, with and without stop tokens, give greedy output.
     @Test func draftsNeverChangeTheOutput() throws {
@@ -105,17 +133,18 @@ import Trial
         #expect(generator.passes == 1, "\(generator.passes) passes with the right recent answers")
         _ = generator.generate(prompts: prompts, maxNewTokens: maxTokens, stopTokens: [])
         #expect(generator.passes > 3, "\(generator.passes) passes from loops alone")
-        #expect(CachedGenerator.proposal([5, 6, 7, 8], after: [5, 6], limit: 10) == [7, 8])
-        #expect(CachedGenerator.proposal([5, 6, 7, 8, 9], after: [1, 6, 7], limit: 10) == [8, 9])
-        #expect(CachedGenerator.proposal([5, 6, 7, 8], after: [1, 2], limit: 10) == [])
-        // The last token alone, the last resort.
-        #expect(CachedGenerator.guess(after: [1, 6], in: [[5, 6, 7, 8, 9, 10, 11]], limit: 4) == [7, 8, 9, 10])
-        #expect(CachedGenerator.guess(after: [1, 2], in: [[5, 6, 7, 8], [9, 2, 3], [2, 4]], limit: 10) == [3])
-        #expect(CachedGenerator.guess(after: [8], in: [[5, 6, 7, 8]], limit: 10) == [])
-        #expect(CachedGenerator.guess(after: [], in: [[5, 6]], limit: 10) == [])
-        #expect(CachedGenerator.proposal([5, 6, 7, 8], after: [5], limit: 2) == [6, 7])
-        #expect(CachedGenerator.proposal([5, 6, 7, 8], after: [1, 2], limit: 10, others: [[9, 1, 2, 3, 4], [1, 2, 6]]) == [3, 4])
-        #expect(CachedGenerator.proposal([1, 2, 7], after: [1, 2], limit: 10, others: [[1, 2, 3]]) == [7])
+        // The longest suffix of the output found in a text, the first text
+        // that has it, its last occurrence there.
+        #expect(CachedGenerator.lookup([1, 6, 7], in: [[5, 6, 7, 8, 9]], limit: 10) == [8, 9])
+        #expect(CachedGenerator.lookup([1, 6, 7], in: [[7, 1], [5, 6, 7, 8, 9]], limit: 10) == [8, 9])
+        #expect(CachedGenerator.lookup([1, 6, 7], in: [[7, 1], [5, 6, 7, 8, 9]], limit: 10, longest: 1) == [1])
+        #expect(CachedGenerator.lookup([1, 2], in: [[9, 2, 3], [1, 2, 4]], limit: 10) == [4])
+        #expect(CachedGenerator.lookup([2], in: [[2, 3, 2, 5, 6]], limit: 1) == [5])
+        // An occurrence at a text's end has nothing to propose; the output's own earlier tokens do.
+        #expect(CachedGenerator.lookup([4, 8], in: [[5, 6, 7, 8]], limit: 10) == [])
+        #expect(CachedGenerator.lookup([8, 3, 8], in: [[5, 6, 7, 8], [8, 3, 8]], limit: 10) == [3, 8])
+        #expect(CachedGenerator.lookup([], in: [[5, 6]], limit: 10) == [])
+        #expect(CachedGenerator.lookup([5], in: [[5, 6]], limit: 0) == [])
         #expect(CachedGenerator.loopProposal([1, 2, 3, 1, 2, 3], limit: 5) == [1, 2, 3, 1, 2])
         #expect(CachedGenerator.loopProposal([4, 7, 7, 7, 7], limit: 3) == [7, 7, 7])
         #expect(CachedGenerator.loopProposal([4, 7, 7, 7], limit: 3) == [])
@@ -152,9 +181,14 @@ import Trial
         let ctx = ComputeContext(threads: 2)
         let network = lm.model.frozenNetwork()
         let report = try evaluator.evaluate(network, context: ctx)
-        // The second evaluation decodes from the first's answers: the same answers.
+        let first = evaluator.lastDecoding
+        // The second evaluation decodes from the first's answers: the same
+        // answers, in one pass of at most the prompts and 11 tokens an answer.
         let again = try evaluator.evaluate(network, context: ctx)
         #expect(again.questions.map(\.answer) == report.questions.map(\.answer))
+        let prompts = try report.questions.map { try lm.encode(lm.template.render(messages: [.user($0.question)], addGenerationPrompt: true), parseSpecial: true) }
+        #expect(evaluator.lastDecoding.passes == 1 && first.passes > 1, "\(first.passes), then \(evaluator.lastDecoding.passes) passes")
+        #expect(evaluator.lastDecoding.layerRows <= prompts.map(\.count).reduce(0, +) + 12 * 11 && first.layerRows > evaluator.lastDecoding.layerRows)
         #expect(report.questions.count == 12)
         #expect(report.questions.filter(\.paraphrase).count == 6)
         let mean = report.questions.map(\.similarity).reduce(0, +) / 12

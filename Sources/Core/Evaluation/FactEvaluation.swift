@@ -23,6 +23,11 @@ public struct FactEvaluator: Sendable {
     /// either way; off only to measure what it saves).
     public var proposesPreviousAnswers = true
 
+    /// Passes over the layers and rows through them of the last evaluation's
+    /// decoding ((0, 0) before the first): its cost counted rather than
+    /// timed, for the evaluation bench.
+    public var lastDecoding: (passes: Int, layerRows: Int) { buffers.lastDecoding }
+
     public init(model: LanguageModel, embedder: SentenceEmbedder, dataset: FactDataset) {
         self.model = model; self.embedder = embedder; self.dataset = dataset
     }
@@ -116,6 +121,12 @@ final class EvaluationBuffers: @unchecked Sendable {
         let embeddings = embed(texts)
         referenceEmbeddings = (texts, embeddings)
         return embeddings
+    }
+
+    var lastDecoding: (passes: Int, layerRows: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        return cached.map { ($0.generator.passes, $0.generator.layerRows) } ?? (0, 0)
     }
 
     func generator(_ network: LlamaNetwork, batch: Int, length: Int, context: ComputeContext) -> CachedGenerator {

@@ -11,9 +11,10 @@
 // Decoding is speculative: a sequence feeds its last token plus a proposed
 // continuation in one chunk — from what it said the last time it was asked
 // (the previous evaluation's answer), its draft (the reference answer, at
-// evaluation), another sequence's draft, or its own loop — keeps the proposed
-// tokens as far as they equal the greedy choice at each position, and adds the
-// greedy token after them. The output is exactly greedy decoding's; a model
+// evaluation), its own loop, or what follows its last few tokens in any of
+// these texts or another sequence's — keeps the proposed tokens as far as
+// they equal the greedy choice at each position, and adds the greedy token
+// after them (a proposed stop token takes no row: nothing follows it). The output is exactly greedy decoding's; a model
 // that has learned its answers needs one pass for a whole answer instead of
 // one per token. A pass's rows are packed: a sequence adds only its own
 // tokens, and a finished one none.
@@ -43,6 +44,9 @@ public final class CachedGenerator: @unchecked Sendable {
     /// Passes over the layers the last `generate` made (prefill included):
     /// what speculation saves shows here.
     public private(set) var passes = 0
+    /// Rows the last `generate` ran through the layers (the shared prefix
+    /// once): the FLOPs of decoding, near enough, in rows.
+    public private(set) var layerRows = 0
 
     /// The generator's tensors, all in `arena`. R = B · pieceLength +
     /// maxLength rows: a pass's rows are packed, the shared prefix's first
@@ -106,6 +110,7 @@ public final class CachedGenerator: @unchecked Sendable {
                      "prompts exceed the generator's capacity")
         guard B > 0, maxNewTokens > 0 else { return Array(repeating: [], count: B) }
         passes = 0
+        layerRows = 0
         // The prefix runs in the first pass, ahead of the prompts' rests.
         var prefix = Array(prompts[0].prefix(Self.sharedPrefixLength(prompts)))
         let shared = prefix.count
@@ -125,7 +130,21 @@ public final class CachedGenerator: @unchecked Sendable {
         // one saves a whole step per token. What a sequence said last time
         // starts at a whole piece: once the facts are learned it is the
         // answer, verified in the pass that runs the prompt.
-        var budgets = [[ProposalSource: Int]](repeating: [.recent: Self.pieceLength, .draft: 8, .loop: 4, .guess: 4], count: B)
+        var budgets = [[ProposalSource: Int]](repeating: [.recent: Self.pieceLength, .draft: 8, .loop: 4, .lookup: 8], count: B)
+        // Where a sequence that left its previous answer and its draft looks
+        // for what comes next, in order of preference: its own texts, then
+        // the other sequences' (an answer to a paraphrase often borrows a
+        // phrase from another fact's answer, or from the answer to the
+        // question it paraphrases).
+        func texts(for b: Int) -> [[Int32]] {
+            func of(_ o: Int) -> [[Int32]] {
+                var texts: [[Int32]] = o == b ? [] : [outputs[o]]
+                if o < recent.count { texts.append(recent[o]) }
+                if o < drafts.count { texts.append(drafts[o]) }
+                return o == b ? texts + [outputs[b]] : texts
+            }
+            return of(b) + (0..<B).filter { $0 != b }.flatMap(of)
+        }
         while done.contains(false) {
             var sources = [ProposalSource](repeating: .loop, count: B)
             let proposals = (0..<B).map { b -> [Int32] in
@@ -133,37 +152,47 @@ public final class CachedGenerator: @unchecked Sendable {
                 // A proposal keeps the chunk within one piece, and leaves room for the greedy token after it.
                 let room = min(maxNewTokens - outputs[b].count - 1, Self.pieceLength - pending[b].count)
                 guard room > 0 else { return [] }
+                func budget(_ source: ProposalSource) -> Int { min(budgets[b][source, default: 1], room) }
                 if b < recent.count, outputs[b].count < recent[b].count, recent[b].starts(with: outputs[b]) {
                     sources[b] = .recent
-                    return Array(recent[b][outputs[b].count...].prefix(min(budgets[b][.recent, default: 1], room)))
+                    return Array(recent[b][outputs[b].count...].prefix(budget(.recent)))
                 }
-                let others = (b < recent.count ? [recent[b]] : []) + drafts.indices.filter { $0 != b }.map { drafts[$0] }
-                if b < drafts.count {
-                    let proposal = Self.proposal(drafts[b], after: outputs[b], limit: min(budgets[b][.draft, default: 1], room),
-                                                 others: others)
-                    if !proposal.isEmpty { sources[b] = .draft; return proposal }
+                if b < drafts.count, outputs[b].count < drafts[b].count, drafts[b].starts(with: outputs[b]) {
+                    sources[b] = .draft
+                    return Array(drafts[b][outputs[b].count...].prefix(budget(.draft)))
                 }
-                let loop = Self.loopProposal(outputs[b], limit: min(budgets[b][.loop, default: 1], room))
+                let loop = Self.loopProposal(outputs[b], limit: budget(.loop))
                 if !loop.isEmpty { return loop }
-                sources[b] = .guess
-                return Self.guess(after: outputs[b], in: (b < drafts.count ? [drafts[b]] : []) + others,
-                                  limit: min(budgets[b][.guess, default: 1], room))
+                sources[b] = .lookup
+                return Self.lookup(outputs[b], in: texts(for: b), limit: budget(.lookup))
             }
-            let predicted = extendVerifying((0..<B).map { done[$0] ? [] : pending[$0] + proposals[$0] }, at: positions,
+            // A proposal's stop token is checked by the row before it and
+            // needs no row of its own: once it stands, nothing follows. At an
+            // evaluation whose answers are all proposed right, that is one row
+            // per answer through every layer and the head (~2.5% of the pass).
+            let rows = proposals.map { p -> ArraySlice<Int32> in
+                guard let stop = p.firstIndex(where: stopTokens.contains) else { return p[...] }
+                return p[..<stop]
+            }
+            let predicted = extendVerifying((0..<B).map { done[$0] ? [] : pending[$0] + rows[$0] }, at: positions,
                                             predictFrom: pending.map { $0.count - 1 }, prefix: prefix)
             prefix = []
             for b in 0..<B where !done[b] {
-                // Proposed tokens stand while each is the greedy choice after the one before.
+                // Proposed tokens stand while each is the greedy choice after
+                // the one before, up to and including a stop token.
+                let proposal = proposals[b].prefix(rows[b].count + 1)
                 var accepted = 0
-                while accepted < proposals[b].count, predicted[b][accepted] == proposals[b][accepted] { accepted += 1 }
-                for token in proposals[b].prefix(accepted) + [predicted[b][accepted]] where !done[b] {
+                while accepted < proposal.count, predicted[b][accepted] == proposal[proposal.startIndex + accepted] { accepted += 1 }
+                // The greedy token after the accepted ones; none after a stop token.
+                let next = accepted < predicted[b].count ? [predicted[b][accepted]] : []
+                for token in proposal.prefix(accepted) + next where !done[b] {
                     outputs[b].append(token)
                     done[b] = stopTokens.contains(token) || outputs[b].count == maxNewTokens
                 }
                 positions[b] += pending[b].count + accepted
                 pending[b] = Array(outputs[b].suffix(1))
-                guard !proposals[b].isEmpty else { continue }
-                let whole = accepted == proposals[b].count
+                guard !proposal.isEmpty else { continue }
+                let whole = accepted == proposal.count
                 let n = budgets[b][sources[b], default: 1]
                 budgets[b][sources[b]] = whole ? min(2 * n, Self.pieceLength) : accepted == 0 ? max(1, n / 2) : n
             }
@@ -172,36 +201,23 @@ public final class CachedGenerator: @unchecked Sendable {
     }
 
     /// Where a sequence's proposal came from, each with its own budget.
-    enum ProposalSource: Hashable { case recent, draft, loop, guess }
+    enum ProposalSource: Hashable { case recent, draft, loop, lookup }
 
-    /// What a draft proposes after `output`: its continuation while `output`
-    /// is its beginning, else the continuation after the last place where
-    /// `output`'s last two tokens occur in it or, failing that, in one of
-    /// `others` (at most 8 tokens), else nothing. `others` are what the
-    /// sequence said last time and the other sequences' drafts: an answer to
-    /// a paraphrased question that leaves its own reference often borrows a
-    /// phrase from another fact's answer, and one that changed a word since
-    /// last time goes on as it did then.
-    static func proposal(_ draft: [Int32], after output: [Int32], limit: Int, others: [[Int32]] = []) -> [Int32] {
+    /// What follows the longest suffix of `output` (at most `longest`
+    /// tokens) that occurs in one of `texts` with something after it: the
+    /// tokens after its last occurrence in the first text that has one (at
+    /// most `limit`), else nothing. Answers that change between evaluations
+    /// mostly swap a word or two and go on as before, or go on as another
+    /// answer does; the longer the match, the likelier the continuation.
+    static func lookup(_ output: [Int32], in texts: [[Int32]], limit: Int, longest: Int = 8) -> [Int32] {
         guard limit > 0 else { return [] }
-        if output.count < draft.count, draft.starts(with: output) { return Array(draft[output.count...].prefix(limit)) }
-        guard output.count >= 2 else { return [] }
-        let a = output[output.count - 2], b = output[output.count - 1]
-        for text in [draft] + others where text.count >= 3 {
-            for i in stride(from: text.count - 3, through: 0, by: -1) where text[i] == a && text[i + 1] == b {
-                return Array(text[(i + 2)...].prefix(min(limit, 8)))
+        for length in stride(from: min(longest, output.count), through: 1, by: -1) {
+            let suffix = output[(output.count - length)...]
+            for text in texts where text.count > length {
+                for i in stride(from: text.count - length - 1, through: 0, by: -1) where text[i..<(i + length)] == suffix {
+                    return Array(text[(i + length)...].prefix(limit))
+                }
             }
-        }
-        return []
-    }
-
-    /// The last resort: the continuation after the last place where
-    /// `output`'s last token occurs in one of `texts` (at most `limit`). A
-    /// refused guess costs a few rows of a pass that runs anyway.
-    static func guess(after output: [Int32], in texts: [[Int32]], limit: Int) -> [Int32] {
-        guard limit > 0, let last = output.last else { return [] }
-        for text in texts where text.count >= 2 {
-            if let i = text.dropLast().lastIndex(of: last) { return Array(text[(i + 1)...].prefix(limit)) }
         }
         return []
     }
@@ -284,6 +300,7 @@ public final class CachedGenerator: @unchecked Sendable {
                      "pieces exceed the generator's capacity")
         guard N > 0 else { return firstRow }
         passes += 1
+        layerRows += N
         let lengths = pieces.map(\.count)
         let shape = CachedAttentionShape(batch: B, cacheLength: maxLength, heads: c.headCount, kvHeads: c.kvHeadCount,
                                          headDim: c.headDimension)
