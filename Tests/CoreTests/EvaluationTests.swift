@@ -75,7 +75,7 @@ import Trial
         let (dir, lm, network) = try Self.tinyNetwork()
         defer { withExtendedLifetime((dir, lm)) {} }
         let ctx = ComputeContext(threads: 2)
-        let prompts: [[Int32]] = [[1, 2, 3, 4], [1, 2, 3, 9, 10], [1, 2, 3, 5], [7]]
+        let prompts: [[Int32]] = [[1, 2, 3, 4], [1, 2, 3, 9, 10], [1, 2, 3, 5], [1, 2, 3, 7]]
         let maxTokens = 12
         let greedy = prompts.map { network.generateGreedy(prompt: $0, maxTokens: maxTokens, context: ctx) }
         let stop = greedy[0][5]
@@ -88,8 +88,12 @@ import Trial
         // before it too (the proposal leaves room for it), so every answer
         // costs its length less one.
         let shared = CachedGenerator.sharedPrefixLength(prompts)
+        #expect(shared == 3)
         let expected = shared + prompts.map { $0.count - shared }.reduce(0, +) + answers.map { $0.count - 1 }.reduce(0, +)
         #expect(generator.layerRows == expected, "\(generator.layerRows) rows, \(expected) expected")
+        // A call that decodes nothing counts nothing.
+        #expect(generator.generate(prompts: prompts, maxNewTokens: 0, stopTokens: [stop]) == Array(repeating: [], count: prompts.count))
+        #expect(generator.passes == 0 && generator.layerRows == 0)
         // A wrong proposal with a stop token in it still gives greedy output.
         let wrong = answers.map { [stop] + $0 }
         #expect(generator.generate(prompts: prompts, maxNewTokens: maxTokens, stopTokens: [stop], drafts: wrong, recent: wrong) == answers)
@@ -188,7 +192,10 @@ import Trial
         #expect(again.questions.map(\.answer) == report.questions.map(\.answer))
         let prompts = try report.questions.map { try lm.encode(lm.template.render(messages: [.user($0.question)], addGenerationPrompt: true), parseSpecial: true) }
         #expect(evaluator.lastDecoding.passes == 1 && first.passes > 1, "\(first.passes), then \(evaluator.lastDecoding.passes) passes")
-        #expect(evaluator.lastDecoding.layerRows <= prompts.map(\.count).reduce(0, +) + 12 * 11 && first.layerRows > evaluator.lastDecoding.layerRows)
+        let shared = CachedGenerator.sharedPrefixLength(prompts)
+        #expect(shared > 10, "the chat template's system turn: \(shared) tokens")
+        let rows = evaluator.lastDecoding.layerRows
+        #expect(rows <= shared + prompts.map { $0.count - shared }.reduce(0, +) + 12 * 11 && first.layerRows > rows, "\(first.layerRows), then \(rows) rows")
         #expect(report.questions.count == 12)
         #expect(report.questions.filter(\.paraphrase).count == 6)
         let mean = report.questions.map(\.similarity).reduce(0, +) / 12

@@ -58,7 +58,7 @@ public struct FactEvaluator: Sendable {
         // source of proposals: between epochs most answers do not change.
         let recent = proposesPreviousAnswers ? buffers.recentOutputs(prompts: prompts, limit: limit) : []
         let outputs = generator.generate(prompts: prompts, maxNewTokens: limit, stopTokens: stops, drafts: drafts, recent: recent)
-        buffers.remember(prompts: prompts, limit: limit, outputs: outputs)
+        buffers.remember(prompts: prompts, limit: limit, outputs: outputs, decoding: (generator.passes, generator.layerRows))
         let answers = outputs.map { ids in
             model.tokenizer.decode(ids.filter { !stops.contains($0) }, skipSpecialTokens: true).trimmingCharacters(in: .whitespacesAndNewlines)
         }
@@ -97,6 +97,7 @@ final class EvaluationBuffers: @unchecked Sendable {
     private var perplexityActs: (network: UnsafeMutablePointer<Float>, acts: LlamaActivations)?
     private var referenceEmbeddings: (texts: [String], embeddings: [[Float]])?
     private var recent: (prompts: [[Int32]], limit: Int, outputs: [[Int32]])?
+    private var decoding = (passes: 0, layerRows: 0)
 
     /// The answers of the previous evaluation of the same prompts with the
     /// same token limit (none at the first): drafts for this one.
@@ -107,10 +108,12 @@ final class EvaluationBuffers: @unchecked Sendable {
         return r.outputs
     }
 
-    func remember(prompts: [[Int32]], limit: Int, outputs: [[Int32]]) {
+    /// Keeps an evaluation's answers (the next one's proposals) and what its decoding ran.
+    func remember(prompts: [[Int32]], limit: Int, outputs: [[Int32]], decoding: (passes: Int, layerRows: Int)) {
         lock.lock()
         defer { lock.unlock() }
         recent = (prompts, limit, outputs)
+        self.decoding = decoding
     }
 
     /// The reference answers' embeddings: the same at every evaluation, so made once.
@@ -126,7 +129,7 @@ final class EvaluationBuffers: @unchecked Sendable {
     var lastDecoding: (passes: Int, layerRows: Int) {
         lock.lock()
         defer { lock.unlock() }
-        return cached.map { ($0.generator.passes, $0.generator.layerRows) } ?? (0, 0)
+        return decoding
     }
 
     func generator(_ network: LlamaNetwork, batch: Int, length: Int, context: ComputeContext) -> CachedGenerator {

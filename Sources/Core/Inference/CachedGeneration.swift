@@ -108,9 +108,9 @@ public final class CachedGenerator: @unchecked Sendable {
         let B = prompts.count
         precondition(B <= maxBatch && prompts.allSatisfy { !$0.isEmpty && $0.count + maxNewTokens <= maxLength },
                      "prompts exceed the generator's capacity")
-        guard B > 0, maxNewTokens > 0 else { return Array(repeating: [], count: B) }
         passes = 0
         layerRows = 0
+        guard B > 0, maxNewTokens > 0 else { return Array(repeating: [], count: B) }
         // The prefix runs in the first pass, ahead of the prompts' rests.
         var prefix = Array(prompts[0].prefix(Self.sharedPrefixLength(prompts)))
         let shared = prefix.count
