@@ -320,28 +320,39 @@ struct TrainingBenchCommand: ParsableCommand {
             "model_gflops_per_epoch": flops / 1e9,
             "mfu": flops / seconds / (peak * 1e9),
             "final_loss": Double(reports.last?.loss ?? .nan),
-            "products": products.rows, "products_vs_alone": products.ratio,
+            "products": products.rows, "products_vs_alone": products.ratio, "products_vs_streamed": products.streamedRatio,
         ]
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     }
 
     /// The shapes that took 95% of the profiled product time (at most 12), each
-    /// with its GFLOP/s in training beside the same product's alone, and the
-    /// ratio of the time all profiled products would take alone to the time
-    /// they took in training.
-    static func productRates(_ entries: [ProductProfile.Entry], context: ComputeContext) -> (rows: [[String: Any]], ratio: Double) {
+    /// with its GFLOP/s in training beside the same product's alone (B hot in
+    /// cache, and B streamed from memory as training reads a frozen weight),
+    /// and the ratio of the time all profiled products would take alone to
+    /// the time they took in training (`streamedRatio`: the same over the
+    /// shapes with a streamed rate, against it).
+    static func productRates(_ entries: [ProductProfile.Entry], context: ComputeContext)
+        -> (rows: [[String: Any]], ratio: Double, streamedRatio: Double) {
         let total = entries.reduce(0) { $0 + $1.seconds }
         var rows: [[String: Any]] = [], covered = 0.0, aloneSeconds = 0.0, measuredSeconds = 0.0
+        var streamedSeconds = 0.0, measuredStreamedSeconds = 0.0
         for entry in entries where covered < 0.95 * total && rows.count < 12 {
             covered += entry.seconds
             let alone = ProductProfile.isolatedRate(entry.shape)
             aloneSeconds += entry.shape.flops * Double(entry.calls) / (alone * 1e9)
             measuredSeconds += entry.seconds
-            rows.append(["shape": entry.shape.description, "calls": entry.calls, "seconds": entry.seconds,
-                         "gflops": entry.gflops, "alone_gflops": alone, "share": entry.seconds / total])
+            var row: [String: Any] = ["shape": entry.shape.description, "calls": entry.calls, "seconds": entry.seconds,
+                                      "gflops": entry.gflops, "alone_gflops": alone, "share": entry.seconds / total]
+            if let streamed = ProductProfile.streamedRate(entry.shape) {
+                row["streamed_gflops"] = streamed
+                streamedSeconds += entry.shape.flops * Double(entry.calls) / (streamed * 1e9)
+                measuredStreamedSeconds += entry.seconds
+            }
+            rows.append(row)
         }
-        return (rows, measuredSeconds > 0 ? aloneSeconds / measuredSeconds : .nan)
+        return (rows, measuredSeconds > 0 ? aloneSeconds / measuredSeconds : .nan,
+                measuredStreamedSeconds > 0 ? streamedSeconds / measuredStreamedSeconds : .nan)
     }
 
     private func printTable(_ rows: [[String: Any]]) {
@@ -382,13 +393,17 @@ struct TrainingBenchCommand: ParsableCommand {
         for r in rows {
             guard let products = r["products"] as? [[String: Any]], !products.isEmpty else { continue }
             print("\nproducts of \(r["method"] as? String ?? "") \(r["engine"] as? String ?? "") \(r["precision"] as? String ?? "") threads \(r["threads"] as? Int ?? 0) batch \(r["batch_size"] as? Int ?? 0):"
-                  + " training at \(f((r["products_vs_alone"] as? Double).map { $0 * 100 }, "%.0f"))% of their rate alone (time-weighted)")
-            print("  M×K×N layout precision".padding(toLength: 46, withPad: " ", startingAt: 0) + "calls  time share  GFLOP/s training  alone   ratio")
+                  + " training at \(f((r["products_vs_alone"] as? Double).map { $0 * 100 }, "%.0f"))% of their rate alone,"
+                  + " \(f((r["products_vs_streamed"] as? Double).map { $0 * 100 }, "%.0f"))% of their rate with B streamed from memory (time-weighted)")
+            print("  M×K×N layout precision".padding(toLength: 46, withPad: " ", startingAt: 0)
+                  + "calls  time share  GFLOP/s training  alone   ratio | B streamed  ratio")
             for p in products {
                 let training = p["gflops"] as? Double ?? .nan, alone = p["alone_gflops"] as? Double ?? .nan
+                let streamed = p["streamed_gflops"] as? Double
                 print("  " + (p["shape"] as? String ?? "").padding(toLength: 44, withPad: " ", startingAt: 0),
-                      String(format: "%5d %10.1f%% %17.1f %6.1f %6.0f%%", p["calls"] as? Int ?? 0, (p["share"] as? Double ?? 0) * 100,
-                             training, alone, training / alone * 100))
+                      String(format: "%5d %10.1f%% %17.1f %6.1f %6.0f%% |", p["calls"] as? Int ?? 0, (p["share"] as? Double ?? 0) * 100,
+                             training, alone, training / alone * 100),
+                      streamed.map { String(format: "%10.1f %5.0f%%", $0, training / $0 * 100) } ?? "         —      —")
             }
         }
     }

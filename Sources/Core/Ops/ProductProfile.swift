@@ -103,4 +103,49 @@ public enum ProductProfile {
         }
         return shape.flops / best / 1e9
     }
+
+    /// Bytes of B copies `streamedRate` cycles through: four times the
+    /// largest last-level cache of the machines measured (32 MiB).
+    public static let streamedPoolBytes = 128 << 20
+
+    /// Best GFLOP/s of `shape`'s product when every call reads a B no other
+    /// call has read lately (copies cycled through a pool larger than the
+    /// last-level cache), A and C staying hot: as training reads a frozen
+    /// weight once per direction per step, from memory. nil for a packed B
+    /// (its packed copy belongs to one matrix).
+    public static func streamedRate(_ shape: Shape, sweeps: Int = 4) -> Double? {
+        guard !shape.bPacked else { return nil }
+        let aCount = shape.m * shape.k, bCount = shape.k * shape.n
+        let bBytes = bCount * (shape.bStoredBF16 ? 2 : 4)
+        let copies = max(2, streamedPoolBytes / bBytes)
+        let arena = FloatArena(capacity: aCount + shape.m * shape.n + (shape.bStoredBF16 ? bCount : copies * bCount))
+        var rng = SeededGenerator(seed: 5)
+        let a = arena.base, c = arena.base + aCount, pool = arena.base + aCount + shape.m * shape.n
+        for i in 0..<aCount { a[i] = rng.nextUniform() - 0.5 }
+        for i in 0..<bCount { pool[i] = rng.nextUniform() - 0.5 }
+        let lda = shape.transA ? shape.m : shape.k, ldb = shape.transB ? shape.k : shape.n
+        let bRows = shape.transB ? shape.n : shape.k, bColumns = shape.transB ? shape.k : shape.n
+        var bits: [BFloat16Matrix] = []
+        if shape.bStoredBF16 {
+            bits = (0..<copies).map { _ in BFloat16Matrix(pool, rows: bRows, columns: bColumns, context: ComputeContext(threads: 1)) }
+        } else {
+            for copy in 1..<copies { (pool + copy * bCount).update(from: pool, count: bCount) }
+        }
+        var best = Double.infinity
+        for _ in 0..<sweeps {
+            let start = DispatchTime.now().uptimeNanoseconds
+            for copy in 0..<copies {
+                if shape.bf16 {
+                    gemmBFloat16(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
+                                 a: .f32(a), lda: lda, b: bits.isEmpty ? .f32(pool + copy * bCount) : .bf16(bits[copy].base), ldb: ldb,
+                                 beta: 0, c: c, ldc: shape.n, packed: nil)
+                } else {
+                    gemm(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
+                         a: a, lda: lda, b: pool + copy * bCount, ldb: ldb, beta: 0, c: c, ldc: shape.n, packed: nil)
+                }
+            }
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+        }
+        return shape.flops * Double(copies) / best / 1e9
+    }
 }

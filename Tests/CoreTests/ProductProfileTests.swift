@@ -1,0 +1,43 @@
+// ProductProfile: products timed per shape while a benchmark profiles, and a
+// shape's rate alone with B hot in cache or streamed from memory.
+import Foundation
+import Testing
+@testable import Core
+
+@Suite struct ProductProfileTests {
+    /// Products run while profiling are counted under their shape; none are
+    /// counted once profiling stops.
+    @Test func profiledProductsAreCountedPerShape() {
+        let (m, k, n) = (5, 7, 11)
+        let arena = FloatArena(capacity: m * k + k * n + m * n)
+        for i in 0..<(m * k + k * n) { arena.base[i] = Float(i % 13) / 13 }
+        let a = arena.base, b = arena.base + m * k, c = arena.base + m * k + k * n
+        func product() {
+            gemm(transA: false, transB: false, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, beta: 0, c: c, ldc: n, packed: nil)
+        }
+        ProductProfile.start()
+        for _ in 0..<3 { product() }
+        let entries = ProductProfile.stop()
+        let ours = entries.filter { $0.shape.m == m && $0.shape.n == n && $0.shape.k == k && !$0.shape.bf16 }
+        #expect(ours.count == 1 && ours.first?.calls == 3, "\(entries.map { "\($0.shape) × \($0.calls)" })")
+        #expect(ours.allSatisfy { $0.seconds > 0 && $0.gflops.isFinite })
+        product()
+        #expect(ProductProfile.stop().isEmpty)
+    }
+
+    /// The rate alone and the rate with B streamed are measured for f32 and
+    /// bf16 shapes (B stored in f32 or bf16); a packed B has no streamed rate.
+    @Test func ratesAloneAndStreamed() {
+        for (bf16, stored) in [(false, false), (true, false), (true, true)] {
+            let shape = ProductProfile.Shape(transA: false, transB: true, m: 16, n: 96, k: 64, bf16: bf16, bStoredBF16: stored, bPacked: false)
+            let alone = ProductProfile.isolatedRate(shape)
+            let streamed = ProductProfile.streamedRate(shape, sweeps: 1)
+            #expect(alone.isFinite && alone > 0, "\(shape): alone \(alone)")
+            #expect(streamed.map { $0.isFinite && $0 > 0 } == true, "\(shape): streamed \(String(describing: streamed))")
+        }
+        var packed = ProductProfile.Shape(transA: false, transB: true, m: 16, n: 96, k: 64, bf16: false, bStoredBF16: false, bPacked: true)
+        #expect(ProductProfile.streamedRate(packed) == nil)
+        packed.bf16 = true
+        #expect(ProductProfile.streamedRate(packed) == nil)
+    }
+}
