@@ -111,38 +111,30 @@ public enum ProductProfile {
     /// Best GFLOP/s of `shape`'s product when every call reads a B no other
     /// call has read lately (copies cycled through a pool larger than the
     /// last-level cache), A and C staying hot: as training reads a frozen
-    /// weight once per direction per step, from memory. nil for a packed B
-    /// (its packed copy belongs to one matrix).
+    /// base once per direction per step, from memory. Only for a frozen base
+    /// stored in bf16 (`bStoredBF16`, not packed): other Bs are activations,
+    /// gradients or trained matrices, hot in cache when training reads them.
+    /// nil too for a B over half the pool (the 1B head): one copy alone is
+    /// past the cache, so its rate alone already reads it from memory.
     public static func streamedRate(_ shape: Shape, sweeps: Int = 4) -> Double? {
-        guard !shape.bPacked else { return nil }
         let aCount = shape.m * shape.k, bCount = shape.k * shape.n
-        let bBytes = bCount * (shape.bStoredBF16 ? 2 : 4)
-        let copies = max(2, streamedPoolBytes / bBytes)
-        let arena = FloatArena(capacity: aCount + shape.m * shape.n + (shape.bStoredBF16 ? bCount : copies * bCount))
+        guard shape.bf16, shape.bStoredBF16, !shape.bPacked, bCount > 0, 2 * 2 * bCount <= streamedPoolBytes else { return nil }
+        let copies = streamedPoolBytes / (2 * bCount)
+        let arena = FloatArena(capacity: aCount + shape.m * shape.n + bCount)
         var rng = SeededGenerator(seed: 5)
+        // pool: one f32 B, the source of every bf16 copy.
         let a = arena.base, c = arena.base + aCount, pool = arena.base + aCount + shape.m * shape.n
         for i in 0..<aCount { a[i] = rng.nextUniform() - 0.5 }
         for i in 0..<bCount { pool[i] = rng.nextUniform() - 0.5 }
         let lda = shape.transA ? shape.m : shape.k, ldb = shape.transB ? shape.k : shape.n
         let bRows = shape.transB ? shape.n : shape.k, bColumns = shape.transB ? shape.k : shape.n
-        var bits: [BFloat16Matrix] = []
-        if shape.bStoredBF16 {
-            bits = (0..<copies).map { _ in BFloat16Matrix(pool, rows: bRows, columns: bColumns, context: ComputeContext(threads: 1)) }
-        } else {
-            for copy in 1..<copies { (pool + copy * bCount).update(from: pool, count: bCount) }
-        }
+        let bits = (0..<copies).map { _ in BFloat16Matrix(pool, rows: bRows, columns: bColumns, context: ComputeContext(threads: 1)) }
         var best = Double.infinity
         for _ in 0..<sweeps {
             let start = DispatchTime.now().uptimeNanoseconds
-            for copy in 0..<copies {
-                if shape.bf16 {
-                    gemmBFloat16(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
-                                 a: .f32(a), lda: lda, b: bits.isEmpty ? .f32(pool + copy * bCount) : .bf16(bits[copy].base), ldb: ldb,
-                                 beta: 0, c: c, ldc: shape.n, packed: nil)
-                } else {
-                    gemm(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
-                         a: a, lda: lda, b: pool + copy * bCount, ldb: ldb, beta: 0, c: c, ldc: shape.n, packed: nil)
-                }
+            for copy in bits {
+                gemmBFloat16(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
+                             a: .f32(a), lda: lda, b: .bf16(copy.base), ldb: ldb, beta: 0, c: c, ldc: shape.n, packed: nil)
             }
             best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
         }
