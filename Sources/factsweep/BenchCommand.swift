@@ -309,7 +309,7 @@ struct TrainingBenchCommand: ParsableCommand {
         let steady = reports.dropFirst()
         let seconds = steady.map(\.epochSeconds).reduce(0, +) / Double(steady.count)
         let flops = steady.map(\.flops).reduce(0, +) / Double(steady.count) * (method.kind == .full ? 1 : 2.0 / 3.0)
-        let result: [String: Any] = [
+        var result: [String: Any] = [
             "engine": (settings.productPrecision == .bf16 ? MatmulEngine.currentBF16 : MatmulEngine.current).rawValue,
             "precision": settings.productPrecision.rawValue, "adam_moments": adamMoments.rawValue, "openblas_core": OpenBLASCore.name,
             "openmp_wait": LibraryEnvironment.openMPWait, "threads": threads, "batch_size": batch, "epochs": epochs, "base_weight_bytes": lm.model.baseWeightBytes,
@@ -323,8 +323,10 @@ struct TrainingBenchCommand: ParsableCommand {
             "model_gflops_per_epoch": flops / 1e9,
             "mfu": flops / seconds / (peak * 1e9),
             "final_loss": Double(reports.last?.loss ?? .nan),
-            "products": products.rows, "products_vs_alone": products.ratio, "products_vs_streamed": products.streamedRatio,
+            "products": products.rows, "products_vs_alone": products.ratio,
         ]
+        // JSON has no NaN: the streamed ratio only when some shape had a streamed rate (none in f32).
+        if products.streamedRatio.isFinite { result["products_vs_streamed"] = products.streamedRatio }
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     }

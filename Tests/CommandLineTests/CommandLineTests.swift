@@ -115,7 +115,7 @@ import TestSupport
         #expect(rows.count == 1 && row["rounds"] as? Int == 3, "\(rows)")
         let ours = try #require(row["seconds_per_epoch_rounds"] as? [Double]), theirs = try #require(row["pytorch_seconds_per_epoch_rounds"] as? [Double])
         let ratios = try #require(row["speedup_vs_pytorch_rounds"] as? [Double])
-        #expect(ours.count == 3 && theirs == [1, 100, 10], "\(row)")
+        try #require(ours.count == 3 && ratios.count == 3 && theirs == [1, 100, 10], "\(row)")
         // JSON carries a Double to its last digit or one ulp off.
         #expect(zip(ratios, zip(theirs, ours).map { $0 / $1 }).allSatisfy { abs($0 - $1) <= 1e-12 * $1 }, "\(ratios)")
         #expect(row["seconds_per_epoch"] as? Double == ours.sorted()[1])
