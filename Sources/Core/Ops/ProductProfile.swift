@@ -79,29 +79,7 @@ public enum ProductProfile {
     /// same path training takes (bf16 conversion of Float32 operands
     /// included), on the threads the process's products use now.
     public static func isolatedRate(_ shape: Shape, repeats: Int = 12) -> Double {
-        let aCount = shape.m * shape.k, bCount = shape.k * shape.n
-        let arena = FloatArena(capacity: aCount + bCount + shape.m * shape.n)
-        var rng = SeededGenerator(seed: 5)
-        for i in 0..<(aCount + bCount) { arena.base[i] = rng.nextUniform() - 0.5 }
-        let a = arena.base, b = arena.base + aCount, c = arena.base + aCount + bCount
-        let lda = shape.transA ? shape.m : shape.k, ldb = shape.transB ? shape.k : shape.n
-        let bRows = shape.transB ? shape.n : shape.k, bColumns = shape.transB ? shape.k : shape.n
-        let bBits = shape.bStoredBF16 ? BFloat16Matrix(b, rows: bRows, columns: bColumns, context: ComputeContext(threads: 1)) : nil
-        let packed = shape.bPacked ? PackedWeight() : nil
-        var best = Double.infinity
-        for _ in 0..<repeats {
-            let start = DispatchTime.now().uptimeNanoseconds
-            if shape.bf16 {
-                gemmBFloat16(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
-                             a: .f32(a), lda: lda, b: bBits.map { .bf16($0.base) } ?? .f32(b), ldb: ldb, beta: 0, c: c, ldc: shape.n,
-                             packed: packed)
-            } else {
-                gemm(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
-                     a: a, lda: lda, b: b, ldb: ldb, beta: 0, c: c, ldc: shape.n, packed: packed)
-            }
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
-        }
-        return shape.flops / best / 1e9
+        bestRate(shape, copies: 1, rounds: repeats)
     }
 
     /// Bytes of B copies `streamedRate` cycles through: four times the
@@ -117,24 +95,39 @@ public enum ProductProfile {
     /// nil too for a B over half the pool (the 1B head): one copy alone is
     /// past the cache, so its rate alone already reads it from memory.
     public static func streamedRate(_ shape: Shape, sweeps: Int = 4) -> Double? {
-        let aCount = shape.m * shape.k, bCount = shape.k * shape.n
+        let bCount = shape.k * shape.n
         guard shape.bf16, shape.bStoredBF16, !shape.bPacked, bCount > 0, 2 * 2 * bCount <= streamedPoolBytes else { return nil }
-        let copies = streamedPoolBytes / (2 * bCount)
-        let arena = FloatArena(capacity: aCount + shape.m * shape.n + bCount)
+        return bestRate(shape, copies: streamedPoolBytes / (2 * bCount), rounds: sweeps)
+    }
+
+    /// Best GFLOP/s over `rounds` rounds of one product per copy of B, all
+    /// copies holding the same values: one copy measures the product with its
+    /// operands hot in cache, many (bf16-stored Bs only) with B read from
+    /// memory. A and C are the same in every call.
+    private static func bestRate(_ shape: Shape, copies: Int, rounds: Int) -> Double {
+        precondition(copies == 1 || shape.bStoredBF16, "copies of B are bf16-stored copies")
+        let aCount = shape.m * shape.k, bCount = shape.k * shape.n
+        let arena = FloatArena(capacity: aCount + bCount + shape.m * shape.n)
         var rng = SeededGenerator(seed: 5)
-        // pool: one f32 B, the source of every bf16 copy.
-        let a = arena.base, c = arena.base + aCount, pool = arena.base + aCount + shape.m * shape.n
-        for i in 0..<aCount { a[i] = rng.nextUniform() - 0.5 }
-        for i in 0..<bCount { pool[i] = rng.nextUniform() - 0.5 }
+        for i in 0..<(aCount + bCount) { arena.base[i] = rng.nextUniform() - 0.5 }
+        let a = arena.base, b = arena.base + aCount, c = arena.base + aCount + bCount
         let lda = shape.transA ? shape.m : shape.k, ldb = shape.transB ? shape.k : shape.n
         let bRows = shape.transB ? shape.n : shape.k, bColumns = shape.transB ? shape.k : shape.n
-        let bits = (0..<copies).map { _ in BFloat16Matrix(pool, rows: bRows, columns: bColumns, context: ComputeContext(threads: 1)) }
+        let bits = shape.bStoredBF16
+            ? (0..<copies).map { _ in BFloat16Matrix(b, rows: bRows, columns: bColumns, context: ComputeContext(threads: 1)) } : []
+        let packed = shape.bPacked ? PackedWeight() : nil
         var best = Double.infinity
-        for _ in 0..<sweeps {
+        for _ in 0..<rounds {
             let start = DispatchTime.now().uptimeNanoseconds
-            for copy in bits {
-                gemmBFloat16(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
-                             a: .f32(a), lda: lda, b: .bf16(copy.base), ldb: ldb, beta: 0, c: c, ldc: shape.n, packed: nil)
+            for copy in 0..<copies {
+                if shape.bf16 {
+                    gemmBFloat16(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
+                                 a: .f32(a), lda: lda, b: bits.isEmpty ? .f32(b) : .bf16(bits[copy].base), ldb: ldb,
+                                 beta: 0, c: c, ldc: shape.n, packed: packed)
+                } else {
+                    gemm(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
+                         a: a, lda: lda, b: b, ldb: ldb, beta: 0, c: c, ldc: shape.n, packed: packed)
+                }
             }
             best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
         }
