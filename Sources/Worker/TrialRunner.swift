@@ -59,6 +59,7 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
     /// `directory` when given.
     public func run(_ config: TrialConfig, directory: URL?, resume: Bool, events: TrialEvents) throws -> TrialSummary {
         events.phase(.loading)
+        if config.training.productPrecision == .bf16, let notice = MatmulEngine.bf16Notice { logger.warning("\(notice)") }
         let storage = LinearStorage.training(config.training.method.kind, precision: config.training.productPrecision)
         let modelURL = URL(fileURLWithPath: config.model)
         let lm = try cache.languageModel(modelURL, storage: storage, context: context)

@@ -113,7 +113,9 @@ struct TrainingBenchCommand: ParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print("OpenBLAS kernels: \(rows.first?["openblas_core"] as? String ?? OpenBLASCore.name)")
+            print("OpenBLAS kernels: \(rows.first?["openblas_core"] as? String ?? OpenBLASCore.name); "
+                  + "oneDNN kernels: \(rows.first?["onednn_isa"] as? String ?? MatmulEngine.oneDNNInstructionSet ?? "none")")
+            for notice in Set(rows.compactMap { $0["bf16_notice"] as? String }).sorted() { print("Note: \(notice)") }
             let waits = Set(rows.compactMap { $0["openmp_wait"] as? String }).sorted()
             if !waits.isEmpty {
                 print("libgomp's threads wait by: \(waits.joined(separator: "; ")) (FactSweep); PyTorch's defaults (PyTorch)")
@@ -325,6 +327,8 @@ struct TrainingBenchCommand: ParsableCommand {
             "final_loss": Double(reports.last?.loss ?? .nan),
             "products": products.rows, "products_vs_alone": products.ratio,
         ]
+        result["onednn_isa"] = MatmulEngine.oneDNNInstructionSet ?? "none"
+        if settings.productPrecision == .bf16, let notice = MatmulEngine.bf16Notice { result["bf16_notice"] = notice }
         // JSON has no NaN: the streamed ratio only when some shape had a streamed rate (none in f32).
         if products.streamedRatio.isFinite { result["products_vs_streamed"] = products.streamedRatio }
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])

@@ -46,13 +46,11 @@ import TestSupport
         #expect(gen.status == 0, "\(gen.stderr)")
     }
 
-    /// OpenBLAS 0.3.21 falls back to Prescott's SSE3 kernels on CPUs it does not know (this project's
-    /// Intel Xeons); `factsweep` asks for the kernels the CPU runs, and an OPENBLAS_CORETYPE the user set stands.
+    /// OpenBLAS 0.3.21 falls back to Prescott's SSE3 kernels on CPUs it does not know (Intel Xeons and
+    /// AMD Zen 5 seen here); `factsweep` asks for the kernels the CPU runs, and an OPENBLAS_CORETYPE the user set stands.
     @Test func openBLASRunsTheKernelsTheCPUHas() throws {
         let tmp = try TemporaryDirectory()
         try TinyCheckpoints.llama3(in: tmp.url)
-        let flags = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8).split(separator: "\n")
-            .first { $0.hasPrefix("flags") }.map { Set($0.split(separator: " ").map(String.init)) } ?? []
         let arguments = ["train", "--model", tmp.url.path, "--epochs", "1", "--eval-every", "0", "--held-out", "none",
                          "--threads", "1", "--json"]
         func core(_ coreType: String?) throws -> String? {
@@ -63,13 +61,42 @@ import TestSupport
             return jsonLines(r.stdout).last?["openblas_core"] as? String
         }
         let chosen = try #require(try core(nil))
-        if ["avx512f", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(flags.contains) {
-            #expect(!["Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Sandybridge"].contains(chosen),
-                    "OpenBLAS runs \(chosen) kernels on an AVX-512 CPU")
+        // Kernels for CPUs without AVX2 (SSE3 to AVX): every AVX-512 CPU has AVX2.
+        let older = ["Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Sandybridge"]
+        if CPUFeatures.hasAVX2 {
+            #expect(!older.contains(chosen), "OpenBLAS runs \(chosen) kernels on \(CPUFeatures.modelName), which has AVX2")
         } else {
-            Issue.record("this test expects an AVX-512 CPU, as every machine of this project has (flags: \(flags.sorted()))")
+            Issue.record("this test expects a CPU with AVX2 at least (\(CPUFeatures.modelName), flags: \(CPUFeatures.flags.sorted()))")
         }
         #expect(try core("Haswell") == "Haswell")
+    }
+
+    /// `train --precision bf16` says, on standard error, when its products cannot run as bf16 products here
+    /// (oneDNN 2.6 has bf16 kernels only on AVX-512 CPUs) and trains all the same; on an AVX-512 CPU it says
+    /// nothing. The bench's rows name oneDNN's instruction set and carry the same notice.
+    @Test func bf16SaysWhenThisCPUHasNoBF16Products() throws {
+        let (tmp, data) = try tinyModelAndOneFact()
+        var environment = ProcessInfo.processInfo.environment
+        environment["FACTSWEEP_MATMUL"] = nil
+        let r = try Command.run(try FactSweepBinary.url(), ["train", "--model", tmp.url.path, "--data", data.path, "--epochs", "1",
+                                                            "--eval-every", "0", "--held-out", "none", "--threads", "1",
+                                                            "--precision", "bf16", "--json"],
+                                environment: environment, directory: TestPaths.repositoryRoot)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(jsonLines(r.stdout).last?["precision"] as? String == "bf16", "\(r.stdout)")
+        let said = r.stderr.contains("no bf16 matmul in oneDNN")
+        #expect(said == !CPUFeatures.hasAVX512, "\(CPUFeatures.modelName), AVX-512 \(CPUFeatures.hasAVX512): \(r.stderr)")
+        let bench = try Command.run(try FactSweepBinary.url(), ["bench", "training", "--model", tmp.url.path, "--data", data.path,
+                                                                "--methods", "lora-r8", "--precision", "bf16", "--thread-counts", "1",
+                                                                "--batch-sizes", "1", "--engines", "onednn", "--epochs", "2",
+                                                                "--no-pytorch", "--json"],
+                                    environment: environment, directory: TestPaths.repositoryRoot)
+        #expect(bench.status == 0, "\(bench.stderr)")
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(bench.stdout.utf8)) as? [[String: Any]], "\(bench.stdout)")
+        let row = try #require(rows.first)
+        #expect((row["onednn_isa"] as? String)?.hasPrefix(CPUFeatures.hasAVX512 ? "avx512" : "avx2") == true, "\(row)")
+        #expect(row["engine"] as? String == (CPUFeatures.hasAVX512 ? "onednn" : "openblas"), "\(row)")
+        #expect((row["bf16_notice"] != nil) == !CPUFeatures.hasAVX512, "\(row)")
     }
 
     /// A configuration whose child fails is reported in its row, the next one still runs, and the bench

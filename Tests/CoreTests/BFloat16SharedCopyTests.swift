@@ -76,7 +76,10 @@ import Trial
     /// thread share in both runs.
     @Test(arguments: [MethodKind.full, .lora, .qlora, .ia3], [1, 2])
     func trainingStepIsBitIdentical(_ kind: MethodKind, threads: Int) throws {
-        try #require(MatmulEngine.currentBF16 == .oneDNN, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
+        let onOneDNN = MatmulEngine.currentBF16 == .oneDNN
+        if !onOneDNN {
+            try #require(!OneDNNMatmul.supportsBF16, "bf16 products are not on oneDNN, which has bf16 kernels here (FACTSWEEP_MATMUL?)")
+        }
         let golden = try BFloat16GoldenTests.golden("tiny-tied")
         let loaded = try ModelLocation.open(TestPaths.golden("tiny-tied"))
         let ctx = ComputeContext(threads: threads)
@@ -107,10 +110,21 @@ import Trial
         }
         let shared = step()
         let alone = withoutSharedBFloat16Copies(step)
+        #expect(shared.gradients.contains { $0 != 0 })
+        guard onOneDNN else {
+            // No bf16 matmul in oneDNN on this CPU (OneDNNReuseTests.bf16Refused): every product rounds its operands
+            // into f32 for OpenBLAS, so there are no bf16 copies to share, and OpenBLAS's sums follow the threads
+            // other tests leave it (see `MatmulEngine.current`), so the two runs agree to rounding, not bit for bit.
+            #expect(shared.conversions == 0 && alone.conversions == 0, "\(shared.conversions), \(alone.conversions)")
+            #expect(abs(shared.loss - alone.loss) <= 1e-5 * abs(alone.loss))
+            #expect(FewRowsProductTests.relativeError(shared.gradients, alone.gradients) < 1e-4)
+            #expect(FewRowsProductTests.relativeError(shared.logits, alone.logits) < 1e-5)
+            print("note: oneDNN has no bf16 matmul on \(CPUFeatures.modelName): checked the OpenBLAS path (\(kind), \(threads) threads)")
+            return
+        }
         #expect(shared.loss == alone.loss)
         #expect(shared.gradients == alone.gradients)
         #expect(shared.logits == alone.logits)
-        #expect(shared.gradients.contains { $0 != 0 })
         #expect(shared.conversions < alone.conversions, "\(kind): \(shared.conversions) conversions shared, \(alone.conversions) alone")
     }
 }

@@ -6,6 +6,7 @@
 import Foundation
 import Testing
 @testable import Core
+import TestSupport
 
 @Suite struct MatmulEngineTests {
     struct Case: Sendable, CustomStringConvertible {
@@ -109,10 +110,15 @@ import Testing
     }
 
     /// The process default is oneDNN when its engine can be created (see
-    /// `MatmulEngine.current`) unless the environment forces one.
+    /// `MatmulEngine.current`) unless the environment forces one; bf16
+    /// products are on oneDNN only where it has bf16 kernels.
     @Test func defaultFollowsTheEnvironment() {
         let forced = ProcessInfo.processInfo.environment[MatmulEngine.environmentKey].flatMap(MatmulEngine.init(name:))
         #expect(MatmulEngine.current == (forced ?? (OneDNNMatmul.isAvailable ? .oneDNN : .openBLAS)))
+        // bf16 products: on oneDNN exactly when it has bf16 kernels, which oneDNN 2.6 has on AVX-512 CPUs.
+        let bf16OnOneDNN = forced != .openBLAS && OneDNNMatmul.isAvailable && CPUFeatures.hasAVX512
+        #expect(MatmulEngine.currentBF16 == (bf16OnOneDNN ? .oneDNN : .openBLAS), "\(CPUFeatures.modelName)")
+        #expect((MatmulEngine.bf16Notice == nil) == bf16OnOneDNN)
     }
 
     /// A training-sized product (one example's rows × SmolLM2's MLP) on random operands.

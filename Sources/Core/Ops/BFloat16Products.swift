@@ -1,9 +1,10 @@
 // BFloat16Products: C (f32) = alpha·op(A)·op(B) + beta·C with A and B in
 // bf16 and f32 accumulation — PyTorch CPU autocast's products. oneDNN's
 // matmul runs them (brgemm `avx512_core_bf16` kernels); Debian's OpenBLAS
-// 0.3.21 exports no `cblas_sbgemm`, so without oneDNN (or with
-// FACTSWEEP_MATMUL=openblas) the bf16-rounded inputs go through sgemm,
-// which gives the same numbers as a bf16 product with f32 accumulation.
+// 0.3.21 exports no `cblas_sbgemm`, so without oneDNN's bf16 kernels (no
+// oneDNN, a CPU without AVX-512, or FACTSWEEP_MATMUL=openblas) the
+// bf16-rounded inputs go through sgemm, which gives the same numbers as a
+// bf16 product with f32 accumulation.
 import CBLAS
 
 /// A product operand in the storage it is held in.
@@ -55,7 +56,7 @@ private func gemmBFloat16Untimed(
     let scratch = ProductScratch.current
     let aRows = transA ? k : m, aCols = transA ? m : k
     let bRows = transB ? n : k, bCols = transB ? k : n
-    if k > 0, engine == .oneDNN, OneDNNMatmul.isAvailable {
+    if k > 0, engine == .oneDNN, OneDNNMatmul.supportsBF16 {
         let (aBits, aLD) = bf16(a, rows: aRows, columns: aCols, ld: lda, slot: 0, scratch, threads: threads ?? 1)
         // Inside single-threaded sections a one-thread primitive: the calling threads are the parallelism.
         var key = OneDNNMatmul.Key(

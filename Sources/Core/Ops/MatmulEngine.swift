@@ -8,7 +8,7 @@ import Foundation
 public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertible {
     /// OpenBLAS's `cblas_sgemm`.
     case openBLAS = "openblas"
-    /// oneDNN's matmul primitive (brgemm kernels on AVX-512), one primitive per shape.
+    /// oneDNN's matmul primitive (brgemm kernels on AVX-512, AVX2 kernels without it), one primitive per shape.
     case oneDNN = "onednn"
 
     /// The environment variable that forces an engine: `openblas` or `onednn`.
@@ -45,10 +45,12 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
     }
 
     /// The engine bf16 products run on: oneDNN unless `FACTSWEEP_MATMUL`
-    /// forces OpenBLAS, which has no bf16 product in Debian's 0.3.21 (no
-    /// `cblas_sbgemm`) and then multiplies the bf16-rounded inputs in sgemm.
-    /// In bf16 every product goes through oneDNN, so no OpenBLAS threads
-    /// compete with its OpenMP ones.
+    /// forces OpenBLAS or oneDNN has no bf16 matmul on this CPU (it needs
+    /// AVX-512: `OneDNNMatmul.supportsBF16`). OpenBLAS has no bf16 product
+    /// in Debian's 0.3.21 (no `cblas_sbgemm`) and multiplies the bf16-rounded
+    /// inputs in sgemm: the same numbers, at f32's speed or below
+    /// (`bf16Notice`). On oneDNN every bf16 product goes through it, so no
+    /// OpenBLAS threads compete with its OpenMP ones.
     public static var currentBF16: MatmulEngine {
         get { bf16Selection.withLock { $0 } }
         set { bf16Selection.withLock { $0 = newValue } }
@@ -65,7 +67,26 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
 
     private static let selection = LockedValue<MatmulEngine>(initialEngine())
 
-    private static let bf16Selection = LockedValue<MatmulEngine>(forcedEngine ?? .oneDNN)
+    private static let bf16Selection = LockedValue<MatmulEngine>(
+        forcedEngine == .openBLAS || !OneDNNMatmul.supportsBF16 ? .openBLAS : .oneDNN)
+
+    /// What a user asking for bf16 should know when its products cannot run
+    /// as bf16 products here: nil when they run on oneDNN's bf16 kernels.
+    public static var bf16Notice: String? {
+        guard currentBF16 == .openBLAS else { return nil }
+        if forcedEngine == .openBLAS {
+            return "bf16 products run on OpenBLAS sgemm over bf16-rounded inputs (\(environmentKey)=openblas): "
+                + "the same numbers as bf16 products, at f32's speed or below"
+        }
+        let isa = OneDNNMatmul.instructionSet.map { " (oneDNN's instruction set here: \($0))" } ?? " (oneDNN is not available)"
+        return "this CPU has no bf16 matmul in oneDNN, which needs AVX-512\(isa): bf16 products run on OpenBLAS sgemm "
+            + "over bf16-rounded inputs, the same numbers as bf16 products, at f32's speed or below"
+    }
+
+    /// The instruction set oneDNN's kernels use on this CPU (`avx2`,
+    /// `avx512_core_bf16`, …), for the bench's and train's reports; nil
+    /// without oneDNN.
+    public static var oneDNNInstructionSet: String? { OneDNNMatmul.instructionSet }
 
     private static func initialEngine() -> MatmulEngine { forcedEngine ?? (OneDNNMatmul.isAvailable ? .oneDNN : .openBLAS) }
 

@@ -56,6 +56,39 @@ enum OneDNNMatmul {
     /// Whether oneDNN's CPU engine could be created.
     static var isAvailable: Bool { state.engine != nil }
 
+    /// Whether oneDNN has a bf16 matmul on this CPU. oneDNN 2.6 implements
+    /// bf16 products only from AVX-512 on (`avx512_core`, natively with
+    /// AVX512_BF16): on an AVX2 CPU it refuses every bf16 primitive. Asked
+    /// once, by making one small primitive, so that a bf16 run on such a CPU
+    /// goes to OpenBLAS from the start (`MatmulEngine.currentBF16`) instead of
+    /// converting operands for a primitive that is then refused.
+    static let supportsBF16: Bool = {
+        guard let engine = state.engine else { return false }
+        var made: dnnl_primitive_t?
+        let status = factsweep_matmul_create(&made, engine, 0, 1, 16, 16, 16, 16, 16, 16, 1, 0, 1, 0)
+        if let made { dnnl_primitive_destroy(made) }
+        return status == dnnl_success && made != nil
+    }()
+
+    /// The widest instruction set oneDNN's kernels use on this CPU, as
+    /// oneDNN names it (`avx512_core_bf16`, `avx2`, …); nil without oneDNN.
+    static var instructionSet: String? {
+        guard isAvailable else { return nil }
+        return switch dnnl_get_effective_cpu_isa() {
+        case dnnl_cpu_isa_sse41: "sse41"
+        case dnnl_cpu_isa_avx: "avx"
+        case dnnl_cpu_isa_avx2: "avx2"
+        case dnnl_cpu_isa_avx2_vnni: "avx2_vnni"
+        case dnnl_cpu_isa_avx512_mic: "avx512_mic"
+        case dnnl_cpu_isa_avx512_mic_4ops: "avx512_mic_4ops"
+        case dnnl_cpu_isa_avx512_core: "avx512_core"
+        case dnnl_cpu_isa_avx512_core_vnni: "avx512_core_vnni"
+        case dnnl_cpu_isa_avx512_core_bf16: "avx512_core_bf16"
+        case dnnl_cpu_isa_avx512_core_amx: "avx512_core_amx"
+        default: "unknown"
+        }
+    }
+
     /// How many primitives exist (one per distinct shape seen).
     static var primitiveCount: Int {
         state.lock.lock()

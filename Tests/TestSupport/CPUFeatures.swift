@@ -1,0 +1,28 @@
+// CPUFeatures: the instruction sets this machine's CPU reports, read from
+// /proc/cpuinfo independently of the code under test, so that tests can
+// check what the core decided from them.
+import Foundation
+
+public enum CPUFeatures {
+    /// The first processor's `flags` line.
+    public static let flags: Set<String> = {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }),
+              let colon = line.firstIndex(of: ":") else { return [] }
+        return Set(line[line.index(after: colon)...].split(separator: " ").map(String.init))
+    }()
+
+    /// AVX-512 as oneDNN's `avx512_core` and the core's kernels take it: F, BW, DQ and VL.
+    public static var hasAVX512: Bool { ["avx512f", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(flags.contains) }
+
+    /// AVX2 with FMA.
+    public static var hasAVX2: Bool { ["avx2", "fma"].allSatisfy(flags.contains) }
+
+    /// The CPU's model name, for messages.
+    public static let modelName: String = {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("model name") }),
+              let colon = line.firstIndex(of: ":") else { return "unknown CPU" }
+        return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+    }()
+}
