@@ -250,11 +250,13 @@ import TestSupport
         defer { slurm.stop() }
         let dir = try TemporaryDirectory()
         let model = try TestPaths.model("smollm2-135m-instruct")
-        // The six facts eight times over: an epoch of several seconds even on the fastest machine here
-        // (one pass of the six takes under a second on a Zen 5 VM), so the cancel below lands in the first.
+        // The six facts four times over: an epoch of a few seconds even on the fastest machine here (one
+        // pass of the six takes under a second on a Zen 5 VM), so the cancel below lands in the first, and
+        // well under Slurm's KillWait on the slowest (about 2 s a pass on a Zen 3 VM without AVX-512): the
+        // worker finishes its epoch before it checkpoints.
         let facts = try String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/biography.jsonl"), encoding: .utf8)
         let data = dir.file("facts.jsonl")
-        try String(repeating: facts.hasSuffix("\n") ? facts : facts + "\n", count: 8).write(to: data, atomically: true, encoding: .utf8)
+        try String(repeating: facts.hasSuffix("\n") ? facts : facts + "\n", count: 4).write(to: data, atomically: true, encoding: .utf8)
         let spec = dir.file("spec.json")
         try """
             {"name": "slurm-real", "model": "\(model.path)", "data": "\(data.path)",
@@ -268,13 +270,18 @@ import TestSupport
         defer { _ = try? slurm.factsweep(["slurm", "--cancel", run.path]) }
         #expect(submitted.status == 0, "\(submitted.stderr)")
         let array = try #require(try Self.jobs(run).workers.first)
-        // The trial is training its first epoch (the model is loaded and the attempt started).
-        #expect(LocalSlurm.wait(seconds: 240) { Self.runningTrial(run, pastEpoch: 0) != nil }, "\(Self.logs(run))")
-        usleep(2_000_000)
+        // The trial is training its first epoch: its heartbeats say so (the model is loaded; the attempt
+        // starts before, and a cancel during the load used to be timed with the load).
+        #expect(LocalSlurm.wait(seconds: 240) {
+            Self.runningTrial(run, pastEpoch: 0) != nil
+                && (try? Self.rows(run, "SELECT phase FROM attempts ORDER BY attempt_id DESC LIMIT 1").first?["phase"] as String?) == "training"
+        }, "\(Self.logs(run))")
+        usleep(1_000_000)
         let cancelledAt = Date()
         #expect(try slurm.run(["scancel", "\(array)_0"]).status == 0)
         #expect(try LocalSlurm.wait(seconds: 120) { try slurm.queued([array]).isEmpty }, "\(Self.logs(run))")
         let stopSeconds = Date().timeIntervalSince(cancelledAt)
+        print("the worker stopped \(stopSeconds) s after scancel")
         // Handed back with a checkpoint of the epoch it was in, before Slurm's KillWait (30 s) ran out.
         let released = try Self.rows(run, "SELECT outcome, reason FROM attempts ORDER BY attempt_id")
         #expect(released.first?["outcome"] == "superseded" && (released.first?["reason"] as String?)?.contains("SIGTERM") == true,
