@@ -7,7 +7,10 @@
 //   training up to 26% faster (docs/benchmarks.md, "Issue 13, eleventh stop").
 //   With OpenBLAS products (`FACTSWEEP_MATMUL=openblas`) OpenBLAS's own
 //   threads need that core: there the count is 0, libgomp's threads sleep at
-//   once (a spinning team made an OpenBLAS epoch twice as slow).
+//   once (a spinning team made an OpenBLAS epoch twice as slow). The count
+//   follows the f32 engine (a worker runs trials of both precisions): bf16
+//   products on OpenBLAS, on a CPU without AVX-512, run beside a spinning
+//   team, measured no slower (docs/benchmarks.md, "Issue 13, fourteenth stop").
 // - OPENBLAS_CORETYPE, when OpenBLAS fell back to kernels older than the CPU
 //   runs (`OpenBLASCore`).
 // A value already in the environment stands (OMP_WAIT_POLICY too: the user's

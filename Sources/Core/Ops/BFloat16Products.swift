@@ -1,6 +1,7 @@
 // BFloat16Products: C (f32) = alpha·op(A)·op(B) + beta·C with A and B in
 // bf16 and f32 accumulation — PyTorch CPU autocast's products. oneDNN's
-// matmul runs them (brgemm `avx512_core_bf16` kernels); Debian's OpenBLAS
+// matmul runs them (brgemm `avx512_core_bf16` kernels with AVX512_BF16,
+// gemm-based ones on other AVX-512 CPUs); Debian's OpenBLAS
 // 0.3.21 exports no `cblas_sbgemm`, so without oneDNN's bf16 kernels (no
 // oneDNN, a CPU without AVX-512, or FACTSWEEP_MATMUL=openblas) the
 // bf16-rounded inputs go through sgemm, which gives the same numbers as a

@@ -30,7 +30,10 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
     /// same OpenMP team as its products (`ComputeContext.parallelFor`), and
     /// `factsweep` lets that team spin briefly between regions, except on
     /// OpenBLAS, whose threads need the cores (`LibraryEnvironment` in the
-    /// executable). Inside single-threaded sections
+    /// executable; it follows the f32 engine, so bf16 products on OpenBLAS —
+    /// a CPU without AVX-512, `currentBF16` — run beside a spinning team,
+    /// which measured no slower there: docs/benchmarks.md, "Issue 13,
+    /// fourteenth stop"). Inside single-threaded sections
     /// (per-head and per-block products already split across threads) the
     /// products run on single-threaded OpenBLAS on either engine; whether a
     /// product is inside one is its calling thread's state, so on oneDNN
@@ -74,17 +77,17 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
     /// as bf16 products here: nil when they run on oneDNN's bf16 kernels.
     public static var bf16Notice: String? {
         guard currentBF16 == .openBLAS else { return nil }
-        if forcedEngine == .openBLAS {
-            return "bf16 products run on OpenBLAS sgemm over bf16-rounded inputs (\(environmentKey)=openblas): "
-                + "the same numbers as bf16 products, at f32's speed or below"
+        let onOpenBLAS = "bf16 products run on OpenBLAS sgemm over bf16-rounded inputs, the same numbers as bf16 products, "
+            + "at f32's speed or below"
+        guard let isa = OneDNNMatmul.instructionSet else { return "oneDNN is not available (libdnnl-dev): \(onOpenBLAS)" }
+        guard OneDNNMatmul.supportsBF16 else {
+            return "this CPU has no bf16 matmul in oneDNN, which needs AVX-512 (oneDNN's instruction set here: \(isa)): \(onOpenBLAS)"
         }
-        let isa = OneDNNMatmul.instructionSet.map { " (oneDNN's instruction set here: \($0))" } ?? " (oneDNN is not available)"
-        return "this CPU has no bf16 matmul in oneDNN, which needs AVX-512\(isa): bf16 products run on OpenBLAS sgemm "
-            + "over bf16-rounded inputs, the same numbers as bf16 products, at f32's speed or below"
+        return "OpenBLAS is chosen (\(environmentKey)=openblas): \(onOpenBLAS)"
     }
 
     /// The instruction set oneDNN's kernels use on this CPU (`avx2`,
-    /// `avx512_core_bf16`, …), for the bench's and train's reports; nil
+    /// `avx512_core_bf16`, …), for the bench's rows and train's summary; nil
     /// without oneDNN.
     public static var oneDNNInstructionSet: String? { OneDNNMatmul.instructionSet }
 

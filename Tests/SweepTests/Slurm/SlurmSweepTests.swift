@@ -276,7 +276,6 @@ import TestSupport
             Self.runningTrial(run, pastEpoch: 0) != nil
                 && (try? Self.rows(run, "SELECT phase FROM attempts ORDER BY attempt_id DESC LIMIT 1").first?["phase"] as String?) == "training"
         }, "\(Self.logs(run))")
-        usleep(1_000_000)
         let cancelledAt = Date()
         #expect(try slurm.run(["scancel", "\(array)_0"]).status == 0)
         #expect(try LocalSlurm.wait(seconds: 120) { try slurm.queued([array]).isEmpty }, "\(Self.logs(run))")
