@@ -2,6 +2,7 @@
 #include "bf16.h"
 
 #include "bf16_round.h"
+#include "widest.h"
 
 static void round_portable(uint16_t *dst, const float *src, size_t rows, size_t columns, size_t ld) {
     for (size_t r = 0; r < rows; r++)
@@ -27,4 +28,30 @@ void factsweep_bf16_round(uint16_t *dst, const float *src, size_t rows, size_t c
     if (!portable && factsweep_cpu_has_avx512()) { round_avx512(dst, src, rows, columns, ld); return; }
 #endif
     round_portable(dst, src, rows, columns, ld);
+}
+
+static inline float bf16_float(uint16_t bits) {
+    uint32_t wide = (uint32_t)bits << 16;
+    float x;
+    memcpy(&x, &wide, sizeof x);
+    return x;
+}
+
+/// Plain loops: target_clones builds them for AVX-512 and AVX2, where the
+/// compiler runs them eight or sixteen lanes wide (CPUs without AVX-512 take
+/// this path for every bf16 product).
+WIDEST void factsweep_bf16_round_floats(float *dst, const float *src, size_t rows, size_t columns, size_t ld) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *s = src + r * ld;
+        float *d = dst + r * columns;
+        for (size_t c = 0; c < columns; c++) d[c] = bf16_float(bf16_bits(s[c]));
+    }
+}
+
+WIDEST void factsweep_bf16_widen(float *dst, const uint16_t *src, size_t rows, size_t columns, size_t ld) {
+    for (size_t r = 0; r < rows; r++) {
+        const uint16_t *s = src + r * ld;
+        float *d = dst + r * columns;
+        for (size_t c = 0; c < columns; c++) d[c] = bf16_float(s[c]);
+    }
 }

@@ -326,8 +326,9 @@ struct TrainingBenchCommand: ParsableCommand {
             "mfu": flops / seconds / (peak * 1e9),
             "final_loss": Double(reports.last?.loss ?? .nan),
             "products": products.rows, "products_vs_alone": products.ratio,
+            "onednn_isa": MatmulEngine.oneDNNInstructionSet ?? "none",
         ]
-        result["onednn_isa"] = MatmulEngine.oneDNNInstructionSet ?? "none"
+        if settings.productPrecision == .bf16 { result["bf16_kernels"] = MatmulEngine.hasBF16Kernels }
         if settings.productPrecision == .bf16, let notice = MatmulEngine.bf16Notice { result["bf16_notice"] = notice }
         // JSON has no NaN: the streamed ratio only when some shape had a streamed rate (none in f32).
         if products.streamedRatio.isFinite { result["products_vs_streamed"] = products.streamedRatio }

@@ -42,6 +42,32 @@ import TestSupport
         #expect(block.last == 0xDEAD)
     }
 
+    /// The f32 path's conversions (rounding kept in Float32, and widening bf16
+    /// bits) equal the scalar definitions, specials and ties included, with a
+    /// leading dimension and nothing written past each row.
+    @Test func floatRoundingAndWideningEqualScalar() {
+        var rng = SeededGenerator(seed: 6)
+        var values: [Float] = [1 + 0x1p-8, 1 + 3 * 0x1p-8, .infinity, -.infinity, .greatestFiniteMagnitude,
+                               .leastNonzeroMagnitude, -0.0, 0, Float(bitPattern: 0x3F80_8000)]
+        values += (0..<48).map { _ in rng.nextNormal() * 1e3 }
+        var rounded = [Float](repeating: 7, count: 3 * 17 + 1)
+        roundToBFloat16Floats(&rounded, values, rows: 3, columns: 17, ld: 19)
+        var expected: [Float] = []
+        for r in 0..<3 { expected += values[(r * 19)..<(r * 19 + 17)].map(roundedToBFloat16) }
+        #expect(Array(rounded[..<(3 * 17)]).map(\.bitPattern) == expected.map(\.bitPattern))
+        #expect(rounded.last == 7)
+        var nan = [Float](repeating: 0, count: 1)
+        roundToBFloat16Floats(&nan, [Float.nan], rows: 1, columns: 1, ld: 1)
+        #expect(nan[0].isNaN)
+        let bits = values.map(bfloat16Bits)
+        var widened = [Float](repeating: 7, count: 3 * 17 + 1)
+        convertFromBFloat16(&widened, bits, rows: 3, columns: 17, ld: 19)
+        expected = []
+        for r in 0..<3 { expected += bits[(r * 19)..<(r * 19 + 17)].map(floatFromBFloat16) }
+        #expect(Array(widened[..<(3 * 17)]).map(\.bitPattern) == expected.map(\.bitPattern))
+        #expect(widened.last == 7)
+    }
+
     /// The definition over bf16-rounded operands (what a bf16 product with f32 accumulation computes).
     static func roundedReference(_ t: MatmulEngineTests.Case) -> (a: [Float], b: [Float], c: [Float], lda: Int, ldb: Int, ldc: Int, expected: [Float], f32: [Float]) {
         let lda = (t.transA ? t.m : t.k) + t.pad, ldb = (t.transB ? t.k : t.n) + t.pad, ldc = t.n + t.pad
@@ -54,56 +80,70 @@ import TestSupport
         return (a, b, c, lda, ldb, ldc, expected, f32)
     }
 
-    /// The oneDNN cases run on OpenBLAS where oneDNN has no bf16 matmul (a CPU
-    /// without AVX-512; OneDNNReuseTests.bf16Refused checks that): said, so that
-    /// a pass there is not read as oneDNN's.
-    static func sayWhenOneDNNHasNoBF16(_ engine: MatmulEngine) {
-        if engine == .oneDNN, !OneDNNMatmul.supportsBF16 {
-            print("note: oneDNN has no bf16 matmul on \(CPUFeatures.modelName): its case ran the OpenBLAS path")
+    /// Where a bf16 product can run: oneDNN's bf16 kernels, oneDNN's f32
+    /// matmul over the rounded inputs (a CPU without bf16 kernels; run here
+    /// on every CPU), and OpenBLAS's sgemm over them.
+    enum Path: String, CaseIterable, Sendable, CustomStringConvertible {
+        case oneDNNKernels, oneDNNFloat, openBLAS
+        var description: String { rawValue }
+        var engine: MatmulEngine { self == .openBLAS ? .openBLAS : .oneDNN }
+        var bf16Kernels: Bool { self == .oneDNNKernels }
+
+        /// Fails when oneDNN is missing; says when the kernels' case ran the
+        /// f32 path, as it must on a CPU without AVX-512 (OneDNNReuseTests.bf16Refused
+        /// checks that), so that a pass there is not read as oneDNN's bf16 kernels'.
+        func check() throws {
+            guard engine == .oneDNN else { return }
+            try #require(OneDNNMatmul.isAvailable, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
+            if self == .oneDNNKernels, !OneDNNMatmul.supportsBF16 {
+                print("note: oneDNN has no bf16 matmul on \(CPUFeatures.modelName): the kernels' case ran oneDNN's f32 matmul")
+            }
+        }
+
+        func product(_ t: MatmulEngineTests.Case, a: ProductOperand, lda: Int, b: ProductOperand, ldb: Int,
+                     c: UnsafeMutablePointer<Float>, ldc: Int) {
+            gemmBFloat16(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha, a: a, lda: lda,
+                         b: b, ldb: ldb, beta: t.beta, c: c, ldc: ldc, engine: engine,
+                         bf16Kernels: bf16Kernels && OneDNNMatmul.supportsBF16)
         }
     }
 
-    static let arguments: [(MatmulEngineTests.Case, MatmulEngine)] = MatmulEngineTests.cases.flatMap { t in
-        MatmulEngine.allCases.map { (t, $0) }
+    static let arguments: [(MatmulEngineTests.Case, Path)] = MatmulEngineTests.cases.flatMap { t in
+        Path.allCases.map { (t, $0) }
     }
 
     @Test(arguments: arguments)
-    func bf16ProductEqualsRoundedDefinition(_ t: MatmulEngineTests.Case, engine: MatmulEngine) throws {
-        if engine == .oneDNN { try #require(OneDNNMatmul.isAvailable, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)") }
-        Self.sayWhenOneDNNHasNoBF16(engine)
+    func bf16ProductEqualsRoundedDefinition(_ t: MatmulEngineTests.Case, path: Path) throws {
+        try path.check()
         let r = Self.roundedReference(t)
         var c = r.c
         r.a.withUnsafeBufferPointer { a in
             r.b.withUnsafeBufferPointer { b in
-                gemmBFloat16(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha, a: .f32(a.baseAddress!), lda: r.lda,
-                             b: .f32(b.baseAddress!), ldb: r.ldb, beta: t.beta, c: &c, ldc: r.ldc, engine: engine)
+                path.product(t, a: .f32(a.baseAddress!), lda: r.lda, b: .f32(b.baseAddress!), ldb: r.ldb, c: &c, ldc: r.ldc)
             }
         }
-        #expect(FewRowsProductTests.relativeError(c, r.expected) < 1e-5, "\(engine): \(t)")
+        #expect(FewRowsProductTests.relativeError(c, r.expected) < 1e-5, "\(path): \(t)")
         // The rounding is visible: bf16 keeps 8 significant bits, so the f32 product differs by ~1e-3.
-        #expect(FewRowsProductTests.relativeError(c, r.f32) > 1e-4, "\(engine): \(t) looks like an f32 product")
+        #expect(FewRowsProductTests.relativeError(c, r.f32) > 1e-4, "\(path): \(t) looks like an f32 product")
     }
 
     /// A matrix stored in bf16 gives the same product as its Float32 source rounded on the fly.
-    @Test(arguments: MatmulEngine.allCases)
-    func storedBF16OperandEqualsRoundedFloat(_ engine: MatmulEngine) throws {
-        if engine == .oneDNN { try #require(OneDNNMatmul.isAvailable) }
-        Self.sayWhenOneDNNHasNoBF16(engine)
-        let m = 5, n = 48, k = 40
+    @Test(arguments: Path.allCases)
+    func storedBF16OperandEqualsRoundedFloat(_ path: Path) throws {
+        try path.check()
+        let t = MatmulEngineTests.Case(transA: false, transB: true, m: 5, n: 48, k: 40, pad: 0, alpha: 1, beta: 0)
         var rng = SeededGenerator(seed: 3)
-        let x = (0..<(m * k)).map { _ in rng.nextNormal() }, w = (0..<(n * k)).map { _ in rng.nextNormal() }
-        let stored = w.withUnsafeBufferPointer { BFloat16Matrix($0.baseAddress!, rows: n, columns: k, context: ComputeContext(threads: 2)) }
-        var fromFloat = [Float](repeating: 0, count: m * n), fromStored = fromFloat
+        let x = (0..<(t.m * t.k)).map { _ in rng.nextNormal() }, w = (0..<(t.n * t.k)).map { _ in rng.nextNormal() }
+        let stored = w.withUnsafeBufferPointer { BFloat16Matrix($0.baseAddress!, rows: t.n, columns: t.k, context: ComputeContext(threads: 2)) }
+        var fromFloat = [Float](repeating: 0, count: t.m * t.n), fromStored = fromFloat
         x.withUnsafeBufferPointer { x in
             w.withUnsafeBufferPointer { w in
-                gemmBFloat16(transA: false, transB: true, m: m, n: n, k: k, a: .f32(x.baseAddress!), lda: k, b: .f32(w.baseAddress!), ldb: k,
-                             beta: 0, c: &fromFloat, ldc: n, engine: engine)
-                gemmBFloat16(transA: false, transB: true, m: m, n: n, k: k, a: .f32(x.baseAddress!), lda: k, b: .bf16(stored.base), ldb: k,
-                             beta: 0, c: &fromStored, ldc: n, engine: engine)
+                path.product(t, a: .f32(x.baseAddress!), lda: t.k, b: .f32(w.baseAddress!), ldb: t.k, c: &fromFloat, ldc: t.n)
+                path.product(t, a: .f32(x.baseAddress!), lda: t.k, b: .bf16(stored.base), ldb: t.k, c: &fromStored, ldc: t.n)
             }
         }
         #expect(fromFloat == fromStored)
-        var widened = [Float](repeating: 0, count: n * k)
+        var widened = [Float](repeating: 0, count: t.n * t.k)
         stored.widen(into: &widened)
         #expect(widened == w.map(roundedToBFloat16))
     }

@@ -111,14 +111,17 @@ import TestSupport
 
     /// The process default is oneDNN when its engine can be created (see
     /// `MatmulEngine.current`) unless the environment forces one; bf16
-    /// products are on oneDNN only where it has bf16 kernels.
+    /// products are on the same engine, and on bf16 kernels only where
+    /// oneDNN has them (AVX-512 CPUs).
     @Test func defaultFollowsTheEnvironment() {
         let forced = ProcessInfo.processInfo.environment[MatmulEngine.environmentKey].flatMap(MatmulEngine.init(name:))
-        #expect(MatmulEngine.current == (forced ?? (OneDNNMatmul.isAvailable ? .oneDNN : .openBLAS)))
-        // bf16 products: on oneDNN exactly when it has bf16 kernels, which oneDNN 2.6 has on AVX-512 CPUs.
-        let bf16OnOneDNN = forced != .openBLAS && OneDNNMatmul.isAvailable && CPUFeatures.hasAVX512
-        #expect(MatmulEngine.currentBF16 == (bf16OnOneDNN ? .oneDNN : .openBLAS), "\(CPUFeatures.modelName)")
-        #expect((MatmulEngine.bf16Notice == nil) == bf16OnOneDNN)
+        let expected = forced ?? (OneDNNMatmul.isAvailable ? .oneDNN : .openBLAS)
+        #expect(MatmulEngine.current == expected)
+        #expect(MatmulEngine.currentBF16 == (forced == .openBLAS || !OneDNNMatmul.isAvailable ? .openBLAS : .oneDNN))
+        // bf16 kernels: oneDNN 2.6 has them on AVX-512 CPUs.
+        let kernels = MatmulEngine.currentBF16 == .oneDNN && CPUFeatures.hasAVX512
+        #expect(MatmulEngine.hasBF16Kernels == kernels, "\(CPUFeatures.modelName)")
+        #expect((MatmulEngine.bf16Notice == nil) == kernels)
     }
 
     /// A training-sized product (one example's rows × SmolLM2's MLP) on random operands.

@@ -15,4 +15,12 @@
 /// (for the tests that compare the two).
 void factsweep_bf16_round(uint16_t *dst, const float *src, size_t rows, size_t columns, size_t ld, int portable);
 
+/// The same rounding kept in Float32 (exact there): dst[r·columns + c] =
+/// the value of src[r·ld + c]'s bf16 bits. For CPUs whose products have no
+/// bf16 kernels, where bf16 products run as f32 products of rounded inputs.
+void factsweep_bf16_round_floats(float *dst, const float *src, size_t rows, size_t columns, size_t ld);
+
+/// dst[r·columns + c] = the Float32 value of the bf16 bits src[r·ld + c].
+void factsweep_bf16_widen(float *dst, const uint16_t *src, size_t rows, size_t columns, size_t ld);
+
 #endif

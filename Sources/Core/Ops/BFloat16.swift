@@ -35,14 +35,19 @@ func convertToBFloat16(
 }
 
 /// dst[i] = Float(src[i]) over a rows × columns block with leading dimension
-/// `ld`, packed densely.
+/// `ld`, packed densely (exact; in C, eight or sixteen lanes wide).
 func convertFromBFloat16(
     _ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<UInt16>, rows: Int, columns: Int, ld: Int
 ) {
-    for r in 0..<rows {
-        let s = src + r * ld, d = dst + r * columns
-        for i in 0..<columns { d[i] = floatFromBFloat16(s[i]) }
-    }
+    factsweep_bf16_widen(dst, src, rows, columns, ld)
+}
+
+/// dst[i] = src[i] rounded to bf16 as `convertToBFloat16` rounds, kept in
+/// Float32, over a rows × columns block with leading dimension `ld`, packed densely.
+func roundToBFloat16Floats(
+    _ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, rows: Int, columns: Int, ld: Int
+) {
+    factsweep_bf16_round_floats(dst, src, rows, columns, ld)
 }
 
 /// A row-major matrix stored in bf16: half the bytes of its Float32 source,

@@ -1,12 +1,13 @@
 // BFloat16Products: C (f32) = alpha·op(A)·op(B) + beta·C with A and B in
 // bf16 and f32 accumulation — PyTorch CPU autocast's products. oneDNN's
 // matmul runs them (brgemm `avx512_core_bf16` kernels with AVX512_BF16,
-// gemm-based ones on other AVX-512 CPUs); Debian's OpenBLAS
-// 0.3.21 exports no `cblas_sbgemm`, so without oneDNN's bf16 kernels (no
-// oneDNN, a CPU without AVX-512, or FACTSWEEP_MATMUL=openblas) the
-// bf16-rounded inputs go through sgemm, which gives the same numbers as a
-// bf16 product with f32 accumulation.
+// gemm-based ones on other AVX-512 CPUs). Without oneDNN's bf16 kernels (a
+// CPU without AVX-512, no oneDNN, or FACTSWEEP_MATMUL=openblas) the
+// bf16-rounded inputs, exact in Float32, go through an f32 product (oneDNN's,
+// or sgemm: Debian's OpenBLAS 0.3.21 exports no `cblas_sbgemm`), which gives
+// the same numbers as a bf16 product with f32 accumulation.
 import CBLAS
+import CKernels
 
 /// A product operand in the storage it is held in.
 enum ProductOperand {
@@ -21,20 +22,22 @@ private let parallelConversionElements = 1 << 16
 
 /// C[m,n] = alpha · op(A)·op(B) + beta · C, row-major, A and B taken as bf16
 /// (Float32 operands rounded to nearest even), accumulated and written in f32.
-/// `packed` (B is a frozen weight) lets oneDNN read B from a copy in its
-/// preferred layout made once, so neither the rounding of a Float32 B nor
-/// oneDNN's re-blocking of it happens per call.
+/// `packed` (B is a frozen weight) lets oneDNN's bf16 kernels read B from a
+/// copy in their preferred layout made once, so neither the rounding of a
+/// Float32 B nor oneDNN's re-blocking of it happens per call. On `engine`
+/// oneDNN, `bf16Kernels` false multiplies in f32 as a CPU without them does
+/// (tests run that path on every CPU).
 func gemmBFloat16(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
     a: ProductOperand, lda: Int, b: ProductOperand, ldb: Int,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, engine: MatmulEngine = MatmulEngine.currentBF16,
-    packed: PackedWeight? = nil
+    bf16Kernels: Bool = OneDNNMatmul.supportsBF16, packed: PackedWeight? = nil
 ) {
     guard m > 0, n > 0 else { return }
     let threads = BLASThreads.threadsOutsideSections
     guard threads != nil else {
         return gemmBFloat16Untimed(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                                   beta: beta, c: c, ldc: ldc, engine: engine, packed: packed, threads: nil)
+                                   beta: beta, c: c, ldc: ldc, engine: engine, bf16Kernels: bf16Kernels, packed: packed, threads: nil)
     }
     let bStoredBF16: Bool
     switch b {
@@ -42,22 +45,23 @@ func gemmBFloat16(
     case .f32: bStoredBF16 = false
     }
     let shape = ProductProfile.Shape(transA: transA, transB: transB, m: m, n: n, k: k, bf16: true, bStoredBF16: bStoredBF16,
-                                     bPacked: packed != nil && OneDNNMatmul.reuse)
+                                     bPacked: packed != nil && OneDNNMatmul.reuse && engine == .oneDNN && bf16Kernels)
     ProductProfile.timed(shape) {
         gemmBFloat16Untimed(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                            beta: beta, c: c, ldc: ldc, engine: engine, packed: packed, threads: threads)
+                            beta: beta, c: c, ldc: ldc, engine: engine, bf16Kernels: bf16Kernels, packed: packed, threads: threads)
     }
 }
 
 private func gemmBFloat16Untimed(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
     a: ProductOperand, lda: Int, b: ProductOperand, ldb: Int,
-    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, engine: MatmulEngine, packed: PackedWeight?, threads: Int?
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, engine: MatmulEngine, bf16Kernels: Bool, packed: PackedWeight?,
+    threads: Int?
 ) {
     let scratch = ProductScratch.current
     let aRows = transA ? k : m, aCols = transA ? m : k
     let bRows = transB ? n : k, bCols = transB ? k : n
-    if k > 0, engine == .oneDNN, OneDNNMatmul.supportsBF16 {
+    if k > 0, engine == .oneDNN, bf16Kernels {
         let (aBits, aLD) = bf16(a, rows: aRows, columns: aCols, ld: lda, slot: 0, scratch, threads: threads ?? 1)
         // Inside single-threaded sections a one-thread primitive: the calling threads are the parallelism.
         var key = OneDNNMatmul.Key(
@@ -80,11 +84,21 @@ private func gemmBFloat16Untimed(
             return
         }
     }
-    let (aFloats, aLD) = rounded(a, rows: aRows, columns: aCols, ld: lda, slot: 2, scratch)
-    let (bFloats, bLD) = rounded(b, rows: bRows, columns: bCols, ld: ldb, slot: 3, scratch)
-    cblas_sgemm(
-        CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-        Int32(m), Int32(n), Int32(k), alpha, aFloats, Int32(aLD), bFloats, Int32(bLD), beta, c, Int32(ldc))
+    // No bf16 kernels: the bf16-rounded inputs, exact in Float32, in an f32
+    // product — oneDNN's where it runs (outside single-threaded sections), as
+    // `gemm` runs f32 products.
+    let (aFloats, aLD) = rounded(a, rows: aRows, columns: aCols, ld: lda, slot: 2, scratch, threads: threads ?? 1)
+    let (bFloats, bLD) = rounded(b, rows: bRows, columns: bCols, ld: ldb, slot: 3, scratch, threads: threads ?? 1)
+    if k > 0, engine == .oneDNN, let threads {
+        let key = OneDNNMatmul.Key(
+            transA: transA, transB: transB, m: m, n: n, k: k, lda: aLD, ldb: bLD, ldc: ldc,
+            alpha: alpha, beta: beta, bf16: false, threads: threads)
+        if OneDNNMatmul.run(key, a: UnsafeMutableRawPointer(mutating: aFloats), b: UnsafeMutableRawPointer(mutating: bFloats), c: c) {
+            return
+        }
+    }
+    sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: aFloats, lda: aLD, b: bFloats, ldb: bLD,
+          beta: beta, c: c, ldc: ldc)
 }
 
 /// The operand as bf16 and its leading dimension: a bf16 operand as it is,
@@ -141,21 +155,22 @@ func sharingBFloat16Copy<Result>(
     return try body()
 }
 
-/// The operand's bf16 values as Float32 (exact) and their leading dimension, in scratch `slot`.
+/// The operand's bf16 values as Float32 (exact) and their leading dimension,
+/// in scratch `slot`, converted on `threads` threads when large.
 private func rounded(
-    _ operand: ProductOperand, rows: Int, columns: Int, ld: Int, slot: Int, _ scratch: ProductScratch
+    _ operand: ProductOperand, rows: Int, columns: Int, ld: Int, slot: Int, _ scratch: ProductScratch, threads: Int
 ) -> (UnsafePointer<Float>, Int) {
-    let packed = scratch.buffer(slot, bytes: 4 * max(1, rows * columns)).bindMemory(to: Float.self, capacity: max(1, rows * columns))
-    switch operand {
-    case let .bf16(bits):
-        convertFromBFloat16(packed, bits, rows: rows, columns: columns, ld: ld)
-    case let .f32(floats):
-        for r in 0..<rows {
-            let s = floats + r * ld, d = packed + r * columns
-            for i in 0..<columns { d[i] = roundedToBFloat16(s[i]) }
+    let floats = scratch.buffer(slot, bytes: 4 * max(1, rows * columns)).bindMemory(to: Float.self, capacity: max(1, rows * columns))
+    ComputeContext(threads: rows * columns >= parallelConversionElements ? threads : 1).parallelFor(rows) { part in
+        let destination = floats + part.lowerBound * columns
+        switch operand {
+        case let .bf16(bits):
+            convertFromBFloat16(destination, bits + part.lowerBound * ld, rows: part.count, columns: columns, ld: ld)
+        case let .f32(source):
+            roundToBFloat16Floats(destination, source + part.lowerBound * ld, rows: part.count, columns: columns, ld: ld)
         }
     }
-    return (UnsafePointer(packed), columns)
+    return (UnsafePointer(floats), columns)
 }
 
 /// Runs `body` with the scopes it opens on the calling thread sharing

@@ -30,12 +30,9 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
     /// same OpenMP team as its products (`ComputeContext.parallelFor`), and
     /// `factsweep` lets that team spin briefly between regions, except on
     /// OpenBLAS, whose threads need the cores (`LibraryEnvironment` in the
-    /// executable; it follows the f32 engine, so bf16 products on OpenBLAS —
-    /// a CPU without AVX-512, `currentBF16` — run beside a spinning team,
-    /// which measured no slower there: docs/benchmarks.md, "Issue 13,
-    /// fourteenth stop"). Inside single-threaded sections
-    /// (per-head and per-block products already split across threads) the
-    /// products run on single-threaded OpenBLAS on either engine; whether a
+    /// executable; it follows the f32 engine, as does `currentBF16`). Inside
+    /// single-threaded sections (per-head and per-block products already
+    /// split across threads) the products run on single-threaded OpenBLAS on either engine; whether a
     /// product is inside one is its calling thread's state, so on oneDNN
     /// trials side by side in one process compute exactly what each computes
     /// alone. On OpenBLAS they do not quite: its thread count is the
@@ -48,16 +45,21 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
     }
 
     /// The engine bf16 products run on: oneDNN unless `FACTSWEEP_MATMUL`
-    /// forces OpenBLAS or oneDNN has no bf16 matmul on this CPU (it needs
-    /// AVX-512: `OneDNNMatmul.supportsBF16`). OpenBLAS has no bf16 product
-    /// in Debian's 0.3.21 (no `cblas_sbgemm`) and multiplies the bf16-rounded
-    /// inputs in sgemm: the same numbers, at f32's speed or below
+    /// forces OpenBLAS or oneDNN is missing. oneDNN multiplies bf16 inputs
+    /// in its bf16 kernels where it has them (from AVX-512 on:
+    /// `hasBF16Kernels`); elsewhere the bf16-rounded inputs, exact in
+    /// Float32, go through the engine's f32 product — oneDNN's matmul or, as
+    /// Debian's OpenBLAS 0.3.21 has no bf16 product (no `cblas_sbgemm`),
+    /// sgemm: the same numbers as bf16 products, at about f32's speed
     /// (`bf16Notice`). On oneDNN every bf16 product goes through it, so no
     /// OpenBLAS threads compete with its OpenMP ones.
     public static var currentBF16: MatmulEngine {
         get { bf16Selection.withLock { $0 } }
         set { bf16Selection.withLock { $0 = newValue } }
     }
+
+    /// Whether bf16 products run on bf16 kernels (oneDNN's, on a CPU with AVX-512).
+    public static var hasBF16Kernels: Bool { currentBF16 == .oneDNN && OneDNNMatmul.supportsBF16 }
 
     /// Parses `FACTSWEEP_MATMUL`'s value; nil names no engine.
     public init?(name: String) {
@@ -71,19 +73,21 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
     private static let selection = LockedValue<MatmulEngine>(initialEngine())
 
     private static let bf16Selection = LockedValue<MatmulEngine>(
-        forcedEngine == .openBLAS || !OneDNNMatmul.supportsBF16 ? .openBLAS : .oneDNN)
+        forcedEngine == .openBLAS || !OneDNNMatmul.isAvailable ? .openBLAS : .oneDNN)
 
     /// What a user asking for bf16 should know when its products cannot run
-    /// as bf16 products here: nil when they run on oneDNN's bf16 kernels.
+    /// on bf16 kernels here: nil when they do.
     public static var bf16Notice: String? {
-        guard currentBF16 == .openBLAS else { return nil }
-        let onOpenBLAS = "bf16 products run on OpenBLAS sgemm over bf16-rounded inputs, the same numbers as bf16 products, "
-            + "at f32's speed or below"
-        guard let isa = OneDNNMatmul.instructionSet else { return "oneDNN is not available (libdnnl-dev): \(onOpenBLAS)" }
-        guard OneDNNMatmul.supportsBF16 else {
-            return "this CPU has no bf16 matmul in oneDNN, which needs AVX-512 (oneDNN's instruction set here: \(isa)): \(onOpenBLAS)"
+        guard !hasBF16Kernels else { return nil }
+        let rounded = "over bf16-rounded inputs, the same numbers as bf16 products, at about f32's speed"
+        guard let isa = OneDNNMatmul.instructionSet else {
+            return "oneDNN is not available (libdnnl-dev): bf16 products run on OpenBLAS sgemm \(rounded)"
         }
-        return "OpenBLAS is chosen (\(environmentKey)=openblas): \(onOpenBLAS)"
+        guard currentBF16 == .oneDNN else {
+            return "OpenBLAS is chosen (\(environmentKey)=openblas): bf16 products run on OpenBLAS sgemm \(rounded)"
+        }
+        return "this CPU has no bf16 matmul in oneDNN, which needs AVX-512 (oneDNN's instruction set here: \(isa)): "
+            + "bf16 products run on oneDNN's f32 matmul \(rounded)"
     }
 
     /// The instruction set oneDNN's kernels use on this CPU (`avx2`,

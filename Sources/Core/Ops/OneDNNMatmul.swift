@@ -60,8 +60,8 @@ enum OneDNNMatmul {
     /// bf16 products only from AVX-512 on (`avx512_core`, natively with
     /// AVX512_BF16): on an AVX2 CPU it refuses every bf16 primitive. Asked
     /// once, by making one small primitive, so that a bf16 run on such a CPU
-    /// goes to OpenBLAS from the start (`MatmulEngine.currentBF16`) instead of
-    /// converting operands for a primitive that is then refused.
+    /// multiplies in f32 from the start (`MatmulEngine.hasBF16Kernels`)
+    /// instead of converting operands for a primitive that is then refused.
     static let supportsBF16: Bool = {
         guard let engine = state.engine else { return false }
         var made: dnnl_primitive_t?
