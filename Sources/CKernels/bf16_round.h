@@ -30,6 +30,18 @@ __attribute__((target("avx512f"))) static inline __m256i bf16_bits16(__m512 x) {
                                             _mm512_set1_epi32(0x7F800000));
     return _mm512_cvtepi32_epi16(_mm512_mask_mov_epi32(rounded, nan, quiet));
 }
+
+/// 8 Floats to their bf16 bits, rounded as bf16_bits rounds one, each in the
+/// low half of its 32-bit lane (AVX2 has no 32-to-16 narrowing store).
+__attribute__((target("avx2"))) static inline __m256i bf16_bits8(__m256 x) {
+    __m256i bits = _mm256_castps_si256(x);
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+    __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(bits, _mm256_set1_epi32(0x7FFF)), lsb), 16);
+    __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(0x40));
+    // Signed compare is right here: both sides are below 2^31.
+    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(bits, _mm256_set1_epi32(0x7FFFFFFF)), _mm256_set1_epi32(0x7F800000));
+    return _mm256_blendv_epi8(rounded, quiet, nan);
+}
 #endif
 
 #endif

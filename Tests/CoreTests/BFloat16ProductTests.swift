@@ -127,7 +127,8 @@ import TestSupport
         #expect(FewRowsProductTests.relativeError(c, r.f32) > 1e-4, "\(path): \(t) looks like an f32 product")
     }
 
-    /// A matrix stored in bf16 gives the same product as its Float32 source rounded on the fly.
+    /// A matrix stored in bf16, or its bf16 values held in Float32, gives the
+    /// same product as its Float32 source rounded on the fly.
     @Test(arguments: Path.allCases)
     func storedBF16OperandEqualsRoundedFloat(_ path: Path) throws {
         try path.check()
@@ -135,14 +136,19 @@ import TestSupport
         var rng = SeededGenerator(seed: 3)
         let x = (0..<(t.m * t.k)).map { _ in rng.nextNormal() }, w = (0..<(t.n * t.k)).map { _ in rng.nextNormal() }
         let stored = w.withUnsafeBufferPointer { BFloat16Matrix($0.baseAddress!, rows: t.n, columns: t.k, context: ComputeContext(threads: 2)) }
-        var fromFloat = [Float](repeating: 0, count: t.m * t.n), fromStored = fromFloat
+        let held = w.map(roundedToBFloat16)
+        var fromFloat = [Float](repeating: 0, count: t.m * t.n), fromStored = fromFloat, fromHeld = fromFloat
         x.withUnsafeBufferPointer { x in
             w.withUnsafeBufferPointer { w in
                 path.product(t, a: .f32(x.baseAddress!), lda: t.k, b: .f32(w.baseAddress!), ldb: t.k, c: &fromFloat, ldc: t.n)
                 path.product(t, a: .f32(x.baseAddress!), lda: t.k, b: .bf16(stored.base), ldb: t.k, c: &fromStored, ldc: t.n)
             }
+            held.withUnsafeBufferPointer { held in
+                path.product(t, a: .f32(x.baseAddress!), lda: t.k, b: .bf16Floats(held.baseAddress!), ldb: t.k, c: &fromHeld, ldc: t.n)
+            }
         }
         #expect(fromFloat == fromStored)
+        #expect(fromFloat == fromHeld)
         var widened = [Float](repeating: 0, count: t.n * t.k)
         stored.widen(into: &widened)
         #expect(widened == w.map(roundedToBFloat16))

@@ -137,12 +137,14 @@ import TestSupport
         }
     }
 
-    /// The C kernel's AVX-512 path (what every machine of this project runs)
-    /// and its plain C loop write the same bits, in Float and in bf16, over
-    /// whole blocks and over ranges that start and end inside blocks, also
-    /// where a damaged file's NaN offset makes every scale NaN.
+    /// The C kernel's paths — AVX-512 (where the CPU has it), AVX2 and the
+    /// plain C loop — write the same bits, in Float, in bf16 and in bf16
+    /// values kept in Float32, over whole blocks and over ranges that start
+    /// and end inside blocks, also where a damaged file's NaN offset makes
+    /// every scale NaN.
     @Test(arguments: cases)
     func kernelPathsAgree(name: String) throws {
+        try #require(CPUFeatures.hasAVX2, "the AVX2 path needs an AVX2 CPU (\(CPUFeatures.modelName))")
         let tensor = try Self.stored(try Self.golden(), name)
         let damaged = try NF4Tensor(
             rows: tensor.rows, columns: tensor.columns, packed: tensor.packed, quantizedAbsmax: tensor.quantizedAbsmax,
@@ -151,15 +153,27 @@ import TestSupport
         try #require(n > NF4Tensor.blockSize)  // "zerotail": 70 values, one whole block and part of one
         for t in [tensor, damaged] {
             for range in [0..<n, 0..<(n / 64 * 64), 3..<(n - 5), min(n - 1, 70)..<min(n, 129)] {
-                var fast = [Float](repeating: 1, count: range.count), plain = fast
-                t.dequantize(range, into: &fast)
-                t.dequantize(range, into: &plain, portable: true)
-                #expect(fast.map(\.bitPattern) == plain.map(\.bitPattern), "\(range), offset \(t.absmaxOffset)")
-                var fastBits = [UInt16](repeating: 1, count: range.count), plainBits = fastBits
-                t.dequantizeBFloat16(range, into: &fastBits)
-                t.dequantizeBFloat16(range, into: &plainBits, portable: true)
-                #expect(fastBits == plainBits, "\(range), offset \(t.absmaxOffset)")
-                #expect(fastBits == plain.map(bfloat16Bits), "\(range), offset \(t.absmaxOffset)")
+                var plain = [Float](repeating: 1, count: range.count)
+                t.dequantize(range, into: &plain, path: .portable)
+                let plainBits = plain.map(bfloat16Bits)
+                for path in [NF4KernelPath.widest, .avx2] {
+                    let label = "\(path), \(range), offset \(t.absmaxOffset)"
+                    var floats = [Float](repeating: 1, count: range.count)
+                    t.dequantize(range, into: &floats, path: path)
+                    #expect(floats.map(\.bitPattern) == plain.map(\.bitPattern), "\(label)")
+                    var bits = [UInt16](repeating: 1, count: range.count)
+                    t.dequantizeBFloat16(range, into: &bits, path: path)
+                    #expect(bits == plainBits, "\(label)")
+                    var held = [Float](repeating: 1, count: range.count)
+                    t.dequantizeBFloat16Floats(range, into: &held, path: path)
+                    #expect(held.map(\.bitPattern) == plainBits.map { UInt32($0) << 16 }, "\(label)")
+                }
+                var portableBits = [UInt16](repeating: 1, count: range.count)
+                t.dequantizeBFloat16(range, into: &portableBits, path: .portable)
+                #expect(portableBits == plainBits)
+                var portableHeld = [Float](repeating: 1, count: range.count)
+                t.dequantizeBFloat16Floats(range, into: &portableHeld, path: .portable)
+                #expect(portableHeld.map(\.bitPattern) == plainBits.map { UInt32($0) << 16 })
             }
         }
     }

@@ -2,7 +2,8 @@
 // every QLoRA product that is not the product: training dequantises each
 // frozen projection twice a step (forward and backward). In C so that each
 // 16-value group is one table permute on AVX-512 (the code book fits one
-// register) instead of eight scalar lookups.
+// register), and each 8 two permutes and a blend on AVX2, instead of scalar
+// lookups.
 #ifndef FACTSWEEP_NF4_H
 #define FACTSWEEP_NF4_H
 
@@ -19,17 +20,24 @@ typedef struct {
     float absmax_offset;
 } factsweep_nf4;
 
+/// Which code a dequantisation may run, for the tests that compare them:
+/// the widest the CPU has (AVX-512, else AVX2), at most AVX2, or the plain C loop.
+enum { FACTSWEEP_NF4_WIDEST = 0, FACTSWEEP_NF4_PORTABLE = 1, FACTSWEEP_NF4_AVX2 = 2 };
+
 /// Writes the weights with flattened indices lo … hi − 1 to `out`:
 /// out[i] = code_book[code i] · scale, one Float product per value, the
 /// scale computed as bitsandbytes computes it, so every path (and Swift's
 /// `NF4Tensor.blockScale`) gives the same bits. Runs of whole blocks take the
-/// AVX-512 path where the CPU has it; parts of blocks go value by value.
-/// `portable` nonzero takes the plain C loop even where AVX-512 is present
-/// (for the tests that compare the two).
-void factsweep_nf4_dequantize(const factsweep_nf4 *t, size_t lo, size_t hi, float *out, int portable);
+/// AVX-512 or AVX2 path where the CPU has it and `path` allows; parts of
+/// blocks go value by value.
+void factsweep_nf4_dequantize(const factsweep_nf4 *t, size_t lo, size_t hi, float *out, int path);
 
 /// The same rounded to bf16 (nearest even, NaN kept a quiet NaN: the rounding
 /// of `bfloat16Bits` in Swift), written as bits: half the bytes.
-void factsweep_nf4_dequantize_bf16(const factsweep_nf4 *t, size_t lo, size_t hi, uint16_t *out, int portable);
+void factsweep_nf4_dequantize_bf16(const factsweep_nf4 *t, size_t lo, size_t hi, uint16_t *out, int path);
+
+/// The same bf16 values kept in Float32 (exact there): QLoRA's base for bf16
+/// products on a CPU without bf16 kernels, which multiply in f32.
+void factsweep_nf4_dequantize_bf16_floats(const factsweep_nf4 *t, size_t lo, size_t hi, float *out, int path);
 
 #endif

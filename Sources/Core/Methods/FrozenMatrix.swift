@@ -59,7 +59,8 @@ public enum FrozenMatrix: Sendable {
 
     /// Dequantises all of `t` into `scratch` in this thread's product
     /// precision and runs `product` with it as B: bf16 bits (half the bytes
-    /// written and read) or Float32.
+    /// written and read), bf16 values in Float32 (bf16 without bf16 kernels,
+    /// whose products multiply in f32: no widening per product) or Float32.
     ///
     /// Why whole: with many rows the products are compute-bound, and one
     /// product over the whole matrix runs at the dense rate, where products
@@ -69,7 +70,10 @@ public enum FrozenMatrix: Sendable {
     private static func withDequantized(
         _ t: NF4Tensor, scratch: FloatPointer, context: ComputeContext, _ product: (ProductOperand) -> Void
     ) {
-        if ProductPrecision.current == .bf16 {
+        if ProductPrecision.current == .bf16, !MatmulEngine.hasBF16Kernels {
+            t.dequantizeRowsBFloat16Floats(0..<t.rows, into: scratch.base, context: context)
+            product(.bf16Floats(UnsafePointer(scratch.base)))
+        } else if ProductPrecision.current == .bf16 {
             // An even count of UInt16 fills whole Floats, as rebinding asks.
             scratch.base.withMemoryRebound(to: UInt16.self, capacity: 2 * ((t.count + 1) / 2)) { bits in
                 t.dequantizeRowsBFloat16(0..<t.rows, into: bits, context: context)
@@ -143,7 +147,7 @@ private func product(
     switch b {
     case let .f32(floats):
         gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: floats, ldb: ldb, beta: beta, c: c, ldc: ldc)
-    case .bf16:
+    case .bf16, .bf16Floats:
         gemmBFloat16(transA: transA, transB: transB, m: m, n: n, k: k, a: .f32(a), lda: lda, b: b, ldb: ldb,
                      beta: beta, c: c, ldc: ldc)
     }

@@ -15,6 +15,9 @@ enum ProductOperand {
     case f32(UnsafePointer<Float>)
     /// Already bf16 (a frozen base matrix).
     case bf16(UnsafePointer<UInt16>)
+    /// bf16 values already held in Float32 (QLoRA's base dequantised for a
+    /// CPU without bf16 kernels): read as they are by the f32 path.
+    case bf16Floats(UnsafePointer<Float>)
 }
 
 /// Operands at least this large are converted on all the product's threads.
@@ -42,7 +45,7 @@ func gemmBFloat16(
     let bStoredBF16: Bool
     switch b {
     case .bf16: bStoredBF16 = true
-    case .f32: bStoredBF16 = false
+    case .f32, .bf16Floats: bStoredBF16 = false
     }
     let shape = ProductProfile.Shape(transA: transA, transB: transB, m: m, n: n, k: k, bf16: true, bStoredBF16: bStoredBF16,
                                      bPacked: packed != nil && OneDNNMatmul.reuse && engine == .oneDNN && bf16Kernels)
@@ -71,7 +74,7 @@ private func gemmBFloat16Untimed(
             // The packed copy is bf16 either way: a Float32 B is rounded by the reorder that packs it.
             let (bRaw, bIsFloat): (UnsafeRawPointer, Bool) = switch b {
             case let .bf16(bits): (UnsafeRawPointer(bits), false)
-            case let .f32(floats): (UnsafeRawPointer(floats), true)
+            case let .f32(floats), let .bf16Floats(floats): (UnsafeRawPointer(floats), true)
             }
             if OneDNNMatmul.run(key, a: UnsafeMutableRawPointer(mutating: aBits), b: UnsafeMutableRawPointer(mutating: bRaw), c: c,
                                 packed: packed, bIsFloat: bIsFloat) {
@@ -110,6 +113,10 @@ private func bf16(
     switch operand {
     case let .bf16(bits):
         return (bits, ld)
+    case let .bf16Floats(floats):
+        let packed = scratch.buffer(slot, bytes: 2 * rows * columns).bindMemory(to: UInt16.self, capacity: rows * columns)
+        convert(floats, into: packed, rows: rows, columns: columns, ld: ld, scratch, threads: threads)
+        return (UnsafePointer(packed), columns)
     case let .f32(floats):
         if let index = scratch.sharedCopyIndex(floats, rows: rows, columns: columns, ld: ld) {
             let copy = scratch.sharedCopies[index]
@@ -155,18 +162,20 @@ func sharingBFloat16Copy<Result>(
     return try body()
 }
 
-/// The operand's bf16 values as Float32 (exact) and their leading dimension,
-/// in scratch `slot`, converted on `threads` threads when large.
+/// The operand's bf16 values as Float32 (exact) and their leading dimension:
+/// held values as they are, others in scratch `slot`, converted on `threads`
+/// threads when large.
 private func rounded(
     _ operand: ProductOperand, rows: Int, columns: Int, ld: Int, slot: Int, _ scratch: ProductScratch, threads: Int
 ) -> (UnsafePointer<Float>, Int) {
+    if case let .bf16Floats(floats) = operand { return (floats, ld) }
     let floats = scratch.buffer(slot, bytes: 4 * max(1, rows * columns)).bindMemory(to: Float.self, capacity: max(1, rows * columns))
     ComputeContext(threads: rows * columns >= parallelConversionElements ? threads : 1).parallelFor(rows) { part in
         let destination = floats + part.lowerBound * columns
         switch operand {
         case let .bf16(bits):
             convertFromBFloat16(destination, bits + part.lowerBound * ld, rows: part.count, columns: columns, ld: ld)
-        case let .f32(source):
+        case let .f32(source), let .bf16Floats(source):
             roundToBFloat16Floats(destination, source + part.lowerBound * ld, rows: part.count, columns: columns, ld: ld)
         }
     }

@@ -5,8 +5,15 @@
 // Each value is `NF4Code.values[code] * blockScale`, one Float product, as in
 // bitsandbytes' `dequantize_4bit`, so the results are bit-exact whatever the
 // path: the C kernel (`factsweep_nf4_dequantize`) takes runs of whole blocks at
-// one table permute per 16 values on AVX-512, and parts of blocks value by value.
+// one table permute per 16 values on AVX-512 (two permutes and a blend per 8 on
+// AVX2), and parts of blocks value by value.
 import CKernels
+
+/// Which code the NF4 kernel may run: the widest the CPU has, at most AVX2, or
+/// the plain C loop (tests compare them; `FACTSWEEP_NF4_*` in nf4.h).
+enum NF4KernelPath: Int32, CaseIterable, Sendable {
+    case widest = 0, portable = 1, avx2 = 2
+}
 
 extension NF4Tensor {
     /// Writes rows `rows` ([rows.count, columns], row-major) into `destination`
@@ -33,33 +40,58 @@ extension NF4Tensor {
     /// `destination`, split across `context`'s threads: QLoRA's base in bf16
     /// precision, half the bytes of the Float32 rows.
     public func dequantizeRowsBFloat16(_ rows: Range<Int>, into destination: UnsafeMutablePointer<UInt16>, context: ComputeContext) {
+        let out = UncheckedSendable(destination)
+        inChunks(rows, context: context) { dequantizeBFloat16($0, into: out.value + $1) }
+    }
+
+    /// The same bf16 values kept in Float32 (exact there), for bf16 products
+    /// on a CPU without bf16 kernels, which multiply in f32 (`MatmulEngine.hasBF16Kernels`).
+    func dequantizeRowsBFloat16Floats(_ rows: Range<Int>, into destination: UnsafeMutablePointer<Float>, context: ComputeContext) {
+        let out = UncheckedSendable(destination)
+        inChunks(rows, context: context) { dequantizeBFloat16Floats($0, into: out.value + $1) }
+    }
+
+    /// Runs `body(elements, offset)` over rows `rows`' elements in chunks of
+    /// 64 blocks split across `context`'s threads, so that both threads get
+    /// work at every shape; `offset` is the chunk's from the first element.
+    private func inChunks(_ rows: Range<Int>, context: ComputeContext, _ body: (Range<Int>, Int) -> Void) {
         precondition(rows.lowerBound >= 0 && rows.upperBound <= self.rows, "rows \(rows) outside 0..<\(self.rows)")
         let elements = rows.lowerBound * columns..<rows.upperBound * columns
-        // Chunks of 64 blocks, so that both threads get work at every shape.
         let chunk = 64 * Self.blockSize
         let chunks = (elements.count + chunk - 1) / chunk
-        let out = UncheckedSendable(destination)
         context.parallelFor(chunks, minimumPerThread: 4) { part in
             let lo = elements.lowerBound + part.lowerBound * chunk, hi = min(elements.upperBound, elements.lowerBound + part.upperBound * chunk)
-            dequantizeBFloat16(lo..<hi, into: out.value + (lo - elements.lowerBound))
+            body(lo..<hi, lo - elements.lowerBound)
         }
     }
 
     /// Writes the weights with flattened indices `elements` into `destination`
     /// as bf16 bits. Any range works.
-    func dequantizeBFloat16(_ elements: Range<Int>, into destination: UnsafeMutablePointer<UInt16>, portable: Bool = false) {
+    func dequantizeBFloat16(_ elements: Range<Int>, into destination: UnsafeMutablePointer<UInt16>, path: NF4KernelPath = .widest) {
         precondition(elements.lowerBound >= 0 && elements.upperBound <= count, "elements \(elements) outside 0..<\(count)")
         withKernelView {
-            factsweep_nf4_dequantize_bf16($0, elements.lowerBound, elements.upperBound, destination, portable ? 1 : 0)
+            factsweep_nf4_dequantize_bf16($0, elements.lowerBound, elements.upperBound, destination, path.rawValue)
+        }
+    }
+
+    /// Writes the weights with flattened indices `elements` into `destination`
+    /// as bf16 values kept in Float32. Any range works.
+    func dequantizeBFloat16Floats(_ elements: Range<Int>, into destination: UnsafeMutablePointer<Float>, path: NF4KernelPath = .widest) {
+        precondition(elements.lowerBound >= 0 && elements.upperBound <= count, "elements \(elements) outside 0..<\(count)")
+        withKernelView {
+            factsweep_nf4_dequantize_bf16_floats($0, elements.lowerBound, elements.upperBound, destination, path.rawValue)
         }
     }
 
     /// Writes the weights with flattened indices `elements` into `destination`.
-    /// Any range works; `portable` takes the kernel's plain C loop even where
-    /// AVX-512 is present (tests).
-    public func dequantize(_ elements: Range<Int>, into destination: UnsafeMutablePointer<Float>, portable: Bool = false) {
+    /// Any range works; `path` limits the kernel's code (tests).
+    public func dequantize(_ elements: Range<Int>, into destination: UnsafeMutablePointer<Float>) {
+        dequantize(elements, into: destination, path: .widest)
+    }
+
+    func dequantize(_ elements: Range<Int>, into destination: UnsafeMutablePointer<Float>, path: NF4KernelPath) {
         precondition(elements.lowerBound >= 0 && elements.upperBound <= count, "elements \(elements) outside 0..<\(count)")
-        withKernelView { factsweep_nf4_dequantize($0, elements.lowerBound, elements.upperBound, destination, portable ? 1 : 0) }
+        withKernelView { factsweep_nf4_dequantize($0, elements.lowerBound, elements.upperBound, destination, path.rawValue) }
     }
 
     /// The kernel's view of this tensor, valid inside `body`.
