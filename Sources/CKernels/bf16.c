@@ -9,7 +9,7 @@ static void round_portable(uint16_t *dst, const float *src, size_t rows, size_t 
         for (size_t c = 0; c < columns; c++) dst[r * columns + c] = bf16_bits(src[r * ld + c]);
 }
 
-#ifdef FACTSWEEP_AVX512_PATH
+#ifdef FACTSWEEP_X86_PATHS
 /// Sixteen lanes at a time; a row's last few one at a time.
 __attribute__((target("avx512f"))) static void round_avx512(uint16_t *dst, const float *src, size_t rows,
                                                             size_t columns, size_t ld) {
@@ -24,7 +24,7 @@ __attribute__((target("avx512f"))) static void round_avx512(uint16_t *dst, const
 #endif
 
 void factsweep_bf16_round(uint16_t *dst, const float *src, size_t rows, size_t columns, size_t ld, int portable) {
-#ifdef FACTSWEEP_AVX512_PATH
+#ifdef FACTSWEEP_X86_PATHS
     if (!portable && factsweep_cpu_has_avx512()) { round_avx512(dst, src, rows, columns, ld); return; }
 #endif
     round_portable(dst, src, rows, columns, ld);

@@ -17,7 +17,7 @@ static inline uint16_t bf16_bits(float x) {
 
 #if defined(__x86_64__) && defined(__clang__)
 #include <immintrin.h>
-#define FACTSWEEP_AVX512_PATH 1
+#define FACTSWEEP_X86_PATHS 1
 
 /// 16 Floats to their bf16 bits, rounded as bf16_bits rounds one, in integer
 /// arithmetic (the CPU's own vcvtneps2bf16 flushes subnormal inputs to zero).

@@ -18,7 +18,7 @@ static inline float block_scale(const factsweep_nf4 *t, size_t b) {
 /// Float32 (for bf16 products that run as f32 products of rounded inputs).
 enum output { FLOATS, BF16_BITS, BF16_FLOATS };
 
-#ifdef FACTSWEEP_AVX512_PATH
+#ifdef FACTSWEEP_X86_PATHS
 /// Whole blocks: per block the code book scaled once (the same 16 products
 /// as part_of_block's), then per 16 codes two permutes look up the high and
 /// the low nibbles and two two-source permutes interleave them into output order.
@@ -123,14 +123,14 @@ static void part_of_block(const factsweep_nf4 *t, size_t b, size_t lo, size_t hi
 /// block) one block at a time value by value.
 static void dequantize(const factsweep_nf4 *t, size_t lo, size_t hi, void *out, enum output mode, int path) {
     size_t width = mode == BF16_BITS ? sizeof(uint16_t) : sizeof(float);
-#ifdef FACTSWEEP_AVX512_PATH
+#ifdef FACTSWEEP_X86_PATHS
     const int avx512 = path == FACTSWEEP_NF4_WIDEST && factsweep_cpu_has_avx512();
     const int avx2 = (path == FACTSWEEP_NF4_WIDEST || path == FACTSWEEP_NF4_AVX2) && factsweep_cpu_has_avx2();
 #endif
     for (size_t i = lo; i < hi;) {
         size_t b = i / 64, start = 64 * b;
         void *at = (char *)out + (i - lo) * width;
-#ifdef FACTSWEEP_AVX512_PATH
+#ifdef FACTSWEEP_X86_PATHS
         size_t whole = i == start ? (hi - i) / 64 : 0;
         if ((avx512 || avx2) && whole > 0) {
             if (avx512) blocks_avx512(t, b, whole, at, mode); else blocks_avx2(t, b, whole, at, mode);

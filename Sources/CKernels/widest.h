@@ -1,6 +1,7 @@
 // widest.h: builds a kernel for AVX-512, AVX2 and the x86-64 baseline; the
-// loader picks the widest the CPU has (`target_clones`). Every machine of this
-// project has AVX-512; the baseline keeps the build portable.
+// loader picks the widest the CPU has (`target_clones`). Most machines of this
+// project have AVX-512; AVX2-only ones (a Zen 3 VM) run the AVX2 builds, and
+// the baseline keeps the build portable.
 #ifndef FACTSWEEP_WIDEST_H
 #define FACTSWEEP_WIDEST_H
 

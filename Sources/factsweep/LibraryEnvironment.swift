@@ -8,9 +8,9 @@
 //   With OpenBLAS products (`FACTSWEEP_MATMUL=openblas`) OpenBLAS's own
 //   threads need that core: there the count is 0, libgomp's threads sleep at
 //   once (a spinning team made an OpenBLAS epoch twice as slow). The count
-//   follows the f32 engine (a worker runs trials of both precisions): bf16
-//   products on OpenBLAS, on a CPU without AVX-512, run beside a spinning
-//   team, measured no slower (docs/benchmarks.md, "Issue 13, fourteenth stop").
+//   follows the f32 engine (a worker runs trials of both precisions), which
+//   bf16 products share: on oneDNN, with or without bf16 kernels
+//   (`MatmulEngine.currentBF16`).
 // - OPENBLAS_CORETYPE, when OpenBLAS fell back to kernels older than the CPU
 //   runs (`OpenBLASCore`).
 // A value already in the environment stands (OMP_WAIT_POLICY too: the user's

@@ -56,9 +56,12 @@ import TestSupport
         for r in 0..<3 { expected += values[(r * 19)..<(r * 19 + 17)].map(roundedToBFloat16) }
         #expect(Array(rounded[..<(3 * 17)]).map(\.bitPattern) == expected.map(\.bitPattern))
         #expect(rounded.last == 7)
-        var nan = [Float](repeating: 0, count: 1)
-        roundToBFloat16Floats(&nan, [Float.nan], rows: 1, columns: 1, ld: 1)
-        #expect(nan[0].isNaN)
+        // NaNs stay NaN, made quiet: a signalling one's bits as bfloat16Bits gives them.
+        let nans = [Float.nan, -Float.nan, Float(bitPattern: 0x7F80_0001), Float(bitPattern: 0xFFC1_2345)]
+        var roundedNaNs = [Float](repeating: 0, count: nans.count)
+        roundToBFloat16Floats(&roundedNaNs, nans, rows: 1, columns: nans.count, ld: nans.count)
+        #expect(roundedNaNs.map(\.bitPattern) == nans.map { UInt32(bfloat16Bits($0)) << 16 })
+        #expect(roundedNaNs[2].bitPattern == 0x7FC0_0000)
         let bits = values.map(bfloat16Bits)
         var widened = [Float](repeating: 7, count: 3 * 17 + 1)
         convertFromBFloat16(&widened, bits, rows: 3, columns: 17, ld: 19)
@@ -117,11 +120,14 @@ import TestSupport
         try path.check()
         let r = Self.roundedReference(t)
         var c = r.c
+        let executions = OneDNNMatmul.executionsOnThisThread
         r.a.withUnsafeBufferPointer { a in
             r.b.withUnsafeBufferPointer { b in
                 path.product(t, a: .f32(a.baseAddress!), lda: r.lda, b: .f32(b.baseAddress!), ldb: r.ldb, c: &c, ldc: r.ldc)
             }
         }
+        // The oneDNN paths ran on oneDNN, not on the sgemm they fall back to.
+        #expect((OneDNNMatmul.executionsOnThisThread > executions) == (path.engine == .oneDNN), "\(path): \(t)")
         #expect(FewRowsProductTests.relativeError(c, r.expected) < 1e-5, "\(path): \(t)")
         // The rounding is visible: bf16 keeps 8 significant bits, so the f32 product differs by ~1e-3.
         #expect(FewRowsProductTests.relativeError(c, r.f32) > 1e-4, "\(path): \(t) looks like an f32 product")

@@ -28,7 +28,7 @@ import Trial
         return outputs
     }
 
-    /// On the process's bf16 engine (OpenBLAS rounds into Float32 copies and shares nothing: same results, no count).
+    /// On the process's bf16 engine (without bf16 kernels the f32 path rounds into Float32 copies and shares nothing: same results, no count).
     @Test func sharedOperandIsRoundedOnceWithTheSameResults() throws {
         let m = 37, k = 64, n = 48
         let x = Self.normals(m * k, seed: 1), w1 = Self.normals(n * k, seed: 2), w2 = Self.normals(n * k, seed: 3)
@@ -74,8 +74,13 @@ import Trial
     /// conversions on the calling thread. On one thread the unshared run
     /// shares nothing anywhere; on two, attention's scopes on the worker
     /// thread share in both runs.
-    @Test(arguments: [MethodKind.full, .lora, .qlora, .ia3], [1, 2])
-    func trainingStepIsBitIdentical(_ kind: MethodKind, threads: Int) throws {
+    ///
+    /// `kernels` false runs the whole step as on a CPU without bf16 kernels
+    /// (`ProductPrecision.withoutBF16Kernels`), which is what such a CPU runs
+    /// either way: there it checks only that the step is deterministic.
+    @Test(arguments: [MethodKind.full, .lora, .qlora, .ia3], [(1, true), (2, true), (1, false), (2, false)])
+    func trainingStepIsBitIdentical(_ kind: MethodKind, setting: (threads: Int, kernels: Bool)) throws {
+        let (threads, kernels) = setting
         let golden = try BFloat16GoldenTests.golden("tiny-tied")
         let loaded = try ModelLocation.open(TestPaths.golden("tiny-tied"))
         let ctx = ComputeContext(threads: threads)
@@ -104,11 +109,12 @@ import Trial
             ft.gradients.zero()
             return (loss, gradients, logits, scratch.conversions - before)
         }
-        let shared = step()
-        let alone = withoutSharedBFloat16Copies(step)
+        func run<R>(_ body: () -> R) -> R { kernels ? body() : ProductPrecision.withoutBF16Kernels(body) }
+        let shared = run(step)
+        let alone = run { withoutSharedBFloat16Copies(step) }
         #expect(shared.gradients.contains { $0 != 0 })
-        guard MatmulEngine.hasBF16Kernels else {
-            // No bf16 kernels (OneDNNReuseTests.bf16Refused): every product rounds its operands into f32 for an f32
+        guard kernels && MatmulEngine.hasBF16Kernels else {
+            // No bf16 kernels (OneDNNReuseTests.bf16Refused, or turned off): every product rounds its operands into f32 for an f32
             // product, so there are no bf16 copies to share. On oneDNN the two runs are bit for bit the same; on
             // OpenBLAS its sums follow the threads other tests leave it (see `MatmulEngine.current`), so they agree
             // to rounding.
@@ -122,7 +128,9 @@ import Trial
                 #expect(FewRowsProductTests.relativeError(shared.gradients, alone.gradients) < 1e-4)
                 #expect(FewRowsProductTests.relativeError(shared.logits, alone.logits) < 1e-5)
             }
-            print("note: no bf16 kernels on \(CPUFeatures.modelName): checked the f32 path on \(MatmulEngine.currentBF16) (\(kind), \(threads) threads)")
+            if kernels {
+                print("note: no bf16 kernels on \(CPUFeatures.modelName): checked the f32 path on \(MatmulEngine.currentBF16) (\(kind), \(threads) threads)")
+            }
             return
         }
         #expect(shared.loss == alone.loss)

@@ -26,11 +26,18 @@ import Trial
             bits.withUnsafeMutableBufferPointer { t.dequantizeRowsBFloat16(rows, into: $0.baseAddress!, context: context) }
             let expected = floats[rows.lowerBound * t.columns..<rows.upperBound * t.columns].map(bfloat16Bits)
             #expect(bits == expected, "rows \(rows) of \(t.rows)×\(t.columns)")
+            // The same values held in Float32, for bf16 products without bf16 kernels.
+            var held = [Float](repeating: .nan, count: rows.count * t.columns)
+            held.withUnsafeMutableBufferPointer { t.dequantizeRowsBFloat16Floats(rows, into: $0.baseAddress!, context: context) }
+            #expect(held.map(\.bitPattern) == expected.map { UInt32($0) << 16 }, "rows \(rows) of \(t.rows)×\(t.columns)")
         }
     }
 
-    @Test(arguments: [Precision.f32, .bf16], [1, 2])
-    func trainingProductsEqualTheDequantisedOnes(precision: Precision, threads: Int) throws {
+    /// In bf16 with and without bf16 kernels (`ProductPrecision.withoutBF16Kernels`:
+    /// the base dequantised to bf16 values held in Float32, multiplied in f32).
+    @Test(arguments: [(Precision.f32, true), (.bf16, true), (.bf16, false)], [1, 2])
+    func trainingProductsEqualTheDequantisedOnes(setting: (precision: Precision, kernels: Bool), threads: Int) throws {
+        let precision = setting.precision
         let context = ComputeContext(threads: threads)
         let outDim = 300, inDim = 192, rows = fewRowsLimit + 21
         let t = try Self.tensor(rows: outDim, columns: inDim, seed: 12, context: context)
@@ -49,7 +56,9 @@ import Trial
         dinp.base.update(from: start, count: start.count)
 
         var forward = [Float](repeating: 0, count: rows * outDim), backward = start
-        ProductPrecision.run(precision) {
+        let conversionsBefore = ProductScratch.current.conversions
+        func run(_ body: () -> Void) { setting.kernels ? body() : ProductPrecision.withoutBF16Kernels(body) }
+        run { ProductPrecision.run(precision) {
             matrix.multiply(out: out, inp: inp, n: rows, tiles: tiles, context: context)
             matrix.multiplyTransposed(dinp: dinp, dout: dout, n: rows, accumulate: true, tiles: tiles, context: context)
             // The references: the same products with the dequantised matrix as a plain Float32 operand.
@@ -57,11 +66,14 @@ import Trial
                  beta: 0, c: &forward, ldc: outDim)
             gemm(transA: false, transB: false, m: rows, n: inDim, k: outDim, a: dy, lda: outDim, b: dense, ldb: inDim,
                  beta: 1, c: &backward, ldc: inDim)
-        }
+        } }
+        // Only bf16 kernels convert operands to bf16 bits: the f32 path rounds them in Float32.
+        let converted = ProductScratch.current.conversions > conversionsBefore
+        #expect(converted == (precision == .bf16 && setting.kernels && MatmulEngine.hasBF16Kernels), "\(setting)")
         let got = Array(UnsafeBufferPointer(start: out.base, count: rows * outDim))
         let gotBackward = Array(UnsafeBufferPointer(start: dinp.base, count: rows * inDim))
-        #expect(FewRowsProductTests.relativeError(got, forward) < 1e-6, "forward, \(precision)")
-        #expect(FewRowsProductTests.relativeError(gotBackward, backward) < 1e-6, "transposed, \(precision)")
+        #expect(FewRowsProductTests.relativeError(got, forward) < 1e-6, "forward, \(setting)")
+        #expect(FewRowsProductTests.relativeError(gotBackward, backward) < 1e-6, "transposed, \(setting)")
         // And bf16 really is bf16: far from the f32 product on the same operands.
         if precision == .bf16 {
             var f32 = [Float](repeating: 0, count: rows * outDim)

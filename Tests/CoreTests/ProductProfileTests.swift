@@ -41,6 +41,10 @@ import Testing
                 #expect(streamed == nil, "\(shape)")
             }
         }
+        var held = ProductProfile.Shape(transA: false, transB: true, m: 16, n: 96, k: 64, bf16: true, bStoredBF16: false, bPacked: false)
+        held.bHeldInFloats = true
+        #expect(ProductProfile.isolatedRate(held).isFinite && ProductProfile.streamedRate(held) == nil)
+        #expect(held.description.contains("B bf16 in f32"), "\(held)")
         let stored = ProductProfile.Shape(transA: true, transB: false, m: 8, n: 128, k: 32, bf16: true, bStoredBF16: true, bPacked: false)
         #expect(ProductProfile.streamedRate(stored, sweeps: 1).map { $0.isFinite && $0 > 0 } == true)
         var packed = stored

@@ -70,7 +70,7 @@ public enum FrozenMatrix: Sendable {
     private static func withDequantized(
         _ t: NF4Tensor, scratch: FloatPointer, context: ComputeContext, _ product: (ProductOperand) -> Void
     ) {
-        if ProductPrecision.current == .bf16, !MatmulEngine.hasBF16Kernels {
+        if ProductPrecision.current == .bf16, !ProductPrecision.usesBF16Kernels {
             t.dequantizeRowsBFloat16Floats(0..<t.rows, into: scratch.base, context: context)
             product(.bf16Floats(UnsafePointer(scratch.base)))
         } else if ProductPrecision.current == .bf16 {

@@ -29,12 +29,12 @@ private let parallelConversionElements = 1 << 16
 /// copy in their preferred layout made once, so neither the rounding of a
 /// Float32 B nor oneDNN's re-blocking of it happens per call. On `engine`
 /// oneDNN, `bf16Kernels` false multiplies in f32 as a CPU without them does
-/// (tests run that path on every CPU).
+/// (tests run that path on every CPU: `ProductPrecision.withoutBF16Kernels`).
 func gemmBFloat16(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
     a: ProductOperand, lda: Int, b: ProductOperand, ldb: Int,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, engine: MatmulEngine = MatmulEngine.currentBF16,
-    bf16Kernels: Bool = OneDNNMatmul.supportsBF16, packed: PackedWeight? = nil
+    bf16Kernels: Bool = OneDNNMatmul.supportsBF16 && ProductPrecision.allowsBF16Kernels, packed: PackedWeight? = nil
 ) {
     guard m > 0, n > 0 else { return }
     let threads = BLASThreads.threadsOutsideSections
@@ -42,13 +42,13 @@ func gemmBFloat16(
         return gemmBFloat16Untimed(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
                                    beta: beta, c: c, ldc: ldc, engine: engine, bf16Kernels: bf16Kernels, packed: packed, threads: nil)
     }
-    let bStoredBF16: Bool
-    switch b {
-    case .bf16: bStoredBF16 = true
-    case .f32, .bf16Floats: bStoredBF16 = false
-    }
-    let shape = ProductProfile.Shape(transA: transA, transB: transB, m: m, n: n, k: k, bf16: true, bStoredBF16: bStoredBF16,
+    var shape = ProductProfile.Shape(transA: transA, transB: transB, m: m, n: n, k: k, bf16: true, bStoredBF16: false,
                                      bPacked: packed != nil && OneDNNMatmul.reuse && engine == .oneDNN && bf16Kernels)
+    switch b {
+    case .bf16: shape.bStoredBF16 = true
+    case .bf16Floats: shape.bHeldInFloats = true
+    case .f32: break
+    }
     ProductProfile.timed(shape) {
         gemmBFloat16Untimed(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
                             beta: beta, c: c, ldc: ldc, engine: engine, bf16Kernels: bf16Kernels, packed: packed, threads: threads)

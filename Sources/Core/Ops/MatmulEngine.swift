@@ -51,8 +51,10 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
     /// Float32, go through the engine's f32 product — oneDNN's matmul or, as
     /// Debian's OpenBLAS 0.3.21 has no bf16 product (no `cblas_sbgemm`),
     /// sgemm: the same numbers as bf16 products, at about f32's speed
-    /// (`bf16Notice`). On oneDNN every bf16 product goes through it, so no
-    /// OpenBLAS threads compete with its OpenMP ones.
+    /// (`bf16Notice`). With bf16 kernels every bf16 product goes through
+    /// oneDNN, so no OpenBLAS threads compete with its OpenMP ones; without
+    /// them, products inside single-threaded sections run on single-threaded
+    /// sgemm, as f32 ones do.
     public static var currentBF16: MatmulEngine {
         get { bf16Selection.withLock { $0 } }
         set { bf16Selection.withLock { $0 = newValue } }

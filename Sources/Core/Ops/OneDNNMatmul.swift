@@ -96,6 +96,13 @@ enum OneDNNMatmul {
         return state.primitives.values.filter { $0 != nil }.count
     }
 
+    /// Products the calling thread has run through its kept stream (the reuse
+    /// path); tests check with it that a product reached oneDNN.
+    static var executionsOnThisThread: Int {
+        guard let engine = state.engine else { return 0 }
+        return ThreadContext.current(engine: engine).executions
+    }
+
     /// The environment variable that turns reuse off (`off`): a stream and a
     /// scratchpad made per call and no packed weights, as before reuse — for
     /// the benchmark's before/after and the tests' uncached reference.
@@ -184,6 +191,8 @@ enum OneDNNMatmul {
     /// identity never names another.)
     private final class ThreadContext {
         let stream: dnnl_stream_t?
+        /// Products this thread has run (tests ask whether a path reached oneDNN).
+        private(set) var executions = 0
         private var buffer: UnsafeMutableRawPointer?
         private var bufferBytes = 0
         private var memories: [ObjectIdentifier: UnsafeMutablePointer<factsweep_matmul_memories>] = [:]
@@ -215,6 +224,7 @@ enum OneDNNMatmul {
                 memories[ObjectIdentifier(primitive)] = kept
             }
             let scratchpad = scratchpad(bytes: primitive.scratchpadBytes)
+            executions += 1
             return factsweep_matmul_execute_kept(primitive.handle, engine, stream, kept, a, b, c, scratchpad) == dnnl_success
         }
 

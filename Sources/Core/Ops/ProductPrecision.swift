@@ -17,6 +17,37 @@ public enum ProductPrecision {
     public static func run<Result>(_ precision: Precision, _ body: () throws -> Result) rethrows -> Result {
         try bf16.run(precision == .bf16, body)
     }
+
+    private static let f32Kernels = ThreadFlag()
+
+    /// Whether this thread's bf16 products may run on bf16 kernels where the
+    /// CPU has them (`OneDNNMatmul.supportsBF16`): false inside `withoutBF16Kernels`.
+    static var allowsBF16Kernels: Bool { !f32Kernels.isSet }
+
+    /// Whether this thread's bf16 products run on bf16 kernels: where the
+    /// engine has them (`MatmulEngine.hasBF16Kernels`), outside `withoutBF16Kernels`.
+    static var usesBF16Kernels: Bool { allowsBF16Kernels && MatmulEngine.hasBF16Kernels }
+
+    /// Runs `body` with this thread's bf16 products multiplying in f32 over
+    /// their rounded inputs, as on a CPU without bf16 kernels — the same
+    /// numbers — so that tests run that path end to end on any CPU.
+    static func withoutBF16Kernels<Result>(_ body: () throws -> Result) rethrows -> Result {
+        try f32Kernels.run(true, body)
+    }
+
+    /// A thread's product settings, which parallel loops carry to their workers.
+    struct Setting {
+        let precision: Precision
+        let f32Kernels: Bool
+    }
+
+    /// The calling thread's settings.
+    static var setting: Setting { Setting(precision: current, f32Kernels: f32Kernels.isSet) }
+
+    /// Runs `body` with this thread's products under `setting`.
+    static func run<Result>(_ setting: Setting, _ body: () throws -> Result) rethrows -> Result {
+        try f32Kernels.run(setting.f32Kernels) { try run(setting.precision, body) }
+    }
 }
 
 /// Per-thread buffers for the bf16 copies of a product's operands, grown as

@@ -17,9 +17,13 @@ public enum ProductProfile {
         public var bStoredBF16: Bool
         /// B is a matrix whose packed copy the engine keeps (see `PackedWeight`).
         public var bPacked: Bool
+        /// B's bf16 values already held in Float32 (QLoRA's base dequantised
+        /// for a CPU without bf16 kernels: `ProductOperand.bf16Floats`).
+        public var bHeldInFloats = false
 
         public var description: String {
-            "\(m)×\(k)×\(n) \(transA ? "T" : "N")\(transB ? "T" : "N")\(bf16 ? (bStoredBF16 ? " bf16(B bf16)" : " bf16") : " f32")\(bPacked ? " packed" : "")"
+            let b = bStoredBF16 ? " bf16(B bf16)" : bHeldInFloats ? " bf16(B bf16 in f32)" : " bf16"
+            return "\(m)×\(k)×\(n) \(transA ? "T" : "N")\(transB ? "T" : "N")\(bf16 ? b : " f32")\(bPacked ? " packed" : "")"
         }
 
         /// 2·m·n·k.
@@ -111,6 +115,8 @@ public enum ProductProfile {
         var rng = SeededGenerator(seed: 5)
         for i in 0..<(aCount + bCount) { arena.base[i] = rng.nextUniform() - 0.5 }
         let a = arena.base, b = arena.base + aCount, c = arena.base + aCount + bCount
+        if shape.bHeldInFloats { for i in 0..<bCount { b[i] = roundedToBFloat16(b[i]) } }
+        let bOperand: ProductOperand = shape.bHeldInFloats ? .bf16Floats(b) : .f32(b)
         let lda = shape.transA ? shape.m : shape.k, ldb = shape.transB ? shape.k : shape.n
         let bRows = shape.transB ? shape.n : shape.k, bColumns = shape.transB ? shape.k : shape.n
         let bits = shape.bStoredBF16
@@ -122,7 +128,7 @@ public enum ProductProfile {
             for copy in 0..<copies {
                 if shape.bf16 {
                     gemmBFloat16(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
-                                 a: .f32(a), lda: lda, b: bits.isEmpty ? .f32(b) : .bf16(bits[copy].base), ldb: ldb,
+                                 a: .f32(a), lda: lda, b: bits.isEmpty ? bOperand : .bf16(bits[copy].base), ldb: ldb,
                                  beta: 0, c: c, ldc: shape.n, packed: packed)
                 } else {
                     gemm(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,

@@ -32,12 +32,12 @@ public struct ComputeContext: Sendable {
             body(0..<count)
             return
         }
-        // Worker threads multiply in the caller's precision and, inside its
-        // single-threaded section, on single-threaded OpenBLAS as it does.
-        let precision = ProductPrecision.current, inSection = BLASThreads.isInSection
+        // Worker threads multiply in the caller's precision (and kernels) and,
+        // inside its single-threaded section, on single-threaded OpenBLAS as it does.
+        let products = ProductPrecision.setting, inSection = BLASThreads.isInSection
         runChunks(chunks) { c in
             let lo = count * c / chunks, hi = count * (c + 1) / chunks
-            if lo < hi { BLASThreads.markingSection(inSection) { ProductPrecision.run(precision) { body(lo..<hi) } } }
+            if lo < hi { BLASThreads.markingSection(inSection) { ProductPrecision.run(products) { body(lo..<hi) } } }
         }
     }
 
@@ -49,10 +49,10 @@ public struct ComputeContext: Sendable {
             body(0, 0..<count)
             return
         }
-        let precision = ProductPrecision.current, inSection = BLASThreads.isInSection
+        let products = ProductPrecision.setting, inSection = BLASThreads.isInSection
         runChunks(chunks) { c in
             let lo = count * c / chunks, hi = count * (c + 1) / chunks
-            if lo < hi { BLASThreads.markingSection(inSection) { ProductPrecision.run(precision) { body(c, lo..<hi) } } }
+            if lo < hi { BLASThreads.markingSection(inSection) { ProductPrecision.run(products) { body(c, lo..<hi) } } }
         }
     }
 }
