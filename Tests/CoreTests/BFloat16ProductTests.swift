@@ -104,10 +104,10 @@ import TestSupport
         }
 
         func product(_ t: MatmulEngineTests.Case, a: ProductOperand, lda: Int, b: ProductOperand, ldb: Int,
-                     c: UnsafeMutablePointer<Float>, ldc: Int) {
+                     c: UnsafeMutablePointer<Float>, ldc: Int, widenedBlock: Int = widenedBlockElements) {
             gemmBFloat16(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha, a: a, lda: lda,
                          b: b, ldb: ldb, beta: t.beta, c: c, ldc: ldc, engine: engine,
-                         bf16Kernels: bf16Kernels && OneDNNMatmul.supportsBF16)
+                         bf16Kernels: bf16Kernels && OneDNNMatmul.supportsBF16, widenedBlock: widenedBlock)
         }
     }
 
@@ -131,6 +131,41 @@ import TestSupport
         #expect(FewRowsProductTests.relativeError(c, r.expected) < 1e-5, "\(path): \(t)")
         // The rounding is visible: bf16 keeps 8 significant bits, so the f32 product differs by ~1e-3.
         #expect(FewRowsProductTests.relativeError(c, r.f32) > 1e-4, "\(path): \(t) looks like an f32 product")
+    }
+
+    /// On the f32 path a large bf16 B is widened and multiplied a block of
+    /// its rows at a time: blocks of C's columns (B transposed) or of the
+    /// sums' terms, C summing them (B plain). With blocks of 1, 3 and 5 rows,
+    /// tails included, the product is the definition's, and within 1e-6 of
+    /// the same product widened whole.
+    /// (Two cases beyond the engine tests': B plain with beta 0.5 and 0, where a block that
+    /// applied beta again, or dropped the blocks before it, would show.)
+    @Test(arguments: MatmulEngineTests.cases + [
+        MatmulEngineTests.Case(transA: false, transB: false, m: 9, n: 21, k: 40, pad: 2, alpha: 1.5, beta: 0.5),
+        MatmulEngineTests.Case(transA: true, transB: false, m: 6, n: 13, k: 23, pad: 0, alpha: 1, beta: 0),
+    ], [Path.oneDNNFloat, .openBLAS])
+    func blocksOfALargeBF16OperandGiveTheWholeProduct(_ t: MatmulEngineTests.Case, path: Path) throws {
+        try path.check()
+        let r = Self.roundedReference(t)
+        let bits = r.b.map(bfloat16Bits)
+        let bColumns = t.transB ? t.k : t.n
+        func run(widenedBlock: Int) -> [Float] {
+            var c = r.c
+            r.a.withUnsafeBufferPointer { a in
+                bits.withUnsafeBufferPointer { b in
+                    path.product(t, a: .f32(a.baseAddress!), lda: r.lda, b: .bf16(b.baseAddress!), ldb: r.ldb, c: &c, ldc: r.ldc,
+                                 widenedBlock: widenedBlock)
+                }
+            }
+            return c
+        }
+        let whole = run(widenedBlock: Int.max)
+        #expect(FewRowsProductTests.relativeError(whole, r.expected) < 1e-5, "\(path): \(t)")
+        for rows in [1, 3, 5] {
+            let blocked = run(widenedBlock: rows * bColumns)
+            #expect(FewRowsProductTests.relativeError(blocked, r.expected) < 1e-5, "\(path), \(rows) rows: \(t)")
+            #expect(FewRowsProductTests.relativeError(blocked, whole) < 1e-6, "\(path), \(rows) rows: \(t)")
+        }
     }
 
     /// A matrix stored in bf16, or its bf16 values held in Float32, gives the

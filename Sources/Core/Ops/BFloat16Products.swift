@@ -23,24 +23,34 @@ enum ProductOperand {
 /// Operands at least this large are converted on all the product's threads.
 private let parallelConversionElements = 1 << 16
 
+/// On the f32 path, a bf16 B larger than this many elements is widened and
+/// multiplied a block of its rows at a time (`productOverRowBlocks`): 4 MB of
+/// Float32 per block, which stays in the last-level cache between its
+/// widening and its product, instead of widening all of B (the head: 113 MB
+/// at SmolLM2, 1 GiB at Llama-3.2-1B) into scratch before one product.
+let widenedBlockElements = 1 << 20
+
 /// C[m,n] = alpha · op(A)·op(B) + beta · C, row-major, A and B taken as bf16
 /// (Float32 operands rounded to nearest even), accumulated and written in f32.
 /// `packed` (B is a frozen weight) lets oneDNN's bf16 kernels read B from a
 /// copy in their preferred layout made once, so neither the rounding of a
 /// Float32 B nor oneDNN's re-blocking of it happens per call. On `engine`
 /// oneDNN, `bf16Kernels` false multiplies in f32 as a CPU without them does
-/// (tests run that path on every CPU: `ProductPrecision.withoutBF16Kernels`).
+/// (tests run that path on every CPU: `ProductPrecision.withoutBF16Kernels`);
+/// `widenedBlock` is `widenedBlockElements` unless a test names another.
 func gemmBFloat16(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
     a: ProductOperand, lda: Int, b: ProductOperand, ldb: Int,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, engine: MatmulEngine = MatmulEngine.currentBF16,
-    bf16Kernels: Bool = OneDNNMatmul.supportsBF16 && ProductPrecision.allowsBF16Kernels, packed: PackedWeight? = nil
+    bf16Kernels: Bool = OneDNNMatmul.supportsBF16 && ProductPrecision.allowsBF16Kernels, packed: PackedWeight? = nil,
+    widenedBlock: Int = widenedBlockElements
 ) {
     guard m > 0, n > 0 else { return }
     let threads = BLASThreads.threadsOutsideSections
     guard threads != nil else {
         return gemmBFloat16Untimed(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                                   beta: beta, c: c, ldc: ldc, engine: engine, bf16Kernels: bf16Kernels, packed: packed, threads: nil)
+                                   beta: beta, c: c, ldc: ldc, engine: engine, bf16Kernels: bf16Kernels, packed: packed, threads: nil,
+                                   widenedBlock: widenedBlock)
     }
     var shape = ProductProfile.Shape(transA: transA, transB: transB, m: m, n: n, k: k, bf16: true, bStoredBF16: false,
                                      bPacked: packed != nil && OneDNNMatmul.reuse && engine == .oneDNN && bf16Kernels)
@@ -51,7 +61,8 @@ func gemmBFloat16(
     }
     ProductProfile.timed(shape) {
         gemmBFloat16Untimed(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                            beta: beta, c: c, ldc: ldc, engine: engine, bf16Kernels: bf16Kernels, packed: packed, threads: threads)
+                            beta: beta, c: c, ldc: ldc, engine: engine, bf16Kernels: bf16Kernels, packed: packed, threads: threads,
+                            widenedBlock: widenedBlock)
     }
 }
 
@@ -59,7 +70,7 @@ private func gemmBFloat16Untimed(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
     a: ProductOperand, lda: Int, b: ProductOperand, ldb: Int,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, engine: MatmulEngine, bf16Kernels: Bool, packed: PackedWeight?,
-    threads: Int?
+    threads: Int?, widenedBlock: Int
 ) {
     let scratch = ProductScratch.current
     let aRows = transA ? k : m, aCols = transA ? m : k
@@ -91,16 +102,48 @@ private func gemmBFloat16Untimed(
     // product — oneDNN's where it runs (outside single-threaded sections), as
     // `gemm` runs f32 products.
     let (aFloats, aLD) = rounded(a, rows: aRows, columns: aCols, ld: lda, slot: 2, scratch, threads: threads ?? 1)
+    if case let .bf16(bits) = b, bRows * bCols > widenedBlock {
+        // Rows of B per block: whole rows, at least one.
+        let rowsPerBlock = max(1, widenedBlock / bCols)
+        var r0 = 0
+        while r0 < bRows {
+            let r1 = min(bRows, r0 + rowsPerBlock)
+            let (block, bLD) = rounded(.bf16(bits + r0 * ldb), rows: r1 - r0, columns: bCols, ld: ldb, slot: 3, scratch,
+                                       threads: threads ?? 1)
+            if transB {
+                // B's rows r0..<r1 give C's columns r0..<r1.
+                f32Product(transA: transA, transB: true, m: m, n: r1 - r0, k: k, alpha: alpha, a: aFloats, lda: aLD, b: block, ldb: bLD,
+                           beta: beta, c: c + r0, ldc: ldc, engine: engine, threads: threads)
+            } else {
+                // B's rows r0..<r1 are the terms r0..<r1 of every sum: op(A)'s columns r0..<r1; C sums the blocks.
+                f32Product(transA: transA, transB: false, m: m, n: n, k: r1 - r0, alpha: alpha, a: transA ? aFloats + r0 * aLD : aFloats + r0,
+                           lda: aLD, b: block, ldb: bLD, beta: r0 == 0 ? beta : 1, c: c, ldc: ldc, engine: engine, threads: threads)
+            }
+            r0 = r1
+        }
+        return
+    }
     let (bFloats, bLD) = rounded(b, rows: bRows, columns: bCols, ld: ldb, slot: 3, scratch, threads: threads ?? 1)
+    f32Product(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: aFloats, lda: aLD, b: bFloats, ldb: bLD,
+               beta: beta, c: c, ldc: ldc, engine: engine, threads: threads)
+}
+
+/// The f32 product of bf16-rounded operands: on oneDNN's f32 matmul outside
+/// single-threaded sections (`threads` non-nil), as `gemm` runs f32
+/// products, else (or where oneDNN refuses the shape) on sgemm.
+private func f32Product(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, engine: MatmulEngine, threads: Int?
+) {
     if k > 0, engine == .oneDNN, let threads {
         let key = OneDNNMatmul.Key(
-            transA: transA, transB: transB, m: m, n: n, k: k, lda: aLD, ldb: bLD, ldc: ldc,
+            transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
             alpha: alpha, beta: beta, bf16: false, threads: threads)
-        if OneDNNMatmul.run(key, a: UnsafeMutableRawPointer(mutating: aFloats), b: UnsafeMutableRawPointer(mutating: bFloats), c: c) {
+        if OneDNNMatmul.run(key, a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: c) {
             return
         }
     }
-    sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: aFloats, lda: aLD, b: bFloats, ldb: bLD,
+    sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
           beta: beta, c: c, ldc: ldc)
 }
 
