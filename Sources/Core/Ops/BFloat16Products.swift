@@ -24,7 +24,7 @@ enum ProductOperand {
 private let parallelConversionElements = 1 << 16
 
 /// On the f32 path, a bf16 B larger than this many elements is widened and
-/// multiplied a block of its rows at a time (`productOverRowBlocks`): 4 MB of
+/// multiplied a block of its rows at a time (in `gemmBFloat16Untimed`): 4 MB of
 /// Float32 per block, which stays in the last-level cache between its
 /// widening and its product, instead of widening all of B (the head: 113 MB
 /// at SmolLM2, 1 GiB at Llama-3.2-1B) into scratch before one product.
