@@ -10,13 +10,6 @@
 #include <math.h>
 #include <string.h>
 
-static inline float bf16_value(uint16_t bits) {
-    uint32_t wide = (uint32_t)bits << 16;
-    float x;
-    memcpy(&x, &wide, sizeof x);
-    return x;
-}
-
 WIDEST void factsweep_adamw_f32(const factsweep_adamw_step *s, float *restrict params, float *restrict grads,
                          float *restrict m, float *restrict v, size_t count) {
     const float c1 = 1.0f - s->beta1, c2 = 1.0f - s->beta2;
@@ -36,11 +29,11 @@ WIDEST void factsweep_adamw_bf16(const factsweep_adamw_step *s, float *restrict 
     const float c1 = 1.0f - s->beta1, c2 = 1.0f - s->beta2;
     for (size_t i = 0; i < count; i++) {
         float g = grads[i] * s->clip;
-        uint16_t mb = bf16_bits(s->beta1 * bf16_value(m[i]) + c1 * g);
-        uint16_t vb = bf16_bits(s->beta2 * bf16_value(v[i]) + c2 * g * g);
+        uint16_t mb = bf16_bits(s->beta1 * bf16_float(m[i]) + c1 * g);
+        uint16_t vb = bf16_bits(s->beta2 * bf16_float(v[i]) + c2 * g * g);
         m[i] = mb;
         v[i] = vb;
-        float mi = bf16_value(mb), vi = bf16_value(vb);
+        float mi = bf16_float(mb), vi = bf16_float(vb);
         params[i] = params[i] * s->decay - s->step_size * mi / (sqrtf(vi) / s->bias2_sqrt + s->eps);
         grads[i] = 0.0f;
     }

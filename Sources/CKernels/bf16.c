@@ -30,13 +30,6 @@ void factsweep_bf16_round(uint16_t *dst, const float *src, size_t rows, size_t c
     round_portable(dst, src, rows, columns, ld);
 }
 
-static inline float bf16_float(uint16_t bits) {
-    uint32_t wide = (uint32_t)bits << 16;
-    float x;
-    memcpy(&x, &wide, sizeof x);
-    return x;
-}
-
 /// Plain loops: target_clones builds them for AVX-512 and AVX2, where the
 /// compiler runs them eight or sixteen lanes wide (CPUs without AVX-512 take
 /// this path for every bf16 product).

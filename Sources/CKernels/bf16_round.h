@@ -15,6 +15,14 @@ static inline uint16_t bf16_bits(float x) {
     return (uint16_t)((bits & 0x7FFFFFFFu) > 0x7F800000u ? (bits >> 16) | 0x40u : rounded);
 }
 
+/// The Float32 a bf16 value stands for (exact).
+static inline float bf16_float(uint16_t bits) {
+    uint32_t wide = (uint32_t)bits << 16;
+    float x;
+    memcpy(&x, &wide, sizeof x);
+    return x;
+}
+
 #if defined(__x86_64__) && defined(__clang__)
 #include <immintrin.h>
 #define FACTSWEEP_X86_PATHS 1

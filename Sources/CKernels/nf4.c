@@ -4,8 +4,6 @@
 
 #include "bf16_round.h"
 
-#include <string.h>
-
 /// Block b's scale, as bitsandbytes computes it: dynamic_map[code] · group
 /// scale, then + offset (two roundings in that order; the file is built with
 /// -ffp-contract=off, so no fused multiply-add).
@@ -93,13 +91,6 @@ __attribute__((target("avx2"))) static void blocks_avx2(const factsweep_nf4 *t, 
     }
 }
 #endif
-
-static inline float bf16_float(uint16_t bits) {
-    uint32_t wide = (uint32_t)bits << 16;
-    float x;
-    memcpy(&x, &wide, sizeof x);
-    return x;
-}
 
 /// Block b's elements lo … hi − 1 (a whole block or part of one): the code
 /// book scaled once, then looked up value by value. The portable path.
