@@ -19,8 +19,13 @@ int factsweep_cpu_has_avx512(void) {
 
 int factsweep_cpu_has_avx2(void) {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    // Asked once, as above: the few-rows kernel asks on every call.
+    static int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return known;
 #else
     return 0;
 #endif

@@ -115,8 +115,8 @@ static void part_of_block(const factsweep_nf4 *t, size_t b, size_t lo, size_t hi
 static void dequantize(const factsweep_nf4 *t, size_t lo, size_t hi, void *out, enum output mode, int path) {
     size_t width = mode == BF16_BITS ? sizeof(uint16_t) : sizeof(float);
 #ifdef FACTSWEEP_X86_PATHS
-    const int avx512 = path == FACTSWEEP_NF4_WIDEST && factsweep_cpu_has_avx512();
-    const int avx2 = (path == FACTSWEEP_NF4_WIDEST || path == FACTSWEEP_NF4_AVX2) && factsweep_cpu_has_avx2();
+    const int avx512 = path == FACTSWEEP_PATH_WIDEST && factsweep_cpu_has_avx512();
+    const int avx2 = (path == FACTSWEEP_PATH_WIDEST || path == FACTSWEEP_PATH_AVX2) && factsweep_cpu_has_avx2();
 #endif
     for (size_t i = lo; i < hi;) {
         size_t b = i / 64, start = 64 * b;

@@ -2,6 +2,7 @@
 // each thread multiplying its own block of the weight's rows with the C
 // few-rows kernel) equal the batched products they replace, for dense and NF4
 // weights, within f32 rounding (the kernel sums in a different order).
+import TestSupport
 import Testing
 @testable import Core
 
@@ -27,6 +28,28 @@ import Testing
             linearForward(&reference, x, w, n: rows, inDim: inDim, outDim: outDim)
             linearForward(&few, x, w, n: rows, inDim: inDim, outDim: outDim, context: context, fewRows: decodingFewRowsLimit)
             #expect(Self.relativeError(few, reference) < 1e-6, "\(rows)×\(inDim) · (\(outDim)×\(inDim))ᵀ")
+        }
+    }
+
+    /// Each path of the C kernel (AVX-512 where the CPU has it, AVX2, plain C:
+    /// the tiles differ by path) against the batched product, at every row
+    /// count a tile can end on, with depths and widths that leave tails.
+    @Test(arguments: KernelPath.allCases)
+    func everyKernelPathEqualsBatchedProduct(path: KernelPath) throws {
+        try #require(path == .portable || CPUFeatures.hasAVX2, "the AVX2 path needs an AVX2 CPU (\(CPUFeatures.modelName))")
+        for rows in [1, 2, 3, 4, 5, 7, 8, 12, 16, 17, 24, decodingFewRowsLimit] {
+            for (inDim, outDim) in [(64, 200), (96, 17), (48, 1), (1536, 35), (13, 6), (100, 23), (8, 5), (24, 9)] {
+                let x = Self.random(rows * inDim, seed: 5), w = Self.random(outDim * inDim, seed: 6)
+                var reference = [Float](repeating: 0, count: rows * outDim)
+                linearForward(&reference, x, w, n: rows, inDim: inDim, outDim: outDim)
+                // Written into a wider output (ldc = outDim + 3) whose extra columns must stay untouched.
+                let ldc = outDim + 3
+                var few = [Float](repeating: .nan, count: rows * ldc)
+                ProductPrecision.run(.f32) { fewRowsProduct(&few, ldc: ldc, x, n: rows, w, rows: outDim, depth: inDim, path: path) }
+                let product = (0..<rows).flatMap { r in few[(r * ldc)..<(r * ldc + outDim)] }
+                #expect(Self.relativeError(product, reference) < 1e-6, "\(path): \(rows)×\(inDim) · (\(outDim)×\(inDim))ᵀ")
+                #expect((0..<rows).allSatisfy { r in few[(r * ldc + outDim)..<(r * ldc + ldc)].allSatisfy(\.isNaN) }, "\(path): wrote past a row")
+            }
         }
     }
 

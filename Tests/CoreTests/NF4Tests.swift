@@ -156,7 +156,7 @@ import TestSupport
                 var plain = [Float](repeating: 1, count: range.count)
                 t.dequantize(range, into: &plain, path: .portable)
                 let plainBits = plain.map(bfloat16Bits)
-                for path in [NF4KernelPath.widest, .avx2] {
+                for path in [KernelPath.widest, .avx2] {
                     let label = "\(path), \(range), offset \(t.absmaxOffset)"
                     var floats = [Float](repeating: 1, count: range.count)
                     t.dequantize(range, into: &floats, path: path)

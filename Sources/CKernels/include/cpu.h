@@ -9,4 +9,9 @@ int factsweep_cpu_has_avx512(void);
 /// 1 when the CPU runs AVX2 and FMA (OpenBLAS's Haswell kernels), else 0.
 int factsweep_cpu_has_avx2(void);
 
+/// Which code a kernel with several (nf4.c, few_rows.c) may run, for the tests
+/// that compare them: the widest the CPU has (AVX-512, else AVX2), at most
+/// AVX2, or the plain C loop. Swift: `KernelPath`.
+enum { FACTSWEEP_PATH_WIDEST = 0, FACTSWEEP_PATH_PORTABLE = 1, FACTSWEEP_PATH_AVX2 = 2 };
+
 #endif

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cpu.h"
+
 /// One NF4 matrix as `NF4Tensor` stores it (docs/formats/nf4.md).
 typedef struct {
     const uint8_t *codes;        ///< 4-bit codes, 32 bytes per block, first value in the high nibble
@@ -20,16 +22,12 @@ typedef struct {
     float absmax_offset;
 } factsweep_nf4;
 
-/// Which code a dequantisation may run, for the tests that compare them:
-/// the widest the CPU has (AVX-512, else AVX2), at most AVX2, or the plain C loop.
-enum { FACTSWEEP_NF4_WIDEST = 0, FACTSWEEP_NF4_PORTABLE = 1, FACTSWEEP_NF4_AVX2 = 2 };
-
 /// Writes the weights with flattened indices lo … hi − 1 to `out`:
 /// out[i] = code_book[code i] · scale, one Float product per value, the
 /// scale computed as bitsandbytes computes it, so every path (and Swift's
 /// `NF4Tensor.blockScale`) gives the same bits. Runs of whole blocks take the
 /// AVX-512 or AVX2 path where the CPU has it and `path` allows; parts of
-/// blocks go value by value.
+/// blocks go value by value. `path`: `FACTSWEEP_PATH_*` (cpu.h).
 void factsweep_nf4_dequantize(const factsweep_nf4 *t, size_t lo, size_t hi, float *out, int path);
 
 /// The same rounded to bf16 (nearest even, NaN kept a quiet NaN: the rounding

@@ -107,14 +107,14 @@ public func linearForward(
 
 /// out (n, `rows` columns, `ldc` apart) = inp (n, depth) · weightᵀ for one
 /// block of a weight's rows (rows, depth), on the calling thread: the
-/// few-rows kernel in f32, a `gemm` in bf16. Callers split a weight across
-/// threads inside `withSingleThreadedBLAS`.
+/// few-rows kernel in f32 (on `path`: tests run each), a `gemm` in bf16.
+/// Callers split a weight across threads inside `withSingleThreadedBLAS`.
 func fewRowsProduct(
     _ out: UnsafeMutablePointer<Float>, ldc: Int, _ inp: UnsafePointer<Float>, n: Int,
-    _ weight: UnsafePointer<Float>, rows: Int, depth: Int
+    _ weight: UnsafePointer<Float>, rows: Int, depth: Int, path: KernelPath = .widest
 ) {
     if ProductPrecision.current == .f32 {
-        factsweep_few_rows_product(out, ldc, inp, n, weight, rows, depth)
+        factsweep_few_rows_product_on(out, ldc, inp, n, weight, rows, depth, path.code)
     } else {
         gemm(transA: false, transB: true, m: n, n: rows, k: depth, a: inp, lda: depth, b: weight, ldb: depth, beta: 0, c: out, ldc: ldc)
     }

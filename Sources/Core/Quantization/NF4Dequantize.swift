@@ -9,12 +9,6 @@
 // AVX2), and parts of blocks value by value.
 import CKernels
 
-/// Which code the NF4 kernel may run: the widest the CPU has, at most AVX2, or
-/// the plain C loop (tests compare them; `FACTSWEEP_NF4_*` in nf4.h).
-enum NF4KernelPath: Int32, CaseIterable, Sendable {
-    case widest = 0, portable = 1, avx2 = 2
-}
-
 extension NF4Tensor {
     /// Writes rows `rows` ([rows.count, columns], row-major) into `destination`
     /// on the calling thread.
@@ -67,19 +61,19 @@ extension NF4Tensor {
 
     /// Writes the weights with flattened indices `elements` into `destination`
     /// as bf16 bits. Any range works.
-    func dequantizeBFloat16(_ elements: Range<Int>, into destination: UnsafeMutablePointer<UInt16>, path: NF4KernelPath = .widest) {
+    func dequantizeBFloat16(_ elements: Range<Int>, into destination: UnsafeMutablePointer<UInt16>, path: KernelPath = .widest) {
         precondition(elements.lowerBound >= 0 && elements.upperBound <= count, "elements \(elements) outside 0..<\(count)")
         withKernelView {
-            factsweep_nf4_dequantize_bf16($0, elements.lowerBound, elements.upperBound, destination, path.rawValue)
+            factsweep_nf4_dequantize_bf16($0, elements.lowerBound, elements.upperBound, destination, path.code)
         }
     }
 
     /// Writes the weights with flattened indices `elements` into `destination`
     /// as bf16 values kept in Float32. Any range works.
-    func dequantizeBFloat16Floats(_ elements: Range<Int>, into destination: UnsafeMutablePointer<Float>, path: NF4KernelPath = .widest) {
+    func dequantizeBFloat16Floats(_ elements: Range<Int>, into destination: UnsafeMutablePointer<Float>, path: KernelPath = .widest) {
         precondition(elements.lowerBound >= 0 && elements.upperBound <= count, "elements \(elements) outside 0..<\(count)")
         withKernelView {
-            factsweep_nf4_dequantize_bf16_floats($0, elements.lowerBound, elements.upperBound, destination, path.rawValue)
+            factsweep_nf4_dequantize_bf16_floats($0, elements.lowerBound, elements.upperBound, destination, path.code)
         }
     }
 
@@ -89,9 +83,9 @@ extension NF4Tensor {
         dequantize(elements, into: destination, path: .widest)
     }
 
-    func dequantize(_ elements: Range<Int>, into destination: UnsafeMutablePointer<Float>, path: NF4KernelPath) {
+    func dequantize(_ elements: Range<Int>, into destination: UnsafeMutablePointer<Float>, path: KernelPath) {
         precondition(elements.lowerBound >= 0 && elements.upperBound <= count, "elements \(elements) outside 0..<\(count)")
-        withKernelView { factsweep_nf4_dequantize($0, elements.lowerBound, elements.upperBound, destination, path.rawValue) }
+        withKernelView { factsweep_nf4_dequantize($0, elements.lowerBound, elements.upperBound, destination, path.code) }
     }
 
     /// The kernel's view of this tensor, valid inside `body`.
