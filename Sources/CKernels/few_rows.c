@@ -9,16 +9,19 @@
 // The tile's shape follows the registers:
 // - AVX-512 (32 registers of 16 lanes): 4 activation rows × 4 weight rows,
 //   16 sums, 4 weight vectors and 4 activation vectors.
-// - AVX2 (16 registers of 8 lanes) and the plain build: 2 activation rows ×
-//   4 weight rows, 8 sums, 4 weight vectors and one activation vector. The
+// - AVX2 (16 registers of 8 lanes): 2 activation rows × 4 weight rows, 8
+//   sums, 4 weight vectors and one activation vector, 13 registers. The
 //   AVX-512 tile built for AVX2 needs 32 registers for its sums alone and
 //   spilled them: 24–26 GFLOP/s a thread at 8–32 rows, against 34–62 with
 //   weights streamed from memory (issue 13, sixteenth stop).
+// - The plain build runs the AVX2 tile in SSE2's 4-lane registers, two per
+//   vector (it spills there; it exists to keep the build portable).
 //
-// The sums over `depth` are kept in vector lanes (reassociated) and use fused
-// multiply-adds, so they round differently from an sgemm's, and the two tiles
-// from each other: decoding only, where the generation tests compare greedy
-// tokens and logits with recomputation and with transformers.
+// The sums over `depth` are kept in vector lanes (reassociated), with fused
+// multiply-adds on AVX-512 and AVX2 (the plain build has none), so they round
+// differently from an sgemm's and from path to path: decoding only, where the
+// generation tests compare greedy tokens and logits with recomputation and
+// with transformers.
 #include "few_rows.h"
 #include <string.h>
 

@@ -3,10 +3,11 @@
 #define FACTSWEEP_CPU_H
 
 /// 1 when the CPU runs AVX-512 F, BW, DQ and VL (what OpenBLAS's SkylakeX kernels use), else 0;
-/// the kernels' AVX-512 paths (nf4.c, bf16.c) ask it too.
+/// the kernels' AVX-512 paths (nf4.c, bf16.c, few_rows.c) ask it too.
 int factsweep_cpu_has_avx512(void);
 
-/// 1 when the CPU runs AVX2 and FMA (OpenBLAS's Haswell kernels), else 0.
+/// 1 when the CPU runs AVX2 and FMA (OpenBLAS's Haswell kernels), else 0;
+/// the AVX2 paths of nf4.c and few_rows.c ask it.
 int factsweep_cpu_has_avx2(void);
 
 /// Which code a kernel with several (nf4.c, few_rows.c) may run, for the tests

@@ -1,6 +1,6 @@
 // Linear: y = x·Wᵀ, with W in PyTorch's [out, in] layout, and its backward.
 // Every matrix product of the core goes through `gemm` below, which runs it
-// on the process's `MatmulEngine`; decoding's f32 products of at most 16 rows
+// on the process's `MatmulEngine`; decoding's f32 products of at most 32 rows
 // run on a kernel of their own (the `context:` overload of `linearForward`).
 import CBLAS
 import CKernels
@@ -84,7 +84,7 @@ public let decodingFewRowsLimit = 32
 ///
 /// With N ≤ `fewRowsLimit` the product is bound by reading the weight once:
 /// each thread takes its own block of the weight's rows, and in f32 multiplies
-/// it with `factsweep_few_rows_product` (CKernels), which reads each weight
+/// it with CKernels' few-rows product (`few_rows.c`), which reads each weight
 /// row once instead of packing it as an sgemm call does (at 2–12 rows that
 /// halved a SmolLM2 decoding step; docs/benchmarks.md, "Evaluation cost").
 /// Its sums round differently from sgemm's. In bf16 precision each block is
