@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "cpu.h"
+#include "widest.h"
 
 static inline uint16_t bf16_bits(float x) {
     uint32_t bits;
@@ -23,9 +23,8 @@ static inline float bf16_float(uint16_t bits) {
     return x;
 }
 
-#if defined(__x86_64__) && defined(__clang__)
+#ifdef FACTSWEEP_X86_PATHS
 #include <immintrin.h>
-#define FACTSWEEP_X86_PATHS 1
 
 /// 16 Floats to their bf16 bits, rounded as bf16_bits rounds one, in integer
 /// arithmetic (the CPU's own vcvtneps2bf16 flushes subnormal inputs to zero).

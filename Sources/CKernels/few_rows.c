@@ -23,6 +23,7 @@
 // generation tests compare greedy tokens and logits with recomputation and
 // with transformers.
 #include "few_rows.h"
+#include "widest.h"
 #include <string.h>
 
 // The vector types are used only inside the always-inlined helpers of one
@@ -145,7 +146,15 @@ INLINE const float *next_block(const float *w, size_t cols, size_t depth, size_t
     return j + C + 4 <= cols ? w + (j + C) * depth : 0;
 }
 
-#if defined(__x86_64__) && defined(__clang__)
+/// The whole product in 8-lane tiles: the AVX2 path and the plain one.
+INLINE void product8(float *restrict out, size_t out_stride, const float *restrict x, size_t rows, const float *restrict w,
+                     size_t cols, size_t depth) {
+    size_t j = 0;
+    for (; j + 4 <= cols; j += 4) block8(out, out_stride, x, rows, w, depth, j, 4, next_block(w, cols, depth, j, 4));
+    for (; j < cols; j++) block8(out, out_stride, x, rows, w, depth, j, 1, 0);
+}
+
+#ifdef FACTSWEEP_X86_PATHS
 __attribute__((target("avx512f"))) static void product_avx512(float *restrict out, size_t out_stride, const float *restrict x,
                                                               size_t rows, const float *restrict w, size_t cols, size_t depth) {
     size_t j = 0;
@@ -155,29 +164,19 @@ __attribute__((target("avx512f"))) static void product_avx512(float *restrict ou
 
 __attribute__((target("avx2,fma"))) static void product_avx2(float *restrict out, size_t out_stride, const float *restrict x,
                                                              size_t rows, const float *restrict w, size_t cols, size_t depth) {
-    size_t j = 0;
-    for (; j + 4 <= cols; j += 4) block8(out, out_stride, x, rows, w, depth, j, 4, next_block(w, cols, depth, j, 4));
-    for (; j < cols; j++) block8(out, out_stride, x, rows, w, depth, j, 1, 0);
+    product8(out, out_stride, x, rows, w, cols, depth);
 }
-#define FEW_ROWS_X86 1
 #endif
-
-static void product_plain(float *restrict out, size_t out_stride, const float *restrict x, size_t rows,
-                          const float *restrict w, size_t cols, size_t depth) {
-    size_t j = 0;
-    for (; j + 4 <= cols; j += 4) block8(out, out_stride, x, rows, w, depth, j, 4, next_block(w, cols, depth, j, 4));
-    for (; j < cols; j++) block8(out, out_stride, x, rows, w, depth, j, 1, 0);
-}
 
 void factsweep_few_rows_product_on(float *out, size_t out_stride, const float *x, size_t rows, const float *w, size_t cols,
                                    size_t depth, int path) {
-#ifdef FEW_ROWS_X86
-    if (path == FACTSWEEP_PATH_WIDEST && factsweep_cpu_has_avx512())
-        return product_avx512(out, out_stride, x, rows, w, cols, depth);
-    if ((path == FACTSWEEP_PATH_WIDEST || path == FACTSWEEP_PATH_AVX2) && factsweep_cpu_has_avx2())
-        return product_avx2(out, out_stride, x, rows, w, cols, depth);
+    switch (kernel_isa(path)) {
+#ifdef FACTSWEEP_X86_PATHS
+    case ISA_AVX512: return product_avx512(out, out_stride, x, rows, w, cols, depth);
+    case ISA_AVX2: return product_avx2(out, out_stride, x, rows, w, cols, depth);
 #endif
-    product_plain(out, out_stride, x, rows, w, cols, depth);
+    default: return product8(out, out_stride, x, rows, w, cols, depth);
+    }
 }
 
 void factsweep_few_rows_product(float *out, size_t out_stride, const float *x, size_t rows, const float *w, size_t cols,

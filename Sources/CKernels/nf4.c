@@ -115,16 +115,15 @@ static void part_of_block(const factsweep_nf4 *t, size_t b, size_t lo, size_t hi
 static void dequantize(const factsweep_nf4 *t, size_t lo, size_t hi, void *out, enum output mode, int path) {
     size_t width = mode == BF16_BITS ? sizeof(uint16_t) : sizeof(float);
 #ifdef FACTSWEEP_X86_PATHS
-    const int avx512 = path == FACTSWEEP_PATH_WIDEST && factsweep_cpu_has_avx512();
-    const int avx2 = (path == FACTSWEEP_PATH_WIDEST || path == FACTSWEEP_PATH_AVX2) && factsweep_cpu_has_avx2();
+    const enum kernel_isa isa = kernel_isa(path);
 #endif
     for (size_t i = lo; i < hi;) {
         size_t b = i / 64, start = 64 * b;
         void *at = (char *)out + (i - lo) * width;
 #ifdef FACTSWEEP_X86_PATHS
         size_t whole = i == start ? (hi - i) / 64 : 0;
-        if ((avx512 || avx2) && whole > 0) {
-            if (avx512) blocks_avx512(t, b, whole, at, mode); else blocks_avx2(t, b, whole, at, mode);
+        if (isa != ISA_PLAIN && whole > 0) {
+            if (isa == ISA_AVX512) blocks_avx512(t, b, whole, at, mode); else blocks_avx2(t, b, whole, at, mode);
             i += 64 * whole;
             continue;
         }
