@@ -108,6 +108,17 @@ static inline dnnl_status_t factsweep_weights_desc(const_dnnl_primitive_t primit
     return dnnl_success;
 }
 
+/// The row stride of `desc` when it lays a 2-D matrix out in plain rows
+/// (row-major, no blocking: what oneDNN's AVX2 matmul prefers for a packed B),
+/// else 0.
+static inline dnnl_dim_t factsweep_plain_row_stride(const dnnl_memory_desc_t *desc)
+{
+    if (desc->ndims != 2 || desc->format_kind != dnnl_blocked || desc->offset0 != 0) return 0;
+    const dnnl_blocking_desc_t *blocking = &desc->format_desc.blocking;
+    if (blocking->inner_nblks != 0 || blocking->strides[1] != 1) return 0;
+    return blocking->strides[0];
+}
+
 /// Reorders B (k×n as the product reads it: row-major with leading dimension
 /// `ldb`, transposed when `transB`; bf16 when `sourceBF16`, else f32) into
 /// `packed`, laid out and typed as `packedDesc` (f32 → bf16 converts).

@@ -123,13 +123,16 @@ enum OneDNNMatmul {
     /// this primitive's layout, made on first use (from a Float32 `b` when
     /// `bIsFloat`, converted to bf16 on the way for a bf16 product). `reuse`
     /// false takes the path before reuse (see `reuse`; B is then read as it is).
+    /// `splitsColumns`: whether a product whose B oneDNN would read in place
+    /// with a stride that thrashes the L1 cache runs as two (`columnSplit`).
     static func run(
         _ key: Key, a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>,
-        packed: PackedWeight? = nil, bIsFloat: Bool = false, reuse: Bool = OneDNNMatmul.reuse
+        packed: PackedWeight? = nil, bIsFloat: Bool = false, reuse: Bool = OneDNNMatmul.reuse,
+        splitsColumns: Bool = OneDNNMatmul.splitsColumns
     ) -> Bool {
         guard let engine = state.engine else { return false }
         omp_set_num_threads(Int32(key.threads))
-        guard reuse else { return runUnshared(key, engine: engine, a: a, b: b, c: c) }
+        guard reuse else { return runUnshared(key, engine: engine, a: a, b: b, c: c, splitsColumns: splitsColumns) }
         let context = ThreadContext.current(engine: engine)
         guard let stream = context.stream else { return false }
         if let packed {
@@ -138,11 +141,25 @@ enum OneDNNMatmul {
             if let primitive = primitive(for: packedKey, engine: engine), let desc = primitive.weightsDesc,
                let bPacked = packed.copy(for: desc, key: key, b: UnsafeRawPointer(b), sourceBF16: key.bf16 && !bIsFloat,
                                           engine: engine, stream: stream) {
+                // A copy packed in plain rows (what oneDNN's AVX2 matmul asks
+                // for) is read like any plain B, so it may need the split too.
+                var plain = key
+                plain.transB = false
+                plain.ldb = Int(withUnsafePointer(to: desc) { factsweep_plain_row_stride($0) })
+                if splitsColumns, plain.ldb > 0, let split = columnSplit(plain, b: UnsafeRawPointer(bPacked)),
+                   let ran = runSplit(split, a: a, b: bPacked, c: c, run: { context.execute($0, engine: engine, a: a, b: $1, c: $2) },
+                                      engine: engine) {
+                    return ran
+                }
                 return context.execute(primitive, engine: engine, a: a, b: bPacked, c: c)
             }
             // No packed copy (its layouts are taken): a Float32 B for a bf16
             // product must be rounded by the caller first.
             if key.bf16 && bIsFloat { return false }
+        }
+        if splitsColumns, let split = columnSplit(key, b: UnsafeRawPointer(b)),
+           let ran = runSplit(split, a: a, b: b, c: c, run: { context.execute($0, engine: engine, a: a, b: $1, c: $2) }, engine: engine) {
+            return ran
         }
         guard let primitive = primitive(for: key, engine: engine) else { return false }
         return context.execute(primitive, engine: engine, a: a, b: b, c: c)
@@ -150,16 +167,95 @@ enum OneDNNMatmul {
 
     /// The path before reuse: a stream and a scratchpad of its own per call.
     private static func runUnshared(
-        _ key: Key, engine: dnnl_engine_t, a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>
+        _ key: Key, engine: dnnl_engine_t, a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>,
+        splitsColumns: Bool
     ) -> Bool {
-        guard let primitive = primitive(for: key, engine: engine) else { return false }
         var stream: dnnl_stream_t?
         guard dnnl_stream_create(&stream, engine, dnnl_stream_default_flags.rawValue) == dnnl_success, let stream else { return false }
         defer { dnnl_stream_destroy(stream) }
-        let bytes = primitive.scratchpadBytes
-        let scratchpad = bytes > 0 ? UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64) : nil
-        defer { scratchpad?.deallocate() }
-        return factsweep_matmul_execute(primitive.handle, engine, stream, a, b, c, scratchpad) == dnnl_success
+        func once(_ primitive: Primitive, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>) -> Bool {
+            let bytes = primitive.scratchpadBytes
+            let scratchpad = bytes > 0 ? UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64) : nil
+            defer { scratchpad?.deallocate() }
+            return factsweep_matmul_execute(primitive.handle, engine, stream, a, b, c, scratchpad) == dnnl_success
+        }
+        if splitsColumns, let split = columnSplit(key, b: UnsafeRawPointer(b)),
+           let ran = runSplit(split, a: a, b: b, c: c, run: once, engine: engine) {
+            return ran
+        }
+        guard let primitive = primitive(for: key, engine: engine) else { return false }
+        return once(primitive, b: b, c: c)
+    }
+
+    // MARK: - Splitting a product whose B oneDNN's AVX2 sgemm reads in place
+
+    /// Columns of C the first product of a split takes (`columnSplit`): 4
+    /// floats put the second product's B 16 bytes into a 32-byte line.
+    static let splitColumns = 4
+
+    /// Whether this process splits such products: on a CPU whose oneDNN
+    /// sgemm is its AVX/AVX2 one (below `avx512_core`, whose own rule sends
+    /// these leading dimensions to its copying kernels), unless
+    /// `FACTSWEEP_ONEDNN_SPLIT=off` (the benchmark's before/after).
+    static let splitsColumns: Bool = {
+        guard ProcessInfo.processInfo.environment[splitEnvironmentKey]?.lowercased() != "off" else { return false }
+        return [dnnl_cpu_isa_avx, dnnl_cpu_isa_avx2, dnnl_cpu_isa_avx2_vnni].contains(dnnl_get_effective_cpu_isa())
+    }()
+
+    /// The environment variable that turns the split off (`off`).
+    static let splitEnvironmentKey = "FACTSWEEP_ONEDNN_SPLIT"
+
+    /// The two products `key` runs as, or nil when it runs whole.
+    ///
+    /// oneDNN 2.6's AVX2 sgemm takes its "no-copy" kernels for products of
+    /// few rows (1/m + 1/n ≥ 0.0038 in `nocopy_checker_avx2`: any m below
+    /// ~260 here), and those read a plain (not transposed) B in place,
+    /// instead of copying a panel of it once, whenever B's address and row
+    /// stride are multiples of 32 bytes (`jit_avx_gemm_f32.cpp`, its
+    /// `FLAG`). When the row stride is also a multiple of 1 KiB (256 floats:
+    /// the leading dimension oneDNN's AVX-512 rule calls bad and copies for),
+    /// the rows of a panel map to a few of L1's 64 sets and evict each other,
+    /// and the panel is read again for every 6 rows of A. That is the
+    /// backward of every projection at Llama-3.2-1B's widths (2048, 8192) and
+    /// SmolLM2's MLP (1536), and the forward over a packed base on AVX2
+    /// (packed there means the transposed weight in plain rows). Measured
+    /// on a 2-core Zen 3 (docs/benchmarks.md): 67×8192×2048 ran at 65–82
+    /// GFLOP/s in place and 118–156 with B 4 bytes off its alignment.
+    ///
+    /// So the first `splitColumns` columns of C run as a product of their
+    /// own (a thin one: its B panel is read once), and the rest start
+    /// `splitColumns` floats into B, off the 32-byte alignment, which sends
+    /// oneDNN to its copying path. Each column of C is still one dot product
+    /// per element; its sums round as oneDNN's kernels round them (not as the
+    /// unsplit product's: last bits differ, within the f32 goldens).
+    static func columnSplit(_ key: Key, b: UnsafeRawPointer) -> (strip: Key, rest: Key)? {
+        guard !key.bf16, !key.transB, !key.packedB, key.n > 2 * splitColumns, key.m > 0, key.k > 0,
+              1 / Double(key.m) + 1 / Double(key.n) >= 0.0038,
+              key.ldb % 256 == 0, Int(bitPattern: b) % 32 == 0 else { return nil }
+        var strip = key, rest = key
+        strip.n = splitColumns
+        rest.n = key.n - splitColumns
+        return (strip, rest)
+    }
+
+    /// Runs a split's two products with `run` (primitive, B, C): nil, having
+    /// run neither, when oneDNN has no primitive for one of them (the whole
+    /// product then runs as before). Should the second fail after the first
+    /// ran, its columns run on OpenBLAS, so that no column is left unwritten
+    /// or accumulated twice by a caller's fallback.
+    private static func runSplit(
+        _ split: (strip: Key, rest: Key), a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>,
+        run: (Primitive, UnsafeMutableRawPointer, UnsafeMutablePointer<Float>) -> Bool, engine: dnnl_engine_t
+    ) -> Bool? {
+        guard let strip = primitive(for: split.strip, engine: engine), let rest = primitive(for: split.rest, engine: engine) else { return nil }
+        guard run(strip, b, c) else { return false }
+        let restB = b + splitColumns * MemoryLayout<Float>.stride, restC = c + splitColumns
+        if run(rest, restB, restC) { return true }
+        let r = split.rest
+        sgemm(transA: r.transA, transB: false, m: r.m, n: r.n, k: r.k, alpha: r.alpha,
+              a: a.assumingMemoryBound(to: Float.self), lda: r.lda, b: restB.assumingMemoryBound(to: Float.self), ldb: r.ldb,
+              beta: r.beta, c: restC, ldc: r.ldc)
+        return true
     }
 
     private static func primitive(for key: Key, engine: dnnl_engine_t) -> Primitive? {
