@@ -29,6 +29,22 @@ extension TrainingBenchCommand {
             print(line)
         }
         runDecodingProductBench(context: context)
+        runColumnSplitBench(context: context)
+    }
+
+    /// The backward's products at SmolLM2's and Llama-3.2-1B's widths whose
+    /// plain B oneDNN's AVX2 sgemm would read in place (rows a multiple of
+    /// 1 KiB apart), whole against split (`OneDNNMatmul.columnSplit`), in turn.
+    func runColumnSplitBench(context: ComputeContext) {
+        let shapes = [(70, 576, 1536), (70, 2048, 2048), (70, 512, 2048), (70, 8192, 2048), (70, 2048, 8192)]
+        print("\nbackward products with a plain B, oneDNN whole and split into C's first columns and the rest, GFLOP/s (B streamed from memory; alternated, best of 8 each)")
+        print("this process splits them: \(MatmulEngine.splitsOneDNNColumns ? "yes" : "no") (oneDNN's instruction set: \(MatmulEngine.oneDNNInstructionSet ?? "none"))")
+        print("M×K×N".padding(toLength: 18, withPad: " ", startingAt: 0) + "whole     split     split/whole")
+        for (m, k, n) in shapes {
+            guard let rates = SgemmPeak.columnSplitRates(m: m, k: k, n: n, context: context) else { continue }
+            print("\(m)×\(k)×\(n)".padding(toLength: 18, withPad: " ", startingAt: 0)
+                  + String(format: "%-10.1f%-10.1f%.2f×", rates.whole, rates.split, rates.split / rates.whole))
+        }
     }
 }
 

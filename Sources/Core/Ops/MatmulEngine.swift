@@ -97,6 +97,10 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
     /// without oneDNN.
     public static var oneDNNInstructionSet: String? { OneDNNMatmul.instructionSet }
 
+    /// Whether oneDNN's products of few rows whose plain B it would read in
+    /// place with an L1-thrashing stride run split (`OneDNNMatmul.columnSplit`).
+    public static var splitsOneDNNColumns: Bool { OneDNNMatmul.splitsColumns }
+
     private static func initialEngine() -> MatmulEngine { forcedEngine ?? (OneDNNMatmul.isAvailable ? .oneDNN : .openBLAS) }
 
     private static var forcedEngine: MatmulEngine? {

@@ -26,3 +26,37 @@ public enum SgemmPeak {
         return 2 * Double(m) * Double(n) * Double(k) / best / 1e9
     }
 }
+
+extension SgemmPeak {
+    /// GFLOP/s of C (m×n) = A (m×k) · B (k×n), B plain and 64-byte aligned
+    /// (a weight read by the backward), on oneDNN run whole and run split as
+    /// `OneDNNMatmul.columnSplit` splits it, the two alternated call by call
+    /// (best of `repeats` each) so that a noisy machine slows both alike; B
+    /// cycles through copies filling 128 MiB, so that it comes from memory
+    /// as a weight does in training. nil without oneDNN, or when the product
+    /// is not one the split takes.
+    public static func columnSplitRates(m: Int, k: Int, n: Int, repeats: Int = 8, context: ComputeContext)
+        -> (whole: Double, split: Double)? {
+        let copies = max(1, (128 << 20) / (4 * k * n))
+        let arena = FloatArena(capacity: m * k + copies * k * n + m * n)
+        var rng = SeededGenerator(seed: 4)
+        for i in 0..<(m * k + copies * k * n) { arena.base[i] = rng.nextUniform() - 0.5 }
+        let a = arena.base, b = arena.base + m * k, c = arena.base + m * k + copies * k * n
+        let key = OneDNNMatmul.Key(transA: false, transB: false, m: m, n: n, k: k, lda: k, ldb: n, ldc: n,
+                                   alpha: 1, beta: 0, bf16: false, threads: context.threads)
+        guard OneDNNMatmul.isAvailable, OneDNNMatmul.columnSplit(key, b: UnsafeRawPointer(b)) != nil else { return nil }
+        var best = (whole: Double.infinity, split: Double.infinity)
+        for round in 0..<(2 * repeats) {
+            let split = round % 2 == 1
+            let start = DispatchTime.now().uptimeNanoseconds
+            for copy in 0..<copies {
+                guard OneDNNMatmul.run(key, a: UnsafeMutableRawPointer(a), b: UnsafeMutableRawPointer(b + copy * k * n), c: c,
+                                       splitsColumns: split) else { return nil }
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 / Double(copies)
+            if split { best.split = min(best.split, seconds) } else { best.whole = min(best.whole, seconds) }
+        }
+        let flops = 2 * Double(m) * Double(n) * Double(k) / 1e9
+        return (flops / best.whole, flops / best.split)
+    }
+}
