@@ -43,17 +43,29 @@ import TestSupport
         #expect(OneDNNMatmul.columnSplit(Self.key(n: 8, ldb: 256), b: aligned) == nil, "too few columns to split")
     }
 
+    /// Products the split takes: the backward's shape (B plain, rows 1 KiB
+    /// apart), with B a slice of wider rows (ldb > n), and LoRA's update of
+    /// A (`dA += dZᵀ·X`: A transposed, rank-many rows, beta 1).
+    static let splitCases: [(OneDNNMatmul.Key, Bool)] = [
+        (key(beta: 0), true), (key(beta: 1), true), (key(beta: 1), false),
+        (key(n: 256, ldb: 512), true),
+        (OneDNNMatmul.Key(transA: true, transB: false, m: 8, n: 256, k: 67, lda: 10, ldb: 512, ldc: 259,
+                          alpha: 0.5, beta: 1, bf16: false, threads: 2), true),
+        (OneDNNMatmul.Key(transA: true, transB: false, m: 8, n: 256, k: 67, lda: 10, ldb: 512, ldc: 259,
+                          alpha: 0.5, beta: 1, bf16: false, threads: 2), false),
+    ]
+
     /// The split product equals the definition (and the whole product) and
-    /// ran as two oneDNN executions, with and without reuse, for beta 0 and 1.
-    @Test(arguments: [(Float(0), true), (Float(1), true), (Float(1), false)])
-    func splitProductIsTheProduct(beta: Float, reuse: Bool) throws {
+    /// ran as two oneDNN executions, with and without reuse.
+    @Test(arguments: splitCases)
+    func splitProductIsTheProduct(key: OneDNNMatmul.Key, reuse: Bool) throws {
         try #require(OneDNNMatmul.isAvailable, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
-        let key = Self.key(beta: beta)
         var rng = SeededGenerator(seed: 11)
-        let a = Aligned((0..<(key.m * key.lda)).map { _ in rng.nextUniform() - 0.5 })
+        let a = Aligned((0..<((key.transA ? key.k : key.m) * key.lda)).map { _ in rng.nextUniform() - 0.5 })
         let b = Aligned((0..<(key.k * key.ldb)).map { _ in rng.nextUniform() - 0.5 })
         let c0 = (0..<(key.m * key.ldc)).map { _ in rng.nextUniform() - 0.5 }
-        let t = MatmulEngineTests.Case(transA: false, transB: false, m: key.m, n: key.n, k: key.k, pad: 0, alpha: key.alpha, beta: beta)
+        let t = MatmulEngineTests.Case(transA: key.transA, transB: false, m: key.m, n: key.n, k: key.k, pad: 0, alpha: key.alpha,
+                                       beta: key.beta)
         let expected = MatmulEngineTests.reference(t, a: a.array, lda: key.lda, b: b.array, ldb: key.ldb, c: c0, ldc: key.ldc)
         #expect(OneDNNMatmul.columnSplit(key, b: UnsafeRawPointer(b.base)) != nil)
 
@@ -66,8 +78,8 @@ import TestSupport
             return (c.array, OneDNNMatmul.executionsOnThisThread - before)
         }
         let whole = run(splitting: false), split = run(splitting: true)
-        #expect(FewRowsProductTests.relativeError(split.c, expected) < 1e-5)
-        #expect(FewRowsProductTests.relativeError(split.c, whole.c) < 1e-5)
+        #expect(FewRowsProductTests.relativeError(split.c, expected) < 1e-5, "\(key)")
+        #expect(FewRowsProductTests.relativeError(split.c, whole.c) < 1e-5, "\(key)")
         // Padding columns of C (ldc > n) are never written.
         for i in 0..<key.m { #expect(split.c[(i * key.ldc + key.n)..<((i + 1) * key.ldc)] == c0[(i * key.ldc + key.n)..<((i + 1) * key.ldc)]) }
         if reuse { #expect(whole.executions == 1 && split.executions == 2, "the split did not run as two products") }

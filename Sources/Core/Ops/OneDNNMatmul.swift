@@ -208,8 +208,9 @@ enum OneDNNMatmul {
     /// The two products `key` runs as, or nil when it runs whole.
     ///
     /// oneDNN 2.6's AVX2 sgemm takes its "no-copy" kernels for products of
-    /// few rows (1/m + 1/n ≥ 0.0038 in `nocopy_checker_avx2`: any m below
-    /// ~260 here), and those read a plain (not transposed) B in place,
+    /// few rows (1/m + 1/n ≥ 0.0038 in `nocopy_checker_avx2`: m up to
+    /// 1/(0.0038 − 1/n), ~300 rows at n = 2048, ~540 at 512), and those read
+    /// a plain (not transposed) B in place,
     /// instead of copying a panel of it once, whenever B's address and row
     /// stride are multiples of 32 bytes (`jit_avx_gemm_f32.cpp`, its
     /// `FLAG`). When the row stride is also a multiple of 1 KiB (256 floats:
@@ -223,7 +224,8 @@ enum OneDNNMatmul {
     /// GFLOP/s in place and 118–156 with B 4 bytes off its alignment.
     ///
     /// So the first `splitColumns` columns of C run as a product of their
-    /// own (a thin one: its B panel is read once), and the rest start
+    /// own (it keeps B's alignment and is read in place, but it is 4 columns
+    /// wide: 2% of the time of the rest at 67×8192×2048), and the rest start
     /// `splitColumns` floats into B, off the 32-byte alignment, which sends
     /// oneDNN to its copying path. Each column of C is still one dot product
     /// per element; its sums round as oneDNN's kernels round them (not as the

@@ -38,10 +38,12 @@ extension SgemmPeak {
     public static func columnSplitRates(m: Int, k: Int, n: Int, repeats: Int = 8, context: ComputeContext)
         -> (whole: Double, split: Double)? {
         let copies = max(1, (128 << 20) / (4 * k * n))
-        let arena = FloatArena(capacity: m * k + copies * k * n + m * n)
+        // A's floats rounded up to 16 keep B on the arena's 64-byte alignment.
+        let aFloats = (m * k + 15) / 16 * 16
+        let arena = FloatArena(capacity: aFloats + copies * k * n + m * n)
         var rng = SeededGenerator(seed: 4)
-        for i in 0..<(m * k + copies * k * n) { arena.base[i] = rng.nextUniform() - 0.5 }
-        let a = arena.base, b = arena.base + m * k, c = arena.base + m * k + copies * k * n
+        for i in 0..<(aFloats + copies * k * n) { arena.base[i] = rng.nextUniform() - 0.5 }
+        let a = arena.base, b = arena.base + aFloats, c = arena.base + aFloats + copies * k * n
         let key = OneDNNMatmul.Key(transA: false, transB: false, m: m, n: n, k: k, lda: k, ldb: n, ldc: n,
                                    alpha: 1, beta: 0, bf16: false, threads: context.threads)
         guard OneDNNMatmul.isAvailable, OneDNNMatmul.columnSplit(key, b: UnsafeRawPointer(b)) != nil else { return nil }
