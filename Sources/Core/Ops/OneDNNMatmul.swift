@@ -28,12 +28,16 @@ enum OneDNNMatmul {
         let scratchpadBytes: Int
         /// B's layout when the primitive was made for a packed B.
         let weightsDesc: dnnl_memory_desc_t?
+        /// The packed B's row stride when that layout is plain rows (oneDNN's
+        /// AVX2 matmul's choice), else 0: such a copy is split like a plain B.
+        let packedRowStride: Int
 
         init(_ handle: dnnl_primitive_t, packedB: Bool) {
             self.handle = handle
             scratchpadBytes = factsweep_scratchpad_bytes(handle)
             var desc = dnnl_memory_desc_t()
             weightsDesc = packedB && factsweep_weights_desc(handle, &desc) == dnnl_success ? desc : nil
+            packedRowStride = weightsDesc.map { desc in Int(withUnsafePointer(to: desc) { factsweep_plain_row_stride($0) }) } ?? 0
         }
 
         deinit { dnnl_primitive_destroy(handle) }
@@ -135,6 +139,9 @@ enum OneDNNMatmul {
         guard reuse else { return runUnshared(key, engine: engine, a: a, b: b, c: c, splitsColumns: splitsColumns) }
         let context = ThreadContext.current(engine: engine)
         guard let stream = context.stream else { return false }
+        func execute(_ primitive: Primitive, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>) -> Bool {
+            context.execute(primitive, engine: engine, a: a, b: b, c: c)
+        }
         if let packed {
             var packedKey = key
             packedKey.packedB = true
@@ -145,10 +152,8 @@ enum OneDNNMatmul {
                 // for) is read like any plain B, so it may need the split too.
                 var plain = key
                 plain.transB = false
-                plain.ldb = Int(withUnsafePointer(to: desc) { factsweep_plain_row_stride($0) })
-                if splitsColumns, plain.ldb > 0, let split = columnSplit(plain, b: UnsafeRawPointer(bPacked)),
-                   let ran = runSplit(split, a: a, b: bPacked, c: c, run: { context.execute($0, engine: engine, a: a, b: $1, c: $2) },
-                                      engine: engine) {
+                plain.ldb = primitive.packedRowStride
+                if splitsColumns, plain.ldb > 0, let ran = runSplit(plain, a: a, b: bPacked, c: c, run: execute, engine: engine) {
                     return ran
                 }
                 return context.execute(primitive, engine: engine, a: a, b: bPacked, c: c)
@@ -157,12 +162,9 @@ enum OneDNNMatmul {
             // product must be rounded by the caller first.
             if key.bf16 && bIsFloat { return false }
         }
-        if splitsColumns, let split = columnSplit(key, b: UnsafeRawPointer(b)),
-           let ran = runSplit(split, a: a, b: b, c: c, run: { context.execute($0, engine: engine, a: a, b: $1, c: $2) }, engine: engine) {
-            return ran
-        }
+        if splitsColumns, let ran = runSplit(key, a: a, b: b, c: c, run: execute, engine: engine) { return ran }
         guard let primitive = primitive(for: key, engine: engine) else { return false }
-        return context.execute(primitive, engine: engine, a: a, b: b, c: c)
+        return execute(primitive, b: b, c: c)
     }
 
     /// The path before reuse: a stream and a scratchpad of its own per call.
@@ -179,10 +181,7 @@ enum OneDNNMatmul {
             defer { scratchpad?.deallocate() }
             return factsweep_matmul_execute(primitive.handle, engine, stream, a, b, c, scratchpad) == dnnl_success
         }
-        if splitsColumns, let split = columnSplit(key, b: UnsafeRawPointer(b)),
-           let ran = runSplit(split, a: a, b: b, c: c, run: once, engine: engine) {
-            return ran
-        }
+        if splitsColumns, let ran = runSplit(key, a: a, b: b, c: c, run: once, engine: engine) { return ran }
         guard let primitive = primitive(for: key, engine: engine) else { return false }
         return once(primitive, b: b, c: c)
     }
@@ -197,10 +196,11 @@ enum OneDNNMatmul {
     /// sgemm is its AVX/AVX2 one (below `avx512_core`, whose own rule sends
     /// these leading dimensions to its copying kernels), unless
     /// `FACTSWEEP_ONEDNN_SPLIT=off` (the benchmark's before/after).
-    static let splitsColumns: Bool = {
-        guard ProcessInfo.processInfo.environment[splitEnvironmentKey]?.lowercased() != "off" else { return false }
-        return [dnnl_cpu_isa_avx, dnnl_cpu_isa_avx2, dnnl_cpu_isa_avx2_vnni].contains(dnnl_get_effective_cpu_isa())
-    }()
+    static let splitsColumns = hasAVX2Sgemm && ProcessInfo.processInfo.environment[splitEnvironmentKey]?.lowercased() != "off"
+
+    /// Whether oneDNN's f32 products here run on its AVX/AVX2 sgemm (the
+    /// one that reads such B in place, and packs B in plain rows).
+    static let hasAVX2Sgemm = [dnnl_cpu_isa_avx, dnnl_cpu_isa_avx2, dnnl_cpu_isa_avx2_vnni].contains(dnnl_get_effective_cpu_isa())
 
     /// The environment variable that turns the split off (`off`).
     static let splitEnvironmentKey = "FACTSWEEP_ONEDNN_SPLIT"
@@ -240,16 +240,18 @@ enum OneDNNMatmul {
         return (strip, rest)
     }
 
-    /// Runs a split's two products with `run` (primitive, B, C): nil, having
-    /// run neither, when oneDNN has no primitive for one of them (the whole
-    /// product then runs as before). Should the second fail after the first
-    /// ran, its columns run on OpenBLAS, so that no column is left unwritten
-    /// or accumulated twice by a caller's fallback.
+    /// Runs `key` as its split's two products with `run` (primitive, B, C):
+    /// nil, having run neither, when `columnSplit` keeps it whole or oneDNN
+    /// has no primitive for one of the two (the whole product then runs as
+    /// before). Should the second fail after the first ran, its columns run
+    /// on OpenBLAS, so that no column is left unwritten or accumulated twice
+    /// by a caller's fallback.
     private static func runSplit(
-        _ split: (strip: Key, rest: Key), a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>,
+        _ key: Key, a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>,
         run: (Primitive, UnsafeMutableRawPointer, UnsafeMutablePointer<Float>) -> Bool, engine: dnnl_engine_t
     ) -> Bool? {
-        guard let strip = primitive(for: split.strip, engine: engine), let rest = primitive(for: split.rest, engine: engine) else { return nil }
+        guard let split = columnSplit(key, b: UnsafeRawPointer(b)), let strip = primitive(for: split.strip, engine: engine),
+              let rest = primitive(for: split.rest, engine: engine) else { return nil }
         guard run(strip, b, c) else { return false }
         let restB = b + splitColumns * MemoryLayout<Float>.stride, restC = c + splitColumns
         if run(rest, restB, restC) { return true }
