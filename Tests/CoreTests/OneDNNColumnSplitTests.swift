@@ -85,6 +85,48 @@ import TestSupport
         if reuse { #expect(whole.executions == 1 && split.executions == 2, "the split did not run as two products") }
     }
 
+    /// The split's second product failing after its first ran: its columns
+    /// are finished on OpenBLAS, each accumulated once (beta 1), and the
+    /// whole product reports success, so no caller's fallback runs it again.
+    /// A first product failing runs nothing more and reports failure.
+    @Test(arguments: [false, true])
+    func aFailedHalfIsFinishedOnceOrNotAtAll(stripFails: Bool) throws {
+        try #require(OneDNNMatmul.isAvailable, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
+        let key = Self.key(beta: 1)
+        var rng = SeededGenerator(seed: 13)
+        let a = Aligned((0..<(key.m * key.lda)).map { _ in rng.nextUniform() - 0.5 })
+        let b = Aligned((0..<(key.k * key.ldb)).map { _ in rng.nextUniform() - 0.5 })
+        let c0 = (0..<(key.m * key.ldc)).map { _ in rng.nextUniform() - 0.5 }
+        let t = MatmulEngineTests.Case(transA: false, transB: false, m: key.m, n: key.n, k: key.k, pad: 0, alpha: key.alpha,
+                                       beta: key.beta)
+        let expected = MatmulEngineTests.reference(t, a: a.array, lda: key.lda, b: b.array, ldb: key.ldb, c: c0, ldc: key.ldc)
+        let c = Aligned(c0)
+        var calls: [(b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>)] = []
+        let ran = OneDNNMatmul.runSplit(key, a: UnsafeMutableRawPointer(a.base), b: UnsafeMutableRawPointer(b.base), c: c.base) {
+            _, bHalf, cHalf in
+            calls.append((bHalf, cHalf))
+            if calls.count == 1, !stripFails {
+                // The first product as oneDNN would have run it: C's first columns.
+                for i in 0..<key.m {
+                    for j in 0..<OneDNNMatmul.splitColumns { cHalf[i * key.ldc + j] = expected[i * key.ldc + j] }
+                }
+                return true
+            }
+            return false
+        }
+        let result = c.array
+        if stripFails {
+            #expect(ran == false && calls.count == 1, "a failed first product must stop the split")
+            #expect(result == c0, "nothing may be written when the split fails at once")
+        } else {
+            #expect(ran == true && calls.count == 2)
+            #expect(calls.count == 2 && calls[1].b == UnsafeMutableRawPointer(b.base) + 4 * OneDNNMatmul.splitColumns
+                        && calls[1].c == c.base + OneDNNMatmul.splitColumns, "the second product's B and C start past the strip")
+            #expect(FewRowsProductTests.relativeError(result, expected) < 1e-5, "columns lost or accumulated twice")
+            for i in 0..<key.m { #expect(result[(i * key.ldc + key.n)..<((i + 1) * key.ldc)] == c0[(i * key.ldc + key.n)..<((i + 1) * key.ldc)]) }
+        }
+    }
+
     /// A frozen weight's packed copy: where oneDNN packs B in plain rows (its
     /// AVX2 matmul), the forward over it is a plain product and is split too.
     @Test func packedForwardIsSplitWherePackedInPlainRows() throws {

@@ -153,7 +153,7 @@ enum OneDNNMatmul {
                 var plain = key
                 plain.transB = false
                 plain.ldb = primitive.packedRowStride
-                if splitsColumns, plain.ldb > 0, let ran = runSplit(plain, a: a, b: bPacked, c: c, run: execute, engine: engine) {
+                if splitsColumns, plain.ldb > 0, let ran = runSplit(plain, a: a, b: bPacked, c: c, run: execute) {
                     return ran
                 }
                 return context.execute(primitive, engine: engine, a: a, b: bPacked, c: c)
@@ -162,7 +162,7 @@ enum OneDNNMatmul {
             // product must be rounded by the caller first.
             if key.bf16 && bIsFloat { return false }
         }
-        if splitsColumns, let ran = runSplit(key, a: a, b: b, c: c, run: execute, engine: engine) { return ran }
+        if splitsColumns, let ran = runSplit(key, a: a, b: b, c: c, run: execute) { return ran }
         guard let primitive = primitive(for: key, engine: engine) else { return false }
         return execute(primitive, b: b, c: c)
     }
@@ -181,7 +181,7 @@ enum OneDNNMatmul {
             defer { scratchpad?.deallocate() }
             return factsweep_matmul_execute(primitive.handle, engine, stream, a, b, c, scratchpad) == dnnl_success
         }
-        if splitsColumns, let ran = runSplit(key, a: a, b: b, c: c, run: once, engine: engine) { return ran }
+        if splitsColumns, let ran = runSplit(key, a: a, b: b, c: c, run: once) { return ran }
         guard let primitive = primitive(for: key, engine: engine) else { return false }
         return once(primitive, b: b, c: c)
     }
@@ -246,11 +246,12 @@ enum OneDNNMatmul {
     /// before). Should the second fail after the first ran, its columns run
     /// on OpenBLAS, so that no column is left unwritten or accumulated twice
     /// by a caller's fallback.
-    private static func runSplit(
+    static func runSplit(
         _ key: Key, a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>,
-        run: (Primitive, UnsafeMutableRawPointer, UnsafeMutablePointer<Float>) -> Bool, engine: dnnl_engine_t
+        run: (Primitive, UnsafeMutableRawPointer, UnsafeMutablePointer<Float>) -> Bool
     ) -> Bool? {
-        guard let split = columnSplit(key, b: UnsafeRawPointer(b)), let strip = primitive(for: split.strip, engine: engine),
+        guard let engine = state.engine, let split = columnSplit(key, b: UnsafeRawPointer(b)),
+              let strip = primitive(for: split.strip, engine: engine),
               let rest = primitive(for: split.rest, engine: engine) else { return nil }
         guard run(strip, b, c) else { return false }
         let restB = b + splitColumns * MemoryLayout<Float>.stride, restC = c + splitColumns
