@@ -30,6 +30,7 @@ extension TrainingBenchCommand {
         }
         runDecodingProductBench(context: context)
         runColumnSplitBench(context: context)
+        runPackedBench(context: context)
     }
 
     /// The backward's products at SmolLM2's and Llama-3.2-1B's widths whose
@@ -44,6 +45,30 @@ extension TrainingBenchCommand {
             guard let rates = SgemmPeak.columnSplitRates(m: m, k: k, n: n, context: context) else { continue }
             print("\(m)×\(k)×\(n)".padding(toLength: 18, withPad: " ", startingAt: 0)
                   + String(format: "%-10.1f%-10.1f%.2f×", rates.whole, rates.split, rates.split / rates.whole))
+        }
+    }
+}
+
+extension TrainingBenchCommand {
+    /// A frozen f32 weight's products read as stored against read from the
+    /// packed copy adapter networks keep of it (`LlamaModel.packsFrozenBases`),
+    /// forward and backward, at batch 1's and batch 8's rows: what the copies'
+    /// memory buys on this CPU.
+    func runPackedBench(context: ComputeContext) {
+        print("\nfrozen f32 weights' products on oneDNN, read as stored and from their packed copy, GFLOP/s (weights streamed from memory; alternated, best of 8 each)")
+        print("M×K×N".padding(toLength: 18, withPad: " ", startingAt: 0) + "direction  as stored  packed    packed/stored  copy")
+        for m in [62, 373] {
+            for (k, n) in [(576, 1536), (1536, 576), (576, 576)] {
+                for transB in [true, false] {
+                    guard let rates = SgemmPeak.packedRates(m: m, k: k, n: n, transB: transB, context: context) else { continue }
+                    let copy = rates.copyBytes == 0 ? "none: the stored layout, read in place"
+                        : String(format: "%.2f× the weight's bytes", Double(rates.copyBytes) / Double(4 * k * n))
+                    print("\(m)×\(k)×\(n)".padding(toLength: 18, withPad: " ", startingAt: 0)
+                          + (transB ? "x·Wᵀ       " : "dY·W       ")
+                          + String(format: "%-11.1f%-10.1f", rates.plain, rates.packed)
+                          + String(format: "%.2f×", rates.packed / rates.plain).padding(toLength: 15, withPad: " ", startingAt: 0) + copy)
+                }
+            }
         }
     }
 }

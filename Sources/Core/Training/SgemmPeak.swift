@@ -62,3 +62,46 @@ extension SgemmPeak {
         return (flops / best.whole, flops / best.split)
     }
 }
+
+extension SgemmPeak {
+    /// GFLOP/s of a frozen weight's products on oneDNN read as stored and
+    /// read from its packed copy (`PackedWeight`, what adapter networks use
+    /// where `LlamaModel.packsFrozenBases`), alternated round by round (best
+    /// of `repeats` each) over weights filling 128 MiB, each with its own
+    /// copy made in a first round that is not timed. `transB` true is the
+    /// forward y = x·Wᵀ (W is [n, k]), false the backward dX = dY·W (W is
+    /// [k, n]). Splits follow the process (`columnSplit`), as in training.
+    /// Also the bytes the copies took per weight (0 where oneDNN asks for
+    /// the layout the weight is stored in, which is then read in place);
+    /// nil without oneDNN or when oneDNN refuses a product.
+    public static func packedRates(m: Int, k: Int, n: Int, transB: Bool, repeats: Int = 8, context: ComputeContext)
+        -> (plain: Double, packed: Double, copyBytes: Int)? {
+        guard OneDNNMatmul.isAvailable else { return nil }
+        let copies = max(1, (128 << 20) / (4 * k * n))
+        let aFloats = (m * k + 15) / 16 * 16, weightFloats = (k * n + 15) / 16 * 16
+        let arena = FloatArena(capacity: aFloats + copies * weightFloats + m * n)
+        var rng = SeededGenerator(seed: 6)
+        for i in 0..<(aFloats + copies * weightFloats) { arena.base[i] = rng.nextUniform() - 0.5 }
+        let a = arena.base, weights = arena.base + aFloats, c = arena.base + aFloats + copies * weightFloats
+        let key = OneDNNMatmul.Key(transA: false, transB: transB, m: m, n: n, k: k, lda: k, ldb: transB ? k : n, ldc: n,
+                                   alpha: 1, beta: 0, bf16: false, threads: context.threads)
+        let packs = (0..<copies).map { _ in PackedWeight() }
+        func sweep(packed: Bool) -> Double? {
+            let start = DispatchTime.now().uptimeNanoseconds
+            for copy in 0..<copies {
+                guard OneDNNMatmul.run(key, a: UnsafeMutableRawPointer(a), b: UnsafeMutableRawPointer(weights + copy * weightFloats),
+                                       c: c, packed: packed ? packs[copy] : nil) else { return nil }
+            }
+            return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 / Double(copies)
+        }
+        guard sweep(packed: true) != nil else { return nil }
+        var best = (plain: Double.infinity, packed: Double.infinity)
+        for round in 0..<(2 * repeats) {
+            let packed = round % 2 == 1
+            guard let seconds = sweep(packed: packed) else { return nil }
+            if packed { best.packed = min(best.packed, seconds) } else { best.plain = min(best.plain, seconds) }
+        }
+        let flops = 2 * Double(m) * Double(n) * Double(k) / 1e9
+        return (flops / best.plain, flops / best.packed, packs[0].byteCount)
+    }
+}
