@@ -74,6 +74,30 @@ import Trial
         #expect(packedAgain == packedFirst, "\(t)")
     }
 
+    /// The backward's dY·W over a frozen f32 weight stored in plain rows:
+    /// where oneDNN asks for that very layout (its AVX2 matmul), the weight
+    /// is read where it is and no copy is made; elsewhere a copy is made.
+    /// Either way the product is the unpacked one's.
+    @Test func storedLayoutIsNotCopied() throws {
+        try #require(OneDNNMatmul.isAvailable, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
+        for n in [96, 256] {
+            let t = MatmulEngineTests.Case(transA: false, transB: false, m: 40, n: n, k: 64, pad: 0, alpha: 1, beta: 0)
+            let r = BFloat16ProductTests.roundedReference(t)
+            #expect(r.ldb == n)
+            let weight = PackedWeight()
+            let viaPack = Self.product(t, bf16: false, a: r.a, lda: r.lda, b: r.b, ldb: r.ldb, c: r.c, ldc: r.ldc, packed: weight, reuse: true)
+            let plain = Self.product(t, bf16: false, a: r.a, lda: r.lda, b: r.b, ldb: r.ldb, c: r.c, ldc: r.ldc, packed: nil, reuse: true)
+            #expect(FewRowsProductTests.relativeError(viaPack, r.f32) < 1e-5, "n \(n)")
+            if OneDNNMatmul.hasAVX2Sgemm {
+                #expect(weight.byteCount == 0, "n \(n): a copy of B in B's own layout was made")
+            } else {
+                #expect(weight.byteCount > 0, "n \(n): no packed copy was made")
+            }
+            // Not bit for bit: each call copies the arrays, and B's alignment decides the column split.
+            #expect(FewRowsProductTests.relativeError(viaPack, plain) < 1e-6, "n \(n)")
+        }
+    }
+
     /// A changed weight, once invalidated, is packed again: the product
     /// follows the new values (without `invalidate` it would read the old copy).
     @Test(arguments: [false, true])
@@ -262,7 +286,12 @@ import Trial
         }
         let first = try step()
         let bothBytes = packedBytes()
-        #expect(bothBytes > forwardBytes, "the backward's products made no packed copies")
+        if OneDNNMatmul.hasAVX2Sgemm {
+            // oneDNN's AVX2 matmul wants dY·W's W in plain rows, as stored: read in place, no second copy.
+            #expect(bothBytes == forwardBytes, "the backward copied a base whose layout is already the one asked for")
+        } else {
+            #expect(bothBytes > forwardBytes, "the backward's products made no packed copies")
+        }
         // A second trial on the same model reuses them, and computes the same.
         #expect(try step() == first)
         #expect(packedBytes() == bothBytes)

@@ -111,7 +111,10 @@ public final class LlamaModel: @unchecked Sendable {
     /// projections' memory, for products that no longer re-block the weight
     /// in every call (LoRA r=8 and IA³ at batch 1 and 8: 9–12% faster an epoch at
     /// SmolLM2, +0.8 GB; 19% at Llama-3.2-1B, +5.3 GiB; docs/benchmarks.md,
-    /// "Issue 13, sixth stop"). By default a model packs when the copies take
+    /// "Issue 13, sixth stop"). Where oneDNN's matmul is its AVX2 one the
+    /// backward's layout is the projection as stored, which is then read in
+    /// place: only the forward's copy is made (+0.4 GB at SmolLM2;
+    /// "eighteenth stop"). By default a model packs when the copies take
     /// at most `packedBasesLimit`: SmolLM2-class models do, 1B-class ones do
     /// not, so that two f32 adapter workers still share a 24 GiB host. The
     /// rule depends on the model alone, never on the host: packed and plain

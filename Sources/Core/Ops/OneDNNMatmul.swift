@@ -145,7 +145,13 @@ enum OneDNNMatmul {
         if let packed {
             var packedKey = key
             packedKey.packedB = true
-            if let primitive = primitive(for: packedKey, engine: engine), let desc = primitive.weightsDesc,
+            let packedPrimitive = primitive(for: packedKey, engine: engine)
+            // Where the layout oneDNN asks for is B as stored (plain rows of
+            // B's own stride: its AVX2 matmul asks that of the backward's
+            // dY·W), a copy would hold the same bytes again: B is read where
+            // it is, by the same kind of primitive, and no memory is spent.
+            let storedLayout = !key.bf16 && !key.transB && packedPrimitive?.packedRowStride == key.ldb
+            if !storedLayout, let primitive = packedPrimitive, let desc = primitive.weightsDesc,
                let bPacked = packed.copy(for: desc, key: key, b: UnsafeRawPointer(b), sourceBF16: key.bf16 && !bIsFloat,
                                           engine: engine, stream: stream) {
                 // A copy packed in plain rows (what oneDNN's AVX2 matmul asks
@@ -363,7 +369,9 @@ enum OneDNNMatmul {
 /// instead of oneDNN re-blocking the plain matrix inside every call. Kept
 /// beside the weight it copies (`BFloat16Matrix.packed`, the frozen dense
 /// bases of adapter methods); one copy per layout asked for (the forward
-/// reads W transposed, the backward plain: two layouts).
+/// reads W transposed, the backward plain: two layouts), except a layout
+/// that is W as stored (f32 plain rows, oneDNN's AVX2 choice for the
+/// backward), which `OneDNNMatmul.run` reads in place.
 ///
 /// Whoever writes the weight must call `invalidate()` before the next
 /// product, and never while products read it. Weights trained in place get
