@@ -53,7 +53,9 @@ extension TrainingBenchCommand {
     /// A frozen f32 weight's products read as stored against read from the
     /// packed copy adapter networks keep of it (`LlamaModel.packsFrozenBases`),
     /// forward and backward, at batch 1's and batch 8's rows: what the copies'
-    /// memory buys on this CPU.
+    /// memory buys on this CPU. A row names the product, not the projection:
+    /// x·Wᵀ at M×576×1536 is gate or up (W is [1536, 576]), dY·W at the same
+    /// M×K×N is down's backward (W is [576, 1536]).
     func runPackedBench(context: ComputeContext) {
         print("\nfrozen f32 weights' products on oneDNN, read as stored and from their packed copy, GFLOP/s (weights streamed from memory; alternated, best of 8 each)")
         print("M×K×N".padding(toLength: 18, withPad: " ", startingAt: 0) + "direction  as stored  packed    packed/stored  copy")
@@ -61,7 +63,8 @@ extension TrainingBenchCommand {
             for (k, n) in [(576, 1536), (1536, 576), (576, 576)] {
                 for transB in [true, false] {
                     guard let rates = SgemmPeak.packedRates(m: m, k: k, n: n, transB: transB, context: context) else { continue }
-                    let copy = rates.copyBytes == 0 ? "none: the stored layout, read in place"
+                    let copy = rates.inPlace ? "none: the stored layout, read in place"
+                        : rates.copyBytes == 0 ? "none made (reuse off, or oneDNN refused the copy)"
                         : String(format: "%.2f× the weight's bytes", Double(rates.copyBytes) / Double(4 * k * n))
                     print("\(m)×\(k)×\(n)".padding(toLength: 18, withPad: " ", startingAt: 0)
                           + (transB ? "x·Wᵀ       " : "dY·W       ")

@@ -75,27 +75,26 @@ import Trial
     }
 
     /// The backward's dY·W over a frozen f32 weight stored in plain rows:
-    /// where oneDNN asks for that very layout (its AVX2 matmul), the weight
-    /// is read where it is and no copy is made; elsewhere a copy is made.
-    /// Either way the product is the unpacked one's.
-    @Test func storedLayoutIsNotCopied() throws {
+    /// where oneDNN asks for that very layout (its AVX2 matmul does), the
+    /// weight is read where it is and no copy is made; a weight whose rows
+    /// are wider than n, or a CPU whose oneDNN asks for a blocked layout,
+    /// gets a copy. Either way the product is the unpacked one's.
+    @Test(arguments: [(96, 0), (256, 0), (96, 3)])
+    func storedLayoutIsNotCopied(n: Int, pad: Int) throws {
         try #require(OneDNNMatmul.isAvailable, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
-        for n in [96, 256] {
-            let t = MatmulEngineTests.Case(transA: false, transB: false, m: 40, n: n, k: 64, pad: 0, alpha: 1, beta: 0)
-            let r = BFloat16ProductTests.roundedReference(t)
-            #expect(r.ldb == n)
-            let weight = PackedWeight()
-            let viaPack = Self.product(t, bf16: false, a: r.a, lda: r.lda, b: r.b, ldb: r.ldb, c: r.c, ldc: r.ldc, packed: weight, reuse: true)
-            let plain = Self.product(t, bf16: false, a: r.a, lda: r.lda, b: r.b, ldb: r.ldb, c: r.c, ldc: r.ldc, packed: nil, reuse: true)
-            #expect(FewRowsProductTests.relativeError(viaPack, r.f32) < 1e-5, "n \(n)")
-            if OneDNNMatmul.hasAVX2Sgemm {
-                #expect(weight.byteCount == 0, "n \(n): a copy of B in B's own layout was made")
-            } else {
-                #expect(weight.byteCount > 0, "n \(n): no packed copy was made")
-            }
-            // Not bit for bit: each call copies the arrays, and B's alignment decides the column split.
-            #expect(FewRowsProductTests.relativeError(viaPack, plain) < 1e-6, "n \(n)")
-        }
+        let t = MatmulEngineTests.Case(transA: false, transB: false, m: 40, n: n, k: 64, pad: pad, alpha: 1, beta: 0)
+        let r = BFloat16ProductTests.roundedReference(t)
+        let key = OneDNNMatmul.Key(transA: false, transB: false, m: t.m, n: n, k: t.k, lda: r.lda, ldb: r.ldb, ldc: r.ldc,
+                                   alpha: 1, beta: 0, bf16: false, threads: 2)
+        let inPlace = OneDNNMatmul.readsPackedInPlace(key)
+        if OneDNNMatmul.hasAVX2Sgemm { #expect(inPlace == (pad == 0), "oneDNN's AVX2 matmul packs B in plain rows of n: \(t)") }
+        let weight = PackedWeight()
+        let viaPack = Self.product(t, bf16: false, a: r.a, lda: r.lda, b: r.b, ldb: r.ldb, c: r.c, ldc: r.ldc, packed: weight, reuse: true)
+        let plain = Self.product(t, bf16: false, a: r.a, lda: r.lda, b: r.b, ldb: r.ldb, c: r.c, ldc: r.ldc, packed: nil, reuse: true)
+        #expect((weight.byteCount == 0) == inPlace, "\(t): copied \(weight.byteCount) bytes, in place \(inPlace)")
+        #expect(FewRowsProductTests.relativeError(viaPack, r.f32) < 1e-5, "\(t)")
+        // Not bit for bit: each call copies the arrays, and B's alignment decides the column split.
+        #expect(FewRowsProductTests.relativeError(viaPack, plain) < 1e-6, "\(t)")
     }
 
     /// A changed weight, once invalidated, is packed again: the product
@@ -251,8 +250,9 @@ import Trial
 
     /// An adapter method in f32 multiplies by packed copies of the model's
     /// Float32 base: the forward's layout on its first product, the
-    /// backward's on the first step, made once and shared by every trial on
-    /// the model; its logits agree with the plain base's.
+    /// backward's on the first step (none on AVX2, where that layout is the
+    /// base as stored: `storedLayoutIsNotCopied`), made once and shared by
+    /// every trial on the model; its logits agree with the plain base's.
     @Test func frozenF32BasesArePackedOncePerDirection() throws {
         try #require(MatmulEngine.current == .oneDNN, "f32 products are not on oneDNN (FACTSWEEP_MATMUL, libdnnl-dev)")
         let config = TinyModels.config()

@@ -114,7 +114,8 @@ public final class LlamaModel: @unchecked Sendable {
     /// "Issue 13, sixth stop"). Where oneDNN's matmul is its AVX2 one the
     /// backward's layout is the projection as stored, which is then read in
     /// place: only the forward's copy is made (+0.4 GB at SmolLM2;
-    /// "eighteenth stop"). By default a model packs when the copies take
+    /// "eighteenth stop"); the limit below still counts both copies on every
+    /// CPU, so that the rule depends on the model alone. By default a model packs when the copies take
     /// at most `packedBasesLimit`: SmolLM2-class models do, 1B-class ones do
     /// not, so that two f32 adapter workers still share a 24 GiB host. The
     /// rule depends on the model alone, never on the host: packed and plain

@@ -146,12 +146,7 @@ enum OneDNNMatmul {
             var packedKey = key
             packedKey.packedB = true
             let packedPrimitive = primitive(for: packedKey, engine: engine)
-            // Where the layout oneDNN asks for is B as stored (plain rows of
-            // B's own stride: its AVX2 matmul asks that of the backward's
-            // dY·W), a copy would hold the same bytes again: B is read where
-            // it is, by the same kind of primitive, and no memory is spent.
-            let storedLayout = !key.bf16 && !key.transB && packedPrimitive?.packedRowStride == key.ldb
-            if !storedLayout, let primitive = packedPrimitive, let desc = primitive.weightsDesc,
+            if !Self.readsInPlace(key, packedPrimitive: packedPrimitive), let primitive = packedPrimitive, let desc = primitive.weightsDesc,
                let bPacked = packed.copy(for: desc, key: key, b: UnsafeRawPointer(b), sourceBF16: key.bf16 && !bIsFloat,
                                           engine: engine, stream: stream) {
                 // A copy packed in plain rows (what oneDNN's AVX2 matmul asks
@@ -171,6 +166,23 @@ enum OneDNNMatmul {
         if splitsColumns, let ran = runSplit(key, a: a, b: b, c: c, run: execute) { return ran }
         guard let primitive = primitive(for: key, engine: engine) else { return false }
         return execute(primitive, b: b, c: c)
+    }
+
+    /// Whether a product over a packed weight reads B where it is instead:
+    /// when the layout oneDNN asks for is B as stored (f32 plain rows of B's
+    /// own stride: its AVX2 matmul asks that of the backward's dY·W), a copy
+    /// would hold the same bytes again, so B is read in place by the same
+    /// kind of primitive and no memory is spent.
+    static func readsInPlace(_ key: Key, packedPrimitive: Primitive?) -> Bool {
+        !key.bf16 && !key.transB && packedPrimitive?.packedRowStride == key.ldb
+    }
+
+    /// `readsInPlace` for `key` (made with `packedB` false) on this CPU; false without oneDNN.
+    static func readsPackedInPlace(_ key: Key) -> Bool {
+        guard let engine = state.engine else { return false }
+        var packedKey = key
+        packedKey.packedB = true
+        return readsInPlace(key, packedPrimitive: primitive(for: packedKey, engine: engine))
     }
 
     /// The path before reuse: a stream and a scratchpad of its own per call.

@@ -71,11 +71,12 @@ extension SgemmPeak {
     /// copy made in a first round that is not timed. `transB` true is the
     /// forward y = x·Wᵀ (W is [n, k]), false the backward dX = dY·W (W is
     /// [k, n]). Splits follow the process (`columnSplit`), as in training.
-    /// Also the bytes the copies took per weight (0 where oneDNN asks for
-    /// the layout the weight is stored in, which is then read in place);
-    /// nil without oneDNN or when oneDNN refuses a product.
+    /// Also the bytes the copies took per weight and whether the packed
+    /// path read the weight in place (`OneDNNMatmul.readsPackedInPlace`:
+    /// oneDNN asks for the layout it is stored in); nil without oneDNN or
+    /// when oneDNN refuses a product.
     public static func packedRates(m: Int, k: Int, n: Int, transB: Bool, repeats: Int = 8, context: ComputeContext)
-        -> (plain: Double, packed: Double, copyBytes: Int)? {
+        -> (plain: Double, packed: Double, copyBytes: Int, inPlace: Bool)? {
         guard OneDNNMatmul.isAvailable else { return nil }
         let copies = max(1, (128 << 20) / (4 * k * n))
         let aFloats = (m * k + 15) / 16 * 16, weightFloats = (k * n + 15) / 16 * 16
@@ -102,6 +103,6 @@ extension SgemmPeak {
             if packed { best.packed = min(best.packed, seconds) } else { best.plain = min(best.plain, seconds) }
         }
         let flops = 2 * Double(m) * Double(n) * Double(k) / 1e9
-        return (flops / best.plain, flops / best.packed, packs[0].byteCount)
+        return (flops / best.plain, flops / best.packed, packs[0].byteCount, OneDNNMatmul.readsPackedInPlace(key))
     }
 }
