@@ -193,6 +193,8 @@ public final class GGUFFile: Sendable {
         Dequantize.rows(
             of: tensor.type, from: source, rowCount: tensor.elementCount / rowLength, rowLength: rowLength,
             into: base, sourceRow: sourceRow)
+        // Converted: its file pages need not stay in memory beside the copy.
+        mapping.release(tensor.offset..<(tensor.offset + tensor.byteCount))
     }
 
     // MARK: Parsing

@@ -56,6 +56,28 @@ public final class MappedFile: @unchecked Sendable {
         }
     }
 
+    /// Drops the pages whose bytes of the file lie wholly inside `range`
+    /// (byte offsets into the file) from this process's memory; a later read
+    /// faults them in again from the file, so the contents seen never change. A loader calls it
+    /// once a tensor has been converted into its arena: otherwise every page
+    /// of the file stays mapped beside the arena it was copied into, and
+    /// loading Llama-3.2-1B from bf16 safetensors peaked at the f32 arena
+    /// plus the whole 2.4 GB file (docs/benchmarks.md, eighteenth stop).
+    public func release(_ range: Range<Int>) {
+        guard let base = bytes.baseAddress, range.lowerBound >= 0, range.upperBound <= bytes.count else { return }
+        let page = Self.pageSize
+        // The file's last page counts as wholly inside a range that runs to
+        // the file's end: what lies beyond the end is no byte of the file.
+        let start = (range.lowerBound + page - 1) / page * page
+        let end = range.upperBound == bytes.count ? (bytes.count + page - 1) / page * page : range.upperBound / page * page
+        guard end > start else { return }
+        // MAP_PRIVATE and never written: the pages are the file's, and
+        // MADV_DONTNEED only unmaps them from this process.
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+    }
+
+    static let pageSize = max(1, Int(sysconf(Int32(_SC_PAGESIZE))))
+
     /// The file name without directories, for short messages.
     public var name: String { (path as NSString).lastPathComponent }
 }

@@ -49,7 +49,7 @@ public final class SafetensorsFile: TensorSource {
     /// Tensor infos in data order.
     public let tensors: [SafetensorsTensorInfo]
 
-    private let mapping: MappedFile
+    let mapping: MappedFile
     private let indexByName: [String: Int]
 
     /// Maps and parses the file at `url`.
@@ -198,5 +198,7 @@ public final class SafetensorsFile: TensorSource {
         case .i64, .i32, .i16, .i8, .u8, .bool:
             for (i, v) in try ints(name).enumerated() { dst[i] = Float(v) }
         }
+        // Converted: its file pages need not stay in memory beside the copy.
+        mapping.release(info.offset..<(info.offset + info.byteCount))
     }
 }

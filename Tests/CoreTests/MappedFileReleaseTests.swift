@@ -1,0 +1,76 @@
+// MappedFileReleaseTests: a weight file's pages leave the process's memory
+// once a tensor has been converted from them (so loading a model peaks at
+// its arena, not its arena plus the file), and reading them again still
+// gives the file's contents.
+import Foundation
+import Testing
+import TestSupport
+@testable import Core
+
+@Suite struct MappedFileReleaseTests {
+    /// Resident bytes of the mapping that starts at `base`, from
+    /// /proc/self/smaps (Linux, where FactSweep runs); nil if not found.
+    static func residentBytes(of base: UnsafeRawPointer) -> Int? {
+        // Read to the end: /proc files report a size of 0.
+        guard let handle = FileHandle(forReadingAtPath: "/proc/self/smaps"),
+              let data = try? handle.readToEnd(), let smaps = String(data: data, encoding: .utf8) else { return nil }
+        try? handle.close()
+        let start = String(UInt(bitPattern: base), radix: 16)
+        var inMapping = false
+        for line in smaps.split(separator: "\n") {
+            if let dash = line.firstIndex(of: "-"), line[..<dash].allSatisfy(\.isHexDigit), !line[..<dash].isEmpty {
+                inMapping = line[..<dash].drop { $0 == "0" } == start[...].drop { $0 == "0" }
+            } else if inMapping, line.hasPrefix("Rss:") {
+                return line.split(separator: " ").compactMap { Int($0) }.first.map { $0 * 1024 }
+            }
+        }
+        return nil
+    }
+
+    /// A safetensors file of one 4 MiB f32 tensor, its values known.
+    static func writeTensorFile(_ dir: TemporaryDirectory) throws -> (URL, [Float]) {
+        let values = (0..<(1 << 20)).map { Float($0 % 1000) * 0.5 - 7 }
+        var writer = SafetensorsWriter()
+        try writer.add("w", shape: [1024, 1024], values)
+        let url = dir.file("w.safetensors")
+        try writer.write(to: url)
+        return (url, values)
+    }
+
+    @Test func releasedPagesLeaveMemoryAndReadBackUnchanged() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let (url, _) = try Self.writeTensorFile(dir)
+        let file = try MappedFile(url: url)
+        let base = try #require(file.bytes.baseAddress)
+        var sum = 0
+        for i in stride(from: 0, to: file.bytes.count, by: 512) { sum &+= Int(file.bytes[i]) }
+        let before = try #require(Self.residentBytes(of: base), "the mapping is not in /proc/self/smaps")
+        #expect(before >= file.bytes.count - MappedFile.pageSize, "reading every page should make the file resident: \(before)")
+        file.release(0..<file.bytes.count)
+        let after = try #require(Self.residentBytes(of: base))
+        #expect(after == 0, "released pages still resident: \(after) bytes")
+        var again = 0
+        for i in stride(from: 0, to: file.bytes.count, by: 512) { again &+= Int(file.bytes[i]) }
+        #expect(again == sum, "the file's contents changed after release")
+        // A range that covers no page wholly drops nothing: the pages it
+        // touches hold a neighbour's bytes too.
+        let resident = try #require(Self.residentBytes(of: base))
+        file.release(100..<(MappedFile.pageSize + 100))
+        #expect(Self.residentBytes(of: base) == resident, "a partly covered page was dropped")
+    }
+
+    /// Reading a tensor into an arena releases its pages.
+    @Test func readingATensorReleasesItsPages() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let (url, values) = try Self.writeTensorFile(dir)
+        let file = try SafetensorsFile(url: url)
+        let base = try #require(file.mapping.bytes.baseAddress)
+        #expect(try file.floats("w") == values)
+        let resident = try #require(Self.residentBytes(of: base), "the mapping is not in /proc/self/smaps")
+        // What may stay: the page the tensor shares with the header.
+        #expect(resident <= MappedFile.pageSize, "\(resident) bytes of a \(file.mapping.bytes.count)-byte file still resident")
+        #expect(try file.floats("w") == values, "a second read sees the same values")
+    }
+}
