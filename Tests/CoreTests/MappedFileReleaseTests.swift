@@ -73,4 +73,39 @@ import TestSupport
         #expect(resident <= MappedFile.pageSize, "\(resident) bytes of a \(file.mapping.bytes.count)-byte file still resident")
         #expect(try file.floats("w") == values, "a second read sees the same values")
     }
+
+    /// Reading a bf16 tensor's bits (AdamW's bf16 moments on resume) releases its pages too.
+    @Test func readingBFloat16BitsReleasesItsPages() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let bits = (0..<(1 << 21)).map { UInt16(truncatingIfNeeded: $0 &* 40_503) }
+        var writer = SafetensorsWriter()
+        try bits.withUnsafeBufferPointer { try writer.add("m", shape: [2048, 1024], borrowingBFloat16Bits: $0) }
+        let url = dir.file("m.safetensors")
+        try writer.write(to: url)
+        let file = try SafetensorsFile(url: url)
+        let base = try #require(file.mapping.bytes.baseAddress)
+        var read = [UInt16](repeating: 0, count: bits.count)
+        try read.withUnsafeMutableBufferPointer { try file.readBFloat16Bits("m", into: $0) }
+        #expect(read == bits)
+        let resident = try #require(Self.residentBytes(of: base), "the mapping is not in /proc/self/smaps")
+        #expect(resident <= MappedFile.pageSize, "\(resident) bytes of a \(file.mapping.bytes.count)-byte file still resident")
+    }
+
+    /// The GGUF loader releases a tensor's pages: the embedded SmolLM2's
+    /// token embedding (Q8_0, 30 MB) leaves behind at most what lies beside
+    /// its ends: the pages it shares with its neighbours, and what the
+    /// kernel's fault-around (64 KiB windows) maps of theirs while it is read.
+    @Test func readingAGGUFTensorReleasesItsPages() throws {
+        let file = try SmolLM2GGUFTests.file()
+        let base = try #require(file.mapping.bytes.baseAddress)
+        let info = try #require(file.tensor("token_embd.weight"))
+        let before = try #require(Self.residentBytes(of: base), "the mapping is not in /proc/self/smaps")
+        var values = [Float](repeating: 0, count: info.elementCount)
+        try values.withUnsafeMutableBufferPointer { try file.read(info, into: $0) }
+        #expect(values.contains { $0 != 0 }, "the tensor read as zeros")
+        let after = try #require(Self.residentBytes(of: base))
+        #expect(after - before <= 2 * 64 * 1024 + 2 * MappedFile.pageSize,
+                "\(after - before) bytes of a \(info.byteCount)-byte tensor still resident")
+    }
 }

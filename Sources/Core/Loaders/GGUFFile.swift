@@ -46,7 +46,7 @@ public final class GGUFFile: Sendable {
     /// Offset of the tensor data section.
     public let dataOffset: Int
 
-    private let mapping: MappedFile
+    let mapping: MappedFile
     private let indexByName: [String: Int]
 
     /// Maps and parses the file at `url`.

@@ -164,6 +164,9 @@ public final class SafetensorsFile: TensorSource {
         for i in 0..<destination.count {
             destination[i] = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
         }
+        // Copied: as in `read`, its file pages need not stay (a resumed
+        // 1B run's moments are 4.9 GB).
+        mapping.release(info.offset..<(info.offset + info.byteCount))
     }
 
     private func require(_ name: String) throws -> SafetensorsTensorInfo {
