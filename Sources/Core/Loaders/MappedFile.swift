@@ -58,11 +58,12 @@ public final class MappedFile: @unchecked Sendable {
 
     /// Drops the pages whose bytes of the file lie wholly inside `range`
     /// (byte offsets into the file) from this process's memory; a later read
-    /// faults them in again from the file, so the contents seen never change. A loader calls it
-    /// once a tensor has been converted into its arena: otherwise every page
-    /// of the file stays mapped beside the arena it was copied into, and
-    /// loading Llama-3.2-1B from bf16 safetensors peaked at the f32 arena
-    /// plus the whole 2.4 GB file (docs/benchmarks.md, nineteenth stop).
+    /// faults them in again from the file, so the contents seen never change.
+    /// A loader calls it once a tensor has been converted into its arena:
+    /// otherwise every page of the file stays mapped beside the arena it was
+    /// copied into, and loading Llama-3.2-1B from bf16 safetensors peaked at
+    /// the f32 arena plus the whole 2.4 GB file (docs/benchmarks.md,
+    /// nineteenth stop).
     public func release(_ range: Range<Int>) {
         guard let base = bytes.baseAddress, range.lowerBound >= 0, range.upperBound <= bytes.count else { return }
         let page = Self.pageSize
