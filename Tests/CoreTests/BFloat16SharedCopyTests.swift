@@ -138,4 +138,36 @@ import Trial
         #expect(shared.logits == alone.logits)
         #expect(shared.conversions < alone.conversions, "\(kind): \(shared.conversions) conversions shared, \(alone.conversions) alone")
     }
+    /// Decoding in bf16: q, k and v (and gate and up) read one rounding of
+    /// their input, as in training, and generate the same tokens as with a
+    /// rounding per product. The first pass runs 48 rows, above
+    /// `decodingFewRowsLimit`, so its products go to the engine; one thread,
+    /// so every conversion is counted on this one.
+    @Test func decodingSharesTheProjectionsInputCopies() throws {
+        let (dir, lm, network) = try EvaluationTests.tinyNetwork()
+        defer { withExtendedLifetime((dir, lm)) {} }
+        let ctx = ComputeContext(threads: 1)
+        let prompts: [[Int32]] = (0..<4).map { (b: Int) -> [Int32] in
+            (0..<12).map { (i: Int) -> Int32 in Int32(200 + 97 * (b * 12 + i) % 5000) }
+        }
+        #expect(prompts.count * 12 > decodingFewRowsLimit)
+        let generator = CachedGenerator(network: network, maxBatch: prompts.count, maxLength: 12 + 4, context: ctx)
+        let scratch = ProductScratch.current
+        func decode() -> (outputs: [[Int32]], conversions: Int) {
+            let before = scratch.conversions
+            let outputs = ProductPrecision.run(.bf16) { generator.generate(prompts: prompts, maxNewTokens: 4, stopTokens: []) }
+            return (outputs, scratch.conversions - before)
+        }
+        let shared = decode()
+        let alone = withoutSharedBFloat16Copies(decode)
+        #expect(shared.outputs == alone.outputs)
+        #expect(shared.outputs.allSatisfy { $0.count == 4 })
+        guard MatmulEngine.hasBF16Kernels else {
+            print("note: no bf16 kernels on \(CPUFeatures.modelName): decoding's rounded copies not counted")
+            return
+        }
+        // The first pass, per layer: q, k, v read one copy instead of three, gate and up one instead of two.
+        #expect(alone.conversions - shared.conversions >= 3 * network.config.layerCount,
+                "\(shared.conversions) conversions shared, \(alone.conversions) alone")
+    }
 }

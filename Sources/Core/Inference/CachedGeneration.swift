@@ -317,9 +317,12 @@ public final class CachedGenerator: @unchecked Sendable {
             guard let pos = positionBuffer.baseAddress else { return }
             for (l, w) in network.layers.enumerated() {
                 rmsNormForward(t.normOut, rstd: t.rstd, t.x, weight: w.attnNorm, n: N, c: C, eps: c.rmsNormEps, context: context)
-                project(w.q, out: t.q, inp: t.normOut)
-                project(w.k, out: t.k, inp: t.normOut)
-                project(w.v, out: t.v, inp: t.normOut)
+                // q, k and v read the same input, as gate and up do: one bf16 copy each (as in training).
+                sharingBFloat16Copy(of: t.normOut, rows: N, columns: C) {
+                    project(w.q, out: t.q, inp: t.normOut)
+                    project(w.k, out: t.k, inp: t.normOut)
+                    project(w.v, out: t.v, inp: t.normOut)
+                }
                 ropeForward(t.q, table: rope, positions: pos, rows: N, heads: c.headCount, rowStride: Q, context: context)
                 ropeForward(t.k, table: rope, positions: pos, rows: N, heads: c.kvHeadCount, rowStride: K, context: context)
                 let cacheK = t.keys[l], cacheV = t.values[l]
@@ -338,8 +341,10 @@ public final class CachedGenerator: @unchecked Sendable {
                 project(w.o, out: t.tmp, inp: t.attnOut)
                 add(t.x, t.tmp, count: N * C, context: context)
                 rmsNormForward(t.normOut, rstd: t.rstd, t.x, weight: w.mlpNorm, n: N, c: C, eps: c.rmsNormEps, context: context)
-                project(w.gate, out: t.gate, inp: t.normOut)
-                project(w.up, out: t.up, inp: t.normOut)
+                sharingBFloat16Copy(of: t.normOut, rows: N, columns: C) {
+                    project(w.gate, out: t.gate, inp: t.normOut)
+                    project(w.up, out: t.up, inp: t.normOut)
+                }
                 swigluForward(t.act, gate: t.gate, up: t.up, count: N * F, context: context)
                 project(w.down, out: t.tmp, inp: t.act)
                 add(t.x, t.tmp, count: N * C, context: context)

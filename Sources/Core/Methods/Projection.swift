@@ -158,8 +158,11 @@ func projectionInference(
     case nil:
         p.weight.multiply(out: out, inp: inp, n: n, tiles: scratch.tiles, context: ctx, fewRows: decodingFewRowsLimit)
     case let .lora(lora):
-        loraForward(p, lora, out: out, inp: inp, dropped: inp, hidden: scratch.narrow, n: n, scratch: scratch, context: ctx,
-                    decoding: true)
+        // The base and the adapter read the same input: one bf16 copy, as in `projectionForward`.
+        sharingBFloat16Copy(of: inp, rows: n, columns: p.inDim) {
+            loraForward(p, lora, out: out, inp: inp, dropped: inp, hidden: scratch.narrow, n: n, scratch: scratch, context: ctx,
+                        decoding: true)
+        }
     case let .ia3(scale):
         switch scale.position {
         case .input:
