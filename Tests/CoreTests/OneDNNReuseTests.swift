@@ -144,8 +144,8 @@ import Trial
         x.withUnsafeBufferPointer { x in
             let input = FloatPointer(UnsafeMutablePointer(mutating: x.baseAddress!))
             _ = input
-            // Packing frozen bf16 matrices is off by default (BFloat16Matrix.packedIfEnabled): the packed path is
-            // asked for directly here.
+            // Whether a model's frozen bf16 matrices pack is its own rule (LlamaModel.packsFrozenBFloat16): the
+            // packed path is asked for directly here.
             gemmBFloat16(transA: false, transB: true, m: n, n: outDim, k: inDim, a: .f32(x.baseAddress!), lda: inDim,
                          b: .bf16(stored.base), ldb: inDim, beta: 0, c: &packed, ldc: outDim, packed: stored.packed)
             gemmBFloat16(transA: false, transB: true, m: n, n: outDim, k: inDim, a: .f32(x.baseAddress!), lda: inDim,
@@ -230,9 +230,9 @@ import Trial
         #expect(FewRowsProductTests.relativeError(viaRounded, gradient(plain)) < 1e-5)
     }
 
-    /// Which models pack their f32 base by default: the copies of
-    /// SmolLM2-135M's projections (0.85 GB) fit the limit, Llama-3.2-1B's
-    /// (7.8 GB) do not.
+    /// Which models pack their f32 base, and their bf16 base and head, by
+    /// default: the copies of SmolLM2-135M's fit the limit, Llama-3.2-1B's do
+    /// not.
     @Test func packingFollowsTheModelsSize() throws {
         try #require(ProcessInfo.processInfo.environment["FACTSWEEP_PACK_F32_BASES"] == nil,
                      "FACTSWEEP_PACK_F32_BASES is set: the default rule cannot be checked")
@@ -246,6 +246,42 @@ import Trial
         #expect(2 * LlamaModel.projectionBytes(llama1B) == 7_784_628_224)
         #expect(LlamaModel.packsFrozenBases(smolLM2))
         #expect(!LlamaModel.packsFrozenBases(llama1B))
+        // bf16 bases and head, two packed copies each: SmolLM2's 0.54 GB fit, Llama-3.2-1B's 4.9 GB do not.
+        if ProcessInfo.processInfo.environment["FACTSWEEP_PACK_BF16_BASES"] == nil {
+            #expect(LlamaModel.packsFrozenBFloat16(smolLM2))
+            #expect(!LlamaModel.packsFrozenBFloat16(llama1B))
+        } else {
+            Issue.record("FACTSWEEP_PACK_BF16_BASES is set: the bf16 default rule cannot be checked")
+        }
+    }
+
+    /// A LoRA trial in bf16 on a model whose packed copies fit the limit
+    /// multiplies by packed copies of its bf16 base and its bf16 head, both
+    /// directions, made by its first step and shared by a second trial,
+    /// which computes the same step.
+    @Test func frozenBF16BasesArePackedOncePerDirection() throws {
+        try #require(MatmulEngine.hasBF16Kernels, "no bf16 kernels on \(CPUFeatures.modelName): bf16 products do not read packed copies")
+        let loaded = try ModelLocation.open(TestPaths.golden("tiny-tied"))
+        try #require(LlamaModel.packsFrozenBFloat16(loaded.configuration), "FACTSWEEP_PACK_BF16_BASES=off is set")
+        let ctx = ComputeContext(threads: 2)
+        let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors, storage: .training(.lora, precision: .bf16),
+                                   context: ctx)
+        let b = try BFloat16GoldenTests.batch(try BFloat16GoldenTests.golden("tiny-tied"))
+        let method = MethodSettings(kind: .lora, rank: 4, alpha: 8, dropout: 0, targets: ProjectionKind.allCases)
+        func step() throws -> Float {
+            let trial = try FineTuning(base: model, method: method, optimizer: AdamWSettings(), maxBatch: b.batchSize, maxSeq: b.seqLen,
+                                       seed: 3, precision: .bf16, context: ctx)
+            return trial.step(b, lr: 1e-3).loss
+        }
+        #expect(model.packedCopyBytes == 0)
+        let first = try step()
+        let c = model.config, C = c.hiddenSize
+        let projections = c.layerCount * (2 * c.queryWidth * C + 2 * c.kvWidth * C + 3 * c.intermediateSize * C)
+        // Two layouts of every bf16 matrix, each at least the matrix's 2 bytes a value.
+        #expect(model.packedCopyBytes >= 2 * 2 * (projections + c.vocabularySize * C), "\(model.packedCopyBytes) bytes packed")
+        let packed = model.packedCopyBytes
+        #expect(try step() == first)
+        #expect(model.packedCopyBytes == packed)
     }
 
     /// An adapter method in f32 multiplies by packed copies of the model's

@@ -90,7 +90,8 @@ public final class LlamaModel: @unchecked Sendable {
                 let buffer = UnsafeMutableBufferPointer(start: staging.base, count: shape[0] * shape[1])
                 try source.read(name, into: buffer)
                 if storage == .bf16 {
-                    bf16Layer[kind] = BFloat16Matrix(staging.base, rows: shape[0], columns: shape[1], context: context)
+                    bf16Layer[kind] = BFloat16Matrix(staging.base, rows: shape[0], columns: shape[1], context: context,
+                                                     packs: Self.packsFrozenBFloat16(config))
                     continue
                 }
                 do {
@@ -132,6 +133,28 @@ public final class LlamaModel: @unchecked Sendable {
     /// The most memory packed f32 base copies take by default: 2 GiB.
     public static let packedBasesLimit = 2 << 30
 
+    /// Whether the frozen bf16 matrices of bf16 trials (an adapter method's
+    /// projections stored in bf16, and the bf16 head every bf16 trial reads)
+    /// are multiplied by packed copies, one per direction, beside the plain
+    /// bits: twice their memory again, for products that no longer re-block
+    /// the weight in every call. At SmolLM2 on a Zen 4 EPYC LoRA r=8 at batch
+    /// 1 went from 0.80–1.13 to 0.59–0.79 s/epoch, its largest products from
+    /// 247–298 to 304–361 GFLOP/s, for +513 MiB of peak RSS (520 → 1033;
+    /// docs/benchmarks.md, "Issue 13, twentieth stop"). By the same rule as
+    /// `packsFrozenBases`: by default when the copies take at most
+    /// `packedBasesLimit` (SmolLM2-class models, 0.54 GB; not 1B-class ones,
+    /// 4.9 GB, whose adapters in bf16 stay at half the f32 base's memory), a
+    /// rule on the model alone, as packed and plain products may round
+    /// differently (within 1e-6); `FACTSWEEP_PACK_BF16_BASES=on` or `off`
+    /// decides it for every model.
+    public static func packsFrozenBFloat16(_ config: LlamaConfiguration) -> Bool {
+        switch ProcessInfo.processInfo.environment["FACTSWEEP_PACK_BF16_BASES"]?.lowercased() {
+        case "on": true
+        case "off": false
+        default: 2 * (projectionBytes(config) / 2 + 2 * config.vocabularySize * config.hiddenSize) <= packedBasesLimit
+        }
+    }
+
     /// Bytes of a model's projections in Float32.
     static func projectionBytes(_ config: LlamaConfiguration) -> Int {
         4 * config.layerCount * ProjectionKind.allCases.reduce(0) { $0 + ParameterLayout.shape(config, $1).reduce(1, *) }
@@ -151,7 +174,8 @@ public final class LlamaModel: @unchecked Sendable {
     func bf16HeadCopy(context: ComputeContext) -> BFloat16Matrix {
         bf16Head.withLock { head in
             if let head { return head }
-            let made = BFloat16Matrix(weights.lmHead.base, rows: config.vocabularySize, columns: config.hiddenSize, context: context)
+            let made = BFloat16Matrix(weights.lmHead.base, rows: config.vocabularySize, columns: config.hiddenSize, context: context,
+                                      packs: Self.packsFrozenBFloat16(config))
             head = made
             return made
         }

@@ -62,11 +62,14 @@ public final class BFloat16Matrix: @unchecked Sendable {
     private let lock = NSLock()
     private var stale = false
 
-    /// The bf16 rounding of `source` (rows × columns, row-major), converted on `context`'s threads.
-    public init(_ source: UnsafePointer<Float>, rows: Int, columns: Int, context: ComputeContext) {
+    /// The bf16 rounding of `source` (rows × columns, row-major), converted
+    /// on `context`'s threads; with `packs` its products read oneDNN-packed
+    /// copies (`packedIfEnabled`).
+    public init(_ source: UnsafePointer<Float>, rows: Int, columns: Int, context: ComputeContext, packs: Bool = false) {
         self.rows = rows
         self.columns = columns
         self.source = nil
+        self.packs = packs
         base = Self.allocate(rows * columns)
         Self.round(source, into: base, rows: rows, columns: columns, context: context)
     }
@@ -80,6 +83,7 @@ public final class BFloat16Matrix: @unchecked Sendable {
         self.rows = rows
         self.columns = columns
         self.source = source
+        packs = false
         base = Self.allocate(rows * columns)
         stale = true
     }
@@ -130,13 +134,14 @@ public final class BFloat16Matrix: @unchecked Sendable {
     /// product of each direction (the matrix never changes, so never invalidated).
     public let packed = PackedWeight()
 
-    /// `packed` when frozen bf16 matrices are packed (FACTSWEEP_ONEDNN_PACK_FROZEN=on), else nil. Off by
-    /// default: measured on this project's Intel machines, packing a frozen bf16 base gave LoRA r=8 no
-    /// speed (8.09 → 8.46 s/epoch) and doubled its peak RSS (529 → 1051 MiB: one packed copy per direction
-    /// beside the matrix), against the memory the bf16 base exists to save (docs/benchmarks.md).
-    var packedIfEnabled: PackedWeight? { Self.packFrozen && source == nil ? packed : nil }
+    /// Whether this frozen matrix's products read its packed copies: its
+    /// model decides, by the model's size alone
+    /// (`LlamaModel.packsFrozenBFloat16`).
+    public let packs: Bool
 
-    static let packFrozen = ProcessInfo.processInfo.environment["FACTSWEEP_ONEDNN_PACK_FROZEN"]?.lowercased() == "on"
+    /// `packed` when this matrix is frozen and packs, else nil (products
+    /// then read the plain bits, which oneDNN re-blocks inside every call).
+    var packedIfEnabled: PackedWeight? { packs && source == nil ? packed : nil }
 
     /// Bytes the matrix occupies (without its packed copies).
     public var byteCount: Int { 2 * rows * columns }
