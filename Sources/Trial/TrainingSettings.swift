@@ -72,12 +72,35 @@ public struct AdamWSettings: Sendable, Codable, Equatable {
     /// out of the JSON when nil, so the keys of trials from before it stay.
     public var moments: Precision?
 
+    /// Whether each layer's parameters are updated during the backward pass,
+    /// as soon as its gradients are complete and still in cache (torchtune's
+    /// `optimizer_in_bwd`), instead of all at once after it: the same update,
+    /// element for element, without reading every gradient back from memory.
+    /// It needs clipping off (`clip` 0): the global norm is known only after
+    /// the whole backward, and every layer but the first is updated before
+    /// then. nil (off) is left out of the JSON, so the keys of trials from
+    /// before it stay.
+    public var updateInBackward: Bool?
+
     /// The moments' storage.
     public var momentPrecision: Precision { moments ?? .f32 }
 
+    /// Whether the update runs during the backward pass.
+    public var updatesInBackward: Bool { updateInBackward ?? false }
+
     public init(beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0, maxGradNorm: Float? = 1.0,
-                moments: Precision? = nil) {
+                moments: Precision? = nil, updateInBackward: Bool? = nil) {
         self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay; self.maxGradNorm = maxGradNorm
         self.moments = moments
+        self.updateInBackward = updateInBackward
+    }
+
+    /// Refuses settings that cannot go together, naming the settings as a
+    /// sweep spec and `factsweep train` spell them.
+    public func validate() throws(SettingRefusal) {
+        if updatesInBackward, let clip = maxGradNorm {
+            throw SettingRefusal("update_in_backward needs clip 0 (got clip \(clip)): the global gradient norm is known only "
+                                 + "after the whole backward, when all but the first layer are already updated")
+        }
     }
 }

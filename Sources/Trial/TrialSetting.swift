@@ -14,7 +14,7 @@ public enum TrialSetting: String, CaseIterable, Sendable {
     case weightDecay = "weight_decay", clip, trainOnPrompt = "train_on_prompt"
     case evalEvery = "eval_every", evalEpochs = "eval_epochs", threshold, maxNewTokens = "max_new_tokens", embedder, heldOut = "held_out"
     case checkpointEvery = "checkpoint_every"
-    case precision, adamMoments = "adam_moments"
+    case precision, adamMoments = "adam_moments", updateInBackward = "update_in_backward"
     case seed
 
     /// The kinds of value settings take.
@@ -30,7 +30,7 @@ public enum TrialSetting: String, CaseIterable, Sendable {
         switch self {
         case .rank, .epochs, .batchSize, .warmupSteps, .evalEvery, .maxNewTokens, .checkpointEvery, .seed: .integer
         case .alpha, .dropout, .lr, .weightDecay, .clip, .threshold: .number
-        case .rslora, .trainOnPrompt: .boolean
+        case .rslora, .trainOnPrompt, .updateInBackward: .boolean
         case .targets: .targets
         case .schedule: .schedule
         case .evalEpochs: .epochs
@@ -80,7 +80,7 @@ public enum TrialSetting: String, CaseIterable, Sendable {
         case (.evalEpochs, .epochs(let v)):
             if let negative = v.first(where: { $0 < 0 }) { throw SettingRefusal("epochs are 0 (the base model) and up (got \(negative))") }
             if Set(v).count != v.count { throw SettingRefusal("an epoch is listed twice") }
-        case (.rslora, .bool), (.trainOnPrompt, .bool), (.schedule, .schedule), (.precision, .precision), (.adamMoments, .precision),
+        case (.rslora, .bool), (.trainOnPrompt, .bool), (.updateInBackward, .bool), (.schedule, .schedule), (.precision, .precision), (.adamMoments, .precision),
              (.embedder, .text), (.heldOut, .text):
             break
         default: throw SettingRefusal("\(rawValue) cannot take \(value)")
@@ -125,6 +125,7 @@ public enum TrialSetting: String, CaseIterable, Sendable {
         case (.checkpointEvery, .int(let v)): config.checkpointEvery = v
         case (.precision, .precision(let v)): config.training.precision = v == .f32 ? nil : v
         case (.adamMoments, .precision(let v)): config.training.optimizer.moments = v == .f32 ? nil : v
+        case (.updateInBackward, .bool(let v)): config.training.optimizer.updateInBackward = v ? true : nil
         case (.seed, .int(let v)): config.training.seed = UInt64(v)
         default: throw SettingRefusal("\(rawValue) cannot take \(value)")  // `check` refused it already
         }

@@ -46,6 +46,9 @@ struct TrainingBenchCommand: ParsableCommand {
     @Option(name: .long, help: "AdamW's moments on FactSweep's side: f32, or bf16 (half their memory; PyTorch keeps f32).")
     var adamMoments: Precision = .f32
 
+    @Flag(name: .long, help: "FactSweep updates each layer's parameters during the backward pass (PyTorch updates after it; neither clips).")
+    var updateInBackward = false
+
     @Option(name: .long, help: "Rounds per configuration: each runs FactSweep's children then PyTorch's; times are the medians and the speed-up the median of the rounds' paired ratios.")
     var rounds = 1
 
@@ -121,6 +124,7 @@ struct TrainingBenchCommand: ParsableCommand {
                 print("libgomp's threads wait by: \(waits.joined(separator: "; ")) (FactSweep); PyTorch's defaults (PyTorch)")
             }
             if adamMoments != .f32 { print("AdamW moments: \(adamMoments.rawValue) on FactSweep's side, f32 on PyTorch's") }
+            if updateInBackward { print("AdamW's update: in the backward pass on FactSweep's side, after it on PyTorch's") }
             printTable(rows)
         }
         if rows.contains(where: { $0["error"] != nil || $0["pytorch_error"] != nil }) { throw ExitCode(1) }
@@ -224,6 +228,7 @@ struct TrainingBenchCommand: ParsableCommand {
     private func selfArguments(method: String, threads: Int, batch: Int, precision: Precision) -> [String] {
         var args = ["bench", "--single", "--methods", method, "--threads", "\(threads)", "--batch-sizes", "\(batch)", "--epochs", "\(epochs)",
                     "--precision", precision.rawValue, "--adam-moments", adamMoments.rawValue]
+        if updateInBackward { args.append("--update-in-backward") }
         if let model = options.model { args += ["--model", model] }
         if let data { args += ["--data", data] }
         return args
@@ -295,6 +300,7 @@ struct TrainingBenchCommand: ParsableCommand {
         settings.batchSize = batch
         settings.precision = precision.first ?? .f32
         settings.optimizer.moments = adamMoments == .f32 ? nil : adamMoments
+        settings.optimizer.updateInBackward = updateInBackward ? true : nil
         let run = try TrainingRun(model: lm, dataset: dataset, settings: settings, context: context)
         var reports: [EpochReport] = []
         // Products are timed over the steady epochs only (the warm-up makes the primitives and packed weights).
@@ -313,7 +319,8 @@ struct TrainingBenchCommand: ParsableCommand {
         let flops = steady.map(\.flops).reduce(0, +) / Double(steady.count) * (method.kind == .full ? 1 : 2.0 / 3.0)
         var result: [String: Any] = [
             "engine": (settings.productPrecision == .bf16 ? MatmulEngine.currentBF16 : MatmulEngine.current).rawValue,
-            "precision": settings.productPrecision.rawValue, "adam_moments": adamMoments.rawValue, "openblas_core": OpenBLASCore.name,
+            "precision": settings.productPrecision.rawValue, "adam_moments": adamMoments.rawValue, "update_in_backward": updateInBackward,
+            "openblas_core": OpenBLASCore.name,
             "openmp_wait": LibraryEnvironment.openMPWait, "threads": threads, "batch_size": batch, "epochs": epochs, "base_weight_bytes": lm.model.baseWeightBytes,
             "trainable_parameters": run.trainer.trainableParameterCount,
             "tokens_per_epoch": reports[0].tokens,

@@ -97,6 +97,9 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .long, help: "Train on every token, not only the answers.")
     var trainOnPrompt = false
 
+    @Flag(name: .long, help: "Update each layer's parameters during the backward pass, while its gradients are in cache (needs --clip 0).")
+    var updateInBackward = false
+
     @Flag(name: .long, help: "One JSON object per epoch and a summary, instead of text.")
     var json = false
 
@@ -109,7 +112,8 @@ struct TrainCommand: ParsableCommand {
             (.epochs, .int(epochs)), (.batchSize, .int(batchSize)), (.warmupSteps, .int(warmupSteps)),
             (.schedule, .schedule(schedule)), (.weightDecay, .float(weightDecay)), (.clip, .float(clip)),
             (.trainOnPrompt, .bool(trainOnPrompt)), (.evalEvery, .int(evalEvery)), (.threshold, .float(threshold)),
-            (.precision, .precision(precision)), (.adamMoments, .precision(adamMoments)), (.seed, .int(seed)),
+            (.precision, .precision(precision)), (.adamMoments, .precision(adamMoments)), (.updateInBackward, .bool(updateInBackward)),
+            (.seed, .int(seed)),
         ]
         if let targets {
             do { values.append((.targets, .targets(try MethodSettings.parseTargets(targets)))) } catch {
@@ -140,6 +144,10 @@ struct TrainCommand: ParsableCommand {
         }
         if checkpointEvery != nil, out == nil, resume == nil { throw ValidationError("--checkpoint-every needs --out DIR") }
         if initAdapter != nil, method == .full { throw ValidationError("--init-adapter needs --method lora, qlora or ia3") }
+        if updateInBackward, clip > 0 {
+            throw ValidationError("--update-in-backward needs --clip 0 (got \(clip)): the global gradient norm is known only after "
+                                  + "the whole backward, when all but the first layer are already updated")
+        }
     }
 
     func run() throws {

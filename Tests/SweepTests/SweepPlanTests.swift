@@ -135,7 +135,7 @@ import Trial
         ("epochs", "7"), ("batch_size", "2"), ("warmup_steps", "1"), ("schedule", #""linear""#), ("weight_decay", "0.02"),
         ("clip", "0.5"), ("train_on_prompt", "false"), ("eval_every", "4"), ("threshold", "0.8"), ("max_new_tokens", "21"),
         ("embedder", #""model""#), ("held_out", #""heldout.txt""#), ("checkpoint_every", "3"), ("precision", #""f32""#), ("seed", "10"),
-        ("eval_epochs", "[0, 2]"), ("adam_moments", #""f32""#),
+        ("eval_epochs", "[0, 2]"), ("adam_moments", #""f32""#), ("update_in_backward", "true"),
     ]
 
     @Test func changingAnySettingChangesTheKey() throws {
@@ -144,7 +144,7 @@ import Trial
             "batch_size": "0", "warmup_steps": "2", "schedule": #""cosine""#, "weight_decay": "0.01", "clip": "0",
             "train_on_prompt": "true", "eval_every": "3", "threshold": "0.75", "max_new_tokens": "20", "embedder": #""embedder""#,
             "held_out": #""none""#, "checkpoint_every": "2", "precision": #""bf16""#, "seed": "9", "eval_epochs": "[0]",
-            "adam_moments": #""bf16""#,
+            "adam_moments": #""bf16""#, "update_in_backward": "false",
         ]
         #expect(Set(base.keys) == Set(TrialSetting.allCases.map(\.rawValue)))
         #expect(Set(Self.changes.map(\.0)) == Set(TrialSetting.allCases.map(\.rawValue)))

@@ -122,6 +122,7 @@ extension SweepSpec {
                     // Values were checked when read; applying checks them again, harmlessly.
                     for (setting, value) in chosen { try setting.apply(value, to: &config) }
                     try config.training.method.validate()
+                    try config.training.optimizer.validate()
                     if let late = config.evalEpochs?.first(where: { $0 > config.training.epochs }) {
                         reader.report(condition.settings.path, TrialSetting.evalEpochs.rawValue, condition.name,
                                       "eval_epochs lists epoch \(late), past the trial's \(config.training.epochs) epochs")

@@ -6,8 +6,15 @@ extension LlamaNetwork {
     /// accumulate (+=): the caller zeroes them once per step. Returns Σ g² over
     /// all trained tensors, summed layer by layer while each layer's gradients
     /// are still in cache (for clipping without another pass).
+    ///
+    /// `gradientsDone`, when given, is called with each range of
+    /// `layerGradients` as soon as its layer's gradients are complete (after
+    /// their squares are summed), then with each of `finalGradients`: the
+    /// optimizer's update in the backward pass. Nothing later in the pass
+    /// reads a layer's weights or gradients once its range is handed over.
     @discardableResult
-    public func backward(_ batch: TokenBatch, _ acts: LlamaActivations, context ctx: ComputeContext) -> Double {
+    public func backward(_ batch: TokenBatch, _ acts: LlamaActivations, context ctx: ComputeContext,
+                         gradientsDone: ((GradientRange) -> Void)? = nil) -> Double {
         let N = batch.rowCount
         let c = config, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth, F = c.intermediateSize
         let m = batch.labelledCount
@@ -71,6 +78,7 @@ extension LlamaNetwork {
                             rstd: a.attnRstd, n: N, c: C, scratch: acts.grads.normScratch, context: ctx)
             if l < layerGradients.count {
                 squares += sumOfSquares(layerGradients[l].start, count: layerGradients[l].count, context: ctx)
+                gradientsDone?(layerGradients[l])
             }
         }
         if let embedGrad {
@@ -79,7 +87,10 @@ extension LlamaNetwork {
                 embeddingBackward(dtable: embedGrad, dout: acts.grads.dResid, tokens: ids, n: N, c: C)
             }
         }
-        for range in finalGradients { squares += sumOfSquares(range.start, count: range.count, context: ctx) }
+        for range in finalGradients {
+            squares += sumOfSquares(range.start, count: range.count, context: ctx)
+            gradientsDone?(range)
+        }
         return squares
     }
 }

@@ -48,28 +48,42 @@ public final class AdamW: @unchecked Sendable {
         if let maxNorm = settings.maxGradNorm {
             clip = min(1, maxNorm / (norm + 1e-6))
         }
+        let step = beginStep(lr: lr, clip: clip)
+        update(step, params: params, grads: grads, range: 0..<count, context: context)
+        return norm
+    }
+
+    /// Counts a step and returns its constants (bias corrections at the new
+    /// step count, learning rate, clip factor) for `update(_:params:grads:range:context:)`:
+    /// a step's update may then run in pieces, each range once.
+    func beginStep(lr: Float, clip: Float = 1) -> factsweep_adamw_step {
         step += 1
         let s = settings
         let bias1 = 1 - pow(s.beta1, Float(step))
         let bias2Sqrt = (1 - pow(s.beta2, Float(step))).squareRoot()
-        let stepSize = lr / bias1
-        let decay = 1 - lr * s.weightDecay
-        let kernel = factsweep_adamw_step(clip: clip, beta1: s.beta1, beta2: s.beta2, eps: s.eps, step_size: stepSize,
-                                          decay: decay, bias2_sqrt: bias2Sqrt)
+        return factsweep_adamw_step(clip: clip, beta1: s.beta1, beta2: s.beta2, eps: s.eps, step_size: lr / bias1,
+                                    decay: 1 - lr * s.weightDecay, bias2_sqrt: bias2Sqrt)
+    }
+
+    /// The update of `step` over the elements `range` of the arenas `params`
+    /// and `grads` point at (and of the moments), zeroing those gradients.
+    /// Each element's arithmetic is the same however a step is split, so an
+    /// update in pieces gives the bits of one over the whole arena.
+    func update(_ step: factsweep_adamw_step, params: FloatPointer, grads: FloatPointer, range: Range<Int>, context: ComputeContext) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= count, "update range outside the optimizer's parameters")
         // Each thread streams its own range (whole blocks of 16 but the last): the update is memory-bound.
-        let n = count
-        let bits = s.momentPrecision == .bf16 ? momentBits.baseAddress : nil
-        let m = self.m, v = self.v
-        withUnsafePointer(to: kernel) { step in
-            context.parallelFor((n + 15) / 16, minimumPerThread: 4096) { range in
-                let lo = range.lowerBound * 16, hi = min(n, range.upperBound * 16)
+        let first = range.lowerBound, n = range.count
+        let bits = settings.momentPrecision == .bf16 ? momentBits.baseAddress : nil
+        let m = self.m, v = self.v, total = count
+        withUnsafePointer(to: step) { step in
+            context.parallelFor((n + 15) / 16, minimumPerThread: 4096) { blocks in
+                let lo = first + blocks.lowerBound * 16, hi = first + min(n, blocks.upperBound * 16)
                 if let bits {
-                    factsweep_adamw_bf16(step, params.base + lo, grads.base + lo, bits + lo, bits + n + lo, hi - lo)
+                    factsweep_adamw_bf16(step, params.base + lo, grads.base + lo, bits + lo, bits + total + lo, hi - lo)
                 } else {
                     factsweep_adamw_f32(step, params.base + lo, grads.base + lo, m.base + lo, v.base + lo, hi - lo)
                 }
             }
         }
-        return norm
     }
 }

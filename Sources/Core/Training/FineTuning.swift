@@ -37,6 +37,7 @@ public final class FineTuning: @unchecked Sendable {
     public init(base: LlamaModel, method: MethodSettings, optimizer settings: AdamWSettings, maxBatch: Int, maxSeq: Int,
                 seed: UInt64, precision: Precision = .f32, context: ComputeContext) throws {
         try method.validate()
+        do throws(SettingRefusal) { try settings.validate() } catch { throw MethodError(error.message) }
         let needed = LinearStorage.training(method.kind, precision: precision)
         guard base.storage == needed else {
             throw MethodError("\(method.kind.rawValue) needs a base model loaded with \(needed.rawValue) projections, not \(base.storage.rawValue)")
@@ -69,6 +70,17 @@ public final class FineTuning: @unchecked Sendable {
         dropoutRNG = rng
         optimizer = AdamW(count: parameters.capacity, settings: settings)
         activations = LlamaActivations(network: network, maxBatch: maxBatch, maxSeq: maxSeq, threads: context.threads)
+        if settings.updatesInBackward {
+            // Every trained tensor must be handed to the update by some range, or it would never train.
+            let base = gradients.base
+            let ranges = (network.layerGradients + network.finalGradients).map { r -> Range<Int> in
+                let start = r.start.base - base
+                return start..<(start + r.count)
+            }
+            for entry in trainable where !ranges.contains(where: { $0.contains(entry.offset) && entry.offset + entry.count <= $0.upperBound }) {
+                preconditionFailure("\(entry.name) lies in no gradient range: it would not be updated in the backward pass")
+            }
+        }
     }
 
     /// Parameters trained, counted as PyTorch counts them.
@@ -87,12 +99,26 @@ public final class FineTuning: @unchecked Sendable {
         // parameters may have been restored since) and after its update.
         network.invalidateTrainedRoundings()
         defer { network.invalidateTrainedRoundings() }
-        let (loss, squaredNorm) = ProductPrecision.run(precision) {
-            (network.forward(batch, activations, rng: &dropoutRNG, context: context), network.backward(batch, activations, context: context))
+        let params = FloatPointer(parameters.base), grads = FloatPointer(gradients.base)
+        guard optimizer.settings.updatesInBackward else {
+            let (loss, squaredNorm) = ProductPrecision.run(precision) {
+                (network.forward(batch, activations, rng: &dropoutRNG, context: context), network.backward(batch, activations, context: context))
+            }
+            let norm = optimizer.update(params: params, grads: grads, lr: lr, squaredNorm: squaredNorm, context: context)
+            return StepResult(loss: loss, gradientNorm: norm, labelledTokens: batch.labelledCount)
         }
-        let norm = optimizer.update(params: FloatPointer(parameters.base), grads: FloatPointer(gradients.base), lr: lr,
-                                    squaredNorm: squaredNorm, context: context)
-        return StepResult(loss: loss, gradientNorm: norm, labelledTokens: batch.labelledCount)
+        // The update in the backward pass: each layer's parameters as soon as its gradients are complete.
+        let adam = optimizer, ctx = context
+        let (loss, squaredNorm) = ProductPrecision.run(precision) { () -> (Float, Double) in
+            let loss = network.forward(batch, activations, rng: &dropoutRNG, context: ctx)
+            let update = adam.beginStep(lr: lr)
+            let squares = network.backward(batch, activations, context: ctx) { range in
+                let start = range.start.base - grads.base
+                adam.update(update, params: params, grads: grads, range: start..<(start + range.count), context: ctx)
+            }
+            return (loss, squares)
+        }
+        return StepResult(loss: loss, gradientNorm: Float(squaredNorm.squareRoot()), labelledTokens: batch.labelledCount)
     }
 }
 

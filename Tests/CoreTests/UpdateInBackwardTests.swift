@@ -1,0 +1,62 @@
+// UpdateInBackwardTests: AdamW's update run layer by layer inside the
+// backward pass (`update_in_backward`) gives, bit for bit, the parameters,
+// losses and gradient norms of the update after it, for every method and
+// both precisions, and is refused with clipping on.
+import Foundation
+import Testing
+import TestSupport
+import Trial
+@testable import Core
+
+@Suite struct UpdateInBackwardTests {
+    /// Three steps of the tiny golden model's batch, the update after the
+    /// backward pass and in it, from the same seed (LoRA with dropout, so
+    /// the masks' draws are compared too).
+    @Test(arguments: [MethodKind.full, .lora, .qlora, .ia3], [Precision.f32, .bf16])
+    func sameStepsAsTheUpdateAfterTheBackward(_ kind: MethodKind, precision: Precision) throws {
+        let loaded = try ModelLocation.open(TestPaths.golden("tiny-tied"))
+        let ctx = ComputeContext(threads: 2)
+        let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors, storage: .training(kind, precision: precision),
+                                   context: ctx)
+        let b = try BFloat16GoldenTests.batch(try BFloat16GoldenTests.golden("tiny-tied"))
+        let lora = kind == .lora || kind == .qlora
+        let method = MethodSettings(kind: kind, rank: 4, alpha: 8, dropout: lora ? 0.1 : 0)
+        func trial(inBackward: Bool) throws -> FineTuning {
+            try FineTuning(base: model, method: method,
+                           optimizer: AdamWSettings(weightDecay: 0.01, maxGradNorm: nil, updateInBackward: inBackward ? true : nil),
+                           maxBatch: b.batchSize, maxSeq: b.seqLen, seed: 3, precision: precision, context: ctx)
+        }
+        let after = try trial(inBackward: false), during = try trial(inBackward: true)
+        let count = after.parameters.capacity
+        let initial = Array(UnsafeBufferPointer(start: after.parameters.base, count: count))
+        for step in 1...3 {
+            let a = after.step(b, lr: 1e-3), d = during.step(b, lr: 1e-3)
+            #expect(d == a, "step \(step): \(d) against \(a)")
+            let pa = Array(UnsafeBufferPointer(start: after.parameters.base, count: count))
+            let pd = Array(UnsafeBufferPointer(start: during.parameters.base, count: count))
+            #expect(pd == pa, "step \(step): the parameters differ")
+            #expect(UnsafeBufferPointer(start: during.gradients.base, count: count).allSatisfy { $0 == 0 }, "gradients left after step \(step)")
+            #expect(during.optimizer.step == step)
+        }
+        // The steps moved every trained tensor (none left out of the backward's ranges).
+        let final = UnsafeBufferPointer(start: during.parameters.base, count: count)
+        for entry in during.trainable {
+            #expect((entry.offset..<(entry.offset + entry.count)).contains { final[$0] != initial[$0] }, "\(entry.name) did not change")
+        }
+    }
+
+    @Test func refusedWithClipping() throws {
+        let settings = AdamWSettings(maxGradNorm: 1, updateInBackward: true)
+        #expect(throws: SettingRefusal.self) { try settings.validate() }
+        #expect(throws: Never.self) { try AdamWSettings(maxGradNorm: nil, updateInBackward: true).validate() }
+        #expect(throws: Never.self) { try AdamWSettings(maxGradNorm: 1, updateInBackward: false).validate() }
+        let model = TinyModels.model(TinyModels.config())
+        do {
+            _ = try FineTuning(base: model, method: MethodSettings(kind: .full), optimizer: settings, maxBatch: 1, maxSeq: 4, seed: 1,
+                               context: ComputeContext(threads: 1))
+            Issue.record("a trial that clips and updates in the backward pass was set up")
+        } catch {
+            #expect("\(error)".contains("update_in_backward needs clip 0"), "\(error)")
+        }
+    }
+}
