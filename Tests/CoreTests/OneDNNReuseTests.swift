@@ -231,8 +231,9 @@ import Trial
     }
 
     /// Which models pack their f32 base, and their bf16 base and head, by
-    /// default: the copies of SmolLM2-135M's fit the limit, Llama-3.2-1B's do
-    /// not.
+    /// default: the f32 copies of SmolLM2-135M's fit their limit,
+    /// Llama-3.2-1B's do not; the bf16 copies of both fit theirs, a 3B
+    /// model's do not.
     @Test func packingFollowsTheModelsSize() throws {
         try #require(ProcessInfo.processInfo.environment["FACTSWEEP_PACK_F32_BASES"] == nil,
                      "FACTSWEEP_PACK_F32_BASES is set: the default rule cannot be checked")
@@ -246,10 +247,17 @@ import Trial
         #expect(2 * LlamaModel.projectionBytes(llama1B) == 7_784_628_224)
         #expect(LlamaModel.packsFrozenBases(smolLM2))
         #expect(!LlamaModel.packsFrozenBases(llama1B))
-        // bf16 bases and head, two packed copies each: SmolLM2's 0.54 GB fit, Llama-3.2-1B's 4.9 GB do not.
+        // bf16 bases and head, two packed copies each: SmolLM2's 0.54 GB and Llama-3.2-1B's 4.9 GB fit, Llama-3.2-3B's 12.8 GB do not.
+        let llama3B = LlamaConfiguration(
+            vocabularySize: 128256, hiddenSize: 3072, intermediateSize: 8192, layerCount: 28, headCount: 24, kvHeadCount: 8,
+            headDimension: 128, rmsNormEps: 1e-5, ropeTheta: 500000, ropeScaling: .none, tieWordEmbeddings: true, maxPositions: 131072)
+        #expect(LlamaModel.packedBFloat16Bytes(smolLM2) == 537_919_488)
+        #expect(LlamaModel.packedBFloat16Bytes(llama1B) == 4_942_987_264)
+        #expect(LlamaModel.packedBFloat16Bytes(llama3B) == 12_850_298_880)
         if ProcessInfo.processInfo.environment["FACTSWEEP_PACK_BF16_BASES"] == nil {
             #expect(LlamaModel.packsFrozenBFloat16(smolLM2))
-            #expect(!LlamaModel.packsFrozenBFloat16(llama1B))
+            #expect(LlamaModel.packsFrozenBFloat16(llama1B))
+            #expect(!LlamaModel.packsFrozenBFloat16(llama3B))
         } else {
             Issue.record("FACTSWEEP_PACK_BF16_BASES is set: the bf16 default rule cannot be checked")
         }

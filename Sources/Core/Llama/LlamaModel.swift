@@ -137,22 +137,32 @@ public final class LlamaModel: @unchecked Sendable {
     /// projections stored in bf16, and the bf16 head every bf16 trial reads)
     /// are multiplied by packed copies, one per direction, beside the plain
     /// bits: twice their memory again, for products that no longer re-block
-    /// the weight in every call. At SmolLM2 on a Zen 4 EPYC LoRA r=8 at batch
-    /// 1 went from 0.80–1.13 to 0.59–0.79 s/epoch, its largest products from
-    /// 247–298 to 304–361 GFLOP/s, for +513 MiB of peak RSS (520 → 1033;
-    /// docs/benchmarks.md, "Issue 13, twentieth stop"). By the same rule as
-    /// `packsFrozenBases`: by default when the copies take at most
-    /// `packedBasesLimit` (SmolLM2-class models, 0.54 GB; not 1B-class ones,
-    /// 4.9 GB, whose adapters in bf16 stay at half the f32 base's memory), a
-    /// rule on the model alone, as packed and plain products may round
-    /// differently (within 1e-6); `FACTSWEEP_PACK_BF16_BASES=on` or `off`
-    /// decides it for every model.
+    /// the weight in every call. On a Zen 4 EPYC, LoRA r=8 at batch 1 went
+    /// from 0.80–1.13 to 0.59–0.79 s/epoch at SmolLM2 (+513 MiB peak, 520 →
+    /// 1033) and from 6.0–6.4 to 4.6 s at Llama-3.2-1B (3.7 → 8.4 GB, beside
+    /// PyTorch autocast's 8.6; docs/benchmarks.md, "Issue 13, twentieth
+    /// stop"). By default when the copies take at most
+    /// `packedBFloat16Limit`, a rule on the model alone, as packed and plain
+    /// products may round differently (within 1e-6);
+    /// `FACTSWEEP_PACK_BF16_BASES=on` or `off` decides it for every model
+    /// (`off`: bf16 adapters at half the f32 base's memory, slower).
     public static func packsFrozenBFloat16(_ config: LlamaConfiguration) -> Bool {
         switch ProcessInfo.processInfo.environment["FACTSWEEP_PACK_BF16_BASES"]?.lowercased() {
         case "on": true
         case "off": false
-        default: 2 * (projectionBytes(config) / 2 + 2 * config.vocabularySize * config.hiddenSize) <= packedBasesLimit
+        default: packedBFloat16Bytes(config) <= packedBFloat16Limit
         }
+    }
+
+    /// The most memory packed bf16 copies take by default: 6 GiB, so that two
+    /// bf16 adapter workers with them still share a 24 GiB host at
+    /// Llama-3.2-1B (copies 4.9 GB, 8.4 GB a worker); a 3B model's (12.8 GB)
+    /// are not made.
+    public static let packedBFloat16Limit = 6 << 30
+
+    /// Bytes of the packed bf16 copies of a model's projections and head, two layouts each.
+    static func packedBFloat16Bytes(_ config: LlamaConfiguration) -> Int {
+        2 * (projectionBytes(config) / 2 + 2 * config.vocabularySize * config.hiddenSize)
     }
 
     /// Bytes of a model's projections in Float32.
