@@ -139,8 +139,8 @@ public final class LlamaModel: @unchecked Sendable {
     /// bits: twice their memory again, for products that no longer re-block
     /// the weight in every call. On a Zen 4 EPYC, LoRA r=8 at batch 1 went
     /// from 0.80–1.13 to 0.59–0.79 s/epoch at SmolLM2 (+513 MiB peak, 520 →
-    /// 1033) and from 6.0–6.4 to 4.6 s at Llama-3.2-1B (3.7 → 8.4 GB, beside
-    /// PyTorch autocast's 8.6; docs/benchmarks.md, "Issue 13, twentieth
+    /// 1033) and from 6.0–6.4 to 4.6 s at Llama-3.2-1B (3,684 → 8,405 MiB,
+    /// beside PyTorch autocast's 8,599; docs/benchmarks.md, "Issue 13, twentieth
     /// stop"). By default when the copies take at most
     /// `packedBFloat16Limit`, a rule on the model alone, as packed and plain
     /// products may round differently (within 1e-6);
@@ -156,7 +156,7 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// The most memory packed bf16 copies take by default: 6 GiB, so that two
     /// bf16 adapter workers with them still share a 24 GiB host at
-    /// Llama-3.2-1B (copies 4.9 GB, 8.4 GB a worker); a 3B model's (12.8 GB)
+    /// Llama-3.2-1B (copies 4.9 GB, 8.2 GiB a worker); a 3B model's (12.8 GB)
     /// are not made.
     public static let packedBFloat16Limit = 6 << 30
 
