@@ -49,6 +49,8 @@ struct PlanCommand: ParsableCommand {
         ("dropout", { "\($0.training.method.dropout)" }), ("warmup", { "\($0.training.warmupSteps)" }),
         ("schedule", { $0.training.decay.rawValue }), ("weight_decay", { "\($0.training.optimizer.weightDecay)" }),
         ("clip", { $0.training.optimizer.maxGradNorm.map { "\($0)" } ?? "0" }), ("threshold", { "\($0.threshold)" }),
+        ("precision", { $0.training.productPrecision.rawValue }), ("moments", { $0.training.optimizer.momentPrecision.rawValue }),
+        ("update_in_backward", { "\($0.training.optimizer.updatesInBackward)" }),
         ("eval", { config in
             let every = config.evalEvery > 0 ? "every \(config.evalEvery)" : "never"
             return (config.evalEpochs.map { $0.map(String.init).joined(separator: ",") + "+" } ?? "") + every

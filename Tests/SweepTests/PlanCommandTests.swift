@@ -27,6 +27,28 @@ import Trial
         #expect(Set(plan.trials.map(\.key)).count == 10)
     }
 
+    /// A grid over the precision, the moments' storage and where AdamW updates shows each as a column.
+    @Test func planShowsTheOptimizerAndPrecisionAxes() throws {
+        let model = try TestPaths.model("smollm2-135m-instruct")
+        let folder = try TemporaryDirectory()
+        let spec = folder.file("axes.json")
+        let data = TestPaths.repositoryRoot.appendingPathComponent("data/biography.jsonl").path
+        try Data(#"""
+            {"name": "axes", "model": "\#(model.path)", "data": "\#(data)",
+             "conditions": [{"name": "full", "method": "full", "clip": 0}],
+             "grid": {"precision": ["f32", "bf16"], "adam_moments": ["f32", "bf16"], "update_in_backward": [false, true]}}
+            """#.utf8).write(to: spec)
+        let result = try FactSweepBinary.run(["plan", spec.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n")
+        let header = lines.first?.split(separator: " ", omittingEmptySubsequences: true).map(String.init) ?? []
+        #expect(["precision", "moments", "update_in_backward"].allSatisfy(header.contains), "\(header)")
+        #expect(lines.last == #"8 trials in 1 condition of sweep "axes""#)
+        let rows = lines.dropFirst().dropLast().map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        let column = try #require(header.firstIndex(of: "update_in_backward"))
+        #expect(Set(rows.map { $0[column] }) == ["false", "true"])
+    }
+
     @Test func planPrintsATableAndTheCount() throws {
         _ = try TestPaths.model("smollm2-135m-instruct")
         let result = try FactSweepBinary.run(["plan", "examples/small.json"])
