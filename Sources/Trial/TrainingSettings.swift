@@ -95,12 +95,13 @@ public struct AdamWSettings: Sendable, Codable, Equatable {
         self.updateInBackward = updateInBackward
     }
 
-    /// Refuses settings that cannot go together, naming the settings as a
-    /// sweep spec and `factsweep train` spell them.
-    public func validate() throws(SettingRefusal) {
+    /// Refuses settings that cannot go together, naming each setting by
+    /// `name` (a sweep spec's names by default; `factsweep train` passes
+    /// `\.flag`).
+    public func validate(naming name: (TrialSetting) -> String = { $0.rawValue }) throws(SettingRefusal) {
         if updatesInBackward, let clip = maxGradNorm {
-            throw SettingRefusal("update_in_backward needs clip 0 (got clip \(clip)): the global gradient norm is known only "
-                                 + "after the whole backward, when all but the first layer are already updated")
+            throw SettingRefusal("\(name(.updateInBackward)) needs \(name(.clip)) 0 (got \(clip)): the global gradient norm is known "
+                                 + "only after the whole backward, when all but the first layer are already updated")
         }
     }
 }

@@ -144,9 +144,10 @@ struct TrainCommand: ParsableCommand {
         }
         if checkpointEvery != nil, out == nil, resume == nil { throw ValidationError("--checkpoint-every needs --out DIR") }
         if initAdapter != nil, method == .full { throw ValidationError("--init-adapter needs --method lora, qlora or ia3") }
-        if updateInBackward, clip > 0 {
-            throw ValidationError("--update-in-backward needs --clip 0 (got \(clip)): the global gradient norm is known only after "
-                                  + "the whole backward, when all but the first layer are already updated")
+        do throws(SettingRefusal) {
+            try AdamWSettings(maxGradNorm: clip > 0 ? clip : nil, updateInBackward: updateInBackward).validate(naming: \.flag)
+        } catch {
+            throw ValidationError(error.message)
         }
     }
 

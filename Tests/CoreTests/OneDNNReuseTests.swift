@@ -266,9 +266,9 @@ import Trial
     /// A LoRA trial in bf16 on a model whose packed copies fit the limit
     /// multiplies by packed copies of its bf16 base and its bf16 head, both
     /// directions, made by its first step and shared by a second trial,
-    /// which computes the same step.
+    /// which computes the same step. Without bf16 kernels (a CPU without
+    /// AVX-512) products multiply the plain matrix widened and make none.
     @Test func frozenBF16BasesArePackedOncePerDirection() throws {
-        try #require(MatmulEngine.hasBF16Kernels, "no bf16 kernels on \(CPUFeatures.modelName): bf16 products do not read packed copies")
         let loaded = try ModelLocation.open(TestPaths.golden("tiny-tied"))
         try #require(LlamaModel.packsFrozenBFloat16(loaded.configuration), "FACTSWEEP_PACK_BF16_BASES=off is set")
         let ctx = ComputeContext(threads: 2)
@@ -285,8 +285,13 @@ import Trial
         let first = try step()
         let c = model.config, C = c.hiddenSize
         let projections = c.layerCount * (2 * c.queryWidth * C + 2 * c.kvWidth * C + 3 * c.intermediateSize * C)
-        // Two layouts of every bf16 matrix, each at least the matrix's 2 bytes a value.
-        #expect(model.packedCopyBytes >= 2 * 2 * (projections + c.vocabularySize * C), "\(model.packedCopyBytes) bytes packed")
+        if MatmulEngine.hasBF16Kernels {
+            // Two layouts of every bf16 matrix, each at least the matrix's 2 bytes a value.
+            #expect(model.packedCopyBytes >= 2 * 2 * (projections + c.vocabularySize * C), "\(model.packedCopyBytes) bytes packed")
+        } else {
+            #expect(model.packedCopyBytes == 0, "packed copies made where no bf16 kernel reads them")
+            print("note: no bf16 kernels on \(CPUFeatures.modelName): checked that no packed copies are made")
+        }
         let packed = model.packedCopyBytes
         #expect(try step() == first)
         #expect(model.packedCopyBytes == packed)

@@ -48,6 +48,13 @@ import Trial
     @Test func refusedWithClipping() throws {
         let settings = AdamWSettings(maxGradNorm: 1, updateInBackward: true)
         #expect(throws: SettingRefusal.self) { try settings.validate() }
+        // Named as the spec and as the command line spell them.
+        #expect(throws: SettingRefusal("update_in_backward needs clip 0 (got 1.0): the global gradient norm is known only after the "
+                                       + "whole backward, when all but the first layer are already updated")) { try settings.validate() }
+        #expect(throws: SettingRefusal("--update-in-backward needs --clip 0 (got 1.0): the global gradient norm is known only after "
+                                       + "the whole backward, when all but the first layer are already updated")) {
+            try settings.validate(naming: \.flag)
+        }
         #expect(throws: Never.self) { try AdamWSettings(maxGradNorm: nil, updateInBackward: true).validate() }
         #expect(throws: Never.self) { try AdamWSettings(maxGradNorm: 1, updateInBackward: false).validate() }
         let model = TinyModels.model(TinyModels.config())

@@ -49,7 +49,7 @@ import TestSupport
         Case(conditions: #"[{"name": "c", "method": "lora", "precision": "bf61"}]"#, path: "conditions[0].precision", field: "precision", message: #"unknown precision "bf61" (expected f32, bf16)"#),
         Case(conditions: #"[{"name": "c", "method": "lora", "precision": 16}]"#, path: "conditions[0].precision", field: "precision", message: "expected a string (f32, bf16)"),
         Case(conditions: #"[{"name": "c", "method": "full", "update_in_backward": true}]"#, path: "conditions[0]", field: nil,
-             message: "update_in_backward needs clip 0 (got clip 1.0)"),
+             message: "update_in_backward needs clip 0 (got 1.0)"),
         Case(conditions: #"[{"name": "c", "method": "full", "update_in_backward": 1}]"#, path: "conditions[0].update_in_backward",
              field: "update_in_backward", message: "expected true or false"),
         Case(conditions: #"[{"name": "c", "method": "lora", "batch_size": -1}]"#, path: "conditions[0].batch_size", field: "batch_size", message: "at least 0"),

@@ -82,6 +82,7 @@ public final class LlamaModel: @unchecked Sendable {
         let largest = ProjectionKind.allCases.map { ParameterLayout.shape(config, $0).reduce(1, *) }.max() ?? 0
         let staging = FloatArena(capacity: largest)
         var nf4Layers: [[ProjectionKind: NF4Tensor]] = [], bf16Layers: [[ProjectionKind: BFloat16Matrix]] = []
+        let packsBF16 = storage == .bf16 && Self.packsFrozenBFloat16(config)
         for l in 0..<config.layerCount {
             var nf4Layer: [ProjectionKind: NF4Tensor] = [:], bf16Layer: [ProjectionKind: BFloat16Matrix] = [:]
             for kind in ProjectionKind.allCases {
@@ -90,8 +91,7 @@ public final class LlamaModel: @unchecked Sendable {
                 let buffer = UnsafeMutableBufferPointer(start: staging.base, count: shape[0] * shape[1])
                 try source.read(name, into: buffer)
                 if storage == .bf16 {
-                    bf16Layer[kind] = BFloat16Matrix(staging.base, rows: shape[0], columns: shape[1], context: context,
-                                                     packs: Self.packsFrozenBFloat16(config))
+                    bf16Layer[kind] = BFloat16Matrix(staging.base, rows: shape[0], columns: shape[1], context: context, packs: packsBF16)
                     continue
                 }
                 do {

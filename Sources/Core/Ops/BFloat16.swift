@@ -139,9 +139,10 @@ public final class BFloat16Matrix: @unchecked Sendable {
     /// (`LlamaModel.packsFrozenBFloat16`).
     public let packs: Bool
 
-    /// `packed` when this matrix is frozen and packs, else nil (products
-    /// then read the plain bits, which oneDNN re-blocks inside every call).
-    var packedIfEnabled: PackedWeight? { packs && source == nil ? packed : nil }
+    /// `packed` when this matrix packs (only a frozen one can), else nil
+    /// (products then read the plain bits, which oneDNN re-blocks inside
+    /// every call).
+    var packedIfEnabled: PackedWeight? { packs ? packed : nil }
 
     /// Bytes the matrix occupies (without its packed copies).
     public var byteCount: Int { 2 * rows * columns }

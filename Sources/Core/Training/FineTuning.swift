@@ -100,25 +100,22 @@ public final class FineTuning: @unchecked Sendable {
         network.invalidateTrainedRoundings()
         defer { network.invalidateTrainedRoundings() }
         let params = FloatPointer(parameters.base), grads = FloatPointer(gradients.base)
-        guard optimizer.settings.updatesInBackward else {
-            let (loss, squaredNorm) = ProductPrecision.run(precision) {
-                (network.forward(batch, activations, rng: &dropoutRNG, context: context), network.backward(batch, activations, context: context))
-            }
-            let norm = optimizer.update(params: params, grads: grads, lr: lr, squaredNorm: squaredNorm, context: context)
-            return StepResult(loss: loss, gradientNorm: norm, labelledTokens: batch.labelledCount)
-        }
-        // The update in the backward pass: each layer's parameters as soon as its gradients are complete.
-        let adam = optimizer, ctx = context
+        let adam = optimizer, ctx = context, inBackward = optimizer.settings.updatesInBackward
         let (loss, squaredNorm) = ProductPrecision.run(precision) { () -> (Float, Double) in
             let loss = network.forward(batch, activations, rng: &dropoutRNG, context: ctx)
-            let update = adam.beginStep(lr: lr)
-            let squares = network.backward(batch, activations, context: ctx) { range in
-                let start = range.start.base - grads.base
-                adam.update(update, params: params, grads: grads, range: start..<(start + range.count), context: ctx)
-            }
+            // With the update in the backward pass, each layer's parameters are updated as soon as its gradients are complete.
+            let update = inBackward ? adam.beginStep(lr: lr) : nil
+            let squares = network.backward(batch, activations, context: ctx, gradientsDone: update.map { update in
+                { range in
+                    let start = range.start.base - grads.base
+                    adam.update(update, params: params, grads: grads, range: start..<(start + range.count), context: ctx)
+                }
+            })
             return (loss, squares)
         }
-        return StepResult(loss: loss, gradientNorm: Float(squaredNorm.squareRoot()), labelledTokens: batch.labelledCount)
+        let norm = inBackward ? Float(squaredNorm.squareRoot())
+            : optimizer.update(params: params, grads: grads, lr: lr, squaredNorm: squaredNorm, context: context)
+        return StepResult(loss: loss, gradientNorm: norm, labelledTokens: batch.labelledCount)
     }
 }
 
