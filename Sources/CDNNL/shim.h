@@ -119,6 +119,23 @@ static inline dnnl_dim_t factsweep_plain_row_stride(const dnnl_memory_desc_t *de
     return blocking->strides[0];
 }
 
+/// 1 when `desc` is the k × n bf16 layout that
+/// `factsweep_nf4_dequantize_bf16_vnni` (CKernels) writes: oneDNN's
+/// `BA16a64b2a` (blocks of 32 rows of B by 64 columns, each 16 row pairs by 64
+/// columns, a pair's two values side by side), unpadded (k a multiple of 32,
+/// n of 64), as its AVX-512 bf16 matmul asks for a packed B; else 0.
+static inline int factsweep_is_bf16_vnni_layout(const dnnl_memory_desc_t *desc, dnnl_dim_t k, dnnl_dim_t n)
+{
+    if (desc->ndims != 2 || desc->data_type != dnnl_bf16 || desc->format_kind != dnnl_blocked || desc->offset0 != 0) return 0;
+    if (desc->dims[0] != k || desc->dims[1] != n || desc->padded_dims[0] != k || desc->padded_dims[1] != n) return 0;
+    if (desc->padded_offsets[0] != 0 || desc->padded_offsets[1] != 0 || k % 32 != 0 || n % 64 != 0) return 0;
+    const dnnl_blocking_desc_t *blocking = &desc->format_desc.blocking;
+    return blocking->inner_nblks == 3 && blocking->inner_blks[0] == 16 && blocking->inner_idxs[0] == 0 &&
+           blocking->inner_blks[1] == 64 && blocking->inner_idxs[1] == 1 && blocking->inner_blks[2] == 2 &&
+           blocking->inner_idxs[2] == 0 && blocking->strides[0] == 2048 && blocking->strides[1] == k * 64 &&
+           dnnl_memory_desc_get_size(desc) == (size_t)(k * n * 2);
+}
+
 /// Reorders B (k×n as the product reads it: row-major with leading dimension
 /// `ldb`, transposed when `transB`; bf16 when `sourceBF16`, else f32) into
 /// `packed`, laid out and typed as `packedDesc` (f32 → bf16 converts).

@@ -145,3 +145,150 @@ void factsweep_nf4_dequantize_bf16(const factsweep_nf4 *t, size_t lo, size_t hi,
 void factsweep_nf4_dequantize_bf16_floats(const factsweep_nf4 *t, size_t lo, size_t hi, float *out, int path) {
     dequantize(t, lo, hi, out, BF16_FLOATS, path);
 }
+
+// MARK: - Dequantising into oneDNN's blocked bf16 layout
+
+/// Where element (kk, nn) of a K × N matrix B lives in oneDNN's bf16 layout
+/// for a matmul's weights on AVX-512 (`BA16a64b2a`: blocks of 32 of K by 64
+/// of N, each 16 pairs of K rows by 64 columns, a pair's two values side by
+/// side), K a multiple of 32 and N of 64.
+static inline size_t vnni_offset(size_t K, size_t kk, size_t nn) {
+    return (nn / 64) * (K * 64) + (kk / 32) * 2048 + ((kk % 32) / 2) * 128 + (nn % 64) * 2 + (kk % 2);
+}
+
+/// Row r's values (64 per block) the portable way, each to its place.
+static void vnni_row_portable(const factsweep_nf4 *t, size_t rows, size_t columns, int transposed, size_t r, uint16_t *out) {
+    size_t blocks = columns / 64;
+    for (size_t q = 0; q < blocks; q++) {
+        size_t b = r * blocks + q;
+        float scale = block_scale(t, b);
+        uint16_t table[16];
+        for (int i = 0; i < 16; i++) table[i] = bf16_bits(t->code_book[i] * scale);
+        for (size_t e = 0; e < 64; e++) {
+            uint8_t byte = t->codes[32 * b + e / 2];
+            uint16_t value = table[(e & 1) ? (byte & 0x0F) : (byte >> 4)];
+            size_t c = 64 * q + e;
+            out[transposed ? vnni_offset(columns, c, r) : vnni_offset(rows, r, c)] = value;
+        }
+    }
+}
+
+#ifdef FACTSWEEP_X86_PATHS
+/// Word indices that interleave the first (`pairs_low`) or the last 16
+/// words (`pairs_high`) of two registers: x0 y0 x1 y1 ….
+static const uint16_t pairs_low[32] = {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
+                                       8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+static const uint16_t pairs_high[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+                                        24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+
+/// Block b's 64 bf16 values in order, 32 words per register: the code book
+/// scaled and rounded once (the same bits as rounding each value), then each
+/// nibble a word lookup, high and low nibbles interleaved.
+__attribute__((target("avx512f,avx512bw"))) static inline void block_words(const factsweep_nf4 *t, size_t b, __m512i low_high,
+                                                                          __m512i high_high, __m512i *first, __m512i *second) {
+    const __m512i table = _mm512_castsi256_si512(bf16_bits16(_mm512_mul_ps(_mm512_loadu_ps(t->code_book), _mm512_set1_ps(block_scale(t, b)))));
+    const __m512i codes = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(t->codes + 32 * b)));
+    const __m512i high = _mm512_permutexvar_epi16(_mm512_srli_epi16(codes, 4), table);
+    const __m512i low = _mm512_permutexvar_epi16(_mm512_and_si512(codes, _mm512_set1_epi16(0x0F)), table);
+    *first = _mm512_permutex2var_epi16(high, low_high, low);
+    *second = _mm512_permutex2var_epi16(high, high_high, low);
+}
+
+/// x[i] lane L becomes x[L] lane i (x: 4 registers of four 128-bit lanes).
+__attribute__((target("avx512f"))) static inline void transpose_lanes(__m512i x[4]) {
+    __m512i s0 = _mm512_shuffle_i32x4(x[0], x[1], 0x44), s1 = _mm512_shuffle_i32x4(x[0], x[1], 0xEE);
+    __m512i s2 = _mm512_shuffle_i32x4(x[2], x[3], 0x44), s3 = _mm512_shuffle_i32x4(x[2], x[3], 0xEE);
+    x[0] = _mm512_shuffle_i32x4(s0, s2, 0x88);
+    x[1] = _mm512_shuffle_i32x4(s0, s2, 0xDD);
+    x[2] = _mm512_shuffle_i32x4(s1, s3, 0x88);
+    x[3] = _mm512_shuffle_i32x4(s1, s3, 0xDD);
+}
+
+/// The 16 × 16 matrix of 32-bit values in r (row i in r[i]) transposed in place.
+__attribute__((target("avx512f"))) static inline void transpose16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    // In each lane L, u[4g + e] now holds column 4L + e of rows 4g … 4g + 3.
+    __m512i u[16];
+    for (int g = 0; g < 4; g++) {
+        u[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+        u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    for (int e = 0; e < 4; e++) {
+        __m512i x[4] = {u[e], u[4 + e], u[8 + e], u[12 + e]};
+        transpose_lanes(x);
+        for (int L = 0; L < 4; L++) r[4 * L + e] = x[L];
+    }
+}
+
+/// B = Wᵀ (the forward): 16 rows of W at a time, block by block; a pair of
+/// consecutive columns of one row is one 32-bit value, and after a 16 × 16
+/// transpose each store writes one pair of 16 rows, 64 contiguous bytes.
+__attribute__((target("avx512f,avx512bw"))) static void vnni_transposed_avx512(const factsweep_nf4 *t, size_t columns, size_t r0,
+                                                                              size_t r1, uint16_t *out) {
+    const __m512i low_high = _mm512_loadu_si512(pairs_low), high_high = _mm512_loadu_si512(pairs_high);
+    size_t blocks = columns / 64;
+    // Per 64 rows, block by block, the four groups of 16 rows in turn: their
+    // stores fill each 256-byte run of a pair at once, rather than a quarter
+    // of it per pass over the whole rows.
+    for (size_t r64 = r0; r64 < r1; r64 += 64) {
+        for (size_t q = 0; q < blocks; q++) {
+            for (size_t r = r64; r < r64 + 64 && r < r1; r += 16) {
+                uint16_t *group = out + (r / 64) * (columns * 64) + (r % 64) * 2;
+                __m512i first[16], second[16];
+                for (int i = 0; i < 16; i++) {
+                    // The codes two blocks on: 16 rows are 16 streams, more than the hardware prefetches.
+                    _mm_prefetch((const char *)(t->codes + 32 * ((r + i) * blocks + q + 2)), _MM_HINT_T0);
+                    block_words(t, (r + i) * blocks + q, low_high, high_high, &first[i], &second[i]);
+                }
+                transpose16(first);
+                transpose16(second);
+                // Pair j holds columns 64q + 2j and 64q + 2j + 1.
+                for (int j = 0; j < 16; j++) {
+                    _mm512_storeu_si512(group + (2 * q) * 2048 + j * 128, first[j]);
+                    _mm512_storeu_si512(group + (2 * q + 1) * 2048 + j * 128, second[j]);
+                }
+            }
+        }
+    }
+}
+
+/// B = W (the backward): two rows at a time, whose values interleave
+/// word by word into 128 contiguous words per block.
+__attribute__((target("avx512f,avx512bw"))) static void vnni_plain_avx512(const factsweep_nf4 *t, size_t rows, size_t columns,
+                                                                         size_t r0, size_t r1, uint16_t *out) {
+    const __m512i low_high = _mm512_loadu_si512(pairs_low), high_high = _mm512_loadu_si512(pairs_high);
+    size_t blocks = columns / 64;
+    for (size_t r = r0; r < r1; r += 2) {
+        for (size_t q = 0; q < blocks; q++) {
+            __m512i even[2], odd[2];
+            block_words(t, r * blocks + q, low_high, high_high, &even[0], &even[1]);
+            block_words(t, (r + 1) * blocks + q, low_high, high_high, &odd[0], &odd[1]);
+            uint16_t *at = out + vnni_offset(rows, r, 64 * q);
+            for (int h = 0; h < 2; h++) {
+                _mm512_storeu_si512(at + 64 * h, _mm512_permutex2var_epi16(even[h], low_high, odd[h]));
+                _mm512_storeu_si512(at + 64 * h + 32, _mm512_permutex2var_epi16(even[h], high_high, odd[h]));
+            }
+        }
+    }
+}
+#endif
+
+int factsweep_nf4_dequantize_bf16_vnni(const factsweep_nf4 *t, size_t rows, size_t columns, int transposed, size_t r0,
+                                       size_t r1, uint16_t *out, int path) {
+    if (rows % 64 || columns % 64 || r0 % 16 || (r1 % 16 && r1 != rows) || r0 > r1 || r1 > rows) return 0;
+#ifdef FACTSWEEP_X86_PATHS
+    if (kernel_isa(path) == ISA_AVX512) {
+        if (transposed) vnni_transposed_avx512(t, columns, r0, r1, out); else vnni_plain_avx512(t, rows, columns, r0, r1, out);
+        return 1;
+    }
+#endif
+    (void)path;
+    for (size_t r = r0; r < r1; r++) vnni_row_portable(t, rows, columns, transposed, r, out);
+    return 1;
+}

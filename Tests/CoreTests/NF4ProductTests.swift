@@ -13,6 +13,26 @@ import Trial
         return try weights.withUnsafeBufferPointer { try NF4Tensor(quantizing: $0, rows: rows, columns: columns, context: context) }
     }
 
+    /// A product's operands in one arena: the tile scratch, x (rows × in),
+    /// its output, dy (rows × out) and the input gradient, starting at `start`.
+    struct Buffers {
+        let arena: FloatArena
+        let tiles, inp, out, dout, dinp: FloatPointer
+
+        init(_ matrix: FrozenMatrix, rows: Int, threads: Int, x: [Float], dy: [Float], start: [Float]) {
+            let inDim = matrix.inDim, outDim = matrix.outDim
+            arena = FloatArena(capacity: matrix.tileFloats(threads: threads) + rows * (2 * inDim + 2 * outDim) + 5 * 16)
+            tiles = FloatPointer(arena.take(matrix.tileFloats(threads: threads)))
+            inp = FloatPointer(arena.take(rows * inDim))
+            out = FloatPointer(arena.take(rows * outDim))
+            dout = FloatPointer(arena.take(rows * outDim))
+            dinp = FloatPointer(arena.take(rows * inDim))
+            inp.base.update(from: x, count: x.count)
+            dout.base.update(from: dy, count: dy.count)
+            dinp.base.update(from: start, count: start.count)
+        }
+    }
+
     /// Odd shapes: blocks straddle rows and the element count is odd, so the
     /// bf16 scratch ends in half a Float.
     @Test(arguments: [1, 2], [(33, 65), (200, 96), (7, 3)])
@@ -47,13 +67,8 @@ import Trial
         let x = FewRowsProductTests.random(rows * inDim, seed: 13), dy = FewRowsProductTests.random(rows * outDim, seed: 14)
         let start = FewRowsProductTests.random(rows * inDim, seed: 15)
 
-        let arena = FloatArena(capacity: matrix.tileFloats(threads: threads) + rows * (2 * inDim + 2 * outDim) + 5 * 16)
-        let tiles = FloatPointer(arena.take(matrix.tileFloats(threads: threads)))
-        let inp = FloatPointer(arena.take(rows * inDim)), out = FloatPointer(arena.take(rows * outDim))
-        let dout = FloatPointer(arena.take(rows * outDim)), dinp = FloatPointer(arena.take(rows * inDim))
-        inp.base.update(from: x, count: x.count)
-        dout.base.update(from: dy, count: dy.count)
-        dinp.base.update(from: start, count: start.count)
+        let buffers = Buffers(matrix, rows: rows, threads: threads, x: x, dy: dy, start: start)
+        let (tiles, inp, out, dout, dinp) = (buffers.tiles, buffers.inp, buffers.out, buffers.dout, buffers.dinp)
 
         var forward = [Float](repeating: 0, count: rows * outDim), backward = start
         let conversionsBefore = ProductScratch.current.conversions
@@ -81,5 +96,86 @@ import Trial
                  beta: 0, c: &f32, ldc: outDim)
             #expect(FewRowsProductTests.relativeError(got, f32) > 1e-4)
         }
+    }
+
+    /// Where oneDNN's AVX-512 bf16 matmul reads element (kk, nn) of a K × N
+    /// packed B (`BA16a64b2a`), written out here apart from the kernel's.
+    static func blockedOffset(rowsOfB: Int, _ kk: Int, _ nn: Int) -> Int {
+        (nn / 64) * (rowsOfB * 64) + (kk / 32) * 2048 + ((kk % 32) / 2) * 128 + (nn % 64) * 2 + kk % 2
+    }
+
+    /// Every value of the plain bf16 dequantisation lands where the packed
+    /// layout puts it, for B = W (backward) and B = Wᵀ (forward), on every
+    /// kernel path and split; sizes that are not multiples of 64 are refused
+    /// and nothing is written.
+    @Test(arguments: [KernelPath.widest, .portable], [1, 2])
+    func blockedDequantisationPlacesEveryValue(path: KernelPath, threads: Int) throws {
+        let context = ComputeContext(threads: threads)
+        for (rows, columns) in [(64, 64), (128, 192), (320, 576)] {
+            let t = try Self.tensor(rows: rows, columns: columns, seed: 21, context: context)
+            var plain = [UInt16](repeating: 0, count: t.count)
+            plain.withUnsafeMutableBufferPointer { t.dequantizeRowsBFloat16(0..<rows, into: $0.baseAddress!, context: context) }
+            for transposed in [false, true] {
+                var blocked = [UInt16](repeating: 0xFFFF, count: t.count)
+                let done = blocked.withUnsafeMutableBufferPointer {
+                    t.dequantizeRowsBFloat16Blocked(transposed: transposed, into: $0.baseAddress!, context: context, path: path)
+                }
+                #expect(done)
+                var expected = [UInt16](repeating: 0, count: t.count)
+                for r in 0..<rows {
+                    for c in 0..<columns {
+                        let at = transposed ? Self.blockedOffset(rowsOfB: columns, c, r) : Self.blockedOffset(rowsOfB: rows, r, c)
+                        expected[at] = plain[r * columns + c]
+                    }
+                }
+                #expect(blocked == expected, "\(rows)×\(columns) transposed \(transposed) \(path)")
+            }
+        }
+        for (rows, columns) in [(96, 64), (64, 100)] {
+            let t = try Self.tensor(rows: rows, columns: columns, seed: 22, context: context)
+            var blocked = [UInt16](repeating: 0xFFFF, count: t.count)
+            let done = blocked.withUnsafeMutableBufferPointer {
+                t.dequantizeRowsBFloat16Blocked(transposed: true, into: $0.baseAddress!, context: context, path: path)
+            }
+            #expect(!done && blocked.allSatisfy { $0 == 0xFFFF }, "\(rows)×\(columns)")
+        }
+    }
+
+    /// At sizes that are multiples of 64 a bf16 training product over an NF4
+    /// base multiplies B dequantised into oneDNN's packed layout (where the
+    /// CPU's bf16 kernels read that layout: every AVX-512 BF16 machine of
+    /// this project), and its results are those of the plain path.
+    @Test(arguments: [1, 2])
+    func blockedProductsEqualThePlainOnes(threads: Int) throws {
+        let context = ComputeContext(threads: threads)
+        let outDim = 320, inDim = 192, rows = fewRowsLimit + 21
+        let t = try Self.tensor(rows: outDim, columns: inDim, seed: 23, context: context)
+        let matrix = FrozenMatrix.nf4(t)
+        let x = FewRowsProductTests.random(rows * inDim, seed: 24), dy = FewRowsProductTests.random(rows * outDim, seed: 25)
+        let start = FewRowsProductTests.random(rows * inDim, seed: 26)
+        func products(blocked: Bool) -> (forward: [Float], backward: [Float], blockedProducts: Int) {
+            let buffers = Buffers(matrix, rows: rows, threads: threads, x: x, dy: dy, start: start)
+            let (tiles, inp, out, dout, dinp) = (buffers.tiles, buffers.inp, buffers.out, buffers.dout, buffers.dinp)
+            let before = ProductScratch.current.blockedProducts
+            func run() {
+                ProductPrecision.run(.bf16) {
+                    matrix.multiply(out: out, inp: inp, n: rows, tiles: tiles, context: context)
+                    matrix.multiplyTransposed(dinp: dinp, dout: dout, n: rows, accumulate: true, tiles: tiles, context: context)
+                }
+            }
+            if blocked { run() } else { FrozenMatrix.withPlainNF4Rows(run) }
+            return (Array(UnsafeBufferPointer(start: out.base, count: rows * outDim)),
+                    Array(UnsafeBufferPointer(start: dinp.base, count: rows * inDim)), ProductScratch.current.blockedProducts - before)
+        }
+        let blocked = products(blocked: true), plain = products(blocked: false)
+        let key = OneDNNMatmul.Key(transA: false, transB: true, m: rows, n: outDim, k: inDim, lda: inDim, ldb: inDim, ldc: outDim,
+                                   alpha: 1, beta: 0, bf16: true, threads: threads)
+        let readsBlocked = MatmulEngine.hasBF16Kernels && FrozenMatrix.blockedByEnvironment && OneDNNMatmul.readsBlockedBFloat16(key)
+        if OneDNNMatmul.instructionSet == "avx512_core_bf16" { #expect(readsBlocked) }
+        #expect(blocked.blockedProducts == (readsBlocked ? 2 : 0))
+        #expect(plain.blockedProducts == 0)
+        #expect(FewRowsProductTests.relativeError(blocked.forward, plain.forward) < 1e-6)
+        #expect(FewRowsProductTests.relativeError(blocked.backward, plain.backward) < 1e-6)
+        #expect(blocked.forward.allSatisfy(\.isFinite) && blocked.backward.allSatisfy(\.isFinite))
     }
 }

@@ -38,4 +38,15 @@ void factsweep_nf4_dequantize_bf16(const factsweep_nf4 *t, size_t lo, size_t hi,
 /// products on a CPU without bf16 kernels, which multiply in f32.
 void factsweep_nf4_dequantize_bf16_floats(const factsweep_nf4 *t, size_t lo, size_t hi, float *out, int path);
 
+/// Rows r0 … r1 − 1 of the matrix (rows × columns, both multiples of 64;
+/// r0 and r1 multiples of 16, or r1 = rows) as bf16 bits (rounded as
+/// `factsweep_nf4_dequantize_bf16` rounds them) into `out`, laid out as
+/// oneDNN's bf16 matmul reads a packed B on AVX-512 (`BA16a64b2a`): B = W
+/// (out × in, the backward's dY · W) or, with `transposed`, B = Wᵀ (the
+/// forward's X · Wᵀ). `out` holds rows × columns values. Dequantising
+/// straight into that layout saves oneDNN re-blocking the plain rows inside
+/// every product. Returns 0, writing nothing, when the sizes do not fit.
+int factsweep_nf4_dequantize_bf16_vnni(const factsweep_nf4 *t, size_t rows, size_t columns, int transposed, size_t r0,
+                                       size_t r1, uint16_t *out, int path);
+
 #endif

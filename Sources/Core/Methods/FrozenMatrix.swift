@@ -2,6 +2,8 @@
 // method uses — Float32, bf16 (adapter methods in bf16 precision), or NF4
 // dequantised on the fly (QLoRA) — with the two products every method needs.
 
+import Foundation
+
 /// A base weight matrix, read-only during training except under full
 /// fine-tuning (whose optimizer updates the Float32 storage in place).
 public enum FrozenMatrix: Sendable {
@@ -85,6 +87,47 @@ public enum FrozenMatrix: Sendable {
         }
     }
 
+    /// The environment variable that turns `multiplyBlocked` off (`off`):
+    /// the benchmark's before/after.
+    static let blockedEnvironmentKey = "FACTSWEEP_NF4_BLOCKED"
+
+    /// Whether this process allows `multiplyBlocked` (the environment's say).
+    static let blockedByEnvironment = ProcessInfo.processInfo.environment[blockedEnvironmentKey]?.lowercased() != "off"
+
+    private static let plainRows = ThreadFlag()
+
+    /// Whether this thread's bf16 products over an NF4 base dequantise it
+    /// straight into oneDNN's packed layout (`multiplyBlocked`).
+    static var dequantizesBlocked: Bool { blockedByEnvironment && !plainRows.isSet }
+
+    /// Runs `body` with this thread's NF4 products dequantising plain rows,
+    /// as before `multiplyBlocked` (tests compare the two).
+    static func withPlainNF4Rows<Result>(_ body: () throws -> Result) rethrows -> Result {
+        try plainRows.run(true, body)
+    }
+
+    /// A bf16 product over an NF4 base (forward X · Wᵀ, or backward dY · W)
+    /// with W dequantised straight into the layout oneDNN's bf16 kernels read
+    /// a packed B in. Plain bf16 rows cost oneDNN a re-blocking copy inside
+    /// every call; at batch 1's 62 rows that made the products 13–15% slower
+    /// than over a packed B (docs/benchmarks.md). The values are the plain
+    /// path's; only where they are written differs. False when this path does
+    /// not apply (f32, no bf16 kernels, sizes not multiples of 64, another
+    /// layout): the caller dequantises plain rows.
+    private static func multiplyBlocked(
+        _ t: NF4Tensor, forward: Bool, m: Int, a: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>,
+        scratch: FloatPointer, context: ComputeContext
+    ) -> Bool {
+        guard ProductPrecision.current == .bf16, dequantizesBlocked, t.rows % 64 == 0, t.columns % 64 == 0 else { return false }
+        let (n, k) = forward ? (t.rows, t.columns) : (t.columns, t.rows)
+        // An even count of UInt16 fills whole Floats, as rebinding asks.
+        return scratch.base.withMemoryRebound(to: UInt16.self, capacity: 2 * ((t.count + 1) / 2)) { bits in
+            gemmBFloat16IntoBlockedB(transB: forward, m: m, n: n, k: k, a: a, lda: k, beta: beta, c: c, ldc: n, b: bits) {
+                t.dequantizeRowsBFloat16Blocked(transposed: forward, into: bits, context: context)
+            }
+        }
+    }
+
     /// out (N, outDim) = inp (N, inDim) · Wᵀ.
     /// `tiles` (`tileFloats` of them) is needed by NF4 matrices only; up to
     /// `fewRows` rows each thread multiplies its own block of W's rows.
@@ -112,6 +155,9 @@ public enum FrozenMatrix: Sendable {
             }
         case let .nf4(t):
             guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
+            if FrozenMatrix.multiplyBlocked(t, forward: true, m: n, a: inp.base, beta: 0, c: out.base, scratch: tiles, context: context) {
+                return
+            }
             FrozenMatrix.withDequantized(t, scratch: tiles, context: context) { w in
                 product(transA: false, transB: true, m: n, n: t.rows, k: t.columns, a: inp.base, lda: t.columns,
                         b: w, ldb: t.columns, beta: 0, c: out.base, ldc: t.rows)
@@ -131,6 +177,10 @@ public enum FrozenMatrix: Sendable {
                          packed: w.packedIfEnabled)
         case let .nf4(t):
             guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
+            if FrozenMatrix.multiplyBlocked(t, forward: false, m: n, a: dout.base, beta: accumulate ? 1 : 0, c: dinp.base,
+                                            scratch: tiles, context: context) {
+                return
+            }
             FrozenMatrix.withDequantized(t, scratch: tiles, context: context) { w in
                 product(transA: false, transB: false, m: n, n: t.columns, k: t.rows, a: dout.base, lda: t.rows,
                         b: w, ldb: t.columns, beta: accumulate ? 1 : 0, c: dinp.base, ldc: t.columns)

@@ -128,6 +128,35 @@ private func gemmBFloat16Untimed(
                beta: beta, c: c, ldc: ldc, engine: engine, threads: threads)
 }
 
+/// C[m,n] = op(A)·B + beta·C in bf16, with B (k × n, or its transpose
+/// n × k stored when `transB`) written by `fill` into `b` straight in the
+/// layout oneDNN's bf16 product reads a packed B in: QLoRA's NF4 base,
+/// dequantised into it (`NF4Tensor.dequantizeRowsBFloat16Blocked`) instead
+/// of into plain rows that oneDNN re-blocks inside the call. Returns false,
+/// having run no product, when that path is shut here (no oneDNN bf16
+/// kernels, reuse off, a layout other than the one `fill` writes, or `fill`
+/// refusing the sizes); the caller then takes the plain path.
+func gemmBFloat16IntoBlockedB(
+    transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, beta: Float,
+    c: UnsafeMutablePointer<Float>, ldc: Int, b: UnsafeMutablePointer<UInt16>, fill: () -> Bool
+) -> Bool {
+    guard m > 0, n > 0, k > 0, MatmulEngine.currentBF16 == .oneDNN, OneDNNMatmul.supportsBF16, ProductPrecision.allowsBF16Kernels,
+          OneDNNMatmul.reuse else { return false }
+    let threads = BLASThreads.threadsOutsideSections
+    let scratch = ProductScratch.current
+    let (aBits, aLD) = bf16(.f32(a), rows: m, columns: k, ld: lda, slot: 0, scratch, threads: threads ?? 1)
+    let key = OneDNNMatmul.Key(transA: false, transB: transB, m: m, n: n, k: k, lda: aLD, ldb: transB ? k : n, ldc: ldc,
+                               alpha: 1, beta: beta, bf16: true, threads: threads ?? 1)
+    guard OneDNNMatmul.readsBlockedBFloat16(key), fill() else { return false }
+    var ran = false
+    let shape = ProductProfile.Shape(transA: false, transB: transB, m: m, n: n, k: k, bf16: true, bStoredBF16: true, bPacked: true)
+    ProductProfile.timed(shape) {
+        ran = OneDNNMatmul.runPrepacked(key, a: UnsafeMutableRawPointer(mutating: aBits), b: UnsafeMutableRawPointer(b), c: c)
+    }
+    if ran { scratch.blockedProducts += 1 }
+    return ran
+}
+
 /// The f32 product of bf16-rounded operands: on oneDNN's f32 matmul outside
 /// single-threaded sections (`threads` non-nil), as `gemm` runs f32
 /// products, else (or where oneDNN refuses the shape) on sgemm.

@@ -185,6 +185,30 @@ enum OneDNNMatmul {
         return readsInPlace(key, packedPrimitive: primitive(for: packedKey, engine: engine))
     }
 
+    /// Whether `key`'s primitive with a packed B (`packedB`) reads B in the
+    /// bf16 layout `NF4Tensor.dequantizeRowsBFloat16Blocked` writes (oneDNN's
+    /// AVX-512 bf16 choice, checked field by field, not assumed); false
+    /// without oneDNN, for f32, or for any other layout.
+    static func readsBlockedBFloat16(_ key: Key) -> Bool {
+        guard key.bf16, let engine = state.engine else { return false }
+        var packedKey = key
+        packedKey.packedB = true
+        guard let desc = primitive(for: packedKey, engine: engine)?.weightsDesc else { return false }
+        return withUnsafePointer(to: desc) { factsweep_is_bf16_vnni_layout($0, dnnl_dim_t(key.k), dnnl_dim_t(key.n)) } != 0
+    }
+
+    /// Runs `key`'s primitive with a packed B (`packedB`) on `b`, which the
+    /// caller wrote in that primitive's layout (`readsBlockedBFloat16`);
+    /// false when oneDNN has no such primitive or the call fails.
+    static func runPrepacked(_ key: Key, a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>) -> Bool {
+        guard let engine = state.engine else { return false }
+        omp_set_num_threads(Int32(key.threads))
+        var packedKey = key
+        packedKey.packedB = true
+        guard let primitive = primitive(for: packedKey, engine: engine) else { return false }
+        return ThreadContext.current(engine: engine).execute(primitive, engine: engine, a: a, b: b, c: c)
+    }
+
     /// The path before reuse: a stream and a scratchpad of its own per call.
     private static func runUnshared(
         _ key: Key, engine: dnnl_engine_t, a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>,

@@ -98,6 +98,9 @@ final class ProductScratch {
     private var sharedBuffers: [(UnsafeMutableRawPointer, bytes: Int)] = []
     /// bf16 conversions of Float32 operands made on this thread (tests count them).
     var conversions = 0
+    /// Products run on this thread over a B its caller wrote in oneDNN's
+    /// packed layout (`gemmBFloat16IntoBlockedB`; tests count them).
+    var blockedProducts = 0
     /// Set by `withoutSharedBFloat16Copies`: scopes opened on this thread share nothing.
     var sharingDisabled = false
 

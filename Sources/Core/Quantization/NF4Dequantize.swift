@@ -45,6 +45,30 @@ extension NF4Tensor {
         inChunks(rows, context: context) { dequantizeBFloat16Floats($0, into: out.value + $1) }
     }
 
+    /// Writes the whole matrix as bf16 bits (the values `dequantizeRowsBFloat16`
+    /// writes) into `destination` (`count` values) in the layout oneDNN's
+    /// AVX-512 bf16 matmul reads a packed B in (`BA16a64b2a`; docs/formats/nf4.md):
+    /// B = W for the backward's dY · W, or, `transposed`, B = Wᵀ for the
+    /// forward's X · Wᵀ. Split across `context`'s threads in groups of 64
+    /// rows. False, writing nothing, unless rows and columns are multiples of 64.
+    func dequantizeRowsBFloat16Blocked(
+        transposed: Bool, into destination: UnsafeMutablePointer<UInt16>, context: ComputeContext, path: KernelPath = .widest
+    ) -> Bool {
+        guard rows % 64 == 0, columns % 64 == 0, rows > 0 else { return false }
+        let out = UncheckedSendable(destination)
+        let groups = rows / 64
+        // About 16K values per thread at least, as the plain dequantisation splits.
+        let minimumGroups = max(1, (1 << 14) / (64 * columns))
+        withKernelView { view in
+            let kernel = UncheckedSendable(view)
+            context.parallelFor(groups, minimumPerThread: minimumGroups) { part in
+                _ = factsweep_nf4_dequantize_bf16_vnni(kernel.value, rows, columns, transposed ? 1 : 0, 64 * part.lowerBound,
+                                                       64 * part.upperBound, out.value, path.code)
+            }
+        }
+        return true
+    }
+
     /// Runs `body(elements, offset)` over rows `rows`' elements in chunks of
     /// 64 blocks split across `context`'s threads, so that both threads get
     /// work at every shape; `offset` is the chunk's from the first element.
