@@ -31,7 +31,7 @@ extension TrainingBenchCommand {
         var rows: [[String: Any]] = []
         while !run.isFinished {
             let epoch = run.runEpoch()
-            var decoding = (passes: 0, layerRows: 0)
+            var decoding = Decoding()
             // As a trial evaluates: in the run's product precision.
             let (six, all, cold, perplexitySeconds) = try ProductPrecision.run(run.trainer.precision) {
                 let six = try trained.evaluate(run.trainer.network, context: context)
@@ -42,6 +42,9 @@ extension TrainingBenchCommand {
                 _ = Perplexity.measure(run.trainer.network, tokens: heldOut, context: context)
                 return (six, all, cold, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
             }
+            // The decoding's product FLOPs in the epoch's: a LoRA epoch's are two thirds of full fine-tuning's (no weight gradients).
+            let decodingFlops: Double = lm.model.decodingFlops(layerRows: decoding.layerRows, headRows: decoding.headRows)
+            let flopsInEpochs: Double = decodingFlops / (epoch.flops * 2 / 3)
             FileHandle.standardError.write(Data("[bench] epoch \(epoch.epoch): \(String(format: "%.2f", epoch.epochSeconds)) s\n".utf8))
             rows.append([
                 "epoch": epoch.epoch, "lora_epoch_seconds": epoch.epochSeconds,
@@ -50,6 +53,7 @@ extension TrainingBenchCommand {
                 "evaluation_without_previous_answers_seconds": cold.seconds,
                 "perplexity_seconds": perplexitySeconds, "accuracy": Double(six.accuracy),
                 "passes_with_paraphrases": decoding.passes, "layer_rows_with_paraphrases": decoding.layerRows,
+                "head_rows_with_paraphrases": decoding.headRows, "flops_in_epochs_with_paraphrases": flopsInEpochs,
                 "longest_answer_tokens": try six.questions.map { try lm.encode($0.answer).count }.max() ?? 0,
             ])
         }
@@ -70,17 +74,19 @@ extension TrainingBenchCommand {
         let q = rows.first?["questions"] ?? 0, all = rows.first?["questions_with_paraphrases"] ?? 0
         print("precision: \(run.trainer.precision.rawValue) (the epoch's products and the evaluations' decoding)")
         print("epoch  LoRA r8 epoch s | evaluation s: \(q) questions  \(all) questions  \(all) without previous answers  perplexity"
-              + " | longest answer (tokens) | \(all) questions: passes, rows")
+              + " | longest answer (tokens) | \(all) questions: passes, rows, head rows, FLOPs in epoch's")
         let keys = ["evaluation_seconds", "evaluation_with_paraphrases_seconds", "evaluation_without_previous_answers_seconds", "perplexity_seconds"]
         for r in steady {
             let values = keys.map { r[$0] as? Double ?? .nan }
-            print(String(format: "%5d %16.3f | %26.3f %13.3f %31.3f %11.3f | %24d | %d, %d", r["epoch"] as? Int ?? 0,
+            print(String(format: "%5d %16.3f | %26.3f %13.3f %31.3f %11.3f | %24d | %d, %d, %d, %.2f", r["epoch"] as? Int ?? 0,
                          r["lora_epoch_seconds"] as? Double ?? .nan, values[0], values[1], values[2], values[3],
                          r["longest_answer_tokens"] as? Int ?? 0, r["passes_with_paraphrases"] as? Int ?? 0,
-                         r["layer_rows_with_paraphrases"] as? Int ?? 0))
+                         r["layer_rows_with_paraphrases"] as? Int ?? 0, r["head_rows_with_paraphrases"] as? Int ?? 0,
+                         r["flops_in_epochs_with_paraphrases"] as? Double ?? .nan))
         }
         let means = keys.map(mean), epoch = mean("lora_epoch_seconds")
-        print(String(format: "mean  %16.3f | %26.3f %13.3f %31.3f %11.3f", epoch, means[0], means[1], means[2], means[3]))
+        print(String(format: "mean  %16.3f | %26.3f %13.3f %31.3f %11.3f |                          | FLOPs in epoch's %.2f", epoch, means[0], means[1],
+                     means[2], means[3], mean("flops_in_epochs_with_paraphrases")))
         print(String(format: "in LoRA epochs          | %26.2f %13.2f %31.2f %11.2f", means[0] / epoch, means[1] / epoch, means[2] / epoch,
                      means[3] / epoch))
     }

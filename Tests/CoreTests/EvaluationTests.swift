@@ -71,6 +71,20 @@ import Trial
     /// of its own: with the right answers proposed, the one pass runs the
     /// prompts and each answer but its stop token, and the output is still
     /// greedy decoding's.
+    /// The evaluation bench's FLOPs: every projection of every layer per
+    /// layer row (SmolLM2: q and o 576 × 576, k and v 576 × 192, gate, up
+    /// and down 576 × 1536) and the head (49152 × 576) per head row, two
+    /// FLOPs a multiply-add.
+    @Test func decodingFlopsCountEveryProduct() {
+        let model = LlamaModel(config: AdapterTests.smolLM2)
+        let attention: Double = 2 * 576 * 576 + 2 * 576 * 192, mlp: Double = 3 * 576 * 1536
+        let layer: Double = 2 * (attention + mlp), head: Double = 2 * 49152 * 576
+        #expect(model.decodingFlops(layerRows: 1, headRows: 0) == 30 * layer)
+        #expect(model.decodingFlops(layerRows: 0, headRows: 1) == head)
+        let both: Double = 497 * 30 * layer + 289 * head
+        #expect(model.decodingFlops(layerRows: 497, headRows: 289) == both)
+    }
+
     @Test func aProposedStopTokenTakesNoRow() throws {
         let (dir, lm, network) = try Self.tinyNetwork()
         defer { withExtendedLifetime((dir, lm)) {} }
@@ -91,9 +105,11 @@ import Trial
         #expect(shared == 3)
         let expected = shared + prompts.map { $0.count - shared }.reduce(0, +) + answers.map { $0.count - 1 }.reduce(0, +)
         #expect(generator.layerRows == expected, "\(generator.layerRows) rows, \(expected) expected")
+        // The head runs over each answer's rows: the prompt's last and every answer token's but the last.
+        #expect(generator.headRows == answers.map(\.count).reduce(0, +), "\(generator.headRows) head rows")
         // A call that decodes nothing counts nothing.
         #expect(generator.generate(prompts: prompts, maxNewTokens: 0, stopTokens: [stop]) == Array(repeating: [], count: prompts.count))
-        #expect(generator.passes == 0 && generator.layerRows == 0)
+        #expect(generator.passes == 0 && generator.layerRows == 0 && generator.headRows == 0)
         // A wrong proposal with a stop token in it still gives greedy output.
         let wrong = answers.map { [stop] + $0 }
         #expect(generator.generate(prompts: prompts, maxNewTokens: maxTokens, stopTokens: [stop], drafts: wrong, recent: wrong) == answers)

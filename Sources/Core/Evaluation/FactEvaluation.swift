@@ -6,6 +6,20 @@ import Trial
 
 /// Evaluates a trained network on a fact dataset. Buffers (KV cache,
 /// activations) are made at the first evaluation of a network and reused.
+/// What one evaluation's decoding ran (`FactEvaluator.lastDecoding`).
+public struct Decoding: Sendable, Equatable {
+    /// Passes over the layers, prefill included.
+    public var passes = 0
+    /// Rows run through the layers (the shared prefix once).
+    public var layerRows = 0
+    /// Rows run through the output head.
+    public var headRows = 0
+
+    public init(passes: Int = 0, layerRows: Int = 0, headRows: Int = 0) {
+        self.passes = passes; self.layerRows = layerRows; self.headRows = headRows
+    }
+}
+
 public struct FactEvaluator: Sendable {
     public let model: LanguageModel
     public let embedder: SentenceEmbedder
@@ -23,10 +37,10 @@ public struct FactEvaluator: Sendable {
     /// either way; off only to measure what it saves).
     public var proposesPreviousAnswers = true
 
-    /// Passes over the layers and rows through them of the last evaluation's
-    /// decoding ((0, 0) before the first): its cost counted rather than
-    /// timed, for the evaluation bench.
-    public var lastDecoding: (passes: Int, layerRows: Int) { buffers.lastDecoding }
+    /// Passes over the layers, rows through them and rows through the output
+    /// head of the last evaluation's decoding (zeros before the first): its
+    /// cost counted rather than timed, for the evaluation bench.
+    public var lastDecoding: Decoding { buffers.lastDecoding }
 
     public init(model: LanguageModel, embedder: SentenceEmbedder, dataset: FactDataset) {
         self.model = model; self.embedder = embedder; self.dataset = dataset
@@ -58,7 +72,7 @@ public struct FactEvaluator: Sendable {
         // source of proposals: between epochs most answers do not change.
         let recent = proposesPreviousAnswers ? buffers.recentOutputs(prompts: prompts, limit: limit) : []
         let outputs = generator.generate(prompts: prompts, maxNewTokens: limit, stopTokens: stops, drafts: drafts, recent: recent)
-        buffers.remember(prompts: prompts, limit: limit, outputs: outputs, decoding: (generator.passes, generator.layerRows))
+        buffers.remember(prompts: prompts, limit: limit, outputs: outputs, decoding: Decoding(passes: generator.passes, layerRows: generator.layerRows, headRows: generator.headRows))
         let answers = outputs.map { ids in
             model.tokenizer.decode(ids.filter { !stops.contains($0) }, skipSpecialTokens: true).trimmingCharacters(in: .whitespacesAndNewlines)
         }
@@ -97,7 +111,7 @@ final class EvaluationBuffers: @unchecked Sendable {
     private var perplexityActs: (network: UnsafeMutablePointer<Float>, acts: LlamaActivations)?
     private var referenceEmbeddings: (texts: [String], embeddings: [[Float]])?
     private var recent: (prompts: [[Int32]], limit: Int, outputs: [[Int32]])?
-    private var decoding = (passes: 0, layerRows: 0)
+    private var decoding = Decoding()
 
     /// The answers of the previous evaluation of the same prompts with the
     /// same token limit (none at the first): drafts for this one.
@@ -109,7 +123,7 @@ final class EvaluationBuffers: @unchecked Sendable {
     }
 
     /// Keeps an evaluation's answers (the next one's proposals) and what its decoding ran.
-    func remember(prompts: [[Int32]], limit: Int, outputs: [[Int32]], decoding: (passes: Int, layerRows: Int)) {
+    func remember(prompts: [[Int32]], limit: Int, outputs: [[Int32]], decoding: Decoding) {
         lock.lock()
         defer { lock.unlock() }
         recent = (prompts, limit, outputs)
@@ -126,7 +140,7 @@ final class EvaluationBuffers: @unchecked Sendable {
         return embeddings
     }
 
-    var lastDecoding: (passes: Int, layerRows: Int) {
+    var lastDecoding: Decoding {
         lock.lock()
         defer { lock.unlock() }
         return decoding

@@ -47,6 +47,9 @@ public final class CachedGenerator: @unchecked Sendable {
     /// Rows the last `generate` ran through the layers (the shared prefix
     /// once): the FLOPs of decoding, near enough, in rows.
     public private(set) var layerRows = 0
+    /// Rows the last `generate` ran through the output head: those whose
+    /// next token was wanted.
+    public private(set) var headRows = 0
 
     /// The generator's tensors, all in `arena`. R = B · pieceLength +
     /// maxLength rows: a pass's rows are packed, the shared prefix's first
@@ -110,6 +113,7 @@ public final class CachedGenerator: @unchecked Sendable {
                      "prompts exceed the generator's capacity")
         passes = 0
         layerRows = 0
+        headRows = 0
         guard B > 0, maxNewTokens > 0 else { return Array(repeating: [], count: B) }
         // The prefix runs in the first pass, ahead of the prompts' rests.
         var prefix = Array(prompts[0].prefix(Self.sharedPrefixLength(prompts)))
@@ -268,6 +272,7 @@ public final class CachedGenerator: @unchecked Sendable {
                 return lo < hi ? (lo..<hi).map { (b, $0, firstRow[b] + $0 - offset) } : []
             }
             // Final norm and output head over those rows, a block of rows at a time.
+            headRows += rows.count
             for blockStart in stride(from: 0, to: rows.count, by: logitRows) {
                 let block = rows[blockStart..<min(rows.count, blockStart + logitRows)]
                 for (i, row) in block.enumerated() { (t.tmp.base + i * C).update(from: t.x.base + row.2 * C, count: C) }

@@ -163,4 +163,13 @@ extension LlamaModel {
         let forward = Double(c.layerCount) * (2 * n * linear + attention) + 2 * m * Double(c.vocabularySize) * C
         return 3 * forward
     }
+
+    /// FLOPs of the matrix products of decoding that ran `layerRows` rows
+    /// through the layers and `headRows` through the output head (what
+    /// `CachedGenerator` counts); attention over the cache is left out.
+    public func decodingFlops(layerRows: Int, headRows: Int) -> Double {
+        let c = config, C = Double(c.hiddenSize), F = Double(c.intermediateSize)
+        let linear = C * Double(c.queryWidth) * 2 + C * Double(c.kvWidth) * 2 + 3 * C * F
+        return 2 * Double(layerRows) * Double(c.layerCount) * linear + 2 * Double(headRows) * Double(c.vocabularySize) * C
+    }
 }
