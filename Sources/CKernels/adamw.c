@@ -10,8 +10,11 @@
 #include <math.h>
 #include <string.h>
 
-WIDEST void factsweep_adamw_f32(const factsweep_adamw_step *s, float *restrict params, float *restrict grads,
-                         float *restrict m, float *restrict v, size_t count) {
+/// The update of factsweep_adamw_f32, also writing each new parameter's bf16
+/// rounding to `rounded` when it is not NULL; inlined into both entry points,
+/// so each loop is compiled (and vectorised) for its case.
+static inline void adamw_f32(const factsweep_adamw_step *s, float *restrict params, float *restrict grads, float *restrict m,
+                             float *restrict v, uint16_t *restrict rounded, size_t count) {
     const float c1 = 1.0f - s->beta1, c2 = 1.0f - s->beta2;
     for (size_t i = 0; i < count; i++) {
         float g = grads[i] * s->clip;
@@ -19,13 +22,16 @@ WIDEST void factsweep_adamw_f32(const factsweep_adamw_step *s, float *restrict p
         float vi = s->beta2 * v[i] + c2 * g * g;
         m[i] = mi;
         v[i] = vi;
-        params[i] = params[i] * s->decay - s->step_size * mi / (sqrtf(vi) / s->bias2_sqrt + s->eps);
+        float p = params[i] * s->decay - s->step_size * mi / (sqrtf(vi) / s->bias2_sqrt + s->eps);
+        params[i] = p;
+        if (rounded) rounded[i] = bf16_bits(p);
         grads[i] = 0.0f;
     }
 }
 
-WIDEST void factsweep_adamw_bf16(const factsweep_adamw_step *s, float *restrict params, float *restrict grads,
-                          uint16_t *restrict m, uint16_t *restrict v, size_t count) {
+/// The same with bf16 moments.
+static inline void adamw_bf16(const factsweep_adamw_step *s, float *restrict params, float *restrict grads, uint16_t *restrict m,
+                              uint16_t *restrict v, uint16_t *restrict rounded, size_t count) {
     const float c1 = 1.0f - s->beta1, c2 = 1.0f - s->beta2;
     for (size_t i = 0; i < count; i++) {
         float g = grads[i] * s->clip;
@@ -34,7 +40,21 @@ WIDEST void factsweep_adamw_bf16(const factsweep_adamw_step *s, float *restrict 
         m[i] = mb;
         v[i] = vb;
         float mi = bf16_float(mb), vi = bf16_float(vb);
-        params[i] = params[i] * s->decay - s->step_size * mi / (sqrtf(vi) / s->bias2_sqrt + s->eps);
+        float p = params[i] * s->decay - s->step_size * mi / (sqrtf(vi) / s->bias2_sqrt + s->eps);
+        params[i] = p;
+        if (rounded) rounded[i] = bf16_bits(p);
         grads[i] = 0.0f;
     }
+}
+
+// Each entry point calls its loop with `rounded` NULL or not, so that the
+// compiler builds (and vectorises) a loop for each case.
+WIDEST void factsweep_adamw_f32(const factsweep_adamw_step *s, float *restrict params, float *restrict grads,
+                                float *restrict m, float *restrict v, uint16_t *restrict rounded, size_t count) {
+    if (rounded) adamw_f32(s, params, grads, m, v, rounded, count); else adamw_f32(s, params, grads, m, v, NULL, count);
+}
+
+WIDEST void factsweep_adamw_bf16(const factsweep_adamw_step *s, float *restrict params, float *restrict grads,
+                                 uint16_t *restrict m, uint16_t *restrict v, uint16_t *restrict rounded, size_t count) {
+    if (rounded) adamw_bf16(s, params, grads, m, v, rounded, count); else adamw_bf16(s, params, grads, m, v, NULL, count);
 }

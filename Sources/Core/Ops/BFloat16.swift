@@ -75,7 +75,8 @@ public final class BFloat16Matrix: @unchecked Sendable {
     }
 
     /// The bf16 rounding of a weight that trains, made by the first `bits`
-    /// after creation and after each `invalidate`. Products of both
+    /// after creation and after each `invalidate`, or written by the
+    /// optimizer's update with the weight itself (`roundedSpan`, `markCurrent`). Products of both
     /// directions read the same plain copy: with oneDNN's packed layout the
     /// backward's products converted the f32 weight again in every call, and
     /// packing each step ran inside the step's first product.
@@ -106,6 +107,24 @@ public final class BFloat16Matrix: @unchecked Sendable {
         guard source != nil else { return }
         lock.lock()
         stale = true
+        lock.unlock()
+    }
+
+    /// Where a trained matrix's rounding lies in its source's arena
+    /// (`arena`: the arena's first Float) and where its bits are: for the
+    /// optimizer to write them with the update (`AdamW.RoundedSpan`); nil for
+    /// a fixed matrix.
+    func roundedSpan(in arena: UnsafePointer<Float>) -> AdamW.RoundedSpan? {
+        guard let source else { return nil }
+        return AdamW.RoundedSpan(offset: source - arena, count: rows * columns, bits: base)
+    }
+
+    /// Marks a trained matrix's rounding current: its bits were written from
+    /// its source's values as they now are (by the update that wrote both).
+    func markCurrent() {
+        guard source != nil else { return }
+        lock.lock()
+        stale = false
         lock.unlock()
     }
 

@@ -43,13 +43,20 @@ public final class AdamW: @unchecked Sendable {
     /// saves a pass over all gradients.
     @discardableResult
     public func update(params: FloatPointer, grads: FloatPointer, lr: Float, squaredNorm: Double? = nil, context: ComputeContext) -> Float {
+        update(params: params, grads: grads, lr: lr, squaredNorm: squaredNorm, rounded: [], context: context)
+    }
+
+    /// `update(params:grads:lr:squaredNorm:context:)` that also writes the
+    /// bf16 rounding of the parameters in `rounded` (`RoundedSpan`).
+    func update(params: FloatPointer, grads: FloatPointer, lr: Float, squaredNorm: Double?, rounded: [RoundedSpan],
+                context: ComputeContext) -> Float {
         let norm = Float((squaredNorm ?? sumOfSquares(grads, count: count, context: context)).squareRoot())
         var clip: Float = 1
         if let maxNorm = settings.maxGradNorm {
             clip = min(1, maxNorm / (norm + 1e-6))
         }
         let step = beginStep(lr: lr, clip: clip)
-        update(step, params: params, grads: grads, range: 0..<count, context: context)
+        update(step, params: params, grads: grads, range: 0..<count, rounded: rounded, context: context)
         return norm
     }
 
@@ -65,24 +72,48 @@ public final class AdamW: @unchecked Sendable {
                                     decay: 1 - lr * s.weightDecay, bias2_sqrt: bias2Sqrt)
     }
 
+    /// Parameters `offset..<offset + count` of the arena whose updated values
+    /// are also written, rounded to bf16, to `bits` (full fine-tuning's
+    /// per-step rounding of a trained matrix, `BFloat16Matrix.init(rounding:)`).
+    struct RoundedSpan: @unchecked Sendable {
+        var offset: Int, count: Int
+        var bits: UnsafeMutablePointer<UInt16>
+        var end: Int { offset + count }
+    }
+
     /// The update of `step` over the elements `range` of the arenas `params`
-    /// and `grads` point at (and of the moments), zeroing those gradients.
-    /// Each element's arithmetic is the same however a step is split, so an
-    /// update in pieces gives the bits of one over the whole arena.
-    func update(_ step: factsweep_adamw_step, params: FloatPointer, grads: FloatPointer, range: Range<Int>, context: ComputeContext) {
+    /// and `grads` point at (and of the moments), zeroing those gradients;
+    /// the elements inside `rounded` (sorted by offset, not overlapping) also
+    /// get their bf16 rounding written, in the same pass. Each element's
+    /// arithmetic is the same however a step is split, so an update in pieces
+    /// gives the bits of one over the whole arena.
+    func update(_ step: factsweep_adamw_step, params: FloatPointer, grads: FloatPointer, range: Range<Int>,
+                rounded: [RoundedSpan] = [], context: ComputeContext) {
         precondition(range.lowerBound >= 0 && range.upperBound <= count, "update range outside the optimizer's parameters")
         // Each thread streams its own range (whole blocks of 16 but the last): the update is memory-bound.
         let first = range.lowerBound, n = range.count
         let bits = settings.momentPrecision == .bf16 ? momentBits.baseAddress : nil
         let m = self.m, v = self.v, total = count
+        let spans = rounded.filter { $0.end > range.lowerBound && $0.offset < range.upperBound }
         withUnsafePointer(to: step) { step in
+            /// Elements lo..<hi, their rounding to `rounding` (its first element's) when given.
+            func run(_ lo: Int, _ hi: Int, rounding: UnsafeMutablePointer<UInt16>?) {
+                if let bits {
+                    factsweep_adamw_bf16(step, params.base + lo, grads.base + lo, bits + lo, bits + total + lo, rounding, hi - lo)
+                } else {
+                    factsweep_adamw_f32(step, params.base + lo, grads.base + lo, m.base + lo, v.base + lo, rounding, hi - lo)
+                }
+            }
             context.parallelFor((n + 15) / 16, minimumPerThread: 4096) { blocks in
                 let lo = first + blocks.lowerBound * 16, hi = first + min(n, blocks.upperBound * 16)
-                if let bits {
-                    factsweep_adamw_bf16(step, params.base + lo, grads.base + lo, bits + lo, bits + total + lo, hi - lo)
-                } else {
-                    factsweep_adamw_f32(step, params.base + lo, grads.base + lo, m.base + lo, v.base + lo, hi - lo)
+                var at = lo
+                for span in spans where span.end > lo && span.offset < hi {
+                    let start = max(span.offset, at), end = min(span.end, hi)
+                    if start > at { run(at, start, rounding: nil) }
+                    run(start, end, rounding: span.bits + (start - span.offset))
+                    at = end
                 }
+                if at < hi { run(at, hi, rounding: nil) }
             }
         }
     }

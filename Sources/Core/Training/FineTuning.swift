@@ -1,6 +1,7 @@
 // FineTuning: one trial's trainable state for any method — the trained tensors
 // in one arena (a copy of the model for full fine-tuning; adapters otherwise),
 // their gradients, AdamW moments and activations — and the training step.
+import Foundation
 import Trial
 
 /// The outcome of one optimizer step.
@@ -16,6 +17,8 @@ public final class FineTuning: @unchecked Sendable {
     public let base: LlamaModel
     /// Names (PEFT keys for adapters, HF names for full) and places of the trained tensors.
     public let trainable: [ParameterEntry]
+    /// The trained tensors. Whoever writes them outside `step` (a resumed
+    /// checkpoint) must call `parametersChanged()` before the next step.
     public let parameters: FloatArena
     public let gradients: FloatArena
     public let optimizer: AdamW
@@ -26,6 +29,17 @@ public final class FineTuning: @unchecked Sendable {
     public let precision: Precision
     /// Draws LoRA dropout masks; saved with checkpoints.
     public var dropoutRNG: SeededGenerator
+    /// Full fine-tuning in bf16: the trained matrices' roundings, which the
+    /// update writes in the pass that writes the weights (sorted by offset).
+    private let roundedSpans: [AdamW.RoundedSpan]
+    /// Whether the update writes the roundings (`roundedSpans`), instead of
+    /// the first product of the next step reading every weight again to
+    /// round it: the default; `FACTSWEEP_ROUND_IN_UPDATE=off` and tests turn it off.
+    var roundsInUpdate = FineTuning.roundsInUpdateByEnvironment
+    static let roundsInUpdateByEnvironment = ProcessInfo.processInfo.environment["FACTSWEEP_ROUND_IN_UPDATE"]?.lowercased() != "off"
+    /// Whether the roundings hold the parameters as they are: set by a step
+    /// whose update wrote them, cleared by `parametersChanged()`.
+    private var roundingsFollowParameters = false
 
     /// Sets up `method` on `base` for batches of up to `maxBatch × maxSeq` tokens.
     /// `seed` initialises LoRA's A matrices (as PEFT's Kaiming-uniform) and dropout.
@@ -68,6 +82,8 @@ public final class FineTuning: @unchecked Sendable {
                 .withGradientRanges(layout.layerRanges(gradients: gradients.base))
         }
         dropoutRNG = rng
+        let arena = UnsafePointer(parameters.base)
+        roundedSpans = network.trainedRoundings.compactMap { $0.roundedSpan(in: arena) }.sorted { $0.offset < $1.offset }
         optimizer = AdamW(count: parameters.capacity, settings: settings)
         activations = LlamaActivations(network: network, maxBatch: maxBatch, maxSeq: maxSeq, threads: context.threads)
         if settings.updatesInBackward {
@@ -92,29 +108,48 @@ public final class FineTuning: @unchecked Sendable {
         return UnsafeMutableBufferPointer(start: parameters.base + e.offset, count: e.count)
     }
 
+    /// Marks the trained parameters as written from outside `step` (a
+    /// restored checkpoint): full fine-tuning's bf16 roundings of them are
+    /// made again by the next product that reads each.
+    public func parametersChanged() {
+        roundingsFollowParameters = false
+        network.invalidateTrainedRoundings()
+    }
+
     /// One training step on `batch` at learning rate `lr`: forward, backward,
     /// clip and update. Gradients are zero on entry and on return.
     public func step(_ batch: TokenBatch, lr: Float) -> StepResult {
-        // bf16 roundings of trained weights last one step: stale before it (the
-        // parameters may have been restored since) and after its update.
-        network.invalidateTrainedRoundings()
-        defer { network.invalidateTrainedRoundings() }
+        // bf16 roundings of trained weights hold for one step's parameters:
+        // made by the first product that reads each, unless the previous
+        // step's update wrote them with the weights.
+        if !roundingsFollowParameters { network.invalidateTrainedRoundings() }
+        roundingsFollowParameters = false
+        let rounded = roundsInUpdate ? roundedSpans : []
         let params = FloatPointer(parameters.base), grads = FloatPointer(gradients.base)
         let adam = optimizer, ctx = context, inBackward = optimizer.settings.updatesInBackward
         let (loss, squaredNorm) = ProductPrecision.run(precision) { () -> (Float, Double) in
             let loss = network.forward(batch, activations, rng: &dropoutRNG, context: ctx)
-            // With the update in the backward pass, each layer's parameters are updated as soon as its gradients are complete.
+            // With the update in the backward pass, each layer's parameters
+            // are updated as soon as its gradients are complete (and no
+            // product later in the pass reads that layer's rounding).
             let update = inBackward ? adam.beginStep(lr: lr) : nil
             let squares = network.backward(batch, activations, context: ctx, gradientsDone: update.map { update in
                 { range in
                     let start = range.start.base - grads.base
-                    adam.update(update, params: params, grads: grads, range: start..<(start + range.count), context: ctx)
+                    adam.update(update, params: params, grads: grads, range: start..<(start + range.count), rounded: rounded, context: ctx)
                 }
             })
             return (loss, squares)
         }
         let norm = inBackward ? Float(squaredNorm.squareRoot())
-            : optimizer.update(params: params, grads: grads, lr: lr, squaredNorm: squaredNorm, context: context)
+            : optimizer.update(params: params, grads: grads, lr: lr, squaredNorm: squaredNorm, rounded: rounded, context: context)
+        if rounded.isEmpty {
+            network.invalidateTrainedRoundings()
+        } else {
+            // Every trained matrix lies in the updated ranges: its bits now round its new weights.
+            for matrix in network.trainedRoundings { matrix.markCurrent() }
+            roundingsFollowParameters = true
+        }
         return StepResult(loss: loss, gradientNorm: norm, labelledTokens: batch.labelledCount)
     }
 }

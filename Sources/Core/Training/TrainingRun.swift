@@ -111,6 +111,7 @@ public final class TrainingRun: @unchecked Sendable {
             }
         }
         try file.read("parameters", into: trainer.parameters.buffer)
+        trainer.parametersChanged()
         if bf16Moments {
             try file.readBFloat16Bits("adam_moments", into: optimizer.momentBits)
         } else {

@@ -1,0 +1,64 @@
+// RoundInUpdateTests: full fine-tuning in bf16 writes its per-step bf16
+// rounding of the trained weights in AdamW's pass (`FineTuning.roundsInUpdate`),
+// and trains bit for bit as when the next step's first products round them:
+// f32 and bf16 moments, the update after the backward pass (with clipping)
+// and in it; a checkpoint's parameters written from outside make the
+// roundings stale again (`parametersChanged`).
+import Foundation
+import Testing
+import TestSupport
+import Trial
+@testable import Core
+
+@Suite struct RoundInUpdateTests {
+    static func parameters(_ trial: FineTuning) -> [Float] {
+        Array(UnsafeBufferPointer(start: trial.parameters.base, count: trial.parameters.capacity))
+    }
+
+    /// Whether every trained matrix's bits are current and round its weights as they now are.
+    static func roundingsHoldTheWeights(_ trial: FineTuning) -> Bool {
+        trial.network.trainedRoundings.allSatisfy { matrix in
+            guard matrix.isCurrent, let span = matrix.roundedSpan(in: trial.parameters.base) else { return false }
+            return (0..<span.count).allSatisfy { span.bits[$0] == bfloat16Bits(trial.parameters.base[span.offset + $0]) }
+        }
+    }
+
+    @Test(arguments: [Precision.f32, .bf16], [false, true])
+    func sameStepsAsRoundingInTheNextStep(moments: Precision, inBackward: Bool) throws {
+        let loaded = try ModelLocation.open(TestPaths.golden("tiny-tied"))
+        let ctx = ComputeContext(threads: 2)
+        let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors, storage: .training(.full, precision: .bf16),
+                                   context: ctx)
+        let b = try BFloat16GoldenTests.batch(try BFloat16GoldenTests.golden("tiny-tied"))
+        let settings = AdamWSettings(weightDecay: 0.01, maxGradNorm: inBackward ? nil : 1, moments: moments,
+                                     updateInBackward: inBackward ? true : nil)
+        func trial(rounds: Bool) throws -> FineTuning {
+            let t = try FineTuning(base: model, method: MethodSettings(kind: .full), optimizer: settings, maxBatch: b.batchSize,
+                                   maxSeq: b.seqLen, seed: 3, precision: .bf16, context: ctx)
+            t.roundsInUpdate = rounds
+            return t
+        }
+        let fused = try trial(rounds: true), apart = try trial(rounds: false)
+        // The head (tied to the embedding) and every projection of every layer.
+        #expect(fused.network.trainedRoundings.count == 1 + 7 * model.config.layerCount)
+        let initial = Self.parameters(fused)
+        for step in 1...3 {
+            let f = fused.step(b, lr: 1e-3), a = apart.step(b, lr: 1e-3)
+            #expect(f == a, "step \(step): \(f) against \(a)")
+            #expect(Self.parameters(fused) == Self.parameters(apart), "step \(step): the parameters differ")
+            #expect(Self.roundingsHoldTheWeights(fused), "step \(step): the update did not write the roundings")
+            #expect(apart.network.trainedRoundings.allSatisfy { !$0.isCurrent }, "step \(step): stale roundings kept")
+        }
+        #expect(Self.parameters(fused) != initial)
+        // A checkpoint's parameters, written from outside a step: rounded again by the next step's products.
+        for trial in [fused, apart] {
+            trial.parameters.base.update(from: initial, count: initial.count)
+            trial.parametersChanged()
+        }
+        #expect(fused.network.trainedRoundings.allSatisfy { !$0.isCurrent })
+        let f = fused.step(b, lr: 1e-3), a = apart.step(b, lr: 1e-3)
+        #expect(f == a, "after the restore: \(f) against \(a)")
+        #expect(Self.parameters(fused) == Self.parameters(apart))
+        #expect(Self.roundingsHoldTheWeights(fused))
+    }
+}
