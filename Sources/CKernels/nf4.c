@@ -242,8 +242,8 @@ __attribute__((target("avx512f,avx512bw"))) static void vnni_transposed_avx512(c
                 uint16_t *group = out + (r / 64) * (columns * 64) + (r % 64) * 2;
                 __m512i first[16], second[16];
                 for (int i = 0; i < 16; i++) {
-                    // The codes two blocks on: 16 rows are 16 streams, more than the hardware prefetches.
-                    _mm_prefetch((const char *)(t->codes + 32 * ((r + i) * blocks + q + 2)), _MM_HINT_T0);
+                    // The codes two blocks on (within the row): 16 rows are 16 streams, more than the hardware prefetches.
+                    if (q + 2 < blocks) _mm_prefetch((const char *)(t->codes + 32 * ((r + i) * blocks + q + 2)), _MM_HINT_T0);
                     block_words(t, (r + i) * blocks + q, low_high, high_high, &first[i], &second[i]);
                 }
                 transpose16(first);

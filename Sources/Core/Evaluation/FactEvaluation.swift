@@ -4,8 +4,6 @@
 import Foundation
 import Trial
 
-/// Evaluates a trained network on a fact dataset. Buffers (KV cache,
-/// activations) are made at the first evaluation of a network and reused.
 /// What one evaluation's decoding ran (`FactEvaluator.lastDecoding`).
 public struct Decoding: Sendable, Equatable {
     /// Passes over the layers, prefill included.
@@ -20,6 +18,8 @@ public struct Decoding: Sendable, Equatable {
     }
 }
 
+/// Evaluates a trained network on a fact dataset. Buffers (KV cache,
+/// activations) are made at the first evaluation of a network and reused.
 public struct FactEvaluator: Sendable {
     public let model: LanguageModel
     public let embedder: SentenceEmbedder

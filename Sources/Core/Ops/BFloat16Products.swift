@@ -143,14 +143,17 @@ func gemmBFloat16IntoBlockedB(
     guard m > 0, n > 0, k > 0, MatmulEngine.currentBF16 == .oneDNN, OneDNNMatmul.supportsBF16, ProductPrecision.allowsBF16Kernels,
           OneDNNMatmul.reuse else { return false }
     let threads = BLASThreads.threadsOutsideSections
-    let scratch = ProductScratch.current
-    let (aBits, aLD) = bf16(.f32(a), rows: m, columns: k, ld: lda, slot: 0, scratch, threads: threads ?? 1)
-    let key = OneDNNMatmul.Key(transA: false, transB: transB, m: m, n: n, k: k, lda: aLD, ldb: transB ? k : n, ldc: ldc,
+    // A's bf16 copy is packed (leading dimension k), whether made here or shared.
+    let key = OneDNNMatmul.Key(transA: false, transB: transB, m: m, n: n, k: k, lda: k, ldb: transB ? k : n, ldc: ldc,
                                alpha: 1, beta: beta, bf16: true, threads: threads ?? 1)
     guard OneDNNMatmul.readsBlockedBFloat16(key), fill() else { return false }
+    let scratch = ProductScratch.current
     var ran = false
     let shape = ProductProfile.Shape(transA: false, transB: transB, m: m, n: n, k: k, bf16: true, bStoredBF16: true, bPacked: true)
+    // Timed as `gemmBFloat16` times a product: A's rounding included, B's making not.
     ProductProfile.timed(shape) {
+        let (aBits, aLD) = bf16(.f32(a), rows: m, columns: k, ld: lda, slot: 0, scratch, threads: threads ?? 1)
+        precondition(aLD == k, "A's bf16 copy is not packed")
         ran = OneDNNMatmul.runPrepacked(key, a: UnsafeMutableRawPointer(mutating: aBits), b: UnsafeMutableRawPointer(b), c: c)
     }
     if ran { scratch.blockedProducts += 1 }

@@ -312,6 +312,10 @@ enum OneDNNMatmul {
             return known
         }
         state.lock.unlock()
+        // oneDNN fixes a primitive's team size when it is made, from the
+        // calling thread's OpenMP setting: make it for the key's threads,
+        // whichever caller (a query like `readsBlockedBFloat16`, or `run`) comes first.
+        omp_set_num_threads(Int32(key.threads))
         var made: dnnl_primitive_t?
         let status = factsweep_matmul_create(
             &made, engine, key.transA ? 1 : 0, key.transB ? 1 : 0, Int64(key.m), Int64(key.n), Int64(key.k),

@@ -102,7 +102,8 @@ public final class FineTuning: @unchecked Sendable {
     /// Parameters trained, counted as PyTorch counts them.
     public var trainableParameterCount: Int { trainable.reduce(0) { $0 + $1.count } }
 
-    /// A trained tensor by name.
+    /// A trained tensor by name (writing it outside `step` needs
+    /// `parametersChanged()` after, as for `parameters`).
     public func tensor(_ name: String) -> UnsafeMutableBufferPointer<Float>? {
         guard let e = trainable.first(where: { $0.name == name }) else { return nil }
         return UnsafeMutableBufferPointer(start: parameters.base + e.offset, count: e.count)
