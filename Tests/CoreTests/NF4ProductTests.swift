@@ -128,7 +128,9 @@ import Trial
                         expected[at] = plain[r * columns + c]
                     }
                 }
-                #expect(blocked == expected, "\(rows)×\(columns) transposed \(transposed) \(path)")
+                // Counted rather than compared whole: a failure names the first misplaced value, not two arrays of 184,320.
+                let misplaced = zip(blocked, expected).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
+                #expect(misplaced.isEmpty, "\(rows)×\(columns) transposed \(transposed) \(path): \(misplaced.count) misplaced, first at \(misplaced.first ?? -1)")
             }
         }
         for (rows, columns) in [(96, 64), (64, 100)] {
