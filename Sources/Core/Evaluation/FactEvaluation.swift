@@ -72,7 +72,8 @@ public struct FactEvaluator: Sendable {
         // source of proposals: between epochs most answers do not change.
         let recent = proposesPreviousAnswers ? buffers.recentOutputs(prompts: prompts, limit: limit) : []
         let outputs = generator.generate(prompts: prompts, maxNewTokens: limit, stopTokens: stops, drafts: drafts, recent: recent)
-        buffers.remember(prompts: prompts, limit: limit, outputs: outputs, decoding: Decoding(passes: generator.passes, layerRows: generator.layerRows, headRows: generator.headRows))
+        let decoding = Decoding(passes: generator.passes, layerRows: generator.layerRows, headRows: generator.headRows)
+        buffers.remember(prompts: prompts, limit: limit, outputs: outputs, decoding: decoding)
         let answers = outputs.map { ids in
             model.tokenizer.decode(ids.filter { !stops.contains($0) }, skipSpecialTokens: true).trimmingCharacters(in: .whitespacesAndNewlines)
         }

@@ -118,7 +118,7 @@ public enum FrozenMatrix: Sendable {
         _ t: NF4Tensor, forward: Bool, m: Int, a: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>,
         scratch: FloatPointer, context: ComputeContext
     ) -> Bool {
-        guard ProductPrecision.current == .bf16, dequantizesBlocked, t.rows % 64 == 0, t.columns % 64 == 0 else { return false }
+        guard ProductPrecision.current == .bf16, dequantizesBlocked, t.fitsBlockedLayout else { return false }
         let (n, k) = forward ? (t.rows, t.columns) : (t.columns, t.rows)
         // An even count of UInt16 fills whole Floats, as rebinding asks.
         return scratch.base.withMemoryRebound(to: UInt16.self, capacity: 2 * ((t.count + 1) / 2)) { bits in

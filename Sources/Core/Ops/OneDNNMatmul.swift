@@ -143,9 +143,7 @@ enum OneDNNMatmul {
             context.execute(primitive, engine: engine, a: a, b: b, c: c)
         }
         if let packed {
-            var packedKey = key
-            packedKey.packedB = true
-            let packedPrimitive = primitive(for: packedKey, engine: engine)
+            let packedPrimitive = Self.packedPrimitive(for: key, engine: engine)
             if !Self.readsInPlace(key, packedPrimitive: packedPrimitive), let primitive = packedPrimitive, let desc = primitive.weightsDesc,
                let bPacked = packed.copy(for: desc, key: key, b: UnsafeRawPointer(b), sourceBF16: key.bf16 && !bIsFloat,
                                           engine: engine, stream: stream) {
@@ -180,9 +178,7 @@ enum OneDNNMatmul {
     /// `readsInPlace` for `key` (made with `packedB` false) on this CPU; false without oneDNN.
     static func readsPackedInPlace(_ key: Key) -> Bool {
         guard let engine = state.engine else { return false }
-        var packedKey = key
-        packedKey.packedB = true
-        return readsInPlace(key, packedPrimitive: primitive(for: packedKey, engine: engine))
+        return readsInPlace(key, packedPrimitive: packedPrimitive(for: key, engine: engine))
     }
 
     /// Whether `key`'s primitive with a packed B (`packedB`) reads B in the
@@ -191,9 +187,7 @@ enum OneDNNMatmul {
     /// without oneDNN, for f32, or for any other layout.
     static func readsBlockedBFloat16(_ key: Key) -> Bool {
         guard key.bf16, let engine = state.engine else { return false }
-        var packedKey = key
-        packedKey.packedB = true
-        guard let desc = primitive(for: packedKey, engine: engine)?.weightsDesc else { return false }
+        guard let desc = packedPrimitive(for: key, engine: engine)?.weightsDesc else { return false }
         return withUnsafePointer(to: desc) { factsweep_is_bf16_vnni_layout($0, dnnl_dim_t(key.k), dnnl_dim_t(key.n)) } != 0
     }
 
@@ -203,9 +197,7 @@ enum OneDNNMatmul {
     static func runPrepacked(_ key: Key, a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>) -> Bool {
         guard let engine = state.engine else { return false }
         omp_set_num_threads(Int32(key.threads))
-        var packedKey = key
-        packedKey.packedB = true
-        guard let primitive = primitive(for: packedKey, engine: engine) else { return false }
+        guard let primitive = packedPrimitive(for: key, engine: engine) else { return false }
         return ThreadContext.current(engine: engine).execute(primitive, engine: engine, a: a, b: b, c: c)
     }
 
@@ -303,6 +295,13 @@ enum OneDNNMatmul {
               a: a.assumingMemoryBound(to: Float.self), lda: r.lda, b: restB.assumingMemoryBound(to: Float.self), ldb: r.ldb,
               beta: r.beta, c: restC, ldc: r.ldc)
         return true
+    }
+
+    /// The primitive for `key` with B packed (`Key.packedB`), whatever `key` says of it.
+    private static func packedPrimitive(for key: Key, engine: dnnl_engine_t) -> Primitive? {
+        var packedKey = key
+        packedKey.packedB = true
+        return primitive(for: packedKey, engine: engine)
     }
 
     private static func primitive(for key: Key, engine: dnnl_engine_t) -> Primitive? {

@@ -45,6 +45,10 @@ extension NF4Tensor {
         inChunks(rows, context: context) { dequantizeBFloat16Floats($0, into: out.value + $1) }
     }
 
+    /// Whether `dequantizeRowsBFloat16Blocked` takes this matrix: rows and
+    /// columns multiples of 64 (whole blocks per row, whole blocks of the layout).
+    var fitsBlockedLayout: Bool { rows > 0 && rows % 64 == 0 && columns % 64 == 0 }
+
     /// Writes the whole matrix as bf16 bits (the values `dequantizeRowsBFloat16`
     /// writes) into `destination` (`count` values) in the layout oneDNN's
     /// AVX-512 bf16 matmul reads a packed B in (`BA16a64b2a`; docs/formats/nf4.md):
@@ -54,7 +58,7 @@ extension NF4Tensor {
     func dequantizeRowsBFloat16Blocked(
         transposed: Bool, into destination: UnsafeMutablePointer<UInt16>, context: ComputeContext, path: KernelPath = .widest
     ) -> Bool {
-        guard rows % 64 == 0, columns % 64 == 0, rows > 0 else { return false }
+        guard fitsBlockedLayout else { return false }
         let out = UncheckedSendable(destination)
         let groups = rows / 64
         // About 16K values per thread at least, as the plain dequantisation splits.

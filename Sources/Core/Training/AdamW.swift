@@ -94,7 +94,6 @@ public final class AdamW: @unchecked Sendable {
         let first = range.lowerBound, n = range.count
         let bits = settings.momentPrecision == .bf16 ? momentBits.baseAddress : nil
         let m = self.m, v = self.v, total = count
-        let spans = rounded.filter { $0.end > range.lowerBound && $0.offset < range.upperBound }
         withUnsafePointer(to: step) { step in
             /// Elements lo..<hi, their rounding to `rounding` (its first element's) when given.
             func run(_ lo: Int, _ hi: Int, rounding: UnsafeMutablePointer<UInt16>?) {
@@ -107,7 +106,7 @@ public final class AdamW: @unchecked Sendable {
             context.parallelFor((n + 15) / 16, minimumPerThread: 4096) { blocks in
                 let lo = first + blocks.lowerBound * 16, hi = first + min(n, blocks.upperBound * 16)
                 var at = lo
-                for span in spans where span.end > lo && span.offset < hi {
+                for span in rounded where span.end > lo && span.offset < hi {
                     let start = max(span.offset, at), end = min(span.end, hi)
                     if start > at { run(at, start, rounding: nil) }
                     run(start, end, rounding: span.bits + (start - span.offset))

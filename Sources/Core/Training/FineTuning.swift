@@ -37,9 +37,6 @@ public final class FineTuning: @unchecked Sendable {
     /// round it: the default; `FACTSWEEP_ROUND_IN_UPDATE=off` and tests turn it off.
     var roundsInUpdate = FineTuning.roundsInUpdateByEnvironment
     static let roundsInUpdateByEnvironment = ProcessInfo.processInfo.environment["FACTSWEEP_ROUND_IN_UPDATE"]?.lowercased() != "off"
-    /// Whether the roundings hold the parameters as they are: set by a step
-    /// whose update wrote them, cleared by `parametersChanged()`.
-    private var roundingsFollowParameters = false
 
     /// Sets up `method` on `base` for batches of up to `maxBatch × maxSeq` tokens.
     /// `seed` initialises LoRA's A matrices (as PEFT's Kaiming-uniform) and dropout.
@@ -113,7 +110,6 @@ public final class FineTuning: @unchecked Sendable {
     /// restored checkpoint): full fine-tuning's bf16 roundings of them are
     /// made again by the next product that reads each.
     public func parametersChanged() {
-        roundingsFollowParameters = false
         network.invalidateTrainedRoundings()
     }
 
@@ -121,10 +117,9 @@ public final class FineTuning: @unchecked Sendable {
     /// clip and update. Gradients are zero on entry and on return.
     public func step(_ batch: TokenBatch, lr: Float) -> StepResult {
         // bf16 roundings of trained weights hold for one step's parameters:
-        // made by the first product that reads each, unless the previous
-        // step's update wrote them with the weights.
-        if !roundingsFollowParameters { network.invalidateTrainedRoundings() }
-        roundingsFollowParameters = false
+        // each is current here (made by the previous step's update, or stale
+        // since it and made again by the first product that reads it; a write
+        // from outside calls `parametersChanged()`).
         let rounded = roundsInUpdate ? roundedSpans : []
         let params = FloatPointer(parameters.base), grads = FloatPointer(gradients.base)
         let adam = optimizer, ctx = context, inBackward = optimizer.settings.updatesInBackward
@@ -149,7 +144,6 @@ public final class FineTuning: @unchecked Sendable {
         } else {
             // Every trained matrix lies in the updated ranges: its bits now round its new weights.
             for matrix in network.trainedRoundings { matrix.markCurrent() }
-            roundingsFollowParameters = true
         }
         return StepResult(loss: loss, gradientNorm: norm, labelledTokens: batch.labelledCount)
     }
