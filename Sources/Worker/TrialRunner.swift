@@ -80,11 +80,11 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
         events.started(run.trainer.trainableParameterCount, run.completedEpochs)
 
         var perplexityBefore: Float?
-        if let evaluator, let heldOut = evaluator.heldOut, run.completedEpochs == 0 {
+        if let evaluator, evaluator.heldOut != nil, run.completedEpochs == 0 {
             events.phase(.baseline)
-            let p = ProductPrecision.run(run.trainer.precision) { Perplexity.measure(run.trainer.network, tokens: heldOut, context: context) }
+            let p = ProductPrecision.run(run.trainer.precision) { evaluator.perplexity(run.trainer.network, context: context) }
             perplexityBefore = p
-            events.baseline(p)
+            if let p { events.baseline(p) }
         }
         var base: EpochReport?
         if let evaluator, run.completedEpochs == 0, config.evaluates(epoch: 0) {

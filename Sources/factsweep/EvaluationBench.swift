@@ -28,6 +28,9 @@ extension TrainingBenchCommand {
         // The same evaluation without proposals from the previous evaluation's answers: what they save, in the same run.
         var withoutPrevious = FactEvaluator(model: lm, embedder: embedder, dataset: dataset)
         withoutPrevious.proposesPreviousAnswers = false
+        // Perplexity timed apart from the questions, as a trial measures it (in activations kept between epochs).
+        var perplexity = FactEvaluator(model: lm, embedder: embedder, dataset: dataset)
+        perplexity.heldOut = heldOut
         var rows: [[String: Any]] = []
         while !run.isFinished {
             let epoch = run.runEpoch()
@@ -39,7 +42,7 @@ extension TrainingBenchCommand {
                 decoding = withParaphrases.lastDecoding
                 let cold = try withoutPrevious.evaluate(run.trainer.network, context: context)
                 let start = DispatchTime.now().uptimeNanoseconds
-                _ = Perplexity.measure(run.trainer.network, tokens: heldOut, context: context)
+                _ = perplexity.perplexity(run.trainer.network, context: context)
                 return (six, all, cold, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
             }
             // The decoding's product FLOPs in the epoch's: a LoRA epoch's are two thirds of full fine-tuning's (no weight gradients).

@@ -251,6 +251,9 @@ import TestSupport
         for field in ["trainable_params", "base_weight_bytes", "peak_rss_bytes", "final_loss", "final_accuracy", "seconds_per_epoch"] {
             #expect(run.summary[field] != nil, "missing \(field) in the summary")
         }
+        // The baseline, measured before training in the evaluator's perplexity activations.
+        let before = run.summary["perplexity_before"] as? Double ?? 0
+        #expect(before > 1 && before < 100, "perplexity before training: \(run.summary["perplexity_before"] ?? "missing")")
     }
 
     /// The issue's bar on the embedded default (SmolLM2-135M-Instruct +

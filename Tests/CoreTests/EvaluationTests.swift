@@ -220,6 +220,10 @@ import Trial
         #expect(report.keyMatch == 0)
         let perplexity = try #require(report.perplexity)
         #expect(perplexity > 1 && perplexity < 100, "perplexity of plain English \(perplexity)")
+        // A trial's baseline measures it alone, in the evaluator's kept activations: the same value as in fresh ones.
+        let heldOut = try #require(evaluator.heldOut)
+        #expect(evaluator.perplexity(network, context: ctx) == perplexity)
+        #expect(Perplexity.measure(network, tokens: heldOut, context: ctx) == perplexity)
         // The score of each answer is the embedder's cosine with the reference.
         let q = report.questions[0]
         #expect(abs(q.similarity - embedder.cosineSimilarity(q.answer, q.reference, context: ctx)) < 1e-5)

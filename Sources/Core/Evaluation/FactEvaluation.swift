@@ -46,6 +46,16 @@ public struct FactEvaluator: Sendable {
         self.model = model; self.embedder = embedder; self.dataset = dataset
     }
 
+    /// Perplexity of `network` on `heldOut` (nil without it), in activations
+    /// made at the first measure and reused: a trial's baseline and every
+    /// epoch's evaluation share them (made afresh, their first touch of the
+    /// memory took longer than the measure on a VM).
+    public func perplexity(_ network: LlamaNetwork, context: ComputeContext) -> Float? {
+        guard let heldOut else { return nil }
+        let activations = buffers.perplexity(network, tokens: heldOut.count, context: context)
+        return Perplexity.measure(network, tokens: heldOut, activations: activations, context: context)
+    }
+
     /// The questions asked, in order, with their facts.
     var questions: [(question: String, paraphrase: Bool, fact: Fact)] {
         dataset.facts.flatMap { fact in
@@ -98,7 +108,7 @@ public struct FactEvaluator: Sendable {
             perplexity: nil, seconds: 0, questions: results)
         let answered = DispatchTime.now().uptimeNanoseconds
         report.questionSeconds = Double(answered - start) * 1e-9
-        if let heldOut { report.perplexity = Perplexity.measure(network, tokens: heldOut, activations: buffers.perplexity(network, tokens: heldOut.count, context: context), context: context) }
+        report.perplexity = perplexity(network, context: context)
         report.seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         return report
     }
