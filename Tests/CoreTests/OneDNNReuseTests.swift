@@ -245,6 +245,9 @@ import Trial
             headDimension: 64, rmsNormEps: 1e-5, ropeTheta: 500000, ropeScaling: .none, tieWordEmbeddings: true, maxPositions: 131072)
         #expect(2 * LlamaModel.projectionBytes(smolLM2) == 849_346_560)
         #expect(2 * LlamaModel.projectionBytes(llama1B) == 7_784_628_224)
+        // With the head's two copies: SmolLM2's 1.08 GB fit the 2 GiB limit, Llama-3.2-1B's 9.9 GB do not.
+        #expect(LlamaModel.packedF32Bytes(smolLM2) == 1_075_838_976)
+        #expect(LlamaModel.packedF32Bytes(llama1B) == 9_885_974_528)
         #expect(LlamaModel.packsFrozenBases(smolLM2))
         #expect(!LlamaModel.packsFrozenBases(llama1B))
         // bf16 bases and head, two packed copies each: SmolLM2's 0.54 GB and Llama-3.2-1B's 4.9 GB fit, Llama-3.2-3B's 12.8 GB do not.
@@ -322,6 +325,9 @@ import Trial
         let viaPacked = frozen.logits(b, outputRows: rows, acts, context: ctx)
         let forwardBytes = packedBytes()
         #expect(forwardBytes >= LlamaModel.projectionBytes(config), "the forward's products made no packed copies")
+        let V = config.vocabularySize, C = config.hiddenSize
+        let headForwardBytes = model.frozenHeadPack?.byteCount ?? 0
+        #expect(headForwardBytes >= 4 * V * C, "the head's forward product made no packed copy")
         let viaPlain = plain.logits(b, outputRows: rows, acts, context: ctx)
         #expect(packedBytes() == forwardBytes, "the plain network packed")
         #expect(FewRowsProductTests.relativeError(viaPacked, viaPlain) < 1e-5)
@@ -340,7 +346,14 @@ import Trial
             #expect(bothBytes == forwardBytes, "the backward copied a base whose layout is already the one asked for")
         } else {
             #expect(bothBytes > forwardBytes, "the backward's products made no packed copies")
+            #expect((model.frozenHeadPack?.byteCount ?? 0) > headForwardBytes, "the head's input gradient made no packed copy")
         }
+        // Full fine-tuning trains the (tied) head: its network must read the weights, never a copy made before an update.
+        let full = try FineTuning(base: model, method: MethodSettings(kind: .full), optimizer: AdamWSettings(), maxBatch: b.batchSize,
+                                  maxSeq: b.seqLen, seed: 3, context: ctx)
+        #expect(full.network.lmHeadPacked == nil && full.network.layers.allSatisfy { layer in
+            layer.projections.allSatisfy { if case .dense(_, _, _, nil) = $0.weight { true } else { false } }
+        })
         // A second trial on the same model reuses them, and computes the same.
         #expect(try step() == first)
         #expect(packedBytes() == bothBytes)

@@ -46,6 +46,12 @@ public final class LlamaModel: @unchecked Sendable {
     /// and shared by every adapter trial on this model; nil when the model
     /// does not pack (see `packsFrozenBases`).
     private let frozenPacks: [[ProjectionKind: PackedWeight]]?
+    /// oneDNN-packed copies of the Float32 head, under the same rule, for
+    /// adapter networks in f32 whatever their projections' storage (QLoRA's
+    /// too): at 19–29 answer rows the head's products ran at 55% of the f32
+    /// peak over its plain rows, and a packed head took ~30% off them (a
+    /// harness against oneDNN; docs/benchmarks.md, "Issue 13, twenty-second stop").
+    let frozenHeadPack: PackedWeight?
 
     /// A model with all parameters zero; `randomize` fills it.
     public init(config: LlamaConfiguration) {
@@ -57,6 +63,7 @@ public final class LlamaModel: @unchecked Sendable {
         quantized = nil
         bf16Projections = nil
         frozenPacks = Self.makeFrozenPacks(config, storage: storage)
+        frozenHeadPack = Self.packsFrozenBases(config) ? PackedWeight() : nil
     }
 
     /// Loads every tensor from `source`, checking shapes; with `.nf4` or
@@ -68,6 +75,7 @@ public final class LlamaModel: @unchecked Sendable {
         parameters = FloatArena(capacity: layout.totalCount)
         weights = LlamaWeights(layout: layout, config: config, base: parameters.base)
         frozenPacks = Self.makeFrozenPacks(config, storage: storage)
+        frozenHeadPack = Self.packsFrozenBases(config) ? PackedWeight() : nil
         func check(_ name: String, _ expected: [Int]) throws {
             guard let shape = source.shape(of: name) else { throw LoadError.missingTensor(file: source.origin, tensor: name) }
             guard shape == expected else {
@@ -108,14 +116,15 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
     /// Whether adapter networks in f32 on oneDNN multiply by packed copies of
-    /// this model's Float32 projections, one per direction: twice the
-    /// projections' memory, for products that no longer re-block the weight
+    /// this model's Float32 projections and head, one per direction: twice
+    /// their memory, for products that no longer re-block the weight
     /// in every call (LoRA r=8 and IA³ at batch 1 and 8: 9–12% faster an epoch at
     /// SmolLM2, +0.8 GB; 19% at Llama-3.2-1B, +5.3 GiB; docs/benchmarks.md,
     /// "Issue 13, sixth stop"). Where oneDNN's matmul is its AVX2 one the
     /// backward's layout is the projection as stored, which is then read in
     /// place: only the forward's copy is made (+0.4 GB at SmolLM2;
-    /// "eighteenth stop"); the limit below still counts both copies on every
+    /// "eighteenth stop"); the limit below still counts both copies of the
+    /// projections and of the head (`packedF32Bytes`: 1.08 GB at SmolLM2) on every
     /// CPU, so that the rule depends on the model alone. By default a model packs when the copies take
     /// at most `packedBasesLimit`: SmolLM2-class models do, 1B-class ones do
     /// not, so that two f32 adapter workers still share a 24 GiB host. The
@@ -126,8 +135,13 @@ public final class LlamaModel: @unchecked Sendable {
         switch ProcessInfo.processInfo.environment["FACTSWEEP_PACK_F32_BASES"]?.lowercased() {
         case "on": true
         case "off": false
-        default: 2 * projectionBytes(config) <= packedBasesLimit
+        default: packedF32Bytes(config) <= packedBasesLimit
         }
+    }
+
+    /// Bytes of the packed f32 copies of a model's projections and head, two layouts each.
+    static func packedF32Bytes(_ config: LlamaConfiguration) -> Int {
+        2 * (projectionBytes(config) + 4 * config.vocabularySize * config.hiddenSize)
     }
 
     /// The most memory packed f32 base copies take by default: 2 GiB.
@@ -208,6 +222,7 @@ public final class LlamaModel: @unchecked Sendable {
         (bf16Projections?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.packed.byteCount } } ?? 0)
             + (bf16Head.withLock { $0.map(\.packed.byteCount) } ?? 0)
             + (frozenPacks?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.byteCount } } ?? 0)
+            + (frozenHeadPack?.byteCount ?? 0)
     }
 
     /// The parameter tensor named `name` (Hugging Face naming). The buffer is
@@ -216,6 +231,7 @@ public final class LlamaModel: @unchecked Sendable {
     public func tensor(_ name: String) -> UnsafeMutableBufferPointer<Float> {
         guard let e = layout[name] else { preconditionFailure("no tensor \(name)") }
         frozenPacks?.forEach { $0.values.forEach { $0.invalidate() } }
+        frozenHeadPack?.invalidate()
         return UnsafeMutableBufferPointer(start: parameters.base + e.offset, count: e.count)
     }
 

@@ -45,11 +45,14 @@ public struct LlamaNetwork: Sendable {
     public let lmHeadGrad: FloatPointer?
     /// Per layer, the gradients it produces (contiguous), summed right after
     /// that layer's backward while they are still in cache.
-    public let layerGradients: [GradientRange]
+    public internal(set) var layerGradients: [GradientRange]
     /// Gradients complete only at the end of backward (embedding, final norm, head).
     public let finalGradients: [GradientRange]
     /// The frozen head in bf16, for a network whose products run in bf16.
     public let lmHeadBF16: BFloat16Matrix?
+    /// The model's packed copies of the frozen Float32 head, when it keeps
+    /// them (`LlamaModel.packsFrozenBases`): an adapter network's in f32.
+    public let lmHeadPacked: PackedWeight?
     /// The bf16 roundings of the weights this network trains (full
     /// fine-tuning in bf16; the head's is `lmHeadBF16`): stale after each
     /// optimizer step (`invalidateTrainedRoundings`).
@@ -58,16 +61,16 @@ public struct LlamaNetwork: Sendable {
     public init(config: LlamaConfiguration, embed: FloatPointer, finalNorm: FloatPointer, lmHead: FloatPointer, layers: [NetworkLayer],
                 embedGrad: FloatPointer? = nil, finalNormGrad: FloatPointer? = nil, lmHeadGrad: FloatPointer? = nil,
                 layerGradients: [GradientRange] = [], finalGradients: [GradientRange] = [], lmHeadBF16: BFloat16Matrix? = nil,
-                trainedRoundings: [BFloat16Matrix] = []) {
+                lmHeadPacked: PackedWeight? = nil, trainedRoundings: [BFloat16Matrix] = []) {
         self.config = config; self.embed = embed; self.finalNorm = finalNorm; self.lmHead = lmHead; self.layers = layers
         self.embedGrad = embedGrad; self.finalNormGrad = finalNormGrad; self.lmHeadGrad = lmHeadGrad
         self.layerGradients = layerGradients; self.finalGradients = finalGradients
-        self.lmHeadBF16 = lmHeadBF16; self.trainedRoundings = trainedRoundings
+        self.lmHeadBF16 = lmHeadBF16; self.lmHeadPacked = lmHeadPacked; self.trainedRoundings = trainedRoundings
     }
 
     /// The output head (V, C) as its products read it.
     var head: FrozenMatrix {
-        lmHeadBF16.map { .bf16($0) } ?? .dense(lmHead, outDim: config.vocabularySize, inDim: config.hiddenSize)
+        lmHeadBF16.map { .bf16($0) } ?? .dense(lmHead, outDim: config.vocabularySize, inDim: config.hiddenSize, packed: lmHeadPacked)
     }
 
     /// Marks the bf16 roundings of the trained weights stale: call after
@@ -100,8 +103,8 @@ extension LlamaModel {
     /// the head read a bf16 rounding of their Float32 weight, made once per
     /// step and read by the products of both directions (`BFloat16Matrix`'s
     /// `init(rounding:)` says why not oneDNN's packed copies). With `packFrozen` (`weights` is
-    /// this model's own, frozen) each Float32 projection reads the model's
-    /// packed copies.
+    /// this model's own, frozen) each Float32 projection and the Float32 head
+    /// read the model's packed copies.
     func network(weights w: LlamaWeights, grads g: LlamaWeights?, adapters: (Int, ProjectionKind) -> Adapter?,
                  bf16Head: BFloat16Matrix? = nil, roundTrained: Bool = false, packFrozen: Bool = false) -> LlamaNetwork {
         let c = config
@@ -150,6 +153,6 @@ extension LlamaModel {
                             embedGrad: g?.embed, finalNormGrad: g?.finalNorm, lmHeadGrad: c.tieWordEmbeddings ? nil : g?.lmHead,
                             layerGradients: layerGradients, finalGradients: finalGradients,
                             lmHeadBF16: rounds ? rounding(w.lmHead, rows: c.vocabularySize, columns: c.hiddenSize) : bf16Head,
-                            trainedRoundings: trainedRounded)
+                            lmHeadPacked: packFrozen && g == nil ? frozenHeadPack : nil, trainedRoundings: trainedRounded)
     }
 }

@@ -150,11 +150,11 @@ public final class FineTuning: @unchecked Sendable {
 }
 
 extension LlamaNetwork {
-    /// The same network with its per-layer gradient ranges replaced.
+    /// The same network with its per-layer gradient ranges replaced (a copy,
+    /// so that every other field, such as the packed head, comes along).
     func withGradientRanges(_ ranges: [GradientRange]) -> LlamaNetwork {
-        LlamaNetwork(config: config, embed: embed, finalNorm: finalNorm, lmHead: lmHead, layers: layers,
-                     embedGrad: embedGrad, finalNormGrad: finalNormGrad, lmHeadGrad: lmHeadGrad,
-                     layerGradients: ranges, finalGradients: finalGradients, lmHeadBF16: lmHeadBF16,
-                     trainedRoundings: trainedRoundings)
+        var network = self
+        network.layerGradients = ranges
+        return network
     }
 }
