@@ -337,6 +337,7 @@ import Trial
         func step() throws -> Float {
             let trial = try FineTuning(base: model, method: method, optimizer: AdamWSettings(), maxBatch: b.batchSize, maxSeq: b.seqLen,
                                        seed: 3, context: ctx)
+            #expect(trial.network.lmHeadPacked != nil, "the trial's network lost the packed head")
             return trial.step(b, lr: 1e-3).loss
         }
         let first = try step()
@@ -358,6 +359,14 @@ import Trial
         #expect(try step() == first)
         #expect(packedBytes() == bothBytes)
         #expect(model.baseWeightBytes == stored, "the packed copies are counted as stored base weights")
+
+        // A write through `tensor(_:)` (the tied head is the embedding) makes every copy stale: the next products pack it again.
+        let embedding = model.tensor("model.embed_tokens.weight")
+        for i in stride(from: 0, to: embedding.count, by: 7) { embedding[i] += 0.25 }
+        let changedPacked = frozen.logits(b, outputRows: rows, acts, context: ctx)
+        let changedPlain = plain.logits(b, outputRows: rows, acts, context: ctx)
+        #expect(FewRowsProductTests.relativeError(changedPacked, changedPlain) < 1e-5, "a packed head was read stale")
+        #expect(FewRowsProductTests.relativeError(changedPacked, viaPacked) > 1e-3, "the write did not change the logits")
     }
 }
 

@@ -118,9 +118,10 @@ public final class LlamaModel: @unchecked Sendable {
     /// Whether adapter networks in f32 on oneDNN multiply by packed copies of
     /// this model's Float32 projections and head, one per direction: twice
     /// their memory, for products that no longer re-block the weight
-    /// in every call (LoRA r=8 and IA³ at batch 1 and 8: 9–12% faster an epoch at
-    /// SmolLM2, +0.8 GB; 19% at Llama-3.2-1B, +5.3 GiB; docs/benchmarks.md,
-    /// "Issue 13, sixth stop"). Where oneDNN's matmul is its AVX2 one the
+    /// in every call (the projections' copies, LoRA r=8 and IA³ at batch 1 and 8:
+    /// 9–12% faster an epoch at SmolLM2, +0.8 GB; 19% at Llama-3.2-1B, +5.3 GiB;
+    /// docs/benchmarks.md, "Issue 13, sixth stop"; the head's add 0.23 GB at
+    /// SmolLM2, "twenty-second stop"). Where oneDNN's matmul is its AVX2 one the
     /// backward's layout is the projection as stored, which is then read in
     /// place: only the forward's copy is made (+0.4 GB at SmolLM2;
     /// "eighteenth stop"); the limit below still counts both copies of the
