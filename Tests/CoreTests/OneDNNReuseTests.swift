@@ -368,5 +368,36 @@ import Trial
         #expect(FewRowsProductTests.relativeError(changedPacked, changedPlain) < 1e-5, "a packed head was read stale")
         #expect(FewRowsProductTests.relativeError(changedPacked, viaPacked) > 1e-3, "the write did not change the logits")
     }
+
+    /// The bf16 head a model shares among its bf16 networks is rounded (and
+    /// packed) again after a write through `tensor(_:)`: a network made
+    /// before the write and one made after both compute what a model loaded
+    /// with the written weights computes.
+    @Test(arguments: [false, true])
+    func sharedBF16HeadFollowsAWrite(tied: Bool) throws {
+        let config = TinyModels.config(tied: tied)
+        let model = TinyModels.model(config), written = TinyModels.model(config)
+        let ctx = ComputeContext(threads: 2)
+        // More rows than decoding's few-rows kernel takes: the head's product is a `gemm` (packed where bf16 kernels are).
+        let b = TinyModels.batch(vocab: config.vocabularySize, seqLen: decodingFewRowsLimit / 2 + 6)
+        let rows = Array(0..<(b.batchSize * b.seqLen))
+        let before = model.frozenNetwork(precision: .bf16, context: ctx)
+        let acts = LlamaActivations(network: before, maxBatch: b.batchSize, maxSeq: b.seqLen, threads: ctx.threads)
+        func logits(_ network: LlamaNetwork) -> [Float] {
+            ProductPrecision.run(.bf16) { network.logits(b, outputRows: rows, acts, context: ctx) }
+        }
+        let original = logits(before)
+
+        let head = tied ? "model.embed_tokens.weight" : "lm_head.weight"
+        for target in [model, written] {
+            let values = target.tensor(head)
+            for i in stride(from: 0, to: values.count, by: 7) { values[i] += 0.25 }
+        }
+        let expected = logits(written.frozenNetwork(precision: .bf16, context: ctx))
+        let after = model.frozenNetwork(precision: .bf16, context: ctx)
+        #expect(FewRowsProductTests.relativeError(expected, original) > 1e-3, "the write did not change the logits")
+        #expect(FewRowsProductTests.relativeError(logits(before), expected) < 1e-6, "a network made before the write read a stale bf16 head")
+        #expect(FewRowsProductTests.relativeError(logits(after), expected) < 1e-6, "a network made after the write read a stale bf16 head")
+    }
 }
 

@@ -3,7 +3,7 @@
 // and trains bit for bit as when the next step's first products round them:
 // f32 and bf16 moments, the update after the backward pass (with clipping)
 // and in it; a checkpoint's parameters written from outside make the
-// roundings stale again (`parametersChanged`).
+// roundings stale again (`parametersChanged`, and `FineTuning.tensor(_:)`).
 import Foundation
 import Testing
 import TestSupport
@@ -60,5 +60,37 @@ import Trial
         #expect(f == a, "after the restore: \(f) against \(a)")
         #expect(Self.parameters(fused) == Self.parameters(apart))
         #expect(Self.roundingsHoldTheWeights(fused))
+    }
+
+    /// A trained tensor handed out by `FineTuning.tensor(_:)` is written
+    /// outside a step: the roundings are made stale by the hand-out, and
+    /// the next step computes what it computes after `parametersChanged()`.
+    @Test func writingThroughTensorMakesTheRoundingsStale() throws {
+        let loaded = try ModelLocation.open(TestPaths.golden("tiny-tied"))
+        let ctx = ComputeContext(threads: 2)
+        let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors, storage: .training(.full, precision: .bf16),
+                                   context: ctx)
+        let b = try BFloat16GoldenTests.batch(try BFloat16GoldenTests.golden("tiny-tied"))
+        func trial() throws -> FineTuning {
+            try FineTuning(base: model, method: MethodSettings(kind: .full), optimizer: AdamWSettings(), maxBatch: b.batchSize,
+                           maxSeq: b.seqLen, seed: 3, precision: .bf16, context: ctx)
+        }
+        let viaTensor = try trial(), viaArena = try trial()
+        _ = viaTensor.step(b, lr: 1e-3)
+        _ = viaArena.step(b, lr: 1e-3)
+        #expect(Self.roundingsHoldTheWeights(viaTensor))
+        let name = ParameterLayout.name(layer: 0, .q)
+        let entry = try #require(viaArena.trainable.first { $0.name == name })
+        let written = try #require(viaTensor.tensor(name))
+        #expect(viaTensor.network.trainedRoundings.allSatisfy { !$0.isCurrent }, "the hand-out left the roundings current")
+        for i in stride(from: 0, to: written.count, by: 3) {
+            written[i] += 0.5
+            viaArena.parameters.base[entry.offset + i] += 0.5
+        }
+        viaArena.parametersChanged()
+        let t = viaTensor.step(b, lr: 1e-3), a = viaArena.step(b, lr: 1e-3)
+        #expect(t == a, "after the write: \(t) against \(a)")
+        let sameParameters = Self.parameters(viaTensor) == Self.parameters(viaArena)
+        #expect(sameParameters, "after the write the parameters differ")
     }
 }

@@ -39,7 +39,8 @@ public final class LlamaModel: @unchecked Sendable {
     /// The projections of each layer when `storage == .bf16`.
     public let bf16Projections: [[ProjectionKind: BFloat16Matrix]]?
     /// The output head in bf16, made by the first network in bf16 precision
-    /// that asks and shared by every trial on this model.
+    /// that asks and shared by every trial on this model; rounded again
+    /// after a write through `tensor(_:)`.
     private let bf16Head = LockedValue<BFloat16Matrix?>(nil)
     /// oneDNN-packed copies of each layer's Float32 projections, filled by
     /// the first product of each direction with more rows than decoding's
@@ -200,7 +201,7 @@ public final class LlamaModel: @unchecked Sendable {
         bf16Head.withLock { head in
             if let head { return head }
             let made = BFloat16Matrix(weights.lmHead.base, rows: config.vocabularySize, columns: config.hiddenSize, context: context,
-                                      packs: Self.packsFrozenBFloat16(config))
+                                      packs: Self.packsFrozenBFloat16(config), rereadsSource: true)
             head = made
             return made
         }
@@ -227,12 +228,14 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
     /// The parameter tensor named `name` (Hugging Face naming). The buffer is
-    /// writable, so the packed copies of the base are marked stale: the next
-    /// product of each packs the (possibly changed) weights again.
+    /// writable, so the copies of the base are marked stale: the next product
+    /// of each packs (and the bf16 head's rounds) the possibly changed weights
+    /// again, in every network made before or after.
     public func tensor(_ name: String) -> UnsafeMutableBufferPointer<Float> {
         guard let e = layout[name] else { preconditionFailure("no tensor \(name)") }
         frozenPacks?.forEach { $0.values.forEach { $0.invalidate() } }
         frozenHeadPack?.invalidate()
+        bf16Head.withLock { $0?.invalidate() }
         return UnsafeMutableBufferPointer(start: parameters.base + e.offset, count: e.count)
     }
 

@@ -57,18 +57,27 @@ func roundToBFloat16Floats(
 public final class BFloat16Matrix: @unchecked Sendable {
     public let rows: Int, columns: Int
     let base: UnsafeMutablePointer<UInt16>
-    /// The trained Float32 weight this matrix rounds, or nil when it never changes.
+    /// The Float32 weight this matrix rounds again when marked stale: a
+    /// trained weight, or a frozen one its owner may still write
+    /// (`rereadsSource`); nil when it never changes.
     private let source: UnsafePointer<Float>?
+    /// Whether `source` is a trained weight (the optimizer writes the rounding with its update).
+    private let trains: Bool
     private let lock = NSLock()
     private var stale = false
 
     /// The bf16 rounding of `source` (rows × columns, row-major), converted
     /// on `context`'s threads; with `packs` its products read oneDNN-packed
-    /// copies (`packedIfEnabled`).
-    public init(_ source: UnsafePointer<Float>, rows: Int, columns: Int, context: ComputeContext, packs: Bool = false) {
+    /// copies (`packedIfEnabled`). With `rereadsSource` the matrix keeps
+    /// `source` (which must outlive it) and `invalidate` makes the next
+    /// product round it and pack it again: a frozen model's bf16 head, whose
+    /// arena `LlamaModel.tensor(_:)` hands out for writing.
+    public init(_ source: UnsafePointer<Float>, rows: Int, columns: Int, context: ComputeContext, packs: Bool = false,
+                rereadsSource: Bool = false) {
         self.rows = rows
         self.columns = columns
-        self.source = nil
+        self.source = rereadsSource ? source : nil
+        trains = false
         self.packs = packs
         base = Self.allocate(rows * columns)
         Self.round(source, into: base, rows: rows, columns: columns, context: context)
@@ -84,6 +93,7 @@ public final class BFloat16Matrix: @unchecked Sendable {
         self.rows = rows
         self.columns = columns
         self.source = source
+        trains = true
         packs = false
         base = Self.allocate(rows * columns)
         stale = true
@@ -102,12 +112,14 @@ public final class BFloat16Matrix: @unchecked Sendable {
         }
     }
 
-    /// Marks a trained matrix's rounding stale (its source changed); a no-op for a fixed one.
+    /// Marks the rounding stale (its source changed), and a frozen matrix's
+    /// packed copies with it; a no-op for a matrix without a source.
     public func invalidate() {
         guard source != nil else { return }
         lock.lock()
         stale = true
         lock.unlock()
+        if !trains { packed.invalidate() }
     }
 
     /// Where a trained matrix's rounding lies in its source's arena
@@ -115,14 +127,14 @@ public final class BFloat16Matrix: @unchecked Sendable {
     /// optimizer to write them with the update (`AdamW.RoundedSpan`); nil for
     /// a fixed matrix.
     func roundedSpan(in arena: UnsafePointer<Float>) -> AdamW.RoundedSpan? {
-        guard let source else { return nil }
+        guard trains, let source else { return nil }
         return AdamW.RoundedSpan(offset: source - arena, count: rows * columns, bits: base)
     }
 
     /// Marks a trained matrix's rounding current: its bits were written from
     /// its source's values as they now are (by the update that wrote both).
     func markCurrent() {
-        guard source != nil else { return }
+        guard trains else { return }
         lock.lock()
         stale = false
         lock.unlock()
@@ -135,7 +147,7 @@ public final class BFloat16Matrix: @unchecked Sendable {
         return !stale
     }
 
-    /// The matrix's bits; a trained matrix's are rounded again from its source first when stale.
+    /// The matrix's bits, rounded again from the source first when stale.
     func bits(context: ComputeContext) -> UnsafePointer<UInt16> {
         guard let source else { return UnsafePointer(base) }
         lock.lock()
@@ -150,7 +162,8 @@ public final class BFloat16Matrix: @unchecked Sendable {
     deinit { base.deallocate() }
 
     /// Its copies in the layouts oneDNN's primitives prefer, made by the first
-    /// product of each direction (the matrix never changes, so never invalidated).
+    /// product of each direction (only a frozen matrix has them; `invalidate`
+    /// marks them stale when its source was written).
     public let packed = PackedWeight()
 
     /// Whether this frozen matrix's products read its packed copies: its

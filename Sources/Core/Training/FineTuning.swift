@@ -17,8 +17,9 @@ public final class FineTuning: @unchecked Sendable {
     public let base: LlamaModel
     /// Names (PEFT keys for adapters, HF names for full) and places of the trained tensors.
     public let trainable: [ParameterEntry]
-    /// The trained tensors. Whoever writes them outside `step` (a resumed
-    /// checkpoint) must call `parametersChanged()` before the next step.
+    /// The trained tensors. Whoever writes them here outside `step` (a
+    /// resumed checkpoint) must call `parametersChanged()` before the next
+    /// step; `tensor(_:)` hands one out and calls it.
     public let parameters: FloatArena
     public let gradients: FloatArena
     public let optimizer: AdamW
@@ -99,10 +100,13 @@ public final class FineTuning: @unchecked Sendable {
     /// Parameters trained, counted as PyTorch counts them.
     public var trainableParameterCount: Int { trainable.reduce(0) { $0 + $1.count } }
 
-    /// A trained tensor by name (writing it outside `step` needs
-    /// `parametersChanged()` after, as for `parameters`).
+    /// A trained tensor by name, to write outside `step`: as it is handed
+    /// out, the roundings of the trained weights are marked stale
+    /// (`parametersChanged()`), so that the next product reads the written
+    /// values (as `LlamaModel.tensor(_:)` does for a model's copies).
     public func tensor(_ name: String) -> UnsafeMutableBufferPointer<Float>? {
         guard let e = trainable.first(where: { $0.name == name }) else { return nil }
+        parametersChanged()
         return UnsafeMutableBufferPointer(start: parameters.base + e.offset, count: e.count)
     }
 
