@@ -100,7 +100,7 @@ public final class BFloat16Matrix: @unchecked Sendable {
     }
 
     private static func allocate(_ count: Int) -> UnsafeMutablePointer<UInt16> {
-        UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * 2, alignment: 64).bindMemory(to: UInt16.self, capacity: max(1, count))
+        LargeBuffer.allocate(byteCount: max(1, count) * 2).bindMemory(to: UInt16.self, capacity: max(1, count))
     }
 
     private static func round(_ source: UnsafePointer<Float>, into base: UnsafeMutablePointer<UInt16>, rows: Int, columns: Int,
@@ -159,7 +159,7 @@ public final class BFloat16Matrix: @unchecked Sendable {
         return UnsafePointer(base)
     }
 
-    deinit { base.deallocate() }
+    deinit { LargeBuffer.deallocate(base, byteCount: max(1, rows * columns) * 2) }
 
     /// Its copies in the layouts oneDNN's primitives prefer, made by the first
     /// product of each direction (only a frozen matrix has them; `invalidate`

@@ -437,7 +437,7 @@ public final class PackedWeight: @unchecked Sendable {
 
     public init() {}
 
-    deinit { for copy in copies { copy.buffer.deallocate() } }
+    deinit { for copy in copies { LargeBuffer.deallocate(copy.buffer, byteCount: max(copy.bytes, 64)) } }
 
     /// Marks every packed copy stale (the weight has changed): the next
     /// product of each layout packs it again, into the same buffer.
@@ -476,9 +476,9 @@ public final class PackedWeight: @unchecked Sendable {
         }
         guard copies.count < maximumCopies else { return nil }
         let bytes = dnnl_memory_desc_get_size(&wanted)
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
+        let buffer = LargeBuffer.allocate(byteCount: max(bytes, 64))
         guard pack(into: buffer) else {
-            buffer.deallocate()
+            LargeBuffer.deallocate(buffer, byteCount: max(bytes, 64))
             return nil
         }
         copies.append(Copy(desc: wanted, transB: key.transB, buffer: buffer, bytes: bytes, current: true))

@@ -28,7 +28,8 @@ public final class FloatArena: @unchecked Sendable {
     public init(capacity: Int) {
         self.capacity = capacity
         measuring = false
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 16) * 4, alignment: 64)
+        // On huge pages when large (`LargeBuffer`), advised before the zeroing below first touches it.
+        let raw = LargeBuffer.allocate(byteCount: max(capacity, 16) * 4)
         base = raw.bindMemory(to: Float.self, capacity: max(capacity, 16))
         base.initialize(repeating: 0, count: max(capacity, 16))
     }
@@ -42,7 +43,7 @@ public final class FloatArena: @unchecked Sendable {
         base.initialize(repeating: 0, count: 16)
     }
 
-    deinit { base.deallocate() }
+    deinit { LargeBuffer.deallocate(base, byteCount: max(capacity, 16) * 4) }
 
     /// The next `count` Floats, rounded up to a 16-Float boundary so that every
     /// tensor starts on a cache line.

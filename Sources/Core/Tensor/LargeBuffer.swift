@@ -1,0 +1,73 @@
+// LargeBuffer: the allocation of the process's large, long-lived buffers
+// (arenas, packed weight copies, bf16 copies) on transparent huge pages.
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Maps large buffers 2 MiB-aligned and asks the kernel to back them with
+/// transparent huge pages (`madvise(MADV_HUGEPAGE)`; Debian's default THP mode
+/// is `madvise`, which gives huge pages to nothing else). First touching a
+/// model's memory in 4 KiB pages took a sixth to a quarter of a
+/// Llama-3.2-1B bench child's wall time (docs/benchmarks.md, "Issue 13,
+/// twenty-third stop"); epochs were unchanged within the VM's noise. Only
+/// whole 2 MiB blocks of a buffer become huge pages, so nothing is rounded
+/// up to them.
+///
+/// Why its own `mmap` rather than the allocator's: once a process frees a
+/// large block, glibc raises its mmap threshold (up to 32 MiB) and serves
+/// later blocks of that size from its heap, whose pages were already
+/// touched in 4 KiB pages, and advice would not change them.
+///
+/// `FACTSWEEP_HUGE_PAGES=off` keeps the ordinary allocator (a host whose
+/// kernel stalls compacting memory for huge pages).
+enum LargeBuffer {
+    /// A huge page's size, and the smallest buffer mapped for them.
+    static let hugePageBytes = 2 << 20
+
+    static let usesHugePages = ProcessInfo.processInfo.environment["FACTSWEEP_HUGE_PAGES"]?.lowercased() != "off"
+
+    /// Whether a buffer of `byteCount` bytes is mapped here (else the ordinary allocator's).
+    private static func isMapped(_ byteCount: Int) -> Bool {
+        #if os(Linux)
+        usesHugePages && byteCount >= hugePageBytes
+        #else
+        false
+        #endif
+    }
+
+    /// At least `byteCount` bytes (1 if 0), 64-byte aligned, uninitialised;
+    /// free with `deallocate(_:byteCount:)` and the same count.
+    static func allocate(byteCount: Int) -> UnsafeMutableRawPointer {
+        let bytes = max(byteCount, 1)
+        guard isMapped(bytes) else { return .allocate(byteCount: bytes, alignment: 64) }
+        #if os(Linux)
+        // Map a huge page more than needed, then unmap what lies before the first 2 MiB boundary and after the buffer.
+        let length = pageRounded(bytes), span = length + hugePageBytes
+        guard let raw = mmap(nil, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), raw != MAP_FAILED else {
+            fatalError("out of memory: mapping \(span) bytes failed (errno \(errno))")
+        }
+        let start = UInt(bitPattern: raw), aligned = (start + UInt(hugePageBytes - 1)) & ~UInt(hugePageBytes - 1)
+        let buffer = UnsafeMutableRawPointer(bitPattern: aligned)!
+        if aligned > start { munmap(raw, Int(aligned - start)) }
+        let tail = Int(start) + span - (Int(aligned) + length)
+        if tail > 0 { munmap(buffer + length, tail) }
+        // Advice only: a kernel without THP refuses it and the buffer keeps small pages.
+        _ = madvise(buffer, length, MADV_HUGEPAGE)
+        return buffer
+        #else
+        fatalError("unreachable")
+        #endif
+    }
+
+    /// Frees a buffer from `allocate(byteCount:)`, given the same count.
+    static func deallocate(_ buffer: UnsafeMutableRawPointer, byteCount: Int) {
+        let bytes = max(byteCount, 1)
+        guard isMapped(bytes) else { return buffer.deallocate() }
+        #if os(Linux)
+        munmap(buffer, pageRounded(bytes))
+        #endif
+    }
+
+    private static func pageRounded(_ bytes: Int) -> Int { (bytes + 4095) & ~4095 }
+}
