@@ -86,8 +86,13 @@ import TestSupport
             let (a, b, c0) = sets[index]
             let c = outputs[index].base
             c.update(from: c0, count: c0.count)
-            let ran = OneDNNMatmul.run(key, a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: c,
-                                       reuse: true)
+            // The operands' addresses held for the call (an array's implicit pointer lasts only for the expression it is made in).
+            let ran = a.withUnsafeBufferPointer { a in
+                b.withUnsafeBufferPointer { b in
+                    OneDNNMatmul.run(key, a: UnsafeMutableRawPointer(mutating: a.baseAddress!),
+                                     b: UnsafeMutableRawPointer(mutating: b.baseAddress!), c: c, reuse: true)
+                }
+            }
             #expect(ran)
             let expected = Self.reference(t, a: a, lda: lda, b: b, ldb: ldb, c: c0, ldc: ldc)
             #expect(FewRowsProductTests.relativeError(Array(UnsafeBufferPointer(start: c, count: c0.count)), expected) < 1e-5, "set \(index)")

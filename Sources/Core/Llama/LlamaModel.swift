@@ -230,7 +230,8 @@ public final class LlamaModel: @unchecked Sendable {
     /// The parameter tensor named `name` (Hugging Face naming). The buffer is
     /// writable, so the copies of the base are marked stale: the next product
     /// of each packs (and the bf16 head's rounds) the possibly changed weights
-    /// again, in every network made before or after.
+    /// again, in every network made before or after. Write before that next
+    /// product: one that runs in between copies the old values again.
     public func tensor(_ name: String) -> UnsafeMutableBufferPointer<Float> {
         guard let e = layout[name] else { preconditionFailure("no tensor \(name)") }
         frozenPacks?.forEach { $0.values.forEach { $0.invalidate() } }

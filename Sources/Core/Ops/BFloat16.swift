@@ -52,8 +52,9 @@ func roundToBFloat16Floats(
 
 /// A row-major matrix stored in bf16: half the bytes of its Float32 source,
 /// made once and read by every product that takes it — or, for a weight that
-/// trains (full fine-tuning in bf16), made again by the first product after
-/// each change (`init(rounding:)`, `invalidate`).
+/// trains (full fine-tuning in bf16) and for a frozen one its owner may still
+/// write (a model's shared head, `rereadsSource`), made again by the first
+/// product after each change (`init(rounding:)`, `invalidate`).
 public final class BFloat16Matrix: @unchecked Sendable {
     public let rows: Int, columns: Int
     let base: UnsafeMutablePointer<UInt16>

@@ -8,9 +8,9 @@ import Glibc
 /// Maps large buffers 2 MiB-aligned and asks the kernel to back them with
 /// transparent huge pages (`madvise(MADV_HUGEPAGE)`; Debian's default THP mode
 /// is `madvise`, which gives huge pages to nothing else). First touching a
-/// model's memory in 4 KiB pages took a sixth to a quarter of a
-/// Llama-3.2-1B bench child's wall time (docs/benchmarks.md, "Issue 13,
-/// twenty-third stop"); epochs were unchanged within the VM's noise. Only
+/// model's memory in 4 KiB pages took about a third of a Llama-3.2-1B bench
+/// child's wall time (docs/benchmarks.md, "Issue 13, twenty-third stop");
+/// epochs were unchanged within the VM's noise. Only
 /// whole 2 MiB blocks of a buffer become huge pages, so nothing is rounded
 /// up to them.
 ///
@@ -20,12 +20,23 @@ import Glibc
 /// touched in 4 KiB pages, and advice would not change them.
 ///
 /// `FACTSWEEP_HUGE_PAGES=off` keeps the ordinary allocator (a host whose
-/// kernel stalls compacting memory for huge pages).
+/// kernel stalls compacting memory for huge pages), as does a kernel whose
+/// base page is not 4 KiB (its huge pages are not 2 MiB).
 enum LargeBuffer {
     /// A huge page's size, and the smallest buffer mapped for them.
     static let hugePageBytes = 2 << 20
 
     static let usesHugePages = ProcessInfo.processInfo.environment["FACTSWEEP_HUGE_PAGES"]?.lowercased() != "off"
+        && hasSmallPages
+
+    /// Whether the kernel's base page is 4 KiB, as the mapping below assumes.
+    private static let hasSmallPages: Bool = {
+        #if os(Linux)
+        sysconf(Int32(_SC_PAGESIZE)) == 4096
+        #else
+        false
+        #endif
+    }()
 
     /// Whether a buffer of `byteCount` bytes is mapped here (else the ordinary allocator's).
     private static func isMapped(_ byteCount: Int) -> Bool {

@@ -103,7 +103,8 @@ public final class FineTuning: @unchecked Sendable {
     /// A trained tensor by name, to write outside `step`: as it is handed
     /// out, the roundings of the trained weights are marked stale
     /// (`parametersChanged()`), so that the next product reads the written
-    /// values (as `LlamaModel.tensor(_:)` does for a model's copies).
+    /// values (as `LlamaModel.tensor(_:)` does for a model's copies). Write
+    /// before the next step: a product in between rounds the old values.
     public func tensor(_ name: String) -> UnsafeMutableBufferPointer<Float>? {
         guard let e = trainable.first(where: { $0.name == name }) else { return nil }
         parametersChanged()
