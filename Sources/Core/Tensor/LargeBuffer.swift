@@ -38,14 +38,9 @@ enum LargeBuffer {
         #endif
     }()
 
-    /// Whether a buffer of `byteCount` bytes is mapped here (else the ordinary allocator's).
-    private static func isMapped(_ byteCount: Int) -> Bool {
-        #if os(Linux)
-        usesHugePages && byteCount >= hugePageBytes
-        #else
-        false
-        #endif
-    }
+    /// Whether a buffer of `byteCount` bytes is mapped here (else the
+    /// ordinary allocator's); never off Linux, where `hasSmallPages` is false.
+    private static func isMapped(_ byteCount: Int) -> Bool { usesHugePages && byteCount >= hugePageBytes }
 
     /// At least `byteCount` bytes (1 if 0), 64-byte aligned, uninitialised;
     /// free with `deallocate(_:byteCount:)` and the same count.
