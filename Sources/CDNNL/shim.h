@@ -137,24 +137,27 @@ static inline int factsweep_is_bf16_vnni_layout(const dnnl_memory_desc_t *desc, 
 }
 
 /// Reorders B (k×n as the product reads it: row-major with leading dimension
-/// `ldb`, transposed when `transB`; bf16 when `sourceBF16`, else f32) into
-/// `packed`, laid out and typed as `packedDesc` (f32 → bf16 converts).
+/// `ldb`, transposed when `transB`; bf16 when `plainBF16`, else f32) into
+/// `packed`, laid out and typed as `packedDesc` (f32 → bf16 converts); with
+/// `unpack` the other way, from `packed` back into plain rows at `plain`
+/// (bf16 → bf16 copies the values exactly).
 static inline dnnl_status_t factsweep_reorder_weights(
-    dnnl_engine_t engine, dnnl_stream_t stream, int transB, dnnl_dim_t k, dnnl_dim_t n, dnnl_dim_t ldb, int sourceBF16,
-    const void *b, const dnnl_memory_desc_t *packedDesc, void *packed)
+    dnnl_engine_t engine, dnnl_stream_t stream, int transB, dnnl_dim_t k, dnnl_dim_t n, dnnl_dim_t ldb, int plainBF16,
+    void *plain, const dnnl_memory_desc_t *packedDesc, void *packed, int unpack)
 {
     dnnl_dims_t bDims = {k, n};
     dnnl_dims_t bStrides = {transB ? 1 : ldb, transB ? ldb : 1};
     dnnl_memory_desc_t plainDesc;
-    dnnl_status_t status = dnnl_memory_desc_init_by_strides(&plainDesc, 2, bDims, sourceBF16 ? dnnl_bf16 : dnnl_f32, bStrides);
+    dnnl_status_t status = dnnl_memory_desc_init_by_strides(&plainDesc, 2, bDims, plainBF16 ? dnnl_bf16 : dnnl_f32, bStrides);
     if (status != dnnl_success) return status;
+    const dnnl_memory_desc_t *fromDesc = unpack ? packedDesc : &plainDesc, *toDesc = unpack ? &plainDesc : packedDesc;
     dnnl_primitive_desc_t reorderDesc = NULL;
     dnnl_primitive_t reorder = NULL;
     dnnl_memory_t source = NULL, destination = NULL;
-    status = dnnl_reorder_primitive_desc_create(&reorderDesc, &plainDesc, engine, packedDesc, engine, NULL);
+    status = dnnl_reorder_primitive_desc_create(&reorderDesc, fromDesc, engine, toDesc, engine, NULL);
     if (status == dnnl_success) status = dnnl_primitive_create(&reorder, reorderDesc);
-    if (status == dnnl_success) status = dnnl_memory_create(&source, &plainDesc, engine, (void *)b);
-    if (status == dnnl_success) status = dnnl_memory_create(&destination, packedDesc, engine, packed);
+    if (status == dnnl_success) status = dnnl_memory_create(&source, fromDesc, engine, unpack ? packed : plain);
+    if (status == dnnl_success) status = dnnl_memory_create(&destination, toDesc, engine, unpack ? plain : packed);
     if (status == dnnl_success) {
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, destination}};
         status = dnnl_primitive_execute(reorder, stream, 2, args);

@@ -300,6 +300,49 @@ import Trial
         #expect(model.packedCopyBytes == packed)
     }
 
+    /// After a bf16 LoRA step the model's packed bf16 projections and head
+    /// hold their values only in their packed copies (`BFloat16Matrix`'s
+    /// release): decoding's few rows and a prompt's many read the same
+    /// copies, so logits of 1 and 18 rows afterwards neither make the plain
+    /// bits again nor change. Without bf16 kernels nothing packs and every
+    /// matrix keeps its bits.
+    @Test func frozenBF16BasesKeepOnlyTheirPackedCopiesAfterAStep() throws {
+        let loaded = try ModelLocation.open(TestPaths.golden("tiny-tied"))
+        try #require(LlamaModel.packsFrozenBFloat16(loaded.configuration), "FACTSWEEP_PACK_BF16_BASES=off is set")
+        try #require(BFloat16Matrix.releasesPlainBits, "\(BFloat16Matrix.releaseEnvironmentKey)=off is set")
+        let ctx = ComputeContext(threads: 2)
+        let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors, storage: .training(.lora, precision: .bf16),
+                                   context: ctx)
+        let frozen = model.frozenNetwork(precision: .bf16, context: ctx)
+        func logits(rows count: Int) -> [Float] {
+            let b = count == 1 ? TokenBatch(batchSize: 1, seqLen: 1, tokens: [5], targets: [TokenBatch.ignore])
+                : TokenBatch(batchSize: 1, seqLen: count, tokens: (0..<count).map { Int32(3 + $0) },
+                             targets: [Int32](repeating: TokenBatch.ignore, count: count))
+            let acts = LlamaActivations(network: frozen, maxBatch: b.batchSize, maxSeq: b.seqLen, threads: ctx.threads)
+            return ProductPrecision.run(.bf16) { frozen.logits(b, outputRows: Array(0..<(b.batchSize * b.seqLen)), acts, context: ctx) }
+        }
+        let before = (logits(rows: 1), logits(rows: 18))
+        let b = try BFloat16GoldenTests.batch(try BFloat16GoldenTests.golden("tiny-tied"))
+        let method = MethodSettings(kind: .lora, rank: 4, alpha: 8, dropout: 0, targets: ProjectionKind.allCases)
+        let trial = try FineTuning(base: model, method: method, optimizer: AdamWSettings(), maxBatch: b.batchSize, maxSeq: b.seqLen,
+                                   seed: 3, precision: .bf16, context: ctx)
+        _ = trial.step(b, lr: 1e-3)
+        let matrices = (model.bf16Projections ?? []).flatMap(\.values) + [model.bf16HeadCopy(context: ctx)]
+        func holding() -> Int { matrices.filter(\.holdsPlainBits).count }
+        if MatmulEngine.hasBF16Kernels {
+            #expect(holding() == 0, "\(holding()) of \(matrices.count) bf16 matrices kept their plain bits after a step")
+        } else {
+            #expect(holding() == matrices.count)
+            print("note: no bf16 kernels on \(CPUFeatures.modelName): checked that every bf16 matrix keeps its plain bits")
+        }
+        let after = (logits(rows: 1), logits(rows: 18))
+        let unchanged = after.0 == before.0 && after.1 == before.1
+        #expect(unchanged, "the frozen network's logits changed once the bits were released")
+        if MatmulEngine.hasBF16Kernels {
+            #expect(holding() == 0, "\(holding()) bf16 matrices made their plain bits again for a forward of few rows")
+        }
+    }
+
     /// An adapter method in f32 multiplies by packed copies of the model's
     /// Float32 base: the forward's layout on its first product, the
     /// backward's on the first step (none on AVX2, where that layout is the

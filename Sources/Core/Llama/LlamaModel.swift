@@ -151,12 +151,15 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// Whether the frozen bf16 matrices of bf16 trials (an adapter method's
     /// projections stored in bf16, and the bf16 head every bf16 trial reads)
-    /// are multiplied by packed copies, one per direction, beside the plain
-    /// bits: twice their memory again, for products that no longer re-block
-    /// the weight in every call. On a Zen 4 EPYC, LoRA r=8 at batch 1 went
-    /// from 0.80–1.13 to 0.59–0.79 s/epoch at SmolLM2 (+513 MiB peak, 520 →
-    /// 1033) and from 6.0–6.4 to 4.6 s at Llama-3.2-1B (3,684 → 8,405 MiB,
-    /// beside PyTorch autocast's 8,599; docs/benchmarks.md, "Issue 13, twentieth
+    /// are multiplied by packed copies, one per direction, for products that
+    /// no longer re-block the weight in every call. On a Zen 4 EPYC, LoRA r=8
+    /// at batch 1 went from 0.80–1.13 to 0.59–0.79 s/epoch at SmolLM2 and from
+    /// 6.0–6.4 to 4.6 s at Llama-3.2-1B (docs/benchmarks.md, "Issue 13,
+    /// twentieth stop"). Once both copies exist the plain bits are released
+    /// (`BFloat16Matrix.releasePlainBitsIfPacked`), so the copies cost one
+    /// matrix more at the peak, not two: peak RSS 520 MiB unpacked, 822
+    /// packed (1,033 before the release) at SmolLM2; 3,684, 6,533 and 8,405
+    /// MiB at Llama-3.2-1B, beside PyTorch autocast's 8,599 ("twenty-fourth
     /// stop"). By default when the copies take at most
     /// `packedBFloat16Limit`, a rule on the model alone, as packed and plain
     /// products may round differently (within 1e-6);
@@ -172,8 +175,8 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// The most memory packed bf16 copies take by default: 6 GiB, so that two
     /// bf16 adapter workers with them still share a 24 GiB host at
-    /// Llama-3.2-1B (copies 4.9 GB, 8.2 GiB a worker); a 3B model's (12.8 GB)
-    /// are not made.
+    /// Llama-3.2-1B (copies 4.9 GB, 6.4 GiB a worker at its peak); a 3B
+    /// model's (12.8 GB) are not made.
     public static let packedBFloat16Limit = 6 << 30
 
     /// Bytes of the packed bf16 copies of a model's projections and head, two layouts each.

@@ -137,8 +137,7 @@ public enum FrozenMatrix: Sendable {
         case let .dense(w, o, i, packed):
             linearForward(out.base, inp.base, w.base, n: n, inDim: i, outDim: o, context: context, packed: packed, fewRows: fewRows)
         case let .bf16(w):
-            gemmBFloat16(transA: false, transB: true, m: n, n: w.rows, k: w.columns, a: .f32(inp.base), lda: w.columns,
-                         b: .bf16(w.bits(context: context)), ldb: w.columns, beta: 0, c: out.base, ldc: w.rows, packed: w.packedIfEnabled)
+            w.product(transB: true, m: n, a: inp.base, beta: 0, c: out.base, context: context)
         case let .nf4(t) where n <= fewRows:
             guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
             // Each thread dequantises and multiplies its own tiles (decoding).
@@ -172,9 +171,7 @@ public enum FrozenMatrix: Sendable {
             linearBackward(dinp: dinp.base, dweight: nil, dout: dout.base, inp: dout.base, weight: w.base,
                            n: n, inDim: i, outDim: o, accumulateInput: accumulate, packed: packed)
         case let .bf16(w):
-            gemmBFloat16(transA: false, transB: false, m: n, n: w.columns, k: w.rows, a: .f32(dout.base), lda: w.rows,
-                         b: .bf16(w.bits(context: context)), ldb: w.columns, beta: accumulate ? 1 : 0, c: dinp.base, ldc: w.columns,
-                         packed: w.packedIfEnabled)
+            w.product(transB: false, m: n, a: dout.base, beta: accumulate ? 1 : 0, c: dinp.base, context: context)
         case let .nf4(t):
             guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
             if FrozenMatrix.multiplyBlocked(t, forward: false, m: n, a: dout.base, beta: accumulate ? 1 : 0, c: dinp.base,

@@ -55,9 +55,18 @@ func roundToBFloat16Floats(
 /// trains (full fine-tuning in bf16) and for a frozen one its owner may still
 /// write (a model's shared head, `rereadsSource`), made again by the first
 /// product after each change (`init(rounding:)`, `invalidate`).
+///
+/// A frozen matrix that packs keeps its values in oneDNN's packed copies,
+/// one per direction, once both are made, and releases its plain bits then
+/// (`releasePlainBitsIfPacked`): at Llama-3.2-1B they are 2.5 GB of a bf16
+/// adapter worker's memory that no product reads any more
+/// (docs/benchmarks.md, "Issue 13, twenty-fourth stop"). A product that
+/// needs them again (a layout no copy has, a CPU path without bf16 kernels,
+/// an export) makes them again — from the source when the matrix keeps one,
+/// else from a packed copy, which holds the same values — under a lease
+/// (`withBits`) that no release interrupts.
 public final class BFloat16Matrix: @unchecked Sendable {
     public let rows: Int, columns: Int
-    let base: UnsafeMutablePointer<UInt16>
     /// The Float32 weight this matrix rounds again when marked stale: a
     /// trained weight, or a frozen one its owner may still write
     /// (`rereadsSource`); nil when it never changes.
@@ -65,7 +74,15 @@ public final class BFloat16Matrix: @unchecked Sendable {
     /// Whether `source` is a trained weight (the optimizer writes the rounding with its update).
     private let trains: Bool
     private let lock = NSLock()
+    /// The plain bits (rows × columns, row-major); nil while released.
+    private var plain: UnsafeMutablePointer<UInt16>?
     private var stale = false
+    /// Products reading the plain bits now (`withBits`): no release while any does.
+    private var readers = 0
+    /// Set when the plain bits had to be made again while both packed copies
+    /// were current (a product reading another layout): they are then kept,
+    /// so that such products do not make them again every call.
+    private var keepsPlainBits = false
 
     /// The bf16 rounding of `source` (rows × columns, row-major), converted
     /// on `context`'s threads; with `packs` its products read oneDNN-packed
@@ -80,11 +97,12 @@ public final class BFloat16Matrix: @unchecked Sendable {
         self.source = rereadsSource ? source : nil
         trains = false
         self.packs = packs
-        base = Self.allocate(rows * columns)
-        Self.round(source, into: base, rows: rows, columns: columns, context: context)
+        let made = Self.allocate(rows * columns)
+        Self.round(source, into: made, rows: rows, columns: columns, context: context)
+        plain = made
     }
 
-    /// The bf16 rounding of a weight that trains, made by the first `bits`
+    /// The bf16 rounding of a weight that trains, made by the first product
     /// after creation and after each `invalidate`, or written by the
     /// optimizer's update with the weight itself (`roundedSpan`, `markCurrent`). Products of both
     /// directions read the same plain copy: with oneDNN's packed layout the
@@ -96,12 +114,16 @@ public final class BFloat16Matrix: @unchecked Sendable {
         self.source = source
         trains = true
         packs = false
-        base = Self.allocate(rows * columns)
+        plain = Self.allocate(rows * columns)
         stale = true
     }
 
     private static func allocate(_ count: Int) -> UnsafeMutablePointer<UInt16> {
         LargeBuffer.allocate(byteCount: max(1, count) * 2).bindMemory(to: UInt16.self, capacity: max(1, count))
+    }
+
+    private static func deallocate(_ bits: UnsafeMutablePointer<UInt16>, count: Int) {
+        LargeBuffer.deallocate(bits, byteCount: max(1, count) * 2)
     }
 
     private static func round(_ source: UnsafePointer<Float>, into base: UnsafeMutablePointer<UInt16>, rows: Int, columns: Int,
@@ -111,6 +133,15 @@ public final class BFloat16Matrix: @unchecked Sendable {
             convertToBFloat16(destination.value + range.lowerBound * columns, source + range.lowerBound * columns,
                               rows: range.count, columns: columns, ld: columns)
         }
+    }
+
+    /// The plain bits of a matrix that never releases them (one that trains,
+    /// or does not pack); others are read through `withBits`.
+    var base: UnsafeMutablePointer<UInt16> {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let plain else { preconditionFailure("a packed bf16 matrix released its plain bits: read them through withBits") }
+        return plain
     }
 
     /// Marks the rounding stale (its source changed), and a frozen matrix's
@@ -148,19 +179,69 @@ public final class BFloat16Matrix: @unchecked Sendable {
         return !stale
     }
 
-    /// The matrix's bits, rounded again from the source first when stale.
-    func bits(context: ComputeContext) -> UnsafePointer<UInt16> {
-        guard let source else { return UnsafePointer(base) }
+    /// Whether the matrix holds its plain bits now (tests).
+    var holdsPlainBits: Bool {
         lock.lock()
         defer { lock.unlock() }
-        if stale {
-            Self.round(source, into: base, rows: rows, columns: columns, context: context)
-            stale = false
-        }
-        return UnsafePointer(base)
+        return plain != nil
     }
 
-    deinit { LargeBuffer.deallocate(base, byteCount: max(1, rows * columns) * 2) }
+    /// Runs `body` with the matrix's plain bits, rounded again from the
+    /// source first when stale, or made again when released; no release
+    /// happens until `body` returns. A product that needs them made again
+    /// while both packed copies are current reads a layout no copy has, and
+    /// would again: they are kept from then on (`keepsPlainBits`); a one-off
+    /// reader (`oneOff`, an export) lets them go again afterwards.
+    func withBits<Result>(context: ComputeContext, oneOff: Bool = false, _ body: (UnsafePointer<UInt16>) -> Result) -> Result {
+        lock.lock()
+        if plain == nil {
+            keepsPlainBits = !oneOff && packed.holdsBothDirections
+            let made = Self.allocate(rows * columns)
+            if source != nil {
+                stale = true
+            } else {
+                let unpacked = OneDNNMatmul.unpack(packed, into: made)
+                precondition(unpacked, "a bf16 matrix released its plain bits without a current packed copy to make them again from")
+            }
+            plain = made
+        }
+        guard let bits = plain else { preconditionFailure("unreachable: the plain bits were just made") }
+        if let source, stale {
+            Self.round(source, into: bits, rows: rows, columns: columns, context: context)
+            stale = false
+        }
+        readers += 1
+        lock.unlock()
+        defer {
+            lock.lock()
+            readers -= 1
+            lock.unlock()
+        }
+        return body(UnsafePointer(bits))
+    }
+
+    /// The environment variable that keeps packed frozen matrices' plain bits
+    /// (`off`): the benchmark's before/after.
+    static let releaseEnvironmentKey = "FACTSWEEP_RELEASE_BF16_ROWS"
+
+    /// Whether packed frozen matrices release their plain bits (the environment's say).
+    static let releasesPlainBits = ProcessInfo.processInfo.environment[releaseEnvironmentKey]?.lowercased() != "off"
+
+    /// Releases the plain bits of a frozen matrix that packs once both
+    /// directions' packed copies are current and no product reads them
+    /// (nor made them again for a layout no copy has: `keepsPlainBits`).
+    func releasePlainBitsIfPacked() {
+        guard packs, !trains, Self.releasesPlainBits else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        guard let bits = plain, readers == 0, !keepsPlainBits, !stale, packed.holdsBothDirections else { return }
+        Self.deallocate(bits, count: rows * columns)
+        plain = nil
+    }
+
+    deinit {
+        if let plain { Self.deallocate(plain, count: rows * columns) }
+    }
 
     /// Its copies in the layouts oneDNN's primitives prefer, made by the first
     /// product of each direction (only a frozen matrix has them; `invalidate`
@@ -177,11 +258,15 @@ public final class BFloat16Matrix: @unchecked Sendable {
     /// every call).
     var packedIfEnabled: PackedWeight? { packs ? packed : nil }
 
-    /// Bytes the matrix occupies (without its packed copies).
+    /// Bytes of the matrix's values in bf16, whether held in plain rows or
+    /// only in its packed copies (whose bytes are not counted here).
     public var byteCount: Int { 2 * rows * columns }
 
     /// Writes the matrix widened to Float32 into `destination` (rows × columns).
     func widen(into destination: UnsafeMutablePointer<Float>) {
-        convertFromBFloat16(destination, bits(context: ComputeContext(threads: 1)), rows: rows, columns: columns, ld: columns)
+        withBits(context: ComputeContext(threads: 1), oneOff: true) { bits in
+            convertFromBFloat16(destination, bits, rows: rows, columns: columns, ld: columns)
+        }
+        releasePlainBitsIfPacked()
     }
 }

@@ -160,6 +160,62 @@ func gemmBFloat16IntoBlockedB(
     return ran
 }
 
+/// C[m,n] = A·op(B) + beta·C in bf16 over the current packed copy in
+/// `packed` for this product's layout, B's plain values not read: true when
+/// such a copy exists and the product ran; false, having run nothing, when
+/// the path is shut here (as `gemmBFloat16IntoBlockedB`'s) or no current
+/// copy has the layout (the caller then takes `gemmBFloat16` over B's plain
+/// bits, which makes it). A is Float32 (m × k, leading dimension `lda`); the
+/// key is the one `gemmBFloat16` makes for a packed B, so the same primitive
+/// reads the same copy.
+func gemmBFloat16OnPackedCopy(
+    transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, ldb: Int, beta: Float,
+    c: UnsafeMutablePointer<Float>, ldc: Int, packed: PackedWeight
+) -> Bool {
+    guard m > 0, n > 0, k > 0, MatmulEngine.currentBF16 == .oneDNN, OneDNNMatmul.supportsBF16, ProductPrecision.allowsBF16Kernels,
+          OneDNNMatmul.reuse else { return false }
+    let threads = BLASThreads.threadsOutsideSections
+    // A's bf16 copy is packed (leading dimension k), whether made here or shared.
+    let key = OneDNNMatmul.Key(transA: false, transB: transB, m: m, n: n, k: k, lda: k, ldb: ldb, ldc: ldc,
+                               alpha: 1, beta: beta, bf16: true, threads: threads ?? 1)
+    guard let copy = OneDNNMatmul.currentPackedCopy(key, in: packed) else { return false }
+    let scratch = ProductScratch.current
+    var ran = false
+    func run() {
+        let (aBits, aLD) = bf16(.f32(a), rows: m, columns: k, ld: lda, slot: 0, scratch, threads: threads ?? 1)
+        precondition(aLD == k, "A's bf16 copy is not packed")
+        ran = OneDNNMatmul.runPrepacked(key, a: UnsafeMutableRawPointer(mutating: aBits), b: copy, c: c)
+    }
+    // Timed as `gemmBFloat16` times a product over a packed B (not inside single-threaded sections).
+    guard threads != nil else { run(); return ran }
+    ProductProfile.timed(ProductProfile.Shape(transA: false, transB: transB, m: m, n: n, k: k, bf16: true, bStoredBF16: true,
+                                              bPacked: true), run)
+    return ran
+}
+
+extension BFloat16Matrix {
+    /// C (m × n) = A · op(W) + beta·C, A Float32 (m × k, packed rows): the
+    /// forward's X · Wᵀ (`transB`: n = rows, k = columns) or the backward's
+    /// dY · W (n = columns, k = rows). A matrix that packs reads its current
+    /// packed copy for the product's layout without its plain bits; else
+    /// the plain bits (made again if released), packing them on a copy's
+    /// first use, after which a frozen matrix releases them once both
+    /// directions are packed (`releasePlainBitsIfPacked`).
+    func product(transB: Bool, m: Int, a: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>, context: ComputeContext) {
+        let (n, k) = transB ? (rows, columns) : (columns, rows)
+        if let packed = packedIfEnabled,
+           gemmBFloat16OnPackedCopy(transB: transB, m: m, n: n, k: k, a: a, lda: k, ldb: columns, beta: beta, c: c, ldc: n,
+                                    packed: packed) {
+            return
+        }
+        withBits(context: context) { bits in
+            gemmBFloat16(transA: false, transB: transB, m: m, n: n, k: k, a: .f32(a), lda: k, b: .bf16(bits), ldb: columns,
+                         beta: beta, c: c, ldc: n, packed: packedIfEnabled)
+        }
+        releasePlainBitsIfPacked()
+    }
+}
+
 /// The f32 product of bf16-rounded operands: on oneDNN's f32 matmul outside
 /// single-threaded sections (`threads` non-nil), as `gemm` runs f32
 /// products, else (or where oneDNN refuses the shape) on sgemm.

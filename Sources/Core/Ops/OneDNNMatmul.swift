@@ -201,6 +201,23 @@ enum OneDNNMatmul {
         return ThreadContext.current(engine: engine).execute(primitive, engine: engine, a: a, b: b, c: c)
     }
 
+    /// The current packed copy in `packed` that `key`'s primitive with a
+    /// packed B reads (a bf16 product), for `runPrepacked`; nil when there
+    /// is none yet, or the layout is plain rows (whose products may be split,
+    /// as `run` does).
+    static func currentPackedCopy(_ key: Key, in packed: PackedWeight) -> UnsafeMutableRawPointer? {
+        guard key.bf16, let engine = state.engine, let primitive = packedPrimitive(for: key, engine: engine),
+              primitive.packedRowStride == 0, let desc = primitive.weightsDesc else { return nil }
+        return packed.currentCopy(for: desc, transB: key.transB)
+    }
+
+    /// Writes `packed`'s weight back in plain bf16 rows into `plain` (see
+    /// `PackedWeight.unpack`); false without oneDNN or a current bf16 copy.
+    static func unpack(_ packed: PackedWeight, into plain: UnsafeMutablePointer<UInt16>) -> Bool {
+        guard let engine = state.engine, let stream = ThreadContext.current(engine: engine).stream else { return false }
+        return packed.unpack(into: plain, engine: engine, stream: stream)
+    }
+
     /// The path before reuse: a stream and a scratchpad of its own per call.
     private static func runUnshared(
         _ key: Key, engine: dnnl_engine_t, a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>,
@@ -423,6 +440,8 @@ public final class PackedWeight: @unchecked Sendable {
     private struct Copy {
         var desc: dnnl_memory_desc_t
         var transB: Bool
+        /// B's shape as the product reads it (k × n) and the weight's row stride.
+        var k: Int, n: Int, ldb: Int
         var buffer: UnsafeMutableRawPointer
         var bytes: Int
         /// False once the weight has changed: the buffer is kept and refilled by the next product.
@@ -465,7 +484,7 @@ public final class PackedWeight: @unchecked Sendable {
         var wanted = desc
         func pack(into buffer: UnsafeMutableRawPointer) -> Bool {
             factsweep_reorder_weights(engine, stream, key.transB ? 1 : 0, Int64(key.k), Int64(key.n), Int64(key.ldb),
-                                      sourceBF16 ? 1 : 0, b, &wanted, buffer) == dnnl_success
+                                      sourceBF16 ? 1 : 0, UnsafeMutableRawPointer(mutating: b), &wanted, buffer, 0) == dnnl_success
         }
         for index in copies.indices where copies[index].transB == key.transB && dnnl_memory_desc_equal(&copies[index].desc, &wanted) != 0 {
             if !copies[index].current {
@@ -481,7 +500,41 @@ public final class PackedWeight: @unchecked Sendable {
             LargeBuffer.deallocate(buffer, byteCount: max(bytes, 64))
             return nil
         }
-        copies.append(Copy(desc: wanted, transB: key.transB, buffer: buffer, bytes: bytes, current: true))
+        copies.append(Copy(desc: wanted, transB: key.transB, k: key.k, n: key.n, ldb: key.ldb, buffer: buffer, bytes: bytes,
+                           current: true))
         return buffer
+    }
+
+    /// The current copy in layout `desc` for products reading B transposed
+    /// or not (`transB`), without making one; nil when there is none.
+    fileprivate func currentCopy(for desc: dnnl_memory_desc_t, transB: Bool) -> UnsafeMutableRawPointer? {
+        lock.lock()
+        defer { lock.unlock() }
+        var wanted = desc
+        for var copy in copies where copy.current && copy.transB == transB && dnnl_memory_desc_equal(&copy.desc, &wanted) != 0 {
+            return copy.buffer
+        }
+        return nil
+    }
+
+    /// Whether a current copy exists for each direction (B read transposed,
+    /// the forward's X · Wᵀ, and not, the backward's dY · W).
+    var holdsBothDirections: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return copies.contains { $0.current && $0.transB } && copies.contains { $0.current && !$0.transB }
+    }
+
+    /// Writes the weight back in plain bf16 rows (row-major, leading
+    /// dimension the products' `ldb`) into `plain` from a current bf16 copy:
+    /// the same values, as packing only moved them. False, writing nothing,
+    /// when no current bf16 copy exists or the reorder fails.
+    fileprivate func unpack(into plain: UnsafeMutablePointer<UInt16>, engine: dnnl_engine_t, stream: dnnl_stream_t) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let copy = copies.first(where: { $0.current && $0.desc.data_type == dnnl_bf16 }) else { return false }
+        var desc = copy.desc
+        return factsweep_reorder_weights(engine, stream, copy.transB ? 1 : 0, Int64(copy.k), Int64(copy.n), Int64(copy.ldb), 1,
+                                         plain, &desc, copy.buffer, 1) == dnnl_success
     }
 }
