@@ -158,9 +158,9 @@ public final class LlamaModel: @unchecked Sendable {
     /// twentieth stop"). Once both copies exist the plain bits are released
     /// (`BFloat16Matrix.releasePlainBitsIfPacked`), so the copies cost one
     /// matrix more at the peak, not two: peak RSS 520 MiB unpacked, 822
-    /// packed (1,033 before the release) at SmolLM2; 3,684, 6,533 and 8,405
-    /// MiB at Llama-3.2-1B, beside PyTorch autocast's 8,599 ("twenty-fourth
-    /// stop"). By default when the copies take at most
+    /// packed (1,033 before the release) at SmolLM2; 3,684 MiB unpacked and
+    /// 6,533 packed (8,405 before) at Llama-3.2-1B, beside PyTorch autocast's
+    /// 8,599 ("twenty-fourth stop"). By default when the copies take at most
     /// `packedBFloat16Limit`, a rule on the model alone, as packed and plain
     /// products may round differently (within 1e-6);
     /// `FACTSWEEP_PACK_BF16_BASES=on` or `off` decides it for every model
