@@ -75,8 +75,9 @@ struct RunCommand: ParsableCommand {
                                  "--checkpoint-dir", runDirectory.checkpoints.path, "--cluster", clusterFile.path,
                                  "--stats-file", runDirectory.logs.appendingPathComponent("worker-\(i).stats.json").path]
             process.arguments? += simulation.workerArguments
+            // Appended to: a resumed run keeps what its workers logged before.
             let log = runDirectory.logs.appendingPathComponent("worker-\(i).log")
-            FileManager.default.createFile(atPath: log.path, contents: nil)
+            if !FileManager.default.fileExists(atPath: log.path) { _ = FileManager.default.createFile(atPath: log.path, contents: nil) }
             let handle = try FileHandle(forWritingTo: log)
             handle.seekToEndOfFile()
             process.standardOutput = handle

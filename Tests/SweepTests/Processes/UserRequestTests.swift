@@ -63,6 +63,9 @@ import TestSupport
                                             "--heartbeat", "0.2"])
         #expect(first.status == 0, "\(first.stderr)")
         #expect(try SweepProcessTests.rows(db, "SELECT status FROM trials").allSatisfy { $0["status"] == "failed" })
+        let workerLog = run.appendingPathComponent("logs/worker-0.log")
+        let firstLog = try String(contentsOf: workerLog, encoding: .utf8)
+        #expect(!firstLog.isEmpty, "the first run's worker logged nothing")
 
         // Refused by name: a key no trial has, and a directory that is no run.
         let unknown = try FactSweepBinary.run(["retry", run.path, "nope"])
@@ -86,5 +89,8 @@ import TestSupport
                                              "--heartbeat", "0.2"])
         #expect(second.status == 0, "\(second.stderr)")
         try SweepProcessTests.expectComplete(db, trials: 2, epochs: 2)
+        // The second run appended to its worker's log: the first run's lines are still there.
+        let secondLog = try String(contentsOf: workerLog, encoding: .utf8)
+        #expect(secondLog.hasPrefix(firstLog) && secondLog.count > firstLog.count, "the second run's worker log lost the first run's lines")
     }
 }
