@@ -310,6 +310,7 @@ import Trial
         let loaded = try ModelLocation.open(TestPaths.golden("tiny-tied"))
         try #require(LlamaModel.packsFrozenBFloat16(loaded.configuration), "FACTSWEEP_PACK_BF16_BASES=off is set")
         try #require(BFloat16Matrix.releasesPlainBits, "\(BFloat16Matrix.releaseEnvironmentKey)=off is set")
+        try #require(OneDNNMatmul.reuse, "\(OneDNNMatmul.reuseEnvironmentKey)=off is set: no packed copies are made")
         let ctx = ComputeContext(threads: 2)
         let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors, storage: .training(.lora, precision: .bf16),
                                    context: ctx)

@@ -29,6 +29,7 @@ import TestSupport
     static func packsHere() throws -> Bool {
         try #require(OneDNNMatmul.isAvailable, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
         try #require(BFloat16Matrix.releasesPlainBits, "\(BFloat16Matrix.releaseEnvironmentKey)=off is set")
+        try #require(OneDNNMatmul.reuse, "\(OneDNNMatmul.reuseEnvironmentKey)=off is set: no packed copies are made")
         if !MatmulEngine.hasBF16Kernels {
             print("note: no bf16 kernels on \(CPUFeatures.modelName): checked that the plain bits are kept")
         }
@@ -77,6 +78,9 @@ import TestSupport
             #expect(Self.same(again.forward, first.forward), "the forward changed once the bits were released")
             #expect(Self.same(again.backward, first.backward), "the backward changed once the bits were released")
             #expect(matrix.holdsPlainBits == !packs)
+            // A product of no rows multiplies nothing and makes no bits again.
+            matrix.product(transB: true, m: 0, a: x, beta: 0, c: &forward, context: ComputeContext(threads: 2))
+            #expect(matrix.holdsPlainBits == !packs, "a product of no rows made the plain bits again")
 
             // Against a matrix that never packs: the values are the same, only the layout differs.
             let plain = w.withUnsafeBufferPointer {
@@ -88,12 +92,12 @@ import TestSupport
         }
     }
 
-    /// At SmolLM2's projection shapes, oneDNN's bf16 primitives for
-    /// decoding's single rows, the verification passes' tens and batch 8's
-    /// hundreds read the layouts a batch-1 step packed: none of them makes
-    /// the plain bits again (which would bring back their memory, and
-    /// oneDNN's re-blocking in every call).
-    @Test(arguments: [(192, 576), (1536, 576), (576, 1536)])
+    /// At SmolLM2's projection shapes and its head's, oneDNN's bf16
+    /// primitives for decoding's single rows, the verification passes' tens
+    /// and batch 8's hundreds read the layouts a batch-1 step packed: none of
+    /// them makes the plain bits again (which would bring back their memory,
+    /// and oneDNN's re-blocking in every call).
+    @Test(arguments: [(192, 576), (576, 576), (1536, 576), (576, 1536), (49152, 576)])
     func everyRowCountReadsTheSameCopies(rows: Int, columns: Int) throws {
         let packs = try Self.packsHere()
         let w = Self.values(rows * columns, seed: 13)

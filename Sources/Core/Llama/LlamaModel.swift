@@ -210,11 +210,13 @@ public final class LlamaModel: @unchecked Sendable {
         }
     }
 
-    /// Bytes the frozen base weights occupy in their method's storage: the
-    /// arena plus quantised or bf16 projections, and a bf16 head made for
-    /// bf16 trials. The copies oneDNN's products keep for speed are not
-    /// counted (they are in `packedCopyBytes`, and in the peak RSS), so that
-    /// the study compares what each method stores.
+    /// Bytes of the frozen base weights in their method's storage: the arena
+    /// plus quantised or bf16 projections, and a bf16 head made for bf16
+    /// trials, each bf16 matrix at 2 bytes a value whether its plain rows
+    /// are held or released (its values then live in its packed copies).
+    /// The copies oneDNN's products keep for speed are not counted (they are
+    /// in `packedCopyBytes`, and in the peak RSS), so that the study compares
+    /// what each method stores.
     public var baseWeightBytes: Int {
         parameters.byteCount + (quantized?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.byteCount } } ?? 0)
             + (bf16Projections?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.byteCount } } ?? 0)

@@ -80,8 +80,9 @@ public final class BFloat16Matrix: @unchecked Sendable {
     /// Products reading the plain bits now (`withBits`): no release while any does.
     private var readers = 0
     /// Set when the plain bits had to be made again while both packed copies
-    /// were current (a product reading another layout): they are then kept,
-    /// so that such products do not make them again every call.
+    /// were current (a product reading another layout): they are then kept
+    /// for the matrix's life, so that such products do not make them again
+    /// every call. No product of the study's does (`PlainBitsReleaseTests`).
     private var keepsPlainBits = false
 
     /// The bf16 rounding of `source` (rows × columns, row-major), converted
@@ -136,11 +137,13 @@ public final class BFloat16Matrix: @unchecked Sendable {
     }
 
     /// The plain bits of a matrix that never releases them (one that trains,
-    /// or does not pack); others are read through `withBits`.
+    /// or does not pack); one that packs is read through `withBits`, whose
+    /// lease keeps them while they are read.
     var base: UnsafeMutablePointer<UInt16> {
+        precondition(!packs || trains, "a packing bf16 matrix may release its plain bits: read them through withBits")
         lock.lock()
         defer { lock.unlock() }
-        guard let plain else { preconditionFailure("a packed bf16 matrix released its plain bits: read them through withBits") }
+        guard let plain else { preconditionFailure("unreachable: a matrix that does not pack keeps its plain bits") }
         return plain
     }
 

@@ -202,6 +202,8 @@ extension BFloat16Matrix {
     /// first use, after which a frozen matrix releases them once both
     /// directions are packed (`releasePlainBitsIfPacked`).
     func product(transB: Bool, m: Int, a: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>, context: ComputeContext) {
+        // No rows, no product (as `gemmBFloat16`): nor plain bits made again for one.
+        guard m > 0 else { return }
         let (n, k) = transB ? (rows, columns) : (columns, rows)
         if let packed = packedIfEnabled,
            gemmBFloat16OnPackedCopy(transB: transB, m: m, n: n, k: k, a: a, lda: k, ldb: columns, beta: beta, c: c, ldc: n,

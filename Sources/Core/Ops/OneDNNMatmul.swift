@@ -517,12 +517,15 @@ public final class PackedWeight: @unchecked Sendable {
         return nil
     }
 
-    /// Whether a current copy exists for each direction (B read transposed,
-    /// the forward's X · Wᵀ, and not, the backward's dY · W).
+    /// Whether a current copy in a blocked layout (one that
+    /// `OneDNNMatmul.currentPackedCopy` serves: not plain rows) exists for
+    /// each direction, B read transposed (the forward's X · Wᵀ) and not (the
+    /// backward's dY · W).
     var holdsBothDirections: Bool {
         lock.lock()
         defer { lock.unlock() }
-        return copies.contains { $0.current && $0.transB } && copies.contains { $0.current && !$0.transB }
+        let blocked = copies.filter { copy in copy.current && withUnsafePointer(to: copy.desc) { factsweep_plain_row_stride($0) } == 0 }
+        return blocked.contains { $0.transB } && blocked.contains { !$0.transB }
     }
 
     /// Writes the weight back in plain bf16 rows (row-major, leading
