@@ -140,23 +140,10 @@ func gemmBFloat16IntoBlockedB(
     transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, beta: Float,
     c: UnsafeMutablePointer<Float>, ldc: Int, b: UnsafeMutablePointer<UInt16>, fill: () -> Bool
 ) -> Bool {
-    guard m > 0, n > 0, k > 0, MatmulEngine.currentBF16 == .oneDNN, OneDNNMatmul.supportsBF16, ProductPrecision.allowsBF16Kernels,
-          OneDNNMatmul.reuse else { return false }
-    let threads = BLASThreads.threadsOutsideSections
-    // A's bf16 copy is packed (leading dimension k), whether made here or shared.
-    let key = OneDNNMatmul.Key(transA: false, transB: transB, m: m, n: n, k: k, lda: k, ldb: transB ? k : n, ldc: ldc,
-                               alpha: 1, beta: beta, bf16: true, threads: threads ?? 1)
-    guard OneDNNMatmul.readsBlockedBFloat16(key), fill() else { return false }
-    let scratch = ProductScratch.current
-    var ran = false
-    let shape = ProductProfile.Shape(transA: false, transB: transB, m: m, n: n, k: k, bf16: true, bStoredBF16: true, bPacked: true)
-    // Timed as `gemmBFloat16` times a product: A's rounding included, B's making not.
-    ProductProfile.timed(shape) {
-        let (aBits, aLD) = bf16(.f32(a), rows: m, columns: k, ld: lda, slot: 0, scratch, threads: threads ?? 1)
-        precondition(aLD == k, "A's bf16 copy is not packed")
-        ran = OneDNNMatmul.runPrepacked(key, a: UnsafeMutableRawPointer(mutating: aBits), b: UnsafeMutableRawPointer(b), c: c)
-    }
-    if ran { scratch.blockedProducts += 1 }
+    guard let key = prepackedKey(transB: transB, m: m, n: n, k: k, ldb: transB ? k : n, ldc: ldc, beta: beta),
+          OneDNNMatmul.readsBlockedBFloat16(key), fill() else { return false }
+    let ran = runOnPrepackedB(key, a: a, lda: lda, b: UnsafeMutableRawPointer(b), c: c)
+    if ran { ProductScratch.current.blockedProducts += 1 }
     return ran
 }
 
@@ -172,24 +159,40 @@ func gemmBFloat16OnPackedCopy(
     transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, ldb: Int, beta: Float,
     c: UnsafeMutablePointer<Float>, ldc: Int, packed: PackedWeight
 ) -> Bool {
+    guard let key = prepackedKey(transB: transB, m: m, n: n, k: k, ldb: ldb, ldc: ldc, beta: beta),
+          let copy = OneDNNMatmul.currentPackedCopy(key, in: packed) else { return false }
+    return runOnPrepackedB(key, a: a, lda: lda, b: copy, c: c)
+}
+
+/// The key of a bf16 product whose B is already in oneDNN's packed layout
+/// and whose Float32 A is rounded into a packed bf16 copy (leading
+/// dimension k, whether made for it or shared): `gemmBFloat16`'s key for a
+/// packed B. Nil when that path is shut here: an empty product, no oneDNN
+/// bf16 kernels, or reuse off.
+private func prepackedKey(transB: Bool, m: Int, n: Int, k: Int, ldb: Int, ldc: Int, beta: Float) -> OneDNNMatmul.Key? {
     guard m > 0, n > 0, k > 0, MatmulEngine.currentBF16 == .oneDNN, OneDNNMatmul.supportsBF16, ProductPrecision.allowsBF16Kernels,
-          OneDNNMatmul.reuse else { return false }
-    let threads = BLASThreads.threadsOutsideSections
-    // A's bf16 copy is packed (leading dimension k), whether made here or shared.
-    let key = OneDNNMatmul.Key(transA: false, transB: transB, m: m, n: n, k: k, lda: k, ldb: ldb, ldc: ldc,
-                               alpha: 1, beta: beta, bf16: true, threads: threads ?? 1)
-    guard let copy = OneDNNMatmul.currentPackedCopy(key, in: packed) else { return false }
-    let scratch = ProductScratch.current
+          OneDNNMatmul.reuse else { return nil }
+    return OneDNNMatmul.Key(transA: false, transB: transB, m: m, n: n, k: k, lda: k, ldb: ldb, ldc: ldc,
+                            alpha: 1, beta: beta, bf16: true, threads: BLASThreads.threadsOutsideSections ?? 1)
+}
+
+/// Runs `key`'s packed-B primitive on `b` (already in its layout), A rounded
+/// to bf16 on the way; timed as `gemmBFloat16` times a product over a
+/// packed B (A's rounding included, B's making not; not inside
+/// single-threaded sections). False when the call fails.
+private func runOnPrepackedB(
+    _ key: OneDNNMatmul.Key, a: UnsafePointer<Float>, lda: Int, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>
+) -> Bool {
+    let threads = BLASThreads.threadsOutsideSections, scratch = ProductScratch.current
     var ran = false
     func run() {
-        let (aBits, aLD) = bf16(.f32(a), rows: m, columns: k, ld: lda, slot: 0, scratch, threads: threads ?? 1)
-        precondition(aLD == k, "A's bf16 copy is not packed")
-        ran = OneDNNMatmul.runPrepacked(key, a: UnsafeMutableRawPointer(mutating: aBits), b: copy, c: c)
+        let (aBits, aLD) = bf16(.f32(a), rows: key.m, columns: key.k, ld: lda, slot: 0, scratch, threads: threads ?? 1)
+        precondition(aLD == key.k, "A's bf16 copy is not packed")
+        ran = OneDNNMatmul.runPrepacked(key, a: UnsafeMutableRawPointer(mutating: aBits), b: b, c: c)
     }
-    // Timed as `gemmBFloat16` times a product over a packed B (not inside single-threaded sections).
     guard threads != nil else { run(); return ran }
-    ProductProfile.timed(ProductProfile.Shape(transA: false, transB: transB, m: m, n: n, k: k, bf16: true, bStoredBF16: true,
-                                              bPacked: true), run)
+    ProductProfile.timed(ProductProfile.Shape(transA: false, transB: key.transB, m: key.m, n: key.n, k: key.k, bf16: true,
+                                              bStoredBF16: true, bPacked: true), run)
     return ran
 }
 
