@@ -165,19 +165,92 @@ import Trial
                     matrix.multiplyTransposed(dinp: dinp, dout: dout, n: rows, accumulate: true, tiles: tiles, context: context)
                 }
             }
-            if blocked { run() } else { FrozenMatrix.withPlainNF4Rows(run) }
+            if blocked { run() } else { FrozenMatrix.blocked.withoutIt(run) }
             return (Array(UnsafeBufferPointer(start: out.base, count: rows * outDim)),
                     Array(UnsafeBufferPointer(start: dinp.base, count: rows * inDim)), ProductScratch.current.blockedProducts - before)
         }
         let blocked = products(blocked: true), plain = products(blocked: false)
         let key = OneDNNMatmul.Key(transA: false, transB: true, m: rows, n: outDim, k: inDim, lda: inDim, ldb: inDim, ldc: outDim,
                                    alpha: 1, beta: 0, bf16: true, threads: threads)
-        let readsBlocked = MatmulEngine.hasBF16Kernels && FrozenMatrix.blockedByEnvironment && OneDNNMatmul.readsBlockedBFloat16(key)
+        let readsBlocked = MatmulEngine.hasBF16Kernels && FrozenMatrix.blocked.byEnvironment && OneDNNMatmul.readsBlockedBFloat16(key)
         if OneDNNMatmul.instructionSet == "avx512_core_bf16" { #expect(readsBlocked) }
         #expect(blocked.blockedProducts == (readsBlocked ? 2 : 0))
         #expect(plain.blockedProducts == 0)
         #expect(FewRowsProductTests.relativeError(blocked.forward, plain.forward) < 1e-6)
         #expect(FewRowsProductTests.relativeError(blocked.backward, plain.backward) < 1e-6)
         #expect(blocked.forward.allSatisfy(\.isFinite) && blocked.backward.allSatisfy(\.isFinite))
+    }
+
+    /// With several threads an f32 training product over an NF4 base runs as
+    /// one product per thread over the rows of W that thread dequantised
+    /// (forward: its columns of the output; backward: its partial sum, added
+    /// after), and computes what the one product over the whole matrix does:
+    /// at W's row counts that split evenly and unevenly over 2 and 3 threads,
+    /// at batch-1-like and larger row counts, blocks straddling W's rows, the
+    /// backward accumulating or not.
+    /// One thread, bf16, more rows than the limit or a matrix past its size
+    /// take the one product.
+    @Test(arguments: [2, 3], [(outDim: 300, inDim: 192, rows: 37), (outDim: 257, inDim: 128, rows: 130), (outDim: 65, inDim: 33, rows: 512)])
+    func perThreadProductsEqualTheSharedOnes(threads: Int, shape: (outDim: Int, inDim: Int, rows: Int)) throws {
+        let context = ComputeContext(threads: threads)
+        let (outDim, inDim, rows) = shape
+        let t = try Self.tensor(rows: outDim, columns: inDim, seed: 31, context: context)
+        let matrix = FrozenMatrix.nf4(t)
+        let x = FewRowsProductTests.random(rows * inDim, seed: 32), dy = FewRowsProductTests.random(rows * outDim, seed: 33)
+        let start = FewRowsProductTests.random(rows * inDim, seed: 34)
+        func products(shared: Bool, accumulate: Bool, precision: Precision = .f32, threads: Int? = nil)
+            -> (forward: [Float], backward: [Float], perThread: Int) {
+            let context = threads.map { ComputeContext(threads: $0) } ?? context
+            let buffers = Buffers(matrix, rows: rows, threads: context.threads, x: x, dy: dy, start: start)
+            let before = ProductScratch.current.perThreadProducts
+            func run() {
+                ProductPrecision.run(precision) {
+                    matrix.multiply(out: buffers.out, inp: buffers.inp, n: rows, tiles: buffers.tiles, context: context)
+                    matrix.multiplyTransposed(dinp: buffers.dinp, dout: buffers.dout, n: rows, accumulate: accumulate,
+                                              tiles: buffers.tiles, context: context)
+                }
+            }
+            if shared { FrozenMatrix.perThread.withoutIt(run) } else { run() }
+            return (Array(UnsafeBufferPointer(start: buffers.out.base, count: rows * outDim)),
+                    Array(UnsafeBufferPointer(start: buffers.dinp.base, count: rows * inDim)),
+                    ProductScratch.current.perThreadProducts - before)
+        }
+        try #require(FrozenMatrix.perThread.byEnvironment, "\(FrozenMatrix.perThread.environmentKey)=off turns off what this test checks")
+        for accumulate in [true, false] {
+            let perThread = products(shared: false, accumulate: accumulate), shared = products(shared: true, accumulate: accumulate)
+            #expect(perThread.perThread == 2, "\(shape), accumulate \(accumulate)")
+            #expect(shared.perThread == 0)
+            let forwardError = FewRowsProductTests.relativeError(perThread.forward, shared.forward)
+            let backwardError = FewRowsProductTests.relativeError(perThread.backward, shared.backward)
+            #expect(forwardError < 1e-6, "forward, \(shape), \(threads) threads")
+            #expect(backwardError < 1e-6, "backward, \(shape), \(threads) threads, accumulate \(accumulate)")
+            #expect(perThread.forward.allSatisfy(\.isFinite) && perThread.backward.allSatisfy(\.isFinite))
+        }
+        #expect(products(shared: false, accumulate: true, threads: 1).perThread == 0)
+        #expect(products(shared: false, accumulate: true, precision: .bf16).perThread == 0)
+    }
+
+    /// The rule's limits: rows past `perThreadRowLimit`, and a matrix past
+    /// `perThreadMatrixBytes` as Floats, take the one product.
+    @Test func perThreadProductsStopAtTheirLimits() throws {
+        let context = ComputeContext(threads: 2)
+        func count(outDim: Int, inDim: Int, rows: Int) throws -> Int {
+            let t = try Self.tensor(rows: outDim, columns: inDim, seed: 35, context: context)
+            let matrix = FrozenMatrix.nf4(t)
+            let buffers = Buffers(matrix, rows: rows, threads: 2, x: FewRowsProductTests.random(rows * inDim, seed: 36),
+                                  dy: FewRowsProductTests.random(rows * outDim, seed: 37), start: [Float](repeating: 0, count: rows * inDim))
+            let before = ProductScratch.current.perThreadProducts
+            ProductPrecision.run(.f32) {
+                matrix.multiply(out: buffers.out, inp: buffers.inp, n: rows, tiles: buffers.tiles, context: context)
+            }
+            return ProductScratch.current.perThreadProducts - before
+        }
+        try #require(FrozenMatrix.perThread.byEnvironment, "\(FrozenMatrix.perThread.environmentKey)=off turns off what this test checks")
+        #expect(try count(outDim: 64, inDim: 64, rows: FrozenMatrix.perThreadRowLimit) == 1)
+        #expect(try count(outDim: 64, inDim: 64, rows: FrozenMatrix.perThreadRowLimit + 1) == 0)
+        let side = 1 << 10  // 1024 × 2048 Floats: exactly 8 MiB, then one row more
+        #expect(4 * side * 2 * side == FrozenMatrix.perThreadMatrixBytes)
+        #expect(try count(outDim: side, inDim: 2 * side, rows: 20) == 1)
+        #expect(try count(outDim: side + 1, inDim: 2 * side, rows: 20) == 0)
     }
 }

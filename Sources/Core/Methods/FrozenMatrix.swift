@@ -87,24 +87,10 @@ public enum FrozenMatrix: Sendable {
         }
     }
 
-    /// The environment variable that turns `multiplyBlocked` off (`off`):
-    /// the benchmark's before/after.
-    static let blockedEnvironmentKey = "FACTSWEEP_NF4_BLOCKED"
-
-    /// Whether this process allows `multiplyBlocked` (the environment's say).
-    static let blockedByEnvironment = ProcessInfo.processInfo.environment[blockedEnvironmentKey]?.lowercased() != "off"
-
-    private static let plainRows = ThreadFlag()
-
-    /// Whether this thread's bf16 products over an NF4 base dequantise it
-    /// straight into oneDNN's packed layout (`multiplyBlocked`).
-    static var dequantizesBlocked: Bool { blockedByEnvironment && !plainRows.isSet }
-
-    /// Runs `body` with this thread's NF4 products dequantising plain rows,
-    /// as before `multiplyBlocked` (tests compare the two).
-    static func withPlainNF4Rows<Result>(_ body: () throws -> Result) rethrows -> Result {
-        try plainRows.run(true, body)
-    }
+    /// `multiplyBlocked`'s switch: `FACTSWEEP_NF4_BLOCKED=off` for the
+    /// benchmark's before/after; tests turn it off per thread to compare
+    /// with plain rows, as before it.
+    static let blocked = PathSwitch(environmentKey: "FACTSWEEP_NF4_BLOCKED")
 
     /// A bf16 product over an NF4 base (forward X · Wᵀ, or backward dY · W)
     /// with W dequantised straight into the layout oneDNN's bf16 kernels read
@@ -118,13 +104,86 @@ public enum FrozenMatrix: Sendable {
         _ t: NF4Tensor, forward: Bool, m: Int, a: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>,
         scratch: FloatPointer, context: ComputeContext
     ) -> Bool {
-        guard ProductPrecision.current == .bf16, dequantizesBlocked, t.fitsBlockedLayout else { return false }
+        guard ProductPrecision.current == .bf16, blocked.isOn, t.fitsBlockedLayout else { return false }
         let (n, k) = forward ? (t.rows, t.columns) : (t.columns, t.rows)
         // An even count of UInt16 fills whole Floats, as rebinding asks.
         return scratch.base.withMemoryRebound(to: UInt16.self, capacity: 2 * ((t.count + 1) / 2)) { bits in
             gemmBFloat16IntoBlockedB(transB: forward, m: m, n: n, k: k, a: a, lda: k, beta: beta, c: c, ldc: n, b: bits) {
                 t.dequantizeRowsBFloat16Blocked(transposed: forward, into: bits, context: context)
             }
+        }
+    }
+
+    /// Where an f32 product over an NF4 base runs as one product per thread
+    /// (`multiplyPerThread`): up to this many rows (batch 8 at SmolLM2 is
+    /// ~380), over matrices of at most `perThreadMatrixBytes` as Floats.
+    static let perThreadRowLimit = 512
+
+    /// 8 MiB: SmolLM2's largest projection is 3.5 MB as Floats, where the
+    /// per-thread products were faster at batches 1, 2 and 4 and level at 8;
+    /// Llama-3.2-1B's MLP projections are 67 MB, past every cache, and there
+    /// they made a batch-1 epoch 6% slower (docs/benchmarks.md, "Issue 13,
+    /// twenty-fifth stop").
+    static let perThreadMatrixBytes = 8 << 20
+
+    /// `multiplyPerThread`'s switch: `FACTSWEEP_NF4_PER_THREAD=off` for the
+    /// benchmark's before/after; tests turn it off per thread to compare
+    /// with the one product over the whole matrix, as before it.
+    static let perThread = PathSwitch(environmentKey: "FACTSWEEP_NF4_PER_THREAD")
+
+    /// An f32 product over an NF4 base (forward X · Wᵀ, or backward dY · W) at
+    /// a few dozen rows, as one product per thread: thread t dequantises its
+    /// share of W's rows and multiplies them on its own (oneDNN's primitive
+    /// for one thread), so the Floats it wrote are read by the core that wrote
+    /// them. Forward, a thread's rows of W are its columns of the output;
+    /// backward, they are its part of the sum over W's rows, so each thread
+    /// other than the first writes a partial sum that is added after (the
+    /// sum's order differs from one product's: within 1e-6).
+    ///
+    /// Why: with the whole matrix dequantised on both threads and multiplied
+    /// by both, the dequantisation of SmolLM2's QLoRA step took 0.15 s an
+    /// epoch at best and 0.6–0.9 s in some processes, where one thread alone
+    /// in a one-thread process took 0.09 s; the products themselves changed
+    /// by at most a third. This way a batch-1 epoch's dequantisation and
+    /// products took 0.84 s instead of 0.95 s, and 1.2 s instead of 1.6–1.8 s
+    /// in the slow processes (docs/benchmarks.md, "Issue 13, twenty-fifth stop").
+    /// False when this path does not apply (bf16, one thread, more rows than
+    /// `perThreadRowLimit`, a matrix over `perThreadMatrixBytes`, fewer rows
+    /// of W than threads).
+    private static func multiplyPerThread(
+        _ t: NF4Tensor, forward: Bool, m: Int, a: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>,
+        scratch: FloatPointer, context: ComputeContext
+    ) -> Bool {
+        let threads = context.threads
+        guard ProductPrecision.current == .f32, perThread.isOn, threads > 1, m > 0,
+              m <= perThreadRowLimit, 4 * t.count <= perThreadMatrixBytes, t.rows >= threads else { return false }
+        let (n, k) = forward ? (t.rows, t.columns) : (t.columns, t.rows)
+        return withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: threads) { partials in
+            let shared = UncheckedSendable((a: a, c: c, tiles: scratch.base, partials: partials.baseAddress!))
+            context.withSingleThreadedBLAS {
+                context.parallelChunks(threads) { chunk, _ in
+                    let r0 = t.rows * chunk / threads, r1 = t.rows * (chunk + 1) / threads
+                    let tile = shared.value.tiles + r0 * t.columns
+                    t.dequantizeRows(r0..<r1, into: tile)
+                    if forward {
+                        // Output columns r0..<r1 = X · W[r0..<r1]ᵀ.
+                        gemmOnOneThread(transA: false, transB: true, m: m, n: r1 - r0, k: k, a: shared.value.a, lda: k,
+                                        b: tile, ldb: k, beta: beta, c: shared.value.c + r0, ldc: n, profiled: chunk == 0)
+                    } else {
+                        // dY[:, r0..<r1] · W[r0..<r1], into C (the first thread) or a partial sum.
+                        let out = chunk == 0 ? shared.value.c
+                            : ProductScratch.current.buffer(3, bytes: 4 * m * n).bindMemory(to: Float.self, capacity: m * n)
+                        shared.value.partials[chunk] = out
+                        gemmOnOneThread(transA: false, transB: false, m: m, n: n, k: r1 - r0, a: shared.value.a + r0, lda: k,
+                                        b: tile, ldb: n, beta: chunk == 0 ? beta : 0, c: out, ldc: n, profiled: chunk == 0)
+                    }
+                }
+            }
+            if !forward {
+                for chunk in 1..<threads { add(FloatPointer(c), FloatPointer(partials[chunk]), count: m * n, context: context) }
+            }
+            ProductScratch.current.perThreadProducts += 1
+            return true
         }
     }
 
@@ -154,7 +213,8 @@ public enum FrozenMatrix: Sendable {
             }
         case let .nf4(t):
             guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
-            if FrozenMatrix.multiplyBlocked(t, forward: true, m: n, a: inp.base, beta: 0, c: out.base, scratch: tiles, context: context) {
+            if FrozenMatrix.multiplyBlocked(t, forward: true, m: n, a: inp.base, beta: 0, c: out.base, scratch: tiles, context: context)
+                || FrozenMatrix.multiplyPerThread(t, forward: true, m: n, a: inp.base, beta: 0, c: out.base, scratch: tiles, context: context) {
                 return
             }
             FrozenMatrix.withDequantized(t, scratch: tiles, context: context) { w in
@@ -175,7 +235,9 @@ public enum FrozenMatrix: Sendable {
         case let .nf4(t):
             guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
             if FrozenMatrix.multiplyBlocked(t, forward: false, m: n, a: dout.base, beta: accumulate ? 1 : 0, c: dinp.base,
-                                            scratch: tiles, context: context) {
+                                            scratch: tiles, context: context)
+                || FrozenMatrix.multiplyPerThread(t, forward: false, m: n, a: dout.base, beta: accumulate ? 1 : 0, c: dinp.base,
+                                                  scratch: tiles, context: context) {
                 return
             }
             FrozenMatrix.withDequantized(t, scratch: tiles, context: context) { w in
@@ -197,5 +259,27 @@ private func product(
     case .bf16, .bf16Floats:
         gemmBFloat16(transA: transA, transB: transB, m: m, n: n, k: k, a: .f32(a), lda: lda, b: b, ldb: ldb,
                      beta: beta, c: c, ldc: ldc)
+    }
+}
+
+/// A path of the NF4 products that a process can turn off with its
+/// environment variable (`off`), and a thread for the span of a closure.
+struct PathSwitch: Sendable {
+    let environmentKey: String
+    /// Whether this process allows the path (the environment's say).
+    let byEnvironment: Bool
+    private let offOnThread = ThreadFlag()
+
+    init(environmentKey: String) {
+        self.environmentKey = environmentKey
+        byEnvironment = ProcessInfo.processInfo.environment[environmentKey]?.lowercased() != "off"
+    }
+
+    /// Whether the calling thread takes the path.
+    var isOn: Bool { byEnvironment && !offOnThread.isSet }
+
+    /// Runs `body` with the path off on the calling thread.
+    func withoutIt<Result>(_ body: () throws -> Result) rethrows -> Result {
+        try offOnThread.run(true, body)
     }
 }

@@ -45,6 +45,30 @@ public func gemm(
     }
 }
 
+/// `gemm` in f32 on the calling thread alone, for one thread of a
+/// parallel region that multiplies its own share (inside
+/// `ComputeContext.withSingleThreadedBLAS`): oneDNN's primitive for one
+/// thread when the engine is oneDNN and has one, else OpenBLAS, single-
+/// threaded there. With `profiled` the product is timed as the shape's
+/// share on one thread (`ProductProfile.Shape.onOneThread`): one thread's
+/// product stands for all of the region's, as they run side by side.
+func gemmOnOneThread(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, profiled: Bool = false
+) {
+    func run() {
+        if MatmulEngine.current == .oneDNN, m > 0, n > 0, k > 0 {
+            let key = OneDNNMatmul.Key(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
+                                       alpha: 1, beta: beta, bf16: false, threads: 1)
+            if OneDNNMatmul.run(key, a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: c) { return }
+        }
+        sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    }
+    guard profiled else { return run() }
+    ProductProfile.timed(ProductProfile.Shape(transA: transA, transB: transB, m: m, n: n, k: k, bf16: false, bStoredBF16: false,
+                                              bPacked: false, onOneThread: true), run)
+}
+
 /// OpenBLAS's `cblas_sgemm` with `gemm`'s arguments.
 @inline(__always)
 func sgemm(

@@ -20,10 +20,15 @@ public enum ProductProfile {
         /// B's bf16 values already held in Float32 (QLoRA's base dequantised
         /// for a CPU without bf16 kernels: `ProductOperand.bf16Floats`).
         public var bHeldInFloats = false
+        /// One thread's share of a product that each thread runs on its own
+        /// rows (`gemmOnOneThread`: QLoRA's f32 products at batch 1), on one
+        /// thread; its rate alone is measured on one thread too.
+        public var onOneThread = false
 
         public var description: String {
             let b = bStoredBF16 ? " bf16(B bf16)" : bHeldInFloats ? " bf16(B bf16 in f32)" : " bf16"
             return "\(m)×\(k)×\(n) \(transA ? "T" : "N")\(transB ? "T" : "N")\(bf16 ? b : " f32")\(bPacked ? " packed" : "")"
+                + (onOneThread ? " one thread" : "")
         }
 
         /// 2·m·n·k.
@@ -130,6 +135,11 @@ public enum ProductProfile {
                     gemmBFloat16(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
                                  a: .f32(a), lda: lda, b: bits.isEmpty ? bOperand : .bf16(bits[copy].base), ldb: ldb,
                                  beta: 0, c: c, ldc: shape.n, packed: packed)
+                } else if shape.onOneThread {
+                    BLASThreads.singleThreaded {
+                        gemmOnOneThread(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
+                                        a: a, lda: lda, b: b, ldb: ldb, beta: 0, c: c, ldc: shape.n)
+                    }
                 } else {
                     gemm(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
                          a: a, lda: lda, b: b, ldb: ldb, beta: 0, c: c, ldc: shape.n, packed: packed)
