@@ -1,8 +1,8 @@
 // NF4ProductTests: QLoRA's training products (more than `fewRowsLimit` rows),
-// which dequantise the whole NF4 matrix in the product's precision, equal the
-// same products on the dequantised matrix, forward and transposed, in f32 and
-// in bf16; and the bf16 dequantisation is the nearest-even rounding of the
-// Float32 one.
+// which dequantise the NF4 matrix in the product's precision (whole, or in
+// f32 on several threads each thread its own rows), equal the same products
+// on the dequantised matrix, forward and transposed, in f32 and in bf16; and
+// the bf16 dequantisation is the nearest-even rounding of the Float32 one.
 import Testing
 import Trial
 @testable import Core
@@ -199,10 +199,10 @@ import Trial
         let x = FewRowsProductTests.random(rows * inDim, seed: 32), dy = FewRowsProductTests.random(rows * outDim, seed: 33)
         let start = FewRowsProductTests.random(rows * inDim, seed: 34)
         func products(shared: Bool, accumulate: Bool, precision: Precision = .f32, threads: Int? = nil)
-            -> (forward: [Float], backward: [Float], perThread: Int) {
+            -> (forward: [Float], backward: [Float], perThread: Int, oneDNN: Int) {
             let context = threads.map { ComputeContext(threads: $0) } ?? context
             let buffers = Buffers(matrix, rows: rows, threads: context.threads, x: x, dy: dy, start: start)
-            let before = ProductScratch.current.perThreadProducts
+            let before = ProductScratch.current.perThreadProducts, executions = OneDNNMatmul.executionsOnThisThread
             func run() {
                 ProductPrecision.run(precision) {
                     matrix.multiply(out: buffers.out, inp: buffers.inp, n: rows, tiles: buffers.tiles, context: context)
@@ -213,12 +213,14 @@ import Trial
             if shared { FrozenMatrix.perThread.withoutIt(run) } else { run() }
             return (Array(UnsafeBufferPointer(start: buffers.out.base, count: rows * outDim)),
                     Array(UnsafeBufferPointer(start: buffers.dinp.base, count: rows * inDim)),
-                    ProductScratch.current.perThreadProducts - before)
+                    ProductScratch.current.perThreadProducts - before, OneDNNMatmul.executionsOnThisThread - executions)
         }
         try #require(FrozenMatrix.perThread.byEnvironment, "\(FrozenMatrix.perThread.environmentKey)=off turns off what this test checks")
         for accumulate in [true, false] {
             let perThread = products(shared: false, accumulate: accumulate), shared = products(shared: true, accumulate: accumulate)
             #expect(perThread.perThread == 2, "\(shape), accumulate \(accumulate)")
+            // The calling thread's share ran on oneDNN's one-thread primitive, not on OpenBLAS.
+            if MatmulEngine.current == .oneDNN { #expect(perThread.oneDNN >= 2, "\(shape)") }
             #expect(shared.perThread == 0)
             let forwardError = FewRowsProductTests.relativeError(perThread.forward, shared.forward)
             let backwardError = FewRowsProductTests.relativeError(perThread.backward, shared.backward)
@@ -230,8 +232,9 @@ import Trial
         #expect(products(shared: false, accumulate: true, precision: .bf16).perThread == 0)
     }
 
-    /// The rule's limits: rows past `perThreadRowLimit`, and a matrix past
-    /// `perThreadMatrixBytes` as Floats, take the one product.
+    /// The rule's limits: rows past `perThreadRowLimit`, a matrix past
+    /// `perThreadMatrixBytes` as Floats, and fewer rows of W than threads
+    /// take the one product.
     @Test func perThreadProductsStopAtTheirLimits() throws {
         let context = ComputeContext(threads: 2)
         func count(outDim: Int, inDim: Int, rows: Int) throws -> Int {
@@ -248,9 +251,50 @@ import Trial
         try #require(FrozenMatrix.perThread.byEnvironment, "\(FrozenMatrix.perThread.environmentKey)=off turns off what this test checks")
         #expect(try count(outDim: 64, inDim: 64, rows: FrozenMatrix.perThreadRowLimit) == 1)
         #expect(try count(outDim: 64, inDim: 64, rows: FrozenMatrix.perThreadRowLimit + 1) == 0)
-        let side = 1 << 10  // 1024 × 2048 Floats: exactly 8 MiB, then one row more
-        #expect(4 * side * 2 * side == FrozenMatrix.perThreadMatrixBytes)
-        #expect(try count(outDim: side, inDim: 2 * side, rows: 20) == 1)
-        #expect(try count(outDim: side + 1, inDim: 2 * side, rows: 20) == 0)
+        // 896 × 1024 Floats: exactly the limit, then one row more.
+        #expect(4 * 896 * 1024 == FrozenMatrix.perThreadMatrixBytes)
+        #expect(try count(outDim: 896, inDim: 1024, rows: 20) == 1)
+        #expect(try count(outDim: 897, inDim: 1024, rows: 20) == 0)
+        // SmolLM2's largest projection takes it, Llama-3.2-1B's smallest does not.
+        #expect(4 * 1536 * 576 <= FrozenMatrix.perThreadMatrixBytes && 4 * 512 * 2048 > FrozenMatrix.perThreadMatrixBytes)
+        // Fewer rows of W than threads.
+        #expect(try count(outDim: 1, inDim: 64, rows: 20) == 0)
+    }
+
+    /// Inside another parallel region libgomp gives the products' region a
+    /// team of one thread, which runs every chunk in turn: each chunk's
+    /// partial sum still has its own place, so the backward equals the one
+    /// product's.
+    @Test func perThreadProductsInsideAnotherRegion() throws {
+        try #require(FrozenMatrix.perThread.byEnvironment, "\(FrozenMatrix.perThread.environmentKey)=off turns off what this test checks")
+        let outDim = 300, inDim = 192, rows = 40, threads = 3
+        let t = try Self.tensor(rows: outDim, columns: inDim, seed: 41, context: ComputeContext(threads: threads))
+        let matrix = FrozenMatrix.nf4(t)
+        let x = FewRowsProductTests.random(rows * inDim, seed: 42), dy = FewRowsProductTests.random(rows * outDim, seed: 43)
+        let start = FewRowsProductTests.random(rows * inDim, seed: 44)
+        let nested = Buffers(matrix, rows: rows, threads: threads, x: x, dy: dy, start: start)
+        let reference = Buffers(matrix, rows: rows, threads: threads, x: x, dy: dy, start: start)
+        func run(_ b: Buffers) {
+            let context = ComputeContext(threads: threads)
+            ProductPrecision.run(.f32) {
+                matrix.multiply(out: b.out, inp: b.inp, n: rows, tiles: b.tiles, context: context)
+                matrix.multiplyTransposed(dinp: b.dinp, dout: b.dout, n: rows, accumulate: true, tiles: b.tiles, context: context)
+            }
+        }
+        let ran = LockedValue(0)
+        ComputeContext(threads: 2).parallelChunks(2) { chunk, _ in
+            guard chunk == 0 else { return }
+            let before = ProductScratch.current.perThreadProducts
+            run(nested)
+            ran.withLock { $0 = ProductScratch.current.perThreadProducts - before }
+        }
+        FrozenMatrix.perThread.withoutIt { run(reference) }
+        #expect(ran.withLock { $0 } == 2)
+        let got = Array(UnsafeBufferPointer(start: nested.dinp.base, count: rows * inDim))
+        let expected = Array(UnsafeBufferPointer(start: reference.dinp.base, count: rows * inDim))
+        #expect(FewRowsProductTests.relativeError(got, expected) < 1e-6)
+        let forward = Array(UnsafeBufferPointer(start: nested.out.base, count: rows * outDim))
+        let forwardExpected = Array(UnsafeBufferPointer(start: reference.out.base, count: rows * outDim))
+        #expect(FewRowsProductTests.relativeError(forward, forwardExpected) < 1e-6)
     }
 }

@@ -12,8 +12,9 @@ public enum FrozenMatrix: Sendable {
     /// `LlamaModel.packsFrozenBases`).
     case dense(FloatPointer, outDim: Int, inDim: Int, packed: PackedWeight? = nil)
     /// NF4 (QLoRA), dequantised into scratch for each product: whole, in the
-    /// product's precision, for training's many rows; `tileRows` rows per
-    /// thread for decoding's few.
+    /// product's precision, for training's many rows (in f32 on several
+    /// threads, each thread its own rows: `multiplyPerThread`); `tileRows`
+    /// rows per thread for decoding's few.
     case nf4(NF4Tensor)
     /// Row-major bf16 (out, in): the frozen base of an adapter method in bf16
     /// precision, converted once, or the rounding of a weight full fine-tuning
@@ -119,20 +120,20 @@ public enum FrozenMatrix: Sendable {
     /// ~380), over matrices of at most `perThreadMatrixBytes` as Floats.
     static let perThreadRowLimit = 512
 
-    /// 8 MiB: SmolLM2's largest projection is 3.5 MB as Floats, where the
+    /// 3.5 MiB: SmolLM2's largest projection is 3.4 MiB as Floats, where the
     /// per-thread products were faster at batches 1, 2 and 4 and level at 8;
-    /// Llama-3.2-1B's MLP projections are 67 MB, past every cache, and there
+    /// at Llama-3.2-1B, whose projections are 4–64 MiB, past every cache,
     /// they made a batch-1 epoch 6% slower (docs/benchmarks.md, "Issue 13,
-    /// twenty-fifth stop").
-    static let perThreadMatrixBytes = 8 << 20
+    /// twenty-fifth stop"), so none of them takes the path.
+    static let perThreadMatrixBytes = 7 << 19
 
     /// `multiplyPerThread`'s switch: `FACTSWEEP_NF4_PER_THREAD=off` for the
     /// benchmark's before/after; tests turn it off per thread to compare
     /// with the one product over the whole matrix, as before it.
     static let perThread = PathSwitch(environmentKey: "FACTSWEEP_NF4_PER_THREAD")
 
-    /// An f32 product over an NF4 base (forward X · Wᵀ, or backward dY · W) at
-    /// a few dozen rows, as one product per thread: thread t dequantises its
+    /// An f32 product over an NF4 base (forward X · Wᵀ, or backward dY · W) of
+    /// up to `perThreadRowLimit` rows, as one product per thread: thread t dequantises its
     /// share of W's rows and multiplies them on its own (oneDNN's primitive
     /// for one thread), so the Floats it wrote are read by the core that wrote
     /// them. Forward, a thread's rows of W are its columns of the output;
@@ -158,33 +159,35 @@ public enum FrozenMatrix: Sendable {
         guard ProductPrecision.current == .f32, perThread.isOn, threads > 1, m > 0,
               m <= perThreadRowLimit, 4 * t.count <= perThreadMatrixBytes, t.rows >= threads else { return false }
         let (n, k) = forward ? (t.rows, t.columns) : (t.columns, t.rows)
-        return withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: threads) { partials in
-            let shared = UncheckedSendable((a: a, c: c, tiles: scratch.base, partials: partials.baseAddress!))
-            context.withSingleThreadedBLAS {
-                context.parallelChunks(threads) { chunk, _ in
-                    let r0 = t.rows * chunk / threads, r1 = t.rows * (chunk + 1) / threads
-                    let tile = shared.value.tiles + r0 * t.columns
-                    t.dequantizeRows(r0..<r1, into: tile)
-                    if forward {
-                        // Output columns r0..<r1 = X · W[r0..<r1]ᵀ.
-                        gemmOnOneThread(transA: false, transB: true, m: m, n: r1 - r0, k: k, a: shared.value.a, lda: k,
-                                        b: tile, ldb: k, beta: beta, c: shared.value.c + r0, ldc: n, profiled: chunk == 0)
-                    } else {
-                        // dY[:, r0..<r1] · W[r0..<r1], into C (the first thread) or a partial sum.
-                        let out = chunk == 0 ? shared.value.c
-                            : ProductScratch.current.buffer(3, bytes: 4 * m * n).bindMemory(to: Float.self, capacity: m * n)
-                        shared.value.partials[chunk] = out
-                        gemmOnOneThread(transA: false, transB: false, m: m, n: n, k: r1 - r0, a: shared.value.a + r0, lda: k,
-                                        b: tile, ldb: n, beta: chunk == 0 ? beta : 0, c: out, ldc: n, profiled: chunk == 0)
-                    }
+        // Chunk i > 0 of the backward sums into its own slice of the calling
+        // thread's scratch: a team with fewer threads than chunks runs
+        // several chunks on one thread (`factsweep_team_run`).
+        let partialCount = forward ? 0 : (threads - 1) * m * n
+        let partials = ProductScratch.current.buffer(3, bytes: 4 * max(1, partialCount))
+            .bindMemory(to: Float.self, capacity: max(1, partialCount))
+        let shared = UncheckedSendable((a: a, c: c, tiles: scratch.base, partials: partials))
+        context.withSingleThreadedBLAS {
+            context.parallelChunks(threads) { chunk, _ in
+                let r0 = t.rows * chunk / threads, r1 = t.rows * (chunk + 1) / threads
+                let tile = shared.value.tiles + r0 * t.columns
+                t.dequantizeRows(r0..<r1, into: tile)
+                if forward {
+                    // Output columns r0..<r1 = X · W[r0..<r1]ᵀ.
+                    gemmOnOneThread(transA: false, transB: true, m: m, n: r1 - r0, k: k, a: shared.value.a, lda: k,
+                                    b: tile, ldb: k, beta: beta, c: shared.value.c + r0, ldc: n, profiled: chunk == 0)
+                } else {
+                    // dY[:, r0..<r1] · W[r0..<r1], into C (the first chunk) or a partial sum.
+                    let out = chunk == 0 ? shared.value.c : shared.value.partials + (chunk - 1) * m * n
+                    gemmOnOneThread(transA: false, transB: false, m: m, n: n, k: r1 - r0, a: shared.value.a + r0, lda: k,
+                                    b: tile, ldb: n, beta: chunk == 0 ? beta : 0, c: out, ldc: n, profiled: chunk == 0)
                 }
             }
-            if !forward {
-                for chunk in 1..<threads { add(FloatPointer(c), FloatPointer(partials[chunk]), count: m * n, context: context) }
-            }
-            ProductScratch.current.perThreadProducts += 1
-            return true
         }
+        if !forward {
+            for chunk in 1..<threads { add(FloatPointer(c), FloatPointer(partials + (chunk - 1) * m * n), count: m * n, context: context) }
+        }
+        ProductScratch.current.perThreadProducts += 1
+        return true
     }
 
     /// out (N, outDim) = inp (N, inDim) · Wᵀ.

@@ -33,7 +33,9 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
     /// executable; it follows the f32 engine, as does `currentBF16`). Inside
     /// single-threaded sections (per-head and per-block products already
     /// split across threads) the products run on single-threaded OpenBLAS on
-    /// either engine; whether a product is inside one is its calling
+    /// either engine, except QLoRA's f32 products that each thread runs on
+    /// its own rows of the base (`gemmOnOneThread`: oneDNN's one-thread
+    /// primitive on oneDNN); whether a product is inside one is its calling
     /// thread's state, so on oneDNN trials side by side in one process
     /// compute exactly what each computes alone. On OpenBLAS they do not quite: its thread count is the
     /// process's, so a product outside a section runs on one thread while

@@ -1,5 +1,7 @@
 // ProductProfile: the wall time of every product `gemm` runs outside
-// single-threaded sections, per shape, collected only while a benchmark asks,
+// single-threaded sections (and of the first thread's share of each product
+// that threads run on their own rows, `gemmOnOneThread`), per shape,
+// collected only while a benchmark asks,
 // and the rate the same product reaches alone — so that a training run can
 // print each product's GFLOP/s against its engine's own peak for that shape.
 import Dispatch
@@ -21,8 +23,10 @@ public enum ProductProfile {
         /// for a CPU without bf16 kernels: `ProductOperand.bf16Floats`).
         public var bHeldInFloats = false
         /// One thread's share of a product that each thread runs on its own
-        /// rows (`gemmOnOneThread`: QLoRA's f32 products at batch 1), on one
-        /// thread; its rate alone is measured on one thread too.
+        /// rows (`gemmOnOneThread`: QLoRA's f32 products at SmolLM2), on one
+        /// thread; its rate alone is measured on one thread too, with
+        /// contiguous operands (training's share writes or reads a slice of
+        /// a wider matrix).
         public var onOneThread = false
 
         public var description: String {
