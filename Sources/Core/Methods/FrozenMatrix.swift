@@ -137,7 +137,7 @@ public enum FrozenMatrix: Sendable {
     /// share of W's rows and multiplies them on its own (oneDNN's primitive
     /// for one thread), so the Floats it wrote are read by the core that wrote
     /// them. Forward, a thread's rows of W are its columns of the output;
-    /// backward, they are its part of the sum over W's rows, so each thread
+    /// backward, they are its part of the sum over W's rows, so each chunk
     /// other than the first writes a partial sum that is added after (the
     /// sum's order differs from one product's: within 1e-6).
     ///
@@ -145,9 +145,9 @@ public enum FrozenMatrix: Sendable {
     /// by both, the dequantisation of SmolLM2's QLoRA step took 0.15 s an
     /// epoch at best and 0.6–0.9 s in some processes, where one thread alone
     /// in a one-thread process took 0.09 s; the products themselves changed
-    /// by at most a third. This way a batch-1 epoch's dequantisation and
-    /// products took 0.84 s instead of 0.95 s, and 1.2 s instead of 1.6–1.8 s
-    /// in the slow processes (docs/benchmarks.md, "Issue 13, twenty-fifth stop").
+    /// by 40% at most. This way batch-1 epochs took 1.05–1.13 s against
+    /// 1.16–1.83 s (three pairs), 1.13 against 1.165 s on the medians of
+    /// eight pairs in the bench (docs/benchmarks.md, "Issue 13, twenty-fifth stop").
     /// False when this path does not apply (bf16, one thread, more rows than
     /// `perThreadRowLimit`, a matrix over `perThreadMatrixBytes`, fewer rows
     /// of W than threads).
