@@ -14,7 +14,9 @@
 // - OPENBLAS_CORETYPE, when OpenBLAS fell back to kernels older than the CPU
 //   runs (`OpenBLASCore`).
 // A value already in the environment stands (OMP_WAIT_POLICY too: the user's
-// choice of how libgomp waits).
+// choice of how libgomp waits; OMP_PROC_BIND too, except that the first
+// thread, which libgomp binds to one CPU as it loads, gets back every CPU of
+// libgomp's places, so that the processes it starts see them all).
 import Core
 import Foundation
 
@@ -32,6 +34,12 @@ enum LibraryEnvironment {
             setenv("OPENBLAS_CORETYPE", core, 1)
             added.append("OPENBLAS_CORETYPE")
         }
+        // A process started from this thread (the re-execution below, a
+        // bench child, a sweep's workers) starts with its CPU mask: give back
+        // the CPUs libgomp bound it away from as it loaded (OMP_PROC_BIND),
+        // or the new libgomp would see one CPU and put every thread on it.
+        // The team's other threads stay bound to their places.
+        OpenMPPlaces.widenCallingThread()
         if !added.isEmpty {
             setenv(settingsKey, added.joined(separator: ","), 1)
             execv("/proc/self/exe", CommandLine.unsafeArgv)

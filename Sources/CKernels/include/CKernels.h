@@ -1,5 +1,6 @@
 // CKernels: element-wise kernels written in C (see each header).
 #include "adamw.h"
+#include "affinity.h"
 #include "bf16.h"
 #include "cached_attention.h"
 #include "cpu.h"
