@@ -163,26 +163,42 @@ func expectGradient(
         #expect((0..<stride).allSatisfy { y.base[4 * stride + $0] == x.base[4 * stride + $0] })
     }
 
+    /// Attention's operands at random over `s`, its forward and backward
+    /// (dout = r), each gradient checked against finite differences; leaves
+    /// `out` as the unperturbed forward's.
+    func checkedAttention(_ s: AttentionShape, _ buf: Buffers, label: String) -> AttentionCheck {
+        let n = s.lengths.reduce(0, +), qw = s.heads * s.headDim, kw = s.kvHeads * s.headDim
+        let a = AttentionCheck(q: buf.random(n * qw), k: buf.random(n * kw), v: buf.random(n * kw), r: buf.random(n * qw),
+                               out: buf.zeros(n * qw), probs: buf.zeros(s.batch * s.heads * s.seqLen * s.seqLen),
+                               dq: buf.zeros(n * qw), dk: buf.zeros(n * kw), dv: buf.zeros(n * kw))
+        let scratch = buf.zeros(ctx.threads * s.seqLen * s.seqLen), prefixScratch = buf.random(max(1, s.prefixScratchCount))
+        attentionForward(a.out, probs: a.probs, q: a.q, k: a.k, v: a.v, shape: s, context: ctx)
+        attentionBackward(dq: a.dq, dk: a.dk, dv: a.dv, dout: a.r, probs: a.probs, q: a.q, k: a.k, v: a.v, shape: s, scratch: scratch,
+                          prefixScratch: prefixScratch, context: ctx)
+        let loss = { () -> Double in
+            attentionForward(a.out, probs: a.probs, q: a.q, k: a.k, v: a.v, shape: s, context: ctx)
+            return weightedSum(a.out, a.r, n * qw)
+        }
+        expectGradient("\(label) dq", input: a.q, analytic: a.dq, count: n * qw, loss: loss)
+        expectGradient("\(label) dk", input: a.k, analytic: a.dk, count: n * kw, loss: loss)
+        expectGradient("\(label) dv", input: a.v, analytic: a.dv, count: n * kw, loss: loss)
+        _ = loss()  // the checks left a perturbed output
+        return a
+    }
+
+    struct AttentionCheck {
+        let q, k, v, r, out, probs, dq, dk, dv: FloatPointer
+    }
+
     /// Two sequences of 5 rows (a padded batch), and three of 4, 19 and 1 rows
     /// laid end to end: each sequence attends only within itself.
     @Test(arguments: [[5, 5], [4, 19, 1]])
     func groupedQueryAttention(lengths: [Int]) {
         let buf = Buffers()
         let s = AttentionShape(lengths: lengths, heads: 4, kvHeads: 2, headDim: 3)
-        let n = lengths.reduce(0, +), qw = s.heads * s.headDim, kw = s.kvHeads * s.headDim
-        let q = buf.random(n * qw), k = buf.random(n * kw), v = buf.random(n * kw)
-        let out = buf.zeros(n * qw), probs = buf.zeros(s.batch * s.heads * s.seqLen * s.seqLen), r = buf.random(n * qw)
-        let dq = buf.zeros(n * qw), dk = buf.zeros(n * kw), dv = buf.zeros(n * kw)
-        let scratch = buf.zeros(ctx.threads * s.seqLen * s.seqLen)
-        attentionForward(out, probs: probs, q: q, k: k, v: v, shape: s, context: ctx)
-        attentionBackward(dq: dq, dk: dk, dv: dv, dout: r, probs: probs, q: q, k: k, v: v, shape: s, scratch: scratch, context: ctx)
-        let loss = { () -> Double in
-            attentionForward(out, probs: probs, q: q, k: k, v: v, shape: s, context: ctx)
-            return weightedSum(out, r, n * qw)
-        }
-        expectGradient("attention dq \(lengths)", input: q, analytic: dq, count: n * qw, loss: loss)
-        expectGradient("attention dk \(lengths)", input: k, analytic: dk, count: n * kw, loss: loss)
-        expectGradient("attention dv \(lengths)", input: v, analytic: dv, count: n * kw, loss: loss)
+        let qw = s.heads * s.headDim, kw = s.kvHeads * s.headDim
+        let a = checkedAttention(s, buf, label: "attention \(lengths)")
+        let (q, k, v, out, probs) = (a.q, a.k, a.v, a.out, a.probs)
         // Causality: the first position of each sequence attends only to itself.
         for b in 0..<s.batch {
             for h in 0..<s.heads {
@@ -191,7 +207,6 @@ func expectGradient(
             }
         }
         // Each sequence's output is the one it has alone: nothing leaks across.
-        attentionForward(out, probs: probs, q: q, k: k, v: v, shape: s, context: ctx)  // the checks above left a perturbed output
         for b in 0..<s.batch {
             let L = lengths[b], first = s.starts[b]
             let alone = AttentionShape(lengths: [L], heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim)
@@ -204,6 +219,50 @@ func expectGradient(
             let worst = (0..<(L * qw)).map { abs(outAlone.base[$0] - out.base[first * qw + $0]) }.max() ?? 0
             #expect(worst < 1e-6, "sequence \(b) of \(lengths): \(worst) from its output alone")
         }
+    }
+
+    /// A prefix of 4 rows that sequence 0 (7 rows) lays and the later ones
+    /// (3, 1 and 0 rows of their own) attend to first: every gradient against
+    /// finite differences, and each later sequence's output and gradients
+    /// equal those of the prefix and its rows laid as one sequence, the
+    /// prefix's key and value gradients the sum over the sequences.
+    @Test func attentionWithASharedPrefix() {
+        let buf = Buffers()
+        let lengths = [7, 3, 1, 0], P = 4
+        let s = AttentionShape(lengths: lengths, prefix: P, heads: 4, kvHeads: 2, headDim: 3)
+        #expect(s.seqLen == 7 && s.prefixScratchCount == 2 * 3 * P * 6)
+        let qw = s.heads * s.headDim, kw = s.kvHeads * s.headDim
+        let a = checkedAttention(s, buf, label: "prefix attention")
+        let (q, k, v, r, out, dq, dk, dv) = (a.q, a.k, a.v, a.r, a.out, a.dq, a.dk, a.dv)
+
+        // Sequence 0 alone, then each later sequence behind a copy of the prefix.
+        var prefixDK = [Float](repeating: 0, count: P * kw), prefixDV = prefixDK
+        for b in 0..<s.batch where lengths[b] > 0 {
+            let own = lengths[b], first = s.starts[b], prefix = b == 0 ? 0 : P, L = prefix + own
+            let alone = AttentionShape(lengths: [L], heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim)
+            let qA = buf.zeros(L * qw), kA = buf.zeros(L * kw), vA = buf.zeros(L * kw), rA = buf.zeros(L * qw)
+            // The prefix's rows copied but for their output's weights: what they send back is sequence 0's.
+            for (dst, src, w, withPrefix) in [(qA, q, qw, true), (kA, k, kw, true), (vA, v, kw, true), (rA, r, qw, false)] {
+                if withPrefix { dst.base.update(from: src.base, count: prefix * w) }
+                (dst.base + prefix * w).update(from: src.base + first * w, count: own * w)
+            }
+            let outA = buf.zeros(L * qw), probsA = buf.zeros(s.heads * L * L)
+            let dqA = buf.zeros(L * qw), dkA = buf.zeros(L * kw), dvA = buf.zeros(L * kw), scratchA = buf.zeros(ctx.threads * L * L)
+            attentionForward(outA, probs: probsA, q: qA, k: kA, v: vA, shape: alone, context: ctx)
+            attentionBackward(dq: dqA, dk: dkA, dv: dvA, dout: rA, probs: probsA, q: qA, k: kA, v: vA, shape: alone, scratch: scratchA, context: ctx)
+            func worst(_ a: FloatPointer, _ aStart: Int, _ b: FloatPointer, _ bStart: Int, _ count: Int) -> Float {
+                (0..<count).map { abs(a.base[aStart + $0] - b.base[bStart + $0]) }.max() ?? 0
+            }
+            #expect(worst(outA, prefix * qw, out, first * qw, own * qw) < 1e-6, "sequence \(b): output")
+            #expect(worst(dqA, prefix * qw, dq, first * qw, own * qw) < 1e-5, "sequence \(b): dq")
+            let ownFrom = b == 0 ? P : 0  // sequence 0's prefix rows are checked against the sum below
+            #expect(worst(dkA, (prefix + ownFrom) * kw, dk, (first + ownFrom) * kw, (own - ownFrom) * kw) < 1e-5, "sequence \(b): dk")
+            #expect(worst(dvA, (prefix + ownFrom) * kw, dv, (first + ownFrom) * kw, (own - ownFrom) * kw) < 1e-5, "sequence \(b): dv")
+            for i in 0..<(P * kw) { prefixDK[i] += dkA.base[i]; prefixDV[i] += dvA.base[i] }
+        }
+        let dkWorst = (0..<(P * kw)).map { abs(prefixDK[$0] - dk.base[$0]) }.max() ?? 0
+        let dvWorst = (0..<(P * kw)).map { abs(prefixDV[$0] - dv.base[$0]) }.max() ?? 0
+        #expect(dkWorst < 1e-5 && dvWorst < 1e-5, "the prefix's dk, dv: \(dkWorst), \(dvWorst) from the sum over sequences")
     }
 
     /// Vocabularies shorter than the kernel's 16 lanes, a multiple of them,

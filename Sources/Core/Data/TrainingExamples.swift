@@ -27,15 +27,40 @@ extension TokenBatch {
     /// Lays examples end to end, without padding. Position t is trained to
     /// predict token t+1; the last token of each example is only a target, so
     /// an example of n tokens takes n − 1 rows.
-    public init(examples: [TrainingExample], scope: LossScope = .answer) {
-        var tokens: [Int32] = [], targets: [Int32] = []
-        for example in examples {
+    ///
+    /// `sharingPrefix` lays the rows that open every example alike once (the
+    /// chat template's system turn, up to where the questions differ) and
+    /// lets the later examples attend to them: as far as the tokens agree and
+    /// no example after the first takes a loss there. Without a row in
+    /// common, or with one example, the batch is laid as without it.
+    public init(examples: [TrainingExample], scope: LossScope = .answer, sharingPrefix: Bool = false) {
+        let rows = examples.map { example in
             let first = scope == .answer ? max(0, example.promptLength - 1) : 0
-            for t in 0..<(example.tokens.count - 1) {
-                tokens.append(example.tokens[t])
-                targets.append(t >= first ? example.tokens[t + 1] : TokenBatch.ignore)
+            return (0..<(example.tokens.count - 1)).map { t in
+                (token: example.tokens[t], target: t >= first ? example.tokens[t + 1] : TokenBatch.ignore)
             }
         }
-        self.init(lengths: examples.map { $0.tokens.count - 1 }, tokens: tokens, targets: targets)
+        let prefix = sharingPrefix ? TokenBatch.sharedRows(rows) : 0
+        var tokens: [Int32] = [], targets: [Int32] = []
+        for (b, example) in rows.enumerated() {
+            for row in example[(b == 0 ? 0 : prefix)...] {
+                tokens.append(row.token)
+                targets.append(row.target)
+            }
+        }
+        self.init(lengths: rows.enumerated().map { b, example in b == 0 ? example.count : example.count - prefix },
+                  tokens: tokens, targets: targets, sharedPrefix: prefix)
+    }
+
+    /// How many leading rows every sequence has alike and every sequence
+    /// after the first leaves unlabelled.
+    private static func sharedRows(_ rows: [[(token: Int32, target: Int32)]]) -> Int {
+        guard let first = rows.first, rows.count > 1 else { return 0 }
+        var prefix = 0
+        while prefix < first.count, rows.dropFirst().allSatisfy({ prefix < $0.count
+            && $0[prefix].token == first[prefix].token && $0[prefix].target == TokenBatch.ignore }) {
+            prefix += 1
+        }
+        return prefix
     }
 }

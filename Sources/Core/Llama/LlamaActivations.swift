@@ -60,6 +60,7 @@ public final class LlamaActivations: @unchecked Sendable {
         let dFinalOut: FloatPointer  // (M, C)
         let dFinalIn: FloatPointer  // (M, C)
         let attentionScratch: FloatPointer  // (threads, T, T)
+        let attentionPrefixScratch: FloatPointer  // (2, B − 1, T, K): what later sequences send a shared prefix
         let normScratch: FloatPointer  // (threads, C)
         /// (N, max(C, Q, F)), (N, max LoRA rank), the widest frozen matrix's tiles; forward uses it too.
         let projectionScratch: ProjectionScratch
@@ -101,7 +102,8 @@ public final class LlamaActivations: @unchecked Sendable {
             return Gradients(
                 dResid: take(n * C), dNormOut: take(n * C), dq: take(n * Q), dk: take(n * K), dv: take(n * K), dAttnOut: take(n * Q),
                 dGate: take(n * F), dUp: take(n * F), dAct: take(n * F), dFinalOut: take(m * C), dFinalIn: take(m * C),
-                attentionScratch: take(t * maxSeq * maxSeq), normScratch: take(t * C),
+                attentionScratch: take(t * maxSeq * maxSeq), attentionPrefixScratch: take(2 * max(1, maxBatch - 1) * maxSeq * K),
+                normScratch: take(t * C),
                 projectionScratch: ProjectionScratch(wide: take(n * max(C, Q, F)), narrow: take(n * maxRank), tiles: take(tiles)))
         }
         gradArena = backward.arena

@@ -18,7 +18,7 @@ extension LlamaNetwork {
         let N = batch.rowCount
         let c = config, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth, F = c.intermediateSize
         let m = batch.labelledCount
-        let shape = AttentionShape(lengths: batch.lengths, heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDimension)
+        let shape = AttentionShape(lengths: batch.lengths, prefix: batch.sharedPrefix, heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDimension)
         let scratch = acts.grads.projectionScratch
 
         // Output head and final norm, at the labelled rows; then scatter into the stream.
@@ -60,7 +60,8 @@ extension LlamaNetwork {
             projectionBackward(w.o, dinp: acts.grads.dAttnOut, accumulateInput: false, dout: acts.grads.dResid, inp: a.attnOut, n: N,
                                saved: a.adapters, scratch: scratch, context: ctx)
             attentionBackward(dq: acts.grads.dq, dk: acts.grads.dk, dv: acts.grads.dv, dout: acts.grads.dAttnOut, probs: a.probs, q: a.q, k: a.k, v: a.v,
-                              shape: shape, scratch: acts.grads.attentionScratch, context: ctx)
+                              shape: shape, scratch: acts.grads.attentionScratch,
+                              prefixScratch: acts.grads.attentionPrefixScratch, context: ctx)
             batch.positions.withUnsafeBufferPointer { positions in
                 guard let pos = positions.baseAddress else { return }
                 ropeBackward(acts.grads.dq, table: acts.rope, positions: pos, rows: N, heads: c.headCount, rowStride: Q, context: ctx)

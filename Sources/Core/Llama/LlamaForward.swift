@@ -67,7 +67,7 @@ extension LlamaNetwork {
         let B = batch.batchSize, T = batch.seqLen, N = batch.rowCount
         precondition(B <= acts.maxBatch && T <= acts.maxSeq && m <= acts.maxRows, "batch exceeds activation capacity")
         let c = config, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth, F = c.intermediateSize
-        let shape = AttentionShape(lengths: batch.lengths, heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDimension)
+        let shape = AttentionShape(lengths: batch.lengths, prefix: batch.sharedPrefix, heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDimension)
         let scratch = acts.grads.projectionScratch
 
         batch.tokens.withUnsafeBufferPointer { tokens in

@@ -39,6 +39,14 @@ public final class FineTuning: @unchecked Sendable {
     var roundsInUpdate = FineTuning.roundsInUpdateByEnvironment
     static let roundsInUpdateByEnvironment = ProcessInfo.processInfo.environment["FACTSWEEP_ROUND_IN_UPDATE"]?.lowercased() != "off"
 
+    /// Whether training batches lay the prompt prefix their examples share
+    /// once (`TokenBatch(examples:sharingPrefix:)`, the chat template's
+    /// system turn): the default. Exact without LoRA dropout, whose masks
+    /// PEFT draws for each example's rows apart, so not with it;
+    /// `FACTSWEEP_SHARED_PREFIX=off` lays every example whole.
+    public var sharesPromptPrefix: Bool { FineTuning.promptPrefix.isOn && method.dropout == 0 }
+    static let promptPrefix = PathSwitch(environmentKey: "FACTSWEEP_SHARED_PREFIX")
+
     /// Sets up `method` on `base` for batches of up to `maxBatch × maxSeq` tokens.
     /// `seed` initialises LoRA's A matrices (as PEFT's Kaiming-uniform) and dropout.
     /// In bf16 LoRA and IA³ need a base loaded with `.bf16` storage (see

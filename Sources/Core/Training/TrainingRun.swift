@@ -54,7 +54,8 @@ public final class TrainingRun: @unchecked Sendable {
         let order = Array(examples.indices).shuffled(using: &rng)
         let b = settings.batchSize == 0 ? examples.count : settings.batchSize
         let batches = stride(from: 0, to: order.count, by: b).map { start in
-            TokenBatch(examples: order[start..<min(order.count, start + b)].map { examples[$0] }, scope: settings.lossScope)
+            TokenBatch(examples: order[start..<min(order.count, start + b)].map { examples[$0] }, scope: settings.lossScope,
+                       sharingPrefix: trainer.sharesPromptPrefix)
         }
         let tokens = examples.reduce(0) { $0 + $1.tokens.count - 1 }
         var lossSum: Float = 0, flops: Double = 0
@@ -159,7 +160,10 @@ extension LlamaModel {
         let c = config, n = Double(batch.rowCount), m = Double(batch.labelledCount)
         let C = Double(c.hiddenSize), F = Double(c.intermediateSize)
         let linear = C * Double(c.queryWidth) * 2 + C * Double(c.kvWidth) * 2 + 3 * C * F
-        let squares = Double(batch.lengths.reduce(0) { $0 + $1 * $1 })
+        // Each sequence's scores: its rows by the keys they see (a shared prefix's first).
+        let squares = Double(batch.lengths.enumerated().reduce(0) { sum, sequence in
+            sum + sequence.element * ((sequence.offset == 0 ? 0 : batch.sharedPrefix) + sequence.element)
+        })
         let attention = 4 * Double(c.headCount) * squares * Double(c.headDimension)
         let forward = Double(c.layerCount) * (2 * n * linear + attention) + 2 * m * Double(c.vocabularySize) * C
         return 3 * forward
