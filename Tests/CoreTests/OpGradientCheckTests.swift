@@ -164,13 +164,14 @@ func expectGradient(
     }
 
     /// Attention's operands at random over `s`, its forward and backward
-    /// (dout = r), each gradient checked against finite differences; leaves
-    /// `out` as the unperturbed forward's.
+    /// (dout = r; the gradients' buffers start with garbage, which backward
+    /// must overwrite), each gradient checked against finite differences;
+    /// leaves `out` as the unperturbed forward's.
     func checkedAttention(_ s: AttentionShape, _ buf: Buffers, label: String) -> AttentionCheck {
         let n = s.lengths.reduce(0, +), qw = s.heads * s.headDim, kw = s.kvHeads * s.headDim
         let a = AttentionCheck(q: buf.random(n * qw), k: buf.random(n * kw), v: buf.random(n * kw), r: buf.random(n * qw),
                                out: buf.zeros(n * qw), probs: buf.zeros(s.batch * s.heads * s.seqLen * s.seqLen),
-                               dq: buf.zeros(n * qw), dk: buf.zeros(n * kw), dv: buf.zeros(n * kw))
+                               dq: buf.random(n * qw), dk: buf.random(n * kw), dv: buf.random(n * kw))  // overwritten
         let scratch = buf.zeros(ctx.threads * s.seqLen * s.seqLen), prefixScratch = buf.random(max(1, s.prefixScratchCount))
         attentionForward(a.out, probs: a.probs, q: a.q, k: a.k, v: a.v, shape: s, context: ctx)
         attentionBackward(dq: a.dq, dk: a.dk, dv: a.dv, dout: a.r, probs: a.probs, q: a.q, k: a.k, v: a.v, shape: s, scratch: scratch,

@@ -72,8 +72,9 @@ import Trial
         #expect(scale > 0 && worst <= 1e-5 * scale, "\(kind): gradients differ by \(worst) (largest \(scale))")
     }
 
-    /// Three examples opening with the same 4 tokens (prompts of 6, 6 and 5
-    /// tokens): the second and third lay only their rows after them.
+    /// Three examples opening with the same 4 tokens (8, 9 and 5 rows;
+    /// prompts of 6, 6 and 5 tokens): the longest, the second, is laid
+    /// first and whole, the others only their rows after the 4.
     static func prefixed(vocab: Int, promptOfThird: Int = 5) -> [TrainingExample] {
         let prefix: [Int32] = [5, 6, 7, 8]
         return [TrainingExample(tokens: prefix + [9, 10, 11, 12, 13], promptLength: 6),
@@ -84,17 +85,19 @@ import Trial
     @Test func aSharedPrefixIsLaidOnce() {
         let examples = Self.prefixed(vocab: 37)
         let batch = TokenBatch(examples: examples, sharingPrefix: true)
-        #expect(batch.sharedPrefix == 4 && batch.lengths == [8, 5, 1] && batch.rowCount == 14 && batch.seqLen == 9)
-        #expect(batch.positions == [0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7, 8, 4])
+        #expect(batch.sharedPrefix == 4 && batch.lengths == [9, 4, 1] && batch.rowCount == 14 && batch.seqLen == 9)
+        #expect(batch.positions == [0, 1, 2, 3, 4, 5, 6, 7, 8, 4, 5, 6, 7, 4])
         let whole = TokenBatch(examples: examples)
         #expect(whole.sharedPrefix == 0 && whole.lengths == [8, 9, 5])
-        // The rows after the prefix, tokens and targets, are each example's own.
-        #expect(batch.tokens == Array(whole.tokens[0..<8] + whole.tokens[12..<17] + whole.tokens[21..<22]))
-        #expect(batch.targets == Array(whole.targets[0..<8] + whole.targets[12..<17] + whole.targets[21..<22]))
+        // The longest whole, then the rows after the prefix, tokens and targets, each example's own.
+        #expect(batch.tokens == Array(whole.tokens[8..<17] + whole.tokens[4..<8] + whole.tokens[21..<22]))
+        #expect(batch.targets == Array(whole.targets[8..<17] + whole.targets[4..<8] + whole.targets[21..<22]))
         #expect(batch.labelledCount == whole.labelledCount)
+        // Whichever order the epoch drew, the longest goes first.
+        #expect(TokenBatch(examples: [examples[1], examples[0], examples[2]], sharingPrefix: true) == batch)
         // A later example labelled inside the common tokens ends the prefix there.
         let early = TokenBatch(examples: Self.prefixed(vocab: 37, promptOfThird: 3), sharingPrefix: true)
-        #expect(early.sharedPrefix == 2 && early.lengths == [8, 7, 3])
+        #expect(early.sharedPrefix == 2 && early.lengths == [9, 6, 3])
         #expect(early.labelledCount == TokenBatch(examples: Self.prefixed(vocab: 37, promptOfThird: 3)).labelledCount)
         // Loss on the prompts too, one example, or nothing in common: laid whole.
         #expect(TokenBatch(examples: examples, scope: .all, sharingPrefix: true).sharedPrefix == 0)

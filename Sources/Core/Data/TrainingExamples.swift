@@ -31,16 +31,25 @@ extension TokenBatch {
     /// `sharingPrefix` lays the rows that open every example alike once (the
     /// chat template's system turn, up to where the questions differ) and
     /// lets the later examples attend to them: as far as the tokens agree and
-    /// no example after the first takes a loss there. Without a row in
+    /// no example after the first takes a loss there. The first, laid whole,
+    /// is then the longest (the first of equals), so that the batch's shapes
+    /// (and the products' primitives made for them) depend on which examples
+    /// it holds, not on the order an epoch drew them in. Without a row in
     /// common, or with one example, the batch is laid as without it.
     public init(examples: [TrainingExample], scope: LossScope = .answer, sharingPrefix: Bool = false) {
-        let rows = examples.map { example in
+        var rows = examples.map { example in
             let first = scope == .answer ? max(0, example.promptLength - 1) : 0
             return (0..<(example.tokens.count - 1)).map { t in
                 (token: example.tokens[t], target: t >= first ? example.tokens[t + 1] : TokenBatch.ignore)
             }
         }
-        let prefix = sharingPrefix ? TokenBatch.sharedRows(rows) : 0
+        var prefix = 0
+        if sharingPrefix, let longest = rows.indices.max(by: { rows[$0].count < rows[$1].count }) {
+            var reordered = rows
+            reordered.insert(reordered.remove(at: longest), at: 0)
+            prefix = TokenBatch.sharedRows(reordered)
+            if prefix > 0 { rows = reordered }
+        }
         var tokens: [Int32] = [], targets: [Int32] = []
         for (b, example) in rows.enumerated() {
             for row in example[(b == 0 ? 0 : prefix)...] {

@@ -66,6 +66,8 @@ public final class LlamaActivations: @unchecked Sendable {
         let projectionScratch: ProjectionScratch
     }
     let grads: Gradients
+    /// Floats in `grads.attentionPrefixScratch`: backward checks a batch's need against it.
+    let attentionPrefixScratchCount: Int
 
     public var byteCount: Int { arena.byteCount + gradArena.byteCount }
 
@@ -97,12 +99,14 @@ public final class LlamaActivations: @unchecked Sendable {
         let projections = network.layers.flatMap(\.projections)
         let maxRank = projections.map { p -> Int in if case let .lora(l)? = p.adapter { return l.rank } else { return 0 } }.max() ?? 0
         let tiles = projections.map { $0.weight.tileFloats(threads: t) }.max() ?? 0
+        let prefixScratch = 2 * max(1, maxBatch - 1) * maxSeq * K
+        attentionPrefixScratchCount = prefixScratch
         let backward = FloatArena.carved { arena in
             let take = { (count: Int) in FloatPointer(arena.take(count)) }
             return Gradients(
                 dResid: take(n * C), dNormOut: take(n * C), dq: take(n * Q), dk: take(n * K), dv: take(n * K), dAttnOut: take(n * Q),
                 dGate: take(n * F), dUp: take(n * F), dAct: take(n * F), dFinalOut: take(m * C), dFinalIn: take(m * C),
-                attentionScratch: take(t * maxSeq * maxSeq), attentionPrefixScratch: take(2 * max(1, maxBatch - 1) * maxSeq * K),
+                attentionScratch: take(t * maxSeq * maxSeq), attentionPrefixScratch: take(prefixScratch),
                 normScratch: take(t * C),
                 projectionScratch: ProjectionScratch(wide: take(n * max(C, Q, F)), narrow: take(n * maxRank), tiles: take(tiles)))
         }

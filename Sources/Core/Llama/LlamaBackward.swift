@@ -20,6 +20,7 @@ extension LlamaNetwork {
         let m = batch.labelledCount
         let shape = AttentionShape(lengths: batch.lengths, prefix: batch.sharedPrefix, heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDimension)
         let scratch = acts.grads.projectionScratch
+        precondition(shape.prefixScratchCount <= acts.attentionPrefixScratchCount, "shared prefix exceeds the activations' scratch")
 
         // Output head and final norm, at the labelled rows; then scatter into the stream.
         if let headGrad {

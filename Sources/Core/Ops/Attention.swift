@@ -137,7 +137,8 @@ public func attentionBackward(
                 let kp = k.base + kvh * hd, vp = v.base + kvh * hd
                 let dkp = (prefixScratch?.base ?? dk.base) + 2 * max(0, b - 1) * prefixSlice + kvh * hd
                 let dvp = dkp + prefixSlice
-                // In bf16 each operand read twice (K and V by every query head of the group, dO and dS by two products each) is rounded once.
+                // In bf16 each operand read twice (K and V by every query head of the group, dO and dS's own columns by two products
+                // each) is rounded once; the prefix's columns of P and dS, sub-blocks, are rounded by each product that reads them.
                 let operands = [(kh, L), (vh, L), (kp, P), (vp, P)].map { (FloatPointer($0), rows: $1, columns: hd, ld: s.kvWidth) }
                 sharingBFloat16Copies(of: operands) {
                     for g in 0..<s.group {
