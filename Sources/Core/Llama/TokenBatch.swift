@@ -55,9 +55,7 @@ public struct TokenBatch: Sendable, Equatable {
 
     /// The longest sequence, its shared prefix counted: attention's
     /// per-sequence scratch is sized by it.
-    public var seqLen: Int {
-        lengths.enumerated().map { b, length in b == 0 ? length : sharedPrefix + length }.max() ?? 0
-    }
+    public var seqLen: Int { AttentionShape.mostKeys(lengths: lengths, prefix: sharedPrefix) }
 
     /// Rows in the batch: Σ lengths (B·T when padded).
     public var rowCount: Int { tokens.count }

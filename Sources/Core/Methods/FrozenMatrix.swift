@@ -264,25 +264,3 @@ private func product(
                      beta: beta, c: c, ldc: ldc)
     }
 }
-
-/// A path of the NF4 products that a process can turn off with its
-/// environment variable (`off`), and a thread for the span of a closure.
-struct PathSwitch: Sendable {
-    let environmentKey: String
-    /// Whether this process allows the path (the environment's say).
-    let byEnvironment: Bool
-    private let offOnThread = ThreadFlag()
-
-    init(environmentKey: String) {
-        self.environmentKey = environmentKey
-        byEnvironment = ProcessInfo.processInfo.environment[environmentKey]?.lowercased() != "off"
-    }
-
-    /// Whether the calling thread takes the path.
-    var isOn: Bool { byEnvironment && !offOnThread.isSet }
-
-    /// Runs `body` with the path off on the calling thread.
-    func withoutIt<Result>(_ body: () throws -> Result) rethrows -> Result {
-        try offOnThread.run(true, body)
-    }
-}

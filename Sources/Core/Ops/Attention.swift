@@ -28,7 +28,13 @@ public struct AttentionShape: Sendable {
         var starts: [Int] = [], row = 0
         for length in lengths { starts.append(row); row += length }
         self.starts = starts
-        self.seqLen = lengths.enumerated().map { b, length in b == 0 ? length : prefix + length }.max() ?? 0
+        self.seqLen = AttentionShape.mostKeys(lengths: lengths, prefix: prefix)
+    }
+
+    /// The most keys any sequence attends to: its own rows, and the prefix's
+    /// for a sequence after the first.
+    static func mostKeys(lengths: [Int], prefix: Int) -> Int {
+        lengths.enumerated().map { b, length in b == 0 ? length : prefix + length }.max() ?? 0
     }
 
     /// B sequences of T rows each.
@@ -109,6 +115,24 @@ func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, count: Int) {
     factsweep_softmax_row(row, count)
 }
 
+/// `body` with one bf16 rounding each of a (sequence, kv head)'s keys and
+/// values and of the shared prefix's (`sharingBFloat16Copy`; no prefix, no
+/// scope), for the query heads of the group that all read them.
+@inline(__always)
+private func sharingKeysAndValues(
+    own: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>), prefix: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>),
+    rows: (own: Int, prefix: Int), shape s: AttentionShape, _ body: () -> Void
+) {
+    let hd = s.headDim, ld = s.kvWidth
+    sharingBFloat16Copy(of: FloatPointer(own.0), rows: rows.own, columns: hd, ld: ld) {
+        sharingBFloat16Copy(of: FloatPointer(own.1), rows: rows.own, columns: hd, ld: ld) {
+            sharingBFloat16Copy(of: FloatPointer(prefix.0), rows: rows.prefix, columns: hd, ld: ld) {
+                sharingBFloat16Copy(of: FloatPointer(prefix.1), rows: rows.prefix, columns: hd, ld: ld, body)
+            }
+        }
+    }
+}
+
 /// Backward of `attentionForward`.
 /// - dq: (N, H·hd) overwritten; dk, dv: (N, KV·hd) overwritten;
 /// - dout: (N, H·hd); scratch: threads × T × T;
@@ -139,8 +163,7 @@ public func attentionBackward(
                 let dvp = dkp + prefixSlice
                 // In bf16 each operand read twice (K and V by every query head of the group, dO and dS's own columns by two products
                 // each) is rounded once; the prefix's columns of P and dS, sub-blocks, are rounded by each product that reads them.
-                let operands = [(kh, L), (vh, L), (kp, P), (vp, P)].map { (FloatPointer($0), rows: $1, columns: hd, ld: s.kvWidth) }
-                sharingBFloat16Copies(of: operands) {
+                sharingKeysAndValues(own: (kh, vh), prefix: (kp, vp), rows: (L, P), shape: s) {
                     for g in 0..<s.group {
                         let h = kvh * s.group + g
                         let first: Float = g == 0 ? 0 : 1

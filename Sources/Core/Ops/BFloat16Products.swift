@@ -298,16 +298,6 @@ func sharingBFloat16Copy<Result>(
     return try body()
 }
 
-/// `sharingBFloat16Copy` over several operands, the first outermost.
-func sharingBFloat16Copies<Result>(
-    of operands: [(matrix: FloatPointer, rows: Int, columns: Int, ld: Int)], _ body: () throws -> Result
-) rethrows -> Result {
-    guard let (matrix, rows, columns, ld) = operands.first else { return try body() }
-    return try sharingBFloat16Copy(of: matrix, rows: rows, columns: columns, ld: ld) {
-        try sharingBFloat16Copies(of: Array(operands.dropFirst()), body)
-    }
-}
-
 /// The operand's bf16 values as Float32 (exact) and their leading dimension:
 /// held values as they are, others in scratch `slot`, converted on `threads`
 /// threads when large.
