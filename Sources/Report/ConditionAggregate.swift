@@ -65,8 +65,9 @@ public struct ConditionAggregate: Sendable, Equatable {
 
     /// The conditions of `snapshot`, in the order their first trial was added.
     /// Seeds of a condition are combined; trials of a condition that differ in
-    /// learning rate, rank, alpha or epochs (grid axes) are separate lines,
-    /// named after what differs ("ia3, lr 0.01").
+    /// any other setting (a grid axis: learning rate, rank, precision, batch
+    /// size, …) are separate lines, named after what differs ("ia3, lr 0.01",
+    /// "lora-r8, bf16").
     public static func all(in snapshot: RunSnapshot) -> [ConditionAggregate] {
         var rowsByTrial: [String: [ReportEpoch]] = [:]
         for row in snapshot.epochs { rowsByTrial[row.trialKey, default: []].append(row) }
@@ -85,27 +86,23 @@ public struct ConditionAggregate: Sendable, Equatable {
         }
     }
 
-    /// What tells apart the lines of one condition: its settings but the seed.
+    /// What tells apart the lines of one condition: its settings but the
+    /// seed — every setting of the trial's configuration, so that a grid axis
+    /// over any of them (precision, batch size, moments, …) never averages
+    /// unlike trials as if they were seeds.
     struct Variant: Hashable {
         var condition: String
-        var rank: Int?
-        var alpha: Double?
-        var learningRate: Double
-        var epochs: Int
+        var settings: TrialSettings
 
         init(_ trial: ReportTrial) {
-            condition = trial.condition; rank = trial.rank; alpha = trial.alpha
-            learningRate = trial.learningRate; epochs = trial.plannedEpochs
+            condition = trial.condition
+            settings = trial.settings ?? TrialSettings(columnsOf: trial)
         }
 
         /// The condition's name, plus the settings in which `siblings` differ.
         func name(among siblings: [Variant]) -> String {
             guard siblings.count > 1 else { return condition }
-            var parts: [String] = []
-            if Set(siblings.map(\.rank)).count > 1, let rank { parts.append("r=\(rank)") }
-            if Set(siblings.map(\.alpha)).count > 1, let alpha { parts.append("α=\(ReportNumber.compact(alpha))") }
-            if Set(siblings.map(\.learningRate)).count > 1 { parts.append("lr \(ReportNumber.compact(learningRate))") }
-            if Set(siblings.map(\.epochs)).count > 1 { parts.append("\(epochs) epochs") }
+            let parts = settings.differences(among: siblings.map(\.settings))
             return parts.isEmpty ? condition : "\(condition), \(parts.joined(separator: ", "))"
         }
     }

@@ -5,7 +5,7 @@ import Foundation
 public enum MetricsCSV {
     public static let columns = ["trial_key", "condition", "method", "rank", "alpha", "lr", "seed", "epoch", "loss",
                                  "train_seconds", "epoch_seconds", "accuracy", "accuracy_at_threshold", "key_match",
-                                 "perplexity"]
+                                 "perplexity", "batch_size", "precision"]
 
     /// One header line and one line per epoch row; missing values are empty.
     public static func csv(_ snapshot: RunSnapshot) -> String {
@@ -18,11 +18,15 @@ public enum MetricsCSV {
                 number(trial?.alpha), number(trial?.learningRate), trial.map { String($0.seed) } ?? "", String(row.epoch),
                 number(row.loss), number(row.trainSeconds), number(row.epochSeconds), number(row.accuracy),
                 number(row.accuracyAtThreshold), number(row.keyMatch), number(row.perplexity),
+                trial?.settings?.values["training.batchSize"] ?? "", trial?.settings.map(precision) ?? "",
             ]
             out += cells.map(quote).joined(separator: ",") + "\r\n"
         }
         return out
     }
+
+    /// The products' precision; a configuration without one is f32 (the key it had before the setting existed).
+    static func precision(_ settings: TrialSettings) -> String { settings.values["training.precision"] ?? "f32" }
 
     /// Full precision: the CSV is data, not presentation.
     static func number(_ value: Double?) -> String {

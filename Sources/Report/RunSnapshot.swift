@@ -28,6 +28,10 @@ public struct ReportTrial: Sendable, Equatable {
     public var model: String = ""
     /// Why the coordinator stopped it early (status `stopped`): the rule, epoch and values; nil otherwise.
     public var stopping: StoppingDecision?
+    /// Its configuration's settings but the seed (`trials.config`); nil when
+    /// that could not be read. Trials of a condition whose settings differ are
+    /// separate lines of the report.
+    public var settings: TrialSettings?
 
     /// Whether more epochs may still arrive (the curve is partial).
     public var isOpen: Bool { ["pending", "running", "stale"].contains(status) }

@@ -77,14 +77,14 @@ public enum RunSnapshotReader {
         let sweeps = try String.fetchAll(db, sql: "SELECT name FROM sweeps ORDER BY id")
         let decisions = try RunStore.stoppingDecisions(db)
         let trials = try Row.fetchAll(db, sql: """
-            SELECT key, condition, method, rank, alpha, lr, seed, epochs, status, last_epoch, model\(storesSummaries ? ", summary" : "")
+            SELECT key, condition, method, rank, alpha, lr, seed, epochs, status, last_epoch, model, config\(storesSummaries ? ", summary" : "")
             FROM trials ORDER BY rowid
             """).map { row in
             ReportTrial(key: row["key"], condition: row["condition"], method: row["method"], rank: row["rank"],
                         alpha: row["alpha"], learningRate: row["lr"], seed: row["seed"], plannedEpochs: row["epochs"],
                         status: row["status"], lastEpoch: row["last_epoch"],
                         summary: storesSummaries ? decodeSummary(row["summary"]) : nil, model: row["model"],
-                        stopping: decisions[row["key"]])
+                        stopping: decisions[row["key"]], settings: (row["config"] as String?).flatMap(TrialSettings.init(configJSON:)))
         }
         let epochs = try Row.fetchAll(db, sql: """
             SELECT e.trial_key, e.epoch, e.loss, e.train_seconds, e.epoch_seconds, e.accuracy, e.accuracy_at_threshold,

@@ -5,6 +5,7 @@ import GRDB
 import Logging
 import Testing
 import TestSupport
+import Trial
 @testable import Report
 @testable import Store
 
@@ -23,6 +24,68 @@ import TestSupport
         #expect(aggregates.prefix(2).allSatisfy { $0.trials.count == 1 })
         #expect(aggregates[2].trials.count == 2)
         #expect(aggregates.count == SyntheticStudy.conditions.count + 1)
+    }
+
+    /// Trials of one condition that a grid axis makes differ in anything but
+    /// the seed — precision and batch size here, read from each trial's stored
+    /// configuration — are separate lines named after what differs; only seeds
+    /// are averaged. Before, the report told lines apart by rank, alpha, rate
+    /// and epochs alone and averaged f32 with bf16 trials as if they were seeds.
+    @Test func everySettingButTheSeedSeparatesLines() throws {
+        let folder = try TemporaryDirectory()
+        let store = try RunStore(path: folder.file("run.db").path, logger: logger)
+        try store.announceWorker(WorkerAnnouncement(id: "w1", host: "test", pid: 1, threads: 2, protocolVersion: "FSW1"))
+        func trial(_ precision: Precision?, batch: Int, seed: UInt64, checkpointEvery: Int = 10) -> SweepTrial {
+            var training = TrainingSettings()
+            training.method = MethodSettings(kind: .lora, rank: 8, alpha: 32)
+            training.learningRate = 1e-3
+            training.epochs = 2
+            training.batchSize = batch
+            training.precision = precision
+            training.seed = seed
+            let config = TrialConfig(model: "models/smollm2", data: "data/facts.jsonl", training: training,
+                                     checkpointEvery: checkpointEvery)
+            return SweepTrial(key: "\(precision?.rawValue ?? "f32")-b\(batch)-s\(seed)-c\(checkpointEvery)",
+                              condition: "lora-r8", config: config)
+        }
+        var trials: [SweepTrial] = []
+        for precision in [nil, Precision.bf16] {
+            for batch in [1, 8] { trials += [0, 1].map { trial(precision, batch: batch, seed: $0) } }
+        }
+        let other = [0, 1].map { trial(nil, batch: 1, seed: $0, checkpointEvery: 5) }
+        let ia3 = [UInt64(0), 1].map { seed -> SweepTrial in
+            var one = trial(nil, batch: 1, seed: seed)
+            one.condition = "ia3"; one.key = "ia3-s\(seed)"
+            return one
+        }
+        _ = try store.addSweep(name: "axes", spec: Data("{}".utf8), trials: trials + other + ia3)
+        // Each trial records a loss that says which precision and batch size it trained with.
+        for (index, added) in (trials + other + ia3).enumerated() {
+            let claimed = try store.startAttempt(trialKey: added.key, workerID: "w1")
+            let loss = Float(added.config.training.productPrecision == Precision.bf16 ? 2 : 1) + Float(added.config.training.batchSize) / 100
+            _ = try store.recordEpoch(claimed.key, attemptID: claimed.attemptID,
+                                      report: EpochReport(epoch: 1, loss: loss, epochSeconds: 1, trainSeconds: Double(index), tokens: 10))
+        }
+        let report = try RunReport.read(folder.file("run.db").path, logger: logger)
+        let lines = Dictionary(uniqueKeysWithValues: report.conditions.map { ($0.condition, $0) })
+        #expect(report.conditions.map(\.condition) == [
+            "lora-r8, f32, batch 1, checkpointEvery 10", "lora-r8, f32, batch 8, checkpointEvery 10",
+            "lora-r8, bf16, batch 1, checkpointEvery 10", "lora-r8, bf16, batch 8, checkpointEvery 10",
+            "lora-r8, f32, batch 1, checkpointEvery 5", "ia3",
+        ])
+        for (name, loss) in [("lora-r8, f32, batch 1, checkpointEvery 10", 1.01), ("lora-r8, bf16, batch 8, checkpointEvery 10", 2.08)] {
+            let line = try #require(lines[name])
+            #expect(line.trials.count == 2 && Set(line.trials.map(\.seed)) == [0, 1])
+            let point = try #require(line.loss.first)
+            #expect(abs(point.spread.mean - loss) < 1e-6 && point.spread.count == 2)
+        }
+        #expect(report.conditions.last?.trials.count == 2)
+        // The CSV says each row's batch size and precision.
+        let csv = try String(contentsOf: try report.write(to: folder.file("out"), logger: logger).csv, encoding: .utf8)
+        let rows = csv.split(separator: "\r\n").dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        #expect(rows.count == 12)
+        #expect(rows.filter { $0.suffix(2) == ["8", "bf16"] }.count == 2)
+        #expect(rows.filter { $0.suffix(2) == ["1", "f32"] }.count == 6)
     }
 
     @Test func anEmptyRunGivesAReportThatSaysSo() throws {
