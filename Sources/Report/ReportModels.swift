@@ -11,17 +11,18 @@ enum ReportModels {
     /// The model table, with a note on quantised weights when one was
     /// dequantised and on models not yet described; nothing for a run without trials.
     static func blocks(_ trials: [ReportTrial]) -> [ReportBlock] {
-        // One row per model path and storage: QLoRA trials hold the same file's projections as NF4.
-        struct Group { var model: String; var qlora: Bool; var conditions: [String]; var facts: ModelDescription? }
+        // One row per model path and storage: QLoRA trials hold the same file's projections as NF4,
+        // LoRA and IA³ trials in bf16 precision as bf16.
+        struct Group { var model: String; var storage: LinearStorage; var conditions: [String]; var facts: ModelDescription? }
         var groups: [Group] = []
         for trial in trials {
-            let qlora = trial.method == "qlora"
+            let storage = Self.storage(of: trial)
             let described = trial.summary?.model
-            if let i = groups.firstIndex(where: { $0.model == trial.model && $0.qlora == qlora }) {
+            if let i = groups.firstIndex(where: { $0.model == trial.model && $0.storage == storage }) {
                 if !groups[i].conditions.contains(trial.condition) { groups[i].conditions.append(trial.condition) }
                 groups[i].facts = groups[i].facts ?? described
             } else {
-                groups.append(Group(model: trial.model, qlora: qlora, conditions: [trial.condition], facts: described))
+                groups.append(Group(model: trial.model, storage: storage, conditions: [trial.condition], facts: described))
             }
         }
         guard !groups.isEmpty else { return [] }
@@ -46,5 +47,14 @@ enum ReportModels {
         }
         if !notes.isEmpty { blocks.append(.paragraph(notes.joined(separator: " "))) }
         return blocks
+    }
+
+    /// How the trial's worker holds the model's projections: by the rule the
+    /// worker loads it by, from its method and its precision (f32 when its
+    /// configuration could not be read or names none).
+    static func storage(of trial: ReportTrial) -> LinearStorage {
+        guard let method = MethodKind(rawValue: trial.method) else { return .float32 }
+        let precision = trial.settings?.values["training.precision"].flatMap(Precision.init(rawValue:)) ?? .f32
+        return LinearStorage.training(method, precision: precision)
     }
 }

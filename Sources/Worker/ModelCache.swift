@@ -1,6 +1,7 @@
 // ModelCache: base models and embedders loaded once per process and shared
 // read-only by every trial the process runs.
 import Core
+import Trial
 import Foundation
 import Logging
 

@@ -4,6 +4,7 @@ import ArgumentParser
 import Core
 import Foundation
 import Protocol
+import Trial
 import Worker
 
 struct ModelOptions: ParsableArguments {

@@ -88,7 +88,7 @@ import Trial
 
 @Suite struct ExampleSpecTests {
     /// Every shipped example plans cleanly, with the counts its description promises.
-    @Test(arguments: [("paper.json", 5), ("paper-quick.json", 5), ("small.json", 10), ("beyond-the-paper.json", 45)])
+    @Test(arguments: [("paper.json", 5), ("paper-quick.json", 5), ("small.json", 10), ("beyond-the-paper.json", 45), ("precision.json", 10)])
     func examplePlans(file: String, trials: Int) throws {
         let plan = try SweepPlan.load(TestPaths.repositoryRoot.appendingPathComponent("examples").appendingPathComponent(file))
         #expect(plan.trials.count == trials)

@@ -72,6 +72,43 @@ import TestSupport
         #expect(again.status == 0 && again.stderr.contains("(0 new)"), "\(again.stderr)")
     }
 
+    /// A spec with a precision axis runs end to end on worker processes: each
+    /// condition's bf16 trial trains in bf16 (its losses are not f32's), and
+    /// the report draws it as a line of its own, says which trials held a bf16
+    /// base, and writes each row's precision into the CSV.
+    @Test func aPrecisionAxisRunsAndIsReportedApart() throws {
+        let dir = try TemporaryDirectory()
+        var spec = try String(contentsOf: try Self.spec(in: dir.url, epochs: 2, conditions: """
+            {"name": "full", "method": "full"}, {"name": "lora", "method": "lora", "rank": 2, "alpha": 4}
+            """), encoding: .utf8)
+        spec = spec.replacingOccurrences(of: #""conditions":"#, with: #""grid": {"precision": ["f32", "bf16"]}, "conditions":"#)
+        try spec.write(to: dir.file("spec.json"), atomically: true, encoding: .utf8)
+        let run = dir.url.appendingPathComponent("run")
+        let result = try FactSweepBinary.run(["run", dir.file("spec.json").path, "--workers", "2", "--threads-per-worker", "1",
+                                             "--run-dir", run.path, "--heartbeat", "0.2", "--lease", "20"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let db = run.appendingPathComponent("run.db")
+        try Self.expectComplete(db, trials: 4, epochs: 2)
+        let losses = try Self.rows(db, """
+            SELECT t.condition, json_extract(t.config, '$.training.precision') AS precision, e.loss
+            FROM epoch_metrics e JOIN trials t ON t.key = e.trial_key WHERE e.epoch = 2 ORDER BY t.condition, precision
+            """)
+        #expect(losses.count == 4, "\(losses)")
+        for condition in ["full", "lora"] {
+            let pair = losses.filter { $0["condition"] == condition }
+            #expect(pair.count == 2 && (pair[0]["loss"] as Double?) != (pair[1]["loss"] as Double?), "\(pair)")
+        }
+        let report = try FactSweepBinary.run(["report", run.path, "--out", dir.file("report").path])
+        #expect(report.status == 0, "\(report.stderr)")
+        let markdown = try String(contentsOf: dir.file("report/report.md"), encoding: .utf8)
+        for line in ["full, f32", "full, bf16", "lora, f32", "lora, bf16"] {
+            #expect(markdown.contains("| \(line) |"), "no line \(line) in the summary")
+        }
+        #expect(markdown.contains("projections rounded to bf16 (bf16 precision)"), "the model table names no bf16 base")
+        let csv = try String(contentsOf: dir.file("report/metrics.csv"), encoding: .utf8).split(separator: "\r\n")
+        #expect(csv.filter { $0.hasSuffix(",bf16") }.count == 4 && csv.filter { $0.hasSuffix(",f32") }.count == 4, "\(csv)")
+    }
+
     @Test func killedWorkersTrialFinishesElsewhereFromItsCheckpoint() throws {
         let dir = try TemporaryDirectory()
         let epochs = 12

@@ -88,6 +88,44 @@ import Trial
         #expect(rows.filter { $0.suffix(2) == ["1", "f32"] }.count == 6)
     }
 
+    /// The model table has a row per storage the trials trained on: LoRA and
+    /// IA³ in bf16 hold the projections in bf16, full fine-tuning in bf16 keeps
+    /// Float32 master weights, QLoRA NF4 in either precision. A bf16 trial that
+    /// has not finished (no description yet) still goes to its own row.
+    @Test func theModelTableSaysWhichTrialsHeldABFloat16Base() throws {
+        func trial(_ condition: String, _ method: String, bf16: Bool, weights: String?) -> ReportTrial {
+            var settings = TrialSettings(["training.method.kind": method])
+            if bf16 { settings.values["training.precision"] = "bf16" }
+            let summary = weights.map {
+                TrialSummary(outcome: .done, epochs: 1, finalLoss: 1, trainableParameters: 1, baseWeightBytes: nil,
+                             peakResidentBytes: 1,
+                             secondsPerEpoch: 1, evaluationSeconds: 0,
+                             model: ModelDescription(name: "m", file: "m.gguf", weights: $0, parameters: 7))
+            }
+            return ReportTrial(key: "\(condition)-\(bf16)", condition: condition, method: method, rank: nil, alpha: nil,
+                               learningRate: 1e-3, seed: 0, plannedEpochs: 1, status: weights == nil ? "running" : "done",
+                               lastEpoch: 1, summary: summary, model: "models/m", settings: settings)
+        }
+        let plain = "GGUF Q4_1, dequantised to Float32"
+        let trials = [
+            trial("full", "full", bf16: false, weights: plain), trial("full", "full", bf16: true, weights: plain),
+            trial("lora-r8", "lora", bf16: false, weights: plain),
+            trial("lora-r8", "lora", bf16: true, weights: plain + ", projections rounded to bf16 (bf16 precision)"),
+            trial("ia3", "ia3", bf16: true, weights: nil),
+            trial("qlora-r8", "qlora", bf16: true, weights: plain + ", projections quantised again to NF4 (QLoRA)"),
+        ]
+        let tables = ReportModels.blocks(trials).compactMap { block -> ReportTable? in
+            if case let .table(table) = block { return table }
+            return nil
+        }
+        let rows = try #require(tables.first).rows
+        #expect(rows.map { [$0[0], $0[3]] } == [
+            ["full, lora-r8", plain],
+            ["lora-r8, ia3", plain + ", projections rounded to bf16 (bf16 precision)"],
+            ["qlora-r8", plain + ", projections quantised again to NF4 (QLoRA)"],
+        ])
+    }
+
     @Test func anEmptyRunGivesAReportThatSaysSo() throws {
         let folder = try TemporaryDirectory()
         _ = try RunStore(path: folder.file("run.db").path, logger: logger)
