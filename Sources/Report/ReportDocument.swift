@@ -57,7 +57,10 @@ public struct ReportDocument: Sendable, Equatable {
             + "seconds per epoch are cumulative training seconds over epochs, evaluation excluded."))
         blocks.append(.heading("The study's claims", level: 2))
         blocks.append(.table(ReportTables.claims(report.claims)))
-        blocks.append(.paragraph("Conditions are matched to the study's arms by method, rank and alpha. Plateaus are the "
+        let read = StudyClaims.linesReadAmongSeveral(report.conditions)
+        let which = read.isEmpty ? "" : " Where an arm has several lines, the claims read its first: "
+            + read.joined(separator: "; ") + "."
+        blocks.append(.paragraph("Conditions are matched to the study's arms by method, rank and alpha.\(which) Plateaus are the "
             + "mean of a mean curve's last \(StudyClaims.plateauPoints) evaluations and need at least "
             + "\(StudyClaims.minimumEpochs) epochs."))
         blocks.append(.heading("Forgetting: perplexity on held-out text", level: 2))

@@ -11,12 +11,30 @@ public enum StudyClaims {
 
     /// Checks every claim against `conditions` (the first condition of each arm is used).
     public static func check(_ conditions: [ConditionAggregate]) -> [ClaimCheck] {
+        let arms = arms(conditions)
+        return [fullAccuracy(arms), fullLoss(arms), loraBelowFull(arms), rank8AboveRank4(arms), qloraSlower(arms),
+                ia3Flat(arms), runtimeOrder(arms)]
+    }
+
+    /// The line each arm's claims read: the first condition of the arm.
+    static func arms(_ conditions: [ConditionAggregate]) -> [StudyArm: ConditionAggregate] {
         var arms: [StudyArm: ConditionAggregate] = [:]
         for condition in conditions {
             if let arm = condition.arm, arms[arm] == nil { arms[arm] = condition }
         }
-        return [fullAccuracy(arms), fullLoss(arms), loraBelowFull(arms), rank8AboveRank4(arms), qloraSlower(arms),
-                ia3Flat(arms), runtimeOrder(arms)]
+        return arms
+    }
+
+    /// The lines the claims read, in the conditions' order, where an arm has
+    /// several (a grid axis over precision, learning rate, …): the report says
+    /// which one each claim was checked on.
+    static func linesReadAmongSeveral(_ conditions: [ConditionAggregate]) -> [String] {
+        let read = arms(conditions)
+        return conditions.compactMap { condition in
+            guard let arm = condition.arm, read[arm]?.condition == condition.condition,
+                  conditions.filter({ $0.arm == arm }).count > 1 else { return nil }
+            return condition.condition
+        }
     }
 
     static func fullAccuracy(_ arms: [StudyArm: ConditionAggregate]) -> ClaimCheck {

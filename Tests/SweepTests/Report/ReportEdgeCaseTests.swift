@@ -80,8 +80,13 @@ import Trial
             #expect(abs(point.spread.mean - loss) < 1e-6 && point.spread.count == 2)
         }
         #expect(report.conditions.last?.trials.count == 2)
+        // The claims read the arm's first line, and the report says which.
+        #expect(StudyClaims.linesReadAmongSeveral(report.conditions) == ["lora-r8, f32, batch 1, checkpointEvery 10"])
+        let files = try report.write(to: folder.file("out"), logger: logger)
+        let markdown = try String(contentsOf: files.markdown, encoding: .utf8)
+        #expect(markdown.contains("Where an arm has several lines, the claims read its first: lora-r8, f32, batch 1, checkpointEvery 10."))
         // The CSV says each row's batch size and precision.
-        let csv = try String(contentsOf: try report.write(to: folder.file("out"), logger: logger).csv, encoding: .utf8)
+        let csv = try String(contentsOf: files.csv, encoding: .utf8)
         let rows = csv.split(separator: "\r\n").dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false) }
         #expect(rows.count == 12)
         #expect(rows.filter { $0.suffix(2) == ["8", "bf16"] }.count == 2)
