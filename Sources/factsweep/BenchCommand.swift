@@ -337,7 +337,7 @@ struct TrainingBenchCommand: ParsableCommand {
         ]
         if settings.productPrecision == .bf16 { result["bf16_kernels"] = MatmulEngine.hasBF16Kernels }
         if settings.productPrecision == .bf16, let notice = MatmulEngine.bf16Notice { result["bf16_notice"] = notice }
-        // JSON has no NaN: the streamed ratio only when some shape had a streamed rate (none in f32).
+        // JSON has no NaN: the streamed ratio only when some shape had a streamed rate (a frozen base's).
         if products.streamedRatio.isFinite { result["products_vs_streamed"] = products.streamedRatio }
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
@@ -412,7 +412,7 @@ struct TrainingBenchCommand: ParsableCommand {
             print("\nproducts of \(r["method"] as? String ?? "") \(r["engine"] as? String ?? "") \(r["precision"] as? String ?? "") threads \(r["threads"] as? Int ?? 0) batch \(r["batch_size"] as? Int ?? 0):"
                   + " training at \(f((r["products_vs_alone"] as? Double).map { $0 * 100 }, "%.0f"))% of their rate alone,"
                   + " \(f((r["products_vs_streamed"] as? Double).map { $0 * 100 }, "%.0f"))% of their rate with B streamed from memory"
-                  + " (time-weighted; streamed: the frozen bf16 bases' shapes only)")
+                  + " (time-weighted; streamed: the frozen bases' shapes only, bf16-stored or packed)")
             print("  M×K×N layout precision".padding(toLength: 46, withPad: " ", startingAt: 0)
                   + "calls  time share  GFLOP/s training  alone   ratio | B streamed  ratio")
             for p in products {

@@ -26,9 +26,9 @@ import Testing
     }
 
     /// The rate alone is measured for f32 and bf16 shapes; the rate with B
-    /// streamed only for a frozen base in bf16 storage that is not packed
-    /// (other Bs are hot in cache when training reads them) and not larger
-    /// than half the pool.
+    /// streamed only for a frozen base, in bf16 storage or packed (other Bs
+    /// are hot in cache when training reads them), not larger than half the
+    /// pool.
     @Test func ratesAloneAndStreamed() {
         for (bf16, stored) in [(false, false), (true, false), (true, true)] {
             let shape = ProductProfile.Shape(transA: false, transB: true, m: 16, n: 96, k: 64, bf16: bf16, bStoredBF16: stored, bPacked: false)
@@ -47,9 +47,12 @@ import Testing
         #expect(held.description.contains("B bf16 in f32"), "\(held)")
         let stored = ProductProfile.Shape(transA: true, transB: false, m: 8, n: 128, k: 32, bf16: true, bStoredBF16: true, bPacked: false)
         #expect(ProductProfile.streamedRate(stored, sweeps: 1).map { $0.isFinite && $0 > 0 } == true)
+        // A frozen base read from its packed copy (the adapters' bases, the head), bf16 or f32: each copy packed apart.
         var packed = stored
         packed.bPacked = true
-        #expect(ProductProfile.streamedRate(packed) == nil)
+        #expect(ProductProfile.streamedRate(packed, sweeps: 2).map { $0.isFinite && $0 > 0 } == true)
+        let packedF32 = ProductProfile.Shape(transA: false, transB: true, m: 16, n: 256, k: 256, bf16: false, bStoredBF16: false, bPacked: true)
+        #expect(ProductProfile.streamedRate(packedF32, sweeps: 2).map { $0.isFinite && $0 > 0 } == true)
         let pastThePool = ProductProfile.Shape(transA: false, transB: true, m: 1, n: 65536, k: 1024, bf16: true, bStoredBF16: true, bPacked: false)
         #expect(2 * 2 * pastThePool.n * pastThePool.k > ProductProfile.streamedPoolBytes && ProductProfile.streamedRate(pastThePool) == nil)
     }

@@ -102,23 +102,28 @@ public enum ProductProfile {
     /// Best GFLOP/s of `shape`'s product when every call reads a B no other
     /// call has read lately (copies cycled through a pool larger than the
     /// last-level cache), A and C staying hot: as training reads a frozen
-    /// base once per direction per step, from memory. Only for a frozen base
-    /// stored in bf16 (`bStoredBF16`, not packed): other Bs are activations,
-    /// gradients or trained matrices, hot in cache when training reads them.
-    /// nil too for a B over half the pool (the 1B head): one copy alone is
-    /// past the cache, so its rate alone already reads it from memory.
+    /// base once per direction per step, from memory. Only for a frozen base:
+    /// one stored in bf16 (`bStoredBF16`) or read from its packed copy
+    /// (`bPacked`: the adapters' bases in f32 and in bf16, the head), each
+    /// copy of B then packed apart. Other Bs are activations, gradients or
+    /// trained matrices, hot in cache when training reads them. nil too for
+    /// a B over half the pool (the 1B head): one copy alone is past the
+    /// cache, so its rate alone already reads it from memory.
     public static func streamedRate(_ shape: Shape, sweeps: Int = 4) -> Double? {
-        let bCount = shape.k * shape.n
-        guard shape.bf16, shape.bStoredBF16, !shape.bPacked, bCount > 0, 2 * 2 * bCount <= streamedPoolBytes else { return nil }
-        return bestRate(shape, copies: streamedPoolBytes / (2 * bCount), rounds: sweeps)
+        // B's bytes as the product reads them: bf16 bits, or a packed copy in the product's precision.
+        let bBytes = (shape.bf16 ? 2 : 4) * shape.k * shape.n
+        guard shape.bStoredBF16 || shape.bPacked, bBytes > 0, 2 * bBytes <= streamedPoolBytes else { return nil }
+        return bestRate(shape, copies: streamedPoolBytes / bBytes, rounds: sweeps)
     }
 
     /// Best GFLOP/s over `rounds` rounds of one product per copy of B, all
     /// copies holding the same values: one copy measures the product with its
-    /// operands hot in cache, many (bf16-stored Bs only) with B read from
-    /// memory. A and C are the same in every call.
+    /// operands hot in cache, many (frozen Bs only: bf16-stored or packed,
+    /// each copy with its own packed copy) with B read from memory. A and C
+    /// are the same in every call. The first round packs the copies; the
+    /// best round is kept.
     private static func bestRate(_ shape: Shape, copies: Int, rounds: Int) -> Double {
-        precondition(copies == 1 || shape.bStoredBF16, "copies of B are bf16-stored copies")
+        precondition(copies == 1 || shape.bStoredBF16 || shape.bPacked, "copies of B are bf16-stored or packed copies")
         let aCount = shape.m * shape.k, bCount = shape.k * shape.n
         let arena = FloatArena(capacity: aCount + bCount + shape.m * shape.n)
         var rng = SeededGenerator(seed: 5)
@@ -130,7 +135,7 @@ public enum ProductProfile {
         let bRows = shape.transB ? shape.n : shape.k, bColumns = shape.transB ? shape.k : shape.n
         let bits = shape.bStoredBF16
             ? (0..<copies).map { _ in BFloat16Matrix(b, rows: bRows, columns: bColumns, context: ComputeContext(threads: 1)) } : []
-        let packed = shape.bPacked ? PackedWeight() : nil
+        let packed = shape.bPacked ? (0..<copies).map { _ in PackedWeight() } : []
         var best = Double.infinity
         for _ in 0..<rounds {
             let start = DispatchTime.now().uptimeNanoseconds
@@ -138,7 +143,7 @@ public enum ProductProfile {
                 if shape.bf16 {
                     gemmBFloat16(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
                                  a: .f32(a), lda: lda, b: bits.isEmpty ? bOperand : .bf16(bits[copy].base), ldb: ldb,
-                                 beta: 0, c: c, ldc: shape.n, packed: packed)
+                                 beta: 0, c: c, ldc: shape.n, packed: packed.isEmpty ? nil : packed[copy])
                 } else if shape.onOneThread {
                     BLASThreads.singleThreaded {
                         gemmOnOneThread(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
@@ -146,7 +151,7 @@ public enum ProductProfile {
                     }
                 } else {
                     gemm(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
-                         a: a, lda: lda, b: b, ldb: ldb, beta: 0, c: c, ldc: shape.n, packed: packed)
+                         a: a, lda: lda, b: b, ldb: ldb, beta: 0, c: c, ldc: shape.n, packed: packed.isEmpty ? nil : packed[copy])
                 }
             }
             best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
