@@ -28,7 +28,10 @@ public final class DashboardReader: Sendable {
              try Self.heartbeatAges(db, now: now),
              try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM epoch_metrics WHERE epoch > 0") ?? 0)
         }
-        let charts = ReportFigures.figures(ConditionAggregate.all(in: snapshot)).map {
+        let aggregates = ConditionAggregate.all(in: snapshot)
+        // Trials and workers are shown under their chart line: the condition, and what sets it apart under a grid axis.
+        let lines = ConditionAggregate.lineNames(aggregates)
+        let charts = ReportFigures.figures(aggregates).map {
             DashboardState.Chart(name: $0.fileName, title: $0.chart.title, svg: SVGChartWriter.svg($0.chart))
         }
         var rowsByTrial: [String: [ReportEpoch]] = [:]
@@ -37,7 +40,7 @@ public final class DashboardReader: Sendable {
             let rows = rowsByTrial[trial.key] ?? []
             let evaluated = rows.last { $0.accuracy != nil }
             return DashboardState.TrialRow(
-                key: trial.key, condition: trial.condition, method: trial.method, rank: trial.rank,
+                key: trial.key, condition: lines[trial.key] ?? trial.condition, method: trial.method, rank: trial.rank,
                 learningRate: trial.learningRate, seed: trial.seed, status: trial.status, lastEpoch: trial.lastEpoch,
                 epochs: trial.plannedEpochs, accuracy: evaluated?.accuracy, lastEvaluatedEpoch: evaluated?.epoch,
                 loss: rows.last { $0.loss != nil }?.loss,
@@ -47,7 +50,7 @@ public final class DashboardReader: Sendable {
         let workerRows = workers.map { worker in
             let trial = worker.runningTrial.flatMap { trialsByKey[$0] }
             return DashboardState.WorkerRow(id: worker.id, host: worker.host, status: worker.status.rawValue,
-                                            trial: worker.runningTrial, condition: trial?.condition,
+                                            trial: worker.runningTrial, condition: trial.map { lines[$0.key] ?? $0.condition },
                                             epoch: trial.map { min($0.lastEpoch + 1, $0.plannedEpochs) },
                                             heartbeatAgeSeconds: heartbeats[worker.id])
         }

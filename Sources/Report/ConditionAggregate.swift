@@ -71,19 +71,32 @@ public struct ConditionAggregate: Sendable, Equatable {
     public static func all(in snapshot: RunSnapshot) -> [ConditionAggregate] {
         var rowsByTrial: [String: [ReportEpoch]] = [:]
         for row in snapshot.epochs { rowsByTrial[row.trialKey, default: []].append(row) }
+        // A condition with a trial whose configuration could not be read is told apart by the columns alone.
+        let byColumns = Set(snapshot.trials.filter { $0.settings == nil }.map(\.condition))
         var order: [Variant] = []
         var trialsByVariant: [Variant: [ReportTrial]] = [:]
         for trial in snapshot.trials {
-            let variant = Variant(trial)
+            let variant = Variant(trial, byColumns: byColumns.contains(trial.condition))
             if trialsByVariant[variant] == nil { order.append(variant) }
             trialsByVariant[variant, default: []].append(trial)
         }
+        var taken: [String: Int] = [:]
         return order.map { variant in
             let trials = trialsByVariant[variant] ?? []
             let siblings = order.filter { $0.condition == variant.condition }
-            return ConditionAggregate(condition: variant.name(among: siblings), trials: trials,
-                                      rows: trials.map { rowsByTrial[$0.key] ?? [] })
+            // Labels shorten values (a path's last component, 4 significant digits): a repeat gets a number.
+            var name = variant.name(among: siblings)
+            taken[name, default: 0] += 1
+            if let count = taken[name], count > 1 { name += " (\(count))" }
+            return ConditionAggregate(condition: name, trials: trials, rows: trials.map { rowsByTrial[$0.key] ?? [] })
         }
+    }
+
+    /// Each trial's line, by trial key: the name of the aggregate it is in.
+    public static func lineNames(_ conditions: [ConditionAggregate]) -> [String: String] {
+        var names: [String: String] = [:]
+        for condition in conditions { for trial in condition.trials { names[trial.key] = condition.condition } }
+        return names
     }
 
     /// What tells apart the lines of one condition: its settings but the
@@ -94,9 +107,12 @@ public struct ConditionAggregate: Sendable, Equatable {
         var condition: String
         var settings: TrialSettings
 
-        init(_ trial: ReportTrial) {
+        /// `byColumns`: the settings the trial's columns give, for every
+        /// trial of a condition where some configuration could not be read
+        /// (so that readable and unreadable ones compare like with like).
+        init(_ trial: ReportTrial, byColumns: Bool = false) {
             condition = trial.condition
-            settings = trial.settings ?? TrialSettings(columnsOf: trial)
+            settings = byColumns ? TrialSettings(columnsOf: trial) : trial.settings ?? TrialSettings(columnsOf: trial)
         }
 
         /// The condition's name, plus the settings in which `siblings` differ.

@@ -5,11 +5,12 @@ import Foundation
 public enum MetricsCSV {
     public static let columns = ["trial_key", "condition", "method", "rank", "alpha", "lr", "seed", "epoch", "loss",
                                  "train_seconds", "epoch_seconds", "accuracy", "accuracy_at_threshold", "key_match",
-                                 "perplexity", "batch_size", "precision"]
+                                 "perplexity", "batch_size", "precision", "line"]
 
     /// One header line and one line per epoch row; missing values are empty.
     public static func csv(_ snapshot: RunSnapshot) -> String {
         let trials = Dictionary(snapshot.trials.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
+        let lines = ConditionAggregate.lineNames(ConditionAggregate.all(in: snapshot))
         var out = columns.joined(separator: ",") + "\r\n"
         for row in snapshot.epochs {
             let trial = trials[row.trialKey]
@@ -19,6 +20,7 @@ public enum MetricsCSV {
                 number(row.loss), number(row.trainSeconds), number(row.epochSeconds), number(row.accuracy),
                 number(row.accuracyAtThreshold), number(row.keyMatch), number(row.perplexity),
                 trial?.settings?.values["training.batchSize"] ?? "", trial?.settings.map(precision) ?? "",
+                lines[row.trialKey] ?? "",
             ]
             out += cells.map(quote).joined(separator: ",") + "\r\n"
         }

@@ -46,7 +46,7 @@ public struct ReportDocument: Sendable, Equatable {
         blocks += report.figures.map { .figure($0) }
         blocks.append(.heading("Summary per condition", level: 2))
         blocks.append(.table(ReportTables.summary(report.conditions)))
-        if let stopped = ReportTables.stopped(report.snapshot.trials) {
+        if let stopped = ReportTables.stopped(report.snapshot.trials, lines: ConditionAggregate.lineNames(report.conditions)) {
             blocks.append(.heading("Trials stopped by a stopping rule", level: 3))
             blocks.append(.table(stopped))
             blocks.append(.paragraph("A stopped trial keeps the epochs it recorded: its curve ends at the epoch the rule "

@@ -22,11 +22,13 @@ enum ReportTables {
                            rows: rows, numericColumns: [2, 3, 4, 5, 6, 7])
     }
 
-    /// The trials a stopping rule ended, with the rule, epoch and values that decided it; nil when none was.
-    static func stopped(_ trials: [ReportTrial]) -> ReportTable? {
+    /// The trials a stopping rule ended, with the rule, epoch and values that
+    /// decided it, each under its line (the condition, and what sets it apart
+    /// under a grid axis); nil when none was.
+    static func stopped(_ trials: [ReportTrial], lines: [String: String]) -> ReportTable? {
         let rows = trials.compactMap { trial -> [String]? in
             guard trial.status == "stopped", let decision = trial.stopping else { return nil }
-            return [String(trial.key.prefix(12)), trial.condition, ReportNumber.compact(trial.learningRate), "\(trial.seed)",
+            return [String(trial.key.prefix(12)), lines[trial.key] ?? trial.condition, ReportNumber.compact(trial.learningRate), "\(trial.seed)",
                     decision.rule, "\(decision.epoch)", "\(trial.lastEpoch)/\(trial.plannedEpochs)", decision.reason]
         }
         guard !rows.isEmpty else { return nil }

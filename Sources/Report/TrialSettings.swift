@@ -15,8 +15,9 @@ public struct TrialSettings: Sendable, Hashable {
 
     public init(_ values: [String: String] = [:]) { self.values = values }
 
-    /// The seed's path: the one setting in which trials of a line may differ.
-    static let seedPath = "training.seed"
+    /// The settings in which trials of a line may differ: the seed, and how
+    /// often checkpoints are written, which changes nothing a trial computes.
+    static let ignoredPaths = ["training.seed", "checkpointEvery"]
 
     /// The settings of a `trials.config` text; nil when it is not a JSON object
     /// (the report then tells lines apart by the trial's columns alone).
@@ -25,7 +26,7 @@ public struct TrialSettings: Sendable, Hashable {
               case .object = value else { return nil }
         var values: [String: String] = [:]
         Self.flatten(value, path: "", into: &values)
-        values[Self.seedPath] = nil
+        for path in Self.ignoredPaths { values[path] = nil }
         self.values = values
     }
 
@@ -60,8 +61,16 @@ public struct TrialSettings: Sendable, Hashable {
         ("training.lossScope", nil, { "loss on \($0)" }),
         ("training.optimizer.weightDecay", nil, { "weight decay \(compact($0))" }),
         ("training.optimizer.maxGradNorm", "none", { $0 == "none" ? "no clipping" : "clip \(compact($0))" }),
+        ("training.method.targets", "default", { "targets \($0)" }),
+        ("training.initAdapter", "none", { "init_adapter \(($0 as NSString).lastPathComponent)" }),
         ("model", nil, { "model \(($0 as NSString).lastPathComponent)" }),
         ("data", nil, { "data \(($0 as NSString).lastPathComponent)" }),
+        ("evalEvery", nil, { "eval_every \($0)" }),
+        ("evalEpochs", "none", { "eval_epochs \($0)" }),
+        ("threshold", nil, { "threshold \(compact($0))" }),
+        ("maxNewTokens", "default", { "max_new_tokens \($0)" }),
+        ("embedder", "default", { "embedder \(($0 as NSString).lastPathComponent)" }),
+        ("heldOut", "default", { "held_out \(($0 as NSString).lastPathComponent)" }),
     ]
 
     private static func compact(_ text: String) -> String {

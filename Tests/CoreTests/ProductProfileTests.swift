@@ -47,12 +47,20 @@ import Testing
         #expect(held.description.contains("B bf16 in f32"), "\(held)")
         let stored = ProductProfile.Shape(transA: true, transB: false, m: 8, n: 128, k: 32, bf16: true, bStoredBF16: true, bPacked: false)
         #expect(ProductProfile.streamedRate(stored, sweeps: 1).map { $0.isFinite && $0 > 0 } == true)
-        // A frozen base read from its packed copy (the adapters' bases, the head), bf16 or f32: each copy packed apart.
+        // A frozen base read from its packed copy (the adapters' bases, the head), bf16 or f32: every copy
+        // of the pool packed apart, so that each product reads B from memory, not one copy from cache.
         var packed = stored
         packed.bPacked = true
-        #expect(ProductProfile.streamedRate(packed, sweeps: 2).map { $0.isFinite && $0 > 0 } == true)
         let packedF32 = ProductProfile.Shape(transA: false, transB: true, m: 16, n: 256, k: 256, bf16: false, bStoredBF16: false, bPacked: true)
-        #expect(ProductProfile.streamedRate(packedF32, sweeps: 2).map { $0.isFinite && $0 > 0 } == true)
+        for (shape, bytes) in [(packed, 2 * packed.k * packed.n), (packedF32, 4 * packedF32.k * packedF32.n)] {
+            let measured = ProductProfile.streamed(shape, sweeps: 2)
+            #expect(measured.map { $0.rate.isFinite && $0.rate > 0 } == true, "\(shape)")
+            #expect(measured?.packedCopies == ProductProfile.streamedPoolBytes / bytes, "\(shape): \(String(describing: measured))")
+        }
+        // B dequantised into scratch just before the product (QLoRA) is hot in cache: no streamed rate.
+        var scratch = packed
+        scratch.bInScratch = true
+        #expect(ProductProfile.streamedRate(scratch) == nil && scratch.description.hasSuffix("B in scratch"))
         let pastThePool = ProductProfile.Shape(transA: false, transB: true, m: 1, n: 65536, k: 1024, bf16: true, bStoredBF16: true, bPacked: false)
         #expect(2 * 2 * pastThePool.n * pastThePool.k > ProductProfile.streamedPoolBytes && ProductProfile.streamedRate(pastThePool) == nil)
     }

@@ -142,7 +142,7 @@ func gemmBFloat16IntoBlockedB(
 ) -> Bool {
     guard let key = prepackedKey(transB: transB, m: m, n: n, k: k, ldb: transB ? k : n, ldc: ldc, beta: beta),
           OneDNNMatmul.readsBlockedBFloat16(key), fill() else { return false }
-    let ran = runOnPrepackedB(key, a: a, lda: lda, b: UnsafeMutableRawPointer(b), c: c)
+    let ran = runOnPrepackedB(key, a: a, lda: lda, b: UnsafeMutableRawPointer(b), c: c, bInScratch: true)
     if ran { ProductScratch.current.blockedProducts += 1 }
     return ran
 }
@@ -181,7 +181,8 @@ private func prepackedKey(transB: Bool, m: Int, n: Int, k: Int, ldb: Int, ldc: I
 /// packed B (A's rounding included, B's making not; not inside
 /// single-threaded sections). False when the call fails.
 private func runOnPrepackedB(
-    _ key: OneDNNMatmul.Key, a: UnsafePointer<Float>, lda: Int, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>
+    _ key: OneDNNMatmul.Key, a: UnsafePointer<Float>, lda: Int, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>,
+    bInScratch: Bool = false
 ) -> Bool {
     let threads = BLASThreads.threadsOutsideSections, scratch = ProductScratch.current
     var ran = false
@@ -192,7 +193,7 @@ private func runOnPrepackedB(
     }
     guard threads != nil else { run(); return ran }
     ProductProfile.timed(ProductProfile.Shape(transA: false, transB: key.transB, m: key.m, n: key.n, k: key.k, bf16: true,
-                                              bStoredBF16: true, bPacked: true), run)
+                                              bStoredBF16: true, bPacked: true, bInScratch: bInScratch), run)
     return ran
 }
 

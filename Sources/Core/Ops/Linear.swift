@@ -29,13 +29,14 @@ public func gemm(
     guard let threads = BLASThreads.threadsOutsideSections else {
         return sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
     }
-    let shape = ProductProfile.Shape(transA: transA, transB: transB, m: m, n: n, k: k, bf16: false, bStoredBF16: false,
-                                     bPacked: packed != nil && OneDNNMatmul.reuse)
-    ProductProfile.timed(shape) {
+    let key = OneDNNMatmul.Key(
+        transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
+        alpha: alpha, beta: beta, bf16: false, threads: threads)
+    // Read from a packed copy: oneDNN's, when it makes one (not for a B it reads in place); evaluated only while profiling.
+    ProductProfile.timed(ProductProfile.Shape(
+        transA: transA, transB: transB, m: m, n: n, k: k, bf16: false, bStoredBF16: false,
+        bPacked: packed != nil && OneDNNMatmul.reuse && engine == .oneDNN && !OneDNNMatmul.readsPackedInPlace(key))) {
         if engine == .oneDNN, m > 0, n > 0, k > 0 {
-            let key = OneDNNMatmul.Key(
-                transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
-                alpha: alpha, beta: beta, bf16: false, threads: threads)
             if OneDNNMatmul.run(key, a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: c,
                                 packed: packed) {
                 return

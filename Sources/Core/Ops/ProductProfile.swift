@@ -28,11 +28,15 @@ public enum ProductProfile {
         /// contiguous operands (training's share writes or reads a slice of
         /// a wider matrix).
         public var onOneThread = false
+        /// B was written into scratch just before the product (QLoRA's NF4
+        /// base dequantised into the packed layout): hot in cache, so it has
+        /// no rate with B streamed from memory.
+        public var bInScratch = false
 
         public var description: String {
             let b = bStoredBF16 ? " bf16(B bf16)" : bHeldInFloats ? " bf16(B bf16 in f32)" : " bf16"
             return "\(m)×\(k)×\(n) \(transA ? "T" : "N")\(transB ? "T" : "N")\(bf16 ? b : " f32")\(bPacked ? " packed" : "")"
-                + (onOneThread ? " one thread" : "")
+                + (onOneThread ? " one thread" : "") + (bInScratch ? " B in scratch" : "")
         }
 
         /// 2·m·n·k.
@@ -92,7 +96,7 @@ public enum ProductProfile {
     /// same path training takes (bf16 conversion of Float32 operands
     /// included), on the threads the process's products use now.
     public static func isolatedRate(_ shape: Shape, repeats: Int = 12) -> Double {
-        bestRate(shape, copies: 1, rounds: repeats)
+        measure(shape, copies: 1, rounds: repeats).rate
     }
 
     /// Bytes of B copies `streamedRate` cycles through: four times the
@@ -110,19 +114,25 @@ public enum ProductProfile {
     /// a B over half the pool (the 1B head): one copy alone is past the
     /// cache, so its rate alone already reads it from memory.
     public static func streamedRate(_ shape: Shape, sweeps: Int = 4) -> Double? {
+        streamed(shape, sweeps: sweeps)?.rate
+    }
+
+    /// `streamedRate`'s measurement, with how many distinct packed copies of
+    /// B it read (tests: every copy packed apart, none read in place).
+    static func streamed(_ shape: Shape, sweeps: Int = 4) -> (rate: Double, packedCopies: Int)? {
         // B's bytes as the product reads them: bf16 bits, or a packed copy in the product's precision.
         let bBytes = (shape.bf16 ? 2 : 4) * shape.k * shape.n
-        guard shape.bStoredBF16 || shape.bPacked, bBytes > 0, 2 * bBytes <= streamedPoolBytes else { return nil }
-        return bestRate(shape, copies: streamedPoolBytes / bBytes, rounds: sweeps)
+        guard shape.bStoredBF16 || shape.bPacked, !shape.bInScratch, bBytes > 0, 2 * bBytes <= streamedPoolBytes else { return nil }
+        return measure(shape, copies: streamedPoolBytes / bBytes, rounds: sweeps)
     }
 
     /// Best GFLOP/s over `rounds` rounds of one product per copy of B, all
     /// copies holding the same values: one copy measures the product with its
     /// operands hot in cache, many (frozen Bs only: bf16-stored or packed,
-    /// each copy with its own packed copy) with B read from memory. A and C
-    /// are the same in every call. The first round packs the copies; the
-    /// best round is kept.
-    private static func bestRate(_ shape: Shape, copies: Int, rounds: Int) -> Double {
+    /// each copy with its own packed copy, made in an untimed round first)
+    /// with B read from memory. A and C are the same in every call. Also
+    /// returns how many distinct packed copies the products read.
+    private static func measure(_ shape: Shape, copies: Int, rounds: Int) -> (rate: Double, packedCopies: Int) {
         precondition(copies == 1 || shape.bStoredBF16 || shape.bPacked, "copies of B are bf16-stored or packed copies")
         let aCount = shape.m * shape.k, bCount = shape.k * shape.n
         let arena = FloatArena(capacity: aCount + bCount + shape.m * shape.n)
@@ -133,17 +143,17 @@ public enum ProductProfile {
         let bOperand: ProductOperand = shape.bHeldInFloats ? .bf16Floats(b) : .f32(b)
         let lda = shape.transA ? shape.m : shape.k, ldb = shape.transB ? shape.k : shape.n
         let bRows = shape.transB ? shape.n : shape.k, bColumns = shape.transB ? shape.k : shape.n
-        let bits = shape.bStoredBF16
-            ? (0..<copies).map { _ in BFloat16Matrix(b, rows: bRows, columns: bColumns, context: ComputeContext(threads: 1)) } : []
+        // Packed copies are packed from one source each; plain bf16 copies are read themselves.
         let packed = shape.bPacked ? (0..<copies).map { _ in PackedWeight() } : []
-        var best = Double.infinity
-        for _ in 0..<rounds {
-            let start = DispatchTime.now().uptimeNanoseconds
+        let sources = shape.bStoredBF16 ? (packed.isEmpty ? copies : 1) : 0
+        let bits = (0..<sources).map { _ in BFloat16Matrix(b, rows: bRows, columns: bColumns, context: ComputeContext(threads: 1)) }
+        func sweep() {
             for copy in 0..<copies {
+                let pack = packed.isEmpty ? nil : packed[copy]
                 if shape.bf16 {
                     gemmBFloat16(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
-                                 a: .f32(a), lda: lda, b: bits.isEmpty ? bOperand : .bf16(bits[copy].base), ldb: ldb,
-                                 beta: 0, c: c, ldc: shape.n, packed: packed.isEmpty ? nil : packed[copy])
+                                 a: .f32(a), lda: lda, b: bits.isEmpty ? bOperand : .bf16(bits[min(copy, bits.count - 1)].base), ldb: ldb,
+                                 beta: 0, c: c, ldc: shape.n, packed: pack)
                 } else if shape.onOneThread {
                     BLASThreads.singleThreaded {
                         gemmOnOneThread(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
@@ -151,11 +161,17 @@ public enum ProductProfile {
                     }
                 } else {
                     gemm(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
-                         a: a, lda: lda, b: b, ldb: ldb, beta: 0, c: c, ldc: shape.n, packed: packed.isEmpty ? nil : packed[copy])
+                         a: a, lda: lda, b: b, ldb: ldb, beta: 0, c: c, ldc: shape.n, packed: pack)
                 }
             }
+        }
+        if !packed.isEmpty { sweep() }  // packs every copy, untimed
+        var best = Double.infinity
+        for _ in 0..<rounds {
+            let start = DispatchTime.now().uptimeNanoseconds
+            sweep()
             best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
         }
-        return shape.flops * Double(copies) / best / 1e9
+        return (shape.flops * Double(copies) / best / 1e9, packed.filter { $0.byteCount > 0 }.count)
     }
 }

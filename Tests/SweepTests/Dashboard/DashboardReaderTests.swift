@@ -3,6 +3,7 @@
 // answers per evaluation; a file that is not a run database is refused and
 // nothing is created; non-loopback addresses need saying so.
 import Foundation
+import GRDB
 import Logging
 import Testing
 import TestSupport
@@ -34,6 +35,25 @@ import Trial
         let trial = try #require(running.first { $0.key == worker.trial })
         #expect(worker.epoch == trial.lastEpoch + 1 && worker.condition == "qlora-r8")
         #expect(state.trials.allSatisfy { $0.decision == nil })
+    }
+
+    /// Trials and workers are listed under their chart line: under a grid
+    /// axis (one trial of a condition in bf16 here) the line's name, not the
+    /// bare condition shared by unlike trials.
+    @Test func trialsAndWorkersAreNamedByTheirLine() throws {
+        let folder = try TemporaryDirectory()
+        let path = try SyntheticStudy.write(in: folder)
+        let workerTrial = try #require(try DashboardReader(location: folder.url.path, logger: logger).state().workers.first?.trial)
+        try DatabaseQueue(path: path).write { db in
+            try db.execute(sql: "UPDATE trials SET config = json_set(config, '$.training.precision', 'bf16') WHERE key = ?",
+                           arguments: [workerTrial])
+        }
+        let state = try DashboardReader(location: folder.url.path, logger: logger).state()
+        let qlora = state.trials.filter { $0.condition.hasPrefix("qlora-r8") }
+        #expect(Set(qlora.map(\.condition)) == ["qlora-r8, f32", "qlora-r8, bf16"], "\(qlora.map(\.condition))")
+        #expect(qlora.first { $0.key == workerTrial }?.condition == "qlora-r8, bf16")
+        #expect(state.workers.first?.condition == "qlora-r8, bf16")
+        #expect(state.trials.contains { $0.condition == "lora-r4" })
     }
 
     @Test func answersPerEvaluationAndUnknownTrials() throws {

@@ -35,7 +35,7 @@ import Trial
         let folder = try TemporaryDirectory()
         let store = try RunStore(path: folder.file("run.db").path, logger: logger)
         try store.announceWorker(WorkerAnnouncement(id: "w1", host: "test", pid: 1, threads: 2, protocolVersion: "FSW1"))
-        func trial(_ precision: Precision?, batch: Int, seed: UInt64, checkpointEvery: Int = 10) -> SweepTrial {
+        func trial(_ precision: Precision?, batch: Int, seed: UInt64, threshold: Float = 0.9, checkpointEvery: Int = 10) -> SweepTrial {
             var training = TrainingSettings()
             training.method = MethodSettings(kind: .lora, rank: 8, alpha: 32)
             training.learningRate = 1e-3
@@ -43,24 +43,27 @@ import Trial
             training.batchSize = batch
             training.precision = precision
             training.seed = seed
-            let config = TrialConfig(model: "models/smollm2", data: "data/facts.jsonl", training: training,
+            let config = TrialConfig(model: "models/smollm2", data: "data/facts.jsonl", training: training, threshold: threshold,
                                      checkpointEvery: checkpointEvery)
-            return SweepTrial(key: "\(precision?.rawValue ?? "f32")-b\(batch)-s\(seed)-c\(checkpointEvery)",
+            return SweepTrial(key: "\(precision?.rawValue ?? "f32")-b\(batch)-s\(seed)-t\(threshold)-c\(checkpointEvery)",
                               condition: "lora-r8", config: config)
         }
         var trials: [SweepTrial] = []
         for precision in [nil, Precision.bf16] {
             for batch in [1, 8] { trials += [0, 1].map { trial(precision, batch: batch, seed: $0) } }
         }
-        let other = [0, 1].map { trial(nil, batch: 1, seed: $0, checkpointEvery: 5) }
+        let other = [0, 1].map { trial(nil, batch: 1, seed: $0, threshold: 0.8) }
+        // How often a trial checkpoints changes nothing it computes: these are seeds of the first line.
+        let checkpointed = [2, 3].map { trial(nil, batch: 1, seed: $0, checkpointEvery: 5) }
         let ia3 = [UInt64(0), 1].map { seed -> SweepTrial in
             var one = trial(nil, batch: 1, seed: seed)
             one.condition = "ia3"; one.key = "ia3-s\(seed)"
             return one
         }
-        _ = try store.addSweep(name: "axes", spec: Data("{}".utf8), trials: trials + other + ia3)
+        let all = trials + other + checkpointed + ia3
+        _ = try store.addSweep(name: "axes", spec: Data("{}".utf8), trials: all)
         // Each trial records a loss that says which precision and batch size it trained with.
-        for (index, added) in (trials + other + ia3).enumerated() {
+        for (index, added) in all.enumerated() {
             let claimed = try store.startAttempt(trialKey: added.key, workerID: "w1")
             let loss = Float(added.config.training.productPrecision == Precision.bf16 ? 2 : 1) + Float(added.config.training.batchSize) / 100
             _ = try store.recordEpoch(claimed.key, attemptID: claimed.attemptID,
@@ -69,28 +72,55 @@ import Trial
         let report = try RunReport.read(folder.file("run.db").path, logger: logger)
         let lines = Dictionary(uniqueKeysWithValues: report.conditions.map { ($0.condition, $0) })
         #expect(report.conditions.map(\.condition) == [
-            "lora-r8, f32, batch 1, checkpointEvery 10", "lora-r8, f32, batch 8, checkpointEvery 10",
-            "lora-r8, bf16, batch 1, checkpointEvery 10", "lora-r8, bf16, batch 8, checkpointEvery 10",
-            "lora-r8, f32, batch 1, checkpointEvery 5", "ia3",
+            "lora-r8, f32, batch 1, threshold 0.9", "lora-r8, f32, batch 8, threshold 0.9",
+            "lora-r8, bf16, batch 1, threshold 0.9", "lora-r8, bf16, batch 8, threshold 0.9",
+            "lora-r8, f32, batch 1, threshold 0.8", "ia3",
         ])
-        for (name, loss) in [("lora-r8, f32, batch 1, checkpointEvery 10", 1.01), ("lora-r8, bf16, batch 8, checkpointEvery 10", 2.08)] {
+        for (name, loss, seeds) in [("lora-r8, f32, batch 1, threshold 0.9", 1.01, Set<Int64>([0, 1, 2, 3])),
+                                    ("lora-r8, bf16, batch 8, threshold 0.9", 2.08, [0, 1])] {
             let line = try #require(lines[name])
-            #expect(line.trials.count == 2 && Set(line.trials.map(\.seed)) == [0, 1])
+            #expect(Set(line.trials.map(\.seed)) == seeds)
             let point = try #require(line.loss.first)
-            #expect(abs(point.spread.mean - loss) < 1e-6 && point.spread.count == 2)
+            #expect(abs(point.spread.mean - loss) < 1e-6 && point.spread.count == seeds.count)
         }
         #expect(report.conditions.last?.trials.count == 2)
         // The claims read the arm's first line, and the report says which.
-        #expect(StudyClaims.linesReadAmongSeveral(report.conditions) == ["lora-r8, f32, batch 1, checkpointEvery 10"])
+        #expect(StudyClaims.linesReadAmongSeveral(report.conditions) == ["lora-r8, f32, batch 1, threshold 0.9"])
         let files = try report.write(to: folder.file("out"), logger: logger)
         let markdown = try String(contentsOf: files.markdown, encoding: .utf8)
-        #expect(markdown.contains("Where an arm has several lines, the claims read its first: lora-r8, f32, batch 1, checkpointEvery 10."))
+        #expect(markdown.contains("Where an arm has several lines, the claims read its first: lora-r8, f32, batch 1, threshold 0.9."))
         // The CSV says each row's batch size and precision.
         let csv = try String(contentsOf: files.csv, encoding: .utf8)
-        let rows = csv.split(separator: "\r\n").dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false) }
-        #expect(rows.count == 12)
-        #expect(rows.filter { $0.suffix(2) == ["8", "bf16"] }.count == 2)
-        #expect(rows.filter { $0.suffix(2) == ["1", "f32"] }.count == 6)
+        let rows = csv.split(separator: "\r\n").dropFirst()
+        #expect(rows.count == 14)
+        #expect(rows.filter { $0.hasSuffix(",8,bf16,\"lora-r8, bf16, batch 8, threshold 0.9\"") }.count == 2)
+        #expect(rows.filter { $0.hasSuffix(",1,f32,\"lora-r8, f32, batch 1, threshold 0.9\"") }.count == 4)
+        #expect(rows.filter { $0.hasSuffix(",1,f32,ia3") }.count == 2)
+    }
+
+    /// Two lines whose labels shorten to the same text are numbered, and a
+    /// condition with a trial whose configuration could not be read is told
+    /// apart by the columns alone, so that it is not split by keys only the
+    /// readable configurations have.
+    @Test func linesKeepDistinctNamesAndUnreadableConfigurationsCompareByColumns() {
+        func trial(_ key: String, _ condition: String, settings: TrialSettings?) -> ReportTrial {
+            ReportTrial(key: key, condition: condition, method: "lora", rank: 8, alpha: 32, learningRate: 1e-3, seed: 0,
+                        plannedEpochs: 2, status: "done", lastEpoch: 2, settings: settings)
+        }
+        let columns = ["training.method.rank": "8", "training.method.alpha": "32", "training.learningRate": "0.001",
+                       "training.epochs": "2", "training.batchSize": "1"]
+        var elsewhere = columns
+        elsewhere["model"] = "/lab/b/model"
+        var here = columns
+        here["model"] = "/lab/a/model"
+        let snapshot = RunSnapshot(path: "test", sweepNames: ["s"], trials: [
+            trial("a", "x", settings: TrialSettings(here)), trial("b", "x", settings: TrialSettings(elsewhere)),
+            trial("c", "y", settings: nil), trial("d", "y", settings: TrialSettings(here)),
+        ], epochs: [], lastAnswers: [], storesSummaries: true)
+        let lines = ConditionAggregate.all(in: snapshot)
+        #expect(lines.map(\.condition) == ["x, model model", "x, model model (2)", "y"])
+        #expect(lines.map { $0.trials.map(\.key) } == [["a"], ["b"], ["c", "d"]])
+        #expect(ConditionAggregate.lineNames(lines) == ["a": "x, model model", "b": "x, model model (2)", "c": "y", "d": "y"])
     }
 
     /// The model table has a row per storage the trials trained on: LoRA and
