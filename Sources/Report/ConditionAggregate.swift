@@ -80,12 +80,16 @@ public struct ConditionAggregate: Sendable, Equatable {
             if trialsByVariant[variant] == nil { order.append(variant) }
             trialsByVariant[variant, default: []].append(trial)
         }
+        // What differs among a condition's lines, found once per condition.
+        var siblingsByCondition: [String: [Variant]] = [:]
+        for variant in order { siblingsByCondition[variant.condition, default: []].append(variant) }
+        let differing = siblingsByCondition.mapValues { TrialSettings.differingPaths($0.map(\.settings)) }
         var taken: [String: Int] = [:]
         return order.map { variant in
             let trials = trialsByVariant[variant] ?? []
-            let siblings = order.filter { $0.condition == variant.condition }
             // Labels shorten values (a path's last component, 4 significant digits): a repeat gets a number.
-            var name = variant.name(among: siblings)
+            let lines = siblingsByCondition[variant.condition]?.count ?? 1
+            var name = variant.name(differing: lines > 1 ? differing[variant.condition] ?? [] : nil)
             taken[name, default: 0] += 1
             if let count = taken[name], count > 1 { name += " (\(count))" }
             return ConditionAggregate(condition: name, trials: trials, rows: trials.map { rowsByTrial[$0.key] ?? [] })
@@ -115,10 +119,12 @@ public struct ConditionAggregate: Sendable, Equatable {
             settings = byColumns ? TrialSettings(columnsOf: trial) : trial.settings ?? TrialSettings(columnsOf: trial)
         }
 
-        /// The condition's name, plus the settings in which `siblings` differ.
-        func name(among siblings: [Variant]) -> String {
-            guard siblings.count > 1 else { return condition }
-            let parts = settings.differences(among: siblings.map(\.settings))
+        /// The condition's name, plus its values of the settings at
+        /// `differing` (those in which the condition's lines differ; nil for
+        /// a condition with one line).
+        func name(differing: Set<String>?) -> String {
+            guard let differing else { return condition }
+            let parts = settings.labels(differing: differing)
             return parts.isEmpty ? condition : "\(condition), \(parts.joined(separator: ", "))"
         }
     }

@@ -77,11 +77,15 @@ public struct TrialSettings: Sendable, Hashable {
         Double(text).map(ReportNumber.compact) ?? text
     }
 
-    /// The label parts that tell `self` apart from `siblings` (itself among
-    /// them): one per setting whose value is not the same in all of them.
-    func differences(among siblings: [TrialSettings]) -> [String] {
+    /// The paths whose value (or absence) is not the same in all of
+    /// `siblings`: the settings a line's label names.
+    static func differingPaths(_ siblings: [TrialSettings]) -> Set<String> {
         let paths = Set(siblings.flatMap(\.values.keys))
-        let differing = paths.filter { path in Set(siblings.map { $0.values[path] }).count > 1 }
+        return paths.filter { path in Set(siblings.map { $0.values[path] }).count > 1 }
+    }
+
+    /// The label parts of `self` for the settings at `differing`, in `labels`' order, then the others by path.
+    func labels(differing: Set<String>) -> [String] {
         var parts: [String] = []
         for entry in Self.labels where differing.contains(entry.path) {
             let value = values[entry.path] ?? entry.absent ?? "unset"
