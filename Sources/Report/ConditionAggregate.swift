@@ -124,7 +124,7 @@ public struct ConditionAggregate: Sendable, Equatable {
         /// a condition with one line).
         func name(differing: Set<String>?) -> String {
             guard let differing else { return condition }
-            let parts = settings.labels(differing: differing)
+            let parts = settings.labelParts(differing: differing)
             return parts.isEmpty ? condition : "\(condition), \(parts.joined(separator: ", "))"
         }
     }

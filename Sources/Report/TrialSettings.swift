@@ -85,7 +85,7 @@ public struct TrialSettings: Sendable, Hashable {
     }
 
     /// The label parts of `self` for the settings at `differing`, in `labels`' order, then the others by path.
-    func labels(differing: Set<String>) -> [String] {
+    func labelParts(differing: Set<String>) -> [String] {
         var parts: [String] = []
         for entry in Self.labels where differing.contains(entry.path) {
             let value = values[entry.path] ?? entry.absent ?? "unset"
