@@ -8,9 +8,9 @@ public enum MetricsCSV {
                                  "perplexity", "batch_size", "precision", "line"]
 
     /// One header line and one line per epoch row; missing values are empty.
-    public static func csv(_ snapshot: RunSnapshot) -> String {
+    /// `lines`: each trial's line in the report, by key (`ConditionAggregate.lineNames`).
+    public static func csv(_ snapshot: RunSnapshot, lines: [String: String]) -> String {
         let trials = Dictionary(snapshot.trials.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
-        let lines = ConditionAggregate.lineNames(ConditionAggregate.all(in: snapshot))
         var out = columns.joined(separator: ",") + "\r\n"
         for row in snapshot.epochs {
             let trial = trials[row.trialKey]
@@ -19,16 +19,13 @@ public enum MetricsCSV {
                 number(trial?.alpha), number(trial?.learningRate), trial.map { String($0.seed) } ?? "", String(row.epoch),
                 number(row.loss), number(row.trainSeconds), number(row.epochSeconds), number(row.accuracy),
                 number(row.accuracyAtThreshold), number(row.keyMatch), number(row.perplexity),
-                trial?.settings?.values["training.batchSize"] ?? "", trial?.settings.map(precision) ?? "",
+                trial?.settings?.values["training.batchSize"] ?? "", trial?.settings?.productPrecision.rawValue ?? "",
                 lines[row.trialKey] ?? "",
             ]
             out += cells.map(quote).joined(separator: ",") + "\r\n"
         }
         return out
     }
-
-    /// The products' precision; a configuration without one is f32 (the key it had before the setting existed).
-    static func precision(_ settings: TrialSettings) -> String { settings.values["training.precision"] ?? "f32" }
 
     /// Full precision: the CSV is data, not presentation.
     static func number(_ value: Double?) -> String {

@@ -54,7 +54,6 @@ enum ReportModels {
     /// configuration could not be read or names none).
     static func storage(of trial: ReportTrial) -> LinearStorage {
         guard let method = MethodKind(rawValue: trial.method) else { return .float32 }
-        let precision = trial.settings?.values["training.precision"].flatMap(Precision.init(rawValue:)) ?? .f32
-        return LinearStorage.training(method, precision: precision)
+        return LinearStorage.training(method, precision: trial.settings?.productPrecision ?? .f32)
     }
 }

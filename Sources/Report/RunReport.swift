@@ -35,7 +35,7 @@ public struct RunReport: Sendable {
         }
         try Self.write(HTMLReportWriter.html(document), to: files.html)
         try Self.write(MarkdownReportWriter.markdown(document), to: files.markdown)
-        try Self.write(MetricsCSV.csv(snapshot), to: files.csv)
+        try Self.write(MetricsCSV.csv(snapshot, lines: ConditionAggregate.lineNames(conditions)), to: files.csv)
         for (figure, url) in zip(figures, files.figures) {
             try Self.write("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" + SVGChartWriter.svg(figure.chart), to: url)
         }

@@ -15,6 +15,12 @@ public struct TrialSettings: Sendable, Hashable {
 
     public init(_ values: [String: String] = [:]) { self.values = values }
 
+    /// The products' precision: f32 when the configuration names none (the
+    /// key trials had before the setting existed), as `TrainingSettings.productPrecision`.
+    public var productPrecision: Precision {
+        values["training.precision"].flatMap(Precision.init(rawValue:)) ?? .f32
+    }
+
     /// The settings in which trials of a line may differ: the seed, and how
     /// often checkpoints are written, which changes nothing a trial computes.
     static let ignoredPaths = ["training.seed", "checkpointEvery"]
