@@ -128,4 +128,53 @@ import Trial
             "\(error)".contains("wrong magic")
         }
     }
+
+    /// A resumed run lays its batches as the checkpointed run did (the
+    /// shared prompt prefix once, or every example whole), whatever the
+    /// resuming process's default: the two layouts sum in different orders.
+    /// Seen in the epoch's FLOPs, which the shared prefix lowers.
+    @Test func aResumedRunLaysItsBatchesAsItsCheckpointSays() throws {
+        let (_, model, dataset) = try Self.shared.get()
+        let ctx = ComputeContext(threads: 1)
+        var settings = Self.settings(MethodSettings(kind: .lora, rank: 2))
+        settings.epochs = 2
+        for writtenShared in [true, false] {
+            let tmp = try TemporaryDirectory()
+            func written<T>(_ body: () throws -> T) rethrows -> T {
+                writtenShared ? try body() : try FineTuning.promptPrefix.withoutIt(body)
+            }
+            func resumedElsewhere<T>(_ body: () throws -> T) rethrows -> T {
+                writtenShared ? try FineTuning.promptPrefix.withoutIt(body) : try body()
+            }
+            let straight = try written { try TrainingRun(model: model, dataset: dataset, settings: settings, context: ctx) }
+            try straight.run { _ in .more }
+            let first = try written { try TrainingRun(model: model, dataset: dataset, settings: settings, context: ctx) }
+            try first.run { _ in .stop }
+            try first.saveCheckpoint(to: tmp.url)
+            #expect(first.sharesPromptPrefix == writtenShared)
+            #expect(try TrainingCheckpoint.read(tmp.url).0.sharedPromptPrefix == writtenShared)
+            // Resumed where the default is the other layout, and beside it a run started there.
+            let resumed = try resumedElsewhere { try TrainingRun(resuming: tmp.url, model: model, dataset: dataset, context: ctx) }
+            let other = try resumedElsewhere { try TrainingRun(model: model, dataset: dataset, settings: settings, context: ctx) }
+            #expect(resumed.sharesPromptPrefix == writtenShared && other.sharesPromptPrefix != writtenShared)
+            try resumed.run { _ in .more }
+            try other.run { _ in .more }
+            let flops = (resumed.reports[1].flops, straight.reports[1].flops, other.reports[1].flops)
+            #expect(flops.0 == flops.1 && flops.1 != flops.2,
+                    "epoch 2: \(flops.0) FLOPs resumed, \(flops.1) straight, \(flops.2) in the other layout")
+        }
+        // A checkpoint of a run under LoRA dropout that claims a shared prefix is refused.
+        settings.method.dropout = 0.1
+        let tmp = try TemporaryDirectory()
+        let run = try TrainingRun(model: model, dataset: dataset, settings: settings, context: ctx)
+        try run.run { _ in .stop }
+        try run.saveCheckpoint(to: tmp.url)
+        var state = try TrainingCheckpoint.read(tmp.url).0
+        #expect(state.sharedPromptPrefix == false)
+        state.sharedPromptPrefix = true
+        try TrainingCheckpoint.write(state, parameters: run.trainer.parameters, moments: run.trainer.optimizer.moments, to: tmp.url)
+        #expect { try TrainingRun(resuming: tmp.url, model: model, dataset: dataset, context: ctx) } throws: { error in
+            "\(error)".contains("LoRA dropout") && "\(error)".contains(TrainingCheckpoint.fileName)
+        }
+    }
 }

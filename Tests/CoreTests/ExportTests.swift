@@ -53,6 +53,46 @@ import Trial
         print("export \(method.kind): merged vs adapter max |Δlogit| \(worst) (scale \(scale))")
     }
 
+    /// A trial that trained on bf16 or NF4 projections records the
+    /// fingerprint of that load; export loads the same files with Float32
+    /// projections and must recognise them (and still refuse another model).
+    @Test func checkpointsOfEveryStorageExportFromAFloat32Load() throws {
+        let dir = try TemporaryDirectory()
+        try TinyCheckpoints.llama3(in: dir.url)
+        let dataset = try FactDataset.load(TestPaths.repositoryRoot.appendingPathComponent("data/biography.jsonl"))
+        let ctx = ComputeContext(threads: 2)
+        let float32 = try LanguageModel.load(dir.url)
+        for storage in [LinearStorage.bf16, .nf4] {
+            #expect(float32.model.fingerprint(as: storage) == (try LanguageModel.load(dir.url, storage: storage)).model.fingerprint, "\(storage)")
+        }
+        #expect(try LanguageModel.load(dir.url, storage: .bf16).model.fingerprint(as: .float32) == nil)
+        let otherDir = try TemporaryDirectory()
+        try TinyCheckpoints.llama3(in: otherDir.url, seed: 2)
+        let other = try LanguageModel.load(otherDir.url)
+        for (kind, precision) in [(MethodKind.lora, Precision.bf16), (.ia3, .bf16), (.qlora, .f32)] {
+            var settings = TrainingSettings()
+            settings.method = MethodSettings(kind: kind, rank: 2)
+            settings.precision = precision == .bf16 ? .bf16 : nil
+            settings.epochs = 1
+            settings.learningRate = 1e-2
+            let storage = LinearStorage.training(kind, precision: precision)
+            let trained = try LanguageModel.load(dir.url, storage: storage, context: ctx)
+            let run = try TrainingRun(model: trained, dataset: dataset, settings: settings, context: ctx)
+            try run.run { _ in .more }
+            let checkpoint = dir.url.appendingPathComponent("checkpoint-\(kind.rawValue)")
+            try run.saveCheckpoint(to: checkpoint)
+            // What `factsweep export` loads: NF4 for QLoRA, Float32 projections otherwise.
+            let exportBase = kind == .qlora ? trained : float32
+            let exported = try FineTuning(checkpoint: checkpoint, base: exportBase.model, maxSeq: 8, context: ctx)
+            #expect(Array(exported.parameters.buffer) == Array(run.trainer.parameters.buffer), "\(kind) \(precision)")
+            if kind != .qlora {
+                #expect { try FineTuning(checkpoint: checkpoint, base: other.model, maxSeq: 8, context: ctx) } throws: { error in
+                    "\(error)".contains("another base model")
+                }
+            }
+        }
+    }
+
     /// `base_model_name_or_path` names the model rather than this machine's path: the default GGUF's
     /// `general.name`, a Hugging Face directory's `_name_or_path`, and the path only when the files hold no name.
     @Test func adapterNamesItsBaseModelByNameAndByPathOnlyWithoutOne() throws {

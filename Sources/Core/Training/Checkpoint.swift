@@ -24,6 +24,13 @@ public struct TrainingCheckpoint: Sendable {
         public var orderRNG: SeededGenerator
         public var dropoutRNG: SeededGenerator
         public var trainSeconds: Double
+        /// Whether the run's batches laid their shared prompt prefix once
+        /// (`TokenBatch(examples:sharingPrefix:)`): a resumed run lays them
+        /// the same way whatever its process's `FACTSWEEP_SHARED_PREFIX`, as
+        /// the two layouts sum in different orders (last bits of the loss).
+        /// Absent in checkpoints written before it was recorded: the resuming
+        /// process's layout then.
+        public var sharedPromptPrefix: Bool?
         public var reports: [EpochReport]
         /// Names and shapes of the trained tensors, in arena order.
         public var tensors: [TensorName]
@@ -81,12 +88,29 @@ public struct CheckpointError: Error, CustomStringConvertible, Equatable {
 }
 
 extension LlamaModel {
-    /// The configuration and a sample of every tensor (every 4099th Float, a
-    /// prime stride), hashed: enough to tell one base model from another.
-    public var fingerprint: String {
+    /// The configuration and a sample of every tensor the model holds as
+    /// Float32 (every 4099th Float, a prime stride), hashed: enough to tell
+    /// one base model from another. A model loaded with NF4 or bf16
+    /// projections hashes all but those (`fingerprint(as:)`).
+    public var fingerprint: String { fingerprint(of: layout.entries) }
+
+    /// The fingerprint a load of this model's files with `storage` has, which
+    /// is what a checkpoint of a trial on that storage records (a bf16 LoRA's,
+    /// a QLoRA's): `export` loads Float32 projections whatever the trial
+    /// trained on. Nil when this model does not hold what that load hashes
+    /// (one kept in NF4 or bf16, asked for Float32's).
+    public func fingerprint(as storage: LinearStorage) -> String? {
+        if storage == self.storage { return fingerprint }
+        guard self.storage == .float32 else { return storage == .float32 ? nil : fingerprint }
+        // Same names in the same order as that load's layout; offsets in this arena.
+        let entries = ParameterLayout(config: config, linears: false).entries.compactMap { layout[$0.name] }
+        return fingerprint(of: entries)
+    }
+
+    private func fingerprint(of entries: [ParameterEntry]) -> String {
         let c = config
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for e in layout.entries {
+        for e in entries {
             let t = parameters.base + e.offset
             var i = 0
             while i < e.count {
@@ -101,11 +125,16 @@ extension LlamaModel {
 
 extension FineTuning {
     /// The trained state of the checkpoint in `directory` over `base`, for
-    /// export and inference (activations sized for `maxSeq` tokens, batch 1).
+    /// export and inference (activations sized for `maxSeq` tokens, batch 1),
+    /// in f32 products: a bf16 trial's adapters over a Float32 base are what
+    /// PEFT loads them onto.
     public convenience init(checkpoint directory: URL, base: LlamaModel, maxSeq: Int, context: ComputeContext) throws {
         let (state, file) = try TrainingCheckpoint.read(directory)
-        guard state.modelFingerprint == base.fingerprint else {
-            throw CheckpointError(file: file.origin, reason: "made with another base model (\(state.modelFingerprint)); this one is \(base.fingerprint)")
+        // The trial may have trained on another storage of the same files (bf16 LoRA, NF4 QLoRA).
+        let storage = LinearStorage.training(state.settings.method.kind, precision: state.settings.productPrecision)
+        let expected = base.fingerprint(as: storage) ?? base.fingerprint
+        guard state.modelFingerprint == expected else {
+            throw CheckpointError(file: file.origin, reason: "made with another base model (\(state.modelFingerprint)); this one is \(expected)")
         }
         try self.init(base: base, method: state.settings.method, optimizer: state.settings.optimizer, maxBatch: 1, maxSeq: maxSeq,
                       seed: state.settings.seed, context: context)

@@ -16,6 +16,11 @@ public final class TrainingRun: @unchecked Sendable {
     public private(set) var completedEpochs = 0
     private var trainSeconds: Double = 0
     private var steps = 0
+    /// Whether batches lay the prompt prefix their examples share once: the
+    /// trainer's default (`FineTuning.sharesPromptPrefix`), or the layout of
+    /// the checkpoint the run resumed, so that a resumed run sums as the
+    /// uninterrupted one did.
+    public private(set) var sharesPromptPrefix: Bool
     /// Every epoch's report so far, resumed runs included.
     public private(set) var reports: [EpochReport] = []
     /// Called after every optimizer step with (epoch being trained, step in
@@ -34,6 +39,7 @@ public final class TrainingRun: @unchecked Sendable {
         let maxSeq = examples.map { $0.tokens.count - 1 }.max() ?? 1
         trainer = try FineTuning(base: model.model, method: settings.method, optimizer: settings.optimizer, maxBatch: batch, maxSeq: maxSeq,
                                  seed: settings.seed, precision: settings.productPrecision, context: context)
+        sharesPromptPrefix = trainer.sharesPromptPrefix
         if let initAdapter = settings.initAdapter {
             try trainer.loadAdapter(from: URL(fileURLWithPath: initAdapter))
         }
@@ -55,7 +61,7 @@ public final class TrainingRun: @unchecked Sendable {
         let b = settings.batchSize == 0 ? examples.count : settings.batchSize
         let batches = stride(from: 0, to: order.count, by: b).map { start in
             TokenBatch(examples: order[start..<min(order.count, start + b)].map { examples[$0] }, scope: settings.lossScope,
-                       sharingPrefix: trainer.sharesPromptPrefix)
+                       sharingPrefix: sharesPromptPrefix)
         }
         let tokens = examples.reduce(0) { $0 + $1.tokens.count - 1 }
         var lossSum: Float = 0, flops: Double = 0
@@ -85,7 +91,7 @@ public final class TrainingRun: @unchecked Sendable {
             magic: TrainingCheckpoint.magic, version: TrainingCheckpoint.version, settings: settings,
             modelFingerprint: trainer.base.fingerprint, completedEpochs: completedEpochs, steps: steps,
             optimizerStep: trainer.optimizer.step, orderRNG: rng, dropoutRNG: trainer.dropoutRNG,
-            trainSeconds: trainSeconds, reports: reports,
+            trainSeconds: trainSeconds, sharedPromptPrefix: sharesPromptPrefix, reports: reports,
             tensors: trainer.trainable.map { .init(name: $0.name, shape: $0.shape) })
         try TrainingCheckpoint.write(state, parameters: trainer.parameters, moments: trainer.optimizer.moments, to: directory)
     }
@@ -102,6 +108,12 @@ public final class TrainingRun: @unchecked Sendable {
         let expected = trainer.trainable.map { TrainingCheckpoint.TensorName(name: $0.name, shape: $0.shape) }
         guard state.tensors == expected else {
             throw CheckpointError(file: origin, reason: "its trained tensors do not match the \(state.settings.method.kind.rawValue) method on this model")
+        }
+        if let shared = state.sharedPromptPrefix {
+            guard !shared || settings.method.dropout == 0 else {
+                throw CheckpointError(file: origin, reason: "says its batches shared a prompt prefix, which LoRA dropout (\(settings.method.dropout)) rules out")
+            }
+            sharesPromptPrefix = shared
         }
         let optimizer = trainer.optimizer
         // Both moments, count each, whichever their storage (F32, or BF16 bits).
