@@ -67,7 +67,7 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .long, help: "Directory for checkpoints and the final adapter/metrics (created if needed).")
     var out: String?
 
-    @Option(name: .long, help: "Continue the run checkpointed in this directory (its settings apply; --threads may differ).")
+    @Option(name: .long, help: "Continue the run checkpointed in this directory: its training settings apply (a flag that would change them is refused); --threads and the evaluation flags may differ.")
     var resume: String?
 
     @Option(name: .long, help: "Evaluate every K epochs (and after the last); 0 disables evaluation.")
@@ -106,7 +106,7 @@ struct TrainCommand: ParsableCommand {
     /// The flags that are sweep settings, as the spec would give them: checked
     /// and applied by the same table (`TrialSetting`), so `train` and a sweep
     /// accept exactly the same values.
-    func settingValues() throws -> [(TrialSetting, SettingValue)] {
+    func settingValues(for kind: MethodKind? = nil) throws -> [(TrialSetting, SettingValue)] {
         var values: [(TrialSetting, SettingValue)] = [
             (.rank, .int(rank)), (.alpha, .float(alpha)), (.dropout, .float(dropout)), (.rslora, .bool(rslora)),
             (.epochs, .int(epochs)), (.batchSize, .int(batchSize)), (.warmupSteps, .int(warmupSteps)),
@@ -133,7 +133,29 @@ struct TrainCommand: ParsableCommand {
         if let checkpointEvery { values.append((.checkpointEvery, .int(checkpointEvery))) }
         if let embedder { values.append((.embedder, .text(embedder))) }
         if let heldOut { values.append((.heldOut, .text(heldOut))) }
-        return values.filter { $0.0.methods.contains(method) }
+        return values.filter { $0.0.methods.contains(kind ?? method) }
+    }
+
+    /// A resumed run trains on its checkpoint's settings (`saved`), so a
+    /// training flag that would change them is refused, named, rather than
+    /// ignored. A flag at its default cannot be told from one not given:
+    /// those set otherwise are compared. Evaluation flags apply to the resumed run.
+    func refuseFlagsTheCheckpointOverrides(_ saved: TrainingSettings, checkpoint: String) throws {
+        let defaults = try Self.parse([])
+        var refused: [String] = []
+        if method != defaults.method, method != saved.method.kind { refused.append("--method") }
+        if initAdapter != nil { refused.append("--init-adapter") }
+        let defaultValues = try defaults.settingValues(for: saved.method.kind)
+        for (setting, value) in try settingValues(for: saved.method.kind) where !defaultValues.contains(where: { $0 == (setting, value) }) {
+            var probe = TrialConfig(model: "", data: "", training: saved, checkpointEvery: 0)
+            do throws(SettingRefusal) { try setting.apply(value, to: &probe) } catch { continue }  // validate() refused it already
+            if probe.training != saved { refused.append(setting.flag) }
+        }
+        guard refused.isEmpty else {
+            throw CLIError("\(checkpoint): a resumed run keeps its checkpoint's training settings, which "
+                           + "\(refused.joined(separator: ", ")) would change: drop \(refused.count == 1 ? "it" : "them"), "
+                           + "or start a new run with --out")
+        }
     }
 
     func validate() throws {
@@ -144,10 +166,13 @@ struct TrainCommand: ParsableCommand {
         }
         if checkpointEvery != nil, out == nil, resume == nil { throw ValidationError("--checkpoint-every needs --out DIR") }
         if initAdapter != nil, method == .full { throw ValidationError("--init-adapter needs --method lora, qlora or ia3") }
-        do throws(SettingRefusal) {
-            try AdamWSettings(maxGradNorm: clip > 0 ? clip : nil, updateInBackward: updateInBackward).validate(naming: \.flag)
-        } catch {
-            throw ValidationError(error.message)
+        // A resumed run's optimizer settings are its checkpoint's (`refuseFlagsTheCheckpointOverrides`).
+        if resume == nil {
+            do throws(SettingRefusal) {
+                try AdamWSettings(maxGradNorm: clip > 0 ? clip : nil, updateInBackward: updateInBackward).validate(naming: \.flag)
+            } catch {
+                throw ValidationError(error.message)
+            }
         }
     }
 
@@ -164,7 +189,9 @@ struct TrainCommand: ParsableCommand {
         }
         try config.training.method.validate()
         if let resume {
-            config.training = try TrainingCheckpoint.read(URL(fileURLWithPath: resume)).0.settings
+            let saved = try TrainingCheckpoint.read(URL(fileURLWithPath: resume)).0.settings
+            try refuseFlagsTheCheckpointOverrides(saved, checkpoint: resume)
+            config.training = saved
         } else if let initAdapter {
             let adapter = try FineTuning.adapterSettings(URL(fileURLWithPath: initAdapter), quantizedBase: method == .qlora)
             guard (adapter.kind == .ia3) == (method == .ia3) else {
@@ -191,6 +218,7 @@ struct TrainCommand: ParsableCommand {
         let summary = try runner.run(config, directory: directory, resume: resume != nil, events: events)
         var fields: [String: Any] = [
             "method": kind.rawValue, "precision": settings.productPrecision.rawValue, "openblas_core": OpenBLASCore.name,
+            "engine": (settings.productPrecision == .bf16 ? MatmulEngine.currentBF16 : MatmulEngine.current).rawValue,
             "onednn_isa": MatmulEngine.oneDNNInstructionSet ?? "none", "status": summary.outcome == .stopped ? "interrupted" : summary.outcome.rawValue,
             "trainable_params": summary.trainableParameters, "base_weight_bytes": summary.baseWeightBytes ?? NSNull(),
             "peak_rss_bytes": summary.peakResidentBytes, "epochs": summary.epochs,

@@ -93,6 +93,52 @@ import TestSupport
         #expect(try core("Haswell") == "Haswell")
     }
 
+    /// `FACTSWEEP_MATMUL` is read once, at start-up: a value that names no
+    /// engine stops the process with a message naming it, before any work;
+    /// an engine it names (in any case) is the one the products run on, and
+    /// `train`'s summary says which.
+    @Test func theEngineVariableIsCheckedAtStartUp() throws {
+        let (tmp, data) = try tinyModelAndOneFact()
+        let arguments = ["train", "--model", tmp.url.path, "--data", data.path, "--epochs", "1", "--eval-every", "0",
+                         "--held-out", "none", "--threads", "1", "--json"]
+        func train(_ value: String?) throws -> ProcessResult {
+            var environment = ProcessInfo.processInfo.environment
+            environment["FACTSWEEP_MATMUL"] = value
+            return try Command.run(try FactSweepBinary.url(), arguments, environment: environment, directory: TestPaths.repositoryRoot)
+        }
+        for bad in ["mkl", "one-dnn"] {
+            let r = try train(bad)
+            #expect(r.status == 64 && r.stdout.isEmpty, "FACTSWEEP_MATMUL=\(bad): status \(r.status), \(r.stdout)")
+            #expect(r.stderr.contains("FACTSWEEP_MATMUL=\(bad) names no matmul engine") && r.stderr.contains("openblas or onednn"), "\(r.stderr)")
+        }
+        for (value, engine) in [(nil, "onednn"), ("OpenBLAS", "openblas"), ("onednn", "onednn")] {
+            let r = try train(value)
+            #expect(r.status == 0, "FACTSWEEP_MATMUL=\(value ?? "unset"): \(r.stderr)")
+            #expect(jsonLines(r.stdout).last?["engine"] as? String == engine, "FACTSWEEP_MATMUL=\(value ?? "unset"): \(r.stdout)")
+        }
+    }
+
+    /// `train --resume DIR` trains on the checkpoint's settings: a training
+    /// flag that would change them is refused, naming the flag and the
+    /// checkpoint, instead of being ignored; the same values, and flags that
+    /// are not training settings, are accepted.
+    @Test func resumeRefusesFlagsThatWouldChangeItsSettings() throws {
+        let (tmp, data) = try tinyModelAndOneFact()
+        let out = tmp.url.appendingPathComponent("run").path
+        let common = ["--model", tmp.url.path, "--data", data.path, "--eval-every", "0", "--held-out", "none", "--json"]
+        let first = try FactSweepBinary.run(["train", "--method", "lora", "--rank", "4", "--epochs", "1", "--out", out,
+                                             "--checkpoint-every", "1", "--threads", "1"] + common)
+        #expect(first.status == 0, "\(first.stderr)")
+        for (flags, named) in [(["--precision", "bf16"], "--precision"), (["--rank", "2"], "--rank"), (["--method", "ia3"], "--method"),
+                               (["--epochs", "3", "--lr", "0.01"], "--epochs, --lr"), (["--update-in-backward", "--clip", "0"], "--clip, --update-in-backward")] {
+            let r = try FactSweepBinary.run(["train", "--resume", out, "--threads", "1"] + flags + common)
+            #expect(r.status != 0 && r.stderr.contains(out) && r.stderr.contains("which \(named) would change"), "\(flags): \(r.stderr)")
+        }
+        let same = try FactSweepBinary.run(["train", "--resume", out, "--method", "lora", "--rank", "4", "--epochs", "1", "--threads", "2"] + common)
+        #expect(same.status == 0, "\(same.stderr)")
+        #expect(jsonLines(same.stdout).last?["status"] as? String == "done", "\(same.stdout)")
+    }
+
     /// `train --precision bf16` says, on standard error, when its products cannot run on bf16 kernels here
     /// (oneDNN 2.6 has them only on AVX-512 CPUs; elsewhere oneDNN's f32 matmul multiplies the rounded inputs)
     /// and trains all the same; on an AVX-512 CPU it says nothing. The bench's rows name oneDNN's instruction

@@ -22,7 +22,7 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
     }
 
     /// The engine f32 products run on: oneDNN when its CPU engine can be
-    /// created, else OpenBLAS, unless `FACTSWEEP_MATMUL` says otherwise.
+    /// created, else OpenBLAS, unless `FACTSWEEP_MATMUL` says OpenBLAS.
     /// oneDNN is the faster of the two at the study's shapes (13–34% in five
     /// of six training rows, docs/benchmarks.md, "Issue 13, sixth stop"); the
     /// choice is fixed, not timed at start-up, so that a run's numbers never
@@ -103,10 +103,32 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
     /// place with an L1-thrashing stride run split (`OneDNNMatmul.columnSplit`).
     public static var splitsOneDNNColumns: Bool { OneDNNMatmul.splitsColumns }
 
-    private static func initialEngine() -> MatmulEngine { forcedEngine ?? (OneDNNMatmul.isAvailable ? .oneDNN : .openBLAS) }
+    /// oneDNN only where its engine can be created, even when forced (the
+    /// executable refuses that: `environmentProblem`), so that no row is
+    /// labelled oneDNN while its products fall back to sgemm.
+    private static func initialEngine() -> MatmulEngine {
+        forcedEngine == .openBLAS || !OneDNNMatmul.isAvailable ? .openBLAS : .oneDNN
+    }
 
     private static var forcedEngine: MatmulEngine? {
         ProcessInfo.processInfo.environment[environmentKey].flatMap(MatmulEngine.init(name:))
+    }
+
+    /// What is wrong with `FACTSWEEP_MATMUL` in this process's environment,
+    /// for the executable to refuse at start-up rather than run on an engine
+    /// the user did not ask for: a value that names no engine, or `onednn`
+    /// where oneDNN's engine cannot be created. Nil when it is unset or empty,
+    /// or names an engine that runs here.
+    public static var environmentProblem: String? {
+        guard let value = ProcessInfo.processInfo.environment[environmentKey], !value.isEmpty else { return nil }
+        guard let engine = MatmulEngine(name: value) else {
+            return "\(environmentKey)=\(value) names no matmul engine: use openblas or onednn, or unset it for the default (oneDNN)"
+        }
+        if engine == .oneDNN && !OneDNNMatmul.isAvailable {
+            return "\(environmentKey)=\(value), but oneDNN's CPU engine cannot be created here (libdnnl-dev, installed by scripts/setup.sh): "
+                + "unset it, or use openblas"
+        }
+        return nil
     }
 }
 
