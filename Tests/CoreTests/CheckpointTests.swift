@@ -28,12 +28,17 @@ import Trial
         return s
     }
 
-    /// Each method, and full fine-tuning again with bf16 AdamW moments (stored as BF16 bits).
-    static let methods: [(MethodSettings, moments: Precision?)] = [
-        (MethodSettings(kind: .full), nil),
-        (MethodSettings(kind: .lora, rank: 4, alpha: 8, dropout: 0.1), nil),
-        (MethodSettings(kind: .ia3), nil),
-        (MethodSettings(kind: .full), .bf16),
+    /// Each method, full fine-tuning again with bf16 AdamW moments (stored
+    /// as BF16 bits), and bf16 products: full fine-tuning (its weights'
+    /// roundings made again after the restore) and LoRA on a bf16 base.
+    static let methods: [(MethodSettings, moments: Precision?, precision: Precision)] = [
+        (MethodSettings(kind: .full), nil, .f32),
+        (MethodSettings(kind: .lora, rank: 4, alpha: 8, dropout: 0.1), nil, .f32),
+        (MethodSettings(kind: .ia3), nil, .f32),
+        (MethodSettings(kind: .full), .bf16, .f32),
+        (MethodSettings(kind: .qlora, rank: 4, alpha: 8), nil, .f32),
+        (MethodSettings(kind: .full), nil, .bf16),
+        (MethodSettings(kind: .lora, rank: 4, alpha: 8), nil, .bf16),
     ]
 
     /// The moments' values as Floats, whichever their storage.
@@ -41,12 +46,15 @@ import Trial
         optimizer.settings.momentPrecision == .bf16 ? optimizer.momentBits.map(floatFromBFloat16) : Array(optimizer.moments.buffer)
     }
 
-    @Test(arguments: 0..<4)
+    @Test(arguments: 0..<7)
     func resumedRunEqualsUninterruptedRun(index: Int) throws {
-        let (_, model, dataset) = try Self.shared.get()
+        let (dir, loaded, dataset) = try Self.shared.get()
         let ctx = ComputeContext(threads: 2)
         var settings = Self.settings(Self.methods[index].0)
         settings.optimizer.moments = Self.methods[index].moments
+        settings.precision = Self.methods[index].precision == .bf16 ? .bf16 : nil
+        let storage = LinearStorage.training(settings.method.kind, precision: settings.productPrecision)
+        let model = storage == .float32 ? loaded : try LanguageModel.load(dir.url, storage: storage, context: ctx)
         let straight = try TrainingRun(model: model, dataset: dataset, settings: settings, context: ctx)
         try straight.run { _ in .more }
 
@@ -72,13 +80,13 @@ import Trial
         guard losses.0.count == losses.1.count, parameters.0.count == parameters.1.count, moments.0.count == moments.1.count else { return }
         let exact = [firstDifference(losses.0, losses.1), firstDifference(parameters.0, parameters.1), firstDifference(moments.0, moments.1)]
         if exact.contains(where: { $0 != nil }) {
-            print("resume \(settings.method.kind) (\(settings.optimizer.momentPrecision) moments): not bit-identical (losses, parameters, moments): \(exact.map { $0 ?? "equal" })")
+            print("resume \(settings.method.kind) \(settings.productPrecision) (\(settings.optimizer.momentPrecision) moments): not bit-identical (losses, parameters, moments): \(exact.map { $0 ?? "equal" })")
         }
         let lossDifference = maxRelativeDifference(losses.0, losses.1)
         let stateDifference = max(zip(parameters.0, parameters.1).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) },
                                   zip(moments.0, moments.1).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) })
         #expect(lossDifference <= 1e-5 && stateDifference <= 2e-4,
-                "\(settings.method.kind) (\(settings.optimizer.momentPrecision) moments): losses differ by \(lossDifference) relative, parameters or moments by \(stateDifference)")
+                "\(settings.method.kind) \(settings.productPrecision) (\(settings.optimizer.momentPrecision) moments): losses differ by \(lossDifference) relative, parameters or moments by \(stateDifference)")
         print("resume \(settings.method.kind): losses \(straight.reports.map(\.loss))")
     }
 

@@ -14,11 +14,23 @@ import Trial
     /// the masks' draws are compared too).
     @Test(arguments: [MethodKind.full, .lora, .qlora, .ia3], [Precision.f32, .bf16])
     func sameStepsAsTheUpdateAfterTheBackward(_ kind: MethodKind, precision: Precision) throws {
-        let loaded = try ModelLocation.open(TestPaths.golden("tiny-tied"))
+        try compare(kind, precision: precision, variant: "tiny-tied")
+    }
+
+    /// Full fine-tuning of a model with its own output head (untied), whose
+    /// gradient range comes after the layers' (`finalGradients`).
+    @Test(arguments: [Precision.f32, .bf16])
+    func anUntiedHeadIsUpdatedInTheBackwardToo(precision: Precision) throws {
+        try compare(.full, precision: precision, variant: "tiny-untied-llama3")
+    }
+
+    func compare(_ kind: MethodKind, precision: Precision, variant: String) throws {
+        let loaded = try ModelLocation.open(TestPaths.golden(variant))
         let ctx = ComputeContext(threads: 2)
         let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors, storage: .training(kind, precision: precision),
                                    context: ctx)
-        let b = try BFloat16GoldenTests.batch(try BFloat16GoldenTests.golden("tiny-tied"))
+        #expect(model.config.tieWordEmbeddings == (variant == "tiny-tied"))
+        let b = try BFloat16GoldenTests.batch(try BFloat16GoldenTests.golden(variant))
         let lora = kind == .lora || kind == .qlora
         let method = MethodSettings(kind: kind, rank: 4, alpha: 8, dropout: lora ? 0.1 : 0)
         func trial(inBackward: Bool) throws -> FineTuning {
