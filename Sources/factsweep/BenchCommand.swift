@@ -40,7 +40,7 @@ struct TrainingBenchCommand: ParsableCommand {
     @Option(name: .long, parsing: .upToNextOption, help: "Matmul engines to measure, each in its own child: onednn, openblas.")
     var engines: [String] = ["onednn", "openblas"]
 
-    @Option(name: .long, parsing: .upToNextOption, help: "Product precisions to measure: f32, bf16 (PyTorch with bf16 autocast beside bf16); --evaluation runs in the first.")
+    @Option(name: .long, parsing: .upToNextOption, help: "Product precisions to measure: f32, bf16 (PyTorch with bf16 autocast beside bf16); --evaluation runs in the first; --products gives each its engine table.")
     var precision: [Precision] = [.f32]
 
     @Option(name: .long, help: "AdamW's moments on FactSweep's side: f32, or bf16 (half their memory; PyTorch keeps f32).")

@@ -13,21 +13,38 @@ extension TrainingBenchCommand {
 
     func runProductBench() throws {
         let context = ComputeContext.forProcess(threads: options.threads)
-        let chosen = MatmulEngine.current
-        defer { MatmulEngine.current = chosen }
-        let measured = engines.compactMap(MatmulEngine.init(name:))
-        print("matmul engines at \(context.threads) threads, GFLOP/s (best of 16; default engine: \(chosen))")
-        print("M×K×N".padding(toLength: 18, withPad: " ", startingAt: 0)
-              + measured.map { $0.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0) }.joined())
-        for shape in Self.productShapes {
-            var line = "\(shape.m)×\(shape.k)×\(shape.n)".padding(toLength: 18, withPad: " ", startingAt: 0)
-            for engine in measured {
-                MatmulEngine.current = engine
-                let rate = SgemmPeak.measure(m: shape.m, k: shape.k, n: shape.n, repeats: shape.m >= 2048 ? 4 : 16, context: context)
-                line += String(format: "%-10.1f", rate)
-            }
-            print(line)
+        let chosen = MatmulEngine.current, chosenBF16 = MatmulEngine.currentBF16
+        defer {
+            MatmulEngine.current = chosen
+            MatmulEngine.currentBF16 = chosenBF16
         }
+        let measured = engines.compactMap(MatmulEngine.init(name:))
+        // One table per precision asked for: bf16 products as training runs
+        // them (inputs rounded to bf16, f32 accumulation), on each engine.
+        for p in precision {
+            MatmulEngine.current = chosen
+            MatmulEngine.currentBF16 = chosenBF16
+            print("\(p == precision.first ? "" : "\n")matmul engines at \(context.threads) threads, \(p) products, GFLOP/s (best of 16; default engine: \(p == .bf16 ? chosenBF16 : chosen))")
+            if p == .bf16, let notice = MatmulEngine.bf16Notice { print("(default engine: \(notice))") }
+            if p == .bf16, measured.contains(.openBLAS) { print("(openblas: sgemm over bf16-rounded inputs, Debian's OpenBLAS having no bf16 product)") }
+            print("M×K×N".padding(toLength: 18, withPad: " ", startingAt: 0)
+                  + measured.map { $0.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0) }.joined())
+            for shape in Self.productShapes {
+                var line = "\(shape.m)×\(shape.k)×\(shape.n)".padding(toLength: 18, withPad: " ", startingAt: 0)
+                for engine in measured {
+                    MatmulEngine.current = engine
+                    MatmulEngine.currentBF16 = engine
+                    let rate = ProductPrecision.run(p) {
+                        SgemmPeak.measure(m: shape.m, k: shape.k, n: shape.n, repeats: shape.m >= 2048 ? 4 : 16, context: context)
+                    }
+                    line += String(format: "%-10.1f", rate)
+                }
+                print(line)
+            }
+        }
+        MatmulEngine.current = chosen
+        MatmulEngine.currentBF16 = chosenBF16
+        print("\nthe tables below are f32 products")
         runDecodingProductBench(context: context)
         runColumnSplitBench(context: context)
         runPackedBench(context: context)

@@ -139,6 +139,21 @@ import TestSupport
         #expect(jsonLines(same.stdout).last?["status"] as? String == "done", "\(same.stdout)")
     }
 
+    /// `bench --products` measures each precision asked for: a bf16 table
+    /// whose products run as training's do (inputs rounded to bf16), not the
+    /// f32 table again under another name.
+    @Test func productBenchMeasuresEachPrecision() throws {
+        let r = try FactSweepBinary.run(["bench", "--products", "--precision", "f32", "bf16", "--engines", "onednn"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        for p in ["f32", "bf16"] {
+            let header = try #require(lines.firstIndex { $0.contains("\(p) products, GFLOP/s") }, "no \(p) table: \(r.stdout)")
+            let rows = lines[(header + 1)...].prefix { !$0.isEmpty }.filter { $0.first?.isNumber == true }
+            let rates = rows.compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }
+            #expect(rows.count == 5 && rates.count == 5 && rates.allSatisfy { $0 > 0 }, "\(p): \(rows)")
+        }
+    }
+
     /// `train --precision bf16` says, on standard error, when its products cannot run on bf16 kernels here
     /// (oneDNN 2.6 has them only on AVX-512 CPUs; elsewhere oneDNN's f32 matmul multiplies the rounded inputs)
     /// and trains all the same; on an AVX-512 CPU it says nothing. The bench's rows name oneDNN's instruction
