@@ -3,10 +3,15 @@
 import Foundation
 import Testing
 @testable import Core
+import Trial
 
 @Suite struct CachedAttentionTests {
-    @Test(arguments: [1, 2])
-    func packedRowsEqualTheDefinition(threads: Int) {
+    /// In bf16 (inside `ProductPrecision.run(.bf16)`, as a bf16 trial's
+    /// evaluation decodes) both products take bf16 inputs, as training's
+    /// attention does: the definition with q, k, the probabilities and v
+    /// rounded, which differs from the f32 one by far more than the tolerance.
+    @Test(arguments: [1, 2], [Precision.f32, .bf16])
+    func packedRowsEqualTheDefinition(threads: Int, precision: Precision) {
         let shape = CachedAttentionShape(batch: 4, cacheLength: 20, heads: 4, kvHeads: 2, headDim: 8)
         let start = [0, 7, 3, 12], lengths = [5, 0, 1, 8]
         let Q = shape.qWidth, K = shape.kvWidth, L = shape.cacheLength, hd = shape.headDim, rows = lengths.reduce(0, +)
@@ -17,26 +22,37 @@ import Testing
         for i in 0..<(rows * Q) { q.base[i] = rng.nextNormal() }
         for i in 0..<(shape.batch * L * K) { keys.base[i] = rng.nextNormal(); values.base[i] = rng.nextNormal() }
         out.base.update(repeating: .nan, count: rows * Q)
-        cachedAttentionForward(out, q: q, keys: keys, values: values, start: start, lengths: lengths, shape: shape,
-                               scores: FloatPointer(arena.take(threads * L)), context: ComputeContext(threads: threads))
-        var row = 0, worst: Float = 0
+        let scratch = FloatPointer(arena.take(threads * L))
+        ProductPrecision.run(precision) {
+            cachedAttentionForward(out, q: q, keys: keys, values: values, start: start, lengths: lengths, shape: shape,
+                                   scores: scratch, context: ComputeContext(threads: threads))
+        }
+        func rounding(_ p: Precision) -> (Float) -> Float {
+            p == .bf16 ? { roundedToBFloat16($0) } : { $0 }
+        }
+        var row = 0, worst: Float = 0, otherPrecision: Float = 0
         for b in 0..<shape.batch {
             for t in 0..<lengths[b] {
                 for h in 0..<shape.heads {
                     let kv = h / (shape.heads / shape.kvHeads), visible = start[b] + t + 1
-                    let query = (0..<hd).map { q.base[row * Q + h * hd + $0] }
                     func cache(_ p: FloatPointer, _ j: Int, _ d: Int) -> Float { p.base[(b * L + j) * K + kv * hd + d] }
-                    let scores = (0..<visible).map { j in (0..<hd).reduce(Float(0)) { $0 + query[$1] * cache(keys, j, $1) } / Float(hd).squareRoot() }
-                    let top = scores.max() ?? 0, weights = scores.map { expf($0 - top) }, total = weights.reduce(0, +)
+                    func attention(_ r: (Float) -> Float) -> [Float] {
+                        let query = (0..<hd).map { r(q.base[row * Q + h * hd + $0]) }
+                        let scores = (0..<visible).map { j in (0..<hd).reduce(Float(0)) { $0 + query[$1] * r(cache(keys, j, $1)) } / Float(hd).squareRoot() }
+                        let top = scores.max() ?? 0, weights = scores.map { expf($0 - top) }, total = weights.reduce(0, +)
+                        return (0..<hd).map { d in (0..<visible).reduce(Float(0)) { $0 + r(weights[$1] / total) * r(cache(values, $1, d)) } }
+                    }
+                    let expected = attention(rounding(precision)), other = attention(rounding(precision == .bf16 ? .f32 : .bf16))
                     for d in 0..<hd {
-                        let expected = (0..<visible).reduce(Float(0)) { $0 + weights[$1] / total * cache(values, $1, d) }
-                        worst = max(worst, abs(out.base[row * Q + h * hd + d] - expected))
+                        worst = max(worst, abs(out.base[row * Q + h * hd + d] - expected[d]))
+                        otherPrecision = max(otherPrecision, abs(out.base[row * Q + h * hd + d] - other[d]))
                     }
                 }
                 row += 1
             }
         }
         #expect(row == rows)
-        #expect(worst < 1e-5, "largest difference \(worst)")
+        #expect(worst < 1e-5, "\(precision): largest difference \(worst)")
+        #expect(otherPrecision > 1e-3, "\(precision): \(otherPrecision) from the other precision's definition")
     }
 }

@@ -76,20 +76,31 @@ import Trial
         }
     }
 
-    @Test func cachedGenerationWithAdaptersEqualsRecomputation() throws {
-        let model = try Self.model.get()
+    /// In f32, and in bf16 on a bf16 base as a bf16 trial evaluates (the
+    /// cache's attention with bf16 inputs, as the recomputation's products).
+    @Test(arguments: [Precision.f32, .bf16])
+    func cachedGenerationWithAdaptersEqualsRecomputation(precision: Precision) throws {
+        let model = try precision == .bf16 ? Self.bf16Model.get() : Self.model.get()
         let prompts = try Self.reference().prompts.map(\.inputIds)
         let ctx = ComputeContext(threads: 2)
         for method in [MethodSettings(kind: .lora, rank: 4, alpha: 16, targets: ProjectionKind.allCases), MethodSettings(kind: .ia3)] {
-            let ft = try FineTuning(base: model, method: method, optimizer: AdamWSettings(), maxBatch: 1, maxSeq: 8, seed: 1, context: ctx)
+            let ft = try FineTuning(base: model, method: method, optimizer: AdamWSettings(), maxBatch: 1, maxSeq: 8, seed: 1,
+                                    precision: precision, context: ctx)
             var rng = SeededGenerator(seed: 2)
             for i in 0..<ft.parameters.capacity { ft.parameters.base[i] += 0.02 * rng.nextNormal() }
-            let generator = CachedGenerator(network: ft.network, maxBatch: prompts.count, maxLength: 64, context: ctx)
-            let cached = generator.generate(prompts: prompts, maxNewTokens: 8, stopTokens: [2])
-            for (p, prompt) in prompts.enumerated() {
-                let recomputed = ft.network.generateGreedy(prompt: prompt, maxTokens: 8, stopTokens: [2], context: ctx)
-                #expect(cached[p] == recomputed, "\(method.kind) prompt \(p)")
+            ProductPrecision.run(precision) {
+                let generator = CachedGenerator(network: ft.network, maxBatch: prompts.count, maxLength: 64, context: ctx)
+                let cached = generator.generate(prompts: prompts, maxNewTokens: 8, stopTokens: [2])
+                for (p, prompt) in prompts.enumerated() {
+                    let recomputed = ft.network.generateGreedy(prompt: prompt, maxTokens: 8, stopTokens: [2], context: ctx)
+                    #expect(cached[p] == recomputed, "\(method.kind) \(precision) prompt \(p)")
+                }
             }
         }
+    }
+
+    static let bf16Model: Result<LlamaModel, Error> = Result {
+        let loaded = try ModelLocation.open(try TestPaths.model("smollm2-135m-instruct"))
+        return try LlamaModel(config: loaded.configuration, source: loaded.tensors, storage: .bf16, context: ComputeContext(threads: 2))
     }
 }

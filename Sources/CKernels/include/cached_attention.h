@@ -16,9 +16,13 @@
 /// - q, out: `rows` rows of head_dim floats, `row_stride` floats apart;
 /// - keys, values: cache rows of this head's key/value head, head_dim floats
 ///   each, `cache_stride` floats apart (the new tokens' own already written);
-/// - scores: scratch of start + rows floats.
+/// - scores: scratch of start + rows floats;
+/// - bf16_inputs: both products take bf16 inputs and sum in f32, as
+///   training's attention does under bf16 autocast (q and k rounded for the
+///   scores; the probabilities and v rounded for the output); softmax in f32.
 void factsweep_cached_attention(float *out, const float *q, size_t row_stride,
                                 const float *keys, const float *values, size_t cache_stride,
-                                size_t head_dim, size_t start, size_t rows, float scale, float *scores);
+                                size_t head_dim, size_t start, size_t rows, float scale, float *scores,
+                                int bf16_inputs);
 
 #endif

@@ -31,6 +31,8 @@ public struct CachedAttentionShape: Sendable {
 ///   reads key/value head h / (H/KV);
 /// - scores: (threads, cacheLength) scratch.
 /// Row t of sequence b sees keys ≤ start[b] + t (causal).
+/// Inside `ProductPrecision.run(.bf16)` both products take bf16 inputs and
+/// sum in f32, as training's attention products do (autocast's attention).
 public func cachedAttentionForward(
     _ out: FloatPointer, q: FloatPointer, keys: FloatPointer, values: FloatPointer, start: [Int], lengths: [Int],
     shape s: CachedAttentionShape, scores: FloatPointer, context: ComputeContext
@@ -40,6 +42,7 @@ public func cachedAttentionForward(
     precondition(zip(start, lengths).allSatisfy { $0 >= 0 && $1 >= 0 && $0 + $1 <= L }, "cached attention beyond the cache")
     var firstRow = [Int](repeating: 0, count: s.batch)
     for b in 1..<max(1, s.batch) { firstRow[b] = firstRow[b - 1] + lengths[b - 1] }
+    let bf16: Int32 = ProductPrecision.current == .bf16 ? 1 : 0  // the calling thread's, for every chunk
     context.parallelChunks(s.batch * s.heads) { chunk, units in
         let scratch = scores.base + chunk * L
         for unit in units {
@@ -47,7 +50,7 @@ public func cachedAttentionForward(
             guard lengths[b] > 0 else { continue }
             let row = firstRow[b] * Q + h * hd, cache = b * L * K + kvh * hd
             factsweep_cached_attention(out.base + row, q.base + row, Q, keys.base + cache, values.base + cache, K,
-                                       hd, start[b], lengths[b], s.scale, scratch)
+                                       hd, start[b], lengths[b], s.scale, scratch, bf16)
         }
     }
 }
