@@ -71,6 +71,9 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
             guard run.settings == config.training else {
                 throw CheckpointError(file: checkpointFile.path, reason: "was made with other training settings than this trial's")
             }
+            if let was = run.checkpointEngine, was != run.engine {
+                logger.warning("\(checkpointFile.path): made with products on \(was), resumed on \(run.engine): the epochs from here sum in another order than an uninterrupted run's (last bits)")
+            }
         } else {
             run = try TrainingRun(model: lm, dataset: dataset, settings: config.training, context: context)
         }

@@ -3,6 +3,7 @@
 // once per process. `gemm` in Linear.swift is the one seam every product
 // goes through.
 import Foundation
+import Trial
 
 /// The library behind `gemm`.
 public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertible {
@@ -92,6 +93,17 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
         }
         return "this CPU has no bf16 matmul in oneDNN, which needs AVX-512 (oneDNN's instruction set here: \(isa)): "
             + "bf16 products run on oneDNN's f32 matmul \(rounded)"
+    }
+
+    /// What `precision`'s products run on in this process, as checkpoints
+    /// record it: the engine's name, and for bf16 without bf16 kernels
+    /// `+f32-kernels` (the same numbers summed by other kernels). A run
+    /// resumed where this differs sums in another order from then on.
+    public static func productsName(for precision: Precision) -> String {
+        switch precision {
+        case .f32: current.rawValue
+        case .bf16: currentBF16.rawValue + (hasBF16Kernels ? "" : "+f32-kernels")
+        }
     }
 
     /// The instruction set oneDNN's kernels use on this CPU (`avx2`,

@@ -31,6 +31,10 @@ public struct TrainingCheckpoint: Sendable {
         /// Absent in checkpoints written before it was recorded: the resuming
         /// process's layout then.
         public var sharedPromptPrefix: Bool?
+        /// What the run's products ran on (`MatmulEngine.productsName`):
+        /// a run resumed on another engine is told so (its later epochs sum
+        /// differently from an uninterrupted run's). Absent in older checkpoints.
+        public var engine: String?
         public var reports: [EpochReport]
         /// Names and shapes of the trained tensors, in arena order.
         public var tensors: [TensorName]

@@ -21,6 +21,11 @@ public final class TrainingRun: @unchecked Sendable {
     /// the checkpoint the run resumed, so that a resumed run sums as the
     /// uninterrupted one did.
     public private(set) var sharesPromptPrefix: Bool
+    /// What the products of the run this one resumed ran on, when its
+    /// checkpoint says (`TrainingCheckpoint.State.engine`); nil for a new run.
+    public private(set) var checkpointEngine: String?
+    /// What this run's products run on.
+    public var engine: String { MatmulEngine.productsName(for: trainer.precision) }
     /// Every epoch's report so far, resumed runs included.
     public private(set) var reports: [EpochReport] = []
     /// Called after every optimizer step with (epoch being trained, step in
@@ -91,7 +96,7 @@ public final class TrainingRun: @unchecked Sendable {
             magic: TrainingCheckpoint.magic, version: TrainingCheckpoint.version, settings: settings,
             modelFingerprint: trainer.base.fingerprint, completedEpochs: completedEpochs, steps: steps,
             optimizerStep: trainer.optimizer.step, orderRNG: rng, dropoutRNG: trainer.dropoutRNG,
-            trainSeconds: trainSeconds, sharedPromptPrefix: sharesPromptPrefix, reports: reports,
+            trainSeconds: trainSeconds, sharedPromptPrefix: sharesPromptPrefix, engine: engine, reports: reports,
             tensors: trainer.trainable.map { .init(name: $0.name, shape: $0.shape) })
         try TrainingCheckpoint.write(state, parameters: trainer.parameters, moments: trainer.optimizer.moments, to: directory)
     }
@@ -115,6 +120,7 @@ public final class TrainingRun: @unchecked Sendable {
             }
             sharesPromptPrefix = shared
         }
+        checkpointEngine = state.engine
         let optimizer = trainer.optimizer
         // Both moments, count each, whichever their storage (F32, or BF16 bits).
         let bf16Moments = optimizer.settings.momentPrecision == .bf16
