@@ -78,13 +78,22 @@ import Trial
 
     /// In f32, and in bf16 on a bf16 base as a bf16 trial evaluates (the
     /// cache's attention with bf16 inputs, as the recomputation's products).
+    /// The two paths sum in different orders; in f32 that moves logits by
+    /// about 1e-6 and the tokens must be equal. In bf16 an input whose last
+    /// f32 bit differs can round to the neighbouring bf16 value, which moves
+    /// logits by a few hundredths: there the tokens must be equal up to the
+    /// first step whose two best logits (recomputed) are closer than
+    /// `nearTie`, where either choice is the model's (prompt 2, a chat turn,
+    /// opens with such a near-tie: 0.08 apart in transformers' f32).
     @Test(arguments: [Precision.f32, .bf16])
     func cachedGenerationWithAdaptersEqualsRecomputation(precision: Precision) throws {
         let model = try precision == .bf16 ? Self.bf16Model.get() : Self.model.get()
         let prompts = try Self.reference().prompts.map(\.inputIds)
         let ctx = ComputeContext(threads: 2)
+        let nearTie: Float = 0.1
+        var compared = 0
         for method in [MethodSettings(kind: .lora, rank: 4, alpha: 16, targets: ProjectionKind.allCases), MethodSettings(kind: .ia3)] {
-            let ft = try FineTuning(base: model, method: method, optimizer: AdamWSettings(), maxBatch: 1, maxSeq: 8, seed: 1,
+            let ft = try FineTuning(base: model, method: method, optimizer: AdamWSettings(), maxBatch: 1, maxSeq: 64, seed: 1,
                                     precision: precision, context: ctx)
             var rng = SeededGenerator(seed: 2)
             for i in 0..<ft.parameters.capacity { ft.parameters.base[i] += 0.02 * rng.nextNormal() }
@@ -93,10 +102,28 @@ import Trial
                 let cached = generator.generate(prompts: prompts, maxNewTokens: 8, stopTokens: [2])
                 for (p, prompt) in prompts.enumerated() {
                     let recomputed = ft.network.generateGreedy(prompt: prompt, maxTokens: 8, stopTokens: [2], context: ctx)
-                    #expect(cached[p] == recomputed, "\(method.kind) \(precision) prompt \(p)")
+                    var steps = recomputed.count
+                    if precision == .bf16 {
+                        // The recomputed margin at each step, up to the first near-tie.
+                        steps = recomputed.indices.first { step in
+                            let ids = prompt + recomputed[..<step]
+                            let batch = TokenBatch(batchSize: 1, seqLen: ids.count, tokens: Array(ids),
+                                                   targets: Array(repeating: TokenBatch.ignore, count: ids.count))
+                            let logits = ft.network.logits(batch, outputRows: [ids.count - 1], ft.activations, context: ctx)
+                            let best = logits.max() ?? 0
+                            let second = logits.enumerated().filter { $0.offset != Int(recomputed[step]) }.map(\.element).max() ?? 0
+                            return best - second < nearTie
+                        } ?? recomputed.count
+                    }
+                    compared += steps
+                    #expect(Array(cached[p].prefix(steps)) == Array(recomputed.prefix(steps)),
+                            "\(method.kind) \(precision) prompt \(p): \(cached[p]) cached, \(recomputed) recomputed, compared to step \(steps)")
                 }
             }
         }
+        // Not vacuous: most of the 2 × 4 × 8 tokens are compared.
+        #expect(compared >= 40, "\(precision): \(compared) tokens compared")
+        print("cached generation \(precision): \(compared) tokens compared with recomputation")
     }
 
     static let bf16Model: Result<LlamaModel, Error> = Result {
