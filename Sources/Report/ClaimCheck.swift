@@ -18,3 +18,11 @@ public struct ClaimCheck: Sendable, Equatable {
     /// This run's measurements, in words and numbers.
     public var measured: String
 }
+
+/// The claims checked on one group of lines: the study's arms at one value
+/// of an axis the run crosses them with (`StudyClaims.groups`).
+public struct ClaimGroup: Sendable, Equatable {
+    /// The group's values, as line labels name them ("bf16", "batch 8").
+    public var label: String
+    public var claims: [ClaimCheck]
+}

@@ -56,10 +56,21 @@ public struct ReportDocument: Sendable, Equatable {
             + "mean (min–max) over its trials; epochs to 0.9 accuracy read the mean curve; "
             + "seconds per epoch are cumulative training seconds over epochs, evaluation excluded."))
         blocks.append(.heading("The study's claims", level: 2))
-        blocks.append(.table(ReportTables.claims(report.claims)))
-        let read = StudyClaims.linesReadAmongSeveral(report.conditions)
-        let which = read.isEmpty ? "" : " Where an arm has several lines, the claims read its first: "
-            + read.joined(separator: "; ") + "."
+        let which: String
+        if let groups = report.claimGroups {
+            // The arms crossed with another axis: the claims once per value, each on that value's lines.
+            for group in groups {
+                blocks.append(.heading("Lines with \(group.label)", level: 3))
+                blocks.append(.table(ReportTables.claims(group.claims)))
+            }
+            which = " Every arm has a line with each of " + groups.map(\.label).joined(separator: "; ")
+                + ": the claims are checked on each set of lines apart."
+        } else {
+            blocks.append(.table(ReportTables.claims(report.claims)))
+            let read = StudyClaims.linesReadAmongSeveral(report.conditions)
+            which = read.isEmpty ? "" : " Where an arm has several lines, the claims read its first: "
+                + read.joined(separator: "; ") + "."
+        }
         blocks.append(.paragraph("Conditions are matched to the study's arms by method, rank and alpha.\(which) Plateaus are the "
             + "mean of a mean curve's last \(StudyClaims.plateauPoints) evaluations and need at least "
             + "\(StudyClaims.minimumEpochs) epochs."))

@@ -7,13 +7,19 @@ import Logging
 public struct RunReport: Sendable {
     public var snapshot: RunSnapshot
     public var conditions: [ConditionAggregate]
+    /// The claims on each arm's first line.
     public var claims: [ClaimCheck]
+    /// The claims once per value of an axis the run crosses the arms with
+    /// (f32 and bf16 under a precision axis), where every value has a line
+    /// of every arm (`StudyClaims.groups`); nil otherwise.
+    public var claimGroups: [ClaimGroup]?
     public var figures: [ReportFigure]
 
     public init(snapshot: RunSnapshot) {
         self.snapshot = snapshot
         conditions = ConditionAggregate.all(in: snapshot)
         claims = StudyClaims.check(conditions)
+        claimGroups = StudyClaims.groups(conditions)
         figures = snapshot.epochs.isEmpty ? [] : ReportFigures.figures(conditions)
     }
 

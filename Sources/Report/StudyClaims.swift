@@ -25,6 +25,47 @@ public enum StudyClaims {
         return arms
     }
 
+    /// Where the run crosses the study with another axis — each arm's lines
+    /// differing in settings other than those that make the arm (precision,
+    /// batch size, …) — the arms' lines grouped by their values there, one
+    /// group per value: f32 and bf16 under a precision axis. Nil unless there
+    /// are two groups or more and each holds exactly one line of every arm
+    /// the run has; the claims then read each arm's first line.
+    public static func groups(_ conditions: [ConditionAggregate]) -> [ClaimGroup]? {
+        let armed = conditions.filter { $0.arm != nil }
+        // A line's trials share every setting but the seed: its first stands for them.
+        func settings(_ line: ConditionAggregate) -> TrialSettings? {
+            line.trials.first.map { $0.settings ?? TrialSettings(columnsOf: $0) }
+        }
+        var linesByCondition: [String: [TrialSettings]] = [:]
+        for line in armed {
+            guard let trial = line.trials.first, let values = settings(line) else { return nil }
+            linesByCondition[trial.condition, default: []].append(values)
+        }
+        let axes = linesByCondition.values.filter { $0.count > 1 }
+            .reduce(into: Set<String>()) { $0.formUnion(TrialSettings.differingPaths($1)) }
+            .subtracting(armPaths)
+        guard !axes.isEmpty else { return nil }
+        var labels: [String] = []
+        var members: [String: [ConditionAggregate]] = [:]
+        for line in armed {
+            guard let values = settings(line) else { return nil }
+            let label = values.labelParts(differing: axes).joined(separator: ", ")
+            if members[label] == nil { labels.append(label) }
+            members[label, default: []].append(line)
+        }
+        let arms = Set(armed.compactMap(\.arm))
+        let complete = labels.allSatisfy { label in
+            let held = (members[label] ?? []).compactMap(\.arm)
+            return held.count == arms.count && Set(held) == arms
+        }
+        guard labels.count > 1, complete else { return nil }
+        return labels.map { ClaimGroup(label: $0, claims: check(members[$0] ?? [])) }
+    }
+
+    /// The settings that make an arm (`StudyArm`): lines differing in these are other arms, not another axis.
+    static let armPaths: Set<String> = ["training.method.kind", "training.method.rank", "training.method.alpha"]
+
     /// The lines the claims read, in the conditions' order, where an arm has
     /// several (a grid axis over precision, learning rate, …): the report says
     /// which one each claim was checked on.

@@ -85,4 +85,74 @@ import Trial
             #expect(StudyClaims.check(aggregates)[0].verdict == verdict, "\(StudyClaims.check(aggregates)[0])")
         }
     }
+
+    /// The study's arms crossed with a precision axis: every condition has an
+    /// f32 and a bf16 line (`lines` the bf16 curves), told apart by the
+    /// trials' configurations.
+    static func crossed(_ f32: [SyntheticCondition], _ bf16: [SyntheticCondition], plannedEpochs: Int) -> RunSnapshot {
+        func settings(_ trial: ReportTrial, bf16: Bool) -> TrialSettings {
+            var values = ["training.method.kind": trial.method, "training.learningRate": "\(trial.learningRate)"]
+            if let rank = trial.rank { values["training.method.rank"] = "\(rank)" }
+            if let alpha = trial.alpha { values["training.method.alpha"] = "\(alpha)" }
+            if bf16 { values["training.precision"] = "bf16" }
+            return TrialSettings(values)
+        }
+        var snapshot = SyntheticStudy.snapshot(f32, plannedEpochs: plannedEpochs)
+        let second = SyntheticStudy.snapshot(bf16, plannedEpochs: plannedEpochs)
+        // Each condition's bf16 trials after its f32 ones, as a grid expands a precision axis.
+        var trials: [ReportTrial] = []
+        for condition in f32.map(\.name) {
+            for trial in snapshot.trials where trial.condition == condition {
+                var t = trial
+                t.settings = settings(trial, bf16: false)
+                trials.append(t)
+            }
+            for trial in second.trials where trial.condition == condition {
+                var t = trial
+                t.key += "-bf16"
+                t.settings = settings(trial, bf16: true)
+                trials.append(t)
+            }
+        }
+        snapshot.trials = trials
+        snapshot.epochs += second.epochs.map { row in
+            var r = row
+            r.trialKey += "-bf16"
+            return r
+        }
+        return snapshot
+    }
+
+    /// Under a precision axis the claims are checked on each precision's
+    /// lines apart (here full fine-tuning learns slower in bf16: claim 1
+    /// differs there alone); with an arm missing from one precision, they
+    /// read each arm's first line, as before.
+    @Test func aPrecisionAxisGetsTheClaimsOncePerPrecision() throws {
+        let f32 = SyntheticStudy.conditions(recording: 30)
+        var bf16 = f32
+        bf16[0].accuracyTau = 2.5  // full: above 0.9 only at epoch 6
+        let conditions = ConditionAggregate.all(in: Self.crossed(f32, bf16, plannedEpochs: 30))
+        #expect(conditions.count == 10)
+        let groups = try #require(StudyClaims.groups(conditions))
+        #expect(groups.map(\.label) == ["f32", "bf16"])
+        #expect(groups.map { $0.claims[0].verdict } == [.holds, .differs], "\(groups.map { $0.claims[0] })")
+        #expect(groups[1].claims[0].measured.contains("at epoch 6"))
+        #expect(groups[0].claims == StudyClaims.check(conditions), "the f32 lines are each arm's first")
+        #expect(groups[0].claims == claims(f32, plannedEpochs: 30), "the f32 table reads the f32 lines alone")
+        #expect(groups[1].claims == claims(bf16, plannedEpochs: 30), "the bf16 table reads the bf16 lines alone")
+
+        // The report gives a table per precision and says why.
+        let report = RunReport(snapshot: Self.crossed(f32, bf16, plannedEpochs: 30))
+        #expect(report.claimGroups == groups)
+        let markdown = MarkdownReportWriter.markdown(ReportDocument(report, generated: Date(timeIntervalSince1970: 0)))
+        #expect(markdown.contains("### Lines with f32") && markdown.contains("### Lines with bf16"), "\(markdown)")
+        #expect(markdown.contains("Every arm has a line with each of f32; bf16"))
+
+        // IA³ in f32 alone: not every arm in each precision.
+        let partial = conditions.filter { !($0.arm == .ia3 && $0.condition.hasSuffix("bf16")) }
+        #expect(partial.count == 9)
+        #expect(StudyClaims.groups(partial) == nil)
+        // No axis: one line per arm.
+        #expect(StudyClaims.groups(ConditionAggregate.all(in: SyntheticStudy.snapshot(f32, plannedEpochs: 30))) == nil)
+    }
 }
