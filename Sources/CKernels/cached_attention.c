@@ -31,6 +31,7 @@ WIDEST void factsweep_cached_attention(float *restrict out, const float *restric
                                        const float *restrict keys, const float *restrict values, size_t cache_stride,
                                        size_t head_dim, size_t start, size_t rows, float scale, float *restrict scores,
                                        int bf16_inputs) {
+    if (head_dim == 0) return;
     float query[head_dim];
     for (size_t t = 0; t < rows; t++) {
         const float *qt = q + t * row_stride;

@@ -25,4 +25,9 @@ public struct ClaimGroup: Sendable, Equatable {
     /// The group's values, as line labels name them ("bf16", "batch 8").
     public var label: String
     public var claims: [ClaimCheck]
+
+    public init(label: String, claims: [ClaimCheck]) {
+        self.label = label
+        self.claims = claims
+    }
 }

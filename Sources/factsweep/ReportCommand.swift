@@ -28,9 +28,14 @@ struct ReportCommand: ParsableCommand {
         } else if report.snapshot.epochs.isEmpty {
             print("No epoch recorded yet; wrote a report without figures.")
         }
-        for verdict in [ClaimVerdict.holds, .differs, .notMeasured] {
-            let numbers = report.claims.filter { $0.verdict == verdict }.map { String($0.number) }
-            if !numbers.isEmpty { print("claims \(verdict.rawValue): \(numbers.joined(separator: ", "))") }
+        // Once per value of an axis crossing every arm (as the report's tables), else on each arm's first line.
+        let groups = report.claimGroups ?? [ClaimGroup(label: "", claims: report.claims)]
+        for group in groups {
+            let lines = group.label.isEmpty ? "" : " (lines with \(group.label))"
+            for verdict in [ClaimVerdict.holds, .differs, .notMeasured] {
+                let numbers = group.claims.filter { $0.verdict == verdict }.map { String($0.number) }
+                if !numbers.isEmpty { print("claims\(lines) \(verdict.rawValue): \(numbers.joined(separator: ", "))") }
+            }
         }
         print("wrote \(files.html.path)")
         print("wrote \(files.markdown.path) (figures: \(files.figures.map(\.lastPathComponent).joined(separator: ", ")))")

@@ -148,7 +148,8 @@ struct TrainCommand: ParsableCommand {
         let defaultValues = try defaults.settingValues(for: saved.method.kind)
         for (setting, value) in try settingValues(for: saved.method.kind) where !defaultValues.contains(where: { $0 == (setting, value) }) {
             var probe = TrialConfig(model: "", data: "", training: saved, checkpointEvery: 0)
-            do throws(SettingRefusal) { try setting.apply(value, to: &probe) } catch { continue }  // validate() refused it already
+            // validate() checked the flags of --method's settings, not the checkpoint method's.
+            do throws(SettingRefusal) { try setting.apply(value, to: &probe) } catch { throw CLIError("\(setting.flag) \(error.message)") }
             if probe.training != saved { refused.append(setting.flag) }
         }
         guard refused.isEmpty else {

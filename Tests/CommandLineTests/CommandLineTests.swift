@@ -134,6 +134,9 @@ import TestSupport
             let r = try FactSweepBinary.run(["train", "--resume", out, "--threads", "1"] + flags + common)
             #expect(r.status != 0 && r.stderr.contains(out) && r.stderr.contains("which \(named) would change"), "\(flags): \(r.stderr)")
         }
+        // A value the checkpoint's method cannot take is refused as such (--method being full by default, validation skipped it).
+        let invalid = try FactSweepBinary.run(["train", "--resume", out, "--rank", "0", "--threads", "1"] + common)
+        #expect(invalid.status != 0 && invalid.stderr.contains("--rank must be at least 1"), "\(invalid.stderr)")
         let same = try FactSweepBinary.run(["train", "--resume", out, "--method", "lora", "--rank", "4", "--epochs", "1", "--threads", "2"] + common)
         #expect(same.status == 0, "\(same.stderr)")
         #expect(jsonLines(same.stdout).last?["status"] as? String == "done", "\(same.stdout)")

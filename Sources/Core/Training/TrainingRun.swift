@@ -26,6 +26,14 @@ public final class TrainingRun: @unchecked Sendable {
     public private(set) var checkpointEngine: String?
     /// What this run's products run on.
     public var engine: String { MatmulEngine.productsName(for: trainer.precision) }
+
+    /// What the checkpoint says the run's products ran on: every engine of
+    /// its stretches, in order, comma-separated ("onednn,openblas" for a run
+    /// resumed elsewhere), so that a mixed run is never recorded as one engine's.
+    var recordedEngine: String {
+        guard let earlier = checkpointEngine else { return engine }
+        return earlier.split(separator: ",").last.map(String.init) == engine ? earlier : earlier + "," + engine
+    }
     /// Every epoch's report so far, resumed runs included.
     public private(set) var reports: [EpochReport] = []
     /// Called after every optimizer step with (epoch being trained, step in
@@ -96,7 +104,7 @@ public final class TrainingRun: @unchecked Sendable {
             magic: TrainingCheckpoint.magic, version: TrainingCheckpoint.version, settings: settings,
             modelFingerprint: trainer.base.fingerprint, completedEpochs: completedEpochs, steps: steps,
             optimizerStep: trainer.optimizer.step, orderRNG: rng, dropoutRNG: trainer.dropoutRNG,
-            trainSeconds: trainSeconds, sharedPromptPrefix: sharesPromptPrefix, engine: engine, reports: reports,
+            trainSeconds: trainSeconds, sharedPromptPrefix: sharesPromptPrefix, engine: recordedEngine, reports: reports,
             tensors: trainer.trainable.map { .init(name: $0.name, shape: $0.shape) })
         try TrainingCheckpoint.write(state, parameters: trainer.parameters, moments: trainer.optimizer.moments, to: directory)
     }

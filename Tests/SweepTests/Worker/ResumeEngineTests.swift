@@ -39,5 +39,7 @@ import Trial
         #expect(summary.epochs == 3)
         let said = warnings()
         #expect(said.count == 1 && said.first?.contains("made with products on another-engine, resumed on \(here)") == true, "\(said)")
+        // The run is mixed from then on, and its checkpoints say so.
+        #expect(try TrainingCheckpoint.read(dir.url).0.engine == "another-engine,\(here)")
     }
 }
