@@ -11,6 +11,9 @@ public struct ConditionAggregate: Sendable, Equatable {
     public var trials: [ReportTrial]
     /// The study arm its method/rank/alpha identify, if any.
     public var arm: StudyArm?
+    /// The settings its trials share (all but the seed): what told it apart
+    /// from the condition's other lines.
+    public var lineSettings: TrialSettings
     public var accuracy: [CurvePoint]
     public var loss: [CurvePoint]
     public var trainSeconds: [CurvePoint]
@@ -92,7 +95,8 @@ public struct ConditionAggregate: Sendable, Equatable {
             var name = variant.name(differing: lines > 1 ? differing[variant.condition] ?? [] : nil)
             taken[name, default: 0] += 1
             if let count = taken[name], count > 1 { name += " (\(count))" }
-            return ConditionAggregate(condition: name, trials: trials, rows: trials.map { rowsByTrial[$0.key] ?? [] })
+            return ConditionAggregate(condition: name, trials: trials, rows: trials.map { rowsByTrial[$0.key] ?? [] },
+                                      lineSettings: variant.settings)
         }
     }
 
@@ -130,9 +134,10 @@ public struct ConditionAggregate: Sendable, Equatable {
     }
 
     /// `rows[i]` are the epoch rows of `trials[i]`, in epoch order.
-    init(condition: String, trials: [ReportTrial], rows: [[ReportEpoch]]) {
+    init(condition: String, trials: [ReportTrial], rows: [[ReportEpoch]], lineSettings: TrialSettings) {
         self.condition = condition
         self.trials = trials
+        self.lineSettings = lineSettings
         arm = trials.first.flatMap { StudyArm(method: $0.method, rank: $0.rank, alpha: $0.alpha) }
         accuracy = Self.curve(.accuracy, rows)
         loss = Self.curve(.loss, rows)

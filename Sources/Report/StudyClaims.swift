@@ -33,14 +33,10 @@ public enum StudyClaims {
     /// the run has; the claims then read each arm's first line.
     public static func groups(_ conditions: [ConditionAggregate]) -> [ClaimGroup]? {
         let armed = conditions.filter { $0.arm != nil }
-        // A line's trials share every setting but the seed: its first stands for them.
-        func settings(_ line: ConditionAggregate) -> TrialSettings? {
-            line.trials.first.map { $0.settings ?? TrialSettings(columnsOf: $0) }
-        }
+        // The settings each condition's lines differ in, other than those that make the arm.
         var linesByCondition: [String: [TrialSettings]] = [:]
         for line in armed {
-            guard let trial = line.trials.first, let values = settings(line) else { return nil }
-            linesByCondition[trial.condition, default: []].append(values)
+            linesByCondition[line.trials.first?.condition ?? line.condition, default: []].append(line.lineSettings)
         }
         let axes = linesByCondition.values.filter { $0.count > 1 }
             .reduce(into: Set<String>()) { $0.formUnion(TrialSettings.differingPaths($1)) }
@@ -49,8 +45,7 @@ public enum StudyClaims {
         var labels: [String] = []
         var members: [String: [ConditionAggregate]] = [:]
         for line in armed {
-            guard let values = settings(line) else { return nil }
-            let label = values.labelParts(differing: axes).joined(separator: ", ")
+            let label = line.lineSettings.labelParts(differing: axes).joined(separator: ", ")
             if members[label] == nil { labels.append(label) }
             members[label, default: []].append(line)
         }

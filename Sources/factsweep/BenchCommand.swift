@@ -318,7 +318,7 @@ struct TrainingBenchCommand: ParsableCommand {
         let seconds = steady.map(\.epochSeconds).reduce(0, +) / Double(steady.count)
         let flops = steady.map(\.flops).reduce(0, +) / Double(steady.count) * (method.kind == .full ? 1 : 2.0 / 3.0)
         var result: [String: Any] = [
-            "engine": (settings.productPrecision == .bf16 ? MatmulEngine.currentBF16 : MatmulEngine.current).rawValue,
+            "engine": MatmulEngine.current(for: settings.productPrecision).rawValue,
             "precision": settings.productPrecision.rawValue, "adam_moments": adamMoments.rawValue, "update_in_backward": updateInBackward,
             "openblas_core": OpenBLASCore.name,
             "openmp_wait": LibraryEnvironment.openMPWait, "threads": threads, "batch_size": batch, "epochs": epochs, "base_weight_bytes": lm.model.baseWeightBytes,

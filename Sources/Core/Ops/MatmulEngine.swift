@@ -100,10 +100,12 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
     /// `+f32-kernels` (the same numbers summed by other kernels). A run
     /// resumed where this differs sums in another order from then on.
     public static func productsName(for precision: Precision) -> String {
-        switch precision {
-        case .f32: current.rawValue
-        case .bf16: currentBF16.rawValue + (hasBF16Kernels ? "" : "+f32-kernels")
-        }
+        current(for: precision).rawValue + (precision == .bf16 && !hasBF16Kernels ? "+f32-kernels" : "")
+    }
+
+    /// The engine `precision`'s products run on: `current`, or `currentBF16` for bf16.
+    public static func current(for precision: Precision) -> MatmulEngine {
+        precision == .bf16 ? currentBF16 : current
     }
 
     /// The instruction set oneDNN's kernels use on this CPU (`avx2`,
