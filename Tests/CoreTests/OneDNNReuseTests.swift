@@ -328,10 +328,16 @@ import Trial
         let trial = try FineTuning(base: model, method: method, optimizer: AdamWSettings(), maxBatch: b.batchSize, maxSeq: b.seqLen,
                                    seed: 3, precision: .bf16, context: ctx)
         _ = trial.step(b, lr: 1e-3)
+        // Backward forms no input gradient below layer 0's attention, so its
+        // q, k and v are read forward only: they pack that layout alone and
+        // keep their bits for the other (which nothing asks for).
+        let forwardOnly = [ProjectionKind.q, .k, .v].compactMap { model.bf16Projections?.first?[$0] }.map(ObjectIdentifier.init)
         let matrices = (model.bf16Projections ?? []).flatMap(\.values) + [model.bf16HeadCopy(context: ctx)]
         func holding() -> Int { matrices.filter(\.holdsPlainBits).count }
         if MatmulEngine.hasBF16Kernels {
-            #expect(holding() == 0, "\(holding()) of \(matrices.count) bf16 matrices kept their plain bits after a step")
+            let read = matrices.filter { !forwardOnly.contains(ObjectIdentifier($0)) }
+            #expect(forwardOnly.count == 3 && read.filter(\.holdsPlainBits).isEmpty,
+                    "\(read.filter(\.holdsPlainBits).count) of \(read.count) bf16 matrices read both ways kept their plain bits after a step")
         } else {
             #expect(holding() == matrices.count)
             print("note: no bf16 kernels on \(CPUFeatures.modelName): checked that every bf16 matrix keeps its plain bits")
@@ -340,7 +346,7 @@ import Trial
         let unchanged = after.0 == before.0 && after.1 == before.1
         #expect(unchanged, "the frozen network's logits changed once the bits were released")
         if MatmulEngine.hasBF16Kernels {
-            #expect(holding() == 0, "\(holding()) bf16 matrices made their plain bits again for a forward of few rows")
+            #expect(holding() <= forwardOnly.count, "\(holding()) bf16 matrices made their plain bits again for a forward of few rows")
         }
     }
 

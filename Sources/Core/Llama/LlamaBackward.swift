@@ -68,16 +68,23 @@ extension LlamaNetwork {
                 ropeBackward(acts.grads.dq, table: acts.rope, positions: pos, rows: N, heads: c.headCount, rowStride: Q, context: ctx)
                 ropeBackward(acts.grads.dk, table: acts.rope, positions: pos, rows: N, heads: c.kvHeadCount, rowStride: K, context: ctx)
             }
+            // Below the first layer's attention only the embeddings could take
+            // a gradient: when nothing there trains, ∂L/∂residIn is not formed
+            // (the adapter methods skip the q, k and v input products of layer 0).
+            let inputGradient = l > 0 || embedGrad != nil || w.attnNormGrad != nil
+            let dNormOut = inputGradient ? acts.grads.dNormOut : nil
             sharingBFloat16Copy(of: a.attnNormOut, rows: N, columns: C) {
-                projectionBackward(w.q, dinp: acts.grads.dNormOut, accumulateInput: false, dout: acts.grads.dq, inp: a.attnNormOut, n: N,
+                projectionBackward(w.q, dinp: dNormOut, accumulateInput: false, dout: acts.grads.dq, inp: a.attnNormOut, n: N,
                                    saved: a.adapters, scratch: scratch, context: ctx)
-                projectionBackward(w.k, dinp: acts.grads.dNormOut, accumulateInput: true, dout: acts.grads.dk, inp: a.attnNormOut, n: N,
+                projectionBackward(w.k, dinp: dNormOut, accumulateInput: true, dout: acts.grads.dk, inp: a.attnNormOut, n: N,
                                    saved: a.adapters, scratch: scratch, context: ctx)
-                projectionBackward(w.v, dinp: acts.grads.dNormOut, accumulateInput: true, dout: acts.grads.dv, inp: a.attnNormOut, n: N,
+                projectionBackward(w.v, dinp: dNormOut, accumulateInput: true, dout: acts.grads.dv, inp: a.attnNormOut, n: N,
                                    saved: a.adapters, scratch: scratch, context: ctx)
             }
-            rmsNormBackward(dinp: acts.grads.dResid, dweight: w.attnNormGrad, dout: acts.grads.dNormOut, inp: a.residIn, weight: w.attnNorm,
-                            rstd: a.attnRstd, n: N, c: C, scratch: acts.grads.normScratch, context: ctx)
+            if inputGradient {
+                rmsNormBackward(dinp: acts.grads.dResid, dweight: w.attnNormGrad, dout: acts.grads.dNormOut, inp: a.residIn, weight: w.attnNorm,
+                                rstd: a.attnRstd, n: N, c: C, scratch: acts.grads.normScratch, context: ctx)
+            }
             if l < layerGradients.count {
                 squares += sumOfSquares(layerGradients[l].start, count: layerGradients[l].count, context: ctx)
                 gradientsDone?(layerGradients[l])

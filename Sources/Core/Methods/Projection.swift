@@ -262,16 +262,21 @@ private func projectionBackwardProducts(
         case .output:
             guard let unscaled = saved.unscaled else { preconditionFailure("IA³ activations missing") }
             // dl += Σ_rows dout ⊙ unscaled;  d(unscaled) = dout ⊙ l (in scratch: dout may be the residual gradient)
-            scaleColumnsBackward(dvector: scale.grad, dout: dout, inp: unscaled, rows: n, cols: p.outDim)
-            scaleColumnsForward(scratch.wide, dout, scale.vector, rows: n, cols: p.outDim, context: ctx)
-            if let dinp { p.weight.multiplyTransposed(dinp: dinp, dout: scratch.wide, n: n, accumulate: accumulateInput, tiles: scratch.tiles, context: ctx) }
+            if let dinp {
+                scaleColumnsBackward(dvector: scale.grad, dout: dout, inp: unscaled, rows: n, cols: p.outDim,
+                                     v: scale.vector, dscaled: scratch.wide, accumulate: false, context: ctx)
+                p.weight.multiplyTransposed(dinp: dinp, dout: scratch.wide, n: n, accumulate: accumulateInput, tiles: scratch.tiles, context: ctx)
+            } else {
+                scaleColumnsBackward(dvector: scale.grad, dout: dout, inp: unscaled, rows: n, cols: p.outDim, context: ctx)
+            }
         case .input:
             // d(x⊙l) = dout·W;  dl += Σ_rows d(x⊙l) ⊙ x;  dx (+)= d(x⊙l) ⊙ l
             p.weight.multiplyTransposed(dinp: scratch.wide, dout: dout, n: n, accumulate: false, tiles: scratch.tiles, context: ctx)
-            scaleColumnsBackward(dvector: scale.grad, dout: scratch.wide, inp: inp, rows: n, cols: p.inDim)
             if let dinp {
-                if !accumulateInput { dinp.base.update(repeating: 0, count: n * p.inDim) }
-                scaleColumnsAccumulate(dinp, scratch.wide, scale.vector, rows: n, cols: p.inDim, context: ctx)
+                scaleColumnsBackward(dvector: scale.grad, dout: scratch.wide, inp: inp, rows: n, cols: p.inDim,
+                                     v: scale.vector, dscaled: dinp, accumulate: accumulateInput, context: ctx)
+            } else {
+                scaleColumnsBackward(dvector: scale.grad, dout: scratch.wide, inp: inp, rows: n, cols: p.inDim, context: ctx)
             }
         }
     }
