@@ -73,10 +73,12 @@ def log(*a) -> None:
     print(*a, file=sys.stderr, flush=True)
 
 
-def read_facts() -> tuple[list[dict], str]:
-    if DATA.exists():
-        facts = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
-        return [{"question": f["question"], "answer": f["answer"]} for f in facts], "data/biography.jsonl"
+def read_facts(path: Path) -> tuple[list[dict], str]:
+    if path.exists():
+        facts = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [{"question": f["question"], "answer": f["answer"]} for f in facts], str(path)
+    if path != DATA:
+        raise SystemExit(f"{path}: no such dataset")
     return FACTS, "built-in"
 
 
@@ -207,12 +209,15 @@ def main() -> None:
     ap.add_argument("--method", choices=["full", "lora", "ia3", "qlora"], default="full")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=1, help="examples per step; 0 = every fact in one batch")
     ap.add_argument("--lr", type=float, default=None, help="default 1e-5 for full, 1e-4 otherwise")
     ap.add_argument("--rank", type=int, default=4)
     ap.add_argument("--alpha", type=float, default=16)
     ap.add_argument("--targets", default=None, help="comma-separated module names for lora/ia3")
-    ap.add_argument("--attn", default="eager", help="transformers attention implementation (eager, sdpa)")
+    ap.add_argument("--attn", default="sdpa", help="transformers attention implementation (sdpa, its default for Llama; eager)")
+    ap.add_argument("--data", type=Path, default=DATA, help="facts as JSON Lines (default data/biography.jsonl)")
+    ap.add_argument("--weight-decay", type=float, default=0.0,
+                    help="AdamW's decoupled weight decay (default 0, FactSweep's; torch.optim.AdamW's own default is 0.01)")
     ap.add_argument("--model-dir", type=Path, default=MODEL_DIR)
     ap.add_argument("--gguf", default=GGUF, help='GGUF file in --model-dir; "" for a safetensors checkpoint')
     ap.add_argument("--seed", type=int, default=0)
@@ -229,13 +234,15 @@ def main() -> None:
 
     t0 = time.perf_counter()
     tok, model = load_model(args)
-    facts, source = read_facts()
+    facts, source = read_facts(args.data)
     examples = encode(tok, facts)
+    if args.batch_size == 0:
+        args.batch_size = len(examples)
     model, method_info = prepare(model, args)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     trainable = sum(p.numel() for p in params)
-    opt = torch.optim.AdamW(params, lr=lr)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=args.weight_decay)
     load_seconds = time.perf_counter() - t0
     gc.collect()
     rss_after_load = rss_mib("VmRSS")
@@ -299,13 +306,13 @@ def main() -> None:
         "epoch_losses": [round(v, 5) for v in epoch_losses],
         "rss_after_load_mib": round(rss_after_load, 1),
         "peak_rss_load_mib": round(peak_load, 1),
-        "peak_rss_training_mib": round(peak_train, 1),
+        "peak_rss_training_mib": round(peak_train, 1) if peak_was_reset else None,
         "peak_rss_process_mib": round(peak_process, 1),
         "torch": torch.__version__, "transformers": transformers.__version__,
-        "attn_implementation": args.attn, "autocast": args.autocast,
+        "attn_implementation": args.attn, "autocast": args.autocast, "weight_decay": args.weight_decay,
     }
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))
     else:
         print(f"{args.method} batch {args.batch_size} threads {args.threads}: "
               f"{mean_s:.2f} s/epoch (median {median_s:.2f}, min {min(steady):.2f}; warm-up {epoch_seconds[0]:.2f} s), "

@@ -61,6 +61,9 @@ struct TrainingBenchCommand: ParsableCommand {
     @Flag(name: .long, help: "Skip the PyTorch reference.")
     var noPytorch = false
 
+    @Option(name: .long, help: "Seconds a child (FactSweep's or PyTorch's) may take before it is stopped and its row reports it.")
+    var childTimeout: Double = 3600
+
     @Flag(name: .long, help: "Print the results as JSON.")
     var json = false
 
@@ -82,6 +85,7 @@ struct TrainingBenchCommand: ParsableCommand {
         for name in engines where MatmulEngine(name: name) == nil {
             throw ValidationError("unknown matmul engine \(name) (onednn, openblas)")
         }
+        guard childTimeout > 0 else { throw ValidationError("--child-timeout must be positive") }
         for name in methods where TrainingBenchCommand.method(named: name) == nil {
             throw ValidationError("unknown method \(name) (full, lora-r4, lora-r8, qlora-r8, ia3)")
         }
@@ -92,6 +96,11 @@ struct TrainingBenchCommand: ParsableCommand {
         if products { return try runProductBench() }
         if single { return try runSingle() }
         let pythonPath = noPytorch ? nil : (python ?? defaultPython())
+        if !noPytorch && pythonPath == nil {
+            // Without it every PyTorch column would print "—" and no target be checked.
+            throw CLIError("no PyTorch reference: \(DefaultPaths.root.appendingPathComponent(".venv/bin/python").path) is missing; "
+                           + "create the venv (scripts/reference/README.md), pass --python PATH, or --no-pytorch")
+        }
         var rows: [[String: Any]] = []
         for name in methods {
           guard let method = TrainingBenchCommand.method(named: name) else { continue }
@@ -154,16 +163,26 @@ struct TrainingBenchCommand: ParsableCommand {
         if let pythonPath {
             FileHandle.standardError.write(Data("[bench] PyTorch (\(precision == .bf16 ? "bf16 autocast" : "f32")): \(name), threads \(threads), batch \(batch)\n".utf8))
             let script = DefaultPaths.root.appendingPathComponent("scripts/bench-pytorch.py").path
+            // FactSweep's workload: its facts, batches (0: all in one), and AdamW without weight decay (its default;
+            // torch.optim.AdamW's is 0.01); PyTorch's attention is its default for Llama (sdpa).
             var torchArguments = [script, "--method", method.kind.rawValue, "--threads", "\(threads)",
-                                  "--batch-size", "\(batch == 0 ? 6 : batch)", "--epochs", "\(epochs)", "--json",
-                                  "--autocast", precision == .bf16 ? "bf16" : "none"]
+                                  "--batch-size", "\(batch)", "--epochs", "\(epochs)", "--json",
+                                  "--autocast", precision == .bf16 ? "bf16" : "none",
+                                  "--weight-decay", "\(TrainingSettings().optimizer.weightDecay)"]
+            if let data { torchArguments += ["--data", data] }
             if method.kind == .lora || method.kind == .qlora { torchArguments += ["--rank", "\(method.rank)", "--alpha", "\(Int(method.alpha))"] }
             if method.kind != .full { torchArguments += ["--targets", method.resolvedTargets.map(\.rawValue).joined(separator: ",")] }
             torchArguments += pytorchModelArguments()
-            let torch: [String: Any]
+            var torch: [String: Any]
             do { torch = try childJSON(pythonPath, torchArguments, base: LibraryEnvironment.environmentForOtherPrograms) } catch {
                 FileHandle.standardError.write(Data("[bench] failed: \(error)\n".utf8))
                 torch = ["error": "\(error)"]
+            }
+            for index in engineRows.indices {
+                if torch["error"] == nil, let problem = Self.workloadsDiffer(engineRows[index], torch) {
+                    FileHandle.standardError.write(Data("[bench] \(problem)\n".utf8))
+                    torch = ["error": problem]
+                }
             }
             for index in engineRows.indices {
                 engineRows[index]["pytorch_error"] = torch["error"]
@@ -199,15 +218,44 @@ struct TrainingBenchCommand: ParsableCommand {
             let rows = rounds.compactMap { $0.indices.contains(index) ? $0[index] : nil }
             combined[index]["rounds"] = rows.count
             for (key, listKey) in [("seconds_per_epoch", "seconds_per_epoch_rounds"), ("pytorch_seconds_per_epoch", "pytorch_seconds_per_epoch_rounds"),
-                                   ("speedup_vs_pytorch", "speedup_vs_pytorch_rounds"), ("mfu_for_target", "mfu_for_target_rounds")] {
+                                   ("speedup_vs_pytorch", "speedup_vs_pytorch_rounds")] {
                 let values = rows.compactMap { $0[key] as? Double }
                 combined[index][listKey] = values
                 combined[index][key] = median(values)
+            }
+            combined[index]["mfu_rounds"] = rows.compactMap { $0["mfu"] as? Double }
+            combined[index]["mfu_for_target_rounds"] = rows.compactMap { $0["mfu_for_target"] as? Double }
+            // The row's own figures from its median epoch and the rounds' highest peak, so that it
+            // holds together: MFU = FLOPs / s / peak, the MFU the target needs = MFU × target / speed-up.
+            combined[index]["mfu_for_target"] = nil
+            let peak = rows.compactMap { $0["sgemm_peak_gflops"] as? Double }.max()
+            if let gflops = combined[index]["model_gflops_per_epoch"] as? Double, let seconds = combined[index]["seconds_per_epoch"] as? Double,
+               let peak {
+                let mfu = gflops / seconds / peak
+                combined[index]["sgemm_peak_gflops"] = peak
+                combined[index]["mfu"] = mfu
+                if let tokens = combined[index]["tokens_per_epoch"] as? Int { combined[index]["tokens_per_second"] = Double(tokens) / seconds }
+                if let speedup = combined[index]["speedup_vs_pytorch"] as? Double, let target = combined[index]["speedup_target"] as? Double {
+                    combined[index]["mfu_for_target"] = mfu * target / speedup
+                }
             }
             if let error = rows.lazy.compactMap({ $0["error"] }).first { combined[index]["error"] = error }
             if let error = rows.lazy.compactMap({ $0["pytorch_error"] }).first { combined[index]["pytorch_error"] = error }
         }
         return combined
+    }
+
+    /// Why a reference's result does not measure FactSweep's workload, or nil:
+    /// another number of facts (its `--data`), or other trained parameters
+    /// (targets, rank). Checked where the reference reports them.
+    static func workloadsDiffer(_ ours: [String: Any], _ theirs: [String: Any]) -> String? {
+        if let mine = ours["facts"] as? Int, let other = theirs["facts"] as? Int, mine != other {
+            return "the reference trained \(other) facts, FactSweep \(mine): not the same workload"
+        }
+        if let mine = ours["trainable_parameters"] as? Int, let other = theirs["trainable_parameters"] as? Int, mine != other {
+            return "the reference trained \(other) parameters, FactSweep \(mine): not the same workload"
+        }
+        return nil
     }
 
     /// Issue 13's speed-up targets over PyTorch: 2.5× in f32, 3× in bf16 (against its bf16 autocast).
@@ -262,8 +310,22 @@ struct TrainingBenchCommand: ParsableCommand {
         let pipe = Pipe()
         process.standardOutput = pipe
         try process.run()
+        // A child that hangs (a wedged thread pool, say) is stopped, not waited for forever: TERM, then KILL.
+        let timedOut = ChildTimeout()
+        let timer = DispatchSource.makeTimerSource(queue: .global())
+        timer.schedule(deadline: .now() + childTimeout)
+        timer.setEventHandler { [pid = process.processIdentifier] in
+            timedOut.fire()
+            kill(pid, SIGTERM)
+            DispatchQueue.global().asyncAfter(deadline: .now() + 10) { kill(pid, SIGKILL) }
+        }
+        timer.resume()
         let output = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
+        timer.cancel()
+        if timedOut.fired {
+            throw CLIError("\(executable) \(arguments.joined(separator: " ")) did not finish within \(childTimeout) s (--child-timeout) and was stopped")
+        }
         guard process.terminationStatus == 0 else {
             let status = process.terminationStatus
             let how = process.terminationReason == .uncaughtSignal
@@ -316,13 +378,14 @@ struct TrainingBenchCommand: ParsableCommand {
         let peak = max(peakBefore, ProductPrecision.run(precision.first ?? .f32) { SgemmPeak.measure(context: context) })
         let steady = reports.dropFirst()
         let seconds = steady.map(\.epochSeconds).reduce(0, +) / Double(steady.count)
-        let flops = steady.map(\.flops).reduce(0, +) / Double(steady.count) * (method.kind == .full ? 1 : 2.0 / 3.0)
+        let flops = steady.map(\.flops).reduce(0, +) / Double(steady.count)
         var result: [String: Any] = [
             "engine": MatmulEngine.current(for: settings.productPrecision).rawValue,
             "precision": settings.productPrecision.rawValue, "adam_moments": adamMoments.rawValue, "update_in_backward": updateInBackward,
             "openblas_core": OpenBLASCore.name,
             "openmp_wait": LibraryEnvironment.openMPWait, "threads": threads, "batch_size": batch, "epochs": epochs, "base_weight_bytes": lm.model.baseWeightBytes,
             "trainable_parameters": run.trainer.trainableParameterCount,
+            "facts": dataset.facts.count,
             "tokens_per_epoch": reports[0].tokens,
             "warmup_epoch_seconds": reports[0].epochSeconds,
             "seconds_per_epoch": seconds,
@@ -337,9 +400,9 @@ struct TrainingBenchCommand: ParsableCommand {
         ]
         if settings.productPrecision == .bf16 { result["bf16_kernels"] = MatmulEngine.hasBF16Kernels }
         if settings.productPrecision == .bf16, let notice = MatmulEngine.bf16Notice { result["bf16_notice"] = notice }
-        // JSON has no NaN: the streamed ratio only when some shape had a streamed rate (a frozen base's).
         if products.streamedRatio.isFinite { result["products_vs_streamed"] = products.streamedRatio }
-        let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+        // JSON has no NaN (a diverged loss, a ratio over no products): such a figure is left out, the row kept.
+        let data = try JSONSerialization.data(withJSONObject: result.filter { ($0.value as? Double)?.isFinite != false }, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     }
 
@@ -425,4 +488,12 @@ struct TrainingBenchCommand: ParsableCommand {
             }
         }
     }
+}
+
+/// Whether a child's time ran out (set on the timer's queue, read after the child exits).
+private final class ChildTimeout: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func fire() { lock.withLock { value = true } }
+    var fired: Bool { lock.withLock { value } }
 }

@@ -45,9 +45,9 @@ extension TrainingBenchCommand {
                 _ = perplexity.perplexity(run.trainer.network, context: context)
                 return (six, all, cold, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
             }
-            // The decoding's product FLOPs in the epoch's: a LoRA epoch's are two thirds of full fine-tuning's (no weight gradients).
+            // The decoding's product FLOPs in the LoRA epoch's (which has no weight gradients).
             let decodingFlops: Double = lm.model.decodingFlops(layerRows: decoding.layerRows, headRows: decoding.headRows)
-            let flopsInEpochs: Double = decodingFlops / (epoch.flops * 2 / 3)
+            let flopsInEpochs: Double = decodingFlops / epoch.flops
             FileHandle.standardError.write(Data("[bench] epoch \(epoch.epoch): \(String(format: "%.2f", epoch.epochSeconds)) s\n".utf8))
             rows.append([
                 "epoch": epoch.epoch, "lora_epoch_seconds": epoch.epochSeconds,

@@ -226,7 +226,7 @@ import TestSupport
             #!/bin/sh
             n=$(cat '\(counter.path)' 2>/dev/null || echo 0); n=$((n + 1)); echo $n > '\(counter.path)'
             case $n in 1) t=1;; 2) t=100;; *) t=10;; esac
-            echo "{\\"seconds_per_epoch\\": $t.0, \\"peak_rss_process_mib\\": 1, \\"trainable_parameters\\": 1}"
+            echo "{\\"seconds_per_epoch\\": $t.0, \\"peak_rss_process_mib\\": 1}"
             """.write(to: reference, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: reference.path)
         let r = try FactSweepBinary.run(["bench", "training", "--model", tmp.url.path, "--data", data.path, "--methods", "lora-r8",
@@ -247,15 +247,64 @@ import TestSupport
         if ours[2] != ours.sorted()[1] {
             #expect(row["speedup_vs_pytorch"] as? Double != 10 / ours.sorted()[1], "the ratio of the medians, not the median ratio")
         }
-        // The share of the peak the f32 target (2.5×) would need, round by round: the row's MFU
-        // (the first round's) × 2.5 / that round's speed-up; the row shows their median.
-        let needed = try #require(row["mfu_for_target_rounds"] as? [Double]), mfu = try #require(row["mfu"] as? Double)
-        #expect(row["speedup_target"] as? Double == 2.5 && needed.count == 3, "\(row)")
-        #expect(abs(needed[0] - mfu * 2.5 / ratios[0]) <= 1e-9 * needed[0], "\(needed) \(mfu)")
-        #expect(row["mfu_for_target"] as? Double == needed.sorted()[1])
+        // The share of the peak the f32 target (2.5×) would need, round by round: each round's
+        // MFU × 2.5 / its speed-up. The row holds together: its MFU is its FLOPs over its median
+        // epoch and the rounds' highest peak, and the share it needs that MFU × 2.5 / its speed-up.
+        let needed = try #require(row["mfu_for_target_rounds"] as? [Double]), mfus = try #require(row["mfu_rounds"] as? [Double])
+        #expect(row["speedup_target"] as? Double == 2.5 && needed.count == 3 && mfus.count == 3, "\(row)")
+        for round in 0..<3 { #expect(abs(needed[round] - mfus[round] * 2.5 / ratios[round]) <= 1e-9 * needed[round], "\(needed) \(mfus)") }
+        let mfu = try #require(row["mfu"] as? Double), gflops = try #require(row["model_gflops_per_epoch"] as? Double)
+        let peak = try #require(row["sgemm_peak_gflops"] as? Double), seconds = try #require(row["seconds_per_epoch"] as? Double)
+        #expect(abs(mfu - gflops / seconds / peak) <= 1e-9 * mfu, "\(row)")
+        let speedup = try #require(row["speedup_vs_pytorch"] as? Double)
+        #expect(abs(try #require(row["mfu_for_target"] as? Double) - mfu * 2.5 / speedup) <= 1e-9 * mfu, "\(row)")
         // One bad value is refused before any child runs.
         let refused = try FactSweepBinary.run(["bench", "training", "--rounds", "0"])
         #expect(refused.status != 0 && refused.stderr.contains("--rounds must be at least 1"), "\(refused.stderr)")
+    }
+
+    /// The reference must measure FactSweep's workload: a reference that
+    /// trained another number of facts or other parameters gives no speed-up,
+    /// and says why; one that hangs is stopped after `--child-timeout`; a
+    /// missing venv is an error, not a table of dashes.
+    @Test func benchRefusesAReferenceThatIsNotTheSameWorkload() throws {
+        let (tmp, data) = try tinyModelAndOneFact()
+        func reference(_ name: String, _ body: String) throws -> URL {
+            let url = tmp.file(name)
+            try "#!/bin/sh\n\(body)\n".write(to: url, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: url.path)
+            return url
+        }
+        let arguments = ["bench", "training", "--model", tmp.url.path, "--data", data.path, "--methods", "lora-r8",
+                         "--thread-counts", "1", "--batch-sizes", "1", "--engines", "onednn", "--epochs", "2", "--json"]
+        // The script is given FactSweep's facts and no weight decay.
+        let seen = tmp.file("arguments")
+        let same = try reference("same.sh", "echo \"$@\" > '\(seen.path)'; echo '{\"seconds_per_epoch\": 1.0, \"peak_rss_process_mib\": 1, \"facts\": 1}'")
+        let ok = try FactSweepBinary.run(arguments + ["--python", same.path])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        let given = try String(contentsOf: seen, encoding: .utf8)
+        #expect(given.contains("--data \(data.path)") && given.contains("--weight-decay 0.0") && given.contains("--batch-size 1"), "\(given)")
+        for (name, body, says) in [
+            ("facts.sh", "echo '{\"seconds_per_epoch\": 1.0, \"peak_rss_process_mib\": 1, \"facts\": 6}'", "trained 6 facts, FactSweep 1"),
+            ("parameters.sh", "echo '{\"seconds_per_epoch\": 1.0, \"peak_rss_process_mib\": 1, \"trainable_parameters\": 3}'",
+             "trained 3 parameters"),
+            ("hangs.sh", "exec sleep 600", "did not finish within 20.0 s"),
+        ] {
+            let started = Date()
+            let r = try FactSweepBinary.run(arguments + ["--python", try reference(name, body).path, "--child-timeout", "20"])
+            let rows = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]], "\(name): \(r.stdout)")
+            let row = try #require(rows.first)
+            #expect(r.status == 1 && (row["pytorch_error"] as? String)?.contains(says) == true && row["speedup_vs_pytorch"] == nil,
+                    "\(name): \(row)")
+            #expect(row["seconds_per_epoch"] != nil, "\(name): FactSweep's own figures stay: \(row)")
+            #expect(Date().timeIntervalSince(started) < 120, "\(name) took \(Date().timeIntervalSince(started)) s")
+        }
+        // No venv where FACTSWEEP_HOME points, and neither --python nor --no-pytorch.
+        var environment = ProcessInfo.processInfo.environment
+        environment["FACTSWEEP_HOME"] = tmp.url.path
+        let missing = try Command.run(try FactSweepBinary.url(), arguments, environment: environment, directory: TestPaths.repositoryRoot)
+        #expect(missing.status != 0 && missing.stderr.contains("no PyTorch reference") && missing.stderr.contains("--no-pytorch"),
+                "\(missing.status): \(missing.stderr)")
     }
 
     /// The processes a bound `factsweep` starts (here the bench's FactSweep
@@ -271,7 +320,7 @@ import TestSupport
         try """
             #!/bin/sh
             grep '^Cpus_allowed_list' /proc/self/status >> '\(seen.path)'
-            echo "{\\"seconds_per_epoch\\": 1.0, \\"peak_rss_process_mib\\": 1, \\"trainable_parameters\\": 1}"
+            echo "{\\"seconds_per_epoch\\": 1.0, \\"peak_rss_process_mib\\": 1}"
             """.write(to: reference, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: reference.path)
         let mine = try String(contentsOf: URL(fileURLWithPath: "/proc/self/status"), encoding: .utf8)
@@ -298,7 +347,7 @@ import TestSupport
         try """
             #!/bin/sh
             env | grep -E '^(OMP_WAIT_POLICY|GOMP_SPINCOUNT|FACTSWEEP_LIBRARY_SETTINGS)=' >> '\(seen.path)'
-            echo "{\\"seconds_per_epoch\\": 1.0, \\"peak_rss_process_mib\\": 1, \\"trainable_parameters\\": 1}"
+            echo "{\\"seconds_per_epoch\\": 1.0, \\"peak_rss_process_mib\\": 1}"
             """.write(to: reference, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: reference.path)
         var environment = ProcessInfo.processInfo.environment

@@ -30,7 +30,7 @@ public final class TrainingRun: @unchecked Sendable {
     /// What the checkpoint says the run's products ran on: every engine of
     /// its stretches, in order, comma-separated ("onednn,openblas" for a run
     /// resumed elsewhere), so that a mixed run is never recorded as one engine's.
-    var recordedEngine: String {
+    public var recordedEngine: String {
         guard let earlier = checkpointEngine else { return engine }
         return earlier.split(separator: ",").last.map(String.init) == engine ? earlier : earlier + "," + engine
     }
@@ -84,7 +84,7 @@ public final class TrainingRun: @unchecked Sendable {
             steps += 1
             afterStep?(completedEpochs + 1, index + 1)
             lossSum += result.loss
-            flops += trainer.base.trainingFlops(batch)
+            flops += trainer.base.trainingFlops(batch, trainsBase: trainer.method.kind == .full)
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         trainSeconds += seconds
@@ -180,9 +180,16 @@ public final class TrainingRun: @unchecked Sendable {
 }
 
 extension LlamaModel {
-    /// FLOPs of the matrix products of one full fine-tuning step on `batch`:
-    /// forward, plus backward's input and weight gradients (twice forward).
-    public func trainingFlops(_ batch: TokenBatch) -> Double {
+    /// FLOPs of the matrix products one training step on `batch` executes:
+    /// forward, backward's input gradients and, when the base itself trains
+    /// (full fine-tuning), its weight gradients (each as many as forward's).
+    /// Attention's products have no weights: their backward is twice their
+    /// forward whatever trains. Without weight gradients nothing below layer
+    /// 0's attention trains, and backward forms no input gradient through its
+    /// q, k and v projections (`LlamaNetwork.backward`). The adapters' own
+    /// rank-r products are left out (under 1% of a step at rank 8 on two
+    /// projections).
+    public func trainingFlops(_ batch: TokenBatch, trainsBase: Bool) -> Double {
         let c = config, n = Double(batch.rowCount), m = Double(batch.labelledCount)
         let C = Double(c.hiddenSize), F = Double(c.intermediateSize)
         let linear = C * Double(c.queryWidth) * 2 + C * Double(c.kvWidth) * 2 + 3 * C * F
@@ -191,8 +198,10 @@ extension LlamaModel {
             sum + sequence.element * ((sequence.offset == 0 ? 0 : batch.sharedPrefix) + sequence.element)
         })
         let attention = 4 * Double(c.headCount) * squares * Double(c.headDimension)
-        let forward = Double(c.layerCount) * (2 * n * linear + attention) + 2 * m * Double(c.vocabularySize) * C
-        return 3 * forward
+        let weighted = Double(c.layerCount) * 2 * n * linear + 2 * m * Double(c.vocabularySize) * C
+        let scores = Double(c.layerCount) * attention
+        if trainsBase { return 3 * (weighted + scores) }
+        return 2 * weighted + 3 * scores - 2 * n * C * Double(c.queryWidth + 2 * c.kvWidth)
     }
 
     /// FLOPs of the matrix products of decoding that ran `layerRows` rows
