@@ -9,7 +9,11 @@ import Trial
 public enum ProtocolVersion {
     /// 2: `progress`, `done` and `assign` carry the Trial module's records
     /// (`EpochReport`, `TrialSummary`, `TrialConfig`) instead of copies of them.
-    public static let current = 2
+    /// 3: an `assign`'s config may carry settings a worker must honour
+    /// (`precision`, AdamW's `moments`, `updateInBackward`): a version-2 worker
+    /// would ignore them and train f32 results that are stored as bf16, so it
+    /// is turned away at `hello`. `done`'s summary says which engine ran.
+    public static let current = 3
     /// Frame 0 of every message: `factsweep/<version>`.
     static let headerPrefix = "factsweep/"
 

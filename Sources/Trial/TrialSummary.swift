@@ -38,17 +38,23 @@ public struct TrialSummary: Sendable, Codable, Equatable {
     /// The model trained, as the worker loaded it; nil for simulated trials
     /// and in summaries written before it was sent.
     public var model: ModelDescription?
+    /// What its products ran on (`MatmulEngine.productsName`: "onednn",
+    /// "openblas", "openblas+f32-kernels" for bf16 without bf16 kernels),
+    /// comma-separated in order for a run resumed on another; nil for
+    /// simulated trials and in summaries written before it was sent.
+    public var engine: String?
 
     public init(outcome: TrialOutcome, epochs: Int, finalLoss: Float?, trainableParameters: Int, baseWeightBytes: Int?,
                 peakResidentBytes: Int, finalAccuracy: Float? = nil, finalAccuracyAtThreshold: Float? = nil,
                 epochsToThreshold: Int? = nil, perplexityBefore: Float? = nil, finalPerplexity: Float? = nil,
-                secondsPerEpoch: Double, evaluationSeconds: Double, model: ModelDescription? = nil) {
+                secondsPerEpoch: Double, evaluationSeconds: Double, model: ModelDescription? = nil, engine: String? = nil) {
         self.outcome = outcome; self.epochs = epochs; self.finalLoss = finalLoss
         self.trainableParameters = trainableParameters; self.baseWeightBytes = baseWeightBytes
         self.peakResidentBytes = peakResidentBytes; self.finalAccuracy = finalAccuracy
         self.finalAccuracyAtThreshold = finalAccuracyAtThreshold; self.epochsToThreshold = epochsToThreshold
         self.perplexityBefore = perplexityBefore; self.finalPerplexity = finalPerplexity
         self.secondsPerEpoch = secondsPerEpoch; self.evaluationSeconds = evaluationSeconds; self.model = model
+        self.engine = engine
     }
 
     enum CodingKeys: String, CodingKey {
@@ -57,7 +63,7 @@ public struct TrialSummary: Sendable, Codable, Equatable {
         case finalAccuracy = "final_accuracy", finalAccuracyAtThreshold = "final_accuracy_at_threshold"
         case epochsToThreshold = "epochs_to_threshold", perplexityBefore = "perplexity_before"
         case finalPerplexity = "final_perplexity", secondsPerEpoch = "seconds_per_epoch"
-        case evaluationSeconds = "evaluation_seconds", model
+        case evaluationSeconds = "evaluation_seconds", model, engine
     }
 
     /// Protocol version 1 (and run databases it wrote) said `"diverged": true|false` instead of an outcome.
@@ -84,5 +90,6 @@ public struct TrialSummary: Sendable, Codable, Equatable {
         secondsPerEpoch = try c.decode(Double.self, forKey: .secondsPerEpoch)
         evaluationSeconds = try c.decode(Double.self, forKey: .evaluationSeconds)
         model = try c.decodeIfPresent(ModelDescription.self, forKey: .model)
+        engine = try c.decodeIfPresent(String.self, forKey: .engine)
     }
 }

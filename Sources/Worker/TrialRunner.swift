@@ -71,7 +71,8 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
             guard run.settings == config.training else {
                 throw CheckpointError(file: checkpointFile.path, reason: "was made with other training settings than this trial's")
             }
-            if let was = run.checkpointEngine, was != run.engine {
+            // A run already mixed ("onednn,openblas") warns only when this stretch differs from its last.
+            if let was = run.checkpointEngine, was.split(separator: ",").last.map(String.init) != run.engine {
                 logger.warning("\(checkpointFile.path): made with products on \(was), resumed on \(run.engine): the epochs from here sum in another order than an uninterrupted run's (last bits)")
             }
         } else {
@@ -133,7 +134,7 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
             epochsToThreshold: run.epochsToThreshold(config.threshold), perplexityBefore: perplexityBefore,
             finalPerplexity: lastEvaluation?.perplexity,
             secondsPerEpoch: (last?.trainSeconds ?? 0) / Double(max(1, epochsRun)), evaluationSeconds: evaluationSeconds,
-            model: lm.modelDescription)
+            model: lm.modelDescription, engine: run.recordedEngine)
     }
 
     /// Epoch 0: the base model (with its adapter's initial state) evaluated before any training. It has no

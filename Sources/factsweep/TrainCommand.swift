@@ -219,7 +219,7 @@ struct TrainCommand: ParsableCommand {
         let summary = try runner.run(config, directory: directory, resume: resume != nil, events: events)
         var fields: [String: Any] = [
             "method": kind.rawValue, "precision": settings.productPrecision.rawValue, "openblas_core": OpenBLASCore.name,
-            "engine": MatmulEngine.current(for: settings.productPrecision).rawValue,
+            "engine": summary.engine ?? MatmulEngine.productsName(for: settings.productPrecision),
             "onednn_isa": MatmulEngine.oneDNNInstructionSet ?? "none", "status": summary.outcome == .stopped ? "interrupted" : summary.outcome.rawValue,
             "trainable_params": summary.trainableParameters, "base_weight_bytes": summary.baseWeightBytes ?? NSNull(),
             "peak_rss_bytes": summary.peakResidentBytes, "epochs": summary.epochs,

@@ -12,7 +12,7 @@ import Trial
         #expect(message.type == type)
         let frames = try Message.encode(message)
         #expect(frames.count == 3)
-        #expect(frames[0] == Data("factsweep/2".utf8))
+        #expect(frames[0] == Data("factsweep/3".utf8))
         #expect(frames[1] == Data([type.rawValue]))
         #expect(try Message.decode(frames) == message)
     }
@@ -107,7 +107,7 @@ import Trial
         var hello = try #require(try JSONSerialization.jsonObject(with: good[2]) as? [String: Any])
         hello["protocol_version"] = 1
         let mismatched = String(decoding: try JSONSerialization.data(withJSONObject: hello), as: UTF8.self)
-        #expect(reason(.hello, mismatched) == "protocol_version 1 differs from the header's 2")
+        #expect(reason(.hello, mismatched) == "protocol_version 1 differs from the header's 3")
     }
 
     @Test func anErrorIsReadWhateverItsVersion() throws {

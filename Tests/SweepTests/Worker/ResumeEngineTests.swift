@@ -14,7 +14,7 @@ import Trial
         let logs = CapturedLogs()
         let runner = TrialRunner(cache: ModelCache(logger: logs.logger("cache")), context: ComputeContext(threads: 1),
                                  logger: logs.logger("runner"))
-        let config = try TinyTrial.config(epochs: 3)
+        let config = try TinyTrial.config(epochs: 4)
         var stopping = TrialEvents()
         stopping.shouldStop = { true }
         func warnings() -> [String] { logs.all.filter { $0.level == .warning && $0.message.contains("resumed on") }.map(\.message) }
@@ -35,11 +35,26 @@ import Trial
         var elsewhere = saved
         elsewhere.engine = "another-engine"
         try TrainingCheckpoint.write(elsewhere, parameters: parameters, moments: moments, to: dir.url)
-        let summary = try runner.run(config, directory: dir.url, resume: true, events: TrialEvents())
+        let summary = try runner.run(config, directory: dir.url, resume: true, events: stopping)
         #expect(summary.epochs == 3)
         let said = warnings()
         #expect(said.count == 1 && said.first?.contains("made with products on another-engine, resumed on \(here)") == true, "\(said)")
-        // The run is mixed from then on, and its checkpoints say so.
+        // The run is mixed from then on, and its checkpoints and its summary (stored with the trial) say so.
         #expect(try TrainingCheckpoint.read(dir.url).0.engine == "another-engine,\(here)")
+        #expect(summary.engine == "another-engine,\(here)", "\(summary)")
+
+        // A mixed run resumed again on its last stretch's engine is not another engine.
+        let again = try runner.run(config, directory: dir.url, resume: true, events: TrialEvents())
+        #expect(again.epochs == 4 && warnings().count == 1, "\(warnings())")
+        #expect(again.engine == "another-engine,\(here)")
+    }
+
+    /// A run that never moved names its one engine in its summary.
+    @Test func theSummaryNamesTheEngine() throws {
+        let dir = try TemporaryDirectory()
+        let runner = TrialRunner(cache: ModelCache(logger: CapturedLogs().logger("cache")), context: ComputeContext(threads: 1),
+                                 logger: CapturedLogs().logger("runner"))
+        let summary = try runner.run(try TinyTrial.config(epochs: 1), directory: dir.url, resume: false, events: TrialEvents())
+        #expect(summary.engine == MatmulEngine.productsName(for: .f32), "\(summary)")
     }
 }
