@@ -5,7 +5,7 @@ import Foundation
 public enum MetricsCSV {
     public static let columns = ["trial_key", "condition", "method", "rank", "alpha", "lr", "seed", "epoch", "loss",
                                  "train_seconds", "epoch_seconds", "accuracy", "accuracy_at_threshold", "key_match",
-                                 "perplexity", "batch_size", "precision", "line"]
+                                 "perplexity", "batch_size", "precision", "adam_moments", "update_in_backward", "line"]
 
     /// One header line and one line per epoch row; missing values are empty.
     /// `lines`: each trial's line in the report, by key (`ConditionAggregate.lineNames`).
@@ -20,6 +20,8 @@ public enum MetricsCSV {
                 number(row.loss), number(row.trainSeconds), number(row.epochSeconds), number(row.accuracy),
                 number(row.accuracyAtThreshold), number(row.keyMatch), number(row.perplexity),
                 trial?.settings?.values["training.batchSize"] ?? "", trial?.settings?.productPrecision.rawValue ?? "",
+                trial?.settings.map { $0.values["training.optimizer.moments"] ?? "f32" } ?? "",
+                trial?.settings.map { $0.values["training.optimizer.updateInBackward"] ?? "false" } ?? "",
                 lines[row.trialKey] ?? "",
             ]
             out += cells.map(quote).joined(separator: ",") + "\r\n"

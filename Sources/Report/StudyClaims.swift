@@ -33,12 +33,13 @@ public enum StudyClaims {
     /// the run has; the claims then read each arm's first line.
     public static func groups(_ conditions: [ConditionAggregate]) -> [ClaimGroup]? {
         let armed = conditions.filter { $0.arm != nil }
-        // The settings each condition's lines differ in, other than those that make the arm.
-        var linesByCondition: [String: [TrialSettings]] = [:]
+        // The settings each arm's lines differ in, other than those that make the arm: within a
+        // condition (a grid axis) or across conditions of one arm (a precision set per condition).
+        var linesByArm: [StudyArm: [TrialSettings]] = [:]
         for line in armed {
-            linesByCondition[line.trials.first?.condition ?? line.condition, default: []].append(line.lineSettings)
+            if let arm = line.arm { linesByArm[arm, default: []].append(line.lineSettings) }
         }
-        let axes = linesByCondition.values.filter { $0.count > 1 }
+        let axes = linesByArm.values.filter { $0.count > 1 }
             .reduce(into: Set<String>()) { $0.formUnion(TrialSettings.differingPaths($1)) }
             .subtracting(armPaths)
         guard !axes.isEmpty else { return nil }

@@ -48,7 +48,7 @@ import TestSupport
         Case(conditions: #"[{"name": "c", "method": "lora", "schedule": "cosin"}]"#, path: "conditions[0].schedule", field: "schedule", message: #"did you mean "cosine"?"#),
         Case(conditions: #"[{"name": "c", "method": "lora", "precision": "bf61"}]"#, path: "conditions[0].precision", field: "precision", message: #"unknown precision "bf61" (expected f32, bf16)"#),
         Case(conditions: #"[{"name": "c", "method": "lora", "precision": 16}]"#, path: "conditions[0].precision", field: "precision", message: "expected a string (f32, bf16)"),
-        Case(conditions: #"[{"name": "c", "method": "full", "update_in_backward": true}]"#, path: "conditions[0]", field: nil,
+        Case(conditions: #"[{"name": "c", "method": "full", "update_in_backward": true}]"#, path: "conditions[0]", field: "update_in_backward",
              message: "update_in_backward needs clip 0 (got 1.0)"),
         Case(conditions: #"[{"name": "c", "method": "full", "update_in_backward": 1}]"#, path: "conditions[0].update_in_backward",
              field: "update_in_backward", message: "expected true or false"),

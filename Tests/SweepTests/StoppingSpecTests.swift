@@ -147,4 +147,31 @@ import Trial
                 + "and set checkpoint_every")
         #expect(fixture.problems(spec(asha, defaults: #"{"checkpoint_every": 3}"#)).isEmpty, "rung 3 is judged at epoch 3")
     }
+
+    /// `median` and `asha` judge a trial against its condition's others: a condition whose trials
+    /// compute differently (a precision axis) would have its bf16 trials stopped for their f32
+    /// neighbours' numbers. Refused with the condition and the settings named; the rules that judge a
+    /// trial alone, and a precision per condition, are fine.
+    @Test func aComparingRuleOverTrialsOfOtherPrecisionsIsRefused() throws {
+        func withRule(_ rule: String, grid: String, conditions: String = #"[{"name": "a", "method": "lora"}]"#) -> String {
+            let base = fixture.spec(conditions: conditions, defaults: #"{"checkpoint_every": 1}"#, grid: grid)
+            return String(base.dropLast()) + #", "stopping": \#(rule)}"#
+        }
+        let median = #"{"rule": "median", "metric": "accuracy", "grace_epochs": 2, "min_trials": 1}"#
+        let asha = #"{"rule": "asha", "metric": "loss", "reduction_factor": 3, "grace_epochs": 1}"#
+        for rule in [median, asha] {
+            let problems = fixture.problems(withRule(rule, grid: #"{"precision": ["f32", "bf16"], "seed": [0, 1]}"#))
+            #expect(problems.count == 1 && problems.first?.path == "stopping", "\(problems)")
+            #expect(problems.first?.description.contains("differ in precision (f32, bf16)") == true
+                    && problems.first?.description.contains("(condition \"a\")") == true, "\(problems)")
+            let moments = fixture.problems(withRule(rule, grid: #"{"adam_moments": ["f32", "bf16"]}"#))
+            #expect(moments.first?.description.contains("adam_moments (f32, bf16)") == true, "\(moments)")
+            #expect(fixture.problems(withRule(rule, grid: #"{"seed": [0, 1], "lr": [0.001, 0.0001]}"#)).isEmpty, "a learning rate competes")
+            #expect(fixture.problems(withRule(rule, grid: #"{"seed": [0, 1]}"#, conditions: """
+                [{"name": "a", "method": "lora"}, {"name": "a-bf16", "method": "lora", "precision": "bf16"}]
+                """)).isEmpty, "a precision per condition")
+        }
+        let target = #"{"rule": "target", "accuracy": 0.9, "evaluations": 1}"#
+        #expect(fixture.problems(withRule(target, grid: #"{"precision": ["f32", "bf16"]}"#)).isEmpty, "target judges a trial alone")
+    }
 }

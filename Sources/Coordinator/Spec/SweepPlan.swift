@@ -122,7 +122,12 @@ extension SweepSpec {
                     // Values were checked when read; applying checks them again, harmlessly.
                     for (setting, value) in chosen { try setting.apply(value, to: &config) }
                     try config.training.method.validate()
-                    try config.training.optimizer.validate()
+                    // The one refusal the optimizer has: update_in_backward beside clipping (reported once, as
+                    // every report is, however many of the condition's trials share it).
+                    do { try config.training.optimizer.validate() } catch {
+                        reader.report(condition.settings.path, TrialSetting.updateInBackward.rawValue, condition.name, "\(error)")
+                        continue
+                    }
                     if let late = config.evalEpochs?.first(where: { $0 > config.training.epochs }) {
                         reader.report(condition.settings.path, TrialSetting.evalEpochs.rawValue, condition.name,
                                       "eval_epochs lists epoch \(late), past the trial's \(config.training.epochs) epochs")
@@ -145,8 +150,35 @@ extension SweepSpec {
                 indexByKey[trial.key] = trials.count
                 trials.append(trial)
             }
+            if let rule = condition.stopping ?? stopping,
+               let problem = Self.mixedComparison(rule, trials.filter { $0.condition == condition.name }.map(\.config)) {
+                reader.report(condition.stopping != nil ? "\(condition.settings.path).stopping" : "stopping", nil, condition.name, problem)
+            }
         }
         return trials
+    }
+
+    /// Why `rule` would compare trials that compute differently, or nil: `median` and `asha` judge a
+    /// trial against its condition's others, and a condition whose trials differ in product
+    /// precision, AdamW's moments or the update's place would stop one of those for the other's
+    /// numbers (bf16 against f32) as if it were a worse hyperparameter.
+    static func mixedComparison(_ rule: StoppingRule, _ configs: [TrialConfig]) -> String? {
+        switch rule {
+        case .median, .asha: break
+        case .target, .plateau: return nil
+        }
+        func kinds(_ name: String, _ values: [String]) -> String? {
+            let distinct = values.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+            return distinct.count > 1 ? "\(name) (\(distinct.joined(separator: ", ")))" : nil
+        }
+        let differing = [
+            kinds("precision", configs.map { $0.training.productPrecision.rawValue }),
+            kinds("adam_moments", configs.map { $0.training.optimizer.momentPrecision.rawValue }),
+            kinds("update_in_backward", configs.map { "\($0.training.optimizer.updateInBackward ?? false)" }),
+        ].compactMap { $0 }
+        guard !differing.isEmpty else { return nil }
+        return "the \(rule.name) rule compares a condition's trials with each other, and these differ in "
+            + differing.joined(separator: " and ") + ": give each its own condition, or use a rule that judges a trial alone (target, plateau)"
     }
 
     /// Why `rule` could never end a trial of `config` early, or nil. The rules decide at evaluated epochs

@@ -89,13 +89,13 @@ import Trial
         let files = try report.write(to: folder.file("out"), logger: logger)
         let markdown = try String(contentsOf: files.markdown, encoding: .utf8)
         #expect(markdown.contains("Where an arm has several lines, the claims read its first: lora-r8, f32, batch 1, threshold 0.9."))
-        // The CSV says each row's batch size and precision.
+        // The CSV says each row's batch size, precision, AdamW moments and where the update ran.
         let csv = try String(contentsOf: files.csv, encoding: .utf8)
         let rows = csv.split(separator: "\r\n").dropFirst()
         #expect(rows.count == 14)
-        #expect(rows.filter { $0.hasSuffix(",8,bf16,\"lora-r8, bf16, batch 8, threshold 0.9\"") }.count == 2)
-        #expect(rows.filter { $0.hasSuffix(",1,f32,\"lora-r8, f32, batch 1, threshold 0.9\"") }.count == 4)
-        #expect(rows.filter { $0.hasSuffix(",1,f32,ia3") }.count == 2)
+        #expect(rows.filter { $0.hasSuffix(",8,bf16,f32,false,\"lora-r8, bf16, batch 8, threshold 0.9\"") }.count == 2)
+        #expect(rows.filter { $0.hasSuffix(",1,f32,f32,false,\"lora-r8, f32, batch 1, threshold 0.9\"") }.count == 4)
+        #expect(rows.filter { $0.hasSuffix(",1,f32,f32,false,ia3") }.count == 2)
     }
 
     /// Two lines whose labels shorten to the same text are numbered, and a
@@ -121,6 +121,27 @@ import Trial
         #expect(lines.map(\.condition) == ["x, model model", "x, model model (2)", "y"])
         #expect(lines.map { $0.trials.map(\.key) } == [["a"], ["b"], ["c", "d"]])
         #expect(ConditionAggregate.lineNames(lines) == ["a": "x, model model", "b": "x, model model (2)", "c": "y", "d": "y"])
+    }
+
+    /// The CSV says how each trial's AdamW stored its moments and where its
+    /// update ran (a grid over either makes lines the CSV must tell apart);
+    /// a trial whose configuration could not be read leaves the cells empty.
+    @Test func theCSVSaysEachTrialsMomentsAndUpdate() {
+        func trial(_ key: String, _ values: [String: String]?) -> ReportTrial {
+            ReportTrial(key: key, condition: "c", method: "full", rank: nil, alpha: nil, learningRate: 1e-5, seed: 0,
+                        plannedEpochs: 1, status: "done", lastEpoch: 1, settings: values.map(TrialSettings.init))
+        }
+        let snapshot = RunSnapshot(path: "test", sweepNames: ["s"], trials: [
+            trial("a", ["training.method.kind": "full"]),
+            trial("b", ["training.method.kind": "full", "training.optimizer.moments": "bf16", "training.optimizer.updateInBackward": "true"]),
+            trial("u", nil),
+        ], epochs: ["a", "b", "u"].map {
+            ReportEpoch(trialKey: $0, epoch: 1, loss: 1, trainSeconds: 1, epochSeconds: 1, accuracy: nil, accuracyAtThreshold: nil,
+                        keyMatch: nil, perplexity: nil)
+        }, lastAnswers: [], storesSummaries: true)
+        let rows = MetricsCSV.csv(snapshot, lines: [:]).split(separator: "\r\n").map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        let moments = MetricsCSV.columns.firstIndex(of: "adam_moments")!, update = MetricsCSV.columns.firstIndex(of: "update_in_backward")!
+        #expect(rows.dropFirst().map { "\($0[moments]) \($0[update])" } == ["f32 false", "bf16 true", " "], "\(rows)")
     }
 
     /// The model table has a row per storage the trials trained on: LoRA and

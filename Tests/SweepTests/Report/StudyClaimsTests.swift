@@ -89,7 +89,8 @@ import Trial
     /// The study's arms crossed with a precision axis: every condition has an
     /// f32 and a bf16 line (`lines` the bf16 curves), told apart by the
     /// trials' configurations.
-    static func crossed(_ f32: [SyntheticCondition], _ bf16: [SyntheticCondition], plannedEpochs: Int) -> RunSnapshot {
+    static func crossed(_ f32: [SyntheticCondition], _ bf16: [SyntheticCondition], plannedEpochs: Int,
+                        bf16Conditions: Bool = false) -> RunSnapshot {
         func settings(_ trial: ReportTrial, bf16: Bool) -> TrialSettings {
             var values = ["training.method.kind": trial.method, "training.learningRate": "\(trial.learningRate)"]
             if let rank = trial.rank { values["training.method.rank"] = "\(rank)" }
@@ -111,6 +112,8 @@ import Trial
                 var t = trial
                 t.key += "-bf16"
                 t.settings = settings(trial, bf16: true)
+                // Or a condition of its own for each precision, as a spec can set it.
+                if bf16Conditions { t.condition += "-bf16" }
                 trials.append(t)
             }
         }
@@ -154,5 +157,12 @@ import Trial
         #expect(StudyClaims.groups(partial) == nil)
         // No axis: one line per arm.
         #expect(StudyClaims.groups(ConditionAggregate.all(in: SyntheticStudy.snapshot(f32, plannedEpochs: 30))) == nil)
+
+        // The precision set per condition ("full-bf16", …) instead of a grid axis: the same groups.
+        let separate = ConditionAggregate.all(in: Self.crossed(f32, bf16, plannedEpochs: 30, bf16Conditions: true))
+        #expect(separate.count == 10 && Set(separate.map(\.condition)).count == 10, "\(separate.map(\.condition))")
+        let separateGroups = try #require(StudyClaims.groups(separate))
+        #expect(separateGroups.map(\.label) == ["f32", "bf16"])
+        #expect(separateGroups.map(\.claims) == groups.map(\.claims))
     }
 }
