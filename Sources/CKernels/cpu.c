@@ -20,6 +20,22 @@ int factsweep_cpu_has_avx512(void) {
 #endif
 }
 
+int factsweep_cpu_has_avx512bf16(void) {
+#if defined(__x86_64__)
+    // Asked once, as above.
+    static int known = -1;
+    int answer = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (answer < 0) {
+        __builtin_cpu_init();
+        answer = factsweep_cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+        __atomic_store_n(&known, answer, __ATOMIC_RELAXED);
+    }
+    return answer;
+#else
+    return 0;
+#endif
+}
+
 int factsweep_cpu_has_avx2(void) {
 #if defined(__x86_64__)
     // Asked once, as above.

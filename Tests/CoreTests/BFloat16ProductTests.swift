@@ -42,6 +42,32 @@ import TestSupport
         #expect(block.last == 0xDEAD)
     }
 
+    /// Where the CPU converts Float32 to bf16 itself (AVX512_BF16, thirty-two
+    /// lanes at a time), it flushes subnormal inputs to zero, which PyTorch
+    /// rounds: blocks holding one must take the integer rounding. Random bit
+    /// patterns (NaNs, infinities, ~0.4% subnormals: about one block of 32 in
+    /// eight holds one), a row of normal values (every block converted by the
+    /// CPU) and a subnormal at each position of a block all round as the
+    /// scalar definition does.
+    @Test func theCPUsOwnConversionRoundsAsTheScalarDoes() {
+        var rng = SeededGenerator(seed: 9)
+        var patterns = (0..<4096).map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: rng.next())) }
+        patterns += (0..<4096).map { _ in rng.nextNormal() * 3 }  // normal values: whole blocks for the CPU
+        for position in 0..<32 {
+            var block = (0..<32).map { Float($0) + 0.5 + 0x1p-9 }
+            block[position] = (position % 2 == 0 ? 1 : -1) * Float(bitPattern: UInt32(1 + position * 100_003))  // a subnormal
+            patterns += block
+        }
+        var converted = [UInt16](repeating: 0, count: patterns.count)
+        convertToBFloat16(&converted, patterns, rows: 1, columns: patterns.count, ld: patterns.count)
+        let expected = patterns.map(bfloat16Bits)
+        let wrong = zip(converted, expected).enumerated().filter { $0.element.0 != $0.element.1 }
+        #expect(wrong.isEmpty, "\(wrong.count) values: first \(wrong.prefix(3).map { (patterns[$0.offset].bitPattern, $0.element) })")
+        // The subnormals themselves round to bf16 subnormals, not to zero.
+        #expect(bfloat16Bits(Float(bitPattern: 0x0001_8000)) == 0x0002 && bfloat16Bits(-Float(bitPattern: 0x0000_8001)) == 0x8001)
+        if !CPUFeatures.hasAVX512BF16 { print("note: no AVX512_BF16 on \(CPUFeatures.modelName): the sixteen-lane rounding ran") }
+    }
+
     /// The f32 path's conversions (rounding kept in Float32, and widening bf16
     /// bits) equal the scalar definitions, specials and ties included, with a
     /// leading dimension and nothing written past each row.

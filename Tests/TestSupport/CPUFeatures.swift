@@ -15,6 +15,9 @@ public enum CPUFeatures {
     /// AVX-512 as oneDNN's `avx512_core` and the core's kernels take it: F, BW, DQ and VL.
     public static var hasAVX512: Bool { ["avx512f", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(flags.contains) }
 
+    /// AVX-512 with the BF16 conversions and dot products (`avx512_bf16`).
+    public static var hasAVX512BF16: Bool { hasAVX512 && flags.contains("avx512_bf16") }
+
     /// AVX2 with FMA.
     public static var hasAVX2: Bool { ["avx2", "fma"].allSatisfy(flags.contains) }
 

@@ -6,6 +6,10 @@
 /// the kernels' AVX-512 paths (nf4.c, bf16.c, few_rows.c) ask it too.
 int factsweep_cpu_has_avx512(void);
 
+/// 1 when the CPU also converts Float32 to bf16 itself (AVX512_BF16): bf16.c's
+/// rounding takes its vcvtne2ps2bf16 where it rounds as PyTorch does.
+int factsweep_cpu_has_avx512bf16(void);
+
 /// 1 when the CPU runs AVX2 and FMA (OpenBLAS's Haswell kernels), else 0;
 /// the AVX2 paths of nf4.c and few_rows.c ask it.
 int factsweep_cpu_has_avx2(void);
