@@ -5,8 +5,12 @@ on a handful of biography facts, on CPU, float32.
 Each fact is a ChatML conversation built with the model's chat template: the user turn is
 the question (the template adds its default system prompt), the assistant target is the
 answer followed by <|im_end|>. The loss is the mean cross-entropy over answer tokens only.
-Facts come from data/biography.jsonl (one {"question": ..., "answer": ...} per line) when
-that file exists, else from the six invented facts below.
+Facts come from --data (default data/biography.jsonl; one {"question": ..., "answer": ...}
+per line); without that default file, from the six invented facts below.
+
+AdamW runs without weight decay (--weight-decay, default 0: FactSweep's default, where
+torch.optim.AdamW's own is 0.01) and attention is transformers' default for Llama, sdpa
+(--attn eager for the explicit implementation).
 
 Methods:
   full    every parameter trained (AdamW, default lr 1e-5)
@@ -20,7 +24,7 @@ the PyTorch recipes do for bf16 mixed precision on CPU: products in bf16, weight
 and AdamW states in float32.
 
 Batch size 1 takes the facts one by one; a larger batch size groups them, padded on the
-right (all six in one batch for --batch-size 8). The first epoch is a warm-up and is
+right (all six in one batch for --batch-size 8 or 0, every fact). The first epoch is a warm-up and is
 reported separately; the steady figures (mean, median, min seconds per epoch; tokens/s
 from the mean) come from the remaining epochs. Tokens/s counts the real (unpadded) tokens
 of the facts, prompt included; answer_tokens_per_second counts only the trained tokens.
