@@ -2,11 +2,13 @@
 // every trial done with exactly one metrics row per trial and epoch — and a
 // worker killed with SIGKILL mid-trial, whose trial finishes on another worker
 // from its checkpoint with no epoch lost or duplicated.
+import Core
 import Foundation
 import GRDB
 import Testing
 @testable import Coordinator
 import TestSupport
+import Trial
 
 @Suite(.serialized) struct SweepProcessTests {
     /// A sweep spec over a tiny Llama-3-style model written into `dir`.
@@ -98,6 +100,16 @@ import TestSupport
             let pair = losses.filter { $0["condition"] == condition }
             #expect(pair.count == 2 && (pair[0]["loss"] as Double?) != (pair[1]["loss"] as Double?), "\(pair)")
         }
+        // Each stored trial says what its products ran on, as its worker's engine for its precision names it.
+        let engines = try Self.rows(db, """
+            SELECT coalesce(json_extract(config, '$.training.precision'), 'f32') AS precision, json_extract(summary, '$.engine') AS engine
+            FROM trials
+            """)
+        #expect(engines.count == 4, "\(engines)")
+        for row in engines {
+            let precision = Precision(rawValue: (row["precision"] as String?) ?? "") ?? .f32
+            #expect((row["engine"] as String?) == MatmulEngine.productsName(for: precision), "\(row)")
+        }
         let report = try FactSweepBinary.run(["report", run.path, "--out", dir.file("report").path])
         #expect(report.status == 0, "\(report.stderr)")
         let markdown = try String(contentsOf: dir.file("report/report.md"), encoding: .utf8)
@@ -107,7 +119,7 @@ import TestSupport
         #expect(markdown.contains("projections rounded to bf16 (bf16 precision)"), "the model table names no bf16 base")
         let csv = try String(contentsOf: dir.file("report/metrics.csv"), encoding: .utf8).split(separator: "\r\n")
         for (condition, precision) in [("full", "bf16"), ("full", "f32"), ("lora", "bf16"), ("lora", "f32")] {
-            #expect(csv.filter { $0.hasSuffix(",\(precision),\"\(condition), \(precision)\"") }.count == 2, "\(csv)")
+            #expect(csv.filter { $0.hasSuffix(",\(precision),f32,false,\"\(condition), \(precision)\"") }.count == 2, "\(csv)")
         }
     }
 
