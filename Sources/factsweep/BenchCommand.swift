@@ -217,14 +217,16 @@ struct TrainingBenchCommand: ParsableCommand {
         for index in combined.indices {
             let rows = rounds.compactMap { $0.indices.contains(index) ? $0[index] : nil }
             combined[index]["rounds"] = rows.count
+            // Each list has one entry per round, null where that round has no figure (a failed child),
+            // so that a round's figures stay side by side.
+            func perRound(_ key: String) -> [Any] { rows.map { ($0[key] as? Double).map { $0 as Any } ?? NSNull() } }
             for (key, listKey) in [("seconds_per_epoch", "seconds_per_epoch_rounds"), ("pytorch_seconds_per_epoch", "pytorch_seconds_per_epoch_rounds"),
                                    ("speedup_vs_pytorch", "speedup_vs_pytorch_rounds")] {
-                let values = rows.compactMap { $0[key] as? Double }
-                combined[index][listKey] = values
-                combined[index][key] = median(values)
+                combined[index][listKey] = perRound(key)
+                combined[index][key] = median(rows.compactMap { $0[key] as? Double })
             }
-            combined[index]["mfu_rounds"] = rows.compactMap { $0["mfu"] as? Double }
-            combined[index]["mfu_for_target_rounds"] = rows.compactMap { $0["mfu_for_target"] as? Double }
+            combined[index]["mfu_rounds"] = perRound("mfu")
+            combined[index]["mfu_for_target_rounds"] = perRound("mfu_for_target")
             // The row's own figures from its median epoch and the rounds' highest peak, so that it
             // holds together: MFU = FLOPs / s / peak, the MFU the target needs = MFU × target / speed-up.
             combined[index]["mfu_for_target"] = nil
@@ -459,7 +461,7 @@ struct TrainingBenchCommand: ParsableCommand {
         // With several rounds, each row's figures round by round (the table shows their medians).
         for r in rows where (r["rounds"] as? Int ?? 1) > 1 {
             func list(_ key: String, _ format: String) -> String {
-                ((r[key] as? [Double]) ?? []).map { String(format: format, $0) }.joined(separator: ", ")
+                ((r[key] as? [Any]) ?? []).map { ($0 as? Double).map { String(format: format, $0) } ?? "—" }.joined(separator: ", ")
             }
             print("rounds of \(r["method"] as? String ?? "") \(r["engine"] as? String ?? "") \(r["precision"] as? String ?? "") batch \(r["batch_size"] as? Int ?? 0):"
                   + " s/epoch \(list("seconds_per_epoch_rounds", "%.3f")); PyTorch \(list("pytorch_seconds_per_epoch_rounds", "%.3f"));"

@@ -263,6 +263,32 @@ import TestSupport
         #expect(refused.status != 0 && refused.stderr.contains("--rounds must be at least 1"), "\(refused.stderr)")
     }
 
+    /// A round whose reference fails leaves a gap in the row's lists, not a
+    /// shift: round 3's figures stay round 3's, and the medians use the
+    /// rounds that have them.
+    @Test func benchRoundsKeepTheirPlaceWhenOneFails() throws {
+        let (tmp, data) = try tinyModelAndOneFact()
+        let counter = tmp.file("calls"), reference = tmp.file("reference.sh")
+        try """
+            #!/bin/sh
+            n=$(cat '\(counter.path)' 2>/dev/null || echo 0); n=$((n + 1)); echo $n > '\(counter.path)'
+            case $n in 2) exit 3;; 1) t=1;; *) t=10;; esac
+            echo "{\\"seconds_per_epoch\\": $t.0, \\"peak_rss_process_mib\\": 1}"
+            """.write(to: reference, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: reference.path)
+        let r = try FactSweepBinary.run(["bench", "training", "--model", tmp.url.path, "--data", data.path, "--methods", "lora-r8",
+                                         "--thread-counts", "1", "--batch-sizes", "1", "--engines", "onednn", "--epochs", "2",
+                                         "--rounds", "3", "--python", reference.path, "--json"])
+        #expect(r.status == 1, "a failed round fails the bench: \(r.stderr)")
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]], "\(r.stdout)")
+        let row = try #require(rows.first)
+        let theirs = try #require(row["pytorch_seconds_per_epoch_rounds"] as? [Any]), ratios = try #require(row["speedup_vs_pytorch_rounds"] as? [Any])
+        #expect(theirs.count == 3 && theirs[0] as? Double == 1 && theirs[1] is NSNull && theirs[2] as? Double == 10, "\(theirs)")
+        #expect(ratios.count == 3 && ratios[1] is NSNull && (ratios[2] as? Double).map { $0 > 0 } == true, "\(ratios)")
+        #expect(row["pytorch_seconds_per_epoch"] as? Double == 5.5, "the median of the two rounds that have one: \(row)")
+        #expect((row["pytorch_error"] as? String)?.contains("failed with status 3") == true, "\(row)")
+    }
+
     /// The reference must measure FactSweep's workload: a reference that
     /// trained another number of facts or other parameters gives no speed-up,
     /// and says why; one that hangs is stopped after `--child-timeout`; a
