@@ -215,20 +215,28 @@ import TestSupport
         #expect(r.stderr.contains("facts.jsonl:1: missing field \"answer\""), "the child's message reaches the user: \(r.stderr)")
     }
 
+    /// A stand-in for the PyTorch reference that answers each call by its
+    /// number: `cases` are the arms of a shell `case $n in … esac` that set
+    /// `t`, its seconds per epoch (or exit).
+    func roundByRoundReference(in tmp: TemporaryDirectory, _ cases: String) throws -> URL {
+        let counter = tmp.file("calls"), reference = tmp.file("reference.sh")
+        try """
+            #!/bin/sh
+            n=$(cat '\(counter.path)' 2>/dev/null || echo 0); n=$((n + 1)); echo $n > '\(counter.path)'
+            case $n in \(cases) esac
+            echo "{\\"seconds_per_epoch\\": $t.0, \\"peak_rss_process_mib\\": 1}"
+            """.write(to: reference, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: reference.path)
+        return reference
+    }
+
     /// `--rounds` alternates FactSweep's child and the reference's: the row's
     /// times are the rounds' medians and its speed-up the median of the
     /// rounds' paired ratios (not the ratio of the medians). The reference
     /// here is a script that answers 1, 100, then 10 s an epoch.
     @Test func benchRoundsPairTheirRatios() throws {
         let (tmp, data) = try tinyModelAndOneFact()
-        let counter = tmp.file("calls"), reference = tmp.file("reference.sh")
-        try """
-            #!/bin/sh
-            n=$(cat '\(counter.path)' 2>/dev/null || echo 0); n=$((n + 1)); echo $n > '\(counter.path)'
-            case $n in 1) t=1;; 2) t=100;; *) t=10;; esac
-            echo "{\\"seconds_per_epoch\\": $t.0, \\"peak_rss_process_mib\\": 1}"
-            """.write(to: reference, atomically: true, encoding: .utf8)
-        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: reference.path)
+        let reference = try roundByRoundReference(in: tmp, "1) t=1;; 2) t=100;; *) t=10;;")
         let r = try FactSweepBinary.run(["bench", "training", "--model", tmp.url.path, "--data", data.path, "--methods", "lora-r8",
                                          "--thread-counts", "1", "--batch-sizes", "1", "--engines", "onednn", "--epochs", "2",
                                          "--rounds", "3", "--python", reference.path, "--json"])
@@ -268,14 +276,7 @@ import TestSupport
     /// rounds that have them.
     @Test func benchRoundsKeepTheirPlaceWhenOneFails() throws {
         let (tmp, data) = try tinyModelAndOneFact()
-        let counter = tmp.file("calls"), reference = tmp.file("reference.sh")
-        try """
-            #!/bin/sh
-            n=$(cat '\(counter.path)' 2>/dev/null || echo 0); n=$((n + 1)); echo $n > '\(counter.path)'
-            case $n in 2) exit 3;; 1) t=1;; *) t=10;; esac
-            echo "{\\"seconds_per_epoch\\": $t.0, \\"peak_rss_process_mib\\": 1}"
-            """.write(to: reference, atomically: true, encoding: .utf8)
-        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: reference.path)
+        let reference = try roundByRoundReference(in: tmp, "2) exit 3;; 1) t=1;; *) t=10;;")
         let r = try FactSweepBinary.run(["bench", "training", "--model", tmp.url.path, "--data", data.path, "--methods", "lora-r8",
                                          "--thread-counts", "1", "--batch-sizes", "1", "--engines", "onednn", "--epochs", "2",
                                          "--rounds", "3", "--python", reference.path, "--json"])
