@@ -1,20 +1,34 @@
 // cpu.c: see include/cpu.h.
 #include "cpu.h"
 
-int factsweep_cpu_has_avx512(void) {
 #if defined(__x86_64__)
-    // Asked once: the NF4, bf16 and few-rows kernels ask on every call.
-    // Threads racing here all store the same answer (relaxed atomics: no
-    // ordering is needed, only a well-defined read).
-    static int known = -1;
-    int answer = __atomic_load_n(&known, __ATOMIC_RELAXED);
+/// `probe()` asked once and kept in `*known` (-1 until then): the NF4, bf16
+/// and few-rows kernels ask on every call. Threads racing here all store the
+/// same answer (relaxed atomics: no ordering is needed, only a well-defined read).
+static int asked_once(int *known, int (*probe)(void)) {
+    int answer = __atomic_load_n(known, __ATOMIC_RELAXED);
     if (answer < 0) {
         __builtin_cpu_init();
-        answer = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                 __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-        __atomic_store_n(&known, answer, __ATOMIC_RELAXED);
+        answer = probe();
+        __atomic_store_n(known, answer, __ATOMIC_RELAXED);
     }
     return answer;
+}
+
+static int probe_avx512(void) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl");
+}
+
+static int probe_avx512bf16(void) { return probe_avx512() && __builtin_cpu_supports("avx512bf16"); }
+
+static int probe_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+#endif
+
+int factsweep_cpu_has_avx512(void) {
+#if defined(__x86_64__)
+    static int known = -1;
+    return asked_once(&known, probe_avx512);
 #else
     return 0;
 #endif
@@ -22,15 +36,8 @@ int factsweep_cpu_has_avx512(void) {
 
 int factsweep_cpu_has_avx512bf16(void) {
 #if defined(__x86_64__)
-    // Asked once, as above.
     static int known = -1;
-    int answer = __atomic_load_n(&known, __ATOMIC_RELAXED);
-    if (answer < 0) {
-        __builtin_cpu_init();
-        answer = factsweep_cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
-        __atomic_store_n(&known, answer, __ATOMIC_RELAXED);
-    }
-    return answer;
+    return asked_once(&known, probe_avx512bf16);
 #else
     return 0;
 #endif
@@ -38,15 +45,8 @@ int factsweep_cpu_has_avx512bf16(void) {
 
 int factsweep_cpu_has_avx2(void) {
 #if defined(__x86_64__)
-    // Asked once, as above.
     static int known = -1;
-    int answer = __atomic_load_n(&known, __ATOMIC_RELAXED);
-    if (answer < 0) {
-        __builtin_cpu_init();
-        answer = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        __atomic_store_n(&known, answer, __ATOMIC_RELAXED);
-    }
-    return answer;
+    return asked_once(&known, probe_avx2);
 #else
     return 0;
 #endif

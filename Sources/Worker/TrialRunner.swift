@@ -71,8 +71,7 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
             guard run.settings == config.training else {
                 throw CheckpointError(file: checkpointFile.path, reason: "was made with other training settings than this trial's")
             }
-            // A run already mixed ("onednn,openblas") warns only when this stretch differs from its last.
-            if let was = run.checkpointEngine, was.split(separator: ",").last.map(String.init) != run.engine {
+            if run.resumedOnAnotherEngine, let was = run.checkpointEngine {
                 logger.warning("\(checkpointFile.path): made with products on \(was), resumed on \(run.engine): the epochs from here sum in another order than an uninterrupted run's (last bits)")
             }
         } else {

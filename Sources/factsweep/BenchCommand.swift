@@ -178,11 +178,9 @@ struct TrainingBenchCommand: ParsableCommand {
                 FileHandle.standardError.write(Data("[bench] failed: \(error)\n".utf8))
                 torch = ["error": "\(error)"]
             }
-            for index in engineRows.indices {
-                if torch["error"] == nil, let problem = Self.workloadsDiffer(engineRows[index], torch) {
-                    FileHandle.standardError.write(Data("[bench] \(problem)\n".utf8))
-                    torch = ["error": problem]
-                }
+            if torch["error"] == nil, let problem = engineRows.lazy.compactMap({ Self.workloadsDiffer($0, torch) }).first {
+                FileHandle.standardError.write(Data("[bench] \(problem)\n".utf8))
+                torch = ["error": problem]
             }
             for index in engineRows.indices {
                 engineRows[index]["pytorch_error"] = torch["error"]

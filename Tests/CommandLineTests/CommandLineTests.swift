@@ -230,18 +230,23 @@ import TestSupport
         return reference
     }
 
+    /// Three rounds of LoRA r=8 beside `reference`, and the rows of its JSON.
+    func threeRounds(_ tmp: TemporaryDirectory, _ data: URL, reference: URL) throws -> (ProcessResult, [[String: Any]]) {
+        let r = try FactSweepBinary.run(["bench", "training", "--model", tmp.url.path, "--data", data.path, "--methods", "lora-r8",
+                                         "--thread-counts", "1", "--batch-sizes", "1", "--engines", "onednn", "--epochs", "2",
+                                         "--rounds", "3", "--python", reference.path, "--json"])
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]], "\(r.stderr)\n\(r.stdout)")
+        return (r, rows)
+    }
+
     /// `--rounds` alternates FactSweep's child and the reference's: the row's
     /// times are the rounds' medians and its speed-up the median of the
     /// rounds' paired ratios (not the ratio of the medians). The reference
     /// here is a script that answers 1, 100, then 10 s an epoch.
     @Test func benchRoundsPairTheirRatios() throws {
         let (tmp, data) = try tinyModelAndOneFact()
-        let reference = try roundByRoundReference(in: tmp, "1) t=1;; 2) t=100;; *) t=10;;")
-        let r = try FactSweepBinary.run(["bench", "training", "--model", tmp.url.path, "--data", data.path, "--methods", "lora-r8",
-                                         "--thread-counts", "1", "--batch-sizes", "1", "--engines", "onednn", "--epochs", "2",
-                                         "--rounds", "3", "--python", reference.path, "--json"])
+        let (r, rows) = try threeRounds(tmp, data, reference: try roundByRoundReference(in: tmp, "1) t=1;; 2) t=100;; *) t=10;;"))
         #expect(r.status == 0, "\(r.stderr)")
-        let rows = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]], "\(r.stdout)")
         let row = try #require(rows.first)
         #expect(rows.count == 1 && row["rounds"] as? Int == 3, "\(rows)")
         let ours = try #require(row["seconds_per_epoch_rounds"] as? [Double]), theirs = try #require(row["pytorch_seconds_per_epoch_rounds"] as? [Double])
@@ -276,12 +281,8 @@ import TestSupport
     /// rounds that have them.
     @Test func benchRoundsKeepTheirPlaceWhenOneFails() throws {
         let (tmp, data) = try tinyModelAndOneFact()
-        let reference = try roundByRoundReference(in: tmp, "2) exit 3;; 1) t=1;; *) t=10;;")
-        let r = try FactSweepBinary.run(["bench", "training", "--model", tmp.url.path, "--data", data.path, "--methods", "lora-r8",
-                                         "--thread-counts", "1", "--batch-sizes", "1", "--engines", "onednn", "--epochs", "2",
-                                         "--rounds", "3", "--python", reference.path, "--json"])
+        let (r, rows) = try threeRounds(tmp, data, reference: try roundByRoundReference(in: tmp, "2) exit 3;; 1) t=1;; *) t=10;;"))
         #expect(r.status == 1, "a failed round fails the bench: \(r.stderr)")
-        let rows = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]], "\(r.stdout)")
         let row = try #require(rows.first)
         let theirs = try #require(row["pytorch_seconds_per_epoch_rounds"] as? [Any]), ratios = try #require(row["speedup_vs_pytorch_rounds"] as? [Any])
         #expect(theirs.count == 3 && theirs[0] as? Double == 1 && theirs[1] is NSNull && theirs[2] as? Double == 10, "\(theirs)")

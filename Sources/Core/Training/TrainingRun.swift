@@ -32,7 +32,14 @@ public final class TrainingRun: @unchecked Sendable {
     /// resumed elsewhere), so that a mixed run is never recorded as one engine's.
     public var recordedEngine: String {
         guard let earlier = checkpointEngine else { return engine }
-        return earlier.split(separator: ",").last.map(String.init) == engine ? earlier : earlier + "," + engine
+        return resumedOnAnotherEngine ? earlier + "," + engine : earlier
+    }
+
+    /// Whether this stretch's engine differs from the last one the checkpoint
+    /// names (a mixed run resumed on its last stretch's engine does not).
+    public var resumedOnAnotherEngine: Bool {
+        guard let earlier = checkpointEngine else { return false }
+        return earlier.split(separator: ",").last.map(String.init) != engine
     }
     /// Every epoch's report so far, resumed runs included.
     public private(set) var reports: [EpochReport] = []
