@@ -123,9 +123,11 @@ extension SweepSpec {
                     for (setting, value) in chosen { try setting.apply(value, to: &config) }
                     try config.training.method.validate()
                     // The one refusal the optimizer has: update_in_backward beside clipping (reported once, as
-                    // every report is, however many of the condition's trials share it).
+                    // every report is, however many of the condition's trials share it), at the layer that set it.
                     do { try config.training.optimizer.validate() } catch {
-                        reader.report(condition.settings.path, TrialSetting.updateInBackward.rawValue, condition.name, "\(error)")
+                        let setting = TrialSetting.updateInBackward
+                        let layer = [condition.settings, grid, defaults].first { $0.sets(setting) } ?? condition.settings
+                        reader.report("\(layer.path).\(setting.rawValue)", setting.rawValue, condition.name, "\(error)")
                         continue
                     }
                     if let late = config.evalEpochs?.first(where: { $0 > config.training.epochs }) {
