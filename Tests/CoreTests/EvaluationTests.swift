@@ -74,15 +74,19 @@ import Trial
     /// The evaluation bench's FLOPs: every projection of every layer per
     /// layer row (SmolLM2: q and o 576 × 576, k and v 576 × 192, gate, up
     /// and down 576 × 1536) and the head (49152 × 576) per head row, two
-    /// FLOPs a multiply-add.
+    /// FLOPs a multiply-add. A row the head does not read stops at the last
+    /// layer's attention: no o, gate, up or down there.
     @Test func decodingFlopsCountEveryProduct() {
         let model = LlamaModel(config: AdapterTests.smolLM2)
         let attention: Double = 2 * 576 * 576 + 2 * 576 * 192, mlp: Double = 3 * 576 * 1536
         let layer: Double = 2 * (attention + mlp), head: Double = 2 * 49152 * 576
-        #expect(model.decodingFlops(layerRows: 1, headRows: 0) == 30 * layer)
-        #expect(model.decodingFlops(layerRows: 0, headRows: 1) == head)
-        let both: Double = 497 * 30 * layer + 289 * head
+        let stopped: Double = 2 * (576 * 576 + mlp)
+        #expect(model.decodingFlops(layerRows: 1, headRows: 1) == 30 * layer + head)
+        #expect(model.decodingFlops(layerRows: 1, headRows: 0) == 30 * layer - stopped)
+        let both: Double = 497 * 30 * layer - (497 - 289) * stopped + 289 * head
         #expect(model.decodingFlops(layerRows: 497, headRows: 289) == both)
+        let every = LlamaNetwork.lastLayerRows.withoutIt { model.decodingFlops(layerRows: 497, headRows: 289) }
+        #expect(every == 497 * 30 * layer + 289 * head)
     }
 
     @Test func aProposedStopTokenTakesNoRow() throws {

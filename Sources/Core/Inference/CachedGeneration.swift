@@ -264,18 +264,26 @@ public final class CachedGenerator: @unchecked Sendable {
         let c = network.config, C = c.hiddenSize, V = c.vocabularySize, t = tensors, T = Self.pieceLength
         var predicted = chunks.indices.map { [Int32](repeating: 0, count: max(0, chunks[$0].count - predictFrom[$0])) }
         for offset in stride(from: 0, to: chunks.map(\.count).max() ?? 0, by: T) {
-            let firstRow = extendPiece(chunks.map { Array($0.dropFirst(offset).prefix(T)) }, at: start.map { $0 + offset },
-                                       prefix: offset == 0 ? prefix : [])
-            // (sequence, index in its chunk, packed row) of this piece's rows whose next token is wanted.
+            let pieces = chunks.map { Array($0.dropFirst(offset).prefix(T)) }
+            let prefixRows = offset == 0 ? prefix.count : 0
+            // Each sequence's first packed row: the prefix's, then the pieces' in order (as `extendPiece` packs them).
+            let firstRow = pieces.indices.map { b in prefixRows + pieces[..<b].reduce(0) { $0 + $1.count } }
+            // (sequence, index in its chunk, packed row) of this piece's rows whose next token is wanted:
+            // increasing, as the rows are packed.
             let rows = chunks.indices.flatMap { b -> [(Int, Int, Int)] in
                 let lo = max(offset, predictFrom[b]), hi = min(chunks[b].count, offset + T)
                 return lo < hi ? (lo..<hi).map { (b, $0, firstRow[b] + $0 - offset) } : []
             }
+            // The last layer runs these rows alone past its attention, and leaves them first in `x`.
+            let compacted = extendPiece(pieces, at: start.map { $0 + offset }, prefix: offset == 0 ? prefix : [],
+                                        headRows: rows.map { Int32($0.2) })
             // Final norm and output head over those rows, a block of rows at a time.
             headRows += rows.count
             for blockStart in stride(from: 0, to: rows.count, by: logitRows) {
                 let block = rows[blockStart..<min(rows.count, blockStart + logitRows)]
-                for (i, row) in block.enumerated() { (t.tmp.base + i * C).update(from: t.x.base + row.2 * C, count: C) }
+                for (i, row) in block.enumerated() {
+                    (t.tmp.base + i * C).update(from: t.x.base + (compacted ? blockStart + i : row.2) * C, count: C)
+                }
                 rmsNormForward(t.normOut, rstd: t.rstd, t.tmp, weight: network.finalNorm, n: block.count, c: C, eps: c.rmsNormEps, context: context)
                 network.head.multiply(out: t.logits, inp: t.normOut, n: block.count, context: context, fewRows: decodingFewRowsLimit)
                 let all = UnsafeBufferPointer(start: t.logits.base, count: block.count * V)
@@ -286,14 +294,19 @@ public final class CachedGenerator: @unchecked Sendable {
     }
 
     /// One pass of the layers over `pieces[b]` at positions `start[b]…`, its
-    /// rows packed (sequence b's from the returned `firstRow[b]` on; an empty
-    /// piece has none); leaves the final residual stream in `x`. `prefix`
-    /// takes the first rows, at positions 0…: its keys and values go to every
+    /// rows packed (sequence b's after sequence b − 1's; an empty piece has
+    /// none); leaves the final residual stream in `x`. `prefix` takes the
+    /// first rows, at positions 0…: its keys and values go to every
     /// sequence's cache, and its rows attend over sequence 0's.
-    @discardableResult
-    private func extendPiece(_ pieces: [[Int32]], at start: [Int], prefix: [Int32] = []) -> [Int] {
+    ///
+    /// `headRows` (packed rows, increasing) are those the output head will
+    /// read. When the last layer may run them alone past its attention
+    /// (`LlamaNetwork.compactsLastLayer`), it does, leaving them in `x`'s
+    /// first rows in that order, and returns true; every other row needs only
+    /// its keys and values there.
+    private func extendPiece(_ pieces: [[Int32]], at start: [Int], prefix: [Int32] = [], headRows wanted: [Int32]) -> Bool {
         let c = network.config, B = pieces.count, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth
-        let F = c.intermediateSize, t = tensors, P = prefix.count
+        let t = tensors, P = prefix.count
         var firstRow = [Int](), tokens = prefix, positions = (0..<P).map(Int32.init)
         for (b, piece) in pieces.enumerated() {
             firstRow.append(tokens.count)
@@ -303,16 +316,18 @@ public final class CachedGenerator: @unchecked Sendable {
         let N = tokens.count
         precondition(N <= rowCapacity && zip(start, pieces).allSatisfy { $0 + $1.count <= maxLength && (P == 0 || $0 >= P) },
                      "pieces exceed the generator's capacity")
-        guard N > 0 else { return firstRow }
+        guard N > 0 else { return false }
         passes += 1
         layerRows += N
+        let compact = LlamaNetwork.lastLayerRows.isOn
+            && (wanted.isEmpty || wanted.withUnsafeBufferPointer { LlamaNetwork.compactsLastLayer(rows: $0.count, of: N, $0.baseAddress!) })
         let lengths = pieces.map(\.count)
         let shape = CachedAttentionShape(batch: B, cacheLength: maxLength, heads: c.headCount, kvHeads: c.kvHeadCount,
                                          headDim: c.headDimension)
         var prefixShape = shape
         prefixShape.batch = 1
-        func project(_ p: Projection, out: FloatPointer, inp: FloatPointer) {
-            projectionInference(p, out: out, inp: inp, n: N, scratch: t.scratch, context: context)
+        func project(_ p: Projection, out: FloatPointer, inp: FloatPointer, rows: Int) {
+            projectionInference(p, out: out, inp: inp, n: rows, scratch: t.scratch, context: context)
         }
         tokens.withUnsafeBufferPointer { ids in
             guard let base = ids.baseAddress else { return }
@@ -321,12 +336,14 @@ public final class CachedGenerator: @unchecked Sendable {
         positions.withUnsafeBufferPointer { positionBuffer in
             guard let pos = positionBuffer.baseAddress else { return }
             for (l, w) in network.layers.enumerated() {
+                // Rows past attention: N, or the head's in a compacted last layer (none: its keys and values are all it adds).
+                let n = compact && l + 1 == c.layerCount ? wanted.count : N
                 rmsNormForward(t.normOut, rstd: t.rstd, t.x, weight: w.attnNorm, n: N, c: C, eps: c.rmsNormEps, context: context)
                 // q, k and v read the same input, as gate and up do: one bf16 copy each (as in training).
                 sharingBFloat16Copy(of: t.normOut, rows: N, columns: C) {
-                    project(w.q, out: t.q, inp: t.normOut)
-                    project(w.k, out: t.k, inp: t.normOut)
-                    project(w.v, out: t.v, inp: t.normOut)
+                    project(w.q, out: t.q, inp: t.normOut, rows: N)
+                    project(w.k, out: t.k, inp: t.normOut, rows: N)
+                    project(w.v, out: t.v, inp: t.normOut, rows: N)
                 }
                 ropeForward(t.q, table: rope, positions: pos, rows: N, heads: c.headCount, rowStride: Q, context: context)
                 ropeForward(t.k, table: rope, positions: pos, rows: N, heads: c.kvHeadCount, rowStride: K, context: context)
@@ -343,19 +360,21 @@ public final class CachedGenerator: @unchecked Sendable {
                 }
                 cachedAttentionForward(t.attnOut + P * Q, q: t.q + P * Q, keys: cacheK, values: cacheV, start: start, lengths: lengths,
                                        shape: shape, scores: t.scores, context: context)
-                project(w.o, out: t.tmp, inp: t.attnOut)
-                add(t.x, t.tmp, count: N * C, context: context)
-                rmsNormForward(t.normOut, rstd: t.rstd, t.x, weight: w.mlpNorm, n: N, c: C, eps: c.rmsNormEps, context: context)
-                sharingBFloat16Copy(of: t.normOut, rows: N, columns: C) {
-                    project(w.gate, out: t.gate, inp: t.normOut)
-                    project(w.up, out: t.up, inp: t.normOut)
+                guard n > 0 else { continue }
+                if n < N {
+                    wanted.withUnsafeBufferPointer { rows in
+                        gatherRows(t.attnOut, width: Q, rows.baseAddress!, count: n)
+                        gatherRows(t.x, width: C, rows.baseAddress!, count: n)
+                    }
                 }
-                swigluForward(t.act, gate: t.gate, up: t.up, count: N * F, context: context)
-                project(w.down, out: t.tmp, inp: t.act)
-                add(t.x, t.tmp, count: N * C, context: context)
+                project(w.o, out: t.tmp, inp: t.attnOut, rows: n)
+                add(t.x, t.tmp, count: n * C, context: context)
+                w.mlpForward(out: t.tmp, inp: t.x, normOut: t.normOut, rstd: t.rstd, gate: t.gate, up: t.up, act: t.act,
+                             rows: n, config: c, context: context) { project($0, out: $1, inp: $2, rows: $3) }
+                add(t.x, t.tmp, count: n * C, context: context)
             }
         }
-        return firstRow
+        return compact
     }
 
     private func argmax<C: Collection>(_ values: C, row: Int, width: Int) -> Int32 where C.Element == Float, C.Index == Int {

@@ -36,30 +36,43 @@ extension LlamaNetwork {
         acts.grads.dFinalIn.base.update(repeating: 0, count: m * C)
         rmsNormBackward(dinp: acts.grads.dFinalIn, dweight: finalNormGrad, dout: acts.grads.dFinalOut, inp: acts.head.finalIn, weight: finalNorm,
                         rstd: acts.head.finalRstd, n: m, c: C, scratch: acts.grads.normScratch, context: ctx)
-        acts.grads.dResid.base.update(repeating: 0, count: N * C)
-        for r in 0..<m {
-            let dst = acts.grads.dResid.base + Int(acts.rowIndex[r]) * C, src = acts.grads.dFinalIn.base + r * C
-            for i in 0..<C { dst[i] += src[i] }
+        // A compacted last layer (LastLayerRows.swift) starts from its m rows, in the head's order.
+        let compact = Self.compactsLastLayer(rows: m, of: N, acts.rowIndex)
+        if compact {
+            acts.grads.dResid.base.update(from: acts.grads.dFinalIn.base, count: m * C)
+        } else {
+            acts.grads.dResid.base.update(repeating: 0, count: N * C)
+            for r in 0..<m {
+                let dst = acts.grads.dResid.base + Int(acts.rowIndex[r]) * C, src = acts.grads.dFinalIn.base + r * C
+                for i in 0..<C { dst[i] += src[i] }
+            }
         }
 
         var squares: Double = 0
         for l in stride(from: c.layerCount - 1, through: 0, by: -1) {
             let a = acts.layers[l], w = layers[l]
+            // Rows after attention: N, or the head's m in a compacted last layer.
+            let n = compact && l + 1 == c.layerCount ? m : N
             // MLP block; dResid holds ∂L/∂out and becomes ∂L/∂residMid.
-            projectionBackward(w.down, dinp: acts.grads.dAct, accumulateInput: false, dout: acts.grads.dResid, inp: a.act, n: N,
+            projectionBackward(w.down, dinp: acts.grads.dAct, accumulateInput: false, dout: acts.grads.dResid, inp: a.act, n: n,
                                saved: a.adapters, scratch: scratch, context: ctx)
-            swigluBackward(dgate: acts.grads.dGate, dup: acts.grads.dUp, dout: acts.grads.dAct, gate: a.gate, up: a.up, count: N * F, context: ctx)
-            sharingBFloat16Copy(of: a.mlpNormOut, rows: N, columns: C) {
-                projectionBackward(w.gate, dinp: acts.grads.dNormOut, accumulateInput: false, dout: acts.grads.dGate, inp: a.mlpNormOut, n: N,
+            swigluBackward(dgate: acts.grads.dGate, dup: acts.grads.dUp, dout: acts.grads.dAct, gate: a.gate, up: a.up, count: n * F, context: ctx)
+            sharingBFloat16Copy(of: a.mlpNormOut, rows: n, columns: C) {
+                projectionBackward(w.gate, dinp: acts.grads.dNormOut, accumulateInput: false, dout: acts.grads.dGate, inp: a.mlpNormOut, n: n,
                                    saved: a.adapters, scratch: scratch, context: ctx)
-                projectionBackward(w.up, dinp: acts.grads.dNormOut, accumulateInput: true, dout: acts.grads.dUp, inp: a.mlpNormOut, n: N,
+                projectionBackward(w.up, dinp: acts.grads.dNormOut, accumulateInput: true, dout: acts.grads.dUp, inp: a.mlpNormOut, n: n,
                                    saved: a.adapters, scratch: scratch, context: ctx)
             }
             rmsNormBackward(dinp: acts.grads.dResid, dweight: w.mlpNormGrad, dout: acts.grads.dNormOut, inp: a.residMid, weight: w.mlpNorm,
-                            rstd: a.mlpRstd, n: N, c: C, scratch: acts.grads.normScratch, context: ctx)
+                            rstd: a.mlpRstd, n: n, c: C, scratch: acts.grads.normScratch, context: ctx)
             // Attention block; dResid becomes ∂L/∂residIn.
-            projectionBackward(w.o, dinp: acts.grads.dAttnOut, accumulateInput: false, dout: acts.grads.dResid, inp: a.attnOut, n: N,
+            projectionBackward(w.o, dinp: acts.grads.dAttnOut, accumulateInput: false, dout: acts.grads.dResid, inp: a.attnOut, n: n,
                                saved: a.adapters, scratch: scratch, context: ctx)
+            if n < N {
+                // Back to every row, zero where the head read nothing, for attention's backward and the residual.
+                scatterRows(acts.grads.dAttnOut, width: Q, acts.rowIndex, count: n, rows: N)
+                scatterRows(acts.grads.dResid, width: C, acts.rowIndex, count: n, rows: N)
+            }
             attentionBackward(dq: acts.grads.dq, dk: acts.grads.dk, dv: acts.grads.dv, dout: acts.grads.dAttnOut, probs: a.probs, q: a.q, k: a.k, v: a.v,
                               shape: shape, scratch: acts.grads.attentionScratch,
                               prefixScratch: acts.grads.attentionPrefixScratch, context: ctx)

@@ -9,6 +9,26 @@ enum ForwardMode {
     case inference
 }
 
+extension NetworkLayer {
+    /// The MLP block's branch, without its residual: out (n, C) =
+    /// down(silu(gate(x)) ⊙ up(x)), x = norm(inp) into `normOut` (and `rstd`),
+    /// `gate`, `up` and `act` (n, F) kept. `project` runs one projection over
+    /// its rows (training's saves what backward needs; inference's not).
+    func mlpForward(
+        out: FloatPointer, inp: FloatPointer, normOut: FloatPointer, rstd: FloatPointer, gate: FloatPointer, up: FloatPointer,
+        act: FloatPointer, rows n: Int, config c: LlamaConfiguration, context: ComputeContext,
+        project: (Projection, FloatPointer, FloatPointer, Int) -> Void
+    ) {
+        rmsNormForward(normOut, rstd: rstd, inp, weight: mlpNorm, n: n, c: c.hiddenSize, eps: c.rmsNormEps, context: context)
+        sharingBFloat16Copy(of: normOut, rows: n, columns: c.hiddenSize) {
+            project(self.gate, gate, normOut, n)
+            project(self.up, up, normOut, n)
+        }
+        swigluForward(act, gate: gate, up: up, count: n * c.intermediateSize, context: context)
+        project(down, out, act, n)
+    }
+}
+
 /// Logits are computed only at the rows named by the batch's targets (training)
 /// or by `outputRows` (inference): the output head is a large share of FLOPs.
 extension LlamaNetwork {
@@ -66,7 +86,7 @@ extension LlamaNetwork {
                        context ctx: ComputeContext) {
         let B = batch.batchSize, T = batch.seqLen, N = batch.rowCount
         precondition(B <= acts.maxBatch && T <= acts.maxSeq && m <= acts.maxRows, "batch exceeds activation capacity")
-        let c = config, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth, F = c.intermediateSize
+        let c = config, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth
         let shape = AttentionShape(lengths: batch.lengths, prefix: batch.sharedPrefix, heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDimension)
         let scratch = acts.grads.projectionScratch
 
@@ -74,21 +94,25 @@ extension LlamaNetwork {
             guard let ids = tokens.baseAddress else { return }
             embeddingForward(acts.layers[0].residIn, tokens: ids, table: embed, n: N, c: C)
         }
+        // Past its attention the last layer runs only the head's rows, when they are fewer (LastLayerRows.swift).
+        let compact = Self.compactsLastLayer(rows: m, of: N, acts.rowIndex)
         for (l, w) in layers.enumerated() {
             let a = acts.layers[l]
-            func project(_ p: Projection, out: FloatPointer, inp: FloatPointer) {
+            // Rows after attention: N, or the head's m in a compacted last layer.
+            let n = compact && l + 1 == c.layerCount ? m : N
+            func project(_ p: Projection, out: FloatPointer, inp: FloatPointer, rows: Int) {
                 switch mode {
-                case .training: projectionForward(p, out: out, inp: inp, n: N, saved: a.adapters, scratch: scratch, rng: &rng, context: ctx)
-                case .inference: projectionInference(p, out: out, inp: inp, n: N, scratch: scratch, context: ctx)
+                case .training: projectionForward(p, out: out, inp: inp, n: rows, saved: a.adapters, scratch: scratch, rng: &rng, context: ctx)
+                case .inference: projectionInference(p, out: out, inp: inp, n: rows, scratch: scratch, context: ctx)
                 }
             }
             let out = l + 1 < c.layerCount ? acts.layers[l + 1].residIn : acts.head.residOut
             // Attention block: residMid = residIn + o(attention(rope(q), rope(k), v))
             rmsNormForward(a.attnNormOut, rstd: a.attnRstd, a.residIn, weight: w.attnNorm, n: N, c: C, eps: c.rmsNormEps, context: ctx)
             sharingBFloat16Copy(of: a.attnNormOut, rows: N, columns: C) {
-                project(w.q, out: a.q, inp: a.attnNormOut)
-                project(w.k, out: a.k, inp: a.attnNormOut)
-                project(w.v, out: a.v, inp: a.attnNormOut)
+                project(w.q, out: a.q, inp: a.attnNormOut, rows: N)
+                project(w.k, out: a.k, inp: a.attnNormOut, rows: N)
+                project(w.v, out: a.v, inp: a.attnNormOut, rows: N)
             }
             batch.positions.withUnsafeBufferPointer { positions in
                 guard let pos = positions.baseAddress else { return }
@@ -96,21 +120,22 @@ extension LlamaNetwork {
                 ropeForward(a.k, table: acts.rope, positions: pos, rows: N, heads: c.kvHeadCount, rowStride: K, context: ctx)
             }
             attentionForward(a.attnOut, probs: a.probs, q: a.q, k: a.k, v: a.v, shape: shape, context: ctx)
-            project(w.o, out: a.residMid, inp: a.attnOut)
-            add(a.residMid, a.residIn, count: N * C, context: ctx)
-            // MLP block: out = residMid + down(silu(gate(x)) ⊙ up(x)), x = norm(residMid)
-            rmsNormForward(a.mlpNormOut, rstd: a.mlpRstd, a.residMid, weight: w.mlpNorm, n: N, c: C, eps: c.rmsNormEps, context: ctx)
-            sharingBFloat16Copy(of: a.mlpNormOut, rows: N, columns: C) {
-                project(w.gate, out: a.gate, inp: a.mlpNormOut)
-                project(w.up, out: a.up, inp: a.mlpNormOut)
+            if n < N { gatherRows(a.attnOut, width: Q, acts.rowIndex, count: n) }
+            project(w.o, out: a.residMid, inp: a.attnOut, rows: n)
+            if n < N {
+                addGatheredRows(a.residMid, a.residIn, width: C, acts.rowIndex, count: n)
+            } else {
+                add(a.residMid, a.residIn, count: N * C, context: ctx)
             }
-            swigluForward(a.act, gate: a.gate, up: a.up, count: N * F, context: ctx)
-            project(w.down, out: out, inp: a.act)
-            add(out, a.residMid, count: N * C, context: ctx)
+            // MLP block: out = residMid + down(silu(gate(x)) ⊙ up(x)), x = norm(residMid)
+            w.mlpForward(out: out, inp: a.residMid, normOut: a.mlpNormOut, rstd: a.mlpRstd, gate: a.gate, up: a.up, act: a.act,
+                         rows: n, config: c, context: ctx) { project($0, out: $1, inp: $2, rows: $3) }
+            add(out, a.residMid, count: n * C, context: ctx)
         }
-        // Final norm and output head at the selected rows only.
+        // Final norm and output head at the selected rows only (already gathered in a compacted last layer).
         for r in 0..<m {
-            (acts.head.finalIn.base + r * C).update(from: acts.head.residOut.base + Int(acts.rowIndex[r]) * C, count: C)
+            let row = compact ? r : Int(acts.rowIndex[r])
+            (acts.head.finalIn.base + r * C).update(from: acts.head.residOut.base + row * C, count: C)
         }
         rmsNormForward(acts.head.finalOut, rstd: acts.head.finalRstd, acts.head.finalIn, weight: finalNorm, n: m, c: C, eps: c.rmsNormEps, context: ctx)
         head.multiply(out: acts.head.logits, inp: acts.head.finalOut, n: m, context: ctx)

@@ -193,7 +193,9 @@ extension LlamaModel {
     /// Attention's products have no weights: their backward is twice their
     /// forward whatever trains. Without weight gradients nothing below layer
     /// 0's attention trains, and backward forms no input gradient through its
-    /// q, k and v projections (`LlamaNetwork.backward`). The adapters' own
+    /// q, k and v projections (`LlamaNetwork.backward`). Past its attention
+    /// the last layer runs the labelled rows alone (LastLayerRows.swift).
+    /// The adapters' own
     /// rank-r products are left out (under 1% of a step at rank 8 on two
     /// projections).
     public func trainingFlops(_ batch: TokenBatch, trainsBase: Bool) -> Double {
@@ -205,7 +207,9 @@ extension LlamaModel {
             sum + sequence.element * ((sequence.offset == 0 ? 0 : batch.sharedPrefix) + sequence.element)
         })
         let attention = 4 * Double(c.headCount) * squares * Double(c.headDimension)
-        let weighted = Double(c.layerCount) * 2 * n * linear + 2 * m * Double(c.vocabularySize) * C
+        // A compacted last layer runs o and the MLP over the labelled rows alone (LastLayerRows.swift).
+        let skipped = m > 0 && m < n && LlamaNetwork.lastLayerRows.isOn ? 2 * (n - m) * (C * Double(c.queryWidth) + 3 * C * F) : 0
+        let weighted = Double(c.layerCount) * 2 * n * linear - skipped + 2 * m * Double(c.vocabularySize) * C
         let scores = Double(c.layerCount) * attention
         if trainsBase { return 3 * (weighted + scores) }
         return 2 * weighted + 3 * scores - 2 * n * C * Double(c.queryWidth + 2 * c.kvWidth)
@@ -213,10 +217,13 @@ extension LlamaModel {
 
     /// FLOPs of the matrix products of decoding that ran `layerRows` rows
     /// through the layers and `headRows` through the output head (what
-    /// `CachedGenerator` counts); attention over the cache is left out.
+    /// `CachedGenerator` counts); attention over the cache is left out. The
+    /// rows the head does not read stop at the last layer's attention
+    /// (LastLayerRows.swift): its o projection and MLP run `headRows` rows.
     public func decodingFlops(layerRows: Int, headRows: Int) -> Double {
         let c = config, C = Double(c.hiddenSize), F = Double(c.intermediateSize)
         let linear = C * Double(c.queryWidth) * 2 + C * Double(c.kvWidth) * 2 + 3 * C * F
-        return 2 * Double(layerRows) * Double(c.layerCount) * linear + 2 * Double(headRows) * Double(c.vocabularySize) * C
+        let stopped = LlamaNetwork.lastLayerRows.isOn ? Double(max(0, layerRows - headRows)) * (C * Double(c.queryWidth) + 3 * C * F) : 0
+        return 2 * (Double(layerRows) * Double(c.layerCount) * linear - stopped) + 2 * Double(headRows) * Double(c.vocabularySize) * C
     }
 }
