@@ -156,10 +156,11 @@ static inline size_t vnni_offset(size_t K, size_t kk, size_t nn) {
     return (nn / 64) * (K * 64) + (kk / 32) * 2048 + ((kk % 32) / 2) * 128 + (nn % 64) * 2 + (kk % 2);
 }
 
-/// Row r's values (64 per block) the portable way, each to its place.
-static void vnni_row_portable(const factsweep_nf4 *t, size_t rows, size_t columns, int transposed, size_t r, uint16_t *out) {
+/// Row r's values in blocks q0 … q1 − 1 (64 per block) the portable way, each to its place.
+static void vnni_row_portable(const factsweep_nf4 *t, size_t rows, size_t columns, int transposed, size_t r, size_t q0, size_t q1,
+                              uint16_t *out) {
     size_t blocks = columns / 64;
-    for (size_t q = 0; q < blocks; q++) {
+    for (size_t q = q0; q < q1; q++) {
         size_t b = r * blocks + q;
         float scale = block_scale(t, b);
         uint16_t table[16];
@@ -258,14 +259,14 @@ __attribute__((target("avx512f,avx512bw"))) static void vnni_transposed_avx512(c
     }
 }
 
-/// B = W (the backward): two rows at a time, whose values interleave
-/// word by word into 128 contiguous words per block.
+/// B = W (the backward): two rows at a time, whose values in blocks
+/// q0 … q1 − 1 interleave word by word into 128 contiguous words per block.
 __attribute__((target("avx512f,avx512bw"))) static void vnni_plain_avx512(const factsweep_nf4 *t, size_t rows, size_t columns,
-                                                                         size_t r0, size_t r1, uint16_t *out) {
+                                                                         size_t r0, size_t r1, size_t q0, size_t q1, uint16_t *out) {
     const __m512i low_high = _mm512_loadu_si512(pairs_low), high_high = _mm512_loadu_si512(pairs_high);
     size_t blocks = columns / 64;
     for (size_t r = r0; r < r1; r += 2) {
-        for (size_t q = 0; q < blocks; q++) {
+        for (size_t q = q0; q < q1; q++) {
             __m512i even[2], odd[2];
             block_words(t, r * blocks + q, low_high, high_high, &even[0], &even[1]);
             block_words(t, (r + 1) * blocks + q, low_high, high_high, &odd[0], &odd[1]);
@@ -284,11 +285,27 @@ int factsweep_nf4_dequantize_bf16_vnni(const factsweep_nf4 *t, size_t rows, size
     if (rows % 64 || columns % 64 || r0 % 16 || (r1 % 16 && r1 != rows) || r0 > r1 || r1 > rows) return 0;
 #ifdef FACTSWEEP_X86_PATHS
     if (kernel_isa(path) == ISA_AVX512) {
-        if (transposed) vnni_transposed_avx512(t, columns, r0, r1, out); else vnni_plain_avx512(t, rows, columns, r0, r1, out);
+        if (transposed) vnni_transposed_avx512(t, columns, r0, r1, out); else vnni_plain_avx512(t, rows, columns, r0, r1, 0, columns / 64, out);
         return 1;
     }
 #endif
     (void)path;
-    for (size_t r = r0; r < r1; r++) vnni_row_portable(t, rows, columns, transposed, r, out);
+    for (size_t r = r0; r < r1; r++) vnni_row_portable(t, rows, columns, transposed, r, 0, columns / 64, out);
+    return 1;
+}
+
+int factsweep_nf4_dequantize_bf16_vnni_panels(const factsweep_nf4 *t, size_t rows, size_t columns, int transposed, size_t p0,
+                                              size_t p1, uint16_t *out, int path) {
+    if (rows % 64 || columns % 64 || p0 > p1 || 64 * p1 > (transposed ? rows : columns)) return 0;
+    // B = Wᵀ: a panel is 64 of W's rows, which the rows' path writes.
+    if (transposed) return factsweep_nf4_dequantize_bf16_vnni(t, rows, columns, 1, 64 * p0, 64 * p1, out, path);
+#ifdef FACTSWEEP_X86_PATHS
+    if (kernel_isa(path) == ISA_AVX512) {
+        vnni_plain_avx512(t, rows, columns, 0, rows, p0, p1, out);
+        return 1;
+    }
+#endif
+    (void)path;
+    for (size_t r = 0; r < rows; r++) vnni_row_portable(t, rows, columns, 0, r, p0, p1, out);
     return 1;
 }

@@ -143,6 +143,135 @@ import Trial
         }
     }
 
+    /// Panels dequantised a range at a time land where the whole matrix's
+    /// packed layout puts them, and nothing else is written; panels past B
+    /// are refused, writing nothing.
+    @Test(arguments: [KernelPath.widest, .portable])
+    func panelsLandWhereTheWholeLayoutPutsThem(path: KernelPath) throws {
+        let context = ComputeContext(threads: 1)
+        for (rows, columns) in [(128, 192), (320, 576)] {
+            let t = try Self.tensor(rows: rows, columns: columns, seed: 27, context: context)
+            for transposed in [false, true] {
+                var whole = [UInt16](repeating: 0, count: t.count)
+                let wrote = whole.withUnsafeMutableBufferPointer {
+                    t.dequantizeRowsBFloat16Blocked(transposed: transposed, into: $0.baseAddress!, context: context, path: path)
+                }
+                try #require(wrote)
+                let panelCount = (transposed ? rows : columns) / 64, depth = transposed ? columns : rows
+                for panels in [0..<1, 1..<panelCount, 0..<panelCount, 2..<2] {
+                    var out = [UInt16](repeating: 0xFFFF, count: t.count)
+                    let done = out.withUnsafeMutableBufferPointer {
+                        t.dequantizeBFloat16Panels(transposed: transposed, panels, into: $0.baseAddress!, path: path)
+                    }
+                    let span = 64 * depth * panels.lowerBound..<64 * depth * panels.upperBound
+                    #expect(done && Array(out[span]) == Array(whole[span]), "\(rows)×\(columns) transposed \(transposed) panels \(panels)")
+                    #expect(out[..<span.lowerBound].allSatisfy { $0 == 0xFFFF } && out[span.upperBound...].allSatisfy { $0 == 0xFFFF })
+                }
+                var out = [UInt16](repeating: 0xFFFF, count: t.count)
+                let done = out.withUnsafeMutableBufferPointer {
+                    t.dequantizeBFloat16Panels(transposed: transposed, 0..<(panelCount + 1), into: $0.baseAddress!, path: path)
+                }
+                #expect(!done && out.allSatisfy { $0 == 0xFFFF })
+            }
+        }
+    }
+
+    /// At SmolLM2-like sizes (multiples of 64, under `perThreadMatrixBytes`)
+    /// a bf16 product over an NF4 base runs as one product per thread over
+    /// the output panels it dequantised, where each thread has two panels or
+    /// more, and computes what the one product over the whole packed matrix
+    /// does: forward and backward, accumulating or not; a side with fewer
+    /// panels (k and v's 192 rows forward), and more rows than
+    /// `perThreadBlockedRowLimit`, take the one product.
+    @Test(arguments: [(outDim: 256, inDim: 256, rows: 37), (outDim: 384, inDim: 512, rows: 96), (outDim: 192, inDim: 640, rows: 62),
+                      (outDim: 256, inDim: 256, rows: 97)])
+    func perThreadBlockedProductsEqualTheSharedOnes(shape: (outDim: Int, inDim: Int, rows: Int)) throws {
+        try #require(MatmulEngine.hasBF16Kernels, "needs oneDNN's bf16 kernels (AVX512_BF16), which every machine of this project has")
+        try #require(FrozenMatrix.perThread.byEnvironment && FrozenMatrix.blocked.byEnvironment,
+                     "\(FrozenMatrix.perThread.environmentKey) or \(FrozenMatrix.blocked.environmentKey)=off turns off what this test checks")
+        let context = ComputeContext(threads: 2)
+        let (outDim, inDim, rows) = shape
+        let t = try Self.tensor(rows: outDim, columns: inDim, seed: 28, context: context)
+        let matrix = FrozenMatrix.nf4(t)
+        let x = FewRowsProductTests.random(rows * inDim, seed: 29), dy = FewRowsProductTests.random(rows * outDim, seed: 30)
+        let start = FewRowsProductTests.random(rows * inDim, seed: 31)
+        func products(perThread: Bool, accumulate: Bool) -> (forward: [Float], backward: [Float], perThread: Int) {
+            let buffers = Buffers(matrix, rows: rows, threads: 2, x: x, dy: dy, start: start)
+            let before = ProductScratch.current.perThreadProducts
+            func run() {
+                ProductPrecision.run(.bf16) {
+                    matrix.multiply(out: buffers.out, inp: buffers.inp, n: rows, tiles: buffers.tiles, context: context)
+                    matrix.multiplyTransposed(dinp: buffers.dinp, dout: buffers.dout, n: rows, accumulate: accumulate,
+                                              tiles: buffers.tiles, context: context)
+                }
+            }
+            if perThread { run() } else { FrozenMatrix.perThread.withoutIt(run) }
+            return (Array(UnsafeBufferPointer(start: buffers.out.base, count: rows * outDim)),
+                    Array(UnsafeBufferPointer(start: buffers.dinp.base, count: rows * inDim)),
+                    ProductScratch.current.perThreadProducts - before)
+        }
+        for accumulate in [true, false] {
+            let perThread = products(perThread: true, accumulate: accumulate), shared = products(perThread: false, accumulate: accumulate)
+            // Past `perThreadBlockedRowLimit` rows (batch 8) the one product.
+            let expected = rows > FrozenMatrix.perThreadBlockedRowLimit ? 0 : (outDim >= 256 ? 1 : 0) + (inDim >= 256 ? 1 : 0)
+            #expect(perThread.perThread == expected, "\(shape)")
+            #expect(shared.perThread == 0)
+            #expect(FewRowsProductTests.relativeError(perThread.forward, shared.forward) < 1e-6, "forward, \(shape)")
+            #expect(FewRowsProductTests.relativeError(perThread.backward, shared.backward) < 1e-6, "backward, \(shape), accumulate \(accumulate)")
+            #expect(perThread.forward.allSatisfy { $0.isFinite } && perThread.backward.allSatisfy { $0.isFinite })
+        }
+    }
+
+    /// A thread whose panels fail (here its `fill`) leaves its columns to the
+    /// calling thread, which multiplies them from plain rows
+    /// (`FrozenMatrix.multiplyPanelsPlain`): the columns the other thread
+    /// accumulated are not added twice, and the result is the one product's.
+    @Test func aFailedThreadsPanelsAreMultipliedOnTheCallingThread() throws {
+        try #require(MatmulEngine.hasBF16Kernels, "needs oneDNN's bf16 kernels (AVX512_BF16), which every machine of this project has")
+        let context = ComputeContext(threads: 2)
+        let outDim = 256, inDim = 384, rows = 40
+        let t = try Self.tensor(rows: outDim, columns: inDim, seed: 32, context: context)
+        let matrix = FrozenMatrix.nf4(t)
+        let x = FewRowsProductTests.random(rows * inDim, seed: 33), dy = FewRowsProductTests.random(rows * outDim, seed: 34)
+        let start = FewRowsProductTests.random(rows * inDim, seed: 35)
+        let reference = Buffers(matrix, rows: rows, threads: 2, x: x, dy: dy, start: start)
+        FrozenMatrix.perThread.withoutIt {
+            ProductPrecision.run(.bf16) {
+                matrix.multiply(out: reference.out, inp: reference.inp, n: rows, tiles: reference.tiles, context: context)
+                matrix.multiplyTransposed(dinp: reference.dinp, dout: reference.dout, n: rows, accumulate: true, tiles: reference.tiles,
+                                          context: context)
+            }
+        }
+        for forward in [true, false] {
+            let (n, k) = forward ? (outDim, inDim) : (inDim, outDim)
+            let a = forward ? x : dy
+            var c = forward ? [Float](repeating: .nan, count: rows * n) : start
+            var bits = [UInt16](repeating: 0, count: t.count)
+            var fallbacks: [Range<Int>] = []
+            let ran = ProductPrecision.run(.bf16) {
+                a.withUnsafeBufferPointer { ap in
+                    c.withUnsafeMutableBufferPointer { cp in
+                        bits.withUnsafeMutableBufferPointer { bp in
+                            let (a, c, b) = (ap.baseAddress!, cp.baseAddress!, bp.baseAddress!)
+                            return gemmBFloat16PerThreadIntoPanels(
+                                transB: forward, m: rows, n: n, k: k, a: a, beta: forward ? 0 : 1, c: c, b: b, context: context,
+                                fill: { $0.lowerBound == 0 && t.dequantizeBFloat16Panels(transposed: forward, $0, into: b) },
+                                fallback: {
+                                    fallbacks.append($0)
+                                    FrozenMatrix.multiplyPanelsPlain(t, forward: forward, $0, m: rows, a: a, beta: forward ? 0 : 1, c: c, scratch: b)
+                                })
+                        }
+                    }
+                }
+            }
+            let panelCount = n / 64
+            #expect(ran && fallbacks == [panelCount / 2..<panelCount], "forward \(forward): \(fallbacks)")
+            let expected = forward ? Array(UnsafeBufferPointer(start: reference.out.base, count: rows * n))
+                : Array(UnsafeBufferPointer(start: reference.dinp.base, count: rows * n))
+            #expect(FewRowsProductTests.relativeError(c, expected) < 1e-6, "forward \(forward)")
+        }
+    }
+
     /// At sizes that are multiples of 64 a bf16 training product over an NF4
     /// base multiplies B dequantised into oneDNN's packed layout (where the
     /// CPU's bf16 kernels read that layout: every AVX-512 BF16 machine of
@@ -165,7 +294,8 @@ import Trial
                     matrix.multiplyTransposed(dinp: dinp, dout: dout, n: rows, accumulate: true, tiles: tiles, context: context)
                 }
             }
-            if blocked { run() } else { FrozenMatrix.blocked.withoutIt(run) }
+            // The one product over the whole matrix (a thread's own panels are `perThreadBlockedProductsEqualTheSharedOnes`).
+            FrozenMatrix.perThread.withoutIt { if blocked { run() } else { FrozenMatrix.blocked.withoutIt(run) } }
             return (Array(UnsafeBufferPointer(start: out.base, count: rows * outDim)),
                     Array(UnsafeBufferPointer(start: dinp.base, count: rows * inDim)), ProductScratch.current.blockedProducts - before)
         }

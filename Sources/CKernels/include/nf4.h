@@ -49,4 +49,15 @@ void factsweep_nf4_dequantize_bf16_floats(const factsweep_nf4 *t, size_t lo, siz
 int factsweep_nf4_dequantize_bf16_vnni(const factsweep_nf4 *t, size_t rows, size_t columns, int transposed, size_t r0,
                                        size_t r1, uint16_t *out, int path);
 
+/// The layout's column panels p0 … p1 − 1 of B (64 columns each, the
+/// layout's outermost blocks: panel p at p · K · 64) in the same layout and
+/// place as `factsweep_nf4_dequantize_bf16_vnni`: with `transposed` (B = Wᵀ)
+/// W's rows 64·p0 … 64·p1 − 1, else (B = W) W's columns 64·p0 … 64·p1 − 1
+/// over all its rows. Panels p0 … p1 − 1 are themselves that layout for the
+/// K × 64·(p1 − p0) matrix they hold, so one thread can dequantise its own
+/// panels and multiply by them alone. Returns 0, writing nothing, when the
+/// sizes or the panels do not fit.
+int factsweep_nf4_dequantize_bf16_vnni_panels(const factsweep_nf4 *t, size_t rows, size_t columns, int transposed, size_t p0,
+                                              size_t p1, uint16_t *out, int path);
+
 #endif

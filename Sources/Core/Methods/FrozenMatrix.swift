@@ -12,9 +12,10 @@ public enum FrozenMatrix: Sendable {
     /// `LlamaModel.packsFrozenBases`).
     case dense(FloatPointer, outDim: Int, inDim: Int, packed: PackedWeight? = nil)
     /// NF4 (QLoRA), dequantised into scratch for each product: whole, in the
-    /// product's precision, for training's many rows (in f32 on several
-    /// threads, each thread its own rows: `multiplyPerThread`); `tileRows`
-    /// rows per thread for decoding's few.
+    /// product's precision, for training's many rows (at SmolLM2's sizes on
+    /// several threads, each thread its own part: `multiplyPerThread` in f32,
+    /// `multiplyPerThreadBlocked` in bf16); `tileRows` rows per thread for
+    /// decoding's few.
     case nf4(NF4Tensor)
     /// Row-major bf16 (out, in): the frozen base of an adapter method in bf16
     /// precision, converted once, or the rounding of a weight full fine-tuning
@@ -190,6 +191,68 @@ public enum FrozenMatrix: Sendable {
         return true
     }
 
+    /// Where a bf16 product over an NF4 base runs as one product per thread
+    /// (`multiplyPerThreadBlocked`): batch 1's rows (58–70 at SmolLM2).
+    /// Alternated runs of QLoRA in bf16 (docs/benchmarks.md, "Issue 13,
+    /// thirtieth stop"): at batch 1 about 1% slower in most processes and
+    /// 17–20% faster in those where the shared product ran slow; at batch 8
+    /// (253 rows) 7–19% slower in every pair.
+    static let perThreadBlockedRowLimit = 96
+
+    /// A bf16 product over an NF4 base (forward X · Wᵀ, or backward dY · W)
+    /// of up to `perThreadBlockedRowLimit` rows, as one product per thread over
+    /// the output columns it dequantised (`gemmBFloat16PerThreadIntoPanels`):
+    /// forward, thread t's rows of W; backward, its columns of W over all
+    /// rows. Each output column is still one whole sum, so the values are
+    /// `multiplyBlocked`'s to within the kernels' blocking of the sum.
+    ///
+    /// Why: as in f32 (`multiplyPerThread`), where the whole matrix
+    /// dequantised on both threads and multiplied by both ran several times
+    /// slower in some processes (QLoRA's bf16 batch-1 epochs took 0.64 s in
+    /// most processes and 1.16 s in some, docs/benchmarks.md, "Issue 13,
+    /// twenty-ninth stop"), the bf16 values a thread writes are read by the
+    /// core that wrote them, with no barrier between. False when this path
+    /// does not apply (f32, no bf16 kernels, one thread, more rows than
+    /// `perThreadBlockedRowLimit`, a matrix over `perThreadMatrixBytes` as Floats,
+    /// sizes not multiples of 64, fewer than two panels of output a thread);
+    /// the caller takes `multiplyBlocked`.
+    private static func multiplyPerThreadBlocked(
+        _ t: NF4Tensor, forward: Bool, m: Int, a: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>,
+        scratch: FloatPointer, context: ComputeContext
+    ) -> Bool {
+        guard ProductPrecision.current == .bf16, ProductPrecision.usesBF16Kernels, perThread.isOn, blocked.isOn, m > 0,
+              m <= perThreadBlockedRowLimit, 4 * t.count <= perThreadMatrixBytes, t.fitsBlockedLayout else { return false }
+        let (n, k) = forward ? (t.rows, t.columns) : (t.columns, t.rows)
+        // An even count of UInt16 fills whole Floats, as rebinding asks.
+        return scratch.base.withMemoryRebound(to: UInt16.self, capacity: 2 * ((t.count + 1) / 2)) { bits in
+            gemmBFloat16PerThreadIntoPanels(
+                transB: forward, m: m, n: n, k: k, a: a, beta: beta, c: c, b: bits, context: context,
+                fill: { t.dequantizeBFloat16Panels(transposed: forward, $0, into: bits) },
+                fallback: { multiplyPanelsPlain(t, forward: forward, $0, m: m, a: a, beta: beta, c: c, scratch: bits) })
+        }
+    }
+
+    /// Output columns 64·panels of `multiplyPerThreadBlocked`'s product from
+    /// plain bf16 rows of W in `scratch`, on the calling thread: for a panel
+    /// whose own product failed, after the others' went into C.
+    static func multiplyPanelsPlain(
+        _ t: NF4Tensor, forward: Bool, _ panels: Range<Int>, m: Int, a: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>,
+        scratch bits: UnsafeMutablePointer<UInt16>
+    ) {
+        let (n, k) = forward ? (t.rows, t.columns) : (t.columns, t.rows)
+        let columns = 64 * panels.lowerBound..<64 * panels.upperBound
+        if forward {
+            // W's rows are C's columns.
+            t.dequantizeRowsBFloat16(columns, into: bits, context: ComputeContext(threads: 1))
+            gemmBFloat16(transA: false, transB: true, m: m, n: columns.count, k: k, a: .f32(a), lda: k, b: .bf16(UnsafePointer(bits)), ldb: k,
+                         beta: beta, c: c + columns.lowerBound, ldc: n)
+        } else {
+            t.dequantizeRowsBFloat16(0..<t.rows, into: bits, context: ComputeContext(threads: 1))
+            gemmBFloat16(transA: false, transB: false, m: m, n: columns.count, k: k, a: .f32(a), lda: k,
+                         b: .bf16(UnsafePointer(bits + columns.lowerBound)), ldb: n, beta: beta, c: c + columns.lowerBound, ldc: n)
+        }
+    }
+
     /// out (N, outDim) = inp (N, inDim) · Wᵀ.
     /// `tiles` (`tileFloats` of them) is needed by NF4 matrices only; up to
     /// `fewRows` rows each thread multiplies its own block of W's rows.
@@ -216,7 +279,8 @@ public enum FrozenMatrix: Sendable {
             }
         case let .nf4(t):
             guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
-            if FrozenMatrix.multiplyBlocked(t, forward: true, m: n, a: inp.base, beta: 0, c: out.base, scratch: tiles, context: context)
+            if FrozenMatrix.multiplyPerThreadBlocked(t, forward: true, m: n, a: inp.base, beta: 0, c: out.base, scratch: tiles, context: context)
+                || FrozenMatrix.multiplyBlocked(t, forward: true, m: n, a: inp.base, beta: 0, c: out.base, scratch: tiles, context: context)
                 || FrozenMatrix.multiplyPerThread(t, forward: true, m: n, a: inp.base, beta: 0, c: out.base, scratch: tiles, context: context) {
                 return
             }
@@ -237,8 +301,10 @@ public enum FrozenMatrix: Sendable {
             w.product(transB: false, m: n, a: dout.base, beta: accumulate ? 1 : 0, c: dinp.base, context: context)
         case let .nf4(t):
             guard let tiles else { preconditionFailure("NF4 products need tile scratch") }
-            if FrozenMatrix.multiplyBlocked(t, forward: false, m: n, a: dout.base, beta: accumulate ? 1 : 0, c: dinp.base,
-                                            scratch: tiles, context: context)
+            if FrozenMatrix.multiplyPerThreadBlocked(t, forward: false, m: n, a: dout.base, beta: accumulate ? 1 : 0, c: dinp.base,
+                                                     scratch: tiles, context: context)
+                || FrozenMatrix.multiplyBlocked(t, forward: false, m: n, a: dout.base, beta: accumulate ? 1 : 0, c: dinp.base,
+                                                scratch: tiles, context: context)
                 || FrozenMatrix.multiplyPerThread(t, forward: false, m: n, a: dout.base, beta: accumulate ? 1 : 0, c: dinp.base,
                                                   scratch: tiles, context: context) {
                 return

@@ -147,6 +147,77 @@ func gemmBFloat16IntoBlockedB(
     return ran
 }
 
+/// C[m,n] = A·op(B) + beta·C in bf16 as one product per thread, each over
+/// its own column panels of B (64 columns each: the outermost blocks of the
+/// layout oneDNN's bf16 kernels read a packed B in), which `fill(panels)`
+/// writes into `b` on that thread just before its product reads them. So
+/// the bf16 values a thread dequantised are read by the core that wrote
+/// them, and no barrier stands between writing and reading. A is Float32
+/// (m × k, packed rows), rounded once on the calling thread. Thread t's
+/// product is C's columns 64·panels, each a whole sum over k as in one
+/// product, written into dense scratch of its own and then added into C
+/// (`c = acc + beta·c`, as oneDNN's sum does): oneDNN 2.6's brgemm kernels
+/// take no C with a row stride wider than its columns, and choose a plain
+/// B (`gemm:jit`) or the reference code for one. Returns false, having run
+/// nothing, when the path is shut (no oneDNN bf16 kernels, reuse off, fewer
+/// than two panels a thread, another layout than `fill` writes). A panel
+/// whose product fails is run again by `fallback(panels)` on the calling
+/// thread.
+func gemmBFloat16PerThreadIntoPanels(
+    transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>,
+    b: UnsafeMutablePointer<UInt16>, context: ComputeContext, fill: (Range<Int>) -> Bool, fallback: (Range<Int>) -> Void
+) -> Bool {
+    let threads = context.threads, panelCount = n / 64
+    guard m > 0, n > 0, k > 0, n % 64 == 0, threads > 1, panelCount >= 2 * threads, MatmulEngine.currentBF16 == .oneDNN,
+          OneDNNMatmul.supportsBF16, ProductPrecision.allowsBF16Kernels, OneDNNMatmul.reuse else { return false }
+    let panels = (0..<threads).map { panelCount * $0 / threads..<panelCount * ($0 + 1) / threads }
+    // One-thread primitives over a chunk's columns, into dense scratch, each reading its panels as they are laid.
+    let keys = panels.map { p in
+        OneDNNMatmul.Key(transA: false, transB: transB, m: m, n: 64 * p.count, k: k, lda: k, ldb: transB ? k : 64 * p.count,
+                         ldc: 64 * p.count, alpha: 1, beta: 0, bf16: true, threads: 1)
+    }
+    guard keys.allSatisfy(OneDNNMatmul.readsBlockedBFloat16) else { return false }
+    let (aBits, _) = bf16(.f32(a), rows: m, columns: k, ld: k, slot: 0, ProductScratch.current, threads: threads)
+    let failed = UncheckedSendable(UnsafeMutablePointer<Bool>.allocate(capacity: threads))
+    failed.value.initialize(repeating: false, count: threads)
+    defer { failed.value.deallocate() }
+    let shared = UncheckedSendable((a: UnsafeMutableRawPointer(mutating: aBits), b: b, c: c))
+    context.withSingleThreadedBLAS {
+        context.parallelChunks(threads) { chunk, _ in
+            let p = panels[chunk], key = keys[chunk], width = key.n, first = 64 * p.lowerBound
+            let out = ProductScratch.current.buffer(2, bytes: 4 * m * width).bindMemory(to: Float.self, capacity: m * width)
+            guard fill(p) else {
+                failed.value[chunk] = true
+                return
+            }
+            func product() -> Bool { OneDNNMatmul.runPrepacked(key, a: shared.value.a, b: shared.value.b + first * k, c: out) }
+            // One thread's product stands for all of the region's, as they run side by side (the dequantisation untimed).
+            var ran = false
+            if chunk == 0 {
+                ProductProfile.timed(ProductProfile.Shape(transA: false, transB: transB, m: m, n: width, k: k, bf16: true, bStoredBF16: true,
+                                                          bPacked: true, onOneThread: true, bInScratch: true)) { ran = product() }
+            } else {
+                ran = product()
+            }
+            guard ran else {
+                failed.value[chunk] = true
+                return
+            }
+            for r in 0..<m {
+                let row = shared.value.c + r * n + first, sums = out + r * width
+                if beta == 0 {
+                    row.update(from: sums, count: width)
+                } else {
+                    for j in 0..<width { row[j] = sums[j] + beta * row[j] }
+                }
+            }
+        }
+    }
+    for chunk in 0..<threads where failed.value[chunk] { fallback(panels[chunk]) }
+    ProductScratch.current.perThreadProducts += 1
+    return true
+}
+
 /// C[m,n] = A·op(B) + beta·C in bf16 over the current packed copy in
 /// `packed` for this product's layout, B's plain values not read: true when
 /// such a copy exists and the product ran; false, having run nothing, when

@@ -23,7 +23,8 @@ public enum ProductProfile {
         /// for a CPU without bf16 kernels: `ProductOperand.bf16Floats`).
         public var bHeldInFloats = false
         /// One thread's share of a product that each thread runs on its own
-        /// rows (`gemmOnOneThread`: QLoRA's f32 products at SmolLM2), on one
+        /// rows or panels (`gemmOnOneThread`, `gemmBFloat16PerThreadIntoPanels`:
+        /// QLoRA's products at SmolLM2), on one
         /// thread; its rate alone is measured on one thread too, with
         /// contiguous operands (training's share writes or reads a slice of
         /// a wider matrix).
@@ -151,9 +152,13 @@ public enum ProductProfile {
             for copy in 0..<copies {
                 let pack = packed.isEmpty ? nil : packed[copy]
                 if shape.bf16 {
-                    gemmBFloat16(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
-                                 a: .f32(a), lda: lda, b: bits.isEmpty ? bOperand : .bf16(bits[min(copy, bits.count - 1)].base), ldb: ldb,
-                                 beta: 0, c: c, ldc: shape.n, packed: pack)
+                    func product() {
+                        gemmBFloat16(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
+                                     a: .f32(a), lda: lda, b: bits.isEmpty ? bOperand : .bf16(bits[min(copy, bits.count - 1)].base),
+                                     ldb: ldb, beta: 0, c: c, ldc: shape.n, packed: pack)
+                    }
+                    // A one-thread share (QLoRA's bf16 products at SmolLM2) alone on one thread.
+                    if shape.onOneThread { BLASThreads.singleThreaded(product) } else { product() }
                 } else if shape.onOneThread {
                     BLASThreads.singleThreaded {
                         gemmOnOneThread(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,

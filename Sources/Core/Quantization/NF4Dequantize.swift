@@ -73,6 +73,24 @@ extension NF4Tensor {
         return true
     }
 
+    /// Writes B's column panels `panels` (64 columns each) in the layout and
+    /// place `dequantizeRowsBFloat16Blocked` gives them, on the calling
+    /// thread: `transposed` (B = Wᵀ), W's rows 64·panels; else (B = W), W's
+    /// columns 64·panels over all rows. The panels are themselves the layout
+    /// of the K × 64·panels.count matrix they hold, so a thread can multiply
+    /// by them alone (`FrozenMatrix.multiplyPerThreadBlocked`). False,
+    /// writing nothing, unless rows and columns are multiples of 64 and the
+    /// panels lie within B.
+    func dequantizeBFloat16Panels(
+        transposed: Bool, _ panels: Range<Int>, into destination: UnsafeMutablePointer<UInt16>, path: KernelPath = .widest
+    ) -> Bool {
+        guard fitsBlockedLayout, panels.lowerBound >= 0 else { return false }
+        return withKernelView { view in
+            factsweep_nf4_dequantize_bf16_vnni_panels(view, rows, columns, transposed ? 1 : 0, panels.lowerBound, panels.upperBound,
+                                                      destination, path.code) != 0
+        }
+    }
+
     /// Runs `body(elements, offset)` over rows `rows`' elements in chunks of
     /// 64 blocks split across `context`'s threads, so that both threads get
     /// work at every shape; `offset` is the chunk's from the first element.
