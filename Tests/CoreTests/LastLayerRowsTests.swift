@@ -57,7 +57,7 @@ import Trial
         try #require(b.labelledCount > 0 && b.labelledCount < b.rowCount)
         var method = MethodSettings(kind: kind, rank: 4, alpha: 8)
         if kind == .lora || kind == .qlora { method.targets = ProjectionKind.allCases }
-        func run() throws -> (loss: Float, gradients: [Float], compacted: Bool) {
+        func run(backwardWithEveryRow: Bool = false) throws -> (loss: Float, gradients: [Float], compacted: Bool) {
             let ft = try FineTuning(base: model, method: method, optimizer: AdamWSettings(maxGradNorm: nil),
                                     maxBatch: b.batchSize, maxSeq: b.seqLen, seed: 3, precision: precision, context: ctx)
             if kind != .full {  // LoRA's B starts at zero, IA³'s scales at one: move them so that every gradient is non-zero.
@@ -66,12 +66,19 @@ import Trial
                 ft.network.invalidateTrainedRoundings()
             }
             let loss = ft.network.forward(b, ft.activations, context: ctx)
-            ft.network.backward(b, ft.activations, context: ctx)
-            let compacted = LlamaNetwork.compactsLastLayer(rows: b.labelledCount, of: b.rowCount, ft.activations.rowIndex)
+            let compacted = ft.activations.compactedLastLayer
+            // Backward follows the forward's choice, whatever the switch says when it runs.
+            if backwardWithEveryRow {
+                LlamaNetwork.lastLayerRows.withoutIt { _ = ft.network.backward(b, ft.activations, context: ctx) }
+            } else {
+                ft.network.backward(b, ft.activations, context: ctx)
+            }
             return (loss, Array(UnsafeBufferPointer(start: ft.gradients.base, count: ft.gradients.capacity)), compacted)
         }
-        let compact = try run(), every = try LlamaNetwork.lastLayerRows.withoutIt(run)
-        #expect(compact.compacted && !every.compacted)
+        let compact = try run(), every = try LlamaNetwork.lastLayerRows.withoutIt { try run() }
+        let switched = try run(backwardWithEveryRow: true)
+        #expect(compact.compacted && !every.compacted && switched.compacted)
+        #expect(switched.gradients == compact.gradients, "backward took the switch's say over the forward's")
         #expect(abs(compact.loss - every.loss) <= 1e-6 * abs(every.loss), "loss \(compact.loss) compacted, \(every.loss) every row")
         let scale = every.gradients.map(abs).max() ?? 0
         let worst = zip(compact.gradients, every.gradients).map { abs($0 - $1) }.max() ?? 0
@@ -105,28 +112,40 @@ import Trial
     /// Decoding stops the rows the head does not read at the last layer's
     /// attention (a long prompt's first piece: all of them): the same tokens
     /// as with every row through it, for prompts sharing a prefix, one longer
-    /// than a piece, and proposals right and wrong.
+    /// than a piece, and proposals right and wrong; right ones put ~100 rows
+    /// through the head in one pass, more than one block of logits.
     @Test func decodingGivesTheSameTokens() throws {
         try #require(LlamaNetwork.lastLayerRows.byEnvironment, "\(LlamaNetwork.lastLayerRows.environmentKey)=off turns off what this test checks")
         let (dir, lm, network) = try EvaluationTests.tinyNetwork()
         defer { withExtendedLifetime((dir, lm)) {} }
         let ctx = ComputeContext(threads: 2)
         let common = (0..<45).map { Int32(100 + 37 * $0 % 900) }
-        let prompts: [[Int32]] = [common + [7], common + [8, 9, 10], [5] + common + common, [6, 7]]
-        #expect(prompts[2].count > CachedGenerator.pieceLength)
-        let generator = CachedGenerator(network: network, maxBatch: prompts.count, maxLength: 100, context: ctx)
-        let on = generator.generate(prompts: prompts, maxNewTokens: 8, stopTokens: [])
-        let off = LlamaNetwork.lastLayerRows.withoutIt { generator.generate(prompts: prompts, maxNewTokens: 8, stopTokens: []) }
-        #expect(on == off)
-        // Half of each answer proposed right, then a wrong token: verified rows and refused ones.
-        let recent = on.map { Array($0.prefix(4)) + [Int32(1)] }
-        let proposedOn = generator.generate(prompts: prompts, maxNewTokens: 8, stopTokens: [], recent: recent)
-        let proposedOff = LlamaNetwork.lastLayerRows.withoutIt {
-            generator.generate(prompts: prompts, maxNewTokens: 8, stopTokens: [], recent: recent)
-        }
-        #expect(proposedOn == on && proposedOff == on)
-        for (b, prompt) in prompts.enumerated() {
-            #expect(on[b] == LlamaNetwork.lastLayerRows.withoutIt { network.generateGreedy(prompt: prompt, maxTokens: 8, context: ctx) }, "prompt \(b)")
+        let long: [[Int32]] = [common + [7], common + [8, 9, 10], [5] + common + common, [6, 7]]
+        let short: [[Int32]] = [[3, 4], [5, 6, 7], [8], [9, 10]]
+        #expect(long[2].count > CachedGenerator.pieceLength)
+        let tokens = 24
+        for prompts in [long, short] {
+            let generator = CachedGenerator(network: network, maxBatch: prompts.count, maxLength: 130, context: ctx)
+            let on = generator.generate(prompts: prompts, maxNewTokens: tokens, stopTokens: [])
+            let off = LlamaNetwork.lastLayerRows.withoutIt { generator.generate(prompts: prompts, maxNewTokens: tokens, stopTokens: []) }
+            #expect(on == off)
+            // Half of each answer proposed right, then a wrong token: verified rows and refused ones; then every answer right.
+            for recent in [on.map { Array($0.prefix(tokens / 2)) + [Int32(1)] }, on] {
+                let proposedOn = generator.generate(prompts: prompts, maxNewTokens: tokens, stopTokens: [], recent: recent)
+                let proposedOff = LlamaNetwork.lastLayerRows.withoutIt {
+                    generator.generate(prompts: prompts, maxNewTokens: tokens, stopTokens: [], recent: recent)
+                }
+                #expect(proposedOn == on && proposedOff == on)
+            }
+            if prompts == short {
+                // The right answers in one pass: ~100 rows through the head, more than one block of logits.
+                _ = generator.generate(prompts: prompts, maxNewTokens: tokens, stopTokens: [], recent: on)
+                #expect(generator.passes == 1 && generator.headRows > 64, "\(generator.passes) passes, \(generator.headRows) head rows")
+            }
+            for (b, prompt) in prompts.enumerated() {
+                let greedy = LlamaNetwork.lastLayerRows.withoutIt { network.generateGreedy(prompt: prompt, maxTokens: tokens, context: ctx) }
+                #expect(on[b] == greedy, "prompt \(b)")
+            }
         }
     }
 

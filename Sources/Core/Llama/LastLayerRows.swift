@@ -10,11 +10,17 @@
 /// ~2% of a step's products at SmolLM2's 30 layers.
 ///
 /// The forward gathers the labelled rows of the attention output to the
-/// front of its buffer and runs everything after attention over those m rows;
-/// the last layer's `residMid`, `mlpNormOut`, `gate`, `up`, `act` and the
-/// head's `residOut` then hold m rows, in the order of `rowIndex`. Backward
+/// front of its buffer (in place) and runs everything after attention over
+/// those m rows; the last layer's `attnOut`, `residMid`, `mlpNormOut`,
+/// `mlpRstd`, `gate`, `up`, `act`, the adapter activations of o, gate, up
+/// and down, and the head's `residOut` then hold m rows, in the order of
+/// `rowIndex`, and `LlamaActivations.compactedLastLayer` says so. Backward
 /// runs the MLP and o over the same m rows and spreads ∂L/∂attnOut and
 /// ∂L/∂residMid back to all N rows (zero elsewhere) before attention's backward.
+///
+/// LoRA dropout on o, gate, up or down draws its masks for the m rows only:
+/// with dropout, a run draws other masks than with every row (and than
+/// before this path), as valid, not the same.
 extension LlamaNetwork {
     /// `FACTSWEEP_LAST_LAYER_ROWS=off` runs every row through the last layer,
     /// as before (benchmarks' before/after); tests turn it off per thread.

@@ -34,7 +34,7 @@ public final class LlamaActivations: @unchecked Sendable {
 
     /// After the last layer: the final norm and output head at labelled rows.
     struct Head {
-        let residOut: FloatPointer  // (N, C): the last layer's output
+        let residOut: FloatPointer  // (N, C): the last layer's output; (M, C), the head's rows in order, when compacted
         let finalIn: FloatPointer  // (M, C): residOut at labelled rows
         let finalRstd: FloatPointer  // (M)
         let finalOut: FloatPointer  // (M, C)
@@ -44,6 +44,10 @@ public final class LlamaActivations: @unchecked Sendable {
     let head: Head
     let rowIndex: UnsafeMutablePointer<Int32>  // (M) token row of each labelled row
     let rowTarget: UnsafeMutablePointer<Int32>  // (M) its target
+    /// Whether the last forward ran its last layer past attention over the
+    /// labelled rows alone (LastLayerRows.swift): backward follows the
+    /// forward's choice, whatever the switch says when it runs.
+    var compactedLastLayer = false
 
     /// Activation gradients: one layer's worth, reused from the last layer
     /// down, and the scratch of backward's ops.

@@ -36,8 +36,8 @@ extension LlamaNetwork {
         acts.grads.dFinalIn.base.update(repeating: 0, count: m * C)
         rmsNormBackward(dinp: acts.grads.dFinalIn, dweight: finalNormGrad, dout: acts.grads.dFinalOut, inp: acts.head.finalIn, weight: finalNorm,
                         rstd: acts.head.finalRstd, n: m, c: C, scratch: acts.grads.normScratch, context: ctx)
-        // A compacted last layer (LastLayerRows.swift) starts from its m rows, in the head's order.
-        let compact = Self.compactsLastLayer(rows: m, of: N, acts.rowIndex)
+        // A compacted last layer (LastLayerRows.swift) starts from its m rows, in the head's order: as forward ran it.
+        let compact = acts.compactedLastLayer
         if compact {
             acts.grads.dResid.base.update(from: acts.grads.dFinalIn.base, count: m * C)
         } else {

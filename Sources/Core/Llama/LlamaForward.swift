@@ -96,6 +96,7 @@ extension LlamaNetwork {
         }
         // Past its attention the last layer runs only the head's rows, when they are fewer (LastLayerRows.swift).
         let compact = Self.compactsLastLayer(rows: m, of: N, acts.rowIndex)
+        acts.compactedLastLayer = compact
         for (l, w) in layers.enumerated() {
             let a = acts.layers[l]
             // Rows after attention: N, or the head's m in a compacted last layer.

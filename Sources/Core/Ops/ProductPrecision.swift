@@ -101,8 +101,9 @@ final class ProductScratch {
     /// Products run on this thread over a B its caller wrote in oneDNN's
     /// packed layout (`gemmBFloat16IntoBlockedB`; tests count them).
     var blockedProducts = 0
-    /// f32 products over an NF4 base this thread ran as one product per
-    /// thread (`FrozenMatrix.multiplyPerThread`); tests count them.
+    /// Products over an NF4 base this thread ran as one product per thread
+    /// (`FrozenMatrix.multiplyPerThread` in f32, `multiplyPerThreadBlocked`
+    /// in bf16); tests count them.
     var perThreadProducts = 0
     /// Set by `withoutSharedBFloat16Copies`: scopes opened on this thread share nothing.
     var sharingDisabled = false
