@@ -265,9 +265,7 @@ public final class CachedGenerator: @unchecked Sendable {
         var predicted = chunks.indices.map { [Int32](repeating: 0, count: max(0, chunks[$0].count - predictFrom[$0])) }
         for offset in stride(from: 0, to: chunks.map(\.count).max() ?? 0, by: T) {
             let pieces = chunks.map { Array($0.dropFirst(offset).prefix(T)) }
-            let prefixRows = offset == 0 ? prefix.count : 0
-            // Each sequence's first packed row: the prefix's, then the pieces' in order (as `extendPiece` packs them).
-            let firstRow = pieces.indices.map { b in prefixRows + pieces[..<b].reduce(0) { $0 + $1.count } }
+            let firstRow = Self.firstRows(pieces, after: offset == 0 ? prefix.count : 0)
             // (sequence, index in its chunk, packed row) of this piece's rows whose next token is wanted:
             // increasing, as the rows are packed.
             let rows = chunks.indices.flatMap { b -> [(Int, Int, Int)] in
@@ -293,6 +291,16 @@ public final class CachedGenerator: @unchecked Sendable {
         return predicted
     }
 
+    /// Where each piece's rows start in a pass: after the prefix's `prefixRows`,
+    /// each sequence's after the one before (an empty piece has none).
+    static func firstRows(_ pieces: [[Int32]], after prefixRows: Int) -> [Int] {
+        var next = prefixRows
+        return pieces.map { piece in
+            defer { next += piece.count }
+            return next
+        }
+    }
+
     /// One pass of the layers over `pieces[b]` at positions `start[b]…`, its
     /// rows packed (sequence b's after sequence b − 1's; an empty piece has
     /// none); leaves the final residual stream in `x`. `prefix` takes the
@@ -307,9 +315,9 @@ public final class CachedGenerator: @unchecked Sendable {
     private func extendPiece(_ pieces: [[Int32]], at start: [Int], prefix: [Int32] = [], headRows wanted: [Int32]) -> Bool {
         let c = network.config, B = pieces.count, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth
         let t = tensors, P = prefix.count
-        var firstRow = [Int](), tokens = prefix, positions = (0..<P).map(Int32.init)
+        let firstRow = Self.firstRows(pieces, after: P)
+        var tokens = prefix, positions = (0..<P).map(Int32.init)
         for (b, piece) in pieces.enumerated() {
-            firstRow.append(tokens.count)
             tokens += piece
             positions += (0..<piece.count).map { Int32(start[b] + $0) }
         }
@@ -319,8 +327,9 @@ public final class CachedGenerator: @unchecked Sendable {
         guard N > 0 else { return false }
         passes += 1
         layerRows += N
-        let compact = LlamaNetwork.lastLayerRows.isOn
-            && (wanted.isEmpty || wanted.withUnsafeBufferPointer { LlamaNetwork.compactsLastLayer(rows: $0.count, of: N, $0.baseAddress!) })
+        // No head rows at all: the last layer adds only its keys and values (when the switch allows).
+        let compact = wanted.isEmpty ? LlamaNetwork.lastLayerRows.isOn
+            : wanted.withUnsafeBufferPointer { LlamaNetwork.compactsLastLayer(rows: $0.count, of: N, $0.baseAddress!) }
         let lengths = pieces.map(\.count)
         let shape = CachedAttentionShape(batch: B, cacheLength: maxLength, heads: c.headCount, kvHeads: c.kvHeadCount,
                                          headDim: c.headDimension)

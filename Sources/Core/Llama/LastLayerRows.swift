@@ -32,10 +32,14 @@ extension LlamaNetwork {
     /// and no row is read twice). Training's labelled rows always are;
     /// `logits(outputRows:)` may be asked otherwise, and then runs every row.
     static func compactsLastLayer(rows m: Int, of n: Int, _ rowIndex: UnsafePointer<Int32>) -> Bool {
-        guard lastLayerRows.isOn, m > 0, m < n else { return false }
+        guard compactsLastLayer(rows: m, of: n) else { return false }
         for r in 0..<m where rowIndex[r] < 0 || Int(rowIndex[r]) >= n || (r > 0 && rowIndex[r] <= rowIndex[r - 1]) { return false }
         return true
     }
+
+    /// The rule on counts alone, for rows known to increase (a batch's
+    /// labelled rows: `LlamaModel.trainingFlops`): on, and fewer than n but some.
+    static func compactsLastLayer(rows m: Int, of n: Int) -> Bool { lastLayerRows.isOn && m > 0 && m < n }
 }
 
 /// Moves rows `rowIndex[0..<m]` of `x` (rows of `width` Floats) to rows

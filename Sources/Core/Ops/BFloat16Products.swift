@@ -178,44 +178,46 @@ func gemmBFloat16PerThreadIntoPanels(
     }
     guard keys.allSatisfy(OneDNNMatmul.readsBlockedBFloat16) else { return false }
     let (aBits, _) = bf16(.f32(a), rows: m, columns: k, ld: k, slot: 0, ProductScratch.current, threads: threads)
-    let failed = UncheckedSendable(UnsafeMutablePointer<Bool>.allocate(capacity: threads))
-    failed.value.initialize(repeating: false, count: threads)
-    defer { failed.value.deallocate() }
-    let shared = UncheckedSendable((a: UnsafeMutableRawPointer(mutating: aBits), b: b, c: c))
-    context.withSingleThreadedBLAS {
-        context.parallelChunks(threads) { chunk, _ in
-            let p = panels[chunk], key = keys[chunk], width = key.n, first = 64 * p.lowerBound
-            let out = ProductScratch.current.buffer(2, bytes: 4 * m * width).bindMemory(to: Float.self, capacity: m * width)
-            guard fill(p) else {
-                failed.value[chunk] = true
-                return
-            }
-            func product() -> Bool { OneDNNMatmul.runPrepacked(key, a: shared.value.a, b: shared.value.b + first * k, c: out) }
-            // One thread's product stands for all of the region's, as they run side by side (the dequantisation untimed).
-            var ran = false
-            if chunk == 0 {
-                ProductProfile.timed(ProductProfile.Shape(transA: false, transB: transB, m: m, n: width, k: k, bf16: true, bStoredBF16: true,
-                                                          bPacked: true, onOneThread: true, bInScratch: true)) { ran = product() }
-            } else {
-                ran = product()
-            }
-            guard ran else {
-                failed.value[chunk] = true
-                return
-            }
-            for r in 0..<m {
-                let row = shared.value.c + r * n + first, sums = out + r * width
-                if beta == 0 {
-                    row.update(from: sums, count: width)
+    // Each thread's failure flag, on the stack: this runs for every product of a QLoRA step.
+    return withUnsafeTemporaryAllocation(of: Bool.self, capacity: threads) { flags in
+        let failed = UncheckedSendable(flags.baseAddress!)
+        failed.value.initialize(repeating: false, count: threads)
+        let shared = UncheckedSendable((a: UnsafeMutableRawPointer(mutating: aBits), b: b, c: c))
+        context.withSingleThreadedBLAS {
+            context.parallelChunks(threads) { chunk, _ in
+                let p = panels[chunk], key = keys[chunk], width = key.n, first = 64 * p.lowerBound
+                let out = ProductScratch.current.buffer(2, bytes: 4 * m * width).bindMemory(to: Float.self, capacity: m * width)
+                guard fill(p) else {
+                    failed.value[chunk] = true
+                    return
+                }
+                func product() -> Bool { OneDNNMatmul.runPrepacked(key, a: shared.value.a, b: shared.value.b + first * k, c: out) }
+                // One thread's product stands for all of the region's, as they run side by side (the dequantisation untimed).
+                var ran = false
+                if chunk == 0 {
+                    ProductProfile.timed(ProductProfile.Shape(transA: false, transB: transB, m: m, n: width, k: k, bf16: true, bStoredBF16: true,
+                                                              bPacked: true, onOneThread: true, bInScratch: true)) { ran = product() }
                 } else {
-                    for j in 0..<width { row[j] = sums[j] + beta * row[j] }
+                    ran = product()
+                }
+                guard ran else {
+                    failed.value[chunk] = true
+                    return
+                }
+                for r in 0..<m {
+                    let row = shared.value.c + r * n + first, sums = out + r * width
+                    if beta == 0 {
+                        row.update(from: sums, count: width)
+                    } else {
+                        for j in 0..<width { row[j] = sums[j] + beta * row[j] }
+                    }
                 }
             }
         }
+        for chunk in 0..<threads where failed.value[chunk] { fallback(panels[chunk]) }
+        ProductScratch.current.perThreadProducts += 1
+        return true
     }
-    for chunk in 0..<threads where failed.value[chunk] { fallback(panels[chunk]) }
-    ProductScratch.current.perThreadProducts += 1
-    return true
 }
 
 /// C[m,n] = A·op(B) + beta·C in bf16 over the current packed copy in

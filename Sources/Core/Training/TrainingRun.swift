@@ -195,9 +195,8 @@ extension LlamaModel {
     /// 0's attention trains, and backward forms no input gradient through its
     /// q, k and v projections (`LlamaNetwork.backward`). Past its attention
     /// the last layer runs the labelled rows alone (LastLayerRows.swift).
-    /// The adapters' own
-    /// rank-r products are left out (under 1% of a step at rank 8 on two
-    /// projections).
+    /// The adapters' own rank-r products are left out (under 1% of a step at
+    /// rank 8 on two projections).
     public func trainingFlops(_ batch: TokenBatch, trainsBase: Bool) -> Double {
         let c = config, n = Double(batch.rowCount), m = Double(batch.labelledCount)
         let C = Double(c.hiddenSize), F = Double(c.intermediateSize)
@@ -208,7 +207,8 @@ extension LlamaModel {
         })
         let attention = 4 * Double(c.headCount) * squares * Double(c.headDimension)
         // A compacted last layer runs o and the MLP over the labelled rows alone (LastLayerRows.swift).
-        let skipped = m > 0 && m < n && LlamaNetwork.lastLayerRows.isOn ? 2 * (n - m) * (C * Double(c.queryWidth) + 3 * C * F) : 0
+        let compacted = LlamaNetwork.compactsLastLayer(rows: batch.labelledCount, of: batch.rowCount)
+        let skipped = compacted ? 2 * (n - m) * (C * Double(c.queryWidth) + 3 * C * F) : 0
         let weighted = Double(c.layerCount) * 2 * n * linear - skipped + 2 * m * Double(c.vocabularySize) * C
         let scores = Double(c.layerCount) * attention
         if trainsBase { return 3 * (weighted + scores) }
