@@ -374,7 +374,11 @@ struct TrainingBenchCommand: ParsableCommand {
         // Training's peak, before the products alone allocate their operands
         // (at 1B the head's alone takes ~1.6 GB).
         let peakResident = ResourceUsage.peakResidentBytes
-        let products = Self.productRates(ProductProfile.stop(), context: context)
+        let profiled = ProductProfile.stop()
+        let products = Self.productRates(profiled, context: context)
+        // The profile's own cost in the timed epochs: the products it timed per epoch, each at its cost alone.
+        let profiledCalls = Double(profiled.reduce(0) { $0 + $1.calls }) / Double(max(1, reports.count - 1))
+        let profileCost = profiledCalls * ProductProfile.costPerCall()
         let peak = max(peakBefore, ProductPrecision.run(precision.first ?? .f32) { SgemmPeak.measure(context: context) })
         let steady = reports.dropFirst()
         let seconds = steady.map(\.epochSeconds).reduce(0, +) / Double(steady.count)
@@ -396,6 +400,7 @@ struct TrainingBenchCommand: ParsableCommand {
             "mfu": flops / seconds / (peak * 1e9),
             "final_loss": Double(reports.last?.loss ?? .nan),
             "products": products.rows, "products_vs_alone": products.ratio,
+            "profiled_products_per_epoch": profiledCalls, "profile_seconds_per_epoch": profileCost,
             "onednn_isa": MatmulEngine.oneDNNInstructionSet ?? "none",
         ]
         if settings.productPrecision == .bf16 { result["bf16_kernels"] = MatmulEngine.hasBF16Kernels }

@@ -4,7 +4,8 @@ import Foundation
 import Testing
 @testable import Core
 
-@Suite struct ProductProfileTests {
+/// Serialized: the profile is one per process, and three of these tests start and stop it.
+@Suite(.serialized) struct ProductProfileTests {
     /// Products run while profiling are counted under their shape; none are
     /// counted once profiling stops.
     @Test func profiledProductsAreCountedPerShape() {
@@ -22,6 +23,14 @@ import Testing
         #expect(ours.count == 1 && ours.first?.calls == 3, "\(entries.map { "\($0.shape) × \($0.calls)" })")
         #expect(ours.allSatisfy { $0.seconds > 0 && $0.gflops.isFinite })
         product()
+        #expect(ProductProfile.stop().isEmpty)
+    }
+
+    /// The cost of timing one product is measured on empty products, small
+    /// and positive, and leaves the profile off and empty.
+    @Test func aTimedProductsCostIsMeasured() {
+        let cost = ProductProfile.costPerCall(calls: 20_000)
+        #expect(cost > 0 && cost < 1e-4, "\(cost) s a call")
         #expect(ProductProfile.stop().isEmpty)
     }
 
@@ -63,5 +72,29 @@ import Testing
         #expect(ProductProfile.streamedRate(scratch) == nil && scratch.description.hasSuffix("B in scratch"))
         let pastThePool = ProductProfile.Shape(transA: false, transB: true, m: 1, n: 65536, k: 1024, bf16: true, bStoredBF16: true, bPacked: false)
         #expect(2 * 2 * pastThePool.n * pastThePool.k > ProductProfile.streamedPoolBytes && ProductProfile.streamedRate(pastThePool) == nil)
+    }
+
+    /// The profile's entry for a per-thread bf16 product is the widest
+    /// thread's share: with 9 panels on two threads (576 columns, as q and o
+    /// at SmolLM2), 5 panels (320 columns), not the first thread's 4, so
+    /// that it times the share the region waits for.
+    @Test func theProfileTimesTheWidestShare() throws {
+        try #require(MatmulEngine.hasBF16Kernels, "needs oneDNN's bf16 kernels (AVX512_BF16), which every machine of this project has")
+        try #require(FrozenMatrix.perThread.byEnvironment && FrozenMatrix.blocked.byEnvironment,
+                     "\(FrozenMatrix.perThread.environmentKey) or \(FrozenMatrix.blocked.environmentKey)=off turns off what this test checks")
+        let context = ComputeContext(threads: 2)
+        let (outDim, inDim, rows) = (576, 128, 61)
+        let t = try NF4ProductTests.tensor(rows: outDim, columns: inDim, seed: 32, context: context)
+        let matrix = FrozenMatrix.nf4(t)
+        let buffers = NF4ProductTests.Buffers(matrix, rows: rows, threads: 2, x: FewRowsProductTests.random(rows * inDim, seed: 33),
+                              dy: FewRowsProductTests.random(rows * outDim, seed: 34), start: FewRowsProductTests.random(rows * inDim, seed: 35))
+        let before = ProductScratch.current.perThreadProducts
+        ProductProfile.start()
+        ProductPrecision.run(.bf16) {
+            matrix.multiply(out: buffers.out, inp: buffers.inp, n: rows, tiles: buffers.tiles, context: context)
+        }
+        let entries = ProductProfile.stop().filter { $0.shape.onOneThread && $0.shape.m == rows && $0.shape.k == inDim }
+        #expect(ProductScratch.current.perThreadProducts - before == 1)
+        #expect(entries.map(\.shape.n) == [320] && entries.first?.calls == 1, "\(entries.map { "\($0.shape) × \($0.calls)" })")
     }
 }

@@ -192,9 +192,11 @@ func gemmBFloat16PerThreadIntoPanels(
                     return
                 }
                 func product() -> Bool { OneDNNMatmul.runPrepacked(key, a: shared.value.a, b: shared.value.b + first * k, c: out) }
-                // One thread's product stands for all of the region's, as they run side by side (the dequantisation untimed).
+                // One thread's product stands for all of the region's, as they run side by side: the last
+                // chunk's, the widest when the panels do not split evenly (4 and 5 of n = 576), so the
+                // entry is the region's longest share (the dequantisation untimed).
                 var ran = false
-                if chunk == 0 {
+                if chunk == threads - 1 {
                     ProductProfile.timed(ProductProfile.Shape(transA: false, transB: transB, m: m, n: width, k: k, bf16: true, bStoredBF16: true,
                                                               bPacked: true, onOneThread: true, bInScratch: true)) { ran = product() }
                 } else {

@@ -1,5 +1,5 @@
 // ProductProfile: the wall time of every product `gemm` runs outside
-// single-threaded sections (and of the first thread's share of each product
+// single-threaded sections (and of one thread's share of each product
 // that threads run on their own rows, `gemmOnOneThread`), per shape,
 // collected only while a benchmark asks,
 // and the rate the same product reaches alone — so that a training run can
@@ -91,6 +91,21 @@ public enum ProductProfile {
             value?[key, default: Totals()].calls += 1
             value?[key, default: Totals()].nanoseconds += elapsed
         }
+    }
+
+    /// Seconds that timing one product adds to a profiled epoch beyond the
+    /// product itself (two clock reads and a locked update of its shape's
+    /// totals), measured over `calls` empty products of a training shape:
+    /// with the calls an epoch times, the profile's own share of the epochs
+    /// a benchmark reports. Drops any timings, so it runs after `stop`.
+    public static func costPerCall(calls: Int = 200_000) -> Double {
+        let shape = Shape(transA: false, transB: true, m: 62, n: 1536, k: 576, bf16: false, bStoredBF16: false, bPacked: true)
+        start()
+        let begin = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<calls { timed(shape) {} }
+        let elapsed = DispatchTime.now().uptimeNanoseconds - begin
+        _ = stop()
+        return Double(elapsed) * 1e-9 / Double(max(1, calls))
     }
 
     /// Best GFLOP/s of `shape`'s product alone on fresh operands, through the
