@@ -40,6 +40,14 @@ import Trial
         }
         let after = try trial(inBackward: false), during = try trial(inBackward: true)
         let count = after.parameters.capacity
+        if kind == .full {
+            // Full fine-tuning lays every layer's gradients in one layer's span (`LayerSharedGradients`).
+            let layout = model.layout, layers = model.config.layerCount
+            let span = try #require(layout["model.layers.1.input_layernorm.weight"]).offset - (try #require(layout["model.layers.0.input_layernorm.weight"])).offset
+            #expect(during.gradients.capacity == layout.totalCount - (layers - 1) * span && after.gradients.capacity == layout.totalCount)
+        } else {
+            #expect(during.gradients.capacity == after.gradients.capacity)
+        }
         let initial = Array(UnsafeBufferPointer(start: after.parameters.base, count: count))
         for step in 1...3 {
             let a = after.step(b, lr: 1e-3), d = during.step(b, lr: 1e-3)
@@ -47,7 +55,8 @@ import Trial
             let pa = Array(UnsafeBufferPointer(start: after.parameters.base, count: count))
             let pd = Array(UnsafeBufferPointer(start: during.parameters.base, count: count))
             #expect(pd == pa, "step \(step): the parameters differ")
-            #expect(UnsafeBufferPointer(start: during.gradients.base, count: count).allSatisfy { $0 == 0 }, "gradients left after step \(step)")
+            #expect(UnsafeBufferPointer(start: during.gradients.base, count: during.gradients.capacity).allSatisfy { $0 == 0 },
+                    "gradients left after step \(step)")
             #expect(during.optimizer.step == step)
         }
         // The steps moved every trained tensor (none left out of the backward's ranges).

@@ -3,11 +3,17 @@
 // to the gradients of whatever it trains. Forward and backward run on this.
 import Trial
 
-/// A contiguous run of gradient Floats, summed for clipping.
+/// A contiguous run of gradient Floats, summed for clipping, and where the
+/// tensors it holds the gradients of lie in the trained arena (parameters
+/// and AdamW's moments): `offset`, the arena index of its first element.
+/// Not `start`'s distance from the gradients' base: full fine-tuning with
+/// the update in the backward pass lays every layer's gradients in one
+/// layer's span (`FineTuning`).
 public struct GradientRange: Sendable {
     public let start: FloatPointer
     public let count: Int
-    public init(_ start: FloatPointer, count: Int) { self.start = start; self.count = count }
+    public let offset: Int
+    public init(_ start: FloatPointer, count: Int, offset: Int) { self.start = start; self.count = count; self.offset = offset }
 }
 
 /// One layer: its two norms and seven projections.
@@ -141,13 +147,18 @@ extension LlamaModel {
         }
         var layerGradients: [GradientRange] = [], finalGradients: [GradientRange] = []
         if let g {
+            // A tensor's index in the trained arena: `w` lays it out as `ParameterLayout` does, the embedding first.
+            func offset(_ p: FloatPointer) -> Int { p.base - w.embed.base }
             // A layer's tensors are contiguous in the layout, attnNorm first, down last.
-            layerGradients = g.layers.map { layer in
+            layerGradients = zip(g.layers, w.layers).map { layer, weights in
                 let end = (layer.projections[.down]?.base ?? layer.mlpNorm.base) + (layer.projections[.down] == nil ? c.hiddenSize : c.hiddenSize * c.intermediateSize)
-                return GradientRange(layer.attnNorm, count: end - layer.attnNorm.base)
+                return GradientRange(layer.attnNorm, count: end - layer.attnNorm.base, offset: offset(weights.attnNorm))
             }
-            finalGradients = [GradientRange(g.embed, count: c.vocabularySize * c.hiddenSize), GradientRange(g.finalNorm, count: c.hiddenSize)]
-            if !c.tieWordEmbeddings { finalGradients.append(GradientRange(g.lmHead, count: c.vocabularySize * c.hiddenSize)) }
+            finalGradients = [GradientRange(g.embed, count: c.vocabularySize * c.hiddenSize, offset: 0),
+                              GradientRange(g.finalNorm, count: c.hiddenSize, offset: offset(w.finalNorm))]
+            if !c.tieWordEmbeddings {
+                finalGradients.append(GradientRange(g.lmHead, count: c.vocabularySize * c.hiddenSize, offset: offset(w.lmHead)))
+            }
         }
         return LlamaNetwork(config: c, embed: w.embed, finalNorm: w.finalNorm, lmHead: w.lmHead, layers: layers,
                             embedGrad: g?.embed, finalNormGrad: g?.finalNorm, lmHeadGrad: c.tieWordEmbeddings ? nil : g?.lmHead,

@@ -77,16 +77,22 @@ public struct LlamaWeights: Sendable {
     public let lmHead: FloatPointer  // (V, C); the embedding itself when tied
 
     public init(layout: ParameterLayout, config: LlamaConfiguration, base: UnsafeMutablePointer<Float>) {
+        self.init(layout: layout, config: config) { FloatPointer(base + $0) }
+    }
+
+    /// Pointers to the tensors of `layout`, each where `place` puts its
+    /// layout offset (several tensors may share a place: `LayerSharedGradients`).
+    init(layout: ParameterLayout, config: LlamaConfiguration, place: (Int) -> FloatPointer) {
         func at(_ name: String) -> FloatPointer {
             guard let e = layout[name] else { preconditionFailure("layout has no \(name)") }
-            return FloatPointer(base + e.offset)
+            return place(e.offset)
         }
         embed = at("model.embed_tokens.weight")
         layers = (0..<config.layerCount).map { l in
             let p = "model.layers.\(l)."
             var projections: [ProjectionKind: FloatPointer] = [:]
             for kind in ProjectionKind.allCases {
-                if let e = layout[ParameterLayout.name(layer: l, kind)] { projections[kind] = FloatPointer(base + e.offset) }
+                if let e = layout[ParameterLayout.name(layer: l, kind)] { projections[kind] = place(e.offset) }
             }
             return LlamaLayerWeights(attnNorm: at(p + "input_layernorm.weight"), mlpNorm: at(p + "post_attention_layernorm.weight"),
                                      projections: projections)

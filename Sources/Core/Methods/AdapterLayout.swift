@@ -104,6 +104,6 @@ public struct AdapterLayout: Sendable {
 
     /// Per layer, its adapters' gradients (contiguous) for clipping.
     func layerRanges(gradients: UnsafeMutablePointer<Float>) -> [GradientRange] {
-        layerOffsets.map { GradientRange(FloatPointer(gradients + $0.lowerBound), count: $0.count) }
+        layerOffsets.map { GradientRange(FloatPointer(gradients + $0.lowerBound), count: $0.count, offset: $0.lowerBound) }
     }
 }

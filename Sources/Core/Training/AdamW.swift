@@ -81,8 +81,10 @@ public final class AdamW: @unchecked Sendable {
         var end: Int { offset + count }
     }
 
-    /// The update of `step` over the elements `range` of the arenas `params`
-    /// and `grads` point at (and of the moments), zeroing those gradients;
+    /// The update of `step` over the elements `range` of the arena `params`
+    /// points at (and of the moments), whose gradients start at `grads`
+    /// (the gradient of element `range.lowerBound`; the whole gradient arena
+    /// when the range starts at 0), zeroing those gradients;
     /// the elements inside `rounded` (sorted by offset, not overlapping) also
     /// get their bf16 rounding written, in the same pass. Each element's
     /// arithmetic is the same however a step is split, so an update in pieces
@@ -98,9 +100,9 @@ public final class AdamW: @unchecked Sendable {
             /// Elements lo..<hi, their rounding to `rounding` (its first element's) when given.
             func run(_ lo: Int, _ hi: Int, rounding: UnsafeMutablePointer<UInt16>?) {
                 if let bits {
-                    factsweep_adamw_bf16(step, params.base + lo, grads.base + lo, bits + lo, bits + total + lo, rounding, hi - lo)
+                    factsweep_adamw_bf16(step, params.base + lo, grads.base + (lo - first), bits + lo, bits + total + lo, rounding, hi - lo)
                 } else {
-                    factsweep_adamw_f32(step, params.base + lo, grads.base + lo, m.base + lo, v.base + lo, rounding, hi - lo)
+                    factsweep_adamw_f32(step, params.base + lo, grads.base + (lo - first), m.base + lo, v.base + lo, rounding, hi - lo)
                 }
             }
             context.parallelFor((n + 15) / 16, minimumPerThread: 4096) { blocks in

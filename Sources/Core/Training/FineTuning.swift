@@ -21,6 +21,9 @@ public final class FineTuning: @unchecked Sendable {
     /// resumed checkpoint) must call `parametersChanged()` before the next
     /// step; `tensor(_:)` hands one out and calls it.
     public let parameters: FloatArena
+    /// The trained tensors' gradients, laid out as `parameters`, except for
+    /// full fine-tuning with the update in the backward pass, which lays
+    /// every layer's in one layer's span (`LayerSharedGradients`).
     public let gradients: FloatArena
     public let optimizer: AdamW
     public let network: LlamaNetwork
@@ -73,9 +76,18 @@ public final class FineTuning: @unchecked Sendable {
             trainable = base.layout.entries
             parameters = FloatArena(capacity: base.layout.totalCount)
             parameters.base.update(from: base.parameters.base, count: base.layout.totalCount)
-            gradients = FloatArena(capacity: base.layout.totalCount)
             let weights = LlamaWeights(layout: base.layout, config: c, base: parameters.base)
-            let grads = LlamaWeights(layout: base.layout, config: c, base: gradients.base)
+            let grads: LlamaWeights
+            if settings.updatesInBackward {
+                // Each layer's gradients are updated and zeroed before the next layer down writes: one span for all.
+                let shared = LayerSharedGradients(layout: base.layout, config: c)
+                gradients = FloatArena(capacity: shared.capacity)
+                let g = gradients.base
+                grads = LlamaWeights(layout: base.layout, config: c) { FloatPointer(g + shared.place($0)) }
+            } else {
+                gradients = FloatArena(capacity: base.layout.totalCount)
+                grads = LlamaWeights(layout: base.layout, config: c, base: gradients.base)
+            }
             network = base.network(weights: weights, grads: grads, adapters: { _, _ in nil }, roundTrained: precision == .bf16)
         case .lora, .qlora, .ia3:
             let layout = AdapterLayout(config: c, method: method)
@@ -94,11 +106,7 @@ public final class FineTuning: @unchecked Sendable {
         activations = LlamaActivations(network: network, maxBatch: maxBatch, maxSeq: maxSeq, threads: context.threads)
         if settings.updatesInBackward {
             // Every trained tensor must be handed to the update by some range, or it would never train.
-            let base = gradients.base
-            let ranges = (network.layerGradients + network.finalGradients).map { r -> Range<Int> in
-                let start = r.start.base - base
-                return start..<(start + r.count)
-            }
+            let ranges = (network.layerGradients + network.finalGradients).map { $0.offset..<($0.offset + $0.count) }
             for entry in trainable where !ranges.contains(where: { $0.contains(entry.offset) && entry.offset + entry.count <= $0.upperBound }) {
                 preconditionFailure("\(entry.name) lies in no gradient range: it would not be updated in the backward pass")
             }
@@ -144,8 +152,8 @@ public final class FineTuning: @unchecked Sendable {
             let update = inBackward ? adam.beginStep(lr: lr) : nil
             let squares = network.backward(batch, activations, context: ctx, gradientsDone: update.map { update in
                 { range in
-                    let start = range.start.base - grads.base
-                    adam.update(update, params: params, grads: grads, range: start..<(start + range.count), rounded: rounded, context: ctx)
+                    adam.update(update, params: params, grads: range.start, range: range.offset..<(range.offset + range.count), rounded: rounded,
+                                context: ctx)
                 }
             })
             return (loss, squares)
