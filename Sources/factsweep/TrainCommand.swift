@@ -97,7 +97,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .long, help: "Train on every token, not only the answers.")
     var trainOnPrompt = false
 
-    @Flag(name: .long, help: "Update each layer's parameters during the backward pass, while its gradients are in cache (needs --clip 0); full fine-tuning's gradients then take one layer's memory.")
+    @Flag(name: .long, help: "Update each layer's parameters during the backward pass, while its gradients are in cache (needs --clip 0); full fine-tuning then keeps one layer's gradients at a time, not every layer's.")
     var updateInBackward = false
 
     @Flag(name: .long, help: "One JSON object per epoch and a summary, instead of text.")

@@ -3,7 +3,10 @@
 
 extension LlamaNetwork {
     /// Backpropagates the loss of the last `forward(batch, acts)`. Gradients
-    /// accumulate (+=): the caller zeroes them once per step. Returns Σ g² over
+    /// accumulate (+=): the caller zeroes them once per step. A network whose
+    /// layers share one gradient span (full fine-tuning with the update in
+    /// the backward pass, `LayerSharedGradients`) needs `gradientsDone` to
+    /// update and zero each layer's before the next layer down writes. Returns Σ g² over
     /// all trained tensors, summed layer by layer while each layer's gradients
     /// are still in cache (for clipping without another pass).
     ///

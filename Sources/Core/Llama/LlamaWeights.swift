@@ -1,5 +1,7 @@
 // LlamaWeights: the named tensors of a Llama model laid out in one arena, and
-// typed pointers into it. The same layout serves parameters and gradients.
+// typed pointers into it. The same layout serves parameters and gradients
+// (but for full fine-tuning's gradients with the update in the backward pass,
+// whose layers share one span: `LayerSharedGradients`).
 import Trial
 
 /// One tensor of the layout: its Hugging Face name, PyTorch shape and offset.

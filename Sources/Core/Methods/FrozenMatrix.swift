@@ -172,15 +172,16 @@ public enum FrozenMatrix: Sendable {
                 let r0 = t.rows * chunk / threads, r1 = t.rows * (chunk + 1) / threads
                 let tile = shared.value.tiles + r0 * t.columns
                 t.dequantizeRows(r0..<r1, into: tile)
+                // The profile times the last chunk's product, the widest when W's rows split unevenly.
                 if forward {
                     // Output columns r0..<r1 = X · W[r0..<r1]ᵀ.
                     gemmOnOneThread(transA: false, transB: true, m: m, n: r1 - r0, k: k, a: shared.value.a, lda: k,
-                                    b: tile, ldb: k, beta: beta, c: shared.value.c + r0, ldc: n, profiled: chunk == 0)
+                                    b: tile, ldb: k, beta: beta, c: shared.value.c + r0, ldc: n, profiled: chunk == threads - 1)
                 } else {
                     // dY[:, r0..<r1] · W[r0..<r1], into C (the first chunk) or a partial sum.
                     let out = chunk == 0 ? shared.value.c : shared.value.partials + (chunk - 1) * m * n
                     gemmOnOneThread(transA: false, transB: false, m: m, n: n, k: r1 - r0, a: shared.value.a + r0, lda: k,
-                                    b: tile, ldb: n, beta: chunk == 0 ? beta : 0, c: out, ldc: n, profiled: chunk == 0)
+                                    b: tile, ldb: n, beta: chunk == 0 ? beta : 0, c: out, ldc: n, profiled: chunk == threads - 1)
                 }
             }
         }
