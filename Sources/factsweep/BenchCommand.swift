@@ -376,13 +376,13 @@ struct TrainingBenchCommand: ParsableCommand {
         let peakResident = ResourceUsage.peakResidentBytes
         let profiled = ProductProfile.stop()
         let products = Self.productRates(profiled, context: context)
-        // The profile's own cost in the timed epochs: the products it timed per epoch, each at its cost alone.
-        let profiledCalls = Double(profiled.reduce(0) { $0 + $1.calls }) / Double(max(1, reports.count - 1))
-        let profileCost = profiledCalls * ProductProfile.costPerCall()
         let peak = max(peakBefore, ProductPrecision.run(precision.first ?? .f32) { SgemmPeak.measure(context: context) })
         let steady = reports.dropFirst()
         let seconds = steady.map(\.epochSeconds).reduce(0, +) / Double(steady.count)
         let flops = steady.map(\.flops).reduce(0, +) / Double(steady.count)
+        // The profile's own cost in the timed epochs: the products it timed per epoch, each at its cost alone.
+        let profiledCalls = Double(profiled.reduce(0) { $0 + $1.calls }) / Double(steady.count)
+        let profileCost = profiledCalls * ProductProfile.costPerCall()
         var result: [String: Any] = [
             "engine": MatmulEngine.current(for: settings.productPrecision).rawValue,
             "precision": settings.productPrecision.rawValue, "adam_moments": adamMoments.rawValue, "update_in_backward": updateInBackward,

@@ -22,7 +22,7 @@ struct LayerSharedGradients {
     let capacity: Int
 
     init(layout: ParameterLayout, config c: LlamaConfiguration) {
-        guard c.layerCount > 0, let first = layout["model.layers.0.input_layernorm.weight"],
+        guard let first = layout["model.layers.0.input_layernorm.weight"],
               let after = layout["model.norm.weight"] else { preconditionFailure("a layout without layers or final norm") }
         layersStart = first.offset
         layersEnd = after.offset
@@ -30,7 +30,7 @@ struct LayerSharedGradients {
         span = (layersEnd - layersStart) / c.layerCount
         capacity = layout.totalCount - (c.layerCount - 1) * span
         precondition(span * c.layerCount == layersEnd - layersStart, "layers of different sizes")
-        for l in 1..<max(1, c.layerCount) {
+        for l in 1..<c.layerCount {
             precondition(layout["model.layers.\(l).input_layernorm.weight"]?.offset == layersStart + l * span, "layer \(l) not at its span")
         }
     }
