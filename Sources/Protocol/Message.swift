@@ -13,7 +13,11 @@ public enum ProtocolVersion {
     /// (`precision`, AdamW's `moments`, `updateInBackward`): a version-2 worker
     /// would ignore them and train f32 results that are stored as bf16, so it
     /// is turned away at `hello`. `done`'s summary says which engine ran.
-    public static let current = 3
+    /// 4: a worker refuses an `assign` holding a member it does not know
+    /// (`Assign.unknownFields`) instead of ignoring it, so that a setting added
+    /// later needs no version of its own: a worker built before it refuses the
+    /// trials that set it. A version-3 worker, which would ignore it, is turned away.
+    public static let current = 4
     /// Frame 0 of every message: `factsweep/<version>`.
     static let headerPrefix = "factsweep/"
 
@@ -260,7 +264,10 @@ extension Message {
         case .done: return .done(try read(Done.self))
         case .failed: return .failed(try read(Failed.self))
         case .heartbeat: return .heartbeat(try read(Heartbeat.self))
-        case .assign: return .assign(try read(Assign.self))
+        case .assign:
+            var assign = try read(Assign.self)
+            assign.unknownFields = try UnknownFields.paths(in: body, decoded: assign, encoder: wireEncoder())
+            return .assign(assign)
         case .ack: return .ack(try read(Ack.self))
         case .cancel: return .cancel(try read(Cancel.self))
         case .drop: return .drop(try read(Drop.self))

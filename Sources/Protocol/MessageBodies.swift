@@ -207,6 +207,11 @@ extension Message {
         public var resume: CheckpointRef?
         /// Epochs the store already has; the worker does not send them again.
         public var epochsRecorded: Int
+        /// Not sent: the members of the received body this build did not read
+        /// (`config.training.precision` to a build from before that setting),
+        /// set by `Message.decode`. A worker refuses an assign that has any
+        /// (protocol version 4) rather than run another trial than the one asked.
+        public var unknownFields: [String] = []
 
         public init(trial: TrialKey, attempt: AttemptID, config: TrialConfig, resume: CheckpointRef? = nil,
                     epochsRecorded: Int = 0) {

@@ -452,6 +452,15 @@ private final class SocketLoop {
         if key.isEmpty || key == "." || key == ".." || key.contains("/") || key.contains("\0") {
             return ("trial key \(key.debugDescription) cannot name a checkpoint directory", .permanent)
         }
+        // A setting this build does not know would be ignored and its results stored as if honoured.
+        // Retryable: a worker built after the setting may run the trial.
+        if !assign.unknownFields.isEmpty {
+            // The coordinator chose the names: a few, cut short, keep the reason within a message.
+            let shown = assign.unknownFields.prefix(8).map { $0.count > 80 ? String($0.prefix(80)) + "…" : $0 }
+            let more = assign.unknownFields.count > shown.count ? " and \(assign.unknownFields.count - shown.count) more" : ""
+            return ("worker \(settings.workerID) does not know \(shown.joined(separator: ", "))\(more) in this assignment; "
+                    + "it was built before the coordinator's factsweep: rebuild it", .error)
+        }
         return nil
     }
 

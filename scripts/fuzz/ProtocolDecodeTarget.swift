@@ -23,13 +23,13 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutable
     let directory = URL(fileURLWithPath: String(option.dropFirst("-write_seeds=".count)))
     let config = #"{"method":"lora","lr":0.001}"#
     let seeds: [String: [String]] = [
-        "hello": ["factsweep/3", "\u{01}", #"{"worker_id":"w","session":"s","host":"h","pid":1,"threads":1,"protocol_version":3,"models":[],"held":[{"trial":"t","attempt":1,"last_epoch":0}]}"#],
-        "ready": ["factsweep/3", "\u{02}", #"{"free_slots":1}"#],
-        "progress": ["factsweep/3", "\u{03}", #"{"message_id":1,"trial":"t","attempt":1,"report":{"epoch":1,"loss":0.5,"epoch_seconds":1,"train_seconds":1}}"#],
-        "failed": ["factsweep/3", "\u{06}", #"{"message_id":2,"trial":"t","attempt":1,"reason":"r","retryable":true}"#],
-        "assign": ["factsweep/3", "\u{10}", #"{"trial":"t","attempt":1,"config":"# + config + "}"],
-        "ack": ["factsweep/3", "\u{11}", #"{"message_ids":[1,2]}"#],
-        "drop": ["factsweep/3", "\u{13}", #"{"trial":"t","attempt":1,"reason":"r"}"#],
+        "hello": ["factsweep/4", "\u{01}", #"{"worker_id":"w","session":"s","host":"h","pid":1,"threads":1,"protocol_version":4,"models":[],"held":[{"trial":"t","attempt":1,"last_epoch":0}]}"#],
+        "ready": ["factsweep/4", "\u{02}", #"{"free_slots":1}"#],
+        "progress": ["factsweep/4", "\u{03}", #"{"message_id":1,"trial":"t","attempt":1,"report":{"epoch":1,"loss":0.5,"epoch_seconds":1,"train_seconds":1}}"#],
+        "failed": ["factsweep/4", "\u{06}", #"{"message_id":2,"trial":"t","attempt":1,"reason":"r","retryable":true}"#],
+        "assign": ["factsweep/4", "\u{10}", #"{"trial":"t","attempt":1,"config":"# + config + "}"],
+        "ack": ["factsweep/4", "\u{11}", #"{"message_ids":[1,2]}"#],
+        "drop": ["factsweep/4", "\u{13}", #"{"trial":"t","attempt":1,"reason":"r"}"#],
     ]
     for (name, frames) in seeds {
         try? Data(frames.joined(separator: "\u{FF}").utf8).write(to: directory.appendingPathComponent(name))

@@ -12,7 +12,7 @@ import Trial
         #expect(message.type == type)
         let frames = try Message.encode(message)
         #expect(frames.count == 3)
-        #expect(frames[0] == Data("factsweep/3".utf8))
+        #expect(frames[0] == Data("factsweep/4".utf8))
         #expect(frames[1] == Data([type.rawValue]))
         #expect(try Message.decode(frames) == message)
     }
@@ -107,7 +107,7 @@ import Trial
         var hello = try #require(try JSONSerialization.jsonObject(with: good[2]) as? [String: Any])
         hello["protocol_version"] = 1
         let mismatched = String(decoding: try JSONSerialization.data(withJSONObject: hello), as: UTF8.self)
-        #expect(reason(.hello, mismatched) == "protocol_version 1 differs from the header's 3")
+        #expect(reason(.hello, mismatched) == "protocol_version 1 differs from the header's \(ProtocolVersion.current)")
     }
 
     @Test func anErrorIsReadWhateverItsVersion() throws {
@@ -120,6 +120,39 @@ import Trial
         let good = try Message.encode(sample(.ready))
         let frames = [good[0], good[1], Data(#"{"free_slots":3,"gpu":"none"}"#.utf8)]
         #expect(try Message.decode(frames) == .ready(.init(freeSlots: 3)))
+    }
+
+    /// An assign's members this build does not read are named, at any depth, so the worker can refuse
+    /// what it would otherwise ignore (version 4). Null asks for nothing; what this build sends has none.
+    @Test func anAssignsUnknownMembersAreNamed() throws {
+        let good = try Message.encode(sample(.assign))
+        guard case .assign(let plain) = try Message.decode(good) else { Issue.record("not assign"); return }
+        #expect(plain.unknownFields.isEmpty)
+
+        var body = try #require(try JSONSerialization.jsonObject(with: good[2]) as? [String: Any])
+        var config = try #require(body["config"] as? [String: Any])
+        var training = try #require(config["training"] as? [String: Any])
+        var optimizer = try #require(training["optimizer"] as? [String: Any])
+        optimizer["amsgrad"] = true
+        training["optimizer"] = optimizer
+        training["dropoutSchedule"] = "linear"
+        config["training"] = training
+        config["tokenizer"] = NSNull()
+        body["config"] = config
+        body["priority"] = 1
+        let frames = [good[0], good[1], try JSONSerialization.data(withJSONObject: body)]
+        guard case .assign(let assign) = try Message.decode(frames) else { Issue.record("not assign"); return }
+        #expect(assign.unknownFields == ["config.training.dropoutSchedule", "config.training.optimizer.amsgrad", "priority"])
+        // Everything it knows reads as sent.
+        #expect(assign.config == plain.config && assign.resume == plain.resume && assign.epochsRecorded == plain.epochsRecorded)
+    }
+
+    @Test func unknownMembersArePathsThroughObjectsAndLists() throws {
+        func value(_ text: String) throws -> JSONValue { try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) }
+        let understood = try value(#"{"a":[{"x":1},{"x":2}],"b":{"c":"d"},"e":3}"#)
+        #expect(UnknownFields.paths(received: understood, understood: understood).isEmpty)
+        let received = try value(#"{"a":[{"x":1},{"x":2,"y":0}],"b":{"c":"d","f":{"g":1}},"e":3,"h":null,"i":[]}"#)
+        #expect(UnknownFields.paths(received: received, understood: understood) == ["a[1].y", "b.f", "i"])
     }
 
     @Test func oversizedFramesAreNeitherBuiltNorRead() throws {

@@ -95,6 +95,43 @@ import Trial
         #expect(worker.exit() == .shutdown(reason: "done"))
     }
 
+    /// An assignment holding a setting this build does not know (a coordinator built after it) is refused,
+    /// retryably and naming the setting, not run without it; the same trial without it then runs (version 4).
+    @Test func anAssignmentWithAnUnknownSettingIsRefusedNotRun() throws {
+        let context = try ZMQContext()
+        let coordinator = try ScriptedCoordinator(context, bind: "tcp://127.0.0.1:*", workerID: "w-newer", timing: workerTiming())
+        let checkpoints = try TemporaryDirectory()
+        let config = try TinyTrial.config(epochs: 1)
+        let worker = TinyTrial.worker(coordinator, id: "w-newer", checkpoints: checkpoints.url)
+        defer { worker.stop() }
+        _ = try coordinator.expect("ready") { if case .ready = $0 { true } else { nil } }
+
+        let frames = try Message.encode(.assign(.init(trial: "t-newer", attempt: 1, config: config)))
+        var body = try #require(try JSONSerialization.jsonObject(with: frames[2]) as? [String: Any])
+        var sent = try #require(body["config"] as? [String: Any])
+        var training = try #require(sent["training"] as? [String: Any])
+        training["gradientCheckpointing"] = true
+        sent["training"] = training
+        body["config"] = sent
+        try coordinator.send(frames: [frames[0], frames[1], try JSONSerialization.data(withJSONObject: body)])
+        let refused = try coordinator.expect("failed") { if case .failed(let f) = $0 { f } else { nil } }
+        #expect(refused.trial == "t-newer" && refused.attempt == 1 && refused.kind == .error && refused.retryable)
+        #expect(refused.reason.contains("config.training.gradientCheckpointing") && refused.reason.contains("rebuild"), "\(refused.reason)")
+        try coordinator.send(.ack(.init(messageIDs: [refused.messageID])))
+        // Nothing ran: no result but the refusal, and heartbeats without the trial.
+        let after = try coordinator.collect(for: .milliseconds(500))
+        #expect(after.allSatisfy { message in
+            if case .heartbeat(let beat) = message { beat.running.isEmpty } else { false }
+        }, "\(after.map(\.type))")
+
+        try coordinator.send(.assign(.init(trial: "t-newer", attempt: 2, config: config)))
+        let results = try coordinator.results(until: \.isDone)
+        #expect(results.compactMap(\.resultKind) == ["progress 1", "checkpoint 1", "done 1"])
+
+        try coordinator.send(.shutdown(.init(reason: "done")))
+        #expect(worker.exit() == .shutdown(reason: "done"))
+    }
+
     /// A dropped attempt stops after its epoch and reports nothing more; the worker asks for work again.
     @Test func droppedAttemptStopsWithoutReporting() throws {
         let context = try ZMQContext()

@@ -35,6 +35,12 @@ final class ScriptedCoordinator {
         try endpoint.send(message, to: worker)
     }
 
+    /// Sends frames as they are (header, type, body): what a coordinator of another build could send.
+    func send(frames: [Data]) throws {
+        guard let worker else { throw FixtureError("no hello yet: nowhere to send frames") }
+        try endpoint.socket.send([worker.bytes] + frames)
+    }
+
     /// The first message (from now) that `match` maps to a value, or a failed expectation after `within`.
     func expect<T>(_ what: String, within: Duration = patience, _ match: (Message) -> T?) throws -> T {
         let deadline = ContinuousClock.now + within
