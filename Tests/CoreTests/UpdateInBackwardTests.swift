@@ -1,7 +1,8 @@
 // UpdateInBackwardTests: AdamW's update run layer by layer inside the
 // backward pass (`update_in_backward`) gives, bit for bit, the parameters,
 // losses and gradient norms of the update after it, for every method and
-// both precisions, and is refused with clipping on.
+// both precisions, and is refused with clipping on. Without clipping the
+// norm is summed only when asked for, and not summing it changes nothing else.
 import Foundation
 import Testing
 import TestSupport
@@ -39,6 +40,10 @@ import Trial
                            maxBatch: b.batchSize, maxSeq: b.seqLen, seed: 3, precision: precision, context: ctx)
         }
         let after = try trial(inBackward: false), during = try trial(inBackward: true)
+        after.measuresGradientNorm = true
+        during.measuresGradientNorm = true
+        // Without clipping nothing needs the norm: unasked, it is not summed, and nothing else changes.
+        let unmeasured = try trial(inBackward: false)
         let count = after.parameters.capacity
         if kind == .full {
             // Full fine-tuning lays every layer's gradients in one layer's span (`LayerSharedGradients`).
@@ -50,11 +55,14 @@ import Trial
         }
         let initial = Array(UnsafeBufferPointer(start: after.parameters.base, count: count))
         for step in 1...3 {
-            let a = after.step(b, lr: 1e-3), d = during.step(b, lr: 1e-3)
-            #expect(d == a, "step \(step): \(d) against \(a)")
+            let a = after.step(b, lr: 1e-3), d = during.step(b, lr: 1e-3), u = unmeasured.step(b, lr: 1e-3)
+            #expect(d == a && a.gradientNorm.map { $0 > 0 } == true, "step \(step): \(d) against \(a)")
+            #expect(u.gradientNorm == nil && u.loss == a.loss, "step \(step): \(u) against \(a)")
             let pa = Array(UnsafeBufferPointer(start: after.parameters.base, count: count))
             let pd = Array(UnsafeBufferPointer(start: during.parameters.base, count: count))
             #expect(pd == pa, "step \(step): the parameters differ")
+            #expect(Array(UnsafeBufferPointer(start: unmeasured.parameters.base, count: count)) == pa,
+                    "step \(step): the parameters differ without the norm")
             #expect(UnsafeBufferPointer(start: during.gradients.base, count: during.gradients.capacity).allSatisfy { $0 == 0 },
                     "gradients left after step \(step)")
             #expect(during.optimizer.step == step)

@@ -6,9 +6,10 @@ extension LlamaNetwork {
     /// accumulate (+=): the caller zeroes them once per step. A network whose
     /// layers share one gradient span (full fine-tuning with the update in
     /// the backward pass, `LayerSharedGradients`) needs `gradientsDone` to
-    /// update and zero each layer's before the next layer down writes. Returns Σ g² over
-    /// all trained tensors, summed layer by layer while each layer's gradients
-    /// are still in cache (for clipping without another pass).
+    /// update and zero each layer's before the next layer down writes. With
+    /// `sumsSquares`, returns Σ g² over all trained tensors, summed layer by
+    /// layer while each layer's gradients are still in cache (for clipping
+    /// without another pass); without, nil and no pass.
     ///
     /// `gradientsDone`, when given, is called with each range of
     /// `layerGradients` as soon as its layer's gradients are complete (after
@@ -16,8 +17,8 @@ extension LlamaNetwork {
     /// optimizer's update in the backward pass. Nothing later in the pass
     /// reads a layer's weights or gradients once its range is handed over.
     @discardableResult
-    public func backward(_ batch: TokenBatch, _ acts: LlamaActivations, context ctx: ComputeContext,
-                         gradientsDone: ((GradientRange) -> Void)? = nil) -> Double {
+    public func backward(_ batch: TokenBatch, _ acts: LlamaActivations, context ctx: ComputeContext, sumsSquares: Bool = true,
+                         gradientsDone: ((GradientRange) -> Void)? = nil) -> Double? {
         let N = batch.rowCount
         let c = config, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth, F = c.intermediateSize
         let m = batch.labelledCount
@@ -102,7 +103,7 @@ extension LlamaNetwork {
                                 rstd: a.attnRstd, n: N, c: C, scratch: acts.grads.normScratch, context: ctx)
             }
             if l < layerGradients.count {
-                squares += sumOfSquares(layerGradients[l].start, count: layerGradients[l].count, context: ctx)
+                if sumsSquares { squares += sumOfSquares(layerGradients[l].start, count: layerGradients[l].count, context: ctx) }
                 gradientsDone?(layerGradients[l])
             }
         }
@@ -113,9 +114,9 @@ extension LlamaNetwork {
             }
         }
         for range in finalGradients {
-            squares += sumOfSquares(range.start, count: range.count, context: ctx)
+            if sumsSquares { squares += sumOfSquares(range.start, count: range.count, context: ctx) }
             gradientsDone?(range)
         }
-        return squares
+        return sumsSquares ? squares : nil
     }
 }

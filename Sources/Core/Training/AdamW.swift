@@ -38,22 +38,25 @@ public final class AdamW: @unchecked Sendable {
 
     /// One update of `params` from `grads` at learning rate `lr`, then zeroes
     /// `grads`. Clips by the global norm first when configured; returns the
-    /// norm before clipping. `squaredNorm`, when the caller already has it
-    /// (backward sums each layer's gradients while they are still in cache),
-    /// saves a pass over all gradients.
+    /// norm before clipping when it is known: given as `squaredNorm` (backward
+    /// sums each layer's gradients while they are still in cache, saving a
+    /// pass over all gradients) or needed for clipping. Without clipping and
+    /// without `squaredNorm`, nil: no pass is made for a figure nothing reads.
     @discardableResult
-    public func update(params: FloatPointer, grads: FloatPointer, lr: Float, squaredNorm: Double? = nil, context: ComputeContext) -> Float {
+    public func update(params: FloatPointer, grads: FloatPointer, lr: Float, squaredNorm: Double? = nil, context: ComputeContext) -> Float? {
         update(params: params, grads: grads, lr: lr, squaredNorm: squaredNorm, rounded: [], context: context)
     }
 
     /// `update(params:grads:lr:squaredNorm:context:)` that also writes the
     /// bf16 rounding of the parameters in `rounded` (`RoundedSpan`).
     func update(params: FloatPointer, grads: FloatPointer, lr: Float, squaredNorm: Double?, rounded: [RoundedSpan],
-                context: ComputeContext) -> Float {
-        let norm = Float((squaredNorm ?? sumOfSquares(grads, count: count, context: context)).squareRoot())
+                context: ComputeContext) -> Float? {
         var clip: Float = 1
+        var norm = squaredNorm.map { Float($0.squareRoot()) }
         if let maxNorm = settings.maxGradNorm {
-            clip = min(1, maxNorm / (norm + 1e-6))
+            let known = norm ?? Float(sumOfSquares(grads, count: count, context: context).squareRoot())
+            clip = min(1, maxNorm / (known + 1e-6))
+            norm = known
         }
         let step = beginStep(lr: lr, clip: clip)
         update(step, params: params, grads: grads, range: 0..<count, rounded: rounded, context: context)
