@@ -455,8 +455,8 @@ private final class SocketLoop {
         // A setting this build does not know would be ignored and its results stored as if honoured.
         // Retryable: a worker built after the setting may run the trial.
         if !assign.unknownFields.isEmpty {
-            // The coordinator chose the names: a few, cut short, keep the reason within a message.
-            let shown = assign.unknownFields.prefix(8).map { $0.count > 80 ? String($0.prefix(80)) + "…" : $0 }
+            // The coordinator chose the names: a few, each cut at 80 bytes, keep the reason within a message.
+            let shown = assign.unknownFields.prefix(8).map { $0.utf8.count > 80 ? String(decoding: $0.utf8.prefix(80), as: UTF8.self) + "…" : $0 }
             let more = assign.unknownFields.count > shown.count ? " and \(assign.unknownFields.count - shown.count) more" : ""
             return ("worker \(settings.workerID) does not know \(shown.joined(separator: ", "))\(more) in this assignment; "
                     + "it was built before the coordinator's factsweep: rebuild it", .error)

@@ -21,13 +21,17 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutable
     let arguments = (0..<Int(argc.pointee)).compactMap { argv.pointee[$0].map { String(cString: $0) } }
     guard let option = arguments.first(where: { $0.hasPrefix("-write_seeds=") }) else { return 0 }
     let directory = URL(fileURLWithPath: String(option.dropFirst("-write_seeds=".count)))
-    let config = #"{"method":"lora","lr":0.001}"#
+    // A whole assign as the coordinator sends it, so that its decoding (and the unknown-member check) is reached.
+    var training = TrainingSettings(method: .lora)
+    training.precision = .bf16
+    let assign = (try? Message.encode(.assign(.init(trial: "t", attempt: 1, config: TrialConfig(
+        model: "m.gguf", data: "d.jsonl", training: training, evalEpochs: [0]))))) ?? []
+    try? Data(assign.joined(separator: [0xFF])).write(to: directory.appendingPathComponent("assign"))
     let seeds: [String: [String]] = [
         "hello": ["factsweep/4", "\u{01}", #"{"worker_id":"w","session":"s","host":"h","pid":1,"threads":1,"protocol_version":4,"models":[],"held":[{"trial":"t","attempt":1,"last_epoch":0}]}"#],
         "ready": ["factsweep/4", "\u{02}", #"{"free_slots":1}"#],
         "progress": ["factsweep/4", "\u{03}", #"{"message_id":1,"trial":"t","attempt":1,"report":{"epoch":1,"loss":0.5,"epoch_seconds":1,"train_seconds":1}}"#],
         "failed": ["factsweep/4", "\u{06}", #"{"message_id":2,"trial":"t","attempt":1,"reason":"r","retryable":true}"#],
-        "assign": ["factsweep/4", "\u{10}", #"{"trial":"t","attempt":1,"config":"# + config + "}"],
         "ack": ["factsweep/4", "\u{11}", #"{"message_ids":[1,2]}"#],
         "drop": ["factsweep/4", "\u{13}", #"{"trial":"t","attempt":1,"reason":"r"}"#],
     ]

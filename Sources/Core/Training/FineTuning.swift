@@ -115,7 +115,6 @@ public final class FineTuning: @unchecked Sendable {
         }
     }
 
-    /// Parameters trained, counted as PyTorch counts them.
     /// Whether `step` reports the gradient norm when nothing clips (with
     /// clipping it always does). Off by default: summing every gradient's
     /// square is a pass over all of them, for a figure training does not read
@@ -123,6 +122,7 @@ public final class FineTuning: @unchecked Sendable {
     /// epochs at batch 1 2% (f32) and 6% (bf16) shorter (docs/benchmarks.md).
     public var measuresGradientNorm = false
 
+    /// Parameters trained, counted as PyTorch counts them.
     public var trainableParameterCount: Int { trainable.reduce(0) { $0 + $1.count } }
 
     /// A trained tensor by name, to write outside `step`: as it is handed

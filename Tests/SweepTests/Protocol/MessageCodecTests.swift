@@ -147,6 +147,24 @@ import Trial
         #expect(assign.config == plain.config && assign.resume == plain.resume && assign.epochsRecorded == plain.epochsRecorded)
     }
 
+    /// Every optional setting set, an inline resume: what this build sends, it reads whole.
+    @Test func aFullAssignHasNoUnknownMembers() throws {
+        var config = sampleConfig()
+        config.training.precision = .bf16
+        config.training.optimizer = AdamWSettings(maxGradNorm: nil, moments: .bf16, updateInBackward: true)
+        config.training.initAdapter = "adapters/start"
+        config.training.decay = .cosine
+        config.training.method.dropout = 0.05
+        config.evalEpochs = [0, 2]
+        config.embedder = "models/minilm"
+        let message = Message.assign(.init(trial: "t-1", attempt: 3, config: config,
+                                           resume: .init(epoch: 2, location: .inline(Data([0, 1, 2, 255]))), epochsRecorded: 2))
+        let decoded = try Message.decode(try Message.encode(message))
+        guard case .assign(let assign) = decoded else { Issue.record("not assign"); return }
+        #expect(assign.unknownFields.isEmpty, "\(assign.unknownFields)")
+        #expect(decoded == message)
+    }
+
     @Test func unknownMembersArePathsThroughObjectsAndLists() throws {
         func value(_ text: String) throws -> JSONValue { try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) }
         let understood = try value(#"{"a":[{"x":1},{"x":2}],"b":{"c":"d"},"e":3}"#)
