@@ -13,7 +13,7 @@
 /// The update of factsweep_adamw_f32, also writing each new parameter's bf16
 /// rounding to `rounded` when it is not NULL; inlined into both entry points,
 /// so each loop is compiled (and vectorised) for its case.
-static inline void adamw_f32(const factsweep_adamw_step *s, float *restrict params, float *restrict grads, float *restrict m,
+static inline void adamw_f32(const factsweep_adamw_step *s, float *restrict params, const float *restrict grads, float *restrict m,
                              float *restrict v, uint16_t *restrict rounded, size_t count) {
     const float c1 = 1.0f - s->beta1, c2 = 1.0f - s->beta2;
     for (size_t i = 0; i < count; i++) {
@@ -25,12 +25,11 @@ static inline void adamw_f32(const factsweep_adamw_step *s, float *restrict para
         float p = params[i] * s->decay - s->step_size * mi / (sqrtf(vi) / s->bias2_sqrt + s->eps);
         params[i] = p;
         if (rounded) rounded[i] = bf16_bits(p);
-        grads[i] = 0.0f;
     }
 }
 
 /// The same with bf16 moments.
-static inline void adamw_bf16(const factsweep_adamw_step *s, float *restrict params, float *restrict grads, uint16_t *restrict m,
+static inline void adamw_bf16(const factsweep_adamw_step *s, float *restrict params, const float *restrict grads, uint16_t *restrict m,
                               uint16_t *restrict v, uint16_t *restrict rounded, size_t count) {
     const float c1 = 1.0f - s->beta1, c2 = 1.0f - s->beta2;
     for (size_t i = 0; i < count; i++) {
@@ -43,18 +42,17 @@ static inline void adamw_bf16(const factsweep_adamw_step *s, float *restrict par
         float p = params[i] * s->decay - s->step_size * mi / (sqrtf(vi) / s->bias2_sqrt + s->eps);
         params[i] = p;
         if (rounded) rounded[i] = bf16_bits(p);
-        grads[i] = 0.0f;
     }
 }
 
 // Each entry point calls its loop with `rounded` NULL or not, so that the
 // compiler builds (and vectorises) a loop for each case.
-WIDEST void factsweep_adamw_f32(const factsweep_adamw_step *s, float *restrict params, float *restrict grads,
+WIDEST void factsweep_adamw_f32(const factsweep_adamw_step *s, float *restrict params, const float *restrict grads,
                                 float *restrict m, float *restrict v, uint16_t *restrict rounded, size_t count) {
     if (rounded) adamw_f32(s, params, grads, m, v, rounded, count); else adamw_f32(s, params, grads, m, v, NULL, count);
 }
 
-WIDEST void factsweep_adamw_bf16(const factsweep_adamw_step *s, float *restrict params, float *restrict grads,
+WIDEST void factsweep_adamw_bf16(const factsweep_adamw_step *s, float *restrict params, const float *restrict grads,
                                  uint16_t *restrict m, uint16_t *restrict v, uint16_t *restrict rounded, size_t count) {
     if (rounded) adamw_bf16(s, params, grads, m, v, rounded, count); else adamw_bf16(s, params, grads, m, v, NULL, count);
 }

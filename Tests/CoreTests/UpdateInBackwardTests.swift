@@ -3,6 +3,8 @@
 // losses and gradient norms of the update after it, for every method and
 // both precisions, and is refused with clipping on. Without clipping the
 // norm is summed only when asked for, and not summing it changes nothing else.
+// The backward overwrites every gradient, so what the gradients held before a
+// step (NaN here) changes nothing either.
 import Foundation
 import Testing
 import TestSupport
@@ -55,6 +57,8 @@ import Trial
         }
         let initial = Array(UnsafeBufferPointer(start: after.parameters.base, count: count))
         for step in 1...3 {
+            // Nothing zeroes the gradients between steps: a gradient the backward added to, or left out, would carry NaN.
+            for poisoned in [during, unmeasured] { poisoned.gradients.base.update(repeating: .nan, count: poisoned.gradients.capacity) }
             let a = after.step(b, lr: 1e-3), d = during.step(b, lr: 1e-3), u = unmeasured.step(b, lr: 1e-3)
             #expect(d == a && a.gradientNorm.map { $0 > 0 } == true, "step \(step): \(d) against \(a)")
             #expect(u.gradientNorm == nil && u.loss == a.loss, "step \(step): \(u) against \(a)")
@@ -63,8 +67,6 @@ import Trial
             #expect(pd == pa, "step \(step): the parameters differ")
             #expect(Array(UnsafeBufferPointer(start: unmeasured.parameters.base, count: count)) == pa,
                     "step \(step): the parameters differ without the norm")
-            #expect(UnsafeBufferPointer(start: during.gradients.base, count: during.gradients.capacity).allSatisfy { $0 == 0 },
-                    "gradients left after step \(step)")
             #expect(during.optimizer.step == step)
         }
         // The steps moved every trained tensor (none left out of the backward's ranges).
@@ -72,6 +74,27 @@ import Trial
         for entry in during.trainable {
             #expect((entry.offset..<(entry.offset + entry.count)).contains { final[$0] != initial[$0] }, "\(entry.name) did not change")
         }
+    }
+
+    /// A batch that labels no row (a loss of 0) still overwrites every
+    /// gradient, with zeros: the head's product then sums over no rows.
+    @Test(arguments: ["tiny-tied", "tiny-untied-llama3"], [Precision.f32, .bf16])
+    func aBatchWithoutLabelsWritesZeroGradients(variant: String, precision: Precision) throws {
+        let loaded = try ModelLocation.open(TestPaths.golden(variant))
+        let ctx = ComputeContext(threads: 2)
+        let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors, storage: .training(.full, precision: precision),
+                                   context: ctx)
+        let labelled = try BFloat16GoldenTests.batch(try BFloat16GoldenTests.golden(variant))
+        let b = TokenBatch(lengths: labelled.lengths, tokens: labelled.tokens,
+                           targets: Array(repeating: TokenBatch.ignore, count: labelled.targets.count), sharedPrefix: labelled.sharedPrefix)
+        let ft = try FineTuning(base: model, method: MethodSettings(kind: .full), optimizer: AdamWSettings(maxGradNorm: nil),
+                                maxBatch: b.batchSize, maxSeq: b.seqLen, seed: 3, precision: precision, context: ctx)
+        ft.gradients.base.update(repeating: .nan, count: ft.gradients.capacity)
+        let result = ft.step(b, lr: 1e-3)
+        #expect(result.loss == 0 && result.labelledTokens == 0)
+        let gradients = UnsafeBufferPointer(start: ft.gradients.base, count: ft.gradients.capacity)
+        #expect(gradients.allSatisfy { $0 == 0 }, "\(gradients.filter { $0 != 0 }.count) gradients not zero")
+        #expect(UnsafeBufferPointer(start: ft.parameters.base, count: ft.parameters.capacity).allSatisfy { $0.isFinite })
     }
 
     @Test func refusedWithClipping() throws {

@@ -14,18 +14,18 @@ typedef struct {
     float clip, beta1, beta2, eps, step_size, decay, bias2_sqrt;
 } factsweep_adamw_step;
 
-/// Updates `count` elements with f32 moments and zeroes their gradients;
-/// with `rounded` not NULL, also writes each updated parameter's bf16 bits
+/// Updates `count` elements with f32 moments, reading their gradients (left
+/// as they are: the next backward pass overwrites them); with `rounded` not NULL, also writes each updated parameter's bf16 bits
 /// (rounded to nearest even, as the products' operands are) there: full
 /// fine-tuning in bf16 gets its per-step rounding of the weights in the pass
 /// that writes them, instead of reading them again after it.
-void factsweep_adamw_f32(const factsweep_adamw_step *step, float *params, float *grads,
+void factsweep_adamw_f32(const factsweep_adamw_step *step, float *params, const float *grads,
                          float *m, float *v, uint16_t *rounded, size_t count);
 
 /// The same with bf16 moments (their bits): each moment is widened, updated
 /// in f32 and rounded to nearest even when stored, and the parameter step
 /// reads the stored values.
-void factsweep_adamw_bf16(const factsweep_adamw_step *step, float *params, float *grads,
+void factsweep_adamw_bf16(const factsweep_adamw_step *step, float *params, const float *grads,
                           uint16_t *m, uint16_t *v, uint16_t *rounded, size_t count);
 
 #endif

@@ -1,12 +1,18 @@
 // The backward pass of a Llama network: `forwardHidden` in exact reverse order,
-// accumulating into the gradients of whatever the network trains.
+// writing the gradients of whatever the network trains.
 
 extension LlamaNetwork {
-    /// Backpropagates the loss of the last `forward(batch, acts)`. Gradients
-    /// accumulate (+=): the caller zeroes them once per step. A network whose
-    /// layers share one gradient span (full fine-tuning with the update in
-    /// the backward pass, `LayerSharedGradients`) needs `gradientsDone` to
-    /// update and zero each layer's before the next layer down writes. With
+    /// Backpropagates the loss of the last `forward(batch, acts)`. Every
+    /// trained tensor's gradient is overwritten (=), whatever it held: each
+    /// weight's comes from one product per pass, written with beta 0, so
+    /// nothing zeroes the gradients between steps (at batch 1 of full
+    /// fine-tuning, zeroing them and reading the zeros back streamed two
+    /// more copies of the weights a step). The embedding's gradient is a
+    /// scatter over the batch's tokens: a tied head's product writes all of
+    /// it first; untied, it is zeroed here. A network whose layers share one
+    /// gradient span (full fine-tuning with the update in the backward pass,
+    /// `LayerSharedGradients`) needs `gradientsDone` to consume each layer's
+    /// before the next layer down writes. With
     /// `sumsSquares`, returns Σ g² over all trained tensors, summed layer by
     /// layer while each layer's gradients are still in cache (for clipping
     /// without another pass); without, nil and no pass.
@@ -29,10 +35,11 @@ extension LlamaNetwork {
         // Output head and final norm, at the labelled rows; then scatter into the stream.
         if let headGrad {
             // Both products read the logits' gradient: one bf16 copy. (Without a trained head one product reads it.)
+            // With no labelled row (m = 0) the head's product sums nothing and writes zeros (beta 0).
             sharingBFloat16Copy(of: acts.head.logits, rows: m, columns: c.vocabularySize) {
                 head.multiplyTransposed(dinp: acts.grads.dFinalOut, dout: acts.head.logits, n: m, accumulate: false, context: ctx)
                 gemm(transA: true, transB: false, m: c.vocabularySize, n: C, k: m, a: acts.head.logits.base, lda: c.vocabularySize,
-                     b: acts.head.finalOut.base, ldb: C, beta: 1, c: headGrad.base, ldc: C)
+                     b: acts.head.finalOut.base, ldb: C, beta: 0, c: headGrad.base, ldc: C)
             }
         } else {
             head.multiplyTransposed(dinp: acts.grads.dFinalOut, dout: acts.head.logits, n: m, accumulate: false, context: ctx)
@@ -108,6 +115,8 @@ extension LlamaNetwork {
             }
         }
         if let embedGrad {
+            // A tied head's product wrote the whole table above; an embedding of its own starts from zero.
+            if !c.tieWordEmbeddings { embedGrad.base.update(repeating: 0, count: c.vocabularySize * C) }
             batch.tokens.withUnsafeBufferPointer { tokens in
                 guard let ids = tokens.baseAddress else { return }
                 embeddingBackward(dtable: embedGrad, dout: acts.grads.dResid, tokens: ids, n: N, c: C)

@@ -207,8 +207,10 @@ private func ia3InputForward(
 }
 
 /// Backward of `projectionForward`. dinp (N, inDim) += ∂L/∂inp, or = when
-/// `!accumulateInput`; skipped when nil. `dout` (N, outDim) is only read: for
-/// o_proj and down_proj it is the residual stream's gradient.
+/// `!accumulateInput`; skipped when nil. The gradients of whatever the
+/// projection trains (its weight, LoRA's A and B, IA³'s vector) are written
+/// (=), not added to. `dout` (N, outDim) is only read: for o_proj and
+/// down_proj it is the residual stream's gradient.
 func projectionBackward(
     _ p: Projection, dinp: FloatPointer?, accumulateInput: Bool, dout: FloatPointer, inp: FloatPointer, n: Int,
     saved: AdapterActivations, scratch: ProjectionScratch, context ctx: ComputeContext
@@ -233,9 +235,9 @@ private func projectionBackwardProducts(
         if let dinp { p.weight.multiplyTransposed(dinp: dinp, dout: dout, n: n, accumulate: accumulateInput, tiles: scratch.tiles, context: ctx) }
     case let .lora(lora):
         guard let hidden = saved.loraHidden else { preconditionFailure("LoRA activations missing") }
-        // dB += s·doutᵀ·h;  dh = s·dout·B;  dA += dhᵀ·dropout(x);  dx += (dh·A) ⊙ mask
+        // dB = s·doutᵀ·h;  dh = s·dout·B;  dA = dhᵀ·dropout(x);  dx += (dh·A) ⊙ mask
         gemm(transA: true, transB: false, m: p.outDim, n: lora.rank, k: n, alpha: lora.scale,
-             a: dout.base, lda: p.outDim, b: hidden.base, ldb: lora.rank, beta: 1, c: lora.gradB.base, ldc: lora.rank)
+             a: dout.base, lda: p.outDim, b: hidden.base, ldb: lora.rank, beta: 0, c: lora.gradB.base, ldc: lora.rank)
         let dh = scratch.narrow
         gemm(transA: false, transB: false, m: n, n: lora.rank, k: p.outDim, alpha: lora.scale,
              a: dout.base, lda: p.outDim, b: lora.b.base, ldb: lora.rank, beta: 0, c: dh.base, ldc: lora.rank)
@@ -245,7 +247,7 @@ private func projectionBackwardProducts(
             dropped = scratch.wide
         }
         gemm(transA: true, transB: false, m: lora.rank, n: p.inDim, k: n,
-             a: dh.base, lda: lora.rank, b: dropped.base, ldb: p.inDim, beta: 1, c: lora.gradA.base, ldc: p.inDim)
+             a: dh.base, lda: lora.rank, b: dropped.base, ldb: p.inDim, beta: 0, c: lora.gradA.base, ldc: p.inDim)
         if let dinp {
             p.weight.multiplyTransposed(dinp: dinp, dout: dout, n: n, accumulate: accumulateInput, tiles: scratch.tiles, context: ctx)
             if let mask = saved.dropoutMask {
@@ -261,7 +263,7 @@ private func projectionBackwardProducts(
         switch scale.position {
         case .output:
             guard let unscaled = saved.unscaled else { preconditionFailure("IA³ activations missing") }
-            // dl += Σ_rows dout ⊙ unscaled;  d(unscaled) = dout ⊙ l (in scratch: dout may be the residual gradient)
+            // dl = Σ_rows dout ⊙ unscaled;  d(unscaled) = dout ⊙ l (in scratch: dout may be the residual gradient)
             if let dinp {
                 scaleColumnsBackward(dvector: scale.grad, dout: dout, inp: unscaled, rows: n, cols: p.outDim,
                                      v: scale.vector, dscaled: scratch.wide, accumulate: false, context: ctx)
@@ -270,7 +272,7 @@ private func projectionBackwardProducts(
                 scaleColumnsBackward(dvector: scale.grad, dout: dout, inp: unscaled, rows: n, cols: p.outDim, context: ctx)
             }
         case .input:
-            // d(x⊙l) = dout·W;  dl += Σ_rows d(x⊙l) ⊙ x;  dx (+)= d(x⊙l) ⊙ l
+            // d(x⊙l) = dout·W;  dl = Σ_rows d(x⊙l) ⊙ x;  dx (+)= d(x⊙l) ⊙ l
             p.weight.multiplyTransposed(dinp: scratch.wide, dout: dout, n: n, accumulate: false, tiles: scratch.tiles, context: ctx)
             if let dinp {
                 scaleColumnsBackward(dvector: scale.grad, dout: scratch.wide, inp: inp, rows: n, cols: p.inDim,
@@ -281,8 +283,10 @@ private func projectionBackwardProducts(
         }
     }
     if let grad = p.weightGrad {
-        // Only full fine-tuning trains the base matrix: dW += doutᵀ·inp.
+        // Only full fine-tuning trains the base matrix: dW = doutᵀ·inp. Written,
+        // not added: at batch 1 reading a zeroed dW back, and the optimizer
+        // zeroing it, streamed two more copies of the weights per step.
         gemm(transA: true, transB: false, m: p.outDim, n: p.inDim, k: n,
-             a: dout.base, lda: p.outDim, b: inp.base, ldb: p.inDim, beta: 1, c: grad.base, ldc: p.inDim)
+             a: dout.base, lda: p.outDim, b: inp.base, ldb: p.inDim, beta: 0, c: grad.base, ldc: p.inDim)
     }
 }

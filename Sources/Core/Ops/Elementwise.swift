@@ -10,9 +10,10 @@ public func scaleColumnsForward(_ out: FloatPointer, _ inp: FloatPointer, _ v: F
     }
 }
 
-/// Backward of `scaleColumnsForward` for the vector: dv (C) += Σ_rows dout ⊙ inp.
-/// Each column sums over the rows in their order, whatever the threads:
-/// they split the columns, not the rows.
+/// Backward of `scaleColumnsForward` for the vector: dv (C) = Σ_rows dout ⊙ inp,
+/// overwritten as every trained gradient is (the optimizer does not zero
+/// them). Each column sums over the rows in their order, whatever the
+/// threads: they split the columns, not the rows.
 public func scaleColumnsBackward(dvector dv: FloatPointer, dout: FloatPointer, inp: FloatPointer, rows: Int, cols: Int,
                                  context: ComputeContext) {
     scaleColumnsBackward(dvector: dv, dout: dout, inp: inp, rows: rows, cols: cols, context: context) { _, _, _ in }
@@ -46,6 +47,7 @@ private func scaleColumnsBackward(dvector dv: FloatPointer, dout: FloatPointer, 
     // A thread takes at least 1024 rows' worth of blocks (16k Floats): below that a second one costs more than it saves.
     context.parallelFor(blocks, minimumPerThread: max(1, 1024 / max(1, rows))) { range in
         let lo = range.lowerBound * 16, hi = min(cols, range.upperBound * 16)
+        (dv.base + lo).update(repeating: 0, count: hi - lo)
         for r in 0..<rows {
             let d = dout.base + r * cols, x = inp.base + r * cols
             for c in lo..<hi { dv[c] += d[c] * x[c] }

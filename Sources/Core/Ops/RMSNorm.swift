@@ -14,10 +14,11 @@ public func rmsNormForward(
     }
 }
 
-/// Backward of `rmsNormForward`: dinp (N, C) += ∂L/∂x; dweight (C) += ∂L/∂w
-/// (nil when frozen). With x̂ = x·r: ∂L/∂x = r·(w⊙dy) − x̂·mean(w⊙dy⊙x̂).
-/// dweight is reduced per thread into `scratch` (threads × C) before adding, so
-/// results do not depend on scheduling.
+/// Backward of `rmsNormForward`: dinp (N, C) += ∂L/∂x; dweight (C) = ∂L/∂w
+/// (nil when frozen), overwritten as every trained gradient is (the optimizer
+/// does not zero them). With x̂ = x·r: ∂L/∂x = r·(w⊙dy) − x̂·mean(w⊙dy⊙x̂).
+/// dweight is reduced per thread into `scratch` (threads × C), then summed in
+/// thread order, so results do not depend on scheduling.
 public func rmsNormBackward(
     dinp: FloatPointer, dweight: FloatPointer?, dout: FloatPointer, inp: FloatPointer,
     weight: FloatPointer, rstd: FloatPointer, n: Int, c: Int, scratch: FloatPointer,
@@ -33,7 +34,8 @@ public func rmsNormBackward(
         }
     }
     if let dweight {
-        for chunk in 0..<chunks {
+        dweight.base.update(from: scratch.base, count: c)
+        for chunk in 1..<max(1, chunks) {
             let dw = scratch.base + chunk * c
             for i in 0..<c { dweight[i] += dw[i] }
         }

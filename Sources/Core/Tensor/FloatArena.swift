@@ -24,7 +24,8 @@ public final class FloatArena: @unchecked Sendable {
     /// Set for the arena `carved` first runs its takes on: it only counts.
     private let measuring: Bool
 
-    /// Allocates `capacity` Floats. Memory is zeroed so that gradients start at 0.
+    /// Allocates `capacity` Floats, zeroed (the parameters' arenas of the
+    /// adapter methods rely on it; gradients need not: backward overwrites them).
     public init(capacity: Int) {
         self.capacity = capacity
         measuring = false

@@ -1,6 +1,7 @@
-// AdamW with bias correction and decoupled weight decay (torch.optim.AdamW),
-// gradient-norm clipping (torch.nn.utils.clip_grad_norm_), fused with zeroing
-// the gradients so that a step streams each array through memory once. The
+// AdamW with bias correction and decoupled weight decay (torch.optim.AdamW)
+// and gradient-norm clipping (torch.nn.utils.clip_grad_norm_), one pass that
+// streams each array through memory once. It only reads the gradients: the
+// backward pass overwrites them every step, so nothing zeroes them. The
 // moments are stored in f32 or, on request, in bf16 (half their memory). The
 // element-wise update is C (Sources/CKernels/adamw.c), where the compiler
 // vectorises the square root.
@@ -36,8 +37,8 @@ public final class AdamW: @unchecked Sendable {
     /// Restores the step counter (moments are restored through `moments`).
     public func restore(step: Int) { self.step = step }
 
-    /// One update of `params` from `grads` at learning rate `lr`, then zeroes
-    /// `grads`. Clips by the global norm first when configured; returns the
+    /// One update of `params` from `grads` at learning rate `lr`; `grads` are
+    /// read, not changed. Clips by the global norm first when configured; returns the
     /// norm before clipping when it is known: given as `squaredNorm` (backward
     /// sums each layer's gradients while they are still in cache, saving a
     /// pass over all gradients) or needed for clipping. Without clipping and
@@ -87,7 +88,7 @@ public final class AdamW: @unchecked Sendable {
     /// The update of `step` over the elements `range` of the arena `params`
     /// points at (and of the moments), whose gradients start at `grads`
     /// (the gradient of element `range.lowerBound`; the whole gradient arena
-    /// when the range starts at 0), zeroing those gradients;
+    /// when the range starts at 0), which it reads and leaves as they are;
     /// the elements inside `rounded` (sorted by offset, not overlapping) also
     /// get their bf16 rounding written, in the same pass. Each element's
     /// arithmetic is the same however a step is split, so an update in pieces

@@ -81,7 +81,7 @@ public final class FineTuning: @unchecked Sendable {
             let weights = LlamaWeights(layout: base.layout, config: c, base: parameters.base)
             let grads: LlamaWeights
             if settings.updatesInBackward {
-                // Each layer's gradients are updated and zeroed before the next layer down writes: one span for all.
+                // Each layer's gradients are consumed by its update before the next layer down writes: one span for all.
                 let shared = LayerSharedGradients(layout: base.layout, config: c)
                 gradients = FloatArena(capacity: shared.capacity)
                 let g = gradients.base
@@ -144,7 +144,8 @@ public final class FineTuning: @unchecked Sendable {
     }
 
     /// One training step on `batch` at learning rate `lr`: forward, backward,
-    /// clip and update. Gradients are zero on entry and on return.
+    /// clip and update. The backward overwrites every gradient, so what the
+    /// arena holds on entry does not matter; on return it holds this step's.
     public func step(_ batch: TokenBatch, lr: Float) -> StepResult {
         // bf16 roundings of trained weights hold for one step's parameters:
         // each is current here (made by the previous step's update, or stale
