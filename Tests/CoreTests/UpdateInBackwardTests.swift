@@ -58,7 +58,8 @@ import Trial
         let initial = Array(UnsafeBufferPointer(start: after.parameters.base, count: count))
         for step in 1...3 {
             // Nothing zeroes the gradients between steps: a gradient the backward added to, or left out, would carry NaN.
-            for poisoned in [during, unmeasured] { poisoned.gradients.base.update(repeating: .nan, count: poisoned.gradients.capacity) }
+            Self.poison(during, shared: kind == .full ? LayerSharedGradients(layout: model.layout, config: model.config) : nil)
+            Self.poison(unmeasured)
             let a = after.step(b, lr: 1e-3), d = during.step(b, lr: 1e-3), u = unmeasured.step(b, lr: 1e-3)
             #expect(d == a && a.gradientNorm.map { $0 > 0 } == true, "step \(step): \(d) against \(a)")
             #expect(u.gradientNorm == nil && u.loss == a.loss, "step \(step): \(u) against \(a)")
@@ -76,6 +77,17 @@ import Trial
         }
     }
 
+    /// Fills every trained tensor's gradient with NaN: where `shared` lays
+    /// them (full fine-tuning with the update in the backward pass), else at
+    /// the tensor's own offset. Not the arena's alignment padding between
+    /// tensors, which no backward writes and which stays zero (the norm's sum
+    /// and AdamW read it).
+    static func poison(_ ft: FineTuning, shared: LayerSharedGradients? = nil) {
+        for entry in ft.trainable {
+            (ft.gradients.base + (shared?.place(entry.offset) ?? entry.offset)).update(repeating: .nan, count: entry.count)
+        }
+    }
+
     /// A batch that labels no row (a loss of 0) still overwrites every
     /// gradient, with zeros: the head's product then sums over no rows.
     @Test(arguments: ["tiny-tied", "tiny-untied-llama3"], [Precision.f32, .bf16])
@@ -89,7 +101,7 @@ import Trial
                            targets: Array(repeating: TokenBatch.ignore, count: labelled.targets.count), sharedPrefix: labelled.sharedPrefix)
         let ft = try FineTuning(base: model, method: MethodSettings(kind: .full), optimizer: AdamWSettings(maxGradNorm: nil),
                                 maxBatch: b.batchSize, maxSeq: b.seqLen, seed: 3, precision: precision, context: ctx)
-        ft.gradients.base.update(repeating: .nan, count: ft.gradients.capacity)
+        Self.poison(ft)
         let result = ft.step(b, lr: 1e-3)
         #expect(result.loss == 0 && result.labelledTokens == 0)
         let gradients = UnsafeBufferPointer(start: ft.gradients.base, count: ft.gradients.capacity)

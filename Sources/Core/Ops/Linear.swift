@@ -148,7 +148,8 @@ func fewRowsProduct(
 /// Backward of `linearForward`.
 /// - dinp: (N, inDim) += dout · weight, or = when `!accumulateInput` (skipped when nil:
 ///   nothing upstream needs it);
-/// - dweight: (outDim, inDim) += doutᵀ · inp (skipped when nil: the weight is frozen);
+/// - dweight: (outDim, inDim) = doutᵀ · inp, overwritten as every trained gradient is
+///   (`LlamaNetwork.backward`; skipped when nil: the weight is frozen);
 /// - dout: (N, outDim); inp: (N, inDim); weight: (outDim, inDim); `packed` as in `gemm` (the weight's).
 public func linearBackward(
     dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
@@ -161,6 +162,6 @@ public func linearBackward(
     }
     if let dweight {
         gemm(transA: true, transB: false, m: outDim, n: inDim, k: n,
-             a: dout, lda: outDim, b: inp, ldb: inDim, beta: 1, c: dweight, ldc: inDim)
+             a: dout, lda: outDim, b: inp, ldb: inDim, beta: 0, c: dweight, ldc: inDim)
     }
 }

@@ -24,8 +24,10 @@ public final class FloatArena: @unchecked Sendable {
     /// Set for the arena `carved` first runs its takes on: it only counts.
     private let measuring: Bool
 
-    /// Allocates `capacity` Floats, zeroed (the parameters' arenas of the
-    /// adapter methods rely on it; gradients need not: backward overwrites them).
+    /// Allocates `capacity` Floats, zeroed. Gradients rely on it only for
+    /// their layout's alignment padding between tensors: the backward
+    /// overwrites every tensor's gradient but never writes the padding, which
+    /// the gradient norm's sum and AdamW read, so it must stay zero.
     public init(capacity: Int) {
         self.capacity = capacity
         measuring = false
