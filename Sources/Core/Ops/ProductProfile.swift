@@ -125,8 +125,11 @@ public enum ProductProfile {
     /// base once per direction per step, from memory. Only for a frozen base:
     /// one stored in bf16 (`bStoredBF16`) or read from its packed copy
     /// (`bPacked`: the adapters' bases in f32 and in bf16, the head), each
-    /// copy of B then packed apart. Other Bs are activations, gradients or
-    /// trained matrices, hot in cache when training reads them. nil too for
+    /// copy of B then packed apart. Other Bs are activations and gradients,
+    /// hot in cache when training reads them, or full fine-tuning's f32
+    /// trained matrices, which at SmolLM2's size come from memory too but are
+    /// not measured so: their shapes carry no flag saying B is a weight, so
+    /// only their rate alone, with B hot, stands beside them. nil too for
     /// a B over half the pool (the 1B head): one copy alone is past the
     /// cache, so its rate alone already reads it from memory.
     public static func streamedRate(_ shape: Shape, sweeps: Int = 4) -> Double? {
