@@ -75,7 +75,6 @@ import Trial
                                             torchF32: try f32.floats("grad." + e.name))
             if error > worst.0 { worst = (error, torchError, e.name) }
         }
-        ft.gradients.zero()
         let losses = try bf16.floats("\(prefix).step_losses")
         let steps = losses.indices.map { _ in ft.step(b, lr: lr).loss }
         for (step, (ours, theirs)) in zip(steps, losses).enumerated() {

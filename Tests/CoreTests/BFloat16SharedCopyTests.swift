@@ -106,7 +106,6 @@ import Trial
                 return (loss, ft.network.logits(b, outputRows: rows, ft.activations, context: ft.context))
             }
             let gradients = [Float](UnsafeBufferPointer(start: ft.gradients.base, count: ft.gradients.capacity))
-            ft.gradients.zero()
             return (loss, gradients, logits, scratch.conversions - before)
         }
         func run<R>(_ body: () -> R) -> R { kernels ? body() : ProductPrecision.withoutBF16Kernels(body) }

@@ -48,7 +48,6 @@ import Trial
             worstGradient = max(worstGradient, error)
             #expect(error < 1e-4, "\(variant): gradient of \(e.name) relative error \(error)")
         }
-        ft.gradients.zero()
 
         let losses = try floats("step_losses"), norms = try floats("grad_norm"), lr = try setting("lr")
         for step in losses.indices {

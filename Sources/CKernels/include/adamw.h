@@ -15,8 +15,9 @@ typedef struct {
 } factsweep_adamw_step;
 
 /// Updates `count` elements with f32 moments, reading their gradients (left
-/// as they are: the next backward pass overwrites them); with `rounded` not NULL, also writes each updated parameter's bf16 bits
-/// (rounded to nearest even, as the products' operands are) there: full
+/// as they are: the next backward pass overwrites them); with `rounded` not
+/// NULL, also writes each updated parameter's bf16 bits (rounded to nearest
+/// even, as the products' operands are) there: full
 /// fine-tuning in bf16 gets its per-step rounding of the weights in the pass
 /// that writes them, instead of reading them again after it.
 void factsweep_adamw_f32(const factsweep_adamw_step *step, float *params, const float *grads,

@@ -70,9 +70,6 @@ public final class FloatArena: @unchecked Sendable {
         return (arena, carve(arena))
     }
 
-    /// Sets every Float to zero.
-    public func zero() { base.update(repeating: 0, count: capacity) }
-
     /// All Floats as one buffer.
     public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: base, count: capacity) }
 

@@ -38,10 +38,11 @@ public final class AdamW: @unchecked Sendable {
     public func restore(step: Int) { self.step = step }
 
     /// One update of `params` from `grads` at learning rate `lr`; `grads` are
-    /// read, not changed. Clips by the global norm first when configured; returns the
-    /// norm before clipping when it is known: given as `squaredNorm` (backward
-    /// sums each layer's gradients while they are still in cache, saving a
-    /// pass over all gradients) or needed for clipping. Without clipping and
+    /// read, not changed. Clips by the global norm first when configured;
+    /// returns the norm before clipping when it is known: given as
+    /// `squaredNorm` (backward sums each layer's gradients while they are
+    /// still in cache, saving a pass over all gradients) or needed for
+    /// clipping. Without clipping and
     /// without `squaredNorm`, nil: no pass is made for a figure nothing reads.
     @discardableResult
     public func update(params: FloatPointer, grads: FloatPointer, lr: Float, squaredNorm: Double? = nil, context: ComputeContext) -> Float? {

@@ -7,11 +7,11 @@
 /// layout, every layer's in the same span. The backward pass hands a layer's
 /// gradients to the update as soon as they are complete, and the next layer
 /// down then overwrites the span, as the backward overwrites every gradient
-/// (`LlamaNetwork.backward`). The embedding's (and an untied head's) gradients keep their own
-/// room: SmolLM2's gradients take 127 MB instead of 540, Llama-3.2-1B's
-/// 1.3 GB instead of 4.9. At SmolLM2 a layer's span (14 MB) can stay in
-/// the last-level cache from its products to its update; at 1B (243 MB) it
-/// cannot.
+/// (`LlamaNetwork.backward`). The embedding's (and an untied head's)
+/// gradients keep their own room: SmolLM2's gradients take 127 MB instead
+/// of 540, Llama-3.2-1B's 1.3 GB instead of 4.9. At SmolLM2 a layer's span
+/// (14 MB) can stay in the last-level cache from its products to its
+/// update; at 1B (243 MB) it cannot.
 struct LayerSharedGradients {
     /// The layout offset of layer 0's first tensor, and where the layers end.
     let layersStart: Int, layersEnd: Int
