@@ -161,6 +161,35 @@ public final class LlamaModel: @unchecked Sendable {
         2 * (projectionBytes(config) / 2 + 2 * config.vocabularySize * config.hiddenSize)
     }
 
+    /// Whether full fine-tuning in bf16 keeps the roundings of its trained
+    /// weights in oneDNN's blocked layouts, one per direction, where the
+    /// products read that layout (`BFloat16Matrix.init(rounding:blocked:)`):
+    /// one more bf16 copy of the trained weights than one plain rounding
+    /// (+269 MB at SmolLM2), for products that no longer re-block the
+    /// weight in every call (SmolLM2 at batch 1: 4–8% shorter epochs,
+    /// docs/benchmarks.md, "Issue 13, thirty-fourth stop"). By default
+    /// when that copy takes at most `blockedRoundingsLimit`: SmolLM2-class
+    /// models do; at Llama-3.2-1B it would add 2.5 GB to a run that peaks at
+    /// 21.5 GB with the update after the backward, past what a 24 GiB host
+    /// holds, so they do not. A rule on the model alone, as the blocked and
+    /// plain products may round differently (within 1e-6);
+    /// `FACTSWEEP_TRAINED_BF16_BLOCKED=on` or `off` decides it for every model.
+    public static func blocksTrainedRoundings(_ config: LlamaConfiguration) -> Bool {
+        switch ProcessInfo.processInfo.environment["FACTSWEEP_TRAINED_BF16_BLOCKED"]?.lowercased() {
+        case "on": true
+        case "off": false
+        default: trainedBFloat16Bytes(config) <= blockedRoundingsLimit
+        }
+    }
+
+    /// The most memory the extra bf16 copy of blocked trained roundings takes by default: 1 GiB.
+    public static let blockedRoundingsLimit = 1 << 30
+
+    /// Bytes of one bf16 copy of the matrices full fine-tuning trains (the projections and the head).
+    static func trainedBFloat16Bytes(_ config: LlamaConfiguration) -> Int {
+        projectionBytes(config) / 2 + 2 * config.vocabularySize * config.hiddenSize * (config.tieWordEmbeddings ? 1 : 2)
+    }
+
     /// Bytes of a model's projections in Float32.
     static func projectionBytes(_ config: LlamaConfiguration) -> Int {
         4 * config.layerCount * ProjectionKind.allCases.reduce(0) { $0 + ParameterLayout.shape(config, $1).reduce(1, *) }

@@ -108,7 +108,8 @@ extension LlamaModel {
     /// `roundTrained` (full fine-tuning in bf16) each trained projection and
     /// the head read a bf16 rounding of their Float32 weight, made once per
     /// step and read by the products of both directions (`BFloat16Matrix`'s
-    /// `init(rounding:)` says why not oneDNN's packed copies). With `packFrozen` (`weights` is
+    /// `init(rounding:)` says when in oneDNN's blocked layouts,
+    /// `LlamaModel.blocksTrainedRoundings` for which models). With `packFrozen` (`weights` is
     /// this model's own, frozen) each Float32 projection and the Float32 head
     /// read the model's packed copies.
     func network(weights w: LlamaWeights, grads g: LlamaWeights?, adapters: (Int, ProjectionKind) -> Adapter?,
@@ -116,8 +117,9 @@ extension LlamaModel {
         let c = config
         let rounds = roundTrained && g != nil
         var trainedRounded: [BFloat16Matrix] = []
+        let blocks = rounds && Self.blocksTrainedRoundings(c)
         func rounding(_ w: FloatPointer, rows: Int, columns: Int) -> BFloat16Matrix {
-            let m = BFloat16Matrix(rounding: w.base, rows: rows, columns: columns)
+            let m = BFloat16Matrix(rounding: w.base, rows: rows, columns: columns, blocked: blocks)
             trainedRounded.append(m)
             return m
         }

@@ -84,6 +84,14 @@ public final class BFloat16Matrix: @unchecked Sendable {
     /// for the matrix's life, so that such products do not make them again
     /// every call. No product of the study's does (`PlainBitsReleaseTests`).
     private var keepsPlainBits = false
+    /// A trained matrix's rounding in the two layouts oneDNN's bf16 products
+    /// read a packed B in: B = Wᵀ (the forward's) then B = W (the
+    /// backward's), rows × columns bits each, written by the optimizer's
+    /// update with the weights (`roundedSpan`); nil where those products
+    /// read another layout, and then the update writes the plain bits.
+    private let blocked: UnsafeMutablePointer<UInt16>?
+    /// Whether `blocked` rounds older values than the source's.
+    private var blockedStale = true
 
     /// The bf16 rounding of `source` (rows × columns, row-major), converted
     /// on `context`'s threads; with `packs` its products read oneDNN-packed
@@ -98,6 +106,7 @@ public final class BFloat16Matrix: @unchecked Sendable {
         self.source = rereadsSource ? source : nil
         trains = false
         self.packs = packs
+        blocked = nil
         let made = Self.allocate(rows * columns)
         Self.round(source, into: made, rows: rows, columns: columns, context: context)
         plain = made
@@ -105,18 +114,49 @@ public final class BFloat16Matrix: @unchecked Sendable {
 
     /// The bf16 rounding of a weight that trains, made by the first product
     /// after creation and after each `invalidate`, or written by the
-    /// optimizer's update with the weight itself (`roundedSpan`, `markCurrent`). Products of both
-    /// directions read the same plain copy: with oneDNN's packed layout the
-    /// backward's products converted the f32 weight again in every call, and
-    /// packing each step ran inside the step's first product.
-    public init(rounding source: UnsafePointer<Float>, rows: Int, columns: Int) {
+    /// optimizer's update with the weight itself (`roundedSpan`, `markCurrent`).
+    ///
+    /// Where oneDNN's bf16 products read a packed B in its AVX-512 layout
+    /// (`writesBlocked`), the rounding is kept in that layout only, once per
+    /// direction, and the update writes both a few rows at a time while the
+    /// new weights are in cache (`factsweep_bf16_round_vnni`): over plain
+    /// rows oneDNN re-blocks B inside every product, which at batch 1's 62
+    /// rows ran those products 25% (forward) and 47% (backward) slower than
+    /// over the layout it asks for (docs/benchmarks.md, "Issue 13,
+    /// thirty-fourth stop"). The cost is one more copy of the weights in
+    /// bf16, written each step. Plain bits are then made from the source
+    /// only for a product that needs them. Elsewhere products of both
+    /// directions read one plain rounding: packing it per step through
+    /// oneDNN's reorder, which reads the weights again, was slower.
+    /// With `blocked` (the model's rule, `LlamaModel.blocksTrainedRoundings`)
+    /// a matrix whose products read the blocked layout keeps its rounding
+    /// there (`writesBlocked`).
+    public init(rounding source: UnsafePointer<Float>, rows: Int, columns: Int, blocked asked: Bool = false) {
         self.rows = rows
         self.columns = columns
         self.source = source
         trains = true
         packs = false
-        plain = Self.allocate(rows * columns)
+        let blocks = asked && Self.writesBlocked(rows: rows, columns: columns)
+        blocked = blocks ? Self.allocate(2 * rows * columns) : nil
+        plain = blocks ? nil : Self.allocate(rows * columns)
         stale = true
+    }
+
+    /// Tests turn blocked roundings off per thread around a matrix's creation
+    /// (the environment's `off` is `LlamaModel.blocksTrainedRoundings`'s).
+    static let trainedBlocked = PathSwitch(environmentKey: "FACTSWEEP_TRAINED_BF16_BLOCKED")
+
+    /// Whether a trained rows × columns matrix can keep its rounding in
+    /// oneDNN's blocked bf16 layouts: both sizes are multiples of 64 (the
+    /// layout's blocks), and oneDNN's bf16 matmul here reads a packed B of
+    /// both directions' shapes in that layout.
+    static func writesBlocked(rows: Int, columns: Int) -> Bool {
+        guard trainedBlocked.isOn, rows % 64 == 0, columns % 64 == 0, rows > 0, columns > 0 else { return false }
+        return [true, false].allSatisfy { transB in
+            let (n, k) = transB ? (rows, columns) : (columns, rows)
+            return readsBlockedBFloat16B(transB: transB, m: 64, n: n, k: k)
+        }
     }
 
     private static func allocate(_ count: Int) -> UnsafeMutablePointer<UInt16> {
@@ -153,6 +193,7 @@ public final class BFloat16Matrix: @unchecked Sendable {
         guard source != nil else { return }
         lock.lock()
         stale = true
+        blockedStale = true
         lock.unlock()
         if !trains { packed.invalidate() }
     }
@@ -163,23 +204,63 @@ public final class BFloat16Matrix: @unchecked Sendable {
     /// a fixed matrix.
     func roundedSpan(in arena: UnsafePointer<Float>) -> AdamW.RoundedSpan? {
         guard trains, let source else { return nil }
-        return AdamW.RoundedSpan(offset: source - arena, count: rows * columns, bits: base)
+        if let blocked {
+            return AdamW.RoundedSpan(offset: source - arena, count: rows * columns,
+                                     destination: .blocked(forward: blocked, backward: blocked + rows * columns, rows: rows, columns: columns))
+        }
+        return AdamW.RoundedSpan(offset: source - arena, count: rows * columns, destination: .plain(base))
     }
 
-    /// Marks a trained matrix's rounding current: its bits were written from
-    /// its source's values as they now are (by the update that wrote both).
+    /// Marks a trained matrix's rounding current: it was written from its
+    /// source's values as they now are (by the update that wrote both) —
+    /// the blocked copies when it has them, whose plain bits (if any were
+    /// made) are then stale.
     func markCurrent() {
         guard trains else { return }
         lock.lock()
-        stale = false
+        if blocked != nil {
+            blockedStale = false
+            stale = true
+        } else {
+            stale = false
+        }
         lock.unlock()
     }
 
-    /// Whether a trained matrix's rounding is current (tests).
+    /// Whether a trained matrix's rounding is current (tests): its blocked
+    /// copies when it has them, else its plain bits.
     var isCurrent: Bool {
         lock.lock()
         defer { lock.unlock() }
-        return !stale
+        return blocked != nil ? !blockedStale : !stale
+    }
+
+    /// Whether a trained matrix keeps its rounding in the blocked layouts (tests).
+    var holdsBlockedRounding: Bool { blocked != nil }
+
+    /// A trained matrix's blocked rounding for a product of `transB`'s
+    /// direction (B = Wᵀ, else B = W); nil when it has none. Current after
+    /// `makeBlockedRoundingCurrent`.
+    func blockedRounding(transB: Bool) -> UnsafeMutablePointer<UInt16>? {
+        blocked.map { transB ? $0 : $0 + rows * columns }
+    }
+
+    /// Makes a trained matrix's blocked rounding from its source when stale
+    /// (after `invalidate`: a restored checkpoint, a write from outside a
+    /// step, a step whose update did not write it), on `context`'s threads,
+    /// 16 rows at a time.
+    func makeBlockedRoundingCurrent(context: ComputeContext) {
+        guard let blocked, let source else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        guard blockedStale else { return }
+        let rows = rows, columns = columns, bits = UncheckedSendable(blocked)
+        context.parallelFor(rows / 16, minimumPerThread: 4) { groups in
+            let done = factsweep_bf16_round_vnni(source, rows, columns, 16 * groups.lowerBound, 16 * groups.upperBound,
+                                                 bits.value, bits.value + rows * columns, KernelPath.widest.code)
+            precondition(done != 0, "a \(rows) × \(columns) matrix does not fit the blocked bf16 layout")
+        }
+        blockedStale = false
     }
 
     /// Whether the matrix holds its plain bits now (tests).
@@ -244,6 +325,7 @@ public final class BFloat16Matrix: @unchecked Sendable {
 
     deinit {
         if let plain { Self.deallocate(plain, count: rows * columns) }
+        if let blocked { Self.deallocate(blocked, count: 2 * rows * columns) }
     }
 
     /// Its copies in the layouts oneDNN's primitives prefer, made by the first

@@ -132,19 +132,30 @@ private func gemmBFloat16Untimed(
 /// n × k stored when `transB`) written by `fill` into `b` straight in the
 /// layout oneDNN's bf16 product reads a packed B in: QLoRA's NF4 base,
 /// dequantised into it (`NF4Tensor.dequantizeRowsBFloat16Blocked`) instead
-/// of into plain rows that oneDNN re-blocks inside the call. Returns false,
+/// of into plain rows that oneDNN re-blocks inside the call; or full
+/// fine-tuning's rounding of a trained weight, which the update wrote there
+/// (`BFloat16Matrix.init(rounding:)`; `bInScratch` false: B comes from
+/// memory, as a frozen weight's). Returns false,
 /// having run no product, when that path is shut here (no oneDNN bf16
 /// kernels, reuse off, a layout other than the one `fill` writes, or `fill`
 /// refusing the sizes); the caller then takes the plain path.
 func gemmBFloat16IntoBlockedB(
     transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, beta: Float,
-    c: UnsafeMutablePointer<Float>, ldc: Int, b: UnsafeMutablePointer<UInt16>, fill: () -> Bool
+    c: UnsafeMutablePointer<Float>, ldc: Int, b: UnsafeMutablePointer<UInt16>, bInScratch: Bool = true, fill: () -> Bool
 ) -> Bool {
     guard let key = prepackedKey(transB: transB, m: m, n: n, k: k, ldb: transB ? k : n, ldc: ldc, beta: beta),
           OneDNNMatmul.readsBlockedBFloat16(key), fill() else { return false }
-    let ran = runOnPrepackedB(key, a: a, lda: lda, b: UnsafeMutableRawPointer(b), c: c, bInScratch: true)
+    let ran = runOnPrepackedB(key, a: a, lda: lda, b: UnsafeMutableRawPointer(b), c: c, bInScratch: bInScratch)
     if ran { ProductScratch.current.blockedProducts += 1 }
     return ran
+}
+
+/// Whether a bf16 product of these sizes over a packed B would read it in
+/// the layout `gemmBFloat16IntoBlockedB` takes (false where that path is
+/// shut here).
+func readsBlockedBFloat16B(transB: Bool, m: Int, n: Int, k: Int) -> Bool {
+    guard let key = prepackedKey(transB: transB, m: m, n: n, k: k, ldb: transB ? k : n, ldc: n, beta: 0) else { return false }
+    return OneDNNMatmul.readsBlockedBFloat16(key)
 }
 
 /// C[m,n] = A·op(B) + beta·C in bf16 as one product per thread, each over
@@ -275,7 +286,8 @@ private func runOnPrepackedB(
 extension BFloat16Matrix {
     /// C (m × n) = A · op(W) + beta·C, A Float32 (m × k, packed rows): the
     /// forward's X · Wᵀ (`transB`: n = rows, k = columns) or the backward's
-    /// dY · W (n = columns, k = rows). A matrix that packs reads its current
+    /// dY · W (n = columns, k = rows). A trained matrix with a blocked
+    /// rounding reads it (made first when stale). A matrix that packs reads its current
     /// packed copy for the product's layout without its plain bits; else
     /// the plain bits (made again if released), packing them on a copy's
     /// first use, after which a frozen matrix releases them once both
@@ -284,6 +296,11 @@ extension BFloat16Matrix {
         // No rows, no product (as `gemmBFloat16`): nor plain bits made again for one.
         guard m > 0 else { return }
         let (n, k) = transB ? (rows, columns) : (columns, rows)
+        if let bits = blockedRounding(transB: transB),
+           gemmBFloat16IntoBlockedB(transB: transB, m: m, n: n, k: k, a: a, lda: k, beta: beta, c: c, ldc: n, b: bits,
+                                    bInScratch: false, fill: { makeBlockedRoundingCurrent(context: context); return true }) {
+            return
+        }
         if let packed = packedIfEnabled,
            gemmBFloat16OnPackedCopy(transB: transB, m: m, n: n, k: k, a: a, lda: k, ldb: columns, beta: beta, c: c, ldc: n,
                                     packed: packed) {

@@ -78,12 +78,35 @@ public final class AdamW: @unchecked Sendable {
     }
 
     /// Parameters `offset..<offset + count` of the arena whose updated values
-    /// are also written, rounded to bf16, to `bits` (full fine-tuning's
-    /// per-step rounding of a trained matrix, `BFloat16Matrix.init(rounding:)`).
+    /// are also written, rounded to bf16, to `destination` (full
+    /// fine-tuning's per-step rounding of a trained matrix,
+    /// `BFloat16Matrix.init(rounding:)`).
     struct RoundedSpan: @unchecked Sendable {
         var offset: Int, count: Int
-        var bits: UnsafeMutablePointer<UInt16>
+        var destination: Destination
         var end: Int { offset + count }
+
+        enum Destination {
+            /// Plain rows, element by element in the update's pass.
+            case plain(UnsafeMutablePointer<UInt16>)
+            /// oneDNN's blocked layouts of a rows × columns matrix, both
+            /// directions (`factsweep_bf16_round_vnni`), 16 rows at a time
+            /// right after the update has written them.
+            case blocked(forward: UnsafeMutablePointer<UInt16>, backward: UnsafeMutablePointer<UInt16>, rows: Int, columns: Int)
+        }
+
+        /// Elements in one group of 16 rows of a blocked span; nil for a plain one.
+        var groupCount: Int? {
+            if case let .blocked(_, _, _, columns) = destination { 16 * columns } else { nil }
+        }
+
+        /// `b` moved to the end of its group of 16 rows when it falls inside
+        /// a blocked span, so that every group is updated by one thread,
+        /// which then rounds it; else `b`.
+        func snapped(_ b: Int) -> Int {
+            guard let group = groupCount, b > offset, b < end else { return b }
+            return min(end, offset + (b - offset + group - 1) / group * group)
+        }
     }
 
     /// The update of `step` over the elements `range` of the arena `params`
@@ -93,10 +116,14 @@ public final class AdamW: @unchecked Sendable {
     /// the elements inside `rounded` (sorted by offset, not overlapping) also
     /// get their bf16 rounding written, in the same pass. Each element's
     /// arithmetic is the same however a step is split, so an update in pieces
-    /// gives the bits of one over the whole arena.
+    /// gives the bits of one over the whole arena. A blocked span lies
+    /// wholly inside `range` or outside it.
     func update(_ step: factsweep_adamw_step, params: FloatPointer, grads: FloatPointer, range: Range<Int>,
                 rounded: [RoundedSpan] = [], context: ComputeContext) {
         precondition(range.lowerBound >= 0 && range.upperBound <= count, "update range outside the optimizer's parameters")
+        precondition(!rounded.contains { $0.groupCount != nil && $0.snapped(range.lowerBound) != range.lowerBound
+                                         || $0.groupCount != nil && $0.snapped(range.upperBound) != range.upperBound },
+                     "an update range splits a trained matrix whose rounding is blocked")
         // Each thread streams its own range (whole blocks of 16 but the last): the update is memory-bound.
         let first = range.lowerBound, n = range.count
         let bits = settings.momentPrecision == .bf16 ? momentBits.baseAddress : nil
@@ -111,12 +138,29 @@ public final class AdamW: @unchecked Sendable {
                 }
             }
             context.parallelFor((n + 15) / 16, minimumPerThread: 4096) { blocks in
-                let lo = first + blocks.lowerBound * 16, hi = first + min(n, blocks.upperBound * 16)
+                var lo = first + blocks.lowerBound * 16, hi = first + min(n, blocks.upperBound * 16)
+                // Threads meet at whole groups of a blocked span's rows (every thread moves a shared boundary alike).
+                for span in rounded where span.groupCount != nil {
+                    lo = span.snapped(lo)
+                    hi = span.snapped(hi)
+                }
                 var at = lo
                 for span in rounded where span.end > lo && span.offset < hi {
                     let start = max(span.offset, at), end = min(span.end, hi)
                     if start > at { run(at, start, rounding: nil) }
-                    run(start, end, rounding: span.bits + (start - span.offset))
+                    switch span.destination {
+                    case let .plain(bits):
+                        run(start, end, rounding: bits + (start - span.offset))
+                    case let .blocked(forward, backward, rows, columns):
+                        // Each group of 16 rows updated, then rounded into both layouts while in cache.
+                        for group in stride(from: start, to: end, by: 16 * columns) {
+                            run(group, group + 16 * columns, rounding: nil)
+                            let row = (group - span.offset) / columns
+                            let done = factsweep_bf16_round_vnni(params.base + span.offset, rows, columns, row, row + 16, forward, backward,
+                                                                 KernelPath.widest.code)
+                            precondition(done != 0, "a \(rows) × \(columns) matrix does not fit the blocked bf16 layout")
+                        }
+                    }
                     at = end
                 }
                 if at < hi { run(at, hi, rounding: nil) }
