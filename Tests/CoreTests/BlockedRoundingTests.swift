@@ -173,6 +173,10 @@ import Trial
             headDimension: 64, rmsNormEps: 1e-5, ropeTheta: 500000, ropeScaling: .none, tieWordEmbeddings: true, maxPositions: 131072)
         #expect(LlamaModel.trainedBFloat16Bytes(AdapterTests.smolLM2) == 268_959_744)
         #expect(LlamaModel.trainedBFloat16Bytes(llama1B) == 2_471_493_632)
+        // An untied head is rounded; its embedding, only gathered from, is not.
+        var untied = AdapterTests.smolLM2
+        untied.tieWordEmbeddings = false
+        #expect(LlamaModel.trainedBFloat16Bytes(untied) == 268_959_744)
         #expect(LlamaModel.blocksTrainedRoundings(AdapterTests.smolLM2))
         #expect(!LlamaModel.blocksTrainedRoundings(llama1B))
     }

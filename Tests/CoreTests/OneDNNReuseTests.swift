@@ -220,12 +220,15 @@ import Trial
         }
         let viaRounded = gradient(rounded)
         #expect(rounded.trainedRoundings.allSatisfy { $0.isCurrent }, "a trained weight was not rounded")
-        // One bf16 copy of every trained matrix, not two.
+        // One bf16 copy of every trained matrix, not two; two, one per direction and no plain rows, of those kept blocked.
         let c = model.config, C = c.hiddenSize
         let perLayer = 2 * c.queryWidth * C + 2 * c.kvWidth * C + 3 * c.intermediateSize * C
         let oneLayout = 2 * (c.layerCount * perLayer + c.vocabularySize * C)
-        let roundedBytes = rounded.trainedRoundings.map(\.byteCount).reduce(0, +)
-        #expect(roundedBytes == oneLayout, "\(roundedBytes) bytes of bf16 copies; one of each matrix is \(oneLayout)")
+        let blockedBytes = rounded.trainedRoundings.filter(\.holdsBlockedRounding).map { 2 * $0.rows * $0.columns }.reduce(0, +)
+        let roundedBytes = rounded.trainedRoundings.map(\.roundingBytes).reduce(0, +)
+        #expect(roundedBytes == oneLayout + blockedBytes,
+                "\(roundedBytes) bytes of bf16 copies; one of each matrix is \(oneLayout), plus \(blockedBytes) for the blocked ones' second")
+        #expect(rounded.trainedRoundings.filter(\.holdsBlockedRounding).allSatisfy { !$0.holdsPlainBits })
         #expect(viaRounded.allSatisfy { $0.isFinite }, "a gradient is not finite")
         #expect(FewRowsProductTests.relativeError(viaRounded, gradient(plain)) < 1e-5)
     }

@@ -166,12 +166,14 @@ public final class LlamaModel: @unchecked Sendable {
     /// products read that layout (`BFloat16Matrix.init(rounding:blocked:)`):
     /// one more bf16 copy of the trained weights than one plain rounding
     /// (+269 MB at SmolLM2), for products that no longer re-block the
-    /// weight in every call (SmolLM2 at batch 1: 4–8% shorter epochs,
-    /// docs/benchmarks.md, "Issue 13, thirty-fourth stop"). By default
-    /// when that copy takes at most `blockedRoundingsLimit`: SmolLM2-class
-    /// models do; at Llama-3.2-1B it would add 2.5 GB to a run that peaks at
-    /// 21.5 GB with the update after the backward, past what a 24 GiB host
-    /// holds, so they do not. A rule on the model alone, as the blocked and
+    /// weight in every call (SmolLM2: epochs 8% shorter at batch 1, 11% at
+    /// batch 8; docs/benchmarks.md, "Issue 13, thirty-fourth stop"). By
+    /// default when that copy takes at most `blockedRoundingsLimit`:
+    /// SmolLM2-class models do. Llama-3.2-1B's would take 2,357 MiB more on
+    /// a run that peaks at 21,524 MiB with the update after the backward,
+    /// 23,881 MiB on a host with 24,105 MiB in all, for no gain measured
+    /// there (its products already run at 97% of their rate alone), so
+    /// they do not. A rule on the model alone, as the blocked and
     /// plain products may round differently (within 1e-6);
     /// `FACTSWEEP_TRAINED_BF16_BLOCKED=on` or `off` decides it for every model.
     public static func blocksTrainedRoundings(_ config: LlamaConfiguration) -> Bool {
@@ -185,9 +187,11 @@ public final class LlamaModel: @unchecked Sendable {
     /// The most memory the extra bf16 copy of blocked trained roundings takes by default: 1 GiB.
     public static let blockedRoundingsLimit = 1 << 30
 
-    /// Bytes of one bf16 copy of the matrices full fine-tuning trains (the projections and the head).
+    /// Bytes of one bf16 rounding of the matrices full fine-tuning's
+    /// products read: the projections and the head (an untied embedding is
+    /// only gathered from, in Float32).
     static func trainedBFloat16Bytes(_ config: LlamaConfiguration) -> Int {
-        projectionBytes(config) / 2 + 2 * config.vocabularySize * config.hiddenSize * (config.tieWordEmbeddings ? 1 : 2)
+        projectionBytes(config) / 2 + 2 * config.vocabularySize * config.hiddenSize
     }
 
     /// Bytes of a model's projections in Float32.

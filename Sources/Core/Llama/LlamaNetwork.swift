@@ -60,8 +60,9 @@ public struct LlamaNetwork: Sendable {
     /// them (`LlamaModel.packsFrozenBases`): an adapter network's in f32.
     public let lmHeadPacked: PackedWeight?
     /// The bf16 roundings of the weights this network trains (full
-    /// fine-tuning in bf16; the head's is `lmHeadBF16`): stale after each
-    /// optimizer step (`invalidateTrainedRoundings`).
+    /// fine-tuning in bf16; the head's is `lmHeadBF16`): written by each
+    /// step's update with the weights, or made stale by it
+    /// (`invalidateTrainedRoundings`) and made again by the next product.
     public let trainedRoundings: [BFloat16Matrix]
 
     public init(config: LlamaConfiguration, embed: FloatPointer, finalNorm: FloatPointer, lmHead: FloatPointer, layers: [NetworkLayer],

@@ -176,11 +176,14 @@ public final class BFloat16Matrix: @unchecked Sendable {
         }
     }
 
-    /// The plain bits of a matrix that never releases them (one that trains,
-    /// or does not pack); one that packs is read through `withBits`, whose
-    /// lease keeps them while they are read.
+    /// The plain bits of a matrix that never releases them (one that trains
+    /// without blocked copies, or does not pack); one that packs is read
+    /// through `withBits`, whose lease keeps them while they are read, and
+    /// one that trains with blocked copies has plain bits only when a
+    /// product made them (`withBits` too).
     var base: UnsafeMutablePointer<UInt16> {
         precondition(!packs || trains, "a packing bf16 matrix may release its plain bits: read them through withBits")
+        precondition(blocked == nil, "a trained bf16 matrix with blocked copies has no plain bits of its own: read them through withBits")
         lock.lock()
         defer { lock.unlock() }
         guard let plain else { preconditionFailure("unreachable: a matrix that does not pack keeps its plain bits") }
@@ -346,6 +349,18 @@ public final class BFloat16Matrix: @unchecked Sendable {
     /// Bytes of the matrix's values in bf16, whether held in plain rows or
     /// only in its packed copies (whose bytes are not counted here).
     public var byteCount: Int { 2 * rows * columns }
+
+    /// Bytes a trained matrix's rounding occupies now: its blocked copies
+    /// (two) and its plain bits, if it holds them. Plain bits that a
+    /// product made again beside blocked copies (a layout no copy has, the
+    /// path without bf16 kernels, a one-off export) are kept for the
+    /// matrix's life, as a frozen matrix's are once made again
+    /// (`keepsPlainBits`); no product of the study's makes them.
+    var roundingBytes: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return (blocked != nil ? 4 * rows * columns : 0) + (plain != nil ? 2 * rows * columns : 0)
+    }
 
     /// Writes the matrix widened to Float32 into `destination` (rows × columns).
     func widen(into destination: UnsafeMutablePointer<Float>) {

@@ -116,14 +116,15 @@ public final class AdamW: @unchecked Sendable {
     /// the elements inside `rounded` (sorted by offset, not overlapping) also
     /// get their bf16 rounding written, in the same pass. Each element's
     /// arithmetic is the same however a step is split, so an update in pieces
-    /// gives the bits of one over the whole arena. A blocked span lies
-    /// wholly inside `range` or outside it.
+    /// gives the bits of one over the whole arena. `range` may split a
+    /// blocked span only between groups of 16 of its rows (each group is
+    /// rounded by the thread that updated it, right after).
     func update(_ step: factsweep_adamw_step, params: FloatPointer, grads: FloatPointer, range: Range<Int>,
                 rounded: [RoundedSpan] = [], context: ComputeContext) {
         precondition(range.lowerBound >= 0 && range.upperBound <= count, "update range outside the optimizer's parameters")
         precondition(!rounded.contains { $0.groupCount != nil && $0.snapped(range.lowerBound) != range.lowerBound
                                          || $0.groupCount != nil && $0.snapped(range.upperBound) != range.upperBound },
-                     "an update range splits a trained matrix whose rounding is blocked")
+                     "an update range splits a group of 16 rows of a trained matrix whose rounding is blocked")
         // Each thread streams its own range (whole blocks of 16 but the last): the update is memory-bound.
         let first = range.lowerBound, n = range.count
         let bits = settings.momentPrecision == .bf16 ? momentBits.baseAddress : nil
