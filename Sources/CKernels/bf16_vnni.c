@@ -17,30 +17,9 @@ static void round_vnni_portable(const float *w, size_t rows, size_t columns, siz
 }
 
 #ifdef FACTSWEEP_X86_PATHS
-/// 32 Floats' bf16 bits, in order, in one register, rounded in integer
-/// arithmetic (`bf16_bits16`).
-__attribute__((target("avx512f,avx512bw"))) static inline __m512i words32(const float *s) {
-    __m256i low = bf16_bits16(_mm512_loadu_ps(s)), high = bf16_bits16(_mm512_loadu_ps(s + 16));
-    return _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
-}
-
-/// The same with AVX512_BF16's vcvtne2ps2bf16, which rounds as bf16_bits
-/// does but flushes a subnormal input to zero: 32 values holding one take
-/// `words32` (as `factsweep_bf16_round` does).
-__attribute__((target("avx512f,avx512bw,avx512bf16"))) static inline __m512i words32_bf16(const float *s) {
-    const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF), one = _mm512_set1_epi32(1);
-    const __m512i largest_subnormal = _mm512_set1_epi32(0x007FFFFF);
-    __m512 low = _mm512_loadu_ps(s), high = _mm512_loadu_ps(s + 16);
-    __mmask16 small_low = _mm512_cmplt_epu32_mask(_mm512_sub_epi32(_mm512_and_si512(_mm512_castps_si512(low), magnitude), one),
-                                                  largest_subnormal);
-    __mmask16 small_high = _mm512_cmplt_epu32_mask(_mm512_sub_epi32(_mm512_and_si512(_mm512_castps_si512(high), magnitude), one),
-                                                   largest_subnormal);
-    if ((small_low | small_high) == 0) return (__m512i)_mm512_cvtne2ps_pbh(high, low);
-    return words32(s);
-}
-
 /// 16 rows at a time, 32 columns at a time: each row's 32 values rounded
-/// once into a register. Backward (B = W): two rows' registers interleave
+/// once into a register (`bf16_bits32`, or `bf16_bits32_converted` where
+/// the CPU has AVX512_BF16). Backward (B = W): two rows' registers interleave
 /// word by word into 64 contiguous words. Forward (B = Wᵀ): a pair of
 /// consecutive columns of one row is one 32-bit value, and after a 16 × 16
 /// transpose pair j of the 16 rows is 64 contiguous bytes. Every store
@@ -67,13 +46,13 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) static inline __m512i wor
 
 __attribute__((target("avx512f,avx512bw"))) static void round_vnni_avx512(const float *w, size_t rows, size_t columns, size_t r0,
                                                                          size_t r1, uint16_t *forward, uint16_t *backward) {
-    ROUND_VNNI_BODY(words32)
+    ROUND_VNNI_BODY(bf16_bits32)
 }
 
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void round_vnni_avx512bf16(const float *w, size_t rows, size_t columns,
                                                                                         size_t r0, size_t r1, uint16_t *forward,
                                                                                         uint16_t *backward) {
-    ROUND_VNNI_BODY(words32_bf16)
+    ROUND_VNNI_BODY(bf16_bits32_converted)
 }
 #endif
 

@@ -34,6 +34,18 @@ func convertToBFloat16(
     factsweep_bf16_round(dst, src, rows, columns, ld, portable ? 1 : 0)
 }
 
+/// Rows `rows` of W (`height` × `width` Float32, row-major) rounded as
+/// `convertToBFloat16` rounds them into both of oneDNN's blocked bf16
+/// layouts (`forward`: B = Wᵀ, `backward`: B = W; `factsweep_bf16_round_vnni`).
+/// Both sizes must be multiples of 64 and the rows' bounds of 16.
+func roundIntoBlockedLayouts(
+    _ w: UnsafePointer<Float>, height: Int, width: Int, rows: Range<Int>, forward: UnsafeMutablePointer<UInt16>,
+    backward: UnsafeMutablePointer<UInt16>
+) {
+    let done = factsweep_bf16_round_vnni(w, height, width, rows.lowerBound, rows.upperBound, forward, backward, KernelPath.widest.code)
+    precondition(done != 0, "rows \(rows) of a \(height) × \(width) matrix do not fit the blocked bf16 layout")
+}
+
 /// dst[i] = Float(src[i]) over a rows × columns block with leading dimension
 /// `ld`, packed densely (exact; in C, eight or sixteen lanes wide).
 func convertFromBFloat16(
@@ -259,9 +271,8 @@ public final class BFloat16Matrix: @unchecked Sendable {
         guard blockedStale else { return }
         let rows = rows, columns = columns, bits = UncheckedSendable(blocked)
         context.parallelFor(rows / 16, minimumPerThread: 4) { groups in
-            let done = factsweep_bf16_round_vnni(source, rows, columns, 16 * groups.lowerBound, 16 * groups.upperBound,
-                                                 bits.value, bits.value + rows * columns, KernelPath.widest.code)
-            precondition(done != 0, "a \(rows) × \(columns) matrix does not fit the blocked bf16 layout")
+            roundIntoBlockedLayouts(source, height: rows, width: columns, rows: 16 * groups.lowerBound..<16 * groups.upperBound,
+                                    forward: bits.value, backward: bits.value + rows * columns)
         }
         blockedStale = false
     }

@@ -122,8 +122,7 @@ public final class AdamW: @unchecked Sendable {
     func update(_ step: factsweep_adamw_step, params: FloatPointer, grads: FloatPointer, range: Range<Int>,
                 rounded: [RoundedSpan] = [], context: ComputeContext) {
         precondition(range.lowerBound >= 0 && range.upperBound <= count, "update range outside the optimizer's parameters")
-        precondition(!rounded.contains { $0.groupCount != nil && $0.snapped(range.lowerBound) != range.lowerBound
-                                         || $0.groupCount != nil && $0.snapped(range.upperBound) != range.upperBound },
+        precondition(!rounded.contains { $0.snapped(range.lowerBound) != range.lowerBound || $0.snapped(range.upperBound) != range.upperBound },
                      "an update range splits a group of 16 rows of a trained matrix whose rounding is blocked")
         // Each thread streams its own range (whole blocks of 16 but the last): the update is memory-bound.
         let first = range.lowerBound, n = range.count
@@ -141,7 +140,7 @@ public final class AdamW: @unchecked Sendable {
             context.parallelFor((n + 15) / 16, minimumPerThread: 4096) { blocks in
                 var lo = first + blocks.lowerBound * 16, hi = first + min(n, blocks.upperBound * 16)
                 // Threads meet at whole groups of a blocked span's rows (every thread moves a shared boundary alike).
-                for span in rounded where span.groupCount != nil {
+                for span in rounded {
                     lo = span.snapped(lo)
                     hi = span.snapped(hi)
                 }
@@ -157,9 +156,8 @@ public final class AdamW: @unchecked Sendable {
                         for group in stride(from: start, to: end, by: 16 * columns) {
                             run(group, group + 16 * columns, rounding: nil)
                             let row = (group - span.offset) / columns
-                            let done = factsweep_bf16_round_vnni(params.base + span.offset, rows, columns, row, row + 16, forward, backward,
-                                                                 KernelPath.widest.code)
-                            precondition(done != 0, "a \(rows) × \(columns) matrix does not fit the blocked bf16 layout")
+                            roundIntoBlockedLayouts(params.base + span.offset, height: rows, width: columns, rows: row..<row + 16,
+                                                    forward: forward, backward: backward)
                         }
                     }
                     at = end
