@@ -72,6 +72,10 @@ public final class CoordinatorServer {
         /// Attempts assigned to this worker that no heartbeat or result has named yet, and when each
         /// `assign` went out: one still unnamed a grace after that was lost on the way.
         var unconfirmed: [AttemptID: ContinuousClock.Instant] = [:]
+        /// Trials this session refused because its build does not read settings in their assignment
+        /// (`failed` with `unread_settings`): not offered to it again while another connected worker may
+        /// read them. A new session (a restarted, perhaps rebuilt, worker) starts without.
+        var unreadable: Set<String> = []
     }
 
     /// Where an attempt was at its worker's last heartbeat.
@@ -444,7 +448,8 @@ public final class CoordinatorServer {
                 let write = switch kind {
                 case .permanent: try transaction.finishTrial(f.trial, attemptID: f.attempt, result: .failed, reason: f.reason)
                 case .interrupted: try transaction.releaseTrial(f.trial, attemptID: f.attempt, reason: f.reason, setback: .interrupted)
-                case .error: try transaction.releaseTrial(f.trial, attemptID: f.attempt, reason: f.reason, setback: .trialError)
+                case .error: try transaction.releaseTrial(f.trial, attemptID: f.attempt, reason: f.reason,
+                                                          setback: refusalSetback(f, by: workerID))
                 }
                 guard try settle(write, f.messageID, trial: f.trial, attempt: f.attempt, peer: peer, workerID: workerID,
                                  session: session) else { return }
@@ -464,6 +469,27 @@ public final class CoordinatorServer {
         case let .error(reply):
             logger.warning("worker reported an error", metadata: ["worker": "\(peerWorkers[peer] ?? peer.description)", "reason": "\(reply.reason)"])
         }
+    }
+
+    /// What an `error` from `workerID` costs its trial. A refusal for settings the worker's build does not
+    /// read costs nothing while another connected worker has not refused the trial: the trial goes to
+    /// one of them. Once every connected worker has refused it, refusals count like any error, so that a
+    /// cluster of old builds ends the trial at its retry limit, with their reason, instead of waiting.
+    private func refusalSetback(_ f: Message.Failed, by workerID: String) -> AttemptSetback {
+        guard f.refusedUnreadSettings else { return .trialError }
+        workers[workerID]?.unreadable.insert(f.trial)
+        let another = workers.values.contains { !$0.unreadable.contains(f.trial) }
+        logger.warning("assignment refused: the worker's build does not read its settings", metadata: [
+            // The worker sends at most eight, each within 80 bytes; a hostile one is not logged at length.
+            "worker": "\(workerID)", "trial": "\(f.trial)", "settings": "\((f.unreadSettings ?? []).prefix(8).map { $0.prefix(80) })",
+            "counted": "\(!another)"])
+        return another ? .unreadSettings : .trialError
+    }
+
+    /// The trials not to offer `worker`: those it refused for settings its build does not read, while some
+    /// connected worker has not refused them.
+    private func steeredAway(from worker: WorkerState) -> Set<String> {
+        worker.unreadable.filter { key in workers.values.contains { !$0.unreadable.contains(key) } }
     }
 
     /// A heartbeat's attempts renew their leases when their training loop moved on since the last beat, or
@@ -535,12 +561,14 @@ public final class CoordinatorServer {
             }
             peerWorkers[existing.peer] = nil
         }
+        // The same session on a new connection is the same build: it keeps what it refused.
+        let unreadable = workers[id].flatMap { $0.session == hello.session ? $0.unreadable : nil } ?? []
         if let user { workerKeys[id] = user }
         try transaction.announceWorker(WorkerAnnouncement(id: id, host: hello.host, pid: Int(hello.pid), threads: hello.threads,
                                                           protocolVersion: String(hello.protocolVersion), models: hello.models,
                                                           slurmJobID: hello.slurm?.jobID, slurmArrayTaskID: hello.slurm?.arrayTaskID))
         workers[id] = WorkerState(peer: peer, session: hello.session, key: user, models: hello.models, lastHeard: .now,
-                                  threads: hello.threads)
+                                  threads: hello.threads, unreadable: unreadable)
         peerWorkers[peer] = id
         meter.hello(from: id)
         logger.info("worker connected", metadata: ["worker": "\(id)", "host": "\(hello.host)", "held": "\(hello.held.count)"])
@@ -671,7 +699,8 @@ public final class CoordinatorServer {
     private func dispatch(answering: String? = nil, readyAt: ContinuousClock.Instant? = nil, in transaction: RunTransaction) throws {
         for (id, w) in workers.sorted(by: { $0.key < $1.key }) where w.idleSlots > 0 {
             var slots = w.idleSlots
-            while slots > 0, let claim = try transaction.claimNextTrial(for: id, preferring: w.models) {
+            let excluded = steeredAway(from: w)
+            while slots > 0, let claim = try transaction.claimNextTrial(for: id, preferring: w.models, excluding: excluded) {
                 try send(.assign(.init(trial: claim.key, attempt: claim.attemptID, config: claim.config, resume: claim.checkpoint,
                                        epochsRecorded: claim.nextEpoch - 1)), to: w.peer, readyAt: id == answering ? readyAt : nil)
                 // Step -1: the first heartbeat's position differs, and renews the lease.

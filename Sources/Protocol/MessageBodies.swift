@@ -131,6 +131,11 @@ extension Message {
         /// coordinator forgets that checkpoint, and the next attempt starts from scratch (sending only the
         /// epochs the store lacks). Absent otherwise.
         public var refusedCheckpoint: Int?
+        /// The members of the `assign` this worker's build does not read (up to eight, each cut at 80 bytes):
+        /// the worker refused to run it (version 4) and may never run it until rebuilt. The coordinator then
+        /// offers the trial to other workers without counting the attempt (docs/protocol.md). Absent
+        /// otherwise, and from workers built before it; an older coordinator skips it.
+        public var unreadSettings: [String]?
 
         /// Why an attempt stopped without a result.
         public enum Kind: String, Codable, Sendable, CaseIterable {
@@ -145,9 +150,16 @@ extension Message {
         }
 
         public init(messageID: MessageID, trial: TrialKey, attempt: AttemptID, reason: String, kind: Kind,
-                    refusedCheckpoint: Int? = nil) {
+                    refusedCheckpoint: Int? = nil, unreadSettings: [String]? = nil) {
             self.messageID = messageID; self.trial = trial; self.attempt = attempt; self.reason = reason
             self.retryable = kind != .permanent; self.kind = kind; self.refusedCheckpoint = refusedCheckpoint
+            self.unreadSettings = unreadSettings
+        }
+
+        /// Whether the worker refused the assignment for members its build does not read: a retryable
+        /// `error` naming at least one. (A `permanent` failure stays permanent whatever it names.)
+        public var refusedUnreadSettings: Bool {
+            effectiveKind == .error && !(unreadSettings ?? []).isEmpty
         }
 
         /// An older worker's message, without `kind`.
@@ -163,7 +175,7 @@ extension Message {
         }
 
         enum CodingKeys: String, CodingKey { case messageID = "message_id", trial, attempt, reason, retryable, kind
-            case refusedCheckpoint = "refused_checkpoint"
+            case refusedCheckpoint = "refused_checkpoint", unreadSettings = "unread_settings"
         }
     }
 

@@ -13,7 +13,9 @@ extension RunTransaction {
     /// after new ones have caught up), then the condition with the fewest
     /// trials started so far — so that conditions progress together and a
     /// partial sweep already compares every arm — then insertion order.
-    public func claimNextTrial(for workerID: String, preferring preferredModels: [String] = []) throws -> ClaimedTrial? {
+    /// Trials in `excluded` are skipped (the worker's build refused them).
+    public func claimNextTrial(for workerID: String, preferring preferredModels: [String] = [],
+                               excluding excluded: Set<String> = []) throws -> ClaimedTrial? {
         try operation { db, now in
             try RunStore.requireWorker(db, workerID)
             let request = SQLRequest<String>(literal: """
@@ -21,7 +23,7 @@ extension RunTransaction {
                     SELECT sweep_id, condition, SUM(status <> 'pending' OR attempts > 0) AS count
                     FROM trials GROUP BY sweep_id, condition)
                 SELECT t.key FROM trials t INDEXED BY trials_claim_order JOIN started s USING (sweep_id, condition)
-                WHERE t.status = 'pending' AND (t.not_before IS NULL OR t.not_before <= \(now))
+                WHERE t.status = 'pending' AND (t.not_before IS NULL OR t.not_before <= \(now)) AND t.key NOT IN \(excluded.sorted())
                 ORDER BY t.model IN \(preferredModels) DESC, t.last_epoch, s.count, t.rowid
                 LIMIT 1
                 """, cached: true)
@@ -143,8 +145,9 @@ extension RunTransaction {
 
 extension RunStore {
     /// `RunTransaction.claimNextTrial` as one transaction.
-    public func claimNextTrial(for workerID: String, preferring preferredModels: [String] = []) throws -> ClaimedTrial? {
-        try write { try $0.claimNextTrial(for: workerID, preferring: preferredModels) }
+    public func claimNextTrial(for workerID: String, preferring preferredModels: [String] = [],
+                               excluding excluded: Set<String> = []) throws -> ClaimedTrial? {
+        try write { try $0.claimNextTrial(for: workerID, preferring: preferredModels, excluding: excluded) }
     }
 
     /// `RunTransaction.startAttempt` as one transaction.

@@ -34,6 +34,10 @@ public enum AttemptSetback: Sendable, Equatable {
     case interrupted
     /// The trial itself raised an error that another attempt may not repeat: always counted.
     case trialError
+    /// Its worker refused the assignment for settings its build does not read (protocol version 4), while
+    /// another connected worker may read them: never counted and no back-off, for the fault is that
+    /// worker's build, not the trial's. The coordinator no longer offers the trial to that worker.
+    case unreadSettings
 }
 
 extension RunTransaction {
@@ -42,7 +46,11 @@ extension RunTransaction {
     /// retry limit allows.
     func setBack(_ db: Database, _ trial: inout TrialState, attemptID: AttemptID, outcome: AttemptOutcome,
                  _ setback: AttemptSetback, reason: String, at now: Date) throws -> RequeuedTrial {
-        let counted = try setback == .trialError || !Self.progressed(db, trial, attemptID: attemptID)
+        let counted = switch setback {
+        case .trialError: true
+        case .interrupted: try !Self.progressed(db, trial, attemptID: attemptID)
+        case .unreadSettings: false
+        }
         try trial.endCurrentAttempt(outcome, reason: reason, in: db, at: now)
         if counted {
             trial.retriesUsed += 1
@@ -60,7 +68,8 @@ extension RunTransaction {
             try db.executeCached(sql: "UPDATE trials SET not_before = ? WHERE key = ?",
                                  arguments: [wait > 0 ? now.addingTimeInterval(wait) : nil, key])
             let cost = counted ? "counted (\(trial.retriesUsed) of retry limit \(trial.retryLimit)), next attempt in \(wait) s"
-                               : "made progress, not counted"
+                : setback == .unreadSettings ? "its worker's build does not read the assignment, not counted"
+                : "made progress, not counted"
             try RunStore.logEvent(db, at: now, kind: "trial-requeued", trialKey: key,
                                   detail: "attempt \(attemptID) \(outcome.rawValue) (\(reason)); \(cost)")
         }

@@ -427,7 +427,8 @@ private final class SocketLoop {
         }
         if let refusal = refusal(of: assign) {
             logger.warning("assignment refused", metadata: ["trial": "\(assign.trial)", "attempt": "\(assign.attempt)", "reason": "\(refusal.reason)"])
-            sendResult { .failed(.init(messageID: $0, trial: assign.trial, attempt: assign.attempt, reason: refusal.reason, kind: refusal.kind)) }
+            sendResult { .failed(.init(messageID: $0, trial: assign.trial, attempt: assign.attempt, reason: refusal.reason, kind: refusal.kind,
+                                       unreadSettings: refusal.unread)) }
             return
         }
         logger.info("starting trial", metadata: ["trial": "\(assign.trial)", "attempt": "\(assign.attempt)",
@@ -444,13 +445,14 @@ private final class SocketLoop {
                        logger: logger).start(reporting: running)
     }
 
-    /// Why this worker cannot take `assign` now, if it cannot.
-    private func refusal(of assign: Message.Assign) -> (reason: String, kind: Message.Failed.Kind)? {
-        if release != nil || shutdownReason != nil { return ("worker \(settings.workerID) is shutting down", .interrupted) }
-        if let trial { return ("worker \(settings.workerID) is busy with trial \(trial.trial) attempt \(trial.attempt)", .interrupted) }
+    /// Why this worker cannot take `assign` now, if it cannot; `unread`: the members its build does not read,
+    /// when that is why (the coordinator then offers the trial to other workers first).
+    private func refusal(of assign: Message.Assign) -> (reason: String, kind: Message.Failed.Kind, unread: [String]?)? {
+        if release != nil || shutdownReason != nil { return ("worker \(settings.workerID) is shutting down", .interrupted, nil) }
+        if let trial { return ("worker \(settings.workerID) is busy with trial \(trial.trial) attempt \(trial.attempt)", .interrupted, nil) }
         let key = assign.trial
         if key.isEmpty || key == "." || key == ".." || key.contains("/") || key.contains("\0") {
-            return ("trial key \(key.debugDescription) cannot name a checkpoint directory", .permanent)
+            return ("trial key \(key.debugDescription) cannot name a checkpoint directory", .permanent, nil)
         }
         // A setting this build does not know would be ignored and its results stored as if honoured.
         // Retryable: a worker built after the setting may run the trial.
@@ -459,7 +461,7 @@ private final class SocketLoop {
             let shown = assign.unknownFields.prefix(8).map { $0.utf8.count > 80 ? String(decoding: $0.utf8.prefix(80), as: UTF8.self) + "…" : $0 }
             let more = assign.unknownFields.count > shown.count ? " and \(assign.unknownFields.count - shown.count) more" : ""
             return ("worker \(settings.workerID) does not know \(shown.joined(separator: ", "))\(more) in this assignment; "
-                    + "it was built before the coordinator's factsweep: rebuild it", .error)
+                    + "it was built before the coordinator's factsweep: rebuild it", .error, Array(shown))
         }
         return nil
     }

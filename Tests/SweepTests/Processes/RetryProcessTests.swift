@@ -28,16 +28,25 @@ import Trial
     /// A scripted worker: one DEALER, one session, message ids counting up.
     final class ScriptedWorker {
         let dealer: WorkerEndpoint
+        let id: String
         var nextID: MessageID = 1
 
-        init(_ endpoint: String) throws {
-            dealer = try WorkerEndpoint(try ZMQContext(), connect: endpoint, workerID: "w1", timing: testTiming(),
+        init(_ endpoint: String, id: String = "w1") throws {
+            self.id = id
+            dealer = try WorkerEndpoint(try ZMQContext(), connect: endpoint, workerID: id, timing: testTiming(),
                                         logger: HostilePeerTests.logs.logger())
         }
 
         /// Hello holding nothing: every attempt the coordinator has this worker running is lost now.
         func helloHoldingNothing() throws {
-            try dealer.send(.hello(.init(workerID: "w1", session: "s1", host: "test", pid: 1, threads: 1)))
+            try dealer.send(.hello(.init(workerID: id, session: "s1", host: "test", pid: 1, threads: 1)))
+        }
+
+        /// Refuses `assign` as a worker built before one of its settings does (protocol version 4).
+        func refuseForUnreadSettings(_ assign: Message.Assign) throws {
+            try result { .failed(.init(messageID: $0, trial: assign.trial, attempt: assign.attempt,
+                                       reason: "worker \(self.id) does not know config.training.x in this assignment; rebuild it",
+                                       kind: .error, unreadSettings: ["config.training.x"])) }
         }
 
         /// Sends `message(id)` and waits for its ack.
@@ -107,6 +116,57 @@ import Trial
         let trial = try Self.rows(dir.url, "SELECT status, retries_used FROM trials")
         #expect(trial.first?["status"] == "failed" && trial.first?["retries_used"] == 3, "\(trial)")
         #expect(try Self.rows(dir.url, "SELECT charged FROM attempts").allSatisfy { $0["charged"] == 1 })
+    }
+
+    /// Failed before the change: the old worker's refusal counted against the trial's retry limit, and a
+    /// `ready` from it was answered with the same trial again. Now the trial waits for the worker that can
+    /// read it, and the refusal costs nothing.
+    @Test func aTrialAnOldWorkerCannotReadGoesToAnotherWorkerAtNoCost() throws {
+        let dir = try TemporaryDirectory()
+        let spec = try SimulatedSpec.write(in: dir.url, name: "refusals", epochs: 1, seeds: 1)
+        let endpoint = Self.endpoint()
+        let coordinator = try Self.coordinator(dir.url, spec: spec, endpoint: endpoint)
+        defer { coordinator.stop() }
+        let old = try ScriptedWorker(endpoint, id: "w-old"), new = try ScriptedWorker(endpoint, id: "w-new")
+        try old.helloHoldingNothing()
+        let refused = try HostilePeerTests.assignment(old.dealer)
+        try new.helloHoldingNothing()
+        // A heartbeat is answered once the hello is in: the new worker is connected before the refusal.
+        try new.dealer.send(.heartbeat(.init()))
+        _ = try HostilePeerTests.expect(new.dealer, "a heartbeat") { if case .heartbeat = $0 { true } else { nil } }
+        try old.refuseForUnreadSettings(refused)
+        try old.dealer.send(.ready(.init(freeSlots: 1)))
+        let offered = try HostilePeerTests.collect(old.dealer, seconds: 1.5).compactMap { if case let .assign(a) = $0 { a } else { nil } }
+        #expect(offered.isEmpty, "the refused trial went back to the worker that refused it: \(offered)")
+        let assign = try HostilePeerTests.assignment(new.dealer)
+        #expect(assign.trial == refused.trial && assign.attempt != refused.attempt)
+        try new.result { HostilePeerTests.progress($0, assign, epoch: 1, loss: 0.5) }
+        try new.result { HostilePeerTests.done($0, assign, outcome: .done, epochs: 1, loss: 0.5) }
+        #expect(coordinator.wait(seconds: 20), "the sweep ends once its one trial is done")
+        let attempts = try Self.rows(dir.url, "SELECT worker_id, outcome, charged FROM attempts ORDER BY attempt_id")
+        #expect(attempts.map { "\($0["worker_id"] as String) \($0["outcome"] as String) \($0["charged"] as Int)" }
+                == ["w-old failed 0", "w-new done 0"], "\(attempts)")
+        #expect(try Self.rows(dir.url, "SELECT retries_used FROM trials").first?["retries_used"] == 0)
+    }
+
+    /// With no connected worker able to read the trial, refusals count as before: the trial is offered again
+    /// after the back-off, and fails at its retry limit with the worker's reason, rather than waiting for ever.
+    @Test func aTrialNoConnectedWorkerCanReadFailsAtItsRetryLimit() throws {
+        let dir = try TemporaryDirectory()
+        let spec = try SimulatedSpec.write(in: dir.url, name: "refusals", epochs: 1, seeds: 1)
+        let endpoint = Self.endpoint()
+        let coordinator = try Self.coordinator(dir.url, spec: spec, endpoint: endpoint, ["--retry-backoff", "0.2"])
+        defer { coordinator.stop() }
+        let old = try ScriptedWorker(endpoint, id: "w-old")
+        try old.helloHoldingNothing()
+        // Retry limit 2: the third counted refusal fails the trial.
+        for _ in 1...3 { try old.refuseForUnreadSettings(try HostilePeerTests.assignment(old.dealer)) }
+        #expect(coordinator.wait(seconds: 20), "the sweep ends once its one trial has failed")
+        let trial = try Self.rows(dir.url, "SELECT status, retries_used FROM trials")
+        #expect(trial.first?["status"] == "failed" && trial.first?["retries_used"] == 3, "\(trial)")
+        let attempts = try Self.rows(dir.url, "SELECT charged, reason FROM attempts")
+        #expect(attempts.count == 3 && attempts.allSatisfy { $0["charged"] == 1 }, "\(attempts)")
+        #expect(attempts.allSatisfy { ($0["reason"] as String?)?.contains("rebuild it") == true }, "\(attempts)")
     }
 
     /// Failed before the fix: the missing model was a retryable failure, the trial was handed back without

@@ -122,6 +122,25 @@ import Trial
         #expect(try Message.decode(frames) == .ready(.init(freeSlots: 3)))
     }
 
+    /// `failed` names the settings a refusing worker does not read under `unread_settings`; a `failed`
+    /// without it (every other failure, and workers built before it) reads as before and is no refusal.
+    @Test func aRefusalNamesTheSettingsItDoesNotRead() throws {
+        let refusal = Message.failed(.init(messageID: 4, trial: "t-1", attempt: 2, reason: "does not know config.training.x",
+                                           kind: .error, unreadSettings: ["config.training.x"]))
+        let frames = try Message.encode(refusal)
+        let body = try #require(try JSONSerialization.jsonObject(with: frames[2]) as? [String: Any])
+        #expect(body["unread_settings"] as? [String] == ["config.training.x"])
+        guard case .failed(let decoded) = try Message.decode(frames) else { Issue.record("not failed"); return }
+        #expect(Message.failed(decoded) == refusal && decoded.refusedUnreadSettings)
+        let plain = #"{"message_id":4,"trial":"t-1","attempt":2,"reason":"boom","retryable":true,"kind":"error"}"#
+        guard case .failed(let older) = try Message.decode([frames[0], frames[1], Data(plain.utf8)]) else { Issue.record("not failed"); return }
+        #expect(older.unreadSettings == nil && !older.refusedUnreadSettings)
+        // Only a retryable error is a refusal: a permanent failure naming settings stays permanent.
+        let permanent = Message.Failed(messageID: 5, trial: "t-1", attempt: 2, reason: "r", kind: .permanent, unreadSettings: ["x"])
+        #expect(!permanent.refusedUnreadSettings)
+        #expect(!Message.Failed(messageID: 6, trial: "t-1", attempt: 2, reason: "r", kind: .error, unreadSettings: []).refusedUnreadSettings)
+    }
+
     /// An assign's members this build does not read are named, at any depth, so the worker can refuse
     /// what it would otherwise ignore (version 4). Null asks for nothing; what this build sends has none.
     @Test func anAssignsUnknownMembersAreNamed() throws {

@@ -100,6 +100,30 @@ import Trial
         #expect(try fixture.store.attempts(of: trial.key).map(\.outcome) == [.failed, .superseded, .superseded])
     }
 
+    /// A worker that cannot read a trial's settings hands it back at no cost: not counted, no back-off
+    /// (retry limit 0 would fail it at the first counted attempt). The claim can skip a trial by key, and
+    /// then takes the next one in its order.
+    @Test func aRefusalForUnreadSettingsCostsNothingAndTheClaimCanSkipTheTrial() throws {
+        let fixture = try StoreFixture(leaseDuration: 60, retryBackoff: Self.backoff)
+        try fixture.announce("w1")
+        let refused = StoreSamples.trial("lora-r8", seed: 1), other = StoreSamples.trial("lora-r8", seed: 2)
+        try fixture.addSweep([refused, other], retryLimit: 0)
+        let first = try #require(try fixture.store.claimNextTrial(for: "w1"))
+        #expect(first.key == refused.key)
+        #expect(try fixture.store.releaseTrial(refused.key, attemptID: first.attemptID, reason: "does not know x",
+                                               setback: .unreadSettings) == .accepted)
+        #expect(try fixture.store.releaseTrial(refused.key, attemptID: first.attemptID, reason: "does not know x",
+                                               setback: .unreadSettings) == .duplicate)
+        #expect(try fixture.store.trial(refused.key)?.status == .pending)
+        #expect(try Self.retriesUsed(fixture, refused.key) == 0)
+        #expect(try fixture.store.attempts(of: refused.key).map(\.outcome) == [.failed])
+        #expect(try fixture.store.read { try Int.fetchOne($0, sql: "SELECT charged FROM attempts") } == 0)
+        // Skipped, the claim takes the next trial; not skipped, the refused one at once (no back-off).
+        #expect(try fixture.store.claimNextTrial(for: "w1", excluding: [refused.key])?.key == other.key)
+        #expect(try fixture.store.claimNextTrial(for: "w1", excluding: [refused.key]) == nil)
+        #expect(try fixture.store.claimNextTrial(for: "w1")?.key == refused.key)
+    }
+
     @Test func retryingGivesAFailedTrialAFreshBudgetAndRefusesAFinishedOne() throws {
         let fixture = try StoreFixture(leaseDuration: 60, retryBackoff: Self.backoff)
         try fixture.announce("w1")

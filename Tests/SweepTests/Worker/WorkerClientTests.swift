@@ -117,6 +117,7 @@ import Trial
         let refused = try coordinator.expect("failed") { if case .failed(let f) = $0 { f } else { nil } }
         #expect(refused.trial == "t-newer" && refused.attempt == 1 && refused.kind == .error && refused.retryable)
         #expect(refused.reason.contains("config.training.gradientCheckpointing") && refused.reason.contains("rebuild"), "\(refused.reason)")
+        #expect(refused.unreadSettings == ["config.training.gradientCheckpointing"] && refused.refusedUnreadSettings)
         try coordinator.send(.ack(.init(messageIDs: [refused.messageID])))
         // Nothing ran: no result but the refusal, and heartbeats without the trial.
         let after = try coordinator.collect(for: .milliseconds(500))
