@@ -443,17 +443,20 @@ public final class CoordinatorServer {
                 // A resume checkpoint whose file holds another epoch: forget it, so the next attempt starts afresh.
                 if let epoch = f.refusedCheckpoint { try transaction.discardCheckpoint(f.trial, attemptID: f.attempt, epoch: epoch) }
                 // Only the narrowing is trusted: `permanent` fails the trial now, and an attempt that says it
-                // was interrupted still counts against the retry limit unless it made progress.
+                // was interrupted still counts against the retry limit unless it made progress. The one
+                // widening, a refusal for unread settings, spares only a trial another worker may serve.
                 let kind = f.effectiveKind
+                let setback: AttemptSetback = f.refusedUnreadSettings && anotherMayRead(f.trial, besides: workerID) ? .unreadSettings : .trialError
                 let write = switch kind {
                 case .permanent: try transaction.finishTrial(f.trial, attemptID: f.attempt, result: .failed, reason: f.reason)
                 case .interrupted: try transaction.releaseTrial(f.trial, attemptID: f.attempt, reason: f.reason, setback: .interrupted)
-                case .error: try transaction.releaseTrial(f.trial, attemptID: f.attempt, reason: f.reason,
-                                                          setback: refusalSetback(f, by: workerID))
+                case .error: try transaction.releaseTrial(f.trial, attemptID: f.attempt, reason: f.reason, setback: setback)
                 }
                 guard try settle(write, f.messageID, trial: f.trial, attempt: f.attempt, peer: peer, workerID: workerID,
                                  session: session) else { return }
                 if write == .accepted, try transaction.status(ofTrial: f.trial).isTerminal { meter.trialEnded() }
+                // Remembered only for an attempt the store held for this worker: a made-up trial grows nothing.
+                if write == .accepted, f.refusedUnreadSettings { noteRefusal(f, by: workerID, counted: setback == .trialError) }
                 workers[workerID]?.positions["\(f.trial)/\(f.attempt)"] = nil
             } else {
                 meter.duplicateResult()
@@ -471,25 +474,31 @@ public final class CoordinatorServer {
         }
     }
 
-    /// What an `error` from `workerID` costs its trial. A refusal for settings the worker's build does not
-    /// read costs nothing while another connected worker has not refused the trial: the trial goes to
-    /// one of them. Once every connected worker has refused it, refusals count like any error, so that a
-    /// cluster of old builds ends the trial at its retry limit, with their reason, instead of waiting.
-    private func refusalSetback(_ f: Message.Failed, by workerID: String) -> AttemptSetback {
-        guard f.refusedUnreadSettings else { return .trialError }
-        workers[workerID]?.unreadable.insert(f.trial)
-        let another = workers.values.contains { !$0.unreadable.contains(f.trial) }
-        logger.warning("assignment refused: the worker's build does not read its settings", metadata: [
-            // The worker sends at most eight, each within 80 bytes; a hostile one is not logged at length.
-            "worker": "\(workerID)", "trial": "\(f.trial)", "settings": "\((f.unreadSettings ?? []).prefix(8).map { $0.prefix(80) })",
-            "counted": "\(!another)"])
-        return another ? .unreadSettings : .trialError
+    /// Whether a connected worker other than `workerID` has not refused `trial` for settings its build does
+    /// not read. While one has, a refusal costs the trial nothing and the trial waits for such a worker
+    /// (busy ones included: the refusers cannot run it anyway). Once every connected worker has refused it,
+    /// refusals count like any error, so that a cluster of old builds ends the trial at its retry limit,
+    /// with their reason, instead of waiting for a worker that may never come.
+    private func anotherMayRead(_ trial: String, besides workerID: String) -> Bool {
+        workers.contains { $0.key != workerID && !$0.value.unreadable.contains(trial) }
     }
 
-    /// The trials not to offer `worker`: those it refused for settings its build does not read, while some
-    /// connected worker has not refused them.
-    private func steeredAway(from worker: WorkerState) -> Set<String> {
-        worker.unreadable.filter { key in workers.values.contains { !$0.unreadable.contains(key) } }
+    private func noteRefusal(_ f: Message.Failed, by workerID: String, counted: Bool) {
+        workers[workerID]?.unreadable.insert(f.trial)
+        // A worker of this build sends at most eight names of about 80 bytes; another is not logged at length.
+        let named = (f.unreadSettings ?? []).prefix(8).map { String(decoding: $0.utf8.prefix(84), as: UTF8.self) }
+        logger.warning("assignment refused: the worker's build does not read its settings", metadata: [
+            "worker": "\(workerID)", "trial": "\(f.trial)", "settings": "\(named)", "counted": "\(counted)"])
+    }
+
+    /// The trials not to offer `id`: those it refused for settings its build does not read, while another
+    /// connected worker has not. Trials that ended since are forgotten here, which bounds the memory by
+    /// the run's unfinished trials.
+    private func steeredAway(from id: String, in transaction: RunTransaction) throws -> Set<String> {
+        guard let refused = workers[id]?.unreadable, !refused.isEmpty else { return [] }
+        let unfinished = try transaction.unfinishedTrials(among: refused)
+        workers[id]?.unreadable = unfinished
+        return unfinished.filter { anotherMayRead($0, besides: id) }
     }
 
     /// A heartbeat's attempts renew their leases when their training loop moved on since the last beat, or
@@ -699,7 +708,7 @@ public final class CoordinatorServer {
     private func dispatch(answering: String? = nil, readyAt: ContinuousClock.Instant? = nil, in transaction: RunTransaction) throws {
         for (id, w) in workers.sorted(by: { $0.key < $1.key }) where w.idleSlots > 0 {
             var slots = w.idleSlots
-            let excluded = steeredAway(from: w)
+            let excluded = try steeredAway(from: id, in: transaction)
             while slots > 0, let claim = try transaction.claimNextTrial(for: id, preferring: w.models, excluding: excluded) {
                 try send(.assign(.init(trial: claim.key, attempt: claim.attemptID, config: claim.config, resume: claim.checkpoint,
                                        epochsRecorded: claim.nextEpoch - 1)), to: w.peer, readyAt: id == answering ? readyAt : nil)

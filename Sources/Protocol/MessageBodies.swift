@@ -131,7 +131,7 @@ extension Message {
         /// coordinator forgets that checkpoint, and the next attempt starts from scratch (sending only the
         /// epochs the store lacks). Absent otherwise.
         public var refusedCheckpoint: Int?
-        /// The members of the `assign` this worker's build does not read (up to eight, each cut at 80 bytes):
+        /// The members of the `assign` this worker's build does not read (up to eight, each cut to 80 bytes and marked `…`):
         /// the worker refused to run it (version 4) and may never run it until rebuilt. The coordinator then
         /// offers the trial to other workers without counting the attempt (docs/protocol.md). Absent
         /// otherwise, and from workers built before it; an older coordinator skips it.

@@ -23,7 +23,8 @@ extension RunTransaction {
                     SELECT sweep_id, condition, SUM(status <> 'pending' OR attempts > 0) AS count
                     FROM trials GROUP BY sweep_id, condition)
                 SELECT t.key FROM trials t INDEXED BY trials_claim_order JOIN started s USING (sweep_id, condition)
-                WHERE t.status = 'pending' AND (t.not_before IS NULL OR t.not_before <= \(now)) AND t.key NOT IN \(excluded.sorted())
+                WHERE t.status = 'pending' AND (t.not_before IS NULL OR t.not_before <= \(now))
+                  AND t.key NOT IN (SELECT value FROM json_each(\(RunStore.jsonList(excluded))))
                 ORDER BY t.model IN \(preferredModels) DESC, t.last_epoch, s.count, t.rowid
                 LIMIT 1
                 """, cached: true)
@@ -183,6 +184,14 @@ extension RunStore {
     static func attemptOutcome(_ db: Database, _ attemptID: AttemptID) throws -> AttemptOutcome? {
         try String.fetchOne(db, sql: "SELECT outcome FROM attempts WHERE attempt_id = ?", arguments: [attemptID])
             .flatMap(AttemptOutcome.init(rawValue:))
+    }
+
+    /// `keys` as one JSON array, bound as a single parameter and read with `json_each`: the statement's
+    /// text stays the same whatever their number, so the statement cache holds one statement, and no
+    /// count of keys reaches SQLite's limit on parameters.
+    static func jsonList(_ keys: Set<String>) -> String {
+        let data = (try? JSONEncoder().encode(keys.sorted())) ?? Data("[]".utf8)
+        return String(decoding: data, as: UTF8.self)
     }
 
     static func requireWorker(_ db: Database, _ workerID: String) throws {

@@ -1,5 +1,6 @@
 // RunStore look-ups for the user's commands (`factsweep retry`, `cancel`):
-// trials by key or key prefix, by status, and the worker holding a trial.
+// trials by key or key prefix, by status, and the worker holding a trial; and
+// for the coordinator, which of some trials have not ended.
 import Foundation
 import GRDB
 import Trial
@@ -17,6 +18,16 @@ extension RunTransaction {
     /// The keys of every trial in `status`, in insertion order.
     public func trialKeys(withStatus status: TrialStatus) throws -> [String] {
         try String.fetchAll(db, sql: "SELECT key FROM trials WHERE status = ? ORDER BY rowid", arguments: [status.rawValue])
+    }
+
+    /// The trials among `keys` that have not ended (pending, running, stale or paused).
+    public func unfinishedTrials(among keys: Set<String>) throws -> Set<String> {
+        guard !keys.isEmpty else { return [] }
+        let unfinished = TrialStatus.allCases.filter { !$0.isTerminal }.map(\.rawValue)
+        let request = SQLRequest<String>(literal: """
+            SELECT key FROM trials WHERE key IN (SELECT value FROM json_each(\(RunStore.jsonList(keys)))) AND status IN \(unfinished)
+            """, cached: true)
+        return try Set(request.fetchAll(db))
     }
 
     /// The attempt holding a running or stale trial, and its worker; nil when none does.

@@ -461,7 +461,7 @@ private final class SocketLoop {
             let shown = assign.unknownFields.prefix(8).map { $0.utf8.count > 80 ? String(decoding: $0.utf8.prefix(80), as: UTF8.self) + "…" : $0 }
             let more = assign.unknownFields.count > shown.count ? " and \(assign.unknownFields.count - shown.count) more" : ""
             return ("worker \(settings.workerID) does not know \(shown.joined(separator: ", "))\(more) in this assignment; "
-                    + "it was built before the coordinator's factsweep: rebuild it", .error, Array(shown))
+                    + "it was built before the coordinator's factsweep: rebuild it", .error, shown)
         }
         return nil
     }

@@ -38,8 +38,22 @@ import Trial
         }
 
         /// Hello holding nothing: every attempt the coordinator has this worker running is lost now.
-        func helloHoldingNothing() throws {
-            try dealer.send(.hello(.init(workerID: id, session: "s1", host: "test", pid: 1, threads: 1)))
+        /// Another `session` is a restarted (perhaps rebuilt) process.
+        func helloHoldingNothing(session: String = "s1") throws {
+            try dealer.send(.hello(.init(workerID: id, session: session, host: "test", pid: 1, threads: 1)))
+        }
+
+        /// Asks for work and returns what was assigned within `seconds` (nothing, if the coordinator kept it).
+        func offers(within seconds: Double) throws -> [Message.Assign] {
+            try dealer.send(.ready(.init(freeSlots: 1)))
+            return try HostilePeerTests.collect(dealer, seconds: seconds).compactMap { if case let .assign(a) = $0 { a } else { nil } }
+        }
+
+        /// Says hello and waits for the answer to a heartbeat: connected, with no free slots yet.
+        func connect(session: String = "s1") throws {
+            try helloHoldingNothing(session: session)
+            try dealer.send(.heartbeat(.init()))
+            _ = try HostilePeerTests.expect(dealer, "a heartbeat") { if case .heartbeat = $0 { true } else { nil } }
         }
 
         /// Refuses `assign` as a worker built before one of its settings does (protocol version 4).
@@ -118,26 +132,24 @@ import Trial
         #expect(try Self.rows(dir.url, "SELECT charged FROM attempts").allSatisfy { $0["charged"] == 1 })
     }
 
-    /// Failed before the change: the old worker's refusal counted against the trial's retry limit, and a
-    /// `ready` from it was answered with the same trial again. Now the trial waits for the worker that can
-    /// read it, and the refusal costs nothing.
+    /// Failed before the change: the refusal counted against the retry limit, and once its back-off
+    /// (0.2 s here) had passed the old worker's `ready` was answered with the same trial again. Now the
+    /// trial waits for the worker that can read it (the old one keeps it away when it reconnects in the
+    /// same session), and the refusal costs nothing.
     @Test func aTrialAnOldWorkerCannotReadGoesToAnotherWorkerAtNoCost() throws {
         let dir = try TemporaryDirectory()
         let spec = try SimulatedSpec.write(in: dir.url, name: "refusals", epochs: 1, seeds: 1)
         let endpoint = Self.endpoint()
-        let coordinator = try Self.coordinator(dir.url, spec: spec, endpoint: endpoint)
+        let coordinator = try Self.coordinator(dir.url, spec: spec, endpoint: endpoint, ["--retry-backoff", "0.2"])
         defer { coordinator.stop() }
         let old = try ScriptedWorker(endpoint, id: "w-old"), new = try ScriptedWorker(endpoint, id: "w-new")
         try old.helloHoldingNothing()
         let refused = try HostilePeerTests.assignment(old.dealer)
-        try new.helloHoldingNothing()
-        // A heartbeat is answered once the hello is in: the new worker is connected before the refusal.
-        try new.dealer.send(.heartbeat(.init()))
-        _ = try HostilePeerTests.expect(new.dealer, "a heartbeat") { if case .heartbeat = $0 { true } else { nil } }
+        try new.connect()
         try old.refuseForUnreadSettings(refused)
-        try old.dealer.send(.ready(.init(freeSlots: 1)))
-        let offered = try HostilePeerTests.collect(old.dealer, seconds: 1.5).compactMap { if case let .assign(a) = $0 { a } else { nil } }
-        #expect(offered.isEmpty, "the refused trial went back to the worker that refused it: \(offered)")
+        #expect(try old.offers(within: 1.5).isEmpty, "the refused trial went back to the worker that refused it")
+        try old.helloHoldingNothing()
+        #expect(try old.offers(within: 1).isEmpty, "the same session, reconnected, was offered the trial again")
         let assign = try HostilePeerTests.assignment(new.dealer)
         #expect(assign.trial == refused.trial && assign.attempt != refused.attempt)
         try new.result { HostilePeerTests.progress($0, assign, epoch: 1, loss: 0.5) }
@@ -147,6 +159,29 @@ import Trial
         #expect(attempts.map { "\($0["worker_id"] as String) \($0["outcome"] as String) \($0["charged"] as Int)" }
                 == ["w-old failed 0", "w-new done 0"], "\(attempts)")
         #expect(try Self.rows(dir.url, "SELECT retries_used FROM trials").first?["retries_used"] == 0)
+    }
+
+    /// A worker that says hello in a new session (restarted, perhaps rebuilt) is offered the trial it
+    /// refused in the last one.
+    @Test func aRestartedWorkerIsOfferedTheTrialItRefusedBefore() throws {
+        let dir = try TemporaryDirectory()
+        let spec = try SimulatedSpec.write(in: dir.url, name: "refusals", epochs: 1, seeds: 1)
+        let endpoint = Self.endpoint()
+        let coordinator = try Self.coordinator(dir.url, spec: spec, endpoint: endpoint)
+        defer { coordinator.stop() }
+        let old = try ScriptedWorker(endpoint, id: "w-old"), other = try ScriptedWorker(endpoint, id: "w-other")
+        try old.helloHoldingNothing()
+        let refused = try HostilePeerTests.assignment(old.dealer)
+        try other.connect()
+        try old.refuseForUnreadSettings(refused)
+        try old.connect(session: "s2")
+        let offered = try old.offers(within: 2)
+        #expect(offered.map(\.trial) == [refused.trial], "\(offered)")
+        let assign = try #require(offered.first)
+        try old.result { HostilePeerTests.progress($0, assign, epoch: 1, loss: 0.5) }
+        try old.result { HostilePeerTests.done($0, assign, outcome: .done, epochs: 1, loss: 0.5) }
+        #expect(coordinator.wait(seconds: 20), "the sweep ends once its one trial is done")
+        #expect(try Self.rows(dir.url, "SELECT charged FROM attempts").allSatisfy { $0["charged"] == 0 })
     }
 
     /// With no connected worker able to read the trial, refusals count as before: the trial is offered again
