@@ -26,10 +26,19 @@ public struct RunDirectory: Sendable {
                             retryBackoff: retryBackoff, logger: logger)
     }
 
-    /// Adds the plan's trials; returns how many were new.
+    /// Adds the plan's trials; returns how many were new. Refuses first, adding nothing, a run whose
+    /// unfinished trials a newer factsweep stored with settings this build does not read: a coordinator
+    /// of this build would assign them without those settings.
     @discardableResult
     public func submit(_ plan: SweepPlan, spec: Data, to store: RunStore) throws -> AddedSweep {
-        try store.addSweep(name: plan.name, spec: spec,
+        let unread = try store.trialsWithUnreadSettings(limit: 4)
+        if !unread.isEmpty {
+            let named = unread.prefix(3).map { "trial \($0.trial.prefix(12)): \($0.settings.prefix(4).joined(separator: ", "))" }
+            throw CoordinatorError("\(store.path) holds trials with settings this factsweep does not read (\(named.joined(separator: "; "))"
+                                   + "\(unread.count > 3 ? "; and more" : "")): a newer factsweep stored them, and this one would assign "
+                                   + "them without those settings; run the newer build")
+        }
+        return try store.addSweep(name: plan.name, spec: spec,
                            trials: plan.trials.map { SweepTrial(key: $0.key, condition: $0.condition, config: $0.config) },
                            stopping: plan.stopping)
     }
