@@ -27,8 +27,8 @@ public struct RunDirectory: Sendable {
     }
 
     /// Adds the plan's trials; returns how many were new. Refuses first, adding nothing, a run whose
-    /// unfinished trials a newer factsweep stored with settings this build does not read: a coordinator
-    /// of this build would assign them without those settings.
+    /// trials that may still be handed out a newer factsweep stored with settings this build does not
+    /// read: a coordinator of this build would assign them without those settings.
     @discardableResult
     public func submit(_ plan: SweepPlan, spec: Data, to store: RunStore) throws -> AddedSweep {
         let unread = try store.trialsWithUnreadSettings(limit: 4)

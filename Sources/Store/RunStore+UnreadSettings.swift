@@ -16,15 +16,21 @@ public struct UnreadTrialSettings: Sendable, Equatable {
 }
 
 extension RunStore {
-    /// Up to `limit` unfinished trials (pending, running, stale or paused), in insertion order, whose stored
-    /// configuration has members this build's `TrialConfig` does not read. Finished trials are left out:
-    /// nothing hands them out again (`factsweep retry` reopens one through a coordinator, which checks
-    /// again when it starts). A configuration that does not decode is a `corruptRow`.
+    /// The statuses a trial can be handed out from, now or later: the unfinished ones, and `failed` and
+    /// `cancelled`, which `factsweep retry` reopens (through the running coordinator, unchecked).
+    static let assignableStatuses: [String] = TrialStatus.allCases
+        .filter { !$0.isTerminal || $0 == .failed || $0 == .cancelled }.map(\.rawValue)
+
+    /// Up to `limit` trials that may still be handed out (pending, running, stale, paused, and the failed
+    /// or cancelled ones a retry reopens), in insertion order, whose stored configuration has members this
+    /// build's `TrialConfig` does not read. A configuration that does not decode is a `corruptRow` that
+    /// says a newer factsweep may have written it (a new value of a setting this build knows, a fourth
+    /// method, reads so).
     ///
     /// A configuration stored by this build reads back to the same canonical bytes, so most trials cost
     /// one decode and one encode; only the others are compared member by member.
     public func trialsWithUnreadSettings(limit: Int = 3) throws -> [UnreadTrialSettings] {
-        let unfinished = TrialStatus.allCases.filter { !$0.isTerminal }.map(\.rawValue)
+        let unfinished = Self.assignableStatuses
         return try read { db in
             var found: [UnreadTrialSettings] = []
             let rows = try Row.fetchCursor(db, sql: "SELECT key, config FROM trials WHERE status IN (\(databaseQuestionMarks(count: unfinished.count))) ORDER BY rowid",
@@ -36,7 +42,8 @@ extension RunStore {
                 do {
                     config = try JSONDecoder().decode(TrialConfig.self, from: stored)
                 } catch {
-                    throw RunStoreError.corruptRow(table: "trials", key: key, reason: "config: \(error)")
+                    throw RunStoreError.corruptRow(table: "trials", key: key,
+                                                   reason: "config does not decode in this build (a newer factsweep may have written it): \(error)")
                 }
                 if try config.canonicalJSON() == stored { continue }
                 let settings = try UnknownFields.paths(in: stored, decoded: config, encoder: JSONEncoder())

@@ -25,7 +25,7 @@ import Trial
         let trials = (1...4).map { StoreSamples.trial("lora-r8", seed: $0, epochs: 1) }
         try fixture.addSweep(trials)
         #expect(try fixture.store.trialsWithUnreadSettings().isEmpty, "this build's own configurations")
-        // Trial 1 finishes before the newer build's settings are put in: finished trials are not handed out.
+        // Trial 1 is done before the newer build's settings are put in: a done trial is not handed out again.
         let first = try #require(try fixture.store.claimNextTrial(for: "w1"))
         try fixture.recordEpochs(of: first, through: 1)
         _ = try fixture.store.finishTrial(first.key, attemptID: first.attemptID, result: .done)
@@ -46,8 +46,19 @@ import Trial
         #expect(found == [UnreadTrialSettings(trial: trials[2].key, settings: ["training.gradientCheckpointing"]),
                           UnreadTrialSettings(trial: trials[3].key, settings: ["tokenizerRevision"])], "\(found)")
         #expect(try fixture.store.trialsWithUnreadSettings(limit: 1).count == 1)
+        // A failed trial is found too: `factsweep retry` reopens it through the running coordinator.
+        let failing = try #require(try fixture.store.claimNextTrial(for: "w1"))
+        #expect(failing.key == trials[1].key)
+        _ = try fixture.store.finishTrial(failing.key, attemptID: failing.attemptID, result: .failed, reason: "boom")
+        try Self.rewrite(fixture, trials[1].key) { object in object["tokenizerRevision"] = "v3" }
+        #expect(try fixture.store.trialsWithUnreadSettings().map(\.trial) == [trials[1].key, trials[2].key, trials[3].key])
         // A configuration that does not decode is the database's fault, named.
         try fixture.store.write { try $0.db.execute(sql: #"UPDATE trials SET config = '{"model": 3}' WHERE key = ?"#, arguments: [trials[1].key]) }
-        #expect(throws: RunStoreError.self) { try fixture.store.trialsWithUnreadSettings() }
+        #expect {
+            try fixture.store.trialsWithUnreadSettings()
+        } throws: { error in
+            guard case let .corruptRow(_, key, reason) = error as? RunStoreError else { return false }
+            return key == trials[1].key && reason.contains("newer factsweep")
+        }
     }
 }
