@@ -190,6 +190,8 @@ extension RunStore {
     /// text stays the same whatever their number, so the statement cache holds one statement, and no
     /// count of keys reaches SQLite's limit on parameters.
     static func jsonList(_ keys: Set<String>) -> String {
+        // Every claim binds one; almost always empty.
+        guard !keys.isEmpty else { return "[]" }
         let data = (try? JSONEncoder().encode(keys.sorted())) ?? Data("[]".utf8)
         return String(decoding: data, as: UTF8.self)
     }

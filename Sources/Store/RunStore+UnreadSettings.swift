@@ -8,7 +8,7 @@ import Foundation
 import GRDB
 import Trial
 
-/// An unfinished trial whose configuration holds members this build does not read.
+/// A trial that may still be handed out whose configuration holds members this build does not read.
 public struct UnreadTrialSettings: Sendable, Equatable {
     public var trial: String
     /// Paths such as `training.precision`, sorted.
@@ -30,11 +30,9 @@ extension RunStore {
     /// A configuration stored by this build reads back to the same canonical bytes, so most trials cost
     /// one decode and one encode; only the others are compared member by member.
     public func trialsWithUnreadSettings(limit: Int = 3) throws -> [UnreadTrialSettings] {
-        let unfinished = Self.assignableStatuses
-        return try read { db in
+        try read { db in
             var found: [UnreadTrialSettings] = []
-            let rows = try Row.fetchCursor(db, sql: "SELECT key, config FROM trials WHERE status IN (\(databaseQuestionMarks(count: unfinished.count))) ORDER BY rowid",
-                                           arguments: StatementArguments(unfinished))
+            let rows = try Row.fetchCursor(db, SQLRequest(literal: "SELECT key, config FROM trials WHERE status IN \(Self.assignableStatuses) ORDER BY rowid"))
             while found.count < limit, let row = try rows.next() {
                 let key: String = row["key"]
                 let stored = Data((row["config"] as String).utf8)
