@@ -26,17 +26,22 @@ public struct RunDirectory: Sendable {
                             retryBackoff: retryBackoff, logger: logger)
     }
 
-    /// Adds the plan's trials; returns how many were new. Refuses first, adding nothing, a run whose
-    /// trials that may still be handed out a newer factsweep stored with settings this build does not
-    /// read: a coordinator of this build would assign them without those settings.
+    /// Adds the plan's trials; returns how many were new. Refuses first, adding nothing, a run that a
+    /// newer factsweep filled with settings this build does not read: in trials that may still be handed
+    /// out (this build would assign them without those settings) or in another sweep's stopping rules
+    /// (it would apply them without those members). The plan's own sweep is not checked: submitting it
+    /// replaces its rules with the ones this build read from the spec.
     @discardableResult
     public func submit(_ plan: SweepPlan, spec: Data, to store: RunStore) throws -> AddedSweep {
-        let unread = try store.trialsWithUnreadSettings(limit: 4)
-        if !unread.isEmpty {
-            let named = unread.prefix(3).map { "trial \($0.trial.prefix(12)): \($0.settings.prefix(4).joined(separator: ", "))" }
-            throw CoordinatorError("\(store.path) holds trials with settings this factsweep does not read (\(named.joined(separator: "; "))"
-                                   + "\(unread.count > 3 ? "; and more" : "")): a newer factsweep stored them, and this one would assign "
-                                   + "them without those settings; run the newer build")
+        let trials = try store.trialsWithUnreadSettings(limit: 4)
+        let sweeps = try store.sweepsWithUnreadStopping(besides: plan.name)
+        if !trials.isEmpty || !sweeps.isEmpty {
+            var named = trials.prefix(3).map { "trial \($0.trial.prefix(12)): \($0.settings.prefix(4).joined(separator: ", "))" }
+            if trials.count > 3 { named.append("more trials") }
+            named += sweeps.prefix(3).map { "sweep \($0.sweep)'s stopping rules: \($0.settings.prefix(4).joined(separator: ", "))" }
+            if sweeps.count > 3 { named.append("more sweeps") }
+            throw CoordinatorError("\(store.path) holds settings this factsweep does not read (\(named.joined(separator: "; "))): "
+                                   + "a newer factsweep stored them, and this one would run the sweep without them; run the newer build")
         }
         return try store.addSweep(name: plan.name, spec: spec,
                            trials: plan.trials.map { SweepTrial(key: $0.key, condition: $0.condition, config: $0.config) },

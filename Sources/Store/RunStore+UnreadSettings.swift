@@ -3,7 +3,9 @@
 // a member it has no property for, so a coordinator built before a setting,
 // opening a run database a newer one filled, would assign those trials without
 // the setting, and any worker would run them so: results stored under a
-// configuration nobody computed. The coordinator refuses to serve such a run.
+// configuration nobody computed. The same holds for a sweep's stopping rules
+// (`sweeps.stopping`), which the coordinator itself applies. The coordinator
+// refuses to serve such a run.
 import Foundation
 import GRDB
 import Trial
@@ -12,6 +14,13 @@ import Trial
 public struct UnreadTrialSettings: Sendable, Equatable {
     public var trial: String
     /// Paths such as `training.precision`, sorted.
+    public var settings: [String]
+}
+
+/// A sweep with trials that may still be handed out whose stored stopping rules hold members this build does not read.
+public struct UnreadStoppingSettings: Sendable, Equatable {
+    public var sweep: String
+    /// Paths such as `lora.min_epochs` (the condition, then the rule's member), sorted.
     public var settings: [String]
 }
 
@@ -48,6 +57,39 @@ extension RunStore {
                 if !settings.isEmpty { found.append(UnreadTrialSettings(trial: key, settings: settings)) }
             }
             return found
+        }
+    }
+
+    /// The sweeps, in the order they were added, whose stored stopping rules have members this build's
+    /// `StoppingRule` does not read and which have trials that may still be handed out (the statuses of
+    /// `trialsWithUnreadSettings`): this build's coordinator would apply those rules without the members.
+    /// `besides` is left out: the sweep being submitted, whose rules the submission replaces with the ones
+    /// this build read from its spec. Rules that do not decode at all (a rule this build does not know)
+    /// are a `corruptRow` that says a newer factsweep may have written them.
+    public func sweepsWithUnreadStopping(besides submitted: String? = nil) throws -> [UnreadStoppingSettings] {
+        try read { db in
+            let rows = try Row.fetchAll(db, SQLRequest(literal: """
+                SELECT s.name, s.stopping FROM sweeps s
+                WHERE s.stopping IS NOT NULL AND s.name IS NOT \(submitted)
+                  AND EXISTS (SELECT 1 FROM trials t WHERE t.sweep_id = s.id AND t.status IN \(Self.assignableStatuses))
+                ORDER BY s.id
+                """))
+            return try rows.compactMap { row -> UnreadStoppingSettings? in
+                let name: String = row["name"], stored: String = row["stopping"]
+                let rules: [String: StoppingRule]
+                do {
+                    rules = try JSONDecoder().decode([String: StoppingRule].self, from: Data(stored.utf8))
+                } catch {
+                    throw RunStoreError.corruptRow(table: "sweeps", key: name,
+                                                   reason: "stopping does not decode in this build (a newer factsweep may have written it): \(error)")
+                }
+                let understood = try Self.encodeStopping(rules) ?? "{}"
+                if understood == stored { return nil }
+                let decoder = JSONDecoder()
+                let settings = UnknownFields.paths(received: try decoder.decode(JSONValue.self, from: Data(stored.utf8)),
+                                                   understood: try decoder.decode(JSONValue.self, from: Data(understood.utf8)))
+                return settings.isEmpty ? nil : UnreadStoppingSettings(sweep: name, settings: settings)
+            }
         }
     }
 }

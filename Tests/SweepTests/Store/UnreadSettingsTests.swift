@@ -1,6 +1,6 @@
 // A run database a newer factsweep filled: the unfinished trials whose stored
-// configuration has members this build does not read are named; this build's
-// own trials, and finished ones, are not.
+// configuration, and the sweeps whose stopping rules, have members this build
+// does not read are named; this build's own, and finished ones, are not.
 import Foundation
 import GRDB
 import Testing
@@ -61,4 +61,41 @@ import Trial
             return key == trials[1].key && reason.contains("newer factsweep")
         }
     }
+
+    /// Stores sweep `name`'s stopping rules as a newer build would: the JSON text as given.
+    static func storeStopping(_ fixture: StoreFixture, sweep name: String, _ text: String) throws {
+        try fixture.store.write { try $0.db.execute(sql: "UPDATE sweeps SET stopping = ? WHERE name = ?", arguments: [text, name]) }
+    }
+
+    @Test func stoppingRulesWithMembersThisBuildDoesNotReadAreNamed() throws {
+        let fixture = try StoreFixture()
+        try fixture.announce("w1")
+        let trial = StoreSamples.trial("lora-r8", seed: 1, epochs: 1)
+        let rule = StoppingRule.target(accuracy: 0.9, evaluations: 2)
+        try fixture.store.addSweep(name: "study", spec: Data(#"{"name":"study"}"#.utf8), trials: [trial], stopping: ["lora-r8": rule])
+        #expect(try fixture.store.sweepsWithUnreadStopping().isEmpty, "this build's own rules")
+        // A newer build's member of a rule this build knows, and a null member, which asks for nothing.
+        try Self.storeStopping(fixture, sweep: "study",
+                               #"{"lora-r8":{"accuracy":0.9,"evaluations":2,"min_epochs":3,"rule":"target","warmup":null}}"#)
+        #expect(try fixture.store.sweepsWithUnreadStopping() == [UnreadStoppingSettings(sweep: "study", settings: ["lora-r8.min_epochs"])])
+        // The sweep being submitted is left out: the submission replaces its rules with this build's.
+        #expect(try fixture.store.sweepsWithUnreadStopping(besides: "study").isEmpty)
+        #expect(try fixture.store.sweepsWithUnreadStopping(besides: "other").count == 1)
+        // A failed trial keeps its sweep's rules in play (`factsweep retry` reopens it); a done one does not.
+        let claimed = try #require(try fixture.store.claimNextTrial(for: "w1"))
+        _ = try fixture.store.finishTrial(claimed.key, attemptID: claimed.attemptID, result: .failed, reason: "boom")
+        #expect(try fixture.store.sweepsWithUnreadStopping().count == 1)
+        try fixture.store.write { try $0.db.execute(sql: "UPDATE trials SET status = 'done' WHERE key = ?", arguments: [trial.key]) }
+        #expect(try fixture.store.sweepsWithUnreadStopping().isEmpty, "no trial of the sweep can run again")
+        try fixture.store.write { try $0.db.execute(sql: "UPDATE trials SET status = 'pending' WHERE key = ?", arguments: [trial.key]) }
+        // A rule this build does not know at all is the database's fault, named.
+        try Self.storeStopping(fixture, sweep: "study", #"{"lora-r8":{"rule":"hyperband","brackets":3}}"#)
+        #expect {
+            try fixture.store.sweepsWithUnreadStopping()
+        } throws: { error in
+            guard case let .corruptRow(table, key, reason) = error as? RunStoreError else { return false }
+            return table == "sweeps" && key == "study" && reason.contains("newer factsweep")
+        }
+    }
 }
+
