@@ -133,7 +133,7 @@ public enum TrialSetting: String, CaseIterable, Sendable {
 }
 
 /// A setting's value, of the setting's kind.
-public enum SettingValue: Sendable, Equatable {
+public enum SettingValue: Sendable, Hashable {
     case int(Int), float(Float), bool(Bool), text(String)
     /// Target modules in `ProjectionKind` order, without repeats.
     case targets([ProjectionKind])

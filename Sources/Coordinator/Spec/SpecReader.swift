@@ -203,12 +203,13 @@ struct SpecReader {
                                          in container: String) -> [SettingValue]? {
         if items.isEmpty { report(path, setting.rawValue, condition, "empty \(container): give at least one value") }
         var values: [SettingValue] = []
+        var seen = Set<SettingValue>()  // a grid of 100k seeds is one list: no quadratic search
         for (index, item) in items.enumerated() {
             guard let value = parse(setting, item, path: "\(path)[\(index)]", condition: condition) else { continue }
-            if values.contains(value) {
-                report("\(path)[\(index)]", setting.rawValue, condition, "\(item.shortText) is already in the \(container)")
-            } else {
+            if seen.insert(value).inserted {
                 values.append(value)
+            } else {
+                report("\(path)[\(index)]", setting.rawValue, condition, "\(item.shortText) is already in the \(container)")
             }
         }
         return values.count == items.count && !values.isEmpty ? values : nil
