@@ -23,6 +23,7 @@ struct StatusCommand: ParsableCommand {
         let status = try store.status()
         let workers = try store.workerListing()
         let decisions = try store.stoppingDecisions()
+        let refused = try store.refusedTrials()
         if json {
             var conditions: [[String: Any]] = []
             for c in status.conditions {
@@ -36,6 +37,9 @@ struct StatusCommand: ParsableCommand {
                 "eta_seconds": status.estimatedSecondsRemaining ?? NSNull(),
                 "eta_is_upper_bound": status.estimateIsUpperBound,
                 "stopping_decisions": decisions.mapValues { ["rule": $0.rule, "epoch": $0.epoch, "reason": $0.reason] as [String: Any] },
+                "refused_trials": ["total": refused.total, "first": refused.trials.map { r -> [String: Any] in
+                    ["trial": r.trial, "workers": r.workers, "reason": r.reason]
+                }] as [String: Any],
                 "workers": workers.map { w -> [String: Any] in
                     ["id": w.id, "host": w.host, "status": w.status.rawValue, "last_seen": w.lastSeen, "trial": w.runningTrial ?? NSNull(),
                      "slurm_job_id": w.slurmJobID ?? NSNull(), "slurm_array_task_id": w.slurmArrayTaskID ?? NSNull()]
@@ -50,6 +54,14 @@ struct StatusCommand: ParsableCommand {
                 for (key, decision) in decisions.sorted(by: { $0.key < $1.key }) {
                     print("  \(key.prefix(12))  \(decision.rule) rule at epoch \(decision.epoch): \(decision.reason)")
                 }
+            }
+            if refused.total > 0 {
+                // They wait for a connected worker that has not refused them (docs/protocol.md).
+                print("waiting for a worker whose build reads their settings (\(refused.total) pending trials refused):")
+                for r in refused.trials {
+                    print("  \(r.trial.prefix(12))  refused by \(r.workers.joined(separator: ", ")): \(r.reason.prefix(300))")
+                }
+                if refused.total > refused.trials.count { print("  and \(refused.total - refused.trials.count) more") }
             }
             if !workers.isEmpty { print(WorkerTable(workers).text, terminator: "") }
         }

@@ -174,6 +174,11 @@ import Trial
         let refused = try HostilePeerTests.assignment(old.dealer)
         try other.connect()
         try old.refuseForUnreadSettings(refused)
+        // `factsweep status` says why the trial waits, and who refused it.
+        let status = try FactSweepBinary.run(["status", dir.url.appendingPathComponent("run").path])
+        #expect(status.stdout.contains("waiting for a worker whose build reads their settings (1 pending trials refused)")
+                && status.stdout.contains("\(refused.trial.prefix(12))  refused by w-old: worker w-old does not know config.training.x"),
+                "\(status.stdout)")
         try old.connect(session: "s2")
         let offered = try old.offers(within: 2)
         #expect(offered.map(\.trial) == [refused.trial], "\(offered)")

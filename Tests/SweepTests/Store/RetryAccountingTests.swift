@@ -118,10 +118,44 @@ import Trial
         #expect(try Self.retriesUsed(fixture, refused.key) == 0)
         #expect(try fixture.store.attempts(of: refused.key).map(\.outcome) == [.failed])
         #expect(try fixture.store.read { try Int.fetchOne($0, sql: "SELECT charged FROM attempts") } == 0)
+        // `factsweep status` names it as waiting for a worker that reads its settings.
+        let waiting = try fixture.store.refusedTrials()
+        #expect(waiting.total == 1 && waiting.trials == [RefusedTrial(trial: refused.key, workers: ["w1"], reason: "does not know x")])
         // Skipped, the claim takes the next trial; not skipped, the refused one at once (no back-off).
         #expect(try fixture.store.claimNextTrial(for: "w1", excluding: [refused.key])?.key == other.key)
         #expect(try fixture.store.claimNextTrial(for: "w1", excluding: [refused.key]) == nil)
         #expect(try fixture.store.claimNextTrial(for: "w1")?.key == refused.key)
+        #expect(try fixture.store.refusedTrials().total == 0, "running again: it waits for nothing")
+    }
+
+    /// Only pending trials whose latest attempt was a free refusal wait for a worker that reads them, named
+    /// with every worker that refused them; a counted error is not such a wait, and `limit` caps the trials
+    /// named, not the count.
+    @Test func statusNamesOnlyTrialsWaitingAfterAFreeRefusal() throws {
+        let fixture = try StoreFixture(leaseDuration: 60, retryBackoff: Self.backoff)
+        try fixture.announce("w1")
+        try fixture.announce("w2")
+        let trials = (1...3).map { StoreSamples.trial("lora-r8", seed: $0) }
+        try fixture.addSweep(trials, retryLimit: 5)
+        let keys = trials.map(\.key)
+        func release(_ worker: String, only key: String?, besides: [String] = [], _ setback: AttemptSetback) throws -> String {
+            let claimed = try #require(try fixture.store.claimNextTrial(for: worker, excluding: Set(key.map { k in keys.filter { $0 != k } } ?? besides)))
+            #expect(try fixture.store.releaseTrial(claimed.key, attemptID: claimed.attemptID, reason: "\(worker) does not know x",
+                                                   setback: setback) == .accepted)
+            return claimed.key
+        }
+        let twice = try release("w1", only: nil, .unreadSettings)
+        _ = try release("w2", only: twice, .unreadSettings)
+        let once = try release("w1", only: nil, besides: [twice], .unreadSettings)
+        let counted = try release("w2", only: nil, besides: [twice, once], .trialError)
+        #expect(Set([twice, once, counted]) == Set(keys))
+        let expected = [RefusedTrial(trial: twice, workers: ["w1", "w2"], reason: "w2 does not know x"),
+                        RefusedTrial(trial: once, workers: ["w1"], reason: "w1 does not know x")]
+            .sorted { keys.firstIndex(of: $0.trial)! < keys.firstIndex(of: $1.trial)! }
+        let waiting = try fixture.store.refusedTrials()
+        #expect(waiting.total == 2 && waiting.trials == expected, "\(waiting)")
+        let first = try fixture.store.refusedTrials(limit: 1)
+        #expect(first.total == 2 && first.trials == Array(expected.prefix(1)), "\(first)")
     }
 
     @Test func retryingGivesAFailedTrialAFreshBudgetAndRefusesAFinishedOne() throws {

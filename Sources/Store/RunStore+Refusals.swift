@@ -1,0 +1,43 @@
+// RunStore refusals: the pending trials whose latest attempt a worker refused
+// for settings its build does not read (protocol 4's `unread_settings`), for
+// `factsweep status`. Such a trial waits for a connected worker that has not
+// refused it; without this, nothing on the screen says why it waits.
+import Foundation
+import GRDB
+
+/// A pending trial whose latest attempt was a worker's refusal for settings its build does not read.
+public struct RefusedTrial: Sendable, Equatable {
+    public var trial: String
+    /// The workers that refused it so, in the order of their first refusal.
+    public var workers: [String]
+    /// The latest refusal's reason, which names the settings.
+    public var reason: String
+}
+
+extension RunStore {
+    /// Up to `limit` pending trials, in insertion order, whose latest attempt ended `failed` without being
+    /// charged, and how many there are in all. Since `v6-retry-accounting` only a refusal for settings the
+    /// worker's build does not read ends so: an error of the trial's own is always charged.
+    public func refusedTrials(limit: Int = 5) throws -> (trials: [RefusedTrial], total: Int) {
+        try read { db in
+            let rows = try Row.fetchCursor(db, sql: """
+                SELECT t.key, a.reason FROM trials t
+                JOIN attempts a ON a.attempt_id = (SELECT MAX(attempt_id) FROM attempts WHERE trial_key = t.key)
+                WHERE t.status = 'pending' AND a.outcome = 'failed' AND a.charged = 0
+                ORDER BY t.rowid
+                """)
+            var trials: [RefusedTrial] = [], total = 0
+            while let row = try rows.next() {
+                total += 1
+                guard trials.count < limit else { continue }
+                let key: String = row["key"]
+                let workers = try String.fetchAll(db, sql: """
+                    SELECT worker_id FROM attempts WHERE trial_key = ? AND outcome = 'failed' AND charged = 0
+                    GROUP BY worker_id ORDER BY MIN(attempt_id)
+                    """, arguments: [key])
+                trials.append(RefusedTrial(trial: key, workers: workers, reason: row["reason"] ?? ""))
+            }
+            return (trials, total)
+        }
+    }
+}
