@@ -65,6 +65,12 @@ public enum RunSchema {
                 """)
         }
         migrator.registerMigration("v9-stopping-decisions", migrate: StoppingDecisions.migrate)
+        migrator.registerMigration("v10-attempt-refused") { db in
+            // A worker refused the assignment for settings its build does not read, at no cost to the trial
+            // (AttemptSetback.unreadSettings): `factsweep status` says why such a trial waits. Neither the
+            // outcome (`failed`) nor `charged = 0` tells it from a permanent failure the user has retried.
+            try db.execute(sql: "ALTER TABLE attempts ADD COLUMN refused INTEGER NOT NULL DEFAULT 0 CHECK (refused IN (0, 1))")
+        }
         return migrator
     }
 

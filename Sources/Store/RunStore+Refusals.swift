@@ -8,22 +8,23 @@ import GRDB
 /// A pending trial whose latest attempt was a worker's refusal for settings its build does not read.
 public struct RefusedTrial: Sendable, Equatable {
     public var trial: String
-    /// The workers that refused it so, in the order of their first refusal.
+    /// The workers that refused it so, in the order of their first refusal (the coordinator offers the trial
+    /// to a refuser again after it restarts or the refuser starts a new session).
     public var workers: [String]
     /// The latest refusal's reason, which names the settings.
     public var reason: String
 }
 
 extension RunStore {
-    /// Up to `limit` pending trials, in insertion order, whose latest attempt ended `failed` without being
-    /// charged, and how many there are in all. Since `v6-retry-accounting` only a refusal for settings the
-    /// worker's build does not read ends so: an error of the trial's own is always charged.
+    /// Up to `limit` pending trials, in insertion order, whose latest attempt a worker refused at no cost
+    /// (`attempts.refused`, from `v10-attempt-refused` on), and how many there are in all. A trial whose
+    /// refusals counted (every connected worker had refused it) is not among them: it fails at its retry limit.
     public func refusedTrials(limit: Int = 5) throws -> (trials: [RefusedTrial], total: Int) {
         try read { db in
             let rows = try Row.fetchCursor(db, sql: """
                 SELECT t.key, a.reason FROM trials t
                 JOIN attempts a ON a.attempt_id = (SELECT MAX(attempt_id) FROM attempts WHERE trial_key = t.key)
-                WHERE t.status = 'pending' AND a.outcome = 'failed' AND a.charged = 0
+                WHERE t.status = 'pending' AND a.refused = 1
                 ORDER BY t.rowid
                 """)
             var trials: [RefusedTrial] = [], total = 0
@@ -32,7 +33,7 @@ extension RunStore {
                 guard trials.count < limit else { continue }
                 let key: String = row["key"]
                 let workers = try String.fetchAll(db, sql: """
-                    SELECT worker_id FROM attempts WHERE trial_key = ? AND outcome = 'failed' AND charged = 0
+                    SELECT worker_id FROM attempts WHERE trial_key = ? AND refused = 1
                     GROUP BY worker_id ORDER BY MIN(attempt_id)
                     """, arguments: [key])
                 trials.append(RefusedTrial(trial: key, workers: workers, reason: row["reason"] ?? ""))

@@ -52,6 +52,9 @@ extension RunTransaction {
         case .unreadSettings: false
         }
         try trial.endCurrentAttempt(outcome, reason: reason, in: db, at: now)
+        if setback == .unreadSettings {
+            try db.executeCached(sql: "UPDATE attempts SET refused = 1 WHERE attempt_id = ?", arguments: [attemptID])
+        }
         if counted {
             trial.retriesUsed += 1
             try db.executeCached(sql: "UPDATE attempts SET charged = 1 WHERE attempt_id = ?", arguments: [attemptID])

@@ -57,9 +57,10 @@ struct StatusCommand: ParsableCommand {
             }
             if refused.total > 0 {
                 // They wait for a connected worker that has not refused them (docs/protocol.md).
-                print("waiting for a worker whose build reads their settings (\(refused.total) pending trials refused):")
+                let trials = refused.total == 1 ? "1 pending trial" : "\(refused.total) pending trials"
+                print("waiting for a worker whose build reads their settings (\(trials) refused by older builds):")
                 for r in refused.trials {
-                    print("  \(r.trial.prefix(12))  refused by \(r.workers.joined(separator: ", ")): \(r.reason.prefix(300))")
+                    print("  \(r.trial.prefix(12))  refused by \(r.workers.joined(separator: ", ")); last: \(r.reason.prefix(300))")
                 }
                 if refused.total > refused.trials.count { print("  and \(refused.total - refused.trials.count) more") }
             }

@@ -156,6 +156,15 @@ import Trial
         #expect(waiting.total == 2 && waiting.trials == expected, "\(waiting)")
         let first = try fixture.store.refusedTrials(limit: 1)
         #expect(first.total == 2 && first.trials == Array(expected.prefix(1)), "\(first)")
+        // A permanent failure the user retried is pending with a `failed`, uncharged latest attempt too,
+        // at the same instant (the clock stands still): it waits for nothing.
+        fixture.clock.advance(by: 20)  // past the counted attempt's back-off
+        let failing = try #require(try fixture.store.claimNextTrial(for: "w1", excluding: [twice, once]))
+        #expect(failing.key == counted)
+        _ = try fixture.store.finishTrial(counted, attemptID: failing.attemptID, result: .failed, reason: "permanent")
+        try fixture.store.retryTrial(counted)
+        #expect(try fixture.store.trial(counted)?.status == .pending)
+        #expect(try fixture.store.refusedTrials().trials.map(\.trial) == expected.map(\.trial))
     }
 
     @Test func retryingGivesAFailedTrialAFreshBudgetAndRefusesAFinishedOne() throws {
