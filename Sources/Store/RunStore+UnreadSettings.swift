@@ -61,21 +61,24 @@ extension RunStore {
     }
 
     /// The sweeps, in the order they were added, whose stored stopping rules have members this build's
-    /// `StoppingRule` does not read and which have trials that may still be handed out (the statuses of
-    /// `trialsWithUnreadSettings`): this build's coordinator would apply those rules without the members.
+    /// `StoppingRule` does not read in the rules of conditions that have trials that may still be handed out
+    /// (the statuses of `trialsWithUnreadSettings`): this build's coordinator would apply those rules
+    /// without the members. (The rules of a condition none of whose trials can run again never apply.)
     /// `besides` is left out: the sweep being submitted, whose rules the submission replaces with the ones
     /// this build read from its spec. Rules that do not decode at all (a rule this build does not know)
     /// are a `corruptRow` that says a newer factsweep may have written them.
     public func sweepsWithUnreadStopping(besides submitted: String? = nil) throws -> [UnreadStoppingSettings] {
         try read { db in
+            // Each sweep with its conditions that have a trial that may still run: only their rules can apply.
             let rows = try Row.fetchAll(db, SQLRequest(literal: """
-                SELECT s.name, s.stopping FROM sweeps s
-                WHERE s.stopping IS NOT NULL AND s.name IS NOT \(submitted)
-                  AND EXISTS (SELECT 1 FROM trials t WHERE t.sweep_id = s.id AND t.status IN \(Self.assignableStatuses))
-                ORDER BY s.id
+                SELECT s.name, s.stopping, json_group_array(DISTINCT t.condition) AS conditions
+                FROM sweeps s JOIN trials t ON t.sweep_id = s.id
+                WHERE s.stopping IS NOT NULL AND s.name IS NOT \(submitted) AND t.status IN \(Self.assignableStatuses)
+                GROUP BY s.id ORDER BY s.id
                 """))
             return try rows.compactMap { row -> UnreadStoppingSettings? in
                 let name: String = row["name"], stored: String = row["stopping"]
+                let live = Set(try JSONDecoder().decode([String].self, from: Data((row["conditions"] as String).utf8)))
                 let rules: [String: StoppingRule]
                 do {
                     rules = try JSONDecoder().decode([String: StoppingRule].self, from: Data(stored.utf8))
@@ -86,8 +89,11 @@ extension RunStore {
                 let understood = try Self.encodeStopping(rules) ?? "{}"
                 if understood == stored { return nil }
                 let decoder = JSONDecoder()
-                let settings = UnknownFields.paths(received: try decoder.decode(JSONValue.self, from: Data(stored.utf8)),
-                                                   understood: try decoder.decode(JSONValue.self, from: Data(understood.utf8)))
+                func liveRules(_ text: String) throws -> JSONValue {
+                    guard case let .object(rules) = try decoder.decode(JSONValue.self, from: Data(text.utf8)) else { return .object([:]) }
+                    return .object(rules.filter { live.contains($0.key) })
+                }
+                let settings = UnknownFields.paths(received: try liveRules(stored), understood: try liveRules(understood))
                 return settings.isEmpty ? nil : UnreadStoppingSettings(sweep: name, settings: settings)
             }
         }

@@ -88,6 +88,13 @@ import Trial
         try fixture.store.write { try $0.db.execute(sql: "UPDATE trials SET status = 'done' WHERE key = ?", arguments: [trial.key]) }
         #expect(try fixture.store.sweepsWithUnreadStopping().isEmpty, "no trial of the sweep can run again")
         try fixture.store.write { try $0.db.execute(sql: "UPDATE trials SET status = 'pending' WHERE key = ?", arguments: [trial.key]) }
+        // Only the rules of conditions with a trial that may run again count: another condition's, all done, never apply.
+        try Self.storeStopping(fixture, sweep: "study",
+                               #"{"ended":{"accuracy":0.9,"evaluations":2,"min_epochs":3,"rule":"target"},"lora-r8":{"accuracy":0.9,"evaluations":2,"rule":"target"}}"#)
+        #expect(try fixture.store.sweepsWithUnreadStopping().isEmpty)
+        try Self.storeStopping(fixture, sweep: "study",
+                               #"{"ended":{"accuracy":0.9,"evaluations":2,"min_epochs":3,"rule":"target"},"lora-r8":{"accuracy":0.9,"evaluations":2,"rule":"target","warmup":1}}"#)
+        #expect(try fixture.store.sweepsWithUnreadStopping() == [UnreadStoppingSettings(sweep: "study", settings: ["lora-r8.warmup"])])
         // A rule this build does not know at all is the database's fault, named.
         try Self.storeStopping(fixture, sweep: "study", #"{"lora-r8":{"rule":"hyperband","brackets":3}}"#)
         #expect {
