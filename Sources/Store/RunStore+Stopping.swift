@@ -134,7 +134,8 @@ extension RunStore {
         do {
             return try JSONDecoder().decode([String: StoppingRule].self, from: Data(text.utf8))
         } catch {
-            throw RunStoreError.corruptRow(table: "sweeps", key: sweep, reason: "stopping: \(error)")
+            throw RunStoreError.corruptRow(table: "sweeps", key: sweep,
+                                           reason: "stopping does not decode in this build (a newer factsweep may have written it): \(error)")
         }
     }
 

@@ -78,17 +78,10 @@ extension RunStore {
                 """))
             return try rows.compactMap { row -> UnreadStoppingSettings? in
                 let name: String = row["name"], stored: String = row["stopping"]
-                let live = Set(try JSONDecoder().decode([String].self, from: Data((row["conditions"] as String).utf8)))
-                let rules: [String: StoppingRule]
-                do {
-                    rules = try JSONDecoder().decode([String: StoppingRule].self, from: Data(stored.utf8))
-                } catch {
-                    throw RunStoreError.corruptRow(table: "sweeps", key: name,
-                                                   reason: "stopping does not decode in this build (a newer factsweep may have written it): \(error)")
-                }
-                let understood = try Self.encodeStopping(rules) ?? "{}"
+                let understood = try Self.encodeStopping(try Self.decodeStopping(stored, sweep: name)) ?? "{}"
                 if understood == stored { return nil }
                 let decoder = JSONDecoder()
+                let live = Set(try decoder.decode([String].self, from: Data((row["conditions"] as String).utf8)))
                 func liveRules(_ text: String) throws -> JSONValue {
                     guard case let .object(rules) = try decoder.decode(JSONValue.self, from: Data(text.utf8)) else { return .object([:]) }
                     return .object(rules.filter { live.contains($0.key) })
