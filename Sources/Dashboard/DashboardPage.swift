@@ -145,7 +145,8 @@ enum DashboardPage {
           return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
         }
 
-        /// The trials table's columns; "stopping" appears only when some trial has a decision.
+        /// The trials table's columns; "stopping" appears only when some trial has a decision, "waiting"
+        /// only when some pending trial waits for a worker whose build reads its settings.
         function trialColumns(trials) {
           const columns = [
             ["condition", t => t.condition], ["method", t => t.method + (t.rank ? " r" + t.rank : "")],
@@ -155,6 +156,7 @@ enum DashboardPage {
             ["loss", t => number(t.loss, 4)], ["key", t => t.key.slice(0, 12), "wide"],
           ];
           if (trials.some(t => t.decision)) columns.splice(5, 0, ["stopping", t => t.decision || ""]);
+          if (trials.some(t => t.waiting)) columns.splice(5, 0, ["waiting", t => t.waiting || "", "text"]);
           return columns;
         }
 

@@ -23,11 +23,13 @@ public final class DashboardReader: Sendable {
 
     /// The run now: progress, charts, trials and workers.
     public func state(now: Date = Date()) throws -> DashboardState {
-        let (snapshot, status, workers, heartbeats, recorded) = try queue.read { db in
+        let (snapshot, status, workers, heartbeats, recorded, refused) = try queue.read { db in
             (try RunSnapshotReader.read(db, path: path), try RunStatus.read(db, now: now), try WorkerListing.fetchAll(db),
              try Self.heartbeatAges(db, now: now),
-             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM epoch_metrics WHERE epoch > 0") ?? 0)
+             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM epoch_metrics WHERE epoch > 0") ?? 0,
+             try RunStore.refusedTrials(db, limit: nil).trials)
         }
+        let waiting = Dictionary(refused.map { ($0.trial, Self.waiting($0)) }, uniquingKeysWith: { first, _ in first })
         let aggregates = ConditionAggregate.all(in: snapshot)
         // Trials and workers are shown under their chart line: the condition, and what sets it apart under a grid axis.
         let lines = ConditionAggregate.lineNames(aggregates)
@@ -44,7 +46,8 @@ public final class DashboardReader: Sendable {
                 learningRate: trial.learningRate, seed: trial.seed, status: trial.status, lastEpoch: trial.lastEpoch,
                 epochs: trial.plannedEpochs, accuracy: evaluated?.accuracy, lastEvaluatedEpoch: evaluated?.epoch,
                 loss: rows.last { $0.loss != nil }?.loss,
-                decision: trial.stopping.map { "\($0.rule) rule at epoch \($0.epoch): \($0.reason)" })
+                decision: trial.stopping.map { "\($0.rule) rule at epoch \($0.epoch): \($0.reason)" },
+                waiting: waiting[trial.key])
         }
         let trialsByKey = Dictionary(snapshot.trials.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
         let workerRows = workers.map { worker in
@@ -90,6 +93,11 @@ public final class DashboardReader: Sendable {
             }
             return TrialAnswers(key: key, condition: condition, evaluations: evaluations)
         }
+    }
+
+    /// A refused trial's line in the table: who refused it, and the latest reason (it names the settings).
+    static func waiting(_ refused: RefusedTrial) -> String {
+        "for a worker whose build reads its settings; refused by \(refused.workers.joined(separator: ", ")): \(refused.reason.prefix(300))"
     }
 
     /// Seconds since each worker was last heard from (the store's `last_seen`, renewed by its heartbeats).

@@ -57,6 +57,10 @@ public struct DashboardState: Codable, Sendable, Equatable {
         /// Why the trial was stopped early (its stopping rule, epoch and values); nil: not stopped. The
         /// column appears on the page only when some trial has a decision.
         public var decision: String?
+        /// Why a pending trial waits: the workers that refused it because their build does not read its
+        /// settings, and the latest refusal's reason (as `factsweep status` lists them); nil otherwise. The
+        /// column appears on the page only when some trial waits so.
+        public var waiting: String?
     }
 
     /// A worker with the trial it trains and how long ago it was last heard from.

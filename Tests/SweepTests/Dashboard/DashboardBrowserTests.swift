@@ -98,6 +98,29 @@ import TestSupport
         }
         #expect(sweep.isRunning, "the sweep ended before the checks: make it longer\n\(sweep.output)")
     }
+
+    /// A pending trial refused for settings older builds do not read: the page, served by `factsweep serve`,
+    /// grows a "waiting" column in the trials table that says why it waits.
+    @Test func aTrialRefusedForUnreadSettingsSaysWhyOnThePage() throws {
+        _ = try Self.chromium()
+        let dir = try TemporaryDirectory()
+        let path = try SyntheticStudy.write(in: dir)
+        let (refused, _) = try DashboardReaderTests.refuseRunningTrials(at: path)
+        let server = try FactSweepChild(["serve", dir.url.path, "--port", "0"], log: dir.file("serve.log"))
+        defer { server.stop() }
+        #expect(server.waitForOutput("dashboard: http://127.0.0.1:", seconds: 30), "\(server.output)")
+        let line = try #require(server.output.split(separator: "\n").first { $0.hasPrefix("dashboard: ") })
+        let url = try #require(URL(string: String(line.dropFirst("dashboard: ".count))))
+        let page = try Self.load(url, width: 1280)
+        #expect(page.console.isEmpty, "\(page.console)")
+        #expect(page.dom.contains("<th class=\"text\">waiting</th>"), "\(page.dom.prefix(4000))")
+        // The refused trial's row holds the line, and no other row does (the page's initial JSON holds it too).
+        let start = try #require(page.dom.range(of: "data-key=\"\(refused)\""), "\(page.dom.prefix(4000))")
+        let row = page.dom[start.upperBound...].components(separatedBy: "</tr>")[0]
+        #expect(row.contains("refused by w1, old2: old2 does not read training.future"), "\(row.prefix(2000))")
+        let table = try #require(page.dom.range(of: "id=\"trials\"").map { page.dom[$0.upperBound...].components(separatedBy: "</table>")[0] })
+        #expect(table.components(separatedBy: "refused by ").count == 2, "\(table.prefix(4000))")
+    }
 }
 
 /// An HTTP reply handed from URLSession's queue to the test.

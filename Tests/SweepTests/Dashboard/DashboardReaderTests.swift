@@ -104,6 +104,48 @@ import Trial
         #expect(try DashboardReader(location: path, logger: logger).answers(of: trial.key)?.evaluations.map(\.epoch) == [0, 1, 2])
     }
 
+    /// A pending trial refused for settings older builds do not read says why it waits, as `factsweep
+    /// status` does: its refusers in order and the latest reason. A trial whose refusal counted (an error
+    /// of its own) or that runs again waits for nothing; the others say nothing either.
+    @Test func aTrialRefusedForUnreadSettingsSaysWhyItWaits() throws {
+        let folder = try TemporaryDirectory()
+        let path = try SyntheticStudy.write(in: folder)
+        let (refused, counted) = try Self.refuseRunningTrials(at: path)
+        let state = try DashboardReader(location: folder.url.path, logger: logger).state()
+        let waiting = state.trials.filter { $0.waiting != nil }
+        #expect(waiting.map(\.key) == [refused], "\(state.trials.map { ($0.key, $0.status, $0.waiting) })")
+        let line = try #require(waiting.first?.waiting)
+        #expect(line == "for a worker whose build reads its settings; refused by w1, old2: old2 does not read training.future",
+                "\(line)")
+        #expect(state.trials.first { $0.key == counted }?.status == "pending")
+        // Once a worker runs it again, it waits no more.
+        let store = try RunStore(path: path, logger: logger)
+        _ = try store.startAttempt(trialKey: refused, workerID: "w1")
+        #expect(try DashboardReader(location: folder.url.path, logger: logger).state().trials.allSatisfy { $0.waiting == nil })
+    }
+
+    /// Turns the synthetic study's two running trials pending: the first refused by its worker `w1` and
+    /// then by a second worker `old2` for settings their builds do not read (free refusals), the second
+    /// handed back after an error of its own (counted). Returns their keys.
+    static func refuseRunningTrials(at path: String) throws -> (refused: String, counted: String) {
+        let logger = Logger(label: "test.dashboard") { _ in SwiftLogNoOpLogHandler() }
+        let store = try RunStore(path: path, logger: logger)
+        try store.announceWorker(WorkerAnnouncement(id: "old2", host: "test", pid: 2, threads: 2, protocolVersion: "FSW1"))
+        let running = try DatabaseQueue(path: path).read { db in
+            try Row.fetchAll(db, sql: "SELECT key, current_attempt_id FROM trials WHERE status = 'running' ORDER BY rowid")
+                .map { ($0["key"] as String, $0["current_attempt_id"] as AttemptID) }
+        }
+        guard running.count == 2 else { throw DashboardTestFailure("the synthetic study runs \(running.count) trials, not 2") }
+        let (refused, first) = running[0], (counted, second) = running[1]
+        #expect(try store.releaseTrial(refused, attemptID: first, reason: "w1 does not read training.future",
+                                       setback: .unreadSettings) == .accepted)
+        let again = try store.startAttempt(trialKey: refused, workerID: "old2")
+        #expect(try store.releaseTrial(refused, attemptID: again.attemptID, reason: "old2 does not read training.future",
+                                       setback: .unreadSettings) == .accepted)
+        #expect(try store.releaseTrial(counted, attemptID: second, reason: "out of memory", setback: .trialError) == .accepted)
+        return (refused, counted)
+    }
+
     @Test func nonLoopbackNeedsSayingSo() throws {
         #expect(["127.0.0.1", "127.0.0.2", "localhost", "::1"].allSatisfy(DashboardServer.isLoopback))
         #expect(!["0.0.0.0", "192.168.1.5", "::", "example.org"].contains(where: DashboardServer.isLoopback))
