@@ -33,7 +33,9 @@ public struct RunDirectory: Sendable {
     /// replaces its rules with the ones this build read from the spec.
     @discardableResult
     public func submit(_ plan: SweepPlan, spec: Data, to store: RunStore) throws -> AddedSweep {
-        let trials = try store.trialsWithUnreadSettings(limit: 4)
+        // The plan's trials stored as this build stores them need no decoding to be checked.
+        let known = Dictionary(plan.trials.map { ($0.key, $0.canonicalConfig) }, uniquingKeysWith: { first, _ in first })
+        let trials = try store.trialsWithUnreadSettings(limit: 4, known: known)
         let sweeps = try store.sweepsWithUnreadStopping(besides: plan.name)
         if !trials.isEmpty || !sweeps.isEmpty {
             var named = trials.prefix(3).map { "trial \($0.trial.prefix(12)): \($0.settings.prefix(4).joined(separator: ", "))" }
@@ -44,7 +46,8 @@ public struct RunDirectory: Sendable {
                                    + "a newer factsweep stored them, and this one would run the sweep without them; run the newer build")
         }
         return try store.addSweep(name: plan.name, spec: spec,
-                           trials: plan.trials.map { SweepTrial(key: $0.key, condition: $0.condition, config: $0.config) },
+                           trials: plan.trials.map { SweepTrial(key: $0.key, condition: $0.condition, config: $0.config,
+                                                                 canonicalConfig: $0.canonicalConfig) },
                            stopping: plan.stopping)
     }
 }

@@ -22,14 +22,18 @@ extension RunStore {
         let added = try write { transaction in try transaction.operation { db, now in
             let sweepID = try Self.upsertSweep(db, name: name, spec: specText, stopping: stoppingText, at: now)
             var added = AddedSweep(sweepID: sweepID, newTrials: 0, existingTrials: 0)
+            // One statement each, prepared once, and the time formatted once: a 100,000-trial sweep spent
+            // most of its insert preparing the same SQL again and formatting the same date.
+            let lookup = try db.cachedStatement(sql: "SELECT condition, config FROM trials WHERE key = ?")
+            let insert = try db.cachedStatement(sql: TrialRow.insertSQL)
+            let time = now.databaseValue
             for row in rows {
-                if let existing = try Row.fetchOne(db, sql: "SELECT condition, config FROM trials WHERE key = ?",
-                                                   arguments: [row.key]) {
+                if let existing = try Row.fetchOne(lookup, arguments: [row.key]) {
                     try row.refuseDifferences(condition: existing["condition"], config: existing["config"])
                     added.existingTrials += 1
                     continue
                 }
-                try row.insert(db, sweepID: sweepID, retryLimit: retryLimit, at: now)
+                try row.insert(insert, sweepID: sweepID, retryLimit: retryLimit, at: time)
                 added.newTrials += 1
             }
             if added.newTrials > 0 {
@@ -89,7 +93,7 @@ private struct TrialRow {
     init(_ trial: SweepTrial) throws {
         key = trial.key
         condition = trial.condition
-        config = String(decoding: try trial.config.canonicalJSON(), as: UTF8.self)
+        config = String(decoding: try trial.canonicalConfig ?? trial.config.canonicalJSON(), as: UTF8.self)
         settings = trial.config
     }
 
@@ -102,20 +106,23 @@ private struct TrialRow {
         }
     }
 
-    func insert(_ db: Database, sweepID: Int64, retryLimit: Int, at now: Date) throws {
+    static let insertSQL = """
+        INSERT INTO trials (key, sweep_id, condition, config, model, method, rank, alpha, lr, epochs, seed,
+                            batch_size, retry_limit, created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """
+
+    /// Inserts the row with `statement` (`insertSQL`, prepared by the caller); `now` is the time as stored.
+    func insert(_ statement: Statement, sweepID: Int64, retryLimit: Int, at now: DatabaseValue) throws {
         let training = settings.training
         let adapterRank = [.lora, .qlora].contains(training.method.kind)
-        try db.execute(sql: """
-            INSERT INTO trials (key, sweep_id, condition, config, model, method, rank, alpha, lr, epochs, seed,
-                                batch_size, retry_limit, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [
-                key, sweepID, condition, config, settings.model, training.method.kind.rawValue,
-                adapterRank ? training.method.rank : nil,
-                adapterRank ? decimal(training.method.alpha) : nil,
-                decimal(training.learningRate), training.epochs, Int64(bitPattern: training.seed),
-                training.batchSize, retryLimit, now, now,
-            ])
+        try statement.execute(arguments: [
+            key, sweepID, condition, config, settings.model, training.method.kind.rawValue,
+            adapterRank ? training.method.rank : nil,
+            adapterRank ? decimal(training.method.alpha) : nil,
+            decimal(training.learningRate), training.epochs, Int64(bitPattern: training.seed),
+            training.batchSize, retryLimit, now, now,
+        ])
     }
 }
 

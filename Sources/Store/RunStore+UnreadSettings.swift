@@ -37,14 +37,18 @@ extension RunStore {
     /// method, reads so).
     ///
     /// A configuration stored by this build reads back to the same canonical bytes, so most trials cost
-    /// one decode and one encode; only the others are compared member by member.
-    public func trialsWithUnreadSettings(limit: Int = 3) throws -> [UnreadTrialSettings] {
+    /// one decode and one encode; only the others are compared member by member. `known` holds canonical
+    /// configurations this build made, by trial key (the plan being submitted): a stored configuration
+    /// equal to its trial's there is this build's encoding, which holds only members it reads, and costs
+    /// a comparison alone.
+    public func trialsWithUnreadSettings(limit: Int = 3, known: [String: Data] = [:]) throws -> [UnreadTrialSettings] {
         try read { db in
             var found: [UnreadTrialSettings] = []
             let rows = try Row.fetchCursor(db, SQLRequest(literal: "SELECT key, config FROM trials WHERE status IN \(Self.assignableStatuses) ORDER BY rowid"))
             while found.count < limit, let row = try rows.next() {
                 let key: String = row["key"]
                 let stored = Data((row["config"] as String).utf8)
+                if known[key] == stored { continue }
                 let config: TrialConfig
                 do {
                     config = try JSONDecoder().decode(TrialConfig.self, from: stored)

@@ -10,9 +10,12 @@ public struct SweepTrial: Sendable, Equatable {
     /// condition differ only in seed or other replicates.
     public var condition: String
     public var config: TrialConfig
+    /// `config.canonicalJSON()` when the caller has it already (a sweep plan made it for the key), so
+    /// that `addSweep` does not encode the configuration again; nil: `addSweep` encodes it.
+    public var canonicalConfig: Data?
 
-    public init(key: String, condition: String, config: TrialConfig) {
-        self.key = key; self.condition = condition; self.config = config
+    public init(key: String, condition: String, config: TrialConfig, canonicalConfig: Data? = nil) {
+        self.key = key; self.condition = condition; self.config = config; self.canonicalConfig = canonicalConfig
     }
 }
 

@@ -5,6 +5,7 @@ import Core
 import Foundation
 import Logging
 import Protocol
+import Store
 
 struct CoordinatorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -53,7 +54,7 @@ struct CoordinatorCommand: ParsableCommand {
         defer { withExtendedLifetime(lock) {} }
         let store = try runDirectory.open(leaseDuration: CoordinatorServer.seconds(timing.leaseExpiry),
                                            retryBackoff: timing.retryBackoff, logger: logger)
-        let added = try runDirectory.submit(plan, spec: try Data(contentsOf: URL(fileURLWithPath: spec)), to: store)
+        let added = try submit(plan, spec: spec, to: runDirectory, store: store)
         FileHandle.standardError.write(Data("sweep \(plan.name): \(plan.trials.count) trials (\(added.newTrials) new), database \(runDirectory.database.path)\n".utf8))
         // Checkpoints travel by path only inside the run's checkpoint directory (docs/security.md).
         let checkpoints = cluster?.checkpointDirectory.map { URL(fileURLWithPath: $0) } ?? runDirectory.checkpoints
@@ -78,12 +79,52 @@ struct CoordinatorCommand: ParsableCommand {
     }
 }
 
-/// Loads a sweep plan, printing every problem and exiting with status 2 when invalid.
+/// Loads a sweep plan, printing every problem and exiting with status 2 when invalid. A spec that took
+/// a while to read (a grid of tens of thousands of trials) says so when read.
 func loadPlan(_ path: String) throws -> SweepPlan {
+    let clock = ContinuousClock(), start = clock.now
     do {
-        return try SweepPlan.load(URL(fileURLWithPath: path))
+        let plan = try SweepPlan.load(URL(fileURLWithPath: path))
+        if let seconds = StartProgress.seconds(since: start, clock: clock) {
+            FileHandle.standardError.write(Data("sweep \(plan.name): \(plan.trials.count) trials read from \(path) in \(seconds) s\n".utf8))
+        }
+        return plan
     } catch {
         FileHandle.standardError.write(Data("\(error)\n".utf8))
         throw ExitCode(2)
+    }
+}
+
+/// `RunDirectory.submit` with the spec at `path`. A plan large enough for the check of the run's stored
+/// trials and the insert to take a while (`StartProgress.largePlan` trials) says so before, and how long
+/// it took after: nothing else is printed until the coordinator listens.
+func submit(_ plan: SweepPlan, spec path: String, to runDirectory: RunDirectory, store: RunStore) throws -> AddedSweep {
+    let spec = try Data(contentsOf: URL(fileURLWithPath: path))
+    let large = plan.trials.count >= StartProgress.largePlan
+    if large {
+        FileHandle.standardError.write(Data("sweep \(plan.name): checking \(runDirectory.database.path) and adding its \(plan.trials.count) trials …\n".utf8))
+    }
+    let clock = ContinuousClock(), start = clock.now
+    let added = try runDirectory.submit(plan, spec: spec, to: store)
+    if large {
+        FileHandle.standardError.write(Data("sweep \(plan.name): checked and added in \(String(format: "%.1f", StartProgress.seconds(clock.now - start))) s\n".utf8))
+    }
+    return added
+}
+
+/// When a coordinator's start says what it is doing: phases that take half a second or more.
+enum StartProgress {
+    /// Plans of this many trials take about half a second to check against a run database and add (a
+    /// 100,000-trial plan about 5 s, docs/benchmarks.md "Starting a coordinator on 100,000 trials").
+    static let largePlan = 10_000
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    /// The seconds since `start`, formatted, when they are half a second or more; nil otherwise.
+    static func seconds(since start: ContinuousClock.Instant, clock: ContinuousClock) -> String? {
+        let elapsed = seconds(clock.now - start)
+        return elapsed >= 0.5 ? String(format: "%.1f", elapsed) : nil
     }
 }

@@ -50,7 +50,7 @@ struct RunCommand: ParsableCommand {
         let timing = timingOptions.timing
         let logger = Logger(label: "factsweep.run")
         let store = try runDirectory.open(leaseDuration: timingOptions.lease, retryBackoff: timing.retryBackoff, logger: logger)
-        let added = try runDirectory.submit(plan, spec: try Data(contentsOf: URL(fileURLWithPath: spec)), to: store)
+        let added = try submit(plan, spec: spec, to: runDirectory, store: store)
         let server = try CoordinatorServer(store: store, context: try ZMQContext(), bind: "tcp://127.0.0.1:*", timing: timing,
                                            checkpointDirectory: runDirectory.checkpoints, runDirectory: runDirectory.url, logger: logger)
         if serve { _ = try dashboard.start(runDirectory.database.path, logger: logger) }

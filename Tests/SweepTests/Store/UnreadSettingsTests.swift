@@ -62,6 +62,19 @@ import Trial
         }
     }
 
+    /// The plan's canonical configurations spare the decoding only of stored ones equal to them: a trial
+    /// the plan names whose stored configuration a newer build rewrote is still found.
+    @Test func knownConfigurationsSpareOnlyTheirEqualStoredCopies() throws {
+        let fixture = try StoreFixture()
+        let trials = (1...3).map { StoreSamples.trial("lora-r8", seed: $0, epochs: 1) }
+        try fixture.addSweep(trials)
+        let known = Dictionary(uniqueKeysWithValues: try trials.map { ($0.key, try $0.config.canonicalJSON()) })
+        #expect(try fixture.store.trialsWithUnreadSettings(known: known).isEmpty)
+        try Self.rewrite(fixture, trials[1].key) { object in object["tokenizerRevision"] = "v2" }
+        #expect(try fixture.store.trialsWithUnreadSettings(known: known)
+                == [UnreadTrialSettings(trial: trials[1].key, settings: ["tokenizerRevision"])])
+    }
+
     /// Stores sweep `name`'s stopping rules as a newer build would: the JSON text as given.
     static func storeStopping(_ fixture: StoreFixture, sweep name: String, _ text: String) throws {
         try fixture.store.write { try $0.db.execute(sql: "UPDATE sweeps SET stopping = ? WHERE name = ?", arguments: [text, name]) }
