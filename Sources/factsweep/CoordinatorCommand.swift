@@ -115,7 +115,7 @@ func submit(_ plan: SweepPlan, spec path: String, to runDirectory: RunDirectory,
 /// When a coordinator's start says what it is doing: phases that take half a second or more.
 enum StartProgress {
     /// Plans of this many trials take about half a second to check against a run database and add (a
-    /// 100,000-trial plan about 5 s, docs/benchmarks.md "Starting a coordinator on 100,000 trials").
+    /// 100,000-trial plan a few seconds: docs/benchmarks.md, "Starting a coordinator on 100,000 trials").
     static let largePlan = 10_000
 
     static func seconds(_ duration: Duration) -> Double {
