@@ -11,7 +11,9 @@ public struct SweepTrial: Sendable, Equatable {
     public var condition: String
     public var config: TrialConfig
     /// `config.canonicalJSON()` when the caller has it already (a sweep plan made it for the key), so
-    /// that `addSweep` does not encode the configuration again; nil: `addSweep` encodes it.
+    /// that `addSweep` does not encode the configuration again; nil: `addSweep` encodes it. Trusted, not
+    /// checked (checking is the encode it saves): bytes of another configuration would be stored beside
+    /// `config`'s indexed settings.
     public var canonicalConfig: Data?
 
     public init(key: String, condition: String, config: TrialConfig, canonicalConfig: Data? = nil) {

@@ -124,6 +124,28 @@ import Trial
         #expect(try DashboardReader(location: folder.url.path, logger: logger).state().trials.allSatisfy { $0.waiting == nil })
     }
 
+    /// The dashboard reads a run database as it is, never migrating it: one from before
+    /// `v10-attempt-refused` (and before the stopping rules of v9) has no refusals to show, and is shown.
+    @Test func aDatabaseFromBeforeRefusalsWereRecordedIsShown() throws {
+        let folder = try TemporaryDirectory()
+        for (name, last) in [("v8.db", "v8-attempt-phase"), ("v9.db", "v9-stopping-decisions")] {
+            let path = folder.file(name).path
+            let queue = try DatabaseQueue(path: path)
+            try RunSchema.migrator.migrate(queue, upTo: last)
+            try queue.write { db in
+                try db.execute(sql: """
+                    INSERT INTO sweeps (name, spec, created_at) VALUES ('old', '{}', '2026-12-01 00:00:00.000');
+                    INSERT INTO trials (key, sweep_id, condition, config, model, method, lr, epochs, seed, batch_size, retry_limit, status,
+                                        created_at, updated_at)
+                    VALUES ('t1', 1, 'lora', '{}', 'm', 'lora', 0.001, 3, 1, 1, 2, 'pending', '2026-12-01 00:00:00.000', '2026-12-01 00:00:00.000');
+                    """)
+            }
+            try queue.close()
+            let state = try DashboardReader(location: path, logger: logger).state()
+            #expect(state.run.totalTrials == 1 && state.trials.map(\.waiting) == [nil], "\(name)")
+        }
+    }
+
     /// Turns the synthetic study's two running trials pending: the first refused by its worker `w1` and
     /// then by a second worker `old2` for settings their builds do not read (free refusals), the second
     /// handed back after an error of its own (counted). Returns their keys.
