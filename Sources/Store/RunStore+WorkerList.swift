@@ -35,9 +35,13 @@ extension RunStore {
 extension WorkerListing {
     /// `RunStore.workerListing` on any connection, the dashboard's read-only one too.
     public static func fetchAll(_ db: Database) throws -> [WorkerListing] {
-        try Row.fetchAll(db, sql: """
-            SELECT w.id, w.host, w.status, w.last_seen, w.slurm_job_id, w.slurm_array_task_id,
-                   a.trial_key, a.phase
+        // A database from before v5 (the Slurm columns) or v8 (`phase`), which the dashboard reads
+        // without migrating it, lists its workers without them.
+        let slurm = try db.columns(in: "workers").contains { $0.name == "slurm_job_id" }
+            ? "w.slurm_job_id, w.slurm_array_task_id" : "NULL AS slurm_job_id, NULL AS slurm_array_task_id"
+        let phase = try db.columns(in: "attempts").contains { $0.name == "phase" } ? "a.phase" : "NULL AS phase"
+        return try Row.fetchAll(db, sql: """
+            SELECT w.id, w.host, w.status, w.last_seen, \(slurm), a.trial_key, \(phase)
             FROM workers w
             LEFT JOIN attempts a ON a.attempt_id = (
                 SELECT a.attempt_id FROM attempts a JOIN trials t ON t.current_attempt_id = a.attempt_id

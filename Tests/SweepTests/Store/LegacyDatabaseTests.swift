@@ -6,6 +6,7 @@ import GRDB
 import Logging
 import Testing
 import TestSupport
+@testable import Dashboard
 @testable import Report
 @testable import Store
 import Trial
@@ -56,6 +57,23 @@ import Trial
         #expect(before.lastAnswers.count == 4 && before.lastAnswers.allSatisfy { $0.epoch == 2 && $0.result.answer == "Paris." })
         _ = try RunStore(path: path, logger: logger)
         #expect(try RunSnapshotReader.read(path: path, logger: logger) == before)
+    }
+
+    /// The dashboard reads the file as it is, never migrating it: before v5 it has no Slurm columns, before
+    /// v8 no phases, before v9 no stopping rules, before v10 no refusals; each is read as absent.
+    @Test func theDashboardShowsItWithoutMigratingIt() throws {
+        let (folder, path) = try copyOfFixture()
+        defer { withExtendedLifetime(folder) {} }
+        let reader = try DashboardReader(location: path, logger: CapturedLogs().logger())
+        let state = try reader.state()
+        #expect(state.trials.map(\.key) == Self.done + [Self.running, Self.failed, Self.pending])
+        #expect(state.trials.map(\.status) == ["done", "done", "running", "failed", "pending"])
+        #expect(state.trials.allSatisfy { $0.decision == nil && $0.waiting == nil })
+        #expect(state.workers.map(\.id) == ["w1", "w2"] && state.workers.map(\.trial) == [Self.running, nil], "\(state.workers)")
+        #expect(state.charts.count == 3)
+        #expect(try reader.answers(of: Self.done[0])?.evaluations.map(\.epoch) == [1, 2])
+        let migrations = try DatabaseQueue(path: path).read { try String.fetchAll($0, sql: "SELECT identifier FROM grdb_migrations") }
+        #expect(migrations == ["v1-run-database", "v2-trial-summary", "v3-claim-indexes"], "the dashboard migrated the file")
     }
 
     @Test func theStoreMigratesItToIntegerAttemptIDsAndShowsItsStatus() throws {
