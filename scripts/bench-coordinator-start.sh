@@ -31,9 +31,10 @@ EOF
 
 # Seconds from the coordinator's start to its "listening on" line; then it is stopped.
 start_once() {
-    local port=$((20000 + RANDOM % 20000)) log="$out/coordinator.log" begin end
+    local log="$out/coordinator.log" begin end
     begin=$(date +%s.%N)
-    "$binary" coordinator "$out/spec.json" --bind "tcp://127.0.0.1:$port" --run-dir "$out/run" > "$log" 2>&1 &
+    # A port the system picks, so that no port in use can stop the start.
+    "$binary" coordinator "$out/spec.json" --bind "tcp://127.0.0.1:*" --run-dir "$out/run" > "$log" 2>&1 &
     pid=$!
     until grep -q "listening on" "$log"; do
         if ! kill -0 "$pid" 2>/dev/null; then cat "$log" >&2; echo "the coordinator exited before it listened" >&2; exit 1; fi

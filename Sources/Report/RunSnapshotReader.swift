@@ -73,7 +73,7 @@ public enum RunSnapshotReader {
     }
 
     private static func readSnapshot(_ db: Database, path: String) throws -> RunSnapshot {
-        let storesSummaries = try db.columns(in: "trials").contains { $0.name == "summary" }
+        let storesSummaries = try RunSchema.has(db, column: "summary", in: "trials")
         let sweeps = try String.fetchAll(db, sql: "SELECT name FROM sweeps ORDER BY id")
         let decisions = try RunStore.stoppingDecisions(db)
         let trials = try Row.fetchAll(db, sql: """

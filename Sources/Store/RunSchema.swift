@@ -9,6 +9,12 @@ public enum RunSchema {
     /// (and `file(1)`) can tell its databases from any other SQLite file.
     public static let applicationID: Int32 = 0x4653_5750
 
+    /// Whether `table` has `column`: readers that never migrate a file (the report, the dashboard) read
+    /// what a later migration added only where it exists, and take it as absent before.
+    public static func has(_ db: Database, column: String, in table: String) throws -> Bool {
+        try db.columns(in: table).contains { $0.name == column }
+    }
+
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-run-database") { db in

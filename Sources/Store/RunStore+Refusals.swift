@@ -29,7 +29,7 @@ extension RunStore {
     /// the count: the trials, then their refusers. A database from before `v10-attempt-refused` (the
     /// dashboard reads such files without migrating them) records no refusals: none.
     public static func refusedTrials(_ db: Database, limit: Int?) throws -> (trials: [RefusedTrial], total: Int) {
-        guard try db.columns(in: "attempts").contains(where: { $0.name == "refused" }) else { return ([], 0) }
+        guard try RunSchema.has(db, column: "refused", in: "attempts") else { return ([], 0) }
         let rows = try Row.fetchCursor(db, sql: """
             SELECT t.key, a.reason FROM trials t
             JOIN attempts a ON a.attempt_id = (SELECT MAX(attempt_id) FROM attempts WHERE trial_key = t.key)

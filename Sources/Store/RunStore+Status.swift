@@ -102,7 +102,7 @@ extension RunStatus {
     /// (`sweeps.stopping`, a JSON object keyed by condition). A database from
     /// before v9 has no rules; the dashboard reads such files without migrating.
     private static func remainingEpochsUnderStoppingRules(_ db: Database) throws -> Int {
-        guard try db.columns(in: "sweeps").contains(where: { $0.name == "stopping" }) else { return 0 }
+        guard try RunSchema.has(db, column: "stopping", in: "sweeps") else { return 0 }
         var total = 0
         for row in try Row.fetchAll(db, sql: """
             SELECT s.name, s.stopping, t.condition, SUM(t.epochs - t.last_epoch) AS remaining

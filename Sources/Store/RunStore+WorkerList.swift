@@ -37,9 +37,9 @@ extension WorkerListing {
     public static func fetchAll(_ db: Database) throws -> [WorkerListing] {
         // A database from before v5 (the Slurm columns) or v8 (`phase`), which the dashboard reads
         // without migrating it, lists its workers without them.
-        let slurm = try db.columns(in: "workers").contains { $0.name == "slurm_job_id" }
+        let slurm = try RunSchema.has(db, column: "slurm_job_id", in: "workers")
             ? "w.slurm_job_id, w.slurm_array_task_id" : "NULL AS slurm_job_id, NULL AS slurm_array_task_id"
-        let phase = try db.columns(in: "attempts").contains { $0.name == "phase" } ? "a.phase" : "NULL AS phase"
+        let phase = try RunSchema.has(db, column: "phase", in: "attempts") ? "a.phase" : "NULL AS phase"
         return try Row.fetchAll(db, sql: """
             SELECT w.id, w.host, w.status, w.last_seen, \(slurm), a.trial_key, \(phase)
             FROM workers w

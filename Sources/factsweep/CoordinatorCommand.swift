@@ -85,8 +85,9 @@ func loadPlan(_ path: String) throws -> SweepPlan {
     let clock = ContinuousClock(), start = clock.now
     do {
         let plan = try SweepPlan.load(URL(fileURLWithPath: path))
-        if let seconds = StartProgress.seconds(since: start, clock: clock) {
-            FileHandle.standardError.write(Data("sweep \(plan.name): \(plan.trials.count) trials read from \(path) in \(seconds) s\n".utf8))
+        let elapsed = clock.now - start
+        if elapsed >= StartProgress.worthSaying {
+            FileHandle.standardError.write(Data("sweep \(plan.name): \(plan.trials.count) trials read from \(path) in \(StartProgress.seconds(elapsed)) s\n".utf8))
         }
         return plan
     } catch {
@@ -107,24 +108,21 @@ func submit(_ plan: SweepPlan, spec path: String, to runDirectory: RunDirectory,
     let clock = ContinuousClock(), start = clock.now
     let added = try runDirectory.submit(plan, spec: spec, to: store)
     if large {
-        FileHandle.standardError.write(Data("sweep \(plan.name): checked and added in \(String(format: "%.1f", StartProgress.seconds(clock.now - start))) s\n".utf8))
+        FileHandle.standardError.write(Data("sweep \(plan.name): checked and added in \(StartProgress.seconds(clock.now - start)) s\n".utf8))
     }
     return added
 }
 
 /// When a coordinator's start says what it is doing: phases that take half a second or more.
 enum StartProgress {
+    static let worthSaying = Duration.milliseconds(500)
+
     /// Plans of this many trials take about half a second to check against a run database and add (a
     /// 100,000-trial plan a few seconds: docs/benchmarks.md, "Starting a coordinator on 100,000 trials").
     static let largePlan = 10_000
 
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
-
-    /// The seconds since `start`, formatted, when they are half a second or more; nil otherwise.
-    static func seconds(since start: ContinuousClock.Instant, clock: ContinuousClock) -> String? {
-        let elapsed = seconds(clock.now - start)
-        return elapsed >= 0.5 ? String(format: "%.1f", elapsed) : nil
+    /// `duration` in seconds, to a tenth.
+    static func seconds(_ duration: Duration) -> String {
+        String(format: "%.1f", Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
     }
 }
