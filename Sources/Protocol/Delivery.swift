@@ -57,7 +57,8 @@ public struct DeliveryLedger: Sendable {
         defer { workers[workerID] = seen }
         guard id >= seen.contiguous, seen.beyond.insert(id).inserted else { return false }
         if seen.beyond.count > Self.maxBeyond, let lowest = seen.beyond.min() { seen.contiguous = lowest }
-        while seen.beyond.remove(seen.contiguous) != nil { seen.contiguous += 1 }
+        // `Message.decode` admits ids up to `maxMessageID` only; the bound keeps the walk from trapping whatever calls it.
+        while seen.contiguous < .max, seen.beyond.remove(seen.contiguous) != nil { seen.contiguous += 1 }
         return true
     }
 

@@ -38,9 +38,19 @@ public struct Rejections: Sendable, Equatable {
             logger.trace("received", metadata: ["peer": "\(peer)", "type": "\(message.type)"])
             return .success(message)
         } catch {
-            counts[error.label, default: 0] += 1
-            logger.warning("rejected a message", metadata: ["peer": "\(peer)", "kind": "\(error.label)", "reason": "\(error)"])
+            count(error, from: peer, logger: logger)
             return .failure(error)
+        }
+    }
+
+    /// Counts and logs one rejection.
+    mutating func count(_ error: ProtocolError, from peer: String, logger: Logger) {
+        counts[error.label, default: 0] += 1
+        if case .unauthenticated = error {
+            logger.error("a message from a connection no key authenticated was dropped: is the ZAP handler running?",
+                         metadata: ["peer": "\(peer)"])
+        } else {
+            logger.warning("rejected a message", metadata: ["peer": "\(peer)", "kind": "\(error.label)", "reason": "\(error)"])
         }
     }
 }
@@ -88,6 +98,12 @@ public final class CoordinatorEndpoint {
               !received.frames.isEmpty else { return nil }
         var frames = received.frames
         let peer = PeerID(frames.removeFirst())
+        // With keys every admitted connection carries the key ZAP admitted it with. One without came in
+        // while no handler answered: it is not read, and not answered.
+        if authenticator != nil, (received.userID ?? "").isEmpty {
+            rejections.count(.unauthenticated, from: peer.description, logger: logger)
+            return (peer, nil, .failure(.unauthenticated))
+        }
         let result = rejections.decode(frames, frameCount: received.frameCount - 1, from: peer.description,
                                        limit: timing.maxMessageBytes, logger: logger)
         switch result {

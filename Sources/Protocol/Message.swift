@@ -148,6 +148,10 @@ public enum ProtocolError: Error, Sendable, Equatable, CustomStringConvertible {
     case malformedBody(type: MessageType, reason: String)
     /// A frame over the size limit (libzmq enforces it only on TCP; encode refuses to build one).
     case oversized(bytes: Int, limit: Int)
+    /// With CURVE keys: a message whose connection no ZAP handler authenticated (it carries no user id).
+    /// libzmq admits such connections once the handler's socket is gone, and Debian's libzmq has no
+    /// `ZMQ_ZAP_ENFORCE_DOMAIN` (a draft option) to refuse them at the handshake.
+    case unauthenticated
 
     /// A short name for counters and logs.
     public var label: String {
@@ -158,6 +162,7 @@ public enum ProtocolError: Error, Sendable, Equatable, CustomStringConvertible {
         case .unknownType: "unknown_type"
         case .malformedBody: "malformed_body"
         case .oversized: "oversized"
+        case .unauthenticated: "unauthenticated"
         }
     }
 
@@ -170,6 +175,7 @@ public enum ProtocolError: Error, Sendable, Equatable, CustomStringConvertible {
         case .unknownType(let frame): "unknown message type \(preview(frame))"
         case .malformedBody(let type, let reason): "malformed \(type) body: \(reason)"
         case .oversized(let bytes, let limit): "a frame of \(bytes) bytes is over the limit of \(limit)"
+        case .unauthenticated: "the connection was not authenticated by a CURVE key on the allow-list"
         }
     }
 }
@@ -214,7 +220,9 @@ extension Message {
             throw .unknownType(frames[1])
         }
         do {
-            return try decodeBody(type, frames[2])
+            let message = try decodeBody(type, frames[2])
+            if let broken = message.brokenRule() { throw ProtocolError.malformedBody(type: type, reason: broken) }
+            return message
         } catch let error as ProtocolError {
             throw error
         } catch {

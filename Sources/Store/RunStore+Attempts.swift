@@ -13,7 +13,9 @@ extension RunTransaction {
     /// after new ones have caught up), then the condition with the fewest
     /// trials started so far — so that conditions progress together and a
     /// partial sweep already compares every arm — then insertion order.
-    /// Trials in `excluded` are skipped (the worker's build refused them).
+    /// Trials in `excluded` are skipped (the worker's build refused them). Both lists are bound as one
+    /// JSON parameter each (`jsonList`): a hello listing more models than SQLite takes parameters
+    /// (32,766) stopped the coordinator when each model was one.
     public func claimNextTrial(for workerID: String, preferring preferredModels: [String] = [],
                                excluding excluded: Set<String> = []) throws -> ClaimedTrial? {
         try operation { db, now in
@@ -25,7 +27,8 @@ extension RunTransaction {
                 SELECT t.key FROM trials t INDEXED BY trials_claim_order JOIN started s USING (sweep_id, condition)
                 WHERE t.status = 'pending' AND (t.not_before IS NULL OR t.not_before <= \(now))
                   AND t.key NOT IN (SELECT value FROM json_each(\(RunStore.jsonList(excluded))))
-                ORDER BY t.model IN \(preferredModels) DESC, t.last_epoch, s.count, t.rowid
+                ORDER BY t.model IN (SELECT value FROM json_each(\(RunStore.jsonList(Set(preferredModels))))) DESC,
+                    t.last_epoch, s.count, t.rowid
                 LIMIT 1
                 """, cached: true)
             guard let key = try request.fetchOne(db) else { return nil }

@@ -48,7 +48,9 @@ public final class ZAPHandler: Sendable {
 
     deinit { state.stop() }
 
-    /// Stops answering (within a poll interval); connections attempted afterwards fail their handshake.
+    /// Stops answering (within a poll interval) and closes its socket. libzmq then admits CURVE connections
+    /// without asking anyone (it only refuses them with the draft `ZMQ_ZAP_ENFORCE_DOMAIN`, which Debian's
+    /// build lacks), and their messages carry no user id: `CoordinatorEndpoint.receive` drops those.
     public func stop() { state.stop() }
 
     /// Connections refused so far (not on the allow-list, wrong mechanism, unreadable list).
@@ -74,7 +76,8 @@ public final class ZAPHandler: Sendable {
                     ])
                 }
             } catch {
-                logger.error("ZAP handler: socket error; no connection can be admitted", metadata: ["error": "\(error)"])
+                logger.error("ZAP handler: socket error; new connections carry no key and their messages are dropped",
+                             metadata: ["error": "\(error)"])
                 state.stop()
             }
         }

@@ -110,6 +110,51 @@ import Trial
         #expect(reason(.hello, mismatched) == "protocol_version 1 differs from the header's \(ProtocolVersion.current)")
     }
 
+    /// Values that pass as JSON but that no worker of ours sends, and that the coordinator met deep inside
+    /// (a NaN duration failed a NOT NULL column, a slot count of Int.min trapped, an id at Int64.max
+    /// overflowed the ledger, 33,000 models overflowed SQLite's parameters): refused at decode, by rule.
+    @Test func bodiesBreakingARuleAreRefusedByName() throws {
+        func reason(_ message: Message) -> String? {
+            do {
+                _ = try Message.decode(try Message.encode(message))
+                return nil
+            } catch {
+                guard case .malformedBody(let type, let reason) = error, type == message.type else { return "wrong error \(error)" }
+                return reason
+            }
+        }
+        func progress(id: MessageID = 1, _ edit: (inout EpochReport) -> Void) -> Message {
+            var report = EpochReport(epoch: 1, loss: .nan, epochSeconds: 1, trainSeconds: 1)
+            edit(&report)
+            return .progress(.init(messageID: id, trial: "t", attempt: 1, report: report))
+        }
+        // A NaN loss is a diverged trial's, and fine.
+        #expect(reason(progress { _ in }) == nil)
+        #expect(reason(progress { $0.trainSeconds = .nan }) == "report.trainSeconds is nan")
+        #expect(reason(progress { $0.epochSeconds = -1 }) == "report.epochSeconds is -1.0")
+        #expect(reason(progress { $0.epochSeconds = .infinity }) == "report.epochSeconds is inf")
+        #expect(reason(progress { $0.epoch = -2 }) == "report.epoch is -2")
+        #expect(reason(progress { $0.tokens = -1 }) == "report.tokens is -1")
+        #expect(reason(progress { $0.flops = .nan }) == "report.flops is nan")
+        let question = QuestionResult(question: "q", paraphrase: false, reference: "r", answer: "a", similarity: .nan, keyMatch: nil)
+        let evaluation = EvaluationReport(accuracy: 0.5, accuracyAtThreshold: 0.5, threshold: 0.8, keyMatch: nil, perplexity: nil,
+                                          seconds: 1, questions: [question])
+        #expect(reason(progress { $0.evaluation = evaluation }) == "report.evaluation.questions[0].similarity is NaN")
+        var noAccuracy = evaluation
+        noAccuracy.accuracy = .nan
+        #expect(reason(progress { $0.evaluation = noAccuracy }) == "report.evaluation.accuracy is NaN")
+        #expect(reason(progress(id: 0) { _ in }) == "message id 0 is outside 1…\(Message.maxMessageID)")
+        #expect(reason(progress(id: .max) { _ in })?.hasPrefix("message id 9223372036854775807 is outside") == true)
+        #expect(reason(.ack(.init(messageIDs: [3, -1]))) == "message id -1 is outside 1…\(Message.maxMessageID)")
+        #expect(reason(.ready(.init(freeSlots: -1))) == "free_slots is -1")
+        #expect(reason(.heartbeat(.init(running: [], freeSlots: .min))) == "free_slots is \(Int.min)")
+        #expect(reason(.heartbeat(.init(running: [], freeSlots: nil))) == nil)
+        let many = (0...Message.maxModels).map { "m\($0)" }
+        #expect(reason(.hello(.init(workerID: "w", session: "s", host: "h", pid: 1, threads: 1, models: many)))
+            == "models lists \(Message.maxModels + 1) models, at most \(Message.maxModels)")
+        #expect(reason(.hello(.init(workerID: "w", session: "s", host: "h", pid: 1, threads: 1, models: Array(many.dropLast())))) == nil)
+    }
+
     @Test func anErrorIsReadWhateverItsVersion() throws {
         let frames = [Data("factsweep/7".utf8), Data([0x7F]), Data(#"{"reason":"speaks factsweep/1; this peer speaks factsweep/7"}"#.utf8)]
         #expect(try Message.decode(frames) == .error(.init(reason: "speaks factsweep/1; this peer speaks factsweep/7")))

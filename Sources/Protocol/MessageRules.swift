@@ -1,0 +1,68 @@
+// MessageRules: what a well-formed body must hold beyond its JSON types —
+// the rules `Message.decode` checks, so that a value no peer of ours sends
+// (a NaN duration, a negative slot count, an id at the end of Int64) is
+// refused at the door as `malformed_body` rather than met deep inside the
+// coordinator, where it trapped or failed a database constraint (docs/protocol.md,
+// "Rules of the bodies").
+import Foundation
+import Trial
+
+extension Message {
+    /// The largest message id accepted: 2^53, the largest integer every JSON reader holds exactly.
+    /// A session numbers from 1, one id per result, so it is never reached.
+    public static let maxMessageID: MessageID = 1 << 53
+    /// The most models a hello may list. Each is a value of the claim query; a worker has a few on hand.
+    public static let maxModels = 1024
+
+    /// The first rule the body breaks, or nil.
+    func brokenRule() -> String? {
+        switch self {
+        case let .hello(m):
+            if m.models.count > Self.maxModels { return "models lists \(m.models.count) models, at most \(Self.maxModels)" }
+            return nil
+        case let .ready(m):
+            return m.freeSlots < 0 ? "free_slots is \(m.freeSlots)" : nil
+        case let .heartbeat(m):
+            if let free = m.freeSlots, free < 0 { return "free_slots is \(free)" }
+            return nil
+        case let .progress(m):
+            return Self.idProblem(m.messageID) ?? Self.problem(of: m.report)
+        case let .checkpoint(m): return Self.idProblem(m.messageID)
+        case let .done(m): return Self.idProblem(m.messageID)
+        case let .failed(m): return Self.idProblem(m.messageID)
+        case let .ack(m):
+            return m.messageIDs.lazy.compactMap(Self.idProblem).first
+        case .assign, .cancel, .drop, .shutdown, .error:
+            return nil
+        }
+    }
+
+    private static func idProblem(_ id: MessageID) -> String? {
+        (1...maxMessageID).contains(id) ? nil : "message id \(id) is outside 1…\(maxMessageID)"
+    }
+
+    /// An epoch's measurements as the run database can hold them: durations and counts that are
+    /// numbers at least 0, and no NaN where a value is always measured (a NaN loss is a diverged
+    /// trial's, and allowed).
+    private static func problem(of report: EpochReport) -> String? {
+        func duration(_ name: String, _ value: Double) -> String? {
+            value.isFinite && value >= 0 ? nil : "report.\(name) is \(value)"
+        }
+        if report.epoch < 0 { return "report.epoch is \(report.epoch)" }
+        if let problem = duration("epochSeconds", report.epochSeconds) ?? duration("trainSeconds", report.trainSeconds) {
+            return problem
+        }
+        if report.tokens < 0 { return "report.tokens is \(report.tokens)" }
+        if !(report.flops >= 0) { return "report.flops is \(report.flops)" }
+        guard let evaluation = report.evaluation else { return nil }
+        if let problem = duration("evaluation.seconds", evaluation.seconds) { return problem }
+        for (name, value) in [("accuracy", evaluation.accuracy), ("accuracyAtThreshold", evaluation.accuracyAtThreshold),
+                              ("threshold", evaluation.threshold)] where value.isNaN {
+            return "report.evaluation.\(name) is NaN"
+        }
+        if let index = evaluation.questions.firstIndex(where: { $0.similarity.isNaN }) {
+            return "report.evaluation.questions[\(index)].similarity is NaN"
+        }
+        return nil
+    }
+}
