@@ -33,9 +33,21 @@ public final class CoordinatorServer {
     private var outgoing: [Outgoing] = []
     /// `factsweep retry` / `cancel` reach the running coordinator here; nil without a run directory.
     private var control: ControlChannel?
-    /// Results first delivered in the open batch: forgotten again if the batch cannot commit, so that their
-    /// resends are applied rather than taken for duplicates.
-    private var deliveredInBatch: [(id: MessageID, workerID: String, session: String)] = []
+    /// What the coordinator keeps beside the run database: the delivery ledger and what it knows of its
+    /// workers. Taken before each write and each message, and put back when the write does not commit or
+    /// the message fails, so that memory never runs ahead of the file: no resend taken for a duplicate of
+    /// a result that was rolled back, no worker or assign the database never kept.
+    private struct Memory {
+        var ledger: DeliveryLedger
+        var workers: [String: WorkerState]
+        var peerWorkers: [PeerID: String]
+        var workerKeys: [String: String]
+    }
+
+    private var memory: Memory {
+        get { Memory(ledger: ledger, workers: workers, peerWorkers: peerWorkers, workerKeys: workerKeys) }
+        set { (ledger, workers, peerWorkers, workerKeys) = (newValue.ledger, newValue.workers, newValue.peerWorkers, newValue.workerKeys) }
+    }
     /// Set while the run database cannot be written (a full disk, an I/O error): nothing is applied,
     /// acknowledged or assigned, and a write is tried again at `nextProbe`.
     private var paused: (since: SuspendingClock.Instant, nextProbe: SuspendingClock.Instant, error: String)?
@@ -163,11 +175,10 @@ public final class CoordinatorServer {
 
     // MARK: A run database that cannot be written
 
-    /// The run database refused a write (its transaction rolled back whole): pause dispatch. Results of the
-    /// failed batch were neither applied nor acknowledged, so their workers still hold them.
+    /// The run database refused a write (its transaction rolled back whole, and `committing` put the memory
+    /// back with it): pause dispatch. Results of the failed batch were neither applied nor acknowledged, so
+    /// their workers still hold them.
     private func pause(_ error: any Error) {
-        for delivered in deliveredInBatch { ledger.forget(delivered.id, from: delivered.workerID, session: delivered.session) }
-        deliveredInBatch.removeAll()
         let now = SuspendingClock.now
         paused = (now, now + timing.heartbeatInterval, "\(error)")
         logger.error("the run database cannot be written (disk full?); dispatch paused until it can, nothing acknowledged is lost",
@@ -181,7 +192,7 @@ public final class CoordinatorServer {
     private func serveWhilePaused() throws {
         guard let state = paused else { return }
         if let next = try endpoint.receive(timeout: timing.heartbeatInterval / 4), case .success(.heartbeat) = next.message {
-            workers[next.peer.description]?.lastHeard = .now
+            if let id = peerWorkers[next.peer] { workers[id]?.lastHeard = .now }
             try send(.heartbeat(.init()), to: next.peer)
         }
         guard SuspendingClock.now >= state.nextProbe else { return }
@@ -208,7 +219,6 @@ public final class CoordinatorServer {
     private func serveBatch(waitingUpTo timeout: Duration) throws -> Bool {
         guard var next = try endpoint.receive(timeout: timeout) else { return false }
         let endedBefore = meter.trialsEnded
-        deliveredInBatch.removeAll()
         try committing { transaction in
             let deadline = ContinuousClock.now + Self.batchTime
             var count = 0
@@ -217,12 +227,7 @@ public final class CoordinatorServer {
                 switch next.message {
                 case let .success(message):
                     meter.received(message.type.description)
-                    do {
-                        try handle(message, from: next.peer, user: next.user, receivedAt: receivedAt, in: transaction)
-                    } catch let error as RunStoreError where error.isCausedByPeer {
-                        // The store undid the operation alone (a savepoint); the batch goes on.
-                        refuse(next.peer, .refusedWrite, "\(message.type) refused: \(error)")
-                    }
+                    try handleAlone(message, from: next.peer, user: next.user, receivedAt: receivedAt, in: transaction)
                 case .failure:
                     meter.received("rejected")  // counted, logged and answered by the endpoint
                 }
@@ -237,15 +242,47 @@ public final class CoordinatorServer {
         return meter.trialsEnded != endedBefore
     }
 
+    /// Handles one message of a batch as a savepoint of its own. A write the store refused because of what
+    /// the peer sent is answered and the message's other writes kept. Any other failure short of storage
+    /// (a case no rule foresaw) undoes the message whole — its writes, what it changed in memory and what it
+    /// would have sent — and refuses it: one message never ends the sweep. Storage failures end the batch
+    /// (`pause`).
+    private func handleAlone(_ message: Message, from peer: PeerID, user: String?, receivedAt: ContinuousClock.Instant,
+                             in transaction: RunTransaction) throws {
+        let before = memory, sent = outgoing.count
+        do {
+            try transaction.atomically {
+                do {
+                    try handle(message, from: peer, user: user, receivedAt: receivedAt, in: transaction)
+                } catch let error as RunStoreError where error.isCausedByPeer {
+                    // The store undid the operation alone (a savepoint of its own); the message's others stay.
+                    refuse(peer, .refusedWrite, "\(message.type) refused: \(error)")
+                }
+            }
+        } catch where !RunStore.isStorageFailure(error) {
+            memory = before
+            outgoing.removeSubrange(sent...)
+            logger.error("a message could not be handled; undone and refused", metadata: [
+                "worker": "\(peerWorkers[peer] ?? peer.description)", "type": "\(message.type)", "error": "\(error)"])
+            refuse(peer, .unhandled, "\(message.type) refused: the coordinator could not apply it: \(error)")
+        }
+    }
+
     /// Runs `body` in one store transaction (`RunStore.batch`) and sends what it sent only once that has
-    /// committed; if it throws, nothing is sent.
+    /// committed; if it throws, nothing is sent and the memory is put back as it was (`Memory`).
     private func committing(_ body: (RunTransaction) throws -> Void) throws {
+        let before = memory
         holding = true
         defer {
             holding = false
             outgoing.removeAll()
         }
-        try store.batch(body)
+        do {
+            try store.batch(body)
+        } catch {
+            memory = before
+            throw error
+        }
         holding = false
         for answer in outgoing { transmit(answer) }
     }
@@ -658,11 +695,9 @@ public final class CoordinatorServer {
         }
     }
 
-    /// The ledger's first-delivery check, remembered for the open batch (see `pause`).
+    /// The ledger's first-delivery check (put back with the memory if its batch does not commit).
     private func firstDelivery(_ id: MessageID, from workerID: String, session: String) -> Bool {
-        guard ledger.firstDelivery(of: id, from: workerID, session: session) else { return false }
-        deliveredInBatch.append((id, workerID, session))
-        return true
+        ledger.firstDelivery(of: id, from: workerID, session: session)
     }
 
     /// The worker id a message's connection said hello as, once it is checked to come from that worker's

@@ -24,6 +24,9 @@ public enum Violation: String, CaseIterable, Sendable, Codable {
     case checkpointOutsideRun = "checkpoint_outside_run"
     /// A write the store refused (an unknown trial, a transition the trial's state forbids).
     case refusedWrite = "refused_write"
+    /// A message whose handling failed for a reason no other kind names (a database constraint, a case no
+    /// rule foresaw): undone whole and refused, never the end of the sweep.
+    case unhandled = "unhandled"
     /// A message only the coordinator sends.
     case coordinatorMessage = "coordinator_message"
 }
