@@ -75,14 +75,20 @@ extension RunTransaction {
     /// Call once when the coordinator starts on an existing database: trials
     /// that were running become stale, and their attempts get a fresh lease
     /// for their workers to re-announce them (`readoptAttempt`); those not
-    /// re-announced in time are requeued by `requeueExpiredLeases`.
+    /// re-announced in time are requeued by `requeueExpiredLeases`. Trials
+    /// still stale from an earlier start (that coordinator stopped before their
+    /// workers came back) get a fresh lease too: their old one ran out while no
+    /// coordinator was there to hear them.
     /// Returns how many trials became stale.
     public func markRunningTrialsStale() throws -> Int {
         try operation { db, now in
-            let running = try String.fetchAll(db, sql: "SELECT key FROM trials WHERE status = 'running'")
-            for key in running {
+            var running: [String] = []
+            for key in try String.fetchAll(db, sql: "SELECT key FROM trials WHERE status IN ('running', 'stale')") {
                 var trial = try TrialState.fetch(db, key: key)
-                try trial.move(to: .stale, in: db, at: now)
+                if trial.status == .running {
+                    try trial.move(to: .stale, in: db, at: now)
+                    running.append(key)
+                }
                 if let attemptID = trial.currentAttemptID { try renewLease(db, attemptID: attemptID, at: now) }
             }
             if !running.isEmpty {

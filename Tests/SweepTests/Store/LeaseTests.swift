@@ -70,6 +70,23 @@ import Trial
         #expect(try fixture.store.attempts(of: claimed.key).count == 1)
     }
 
+    /// A coordinator that stops before the workers of its stale trials came back leaves their leases to run
+    /// out while no coordinator runs: the next start renews them too, as it does running ones.
+    @Test func aTrialStillStaleAtTheNextStartGetsAFreshLeaseToo() throws {
+        let fixture = try StoreFixture(leaseDuration: 60)
+        try fixture.announce("w1")
+        try fixture.addSweep([StoreSamples.trial("full", seed: 1)])
+        let claimed = try #require(try fixture.store.claimNextTrial(for: "w1"))
+        try fixture.reopen()
+        #expect(try fixture.store.markRunningTrialsStale() == 1)
+        fixture.clock.advance(by: 600)
+        try fixture.reopen()
+        #expect(try fixture.store.markRunningTrialsStale() == 0, "no trial became stale at this start")
+        #expect(try fixture.store.attempts(of: claimed.key).first?.leaseExpiresAt == fixture.clock.now.addingTimeInterval(60))
+        #expect(try fixture.store.requeueExpiredLeases().isEmpty, "the worker has a lease's time to re-announce its attempt")
+        #expect(try fixture.store.readoptAttempt(claimed.attemptID, trialKey: claimed.key, workerID: "w1") == .adopted(nextEpoch: 1))
+    }
+
     @Test func anAttemptNotReannouncedInTimeIsLostAndRefusedLater() throws {
         let fixture = try StoreFixture(leaseDuration: 60)
         try fixture.announce("w1")
