@@ -19,7 +19,8 @@ public struct RunAudit: Sendable, Equatable {
     /// Trials not in a final state (pending, running, stale, paused).
     public var unfinished = 0
     /// Trials whose recorded epochs are not exactly 1…last_epoch, each once, or `done` ones whose last
-    /// epoch is not their planned last: each with what was found.
+    /// epoch is not their planned last: each with what was found. The base model's evaluation (epoch 0,
+    /// `eval_epochs` with 0) is no training epoch and is not counted.
     public var brokenEpochs: [String] = []
     public var recorded: Set<TrialEpoch> = []
     /// Trials that ended with a result (`done` or `diverged`): every epoch they acknowledged must be recorded.
@@ -47,7 +48,7 @@ extension RunStore {
             audit.brokenEpochs = try Row.fetchAll(db, sql: """
                 SELECT t.key, t.status, t.epochs, t.last_epoch, COUNT(e.epoch) AS rows, COUNT(DISTINCT e.epoch) AS distinct_epochs,
                        COALESCE(MIN(e.epoch), 0) AS first, COALESCE(MAX(e.epoch), 0) AS last
-                FROM trials t LEFT JOIN epoch_metrics e ON e.trial_key = t.key
+                FROM trials t LEFT JOIN epoch_metrics e ON e.trial_key = t.key AND e.epoch > 0
                 GROUP BY t.key
                 HAVING rows != t.last_epoch OR distinct_epochs != rows OR last != t.last_epoch OR (rows > 0 AND first != 1)
                     OR (t.status = 'done' AND t.last_epoch != t.epochs)
