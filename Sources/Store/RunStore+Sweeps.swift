@@ -7,7 +7,10 @@ extension RunStore {
     /// Adds the sweep `name` with `trials`. Idempotent: keys already in the
     /// database are left as they are, so re-running `factsweep sweep` on the
     /// same (or an extended) spec adds only the new trials. A changed spec
-    /// replaces the stored one (an event records it).
+    /// replaces the stored one (an event records it). A trial of this sweep
+    /// listed under a renamed condition takes the new name (its key, its
+    /// configuration and its results are the same; an event records it); a
+    /// trial another sweep added first stays that sweep's, under its name.
     ///
     /// - Parameter retryLimit: how many lost attempts a new trial survives
     ///   before it fails.
@@ -24,12 +27,19 @@ extension RunStore {
             var added = AddedSweep(sweepID: sweepID, newTrials: 0, existingTrials: 0)
             // One statement each, prepared once, and the time formatted once: a 100,000-trial sweep spent
             // most of its insert preparing the same SQL again and formatting the same date.
-            let lookup = try db.cachedStatement(sql: "SELECT condition, config FROM trials WHERE key = ?")
+            let lookup = try db.cachedStatement(sql: "SELECT sweep_id, condition, config FROM trials WHERE key = ?")
             let insert = try db.cachedStatement(sql: TrialRow.insertSQL)
+            let rename = try db.cachedStatement(sql: "UPDATE trials SET condition = ?, updated_at = ? WHERE key = ?")
             let time = now.databaseValue
+            var renamed: [String: String] = [:]
             for row in rows {
                 if let existing = try Row.fetchOne(lookup, arguments: [row.key]) {
-                    try row.refuseDifferences(condition: existing["condition"], config: existing["config"])
+                    try row.refuseDifferences(config: existing["config"])
+                    let condition: String = existing["condition"]
+                    if condition != row.condition, existing["sweep_id"] as Int64 == sweepID {
+                        try rename.execute(arguments: [row.condition, time, row.key])
+                        renamed[condition] = row.condition
+                    }
                     added.existingTrials += 1
                     continue
                 }
@@ -38,6 +48,9 @@ extension RunStore {
             }
             if added.newTrials > 0 {
                 try Self.logEvent(db, at: now, kind: "sweep-added", detail: "\(name): \(added.newTrials) new trials")
+            }
+            for (old, new) in renamed.sorted(by: { $0.key < $1.key }) {
+                try Self.logEvent(db, at: now, kind: "condition-renamed", detail: "\(name): \(old) is now \(new)")
             }
             return added
         } }
@@ -97,8 +110,10 @@ private struct TrialRow {
         settings = trial.config
     }
 
-    func refuseDifferences(condition otherCondition: String, config otherConfig: String) throws {
-        if otherCondition != condition {
+    /// Within one plan a key must have one condition too; against a stored trial only the configuration
+    /// must agree (a condition may have been renamed since).
+    func refuseDifferences(condition otherCondition: String? = nil, config otherConfig: String) throws {
+        if let otherCondition, otherCondition != condition {
             throw RunStoreError.conflictingTrial(key: key, reason: "conditions \(otherCondition) and \(condition)")
         }
         if otherConfig != config {

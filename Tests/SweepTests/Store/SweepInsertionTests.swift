@@ -48,6 +48,29 @@ import Testing
         }
     }
 
+    /// Renaming a condition keeps its trials' keys (docs/sweep-spec.md): submitting the renamed spec relabels
+    /// them, where it was refused as "listed twice". Within one plan a key under two conditions is still refused.
+    @Test func aRenamedConditionRelabelsItsTrials() throws {
+        let fixture = try StoreFixture()
+        let trials = [StoreSamples.trial("lora-r8", seed: 1), StoreSamples.trial("lora-r8", seed: 2), StoreSamples.trial("full", seed: 1)]
+        let added = try fixture.addSweep(trials)
+        let renamed = trials.map { trial in
+            var trial = trial
+            if trial.condition == "lora-r8" { trial.condition = "lora-rank-8" }
+            return trial
+        }
+        #expect(try fixture.addSweep(renamed) == AddedSweep(sweepID: added.sweepID, newTrials: 0, existingTrials: 3))
+        let conditions = try fixture.store.read { db in try String.fetchAll(db, sql: "SELECT condition FROM trials ORDER BY rowid") }
+        #expect(conditions == ["lora-rank-8", "lora-rank-8", "full"])
+        let events = try fixture.store.read { db in try String.fetchAll(db, sql: "SELECT detail FROM events WHERE kind = 'condition-renamed'") }
+        #expect(events.count == 1 && events[0].hasSuffix("lora-r8 is now lora-rank-8"), "\(events)")
+        var twice = renamed[2]
+        twice.condition = "other"
+        #expect(throws: RunStoreError.conflictingTrial(key: twice.key, reason: "conditions full and other")) {
+            try fixture.addSweep(renamed + [twice])
+        }
+    }
+
     @Test func aSpecThatIsNotJSONIsRefused() throws {
         let fixture = try StoreFixture()
         #expect(throws: RunStoreError.self) {
