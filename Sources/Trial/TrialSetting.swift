@@ -67,10 +67,14 @@ public enum TrialSetting: String, CaseIterable, Sendable {
     /// Refuses a value of the right kind that the setting cannot take.
     public func check(_ value: SettingValue) throws(SettingRefusal) {
         switch (self, value) {
-        case (.rank, .int(let v)), (.epochs, .int(let v)), (.maxNewTokens, .int(let v)), (.checkpointEvery, .int(let v)):
+        case (.rank, .int(let v)): try Self.atLeast(1, v)
+        case (.epochs, .int(let v)), (.maxNewTokens, .int(let v)), (.checkpointEvery, .int(let v)):
             try Self.atLeast(1, v)
+            try Self.atMost(Self.maxCount, v)
         case (.batchSize, .int(let v)): try Self.atLeast(0, v, note: " (0: all examples in one batch)")
-        case (.evalEvery, .int(let v)): try Self.atLeast(0, v, note: " (0: never)")
+        case (.evalEvery, .int(let v)):
+            try Self.atLeast(0, v, note: " (0: never)")
+            try Self.atMost(Self.maxCount, v)
         case (.warmupSteps, .int(let v)), (.seed, .int(let v)): try Self.atLeast(0, v)
         case (.alpha, .float(let v)), (.lr, .float(let v)): try check(v) { $0 > 0 }
         case (.dropout, .float(let v)): try check(v) { (0..<1).contains($0) }
@@ -79,12 +83,22 @@ public enum TrialSetting: String, CaseIterable, Sendable {
         case (.targets, .targets(let v)): if v.isEmpty { throw SettingRefusal("no target modules") }
         case (.evalEpochs, .epochs(let v)):
             if let negative = v.first(where: { $0 < 0 }) { throw SettingRefusal("epochs are 0 (the base model) and up (got \(negative))") }
+            if let huge = v.first(where: { $0 > Self.maxCount }) { throw SettingRefusal("must be at most \(Self.maxCount) (got \(huge))") }
             if Set(v).count != v.count { throw SettingRefusal("an epoch is listed twice") }
         case (.rslora, .bool), (.trainOnPrompt, .bool), (.updateInBackward, .bool), (.schedule, .schedule), (.precision, .precision), (.adamMoments, .precision),
              (.embedder, .text), (.heldOut, .text):
             break
         default: throw SettingRefusal("\(rawValue) cannot take \(value)")
         }
+    }
+
+    /// The most epochs, tokens or epochs between checkpoints or evaluations a setting takes: far past any
+    /// study, and small enough that the planner's epoch arithmetic (asha's rungs, sums over a sweep's trials
+    /// in SQLite) cannot overflow, nor its walk over a trial's epochs take long.
+    public static let maxCount = 1_000_000
+
+    private static func atMost(_ maximum: Int, _ v: Int) throws(SettingRefusal) {
+        guard v <= maximum else { throw SettingRefusal("must be at most \(maximum) (got \(v))") }
     }
 
     private static func atLeast(_ minimum: Int, _ v: Int, note: String = "") throws(SettingRefusal) {

@@ -66,6 +66,18 @@ import TestSupport
         Case(conditions: #"[{"name": "c", "method": "lora", "max_new_tokens": 0}]"#, path: "conditions[0].max_new_tokens", field: "max_new_tokens", message: "at least 1"),
         Case(conditions: #"[{"name": "c", "method": "lora", "checkpoint_every": 0}]"#, path: "conditions[0].checkpoint_every", field: "checkpoint_every", message: "at least 1"),
         Case(conditions: #"[{"name": "c", "method": "lora", "eval_every": -1}]"#, path: "conditions[0].eval_every", field: "eval_every", message: "at least 0"),
+        // Counts past any study: the planner's epoch arithmetic (asha's rungs at checkpoints) trapped on them.
+        Case(conditions: #"[{"name": "c", "method": "lora", "epochs": 1000001}]"#, path: "conditions[0].epochs", field: "epochs",
+             message: "must be at most 1000000 (got 1000001)"),
+        Case(conditions: #"[{"name": "c", "method": "lora", "epochs": 10, "checkpoint_every": 9223372036854775807, "#
+                 + #""stopping": {"rule": "asha", "metric": "loss", "reduction_factor": 2, "grace_epochs": 2}}]"#,
+             path: "conditions[0].checkpoint_every", field: "checkpoint_every", message: "must be at most 1000000 (got 9223372036854775807)"),
+        Case(conditions: #"[{"name": "c", "method": "lora", "eval_every": 1000000000000000000}]"#, path: "conditions[0].eval_every",
+             field: "eval_every", message: "must be at most 1000000"),
+        Case(conditions: #"[{"name": "c", "method": "lora", "eval_epochs": [0, 2000000]}]"#, path: "conditions[0].eval_epochs",
+             field: "eval_epochs", message: "must be at most 1000000 (got 2000000)"),
+        Case(conditions: #"[{"name": "c", "method": "lora", "max_new_tokens": 1000001}]"#, path: "conditions[0].max_new_tokens",
+             field: "max_new_tokens", message: "must be at most 1000000"),
         Case(conditions: #"[{"name": "c", "method": "lora", "embedder": "nowhere"}]"#, path: "conditions[0].embedder", field: "embedder", message: "no such file or directory"),
         Case(conditions: #"[{"name": "c", "method": "lora", "held_out": "none.txt"}]"#, path: "conditions[0].held_out", field: "held_out", message: "none.txt"),
         Case(conditions: #"[{"name": "c", "method": "lora", "rnak": 4}]"#, path: "conditions[0].rnak", field: "rnak", message: #"unknown setting "rnak" (did you mean "rank"?)"#),
