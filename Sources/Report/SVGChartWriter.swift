@@ -171,19 +171,22 @@ public enum SVGChartWriter {
 
     static func f(_ value: Double) -> String { String(format: "%.1f", value) }
 
-    /// Text and attribute values escaped for XML (and HTML).
+    /// Text and attribute values escaped for XML (and HTML). It walks Unicode scalars, not `Character`s:
+    /// a quote followed by a combining mark (`"` U+0301) is one grapheme cluster, unequal to `"`, and went
+    /// out bare, ending an attribute early — and the text comes from outside (a spec's path settings name
+    /// chart lines).
     static func escape(_ text: String) -> String {
-        var out = ""
-        for character in text {
-            switch character {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(character)
+        var out = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "&": out.append(contentsOf: "&amp;".unicodeScalars)
+            case "<": out.append(contentsOf: "&lt;".unicodeScalars)
+            case ">": out.append(contentsOf: "&gt;".unicodeScalars)
+            case "\"": out.append(contentsOf: "&quot;".unicodeScalars)
+            case "'": out.append(contentsOf: "&#39;".unicodeScalars)
+            default: out.append(scalar)
             }
         }
-        return out
+        return String(out)
     }
 }

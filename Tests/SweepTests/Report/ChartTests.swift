@@ -40,4 +40,21 @@ import Testing
         #expect(svg.contains("<circle"))
         #expect(SVGInspector.parse(svg) != nil)
     }
+
+    /// A quote followed by a combining mark is one `Character` but two scalars: escaping by `Character`
+    /// let the quote out bare, and a line named from a spec's path setting could add an attribute (an
+    /// event handler) to the dashboard's SVG.
+    @Test func aQuoteWithACombiningMarkIsEscapedToo() throws {
+        let name = "x\"\u{301} onmouseover=alert(1) q=\"\u{301}"
+        #expect(!SVGChartWriter.escape(name).contains("\""))
+        #expect(SVGChartWriter.escape(name).hasPrefix("x&quot;\u{301} onmouseover"))
+        let series = ChartSeries(name: name, legend: name, legendDetail: nil,
+                                 points: [ChartPoint(x: 1, y: 0.5, low: 0.4, high: 0.6)], partial: false)
+        let chart = LineChart(title: "T", xLabel: "epoch", yLabel: "loss", logarithmicY: false, yIncludes: [0],
+                              series: [series], bandNote: "")
+        let svg = try #require(SVGInspector.parse(SVGChartWriter.svg(chart)))
+        let attributes = svg.elements.flatMap { $0.attributes.keys }
+        #expect(!attributes.contains("onmouseover"), "\(attributes)")
+        #expect(svg.elements.contains { $0.attributes["data-series"] == name })
+    }
 }
