@@ -9,9 +9,23 @@ import Logging
 
 /// Serves a `DashboardReader` over HTTP.
 public enum DashboardServer {
-    /// Whether `host` is a loopback address, the only kind served without `allowNonLoopback`.
+    /// Whether `host` is a loopback address, the only kind served without `allowNonLoopback`: `localhost`,
+    /// `::1` (bracketed or not) or an IPv4 literal in 127.0.0.0/8 — parsed, so that a name such as
+    /// `127.example.org`, which may resolve anywhere, is not one.
     public static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        if bare.lowercased() == "localhost" || bare == "::1" { return true }
+        var address = in_addr()
+        guard inet_pton(AF_INET, bare, &address) == 1 else { return false }
+        return UInt32(bigEndian: address.s_addr) >> 24 == 127
+    }
+
+    /// The host part of an HTTP authority (`host`, `host:port`, `[v6]` or `[v6]:port`).
+    static func hostname(ofAuthority authority: String) -> String {
+        if authority.hasPrefix("["), let close = authority.firstIndex(of: "]") {
+            return String(authority[...close])
+        }
+        return String(authority.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
     }
 
     /// Why a dashboard did not start.
@@ -34,7 +48,7 @@ public enum DashboardServer {
         }
         let listening = ListeningPort()
         let app = Application(
-            router: routes(reader, logger: logger),
+            router: routes(reader, loopbackHostsOnly: isLoopback(host), logger: logger),
             configuration: .init(address: .hostname(host, port: port), serverName: "factsweep"),
             onServerRunning: { channel in listening.resolve(channel.localAddress?.port) },
             logger: logger)
@@ -50,8 +64,11 @@ public enum DashboardServer {
         return url
     }
 
-    static func routes(_ reader: DashboardReader, logger: Logger) -> Router<BasicRequestContext> {
+    /// The dashboard's routes; with `loopbackHostsOnly`, behind `LoopbackHostOnly` (a router's middleware
+    /// applies to the routes added after it).
+    static func routes(_ reader: DashboardReader, loopbackHostsOnly: Bool, logger: Logger) -> Router<BasicRequestContext> {
         let router = Router()
+        if loopbackHostsOnly { router.add(middleware: LoopbackHostOnly()) }
         router.get("/") { _, _ in
             // The first state is in the page, so it shows the run before its first poll.
             let state = try reader.state()
@@ -83,6 +100,21 @@ public enum DashboardServer {
         headers[.contentSecurityPolicy] = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
             + "img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}
+
+/// On a loopback bind, answers 421 to a request whose Host is not a loopback name. The dashboard has no
+/// authentication and trusts loopback: a web page the user opens elsewhere can point its own name at
+/// 127.0.0.1 (DNS rebinding) and then read the run as its own origin; its requests carry that name as Host.
+struct LoopbackHostOnly<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let authority = request.head.authority, DashboardServer.isLoopback(DashboardServer.hostname(ofAuthority: authority)) else {
+            context.logger.warning("refused a request for another host name (DNS rebinding?)",
+                                   metadata: ["host": "\(request.head.authority ?? "none")"])
+            return Response(status: .misdirectedRequest, headers: [.contentType: "text/plain; charset=utf-8"],
+                            body: .init(byteBuffer: ByteBuffer(string: "this dashboard answers only to a loopback host name\n")))
+        }
+        return try await next(request, context)
     }
 }
 

@@ -169,8 +169,12 @@ import Trial
     }
 
     @Test func nonLoopbackNeedsSayingSo() throws {
-        #expect(["127.0.0.1", "127.0.0.2", "localhost", "::1"].allSatisfy(DashboardServer.isLoopback))
-        #expect(!["0.0.0.0", "192.168.1.5", "::", "example.org"].contains(where: DashboardServer.isLoopback))
+        #expect(["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]", "127.255.255.254"].allSatisfy(DashboardServer.isLoopback))
+        #expect(!["0.0.0.0", "192.168.1.5", "::", "example.org", "127.example.org", "127.0.0.1.example.org", "128.0.0.1", ""]
+            .contains(where: DashboardServer.isLoopback))
+        #expect(DashboardServer.hostname(ofAuthority: "[::1]:8080") == "[::1]")
+        #expect(DashboardServer.hostname(ofAuthority: "localhost:8080") == "localhost")
+        #expect(DashboardServer.hostname(ofAuthority: "example.org") == "example.org")
         let folder = try TemporaryDirectory()
         try SyntheticStudy.write(in: folder)
         let reader = try DashboardReader(location: folder.url.path, logger: logger)
