@@ -27,14 +27,28 @@ extension Message {
             return nil
         case let .progress(m):
             return Self.idProblem(m.messageID) ?? Self.problem(of: m.report)
-        case let .checkpoint(m): return Self.idProblem(m.messageID)
-        case let .done(m): return Self.idProblem(m.messageID)
+        case let .checkpoint(m):
+            return Self.idProblem(m.messageID) ?? Self.epochProblem("checkpoint.epoch", m.checkpoint.epoch)
+        case let .done(m):
+            return Self.idProblem(m.messageID) ?? Self.epochProblem("summary.epochs", m.summary.epochs)
         case let .failed(m): return Self.idProblem(m.messageID)
         case let .ack(m):
             return m.messageIDs.lazy.compactMap(Self.idProblem).first
-        case .assign, .cancel, .drop, .shutdown, .error:
+        case let .assign(m):
+            // The worker counts on from these: an epoch at Int.max trapped its `lastEpoch + 1`.
+            if m.config.training.epochs < 1 || m.config.training.epochs > TrialSetting.maxCount {
+                return "config.training.epochs is \(m.config.training.epochs), not in 1…\(TrialSetting.maxCount)"
+            }
+            return Self.epochProblem("epochs_recorded", m.epochsRecorded)
+                ?? m.resume.flatMap { Self.epochProblem("resume.epoch", $0.epoch) }
+        case .cancel, .drop, .shutdown, .error:
             return nil
         }
+    }
+
+    /// An epoch count or number within what a trial can plan (`TrialSetting.maxCount`).
+    private static func epochProblem(_ name: String, _ epoch: Int) -> String? {
+        (0...TrialSetting.maxCount).contains(epoch) ? nil : "\(name) is \(epoch), not in 0…\(TrialSetting.maxCount)"
     }
 
     private static func idProblem(_ id: MessageID) -> String? {
@@ -48,7 +62,7 @@ extension Message {
         func duration(_ name: String, _ value: Double) -> String? {
             value.isFinite && value >= 0 ? nil : "report.\(name) is \(value)"
         }
-        if report.epoch < 0 { return "report.epoch is \(report.epoch)" }
+        if let problem = epochProblem("report.epoch", report.epoch) { return problem }
         if let problem = duration("epochSeconds", report.epochSeconds) ?? duration("trainSeconds", report.trainSeconds) {
             return problem
         }

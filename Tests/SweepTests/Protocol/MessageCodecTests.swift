@@ -133,7 +133,8 @@ import Trial
         #expect(reason(progress { $0.trainSeconds = .nan }) == "report.trainSeconds is nan")
         #expect(reason(progress { $0.epochSeconds = -1 }) == "report.epochSeconds is -1.0")
         #expect(reason(progress { $0.epochSeconds = .infinity }) == "report.epochSeconds is inf")
-        #expect(reason(progress { $0.epoch = -2 }) == "report.epoch is -2")
+        #expect(reason(progress { $0.epoch = -2 }) == "report.epoch is -2, not in 0…1000000")
+        #expect(reason(progress { $0.epoch = .max })?.hasPrefix("report.epoch is 9223372036854775807") == true)
         #expect(reason(progress { $0.tokens = -1 }) == "report.tokens is -1")
         #expect(reason(progress { $0.flops = .nan }) == "report.flops is nan")
         let question = QuestionResult(question: "q", paraphrase: false, reference: "r", answer: "a", similarity: .nan, keyMatch: nil)
@@ -149,6 +150,17 @@ import Trial
         #expect(reason(.ready(.init(freeSlots: -1))) == "free_slots is -1")
         #expect(reason(.heartbeat(.init(running: [], freeSlots: .min))) == "free_slots is \(Int.min)")
         #expect(reason(.heartbeat(.init(running: [], freeSlots: nil))) == nil)
+        // What a worker counts on from: an assign resuming at epoch Int.max trapped its next epoch.
+        guard case var .assign(assign) = sample(.assign) else { Issue.record("no sample assign"); return }
+        #expect(reason(.assign(assign)) == nil)
+        assign.resume = CheckpointRef(epoch: .max, location: .inline(Data()))
+        #expect(reason(.assign(assign)) == "resume.epoch is \(Int.max), not in 0…1000000")
+        assign.resume = nil
+        assign.epochsRecorded = -1
+        #expect(reason(.assign(assign)) == "epochs_recorded is -1, not in 0…1000000")
+        assign.epochsRecorded = 0
+        assign.config.training.epochs = 1_000_001
+        #expect(reason(.assign(assign)) == "config.training.epochs is 1000001, not in 1…1000000")
         let many = (0...Message.maxModels).map { "m\($0)" }
         #expect(reason(.hello(.init(workerID: "w", session: "s", host: "h", pid: 1, threads: 1, models: many)))
             == "models lists \(Message.maxModels + 1) models, at most \(Message.maxModels)")
