@@ -24,7 +24,7 @@ public final class DashboardReader: Sendable {
     /// The run now: progress, charts, trials and workers.
     public func state(now: Date = Date()) throws -> DashboardState {
         let (snapshot, status, workers, heartbeats, recorded, refused) = try queue.read { db in
-            (try RunSnapshotReader.read(db, path: path), try RunStatus.read(db, now: now), try WorkerListing.fetchAll(db),
+            (try RunSnapshotReader.read(db, path: path, answers: false), try RunStatus.read(db, now: now), try WorkerListing.fetchAll(db),
              try Self.heartbeatAges(db, now: now),
              try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM epoch_metrics WHERE epoch > 0") ?? 0,
              try RunStore.refusedTrials(db, limit: nil).trials)

@@ -68,11 +68,14 @@ public enum RunSnapshotReader {
 
     /// The snapshot through a connection the caller opened read-only (the live
     /// dashboard keeps one open); `path` only names the run in the snapshot.
-    public static func read(_ db: Database, path: String) throws -> RunSnapshot {
-        try readSnapshot(db, path: path)
+    /// Without `answers` the last evaluation's answers are not read (`lastAnswers`
+    /// empty): the dashboard, which reads a snapshot at every poll, shows them
+    /// only per trial, on request.
+    public static func read(_ db: Database, path: String, answers: Bool = true) throws -> RunSnapshot {
+        try readSnapshot(db, path: path, answers: answers)
     }
 
-    private static func readSnapshot(_ db: Database, path: String) throws -> RunSnapshot {
+    private static func readSnapshot(_ db: Database, path: String, answers readsAnswers: Bool = true) throws -> RunSnapshot {
         let storesSummaries = try RunSchema.has(db, column: "summary", in: "trials")
         let sweeps = try String.fetchAll(db, sql: "SELECT name FROM sweeps ORDER BY id")
         let decisions = try RunStore.stoppingDecisions(db)
@@ -97,7 +100,7 @@ public enum RunSnapshotReader {
                         accuracyAtThreshold: row["accuracy_at_threshold"], keyMatch: row["key_match"],
                         perplexity: row["perplexity"])
         }
-        let answers = try Row.fetchAll(db, sql: """
+        let answers = !readsAnswers ? [] : try Row.fetchAll(db, sql: """
             SELECT q.trial_key, q.epoch, q.question, q.paraphrase, q.reference, q.answer, q.similarity, q.key_match
             FROM question_outputs q
             JOIN (SELECT trial_key, MAX(epoch) AS epoch FROM question_outputs GROUP BY trial_key) last

@@ -69,6 +69,17 @@ import Trial
         #expect(try reader.answers(of: "no-such-trial") == nil)
     }
 
+    /// Every poll reads the state; the answers it never shows are not read (a run's answer rows are most of
+    /// its database). Shown by taking the table away: the state still reads, the answers do not.
+    @Test func theStateReadsNoAnswers() throws {
+        let folder = try TemporaryDirectory()
+        let path = try SyntheticStudy.write(in: folder)
+        try DatabaseQueue(path: path).write { try $0.execute(sql: "DROP TABLE question_outputs") }
+        let reader = try DashboardReader(location: folder.url.path, logger: logger)
+        #expect(try reader.state().trials.count == 10)
+        #expect(throws: (any Error).self) { try reader.answers(of: SyntheticStudy.trial(SyntheticStudy.conditions[0], seed: 1).key) }
+    }
+
     @Test func refusesWhatIsNotARunDatabaseAndCreatesNothing() throws {
         let folder = try TemporaryDirectory()
         #expect(throws: ReportError.self) { try DashboardReader(location: folder.file("absent.db").path, logger: logger) }
