@@ -1,6 +1,8 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Core
+import Trial
 
 @Suite struct ConfigurationTests {
     @Test func llama32ConfigParses() throws {
@@ -33,6 +35,92 @@ import Testing
             } catch let e as ModelConfigurationError {
                 #expect(e.description.contains(field), "\(e) should name \(field)")
             }
+        }
+    }
+
+    /// A small valid config.json with `changes` (raw JSON values by key).
+    static func json(_ changes: [String: String] = [:]) -> String {
+        let fields = ["vocab_size": "10", "hidden_size": "8", "intermediate_size": "16", "num_hidden_layers": "1",
+                      "num_attention_heads": "2"].merging(changes) { $1 }
+        return "{" + fields.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}"
+    }
+
+    /// The message decoding `json` gives, or "(accepted)".
+    static func refusal(_ json: String) -> String {
+        do {
+            _ = try JSONDecoder().decode(LlamaConfiguration.self, from: Data(json.utf8))
+            return "(accepted)"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test func nonPositiveHeadCountIsRefusedByNameNotDividedBy() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let url = dir.file("config.json")
+        try Data(Self.json(["num_attention_heads": "0"]).utf8).write(to: url)
+        expectLoadError(mentioning: "config.json", "invalid num_attention_heads: must be positive") {
+            _ = try LlamaConfiguration.load(configJSON: url)
+        }
+        // Int.min / -1 traps as surely as a division by zero.
+        try Data(Self.json(["num_attention_heads": "-1", "hidden_size": "-9223372036854775808"]).utf8).write(to: url)
+        expectLoadError(mentioning: "config.json", "must be positive") { _ = try LlamaConfiguration.load(configJSON: url) }
+
+        var gguf = GGUFBuilder()
+        gguf.addLlama(["llama.attention.head_count": 0])
+        try gguf.expectConfigurationRefused(as: "zero-heads.gguf", "invalid llama.attention.head_count: must be positive")
+    }
+
+    @Test func ggufFieldsAreNamedByTheirKeys() throws {
+        var gguf = GGUFBuilder()
+        gguf.addLlama()
+        gguf.add("tokenizer.ggml.eos_token_id", uint64: 1 << 32)
+        try gguf.expectConfigurationRefused(as: "far-eos.gguf", "invalid tokenizer.ggml.eos_token_id", "vocabulary of 8")
+    }
+
+    @Test func overflowingSizesAreRefusedByName() {
+        let cases: [([String: String], String)] = [
+            (["head_dim": "4611686018427387904"], "head_dim"),
+            (["head_dim": "2305843009213693952"], "hidden_size"),
+            (["intermediate_size": "4611686018427387904"], "intermediate_size"),
+            (["vocab_size": "2147483647", "hidden_size": "1099511627776"], "vocab_size"),
+            (["num_hidden_layers": "4611686018427387904"], "num_hidden_layers"),
+            (["num_hidden_layers": "9007199254740992"], "num_hidden_layers"),  // fits, but not in bytes
+        ]
+        for (changes, field) in cases {
+            let message = Self.refusal(Self.json(changes))
+            #expect(message.contains("invalid \(field)") && message.contains("overflows"), "\(changes): \(message)")
+        }
+        #expect(Self.refusal(Self.json(["vocab_size": "2147483648"])).contains("invalid vocab_size"))
+    }
+
+    @Test func llama3RopeScalingThatWouldGiveNaNIsRefusedByName() {
+        func scaling(factor: Double = 8, low: Double = 1, high: Double = 4, original: Int = 8192) -> String {
+            Self.json(["rope_scaling": #"{"rope_type":"llama3","factor":\#(factor),"low_freq_factor":\#(low),"#
+                + #""high_freq_factor":\#(high),"original_max_position_embeddings":\#(original)}"#])
+        }
+        #expect(Self.refusal(scaling()) == "(accepted)")
+        let cases: [(String, String)] = [
+            (scaling(factor: 0), "rope_scaling.factor"), (scaling(factor: -2), "rope_scaling.factor"),
+            (scaling(low: 0), "rope_scaling.low_freq_factor"), (scaling(high: 1), "rope_scaling.high_freq_factor"),
+            (scaling(low: 4, high: 1), "rope_scaling.high_freq_factor"),
+            (scaling(original: 0), "rope_scaling.original_max_position_embeddings"),
+        ]
+        for (json, field) in cases {
+            let message = Self.refusal(json)
+            #expect(message.contains("invalid \(field)"), "\(json): \(message)")
+        }
+    }
+
+    @Test func tokenIdsOutsideTheVocabularyAreRefused() {
+        let cases: [([String: String], String)] = [
+            (["eos_token_id": "4294967296"], "eos_token_id"), (["eos_token_id": "[1,10]"], "eos_token_id"),
+            (["eos_token_id": "-1"], "eos_token_id"), (["bos_token_id": "10"], "bos_token_id"),
+        ]
+        for (changes, field) in cases {
+            let message = Self.refusal(Self.json(changes))
+            #expect(message.contains("invalid \(field)") && message.contains("vocabulary of 10"), "\(changes): \(message)")
         }
     }
 }

@@ -99,6 +99,7 @@ public final class LanguageModel: Sendable {
         var stops = Set(template.stopTokenIds)
         stops.insert(template.endOfTurnTokenId)
         if let eos = tokenizer.eosTokenId { stops.insert(eos) }
+        // `validate()` keeps every id inside a vocabulary of at most Int32.max.
         for id in model.config.eosTokenIds { stops.insert(Int32(id)) }
         return stops
     }

@@ -40,7 +40,9 @@ public struct LlamaConfiguration: Sendable, Equatable {
         self.layerCount = layerCount
         self.headCount = headCount
         self.kvHeadCount = kvHeadCount
-        self.headDimension = headDimension ?? hiddenSize / headCount
+        // A non-positive head count is refused by name in `validate()`;
+        // dividing by it here would trap before that check could run.
+        self.headDimension = headDimension ?? (headCount > 0 ? hiddenSize / headCount : 0)
         self.rmsNormEps = rmsNormEps
         self.ropeTheta = ropeTheta
         self.ropeScaling = ropeScaling
@@ -54,26 +56,6 @@ public struct LlamaConfiguration: Sendable, Equatable {
     public var queryWidth: Int { headCount * headDimension }
     /// Width of each of the key and value projection outputs.
     public var kvWidth: Int { kvHeadCount * headDimension }
-
-    /// Checks the relations the implementation relies on.
-    public func validate() throws {
-        func fail(_ field: String, _ why: String) -> ModelConfigurationError {
-            .invalidValue(field: field, reason: why)
-        }
-        if vocabularySize <= 0 { throw fail("vocab_size", "must be positive") }
-        if hiddenSize <= 0 { throw fail("hidden_size", "must be positive") }
-        if intermediateSize <= 0 { throw fail("intermediate_size", "must be positive") }
-        if layerCount <= 0 { throw fail("num_hidden_layers", "must be positive") }
-        if headCount <= 0 { throw fail("num_attention_heads", "must be positive") }
-        if kvHeadCount <= 0 || headCount % kvHeadCount != 0 {
-            throw fail("num_key_value_heads", "must divide num_attention_heads (\(headCount))")
-        }
-        if headDimension <= 0 || headDimension % 2 != 0 {
-            throw fail("head_dim", "must be a positive even number")
-        }
-        if !(rmsNormEps > 0) { throw fail("rms_norm_eps", "must be positive") }
-        if !(ropeTheta > 0) { throw fail("rope_theta", "must be positive") }
-    }
 }
 
 /// A configuration that FactSweep cannot run, with the field at fault.

@@ -47,15 +47,35 @@ extension LlamaConfiguration {
             maxPositions: m.int(key("context_length")) ?? 2048,
             bosTokenId: m.int("tokenizer.ggml.bos_token_id"),
             eosTokenIds: m.int("tokenizer.ggml.eos_token_id").map { [$0] } ?? [])
-        do {
-            try validate()
-        } catch let e as ModelConfigurationError {
-            throw LoadError.badConfiguration(file: file.path, reason: e.description)
-        }
+        try validate(gguf: file)
         if let factors = file.tensor("rope_freqs.weight") {
             ropeScaling = try llama3Scaling(
                 file: file, factors: factors,
                 originalMaxPositions: m.int(key("rope.scaling.original_context_length")) ?? 8192)
+            try validate(gguf: file)
+        }
+    }
+
+    /// The GGUF key (or tensor) behind each config.json field `validate()` names.
+    static let ggufKeys: [String: String] = [
+        "vocab_size": "llama.vocab_size", "hidden_size": "llama.embedding_length",
+        "intermediate_size": "llama.feed_forward_length", "num_hidden_layers": "llama.block_count",
+        "num_attention_heads": "llama.attention.head_count", "num_key_value_heads": "llama.attention.head_count_kv",
+        "head_dim": "llama.attention.key_length", "rms_norm_eps": "llama.attention.layer_norm_rms_epsilon",
+        "rope_theta": "llama.rope.freq_base", "bos_token_id": "tokenizer.ggml.bos_token_id",
+        "eos_token_id": "tokenizer.ggml.eos_token_id", "rope_scaling.factor": "rope_freqs.weight",
+        "rope_scaling.original_max_position_embeddings": "llama.rope.scaling.original_context_length",
+    ]
+
+    /// `validate()`, its error naming `file` and the GGUF key at fault.
+    private func validate(gguf file: GGUFFile) throws {
+        do {
+            try validate()
+        } catch ModelConfigurationError.invalidValue(let field, let reason) {
+            let error = ModelConfigurationError.invalidValue(field: Self.ggufKeys[field] ?? field, reason: reason)
+            throw LoadError.badConfiguration(file: file.path, reason: error.description)
+        } catch let e as ModelConfigurationError {
+            throw LoadError.badConfiguration(file: file.path, reason: e.description)
         }
     }
 
