@@ -109,6 +109,35 @@ import Trial
         expectLoadError(mentioning: "far-offset.gguf", "f32") { _ = try GGUFFile(url: url) }
     }
 
+    @Test func configurationPromisingMoreThanTheFileFailsAtTheFirstMissingTensor() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let small = LlamaConfiguration(
+            vocabularySize: 8, hiddenSize: 8, intermediateSize: 16, layerCount: 1, headCount: 2, kvHeadCount: 2,
+            tieWordEmbeddings: true)
+        let model = LlamaModel(config: small)
+        var writer = SafetensorsWriter()
+        for e in model.layout.entries { try writer.add(e.name, shape: e.shape, UnsafeBufferPointer(model.tensor(e.name))) }
+        try writer.write(to: dir.file("model.safetensors"))
+        let file = try SafetensorsFile(url: dir.file("model.safetensors"))
+        _ = try LlamaModel(config: small, source: file)
+        // A hundred million layers: refused at layer 1 before a layout or an
+        // arena is made for them all, whatever the storage.
+        var deep = small
+        deep.layerCount = 100_000_000
+        for storage in [LinearStorage.float32, .nf4] {
+            #expect(throws: LoadError.missingTensor(file: file.path, tensor: "model.layers.1.input_layernorm.weight")) {
+                _ = try LlamaModel(config: deep, source: file, storage: storage)
+            }
+        }
+        // A vocabulary of 2^30 rows (a 32 GiB arena): refused at the embedding's shape.
+        var wide = small
+        wide.vocabularySize = 1 << 30
+        #expect(throws: LoadError.shapeMismatch(file: file.path, tensor: "model.embed_tokens.weight", expected: [1 << 30, 8], found: [8, 8])) {
+            _ = try LlamaModel(config: wide, source: file)
+        }
+    }
+
     @Test func wrongDestinationSizeIsRefused() throws {
         let gguf = try GGUFFile(url: Golden.url("quant/quant-types.ggufdata"))
         let info = try #require(gguf.tensor("q8_0"))

@@ -44,9 +44,11 @@ public final class LlamaModel: @unchecked Sendable {
         frozenHeadPack = Self.packsFrozenBases(config) ? PackedWeight() : nil
     }
 
-    /// Loads every tensor from `source`, checking shapes; with `.nf4` or
-    /// `.bf16` the projections are converted one at a time as they are read.
+    /// Loads every tensor from `source`, whose names and shapes are all
+    /// checked first; with `.nf4` or `.bf16` the projections are converted
+    /// one at a time as they are read.
     public init(config: LlamaConfiguration, source: TensorSource, storage: LinearStorage = .float32, context: ComputeContext = ComputeContext(threads: 1)) throws {
+        try ParameterLayout.checkTensors(config, in: source)
         self.config = config
         self.storage = storage
         layout = ParameterLayout(config: config, linears: storage == .float32)
@@ -54,14 +56,7 @@ public final class LlamaModel: @unchecked Sendable {
         weights = LlamaWeights(layout: layout, config: config, base: parameters.base)
         frozenPacks = Self.makeFrozenPacks(config, storage: storage)
         frozenHeadPack = Self.packsFrozenBases(config) ? PackedWeight() : nil
-        func check(_ name: String, _ expected: [Int]) throws {
-            guard let shape = source.shape(of: name) else { throw LoadError.missingTensor(file: source.origin, tensor: name) }
-            guard shape == expected else {
-                throw LoadError.shapeMismatch(file: source.origin, tensor: name, expected: expected, found: shape)
-            }
-        }
         for entry in layout.entries {
-            try check(entry.name, entry.shape)
             try source.read(entry.name, into: UnsafeMutableBufferPointer(start: parameters.base + entry.offset, count: entry.count))
         }
         guard storage != .float32 else { quantized = nil; bf16Projections = nil; return }
@@ -73,7 +68,6 @@ public final class LlamaModel: @unchecked Sendable {
             var nf4Layer: [ProjectionKind: NF4Tensor] = [:], bf16Layer: [ProjectionKind: BFloat16Matrix] = [:]
             for kind in ProjectionKind.allCases {
                 let name = ParameterLayout.name(layer: l, kind), shape = ParameterLayout.shape(config, kind)
-                try check(name, shape)
                 let buffer = UnsafeMutableBufferPointer(start: staging.base, count: shape[0] * shape[1])
                 try source.read(name, into: buffer)
                 if storage == .bf16 {

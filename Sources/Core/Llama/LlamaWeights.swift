@@ -22,23 +22,9 @@ public struct ParameterLayout: Sendable {
     /// The layout of every tensor, or with `linears: false` of all but the
     /// seven projections per layer (a model that keeps those quantised).
     public init(config c: LlamaConfiguration, linears: Bool = true) {
-        var shapes: [(String, [Int])] = [("model.embed_tokens.weight", [c.vocabularySize, c.hiddenSize])]
-        for l in 0..<c.layerCount {
-            let p = "model.layers.\(l)."
-            shapes.append((p + "input_layernorm.weight", [c.hiddenSize]))
-            if linears {
-                for kind in [ProjectionKind.q, .k, .v, .o] { shapes.append((ParameterLayout.name(layer: l, kind), ParameterLayout.shape(c, kind))) }
-            }
-            shapes.append((p + "post_attention_layernorm.weight", [c.hiddenSize]))
-            if linears {
-                for kind in [ProjectionKind.gate, .up, .down] { shapes.append((ParameterLayout.name(layer: l, kind), ParameterLayout.shape(c, kind))) }
-            }
-        }
-        shapes.append(("model.norm.weight", [c.hiddenSize]))
-        if !c.tieWordEmbeddings { shapes.append(("lm_head.weight", [c.vocabularySize, c.hiddenSize])) }
         var offset = 0
         var entries: [ParameterEntry] = []
-        for (name, shape) in shapes {
+        Self.forEachTensor(c, linears: linears) { name, shape in
             let e = ParameterEntry(name: name, shape: shape, offset: offset)
             entries.append(e)
             offset += (e.count + 15) & ~15
@@ -49,6 +35,35 @@ public struct ParameterLayout: Sendable {
     }
 
     public subscript(name: String) -> ParameterEntry? { index[name].map { entries[$0] } }
+
+    /// Each tensor of the layout in order, Hugging Face name and shape,
+    /// handed to `body` one at a time, so that a check can stop at the first
+    /// tensor a file lacks without listing every layer a configuration promises.
+    static func forEachTensor(_ c: LlamaConfiguration, linears: Bool, _ body: (String, [Int]) throws -> Void) rethrows {
+        try body("model.embed_tokens.weight", [c.vocabularySize, c.hiddenSize])
+        for l in 0..<c.layerCount {
+            let p = "model.layers.\(l)."
+            try body(p + "input_layernorm.weight", [c.hiddenSize])
+            if linears {
+                for kind in [ProjectionKind.q, .k, .v, .o] { try body(name(layer: l, kind), shape(c, kind)) }
+            }
+            try body(p + "post_attention_layernorm.weight", [c.hiddenSize])
+            if linears {
+                for kind in [ProjectionKind.gate, .up, .down] { try body(name(layer: l, kind), shape(c, kind)) }
+            }
+        }
+        try body("model.norm.weight", [c.hiddenSize])
+        if !c.tieWordEmbeddings { try body("lm_head.weight", [c.vocabularySize, c.hiddenSize]) }
+    }
+
+    /// Checks that `source` holds every tensor of a model of `c`, projections
+    /// included, with its shape: before anything is sized from `c`, so that a
+    /// configuration promising more than the file holds (a hundred million
+    /// layers) fails at the first tensor missing, as the file's own size bounds
+    /// what it holds.
+    public static func checkTensors(_ c: LlamaConfiguration, in source: TensorSource) throws {
+        try forEachTensor(c, linears: true) { try source.check($0, shape: $1) }
+    }
 
     /// The Hugging Face name of a projection's weight.
     public static func name(layer: Int, _ kind: ProjectionKind) -> String { "model.layers.\(layer).\(kind.modulePath).weight" }

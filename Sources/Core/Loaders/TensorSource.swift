@@ -18,6 +18,15 @@ public protocol TensorSource: Sendable {
 }
 
 extension TensorSource {
+    /// Throws `missingTensor` or `shapeMismatch`, naming this source, unless
+    /// `name` is here with shape `expected`.
+    public func check(_ name: String, shape expected: [Int]) throws {
+        guard let shape = shape(of: name) else { throw LoadError.missingTensor(file: origin, tensor: name) }
+        guard shape == expected else {
+            throw LoadError.shapeMismatch(file: origin, tensor: name, expected: expected, found: shape)
+        }
+    }
+
     /// Reads a whole tensor into a new array, for tests and small tensors;
     /// the model reads straight into its arena instead.
     public func floats(_ name: String) throws -> [Float] {
