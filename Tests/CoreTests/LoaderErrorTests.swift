@@ -109,6 +109,13 @@ import Trial
         expectLoadError(mentioning: "far-offset.gguf", "f32") { _ = try GGUFFile(url: url) }
     }
 
+    @Test func ropeFrequenciesAreCountedBeforeTheyAreRead() throws {
+        var gguf = GGUFBuilder()
+        gguf.addLlama()
+        gguf.addTensor("rope_freqs.weight", dimensions: [64])
+        try gguf.expectConfigurationRefused(as: "rope-freqs.gguf", "rope_freqs.weight has 64 values, expected 2")
+    }
+
     @Test func configurationPromisingMoreThanTheFileFailsAtTheFirstMissingTensor() throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanUp() }

@@ -85,11 +85,15 @@ extension LlamaConfiguration {
     /// (low 1, high 4) and accepted only if they reproduce every stored divisor.
     func llama3Scaling(file: GGUFFile, factors info: GGUFTensorInfo, originalMaxPositions: Int) throws -> RopeScaling {
         let (theta, dim) = (ropeTheta, headDimension)
+        // Counted before reading: the tensor may be as large as the file.
+        guard info.elementCount == dim / 2 else {
+            throw LoadError.badConfiguration(
+                file: file.path, reason: "rope_freqs.weight has \(info.elementCount) values, expected \(dim / 2)")
+        }
         var stored = [Float](repeating: 0, count: info.elementCount)
         try stored.withUnsafeMutableBufferPointer { try file.read(info, into: $0) }
-        guard stored.count == dim / 2, let factor = stored.max() else {
-            throw LoadError.badConfiguration(
-                file: file.path, reason: "rope_freqs.weight has \(stored.count) values, expected \(dim / 2)")
+        guard let factor = stored.max() else {
+            throw LoadError.badConfiguration(file: file.path, reason: "rope_freqs.weight has no values")
         }
         let scaling = RopeScaling.llama3(
             factor: factor, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: originalMaxPositions)
