@@ -209,4 +209,12 @@ import Trial
         let url = try Self.write(huge, "huge-header.safetensors", in: dir)
         expectLoadError(mentioning: "huge-header.safetensors") { _ = try SafetensorsFile(url: url) }
     }
+
+    @Test func overflowingSafetensorsShapeIsRefusedWithoutTrapping() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let header = #"{"w":{"dtype":"F32","shape":[2305843009213693952],"data_offsets":[0,0]}}"#
+        let url = try Self.write(Self.safetensors(header: header, data: []), "overflow.safetensors", in: dir)
+        expectLoadError(mentioning: "overflow.safetensors", "tensor w", "more than") { _ = try SafetensorsFile(url: url) }
+    }
 }

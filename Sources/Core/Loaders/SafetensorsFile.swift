@@ -119,7 +119,9 @@ public final class SafetensorsFile: TensorSource {
         let byteCount = offsets[1] - offsets[0]
         let (expected, overflow) = elements.multipliedReportingOverflow(by: dtype.byteCount)
         guard !overflow, expected == byteCount else {
-            throw bad("shape \(shape) of \(dtypeName) needs \(elements * dtype.byteCount) bytes but data_offsets span \(byteCount)")
+            // The product is shown only when it did not overflow: computing it again would trap.
+            let needed = overflow ? "more than \(Int.max)" : "\(expected)"
+            throw bad("shape \(shape) of \(dtypeName) needs \(needed) bytes but data_offsets span \(byteCount)")
         }
         return SafetensorsTensorInfo(name: name, dtype: dtype, shape: shape, offset: dataStart + offsets[0], byteCount: byteCount)
     }
