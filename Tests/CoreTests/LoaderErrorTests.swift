@@ -109,6 +109,31 @@ import Trial
         expectLoadError(mentioning: "far-offset.gguf", "f32") { _ = try GGUFFile(url: url) }
     }
 
+    @Test func tensorsSharingBytesAreRefused() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        var apart = GGUFBuilder()
+        apart.addTensor("first", dimensions: [8])
+        apart.addTensor("second", dimensions: [8])
+        #expect(try GGUFFile(url: apart.write("apart.gguf", in: dir)).tensors.count == 2)
+        var overlapping = GGUFBuilder()
+        overlapping.addTensor("first", dimensions: [8])
+        overlapping.addTensor("second", dimensions: [4], offset: 0)
+        let url = try overlapping.write("overlap.gguf", in: dir)
+        expectLoadError(mentioning: "overlap.gguf", "first", "second", "overlap") { _ = try GGUFFile(url: url) }
+
+        let header = #"{"first":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"#
+            + #""empty":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},"#
+            + #""second":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
+        let safetensors = try Self.write(Self.safetensors(header: header, data: Array(repeating: 0, count: 12)), "overlap.safetensors", in: dir)
+        expectLoadError(mentioning: "overlap.safetensors", "first", "second", "overlap") { _ = try SafetensorsFile(url: safetensors) }
+        let touching = #"{"first":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"#
+            + #""empty":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},"#
+            + #""second":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#
+        let fine = try Self.write(Self.safetensors(header: touching, data: Array(repeating: 0, count: 12)), "touching.safetensors", in: dir)
+        #expect(try SafetensorsFile(url: fine).tensors.count == 3)
+    }
+
     @Test func ropeFrequenciesAreCountedBeforeTheyAreRead() throws {
         var gguf = GGUFBuilder()
         gguf.addLlama()
