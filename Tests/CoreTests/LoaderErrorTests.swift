@@ -109,6 +109,18 @@ import Trial
         expectLoadError(mentioning: "far-offset.gguf", "f32") { _ = try GGUFFile(url: url) }
     }
 
+    @Test func ggufMetadataPastItsValueLimitIsRefused() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        // A uint8 array as long as the limit: with its key, one value too many.
+        // Held as GGUFValues it would take 24 times its bytes.
+        let count = GGUFFile.maximumMetadataValues
+        var gguf = GGUFBuilder()
+        gguf.add("test.bytes", type: 9, GGUFBuilder.le(UInt32(0)) + GGUFBuilder.le(UInt64(count)) + [UInt8](repeating: 0, count: count))
+        let url = try gguf.write("long-bytes.gguf", in: dir)
+        expectLoadError(mentioning: "long-bytes.gguf", "test.bytes", "\(count) values") { _ = try GGUFFile(url: url) }
+    }
+
     @Test func tensorsSharingBytesAreRefused() throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanUp() }

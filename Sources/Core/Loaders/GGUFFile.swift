@@ -78,10 +78,12 @@ public final class GGUFFile: Sendable {
 
         var keys: [String] = []
         var values: [String: GGUFValue] = [:]
+        var valuesLeft = Self.maximumMetadataValues
         for i in 0..<kvCount {
             let key = try Self.readString(&cursor, "metadata key #\(i)")
             let type = try cursor.read(UInt32.self, "type of metadata \(key)")
-            let value = try Self.readValue(&cursor, type: type, key: key, depth: 0)
+            try Self.spend(1, of: &valuesLeft, key: key, file: file)
+            let value = try Self.readValue(&cursor, type: type, key: key, depth: 0, valuesLeft: &valuesLeft)
             if values.updateValue(value, forKey: key) != nil {
                 throw LoadError.malformed(file: file, reason: "metadata key \(key) appears twice")
             }
@@ -216,13 +218,31 @@ public final class GGUFFile: Sendable {
     /// Arrays may nest; a limit keeps a hostile file from exhausting the stack.
     private static let maximumNesting = 4
 
+    /// The most metadata values (keys' values and array elements, nested ones
+    /// included) a file may hold. A `GGUFValue` takes 24 bytes in an array
+    /// however few it takes in the file (a uint8 element, one), so the file's
+    /// size alone would let a 1 GB array take 24 GB, reserved at once or
+    /// grown into; this bounds the values to 192 MiB. Real files hold far
+    /// fewer: Llama 3's tokenizer about 540,000 (128,256 tokens and types,
+    /// 280,147 merges).
+    static let maximumMetadataValues = 1 << 23
+
+    /// Takes `count` values from what the file may still hold, or refuses it naming `key`.
+    private static func spend(_ count: Int, of valuesLeft: inout Int, key: String, file: String) throws {
+        guard count <= valuesLeft else {
+            throw LoadError.malformed(
+                file: file, reason: "metadata \(key) brings the file's metadata past \(maximumMetadataValues) values")
+        }
+        valuesLeft -= count
+    }
+
     private static func readString(_ cursor: inout ByteCursor, _ what: String) throws -> String {
         let length = try cursor.readCount("length of \(what)")
         let bytes = try cursor.take(length, what)
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    private static func readValue(_ c: inout ByteCursor, type: UInt32, key: String, depth: Int) throws -> GGUFValue {
+    private static func readValue(_ c: inout ByteCursor, type: UInt32, key: String, depth: Int, valuesLeft: inout Int) throws -> GGUFValue {
         let what = "value of metadata \(key)"
         switch type {
         case 0: return .uint8(try c.read(UInt8.self, what))
@@ -249,10 +269,11 @@ public final class GGUFFile: Sendable {
                 throw LoadError.truncated(
                     file: c.file, reason: "metadata \(key) claims \(count) elements with \(c.remaining) bytes left")
             }
+            try spend(count, of: &valuesLeft, key: key, file: c.file)
             var elements: [GGUFValue] = []
             elements.reserveCapacity(count)
             for _ in 0..<count {
-                elements.append(try readValue(&c, type: elementType, key: key, depth: depth + 1))
+                elements.append(try readValue(&c, type: elementType, key: key, depth: depth + 1, valuesLeft: &valuesLeft))
             }
             return .array(elements)
         case 10: return .uint64(try c.read(UInt64.self, what))
