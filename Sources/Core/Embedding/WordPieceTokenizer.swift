@@ -40,7 +40,7 @@ public final class WordPieceTokenizer: Sendable {
                 throw LoadError.malformed(file: file, reason: "model.vocab[\(spelling.debugDescription)] = \(id) is negative or repeated")
             }
         }
-        let added = try reader.addedTokens(document.addedTokens)
+        let added = try reader.addedTokens(document.addedTokens, vocabularyCount: document.vocabulary.count)
         for (index, entry) in (document.addedTokens?.array ?? []).enumerated() where entry["normalized"]?.bool == true {
             throw reader.unsupported("added_tokens[\(index)].normalized", true)
         }
@@ -83,10 +83,11 @@ public final class WordPieceTokenizer: Sendable {
         guard single.count == 3, let first = names[0], let last = names[2], single[1]["Sequence"]?["id"]?.string == "A"
         else { throw reader.unsupported("post_processor.single", post?["single"]) }
         func specialId(_ name: String) throws -> Int32 {
-            guard let ids = post?["special_tokens"]?[name]?["ids"]?.array, ids.count == 1, let id = ids[0].int else {
+            guard let ids = post?["special_tokens"]?[name]?["ids"]?.array, ids.count == 1,
+                  let id = ids[0].int.flatMap(Int32.init(exactly:)), id >= 0 else {
                 throw reader.unsupported("post_processor.special_tokens.\(name)", post?["special_tokens"]?[name])
             }
-            return Int32(id)
+            return id
         }
         classifierId = try specialId(first)
         separatorId = try specialId(last)

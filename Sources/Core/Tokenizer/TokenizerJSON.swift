@@ -23,9 +23,8 @@ extension Tokenizer {
         try reader.require(document.normalizer?.isNull ?? true, "normalizer", document.normalizer)
         let preTokenizer = try reader.preTokenizer(document.preTokenizer)
         try reader.require(document.decoder?["type"]?.string == "ByteLevel", "decoder", document.decoder)
-        let added = try reader.addedTokens(document.addedTokens)
-
         let vocabulary = document.vocabulary
+        let added = try reader.addedTokens(document.addedTokens, vocabularyCount: vocabulary.count)
         let size = max(vocabulary.count, (added.map { Int($0.id) }.max() ?? -1) + 1)
         var tokens = [String?](repeating: nil, count: size)
         for (spelling, id) in vocabulary {
@@ -183,12 +182,21 @@ struct TokenizerJSONReader {
         }
     }
 
-    func addedTokens(_ value: JSONValue?) throws -> [AddedToken] {
+    /// The added tokens, each id checked before anything is sized from it:
+    /// `vocabularyCount` entries of model.vocab and the added tokens can fill
+    /// ids without a gap only below their sum, and ids are Int32.
+    func addedTokens(_ value: JSONValue?, vocabularyCount: Int) throws -> [AddedToken] {
         guard let value, !value.isNull else { return [] }
         guard let list = value.array else { throw unsupported("added_tokens", value) }
+        let idLimit = min(vocabularyCount + list.count, Int(Int32.max) + 1)
         return try list.enumerated().map { index, entry in
             guard let id = entry["id"]?.int, id >= 0, let content = entry["content"]?.string, !content.isEmpty else {
                 throw LoadError.malformed(file: file, reason: "added_tokens[\(index)] needs an id and a non-empty content")
+            }
+            guard id < idLimit else {
+                throw LoadError.malformed(
+                    file: file,
+                    reason: "added_tokens[\(index)] has id \(id), beyond the \(idLimit) ids model.vocab and added_tokens can fill without a gap")
             }
             for flag in ["single_word", "lstrip", "rstrip"] where entry[flag]?.bool == true {
                 throw unsupported("added_tokens[\(index)] (\(content)).\(flag)", true)

@@ -106,6 +106,20 @@ import Trial
         #expect(ChatTemplate.jinjaTrim("\u{1F}\u{3000} x y\n\t") == "x y")
     }
 
+    @Test func addedTokenIdsPastThirtyTwoBitsAreRefused() throws {
+        let json = toyJSON().replacingOccurrences(of: #""id": 259"#, with: #""id": 2147483648"#)
+        expectLoadError(mentioning: "tokenizer.json", "added_tokens[0]") { _ = try load(json) }
+    }
+
+    @Test func addedTokenIdsLeavingAGapAreRefusedBeforeAllocating() throws {
+        // 259 vocabulary entries and one added token fill ids 0..<260 at most;
+        // 2147483647 would first size a 32 GiB table of spellings.
+        for id in [260, 2_147_483_647] {
+            let json = toyJSON().replacingOccurrences(of: #""id": 259"#, with: #""id": \#(id)"#)
+            expectLoadError(mentioning: "tokenizer.json", "added_tokens[0]", "\(id)") { _ = try load(json) }
+        }
+    }
+
     @Test func streamingHoldsBackSplitCharacters() throws {
         let tokenizer = try load(toyJSON())
         // "é" is C3 A9: byte tokens 0xC3 then 0xA9; a lone lead byte at the end is flushed as U+FFFD.
