@@ -109,6 +109,24 @@ import Trial
         expectLoadError(mentioning: "far-offset.gguf", "f32") { _ = try GGUFFile(url: url) }
     }
 
+    @Test func ggufTokenizerIdsPastThirtyTwoBitsAreRefused() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        func tokenizer(typeOfSecond: Int64, eos: UInt64) -> GGUFBuilder {
+            var gguf = GGUFBuilder()
+            gguf.add("tokenizer.ggml.model", string: "gpt2")
+            gguf.add("tokenizer.ggml.tokens", strings: ["a", "b"])
+            gguf.add("tokenizer.ggml.merges", strings: [])
+            gguf.add("tokenizer.ggml.token_type", arrayOf: 11, count: 2) { GGUFBuilder.le($0 == 1 ? typeOfSecond : 1) }
+            gguf.add("tokenizer.ggml.eos_token_id", uint64: eos)
+            return gguf
+        }
+        let types = try tokenizer(typeOfSecond: 1 << 40, eos: 1).write("wide-type.gguf", in: dir)
+        expectLoadError(mentioning: "wide-type.gguf", "tokenizer.ggml.token_type[1]") { _ = try Tokenizer(gguf: GGUFFile(url: types)) }
+        let eos = try tokenizer(typeOfSecond: 1, eos: 1 << 32).write("wide-eos.gguf", in: dir)
+        expectLoadError(mentioning: "wide-eos.gguf", "tokenizer.ggml.eos_token_id") { _ = try Tokenizer(gguf: GGUFFile(url: eos)) }
+    }
+
     @Test func ggufMetadataPastItsValueLimitIsRefused() throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanUp() }

@@ -35,14 +35,22 @@ extension Tokenizer {
             throw LoadError.badConfiguration(file: file.path, reason: "tokenizer.ggml.model \"\(kind)\" is not supported (supported: \(Tokenizer.ggufModel))")
         }
         let tokens = try m.required("tokenizer.ggml.tokens", m.stringArray)
+        // Metadata integers may be any width: narrowed only where they fit.
+        func int32(_ value: Int, _ key: String) throws -> Int32 {
+            guard let narrow = Int32(exactly: value) else {
+                throw LoadError.badConfiguration(file: file.path, reason: "\(key) \(value) does not fit a 32-bit token id or type")
+            }
+            return narrow
+        }
+        let types = m.intArray("tokenizer.ggml.token_type") ?? Array(repeating: 1, count: tokens.count)
         try self.init(
             tokens: tokens,
             merges: try m.required("tokenizer.ggml.merges", m.stringArray),
-            tokenTypes: (m.intArray("tokenizer.ggml.token_type") ?? Array(repeating: 1, count: tokens.count)).map { Int32($0) },
+            tokenTypes: try types.enumerated().map { try int32($1, "tokenizer.ggml.token_type[\($0)]") },
             preTokenizer: m.string("tokenizer.ggml.pre") ?? "gpt2",
-            bosTokenId: m.int("tokenizer.ggml.bos_token_id").map { Int32($0) },
-            eosTokenId: m.int("tokenizer.ggml.eos_token_id").map { Int32($0) },
-            padTokenId: m.int("tokenizer.ggml.padding_token_id").map { Int32($0) },
+            bosTokenId: try m.int("tokenizer.ggml.bos_token_id").map { try int32($0, "tokenizer.ggml.bos_token_id") },
+            eosTokenId: try m.int("tokenizer.ggml.eos_token_id").map { try int32($0, "tokenizer.ggml.eos_token_id") },
+            padTokenId: try m.int("tokenizer.ggml.padding_token_id").map { try int32($0, "tokenizer.ggml.padding_token_id") },
             addBosToken: m.bool("tokenizer.ggml.add_bos_token") ?? false,
             source: file.path)
     }
