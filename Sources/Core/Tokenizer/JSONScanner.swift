@@ -7,6 +7,13 @@ import Trial
 struct JSONScanner {
     private let bytes: UnsafeBufferPointer<UInt8>
     private var position = 0
+    /// Arrays and objects `value()` is inside of.
+    private var depth = 0
+
+    /// `value()` recurses once per nested array or object; a limit keeps a
+    /// hostile file (a million `[`) from overflowing the stack. Hugging Face's
+    /// files nest a handful deep; Foundation's JSON parser stops at 512 too.
+    static let maximumDepth = 512
 
     /// Why the text is not JSON, with the byte offset.
     struct SyntaxError: Error, CustomStringConvertible {
@@ -148,7 +155,14 @@ struct JSONScanner {
 
     /// Any value, as a tree.
     mutating func value() throws -> JSONValue {
-        switch peek() {
+        let next = peek()
+        let nests = next == UInt8(ascii: "{") || next == UInt8(ascii: "[")
+        if nests {
+            guard depth < Self.maximumDepth else { throw fail("at most \(Self.maximumDepth) nested arrays and objects") }
+            depth += 1
+        }
+        defer { if nests { depth -= 1 } }
+        switch next {
         case UInt8(ascii: "{"):
             try beginObject()
             var fields: [String: JSONValue] = [:]

@@ -38,7 +38,7 @@ extension Tokenizer {
             throw LoadError.malformed(file: file, reason: "no token has id \(gap) (model.vocab and added_tokens leave a gap)")
         }
         let prepended = try reader.prependedToken(document.postProcessor)
-        let config = reader.specialTokenNames(besides: url)
+        let config = try reader.specialTokenNames(besides: url)
         func addedId(_ names: [String?]) -> Int32? {
             names.lazy.compactMap { name in added.first { $0.content == name }?.id }.first
         }
@@ -227,12 +227,17 @@ struct TokenizerJSONReader {
         }
     }
 
-    /// `bos_token`, `eos_token` and `pad_token` of a tokenizer_config.json next to `url`, if any.
-    func specialTokenNames(besides url: URL) -> (bos: String?, eos: String?, pad: String?) {
+    /// `bos_token`, `eos_token` and `pad_token` of a tokenizer_config.json next
+    /// to `url`, if there is one; one that is there but not JSON is refused by name.
+    func specialTokenNames(besides url: URL) throws -> (bos: String?, eos: String?, pad: String?) {
         let configURL = url.deletingLastPathComponent().appendingPathComponent("tokenizer_config.json")
-        guard let data = try? Data(contentsOf: configURL),
-              let config = try? JSONScanner.parse([UInt8](data), { try $0.value() })
-        else { return (nil, nil, nil) }
+        guard let data = try? Data(contentsOf: configURL) else { return (nil, nil, nil) }
+        let config: JSONValue
+        do {
+            config = try JSONScanner.parse([UInt8](data)) { try $0.value() }
+        } catch let error as JSONScanner.SyntaxError {
+            throw LoadError.malformed(file: configURL.lastPathComponent, reason: error.description)
+        }
         // Either a plain string or an AddedToken object with "content".
         func name(_ key: String) -> String? { config[key]?.string ?? config[key]?["content"]?.string }
         return (name("bos_token"), name("eos_token"), name("pad_token"))

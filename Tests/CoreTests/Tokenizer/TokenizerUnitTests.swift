@@ -120,6 +120,19 @@ import Trial
         }
     }
 
+    @Test func deepNestingIsRefusedNotOverflowingTheStack() throws {
+        let deep = #"{"x": "# + String(repeating: "[", count: 1_000_000)
+        expectLoadError(mentioning: "tokenizer.json", "nested") { _ = try load(deep) }
+        let nested = String(repeating: "[", count: JSONScanner.maximumDepth) + String(repeating: "]", count: JSONScanner.maximumDepth)
+        #expect(throws: Never.self) { _ = try JSONScanner.parse(Array(nested.utf8)) { try $0.value() } }
+
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        try Data(toyJSON().utf8).write(to: dir.file("tokenizer.json"))
+        try Data((#"{"bos_token": "# + String(repeating: "{\"a\": ", count: 1_000_000)).utf8).write(to: dir.file("tokenizer_config.json"))
+        expectLoadError(mentioning: "tokenizer_config.json", "nested") { _ = try Tokenizer(tokenizerJSON: dir.file("tokenizer.json")) }
+    }
+
     @Test func streamingHoldsBackSplitCharacters() throws {
         let tokenizer = try load(toyJSON())
         // "é" is C3 A9: byte tokens 0xC3 then 0xA9; a lone lead byte at the end is flushed as U+FFFD.
