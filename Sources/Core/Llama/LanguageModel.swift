@@ -85,8 +85,16 @@ public final class LanguageModel: Sendable {
                 file: url.path,
                 reason: "tokenizer token \(beyond) lies outside the model's vocabulary of \(vocabulary)")
         }
+        // Chosen before the weights are read, so that a model without a
+        // template fails at once, its error naming the file.
+        let template: ChatTemplate
+        do {
+            template = try ChatTemplate(for: tokenizer)
+        } catch let error as ChatTemplateError {
+            throw LoadError.badConfiguration(file: url.path, reason: error.description)
+        }
         let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors, storage: storage, context: context)
-        return LanguageModel(model: model, tokenizer: tokenizer, template: try ChatTemplate(for: tokenizer), location: loaded.location,
+        return LanguageModel(model: model, tokenizer: tokenizer, template: template, location: loaded.location,
                              modelDescription: ModelDescription(loaded, storage: storage))
     }
 

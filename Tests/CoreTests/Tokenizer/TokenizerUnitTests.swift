@@ -133,6 +133,15 @@ import Trial
         expectLoadError(mentioning: "tokenizer_config.json", "nested") { _ = try Tokenizer(tokenizerJSON: dir.file("tokenizer.json")) }
     }
 
+    @Test func modelWithoutAKnownChatTemplateIsRefusedNamingIt() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        try TinyCheckpoints.llama3(in: dir.url)
+        try FileManager.default.removeItem(at: dir.file("tokenizer_config.json"))
+        try Data(toyJSON().utf8).write(to: dir.file("tokenizer.json"))
+        expectLoadError(mentioning: dir.url.lastPathComponent, "no built-in chat template") { _ = try LanguageModel.load(dir.url) }
+    }
+
     @Test func streamingHoldsBackSplitCharacters() throws {
         let tokenizer = try load(toyJSON())
         // "é" is C3 A9: byte tokens 0xC3 then 0xA9; a lone lead byte at the end is flushed as U+FFFD.
