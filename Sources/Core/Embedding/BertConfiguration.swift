@@ -45,6 +45,28 @@ public struct BertConfiguration: Sendable, Equatable {
         }
         if hiddenSize % headCount != 0 { throw fail("num_attention_heads", "must divide hidden_size (\(hiddenSize))") }
         if !(layerNormEps > 0) { throw fail("layer_norm_eps", "must be positive") }
+        try validateSizes()
+    }
+
+    /// Every tensor's element count and the arena's must fit in `Int`: the
+    /// weights' layout and the encoder multiply these sizes unchecked.
+    private func validateSizes() throws {
+        let C = hiddenSize
+        var tables = 0
+        for (field, rows) in [("vocab_size", vocabularySize), ("max_position_embeddings", maxPositions), ("type_vocab_size", typeVocabularySize)] {
+            let table = try CheckedSize.product(rows, C, field: field, "\(field) × hidden_size")
+            tables = try CheckedSize.sum(tables, table, field: field, "the embedding tables")
+        }
+        // Query, key and value are one (3C, C) matrix; the attention output is (C, C).
+        let attention = try CheckedSize.product(4, C, C, field: "hidden_size", "4 × hidden_size × hidden_size")
+        let mlp = try CheckedSize.product(intermediateSize, C, field: "intermediate_size", "intermediate_size × hidden_size")
+        // Biases and norms: 3C + C + 2C + I + C + 2C.
+        let vectors = try CheckedSize.product(9, C, field: "hidden_size", "9 × hidden_size")
+        let what = "the parameters of a layer"
+        let layer = try CheckedSize.sum(attention, mlp, mlp, vectors, intermediateSize, field: "hidden_size", what)
+        let layers = try CheckedSize.product(layerCount, layer, field: "num_hidden_layers", "num_hidden_layers × \(what)")
+        let total = try CheckedSize.sum(layers, tables, C, C, field: "num_hidden_layers", "the parameter count")
+        _ = try CheckedSize.product(total, 4, field: "num_hidden_layers", "the parameters' bytes")
     }
 }
 

@@ -41,28 +41,35 @@ public final class BertWeights: @unchecked Sendable {
 
     /// The checkpoint tensors the encoder reads, without prefix, in arena order.
     static func checkpointTensors(_ config: BertConfiguration) -> [(name: String, shape: [Int])] {
-        let C = config.hiddenSize, I = config.intermediateSize
-        var plan: [(name: String, shape: [Int])] = [
+        embeddingTensors(config) + (0..<config.layerCount).flatMap { layerTensors(config, layer: $0) }
+    }
+
+    /// The embedding tables and their norm, without prefix.
+    static func embeddingTensors(_ config: BertConfiguration) -> [(name: String, shape: [Int])] {
+        let C = config.hiddenSize
+        return [
             ("embeddings.word_embeddings.weight", [config.vocabularySize, C]),
             ("embeddings.position_embeddings.weight", [config.maxPositions, C]),
             ("embeddings.token_type_embeddings.weight", [config.typeVocabularySize, C]),
             ("embeddings.LayerNorm.weight", [C]), ("embeddings.LayerNorm.bias", [C]),
         ]
-        for l in 0..<config.layerCount {
-            let p = "encoder.layer.\(l)."
-            plan += [
-                (p + "attention.self.query.weight", [C, C]), (p + "attention.self.key.weight", [C, C]),
-                (p + "attention.self.value.weight", [C, C]),
-                (p + "attention.self.query.bias", [C]), (p + "attention.self.key.bias", [C]),
-                (p + "attention.self.value.bias", [C]),
-                (p + "attention.output.dense.weight", [C, C]), (p + "attention.output.dense.bias", [C]),
-                (p + "attention.output.LayerNorm.weight", [C]), (p + "attention.output.LayerNorm.bias", [C]),
-                (p + "intermediate.dense.weight", [I, C]), (p + "intermediate.dense.bias", [I]),
-                (p + "output.dense.weight", [C, I]), (p + "output.dense.bias", [C]),
-                (p + "output.LayerNorm.weight", [C]), (p + "output.LayerNorm.bias", [C]),
-            ]
-        }
-        return plan
+    }
+
+    /// The tensors of encoder layer `l`, without prefix.
+    static func layerTensors(_ config: BertConfiguration, layer l: Int) -> [(name: String, shape: [Int])] {
+        let C = config.hiddenSize, I = config.intermediateSize
+        let p = "encoder.layer.\(l)."
+        return [
+            (p + "attention.self.query.weight", [C, C]), (p + "attention.self.key.weight", [C, C]),
+            (p + "attention.self.value.weight", [C, C]),
+            (p + "attention.self.query.bias", [C]), (p + "attention.self.key.bias", [C]),
+            (p + "attention.self.value.bias", [C]),
+            (p + "attention.output.dense.weight", [C, C]), (p + "attention.output.dense.bias", [C]),
+            (p + "attention.output.LayerNorm.weight", [C]), (p + "attention.output.LayerNorm.bias", [C]),
+            (p + "intermediate.dense.weight", [I, C]), (p + "intermediate.dense.bias", [I]),
+            (p + "output.dense.weight", [C, I]), (p + "output.dense.bias", [C]),
+            (p + "output.LayerNorm.weight", [C]), (p + "output.LayerNorm.bias", [C]),
+        ]
     }
 
     /// Zeroed weights laid out for `config`; `load(from:)` fills them.
@@ -101,17 +108,43 @@ public final class BertWeights: @unchecked Sendable {
         }
     }
 
+    /// The weights of `config` read from `source`, every tensor's name and
+    /// shape checked before the arena is sized from `config`.
+    public static func load(_ config: BertConfiguration, from source: TensorSource) throws -> BertWeights {
+        try checkTensors(config, in: source)
+        let weights = BertWeights(config: config)
+        try weights.read(from: source)
+        return weights
+    }
+
+    /// Checks that `source` holds every tensor of `config` with its shape,
+    /// layer by layer: a configuration promising more layers than the file
+    /// holds (whose size bounds them) fails at the first one missing, before
+    /// a plan or an arena is made for all it promises.
+    static func checkTensors(_ config: BertConfiguration, in source: TensorSource) throws {
+        let prefix = Self.prefix(of: source)
+        func check(_ tensor: (name: String, shape: [Int])) throws { try source.check(prefix + tensor.name, shape: tensor.shape) }
+        try embeddingTensors(config).forEach(check)
+        for l in 0..<config.layerCount { try layerTensors(config, layer: l).forEach(check) }
+    }
+
+    /// "bert." for BertForMaskedLM-style checkpoints, else "".
+    private static func prefix(of source: TensorSource) -> String {
+        source.shape(of: "bert.embeddings.word_embeddings.weight") != nil ? "bert." : ""
+    }
+
     /// Fills every parameter from `source`, whose names may carry a `bert.` prefix
     /// (BertForMaskedLM-style checkpoints); shapes must match exactly.
     public func load(from source: TensorSource) throws {
-        let prefix = source.shape(of: "bert.embeddings.word_embeddings.weight") != nil ? "bert." : ""
+        try Self.checkTensors(config, in: source)
+        try read(from: source)
+    }
+
+    /// Reads every parameter from `source`, its tensors already checked.
+    private func read(from source: TensorSource) throws {
+        let prefix = Self.prefix(of: source)
         for d in destinations {
-            let name = prefix + d.name
-            guard let shape = source.shape(of: name) else { throw LoadError.missingTensor(file: source.origin, tensor: name) }
-            guard shape == d.shape else {
-                throw LoadError.shapeMismatch(file: source.origin, tensor: name, expected: d.shape, found: shape)
-            }
-            try source.read(name, into: UnsafeMutableBufferPointer(start: d.pointer.base, count: shape.reduce(1, *)))
+            try source.read(prefix + d.name, into: UnsafeMutableBufferPointer(start: d.pointer.base, count: d.shape.reduce(1, *)))
         }
     }
 

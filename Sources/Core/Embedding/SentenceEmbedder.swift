@@ -34,8 +34,7 @@ public struct SentenceEmbedder: Sendable {
                 file: "sentence_bert_config.json",
                 reason: "max_seq_length \(settings.maxSequenceLength) exceeds max_position_embeddings \(config.maxPositions)")
         }
-        let weights = BertWeights(config: config)
-        try weights.load(from: try SafetensorsFile(url: directory.appendingPathComponent("model.safetensors")))
+        let weights = try BertWeights.load(config, from: try SafetensorsFile(url: directory.appendingPathComponent("model.safetensors")))
         return SentenceEmbedder(
             tokenizer: tokenizer, encoder: BertEncoder(config: config, weights: weights),
             maxSequenceLength: settings.maxSequenceLength)

@@ -119,4 +119,13 @@ import Trial
             try BertWeights(config: config).load(from: try write(reshaping: misshapen))
         }
     }
+
+    @Test func configurationSizesAreCheckedBeforeAnythingIsSizedFromThem() throws {
+        // Sizes whose products overflow: refused by field, not trapped on in the weights' layout.
+        let wide = Self.refusal(try Self.directory(editing: "config.json") { $0["hidden_size"] = 1 << 62; $0["num_attention_heads"] = 4 })
+        #expect(wide.contains("config.json") && wide.contains("invalid vocab_size") && wide.contains("overflows"), "\(wide)")
+        // A hundred million layers: refused at the first the file lacks, before a plan or an arena is made for them.
+        let deep = Self.refusal(try Self.directory(editing: "config.json") { $0["num_hidden_layers"] = 100_000_000 })
+        #expect(deep.contains("model.safetensors") && deep.contains("encoder.layer.6.") && deep.contains("missing"), "\(deep)")
+    }
 }
