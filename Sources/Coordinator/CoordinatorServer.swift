@@ -34,9 +34,10 @@ public final class CoordinatorServer {
     /// `factsweep retry` / `cancel` reach the running coordinator here; nil without a run directory.
     private var control: ControlChannel?
     /// What the coordinator keeps beside the run database: the delivery ledger and what it knows of its
-    /// workers. Taken before each write and each message, and put back when the write does not commit or
-    /// the message fails, so that memory never runs ahead of the file: no resend taken for a duplicate of
-    /// a result that was rolled back, no worker or assign the database never kept.
+    /// workers. Taken before each write (one copy per batch, not per message: a worker's state is copied
+    /// only when the batch changes it), and put back when the write does not commit, so that memory never
+    /// runs ahead of the file: no resend taken for a duplicate of a result that was rolled back, no worker
+    /// or assign the database never kept.
     private struct Memory {
         var ledger: DeliveryLedger
         var workers: [String: WorkerState]
@@ -217,54 +218,87 @@ public final class CoordinatorServer {
     /// before it is on disk, and a burst of messages costs one commit. Returns whether a trial reached its
     /// final state.
     private func serveBatch(waitingUpTo timeout: Duration) throws -> Bool {
-        guard var next = try endpoint.receive(timeout: timeout) else { return false }
+        guard let first = try endpoint.receive(timeout: timeout) else { return false }
         let endedBefore = meter.trialsEnded
-        try committing { transaction in
-            let deadline = ContinuousClock.now + Self.batchTime
-            var count = 0
-            while true {
-                let receivedAt = ContinuousClock.now
-                switch next.message {
-                case let .success(message):
-                    meter.received(message.type.description)
-                    try handleAlone(message, from: next.peer, user: next.user, receivedAt: receivedAt, in: transaction)
-                case .failure:
-                    meter.received("rejected")  // counted, logged and answered by the endpoint
+        var batch = [Arrival(first, at: .now)]
+        meter.received(batch[0].label)
+        // Messages whose handling failed short of storage (a database constraint, a case no rule foresaw),
+        // by their place in the batch, with the refusal to send.
+        var failed: [Int: String] = [:]
+        while true {
+            do {
+                try committing { transaction in
+                    let deadline = ContinuousClock.now + Self.batchTime
+                    var index = 0
+                    while true {
+                        let next = batch[index]
+                        if let refusal = failed[index] {
+                            refuse(next.peer, .unhandled, refusal)
+                        } else if case let .success(message) = next.message {
+                            try handleOne(message, next, index: index, in: transaction)
+                        }  // a failure was counted, logged and answered by the endpoint
+                        index += 1
+                        if index < batch.count { continue }  // again, after a failure undid the batch
+                        if case .success(.ready) = next.message { break }
+                        guard index < Self.batchLimit, ContinuousClock.now < deadline,
+                              let more = try endpoint.receive(timeout: .zero) else { break }
+                        batch.append(Arrival(more, at: .now))
+                        meter.received(batch[index].label)
+                    }
+                    meter.batch(batch.count)
                 }
-                count += 1
-                if case .success(.ready) = next.message { break }
-                guard count < Self.batchLimit, ContinuousClock.now < deadline,
-                      let more = try endpoint.receive(timeout: .zero) else { break }
-                next = more
+                return meter.trialsEnded != endedBefore
+            } catch let failure as MessageFailure {
+                // `committing` rolled the batch back and put the memory back: the batch runs again, from its
+                // first message, with this one refused. Each round refuses one more, so it ends.
+                let arrival = batch[failure.index]
+                logger.error("a message could not be handled; its batch is applied again without it", metadata: [
+                    "worker": "\(peerWorkers[arrival.peer] ?? arrival.peer.description)", "type": "\(failure.type)",
+                    "error": "\(failure.error)"])
+                failed[failure.index] = "\(Message.ErrorReply.helloRequired): the coordinator could not apply \(failure.type) "
+                    + "(\(failure.error)); say hello again and resend what is unacknowledged"
             }
-            meter.batch(count)
         }
-        return meter.trialsEnded != endedBefore
     }
 
-    /// Handles one message of a batch as a savepoint of its own. A write the store refused because of what
-    /// the peer sent is answered and the message's other writes kept. Any other failure short of storage
-    /// (a case no rule foresaw) undoes the message whole — its writes, what it changed in memory and what it
-    /// would have sent — and refuses it: one message never ends the sweep. Storage failures end the batch
-    /// (`pause`).
-    private func handleAlone(_ message: Message, from peer: PeerID, user: String?, receivedAt: ContinuousClock.Instant,
-                             in transaction: RunTransaction) throws {
-        let before = memory, sent = outgoing.count
+    /// A message as it arrived, kept while its batch is open, since a failure runs the batch again.
+    private struct Arrival {
+        var peer: PeerID
+        var user: String?
+        var message: Result<Message, ProtocolError>
+        var receivedAt: ContinuousClock.Instant
+
+        init(_ received: (peer: PeerID, user: String?, message: Result<Message, ProtocolError>), at receivedAt: ContinuousClock.Instant) {
+            (peer, user, message, self.receivedAt) = (received.peer, received.user, received.message, receivedAt)
+        }
+
+        /// The statistics' name for it: its type, or `rejected` (unreadable).
+        var label: String {
+            if case let .success(message) = message { message.type.description } else { "rejected" }
+        }
+    }
+
+    /// A message of a batch whose handling failed short of storage and of the peer-caused refusals.
+    private struct MessageFailure: Error {
+        var index: Int
+        var type: MessageType
+        var error: any Error
+    }
+
+    /// Handles one message of a batch. A write the store refused because of what the peer sent is answered,
+    /// and the message's other writes are kept (each store operation is a savepoint of its own). Storage
+    /// failures end the batch (`pause`). Any other failure — a case no rule foresaw — is a `MessageFailure`:
+    /// the batch is rolled back, memory and all (`committing`), and applied again without this message,
+    /// which is refused with `hello required`, so that its worker says hello again and resends what it
+    /// holds unacknowledged (at most once a heartbeat interval). One message never ends the sweep, and no
+    /// other message of its batch is lost with it.
+    private func handleOne(_ message: Message, _ arrival: Arrival, index: Int, in transaction: RunTransaction) throws {
         do {
-            try transaction.atomically {
-                do {
-                    try handle(message, from: peer, user: user, receivedAt: receivedAt, in: transaction)
-                } catch let error as RunStoreError where error.isCausedByPeer {
-                    // The store undid the operation alone (a savepoint of its own); the message's others stay.
-                    refuse(peer, .refusedWrite, "\(message.type) refused: \(error)")
-                }
-            }
+            try handle(message, from: arrival.peer, user: arrival.user, receivedAt: arrival.receivedAt, in: transaction)
+        } catch let error as RunStoreError where error.isCausedByPeer {
+            refuse(arrival.peer, .refusedWrite, "\(message.type) refused: \(error)")
         } catch where !RunStore.isStorageFailure(error) {
-            memory = before
-            outgoing.removeSubrange(sent...)
-            logger.error("a message could not be handled; undone and refused", metadata: [
-                "worker": "\(peerWorkers[peer] ?? peer.description)", "type": "\(message.type)", "error": "\(error)"])
-            refuse(peer, .unhandled, "\(message.type) refused: the coordinator could not apply it: \(error)")
+            throw MessageFailure(index: index, type: message.type, error: error)
         }
     }
 
@@ -303,7 +337,8 @@ public final class CoordinatorServer {
         var told = Set(workers.values.map(\.peer.description))
         var late = 0
         while ContinuousClock.now < deadline {
-            guard let next = try? endpoint.receive(timeout: deadline - .now) else { continue }
+            // A message no key authenticated is not a worker of ours: nothing to tell it.
+            guard let next = try? endpoint.receive(timeout: deadline - .now), next.message != .failure(.unauthenticated) else { continue }
             // Once more to anyone who speaks, however often it speaks (a heartbeat every interval).
             if told.insert(next.peer.description).inserted { late += 1 }
             try? send(shutdown, to: next.peer)

@@ -35,18 +35,6 @@ public struct RunTransaction {
         return result
     }
 
-    /// Runs `body`, several operations, as one savepoint: all of what it writes is kept, or, when it
-    /// throws, none of it, and the rest of the batch goes on. The coordinator runs each message so.
-    public func atomically<T>(_ body: () throws -> T) throws -> T {
-        var result: T?
-        try db.inSavepoint {
-            result = try body()
-            return .commit
-        }
-        guard let result else { throw DatabaseError(resultCode: .SQLITE_MISUSE, message: "a savepoint body did not run") }
-        return result
-    }
-
     /// The lease end of an attempt heard from at `now`.
     func leaseEnd(from now: Date) -> Date { store.leaseEnd(from: now) }
 }
