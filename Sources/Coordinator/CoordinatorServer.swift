@@ -456,7 +456,7 @@ public final class CoordinatorServer {
         case let .progress(p):
             guard let (workerID, session) = sender(peer, user),
                   try mayReport(p.trial, p.attempt, epoch: p.report.epoch, workerID, peer, p.messageID, in: transaction) else { return }
-            if firstDelivery(p.messageID, from: workerID, session: session) {
+            if ledger.firstDelivery(of: p.messageID, from: workerID, session: session) {
                 // The evaluation's answers are recorded with the epoch.
                 let write = try transaction.recordEpoch(p.trial, attemptID: p.attempt, report: p.report)
                 guard try settle(write, p.messageID, trial: p.trial, attempt: p.attempt, peer: peer, workerID: workerID,
@@ -478,7 +478,7 @@ public final class CoordinatorServer {
                 refuse(peer, .checkpointOutsideRun, "checkpoint of trial \(c.trial) refused: \(problem)")
                 return try send(.ack(.init(messageIDs: [c.messageID])), to: peer)
             }
-            if firstDelivery(c.messageID, from: workerID, session: session) {
+            if ledger.firstDelivery(of: c.messageID, from: workerID, session: session) {
                 let previous = try transaction.checkpointEpoch(of: c.trial)
                 let write = try transaction.recordCheckpoint(c.trial, attemptID: c.attempt, checkpoint: c.checkpoint)
                 guard try settle(write, c.messageID, trial: c.trial, attempt: c.attempt, peer: peer, workerID: workerID,
@@ -495,7 +495,7 @@ public final class CoordinatorServer {
             guard let (workerID, session) = sender(peer, user),
                   try mayReport(d.trial, d.attempt, epoch: d.summary.epochs, workerID, peer, d.messageID, in: transaction)
             else { return }
-            if firstDelivery(d.messageID, from: workerID, session: session) {
+            if ledger.firstDelivery(of: d.messageID, from: workerID, session: session) {
                 let summary = try TrialJSON.encoder().encode(d.summary)
                 let write = try transaction.finishTrial(d.trial, attemptID: d.attempt,
                                                         result: d.summary.outcome == .diverged ? .diverged : .done,
@@ -511,7 +511,7 @@ public final class CoordinatorServer {
         case let .failed(f):
             guard let (workerID, session) = sender(peer, user),
                   try mayReport(f.trial, f.attempt, epoch: nil, workerID, peer, f.messageID, in: transaction) else { return }
-            if firstDelivery(f.messageID, from: workerID, session: session) {
+            if ledger.firstDelivery(of: f.messageID, from: workerID, session: session) {
                 // A resume checkpoint whose file holds another epoch: forget it, so the next attempt starts afresh.
                 if let epoch = f.refusedCheckpoint { try transaction.discardCheckpoint(f.trial, attemptID: f.attempt, epoch: epoch) }
                 // Only the narrowing is trusted: `permanent` fails the trial now, and an attempt that says it
@@ -728,11 +728,6 @@ public final class CoordinatorServer {
                                   trial: trial, attempt: attempt, expectedEpoch: expected)), to: peer)
             return false
         }
-    }
-
-    /// The ledger's first-delivery check (put back with the memory if its batch does not commit).
-    private func firstDelivery(_ id: MessageID, from workerID: String, session: String) -> Bool {
-        ledger.firstDelivery(of: id, from: workerID, session: session)
     }
 
     /// The worker id a message's connection said hello as, once it is checked to come from that worker's

@@ -151,7 +151,7 @@ public final class GGUFFile: Sendable {
             }
             tensors.append(GGUFTensorInfo(name: t.name, dimensions: t.dims, type: t.type, offset: start, byteCount: t.bytes))
         }
-        try Self.refuseOverlaps(tensors, file: file)
+        try refuseOverlappingData(tensors, file: file)
 
         self.url = URL(fileURLWithPath: file)
         self.version = version
@@ -198,19 +198,6 @@ public final class GGUFFile: Sendable {
             into: base, sourceRow: sourceRow)
         // Converted: its file pages need not stay in memory beside the copy.
         mapping.release(tensor.offset..<(tensor.offset + tensor.byteCount))
-    }
-
-    /// Refuses two tensors sharing bytes: each is converted into memory of its
-    /// own, so many tensors spanning the whole file would need many times its
-    /// size. llama.cpp writes each tensor after the one before.
-    private static func refuseOverlaps(_ tensors: [GGUFTensorInfo], file: String) throws {
-        let sorted = tensors.sorted { ($0.offset, $0.name) < ($1.offset, $1.name) }
-        for (previous, tensor) in zip(sorted, sorted.dropFirst()) where tensor.offset < previous.offset + previous.byteCount {
-            throw LoadError.malformed(
-                file: file,
-                reason: "tensors \(previous.name) and \(tensor.name) overlap (bytes \(previous.offset)..<\(previous.offset + previous.byteCount) "
-                    + "and \(tensor.offset)..<\(tensor.offset + tensor.byteCount))")
-        }
     }
 
     // MARK: Parsing

@@ -81,7 +81,7 @@ public final class SafetensorsFile: TensorSource {
             tensors.append(try Self.parseEntry(name: name, entry: entry, file: file, dataStart: dataStart, dataSize: dataSize))
         }
         tensors.sort { ($0.offset, $0.name) < ($1.offset, $1.name) }
-        try Self.refuseOverlaps(tensors, file: file)
+        try refuseOverlappingData(tensors, file: file)
 
         self.url = URL(fileURLWithPath: file)
         self.metadata = metadata
@@ -125,20 +125,6 @@ public final class SafetensorsFile: TensorSource {
             throw bad("shape \(shape) of \(dtypeName) needs \(needed) bytes but data_offsets span \(byteCount)")
         }
         return SafetensorsTensorInfo(name: name, dtype: dtype, shape: shape, offset: dataStart + offsets[0], byteCount: byteCount)
-    }
-
-    /// Refuses two tensors sharing bytes (`sorted` by offset): each would be
-    /// converted into memory of its own, so a few thousand entries spanning
-    /// the whole file would need thousands of times its size.
-    private static func refuseOverlaps(_ sorted: [SafetensorsTensorInfo], file: String) throws {
-        var previous: SafetensorsTensorInfo?
-        for tensor in sorted where tensor.byteCount > 0 {
-            if let previous, tensor.offset < previous.offset + previous.byteCount {
-                throw LoadError.malformed(
-                    file: file, reason: "tensors \(previous.name) and \(tensor.name) overlap (their data_offsets share bytes)")
-            }
-            previous = tensor
-        }
     }
 
     /// The info of tensor `name`.
