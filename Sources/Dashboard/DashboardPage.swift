@@ -1,7 +1,9 @@
 // DashboardPage: the live dashboard's single page — plain HTML, CSS and
 // JavaScript in Swift strings, nothing loaded from elsewhere. The server puts
 // the first state in the page; the script renders it and then polls
-// `/api/state` every two seconds. One column on a phone, a grid on a desktop.
+// `/api/state` every two seconds, with the trials filter the user typed (the
+// server lists at most `DashboardReader.trialRowLimit` trials). One column on a
+// phone, a grid on a desktop.
 import Foundation
 
 enum DashboardPage {
@@ -56,7 +58,8 @@ enum DashboardPage {
         .state.done { background: #d9f2e6; } .state.running { background: #dcebf7; } .state.pending { background: #eee; }
         .state.failed, .state.diverged { background: #fbe1d6; } .state.stale, .state.cancelled, .state.stopped, .state.paused { background: #f6ecd2; }
         td.text { white-space: normal; min-width: 12em; }
-        select { font: inherit; padding: 2px 4px; }
+        select, input { font: inherit; padding: 2px 4px; }
+        #trial-filter { width: min(100%, 26em); }
         #connection.lost { color: #b34700; font-weight: 600; }
         @media (max-width: 600px) {
           header, main { padding: 8px 10px; }
@@ -100,6 +103,9 @@ enum DashboardPage {
           </tr></thead><tbody></tbody></table></div>
           <h2>Trials</h2>
           <p class="muted">Select a trial to see its answers at each evaluation.</p>
+          <p><label>Filter <input id="trial-filter" type="search" maxlength="200" autocomplete="off"
+            placeholder="words of key, condition, method or state"></label>
+            <span class="muted" id="trials-shown"></span></p>
           <div class="scroll"><table id="trials"><thead><tr></tr></thead><tbody></tbody></table></div>
           <section id="answers-section" hidden>
             <h2>Answers of <span id="answers-trial"></span></h2>
@@ -121,6 +127,11 @@ enum DashboardPage {
         let selectedTrial = null;
         let answers = null;
         let lastCharts = {};
+        // The trials filter, kept in the address so that a reload or a shared link keeps it.
+        let filter = new URLSearchParams(location.search).get("filter") || "";
+        let timer = null;
+        let polling = false;
+        let pollAgain = false;
 
         function byId(id) { return document.getElementById(id); }
         function setText(id, text) { const e = byId(id); if (e.textContent !== text) e.textContent = text; }
@@ -244,7 +255,14 @@ enum DashboardPage {
                          : (run.etaIsUpperBound && run.etaSeconds != null ? "≤ " + eta : eta));
           setText("workers-connected", String(run.connectedWorkers));
           renderCharts(state.charts);
-          renderTrials(state.trials);
+          // A state asked for before the filter last changed lists other trials: the next poll brings them.
+          if (state.filter === filter) {
+            renderTrials(state.trials);
+            const listed = state.trials.length;
+            const matching = filter ? state.trialsMatching + " of " + run.totalTrials + " trials match" : "";
+            const cut = listed < state.trialsMatching ? "the first " + listed + " of " + state.trialsMatching + " are listed" : "";
+            setText("trials-shown", [matching, cut].filter(t => t).join("; "));
+          }
           renderWorkers(state.workers);
         }
 
@@ -289,9 +307,13 @@ enum DashboardPage {
           loadAnswers().catch(() => {});
         }
 
+        function schedule(milliseconds) { clearTimeout(timer); timer = setTimeout(poll, milliseconds); }
+
         async function poll() {
+          if (polling) { pollAgain = true; return; }
+          polling = true;
           try {
-            const reply = await fetch("api/state", { cache: "no-store" });
+            const reply = await fetch("api/state?filter=" + encodeURIComponent(filter), { cache: "no-store" });
             if (!reply.ok) throw new Error("HTTP " + reply.status);
             render(await reply.json());
             setText("connection", "");
@@ -301,12 +323,22 @@ enum DashboardPage {
             setText("connection", "· connection lost, retrying");
             byId("connection").className = "lost";
           }
-          setTimeout(poll, pollMilliseconds);
+          polling = false;
+          schedule(pollAgain ? 0 : pollMilliseconds);
+          pollAgain = false;
         }
 
         byId("answers-epoch").addEventListener("change", renderAnswers);
+        byId("trial-filter").value = filter;
+        byId("trial-filter").addEventListener("input", event => {
+          filter = event.target.value;
+          const address = new URL(location.href);
+          if (filter) address.searchParams.set("filter", filter); else address.searchParams.delete("filter");
+          history.replaceState(null, "", address);
+          schedule(250);
+        });
         render(JSON.parse(byId("initial-state").textContent));
-        setTimeout(poll, pollMilliseconds);
+        schedule(pollMilliseconds);
 
         """
 }

@@ -8,10 +8,28 @@ import Report
 import Store
 
 /// Reads what the dashboard shows from a run database, never writing.
-public final class DashboardReader: Sendable {
+///
+/// A poll must stay cheap on a large sweep: at 100,000 trials of 10 epochs a
+/// poll read every row, decoded every trial's configuration, and sent all
+/// 100,000 trials to the page, 17 s and 27 MB each (docs/benchmarks.md, "Live
+/// dashboard at 100,000 trials"). So what comes from the run's rows (counts,
+/// charts, the trials' lines) is kept until another connection commits
+/// (`PRAGMA data_version`); trials' settings are decoded once each
+/// (`TrialSettingsCache`); and the page gets at most `trialRowLimit` trials,
+/// those its filter matches, with how many match.
+public final class DashboardReader: @unchecked Sendable {
     public let path: String
     private let queue: DatabaseQueue
     private let logger: Logger
+    private let settings = TrialSettingsCache()
+    /// Held for a whole state: a second poll waits for the first's rows rather than reading them again.
+    private let lock = NSLock()
+    private var rows: (dataVersion: Int64, rows: RunRows)?
+    /// Times the run's rows were read (not taken from `rows`): for the tests.
+    private(set) var rowReads = 0
+
+    /// Trials a state lists at most: the page renders every row at every poll.
+    public static let trialRowLimit = 500
 
     /// Opens `location` (a run directory or its run.db) read-only; refuses a missing file or one that is
     /// not a run database, naming it.
@@ -21,14 +39,65 @@ public final class DashboardReader: Sendable {
         self.logger = logger
     }
 
-    /// The run now: progress, charts, trials and workers.
-    public func state(now: Date = Date()) throws -> DashboardState {
-        let (snapshot, status, workers, heartbeats, recorded, refused) = try queue.read { db in
-            (try RunSnapshotReader.read(db, path: path, answers: false), try RunStatus.read(db, now: now), try WorkerListing.fetchAll(db),
-             try Self.heartbeatAges(db, now: now),
-             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM epoch_metrics WHERE epoch > 0") ?? 0,
-             try RunStore.refusedTrials(db, limit: nil).trials)
+    /// What a state takes from the run's rows alone, not from the time of the poll: kept while no other
+    /// connection commits.
+    struct RunRows {
+        var sweeps: [String]
+        var totalTrials: Int
+        var epochsRecorded: Int
+        var epochsPlanned: Int
+        var charts: [DashboardState.Chart]
+        var trials: [DashboardState.TrialRow]
+        /// Each trial's line and progress, for the workers' rows.
+        var lines: [String: (condition: String, lastEpoch: Int, plannedEpochs: Int)]
+    }
+
+    /// The run now: progress, charts, workers, and the first `limit` trials that `filter` matches (every
+    /// word of it, ignoring case, in the trial's key, line, method or status; all trials when empty).
+    public func state(now: Date = Date(), filter: String = "", limit: Int = trialRowLimit) throws -> DashboardState {
+        try lock.withLock {
+            // Read before the rows: rows read after it are at least as new, so an unchanged version means
+            // nothing was committed since they were read.
+            let version = try queue.read { db in try Int64.fetchOne(db, sql: "PRAGMA data_version") ?? 0 }
+            let (rows, status, workers, heartbeats) = try queue.read { db in
+                let rows = try self.rows.flatMap { $0.dataVersion == version ? $0.rows : nil } ?? runRows(db)
+                return (rows, try RunStatus.read(db, now: now), try WorkerListing.fetchAll(db), try Self.heartbeatAges(db, now: now))
+            }
+            self.rows = (version, rows)
+            let words = filter.lowercased().split(whereSeparator: \.isWhitespace).map(String.init)
+            let matching = words.isEmpty ? rows.trials : rows.trials.filter { Self.matches($0, words) }
+            let workerRows = workers.map { worker in
+                let line = worker.runningTrial.flatMap { rows.lines[$0] }
+                return DashboardState.WorkerRow(id: worker.id, host: worker.host, status: worker.status.rawValue,
+                                                trial: worker.runningTrial, condition: line?.condition,
+                                                epoch: line.map { min($0.lastEpoch + 1, $0.plannedEpochs) },
+                                                heartbeatAgeSeconds: heartbeats[worker.id])
+            }
+            var byStatus: [String: Int] = [:]
+            for (state, count) in status.trialsByStatus { byStatus[state.rawValue] = count }
+            let progress = DashboardState.RunProgress(
+                database: path, sweeps: rows.sweeps, trials: byStatus, totalTrials: rows.totalTrials,
+                epochsRecorded: rows.epochsRecorded, epochsPlanned: rows.epochsPlanned,
+                epochsPerHour: status.epochsPerHour, etaSeconds: status.estimatedSecondsRemaining,
+                etaIsUpperBound: status.estimateIsUpperBound, connectedWorkers: status.connectedWorkers)
+            return DashboardState(readAt: ISO8601DateFormatter().string(from: now), run: progress, charts: rows.charts,
+                                  trials: Array(matching.prefix(max(0, limit))), trialsMatching: matching.count,
+                                  filter: filter, workers: workerRows)
         }
+    }
+
+    /// Whether every one of `words` (lowercased) is in the trial's key, line, method or status.
+    static func matches(_ trial: DashboardState.TrialRow, _ words: [String]) -> Bool {
+        let fields = [trial.key, trial.condition.lowercased(), trial.method.lowercased(), trial.status]
+        return words.allSatisfy { word in fields.contains { $0.contains(word) } }
+    }
+
+    /// Reads the run's rows and makes what the state takes from them.
+    private func runRows(_ db: Database) throws -> RunRows {
+        rowReads += 1
+        let snapshot = try RunSnapshotReader.read(db, path: path, answers: false, settings: settings)
+        let recorded = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM epoch_metrics WHERE epoch > 0") ?? 0
+        let refused = try RunStore.refusedTrials(db, limit: nil).trials
         let waiting = Dictionary(refused.map { ($0.trial, Self.waiting($0)) }, uniquingKeysWith: { first, _ in first })
         let aggregates = ConditionAggregate.all(in: snapshot)
         // Trials and workers are shown under their chart line: the condition, and what sets it apart under a grid axis.
@@ -49,23 +118,13 @@ public final class DashboardReader: Sendable {
                 decision: trial.stopping.map { "\($0.rule) rule at epoch \($0.epoch): \($0.reason)" },
                 waiting: waiting[trial.key])
         }
-        let trialsByKey = Dictionary(snapshot.trials.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
-        let workerRows = workers.map { worker in
-            let trial = worker.runningTrial.flatMap { trialsByKey[$0] }
-            return DashboardState.WorkerRow(id: worker.id, host: worker.host, status: worker.status.rawValue,
-                                            trial: worker.runningTrial, condition: trial.map { lines[$0.key] ?? $0.condition },
-                                            epoch: trial.map { min($0.lastEpoch + 1, $0.plannedEpochs) },
-                                            heartbeatAgeSeconds: heartbeats[worker.id])
+        var progress: [String: (condition: String, lastEpoch: Int, plannedEpochs: Int)] = [:]
+        for trial in snapshot.trials where progress[trial.key] == nil {
+            progress[trial.key] = (lines[trial.key] ?? trial.condition, trial.lastEpoch, trial.plannedEpochs)
         }
-        var byStatus: [String: Int] = [:]
-        for (state, count) in status.trialsByStatus { byStatus[state.rawValue] = count }
-        let progress = DashboardState.RunProgress(
-            database: path, sweeps: snapshot.sweepNames, trials: byStatus, totalTrials: snapshot.trials.count,
-            epochsRecorded: recorded, epochsPlanned: snapshot.trials.map(\.plannedEpochs).reduce(0, +),
-            epochsPerHour: status.epochsPerHour, etaSeconds: status.estimatedSecondsRemaining,
-            etaIsUpperBound: status.estimateIsUpperBound, connectedWorkers: status.connectedWorkers)
-        return DashboardState(readAt: ISO8601DateFormatter().string(from: now), run: progress, charts: charts,
-                              trials: trials, workers: workerRows)
+        return RunRows(sweeps: snapshot.sweepNames, totalTrials: snapshot.trials.count, epochsRecorded: recorded,
+                       epochsPlanned: snapshot.trials.map(\.plannedEpochs).reduce(0, +), charts: charts, trials: trials,
+                       lines: progress)
     }
 
     /// Every evaluation of trial `key` with its answers; nil for a trial the run does not hold.

@@ -69,13 +69,15 @@ public enum DashboardServer {
     static func routes(_ reader: DashboardReader, loopbackHostsOnly: Bool, logger: Logger) -> Router<BasicRequestContext> {
         let router = Router()
         if loopbackHostsOnly { router.add(middleware: LoopbackHostOnly()) }
-        router.get("/") { _, _ in
+        router.get("/") { request, _ in
+            guard let filter = trialFilter(request) else { return filterTooLong }
             // The first state is in the page, so it shows the run before its first poll.
-            let state = try reader.state()
+            let state = try reader.state(filter: filter)
             return response(DashboardPage.html(initialState: try DashboardPage.json(state)), type: "text/html; charset=utf-8")
         }
-        router.get("/api/state") { _, _ in
-            do { return response(try DashboardPage.json(try reader.state()), type: "application/json") } catch {
+        router.get("/api/state") { request, _ in
+            guard let filter = trialFilter(request) else { return filterTooLong }
+            do { return response(try DashboardPage.json(try reader.state(filter: filter)), type: "application/json") } catch {
                 logger.warning("cannot read the run database", metadata: ["error": "\(error)"])
                 return response(Data(#"{"error":"cannot read the run database"}"#.utf8), type: "application/json",
                                 status: .serviceUnavailable)
@@ -89,6 +91,20 @@ public enum DashboardServer {
             return response(try DashboardPage.json(answers), type: "application/json")
         }
         return router
+    }
+
+    /// The longest trial filter a request may give, in bytes: every poll matches it against every trial.
+    static let maximumFilterBytes = 200
+
+    /// The request's `filter` query parameter (empty when absent); nil when longer than `maximumFilterBytes`.
+    static func trialFilter(_ request: Request) -> String? {
+        let filter = request.uri.queryParameters.get("filter") ?? ""
+        return filter.utf8.count <= maximumFilterBytes ? filter : nil
+    }
+
+    static var filterTooLong: Response {
+        response(Data(#"{"error":"the filter is longer than \#(maximumFilterBytes) bytes"}"#.utf8), type: "application/json",
+                 status: .badRequest)
     }
 
     private static func response(_ body: Data, type: String, status: HTTPResponse.Status = .ok) -> Response {

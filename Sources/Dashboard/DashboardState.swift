@@ -10,7 +10,12 @@ public struct DashboardState: Codable, Sendable, Equatable {
     public var run: RunProgress
     /// The report's three figures, for the sweep so far.
     public var charts: [Chart]
+    /// The first `DashboardReader.trialRowLimit` trials (in the order the sweeps added them) that `filter` matches.
     public var trials: [TrialRow]
+    /// How many trials `filter` matches, listed or not.
+    public var trialsMatching: Int
+    /// The words a trial's key, line, method or status must each contain; empty: every trial.
+    public var filter: String
     public var workers: [WorkerRow]
 
     /// Counts, throughput and the estimate of what is left.

@@ -2,11 +2,14 @@
 // running simulated sweep started by `factsweep run --simulate --serve`: the
 // page loads with no console output at all (errors, CSP refusals, failed
 // loads), and the epochs counter it shows grows while epochs land — at a
-// phone width and at a desktop width. Fails, never skips, without chromium.
+// phone width and at a desktop width; a run of more trials than the page lists
+// shows the first and says so, and a filter in the address finds the others.
+// Fails, never skips, without chromium.
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import GRDB
 import Testing
 import TestSupport
 
@@ -120,6 +123,54 @@ import TestSupport
         #expect(row.contains("refused by w1, old2: old2 does not read training.future"), "\(row.prefix(2000))")
         let table = try #require(page.dom.range(of: "id=\"trials\"").map { page.dom[$0.upperBound...].components(separatedBy: "</table>")[0] })
         #expect(table.components(separatedBy: "refused by ").count == 2, "\(table.prefix(4000))")
+    }
+
+    /// A run of more trials than the page lists: the table holds `trialRowLimit` rows and says so; a
+    /// filter in the address lists the trials it matches and counts them.
+    @Test func aLargeRunListsTheFirstTrialsAndAFilterFindsOthers() throws {
+        _ = try Self.chromium()
+        let dir = try TemporaryDirectory()
+        let path = try SyntheticStudy.write(in: dir)
+        // 600 more trials, copies of the first under other keys and seeds.
+        try DatabaseQueue(path: path).write { db in
+            try db.execute(sql: """
+                WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 600)
+                INSERT INTO trials (key, sweep_id, condition, config, model, method, rank, alpha, lr, epochs, seed, batch_size,
+                                    retry_limit, created_at, updated_at)
+                SELECT 'copy-' || i, sweep_id, condition, json_set(config, '$.training.seed', 100 + i), model, method, rank, alpha,
+                       lr, epochs, 100 + i, batch_size, retry_limit, created_at, updated_at
+                FROM trials, n WHERE key = (SELECT key FROM trials ORDER BY rowid LIMIT 1)
+                """)
+        }
+        let server = try FactSweepChild(["serve", dir.url.path, "--port", "0"], log: dir.file("serve.log"))
+        defer { server.stop() }
+        #expect(server.waitForOutput("dashboard: http://127.0.0.1:", seconds: 30), "\(server.output)")
+        let line = try #require(server.output.split(separator: "\n").first { $0.hasPrefix("dashboard: ") })
+        let url = try #require(URL(string: String(line.dropFirst("dashboard: ".count))))
+        let rows = { (dom: String) in dom.components(separatedBy: "<tr class=\"trial").count - 1 }
+
+        let page = try Self.load(url, width: 1280)
+        #expect(page.console.isEmpty, "\(page.console)")
+        #expect(rows(page.dom) == 500, "\(page.dom.prefix(3000))")
+        #expect(Self.text(of: "trials-shown", in: page.dom) == "the first 500 of 610 are listed")
+        #expect(Self.text(of: "trials-total", in: page.dom) == "610")
+
+        var filtered = try #require(URLComponents(url: url, resolvingAgainstBaseURL: false))
+        filtered.queryItems = [URLQueryItem(name: "filter", value: "copy-59")]
+        let found = try Self.load(try #require(filtered.url), width: 1280)
+        #expect(found.console.isEmpty, "\(found.console)")
+        // copy-59 and copy-590 … copy-599.
+        #expect(rows(found.dom) == 11 && found.dom.contains("data-key=\"copy-599\""), "\(found.dom.prefix(3000))")
+        #expect(Self.text(of: "trials-shown", in: found.dom) == "11 of 610 trials match")
+
+        // The endpoint itself: the same filter, and one too long to run at every poll.
+        filtered.path = "/api/state"
+        let state = try Self.get(try #require(filtered.url))
+        let object = try #require(try JSONSerialization.jsonObject(with: state.body) as? [String: Any])
+        #expect(state.status == 200 && object["trialsMatching"] as? Int == 11 && object["filter"] as? String == "copy-59")
+        filtered.queryItems = [URLQueryItem(name: "filter", value: String(repeating: "x", count: 201))]
+        let refused = try Self.get(try #require(filtered.url))
+        #expect(refused.status == 400 && String(decoding: refused.body, as: UTF8.self).contains("200 bytes"))
     }
 }
 

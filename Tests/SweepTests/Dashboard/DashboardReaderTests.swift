@@ -179,6 +179,62 @@ import Trial
         return (refused, counted)
     }
 
+    /// A state lists at most `limit` trials, in the order the sweep added them, and says how many match.
+    @Test func aStateListsAtMostTheLimitAndCountsTheRest() throws {
+        let folder = try TemporaryDirectory()
+        try SyntheticStudy.write(in: folder)
+        let reader = try DashboardReader(location: folder.url.path, logger: logger)
+        let all = try reader.state()
+        #expect(all.trials.count == 10 && all.trialsMatching == 10 && all.filter.isEmpty)
+        let cut = try reader.state(limit: 3)
+        #expect(cut.trials.map(\.key) == all.trials.prefix(3).map(\.key) && cut.trialsMatching == 10)
+        #expect(cut.run.totalTrials == 10, "the counts are the run's, not the list's")
+        #expect(DashboardReader.trialRowLimit == 500)
+    }
+
+    /// Every word of the filter must be in the trial's key, line, method or status, ignoring case.
+    @Test func theFilterMatchesEveryWordInKeyLineMethodOrStatus() throws {
+        let folder = try TemporaryDirectory()
+        try SyntheticStudy.write(in: folder)
+        let reader = try DashboardReader(location: folder.url.path, logger: logger)
+        let all = try reader.state().trials
+        let running = try reader.state(filter: "running")
+        #expect(running.trials.count == 2 && running.trials.allSatisfy { $0.status == "running" } && running.trialsMatching == 2)
+        #expect(running.filter == "running")
+        #expect(try reader.state(filter: "  QLoRA   RUNNING ").trials.map(\.key) == running.trials.map(\.key))
+        let qloraDone = try reader.state(filter: "qlora done").trials
+        #expect(qloraDone.map(\.key) == all.filter { $0.condition.hasPrefix("qlora") && $0.status == "done" }.map(\.key))
+        #expect(try reader.state(filter: "lora-r4-s1").trials.map(\.key) == ["lora-r4-s1"])
+        #expect(try reader.state(filter: "ia3").trials.allSatisfy { $0.method == "ia3" })
+        let none = try reader.state(filter: "running lora-r4")
+        #expect(none.trials.isEmpty && none.trialsMatching == 0)
+        let cut = try reader.state(filter: "done", limit: 2)
+        #expect(cut.trials.count == 2 && cut.trialsMatching == 8)
+    }
+
+    /// The run's rows are read again only once another connection has committed; until then a poll takes
+    /// them from the last read, and after it shows the change.
+    @Test func rowsAreReadAgainOnlyAfterAnotherConnectionCommits() throws {
+        let folder = try TemporaryDirectory()
+        let path = try SyntheticStudy.write(in: folder)
+        let reader = try DashboardReader(location: folder.url.path, logger: logger)
+        let first = try reader.state()
+        _ = try reader.state(filter: "running")
+        let again = try reader.state()
+        #expect(reader.rowReads == 1)
+        #expect(again.trials == first.trials && again.charts == first.charts)
+        let key = try #require(first.trials.first { $0.status == "running" }?.key)
+        try DatabaseQueue(path: path).write { db in
+            try db.execute(sql: "UPDATE trials SET status = 'failed' WHERE key = ?", arguments: [key])
+        }
+        let changed = try reader.state()
+        #expect(reader.rowReads == 2)
+        #expect(changed.trials.first { $0.key == key }?.status == "failed")
+        #expect(changed.run.trials["failed"] == 1 && changed.run.trials["running"] == 1)
+        _ = try reader.state()
+        #expect(reader.rowReads == 2)
+    }
+
     @Test func nonLoopbackNeedsSayingSo() throws {
         #expect(["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]", "127.255.255.254"].allSatisfy(DashboardServer.isLoopback))
         #expect(!["0.0.0.0", "192.168.1.5", "::", "example.org", "127.example.org", "127.0.0.1.example.org", "128.0.0.1", ""]
