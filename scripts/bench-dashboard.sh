@@ -7,7 +7,7 @@
 # committed, and a filtered one — and the server's resident memory
 # (docs/benchmarks.md, "Live dashboard at 100,000 trials").
 #
-# Usage: scripts/bench-dashboard.sh [TRIALS] [EPOCHS]   (defaults 100000, 10)
+# Usage: scripts/bench-dashboard.sh [TRIALS] [EPOCHS]   (defaults 100000, 10; an odd TRIALS is made even)
 # Needs: a release build (.build/release/factsweep), python3, curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,7 @@ out, trials, epochs, data = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys
 print(json.dumps({"name": "dashboard", "model": f"{out}/placeholder.gguf", "data": data,
                   "defaults": {"epochs": epochs, "eval_every": 1, "checkpoint_every": 1},
                   "conditions": [{"name": "lora", "method": "lora"}, {"name": "ia3", "method": "ia3"}],
-                  "grid": {"seed": list(range(trials // 2))}}))
+                  "grid": {"seed": list(range((trials + 1) // 2))}}))
 PY
 
 # The coordinator adds the trials, then stops before any worker connects.

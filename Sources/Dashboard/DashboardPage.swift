@@ -103,7 +103,7 @@ enum DashboardPage {
           </tr></thead><tbody></tbody></table></div>
           <h2>Trials</h2>
           <p class="muted">Select a trial to see its answers at each evaluation.</p>
-          <p><label>Filter <input id="trial-filter" type="search" maxlength="200" autocomplete="off"
+          <p><label>Filter <input id="trial-filter" type="search" maxlength="\(DashboardServer.maximumFilterLength)" autocomplete="off"
             placeholder="words of key, condition, method or state"></label>
             <span class="muted" id="trials-shown"></span></p>
           <div class="scroll"><table id="trials"><thead><tr></tr></thead><tbody></tbody></table></div>
@@ -312,10 +312,18 @@ enum DashboardPage {
         async function poll() {
           if (polling) { pollAgain = true; return; }
           polling = true;
+          // The filter this poll asks for: if it changes meanwhile, the next poll goes out at once.
+          const asked = filter;
           try {
-            const reply = await fetch("api/state?filter=" + encodeURIComponent(filter), { cache: "no-store" });
-            if (!reply.ok) throw new Error("HTTP " + reply.status);
-            render(await reply.json());
+            const reply = await fetch("api/state?filter=" + encodeURIComponent(asked), { cache: "no-store" });
+            if (reply.status === 400) {
+              // The server refused the filter (too long: a hand-made address); say so, and keep polling.
+              const problem = await reply.json();
+              setText("trials-shown", problem.error || "the filter was refused");
+            } else {
+              if (!reply.ok) throw new Error("HTTP " + reply.status);
+              render(await reply.json());
+            }
             setText("connection", "");
             byId("connection").className = "";
             if (selectedTrial) await loadAnswers();
@@ -324,7 +332,7 @@ enum DashboardPage {
             byId("connection").className = "lost";
           }
           polling = false;
-          schedule(pollAgain ? 0 : pollMilliseconds);
+          schedule(pollAgain || asked !== filter ? 0 : pollMilliseconds);
           pollAgain = false;
         }
 
@@ -332,9 +340,8 @@ enum DashboardPage {
         byId("trial-filter").value = filter;
         byId("trial-filter").addEventListener("input", event => {
           filter = event.target.value;
-          const address = new URL(location.href);
-          if (filter) address.searchParams.set("filter", filter); else address.searchParams.delete("filter");
-          history.replaceState(null, "", address);
+          // encodeURIComponent writes a space as %20: the server reads "+" as itself, as URLs mean it.
+          history.replaceState(null, "", location.pathname + (filter ? "?filter=" + encodeURIComponent(filter) : ""));
           schedule(250);
         });
         render(JSON.parse(byId("initial-state").textContent));

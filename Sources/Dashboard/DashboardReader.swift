@@ -1,6 +1,8 @@
 // DashboardReader: the dashboard's one read-only connection to run.db and the
 // reads behind each endpoint. Every read is one transaction, so a poll shows a
-// consistent moment of a running sweep; the coordinator stays the only writer.
+// consistent moment of a running sweep (what it keeps from an earlier poll is
+// kept only while nothing was committed since); the coordinator stays the only
+// writer.
 import Foundation
 import GRDB
 import Logging
@@ -25,8 +27,10 @@ public final class DashboardReader: @unchecked Sendable {
     /// Held for a whole state: a second poll waits for the first's rows rather than reading them again.
     private let lock = NSLock()
     private var rows: (dataVersion: Int64, rows: RunRows)?
-    /// Times the run's rows were read (not taken from `rows`): for the tests.
-    private(set) var rowReads = 0
+    /// Times the run's rows were read (not taken from `rows`).
+    private var rowReadCount = 0
+    /// Times the run's rows were read: for the tests.
+    var rowReads: Int { lock.withLock { rowReadCount } }
 
     /// Trials a state lists at most: the page renders every row at every poll.
     public static let trialRowLimit = 500
@@ -48,6 +52,8 @@ public final class DashboardReader: @unchecked Sendable {
         var epochsPlanned: Int
         var charts: [DashboardState.Chart]
         var trials: [DashboardState.TrialRow]
+        /// `searchText` of each of `trials`.
+        var searchText: [String]
         /// Each trial's line and progress, for the workers' rows.
         var lines: [String: (condition: String, lastEpoch: Int, plannedEpochs: Int)]
     }
@@ -56,16 +62,18 @@ public final class DashboardReader: @unchecked Sendable {
     /// word of it, ignoring case, in the trial's key, line, method or status; all trials when empty).
     public func state(now: Date = Date(), filter: String = "", limit: Int = trialRowLimit) throws -> DashboardState {
         try lock.withLock {
-            // Read before the rows: rows read after it are at least as new, so an unchanged version means
-            // nothing was committed since they were read.
-            let version = try queue.read { db in try Int64.fetchOne(db, sql: "PRAGMA data_version") ?? 0 }
-            let (rows, status, workers, heartbeats) = try queue.read { db in
+            // One transaction: the version is that of the moment it reads, so rows kept under the same
+            // version are the rows of this moment, and the whole state shows one moment of the run.
+            let (version, rows, status, workers, heartbeats) = try queue.read { db in
+                let version = try Int64.fetchOne(db, sql: "PRAGMA data_version") ?? 0
                 let rows = try self.rows.flatMap { $0.dataVersion == version ? $0.rows : nil } ?? runRows(db)
-                return (rows, try RunStatus.read(db, now: now), try WorkerListing.fetchAll(db), try Self.heartbeatAges(db, now: now))
+                return (version, rows, try RunStatus.read(db, now: now), try WorkerListing.fetchAll(db),
+                        try Self.heartbeatAges(db, now: now))
             }
             self.rows = (version, rows)
             let words = filter.lowercased().split(whereSeparator: \.isWhitespace).map(String.init)
-            let matching = words.isEmpty ? rows.trials : rows.trials.filter { Self.matches($0, words) }
+            let matching = words.isEmpty ? rows.trials
+                : zip(rows.trials, rows.searchText).filter { _, text in words.allSatisfy(text.contains) }.map(\.0)
             let workerRows = workers.map { worker in
                 let line = worker.runningTrial.flatMap { rows.lines[$0] }
                 return DashboardState.WorkerRow(id: worker.id, host: worker.host, status: worker.status.rawValue,
@@ -86,15 +94,15 @@ public final class DashboardReader: @unchecked Sendable {
         }
     }
 
-    /// Whether every one of `words` (lowercased) is in the trial's key, line, method or status.
-    static func matches(_ trial: DashboardState.TrialRow, _ words: [String]) -> Bool {
-        let fields = [trial.key, trial.condition.lowercased(), trial.method.lowercased(), trial.status]
-        return words.allSatisfy { word in fields.contains { $0.contains(word) } }
+    /// What a filter's words are looked for in: the trial's key, line, method and status, lowercased, one
+    /// per line (a word never holds a line break, so none matches across two).
+    static func searchText(_ trial: DashboardState.TrialRow) -> String {
+        [trial.key, trial.condition, trial.method, trial.status].joined(separator: "\n").lowercased()
     }
 
     /// Reads the run's rows and makes what the state takes from them.
     private func runRows(_ db: Database) throws -> RunRows {
-        rowReads += 1
+        rowReadCount += 1
         let snapshot = try RunSnapshotReader.read(db, path: path, answers: false, settings: settings)
         let recorded = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM epoch_metrics WHERE epoch > 0") ?? 0
         let refused = try RunStore.refusedTrials(db, limit: nil).trials
@@ -124,7 +132,7 @@ public final class DashboardReader: @unchecked Sendable {
         }
         return RunRows(sweeps: snapshot.sweepNames, totalTrials: snapshot.trials.count, epochsRecorded: recorded,
                        epochsPlanned: snapshot.trials.map(\.plannedEpochs).reduce(0, +), charts: charts, trials: trials,
-                       lines: progress)
+                       searchText: trials.map(Self.searchText), lines: progress)
     }
 
     /// Every evaluation of trial `key` with its answers; nil for a trial the run does not hold.

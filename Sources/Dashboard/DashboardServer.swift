@@ -70,9 +70,9 @@ public enum DashboardServer {
         let router = Router()
         if loopbackHostsOnly { router.add(middleware: LoopbackHostOnly()) }
         router.get("/") { request, _ in
-            guard let filter = trialFilter(request) else { return filterTooLong }
-            // The first state is in the page, so it shows the run before its first poll.
-            let state = try reader.state(filter: filter)
+            // The first state is in the page, so it shows the run before its first poll. A filter too long to
+            // run is left out of it; the page's polls then show the server's refusal.
+            let state = try reader.state(filter: trialFilter(request) ?? "")
             return response(DashboardPage.html(initialState: try DashboardPage.json(state)), type: "text/html; charset=utf-8")
         }
         router.get("/api/state") { request, _ in
@@ -93,17 +93,19 @@ public enum DashboardServer {
         return router
     }
 
-    /// The longest trial filter a request may give, in bytes: every poll matches it against every trial.
-    static let maximumFilterBytes = 200
+    /// The longest trial filter a request may give, in Unicode scalars: every poll matches it against every
+    /// trial. The page's box (`maxlength`, counted in UTF-16 units, never fewer than scalars) cannot exceed it.
+    static let maximumFilterLength = 200
 
-    /// The request's `filter` query parameter (empty when absent); nil when longer than `maximumFilterBytes`.
+    /// The request's `filter` query parameter, percent-decoded (a "+" stays a "+"; empty when absent); nil
+    /// when longer than `maximumFilterLength`.
     static func trialFilter(_ request: Request) -> String? {
         let filter = request.uri.queryParameters.get("filter") ?? ""
-        return filter.utf8.count <= maximumFilterBytes ? filter : nil
+        return filter.unicodeScalars.count <= maximumFilterLength ? filter : nil
     }
 
     static var filterTooLong: Response {
-        response(Data(#"{"error":"the filter is longer than \#(maximumFilterBytes) bytes"}"#.utf8), type: "application/json",
+        response(Data(#"{"error":"the filter is longer than \#(maximumFilterLength) characters"}"#.utf8), type: "application/json",
                  status: .badRequest)
     }
 

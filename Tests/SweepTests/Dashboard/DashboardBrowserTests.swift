@@ -163,14 +163,26 @@ import TestSupport
         #expect(rows(found.dom) == 11 && found.dom.contains("data-key=\"copy-599\""), "\(found.dom.prefix(3000))")
         #expect(Self.text(of: "trials-shown", in: found.dom) == "11 of 610 trials match")
 
-        // The endpoint itself: the same filter, and one too long to run at every poll.
+        // Two words, as the page writes them into its address (a space as %20).
+        let twoWords = try Self.load(try #require(URL(string: url.absoluteString + "?filter=COPY-59%20%20pending")), width: 1280)
+        #expect(rows(twoWords.dom) == 11 && Self.text(of: "trials-shown", in: twoWords.dom) == "11 of 610 trials match")
+
+        // The endpoint itself: the same filter; one of 200 characters (400 bytes of UTF-8) is run, one of
+        // 201 refused; the page itself is served with a refused filter left out.
         filtered.path = "/api/state"
         let state = try Self.get(try #require(filtered.url))
         let object = try #require(try JSONSerialization.jsonObject(with: state.body) as? [String: Any])
         #expect(state.status == 200 && object["trialsMatching"] as? Int == 11 && object["filter"] as? String == "copy-59")
-        filtered.queryItems = [URLQueryItem(name: "filter", value: String(repeating: "x", count: 201))]
+        filtered.queryItems = [URLQueryItem(name: "filter", value: String(repeating: "é", count: 200))]
+        let longest = try Self.get(try #require(filtered.url))
+        let none = try #require(try JSONSerialization.jsonObject(with: longest.body) as? [String: Any])
+        #expect(longest.status == 200 && none["trialsMatching"] as? Int == 0)
+        filtered.queryItems = [URLQueryItem(name: "filter", value: String(repeating: "é", count: 201))]
         let refused = try Self.get(try #require(filtered.url))
-        #expect(refused.status == 400 && String(decoding: refused.body, as: UTF8.self).contains("200 bytes"))
+        #expect(refused.status == 400 && String(decoding: refused.body, as: UTF8.self).contains("longer than 200 characters"))
+        filtered.path = "/"
+        let unfiltered = try Self.get(try #require(filtered.url))
+        #expect(unfiltered.status == 200 && String(decoding: unfiltered.body, as: UTF8.self).contains("id=\"trial-filter\""))
     }
 }
 
