@@ -1,7 +1,8 @@
 // DashboardPage: the live dashboard's single page — plain HTML, CSS and
 // JavaScript in Swift strings, nothing loaded from elsewhere. The server puts
 // the first state in the page; the script renders it and then polls
-// `/api/state` every two seconds, with the trials filter the user typed (the
+// `/api/state` every two seconds (or twice as long as the last poll took, on a
+// large run), with the trials filter the user typed (the
 // server lists at most `DashboardReader.trialRowLimit` trials). One column on a
 // phone, a grid on a desktop.
 import Foundation
@@ -77,7 +78,7 @@ enum DashboardPage {
         <header>
           <h1>FactSweep <span id="sweeps"></span></h1>
           <span class="muted">read-only view of <span id="database"></span> · updated <span id="updated"></span>
-            <span id="connection"></span></span>
+            <span id="pace"></span> <span id="connection"></span></span>
         </header>
         <main>
           <section class="cards" aria-label="progress">
@@ -314,6 +315,8 @@ enum DashboardPage {
           polling = true;
           // The filter this poll asks for: if it changes meanwhile, the next poll goes out at once.
           const asked = filter;
+          const started = Date.now();
+          let wait = pollMilliseconds;
           try {
             const reply = await fetch("api/state?filter=" + encodeURIComponent(asked), { cache: "no-store" });
             if (reply.status === 400) {
@@ -327,12 +330,16 @@ enum DashboardPage {
             setText("connection", "");
             byId("connection").className = "";
             if (selectedTrial) await loadAnswers();
+            // A large run's state takes the server seconds to make after each commit: waiting twice as long
+            // as the last poll took keeps an open page from holding more than a third of the server's time.
+            wait = Math.max(pollMilliseconds, 2 * (Date.now() - started));
+            setText("pace", wait > pollMilliseconds ? "· every " + Math.round(wait / 1000) + " s" : "");
           } catch (error) {
             setText("connection", "· connection lost, retrying");
             byId("connection").className = "lost";
           }
           polling = false;
-          schedule(pollAgain || asked !== filter ? 0 : pollMilliseconds);
+          schedule(pollAgain || asked !== filter ? 0 : wait);
           pollAgain = false;
         }
 
