@@ -79,6 +79,26 @@ import Trial
         try gguf.expectConfigurationRefused(as: "far-eos.gguf", "invalid tokenizer.ggml.eos_token_id", "vocabulary of 8")
     }
 
+    /// An optional llama.* key present with a value of another type, or an integer beyond Int, is refused
+    /// by name rather than read as absent and replaced by its default.
+    @Test func ggufOptionalKeysOfAnotherTypeOrPastIntAreRefused() throws {
+        var string = GGUFBuilder()
+        string.addLlama()
+        string.add("llama.attention.head_count_kv", string: "1")
+        try string.expectConfigurationRefused(as: "kv-as-string.gguf", "llama.attention.head_count_kv has type string")
+        var wide = GGUFBuilder()
+        wide.addLlama()
+        wide.add("llama.context_length", uint64: UInt64.max)
+        try wide.expectConfigurationRefused(as: "wide-context.gguf", "llama.context_length is 18446744073709551615, beyond")
+        var theta = GGUFBuilder()
+        theta.addLlama()
+        theta.add("llama.rope.freq_base", string: "10000")
+        try theta.expectConfigurationRefused(as: "theta-as-string.gguf", "llama.rope.freq_base has type string")
+        var required = GGUFBuilder()
+        required.addLlama(["llama.block_count": UInt64.max])
+        try required.expectConfigurationRefused(as: "wide-blocks.gguf", "llama.block_count is 18446744073709551615, beyond")
+    }
+
     @Test func overflowingSizesAreRefusedByName() {
         let cases: [([String: String], String)] = [
             (["head_dim": "4611686018427387904"], "head_dim"),

@@ -127,6 +127,45 @@ import Trial
         expectLoadError(mentioning: "wide-eos.gguf", "tokenizer.ggml.eos_token_id") { _ = try Tokenizer(gguf: GGUFFile(url: eos)) }
     }
 
+    /// A tokenizer key present with a value the reader cannot take is refused by name, not taken for absent
+    /// (a token_type array read as absent made every token normal, control tokens tokenised as text).
+    @Test func ggufTokenizerKeysOfAnotherTypeOrPastIntAreRefused() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        func tokenizer(_ add: (inout GGUFBuilder) -> Void) -> GGUFBuilder {
+            var gguf = GGUFBuilder()
+            gguf.add("tokenizer.ggml.model", string: "gpt2")
+            gguf.add("tokenizer.ggml.tokens", strings: ["a", "b", "c"])
+            gguf.add("tokenizer.ggml.merges", strings: [])
+            add(&gguf)
+            return gguf
+        }
+        let cases: [(String, (inout GGUFBuilder) -> Void, [String])] = [
+            ("types-past-int.gguf", { $0.add("tokenizer.ggml.token_type", arrayOf: 10, count: 3) { GGUFBuilder.le($0 == 2 ? UInt64.max : 1) } },
+             ["tokenizer.ggml.token_type", "has element 2 18446744073709551615, beyond"]),
+            ("types-as-strings.gguf", { $0.add("tokenizer.ggml.token_type", strings: ["1", "1", "3"]) },
+             ["tokenizer.ggml.token_type", "has type array[string]"]),
+            ("bos-past-int.gguf", { $0.add("tokenizer.ggml.bos_token_id", uint64: UInt64.max) },
+             ["tokenizer.ggml.bos_token_id", "is 18446744073709551615, beyond"]),
+            ("pad-as-string.gguf", { $0.add("tokenizer.ggml.padding_token_id", string: "2") },
+             ["tokenizer.ggml.padding_token_id", "has type string"]),
+            ("pre-as-number.gguf", { $0.add("tokenizer.ggml.pre", uint32: 7) }, ["tokenizer.ggml.pre", "has type uint32"]),
+            ("add-bos-as-string.gguf", { $0.add("tokenizer.ggml.add_bos_token", string: "true") },
+             ["tokenizer.ggml.add_bos_token", "has type string"]),
+        ]
+        for (name, add, fragments) in cases {
+            let url = try tokenizer(add).write(name, in: dir)
+            let error = expectLoadError(mentioning: name) { _ = try Tokenizer(gguf: GGUFFile(url: url)) }
+            for fragment in fragments { #expect(error?.description.contains(fragment) == true, "\(name): \(String(describing: error))") }
+        }
+        // The same keys well typed load.
+        let fine = try tokenizer {
+            $0.add("tokenizer.ggml.token_type", arrayOf: 10, count: 3) { _ in GGUFBuilder.le(UInt64(1)) }
+            $0.add("tokenizer.ggml.bos_token_id", uint64: 1)
+        }.write("fine.gguf", in: dir)
+        #expect(throws: Never.self) { _ = try Tokenizer(gguf: GGUFFile(url: fine)) }
+    }
+
     @Test func ggufMetadataPastItsValueLimitIsRefused() throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanUp() }

@@ -42,16 +42,18 @@ extension Tokenizer {
             }
             return narrow
         }
-        let types = m.intArray("tokenizer.ggml.token_type") ?? Array(repeating: 1, count: tokens.count)
+        // Present but unreadable is refused, not taken for absent (`optional`): all-normal types would
+        // tokenise control tokens as text.
+        let types = try m.optional("tokenizer.ggml.token_type", m.intArray) ?? Array(repeating: 1, count: tokens.count)
         try self.init(
             tokens: tokens,
             merges: try m.required("tokenizer.ggml.merges", m.stringArray),
             tokenTypes: try types.enumerated().map { try int32($1, "tokenizer.ggml.token_type[\($0)]") },
-            preTokenizer: m.string("tokenizer.ggml.pre") ?? "gpt2",
-            bosTokenId: try m.int("tokenizer.ggml.bos_token_id").map { try int32($0, "tokenizer.ggml.bos_token_id") },
-            eosTokenId: try m.int("tokenizer.ggml.eos_token_id").map { try int32($0, "tokenizer.ggml.eos_token_id") },
-            padTokenId: try m.int("tokenizer.ggml.padding_token_id").map { try int32($0, "tokenizer.ggml.padding_token_id") },
-            addBosToken: m.bool("tokenizer.ggml.add_bos_token") ?? false,
+            preTokenizer: try m.optional("tokenizer.ggml.pre", m.string) ?? "gpt2",
+            bosTokenId: try m.optional("tokenizer.ggml.bos_token_id", m.int).map { try int32($0, "tokenizer.ggml.bos_token_id") },
+            eosTokenId: try m.optional("tokenizer.ggml.eos_token_id", m.int).map { try int32($0, "tokenizer.ggml.eos_token_id") },
+            padTokenId: try m.optional("tokenizer.ggml.padding_token_id", m.int).map { try int32($0, "tokenizer.ggml.padding_token_id") },
+            addBosToken: try m.optional("tokenizer.ggml.add_bos_token", m.bool) ?? false,
             source: file.path)
     }
 }
@@ -134,7 +136,8 @@ extension LanguageModel {
                 try FileManager.default.copyItem(at: from, to: to)
             }
         case let .gguf(url):
-            let template = try GGUFFile(url: url).metadata.string("tokenizer.chat_template")
+            let metadata = try GGUFFile(url: url).metadata
+            let template = try metadata.optional("tokenizer.chat_template", metadata.string)
             try tokenizer.writeHuggingFaceFiles(to: directory, chatTemplate: template, modelMaxLength: model.config.maxPositions)
         }
     }

@@ -117,8 +117,28 @@ public struct GGUFMetadata: Sendable {
     /// the file, the key and what was found instead:
     /// `try metadata.required("llama.block_count", metadata.int)`.
     public func required<T>(_ key: String, _ accessor: (String) -> T?) throws -> T {
+        guard let v = try optional(key, accessor) else {
+            throw LoadError.badConfiguration(file: file, reason: "GGUF metadata key \(key) is missing")
+        }
+        return v
+    }
+
+    /// Reads `key` with one of the accessors above: nil when the key is absent,
+    /// and an error naming the file, the key and what was found when it is
+    /// present but not what the accessor reads — a value of another type, or an
+    /// integer beyond `Int` — rather than taking it for absent and a default.
+    public func optional<T>(_ key: String, _ accessor: (String) -> T?) throws -> T? {
+        guard let value = values[key] else { return nil }
         if let v = accessor(key) { return v }
-        let found = values[key].map { "has type \($0.typeName)" } ?? "is missing"
+        // GGUF arrays hold one element type: a uint64 element may still not fit.
+        let tooWide = { (v: GGUFValue) -> UInt64? in if case let .uint64(n) = v, Int(exactly: n) == nil { n } else { nil } }
+        let found = if let n = tooWide(value) {
+            "is \(n), beyond the largest integer this reader holds (\(Int.max))"
+        } else if let elements = value.arrayValue, let i = elements.firstIndex(where: { tooWide($0) != nil }), let n = tooWide(elements[i]) {
+            "has element \(i) \(n), beyond the largest integer this reader holds (\(Int.max))"
+        } else {
+            "has type \(value.typeName)"
+        }
         throw LoadError.badConfiguration(file: file, reason: "GGUF metadata key \(key) \(found)")
     }
 

@@ -21,12 +21,13 @@ extension LlamaConfiguration {
         let hidden = try m.required(key("embedding_length"), m.int)
         // Head width: key_length when present, else the RoPE dimension count,
         // else hidden / heads as in Hugging Face.
-        let headDimension = m.int(key("attention.key_length")) ?? m.int(key("rope.dimension_count"))
-        guard let vocabulary = m.int(key("vocab_size")) ?? m.values["tokenizer.ggml.tokens"]?.arrayValue?.count else {
+        // A key present with a value of another type is refused, not taken for absent (`optional`).
+        let headDimension = try m.optional(key("attention.key_length"), m.int) ?? m.optional(key("rope.dimension_count"), m.int)
+        guard let vocabulary = try m.optional(key("vocab_size"), m.int) ?? m.values["tokenizer.ggml.tokens"]?.arrayValue?.count else {
             throw LoadError.badConfiguration(
                 file: file.path, reason: "GGUF metadata has neither llama.vocab_size nor tokenizer.ggml.tokens")
         }
-        if let scaling = m.string(key("rope.scaling.type")), scaling != "none" {
+        if let scaling = try m.optional(key("rope.scaling.type"), m.string), scaling != "none" {
             throw LoadError.badConfiguration(
                 file: file.path,
                 reason: ModelConfigurationError.unsupported(
@@ -38,20 +39,20 @@ extension LlamaConfiguration {
             intermediateSize: try m.required(key("feed_forward_length"), m.int),
             layerCount: try m.required(key("block_count"), m.int),
             headCount: heads,
-            kvHeadCount: m.int(key("attention.head_count_kv")) ?? heads,
+            kvHeadCount: try m.optional(key("attention.head_count_kv"), m.int) ?? heads,
             headDimension: headDimension,
-            rmsNormEps: m.float(key("attention.layer_norm_rms_epsilon")) ?? 1e-5,
-            ropeTheta: m.float(key("rope.freq_base")) ?? 10000,
+            rmsNormEps: try m.optional(key("attention.layer_norm_rms_epsilon"), m.float) ?? 1e-5,
+            ropeTheta: try m.optional(key("rope.freq_base"), m.float) ?? 10000,
             ropeScaling: .none,
             tieWordEmbeddings: file.tensor("output.weight") == nil,
-            maxPositions: m.int(key("context_length")) ?? 2048,
-            bosTokenId: m.int("tokenizer.ggml.bos_token_id"),
-            eosTokenIds: m.int("tokenizer.ggml.eos_token_id").map { [$0] } ?? [])
+            maxPositions: try m.optional(key("context_length"), m.int) ?? 2048,
+            bosTokenId: try m.optional("tokenizer.ggml.bos_token_id", m.int),
+            eosTokenIds: try m.optional("tokenizer.ggml.eos_token_id", m.int).map { [$0] } ?? [])
         try validate(gguf: file)
         if let factors = file.tensor("rope_freqs.weight") {
             ropeScaling = try llama3Scaling(
                 file: file, factors: factors,
-                originalMaxPositions: m.int(key("rope.scaling.original_context_length")) ?? 8192)
+                originalMaxPositions: try m.optional(key("rope.scaling.original_context_length"), m.int) ?? 8192)
             try validate(gguf: file)
         }
     }
