@@ -8,10 +8,10 @@
 # (docs/benchmarks.md, "Live dashboard at 100,000 trials").
 #
 # Usage: scripts/bench-dashboard.sh [TRIALS] [EPOCHS]   (defaults 100000, 10; an odd TRIALS is made even)
-# Needs: a release build (.build/release/factsweep), python3, curl.
+# Needs: a release build (.build/release/factsweep, or FACTSWEEP_BINARY), python3, curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-binary=$PWD/.build/release/factsweep
+binary=${FACTSWEEP_BINARY:-$PWD/.build/release/factsweep}
 trials=${1:-100000}
 epochs=${2:-10}
 out=$(mktemp -d)

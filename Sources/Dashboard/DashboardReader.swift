@@ -113,10 +113,7 @@ public final class DashboardReader: @unchecked Sendable {
         let charts = ReportFigures.figures(aggregates).map {
             DashboardState.Chart(name: $0.fileName, title: $0.chart.title, svg: SVGChartWriter.svg($0.chart))
         }
-        var rowsByTrial: [String: [ReportEpoch]] = [:]
-        for row in snapshot.epochs { rowsByTrial[row.trialKey, default: []].append(row) }
-        let trials = snapshot.trials.map { trial in
-            let rows = rowsByTrial[trial.key] ?? []
+        let trials = zip(snapshot.trials, snapshot.epochsByTrial()).map { trial, rows in
             let evaluated = rows.last { $0.accuracy != nil }
             return DashboardState.TrialRow(
                 key: trial.key, condition: lines[trial.key] ?? trial.condition, method: trial.method, rank: trial.rank,

@@ -72,16 +72,16 @@ public struct ConditionAggregate: Sendable, Equatable {
     /// size, …) are separate lines, named after what differs ("ia3, lr 0.01",
     /// "lora-r8, bf16").
     public static func all(in snapshot: RunSnapshot) -> [ConditionAggregate] {
-        var rowsByTrial: [String: [ReportEpoch]] = [:]
-        for row in snapshot.epochs { rowsByTrial[row.trialKey, default: []].append(row) }
+        let rowsByTrial = snapshot.epochsByTrial()
         // A condition with a trial whose configuration could not be read is told apart by the columns alone.
         let byColumns = Set(snapshot.trials.filter { $0.settings == nil }.map(\.condition))
         var order: [Variant] = []
-        var trialsByVariant: [Variant: [ReportTrial]] = [:]
-        for trial in snapshot.trials {
+        // Each line's trials, as indices into `snapshot.trials`.
+        var trialsByVariant: [Variant: [Int]] = [:]
+        for (index, trial) in snapshot.trials.enumerated() {
             let variant = Variant(trial, byColumns: byColumns.contains(trial.condition))
             if trialsByVariant[variant] == nil { order.append(variant) }
-            trialsByVariant[variant, default: []].append(trial)
+            trialsByVariant[variant, default: []].append(index)
         }
         // What differs among a condition's lines, found once per condition.
         var siblingsByCondition: [String: [Variant]] = [:]
@@ -89,13 +89,13 @@ public struct ConditionAggregate: Sendable, Equatable {
         let differing = siblingsByCondition.mapValues { TrialSettings.differingPaths($0.map(\.settings)) }
         var taken: [String: Int] = [:]
         return order.map { variant in
-            let trials = trialsByVariant[variant] ?? []
+            let indices = trialsByVariant[variant] ?? []
             // Labels shorten values (a path's last component, 4 significant digits): a repeat gets a number.
             let lines = siblingsByCondition[variant.condition]?.count ?? 1
             var name = variant.name(differing: lines > 1 ? differing[variant.condition] ?? [] : nil)
             taken[name, default: 0] += 1
             if let count = taken[name], count > 1 { name += " (\(count))" }
-            return ConditionAggregate(condition: name, trials: trials, rows: trials.map { rowsByTrial[$0.key] ?? [] },
+            return ConditionAggregate(condition: name, trials: indices.map { snapshot.trials[$0] }, rows: indices.map { rowsByTrial[$0] },
                                       lineSettings: variant.settings)
         }
     }

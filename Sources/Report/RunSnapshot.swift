@@ -77,3 +77,28 @@ public struct RunSnapshot: Sendable, Equatable {
     /// Whether the database stores trial summaries (migration v2-trial-summary).
     public var storesSummaries: Bool
 }
+
+extension RunSnapshot {
+    /// The epoch rows of each trial, `trials[i]`'s at index `i`, each in the
+    /// order `epochs` holds them. One pass when `epochs` is grouped by trial
+    /// in the order of `trials`, as `RunSnapshotReader` reads them (both by the
+    /// trials' rowid); otherwise grouped by key. At 100,000 trials hashing each
+    /// of 1,000,000 rows' keys took about a sixth of a live dashboard's poll.
+    public func epochsByTrial() -> [[ReportEpoch]] {
+        var grouped = [[ReportEpoch]](repeating: [], count: trials.count)
+        var t = 0
+        for row in epochs {
+            // Trials without rows are passed over; a row of an earlier trial ends the pass.
+            while t < trials.count, trials[t].key != row.trialKey { t += 1 }
+            guard t < trials.count else { return groupedByKey() }
+            grouped[t].append(row)
+        }
+        return grouped
+    }
+
+    private func groupedByKey() -> [[ReportEpoch]] {
+        var rowsByTrial: [String: [ReportEpoch]] = [:]
+        for row in epochs { rowsByTrial[row.trialKey, default: []].append(row) }
+        return trials.map { rowsByTrial[$0.key] ?? [] }
+    }
+}

@@ -37,3 +37,26 @@ import TestSupport
         #expect(plain.trials.allSatisfy { $0.settings != nil })
     }
 }
+
+/// `RunSnapshot.epochsByTrial`: the one-pass grouping equals grouping by key, with rows in trial order,
+/// out of it, and for trials without rows.
+@Suite struct EpochsByTrialTests {
+    static func byKey(_ snapshot: RunSnapshot) -> [[ReportEpoch]] {
+        snapshot.trials.map { trial in snapshot.epochs.filter { $0.trialKey == trial.key } }
+    }
+
+    @Test func groupsAsByKeyInOrderAndOutOfIt() {
+        var snapshot = SyntheticStudy.snapshot(SyntheticStudy.conditions, plannedEpochs: 20)
+        #expect(snapshot.trials.count == 10 && snapshot.epochs.count > 100)
+        #expect(snapshot.epochsByTrial() == Self.byKey(snapshot))
+        // Two trials with no rows, one of them the first.
+        let keys = [snapshot.trials[0].key, snapshot.trials[4].key]
+        snapshot.epochs.removeAll { keys.contains($0.trialKey) }
+        let grouped = snapshot.epochsByTrial()
+        #expect(grouped == Self.byKey(snapshot) && grouped[0].isEmpty && grouped[4].isEmpty && !grouped[1].isEmpty)
+        // Rows of a later trial before an earlier one's: grouped by key instead, each trial's rows in their order.
+        snapshot.epochs.reverse()
+        #expect(snapshot.epochsByTrial() == Self.byKey(snapshot))
+        #expect(snapshot.epochsByTrial()[1].first?.epoch ?? 0 > 1, "reversed rows keep the order they are in")
+    }
+}
