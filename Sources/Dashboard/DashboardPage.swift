@@ -125,6 +125,7 @@ enum DashboardPage {
     static let script = """
         "use strict";
         const pollMilliseconds = \(pollMilliseconds);
+        const maxWaitMilliseconds = 60000;
         let selectedTrial = null;
         let answers = null;
         let lastCharts = {};
@@ -315,7 +316,7 @@ enum DashboardPage {
           polling = true;
           // The filter this poll asks for: if it changes meanwhile, the next poll goes out at once.
           const asked = filter;
-          const started = Date.now();
+          const started = performance.now();
           let wait = pollMilliseconds;
           try {
             const reply = await fetch("api/state?filter=" + encodeURIComponent(asked), { cache: "no-store" });
@@ -332,9 +333,11 @@ enum DashboardPage {
             if (selectedTrial) await loadAnswers();
             // A large run's state takes the server seconds to make after each commit: waiting twice as long
             // as the last poll took keeps an open page from holding more than a third of the server's time.
-            wait = Math.max(pollMilliseconds, 2 * (Date.now() - started));
+            // At most a minute: one poll stalled (a suspended laptop, a busy host) must not stop the page.
+            wait = Math.min(maxWaitMilliseconds, Math.max(pollMilliseconds, 2 * (performance.now() - started)));
             setText("pace", wait > pollMilliseconds ? "· every " + Math.round(wait / 1000) + " s" : "");
           } catch (error) {
+            setText("pace", "");
             setText("connection", "· connection lost, retrying");
             byId("connection").className = "lost";
           }

@@ -84,6 +84,8 @@ extension RunSnapshot {
     /// in the order of `trials`, as `RunSnapshotReader` reads them (both by the
     /// trials' rowid); otherwise grouped by key. At 100,000 trials hashing each
     /// of 1,000,000 rows' keys took about a sixth of a live dashboard's poll.
+    /// Trial keys are unique (the store's primary key); were one repeated, each
+    /// trial under it would get the rows that follow it, not all of them.
     public func epochsByTrial() -> [[ReportEpoch]] {
         var grouped = [[ReportEpoch]](repeating: [], count: trials.count)
         var t = 0

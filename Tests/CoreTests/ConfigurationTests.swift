@@ -89,14 +89,14 @@ import Trial
         var wide = GGUFBuilder()
         wide.addLlama()
         wide.add("llama.context_length", uint64: UInt64.max)
-        try wide.expectConfigurationRefused(as: "wide-context.gguf", "llama.context_length is 18446744073709551615, beyond")
+        try wide.expectConfigurationRefused(as: "wide-context.gguf", "llama.context_length has type uint64 (18446744073709551615, beyond")
         var theta = GGUFBuilder()
         theta.addLlama()
         theta.add("llama.rope.freq_base", string: "10000")
         try theta.expectConfigurationRefused(as: "theta-as-string.gguf", "llama.rope.freq_base has type string")
         var required = GGUFBuilder()
         required.addLlama(["llama.block_count": UInt64.max])
-        try required.expectConfigurationRefused(as: "wide-blocks.gguf", "llama.block_count is 18446744073709551615, beyond")
+        try required.expectConfigurationRefused(as: "wide-blocks.gguf", "llama.block_count has type uint64 (18446744073709551615, beyond")
     }
 
     @Test func overflowingSizesAreRefusedByName() {

@@ -142,11 +142,11 @@ import Trial
         }
         let cases: [(String, (inout GGUFBuilder) -> Void, [String])] = [
             ("types-past-int.gguf", { $0.add("tokenizer.ggml.token_type", arrayOf: 10, count: 3) { GGUFBuilder.le($0 == 2 ? UInt64.max : 1) } },
-             ["tokenizer.ggml.token_type", "has element 2 18446744073709551615, beyond"]),
+             ["tokenizer.ggml.token_type", "has type array[uint64] (element 2 is 18446744073709551615, beyond"]),
             ("types-as-strings.gguf", { $0.add("tokenizer.ggml.token_type", strings: ["1", "1", "3"]) },
              ["tokenizer.ggml.token_type", "has type array[string]"]),
             ("bos-past-int.gguf", { $0.add("tokenizer.ggml.bos_token_id", uint64: UInt64.max) },
-             ["tokenizer.ggml.bos_token_id", "is 18446744073709551615, beyond"]),
+             ["tokenizer.ggml.bos_token_id", "has type uint64 (18446744073709551615, beyond"]),
             ("pad-as-string.gguf", { $0.add("tokenizer.ggml.padding_token_id", string: "2") },
              ["tokenizer.ggml.padding_token_id", "has type string"]),
             ("pre-as-number.gguf", { $0.add("tokenizer.ggml.pre", uint32: 7) }, ["tokenizer.ggml.pre", "has type uint32"]),

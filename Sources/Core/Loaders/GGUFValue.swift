@@ -132,10 +132,11 @@ public struct GGUFMetadata: Sendable {
         if let v = accessor(key) { return v }
         // GGUF arrays hold one element type: a uint64 element may still not fit.
         let tooWide = { (v: GGUFValue) -> UInt64? in if case let .uint64(n) = v, Int(exactly: n) == nil { n } else { nil } }
+        let beyond = "beyond the largest integer this reader holds (\(Int.max))"
         let found = if let n = tooWide(value) {
-            "is \(n), beyond the largest integer this reader holds (\(Int.max))"
+            "has type \(value.typeName) (\(n), \(beyond))"
         } else if let elements = value.arrayValue, let i = elements.firstIndex(where: { tooWide($0) != nil }), let n = tooWide(elements[i]) {
-            "has element \(i) \(n), beyond the largest integer this reader holds (\(Int.max))"
+            "has type \(value.typeName) (element \(i) is \(n), \(beyond))"
         } else {
             "has type \(value.typeName)"
         }
