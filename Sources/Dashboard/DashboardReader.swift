@@ -54,8 +54,8 @@ public final class DashboardReader: @unchecked Sendable {
         var trials: [DashboardState.TrialRow]
         /// `searchText` of each of `trials`.
         var searchText: [String]
-        /// Each trial's line and progress, for the workers' rows.
-        var lines: [String: (condition: String, lastEpoch: Int, plannedEpochs: Int)]
+        /// Each trial's index in `trials`, for the workers' rows.
+        var indexByKey: [String: Int]
     }
 
     /// The run now: progress, charts, workers, and the first `limit` trials that `filter` matches (every
@@ -75,10 +75,10 @@ public final class DashboardReader: @unchecked Sendable {
             let matching = words.isEmpty ? rows.trials
                 : zip(rows.trials, rows.searchText).filter { _, text in words.allSatisfy(text.contains) }.map(\.0)
             let workerRows = workers.map { worker in
-                let line = worker.runningTrial.flatMap { rows.lines[$0] }
+                let trial = worker.runningTrial.flatMap { rows.indexByKey[$0] }.map { rows.trials[$0] }
                 return DashboardState.WorkerRow(id: worker.id, host: worker.host, status: worker.status.rawValue,
-                                                trial: worker.runningTrial, condition: line?.condition,
-                                                epoch: line.map { min($0.lastEpoch + 1, $0.plannedEpochs) },
+                                                trial: worker.runningTrial, condition: trial?.condition,
+                                                epoch: trial.map { min($0.lastEpoch + 1, $0.epochs) },
                                                 heartbeatAgeSeconds: heartbeats[worker.id])
             }
             var byStatus: [String: Int] = [:]
@@ -123,13 +123,10 @@ public final class DashboardReader: @unchecked Sendable {
                 decision: trial.stopping.map { "\($0.rule) rule at epoch \($0.epoch): \($0.reason)" },
                 waiting: waiting[trial.key])
         }
-        var progress: [String: (condition: String, lastEpoch: Int, plannedEpochs: Int)] = [:]
-        for trial in snapshot.trials where progress[trial.key] == nil {
-            progress[trial.key] = (lines[trial.key] ?? trial.condition, trial.lastEpoch, trial.plannedEpochs)
-        }
         return RunRows(sweeps: snapshot.sweepNames, totalTrials: snapshot.trials.count, epochsRecorded: recorded,
                        epochsPlanned: snapshot.trials.map(\.plannedEpochs).reduce(0, +), charts: charts, trials: trials,
-                       searchText: trials.map(Self.searchText), lines: progress)
+                       searchText: trials.map(Self.searchText),
+                       indexByKey: Dictionary(trials.enumerated().map { ($1.key, $0) }, uniquingKeysWith: { first, _ in first }))
     }
 
     /// Every evaluation of trial `key` with its answers; nil for a trial the run does not hold.

@@ -11,32 +11,24 @@ import Foundation
 /// are kept once.
 public final class TrialSettingsCache: @unchecked Sendable {
     private let lock = NSLock()
-    /// Index into `distinct` per trial key; -1: the configuration could not be read.
-    private var indexByKey: [String: Int] = [:]
-    private var distinct: [TrialSettings] = []
-    private var indexOfDistinct: [TrialSettings: Int] = [:]
+    /// nil: the configuration could not be read.
+    private var byKey: [String: TrialSettings?] = [:]
+    /// Each distinct settings once; the values of `byKey` are these.
+    private var distinct: Set<TrialSettings> = []
 
     public init() {}
 
     /// Trials whose settings are held.
-    public var count: Int { lock.withLock { indexByKey.count } }
+    var count: Int { lock.withLock { byKey.count } }
 
     /// The settings of trial `key`; `config` gives its stored configuration, read only on the key's first use.
     func settings(key: String, config: () -> String?) -> TrialSettings? {
-        if let index = lock.withLock({ indexByKey[key] }) { return index < 0 ? nil : lock.withLock { distinct[index] } }
-        let settings = config().flatMap(TrialSettings.init(configJSON:))
+        if let held = lock.withLock({ byKey[key] }) { return held }
+        let decoded = config().flatMap(TrialSettings.init(configJSON:))
         return lock.withLock {
-            guard let settings else {
-                indexByKey[key] = -1
-                return nil
-            }
-            let index = indexOfDistinct[settings] ?? {
-                distinct.append(settings)
-                indexOfDistinct[settings] = distinct.count - 1
-                return distinct.count - 1
-            }()
-            indexByKey[key] = index
-            return distinct[index]
+            let shared = decoded.map { distinct.insert($0).memberAfterInsert }
+            byKey[key] = .some(shared)
+            return shared
         }
     }
 }
