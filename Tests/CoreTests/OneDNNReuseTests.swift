@@ -233,13 +233,16 @@ import Trial
         #expect(FewRowsProductTests.relativeError(viaRounded, gradient(plain)) < 1e-5)
     }
 
-    /// Which models pack their f32 base, and their bf16 base and head, by
-    /// default: the f32 copies of SmolLM2-135M's fit their limit,
-    /// Llama-3.2-1B's do not; the bf16 copies of both fit theirs, a 3B
-    /// model's do not.
+    /// Which models pack their f32 projections and head, and their bf16
+    /// base and head, by default: the f32 projections' net cost of
+    /// SmolLM2-135M and Llama-3.2-1B fits its limit, a 3B model's does not;
+    /// SmolLM2's f32 head copies fit theirs, Llama-3.2-1B's do not; the bf16
+    /// copies of both fit theirs, a 3B model's do not.
     @Test func packingFollowsTheModelsSize() throws {
         try #require(ProcessInfo.processInfo.environment["FACTSWEEP_PACK_F32_BASES"] == nil,
                      "FACTSWEEP_PACK_F32_BASES is set: the default rule cannot be checked")
+        try #require(LlamaModel.releasesPlainRows,
+                     "\(ReleasablePlainRows.environmentKey)=off or FACTSWEEP_HUGE_PAGES=off is set: no plain rows are released")
         let smolLM2 = LlamaConfiguration(
             vocabularySize: 49152, hiddenSize: 576, intermediateSize: 1536, layerCount: 30, headCount: 9, kvHeadCount: 3,
             headDimension: nil, rmsNormEps: 1e-5, ropeTheta: 100000, ropeScaling: .none, tieWordEmbeddings: true, maxPositions: 8192)
@@ -248,15 +251,23 @@ import Trial
             headDimension: 64, rmsNormEps: 1e-5, ropeTheta: 500000, ropeScaling: .none, tieWordEmbeddings: true, maxPositions: 131072)
         #expect(2 * LlamaModel.projectionBytes(smolLM2) == 849_346_560)
         #expect(2 * LlamaModel.projectionBytes(llama1B) == 7_784_628_224)
-        // With the head's two copies: SmolLM2's 1.08 GB fit the 2 GiB limit, Llama-3.2-1B's 9.9 GB do not.
-        #expect(LlamaModel.packedF32Bytes(smolLM2) == 1_075_838_976)
-        #expect(LlamaModel.packedF32Bytes(llama1B) == 9_885_974_528)
-        #expect(LlamaModel.packsFrozenBases(smolLM2))
-        #expect(!LlamaModel.packsFrozenBases(llama1B))
-        // bf16 bases and head, two packed copies each: SmolLM2's 0.54 GB and Llama-3.2-1B's 4.9 GB fit, Llama-3.2-3B's 12.8 GB do not.
         let llama3B = LlamaConfiguration(
             vocabularySize: 128256, hiddenSize: 3072, intermediateSize: 8192, layerCount: 28, headCount: 24, kvHeadCount: 8,
             headDimension: 128, rmsNormEps: 1e-5, ropeTheta: 500000, ropeScaling: .none, tieWordEmbeddings: true, maxPositions: 131072)
+        // Two copies of the projections less their released plain rows: SmolLM2's 0.42 GB and Llama-3.2-1B's 3.9 GB fit the
+        // 4 GiB limit, Llama-3.2-3B's 11.3 GB do not.
+        #expect(LlamaModel.packedProjectionNetBytes(smolLM2) == 424_673_280)
+        #expect(LlamaModel.packedProjectionNetBytes(llama1B) == 3_892_314_112)
+        #expect(LlamaModel.packedProjectionNetBytes(llama3B) == 11_274_289_152)
+        #expect(LlamaModel.packsFrozenBases(smolLM2))
+        #expect(LlamaModel.packsFrozenBases(llama1B))
+        #expect(!LlamaModel.packsFrozenBases(llama3B))
+        // The head's two copies (it stays plain: the tied embedding): SmolLM2's 0.23 GB fit the 1 GiB limit, Llama-3.2-1B's 2.1 GB do not.
+        #expect(LlamaModel.packedHeadBytes(smolLM2) == 226_492_416)
+        #expect(LlamaModel.packedHeadBytes(llama1B) == 2_101_346_304)
+        #expect(LlamaModel.packsFrozenHead(smolLM2))
+        #expect(!LlamaModel.packsFrozenHead(llama1B))
+        // bf16 bases and head, two packed copies each: SmolLM2's 0.54 GB and Llama-3.2-1B's 4.9 GB fit, Llama-3.2-3B's 12.8 GB do not.
         #expect(LlamaModel.packedBFloat16Bytes(smolLM2) == 537_919_488)
         #expect(LlamaModel.packedBFloat16Bytes(llama1B) == 4_942_987_264)
         #expect(LlamaModel.packedBFloat16Bytes(llama3B) == 12_850_298_880)

@@ -19,16 +19,18 @@ public final class LlamaModel: @unchecked Sendable {
     /// that asks and shared by every trial on this model; rounded again
     /// after a write through `tensor(_:)`.
     private let bf16Head = LockedValue<BFloat16Matrix?>(nil)
+    /// `fingerprint`, once made; nil again after a write through `tensor(_:)`.
+    let fingerprintCache = LockedValue<String?>(nil)
     /// oneDNN-packed copies of each layer's Float32 projections, filled by
-    /// the first product of each direction with more rows than decoding's
-    /// and shared by every adapter trial on this model; nil when the model
-    /// does not pack (see `packsFrozenBases`).
+    /// the first product of each direction and shared by every adapter trial
+    /// on this model, which release the
+    /// projections' plain rows once both exist (`ReleasablePlainRows`); nil
+    /// when the model does not pack (see `packsFrozenBases`).
     private let frozenPacks: [[ProjectionKind: PackedWeight]]?
-    /// oneDNN-packed copies of the Float32 head, under the same rule, for
-    /// adapter networks in f32 whatever their projections' storage (QLoRA's
-    /// too): at 19–29 answer rows the head's products ran at 55% of the f32
-    /// peak over its plain rows, and a packed head took ~30% off them (a
-    /// harness against oneDNN; docs/benchmarks.md, "Issue 13, twenty-second stop").
+    /// Those of `frozenPacks` that may release their rows, by the projection's offset in the arena.
+    private let releasablePacks: [Int: PackedWeight]
+    /// oneDNN-packed copies of the Float32 head (`packsFrozenHead`), for
+    /// adapter networks in f32 whatever their projections' storage (QLoRA's too).
     let frozenHeadPack: PackedWeight?
 
     /// A model with all parameters zero; `randomize` fills it.
@@ -40,8 +42,9 @@ public final class LlamaModel: @unchecked Sendable {
         weights = LlamaWeights(layout: layout, config: config, base: parameters.base)
         quantized = nil
         bf16Projections = nil
-        frozenPacks = Self.makeFrozenPacks(config, storage: storage)
-        frozenHeadPack = Self.packsFrozenBases(config) ? PackedWeight() : nil
+        frozenPacks = Self.makeFrozenPacks(config, storage: storage, weights: weights, arena: parameters)
+        releasablePacks = Self.releasable(frozenPacks, layout: layout)
+        frozenHeadPack = Self.packsFrozenHead(config) ? PackedWeight() : nil
     }
 
     /// Loads every tensor from `source`, whose names and shapes are all
@@ -54,8 +57,9 @@ public final class LlamaModel: @unchecked Sendable {
         layout = ParameterLayout(config: config, linears: storage == .float32)
         parameters = FloatArena(capacity: layout.totalCount)
         weights = LlamaWeights(layout: layout, config: config, base: parameters.base)
-        frozenPacks = Self.makeFrozenPacks(config, storage: storage)
-        frozenHeadPack = Self.packsFrozenBases(config) ? PackedWeight() : nil
+        frozenPacks = Self.makeFrozenPacks(config, storage: storage, weights: weights, arena: parameters)
+        releasablePacks = Self.releasable(frozenPacks, layout: layout)
+        frozenHeadPack = Self.packsFrozenHead(config) ? PackedWeight() : nil
         for entry in layout.entries {
             try source.read(entry.name, into: UnsafeMutableBufferPointer(start: parameters.base + entry.offset, count: entry.count))
         }
@@ -88,37 +92,69 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
     /// Whether adapter networks in f32 on oneDNN multiply by packed copies of
-    /// this model's Float32 projections and head, one per direction: twice
-    /// their memory, for products that no longer re-block the weight
-    /// in every call (the projections' copies, LoRA r=8 and IA³ at batch 1 and 8:
-    /// 9–12% faster an epoch at SmolLM2, +0.8 GB; 19% at Llama-3.2-1B, +5.3 GiB;
-    /// docs/benchmarks.md, "Issue 13, sixth stop"; the head's add 0.23 GB at
-    /// SmolLM2, "twenty-second stop"). Where oneDNN's matmul is its AVX2 one the
-    /// backward's layout is the projection as stored, which is then read in
-    /// place: only the forward's copy is made (+0.4 GB at SmolLM2;
-    /// "eighteenth stop"); the limit below still counts both copies of the
-    /// projections and of the head (`packedF32Bytes`: 1.08 GB at SmolLM2) on every
-    /// CPU, so that the rule depends on the model alone. By default a model packs when the copies take
-    /// at most `packedBasesLimit`: SmolLM2-class models do, 1B-class ones do
-    /// not, so that two f32 adapter workers still share a 24 GiB host. The
-    /// rule depends on the model alone, never on the host: packed and plain
-    /// products round differently (within 1e-6). `FACTSWEEP_PACK_F32_BASES=on`
-    /// or `off` decides it for every model.
+    /// this model's Float32 projections, one per direction, for products
+    /// that no longer re-block the weight in every call (LoRA r=8 and IA³
+    /// at batch 1 and 8: 9–12% faster an epoch at SmolLM2; 19% at
+    /// Llama-3.2-1B; docs/benchmarks.md, "Issue 13, sixth stop"). Once both
+    /// copies of a projection exist its plain rows are released
+    /// (`ReleasablePlainRows`), so the copies cost one projection more, not
+    /// two: the projections' net cost (`packedProjectionNetBytes`, 0.42 GB at
+    /// SmolLM2, 3.9 GB at Llama-3.2-1B; twice that where no rows are
+    /// released) against `packedProjectionsLimit`.
+    /// Where oneDNN's matmul is its AVX2 one the backward's layout is the
+    /// projection as stored, which is then read in place: only the
+    /// forward's copy is made and nothing is released ("eighteenth stop");
+    /// the limit counts both copies on every CPU, so that the rule depends on
+    /// the model alone, never on the host: packed and plain products round
+    /// differently (within 1e-6). `FACTSWEEP_PACK_F32_BASES=on` or `off`
+    /// decides it, and the head's (`packsFrozenHead`), for every model.
     public static func packsFrozenBases(_ config: LlamaConfiguration) -> Bool {
         switch ProcessInfo.processInfo.environment["FACTSWEEP_PACK_F32_BASES"]?.lowercased() {
         case "on": true
         case "off": false
-        default: packedF32Bytes(config) <= packedBasesLimit
+        default: packedProjectionNetBytes(config) <= packedProjectionsLimit
         }
     }
 
-    /// Bytes of the packed f32 copies of a model's projections and head, two layouts each.
-    static func packedF32Bytes(_ config: LlamaConfiguration) -> Int {
-        2 * (projectionBytes(config) + 4 * config.vocabularySize * config.hiddenSize)
+    /// Whether those networks multiply by packed copies of the Float32 head
+    /// too: at 19–29 answer rows its products ran at 55% of the f32 peak
+    /// over its plain rows, and a packed head took ~30% off them (a harness
+    /// against oneDNN; "twenty-second stop"). The head is the tied embedding
+    /// table, which the forward gathers from, so its plain rows stay: both
+    /// copies are a net cost (`packedHeadBytes`: 0.23 GB at SmolLM2, 2.1 GB at
+    /// Llama-3.2-1B, where the head is under a tenth of a step's products),
+    /// against `packedHeadLimit`.
+    public static func packsFrozenHead(_ config: LlamaConfiguration) -> Bool {
+        switch ProcessInfo.processInfo.environment["FACTSWEEP_PACK_F32_BASES"]?.lowercased() {
+        case "on": true
+        case "off": false
+        default: packedHeadBytes(config) <= packedHeadLimit
+        }
     }
 
-    /// The most memory packed f32 base copies take by default: 2 GiB.
-    public static let packedBasesLimit = 2 << 30
+    /// Memory the packed f32 copies of a model's projections add, two
+    /// layouts each, net of the plain rows they release: one Float32 copy,
+    /// or both where this process releases none (`FACTSWEEP_RELEASE_F32_ROWS=off`,
+    /// or `FACTSWEEP_HUGE_PAGES=off`, whose arenas are not mapped here).
+    static func packedProjectionNetBytes(_ config: LlamaConfiguration) -> Int {
+        (releasesPlainRows ? 1 : 2) * projectionBytes(config)
+    }
+
+    /// Whether this process's f32 models release their projections' plain
+    /// rows beside both packed copies (its environment's say, and arenas
+    /// mapped by `LargeBuffer`).
+    static var releasesPlainRows: Bool { ReleasablePlainRows.releases && LargeBuffer.usesHugePages }
+
+    /// Bytes of the packed f32 copies of a model's head, two layouts.
+    static func packedHeadBytes(_ config: LlamaConfiguration) -> Int { 2 * 4 * config.vocabularySize * config.hiddenSize }
+
+    /// The most memory packed f32 projections add by default: 4 GiB, so
+    /// that a Llama-3.2-1B f32 adapter worker (about 9 GiB at its peak) still
+    /// shares a 24 GiB host with another; a 3B model's (11 GB) are not made.
+    public static let packedProjectionsLimit = 4 << 30
+
+    /// The most memory a packed f32 head takes by default: 1 GiB.
+    public static let packedHeadLimit = 1 << 30
 
     /// Whether the frozen bf16 matrices of bf16 trials (an adapter method's
     /// projections stored in bf16, and the bf16 head every bf16 trial reads)
@@ -193,11 +229,45 @@ public final class LlamaModel: @unchecked Sendable {
         4 * config.layerCount * ProjectionKind.allCases.reduce(0) { $0 + ParameterLayout.shape(config, $1).reduce(1, *) }
     }
 
-    private static func makeFrozenPacks(_ config: LlamaConfiguration, storage: LinearStorage) -> [[ProjectionKind: PackedWeight]]? {
+    /// Each Float32 projection's packed copies, whose plain rows in the
+    /// arena they may release when the arena is mapped (`LargeBuffer`:
+    /// released pages are then unmapped with it, whatever their protection).
+    private static func makeFrozenPacks(_ config: LlamaConfiguration, storage: LinearStorage, weights: LlamaWeights,
+                                        arena: FloatArena) -> [[ProjectionKind: PackedWeight]]? {
         guard storage == .float32, packsFrozenBases(config) else { return nil }
-        return (0..<config.layerCount).map { _ in
-            Dictionary(uniqueKeysWithValues: ProjectionKind.allCases.map { ($0, PackedWeight()) })
+        let releasable = LargeBuffer.isMapped(arena.byteCount)
+        return weights.layers.map { layer in
+            Dictionary(uniqueKeysWithValues: ProjectionKind.allCases.map { kind in
+                guard releasable, let rows = layer.projections[kind] else { return (kind, PackedWeight()) }
+                return (kind, PackedWeight(releasing: rows.base, count: ParameterLayout.shape(config, kind).reduce(1, *)))
+            })
         }
+    }
+
+    /// Runs `body` with `entry`'s Floats in the arena readable and holding
+    /// the model's values: a projection whose plain rows its packed copies
+    /// released is written back from them first, and released again
+    /// afterwards (`ReleasablePlainRows`). One tensor at a time, so that a
+    /// reader of the whole base (a copy of it, an export, the fingerprint)
+    /// brings back at most one projection's rows at once.
+    /// `body` gets the tensor's first Float (`entry.count` of them).
+    public func withPlainRows<Result>(of entry: ParameterEntry, _ body: (UnsafePointer<Float>) throws -> Result) rethrows -> Result {
+        let rows = UnsafePointer(parameters.base + entry.offset)
+        guard let packed = releasablePacks[entry.offset], let plain = packed.plainRows else { return try body(rows) }
+        defer { plain.releaseIfPacked(packed) }
+        return try plain.withRows(restoringFrom: packed, oneOff: true) { try body(rows) }
+    }
+
+    /// `frozenPacks`' copies that may release their projection's rows, by
+    /// the projection's offset in `layout`.
+    private static func releasable(_ packs: [[ProjectionKind: PackedWeight]]?, layout: ParameterLayout) -> [Int: PackedWeight] {
+        var byOffset: [Int: PackedWeight] = [:]
+        for (l, layer) in (packs ?? []).enumerated() {
+            for (kind, packed) in layer where packed.plainRows != nil {
+                if let e = layout[ParameterLayout.name(layer: l, kind)] { byOffset[e.offset] = packed }
+            }
+        }
+        return byOffset
     }
 
     /// The packed copies of layer `layer`'s `kind` projection, if the model keeps them.
@@ -243,9 +313,18 @@ public final class LlamaModel: @unchecked Sendable {
     /// product: one that runs in between copies the old values again.
     public func tensor(_ name: String) -> UnsafeMutableBufferPointer<Float> {
         guard let e = layout[name] else { preconditionFailure("no tensor \(name)") }
-        frozenPacks?.forEach { $0.values.forEach { $0.invalidate() } }
+        // Released rows are written back before the copies that hold their values go stale, and
+        // inside the lease, so that no release comes between.
+        for packed in frozenPacks?.flatMap(\.values) ?? [] {
+            if let rows = packed.plainRows {
+                rows.withRows(restoringFrom: packed, oneOff: true) { packed.invalidate() }
+            } else {
+                packed.invalidate()
+            }
+        }
         frozenHeadPack?.invalidate()
         bf16Head.withLock { $0?.invalidate() }
+        fingerprintCache.withLock { $0 = nil }
         return UnsafeMutableBufferPointer(start: parameters.base + e.offset, count: e.count)
     }
 

@@ -57,7 +57,7 @@ public struct LlamaNetwork: Sendable {
     /// The frozen head in bf16, for a network whose products run in bf16.
     public let lmHeadBF16: BFloat16Matrix?
     /// The model's packed copies of the frozen Float32 head, when it keeps
-    /// them (`LlamaModel.packsFrozenBases`): an adapter network's in f32.
+    /// them (`LlamaModel.packsFrozenHead`): an adapter network's in f32.
     public let lmHeadPacked: PackedWeight?
     /// The bf16 roundings of the weights this network trains (full
     /// fine-tuning in bf16; the head's is `lmHeadBF16`): written by each

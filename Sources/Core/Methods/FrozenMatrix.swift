@@ -42,13 +42,25 @@ public enum FrozenMatrix: Sendable {
     /// destination already holds the same dense weights).
     func materialize(into destination: FloatPointer) {
         switch self {
-        case let .dense(w, o, i, _):
-            if w.base != destination.base { destination.base.update(from: w.base, count: o * i) }
+        case let .dense(w, o, i, packed):
+            FrozenMatrix.withPlainRows(packed, oneOff: true) {
+                if w.base != destination.base { destination.base.update(from: w.base, count: o * i) }
+            }
         case let .nf4(t):
             t.dequantizeRows(0..<t.rows, into: destination.base)
         case let .bf16(m):
             m.widen(into: destination.base)
         }
+    }
+
+    /// Runs `body`, which reads a dense matrix's plain rows, under a lease
+    /// on them when its packed copies may release them (written back first
+    /// if released), and lets them go again afterwards if both copies are
+    /// then current (`ReleasablePlainRows`).
+    private static func withPlainRows(_ packed: PackedWeight?, oneOff: Bool = false, _ body: () -> Void) {
+        guard let packed, let rows = packed.plainRows else { return body() }
+        rows.withRows(restoringFrom: packed, oneOff: oneOff, body)
+        rows.releaseIfPacked(packed)
     }
 
     /// Floats of scratch the products need for dequantised weights: the whole
@@ -256,12 +268,27 @@ public enum FrozenMatrix: Sendable {
 
     /// out (N, outDim) = inp (N, inDim) · Wᵀ.
     /// `tiles` (`tileFloats` of them) is needed by NF4 matrices only; up to
-    /// `fewRows` rows each thread multiplies its own block of W's rows.
+    /// `fewRows` rows each thread multiplies its own block of W's rows, but
+    /// for a dense W with packed copies, which oneDNN reads at any rows
+    /// (`gemmOnPackedCopy`), so that its plain rows may be released.
     func multiply(out: FloatPointer, inp: FloatPointer, n: Int, tiles: FloatPointer? = nil, context: ComputeContext,
                   fewRows: Int = fewRowsLimit) {
         switch self {
         case let .dense(w, o, i, packed):
-            linearForward(out.base, inp.base, w.base, n: n, inDim: i, outDim: o, context: context, packed: packed, fewRows: fewRows)
+            // No rows, no product: nor plain rows written back for one.
+            guard n > 0 else { return }
+            // A weight with copies multiplies through them at any rows, its first product of a
+            // direction making that copy, so that what a product computes never depends on
+            // whether an earlier one made it; the few-rows kernel is for weights without them.
+            let throughCopies = packed != nil && fewRowsOnPackedCopy.isOn && OneDNNMatmul.makesBlockedF32Copies
+            if let packed, n > fewRows || throughCopies,
+               gemmOnPackedCopy(transB: true, m: n, n: o, k: i, a: inp.base, lda: i, ldb: i, beta: 0, c: out.base, ldc: o, packed: packed) {
+                return
+            }
+            FrozenMatrix.withPlainRows(packed) {
+                linearForward(out.base, inp.base, w.base, n: n, inDim: i, outDim: o, context: context, packed: packed,
+                              fewRows: throughCopies ? 0 : fewRows)
+            }
         case let .bf16(w):
             w.product(transB: true, m: n, a: inp.base, beta: 0, c: out.base, context: context)
         case let .nf4(t) where n <= fewRows:
@@ -296,8 +323,15 @@ public enum FrozenMatrix: Sendable {
     func multiplyTransposed(dinp: FloatPointer, dout: FloatPointer, n: Int, accumulate: Bool, tiles: FloatPointer? = nil, context: ComputeContext) {
         switch self {
         case let .dense(w, o, i, packed):
-            linearBackward(dinp: dinp.base, dweight: nil, dout: dout.base, inp: dout.base, weight: w.base,
-                           n: n, inDim: i, outDim: o, accumulateInput: accumulate, packed: packed)
+            guard n > 0 else { return }
+            if let packed, gemmOnPackedCopy(transB: false, m: n, n: i, k: o, a: dout.base, lda: o, ldb: i, beta: accumulate ? 1 : 0,
+                                            c: dinp.base, ldc: i, packed: packed) {
+                return
+            }
+            FrozenMatrix.withPlainRows(packed) {
+                linearBackward(dinp: dinp.base, dweight: nil, dout: dout.base, inp: dout.base, weight: w.base,
+                               n: n, inDim: i, outDim: o, accumulateInput: accumulate, packed: packed)
+            }
         case let .bf16(w):
             w.product(transB: false, m: n, a: dout.base, beta: accumulate ? 1 : 0, c: dinp.base, context: context)
         case let .nf4(t):

@@ -13,7 +13,8 @@ extension FineTuning {
             return merged
         }
         for e in layout.entries {
-            if let source = base.layout[e.name] { (merged.base + e.offset).update(from: base.parameters.base + source.offset, count: e.count) }
+            guard let source = base.layout[e.name] else { continue }
+            base.withPlainRows(of: source) { (merged.base + e.offset).update(from: $0, count: e.count) }
         }
         let weights = LlamaWeights(layout: layout, config: base.config, base: merged.base)
         for (l, layer) in network.layers.enumerated() {

@@ -149,8 +149,9 @@ private func projectionForwardProducts(
 /// generation, perplexity): no LoRA dropout and nothing saved, intermediate
 /// results in `scratch`. The same products as `projectionForward` with
 /// dropout 0, so the same Floats, from `decodingFewRowsLimit` + 1 rows on;
-/// at fewer rows (decoding) the base takes the few-rows kernel up to that
-/// limit and LoRA's adapter runs on the calling thread, rounding differently.
+/// at fewer rows (decoding) a base without packed copies takes the few-rows
+/// kernel up to that limit and LoRA's adapter runs on the calling thread,
+/// rounding differently.
 func projectionInference(
     _ p: Projection, out: FloatPointer, inp: FloatPointer, n: Int, scratch: ProjectionScratch, context ctx: ComputeContext
 ) {
@@ -176,8 +177,8 @@ func projectionInference(
 
 /// out = inp·Wᵀ + s·dropped·Aᵀ·Bᵀ, with hidden (N, r) = dropped·Aᵀ.
 ///
-/// `decoding` (inference): the base takes the few-rows kernel up to
-/// `decodingFewRowsLimit` rows, and at those rows the two rank-r products
+/// `decoding` (inference): a base without packed copies takes the few-rows
+/// kernel up to `decodingFewRowsLimit` rows, and at those rows the two rank-r products
 /// run on the calling thread (single-threaded BLAS): each is a few
 /// microseconds of arithmetic, and waking the engine's second thread for it
 /// cost more (a decoding pass makes two per projection, 420 at SmolLM2).

@@ -1,7 +1,8 @@
 // Linear: y = x·Wᵀ, with W in PyTorch's [out, in] layout, and its backward.
 // Every matrix product of the core goes through `gemm` below, which runs it
 // on the process's `MatmulEngine`; decoding's f32 products of at most 32 rows
-// run on a kernel of their own (the `context:` overload of `linearForward`).
+// over a weight without packed copies run on a kernel of their own (the
+// `context:` overload of `linearForward`).
 import CBLAS
 import CKernels
 
@@ -80,6 +81,46 @@ func sgemm(
     cblas_sgemm(
         CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
         Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// The switch of the packed copies' use by few-row products
+/// (`FrozenMatrix.multiply`): `FACTSWEEP_FEW_ROWS_PACKED=off` for the
+/// benchmark's before/after (plain rows a few-row product needs are then
+/// written back and kept); tests turn it off per thread to compare with
+/// the few-rows kernel.
+let fewRowsOnPackedCopy = PathSwitch(environmentKey: "FACTSWEEP_FEW_ROWS_PACKED")
+
+/// C[m,n] = A·op(B) + beta·C in f32 over the current packed copy in
+/// `packed` for this product's layout (oneDNN's, made by an earlier product
+/// of that direction), B's plain rows not read: true when such a copy exists
+/// and the product ran; false, having run nothing, when none does, the
+/// engine is not oneDNN, reuse is off, the precision is not f32, or the
+/// calling thread is inside a single-threaded section. A is m × k with
+/// leading dimension `lda`.
+///
+/// Why: a product that reads no plain rows lets a model release them
+/// (`ReleasablePlainRows`). Decoding's products (1–32 rows) over a frozen
+/// weight ran on the few-rows kernel over its plain rows; over the packed
+/// copy oneDNN took 0.6–1.2× the kernel's time at 1–2 rows and 0.4–1.0×
+/// from 4 rows on, one product at a time with the weight in cache, at
+/// SmolLM2's and Llama-3.2-1B's shapes on a Zen 4 EPYC; in SmolLM2's evaluation, whose
+/// passes stream the weights, the two were level within the VM's noise
+/// (docs/benchmarks.md, "Issue 13, fortieth stop").
+func gemmOnPackedCopy(
+    transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, ldb: Int, beta: Float,
+    c: UnsafeMutablePointer<Float>, ldc: Int, packed: PackedWeight
+) -> Bool {
+    guard m > 0, n > 0, k > 0, ProductPrecision.current == .f32, MatmulEngine.current == .oneDNN, OneDNNMatmul.reuse,
+          let threads = BLASThreads.threadsOutsideSections else { return false }
+    let key = OneDNNMatmul.Key(transA: false, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
+                               alpha: 1, beta: beta, bf16: false, threads: threads)
+    guard let copy = OneDNNMatmul.currentPackedCopy(key, in: packed) else { return false }
+    var ran = false
+    ProductProfile.timed(ProductProfile.Shape(transA: false, transB: transB, m: m, n: n, k: k, bf16: false, bStoredBF16: false,
+                                              bPacked: true)) {
+        ran = OneDNNMatmul.runPrepacked(key, a: UnsafeMutableRawPointer(mutating: a), b: copy, c: c)
+    }
+    return ran
 }
 
 /// out = inp · weightᵀ, or out += … when `accumulate`; `packed` as in `gemm`.

@@ -202,11 +202,11 @@ enum OneDNNMatmul {
     }
 
     /// The current packed copy in `packed` that `key`'s primitive with a
-    /// packed B reads (a bf16 product), for `runPrepacked`; nil when there
-    /// is none yet, or the layout is plain rows (whose products may be split,
-    /// as `run` does).
+    /// packed B reads (a bf16 product, or an f32 one over a frozen Float32
+    /// weight), for `runPrepacked`; nil when there is none yet, or the
+    /// layout is plain rows (whose products may be split, as `run` does).
     static func currentPackedCopy(_ key: Key, in packed: PackedWeight) -> UnsafeMutableRawPointer? {
-        guard key.bf16, let engine = state.engine, let primitive = packedPrimitive(for: key, engine: engine),
+        guard let engine = state.engine, let primitive = packedPrimitive(for: key, engine: engine),
               primitive.packedRowStride == 0, let desc = primitive.weightsDesc else { return nil }
         return packed.currentCopy(for: desc, transB: key.transB)
     }
@@ -215,7 +215,14 @@ enum OneDNNMatmul {
     /// `PackedWeight.unpack`); false without oneDNN or a current bf16 copy.
     static func unpack(_ packed: PackedWeight, into plain: UnsafeMutablePointer<UInt16>) -> Bool {
         guard let engine = state.engine, let stream = ThreadContext.current(engine: engine).stream else { return false }
-        return packed.unpack(into: plain, engine: engine, stream: stream)
+        return packed.unpack(into: UnsafeMutableRawPointer(plain), bf16: true, engine: engine, stream: stream)
+    }
+
+    /// Writes `packed`'s weight back in plain Float32 rows into `plain`;
+    /// false without oneDNN or a current Float32 copy.
+    static func unpack(_ packed: PackedWeight, into plain: UnsafeMutablePointer<Float>) -> Bool {
+        guard let engine = state.engine, let stream = ThreadContext.current(engine: engine).stream else { return false }
+        return packed.unpack(into: UnsafeMutableRawPointer(plain), bf16: false, engine: engine, stream: stream)
     }
 
     /// The path before reuse: a stream and a scratchpad of its own per call.
@@ -248,6 +255,14 @@ enum OneDNNMatmul {
     /// these leading dimensions to its copying kernels), unless
     /// `FACTSWEEP_ONEDNN_SPLIT=off` (the benchmark's before/after).
     static let splitsColumns = hasAVX2Sgemm && ProcessInfo.processInfo.environment[splitEnvironmentKey]?.lowercased() != "off"
+
+    /// Whether f32 products on the calling thread would make and read packed
+    /// copies in oneDNN's blocked layouts (`gemmOnPackedCopy`): the engine
+    /// is oneDNN, reuse is on, the precision is f32, and its matmul is not
+    /// the AVX2 one (which packs in plain rows, read as any plain B).
+    static var makesBlockedF32Copies: Bool {
+        ProductPrecision.current == .f32 && MatmulEngine.current == .oneDNN && reuse && !hasAVX2Sgemm && isAvailable
+    }
 
     /// Whether oneDNN's f32 products here run on its AVX/AVX2 sgemm (the
     /// one that reads such B in place, and packs B in plain rows).
@@ -430,7 +445,10 @@ enum OneDNNMatmul {
 /// backward), which `OneDNNMatmul.run` reads in place.
 ///
 /// Whoever writes the weight must call `invalidate()` before the next
-/// product, and never while products read it. Weights trained in place get
+/// product, and never while products read it; for a weight whose plain rows
+/// the copies may release (`plainRows`), inside a lease on them
+/// (`ReleasablePlainRows.withRows`), which writes them back first and lets
+/// no release come between. Weights trained in place get
 /// none: in f32 each feeds one product per direction per step, so packing it
 /// per step would be the same copy oneDNN makes inside that call; in bf16
 /// full fine-tuning reads a plain bf16 rounding made once per step
@@ -454,7 +472,19 @@ public final class PackedWeight: @unchecked Sendable {
     private let lock = NSLock()
     private var copies: [Copy] = []
 
-    public init() {}
+    /// The plain Float32 rows the copies are made from, when they may be
+    /// released while both directions' copies are current (a model's
+    /// projections: `LlamaModel.packsFrozenBases`); nil otherwise.
+    let plainRows: ReleasablePlainRows?
+
+    public init() { plainRows = nil }
+
+    /// Copies of the frozen Float32 matrix at `rows` (`count` Floats, inside
+    /// a buffer `LargeBuffer` mapped) whose plain rows are released once
+    /// both directions' copies are current (`ReleasablePlainRows`).
+    init(releasing rows: UnsafeMutablePointer<Float>, count: Int) {
+        plainRows = ReleasablePlainRows(rows, count: count)
+    }
 
     deinit { for copy in copies { LargeBuffer.deallocate(copy.buffer, byteCount: max(copy.bytes, 64)) } }
 
@@ -493,7 +523,9 @@ public final class PackedWeight: @unchecked Sendable {
             }
             return copies[index].buffer
         }
-        guard copies.count < maximumCopies else { return nil }
+        // One copy per direction: a product of another layout for a direction that has one runs
+        // unpacked, so that the other direction's copy is always made, whichever ran first.
+        guard copies.count < maximumCopies, !copies.contains(where: { $0.transB == key.transB }) else { return nil }
         let bytes = dnnl_memory_desc_get_size(&wanted)
         let buffer = LargeBuffer.allocate(byteCount: max(bytes, 64))
         guard pack(into: buffer) else {
@@ -521,23 +553,32 @@ public final class PackedWeight: @unchecked Sendable {
     /// `OneDNNMatmul.currentPackedCopy` serves: not plain rows) exists for
     /// each direction, B read transposed (the forward's X · Wᵀ) and not (the
     /// backward's dY · W).
-    var holdsBothDirections: Bool {
+    var holdsBothDirections: Bool { holdsBothDirections(float32: false) }
+
+    /// `holdsBothDirections`, counting only Float32 copies when `float32`
+    /// (what a Float32 matrix's plain rows are written back from).
+    func holdsBothDirections(float32: Bool) -> Bool {
         lock.lock()
         defer { lock.unlock() }
-        let blocked = copies.filter { copy in copy.current && withUnsafePointer(to: copy.desc) { factsweep_plain_row_stride($0) } == 0 }
+        let blocked = copies.filter { copy in
+            copy.current && (!float32 || copy.desc.data_type == dnnl_f32)
+                && withUnsafePointer(to: copy.desc) { factsweep_plain_row_stride($0) } == 0
+        }
         return blocked.contains { $0.transB } && blocked.contains { !$0.transB }
     }
 
-    /// Writes the weight back in plain bf16 rows (row-major, leading
-    /// dimension the products' `ldb`) into `plain` from a current bf16 copy:
-    /// the same values, as packing only moved them. False, writing nothing,
-    /// when no current bf16 copy exists or the reorder fails.
-    fileprivate func unpack(into plain: UnsafeMutablePointer<UInt16>, engine: dnnl_engine_t, stream: dnnl_stream_t) -> Bool {
+    /// Writes the weight back in plain rows (row-major, leading dimension
+    /// the products' `ldb`; bf16 or Float32 as `bf16` says) into `plain`
+    /// from a current copy of that type: the same values, as packing only
+    /// moved them. False, writing nothing, when no such copy exists or the
+    /// reorder fails.
+    fileprivate func unpack(into plain: UnsafeMutableRawPointer, bf16: Bool, engine: dnnl_engine_t, stream: dnnl_stream_t) -> Bool {
         lock.lock()
         defer { lock.unlock() }
-        guard let copy = copies.first(where: { $0.current && $0.desc.data_type == dnnl_bf16 }) else { return false }
+        let type = bf16 ? dnnl_bf16 : dnnl_f32
+        guard let copy = copies.first(where: { $0.current && $0.desc.data_type == type }) else { return false }
         var desc = copy.desc
-        return factsweep_reorder_weights(engine, stream, copy.transB ? 1 : 0, Int64(copy.k), Int64(copy.n), Int64(copy.ldb), 1,
+        return factsweep_reorder_weights(engine, stream, copy.transB ? 1 : 0, Int64(copy.k), Int64(copy.n), Int64(copy.ldb), bf16 ? 1 : 0,
                                          plain, &desc, copy.buffer, 1) == dnnl_success
     }
 }

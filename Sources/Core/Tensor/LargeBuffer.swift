@@ -40,7 +40,7 @@ enum LargeBuffer {
 
     /// Whether a buffer of `byteCount` bytes is mapped here (else the
     /// ordinary allocator's); never off Linux, where `hasSmallPages` is false.
-    private static func isMapped(_ byteCount: Int) -> Bool { usesHugePages && byteCount >= hugePageBytes }
+    static func isMapped(_ byteCount: Int) -> Bool { usesHugePages && byteCount >= hugePageBytes }
 
     /// At least `byteCount` bytes (1 if 0), 64-byte aligned, uninitialised;
     /// free with `deallocate(_:byteCount:)` and the same count.
@@ -76,4 +76,40 @@ enum LargeBuffer {
     }
 
     private static func pageRounded(_ bytes: Int) -> Int { (bytes + 4095) & ~4095 }
+
+    /// The whole 4 KiB pages of a span inside a buffer mapped here.
+    struct Pages {
+        let start: UnsafeMutableRawPointer, byteCount: Int
+    }
+
+    /// Hands the whole pages of `span` (inside a buffer `allocate` mapped)
+    /// back to the kernel and makes them unreadable: the process's memory
+    /// shrinks by them, and a read that did not bring them back first
+    /// (`restore`) faults instead of finding zeros. Nil, changing nothing,
+    /// when the span holds no whole page or the kernel refuses.
+    static func release(_ span: UnsafeMutableRawBufferPointer) -> Pages? {
+        #if os(Linux)
+        guard let base = span.baseAddress else { return nil }
+        let lo = (UInt(bitPattern: base) + 4095) & ~UInt(4095), hi = (UInt(bitPattern: base) + UInt(span.count)) & ~UInt(4095)
+        guard hi > lo, let start = UnsafeMutableRawPointer(bitPattern: lo) else { return nil }
+        let bytes = Int(hi - lo)
+        guard mprotect(start, bytes, PROT_NONE) == 0 else { return nil }
+        guard madvise(start, bytes, MADV_DONTNEED) == 0 else {
+            precondition(mprotect(start, bytes, PROT_READ | PROT_WRITE) == 0, "cannot make released pages writable again (errno \(errno))")
+            return nil
+        }
+        return Pages(start: start, byteCount: bytes)
+        #else
+        return nil
+        #endif
+    }
+
+    /// Makes released pages readable and writable again; they hold zeros
+    /// until the caller writes their values back.
+    static func restore(_ pages: Pages) {
+        #if os(Linux)
+        precondition(mprotect(pages.start, pages.byteCount, PROT_READ | PROT_WRITE) == 0,
+                     "cannot make released pages writable again (errno \(errno))")
+        #endif
+    }
 }

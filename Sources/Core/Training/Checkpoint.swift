@@ -95,8 +95,18 @@ extension LlamaModel {
     /// The configuration and a sample of every tensor the model holds as
     /// Float32 (every 4099th Float, a prime stride), hashed: enough to tell
     /// one base model from another. A model loaded with NF4 or bf16
-    /// projections hashes all but those (`fingerprint(as:)`).
-    public var fingerprint: String { fingerprint(of: layout.entries) }
+    /// projections hashes all but those (`fingerprint(as:)`). Made once and
+    /// kept until a write through `tensor(_:)`: every checkpoint asks, and
+    /// each projection it samples may be released (`ReleasablePlainRows`),
+    /// which its read writes back in full first.
+    public var fingerprint: String {
+        fingerprintCache.withLock { cached in
+            if let cached { return cached }
+            let made = fingerprint(of: layout.entries)
+            cached = made
+            return made
+        }
+    }
 
     /// The fingerprint a load of this model's files with `storage` has, which
     /// is what a checkpoint of a trial on that storage records (a bf16 LoRA's,
@@ -115,11 +125,12 @@ extension LlamaModel {
         let c = config
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for e in entries {
-            let t = parameters.base + e.offset
-            var i = 0
-            while i < e.count {
-                hash = (hash ^ UInt64(t[i].bitPattern)) &* 0x100_0000_01b3
-                i += 4099
+            withPlainRows(of: e) { t in
+                var i = 0
+                while i < e.count {
+                    hash = (hash ^ UInt64(t[i].bitPattern)) &* 0x100_0000_01b3
+                    i += 4099
+                }
             }
         }
         return "llama V\(c.vocabularySize) C\(c.hiddenSize) F\(c.intermediateSize) L\(c.layerCount) H\(c.headCount)/\(c.kvHeadCount) "

@@ -76,8 +76,12 @@ public final class FineTuning: @unchecked Sendable {
         switch method.kind {
         case .full:
             trainable = base.layout.entries
-            parameters = FloatArena(capacity: base.layout.totalCount)
-            parameters.base.update(from: base.parameters.base, count: base.layout.totalCount)
+            // Tensor by tensor, each under a lease on the base's released rows (the padding between stays zero).
+            let copy = FloatArena(capacity: base.layout.totalCount)
+            for e in base.layout.entries {
+                base.withPlainRows(of: e) { (copy.base + e.offset).update(from: $0, count: e.count) }
+            }
+            parameters = copy
             let weights = LlamaWeights(layout: base.layout, config: c, base: parameters.base)
             let grads: LlamaWeights
             if settings.updatesInBackward {
