@@ -149,7 +149,8 @@ public final class LlamaModel: @unchecked Sendable {
     static func packedHeadBytes(_ config: LlamaConfiguration) -> Int { 2 * 4 * config.vocabularySize * config.hiddenSize }
 
     /// The most memory packed f32 projections add by default: 4 GiB, so
-    /// that a Llama-3.2-1B f32 adapter worker (about 9 GiB at its peak) still
+    /// that a Llama-3.2-1B f32 adapter worker (8.6 GiB at its peak in the
+    /// bench, 9.7 GiB with evaluations; docs/benchmarks.md) still
     /// shares a 24 GiB host with another; a 3B model's (11 GB) are not made.
     public static let packedProjectionsLimit = 4 << 30
 
