@@ -100,12 +100,9 @@ let fewRowsOnPackedCopy = PathSwitch(environmentKey: "FACTSWEEP_FEW_ROWS_PACKED"
 ///
 /// Why: a product that reads no plain rows lets a model release them
 /// (`ReleasablePlainRows`). Decoding's products (1–32 rows) over a frozen
-/// weight ran on the few-rows kernel over its plain rows; over the packed
-/// copy oneDNN took 0.6–1.2× the kernel's time at 1–2 rows and 0.4–1.0×
-/// from 4 rows on, one product at a time with the weight in cache, at
-/// SmolLM2's and Llama-3.2-1B's shapes on a Zen 4 EPYC; in SmolLM2's evaluation, whose
-/// passes stream the weights, the two were level within the VM's noise
-/// (docs/benchmarks.md, "Issue 13, fortieth stop").
+/// weight ran on the few-rows kernel over its plain rows; in SmolLM2's
+/// evaluation, whose passes stream the weights, the two were level within
+/// the VM's noise (docs/benchmarks.md, "Issue 13, fortieth stop").
 func gemmOnPackedCopy(
     transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, ldb: Int, beta: Float,
     c: UnsafeMutablePointer<Float>, ldc: Int, packed: PackedWeight
