@@ -1,15 +1,36 @@
 // ModelCache: base models and embedders loaded once per process and shared
-// read-only by every trial the process runs.
+// read-only by every trial the process runs, within a memory budget for the
+// models no trial holds.
 import Core
 import Trial
 import Foundation
 import Logging
 
 /// Loaded models by path and storage; thread-safe.
+///
+/// A trial holds its model through `withLanguageModel`, and the cache drops
+/// nothing a trial holds. Between trials it keeps the idle models for the
+/// next trial that asks, but only up to `idleBudget` bytes: when a trial
+/// takes a model, the idle others are dropped, least recently used first,
+/// until the rest fit. SmolLM2's models in every storage fit together; at
+/// Llama-3.2-1B's scale one idle model does not (Float32 with its packed
+/// copies 8.8 GB), so a worker that changes storage loads again, seconds,
+/// instead of keeping the f32, bf16 and NF4 models beside a full
+/// fine-tuning trial's 15 GB on a 24 GiB host.
 public final class ModelCache: @unchecked Sendable {
+    private struct Cached {
+        let model: LanguageModel
+        let path: String
+        /// Trials holding it now.
+        var holders = 0
+        /// When a trial last took it (`clock`), for least recently used first.
+        var lastTaken: UInt64 = 0
+    }
+
     private let lock = NSLock()
     /// Keyed by storage and path: one file may be held as float32 and as NF4.
-    private var models: [String: LanguageModel] = [:]
+    private var models: [String: Cached] = [:]
+    private var clock: UInt64 = 0
     /// Its own lock: `lock` is held while a model loads (seconds), and a worker's socket thread must not wait
     /// that long to say hello.
     private let pathsLock = NSLock()
@@ -17,19 +38,72 @@ public final class ModelCache: @unchecked Sendable {
     private var embedders: [String: SentenceEmbedder] = [:]
     private let logger: Logger
 
-    public init(logger: Logger) { self.logger = logger }
+    /// Bytes of models no trial holds that the cache keeps for later trials.
+    public let idleBudget: Int
 
-    /// The model at `path`, with QLoRA's NF4 projections when `storage` says so.
-    public func languageModel(_ path: URL, storage: LinearStorage, context: ComputeContext) throws -> LanguageModel {
+    /// The default `idleBudget`: a sixth of the host's memory (4 GiB on 24 GiB).
+    public static var defaultIdleBudget: Int { Int(clamping: ProcessInfo.processInfo.physicalMemory / 6) }
+
+    public init(logger: Logger, idleBudget: Int = ModelCache.defaultIdleBudget) {
+        self.logger = logger
+        self.idleBudget = max(0, idleBudget)
+    }
+
+    /// What a cached model holds in memory: its base weights and the packed
+    /// copies its products have made, less the plain rows those released.
+    static func bytes(_ model: LanguageModel) -> Int { model.model.heldBytes }
+
+    /// Runs `body` with the model at `path`, with QLoRA's NF4 projections
+    /// when `storage` says so, loading it unless cached; the cache drops
+    /// nothing while `body` runs. `alone` tells `body` that no other trial
+    /// holds the model, so that it may drop what it will not use
+    /// (`LlamaModel.dropFloat32Copies`) without racing another trial's products.
+    public func withLanguageModel<Result>(
+        _ path: URL, storage: LinearStorage, context: ComputeContext,
+        _ body: (_ model: LanguageModel, _ alone: Bool) throws -> Result
+    ) throws -> Result {
         let key = storage.rawValue + ":" + path.standardizedFileURL.path
+        let (model, alone) = try take(key, path: path, storage: storage, context: context)
+        defer { lock.withLock { models[key]?.holders -= 1 } }
+        return try body(model, alone)
+    }
+
+    private func take(_ key: String, path: URL, storage: LinearStorage, context: ComputeContext) throws -> (LanguageModel, Bool) {
         lock.lock()
         defer { lock.unlock() }
-        if let cached = models[key] { return cached }
+        clock += 1
+        dropIdle(keeping: key)
+        if var cached = models[key] {
+            cached.holders += 1
+            cached.lastTaken = clock
+            models[key] = cached
+            return (cached.model, cached.holders == 1)
+        }
         logger.info("loading model", metadata: ["path": "\(path.path)", "storage": "\(storage.rawValue)"])
         let model = try LanguageModel.load(path, storage: storage, context: context)
-        models[key] = model
-        pathsLock.withLock { _ = modelPaths.insert(path.standardizedFileURL.path) }
-        return model
+        let standardized = path.standardizedFileURL.path
+        models[key] = Cached(model: model, path: standardized, holders: 1, lastTaken: clock)
+        pathsLock.withLock { _ = modelPaths.insert(standardized) }
+        return (model, true)
+    }
+
+    /// Drops the idle models other than `key`'s, least recently taken first,
+    /// until those left fit `idleBudget`. Called with `lock` held.
+    private func dropIdle(keeping key: String) {
+        var idle = models.filter { $0.key != key && $0.value.holders == 0 }
+            .map { (key: $0.key, taken: $0.value.lastTaken, bytes: Self.bytes($0.value.model)) }
+            .sorted { $0.taken < $1.taken }
+        var total = idle.reduce(0) { $0 + $1.bytes }
+        while total > idleBudget, !idle.isEmpty {
+            let oldest = idle.removeFirst()
+            total -= oldest.bytes
+            guard let dropped = models.removeValue(forKey: oldest.key) else { continue }
+            logger.info("dropping an idle model over the cache's budget", metadata: [
+                "path": "\(dropped.path)", "bytes": "\(oldest.bytes)", "budget": "\(idleBudget)"])
+            if !models.values.contains(where: { $0.path == dropped.path }) {
+                pathsLock.withLock { _ = modelPaths.remove(dropped.path) }
+            }
+        }
     }
 
     public func embedder(_ path: URL) throws -> SentenceEmbedder {
@@ -46,4 +120,7 @@ public final class ModelCache: @unchecked Sendable {
     public var loadedModels: [String] {
         pathsLock.withLock { modelPaths.sorted() }
     }
+
+    /// Keys (`storage:path`) of the models cached now, held or idle (tests).
+    var cachedKeys: [String] { lock.withLock { models.keys.sorted() } }
 }

@@ -30,6 +30,9 @@ struct WorkerCommand: ParsableCommand {
     @Option(name: .long, help: "Threads for BLAS and the other ops (default: SLURM_CPUS_PER_TASK in a Slurm job, else every core).")
     var threads: Int?
 
+    @Option(name: .long, help: "MiB of models no trial holds that stay loaded for later trials; the least recently used go first (default: a sixth of the host's memory).")
+    var modelCacheMib: Int?
+
     @Option(name: .long, help: "Worker id, unique in the sweep (default: slurm-<job>_<task> in a Slurm job, else <hostname>-<pid>).")
     var id: String?
 
@@ -57,6 +60,7 @@ struct WorkerCommand: ParsableCommand {
 
     func validate() throws {
         if let threads { guard threads >= 1 else { throw ValidationError("--threads must be at least 1") } }
+        if let modelCacheMib { guard modelCacheMib >= 0 else { throw ValidationError("--model-cache-mib must be 0 or more") } }
         if let id, let problem = WorkerIdentity.problem(id) { throw ValidationError("--id: \(problem)") }
         guard [connect, runDir, connectFile].compactMap({ $0 }).count == 1 else {
             throw ValidationError("give exactly one of --connect, --run-dir and --connect-file")
@@ -93,7 +97,7 @@ struct WorkerCommand: ParsableCommand {
         }
         settings.deliveryLog = try deliveryLog.map { try DeliveryLog(URL(fileURLWithPath: $0)) }
         let runner: any TrialRunning = simulation.trainer
-            ?? TrialRunner(cache: ModelCache(logger: logger), context: ComputeContext.forProcess(threads: threads), logger: logger)
+            ?? TrialRunner(cache: ModelCache(logger: logger, idleBudget: modelCacheMib.map { min($0, Int.max >> 20) << 20 } ?? ModelCache.defaultIdleBudget), context: ComputeContext.forProcess(threads: threads), logger: logger)
         let client = WorkerClient(settings, context: try ZMQContext(), runner: runner, logger: logger)
         // SIGTERM/SIGINT release the trial (checkpoint, then a retryable failure); a second SIGINT exits at once.
         let signals = SignalWatch { number in client.release(reason: "released by \(number == SIGTERM ? "SIGTERM" : "SIGINT")") }

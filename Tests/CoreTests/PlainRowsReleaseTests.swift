@@ -195,5 +195,40 @@ import Glibc
         #expect(keptWrite, "the rows written back are not the written weights")
         #expect(Self.allReleased(model), "a lease kept the rows")
     }
-}
 
+    /// Dropping the copies (a full fine-tuning trial about to hold the model
+    /// alone) writes every released row back, exactly, frees every copy and
+    /// the head's, and leaves a model on which the next adapter trial packs,
+    /// releases and computes as before.
+    @Test func droppingTheCopiesWritesTheRowsBackAndFreesThem() throws {
+        try Self.requireRelease()
+        let context = ComputeContext(threads: 2)
+        let model = TinyModels.model(Self.config), twin = TinyModels.model(Self.config)
+        let original = Self.projections(model)
+        let kept = try ReleasablePlainRows.release.withoutIt { try Self.losses(twin, context: context) }
+        #expect(try Self.losses(model, context: context) == kept)
+        try #require(Self.allReleased(model))
+        let held = model.packedCopyBytes
+        try #require(held > 0)
+        let releasedBytes = Self.packs(model).reduce(0) { $0 + ($1.plainRows.map { $0.isReleased ? 4 * $0.count : 0 } ?? 0) }
+        #expect(model.heldBytes == model.baseWeightBytes + held - releasedBytes)
+        let freed = model.dropFloat32Copies()
+        #expect(freed == held, "freed \(freed) bytes of \(held)")
+        #expect(model.heldBytes == model.baseWeightBytes, "the model holds \(model.heldBytes) bytes, its base \(model.baseWeightBytes)")
+        #expect(model.packedCopyBytes == 0, "a copy survived")
+        #expect(!Self.packs(model).contains { $0.plainRows?.isReleased ?? true }, "rows stayed released with no copy to hold them")
+        // Read without a lease: the rows must be back in the arena itself.
+        let inArena = (0..<Self.config.layerCount).flatMap { l in
+            ProjectionKind.allCases.compactMap { kind in
+                model.layout[ParameterLayout.name(layer: l, kind)].map {
+                    Array(UnsafeBufferPointer(start: model.parameters.base + $0.offset, count: $0.count))
+                }
+            }
+        }
+        let writtenBack = inArena == original
+        #expect(writtenBack, "the rows written back differ from the weights loaded")
+        #expect(model.dropFloat32Copies() == 0, "a second drop found copies")
+        #expect(try Self.losses(model, context: context) == kept, "a trial after the drop computed otherwise")
+        #expect(Self.allReleased(model), "the next adapter trial did not release the rows again")
+    }
+}

@@ -109,11 +109,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// differently (within 1e-6). `FACTSWEEP_PACK_F32_BASES=on` or `off`
     /// decides it, and the head's (`packsFrozenHead`), for every model.
     public static func packsFrozenBases(_ config: LlamaConfiguration) -> Bool {
-        switch ProcessInfo.processInfo.environment["FACTSWEEP_PACK_F32_BASES"]?.lowercased() {
-        case "on": true
-        case "off": false
-        default: packedProjectionNetBytes(config) <= packedProjectionsLimit
-        }
+        environmentDecides("FACTSWEEP_PACK_F32_BASES") { packedProjectionNetBytes(config) <= packedProjectionsLimit }
     }
 
     /// Whether those networks multiply by packed copies of the Float32 head
@@ -125,10 +121,16 @@ public final class LlamaModel: @unchecked Sendable {
     /// Llama-3.2-1B, where the head is under a tenth of a step's products),
     /// against `packedHeadLimit`.
     public static func packsFrozenHead(_ config: LlamaConfiguration) -> Bool {
-        switch ProcessInfo.processInfo.environment["FACTSWEEP_PACK_F32_BASES"]?.lowercased() {
+        environmentDecides("FACTSWEEP_PACK_F32_BASES") { packedHeadBytes(config) <= packedHeadLimit }
+    }
+
+    /// `on` or `off` in the environment variable `key`, for every model;
+    /// otherwise `rule`, on the model alone.
+    private static func environmentDecides(_ key: String, otherwise rule: () -> Bool) -> Bool {
+        switch ProcessInfo.processInfo.environment[key]?.lowercased() {
         case "on": true
         case "off": false
-        default: packedHeadBytes(config) <= packedHeadLimit
+        default: rule()
         }
     }
 
@@ -174,11 +176,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// `FACTSWEEP_PACK_BF16_BASES=on` or `off` decides it for every model
     /// (`off`: bf16 adapters at half the f32 base's memory, slower).
     public static func packsFrozenBFloat16(_ config: LlamaConfiguration) -> Bool {
-        switch ProcessInfo.processInfo.environment["FACTSWEEP_PACK_BF16_BASES"]?.lowercased() {
-        case "on": true
-        case "off": false
-        default: packedBFloat16Bytes(config) <= packedBFloat16Limit
-        }
+        environmentDecides("FACTSWEEP_PACK_BF16_BASES") { packedBFloat16Bytes(config) <= packedBFloat16Limit }
     }
 
     /// The most memory packed bf16 copies take by default: 6 GiB, so that two
@@ -208,11 +206,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// plain products may round differently (within 1e-6);
     /// `FACTSWEEP_TRAINED_BF16_BLOCKED=on` or `off` decides it for every model.
     public static func blocksTrainedRoundings(_ config: LlamaConfiguration) -> Bool {
-        switch ProcessInfo.processInfo.environment["FACTSWEEP_TRAINED_BF16_BLOCKED"]?.lowercased() {
-        case "on": true
-        case "off": false
-        default: trainedBFloat16Bytes(config) <= blockedRoundingsLimit
-        }
+        environmentDecides("FACTSWEEP_TRAINED_BF16_BLOCKED") { trainedBFloat16Bytes(config) <= blockedRoundingsLimit }
     }
 
     /// The most memory the extra bf16 copy of blocked trained roundings takes by default: 1 GiB.
@@ -255,8 +249,27 @@ public final class LlamaModel: @unchecked Sendable {
     public func withPlainRows<Result>(of entry: ParameterEntry, _ body: (UnsafePointer<Float>) throws -> Result) rethrows -> Result {
         let rows = UnsafePointer(parameters.base + entry.offset)
         guard let packed = releasablePacks[entry.offset], let plain = packed.plainRows else { return try body(rows) }
-        defer { plain.releaseIfPacked(packed) }
         return try plain.withRows(restoringFrom: packed, oneOff: true) { try body(rows) }
+    }
+
+    /// Frees the packed copies of the Float32 projections and head, writing
+    /// released plain rows back first, and returns the bytes freed: what a
+    /// full fine-tuning trial, which multiplies by its own copy of the base,
+    /// would otherwise carry beside it (3.9 GB at Llama-3.2-1B). The next
+    /// adapter trial's first products make them again, and release the rows
+    /// again. Only while nothing else runs on this model: a product reads
+    /// its copy outside the copy's lock, so this may not race one
+    /// (`ModelCache` calls it for a trial that holds the model alone).
+    public func dropFloat32Copies() -> Int {
+        var freed = 0
+        for packed in frozenPacks?.flatMap(\.values) ?? [] {
+            if let rows = packed.plainRows {
+                freed += rows.withRows(restoringFrom: packed, oneOff: true) { packed.discardCopies() }
+            } else {
+                freed += packed.discardCopies()
+            }
+        }
+        return freed + (frozenHeadPack?.discardCopies() ?? 0)
     }
 
     /// `frozenPacks`' copies that may release their projection's rows, by
@@ -305,6 +318,17 @@ public final class LlamaModel: @unchecked Sendable {
             + (bf16Head.withLock { $0.map(\.packed.byteCount) } ?? 0)
             + (frozenPacks?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.byteCount } } ?? 0)
             + (frozenHeadPack?.byteCount ?? 0)
+    }
+
+    /// Bytes the model holds in memory now: its base weights and packed
+    /// copies, less the plain rows and bits its copies released (Llama-3.2-1B
+    /// in f32 after a LoRA trial: 4.9 GB + 7.8 GB − 3.9 GB). What a
+    /// worker's model cache weighs against its budget.
+    public var heldBytes: Int {
+        let releasedRows = releasablePacks.values.reduce(0) { $0 + (($1.plainRows.map { $0.isReleased ? 4 * $0.count : 0 }) ?? 0) }
+        let releasedBits = (bf16Projections?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.byteCount - $1.heldPlainBytes } } ?? 0)
+            + (bf16Head.withLock { $0.map { $0.byteCount - $0.heldPlainBytes } } ?? 0)
+        return baseWeightBytes + packedCopyBytes - releasedRows - releasedBits
     }
 
     /// The parameter tensor named `name` (Hugging Face naming). The buffer is

@@ -55,12 +55,11 @@ public enum FrozenMatrix: Sendable {
 
     /// Runs `body`, which reads a dense matrix's plain rows, under a lease
     /// on them when its packed copies may release them (written back first
-    /// if released), and lets them go again afterwards if both copies are
-    /// then current (`ReleasablePlainRows`).
+    /// if released, and let go again afterwards if both copies are then
+    /// current: `ReleasablePlainRows.withRows`).
     private static func withPlainRows(_ packed: PackedWeight?, oneOff: Bool = false, _ body: () -> Void) {
         guard let packed, let rows = packed.plainRows else { return body() }
         rows.withRows(restoringFrom: packed, oneOff: oneOff, body)
-        rows.releaseIfPacked(packed)
     }
 
     /// Floats of scratch the products need for dequantised weights: the whole

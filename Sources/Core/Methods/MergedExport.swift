@@ -12,7 +12,10 @@ extension FineTuning {
             merged.base.update(from: parameters.base, count: layout.totalCount)
             return merged
         }
-        for e in layout.entries {
+        // The projections are written below, from their frozen matrices: copying a Float32 base's here
+        // too would write each released one back from its packed copies twice.
+        let projections = Set(network.layers.enumerated().flatMap { l, layer in layer.projections.map { ParameterLayout.name(layer: l, $0.kind) } })
+        for e in layout.entries where !projections.contains(e.name) {
             guard let source = base.layout[e.name] else { continue }
             base.withPlainRows(of: source) { (merged.base + e.offset).update(from: $0, count: e.count) }
         }

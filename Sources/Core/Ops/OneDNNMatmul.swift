@@ -496,6 +496,20 @@ public final class PackedWeight: @unchecked Sendable {
         for index in copies.indices { copies[index].current = false }
     }
 
+    /// Frees every copy and returns the bytes freed; the next product of each
+    /// direction makes its copy again. Only while no product runs on this
+    /// weight (a product reads its copy after `copy(for:)` returns, outside
+    /// the lock), and, where the copies hold released plain rows, inside
+    /// their lease (`LlamaModel.dropFloat32Copies`).
+    func discardCopies() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        let bytes = copies.reduce(0) { $0 + $1.bytes }
+        for copy in copies { LargeBuffer.deallocate(copy.buffer, byteCount: max(copy.bytes, 64)) }
+        copies = []
+        return bytes
+    }
+
     /// Bytes the packed copies occupy.
     public var byteCount: Int {
         lock.lock()

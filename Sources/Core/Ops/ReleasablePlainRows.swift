@@ -50,21 +50,22 @@ final class ReleasablePlainRows: @unchecked Sendable {
 
     /// Releases the rows when both directions of `packed` are current, no
     /// lease is held and no product needed them back beside both copies.
-    func releaseIfPacked(_ packed: PackedWeight) {
-        guard Self.release.isOn else { return }
-        lock.lock()
-        defer { lock.unlock() }
-        guard released == nil, readers == 0, !keeps, packed.holdsBothDirections(float32: true) else { return }
+    /// Called with `lock` held.
+    private func releaseIfPacked(_ packed: PackedWeight) {
+        guard Self.release.isOn, released == nil, readers == 0, !keeps, packed.holdsBothDirections(float32: true) else { return }
         released = LargeBuffer.release(UnsafeMutableRawBufferPointer(start: rows, count: 4 * count))
     }
 
     /// Runs `body` with the plain rows readable and holding the matrix's
     /// values, written back from `packed` first when released; no release
-    /// happens until `body` returns. A reader that needed them written back
-    /// while both copies are current would need them again: they are kept
-    /// from then on, unless it is a one-off (`oneOff`: an export, a copy of
-    /// the base, a write, after which the copies are made again and the rows
-    /// released again).
+    /// happens until `body` returns. The last reader to leave releases them
+    /// again if both copies are then current: a product that made the
+    /// second copy, a reader that only looked. After a write (`invalidate`)
+    /// or a drop of the copies (`discardCopies`) none is current, so the rows
+    /// stay until the next products make the copies again. A reader that
+    /// needed them written back while both copies are current would need
+    /// them again: they are kept from then on, unless it is a one-off
+    /// (`oneOff`: an export, a copy of the base, a write).
     func withRows<Result>(restoringFrom packed: PackedWeight, oneOff: Bool = false, _ body: () throws -> Result) rethrows -> Result {
         lock.lock()
         if let pages = released {
@@ -76,7 +77,12 @@ final class ReleasablePlainRows: @unchecked Sendable {
         }
         readers += 1
         lock.unlock()
-        defer { lock.withLock { readers -= 1 } }
+        defer {
+            lock.withLock {
+                readers -= 1
+                releaseIfPacked(packed)
+            }
+        }
         return try body()
     }
 }
