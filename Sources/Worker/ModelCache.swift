@@ -12,11 +12,11 @@ import Logging
 /// nothing a trial holds. Between trials it keeps the idle models for the
 /// next trial that asks, but only up to `idleBudget` bytes: when a trial
 /// takes a model, the idle others are dropped, least recently used first,
-/// until the rest fit. SmolLM2's models in every storage fit together; at
-/// Llama-3.2-1B's scale one idle model does not (Float32 with its packed
-/// copies 8.8 GB), so a worker that changes storage loads again, seconds,
-/// instead of keeping the f32, bf16 and NF4 models beside a full
-/// fine-tuning trial's 15 GB on a 24 GiB host.
+/// until the rest fit. On a 24 GiB host (a 4 GiB budget for a worker on
+/// every core) SmolLM2's models in every storage fit together, and an idle
+/// Llama-3.2-1B model does not (Float32 with its packed copies 8.8 GB), so a
+/// worker that changes storage loads again, seconds, instead of keeping the
+/// f32, bf16 and NF4 models beside a full fine-tuning trial's 15 GB.
 public final class ModelCache: @unchecked Sendable {
     private struct Cached {
         let model: LanguageModel
@@ -41,10 +41,21 @@ public final class ModelCache: @unchecked Sendable {
     /// Bytes of models no trial holds that the cache keeps for later trials.
     public let idleBudget: Int
 
-    /// The default `idleBudget`: a sixth of the host's memory (4 GiB on 24 GiB).
-    public static var defaultIdleBudget: Int { Int(clamping: ProcessInfo.processInfo.physicalMemory / 6) }
+    /// The default `idleBudget` of a process running its trials on
+    /// `threads` threads: a sixth of its own memory limit when it has one
+    /// (a cgroup's, a Slurm job's `--mem`: `MemoryLimit`), else a sixth of
+    /// the host's memory times its share of the cores, as workers on one
+    /// host split the cores (4 GiB for a worker on both cores of a 24 GiB
+    /// host, 2 GiB each for two).
+    /// The host's cores are all it has (`processorCount`), not those this
+    /// process may run on: a Slurm job's cpuset shows only its own.
+    public static func defaultIdleBudget(threads: Int = ProcessInfo.processInfo.processorCount) -> Int {
+        let (limit, own) = MemoryLimit.bytes()
+        let share = own ? 1 : min(1, Double(max(1, threads)) / Double(max(1, ProcessInfo.processInfo.processorCount)))
+        return Int(clamping: UInt64(Double(limit) * share / 6))
+    }
 
-    public init(logger: Logger, idleBudget: Int = ModelCache.defaultIdleBudget) {
+    public init(logger: Logger, idleBudget: Int = ModelCache.defaultIdleBudget()) {
         self.logger = logger
         self.idleBudget = max(0, idleBudget)
     }
@@ -55,36 +66,45 @@ public final class ModelCache: @unchecked Sendable {
 
     /// Runs `body` with the model at `path`, with QLoRA's NF4 projections
     /// when `storage` says so, loading it unless cached; the cache drops
-    /// nothing while `body` runs. `alone` tells `body` that no other trial
-    /// holds the model, so that it may drop what it will not use
-    /// (`LlamaModel.dropFloat32Copies`) without racing another trial's products.
+    /// nothing while `body` runs. When no other trial holds the model,
+    /// `whenAlone` runs first, under the cache's lock, so that it may drop
+    /// what this trial will not use (`LlamaModel.dropFloat32Copies`): a
+    /// trial taking the model meanwhile waits until it has, and none holds it
+    /// already whose products could be reading what it drops.
     public func withLanguageModel<Result>(
         _ path: URL, storage: LinearStorage, context: ComputeContext,
-        _ body: (_ model: LanguageModel, _ alone: Bool) throws -> Result
+        whenAlone: (LanguageModel) -> Void = { _ in },
+        _ body: (LanguageModel) throws -> Result
     ) throws -> Result {
         let key = storage.rawValue + ":" + path.standardizedFileURL.path
-        let (model, alone) = try take(key, path: path, storage: storage, context: context)
+        let model = try take(key, path: path, storage: storage, context: context, whenAlone: whenAlone)
         defer { lock.withLock { models[key]?.holders -= 1 } }
-        return try body(model, alone)
+        return try body(model)
     }
 
-    private func take(_ key: String, path: URL, storage: LinearStorage, context: ComputeContext) throws -> (LanguageModel, Bool) {
+    private func take(_ key: String, path: URL, storage: LinearStorage, context: ComputeContext,
+                      whenAlone: (LanguageModel) -> Void) throws -> LanguageModel {
         lock.lock()
         defer { lock.unlock() }
         clock += 1
-        dropIdle(keeping: key)
         if var cached = models[key] {
+            dropIdle(keeping: key)
             cached.holders += 1
             cached.lastTaken = clock
             models[key] = cached
-            return (cached.model, cached.holders == 1)
+            if cached.holders == 1 { whenAlone(cached.model) }
+            return cached.model
         }
+        // A path that is not there drops nothing: its load would fail after the idle models had gone.
+        guard FileManager.default.fileExists(atPath: path.path) else { throw LoadError.unreadable(file: path.path, reason: "no such file or directory") }
+        dropIdle(keeping: key)
         logger.info("loading model", metadata: ["path": "\(path.path)", "storage": "\(storage.rawValue)"])
         let model = try LanguageModel.load(path, storage: storage, context: context)
         let standardized = path.standardizedFileURL.path
         models[key] = Cached(model: model, path: standardized, holders: 1, lastTaken: clock)
         pathsLock.withLock { _ = modelPaths.insert(standardized) }
-        return (model, true)
+        whenAlone(model)
+        return model
     }
 
     /// Drops the idle models other than `key`'s, least recently taken first,

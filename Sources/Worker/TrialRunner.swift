@@ -61,14 +61,15 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
         events.phase(.loading)
         if config.training.productPrecision == .bf16, let notice = MatmulEngine.bf16Notice { logger.warning("\(notice)") }
         let storage = LinearStorage.training(config.training.method.kind, precision: config.training.productPrecision)
-        return try cache.withLanguageModel(URL(fileURLWithPath: config.model), storage: storage, context: context) { lm, alone in
-            // Full fine-tuning multiplies by its own copy of the base: the packed copies earlier adapter
-            // trials made of the frozen one would sit idle beside it (3.9 GB at Llama-3.2-1B).
-            if config.training.method.kind == .full, alone {
-                let freed = lm.model.dropFloat32Copies()
-                if freed > 0 { logger.info("dropped the base's packed copies for full fine-tuning", metadata: ["bytes": "\(freed)"]) }
-            }
-            return try run(config, model: lm, directory: directory, resume: resume, events: events)
+        // Full fine-tuning multiplies by its own copy of the base: the packed copies earlier adapter
+        // trials made of the frozen one would sit idle beside it (3.9 GB at Llama-3.2-1B).
+        let dropsCopies = config.training.method.kind == .full
+        return try cache.withLanguageModel(URL(fileURLWithPath: config.model), storage: storage, context: context, whenAlone: { lm in
+            guard dropsCopies else { return }
+            let freed = lm.model.dropFloat32Copies()
+            if freed > 0 { logger.info("dropped the base's packed copies for full fine-tuning", metadata: ["bytes": "\(freed)"]) }
+        }) { lm in
+            try run(config, model: lm, directory: directory, resume: resume, events: events)
         }
     }
 

@@ -30,7 +30,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(name: .long, help: "Threads for BLAS and the other ops (default: SLURM_CPUS_PER_TASK in a Slurm job, else every core).")
     var threads: Int?
 
-    @Option(name: .long, help: "MiB of models no trial holds that stay loaded for later trials; the least recently used go first (default: a sixth of the host's memory).")
+    @Option(name: .long, help: "MiB of models no trial holds that stay loaded for later trials; the least recently used go first (default: a sixth of this worker's memory limit — its cgroup's or Slurm job's, else the host's times its share of the cores).")
     var modelCacheMib: Int?
 
     @Option(name: .long, help: "Worker id, unique in the sweep (default: slurm-<job>_<task> in a Slurm job, else <hostname>-<pid>).")
@@ -96,8 +96,11 @@ struct WorkerCommand: ParsableCommand {
             settings.faults = try DeliveryFaults.parse(faults)
         }
         settings.deliveryLog = try deliveryLog.map { try DeliveryLog(URL(fileURLWithPath: $0)) }
+        let cacheBudget = modelCacheMib.map { min($0, Int.max >> 20) << 20 } ?? ModelCache.defaultIdleBudget(threads: threads)
+        if simulation.trainer == nil { logger.info("idle models kept within the model cache's budget", metadata: ["mib": "\(cacheBudget >> 20)"]) }
         let runner: any TrialRunning = simulation.trainer
-            ?? TrialRunner(cache: ModelCache(logger: logger, idleBudget: modelCacheMib.map { min($0, Int.max >> 20) << 20 } ?? ModelCache.defaultIdleBudget), context: ComputeContext.forProcess(threads: threads), logger: logger)
+            ?? TrialRunner(cache: ModelCache(logger: logger, idleBudget: cacheBudget), context: ComputeContext.forProcess(threads: threads),
+                           logger: logger)
         let client = WorkerClient(settings, context: try ZMQContext(), runner: runner, logger: logger)
         // SIGTERM/SIGINT release the trial (checkpoint, then a retryable failure); a second SIGINT exits at once.
         let signals = SignalWatch { number in client.release(reason: "released by \(number == SIGTERM ? "SIGTERM" : "SIGINT")") }

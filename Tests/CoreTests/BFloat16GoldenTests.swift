@@ -122,5 +122,11 @@ import Trial
         #expect(ft.network.lmHeadBF16 != nil)
         let report = try Self.trainAndCheck(ft, batch: b, prefix: "lora", bf16: bf16, f32: f32, lr: 1e-2)
         print("bf16 golden lora: \(report)")
+        // What a worker's model cache weighs: the base and its copies, less the plain bits those let go.
+        let matrices = (model.bf16Projections ?? []).flatMap(\.values)
+        let releasedBits = matrices.filter { !$0.holdsPlainBits }.reduce(0) { $0 + $1.byteCount }
+        #expect(model.packedCopyBytes == 0 || releasedBits > 0 || !MatmulEngine.hasBF16Kernels, "copies made, no plain bits released")
+        #expect(model.heldBytes == model.baseWeightBytes + model.packedCopyBytes - releasedBits
+                    - (ft.network.lmHeadBF16.map { $0.holdsPlainBits ? 0 : $0.byteCount } ?? 0))
     }
 }

@@ -259,7 +259,9 @@ public final class LlamaModel: @unchecked Sendable {
     /// adapter trial's first products make them again, and release the rows
     /// again. Only while nothing else runs on this model: a product reads
     /// its copy outside the copy's lock, so this may not race one
-    /// (`ModelCache` calls it for a trial that holds the model alone).
+    /// (`TrialRunner` calls it for a full fine-tuning trial as `ModelCache`
+    /// hands it the model, under the cache's lock, while no other trial
+    /// holds it).
     public func dropFloat32Copies() -> Int {
         var freed = 0
         for packed in frozenPacks?.flatMap(\.values) ?? [] {
@@ -326,8 +328,9 @@ public final class LlamaModel: @unchecked Sendable {
     /// worker's model cache weighs against its budget.
     public var heldBytes: Int {
         let releasedRows = releasablePacks.values.reduce(0) { $0 + (($1.plainRows.map { $0.isReleased ? 4 * $0.count : 0 }) ?? 0) }
-        let releasedBits = (bf16Projections?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.byteCount - $1.heldPlainBytes } } ?? 0)
-            + (bf16Head.withLock { $0.map { $0.byteCount - $0.heldPlainBytes } } ?? 0)
+        func released(_ matrix: BFloat16Matrix) -> Int { matrix.holdsPlainBits ? 0 : matrix.byteCount }
+        let releasedBits = (bf16Projections?.reduce(0) { $0 + $1.values.reduce(0) { $0 + released($1) } } ?? 0)
+            + (bf16Head.withLock { $0.map(released) } ?? 0)
         return baseWeightBytes + packedCopyBytes - releasedRows - releasedBits
     }
 

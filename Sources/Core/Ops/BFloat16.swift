@@ -361,9 +361,6 @@ public final class BFloat16Matrix: @unchecked Sendable {
     /// only in its packed copies (whose bytes are not counted here).
     public var byteCount: Int { 2 * rows * columns }
 
-    /// Bytes of plain bits held now: `byteCount`, or 0 while released.
-    var heldPlainBytes: Int { lock.withLock { plain != nil ? 2 * rows * columns : 0 } }
-
     /// Bytes a trained matrix's rounding occupies now: its blocked copies
     /// (two) and its plain bits, if it holds them. Plain bits that a
     /// product made again beside blocked copies (a layout no copy has, the

@@ -4,6 +4,7 @@
 // the adapter trials before it made.
 import Core
 import Foundation
+import Synchronization
 import Testing
 import TestSupport
 import Trial
@@ -24,7 +25,7 @@ import Trial
     /// Takes `directory`'s model as a trial would, and lets it go again.
     @discardableResult
     static func take(_ cache: ModelCache, _ directory: TemporaryDirectory) throws -> LanguageModel {
-        try cache.withLanguageModel(directory.url, storage: .float32, context: ComputeContext(threads: 1)) { model, _ in model }
+        try cache.withLanguageModel(directory.url, storage: .float32, context: ComputeContext(threads: 1)) { $0 }
     }
 
     @Test func idleModelsOverTheBudgetGoLeastRecentlyTakenFirst() throws {
@@ -49,19 +50,42 @@ import Trial
     @Test func aModelATrialHoldsIsNeverDropped() throws {
         let models = try Self.models(2)
         let cache = ModelCache(logger: CapturedLogs().logger("cache"), idleBudget: 0)
-        try cache.withLanguageModel(models[0].url, storage: .float32, context: ComputeContext(threads: 1)) { held, alone in
-            #expect(alone)
+        let alone = Mutex(0)
+        try cache.withLanguageModel(models[0].url, storage: .float32, context: ComputeContext(threads: 1),
+                                    whenAlone: { _ in alone.withLock { $0 += 1 } }) { held in
+            #expect(alone.withLock { $0 } == 1, "the first trial on the model was not told it holds it alone")
             try Self.take(cache, models[1])
             #expect(cache.cachedKeys.contains(Self.key(models[0])), "a held model was dropped")
-            let again = try cache.withLanguageModel(models[0].url, storage: .float32, context: ComputeContext(threads: 1)) { model, alone in
-                #expect(!alone, "a second trial on a held model was told it holds it alone")
-                return model
-            }
+            let again = try cache.withLanguageModel(models[0].url, storage: .float32, context: ComputeContext(threads: 1),
+                                                    whenAlone: { _ in alone.withLock { $0 += 1 } }) { $0 }
+            #expect(alone.withLock { $0 } == 1, "a second trial on a held model was told it holds it alone")
             #expect(again === held, "a held model was loaded again")
         }
         // Idle now, and over a budget of nothing: the next trial's take drops it.
         try Self.take(cache, models[1])
         #expect(cache.cachedKeys == [Self.key(models[1])])
+        // Taken again, it is loaded again, alone.
+        try cache.withLanguageModel(models[0].url, storage: .float32, context: ComputeContext(threads: 1),
+                                    whenAlone: { _ in alone.withLock { $0 += 1 } }) { _ in }
+        #expect(alone.withLock { $0 } == 2)
+        // The directories are removed when released: not before the load above has read them.
+        withExtendedLifetime(models) {}
+    }
+
+    /// A trial that throws lets its model go; a model that cannot be found
+    /// drops nothing.
+    @Test func aFailedTrialLetsGoAndAMissingModelDropsNothing() throws {
+        let models = try Self.models(2)
+        let cache = ModelCache(logger: CapturedLogs().logger("cache"), idleBudget: 0)
+        struct Failure: Error {}
+        #expect(throws: Failure.self) {
+            try cache.withLanguageModel(models[0].url, storage: .float32, context: ComputeContext(threads: 1)) { _ in throw Failure() }
+        }
+        let missing = models[1].url.appendingPathComponent("nothing-here")
+        #expect(throws: LoadError.self) { try cache.withLanguageModel(missing, storage: .float32, context: ComputeContext(threads: 1)) { _ in } }
+        #expect(cache.cachedKeys == [Self.key(models[0])], "a model that could not be found dropped the idle one")
+        try Self.take(cache, models[1])
+        #expect(cache.cachedKeys == [Self.key(models[1])], "the failed trial still holds its model")
     }
 
     /// The tiny trial's settings with `kind`, on `directory`'s model.
@@ -82,14 +106,14 @@ import Trial
         let runner = TrialRunner(cache: ModelCache(logger: logs.logger("cache")), context: ComputeContext(threads: 2),
                                  logger: logs.logger("runner"))
         func copyBytes() throws -> Int {
-            try runner.cache.withLanguageModel(models[0].url, storage: .float32, context: runner.context) { model, _ in model.model.packedCopyBytes }
+            try runner.cache.withLanguageModel(models[0].url, storage: .float32, context: runner.context) { $0.model.packedCopyBytes }
         }
         _ = try runner.run(try Self.config(.lora, model: models[0]), directory: nil, resume: false, events: TrialEvents())
         let made = try copyBytes()
         try #require(made > 0, "the LoRA trial made no packed copies of the base")
 
         // Another trial holding the model: its products may be reading the copies, so they stay.
-        try runner.cache.withLanguageModel(models[0].url, storage: .float32, context: runner.context) { _, _ in
+        try runner.cache.withLanguageModel(models[0].url, storage: .float32, context: runner.context) { _ in
             let summary = try runner.run(try Self.config(.full, model: models[0]), directory: nil, resume: false, events: TrialEvents())
             #expect(summary.outcome == .done)
         }
@@ -104,5 +128,70 @@ import Trial
         // The next adapter trial makes them again.
         _ = try runner.run(try Self.config(.lora, model: models[0]), directory: nil, resume: false, events: TrialEvents())
         #expect(try copyBytes() == made)
+    }
+
+    /// The budget weighs what a model holds now, its packed copies too: after
+    /// an adapter trial a model that fitted the budget alone no longer does.
+    @Test func theBudgetWeighsThePackedCopies() throws {
+        try #require(MatmulEngine.current == .oneDNN, "the process's engine is \(MatmulEngine.current), not oneDNN: no packed copies")
+        let models = try Self.models(2)
+        let base = ModelCache.bytes(try Self.take(ModelCache(logger: CapturedLogs().logger("cache")), models[0]))
+        let runner = TrialRunner(cache: ModelCache(logger: CapturedLogs().logger("cache"), idleBudget: base), context: ComputeContext(threads: 2),
+                                 logger: CapturedLogs().logger("runner"))
+        try Self.take(runner.cache, models[1])
+        try Self.take(runner.cache, models[0])
+        #expect(runner.cache.cachedKeys == [Self.key(models[0]), Self.key(models[1])].sorted(), "a model without copies did not fit")
+        _ = try runner.run(try Self.config(.lora, model: models[0]), directory: nil, resume: false, events: TrialEvents())
+        let held = try runner.cache.withLanguageModel(models[0].url, storage: .float32, context: runner.context) { ModelCache.bytes($0) }
+        try #require(held > base, "the LoRA trial made no packed copies (\(held) bytes held, \(base) without)")
+        try Self.take(runner.cache, models[1])
+        #expect(runner.cache.cachedKeys == [Self.key(models[1])], "the model with its copies was kept over the budget")
+    }
+}
+
+/// The memory limit a worker's default budget starts from.
+@Suite struct MemoryLimitTests {
+    /// A scratch tree shaped like /sys/fs/cgroup and a /proc/self/cgroup naming `path`.
+    static func tree(v2 path: String? = nil, v1 path1: String? = nil, files: [String: String]) throws -> TemporaryDirectory {
+        let directory = try TemporaryDirectory()
+        var lines: [String] = []
+        if let path { lines.append("0::\(path)") }
+        if let path1 { lines.append("4:cpu,memory:\(path1)") }
+        try lines.joined(separator: "\n").write(to: directory.url.appendingPathComponent("proc-cgroup"), atomically: true, encoding: .utf8)
+        for (name, text) in files {
+            let file = directory.url.appendingPathComponent("root" + name)
+            try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try text.write(to: file, atomically: true, encoding: .utf8)
+        }
+        return directory
+    }
+
+    static func limit(_ directory: TemporaryDirectory, environment: [String: String] = [:]) -> (bytes: UInt64, own: Bool) {
+        MemoryLimit.bytes(physical: 24 << 30, environment: environment, procCgroup: directory.url.appendingPathComponent("proc-cgroup").path,
+                          cgroupRoot: directory.url.appendingPathComponent("root").path)
+    }
+
+    @Test func theLeastOfTheProcesssOwnLimitsCounts() throws {
+        let none = try Self.tree(v2: "/", files: [:])
+        #expect(Self.limit(none) == (24 << 30, false))
+        let v2 = try Self.tree(v2: "/job/step", files: ["/job/step/memory.max": "8589934592\n"])
+        #expect(Self.limit(v2) == (8 << 30, true))
+        let v1 = try Self.tree(v1: "/slurm/uid_0/job_7", files: ["/memory/slurm/uid_0/job_7/memory.limit_in_bytes": "4294967296\n"])
+        #expect(Self.limit(v1) == (4 << 30, true))
+        #expect(Self.limit(v1, environment: ["SLURM_MEM_PER_NODE": "2048"]) == (2 << 30, true))
+        #expect(Self.limit(none, environment: ["SLURM_MEM_PER_NODE": "16384"]) == (16 << 30, true))
+    }
+
+    /// No limit, or one that cannot be read as one, leaves the host's memory.
+    @Test func whatIsNoLimitIsIgnored() throws {
+        let unlimited = try Self.tree(v2: "/a", v1: "/b", files: [
+            "/a/memory.max": "max\n", "/memory/b/memory.limit_in_bytes": "9223372036854771712\n", "/memory.max": "12 GiB"])
+        #expect(Self.limit(unlimited) == (24 << 30, false))
+        for garbled in ["", "-1", "0", "nonsense", "99999999999999999999999"] {
+            #expect(Self.limit(unlimited, environment: ["SLURM_MEM_PER_NODE": garbled]) == (24 << 30, false), "\(garbled.debugDescription)")
+        }
+        // A path that climbs out of the cgroup tree is not followed.
+        let climbing = try Self.tree(v2: "/../../etc", files: [:])
+        #expect(Self.limit(climbing) == (24 << 30, false))
     }
 }
