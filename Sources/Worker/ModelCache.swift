@@ -42,20 +42,23 @@ public final class ModelCache: @unchecked Sendable {
     public let idleBudget: Int
 
     /// The default `idleBudget` of a process running its trials on
-    /// `threads` threads: a sixth of its own memory limit when it has one
-    /// (a cgroup's, a Slurm job's `--mem`: `MemoryLimit`), else a sixth of
-    /// the host's memory times its share of the cores, as workers on one
-    /// host split the cores (4 GiB for a worker on both cores of a 24 GiB
-    /// host, 2 GiB each for two).
-    /// The host's cores are all it has (`processorCount`), not those this
-    /// process may run on: a Slurm job's cpuset shows only its own.
-    public static func defaultIdleBudget(threads: Int = ProcessInfo.processInfo.processorCount) -> Int {
+    /// `threads` threads, and where its figure comes from: a sixth of the
+    /// memory it may count on (`MemoryLimit`) times its share of the cores,
+    /// as workers split the cores they share. Under a limit of its own (a
+    /// cgroup's, a Slurm job's) the cores are those it may run on
+    /// (`activeProcessorCount`: a job's or container's cpuset), since the
+    /// workers of one `salloc` or container share its limit; else the
+    /// host's memory and all its cores (`processorCount`). 4 GiB for one
+    /// worker on both cores of a 24 GiB host, 2 GiB each for two.
+    public static func defaultIdleBudget(threads: Int = ProcessInfo.processInfo.activeProcessorCount) -> (bytes: Int, source: String) {
         let (limit, own) = MemoryLimit.bytes()
-        let share = own ? 1 : min(1, Double(max(1, threads)) / Double(max(1, ProcessInfo.processInfo.processorCount)))
-        return Int(clamping: UInt64(Double(limit) * share / 6))
+        let cores = own ? ProcessInfo.processInfo.activeProcessorCount : ProcessInfo.processInfo.processorCount
+        let share = min(1, Double(max(1, threads)) / Double(max(1, cores)))
+        let source = "\(own ? "its own memory limit" : "the host's memory"), \(limit >> 20) MiB, × \(min(threads, cores))/\(cores) cores ÷ 6"
+        return (Int(clamping: UInt64(Double(limit) * share / 6)), source)
     }
 
-    public init(logger: Logger, idleBudget: Int = ModelCache.defaultIdleBudget()) {
+    public init(logger: Logger, idleBudget: Int = ModelCache.defaultIdleBudget().bytes) {
         self.logger = logger
         self.idleBudget = max(0, idleBudget)
     }
@@ -70,7 +73,10 @@ public final class ModelCache: @unchecked Sendable {
     /// `whenAlone` runs first, under the cache's lock, so that it may drop
     /// what this trial will not use (`LlamaModel.dropFloat32Copies`): a
     /// trial taking the model meanwhile waits until it has, and none holds it
-    /// already whose products could be reading what it drops.
+    /// already whose products could be reading what it drops. Every other
+    /// take and release waits too (seconds at Llama-3.2-1B, whose dropped
+    /// copies write 3.9 GB of rows back), and `whenAlone` must not call the
+    /// cache (its lock is not re-entrant).
     public func withLanguageModel<Result>(
         _ path: URL, storage: LinearStorage, context: ComputeContext,
         whenAlone: (LanguageModel) -> Void = { _ in },
@@ -95,8 +101,9 @@ public final class ModelCache: @unchecked Sendable {
             if cached.holders == 1 { whenAlone(cached.model) }
             return cached.model
         }
-        // A path that is not there drops nothing: its load would fail after the idle models had gone.
-        guard FileManager.default.fileExists(atPath: path.path) else { throw LoadError.unreadable(file: path.path, reason: "no such file or directory") }
+        // A path that names no model (missing, not a GGUF, a directory without one) drops nothing: its
+        // load would fail after the idle models had gone. A file that resolves but fails to load still does.
+        _ = try ModelLocation.resolve(path)
         dropIdle(keeping: key)
         logger.info("loading model", metadata: ["path": "\(path.path)", "storage": "\(storage.rawValue)"])
         let model = try LanguageModel.load(path, storage: storage, context: context)

@@ -96,8 +96,11 @@ struct WorkerCommand: ParsableCommand {
             settings.faults = try DeliveryFaults.parse(faults)
         }
         settings.deliveryLog = try deliveryLog.map { try DeliveryLog(URL(fileURLWithPath: $0)) }
-        let cacheBudget = modelCacheMib.map { min($0, Int.max >> 20) << 20 } ?? ModelCache.defaultIdleBudget(threads: threads)
-        if simulation.trainer == nil { logger.info("idle models kept within the model cache's budget", metadata: ["mib": "\(cacheBudget >> 20)"]) }
+        let (cacheBudget, budgetSource) = modelCacheMib.map { (min($0, Int.max >> 20) << 20, "--model-cache-mib") }
+            ?? ModelCache.defaultIdleBudget(threads: threads)
+        if simulation.trainer == nil {
+            logger.info("idle models kept within the model cache's budget", metadata: ["mib": "\(cacheBudget >> 20)", "from": "\(budgetSource)"])
+        }
         let runner: any TrialRunning = simulation.trainer
             ?? TrialRunner(cache: ModelCache(logger: logger, idleBudget: cacheBudget), context: ComputeContext.forProcess(threads: threads),
                            logger: logger)

@@ -277,7 +277,7 @@ public final class BFloat16Matrix: @unchecked Sendable {
         blockedStale = false
     }
 
-    /// Whether the matrix holds its plain bits now (tests).
+    /// Whether the matrix holds its plain bits now (tests, and `LlamaModel.heldBytes`).
     var holdsPlainBits: Bool {
         lock.lock()
         defer { lock.unlock() }

@@ -72,6 +72,51 @@ import Trial
         withExtendedLifetime(models) {}
     }
 
+    /// `whenAlone` runs under the cache's lock: a second trial taking the
+    /// same model waits until it has returned, and is not alone.
+    @Test func aSecondTrialWaitsForWhenAlone() throws {
+        let models = try Self.models(1)
+        let cache = ModelCache(logger: CapturedLogs().logger("cache"))
+        let inWhenAlone = DispatchSemaphore(value: 0), finishWhenAlone = DispatchSemaphore(value: 0)
+        let secondEntered = DispatchSemaphore(value: 0), done = DispatchGroup()
+        let entered = Mutex(false), calls = Mutex(0), failures = Mutex<[String]>([])
+        let url = models[0].url
+        done.enter()
+        Thread.detachNewThread {
+            defer { done.leave() }
+            do {
+                try cache.withLanguageModel(url, storage: .float32, context: ComputeContext(threads: 1), whenAlone: { _ in
+                    calls.withLock { $0 += 1 }
+                    inWhenAlone.signal()
+                    finishWhenAlone.wait()
+                }) { _ in
+                    // Hold the model until the second trial has it: that one is then never alone.
+                    _ = secondEntered.wait(timeout: .now() + 30)
+                }
+            } catch { failures.withLock { $0.append("first: \(error)") } }
+        }
+        inWhenAlone.wait()
+        done.enter()
+        Thread.detachNewThread {
+            defer { done.leave() }
+            do {
+                try cache.withLanguageModel(url, storage: .float32, context: ComputeContext(threads: 1),
+                                            whenAlone: { _ in calls.withLock { $0 += 1 } }) { _ in
+                    entered.withLock { $0 = true }
+                    secondEntered.signal()
+                }
+            } catch { failures.withLock { $0.append("second: \(error)") } }
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(!entered.withLock { $0 }, "a second trial ran on the model while the first's whenAlone ran")
+        finishWhenAlone.signal()
+        #expect(done.wait(timeout: .now() + 30) == .success)
+        #expect(entered.withLock { $0 })
+        #expect(calls.withLock { $0 } == 1, "the second trial, which took a held model, was told it holds it alone")
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+        withExtendedLifetime(models) {}
+    }
+
     /// A trial that throws lets its model go; a model that cannot be found
     /// drops nothing.
     @Test func aFailedTrialLetsGoAndAMissingModelDropsNothing() throws {
@@ -180,6 +225,21 @@ import Trial
         #expect(Self.limit(v1) == (4 << 30, true))
         #expect(Self.limit(v1, environment: ["SLURM_MEM_PER_NODE": "2048"]) == (2 << 30, true))
         #expect(Self.limit(none, environment: ["SLURM_MEM_PER_NODE": "16384"]) == (16 << 30, true))
+        #expect(Self.limit(none, environment: ["SLURM_MEM_PER_CPU": "1024", "SLURM_CPUS_ON_NODE": "3"]) == (3 << 30, true))
+    }
+
+    /// Slurm puts a job's limit on its job cgroup, above the step's and the
+    /// task's the process sits in, whose own files say "max".
+    @Test func aLimitOnAnAncestorCounts() throws {
+        let v2 = try Self.tree(v2: "/system.slice/slurmstepd.scope/job_7/step_0/user/task_0", files: [
+            "/system.slice/slurmstepd.scope/job_7/memory.max": "6442450944\n",
+            "/system.slice/slurmstepd.scope/job_7/step_0/memory.max": "max\n",
+            "/system.slice/slurmstepd.scope/job_7/step_0/user/task_0/memory.max": "max\n"])
+        #expect(Self.limit(v2) == (6 << 30, true))
+        let v1 = try Self.tree(v1: "/slurm/uid_0/job_7/step_0/task_0", files: [
+            "/memory/slurm/uid_0/job_7/memory.limit_in_bytes": "3221225472\n",
+            "/memory/slurm/uid_0/job_7/step_0/task_0/memory.limit_in_bytes": "9223372036854771712\n"])
+        #expect(Self.limit(v1) == (3 << 30, true))
     }
 
     /// No limit, or one that cannot be read as one, leaves the host's memory.
@@ -189,9 +249,13 @@ import Trial
         #expect(Self.limit(unlimited) == (24 << 30, false))
         for garbled in ["", "-1", "0", "nonsense", "99999999999999999999999"] {
             #expect(Self.limit(unlimited, environment: ["SLURM_MEM_PER_NODE": garbled]) == (24 << 30, false), "\(garbled.debugDescription)")
+            #expect(Self.limit(unlimited, environment: ["SLURM_MEM_PER_CPU": garbled, "SLURM_CPUS_ON_NODE": "2"]) == (24 << 30, false))
         }
-        // A path that climbs out of the cgroup tree is not followed.
-        let climbing = try Self.tree(v2: "/../../etc", files: [:])
+        #expect(Self.limit(unlimited, environment: ["SLURM_MEM_PER_CPU": "\(UInt64.max / 2)", "SLURM_CPUS_ON_NODE": "4"]) == (24 << 30, false),
+                "an overflowing product was taken as a limit")
+        // A path that climbs out of the cgroup tree is not followed, though a limit lies where it leads.
+        let climbing = try Self.tree(v2: "/../outside", files: ["/../outside/memory.max": "1073741824\n"])
+        #expect(FileManager.default.fileExists(atPath: climbing.url.appendingPathComponent("outside/memory.max").path))
         #expect(Self.limit(climbing) == (24 << 30, false))
     }
 }
