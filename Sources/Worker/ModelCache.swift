@@ -63,10 +63,6 @@ public final class ModelCache: @unchecked Sendable {
         self.idleBudget = max(0, idleBudget)
     }
 
-    /// What a cached model holds in memory: its base weights and the packed
-    /// copies its products have made, less the plain rows those released.
-    static func bytes(_ model: LanguageModel) -> Int { model.model.heldBytes }
-
     /// Runs `body` with the model at `path`, with QLoRA's NF4 projections
     /// when `storage` says so, loading it unless cached; the cache drops
     /// nothing while `body` runs. When no other trial holds the model,
@@ -118,7 +114,7 @@ public final class ModelCache: @unchecked Sendable {
     /// until those left fit `idleBudget`. Called with `lock` held.
     private func dropIdle(keeping key: String) {
         var idle = models.filter { $0.key != key && $0.value.holders == 0 }
-            .map { (key: $0.key, taken: $0.value.lastTaken, bytes: Self.bytes($0.value.model)) }
+            .map { (key: $0.key, taken: $0.value.lastTaken, bytes: $0.value.model.model.heldBytes) }
             .sorted { $0.taken < $1.taken }
         var total = idle.reduce(0) { $0 + $1.bytes }
         while total > idleBudget, !idle.isEmpty {

@@ -30,7 +30,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(name: .long, help: "Threads for BLAS and the other ops (default: SLURM_CPUS_PER_TASK in a Slurm job, else every core).")
     var threads: Int?
 
-    @Option(name: .long, help: "MiB of models no trial holds that stay loaded for later trials; the least recently used go first (default: a sixth of this worker's memory limit — its cgroup's or Slurm job's, else the host's times its share of the cores).")
+    @Option(name: .long, help: "MiB of models no trial holds that stay loaded for later trials; the least recently used go first (default: a sixth of this worker's memory limit — its cgroup's or Slurm job's, else the host's — times its share of the cores).")
     var modelCacheMib: Int?
 
     @Option(name: .long, help: "Worker id, unique in the sweep (default: slurm-<job>_<task> in a Slurm job, else <hostname>-<pid>).")

@@ -248,8 +248,8 @@ public final class LlamaModel: @unchecked Sendable {
     /// `body` gets the tensor's first Float (`entry.count` of them).
     public func withPlainRows<Result>(of entry: ParameterEntry, _ body: (UnsafePointer<Float>) throws -> Result) rethrows -> Result {
         let rows = UnsafePointer(parameters.base + entry.offset)
-        guard let packed = releasablePacks[entry.offset], let plain = packed.plainRows else { return try body(rows) }
-        return try plain.withRows(restoringFrom: packed, oneOff: true) { try body(rows) }
+        guard let packed = releasablePacks[entry.offset] else { return try body(rows) }
+        return try packed.withPlainRows(oneOff: true) { try body(rows) }
     }
 
     /// Frees the packed copies of the Float32 projections and head, writing
@@ -263,13 +263,8 @@ public final class LlamaModel: @unchecked Sendable {
     /// hands it the model, under the cache's lock, while no other trial
     /// holds it).
     public func dropFloat32Copies() -> Int {
-        var freed = 0
-        for packed in frozenPacks?.flatMap(\.values) ?? [] {
-            if let rows = packed.plainRows {
-                freed += rows.withRows(restoringFrom: packed, oneOff: true) { packed.discardCopies() }
-            } else {
-                freed += packed.discardCopies()
-            }
+        let freed = (frozenPacks?.flatMap(\.values) ?? []).reduce(0) { sum, packed in
+            sum + packed.withPlainRows(oneOff: true) { packed.discardCopies() }
         }
         return freed + (frozenHeadPack?.discardCopies() ?? 0)
     }
@@ -344,11 +339,7 @@ public final class LlamaModel: @unchecked Sendable {
         // Released rows are written back before the copies that hold their values go stale, and
         // inside the lease, so that no release comes between.
         for packed in frozenPacks?.flatMap(\.values) ?? [] {
-            if let rows = packed.plainRows {
-                rows.withRows(restoringFrom: packed, oneOff: true) { packed.invalidate() }
-            } else {
-                packed.invalidate()
-            }
+            packed.withPlainRows(oneOff: true) { packed.invalidate() }
         }
         frozenHeadPack?.invalidate()
         bf16Head.withLock { $0?.invalidate() }

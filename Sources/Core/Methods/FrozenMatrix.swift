@@ -58,8 +58,8 @@ public enum FrozenMatrix: Sendable {
     /// if released, and let go again afterwards if both copies are then
     /// current: `ReleasablePlainRows.withRows`).
     private static func withPlainRows(_ packed: PackedWeight?, oneOff: Bool = false, _ body: () -> Void) {
-        guard let packed, let rows = packed.plainRows else { return body() }
-        rows.withRows(restoringFrom: packed, oneOff: oneOff, body)
+        guard let packed else { return body() }
+        packed.withPlainRows(oneOff: oneOff, body)
     }
 
     /// Floats of scratch the products need for dequantised weights: the whole

@@ -86,3 +86,12 @@ final class ReleasablePlainRows: @unchecked Sendable {
         return try body()
     }
 }
+
+extension PackedWeight {
+    /// Runs `body` under a lease on the plain rows these copies may release
+    /// (`ReleasablePlainRows.withRows`), or directly where they release none.
+    func withPlainRows<Result>(oneOff: Bool = false, _ body: () throws -> Result) rethrows -> Result {
+        guard let plainRows else { return try body() }
+        return try plainRows.withRows(restoringFrom: self, oneOff: oneOff, body)
+    }
+}

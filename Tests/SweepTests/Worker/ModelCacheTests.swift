@@ -31,7 +31,7 @@ import Trial
     @Test func idleModelsOverTheBudgetGoLeastRecentlyTakenFirst() throws {
         let models = try Self.models(3)
         let (a, b, c) = (models[0], models[1], models[2])
-        let one = ModelCache.bytes(try Self.take(ModelCache(logger: CapturedLogs().logger("cache")), a))
+        let one = try Self.take(ModelCache(logger: CapturedLogs().logger("cache")), a).model.heldBytes
         // One idle model fits the budget, two do not.
         let cache = ModelCache(logger: CapturedLogs().logger("cache"), idleBudget: one)
         weak var first = try Self.take(cache, a)
@@ -180,14 +180,14 @@ import Trial
     @Test func theBudgetWeighsThePackedCopies() throws {
         try #require(MatmulEngine.current == .oneDNN, "the process's engine is \(MatmulEngine.current), not oneDNN: no packed copies")
         let models = try Self.models(2)
-        let base = ModelCache.bytes(try Self.take(ModelCache(logger: CapturedLogs().logger("cache")), models[0]))
+        let base = try Self.take(ModelCache(logger: CapturedLogs().logger("cache")), models[0]).model.heldBytes
         let runner = TrialRunner(cache: ModelCache(logger: CapturedLogs().logger("cache"), idleBudget: base), context: ComputeContext(threads: 2),
                                  logger: CapturedLogs().logger("runner"))
         try Self.take(runner.cache, models[1])
         try Self.take(runner.cache, models[0])
         #expect(runner.cache.cachedKeys == [Self.key(models[0]), Self.key(models[1])].sorted(), "a model without copies did not fit")
         _ = try runner.run(try Self.config(.lora, model: models[0]), directory: nil, resume: false, events: TrialEvents())
-        let held = try runner.cache.withLanguageModel(models[0].url, storage: .float32, context: runner.context) { ModelCache.bytes($0) }
+        let held = try runner.cache.withLanguageModel(models[0].url, storage: .float32, context: runner.context) { $0.model.heldBytes }
         try #require(held > base, "the LoRA trial made no packed copies (\(held) bytes held, \(base) without)")
         try Self.take(runner.cache, models[1])
         #expect(runner.cache.cachedKeys == [Self.key(models[1])], "the model with its copies was kept over the budget")
