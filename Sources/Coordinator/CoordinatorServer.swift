@@ -452,6 +452,11 @@ public final class CoordinatorServer {
                 refuse(peer, .overclaimedSlots, "ready claims \(ready.freeSlots) free slots; this worker's hello declared \(cap) threads")
             }
             workers[workerID]?.idleSlots = max(0, min(ready.freeSlots, cap))
+            // Its cache may have dropped or loaded models since its hello: claim on what it holds now.
+            if let models = ready.models, models != workers[workerID]?.models {
+                workers[workerID]?.models = models
+                try transaction.updateWorkerModels(workerID, models)
+            }
             try dispatch(answering: workerID, readyAt: receivedAt, in: transaction)
         case let .progress(p):
             guard let (workerID, session) = sender(peer, user),

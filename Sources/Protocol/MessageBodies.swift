@@ -62,10 +62,14 @@ extension Message {
     /// Worker → coordinator: it can start this many more trials now.
     public struct Ready: Codable, Sendable, Equatable {
         public var freeSlots: Int
+        /// The models the worker has on hand now, as in `hello`; absent (an older worker), the coordinator
+        /// keeps the list it has. The hello's list goes stale once the worker's cache drops a model or loads
+        /// another, and the coordinator claims trials on these models first.
+        public var models: [String]?
 
-        public init(freeSlots: Int) { self.freeSlots = freeSlots }
+        public init(freeSlots: Int, models: [String]? = nil) { self.freeSlots = freeSlots; self.models = models }
 
-        enum CodingKeys: String, CodingKey { case freeSlots = "free_slots" }
+        enum CodingKeys: String, CodingKey { case freeSlots = "free_slots", models }
     }
 
     /// Worker → coordinator, once per finished epoch: its measurements (and

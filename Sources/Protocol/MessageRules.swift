@@ -11,7 +11,7 @@ extension Message {
     /// The largest message id accepted: 2^53, the largest integer every JSON reader holds exactly.
     /// A session numbers from 1, one id per result, so it is never reached.
     public static let maxMessageID: MessageID = 1 << 53
-    /// The most models a hello may list. Each is a value of the claim query; a worker has a few on hand.
+    /// The most models a hello or a ready may list. Each is a value of the claim query; a worker has a few on hand.
     public static let maxModels = 1024
 
     /// The first rule the body breaks, or nil.
@@ -21,6 +21,9 @@ extension Message {
             if m.models.count > Self.maxModels { return "models lists \(m.models.count) models, at most \(Self.maxModels)" }
             return nil
         case let .ready(m):
+            if let models = m.models, models.count > Self.maxModels {
+                return "models lists \(models.count) models, at most \(Self.maxModels)"
+            }
             return m.freeSlots < 0 ? "free_slots is \(m.freeSlots)" : nil
         case let .heartbeat(m):
             if let free = m.freeSlots, free < 0 { return "free_slots is \(free)" }

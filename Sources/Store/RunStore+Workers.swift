@@ -23,6 +23,15 @@ extension RunTransaction {
         }
     }
 
+    /// Records the models a worker has on hand now (its `ready` says so once its cache has changed).
+    public func updateWorkerModels(_ workerID: String, _ models: [String]) throws {
+        let json = String(decoding: try JSONEncoder().encode(models), as: UTF8.self)
+        try operation { db, _ in
+            try db.executeCached(sql: "UPDATE workers SET models = ? WHERE id = ?", arguments: [json, workerID])
+            guard db.changesCount == 1 else { throw RunStoreError.unknownWorker(id: workerID) }
+        }
+    }
+
     /// A worker is alive: refreshes `last_seen` and renews the leases of
     /// `attemptIDs` — the attempts it reported as advancing, or busy in a
     /// phase without steps — if it still holds them. An attempt the worker

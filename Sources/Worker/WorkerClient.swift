@@ -294,7 +294,7 @@ private final class SocketLoop {
 
     private func sendReadyIfIdle() {
         guard freeSlots > 0, endpoint != nil, !readySent else { return }
-        send(.ready(.init(freeSlots: freeSlots)))
+        send(.ready(.init(freeSlots: freeSlots, models: client.runner.loadedModels)))
         readySent = true
         readySentAt = .now
     }

@@ -9,7 +9,8 @@ import Testing
 @testable import Core
 @testable import Protocol
 import TestSupport
-import Store
+@testable import Store
+import GRDB
 import Trial
 
 @Suite(.serialized) struct CoordinatorServerTests {
@@ -113,6 +114,35 @@ import Trial
         #expect(acked == [1, 2, 3])
         let trial = try #require(try fixture.store.trial(assign.trial))
         #expect(trial.status == .done && trial.lastEpoch == 2)
+    }
+
+    /// A worker's cache drops and loads models between trials, so the coordinator claims on the models its
+    /// latest `ready` lists, not on its hello's; a `ready` without a list (an older worker) keeps the last one.
+    @Test func readyNamesTheModelsClaimedFirst() throws {
+        let fixture = try StoreFixture()
+        try fixture.addSweep([StoreSamples.trial("lora", seed: 1), StoreSamples.trial("lora", seed: 2),
+                              StoreSamples.trial("lora", seed: 1, model: "models/llama-1b"),
+                              StoreSamples.trial("lora", seed: 2, model: "models/llama-1b")])
+        let context = try ZMQContext()
+        let coordinator = try Running(store: fixture.store, context: context, timing: Self.timing(), logs: fixture.logs)
+        defer { coordinator.stop() }
+        let worker = try WorkerEndpoint(context, connect: coordinator.endpoint, workerID: "w1", timing: Self.timing(),
+                                        logger: fixture.logs.logger())
+        let isAssign: (Message) -> Bool = { if case .assign = $0 { true } else { false } }
+        // The hello lists SmolLM2; by the ready the cache holds only the 1B model.
+        guard case var .hello(hello) = Self.hello("w1") else { return }
+        hello.models = ["models/smollm2"]
+        try worker.send(.hello(hello))
+        try worker.send(.ready(.init(freeSlots: 1, models: ["models/llama-1b"])))
+        guard case let .assign(first) = try Self.expect(worker, "assign", isAssign) else { return }
+        #expect(first.config.model == "models/llama-1b")
+        let stored = try fixture.store.read { try String.fetchOne($0, sql: "SELECT models FROM workers WHERE id = 'w1'") }
+        #expect(try JSONDecoder().decode([String].self, from: Data((stored ?? "").utf8)) == ["models/llama-1b"])
+        // A ready without a list (an older worker) keeps the last one, not the hello's.
+        try worker.send(.failed(.init(messageID: 1, trial: first.trial, attempt: first.attempt, reason: "test", kind: .permanent)))
+        try worker.send(.ready(.init(freeSlots: 1)))
+        guard case let .assign(second) = try Self.expect(worker, "second assign", isAssign) else { return }
+        #expect(second.config.model == "models/llama-1b" && second.trial != first.trial)
     }
 
     /// These attempts are lost without progress, so they count and would back off; the store's clock here

@@ -165,6 +165,8 @@ import Trial
         #expect(reason(.hello(.init(workerID: "w", session: "s", host: "h", pid: 1, threads: 1, models: many)))
             == "models lists \(Message.maxModels + 1) models, at most \(Message.maxModels)")
         #expect(reason(.hello(.init(workerID: "w", session: "s", host: "h", pid: 1, threads: 1, models: Array(many.dropLast())))) == nil)
+        #expect(reason(.ready(.init(freeSlots: 1, models: many))) == "models lists \(Message.maxModels + 1) models, at most \(Message.maxModels)")
+        #expect(reason(.ready(.init(freeSlots: 1, models: Array(many.dropLast())))) == nil)
     }
 
     @Test func anErrorIsReadWhateverItsVersion() throws {
@@ -177,6 +179,9 @@ import Trial
         let good = try Message.encode(sample(.ready))
         let frames = [good[0], good[1], Data(#"{"free_slots":3,"gpu":"none"}"#.utf8)]
         #expect(try Message.decode(frames) == .ready(.init(freeSlots: 3)))
+        // A ready's models are read when present: the coordinator claims on them.
+        let listed = [good[0], good[1], Data(#"{"free_slots":1,"models":["models/a"]}"#.utf8)]
+        #expect(try Message.decode(listed) == .ready(.init(freeSlots: 1, models: ["models/a"])))
     }
 
     /// `failed` names the settings a refusing worker does not read under `unread_settings`; a `failed`

@@ -51,7 +51,8 @@ import Trial
         let config = try TinyTrial.config(epochs: 2)
         let worker = TinyTrial.worker(coordinator, id: "w-trial", checkpoints: checkpoints.url, shared: false)
         defer { worker.stop() }
-        _ = try coordinator.expect("ready") { if case .ready = $0 { true } else { nil } }
+        let idle = try coordinator.expect("ready") { if case .ready(let r) = $0 { r } else { nil } }
+        #expect(idle.models == [], "nothing is loaded before the first trial")
 
         try coordinator.send(.assign(.init(trial: "t-tiny", attempt: 7, config: config)))
         // The ack of epoch 1's checkpoint is withheld.
@@ -71,7 +72,9 @@ import Trial
         #expect(described.weights == "safetensors F32" && described.parameters > 0, "\(done.summary)")
         let file = checkpoints.url.appendingPathComponent("t-tiny/attempt-7/checkpoint.safetensors")
         #expect(FileManager.default.fileExists(atPath: file.path))
-        _ = try coordinator.expect("ready after done") { if case .ready = $0 { true } else { nil } }
+        // The ready names the model the trial left in the cache, for the coordinator's next claim.
+        let after = try coordinator.expect("ready after done") { if case .ready(let r) = $0 { r } else { nil } }
+        #expect(after.models == [model.standardizedFileURL.path])
 
         // Silence: the worker gives up on this connection, says hello on a new one and resends message 2.
         coordinator.silent = true
