@@ -89,3 +89,22 @@ struct TimingOptions: ParsableArguments {
         return timing
     }
 }
+
+/// The worker's model cache budget, for `worker` and for the workers `run` and `slurm` start.
+struct ModelCacheOptions: ParsableArguments {
+    @Option(name: .long, help: "MiB of models no trial holds that stay loaded for later trials; the least recently used go first (default: a sixth of this worker's memory limit — its cgroup's or Slurm job's, else the host's — times its share of the cores).")
+    var modelCacheMib: Int?
+
+    func validate() throws {
+        if let modelCacheMib { guard modelCacheMib >= 0 else { throw ValidationError("--model-cache-mib must be 0 or more") } }
+    }
+
+    /// The budget in bytes and where it comes from, for a worker training on `threads` threads.
+    func budget(threads: Int) -> (bytes: Int, source: String) {
+        modelCacheMib.map { (min($0, Int.max >> 20) << 20, "--model-cache-mib") } ?? ModelCache.defaultIdleBudget(threads: threads)
+    }
+
+    /// The same option for a worker process started by this one; none when not given, so that each
+    /// worker takes the default from its own limits.
+    var workerArguments: [String] { modelCacheMib.map { ["--model-cache-mib", "\($0)"] } ?? [] }
+}

@@ -28,6 +28,8 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var simulation: SimulationOptions
 
+    @OptionGroup var modelCache: ModelCacheOptions
+
     @Flag(name: .long, help: "Also serve the live dashboard (see factsweep serve) and print its URL.")
     var serve = false
 
@@ -74,7 +76,7 @@ struct RunCommand: ParsableCommand {
             process.arguments = ["worker", "--connect", server.boundEndpoint, "--threads", "\(threads)", "--id", "\(plan.name)-\(i)",
                                  "--checkpoint-dir", runDirectory.checkpoints.path, "--cluster", clusterFile.path,
                                  "--stats-file", runDirectory.logs.appendingPathComponent("worker-\(i).stats.json").path]
-            process.arguments? += simulation.workerArguments
+            process.arguments? += simulation.workerArguments + modelCache.workerArguments
             // Appended to: a resumed run keeps what its workers logged before.
             let log = runDirectory.logs.appendingPathComponent("worker-\(i).log")
             if !FileManager.default.fileExists(atPath: log.path) { _ = FileManager.default.createFile(atPath: log.path, contents: nil) }

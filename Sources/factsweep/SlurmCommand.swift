@@ -51,6 +51,8 @@ struct SlurmCommand: ParsableCommand {
 
     @OptionGroup var simulation: SimulationOptions
 
+    @OptionGroup var modelCache: ModelCacheOptions
+
     func validate() throws {
         if cancel != nil {
             guard spec == nil else { throw ValidationError("--cancel RUN takes no SPEC") }
@@ -86,7 +88,7 @@ struct SlurmCommand: ParsableCommand {
         let scripts = SlurmScripts(sweep: plan.name, factsweep: Self.executable,
                                    spec: absoluteURL(spec).path, runDirectory: runDirectory, cluster: clusterFile.path,
                                    workers: workers, cpusPerWorker: cpusPerWorker, partition: partition, time: time, account: account,
-                                   simulate: simulation.simulate)
+                                   simulate: simulation.simulate, modelCacheArguments: modelCache.workerArguments)
         let coordinatorScript = folder.appendingPathComponent("coordinator.sbatch")
         let workersScript = folder.appendingPathComponent("workers.sbatch")
         try scripts.coordinatorScript.write(to: coordinatorScript, atomically: true, encoding: .utf8)

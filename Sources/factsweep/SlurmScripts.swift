@@ -18,6 +18,8 @@ struct SlurmScripts {
     var time: String?
     var account: String?
     var simulate: Double?
+    /// `--model-cache-mib` for every worker, when given; else each takes the default from its job's memory.
+    var modelCacheArguments: [String] = []
 
     /// `factsweep coordinator …` as the coordinator job (or --coordinator-here) runs it. The workers are
     /// left running when it is stopped, so that a resubmitted coordinator finds them.
@@ -26,7 +28,7 @@ struct SlurmScripts {
     /// The workers' key pair (RUN/keys/workers.key); the coordinator's public key comes with its address.
     var workerArguments: [String] {
         ["worker", "--run-dir", runDirectory.url.path, "--key", SweepKeys.workerKey(runDirectory).path]
-            + (simulate.map { ["--simulate", "\($0)"] } ?? [])
+            + (simulate.map { ["--simulate", "\($0)"] } ?? []) + modelCacheArguments
     }
 
     var coordinatorScript: String {

@@ -30,8 +30,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(name: .long, help: "Threads for BLAS and the other ops (default: SLURM_CPUS_PER_TASK in a Slurm job, else every core).")
     var threads: Int?
 
-    @Option(name: .long, help: "MiB of models no trial holds that stay loaded for later trials; the least recently used go first (default: a sixth of this worker's memory limit — its cgroup's or Slurm job's, else the host's — times its share of the cores).")
-    var modelCacheMib: Int?
+    @OptionGroup var modelCache: ModelCacheOptions
 
     @Option(name: .long, help: "Worker id, unique in the sweep (default: slurm-<job>_<task> in a Slurm job, else <hostname>-<pid>).")
     var id: String?
@@ -60,7 +59,6 @@ struct WorkerCommand: ParsableCommand {
 
     func validate() throws {
         if let threads { guard threads >= 1 else { throw ValidationError("--threads must be at least 1") } }
-        if let modelCacheMib { guard modelCacheMib >= 0 else { throw ValidationError("--model-cache-mib must be 0 or more") } }
         if let id, let problem = WorkerIdentity.problem(id) { throw ValidationError("--id: \(problem)") }
         guard [connect, runDir, connectFile].compactMap({ $0 }).count == 1 else {
             throw ValidationError("give exactly one of --connect, --run-dir and --connect-file")
@@ -96,8 +94,7 @@ struct WorkerCommand: ParsableCommand {
             settings.faults = try DeliveryFaults.parse(faults)
         }
         settings.deliveryLog = try deliveryLog.map { try DeliveryLog(URL(fileURLWithPath: $0)) }
-        let (cacheBudget, budgetSource) = modelCacheMib.map { (min($0, Int.max >> 20) << 20, "--model-cache-mib") }
-            ?? ModelCache.defaultIdleBudget(threads: threads)
+        let (cacheBudget, budgetSource) = modelCache.budget(threads: threads)
         if simulation.trainer == nil {
             logger.info("idle models kept within the model cache's budget", metadata: ["mib": "\(cacheBudget >> 20)", "from": "\(budgetSource)"])
         }

@@ -63,10 +63,15 @@ import Trial
             {"name": "ia3", "method": "ia3"}, {"name": "qlora", "method": "qlora", "rank": 2, "alpha": 4}
             """)
         let run = dir.url.appendingPathComponent("run")
+        // A budget of 0 keeps no idle model: each trial loads its own (and the budget reaches every worker).
         let result = try FactSweepBinary.run(["run", spec.path, "--workers", "3", "--threads-per-worker", "1", "--run-dir", run.path,
-                                             "--heartbeat", "0.2", "--lease", "20"])
+                                             "--heartbeat", "0.2", "--lease", "20", "--model-cache-mib", "0"])
         #expect(result.status == 0, "\(result.stderr)")
         try Self.expectComplete(run.appendingPathComponent("run.db"), trials: 4, epochs: 3)
+        for i in 0..<3 {
+            let log = try String(contentsOf: run.appendingPathComponent("logs/worker-\(i).log"), encoding: .utf8)
+            #expect(log.contains("from=--model-cache-mib") && log.contains("mib=0"), "worker \(i): \(log.prefix(2000))")
+        }
         let workers = try Self.rows(run.appendingPathComponent("run.db"), "SELECT COUNT(DISTINCT worker_id) AS n FROM attempts")
         #expect((workers.first?["n"] as Int?) ?? 0 >= 2, "trials should spread over the workers")
         // Resubmitting the same spec adds no trial and finishes at once.

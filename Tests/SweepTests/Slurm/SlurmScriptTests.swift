@@ -36,6 +36,21 @@ struct SlurmScriptTests {
         #expect(!FileManager.default.fileExists(atPath: run.appendingPathComponent("slurm/jobs.json").path))
     }
 
+    /// `--model-cache-mib` goes to every worker of the array; without it each takes its job's default.
+    @Test func aModelCacheBudgetReachesEveryWorker() throws {
+        let dir = try TemporaryDirectory()
+        let spec = try SlurmSweepTests.spec(in: dir.url, name: "budget", seeds: 1, epochs: 1)
+        let run = dir.url.appendingPathComponent("run")
+        let result = try FactSweepBinary.run(["slurm", spec.path, "--workers", "2", "--run-dir", run.path, "--model-cache-mib", "512",
+                                             "--dry-run"], environment: ["PATH": "/nonexistent"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let workers = try String(contentsOf: run.appendingPathComponent("slurm/workers.sbatch"), encoding: .utf8)
+        #expect(workers.contains("keys/workers.key --model-cache-mib 512\n"), "\(workers)")
+        let negative = try FactSweepBinary.run(["slurm", spec.path, "--run-dir", run.path, "--model-cache-mib=-1", "--dry-run"],
+                                               environment: ["PATH": "/nonexistent"])
+        #expect(negative.status != 0 && negative.stderr.contains("--model-cache-mib must be 0 or more"), "\(negative.stderr)")
+    }
+
     @Test func withoutSlurmOrJobsTheErrorsSayWhatToDo() throws {
         let dir = try TemporaryDirectory()
         let spec = try SlurmSweepTests.spec(in: dir.url, name: "nosl", seeds: 1, epochs: 1)
