@@ -1,6 +1,9 @@
 // cpu.c: see include/cpu.h.
 #include "cpu.h"
 
+#include <stdlib.h>
+#include <strings.h>
+
 #if defined(__x86_64__)
 /// `probe()` asked once and kept in `*known` (-1 until then): the NF4, bf16
 /// and few-rows kernels ask on every call. Threads racing here all store the
@@ -16,6 +19,7 @@ static int asked_once(int *known, int (*probe)(void)) {
 }
 
 static int probe_avx512(void) {
+    if (factsweep_cpu_capped_to_avx2()) return 0;
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
            __builtin_cpu_supports("avx512vl");
 }
@@ -50,4 +54,9 @@ int factsweep_cpu_has_avx2(void) {
 #else
     return 0;
 #endif
+}
+
+int factsweep_cpu_capped_to_avx2(void) {
+    const char *cap = getenv("FACTSWEEP_MAX_CPU_ISA");
+    return cap != NULL && strcasecmp(cap, "avx2") == 0;
 }

@@ -108,7 +108,9 @@ import Trial
             #expect(FewRowsProductTests.relativeError(b.forward, p.forward) < 1e-6)
             #expect(FewRowsProductTests.relativeError(b.backward, p.backward) < 1e-6)
             #expect(b.forward.contains { $0 != 0 } && b.backward.contains { $0 != 0 })
-            #expect(blocked.isCurrent == readsBlocked)
+            // Without bf16 kernels (oneDNN's AVX2 matmul) the products read the plain rounding through f32
+            // kernels, and nothing packs it and lets it go: it stays current.
+            #expect(blocked.isCurrent == (MatmulEngine.hasBF16Kernels ? readsBlocked : true))
         }
     }
 

@@ -5,6 +5,7 @@
 // the other.
 import Foundation
 import Testing
+import CKernels
 @testable import Core
 import TestSupport
 
@@ -128,6 +129,20 @@ import TestSupport
         let kernels = MatmulEngine.currentBF16 == .oneDNN && CPUFeatures.hasAVX512
         #expect(MatmulEngine.hasBF16Kernels == kernels, "\(CPUFeatures.modelName)")
         #expect((MatmulEngine.bf16Notice == nil) == kernels)
+    }
+
+    /// `FACTSWEEP_MAX_CPU_ISA=avx2` (scripts/test.sh's second pass) holds the
+    /// kernels and oneDNN to what an AVX2 host runs: else that pass would
+    /// run the AVX-512 code a second time and test nothing new.
+    @Test func theAVX2PassRunsAnAVX2HostsCode() throws {
+        try #require(OneDNNMatmul.isAvailable, "oneDNN's CPU engine could not be created (libdnnl-dev, scripts/setup.sh)")
+        #expect((factsweep_cpu_has_avx512() != 0) == CPUFeatures.hasAVX512, "\(CPUFeatures.modelName)")
+        #expect((factsweep_cpu_has_avx512bf16() != 0) == CPUFeatures.hasAVX512BF16, "\(CPUFeatures.modelName)")
+        guard CPUFeatures.heldToAVX2 else { return }
+        #expect(factsweep_cpu_has_avx2() != 0 && !MatmulEngine.hasBF16Kernels)
+        #expect(OneDNNMatmul.instructionSet == "avx2" && OneDNNMatmul.hasAVX2Sgemm && !OneDNNMatmul.makesBlockedF32Copies)
+        #expect(OpenBLASCore.name.lowercased() == "haswell", "OPENBLAS_CORETYPE=Haswell should be set with the cap")
+        #expect(OpenBLASCore.replacement(for: "SkylakeX", avx512: factsweep_cpu_has_avx512() != 0, avx2: true) == "Haswell")
     }
 
     /// A training-sized product (one example's rows × SmolLM2's MLP) on random operands.

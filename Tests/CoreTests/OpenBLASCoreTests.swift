@@ -11,5 +11,9 @@ import Testing
         #expect(OpenBLASCore.replacement(for: "SkylakeX", avx512: true, avx2: true) == nil)
         #expect(OpenBLASCore.replacement(for: "Zen", avx512: true, avx2: true) == nil)
         #expect(OpenBLASCore.replacement(for: "Haswell", avx512: true, avx2: true) == nil)
+        // Held to AVX2 (FACTSWEEP_MAX_CPU_ISA=avx2), OpenBLAS's AVX-512 kernels give way to Haswell's.
+        #expect(OpenBLASCore.replacement(for: "SkylakeX", avx512: false, avx2: true) == "Haswell")
+        #expect(OpenBLASCore.replacement(for: "Cooperlake", avx512: false, avx2: false) == "Prescott")
+        #expect(OpenBLASCore.replacement(for: "Zen", avx512: false, avx2: true) == nil)
     }
 }

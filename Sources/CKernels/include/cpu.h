@@ -3,7 +3,8 @@
 #define FACTSWEEP_CPU_H
 
 /// 1 when the CPU runs AVX-512 F, BW, DQ and VL (what OpenBLAS's SkylakeX kernels use), else 0;
-/// the kernels' AVX-512 paths (nf4.c, bf16.c, few_rows.c) ask it too.
+/// the kernels' AVX-512 paths (nf4.c, bf16.c, few_rows.c) ask it too. 0 under
+/// `FACTSWEEP_MAX_CPU_ISA=avx2` (below).
 int factsweep_cpu_has_avx512(void);
 
 /// 1 when the CPU also converts Float32 to bf16 itself (AVX512_BF16): bf16.c's
@@ -13,6 +14,12 @@ int factsweep_cpu_has_avx512bf16(void);
 /// 1 when the CPU runs AVX2 and FMA (OpenBLAS's Haswell kernels), else 0;
 /// the AVX2 paths of nf4.c and few_rows.c ask it.
 int factsweep_cpu_has_avx2(void);
+
+/// 1 under the environment's `FACTSWEEP_MAX_CPU_ISA=avx2` (any case): the
+/// kernels answer as on a CPU without AVX-512 and oneDNN is held to its AVX2
+/// kernels (`OneDNNMatmul`), so that an AVX-512 machine runs, and its tests
+/// check, the code an AVX2-only host runs (scripts/test.sh's second pass).
+int factsweep_cpu_capped_to_avx2(void);
 
 /// Which code a kernel with several (nf4.c, few_rows.c) may run, for the tests
 /// that compare them: the widest the CPU has (AVX-512, else AVX2), at most

@@ -5,6 +5,7 @@
 // weights are reordered once into the layout the primitive prefers
 // (`PackedWeight`).
 import CDNNL
+import CKernels
 import Foundation
 
 /// oneDNN's CPU engine and the primitives made on it.
@@ -50,6 +51,8 @@ enum OneDNNMatmul {
         var primitives: [Key: Primitive?] = [:]
 
         init() {
+            // Before oneDNN first asks the CPU: the cap holds only if set then.
+            if factsweep_cpu_capped_to_avx2() != 0 { _ = dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx2) }
             var engine: dnnl_engine_t?
             self.engine = dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success ? engine : nil
         }
@@ -266,7 +269,8 @@ enum OneDNNMatmul {
 
     /// Whether oneDNN's f32 products here run on its AVX/AVX2 sgemm (the
     /// one that reads such B in place, and packs B in plain rows).
-    static let hasAVX2Sgemm = [dnnl_cpu_isa_avx, dnnl_cpu_isa_avx2, dnnl_cpu_isa_avx2_vnni].contains(dnnl_get_effective_cpu_isa())
+    static let hasAVX2Sgemm = isAvailable
+        && [dnnl_cpu_isa_avx, dnnl_cpu_isa_avx2, dnnl_cpu_isa_avx2_vnni].contains(dnnl_get_effective_cpu_isa())
 
     /// The environment variable that turns the split off (`off`).
     static let splitEnvironmentKey = "FACTSWEEP_ONEDNN_SPLIT"

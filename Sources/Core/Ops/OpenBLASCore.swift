@@ -20,9 +20,15 @@ public enum OpenBLASCore {
     static let fallbacks: Set<String> = ["prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "sandybridge",
                                          "katmai", "coppermine", "northwood", "banias", "generic"]
 
+    /// Kernel sets that need AVX-512.
+    static let avx512Sets: Set<String> = ["skylakex", "cooperlake", "sapphirerapids"]
+
     /// The kernel set to ask for instead of `core` on a CPU with these
     /// features; nil when `core` is not a fallback or nothing better runs.
+    /// An AVX-512 set where the kernels may not use AVX-512 (`FACTSWEEP_MAX_CPU_ISA=avx2`)
+    /// gives way to Haswell's, as on an AVX2 host.
     public static func replacement(for core: String, avx512: Bool, avx2: Bool) -> String? {
+        if !avx512, avx512Sets.contains(core.lowercased()) { return avx2 ? "Haswell" : "Prescott" }
         guard fallbacks.contains(core.lowercased()) else { return nil }
         if avx512 { return "SkylakeX" }
         if avx2 { return "Haswell" }
