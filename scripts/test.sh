@@ -49,7 +49,8 @@ stamp "tests done (exit $status)"
 # subject exists only from AVX-512 on (bf16 kernels, blocked f32 copies and
 # the plain rows they release). Only on a full run.
 if [[ $# -eq 0 ]]; then
-    avx512_only='FewRowsOnPackedCopyTests|PlainRowsReleaseTests|perThreadBlockedProductsEqualTheSharedOnes'
+    avx512_only='decodingProductsReadTheCopy|everyRowCountReadsTheTrainingCopy|eachDirectionKeepsItsSlot'
+    avx512_only+='|PlainRowsReleaseTests|perThreadBlockedProductsEqualTheSharedOnes'
     avx512_only+='|aFailedThreadsPanelsAreMultipliedOnTheCallingThread|theProfileTimesTheWidestShare'
     FACTSWEEP_MAX_CPU_ISA=avx2 OPENBLAS_CORETYPE=Haswell stdbuf -oL -eL swift test -c release -Xswiftc -enable-testing \
         --scratch-path "$scratch" --skip-build --filter 'CoreTests\.' --skip "$avx512_only" || status=$?

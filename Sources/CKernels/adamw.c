@@ -47,12 +47,15 @@ static inline void adamw_bf16(const factsweep_adamw_step *s, float *restrict par
 
 // Each entry point calls its loop with `rounded` NULL or not, so that the
 // compiler builds (and vectorises) a loop for each case.
-WIDEST void factsweep_adamw_f32(const factsweep_adamw_step *s, float *restrict params, const float *restrict grads,
-                                float *restrict m, float *restrict v, uint16_t *restrict rounded, size_t count) {
+WIDEST_VOID(factsweep_adamw_f32, (const factsweep_adamw_step *s, float *restrict params, const float *restrict grads,
+                                  float *restrict m, float *restrict v, uint16_t *restrict rounded, size_t count),
+            (s, params, grads, m, v, rounded, count)) {
     if (rounded) adamw_f32(s, params, grads, m, v, rounded, count); else adamw_f32(s, params, grads, m, v, NULL, count);
 }
 
-WIDEST void factsweep_adamw_bf16(const factsweep_adamw_step *s, float *restrict params, const float *restrict grads,
-                                 uint16_t *restrict m, uint16_t *restrict v, uint16_t *restrict rounded, size_t count) {
+WIDEST_VOID(factsweep_adamw_bf16, (const factsweep_adamw_step *s, float *restrict params, const float *restrict grads,
+                                   uint16_t *restrict m, uint16_t *restrict v, uint16_t *restrict rounded,
+                                   size_t count),
+            (s, params, grads, m, v, rounded, count)) {
     if (rounded) adamw_bf16(s, params, grads, m, v, rounded, count); else adamw_bf16(s, params, grads, m, v, NULL, count);
 }

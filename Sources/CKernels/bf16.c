@@ -50,10 +50,11 @@ void factsweep_bf16_round(uint16_t *dst, const float *src, size_t rows, size_t c
     round_portable(dst, src, rows, columns, ld);
 }
 
-/// Plain loops: target_clones builds them for AVX-512 and AVX2, where the
+/// Plain loops: widest.h builds them for AVX-512 and AVX2, where the
 /// compiler runs them eight or sixteen lanes wide (CPUs without AVX-512 take
 /// this path for every bf16 product).
-WIDEST void factsweep_bf16_round_floats(float *dst, const float *src, size_t rows, size_t columns, size_t ld) {
+WIDEST_VOID(factsweep_bf16_round_floats, (float *dst, const float *src, size_t rows, size_t columns, size_t ld),
+            (dst, src, rows, columns, ld)) {
     for (size_t r = 0; r < rows; r++) {
         const float *s = src + r * ld;
         float *d = dst + r * columns;
@@ -61,7 +62,8 @@ WIDEST void factsweep_bf16_round_floats(float *dst, const float *src, size_t row
     }
 }
 
-WIDEST void factsweep_bf16_widen(float *dst, const uint16_t *src, size_t rows, size_t columns, size_t ld) {
+WIDEST_VOID(factsweep_bf16_widen, (float *dst, const uint16_t *src, size_t rows, size_t columns, size_t ld),
+            (dst, src, rows, columns, ld)) {
     for (size_t r = 0; r < rows; r++) {
         const uint16_t *s = src + r * ld;
         float *d = dst + r * columns;

@@ -27,10 +27,11 @@ static inline float dot_bf16(const float *restrict q, const float *restrict k, s
     return sum;
 }
 
-WIDEST void factsweep_cached_attention(float *restrict out, const float *restrict q, size_t row_stride,
-                                       const float *restrict keys, const float *restrict values, size_t cache_stride,
-                                       size_t head_dim, size_t start, size_t rows, float scale, float *restrict scores,
-                                       int bf16_inputs) {
+WIDEST_VOID(factsweep_cached_attention, (float *restrict out, const float *restrict q, size_t row_stride,
+                                         const float *restrict keys, const float *restrict values, size_t cache_stride,
+                                         size_t head_dim, size_t start, size_t rows, float scale,
+                                         float *restrict scores, int bf16_inputs),
+            (out, q, row_stride, keys, values, cache_stride, head_dim, start, rows, scale, scores, bf16_inputs)) {
     if (head_dim == 0) return;
     float query[head_dim];
     for (size_t t = 0; t < rows; t++) {

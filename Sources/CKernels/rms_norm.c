@@ -8,8 +8,9 @@
 
 enum { LANES = 16 };
 
-WIDEST float factsweep_rms_norm_row(float *restrict y, const float *restrict x, const float *restrict w, size_t c,
-                                    float eps) {
+WIDEST_RETURNING(float, factsweep_rms_norm_row, (float *restrict y, const float *restrict x, const float *restrict w,
+                                                 size_t c, float eps),
+                 (y, x, w, c, eps)) {
     size_t whole = c - c % LANES;
     float lanes[LANES] = {0};
     for (size_t i = 0; i < whole; i += LANES)
@@ -22,8 +23,9 @@ WIDEST float factsweep_rms_norm_row(float *restrict y, const float *restrict x, 
     return r;
 }
 
-WIDEST void factsweep_rms_norm_backward_row(float *restrict dx, float *restrict dw, const float *restrict dy,
-                                            const float *restrict x, const float *restrict w, float r, size_t c) {
+WIDEST_VOID(factsweep_rms_norm_backward_row, (float *restrict dx, float *restrict dw, const float *restrict dy,
+                                              const float *restrict x, const float *restrict w, float r, size_t c),
+            (dx, dw, dy, x, w, r, c)) {
     size_t whole = c - c % LANES;
     float lanes[LANES] = {0};
     for (size_t i = 0; i < whole; i += LANES)

@@ -39,12 +39,14 @@ __attribute__((always_inline)) static inline float exponentiate(float *restrict 
     return sum;
 }
 
-WIDEST void factsweep_softmax_row(float *restrict row, size_t count) {
+WIDEST_VOID(factsweep_softmax_row, (float *restrict row, size_t count),
+            (row, count)) {
     float inverse = 1.0f / exponentiate(row, count);
     for (size_t i = 0; i < count; i++) row[i] *= inverse;
 }
 
-WIDEST float factsweep_cross_entropy_row(float *restrict row, size_t count, size_t target, float scale) {
+WIDEST_RETURNING(float, factsweep_cross_entropy_row, (float *restrict row, size_t count, size_t target, float scale),
+                 (row, count, target, scale)) {
     float inverse = 1.0f / exponentiate(row, count), loss = -logf(row[target] * inverse);
     for (size_t i = 0; i < count; i++) row[i] = row[i] * inverse * scale;
     row[target] -= scale;

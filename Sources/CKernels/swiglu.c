@@ -7,16 +7,18 @@
 
 #include <math.h>
 
-WIDEST void factsweep_swiglu_forward(float *restrict out, const float *restrict gate, const float *restrict up,
-                                     size_t count) {
+WIDEST_VOID(factsweep_swiglu_forward, (float *restrict out, const float *restrict gate, const float *restrict up,
+                                       size_t count),
+            (out, gate, up, count)) {
     for (size_t i = 0; i < count; i++) {
         float g = gate[i], s = 1.0f / (1.0f + expf(-g));
         out[i] = g * s * up[i];
     }
 }
 
-WIDEST void factsweep_swiglu_backward(float *restrict dgate, float *restrict dup, const float *restrict dout,
-                                      const float *restrict gate, const float *restrict up, size_t count) {
+WIDEST_VOID(factsweep_swiglu_backward, (float *restrict dgate, float *restrict dup, const float *restrict dout,
+                                        const float *restrict gate, const float *restrict up, size_t count),
+            (dgate, dup, dout, gate, up, count)) {
     for (size_t i = 0; i < count; i++) {
         float g = gate[i], s = 1.0f / (1.0f + expf(-g)), d = dout[i];
         dup[i] = d * g * s;

@@ -118,6 +118,28 @@ import TestSupport
         }
     }
 
+    /// `FACTSWEEP_MAX_CPU_ISA` takes only `avx2`: any other value stops
+    /// `factsweep` at start-up rather than running uncapped; `avx2` trains,
+    /// bf16 then multiplying on f32 kernels as on a CPU without AVX-512.
+    @Test func theCPUCapIsCheckedAtStartUp() throws {
+        let (tmp, data) = try tinyModelAndOneFact()
+        let arguments = ["train", "--model", tmp.url.path, "--data", data.path, "--epochs", "1", "--eval-every", "0",
+                         "--held-out", "none", "--threads", "1", "--precision", "bf16", "--json"]
+        func train(_ value: String) throws -> ProcessResult {
+            var environment = ProcessInfo.processInfo.environment
+            environment["FACTSWEEP_MAX_CPU_ISA"] = value
+            return try Command.run(try FactSweepBinary.url(), arguments, environment: environment, directory: TestPaths.repositoryRoot)
+        }
+        for bad in ["avx512", "avx2 ", "sse"] {
+            let r = try train(bad)
+            #expect(r.status == 64 && r.stdout.isEmpty, "FACTSWEEP_MAX_CPU_ISA=\(bad): status \(r.status), \(r.stdout)")
+            #expect(r.stderr.contains("FACTSWEEP_MAX_CPU_ISA=\(bad) names no cap: use avx2"), "\(r.stderr)")
+        }
+        let capped = try train("AVX2")
+        #expect(capped.status == 0, "\(capped.stderr)")
+        #expect(jsonLines(capped.stdout).last?["engine"] as? String == "onednn+f32-kernels", "\(capped.stdout)")
+    }
+
     /// `train --resume DIR` trains on the checkpoint's settings: a training
     /// flag that would change them is refused, naming the flag and the
     /// checkpoint, instead of being ignored; the same values, and flags that

@@ -65,7 +65,10 @@ import TestSupport
         #expect(wrong.isEmpty, "\(wrong.count) values: first \(wrong.prefix(3).map { (patterns[$0.offset].bitPattern, $0.element) })")
         // The subnormals themselves round to bf16 subnormals, not to zero.
         #expect(bfloat16Bits(Float(bitPattern: 0x0001_8000)) == 0x0002 && bfloat16Bits(-Float(bitPattern: 0x0000_8001)) == 0x8001)
-        if !CPUFeatures.hasAVX512BF16 { print("note: no AVX512_BF16 on \(CPUFeatures.modelName): the sixteen-lane rounding ran") }
+        if !CPUFeatures.hasAVX512BF16 {
+            let ran = CPUFeatures.hasAVX512 ? "the sixteen-lane rounding" : "the plain rounding"
+            print("note: no AVX512_BF16 on \(CPUFeatures.modelName): \(ran) ran")
+        }
     }
 
     /// The f32 path's conversions (rounding kept in Float32, and widening bf16

@@ -1,6 +1,7 @@
 // CPUFeatures: the instruction sets this machine's CPU reports, read from
 // /proc/cpuinfo independently of the code under test, so that tests can
-// check what the core decided from them.
+// check what the core decided from them; under FACTSWEEP_MAX_CPU_ISA=avx2
+// (scripts/test.sh's second pass) without AVX-512, as the core then runs.
 import Foundation
 
 public enum CPUFeatures {

@@ -128,12 +128,13 @@ public enum MatmulEngine: String, Sendable, CaseIterable, CustomStringConvertibl
         ProcessInfo.processInfo.environment[environmentKey].flatMap(MatmulEngine.init(name:))
     }
 
-    /// What is wrong with `FACTSWEEP_MATMUL` in this process's environment,
+    /// What is wrong with `FACTSWEEP_MATMUL` (or `FACTSWEEP_MAX_CPU_ISA`: `OneDNNMatmul.capProblem`) in this process's environment,
     /// for the executable to refuse at start-up rather than run on an engine
     /// the user did not ask for: a value that names no engine, or `onednn`
     /// where oneDNN's engine cannot be created. Nil when it is unset or empty,
     /// or names an engine that runs here.
     public static var environmentProblem: String? {
+        if let problem = OneDNNMatmul.capProblem { return problem }
         guard let value = ProcessInfo.processInfo.environment[environmentKey], !value.isEmpty else { return nil }
         guard let engine = MatmulEngine(name: value) else {
             return "\(environmentKey)=\(value) names no matmul engine: use openblas or onednn, or unset it for the default (oneDNN)"

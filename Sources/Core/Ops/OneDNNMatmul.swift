@@ -50,15 +50,36 @@ enum OneDNNMatmul {
         /// nil for a shape oneDNN refused (it then runs on OpenBLAS).
         var primitives: [Key: Primitive?] = [:]
 
+        /// Whether oneDNN refused `FACTSWEEP_MAX_CPU_ISA`'s cap (a build without `DNNL_ENABLE_MAX_CPU_ISA`).
+        let capRefused: Bool
+
         init() {
             // Before oneDNN first asks the CPU: the cap holds only if set then.
-            if factsweep_cpu_capped_to_avx2() != 0 { _ = dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx2) }
+            capRefused = factsweep_cpu_capped_to_avx2() != 0 && dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx2) != dnnl_success
             var engine: dnnl_engine_t?
             self.engine = dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success ? engine : nil
         }
     }
 
     private static let state = State()
+
+    /// The environment variable that holds the core to an AVX2 host's code (`avx2`; cpu.h).
+    public static let capEnvironmentKey = "FACTSWEEP_MAX_CPU_ISA"
+
+    /// What is wrong with `FACTSWEEP_MAX_CPU_ISA`: a value other than `avx2`,
+    /// or a cap oneDNN did not take, so that no process runs capped kernels
+    /// beside uncapped oneDNN products. Nil when unset or empty, or taken.
+    static var capProblem: String? {
+        guard let value = ProcessInfo.processInfo.environment[capEnvironmentKey], !value.isEmpty else { return nil }
+        guard factsweep_cpu_capped_to_avx2() != 0 else {
+            return "\(capEnvironmentKey)=\(value) names no cap: use avx2 (run as a CPU without AVX-512 does), or unset it"
+        }
+        if isAvailable, state.capRefused || !hasAVX2Sgemm {
+            return "\(capEnvironmentKey)=\(value), but oneDNN here did not take the cap (its instruction set: "
+                + "\(instructionSet ?? "unknown")): unset it"
+        }
+        return nil
+    }
 
     /// Whether oneDNN's CPU engine could be created.
     static var isAvailable: Bool { state.engine != nil }

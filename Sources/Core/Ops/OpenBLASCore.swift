@@ -1,5 +1,5 @@
 // OpenBLASCore: which kernels OpenBLAS runs, and which to ask for instead when
-// it picked too old a set. Debian's OpenBLAS (DYNAMIC_ARCH) picks its kernels
+// it picked too old a set (or an AVX-512 one under FACTSWEEP_MAX_CPU_ISA=avx2). Debian's OpenBLAS (DYNAMIC_ARCH) picks its kernels
 // by CPU model when it is loaded; 0.3.21 does not know this project's Intel
 // Xeons (family 6, model 207) and falls back to Prescott's SSE3 kernels, which
 // made f32 full fine-tuning of SmolLM2 1.85× slower (6.56 against 3.55
