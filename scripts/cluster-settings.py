@@ -5,7 +5,9 @@ cluster.json (docs/cluster.md), one value per line, by plain key access:
     run directory (absolute; a relative one resolves against cluster.json's
                    folder, as the coordinator resolves it)
     coordinator.connect
-    HOST WORKERS THREADS_PER_WORKER     one line per entry of "hosts"
+    HOST WORKERS THREADS_PER_WORKER MODEL_CACHE_MIB
+                                        one line per entry of "hosts" (the
+                                        cache budget "-" when not given)
 
 With --security-files: instead, the absolute paths of the coordinator's key
 and allow-list named in "security" (docs/security.md), one per line.
@@ -42,7 +44,10 @@ def main(path):
                 raise ValueError(f"host {name!r} is not a host name")
             if not isinstance(workers, int) or workers < 0 or not isinstance(threads, int) or threads < 1:
                 raise ValueError(f"host {name}: workers must be an integer ≥ 0 and threads_per_worker ≥ 1")
-            lines.append(f"{name} {workers} {threads}")
+            cache = host.get("model_cache_mib")
+            if cache is not None and (not isinstance(cache, int) or isinstance(cache, bool) or cache < 0):
+                raise ValueError(f"host {name}: model_cache_mib must be an integer ≥ 0")
+            lines.append(f"{name} {workers} {threads} {'-' if cache is None else cache}")
     except (OSError, ValueError, KeyError, TypeError) as error:
         problem = f"missing key {error}" if isinstance(error, KeyError) else str(error)
         sys.exit(f"{path}: {problem} (see docs/cluster.md)")

@@ -41,10 +41,12 @@ done < <(python3 "$root/scripts/cluster-settings.py" "$cluster" --security-files
 echo "coordinator localhost $! $(ps -o lstart= -p $!)" >"$pids"
 echo "coordinator started (log: $run_dir/logs/coordinator.log)"
 
-while read -r host workers threads; do
+while read -r host workers threads cache; do
+    budget=()
+    [ "$cache" = - ] || budget=(--model-cache-mib "$cache")
     for ((w = 0; w < workers; w++)); do
         name="$host-$w"
-        cmd="$(printf '%q ' "$bin" worker --connect "$connect" --threads "$threads" --id "$name" --cluster "$cluster")"
+        cmd="$(printf '%q ' "$bin" worker --connect "$connect" --threads "$threads" --id "$name" --cluster "$cluster" "${budget[@]}")"
         # Prints "PID START" of the worker, which nohup execs into.
         start="cd $(printf %q "$root") && { nohup $cmd >$(printf %q "$run_dir/logs/worker-$name.log") 2>&1 </dev/null & "
         start+='pid=$!; echo "$pid $(ps -o lstart= -p $pid)"; }'

@@ -16,8 +16,14 @@ public struct ClusterConfig: Codable, Sendable {
         public var host: String
         public var workers: Int
         public var threadsPerWorker: Int?
-        enum CodingKeys: String, CodingKey { case host, workers, threadsPerWorker = "threads_per_worker" }
-        public init(host: String, workers: Int, threadsPerWorker: Int?) { self.host = host; self.workers = workers; self.threadsPerWorker = threadsPerWorker }
+        /// Each worker's `--model-cache-mib` (scripts/cluster-up.sh); absent, each takes the default from its limits.
+        public var modelCacheMib: Int?
+        enum CodingKeys: String, CodingKey {
+            case host, workers, threadsPerWorker = "threads_per_worker", modelCacheMib = "model_cache_mib"
+        }
+        public init(host: String, workers: Int, threadsPerWorker: Int?, modelCacheMib: Int? = nil) {
+            self.host = host; self.workers = workers; self.threadsPerWorker = threadsPerWorker; self.modelCacheMib = modelCacheMib
+        }
     }
 
     /// Key files (docs/security.md); paths relative to cluster.json's folder. Each host reads only its own part.
@@ -67,8 +73,8 @@ public struct ClusterConfig: Codable, Sendable {
         } catch {
             throw CoordinatorError("\(url.path): \(error)")
         }
-        for (i, h) in config.hosts.enumerated() where h.workers < 0 || (h.threadsPerWorker ?? 1) < 1 {
-            throw CoordinatorError("\(url.path): hosts[\(i)]: workers must be ≥ 0 and threads_per_worker ≥ 1")
+        for (i, h) in config.hosts.enumerated() where h.workers < 0 || (h.threadsPerWorker ?? 1) < 1 || (h.modelCacheMib ?? 0) < 0 {
+            throw CoordinatorError("\(url.path): hosts[\(i)]: workers must be ≥ 0, threads_per_worker ≥ 1 and model_cache_mib ≥ 0")
         }
         let base = url.deletingLastPathComponent()
         func absolute(_ path: String) -> String { path.hasPrefix("/") ? path : base.appendingPathComponent(path).standardizedFileURL.path }

@@ -139,7 +139,7 @@ public final class ModelCache: @unchecked Sendable {
         return embedder
     }
 
-    /// Paths of the models held, for the worker's hello.
+    /// Paths of the models held, for the worker's hello and each `ready`.
     public var loadedModels: [String] {
         pathsLock.withLock { modelPaths.sorted() }
     }

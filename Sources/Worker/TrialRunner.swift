@@ -29,7 +29,7 @@ public struct TrialEvents: Sendable {
 public protocol TrialRunning: Sendable {
     /// Runs `config` (see `TrialRunner.run`), reporting through `events`.
     func run(_ config: TrialConfig, directory: URL?, resume: Bool, events: TrialEvents) throws -> TrialSummary
-    /// Paths of the models on hand, for the worker's hello.
+    /// Paths of the models on hand, for the worker's hello and each `ready`.
     var loadedModels: [String] { get }
     /// The epoch the checkpoint in `directory` was saved after, nil when there is none; throws for a file
     /// that is not this runner's checkpoint. A resume checks it against the epoch its assignment names.

@@ -92,7 +92,7 @@ struct TimingOptions: ParsableArguments {
 
 /// The worker's model cache budget, for `worker` and for the workers `run` and `slurm` start.
 struct ModelCacheOptions: ParsableArguments {
-    @Option(name: .long, help: "MiB of models no trial holds that stay loaded for later trials; the least recently used go first (default: a sixth of this worker's memory limit — its cgroup's or Slurm job's, else the host's — times its share of the cores).")
+    @Option(name: .long, help: "MiB, per worker, of models no trial holds that stay loaded for later trials; the least recently used go first (default: a sixth of each worker's memory limit — its cgroup's or Slurm job's, else the host's — times its share of the cores).")
     var modelCacheMib: Int?
 
     func validate() throws {

@@ -83,7 +83,8 @@ import TestSupport
         let connect = "tcp://cluster-script-test-\(UUID().uuidString):5555"
         try """
             {"coordinator": {"bind": "tcp://0.0.0.0:5555", "connect": "\(connect)"}, "run_directory": "run",
-             "hosts": [{"host": "far-away", "workers": 2}, {"host": "localhost", "workers": 1, "threads_per_worker": 2}]}
+             "hosts": [{"host": "far-away", "workers": 2},
+                       {"host": "localhost", "workers": 1, "threads_per_worker": 2, "model_cache_mib": 512}]}
             """.write(to: directory.file("cluster.json"), atomically: true, encoding: .utf8)
         let stopped = directory.file("stopped.log")
         let environment = ["FACTSWEEP": fake.path, "FACTSWEEP_SSH": ssh.path, "FAKE_LOG": stopped.path]
@@ -100,6 +101,12 @@ import TestSupport
         #expect(workers.count == 3 && coordinator.count == 1, "\(up.output)")
         let started = workers + coordinator
         #expect(started.allSatisfy { kill($0, 0) == 0 }, "every started process runs")
+        // The host's model_cache_mib reaches its workers only.
+        let budgets = try workers.map { pid in
+            try String(decoding: Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")), as: UTF8.self)
+                .split(separator: "\0").map(String.init)
+        }.map { arguments in arguments.firstIndex(of: "--model-cache-mib").map { arguments[$0 + 1] } }
+        #expect(budgets.compactMap { $0 } == ["512"], "\(budgets)")
 
         let down = try Self.runScript("cluster-down.sh", ["cluster.json"], in: directory, environment: environment)
         #expect(down.status == 0, "\(down.output)")

@@ -63,7 +63,7 @@ import Trial
             {"name": "ia3", "method": "ia3"}, {"name": "qlora", "method": "qlora", "rank": 2, "alpha": 4}
             """)
         let run = dir.url.appendingPathComponent("run")
-        // A budget of 0 keeps no idle model: each trial loads its own (and the budget reaches every worker).
+        // A budget of 0 keeps no idle model beside the one a trial takes (and the budget reaches every worker).
         let result = try FactSweepBinary.run(["run", spec.path, "--workers", "3", "--threads-per-worker", "1", "--run-dir", run.path,
                                              "--heartbeat", "0.2", "--lease", "20", "--model-cache-mib", "0"])
         #expect(result.status == 0, "\(result.stderr)")
@@ -175,7 +175,7 @@ import Trial
             {"name": "lora", "method": "lora", "rank": 2, "alpha": 4}, {"name": "ia3", "method": "ia3"}
             """)
         let run = dir.url.appendingPathComponent("run")
-        let port = Int.random(in: 20_000..<40_000)
+        let port = TestPorts.random()
         let cluster = try Self.cluster(in: dir.url, run: run, port: port)
         var logCount = 0
         func start(_ arguments: [String]) throws -> Process {
