@@ -42,7 +42,8 @@ def main(path):
             name, workers, threads = host["host"], host["workers"], host.get("threads_per_worker", 1)
             if not isinstance(name, str) or not name or any(c.isspace() for c in name):
                 raise ValueError(f"host {name!r} is not a host name")
-            if not isinstance(workers, int) or workers < 0 or not isinstance(threads, int) or threads < 1:
+            if (not isinstance(workers, int) or isinstance(workers, bool) or workers < 0
+                    or not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
                 raise ValueError(f"host {name}: workers must be an integer ≥ 0 and threads_per_worker ≥ 1")
             cache = host.get("model_cache_mib")
             if cache is not None and (not isinstance(cache, int) or isinstance(cache, bool) or cache < 0):

@@ -46,7 +46,8 @@ while read -r host workers threads cache; do
     [ "$cache" = - ] || budget=(--model-cache-mib "$cache")
     for ((w = 0; w < workers; w++)); do
         name="$host-$w"
-        cmd="$(printf '%q ' "$bin" worker --connect "$connect" --threads "$threads" --id "$name" --cluster "$cluster" "${budget[@]}")"
+        cmd="$(printf '%q ' "$bin" worker --connect "$connect" --threads "$threads" --id "$name" --cluster "$cluster" \
+            ${budget[@]+"${budget[@]}"})"
         # Prints "PID START" of the worker, which nohup execs into.
         start="cd $(printf %q "$root") && { nohup $cmd >$(printf %q "$run_dir/logs/worker-$name.log") 2>&1 </dev/null & "
         start+='pid=$!; echo "$pid $(ps -o lstart= -p $pid)"; }'

@@ -1,5 +1,6 @@
 // cpu.c: see include/cpu.h.
 #include "cpu.h"
+#include "widest.h"
 
 #include <stdlib.h>
 #include <strings.h>
@@ -60,3 +61,5 @@ int factsweep_cpu_capped_to_avx2(void) {
     const char *cap = getenv("FACTSWEEP_MAX_CPU_ISA");
     return cap != NULL && strcasecmp(cap, "avx2") == 0;
 }
+
+int factsweep_widest_isa(void) { return (int)kernel_isa(FACTSWEEP_PATH_WIDEST); }

@@ -10,7 +10,7 @@
 enum { LANES = 16 };
 
 /// Exponentiates row − max in place and returns the sum of the exponentials.
-/// Inlined into each clone of its callers: a helper of its own would be built
+/// Inlined into each build of its callers (widest.h): a helper of its own would be built
 /// for the baseline only and call the 4-wide SSE exponential.
 __attribute__((always_inline)) static inline float exponentiate(float *restrict row, size_t count) {
     size_t whole = count - count % LANES;

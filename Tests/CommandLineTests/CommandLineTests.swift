@@ -133,7 +133,7 @@ import TestSupport
         for bad in ["avx512", "avx2 ", "sse"] {
             let r = try train(bad)
             #expect(r.status == 64 && r.stdout.isEmpty, "FACTSWEEP_MAX_CPU_ISA=\(bad): status \(r.status), \(r.stdout)")
-            #expect(r.stderr.contains("FACTSWEEP_MAX_CPU_ISA=\(bad) names no cap: use avx2"), "\(r.stderr)")
+            #expect(r.stderr.contains("FACTSWEEP_MAX_CPU_ISA='\(bad)' names no cap: use avx2"), "\(r.stderr)")
         }
         let capped = try train("AVX2")
         #expect(capped.status == 0, "\(capped.stderr)")

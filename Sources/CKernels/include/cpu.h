@@ -3,7 +3,7 @@
 #define FACTSWEEP_CPU_H
 
 /// 1 when the CPU runs AVX-512 F, BW, DQ and VL (what OpenBLAS's SkylakeX kernels use), else 0;
-/// the kernels' AVX-512 paths (nf4.c, bf16.c, few_rows.c) ask it too. 0 under
+/// the kernels' AVX-512 paths (nf4.c, bf16.c, few_rows.c, and widest.h's builds) ask it too. 0 under
 /// `FACTSWEEP_MAX_CPU_ISA=avx2` (below).
 int factsweep_cpu_has_avx512(void);
 
@@ -12,8 +12,12 @@ int factsweep_cpu_has_avx512(void);
 int factsweep_cpu_has_avx512bf16(void);
 
 /// 1 when the CPU runs AVX2 and FMA (OpenBLAS's Haswell kernels), else 0;
-/// the AVX2 paths of nf4.c and few_rows.c ask it.
+/// the AVX2 paths of nf4.c and few_rows.c, and widest.h's AVX2 builds, ask it.
 int factsweep_cpu_has_avx2(void);
+
+/// Which of widest.h's builds a kernel runs now (`kernel_isa`: 0 plain, 1 AVX2,
+/// 2 AVX-512), for the test that checks `FACTSWEEP_MAX_CPU_ISA` reaches them.
+int factsweep_widest_isa(void);
 
 /// 1 under the environment's `FACTSWEEP_MAX_CPU_ISA=avx2` (any case): the
 /// kernels answer as on a CPU without AVX-512 and oneDNN is held to its AVX2

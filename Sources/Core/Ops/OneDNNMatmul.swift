@@ -67,16 +67,21 @@ enum OneDNNMatmul {
     public static let capEnvironmentKey = "FACTSWEEP_MAX_CPU_ISA"
 
     /// What is wrong with `FACTSWEEP_MAX_CPU_ISA`: a value other than `avx2`,
-    /// or a cap oneDNN did not take, so that no process runs capped kernels
-    /// beside uncapped oneDNN products. Nil when unset or empty, or taken.
+    /// or a cap that oneDNN or OpenBLAS does not keep (oneDNN still on AVX-512
+    /// kernels, `OPENBLAS_CORETYPE` naming an AVX-512 set), so that no process
+    /// runs capped kernels beside AVX-512 products. Nil when unset or empty,
+    /// or kept; a CPU below AVX2 keeps it by having nothing wider.
     static var capProblem: String? {
         guard let value = ProcessInfo.processInfo.environment[capEnvironmentKey], !value.isEmpty else { return nil }
         guard factsweep_cpu_capped_to_avx2() != 0 else {
-            return "\(capEnvironmentKey)=\(value) names no cap: use avx2 (run as a CPU without AVX-512 does), or unset it"
+            return "\(capEnvironmentKey)='\(value)' names no cap: use avx2 (run as a CPU without AVX-512 does), or unset it"
         }
-        if isAvailable, state.capRefused || !hasAVX2Sgemm {
-            return "\(capEnvironmentKey)=\(value), but oneDNN here did not take the cap (its instruction set: "
-                + "\(instructionSet ?? "unknown")): unset it"
+        if isAvailable, let isa = instructionSet, isa.hasPrefix("avx512") {
+            return "\(capEnvironmentKey)=\(value), but oneDNN here did not take the cap (it runs \(isa) kernels"
+                + "\(state.capRefused ? "; dnnl_set_max_cpu_isa refused" : "")): unset it"
+        }
+        if let core = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], OpenBLASCore.avx512Sets.contains(core.lowercased()) {
+            return "\(capEnvironmentKey)=\(value), but OPENBLAS_CORETYPE=\(core) asks for AVX-512 kernels: unset it, or set Haswell"
         }
         return nil
     }

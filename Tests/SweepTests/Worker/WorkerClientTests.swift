@@ -53,7 +53,7 @@ import Trial
         defer { worker.stop() }
         // The runner (and its model cache) is shared by this suite's tests: the list is whatever it holds.
         let idle = try coordinator.expect("ready") { if case .ready(let r) = $0 { r } else { nil } }
-        #expect(idle.models != nil, "a ready names the models on hand")
+        #expect(idle.models == TinyTrial.runner.loadedModels, "a ready names the models on hand")
 
         try coordinator.send(.assign(.init(trial: "t-tiny", attempt: 7, config: config)))
         // The ack of epoch 1's checkpoint is withheld.
