@@ -4,8 +4,7 @@
 // AVX2 builds, and the baseline keeps the build portable. The choice is made
 // here rather than by the loader (`target_clones`) so that
 // `FACTSWEEP_MAX_CPU_ISA=avx2` (cpu.h) reaches these kernels too: the tests'
-// AVX2 pass then runs what an AVX2 host runs, libmvec's 8-lane `expf`
-// included, not the AVX-512 builds.
+// AVX2 pass then runs the builds an AVX2 host runs, not the AVX-512 ones.
 //
 // Kernels with hand-written AVX-512 and AVX2 paths (nf4.c, bf16.c,
 // few_rows.c) build them where FACTSWEEP_X86_PATHS is defined and choose one
