@@ -74,6 +74,9 @@ public final class CoordinatorServer {
         /// With keys, the public key its connection authenticated with.
         var key: String?
         var models: [String]
+        /// The same models with the storage each is loaded in, from its hello or latest `ready`; empty from an
+        /// older worker, whose trials are claimed by path alone.
+        var modelStorages: [Message.ModelStorage]
         /// On the monotonic clock: a wall-clock jump must not declare every worker dead (or none).
         var lastHeard: SuspendingClock.Instant
         /// The compute threads its hello declared: `ready` never claims more slots than this.
@@ -457,6 +460,8 @@ public final class CoordinatorServer {
                 workers[workerID]?.models = models
                 try transaction.updateWorkerModels(workerID, models)
             }
+            // A list of paths without storages (a worker that sends none) leaves no storages to claim on.
+            if ready.models != nil || ready.modelStorages != nil { workers[workerID]?.modelStorages = ready.modelStorages ?? [] }
             try dispatch(answering: workerID, readyAt: receivedAt, in: transaction)
         case let .progress(p):
             guard let (workerID, session) = sender(peer, user),
@@ -653,7 +658,8 @@ public final class CoordinatorServer {
         try transaction.announceWorker(WorkerAnnouncement(id: id, host: hello.host, pid: Int(hello.pid), threads: hello.threads,
                                                           protocolVersion: String(hello.protocolVersion), models: hello.models,
                                                           slurmJobID: hello.slurm?.jobID, slurmArrayTaskID: hello.slurm?.arrayTaskID))
-        workers[id] = WorkerState(peer: peer, session: hello.session, key: user, models: hello.models, lastHeard: .now,
+        workers[id] = WorkerState(peer: peer, session: hello.session, key: user, models: hello.models,
+                                  modelStorages: hello.modelStorages ?? [], lastHeard: .now,
                                   threads: hello.threads, unreadable: unreadable)
         peerWorkers[peer] = id
         meter.hello(from: id)
@@ -779,7 +785,9 @@ public final class CoordinatorServer {
         for (id, w) in workers.sorted(by: { $0.key < $1.key }) where w.idleSlots > 0 {
             var slots = w.idleSlots
             let excluded = try steeredAway(from: id, in: transaction)
-            while slots > 0, let claim = try transaction.claimNextTrial(for: id, preferring: w.models, excluding: excluded) {
+            let storages = w.modelStorages.map { (model: $0.model, storage: $0.storage) }
+            while slots > 0, let claim = try transaction.claimNextTrial(for: id, preferring: w.models, preferringStorages: storages,
+                                                                        excluding: excluded) {
                 try send(.assign(.init(trial: claim.key, attempt: claim.attemptID, config: claim.config, resume: claim.checkpoint,
                                        epochsRecorded: claim.nextEpoch - 1)), to: w.peer, readyAt: id == answering ? readyAt : nil)
                 // Step -1: the first heartbeat's position differs, and renews the lease.

@@ -15,21 +15,39 @@ extension Message {
         public var protocolVersion: Int
         /// Models this worker has on hand, as the sweep names them.
         public var models: [String]
+        /// The same models with the storage each is loaded in; absent from older workers, whose trials
+        /// are then claimed by path alone.
+        public var modelStorages: [ModelStorage]?
         /// Attempts this worker is still running, re-announced after a reconnect.
         public var held: [HeldAttempt]
         /// The Slurm job this worker runs in, when it does; absent otherwise (and from older workers).
         public var slurm: SlurmTask?
 
         public init(workerID: String, session: String, host: String, pid: Int32, threads: Int,
-                    protocolVersion: Int = ProtocolVersion.current, models: [String] = [], held: [HeldAttempt] = [],
-                    slurm: SlurmTask? = nil) {
+                    protocolVersion: Int = ProtocolVersion.current, models: [String] = [],
+                    modelStorages: [ModelStorage]? = nil, held: [HeldAttempt] = [], slurm: SlurmTask? = nil) {
             self.workerID = workerID; self.session = session; self.host = host; self.pid = pid; self.threads = threads
-            self.protocolVersion = protocolVersion; self.models = models; self.held = held; self.slurm = slurm
+            self.protocolVersion = protocolVersion; self.models = models; self.modelStorages = modelStorages
+            self.held = held; self.slurm = slurm
         }
 
         enum CodingKeys: String, CodingKey {
-            case workerID = "worker_id", session, host, pid, threads, protocolVersion = "protocol_version", models, held, slurm
+            case workerID = "worker_id", session, host, pid, threads, protocolVersion = "protocol_version", models,
+                 modelStorages = "model_storages", held, slurm
         }
+    }
+
+    /// A model a worker has loaded, and in which storage: one file may be held as Float32 for full
+    /// fine-tuning and f32 LoRA, as bf16 for bf16 LoRA and IA³, and as NF4 for QLoRA
+    /// (`LinearStorage.training`), and a trial in another storage than the one held loads the file again.
+    public struct ModelStorage: Codable, Sendable, Equatable, Hashable {
+        public var model: String
+        public var storage: LinearStorage
+
+        public init(model: String, storage: LinearStorage) { self.model = model; self.storage = storage }
+
+        /// The paths `storages` name, each once, sorted: the `models` list that goes beside them.
+        public static func paths(_ storages: [ModelStorage]) -> [String] { Set(storages.map(\.model)).sorted() }
     }
 
     /// A Slurm job (array task) as `squeue` names it: `jobID` is the array's job id for an array task
@@ -66,10 +84,14 @@ extension Message {
         /// keeps the list it has. The hello's list goes stale once the worker's cache drops a model or loads
         /// another, and the coordinator claims trials on these models first.
         public var models: [String]?
+        /// The same models with their storages, as in `hello`; absent, the coordinator keeps the list it has.
+        public var modelStorages: [ModelStorage]?
 
-        public init(freeSlots: Int, models: [String]? = nil) { self.freeSlots = freeSlots; self.models = models }
+        public init(freeSlots: Int, models: [String]? = nil, modelStorages: [ModelStorage]? = nil) {
+            self.freeSlots = freeSlots; self.models = models; self.modelStorages = modelStorages
+        }
 
-        enum CodingKeys: String, CodingKey { case freeSlots = "free_slots", models }
+        enum CodingKeys: String, CodingKey { case freeSlots = "free_slots", models, modelStorages = "model_storages" }
     }
 
     /// Worker → coordinator, once per finished epoch: its measurements (and

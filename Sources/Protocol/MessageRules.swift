@@ -11,20 +11,17 @@ extension Message {
     /// The largest message id accepted: 2^53, the largest integer every JSON reader holds exactly.
     /// A session numbers from 1, one id per result, so it is never reached.
     public static let maxMessageID: MessageID = 1 << 53
-    /// The most models a hello or a ready may list. Each is a value of the claim query; a worker has a few on hand.
+    /// The most models a hello or a ready may list, in `models` and in `model_storages` each. Each is a
+    /// value of the claim query; a worker has a few on hand.
     public static let maxModels = 1024
 
     /// The first rule the body breaks, or nil.
     func brokenRule() -> String? {
         switch self {
         case let .hello(m):
-            if m.models.count > Self.maxModels { return "models lists \(m.models.count) models, at most \(Self.maxModels)" }
-            return nil
+            return Self.modelsProblem(m.models, m.modelStorages)
         case let .ready(m):
-            if let models = m.models, models.count > Self.maxModels {
-                return "models lists \(models.count) models, at most \(Self.maxModels)"
-            }
-            return m.freeSlots < 0 ? "free_slots is \(m.freeSlots)" : nil
+            return Self.modelsProblem(m.models, m.modelStorages) ?? (m.freeSlots < 0 ? "free_slots is \(m.freeSlots)" : nil)
         case let .heartbeat(m):
             if let free = m.freeSlots, free < 0 { return "free_slots is \(free)" }
             return nil
@@ -52,6 +49,15 @@ extension Message {
     /// An epoch count or number within what a trial can plan (`TrialSetting.maxCount`).
     private static func epochProblem(_ name: String, _ epoch: Int) -> String? {
         (0...TrialSetting.maxCount).contains(epoch) ? nil : "\(name) is \(epoch), not in 0…\(TrialSetting.maxCount)"
+    }
+
+    /// A hello's or a ready's model lists over `maxModels`.
+    private static func modelsProblem(_ models: [String]?, _ storages: [ModelStorage]?) -> String? {
+        if let models, models.count > maxModels { return "models lists \(models.count) models, at most \(maxModels)" }
+        if let storages, storages.count > maxModels {
+            return "model_storages lists \(storages.count) models, at most \(maxModels)"
+        }
+        return nil
     }
 
     private static func idProblem(_ id: MessageID) -> String? {

@@ -77,7 +77,25 @@ public enum RunSchema {
             // outcome (`failed`) nor `charged = 0` tells it from a permanent failure the user has retried.
             try db.execute(sql: "ALTER TABLE attempts ADD COLUMN refused INTEGER NOT NULL DEFAULT 0 CHECK (refused IN (0, 1))")
         }
+        migrator.registerMigration("v11-trial-storage", migrate: Self.addTrialStorage)
         return migrator
+    }
+
+    /// The storage a trial's model is loaded in (`LinearStorage.training` of its method and precision),
+    /// so that a worker holding a model in one storage is given that storage's trials first
+    /// (`claimNextTrial`); the claim order's index gains it. Existing rows are filled from their method
+    /// and their configuration's precision (absent: f32). The SQL is written out, as a released migration
+    /// must not change with the code: `TrialStorageMigrationTests` checks it against `LinearStorage.training`.
+    private static func addTrialStorage(_ db: Database) throws {
+        try db.execute(sql: """
+            ALTER TABLE trials ADD COLUMN storage TEXT NOT NULL DEFAULT 'float32' CHECK (storage IN ('float32', 'nf4', 'bf16'));
+            UPDATE trials SET storage = CASE
+                WHEN method = 'qlora' THEN 'nf4'
+                WHEN method IN ('lora', 'ia3') AND json_extract(config, '$.training.precision') = 'bf16' THEN 'bf16'
+                ELSE 'float32' END;
+            DROP INDEX trials_claim_order;
+            CREATE INDEX trials_claim_order ON trials(status, model, storage, last_epoch, sweep_id, condition);
+            """)
     }
 
     /// Epoch 0 is the base model evaluated before training (`eval_epochs` with 0).

@@ -8,17 +8,22 @@ extension RunTransaction {
     /// Gives `workerID` the next pending trial and starts an attempt on it,
     /// or returns nil when none is pending.
     ///
-    /// Order: trials on one of `preferredModels` first (the worker has them
-    /// loaded or cached), then the least advanced (requeued trials resume
-    /// after new ones have caught up), then the condition with the fewest
-    /// trials started so far — so that conditions progress together and a
-    /// partial sweep already compares every arm — then insertion order.
-    /// Trials in `excluded` are skipped (the worker's build refused them). Both lists are bound as one
-    /// JSON parameter each (`jsonList`): a hello listing more models than SQLite takes parameters
+    /// Order: trials on one of `preferredStorages` first (the worker has
+    /// that model loaded in the storage the trial trains on), then on one of
+    /// `preferredModels` (the worker has the file loaded, perhaps in another
+    /// storage, and in the page cache), then the least advanced (requeued
+    /// trials resume after new ones have caught up), then the condition with
+    /// the fewest trials started so far — so that conditions progress
+    /// together and a partial sweep already compares every arm — then
+    /// insertion order. Trials in `excluded` are skipped (the worker's build
+    /// refused them). The lists are bound as one JSON parameter each
+    /// (`jsonList`): a hello listing more models than SQLite takes parameters
     /// (32,766) stopped the coordinator when each model was one.
     public func claimNextTrial(for workerID: String, preferring preferredModels: [String] = [],
+                               preferringStorages preferredStorages: [(model: String, storage: LinearStorage)] = [],
                                excluding excluded: Set<String> = []) throws -> ClaimedTrial? {
-        try operation { db, now in
+        let storageKeys = Set(preferredStorages.map { RunStore.storageKey(model: $0.model, storage: $0.storage) })
+        return try operation { db, now in
             try RunStore.requireWorker(db, workerID)
             let request = SQLRequest<String>(literal: """
                 WITH started AS (
@@ -27,7 +32,8 @@ extension RunTransaction {
                 SELECT t.key FROM trials t INDEXED BY trials_claim_order JOIN started s USING (sweep_id, condition)
                 WHERE t.status = 'pending' AND (t.not_before IS NULL OR t.not_before <= \(now))
                   AND t.key NOT IN (SELECT value FROM json_each(\(RunStore.jsonList(excluded))))
-                ORDER BY t.model IN (SELECT value FROM json_each(\(RunStore.jsonList(Set(preferredModels))))) DESC,
+                ORDER BY t.storage || ':' || t.model IN (SELECT value FROM json_each(\(RunStore.jsonList(storageKeys)))) DESC,
+                    t.model IN (SELECT value FROM json_each(\(RunStore.jsonList(Set(preferredModels))))) DESC,
                     t.last_epoch, s.count, t.rowid
                 LIMIT 1
                 """, cached: true)
@@ -150,8 +156,11 @@ extension RunTransaction {
 extension RunStore {
     /// `RunTransaction.claimNextTrial` as one transaction.
     public func claimNextTrial(for workerID: String, preferring preferredModels: [String] = [],
+                               preferringStorages preferredStorages: [(model: String, storage: LinearStorage)] = [],
                                excluding excluded: Set<String> = []) throws -> ClaimedTrial? {
-        try write { try $0.claimNextTrial(for: workerID, preferring: preferredModels, excluding: excluded) }
+        try write {
+            try $0.claimNextTrial(for: workerID, preferring: preferredModels, preferringStorages: preferredStorages, excluding: excluded)
+        }
     }
 
     /// `RunTransaction.startAttempt` as one transaction.
@@ -188,6 +197,10 @@ extension RunStore {
         try String.fetchOne(db, sql: "SELECT outcome FROM attempts WHERE attempt_id = ?", arguments: [attemptID])
             .flatMap(AttemptOutcome.init(rawValue:))
     }
+
+    /// A model in a storage as the claim query compares it with a trial row (`storage || ':' || model`):
+    /// the storage names hold no colon, so the first one ends it.
+    static func storageKey(model: String, storage: LinearStorage) -> String { storage.rawValue + ":" + model }
 
     /// `keys` as one JSON array, bound as a single parameter and read with `json_each`: the statement's
     /// text stays the same whatever their number, so the statement cache holds one statement, and no

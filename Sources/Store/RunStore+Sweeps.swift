@@ -123,8 +123,8 @@ private struct TrialRow {
 
     static let insertSQL = """
         INSERT INTO trials (key, sweep_id, condition, config, model, method, rank, alpha, lr, epochs, seed,
-                            batch_size, retry_limit, created_at, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            batch_size, retry_limit, created_at, updated_at, storage)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
 
     /// Inserts the row with `statement` (`insertSQL`, prepared by the caller); `now` is the time as stored.
@@ -137,6 +137,7 @@ private struct TrialRow {
             adapterRank ? decimal(training.method.alpha) : nil,
             decimal(training.learningRate), training.epochs, Int64(bitPattern: training.seed),
             training.batchSize, retryLimit, now, now,
+            LinearStorage.training(training.method.kind, precision: training.productPrecision).rawValue,
         ])
     }
 }

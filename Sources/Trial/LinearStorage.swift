@@ -3,7 +3,7 @@
 // model and the report that describes it decide it by the same rule.
 
 /// How a model keeps its seven projections per layer.
-public enum LinearStorage: String, Sendable, Codable {
+public enum LinearStorage: String, Sendable, Codable, CaseIterable {
     /// Float32 in the parameter arena (full fine-tuning, LoRA, IA³).
     case float32
     /// bitsandbytes NF4 with double-quantised scales (QLoRA); the arena holds

@@ -5,6 +5,7 @@ import Core
 import Trial
 import Foundation
 import Logging
+import Protocol
 
 /// Loaded models by path and storage; thread-safe.
 ///
@@ -21,6 +22,7 @@ public final class ModelCache: @unchecked Sendable {
     private struct Cached {
         let model: LanguageModel
         let path: String
+        let storage: LinearStorage
         /// Trials holding it now.
         var holders = 0
         /// When a trial last took it (`clock`), for least recently used first.
@@ -32,9 +34,9 @@ public final class ModelCache: @unchecked Sendable {
     private var models: [String: Cached] = [:]
     private var clock: UInt64 = 0
     /// Its own lock: `lock` is held while a model loads (seconds), and a worker's socket thread must not wait
-    /// that long to say hello.
-    private let pathsLock = NSLock()
-    private var modelPaths: Set<String> = []
+    /// that long to say hello. A storage of a path is listed from its load to its drop.
+    private let onHandLock = NSLock()
+    private var onHand: Set<Message.ModelStorage> = []
     private var embedders: [String: SentenceEmbedder] = [:]
     private let logger: Logger
 
@@ -104,8 +106,8 @@ public final class ModelCache: @unchecked Sendable {
         logger.info("loading model", metadata: ["path": "\(path.path)", "storage": "\(storage.rawValue)"])
         let model = try LanguageModel.load(path, storage: storage, context: context)
         let standardized = path.standardizedFileURL.path
-        models[key] = Cached(model: model, path: standardized, holders: 1, lastTaken: clock)
-        pathsLock.withLock { _ = modelPaths.insert(standardized) }
+        models[key] = Cached(model: model, path: standardized, storage: storage, holders: 1, lastTaken: clock)
+        onHandLock.withLock { _ = onHand.insert(Message.ModelStorage(model: standardized, storage: storage)) }
         whenAlone(model)
         return model
     }
@@ -123,9 +125,7 @@ public final class ModelCache: @unchecked Sendable {
             guard let dropped = models.removeValue(forKey: oldest.key) else { continue }
             logger.info("dropping an idle model over the cache's budget", metadata: [
                 "path": "\(dropped.path)", "bytes": "\(oldest.bytes)", "budget": "\(idleBudget)"])
-            if !models.values.contains(where: { $0.path == dropped.path }) {
-                pathsLock.withLock { _ = modelPaths.remove(dropped.path) }
-            }
+            onHandLock.withLock { _ = onHand.remove(Message.ModelStorage(model: dropped.path, storage: dropped.storage)) }
         }
     }
 
@@ -139,9 +139,9 @@ public final class ModelCache: @unchecked Sendable {
         return embedder
     }
 
-    /// Paths of the models held, for the worker's hello and each `ready`.
-    public var loadedModels: [String] {
-        pathsLock.withLock { modelPaths.sorted() }
+    /// The models held and their storages, for the worker's hello and each `ready`, by path and then storage.
+    public var modelsOnHand: [Message.ModelStorage] {
+        onHandLock.withLock { onHand.sorted { ($0.model, $0.storage.rawValue) < ($1.model, $1.storage.rawValue) } }
     }
 
     /// Keys (`storage:path`) of the models cached now, held or idle (tests).

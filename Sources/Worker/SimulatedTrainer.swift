@@ -8,6 +8,7 @@
 // real ones. Not here: anything a real trial computes.
 import Core
 import Foundation
+import Protocol
 import Trial
 
 /// Runs trials as timed sleeps with synthetic metrics.
@@ -26,7 +27,7 @@ public struct SimulatedTrainer: TrialRunning {
     }
 
     /// A simulated worker loads no model.
-    public var loadedModels: [String] { [] }
+    public var modelsOnHand: [Message.ModelStorage] { [] }
 
     public func checkpointEpoch(in directory: URL) throws -> Int? { try SimulatedCheckpoint.read(directory) }
 

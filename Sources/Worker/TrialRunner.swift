@@ -4,6 +4,7 @@
 import Core
 import Foundation
 import Logging
+import Protocol
 import Trial
 
 /// What a trial tells its caller as it goes. Every field has a no-op default.
@@ -29,8 +30,8 @@ public struct TrialEvents: Sendable {
 public protocol TrialRunning: Sendable {
     /// Runs `config` (see `TrialRunner.run`), reporting through `events`.
     func run(_ config: TrialConfig, directory: URL?, resume: Bool, events: TrialEvents) throws -> TrialSummary
-    /// Paths of the models on hand, for the worker's hello and each `ready`.
-    var loadedModels: [String] { get }
+    /// The models on hand and the storage each is loaded in, for the worker's hello and each `ready`.
+    var modelsOnHand: [Message.ModelStorage] { get }
     /// The epoch the checkpoint in `directory` was saved after, nil when there is none; throws for a file
     /// that is not this runner's checkpoint. A resume checks it against the epoch its assignment names.
     func checkpointEpoch(in directory: URL) throws -> Int?
@@ -46,7 +47,7 @@ public final class TrialRunner: TrialRunning, @unchecked Sendable {
         self.cache = cache; self.context = context; self.logger = logger
     }
 
-    public var loadedModels: [String] { cache.loadedModels }
+    public var modelsOnHand: [Message.ModelStorage] { cache.modelsOnHand }
 
     public func checkpointEpoch(in directory: URL) throws -> Int? {
         guard FileManager.default.fileExists(atPath: directory.appendingPathComponent(TrainingCheckpoint.fileName).path) else { return nil }

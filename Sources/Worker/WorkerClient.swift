@@ -234,8 +234,10 @@ private final class SocketLoop {
                 held.append(.init(trial: trialKey, attempt: attemptID, lastEpoch: epoch))
             }
         }
+        let onHand = client.runner.modelsOnHand
         return .init(workerID: settings.workerID, session: outbox.session, host: settings.host, pid: getpid(),
-                     threads: settings.threads, models: client.runner.loadedModels, held: held, slurm: settings.slurm)
+                     threads: settings.threads, models: Message.ModelStorage.paths(onHand), modelStorages: onHand, held: held,
+                     slurm: settings.slurm)
     }
 
     // MARK: Sending
@@ -294,7 +296,8 @@ private final class SocketLoop {
 
     private func sendReadyIfIdle() {
         guard freeSlots > 0, endpoint != nil, !readySent else { return }
-        send(.ready(.init(freeSlots: freeSlots, models: client.runner.loadedModels)))
+        let onHand = client.runner.modelsOnHand
+        send(.ready(.init(freeSlots: freeSlots, models: Message.ModelStorage.paths(onHand), modelStorages: onHand)))
         readySent = true
         readySentAt = .now
     }

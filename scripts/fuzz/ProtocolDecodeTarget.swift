@@ -29,7 +29,7 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutable
     try? Data(assign.joined(separator: [0xFF])).write(to: directory.appendingPathComponent("assign"))
     let seeds: [String: [String]] = [
         "hello": ["factsweep/4", "\u{01}", #"{"worker_id":"w","session":"s","host":"h","pid":1,"threads":1,"protocol_version":4,"models":[],"held":[{"trial":"t","attempt":1,"last_epoch":0}]}"#],
-        "ready": ["factsweep/4", "\u{02}", #"{"free_slots":1}"#],
+        "ready": ["factsweep/4", "\u{02}", #"{"free_slots":1,"models":["m"],"model_storages":[{"model":"m","storage":"nf4"}]}"#],
         "progress": ["factsweep/4", "\u{03}", #"{"message_id":1,"trial":"t","attempt":1,"report":{"epoch":1,"loss":0.5,"epoch_seconds":1,"train_seconds":1}}"#],
         "failed": ["factsweep/4", "\u{06}", #"{"message_id":2,"trial":"t","attempt":1,"reason":"r","retryable":true}"#],
         "ack": ["factsweep/4", "\u{11}", #"{"message_ids":[1,2]}"#],

@@ -116,6 +116,16 @@ import Trial
         #expect(trial.status == .done && trial.lastEpoch == 2)
     }
 
+    static func isAssign(_ message: Message) -> Bool { if case .assign = message { true } else { false } }
+
+    /// Runs `body` with a scripted worker `id` (no hello sent yet) of a coordinator on `fixture`, stopped after.
+    static func withWorker(_ id: String, on fixture: StoreFixture, _ body: (WorkerEndpoint) throws -> Void) throws {
+        let context = try ZMQContext()
+        let coordinator = try Running(store: fixture.store, context: context, timing: timing(), logs: fixture.logs)
+        defer { coordinator.stop() }
+        try body(try WorkerEndpoint(context, connect: coordinator.endpoint, workerID: id, timing: timing(), logger: fixture.logs.logger()))
+    }
+
     /// A worker's cache drops and loads models between trials, so the coordinator claims on the models its
     /// latest `ready` lists, not on its hello's; a `ready` without a list (an older worker) keeps the last one.
     @Test func readyNamesTheModelsClaimedFirst() throws {
@@ -123,26 +133,50 @@ import Trial
         try fixture.addSweep([StoreSamples.trial("lora", seed: 1), StoreSamples.trial("lora", seed: 2),
                               StoreSamples.trial("lora", seed: 1, model: "models/llama-1b"),
                               StoreSamples.trial("lora", seed: 2, model: "models/llama-1b")])
-        let context = try ZMQContext()
-        let coordinator = try Running(store: fixture.store, context: context, timing: Self.timing(), logs: fixture.logs)
-        defer { coordinator.stop() }
-        let worker = try WorkerEndpoint(context, connect: coordinator.endpoint, workerID: "w1", timing: Self.timing(),
-                                        logger: fixture.logs.logger())
-        let isAssign: (Message) -> Bool = { if case .assign = $0 { true } else { false } }
-        // The hello lists SmolLM2; by the ready the cache holds only the 1B model.
-        guard case var .hello(hello) = Self.hello("w1") else { return }
-        hello.models = ["models/smollm2"]
-        try worker.send(.hello(hello))
-        try worker.send(.ready(.init(freeSlots: 1, models: ["models/llama-1b"])))
-        guard case let .assign(first) = try Self.expect(worker, "assign", isAssign) else { return }
-        #expect(first.config.model == "models/llama-1b")
-        let stored = try fixture.store.read { try String.fetchOne($0, sql: "SELECT models FROM workers WHERE id = 'w1'") }
-        #expect(try JSONDecoder().decode([String].self, from: Data((stored ?? "").utf8)) == ["models/llama-1b"])
-        // A ready without a list (an older worker) keeps the last one, not the hello's.
-        try worker.send(.failed(.init(messageID: 1, trial: first.trial, attempt: first.attempt, reason: "test", kind: .permanent)))
-        try worker.send(.ready(.init(freeSlots: 1)))
-        guard case let .assign(second) = try Self.expect(worker, "second assign", isAssign) else { return }
-        #expect(second.config.model == "models/llama-1b" && second.trial != first.trial)
+        try Self.withWorker("w1", on: fixture) { worker in
+            // The hello lists SmolLM2; by the ready the cache holds only the 1B model.
+            guard case var .hello(hello) = Self.hello("w1") else { return }
+            hello.models = ["models/smollm2"]
+            try worker.send(.hello(hello))
+            try worker.send(.ready(.init(freeSlots: 1, models: ["models/llama-1b"])))
+            guard case let .assign(first) = try Self.expect(worker, "assign", Self.isAssign) else { return }
+            #expect(first.config.model == "models/llama-1b")
+            let stored = try fixture.store.read { try String.fetchOne($0, sql: "SELECT models FROM workers WHERE id = 'w1'") }
+            #expect(try JSONDecoder().decode([String].self, from: Data((stored ?? "").utf8)) == ["models/llama-1b"])
+            // A ready without a list (an older worker) keeps the last one, not the hello's.
+            try worker.send(.failed(.init(messageID: 1, trial: first.trial, attempt: first.attempt, reason: "test", kind: .permanent)))
+            try worker.send(.ready(.init(freeSlots: 1)))
+            guard case let .assign(second) = try Self.expect(worker, "second assign", Self.isAssign) else { return }
+            #expect(second.config.model == "models/llama-1b" && second.trial != first.trial)
+        }
+    }
+
+    /// A worker's hello and its readys name the storage each model is loaded in: the trials that train on
+    /// a storage it holds go first. The three trials are three conditions on one file, so that the claim
+    /// order alone would give f32 LoRA first and then QLoRA.
+    @Test func helloAndReadyNameTheStoragesClaimedFirst() throws {
+        func trial(_ condition: String, _ precision: Precision) -> SweepTrial {
+            var trial = StoreSamples.trial(condition, seed: 1)
+            trial.config.training.precision = precision
+            return trial
+        }
+        let fixture = try StoreFixture()
+        try fixture.addSweep([trial("lora-f32", .f32), trial("qlora-x", .f32), trial("lora-bf16", .bf16)])
+        try Self.withWorker("w1", on: fixture) { worker in
+            guard case var .hello(hello) = Self.hello("w1") else { return }
+            hello.models = ["models/smollm2"]
+            hello.modelStorages = [.init(model: "models/smollm2", storage: .bf16)]
+            try worker.send(.hello(hello))
+            try worker.send(.ready(.init(freeSlots: 1)))
+            guard case let .assign(first) = try Self.expect(worker, "assign", Self.isAssign) else { return }
+            #expect(first.trial == "lora-bf16-smollm2-s1", "the hello's bf16 model")
+            // The cache has dropped the bf16 copy and loaded NF4 (a ready's list replaces the hello's).
+            try worker.send(.failed(.init(messageID: 1, trial: first.trial, attempt: first.attempt, reason: "test", kind: .permanent)))
+            try worker.send(.ready(.init(freeSlots: 1, models: ["models/smollm2"],
+                                         modelStorages: [.init(model: "models/smollm2", storage: .nf4)])))
+            guard case let .assign(second) = try Self.expect(worker, "second assign", Self.isAssign) else { return }
+            #expect(second.trial == "qlora-x-smollm2-s1", "the ready's NF4 model")
+        }
     }
 
     /// These attempts are lost without progress, so they count and would back off; the store's clock here

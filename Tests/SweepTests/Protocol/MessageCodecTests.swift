@@ -35,6 +35,9 @@ import Trial
         let done = try #require(try JSONSerialization.jsonObject(with: try Message.encode(sample(.done))[2]) as? [String: Any])
         let summary = try #require(done["summary"] as? [String: Any])
         #expect(summary["outcome"] as? String == "done" && summary["trainable_params"] != nil && summary["peak_rss_bytes"] != nil)
+        let hello = try #require(try JSONSerialization.jsonObject(with: try Message.encode(sample(.hello))[2]) as? [String: Any])
+        let storages = try #require(hello["model_storages"] as? [[String: Any]])
+        #expect(storages.first?["model"] as? String == "models/smollm2-135m.gguf" && storages.first?["storage"] as? String == "float32")
         let inline = try Message.encode(sample(.checkpoint))[2]
         #expect(String(decoding: inline, as: UTF8.self).contains(#""inline":"AAEC/v8=""#))
     }
@@ -102,6 +105,10 @@ import Trial
         #expect(reason(.ready, "{}") == "missing field free_slots")
         #expect(reason(.ready, #"{"free_slots":"two"}"#) == "field free_slots: expected Int")
         #expect(reason(.ack, #"{"message_ids":[1,null]}"#)?.contains("message_ids.[1]") == true)
+        // A storage no worker loads (a newer build's, or a typo) is refused by name, not taken as Float32.
+        #expect(reason(.ready, #"{"free_slots":1,"model_storages":[{"model":"m","storage":"f16"}]}"#)?
+            .contains("model_storages.[0].storage") == true)
+        #expect(reason(.ready, #"{"free_slots":1,"model_storages":[{"storage":"nf4"}]}"#)?.contains("model") == true)
         #expect(reason(.checkpoint, #"{"message_id":1,"trial":"t","attempt":1,"checkpoint":{"epoch":1}}"#)?
             .contains("exactly one of path and inline") == true)
         var hello = try #require(try JSONSerialization.jsonObject(with: good[2]) as? [String: Any])
@@ -167,6 +174,12 @@ import Trial
         #expect(reason(.hello(.init(workerID: "w", session: "s", host: "h", pid: 1, threads: 1, models: Array(many.dropLast())))) == nil)
         #expect(reason(.ready(.init(freeSlots: 1, models: many))) == "models lists \(Message.maxModels + 1) models, at most \(Message.maxModels)")
         #expect(reason(.ready(.init(freeSlots: 1, models: Array(many.dropLast())))) == nil)
+        let manyStorages = many.map { Message.ModelStorage(model: $0, storage: .bf16) }
+        #expect(reason(.hello(.init(workerID: "w", session: "s", host: "h", pid: 1, threads: 1, modelStorages: manyStorages)))
+            == "model_storages lists \(Message.maxModels + 1) models, at most \(Message.maxModels)")
+        #expect(reason(.ready(.init(freeSlots: 1, modelStorages: manyStorages)))
+            == "model_storages lists \(Message.maxModels + 1) models, at most \(Message.maxModels)")
+        #expect(reason(.ready(.init(freeSlots: 1, modelStorages: Array(manyStorages.dropLast())))) == nil)
     }
 
     @Test func anErrorIsReadWhateverItsVersion() throws {
@@ -182,6 +195,9 @@ import Trial
         // A ready's models are read when present: the coordinator claims on them.
         let listed = [good[0], good[1], Data(#"{"free_slots":1,"models":["models/a"]}"#.utf8)]
         #expect(try Message.decode(listed) == .ready(.init(freeSlots: 1, models: ["models/a"])))
+        let stored = [good[0], good[1], Data(#"{"free_slots":1,"models":["models/a"],"model_storages":[{"model":"models/a","storage":"nf4"}]}"#.utf8)]
+        #expect(try Message.decode(stored) == .ready(.init(freeSlots: 1, models: ["models/a"],
+                                                           modelStorages: [.init(model: "models/a", storage: .nf4)])))
     }
 
     /// `failed` names the settings a refusing worker does not read under `unread_settings`; a `failed`

@@ -21,9 +21,13 @@ func sample(_ type: MessageType) -> Message {
     return switch type {
     case .hello:
         .hello(.init(workerID: "worker-a", session: "5F0C", host: "node1", pid: 4242, threads: 2,
-                     models: ["models/smollm2-135m.gguf"], held: [.init(trial: "t-0007", attempt: 12, lastEpoch: 4)],
+                     models: ["models/smollm2-135m.gguf"],
+                     modelStorages: [.init(model: "models/smollm2-135m.gguf", storage: .float32)],
+                     held: [.init(trial: "t-0007", attempt: 12, lastEpoch: 4)],
                      slurm: .init(jobID: "4711", arrayTaskID: 3)))
-    case .ready: .ready(.init(freeSlots: 2, models: ["models/smollm2-135m.gguf"]))
+    case .ready:
+        .ready(.init(freeSlots: 2, models: ["models/smollm2-135m.gguf"],
+                     modelStorages: [.init(model: "models/smollm2-135m.gguf", storage: .nf4)]))
     case .progress:
         .progress(.init(messageID: 17, trial: "t-0007", attempt: 12, report: EpochReport(
             epoch: 5, loss: 1.375, epochSeconds: 2.125, trainSeconds: 10.5, tokens: 640, flops: 1.5e12,

@@ -37,8 +37,10 @@ import Trial
             }
         }
         let store = try RunStore(path: path, logger: CapturedLogs().logger())
+        // The columns there were then: later migrations add others (v11 `storage`).
+        let columns = (before.first?.columnNames).map { Array($0).joined(separator: ", ") } ?? "rowid, *"
         let after = try store.read { db in
-            (try Row.fetchAll(db, sql: "SELECT rowid, * FROM trials ORDER BY rowid"), try Row.fetchAll(db, sql: "PRAGMA foreign_key_check"),
+            (try Row.fetchAll(db, sql: "SELECT \(columns) FROM trials ORDER BY rowid"), try Row.fetchAll(db, sql: "PRAGMA foreign_key_check"),
              try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations"),
              try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'trials' AND sql IS NOT NULL ORDER BY name"))
         }

@@ -4,6 +4,7 @@
 // the adapter trials before it made.
 import Core
 import Foundation
+import Protocol
 import Synchronization
 import Testing
 import TestSupport
@@ -40,11 +41,33 @@ import Trial
         try Self.take(cache, c)
         #expect(cache.cachedKeys == [Self.key(b), Self.key(c)].sorted(), "not the least recently taken idle model went")
         #expect(first == nil, "the dropped model is still in memory")
-        #expect(!cache.loadedModels.contains(a.url.standardizedFileURL.path), "the worker would still say it holds the dropped model")
+        #expect(!cache.modelsOnHand.map(\.model).contains(a.url.standardizedFileURL.path),
+                "the worker would still say it holds the dropped model")
         // Taken again, b is more recent than c: a's return drops c, not b.
         try Self.take(cache, b)
         try Self.take(cache, a)
         #expect(cache.cachedKeys == [Self.key(a), Self.key(b)].sorted(), "the order of loading, not of taking, chose")
+    }
+
+    /// One file in two storages: each is listed, with its storage, from its load to its drop, and the
+    /// other stays listed when one goes.
+    @Test func theModelsOnHandNameTheirStorages() throws {
+        let model = try Self.models(1)[0]
+        let path = model.url.standardizedFileURL.path
+        let context = ComputeContext(threads: 1)
+        let keeping = ModelCache(logger: CapturedLogs().logger("cache"), idleBudget: .max)
+        try Self.take(keeping, model)
+        #expect(keeping.modelsOnHand == [.init(model: path, storage: .float32)])
+        try keeping.withLanguageModel(model.url, storage: .bf16, context: context) { _ in }
+        #expect(keeping.modelsOnHand == [.init(model: path, storage: .bf16), .init(model: path, storage: .float32)])
+
+        let dropping = ModelCache(logger: CapturedLogs().logger("cache"), idleBudget: 0)
+        try Self.take(dropping, model)
+        try dropping.withLanguageModel(model.url, storage: .bf16, context: context) { _ in
+            #expect(dropping.modelsOnHand == [.init(model: path, storage: .bf16)], "the idle Float32 model, over the budget, went")
+        }
+        try Self.take(dropping, model)
+        #expect(dropping.modelsOnHand == [.init(model: path, storage: .float32)])
     }
 
     @Test func aModelATrialHoldsIsNeverDropped() throws {

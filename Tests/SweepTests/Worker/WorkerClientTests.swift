@@ -53,7 +53,8 @@ import Trial
         defer { worker.stop() }
         // The runner (and its model cache) is shared by this suite's tests: the list is whatever it holds.
         let idle = try coordinator.expect("ready") { if case .ready(let r) = $0 { r } else { nil } }
-        #expect(idle.models == TinyTrial.runner.loadedModels, "a ready names the models on hand")
+        #expect(idle.modelStorages == TinyTrial.runner.modelsOnHand, "a ready names the models on hand")
+        #expect(idle.models == idle.modelStorages.map(Message.ModelStorage.paths), "and their paths")
 
         try coordinator.send(.assign(.init(trial: "t-tiny", attempt: 7, config: config)))
         // The ack of epoch 1's checkpoint is withheld.
@@ -76,6 +77,8 @@ import Trial
         // The ready names the model the trial left in the cache, for the coordinator's next claim.
         let after = try coordinator.expect("ready after done") { if case .ready(let r) = $0 { r } else { nil } }
         #expect(after.models?.contains(model.standardizedFileURL.path) == true, "\(String(describing: after.models))")
+        #expect(after.modelStorages?.contains(.init(model: model.standardizedFileURL.path, storage: .float32)) == true,
+                "\(String(describing: after.modelStorages))")
 
         // Silence: the worker gives up on this connection, says hello on a new one and resends message 2.
         coordinator.silent = true
@@ -83,6 +86,8 @@ import Trial
         coordinator.silent = false
         // The trial has ended here, but its unacknowledged checkpoint (message 2) still holds it.
         #expect(hello.held == [.init(trial: "t-tiny", attempt: 7, lastEpoch: 0)])
+        #expect(hello.modelStorages?.contains(.init(model: model.standardizedFileURL.path, storage: .float32)) == true,
+                "a hello names the storages too")
         let resent = try coordinator.expect("the resend") { $0.messageID != nil ? $0 : nil }
         #expect(resent == results[1])
         try coordinator.send(.ack(.init(messageIDs: [2])))
