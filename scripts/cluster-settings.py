@@ -39,7 +39,9 @@ def main(path):
         lines = [os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), run_directory)),
                  cluster["coordinator"]["connect"]]
         for host in cluster["hosts"]:
-            name, workers, threads = host["host"], host["workers"], host.get("threads_per_worker", 1)
+            name, workers, threads = host["host"], host["workers"], host.get("threads_per_worker")
+            # null is absent, as for model_cache_mib and as the coordinator reads both.
+            threads = 1 if threads is None else threads
             if not isinstance(name, str) or not name or any(c.isspace() for c in name):
                 raise ValueError(f"host {name!r} is not a host name")
             if (not isinstance(workers, int) or isinstance(workers, bool) or workers < 0

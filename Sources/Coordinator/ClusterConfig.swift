@@ -73,8 +73,14 @@ public struct ClusterConfig: Codable, Sendable {
         } catch {
             throw CoordinatorError("\(url.path): \(error)")
         }
-        for (i, h) in config.hosts.enumerated() where h.workers < 0 || (h.threadsPerWorker ?? 1) < 1 || (h.modelCacheMib ?? 0) < 0 {
-            throw CoordinatorError("\(url.path): hosts[\(i)]: workers must be ≥ 0, threads_per_worker ≥ 1 and model_cache_mib ≥ 0")
+        // The same rules as scripts/cluster-settings.py, which starts the hosts' workers from this file.
+        for (i, h) in config.hosts.enumerated() {
+            if h.host.isEmpty || h.host.contains(where: \.isWhitespace) {
+                throw CoordinatorError("\(url.path): hosts[\(i)]: \"\(h.host)\" is not a host name")
+            }
+            if h.workers < 0 || (h.threadsPerWorker ?? 1) < 1 || (h.modelCacheMib ?? 0) < 0 {
+                throw CoordinatorError("\(url.path): hosts[\(i)]: workers must be ≥ 0, threads_per_worker ≥ 1 and model_cache_mib ≥ 0")
+            }
         }
         let base = url.deletingLastPathComponent()
         func absolute(_ path: String) -> String { path.hasPrefix("/") ? path : base.appendingPathComponent(path).standardizedFileURL.path }

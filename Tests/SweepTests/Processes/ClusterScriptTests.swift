@@ -5,6 +5,7 @@
 import Foundation
 import Testing
 import TestSupport
+@testable import Coordinator
 
 @Suite struct ClusterScriptTests {
     /// A `factsweep` that only waits, and notes its pid in $FAKE_LOG when SIGTERM stops it.
@@ -120,6 +121,49 @@ import TestSupport
         #expect(noted.sorted() == started.sorted(), "stopped \(noted), started \(started)")
         #expect(other.isRunning, "the other sweep's worker must keep running")
         #expect(!FileManager.default.fileExists(atPath: pidFile.path))
+    }
+
+    /// cluster.json is read twice: by scripts/cluster-settings.py, which starts each host's workers, and
+    /// by the coordinator and workers (`ClusterConfig.load`). The two take and refuse the same hosts, and
+    /// read the same threads per worker: a file one accepted and the other refused failed half-way.
+    @Test func theScriptAndTheCoordinatorReadEveryHostAlike() throws {
+        let directory = try TemporaryDirectory()
+        let file = directory.file("cluster.json")
+        // (the host entry, the threads per worker both read, or nil: both refuse it)
+        let hosts: [(String, Int?)] = [
+            (#"{"host": "a", "workers": 1}"#, 1),
+            (#"{"host": "a", "workers": 0, "threads_per_worker": 3}"#, 3),
+            (#"{"host": "a", "workers": 1, "threads_per_worker": null}"#, 1),
+            (#"{"host": "a", "workers": 1, "model_cache_mib": null}"#, 1),
+            (#"{"host": "a", "workers": 1, "model_cache_mib": 0}"#, 1),
+            (#"{"host": "a", "workers": -1}"#, nil),
+            (#"{"host": "a", "workers": true}"#, nil),
+            (#"{"host": "a", "workers": 1, "threads_per_worker": 0}"#, nil),
+            (#"{"host": "a", "workers": 1, "threads_per_worker": 2.5}"#, nil),
+            (#"{"host": "a", "workers": 1, "model_cache_mib": -1}"#, nil),
+            (#"{"host": "a", "workers": 1, "model_cache_mib": "512"}"#, nil),
+            (#"{"host": "a b", "workers": 1}"#, nil),
+            (#"{"host": "", "workers": 1}"#, nil),
+            (#"{"workers": 1}"#, nil),
+        ]
+        for (host, threads) in hosts {
+            try #"{"coordinator": {"bind": "tcp://*:5555", "connect": "tcp://x:5555"}, "run_directory": "run", "hosts": [\#(host)]}"#
+                .write(to: file, atomically: true, encoding: .utf8)
+            let script = Process()
+            script.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            script.arguments = ["python3", TestPaths.repositoryRoot.appendingPathComponent("scripts/cluster-settings.py").path, file.path]
+            let output = Pipe()
+            script.standardOutput = output
+            script.standardError = output
+            try script.run()
+            let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            script.waitUntilExit()
+            let scriptThreads = script.terminationStatus == 0
+                ? printed.split(separator: "\n").last.flatMap { $0.split(separator: " ").dropFirst(2).first }.flatMap { Int($0) } : nil
+            let swiftThreads = (try? ClusterConfig.load(file)).map { $0.hosts[0].threadsPerWorker ?? 1 }
+            #expect(scriptThreads == threads, "cluster-settings.py on \(host): \(printed)")
+            #expect(swiftThreads == threads, "ClusterConfig.load on \(host)")
+        }
     }
 
     @Test func clusterUpRefusesAClusterJSONWithoutHosts() throws {
