@@ -17,6 +17,7 @@ Exits 1 with the file and the problem when a key is missing or mistyped.
 import json
 import os
 import sys
+import unicodedata
 
 
 def security_files(path):
@@ -31,6 +32,18 @@ def security_files(path):
         sys.exit(f"{path}: security: {error} (see docs/security.md)")
 
 
+def whole(value, least):
+    """value as an int when it is a JSON number with a whole value from least to 2^63 − 1, else None:
+    the coordinator's JSON decoder reads 2.0 as 2 and refuses 2.5, true and 2^63, and the two readers
+    of cluster.json must take the same files."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    value = int(value)
+    return value if least <= value < 2**63 else None
+
+
 def main(path):
     try:
         with open(path) as f:
@@ -39,18 +52,18 @@ def main(path):
         lines = [os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), run_directory)),
                  cluster["coordinator"]["connect"]]
         for host in cluster["hosts"]:
-            name, workers, threads = host["host"], host["workers"], host.get("threads_per_worker")
+            name = host["host"]
             # null is absent, as for model_cache_mib and as the coordinator reads both.
-            threads = 1 if threads is None else threads
-            if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+            workers = whole(host["workers"], 0)
+            threads = whole(1 if host.get("threads_per_worker") is None else host["threads_per_worker"], 1)
+            if not isinstance(name, str) or not name or any(c.isspace() or unicodedata.category(c) == "Cc" for c in name):
                 raise ValueError(f"host {name!r} is not a host name")
-            if (not isinstance(workers, int) or isinstance(workers, bool) or workers < 0
-                    or not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            if workers is None or threads is None:
                 raise ValueError(f"host {name}: workers must be an integer ≥ 0 and threads_per_worker ≥ 1")
             cache = host.get("model_cache_mib")
-            if cache is not None and (not isinstance(cache, int) or isinstance(cache, bool) or cache < 0):
+            if cache is not None and whole(cache, 0) is None:
                 raise ValueError(f"host {name}: model_cache_mib must be an integer ≥ 0")
-            lines.append(f"{name} {workers} {threads} {'-' if cache is None else cache}")
+            lines.append(f"{name} {workers} {threads} {'-' if cache is None else whole(cache, 0)}")
     except (OSError, ValueError, KeyError, TypeError) as error:
         problem = f"missing key {error}" if isinstance(error, KeyError) else str(error)
         sys.exit(f"{path}: {problem} (see docs/cluster.md)")

@@ -75,7 +75,7 @@ public struct ClusterConfig: Codable, Sendable {
         }
         // The same rules as scripts/cluster-settings.py, which starts the hosts' workers from this file.
         for (i, h) in config.hosts.enumerated() {
-            if h.host.isEmpty || h.host.contains(where: \.isWhitespace) {
+            if h.host.isEmpty || h.host.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control }) {
                 throw CoordinatorError("\(url.path): hosts[\(i)]: \"\(h.host)\" is not a host name")
             }
             if h.workers < 0 || (h.threadsPerWorker ?? 1) < 1 || (h.modelCacheMib ?? 0) < 0 {

@@ -84,7 +84,8 @@ extension Message {
         /// keeps the list it has. The hello's list goes stale once the worker's cache drops a model or loads
         /// another, and the coordinator claims trials on these models first.
         public var models: [String]?
-        /// The same models with their storages, as in `hello`; absent, the coordinator keeps the list it has.
+        /// The same models with their storages, as in `hello`; absent, the coordinator keeps the list it has,
+        /// unless `models` is present (paths without storages leave none).
         public var modelStorages: [ModelStorage]?
 
         public init(freeSlots: Int, models: [String]? = nil, modelStorages: [ModelStorage]? = nil) {
