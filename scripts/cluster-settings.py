@@ -32,16 +32,19 @@ def security_files(path):
         sys.exit(f"{path}: security: {error} (see docs/security.md)")
 
 
-def whole(value, least):
-    """value as an int when it is a JSON number with a whole value from least to 2^63 − 1, else None:
-    the coordinator's JSON decoder reads 2.0 as 2 and refuses 2.5, true and 2^63, and the two readers
-    of cluster.json must take the same files."""
+MAX_THREADS = 4096
+
+
+def whole(value, least, most=2**63 - 1):
+    """value as an int when it is a JSON number with a whole value from least to most (2^63 − 1 unless
+    told), else None: the coordinator's JSON decoder reads 2.0 as 2 and refuses 2.5, true and 2^63, and
+    the two readers of cluster.json must take the same files."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if isinstance(value, float) and not value.is_integer():
         return None
     value = int(value)
-    return value if least <= value < 2**63 else None
+    return value if least <= value <= most else None
 
 
 def main(path):
@@ -55,15 +58,16 @@ def main(path):
             name = host["host"]
             # null is absent, as for model_cache_mib and as the coordinator reads both.
             workers = whole(host["workers"], 0)
-            threads = whole(1 if host.get("threads_per_worker") is None else host["threads_per_worker"], 1)
+            # At most MAX_THREADS, as a worker's hello may declare (Message.maxThreads).
+            threads = whole(1 if host.get("threads_per_worker") is None else host["threads_per_worker"], 1, MAX_THREADS)
             if not isinstance(name, str) or not name or any(c.isspace() or unicodedata.category(c) == "Cc" for c in name):
                 raise ValueError(f"host {name!r} is not a host name")
             if workers is None or threads is None:
-                raise ValueError(f"host {name}: workers must be an integer ≥ 0 and threads_per_worker ≥ 1")
-            cache = host.get("model_cache_mib")
-            if cache is not None and whole(cache, 0) is None:
+                raise ValueError(f"host {name}: workers must be an integer ≥ 0 and threads_per_worker from 1 to {MAX_THREADS}")
+            cache = None if host.get("model_cache_mib") is None else whole(host["model_cache_mib"], 0)
+            if host.get("model_cache_mib") is not None and cache is None:
                 raise ValueError(f"host {name}: model_cache_mib must be an integer ≥ 0")
-            lines.append(f"{name} {workers} {threads} {'-' if cache is None else whole(cache, 0)}")
+            lines.append(f"{name} {workers} {threads} {'-' if cache is None else cache}")
     except (OSError, ValueError, KeyError, TypeError) as error:
         problem = f"missing key {error}" if isinstance(error, KeyError) else str(error)
         sys.exit(f"{path}: {problem} (see docs/cluster.md)")

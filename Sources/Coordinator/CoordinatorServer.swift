@@ -636,8 +636,16 @@ public final class CoordinatorServer {
     private func welcome(_ hello: Message.Hello, peer: PeerID, user: String?, in transaction: RunTransaction) throws {
         if let problem = WorkerIdentity.problem(hello.workerID) { return refuse(peer, .invalidHello, problem) }
         if let problem = WorkerIdentity.sessionProblem(hello.session) { return refuse(peer, .invalidHello, problem) }
-        guard hello.threads >= 1 else { return refuse(peer, .invalidHello, "hello declares \(hello.threads) threads") }
+        guard (1...Message.maxThreads).contains(hello.threads) else {
+            return refuse(peer, .invalidHello, "hello declares \(hello.threads) threads, not 1…\(Message.maxThreads)")
+        }
         let id = hello.workerID
+        // A worker process keeps its id for its life, and each of its connections is a new peer: a hello under a
+        // second id on a connection that already holds one would let one peer act as many workers.
+        if let held = peerWorkers[peer], held != id, workers[held]?.peer == peer {
+            return refuse(peer, .secondWorkerID, "hello as worker \(id) refused: this connection said hello as worker \(held); "
+                          + "one connection serves one worker id")
+        }
         if let (kind, reason) = admissionRefusal(id, key: user) { return refuse(peer, kind, reason) }
         if let existing = workers[id], existing.peer != peer {
             // Another connection holds the id. The same session is the same process on a new connection

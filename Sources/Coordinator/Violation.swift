@@ -10,6 +10,8 @@ public enum Violation: String, CaseIterable, Sendable, Codable {
     case invalidHello = "invalid_hello"
     /// A hello under a worker id another live process holds (issue 11's duplicate ids, or a thief).
     case duplicateWorker = "duplicate_worker"
+    /// A hello under a second worker id on a connection that already said hello under another.
+    case secondWorkerID = "second_worker_id"
     /// A hello or message from a key other than the one the worker id was bound to at its first hello.
     case foreignKey = "foreign_key"
     /// More distinct workers than the coordinator keeps state for.

@@ -14,6 +14,10 @@ extension Message {
     /// The most models a hello or a ready may list, in `models` and in `model_storages` each. Each is a
     /// value of the claim query; a worker has a few on hand.
     public static let maxModels = 1024
+    /// The most compute threads a hello may declare (and cluster.json's `threads_per_worker`): more than
+    /// any host has. A worker's `ready` claims at most its hello's threads in slots, so without a bound an
+    /// admitted peer could claim the whole queue with one hello.
+    public static let maxThreads = 4096
 
     /// The first rule the body breaks, or nil.
     func brokenRule() -> String? {

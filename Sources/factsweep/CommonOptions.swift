@@ -12,10 +12,10 @@ struct ModelOptions: ParsableArguments {
     var model: String?
 
     @Option(name: .long, help: "Threads for BLAS and the other ops (workers on one host split the cores).")
-    var threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    var threads: Int = min(max(1, ProcessInfo.processInfo.activeProcessorCount), Message.maxThreads)
 
     func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard (1...Message.maxThreads).contains(threads) else { throw ValidationError("--threads must be 1 to \(Message.maxThreads)") }
     }
 
     var modelURL: URL {

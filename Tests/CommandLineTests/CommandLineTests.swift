@@ -513,6 +513,18 @@ import TestSupport
         #expect(r.stderr.contains("facts.jsonl:2: missing field \"answer\""), "\(r.stderr)")
     }
 
+    /// `--threads` is 1 to 4096 (`Message.maxThreads`, what a worker's hello may declare): refused at
+    /// start-up, before a model is loaded or a coordinator is asked, naming the bound.
+    @Test func threadsOutsideTheirBoundAreRefusedAtStartUp() throws {
+        for threads in ["0", "4097", "9223372036854775807"] {
+            for command in [["train", "--epochs", "1"], ["worker", "--connect", "tcp://127.0.0.1:1"]] {
+                let r = try FactSweepBinary.run(command + ["--threads", threads])
+                #expect(r.status == 64, "\(command[0]) --threads \(threads): status \(r.status)")
+                #expect(r.stderr.contains("--threads must be 1 to 4096"), "\(command[0]) --threads \(threads): \(r.stderr)")
+            }
+        }
+    }
+
     @Test func missingModelIsAClearError() throws {
         let r = try FactSweepBinary.run(["generate", "--model", "/nonexistent/model", "hi"])
         #expect(r.status != 0)

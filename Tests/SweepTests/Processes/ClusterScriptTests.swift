@@ -125,7 +125,7 @@ import TestSupport
 
     /// cluster.json is read twice: by scripts/cluster-settings.py, which starts each host's workers, and
     /// by the coordinator and workers (`ClusterConfig.load`). The two take and refuse the same hosts, and
-    /// read the same threads per worker: a file one accepted and the other refused failed half-way.
+    /// read the same threads per worker (1 to `Message.maxThreads`): a file one accepted and the other refused failed half-way.
     @Test func theScriptAndTheCoordinatorReadEveryHostAlike() throws {
         let directory = try TemporaryDirectory()
         let file = directory.file("cluster.json")
@@ -137,7 +137,11 @@ import TestSupport
             (#"{"host": "a", "workers": 1, "model_cache_mib": null}"#, 1),
             (#"{"host": "a", "workers": 1, "model_cache_mib": 0}"#, 1),
             (#"{"host": "a", "workers": 1.0, "threads_per_worker": 2.0, "model_cache_mib": 5e2}"#, 2),
-            (#"{"host": "a", "workers": 1, "threads_per_worker": 9223372036854775807}"#, Int.max),
+            (#"{"host": "a", "workers": 1, "threads_per_worker": 4096}"#, 4096),
+            (#"{"host": "a", "workers": 1, "threads_per_worker": 4097}"#, nil),
+            (#"{"host": "a", "workers": 1, "threads_per_worker": 9223372036854775807}"#, nil),
+            (#"{"host": "a", "workers": 9223372036854775807}"#, 1),
+            (#"{"host": "a", "workers": 9223372036854775808}"#, nil),
             (#"{"host": "a", "workers": 1, "threads_per_worker": 9223372036854775808}"#, nil),
             (#"{"host": "a", "workers": 1, "model_cache_mib": 1e30}"#, nil),
             (#"{"host": "a\u001cb", "workers": 1}"#, nil),
