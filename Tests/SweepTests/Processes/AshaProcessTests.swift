@@ -31,7 +31,7 @@ import Trial
                 "stopping": {"rule": "asha", "metric": "loss", "reduction_factor": 2, "grace_epochs": 2}
                 """)
             run = dir.url.appendingPathComponent("run")
-            let port = TestPorts.random()
+            let port = TestPorts.unused()
             cluster = try SweepProcessTests.cluster(in: dir.url, run: run, port: port)
             coordinator = try FactSweepChild(["coordinator", spec.path, "--cluster", cluster.path], log: dir.file("coordinator-1.log"))
             worker = try FactSweepChild(["worker", "--connect", "tcp://127.0.0.1:\(port)", "--threads", "1", "--id", "w0", "--cluster",

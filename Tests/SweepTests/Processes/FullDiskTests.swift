@@ -30,7 +30,7 @@ import TestSupport
         try #require(mounted == 0, "cannot mount a tmpfs on \(run.path) (needs root): the full-disk test cannot run")
         defer { _ = try? Self.command("/bin/umount", ["-l", run.path]) }
 
-        let endpoint = "tcp://127.0.0.1:\(TestPorts.random())"
+        let endpoint = "tcp://127.0.0.1:\(TestPorts.unused())"
         let coordinator = try RetryProcessTests.coordinator(dir.url, spec: spec, endpoint: endpoint)
         defer { coordinator.stop() }
         let workers = try SimulatedWorkers.start(2, endpoint: endpoint, in: dir.url, epochSeconds: 0.2)

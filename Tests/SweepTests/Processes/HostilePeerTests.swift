@@ -47,7 +47,7 @@ import Trial
             self.spec = try spec ?? HostilePeerTests.spec(in: dir)
             self.extra = extra
             run = dir.appendingPathComponent("run")
-            endpoint = "tcp://127.0.0.1:\(port ?? TestPorts.random())"
+            endpoint = "tcp://127.0.0.1:\(port ?? TestPorts.unused())"
             coordinator = try Self.start(spec: self.spec, run: run, endpoint: endpoint, extra: extra,
                                          log: dir.appendingPathComponent("coordinator-0.log"))
         }

@@ -23,7 +23,7 @@ import Trial
         return child
     }
 
-    static func endpoint() -> String { "tcp://127.0.0.1:\(TestPorts.random())" }
+    static func endpoint() -> String { "tcp://127.0.0.1:\(TestPorts.unused())" }
 
     /// A scripted worker: one DEALER, one session, message ids counting up.
     final class ScriptedWorker {

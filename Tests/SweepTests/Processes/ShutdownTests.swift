@@ -15,7 +15,7 @@ import TestSupport
     @Test func workersOfAFinishedSweepExitPromptlyBecauseTheyHeardShutdown() throws {
         let dir = try TemporaryDirectory()
         let spec = try SimulatedSpec.write(in: dir.url, name: "ending", epochs: 2, seeds: 6)
-        let endpoint = "tcp://127.0.0.1:\(TestPorts.random())"
+        let endpoint = "tcp://127.0.0.1:\(TestPorts.unused())"
         let coordinator = try RetryProcessTests.coordinator(dir.url, spec: spec, endpoint: endpoint)
         defer { coordinator.stop() }
         let workers = try SimulatedWorkers.start(3, endpoint: endpoint, in: dir.url, epochSeconds: 0.05)
@@ -38,7 +38,7 @@ import TestSupport
     @Test func aWorkerThatSpeaksAsTheSweepEndsIsToldToShutDown() throws {
         let dir = try TemporaryDirectory()
         let spec = try SimulatedSpec.write(in: dir.url, name: "ending", epochs: 1, seeds: 1)
-        let endpoint = "tcp://127.0.0.1:\(TestPorts.random())"
+        let endpoint = "tcp://127.0.0.1:\(TestPorts.unused())"
         let coordinator = try RetryProcessTests.coordinator(dir.url, spec: spec, endpoint: endpoint)
         defer { coordinator.stop() }
         let last = try RetryProcessTests.ScriptedWorker(endpoint)

@@ -36,7 +36,7 @@ import Trial
             "stopping": {"rule": "target", "accuracy": 0.99, "evaluations": 1}
             """)
         let run = dir.url.appendingPathComponent("run")
-        let port = TestPorts.random()
+        let port = TestPorts.unused()
         let cluster = try SweepProcessTests.cluster(in: dir.url, run: run, port: port)
         var coordinator = try FactSweepChild(["coordinator", spec.path, "--cluster", cluster.path], log: dir.file("coordinator-1.log"))
         let workers = try (0..<2).map { i in

@@ -175,7 +175,7 @@ import Trial
             {"name": "lora", "method": "lora", "rank": 2, "alpha": 4}, {"name": "ia3", "method": "ia3"}
             """)
         let run = dir.url.appendingPathComponent("run")
-        let port = TestPorts.random()
+        let port = TestPorts.unused()
         let cluster = try Self.cluster(in: dir.url, run: run, port: port)
         var logCount = 0
         func start(_ arguments: [String]) throws -> Process {

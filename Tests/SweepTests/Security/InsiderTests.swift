@@ -193,7 +193,7 @@ import Trial
         let dir = try TemporaryDirectory()
         let keys = try TestKeys(in: dir.url, outsider: true)
         try TestKeys.factsweep(["keys", "allow", keys.dir.appendingPathComponent("outsider.pub").path, "--dir", keys.dir.path])
-        let port = TestPorts.random()
+        let port = TestPorts.unused()
         let cluster = try KeyedSweepTests.cluster(in: dir.url, port: port, keys: keys)
         let served = try Hostile.Served(dir.url, spec: try SimulatedSweepTests.spec(in: dir.url), port: port,
                                         extra: ["--cluster", cluster.path])

@@ -38,7 +38,7 @@ import TestSupport
 
     /// A coordinator and two simulated workers on loopback, under capture, with outsiders probing throughout.
     static func sweep(keys: TestKeys?, outsiders: [(id: String, security: WorkerSecurity?)], in dir: TemporaryDirectory) throws -> Observed {
-        let port = TestPorts.random()
+        let port = TestPorts.unused()
         let cluster = try Self.cluster(in: dir.url, port: port, keys: keys)
         let spec = try SimulatedSweepTests.spec(in: dir.url)
         let capture = try PacketCapture(port: port, file: dir.file("capture.pcap"), log: dir.file("tshark.log"))
@@ -126,7 +126,7 @@ import TestSupport
     @Test func coordinatorRefusesAnOpenAddressWithoutKeysUnlessInsecure() throws {
         let dir = try TemporaryDirectory()
         let spec = try SimulatedSweepTests.spec(in: dir.url)
-        let port = TestPorts.random()
+        let port = TestPorts.unused()
         let run = dir.file("run")
         let refused = try FactSweepBinary.run(["coordinator", spec.path, "--bind", "tcp://0.0.0.0:\(port)", "--run-dir", run.path])
         #expect(refused.status != 0 && refused.stderr.contains("without keys"), "\(refused.stderr)")
@@ -153,7 +153,7 @@ import TestSupport
         chmod(keys.coordinatorKey.path, 0o640)
         #expect(throws: KeyError.self) { try KeyFiles.readKeyPair(keys.coordinatorKey) }
         let spec = try SimulatedSweepTests.spec(in: dir.url)
-        let cluster = try Self.cluster(in: dir.url, port: TestPorts.random(), keys: keys)
+        let cluster = try Self.cluster(in: dir.url, port: TestPorts.unused(), keys: keys)
         let refused = try FactSweepBinary.run(["coordinator", spec.path, "--cluster", cluster.path])
         #expect(refused.status != 0 && refused.stderr.contains("chmod 600"), "\(refused.stderr)")
     }
