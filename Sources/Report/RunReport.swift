@@ -41,7 +41,11 @@ public struct RunReport: Sendable {
         }
         try Self.write(HTMLReportWriter.html(document), to: files.html)
         try Self.write(MarkdownReportWriter.markdown(document), to: files.markdown)
-        try Self.write(MetricsCSV.csv(snapshot, lines: ConditionAggregate.lineNames(conditions)), to: files.csv)
+        do {
+            try MetricsCSV.write(snapshot, lines: ConditionAggregate.lineNames(conditions), to: files.csv)
+        } catch {
+            throw ReportError.cannotWrite(path: files.csv.path, reason: error.localizedDescription)
+        }
         for (figure, url) in zip(figures, files.figures) {
             try Self.write("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" + SVGChartWriter.svg(figure.chart), to: url)
         }

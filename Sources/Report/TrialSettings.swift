@@ -28,8 +28,13 @@ public struct TrialSettings: Sendable, Hashable {
     /// The settings of a `trials.config` text; nil when it is not a JSON object
     /// (the report then tells lines apart by the trial's columns alone).
     public init?(configJSON: String) {
-        guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(configJSON.utf8)),
-              case .object = value else { return nil }
+        guard let value = try? JSONValue(parsing: configJSON) else { return nil }
+        self.init(value)
+    }
+
+    /// The settings of a configuration already parsed; nil when it is not an object.
+    init?(_ value: JSONValue) {
+        guard case .object = value else { return nil }
         var values: [String: String] = [:]
         Self.flatten(value, path: "", into: &values)
         for path in Self.ignoredPaths { values[path] = nil }

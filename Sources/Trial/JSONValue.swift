@@ -76,6 +76,21 @@ extension JSONValue: CustomStringConvertible {
     }
 }
 
+extension JSONValue {
+    /// `text`, one JSON document, read by `JSONScanner`: several times faster than `JSONDecoder` into this
+    /// type, which took two thirds of a report at 100,000 trials. An integer is a number written without
+    /// fraction or exponent that fits `Int` (`2.0` is a number, where `JSONDecoder` makes it an integer).
+    public init(parsing text: String) throws {
+        var text = text
+        self = try text.withUTF8 { bytes in
+            var scanner = JSONScanner(bytes)
+            let value = try scanner.value()
+            try scanner.end()
+            return value
+        }
+    }
+}
+
 extension JSONValue: Decodable {
     public init(from decoder: Decoder) throws {
         if var list = try? decoder.unkeyedContainer() {

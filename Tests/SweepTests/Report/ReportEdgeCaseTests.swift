@@ -144,6 +144,56 @@ import Trial
         #expect(rows.dropFirst().map { "\($0[moments]) \($0[update])" } == ["f32 false", "bf16 true", " "], "\(rows)")
     }
 
+    /// A cell with a comma, a quote or a line break is quoted, its quotes doubled, also where the quote or
+    /// the break begins a longer `Character` (a combining mark after it, or "\r\n"), which went out bare;
+    /// a trial's cells are the same on each of its rows, and a row whose trial is unknown keeps its key.
+    @Test func csvQuotesByBytesNotCharacters() throws {
+        func trial(_ key: String, condition: String) -> ReportTrial {
+            ReportTrial(key: key, condition: condition, method: "lora", rank: 8, alpha: 32, learningRate: 1e-3, seed: 7,
+                        plannedEpochs: 2, status: "done", lastEpoch: 2, settings: TrialSettings(["training.batchSize": "1"]))
+        }
+        let snapshot = RunSnapshot(path: "test", sweepNames: ["s"], trials: [
+            trial("q", condition: "a\"\u{301}b"), trial("n", condition: "x\r\ny"), trial("c", condition: "one, two"),
+        ], epochs: [("q", 1), ("q", 2), ("n", 1), ("c", 1), ("gone", 1)].map {
+            ReportEpoch(trialKey: $0.0, epoch: $0.1, loss: 0.5, trainSeconds: 1, epochSeconds: 1.5, accuracy: 0.25,
+                        accuracyAtThreshold: nil, keyMatch: nil, perplexity: nil)
+        }, lastAnswers: [], storesSummaries: true)
+        let csv = Array(MetricsCSV.csv(snapshot, lines: ["q": "line \"q\"", "gone": "old, line"]).utf8)
+        func row(_ text: String) -> Bool { csv.firstRange(of: Array((text + "\r\n").utf8)) != nil }
+        #expect(row("q,\"a\"\"\u{301}b\",lora,8,32.0,0.001,7,1,0.5,1.0,1.5,0.25,,,,1,f32,f32,false,\"line \"\"q\"\"\""))
+        #expect(row("q,\"a\"\"\u{301}b\",lora,8,32.0,0.001,7,2,0.5,1.0,1.5,0.25,,,,1,f32,f32,false,\"line \"\"q\"\"\""))
+        #expect(row("n,\"x\r\ny\",lora,8,32.0,0.001,7,1,0.5,1.0,1.5,0.25,,,,1,f32,f32,false,"))
+        #expect(row("c,\"one, two\",lora,8,32.0,0.001,7,1,0.5,1.0,1.5,0.25,,,,1,f32,f32,false,"))
+        #expect(row("gone,,,,,,,1,0.5,1.0,1.5,0.25,,,,,,,,\"old, line\""))
+    }
+
+    /// The file is written a megabyte at a time: over several pieces it holds exactly `csv()`'s text, and a
+    /// path it cannot take is an error naming it, with nothing left beside it.
+    @Test func csvFileIsWrittenInPiecesAsTheWholeText() throws {
+        let trials = (0..<200).map {
+            ReportTrial(key: "t\($0)", condition: $0 % 2 == 0 ? "even, quoted" : "odd", method: "lora", rank: 8, alpha: 32,
+                        learningRate: 1e-3, seed: Int64($0), plannedEpochs: 100, status: "done", lastEpoch: 100, settings: nil)
+        }
+        let epochs = trials.flatMap { trial in
+            (1...100).map {
+                ReportEpoch(trialKey: trial.key, epoch: $0, loss: 1 / Double($0), trainSeconds: Double($0) * 1.25, epochSeconds: 1.25,
+                            accuracy: Double($0) / 100, accuracyAtThreshold: nil, keyMatch: nil, perplexity: 9.5)
+            }
+        }
+        let snapshot = RunSnapshot(path: "test", sweepNames: ["s"], trials: trials, epochs: epochs, lastAnswers: [], storesSummaries: true)
+        let folder = try TemporaryDirectory()
+        let file = folder.file("metrics.csv")
+        try MetricsCSV.write(snapshot, lines: ["t1": "line one"], to: file)
+        let written = try Data(contentsOf: file)
+        #expect(written.count > 1 << 20, "\(written.count) bytes: more than one piece")
+        #expect(written == Data(MetricsCSV.csv(snapshot, lines: ["t1": "line one"]).utf8))
+        // A directory where the file should go: refused by name, no partial file left.
+        let blocked = folder.file("blocked.csv")
+        try FileManager.default.createDirectory(at: blocked.appendingPathComponent("inside"), withIntermediateDirectories: true)
+        #expect(throws: (any Error).self) { try MetricsCSV.write(snapshot, lines: [:], to: blocked) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder.url.path).sorted() == ["blocked.csv", "metrics.csv"])
+    }
+
     /// The model table has a row per storage the trials trained on: LoRA and
     /// IA³ in bf16 hold the projections in bf16, full fine-tuning in bf16 keeps
     /// Float32 master weights, QLoRA NF4 in either precision. A bf16 trial that

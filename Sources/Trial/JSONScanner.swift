@@ -1,10 +1,12 @@
 // JSONScanner: a small pull parser over UTF-8 bytes. tokenizer.json files hold
 // a 100k-entry vocabulary and 280k merges; Foundation's decoders spend most of a
-// second building them, this reads them straight into arrays.
-import Trial
+// second building them, this reads them straight into arrays. It also reads
+// stored trial configurations into `JSONValue` trees (`JSONValue(parsing:)`):
+// at 100,000 trials Foundation's `JSONDecoder` took two thirds of a report.
+import Foundation
 
 /// Pulls JSON values, object keys and array elements from UTF-8 bytes in order.
-struct JSONScanner {
+public struct JSONScanner {
     private let bytes: UnsafeBufferPointer<UInt8>
     private var position = 0
     /// Arrays and objects `value()` is inside of.
@@ -13,21 +15,21 @@ struct JSONScanner {
     /// `value()` recurses once per nested array or object; a limit keeps a
     /// hostile file (a million `[`) from overflowing the stack. Hugging Face's
     /// files nest a handful deep; Foundation's JSON parser stops at 512 too.
-    static let maximumDepth = 512
+    public static let maximumDepth = 512
 
     /// Why the text is not JSON, with the byte offset.
-    struct SyntaxError: Error, CustomStringConvertible {
-        let offset: Int
-        let expected: String
-        var description: String { "invalid JSON at byte \(offset): expected \(expected)" }
+    public struct SyntaxError: Error, CustomStringConvertible {
+        public let offset: Int
+        public let expected: String
+        public var description: String { "invalid JSON at byte \(offset): expected \(expected)" }
     }
 
-    init(_ bytes: UnsafeBufferPointer<UInt8>) {
+    public init(_ bytes: UnsafeBufferPointer<UInt8>) {
         self.bytes = bytes
     }
 
     /// Parses `data` with a scanner that lives only for `body`.
-    static func parse<T>(_ data: [UInt8], _ body: (inout JSONScanner) throws -> T) throws -> T {
+    public static func parse<T>(_ data: [UInt8], _ body: (inout JSONScanner) throws -> T) throws -> T {
         try data.withUnsafeBufferPointer { buffer in
             var scanner = JSONScanner(buffer)
             return try body(&scanner)
@@ -47,10 +49,10 @@ struct JSONScanner {
     }
 
     /// Enters an object; then call `nextKey` until it returns nil.
-    mutating func beginObject() throws { try consume(UInt8(ascii: "{"), "{") }
+    public mutating func beginObject() throws { try consume(UInt8(ascii: "{"), "{") }
 
     /// The next key of the current object, positioned at its value, or nil after its `}`.
-    mutating func nextKey() throws -> String? {
+    public mutating func nextKey() throws -> String? {
         switch peek() {
         case UInt8(ascii: "}"): position += 1; return nil
         case UInt8(ascii: ","): position += 1
@@ -62,10 +64,10 @@ struct JSONScanner {
     }
 
     /// Enters an array; then call `nextElement` until it returns false.
-    mutating func beginArray() throws { try consume(UInt8(ascii: "["), "[") }
+    public mutating func beginArray() throws { try consume(UInt8(ascii: "["), "[") }
 
     /// Whether another element follows (positioned at it), false after the `]`.
-    mutating func nextElement() throws -> Bool {
+    public mutating func nextElement() throws -> Bool {
         switch peek() {
         case UInt8(ascii: "]"): position += 1; return false
         case UInt8(ascii: ","): position += 1; return true
@@ -74,10 +76,13 @@ struct JSONScanner {
         }
     }
 
-    /// Whether the next value is a string, without consuming it.
-    mutating func atString() -> Bool { peek() == UInt8(ascii: "\"") }
+    /// Throws unless only whitespace is left: a document is one value.
+    public mutating func end() throws { guard peek() == nil else { throw fail("the end of the text") } }
 
-    mutating func string() throws -> String {
+    /// Whether the next value is a string, without consuming it.
+    public mutating func atString() -> Bool { peek() == UInt8(ascii: "\"") }
+
+    public mutating func string() throws -> String {
         try consume(UInt8(ascii: "\""), "a string")
         let start = position
         while position < bytes.count, bytes[position] != UInt8(ascii: "\""), bytes[position] != UInt8(ascii: "\\") {
@@ -129,7 +134,7 @@ struct JSONScanner {
         return value
     }
 
-    mutating func number() throws -> Double {
+    public mutating func number() throws -> Double {
         _ = peek()
         let start = position
         while position < bytes.count, "+-0123456789.eE".utf8.contains(bytes[position]) { position += 1 }
@@ -139,7 +144,7 @@ struct JSONScanner {
     }
 
     /// An integer that fits `Int32`, as token ids must.
-    mutating func int32() throws -> Int32 {
+    public mutating func int32() throws -> Int32 {
         let value = try number()
         guard let exact = Int32(exactly: value) else { throw fail("an integer id") }
         return exact
@@ -154,7 +159,7 @@ struct JSONScanner {
     }
 
     /// Any value, as a tree.
-    mutating func value() throws -> JSONValue {
+    public mutating func value() throws -> JSONValue {
         let next = peek()
         let nests = next == UInt8(ascii: "{") || next == UInt8(ascii: "[")
         if nests {
@@ -180,9 +185,11 @@ struct JSONScanner {
         case .some:
             let start = position
             let value = try number()
-            // As in a sweep spec: an integer is written without fraction or exponent.
+            // As in a sweep spec: an integer is written without fraction or exponent. Read from its digits,
+            // not through `value`: a Double holds integers exactly only up to 2^53 (a seed may be larger).
             let written = UnsafeBufferPointer(rebasing: bytes[start..<position])
-            guard !written.contains(where: { "+.eE".utf8.contains($0) }), let integer = Int(exactly: value) else {
+            guard !written.contains(where: { "+.eE".utf8.contains($0) }),
+                  let integer = Int(String(decoding: written, as: UTF8.self)) else {
                 return .number(value)
             }
             return .integer(integer)
