@@ -29,11 +29,24 @@ public enum MarkdownReportWriter {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    /// A table row; pipes and line breaks inside cells would break the table.
+    /// A table row; pipes and line breaks inside cells would break the table. A line break is "\r\n", "\n"
+    /// or a lone "\r" (CommonMark ends a line at each), and becomes one space. Done scalar by scalar: a
+    /// pipe or a break followed by a combining mark is one `Character` that equals neither.
     static func row(_ cells: [String]) -> String {
-        let escaped = cells.map {
-            $0.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\r\n", with: " ")
-                .replacingOccurrences(of: "\n", with: " ")
+        let escaped = cells.map { cell in
+            var out = String.UnicodeScalarView()
+            var afterCarriageReturn = false
+            for scalar in cell.unicodeScalars {
+                switch scalar {
+                case "|": out.append(contentsOf: "\\|".unicodeScalars)
+                case "\r": out.append(" ")
+                case "\n" where afterCarriageReturn: break
+                case "\n": out.append(" ")
+                default: out.append(scalar)
+                }
+                afterCarriageReturn = scalar == "\r"
+            }
+            return String(out)
         }
         return "| " + escaped.joined(separator: " | ") + " |"
     }

@@ -19,10 +19,9 @@ public enum MetricsCSV {
     /// when complete: at 100,000 trials of 10 epochs the text is 160 MB, and held whole with its bytes
     /// for writing it took a third of the report's memory.
     public static func write(_ snapshot: RunSnapshot, lines: [String: String], to url: URL) throws {
-        let partial = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial")
-        guard FileManager.default.createFile(atPath: partial.path, contents: nil) else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: partial.path])
-        }
+        // A name of its own: two reports written into one folder at once each rename their own file.
+        let partial = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).partial")
+        try Data().write(to: partial)  // its error names the cause (no space, no permission, a read-only disk)
         do {
             let handle = try FileHandle(forWritingTo: partial)
             defer { try? handle.close() }

@@ -29,7 +29,19 @@ public struct TrialSettings: Sendable, Hashable {
     /// (the report then tells lines apart by the trial's columns alone).
     public init?(configJSON: String) {
         guard let value = try? JSONValue(parsing: configJSON) else { return nil }
-        self.init(value)
+        self.init(Self.integralNumbersAsIntegers(value))
+    }
+
+    /// `value` with each integral number that fits `Int` made an integer, as JSONDecoder reads one (the
+    /// settings were read with it before): a Float setting of 2^24 or more is stored as `1e+08`, which
+    /// `JSONValue(parsing:)` keeps a number and would show as `100000000.0`.
+    static func integralNumbersAsIntegers(_ value: JSONValue) -> JSONValue {
+        switch value {
+        case let .number(number): Int(exactly: number).map(JSONValue.integer) ?? value
+        case let .array(items): .array(items.map(integralNumbersAsIntegers))
+        case let .object(members): .object(members.mapValues(integralNumbersAsIntegers))
+        default: value
+        }
     }
 
     /// The settings of a configuration already parsed; nil when it is not an object.

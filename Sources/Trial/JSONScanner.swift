@@ -43,6 +43,15 @@ public struct JSONScanner {
         return position < bytes.count ? bytes[position] : nil
     }
 
+    /// The last byte before `position` that is not whitespace: what a comma may follow, and what a first
+    /// key or element follows (the `{` or `[` just entered). A string's last byte is its closing quote, so
+    /// a `{` inside one is never seen here.
+    private func previousSignificant() -> UInt8? {
+        var index = position - 1
+        while index >= 0, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[index]) { index -= 1 }
+        return index >= 0 ? bytes[index] : nil
+    }
+
     private mutating func consume(_ byte: UInt8, _ expected: String) throws {
         guard peek() == byte else { throw fail(expected) }
         position += 1
@@ -55,8 +64,11 @@ public struct JSONScanner {
     public mutating func nextKey() throws -> String? {
         switch peek() {
         case UInt8(ascii: "}"): position += 1; return nil
-        case UInt8(ascii: ","): position += 1
-        default: break
+        case UInt8(ascii: ","):
+            guard previousSignificant() != UInt8(ascii: "{") else { throw fail("a key or }") }
+            position += 1
+        default:
+            guard previousSignificant() == UInt8(ascii: "{") else { throw fail(", or }") }
         }
         let key = try string()
         try consume(UInt8(ascii: ":"), ":")
@@ -70,8 +82,13 @@ public struct JSONScanner {
     public mutating func nextElement() throws -> Bool {
         switch peek() {
         case UInt8(ascii: "]"): position += 1; return false
-        case UInt8(ascii: ","): position += 1; return true
-        case .some: return true
+        case UInt8(ascii: ","):
+            guard previousSignificant() != UInt8(ascii: "[") else { throw fail("a value or ]") }
+            position += 1
+            return true
+        case .some:
+            guard previousSignificant() == UInt8(ascii: "[") else { throw fail(", or ]") }
+            return true
         case nil: throw fail("]")
         }
     }
@@ -85,10 +102,12 @@ public struct JSONScanner {
     public mutating func string() throws -> String {
         try consume(UInt8(ascii: "\""), "a string")
         let start = position
-        while position < bytes.count, bytes[position] != UInt8(ascii: "\""), bytes[position] != UInt8(ascii: "\\") {
+        while position < bytes.count, bytes[position] != UInt8(ascii: "\""), bytes[position] != UInt8(ascii: "\\"),
+              bytes[position] >= 0x20 {
             position += 1
         }
         guard position < bytes.count else { throw fail("\"") }
+        guard bytes[position] >= 0x20 else { throw fail("an escape, not a control character") }
         if bytes[position] == UInt8(ascii: "\"") {  // no escapes: the common case
             position += 1
             return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<(position - 1)]), as: UTF8.self)
@@ -98,6 +117,7 @@ public struct JSONScanner {
             let byte = bytes[position]
             position += 1
             if byte == UInt8(ascii: "\"") { return String(decoding: utf8, as: UTF8.self) }
+            guard byte >= 0x20 else { position -= 1; throw fail("an escape, not a control character") }
             guard byte == UInt8(ascii: "\\") else { utf8.append(byte); continue }
             guard position < bytes.count else { break }
             let escape = bytes[position]
@@ -117,7 +137,8 @@ public struct JSONScanner {
                     value = (0xDC00..<0xE000).contains(low) ? 0x10000 + (value - 0xD800) << 10 + (low - 0xDC00) : 0xFFFD
                 }
                 utf8.append(contentsOf: String(Unicode.Scalar(value).map(Character.init) ?? "\u{FFFD}").utf8)
-            default: utf8.append(escape)  // \" \\ \/
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): utf8.append(escape)
+            default: position -= 1; throw fail("an escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u)")
             }
         }
         throw fail("\"")
@@ -134,12 +155,33 @@ public struct JSONScanner {
         return value
     }
 
+    /// A number as JSON writes one: `-`?, digits without a leading zero, then `.` and digits, then `e` or
+    /// `E`, a sign and digits, each part optional but the first digits; finite (`1e400` is refused, as
+    /// `JSONDecoder` refuses it).
     public mutating func number() throws -> Double {
         _ = peek()
         let start = position
-        while position < bytes.count, "+-0123456789.eE".utf8.contains(bytes[position]) { position += 1 }
+        func at(_ characters: String) -> Bool { position < bytes.count && characters.utf8.contains(bytes[position]) }
+        func digits() -> Int {
+            let first = position
+            while position < bytes.count, (0x30...0x39).contains(bytes[position]) { position += 1 }
+            return position - first
+        }
+        if at("-") { position += 1 }
+        let integral = position
+        let count = digits()
+        guard count > 0, count == 1 || bytes[integral] != UInt8(ascii: "0") else { throw fail("a number") }
+        if at(".") {
+            position += 1
+            guard digits() > 0 else { throw fail("digits after .") }
+        }
+        if at("eE") {
+            position += 1
+            if at("+-") { position += 1 }
+            guard digits() > 0 else { throw fail("digits of an exponent") }
+        }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
-        guard let value = Double(text) else { throw fail("a number") }
+        guard let value = Double(text), value.isFinite else { position = start; throw fail("a finite number") }
         return value
     }
 

@@ -2,6 +2,7 @@
 import ArgumentParser
 import Core
 import Foundation
+import Protocol
 import Worker
 
 struct SimilarityCommand: ParsableCommand {
@@ -20,6 +21,10 @@ struct SimilarityCommand: ParsableCommand {
 
     @Argument(help: "The second text.")
     var b: String
+
+    func validate() throws {
+        guard (1...Message.maxThreads).contains(threads) else { throw ValidationError("--threads must be 1 to \(Message.maxThreads)") }
+    }
 
     func run() throws {
         let url = try DefaultPaths.resolve(embedder, default: DefaultPaths.embedder, what: "sentence embedder")

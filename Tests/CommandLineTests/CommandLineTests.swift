@@ -513,14 +513,23 @@ import TestSupport
         #expect(r.stderr.contains("facts.jsonl:2: missing field \"answer\""), "\(r.stderr)")
     }
 
-    /// `--threads` is 1 to 4096 (`Message.maxThreads`, what a worker's hello may declare): refused at
-    /// start-up, before a model is loaded or a coordinator is asked, naming the bound.
+    /// Thread counts are 1 to 4096 (`Message.maxThreads`, what a worker's hello may declare) on every
+    /// command that takes one: refused at start-up, before a model, a spec or a coordinator is read,
+    /// naming the bound (`run` starts its workers with its `--threads-per-worker`).
     @Test func threadsOutsideTheirBoundAreRefusedAtStartUp() throws {
         for threads in ["0", "4097", "9223372036854775807"] {
-            for command in [["train", "--epochs", "1"], ["worker", "--connect", "tcp://127.0.0.1:1"]] {
-                let r = try FactSweepBinary.run(command + ["--threads", threads])
-                #expect(r.status == 64, "\(command[0]) --threads \(threads): status \(r.status)")
-                #expect(r.stderr.contains("--threads must be 1 to 4096"), "\(command[0]) --threads \(threads): \(r.stderr)")
+            let commands: [([String], String)] = [
+                (["train", "--epochs", "1", "--threads", threads], "--threads must be 1 to 4096"),
+                (["worker", "--connect", "tcp://127.0.0.1:1", "--threads", threads], "--threads must be 1 to 4096"),
+                (["similarity", "a", "b", "--threads", threads], "--threads must be 1 to 4096"),
+                (["run", "no-such-spec.json", "--threads-per-worker", threads], "--threads-per-worker must be 1 to 4096"),
+                (["bench", "training", "--no-pytorch", "--thread-counts", threads], "thread counts must be 1 to 4096"),
+                (["slurm", "no-such-spec.json", "--cpus-per-worker", threads], "--cpus-per-worker must be 1 to 4096"),
+            ]
+            for (command, message) in commands {
+                let r = try FactSweepBinary.run(command)
+                #expect(r.status == 64, "\(command.joined(separator: " ")): status \(r.status)")
+                #expect(r.stderr.contains(message), "\(command.joined(separator: " ")): \(r.stderr)")
             }
         }
     }

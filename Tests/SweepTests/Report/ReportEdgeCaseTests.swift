@@ -187,11 +187,31 @@ import Trial
         let written = try Data(contentsOf: file)
         #expect(written.count > 1 << 20, "\(written.count) bytes: more than one piece")
         #expect(written == Data(MetricsCSV.csv(snapshot, lines: ["t1": "line one"]).utf8))
-        // A directory where the file should go: refused by name, no partial file left.
+        // A directory where the file should go: an error, and no partial file left.
         let blocked = folder.file("blocked.csv")
         try FileManager.default.createDirectory(at: blocked.appendingPathComponent("inside"), withIntermediateDirectories: true)
         #expect(throws: (any Error).self) { try MetricsCSV.write(snapshot, lines: [:], to: blocked) }
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder.url.path).sorted() == ["blocked.csv", "metrics.csv"])
+        // The report names the file it could not write.
+        let study = try TemporaryDirectory()
+        try SyntheticStudy.write(into: study.url)
+        let report = try RunReport.read(study.url.path, logger: Logger(label: "test"))
+        let out = study.file("report")
+        try FileManager.default.createDirectory(at: out.appendingPathComponent("metrics.csv/inside"), withIntermediateDirectories: true)
+        #expect {
+            try report.write(to: out, logger: Logger(label: "test"))
+        } throws: { error in
+            guard case let ReportError.cannotWrite(path, _) = error else { return false }
+            return path == out.appendingPathComponent("metrics.csv").path
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: out.path).filter { $0.hasSuffix(".partial") }.isEmpty)
+    }
+
+    /// A Markdown table cell's pipes are escaped and its line breaks ("\r\n", "\n", a lone "\r") made one
+    /// space each, also where one begins a longer `Character`.
+    @Test func markdownCellsKeepTheirRow() {
+        let row = MarkdownReportWriter.row(["a\rb", "x|\u{301}y", "p\n\u{301}q", "c\r\nd", "plain"])
+        #expect(Array(row.unicodeScalars) == Array("| a b | x\\|\u{301}y | p \u{301}q | c d | plain |".unicodeScalars), "\(row.debugDescription)")
     }
 
     /// The model table has a row per storage the trials trained on: LoRA and

@@ -46,6 +46,11 @@ import Trial
         #expect(parsed.values["model"] == "/models/😀.gguf" && parsed.values["training.lossScope"] == "answeré\t\"x\"")
         #expect(parsed.values["training.learningRate"] == "1e-05" && parsed.values["evalEpochs"] == "[1, 2, 10]")
         #expect(parsed.values["training.seed"] == nil, "the seed is left out")
+        // Integral numbers written with a fraction or an exponent, as JSONEncoder writes a large Float.
+        let integral = #"{"training": {"optimizer": {"maxGradNorm": 1e+08}}, "x": 34.0, "y": -0.0, "z": 1e300, "w": 9.3e18, "l": [2.0, 1e+08, 0.5]}"#
+        let read = try #require(TrialSettings(configJSON: integral))
+        #expect(read == Self.decoded(integral), "\(read.values) against \(String(describing: Self.decoded(integral)?.values))")
+        #expect(read.values["training.optimizer.maxGradNorm"] == "100000000" && read.values["l"] == "[2, 100000000, 0.5]")
     }
 
     @Test func aDocumentIsOneWholeValue() throws {
@@ -53,7 +58,14 @@ import Trial
         #expect(try JSONValue(parsing: "9007199254740993") == .integer(9_007_199_254_740_993))
         #expect(try JSONValue(parsing: "92233720368547758070") == .number(92_233_720_368_547_758_070))
         #expect(try JSONValue(parsing: "2.0") == .number(2))
-        for bad in ["", "{", "{\"a\": 1} x", "[1, 2] [3]", "nul", "\"open"] {
+        #expect(try JSONValue(parsing: "-0") == .integer(0) && JSONValue(parsing: "1E+2") == .number(100))
+        #expect(try JSONValue(parsing: #"[[], {}, [1, {"a": [-0.5e-3]}], "\u00e9\/\b"]"#)
+                == .array([.array([]), .object([:]), .array([.integer(1), .object(["a": .array([.number(-0.0005)])])]), .string("é/\u{8}")]))
+        // What JSON does not allow, and JSONDecoder refused: missing and leading commas, numbers outside
+        // JSON's grammar or beyond Double, raw control characters and unknown escapes in strings.
+        let notJSON = [#"{"a": 1 "b": 2}"#, "[1 2]", #"{, "a": 1}"#, "[, 1]", #"{"a": 1,}"#, "[1,]", "+1", "01", "-01", ".5",
+                       "1.", "1e", "1e+", "-", "1e400", "-1e400", "\"a\u{1}b\"", "\"tab\there\"", #""\x""#, #""\u12""#]
+        for bad in ["", "{", "{\"a\": 1} x", "[1, 2] [3]", "nul", "\"open"] + notJSON {
             #expect(throws: JSONScanner.SyntaxError.self, "\(bad.debugDescription)") { try JSONValue(parsing: bad) }
             #expect(TrialSettings(configJSON: bad) == nil)
         }
