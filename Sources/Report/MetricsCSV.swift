@@ -18,9 +18,13 @@ public enum MetricsCSV {
     /// Writes `csv(snapshot, lines:)` to `url` a megabyte at a time, into a file beside it renamed over it
     /// when complete: at 100,000 trials of 10 epochs the text is 160 MB, and held whole with its bytes
     /// for writing it took a third of the report's memory.
+    /// A partial file left by a report that was killed is removed by the next one once `stalePartialAge`
+    /// has passed since it was last written (a live one is written every megabyte).
     public static func write(_ snapshot: RunSnapshot, lines: [String: String], to url: URL) throws {
+        let folder = url.deletingLastPathComponent(), prefix = ".\(url.lastPathComponent)."
+        removeStalePartials(in: folder, prefix: prefix)
         // A name of its own: two reports written into one folder at once each rename their own file.
-        let partial = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).partial")
+        let partial = folder.appendingPathComponent(prefix + UUID().uuidString + ".partial")
         try Data().write(to: partial)  // its error names the cause (no space, no permission, a read-only disk)
         do {
             let handle = try FileHandle(forWritingTo: partial)
@@ -33,6 +37,19 @@ public enum MetricsCSV {
         } catch {
             try? FileManager.default.removeItem(at: partial)
             throw error
+        }
+    }
+
+    /// How long a partial file goes unwritten before it counts as left by a killed report.
+    static let stalePartialAge: TimeInterval = 600
+
+    private static func removeStalePartials(in folder: URL, prefix: String, now: Date = Date()) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder.path) else { return }
+        for name in names where name.hasPrefix(prefix) && name.hasSuffix(".partial") {
+            let path = folder.appendingPathComponent(name).path
+            guard let written = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date,
+                  now.timeIntervalSince(written) > stalePartialAge else { continue }
+            try? FileManager.default.removeItem(atPath: path)
         }
     }
 

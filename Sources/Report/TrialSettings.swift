@@ -34,7 +34,9 @@ public struct TrialSettings: Sendable, Hashable {
 
     /// `value` with each integral number that fits `Int` made an integer, as JSONDecoder reads one (the
     /// settings were read with it before): a Float setting of 2^24 or more is stored as `1e+08`, which
-    /// `JSONValue(parsing:)` keeps a number and would show as `100000000.0`.
+    /// `JSONValue(parsing:)` keeps a number and would show as `100000000.0`. The same as JSONDecoder below
+    /// 2^53; at and above it JSONDecoder read such a number's decimal digits, this its Double (no setting
+    /// a spec can give comes near).
     static func integralNumbersAsIntegers(_ value: JSONValue) -> JSONValue {
         switch value {
         case let .number(number): Int(exactly: number).map(JSONValue.integer) ?? value

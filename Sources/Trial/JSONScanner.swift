@@ -170,7 +170,7 @@ public struct JSONScanner {
         if at("-") { position += 1 }
         let integral = position
         let count = digits()
-        guard count > 0, count == 1 || bytes[integral] != UInt8(ascii: "0") else { throw fail("a number") }
+        guard count > 0, count == 1 || bytes[integral] != UInt8(ascii: "0") else { position = integral; throw fail("a number") }
         if at(".") {
             position += 1
             guard digits() > 0 else { throw fail("digits after .") }
@@ -213,7 +213,11 @@ public struct JSONScanner {
         case UInt8(ascii: "{"):
             try beginObject()
             var fields: [String: JSONValue] = [:]
-            while let key = try nextKey() { fields[key] = try value() }
+            // A name given twice keeps its first value, as JSONDecoder keeps it.
+            while let key = try nextKey() {
+                let member = try value()
+                if fields[key] == nil { fields[key] = member }
+            }
             return .object(fields)
         case UInt8(ascii: "["):
             try beginArray()

@@ -192,6 +192,14 @@ import Trial
         try FileManager.default.createDirectory(at: blocked.appendingPathComponent("inside"), withIntermediateDirectories: true)
         #expect(throws: (any Error).self) { try MetricsCSV.write(snapshot, lines: [:], to: blocked) }
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder.url.path).sorted() == ["blocked.csv", "metrics.csv"])
+        // A partial file a killed report left is removed once it is stale; one being written is not.
+        let stale = folder.file(".metrics.csv.killed.partial"), live = folder.file(".metrics.csv.writing.partial")
+        try Data("left".utf8).write(to: stale)
+        try Data("being written".utf8).write(to: live)
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-MetricsCSV.stalePartialAge - 60)],
+                                              ofItemAtPath: stale.path)
+        try MetricsCSV.write(snapshot, lines: [:], to: file)
+        #expect(!FileManager.default.fileExists(atPath: stale.path) && FileManager.default.fileExists(atPath: live.path))
         // The report names the file it could not write.
         let study = try TemporaryDirectory()
         try SyntheticStudy.write(into: study.url)

@@ -59,6 +59,10 @@ import Trial
         #expect(try JSONValue(parsing: "92233720368547758070") == .number(92_233_720_368_547_758_070))
         #expect(try JSONValue(parsing: "2.0") == .number(2))
         #expect(try JSONValue(parsing: "-0") == .integer(0) && JSONValue(parsing: "1E+2") == .number(100))
+        // A name given twice keeps its first value, as JSONDecoder keeps it.
+        let twice = #"{"a": 1, "b": {"c": 2, "c": 3}, "a": 4}"#
+        #expect(try JSONValue(parsing: twice) == .object(["a": .integer(1), "b": .object(["c": .integer(2)])]))
+        #expect(try JSONValue(parsing: twice) == JSONDecoder().decode(JSONValue.self, from: Data(twice.utf8)))
         #expect(try JSONValue(parsing: #"[[], {}, [1, {"a": [-0.5e-3]}], "\u00e9\/\b"]"#)
                 == .array([.array([]), .object([:]), .array([.integer(1), .object(["a": .array([.number(-0.0005)])])]), .string("é/\u{8}")]))
         // What JSON does not allow, and JSONDecoder refused: missing and leading commas, numbers outside
