@@ -78,7 +78,7 @@ public struct ClusterConfig: Codable, Sendable {
             if h.host.isEmpty || h.host.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control }) {
                 throw CoordinatorError("\(url.path): hosts[\(i)]: \"\(h.host)\" is not a host name")
             }
-            if h.workers < 0 || !(1...Message.maxThreads).contains(h.threadsPerWorker ?? 1) || (h.modelCacheMib ?? 0) < 0 {
+            if h.workers < 0 || !Message.threadCounts.contains(h.threadsPerWorker ?? 1) || (h.modelCacheMib ?? 0) < 0 {
                 throw CoordinatorError("\(url.path): hosts[\(i)]: workers must be ≥ 0, threads_per_worker from 1 to "
                                        + "\(Message.maxThreads) and model_cache_mib ≥ 0")
             }

@@ -636,7 +636,7 @@ public final class CoordinatorServer {
     private func welcome(_ hello: Message.Hello, peer: PeerID, user: String?, in transaction: RunTransaction) throws {
         if let problem = WorkerIdentity.problem(hello.workerID) { return refuse(peer, .invalidHello, problem) }
         if let problem = WorkerIdentity.sessionProblem(hello.session) { return refuse(peer, .invalidHello, problem) }
-        guard (1...Message.maxThreads).contains(hello.threads) else {
+        guard Message.threadCounts.contains(hello.threads) else {
             return refuse(peer, .invalidHello, "hello declares \(hello.threads) threads, not 1…\(Message.maxThreads)")
         }
         let id = hello.workerID

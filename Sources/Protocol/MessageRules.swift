@@ -18,6 +18,11 @@ extension Message {
     /// any host has. A worker's `ready` claims at most its hello's threads in slots, so without a bound an
     /// admitted peer could claim the whole queue with one hello.
     public static let maxThreads = 4096
+    /// The thread counts a hello may declare.
+    public static let threadCounts = 1...maxThreads
+
+    /// `cores` as a default thread count: at least 1, at most `maxThreads`.
+    public static func threads(fromCores cores: Int) -> Int { min(max(1, cores), maxThreads) }
 
     /// The first rule the body breaks, or nil.
     func brokenRule() -> String? {

@@ -7,7 +7,6 @@
 import ArgumentParser
 import Core
 import Foundation
-import Protocol
 import Trial
 import Worker
 
@@ -80,9 +79,8 @@ struct TrainingBenchCommand: ParsableCommand {
     func validate() throws {
         guard epochs >= 2 else { throw ValidationError("--epochs must be at least 2 (the first is a warm-up)") }
         guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
-        guard threadCounts.allSatisfy({ (1...Message.maxThreads).contains($0) }), batchSizes.allSatisfy({ $0 >= 0 }) else {
-            throw ValidationError("thread counts must be 1 to \(Message.maxThreads) and batch sizes ≥ 0")
-        }
+        for count in threadCounts { try checkThreadCount(count, "--thread-counts") }
+        guard batchSizes.allSatisfy({ $0 >= 0 }) else { throw ValidationError("batch sizes must be ≥ 0") }
         for name in engines where MatmulEngine(name: name) == nil {
             throw ValidationError("unknown matmul engine \(name) (onednn, openblas)")
         }

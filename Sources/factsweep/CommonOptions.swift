@@ -7,15 +7,20 @@ import Protocol
 import Trial
 import Worker
 
+/// Refuses a thread count outside what a worker's hello may declare (`Message.threadCounts`), naming the option.
+func checkThreadCount(_ value: Int, _ option: String) throws {
+    guard Message.threadCounts.contains(value) else { throw ValidationError("\(option) must be 1 to \(Message.maxThreads)") }
+}
+
 struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "A GGUF file or a Hugging Face model directory (default: the embedded SmolLM2-135M-Instruct).")
     var model: String?
 
     @Option(name: .long, help: "Threads for BLAS and the other ops (workers on one host split the cores).")
-    var threads: Int = min(max(1, ProcessInfo.processInfo.activeProcessorCount), Message.maxThreads)
+    var threads: Int = Message.threads(fromCores: ProcessInfo.processInfo.activeProcessorCount)
 
     func validate() throws {
-        guard (1...Message.maxThreads).contains(threads) else { throw ValidationError("--threads must be 1 to \(Message.maxThreads)") }
+        try checkThreadCount(threads, "--threads")
     }
 
     var modelURL: URL {

@@ -40,9 +40,7 @@ struct RunCommand: ParsableCommand {
 
     func validate() throws {
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
-        if let t = threadsPerWorker, !(1...Message.maxThreads).contains(t) {
-            throw ValidationError("--threads-per-worker must be 1 to \(Message.maxThreads)")
-        }
+        if let t = threadsPerWorker { try checkThreadCount(t, "--threads-per-worker") }
     }
 
     func run() throws {
@@ -58,7 +56,7 @@ struct RunCommand: ParsableCommand {
         let server = try CoordinatorServer(store: store, context: try ZMQContext(), bind: "tcp://127.0.0.1:*", timing: timing,
                                            checkpointDirectory: runDirectory.checkpoints, runDirectory: runDirectory.url, logger: logger)
         if serve { _ = try dashboard.start(runDirectory.database.path, logger: logger) }
-        let threads = threadsPerWorker ?? min(max(1, ProcessInfo.processInfo.activeProcessorCount / workers), Message.maxThreads)
+        let threads = threadsPerWorker ?? Message.threads(fromCores: ProcessInfo.processInfo.activeProcessorCount / workers)
         FileHandle.standardError.write(Data("""
             sweep \(plan.name): \(plan.trials.count) trials (\(added.newTrials) new) in \(runDirectory.url.path)
             coordinator on \(server.boundEndpoint); starting \(workers) workers × \(threads) threads (logs in \(runDirectory.logs.path))\n

@@ -2,7 +2,6 @@
 import ArgumentParser
 import Core
 import Foundation
-import Protocol
 import Worker
 
 struct SimilarityCommand: ParsableCommand {
@@ -23,7 +22,7 @@ struct SimilarityCommand: ParsableCommand {
     var b: String
 
     func validate() throws {
-        guard (1...Message.maxThreads).contains(threads) else { throw ValidationError("--threads must be 1 to \(Message.maxThreads)") }
+        try checkThreadCount(threads, "--threads")
     }
 
     func run() throws {

@@ -60,9 +60,7 @@ struct SlurmCommand: ParsableCommand {
         }
         guard spec != nil else { throw ValidationError("give SPEC (or --cancel RUN)") }
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
-        guard (1...Message.maxThreads).contains(cpusPerWorker) else {
-            throw ValidationError("--cpus-per-worker must be 1 to \(Message.maxThreads) (a worker's threads)")
-        }
+        try checkThreadCount(cpusPerWorker, "--cpus-per-worker")
     }
 
     func run() throws {

@@ -58,7 +58,7 @@ struct WorkerCommand: ParsableCommand {
     var statsFile: String?
 
     func validate() throws {
-        if let threads, !(1...Message.maxThreads).contains(threads) { throw ValidationError("--threads must be 1 to \(Message.maxThreads)") }
+        if let threads { try checkThreadCount(threads, "--threads") }
         if let id, let problem = WorkerIdentity.problem(id) { throw ValidationError("--id: \(problem)") }
         guard [connect, runDir, connectFile].compactMap({ $0 }).count == 1 else {
             throw ValidationError("give exactly one of --connect, --run-dir and --connect-file")
@@ -81,7 +81,7 @@ struct WorkerCommand: ParsableCommand {
             location = CoordinatorLocation(endpoint: connect ?? "")
         }
         // A default beyond what a hello may declare is cut to it, rather than refused by the coordinator.
-        let threads = self.threads ?? min(slurm?.cpusPerTask ?? max(1, ProcessInfo.processInfo.activeProcessorCount), Message.maxThreads)
+        let threads = self.threads ?? Message.threads(fromCores: slurm?.cpusPerTask ?? ProcessInfo.processInfo.activeProcessorCount)
         let directory = checkpointDir ?? cluster?.checkpointDirectory ?? run?.checkpoints.path ?? "checkpoints"
         var settings = WorkerSettings(
             endpoint: location.endpoint, workerID: id ?? slurm?.workerID ?? WorkerSettings.defaultWorkerID(), threads: threads,

@@ -523,7 +523,7 @@ import TestSupport
                 (["worker", "--connect", "tcp://127.0.0.1:1", "--threads", threads], "--threads must be 1 to 4096"),
                 (["similarity", "a", "b", "--threads", threads], "--threads must be 1 to 4096"),
                 (["run", "no-such-spec.json", "--threads-per-worker", threads], "--threads-per-worker must be 1 to 4096"),
-                (["bench", "training", "--no-pytorch", "--thread-counts", threads], "thread counts must be 1 to 4096"),
+                (["bench", "training", "--no-pytorch", "--thread-counts", threads], "--thread-counts must be 1 to 4096"),
                 (["slurm", "no-such-spec.json", "--cpus-per-worker", threads], "--cpus-per-worker must be 1 to 4096"),
             ]
             for (command, message) in commands {

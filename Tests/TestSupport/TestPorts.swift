@@ -31,15 +31,23 @@ public enum TestPorts {
 
     /// Whether a socket can bind `port` on every address now (as `tcp://*:port` does).
     static func isFree(_ port: Int) -> Bool {
+        guard let fd = bound(port) else { return false }
+        close(fd)
+        return true
+    }
+
+    /// A socket bound to `port` on every address, for the caller to close; nil when it cannot be.
+    static func bound(_ port: Int) -> Int32? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
+        guard fd >= 0 else { return nil }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr = in_addr(s_addr: INADDR_ANY)
-        return withUnsafePointer(to: &address) {
+        let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         }
+        if !bound { close(fd) }
+        return bound ? fd : nil
     }
 }

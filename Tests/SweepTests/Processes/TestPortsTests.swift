@@ -13,16 +13,9 @@ import Testing
 
     @Test func aBoundPortIsNotFree() throws {
         let port = TestPorts.unused()
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr = in_addr(s_addr: INADDR_ANY)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-        #expect(bound)
+        let fd = try #require(TestPorts.bound(port))
         #expect(!TestPorts.isFree(port))
+        close(fd)
+        #expect(TestPorts.isFree(port))
     }
 }
