@@ -228,6 +228,8 @@ struct TrainingBenchCommand: ParsableCommand {
             // holds together: MFU = FLOPs / s / peak, the MFU the target needs = MFU × target / speed-up.
             combined[index]["mfu_for_target"] = nil
             let peak = rows.compactMap { $0["sgemm_peak_gflops"] as? Double }.max()
+            combined[index]["vector_peak_gflops"] = rows.compactMap { $0["vector_peak_gflops"] as? Double }.max()
+            combined[index]["vector_peak_instruction"] = rows.lazy.compactMap { $0["vector_peak_instruction"] as? String }.first
             if let gflops = combined[index]["model_gflops_per_epoch"] as? Double, let seconds = combined[index]["seconds_per_epoch"] as? Double,
                let peak {
                 let mfu = gflops / seconds / peak
@@ -349,6 +351,10 @@ struct TrainingBenchCommand: ParsableCommand {
         // of 16 products sometimes ran at half speed (the other core taken away
         // for its 0.2 s), which put MFU above 100%.
         let peakBefore = ProductPrecision.run(precision.first ?? .f32) { SgemmPeak.measure(context: context) }
+        // The cores' own ceiling beside the engine's, measured the same way (before and after, the higher kept):
+        // bf16's dot products where the engine multiplies bf16, else f32's FMA, which bf16 products then run on.
+        let bf16 = precision.first == .bf16 && MatmulEngine.hasBF16Kernels
+        let vectorPeakBefore = VectorPeak.measure(bf16: bf16, context: context)
         let dataset = try FactDataset.load(try DefaultPaths.resolve(data, default: DefaultPaths.data, what: "dataset"))
         guard let method = methods.first.flatMap(TrainingBenchCommand.method(named:)) else { throw CLIError("no method") }
         let lm = try options.loadModel(storage: LinearStorage.training(method.kind, precision: precision.first ?? .f32))
@@ -376,6 +382,7 @@ struct TrainingBenchCommand: ParsableCommand {
         let profiled = ProductProfile.stop()
         let products = Self.productRates(profiled, context: context)
         let peak = max(peakBefore, ProductPrecision.run(precision.first ?? .f32) { SgemmPeak.measure(context: context) })
+        let vectorPeak = [vectorPeakBefore, VectorPeak.measure(bf16: bf16, context: context)].compactMap { $0 }.max()
         let steady = reports.dropFirst()
         let seconds = steady.map(\.epochSeconds).reduce(0, +) / Double(steady.count)
         let flops = steady.map(\.flops).reduce(0, +) / Double(steady.count)
@@ -402,6 +409,8 @@ struct TrainingBenchCommand: ParsableCommand {
             "profiled_products_per_epoch": profiledCalls, "profile_seconds_per_epoch": profileCost,
             "onednn_isa": MatmulEngine.oneDNNInstructionSet ?? "none",
         ]
+        if let vectorPeak { result["vector_peak_gflops"] = vectorPeak }
+        if let instruction = VectorPeak.instruction(bf16: bf16) { result["vector_peak_instruction"] = instruction }
         if settings.productPrecision == .bf16 { result["bf16_kernels"] = MatmulEngine.hasBF16Kernels }
         if settings.productPrecision == .bf16, let notice = MatmulEngine.bf16Notice { result["bf16_notice"] = notice }
         if products.streamedRatio.isFinite { result["products_vs_streamed"] = products.streamedRatio }
@@ -468,6 +477,15 @@ struct TrainingBenchCommand: ParsableCommand {
             print("rounds of \(r["method"] as? String ?? "") \(r["engine"] as? String ?? "") \(r["precision"] as? String ?? "") batch \(r["batch_size"] as? Int ?? 0):"
                   + " s/epoch \(list("seconds_per_epoch_rounds", "%.3f")); PyTorch \(list("pytorch_seconds_per_epoch_rounds", "%.3f"));"
                   + " speed-ups \(list("speedup_vs_pytorch_rounds", "%.2f×"))")
+        }
+        // Each row's engine peak beside the cores' own, and its MFU against both.
+        for r in rows {
+            guard let vector = r["vector_peak_gflops"] as? Double, let sgemm = r["sgemm_peak_gflops"] as? Double else { continue }
+            let mfu = r["mfu"] as? Double
+            print("peaks of \(r["method"] as? String ?? "") \(r["engine"] as? String ?? "") \(r["precision"] as? String ?? "") threads \(r["threads"] as? Int ?? 0) batch \(r["batch_size"] as? Int ?? 0):"
+                  + " the cores' vector multiply-adds (\(r["vector_peak_instruction"] as? String ?? "?")) \(f(vector, "%.1f")) GFLOP/s; the engine's 1024³ product \(f(sgemm, "%.1f"))"
+                  + " (\(f(sgemm / vector * 100, "%.0f"))% of the cores'); the step's MFU \(f(mfu.map { $0 * 100 }, "%.1f"))% of the engine's,"
+                  + " \(f(mfu.map { $0 * sgemm / vector * 100 }, "%.1f"))% of the cores'")
         }
         for r in rows {
             if let error = r["error"] as? String { print("failed: \(r["method"] as? String ?? "") \(r["precision"] as? String ?? ""): \(error)") }

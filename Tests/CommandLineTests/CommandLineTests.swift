@@ -176,6 +176,10 @@ import TestSupport
             let rows = lines[(header + 1)...].prefix { !$0.isEmpty }.filter { $0.first?.isNumber == true }
             let rates = rows.compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }
             #expect(rows.count == 5 && rates.count == 5 && rates.allSatisfy { $0 > 0 }, "\(p): \(rows)")
+            // Each table opens with the cores' own ceiling, in its precision's instruction (before its column heads).
+            let instruction = try #require(CPUFeatures.vectorPeakInstruction(bf16: p == "bf16"))
+            let opening = lines[(header + 1)...].prefix { !$0.hasPrefix("M×K×N") }
+            #expect(opening.contains { $0.hasPrefix("the cores' vector multiply-adds (\(instruction), 2 threads): ") }, "\(p): \(opening)")
         }
     }
 
@@ -209,12 +213,49 @@ import TestSupport
         // oneDNN runs the products either way: its bf16 kernels, or its f32 matmul over the rounded inputs.
         #expect(row["engine"] as? String == "onednn", "\(row)")
         #expect(row["bf16_kernels"] as? Bool == CPUFeatures.hasAVX512, "\(row)")
+        // The cores' ceiling beside the engine's is bf16's dot products where the CPU has them, else f32's FMA.
+        #expect(row["vector_peak_instruction"] as? String == CPUFeatures.vectorPeakInstruction(bf16: true), "\(row)")
+        #expect((row["vector_peak_gflops"] as? Double ?? 0) > 0, "\(row)")
         let notice = row["bf16_notice"] as? String
         if CPUFeatures.hasAVX512 {
             #expect(notice == nil, "\(row)")
         } else {
             #expect(notice?.contains("oneDNN's f32 matmul") == true, "\(row)")
         }
+    }
+
+    /// The table's reader sees each row's engine peak beside the cores' own,
+    /// the one as a share of the other, and the step's MFU against both: the
+    /// line says what the same run's JSON holds.
+    @Test func benchTablePrintsTheCoresPeakBesideTheEngines() throws {
+        let (tmp, data) = try tinyModelAndOneFact()
+        let arguments = ["bench", "training", "--model", tmp.url.path, "--data", data.path, "--methods", "lora-r8",
+                         "--thread-counts", "1", "--batch-sizes", "1", "--engines", "onednn", "--epochs", "2", "--no-pytorch"]
+        let json = try FactSweepBinary.run(arguments + ["--json"])
+        #expect(json.status == 0, "\(json.stderr)")
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]], "\(json.stdout)")
+        let row = try #require(rows.first)
+        let vector = try #require(row["vector_peak_gflops"] as? Double), sgemm = try #require(row["sgemm_peak_gflops"] as? Double)
+        let mfu = try #require(row["mfu"] as? Double)
+        #expect(vector > 0 && sgemm > 0 && mfu > 0, "\(row)")
+        // The printed line of one such row, from the figures it prints.
+        let instruction = try #require(CPUFeatures.vectorPeakInstruction(bf16: false))
+        let expected = String(format: "peaks of lora-r8 onednn f32 threads 1 batch 1: the cores' vector multiply-adds (%@) %.1f GFLOP/s;"
+                              + " the engine's 1024³ product %.1f (%.0f%% of the cores'); the step's MFU %.1f%% of the engine's, %.1f%% of the cores'",
+                              instruction, vector, sgemm, sgemm / vector * 100, mfu * 100, mfu * sgemm / vector * 100)
+        let text = try FactSweepBinary.run(arguments)
+        #expect(text.status == 0, "\(text.stderr)")
+        let line = try #require(text.stdout.split(separator: "\n").first { $0.hasPrefix("peaks of ") }, "\(text.stdout)")
+        // Another child, other figures: the words and their order must match, the numbers be numbers.
+        func shape(_ s: Substring) -> String { s.replacingOccurrences(of: "[0-9]+(\\.[0-9]+)?", with: "#", options: .regularExpression) }
+        #expect(shape(line) == shape(Substring(expected)), "\(line)\n\(expected)")
+        // And its figures agree with each other, to what their printed digits carry.
+        let after = try #require(line.range(of: "(\(instruction)) "), "\(line)").upperBound
+        let figures = line[after...].split(whereSeparator: { !"0123456789.".contains($0) }).compactMap { Double($0) }
+        try #require(figures.count == 6 && figures[1] == 1024, "\(line)")
+        let (printedVector, printedSgemm, share, printedMFU, mfuOfCores) = (figures[0], figures[2], figures[3], figures[4], figures[5])
+        #expect(abs(share - printedSgemm / printedVector * 100) <= 1, "\(line)")
+        #expect(abs(mfuOfCores - printedMFU * printedSgemm / printedVector) <= 0.2, "\(line)")
     }
 
     /// A configuration whose child fails is reported in its row, the next one still runs, and the bench
@@ -293,6 +334,9 @@ import TestSupport
         #expect(abs(mfu - gflops / seconds / peak) <= 1e-9 * mfu, "\(row)")
         let speedup = try #require(row["speedup_vs_pytorch"] as? Double)
         #expect(abs(try #require(row["mfu_for_target"] as? Double) - mfu * 2.5 / speedup) <= 1e-9 * mfu, "\(row)")
+        // The cores' f32 ceiling rides along in each row.
+        #expect(row["vector_peak_instruction"] as? String == CPUFeatures.vectorPeakInstruction(bf16: false), "\(row)")
+        #expect((row["vector_peak_gflops"] as? Double ?? 0) > 0, "\(row)")
         // One bad value is refused before any child runs.
         let refused = try FactSweepBinary.run(["bench", "training", "--rounds", "0"])
         #expect(refused.status != 0 && refused.stderr.contains("--rounds must be at least 1"), "\(refused.stderr)")

@@ -37,3 +37,13 @@ public enum CPUFeatures {
         return heldToAVX2 ? name + " held to AVX2" : name
     }()
 }
+
+extension CPUFeatures {
+    /// The instruction the cores' ceiling (`VectorPeak`) should time here, from
+    /// these flags: AVX512_BF16's dot product for bf16 where there is one,
+    /// else the widest fused multiply-add; nil without AVX2.
+    public static func vectorPeakInstruction(bf16: Bool) -> String? {
+        if hasAVX512 { return bf16 && hasAVX512BF16 ? "vdpbf16ps zmm" : "vfmadd231ps zmm" }
+        return hasAVX2 ? "vfmadd231ps ymm" : nil
+    }
+}

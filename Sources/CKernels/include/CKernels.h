@@ -9,3 +9,4 @@
 #include "rms_norm.h"
 #include "softmax.h"
 #include "swiglu.h"
+#include "vector_peak.h"
