@@ -519,8 +519,10 @@ public final class PackedWeight: @unchecked Sendable {
     deinit { for copy in copies { LargeBuffer.deallocate(copy.buffer, byteCount: max(copy.bytes, 64)) } }
 
     /// Marks every packed copy stale (the weight has changed): the next
-    /// product of each layout packs it again, into the same buffer.
-    public func invalidate() {
+    /// product of each layout packs it again, into the same buffer. Internal:
+    /// its callers (`LlamaModel`, `BFloat16Matrix`) take the lease on
+    /// released plain rows it needs; nothing outside Core writes a weight.
+    func invalidate() {
         lock.lock()
         defer { lock.unlock() }
         for index in copies.indices { copies[index].current = false }
