@@ -27,7 +27,7 @@ extension TrainingBenchCommand {
             print("\(p == precision.first ? "" : "\n")matmul engines at \(context.threads) threads, \(p) products, GFLOP/s (best of 16; default engine: \(p == .bf16 ? chosenBF16 : chosen))")
             if p == .bf16, let notice = MatmulEngine.bf16Notice { print("(default engine: \(notice))") }
             if p == .bf16, measured.contains(.openBLAS) { print("(openblas: sgemm over bf16-rounded inputs, Debian's OpenBLAS having no bf16 product)") }
-            // The cores' own ceiling first: no engine's product can pass it (VectorPeak).
+            // The cores' own ceiling first: no product on the vector units can pass it (VectorPeak).
             let bf16Kernels = p == .bf16 && MatmulEngine.hasBF16Kernels
             if let vector = VectorPeak.measure(bf16: bf16Kernels, context: context), let instruction = VectorPeak.instruction(bf16: bf16Kernels) {
                 print("the cores' vector multiply-adds (\(instruction), \(context.threads) threads): \(String(format: "%.1f", vector)) GFLOP/s")
