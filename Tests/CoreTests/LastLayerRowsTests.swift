@@ -58,13 +58,7 @@ import Trial
         var method = MethodSettings(kind: kind, rank: 4, alpha: 8)
         if kind == .lora || kind == .qlora { method.targets = ProjectionKind.allCases }
         func run(backwardWithEveryRow: Bool = false) throws -> (loss: Float, gradients: [Float], compacted: Bool) {
-            let ft = try FineTuning(base: model, method: method, optimizer: AdamWSettings(maxGradNorm: nil),
-                                    maxBatch: b.batchSize, maxSeq: b.seqLen, seed: 3, precision: precision, context: ctx)
-            if kind != .full {  // LoRA's B starts at zero, IA³'s scales at one: move them so that every gradient is non-zero.
-                var rng = SeededGenerator(seed: 9)
-                for i in 0..<ft.parameters.capacity { ft.parameters.base[i] += 0.05 * rng.nextNormal() }
-                ft.network.invalidateTrainedRoundings()
-            }
+            let ft = try LastLayerRowsTests.trial(model, method, batch: b, precision: precision, context: ctx)
             let loss = ft.network.forward(b, ft.activations, context: ctx)
             let compacted = ft.activations.compactedLastLayer
             // Backward follows the forward's choice, whatever the switch says when it runs.
@@ -84,6 +78,20 @@ import Trial
         let worst = zip(compact.gradients, every.gradients).map { abs($0 - $1) }.max() ?? 0
         #expect(scale > 0 && worst <= 1e-5 * scale, "\(kind) \(precision): gradients differ by \(worst) (largest \(scale))")
         #expect(compact.gradients.allSatisfy { $0.isFinite })
+    }
+
+    /// A trial on `model` whose adapters are moved off their start (LoRA's B
+    /// starts at zero, IA³'s scales at one), so that every gradient is non-zero.
+    static func trial(_ model: LlamaModel, _ method: MethodSettings, batch b: TokenBatch, precision: Precision,
+                      context ctx: ComputeContext) throws -> FineTuning {
+        let ft = try FineTuning(base: model, method: method, optimizer: AdamWSettings(maxGradNorm: nil),
+                                maxBatch: b.batchSize, maxSeq: b.seqLen, seed: 3, precision: precision, context: ctx)
+        if method.kind != .full {
+            var rng = SeededGenerator(seed: 9)
+            for i in 0..<ft.parameters.capacity { ft.parameters.base[i] += 0.05 * rng.nextNormal() }
+            ft.network.invalidateTrainedRoundings()
+        }
+        return ft
     }
 
     /// Inference's logits at chosen rows: compacted when the rows increase,

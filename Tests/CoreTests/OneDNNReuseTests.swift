@@ -405,14 +405,17 @@ import Trial
             return trial.step(b, lr: 1e-3).loss
         }
         let first = try step()
-        let bothBytes = packedBytes()
         if OneDNNMatmul.hasAVX2Sgemm {
             // oneDNN's AVX2 matmul wants dY·W's W in plain rows, as stored: read in place, no second copy.
-            #expect(bothBytes == forwardBytes, "the backward copied a base whose layout is already the one asked for")
+            #expect(packedBytes() == forwardBytes, "the backward copied a base whose layout is already the one asked for")
         } else {
-            #expect(bothBytes > forwardBytes, "the backward's products made no packed copies")
+            #expect(packedBytes() > forwardBytes, "the backward's products made no packed copies")
+            // The fused head (FusedHead.swift) reads the head's plain rows: no product over a copy of it in training.
+            #expect(!fusedHead.isOn || (model.frozenHeadPack?.byteCount ?? 0) == headForwardBytes, "the fused head's step packed the head")
+            _ = try fusedHead.withoutIt { try step() }
             #expect((model.frozenHeadPack?.byteCount ?? 0) > headForwardBytes, "the head's input gradient made no packed copy")
         }
+        let bothBytes = packedBytes()
         // Full fine-tuning trains the (tied) head: its network must read the weights, never a copy made before an update.
         let full = try FineTuning(base: model, method: MethodSettings(kind: .full), optimizer: AdamWSettings(), maxBatch: b.batchSize,
                                   maxSeq: b.seqLen, seed: 3, context: ctx)

@@ -38,16 +38,22 @@ public final class LlamaActivations: @unchecked Sendable {
         let finalIn: FloatPointer  // (M, C): residOut at labelled rows
         let finalRstd: FloatPointer  // (M)
         let finalOut: FloatPointer  // (M, C)
-        let logits: FloatPointer  // (M, V); after the loss, ∂loss/∂logits
+        let logits: FloatPointer  // (M, V); after the loss, ∂loss/∂logits; the fused head's scratch (FusedHead.swift)
         let losses: FloatPointer  // (M)
     }
     let head: Head
+    /// Floats in `head.logits`.
+    let logitsCapacity: Int
     let rowIndex: UnsafeMutablePointer<Int32>  // (M) token row of each labelled row
     let rowTarget: UnsafeMutablePointer<Int32>  // (M) its target
     /// Whether the last forward ran its last layer past attention over the
     /// labelled rows alone (LastLayerRows.swift): backward follows the
     /// forward's choice, whatever the switch says when it runs.
     var compactedLastLayer = false
+    /// Whether the last forward computed ∂loss/∂finalOut itself, in one pass
+    /// over a frozen head (FusedHead.swift): the logits were not written,
+    /// and backward starts from `grads.dFinalOut`.
+    var fusedHead = false
 
     /// Activation gradients: one layer's worth, reused from the last layer
     /// down, and the scratch of backward's ops.
@@ -84,6 +90,8 @@ public final class LlamaActivations: @unchecked Sendable {
         self.maxRows = m
         let C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth, F = c.intermediateSize, V = c.vocabularySize
         let probs = maxBatch * c.headCount * maxSeq * maxSeq
+        // The fused head's scratch lies in the logits' space: more than the logits only at tiny vocabularies.
+        let logits = max(m * V, fusedHeadScratchFloats(rows: m, vocab: V, width: C, threads: max(1, threads)))
         let forward = FloatArena.carved { arena in
             let take = { (count: Int) in FloatPointer(arena.take(count)) }
             let layers = network.layers.map { layer in
@@ -93,9 +101,10 @@ public final class LlamaActivations: @unchecked Sendable {
                       adapters: AdapterActivations(for: layer, rows: n, arena: arena))
             }
             let head = Head(residOut: take(n * C), finalIn: take(m * C), finalRstd: take(m), finalOut: take(m * C),
-                            logits: take(m * V), losses: take(m))
+                            logits: take(logits), losses: take(m))
             return (layers, head)
         }
+        logitsCapacity = logits
         arena = forward.arena
         (layers, head) = forward.tensors
 

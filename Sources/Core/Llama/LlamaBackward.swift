@@ -41,7 +41,7 @@ extension LlamaNetwork {
                 gemm(transA: true, transB: false, m: c.vocabularySize, n: C, k: m, a: acts.head.logits.base, lda: c.vocabularySize,
                      b: acts.head.finalOut.base, ldb: C, beta: 0, c: headGrad.base, ldc: C)
             }
-        } else {
+        } else if !acts.fusedHead {
             head.multiplyTransposed(dinp: acts.grads.dFinalOut, dout: acts.head.logits, n: m, accumulate: false, context: ctx)
         }
         acts.grads.dFinalIn.base.update(repeating: 0, count: m * C)

@@ -75,15 +75,41 @@ extension LlamaNetwork {
             acts.rowTarget[m] = t
             m += 1
         }
-        forwardHidden(batch, acts, rows: m, mode: mode, rng: &rng, context: context)
+        let fuses = fusesHead(rows: m, mode: mode, acts, context: context)
+        forwardHidden(batch, acts, rows: m, mode: mode, rng: &rng, context: context, headProduct: !fuses)
+        if fuses, let loss = head.withDenseRows({ w in
+            fusedHeadCrossEntropy(inp: acts.head.finalOut.base, weight: w, vocab: config.vocabularySize, width: config.hiddenSize,
+                                  targets: acts.rowTarget, rows: m, gradScale: 1 / Float(m), losses: acts.head.losses.base,
+                                  dinp: acts.grads.dFinalOut.base, scratch: acts.head.logits.base, context: context)
+        }) {
+            return loss
+        }
         return crossEntropyForwardBackward(
             logits: acts.head.logits, losses: acts.head.losses, targets: acts.rowTarget, rows: m,
             vocab: config.vocabularySize, gradScale: m > 0 ? 1 / Float(m) : 0, context: context)
     }
 
-    /// Everything up to the logits at `acts.rowIndex[0..<rows]`.
+    /// Whether a training forward over `m` labelled rows computes the loss
+    /// and ∂loss/∂finalOut in one pass over the head (FusedHead.swift): a
+    /// frozen Float32 head in f32 products, the switch on, and the logits'
+    /// space large enough for its scratch (the logits are not written; it
+    /// is, unless the context has more threads than the activations were
+    /// made for). Not in bf16: there oneDNN's one-thread products over a
+    /// block's plain bf16 rows ran at ~106 GFLOP/s a core, and the pass took
+    /// about as long as the two products over the head's packed copies
+    /// (docs/benchmarks.md, "Issue 13, forty-sixth stop").
+    private func fusesHead(rows m: Int, mode: ForwardMode, _ acts: LlamaActivations, context: ComputeContext) -> Bool {
+        guard mode == .training, m > 0, headGrad == nil, fusedHead.isOn, ProductPrecision.current == .f32,
+              case .dense = head else { return false }
+        let c = config
+        return fusedHeadScratchFloats(rows: m, vocab: c.vocabularySize, width: c.hiddenSize, threads: context.threads)
+            <= acts.logitsCapacity
+    }
+
+    /// Everything up to the logits at `acts.rowIndex[0..<rows]`, or up to
+    /// the final norm's output there without `headProduct`.
     func forwardHidden(_ batch: TokenBatch, _ acts: LlamaActivations, rows m: Int, mode: ForwardMode, rng: inout SeededGenerator,
-                       context ctx: ComputeContext) {
+                       context ctx: ComputeContext, headProduct: Bool = true) {
         let B = batch.batchSize, T = batch.seqLen, N = batch.rowCount
         precondition(B <= acts.maxBatch && T <= acts.maxSeq && m <= acts.maxRows, "batch exceeds activation capacity")
         let c = config, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth
@@ -139,6 +165,7 @@ extension LlamaNetwork {
             (acts.head.finalIn.base + r * C).update(from: acts.head.residOut.base + row * C, count: C)
         }
         rmsNormForward(acts.head.finalOut, rstd: acts.head.finalRstd, acts.head.finalIn, weight: finalNorm, n: m, c: C, eps: c.rmsNormEps, context: ctx)
-        head.multiply(out: acts.head.logits, inp: acts.head.finalOut, n: m, context: ctx)
+        acts.fusedHead = !headProduct
+        if headProduct { head.multiply(out: acts.head.logits, inp: acts.head.finalOut, n: m, context: ctx) }
     }
 }

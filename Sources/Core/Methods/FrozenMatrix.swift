@@ -62,6 +62,15 @@ public enum FrozenMatrix: Sendable {
         packed.withPlainRows(oneOff: oneOff, body)
     }
 
+    /// `body`'s result over a dense matrix's plain Float32 rows (under a
+    /// lease on them, as `withPlainRows`), or nil for another storage.
+    func withDenseRows<Result>(_ body: (UnsafePointer<Float>) -> Result) -> Result? {
+        guard case let .dense(w, _, _, packed) = self else { return nil }
+        var result: Result?
+        FrozenMatrix.withPlainRows(packed) { result = body(UnsafePointer(w.base)) }
+        return result
+    }
+
     /// Floats of scratch the products need for dequantised weights: the whole
     /// matrix (training's products), or one tile per thread (decoding's,
     /// which give each thread its own rows), whichever is larger.
