@@ -12,7 +12,7 @@ import Trial
     /// Random labelled rows and head whose softmax maximum lies in the first
     /// block for one row, in the last for another, and moves between blocks
     /// for the rest (W's rows grow with their index); targets at the ends of
-    /// blocks and of the threads' shares.
+    /// blocks and of the vocabulary's halves (the threads' shares on two).
     struct Case {
         let rows: Int, vocab: Int, width: Int
         let inp: [Float], weight: [Float], targets: [Int32]
@@ -52,13 +52,17 @@ import Trial
             return (losses, dinp)
         }
 
-        /// The fused pass on `threads` threads: the mean loss, each row's, and the gradient.
+        /// The fused pass on `threads` threads: the mean loss, each row's, and
+        /// the gradient; it must write nothing past its scratch.
         func fused(threads: Int, gradScale: Float) -> (mean: Float, losses: [Float], dinp: [Float]) {
             let ctx = ComputeContext(threads: threads)
             var losses = [Float](repeating: .nan, count: rows), dinp = [Float](repeating: .nan, count: rows * width)
-            var scratch = [Float](repeating: .nan, count: fusedHeadScratchFloats(rows: rows, vocab: vocab, width: width, threads: threads))
+            let count = fusedHeadScratchFloats(rows: rows, vocab: vocab, width: width, threads: threads), guardCount = 64
+            var scratch = [Float](repeating: .nan, count: count + guardCount)
+            for i in count..<(count + guardCount) { scratch[i] = 12345 }
             let mean = fusedHeadCrossEntropy(inp: inp, weight: weight, vocab: vocab, width: width, targets: targets, rows: rows,
                                              gradScale: gradScale, losses: &losses, dinp: &dinp, scratch: &scratch, context: ctx)
+            #expect(scratch[count...].allSatisfy { $0 == 12345 }, "the pass wrote past its scratch")
             return (mean, losses, dinp)
         }
 
@@ -110,8 +114,8 @@ import Trial
         #expect(loss == 0 && losses[0].isNaN && dinp[0].isNaN && scratch[0].isNaN)
     }
 
-    /// A NaN in a row's input makes that row's loss NaN (the trial's loss
-    /// then fails it), and only that row's.
+    /// A NaN in a row's input makes that row's loss and gradient NaN (the
+    /// trial's loss then fails it), and only that row's.
     @Test func aNaNRowGivesANaNLoss() {
         var c = Case(vocab: 600, width: 2048)
         var inp = c.inp
@@ -120,6 +124,9 @@ import Trial
         let fused = c.fused(threads: 2, gradScale: 1)
         #expect(fused.losses[3].isNaN && fused.mean.isNaN)
         #expect(fused.losses.enumerated().allSatisfy { $0.offset == 3 || $0.element.isFinite })
+        let C = c.width
+        #expect(fused.dinp[(3 * C)..<(4 * C)].allSatisfy { $0.isNaN }, "the NaN row's gradient")
+        #expect(fused.dinp.enumerated().allSatisfy { $0.offset / C == 3 || $0.element.isFinite }, "a NaN leaked into other rows' gradients")
     }
 
     /// One training forward and backward of the tiny golden batch with the

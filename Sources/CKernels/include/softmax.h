@@ -17,7 +17,7 @@ void factsweep_softmax_row(float *row, size_t count);
 float factsweep_cross_entropy_row(float *row, size_t count, size_t target, float scale);
 
 /// One block of a softmax over a row whose logits come in blocks (the fused
-/// head, FusedHeadLoss.swift): with M = *maximum and M' = max(M, max(row)),
+/// head, FusedHead.swift): with M = *maximum and M' = max(M, max(row)),
 /// replaces row[0..<count] by exp(row − M'), sets *sum = *sum · exp(M − M') +
 /// Σ exp(row − M') and *maximum = M', and returns exp(M − M'): the factor
 /// by which whatever was accumulated against M must be scaled (0 for the

@@ -34,7 +34,8 @@ extension LlamaNetwork {
 
         // Output head and final norm, at the labelled rows; then scatter into the stream.
         if let headGrad {
-            // Both products read the logits' gradient: one bf16 copy. (Without a trained head one product reads it.)
+            // Both products read the logits' gradient: one bf16 copy. (Without a trained head one product reads it,
+            // or none when the forward took the head in one pass and wrote dFinalOut itself.)
             // With no labelled row (m = 0) the head's product sums nothing and writes zeros (beta 0).
             sharingBFloat16Copy(of: acts.head.logits, rows: m, columns: c.vocabularySize) {
                 head.multiplyTransposed(dinp: acts.grads.dFinalOut, dout: acts.head.logits, n: m, accumulate: false, context: ctx)

@@ -34,7 +34,9 @@ extension NetworkLayer {
 extension LlamaNetwork {
     /// Runs the transformer over `batch` for training and fills the logits of
     /// the labelled rows; returns the mean cross-entropy over them (0 when
-    /// none), leaving ∂loss/∂logits in the activations for `backward`. `rng`
+    /// none), leaving ∂loss/∂logits in the activations for `backward` — or,
+    /// for a frozen head taken in one pass (`fusesHead`, FusedHead.swift),
+    /// ∂loss/∂(the final norm's output), the logits not written. `rng`
     /// draws dropout masks.
     @discardableResult
     public func forward(_ batch: TokenBatch, _ acts: LlamaActivations, rng: inout SeededGenerator, context: ComputeContext) -> Float {
@@ -66,7 +68,8 @@ extension LlamaNetwork {
         return Array(UnsafeBufferPointer(start: acts.head.logits.base, count: count))
     }
 
-    /// The logits of the labelled rows and their mean cross-entropy.
+    /// The mean cross-entropy of the labelled rows, through their logits or
+    /// in one pass over a frozen head (`fusesHead`).
     private func forwardLoss(_ batch: TokenBatch, _ acts: LlamaActivations, mode: ForwardMode, rng: inout SeededGenerator,
                              context: ComputeContext) -> Float {
         var m = 0

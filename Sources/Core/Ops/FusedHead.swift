@@ -8,24 +8,37 @@ import Foundation
 /// products and the loss between them.
 let fusedHead = PathSwitch(environmentKey: "FACTSWEEP_FUSED_HEAD")
 
-/// Rows of W in a block: 1 MiB of Floats, half of a Zen 4 core's L2, so
-/// that the block the logits' product read from memory is still in cache
-/// for the gradient's product (128 rows at Llama-3.2-1B's width, 448 at
-/// SmolLM2's). A multiple of 16, at least 16; no more than a thread's
-/// share of the vocabulary.
+/// Rows of W in a block: 1 MiB of Floats (128 rows at Llama-3.2-1B's
+/// width, 448 at SmolLM2's), a Zen 4 core's L2, so that the block the
+/// logits' product read from memory is still in cache (L2, or the shared
+/// L3) for the gradient's product. Blocks of 2 and 4 MiB measured level
+/// with it, 8 MiB slower (docs/benchmarks.md, "Issue 13, forty-sixth
+/// stop"). A multiple of 16 (at least 16) unless a thread's share of the
+/// vocabulary is smaller: then that share.
 func fusedHeadBlockRows(width: Int, vocab: Int, chunks: Int) -> Int {
     min(max(16, (1 << 18) / max(1, width) / 16 * 16), (vocab + chunks - 1) / max(1, chunks))
+}
+
+/// `count` Floats rounded up to 64 bytes: each thread's scratch parts start
+/// on a cache line of their own.
+private func cacheLines(_ count: Int) -> Int { (count + 15) / 16 * 16 }
+
+/// Floats of one thread's scratch: the block's logits (m, blockRows), a
+/// partial sum (m, C), a running maximum and sum per row, each part
+/// starting on a cache line.
+private func fusedHeadChunkFloats(rows m: Int, blockRows: Int, width C: Int) -> Int {
+    cacheLines(m * blockRows) + cacheLines(m * C) + cacheLines(2 * m)
 }
 
 /// Threads' shares of the vocabulary: one per thread, at most one per word.
 func fusedHeadChunks(vocab: Int, threads: Int) -> Int { max(1, min(threads, vocab)) }
 
 /// Floats of scratch `fusedHeadCrossEntropy` needs for `rows` labelled rows:
-/// per thread the block's logits (rows, block), a partial sum (rows, C), a
-/// running maximum and sum per row; and one target logit per row.
+/// each thread's (`fusedHeadChunkFloats`), and one target logit per row.
 func fusedHeadScratchFloats(rows m: Int, vocab: Int, width: Int, threads: Int) -> Int {
     let chunks = fusedHeadChunks(vocab: vocab, threads: threads)
-    return chunks * m * (fusedHeadBlockRows(width: width, vocab: vocab, chunks: chunks) + width + 2) + m
+    let blockRows = fusedHeadBlockRows(width: width, vocab: vocab, chunks: chunks)
+    return chunks * fusedHeadChunkFloats(rows: m, blockRows: blockRows, width: width) + m
 }
 
 /// The softmax cross-entropy of the `m` rows of `inp` (m, C) through a
@@ -37,7 +50,7 @@ func fusedHeadScratchFloats(rows m: Int, vocab: Int, width: Int, threads: Int) -
 ///
 /// Why: at batch 1 an example has ~23 labelled rows, and at so few rows
 /// each of the two head products is bound by reading W: Llama-3.2-1B's tied
-/// head is 1.05 GB of Floats, read at ~10 GB/s twice a step, 97 ms forward
+/// head is 1.05 GB of Floats, read twice a step at 7–11 GB/s, 97 ms forward
 /// and 143 ms for the input gradient (docs/benchmarks.md, "Issue 13,
 /// forty-fifth stop"). Here each thread runs its share of the vocabulary
 /// in blocks of `fusedHeadBlockRows`: the block's logits (one product on
@@ -57,12 +70,12 @@ func fusedHeadCrossEntropy(
     for r in 0..<m { precondition(targets[r] >= 0 && Int(targets[r]) < V, "target \(targets[r]) outside the vocabulary of \(V)") }
     let chunks = fusedHeadChunks(vocab: V, threads: context.threads), blockRows = fusedHeadBlockRows(width: C, vocab: V, chunks: chunks)
     // A chunk's scratch: its block's logits (m, blockRows), partial sum (m, C), maxima (m), sums (m). Chunk 0 sums into dinp.
-    let stride = m * (blockRows + C + 2)
+    let stride = fusedHeadChunkFloats(rows: m, blockRows: blockRows, width: C)
     let targetLogits = scratch + chunks * stride
     func parts(_ chunk: Int) -> (block: UnsafeMutablePointer<Float>, partial: UnsafeMutablePointer<Float>,
                                  maxima: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Float>) {
-        let base = scratch + chunk * stride, maxima = base + m * (blockRows + C)
-        return (base, chunk == 0 ? dinp : base + m * blockRows, maxima, maxima + m)
+        let base = scratch + chunk * stride, partial = base + cacheLines(m * blockRows), maxima = partial + cacheLines(m * C)
+        return (base, chunk == 0 ? dinp : partial, maxima, maxima + m)
     }
     let shared = UncheckedSendable((inp: inp, w: w, targets: targets, targetLogits: targetLogits))
     context.withSingleThreadedBLAS {
