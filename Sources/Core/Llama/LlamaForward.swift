@@ -80,11 +80,13 @@ extension LlamaNetwork {
         }
         let fuses = fusesHead(rows: m, mode: mode, acts, context: context)
         forwardHidden(batch, acts, rows: m, mode: mode, rng: &rng, context: context, headProduct: !fuses)
-        if fuses, let loss = head.withDenseRows({ w in
-            fusedHeadCrossEntropy(inp: acts.head.finalOut.base, weight: w, vocab: config.vocabularySize, width: config.hiddenSize,
-                                  targets: acts.rowTarget, rows: m, gradScale: 1 / Float(m), losses: acts.head.losses.base,
-                                  dinp: acts.grads.dFinalOut.base, scratch: acts.head.logits.base, context: context)
-        }) {
+        if fuses {
+            // `fusesHead` checked that the head is dense; the logits were not written, so there is no way back.
+            guard let loss = head.withDenseRows({ w in
+                fusedHeadCrossEntropy(inp: acts.head.finalOut.base, weight: w, vocab: config.vocabularySize, width: config.hiddenSize,
+                                      targets: acts.rowTarget, rows: m, gradScale: 1 / Float(m), losses: acts.head.losses.base,
+                                      dinp: acts.grads.dFinalOut.base, scratch: acts.head.logits.base, context: context)
+            }) else { preconditionFailure("fused head over a head that is not dense") }
             return loss
         }
         return crossEntropyForwardBackward(
