@@ -6,6 +6,10 @@
 /// C hidden, Q = H·hd, K = KV·hd, F intermediate, M labelled rows, V vocabulary.
 public final class LlamaActivations: @unchecked Sendable {
     public let maxBatch: Int, maxSeq: Int, maxRows: Int
+    /// The threads the per-thread scratch (attention's, the norms', the
+    /// dequantised tiles', the fused head's) was sized for: a context with
+    /// more would write past it, so forward and backward refuse one.
+    public let threads: Int
     let rope: RopeTable
     private let arena: FloatArena
     private let gradArena: FloatArena
@@ -88,10 +92,11 @@ public final class LlamaActivations: @unchecked Sendable {
         let n = maxBatch * maxSeq
         let m = min(maxRows ?? n, n)
         self.maxRows = m
+        self.threads = max(1, threads)
         let C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth, F = c.intermediateSize, V = c.vocabularySize
         let probs = maxBatch * c.headCount * maxSeq * maxSeq
         // The fused head's scratch lies in the logits' space: more than the logits only at tiny vocabularies.
-        let logits = max(m * V, fusedHeadScratchFloats(rows: m, vocab: V, width: C, threads: max(1, threads)))
+        let logits = max(m * V, fusedHeadScratchFloats(rows: m, vocab: V, width: C, threads: self.threads))
         let forward = FloatArena.carved { arena in
             let take = { (count: Int) in FloatPointer(arena.take(count)) }
             let layers = network.layers.map { layer in
@@ -108,7 +113,7 @@ public final class LlamaActivations: @unchecked Sendable {
         arena = forward.arena
         (layers, head) = forward.tensors
 
-        let t = max(1, threads)
+        let t = self.threads
         let projections = network.layers.flatMap(\.projections)
         let maxRank = projections.map { p -> Int in if case let .lora(l)? = p.adapter { return l.rank } else { return 0 } }.max() ?? 0
         let tiles = projections.map { $0.weight.tileFloats(threads: t) }.max() ?? 0

@@ -97,12 +97,14 @@ extension LlamaNetwork {
     /// Whether a training forward over `m` labelled rows computes the loss
     /// and ∂loss/∂finalOut in one pass over the head (FusedHead.swift): a
     /// frozen Float32 head in f32 products, the switch on, and the logits'
-    /// space large enough for its scratch (the logits are not written; it
-    /// is, unless the context has more threads than the activations were
-    /// made for). Not in bf16: there oneDNN's one-thread products over a
-    /// block's plain bf16 rows ran at ~106 GFLOP/s a core, and the pass took
-    /// about as long as the two products over the head's packed copies
-    /// (docs/benchmarks.md, "Issue 13, forty-sixth stop").
+    /// space large enough for its scratch (the logits are not written).
+    /// That space is sized for the activations' threads; a context of fewer
+    /// can need a few Floats more at small vocabularies (each thread's parts
+    /// are rounded to cache lines), and then takes the two products. Not in
+    /// bf16: there oneDNN's one-thread products over a block's plain bf16
+    /// rows ran at ~106 GFLOP/s a core, and the pass took about as long as
+    /// the two products over the head's packed copies (docs/benchmarks.md,
+    /// "Issue 13, forty-sixth stop").
     private func fusesHead(rows m: Int, mode: ForwardMode, _ acts: LlamaActivations, context: ComputeContext) -> Bool {
         guard mode == .training, m > 0, headGrad == nil, fusedHead.isOn, ProductPrecision.current == .f32,
               case .dense = head else { return false }
@@ -117,6 +119,7 @@ extension LlamaNetwork {
                        context ctx: ComputeContext, headProduct: Bool = true) {
         let B = batch.batchSize, T = batch.seqLen, N = batch.rowCount
         precondition(B <= acts.maxBatch && T <= acts.maxSeq && m <= acts.maxRows, "batch exceeds activation capacity")
+        precondition(ctx.threads <= acts.threads, "a context of \(ctx.threads) threads over activations made for \(acts.threads)")
         let c = config, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth
         let shape = AttentionShape(lengths: batch.lengths, prefix: batch.sharedPrefix, heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDimension)
         let scratch = acts.grads.projectionScratch

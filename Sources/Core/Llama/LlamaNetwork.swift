@@ -38,7 +38,10 @@ public struct NetworkLayer: Sendable {
     public var projections: [Projection] { [q, k, v, o, gate, up, down] }
 }
 
-/// Everything forward and backward read and write for one trial.
+/// Everything forward and backward read and write for one trial. Its
+/// pointers are into its model's arenas and copies, and it does not keep the
+/// model alive: whoever runs it holds the model (`FineTuning` does, as
+/// `base`). A network over a model already freed reads freed memory.
 public struct LlamaNetwork: Sendable {
     public let config: LlamaConfiguration
     public let embed: FloatPointer  // (V, C)
