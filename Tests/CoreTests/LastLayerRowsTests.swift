@@ -45,10 +45,19 @@ import Trial
     /// One forward and backward of the tiny golden batch with the last layer
     /// compacted and with every row through it: the same loss and gradients.
     /// LoRA adapts all seven projections, so that o, gate, up and down train
-    /// in the compacted rows; IA³ scales down's input there.
+    /// in the compacted rows; IA³ scales down's input there. The adapter
+    /// methods in f32 take the fused head (FusedHead.swift), so they run
+    /// with it and with the two head products.
     @Test(arguments: [MethodKind.full, .lora, .qlora, .ia3], [Precision.f32, .bf16])
     func sameLossAndGradientsAsEveryRow(_ kind: MethodKind, precision: Precision) throws {
         try #require(LlamaNetwork.lastLayerRows.byEnvironment, "\(LlamaNetwork.lastLayerRows.environmentKey)=off turns off what this test checks")
+        try #require(fusedHead.byEnvironment, "\(fusedHead.environmentKey)=off turns off one of the head's paths this test checks")
+        let fuses = kind != .full && precision == .f32
+        try checkEveryRow(kind, precision: precision, fused: fuses)
+        if fuses { try fusedHead.withoutIt { try checkEveryRow(kind, precision: precision, fused: false) } }
+    }
+
+    private func checkEveryRow(_ kind: MethodKind, precision: Precision, fused: Bool) throws {
         let loaded = try ModelLocation.open(TestPaths.golden("tiny-tied"))
         let ctx = ComputeContext(threads: 2)
         let model = try LlamaModel(config: loaded.configuration, source: loaded.tensors, storage: .training(kind, precision: precision),
@@ -59,13 +68,17 @@ import Trial
         if kind == .lora || kind == .qlora { method.targets = ProjectionKind.allCases }
         func run(backwardWithEveryRow: Bool = false) throws -> (loss: Float, gradients: [Float], compacted: Bool) {
             let ft = try LastLayerRowsTests.trial(model, method, batch: b, precision: precision, context: ctx)
-            let loss = ft.network.forward(b, ft.activations, context: ctx)
+            // As `FineTuning.step` runs it: in the trial's product precision, which decides the head's path.
+            let loss = ProductPrecision.run(precision) { ft.network.forward(b, ft.activations, context: ctx) }
+            #expect(ft.activations.fusedHead == fused, "\(kind) \(precision): fused head \(ft.activations.fusedHead), expected \(fused)")
             let compacted = ft.activations.compactedLastLayer
             // Backward follows the forward's choice, whatever the switch says when it runs.
-            if backwardWithEveryRow {
-                LlamaNetwork.lastLayerRows.withoutIt { _ = ft.network.backward(b, ft.activations, context: ctx) }
-            } else {
-                ft.network.backward(b, ft.activations, context: ctx)
+            ProductPrecision.run(precision) {
+                if backwardWithEveryRow {
+                    LlamaNetwork.lastLayerRows.withoutIt { _ = ft.network.backward(b, ft.activations, context: ctx) }
+                } else {
+                    ft.network.backward(b, ft.activations, context: ctx)
+                }
             }
             return (loss, Array(UnsafeBufferPointer(start: ft.gradients.base, count: ft.gradients.capacity)), compacted)
         }
@@ -76,7 +89,7 @@ import Trial
         #expect(abs(compact.loss - every.loss) <= 1e-6 * abs(every.loss), "loss \(compact.loss) compacted, \(every.loss) every row")
         let scale = every.gradients.map(abs).max() ?? 0
         let worst = zip(compact.gradients, every.gradients).map { abs($0 - $1) }.max() ?? 0
-        #expect(scale > 0 && worst <= 1e-5 * scale, "\(kind) \(precision): gradients differ by \(worst) (largest \(scale))")
+        #expect(scale > 0 && worst <= 1e-5 * scale, "\(kind) \(precision) fused \(fused): gradients differ by \(worst) (largest \(scale))")
         #expect(compact.gradients.allSatisfy { $0.isFinite })
     }
 
