@@ -51,8 +51,7 @@ import Trial
     @Test(arguments: [MethodKind.full, .lora, .qlora, .ia3], [Precision.f32, .bf16])
     func sameLossAndGradientsAsEveryRow(_ kind: MethodKind, precision: Precision) throws {
         try #require(LlamaNetwork.lastLayerRows.byEnvironment, "\(LlamaNetwork.lastLayerRows.environmentKey)=off turns off what this test checks")
-        try #require(fusedHead.byEnvironment, "\(fusedHead.environmentKey)=off turns off one of the head's paths this test checks")
-        let fuses = kind != .full && precision == .f32
+        let fuses = fusedHead.byEnvironment && kind != .full && precision == .f32
         try checkEveryRow(kind, precision: precision, fused: fuses)
         if fuses { try fusedHead.withoutIt { try checkEveryRow(kind, precision: precision, fused: false) } }
     }
@@ -86,10 +85,16 @@ import Trial
         let switched = try run(backwardWithEveryRow: true)
         #expect(compact.compacted && !every.compacted && switched.compacted)
         #expect(switched.gradients == compact.gradients, "backward took the switch's say over the forward's")
-        #expect(abs(compact.loss - every.loss) <= 1e-6 * abs(every.loss), "loss \(compact.loss) compacted, \(every.loss) every row")
+        // bf16 products round their inputs to 8 significant bits. The products' blocking differs with their row
+        // count, so an input can differ in its last f32 bit between the two passes and round the other way: 2⁻⁸ of
+        // that input. Measured: 3.2e-3 of the largest gradient (QLoRA, bf16 products multiplying in f32 on an AVX2
+        // build); a row taken from the wrong place differs by the gradient's own size.
+        let (lossTolerance, gradientTolerance): (Float, Float) = precision == .bf16 ? (1e-3, 1e-2) : (1e-6, 1e-5)
+        #expect(abs(compact.loss - every.loss) <= lossTolerance * abs(every.loss), "loss \(compact.loss) compacted, \(every.loss) every row")
         let scale = every.gradients.map(abs).max() ?? 0
         let worst = zip(compact.gradients, every.gradients).map { abs($0 - $1) }.max() ?? 0
-        #expect(scale > 0 && worst <= 1e-5 * scale, "\(kind) \(precision) fused \(fused): gradients differ by \(worst) (largest \(scale))")
+        #expect(scale > 0 && worst <= gradientTolerance * scale,
+                "\(kind) \(precision) fused \(fused): gradients differ by \(worst) (largest \(scale))")
         #expect(compact.gradients.allSatisfy { $0.isFinite })
     }
 

@@ -160,7 +160,9 @@ final class EvaluationBuffers: @unchecked Sendable {
     func generator(_ network: LlamaNetwork, batch: Int, length: Int, context: ComputeContext) -> CachedGenerator {
         lock.lock()
         defer { lock.unlock() }
-        if let c = cached, c.network == network.embed.base, c.generator.maxBatch >= batch, c.generator.maxLength >= length { return c.generator }
+        // A generator runs on the context it was made with: one for another thread count is made anew.
+        if let c = cached, c.network == network.embed.base, c.generator.maxBatch >= batch, c.generator.maxLength >= length,
+           c.generator.context.threads == context.threads { return c.generator }
         let g = CachedGenerator(network: network, maxBatch: batch, maxLength: length, context: context)
         cached = (network.embed.base, g)
         return g
@@ -170,7 +172,7 @@ final class EvaluationBuffers: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         let window = min(Perplexity.window, max(1, tokens - 1))
-        if let p = perplexityActs, p.network == network.embed.base, p.acts.maxSeq >= window { return p.acts }
+        if let p = perplexityActs, p.network == network.embed.base, p.acts.maxSeq >= window, p.acts.threads >= context.threads { return p.acts }
         let acts = LlamaActivations(network: network, maxBatch: 1, maxSeq: window, threads: context.threads)
         perplexityActs = (network.embed.base, acts)
         return acts

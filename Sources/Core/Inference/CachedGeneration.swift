@@ -33,7 +33,7 @@ public final class CachedGenerator: @unchecked Sendable {
     /// tokens at evaluation) and a whole proposed answer fit in one. The
     /// prompts' shared prefix comes on top, in the first pass.
     static let pieceLength = 64
-    private let context: ComputeContext
+    let context: ComputeContext
     private let arena: FloatArena
     private let tensors: Tensors
     /// Rows of logits computed at once: the last tokens of B sequences, or a

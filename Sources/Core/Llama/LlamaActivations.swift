@@ -7,8 +7,9 @@
 public final class LlamaActivations: @unchecked Sendable {
     public let maxBatch: Int, maxSeq: Int, maxRows: Int
     /// The threads the per-thread scratch (attention's, the norms', the
-    /// dequantised tiles', the fused head's) was sized for: a context with
-    /// more would write past it, so forward and backward refuse one.
+    /// dequantised tiles') was sized for: a context with more would write
+    /// past it, so forward and backward refuse one. (The fused head's
+    /// scratch is checked on its own: `fusesHead`.)
     public let threads: Int
     let rope: RopeTable
     private let arena: FloatArena
@@ -84,6 +85,13 @@ public final class LlamaActivations: @unchecked Sendable {
     let attentionPrefixScratchCount: Int
 
     public var byteCount: Int { arena.byteCount + gradArena.byteCount }
+
+    /// Stops the process, saying why, when `context` has more threads than
+    /// the per-thread scratch was sized for. `fatalError` rather than
+    /// `precondition`, whose message a release build does not print.
+    func requireThreads(of context: ComputeContext) {
+        if context.threads > threads { fatalError("a context of \(context.threads) threads over activations made for \(threads)") }
+    }
 
     public init(network: LlamaNetwork, maxBatch: Int, maxSeq: Int, maxRows: Int? = nil, threads: Int) {
         let c = network.config

@@ -31,7 +31,7 @@ extension LlamaNetwork {
         let shape = AttentionShape(lengths: batch.lengths, prefix: batch.sharedPrefix, heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDimension)
         let scratch = acts.grads.projectionScratch
         precondition(shape.prefixScratchCount <= acts.attentionPrefixScratchCount, "shared prefix exceeds the activations' scratch")
-        precondition(ctx.threads <= acts.threads, "a context of \(ctx.threads) threads over activations made for \(acts.threads)")
+        acts.requireThreads(of: ctx)
 
         // Output head and final norm, at the labelled rows; then scatter into the stream.
         if let headGrad {

@@ -61,6 +61,7 @@ extension LlamaNetwork {
     /// logits (rows, V) at the given token rows (indices into the batch's
     /// rows).
     public func logits(_ batch: TokenBatch, outputRows: [Int], _ acts: LlamaActivations, context: ComputeContext) -> [Float] {
+        precondition(outputRows.count <= acts.maxRows, "\(outputRows.count) output rows exceed the activations' \(acts.maxRows)")
         for (i, r) in outputRows.enumerated() { acts.rowIndex[i] = Int32(r) }
         var rng = SeededGenerator(seed: 0)
         forwardHidden(batch, acts, rows: outputRows.count, mode: .inference, rng: &rng, context: context)
@@ -72,6 +73,7 @@ extension LlamaNetwork {
     /// in one pass over a frozen head (`fusesHead`).
     private func forwardLoss(_ batch: TokenBatch, _ acts: LlamaActivations, mode: ForwardMode, rng: inout SeededGenerator,
                              context: ComputeContext) -> Float {
+        precondition(batch.labelledCount <= acts.maxRows, "\(batch.labelledCount) labelled rows exceed the activations' \(acts.maxRows)")
         var m = 0
         for (i, t) in batch.targets.enumerated() where t != TokenBatch.ignore {
             acts.rowIndex[m] = Int32(i)
@@ -119,7 +121,7 @@ extension LlamaNetwork {
                        context ctx: ComputeContext, headProduct: Bool = true) {
         let B = batch.batchSize, T = batch.seqLen, N = batch.rowCount
         precondition(B <= acts.maxBatch && T <= acts.maxSeq && m <= acts.maxRows, "batch exceeds activation capacity")
-        precondition(ctx.threads <= acts.threads, "a context of \(ctx.threads) threads over activations made for \(acts.threads)")
+        acts.requireThreads(of: ctx)
         let c = config, C = c.hiddenSize, Q = c.queryWidth, K = c.kvWidth
         let shape = AttentionShape(lengths: batch.lengths, prefix: batch.sharedPrefix, heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDimension)
         let scratch = acts.grads.projectionScratch

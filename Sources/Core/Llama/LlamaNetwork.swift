@@ -39,9 +39,10 @@ public struct NetworkLayer: Sendable {
 }
 
 /// Everything forward and backward read and write for one trial. Its
-/// pointers are into its model's arenas and copies, and it does not keep the
-/// model alive: whoever runs it holds the model (`FineTuning` does, as
-/// `base`). A network over a model already freed reads freed memory.
+/// tensors are pointers into its model's arenas, and it does not keep the
+/// model alive (only the shared copies it names: the bf16 head, the packed
+/// bases): whoever runs it holds the model (`FineTuning` does, as `base`).
+/// A network over a model already freed reads freed memory.
 public struct LlamaNetwork: Sendable {
     public let config: LlamaConfiguration
     public let embed: FloatPointer  // (V, C)
