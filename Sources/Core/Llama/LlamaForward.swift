@@ -73,9 +73,9 @@ extension LlamaNetwork {
     /// in one pass over a frozen head (`fusesHead`).
     private func forwardLoss(_ batch: TokenBatch, _ acts: LlamaActivations, mode: ForwardMode, rng: inout SeededGenerator,
                              context: ComputeContext) -> Float {
-        precondition(batch.labelledCount <= acts.maxRows, "\(batch.labelledCount) labelled rows exceed the activations' \(acts.maxRows)")
         var m = 0
         for (i, t) in batch.targets.enumerated() where t != TokenBatch.ignore {
+            precondition(m < acts.maxRows, "more labelled rows than the activations' \(acts.maxRows)")
             acts.rowIndex[m] = Int32(i)
             acts.rowTarget[m] = t
             m += 1
